@@ -1,0 +1,3 @@
+//! Benchmarks behind cargo xtask bench: queue, checkpoint and executor throughput.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The storage port of cairn: runs, journals, snapshots, audit log and status compare-and-swap.

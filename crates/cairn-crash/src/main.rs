@@ -1,0 +1,3 @@
+//! The crash-test worker and harness behind cargo xtask crash-test.
+
+fn main() {}

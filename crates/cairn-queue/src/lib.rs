@@ -1,0 +1,1 @@
+//! Event-sourced DAG task queue: a synchronous state machine that does no I/O.

@@ -1,0 +1,1 @@
+//! The cairn resume policy: a fresh run never silently resumes a failed one.

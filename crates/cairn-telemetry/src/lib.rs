@@ -1,0 +1,1 @@
+//! Recovery-aware tracing events, spans and OpenTelemetry export for cairn.

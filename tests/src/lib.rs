@@ -1,0 +1,1 @@
+//! Flows that cross cairn crates live in this crate's `tests/` folder.
