@@ -1,1 +1,52 @@
-//! The storage port of cairn: runs, journals, snapshots, audit log and status compare-and-swap.
+//! The storage port of cairn: runs, journals, snapshots, the audit log and run-status
+//! compare-and-swap.
+//!
+//! The executor and the resume policy know only this crate. Adapters live in their own
+//! crates (`cairn-checkpoint-file`, the embedded default, and `cairn-checkpoint-sled`), so
+//! choosing one never compiles the other. `NoopFactory` keeps nothing.
+//!
+//! With the `conformance` feature, the crate also exports the conformance suite that every
+//! adapter and every wrapper runs, and a fault-injecting wrapper.
+//!
+//! # Examples
+//!
+//! ```
+//! use cairn_checkpoint::{CheckpointerFactory, NoopFactory, RunId, RunMeta};
+//! use cairn_queue::Timestamp;
+//!
+//! # async fn demo() -> Result<(), cairn_checkpoint::Error> {
+//! let factory = NoopFactory;
+//! let meta = RunMeta::new(RunId::new("r1")?, "site", "default", "build it", Timestamp(0));
+//! let run = factory.begin(meta).await?;
+//! run.append(&[]).await?;
+//! run.complete().await?;
+//! # Ok(()) }
+//! ```
+
+mod audit;
+mod error;
+mod meta;
+mod noop;
+mod port;
+
+pub use audit::{AuditAction, AuditRecord};
+pub use error::{Error, Result};
+pub use meta::{
+    MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,
+};
+pub use noop::{NoopCheckpointer, NoopFactory};
+pub use port::{
+    Checkpointer, CheckpointerFactory, Durability, Opened, Quarantined, Recovered, StatusConflict,
+    TornTail,
+};
+
+/// The wall clock as a `Timestamp` (milliseconds since the Unix epoch).
+///
+/// Adapters and hosts use it; `cairn-queue` itself never reads a clock.
+pub fn wall_clock_now() -> cairn_queue::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    cairn_queue::Timestamp(ms)
+}

@@ -1,1 +1,56 @@
-//! Event-sourced DAG task queue: a synchronous state machine that does no I/O.
+//! Event-sourced DAG task queue: a synchronous, single-owner state machine that does no I/O.
+//!
+//! `cairn-queue` keeps no clock (callers pass `now`), spawns nothing and touches no file.
+//! Every change is an [`Event`]; [`Queue::apply`] is the only way state changes, so replaying
+//! a [`Snapshot`] plus the events after it gives back the same state.
+//!
+//! # Rules
+//!
+//! - **Statuses.** `pending → running → done | skipped | failed`, with `blocked` for tasks
+//!   whose ancestor failed. `done` and `skipped` satisfy dependents.
+//! - **Failure.** `fail(retryable = true)` with attempts left sends the task back to `pending`
+//!   with `not_before = retry_at`. Otherwise the task is `failed` and every transitive
+//!   dependent that has not finished becomes `blocked`, with `blocked_by` naming the failed
+//!   task. Independent branches keep running.
+//! - **Manual retry.** `retry(id)` takes a `failed` task back to `pending` with its attempt
+//!   counter reset to 0. Every task it blocked returns to `pending`, unless another failed
+//!   ancestor still blocks it, in which case `blocked_by` names that ancestor instead.
+//! - **Enqueue onto a failed branch.** A task that depends on a `failed` or `blocked` task is
+//!   accepted and enters `blocked` at once (blocked by the failed ancestor), so a retry of
+//!   that ancestor revives it too.
+//! - **Dedup guard.** With `TaskSpec::dedup` on (the default), enqueueing a task whose
+//!   `(kind, canonical inputs)` equals an existing dedup-enabled task's returns that task's
+//!   id and creates nothing. Every status counts, so a resumed handler that enqueues its
+//!   children again never spawns them twice. Canonical means object key order is ignored.
+//! - **Recovery.** `recover()` treats every `running` task as interrupted: back to `pending`
+//!   with attempts left, `failed` (kind `interrupted`) otherwise, blocking its dependents.
+//!
+//! # Examples
+//!
+//! ```
+//! use cairn_queue::{EnqueuedBy, Handoff, Outcome, Queue, QueueConfig, TaskSpec, Timestamp};
+//!
+//! let mut q = Queue::new(QueueConfig::default());
+//! let now = Timestamp(0);
+//! let fetch = q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, now)?.id;
+//! let render = q.enqueue(TaskSpec::new("render").depends_on([fetch]), EnqueuedBy::Root, now)?.id;
+//! assert_eq!(q.next_runnable(now), vec![fetch]);
+//! q.start(fetch, now)?;
+//! q.complete(fetch, Handoff::default(), now)?;
+//! q.start(render, now)?;
+//! q.complete(render, Handoff::default(), now)?;
+//! assert_eq!(q.outcome(), Some(Outcome::Completed));
+//! # Ok::<(), cairn_queue::Error>(())
+//! ```
+
+mod error;
+mod event;
+mod queue;
+mod snapshot;
+mod task;
+
+pub use error::{Error, Result};
+pub use event::Event;
+pub use queue::{Enqueued, Outcome, Queue, QueueConfig, Recovery, StatusCounts};
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
+pub use task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};

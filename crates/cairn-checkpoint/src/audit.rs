@@ -1,0 +1,91 @@
+//! Audit records: one append-only JSON line (`audit.jsonl`) per recovery decision.
+
+use cairn_queue::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::RunId;
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A run was begun.
+    Begun,
+    /// An interrupted run was adopted after a crash.
+    Recovered,
+    /// A task that was running at a crash was reset to pending.
+    TaskReset,
+    /// A task that was running at a crash had no attempts left and was failed.
+    TaskFailedOnRecovery,
+    /// A torn last journal record was cut on open.
+    TornTailCut,
+    /// State was moved to quarantine.
+    Quarantined,
+    /// State was discarded from use (never deleted: see `Quarantined`).
+    Discarded,
+    /// A failed run's resume was offered to the caller instead of happening silently.
+    FailedResumePrompted,
+    /// A failed or paused run was abandoned (now cancelled).
+    Abandoned,
+    /// A fresh run was forced past a failed one.
+    ForcedFresh,
+    /// A run was resumed by explicit id.
+    ResumedById,
+    /// A paused run was resumed by an approval.
+    Approved,
+    /// Durable checkpointing could not begin and the run degraded to non-durable.
+    BeginDegraded,
+    /// A run finished; `detail` carries the outcome.
+    Finished,
+}
+
+/// One audit line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When the decision was made.
+    pub at: Timestamp,
+    /// The run it concerns.
+    pub run_id: RunId,
+    /// What was decided.
+    pub action: AuditAction,
+    /// Why, for people.
+    pub message: String,
+    /// Structured details (task ids, paths, epochs...).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    /// Builds a record with no structured detail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, AuditRecord, RunId};
+    /// use cairn_queue::Timestamp;
+    /// let rec = AuditRecord::new(Timestamp(5), RunId::new("r1")?, AuditAction::Abandoned, "user abandoned");
+    /// assert_eq!(rec.action, AuditAction::Abandoned);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn new(
+        at: Timestamp,
+        run_id: RunId,
+        action: AuditAction,
+        message: impl Into<String>,
+    ) -> Self {
+        AuditRecord {
+            at,
+            run_id,
+            action,
+            message: message.into(),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    /// Adds structured detail.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}

@@ -1,0 +1,177 @@
+//! The one error type of the checkpoint port, shared by every adapter.
+
+use std::path::PathBuf;
+
+use crate::meta::{RunId, RunStatus};
+
+/// Everything a checkpoint operation can fail with.
+///
+/// Expected conflicts (a lost status compare-and-swap) are not errors: see `StatusConflict`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O call failed. `op` names the call (`append`, `rename`, ...).
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An fsync/fdatasync failed. Fatal for this checkpointer: it is never retried, because the
+    /// kernel may have dropped the dirty pages. Reopen the run to recover.
+    #[error(
+        "fsync of {path} failed; this checkpointer is now unusable (reopen to recover): {source}"
+    )]
+    SyncFailed {
+        /// The file or directory whose sync failed.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A previous fatal error (such as `SyncFailed`) poisoned this checkpointer.
+    #[error(
+        "checkpointer for run {run_id} is unusable after an earlier fatal error; reopen the run"
+    )]
+    Poisoned {
+        /// The run.
+        run_id: RunId,
+    },
+    /// Stored data is damaged somewhere other than a torn last record.
+    #[error("corruption in run {run_id} at byte {offset} of {file}: {detail}")]
+    Corruption {
+        /// The run.
+        run_id: RunId,
+        /// Which file (`journal`, `queue.json`, a sled tree, ...).
+        file: String,
+        /// Byte offset (or record index for non-file backends) of the first bad record.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Stored state was written by an unsupported format version. It has been quarantined.
+    #[error(
+        "run {run_id} has format version {found}, expected {expected}; state quarantined to {quarantined_to}"
+    )]
+    VersionMismatch {
+        /// The run.
+        run_id: RunId,
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+        /// Where the state was moved.
+        quarantined_to: String,
+    },
+    /// Stored state belongs to another run id. It has been quarantined.
+    #[error(
+        "state stored for run {expected} names run {found}; state quarantined to {quarantined_to}"
+    )]
+    ForeignRun {
+        /// The run the caller asked for.
+        expected: RunId,
+        /// The run id found inside the state.
+        found: String,
+        /// Where the state was moved.
+        quarantined_to: String,
+    },
+    /// Stored state cannot be parsed. It has been quarantined.
+    #[error("state of run {run_id} cannot be parsed ({detail}); quarantined to {quarantined_to}")]
+    Unreadable {
+        /// The run.
+        run_id: RunId,
+        /// What is wrong.
+        detail: String,
+        /// Where the state was moved.
+        quarantined_to: String,
+    },
+    /// Another writer holds the run.
+    #[error("run {run_id} is locked by another writer ({holder})")]
+    Locked {
+        /// The run.
+        run_id: RunId,
+        /// Who holds it, as far as the store can tell (owner pid and host).
+        holder: String,
+    },
+    /// No run has this id.
+    #[error("no run {run_id}")]
+    NotFound {
+        /// The run.
+        run_id: RunId,
+    },
+    /// `begin` was called with an id that exists.
+    #[error("run {run_id} already exists")]
+    AlreadyExists {
+        /// The run.
+        run_id: RunId,
+    },
+    /// The run is terminal; the operation needs a live run.
+    #[error("run {run_id} is already {status}")]
+    Terminal {
+        /// The run.
+        run_id: RunId,
+        /// Its terminal status.
+        status: RunStatus,
+    },
+    /// Text that was offered as a run id is not one.
+    #[error("`{id}` is not a valid run id: {reason}")]
+    InvalidRunId {
+        /// The text.
+        id: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A value could not be encoded or decoded.
+    #[error("could not encode or decode {what}: {detail}")]
+    Encoding {
+        /// What was being encoded.
+        what: &'static str,
+        /// The serializer's message.
+        detail: String,
+    },
+    /// The queue rejected recovered events while rebuilding state.
+    #[error("recovered state of run {run_id} does not replay: {source}")]
+    Replay {
+        /// The run.
+        run_id: RunId,
+        /// The queue's error.
+        #[source]
+        source: cairn_queue::Error,
+    },
+    /// A fault-injecting wrapper failed this call on purpose.
+    #[error("injected fault in {op}")]
+    Injected {
+        /// The call that was failed.
+        op: &'static str,
+    },
+    /// A backend-specific failure (for example from sled).
+    #[error("{backend} error: {source}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Whether this error means stored state is damaged or foreign (as opposed to a
+    /// transient or environmental failure).
+    pub fn is_bad_state(&self) -> bool {
+        matches!(
+            self,
+            Error::Corruption { .. }
+                | Error::VersionMismatch { .. }
+                | Error::ForeignRun { .. }
+                | Error::Unreadable { .. }
+        )
+    }
+}
+
+/// Shorthand for results of checkpoint operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,289 @@
+//! Run identity and metadata: `RunId`, `RunStatus`, `RunMeta`, owners and run errors.
+
+use std::fmt;
+use std::str::FromStr;
+
+use cairn_queue::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The run-metadata format this build writes and reads.
+pub const META_FORMAT_VERSION: u32 = 1;
+
+/// The longest run id accepted.
+pub const MAX_RUN_ID_LEN: usize = 64;
+
+/// A validated run id: 1 to 64 characters from `[A-Za-z0-9_-]`, so it is always safe as a
+/// single path component (no `.`, `..` or separator can sneak in).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(String);
+
+impl RunId {
+    /// Validates `text` as a run id.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidRunId` when `text` is empty, longer than 64 bytes, or holds a character
+    /// outside `[A-Za-z0-9_-]`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// assert!(RunId::new("01JD3ZK8Q2").is_ok());
+    /// assert!(RunId::new("../etc").is_err());
+    /// ```
+    pub fn new(text: impl Into<String>) -> Result<RunId, Error> {
+        let text = text.into();
+        let reason = if text.is_empty() {
+            Some("it is empty")
+        } else if text.len() > MAX_RUN_ID_LEN {
+            Some("it is longer than 64 bytes")
+        } else if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Some("only ASCII letters, digits, '-' and '_' are allowed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidRunId { id: text, reason }),
+            None => Ok(RunId(text)),
+        }
+    }
+
+    /// A fresh id that sorts by creation time: 48 bits of milliseconds then 80 random bits,
+    /// in Crockford base32 (26 characters, ULID layout).
+    ///
+    /// `now_ms` is passed in so callers control time; `entropy` should be unpredictable
+    /// (callers typically mix the pid, a counter and the clock's nanoseconds).
+    pub fn generate(now_ms: u64, entropy: u128) -> RunId {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let value: u128 = ((now_ms as u128 & ((1 << 48) - 1)) << 80) | (entropy & ((1 << 80) - 1));
+        let mut out = [0u8; 26];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let shift = 5 * (25 - i);
+            *slot = ALPHABET[((value >> shift) & 31) as usize];
+        }
+        RunId(out.iter().map(|&b| b as char).collect())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunId::new(s)
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        RunId::new(s)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0
+    }
+}
+
+/// A run's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Being driven, or interrupted (a crash leaves a run `running`, for recovery).
+    Running,
+    /// Waiting on an approval.
+    Paused,
+    /// Ended with an error; resumable only by explicit intent.
+    Failed,
+    /// Ended successfully. Terminal.
+    Completed,
+    /// Abandoned. Terminal.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// `Completed` and `Cancelled` never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Cancelled)
+    }
+
+    /// The lower-case name used in JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Failed => "failed",
+            RunStatus::Completed => "completed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The process that owns (or last owned) a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+}
+
+impl Owner {
+    /// The current process on this host (host from `$HOSTNAME`, else `/etc/hostname`, else `localhost`).
+    pub fn current() -> Owner {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "localhost".to_owned());
+        Owner {
+            pid: std::process::id(),
+            host,
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// A short machine-readable class (`task_failed`, `panic`, `deadline`, `build`, ...).
+    pub kind: String,
+    /// A message for people.
+    pub message: String,
+}
+
+impl RunError {
+    /// Builds a run error.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> RunError {
+        RunError {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// Everything the store knows about a run besides its queue state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// `META_FORMAT_VERSION` when written by this build.
+    pub format_version: u32,
+    /// The run.
+    pub run_id: RunId,
+    /// The workflow's name.
+    pub workflow: String,
+    /// What the run belongs to: an install directory, a conversation, a tenant...
+    pub scope: String,
+    /// What the user asked for.
+    pub input: String,
+    /// When the run was begun.
+    pub created_at: Timestamp,
+    /// When the metadata last changed.
+    pub updated_at: Timestamp,
+    /// When the run reached `failed`, `completed` or `cancelled`.
+    pub finished_at: Option<Timestamp>,
+    /// Lifecycle status.
+    pub status: RunStatus,
+    /// The latest owner.
+    pub owner: Option<Owner>,
+    /// Increases by one every time the run is claimed (`begin` sets 1; each CAS to `running` adds 1).
+    pub lease_epoch: u64,
+    /// Set by `Checkpointer::fail`.
+    pub error: Option<RunError>,
+}
+
+impl RunMeta {
+    /// Metadata for a run about to be begun: status `running`, epoch 1, owner the current process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let meta = RunMeta::new(RunId::new("r1")?, "site", "default", "build it", Timestamp(0));
+    /// assert_eq!(meta.status, RunStatus::Running);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn new(
+        run_id: RunId,
+        workflow: impl Into<String>,
+        scope: impl Into<String>,
+        input: impl Into<String>,
+        now: Timestamp,
+    ) -> RunMeta {
+        RunMeta {
+            format_version: META_FORMAT_VERSION,
+            run_id,
+            workflow: workflow.into(),
+            scope: scope.into(),
+            input: input.into(),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            status: RunStatus::Running,
+            owner: Some(Owner::current()),
+            lease_epoch: 1,
+            error: None,
+        }
+    }
+}
+
+/// Which runs `CheckpointerFactory::list` returns. `None` fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this scope.
+    pub scope: Option<String>,
+    /// Only runs in one of these statuses (empty: any).
+    pub statuses: Vec<RunStatus>,
+}
+
+impl RunFilter {
+    /// Whether `meta` passes this filter.
+    pub fn matches(&self, meta: &RunMeta) -> bool {
+        self.workflow.as_ref().is_none_or(|w| *w == meta.workflow)
+            && self.scope.as_ref().is_none_or(|s| *s == meta.scope)
+            && (self.statuses.is_empty() || self.statuses.contains(&meta.status))
+    }
+}

@@ -1,0 +1,115 @@
+//! The noop adapter: keeps nothing. Used when durability is off, or when `begin` failed and
+//! the host allowed the executor to degrade.
+
+use async_trait::async_trait;
+use cairn_queue::{Event, Snapshot};
+
+use crate::audit::AuditRecord;
+use crate::error::{Error, Result};
+use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::port::{
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+};
+
+/// A factory whose runs are forgotten at once: `open` never finds anything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopFactory;
+
+/// A checkpointer that accepts everything and keeps nothing.
+#[derive(Debug)]
+pub struct NoopCheckpointer {
+    meta: RunMeta,
+}
+
+impl NoopCheckpointer {
+    /// A noop writer for the run described by `meta`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{Checkpointer, NoopCheckpointer, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let cp = NoopCheckpointer::new(meta);
+    /// assert_eq!(cp.run_id().as_str(), "r1");
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn new(meta: RunMeta) -> NoopCheckpointer {
+        NoopCheckpointer { meta }
+    }
+}
+
+#[async_trait]
+impl CheckpointerFactory for NoopFactory {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        Ok(Box::new(NoopCheckpointer::new(meta)))
+    }
+    async fn open(&self, _run_id: &RunId) -> Result<Option<Opened>> {
+        Ok(None)
+    }
+    async fn load_meta(&self, _run_id: &RunId) -> Result<Option<RunMeta>> {
+        Ok(None)
+    }
+    async fn list(&self, _filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        Ok(Vec::new())
+    }
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        _from: RunStatus,
+        _to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
+    }
+    async fn is_held(&self, _run_id: &RunId) -> Result<bool> {
+        Ok(false)
+    }
+    async fn quarantine(&self, run_id: &RunId, _reason: &str) -> Result<Quarantined> {
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
+    }
+    async fn append_audit(&self, _run_id: &RunId, _record: &AuditRecord) -> Result<()> {
+        Ok(())
+    }
+    async fn read_audit(&self, _run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl Checkpointer for NoopCheckpointer {
+    fn run_id(&self) -> &RunId {
+        &self.meta.run_id
+    }
+    async fn append(&self, _events: &[Event]) -> Result<()> {
+        Ok(())
+    }
+    async fn install_snapshot(&self, _snapshot: &Snapshot) -> Result<()> {
+        Ok(())
+    }
+    async fn load(&self) -> Result<Recovered> {
+        Ok(Recovered {
+            meta: self.meta.clone(),
+            snapshot: None,
+            events: Vec::new(),
+            torn_tail: None,
+        })
+    }
+    async fn audit(&self, _record: &AuditRecord) -> Result<()> {
+        Ok(())
+    }
+    async fn complete(&self) -> Result<RunMeta> {
+        let mut meta = self.meta.clone();
+        meta.status = RunStatus::Completed;
+        Ok(meta)
+    }
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        let mut meta = self.meta.clone();
+        meta.status = RunStatus::Failed;
+        meta.error = Some(error.clone());
+        Ok(meta)
+    }
+}

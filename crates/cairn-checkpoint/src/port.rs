@@ -1,0 +1,232 @@
+//! The port: `CheckpointerFactory` (runs) and `Checkpointer` (one run's journal).
+//!
+//! Contracts are written as MUST/SHOULD sentences; the conformance suite checks them.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_queue::{Event, Snapshot};
+
+use crate::audit::AuditRecord;
+use crate::error::Result;
+use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+
+/// How durable an acknowledged append is. Chosen by the host when it builds a factory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `append` returns only after its records are fsynced (and, for a new file, its
+    /// directory too). Survives power loss.
+    Sync,
+    /// Concurrent appends share one fsync. An append still returns only after its records
+    /// are durable; it may wait up to `max_delay` plus one fsync for others to join.
+    Group {
+        /// The most an append waits for company before the shared fsync starts.
+        max_delay: Duration,
+    },
+    /// OS buffers only: survives a process kill but NOT power loss or a kernel crash.
+    /// Unsafe for anything that must not be lost.
+    None,
+}
+
+/// A run status compare-and-swap that found another status: an expected conflict, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConflict {
+    /// The status the caller expected.
+    pub expected: RunStatus,
+    /// The status actually stored.
+    pub current: RunStatus,
+}
+
+/// A torn last journal record that `open` cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the cut record started.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+}
+
+/// A run's durable state as read back: the latest snapshot plus the events after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    /// The run's metadata.
+    pub meta: RunMeta,
+    /// The latest installed snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Every acknowledged event after that snapshot, in append order.
+    pub events: Vec<Event>,
+    /// Set when `open` cut a torn last record (also audited).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// An opened run: its writer handle and the recovered state.
+#[derive(Debug)]
+pub struct Opened {
+    /// The run's writer. Holds the one-writer lock until dropped.
+    pub checkpointer: Box<dyn Checkpointer>,
+    /// What was read back.
+    pub recovered: Recovered,
+}
+
+/// Where a quarantined run's state went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The run.
+    pub run_id: RunId,
+    /// A backend-specific location (a directory, a sled key prefix...).
+    pub location: String,
+}
+
+/// Creates, finds and manages runs. Object-safe; hold it as `Arc<dyn CheckpointerFactory>`.
+#[async_trait]
+pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
+    /// Creates a run and returns its writer.
+    ///
+    /// MUST store `meta` durably before returning. MUST fail with `AlreadyExists` when the id
+    /// exists (quarantined ids included). MUST take the run's one-writer lock.
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>>;
+
+    /// Opens an existing run for writing and reads back its state.
+    ///
+    /// MUST return `Ok(None)` for an unknown run. MUST take the one-writer lock, or fail with
+    /// `Locked` naming the holder. MUST cut a torn last record and audit the cut; MUST fail
+    /// with `Corruption` for a bad record followed by good ones. MUST quarantine (and audit)
+    /// state with a wrong format version, a foreign run id or unparseable content, then fail
+    /// with `VersionMismatch`, `ForeignRun` or `Unreadable`. MUST NOT change the run's status.
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>>;
+
+    /// Reads a run's metadata without taking its lock. `Ok(None)` for an unknown run.
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>>;
+
+    /// Runs matching `filter`, oldest first (by `created_at`, then id). Quarantined runs are
+    /// not listed.
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>>;
+
+    /// Atomically moves a run from `from` to `to`, across threads and processes.
+    ///
+    /// Returns `Ok(Err(conflict))` when the stored status is not `from`. When `to` is
+    /// `Running` the swap is a claim: it MUST increase `lease_epoch` by one and record the
+    /// calling process as owner (`Running → Running` is allowed and is exactly such a
+    /// re-claim). A swap to a terminal status or `Failed` MUST set `finished_at`.
+    /// `NotFound` for an unknown run.
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>>;
+
+    /// Whether a live writer currently holds the run's lock (in any process).
+    async fn is_held(&self, run_id: &RunId) -> Result<bool>;
+
+    /// Moves a run's whole state aside, never deleting it, and audits why. After this the run
+    /// is neither listed nor opened, and its id cannot be begun again.
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
+
+    /// Appends an audit record for a run without opening it (used by the resume policy).
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()>;
+
+    /// Every audit record of a run, oldest first. Empty for an unknown run.
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>>;
+}
+
+/// One run's writer. `&self` methods so concurrent appends can share a group fsync.
+#[async_trait]
+pub trait Checkpointer: Send + Sync + Debug + 'static {
+    /// The run this writer owns.
+    fn run_id(&self) -> &RunId;
+
+    /// Appends events in order.
+    ///
+    /// MUST NOT return `Ok` before the records are durable as the factory's `Durability`
+    /// says. After any `SyncFailed`, every later call MUST fail with `Poisoned`.
+    async fn append(&self, events: &[Event]) -> Result<()>;
+
+    /// Installs a snapshot that reflects every event appended so far.
+    ///
+    /// MUST keep the old state readable until the new snapshot is durable (temp file, fsync,
+    /// rename, directory fsync, and only then truncate or rotate the journal).
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Reads back the latest snapshot and the events after it.
+    async fn load(&self) -> Result<Recovered>;
+
+    /// Appends an audit record.
+    async fn audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Marks the run `completed`. `Terminal` if the run already is terminal.
+    async fn complete(&self) -> Result<RunMeta>;
+
+    /// Marks the run `failed` with `error`. `Terminal` if the run already is terminal.
+    async fn fail(&self, error: &RunError) -> Result<RunMeta>;
+}
+
+macro_rules! forward_factory {
+    ($ptr:ty) => {
+        #[async_trait]
+        impl<T: CheckpointerFactory + ?Sized> CheckpointerFactory for $ptr {
+            async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+                (**self).begin(meta).await
+            }
+            async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+                (**self).open(run_id).await
+            }
+            async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+                (**self).load_meta(run_id).await
+            }
+            async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+                (**self).list(filter).await
+            }
+            async fn compare_and_swap_status(
+                &self,
+                run_id: &RunId,
+                from: RunStatus,
+                to: RunStatus,
+            ) -> Result<Result<RunMeta, StatusConflict>> {
+                (**self).compare_and_swap_status(run_id, from, to).await
+            }
+            async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+                (**self).is_held(run_id).await
+            }
+            async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+                (**self).quarantine(run_id, reason).await
+            }
+            async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+                (**self).append_audit(run_id, record).await
+            }
+            async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+                (**self).read_audit(run_id).await
+            }
+        }
+    };
+}
+
+forward_factory!(Arc<T>);
+forward_factory!(Box<T>);
+
+#[async_trait]
+impl Checkpointer for Box<dyn Checkpointer> {
+    fn run_id(&self) -> &RunId {
+        (**self).run_id()
+    }
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        (**self).append(events).await
+    }
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        (**self).install_snapshot(snapshot).await
+    }
+    async fn load(&self) -> Result<Recovered> {
+        (**self).load().await
+    }
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        (**self).audit(record).await
+    }
+    async fn complete(&self) -> Result<RunMeta> {
+        (**self).complete().await
+    }
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        (**self).fail(error).await
+    }
+}

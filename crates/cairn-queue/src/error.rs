@@ -1,0 +1,106 @@
+//! The one error type of `cairn-queue`.
+
+use crate::task::{Status, TaskId};
+
+/// Everything the queue can refuse. Every variant names the ids involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No task has this id.
+    #[error("unknown task {id}")]
+    UnknownTask {
+        /// The id that was named.
+        id: TaskId,
+    },
+    /// `depends_on` named ids that do not exist.
+    #[error("unknown dependencies {ids:?} for a task of kind `{kind}`")]
+    UnknownDependencies {
+        /// The kind of the task being enqueued.
+        kind: String,
+        /// The ids that do not exist.
+        ids: Vec<TaskId>,
+    },
+    /// The operation is not allowed from the task's current status.
+    #[error("cannot {op} task {id}: it is {from}")]
+    InvalidTransition {
+        /// The task.
+        id: TaskId,
+        /// Its current status.
+        from: Status,
+        /// The refused operation, such as `complete` or `start`.
+        op: &'static str,
+    },
+    /// The task spec itself is unusable (empty kind, zero attempts, ...).
+    #[error("invalid task spec: {reason}")]
+    InvalidSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The run already holds `QueueConfig::max_tasks` tasks.
+    #[error("the run already holds the maximum of {limit} tasks")]
+    TooManyTasks {
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The follow-up would be nested deeper than `QueueConfig::max_depth`.
+    #[error("enqueue depth {depth} under task {parent} exceeds the maximum of {limit}")]
+    TooDeep {
+        /// The task whose follow-up was refused.
+        parent: TaskId,
+        /// The depth the new task would have.
+        depth: u32,
+        /// The configured bound.
+        limit: u32,
+    },
+    /// The parent already enqueued `QueueConfig::max_children` follow-ups.
+    #[error("task {parent} already enqueued the maximum of {limit} children")]
+    TooManyChildren {
+        /// The task whose follow-up was refused.
+        parent: TaskId,
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The text is not a task id.
+    #[error("`{text}` is not a task id (expected `t<number>`)")]
+    InvalidTaskId {
+        /// The text that was given.
+        text: String,
+    },
+    /// A loaded snapshot has a dependency cycle.
+    #[error("snapshot has a dependency cycle through {ids:?}")]
+    Cycle {
+        /// Tasks on the cycle.
+        ids: Vec<TaskId>,
+    },
+    /// A loaded snapshot names a dependency or parent that does not exist.
+    #[error("snapshot task {id} names missing task {missing}")]
+    DanglingReference {
+        /// The task holding the reference.
+        id: TaskId,
+        /// The id that does not exist.
+        missing: TaskId,
+    },
+    /// A loaded snapshot is internally inconsistent in some other way.
+    #[error("snapshot is inconsistent: {reason}")]
+    InconsistentSnapshot {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The snapshot was written by an incompatible format version.
+    #[error("snapshot format version {found} is not supported (expected {expected})")]
+    UnsupportedFormat {
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// An event does not fit the state it is applied to (replay of foreign or damaged data).
+    #[error("event cannot be applied: {reason}")]
+    InvalidEvent {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Shorthand for results of queue operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

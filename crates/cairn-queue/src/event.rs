@@ -1,0 +1,120 @@
+//! Events: every state change is one of these, and `Queue::apply` is the only way state changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::{EnqueuedBy, Handoff, TaskError, TaskId, Timestamp};
+
+/// One state transition. Serialized with a `type` tag, e.g. `{"type":"started",...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A task was created. Its id is the queue's next id at the time it is applied.
+    Enqueued {
+        /// The new task's id.
+        id: TaskId,
+        /// What the task does.
+        kind: String,
+        /// The task's input.
+        inputs: serde_json::Value,
+        /// Deduplicated dependencies.
+        depends_on: Vec<TaskId>,
+        /// The resolved attempt limit.
+        max_attempts: u32,
+        /// Who enqueued it.
+        enqueued_by: EnqueuedBy,
+        /// Whether it takes part in the dedup guard.
+        dedup: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// A pending task was claimed; its attempt counter becomes `attempt`.
+    Started {
+        /// The task.
+        id: TaskId,
+        /// The attempt number this start begins (1-based).
+        attempt: u32,
+        /// When.
+        at: Timestamp,
+    },
+    /// A running task finished successfully.
+    Completed {
+        /// The task.
+        id: TaskId,
+        /// The attempt that finished.
+        attempt: u32,
+        /// What it leaves for dependents.
+        handoff: Handoff,
+        /// When.
+        at: Timestamp,
+    },
+    /// A running task judged itself unnecessary.
+    Skipped {
+        /// The task.
+        id: TaskId,
+        /// The attempt that decided.
+        attempt: u32,
+        /// What it leaves for dependents.
+        handoff: Handoff,
+        /// When.
+        at: Timestamp,
+    },
+    /// A running task failed. With `retry_at` it goes back to pending; without, it is failed
+    /// and its transitive dependents are blocked.
+    Failed {
+        /// The task.
+        id: TaskId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        error: TaskError,
+        /// `Some` when the failure is retried: the task's new `not_before`.
+        retry_at: Option<Timestamp>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Recovery put a task that was running at a crash back to pending.
+    Reset {
+        /// The task.
+        id: TaskId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A person retried a failed task by hand: it is pending again with fresh attempts,
+    /// and the dependents it blocked are unblocked.
+    Retried {
+        /// The task.
+        id: TaskId,
+        /// When.
+        at: Timestamp,
+    },
+    /// The executor started phase `index`.
+    PhaseStarted {
+        /// The phase's position in the run, from 0.
+        index: u32,
+        /// The phase's name (names may repeat; the index is the key).
+        name: String,
+    },
+    /// Every task of phase `index` reached `done` or `skipped`.
+    PhaseCompleted {
+        /// The phase's position in the run, from 0.
+        index: u32,
+        /// The phase's name.
+        name: String,
+    },
+}
+
+impl Event {
+    /// The task this event is about, if it is about one.
+    pub fn task_id(&self) -> Option<TaskId> {
+        match self {
+            Event::Enqueued { id, .. }
+            | Event::Started { id, .. }
+            | Event::Completed { id, .. }
+            | Event::Skipped { id, .. }
+            | Event::Failed { id, .. }
+            | Event::Reset { id, .. }
+            | Event::Retried { id, .. } => Some(*id),
+            Event::PhaseStarted { .. } | Event::PhaseCompleted { .. } => None,
+        }
+    }
+}

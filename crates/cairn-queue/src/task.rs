@@ -1,0 +1,262 @@
+//! The task record and the small value types it is made of.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, always supplied by the caller: the queue keeps no clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Returns this instant plus `ms` milliseconds, saturating at the far future.
+    pub fn plus_millis(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+/// A task's identity within one run: dense, assigned by the queue in creation order,
+/// so ids sort by creation and never repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = crate::Error;
+
+    /// Parses the `Display` form, `t42`, or a bare number, `42`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.strip_prefix('t').unwrap_or(s);
+        digits
+            .parse::<u64>()
+            .map(TaskId)
+            .map_err(|_| crate::Error::InvalidTaskId { text: s.to_owned() })
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for its dependencies, its `not_before`, or a worker.
+    Pending,
+    /// Claimed by a worker; its attempt counter has been incremented.
+    Running,
+    /// Finished successfully. Satisfies dependents.
+    Done,
+    /// Judged itself unnecessary. Satisfies dependents, like `Done`.
+    Skipped,
+    /// Failed permanently, or ran out of attempts.
+    Failed,
+    /// Can never run because an ancestor failed; `Task::blocked_by` names that ancestor.
+    Blocked,
+}
+
+impl Status {
+    /// Every status, in declaration order.
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Running,
+        Status::Done,
+        Status::Skipped,
+        Status::Failed,
+        Status::Blocked,
+    ];
+
+    /// Whether a dependency in this status lets its dependents start.
+    pub fn satisfies_dependents(self) -> bool {
+        matches!(self, Status::Done | Status::Skipped)
+    }
+
+    /// Whether the task can never change again without a manual retry.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Done | Status::Skipped | Status::Failed | Status::Blocked
+        )
+    }
+
+    /// The lower-case name used in JSON and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who enqueued a task: the run itself, or a running task spawning follow-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnqueuedBy {
+    /// The host enqueued it directly.
+    Root,
+    /// The handler of this task enqueued it.
+    Task(TaskId),
+}
+
+/// Why a task failed: a machine-readable kind plus a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// A short machine-readable class, such as `timeout`, `panic` or `exit_code`.
+    pub kind: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl TaskError {
+    /// Builds an error from its kind and message.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskError {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// What a finished task leaves for the tasks after it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The goals the task worked towards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<String>,
+    /// What the task actually did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    /// A note addressed to whichever task comes next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_note: Option<String>,
+    /// Files the task created or changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files_touched: Vec<String>,
+    /// Free-form data for dependents.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
+}
+
+/// A task as the queue holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique, creation-ordered id.
+    pub id: TaskId,
+    /// What the task does; the executor maps it to a handler.
+    pub kind: String,
+    /// Where the task is in its life.
+    pub status: Status,
+    /// Tasks that must be `done` or `skipped` before this one starts (deduplicated, in given order).
+    pub depends_on: Vec<TaskId>,
+    /// The task's input, as JSON.
+    pub inputs: serde_json::Value,
+    /// How many times the task has been started.
+    pub attempts: u32,
+    /// The most starts allowed before a failure is permanent.
+    pub max_attempts: u32,
+    /// The run itself, or the task whose handler enqueued this one.
+    pub enqueued_by: EnqueuedBy,
+    /// 0 for a root task, the parent's depth plus one for a follow-up.
+    pub depth: u32,
+    /// When the task was enqueued.
+    pub created_at: Timestamp,
+    /// When the latest attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When the task reached `done`, `skipped`, `failed` or `blocked`.
+    pub finished_at: Option<Timestamp>,
+    /// The latest failure, kept after a retry so people can see why it retried.
+    pub error: Option<TaskError>,
+    /// The earliest time the task may start again (retry backoff).
+    pub not_before: Option<Timestamp>,
+    /// What the task left for its dependents once `done` or `skipped`.
+    pub handoff: Option<Handoff>,
+    /// For a `blocked` task: the failed ancestor that blocks it.
+    pub blocked_by: Option<TaskId>,
+    /// Whether this task takes part in the dedup guard.
+    pub dedup: bool,
+}
+
+/// What the caller asks to enqueue.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_queue::TaskSpec;
+/// let spec = TaskSpec::new("fetch")
+///     .inputs(serde_json::json!({ "url": "https://example.org" }))
+///     .max_attempts(5);
+/// assert_eq!(spec.kind, "fetch");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// What the task does.
+    pub kind: String,
+    /// The task's input.
+    pub inputs: serde_json::Value,
+    /// Ids that must exist already; duplicates are collapsed.
+    pub depends_on: Vec<TaskId>,
+    /// `None` takes `QueueConfig::default_max_attempts`.
+    pub max_attempts: Option<u32>,
+    /// `false` opts this call out of the dedup guard.
+    pub dedup: bool,
+}
+
+impl TaskSpec {
+    /// A spec with null inputs, no dependencies, the default attempts and dedup on.
+    pub fn new(kind: impl Into<String>) -> Self {
+        TaskSpec {
+            kind: kind.into(),
+            inputs: serde_json::Value::Null,
+            depends_on: Vec::new(),
+            max_attempts: None,
+            dedup: true,
+        }
+    }
+
+    /// Sets the inputs.
+    pub fn inputs(mut self, inputs: serde_json::Value) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    /// Sets the dependencies.
+    pub fn depends_on(mut self, ids: impl IntoIterator<Item = TaskId>) -> Self {
+        self.depends_on = ids.into_iter().collect();
+        self
+    }
+
+    /// Sets the attempt limit.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Opts this task out of the dedup guard.
+    pub fn without_dedup(mut self) -> Self {
+        self.dedup = false;
+        self
+    }
+}
