@@ -1,0 +1,182 @@
+//! Typed emitters for the stable events in [`crate::names`]. They need only `tracing`, so
+//! library crates can call them without pulling in OpenTelemetry.
+
+use crate::names;
+
+/// Fields of [`names::RUN_STARTED`].
+#[derive(Debug, Clone)]
+pub struct RunStarted<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The workflow name.
+    pub workflow: &'a str,
+    /// The scope.
+    pub scope: &'a str,
+    /// Tasks in the queue when the run (re)started.
+    pub tasks_total: u64,
+    /// Whether this is a resume of an interrupted or explicitly resumed run.
+    pub resumed: bool,
+}
+
+/// Fields of [`names::RESUMED`].
+#[derive(Debug, Clone)]
+pub struct Resumed<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The lease epoch after the resume's claim.
+    pub lease_epoch: u64,
+    /// Pending tasks after recovery.
+    pub tasks_pending: u64,
+    /// Done (or skipped) tasks inherited.
+    pub tasks_done: u64,
+    /// Tasks reset from running to pending by recovery.
+    pub tasks_reset: u64,
+    /// Failed tasks inherited or failed by recovery.
+    pub tasks_failed: u64,
+}
+
+/// How a run ended, as the `outcome` field spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcomeName {
+    /// Every task finished.
+    Complete,
+    /// Shut down; the record stays `running` for a later resume.
+    LeaveRunning,
+    /// Failed.
+    Fail,
+}
+
+impl RunOutcomeName {
+    /// The field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcomeName::Complete => "complete",
+            RunOutcomeName::LeaveRunning => "leave_running",
+            RunOutcomeName::Fail => "fail",
+        }
+    }
+}
+
+/// Fields of [`names::RUN_FINISHED`].
+#[derive(Debug, Clone)]
+pub struct RunFinished<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// How it ended.
+    pub outcome: RunOutcomeName,
+    /// Whether this execution was a resume.
+    pub resumed: bool,
+    /// Wall time of this execution.
+    pub duration_ms: u64,
+    /// Tasks done.
+    pub tasks_done: u64,
+    /// Tasks failed.
+    pub tasks_failed: u64,
+    /// Tasks skipped.
+    pub tasks_skipped: u64,
+    /// Tasks blocked.
+    pub tasks_blocked: u64,
+}
+
+/// Emits [`names::RUN_STARTED`].
+pub fn run_started(f: &RunStarted<'_>) {
+    tracing::info!(
+        name: "orchestrator run started",
+        target: "cairn",
+        run_id = f.run_id,
+        workflow = f.workflow,
+        scope = f.scope,
+        tasks_total = f.tasks_total,
+        resumed = f.resumed,
+        "{}",
+        names::RUN_STARTED
+    );
+}
+
+/// Emits [`names::RESUMED`].
+pub fn resumed(f: &Resumed<'_>) {
+    tracing::info!(
+        name: "orchestrator resumed",
+        target: "cairn",
+        run_id = f.run_id,
+        lease_epoch = f.lease_epoch,
+        tasks_pending = f.tasks_pending,
+        tasks_done = f.tasks_done,
+        tasks_reset = f.tasks_reset,
+        tasks_failed = f.tasks_failed,
+        "{}",
+        names::RESUMED
+    );
+}
+
+/// Emits [`names::RUN_FINISHED`].
+pub fn run_finished(f: &RunFinished<'_>) {
+    tracing::info!(
+        name: "orchestrator run finished",
+        target: "cairn",
+        run_id = f.run_id,
+        outcome = f.outcome.as_str(),
+        resumed = f.resumed,
+        duration_ms = f.duration_ms,
+        tasks_done = f.tasks_done,
+        tasks_failed = f.tasks_failed,
+        tasks_skipped = f.tasks_skipped,
+        tasks_blocked = f.tasks_blocked,
+        "{}",
+        names::RUN_FINISHED
+    );
+}
+
+/// Emits [`names::TASK_RESET`].
+pub fn task_reset(run_id: &str, task_id: &str, kind: &str, attempt: u32, now: &str) {
+    tracing::warn!(name: "orchestrator task_reset", target: "cairn",
+        run_id, task_id, kind, attempt, now, "{}", names::TASK_RESET);
+}
+
+/// Emits [`names::STATE_QUARANTINED`].
+pub fn state_quarantined(run_id: &str, reason: &str, location: &str) {
+    tracing::warn!(name: "orchestrator state_quarantined", target: "cairn",
+        run_id, reason, location, "{}", names::STATE_QUARANTINED);
+}
+
+/// Emits [`names::BEGIN_DEGRADED`] at WARN.
+pub fn begin_degraded(run_id: &str, error: &str) {
+    tracing::warn!(name: "orchestrator begin_degraded", target: "cairn",
+        run_id, error, "{}", names::BEGIN_DEGRADED);
+}
+
+/// Emits [`names::FAILED_RESUME_PROMPTED`].
+pub fn failed_resume_prompted(run_id: &str, workflow: &str, scope: &str) {
+    tracing::info!(name: "orchestrator failed_resume_prompted", target: "cairn",
+        run_id, workflow, scope, "{}", names::FAILED_RESUME_PROMPTED);
+}
+
+/// Emits [`names::RUN_ABANDONED`].
+pub fn run_abandoned(run_id: &str, previous_status: &str) {
+    tracing::info!(name: "orchestrator run_abandoned", target: "cairn",
+        run_id, previous_status, "{}", names::RUN_ABANDONED);
+}
+
+/// Emits [`names::FRESH_RUN_FORCED`].
+pub fn fresh_run_forced(run_id: &str, failed_run_id: &str) {
+    tracing::info!(name: "orchestrator fresh_run_forced", target: "cairn",
+        run_id, failed_run_id, "{}", names::FRESH_RUN_FORCED);
+}
+
+/// Emits [`names::RESUMED_BY_ID`].
+pub fn resumed_by_id(run_id: &str, previous_status: &str, lease_epoch: u64) {
+    tracing::info!(name: "orchestrator resumed_by_id", target: "cairn",
+        run_id, previous_status, lease_epoch, "{}", names::RESUMED_BY_ID);
+}
+
+/// Emits [`names::BREAKER_TRIPPED`].
+pub fn breaker_tripped(job_id: &str, consecutive_errors: u32, last_error: &str) {
+    tracing::warn!(name: "scheduler breaker_tripped", target: "cairn",
+        job_id, consecutive_errors, last_error, "{}", names::BREAKER_TRIPPED);
+}
+
+/// Emits [`names::JOB_REVIVED`].
+pub fn job_revived(job_id: &str, forced: bool) {
+    tracing::info!(name: "scheduler job_revived", target: "cairn",
+        job_id, forced, "{}", names::JOB_REVIVED);
+}

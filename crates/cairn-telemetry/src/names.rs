@@ -1,0 +1,43 @@
+//! Stable event, span and field names. `docs/telemetry.md` documents them as a schema table;
+//! changing one is a breaking change for every dashboard built on them.
+
+/// Emitted when a run starts (fresh or resumed). Fields: `run_id`, `workflow`, `scope`,
+/// `tasks_total`, `resumed`.
+pub const RUN_STARTED: &str = "orchestrator run started";
+/// Emitted once per resume, before any task starts. Fields: `run_id`, `lease_epoch`,
+/// `tasks_pending`, `tasks_done`, `tasks_reset`, `tasks_failed`.
+pub const RESUMED: &str = "orchestrator resumed";
+/// Emitted when a run ends. Fields: `run_id`, `outcome` (`complete | leave_running | fail`),
+/// `resumed`, `duration_ms`, `tasks_done`, `tasks_failed`, `tasks_skipped`, `tasks_blocked`.
+pub const RUN_FINISHED: &str = "orchestrator run finished";
+/// A failed run's resume was offered instead of happening silently. Fields: `run_id` (the
+/// failed run), `workflow`, `scope`.
+pub const FAILED_RESUME_PROMPTED: &str = "orchestrator failed_resume_prompted";
+/// A failed or paused run was abandoned. Fields: `run_id`, `previous_status`.
+pub const RUN_ABANDONED: &str = "orchestrator run_abandoned";
+/// A fresh run was forced past a failed one. Fields: `run_id` (the new run), `failed_run_id`.
+pub const FRESH_RUN_FORCED: &str = "orchestrator fresh_run_forced";
+/// A run was resumed by explicit id. Fields: `run_id`, `previous_status`, `lease_epoch`.
+pub const RESUMED_BY_ID: &str = "orchestrator resumed_by_id";
+/// Stored state was quarantined. Fields: `run_id`, `reason`, `location`.
+pub const STATE_QUARANTINED: &str = "orchestrator state_quarantined";
+/// A task that was running at a crash was reset (or failed, when out of attempts). Fields:
+/// `run_id`, `task_id`, `kind`, `attempt`, `now` (`pending | failed`).
+pub const TASK_RESET: &str = "orchestrator task_reset";
+/// `begin` failed and the run degraded to non-durable. Fields: `run_id`, `error`.
+pub const BEGIN_DEGRADED: &str = "orchestrator begin_degraded";
+/// A recurring job's circuit breaker tripped. Fields: `job_id`, `consecutive_errors`, `last_error`.
+pub const BREAKER_TRIPPED: &str = "scheduler breaker_tripped";
+/// A recurring job was revived. Fields: `job_id`, `forced`.
+pub const JOB_REVIVED: &str = "scheduler job_revived";
+
+/// The root span of one run. Fields: `run_id`, `workflow`, `scope`, `resumed`,
+/// `resumed_from_run_id`, `resumed_from_epoch` (the last two only on a resume; the
+/// OpenTelemetry layer turns them into a span link to the interrupted run).
+pub const RUN_SPAN: &str = "orchestrator run";
+/// One span per task attempt. Fields: `run_id`, `task_id`, `kind`, `attempt`, `outcome`
+/// (recorded when the attempt ends: `complete | skip | retry | fail | panic | timeout | cancelled`).
+pub const TASK_SPAN: &str = "orchestrator task";
+
+/// The tracing target every cairn event uses, so `RUST_LOG=cairn=info` selects them.
+pub const TARGET: &str = "cairn";
