@@ -180,3 +180,27 @@ pub fn job_revived(job_id: &str, forced: bool) {
     tracing::info!(name: "scheduler job_revived", target: "cairn",
         job_id, forced, "{}", names::JOB_REVIVED);
 }
+
+/// Fields of [`names::QUEUE_DEPTH`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    /// Pending tasks.
+    pub pending: u64,
+    /// Running tasks.
+    pub running: u64,
+    /// Done tasks.
+    pub done: u64,
+    /// Skipped tasks.
+    pub skipped: u64,
+    /// Failed tasks.
+    pub failed: u64,
+    /// Blocked tasks.
+    pub blocked: u64,
+}
+
+/// Emits [`names::QUEUE_DEPTH`] at DEBUG (it is frequent; metrics read it).
+pub fn queue_depth(run_id: &str, d: &QueueDepth) {
+    tracing::debug!(name: "orchestrator queue_depth", target: "cairn",
+        run_id, pending = d.pending, running = d.running, done = d.done,
+        skipped = d.skipped, failed = d.failed, blocked = d.blocked, "{}", names::QUEUE_DEPTH);
+}

@@ -41,3 +41,6 @@ pub const TASK_SPAN: &str = "orchestrator task";
 
 /// The tracing target every cairn event uses, so `RUST_LOG=cairn=info` selects them.
 pub const TARGET: &str = "cairn";
+/// Queue depth by status, emitted by the executor after each batch of transitions. Fields:
+/// `run_id`, `pending`, `running`, `done`, `skipped`, `failed`, `blocked`.
+pub const QUEUE_DEPTH: &str = "orchestrator queue_depth";
