@@ -1,3 +1,152 @@
-//! Project automation.
+//! Project automation: `cargo xtask ci | tidy | bench <name> | crash-test [options]`.
+//!
+//! xtask is std-only so it builds in seconds. `cargo xtask ci` is exactly what CI runs
+//! (`.ci/run` calls it), so a local pass means a green CI.
 
-fn main() {}
+mod json;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                    fmt check, clippy, all tests, tidy, cargo-deny
+  tidy                  structural checks (also run as a #[test])
+  bench <name> [args]   run a release benchmark: queue | checkpoint | executor
+  crash-test [args]     kill -9 / power-loss crash harness (see --help)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => run_tidy(),
+        Some("bench") => bench(&args[1..]),
+        Some("crash-test") => crash_test(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs a command, echoing it, and fails with its exit status.
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: [{step}] {cmd:?}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("[{step}] could not start: {e}"))?;
+    eprintln!(
+        "xtask: [{step}] finished in {:.1}s with {status}",
+        started.elapsed().as_secs_f64()
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("[{step}] failed ({status})"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let started = Instant::now();
+    run("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    run_tidy()?;
+    deny()?;
+    eprintln!(
+        "xtask: ci passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_tidy() -> Result<(), String> {
+    let problems = tidy::check(&workspace_root())?;
+    if problems.is_empty() {
+        eprintln!("xtask: [tidy] ok");
+        Ok(())
+    } else {
+        Err(format!(
+            "[tidy] {} problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        ))
+    }
+}
+
+fn deny() -> Result<(), String> {
+    let installed = Command::new("cargo-deny")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        run(
+            "deny-install",
+            cargo().args(["install", "cargo-deny", "--locked"]),
+        )?;
+    }
+    // The advisories check needs a database this machine cannot reach; these three work offline.
+    run(
+        "deny",
+        cargo().args(["deny", "check", "bans", "licenses", "sources"]),
+    )
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    if args.is_empty() {
+        return Err("usage: cargo xtask bench <queue|checkpoint|executor> [options]".to_owned());
+    }
+    run(
+        "bench",
+        cargo()
+            .args(["run", "--release", "--locked", "-p", "cairn-bench", "--"])
+            .args(args),
+    )
+}
+
+fn crash_test(args: &[String]) -> Result<(), String> {
+    run(
+        "crash-test",
+        cargo()
+            .args(["run", "--release", "--locked", "-p", "cairn-crash", "--"])
+            .args(args),
+    )
+}
