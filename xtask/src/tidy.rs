@@ -337,6 +337,52 @@ mod tests {
         assert!(problems.is_empty(), "tidy found:\n{}", problems.join("\n"));
     }
 
+    /// A tiny `cargo metadata` document where cairn-queue reaches tokio and the executor names
+    /// the file adapter.
+    fn bad_metadata() -> Json {
+        json::parse(
+            r#"{
+              "workspace_members": ["q", "e"],
+              "packages": [
+                {"id": "q", "name": "cairn-queue", "manifest_path": "/w/crates/cairn-queue/Cargo.toml",
+                 "dependencies": [{"name": "serde", "kind": null}, {"name": "tokio", "kind": null}]},
+                {"id": "e", "name": "cairn-executor", "manifest_path": "/w/crates/cairn-executor/Cargo.toml",
+                 "dependencies": [{"name": "cairn-checkpoint-file", "kind": "dev"}]},
+                {"id": "t", "name": "tokio", "manifest_path": "/r/tokio/Cargo.toml", "dependencies": []},
+                {"id": "s", "name": "serde", "manifest_path": "/r/serde/Cargo.toml", "dependencies": []}
+              ],
+              "resolve": {"nodes": [
+                {"id": "q", "deps": [{"pkg": "s", "dep_kinds": [{"kind": null}]},
+                                     {"pkg": "t", "dep_kinds": [{"kind": null}]}]},
+                {"id": "s", "deps": []}, {"id": "t", "deps": []}, {"id": "e", "deps": []}
+              ]}
+            }"#,
+        )
+        .unwrap()
+    }
+
+    /// The dependency-direction rules fire on a graph that breaks them.
+    #[test]
+    fn dependency_rules_detect_violations() {
+        let metadata = bad_metadata();
+        let mut problems = Vec::new();
+        check_queue_dependencies(&metadata, &mut problems);
+        assert!(
+            problems.iter().any(|p| p.contains("depends on `tokio`")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("reaches `tokio`")),
+            "{problems:?}"
+        );
+        let mut problems = Vec::new();
+        check_executor_names_no_adapter(Path::new("/nonexistent"), &metadata, &mut problems);
+        assert!(
+            problems.iter().any(|p| p.contains("cairn-checkpoint-file")),
+            "{problems:?}"
+        );
+    }
+
     /// The header rule really fires on a file without `//!`.
     #[test]
     fn header_rule_detects_missing_doc_comment() {

@@ -3,7 +3,8 @@
 //!
 //! The executor and the resume policy know only this crate. Adapters live in their own
 //! crates (`cairn-checkpoint-file`, the embedded default, and `cairn-checkpoint-sled`), so
-//! choosing one never compiles the other. `NoopFactory` keeps nothing.
+//! choosing one never compiles the other. `MemoryFactory` keeps runs in memory for the
+//! factory's lifetime (for tests and non-durable hosts); `NoopFactory` keeps nothing.
 //!
 //! With the `conformance` feature, the crate also exports the conformance suite that every
 //! adapter and every wrapper runs, and a fault-injecting wrapper.
@@ -25,6 +26,7 @@
 
 mod audit;
 mod error;
+mod memory;
 mod meta;
 mod noop;
 mod port;
@@ -34,6 +36,7 @@ pub use error::{Error, Result};
 pub use meta::{
     MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,
 };
+pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use noop::{NoopCheckpointer, NoopFactory};
 pub use port::{
     Checkpointer, CheckpointerFactory, Durability, Opened, Quarantined, Recovered, StatusConflict,

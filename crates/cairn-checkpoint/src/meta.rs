@@ -268,6 +268,56 @@ impl RunMeta {
     }
 }
 
+impl RunMeta {
+    /// Applies the port's status compare-and-swap rules in place, for adapters.
+    ///
+    /// Fails with the conflict when the status is not `from`. Moving to `Running` is a claim:
+    /// the lease epoch goes up by one, the owner becomes the current process and
+    /// `finished_at` is cleared. Moving to a terminal status or `Failed` sets `finished_at`.
+    ///
+    /// # Errors
+    ///
+    /// `StatusConflict` (inside the `Err`) when the stored status is not `from`; `self` is
+    /// left unchanged then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// meta.swap_status(RunStatus::Running, RunStatus::Paused, Timestamp(1)).unwrap();
+    /// let claimed = meta.swap_status(RunStatus::Paused, RunStatus::Running, Timestamp(2)).unwrap();
+    /// assert_eq!(claimed.lease_epoch, 2);
+    /// assert!(meta.swap_status(RunStatus::Paused, RunStatus::Failed, Timestamp(3)).is_err());
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn swap_status(
+        &mut self,
+        from: RunStatus,
+        to: RunStatus,
+        now: Timestamp,
+    ) -> Result<RunMeta, crate::StatusConflict> {
+        if self.status != from {
+            return Err(crate::StatusConflict {
+                expected: from,
+                current: self.status,
+            });
+        }
+        self.status = to;
+        self.updated_at = now;
+        if to == RunStatus::Running {
+            self.lease_epoch += 1;
+            self.owner = Some(Owner::current());
+            self.finished_at = None;
+        }
+        if to.is_terminal() || to == RunStatus::Failed {
+            self.finished_at = Some(now);
+        }
+        Ok(self.clone())
+    }
+}
+
 /// Which runs `CheckpointerFactory::list` returns. `None` fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {

@@ -1,0 +1,449 @@
+//! The in-memory adapter: runs live as long as the factory (and its clones) do.
+//!
+//! Meant for tests of code that drives the port (executor, resume policy, scheduler) and for
+//! hosts that want port semantics without durability. It honours every contract that does
+//! not need bytes on a disk: the one-writer lock within the process, status compare-and-swap
+//! under a mutex, quarantine that moves state aside, and the audit log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
+
+use crate::audit::{AuditAction, AuditRecord};
+use crate::error::{Error, Result};
+use crate::meta::{META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::port::{
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+};
+use crate::wall_clock_now;
+
+/// A factory that keeps every run in memory for as long as it (or any clone) lives.
+///
+/// Clones share state, so a clone behaves like a second process over the same store: it
+/// sees the same runs and is refused a run another clone's writer holds.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+/// use cairn_queue::Timestamp;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let factory = MemoryFactory::new();
+/// let id = RunId::new("r1")?;
+/// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// run.append(&[]).await?;
+/// drop(run);
+/// let opened = factory.open(&id).await?.expect("the run exists");
+/// assert!(opened.recovered.events.is_empty());
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryFactory {
+    store: Arc<Mutex<MemoryStore>>,
+}
+
+/// Everything a `MemoryFactory` keeps.
+#[derive(Debug, Default)]
+struct MemoryStore {
+    runs: BTreeMap<RunId, StoredRun>,
+    /// Quarantined runs, keyed by location; never removed.
+    quarantine: BTreeMap<String, StoredRun>,
+    /// Hands out writer tokens so a stale writer can tell it no longer owns a run.
+    next_token: u64,
+}
+
+/// One run's stored state.
+#[derive(Debug, Clone)]
+struct StoredRun {
+    meta: RunMeta,
+    snapshot: Option<Snapshot>,
+    events: Vec<Event>,
+    audit: Vec<AuditRecord>,
+    /// The token of the live writer, if any.
+    writer: Option<u64>,
+}
+
+impl MemoryFactory {
+    /// An empty store.
+    pub fn new() -> MemoryFactory {
+        MemoryFactory::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryStore> {
+        lock_store(&self.store)
+    }
+
+    /// Replaces a run's stored metadata as is, without any check, so tests can plant state
+    /// a real adapter would find on disk (a wrong format version, a foreign run id, ...).
+    /// Creates the run if it does not exist. Not part of the port.
+    pub fn plant_meta(&self, run_id: &RunId, meta: RunMeta) {
+        let mut store = self.lock();
+        match store.runs.get_mut(run_id) {
+            Some(run) => run.meta = meta,
+            None => {
+                store.runs.insert(
+                    run_id.clone(),
+                    StoredRun {
+                        meta,
+                        snapshot: None,
+                        events: Vec::new(),
+                        audit: Vec::new(),
+                        writer: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Reads a run's stored metadata as is, without any check. Not part of the port.
+    pub fn stored_meta(&self, run_id: &RunId) -> Option<RunMeta> {
+        self.lock().runs.get(run_id).map(|run| run.meta.clone())
+    }
+}
+
+/// Locks the store, recovering from a poisoned mutex: every critical section leaves the
+/// store consistent before it can panic, so the data is still good.
+fn lock_store(store: &Mutex<MemoryStore>) -> MutexGuard<'_, MemoryStore> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn holder_text() -> String {
+    format!("{} (same process, memory store)", Owner::current())
+}
+
+/// Moves a run aside and audits it; returns the location.
+fn quarantine_locked(store: &mut MemoryStore, run_id: &RunId, reason: &str) -> Option<String> {
+    let mut run = store.runs.remove(run_id)?;
+    let base = format!("memory:quarantine/{run_id}-{}", wall_clock_now().0);
+    let mut location = base.clone();
+    let mut n = 1;
+    while store.quarantine.contains_key(&location) {
+        location = format!("{base}-{n}");
+        n += 1;
+    }
+    run.writer = None;
+    run.audit.push(
+        AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::Quarantined,
+            format!("run {run_id} quarantined: {reason}"),
+        )
+        .with_detail(serde_json::json!({ "location": location, "reason": reason })),
+    );
+    store.quarantine.insert(location.clone(), run);
+    Some(location)
+}
+
+/// The latest quarantined state of `run_id`, if any.
+fn latest_quarantined<'a>(
+    store: &'a mut MemoryStore,
+    run_id: &RunId,
+) -> Option<&'a mut StoredRun> {
+    store
+        .quarantine
+        .values_mut()
+        .filter(|run| run_id_of_quarantined(run) == *run_id)
+        .last()
+}
+
+fn run_id_of_quarantined(run: &StoredRun) -> RunId {
+    // Audit records always carry the id the run was stored under, even when its planted
+    // metadata names another run, so the last Quarantined record identifies it.
+    run.audit
+        .iter()
+        .rev()
+        .find(|rec| rec.action == AuditAction::Quarantined)
+        .map(|rec| rec.run_id.clone())
+        .unwrap_or_else(|| run.meta.run_id.clone())
+}
+
+fn is_quarantined(store: &MemoryStore, run_id: &RunId) -> bool {
+    store
+        .quarantine
+        .values()
+        .any(|run| run_id_of_quarantined(run) == *run_id)
+}
+
+#[async_trait]
+impl CheckpointerFactory for MemoryFactory {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        let mut store = self.lock();
+        let run_id = meta.run_id.clone();
+        if store.runs.contains_key(&run_id) || is_quarantined(&store, &run_id) {
+            return Err(Error::AlreadyExists { run_id });
+        }
+        store.next_token += 1;
+        let token = store.next_token;
+        let audit = vec![AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::Begun,
+            format!("run {run_id} begun"),
+        )];
+        store.runs.insert(
+            run_id.clone(),
+            StoredRun {
+                meta,
+                snapshot: None,
+                events: Vec::new(),
+                audit,
+                writer: Some(token),
+            },
+        );
+        Ok(Box::new(MemoryCheckpointer {
+            run_id,
+            token,
+            store: Arc::clone(&self.store),
+        }))
+    }
+
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        let mut store = self.lock();
+        let Some(run) = store.runs.get(run_id) else {
+            return Ok(None);
+        };
+        if run.writer.is_some() {
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder: holder_text(),
+            });
+        }
+        let meta_version = run.meta.format_version;
+        let found_id = run.meta.run_id.clone();
+        let snapshot_version = run.snapshot.as_ref().map(|s| s.format_version);
+        if meta_version != META_FORMAT_VERSION {
+            let reason = format!("meta format version {meta_version}");
+            let location = quarantine_locked(&mut store, run_id, &reason).unwrap_or_default();
+            return Err(Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found: meta_version,
+                expected: META_FORMAT_VERSION,
+                quarantined_to: location,
+            });
+        }
+        if let Some(found) = snapshot_version.filter(|v| *v != SNAPSHOT_FORMAT_VERSION) {
+            let reason = format!("snapshot format version {found}");
+            let location = quarantine_locked(&mut store, run_id, &reason).unwrap_or_default();
+            return Err(Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found,
+                expected: SNAPSHOT_FORMAT_VERSION,
+                quarantined_to: location,
+            });
+        }
+        if found_id != *run_id {
+            let reason = format!("stored state names run {found_id}");
+            let location = quarantine_locked(&mut store, run_id, &reason).unwrap_or_default();
+            return Err(Error::ForeignRun {
+                expected: run_id.clone(),
+                found: found_id.to_string(),
+                quarantined_to: location,
+            });
+        }
+        store.next_token += 1;
+        let token = store.next_token;
+        let run = store
+            .runs
+            .get_mut(run_id)
+            .expect("the run was found above under the same lock");
+        run.writer = Some(token);
+        let recovered = Recovered {
+            meta: run.meta.clone(),
+            snapshot: run.snapshot.clone(),
+            events: run.events.clone(),
+            torn_tail: None,
+        };
+        Ok(Some(Opened {
+            checkpointer: Box::new(MemoryCheckpointer {
+                run_id: run_id.clone(),
+                token,
+                store: Arc::clone(&self.store),
+            }),
+            recovered,
+        }))
+    }
+
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        Ok(self.lock().runs.get(run_id).map(|run| run.meta.clone()))
+    }
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        let mut metas: Vec<RunMeta> = self
+            .lock()
+            .runs
+            .values()
+            .filter(|run| filter.matches(&run.meta))
+            .map(|run| run.meta.clone())
+            .collect();
+        metas.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
+        Ok(metas)
+    }
+
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let mut store = self.lock();
+        let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
+            run_id: run_id.clone(),
+        })?;
+        Ok(run.meta.swap_status(from, to, wall_clock_now()))
+    }
+
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        Ok(self
+            .lock()
+            .runs
+            .get(run_id)
+            .is_some_and(|run| run.writer.is_some()))
+    }
+
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        let mut store = self.lock();
+        let location = quarantine_locked(&mut store, run_id, reason).ok_or_else(|| {
+            Error::NotFound {
+                run_id: run_id.clone(),
+            }
+        })?;
+        Ok(Quarantined {
+            run_id: run_id.clone(),
+            location,
+        })
+    }
+
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        let mut store = self.lock();
+        if let Some(run) = store.runs.get_mut(run_id) {
+            run.audit.push(record.clone());
+            return Ok(());
+        }
+        match latest_quarantined(&mut store, run_id) {
+            Some(run) => {
+                run.audit.push(record.clone());
+                Ok(())
+            }
+            None => Err(Error::NotFound {
+                run_id: run_id.clone(),
+            }),
+        }
+    }
+
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        let mut store = self.lock();
+        if let Some(run) = store.runs.get(run_id) {
+            return Ok(run.audit.clone());
+        }
+        Ok(latest_quarantined(&mut store, run_id)
+            .map(|run| run.audit.clone())
+            .unwrap_or_default())
+    }
+}
+
+/// The writer of one in-memory run. Releases the run's lock when dropped.
+#[derive(Debug)]
+pub struct MemoryCheckpointer {
+    run_id: RunId,
+    token: u64,
+    store: Arc<Mutex<MemoryStore>>,
+}
+
+impl MemoryCheckpointer {
+    /// Runs `f` on this writer's run, or fails with `NotFound` when the run is gone (it was
+    /// quarantined) or another writer took it over.
+    fn with_run<T>(&self, f: impl FnOnce(&mut StoredRun) -> Result<T>) -> Result<T> {
+        let mut store = lock_store(&self.store);
+        match store.runs.get_mut(&self.run_id) {
+            Some(run) if run.writer == Some(self.token) => f(run),
+            _ => Err(Error::NotFound {
+                run_id: self.run_id.clone(),
+            }),
+        }
+    }
+
+    fn finish(&self, status: RunStatus, error: Option<&RunError>) -> Result<RunMeta> {
+        self.with_run(|run| {
+            if run.meta.status.is_terminal() {
+                return Err(Error::Terminal {
+                    run_id: self.run_id.clone(),
+                    status: run.meta.status,
+                });
+            }
+            let now = wall_clock_now();
+            run.meta.status = status;
+            run.meta.updated_at = now;
+            run.meta.finished_at = Some(now);
+            if let Some(error) = error {
+                run.meta.error = Some(error.clone());
+            }
+            Ok(run.meta.clone())
+        })
+    }
+}
+
+impl Drop for MemoryCheckpointer {
+    fn drop(&mut self) {
+        let mut store = lock_store(&self.store);
+        if let Some(run) = store.runs.get_mut(&self.run_id)
+            && run.writer == Some(self.token)
+        {
+            run.writer = None;
+        }
+    }
+}
+
+#[async_trait]
+impl Checkpointer for MemoryCheckpointer {
+    fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        self.with_run(|run| {
+            run.events.extend_from_slice(events);
+            Ok(())
+        })
+    }
+
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        self.with_run(|run| {
+            run.snapshot = Some(snapshot.clone());
+            run.events.clear();
+            Ok(())
+        })
+    }
+
+    async fn load(&self) -> Result<Recovered> {
+        self.with_run(|run| {
+            Ok(Recovered {
+                meta: run.meta.clone(),
+                snapshot: run.snapshot.clone(),
+                events: run.events.clone(),
+                torn_tail: None,
+            })
+        })
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        self.with_run(|run| {
+            run.audit.push(record.clone());
+            Ok(())
+        })
+    }
+
+    async fn complete(&self) -> Result<RunMeta> {
+        self.finish(RunStatus::Completed, None)
+    }
+
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        self.finish(RunStatus::Failed, Some(error))
+    }
+}
