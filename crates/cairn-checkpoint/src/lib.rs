@@ -33,10 +33,10 @@ mod port;
 
 pub use audit::{AuditAction, AuditRecord};
 pub use error::{Error, Result};
+pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use meta::{
     MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,
 };
-pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use noop::{NoopCheckpointer, NoopFactory};
 pub use port::{
     Checkpointer, CheckpointerFactory, Durability, Opened, Quarantined, Recovered, StatusConflict,

@@ -142,10 +142,7 @@ fn quarantine_locked(store: &mut MemoryStore, run_id: &RunId, reason: &str) -> O
 }
 
 /// The latest quarantined state of `run_id`, if any.
-fn latest_quarantined<'a>(
-    store: &'a mut MemoryStore,
-    run_id: &RunId,
-) -> Option<&'a mut StoredRun> {
+fn latest_quarantined<'a>(store: &'a mut MemoryStore, run_id: &RunId) -> Option<&'a mut StoredRun> {
     store
         .quarantine
         .values_mut()
@@ -309,11 +306,10 @@ impl CheckpointerFactory for MemoryFactory {
 
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
         let mut store = self.lock();
-        let location = quarantine_locked(&mut store, run_id, reason).ok_or_else(|| {
-            Error::NotFound {
+        let location =
+            quarantine_locked(&mut store, run_id, reason).ok_or_else(|| Error::NotFound {
                 run_id: run_id.clone(),
-            }
-        })?;
+            })?;
         Ok(Quarantined {
             run_id: run_id.clone(),
             location,
