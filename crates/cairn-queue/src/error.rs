@@ -60,6 +60,33 @@ pub enum Error {
         /// The configured bound.
         limit: usize,
     },
+    /// The task is pending but cannot start yet: dependencies are unfinished or its
+    /// `not_before` has not passed.
+    #[error("task {id} is not ready: waiting on {waiting_on:?}, not before {not_before:?}")]
+    NotReady {
+        /// The task.
+        id: TaskId,
+        /// Its dependencies that are not yet `done` or `skipped`.
+        waiting_on: Vec<TaskId>,
+        /// Its retry backoff, when that is what it waits for.
+        not_before: Option<crate::task::Timestamp>,
+    },
+    /// Phase `index` was recorded under another name.
+    #[error("phase {index} is recorded as `{recorded}`, not `{given}`")]
+    PhaseMismatch {
+        /// The phase's position.
+        index: u32,
+        /// The name the queue holds.
+        recorded: String,
+        /// The name the caller gave.
+        given: String,
+    },
+    /// Phase `index` was completed before it was started.
+    #[error("phase {index} cannot complete: it was never started")]
+    PhaseNotStarted {
+        /// The phase's position.
+        index: u32,
+    },
     /// The text is not a task id.
     #[error("`{text}` is not a task id (expected `t<number>`)")]
     InvalidTaskId {

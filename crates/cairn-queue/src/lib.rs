@@ -22,8 +22,21 @@
 //!   `(kind, canonical inputs)` equals an existing dedup-enabled task's returns that task's
 //!   id and creates nothing. Every status counts, so a resumed handler that enqueues its
 //!   children again never spawns them twice. Canonical means object key order is ignored.
+//! - **Follow-ups and bounds.** `EnqueuedBy::Task(p)` requires `p` to exist and to be
+//!   `running` (follow-ups come from a running handler); the follow-up's depth is `p`'s
+//!   depth plus one. `enqueue` refuses to cross `QueueConfig::max_tasks`, `max_depth` or
+//!   `max_children` with a typed error. The dedup guard is checked before the bounds.
+//!   `apply` checks structure only, not bounds, so a journal written under other bounds
+//!   still replays.
+//! - **Scheduling.** A task may start when it is `pending`, all its dependencies are `done`
+//!   or `skipped`, and its `not_before` (if any) has passed. No `pending` task ever sits under
+//!   a failed or blocked one, so every pending task can start eventually and the queue is
+//!   drained exactly when nothing is pending or running.
 //! - **Recovery.** `recover()` treats every `running` task as interrupted: back to `pending`
 //!   with attempts left, `failed` (kind `interrupted`) otherwise, blocking its dependents.
+//! - **Phases.** `start_phase(i, name)` and `complete_phase(i, name)` record phases by index;
+//!   repeating either is a no-op, a different name for a recorded index is an error, and a
+//!   phase must be started before it completes.
 //!
 //! # Examples
 //!
@@ -43,6 +56,7 @@
 //! # Ok::<(), cairn_queue::Error>(())
 //! ```
 
+mod canonical;
 mod error;
 mod event;
 mod queue;

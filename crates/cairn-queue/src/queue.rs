@@ -1,14 +1,20 @@
 //! The queue itself: validation, transitions, scheduling and reads.
 //!
-//! CONTRACT FOR THE IMPLEMENTER (remove this paragraph when done): the public signatures in this
-//! file are what the executor, the checkpoint port and the CLI code against. Keep them; add
-//! private fields and helpers freely.
+//! Operations (`enqueue`, `start`, `complete`, ...) check the caller's request and return a
+//! typed error naming the offending ids; then they build one [`Event`] and hand it to
+//! [`Queue::apply`], the only code that changes state. `apply` checks the event's structure
+//! again, because replayed events may come from a damaged or foreign journal.
+//!
+//! Scheduling is incremental: every task keeps a count of unfinished dependencies and a list
+//! of its dependents, and tasks whose count is zero sit in ordered ready sets. No transition
+//! scans the whole queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::error::Result;
+use crate::canonical::dedup_key;
+use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
 use crate::task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};
 
 /// Bounds and defaults. Crossing a bound is a typed error, never a silent drop.
@@ -88,78 +94,500 @@ pub struct Recovery {
     pub now: Status,
 }
 
+impl StatusCounts {
+    /// The count for one status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Status, StatusCounts};
+    /// let counts = StatusCounts { done: 2, ..StatusCounts::default() };
+    /// assert_eq!(counts.of(Status::Done), 2);
+    /// assert_eq!(counts.total(), 2);
+    /// ```
+    pub fn of(&self, status: Status) -> usize {
+        match status {
+            Status::Pending => self.pending,
+            Status::Running => self.running,
+            Status::Done => self.done,
+            Status::Skipped => self.skipped,
+            Status::Failed => self.failed,
+            Status::Blocked => self.blocked,
+        }
+    }
+
+    /// The number of tasks over all statuses.
+    pub fn total(&self) -> usize {
+        self.pending + self.running + self.done + self.skipped + self.failed + self.blocked
+    }
+
+    fn slot_mut(&mut self, status: Status) -> &mut usize {
+        match status {
+            Status::Pending => &mut self.pending,
+            Status::Running => &mut self.running,
+            Status::Done => &mut self.done,
+            Status::Skipped => &mut self.skipped,
+            Status::Failed => &mut self.failed,
+            Status::Blocked => &mut self.blocked,
+        }
+    }
+}
+
+/// The tasks of one kind, so per-kind reads need no scan.
+#[derive(Debug, Clone)]
+struct KindEntry {
+    name: String,
+    counts: StatusCounts,
+    /// Ids of this kind, in creation order.
+    ids: Vec<TaskId>,
+}
+
 /// The event-sourced DAG task queue. See the crate docs for the rules.
+///
+/// Ids are dense: `TaskId(n)` is the `n`-th task, so every lookup is an index. A task can
+/// depend only on tasks that exist when it is enqueued, so id order is also a topological
+/// order of the dependency graph.
+///
+/// Follow-ups: `EnqueuedBy::Task(p)` requires `p` to exist and to be `running`, because
+/// follow-ups come from a running handler. Bounds (`QueueConfig`) are checked by
+/// [`Queue::enqueue`] only; [`Queue::apply`] checks structure, so a journal written under
+/// other bounds still replays.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    // Private state goes here.
+    config: QueueConfig,
+    tasks: Vec<Task>,
+    /// Per task: how many of its dependencies are not `done` or `skipped`.
+    unmet: Vec<u32>,
+    /// Per task: the tasks that depend on it, in id order.
+    dependents: Vec<Vec<u32>>,
+    /// Per task: how many follow-ups it enqueued.
+    children: Vec<u32>,
+    /// Per task: its index into `kinds`.
+    kind_of: Vec<u32>,
+    kinds: Vec<KindEntry>,
+    kind_index: HashMap<String, u32>,
+    /// Pending tasks with no unmet dependency and no `not_before`.
+    due: BTreeSet<TaskId>,
+    /// Pending tasks with no unmet dependency that wait for their `not_before`.
+    delayed: BTreeSet<(Timestamp, TaskId)>,
+    /// Canonical `(kind, inputs)` key of each dedup-enabled task → the first such task.
+    dedup: HashMap<String, TaskId>,
+    counts: StatusCounts,
+    phases_started: Vec<(u32, String)>,
+    phases_completed: BTreeSet<u32>,
+    outbox: Vec<Event>,
+}
+
+fn invalid_event(reason: String) -> Error {
+    Error::InvalidEvent { reason }
+}
+
+fn inconsistent(reason: String) -> Error {
+    Error::InconsistentSnapshot { reason }
+}
+
+/// Whether `ids` holds the same id twice. Small lists are compared pairwise, which beats
+/// hashing for the few dependencies most tasks have.
+fn first_duplicate(ids: &[TaskId]) -> Option<TaskId> {
+    if ids.len() <= 16 {
+        for (k, id) in ids.iter().enumerate() {
+            if ids[..k].contains(id) {
+                return Some(*id);
+            }
+        }
+        None
+    } else {
+        let mut seen = HashSet::with_capacity(ids.len());
+        ids.iter().copied().find(|id| !seen.insert(*id))
+    }
 }
 
 impl Queue {
     /// An empty queue with the given bounds.
     pub fn new(config: QueueConfig) -> Queue {
-        let _ = config;
-        todo!()
+        Queue {
+            config,
+            tasks: Vec::new(),
+            unmet: Vec::new(),
+            dependents: Vec::new(),
+            children: Vec::new(),
+            kind_of: Vec::new(),
+            kinds: Vec::new(),
+            kind_index: HashMap::new(),
+            due: BTreeSet::new(),
+            delayed: BTreeSet::new(),
+            dedup: HashMap::new(),
+            counts: StatusCounts::default(),
+            phases_started: Vec::new(),
+            phases_completed: BTreeSet::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The bounds this queue enforces.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
     }
 
     /// Rebuilds a queue from a snapshot, checking format version, cycles and dangling ids.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnsupportedFormat`] when `format_version` is not [`SNAPSHOT_FORMAT_VERSION`].
+    /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
+    ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
+    ///   (for example a `pending` task under a failed one, or a `blocked` task without
+    ///   `blocked_by`).
+    /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
+    ///   task that does not exist.
+    /// - [`Error::Cycle`] when dependencies form a cycle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let copy = Queue::from_snapshot(q.snapshot(), QueueConfig::default())?;
+    /// assert_eq!(copy.snapshot(), q.snapshot());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn from_snapshot(snapshot: Snapshot, config: QueueConfig) -> Result<Queue> {
-        let _ = (snapshot, config);
-        todo!()
+        if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                found: snapshot.format_version,
+                expected: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        check_snapshot(&snapshot.tasks)?;
+        let mut phase_names: HashMap<u32, &str> = HashMap::new();
+        for (index, name) in &snapshot.phases_started {
+            if let Some(previous) = phase_names.insert(*index, name) {
+                return Err(inconsistent(format!(
+                    "phase {index} is recorded as started twice (`{previous}` and `{name}`)"
+                )));
+            }
+        }
+        if let Some(index) = snapshot
+            .phases_completed
+            .iter()
+            .find(|index| !phase_names.contains_key(index))
+        {
+            return Err(inconsistent(format!(
+                "phase {index} is recorded complete but was never started"
+            )));
+        }
+
+        let mut queue = Queue::new(config);
+        queue.tasks.reserve(snapshot.tasks.len());
+        for task in snapshot.tasks {
+            let unmet = task
+                .depends_on
+                .iter()
+                .filter(|dep| !queue.tasks[dep.0 as usize].status.satisfies_dependents())
+                .count() as u32;
+            queue.install(task, unmet, None);
+        }
+        queue.phases_started = snapshot.phases_started;
+        queue.phases_completed = snapshot.phases_completed;
+        Ok(queue)
     }
 
     /// Rebuilds a queue from an optional snapshot plus the events recorded after it.
+    ///
+    /// # Errors
+    ///
+    /// Whatever [`Queue::from_snapshot`] returns for the snapshot, and
+    /// [`Error::InvalidEvent`] for the first event that does not fit the state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let id = q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(id, Timestamp(1))?;
+    /// let events = q.take_events();
+    /// let replayed = Queue::replay(None, &events, QueueConfig::default())?;
+    /// assert_eq!(replayed.snapshot(), q.snapshot());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn replay<'a>(
         snapshot: Option<Snapshot>,
         events: impl IntoIterator<Item = &'a Event>,
         config: QueueConfig,
     ) -> Result<Queue> {
-        let _ = (snapshot, events.into_iter(), config);
-        todo!()
+        let mut queue = match snapshot {
+            Some(snapshot) => Queue::from_snapshot(snapshot, config)?,
+            None => Queue::new(config),
+        };
+        for event in events {
+            queue.apply(event)?;
+        }
+        Ok(queue)
     }
 
     /// The whole state, for `queue.json`.
     pub fn snapshot(&self) -> Snapshot {
-        todo!()
+        Snapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            tasks: self.tasks.clone(),
+            phases_completed: self.phases_completed.clone(),
+            phases_started: self.phases_started.clone(),
+        }
     }
 
     /// Applies one event. The only way state changes; every operation below builds an event
     /// and applies it here. Validates the event against the state.
+    ///
+    /// Applying changes nothing when it fails. Events applied here directly (replay) do not
+    /// go to the outbox; only operations put their events there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEvent`] when the event does not fit the state: an unknown task, a
+    /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
+    /// id that is not the next id, and so on.
     pub fn apply(&mut self, event: &Event) -> Result<()> {
-        let _ = event;
-        todo!()
+        self.apply_keyed(event, None)
     }
 
     /// Takes the events produced by operations since the last call, in order.
     pub fn take_events(&mut self) -> Vec<Event> {
-        todo!()
+        std::mem::take(&mut self.outbox)
     }
 
     /// Enqueues a task (or returns the existing one under the dedup guard).
+    ///
+    /// Checks, in this order: the spec, the dependencies, the parent, the dedup guard, then
+    /// the bounds. The guard comes before the bounds so that a resumed handler re-enqueueing
+    /// its children gets their ids back even when it is at its child limit.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidSpec`] for an empty kind or an attempt limit of 0.
+    /// - [`Error::UnknownDependencies`] naming every `depends_on` id that does not exist.
+    /// - [`Error::UnknownTask`] when `by` names a task that does not exist, and
+    ///   [`Error::InvalidTransition`] when that task is not `running`.
+    /// - [`Error::TooManyTasks`], [`Error::TooDeep`], [`Error::TooManyChildren`] when a
+    ///   bound of [`QueueConfig`] would be crossed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let spec = TaskSpec::new("fetch").inputs(serde_json::json!({ "a": 1, "b": 2 }));
+    /// let first = q.enqueue(spec, EnqueuedBy::Root, Timestamp(0))?;
+    /// let again = TaskSpec::new("fetch").inputs(serde_json::json!({ "b": 2, "a": 1 }));
+    /// let second = q.enqueue(again, EnqueuedBy::Root, Timestamp(0))?;
+    /// assert!(second.existing);
+    /// assert_eq!(second.id, first.id);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn enqueue(&mut self, spec: TaskSpec, by: EnqueuedBy, now: Timestamp) -> Result<Enqueued> {
-        let _ = (spec, by, now);
-        todo!()
+        let TaskSpec {
+            kind,
+            inputs,
+            depends_on,
+            max_attempts,
+            dedup,
+        } = spec;
+        if kind.is_empty() {
+            return Err(Error::InvalidSpec {
+                reason: "the task kind is empty".to_owned(),
+            });
+        }
+        let max_attempts = max_attempts.unwrap_or(self.config.default_max_attempts);
+        if max_attempts == 0 {
+            return Err(Error::InvalidSpec {
+                reason: format!("task of kind `{kind}` allows 0 attempts; it could never run"),
+            });
+        }
+        let n = self.tasks.len() as u64;
+        let mut unknown: Vec<TaskId> = Vec::new();
+        for dep in &depends_on {
+            if dep.0 >= n && !unknown.contains(dep) {
+                unknown.push(*dep);
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Error::UnknownDependencies { kind, ids: unknown });
+        }
+        let depends_on = if first_duplicate(&depends_on).is_some() {
+            let mut seen = HashSet::with_capacity(depends_on.len());
+            depends_on
+                .into_iter()
+                .filter(|id| seen.insert(*id))
+                .collect()
+        } else {
+            depends_on
+        };
+        let depth = match by {
+            EnqueuedBy::Root => 0,
+            EnqueuedBy::Task(parent) => {
+                let task = self.get(parent).ok_or(Error::UnknownTask { id: parent })?;
+                if task.status != Status::Running {
+                    return Err(Error::InvalidTransition {
+                        id: parent,
+                        from: task.status,
+                        op: "enqueue a follow-up of",
+                    });
+                }
+                task.depth.saturating_add(1)
+            }
+        };
+        let key = if dedup {
+            let key = dedup_key(&kind, &inputs);
+            if let Some(&id) = self.dedup.get(&key) {
+                return Ok(Enqueued { id, existing: true });
+            }
+            Some(key)
+        } else {
+            None
+        };
+        if self.tasks.len() >= self.config.max_tasks {
+            return Err(Error::TooManyTasks {
+                limit: self.config.max_tasks,
+            });
+        }
+        if let EnqueuedBy::Task(parent) = by {
+            if depth > self.config.max_depth {
+                return Err(Error::TooDeep {
+                    parent,
+                    depth,
+                    limit: self.config.max_depth,
+                });
+            }
+            if self.children[parent.0 as usize] as usize >= self.config.max_children {
+                return Err(Error::TooManyChildren {
+                    parent,
+                    limit: self.config.max_children,
+                });
+            }
+        }
+        let id = TaskId(n);
+        let event = Event::Enqueued {
+            id,
+            kind,
+            inputs,
+            depends_on,
+            max_attempts,
+            enqueued_by: by,
+            dedup,
+            at: now,
+        };
+        self.emit(event, key)?;
+        Ok(Enqueued {
+            id,
+            existing: false,
+        })
     }
 
     /// Claims a runnable pending task and increments its attempts. Returns the new attempt number.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `pending`;
+    /// [`Error::NotReady`] when it is pending but a dependency is unfinished or its
+    /// `not_before` is later than `now`.
     pub fn start(&mut self, id: TaskId, now: Timestamp) -> Result<u32> {
-        let _ = (id, now);
-        todo!()
+        let i = self.index(id)?;
+        let task = &self.tasks[i];
+        if task.status != Status::Pending {
+            return Err(Error::InvalidTransition {
+                id,
+                from: task.status,
+                op: "start",
+            });
+        }
+        let too_early = task.not_before.filter(|at| *at > now);
+        if self.unmet[i] > 0 || too_early.is_some() {
+            let waiting_on = task
+                .depends_on
+                .iter()
+                .copied()
+                .filter(|dep| !self.tasks[dep.0 as usize].status.satisfies_dependents())
+                .collect();
+            return Err(Error::NotReady {
+                id,
+                waiting_on,
+                not_before: too_early,
+            });
+        }
+        let attempt = task.attempts + 1;
+        self.emit(
+            Event::Started {
+                id,
+                attempt,
+                at: now,
+            },
+            None,
+        )?;
+        Ok(attempt)
     }
 
     /// Marks a running task done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
     pub fn complete(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
-        let _ = (id, handoff, now);
-        todo!()
+        let attempt = self.running_attempt(id, "complete")?;
+        self.emit(
+            Event::Completed {
+                id,
+                attempt,
+                handoff,
+                at: now,
+            },
+            None,
+        )
     }
 
     /// Marks a running task skipped (it judged itself unnecessary).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
     pub fn skip(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
-        let _ = (id, handoff, now);
-        todo!()
+        let attempt = self.running_attempt(id, "skip")?;
+        self.emit(
+            Event::Skipped {
+                id,
+                attempt,
+                handoff,
+                at: now,
+            },
+            None,
+        )
     }
 
     /// Fails a running task. Returns the task's status afterwards: `Pending` when retried,
     /// `Failed` otherwise.
+    ///
+    /// A retryable failure with attempts left sends the task back to `pending` with
+    /// `not_before = retry_at`. Otherwise the task is `failed` and every transitive dependent
+    /// becomes `blocked`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskError, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a").max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// let after = q.fail(a, TaskError::new("boom", "disk full"), true, Timestamp(9), Timestamp(2))?;
+    /// assert_eq!(after, Status::Failed);
+    /// assert_eq!(q.get(b).unwrap().status, Status::Blocked);
+    /// assert_eq!(q.get(b).unwrap().blocked_by, Some(a));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn fail(
         &mut self,
         id: TaskId,
@@ -168,102 +596,862 @@ impl Queue {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<Status> {
-        let _ = (id, error, retryable, retry_at, now);
-        todo!()
+        let attempt = self.running_attempt(id, "fail")?;
+        let retry = retryable && attempt < self.tasks[id.0 as usize].max_attempts;
+        self.emit(
+            Event::Failed {
+                id,
+                attempt,
+                error,
+                retry_at: retry.then_some(retry_at),
+                at: now,
+            },
+            None,
+        )?;
+        Ok(if retry {
+            Status::Pending
+        } else {
+            Status::Failed
+        })
     }
 
     /// Retries a failed task by hand (see the crate docs).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `failed`.
     pub fn retry(&mut self, id: TaskId, now: Timestamp) -> Result<()> {
-        let _ = (id, now);
-        todo!()
+        let i = self.index(id)?;
+        let from = self.tasks[i].status;
+        if from != Status::Failed {
+            return Err(Error::InvalidTransition {
+                id,
+                from,
+                op: "retry",
+            });
+        }
+        self.emit(Event::Retried { id, at: now }, None)
     }
 
     /// Applies the crash-recovery rule to every running task and reports what it did.
+    ///
+    /// This is called once when a run is reopened, so it looks at every task once.
     pub fn recover(&mut self, now: Timestamp) -> Vec<Recovery> {
-        let _ = now;
-        todo!()
+        let running: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].status == Status::Running)
+            .collect();
+        let mut report = Vec::with_capacity(running.len());
+        for i in running {
+            let task = &self.tasks[i];
+            let (id, attempt) = (task.id, task.attempts);
+            let kind = task.kind.clone();
+            let event = if attempt < task.max_attempts {
+                Event::Reset { id, at: now }
+            } else {
+                Event::Failed {
+                    id,
+                    attempt,
+                    error: TaskError::new(
+                        "interrupted",
+                        format!(
+                            "task {id} was running when the run stopped, on its last attempt \
+                             ({attempt} of {})",
+                            task.max_attempts
+                        ),
+                    ),
+                    retry_at: None,
+                    at: now,
+                }
+            };
+            // The event was built from the task's own state, which `apply` accepts.
+            if self.emit(event, None).is_ok() {
+                report.push(Recovery {
+                    id,
+                    kind,
+                    attempt,
+                    now: self.tasks[i].status,
+                });
+            }
+        }
+        report
     }
 
-    /// Records that phase `index` started.
+    /// Records that phase `index` started. Starting a phase that was already started (a
+    /// resumed run) records nothing and succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PhaseMismatch`] when phase `index` was started under another name.
     pub fn start_phase(&mut self, index: u32, name: &str) -> Result<()> {
-        let _ = (index, name);
-        todo!()
+        match self.phase_name(index) {
+            Some(recorded) if recorded == name => Ok(()),
+            Some(recorded) => Err(Error::PhaseMismatch {
+                index,
+                recorded: recorded.to_owned(),
+                given: name.to_owned(),
+            }),
+            None => self.emit(
+                Event::PhaseStarted {
+                    index,
+                    name: name.to_owned(),
+                },
+                None,
+            ),
+        }
     }
 
-    /// Records that phase `index` completed.
+    /// Records that phase `index` completed. Completing it again records nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PhaseNotStarted`] when phase `index` was never started, and
+    /// [`Error::PhaseMismatch`] when it was started under another name.
     pub fn complete_phase(&mut self, index: u32, name: &str) -> Result<()> {
-        let _ = (index, name);
-        todo!()
+        match self.phase_name(index) {
+            None => Err(Error::PhaseNotStarted { index }),
+            Some(recorded) if recorded != name => Err(Error::PhaseMismatch {
+                index,
+                recorded: recorded.to_owned(),
+                given: name.to_owned(),
+            }),
+            Some(_) if self.phases_completed.contains(&index) => Ok(()),
+            Some(_) => self.emit(
+                Event::PhaseCompleted {
+                    index,
+                    name: name.to_owned(),
+                },
+                None,
+            ),
+        }
     }
 
     /// Whether phase `index` was recorded complete.
     pub fn phase_completed(&self, index: u32) -> bool {
-        let _ = index;
-        todo!()
+        self.phases_completed.contains(&index)
     }
 
     /// Every pending task whose dependencies are satisfied and whose `not_before` has passed,
     /// in id order.
     pub fn next_runnable(&self, now: Timestamp) -> Vec<TaskId> {
-        let _ = now;
-        todo!()
+        let mut out: Vec<TaskId> = self.due.iter().copied().collect();
+        let before = out.len();
+        out.extend(
+            self.delayed
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|(_, id)| *id),
+        );
+        if out.len() > before {
+            out.sort_unstable();
+        }
+        out
     }
 
-    /// The earliest `not_before` among ready tasks that are not yet due.
+    /// The earliest `not_before` among ready tasks that wait for one.
+    ///
+    /// It may already have passed, which means such a task is due now; `None` means no ready
+    /// task waits for a time.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
-        todo!()
+        self.delayed.first().map(|(at, _)| *at)
     }
 
     /// True when nothing is running and nothing can ever start.
+    ///
+    /// A pending task can always start eventually (the queue never holds a pending task under a
+    /// failed one: such tasks are `blocked`), so this is "nothing running, nothing pending".
     pub fn is_drained(&self) -> bool {
-        todo!()
+        self.counts.running == 0 && self.counts.pending == 0
     }
 
     /// `Some` once drained.
     pub fn outcome(&self) -> Option<Outcome> {
-        todo!()
+        if !self.is_drained() {
+            return None;
+        }
+        if self.counts.failed == 0 && self.counts.blocked == 0 {
+            return Some(Outcome::Completed);
+        }
+        let ids_in = |status: Status| {
+            self.tasks
+                .iter()
+                .filter(|task| task.status == status)
+                .map(|task| task.id)
+                .collect()
+        };
+        Some(Outcome::Failed {
+            failed: ids_in(Status::Failed),
+            blocked: ids_in(Status::Blocked),
+        })
     }
 
     /// The task with this id.
     pub fn get(&self, id: TaskId) -> Option<&Task> {
-        let _ = id;
-        todo!()
+        usize::try_from(id.0).ok().and_then(|i| self.tasks.get(i))
     }
 
     /// Every task, in id order.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        std::iter::empty()
+        self.tasks.iter()
     }
 
     /// Number of tasks.
     pub fn len(&self) -> usize {
-        todo!()
+        self.tasks.len()
     }
 
     /// Whether the queue holds no task.
     pub fn is_empty(&self) -> bool {
-        todo!()
+        self.tasks.is_empty()
     }
 
     /// Counts per status.
     pub fn counts(&self) -> StatusCounts {
-        todo!()
+        self.counts
     }
 
     /// Counts per status for each kind.
     pub fn counts_by_kind(&self) -> BTreeMap<String, StatusCounts> {
-        todo!()
+        self.kinds
+            .iter()
+            .map(|entry| (entry.name.clone(), entry.counts))
+            .collect()
     }
 
     /// Handoffs of the given task's dependencies, in `depends_on` order (missing ones left out).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`] when no task has this id.
     pub fn dependency_handoffs(&self, id: TaskId) -> Result<Vec<(TaskId, &Handoff)>> {
-        let _ = id;
-        todo!()
+        let i = self.index(id)?;
+        Ok(self.tasks[i]
+            .depends_on
+            .iter()
+            .filter_map(|dep| {
+                self.tasks[dep.0 as usize]
+                    .handoff
+                    .as_ref()
+                    .map(|handoff| (*dep, handoff))
+            })
+            .collect())
     }
 
     /// Handoffs of every finished task of this kind, in creation order.
     pub fn handoffs_by_kind(&self, kind: &str) -> Vec<(TaskId, &Handoff)> {
-        let _ = kind;
-        todo!()
+        let Some(&k) = self.kind_index.get(kind) else {
+            return Vec::new();
+        };
+        self.kinds[k as usize]
+            .ids
+            .iter()
+            .filter_map(|id| {
+                self.tasks[id.0 as usize]
+                    .handoff
+                    .as_ref()
+                    .map(|handoff| (*id, handoff))
+            })
+            .collect()
+    }
+
+    // ----- private: operations' helpers -----
+
+    fn index(&self, id: TaskId) -> Result<usize> {
+        match usize::try_from(id.0) {
+            Ok(i) if i < self.tasks.len() => Ok(i),
+            _ => Err(Error::UnknownTask { id }),
+        }
+    }
+
+    fn running_attempt(&self, id: TaskId, op: &'static str) -> Result<u32> {
+        let task = &self.tasks[self.index(id)?];
+        if task.status != Status::Running {
+            return Err(Error::InvalidTransition {
+                id,
+                from: task.status,
+                op,
+            });
+        }
+        Ok(task.attempts)
+    }
+
+    fn phase_name(&self, index: u32) -> Option<&str> {
+        self.phases_started
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// Applies an event an operation built and puts it in the outbox.
+    fn emit(&mut self, event: Event, dedup_key: Option<String>) -> Result<()> {
+        self.apply_keyed(&event, dedup_key)?;
+        self.outbox.push(event);
+        Ok(())
+    }
+
+    // ----- private: apply -----
+
+    fn event_index(&self, id: TaskId, what: &str) -> Result<usize> {
+        self.index(id)
+            .map_err(|_| invalid_event(format!("{what} names unknown task {id}")))
+    }
+
+    /// Checks that `id` is running at `attempt`, for events that end an attempt.
+    fn event_running(&self, id: TaskId, attempt: u32, what: &str) -> Result<usize> {
+        let i = self.event_index(id, what)?;
+        let task = &self.tasks[i];
+        if task.status != Status::Running {
+            return Err(invalid_event(format!(
+                "{what} for task {id}, which is {}",
+                task.status
+            )));
+        }
+        if task.attempts != attempt {
+            return Err(invalid_event(format!(
+                "{what} for attempt {attempt} of task {id}, which is on attempt {}",
+                task.attempts
+            )));
+        }
+        Ok(i)
+    }
+
+    /// `apply`, with the dedup key when the caller already computed it.
+    fn apply_keyed(&mut self, event: &Event, dedup_key: Option<String>) -> Result<()> {
+        match event {
+            Event::Enqueued {
+                id,
+                kind,
+                inputs,
+                depends_on,
+                max_attempts,
+                enqueued_by,
+                dedup,
+                at,
+            } => {
+                let n = self.tasks.len();
+                if id.0 != n as u64 {
+                    return Err(invalid_event(format!(
+                        "enqueued {id}, but the next id is t{n}"
+                    )));
+                }
+                if kind.is_empty() {
+                    return Err(invalid_event(format!("enqueued {id} with an empty kind")));
+                }
+                if *max_attempts == 0 {
+                    return Err(invalid_event(format!("enqueued {id} with 0 attempts")));
+                }
+                if let Some(dep) = depends_on.iter().find(|dep| dep.0 >= n as u64) {
+                    return Err(invalid_event(format!(
+                        "enqueued {id} depending on unknown task {dep}"
+                    )));
+                }
+                if let Some(dep) = first_duplicate(depends_on) {
+                    return Err(invalid_event(format!(
+                        "enqueued {id} listing dependency {dep} twice"
+                    )));
+                }
+                let depth = match enqueued_by {
+                    EnqueuedBy::Root => 0,
+                    EnqueuedBy::Task(parent) => {
+                        let p = self.event_index(*parent, "an enqueue")?;
+                        let status = self.tasks[p].status;
+                        if status != Status::Running {
+                            return Err(invalid_event(format!(
+                                "enqueued {id} as a follow-up of {parent}, which is {status}"
+                            )));
+                        }
+                        self.tasks[p].depth.saturating_add(1)
+                    }
+                };
+                let mut unmet = 0u32;
+                let mut blocked_by = None;
+                for dep in depends_on {
+                    let task = &self.tasks[dep.0 as usize];
+                    if !task.status.satisfies_dependents() {
+                        unmet += 1;
+                        if blocked_by.is_none() {
+                            blocked_by = match task.status {
+                                Status::Failed => Some(*dep),
+                                Status::Blocked => task.blocked_by,
+                                _ => None,
+                            };
+                        }
+                    }
+                }
+                let task = Task {
+                    id: *id,
+                    kind: kind.clone(),
+                    status: if blocked_by.is_some() {
+                        Status::Blocked
+                    } else {
+                        Status::Pending
+                    },
+                    depends_on: depends_on.clone(),
+                    inputs: inputs.clone(),
+                    attempts: 0,
+                    max_attempts: *max_attempts,
+                    enqueued_by: *enqueued_by,
+                    depth,
+                    created_at: *at,
+                    started_at: None,
+                    finished_at: blocked_by.map(|_| *at),
+                    error: None,
+                    not_before: None,
+                    handoff: None,
+                    blocked_by,
+                    dedup: *dedup,
+                };
+                self.install(task, unmet, dedup_key);
+            }
+            Event::Started { id, attempt, at } => {
+                let i = self.event_index(*id, "a start")?;
+                let task = &self.tasks[i];
+                if task.status != Status::Pending {
+                    return Err(invalid_event(format!(
+                        "started {id}, which is {}",
+                        task.status
+                    )));
+                }
+                if self.unmet[i] > 0 {
+                    return Err(invalid_event(format!(
+                        "started {id} before its dependencies finished"
+                    )));
+                }
+                if *attempt != task.attempts + 1 || *attempt > task.max_attempts {
+                    return Err(invalid_event(format!(
+                        "started {id} as attempt {attempt}, but the next attempt is {} of {}",
+                        task.attempts + 1,
+                        task.max_attempts
+                    )));
+                }
+                self.ready_remove(i);
+                let task = &mut self.tasks[i];
+                task.attempts = *attempt;
+                task.started_at = Some(*at);
+                task.finished_at = None;
+                task.not_before = None;
+                self.set_status(i, Status::Running);
+            }
+            Event::Completed {
+                id,
+                attempt,
+                handoff,
+                at,
+            }
+            | Event::Skipped {
+                id,
+                attempt,
+                handoff,
+                at,
+            } => {
+                let (status, what) = if matches!(event, Event::Completed { .. }) {
+                    (Status::Done, "a completion")
+                } else {
+                    (Status::Skipped, "a skip")
+                };
+                let i = self.event_running(*id, *attempt, what)?;
+                let task = &mut self.tasks[i];
+                task.finished_at = Some(*at);
+                task.handoff = Some(handoff.clone());
+                self.set_status(i, status);
+                for k in 0..self.dependents[i].len() {
+                    let d = self.dependents[i][k] as usize;
+                    self.unmet[d] -= 1;
+                    if self.unmet[d] == 0 && self.tasks[d].status == Status::Pending {
+                        self.ready_insert(d);
+                    }
+                }
+            }
+            Event::Failed {
+                id,
+                attempt,
+                error,
+                retry_at,
+                at,
+            } => {
+                let i = self.event_running(*id, *attempt, "a failure")?;
+                let task = &mut self.tasks[i];
+                if retry_at.is_some() && task.attempts >= task.max_attempts {
+                    return Err(invalid_event(format!(
+                        "retried {id} after its last attempt ({} of {})",
+                        task.attempts, task.max_attempts
+                    )));
+                }
+                task.error = Some(error.clone());
+                match retry_at {
+                    Some(retry_at) => {
+                        task.not_before = Some(*retry_at);
+                        self.set_status(i, Status::Pending);
+                        self.ready_insert(i);
+                    }
+                    None => {
+                        task.finished_at = Some(*at);
+                        self.set_status(i, Status::Failed);
+                        self.block_dependents(i, *at);
+                    }
+                }
+            }
+            Event::Reset { id, .. } => {
+                let i = self.event_index(*id, "a reset")?;
+                let task = &self.tasks[i];
+                if task.status != Status::Running {
+                    return Err(invalid_event(format!(
+                        "reset {id}, which is {}",
+                        task.status
+                    )));
+                }
+                if task.attempts >= task.max_attempts {
+                    return Err(invalid_event(format!(
+                        "reset {id} after its last attempt ({} of {})",
+                        task.attempts, task.max_attempts
+                    )));
+                }
+                self.tasks[i].not_before = None;
+                self.set_status(i, Status::Pending);
+                if self.unmet[i] == 0 {
+                    self.ready_insert(i);
+                }
+            }
+            Event::Retried { id, .. } => {
+                let i = self.event_index(*id, "a retry")?;
+                let status = self.tasks[i].status;
+                if status != Status::Failed {
+                    return Err(invalid_event(format!("retried {id}, which is {status}")));
+                }
+                let task = &mut self.tasks[i];
+                task.attempts = 0;
+                task.not_before = None;
+                task.finished_at = None;
+                task.blocked_by = None;
+                self.set_status(i, Status::Pending);
+                if self.unmet[i] == 0 {
+                    self.ready_insert(i);
+                }
+                self.unblock_dependents(i);
+            }
+            Event::PhaseStarted { index, name } => match self.phase_name(*index) {
+                Some(recorded) if recorded == name => {}
+                Some(recorded) => {
+                    return Err(invalid_event(format!(
+                        "phase {index} started as `{name}`, but it is recorded as `{recorded}`"
+                    )));
+                }
+                None => self.phases_started.push((*index, name.clone())),
+            },
+            Event::PhaseCompleted { index, name } => match self.phase_name(*index) {
+                Some(recorded) if recorded == name => {
+                    self.phases_completed.insert(*index);
+                }
+                Some(recorded) => {
+                    return Err(invalid_event(format!(
+                        "phase {index} completed as `{name}`, but it is recorded as `{recorded}`"
+                    )));
+                }
+                None => {
+                    return Err(invalid_event(format!(
+                        "phase {index} completed but was never started"
+                    )));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Adds a task whose fields are already checked, with its derived indexes.
+    fn install(&mut self, task: Task, unmet: u32, dedup_key: Option<String>) {
+        let i = self.tasks.len();
+        let id = task.id;
+        for dep in &task.depends_on {
+            self.dependents[dep.0 as usize].push(i as u32);
+        }
+        if let EnqueuedBy::Task(parent) = task.enqueued_by {
+            self.children[parent.0 as usize] += 1;
+        }
+        if task.dedup {
+            let key =
+                dedup_key.unwrap_or_else(|| crate::canonical::dedup_key(&task.kind, &task.inputs));
+            self.dedup.entry(key).or_insert(id);
+        }
+        let k = match self.kind_index.get(task.kind.as_str()) {
+            Some(&k) => k,
+            None => {
+                let k = self.kinds.len() as u32;
+                self.kinds.push(KindEntry {
+                    name: task.kind.clone(),
+                    counts: StatusCounts::default(),
+                    ids: Vec::new(),
+                });
+                self.kind_index.insert(task.kind.clone(), k);
+                k
+            }
+        };
+        let entry = &mut self.kinds[k as usize];
+        entry.ids.push(id);
+        *entry.counts.slot_mut(task.status) += 1;
+        *self.counts.slot_mut(task.status) += 1;
+        let ready = task.status == Status::Pending && unmet == 0;
+        self.tasks.push(task);
+        self.unmet.push(unmet);
+        self.dependents.push(Vec::new());
+        self.children.push(0);
+        self.kind_of.push(k);
+        if ready {
+            self.ready_insert(i);
+        }
+    }
+
+    fn set_status(&mut self, i: usize, status: Status) {
+        let old = self.tasks[i].status;
+        *self.counts.slot_mut(old) -= 1;
+        *self.counts.slot_mut(status) += 1;
+        let counts = &mut self.kinds[self.kind_of[i] as usize].counts;
+        *counts.slot_mut(old) -= 1;
+        *counts.slot_mut(status) += 1;
+        self.tasks[i].status = status;
+    }
+
+    fn ready_insert(&mut self, i: usize) {
+        let task = &self.tasks[i];
+        match task.not_before {
+            None => self.due.insert(task.id),
+            Some(at) => self.delayed.insert((at, task.id)),
+        };
+    }
+
+    fn ready_remove(&mut self, i: usize) {
+        let task = &self.tasks[i];
+        match task.not_before {
+            None => self.due.remove(&task.id),
+            Some(at) => self.delayed.remove(&(at, task.id)),
+        };
+    }
+
+    /// Blocks every not-yet-blocked transitive dependent of the failed task `i`. Tasks that
+    /// are already blocked keep the ancestor that blocked them first, and their own
+    /// dependents are blocked already, so the walk stops there.
+    fn block_dependents(&mut self, i: usize, at: Timestamp) {
+        let failed = self.tasks[i].id;
+        let mut stack: Vec<u32> = self.dependents[i].clone();
+        while let Some(d) = stack.pop() {
+            let d = d as usize;
+            if self.tasks[d].status != Status::Pending {
+                continue;
+            }
+            self.ready_remove(d);
+            let task = &mut self.tasks[d];
+            task.blocked_by = Some(failed);
+            task.finished_at = Some(at);
+            self.set_status(d, Status::Blocked);
+            stack.extend_from_slice(&self.dependents[d]);
+        }
+    }
+
+    /// Re-derives the status of every blocked transitive dependent of the retried task `i`,
+    /// in id order, which is a topological order, so each task sees its dependencies' new
+    /// statuses. A task stays blocked (by another failed ancestor) when one of its
+    /// dependencies is still failed or blocked; otherwise it is pending again.
+    fn unblock_dependents(&mut self, i: usize) {
+        let mut work: BTreeSet<u32> = self.dependents[i].iter().copied().collect();
+        while let Some(d) = work.pop_first() {
+            let d = d as usize;
+            if self.tasks[d].status != Status::Blocked {
+                continue;
+            }
+            let still_blocked_by = self.tasks[d].depends_on.iter().find_map(|dep| {
+                let task = &self.tasks[dep.0 as usize];
+                match task.status {
+                    Status::Failed => Some(*dep),
+                    Status::Blocked => task.blocked_by,
+                    _ => None,
+                }
+            });
+            match still_blocked_by {
+                Some(ancestor) => self.tasks[d].blocked_by = Some(ancestor),
+                None => {
+                    let task = &mut self.tasks[d];
+                    task.blocked_by = None;
+                    task.finished_at = None;
+                    self.set_status(d, Status::Pending);
+                    if self.unmet[d] == 0 {
+                        self.ready_insert(d);
+                    }
+                }
+            }
+            work.extend(self.dependents[d].iter().copied());
+        }
+    }
+}
+
+/// Checks a snapshot's tasks before they are installed: dense ids, references, cycles,
+/// spec fields, depths and the agreement of each status with its dependencies' statuses.
+fn check_snapshot(tasks: &[Task]) -> Result<()> {
+    let n = tasks.len() as u64;
+    for (k, task) in tasks.iter().enumerate() {
+        if task.id.0 != k as u64 {
+            return Err(inconsistent(format!(
+                "task at position {k} has id {}; ids must be dense and in order",
+                task.id
+            )));
+        }
+    }
+    let mut forward = false;
+    for task in tasks {
+        let id = task.id;
+        let mut references: Vec<TaskId> = task.depends_on.clone();
+        references.extend(match task.enqueued_by {
+            EnqueuedBy::Task(parent) => Some(parent),
+            EnqueuedBy::Root => None,
+        });
+        references.extend(task.blocked_by);
+        if let Some(missing) = references.into_iter().find(|r| r.0 >= n) {
+            return Err(Error::DanglingReference { id, missing });
+        }
+        if let Some(dep) = first_duplicate(&task.depends_on) {
+            return Err(inconsistent(format!("{id} lists dependency {dep} twice")));
+        }
+        forward |= task.depends_on.iter().any(|dep| *dep >= id);
+    }
+    if forward {
+        if let Some(ids) = find_cycle(tasks) {
+            return Err(Error::Cycle { ids });
+        }
+        let task = tasks
+            .iter()
+            .find(|task| task.depends_on.iter().any(|dep| *dep >= task.id));
+        if let Some(task) = task {
+            return Err(inconsistent(format!(
+                "{} depends on a task created after it",
+                task.id
+            )));
+        }
+    }
+    for task in tasks {
+        check_task(tasks, task)?;
+    }
+    Ok(())
+}
+
+fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
+    let id = task.id;
+    let at = |dep: &TaskId| &tasks[dep.0 as usize];
+    if task.kind.is_empty() {
+        return Err(inconsistent(format!("{id} has an empty kind")));
+    }
+    if task.max_attempts == 0 || task.attempts > task.max_attempts {
+        return Err(inconsistent(format!(
+            "{id} has {} attempts of at most {}",
+            task.attempts, task.max_attempts
+        )));
+    }
+    let depth = match task.enqueued_by {
+        EnqueuedBy::Root => 0,
+        EnqueuedBy::Task(parent) if parent < id => at(&parent).depth.saturating_add(1),
+        EnqueuedBy::Task(parent) => {
+            return Err(inconsistent(format!(
+                "{id} names {parent}, created after it, as its parent"
+            )));
+        }
+    };
+    if task.depth != depth {
+        return Err(inconsistent(format!(
+            "{id} has depth {}, but its parent gives depth {depth}",
+            task.depth
+        )));
+    }
+    let unsatisfied = task
+        .depends_on
+        .iter()
+        .find(|dep| !at(dep).status.satisfies_dependents());
+    let failed_dep = task
+        .depends_on
+        .iter()
+        .find(|dep| matches!(at(dep).status, Status::Failed | Status::Blocked));
+    if task.status != Status::Blocked && task.blocked_by.is_some() {
+        return Err(inconsistent(format!(
+            "{id} is {} but names a blocking ancestor",
+            task.status
+        )));
+    }
+    match task.status {
+        Status::Pending => {
+            if let Some(dep) = failed_dep {
+                return Err(inconsistent(format!(
+                    "{id} is pending under {dep}, which is {}; it should be blocked",
+                    at(dep).status
+                )));
+            }
+            if task.attempts >= task.max_attempts {
+                return Err(inconsistent(format!(
+                    "{id} is pending with no attempts left"
+                )));
+            }
+        }
+        Status::Running | Status::Done | Status::Skipped | Status::Failed => {
+            if let Some(dep) = unsatisfied {
+                return Err(inconsistent(format!(
+                    "{id} is {} although its dependency {dep} is {}",
+                    task.status,
+                    at(dep).status
+                )));
+            }
+            if task.status == Status::Running && task.attempts == 0 {
+                return Err(inconsistent(format!("{id} is running at attempt 0")));
+            }
+        }
+        Status::Blocked => {
+            let Some(ancestor) = task.blocked_by else {
+                return Err(inconsistent(format!("{id} is blocked by nothing")));
+            };
+            if at(&ancestor).status != Status::Failed {
+                return Err(inconsistent(format!(
+                    "{id} is blocked by {ancestor}, which is {}",
+                    at(&ancestor).status
+                )));
+            }
+            if failed_dep.is_none() {
+                return Err(inconsistent(format!(
+                    "{id} is blocked but none of its dependencies failed"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds one dependency cycle, as the ids along it, or `None` when the graph is acyclic.
+fn find_cycle(tasks: &[Task]) -> Option<Vec<TaskId>> {
+    let n = tasks.len();
+    let mut waiting: Vec<usize> = tasks.iter().map(|t| t.depends_on.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for task in tasks {
+        for dep in &task.depends_on {
+            dependents[dep.0 as usize].push(task.id.0 as usize);
+        }
+    }
+    // Kahn's algorithm: what it cannot remove lies on a cycle or downstream of one.
+    let mut free: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    while let Some(i) = free.pop() {
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                free.push(d);
+            }
+        }
+    }
+    let start = (0..n).find(|&i| waiting[i] > 0)?;
+    // Every leftover task has a leftover dependency, so walking them must revisit one.
+    let mut path: Vec<usize> = Vec::new();
+    let mut position: HashMap<usize, usize> = HashMap::new();
+    let mut current = start;
+    loop {
+        if let Some(&from) = position.get(&current) {
+            return Some(path[from..].iter().map(|&i| tasks[i].id).collect());
+        }
+        position.insert(current, path.len());
+        path.push(current);
+        current = tasks[current]
+            .depends_on
+            .iter()
+            .map(|dep| dep.0 as usize)
+            .find(|&dep| waiting[dep] > 0)?;
     }
 }
