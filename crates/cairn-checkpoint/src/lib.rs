@@ -25,7 +25,11 @@
 //! ```
 
 mod audit;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
+#[cfg(feature = "conformance")]
+pub mod fault;
 mod memory;
 mod meta;
 mod noop;

@@ -1,0 +1,941 @@
+//! The conformance cases. Each takes a fresh harness and panics with a clear message on the
+//! first broken contract.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use cairn_queue::{EnqueuedBy, Event, SNAPSHOT_FORMAT_VERSION, Snapshot, TaskId, Timestamp};
+
+use super::{CaseResult, ConformanceHarness, Damage};
+use crate::audit::{AuditAction, AuditRecord};
+use crate::error::Error;
+use crate::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::port::{Checkpointer, CheckpointerFactory, Opened};
+
+/// How many times the threaded compare-and-swap race is repeated.
+const CAS_ROUNDS: usize = 32;
+/// How many OS threads race in each round.
+const CAS_THREADS: usize = 8;
+
+fn id(text: &str) -> RunId {
+    RunId::new(text).expect("conformance run ids are valid")
+}
+
+fn meta(run: &str, workflow: &str, scope: &str, created_ms: u64) -> RunMeta {
+    RunMeta::new(
+        id(run),
+        workflow,
+        scope,
+        format!("input of {run}"),
+        Timestamp(created_ms),
+    )
+}
+
+/// A plausible event: task `n` enqueued by the root.
+pub fn sample_event(n: u64) -> Event {
+    Event::Enqueued {
+        id: TaskId(n),
+        kind: "step".to_owned(),
+        inputs: serde_json::json!({ "n": n, "text": "x".repeat((n % 7) as usize) }),
+        depends_on: Vec::new(),
+        max_attempts: 3,
+        enqueued_by: EnqueuedBy::Root,
+        dedup: false,
+        at: Timestamp(1_000 + n),
+    }
+}
+
+/// Events `from..to` built by `sample_event`.
+pub fn sample_events(from: u64, to: u64) -> Vec<Event> {
+    (from..to).map(sample_event).collect()
+}
+
+/// A small snapshot that differs by `marker`.
+pub fn sample_snapshot(marker: u32) -> Snapshot {
+    Snapshot {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        tasks: Vec::new(),
+        phases_completed: BTreeSet::from([marker]),
+        phases_started: vec![(marker, format!("phase {marker}"))],
+    }
+}
+
+async fn open_existing(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Opened {
+    match factory.open(run_id).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => panic!("open of run {run_id} found nothing, but the run was begun"),
+        Err(err) => panic!("open of run {run_id} failed: {err:?}"),
+    }
+}
+
+async fn begin(factory: &dyn CheckpointerFactory, meta: RunMeta) -> Box<dyn Checkpointer> {
+    let run_id = meta.run_id.clone();
+    factory
+        .begin(meta)
+        .await
+        .unwrap_or_else(|err| panic!("begin of run {run_id} failed: {err:?}"))
+}
+
+async fn append(run: &dyn Checkpointer, events: &[Event]) {
+    run.append(events)
+        .await
+        .unwrap_or_else(|err| panic!("append to run {} failed: {err:?}", run.run_id()));
+}
+
+/// Writes, snapshots and reads back through the same writer.
+pub async fn round_trip<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    let begun = meta("round-trip", "wf", "scope", 10);
+    let run = begin(&*factory, begun.clone()).await;
+    assert_eq!(run.run_id(), &begun.run_id, "the writer names its run");
+    append(&*run, &sample_events(0, 2)).await;
+    append(&*run, &[]).await;
+    append(&*run, &sample_events(2, 3)).await;
+    let loaded = run.load().await.expect("load after appends");
+    assert_eq!(
+        loaded.events,
+        sample_events(0, 3),
+        "events read back in order"
+    );
+    assert_eq!(loaded.snapshot, None, "no snapshot installed yet");
+    assert_eq!(loaded.meta, begun, "meta read back as begun");
+    assert_eq!(loaded.torn_tail, None);
+
+    run.install_snapshot(&sample_snapshot(7))
+        .await
+        .expect("install_snapshot");
+    append(&*run, &sample_events(3, 5)).await;
+    let loaded = run.load().await.expect("load after snapshot");
+    assert_eq!(loaded.snapshot, Some(sample_snapshot(7)), "latest snapshot");
+    assert_eq!(
+        loaded.events,
+        sample_events(3, 5),
+        "only events after the snapshot"
+    );
+    let stored = factory
+        .load_meta(&begun.run_id)
+        .await
+        .expect("load_meta")
+        .expect("the run exists");
+    assert_eq!(stored, begun);
+    CaseResult::Passed
+}
+
+/// A new factory over the same storage reads back what a dropped writer wrote.
+pub async fn reopen_after_drop<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("reopen");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("reopen", "wf", "scope", 1)).await;
+        append(&*run, &sample_events(0, 4)).await;
+        run.install_snapshot(&sample_snapshot(1))
+            .await
+            .expect("install_snapshot");
+        append(&*run, &sample_events(4, 6)).await;
+    }
+    let factory = h.factory();
+    let opened = open_existing(&*factory, &run_id).await;
+    assert_eq!(opened.recovered.snapshot, Some(sample_snapshot(1)));
+    assert_eq!(opened.recovered.events, sample_events(4, 6));
+    assert_eq!(opened.recovered.meta.status, RunStatus::Running);
+    assert_eq!(opened.checkpointer.run_id(), &run_id);
+    // The reopened writer keeps appending after what was there.
+    append(&*opened.checkpointer, &sample_events(6, 7)).await;
+    drop(opened);
+    let again = open_existing(&*h.factory(), &run_id).await;
+    assert_eq!(again.recovered.events, sample_events(4, 7));
+    CaseResult::Passed
+}
+
+/// A writer that vanished without `complete` leaves a running run with every acknowledged
+/// event, and a released lock.
+pub async fn reopen_after_crash<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("crashed");
+    let first = h.factory();
+    let run = begin(&*first, meta("crashed", "wf", "scope", 1)).await;
+    for n in 0..20 {
+        append(&*run, &[sample_event(n)]).await;
+    }
+    run.audit(&AuditRecord::new(
+        Timestamp(5),
+        run_id.clone(),
+        AuditAction::Recovered,
+        "before the crash",
+    ))
+    .await
+    .expect("audit");
+    // The process "dies": the writer and its factory are dropped without complete.
+    drop(run);
+    drop(first);
+
+    let factory = h.factory();
+    assert!(
+        !factory.is_held(&run_id).await.expect("is_held"),
+        "a dead writer holds no lock"
+    );
+    let stored = factory
+        .load_meta(&run_id)
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    assert_eq!(stored.status, RunStatus::Running, "status stays running");
+    let opened = open_existing(&*factory, &run_id).await;
+    let mut events = Vec::new();
+    if let Some(snapshot) = &opened.recovered.snapshot {
+        panic!("no snapshot was installed by the caller, yet open returned {snapshot:?}");
+    }
+    events.extend(opened.recovered.events.iter().cloned());
+    assert_eq!(events, sample_events(0, 20), "every acknowledged event");
+    assert_eq!(opened.recovered.meta.status, RunStatus::Running);
+    let audit = factory.read_audit(&run_id).await.expect("read_audit");
+    assert!(
+        audit.iter().any(|r| r.message == "before the crash"),
+        "audit written before the crash survives: {audit:?}"
+    );
+    CaseResult::Passed
+}
+
+/// A torn last record is cut, reported in `Recovered::torn_tail` and audited.
+pub async fn torn_tail<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("torn");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("torn", "wf", "scope", 1)).await;
+        for n in 0..5 {
+            append(&*run, &[sample_event(n)]).await;
+        }
+    }
+    if let Damage::Unsupported(reason) = h.tear_last_record(&run_id) {
+        return CaseResult::Skipped(reason);
+    }
+    let factory = h.factory();
+    let opened = open_existing(&*factory, &run_id).await;
+    let torn = opened
+        .recovered
+        .torn_tail
+        .expect("open reports the torn tail it cut");
+    assert!(torn.bytes > 0, "a cut removes bytes: {torn:?}");
+    assert_eq!(
+        opened.recovered.events,
+        sample_events(0, 4),
+        "every record before the torn one is kept"
+    );
+    append(&*opened.checkpointer, &sample_events(10, 11)).await;
+    drop(opened);
+    let audit = factory.read_audit(&run_id).await.expect("read_audit");
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::TornTailCut),
+        "the cut is audited: {audit:?}"
+    );
+    let again = open_existing(&*h.factory(), &run_id).await;
+    assert_eq!(again.recovered.torn_tail, None, "the cut happened once");
+    let mut expected = sample_events(0, 4);
+    expected.push(sample_event(10));
+    assert_eq!(again.recovered.events, expected);
+    CaseResult::Passed
+}
+
+/// A bad record followed by good ones is `Corruption` naming where; nothing is cut.
+pub async fn corruption_in_the_middle<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("corrupt");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("corrupt", "wf", "scope", 1)).await;
+        for n in 0..5 {
+            append(&*run, &[sample_event(n)]).await;
+        }
+    }
+    let expected_offset = match h.corrupt_middle_record(&run_id) {
+        Damage::Unsupported(reason) => return CaseResult::Skipped(reason),
+        Damage::Applied { offset } => offset,
+    };
+    for attempt in 0..2 {
+        let factory = h.factory();
+        match factory.open(&run_id).await {
+            Err(Error::Corruption {
+                run_id: named,
+                offset,
+                ..
+            }) => {
+                assert_eq!(named, run_id, "the error names the run");
+                if let Some(expected) = expected_offset {
+                    assert_eq!(offset, expected, "the error names the bad record's offset");
+                }
+            }
+            Err(err) => panic!("open #{attempt} of a corrupt run gave {err:?}, not Corruption"),
+            Ok(Some(opened)) => panic!(
+                "open #{attempt} of a corrupt run succeeded with {} events",
+                opened.recovered.events.len()
+            ),
+            Ok(None) => panic!("open #{attempt} of a corrupt run found nothing"),
+        }
+        assert!(
+            factory
+                .load_meta(&run_id)
+                .await
+                .expect("load_meta")
+                .is_some(),
+            "the corrupt run is still there for a person to inspect"
+        );
+    }
+    CaseResult::Passed
+}
+
+async fn check_quarantined(factory: &dyn CheckpointerFactory, run_id: &RunId) {
+    assert!(
+        factory
+            .load_meta(run_id)
+            .await
+            .expect("load_meta")
+            .is_none(),
+        "a quarantined run has no metadata"
+    );
+    assert!(
+        factory.open(run_id).await.expect("open").is_none(),
+        "a quarantined run does not open"
+    );
+    let listed = factory.list(&RunFilter::default()).await.expect("list");
+    assert!(
+        listed.iter().all(|m| m.run_id != *run_id),
+        "a quarantined run is not listed"
+    );
+    let audit = factory.read_audit(run_id).await.expect("read_audit");
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::Quarantined),
+        "the quarantine is audited: {audit:?}"
+    );
+    let err = factory
+        .begin(RunMeta::new(
+            run_id.clone(),
+            "wf",
+            "scope",
+            "",
+            Timestamp(9),
+        ))
+        .await
+        .expect_err("a quarantined id cannot be begun again");
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+}
+
+/// State with a wrong format version is quarantined, audited and refused with a typed error.
+pub async fn version_mismatch<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("old-format");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("old-format", "wf", "scope", 1)).await;
+        append(&*run, &sample_events(0, 2)).await;
+    }
+    if let Damage::Unsupported(reason) = h.plant_version_mismatch(&run_id) {
+        return CaseResult::Skipped(reason);
+    }
+    let factory = h.factory();
+    match factory.open(&run_id).await {
+        Err(Error::VersionMismatch {
+            run_id: named,
+            found,
+            expected,
+            quarantined_to,
+        }) => {
+            assert_eq!(named, run_id);
+            assert_ne!(found, expected);
+            assert!(
+                !quarantined_to.is_empty(),
+                "the error says where state went"
+            );
+        }
+        Err(err) => panic!("open gave {err:?}, not VersionMismatch"),
+        Ok(opened) => panic!("open of a wrong-version run gave {opened:?}"),
+    }
+    check_quarantined(&*factory, &run_id).await;
+    CaseResult::Passed
+}
+
+/// State that names another run is quarantined, audited and refused with a typed error.
+pub async fn foreign_run<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("mine");
+    let foreign = id("theirs");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("mine", "wf", "scope", 1)).await;
+        append(&*run, &sample_events(0, 2)).await;
+    }
+    if let Damage::Unsupported(reason) = h.plant_foreign_run(&run_id, &foreign) {
+        return CaseResult::Skipped(reason);
+    }
+    let factory = h.factory();
+    match factory.open(&run_id).await {
+        Err(Error::ForeignRun {
+            expected,
+            found,
+            quarantined_to,
+        }) => {
+            assert_eq!(expected, run_id);
+            assert_eq!(found, foreign.as_str());
+            assert!(
+                !quarantined_to.is_empty(),
+                "the error says where state went"
+            );
+        }
+        Err(err) => panic!("open gave {err:?}, not ForeignRun"),
+        Ok(opened) => panic!("open of a foreign run gave {opened:?}"),
+    }
+    check_quarantined(&*factory, &run_id).await;
+    CaseResult::Passed
+}
+
+/// Eight OS threads, each with its own factory, race the same swap: exactly one wins.
+pub async fn compare_and_swap_from_threads<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("raced");
+    let factory = h.factory();
+    drop(begin(&*factory, meta("raced", "wf", "scope", 1)).await);
+    let factories: Vec<Arc<dyn CheckpointerFactory>> =
+        (0..CAS_THREADS).map(|_| h.factory()).collect();
+    let mut epoch = 1;
+    for round in 0..CAS_ROUNDS {
+        let (from, to) = if round % 2 == 0 {
+            (RunStatus::Running, RunStatus::Paused)
+        } else {
+            (RunStatus::Paused, RunStatus::Running)
+        };
+        let barrier = Arc::new(Barrier::new(CAS_THREADS));
+        let threads: Vec<_> = factories
+            .iter()
+            .map(|f| {
+                let f = Arc::clone(f);
+                let barrier = Arc::clone(&barrier);
+                let run_id = run_id.clone();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the racing thread");
+                    barrier.wait();
+                    runtime.block_on(f.compare_and_swap_status(&run_id, from, to))
+                })
+            })
+            .collect();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("racing thread panicked"))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("joining the racing threads");
+        let mut winners = 0;
+        for outcome in outcomes {
+            match outcome {
+                Ok(Ok(meta)) => {
+                    winners += 1;
+                    assert_eq!(meta.status, to);
+                }
+                Ok(Err(conflict)) => {
+                    assert_eq!(conflict.expected, from);
+                    assert_eq!(conflict.current, to, "the loser sees the winner's status");
+                }
+                Err(err) => panic!("round {round}: compare_and_swap_status failed: {err:?}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}: exactly one thread wins");
+        if to == RunStatus::Running {
+            epoch += 1;
+        }
+        let stored = factory
+            .load_meta(&run_id)
+            .await
+            .expect("load_meta")
+            .expect("run exists");
+        assert_eq!(stored.status, to, "round {round}");
+        assert_eq!(
+            stored.lease_epoch, epoch,
+            "round {round}: one claim, one epoch"
+        );
+    }
+    CaseResult::Passed
+}
+
+/// Claims bump the lease epoch; conflicts are values; finishing sets `finished_at`.
+pub async fn claim_bumps_epoch<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("claimed");
+    let factory = h.factory();
+    drop(begin(&*factory, meta("claimed", "wf", "scope", 1)).await);
+    let paused = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("cas")
+        .expect("running → paused");
+    assert_eq!(paused.status, RunStatus::Paused);
+    assert_eq!(paused.lease_epoch, 1, "pausing is not a claim");
+    let conflict = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Completed)
+        .await
+        .expect("cas")
+        .expect_err("the run is paused, not running");
+    assert_eq!(conflict.expected, RunStatus::Running);
+    assert_eq!(conflict.current, RunStatus::Paused);
+    let claimed = factory
+        .compare_and_swap_status(&run_id, RunStatus::Paused, RunStatus::Running)
+        .await
+        .expect("cas")
+        .expect("paused → running");
+    assert_eq!(claimed.lease_epoch, 2, "a claim bumps the epoch");
+    assert!(claimed.owner.is_some(), "a claim records the owner");
+    let reclaimed = h
+        .factory()
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .expect("cas")
+        .expect("running → running is a re-claim");
+    assert_eq!(reclaimed.lease_epoch, 3);
+    let failed = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Failed)
+        .await
+        .expect("cas")
+        .expect("running → failed");
+    assert!(failed.finished_at.is_some(), "failing sets finished_at");
+    let stored = h
+        .factory()
+        .load_meta(&run_id)
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    assert_eq!(stored, failed, "the swap is stored");
+    CaseResult::Passed
+}
+
+/// A second opener is refused with `Locked` naming the holder, until the writer is dropped.
+pub async fn lock_held_by_another_opener<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("locked");
+    let first = h.factory();
+    let second = h.factory();
+    let run = begin(&*first, meta("locked", "wf", "scope", 1)).await;
+    match second.open(&run_id).await {
+        Err(Error::Locked {
+            run_id: named,
+            holder,
+        }) => {
+            assert_eq!(named, run_id);
+            assert!(!holder.trim().is_empty(), "Locked names the holder");
+        }
+        Err(err) => panic!("open of a held run gave {err:?}, not Locked"),
+        Ok(opened) => panic!("open of a held run succeeded: {opened:?}"),
+    }
+    assert!(second.is_held(&run_id).await.expect("is_held"));
+    drop(run);
+    assert!(!second.is_held(&run_id).await.expect("is_held"));
+    let opened = open_existing(&*second, &run_id).await;
+    let err = first
+        .open(&run_id)
+        .await
+        .expect_err("the second opener holds the run now");
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    drop(opened);
+    drop(open_existing(&*first, &run_id).await);
+    CaseResult::Passed
+}
+
+/// `list` filters by workflow, scope and status, oldest first.
+pub async fn list_filters_and_order<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    // Begun out of creation order on purpose.
+    for (run, workflow, scope, created) in [
+        ("c", "build", "alpha", 30),
+        ("a", "build", "alpha", 10),
+        ("d", "deploy", "beta", 40),
+        ("b", "deploy", "alpha", 20),
+        ("e", "build", "beta", 10),
+    ] {
+        drop(begin(&*factory, meta(run, workflow, scope, created)).await);
+    }
+    factory
+        .compare_and_swap_status(&id("d"), RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("cas")
+        .expect("running → paused");
+    let ids = |metas: Vec<RunMeta>| -> Vec<String> {
+        metas.into_iter().map(|m| m.run_id.to_string()).collect()
+    };
+    let all = factory.list(&RunFilter::default()).await.expect("list");
+    assert_eq!(
+        ids(all),
+        ["a", "e", "b", "c", "d"],
+        "oldest first, then by id"
+    );
+    let builds = RunFilter {
+        workflow: Some("build".to_owned()),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        ids(factory.list(&builds).await.expect("list")),
+        ["a", "e", "c"]
+    );
+    let alpha = RunFilter {
+        scope: Some("alpha".to_owned()),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        ids(factory.list(&alpha).await.expect("list")),
+        ["a", "b", "c"]
+    );
+    let paused = RunFilter {
+        statuses: vec![RunStatus::Paused, RunStatus::Failed],
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(factory.list(&paused).await.expect("list")), ["d"]);
+    let narrow = RunFilter {
+        workflow: Some("deploy".to_owned()),
+        scope: Some("alpha".to_owned()),
+        statuses: vec![RunStatus::Running],
+    };
+    assert_eq!(ids(h.factory().list(&narrow).await.expect("list")), ["b"]);
+    CaseResult::Passed
+}
+
+/// Audit records from the writer and from the factory read back in order, with detail.
+pub async fn audit_records<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("audited");
+    let factory = h.factory();
+    let run = begin(&*factory, meta("audited", "wf", "scope", 1)).await;
+    let first = AuditRecord::new(Timestamp(1), run_id.clone(), AuditAction::Recovered, "one")
+        .with_detail(serde_json::json!({ "tasks": [1, 2] }));
+    let second = AuditRecord::new(Timestamp(2), run_id.clone(), AuditAction::TaskReset, "two");
+    run.audit(&first).await.expect("audit");
+    drop(run);
+    factory
+        .append_audit(&run_id, &second)
+        .await
+        .expect("append_audit");
+    let read = h.factory().read_audit(&run_id).await.expect("read_audit");
+    let ours: Vec<&AuditRecord> = read
+        .iter()
+        .filter(|r| r.message == "one" || r.message == "two")
+        .collect();
+    assert_eq!(ours, [&first, &second], "in order, detail intact");
+    assert!(
+        read.iter().all(|r| r.run_id == run_id),
+        "every record names the run"
+    );
+    CaseResult::Passed
+}
+
+/// `complete`/`fail` set the status and are refused on terminal runs.
+pub async fn complete_and_fail<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    let done = begin(&*factory, meta("done", "wf", "scope", 1)).await;
+    let meta_done = done.complete().await.expect("complete");
+    assert_eq!(meta_done.status, RunStatus::Completed);
+    assert!(meta_done.finished_at.is_some());
+    let err = done.complete().await.expect_err("already completed");
+    assert!(
+        matches!(
+            err,
+            Error::Terminal {
+                status: RunStatus::Completed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = done
+        .fail(&RunError::new("late", "too late"))
+        .await
+        .expect_err("already completed");
+    assert!(matches!(err, Error::Terminal { .. }), "{err:?}");
+    drop(done);
+
+    let broken = begin(&*factory, meta("broken", "wf", "scope", 2)).await;
+    let error = RunError::new("task_failed", "task 3 failed");
+    let meta_failed = broken.fail(&error).await.expect("fail");
+    assert_eq!(meta_failed.status, RunStatus::Failed);
+    assert_eq!(meta_failed.error, Some(error.clone()));
+    assert!(meta_failed.finished_at.is_some());
+    drop(broken);
+
+    let other = h.factory();
+    let stored = other
+        .load_meta(&id("done"))
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    assert_eq!(stored.status, RunStatus::Completed, "completion is stored");
+    let stored = other
+        .load_meta(&id("broken"))
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.error, Some(error));
+    let reopened = open_existing(&*other, &id("done")).await;
+    assert_eq!(reopened.recovered.meta.status, RunStatus::Completed);
+    let err = reopened
+        .checkpointer
+        .complete()
+        .await
+        .expect_err("terminal after reopen too");
+    assert!(matches!(err, Error::Terminal { .. }), "{err:?}");
+    CaseResult::Passed
+}
+
+/// `begin` of an existing id is `AlreadyExists` and changes nothing.
+pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("twice");
+    let factory = h.factory();
+    let original = meta("twice", "wf", "scope", 1);
+    let run = begin(&*factory, original.clone()).await;
+    append(&*run, &sample_events(0, 1)).await;
+    drop(run);
+    let err = h
+        .factory()
+        .begin(meta("twice", "other", "elsewhere", 5))
+        .await
+        .expect_err("the id exists");
+    assert!(
+        matches!(&err, Error::AlreadyExists { run_id: named } if *named == run_id),
+        "{err:?}"
+    );
+    let opened = open_existing(&*factory, &run_id).await;
+    assert_eq!(
+        opened.recovered.meta, original,
+        "the first run is untouched"
+    );
+    assert_eq!(opened.recovered.events, sample_events(0, 1));
+    CaseResult::Passed
+}
+
+/// Unknown runs: `open`/`load_meta` find nothing, swaps and quarantine are `NotFound`.
+pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("nobody");
+    let factory = h.factory();
+    assert!(factory.open(&run_id).await.expect("open").is_none());
+    assert!(
+        factory
+            .load_meta(&run_id)
+            .await
+            .expect("load_meta")
+            .is_none()
+    );
+    assert!(!factory.is_held(&run_id).await.expect("is_held"));
+    assert!(
+        factory
+            .read_audit(&run_id)
+            .await
+            .expect("read_audit")
+            .is_empty()
+    );
+    let err = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .quarantine(&run_id, "test")
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(
+        factory
+            .list(&RunFilter::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    CaseResult::Passed
+}
+
+/// An explicit quarantine moves the run aside and audits it.
+pub async fn quarantine_moves_state_aside<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("aside");
+    let factory = h.factory();
+    let run = begin(&*factory, meta("aside", "wf", "scope", 1)).await;
+    append(&*run, &sample_events(0, 3)).await;
+    drop(run);
+    let moved = factory
+        .quarantine(&run_id, "a person asked")
+        .await
+        .expect("quarantine");
+    assert_eq!(moved.run_id, run_id);
+    assert!(!moved.location.is_empty(), "quarantine says where");
+    check_quarantined(&*h.factory(), &run_id).await;
+    factory
+        .append_audit(
+            &run_id,
+            &AuditRecord::new(Timestamp(3), run_id.clone(), AuditAction::Discarded, "late"),
+        )
+        .await
+        .expect("audit of a quarantined run is kept");
+    let audit = factory.read_audit(&run_id).await.expect("read_audit");
+    assert!(audit.iter().any(|r| r.action == AuditAction::Discarded));
+    CaseResult::Passed
+}
+
+/// Every fallible write, failed by the fault wrapper before or after it reached the
+/// adapter, gives `Injected`; a clean factory afterwards still finds every acknowledged event.
+pub async fn injected_faults_lose_nothing_acknowledged<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let ops = [
+        FaultOp::Append,
+        FaultOp::InstallSnapshot,
+        FaultOp::CompareAndSwap,
+        FaultOp::Begin,
+        FaultOp::Audit,
+        FaultOp::AppendAudit,
+        FaultOp::Complete,
+        FaultOp::Open,
+    ];
+    for (index, op) in ops.into_iter().enumerate() {
+        for timing in [FaultTiming::Before, FaultTiming::After] {
+            let name = format!("fault-{index}-{}", matches!(timing, FaultTiming::After));
+            check_fault(h, &name, op, timing).await;
+        }
+    }
+    CaseResult::Passed
+}
+
+async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timing: FaultTiming) {
+    let run_id = id(name);
+    let plan = FaultPlan::new();
+    let faulty = FaultyFactory::new(h.factory(), plan.clone());
+    let context = format!("fault {op} ({timing:?}) on run {run_id}");
+    let injected =
+        |err: &Error| matches!(err, Error::Injected { op: named } if *named == op.name());
+
+    if op == FaultOp::Begin {
+        plan.fail_next(op, timing);
+        let err = faulty
+            .begin(meta(name, "wf", "scope", 1))
+            .await
+            .expect_err(&context);
+        assert!(injected(&err), "{context}: {err:?}");
+        if timing == FaultTiming::Before {
+            assert!(
+                h.factory()
+                    .load_meta(&run_id)
+                    .await
+                    .expect("load_meta")
+                    .is_none(),
+                "{context}: a begin that never ran left nothing"
+            );
+        }
+        return;
+    }
+
+    let run = faulty
+        .begin(meta(name, "wf", "scope", 1))
+        .await
+        .expect("begin");
+    run.append(&sample_events(0, 3)).await.expect("append");
+    let mut acknowledged = sample_events(0, 3);
+    let mut snapshot = None;
+    let result: Result<(), Error> = match op {
+        FaultOp::Append => {
+            plan.fail_next(op, timing);
+            run.append(&sample_events(3, 5)).await
+        }
+        FaultOp::InstallSnapshot => {
+            plan.fail_next(op, timing);
+            run.install_snapshot(&sample_snapshot(3)).await
+        }
+        FaultOp::CompareAndSwap => {
+            plan.fail_next(op, timing);
+            faulty
+                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+                .await
+                .map(|_| ())
+        }
+        FaultOp::Audit => {
+            plan.fail_next(op, timing);
+            run.audit(&AuditRecord::new(
+                Timestamp(1),
+                run_id.clone(),
+                AuditAction::Recovered,
+                "x",
+            ))
+            .await
+        }
+        FaultOp::AppendAudit => {
+            plan.fail_next(op, timing);
+            faulty
+                .append_audit(
+                    &run_id,
+                    &AuditRecord::new(Timestamp(1), run_id.clone(), AuditAction::Recovered, "x"),
+                )
+                .await
+        }
+        FaultOp::Complete => {
+            plan.fail_next(op, timing);
+            run.complete().await.map(|_| ())
+        }
+        FaultOp::Open => {
+            drop(run);
+            plan.fail_next(op, timing);
+            let err = faulty.open(&run_id).await.expect_err(&context);
+            assert!(injected(&err), "{context}: {err:?}");
+            let reopened = open_existing(&faulty, &run_id).await;
+            assert_eq!(reopened.recovered.events, acknowledged, "{context}");
+            drop(reopened);
+            assert_eq!(plan.fired().len(), 1, "{context}: the fault fired once");
+            return;
+        }
+        other => panic!("no scenario for {other}"),
+    };
+    let err = result.expect_err(&context);
+    assert!(injected(&err), "{context}: {err:?}");
+    assert_eq!(plan.fired().len(), 1, "{context}: the fault fired once");
+
+    // After a failed call the writer may still be used; what it acknowledges must stick.
+    if op == FaultOp::InstallSnapshot && timing == FaultTiming::After {
+        // The snapshot may or may not have been installed; either is allowed.
+        snapshot = Some(sample_snapshot(3));
+    }
+    if !matches!(op, FaultOp::Complete) {
+        run.append(&sample_events(10, 11)).await.expect("append");
+    }
+    drop(run);
+    drop(faulty);
+
+    let clean = h.factory();
+    let opened = open_existing(&*clean, &run_id).await;
+    let recovered = opened.recovered;
+    if op != FaultOp::Complete {
+        acknowledged.extend(sample_events(10, 11));
+    }
+    match (&recovered.snapshot, &snapshot) {
+        (None, _) => {
+            let events = &recovered.events;
+            // An append that failed after the adapter saw it may have landed; anything
+            // acknowledged must be there, in order.
+            let landed: Vec<Event> = events
+                .iter()
+                .filter(|e| !sample_events(3, 5).contains(e))
+                .cloned()
+                .collect();
+            assert_eq!(
+                landed, acknowledged,
+                "{context}: acknowledged events survive"
+            );
+            if timing == FaultTiming::Before {
+                assert_eq!(
+                    events, &acknowledged,
+                    "{context}: a refused call wrote nothing"
+                );
+            }
+        }
+        (Some(found), Some(expected)) => {
+            assert_eq!(found, expected, "{context}");
+            assert_eq!(recovered.events, sample_events(10, 11), "{context}");
+        }
+        (Some(found), None) => panic!("{context}: unexpected snapshot {found:?}"),
+    }
+    let stored = clean
+        .load_meta(&run_id)
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    if timing == FaultTiming::Before {
+        assert_eq!(
+            stored.status,
+            RunStatus::Running,
+            "{context}: a refused call changed no status"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The adapter conformance suite: public async cases that every adapter and wrapper runs.
+//!
+//! An adapter's test file implements [`ConformanceHarness`] (one fresh storage per value)
+//! and expands [`conformance_tests!`](crate::conformance_tests) once; every case becomes its
+//! own `#[tokio::test]`. Cases that need to damage stored bytes ask the harness, which may
+//! answer [`Damage::Unsupported`]; the case then returns [`CaseResult::Skipped`] so a skip
+//! is visible and can be asserted on. A failing case panics with a message naming what broke.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+//! use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+//!
+//! struct Memory(MemoryFactory);
+//! impl ConformanceHarness for Memory {
+//!     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+//!         Arc::new(self.0.clone())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let harness = Memory(MemoryFactory::new());
+//! assert_eq!(conformance::round_trip(&harness).await, CaseResult::Passed);
+//! assert!(matches!(conformance::torn_tail(&harness).await, CaseResult::Skipped(_)));
+//! # });
+//! ```
+
+mod cases;
+
+use std::sync::Arc;
+
+use crate::meta::RunId;
+use crate::port::CheckpointerFactory;
+
+pub use cases::*;
+
+/// What a conformance case concluded. Failures panic instead, so the test harness reports
+/// them with their message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseResult {
+    /// Every check held.
+    Passed,
+    /// The adapter declared it cannot do what the case needs; the reason says what.
+    Skipped(String),
+}
+
+/// The answer of a damage hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The damage was done. `offset` is where the first bad record now starts, when the
+    /// harness knows it (the corruption case then checks the error names that offset).
+    Applied {
+        /// Byte offset (or record index) of the first damaged record.
+        offset: Option<u64>,
+    },
+    /// This storage cannot be damaged that way; the case is skipped with this reason.
+    Unsupported(String),
+}
+
+/// Storage under test, as the suite sees it. One value is one fresh, empty storage.
+///
+/// Damage hooks are called only while no writer holds the run. Their defaults answer
+/// `Unsupported`.
+pub trait ConformanceHarness: Send + Sync + 'static {
+    /// A NEW factory over this harness's storage. Calling it twice simulates two processes
+    /// (or a restart) over the same storage: nothing may be shared but the storage.
+    fn factory(&self) -> Arc<dyn CheckpointerFactory>;
+
+    /// Tears the run's last journal record, as a crash in the middle of a write would.
+    fn tear_last_record(&self, run_id: &RunId) -> Damage {
+        let _ = run_id;
+        Damage::Unsupported("the harness cannot tear a journal record".to_owned())
+    }
+
+    /// Damages a journal record that is followed by at least one good record.
+    fn corrupt_middle_record(&self, run_id: &RunId) -> Damage {
+        let _ = run_id;
+        Damage::Unsupported("the harness cannot corrupt a journal record".to_owned())
+    }
+
+    /// Rewrites the run's stored metadata with an unsupported format version.
+    fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        let _ = run_id;
+        Damage::Unsupported("the harness cannot plant a wrong format version".to_owned())
+    }
+
+    /// Rewrites the run's stored state so that it names `foreign` instead of `run_id`.
+    fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
+        let _ = (run_id, foreign);
+        Damage::Unsupported("the harness cannot plant a foreign run id".to_owned())
+    }
+}
+
+impl<H: ConformanceHarness + ?Sized> ConformanceHarness for Arc<H> {
+    fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+        (**self).factory()
+    }
+    fn tear_last_record(&self, run_id: &RunId) -> Damage {
+        (**self).tear_last_record(run_id)
+    }
+    fn corrupt_middle_record(&self, run_id: &RunId) -> Damage {
+        (**self).corrupt_middle_record(run_id)
+    }
+    fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        (**self).plant_version_mismatch(run_id)
+    }
+    fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
+        (**self).plant_foreign_run(run_id, foreign)
+    }
+}
+
+/// A harness whose factories are wrapped in `FaultyFactory` with an empty plan, so the
+/// wrapper itself runs the suite. Damage goes to the inner harness.
+#[derive(Debug)]
+pub struct FaultyHarness<H>(pub H);
+
+impl<H: ConformanceHarness> ConformanceHarness for FaultyHarness<H> {
+    fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+        Arc::new(crate::fault::FaultyFactory::new(
+            self.0.factory(),
+            crate::fault::FaultPlan::new(),
+        ))
+    }
+    fn tear_last_record(&self, run_id: &RunId) -> Damage {
+        self.0.tear_last_record(run_id)
+    }
+    fn corrupt_middle_record(&self, run_id: &RunId) -> Damage {
+        self.0.corrupt_middle_record(run_id)
+    }
+    fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        self.0.plant_version_mismatch(run_id)
+    }
+    fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
+        self.0.plant_foreign_run(run_id, foreign)
+    }
+}
+
+/// Prints a skipped case so skips show up in test output.
+pub fn report(case: &str, result: &CaseResult) {
+    if let CaseResult::Skipped(reason) = result {
+        println!("conformance case {case} skipped: {reason}");
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each over a fresh harness built by
+/// the given expression. The calling crate needs `tokio` (with `macros` and
+/// `rt-multi-thread`) among its dev-dependencies.
+///
+/// ```text
+/// mod memory {
+///     cairn_checkpoint::conformance_tests!(crate::MemoryHarness::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            round_trip,
+            reopen_after_drop,
+            reopen_after_crash,
+            torn_tail,
+            corruption_in_the_middle,
+            version_mismatch,
+            foreign_run,
+            compare_and_swap_from_threads,
+            claim_bumps_epoch,
+            lock_held_by_another_opener,
+            list_filters_and_order,
+            audit_records,
+            complete_and_fail,
+            begin_existing_id,
+            unknown_run,
+            quarantine_moves_state_aside,
+            injected_faults_lose_nothing_acknowledged,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $make;
+                let result = $crate::conformance::$case(&harness).await;
+                $crate::conformance::report(stringify!($case), &result);
+            }
+        )*
+    };
+}
+
+/// The names of every case `conformance_tests!` expands, in order.
+pub const ALL_CASES: &[&str] = &[
+    "round_trip",
+    "reopen_after_drop",
+    "reopen_after_crash",
+    "torn_tail",
+    "corruption_in_the_middle",
+    "version_mismatch",
+    "foreign_run",
+    "compare_and_swap_from_threads",
+    "claim_bumps_epoch",
+    "lock_held_by_another_opener",
+    "list_filters_and_order",
+    "audit_records",
+    "complete_and_fail",
+    "begin_existing_id",
+    "unknown_run",
+    "quarantine_moves_state_aside",
+    "injected_faults_lose_nothing_acknowledged",
+];

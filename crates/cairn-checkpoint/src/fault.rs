@@ -1,0 +1,365 @@
+//! A fault-injecting wrapper: `FaultyFactory` fails chosen calls on purpose.
+//!
+//! A shared `FaultPlan` counts every call by operation and fails the ones it was armed
+//! for, either before the wrapped adapter sees the call (nothing happened) or after it
+//! returned (the effect happened but the caller is told it failed, like a lost reply).
+//! Checkpointers handed out by the wrapper are wrapped too and share the plan.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use cairn_queue::{Event, Snapshot};
+
+use crate::audit::AuditRecord;
+use crate::error::{Error, Result};
+use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::port::{
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+};
+
+/// A port call the plan can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultOp {
+    /// `CheckpointerFactory::begin`.
+    Begin,
+    /// `CheckpointerFactory::open`.
+    Open,
+    /// `CheckpointerFactory::load_meta`.
+    LoadMeta,
+    /// `CheckpointerFactory::list`.
+    List,
+    /// `CheckpointerFactory::compare_and_swap_status`.
+    CompareAndSwap,
+    /// `CheckpointerFactory::is_held`.
+    IsHeld,
+    /// `CheckpointerFactory::quarantine`.
+    Quarantine,
+    /// `CheckpointerFactory::append_audit`.
+    AppendAudit,
+    /// `CheckpointerFactory::read_audit`.
+    ReadAudit,
+    /// `Checkpointer::append`.
+    Append,
+    /// `Checkpointer::install_snapshot`.
+    InstallSnapshot,
+    /// `Checkpointer::load`.
+    Load,
+    /// `Checkpointer::audit`.
+    Audit,
+    /// `Checkpointer::complete`.
+    Complete,
+    /// `Checkpointer::fail`.
+    Fail,
+}
+
+impl FaultOp {
+    /// The method's name, as carried by `Error::Injected { op }`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultOp::Begin => "begin",
+            FaultOp::Open => "open",
+            FaultOp::LoadMeta => "load_meta",
+            FaultOp::List => "list",
+            FaultOp::CompareAndSwap => "compare_and_swap_status",
+            FaultOp::IsHeld => "is_held",
+            FaultOp::Quarantine => "quarantine",
+            FaultOp::AppendAudit => "append_audit",
+            FaultOp::ReadAudit => "read_audit",
+            FaultOp::Append => "append",
+            FaultOp::InstallSnapshot => "install_snapshot",
+            FaultOp::Load => "load",
+            FaultOp::Audit => "audit",
+            FaultOp::Complete => "complete",
+            FaultOp::Fail => "fail",
+        }
+    }
+}
+
+impl fmt::Display for FaultOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When an armed fault fires relative to the wrapped call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTiming {
+    /// Fail without calling the wrapped adapter: nothing happened.
+    Before,
+    /// Call the wrapped adapter, drop its result and fail: the effect may have happened
+    /// but the caller never got an acknowledgement.
+    After,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    op: FaultOp,
+    ordinal: u64,
+    timing: FaultTiming,
+}
+
+#[derive(Debug, Default)]
+struct PlanState {
+    calls: HashMap<FaultOp, u64>,
+    armed: Vec<Armed>,
+    fired: Vec<(FaultOp, u64)>,
+}
+
+/// Which calls fail. Clones share the plan (and its call counters).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
+/// let plan = FaultPlan::new();
+/// plan.fail_next(FaultOp::Append, FaultTiming::Before);
+/// assert!(plan.fired().is_empty());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    state: Arc<Mutex<PlanState>>,
+}
+
+impl FaultPlan {
+    /// A plan with nothing armed.
+    pub fn new() -> FaultPlan {
+        FaultPlan::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PlanState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Arms the `ordinal`-th call of `op` (1-based, counting every call since the plan was
+    /// created) to fail.
+    pub fn fail_nth(&self, op: FaultOp, ordinal: u64, timing: FaultTiming) {
+        self.lock().armed.push(Armed {
+            op,
+            ordinal,
+            timing,
+        });
+    }
+
+    /// Arms the next call of `op` to fail.
+    pub fn fail_next(&self, op: FaultOp, timing: FaultTiming) {
+        let mut state = self.lock();
+        let ordinal = state.calls.get(&op).copied().unwrap_or(0) + 1;
+        state.armed.push(Armed {
+            op,
+            ordinal,
+            timing,
+        });
+    }
+
+    /// Removes every armed fault that has not fired.
+    pub fn disarm_all(&self) {
+        self.lock().armed.clear();
+    }
+
+    /// How many calls of `op` went through the wrapper so far.
+    pub fn calls(&self, op: FaultOp) -> u64 {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The faults that fired, as `(op, ordinal)`, in order.
+    pub fn fired(&self) -> Vec<(FaultOp, u64)> {
+        self.lock().fired.clone()
+    }
+
+    /// Counts a call of `op` and says whether (and when) it must fail.
+    fn check(&self, op: FaultOp) -> Option<FaultTiming> {
+        let mut state = self.lock();
+        let count = state.calls.entry(op).or_insert(0);
+        *count += 1;
+        let ordinal = *count;
+        let index = state
+            .armed
+            .iter()
+            .position(|a| a.op == op && a.ordinal == ordinal)?;
+        let armed = state.armed.remove(index);
+        state.fired.push((op, ordinal));
+        Some(armed.timing)
+    }
+}
+
+/// Runs `call` under the plan's verdict for `op`.
+async fn guarded<T, Fut>(plan: &FaultPlan, op: FaultOp, call: Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match plan.check(op) {
+        None => call.await,
+        Some(FaultTiming::Before) => Err(Error::Injected { op: op.name() }),
+        Some(FaultTiming::After) => {
+            // The wrapped result is dropped on purpose: the caller must not learn of it.
+            drop(call.await);
+            Err(Error::Injected { op: op.name() })
+        }
+    }
+}
+
+/// A factory that fails the calls its `FaultPlan` says, and otherwise forwards to `inner`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+/// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+/// use cairn_queue::Timestamp;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let plan = FaultPlan::new();
+/// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+/// let run = factory.begin(RunMeta::new(RunId::new("r1")?, "wf", "s", "", Timestamp(0))).await?;
+/// plan.fail_next(FaultOp::Append, FaultTiming::Before);
+/// assert!(matches!(run.append(&[]).await, Err(Error::Injected { op: "append" })));
+/// run.append(&[]).await?;
+/// # Ok::<(), Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct FaultyFactory<F> {
+    inner: F,
+    plan: FaultPlan,
+}
+
+impl<F: CheckpointerFactory> FaultyFactory<F> {
+    /// Wraps `inner`; `plan` decides which calls fail.
+    pub fn new(inner: F, plan: FaultPlan) -> FaultyFactory<F> {
+        FaultyFactory { inner, plan }
+    }
+
+    /// The shared plan.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// The wrapped factory.
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    fn wrap(&self, checkpointer: Box<dyn Checkpointer>) -> Box<dyn Checkpointer> {
+        Box::new(FaultyCheckpointer {
+            inner: checkpointer,
+            plan: self.plan.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        let checkpointer = guarded(&self.plan, FaultOp::Begin, self.inner.begin(meta)).await?;
+        Ok(self.wrap(checkpointer))
+    }
+
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        let opened = guarded(&self.plan, FaultOp::Open, self.inner.open(run_id)).await?;
+        Ok(opened.map(|opened| Opened {
+            checkpointer: self.wrap(opened.checkpointer),
+            recovered: opened.recovered,
+        }))
+    }
+
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        guarded(&self.plan, FaultOp::LoadMeta, self.inner.load_meta(run_id)).await
+    }
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        guarded(&self.plan, FaultOp::List, self.inner.list(filter)).await
+    }
+
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        guarded(
+            &self.plan,
+            FaultOp::CompareAndSwap,
+            self.inner.compare_and_swap_status(run_id, from, to),
+        )
+        .await
+    }
+
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        guarded(&self.plan, FaultOp::IsHeld, self.inner.is_held(run_id)).await
+    }
+
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        guarded(
+            &self.plan,
+            FaultOp::Quarantine,
+            self.inner.quarantine(run_id, reason),
+        )
+        .await
+    }
+
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        guarded(
+            &self.plan,
+            FaultOp::AppendAudit,
+            self.inner.append_audit(run_id, record),
+        )
+        .await
+    }
+
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        guarded(
+            &self.plan,
+            FaultOp::ReadAudit,
+            self.inner.read_audit(run_id),
+        )
+        .await
+    }
+}
+
+/// A checkpointer handed out by `FaultyFactory`; fails the calls the shared plan says.
+#[derive(Debug)]
+pub struct FaultyCheckpointer {
+    inner: Box<dyn Checkpointer>,
+    plan: FaultPlan,
+}
+
+#[async_trait]
+impl Checkpointer for FaultyCheckpointer {
+    fn run_id(&self) -> &RunId {
+        self.inner.run_id()
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        guarded(&self.plan, FaultOp::Append, self.inner.append(events)).await
+    }
+
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        guarded(
+            &self.plan,
+            FaultOp::InstallSnapshot,
+            self.inner.install_snapshot(snapshot),
+        )
+        .await
+    }
+
+    async fn load(&self) -> Result<Recovered> {
+        guarded(&self.plan, FaultOp::Load, self.inner.load()).await
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        guarded(&self.plan, FaultOp::Audit, self.inner.audit(record)).await
+    }
+
+    async fn complete(&self) -> Result<RunMeta> {
+        guarded(&self.plan, FaultOp::Complete, self.inner.complete()).await
+    }
+
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        guarded(&self.plan, FaultOp::Fail, self.inner.fail(error)).await
+    }
+}

@@ -1,0 +1,78 @@
+//! The conformance suite against `MemoryFactory`, and against the fault wrapper around it.
+
+#![cfg(feature = "conformance")]
+
+use std::sync::Arc;
+
+use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage, FaultyHarness};
+use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+
+/// One in-memory store; every `factory()` is a clone sharing it, as a second process would.
+#[derive(Debug, Default)]
+struct MemoryHarness {
+    store: MemoryFactory,
+}
+
+impl ConformanceHarness for MemoryHarness {
+    fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+        Arc::new(self.store.clone())
+    }
+
+    fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        let Some(mut meta) = self.store.stored_meta(run_id) else {
+            return Damage::Unsupported(format!("run {run_id} is not stored"));
+        };
+        meta.format_version += 100;
+        self.store.plant_meta(run_id, meta);
+        Damage::Applied { offset: None }
+    }
+
+    fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
+        let Some(mut meta) = self.store.stored_meta(run_id) else {
+            return Damage::Unsupported(format!("run {run_id} is not stored"));
+        };
+        meta.run_id = foreign.clone();
+        self.store.plant_meta(run_id, meta);
+        Damage::Applied { offset: None }
+    }
+}
+
+mod memory {
+    cairn_checkpoint::conformance_tests!(super::MemoryHarness::default());
+}
+
+mod faulty_memory {
+    cairn_checkpoint::conformance_tests!(cairn_checkpoint::conformance::FaultyHarness(
+        super::MemoryHarness::default()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_skips_exactly_the_byte_damage_cases() {
+    let harness = MemoryHarness::default();
+    assert!(matches!(
+        conformance::torn_tail(&harness).await,
+        CaseResult::Skipped(_)
+    ));
+    let harness = MemoryHarness::default();
+    assert!(matches!(
+        conformance::corruption_in_the_middle(&harness).await,
+        CaseResult::Skipped(_)
+    ));
+    let harness = MemoryHarness::default();
+    assert_eq!(
+        conformance::version_mismatch(&harness).await,
+        CaseResult::Passed
+    );
+    let harness = FaultyHarness(MemoryHarness::default());
+    assert_eq!(conformance::foreign_run(&harness).await, CaseResult::Passed);
+}
+
+#[test]
+fn the_case_list_names_every_case_once() {
+    let mut names = conformance::ALL_CASES.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), conformance::ALL_CASES.len());
+    assert!(names.contains(&"injected_faults_lose_nothing_acknowledged"));
+}

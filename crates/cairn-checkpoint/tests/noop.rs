@@ -1,0 +1,89 @@
+//! `NoopFactory`'s own contract: it accepts everything and keeps nothing. It cannot pass the
+//! persistence cases of the conformance suite, and these tests check that the suite notices.
+
+use std::sync::Arc;
+
+use cairn_checkpoint::{
+    Checkpointer, CheckpointerFactory, Error, NoopFactory, RunError, RunFilter, RunId, RunMeta,
+    RunStatus,
+};
+use cairn_queue::Timestamp;
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta::new(
+        RunId::new(id).expect("valid id"),
+        "wf",
+        "s",
+        "",
+        Timestamp(0),
+    )
+}
+
+#[tokio::test]
+async fn noop_accepts_writes_and_forgets_them() {
+    let factory = NoopFactory;
+    let run = factory.begin(meta("n1")).await.expect("begin");
+    run.append(&[]).await.expect("append");
+    let loaded = run.load().await.expect("load");
+    assert!(loaded.events.is_empty());
+    assert_eq!(loaded.meta.run_id.as_str(), "n1");
+    let id = run.run_id().clone();
+    assert!(factory.open(&id).await.expect("open").is_none());
+    assert!(factory.load_meta(&id).await.expect("load_meta").is_none());
+    assert!(
+        factory
+            .list(&RunFilter::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(!factory.is_held(&id).await.expect("is_held"));
+    let err = factory
+        .compare_and_swap_status(&id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect_err("noop has no runs to swap");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let failed = run.fail(&RunError::new("k", "m")).await.expect("fail");
+    assert_eq!(failed.status, RunStatus::Failed);
+    let done = run.complete().await.expect("complete");
+    assert_eq!(done.status, RunStatus::Completed);
+}
+
+#[cfg(feature = "conformance")]
+mod suite_notices {
+    use super::*;
+    use cairn_checkpoint::conformance::{self, ConformanceHarness};
+
+    struct NoopHarness;
+
+    impl ConformanceHarness for NoopHarness {
+        fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+            Arc::new(NoopFactory)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn noop_fails_the_persistence_cases() {
+        let reopen = tokio::spawn(async { conformance::reopen_after_drop(&NoopHarness).await });
+        let error = reopen.await.expect_err("noop keeps nothing to reopen");
+        assert!(error.is_panic());
+        let begin = tokio::spawn(async { conformance::begin_existing_id(&NoopHarness).await });
+        assert!(
+            begin
+                .await
+                .expect_err("noop never refuses an id")
+                .is_panic()
+        );
+        let lock =
+            tokio::spawn(async { conformance::lock_held_by_another_opener(&NoopHarness).await });
+        assert!(lock.await.expect_err("noop holds no locks").is_panic());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn noop_passes_the_unknown_run_case() {
+        assert_eq!(
+            conformance::unknown_run(&NoopHarness).await,
+            conformance::CaseResult::Passed
+        );
+    }
+}
