@@ -1,0 +1,1106 @@
+//! One test per queue rule: transitions, failure and blocking, retry, recovery, enqueue
+//! validation, bounds, the dedup guard, scheduling, phases, events and reads.
+
+use cairn_queue::{
+    EnqueuedBy, Error, Event, Handoff, Outcome, Queue, QueueConfig, Status, StatusCounts,
+    TaskError, TaskId, TaskSpec, Timestamp,
+};
+use serde_json::json;
+
+const T0: Timestamp = Timestamp(0);
+
+fn queue() -> Queue {
+    Queue::new(QueueConfig::default())
+}
+
+fn add(q: &mut Queue, kind: &str, deps: &[TaskId]) -> TaskId {
+    q.enqueue(
+        TaskSpec::new(kind)
+            .depends_on(deps.iter().copied())
+            .without_dedup(),
+        EnqueuedBy::Root,
+        T0,
+    )
+    .expect("enqueue")
+    .id
+}
+
+fn add_attempts(q: &mut Queue, kind: &str, deps: &[TaskId], attempts: u32) -> TaskId {
+    q.enqueue(
+        TaskSpec::new(kind)
+            .depends_on(deps.iter().copied())
+            .max_attempts(attempts)
+            .without_dedup(),
+        EnqueuedBy::Root,
+        T0,
+    )
+    .expect("enqueue")
+    .id
+}
+
+fn run_ok(q: &mut Queue, id: TaskId) {
+    q.start(id, T0).expect("start");
+    q.complete(id, Handoff::default(), T0).expect("complete");
+}
+
+fn fail_hard(q: &mut Queue, id: TaskId) {
+    q.start(id, T0).expect("start");
+    let after = q
+        .fail(id, TaskError::new("boom", "it broke"), false, T0, T0)
+        .expect("fail");
+    assert_eq!(after, Status::Failed);
+}
+
+fn status(q: &Queue, id: TaskId) -> Status {
+    q.get(id).expect("task exists").status
+}
+
+fn note(text: &str) -> Handoff {
+    Handoff {
+        next_note: Some(text.to_owned()),
+        ..Handoff::default()
+    }
+}
+
+// ----- happy path and scheduling -----
+
+#[test]
+fn dependencies_gate_start_and_runnable_is_in_id_order() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[a, b]);
+    assert_eq!(q.next_runnable(T0), vec![a, b]);
+    run_ok(&mut q, b);
+    assert_eq!(q.next_runnable(T0), vec![a]);
+    run_ok(&mut q, a);
+    assert_eq!(q.next_runnable(T0), vec![c]);
+    assert!(!q.is_drained());
+    assert_eq!(q.outcome(), None);
+    run_ok(&mut q, c);
+    assert!(q.is_drained());
+    assert_eq!(q.outcome(), Some(Outcome::Completed));
+}
+
+#[test]
+fn start_counts_attempts_and_records_times() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    assert_eq!(q.start(a, Timestamp(5)).unwrap(), 1);
+    let task = q.get(a).unwrap();
+    assert_eq!(task.status, Status::Running);
+    assert_eq!(task.attempts, 1);
+    assert_eq!(task.started_at, Some(Timestamp(5)));
+    assert!(q.next_runnable(T0).is_empty());
+    q.complete(a, note("hi"), Timestamp(7)).unwrap();
+    let task = q.get(a).unwrap();
+    assert_eq!(task.finished_at, Some(Timestamp(7)));
+    assert_eq!(task.handoff, Some(note("hi")));
+}
+
+#[test]
+fn skipped_satisfies_dependents() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[a]);
+    q.start(a, T0).unwrap();
+    q.skip(a, Handoff::default(), T0).unwrap();
+    assert_eq!(status(&q, a), Status::Skipped);
+    assert_eq!(q.next_runnable(T0), vec![b]);
+}
+
+#[test]
+fn empty_queue_is_drained_and_completed() {
+    let q = queue();
+    assert!(q.is_empty());
+    assert!(q.is_drained());
+    assert_eq!(q.outcome(), Some(Outcome::Completed));
+}
+
+// ----- unknown ids and invalid transitions -----
+
+#[test]
+fn unknown_id_is_refused_by_every_operation() {
+    let mut q = queue();
+    add(&mut q, "a", &[]);
+    let ghost = TaskId(7);
+    let unknown = |r: Result<(), Error>| matches!(r, Err(Error::UnknownTask { id }) if id == ghost);
+    assert!(unknown(q.start(ghost, T0).map(|_| ())));
+    assert!(unknown(q.complete(ghost, Handoff::default(), T0)));
+    assert!(unknown(q.skip(ghost, Handoff::default(), T0)));
+    assert!(unknown(
+        q.fail(ghost, TaskError::new("x", "y"), true, T0, T0)
+            .map(|_| ())
+    ));
+    assert!(unknown(q.retry(ghost, T0)));
+    assert!(unknown(q.dependency_handoffs(ghost).map(|_| ())));
+    assert!(q.get(ghost).is_none());
+    assert!(
+        q.take_events().len() == 1,
+        "only the enqueue produced an event"
+    );
+}
+
+#[test]
+fn invalid_transitions_are_refused() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let refused = |r: Result<(), Error>, want_id: TaskId, want_from: Status, want_op: &str| matches!(r, Err(Error::InvalidTransition { id, from, op }) if id == want_id && from == want_from && op == want_op);
+    // From pending.
+    assert!(refused(
+        q.complete(a, Handoff::default(), T0),
+        a,
+        Status::Pending,
+        "complete"
+    ));
+    assert!(refused(
+        q.skip(a, Handoff::default(), T0),
+        a,
+        Status::Pending,
+        "skip"
+    ));
+    assert!(refused(
+        q.fail(a, TaskError::new("x", "y"), false, T0, T0)
+            .map(|_| ()),
+        a,
+        Status::Pending,
+        "fail"
+    ));
+    assert!(refused(q.retry(a, T0), a, Status::Pending, "retry"));
+    // From running.
+    q.start(a, T0).unwrap();
+    assert!(refused(
+        q.start(a, T0).map(|_| ()),
+        a,
+        Status::Running,
+        "start"
+    ));
+    assert!(refused(q.retry(a, T0), a, Status::Running, "retry"));
+    // From done.
+    q.complete(a, Handoff::default(), T0).unwrap();
+    assert!(refused(
+        q.start(a, T0).map(|_| ()),
+        a,
+        Status::Done,
+        "start"
+    ));
+    assert!(refused(
+        q.complete(a, Handoff::default(), T0),
+        a,
+        Status::Done,
+        "complete"
+    ));
+    assert!(refused(q.retry(a, T0), a, Status::Done, "retry"));
+    // From failed.
+    fail_hard(&mut q, b);
+    assert!(refused(
+        q.start(b, T0).map(|_| ()),
+        b,
+        Status::Failed,
+        "start"
+    ));
+    assert!(refused(
+        q.skip(b, Handoff::default(), T0),
+        b,
+        Status::Failed,
+        "skip"
+    ));
+}
+
+#[test]
+fn start_before_dependencies_finish_is_not_ready() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[a, b]);
+    run_ok(&mut q, a);
+    let err = q.start(c, T0).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { id, waiting_on, not_before: None } if *id == c && waiting_on == &vec![b]),
+        "{err:?}"
+    );
+    assert_eq!(status(&q, c), Status::Pending);
+}
+
+#[test]
+fn failed_operation_changes_nothing_and_emits_nothing() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    q.take_events();
+    let before = q.snapshot();
+    assert!(q.complete(a, Handoff::default(), T0).is_err());
+    assert!(q.retry(a, T0).is_err());
+    assert_eq!(q.snapshot(), before);
+    assert!(q.take_events().is_empty());
+}
+
+// ----- failure, retry backoff and blocking -----
+
+#[test]
+fn retryable_failure_with_attempts_left_waits_for_retry_at() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 2);
+    q.start(a, T0).unwrap();
+    let after = q
+        .fail(
+            a,
+            TaskError::new("timeout", "slow"),
+            true,
+            Timestamp(100),
+            Timestamp(10),
+        )
+        .unwrap();
+    assert_eq!(after, Status::Pending);
+    let task = q.get(a).unwrap();
+    assert_eq!(task.not_before, Some(Timestamp(100)));
+    assert_eq!(task.error.as_ref().unwrap().kind, "timeout");
+    assert!(q.next_runnable(Timestamp(99)).is_empty());
+    assert_eq!(q.next_wakeup(), Some(Timestamp(100)));
+    assert!(
+        !q.is_drained(),
+        "a task waiting for backoff can still start"
+    );
+    let err = q.start(a, Timestamp(50)).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::NotReady {
+            not_before: Some(Timestamp(100)),
+            ..
+        }
+    ));
+    assert_eq!(q.next_runnable(Timestamp(100)), vec![a]);
+    assert_eq!(q.start(a, Timestamp(100)).unwrap(), 2);
+    assert_eq!(q.next_wakeup(), None);
+}
+
+#[test]
+fn retryable_failure_on_last_attempt_is_permanent() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    q.start(a, T0).unwrap();
+    let after = q
+        .fail(
+            a,
+            TaskError::new("timeout", "slow"),
+            true,
+            Timestamp(100),
+            T0,
+        )
+        .unwrap();
+    assert_eq!(after, Status::Failed);
+    assert_eq!(q.get(a).unwrap().not_before, None);
+}
+
+#[test]
+fn non_retryable_failure_is_permanent_even_with_attempts_left() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 5);
+    fail_hard(&mut q, a);
+    assert_eq!(status(&q, a), Status::Failed);
+    assert!(q.is_drained());
+}
+
+#[test]
+fn failure_blocks_transitive_dependents_and_spares_independent_branches() {
+    let mut q = queue();
+    let root = add(&mut q, "root", &[]);
+    let a = add(&mut q, "a", &[root]);
+    let b = add(&mut q, "b", &[a]);
+    let c = add(&mut q, "c", &[b, root]);
+    let other = add(&mut q, "other", &[]);
+    let other_child = add(&mut q, "other_child", &[other]);
+    run_ok(&mut q, root);
+    fail_hard(&mut q, a);
+    for id in [b, c] {
+        let task = q.get(id).unwrap();
+        assert_eq!(task.status, Status::Blocked, "{id}");
+        assert_eq!(task.blocked_by, Some(a), "{id}");
+    }
+    assert_eq!(q.next_runnable(T0), vec![other]);
+    assert!(!q.is_drained());
+    run_ok(&mut q, other);
+    run_ok(&mut q, other_child);
+    assert_eq!(
+        q.outcome(),
+        Some(Outcome::Failed {
+            failed: vec![a],
+            blocked: vec![b, c],
+        })
+    );
+}
+
+#[test]
+fn blocked_task_keeps_the_ancestor_that_blocked_it_first() {
+    let mut q = queue();
+    let x = add(&mut q, "x", &[]);
+    let y = add(&mut q, "y", &[]);
+    let z = add(&mut q, "z", &[x, y]);
+    fail_hard(&mut q, x);
+    fail_hard(&mut q, y);
+    assert_eq!(q.get(z).unwrap().blocked_by, Some(x));
+}
+
+#[test]
+fn enqueue_onto_failed_or_blocked_enters_blocked() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[a]);
+    fail_hard(&mut q, a);
+    let on_failed = add(&mut q, "c", &[a]);
+    let on_blocked = add(&mut q, "d", &[b]);
+    for id in [on_failed, on_blocked] {
+        let task = q.get(id).unwrap();
+        assert_eq!(task.status, Status::Blocked, "{id}");
+        assert_eq!(task.blocked_by, Some(a), "{id}");
+    }
+    assert!(q.is_drained());
+}
+
+#[test]
+fn retry_resets_attempts_and_unblocks_dependents() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    let c = add(&mut q, "c", &[b]);
+    fail_hard(&mut q, a);
+    q.retry(a, Timestamp(3)).unwrap();
+    let task = q.get(a).unwrap();
+    assert_eq!(task.status, Status::Pending);
+    assert_eq!(task.attempts, 0);
+    assert_eq!(
+        task.error.as_ref().unwrap().kind,
+        "boom",
+        "the error is kept"
+    );
+    for id in [b, c] {
+        let task = q.get(id).unwrap();
+        assert_eq!(task.status, Status::Pending, "{id}");
+        assert_eq!(task.blocked_by, None, "{id}");
+    }
+    assert_eq!(q.next_runnable(T0), vec![a]);
+    run_ok(&mut q, a);
+    run_ok(&mut q, b);
+    run_ok(&mut q, c);
+    assert_eq!(q.outcome(), Some(Outcome::Completed));
+}
+
+#[test]
+fn retry_leaves_tasks_blocked_by_another_failed_ancestor() {
+    let mut q = queue();
+    let x = add(&mut q, "x", &[]);
+    let y = add(&mut q, "y", &[]);
+    let z = add(&mut q, "z", &[x, y]);
+    let w = add(&mut q, "w", &[z]);
+    let only_x = add(&mut q, "only_x", &[x]);
+    fail_hard(&mut q, x);
+    fail_hard(&mut q, y);
+    q.retry(x, T0).unwrap();
+    assert_eq!(status(&q, only_x), Status::Pending);
+    for id in [z, w] {
+        let task = q.get(id).unwrap();
+        assert_eq!(task.status, Status::Blocked, "{id}");
+        assert_eq!(
+            task.blocked_by,
+            Some(y),
+            "{id} now names the other failed ancestor"
+        );
+    }
+}
+
+// ----- recovery -----
+
+#[test]
+fn recover_resets_tasks_with_attempts_left() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 2);
+    q.start(a, T0).unwrap();
+    q.take_events();
+    let report = q.recover(Timestamp(9));
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].id, a);
+    assert_eq!(report[0].kind, "a");
+    assert_eq!(report[0].attempt, 1);
+    assert_eq!(report[0].now, Status::Pending);
+    assert_eq!(status(&q, a), Status::Pending);
+    assert_eq!(q.next_runnable(T0), vec![a]);
+    assert_eq!(
+        q.take_events(),
+        vec![Event::Reset {
+            id: a,
+            at: Timestamp(9)
+        }]
+    );
+}
+
+#[test]
+fn recover_fails_tasks_on_their_last_attempt_and_blocks_dependents() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    let idle = add(&mut q, "idle", &[]);
+    q.start(a, T0).unwrap();
+    q.take_events();
+    let report = q.recover(Timestamp(9));
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].now, Status::Failed);
+    let task = q.get(a).unwrap();
+    assert_eq!(task.status, Status::Failed);
+    assert_eq!(task.error.as_ref().unwrap().kind, "interrupted");
+    assert_eq!(q.get(b).unwrap().blocked_by, Some(a));
+    assert_eq!(
+        status(&q, idle),
+        Status::Pending,
+        "not running, so untouched"
+    );
+    let events = q.take_events();
+    assert!(matches!(
+        events.as_slice(),
+        [Event::Failed { id, retry_at: None, .. }] if *id == a
+    ));
+}
+
+#[test]
+fn recover_without_running_tasks_does_nothing() {
+    let mut q = queue();
+    add(&mut q, "a", &[]);
+    q.take_events();
+    assert!(q.recover(T0).is_empty());
+    assert!(q.take_events().is_empty());
+}
+
+// ----- enqueue validation -----
+
+#[test]
+fn empty_kind_is_an_invalid_spec() {
+    let mut q = queue();
+    let err = q
+        .enqueue(TaskSpec::new(""), EnqueuedBy::Root, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec { .. }));
+    assert!(q.is_empty());
+}
+
+#[test]
+fn zero_attempts_is_an_invalid_spec() {
+    let mut q = queue();
+    let err = q
+        .enqueue(TaskSpec::new("a").max_attempts(0), EnqueuedBy::Root, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec { .. }));
+    let mut q = Queue::new(QueueConfig {
+        default_max_attempts: 0,
+        ..QueueConfig::default()
+    });
+    let err = q
+        .enqueue(TaskSpec::new("a"), EnqueuedBy::Root, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec { .. }));
+}
+
+#[test]
+fn default_attempts_come_from_the_config() {
+    let mut q = Queue::new(QueueConfig {
+        default_max_attempts: 7,
+        ..QueueConfig::default()
+    });
+    let a = q
+        .enqueue(TaskSpec::new("a"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    assert_eq!(q.get(a).unwrap().max_attempts, 7);
+}
+
+#[test]
+fn unknown_dependencies_are_named() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let err = q
+        .enqueue(
+            TaskSpec::new("b").depends_on([TaskId(9), a, TaskId(4), TaskId(9)]),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownDependencies { kind, ids } if kind == "b" && ids == &vec![TaskId(9), TaskId(4)]),
+        "{err:?}"
+    );
+    assert_eq!(q.len(), 1);
+}
+
+#[test]
+fn duplicate_dependencies_are_collapsed_in_first_seen_order() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[b, a, b, a, b]);
+    assert_eq!(q.get(c).unwrap().depends_on, vec![b, a]);
+    run_ok(&mut q, a);
+    run_ok(&mut q, b);
+    assert_eq!(q.next_runnable(T0), vec![c], "each dependency counted once");
+}
+
+#[test]
+fn follow_up_depth_is_parent_depth_plus_one() {
+    let mut q = queue();
+    let root = add(&mut q, "root", &[]);
+    q.start(root, T0).unwrap();
+    let child = q
+        .enqueue(TaskSpec::new("child"), EnqueuedBy::Task(root), T0)
+        .unwrap()
+        .id;
+    q.start(child, T0).unwrap();
+    let grandchild = q
+        .enqueue(TaskSpec::new("grandchild"), EnqueuedBy::Task(child), T0)
+        .unwrap()
+        .id;
+    assert_eq!(q.get(root).unwrap().depth, 0);
+    assert_eq!(q.get(child).unwrap().depth, 1);
+    assert_eq!(q.get(grandchild).unwrap().depth, 2);
+    assert_eq!(
+        q.get(grandchild).unwrap().enqueued_by,
+        EnqueuedBy::Task(child)
+    );
+}
+
+#[test]
+fn follow_up_of_unknown_parent_is_refused() {
+    let mut q = queue();
+    let err = q
+        .enqueue(TaskSpec::new("child"), EnqueuedBy::Task(TaskId(3)), T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownTask { id: TaskId(3) }));
+}
+
+#[test]
+fn follow_up_of_a_parent_that_is_not_running_is_refused() {
+    let mut q = queue();
+    let parent = add(&mut q, "parent", &[]);
+    let err = q
+        .enqueue(TaskSpec::new("child"), EnqueuedBy::Task(parent), T0)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidTransition { id, from: Status::Pending, .. } if id == parent)
+    );
+    run_ok(&mut q, parent);
+    let err = q
+        .enqueue(TaskSpec::new("child"), EnqueuedBy::Task(parent), T0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidTransition {
+            from: Status::Done,
+            ..
+        }
+    ));
+}
+
+// ----- bounds -----
+
+#[test]
+fn max_tasks_bound() {
+    let mut q = Queue::new(QueueConfig {
+        max_tasks: 2,
+        ..QueueConfig::default()
+    });
+    add(&mut q, "a", &[]);
+    add(&mut q, "b", &[]);
+    let err = q
+        .enqueue(TaskSpec::new("c"), EnqueuedBy::Root, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManyTasks { limit: 2 }));
+    assert_eq!(q.len(), 2);
+}
+
+#[test]
+fn max_depth_bound() {
+    let mut q = Queue::new(QueueConfig {
+        max_depth: 1,
+        ..QueueConfig::default()
+    });
+    let root = add(&mut q, "root", &[]);
+    q.start(root, T0).unwrap();
+    let child = q
+        .enqueue(TaskSpec::new("child"), EnqueuedBy::Task(root), T0)
+        .unwrap()
+        .id;
+    q.start(child, T0).unwrap();
+    let err = q
+        .enqueue(TaskSpec::new("grandchild"), EnqueuedBy::Task(child), T0)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooDeep { parent, depth: 2, limit: 1 } if parent == child),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn max_children_bound() {
+    let mut q = Queue::new(QueueConfig {
+        max_children: 2,
+        ..QueueConfig::default()
+    });
+    let root = add(&mut q, "root", &[]);
+    let other = add(&mut q, "other", &[]);
+    q.start(root, T0).unwrap();
+    q.start(other, T0).unwrap();
+    for n in 0..2 {
+        q.enqueue(
+            TaskSpec::new("child").inputs(json!(n)),
+            EnqueuedBy::Task(root),
+            T0,
+        )
+        .unwrap();
+    }
+    let err = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!(2)),
+            EnqueuedBy::Task(root),
+            T0,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManyChildren { parent, limit: 2 } if parent == root));
+    // The bound is per parent.
+    q.enqueue(
+        TaskSpec::new("child").inputs(json!(2)),
+        EnqueuedBy::Task(other),
+        T0,
+    )
+    .unwrap();
+}
+
+// ----- dedup guard -----
+
+#[test]
+fn dedup_returns_the_existing_task_and_records_nothing() {
+    let mut q = queue();
+    let spec = TaskSpec::new("fetch").inputs(json!({ "url": "u" }));
+    let first = q.enqueue(spec.clone(), EnqueuedBy::Root, T0).unwrap();
+    assert!(!first.existing);
+    q.take_events();
+    let second = q.enqueue(spec, EnqueuedBy::Root, T0).unwrap();
+    assert!(second.existing);
+    assert_eq!(second.id, first.id);
+    assert_eq!(q.len(), 1);
+    assert!(q.take_events().is_empty());
+}
+
+#[test]
+fn dedup_ignores_object_key_order_at_every_level() {
+    let mut q = queue();
+    let a = q
+        .enqueue(
+            TaskSpec::new("k")
+                .inputs(json!({ "x": 1, "y": { "p": [1, { "m": 1, "n": 2 }], "q": null } })),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap();
+    let b = q
+        .enqueue(
+            TaskSpec::new("k")
+                .inputs(json!({ "y": { "q": null, "p": [1, { "n": 2, "m": 1 }] }, "x": 1 })),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap();
+    assert!(b.existing);
+    assert_eq!(a.id, b.id);
+}
+
+#[test]
+fn dedup_tells_different_inputs_and_kinds_apart() {
+    let mut q = queue();
+    let specs = [
+        TaskSpec::new("k").inputs(json!([1, 2])),
+        TaskSpec::new("k").inputs(json!([2, 1])),
+        TaskSpec::new("k").inputs(json!("12")),
+        TaskSpec::new("k").inputs(json!(12)),
+        TaskSpec::new("k").inputs(json!({ "a": "b" })),
+        TaskSpec::new("k").inputs(json!({ "ab": "" })),
+        TaskSpec::new("k2").inputs(json!([1, 2])),
+        TaskSpec::new("k"),
+    ];
+    for spec in specs {
+        assert!(!q.enqueue(spec, EnqueuedBy::Root, T0).unwrap().existing);
+    }
+    assert_eq!(q.len(), 8);
+}
+
+#[test]
+fn dedup_opt_out_creates_a_new_task_and_is_never_matched() {
+    let mut q = queue();
+    let first = q
+        .enqueue(TaskSpec::new("k").without_dedup(), EnqueuedBy::Root, T0)
+        .unwrap();
+    let second = q
+        .enqueue(TaskSpec::new("k").without_dedup(), EnqueuedBy::Root, T0)
+        .unwrap();
+    assert!(!second.existing);
+    assert_ne!(first.id, second.id);
+    // An opted-out task does not catch a later dedup-enabled one either.
+    let third = q.enqueue(TaskSpec::new("k"), EnqueuedBy::Root, T0).unwrap();
+    assert!(!third.existing);
+    assert!(
+        q.enqueue(TaskSpec::new("k"), EnqueuedBy::Root, T0)
+            .unwrap()
+            .existing
+    );
+}
+
+#[test]
+fn dedup_matches_tasks_in_every_status() {
+    let mut q = queue();
+    let done = q
+        .enqueue(TaskSpec::new("done"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    run_ok(&mut q, done);
+    let failed = q
+        .enqueue(TaskSpec::new("failed"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    fail_hard(&mut q, failed);
+    for (kind, id) in [("done", done), ("failed", failed)] {
+        let again = q
+            .enqueue(TaskSpec::new(kind), EnqueuedBy::Root, T0)
+            .unwrap();
+        assert!(again.existing);
+        assert_eq!(again.id, id);
+    }
+}
+
+#[test]
+fn dedup_is_checked_before_the_bounds() {
+    let mut q = Queue::new(QueueConfig {
+        max_tasks: 1,
+        ..QueueConfig::default()
+    });
+    let a = q
+        .enqueue(TaskSpec::new("a"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let again = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, T0).unwrap();
+    assert_eq!(again.id, a);
+    assert!(again.existing);
+}
+
+// ----- events and apply -----
+
+#[test]
+fn every_operation_emits_exactly_its_event() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 2);
+    q.start(a, Timestamp(1)).unwrap();
+    q.fail(
+        a,
+        TaskError::new("x", "y"),
+        true,
+        Timestamp(5),
+        Timestamp(2),
+    )
+    .unwrap();
+    q.start(a, Timestamp(5)).unwrap();
+    q.complete(a, note("n"), Timestamp(6)).unwrap();
+    q.start_phase(0, "build").unwrap();
+    q.complete_phase(0, "build").unwrap();
+    let events = q.take_events();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::Enqueued { .. } => "enqueued",
+            Event::Started { .. } => "started",
+            Event::Failed { .. } => "failed",
+            Event::Completed { .. } => "completed",
+            Event::PhaseStarted { .. } => "phase_started",
+            Event::PhaseCompleted { .. } => "phase_completed",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "enqueued",
+            "started",
+            "failed",
+            "started",
+            "completed",
+            "phase_started",
+            "phase_completed"
+        ]
+    );
+    assert!(matches!(events[3], Event::Started { attempt: 2, .. }));
+    assert!(q.take_events().is_empty(), "the outbox is drained");
+}
+
+#[test]
+fn replaying_the_outbox_gives_the_same_state() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    let c = add(&mut q, "c", &[]);
+    fail_hard(&mut q, a);
+    q.retry(a, T0).unwrap();
+    run_ok(&mut q, a);
+    q.start(b, T0).unwrap();
+    q.recover(Timestamp(4));
+    run_ok(&mut q, c);
+    let events = q.take_events();
+    let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+    assert_eq!(replayed.counts(), q.counts());
+    assert_eq!(replayed.next_runnable(T0), q.next_runnable(T0));
+}
+
+#[test]
+fn apply_refuses_events_that_do_not_fit() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let before = q.snapshot();
+    let bad = [
+        Event::Enqueued {
+            id: TaskId(5),
+            kind: "x".into(),
+            inputs: json!(null),
+            depends_on: vec![],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: false,
+            at: T0,
+        },
+        Event::Enqueued {
+            id: TaskId(1),
+            kind: "x".into(),
+            inputs: json!(null),
+            depends_on: vec![TaskId(3)],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: false,
+            at: T0,
+        },
+        Event::Enqueued {
+            id: TaskId(1),
+            kind: "x".into(),
+            inputs: json!(null),
+            depends_on: vec![a, a],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: false,
+            at: T0,
+        },
+        Event::Enqueued {
+            id: TaskId(1),
+            kind: "".into(),
+            inputs: json!(null),
+            depends_on: vec![],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: false,
+            at: T0,
+        },
+        Event::Enqueued {
+            id: TaskId(1),
+            kind: "x".into(),
+            inputs: json!(null),
+            depends_on: vec![],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Task(a),
+            dedup: false,
+            at: T0,
+        },
+        Event::Started {
+            id: TaskId(9),
+            attempt: 1,
+            at: T0,
+        },
+        Event::Started {
+            id: a,
+            attempt: 2,
+            at: T0,
+        },
+        Event::Completed {
+            id: a,
+            attempt: 1,
+            handoff: Handoff::default(),
+            at: T0,
+        },
+        Event::Reset { id: a, at: T0 },
+        Event::Retried { id: a, at: T0 },
+        Event::PhaseCompleted {
+            index: 0,
+            name: "p".into(),
+        },
+    ];
+    for event in &bad {
+        let err = q.apply(event).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidEvent { .. }),
+            "{event:?}: {err:?}"
+        );
+        assert_eq!(q.snapshot(), before, "{event:?} changed state");
+    }
+    q.start(a, T0).unwrap();
+    let wrong_attempt = Event::Completed {
+        id: a,
+        attempt: 2,
+        handoff: Handoff::default(),
+        at: T0,
+    };
+    assert!(matches!(
+        q.apply(&wrong_attempt),
+        Err(Error::InvalidEvent { .. })
+    ));
+    let retry_after_last = Event::Failed {
+        id: a,
+        attempt: 1,
+        error: TaskError::new("x", "y"),
+        retry_at: Some(T0),
+        at: T0,
+    };
+    let mut one_attempt = queue();
+    let t = add_attempts(&mut one_attempt, "t", &[], 1);
+    one_attempt.start(t, T0).unwrap();
+    let before = one_attempt.snapshot();
+    assert!(matches!(
+        one_attempt.apply(&retry_after_last),
+        Err(Error::InvalidEvent { .. })
+    ));
+    assert_eq!(one_attempt.snapshot(), before);
+}
+
+#[test]
+fn apply_does_not_fill_the_outbox() {
+    let mut source = queue();
+    add(&mut source, "a", &[]);
+    let events = source.take_events();
+    let mut q = queue();
+    q.apply(&events[0]).unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(q.take_events().is_empty());
+}
+
+// ----- phases -----
+
+#[test]
+fn phases_are_recorded_by_index() {
+    let mut q = queue();
+    assert!(!q.phase_completed(0));
+    q.start_phase(0, "build").unwrap();
+    q.start_phase(1, "build").unwrap();
+    assert!(!q.phase_completed(0));
+    q.complete_phase(1, "build").unwrap();
+    assert!(q.phase_completed(1));
+    assert!(!q.phase_completed(0));
+    // Repeats are no-ops that record nothing new.
+    q.take_events();
+    q.start_phase(1, "build").unwrap();
+    q.complete_phase(1, "build").unwrap();
+    assert!(q.take_events().is_empty());
+    let snapshot = q.snapshot();
+    assert_eq!(
+        snapshot.phases_started,
+        vec![(0, "build".to_owned()), (1, "build".to_owned())]
+    );
+    assert_eq!(
+        snapshot
+            .phases_completed
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+#[test]
+fn phase_errors() {
+    let mut q = queue();
+    assert!(matches!(
+        q.complete_phase(3, "x"),
+        Err(Error::PhaseNotStarted { index: 3 })
+    ));
+    q.start_phase(3, "x").unwrap();
+    assert!(matches!(
+        q.start_phase(3, "y"),
+        Err(Error::PhaseMismatch { index: 3, .. })
+    ));
+    assert!(matches!(
+        q.complete_phase(3, "y"),
+        Err(Error::PhaseMismatch { index: 3, .. })
+    ));
+}
+
+// ----- reads -----
+
+#[test]
+fn counts_and_counts_by_kind() {
+    let mut q = queue();
+    let a = add(&mut q, "fetch", &[]);
+    let b = add(&mut q, "fetch", &[]);
+    let c = add(&mut q, "render", &[a]);
+    run_ok(&mut q, a);
+    fail_hard(&mut q, b);
+    q.start(c, T0).unwrap();
+    assert_eq!(
+        q.counts(),
+        StatusCounts {
+            running: 1,
+            done: 1,
+            failed: 1,
+            ..StatusCounts::default()
+        }
+    );
+    let by_kind = q.counts_by_kind();
+    assert_eq!(by_kind.len(), 2);
+    assert_eq!(by_kind["fetch"].done, 1);
+    assert_eq!(by_kind["fetch"].failed, 1);
+    assert_eq!(by_kind["render"].running, 1);
+    assert_eq!(by_kind["render"].total(), 1);
+}
+
+#[test]
+fn dependency_handoffs_follow_depends_on_order_and_skip_unfinished() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[]);
+    let d = add(&mut q, "d", &[c, a, b]);
+    q.start(a, T0).unwrap();
+    q.complete(a, note("from a"), T0).unwrap();
+    q.start(c, T0).unwrap();
+    q.skip(c, note("from c"), T0).unwrap();
+    let handoffs = q.dependency_handoffs(d).unwrap();
+    assert_eq!(handoffs, vec![(c, &note("from c")), (a, &note("from a"))]);
+}
+
+#[test]
+fn handoffs_by_kind_in_creation_order() {
+    let mut q = queue();
+    let x1 = add(&mut q, "x", &[]);
+    let y = add(&mut q, "y", &[]);
+    let x2 = add(&mut q, "x", &[]);
+    let x3 = add(&mut q, "x", &[]);
+    q.start(x2, T0).unwrap();
+    q.complete(x2, note("2"), T0).unwrap();
+    q.start(x1, T0).unwrap();
+    q.complete(x1, note("1"), T0).unwrap();
+    q.start(y, T0).unwrap();
+    q.complete(y, note("y"), T0).unwrap();
+    let _ = x3;
+    assert_eq!(
+        q.handoffs_by_kind("x"),
+        vec![(x1, &note("1")), (x2, &note("2"))]
+    );
+    assert!(q.handoffs_by_kind("nope").is_empty());
+}
+
+#[test]
+fn task_id_parses_its_display_form() {
+    assert_eq!("t42".parse::<TaskId>().unwrap(), TaskId(42));
+    assert_eq!("7".parse::<TaskId>().unwrap(), TaskId(7));
+    assert_eq!(TaskId(3).to_string(), "t3");
+    assert!(matches!(
+        "tx".parse::<TaskId>(),
+        Err(Error::InvalidTaskId { .. })
+    ));
+}
