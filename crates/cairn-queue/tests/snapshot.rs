@@ -1,0 +1,353 @@
+//! Snapshot round trips and the validation `Queue::from_snapshot` does on foreign data.
+
+use cairn_queue::{
+    EnqueuedBy, Error, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION, Snapshot, Status,
+    TaskError, TaskId, TaskSpec, Timestamp,
+};
+use serde_json::json;
+
+const T0: Timestamp = Timestamp(0);
+
+/// A queue with a bit of everything: done, running, failed, blocked, pending with backoff,
+/// follow-ups and phases.
+fn busy_queue() -> Queue {
+    let mut q = Queue::new(QueueConfig::default());
+    let a = q
+        .enqueue(
+            TaskSpec::new("fetch").inputs(json!({ "url": "u", "n": 1 })),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    let b = q
+        .enqueue(TaskSpec::new("parse").depends_on([a]), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let c = q
+        .enqueue(
+            TaskSpec::new("broken").max_attempts(1),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    let d = q
+        .enqueue(
+            TaskSpec::new("after_broken").depends_on([c]),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    let e = q
+        .enqueue(TaskSpec::new("flaky").max_attempts(3), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start_phase(0, "load").unwrap();
+    q.start(a, Timestamp(1)).unwrap();
+    let child = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!([1, 2])),
+            EnqueuedBy::Task(a),
+            Timestamp(2),
+        )
+        .unwrap()
+        .id;
+    q.complete(
+        a,
+        Handoff {
+            done: vec!["fetched".into()],
+            extra: json!({ "bytes": 10 }),
+            ..Handoff::default()
+        },
+        Timestamp(3),
+    )
+    .unwrap();
+    q.start(c, Timestamp(3)).unwrap();
+    q.fail(c, TaskError::new("exit_code", "1"), false, T0, Timestamp(4))
+        .unwrap();
+    q.start(e, Timestamp(4)).unwrap();
+    q.fail(
+        e,
+        TaskError::new("timeout", "slow"),
+        true,
+        Timestamp(50),
+        Timestamp(5),
+    )
+    .unwrap();
+    q.start(b, Timestamp(6)).unwrap();
+    q.complete_phase(0, "load").unwrap();
+    q.start_phase(1, "rest").unwrap();
+    assert_eq!(q.get(d).unwrap().status, Status::Blocked);
+    assert_eq!(q.get(child).unwrap().depth, 1);
+    q
+}
+
+fn snapshot_of(tasks: usize) -> Snapshot {
+    let mut q = Queue::new(QueueConfig::default());
+    let mut last = None;
+    for n in 0..tasks {
+        let spec = TaskSpec::new("step").inputs(json!(n));
+        let spec = match last {
+            Some(id) => spec.depends_on([id]),
+            None => spec,
+        };
+        last = Some(q.enqueue(spec, EnqueuedBy::Root, T0).unwrap().id);
+    }
+    q.snapshot()
+}
+
+#[test]
+fn snapshot_survives_serde_json_round_trip() {
+    let q = busy_queue();
+    let snapshot = q.snapshot();
+    let text = serde_json::to_string_pretty(&snapshot).unwrap();
+    let back: Snapshot = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, snapshot);
+    // The file is readable JSON with named statuses.
+    assert!(text.contains("\"status\": \"blocked\""));
+    assert!(text.contains("\"format_version\": 1"));
+}
+
+#[test]
+fn from_snapshot_rebuilds_the_same_live_state() {
+    let q = busy_queue();
+    let copy = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    assert_eq!(copy.snapshot(), q.snapshot());
+    assert_eq!(copy.counts(), q.counts());
+    assert_eq!(copy.counts_by_kind(), q.counts_by_kind());
+    assert_eq!(
+        copy.next_runnable(Timestamp(100)),
+        q.next_runnable(Timestamp(100))
+    );
+    assert_eq!(copy.next_wakeup(), q.next_wakeup());
+    assert_eq!(copy.is_drained(), q.is_drained());
+    assert!(copy.phase_completed(0));
+    assert!(!copy.phase_completed(1));
+}
+
+#[test]
+fn restored_queue_keeps_the_dedup_guard() {
+    let q = busy_queue();
+    let mut copy = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    let again = copy
+        .enqueue(
+            TaskSpec::new("fetch").inputs(json!({ "n": 1, "url": "u" })),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap();
+    assert!(again.existing);
+    assert_eq!(again.id, TaskId(0));
+}
+
+#[test]
+fn restored_queue_keeps_child_counts() {
+    let mut q = Queue::new(QueueConfig::default());
+    let parent = q
+        .enqueue(TaskSpec::new("p"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start(parent, T0).unwrap();
+    q.enqueue(TaskSpec::new("c1"), EnqueuedBy::Task(parent), T0)
+        .unwrap();
+    let config = QueueConfig {
+        max_children: 1,
+        ..QueueConfig::default()
+    };
+    let mut copy = Queue::from_snapshot(q.snapshot(), config).unwrap();
+    let err = copy
+        .enqueue(TaskSpec::new("c2"), EnqueuedBy::Task(parent), T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManyChildren { limit: 1, .. }));
+}
+
+#[test]
+fn replay_of_snapshot_plus_later_events_matches_live_state() {
+    let mut q = busy_queue();
+    let base = q.snapshot();
+    q.take_events();
+    q.complete(TaskId(1), Handoff::default(), Timestamp(7))
+        .unwrap();
+    q.retry(TaskId(2), Timestamp(8)).unwrap();
+    q.start(TaskId(2), Timestamp(9)).unwrap();
+    q.recover(Timestamp(10));
+    let events = q.take_events();
+    let replayed = Queue::replay(Some(base), &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+}
+
+#[test]
+fn events_survive_serde_json_round_trip() {
+    let mut q = busy_queue();
+    let events = q.take_events();
+    let text = serde_json::to_string(&events).unwrap();
+    let back: Vec<cairn_queue::Event> = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, events);
+    assert!(text.contains("\"type\":\"enqueued\""));
+}
+
+#[test]
+fn unsupported_format_version() {
+    let mut snapshot = snapshot_of(2);
+    snapshot.format_version = SNAPSHOT_FORMAT_VERSION + 1;
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::UnsupportedFormat {
+            found: 2,
+            expected: 1
+        }
+    ));
+}
+
+#[test]
+fn cycle_is_detected() {
+    let mut snapshot = snapshot_of(4);
+    // 1 → 0 already; make 0 depend on 2, closing 0 → 2 → 1 → 0.
+    snapshot.tasks[0].depends_on = vec![TaskId(2)];
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    match err {
+        Error::Cycle { mut ids } => {
+            ids.sort();
+            assert_eq!(ids, vec![TaskId(0), TaskId(1), TaskId(2)]);
+        }
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+}
+
+#[test]
+fn self_dependency_is_a_cycle() {
+    let mut snapshot = snapshot_of(2);
+    snapshot.tasks[1].depends_on = vec![TaskId(1)];
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::Cycle { ids } if ids == vec![TaskId(1)]));
+}
+
+#[test]
+fn forward_dependency_without_cycle_is_inconsistent() {
+    let mut snapshot = snapshot_of(3);
+    snapshot.tasks[0].depends_on = vec![TaskId(2)];
+    snapshot.tasks[1].depends_on = vec![];
+    snapshot.tasks[2].depends_on = vec![];
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+}
+
+#[test]
+fn dangling_dependency() {
+    let mut snapshot = snapshot_of(2);
+    snapshot.tasks[1].depends_on = vec![TaskId(0), TaskId(9)];
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::DanglingReference {
+            id: TaskId(1),
+            missing: TaskId(9)
+        }
+    ));
+}
+
+#[test]
+fn dangling_parent() {
+    let mut snapshot = snapshot_of(2);
+    snapshot.tasks[1].enqueued_by = EnqueuedBy::Task(TaskId(5));
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::DanglingReference {
+            id: TaskId(1),
+            missing: TaskId(5)
+        }
+    ));
+}
+
+#[test]
+fn ids_must_be_dense_and_in_order() {
+    let mut snapshot = snapshot_of(3);
+    snapshot.tasks.swap(1, 2);
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }));
+    let mut snapshot = snapshot_of(3);
+    snapshot.tasks.remove(1);
+    snapshot.tasks[1].depends_on.clear();
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }));
+}
+
+#[test]
+fn blocked_task_needs_blocked_by_naming_a_failed_task() {
+    let q = busy_queue();
+    let blocked = TaskId(3);
+    let mut snapshot = q.snapshot();
+    snapshot.tasks[3].blocked_by = None;
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+    let mut snapshot = q.snapshot();
+    assert_eq!(snapshot.tasks[3].id, blocked);
+    snapshot.tasks[3].blocked_by = Some(TaskId(0));
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+}
+
+#[test]
+fn pending_task_under_a_failed_one_is_inconsistent() {
+    let q = busy_queue();
+    let mut snapshot = q.snapshot();
+    snapshot.tasks[3].status = Status::Pending;
+    snapshot.tasks[3].blocked_by = None;
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+}
+
+#[test]
+fn finished_task_under_an_unfinished_one_is_inconsistent() {
+    let mut snapshot = snapshot_of(2);
+    snapshot.tasks[1].status = Status::Done;
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+}
+
+#[test]
+fn bad_spec_fields_and_depths_are_inconsistent() {
+    let cases: [fn(&mut Snapshot); 5] = [
+        |s| s.tasks[0].kind.clear(),
+        |s| s.tasks[0].max_attempts = 0,
+        |s| s.tasks[0].attempts = 9,
+        |s| s.tasks[1].depth = 4,
+        |s| s.tasks[1].depends_on = vec![TaskId(0), TaskId(0)],
+    ];
+    for (n, damage) in cases.into_iter().enumerate() {
+        let mut snapshot = snapshot_of(2);
+        damage(&mut snapshot);
+        let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InconsistentSnapshot { .. }),
+            "case {n}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn phase_records_must_agree() {
+    let mut snapshot = snapshot_of(1);
+    snapshot.phases_completed.insert(2);
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }));
+}
+
+#[test]
+fn replay_stops_at_the_first_bad_event() {
+    let mut q = Queue::new(QueueConfig::default());
+    let a = q
+        .enqueue(TaskSpec::new("a"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start(a, T0).unwrap();
+    let mut events = q.take_events();
+    // Starting twice cannot happen; the replay must say so rather than panic.
+    events.push(events[1].clone());
+    let err = Queue::replay(None, &events, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InvalidEvent { .. }));
+}
