@@ -306,6 +306,16 @@ impl CheckpointerFactory for MemoryFactory {
 
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
         let mut store = self.lock();
+        if store
+            .runs
+            .get(run_id)
+            .is_some_and(|run| run.writer.is_some())
+        {
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder: holder_text(),
+            });
+        }
         let location =
             quarantine_locked(&mut store, run_id, reason).ok_or_else(|| Error::NotFound {
                 run_id: run_id.clone(),

@@ -122,7 +122,9 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     async fn is_held(&self, run_id: &RunId) -> Result<bool>;
 
     /// Moves a run's whole state aside, never deleting it, and audits why. After this the run
-    /// is neither listed nor opened, and its id cannot be begun again.
+    /// is neither listed nor opened, and its id cannot be begun again. SHOULD fail with
+    /// `Locked` while a writer holds the run, so a live writer never writes into quarantine.
+    /// `NotFound` for an unknown run.
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
 
     /// Appends an audit record for a run without opening it (used by the resume policy).

@@ -30,12 +30,17 @@ async fn clones_share_runs_and_the_writer_lock() {
 }
 
 #[tokio::test]
-async fn a_writer_of_a_quarantined_run_is_refused() {
+async fn quarantine_waits_for_the_writer_to_go() {
     let factory = MemoryFactory::new();
     let run = factory.begin(meta("moved")).await.expect("begin");
     let id = run.run_id().clone();
+    let err = factory
+        .quarantine(&id, "test")
+        .await
+        .expect_err("a writer holds the run");
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    drop(run);
     factory.quarantine(&id, "test").await.expect("quarantine");
-    let err = run.append(&[]).await.expect_err("the run was moved aside");
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(factory.load_meta(&id).await.expect("load_meta").is_none());
+    assert!(factory.open(&id).await.expect("open").is_none());
 }
