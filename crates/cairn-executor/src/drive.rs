@@ -1,0 +1,673 @@
+//! The drive loop: starts runnable tasks in batches, records each batch with one append, runs
+//! handlers on tokio and applies their results, phase after phase.
+//!
+//! One cycle is: apply every result that is ready, start what is runnable (up to the
+//! concurrency limit), append all the events of those transitions at once, and only then let
+//! the newly started handler bodies run. So a `Started` record is durable before its body
+//! runs, the journal holds events in exactly the order the queue applied them, and one fsync
+//! covers a whole batch.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_checkpoint::{Checkpointer, RunId};
+use cairn_queue::{EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, Timestamp};
+use cairn_telemetry::{emit, names};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::ExecutorConfig;
+use crate::error::Error;
+use crate::handler::{EnqueueRequest, Finish, HandlerResult, Registry, TaskContext, TaskFailure};
+use crate::outcome::{CancelCause, FailedTask, RunStop};
+use crate::plan::{Phase, RunSignals};
+
+/// The executor's clock: wall-clock milliseconds at the start of the drive, advanced by
+/// tokio's clock, so paused tokio time in tests drives backoff and timeouts alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    base_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Clock {
+        Clock {
+            base_ms: cairn_checkpoint::wall_clock_now().0,
+            start: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Timestamp(self.base_ms.saturating_add(elapsed))
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn instant_at(&self, at: Timestamp) -> Instant {
+        self.start + Duration::from_millis(at.0.saturating_sub(self.base_ms))
+    }
+}
+
+/// What a resumed drive inherited, for telemetry.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumeInfo {
+    pub(crate) lease_epoch: u64,
+    pub(crate) tasks_reset: u64,
+}
+
+/// How a handler attempt ended, as seen from inside its tokio task.
+enum AttemptEnd {
+    Returned(HandlerResult),
+    TimedOut(Duration),
+}
+
+/// Bookkeeping for one attempt in flight.
+struct InFlight {
+    id: TaskId,
+    attempt: u32,
+    kind: String,
+    span: tracing::Span,
+}
+
+/// What woke the drive loop up.
+enum Wake {
+    Cancel,
+    Deadline,
+    Shutdown,
+    GraceOver,
+    Request(EnqueueRequest),
+    Joined(Result<(tokio::task::Id, AttemptEnd), tokio::task::JoinError>),
+    Timer,
+}
+
+/// Everything one drive owns. It runs in its own tokio task so that a panic anywhere in it
+/// is caught by the caller, which then still finalizes the run.
+pub(crate) struct Drive {
+    pub(crate) run_id: RunId,
+    pub(crate) queue: Queue,
+    pub(crate) checkpointer: Arc<dyn Checkpointer>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Arc<ExecutorConfig>,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) phases_started: BTreeSet<u32>,
+    pub(crate) resumed: Option<ResumeInfo>,
+    pub(crate) signals: RunSignals,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) clock: Clock,
+    pub(crate) counts: Arc<Mutex<StatusCounts>>,
+    pub(crate) workflow: String,
+    pub(crate) scope: String,
+}
+
+/// The mutable state of the loop, apart from the queue.
+struct Flight {
+    running: JoinSet<AttemptEnd>,
+    in_flight: HashMap<tokio::task::Id, InFlight>,
+    attempts_cancel: CancellationToken,
+    requests_tx: mpsc::UnboundedSender<EnqueueRequest>,
+    requests_rx: mpsc::UnboundedReceiver<EnqueueRequest>,
+    stopping: Option<CancelCause>,
+    grace_deadline: Option<Instant>,
+    exit: Option<RunStop>,
+}
+
+impl Drive {
+    /// Drives the run to its end and says why it stopped (`None`: it completed).
+    pub(crate) async fn run(mut self) -> Option<RunStop> {
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let mut flight = Flight {
+            running: JoinSet::new(),
+            in_flight: HashMap::new(),
+            attempts_cancel: CancellationToken::new(),
+            requests_tx,
+            requests_rx,
+            stopping: None,
+            grace_deadline: None,
+            exit: None,
+        };
+        let result = self.run_phases(&mut flight).await;
+        // Stop whatever still runs (only after an error): dropping the JoinSet would abort the
+        // tasks too, but cancelling their tokens first lets them notice.
+        flight.attempts_cancel.cancel();
+        flight.running.shutdown().await;
+        result.err()
+    }
+
+    async fn run_phases(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
+        // Recovery's events (resets, failures) are recorded before anything else happens.
+        self.flush().await?;
+        let counts = self.queue.counts();
+        emit::run_started(&emit::RunStarted {
+            run_id: self.run_id.as_str(),
+            workflow: &self.workflow,
+            scope: &self.scope,
+            tasks_total: self.queue.len() as u64,
+            resumed: self.resumed.is_some(),
+        });
+        if let Some(info) = &self.resumed {
+            emit::resumed(&emit::Resumed {
+                run_id: self.run_id.as_str(),
+                lease_epoch: info.lease_epoch,
+                tasks_pending: counts.pending as u64,
+                tasks_done: (counts.done + counts.skipped) as u64,
+                tasks_reset: info.tasks_reset,
+                tasks_failed: counts.failed as u64,
+            });
+        }
+        self.check_kinds()?;
+
+        let roots: Vec<TaskId> = self
+            .queue
+            .tasks()
+            .filter(|t| t.enqueued_by == EnqueuedBy::Root)
+            .map(|t| t.id)
+            .collect();
+        let mut offset = 0usize;
+        let phases = std::mem::take(&mut self.phases);
+        for (position, phase) in phases.iter().enumerate() {
+            let index = u32::try_from(position)
+                .map_err(|_| RunStop::Build(format!("phase position {position} is too large")))?;
+            if self.queue.phase_completed(index) {
+                // Completed in an earlier drive: its root tasks exist, so skip past them.
+                offset += phase.tasks.len();
+                continue;
+            }
+            self.build_phase(index, phase, &roots, &mut offset)?;
+            self.drain(flight).await?;
+            match self.queue.outcome() {
+                Some(Outcome::Completed) => self
+                    .queue
+                    .complete_phase(index, &phase.name)
+                    .map_err(RunStop::Queue)?,
+                Some(Outcome::Failed { failed, blocked }) => {
+                    self.flush().await?;
+                    return Err(self.tasks_failed(failed, blocked));
+                }
+                None => {
+                    return Err(RunStop::Build(format!(
+                        "phase {index} `{}` stopped before its tasks drained",
+                        phase.name
+                    )));
+                }
+            }
+        }
+        // Tasks outside any phase (an adopted run driven with an empty plan) still drain.
+        self.drain(flight).await?;
+        self.flush().await?;
+        match self.queue.outcome() {
+            Some(Outcome::Failed { failed, blocked }) => Err(self.tasks_failed(failed, blocked)),
+            _ => Ok(()),
+        }
+    }
+
+    fn tasks_failed(&self, failed: Vec<TaskId>, blocked: Vec<TaskId>) -> RunStop {
+        let failed = failed
+            .into_iter()
+            .map(|id| {
+                let task = self.queue.get(id);
+                FailedTask {
+                    id,
+                    kind: task.map(|t| t.kind.clone()).unwrap_or_default(),
+                    error: task.and_then(|t| t.error.clone()),
+                }
+            })
+            .collect();
+        RunStop::TasksFailed { failed, blocked }
+    }
+
+    /// Refuses to start when any task could reach a kind with no handler, before any
+    /// task starts.
+    fn check_kinds(&self) -> Result<(), RunStop> {
+        let mut unknown: BTreeSet<String> = BTreeSet::new();
+        for (position, phase) in self.phases.iter().enumerate() {
+            for (task_position, planned) in phase.tasks.iter().enumerate() {
+                if !self.registry.contains(&planned.spec.kind) {
+                    unknown.insert(format!(
+                        "`{}` (phase {position} `{}`, task {task_position})",
+                        planned.spec.kind, phase.name
+                    ));
+                }
+            }
+        }
+        for task in self.queue.tasks() {
+            if matches!(task.status, Status::Pending | Status::Running)
+                && !self.registry.contains(&task.kind)
+            {
+                unknown.insert(format!("`{}` (task {})", task.kind, task.id));
+            }
+        }
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            let list: Vec<String> = unknown.into_iter().collect();
+            Err(RunStop::Build(format!(
+                "no handler is registered for task kind(s) {}",
+                list.join(", ")
+            )))
+        }
+    }
+
+    /// Enqueues a phase's tasks, reusing the root tasks an earlier drive already enqueued
+    /// for it. Phase tasks are matched by position (the n-th root task of the run), not by
+    /// the dedup guard, so two phases holding identical tasks both run.
+    fn build_phase(
+        &mut self,
+        index: u32,
+        phase: &Phase,
+        roots: &[TaskId],
+        offset: &mut usize,
+    ) -> Result<(), RunStop> {
+        if !self.phases_started.contains(&index) {
+            self.queue
+                .start_phase(index, &phase.name)
+                .map_err(RunStop::Queue)?;
+            self.phases_started.insert(index);
+        }
+        let now = self.clock.now();
+        let mut ids: Vec<TaskId> = Vec::with_capacity(phase.tasks.len());
+        for (position, planned) in phase.tasks.iter().enumerate() {
+            if !planned.spec.depends_on.is_empty() {
+                return Err(RunStop::Build(format!(
+                    "phase {index} `{}` task {position} (`{}`) names task ids in depends_on; \
+                     use `after` positions instead",
+                    phase.name, planned.spec.kind
+                )));
+            }
+            let mut deps = Vec::with_capacity(planned.after.len());
+            for &after in &planned.after {
+                match ids.get(after) {
+                    Some(&id) if after < position => deps.push(id),
+                    _ => {
+                        return Err(RunStop::Build(format!(
+                            "phase {index} `{}` task {position} (`{}`) waits for position \
+                             {after}, which is not an earlier task of the phase",
+                            phase.name, planned.spec.kind
+                        )));
+                    }
+                }
+            }
+            if let Some(&existing) = roots.get(*offset + position) {
+                let task = self.queue.get(existing).ok_or_else(|| {
+                    RunStop::Build(format!("root task {existing} vanished from the queue"))
+                })?;
+                if task.kind != planned.spec.kind {
+                    return Err(RunStop::Build(format!(
+                        "the plan does not fit the adopted run: phase {index} `{}` task \
+                         {position} is `{}` but the run's task {existing} is `{}`",
+                        phase.name, planned.spec.kind, task.kind
+                    )));
+                }
+                ids.push(existing);
+            } else {
+                let spec = planned.spec.clone().depends_on(deps).without_dedup();
+                let enqueued = self
+                    .queue
+                    .enqueue(spec, EnqueuedBy::Root, now)
+                    .map_err(|e| {
+                        RunStop::Build(format!(
+                            "phase {index} `{}` task {position} (`{}`) was refused: {e}",
+                            phase.name, planned.spec.kind
+                        ))
+                    })?;
+                ids.push(enqueued.id);
+            }
+        }
+        *offset += phase.tasks.len();
+        Ok(())
+    }
+
+    /// Appends every event the queue produced since the last append, as one batch.
+    async fn flush(&mut self) -> Result<(), RunStop> {
+        let events = self.queue.take_events();
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.checkpointer
+            .append(&events)
+            .await
+            .map_err(RunStop::Checkpoint)?;
+        let counts = self.queue.counts();
+        if let Ok(mut shared) = self.counts.lock() {
+            *shared = counts;
+        }
+        emit::queue_depth(
+            self.run_id.as_str(),
+            &emit::QueueDepth {
+                pending: counts.pending as u64,
+                running: counts.running as u64,
+                done: counts.done as u64,
+                skipped: counts.skipped as u64,
+                failed: counts.failed as u64,
+                blocked: counts.blocked as u64,
+            },
+        );
+        Ok(())
+    }
+
+    /// Runs the queue until it drains (`Ok`) or the drive must stop (`Err`).
+    async fn drain(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
+        loop {
+            let mut started = Vec::new();
+            if flight.stopping.is_none() {
+                let free = self
+                    .config
+                    .concurrency
+                    .saturating_sub(flight.running.len());
+                if free > 0 {
+                    let now = self.clock.now();
+                    for id in self.queue.next_runnable(now).into_iter().take(free) {
+                        let attempt = self.queue.start(id, now).map_err(RunStop::Queue)?;
+                        started.push((id, attempt));
+                    }
+                }
+            }
+            // The batch's Started records are durable before any of its bodies runs.
+            self.flush().await?;
+            for (id, attempt) in started {
+                self.spawn(flight, id, attempt)?;
+            }
+            if let Some(stop) = flight.exit.take() {
+                return Err(stop);
+            }
+            if flight.running.is_empty() {
+                if self.queue.is_drained() {
+                    return Ok(());
+                }
+                if let Some(cause) = flight.stopping {
+                    return Err(RunStop::Cancelled(cause));
+                }
+            }
+            self.wait(flight).await?;
+        }
+    }
+
+    fn spawn(&mut self, flight: &mut Flight, id: TaskId, attempt: u32) -> Result<(), RunStop> {
+        let task = self
+            .queue
+            .get(id)
+            .cloned()
+            .ok_or(RunStop::Queue(cairn_queue::Error::UnknownTask { id }))?;
+        let dependencies = self
+            .queue
+            .dependency_handoffs(id)
+            .map_err(RunStop::Queue)?
+            .into_iter()
+            .map(|(dep, handoff)| (dep, handoff.clone()))
+            .collect();
+        let Some(handler) = self.registry.handler(&task.kind) else {
+            // Kinds are checked before the run and at every follow-up enqueue, so this is
+            // only reachable through a registry bug; fail the task rather than the process.
+            let error = TaskError::new(
+                "unknown_kind",
+                format!("no handler is registered for kind `{}`", task.kind),
+            );
+            let now = self.clock.now();
+            self.queue
+                .fail(id, error, false, now, now)
+                .map_err(RunStop::Queue)?;
+            return Ok(());
+        };
+        let timeout = self
+            .registry
+            .timeout(&task.kind)
+            .or(self.config.default_timeout);
+        let span = tracing::info_span!(
+            target: "cairn",
+            names::TASK_SPAN,
+            run_id = %self.run_id,
+            task_id = %id,
+            kind = %task.kind,
+            attempt,
+            outcome = tracing::field::Empty,
+        );
+        let kind = task.kind.clone();
+        let ctx = TaskContext::new(
+            self.run_id.clone(),
+            task,
+            attempt,
+            dependencies,
+            flight.attempts_cancel.child_token(),
+            flight.requests_tx.clone(),
+        );
+        let body = async move {
+            let work = handler.run(ctx);
+            match timeout {
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(result) => AttemptEnd::Returned(result),
+                    Err(_) => AttemptEnd::TimedOut(limit),
+                },
+                None => AttemptEnd::Returned(work.await),
+            }
+        };
+        let handle = flight.running.spawn(body.instrument(span.clone()));
+        flight.in_flight.insert(
+            handle.id(),
+            InFlight {
+                id,
+                attempt,
+                kind,
+                span,
+            },
+        );
+        Ok(())
+    }
+
+    /// Waits for something to happen, then takes in everything else that is ready too, so
+    /// one append covers it all.
+    async fn wait(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
+        let wakeup = if flight.stopping.is_none()
+            && flight.running.len() < self.config.concurrency
+        {
+            self.queue.next_wakeup().map(|at| self.clock.instant_at(at))
+        } else {
+            None
+        };
+        let wake = {
+            let cancel = &self.signals.cancel;
+            let shutdown = &self.signals.shutdown;
+            let deadline = self.deadline;
+            let grace = flight.grace_deadline;
+            let not_stopping = flight.stopping.is_none();
+            let has_running = !flight.running.is_empty();
+            let running = &mut flight.running;
+            let requests = &mut flight.requests_rx;
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => Wake::Cancel,
+                () = sleep_until_opt(deadline), if deadline.is_some() => Wake::Deadline,
+                () = shutdown.cancelled(), if not_stopping => Wake::Shutdown,
+                () = sleep_until_opt(grace), if grace.is_some() => Wake::GraceOver,
+                Some(request) = requests.recv() => Wake::Request(request),
+                Some(joined) = running.join_next_with_id(), if has_running => Wake::Joined(joined),
+                () = sleep_until_opt(wakeup), if wakeup.is_some() => Wake::Timer,
+            }
+        };
+        match wake {
+            Wake::Cancel => self.stop_now(flight, CancelCause::Caller).await?,
+            Wake::Deadline => self.stop_now(flight, CancelCause::Deadline).await?,
+            Wake::GraceOver => self.stop_now(flight, CancelCause::Shutdown).await?,
+            Wake::Shutdown => {
+                tracing::info!(
+                    target: "cairn",
+                    run_id = %self.run_id,
+                    running = flight.running.len(),
+                    grace_ms = u64::try_from(self.config.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+                    "shutdown requested: no new tasks start; running ones get the grace period"
+                );
+                flight.stopping = Some(CancelCause::Shutdown);
+                flight.grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
+            }
+            Wake::Request(request) => self.serve(request),
+            Wake::Joined(joined) => self.settle(flight, joined)?,
+            Wake::Timer => {}
+        }
+        self.take_ready(flight)
+    }
+
+    /// Applies every enqueue request and attempt result that is ready, without waiting.
+    fn take_ready(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
+        // Requests first: a handler waits for its reply before it can return, so any request
+        // of a finished attempt was served before its result arrives.
+        while let Ok(request) = flight.requests_rx.try_recv() {
+            self.serve(request);
+        }
+        while let Some(joined) = flight.running.try_join_next_with_id() {
+            self.settle(flight, joined)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every attempt at once (after applying results that are already in) and makes
+    /// the loop exit with `Cancelled(cause)` after its next append.
+    async fn stop_now(&mut self, flight: &mut Flight, cause: CancelCause) -> Result<(), RunStop> {
+        self.take_ready(flight)?;
+        flight.stopping = Some(cause);
+        flight.attempts_cancel.cancel();
+        flight.running.shutdown().await;
+        for (_, attempt) in flight.in_flight.drain() {
+            attempt.span.record("outcome", "cancelled");
+        }
+        if cause == CancelCause::Shutdown {
+            tracing::warn!(
+                target: "cairn",
+                run_id = %self.run_id,
+                "shutdown grace period over: attempts still running were stopped and will rerun on resume"
+            );
+        }
+        flight.exit = Some(RunStop::Cancelled(cause));
+        Ok(())
+    }
+
+    fn serve(&mut self, request: EnqueueRequest) {
+        let EnqueueRequest {
+            parent,
+            attempt,
+            spec,
+            reply,
+        } = request;
+        let parent_running = self
+            .queue
+            .get(parent)
+            .is_some_and(|t| t.status == Status::Running && t.attempts == attempt);
+        let answer = if !parent_running {
+            Err(Error::NotRunning { parent })
+        } else if !self.registry.contains(&spec.kind) {
+            Err(Error::UnknownKind {
+                parent,
+                kind: spec.kind,
+            })
+        } else {
+            self.queue
+                .enqueue(spec, EnqueuedBy::Task(parent), self.clock.now())
+                .map_err(|source| Error::Enqueue { parent, source })
+        };
+        // The handler may have stopped waiting (timeout); its follow-up stays enqueued.
+        let _ = reply.send(answer);
+    }
+
+    fn settle(
+        &mut self,
+        flight: &mut Flight,
+        joined: Result<(tokio::task::Id, AttemptEnd), tokio::task::JoinError>,
+    ) -> Result<(), RunStop> {
+        let (tokio_id, end) = match joined {
+            Ok((tokio_id, end)) => (tokio_id, Ok(end)),
+            Err(error) => (error.id(), Err(error)),
+        };
+        let Some(attempt) = flight.in_flight.remove(&tokio_id) else {
+            return Ok(());
+        };
+        let InFlight {
+            id,
+            attempt,
+            kind,
+            span,
+        } = attempt;
+        let now = self.clock.now();
+        let outcome = match end {
+            Ok(AttemptEnd::Returned(Ok(Finish::Complete(handoff)))) => {
+                self.queue
+                    .complete(id, handoff, now)
+                    .map_err(RunStop::Queue)?;
+                "complete"
+            }
+            Ok(AttemptEnd::Returned(Ok(Finish::Skip(handoff)))) => {
+                self.queue.skip(id, handoff, now).map_err(RunStop::Queue)?;
+                "skip"
+            }
+            Ok(AttemptEnd::Returned(Err(TaskFailure::Retryable(error)))) => {
+                match self.fail(id, attempt, error, true, now)? {
+                    Status::Pending => "retry",
+                    _ => "fail",
+                }
+            }
+            Ok(AttemptEnd::Returned(Err(TaskFailure::Permanent(error)))) => {
+                self.fail(id, attempt, error, false, now)?;
+                "fail"
+            }
+            Ok(AttemptEnd::TimedOut(limit)) => {
+                let error = TaskError::new(
+                    "timeout",
+                    format!("attempt {attempt} of task {id} (`{kind}`) ran longer than {limit:?}"),
+                );
+                self.fail(id, attempt, error, true, now)?;
+                "timeout"
+            }
+            Err(error) if error.is_panic() => {
+                let message = panic_message(error.into_panic());
+                let error = TaskError::new(
+                    "panic",
+                    format!("handler of task {id} (`{kind}`) panicked on attempt {attempt}: {message}"),
+                );
+                self.fail(id, attempt, error, false, now)?;
+                "panic"
+            }
+            // Only the drive aborts attempts, and it records nothing for them: the task stays
+            // running in the journal and is recovered on resume.
+            Err(_) => "cancelled",
+        };
+        span.record("outcome", outcome);
+        Ok(())
+    }
+
+    fn fail(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+        error: TaskError,
+        retryable: bool,
+        now: Timestamp,
+    ) -> Result<Status, RunStop> {
+        let delay = self.config.retry.delay(id, attempt);
+        let retry_at = now.plus_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self.queue
+            .fail(id, error, retryable, retry_at, now)
+            .map_err(RunStop::Queue)
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,106 @@
+//! The one error type of `cairn-executor`.
+
+use cairn_checkpoint::RunId;
+use cairn_queue::TaskId;
+
+use crate::outcome::RunReport;
+
+/// Everything the executor can refuse or fail with, outside a run's own outcome.
+///
+/// A run that starts and then fails (a task failed, a handler panicked, the deadline passed)
+/// is not an `Error`: it is a [`RunReport`] whose disposition is `Fail`. These variants are
+/// for the cases where no run could be driven at all, or where finalizing it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `begin` failed and the host requires durability, so the run did not degrade.
+    #[error("cannot begin durable run {run_id}: {source}")]
+    BeginFailed {
+        /// The run that could not be begun.
+        run_id: RunId,
+        /// The store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
+    /// Looking for an interrupted run to adopt failed, so the executor could not tell
+    /// whether starting fresh is safe.
+    #[error("cannot look up interrupted runs of workflow `{workflow}` in scope `{scope}`: {source}")]
+    Lookup {
+        /// The workflow.
+        workflow: String,
+        /// The scope.
+        scope: String,
+        /// The store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
+    /// Opening a run to adopt it failed for a reason other than bad state (for example
+    /// `Locked`: another writer holds it).
+    #[error("cannot open run {run_id}: {source}")]
+    Open {
+        /// The run.
+        run_id: RunId,
+        /// The store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
+    /// `Start::Adopt` named a run that does not exist.
+    #[error("run {run_id} cannot be adopted: it does not exist")]
+    AdoptNotFound {
+        /// The run.
+        run_id: RunId,
+    },
+    /// `Start::Adopt` named a run whose state does not fit this plan (wrong format version,
+    /// run id, workflow or scope, or state that does not replay). Its state was quarantined.
+    #[error("run {run_id} cannot be adopted ({reason}); its state was quarantined to {location}")]
+    AdoptRefused {
+        /// The run.
+        run_id: RunId,
+        /// Why it was refused.
+        reason: String,
+        /// Where its state went, or why quarantining it failed.
+        location: String,
+    },
+    /// The executor configuration is unusable.
+    #[error("invalid executor configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The run was driven, but recording its end (`complete` or `fail`) failed. The report
+    /// says what the run's disposition was; the stored status may still be `running`.
+    #[error("run {} ended as {} but finalizing it failed: {source}", report.run_id, report.disposition)]
+    Finalize {
+        /// What the run did.
+        report: Box<RunReport>,
+        /// The store's error from `complete` or `fail`.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
+    /// A handler tried to enqueue a follow-up of a kind no handler is registered for.
+    #[error("task {parent} cannot enqueue a follow-up of kind `{kind}`: no handler is registered for it")]
+    UnknownKind {
+        /// The task whose handler asked.
+        parent: TaskId,
+        /// The unknown kind.
+        kind: String,
+    },
+    /// The queue refused a follow-up (bounds, unknown dependencies, bad spec...).
+    #[error("task {parent} cannot enqueue a follow-up: {source}")]
+    Enqueue {
+        /// The task whose handler asked.
+        parent: TaskId,
+        /// The queue's error.
+        #[source]
+        source: cairn_queue::Error,
+    },
+    /// A follow-up was requested after the run stopped or after its parent attempt ended.
+    #[error("task {parent} cannot enqueue a follow-up: its attempt or the run has ended")]
+    NotRunning {
+        /// The task whose handler asked.
+        parent: TaskId,
+    },
+}
+
+/// Shorthand for results of executor operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,614 @@
+//! `Executor::run`: find or begin the run, drive it in its own task, and finalize it on every
+//! exit path.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, META_FORMAT_VERSION,
+    NoopCheckpointer, Opened, RunFilter, RunId, RunMeta, RunStatus,
+};
+use cairn_queue::{Event, Queue, SNAPSHOT_FORMAT_VERSION, Status, Timestamp};
+use cairn_telemetry::{emit, names};
+use tracing::Instrument;
+
+use crate::config::ExecutorConfig;
+use crate::drive::{Clock, Drive, ResumeInfo, panic_message};
+use crate::error::{Error, Result};
+use crate::handler::Registry;
+use crate::outcome::{Disposition, RunReport, RunStop, classify};
+use crate::plan::{RunPlan, RunSignals, Start};
+
+/// Drives runs of task graphs through a checkpoint store. See the crate docs.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    factory: Arc<dyn CheckpointerFactory>,
+    registry: Arc<Registry>,
+    config: Arc<ExecutorConfig>,
+}
+
+/// A run ready to drive: its writer and its queue.
+struct Prepared {
+    run_id: RunId,
+    checkpointer: Arc<dyn Checkpointer>,
+    queue: Queue,
+    phases_started: BTreeSet<u32>,
+    durable: bool,
+    resumed: Option<Adopted>,
+}
+
+/// What adopting a run found.
+struct Adopted {
+    previous_epoch: u64,
+    lease_epoch: u64,
+    tasks_reset: u64,
+}
+
+/// Why a run found by the lookup is not adopted.
+enum Refusal {
+    /// Its state does not fit: quarantine it.
+    Unfit(String),
+    /// The store itself refused (and already quarantined bad state, per the port contract).
+    Store(cairn_checkpoint::Error),
+    /// Someone else claimed or finished it meanwhile: leave it alone.
+    Gone(String),
+}
+
+impl Executor {
+    /// An executor over `factory` with these handlers and settings.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidConfig` when `config.concurrency` is 0.
+    pub fn new(
+        factory: Arc<dyn CheckpointerFactory>,
+        registry: Registry,
+        config: ExecutorConfig,
+    ) -> Result<Executor> {
+        if config.concurrency == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "concurrency must be at least 1".to_owned(),
+            });
+        }
+        Ok(Executor {
+            factory,
+            registry: Arc::new(registry),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Finds or begins the run `start` asks for, drives `plan` to its end, and records the
+    /// outcome: `completed`, `failed`, or left `running` after a graceful shutdown.
+    ///
+    /// Once the run exists, every exit is finalized: completion, a build error before any
+    /// task starts, failed tasks, a handler or executor panic, a caller cancel, the deadline
+    /// and shutdown. A failed run is a report with `Disposition::Fail`, not an `Err`.
+    ///
+    /// # Errors
+    ///
+    /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set (without it,
+    ///   the run logs a WARN and degrades to a non-durable checkpointer).
+    /// - `Error::Lookup` when `Start::Auto` cannot list runs.
+    /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
+    ///   (or the adoption of an interrupted run) cannot open the run.
+    /// - `Error::Finalize` when the run was driven but `complete` or `fail` failed; the error
+    ///   carries the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropping the future stops the drive and its handlers without
+    /// finalizing, which leaves the run `running`, exactly like a crash; prefer
+    /// `RunSignals::shutdown`.
+    pub async fn run(&self, plan: RunPlan, start: Start, signals: RunSignals) -> Result<RunReport> {
+        let clock = Clock::start();
+        let prepared = match &start {
+            Start::Fresh => self.begin(&plan, clock.now()).await?,
+            Start::Auto => match self.find_interrupted(&plan, clock.now()).await? {
+                Some(prepared) => prepared,
+                None => self.begin(&plan, clock.now()).await?,
+            },
+            Start::Adopt(run_id) => self.adopt(&plan, run_id, clock.now()).await?,
+        };
+        let Prepared {
+            run_id,
+            checkpointer,
+            queue,
+            phases_started,
+            durable,
+            resumed,
+        } = prepared;
+        let is_resume = resumed.is_some();
+
+        let root = tracing::info_span!(
+            target: "cairn",
+            names::RUN_SPAN,
+            run_id = %run_id,
+            workflow = %plan.workflow,
+            scope = %plan.scope,
+            resumed = is_resume,
+            resumed_from_run_id = tracing::field::Empty,
+            resumed_from_epoch = tracing::field::Empty,
+        );
+        if let Some(adopted) = &resumed {
+            root.record("resumed_from_run_id", run_id.as_str());
+            root.record("resumed_from_epoch", adopted.previous_epoch);
+        }
+
+        let counts = Arc::new(Mutex::new(queue.counts()));
+        let drive = Drive {
+            run_id: run_id.clone(),
+            queue,
+            checkpointer: Arc::clone(&checkpointer),
+            registry: Arc::clone(&self.registry),
+            config: Arc::clone(&self.config),
+            phases: plan.phases,
+            phases_started,
+            resumed: resumed.as_ref().map(|a| ResumeInfo {
+                lease_epoch: a.lease_epoch,
+                tasks_reset: a.tasks_reset,
+            }),
+            signals,
+            deadline: plan.deadline.map(|d| tokio::time::Instant::now() + d),
+            clock,
+            counts: Arc::clone(&counts),
+            workflow: plan.workflow,
+            scope: plan.scope,
+        };
+        // The drive runs in its own task so that a panic anywhere in it surfaces here as a
+        // JoinError and the run is still finalized.
+        let mut handle = AbortOnDrop(tokio::spawn(drive.run().instrument(root.clone())));
+        let stop = match (&mut handle.0).await {
+            Ok(stop) => stop,
+            Err(join) if join.is_panic() => {
+                let message = panic_message(join.into_panic());
+                tracing::error!(target: "cairn", run_id = %run_id, panic = %message, "executor panicked while driving the run");
+                Some(RunStop::Panicked(message))
+            }
+            Err(_) => Some(RunStop::Panicked(
+                "the drive task was cancelled by the runtime".to_owned(),
+            )),
+        };
+        let final_counts = counts.lock().map(|c| *c).unwrap_or_default();
+        self.finalize(
+            checkpointer,
+            RunReport {
+                run_id,
+                disposition: classify(stop.as_ref()),
+                stop,
+                resumed: is_resume,
+                durable,
+                counts: final_counts,
+            },
+            clock,
+        )
+        .instrument(root)
+        .await
+    }
+
+    /// Records the disposition. Runs outside every cancellation token, so a cancelled or
+    /// shut-down run is still recorded; errors are logged at WARN and returned.
+    async fn finalize(
+        &self,
+        checkpointer: Arc<dyn Checkpointer>,
+        report: RunReport,
+        clock: Clock,
+    ) -> Result<RunReport> {
+        let recorded = match &report.disposition {
+            Disposition::Complete => checkpointer.complete().await.map(drop),
+            Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),
+            Disposition::LeaveRunning => Ok(()),
+        };
+        drop(checkpointer);
+        let outcome = match report.disposition {
+            Disposition::Complete => emit::RunOutcomeName::Complete,
+            Disposition::LeaveRunning => emit::RunOutcomeName::LeaveRunning,
+            Disposition::Fail(_) => emit::RunOutcomeName::Fail,
+        };
+        emit::run_finished(&emit::RunFinished {
+            run_id: report.run_id.as_str(),
+            outcome,
+            resumed: report.resumed,
+            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            tasks_done: report.counts.done as u64,
+            tasks_failed: report.counts.failed as u64,
+            tasks_skipped: report.counts.skipped as u64,
+            tasks_blocked: report.counts.blocked as u64,
+        });
+        match recorded {
+            Ok(()) => Ok(report),
+            Err(source) => {
+                tracing::warn!(
+                    target: "cairn",
+                    run_id = %report.run_id,
+                    disposition = %report.disposition,
+                    error = %source,
+                    "finalizing the run failed; its stored status may still be running"
+                );
+                Err(Error::Finalize {
+                    report: Box::new(report),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Begins a fresh run, degrading to a non-durable checkpointer when `begin` fails and
+    /// durability is not required.
+    async fn begin(&self, plan: &RunPlan, now: Timestamp) -> Result<Prepared> {
+        let run_id = plan.run_id.clone().unwrap_or_else(|| fresh_run_id(now));
+        let meta = RunMeta::new(
+            run_id.clone(),
+            plan.workflow.clone(),
+            plan.scope.clone(),
+            plan.input.clone(),
+            now,
+        );
+        let (checkpointer, durable): (Arc<dyn Checkpointer>, bool) =
+            match self.factory.begin(meta.clone()).await {
+                Ok(checkpointer) => (Arc::from(checkpointer), true),
+                Err(source) if self.config.require_durability => {
+                    return Err(Error::BeginFailed { run_id, source });
+                }
+                Err(source) => {
+                    // emit::begin_degraded logs at WARN, naming the run and the error.
+                    emit::begin_degraded(run_id.as_str(), &source.to_string());
+                    (Arc::new(NoopCheckpointer::new(meta)), false)
+                }
+            };
+        Ok(Prepared {
+            run_id,
+            checkpointer,
+            queue: Queue::new(self.config.queue.clone()),
+            phases_started: BTreeSet::new(),
+            durable,
+            resumed: None,
+        })
+    }
+
+    /// `Start::Auto`: adopts the first interrupted run of this workflow and scope that fits,
+    /// quarantining those that do not.
+    async fn find_interrupted(&self, plan: &RunPlan, now: Timestamp) -> Result<Option<Prepared>> {
+        let lookup = |source| Error::Lookup {
+            workflow: plan.workflow.clone(),
+            scope: plan.scope.clone(),
+            source,
+        };
+        let filter = RunFilter {
+            workflow: Some(plan.workflow.clone()),
+            scope: Some(plan.scope.clone()),
+            statuses: vec![RunStatus::Running],
+        };
+        let candidates = self.factory.list(&filter).await.map_err(lookup)?;
+        for listed in candidates {
+            let run_id = listed.run_id.clone();
+            if self.factory.is_held(&run_id).await.map_err(lookup)? {
+                // A live writer drives it: it is not interrupted.
+                continue;
+            }
+            let expected_id = plan.run_id.as_ref().unwrap_or(&run_id);
+            if let Some(reason) = unfit(plan, expected_id, &listed) {
+                self.quarantine(&run_id, &reason, now).await;
+                continue;
+            }
+            match self.factory.open(&run_id).await {
+                Ok(None) => continue,
+                Ok(Some(opened)) => {
+                    match self
+                        .take_over(plan, expected_id, opened, true, now)
+                        .await
+                    {
+                        Ok(prepared) => return Ok(Some(prepared)),
+                        Err(Refusal::Unfit(reason)) => {
+                            self.quarantine(&run_id, &reason, now).await;
+                        }
+                        Err(Refusal::Gone(reason)) => {
+                            tracing::info!(target: "cairn", run_id = %run_id, reason = %reason, "interrupted run not adopted");
+                        }
+                        Err(Refusal::Store(source)) => return Err(Error::Open { run_id, source }),
+                    }
+                }
+                Err(source) if source.is_bad_state() => {
+                    // The store quarantined it while opening (port contract); say so.
+                    emit::state_quarantined(run_id.as_str(), &source.to_string(), "");
+                }
+                Err(cairn_checkpoint::Error::Locked { .. }) => {
+                    tracing::info!(target: "cairn", run_id = %run_id, "interrupted run was claimed by another writer meanwhile");
+                }
+                Err(source) => return Err(Error::Open { run_id, source }),
+            }
+        }
+        Ok(None)
+    }
+
+    /// `Start::Adopt`: opens a run the resume policy already claimed.
+    async fn adopt(&self, plan: &RunPlan, run_id: &RunId, now: Timestamp) -> Result<Prepared> {
+        let opened = match self.factory.open(run_id).await {
+            Ok(Some(opened)) => opened,
+            Ok(None) => {
+                return Err(Error::AdoptNotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+            Err(source) if source.is_bad_state() => {
+                let reason = source.to_string();
+                emit::state_quarantined(run_id.as_str(), &reason, "");
+                return Err(Error::AdoptRefused {
+                    run_id: run_id.clone(),
+                    reason,
+                    location: "(moved by the store; see the reason)".to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(Error::Open {
+                    run_id: run_id.clone(),
+                    source,
+                });
+            }
+        };
+        match self.take_over(plan, run_id, opened, false, now).await {
+            Ok(prepared) => Ok(prepared),
+            Err(Refusal::Unfit(reason)) => {
+                let location = self
+                    .quarantine(run_id, &reason, now)
+                    .await
+                    .unwrap_or_else(|| "(not quarantined: see the WARN log)".to_owned());
+                Err(Error::AdoptRefused {
+                    run_id: run_id.clone(),
+                    reason,
+                    location,
+                })
+            }
+            Err(Refusal::Gone(reason)) => Err(Error::AdoptRefused {
+                run_id: run_id.clone(),
+                reason,
+                location: "(not quarantined: its state is sound)".to_owned(),
+            }),
+            Err(Refusal::Store(source)) => Err(Error::Open {
+                run_id: run_id.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Checks an opened run, claims it (when `claim`), replays it and applies recovery.
+    async fn take_over(
+        &self,
+        plan: &RunPlan,
+        expected_id: &RunId,
+        opened: Opened,
+        claim: bool,
+        now: Timestamp,
+    ) -> std::result::Result<Prepared, Refusal> {
+        let Opened {
+            checkpointer,
+            recovered,
+        } = opened;
+        if let Some(reason) = unfit(plan, expected_id, &recovered.meta) {
+            // Release the writer lock first, so the state can be moved aside.
+            drop(checkpointer);
+            return Err(Refusal::Unfit(reason));
+        }
+        if let Some(snapshot) = &recovered.snapshot
+            && snapshot.format_version != SNAPSHOT_FORMAT_VERSION
+        {
+            drop(checkpointer);
+            return Err(Refusal::Unfit(format!(
+                "snapshot format version {} is not {SNAPSHOT_FORMAT_VERSION}",
+                snapshot.format_version
+            )));
+        }
+        if recovered.meta.status != RunStatus::Running {
+            return Err(Refusal::Gone(format!(
+                "it is {}, not running",
+                recovered.meta.status
+            )));
+        }
+        let run_id = recovered.meta.run_id.clone();
+        let (previous_epoch, lease_epoch) = if claim {
+            // Running → Running is a re-claim: the store bumps the lease epoch, so a writer
+            // from an older epoch can be told apart.
+            match self
+                .factory
+                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+                .await
+            {
+                Ok(Ok(meta)) => (recovered.meta.lease_epoch, meta.lease_epoch),
+                Ok(Err(conflict)) => {
+                    return Err(Refusal::Gone(format!(
+                        "its status changed to {} while adopting it",
+                        conflict.current
+                    )));
+                }
+                Err(source) => return Err(Refusal::Store(source)),
+            }
+        } else {
+            // The resume policy's compare-and-swap already bumped the epoch.
+            let epoch = recovered.meta.lease_epoch;
+            (epoch.saturating_sub(1), epoch)
+        };
+
+        let mut phases_started: BTreeSet<u32> = recovered
+            .snapshot
+            .as_ref()
+            .map(|s| s.phases_started.iter().map(|(index, _)| *index).collect())
+            .unwrap_or_default();
+        for event in &recovered.events {
+            if let Event::PhaseStarted { index, .. } = event {
+                phases_started.insert(*index);
+            }
+        }
+        let mut queue = match Queue::replay(
+            recovered.snapshot,
+            recovered.events.iter(),
+            self.config.queue.clone(),
+        ) {
+            Ok(queue) => queue,
+            Err(error) => {
+                drop(checkpointer);
+                return Err(Refusal::Unfit(format!("its state does not replay: {error}")));
+            }
+        };
+
+        let recoveries = queue.recover(now);
+        let now_text = now.0.to_string();
+        let mut tasks_reset = 0u64;
+        let mut audits = Vec::with_capacity(recoveries.len() + 1);
+        for recovery in &recoveries {
+            let (action, became) = if recovery.now == Status::Pending {
+                tasks_reset += 1;
+                (AuditAction::TaskReset, "pending")
+            } else {
+                (AuditAction::TaskFailedOnRecovery, "failed")
+            };
+            emit::task_reset(
+                run_id.as_str(),
+                &recovery.id.to_string(),
+                &recovery.kind,
+                recovery.attempt,
+                became,
+            );
+            audits.push(
+                AuditRecord::new(
+                    now,
+                    run_id.clone(),
+                    action,
+                    format!(
+                        "task {} (`{}`) was running at attempt {} when the run stopped; now {became}",
+                        recovery.id, recovery.kind, recovery.attempt
+                    ),
+                )
+                .with_detail(serde_json::json!({
+                    "task_id": recovery.id.0,
+                    "kind": recovery.kind,
+                    "attempt": recovery.attempt,
+                    "now": became,
+                    "at_ms": now_text,
+                })),
+            );
+        }
+        audits.push(
+            AuditRecord::new(
+                now,
+                run_id.clone(),
+                AuditAction::Recovered,
+                format!(
+                    "interrupted run adopted at lease epoch {lease_epoch}; {} task(s) recovered",
+                    recoveries.len()
+                ),
+            )
+            .with_detail(serde_json::json!({
+                "previous_epoch": previous_epoch,
+                "lease_epoch": lease_epoch,
+            })),
+        );
+        let checkpointer: Arc<dyn Checkpointer> = Arc::from(checkpointer);
+        for record in &audits {
+            if let Err(error) = checkpointer.audit(record).await {
+                // The journal, not the audit log, is the source of truth; go on, but say so.
+                tracing::warn!(target: "cairn", run_id = %run_id, error = %error, action = ?record.action, "could not write an audit record");
+            }
+        }
+        tracing::info!(
+            target: "cairn",
+            run_id = %run_id,
+            previous_epoch,
+            lease_epoch,
+            recovered_tasks = recoveries.len(),
+            "adopting interrupted run"
+        );
+        // The recovery's own events stay in the queue and are the drive's first append.
+        Ok(Prepared {
+            run_id,
+            checkpointer,
+            queue,
+            phases_started,
+            durable: true,
+            resumed: Some(Adopted {
+                previous_epoch,
+                lease_epoch,
+                tasks_reset,
+            }),
+        })
+    }
+
+    /// Moves a run's state aside, audits and logs why. Returns where it went.
+    async fn quarantine(&self, run_id: &RunId, reason: &str, now: Timestamp) -> Option<String> {
+        let record = AuditRecord::new(
+            now,
+            run_id.clone(),
+            AuditAction::Quarantined,
+            format!("not adopted by the executor and quarantined: {reason}"),
+        );
+        if let Err(error) = self.factory.append_audit(run_id, &record).await {
+            tracing::warn!(target: "cairn", run_id = %run_id, error = %error, "could not audit the quarantine");
+        }
+        match self.factory.quarantine(run_id, reason).await {
+            Ok(quarantined) => {
+                emit::state_quarantined(run_id.as_str(), reason, &quarantined.location);
+                Some(quarantined.location)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "cairn",
+                    run_id = %run_id,
+                    reason,
+                    error = %error,
+                    "could not quarantine state that does not fit; leaving it in place"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Why `meta` cannot be adopted for `plan`, if it cannot.
+fn unfit(plan: &RunPlan, expected_id: &RunId, meta: &RunMeta) -> Option<String> {
+    if meta.format_version != META_FORMAT_VERSION {
+        Some(format!(
+            "run {} has metadata format version {}, expected {META_FORMAT_VERSION}",
+            meta.run_id, meta.format_version
+        ))
+    } else if meta.run_id != *expected_id {
+        Some(format!(
+            "state names run {}, expected run {expected_id}",
+            meta.run_id
+        ))
+    } else if meta.scope != plan.scope {
+        Some(format!(
+            "run {} belongs to scope `{}`, expected `{}`",
+            meta.run_id, meta.scope, plan.scope
+        ))
+    } else if meta.workflow != plan.workflow {
+        Some(format!(
+            "run {} belongs to workflow `{}`, expected `{}`",
+            meta.run_id, meta.workflow, plan.workflow
+        ))
+    } else {
+        None
+    }
+}
+
+/// A new run id: time-ordered, with entropy from the pid, a counter and the clock.
+fn fresh_run_id(now: Timestamp) -> RunId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let entropy = (u128::from(std::process::id()) << 64)
+        | (u128::from(count) << 32)
+        | u128::from(nanos);
+    RunId::generate(now.0, entropy)
+}
+
+/// Aborts the drive task if `Executor::run` is dropped, so no drive outlives its caller.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        // A no-op once the task has finished.
+        self.0.abort();
+    }
+}

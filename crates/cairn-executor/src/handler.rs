@@ -1,0 +1,291 @@
+//! Handlers: the async code that does a task's work, the context it receives, what it
+//! returns, and the registry that maps task kinds to handlers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_checkpoint::RunId;
+use cairn_queue::{Enqueued, Handoff, Task, TaskError, TaskId, TaskSpec};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// How a handler finished successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The task did its work; `Handoff` is what it leaves for its dependents.
+    Complete(Handoff),
+    /// The task judged itself unnecessary. Dependents still start, as after `Complete`.
+    Skip(Handoff),
+}
+
+/// How a handler failed. The queue decides what happens next (retry or fail, block
+/// dependents); the handler only says whether trying again could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskFailure {
+    /// Trying again may help (a flaky network, a busy service). Retried with backoff while
+    /// the task has attempts left.
+    Retryable(TaskError),
+    /// Trying again cannot help. The task fails at once and its dependents are blocked.
+    Permanent(TaskError),
+}
+
+impl TaskFailure {
+    /// A retryable failure of the given kind.
+    pub fn retryable(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
+        TaskFailure::Retryable(TaskError::new(kind, message))
+    }
+
+    /// A permanent failure of the given kind.
+    pub fn permanent(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
+        TaskFailure::Permanent(TaskError::new(kind, message))
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult = std::result::Result<Finish, TaskFailure>;
+
+/// A request from a running handler to enqueue a follow-up, served by the drive loop, which
+/// owns the queue.
+#[derive(Debug)]
+pub(crate) struct EnqueueRequest {
+    pub(crate) parent: TaskId,
+    pub(crate) attempt: u32,
+    pub(crate) spec: TaskSpec,
+    pub(crate) reply: oneshot::Sender<Result<Enqueued>>,
+}
+
+/// Everything one task attempt gets.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    run_id: RunId,
+    task: Task,
+    attempt: u32,
+    dependencies: Vec<(TaskId, Handoff)>,
+    cancel: CancellationToken,
+    requests: mpsc::UnboundedSender<EnqueueRequest>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        run_id: RunId,
+        task: Task,
+        attempt: u32,
+        dependencies: Vec<(TaskId, Handoff)>,
+        cancel: CancellationToken,
+        requests: mpsc::UnboundedSender<EnqueueRequest>,
+    ) -> TaskContext {
+        TaskContext {
+            run_id,
+            task,
+            attempt,
+            dependencies,
+            cancel,
+            requests,
+        }
+    }
+
+    /// The task as the queue held it when this attempt started.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// The task's inputs.
+    pub fn inputs(&self) -> &serde_json::Value {
+        &self.task.inputs
+    }
+
+    /// This attempt's number, from 1. Attempts interrupted by a crash count too.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The run this task belongs to.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// A key that is the same for every attempt of this task, across retries and resumes:
+    /// `<run id>/<task id>`. Handlers pass it to external systems so that a body that runs
+    /// twice (after a crash mid-attempt) has its effect only once.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.run_id, self.task.id)
+    }
+
+    /// The handoffs of this task's dependencies, in `depends_on` order.
+    pub fn dependencies(&self) -> &[(TaskId, Handoff)] {
+        &self.dependencies
+    }
+
+    /// Cancelled when the run stops this attempt: on a caller cancel, the run's deadline,
+    /// or the end of the shutdown grace period. Long handlers should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Enqueues a follow-up task whose `enqueued_by` is this task.
+    ///
+    /// The queue validates it and applies its dedup guard: enqueueing the same
+    /// `(kind, inputs)` again (for example from a resumed attempt) returns the existing task
+    /// with `existing: true` and creates nothing. The follow-up is recorded in the same
+    /// journal batch as, or an earlier one than, this task's own completion.
+    ///
+    /// # Errors
+    ///
+    /// `Error::UnknownKind` when no handler is registered for the spec's kind,
+    /// `Error::Enqueue` when the queue refuses it (bounds, unknown dependencies), and
+    /// `Error::NotRunning` when this attempt or the run has already ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the returned future is dropped after the request was sent, the follow-up may
+    /// still be enqueued.
+    pub async fn enqueue(&self, spec: TaskSpec) -> Result<Enqueued> {
+        let (reply, answer) = oneshot::channel();
+        let request = EnqueueRequest {
+            parent: self.task.id,
+            attempt: self.attempt,
+            spec,
+            reply,
+        };
+        let not_running = || Error::NotRunning {
+            parent: self.task.id,
+        };
+        self.requests.send(request).map_err(|_| not_running())?;
+        answer.await.map_err(|_| not_running())?
+    }
+}
+
+/// The code that runs one kind of task.
+///
+/// # Examples
+///
+/// ```
+/// use async_trait::async_trait;
+/// use cairn_executor::{Finish, Handler, HandlerResult, TaskContext};
+/// use cairn_queue::Handoff;
+///
+/// #[derive(Debug)]
+/// struct Greet;
+///
+/// #[async_trait]
+/// impl Handler for Greet {
+///     async fn run(&self, ctx: TaskContext) -> HandlerResult {
+///         let done = vec![format!("greeted {}", ctx.inputs())];
+///         Ok(Finish::Complete(Handoff { done, ..Handoff::default() }))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one attempt. Bodies run at least once: use `ctx.idempotency_key()` for effects
+    /// that must happen once.
+    async fn run(&self, ctx: TaskContext) -> HandlerResult;
+}
+
+/// A handler made from an async closure; see [`handler_fn`].
+pub struct FnHandler<F>(F);
+
+impl<F> fmt::Debug for FnHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnHandler")
+    }
+}
+
+/// Wraps an async closure as a [`Handler`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_executor::{Finish, Registry, handler_fn};
+/// use cairn_queue::Handoff;
+///
+/// let registry = Registry::new()
+///     .with("noop", handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }));
+/// assert!(registry.contains("noop"));
+/// ```
+pub fn handler_fn<F, Fut>(f: F) -> FnHandler<F>
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    FnHandler(f)
+}
+
+#[async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    async fn run(&self, ctx: TaskContext) -> HandlerResult {
+        (self.0)(ctx).await
+    }
+}
+
+/// Maps task kinds to handlers, with an optional per-kind timeout.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    timeouts: HashMap<String, Duration>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<&String> = self.handlers.keys().collect();
+        kinds.sort();
+        f.debug_struct("Registry")
+            .field("kinds", &kinds)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers `handler` for `kind`, replacing any earlier one.
+    pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler) -> &mut Self {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Builder form of [`Registry::register`].
+    pub fn with(mut self, kind: impl Into<String>, handler: impl Handler) -> Self {
+        self.register(kind, handler);
+        self
+    }
+
+    /// Sets the timeout of every attempt of `kind`. An attempt that runs longer is dropped
+    /// and fails with a retryable error of kind `timeout`.
+    pub fn with_timeout(mut self, kind: impl Into<String>, timeout: Duration) -> Self {
+        self.timeouts.insert(kind.into(), timeout);
+        self
+    }
+
+    /// Whether a handler is registered for `kind`.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+
+    pub(crate) fn handler(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(kind).cloned()
+    }
+
+    pub(crate) fn timeout(&self, kind: &str) -> Option<Duration> {
+        self.timeouts.get(kind).copied()
+    }
+}

@@ -1,0 +1,145 @@
+//! What to run: a [`RunPlan`] of named [`Phase`]s, how to start it ([`Start`]) and the
+//! signals that stop it ([`RunSignals`]).
+
+use std::time::Duration;
+
+use cairn_checkpoint::RunId;
+use cairn_queue::TaskSpec;
+use tokio_util::sync::CancellationToken;
+
+/// One task of a phase. Its dependencies are positions of earlier tasks in the same phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTask {
+    /// The task. Its `depends_on` must be empty: use `after` instead, since ids are only
+    /// known once the phase is enqueued.
+    pub spec: TaskSpec,
+    /// Positions (from 0) of earlier tasks of the same phase that this one waits for.
+    pub after: Vec<usize>,
+}
+
+/// A named sub-graph. Phases run one after another; a phase starts once every task of the
+/// previous one is done or skipped.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Phase {
+    /// The phase's name. Names may repeat: phases are identified by their position.
+    pub name: String,
+    /// The phase's tasks, in enqueue order.
+    pub tasks: Vec<PlannedTask>,
+}
+
+impl Phase {
+    /// An empty phase.
+    pub fn new(name: impl Into<String>) -> Phase {
+        Phase {
+            name: name.into(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Adds a task that waits for the tasks at positions `after`, and returns the new task's
+    /// position, for later tasks to name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::Phase;
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// let mut build = Phase::new("build");
+    /// let fetch = build.task(TaskSpec::new("fetch"), []);
+    /// let render = build.task(TaskSpec::new("render"), [fetch]);
+    /// assert_eq!((fetch, render), (0, 1));
+    /// ```
+    pub fn task(&mut self, spec: TaskSpec, after: impl IntoIterator<Item = usize>) -> usize {
+        self.tasks.push(PlannedTask {
+            spec,
+            after: after.into_iter().collect(),
+        });
+        self.tasks.len() - 1
+    }
+}
+
+/// A run to drive: identity, description and phases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// The workflow's name.
+    pub workflow: String,
+    /// What the run belongs to (an install directory, a tenant...).
+    pub scope: String,
+    /// What the user asked for, stored with the run.
+    pub input: String,
+    /// The id of a fresh run; generated when `None`. With `Start::Auto`, an interrupted run
+    /// is adopted only if it has this id.
+    pub run_id: Option<RunId>,
+    /// The phases, in order.
+    pub phases: Vec<Phase>,
+    /// The longest this drive may take; when it passes, the run fails with kind `deadline`.
+    pub deadline: Option<Duration>,
+}
+
+impl RunPlan {
+    /// A plan with no phases, no fixed run id and no deadline.
+    pub fn new(workflow: impl Into<String>, scope: impl Into<String>) -> RunPlan {
+        RunPlan {
+            workflow: workflow.into(),
+            scope: scope.into(),
+            input: String::new(),
+            run_id: None,
+            phases: Vec::new(),
+            deadline: None,
+        }
+    }
+
+    /// Adds a phase.
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.phases.push(phase);
+        self
+    }
+
+    /// Fixes the run id.
+    pub fn run_id(mut self, run_id: RunId) -> Self {
+        self.run_id = Some(run_id);
+        self
+    }
+
+    /// Sets the input text stored with the run.
+    pub fn input(mut self, input: impl Into<String>) -> Self {
+        self.input = input.into();
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// How `Executor::run` finds the run to drive.
+///
+/// The executor adopts only runs that were interrupted (`running` with no live writer). A
+/// `failed` run is never adopted by the executor's own lookup: whether to resume it is the
+/// resume policy's decision (`cairn-runs`), which then uses `Adopt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Always begin a new run.
+    Fresh,
+    /// Adopt an interrupted run of this workflow and scope if there is one, else begin a
+    /// new run. State that does not fit (another format version, run id or scope) is
+    /// quarantined, audited and logged, and a new run begins.
+    Auto,
+    /// Open and drive this run. The caller (the resume policy) has already moved it to
+    /// `running` with a status compare-and-swap, which claimed a new lease epoch.
+    Adopt(RunId),
+}
+
+/// Tokens that stop a drive. Both default to tokens nobody cancels.
+#[derive(Debug, Clone, Default)]
+pub struct RunSignals {
+    /// Graceful shutdown: no new attempts start, running ones get the grace period, then the
+    /// run is left `running` for a later resume.
+    pub shutdown: CancellationToken,
+    /// Cancel this run: running attempts are stopped at once and the run fails with kind
+    /// `cancelled`.
+    pub cancel: CancellationToken,
+}
