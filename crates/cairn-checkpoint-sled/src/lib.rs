@@ -1,1 +1,74 @@
 //! A checkpoint adapter on sled 0.34.7, for hosts that already run sled.
+//!
+//! `SledFactory` implements the port of `cairn-checkpoint` (`CheckpointerFactory` and
+//! `Checkpointer`) on a sled database. **The default adapter of cairn is the file adapter
+//! (`cairn-checkpoint-file`)**; pick this one only when your host already runs sled and
+//! wants its runs in the same database.
+//!
+//! # sled's caveats, plainly
+//!
+//! - sled is pinned to `=0.34.7`, released in 2021. It is still sled's stable line; the 1.0
+//!   releases are alphas, and their on-disk format is not compatible.
+//! - sled's own README recommends SQLite when reliability comes first.
+//! - Corruption and recovery problems have been reported upstream and are not all resolved.
+//! - A sled database can be open in one process at a time: sled locks its files, so a second
+//!   process fails to open it (`Error::Open`). Within the process, factories over the same
+//!   database share one registry of live writers. Cross-process status compare-and-swap is
+//!   therefore serialized by construction: only the process holding the database can swap.
+//!
+//! # Layout and durability
+//!
+//! Runs live in their own trees (`layout` names them): metadata, journal records (key = run
+//! id, `/`, big-endian sequence), snapshots, audit records, quarantine, and cut torn records.
+//! Every value is framed with a CRC32C. On `open`, a bad last journal record is moved to
+//! the cut tree and audited (a torn tail); a bad record followed by good ones is
+//! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (wrong format
+//! version, foreign run id, unparseable) are moved to the quarantine tree, audited, and
+//! reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. Nothing is ever deleted,
+//! except journal records already covered by a durable snapshot.
+//!
+//! - `Durability::Sync`: every acknowledged write waited for `sled::Db::flush` (which writes
+//!   sled's buffers and fsyncs).
+//! - `Durability::Group`: writers that arrive while a flush is pending share it; the first
+//!   one leads, waits up to `max_delay` for company, and flushes for everybody.
+//! - `Durability::None`: no flush at all. sled's background flusher writes within about half
+//!   a second, but a power loss or kernel crash may lose acknowledged writes. Unsafe for
+//!   anything that must not be lost.
+//!
+//! A flush is database-wide. A failed flush poisons the database handle for this process:
+//! every later flush through it fails with `SyncFailed` (never retried, as the kernel may
+//! have dropped dirty pages), and the writer that saw it fails later calls with `Poisoned`.
+//! Reopen the database to recover.
+//!
+//! sled calls are synchronous; flushes run on tokio's blocking pool, other calls inline.
+//!
+//! # Examples
+//!
+//! ```
+//! use cairn_checkpoint::{CheckpointerFactory, Durability, RunFilter};
+//! use cairn_checkpoint_sled::SledFactory;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! // A host that already runs sled hands over its own database handle.
+//! let db = sled::open(dir.path().join("host.sled"))?;
+//! let factory = SledFactory::builder()
+//!     .db(db.clone())
+//!     .durability(Durability::Group { max_delay: Duration::from_millis(2) })
+//!     .build()?;
+//! assert!(factory.list(&RunFilter::default()).await?.is_empty());
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod factory;
+pub mod layout;
+mod shared;
+mod store;
+mod writer;
+
+pub use error::Error;
+pub use factory::{SledFactory, SledFactoryBuilder};
+pub use writer::SledCheckpointer;

@@ -1,0 +1,66 @@
+//! Errors of building a `SledFactory`, and the mapping of sled's errors into the port's.
+
+use std::path::PathBuf;
+
+/// Why a `SledFactory` could not be built.
+///
+/// Once built, the factory speaks the port's `cairn_checkpoint::Error`; this type converts
+/// into it (as `Error::Backend { backend: "sled", .. }`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Neither a path nor an existing `sled::Db` was given to the builder.
+    #[error("a sled factory needs either a path or an existing sled::Db")]
+    NoLocation,
+    /// sled could not open the database (it is locked by another process, unreadable, ...).
+    #[error("could not open the sled database at {path}: {source}")]
+    Open {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The database opened but its trees could not be set up.
+    #[error("could not set up the cairn trees of the sled database: {source}")]
+    Setup {
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+}
+
+impl From<Error> for cairn_checkpoint::Error {
+    fn from(err: Error) -> Self {
+        cairn_checkpoint::Error::Backend {
+            backend: "sled",
+            source: Box::new(err),
+        }
+    }
+}
+
+/// Maps a sled error into the port's error.
+pub(crate) fn backend(err: sled::Error) -> cairn_checkpoint::Error {
+    cairn_checkpoint::Error::Backend {
+        backend: "sled",
+        source: Box::new(err),
+    }
+}
+
+/// Maps a sled transaction error whose abort value is already a port error.
+pub(crate) fn transaction(
+    err: sled::transaction::TransactionError<cairn_checkpoint::Error>,
+) -> cairn_checkpoint::Error {
+    match err {
+        sled::transaction::TransactionError::Abort(err) => err,
+        sled::transaction::TransactionError::Storage(err) => backend(err),
+    }
+}
+
+/// The port's encoding error for a serde_json failure.
+pub(crate) fn encoding(what: &'static str, err: serde_json::Error) -> cairn_checkpoint::Error {
+    cairn_checkpoint::Error::Encoding {
+        what,
+        detail: err.to_string(),
+    }
+}

@@ -1,0 +1,257 @@
+//! `SledFactory` and its builder: the port's factory over one sled database.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined, Result,
+    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
+};
+
+use crate::shared::Shared;
+use crate::store::MetaStep;
+use crate::writer::{SledCheckpointer, WriterSlot};
+
+/// The checkpoint factory over one sled database.
+///
+/// Cloning is cheap; clones share the database, the writer registry and the group flush.
+/// Every factory of this process over the same database (the same path, or clones of one
+/// `sled::Db`) shares one registry of live writers, so a second `open` of a run fails with
+/// `Locked`. Another process cannot open the database at all while this one has it: sled
+/// locks its files, so status swaps of different processes are serialized by construction.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, RunId, RunMeta};
+/// use cairn_checkpoint_sled::SledFactory;
+/// use cairn_queue::Timestamp;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let factory = SledFactory::builder()
+///     .path(dir.path().join("runs.sled"))
+///     .durability(Durability::Sync)
+///     .build()?;
+/// let run_id = RunId::new("r1")?;
+/// let run = factory
+///     .begin(RunMeta::new(run_id.clone(), "site", "default", "build it", Timestamp(0)))
+///     .await?;
+/// run.append(&[]).await?;
+/// drop(run);
+/// let opened = factory.open(&run_id).await?.expect("the run was begun");
+/// assert!(opened.recovered.events.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SledFactory {
+    shared: Arc<Shared>,
+    durability: Durability,
+}
+
+/// Where the builder finds its database.
+#[derive(Debug)]
+enum Location {
+    Path(PathBuf),
+    Db(sled::Db),
+}
+
+/// Builds a `SledFactory`: a path or an existing `sled::Db`, and a `Durability`.
+#[derive(Debug)]
+pub struct SledFactoryBuilder {
+    location: Option<Location>,
+    durability: Durability,
+}
+
+impl SledFactoryBuilder {
+    /// Opens (or creates) the sled database in the directory `path`.
+    ///
+    /// If this process already has that database open through another factory, the new
+    /// factory shares it.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.location = Some(Location::Path(path.into()));
+        self
+    }
+
+    /// Uses a database the host already opened (hosts that already run sled).
+    ///
+    /// cairn keeps its data in its own trees (named `cairn/...`, see `layout`) and never
+    /// touches the host's trees.
+    pub fn db(mut self, db: sled::Db) -> Self {
+        self.location = Some(Location::Db(db));
+        self
+    }
+
+    /// How durable an acknowledged write is. The default is `Durability::Sync`.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Opens the database and its trees.
+    ///
+    /// # Errors
+    ///
+    /// `Error::NoLocation` when neither `path` nor `db` was given; `Error::Open` when sled
+    /// cannot open the database (for example because another process holds it);
+    /// `Error::Setup` when the cairn trees cannot be opened.
+    pub fn build(self) -> std::result::Result<SledFactory, crate::Error> {
+        let shared = match self.location {
+            None => return Err(crate::Error::NoLocation),
+            Some(Location::Path(path)) => Shared::for_path(&path)?,
+            Some(Location::Db(db)) => Shared::for_db(db)?,
+        };
+        Ok(SledFactory {
+            shared,
+            durability: self.durability,
+        })
+    }
+}
+
+impl SledFactory {
+    /// A builder with no location and `Durability::Sync`.
+    pub fn builder() -> SledFactoryBuilder {
+        SledFactoryBuilder {
+            location: None,
+            durability: Durability::Sync,
+        }
+    }
+
+    /// Opens the database in `path` with `Durability::Sync`.
+    ///
+    /// # Errors
+    ///
+    /// As `SledFactoryBuilder::build`.
+    pub fn open(path: impl AsRef<Path>) -> std::result::Result<SledFactory, crate::Error> {
+        SledFactory::builder()
+            .path(path.as_ref().to_path_buf())
+            .build()
+    }
+
+    /// The underlying database handle.
+    pub fn db(&self) -> &sled::Db {
+        &self.shared.db
+    }
+
+    /// The durability of this factory's writes.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    async fn make_durable(&self) -> Result<()> {
+        self.shared.make_durable(self.durability).await
+    }
+}
+
+#[async_trait]
+impl CheckpointerFactory for SledFactory {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        let run_id = meta.run_id.clone();
+        let already = || Error::AlreadyExists {
+            run_id: run_id.clone(),
+        };
+        // A live writer means the run exists (or is being begun right now).
+        let slot = WriterSlot::acquire(&self.shared, &run_id).map_err(|_| already())?;
+        if self.shared.is_quarantined(&run_id)? || self.shared.has_state(&run_id)? {
+            return Err(already());
+        }
+        if !self.shared.create_meta(&meta)? {
+            return Err(already());
+        }
+        self.make_durable().await?;
+        Ok(Box::new(SledCheckpointer::new(slot, self.durability, 0)))
+    }
+
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        let slot = WriterSlot::acquire(&self.shared, run_id)?;
+        let Some(state) = self.shared.recover(run_id, self.durability).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Opened {
+            checkpointer: Box::new(SledCheckpointer::new(slot, self.durability, state.next_seq)),
+            recovered: state.recovered,
+        }))
+    }
+
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        self.shared.read_meta(run_id)
+    }
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        let mut runs: Vec<RunMeta> = self
+            .shared
+            .all_meta()?
+            .into_iter()
+            .filter(|meta| filter.matches(meta))
+            .collect();
+        runs.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.run_id.cmp(&b.run_id))
+        });
+        Ok(runs)
+    }
+
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let swapped = self.shared.swap_meta(run_id, |meta| {
+            if meta.status != from {
+                return Ok(MetaStep::Keep(StatusConflict {
+                    expected: from,
+                    current: meta.status,
+                }));
+            }
+            if meta.status.is_terminal() {
+                // Completed and cancelled runs never change again.
+                return Err(Error::Terminal {
+                    run_id: run_id.clone(),
+                    status: meta.status,
+                });
+            }
+            let mut next = meta.clone();
+            Ok(match next.swap_status(from, to, wall_clock_now()) {
+                Ok(swapped) => MetaStep::Write(Box::new(swapped)),
+                Err(conflict) => MetaStep::Keep(conflict),
+            })
+        })?;
+        if swapped.is_ok() {
+            self.make_durable().await?;
+        }
+        Ok(swapped)
+    }
+
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        Ok(self.shared.holder(run_id).is_some())
+    }
+
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        let slot = WriterSlot::acquire(&self.shared, run_id)?;
+        let location = self.shared.quarantine_and_audit(run_id, reason)?;
+        drop(slot);
+        let Some(location) = location else {
+            return Err(Error::NotFound {
+                run_id: run_id.clone(),
+            });
+        };
+        self.make_durable().await?;
+        Ok(Quarantined {
+            run_id: run_id.clone(),
+            location,
+        })
+    }
+
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        self.shared.put_audit(run_id, record)?;
+        self.make_durable().await
+    }
+
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        self.shared.audit_records(run_id)
+    }
+}

@@ -1,0 +1,333 @@
+//! State shared by every factory and writer over one open sled database: its trees, the
+//! registry of live writers, and the group flush.
+//!
+//! sled locks its database file, so one process at a time has it open. Inside that process
+//! several factories may use the same database (cloned `sled::Db` handles or the same path),
+//! and they must agree on who writes which run. sled does not expose the identity of a handle,
+//! so the first factory writes a token unique to this process into `cairn/session`, and a
+//! process-wide table maps that token (and the canonical path) to the one `Shared`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use cairn_checkpoint::{Error, Owner, Result, RunId};
+
+use crate::error::backend;
+use crate::layout;
+
+/// The trees of one database.
+#[derive(Debug, Clone)]
+pub(crate) struct Trees {
+    pub(crate) runs: sled::Tree,
+    pub(crate) events: sled::Tree,
+    pub(crate) snapshots: sled::Tree,
+    pub(crate) audit: sled::Tree,
+    pub(crate) quarantine: sled::Tree,
+    pub(crate) cut: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db) -> sled::Result<Trees> {
+        Ok(Trees {
+            runs: db.open_tree(layout::RUNS_TREE)?,
+            events: db.open_tree(layout::EVENTS_TREE)?,
+            snapshots: db.open_tree(layout::SNAPSHOTS_TREE)?,
+            audit: db.open_tree(layout::AUDIT_TREE)?,
+            quarantine: db.open_tree(layout::QUARANTINE_TREE)?,
+            cut: db.open_tree(layout::CUT_TREE)?,
+        })
+    }
+}
+
+/// Who holds a run's writer slot.
+#[derive(Debug, Clone)]
+struct Holder {
+    token: u64,
+    description: String,
+}
+
+/// The group flush: appends that arrive while a flush is pending share it.
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Tickets handed out: one per write that waits for durability.
+    written: u64,
+    /// Every ticket up to this one is durable.
+    flushed: u64,
+    /// Whether a leader is currently waiting or flushing.
+    leader: bool,
+}
+
+/// Everything shared over one open database.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) db: sled::Db,
+    pub(crate) trees: Trees,
+    /// Used in messages (`SyncFailed` names it).
+    pub(crate) label: PathBuf,
+    writers: Mutex<HashMap<RunId, Holder>>,
+    next_writer: AtomicU64,
+    group: Mutex<GroupState>,
+    group_done: tokio::sync::Notify,
+    /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
+    /// flush of this handle can be trusted to make earlier writes durable.
+    sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
+}
+
+/// The process-wide table of open databases, by session token and by canonical path.
+#[derive(Default)]
+struct OpenDatabases {
+    by_token: HashMap<u128, Weak<Shared>>,
+    by_path: HashMap<PathBuf, Weak<Shared>>,
+}
+
+fn open_databases() -> MutexGuard<'static, OpenDatabases> {
+    static TABLE: OnceLock<Mutex<OpenDatabases>> = OnceLock::new();
+    TABLE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A token no other process (and no earlier database handle of this one) has written.
+fn fresh_token() -> u128 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed) as u128;
+    (nanos << 48) ^ ((std::process::id() as u128) << 16) ^ count
+}
+
+const SESSION_KEY: &[u8] = b"token";
+
+impl Shared {
+    /// The shared state of the database at `path`, opening it if this process has not.
+    pub(crate) fn for_path(path: &Path) -> std::result::Result<Arc<Shared>, crate::Error> {
+        let mut table = open_databases();
+        let canonical = std::fs::canonicalize(path).ok();
+        if let Some(found) = canonical
+            .as_ref()
+            .and_then(|c| table.by_path.get(c))
+            .and_then(Weak::upgrade)
+        {
+            return Ok(found);
+        }
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|source| crate::Error::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let shared = Self::register(&mut table, db, path.to_path_buf())?;
+        if let Ok(canonical) = std::fs::canonicalize(path) {
+            table.by_path.insert(canonical, Arc::downgrade(&shared));
+        }
+        Ok(shared)
+    }
+
+    /// The shared state of an already open database handle.
+    pub(crate) fn for_db(db: sled::Db) -> std::result::Result<Arc<Shared>, crate::Error> {
+        let mut table = open_databases();
+        Self::register(&mut table, db, PathBuf::from("<sled database>"))
+    }
+
+    fn register(
+        table: &mut OpenDatabases,
+        db: sled::Db,
+        label: PathBuf,
+    ) -> std::result::Result<Arc<Shared>, crate::Error> {
+        let setup = |source| crate::Error::Setup { source };
+        let session = db.open_tree(layout::SESSION_TREE).map_err(setup)?;
+        let stored = session.get(SESSION_KEY).map_err(setup)?;
+        if let Some(found) = stored
+            .as_ref()
+            .and_then(|raw| <[u8; 16]>::try_from(raw.as_ref()).ok())
+            .map(u128::from_be_bytes)
+            .and_then(|token| table.by_token.get(&token))
+            .and_then(Weak::upgrade)
+        {
+            return Ok(found);
+        }
+        // The table lock is held, so no other factory of this process races this swap; a
+        // token from an earlier process is simply replaced.
+        let token = fresh_token();
+        session
+            .insert(SESSION_KEY, &token.to_be_bytes())
+            .map_err(setup)?;
+        table.by_token.retain(|_, weak| weak.strong_count() > 0);
+        table.by_path.retain(|_, weak| weak.strong_count() > 0);
+        let shared = Arc::new(Shared {
+            trees: Trees::open(&db).map_err(setup)?,
+            db,
+            label,
+            writers: Mutex::default(),
+            next_writer: AtomicU64::new(1),
+            group: Mutex::default(),
+            group_done: tokio::sync::Notify::new(),
+            sync_failure: Mutex::default(),
+        });
+        table.by_token.insert(token, Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    /// Takes the writer slot of `run_id`, or fails with `Locked` naming the holder.
+    pub(crate) fn acquire(&self, run_id: &RunId) -> Result<u64> {
+        let mut writers = lock(&self.writers);
+        if let Some(holder) = writers.get(run_id) {
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder: holder.description.clone(),
+            });
+        }
+        let token = self.next_writer.fetch_add(1, Ordering::Relaxed);
+        let description = format!("{} (this process, sled writer #{token})", Owner::current());
+        writers.insert(run_id.clone(), Holder { token, description });
+        Ok(token)
+    }
+
+    /// Releases the slot taken with `token` (a no-op if someone else holds it now).
+    pub(crate) fn release(&self, run_id: &RunId, token: u64) {
+        let mut writers = lock(&self.writers);
+        if writers.get(run_id).is_some_and(|h| h.token == token) {
+            writers.remove(run_id);
+        }
+    }
+
+    /// Who holds `run_id`'s slot, if anyone.
+    pub(crate) fn holder(&self, run_id: &RunId) -> Option<String> {
+        lock(&self.writers)
+            .get(run_id)
+            .map(|h| h.description.clone())
+    }
+
+    fn sync_failed(&self, kind: std::io::ErrorKind, message: String) -> Error {
+        Error::SyncFailed {
+            path: self.label.clone(),
+            source: std::io::Error::new(kind, message),
+        }
+    }
+
+    fn earlier_failure(&self) -> Option<Error> {
+        lock(&self.sync_failure).as_ref().map(|(kind, message)| {
+            self.sync_failed(*kind, format!("an earlier flush failed: {message}"))
+        })
+    }
+
+    /// Flushes the whole database now, on a blocking thread. A failure poisons this handle.
+    pub(crate) async fn flush_now(&self) -> Result<()> {
+        if let Some(err) = self.earlier_failure() {
+            return Err(err);
+        }
+        let db = self.db.clone();
+        let outcome = tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|join| std::io::Error::other(join.to_string()));
+        let failure = match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(sled::Error::Io(io))) => (io.kind(), io.to_string()),
+            Ok(Err(other)) => (std::io::ErrorKind::Other, other.to_string()),
+            Err(join) => (join.kind(), join.to_string()),
+        };
+        let mut stored = lock(&self.sync_failure);
+        let (kind, message) = stored.get_or_insert(failure).clone();
+        drop(stored);
+        Err(self.sync_failed(kind, message))
+    }
+
+    /// Waits until everything written before this call is durable, sharing one flush with
+    /// every caller that arrives while a flush is pending (leader/follower).
+    ///
+    /// The first caller becomes the leader: it waits up to `max_delay` for company, then
+    /// flushes once for everybody whose ticket was handed out before the flush began.
+    pub(crate) async fn flush_grouped(&self, max_delay: Duration) -> Result<()> {
+        let ticket = {
+            let mut group = lock(&self.group);
+            group.written += 1;
+            group.written
+        };
+        loop {
+            if let Some(err) = self.earlier_failure() {
+                return Err(err);
+            }
+            let notified = {
+                let mut group = lock(&self.group);
+                if group.flushed >= ticket {
+                    return Ok(());
+                }
+                if group.leader {
+                    // Created under the lock, so the leader's wake-up (sent after it updates
+                    // the state under the same lock) cannot be missed.
+                    Some(self.group_done.notified())
+                } else {
+                    group.leader = true;
+                    None
+                }
+            };
+            match notified {
+                Some(notified) => notified.await,
+                None => self.lead_group_flush(max_delay).await?,
+            }
+        }
+    }
+
+    async fn lead_group_flush(&self, max_delay: Duration) -> Result<()> {
+        // Resets the leader flag even if this future is dropped half-way, so followers never
+        // wait for a leader that is gone.
+        struct Leadership<'a>(&'a Shared);
+        impl Drop for Leadership<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.group).leader = false;
+                self.0.group_done.notify_waiters();
+            }
+        }
+        let leadership = Leadership(self);
+        if !max_delay.is_zero() {
+            tokio::time::sleep(max_delay).await;
+        }
+        let target = lock(&self.group).written;
+        let outcome = self.flush_now().await;
+        if outcome.is_ok() {
+            let mut group = lock(&self.group);
+            group.flushed = group.flushed.max(target);
+        }
+        drop(leadership);
+        outcome
+    }
+
+    /// Whether `run_id` has any stored state besides audit records.
+    pub(crate) fn has_state(&self, run_id: &RunId) -> Result<bool> {
+        let key = run_id.as_str().as_bytes();
+        let prefix = layout::run_prefix(run_id);
+        Ok(self.trees.runs.contains_key(key).map_err(backend)?
+            || self.trees.snapshots.contains_key(key).map_err(backend)?
+            || self
+                .trees
+                .events
+                .scan_prefix(&prefix)
+                .next()
+                .transpose()
+                .map_err(backend)?
+                .is_some())
+    }
+
+    /// Whether `run_id` was quarantined (its id stays taken).
+    pub(crate) fn is_quarantined(&self, run_id: &RunId) -> Result<bool> {
+        Ok(self
+            .trees
+            .quarantine
+            .scan_prefix(layout::run_prefix(run_id))
+            .next()
+            .transpose()
+            .map_err(backend)?
+            .is_some())
+    }
+}

@@ -1,0 +1,607 @@
+//! Reading, checking, repairing and moving one run's stored state.
+//!
+//! Everything here is synchronous sled work on `Shared`; the async port methods call it and
+//! then wait for durability.
+
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, Durability, Error, META_FORMAT_VERSION, Recovered, Result, RunId,
+    RunMeta, TornTail, wall_clock_now,
+};
+use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
+use sled::transaction::{ConflictableTransactionError, TransactionResult};
+
+use crate::error::{backend, encoding, transaction};
+use crate::layout;
+use crate::shared::Shared;
+
+/// Why stored state cannot be used. Each case is quarantined by `open`.
+#[derive(Debug)]
+pub(crate) enum BadState {
+    /// Checksum, framing or JSON is wrong.
+    Unreadable(String),
+    /// Written by another format version.
+    Version { found: u32, expected: u32 },
+    /// Names another run.
+    Foreign(String),
+}
+
+impl BadState {
+    fn describe(&self) -> String {
+        match self {
+            BadState::Unreadable(detail) => detail.clone(),
+            BadState::Version { found, expected } => {
+                format!("format version {found}, expected {expected}")
+            }
+            BadState::Foreign(found) => format!("state names run {found}"),
+        }
+    }
+
+    /// The port's error for this state, once it has been quarantined to `location`.
+    fn into_error(self, run_id: &RunId, location: String) -> Error {
+        match self {
+            BadState::Unreadable(detail) => Error::Unreadable {
+                run_id: run_id.clone(),
+                detail,
+                quarantined_to: location,
+            },
+            BadState::Version { found, expected } => Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found,
+                expected,
+                quarantined_to: location,
+            },
+            BadState::Foreign(found) => Error::ForeignRun {
+                expected: run_id.clone(),
+                found,
+                quarantined_to: location,
+            },
+        }
+    }
+
+    /// The port's error for this state when it was found outside `open` (nothing moved).
+    fn into_unmoved_error(self, run_id: &RunId, tree: &str) -> Error {
+        Error::Corruption {
+            run_id: run_id.clone(),
+            file: tree.to_owned(),
+            offset: 0,
+            detail: format!("{}; open the run to quarantine this state", self.describe()),
+        }
+    }
+}
+
+/// The `format_version` field of a JSON object, as found.
+fn format_version_of(value: &serde_json::Value) -> Option<u32> {
+    value
+        .get("format_version")?
+        .as_u64()
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Checks and decodes a stored metadata frame of `run_id`.
+pub(crate) fn decode_meta(run_id: &RunId, frame: &[u8]) -> Result<RunMeta, BadState> {
+    let payload = layout::unseal(frame).ok_or_else(|| {
+        BadState::Unreadable("run metadata fails its checksum or is truncated".to_owned())
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| BadState::Unreadable(format!("run metadata is not JSON: {e}")))?;
+    match format_version_of(&value) {
+        Some(META_FORMAT_VERSION) => {}
+        Some(found) => {
+            return Err(BadState::Version {
+                found,
+                expected: META_FORMAT_VERSION,
+            });
+        }
+        None => {
+            return Err(BadState::Unreadable(
+                "run metadata has no format_version".to_owned(),
+            ));
+        }
+    }
+    let found = value.get("run_id").and_then(|v| v.as_str());
+    if found != Some(run_id.as_str()) {
+        return Err(BadState::Foreign(found.unwrap_or("<none>").to_owned()));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| BadState::Unreadable(format!("run metadata does not decode: {e}")))
+}
+
+/// Checks and decodes a stored snapshot frame: the first sequence it does not cover, and the
+/// snapshot.
+fn decode_snapshot(frame: &[u8]) -> Result<(u64, Snapshot), BadState> {
+    let (base, body) = layout::unseal(frame)
+        .and_then(layout::split_seq)
+        .ok_or_else(|| {
+            BadState::Unreadable("snapshot fails its checksum or is truncated".to_owned())
+        })?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| BadState::Unreadable(format!("snapshot is not JSON: {e}")))?;
+    match format_version_of(&value) {
+        Some(SNAPSHOT_FORMAT_VERSION) => {}
+        Some(found) => {
+            return Err(BadState::Version {
+                found,
+                expected: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        None => {
+            return Err(BadState::Unreadable(
+                "snapshot has no format_version".to_owned(),
+            ));
+        }
+    }
+    let snapshot = serde_json::from_value(value)
+        .map_err(|e| BadState::Unreadable(format!("snapshot does not decode: {e}")))?;
+    Ok((base, snapshot))
+}
+
+/// Checks and decodes one journal record stored under sequence `seq`.
+fn decode_event(seq: u64, frame: &[u8]) -> Result<Event, String> {
+    let (stored_seq, body) = layout::unseal(frame)
+        .and_then(layout::split_seq)
+        .ok_or_else(|| "record fails its checksum or is truncated".to_owned())?;
+    if stored_seq != seq {
+        return Err(format!(
+            "record stored under sequence {seq} says it is {stored_seq}"
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("record does not decode: {e}"))
+}
+
+/// One journal record as scanned.
+struct Scanned {
+    key: sled::IVec,
+    seq: u64,
+    frame: sled::IVec,
+    event: Result<Event, String>,
+}
+
+/// What `recover` read back, with the next free journal sequence.
+#[derive(Debug)]
+pub(crate) struct RecoveredState {
+    pub(crate) recovered: Recovered,
+    pub(crate) next_seq: u64,
+}
+
+/// What changed in a metadata swap.
+pub(crate) enum MetaStep<T> {
+    /// Leave the stored metadata as is and return this.
+    Keep(T),
+    /// Store this metadata (retried from a fresh read if someone else changed it first).
+    Write(Box<RunMeta>),
+}
+
+impl Shared {
+    /// Waits until earlier writes are durable as `durability` says.
+    pub(crate) async fn make_durable(&self, durability: Durability) -> Result<()> {
+        match durability {
+            Durability::Sync => self.flush_now().await,
+            Durability::Group { max_delay } => self.flush_grouped(max_delay).await,
+            Durability::None => Ok(()),
+        }
+    }
+
+    /// Reads `run_id`'s metadata. Damaged metadata is an error naming the runs tree.
+    pub(crate) fn read_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        let Some(frame) = self
+            .trees
+            .runs
+            .get(run_id.as_str().as_bytes())
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        decode_meta(run_id, &frame)
+            .map(Some)
+            .map_err(|bad| bad.into_unmoved_error(run_id, layout::RUNS_TREE))
+    }
+
+    /// Every decodable run's metadata (damaged runs are skipped: `open` quarantines them).
+    pub(crate) fn all_meta(&self) -> Result<Vec<RunMeta>> {
+        let mut runs = Vec::new();
+        for entry in self.trees.runs.iter() {
+            let (key, frame) = entry.map_err(backend)?;
+            let Some(run_id) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| RunId::new(text).ok())
+            else {
+                continue;
+            };
+            if let Ok(meta) = decode_meta(&run_id, &frame) {
+                runs.push(meta);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Creates `meta`'s run record; `false` when the key already exists.
+    pub(crate) fn create_meta(&self, meta: &RunMeta) -> Result<bool> {
+        let json = serde_json::to_vec(meta).map_err(|e| encoding("run metadata", e))?;
+        let swapped = self
+            .trees
+            .runs
+            .compare_and_swap(
+                meta.run_id.as_str().as_bytes(),
+                None::<&[u8]>,
+                Some(layout::seal(&json)),
+            )
+            .map_err(backend)?;
+        Ok(swapped.is_ok())
+    }
+
+    /// A compare-and-swap loop on the metadata key: `decide` sees the stored metadata and
+    /// either keeps it or proposes a new one. Another writer's change in between makes the
+    /// loop read again and decide again, so exactly one of two racing swaps from the same
+    /// status wins. `NotFound` when the run has no metadata.
+    pub(crate) fn swap_meta<T>(
+        &self,
+        run_id: &RunId,
+        mut decide: impl FnMut(&RunMeta) -> Result<MetaStep<T>>,
+    ) -> Result<Result<RunMeta, T>> {
+        let key = run_id.as_str().as_bytes();
+        loop {
+            let Some(frame) = self.trees.runs.get(key).map_err(backend)? else {
+                return Err(Error::NotFound {
+                    run_id: run_id.clone(),
+                });
+            };
+            let meta = decode_meta(run_id, &frame)
+                .map_err(|bad| bad.into_unmoved_error(run_id, layout::RUNS_TREE))?;
+            let next = match decide(&meta)? {
+                MetaStep::Keep(value) => return Ok(Err(value)),
+                MetaStep::Write(next) => *next,
+            };
+            let json = serde_json::to_vec(&next).map_err(|e| encoding("run metadata", e))?;
+            let swapped = self
+                .trees
+                .runs
+                .compare_and_swap(key, Some(&frame), Some(layout::seal(&json)))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                return Ok(Ok(next));
+            }
+        }
+    }
+
+    /// Appends an audit record to `run_id`'s audit list.
+    pub(crate) fn put_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        let json = serde_json::to_vec(record).map_err(|e| encoding("audit record", e))?;
+        let frame = layout::seal(&json);
+        let prefix = layout::run_prefix(run_id);
+        loop {
+            let next = match self.trees.audit.scan_prefix(&prefix).next_back() {
+                None => 0,
+                Some(entry) => {
+                    let (key, _) = entry.map_err(backend)?;
+                    let last = layout::seq_of_key(prefix.len(), &key).ok_or_else(|| {
+                        Error::Corruption {
+                            run_id: run_id.clone(),
+                            file: layout::AUDIT_TREE.to_owned(),
+                            offset: 0,
+                            detail: "an audit key has the wrong length".to_owned(),
+                        }
+                    })?;
+                    last + 1
+                }
+            };
+            let swapped = self
+                .trees
+                .audit
+                .compare_and_swap(
+                    layout::seq_key(run_id, next),
+                    None::<&[u8]>,
+                    Some(frame.clone()),
+                )
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every audit record of `run_id`, oldest first.
+    pub(crate) fn audit_records(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        let mut records = Vec::new();
+        for (index, entry) in self
+            .trees
+            .audit
+            .scan_prefix(layout::run_prefix(run_id))
+            .enumerate()
+        {
+            let (_, frame) = entry.map_err(backend)?;
+            let record = layout::unseal(&frame)
+                .ok_or_else(|| "fails its checksum or is truncated".to_owned())
+                .and_then(|json| serde_json::from_slice(json).map_err(|e| e.to_string()))
+                .map_err(|detail| Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: layout::AUDIT_TREE.to_owned(),
+                    offset: index as u64,
+                    detail: format!("audit record {index} {detail}"),
+                })?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Moves every stored part of `run_id` (metadata, snapshot, journal) into the quarantine
+    /// tree in one transaction. `None` when there was nothing to move. The caller must hold
+    /// the run's writer slot, so no append races the move.
+    pub(crate) fn move_to_quarantine(&self, run_id: &RunId) -> Result<Option<String>> {
+        let generation = self.db.generate_id().map_err(backend)?;
+        let qprefix = format!("{run_id}/{generation:016x}/");
+        let key = run_id.as_str().as_bytes();
+        let events: Vec<(sled::IVec, sled::IVec)> = self
+            .trees
+            .events
+            .scan_prefix(layout::run_prefix(run_id))
+            .collect::<sled::Result<_>>()
+            .map_err(backend)?;
+        let trees = (
+            &self.trees.runs,
+            &self.trees.snapshots,
+            &self.trees.events,
+            &self.trees.quarantine,
+        );
+        let moved: TransactionResult<bool, Error> =
+            sled::Transactional::transaction(&trees, |(runs, snapshots, journal, quarantine)| {
+                let mut moved = false;
+                if let Some(meta) = runs.remove(key)? {
+                    quarantine.insert(format!("{qprefix}meta").as_bytes(), meta)?;
+                    moved = true;
+                }
+                if let Some(snapshot) = snapshots.remove(key)? {
+                    quarantine.insert(format!("{qprefix}snapshot").as_bytes(), snapshot)?;
+                    moved = true;
+                }
+                for (event_key, _) in &events {
+                    if let Some(frame) = journal.remove(event_key)? {
+                        let mut target = format!("{qprefix}events/").into_bytes();
+                        target.extend_from_slice(&event_key[key.len() + 1..]);
+                        quarantine.insert(target, frame)?;
+                        moved = true;
+                    }
+                }
+                Ok::<bool, ConflictableTransactionError<Error>>(moved)
+            });
+        let moved = moved.map_err(transaction)?;
+        Ok(moved.then(|| format!("sled tree {}, keys {qprefix}", layout::QUARANTINE_TREE)))
+    }
+
+    /// Quarantines `run_id` (the caller holds its writer slot) and audits why.
+    pub(crate) fn quarantine_and_audit(
+        &self,
+        run_id: &RunId,
+        reason: &str,
+    ) -> Result<Option<String>> {
+        let Some(location) = self.move_to_quarantine(run_id)? else {
+            return Ok(None);
+        };
+        let record = AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::Quarantined,
+            format!("state moved to {location}: {reason}"),
+        )
+        .with_detail(serde_json::json!({ "location": location, "reason": reason }));
+        self.put_audit(run_id, &record)?;
+        Ok(Some(location))
+    }
+
+    /// Quarantines bad state found while opening, and returns the error to report.
+    async fn reject(
+        &self,
+        run_id: &RunId,
+        bad: BadState,
+        part: &str,
+        durability: Durability,
+    ) -> Error {
+        let reason = format!("{part} is unusable: {}", bad.describe());
+        match self.quarantine_and_audit(run_id, &reason) {
+            Ok(location) => {
+                if let Err(err) = self.make_durable(durability).await {
+                    return err;
+                }
+                bad.into_error(run_id, location.unwrap_or_else(|| "<nothing>".to_owned()))
+            }
+            Err(err) => err,
+        }
+    }
+
+    /// Reads back `run_id`'s state for a writer that holds its slot: checks every record,
+    /// cuts (and audits) a torn last journal record, quarantines (and audits) bad or foreign
+    /// state. `None` for an unknown run. Never changes the run's status.
+    pub(crate) async fn recover(
+        &self,
+        run_id: &RunId,
+        durability: Durability,
+    ) -> Result<Option<RecoveredState>> {
+        let key = run_id.as_str().as_bytes();
+        let Some(meta_frame) = self.trees.runs.get(key).map_err(backend)? else {
+            return Ok(None);
+        };
+        let meta = match decode_meta(run_id, &meta_frame) {
+            Ok(meta) => meta,
+            Err(bad) => {
+                return Err(self.reject(run_id, bad, "run metadata", durability).await);
+            }
+        };
+        let (base, snapshot) = match self.trees.snapshots.get(key).map_err(backend)? {
+            None => (0, None),
+            Some(frame) => match decode_snapshot(&frame) {
+                Ok((base, snapshot)) => (base, Some(snapshot)),
+                Err(bad) => return Err(self.reject(run_id, bad, "snapshot", durability).await),
+            },
+        };
+        let scanned = self.scan_journal(run_id, base)?;
+        let mut events = Vec::with_capacity(scanned.len());
+        let mut torn_tail = None;
+        let count = scanned.len();
+        for (index, record) in scanned.into_iter().enumerate() {
+            let expected = base + index as u64;
+            if record.seq != expected {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: layout::EVENTS_TREE.to_owned(),
+                    offset: expected,
+                    detail: format!(
+                        "journal record {expected} is missing (the next stored one is {})",
+                        record.seq
+                    ),
+                });
+            }
+            match record.event {
+                Ok(event) => events.push(event),
+                Err(detail) if index + 1 == count => {
+                    let tail = TornTail {
+                        offset: record.seq,
+                        bytes: record.frame.len() as u64,
+                    };
+                    self.cut_torn_tail(run_id, &record.key, &record.frame, tail, &detail)?;
+                    self.make_durable(durability).await?;
+                    torn_tail = Some(tail);
+                }
+                Err(detail) => {
+                    return Err(Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: layout::EVENTS_TREE.to_owned(),
+                        offset: record.seq,
+                        detail: format!(
+                            "journal record {} is bad and followed by good records: {detail}",
+                            record.seq
+                        ),
+                    });
+                }
+            }
+        }
+        let next_seq = base + events.len() as u64;
+        Ok(Some(RecoveredState {
+            recovered: Recovered {
+                meta,
+                snapshot,
+                events,
+                torn_tail,
+            },
+            next_seq,
+        }))
+    }
+
+    /// The journal records of `run_id` from sequence `base` on, in order.
+    fn scan_journal(&self, run_id: &RunId, base: u64) -> Result<Vec<Scanned>> {
+        let prefix = layout::run_prefix(run_id);
+        let mut records = Vec::new();
+        for entry in self
+            .trees
+            .events
+            .range(layout::seq_key(run_id, base)..prefix_end(run_id))
+        {
+            let (key, frame) = entry.map_err(backend)?;
+            let Some(seq) = layout::seq_of_key(prefix.len(), &key) else {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: layout::EVENTS_TREE.to_owned(),
+                    offset: base + records.len() as u64,
+                    detail: "a journal key has the wrong length".to_owned(),
+                });
+            };
+            let event = decode_event(seq, &frame);
+            records.push(Scanned {
+                key,
+                seq,
+                frame,
+                event,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Moves a torn last record from the journal to the cut tree and audits the cut.
+    fn cut_torn_tail(
+        &self,
+        run_id: &RunId,
+        key: &[u8],
+        frame: &[u8],
+        tail: TornTail,
+        detail: &str,
+    ) -> Result<()> {
+        let mut cut_key = key.to_vec();
+        cut_key.extend_from_slice(&self.db.generate_id().map_err(backend)?.to_be_bytes());
+        let trees = (&self.trees.events, &self.trees.cut);
+        let cut: TransactionResult<(), Error> =
+            sled::Transactional::transaction(&trees, |(journal, cut)| {
+                journal.remove(key)?;
+                cut.insert(cut_key.as_slice(), frame)?;
+                Ok::<(), ConflictableTransactionError<Error>>(())
+            });
+        cut.map_err(transaction)?;
+        let record = AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::TornTailCut,
+            format!(
+                "cut torn last journal record {} ({} bytes): {detail}; kept in {}",
+                tail.offset,
+                tail.bytes,
+                layout::CUT_TREE
+            ),
+        )
+        .with_detail(serde_json::json!({
+            "record": tail.offset,
+            "bytes": tail.bytes,
+            "kept_in": layout::CUT_TREE,
+        }));
+        self.put_audit(run_id, &record)
+    }
+
+    /// Writes `events` as journal records `first..`, atomically.
+    pub(crate) fn write_events(&self, run_id: &RunId, first: u64, events: &[Event]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (offset, event) in events.iter().enumerate() {
+            let seq = first + offset as u64;
+            let json = serde_json::to_vec(event).map_err(|e| encoding("event", e))?;
+            batch.insert(
+                layout::seq_key(run_id, seq),
+                layout::seal_with_seq(seq, &json),
+            );
+        }
+        self.trees.events.apply_batch(batch).map_err(backend)
+    }
+
+    /// Stores `snapshot` as covering every journal record before `base`.
+    pub(crate) fn write_snapshot(
+        &self,
+        run_id: &RunId,
+        base: u64,
+        snapshot: &Snapshot,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(snapshot).map_err(|e| encoding("snapshot", e))?;
+        self.trees
+            .snapshots
+            .insert(
+                run_id.as_str().as_bytes(),
+                layout::seal_with_seq(base, &json),
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Removes journal records before `base` (they are covered by a durable snapshot).
+    pub(crate) fn trim_journal(&self, run_id: &RunId, base: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for entry in self
+            .trees
+            .events
+            .range(layout::run_prefix(run_id)..layout::seq_key(run_id, base))
+        {
+            let (key, _) = entry.map_err(backend)?;
+            batch.remove(key);
+        }
+        self.trees.events.apply_batch(batch).map_err(backend)
+    }
+}
+
+/// The first key after every per-run key of `run_id` (`/` + 1 is `0`).
+fn prefix_end(run_id: &RunId) -> Vec<u8> {
+    let mut end = run_id.as_str().as_bytes().to_vec();
+    end.push(b'/' + 1);
+    end
+}

@@ -1,0 +1,185 @@
+//! `SledCheckpointer`: one run's writer, holding the run's writer slot until dropped.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, Durability, Error, Recovered, Result, RunError, RunId, RunMeta,
+    RunStatus, wall_clock_now,
+};
+use cairn_queue::{Event, Snapshot};
+
+use crate::shared::Shared;
+use crate::store::MetaStep;
+
+/// A run's writer slot in the process-wide registry of its database. Released on drop.
+#[derive(Debug)]
+pub(crate) struct WriterSlot {
+    shared: Arc<Shared>,
+    run_id: RunId,
+    token: u64,
+}
+
+impl WriterSlot {
+    /// Takes `run_id`'s slot, or fails with `Locked` naming the holder.
+    pub(crate) fn acquire(shared: &Arc<Shared>, run_id: &RunId) -> Result<WriterSlot> {
+        let token = shared.acquire(run_id)?;
+        Ok(WriterSlot {
+            shared: Arc::clone(shared),
+            run_id: run_id.clone(),
+            token,
+        })
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        self.shared.release(&self.run_id, self.token);
+    }
+}
+
+/// The writer of one run stored in sled. Created by `SledFactory::begin` and `open`.
+///
+/// Appends are atomic sled batches; they are acknowledged once durable as the factory's
+/// `Durability` says. After a failed flush every call fails with `Poisoned`.
+#[derive(Debug)]
+pub struct SledCheckpointer {
+    slot: WriterSlot,
+    durability: Durability,
+    /// The next journal sequence. Held while sequences are assigned and written, so
+    /// concurrent appends land in one order, and while a snapshot's base is chosen.
+    next_seq: tokio::sync::Mutex<u64>,
+    poisoned: AtomicBool,
+}
+
+impl SledCheckpointer {
+    pub(crate) fn new(slot: WriterSlot, durability: Durability, next_seq: u64) -> Self {
+        SledCheckpointer {
+            slot,
+            durability,
+            next_seq: tokio::sync::Mutex::new(next_seq),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.slot.shared
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                run_id: self.slot.run_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Passes `result` through, poisoning this writer if it is a failed flush.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(Error::SyncFailed { .. }) = &result {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    async fn make_durable(&self) -> Result<()> {
+        let outcome = self.shared().make_durable(self.durability).await;
+        self.watch(outcome)
+    }
+
+    /// Moves the run to a final status unless it already is terminal.
+    async fn finish(&self, status: RunStatus, error: Option<&RunError>) -> Result<RunMeta> {
+        self.check_usable()?;
+        let run_id = &self.slot.run_id;
+        let swapped = self.shared().swap_meta(run_id, |meta| {
+            if meta.status.is_terminal() {
+                return Err(Error::Terminal {
+                    run_id: run_id.clone(),
+                    status: meta.status,
+                });
+            }
+            let now = wall_clock_now();
+            let mut next = meta.clone();
+            next.status = status;
+            next.updated_at = now;
+            next.finished_at = Some(now);
+            if let Some(error) = error {
+                next.error = Some(error.clone());
+            }
+            Ok(MetaStep::<Infallible>::Write(Box::new(next)))
+        })?;
+        let Ok(meta) = swapped;
+        self.make_durable().await?;
+        Ok(meta)
+    }
+}
+
+#[async_trait]
+impl Checkpointer for SledCheckpointer {
+    fn run_id(&self) -> &RunId {
+        &self.slot.run_id
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        self.check_usable()?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut next_seq = self.next_seq.lock().await;
+            self.shared()
+                .write_events(&self.slot.run_id, *next_seq, events)?;
+            *next_seq += events.len() as u64;
+        }
+        self.make_durable().await
+    }
+
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        self.check_usable()?;
+        let base = {
+            let next_seq = self.next_seq.lock().await;
+            self.shared()
+                .write_snapshot(&self.slot.run_id, *next_seq, snapshot)?;
+            *next_seq
+        };
+        // The old journal records stay until the new snapshot is durable; `open` ignores
+        // records before the snapshot's base, so a crash between the steps loses nothing.
+        self.make_durable().await?;
+        self.shared().trim_journal(&self.slot.run_id, base)
+    }
+
+    async fn load(&self) -> Result<Recovered> {
+        self.check_usable()?;
+        let mut next_seq = self.next_seq.lock().await;
+        let outcome = self
+            .shared()
+            .recover(&self.slot.run_id, self.durability)
+            .await;
+        match self.watch(outcome)? {
+            Some(state) => {
+                *next_seq = state.next_seq;
+                Ok(state.recovered)
+            }
+            None => Err(Error::NotFound {
+                run_id: self.slot.run_id.clone(),
+            }),
+        }
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        self.check_usable()?;
+        self.shared().put_audit(&self.slot.run_id, record)?;
+        self.make_durable().await
+    }
+
+    async fn complete(&self) -> Result<RunMeta> {
+        self.finish(RunStatus::Completed, None).await
+    }
+
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        self.finish(RunStatus::Failed, Some(error)).await
+    }
+}
