@@ -345,14 +345,12 @@ impl Model {
                 self.tasks[p].depth + 1
             }
         };
-        if *dedup {
-            if let Some(existing) = self
-                .tasks
-                .iter()
-                .position(|t| t.dedup && t.kind == kind && t.inputs == inputs)
-            {
-                return Ok(format!("existing {existing}"));
-            }
+        let duplicate = self
+            .tasks
+            .iter()
+            .position(|t| *dedup && t.dedup && t.kind == kind && t.inputs == inputs);
+        if let Some(existing) = duplicate {
+            return Ok(format!("existing {existing}"));
         }
         let cfg = config();
         if self.tasks.len() >= cfg.max_tasks {
