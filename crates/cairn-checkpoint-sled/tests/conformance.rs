@@ -1,0 +1,60 @@
+//! The full conformance suite of `cairn-checkpoint` against the sled adapter: by path with
+//! `Sync`, over a host's `sled::Db` with `Group` and with `None`, and through the fault
+//! wrapper.
+
+mod support;
+
+use std::time::Duration;
+
+use cairn_checkpoint::Durability;
+use cairn_checkpoint::conformance::{self, CaseResult, FaultyHarness};
+
+use support::{DbHarness, PathHarness};
+
+fn group() -> Durability {
+    Durability::Group {
+        max_delay: Duration::from_millis(1),
+    }
+}
+
+mod path_sync {
+    cairn_checkpoint::conformance_tests!(super::PathHarness::new(
+        cairn_checkpoint::Durability::Sync
+    ));
+}
+
+mod db_group {
+    cairn_checkpoint::conformance_tests!(super::DbHarness::new(super::group()));
+}
+
+mod db_no_flush {
+    cairn_checkpoint::conformance_tests!(super::DbHarness::new(cairn_checkpoint::Durability::None));
+}
+
+mod faulty_path_sync {
+    cairn_checkpoint::conformance_tests!(cairn_checkpoint::conformance::FaultyHarness(
+        super::PathHarness::new(cairn_checkpoint::Durability::Sync)
+    ));
+}
+
+mod faulty_db_group {
+    cairn_checkpoint::conformance_tests!(cairn_checkpoint::conformance::FaultyHarness(
+        super::DbHarness::new(super::group())
+    ));
+}
+
+/// sled supports every damage hook, so no case may be skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_damage_case_is_skipped() {
+    let h = PathHarness::new(Durability::Sync);
+    assert_eq!(conformance::torn_tail(&h).await, CaseResult::Passed);
+    let h = PathHarness::new(Durability::Sync);
+    assert_eq!(
+        conformance::corruption_in_the_middle(&h).await,
+        CaseResult::Passed
+    );
+    let h = DbHarness::new(group());
+    assert_eq!(conformance::version_mismatch(&h).await, CaseResult::Passed);
+    let h = FaultyHarness(DbHarness::new(group()));
+    assert_eq!(conformance::foreign_run(&h).await, CaseResult::Passed);
+}
