@@ -2,7 +2,41 @@
 //!
 //! The event and span names in [`names`] are stable. Libraries emit them through the
 //! functions in [`emit`], which need only `tracing`; binaries call `init` (feature `export`)
-//! to install a subscriber. Libraries never install a global subscriber.
+//! to install a subscriber. **Libraries never install a global subscriber.**
+//!
+//! With feature `export` (default):
+//! - `init` installs fmt logging to stderr, `RUST_LOG` filtering and OTLP export (features
+//!   `otlp-http`, default, and `otlp-grpc`), and returns a guard that flushes on drop;
+//! - `layers` exposes the same layers one by one for scoped subscribers;
+//! - `metrics` derives OpenTelemetry metrics from the events and spans;
+//! - `link` derives run-span trace ids from `(run_id, lease_epoch)` and links a resumed run
+//!   to the execution it resumed, so both sides of a `kill -9` join in a trace viewer.
+//!
+//! Feature `testing` (dev-dependencies only) adds `testing`: in-memory exporters behind a
+//! scoped subscriber. `docs/telemetry.md` has the full schema.
 
 pub mod emit;
 pub mod names;
+
+#[cfg(feature = "export")]
+mod error;
+#[cfg(feature = "export")]
+mod init;
+#[cfg(feature = "export")]
+pub mod layers;
+#[cfg(feature = "export")]
+pub mod link;
+#[cfg(feature = "export")]
+pub mod metrics;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[cfg(feature = "export")]
+pub use error::Error;
+#[cfg(feature = "export")]
+pub use init::{
+    Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
+    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, TelemetryGuard, init,
+};
+#[cfg(feature = "export")]
+pub use layers::LogFormat;

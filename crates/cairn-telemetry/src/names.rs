@@ -44,3 +44,39 @@ pub const TARGET: &str = "cairn";
 /// Queue depth by status, emitted by the executor after each batch of transitions. Fields:
 /// `run_id`, `pending`, `running`, `done`, `skipped`, `failed`, `blocked`.
 pub const QUEUE_DEPTH: &str = "orchestrator queue_depth";
+
+/// Optional field of [`RUN_SPAN`]: the lease epoch this execution holds. When absent, the
+/// OpenTelemetry layer infers it (1 for a fresh run, `resumed_from_epoch + 1` for a resume of
+/// the same run id).
+pub const RUN_SPAN_LEASE_EPOCH: &str = "lease_epoch";
+
+/// Attribute on the run span's link (and on the run span itself): the run id of the execution
+/// the link points to.
+pub const ATTR_RUN_ID: &str = "cairn.run_id";
+/// Attribute on the run span's link (and on the run span itself): the lease epoch of the
+/// execution the link points to.
+pub const ATTR_LEASE_EPOCH: &str = "cairn.lease_epoch";
+/// Attribute on a run span's link saying why it exists: [`LINK_KIND_RESUMED_FROM`] or
+/// [`LINK_KIND_PARENT`].
+pub const ATTR_LINK_KIND: &str = "cairn.link.kind";
+/// [`ATTR_LINK_KIND`] of the link from a resumed run to the execution it resumed.
+pub const LINK_KIND_RESUMED_FROM: &str = "resumed_from";
+/// [`ATTR_LINK_KIND`] of the link from a run span to the span it was opened inside (a run
+/// span always starts its own trace, so an enclosing span becomes a link).
+pub const LINK_KIND_PARENT: &str = "parent";
+
+/// Counter of finished task attempts. Attributes: `outcome`, `kind`.
+pub const METRIC_TASK_OUTCOMES: &str = "cairn.task.outcomes";
+/// Histogram of task attempt durations in seconds ([`TASK_SPAN`] open to close). Attributes:
+/// `outcome`, `kind`.
+pub const METRIC_TASK_DURATION: &str = "cairn.task.duration";
+/// Histogram of run execution durations in seconds (from [`RUN_FINISHED`] `duration_ms`).
+/// Attributes: `outcome`, `resumed`.
+pub const METRIC_RUN_DURATION: &str = "cairn.run.duration";
+/// Counter of resumes ([`RESUMED`] events).
+pub const METRIC_RESUMES: &str = "cairn.run.resumes";
+/// Counter of quarantines ([`STATE_QUARANTINED`] events).
+pub const METRIC_QUARANTINES: &str = "cairn.state.quarantines";
+/// Gauge of queued tasks by status, summed over the runs in progress in this process (from
+/// [`QUEUE_DEPTH`] events; a run's share is dropped at [`RUN_FINISHED`]). Attribute: `status`.
+pub const METRIC_QUEUE_DEPTH: &str = "cairn.queue.depth";

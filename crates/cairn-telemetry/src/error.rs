@@ -1,0 +1,63 @@
+//! The error type of `init` and of [`crate::TelemetryGuard::shutdown`].
+
+/// What can go wrong while installing or shutting down telemetry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `RUST_LOG` (or the configured default filter) is not a valid filter directive.
+    #[error("invalid log filter {value:?} (from {origin}): {source}")]
+    InvalidFilter {
+        /// The rejected directive string.
+        value: String,
+        /// Where it came from: `RUST_LOG` or `Config::default_filter`.
+        origin: &'static str,
+        /// The parser's complaint.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol cairn does not speak.
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL={value:?} is not supported (use \"http/protobuf\" or \"grpc\")"
+    )]
+    UnsupportedProtocol {
+        /// The rejected value.
+        value: String,
+    },
+    /// The requested OTLP protocol was not compiled in.
+    #[error("OTLP protocol {protocol} needs the cairn-telemetry feature {feature:?}")]
+    ProtocolNotCompiled {
+        /// The requested protocol.
+        protocol: crate::OtlpProtocol,
+        /// The feature that provides it.
+        feature: &'static str,
+    },
+    /// Building an OTLP exporter failed (bad endpoint, HTTP client, ...).
+    #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+    #[error("cannot build the OTLP {signal} exporter ({protocol}): {source}")]
+    Exporter {
+        /// `traces` or `metrics`.
+        signal: &'static str,
+        /// The protocol in use.
+        protocol: crate::OtlpProtocol,
+        /// The exporter's error.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A global subscriber is already installed (`init` was called twice, or another crate
+    /// installed one).
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberAlreadySet {
+        /// The error from `tracing`.
+        #[source]
+        source: tracing::subscriber::SetGlobalDefaultError,
+    },
+    /// Flushing or shutting down a provider failed; buffered telemetry may be lost.
+    #[error("shutting down the OpenTelemetry {signal} provider failed: {source}")]
+    Shutdown {
+        /// `traces` or `metrics`.
+        signal: &'static str,
+        /// The SDK's error.
+        #[source]
+        source: opentelemetry_sdk::error::OTelSdkError,
+    },
+}

@@ -1,0 +1,457 @@
+//! `init`: the one-call setup for binaries (fmt to stderr, `RUST_LOG` filtering, OTLP export
+//! of traces and metrics) and the guard that flushes on drop.
+
+use std::fmt;
+use std::time::Duration;
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{Layer as _, Registry};
+
+use crate::error::Error;
+use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer};
+use crate::link::tracer_provider_builder;
+use crate::names;
+
+/// The standard variable naming the OTLP collector's base URL.
+pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The standard variable naming the collector URL for traces only (used as is).
+pub const ENV_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The standard variable naming the collector URL for metrics only (used as is).
+pub const ENV_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+/// The standard variable choosing the protocol: `http/protobuf` or `grpc`.
+pub const ENV_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// The standard kill switch: `true` turns export off.
+pub const ENV_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+
+/// The filter used when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// The OTLP wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (port 4318 by convention); feature `otlp-http`.
+    HttpProtobuf,
+    /// gRPC (port 4317 by convention); feature `otlp-grpc`. Needs a tokio runtime.
+    Grpc,
+}
+
+impl fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        })
+    }
+}
+
+impl OtlpProtocol {
+    /// The protocol used when neither the config nor `OTEL_EXPORTER_OTLP_PROTOCOL` picks one:
+    /// HTTP when compiled in, else gRPC.
+    pub fn compiled_default() -> Self {
+        if cfg!(feature = "otlp-http") || !cfg!(feature = "otlp-grpc") {
+            OtlpProtocol::HttpProtobuf
+        } else {
+            OtlpProtocol::Grpc
+        }
+    }
+
+    fn from_env_value(value: &str) -> Result<Self, Error> {
+        match value.trim() {
+            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            other => Err(Error::UnsupportedProtocol {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Whether and where `init` exports traces and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Export {
+    /// Export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal
+    /// `..._TRACES_ENDPOINT` / `..._METRICS_ENDPOINT`) is set and `OTEL_SDK_DISABLED` is not
+    /// `true`; the protocol comes from `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// [`OtlpProtocol::compiled_default`].
+    #[default]
+    FromEnv,
+    /// No export: logs only.
+    Off,
+    /// Always export over OTLP.
+    Otlp {
+        /// The wire protocol.
+        protocol: OtlpProtocol,
+        /// The collector's base URL (for HTTP, `/v1/traces` and `/v1/metrics` are appended,
+        /// as for `OTEL_EXPORTER_OTLP_ENDPOINT`). `None` reads the standard variables, then
+        /// falls back to the protocol's localhost default.
+        endpoint: Option<String>,
+    },
+}
+
+/// Settings for [`init`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// The filter when `RUST_LOG` is unset (EnvFilter syntax).
+    pub default_filter: String,
+    /// OTLP export.
+    pub export: Export,
+    /// How often metrics are exported.
+    pub metrics_interval: Duration,
+}
+
+impl Config {
+    /// Defaults: human logs, filter [`DEFAULT_FILTER`], [`Export::FromEnv`], metrics every 60 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, Export, LogFormat};
+    ///
+    /// let config = Config::new("cairn")
+    ///     .with_log_format(LogFormat::Json)
+    ///     .with_export(Export::Off);
+    /// assert_eq!(config.service_name, "cairn");
+    /// ```
+    pub fn new(service_name: impl Into<String>) -> Self {
+        Config {
+            service_name: service_name.into(),
+            log_format: LogFormat::Human,
+            default_filter: DEFAULT_FILTER.to_owned(),
+            export: Export::FromEnv,
+            metrics_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Sets [`Config::log_format`].
+    pub fn with_log_format(mut self, log_format: LogFormat) -> Self {
+        self.log_format = log_format;
+        self
+    }
+
+    /// Sets [`Config::default_filter`].
+    pub fn with_default_filter(mut self, filter: impl Into<String>) -> Self {
+        self.default_filter = filter.into();
+        self
+    }
+
+    /// Sets [`Config::export`].
+    pub fn with_export(mut self, export: Export) -> Self {
+        self.export = export;
+        self
+    }
+
+    /// Sets [`Config::metrics_interval`].
+    pub fn with_metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval;
+        self
+    }
+}
+
+/// Keeps the OpenTelemetry providers alive; dropping it flushes and shuts them down, so hold
+/// it until `main` returns (`let _guard = init(..)?;`, not `let _ = ...`).
+#[must_use = "dropping the guard shuts telemetry export down"]
+pub struct TelemetryGuard {
+    providers: Option<(SdkTracerProvider, SdkMeterProvider)>,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("active", &self.providers.is_some())
+            .finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Flushes and shuts down both providers, reporting the first failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] when a provider fails to flush or stop (for example the collector
+    /// is unreachable); the other provider is still shut down.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.shutdown_providers()
+    }
+
+    fn shutdown_providers(&mut self) -> Result<(), Error> {
+        let Some((traces, metrics)) = self.providers.take() else {
+            return Ok(());
+        };
+        let traces = traces.shutdown().map_err(|source| Error::Shutdown {
+            signal: "traces",
+            source,
+        });
+        let metrics = metrics.shutdown().map_err(|source| Error::Shutdown {
+            signal: "metrics",
+            source,
+        });
+        traces.and(metrics)
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown_providers() {
+            // The subscriber may already be unable to deliver anything; stderr always works.
+            eprintln!("cairn-telemetry: {error}");
+        }
+    }
+}
+
+fn env_filter(config: &Config) -> Result<EnvFilter, Error> {
+    match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(value) if !value.trim().is_empty() => {
+            EnvFilter::try_new(&value).map_err(|source| Error::InvalidFilter {
+                value,
+                origin: "RUST_LOG",
+                source,
+            })
+        }
+        _ => EnvFilter::try_new(&config.default_filter).map_err(|source| Error::InvalidFilter {
+            value: config.default_filter.clone(),
+            origin: "Config::default_filter",
+            source,
+        }),
+    }
+}
+
+fn env_is_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+}
+
+/// The protocol and explicit endpoint to export to, or `None` for no export.
+fn resolve_export(export: &Export) -> Result<Option<(OtlpProtocol, Option<String>)>, Error> {
+    match export {
+        Export::Off => Ok(None),
+        Export::Otlp { protocol, endpoint } => Ok(Some((*protocol, endpoint.clone()))),
+        Export::FromEnv => {
+            let disabled = std::env::var(ENV_SDK_DISABLED)
+                .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
+            let configured = [
+                ENV_OTLP_ENDPOINT,
+                ENV_OTLP_TRACES_ENDPOINT,
+                ENV_OTLP_METRICS_ENDPOINT,
+            ]
+            .into_iter()
+            .any(env_is_set);
+            if disabled || !configured {
+                return Ok(None);
+            }
+            let protocol = match std::env::var(ENV_OTLP_PROTOCOL) {
+                Ok(value) if !value.trim().is_empty() => OtlpProtocol::from_env_value(&value)?,
+                _ => OtlpProtocol::compiled_default(),
+            };
+            Ok(Some((protocol, None)))
+        }
+    }
+}
+
+fn build_providers(
+    config: &Config,
+) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+    let resource = Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let traces = tracer_provider_builder().with_resource(resource.clone());
+    let metrics = SdkMeterProvider::builder().with_resource(resource);
+    match resolve_export(&config.export)? {
+        None => Ok((traces.build(), metrics.build())),
+        Some((protocol, endpoint)) => {
+            otlp::with_exporters(traces, metrics, protocol, endpoint, config.metrics_interval)
+        }
+    }
+}
+
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+mod otlp {
+    //! Exporter construction, one function per compiled protocol.
+
+    use std::time::Duration;
+
+    use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{SdkTracerProvider, TracerProviderBuilder};
+
+    use super::OtlpProtocol;
+    use crate::error::Error;
+
+    pub(super) fn with_exporters(
+        traces: TracerProviderBuilder,
+        metrics: MeterProviderBuilder,
+        protocol: OtlpProtocol,
+        endpoint: Option<String>,
+        metrics_interval: Duration,
+    ) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+        let (span_exporter, metric_exporter) = match protocol {
+            OtlpProtocol::HttpProtobuf => http(endpoint.as_deref())?,
+            OtlpProtocol::Grpc => grpc(endpoint.as_deref())?,
+        };
+        let reader = PeriodicReader::builder(metric_exporter)
+            .with_interval(metrics_interval)
+            .build();
+        Ok((
+            traces.with_batch_exporter(span_exporter).build(),
+            metrics.with_reader(reader).build(),
+        ))
+    }
+
+    type Exporters = (
+        opentelemetry_otlp::SpanExporter,
+        opentelemetry_otlp::MetricExporter,
+    );
+
+    fn exporter_error(
+        signal: &'static str,
+        protocol: OtlpProtocol,
+    ) -> impl FnOnce(opentelemetry_otlp::ExporterBuildError) -> Error {
+        move |source| Error::Exporter {
+            signal,
+            protocol,
+            source,
+        }
+    }
+
+    #[cfg(feature = "otlp-http")]
+    fn http(endpoint: Option<&str>) -> Result<Exporters, Error> {
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+
+        let protocol = OtlpProtocol::HttpProtobuf;
+        // An explicit endpoint is used verbatim by the exporter, so append the signal path
+        // here to give it the same meaning as OTEL_EXPORTER_OTLP_ENDPOINT.
+        let signal_url = |path: &str| {
+            endpoint.map(|base| format!("{}/{path}", base.trim_end_matches('/')))
+        };
+        let mut spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(url) = signal_url("v1/traces") {
+            spans = spans.with_endpoint(url);
+        }
+        let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(url) = signal_url("v1/metrics") {
+            metrics = metrics.with_endpoint(url);
+        }
+        Ok((
+            spans.build().map_err(exporter_error("traces", protocol))?,
+            metrics.build().map_err(exporter_error("metrics", protocol))?,
+        ))
+    }
+
+    #[cfg(not(feature = "otlp-http"))]
+    fn http(_endpoint: Option<&str>) -> Result<Exporters, Error> {
+        Err(Error::ProtocolNotCompiled {
+            protocol: OtlpProtocol::HttpProtobuf,
+            feature: "otlp-http",
+        })
+    }
+
+    #[cfg(feature = "otlp-grpc")]
+    fn grpc(endpoint: Option<&str>) -> Result<Exporters, Error> {
+        use opentelemetry_otlp::WithExportConfig as _;
+
+        let protocol = OtlpProtocol::Grpc;
+        let mut spans = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+        let mut metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+        if let Some(url) = endpoint {
+            spans = spans.with_endpoint(url);
+            metrics = metrics.with_endpoint(url);
+        }
+        Ok((
+            spans.build().map_err(exporter_error("traces", protocol))?,
+            metrics.build().map_err(exporter_error("metrics", protocol))?,
+        ))
+    }
+
+    #[cfg(not(feature = "otlp-grpc"))]
+    fn grpc(_endpoint: Option<&str>) -> Result<Exporters, Error> {
+        Err(Error::ProtocolNotCompiled {
+            protocol: OtlpProtocol::Grpc,
+            feature: "otlp-grpc",
+        })
+    }
+}
+
+#[cfg(not(any(feature = "otlp-http", feature = "otlp-grpc")))]
+mod otlp {
+    //! Without an OTLP feature every export request is refused with a typed error.
+
+    use std::time::Duration;
+
+    use opentelemetry_sdk::metrics::{MeterProviderBuilder, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{SdkTracerProvider, TracerProviderBuilder};
+
+    use super::OtlpProtocol;
+    use crate::error::Error;
+
+    pub(super) fn with_exporters(
+        _traces: TracerProviderBuilder,
+        _metrics: MeterProviderBuilder,
+        protocol: OtlpProtocol,
+        _endpoint: Option<String>,
+        _metrics_interval: Duration,
+    ) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+        let feature = match protocol {
+            OtlpProtocol::HttpProtobuf => "otlp-http",
+            OtlpProtocol::Grpc => "otlp-grpc",
+        };
+        Err(Error::ProtocolNotCompiled { protocol, feature })
+    }
+}
+
+/// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace
+/// layer, both filtered by `RUST_LOG` (else [`Config::default_filter`]), plus the metrics
+/// layer, which always sees cairn's own events and spans (queue depth is a DEBUG event).
+///
+/// **Only binaries call `init`.** Libraries MUST NOT: a library that installs a global
+/// subscriber steals the host's logs. Libraries emit through [`crate::emit`]; tests and hosts
+/// that need their own subscriber compose [`crate::layers`] (or use `cairn_telemetry::testing`).
+///
+/// # Errors
+///
+/// - [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse;
+/// - [`Error::UnsupportedProtocol`] for an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`;
+/// - [`Error::ProtocolNotCompiled`] when the chosen protocol's feature is off;
+/// - [`Error::Exporter`] when an OTLP exporter cannot be built (for example a malformed
+///   endpoint);
+/// - [`Error::SubscriberAlreadySet`] when a global subscriber already exists.
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() -> Result<(), cairn_telemetry::Error> {
+///     let _telemetry = cairn_telemetry::init(cairn_telemetry::Config::new("cairn"))?;
+///     // ... run; the guard flushes traces and metrics when main returns.
+///     Ok(())
+/// }
+/// ```
+pub fn init(config: Config) -> Result<TelemetryGuard, Error> {
+    let fmt_filter = env_filter(&config)?;
+    let trace_filter = env_filter(&config)?;
+    let (traces, metrics) = build_providers(&config)?;
+    let subscriber = Registry::default()
+        .with(fmt_layer(config.log_format).with_filter(fmt_filter))
+        .with(trace_layer(&traces).with_filter(trace_filter))
+        .with(
+            metrics_layer(&metrics)
+                .with_filter(filter_fn(|meta| meta.target().starts_with(names::TARGET))),
+        );
+    // From here on the guard owns the providers, so an early return still shuts them down.
+    let guard = TelemetryGuard {
+        providers: Some((traces, metrics)),
+    };
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|source| Error::SubscriberAlreadySet { source })?;
+    Ok(guard)
+}

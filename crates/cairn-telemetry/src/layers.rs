@@ -1,0 +1,195 @@
+//! The tracing layers `init` composes, exposed one by one so hosts and tests can build their
+//! own (scoped) subscribers, for example with in-memory exporters.
+
+use std::fmt;
+
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::link::RunLinkTracer;
+use crate::metrics::MetricsLayer;
+use crate::names;
+
+/// The instrumentation scope (tracer and meter name) of everything cairn exports.
+pub const SCOPE_NAME: &str = "cairn";
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+/// How the fmt layer writes to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A fmt layer writing to stderr in `format`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::layers::{fmt_layer, LogFormat};
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let subscriber = tracing_subscriber::registry().with(fmt_layer(LogFormat::Json));
+/// # drop(subscriber);
+/// ```
+pub fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+}
+
+/// The trace half: tracing-opentelemetry's layer over [`RunLinkTracer`] (derived run-span ids
+/// and the resume link), plus [`DetachedEventLayer`] for cairn events outside any span.
+///
+/// `tracer_provider` MUST be built from [`crate::link::tracer_provider_builder`] for the run
+/// span ids to be the derived ones.
+pub fn trace_layer<S>(tracer_provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let tracer = tracer_provider.tracer_with_scope(scope());
+    tracing_opentelemetry::layer()
+        .with_tracer(RunLinkTracer::new(tracer.clone()))
+        // `begin_degraded` has a field named `error` but is a warning the run survives; it must
+        // keep its own name and must not mark the run span as failed.
+        .with_error_events_to_status(false)
+        .with_error_events_to_exceptions(false)
+        .with_level(true)
+        .and_then(DetachedEventLayer::new(tracer))
+}
+
+/// The metrics half: [`MetricsLayer`] on the provider's `cairn` meter.
+pub fn metrics_layer(meter_provider: &SdkMeterProvider) -> MetricsLayer {
+    MetricsLayer::new(&meter_provider.meter_with_scope(scope()))
+}
+
+/// Both halves, unfiltered: [`trace_layer`] and [`metrics_layer`]. Add a filter and a fmt
+/// layer as the host sees fit; [`crate::testing`] (feature `testing`) wires it to in-memory
+/// exporters.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let traces = cairn_telemetry::link::tracer_provider_builder().build();
+/// let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(cairn_telemetry::layers::layer(&traces, &meters));
+/// tracing::subscriber::with_default(subscriber, || {
+///     cairn_telemetry::emit::run_abandoned("run-1", "failed");
+/// });
+/// ```
+pub fn layer<S>(
+    tracer_provider: &SdkTracerProvider,
+    meter_provider: &SdkMeterProvider,
+) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    trace_layer(tracer_provider).and_then(metrics_layer(meter_provider))
+}
+
+/// Exports cairn events that happen outside any span (policy decisions taken before a run
+/// span opens, scheduler breaker trips), which tracing-opentelemetry would drop: each becomes
+/// a zero-length span named after the event, carrying the event with its fields.
+#[derive(Debug)]
+pub struct DetachedEventLayer {
+    tracer: SdkTracer,
+}
+
+impl DetachedEventLayer {
+    /// Exports through `tracer`.
+    pub fn new(tracer: SdkTracer) -> Self {
+        DetachedEventLayer { tracer }
+    }
+}
+
+/// Collects an event's fields as OpenTelemetry attributes, the way tracing-opentelemetry does
+/// for events inside spans (without the `message`, which is the event name).
+#[derive(Default)]
+struct EventAttributes(Vec<KeyValue>);
+
+impl Visit for EventAttributes {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() != "message" {
+            self.0.push(KeyValue::new(field.name(), value.to_owned()));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let kv = match i64::try_from(value) {
+            Ok(n) => KeyValue::new(field.name(), n),
+            Err(_) => KeyValue::new(field.name(), value.to_string()),
+        };
+        self.0.push(kv);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() != "message" {
+            self.0.push(KeyValue::new(field.name(), format!("{value:?}")));
+        }
+    }
+}
+
+impl<S> Layer<S> for DetachedEventLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() != names::TARGET || ctx.event_span(event).is_some() {
+            return;
+        }
+        let mut attributes = EventAttributes::default();
+        event.record(&mut attributes);
+        let mut attributes = attributes.0;
+        attributes.push(KeyValue::new("level", meta.level().as_str()));
+        attributes.push(KeyValue::new("target", meta.target()));
+        let mut span = self
+            .tracer
+            .span_builder(meta.name())
+            .with_attributes(attributes.clone())
+            .start(&self.tracer);
+        span.add_event(meta.name(), attributes);
+        span.end();
+    }
+}

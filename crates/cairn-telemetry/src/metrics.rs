@@ -1,0 +1,293 @@
+//! Metrics derived from the stable events and spans by a tracing [`Layer`], so library crates
+//! emit plain `tracing` data and never touch OpenTelemetry.
+//!
+//! The instruments and their attributes are listed in [`names`] (the `METRIC_*` constants) and
+//! in `docs/telemetry.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::emit::QueueDepth;
+use crate::names;
+
+/// Outcome attribute value when a task span closes without recording `outcome`.
+const UNKNOWN: &str = "unknown";
+
+/// The statuses of [`names::METRIC_QUEUE_DEPTH`], in the order of [`QueueDepth`]'s fields.
+const QUEUE_STATUSES: [&str; 6] = ["pending", "running", "done", "skipped", "failed", "blocked"];
+
+/// A tracing layer that turns cairn's events and spans into OpenTelemetry metrics.
+///
+/// It reads [`names::TASK_SPAN`] (open to close) and the events [`names::RUN_FINISHED`],
+/// [`names::RESUMED`], [`names::STATE_QUARANTINED`] and [`names::QUEUE_DEPTH`]; everything else
+/// passes by. [`names::QUEUE_DEPTH`] is a DEBUG event, so give this layer its own filter
+/// rather than the `RUST_LOG` one (`init` does).
+///
+/// # Examples
+///
+/// ```
+/// use opentelemetry::metrics::MeterProvider as _;
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(cairn_telemetry::metrics::MetricsLayer::new(&meters.meter("cairn")));
+/// # drop(subscriber);
+/// ```
+pub struct MetricsLayer {
+    task_outcomes: Counter<u64>,
+    task_duration: Histogram<f64>,
+    run_duration: Histogram<f64>,
+    resumes: Counter<u64>,
+    quarantines: Counter<u64>,
+    queue_depth: Gauge<u64>,
+    /// The last queue depth of each run in progress, so the gauge can report the sum over
+    /// concurrent runs and drop a run's share when it finishes.
+    depth_by_run: Mutex<HashMap<String, QueueDepth>>,
+}
+
+impl fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsLayer").finish_non_exhaustive()
+    }
+}
+
+impl MetricsLayer {
+    /// Creates the instruments on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        MetricsLayer {
+            task_outcomes: meter
+                .u64_counter(names::METRIC_TASK_OUTCOMES)
+                .with_description("Finished task attempts by outcome.")
+                .with_unit("{attempt}")
+                .build(),
+            task_duration: meter
+                .f64_histogram(names::METRIC_TASK_DURATION)
+                .with_description("Duration of task attempts.")
+                .with_unit("s")
+                .build(),
+            run_duration: meter
+                .f64_histogram(names::METRIC_RUN_DURATION)
+                .with_description("Duration of run executions.")
+                .with_unit("s")
+                .build(),
+            resumes: meter
+                .u64_counter(names::METRIC_RESUMES)
+                .with_description("Runs resumed after an interruption or by id.")
+                .with_unit("{resume}")
+                .build(),
+            quarantines: meter
+                .u64_counter(names::METRIC_QUARANTINES)
+                .with_description("Stored state moved to quarantine.")
+                .with_unit("{quarantine}")
+                .build(),
+            queue_depth: meter
+                .u64_gauge(names::METRIC_QUEUE_DEPTH)
+                .with_description("Queued tasks by status over the runs in progress.")
+                .with_unit("{task}")
+                .build(),
+            depth_by_run: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn record_depth(&self, run_id: Option<String>, depth: Option<QueueDepth>) {
+        let Some(run_id) = run_id else { return };
+        // A poisoned map only means another thread panicked mid-update; the counts are
+        // still usable, so keep reporting rather than propagate the panic.
+        let mut by_run = self
+            .depth_by_run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = by_run.contains_key(&run_id);
+        match depth {
+            Some(depth) => {
+                by_run.insert(run_id, depth);
+            }
+            None if known => {
+                by_run.remove(&run_id);
+            }
+            // A run that never reported depth does not change the gauge.
+            None => return,
+        }
+        let mut totals = [0u64; 6];
+        for depth in by_run.values() {
+            for (total, count) in totals.iter_mut().zip(depth_counts(depth)) {
+                *total = total.saturating_add(count);
+            }
+        }
+        drop(by_run);
+        for (status, total) in QUEUE_STATUSES.iter().zip(totals) {
+            self.queue_depth
+                .record(total, &[KeyValue::new("status", *status)]);
+        }
+    }
+}
+
+fn depth_counts(depth: &QueueDepth) -> [u64; 6] {
+    [
+        depth.pending,
+        depth.running,
+        depth.done,
+        depth.skipped,
+        depth.failed,
+        depth.blocked,
+    ]
+}
+
+/// Per-span state of an open [`names::TASK_SPAN`].
+#[derive(Debug)]
+struct TaskSpanState {
+    opened: Instant,
+    fields: Fields,
+}
+
+/// The fields this layer cares about, collected from a span or event.
+#[derive(Debug, Default)]
+struct Fields {
+    run_id: Option<String>,
+    kind: Option<String>,
+    outcome: Option<String>,
+    resumed: Option<bool>,
+    duration_ms: Option<u64>,
+    depth: QueueDepth,
+}
+
+impl Fields {
+    fn set_str(&mut self, name: &str, value: String) {
+        match name {
+            "run_id" => self.run_id = Some(value),
+            "kind" => self.kind = Some(value),
+            "outcome" => self.outcome = Some(value),
+            _ => {}
+        }
+    }
+
+    fn set_u64(&mut self, name: &str, value: u64) {
+        match name {
+            "duration_ms" => self.duration_ms = Some(value),
+            "pending" => self.depth.pending = value,
+            "running" => self.depth.running = value,
+            "done" => self.depth.done = value,
+            "skipped" => self.depth.skipped = value,
+            "failed" => self.depth.failed = value,
+            "blocked" => self.depth.blocked = value,
+            _ => {}
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set_str(field.name(), value.to_owned());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set_u64(field.name(), value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Ok(value) = u64::try_from(value) {
+            self.set_u64(field.name(), value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "resumed" {
+            self.resumed = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%value` and `?value` fields arrive here; Display-formatted strings have no quotes.
+        self.set_str(field.name(), format!("{value:?}"));
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != names::TASK_SPAN {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(TaskSpanState {
+            opened: Instant::now(),
+            fields,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(state) = span.extensions_mut().get_mut::<TaskSpanState>() {
+            values.record(&mut state.fields);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(state) = span.extensions_mut().remove::<TaskSpanState>() else {
+            return;
+        };
+        let attributes = [
+            KeyValue::new(
+                "outcome",
+                state.fields.outcome.unwrap_or_else(|| UNKNOWN.to_owned()),
+            ),
+            KeyValue::new(
+                "kind",
+                state.fields.kind.unwrap_or_else(|| UNKNOWN.to_owned()),
+            ),
+        ];
+        self.task_outcomes.add(1, &attributes);
+        self.task_duration
+            .record(state.opened.elapsed().as_secs_f64(), &attributes);
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let name = event.metadata().name();
+        match name {
+            names::RESUMED => self.resumes.add(1, &[]),
+            names::STATE_QUARANTINED => self.quarantines.add(1, &[]),
+            names::RUN_FINISHED => {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                if let Some(duration_ms) = fields.duration_ms {
+                    // Milliseconds to seconds; f64 is exact for any realistic duration.
+                    let seconds = duration_ms as f64 / 1000.0;
+                    self.run_duration.record(
+                        seconds,
+                        &[
+                            KeyValue::new(
+                                "outcome",
+                                fields.outcome.unwrap_or_else(|| UNKNOWN.to_owned()),
+                            ),
+                            KeyValue::new("resumed", fields.resumed.unwrap_or(false)),
+                        ],
+                    );
+                }
+                self.record_depth(fields.run_id, None);
+            }
+            names::QUEUE_DEPTH => {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                self.record_depth(fields.run_id, Some(fields.depth));
+            }
+            _ => {}
+        }
+    }
+}

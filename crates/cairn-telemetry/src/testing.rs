@@ -1,0 +1,198 @@
+//! In-memory exporters behind a scoped subscriber, for tests (feature `testing`; enable it
+//! from dev-dependencies only).
+//!
+//! [`TestTelemetry`] builds the same layers `init` uses ([`crate::layers::layer`]) over
+//! in-memory span and metric exporters, without any filter, and offers lookups for what a test
+//! usually asserts: spans by name, events by name, counter/gauge/histogram values.
+//!
+//! # Examples
+//!
+//! ```
+//! use cairn_telemetry::{emit, names, testing::TestTelemetry};
+//! use opentelemetry::KeyValue;
+//!
+//! let telemetry = TestTelemetry::new();
+//! telemetry.in_scope(|| {
+//!     let run = tracing::info_span!(target: "cairn", "orchestrator run", run_id = "r1");
+//!     let _entered = run.enter();
+//!     emit::run_abandoned("r1", "failed");
+//! });
+//! let events = telemetry.events(names::RUN_ABANDONED);
+//! assert_eq!(events.len(), 1);
+//! assert!(events[0].attributes.contains(&KeyValue::new("previous_status", "failed")));
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Event;
+use opentelemetry_sdk::metrics::data::{
+    AggregatedMetrics, HistogramDataPoint, Metric, MetricData, ResourceMetrics,
+};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing::Dispatch;
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::layers::layer;
+use crate::link::tracer_provider_builder;
+
+/// Count and sum of one histogram data point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistogramSummary {
+    /// Recorded values.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+}
+
+/// cairn's layers wired to in-memory exporters. Cheap to create; make one per test.
+pub struct TestTelemetry {
+    spans: InMemorySpanExporter,
+    metrics: InMemoryMetricExporter,
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    dispatch: Dispatch,
+}
+
+impl fmt::Debug for TestTelemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestTelemetry").finish_non_exhaustive()
+    }
+}
+
+impl Default for TestTelemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestTelemetry {
+    /// Builds providers over in-memory exporters and a subscriber over them. Spans are
+    /// exported as they end; metrics when a lookup forces a collection.
+    pub fn new() -> Self {
+        let spans = InMemorySpanExporter::default();
+        let metrics = InMemoryMetricExporter::default();
+        let tracer_provider = tracer_provider_builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        // The interval is long so only the explicit flushes in the lookups export.
+        let reader = PeriodicReader::builder(metrics.clone())
+            .with_interval(Duration::from_secs(3600))
+            .build();
+        let meter_provider = SdkMeterProvider::builder().with_reader(reader).build();
+        let subscriber = Registry::default().with(layer(&tracer_provider, &meter_provider));
+        TestTelemetry {
+            spans,
+            metrics,
+            tracer_provider,
+            meter_provider,
+            dispatch: Dispatch::new(subscriber),
+        }
+    }
+
+    /// The subscriber, for `tracing::dispatcher::with_default` or
+    /// `tracing::instrument::WithSubscriber::with_subscriber` on futures that hop threads.
+    pub fn dispatch(&self) -> Dispatch {
+        self.dispatch.clone()
+    }
+
+    /// Runs `f` with this subscriber as the thread's default.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::dispatcher::with_default(&self.dispatch, f)
+    }
+
+    /// The tracer provider (built with [`crate::link::RunIdGenerator`]).
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// The meter provider.
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// Every span ended so far, in the order they ended.
+    pub fn spans(&self) -> Vec<SpanData> {
+        // Export errors cannot happen with the in-memory exporter; an empty list would make
+        // the calling test fail visibly anyway.
+        let _ = self.tracer_provider.force_flush();
+        self.spans.get_finished_spans().unwrap_or_default()
+    }
+
+    /// Ended spans named `name`.
+    pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
+        self.spans()
+            .into_iter()
+            .filter(|span| span.name == name)
+            .collect()
+    }
+
+    /// Span events named `name`, over all ended spans.
+    pub fn events(&self, name: &str) -> Vec<Event> {
+        self.spans()
+            .into_iter()
+            .flat_map(|span| span.events.events)
+            .filter(|event| event.name == name)
+            .collect()
+    }
+
+    /// Collects metrics now and returns the latest (cumulative) export.
+    pub fn metrics(&self) -> Option<ResourceMetrics> {
+        let _ = self.meter_provider.force_flush();
+        self.metrics.get_finished_metrics().ok()?.pop()
+    }
+
+    fn with_metric<T>(&self, name: &str, f: impl FnOnce(&Metric) -> Option<T>) -> Option<T> {
+        let exported = self.metrics()?;
+        let metric = exported
+            .scope_metrics()
+            .flat_map(|scope| scope.metrics())
+            .find(|metric| metric.name() == name)?;
+        f(metric)
+    }
+
+    /// The value of the `u64` counter `name` for the data point carrying all of `attributes`.
+    pub fn counter(&self, name: &str, attributes: &[KeyValue]) -> Option<u64> {
+        self.with_metric(name, |metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
+                .data_points()
+                .find(|point| has_all(point.attributes(), attributes))
+                .map(|point| point.value()),
+            _ => None,
+        })
+    }
+
+    /// The value of the `u64` gauge `name` for the data point carrying all of `attributes`.
+    pub fn gauge(&self, name: &str, attributes: &[KeyValue]) -> Option<u64> {
+        self.with_metric(name, |metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Gauge(gauge)) => gauge
+                .data_points()
+                .find(|point| has_all(point.attributes(), attributes))
+                .map(|point| point.value()),
+            _ => None,
+        })
+    }
+
+    /// Count and sum of the `f64` histogram `name` for the data point carrying all of
+    /// `attributes`.
+    pub fn histogram(&self, name: &str, attributes: &[KeyValue]) -> Option<HistogramSummary> {
+        self.with_metric(name, |metric| match metric.data() {
+            AggregatedMetrics::F64(MetricData::Histogram(histogram)) => histogram
+                .data_points()
+                .find(|point| has_all(point.attributes(), attributes))
+                .map(|point: &HistogramDataPoint<f64>| HistogramSummary {
+                    count: point.count(),
+                    sum: point.sum(),
+                }),
+            _ => None,
+        })
+    }
+}
+
+fn has_all<'a>(have: impl Iterator<Item = &'a KeyValue>, want: &[KeyValue]) -> bool {
+    let have: Vec<&KeyValue> = have.collect();
+    want.iter().all(|kv| have.contains(&kv))
+}
