@@ -1,0 +1,444 @@
+//! Contracts specific to the sled adapter: where damaged state goes, the writer registry
+//! shared across factories, snapshots and journal trimming, the group flush.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::conformance::{sample_event, sample_events, sample_snapshot};
+use cairn_checkpoint::{
+    AuditAction, Checkpointer, CheckpointerFactory, Durability, Error, RunId, RunMeta, RunStatus,
+};
+use cairn_checkpoint_sled::{SledFactory, layout};
+use cairn_queue::{Event, Timestamp};
+
+use support::{DbHarness, PathHarness, journal};
+
+fn run(text: &str) -> RunId {
+    RunId::new(text).expect("valid run id")
+}
+
+fn meta(text: &str) -> RunMeta {
+    RunMeta::new(run(text), "wf", "scope", "input", Timestamp(1))
+}
+
+fn tree(db: &sled::Db, name: &str) -> sled::Tree {
+    db.open_tree(name).expect("open tree")
+}
+
+async fn begin_with(factory: &SledFactory, id: &str, events: u64) {
+    let writer = factory.begin(meta(id)).await.expect("begin");
+    writer
+        .append(&sample_events(0, events))
+        .await
+        .expect("append");
+}
+
+#[test]
+fn a_builder_without_a_location_is_refused() {
+    let err = SledFactory::builder().build().expect_err("no path, no db");
+    assert!(matches!(err, cairn_checkpoint_sled::Error::NoLocation));
+    let port: Error = err.into();
+    assert!(matches!(
+        port,
+        Error::Backend {
+            backend: "sled",
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn factories_by_path_and_by_handle_share_one_writer_registry() {
+    let h = PathHarness::new(Durability::Sync);
+    let by_path = h.sled_factory();
+    let by_handle = SledFactory::builder()
+        .db(by_path.db().clone())
+        .build()
+        .expect("build over the same handle");
+    let writer = by_path.begin(meta("shared")).await.expect("begin");
+    let err = by_handle
+        .open(&run("shared"))
+        .await
+        .expect_err("the path factory's writer holds the run");
+    match err {
+        Error::Locked { run_id, holder } => {
+            assert_eq!(run_id, run("shared"));
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(by_handle.is_held(&run("shared")).await.expect("is_held"));
+    drop(writer);
+    assert!(!by_path.is_held(&run("shared")).await.expect("is_held"));
+    assert!(
+        by_handle
+            .open(&run("shared"))
+            .await
+            .expect("open")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_closing_and_reopening_the_database() {
+    let h = PathHarness::new(Durability::None);
+    {
+        let factory = h.sled_factory();
+        begin_with(&factory, "closed", 3).await;
+        factory
+            .compare_and_swap_status(&run("closed"), RunStatus::Running, RunStatus::Paused)
+            .await
+            .expect("cas")
+            .expect("running → paused");
+    }
+    // Every handle is gone, so sled itself must be able to open the files again.
+    let reopened = sled::open(h.path()).expect("no handle is left open");
+    drop(reopened);
+    let factory = h.sled_factory();
+    let opened = factory
+        .open(&run("closed"))
+        .await
+        .expect("open")
+        .expect("run exists");
+    assert_eq!(opened.recovered.events, sample_events(0, 3));
+    assert_eq!(
+        opened.recovered.meta.status,
+        RunStatus::Paused,
+        "open keeps the status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_record_is_kept_in_the_cut_tree_byte_for_byte() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "torn", 3).await;
+    support::tear_last_record(h.db(), &run("torn"));
+    let (_, torn_bytes) = journal(h.db(), &run("torn")).pop().expect("a last record");
+    let opened = factory
+        .open(&run("torn"))
+        .await
+        .expect("open")
+        .expect("run exists");
+    let tail = opened.recovered.torn_tail.expect("a cut");
+    assert_eq!(tail.offset, 2, "the torn record's sequence");
+    assert_eq!(tail.bytes, torn_bytes.len() as u64);
+    let kept: Vec<sled::IVec> = tree(h.db(), layout::CUT_TREE)
+        .scan_prefix(layout::run_prefix(&run("torn")))
+        .values()
+        .collect::<sled::Result<_>>()
+        .expect("scan cut tree");
+    assert_eq!(kept, vec![torn_bytes], "cut, not deleted");
+    assert_eq!(journal(h.db(), &run("torn")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_middle_record_is_corruption_naming_it() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "gap", 4).await;
+    tree(h.db(), layout::EVENTS_TREE)
+        .remove(layout::seq_key(&run("gap"), 1))
+        .expect("remove record 1");
+    let err = factory.open(&run("gap")).await.expect_err("a gap");
+    assert!(
+        matches!(&err, Error::Corruption { offset: 1, file, .. } if file == layout::EVENTS_TREE),
+        "{err:?}"
+    );
+    assert!(
+        !factory.is_held(&run("gap")).await.expect("is_held"),
+        "a failed open holds nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_stored_under_the_wrong_sequence_is_corruption() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "moved", 4).await;
+    let events = tree(h.db(), layout::EVENTS_TREE);
+    let first = events
+        .get(layout::seq_key(&run("moved"), 0))
+        .expect("get")
+        .expect("record 0");
+    // A valid frame, but it says it is record 0.
+    events
+        .insert(layout::seq_key(&run("moved"), 1), first)
+        .expect("plant");
+    let err = factory.open(&run("moved")).await.expect_err("misplaced");
+    assert!(
+        matches!(err, Error::Corruption { offset: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_trims_the_journal_only_below_its_base() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("snap")).await.expect("begin");
+    writer.append(&sample_events(0, 5)).await.expect("append");
+    writer
+        .install_snapshot(&sample_snapshot(1))
+        .await
+        .expect("snapshot");
+    writer.append(&sample_events(5, 7)).await.expect("append");
+    let prefix = layout::run_prefix(&run("snap")).len();
+    let seqs: Vec<u64> = journal(h.db(), &run("snap"))
+        .iter()
+        .map(|(key, _)| layout::seq_of_key(prefix, key).expect("journal key"))
+        .collect();
+    assert_eq!(seqs, [5, 6], "records covered by the snapshot are gone");
+    drop(writer);
+
+    // A crash between the snapshot and the trim leaves covered records behind; they are
+    // ignored, not replayed twice.
+    let stale = cairn_checkpoint_sled::layout::seal_with_seq(
+        2,
+        &serde_json::to_vec(&sample_event(2)).expect("encode"),
+    );
+    tree(h.db(), layout::EVENTS_TREE)
+        .insert(layout::seq_key(&run("snap"), 2), stale)
+        .expect("plant a stale record");
+    let opened = factory
+        .open(&run("snap"))
+        .await
+        .expect("open")
+        .expect("run exists");
+    assert_eq!(opened.recovered.snapshot, Some(sample_snapshot(1)));
+    assert_eq!(opened.recovered.events, sample_events(5, 7));
+    opened
+        .checkpointer
+        .install_snapshot(&sample_snapshot(2))
+        .await
+        .expect("second snapshot");
+    assert!(
+        journal(h.db(), &run("snap")).is_empty(),
+        "the next snapshot trims leftovers too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparseable_metadata_is_quarantined_as_unreadable() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "garbage", 2).await;
+    tree(h.db(), layout::RUNS_TREE)
+        .insert("garbage", &b"\x00\x01not a frame"[..])
+        .expect("plant garbage");
+    assert!(
+        factory
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .is_empty(),
+        "damaged runs are not listed"
+    );
+    let err = factory.open(&run("garbage")).await.expect_err("unreadable");
+    let Error::Unreadable { quarantined_to, .. } = err else {
+        panic!("expected Unreadable, got {err:?}");
+    };
+    assert!(
+        quarantined_to.contains(layout::QUARANTINE_TREE),
+        "{quarantined_to}"
+    );
+    let kept: Vec<(sled::IVec, sled::IVec)> = tree(h.db(), layout::QUARANTINE_TREE)
+        .scan_prefix("garbage/")
+        .collect::<sled::Result<_>>()
+        .expect("scan quarantine");
+    assert_eq!(
+        kept.len(),
+        3,
+        "metadata and both records are kept: {kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|(_, v)| v.as_ref() == b"\x00\x01not a frame")
+    );
+    assert!(journal(h.db(), &run("garbage")).is_empty());
+    let audit = factory.read_audit(&run("garbage")).await.expect("audit");
+    assert!(audit.iter().any(|r| r.action == AuditAction::Quarantined));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_newer_snapshot_is_quarantined() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    for id in ["bad-snap", "new-snap"] {
+        let writer = factory.begin(meta(id)).await.expect("begin");
+        writer.append(&sample_events(0, 2)).await.expect("append");
+        writer
+            .install_snapshot(&sample_snapshot(1))
+            .await
+            .expect("snapshot");
+    }
+    let snapshots = tree(h.db(), layout::SNAPSHOTS_TREE);
+    let mut frame = snapshots
+        .get("bad-snap")
+        .expect("get")
+        .expect("snapshot")
+        .to_vec();
+    frame[10] ^= 0xff;
+    snapshots.insert("bad-snap", frame).expect("damage");
+    let mut newer = sample_snapshot(1);
+    newer.format_version += 1;
+    snapshots
+        .insert(
+            "new-snap",
+            layout::seal_with_seq(2, &serde_json::to_vec(&newer).expect("encode")),
+        )
+        .expect("plant");
+
+    let err = factory.open(&run("bad-snap")).await.expect_err("damaged");
+    assert!(matches!(err, Error::Unreadable { .. }), "{err:?}");
+    let err = factory.open(&run("new-snap")).await.expect_err("newer");
+    assert!(
+        matches!(err, Error::VersionMismatch { found, expected, .. } if found == expected + 1),
+        "{err:?}"
+    );
+    for id in ["bad-snap", "new-snap"] {
+        assert!(
+            factory
+                .load_meta(&run(id))
+                .await
+                .expect("load_meta")
+                .is_none()
+        );
+        assert!(!factory.is_held(&run(id)).await.expect("is_held"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_of_a_held_run_is_locked() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("held")).await.expect("begin");
+    let err = factory
+        .quarantine(&run("held"), "test")
+        .await
+        .expect_err("held");
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    drop(writer);
+    factory
+        .quarantine(&run("held"), "test")
+        .await
+        .expect("quarantine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_runs_refuse_every_status_swap() {
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("over")).await.expect("begin");
+    let completed = writer.complete().await.expect("complete");
+    let err = factory
+        .compare_and_swap_status(&run("over"), RunStatus::Completed, RunStatus::Running)
+        .await
+        .expect_err("completed never changes");
+    assert!(
+        matches!(
+            err,
+            Error::Terminal {
+                status: RunStatus::Completed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let stored = factory
+        .load_meta(&run("over"))
+        .await
+        .expect("load")
+        .expect("run");
+    assert_eq!(stored, completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_group_appends_are_all_kept_in_order() {
+    let h = DbHarness::new(Durability::Group {
+        max_delay: Duration::from_millis(2),
+    });
+    let factory = h.sled_factory();
+    let writers: Vec<Arc<Box<dyn Checkpointer>>> = begin_writers(&factory, 4).await;
+    let mut tasks = Vec::new();
+    for writer in &writers {
+        for n in 0..25u64 {
+            let writer = Arc::clone(writer);
+            tasks.push(tokio::spawn(async move {
+                writer.append(&[sample_event(n)]).await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task").expect("append");
+    }
+    for writer in &writers {
+        let loaded = writer.load().await.expect("load");
+        assert_eq!(loaded.events.len(), 25, "{}", writer.run_id());
+        let mut seen: Vec<Event> = loaded.events.clone();
+        seen.sort_by_key(|e| e.task_id());
+        assert_eq!(seen, sample_events(0, 25), "every append landed once");
+    }
+}
+
+async fn begin_writers(factory: &SledFactory, n: usize) -> Vec<Arc<Box<dyn Checkpointer>>> {
+    let mut writers = Vec::new();
+    for i in 0..n {
+        let writer = factory
+            .begin(meta(&format!("group-{i}")))
+            .await
+            .expect("begin");
+        writers.push(Arc::new(writer));
+    }
+    writers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_group_leader_does_not_stall_the_next_append() {
+    let h = DbHarness::new(Durability::Group {
+        max_delay: Duration::from_millis(200),
+    });
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("cancel")).await.expect("begin");
+    // The first append leads the group and waits for company; it is cancelled meanwhile.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(5),
+        writer.append(&sample_events(0, 1)),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the leader was still waiting for company"
+    );
+    let next = tokio::time::timeout(Duration::from_secs(30), writer.append(&sample_events(1, 2)))
+        .await
+        .expect("a new leader flushes after the old one vanished");
+    next.expect("append");
+    let loaded = writer.load().await.expect("load");
+    assert_eq!(loaded.events, sample_events(0, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_own_trees_are_left_alone() {
+    let h = DbHarness::new(Durability::Sync);
+    h.db().insert("host-key", "host-value").expect("host write");
+    let factory = h.sled_factory();
+    begin_with(&factory, "guest", 2).await;
+    factory
+        .quarantine(&run("guest"), "test")
+        .await
+        .expect("quarantine");
+    assert_eq!(
+        h.db().get("host-key").expect("get").as_deref(),
+        Some(&b"host-value"[..])
+    );
+    for name in h.db().tree_names() {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        assert!(
+            name == "__sled__default" || name.starts_with("cairn/"),
+            "unexpected tree {name}"
+        );
+    }
+}
