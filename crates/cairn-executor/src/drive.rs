@@ -7,7 +7,7 @@
 //! runs, the journal holds events in exactly the order the queue applied them, and one fsync
 //! covers a whole batch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,6 +114,7 @@ struct Flight {
     attempts_cancel: CancellationToken,
     requests_tx: mpsc::UnboundedSender<EnqueueRequest>,
     requests_rx: mpsc::UnboundedReceiver<EnqueueRequest>,
+    ready: VecDeque<TaskId>,
     stopping: Option<CancelCause>,
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
@@ -129,6 +130,7 @@ impl Drive {
             attempts_cancel: CancellationToken::new(),
             requests_tx,
             requests_rx,
+            ready: VecDeque::new(),
             stopping: None,
             grace_deadline: None,
             exit: None,
@@ -363,9 +365,23 @@ impl Drive {
                     .saturating_sub(flight.running.len());
                 if free > 0 {
                     let now = self.clock.now();
-                    for id in self.queue.next_runnable(now).into_iter().take(free) {
-                        let attempt = self.queue.start(id, now).map_err(RunStop::Queue)?;
-                        started.push((id, attempt));
+                    // `next_runnable` lists every due task; asking once per cycle would make a
+                    // wide graph quadratic, so the list is cached until it runs short.
+                    if flight.ready.len() < free {
+                        flight.ready = self.queue.next_runnable(now).into();
+                    }
+                    while started.len() < free {
+                        let Some(id) = flight.ready.pop_front() else {
+                            break;
+                        };
+                        // Due tasks stay due until started, but skip anything already taken.
+                        if self.queue.get(id).is_some_and(|t| t.status == Status::Pending) {
+                            match self.queue.start(id, now) {
+                                Ok(attempt) => started.push((id, attempt)),
+                                Err(cairn_queue::Error::NotReady { .. }) => {}
+                                Err(error) => return Err(RunStop::Queue(error)),
+                            }
+                        }
                     }
                 }
             }

@@ -1,0 +1,311 @@
+//! Shared test fixtures: a handler ledger, a doctoring factory wrapper over `MemoryFactory`,
+//! log capture with a scoped subscriber, and readers of a run's stored journal.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, CheckpointerFactory, Error, MemoryFactory, Opened, Quarantined,
+    Recovered, Result, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+};
+use cairn_executor::{Finish, Handler, HandlerResult, TaskContext, handler_fn};
+use cairn_queue::{Event, Handoff, Queue, QueueConfig, Snapshot, TaskId};
+
+/// What handler bodies did, keyed by task kind.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    entries: Arc<Mutex<Vec<(String, TaskId, u32)>>>,
+}
+
+impl Ledger {
+    pub fn record(&self, ctx: &TaskContext) {
+        self.entries.lock().unwrap().push((
+            ctx.task().kind.clone(),
+            ctx.task_id(),
+            ctx.attempt(),
+        ));
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _, _)| k == kind)
+            .count()
+    }
+
+    pub fn total(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    pub fn per_task(&self) -> BTreeMap<TaskId, usize> {
+        let mut out = BTreeMap::new();
+        for (_, id, _) in self.entries.lock().unwrap().iter() {
+            *out.entry(*id).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// A handler that records its call in the ledger and completes.
+pub fn recording(ledger: &Ledger) -> impl Handler {
+    let ledger = ledger.clone();
+    handler_fn(move |ctx| {
+        let ledger = ledger.clone();
+        async move {
+            ledger.record(&ctx);
+            let done = vec![format!("{} done", ctx.task_id())];
+            Ok::<_, cairn_executor::TaskFailure>(Finish::Complete(Handoff {
+                done,
+                ..Handoff::default()
+            }))
+        }
+    })
+}
+
+/// The journal of a run, read back by opening it (the run must not be held).
+pub async fn stored(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Recovered {
+    let opened = factory
+        .open(run_id)
+        .await
+        .expect("open succeeds")
+        .expect("the run exists");
+    opened.recovered
+}
+
+/// The queue a run's journal replays to.
+pub async fn stored_queue(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Queue {
+    let recovered = stored(factory, run_id).await;
+    Queue::replay(
+        recovered.snapshot,
+        recovered.events.iter(),
+        QueueConfig::default(),
+    )
+    .expect("the journal replays")
+}
+
+/// How many `Completed` records each task has in the journal.
+pub fn completions(events: &[Event]) -> BTreeMap<TaskId, usize> {
+    let mut out = BTreeMap::new();
+    for event in events {
+        if let Event::Completed { id, .. } = event {
+            *out.entry(*id).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// A run left interrupted: begun, some events appended, writer dropped without finalizing.
+pub async fn plant_interrupted(
+    factory: &MemoryFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    events: &[Event],
+) -> RunId {
+    let run_id = RunId::new(run_id).unwrap();
+    let meta = RunMeta::new(
+        run_id.clone(),
+        workflow,
+        scope,
+        "",
+        cairn_checkpoint::wall_clock_now(),
+    );
+    let writer = factory.begin(meta).await.unwrap();
+    writer.append(events).await.unwrap();
+    drop(writer);
+    run_id
+}
+
+/// How a `Doctor` factory bends the store it wraps.
+#[derive(Debug, Clone, Default)]
+pub struct Damage {
+    /// `begin` fails with an injected fault.
+    pub fail_begin: bool,
+    /// `open` reports this run id inside the recovered metadata.
+    pub foreign_run_id: Option<String>,
+    /// `open` reports this metadata format version.
+    pub meta_version: Option<u32>,
+    /// The n-th `append` (from 1) of any writer panics.
+    pub panic_on_append: Option<usize>,
+}
+
+/// A test-local wrapper factory that doctors what the wrapped `MemoryFactory` returns.
+#[derive(Debug, Clone)]
+pub struct Doctor {
+    pub inner: MemoryFactory,
+    pub damage: Damage,
+    appends: Arc<AtomicUsize>,
+}
+
+impl Doctor {
+    pub fn new(inner: MemoryFactory, damage: Damage) -> Doctor {
+        Doctor {
+            inner,
+            damage,
+            appends: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn wrap(&self, inner: Box<dyn Checkpointer>) -> Box<dyn Checkpointer> {
+        Box::new(DoctoredWriter {
+            inner,
+            panic_on_append: self.damage.panic_on_append,
+            appends: Arc::clone(&self.appends),
+        })
+    }
+}
+
+#[async_trait]
+impl CheckpointerFactory for Doctor {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        if self.damage.fail_begin {
+            return Err(Error::Injected { op: "begin" });
+        }
+        let writer = self.inner.begin(meta).await?;
+        Ok(self.wrap(writer))
+    }
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        let Some(mut opened) = self.inner.open(run_id).await? else {
+            return Ok(None);
+        };
+        if let Some(foreign) = &self.damage.foreign_run_id {
+            opened.recovered.meta.run_id = RunId::new(foreign.clone()).unwrap();
+        }
+        if let Some(version) = self.damage.meta_version {
+            opened.recovered.meta.format_version = version;
+        }
+        opened.checkpointer = self.wrap(opened.checkpointer);
+        Ok(Some(opened))
+    }
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        self.inner.load_meta(run_id).await
+    }
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        self.inner.list(filter).await
+    }
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.inner.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        self.inner.is_held(run_id).await
+    }
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        self.inner.quarantine(run_id, reason).await
+    }
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        self.inner.append_audit(run_id, record).await
+    }
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        self.inner.read_audit(run_id).await
+    }
+}
+
+#[derive(Debug)]
+struct DoctoredWriter {
+    inner: Box<dyn Checkpointer>,
+    panic_on_append: Option<usize>,
+    appends: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Checkpointer for DoctoredWriter {
+    fn run_id(&self) -> &RunId {
+        self.inner.run_id()
+    }
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        let n = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.panic_on_append == Some(n) {
+            panic!("doctored writer panics on append {n}");
+        }
+        self.inner.append(events).await
+    }
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        self.inner.install_snapshot(snapshot).await
+    }
+    async fn load(&self) -> Result<Recovered> {
+        self.inner.load().await
+    }
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        self.inner.audit(record).await
+    }
+    async fn complete(&self) -> Result<RunMeta> {
+        self.inner.complete().await
+    }
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        self.inner.fail(error).await
+    }
+}
+
+/// Collects formatted log lines from a scoped subscriber.
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer {
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogBuffer {
+    /// Installs a subscriber writing into this buffer for the current thread, until the
+    /// guard drops. `#[tokio::test]` runs on one thread, so spawned tasks log here too.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Counts calls, for handlers that behave differently on a given call.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    /// Increments and returns the new value (from 1).
+    pub fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+/// Shorthand for a handler result type in closures.
+pub type Res = HandlerResult;

@@ -1,0 +1,404 @@
+//! Driving runs: happy path, retries, failures and blocking, follow-ups, panics, build errors,
+//! timeouts, begin failures and executor panics.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
+use cairn_executor::{
+    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals,
+    RunStop, Start, TaskFailure, handler_fn,
+};
+use cairn_queue::{Event, Handoff, Status, TaskSpec};
+use common::{Counter, Damage, Doctor, Ledger, LogBuffer, completions, recording, stored, stored_queue};
+
+fn executor(factory: &MemoryFactory, registry: Registry, config: ExecutorConfig) -> Executor {
+    Executor::new(Arc::new(factory.clone()), registry, config).unwrap()
+}
+
+fn fail_kind(disposition: &Disposition) -> Option<&str> {
+    match disposition {
+        Disposition::Fail(error) => Some(error.kind.as_str()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn happy_path_runs_every_task_once_and_completes_the_run() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    // The sink checks that it receives both dependencies' handoffs.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_in = Arc::clone(&seen);
+    let registry = Registry::new().with("work", recording(&ledger)).with(
+        "sink",
+        handler_fn(move |ctx| {
+            let seen = Arc::clone(&seen_in);
+            async move {
+                *seen.lock().unwrap() = ctx.dependencies().to_vec();
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("all");
+    let a = phase.task(TaskSpec::new("work").inputs(1.into()), []);
+    let b = phase.task(TaskSpec::new("work").inputs(2.into()), [a]);
+    let c = phase.task(TaskSpec::new("work").inputs(3.into()), [a]);
+    phase.task(TaskSpec::new("sink"), [b, c]);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+
+    let report = executor(&factory, registry, ExecutorConfig::default().with_concurrency(4))
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(report.durable && !report.resumed);
+    assert_eq!(report.counts.done, 4);
+    assert_eq!(ledger.count("work"), 3);
+    let deps = seen.lock().unwrap().clone();
+    assert_eq!(deps.len(), 2, "the sink sees both dependencies' handoffs");
+    assert_eq!(deps[0].1.done, vec![format!("{} done", deps[0].0)]);
+
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Completed);
+    let events = stored(&factory, &report.run_id).await.events;
+    let done = completions(&events);
+    assert_eq!(done.len(), 4);
+    assert!(done.values().all(|&n| n == 1));
+    // Every Completed record comes after its task's Started record.
+    for (id, _) in done {
+        let started = events.iter().position(|e| matches!(e, Event::Started { id: s, .. } if *s == id));
+        let completed = events.iter().position(|e| matches!(e, Event::Completed { id: c, .. } if *c == id));
+        assert!(started.unwrap() < completed.unwrap());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_failure_is_retried_then_succeeds() {
+    let factory = MemoryFactory::new();
+    let calls = Counter::default();
+    let registry = Registry::new().with(
+        "flaky",
+        handler_fn(move |ctx| {
+            let calls = calls.clone();
+            async move {
+                calls.bump();
+                if ctx.attempt() == 1 {
+                    Err(TaskFailure::retryable("network", "connection reset"))
+                } else {
+                    Ok(Finish::Complete(Handoff::default()))
+                }
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("flaky").max_attempts(3), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let task = queue.tasks().next().unwrap();
+    assert_eq!(task.status, Status::Done);
+    assert_eq!(task.attempts, 2);
+    let events = stored(&factory, &report.run_id).await.events;
+    let retried = events.iter().any(|e| {
+        matches!(e, Event::Failed { attempt: 1, retry_at: Some(_), error, .. } if error.kind == "network")
+    });
+    assert!(retried, "the first attempt is recorded as a retried failure");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new()
+        .with("ok", recording(&ledger))
+        .with(
+            "broken",
+            handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad_input", "no such file")) }),
+        );
+    let mut phase = Phase::new("p");
+    let broken = phase.task(TaskSpec::new("broken"), []);
+    let after_broken = phase.task(TaskSpec::new("ok").inputs("after broken".into()), [broken]);
+    let left = phase.task(TaskSpec::new("ok").inputs("left".into()), []);
+    let after_left = phase.task(TaskSpec::new("ok").inputs("after left".into()), [left]);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
+    let Some(RunStop::TasksFailed { failed, blocked }) = &report.stop else {
+        panic!("expected TasksFailed, got {:?}", report.stop);
+    };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error.as_ref().unwrap().kind, "bad_input");
+    assert_eq!(blocked.len(), 1);
+
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let status = |pos: usize| queue.tasks().nth(pos).unwrap().status;
+    assert_eq!(status(broken), Status::Failed);
+    assert_eq!(status(after_broken), Status::Blocked);
+    assert_eq!(status(left), Status::Done);
+    assert_eq!(status(after_left), Status::Done);
+    assert_eq!(queue.tasks().nth(broken).unwrap().attempts, 1, "permanent: no retry");
+    assert_eq!(ledger.count("ok"), 2);
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(meta.error.unwrap().kind, "task_failed");
+}
+
+#[tokio::test]
+async fn follow_ups_are_enqueued_by_their_parent_and_deduplicated() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let existing = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let existing_in = Arc::clone(&existing);
+    let registry = Registry::new().with("child", recording(&ledger)).with(
+        "parent",
+        handler_fn(move |ctx| {
+            let existing = Arc::clone(&existing_in);
+            async move {
+                let spec = TaskSpec::new("child").inputs(serde_json::json!({ "n": 1 }));
+                let first = ctx.enqueue(spec.clone()).await.unwrap();
+                let again = ctx.enqueue(spec).await.unwrap();
+                existing.lock().unwrap().push((first.existing, again.existing, first.id == again.id));
+                let unknown = ctx.enqueue(TaskSpec::new("nobody")).await;
+                assert!(matches!(unknown, Err(cairn_executor::Error::UnknownKind { .. })));
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("parent"), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(*existing.lock().unwrap(), vec![(false, true, true)]);
+    assert_eq!(ledger.count("child"), 1);
+    let queue = stored_queue(&factory, &report.run_id).await;
+    assert_eq!(queue.len(), 2);
+    let parent = queue.tasks().next().unwrap().id;
+    let child = queue.tasks().nth(1).unwrap();
+    assert_eq!(child.enqueued_by, cairn_queue::EnqueuedBy::Task(parent));
+    assert_eq!(child.status, Status::Done);
+}
+
+#[tokio::test]
+async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new()
+        .with("ok", recording(&ledger))
+        .with(
+            "explode",
+            handler_fn(|_ctx| async {
+                if true {
+                    panic!("kaboom in the handler");
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("explode").max_attempts(3), []);
+    phase.task(TaskSpec::new("ok"), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(fail_kind(&report.disposition), Some("panic"));
+    assert_eq!(ledger.count("ok"), 1, "the independent task still ran");
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(meta.error.as_ref().unwrap().kind, "panic");
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let task = queue.tasks().next().unwrap();
+    assert_eq!(task.status, Status::Failed);
+    assert_eq!(task.attempts, 1, "a panic is permanent: no retry");
+    let error = task.error.as_ref().unwrap();
+    assert_eq!(error.kind, "panic");
+    assert!(error.message.contains("kaboom in the handler"));
+}
+
+#[tokio::test]
+async fn an_unknown_kind_is_a_build_error_that_is_finalized_before_any_task_runs() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut first = Phase::new("first");
+    first.task(TaskSpec::new("ok"), []);
+    let mut second = Phase::new("second");
+    second.task(TaskSpec::new("unregistered"), []);
+    let plan = RunPlan::new("wf", "s").phase(first).phase(second);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert!(matches!(report.stop, Some(RunStop::Build(_))));
+    assert_eq!(fail_kind(&report.disposition), Some("build"));
+    assert_eq!(ledger.total(), 0, "nothing runs when any phase names an unknown kind");
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    let error = meta.error.unwrap();
+    assert_eq!(error.kind, "build");
+    assert!(error.message.contains("unregistered"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_timeout() {
+    let factory = MemoryFactory::new();
+    let registry = Registry::new()
+        .with(
+            "slow_once",
+            handler_fn(|ctx| async move {
+                if ctx.attempt() == 1 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with(
+            "always_slow",
+            handler_fn(|_ctx| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with_timeout("slow_once", Duration::from_secs(1))
+        .with_timeout("always_slow", Duration::from_secs(1));
+    let mut phase = Phase::new("p");
+    let once = phase.task(TaskSpec::new("slow_once").max_attempts(2), []);
+    let always = phase.task(TaskSpec::new("always_slow").max_attempts(2), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let once = queue.tasks().nth(once).unwrap();
+    assert_eq!((once.status, once.attempts), (Status::Done, 2));
+    assert_eq!(once.error.as_ref().unwrap().kind, "timeout", "the retried timeout is kept");
+    let always = queue.tasks().nth(always).unwrap();
+    assert_eq!((always.status, always.attempts), (Status::Failed, 2));
+    assert_eq!(always.error.as_ref().unwrap().kind, "timeout");
+}
+
+#[tokio::test]
+async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error() {
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let store = MemoryFactory::new();
+    let factory = Doctor::new(store.clone(), Damage { fail_begin: true, ..Damage::default() });
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), []);
+    let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
+    let report = executor
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(!report.durable);
+    assert_eq!(ledger.count("ok"), 1);
+    assert!(store.load_meta(&report.run_id).await.unwrap().is_none(), "nothing was stored");
+    let warns = logs.lines_with("begin_degraded");
+    assert_eq!(warns.len(), 1, "logs:\n{}", logs.text());
+    assert!(warns[0].contains("WARN"));
+    assert!(warns[0].contains("injected fault in begin"), "the WARN names the error: {}", warns[0]);
+    assert!(warns[0].contains(report.run_id.as_str()));
+}
+
+#[tokio::test]
+async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
+    let factory = Doctor::new(MemoryFactory::new(), Damage { fail_begin: true, ..Damage::default() });
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), []);
+    let config = ExecutorConfig::default().with_require_durability(true);
+    let executor = Executor::new(Arc::new(factory), registry, config).unwrap();
+    let err = executor
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(
+        err,
+        Error::BeginFailed { source: cairn_checkpoint::Error::Injected { op: "begin" }, .. }
+    ));
+    assert_eq!(ledger.total(), 0);
+}
+
+#[tokio::test]
+async fn a_panic_inside_the_executor_still_finalizes_the_run_as_failed() {
+    let store = MemoryFactory::new();
+    // The first append records the phase; the second (the first batch of starts) panics.
+    let factory = Doctor::new(store.clone(), Damage { panic_on_append: Some(2), ..Damage::default() });
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), []);
+    let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
+    let report = executor
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert!(matches!(&report.stop, Some(RunStop::Panicked(m)) if m.contains("doctored writer panics")));
+    assert_eq!(fail_kind(&report.disposition), Some("executor_panic"));
+    let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(meta.error.unwrap().kind, "executor_panic");
+}
+
+#[tokio::test]
+async fn a_caller_cancel_stops_running_attempts_and_fails_the_run() {
+    let factory = MemoryFactory::new();
+    let signals = RunSignals::default();
+    let cancel = signals.cancel.clone();
+    let registry = Registry::new().with(
+        "wait",
+        handler_fn(move |ctx| {
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancel();
+                ctx.cancellation().cancelled().await;
+                Err(TaskFailure::retryable("cancelled", "stopped"))
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("wait"), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, signals)
+        .await
+        .unwrap();
+    assert_eq!(fail_kind(&report.disposition), Some("cancelled"));
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn zero_concurrency_is_refused() {
+    let err = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        Registry::new(),
+        ExecutorConfig::default().with_concurrency(0),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }));
+}
