@@ -47,7 +47,7 @@ use crate::writer::{SledCheckpointer, WriterSlot};
 /// ```
 #[derive(Debug, Clone)]
 pub struct SledFactory {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     durability: Durability,
 }
 

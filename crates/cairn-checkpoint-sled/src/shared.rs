@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
     sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
+    /// Unit tests set this to make the next flush fail as a failed fsync would.
+    #[cfg(test)]
+    pub(crate) fail_next_flush: std::sync::atomic::AtomicBool,
 }
 
 /// The process-wide table of open databases, by session token and by canonical path.
@@ -174,6 +177,8 @@ impl Shared {
             group: Mutex::default(),
             group_done: tokio::sync::Notify::new(),
             sync_failure: Mutex::default(),
+            #[cfg(test)]
+            fail_next_flush: std::sync::atomic::AtomicBool::new(false),
         });
         table.by_token.insert(token, Arc::downgrade(&shared));
         Ok(shared)
@@ -228,9 +233,19 @@ impl Shared {
             return Err(err);
         }
         let db = self.db.clone();
-        let outcome = tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|join| std::io::Error::other(join.to_string()));
+        #[cfg(test)]
+        let injected = self.fail_next_flush.swap(false, Ordering::SeqCst);
+        let outcome = tokio::task::spawn_blocking(move || {
+            #[cfg(test)]
+            if injected {
+                return Err(sled::Error::Io(std::io::Error::other(
+                    "injected fsync failure",
+                )));
+            }
+            db.flush()
+        })
+        .await
+        .map_err(|join| std::io::Error::other(join.to_string()));
         let failure = match outcome {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(sled::Error::Io(io))) => (io.kind(), io.to_string()),

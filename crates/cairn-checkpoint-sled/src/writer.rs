@@ -183,3 +183,74 @@ impl Checkpointer for SledCheckpointer {
         self.finish(RunStatus::Failed, Some(error)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A failed flush cannot be provoked through sled's public API, so these tests reach the
+    //! private switch in `Shared`.
+
+    use std::sync::atomic::Ordering;
+
+    use cairn_checkpoint::{CheckpointerFactory, Durability, Error, RunId, RunMeta};
+    use cairn_queue::{Event, Timestamp};
+
+    use crate::SledFactory;
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta::new(
+            RunId::new(id).expect("valid id"),
+            "wf",
+            "scope",
+            "",
+            Timestamp(1),
+        )
+    }
+
+    fn event(index: u32) -> Event {
+        Event::PhaseStarted {
+            index,
+            name: format!("phase {index}"),
+        }
+    }
+
+    async fn failed_flush_poisons(durability: Durability) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let factory = SledFactory::builder()
+            .path(dir.path().join("db"))
+            .durability(durability)
+            .build()
+            .expect("build");
+        let first = factory.begin(meta("first")).await.expect("begin");
+        let second = factory.begin(meta("second")).await.expect("begin");
+        first.append(&[event(0)]).await.expect("a healthy append");
+
+        factory.shared.fail_next_flush.store(true, Ordering::SeqCst);
+        let err = first.append(&[event(1)]).await.expect_err("flush fails");
+        assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+        let err = first.append(&[event(2)]).await.expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+        let err = first.complete().await.expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+        let err = first.load().await.expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+        // The flush is database-wide and never retried: another writer of the same handle
+        // cannot make anything durable either.
+        let err = second.append(&[event(0)]).await.expect_err("no retry");
+        assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+        let err = second.append(&[event(1)]).await.expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_flush_poisons_the_writer() {
+        failed_flush_poisons(Durability::Sync).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_flush_poisons_the_writer() {
+        failed_flush_poisons(Durability::Group {
+            max_delay: std::time::Duration::from_millis(1),
+        })
+        .await;
+    }
+}
