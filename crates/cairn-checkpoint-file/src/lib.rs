@@ -1,1 +1,127 @@
-//! The embedded default checkpoint adapter: a checksummed journal plus snapshots on local files.
+//! The embedded default checkpoint adapter: a checksummed journal plus snapshots on local
+//! files.
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/                       default `.cairn/`, mode 0700
+//!   runs/<run_id>/              one folder per run, mode 0700; files are mode 0600
+//!     meta.json                 RunMeta, replaced atomically (temp, fsync, rename, fsync dir)
+//!     queue.json                {format_version, run_id, covers_seq, snapshot}, pretty JSON
+//!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event
+//!     audit.jsonl               one AuditRecord per line, fsynced per line
+//!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
+//!     meta.lock                 short-held lock serializing meta.json read-modify-write
+//!   runs/.begin-*               a begin's staging folder (renamed into place when complete)
+//!   quarantine/<run_id>-<ms>/   a quarantined run folder, moved whole, never deleted
+//!   quarantine.jsonl            root log of every quarantine (also audited in the moved folder)
+//! ```
+//!
+//! # Journal and snapshots
+//!
+//! Each record carries its length, a sequence number and a CRC32C over payload, length and
+//! sequence. On `open`, a torn or invalid LAST record (nothing good anywhere after it) is cut
+//! (truncate, fdatasync), audited as `TornTailCut` and reported in `Recovered::torn_tail`. A
+//! bad record followed by good bytes, or a gap in sequence numbers, is
+//! `Error::Corruption { offset, .. }` and nothing is cut.
+//!
+//! `queue.json` names the last sequence number it covers. Installing a snapshot writes a
+//! temp file, fdatasyncs it, renames it, fsyncs the folder and only then truncates the
+//! journal. A crash between any two steps opens to the same state: before the rename the old
+//! snapshot and the whole journal are intact; after it, journal records the new snapshot
+//! already covers are skipped.
+//!
+//! # Compaction
+//!
+//! Every `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes
+//! (default 8 MiB) of journal after the latest snapshot, the writer compacts: it replays
+//! `queue.json` plus the journal into a `cairn_queue::Queue` (with the builder's
+//! `queue_config`) and installs that queue's snapshot as above. This keeps journal size and
+//! reopen time bounded without the adapter applying every event as it is appended (appends
+//! stay one write plus one fdatasync). The adapter does not validate events on append; if
+//! the journal does not replay, compaction is switched off for that writer and the journal
+//! keeps growing, which is safe but slower to reopen. Snapshots the executor installs itself
+//! reset the count too.
+//!
+//! # Durability
+//!
+//! - `Durability::Sync`: an append returns after its records were written with one `write`
+//!   and made durable with one `fdatasync`. Appends that arrive while a sync is running share
+//!   the next one. New files and renames are followed by an fsync of their folder.
+//! - `Durability::Group { max_delay }`: the same leader/follower group commit, but the
+//!   leader first waits `max_delay` for company. An append waits at most `max_delay` plus
+//!   the time of one write and fdatasync (plus any batch already in flight).
+//! - `Durability::None`: records are written but never fsynced. They survive a process
+//!   crash but NOT power loss or a kernel crash. Unsafe for anything that must not be lost.
+//!
+//! A failed write or fdatasync is fatal for the writer: that call (and every append sharing
+//! its batch) fails with `SyncFailed` (or `Io` for a failed write), every later call with
+//! `Poisoned`. Nothing is retried; reopen the run to recover from what is on disk.
+//!
+//! # Locks and concurrency
+//!
+//! One writer per run, across processes: `open` and `begin` take `lock` with
+//! `File::try_lock` and write the holder's pid and host into it, so `Error::Locked` names
+//! them. `is_held` tries the same lock (and releases it at once). Status compare-and-swap
+//! holds `meta.lock` (blocking `File::lock`) around reading and atomically rewriting
+//! `meta.json`, so it is atomic across threads and processes.
+//!
+//! # Quarantine
+//!
+//! Unparseable `meta.json`/`queue.json`, a wrong format version or a stored run id that does
+//! not match the folder make `open` move the whole folder to
+//! `<root>/quarantine/<run_id>-<millis>/`, append a `Quarantined` audit record to the moved
+//! folder's `audit.jsonl` and to `<root>/quarantine.jsonl`, and fail with `Unreadable`,
+//! `VersionMismatch` or `ForeignRun`. `read_audit` and `append_audit` of a quarantined id use
+//! its newest quarantine folder. Such an id can never be begun again.
+//!
+//! # I/O layer
+//!
+//! All file I/O goes through the object-safe [`Filesystem`] trait ([`StdFilesystem`] by
+//! default, injectable with [`FileFactoryBuilder::filesystem`]) so a crash harness can drop
+//! unsynced writes, tear the last write or fail a chosen fdatasync.
+//!
+//! # Errors
+//!
+//! Every fallible call returns the port's `cairn_checkpoint::Error` (re-exported here as
+//! [`Error`]): the adapter has no failure the port's enum does not already name, and callers
+//! hold the port, not this crate.
+//!
+//! # Examples
+//!
+//! ```
+//! use cairn_checkpoint::{CheckpointerFactory, Durability, RunId, RunMeta};
+//! use cairn_checkpoint_file::FileFactory;
+//! use cairn_queue::{Event, Timestamp};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let root = tempfile::tempdir().unwrap();
+//! let factory = FileFactory::builder(root.path())
+//!     .durability(Durability::Group { max_delay: std::time::Duration::from_micros(200) })
+//!     .build()?;
+//! let id = RunId::new("nightly-build")?;
+//! let run = factory.begin(RunMeta::new(id.clone(), "build", "site", "", Timestamp(0))).await?;
+//! let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+//! run.append(&[event.clone()]).await?;
+//! drop(run); // a crash would do the same: the lock goes, the run stays `running`
+//!
+//! let opened = FileFactory::builder(root.path()).build()?.open(&id).await?.expect("exists");
+//! assert_eq!(opened.recovered.events, vec![event]);
+//! # Ok::<(), cairn_checkpoint::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod factory;
+mod fs;
+mod journal;
+mod store;
+mod writer;
+
+pub use cairn_checkpoint::Error;
+pub use factory::{
+    DEFAULT_COMPACT_AFTER_BYTES, DEFAULT_COMPACT_AFTER_RECORDS, DEFAULT_ROOT, FileFactory,
+    FileFactoryBuilder,
+};
+pub use fs::{Filesystem, FsFile, OpenMode, StdFile, StdFilesystem};
+pub use store::QUEUE_FILE_FORMAT_VERSION;
+pub use writer::FileCheckpointer;

@@ -1,0 +1,260 @@
+//! The I/O layer: every byte the adapter reads or writes goes through [`Filesystem`].
+//!
+//! [`StdFilesystem`] is the real implementation. A crash harness can plug in its own (through
+//! `FileFactoryBuilder::filesystem`) to record writes, drop unsynced ones and tear the last
+//! write, or to fail a chosen `sync_data` call.
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+/// How `Filesystem::open` opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and append at the end; created (mode 0600) when missing.
+    Append,
+    /// Read and write from the start; created (mode 0600) when missing, never truncated.
+    ReadWrite,
+    /// Write from the start; created (mode 0600) when missing, truncated when present.
+    Truncate,
+    /// Write from the start; fails with `AlreadyExists` when the file exists.
+    CreateNew,
+}
+
+/// An open file. Object-safe so a test layer can stand in for `std::fs::File`.
+pub trait FsFile: Send + Sync + Debug {
+    /// Writes all of `buf` at the current position (the end, in `Append` mode).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the write.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+
+    /// Reads the whole file from the start.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the read.
+    fn read_all(&mut self) -> io::Result<Vec<u8>>;
+
+    /// `fdatasync`: makes written data durable.
+    ///
+    /// # Errors
+    ///
+    /// The OS error. Callers treat it as fatal and never retry.
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Sets the file's length (truncates or extends with zeroes).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// The file's current length.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn size(&self) -> io::Result<u64>;
+
+    /// Takes the exclusive advisory lock without waiting. `Ok(false)` when another open file
+    /// (in this or another process) holds it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, other than "would block".
+    fn try_lock(&self) -> io::Result<bool>;
+
+    /// Takes the exclusive advisory lock, waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn lock(&self) -> io::Result<()>;
+
+    /// Releases the lock (closing the file releases it too).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn unlock(&self) -> io::Result<()>;
+}
+
+/// Directory and file operations the adapter needs. Object-safe; hold it as
+/// `Arc<dyn Filesystem>`.
+pub trait Filesystem: Send + Sync + Debug + 'static {
+    /// Opens `path` as `mode` says. New files get mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`NotFound` for a missing file in `Read` mode).
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>>;
+
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`NotFound` for a missing file).
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Creates one directory (mode 0700). Fails with `AlreadyExists` when it exists.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Creates a directory and its missing parents (mode 0700).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Renames a file or directory (atomic within one file system).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// `fsync` of a directory, so the entries created, renamed or removed in it are durable.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// The names of a directory's entries (no `.` or `..`), in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`NotFound` for a missing directory).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Whether a file or directory exists at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, other than "not found".
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Removes a directory and everything in it. The adapter uses it ONLY for a `begin`'s
+    /// own staging folder after losing a race, never for a run's state.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system, through `std::fs`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFilesystem;
+
+/// A `std::fs::File` behind the [`FsFile`] trait.
+#[derive(Debug)]
+pub struct StdFile(File);
+
+impl FsFile for StdFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        use std::io::Seek;
+        self.0.seek(io::SeekFrom::Start(0))?;
+        let mut out = Vec::new();
+        self.0.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        match self.0.try_lock() {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(err)) => Err(err),
+        }
+    }
+
+    fn lock(&self) -> io::Result<()> {
+        self.0.lock()
+    }
+
+    fn unlock(&self) -> io::Result<()> {
+        self.0.unlock()
+    }
+}
+
+impl Filesystem for StdFilesystem {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
+        let mut options = OpenOptions::new();
+        options.mode(0o600);
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::Append => options.read(true).append(true).create(true),
+            OpenMode::ReadWrite => options.read(true).write(true).create(true),
+            OpenMode::Truncate => options.write(true).create(true).truncate(true),
+            OpenMode::CreateNew => options.write(true).create_new(true),
+        };
+        Ok(Box::new(StdFile(options.open(path)?)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        fs::DirBuilder::new().mode(0o700).create(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+}

@@ -1,0 +1,844 @@
+//! The synchronous core: layout, atomic writes, reading a run back, locks, quarantine and
+//! audit. The async port methods run these on tokio's blocking pool.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, Error, META_FORMAT_VERSION, Owner, Result, RunError, RunFilter,
+    RunId, RunMeta, RunStatus, StatusConflict, TornTail, wall_clock_now,
+};
+use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::fs::{Filesystem, FsFile, OpenMode};
+use crate::journal::{self, Ending};
+
+/// The `queue.json` wrapper format this build writes and reads.
+pub const QUEUE_FILE_FORMAT_VERSION: u32 = 1;
+
+pub(crate) const META_FILE: &str = "meta.json";
+pub(crate) const QUEUE_FILE: &str = "queue.json";
+pub(crate) const JOURNAL_FILE: &str = "journal";
+pub(crate) const AUDIT_FILE: &str = "audit.jsonl";
+pub(crate) const LOCK_FILE: &str = "lock";
+pub(crate) const META_LOCK_FILE: &str = "meta.lock";
+pub(crate) const RUNS_DIR: &str = "runs";
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
+pub(crate) const QUARANTINE_LOG: &str = "quarantine.jsonl";
+
+/// `queue.json`: a snapshot plus what it belongs to and which journal records it covers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct QueueFile {
+    /// `QUEUE_FILE_FORMAT_VERSION`.
+    pub(crate) format_version: u32,
+    /// The run it belongs to.
+    pub(crate) run_id: String,
+    /// Every journal record with a sequence number up to this one is inside the snapshot.
+    pub(crate) covers_seq: u64,
+    /// The queue's state.
+    pub(crate) snapshot: Snapshot,
+}
+
+/// The identifying fields of `queue.json`, read before the (possibly large) snapshot.
+#[derive(Debug, Deserialize)]
+struct QueueFileHead {
+    format_version: u32,
+    run_id: String,
+}
+
+/// The identifying fields of `meta.json`, read when the full parse fails.
+#[derive(Debug, Deserialize)]
+struct MetaHead {
+    format_version: Option<u32>,
+    run_id: Option<String>,
+}
+
+/// A run's state as read from its folder by `open`.
+#[derive(Debug)]
+pub(crate) struct RunState {
+    pub(crate) meta: RunMeta,
+    pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) covers_seq: u64,
+    pub(crate) events: Vec<Event>,
+    /// The sequence number the next record gets.
+    pub(crate) next_seq: u64,
+    /// The journal's length after any cut.
+    pub(crate) journal_len: u64,
+    /// Journal records after the snapshot.
+    pub(crate) records_after_snapshot: u64,
+    pub(crate) torn_tail: Option<TornTail>,
+}
+
+/// What `Store::open` hands back: the writer lock, the journal opened for appending and
+/// the state read back.
+#[derive(Debug)]
+pub(crate) struct OpenedRun {
+    pub(crate) lock: Box<dyn FsFile>,
+    pub(crate) journal: Box<dyn FsFile>,
+    pub(crate) state: RunState,
+}
+
+/// Layout and synchronous operations over one root directory.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) fs: Arc<dyn Filesystem>,
+    pub(crate) root: PathBuf,
+}
+
+/// Makes begin's staging folder names unique within the process.
+static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { op, path, source }
+}
+
+pub(crate) fn sync_error(path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::SyncFailed { path, source }
+}
+
+fn encoding(what: &'static str) -> impl FnOnce(serde_json::Error) -> Error {
+    move |err| Error::Encoding {
+        what,
+        detail: err.to_string(),
+    }
+}
+
+/// Who this process is, as written into lock files.
+fn holder_text() -> String {
+    format!("{}", Owner::current())
+}
+
+impl Store {
+    pub(crate) fn runs_dir(&self) -> PathBuf {
+        self.root.join(RUNS_DIR)
+    }
+
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
+    }
+
+    /// A run's folder. `RunId`'s charset makes it one safe path component.
+    pub(crate) fn run_dir(&self, run_id: &RunId) -> PathBuf {
+        self.runs_dir().join(run_id.as_str())
+    }
+
+    /// Creates `root/runs` and `root/quarantine` when missing.
+    pub(crate) fn prepare(&self) -> Result<()> {
+        for dir in [self.runs_dir(), self.quarantine_dir()] {
+            self.fs
+                .create_dir_all(&dir)
+                .map_err(io_error("create_dir_all", &dir))?;
+        }
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool> {
+        self.fs.exists(path).map_err(io_error("stat", path))
+    }
+
+    /// Writes `bytes` to `dir/name` atomically: temp file, fdatasync, rename, fsync dir.
+    pub(crate) fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let target = dir.join(name);
+        let mut file = self
+            .fs
+            .open(&tmp, OpenMode::Truncate)
+            .map_err(io_error("create", &tmp))?;
+        file.write_all(bytes).map_err(io_error("write", &tmp))?;
+        file.sync_data().map_err(sync_error(&tmp))?;
+        drop(file);
+        self.fs
+            .rename(&tmp, &target)
+            .map_err(io_error("rename", &tmp))?;
+        self.fs.sync_dir(dir).map_err(sync_error(dir))
+    }
+
+    /// Appends one audit line to `dir/audit.jsonl` and makes it durable.
+    pub(crate) fn append_audit_in(&self, dir: &Path, record: &AuditRecord) -> Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(encoding("audit record"))?;
+        line.push(b'\n');
+        let path = dir.join(AUDIT_FILE);
+        let mut file = self
+            .fs
+            .open(&path, OpenMode::Append)
+            .map_err(io_error("open", &path))?;
+        file.write_all(&line).map_err(io_error("append", &path))?;
+        file.sync_data().map_err(sync_error(&path))
+    }
+
+    /// Reads `dir/audit.jsonl`. A torn last line (a crash mid-append) is skipped.
+    fn read_audit_in(&self, run_id: &RunId, dir: &Path) -> Result<Vec<AuditRecord>> {
+        let path = dir.join(AUDIT_FILE);
+        let bytes = match self.fs.read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_error("read", &path)(err)),
+        };
+        let mut records = Vec::new();
+        let mut offset = 0u64;
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        let last = lines.len().saturating_sub(1);
+        for (index, line) in lines.iter().enumerate() {
+            if !line.is_empty() {
+                match serde_json::from_slice::<AuditRecord>(line) {
+                    Ok(record) => records.push(record),
+                    // Only the last line may be torn; it carries no newline yet.
+                    Err(_) if index == last => {}
+                    Err(err) => {
+                        return Err(Error::Corruption {
+                            run_id: run_id.clone(),
+                            file: AUDIT_FILE.to_owned(),
+                            offset,
+                            detail: err.to_string(),
+                        });
+                    }
+                }
+            }
+            offset += line.len() as u64 + 1;
+        }
+        Ok(records)
+    }
+
+    /// The newest quarantine folder of `run_id`, if any.
+    fn latest_quarantined(&self, run_id: &RunId) -> Result<Option<PathBuf>> {
+        let dir = self.quarantine_dir();
+        let names = match self.fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io_error("list", &dir)(err)),
+        };
+        let newest = names
+            .iter()
+            .filter_map(|name| {
+                let (id, suffix) = name.rsplit_once('-')?;
+                let millis: u64 = suffix.parse().ok()?;
+                (id == run_id.as_str()).then_some((millis, name))
+            })
+            .max();
+        Ok(newest.map(|(_, name)| dir.join(name)))
+    }
+
+    /// Where a run's audit log lives: its folder, else its newest quarantine folder.
+    fn audit_dir(&self, run_id: &RunId) -> Result<Option<PathBuf>> {
+        let dir = self.run_dir(run_id);
+        if self.exists(&dir)? {
+            return Ok(Some(dir));
+        }
+        self.latest_quarantined(run_id)
+    }
+
+    pub(crate) fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        match self.audit_dir(run_id)? {
+            Some(dir) => self.append_audit_in(&dir, record),
+            None => Err(Error::NotFound {
+                run_id: run_id.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        match self.audit_dir(run_id)? {
+            Some(dir) => self.read_audit_in(run_id, &dir),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Opens a run's lock file and tries its writer lock. `Err(Locked)` names the holder.
+    fn take_writer_lock(&self, run_id: &RunId, dir: &Path) -> Result<Box<dyn FsFile>> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = self
+            .fs
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(io_error("open", &path))?;
+        if !file.try_lock().map_err(io_error("lock", &path))? {
+            let holder = file
+                .read_all()
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+                .filter(|text| !text.is_empty())
+                .unwrap_or_else(|| "an unknown process".to_owned());
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder,
+            });
+        }
+        // The holder's identity is informational, so it is not synced.
+        file.set_len(0).map_err(io_error("truncate", &path))?;
+        let text = format!("{} since {}\n", holder_text(), wall_clock_now().0);
+        file.write_all(text.as_bytes())
+            .map_err(io_error("write", &path))?;
+        Ok(file)
+    }
+
+    pub(crate) fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        let dir = self.run_dir(run_id);
+        let path = dir.join(LOCK_FILE);
+        let file = match self.fs.open(&path, OpenMode::Read) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(io_error("open", &path)(err)),
+        };
+        let free = file.try_lock().map_err(io_error("lock", &path))?;
+        if free {
+            file.unlock().map_err(io_error("unlock", &path))?;
+        }
+        Ok(!free)
+    }
+
+    /// Whether the id was ever quarantined (then it can never be begun again).
+    fn was_quarantined(&self, run_id: &RunId) -> Result<bool> {
+        Ok(self.latest_quarantined(run_id)?.is_some())
+    }
+
+    /// Creates a run atomically: a staging folder is filled and synced, then renamed into
+    /// place. Returns the writer lock.
+    pub(crate) fn begin(&self, meta: &RunMeta) -> Result<Box<dyn FsFile>> {
+        let run_id = &meta.run_id;
+        let dir = self.run_dir(run_id);
+        if self.exists(&dir)? || self.was_quarantined(run_id)? {
+            return Err(Error::AlreadyExists {
+                run_id: run_id.clone(),
+            });
+        }
+        let staging = self.runs_dir().join(format!(
+            ".begin-{run_id}-{}-{}",
+            std::process::id(),
+            STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        self.fs
+            .create_dir(&staging)
+            .map_err(io_error("create_dir", &staging))?;
+        let lock = self.take_writer_lock(run_id, &staging)?;
+        let meta_bytes = serde_json::to_vec_pretty(meta).map_err(encoding("run metadata"))?;
+        self.write_atomic(&staging, META_FILE, &meta_bytes)?;
+        let journal = staging.join(JOURNAL_FILE);
+        let file = self
+            .fs
+            .open(&journal, OpenMode::Append)
+            .map_err(io_error("create", &journal))?;
+        file.sync_data().map_err(sync_error(&journal))?;
+        drop(file);
+        self.append_audit_in(
+            &staging,
+            &AuditRecord::new(
+                wall_clock_now(),
+                run_id.clone(),
+                AuditAction::Begun,
+                format!("run {run_id} begun"),
+            ),
+        )?;
+        self.fs.sync_dir(&staging).map_err(sync_error(&staging))?;
+        if let Err(err) = self.fs.rename(&staging, &dir) {
+            // Another begin of the same id won the race. The staging folder is this call's
+            // own and holds no one's state, so removing it is safe.
+            let _ = self.fs.remove_dir_all(&staging);
+            return match err.kind() {
+                io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty => {
+                    Err(Error::AlreadyExists {
+                        run_id: run_id.clone(),
+                    })
+                }
+                _ => Err(io_error("rename", &staging)(err)),
+            };
+        }
+        let runs = self.runs_dir();
+        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
+        Ok(lock)
+    }
+
+    /// Reads `meta.json` without any check of its content. `Ok(None)`: no run folder.
+    fn read_meta_bytes(&self, dir: &Path) -> Result<Option<Vec<u8>>> {
+        let path = dir.join(META_FILE);
+        match self.fs.read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error("read", &path)(err)),
+        }
+    }
+
+    /// `meta.json` parsed and checked, for calls that must not quarantine (no lock held).
+    pub(crate) fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        let Some(bytes) = self.read_meta_bytes(&self.run_dir(run_id))? else {
+            return Ok(None);
+        };
+        parse_meta(run_id, &bytes)
+            .map(Some)
+            .map_err(|problem| Error::Corruption {
+                run_id: run_id.clone(),
+                file: META_FILE.to_owned(),
+                offset: 0,
+                detail: problem.detail(),
+            })
+    }
+
+    pub(crate) fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        let dir = self.runs_dir();
+        let names = match self.fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(io_error("list", &dir)(err)),
+        };
+        let mut metas = Vec::new();
+        for name in names {
+            // Staging folders start with '.', which no run id can.
+            let Ok(run_id) = RunId::new(name) else {
+                continue;
+            };
+            // A run whose metadata cannot be read is left for `open` to quarantine.
+            if let Ok(Some(meta)) = self.load_meta(&run_id)
+                && filter.matches(&meta)
+            {
+                metas.push(meta);
+            }
+        }
+        metas.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
+        Ok(metas)
+    }
+
+    /// Runs `change` on `meta.json` under the run's meta lock, across processes, and writes
+    /// the result atomically. `change` returns `None` to leave the file untouched.
+    fn update_meta<T>(
+        &self,
+        run_id: &RunId,
+        change: impl FnOnce(&mut RunMeta) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let dir = self.run_dir(run_id);
+        let not_found = || Error::NotFound {
+            run_id: run_id.clone(),
+        };
+        if !self.exists(&dir)? {
+            return Err(not_found());
+        }
+        let lock_path = dir.join(META_LOCK_FILE);
+        let lock = match self.fs.open(&lock_path, OpenMode::ReadWrite) {
+            Ok(lock) => lock,
+            // The folder was quarantined between the check and the open.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+            Err(err) => return Err(io_error("open", &lock_path)(err)),
+        };
+        lock.lock().map_err(io_error("lock", &lock_path))?;
+        let mut meta = self.load_meta(run_id)?.ok_or_else(not_found)?;
+        let outcome = change(&mut meta)?;
+        if outcome.is_some() {
+            let bytes = serde_json::to_vec_pretty(&meta).map_err(encoding("run metadata"))?;
+            self.write_atomic(&dir, META_FILE, &bytes)?;
+        }
+        drop(lock);
+        Ok(outcome)
+    }
+
+    pub(crate) fn compare_and_swap(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let mut conflict = None;
+        let swapped = self.update_meta(run_id, |meta| {
+            match meta.swap_status(from, to, wall_clock_now()) {
+                Ok(meta) => Ok(Some(meta)),
+                Err(c) => {
+                    conflict = Some(c);
+                    Ok(None)
+                }
+            }
+        })?;
+        match (swapped, conflict) {
+            (Some(meta), _) => Ok(Ok(meta)),
+            (None, Some(conflict)) => Ok(Err(conflict)),
+            (None, None) => unreachable!("update_meta returns what the closure decided"),
+        }
+    }
+
+    /// Sets a terminal or failed status, refusing terminal runs.
+    pub(crate) fn finish(
+        &self,
+        run_id: &RunId,
+        status: RunStatus,
+        error: Option<&RunError>,
+    ) -> Result<RunMeta> {
+        let meta = self.update_meta(run_id, |meta| {
+            if meta.status.is_terminal() {
+                return Err(Error::Terminal {
+                    run_id: run_id.clone(),
+                    status: meta.status,
+                });
+            }
+            let now = wall_clock_now();
+            meta.status = status;
+            meta.updated_at = now;
+            meta.finished_at = Some(now);
+            if let Some(error) = error {
+                meta.error = Some(error.clone());
+            }
+            Ok(Some(meta.clone()))
+        })?;
+        Ok(meta.expect("the closure always returns Some on success"))
+    }
+
+    /// Moves a run's folder to `quarantine/<id>-<millis>/`, syncs both parents and audits the
+    /// move in the moved folder and in `quarantine.jsonl`. The caller holds the writer lock.
+    pub(crate) fn quarantine_locked(&self, run_id: &RunId, reason: &str) -> Result<String> {
+        let dir = self.run_dir(run_id);
+        let qdir = self.quarantine_dir();
+        self.fs
+            .create_dir_all(&qdir)
+            .map_err(io_error("create_dir_all", &qdir))?;
+        let mut millis = wall_clock_now().0;
+        let target = loop {
+            let candidate = qdir.join(format!("{run_id}-{millis}"));
+            if !self.exists(&candidate)? {
+                break candidate;
+            }
+            millis += 1;
+        };
+        self.fs
+            .rename(&dir, &target)
+            .map_err(io_error("rename", &dir))?;
+        self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
+        let runs = self.runs_dir();
+        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
+        let location = target.display().to_string();
+        let record = AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::Quarantined,
+            format!("run {run_id} quarantined to {location}: {reason}"),
+        )
+        .with_detail(serde_json::json!({ "location": location, "reason": reason }));
+        self.append_audit_in(&target, &record)?;
+        let log = self.root.join(QUARANTINE_LOG);
+        let mut line = serde_json::to_vec(&record).map_err(encoding("audit record"))?;
+        line.push(b'\n');
+        let mut file = self
+            .fs
+            .open(&log, OpenMode::Append)
+            .map_err(io_error("open", &log))?;
+        file.write_all(&line).map_err(io_error("append", &log))?;
+        file.sync_data().map_err(sync_error(&log))?;
+        Ok(location)
+    }
+
+    pub(crate) fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<String> {
+        let dir = self.run_dir(run_id);
+        if !self.exists(&dir)? {
+            return Err(Error::NotFound {
+                run_id: run_id.clone(),
+            });
+        }
+        let lock = self.take_writer_lock(run_id, &dir)?;
+        let location = self.quarantine_locked(run_id, reason);
+        drop(lock);
+        location
+    }
+
+    /// Quarantines after a failed check and builds the matching typed error.
+    fn refuse(&self, run_id: &RunId, problem: StateProblem) -> Error {
+        let location = match self.quarantine_locked(run_id, &problem.detail()) {
+            Ok(location) => location,
+            Err(err) => return err,
+        };
+        match problem {
+            StateProblem::Version {
+                found, expected, ..
+            } => Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found,
+                expected,
+                quarantined_to: location,
+            },
+            StateProblem::Foreign { found, .. } => Error::ForeignRun {
+                expected: run_id.clone(),
+                found,
+                quarantined_to: location,
+            },
+            StateProblem::Unreadable { detail, .. } => Error::Unreadable {
+                run_id: run_id.clone(),
+                detail,
+                quarantined_to: location,
+            },
+        }
+    }
+
+    /// Opens a run: takes its lock, checks and reads its state, cuts a torn tail.
+    pub(crate) fn open(&self, run_id: &RunId) -> Result<Option<OpenedRun>> {
+        let dir = self.run_dir(run_id);
+        if !self.exists(&dir)? {
+            return Ok(None);
+        }
+        let lock = self.take_writer_lock(run_id, &dir)?;
+        let state = self.read_state(run_id, &dir);
+        let (journal, state) = match state {
+            Ok(found) => found,
+            Err(ReadFailure::Bad(problem)) => return Err(self.refuse(run_id, problem)),
+            Err(ReadFailure::Other(err)) => return Err(err),
+        };
+        Ok(Some(OpenedRun {
+            lock,
+            journal,
+            state,
+        }))
+    }
+
+    /// Reads meta, snapshot and journal; the caller holds the writer lock.
+    fn read_state(
+        &self,
+        run_id: &RunId,
+        dir: &Path,
+    ) -> Result<(Box<dyn FsFile>, RunState), ReadFailure> {
+        let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
+            ReadFailure::Bad(StateProblem::Unreadable {
+                file: META_FILE,
+                detail: "meta.json is missing".to_owned(),
+            })
+        })?;
+        let meta = parse_meta(run_id, &meta_bytes).map_err(ReadFailure::Bad)?;
+
+        let queue_path = dir.join(QUEUE_FILE);
+        let (snapshot, covers_seq) = match self.fs.read(&queue_path) {
+            Ok(bytes) => {
+                let file = parse_queue_file(run_id, &bytes).map_err(ReadFailure::Bad)?;
+                (Some(file.snapshot), file.covers_seq)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => (None, 0),
+            Err(err) => return Err(io_error("read", &queue_path)(err).into()),
+        };
+
+        let journal_path = dir.join(JOURNAL_FILE);
+        let mut journal = self
+            .fs
+            .open(&journal_path, OpenMode::Append)
+            .map_err(io_error("open", &journal_path))?;
+        let bytes = journal
+            .read_all()
+            .map_err(io_error("read", &journal_path))?;
+        let scan = journal::scan(&bytes);
+        let mut torn_tail = None;
+        let mut journal_len = bytes.len() as u64;
+        match scan.ending {
+            Ending::Clean => {}
+            Ending::Corrupt { offset, detail } => {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: JOURNAL_FILE.to_owned(),
+                    offset,
+                    detail,
+                }
+                .into());
+            }
+            Ending::Torn { offset, bytes: cut } => {
+                journal
+                    .set_len(offset)
+                    .map_err(io_error("truncate", &journal_path))?;
+                journal.sync_data().map_err(sync_error(&journal_path))?;
+                self.append_audit_in(
+                    dir,
+                    &AuditRecord::new(
+                        wall_clock_now(),
+                        run_id.clone(),
+                        AuditAction::TornTailCut,
+                        format!("cut a torn last journal record of {cut} bytes at offset {offset}"),
+                    )
+                    .with_detail(serde_json::json!({ "offset": offset, "bytes": cut })),
+                )?;
+                torn_tail = Some(TornTail { offset, bytes: cut });
+                journal_len = offset;
+            }
+        }
+
+        let mut events = Vec::new();
+        let mut expected = covers_seq + 1;
+        for record in &scan.records {
+            if record.seq <= covers_seq {
+                // Left over from a crash between installing a snapshot and truncating.
+                continue;
+            }
+            if record.seq != expected {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: JOURNAL_FILE.to_owned(),
+                    offset: record.offset,
+                    detail: format!(
+                        "record {} follows a snapshot covering up to {covers_seq}; records are missing",
+                        record.seq
+                    ),
+                }
+                .into());
+            }
+            let event: Event =
+                serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
+                    Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: JOURNAL_FILE.to_owned(),
+                        offset: record.offset,
+                        detail: format!("a checksummed record does not decode as an event: {err}"),
+                    }
+                })?;
+            events.push(event);
+            expected += 1;
+        }
+        let records_after_snapshot = events.len() as u64;
+        Ok((
+            journal,
+            RunState {
+                meta,
+                snapshot,
+                covers_seq,
+                events,
+                next_seq: expected,
+                journal_len,
+                records_after_snapshot,
+                torn_tail,
+            },
+        ))
+    }
+}
+
+/// Why stored state is refused (and quarantined).
+#[derive(Debug)]
+pub(crate) enum StateProblem {
+    Version {
+        file: &'static str,
+        found: u32,
+        expected: u32,
+    },
+    Foreign {
+        file: &'static str,
+        found: String,
+    },
+    Unreadable {
+        file: &'static str,
+        detail: String,
+    },
+}
+
+impl StateProblem {
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            StateProblem::Version {
+                file,
+                found,
+                expected,
+            } => format!("{file} has format version {found}, expected {expected}"),
+            StateProblem::Foreign { file, found } => format!("{file} names run {found}"),
+            StateProblem::Unreadable { file, detail } => format!("{file}: {detail}"),
+        }
+    }
+}
+
+/// A failure while reading a run: bad state (quarantined by the caller) or anything else.
+#[derive(Debug)]
+enum ReadFailure {
+    Bad(StateProblem),
+    Other(Error),
+}
+
+impl From<Error> for ReadFailure {
+    fn from(err: Error) -> Self {
+        ReadFailure::Other(err)
+    }
+}
+
+fn parse_meta(run_id: &RunId, bytes: &[u8]) -> Result<RunMeta, StateProblem> {
+    match serde_json::from_slice::<RunMeta>(bytes) {
+        Ok(meta) => {
+            if meta.format_version != META_FORMAT_VERSION {
+                return Err(StateProblem::Version {
+                    file: META_FILE,
+                    found: meta.format_version,
+                    expected: META_FORMAT_VERSION,
+                });
+            }
+            if meta.run_id != *run_id {
+                return Err(StateProblem::Foreign {
+                    file: META_FILE,
+                    found: meta.run_id.to_string(),
+                });
+            }
+            Ok(meta)
+        }
+        Err(err) => {
+            // A newer or older layout may not parse at all; name its version if it has one.
+            if let Ok(head) = serde_json::from_slice::<MetaHead>(bytes) {
+                if let Some(found) = head.format_version
+                    && found != META_FORMAT_VERSION
+                {
+                    return Err(StateProblem::Version {
+                        file: META_FILE,
+                        found,
+                        expected: META_FORMAT_VERSION,
+                    });
+                }
+                if let Some(found) = head.run_id
+                    && found != run_id.as_str()
+                {
+                    return Err(StateProblem::Foreign {
+                        file: META_FILE,
+                        found,
+                    });
+                }
+            }
+            Err(StateProblem::Unreadable {
+                file: META_FILE,
+                detail: err.to_string(),
+            })
+        }
+    }
+}
+
+fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProblem> {
+    let unreadable = |err: serde_json::Error| StateProblem::Unreadable {
+        file: QUEUE_FILE,
+        detail: err.to_string(),
+    };
+    let head: QueueFileHead = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if head.format_version != QUEUE_FILE_FORMAT_VERSION {
+        return Err(StateProblem::Version {
+            file: QUEUE_FILE,
+            found: head.format_version,
+            expected: QUEUE_FILE_FORMAT_VERSION,
+        });
+    }
+    if head.run_id != run_id.as_str() {
+        return Err(StateProblem::Foreign {
+            file: QUEUE_FILE,
+            found: head.run_id,
+        });
+    }
+    let file: QueueFile = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if file.snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+        return Err(StateProblem::Version {
+            file: QUEUE_FILE,
+            found: file.snapshot.format_version,
+            expected: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    Ok(file)
+}
+
+/// Serializes `queue.json`.
+pub(crate) fn encode_queue_file(
+    run_id: &RunId,
+    covers_seq: u64,
+    snapshot: &Snapshot,
+) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct QueueFileRef<'a> {
+        format_version: u32,
+        run_id: &'a str,
+        covers_seq: u64,
+        snapshot: &'a Snapshot,
+    }
+    serde_json::to_vec_pretty(&QueueFileRef {
+        format_version: QUEUE_FILE_FORMAT_VERSION,
+        run_id: run_id.as_str(),
+        covers_seq,
+        snapshot,
+    })
+    .map_err(encoding("queue snapshot"))
+}

@@ -1,0 +1,626 @@
+//! `FileCheckpointer`: one run's writer, with leader/follower group commit and compaction.
+//!
+//! An `append` frames its records into a shared buffer and gets a ticket (the number of the
+//! batch that buffer will become). If no leader is active it becomes one: a blocking task
+//! that repeatedly takes the whole buffer, writes it with ONE `write`, makes it durable with
+//! ONE `fdatasync` and publishes the batch number. Appends that arrive while a leader is
+//! syncing land in the next batch, so concurrent appends share syncs. The leader runs on the
+//! blocking pool and owns its work, so dropping an `append` future never strands others.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, Durability, Error, Recovered, Result, RunError, RunId, RunMeta,
+    RunStatus,
+};
+use cairn_queue::{Event, Queue, QueueConfig, Snapshot};
+use tokio::sync::watch;
+
+use crate::fs::FsFile;
+use crate::journal;
+use crate::store::{JOURNAL_FILE, QUEUE_FILE, Store, encode_queue_file, io_error, sync_error};
+
+/// Where a writer starts: the journal as `open` (or `begin`) left it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position {
+    /// The sequence number the next record gets.
+    pub(crate) next_seq: u64,
+    /// The journal's length on disk.
+    pub(crate) journal_len: u64,
+    /// Records in the journal after the latest snapshot.
+    pub(crate) records_after_snapshot: u64,
+    /// Sequence numbers up to this are inside `queue.json`.
+    pub(crate) covers_seq: u64,
+}
+
+/// The writer's tuning, fixed by the factory's builder.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterConfig {
+    pub(crate) durability: Durability,
+    pub(crate) compact_after_records: u64,
+    pub(crate) compact_after_bytes: u64,
+    pub(crate) queue_config: QueueConfig,
+}
+
+/// Mutable writer state, under one short-held mutex.
+#[derive(Debug)]
+struct WriterState {
+    /// Framed records waiting for the next batch.
+    buffer: Vec<u8>,
+    /// How many records `buffer` holds.
+    buffered_records: u64,
+    /// The sequence number the next record gets.
+    next_seq: u64,
+    /// The batch `buffer` will become.
+    open_batch: u64,
+    /// Every batch up to this one is durable.
+    durable_batch: u64,
+    /// Whether a leader (or a snapshot install) owns the journal now.
+    leader: bool,
+    /// Set by a failed write or sync; batches from `failed_from` on were not made durable.
+    failure: Option<Failure>,
+    /// The journal's length on disk.
+    journal_len: u64,
+    /// Records in the journal after the latest snapshot.
+    records_after_snapshot: u64,
+    /// Sequence numbers up to this are inside `queue.json`.
+    covers_seq: u64,
+    /// The last sequence number written to the journal.
+    written_seq: u64,
+    /// Set when compaction could not replay the journal; the journal then just grows.
+    compaction_off: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    failed_from: u64,
+    path: PathBuf,
+    kind: std::io::ErrorKind,
+    message: String,
+    sync: bool,
+}
+
+impl Failure {
+    fn to_error(&self) -> Error {
+        let source = std::io::Error::new(self.kind, self.message.clone());
+        if self.sync {
+            Error::SyncFailed {
+                path: self.path.clone(),
+                source,
+            }
+        } else {
+            Error::Io {
+                op: "append",
+                path: self.path.clone(),
+                source,
+            }
+        }
+    }
+}
+
+/// Everything the writer and its leader tasks share.
+struct Shared {
+    run_id: RunId,
+    dir: PathBuf,
+    store: Arc<Store>,
+    config: WriterConfig,
+    journal: Mutex<Box<dyn FsFile>>,
+    state: Mutex<WriterState>,
+    /// Bumped whenever a batch completes or leadership is released.
+    progress: watch::Sender<u64>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileCheckpointer")
+            .field("run_id", &self.run_id)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer of one run in a file store. Holds the run's lock until dropped.
+#[derive(Debug)]
+pub struct FileCheckpointer {
+    shared: Arc<Shared>,
+    /// The run's one-writer lock, held by the writer itself (not by leader tasks) so that
+    /// dropping the writer releases it at once.
+    _lock: Box<dyn FsFile>,
+}
+
+impl Drop for FileCheckpointer {
+    fn drop(&mut self) {
+        // A leader only outlives its appends when an append future was cancelled. Wait
+        // for it so no leader writes after the lock is released to the next opener.
+        // The wait is bounded: a leader task dropped unstarted by a runtime shutdown never
+        // clears the flag, and then there is no one left to write anyway.
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while lock(&self.shared.state).leader && std::time::Instant::now() < give_up {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these mutexes leaves plain data behind; keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| Error::Backend {
+            backend: "file",
+            source: Box::new(err),
+        })?
+}
+
+impl FileCheckpointer {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        run_id: RunId,
+        config: WriterConfig,
+        lock_file: Box<dyn FsFile>,
+        journal: Box<dyn FsFile>,
+        state: Position,
+    ) -> FileCheckpointer {
+        let dir = store.run_dir(&run_id);
+        let (progress, _) = watch::channel(0);
+        FileCheckpointer {
+            shared: Arc::new(Shared {
+                run_id,
+                dir,
+                store,
+                config,
+                journal: Mutex::new(journal),
+                state: Mutex::new(WriterState {
+                    buffer: Vec::new(),
+                    buffered_records: 0,
+                    next_seq: state.next_seq,
+                    open_batch: 1,
+                    durable_batch: 0,
+                    leader: false,
+                    failure: None,
+                    journal_len: state.journal_len,
+                    records_after_snapshot: state.records_after_snapshot,
+                    covers_seq: state.covers_seq,
+                    written_seq: state.next_seq - 1,
+                    compaction_off: false,
+                }),
+                progress,
+            }),
+            _lock: lock_file,
+        }
+    }
+
+    /// Waits until this writer owns the journal exclusively (no leader active), flushing
+    /// nothing itself. The caller must release with `release_leadership`.
+    async fn acquire_leadership(&self) -> Result<()> {
+        let shared = &self.shared;
+        let mut progress = shared.progress.subscribe();
+        loop {
+            {
+                let mut state = lock(&shared.state);
+                if state.failure.is_some() {
+                    return Err(Error::Poisoned {
+                        run_id: shared.run_id.clone(),
+                    });
+                }
+                if !state.leader {
+                    state.leader = true;
+                    return Ok(());
+                }
+            }
+            if progress.changed().await.is_err() {
+                return Err(Error::Poisoned {
+                    run_id: shared.run_id.clone(),
+                });
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Leader loop, on the blocking pool: flush batches until the buffer is empty.
+    fn lead(self: &Arc<Self>, wait_for_company: Option<Duration>) {
+        if let Some(delay) = wait_for_company {
+            std::thread::sleep(delay);
+        }
+        loop {
+            if !self.flush_one_batch() {
+                return;
+            }
+        }
+    }
+
+    /// Writes and syncs the buffered batch. Returns whether the leader should go on
+    /// (`false` once leadership was released). Compaction happens before the batch is
+    /// published, and leadership is released in the same critical section as the last
+    /// publication, so once an append returns no leader touches the files for it.
+    fn flush_one_batch(self: &Arc<Self>) -> bool {
+        let (bytes, records, batch, last_seq) = {
+            let mut state = lock(&self.state);
+            if state.buffer.is_empty() || state.failure.is_some() {
+                state.leader = false;
+                drop(state);
+                self.progress.send_modify(|n| *n += 1);
+                return false;
+            }
+            let batch = state.open_batch;
+            state.open_batch += 1;
+            let records = std::mem::take(&mut state.buffered_records);
+            let last_seq = state.next_seq - 1;
+            (std::mem::take(&mut state.buffer), records, batch, last_seq)
+        };
+        let outcome = self.write_batch(&bytes);
+        let mut state = lock(&self.state);
+        match outcome {
+            Ok(()) => {
+                state.written_seq = last_seq;
+                state.journal_len += bytes.len() as u64;
+                state.records_after_snapshot += records;
+                let compact = !state.compaction_off
+                    && (state.records_after_snapshot >= self.config.compact_after_records
+                        || state.journal_len >= self.config.compact_after_bytes);
+                if compact {
+                    drop(state);
+                    self.compact();
+                    state = lock(&self.state);
+                }
+                state.durable_batch = batch;
+                let more = !state.buffer.is_empty() && state.failure.is_none();
+                if !more {
+                    state.leader = false;
+                }
+                drop(state);
+                self.progress.send_modify(|n| *n += 1);
+                more
+            }
+            Err(failure) => {
+                state.failure = Some(Failure {
+                    failed_from: batch,
+                    ..failure
+                });
+                state.leader = false;
+                drop(state);
+                self.progress.send_modify(|n| *n += 1);
+                false
+            }
+        }
+    }
+
+    /// One write, then one fdatasync unless durability is `None`.
+    fn write_batch(&self, bytes: &[u8]) -> Result<(), Failure> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let failure = |err: std::io::Error, sync: bool| Failure {
+            failed_from: 0,
+            path: path.clone(),
+            kind: err.kind(),
+            message: err.to_string(),
+            sync,
+        };
+        let mut journal = lock(&self.journal);
+        journal.write_all(bytes).map_err(|e| failure(e, false))?;
+        if self.config.durability != Durability::None {
+            journal.sync_data().map_err(|e| failure(e, true))?;
+        }
+        Ok(())
+    }
+
+    /// Replays the journal into a queue and installs its snapshot. Runs as leader. A journal
+    /// that does not replay turns compaction off for this writer (state stays correct; the
+    /// journal just grows).
+    fn compact(self: &Arc<Self>) {
+        let snapshot = match self.replayed_snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(_) => {
+                lock(&self.state).compaction_off = true;
+                return;
+            }
+        };
+        if let Err(err) = self.install_locked(&snapshot) {
+            let mut state = lock(&self.state);
+            if matches!(err, Error::SyncFailed { .. }) && state.failure.is_none() {
+                state.failure = Some(Failure {
+                    failed_from: state.open_batch,
+                    path: self.dir.join(QUEUE_FILE),
+                    kind: std::io::ErrorKind::Other,
+                    message: err.to_string(),
+                    sync: true,
+                });
+            } else {
+                state.compaction_off = true;
+            }
+        }
+    }
+
+    fn replayed_snapshot(&self) -> Result<Snapshot> {
+        let store = &self.store;
+        let dir = &self.dir;
+        let (snapshot, covers) = match store.fs.read(&dir.join(QUEUE_FILE)) {
+            Ok(bytes) => {
+                let file: crate::store::QueueFile =
+                    serde_json::from_slice(&bytes).map_err(|err| Error::Encoding {
+                        what: "queue snapshot",
+                        detail: err.to_string(),
+                    })?;
+                (Some(file.snapshot), file.covers_seq)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
+            Err(err) => return Err(io_error("read", &dir.join(QUEUE_FILE))(err)),
+        };
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
+        let scan = journal::scan(&bytes);
+        let mut events = Vec::with_capacity(scan.records.len());
+        for record in scan.records.iter().filter(|r| r.seq > covers) {
+            let event: Event =
+                serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
+                    Error::Encoding {
+                        what: "journal event",
+                        detail: err.to_string(),
+                    }
+                })?;
+            events.push(event);
+        }
+        let queue = Queue::replay(snapshot, events.iter(), self.config.queue_config.clone())
+            .map_err(|source| Error::Replay {
+                run_id: self.run_id.clone(),
+                source,
+            })?;
+        Ok(queue.snapshot())
+    }
+
+    /// Installs `snapshot` as covering every record written so far. The caller is leader
+    /// and the buffer has been flushed. Order: temp, fdatasync, rename, fsync dir, and only
+    /// then truncate the journal (and sync it).
+    fn install_locked(&self, snapshot: &Snapshot) -> Result<()> {
+        let covers = lock(&self.state).written_seq;
+        let bytes = encode_queue_file(&self.run_id, covers, snapshot)?;
+        self.store.write_atomic(&self.dir, QUEUE_FILE, &bytes)?;
+        let path = self.dir.join(JOURNAL_FILE);
+        {
+            let journal = lock(&self.journal);
+            journal.set_len(0).map_err(io_error("truncate", &path))?;
+            journal.sync_data().map_err(sync_error(&path))?;
+        }
+        let mut state = lock(&self.state);
+        state.covers_seq = covers;
+        state.journal_len = 0;
+        state.records_after_snapshot = 0;
+        Ok(())
+    }
+
+    fn release_leadership(&self) {
+        lock(&self.state).leader = false;
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    fn poison_with(&self, err: &Error) {
+        if let Error::SyncFailed { path, source } = err {
+            let mut state = lock(&self.state);
+            if state.failure.is_none() {
+                state.failure = Some(Failure {
+                    failed_from: state.open_batch,
+                    path: path.clone(),
+                    kind: source.kind(),
+                    message: source.to_string(),
+                    sync: true,
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Checkpointer for FileCheckpointer {
+    fn run_id(&self) -> &RunId {
+        &self.shared.run_id
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            let state = lock(&self.shared.state);
+            if state.failure.is_some() {
+                return Err(Error::Poisoned {
+                    run_id: self.shared.run_id.clone(),
+                });
+            }
+            return Ok(());
+        }
+        // Serialize and checksum before taking the lock, so the lock covers only framing.
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = serde_json::to_vec(event).map_err(|err| Error::Encoding {
+                what: "journal event",
+                detail: err.to_string(),
+            })?;
+            let crc = journal::payload_crc(&payload);
+            payloads.push((payload, crc));
+        }
+        let shared = &self.shared;
+        let mut progress = shared.progress.subscribe();
+        let (ticket, lead) = {
+            let mut state = lock(&shared.state);
+            if state.failure.is_some() {
+                return Err(Error::Poisoned {
+                    run_id: shared.run_id.clone(),
+                });
+            }
+            for (payload, crc) in &payloads {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                journal::frame(&mut state.buffer, seq, payload, *crc);
+            }
+            state.buffered_records += payloads.len() as u64;
+            let lead = !state.leader;
+            state.leader = true;
+            (state.open_batch, lead)
+        };
+        if lead {
+            let wait = match shared.config.durability {
+                Durability::Group { max_delay } if !max_delay.is_zero() => Some(max_delay),
+                _ => None,
+            };
+            let leader = Arc::clone(shared);
+            // Detached on purpose: the leader finishes even if this future is dropped.
+            drop(tokio::task::spawn_blocking(move || leader.lead(wait)));
+        }
+        loop {
+            {
+                let mut state = lock(&shared.state);
+                if state.durable_batch >= ticket {
+                    return Ok(());
+                }
+                if let Some(failure) = &state.failure {
+                    return Err(if ticket >= failure.failed_from {
+                        failure.to_error()
+                    } else {
+                        Error::Poisoned {
+                            run_id: shared.run_id.clone(),
+                        }
+                    });
+                }
+                // The leader left before taking this ticket's batch: lead now.
+                if !state.leader {
+                    state.leader = true;
+                    drop(state);
+                    let leader = Arc::clone(shared);
+                    drop(tokio::task::spawn_blocking(move || leader.lead(None)));
+                    continue;
+                }
+            }
+            if progress.changed().await.is_err() {
+                return Err(Error::Poisoned {
+                    run_id: shared.run_id.clone(),
+                });
+            }
+        }
+    }
+
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        self.acquire_leadership().await?;
+        let shared = Arc::clone(&self.shared);
+        let snapshot = snapshot.clone();
+        blocking(move || {
+            // Flush what is buffered first, so the snapshot covers it.
+            let outcome = (|| {
+                let (bytes, records, last_seq) = {
+                    let mut state = lock(&shared.state);
+                    let records = std::mem::take(&mut state.buffered_records);
+                    let last_seq = state.next_seq - 1;
+                    (std::mem::take(&mut state.buffer), records, last_seq)
+                };
+                if !bytes.is_empty() {
+                    let batch = lock(&shared.state).open_batch;
+                    lock(&shared.state).open_batch += 1;
+                    if let Err(failure) = shared.write_batch(&bytes) {
+                        let err = failure.to_error();
+                        lock(&shared.state).failure = Some(Failure {
+                            failed_from: batch,
+                            ..failure
+                        });
+                        return Err(err);
+                    }
+                    let mut state = lock(&shared.state);
+                    state.written_seq = last_seq;
+                    state.durable_batch = batch;
+                    state.journal_len += bytes.len() as u64;
+                    state.records_after_snapshot += records;
+                }
+                let result = shared.install_locked(&snapshot);
+                if let Err(err) = &result {
+                    shared.poison_with(err);
+                }
+                result
+            })();
+            shared.release_leadership();
+            outcome
+        })
+        .await
+    }
+
+    async fn load(&self) -> Result<Recovered> {
+        self.acquire_leadership().await?;
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            let outcome = (|| {
+                let store = &shared.store;
+                let meta = store
+                    .load_meta(&shared.run_id)?
+                    .ok_or_else(|| Error::NotFound {
+                        run_id: shared.run_id.clone(),
+                    })?;
+                let (snapshot, covers) = match store.fs.read(&shared.dir.join(QUEUE_FILE)) {
+                    Ok(bytes) => {
+                        let file: crate::store::QueueFile = serde_json::from_slice(&bytes)
+                            .map_err(|err| Error::Encoding {
+                                what: "queue snapshot",
+                                detail: err.to_string(),
+                            })?;
+                        (Some(file.snapshot), file.covers_seq)
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
+                    Err(err) => return Err(io_error("read", &shared.dir.join(QUEUE_FILE))(err)),
+                };
+                let path = shared.dir.join(JOURNAL_FILE);
+                let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
+                let scan = journal::scan(&bytes);
+                let mut events = Vec::new();
+                for record in scan.records.iter().filter(|r| r.seq > covers) {
+                    events.push(
+                        serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
+                            Error::Corruption {
+                                run_id: shared.run_id.clone(),
+                                file: JOURNAL_FILE.to_owned(),
+                                offset: record.offset,
+                                detail: err.to_string(),
+                            }
+                        })?,
+                    );
+                }
+                Ok(Recovered {
+                    meta,
+                    snapshot,
+                    events,
+                    torn_tail: None,
+                })
+            })();
+            shared.release_leadership();
+            outcome
+        })
+        .await
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let record = record.clone();
+        blocking(move || shared.store.append_audit_in(&shared.dir, &record)).await
+    }
+
+    async fn complete(&self) -> Result<RunMeta> {
+        self.finish(RunStatus::Completed, None).await
+    }
+
+    async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        self.finish(RunStatus::Failed, Some(error.clone())).await
+    }
+}
+
+impl FileCheckpointer {
+    async fn finish(&self, status: RunStatus, error: Option<RunError>) -> Result<RunMeta> {
+        if lock(&self.shared.state).failure.is_some() {
+            return Err(Error::Poisoned {
+                run_id: self.shared.run_id.clone(),
+            });
+        }
+        let shared = Arc::clone(&self.shared);
+        blocking(move || shared.store.finish(&shared.run_id, status, error.as_ref())).await
+    }
+}

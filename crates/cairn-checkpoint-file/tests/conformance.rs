@@ -1,0 +1,46 @@
+//! The whole conformance suite against the file adapter, under each durability, and
+//! against the fault wrapper around it.
+
+mod common;
+use common as harness;
+
+mod sync {
+    cairn_checkpoint::conformance_tests!(super::harness::FileHarness::new());
+}
+
+mod group {
+    cairn_checkpoint::conformance_tests!(super::harness::FileHarness::with(
+        cairn_checkpoint::Durability::Group {
+            max_delay: std::time::Duration::from_micros(100)
+        }
+    ));
+}
+
+mod no_sync {
+    cairn_checkpoint::conformance_tests!(super::harness::FileHarness::with(
+        cairn_checkpoint::Durability::None
+    ));
+}
+
+mod faulty {
+    cairn_checkpoint::conformance_tests!(cairn_checkpoint::conformance::FaultyHarness(
+        super::harness::FileHarness::new()
+    ));
+}
+
+/// The file adapter supports every damage hook, so no case may be skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_case_is_skipped_for_files() {
+    use cairn_checkpoint::conformance::{self, CaseResult};
+    let h = harness::FileHarness::new();
+    assert_eq!(conformance::torn_tail(&h).await, CaseResult::Passed);
+    let h = harness::FileHarness::new();
+    assert_eq!(
+        conformance::corruption_in_the_middle(&h).await,
+        CaseResult::Passed
+    );
+    let h = harness::FileHarness::new();
+    assert_eq!(conformance::version_mismatch(&h).await, CaseResult::Passed);
+    let h = harness::FileHarness::new();
+    assert_eq!(conformance::foreign_run(&h).await, CaseResult::Passed);
+}
