@@ -21,6 +21,17 @@ use crate::writer::{SledCheckpointer, WriterSlot};
 /// `Locked`. Another process cannot open the database at all while this one has it: sled
 /// locks its files, so status swaps of different processes are serialized by construction.
 ///
+/// # Behaviour beyond the port's MUSTs
+///
+/// - `compare_and_swap_status` is sled's `compare_and_swap` on the metadata key, retried
+///   only when another field changed in between; it refuses to move a `completed` or
+///   `cancelled` run with `Error::Terminal`.
+/// - `quarantine` of a run with a live writer fails with `Locked`.
+/// - `load_meta` and `compare_and_swap_status` report damaged metadata as `Corruption`
+///   without moving it; `list` skips it. Only `open` (and `load`) quarantine.
+/// - Cut torn records go to the `cairn/cut` tree, quarantined state to `cairn/quarantine`;
+///   neither is ever deleted.
+///
 /// # Examples
 ///
 /// ```

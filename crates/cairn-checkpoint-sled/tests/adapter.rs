@@ -442,3 +442,22 @@ async fn the_hosts_own_trees_are_left_alone() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_refuses_a_second_opener_of_the_files_while_a_factory_holds_them() {
+    // sled's lock is an flock on its database file; a second open file description conflicts
+    // exactly as another process's would.
+    let h = PathHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    let second = sled::Config::new().path(h.path()).open();
+    assert!(second.is_err(), "the files are locked by the first handle");
+    drop(factory);
+    let third = SledFactory::open(h.path()).expect("the lock went with the last handle");
+    assert!(
+        third
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
