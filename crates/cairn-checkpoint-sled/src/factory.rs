@@ -80,7 +80,8 @@ impl SledFactoryBuilder {
     /// Opens (or creates) the sled database in the directory `path`.
     ///
     /// If this process already has that database open through another factory, the new
-    /// factory shares it.
+    /// factory shares it. If the host opened it with sled directly, sled's file lock refuses
+    /// a second open: pass the host's handle with `db` instead.
     pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
         self.location = Some(Location::Path(path.into()));
         self

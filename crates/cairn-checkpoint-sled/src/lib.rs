@@ -31,9 +31,10 @@
 //!   sled's buffers and fsyncs).
 //! - `Durability::Group`: writers that arrive while a flush is pending share it; the first
 //!   one leads, waits up to `max_delay` for company, and flushes for everybody.
-//! - `Durability::None`: no flush at all. sled's background flusher writes within about half
-//!   a second, but a power loss or kernel crash may lose acknowledged writes. Unsafe for
-//!   anything that must not be lost.
+//! - `Durability::None`: no flush at all. With sled's default configuration (the one used
+//!   when the factory opens the database by path) its background flusher writes every 500
+//!   ms, but a power loss or kernel crash may lose acknowledged writes. Unsafe for anything
+//!   that must not be lost.
 //!
 //! A flush is database-wide. A failed flush poisons the database handle for this process:
 //! every later flush through it fails with `SyncFailed` (never retried, as the kernel may
