@@ -26,7 +26,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             base: Duration::from_millis(100),
             max: Duration::from_secs(60),
-            seed: 0x0cA1_2b5e_ed00_d1e5,
+            seed: 0x0ca1_2b5e_ed00_d1e5,
         }
     }
 }
@@ -53,10 +53,7 @@ impl RetryPolicy {
         let exponent = attempt.saturating_sub(1).min(63);
         let base_ms = u64::try_from(self.base.as_millis()).unwrap_or(u64::MAX);
         let max_ms = u64::try_from(self.max.as_millis()).unwrap_or(u64::MAX);
-        let full = base_ms
-            .checked_mul(1u64 << exponent)
-            .unwrap_or(u64::MAX)
-            .min(max_ms);
+        let full = base_ms.saturating_mul(1u64 << exponent).min(max_ms);
         let half = full / 2;
         let span = full - half;
         let noise = splitmix64(self.seed ^ task.0.rotate_left(17) ^ u64::from(attempt));

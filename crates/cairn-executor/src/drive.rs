@@ -359,10 +359,7 @@ impl Drive {
         loop {
             let mut started = Vec::new();
             if flight.stopping.is_none() {
-                let free = self
-                    .config
-                    .concurrency
-                    .saturating_sub(flight.running.len());
+                let free = self.config.concurrency.saturating_sub(flight.running.len());
                 if free > 0 {
                     let now = self.clock.now();
                     // `next_runnable` lists every due task; asking once per cycle would make a
@@ -375,7 +372,11 @@ impl Drive {
                             break;
                         };
                         // Due tasks stay due until started, but skip anything already taken.
-                        if self.queue.get(id).is_some_and(|t| t.status == Status::Pending) {
+                        if self
+                            .queue
+                            .get(id)
+                            .is_some_and(|t| t.status == Status::Pending)
+                        {
                             match self.queue.start(id, now) {
                                 Ok(attempt) => started.push((id, attempt)),
                                 Err(cairn_queue::Error::NotReady { .. }) => {}
@@ -479,8 +480,7 @@ impl Drive {
     /// Waits for something to happen, then takes in everything else that is ready too, so
     /// one append covers it all.
     async fn wait(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
-        let wakeup = if flight.stopping.is_none()
-            && flight.running.len() < self.config.concurrency
+        let wakeup = if flight.stopping.is_none() && flight.running.len() < self.config.concurrency
         {
             self.queue.next_wakeup().map(|at| self.clock.instant_at(at))
         } else {
@@ -641,7 +641,9 @@ impl Drive {
                 let message = panic_message(error.into_panic());
                 let error = TaskError::new(
                     "panic",
-                    format!("handler of task {id} (`{kind}`) panicked on attempt {attempt}: {message}"),
+                    format!(
+                        "handler of task {id} (`{kind}`) panicked on attempt {attempt}: {message}"
+                    ),
                 );
                 self.fail(id, attempt, error, false, now)?;
                 "panic"

@@ -24,12 +24,10 @@ pub enum Error {
     },
     /// Looking for an interrupted run to adopt failed, so the executor could not tell
     /// whether starting fresh is safe.
-    #[error("cannot look up interrupted runs of workflow `{workflow}` in scope `{scope}`: {source}")]
+    #[error("cannot look up interrupted runs of {target}: {source}")]
     Lookup {
-        /// The workflow.
-        workflow: String,
-        /// The scope.
-        scope: String,
+        /// The workflow and scope looked up, as `workflow `w` in scope `s``.
+        target: String,
         /// The store's error.
         #[source]
         source: cairn_checkpoint::Error,
@@ -78,7 +76,9 @@ pub enum Error {
         source: cairn_checkpoint::Error,
     },
     /// A handler tried to enqueue a follow-up of a kind no handler is registered for.
-    #[error("task {parent} cannot enqueue a follow-up of kind `{kind}`: no handler is registered for it")]
+    #[error(
+        "task {parent} cannot enqueue a follow-up of kind `{kind}`: no handler is registered for it"
+    )]
     UnknownKind {
         /// The task whose handler asked.
         parent: TaskId,

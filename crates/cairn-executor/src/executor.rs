@@ -270,8 +270,7 @@ impl Executor {
     /// quarantining those that do not.
     async fn find_interrupted(&self, plan: &RunPlan, now: Timestamp) -> Result<Option<Prepared>> {
         let lookup = |source| Error::Lookup {
-            workflow: plan.workflow.clone(),
-            scope: plan.scope.clone(),
+            target: format!("workflow `{}` in scope `{}`", plan.workflow, plan.scope),
             source,
         };
         let filter = RunFilter {
@@ -294,10 +293,7 @@ impl Executor {
             match self.factory.open(&run_id).await {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
-                    match self
-                        .take_over(plan, expected_id, opened, true, now)
-                        .await
-                    {
+                    match self.take_over(plan, expected_id, opened, true, now).await {
                         Ok(prepared) => return Ok(Some(prepared)),
                         Err(Refusal::Unfit(reason)) => {
                             self.quarantine(&run_id, &reason, now).await;
@@ -446,7 +442,9 @@ impl Executor {
             Ok(queue) => queue,
             Err(error) => {
                 drop(checkpointer);
-                return Err(Refusal::Unfit(format!("its state does not replay: {error}")));
+                return Err(Refusal::Unfit(format!(
+                    "its state does not replay: {error}"
+                )));
             }
         };
 
@@ -597,9 +595,8 @@ fn fresh_run_id(now: Timestamp) -> RunId {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let entropy = (u128::from(std::process::id()) << 64)
-        | (u128::from(count) << 32)
-        | u128::from(nanos);
+    let entropy =
+        (u128::from(std::process::id()) << 64) | (u128::from(count) << 32) | u128::from(nanos);
     RunId::generate(now.0, entropy)
 }
 

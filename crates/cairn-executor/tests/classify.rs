@@ -31,8 +31,14 @@ fn only_a_shutdown_leaves_the_run_running() {
         classify(Some(&RunStop::Cancelled(CancelCause::Shutdown))),
         Disposition::LeaveRunning
     );
-    assert_eq!(fail_kind(RunStop::Cancelled(CancelCause::Caller)), "cancelled");
-    assert_eq!(fail_kind(RunStop::Cancelled(CancelCause::Deadline)), "deadline");
+    assert_eq!(
+        fail_kind(RunStop::Cancelled(CancelCause::Caller)),
+        "cancelled"
+    );
+    assert_eq!(
+        fail_kind(RunStop::Cancelled(CancelCause::Deadline)),
+        "deadline"
+    );
 }
 
 #[test]
@@ -48,7 +54,10 @@ fn every_other_stop_fails_with_a_kind_that_says_why() {
     };
     assert_eq!(fail_kind(panicked), "panic");
     assert_eq!(fail_kind(RunStop::Build("unknown kind".into())), "build");
-    assert_eq!(fail_kind(RunStop::Panicked("boom".into())), "executor_panic");
+    assert_eq!(
+        fail_kind(RunStop::Panicked("boom".into())),
+        "executor_panic"
+    );
     let poisoned = cairn_checkpoint::Error::Injected { op: "append" };
     assert_eq!(fail_kind(RunStop::Checkpoint(poisoned)), "checkpoint");
     let refused = cairn_queue::Error::UnknownTask { id: TaskId(9) };
@@ -77,7 +86,11 @@ fn backoff_grows_exponentially_within_jitter_bounds_and_is_capped() {
     for attempt in 1..=10u32 {
         let full = (100u64 << (attempt - 1)).min(1_000);
         let delay = policy.delay(TaskId(1), attempt).as_millis() as u64;
-        assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay} ms not in [{}, {full}]", full / 2);
+        assert!(
+            delay >= full / 2 && delay <= full,
+            "attempt {attempt}: {delay} ms not in [{}, {full}]",
+            full / 2
+        );
     }
 }
 
@@ -91,7 +104,10 @@ fn backoff_jitter_is_deterministic_per_seed_and_spreads_tasks() {
     assert_eq!(policy.delay(TaskId(3), 2), policy.delay(TaskId(3), 2));
     let delays: std::collections::BTreeSet<Duration> =
         (0..20).map(|t| policy.delay(TaskId(t), 1)).collect();
-    assert!(delays.len() > 10, "tasks that failed together do not retry in lockstep");
+    assert!(
+        delays.len() > 10,
+        "tasks that failed together do not retry in lockstep"
+    );
     let other_seed = RetryPolicy { seed: 8, ..policy };
     assert!((0..20).any(|t| other_seed.delay(TaskId(t), 1) != policy.delay(TaskId(t), 1)));
 }

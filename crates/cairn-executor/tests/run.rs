@@ -12,7 +12,9 @@ use cairn_executor::{
     RunStop, Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Event, Handoff, Status, TaskSpec};
-use common::{Counter, Damage, Doctor, Ledger, LogBuffer, completions, recording, stored, stored_queue};
+use common::{
+    Counter, Damage, Doctor, Ledger, LogBuffer, completions, recording, stored, stored_queue,
+};
 
 fn executor(factory: &MemoryFactory, registry: Registry, config: ExecutorConfig) -> Executor {
     Executor::new(Arc::new(factory.clone()), registry, config).unwrap()
@@ -49,10 +51,14 @@ async fn happy_path_runs_every_task_once_and_completes_the_run() {
     phase.task(TaskSpec::new("sink"), [b, c]);
     let plan = RunPlan::new("wf", "scope").phase(phase);
 
-    let report = executor(&factory, registry, ExecutorConfig::default().with_concurrency(4))
-        .run(plan, Start::Fresh, RunSignals::default())
-        .await
-        .unwrap();
+    let report = executor(
+        &factory,
+        registry,
+        ExecutorConfig::default().with_concurrency(4),
+    )
+    .run(plan, Start::Fresh, RunSignals::default())
+    .await
+    .unwrap();
 
     assert_eq!(report.disposition, Disposition::Complete);
     assert!(report.durable && !report.resumed);
@@ -70,8 +76,12 @@ async fn happy_path_runs_every_task_once_and_completes_the_run() {
     assert!(done.values().all(|&n| n == 1));
     // Every Completed record comes after its task's Started record.
     for (id, _) in done {
-        let started = events.iter().position(|e| matches!(e, Event::Started { id: s, .. } if *s == id));
-        let completed = events.iter().position(|e| matches!(e, Event::Completed { id: c, .. } if *c == id));
+        let started = events
+            .iter()
+            .position(|e| matches!(e, Event::Started { id: s, .. } if *s == id));
+        let completed = events
+            .iter()
+            .position(|e| matches!(e, Event::Completed { id: c, .. } if *c == id));
         assert!(started.unwrap() < completed.unwrap());
     }
 }
@@ -97,7 +107,11 @@ async fn a_retryable_failure_is_retried_then_succeeds() {
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("flaky").max_attempts(3), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
@@ -110,26 +124,31 @@ async fn a_retryable_failure_is_retried_then_succeeds() {
     let retried = events.iter().any(|e| {
         matches!(e, Event::Failed { attempt: 1, retry_at: Some(_), error, .. } if error.kind == "network")
     });
-    assert!(retried, "the first attempt is recorded as a retried failure");
+    assert!(
+        retried,
+        "the first attempt is recorded as a retried failure"
+    );
 }
 
 #[tokio::test]
 async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish() {
     let factory = MemoryFactory::new();
     let ledger = Ledger::default();
-    let registry = Registry::new()
-        .with("ok", recording(&ledger))
-        .with(
-            "broken",
-            handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad_input", "no such file")) }),
-        );
+    let registry = Registry::new().with("ok", recording(&ledger)).with(
+        "broken",
+        handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad_input", "no such file")) }),
+    );
     let mut phase = Phase::new("p");
     let broken = phase.task(TaskSpec::new("broken"), []);
     let after_broken = phase.task(TaskSpec::new("ok").inputs("after broken".into()), [broken]);
     let left = phase.task(TaskSpec::new("ok").inputs("left".into()), []);
     let after_left = phase.task(TaskSpec::new("ok").inputs("after left".into()), [left]);
     let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
@@ -147,7 +166,11 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
     assert_eq!(status(after_broken), Status::Blocked);
     assert_eq!(status(left), Status::Done);
     assert_eq!(status(after_left), Status::Done);
-    assert_eq!(queue.tasks().nth(broken).unwrap().attempts, 1, "permanent: no retry");
+    assert_eq!(
+        queue.tasks().nth(broken).unwrap().attempts,
+        1,
+        "permanent: no retry"
+    );
     assert_eq!(ledger.count("ok"), 2);
     let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Failed);
@@ -168,9 +191,16 @@ async fn follow_ups_are_enqueued_by_their_parent_and_deduplicated() {
                 let spec = TaskSpec::new("child").inputs(serde_json::json!({ "n": 1 }));
                 let first = ctx.enqueue(spec.clone()).await.unwrap();
                 let again = ctx.enqueue(spec).await.unwrap();
-                existing.lock().unwrap().push((first.existing, again.existing, first.id == again.id));
+                existing.lock().unwrap().push((
+                    first.existing,
+                    again.existing,
+                    first.id == again.id,
+                ));
                 let unknown = ctx.enqueue(TaskSpec::new("nobody")).await;
-                assert!(matches!(unknown, Err(cairn_executor::Error::UnknownKind { .. })));
+                assert!(matches!(
+                    unknown,
+                    Err(cairn_executor::Error::UnknownKind { .. })
+                ));
                 Ok(Finish::Complete(Handoff::default()))
             }
         }),
@@ -178,7 +208,11 @@ async fn follow_ups_are_enqueued_by_their_parent_and_deduplicated() {
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("parent"), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
@@ -197,22 +231,24 @@ async fn follow_ups_are_enqueued_by_their_parent_and_deduplicated() {
 async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
     let factory = MemoryFactory::new();
     let ledger = Ledger::default();
-    let registry = Registry::new()
-        .with("ok", recording(&ledger))
-        .with(
-            "explode",
-            handler_fn(|_ctx| async {
-                if true {
-                    panic!("kaboom in the handler");
-                }
-                Ok(Finish::Complete(Handoff::default()))
-            }),
-        );
+    let registry = Registry::new().with("ok", recording(&ledger)).with(
+        "explode",
+        handler_fn(|_ctx| async {
+            if true {
+                panic!("kaboom in the handler");
+            }
+            Ok(Finish::Complete(Handoff::default()))
+        }),
+    );
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("explode").max_attempts(3), []);
     phase.task(TaskSpec::new("ok"), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
@@ -247,7 +283,11 @@ async fn an_unknown_kind_is_a_build_error_that_is_finalized_before_any_task_runs
 
     assert!(matches!(report.stop, Some(RunStop::Build(_))));
     assert_eq!(fail_kind(&report.disposition), Some("build"));
-    assert_eq!(ledger.total(), 0, "nothing runs when any phase names an unknown kind");
+    assert_eq!(
+        ledger.total(),
+        0,
+        "nothing runs when any phase names an unknown kind"
+    );
     let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Failed);
     let error = meta.error.unwrap();
@@ -281,7 +321,11 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     let once = phase.task(TaskSpec::new("slow_once").max_attempts(2), []);
     let always = phase.task(TaskSpec::new("always_slow").max_attempts(2), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
@@ -289,7 +333,11 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     let queue = stored_queue(&factory, &report.run_id).await;
     let once = queue.tasks().nth(once).unwrap();
     assert_eq!((once.status, once.attempts), (Status::Done, 2));
-    assert_eq!(once.error.as_ref().unwrap().kind, "timeout", "the retried timeout is kept");
+    assert_eq!(
+        once.error.as_ref().unwrap().kind,
+        "timeout",
+        "the retried timeout is kept"
+    );
     let always = queue.tasks().nth(always).unwrap();
     assert_eq!((always.status, always.attempts), (Status::Failed, 2));
     assert_eq!(always.error.as_ref().unwrap().kind, "timeout");
@@ -300,31 +348,54 @@ async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error() 
     let logs = LogBuffer::default();
     let _guard = logs.install();
     let store = MemoryFactory::new();
-    let factory = Doctor::new(store.clone(), Damage { fail_begin: true, ..Damage::default() });
+    let factory = Doctor::new(
+        store.clone(),
+        Damage {
+            fail_begin: true,
+            ..Damage::default()
+        },
+    );
     let ledger = Ledger::default();
     let registry = Registry::new().with("ok", recording(&ledger));
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("ok"), []);
     let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
     let report = executor
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
     assert_eq!(report.disposition, Disposition::Complete);
     assert!(!report.durable);
     assert_eq!(ledger.count("ok"), 1);
-    assert!(store.load_meta(&report.run_id).await.unwrap().is_none(), "nothing was stored");
+    assert!(
+        store.load_meta(&report.run_id).await.unwrap().is_none(),
+        "nothing was stored"
+    );
     let warns = logs.lines_with("begin_degraded");
     assert_eq!(warns.len(), 1, "logs:\n{}", logs.text());
     assert!(warns[0].contains("WARN"));
-    assert!(warns[0].contains("injected fault in begin"), "the WARN names the error: {}", warns[0]);
+    assert!(
+        warns[0].contains("injected fault in begin"),
+        "the WARN names the error: {}",
+        warns[0]
+    );
     assert!(warns[0].contains(report.run_id.as_str()));
 }
 
 #[tokio::test]
 async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
-    let factory = Doctor::new(MemoryFactory::new(), Damage { fail_begin: true, ..Damage::default() });
+    let factory = Doctor::new(
+        MemoryFactory::new(),
+        Damage {
+            fail_begin: true,
+            ..Damage::default()
+        },
+    );
     let ledger = Ledger::default();
     let registry = Registry::new().with("ok", recording(&ledger));
     let mut phase = Phase::new("p");
@@ -332,13 +403,20 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
     let config = ExecutorConfig::default().with_require_durability(true);
     let executor = Executor::new(Arc::new(factory), registry, config).unwrap();
     let err = executor
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap_err();
 
     assert!(matches!(
         err,
-        Error::BeginFailed { source: cairn_checkpoint::Error::Injected { op: "begin" }, .. }
+        Error::BeginFailed {
+            source: cairn_checkpoint::Error::Injected { op: "begin" },
+            ..
+        }
     ));
     assert_eq!(ledger.total(), 0);
 }
@@ -347,18 +425,30 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
 async fn a_panic_inside_the_executor_still_finalizes_the_run_as_failed() {
     let store = MemoryFactory::new();
     // The first append records the phase; the second (the first batch of starts) panics.
-    let factory = Doctor::new(store.clone(), Damage { panic_on_append: Some(2), ..Damage::default() });
+    let factory = Doctor::new(
+        store.clone(),
+        Damage {
+            panic_on_append: Some(2),
+            ..Damage::default()
+        },
+    );
     let ledger = Ledger::default();
     let registry = Registry::new().with("ok", recording(&ledger));
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("ok"), []);
     let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
     let report = executor
-        .run(RunPlan::new("wf", "s").phase(phase), Start::Fresh, RunSignals::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
 
-    assert!(matches!(&report.stop, Some(RunStop::Panicked(m)) if m.contains("doctored writer panics")));
+    assert!(
+        matches!(&report.stop, Some(RunStop::Panicked(m)) if m.contains("doctored writer panics"))
+    );
     assert_eq!(fail_kind(&report.disposition), Some("executor_panic"));
     let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Failed);
@@ -401,4 +491,42 @@ async fn zero_concurrency_is_refused() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { .. }));
+}
+
+#[tokio::test]
+async fn handler_work_runs_inside_its_task_span_inside_the_run_span() {
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let factory = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "traced",
+        handler_fn(|_ctx| async {
+            tracing::info!("handler says hello");
+            Ok(Finish::Complete(Handoff::default()))
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("traced"), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    let lines = logs.lines_with("handler says hello");
+    assert_eq!(lines.len(), 1);
+    let run_span = format!(
+        "orchestrator run{{run_id={} workflow=wf scope=s resumed=false}}",
+        report.run_id
+    );
+    assert!(lines[0].contains(&run_span), "{}", lines[0]);
+    assert!(lines[0].contains(":orchestrator task{"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("task_id=t0 kind=traced attempt=1"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(logs.lines_with("orchestrator run finished").len(), 1);
 }

@@ -24,11 +24,10 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn record(&self, ctx: &TaskContext) {
-        self.entries.lock().unwrap().push((
-            ctx.task().kind.clone(),
-            ctx.task_id(),
-            ctx.attempt(),
-        ));
+        self.entries
+            .lock()
+            .unwrap()
+            .push((ctx.task().kind.clone(), ctx.task_id(), ctx.attempt()));
     }
 
     pub fn count(&self, kind: &str) -> usize {

@@ -1,0 +1,506 @@
+//! Shutdown and resume: graceful shutdown leaves a run resumable, a new executor adopts it
+//! without completing anything twice, unfit state is quarantined, and phases resume by index.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::{
+    AuditAction, CheckpointerFactory, MemoryFactory, RunFilter, RunId, RunStatus,
+};
+use cairn_executor::{
+    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals,
+    Start, TaskFailure, handler_fn,
+};
+use cairn_queue::{Event, Handoff, TaskSpec};
+use common::{
+    Damage, Doctor, Ledger, LogBuffer, completions, plant_interrupted, recording, stored,
+};
+use tokio_util::sync::CancellationToken;
+
+fn config() -> ExecutorConfig {
+    ExecutorConfig::default()
+        .with_concurrency(3)
+        .with_shutdown_grace(Duration::from_secs(5))
+}
+
+/// A handler that records its body in `started`, and on its first attempt of the task whose
+/// input is `stall_on` triggers `shutdown` and then never finishes; otherwise it records
+/// itself in `returned` and completes.
+fn stalling(
+    started: &Ledger,
+    returned: &Ledger,
+    stall_on: i64,
+    shutdown: CancellationToken,
+) -> impl cairn_executor::Handler {
+    let (started, returned) = (started.clone(), returned.clone());
+    handler_fn(move |ctx| {
+        let (started, returned, shutdown) = (started.clone(), returned.clone(), shutdown.clone());
+        async move {
+            started.record(&ctx);
+            if ctx.inputs().as_i64() == Some(stall_on) && ctx.attempt() == 1 {
+                shutdown.cancel();
+                std::future::pending::<()>().await;
+            }
+            returned.record(&ctx);
+            Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+        }
+    })
+}
+
+fn numbered_phase(name: &str, n: i64) -> Phase {
+    let mut phase = Phase::new(name);
+    for i in 0..n {
+        phase.task(TaskSpec::new("work").inputs(i.into()), []);
+    }
+    phase
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_leaves_the_run_running_and_a_new_executor_resumes_it_without_completing_twice() {
+    let store = MemoryFactory::new();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("main", 12));
+
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 4, signals.shutdown.clone()),
+    );
+    let first = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let report = first.run(plan.clone(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::LeaveRunning);
+    let run_id = report.run_id.clone();
+    let meta = store.load_meta(&run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Running);
+    assert!(
+        !store.is_held(&run_id).await.unwrap(),
+        "the writer was released"
+    );
+    assert!(returned.total() < 12, "the shutdown stopped the run early");
+
+    // A new executor over a new factory handle on the same storage, as after a restart.
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 4, signals.shutdown.clone()),
+    );
+    let second = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let report = second.run(plan, Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(report.resumed);
+    assert_eq!(
+        report.run_id, run_id,
+        "the interrupted run was adopted, not replaced"
+    );
+
+    // Each task returned once across both executors, and its completion is recorded once.
+    assert_eq!(returned.total(), 12);
+    assert!(returned.per_task().values().all(|&n| n == 1));
+    let events = stored(&store, &run_id).await.events;
+    let done = completions(&events);
+    assert_eq!(done.len(), 12);
+    assert!(
+        done.values().all(|&n| n == 1),
+        "no task completed twice: {done:?}"
+    );
+    // Only the stalled attempt (running at the stop) ran its body again.
+    let reran: Vec<usize> = started
+        .per_task()
+        .values()
+        .copied()
+        .filter(|&n| n > 1)
+        .collect();
+    assert_eq!(reran, vec![2]);
+
+    let meta = store.load_meta(&run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Completed);
+    assert_eq!(meta.lease_epoch, 2, "adoption claimed a new lease epoch");
+    let audit = store.read_audit(&run_id).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|r| r.action == AuditAction::TaskReset)
+            .count(),
+        1
+    );
+    assert!(audit.iter().any(|r| r.action == AuditAction::Recovered));
+    assert_eq!(
+        logs.lines_with("orchestrator resumed").len(),
+        1,
+        "logs:\n{}",
+        logs.text()
+    );
+    assert_eq!(logs.lines_with("orchestrator task_reset").len(), 1);
+    // `resumed` is emitted before any task of the resumed drive starts: every queue depth
+    // report with a running task comes after it.
+    let text = logs.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let resumed_at = lines
+        .iter()
+        .position(|l| l.contains("orchestrator resumed"))
+        .unwrap();
+    let first_running = lines
+        .iter()
+        .position(|l| l.contains("orchestrator queue_depth") && !l.contains("running=0"))
+        .expect("a batch started tasks");
+    assert!(resumed_at < first_running, "logs:\n{}", logs.text());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_handler_re_enqueueing_its_follow_up_does_not_duplicate_it() {
+    let store = MemoryFactory::new();
+    let children = Ledger::default();
+    let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registry = |shutdown: CancellationToken| {
+        let answers = Arc::clone(&answers);
+        Registry::new().with("child", recording(&children)).with(
+            "parent",
+            handler_fn(move |ctx| {
+                let (answers, shutdown) = (Arc::clone(&answers), shutdown.clone());
+                async move {
+                    let child = ctx
+                        .enqueue(
+                            TaskSpec::new("child").inputs(serde_json::json!({ "of": "parent" })),
+                        )
+                        .await
+                        .unwrap();
+                    answers.lock().unwrap().push((
+                        ctx.attempt(),
+                        child.existing,
+                        ctx.idempotency_key(),
+                    ));
+                    if ctx.attempt() == 1 {
+                        shutdown.cancel();
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(Finish::Complete(Handoff::default()))
+                }
+            }),
+        )
+    };
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("parent"), []);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+
+    let signals = RunSignals::default();
+    let first = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let report = first.run(plan.clone(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::LeaveRunning);
+
+    let signals = RunSignals::default();
+    let second = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let report = second.run(plan, Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(report.resumed);
+
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 2);
+    assert_eq!((answers[0].0, answers[0].1), (1, false));
+    assert_eq!(
+        (answers[1].0, answers[1].1),
+        (2, true),
+        "the resumed attempt found its child"
+    );
+    assert_eq!(
+        answers[0].2, answers[1].2,
+        "the idempotency key is stable across resumes"
+    );
+    assert_eq!(answers[0].2, format!("{}/t0", report.run_id));
+    assert_eq!(children.total(), 1, "the child ran once");
+    let events = stored(&store, &report.run_id).await.events;
+    let enqueued = events
+        .iter()
+        .filter(|e| matches!(e, Event::Enqueued { kind, .. } if kind == "child"))
+        .count();
+    assert_eq!(enqueued, 1);
+}
+
+#[tokio::test]
+async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let mut meta = store.stored_meta(&old).unwrap();
+    meta.format_version = 99;
+    store.plant_meta(&old, meta);
+
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 2)),
+            Start::Auto,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(!report.resumed);
+    assert_ne!(report.run_id, old);
+    assert!(
+        store.load_meta(&old).await.unwrap().is_none(),
+        "moved to quarantine"
+    );
+    let audit = store.read_audit(&old).await.unwrap();
+    assert!(audit.iter().any(|r| r.action == AuditAction::Quarantined));
+    let lines = logs.lines_with("state_quarantined");
+    assert_eq!(lines.len(), 1, "logs:\n{}", logs.text());
+    assert!(lines[0].contains("format version 99"));
+}
+
+#[tokio::test]
+async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            foreign_run_id: Some("someone-else".to_owned()),
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            Start::Auto,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(!report.resumed);
+    assert_ne!(report.run_id, old);
+    assert!(
+        store.load_meta(&old).await.unwrap().is_none(),
+        "moved to quarantine"
+    );
+    let audit = store.read_audit(&old).await.unwrap();
+    let record = audit
+        .iter()
+        .find(|r| r.action == AuditAction::Quarantined && r.message.contains("someone-else"));
+    assert!(record.is_some(), "audit: {audit:?}");
+}
+
+#[tokio::test]
+async fn an_interrupted_run_with_another_run_id_than_requested_is_quarantined() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let wanted = RunId::new("wanted-run").unwrap();
+    let plan = RunPlan::new("wf", "scope")
+        .run_id(wanted.clone())
+        .phase(numbered_phase("p", 1));
+    let report = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.run_id, wanted);
+    assert!(!report.resumed);
+    assert!(store.load_meta(&old).await.unwrap().is_none());
+    assert_eq!(
+        store.load_meta(&wanted).await.unwrap().unwrap().status,
+        RunStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_failed_run_is_never_adopted_by_the_executors_own_lookup() {
+    let store = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "broken",
+        handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad", "always")) }),
+    );
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("broken"), []);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+    let failed = executor
+        .run(plan.clone(), Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+
+    let again = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(!again.resumed);
+    assert_ne!(again.run_id, failed.run_id);
+    let meta = store.load_meta(&failed.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        meta.status,
+        RunStatus::Failed,
+        "the failed run is left for the resume policy"
+    );
+    assert_eq!(meta.lease_epoch, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopt_drives_a_run_the_policy_already_claimed() {
+    let store = MemoryFactory::new();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("main", 4));
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 1, signals.shutdown.clone()),
+    );
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let first = executor
+        .run(plan.clone(), Start::Fresh, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+
+    // The resume policy's claim.
+    let claimed = store
+        .compare_and_swap_status(&first.run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = executor
+        .run(
+            plan.clone(),
+            Start::Adopt(first.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(report.resumed);
+    let meta = store.load_meta(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        meta.lease_epoch, claimed.lease_epoch,
+        "Adopt does not claim again"
+    );
+    assert_eq!(returned.total(), 4);
+
+    let missing = executor
+        .run(
+            plan,
+            Start::Adopt(RunId::new("no-such-run").unwrap()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::AdoptNotFound { .. }));
+}
+
+#[tokio::test]
+async fn a_fresh_run_with_two_phases_of_the_same_name_runs_both() {
+    let store = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    // Identical phases: same name, same task kind and inputs.
+    let plan = RunPlan::new("wf", "scope")
+        .phase(numbered_phase("build", 1))
+        .phase(numbered_phase("build", 1));
+    let report = executor
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(
+        ledger.count("work"),
+        2,
+        "the second phase is not deduplicated away"
+    );
+    let events = stored(&store, &report.run_id).await.events;
+    let completed: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseCompleted { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, vec![0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_multi_phase_run_skips_completed_phases_and_done_tasks() {
+    let store = MemoryFactory::new();
+    let prep = Ledger::default();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let mut main = Phase::new("main");
+    let a = main.task(TaskSpec::new("work").inputs(0.into()), []);
+    main.task(TaskSpec::new("work").inputs(1.into()), [a]);
+    let mut first_phase = Phase::new("prep");
+    first_phase.task(TaskSpec::new("prep"), []);
+    let plan = RunPlan::new("wf", "scope").phase(first_phase).phase(main);
+
+    let registry = |shutdown: CancellationToken| {
+        Registry::new()
+            .with("prep", recording(&prep))
+            .with("work", stalling(&started, &returned, 1, shutdown))
+    };
+    let signals = RunSignals::default();
+    let executor = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let first = executor
+        .run(plan.clone(), Start::Auto, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    assert_eq!((prep.total(), returned.total()), (1, 1));
+
+    let signals = RunSignals::default();
+    let executor = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let second = executor.run(plan, Start::Auto, signals).await.unwrap();
+    assert_eq!(second.disposition, Disposition::Complete);
+    assert!(second.resumed);
+    assert_eq!(prep.total(), 1, "the completed phase was skipped");
+    assert_eq!(
+        returned.total(),
+        2,
+        "the done task of the interrupted phase did not rerun"
+    );
+    let events = stored(&store, &second.run_id).await.events;
+    let phase_starts = events
+        .iter()
+        .filter(|e| matches!(e, Event::PhaseStarted { .. }))
+        .count();
+    assert_eq!(phase_starts, 2, "each phase started once");
+    let runs = store
+        .list(&RunFilter {
+            workflow: Some("wf".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+}
