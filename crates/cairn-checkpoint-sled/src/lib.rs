@@ -25,7 +25,9 @@
 //! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (wrong format
 //! version, foreign run id, unparseable) are moved to the quarantine tree, audited, and
 //! reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. Nothing is ever deleted,
-//! except journal records already covered by a durable snapshot.
+//! except a snapshot replaced by a newer one and the journal records it covers. Those records
+//! are removed only after the new snapshot was flushed (under `Sync` and `Group`); `open`
+//! ignores records a snapshot already covers, so a crash between the two steps is harmless.
 //!
 //! - `Durability::Sync`: every acknowledged write waited for `sled::Db::flush` (which writes
 //!   sled's buffers and fsyncs).
