@@ -130,3 +130,216 @@ impl ConformanceHarness for FileHarness {
         })
     }
 }
+
+/// One armed I/O failure: the `nth` call (counted from arming) of `op` on a path ending
+/// with `suffix` fails with an injected OS error.
+#[derive(Debug, Clone)]
+struct IoRule {
+    op: &'static str,
+    suffix: String,
+    remaining: u64,
+}
+
+/// Shared state of a `FailingFs`: armed rules and per-op call counts.
+#[derive(Debug, Default)]
+pub struct IoPlan {
+    rules: std::sync::Mutex<Vec<IoRule>>,
+    calls: std::sync::Mutex<std::collections::HashMap<(&'static str, String), u64>>,
+}
+
+impl IoPlan {
+    /// Fails the `nth` (1-based) next call of `op` on a path ending with `suffix`.
+    pub fn fail(&self, op: &'static str, suffix: &str, nth: u64) {
+        self.rules.lock().unwrap().push(IoRule {
+            op,
+            suffix: suffix.to_owned(),
+            remaining: nth,
+        });
+    }
+
+    /// How many calls of `op` on paths ending with `suffix` were made.
+    pub fn calls(&self, op: &'static str, suffix: &str) -> u64 {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((o, p), _)| *o == op && p.ends_with(suffix))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    fn check(&self, op: &'static str, path: &Path) -> std::io::Result<()> {
+        let text = path.display().to_string();
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry((op, text.clone()))
+            .or_insert(0) += 1;
+        let mut rules = self.rules.lock().unwrap();
+        let mut fire = None;
+        for (index, rule) in rules.iter_mut().enumerate() {
+            if rule.op == op && text.ends_with(&rule.suffix) {
+                rule.remaining -= 1;
+                if rule.remaining == 0 {
+                    fire = Some(index);
+                    break;
+                }
+            }
+        }
+        if let Some(index) = fire {
+            rules.remove(index);
+            return Err(std::io::Error::other(format!("injected {op} failure")));
+        }
+        Ok(())
+    }
+}
+
+/// A `Filesystem` over the real one that fails the calls its plan names.
+#[derive(Debug, Clone)]
+pub struct FailingFs {
+    pub plan: Arc<IoPlan>,
+}
+
+#[derive(Debug)]
+struct FailingFile {
+    inner: Box<dyn cairn_checkpoint_file::FsFile>,
+    path: PathBuf,
+    plan: Arc<IoPlan>,
+}
+
+impl cairn_checkpoint_file::FsFile for FailingFile {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.plan.check("write_all", &self.path)?;
+        self.inner.write_all(buf)
+    }
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        self.inner.read_all()
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.plan.check("sync_data", &self.path)?;
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.plan.check("set_len", &self.path)?;
+        self.inner.set_len(len)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn try_lock(&self) -> std::io::Result<bool> {
+        self.inner.try_lock()
+    }
+    fn lock(&self) -> std::io::Result<()> {
+        self.inner.lock()
+    }
+    fn unlock(&self) -> std::io::Result<()> {
+        self.inner.unlock()
+    }
+}
+
+impl cairn_checkpoint_file::Filesystem for FailingFs {
+    fn open(
+        &self,
+        path: &Path,
+        mode: cairn_checkpoint_file::OpenMode,
+    ) -> std::io::Result<Box<dyn cairn_checkpoint_file::FsFile>> {
+        let inner = cairn_checkpoint_file::StdFilesystem.open(path, mode)?;
+        Ok(Box::new(FailingFile {
+            inner,
+            path: path.to_path_buf(),
+            plan: Arc::clone(&self.plan),
+        }))
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        cairn_checkpoint_file::StdFilesystem.read(path)
+    }
+    fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+        cairn_checkpoint_file::StdFilesystem.create_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        cairn_checkpoint_file::StdFilesystem.create_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.plan.check("rename", from)?;
+        cairn_checkpoint_file::StdFilesystem.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.plan.check("sync_dir", path)?;
+        cairn_checkpoint_file::StdFilesystem.sync_dir(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        cairn_checkpoint_file::StdFilesystem.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        cairn_checkpoint_file::StdFilesystem.exists(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        cairn_checkpoint_file::StdFilesystem.remove_dir_all(path)
+    }
+}
+
+impl FileHarness {
+    /// A factory over this root whose I/O fails as `plan` says.
+    pub fn failing_factory(&self, plan: &Arc<IoPlan>, durability: Durability) -> FileFactory {
+        FileFactory::builder(self.root())
+            .durability(durability)
+            .filesystem(Arc::new(FailingFs {
+                plan: Arc::clone(plan),
+            }))
+            .build()
+            .expect("build the factory")
+    }
+}
+
+/// A real queue driven through a small DAG, with the events it produced.
+pub struct Workload {
+    pub queue: cairn_queue::Queue,
+}
+
+impl Workload {
+    pub fn new() -> Workload {
+        Workload {
+            queue: cairn_queue::Queue::new(cairn_queue::QueueConfig::default()),
+        }
+    }
+
+    /// Enqueues `n` independent tasks; returns their events.
+    pub fn enqueue(&mut self, n: usize) -> Vec<cairn_queue::Event> {
+        for i in 0..n {
+            let spec = cairn_queue::TaskSpec::new("step")
+                .inputs(serde_json::json!({ "i": i, "len": self.queue.len() }));
+            self.queue
+                .enqueue(
+                    spec,
+                    cairn_queue::EnqueuedBy::Root,
+                    cairn_queue::Timestamp(1),
+                )
+                .expect("enqueue");
+        }
+        self.queue.take_events()
+    }
+
+    /// Starts and completes up to `n` runnable tasks; returns their events.
+    pub fn finish(&mut self, n: usize) -> Vec<cairn_queue::Event> {
+        let now = cairn_queue::Timestamp(2);
+        for id in self.queue.next_runnable(now).into_iter().take(n) {
+            self.queue.start(id, now).expect("start");
+            self.queue
+                .complete(id, cairn_queue::Handoff::default(), now)
+                .expect("complete");
+        }
+        self.queue.take_events()
+    }
+}
+
+/// The state a recovered snapshot plus events replays to.
+pub fn replayed(recovered: &cairn_checkpoint::Recovered) -> cairn_queue::Snapshot {
+    cairn_queue::Queue::replay(
+        recovered.snapshot.clone(),
+        recovered.events.iter(),
+        cairn_queue::QueueConfig::default(),
+    )
+    .expect("recovered state replays")
+    .snapshot()
+}

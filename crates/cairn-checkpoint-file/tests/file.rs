@@ -1,0 +1,511 @@
+//! File-adapter specifics: permissions, path safety, crashes at each snapshot-install step,
+//! compaction, torn tails of many lengths, group commit and poisoning.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::conformance::{sample_event, sample_events};
+use cairn_checkpoint::{
+    AuditAction, Checkpointer, CheckpointerFactory, Durability, Error, RunId, RunMeta, RunStatus,
+};
+use cairn_checkpoint_file::FileFactory;
+use cairn_queue::Timestamp;
+use common::{FileHarness, IoPlan, Workload, record_offsets, replayed};
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta::new(
+        RunId::new(id).expect("valid id"),
+        "wf",
+        "scope",
+        "in",
+        Timestamp(1),
+    )
+}
+
+fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.clone());
+        if path.is_dir() {
+            walk(&path, out);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_0600_and_folders_0700() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let run = factory.begin(meta("perms")).await.unwrap();
+    run.append(&sample_events(0, 3)).await.unwrap();
+    run.install_snapshot(&cairn_checkpoint::conformance::sample_snapshot(1))
+        .await
+        .unwrap();
+    run.audit(&cairn_checkpoint::AuditRecord::new(
+        Timestamp(1),
+        run.run_id().clone(),
+        AuditAction::Recovered,
+        "x",
+    ))
+    .await
+    .unwrap();
+    drop(run);
+    factory
+        .compare_and_swap_status(
+            &RunId::new("perms").unwrap(),
+            RunStatus::Running,
+            RunStatus::Paused,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut paths = Vec::new();
+    walk(h.root(), &mut paths);
+    assert!(paths.len() >= 8, "expected the run's files, got {paths:?}");
+    for path in paths {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} has mode {mode:o}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_escapes_the_root() {
+    for bad in ["../x", "a/b", ".", "..", "", "a.b", "/abs", "x\0y"] {
+        assert!(
+            matches!(RunId::new(bad), Err(Error::InvalidRunId { .. })),
+            "{bad:?} must not be a run id"
+        );
+    }
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = "-_A9".repeat(16);
+    drop(factory.begin(meta(&id)).await.unwrap());
+    let dir = factory.run_dir(&RunId::new(&id).unwrap());
+    assert!(dir.starts_with(h.root().join("runs")));
+    assert_eq!(dir.parent().unwrap(), h.root().join("runs"));
+    let mut paths = Vec::new();
+    walk(h.root(), &mut paths);
+    assert!(paths.iter().all(|p| p.starts_with(h.root())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_is_readable_by_a_person() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = RunId::new("layout").unwrap();
+    let run = factory.begin(meta("layout")).await.unwrap();
+    let mut work = Workload::new();
+    run.append(&work.enqueue(2)).await.unwrap();
+    run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+    drop(run);
+    let dir = h.run_dir(&id);
+    for name in ["meta.json", "queue.json", "journal", "audit.jsonl", "lock"] {
+        assert!(dir.join(name).exists(), "{name} is missing");
+    }
+    let queue: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("queue.json")).unwrap()).unwrap();
+    assert_eq!(queue["run_id"], "layout");
+    assert_eq!(queue["format_version"], 1);
+    assert_eq!(queue["covers_seq"], 2);
+    assert_eq!(std::fs::metadata(dir.join("journal")).unwrap().len(), 0);
+    let lock = std::fs::read_to_string(dir.join("lock")).unwrap();
+    assert!(
+        lock.contains(&format!("pid {}", std::process::id())),
+        "{lock}"
+    );
+}
+
+/// Which step of a snapshot install fails: (operation, path suffix).
+const INSTALL_STEPS: &[(&str, &str)] = &[
+    ("write_all", "queue.json.tmp"),
+    ("sync_data", "queue.json.tmp"),
+    ("rename", "queue.json.tmp"),
+    ("sync_dir", "layout-crash"),
+    ("set_len", "journal"),
+    ("sync_data", "journal"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_each_snapshot_install_step_reopens_to_the_same_state() {
+    for &(op, suffix) in INSTALL_STEPS {
+        let h = FileHarness::new();
+        let plan = Arc::new(IoPlan::default());
+        let id = RunId::new("layout-crash").unwrap();
+        let factory = h.failing_factory(&plan, Durability::Sync);
+        let run = factory.begin(meta("layout-crash")).await.unwrap();
+        let mut work = Workload::new();
+        run.append(&work.enqueue(4)).await.unwrap();
+        run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+        run.append(&work.finish(2)).await.unwrap();
+        plan.fail(op, suffix, 1);
+        let err = run
+            .install_snapshot(&work.queue.snapshot())
+            .await
+            .expect_err("the armed step fails");
+        assert!(
+            matches!(err, Error::Io { .. } | Error::SyncFailed { .. }),
+            "{op} on {suffix}: {err:?}"
+        );
+        assert!(plan.calls(op, suffix) > 0, "{op} on {suffix} was reached");
+        // The process "dies" here.
+        drop(run);
+        drop(factory);
+
+        let clean = h.file_factory();
+        let opened = clean.open(&id).await.unwrap().expect("the run exists");
+        assert_eq!(
+            replayed(&opened.recovered),
+            work.queue.snapshot(),
+            "crash at {op} on {suffix}"
+        );
+        // The reopened writer continues where the state left off.
+        let more = work.finish(2);
+        opened.checkpointer.append(&more).await.unwrap();
+        drop(opened);
+        let again = clean.open(&id).await.unwrap().unwrap();
+        assert_eq!(replayed(&again.recovered), work.queue.snapshot(), "{op}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_bounds_the_journal_and_reopen() {
+    let h = FileHarness::new();
+    let factory = FileFactory::builder(h.root())
+        .compact_after_records(40)
+        .build()
+        .unwrap();
+    let id = RunId::new("compact").unwrap();
+    let run = factory.begin(meta("compact")).await.unwrap();
+    let mut work = Workload::new();
+    let mut largest_journal = 0;
+    let mut appended = 0;
+    for _ in 0..30 {
+        let events = work.enqueue(5);
+        appended += events.len();
+        run.append(&events).await.unwrap();
+        let events = work.finish(5);
+        appended += events.len();
+        run.append(&events).await.unwrap();
+        largest_journal = largest_journal.max(std::fs::metadata(h.journal(&id)).unwrap().len());
+    }
+    assert!(appended >= 400, "enough events to compact several times");
+    let bytes = std::fs::read(h.journal(&id)).unwrap();
+    assert!(
+        record_offsets(&bytes).len() < 40 + 10,
+        "at most one threshold plus one append after the snapshot"
+    );
+    drop(run);
+    let opened = factory.open(&id).await.unwrap().unwrap();
+    assert!(
+        opened.recovered.snapshot.is_some(),
+        "compaction installed a snapshot"
+    );
+    assert!(opened.recovered.events.len() < 50);
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+    // Largest journal seen is bounded by the threshold, not by the 400+ events appended.
+    let one_record = bytes.len().max(1) as u64 / record_offsets(&bytes).len().max(1) as u64;
+    assert!(
+        largest_journal < 60 * one_record.max(200),
+        "{largest_journal}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_does_not_replay_is_kept_whole() {
+    // Sample events skip task ids after a snapshot, so they do not replay; compaction must
+    // switch off rather than lose them.
+    let h = FileHarness::new();
+    let factory = FileFactory::builder(h.root())
+        .compact_after_records(3)
+        .build()
+        .unwrap();
+    let id = RunId::new("odd").unwrap();
+    let run = factory.begin(meta("odd")).await.unwrap();
+    for n in [0, 5, 9, 12, 40] {
+        run.append(&[sample_event(n)]).await.unwrap();
+    }
+    drop(run);
+    let opened = factory.open(&id).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.snapshot, None);
+    let ids: Vec<_> = opened
+        .recovered
+        .events
+        .iter()
+        .map(|e| e.task_id().unwrap().0)
+        .collect();
+    assert_eq!(ids, [0, 5, 9, 12, 40]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tails_of_every_length_are_cut() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = RunId::new("tails").unwrap();
+    drop(factory.begin(meta("tails")).await.unwrap());
+    let mut kept = 0u64;
+    let mut expected = Vec::new();
+    for round in 0..6u64 {
+        // Append two records, then cut the last one to a different length each round.
+        let opened = factory.open(&id).await.unwrap().unwrap();
+        assert_eq!(opened.recovered.events, expected, "round {round}");
+        let good = sample_event(100 + round);
+        opened
+            .checkpointer
+            .append(std::slice::from_ref(&good))
+            .await
+            .unwrap();
+        opened
+            .checkpointer
+            .append(&[sample_event(200 + round)])
+            .await
+            .unwrap();
+        expected.push(good);
+        drop(opened);
+        let path = h.journal(&id);
+        let bytes = std::fs::read(&path).unwrap();
+        let last = *record_offsets(&bytes).last().unwrap();
+        let record_len = bytes.len() - last;
+        let keep = match round {
+            0 => 1,
+            1 => 15,
+            2 => 16,
+            3 => record_len / 2,
+            4 => record_len - 1,
+            _ => 0,
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        if round == 5 {
+            // Instead of cutting, overwrite the last record's checksum.
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = file;
+            file.seek(SeekFrom::Start(last as u64 + 12)).unwrap();
+            file.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+        } else {
+            file.set_len((last + keep) as u64).unwrap();
+        }
+        let opened = factory.open(&id).await.unwrap().unwrap();
+        let torn = opened.recovered.torn_tail.expect("cut reported");
+        assert_eq!(torn.offset, last as u64, "round {round}");
+        assert_eq!(opened.recovered.events, expected, "round {round}");
+        kept += 1;
+        drop(opened);
+    }
+    let cuts = factory
+        .read_audit(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.action == AuditAction::TornTailCut)
+        .count() as u64;
+    assert_eq!(cuts, kept, "every cut is audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_after_the_snapshot_is_corruption() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = RunId::new("gap").unwrap();
+    let run = factory.begin(meta("gap")).await.unwrap();
+    run.append(&sample_events(0, 4)).await.unwrap();
+    drop(run);
+    // Drop the first record: the journal now starts at sequence 2 with no snapshot.
+    let path = h.journal(&id);
+    let bytes = std::fs::read(&path).unwrap();
+    let offsets = record_offsets(&bytes);
+    std::fs::write(&path, &bytes[offsets[1]..]).unwrap();
+    let err = factory.open(&id).await.expect_err("records are missing");
+    assert!(
+        matches!(err, Error::Corruption { offset: 0, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queue_json_and_meta_json_are_quarantined() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    for (name, damage) in [
+        ("q-version", "version"),
+        ("q-foreign", "foreign"),
+        ("q-garbage", "garbage"),
+        ("m-garbage", "meta"),
+    ] {
+        let id = RunId::new(name).unwrap();
+        let run = factory.begin(meta(name)).await.unwrap();
+        let mut work = Workload::new();
+        run.append(&work.enqueue(1)).await.unwrap();
+        run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+        drop(run);
+        let dir = h.run_dir(&id);
+        let queue_path = dir.join("queue.json");
+        let mut queue: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&queue_path).unwrap()).unwrap();
+        match damage {
+            "version" => queue["format_version"] = serde_json::json!(7),
+            "foreign" => queue["run_id"] = serde_json::json!("someone-else"),
+            _ => {}
+        }
+        match damage {
+            "garbage" => std::fs::write(&queue_path, b"{ not json").unwrap(),
+            "meta" => std::fs::write(dir.join("meta.json"), b"\x00\x01").unwrap(),
+            _ => std::fs::write(&queue_path, serde_json::to_vec(&queue).unwrap()).unwrap(),
+        }
+        let err = factory.open(&id).await.expect_err("bad state");
+        let quarantined_to = match (&err, damage) {
+            (
+                Error::VersionMismatch {
+                    quarantined_to,
+                    found: 7,
+                    ..
+                },
+                "version",
+            ) => quarantined_to,
+            (
+                Error::ForeignRun {
+                    quarantined_to,
+                    found,
+                    ..
+                },
+                "foreign",
+            ) => {
+                assert_eq!(found, "someone-else");
+                quarantined_to
+            }
+            (Error::Unreadable { quarantined_to, .. }, "garbage" | "meta") => quarantined_to,
+            _ => panic!("{damage}: unexpected {err:?}"),
+        };
+        let moved = Path::new(quarantined_to);
+        assert!(moved.starts_with(h.root().join("quarantine")), "{moved:?}");
+        assert!(
+            moved.join("journal").exists(),
+            "the state is moved, not deleted"
+        );
+        assert!(!dir.exists());
+        let audit = std::fs::read_to_string(moved.join("audit.jsonl")).unwrap();
+        assert!(audit.contains("\"quarantined\""), "{audit}");
+    }
+    let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_keeps_every_acknowledged_record() {
+    let h = FileHarness::with(Durability::Group {
+        max_delay: Duration::from_millis(1),
+    });
+    let plan = Arc::new(IoPlan::default());
+    let factory = h.failing_factory(&plan, h.durability);
+    let id = RunId::new("group").unwrap();
+    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("group")).await.unwrap());
+    const WRITERS: u64 = 64;
+    const EACH: u64 = 20;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let run = Arc::clone(&run);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                run.append(&[sample_event(writer * 1_000 + i)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let syncs = plan.calls("sync_data", "journal");
+    assert!(
+        syncs <= WRITERS * EACH,
+        "at most one fdatasync per append, got {syncs}"
+    );
+    println!("{} appends shared {syncs} fdatasyncs", WRITERS * EACH);
+    drop(run);
+    let opened = h.file_factory().open(&id).await.unwrap().unwrap();
+    let events = opened.recovered.events;
+    assert_eq!(events.len() as u64, WRITERS * EACH);
+    for writer in 0..WRITERS {
+        let mine: Vec<u64> = events
+            .iter()
+            .map(|e| e.task_id().unwrap().0)
+            .filter(|n| n / 1_000 == writer)
+            .collect();
+        let want: Vec<u64> = (0..EACH).map(|i| writer * 1_000 + i).collect();
+        assert_eq!(mine, want, "writer {writer}'s records, in its order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_uses_one_write_and_one_fdatasync_per_append() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = h.failing_factory(&plan, Durability::Sync);
+    let run = factory.begin(meta("one-sync")).await.unwrap();
+    let writes = plan.calls("write_all", "journal");
+    let syncs = plan.calls("sync_data", "journal");
+    for n in 0..10 {
+        run.append(&sample_events(n * 5, n * 5 + 5)).await.unwrap();
+    }
+    assert_eq!(plan.calls("write_all", "journal") - writes, 10);
+    assert_eq!(plan.calls("sync_data", "journal") - syncs, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fdatasync_poisons_the_writer() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = h.failing_factory(&plan, Durability::Sync);
+    let id = RunId::new("poison").unwrap();
+    let run = factory.begin(meta("poison")).await.unwrap();
+    run.append(&sample_events(0, 3)).await.unwrap();
+    plan.fail("sync_data", "journal", 1);
+    let err = run
+        .append(&sample_events(3, 4))
+        .await
+        .expect_err("sync fails");
+    assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+    let err = run
+        .append(&sample_events(4, 5))
+        .await
+        .expect_err("poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    let err = run
+        .install_snapshot(&cairn_checkpoint::conformance::sample_snapshot(1))
+        .await
+        .expect_err("poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    let err = run.complete().await.expect_err("poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    assert_eq!(
+        plan.calls("sync_data", "journal"),
+        3,
+        "the sync is never retried"
+    );
+    drop(run);
+    let opened = h.file_factory().open(&id).await.unwrap().unwrap();
+    let events = opened.recovered.events;
+    assert_eq!(
+        &events[..3],
+        &sample_events(0, 3)[..],
+        "acknowledged events survive"
+    );
+    assert_eq!(opened.recovered.meta.status, RunStatus::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factory_sees_the_holder_in_locked() {
+    let h = FileHarness::new();
+    let first = h.file_factory();
+    let run = first.begin(meta("held")).await.unwrap();
+    let err = h.file_factory().open(run.run_id()).await.expect_err("held");
+    match err {
+        Error::Locked { holder, .. } => {
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
