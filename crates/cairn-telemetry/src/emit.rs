@@ -3,6 +3,13 @@
 
 use crate::names;
 
+/// Integer fields go out as `i64`: tracing-opentelemetry exports `i64` as an OpenTelemetry
+/// integer but `u64` as a string. Counts and epochs never come near `i64::MAX`; if one ever
+/// did, it saturates rather than wraps.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Fields of [`names::RUN_STARTED`].
 #[derive(Debug, Clone)]
 pub struct RunStarted<'a> {
@@ -86,7 +93,7 @@ pub fn run_started(f: &RunStarted<'_>) {
         run_id = f.run_id,
         workflow = f.workflow,
         scope = f.scope,
-        tasks_total = f.tasks_total,
+        tasks_total = int(f.tasks_total),
         resumed = f.resumed,
         "{}",
         names::RUN_STARTED
@@ -99,11 +106,11 @@ pub fn resumed(f: &Resumed<'_>) {
         name: "orchestrator resumed",
         target: "cairn",
         run_id = f.run_id,
-        lease_epoch = f.lease_epoch,
-        tasks_pending = f.tasks_pending,
-        tasks_done = f.tasks_done,
-        tasks_reset = f.tasks_reset,
-        tasks_failed = f.tasks_failed,
+        lease_epoch = int(f.lease_epoch),
+        tasks_pending = int(f.tasks_pending),
+        tasks_done = int(f.tasks_done),
+        tasks_reset = int(f.tasks_reset),
+        tasks_failed = int(f.tasks_failed),
         "{}",
         names::RESUMED
     );
@@ -117,11 +124,11 @@ pub fn run_finished(f: &RunFinished<'_>) {
         run_id = f.run_id,
         outcome = f.outcome.as_str(),
         resumed = f.resumed,
-        duration_ms = f.duration_ms,
-        tasks_done = f.tasks_done,
-        tasks_failed = f.tasks_failed,
-        tasks_skipped = f.tasks_skipped,
-        tasks_blocked = f.tasks_blocked,
+        duration_ms = int(f.duration_ms),
+        tasks_done = int(f.tasks_done),
+        tasks_failed = int(f.tasks_failed),
+        tasks_skipped = int(f.tasks_skipped),
+        tasks_blocked = int(f.tasks_blocked),
         "{}",
         names::RUN_FINISHED
     );
@@ -130,7 +137,7 @@ pub fn run_finished(f: &RunFinished<'_>) {
 /// Emits [`names::TASK_RESET`].
 pub fn task_reset(run_id: &str, task_id: &str, kind: &str, attempt: u32, now: &str) {
     tracing::warn!(name: "orchestrator task_reset", target: "cairn",
-        run_id, task_id, kind, attempt, now, "{}", names::TASK_RESET);
+        run_id, task_id, kind, attempt = i64::from(attempt), now, "{}", names::TASK_RESET);
 }
 
 /// Emits [`names::STATE_QUARANTINED`].
@@ -166,13 +173,13 @@ pub fn fresh_run_forced(run_id: &str, failed_run_id: &str) {
 /// Emits [`names::RESUMED_BY_ID`].
 pub fn resumed_by_id(run_id: &str, previous_status: &str, lease_epoch: u64) {
     tracing::info!(name: "orchestrator resumed_by_id", target: "cairn",
-        run_id, previous_status, lease_epoch, "{}", names::RESUMED_BY_ID);
+        run_id, previous_status, lease_epoch = int(lease_epoch), "{}", names::RESUMED_BY_ID);
 }
 
 /// Emits [`names::BREAKER_TRIPPED`].
 pub fn breaker_tripped(job_id: &str, consecutive_errors: u32, last_error: &str) {
     tracing::warn!(name: "scheduler breaker_tripped", target: "cairn",
-        job_id, consecutive_errors, last_error, "{}", names::BREAKER_TRIPPED);
+        job_id, consecutive_errors = i64::from(consecutive_errors), last_error, "{}", names::BREAKER_TRIPPED);
 }
 
 /// Emits [`names::JOB_REVIVED`].
@@ -201,6 +208,6 @@ pub struct QueueDepth {
 /// Emits [`names::QUEUE_DEPTH`] at DEBUG (it is frequent; metrics read it).
 pub fn queue_depth(run_id: &str, d: &QueueDepth) {
     tracing::debug!(name: "orchestrator queue_depth", target: "cairn",
-        run_id, pending = d.pending, running = d.running, done = d.done,
-        skipped = d.skipped, failed = d.failed, blocked = d.blocked, "{}", names::QUEUE_DEPTH);
+        run_id, pending = int(d.pending), running = int(d.running), done = int(d.done),
+        skipped = int(d.skipped), failed = int(d.failed), blocked = int(d.blocked), "{}", names::QUEUE_DEPTH);
 }

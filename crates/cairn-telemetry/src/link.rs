@@ -261,7 +261,7 @@ impl Tracer for RunLinkTracer {
         let parent = parent_cx.span().span_context().clone();
         if parent.is_valid() {
             links.push(Link::new(
-                parent,
+                parent.clone(),
                 vec![KeyValue::new(names::ATTR_LINK_KIND, names::LINK_KIND_PARENT)],
                 0,
             ));
@@ -280,9 +280,16 @@ impl Tracer for RunLinkTracer {
             ));
         }
 
-        // Hiding the parent makes this span a root while keeping the rest of the context
-        // (baggage and the like) intact.
-        let root_cx = parent_cx.with_remote_span_context(SpanContext::empty_context());
+        // A run span is a trace root. An empty context is the only way to drop an enclosing
+        // span: the parent-based sampler would treat an invalid placeholder span as an
+        // unsampled parent. Values other than the span (baggage) do not survive this.
+        let empty_cx;
+        let root_cx = if parent.is_valid() {
+            empty_cx = Context::new();
+            &empty_cx
+        } else {
+            parent_cx
+        };
         let own = fields.run_id.as_deref().zip(fields.own_epoch());
         if let Some((run_id, epoch)) = own {
             let attributes = builder.attributes.get_or_insert_with(Vec::new);
@@ -293,7 +300,7 @@ impl Tracer for RunLinkTracer {
                 Some(run_span_id(run_id, epoch)),
             ));
         }
-        let span = self.inner.build_with_context(builder, &root_cx);
+        let span = self.inner.build_with_context(builder, root_cx);
         PINNED_IDS.set((None, None));
         span
     }

@@ -1,0 +1,128 @@
+//! Metrics derived from simulated spans and events, read back from the in-memory exporter.
+
+use cairn_telemetry::emit::{self, QueueDepth, Resumed, RunFinished, RunOutcomeName};
+use cairn_telemetry::names;
+use cairn_telemetry::testing::TestTelemetry;
+use opentelemetry::KeyValue;
+
+fn task(kind: &str, outcome: &str) {
+    let span = tracing::info_span!(target: "cairn", names::TASK_SPAN,
+        run_id = "r", task_id = "t", kind = kind, attempt = 1i64,
+        outcome = tracing::field::Empty);
+    let _entered = span.enter();
+    span.record("outcome", outcome);
+}
+
+fn finished(run_id: &str, outcome: RunOutcomeName, resumed: bool, duration_ms: u64) {
+    emit::run_finished(&RunFinished {
+        run_id,
+        outcome,
+        resumed,
+        duration_ms,
+        tasks_done: 0,
+        tasks_failed: 0,
+        tasks_skipped: 0,
+        tasks_blocked: 0,
+    });
+}
+
+#[test]
+fn task_outcomes_are_counted_and_timed_by_outcome_and_kind() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        task("shell", "complete");
+        task("shell", "complete");
+        task("shell", "retry");
+        task("http", "complete");
+        // A span closed without an outcome still counts, as `unknown`.
+        let _ = tracing::info_span!(target: "cairn", names::TASK_SPAN, kind = "shell");
+    });
+
+    let shell_complete = [KeyValue::new("outcome", "complete"), KeyValue::new("kind", "shell")];
+    assert_eq!(telemetry.counter(names::METRIC_TASK_OUTCOMES, &shell_complete), Some(2));
+    assert_eq!(
+        telemetry.counter(names::METRIC_TASK_OUTCOMES, &[KeyValue::new("outcome", "retry")]),
+        Some(1)
+    );
+    assert_eq!(
+        telemetry.counter(
+            names::METRIC_TASK_OUTCOMES,
+            &[KeyValue::new("outcome", "complete"), KeyValue::new("kind", "http")]
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        telemetry.counter(names::METRIC_TASK_OUTCOMES, &[KeyValue::new("outcome", "unknown")]),
+        Some(1)
+    );
+    let durations = telemetry
+        .histogram(names::METRIC_TASK_DURATION, &shell_complete)
+        .expect("task duration histogram");
+    assert_eq!(durations.count, 2);
+    assert!(durations.sum >= 0.0);
+}
+
+#[test]
+fn run_duration_resumes_and_quarantines() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        finished("a", RunOutcomeName::Complete, false, 1500);
+        finished("b", RunOutcomeName::Complete, false, 500);
+        finished("c", RunOutcomeName::Fail, true, 250);
+        for _ in 0..3 {
+            emit::resumed(&Resumed {
+                run_id: "c",
+                lease_epoch: 2,
+                tasks_pending: 1,
+                tasks_done: 0,
+                tasks_reset: 1,
+                tasks_failed: 0,
+            });
+        }
+        emit::state_quarantined("d", "corrupt", "/q/d");
+        // Other events do not touch the counters.
+        emit::run_abandoned("d", "failed");
+    });
+
+    let complete = telemetry
+        .histogram(
+            names::METRIC_RUN_DURATION,
+            &[KeyValue::new("outcome", "complete"), KeyValue::new("resumed", false)],
+        )
+        .expect("run duration for complete runs");
+    assert_eq!(complete.count, 2);
+    assert!((complete.sum - 2.0).abs() < 1e-9, "sum of 1.5 s and 0.5 s: {}", complete.sum);
+    let failed = telemetry
+        .histogram(
+            names::METRIC_RUN_DURATION,
+            &[KeyValue::new("outcome", "fail"), KeyValue::new("resumed", true)],
+        )
+        .expect("run duration for failed runs");
+    assert_eq!(failed.count, 1);
+    assert!((failed.sum - 0.25).abs() < 1e-9);
+    assert_eq!(telemetry.counter(names::METRIC_RESUMES, &[]), Some(3));
+    assert_eq!(telemetry.counter(names::METRIC_QUARANTINES, &[]), Some(1));
+}
+
+#[test]
+fn queue_depth_is_summed_over_runs_in_progress_and_dropped_when_a_run_finishes() {
+    let telemetry = TestTelemetry::new();
+    let status = |s: &str| [KeyValue::new("status", s.to_owned())];
+
+    telemetry.in_scope(|| {
+        emit::queue_depth("a", &QueueDepth { pending: 4, running: 2, ..QueueDepth::default() });
+        emit::queue_depth("b", &QueueDepth { pending: 1, blocked: 3, ..QueueDepth::default() });
+        // A newer report for the same run replaces its share.
+        emit::queue_depth("a", &QueueDepth { pending: 3, running: 2, done: 1, ..QueueDepth::default() });
+    });
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")), Some(4));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")), Some(2));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("done")), Some(1));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")), Some(3));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("failed")), Some(0));
+
+    telemetry.in_scope(|| finished("a", RunOutcomeName::LeaveRunning, false, 10));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")), Some(1));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")), Some(0));
+    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")), Some(3));
+}

@@ -1,0 +1,218 @@
+//! The stable events reach OpenTelemetry as span events with their names and fields, inside a
+//! run span and (wrapped in a span of their own) outside any span.
+
+use cairn_telemetry::emit::{self, QueueDepth, Resumed, RunFinished, RunOutcomeName, RunStarted};
+use cairn_telemetry::names;
+use cairn_telemetry::testing::TestTelemetry;
+use opentelemetry::trace::Event;
+use opentelemetry::{KeyValue, Value};
+
+fn attr<'a>(event: &'a Event, key: &str) -> Option<&'a Value> {
+    event
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+fn the_event(telemetry: &TestTelemetry, name: &str) -> Event {
+    let mut events = telemetry.events(name);
+    assert_eq!(events.len(), 1, "expected exactly one {name:?} event");
+    events.remove(0)
+}
+
+fn s(value: &str) -> Value {
+    Value::from(value.to_owned())
+}
+
+#[test]
+fn lifecycle_events_inside_a_run_span_keep_names_and_fields() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "run-7", workflow = "etl", scope = "daily", resumed = true,
+            resumed_from_run_id = "run-7", resumed_from_epoch = 3u64);
+        let _entered = run.enter();
+        emit::run_started(&RunStarted {
+            run_id: "run-7",
+            workflow: "etl",
+            scope: "daily",
+            tasks_total: 5,
+            resumed: true,
+        });
+        emit::resumed(&Resumed {
+            run_id: "run-7",
+            lease_epoch: 4,
+            tasks_pending: 2,
+            tasks_done: 2,
+            tasks_reset: 1,
+            tasks_failed: 0,
+        });
+        emit::queue_depth("run-7", &QueueDepth { pending: 2, done: 3, ..QueueDepth::default() });
+        emit::run_finished(&RunFinished {
+            run_id: "run-7",
+            outcome: RunOutcomeName::Complete,
+            resumed: true,
+            duration_ms: 1500,
+            tasks_done: 5,
+            tasks_failed: 0,
+            tasks_skipped: 0,
+            tasks_blocked: 0,
+        });
+    });
+
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    let names_in_order: Vec<&str> = runs[0].events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(
+        names_in_order,
+        [names::RUN_STARTED, names::RESUMED, names::QUEUE_DEPTH, names::RUN_FINISHED]
+    );
+
+    let started = the_event(&telemetry, names::RUN_STARTED);
+    assert_eq!(attr(&started, "run_id"), Some(&s("run-7")));
+    assert_eq!(attr(&started, "workflow"), Some(&s("etl")));
+    assert_eq!(attr(&started, "tasks_total"), Some(&Value::I64(5)));
+    assert_eq!(attr(&started, "resumed"), Some(&Value::Bool(true)));
+
+    let resumed = the_event(&telemetry, names::RESUMED);
+    assert_eq!(attr(&resumed, "lease_epoch"), Some(&Value::I64(4)));
+    assert_eq!(attr(&resumed, "tasks_reset"), Some(&Value::I64(1)));
+
+    let depth = the_event(&telemetry, names::QUEUE_DEPTH);
+    assert_eq!(attr(&depth, "pending"), Some(&Value::I64(2)));
+    assert_eq!(attr(&depth, "done"), Some(&Value::I64(3)));
+
+    let finished = the_event(&telemetry, names::RUN_FINISHED);
+    assert_eq!(attr(&finished, "outcome"), Some(&s("complete")));
+    assert_eq!(attr(&finished, "resumed"), Some(&Value::Bool(true)));
+    assert_eq!(attr(&finished, "duration_ms"), Some(&Value::I64(1500)));
+}
+
+#[test]
+fn decision_events_carry_their_fields() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "run-9", workflow = "etl", scope = "daily", resumed = false);
+        let _entered = run.enter();
+        emit::failed_resume_prompted("run-8", "etl", "daily");
+        emit::run_abandoned("run-8", "failed");
+        emit::fresh_run_forced("run-9", "run-8");
+        emit::state_quarantined("run-9", "corrupt_journal", "/var/cairn/quarantine/run-9");
+        emit::task_reset("run-9", "extract", "http", 2, "pending");
+        emit::begin_degraded("run-9", "disk full");
+        emit::breaker_tripped("nightly", 5, "timeout");
+        emit::resumed_by_id("run-9", "paused", 6);
+        emit::job_revived("nightly", true);
+    });
+
+    let cases: [(&str, &[(&str, Value)]); 9] = [
+        (
+            names::FAILED_RESUME_PROMPTED,
+            &[("run_id", s("run-8")), ("workflow", s("etl")), ("scope", s("daily"))],
+        ),
+        (names::RUN_ABANDONED, &[("run_id", s("run-8")), ("previous_status", s("failed"))]),
+        (names::FRESH_RUN_FORCED, &[("run_id", s("run-9")), ("failed_run_id", s("run-8"))]),
+        (
+            names::STATE_QUARANTINED,
+            &[
+                ("run_id", s("run-9")),
+                ("reason", s("corrupt_journal")),
+                ("location", s("/var/cairn/quarantine/run-9")),
+            ],
+        ),
+        (
+            names::TASK_RESET,
+            &[
+                ("run_id", s("run-9")),
+                ("task_id", s("extract")),
+                ("kind", s("http")),
+                ("attempt", Value::I64(2)),
+                ("now", s("pending")),
+            ],
+        ),
+        (names::BEGIN_DEGRADED, &[("run_id", s("run-9"))]),
+        (
+            names::BREAKER_TRIPPED,
+            &[
+                ("job_id", s("nightly")),
+                ("consecutive_errors", Value::I64(5)),
+                ("last_error", s("timeout")),
+            ],
+        ),
+        (
+            names::RESUMED_BY_ID,
+            &[
+                ("run_id", s("run-9")),
+                ("previous_status", s("paused")),
+                ("lease_epoch", Value::I64(6)),
+            ],
+        ),
+        (names::JOB_REVIVED, &[("job_id", s("nightly")), ("forced", Value::Bool(true))]),
+    ];
+    for (name, fields) in cases {
+        let event = the_event(&telemetry, name);
+        for (key, value) in fields {
+            assert_eq!(attr(&event, key), Some(value), "{name}: field {key}");
+        }
+    }
+
+    // `error` is a field name tracing-opentelemetry treats specially; it must survive as a
+    // plain attribute and must not rename the event or fail the run span.
+    let degraded = the_event(&telemetry, names::BEGIN_DEGRADED);
+    let error = attr(&degraded, "error").expect("begin_degraded keeps its error field");
+    assert!(error.as_str().contains("disk full"), "error attribute: {error:?}");
+    let run = &telemetry.spans_named(names::RUN_SPAN)[0];
+    assert_eq!(run.status, opentelemetry::trace::Status::Unset);
+}
+
+#[test]
+fn events_outside_any_span_are_exported_in_a_span_of_their_own() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        emit::failed_resume_prompted("run-3", "etl", "daily");
+        emit::breaker_tripped("nightly", 3, "boom");
+        // Not a cairn event: left to the host's own instrumentation.
+        tracing::info!(target: "other", "unrelated");
+    });
+
+    let spans = telemetry.spans();
+    let names_seen: Vec<&str> = spans.iter().map(|span| span.name.as_ref()).collect();
+    assert_eq!(names_seen, [names::FAILED_RESUME_PROMPTED, names::BREAKER_TRIPPED]);
+
+    let prompted = the_event(&telemetry, names::FAILED_RESUME_PROMPTED);
+    assert_eq!(attr(&prompted, "run_id"), Some(&s("run-3")));
+    assert_eq!(attr(&prompted, "scope"), Some(&s("daily")));
+    assert!(
+        spans[0].attributes.contains(&KeyValue::new("run_id", "run-3")),
+        "the wrapping span carries the fields too"
+    );
+    let tripped = the_event(&telemetry, names::BREAKER_TRIPPED);
+    assert_eq!(attr(&tripped, "consecutive_errors"), Some(&Value::I64(3)));
+}
+
+#[test]
+fn task_spans_nest_under_the_run_span_and_record_their_outcome() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "run-1", workflow = "w", scope = "s", resumed = false);
+        let _entered = run.enter();
+        let task = tracing::info_span!(target: "cairn", names::TASK_SPAN,
+            run_id = "run-1", task_id = "t1", kind = "shell", attempt = 1u32,
+            outcome = tracing::field::Empty);
+        let entered_task = task.enter();
+        emit::task_reset("run-1", "t0", "shell", 1, "pending");
+        task.record("outcome", "complete");
+        drop(entered_task);
+    });
+
+    let run = &telemetry.spans_named(names::RUN_SPAN)[0];
+    let task = &telemetry.spans_named(names::TASK_SPAN)[0];
+    assert_eq!(task.parent_span_id, run.span_context.span_id());
+    assert_eq!(task.span_context.trace_id(), run.span_context.trace_id());
+    assert!(task.attributes.contains(&KeyValue::new("outcome", "complete")));
+    assert!(task.attributes.contains(&KeyValue::new("task_id", "t1")));
+    assert_eq!(task.events.events[0].name, names::TASK_RESET);
+}
