@@ -202,6 +202,7 @@ impl CheckpointerFactory for FileFactory {
             journal_len: 0,
             records_after_snapshot: 0,
             covers_seq: 0,
+            snapshot_len: 0,
         };
         Ok(Box::new(self.writer(run_id, lock, journal, start)))
     }
@@ -221,6 +222,7 @@ impl CheckpointerFactory for FileFactory {
             journal_len: state.journal_len,
             records_after_snapshot: state.records_after_snapshot,
             covers_seq: state.covers_seq,
+            snapshot_len: state.snapshot_len,
         };
         let checkpointer = self.writer(run_id.clone(), lock, journal, start);
         Ok(Some(Opened {

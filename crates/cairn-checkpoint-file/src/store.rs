@@ -62,6 +62,8 @@ pub(crate) struct RunState {
     pub(crate) meta: RunMeta,
     pub(crate) snapshot: Option<Snapshot>,
     pub(crate) covers_seq: u64,
+    /// Bytes of `queue.json` (0 when there is none).
+    pub(crate) snapshot_len: u64,
     pub(crate) events: Vec<Event>,
     /// The sequence number the next record gets.
     pub(crate) next_seq: u64,
@@ -600,12 +602,12 @@ impl Store {
         let meta = parse_meta(run_id, &meta_bytes).map_err(ReadFailure::Bad)?;
 
         let queue_path = dir.join(QUEUE_FILE);
-        let (snapshot, covers_seq) = match self.fs.read(&queue_path) {
+        let (snapshot, covers_seq, snapshot_len) = match self.fs.read(&queue_path) {
             Ok(bytes) => {
                 let file = parse_queue_file(run_id, &bytes).map_err(ReadFailure::Bad)?;
-                (Some(file.snapshot), file.covers_seq)
+                (Some(file.snapshot), file.covers_seq, bytes.len() as u64)
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => (None, 0),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => (None, 0, 0),
             Err(err) => return Err(io_error("read", &queue_path)(err).into()),
         };
 
@@ -689,6 +691,7 @@ impl Store {
                 meta,
                 snapshot,
                 covers_seq,
+                snapshot_len,
                 events,
                 next_seq: expected,
                 journal_len,

@@ -35,6 +35,8 @@ pub(crate) struct Position {
     pub(crate) records_after_snapshot: u64,
     /// Sequence numbers up to this are inside `queue.json`.
     pub(crate) covers_seq: u64,
+    /// Bytes of `queue.json` (0 when there is none).
+    pub(crate) snapshot_len: u64,
 }
 
 /// The writer's tuning, fixed by the factory's builder.
@@ -71,6 +73,9 @@ struct WriterState {
     covers_seq: u64,
     /// The last sequence number written to the journal.
     written_seq: u64,
+    /// Bytes of the latest `queue.json`: compaction waits until the journal holds a
+    /// quarter of that, so rewriting a large snapshot stays amortized.
+    snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
 }
@@ -110,6 +115,10 @@ struct Shared {
     config: WriterConfig,
     journal: Mutex<Box<dyn FsFile>>,
     state: Mutex<WriterState>,
+    /// The queue as of the latest compaction snapshot, kept so the next compaction applies
+    /// only newer records. `None` until the first compaction, and after a snapshot the
+    /// caller installed (which the adapter does not parse back).
+    shadow: Mutex<Option<Queue>>,
     /// Bumped whenever a batch completes or leadership is released.
     progress: watch::Sender<u64>,
 }
@@ -179,6 +188,7 @@ impl FileCheckpointer {
                 store,
                 config,
                 journal: Mutex::new(journal),
+                shadow: Mutex::new(None),
                 state: Mutex::new(WriterState {
                     buffer: Vec::new(),
                     buffered_records: 0,
@@ -191,6 +201,7 @@ impl FileCheckpointer {
                     records_after_snapshot: state.records_after_snapshot,
                     covers_seq: state.covers_seq,
                     written_seq: state.next_seq - 1,
+                    snapshot_len: state.snapshot_len,
                     compaction_off: false,
                 }),
                 progress,
@@ -267,7 +278,8 @@ impl Shared {
                 state.records_after_snapshot += records;
                 let compact = !state.compaction_off
                     && (state.records_after_snapshot >= self.config.compact_after_records
-                        || state.journal_len >= self.config.compact_after_bytes);
+                        || state.journal_len >= self.config.compact_after_bytes)
+                    && state.journal_len >= state.snapshot_len / 4;
                 if compact {
                     drop(state);
                     self.compact();
@@ -340,20 +352,28 @@ impl Shared {
         }
     }
 
+    /// The queue as of every written record. Reuses the in-memory queue of the previous
+    /// compaction when there is one, so only the journal written since is parsed and
+    /// applied; otherwise rebuilds it from `queue.json` plus the journal.
     fn replayed_snapshot(&self) -> Result<Snapshot> {
         let store = &self.store;
         let dir = &self.dir;
-        let (snapshot, covers) = match store.fs.read(&dir.join(QUEUE_FILE)) {
-            Ok(bytes) => {
-                let file: crate::store::QueueFile =
-                    serde_json::from_slice(&bytes).map_err(|err| Error::Encoding {
-                        what: "queue snapshot",
-                        detail: err.to_string(),
-                    })?;
-                (Some(file.snapshot), file.covers_seq)
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
-            Err(err) => return Err(io_error("read", &dir.join(QUEUE_FILE))(err)),
+        let covers = lock(&self.state).covers_seq;
+        let mut shadow = lock(&self.shadow);
+        let (mut queue, rebuild_snapshot) = match shadow.take() {
+            Some(queue) => (Some(queue), None),
+            None => match store.fs.read(&dir.join(QUEUE_FILE)) {
+                Ok(bytes) => {
+                    let file: crate::store::QueueFile =
+                        serde_json::from_slice(&bytes).map_err(|err| Error::Encoding {
+                            what: "queue snapshot",
+                            detail: err.to_string(),
+                        })?;
+                    (None, Some(file.snapshot))
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, None),
+                Err(err) => return Err(io_error("read", &dir.join(QUEUE_FILE))(err)),
+            },
         };
         let path = dir.join(JOURNAL_FILE);
         let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
@@ -369,12 +389,29 @@ impl Shared {
                 })?;
             events.push(event);
         }
-        let queue = Queue::replay(snapshot, events.iter(), self.config.queue_config.clone())
-            .map_err(|source| Error::Replay {
-                run_id: self.run_id.clone(),
-                source,
-            })?;
-        Ok(queue.snapshot())
+        let replay_error = |source| Error::Replay {
+            run_id: self.run_id.clone(),
+            source,
+        };
+        let queue = match queue.take() {
+            Some(mut queue) => {
+                for event in &events {
+                    // On failure the shadow is dropped (it was taken above), so a later
+                    // compaction cannot start from a half-applied queue.
+                    queue.apply(event).map_err(replay_error)?;
+                }
+                queue
+            }
+            None => Queue::replay(
+                rebuild_snapshot,
+                events.iter(),
+                self.config.queue_config.clone(),
+            )
+            .map_err(replay_error)?,
+        };
+        let snapshot = queue.snapshot();
+        *shadow = Some(queue);
+        Ok(snapshot)
     }
 
     /// Installs `snapshot` as covering every record written so far. The caller is leader
@@ -392,6 +429,7 @@ impl Shared {
         }
         let mut state = lock(&self.state);
         state.covers_seq = covers;
+        state.snapshot_len = bytes.len() as u64;
         state.journal_len = 0;
         state.records_after_snapshot = 0;
         Ok(())
@@ -534,6 +572,9 @@ impl Checkpointer for FileCheckpointer {
                     state.journal_len += bytes.len() as u64;
                     state.records_after_snapshot += records;
                 }
+                // The adapter does not parse the caller's snapshot back; the next compaction
+                // rebuilds its queue from disk.
+                *lock(&shared.shadow) = None;
                 let result = shared.install_locked(&snapshot);
                 if let Err(err) = &result {
                     shared.poison_with(err);

@@ -172,47 +172,68 @@ async fn a_crash_at_each_snapshot_install_step_reopens_to_the_same_state() {
     }
 }
 
+fn framed_len(events: &[cairn_queue::Event]) -> u64 {
+    events
+        .iter()
+        .map(|e| 16 + serde_json::to_vec(e).unwrap().len() as u64)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_bounds_the_journal_and_reopen() {
+    const BYTES: u64 = 4096;
     let h = FileHarness::new();
     let factory = FileFactory::builder(h.root())
         .compact_after_records(40)
+        .compact_after_bytes(BYTES)
         .build()
         .unwrap();
     let id = RunId::new("compact").unwrap();
     let run = factory.begin(meta("compact")).await.unwrap();
     let mut work = Workload::new();
-    let mut largest_journal = 0;
-    let mut appended = 0;
-    for _ in 0..30 {
-        let events = work.enqueue(5);
-        appended += events.len();
-        run.append(&events).await.unwrap();
-        let events = work.finish(5);
-        appended += events.len();
-        run.append(&events).await.unwrap();
-        largest_journal = largest_journal.max(std::fs::metadata(h.journal(&id)).unwrap().len());
+    let mut appended = 0u64;
+    let mut compactions = 0;
+    let mut last_covers = 0;
+    for round in 0..40 {
+        for events in [work.enqueue(5), work.finish(5)] {
+            appended += events.len() as u64;
+            run.append(&events).await.unwrap();
+            let journal = std::fs::metadata(h.journal(&id)).unwrap().len();
+            let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
+            let snapshot_len = queue_json.len() as u64;
+            // Compaction starts once the journal passes a threshold AND a quarter of the
+            // snapshot, so the journal never exceeds that bound by more than one append.
+            let bound = (snapshot_len / 4).max(BYTES) + framed_len(&events);
+            assert!(
+                journal <= bound,
+                "round {round}: journal {journal} > bound {bound}"
+            );
+            if !queue_json.is_empty() {
+                let covers =
+                    serde_json::from_slice::<serde_json::Value>(&queue_json).unwrap()["covers_seq"]
+                        .as_u64()
+                        .unwrap();
+                if covers != last_covers {
+                    compactions += 1;
+                    last_covers = covers;
+                }
+            }
+        }
     }
-    assert!(appended >= 400, "enough events to compact several times");
-    let bytes = std::fs::read(h.journal(&id)).unwrap();
     assert!(
-        record_offsets(&bytes).len() < 40 + 10,
-        "at most one threshold plus one append after the snapshot"
+        compactions >= 3,
+        "compacted {compactions} times for {appended} events"
     );
+    let bytes = std::fs::read(h.journal(&id)).unwrap();
+    assert!((record_offsets(&bytes).len() as u64) < appended / 2);
     drop(run);
     let opened = factory.open(&id).await.unwrap().unwrap();
     assert!(
         opened.recovered.snapshot.is_some(),
         "compaction installed a snapshot"
     );
-    assert!(opened.recovered.events.len() < 50);
+    assert!((opened.recovered.events.len() as u64) < appended / 2);
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
-    // Largest journal seen is bounded by the threshold, not by the 400+ events appended.
-    let one_record = bytes.len().max(1) as u64 / record_offsets(&bytes).len().max(1) as u64;
-    assert!(
-        largest_journal < 60 * one_record.max(200),
-        "{largest_journal}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
