@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::canonical::dedup_key;
+use crate::canonical::{PassThrough, canonical_eq, dedup_hash};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
@@ -158,25 +158,45 @@ pub struct Queue {
     tasks: Vec<Task>,
     /// Per task: how many of its dependencies are not `done` or `skipped`.
     unmet: Vec<u32>,
-    /// Per task: the tasks that depend on it, in id order.
-    dependents: Vec<Vec<u32>>,
+    /// Per task: the head of its list of dependents in `edges` (`NO_EDGE` when none).
+    first_edge: Vec<u32>,
+    /// Linked lists of dependents, one arena for all tasks, so adding a task allocates
+    /// nothing per task.
+    edges: Vec<Edge>,
     /// Per task: how many follow-ups it enqueued.
     children: Vec<u32>,
     /// Per task: its index into `kinds`.
     kind_of: Vec<u32>,
     kinds: Vec<KindEntry>,
     kind_index: HashMap<String, u32>,
+    /// The kind used last; runs mostly enqueue many tasks of one kind in a row.
+    last_kind: u32,
     /// Pending tasks with no unmet dependency and no `not_before`.
     due: BTreeSet<TaskId>,
     /// Pending tasks with no unmet dependency that wait for their `not_before`.
     delayed: BTreeSet<(Timestamp, TaskId)>,
-    /// Canonical `(kind, inputs)` key of each dedup-enabled task → the first such task.
-    dedup: HashMap<String, TaskId>,
+    /// Hash of the canonical `(kind, inputs)` of each dedup-enabled task → the first such
+    /// task. Hits are confirmed against the task itself.
+    dedup: HashMap<u64, TaskId, PassThrough>,
+    /// Dedup-enabled tasks whose hash collided with a different `(kind, inputs)` already in
+    /// `dedup`. Practically always empty.
+    dedup_collisions: HashMap<u64, Vec<TaskId>, PassThrough>,
     counts: StatusCounts,
     phases_started: Vec<(u32, String)>,
     phases_completed: BTreeSet<u32>,
     outbox: Vec<Event>,
 }
+
+/// One entry of a task's list of dependents.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    /// The dependent task's index.
+    task: u32,
+    /// The next entry of the same list, or `NO_EDGE`.
+    next: u32,
+}
+
+const NO_EDGE: u32 = u32::MAX;
 
 fn invalid_event(reason: String) -> Error {
     Error::InvalidEvent { reason }
@@ -209,14 +229,17 @@ impl Queue {
             config,
             tasks: Vec::new(),
             unmet: Vec::new(),
-            dependents: Vec::new(),
+            first_edge: Vec::new(),
+            edges: Vec::new(),
             children: Vec::new(),
             kind_of: Vec::new(),
             kinds: Vec::new(),
             kind_index: HashMap::new(),
+            last_kind: 0,
             due: BTreeSet::new(),
             delayed: BTreeSet::new(),
-            dedup: HashMap::new(),
+            dedup: HashMap::default(),
+            dedup_collisions: HashMap::default(),
             counts: StatusCounts::default(),
             phases_started: Vec::new(),
             phases_completed: BTreeSet::new(),
@@ -437,12 +460,12 @@ impl Queue {
                 task.depth.saturating_add(1)
             }
         };
-        let key = if dedup {
-            let key = dedup_key(&kind, &inputs);
-            if let Some(&id) = self.dedup.get(&key) {
+        let hash = if dedup {
+            let hash = dedup_hash(&kind, &inputs);
+            if let Some(id) = self.find_duplicate(hash, &kind, &inputs) {
                 return Ok(Enqueued { id, existing: true });
             }
-            Some(key)
+            Some(hash)
         } else {
             None
         };
@@ -477,7 +500,7 @@ impl Queue {
             dedup,
             at: now,
         };
-        self.emit(event, key)?;
+        self.emit(event, hash)?;
         Ok(Enqueued {
             id,
             existing: false,
@@ -882,8 +905,8 @@ impl Queue {
     }
 
     /// Applies an event an operation built and puts it in the outbox.
-    fn emit(&mut self, event: Event, dedup_key: Option<String>) -> Result<()> {
-        self.apply_keyed(&event, dedup_key)?;
+    fn emit(&mut self, event: Event, dedup_hash: Option<u64>) -> Result<()> {
+        self.apply_keyed(&event, dedup_hash)?;
         self.outbox.push(event);
         Ok(())
     }
@@ -914,8 +937,8 @@ impl Queue {
         Ok(i)
     }
 
-    /// `apply`, with the dedup key when the caller already computed it.
-    fn apply_keyed(&mut self, event: &Event, dedup_key: Option<String>) -> Result<()> {
+    /// `apply`, with the dedup hash when the caller already computed it.
+    fn apply_keyed(&mut self, event: &Event, dedup_hash: Option<u64>) -> Result<()> {
         match event {
             Event::Enqueued {
                 id,
@@ -1000,7 +1023,7 @@ impl Queue {
                     blocked_by,
                     dedup: *dedup,
                 };
-                self.install(task, unmet, dedup_key);
+                self.install(task, unmet, dedup_hash);
             }
             Event::Started { id, attempt, at } => {
                 let i = self.event_index(*id, "a start")?;
@@ -1053,8 +1076,11 @@ impl Queue {
                 task.finished_at = Some(*at);
                 task.handoff = Some(handoff.clone());
                 self.set_status(i, status);
-                for k in 0..self.dependents[i].len() {
-                    let d = self.dependents[i][k] as usize;
+                let mut edge = self.first_edge[i];
+                while edge != NO_EDGE {
+                    let Edge { task: d, next } = self.edges[edge as usize];
+                    edge = next;
+                    let d = d as usize;
                     self.unmet[d] -= 1;
                     if self.unmet[d] == 0 && self.tasks[d].status == Status::Pending {
                         self.ready_insert(d);
@@ -1156,47 +1182,105 @@ impl Queue {
         Ok(())
     }
 
+    /// The dedup-enabled task with this `(kind, inputs)`, if any.
+    fn find_duplicate(&self, hash: u64, kind: &str, inputs: &serde_json::Value) -> Option<TaskId> {
+        let same = |id: &TaskId| {
+            let task = &self.tasks[id.0 as usize];
+            task.kind == kind && canonical_eq(&task.inputs, inputs)
+        };
+        let first = self.dedup.get(&hash)?;
+        if same(first) {
+            return Some(*first);
+        }
+        self.dedup_collisions
+            .get(&hash)
+            .and_then(|ids| ids.iter().find(|id| same(id)).copied())
+    }
+
     /// Adds a task whose fields are already checked, with its derived indexes.
-    fn install(&mut self, task: Task, unmet: u32, dedup_key: Option<String>) {
+    fn install(&mut self, task: Task, unmet: u32, dedup_hash: Option<u64>) {
         let i = self.tasks.len();
         let id = task.id;
         for dep in &task.depends_on {
-            self.dependents[dep.0 as usize].push(i as u32);
+            let d = dep.0 as usize;
+            self.edges.push(Edge {
+                task: i as u32,
+                next: self.first_edge[d],
+            });
+            self.first_edge[d] = (self.edges.len() - 1) as u32;
         }
         if let EnqueuedBy::Task(parent) = task.enqueued_by {
             self.children[parent.0 as usize] += 1;
         }
-        if task.dedup {
-            let key =
-                dedup_key.unwrap_or_else(|| crate::canonical::dedup_key(&task.kind, &task.inputs));
-            self.dedup.entry(key).or_insert(id);
-        }
-        let k = match self.kind_index.get(task.kind.as_str()) {
-            Some(&k) => k,
-            None => {
-                let k = self.kinds.len() as u32;
-                self.kinds.push(KindEntry {
-                    name: task.kind.clone(),
-                    counts: StatusCounts::default(),
-                    ids: Vec::new(),
-                });
-                self.kind_index.insert(task.kind.clone(), k);
-                k
-            }
-        };
+        let hash = task.dedup.then(|| {
+            dedup_hash.unwrap_or_else(|| crate::canonical::dedup_hash(&task.kind, &task.inputs))
+        });
+        let k = self.kind_slot(&task.kind);
         let entry = &mut self.kinds[k as usize];
         entry.ids.push(id);
         *entry.counts.slot_mut(task.status) += 1;
         *self.counts.slot_mut(task.status) += 1;
         let ready = task.status == Status::Pending && unmet == 0;
+        if let Some(hash) = hash {
+            // The first task with a given (kind, inputs) keeps the entry.
+            if self
+                .find_duplicate(hash, &task.kind, &task.inputs)
+                .is_none()
+            {
+                match self.dedup.entry(hash) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        self.dedup_collisions.entry(hash).or_default().push(id);
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
+            }
+        }
         self.tasks.push(task);
         self.unmet.push(unmet);
-        self.dependents.push(Vec::new());
+        self.first_edge.push(NO_EDGE);
         self.children.push(0);
         self.kind_of.push(k);
         if ready {
             self.ready_insert(i);
         }
+    }
+
+    /// The index of `kind` in `kinds`, adding it when new.
+    fn kind_slot(&mut self, kind: &str) -> u32 {
+        let last = self.kinds.get(self.last_kind as usize);
+        if last.is_some_and(|entry| entry.name == kind) {
+            return self.last_kind;
+        }
+        let k = match self.kind_index.get(kind) {
+            Some(&k) => k,
+            None => {
+                let k = self.kinds.len() as u32;
+                self.kinds.push(KindEntry {
+                    name: kind.to_owned(),
+                    counts: StatusCounts::default(),
+                    ids: Vec::new(),
+                });
+                self.kind_index.insert(kind.to_owned(), k);
+                k
+            }
+        };
+        self.last_kind = k;
+        k
+    }
+
+    /// The indices of the tasks that depend on task `i` (in no particular order).
+    fn dependents_of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut edge = self.first_edge[i];
+        std::iter::from_fn(move || {
+            if edge == NO_EDGE {
+                return None;
+            }
+            let Edge { task, next } = self.edges[edge as usize];
+            edge = next;
+            Some(task as usize)
+        })
     }
 
     fn set_status(&mut self, i: usize, status: Status) {
@@ -1230,9 +1314,8 @@ impl Queue {
     /// dependents are blocked already, so the walk stops there.
     fn block_dependents(&mut self, i: usize, at: Timestamp) {
         let failed = self.tasks[i].id;
-        let mut stack: Vec<u32> = self.dependents[i].clone();
+        let mut stack: Vec<usize> = self.dependents_of(i).collect();
         while let Some(d) = stack.pop() {
-            let d = d as usize;
             if self.tasks[d].status != Status::Pending {
                 continue;
             }
@@ -1241,7 +1324,7 @@ impl Queue {
             task.blocked_by = Some(failed);
             task.finished_at = Some(at);
             self.set_status(d, Status::Blocked);
-            stack.extend_from_slice(&self.dependents[d]);
+            stack.extend(self.dependents_of(d));
         }
     }
 
@@ -1250,9 +1333,8 @@ impl Queue {
     /// statuses. A task stays blocked (by another failed ancestor) when one of its
     /// dependencies is still failed or blocked; otherwise it is pending again.
     fn unblock_dependents(&mut self, i: usize) {
-        let mut work: BTreeSet<u32> = self.dependents[i].iter().copied().collect();
+        let mut work: BTreeSet<usize> = self.dependents_of(i).collect();
         while let Some(d) = work.pop_first() {
-            let d = d as usize;
             if self.tasks[d].status != Status::Blocked {
                 continue;
             }
@@ -1276,7 +1358,8 @@ impl Queue {
                     }
                 }
             }
-            work.extend(self.dependents[d].iter().copied());
+            let more: Vec<usize> = self.dependents_of(d).collect();
+            work.extend(more);
         }
     }
 }
