@@ -257,9 +257,26 @@ fn resolve_export(export: &Export) -> Result<Option<(OtlpProtocol, Option<String
     }
 }
 
-fn build_providers(
-    config: &Config,
-) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+/// Builds the tracer and meter providers `init` would use (resource with `service.name`,
+/// [`crate::link::RunIdGenerator`], OTLP exporters per [`Config::export`]) without installing
+/// anything, for hosts that compose their own subscriber with [`crate::layers::layer`].
+/// Shut both providers down before exit to flush them.
+///
+/// # Errors
+///
+/// As [`init`], minus the filter and subscriber errors: [`Error::UnsupportedProtocol`],
+/// [`Error::ProtocolNotCompiled`] and [`Error::Exporter`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{Config, Export};
+///
+/// let (traces, metrics) = cairn_telemetry::providers(&Config::new("cairn").with_export(Export::Off))?;
+/// # traces.shutdown().ok(); metrics.shutdown().ok();
+/// # Ok::<(), cairn_telemetry::Error>(())
+/// ```
+pub fn providers(config: &Config) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
         .build();
@@ -328,9 +345,8 @@ mod otlp {
         let protocol = OtlpProtocol::HttpProtobuf;
         // An explicit endpoint is used verbatim by the exporter, so append the signal path
         // here to give it the same meaning as OTEL_EXPORTER_OTLP_ENDPOINT.
-        let signal_url = |path: &str| {
-            endpoint.map(|base| format!("{}/{path}", base.trim_end_matches('/')))
-        };
+        let signal_url =
+            |path: &str| endpoint.map(|base| format!("{}/{path}", base.trim_end_matches('/')));
         let mut spans = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary);
@@ -345,7 +361,9 @@ mod otlp {
         }
         Ok((
             spans.build().map_err(exporter_error("traces", protocol))?,
-            metrics.build().map_err(exporter_error("metrics", protocol))?,
+            metrics
+                .build()
+                .map_err(exporter_error("metrics", protocol))?,
         ))
     }
 
@@ -370,7 +388,9 @@ mod otlp {
         }
         Ok((
             spans.build().map_err(exporter_error("traces", protocol))?,
-            metrics.build().map_err(exporter_error("metrics", protocol))?,
+            metrics
+                .build()
+                .map_err(exporter_error("metrics", protocol))?,
         ))
     }
 
@@ -439,7 +459,7 @@ mod otlp {
 pub fn init(config: Config) -> Result<TelemetryGuard, Error> {
     let fmt_filter = env_filter(&config)?;
     let trace_filter = env_filter(&config)?;
-    let (traces, metrics) = build_providers(&config)?;
+    let (traces, metrics) = providers(&config)?;
     let subscriber = Registry::default()
         .with(fmt_layer(config.log_format).with_filter(fmt_filter))
         .with(trace_layer(&traces).with_filter(trace_filter))

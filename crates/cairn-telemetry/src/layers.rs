@@ -165,7 +165,8 @@ impl Visit for EventAttributes {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() != "message" {
-            self.0.push(KeyValue::new(field.name(), format!("{value:?}")));
+            self.0
+                .push(KeyValue::new(field.name(), format!("{value:?}")));
         }
     }
 }

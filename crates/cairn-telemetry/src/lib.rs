@@ -37,6 +37,7 @@ pub use error::Error;
 pub use init::{
     Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
     ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, TelemetryGuard, init,
+    providers,
 };
 #[cfg(feature = "export")]
 pub use layers::LogFormat;

@@ -147,7 +147,8 @@ impl IdGenerator for RunIdGenerator {
 /// # drop(provider);
 /// ```
 pub fn tracer_provider_builder() -> TracerProviderBuilder {
-    opentelemetry_sdk::trace::SdkTracerProvider::builder().with_id_generator(RunIdGenerator::default())
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_id_generator(RunIdGenerator::default())
 }
 
 /// The identity of one run-span execution, read from the span's attributes.
@@ -262,7 +263,10 @@ impl Tracer for RunLinkTracer {
         if parent.is_valid() {
             links.push(Link::new(
                 parent.clone(),
-                vec![KeyValue::new(names::ATTR_LINK_KIND, names::LINK_KIND_PARENT)],
+                vec![KeyValue::new(
+                    names::ATTR_LINK_KIND,
+                    names::LINK_KIND_PARENT,
+                )],
                 0,
             ));
         }

@@ -38,21 +38,36 @@ fn task_outcomes_are_counted_and_timed_by_outcome_and_kind() {
         let _ = tracing::info_span!(target: "cairn", names::TASK_SPAN, kind = "shell");
     });
 
-    let shell_complete = [KeyValue::new("outcome", "complete"), KeyValue::new("kind", "shell")];
-    assert_eq!(telemetry.counter(names::METRIC_TASK_OUTCOMES, &shell_complete), Some(2));
+    let shell_complete = [
+        KeyValue::new("outcome", "complete"),
+        KeyValue::new("kind", "shell"),
+    ];
     assert_eq!(
-        telemetry.counter(names::METRIC_TASK_OUTCOMES, &[KeyValue::new("outcome", "retry")]),
+        telemetry.counter(names::METRIC_TASK_OUTCOMES, &shell_complete),
+        Some(2)
+    );
+    assert_eq!(
+        telemetry.counter(
+            names::METRIC_TASK_OUTCOMES,
+            &[KeyValue::new("outcome", "retry")]
+        ),
         Some(1)
     );
     assert_eq!(
         telemetry.counter(
             names::METRIC_TASK_OUTCOMES,
-            &[KeyValue::new("outcome", "complete"), KeyValue::new("kind", "http")]
+            &[
+                KeyValue::new("outcome", "complete"),
+                KeyValue::new("kind", "http")
+            ]
         ),
         Some(1)
     );
     assert_eq!(
-        telemetry.counter(names::METRIC_TASK_OUTCOMES, &[KeyValue::new("outcome", "unknown")]),
+        telemetry.counter(
+            names::METRIC_TASK_OUTCOMES,
+            &[KeyValue::new("outcome", "unknown")]
+        ),
         Some(1)
     );
     let durations = telemetry
@@ -87,15 +102,25 @@ fn run_duration_resumes_and_quarantines() {
     let complete = telemetry
         .histogram(
             names::METRIC_RUN_DURATION,
-            &[KeyValue::new("outcome", "complete"), KeyValue::new("resumed", false)],
+            &[
+                KeyValue::new("outcome", "complete"),
+                KeyValue::new("resumed", false),
+            ],
         )
         .expect("run duration for complete runs");
     assert_eq!(complete.count, 2);
-    assert!((complete.sum - 2.0).abs() < 1e-9, "sum of 1.5 s and 0.5 s: {}", complete.sum);
+    assert!(
+        (complete.sum - 2.0).abs() < 1e-9,
+        "sum of 1.5 s and 0.5 s: {}",
+        complete.sum
+    );
     let failed = telemetry
         .histogram(
             names::METRIC_RUN_DURATION,
-            &[KeyValue::new("outcome", "fail"), KeyValue::new("resumed", true)],
+            &[
+                KeyValue::new("outcome", "fail"),
+                KeyValue::new("resumed", true),
+            ],
         )
         .expect("run duration for failed runs");
     assert_eq!(failed.count, 1);
@@ -110,19 +135,65 @@ fn queue_depth_is_summed_over_runs_in_progress_and_dropped_when_a_run_finishes()
     let status = |s: &str| [KeyValue::new("status", s.to_owned())];
 
     telemetry.in_scope(|| {
-        emit::queue_depth("a", &QueueDepth { pending: 4, running: 2, ..QueueDepth::default() });
-        emit::queue_depth("b", &QueueDepth { pending: 1, blocked: 3, ..QueueDepth::default() });
+        emit::queue_depth(
+            "a",
+            &QueueDepth {
+                pending: 4,
+                running: 2,
+                ..QueueDepth::default()
+            },
+        );
+        emit::queue_depth(
+            "b",
+            &QueueDepth {
+                pending: 1,
+                blocked: 3,
+                ..QueueDepth::default()
+            },
+        );
         // A newer report for the same run replaces its share.
-        emit::queue_depth("a", &QueueDepth { pending: 3, running: 2, done: 1, ..QueueDepth::default() });
+        emit::queue_depth(
+            "a",
+            &QueueDepth {
+                pending: 3,
+                running: 2,
+                done: 1,
+                ..QueueDepth::default()
+            },
+        );
     });
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")), Some(4));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")), Some(2));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("done")), Some(1));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")), Some(3));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("failed")), Some(0));
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")),
+        Some(4)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")),
+        Some(2)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("done")),
+        Some(1)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")),
+        Some(3)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("failed")),
+        Some(0)
+    );
 
     telemetry.in_scope(|| finished("a", RunOutcomeName::LeaveRunning, false, 10));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")), Some(1));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")), Some(0));
-    assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")), Some(3));
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("pending")),
+        Some(1)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("running")),
+        Some(0)
+    );
+    assert_eq!(
+        telemetry.gauge(names::METRIC_QUEUE_DEPTH, &status("blocked")),
+        Some(3)
+    );
 }

@@ -4,8 +4,8 @@
 use cairn_telemetry::link::{run_span_context, run_span_id, run_trace_id};
 use cairn_telemetry::names;
 use cairn_telemetry::testing::TestTelemetry;
-use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanId, TraceId};
 
 #[test]
 fn a_resumed_run_links_to_the_interrupted_execution() {
@@ -26,17 +26,26 @@ fn a_resumed_run_links_to_the_interrupted_execution() {
     assert_eq!(link.span_context.trace_id(), run_trace_id("run-42", 3));
     assert_eq!(link.span_context.span_id(), run_span_id("run-42", 3));
     assert_eq!(link.span_context, run_span_context("run-42", 3));
-    assert!(link.attributes.contains(&KeyValue::new(names::ATTR_RUN_ID, "run-42")));
-    assert!(link.attributes.contains(&KeyValue::new(names::ATTR_LEASE_EPOCH, 3i64)));
     assert!(
         link.attributes
-            .contains(&KeyValue::new(names::ATTR_LINK_KIND, names::LINK_KIND_RESUMED_FROM))
+            .contains(&KeyValue::new(names::ATTR_RUN_ID, "run-42"))
     );
+    assert!(
+        link.attributes
+            .contains(&KeyValue::new(names::ATTR_LEASE_EPOCH, 3i64))
+    );
+    assert!(link.attributes.contains(&KeyValue::new(
+        names::ATTR_LINK_KIND,
+        names::LINK_KIND_RESUMED_FROM
+    )));
 
     // The resumed execution holds epoch 4, and its own ids are derived from that.
     assert_eq!(run.span_context.trace_id(), run_trace_id("run-42", 4));
     assert_eq!(run.span_context.span_id(), run_span_id("run-42", 4));
-    assert!(run.attributes.contains(&KeyValue::new(names::ATTR_LEASE_EPOCH, 4i64)));
+    assert!(
+        run.attributes
+            .contains(&KeyValue::new(names::ATTR_LEASE_EPOCH, 4i64))
+    );
     assert_eq!(run.parent_span_id, SpanId::INVALID);
 }
 
@@ -59,7 +68,10 @@ fn the_link_target_is_the_span_the_interrupted_process_exported() {
 
     let interrupted = &before_crash.spans_named(names::RUN_SPAN)[0];
     let resumed = &after_crash.spans_named(names::RUN_SPAN)[0];
-    assert!(interrupted.links.links.is_empty(), "a fresh run has no link");
+    assert!(
+        interrupted.links.links.is_empty(),
+        "a fresh run has no link"
+    );
     assert_eq!(
         resumed.links.links[0].span_context.trace_id(),
         interrupted.span_context.trace_id()
@@ -68,7 +80,10 @@ fn the_link_target_is_the_span_the_interrupted_process_exported() {
         resumed.links.links[0].span_context.span_id(),
         interrupted.span_context.span_id()
     );
-    assert_ne!(resumed.span_context.trace_id(), interrupted.span_context.trace_id());
+    assert_ne!(
+        resumed.span_context.trace_id(),
+        interrupted.span_context.trace_id()
+    );
 }
 
 #[test]
@@ -83,7 +98,10 @@ fn an_explicit_lease_epoch_and_u64_fields_are_honoured() {
     });
     let run = &telemetry.spans_named(names::RUN_SPAN)[0];
     assert_eq!(run.links.links.len(), 1);
-    assert_eq!(run.links.links[0].span_context, run_span_context("run-a", 7));
+    assert_eq!(
+        run.links.links[0].span_context,
+        run_span_context("run-a", 7)
+    );
     assert_eq!(run.span_context.trace_id(), run_trace_id("run-b", 2));
 }
 
@@ -100,9 +118,16 @@ fn a_fresh_run_has_no_link_and_a_derived_trace_id() {
         let _task = task.enter();
     });
     let run = &telemetry.spans_named(names::RUN_SPAN)[0];
-    assert!(run.links.links.is_empty(), "unexpected links: {:?}", run.links.links);
+    assert!(
+        run.links.links.is_empty(),
+        "unexpected links: {:?}",
+        run.links.links
+    );
     assert_eq!(run.span_context.trace_id(), run_trace_id("run-1", 1));
-    assert!(run.attributes.contains(&KeyValue::new(names::ATTR_RUN_ID, "run-1")));
+    assert!(
+        run.attributes
+            .contains(&KeyValue::new(names::ATTR_RUN_ID, "run-1"))
+    );
     let task = &telemetry.spans_named(names::TASK_SPAN)[0];
     assert_eq!(task.span_context.trace_id(), run_trace_id("run-1", 1));
     assert_ne!(task.span_context.span_id(), run_span_id("run-1", 1));
@@ -123,12 +148,14 @@ fn a_run_opened_inside_another_span_starts_its_own_trace_and_links_back() {
     assert_eq!(run.parent_span_id, SpanId::INVALID);
     assert_eq!(run.span_context.trace_id(), run_trace_id("run-n", 1));
     assert_eq!(run.links.links.len(), 1);
-    assert_eq!(run.links.links[0].span_context.span_id(), request.span_context.span_id());
-    assert!(
-        run.links.links[0]
-            .attributes
-            .contains(&KeyValue::new(names::ATTR_LINK_KIND, names::LINK_KIND_PARENT))
+    assert_eq!(
+        run.links.links[0].span_context.span_id(),
+        request.span_context.span_id()
     );
+    assert!(run.links.links[0].attributes.contains(&KeyValue::new(
+        names::ATTR_LINK_KIND,
+        names::LINK_KIND_PARENT
+    )));
 }
 
 #[test]
@@ -144,10 +171,18 @@ fn a_resume_with_unknown_epoch_keeps_random_ids_instead_of_colliding() {
     });
     let runs = telemetry.spans_named(names::RUN_SPAN);
     assert_eq!(runs.len(), 2);
-    assert_ne!(runs[0].span_context.trace_id(), runs[1].span_context.trace_id());
+    assert_ne!(
+        runs[0].span_context.trace_id(),
+        runs[1].span_context.trace_id()
+    );
     assert_ne!(runs[0].span_context.trace_id(), run_trace_id("run-u", 1));
     assert!(runs.iter().all(|run| run.links.links.is_empty()));
-    assert!(!runs[0].attributes.iter().any(|kv| kv.key.as_str() == names::ATTR_LEASE_EPOCH));
+    assert!(
+        !runs[0]
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == names::ATTR_LEASE_EPOCH)
+    );
 }
 
 #[test]
@@ -162,6 +197,9 @@ fn derived_ids_are_stable_and_distinct() {
     assert_ne!(run_span_id("run-1", 1), SpanId::INVALID);
     // Computed independently (FNV-1a 128 over "cairn.trace"/"cairn.span", the run id and the
     // big-endian epoch, each part followed by 0xff; the span id folds the hash to 64 bits).
-    assert_eq!(run_trace_id("run-1", 1).to_string(), "5ed4de08ad2bee11f8b2637cbf95b930");
+    assert_eq!(
+        run_trace_id("run-1", 1).to_string(),
+        "5ed4de08ad2bee11f8b2637cbf95b930"
+    );
     assert_eq!(run_span_id("run-1", 1).to_string(), "6d4ef1131201e0d0");
 }

@@ -48,7 +48,14 @@ fn lifecycle_events_inside_a_run_span_keep_names_and_fields() {
             tasks_reset: 1,
             tasks_failed: 0,
         });
-        emit::queue_depth("run-7", &QueueDepth { pending: 2, done: 3, ..QueueDepth::default() });
+        emit::queue_depth(
+            "run-7",
+            &QueueDepth {
+                pending: 2,
+                done: 3,
+                ..QueueDepth::default()
+            },
+        );
         emit::run_finished(&RunFinished {
             run_id: "run-7",
             outcome: RunOutcomeName::Complete,
@@ -66,7 +73,12 @@ fn lifecycle_events_inside_a_run_span_keep_names_and_fields() {
     let names_in_order: Vec<&str> = runs[0].events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(
         names_in_order,
-        [names::RUN_STARTED, names::RESUMED, names::QUEUE_DEPTH, names::RUN_FINISHED]
+        [
+            names::RUN_STARTED,
+            names::RESUMED,
+            names::QUEUE_DEPTH,
+            names::RUN_FINISHED
+        ]
     );
 
     let started = the_event(&telemetry, names::RUN_STARTED);
@@ -110,10 +122,20 @@ fn decision_events_carry_their_fields() {
     let cases: [(&str, &[(&str, Value)]); 9] = [
         (
             names::FAILED_RESUME_PROMPTED,
-            &[("run_id", s("run-8")), ("workflow", s("etl")), ("scope", s("daily"))],
+            &[
+                ("run_id", s("run-8")),
+                ("workflow", s("etl")),
+                ("scope", s("daily")),
+            ],
         ),
-        (names::RUN_ABANDONED, &[("run_id", s("run-8")), ("previous_status", s("failed"))]),
-        (names::FRESH_RUN_FORCED, &[("run_id", s("run-9")), ("failed_run_id", s("run-8"))]),
+        (
+            names::RUN_ABANDONED,
+            &[("run_id", s("run-8")), ("previous_status", s("failed"))],
+        ),
+        (
+            names::FRESH_RUN_FORCED,
+            &[("run_id", s("run-9")), ("failed_run_id", s("run-8"))],
+        ),
         (
             names::STATE_QUARANTINED,
             &[
@@ -149,7 +171,10 @@ fn decision_events_carry_their_fields() {
                 ("lease_epoch", Value::I64(6)),
             ],
         ),
-        (names::JOB_REVIVED, &[("job_id", s("nightly")), ("forced", Value::Bool(true))]),
+        (
+            names::JOB_REVIVED,
+            &[("job_id", s("nightly")), ("forced", Value::Bool(true))],
+        ),
     ];
     for (name, fields) in cases {
         let event = the_event(&telemetry, name);
@@ -162,7 +187,10 @@ fn decision_events_carry_their_fields() {
     // plain attribute and must not rename the event or fail the run span.
     let degraded = the_event(&telemetry, names::BEGIN_DEGRADED);
     let error = attr(&degraded, "error").expect("begin_degraded keeps its error field");
-    assert!(error.as_str().contains("disk full"), "error attribute: {error:?}");
+    assert!(
+        error.as_str().contains("disk full"),
+        "error attribute: {error:?}"
+    );
     let run = &telemetry.spans_named(names::RUN_SPAN)[0];
     assert_eq!(run.status, opentelemetry::trace::Status::Unset);
 }
@@ -179,13 +207,18 @@ fn events_outside_any_span_are_exported_in_a_span_of_their_own() {
 
     let spans = telemetry.spans();
     let names_seen: Vec<&str> = spans.iter().map(|span| span.name.as_ref()).collect();
-    assert_eq!(names_seen, [names::FAILED_RESUME_PROMPTED, names::BREAKER_TRIPPED]);
+    assert_eq!(
+        names_seen,
+        [names::FAILED_RESUME_PROMPTED, names::BREAKER_TRIPPED]
+    );
 
     let prompted = the_event(&telemetry, names::FAILED_RESUME_PROMPTED);
     assert_eq!(attr(&prompted, "run_id"), Some(&s("run-3")));
     assert_eq!(attr(&prompted, "scope"), Some(&s("daily")));
     assert!(
-        spans[0].attributes.contains(&KeyValue::new("run_id", "run-3")),
+        spans[0]
+            .attributes
+            .contains(&KeyValue::new("run_id", "run-3")),
         "the wrapping span carries the fields too"
     );
     let tripped = the_event(&telemetry, names::BREAKER_TRIPPED);
@@ -212,7 +245,10 @@ fn task_spans_nest_under_the_run_span_and_record_their_outcome() {
     let task = &telemetry.spans_named(names::TASK_SPAN)[0];
     assert_eq!(task.parent_span_id, run.span_context.span_id());
     assert_eq!(task.span_context.trace_id(), run.span_context.trace_id());
-    assert!(task.attributes.contains(&KeyValue::new("outcome", "complete")));
+    assert!(
+        task.attributes
+            .contains(&KeyValue::new("outcome", "complete"))
+    );
     assert!(task.attributes.contains(&KeyValue::new("task_id", "t1")));
     assert_eq!(task.events.events[0].name, names::TASK_RESET);
 }
