@@ -33,15 +33,21 @@
 //!
 //! # Compaction
 //!
-//! Every `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes
-//! (default 8 MiB) of journal after the latest snapshot, the writer compacts: it replays
-//! `queue.json` plus the journal into a `cairn_queue::Queue` (with the builder's
-//! `queue_config`) and installs that queue's snapshot as above. This keeps journal size and
-//! reopen time bounded without the adapter applying every event as it is appended (appends
-//! stay one write plus one fdatasync). The adapter does not validate events on append; if
-//! the journal does not replay, compaction is switched off for that writer and the journal
-//! keeps growing, which is safe but slower to reopen. Snapshots the executor installs itself
-//! reset the count too.
+//! The adapter compacts on its own once the journal after the latest snapshot holds
+//! `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes (default
+//! 8 MiB), AND at least a quarter of the size of `queue.json`, so rewriting a large snapshot
+//! stays amortized over the records that caused it. Compaction replays the journal into a
+//! `cairn_queue::Queue` (with the builder's `queue_config`), installs that queue's snapshot
+//! as above, and keeps the queue in memory so the next compaction only applies the records
+//! written since. So the journal stays below about `max(threshold, queue.json / 4)` plus one
+//! append, and reopen reads one snapshot plus that much journal.
+//!
+//! The adapter does NOT apply events as they are appended: an append stays one write plus
+//! one fdatasync. It therefore does not reject events that do not replay; if the journal
+//! does not replay at compaction time, compaction is switched off for that writer and the
+//! journal keeps growing, which is safe (nothing is lost) but slower to reopen. Compaction
+//! runs while the append that crossed the threshold waits, before it is acknowledged.
+//! Snapshots the executor installs itself reset the count too.
 //!
 //! # Durability
 //!
