@@ -640,9 +640,17 @@ impl Checkpointer for FileCheckpointer {
     }
 
     async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        self.check_poisoned()?;
         let shared = Arc::clone(&self.shared);
         let record = record.clone();
-        blocking(move || shared.store.append_audit_in(&shared.dir, &record)).await
+        blocking(move || {
+            let result = shared.store.append_audit_in(&shared.dir, &record);
+            if let Err(err) = &result {
+                shared.poison_with(err);
+            }
+            result
+        })
+        .await
     }
 
     async fn complete(&self) -> Result<RunMeta> {
@@ -655,13 +663,26 @@ impl Checkpointer for FileCheckpointer {
 }
 
 impl FileCheckpointer {
-    async fn finish(&self, status: RunStatus, error: Option<RunError>) -> Result<RunMeta> {
+    /// `Poisoned` once a write or sync of this writer failed (any `SyncFailed` counts).
+    fn check_poisoned(&self) -> Result<()> {
         if lock(&self.shared.state).failure.is_some() {
             return Err(Error::Poisoned {
                 run_id: self.shared.run_id.clone(),
             });
         }
+        Ok(())
+    }
+
+    async fn finish(&self, status: RunStatus, error: Option<RunError>) -> Result<RunMeta> {
+        self.check_poisoned()?;
         let shared = Arc::clone(&self.shared);
-        blocking(move || shared.store.finish(&shared.run_id, status, error.as_ref())).await
+        blocking(move || {
+            let result = shared.store.finish(&shared.run_id, status, error.as_ref());
+            if let Err(err) = &result {
+                shared.poison_with(err);
+            }
+            result
+        })
+        .await
     }
 }

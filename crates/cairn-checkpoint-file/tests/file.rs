@@ -530,3 +530,33 @@ async fn a_second_factory_sees_the_holder_in_locked() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_failed_sync_of_the_writer_poisons_it() {
+    for (suffix, step) in [("audit.jsonl", "audit"), ("meta.json.tmp", "complete")] {
+        let h = FileHarness::new();
+        let plan = Arc::new(IoPlan::default());
+        let factory = h.failing_factory(&plan, Durability::Sync);
+        let run = factory.begin(meta("poison-other")).await.unwrap();
+        run.append(&sample_events(0, 2)).await.unwrap();
+        plan.fail("sync_data", suffix, 1);
+        let err = match step {
+            "audit" => run
+                .audit(&cairn_checkpoint::AuditRecord::new(
+                    Timestamp(1),
+                    run.run_id().clone(),
+                    AuditAction::Recovered,
+                    "x",
+                ))
+                .await
+                .expect_err("audit sync fails"),
+            _ => run.complete().await.expect_err("meta sync fails"),
+        };
+        assert!(matches!(err, Error::SyncFailed { .. }), "{step}: {err:?}");
+        let err = run
+            .append(&sample_events(2, 3))
+            .await
+            .expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{step}: {err:?}");
+    }
+}
