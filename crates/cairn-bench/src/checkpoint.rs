@@ -1,5 +1,523 @@
-//! The `checkpoint` bench (not written yet).
+//! The `checkpoint` bench: durable transitions per second through the storage port, against
+//! two baselines (a naive whole-file rewrite and SQLite) and the disk's raw fdatasync rate.
+//!
+//! Workload at size N: the run first holds N enqueued tasks (one bulk append, untimed). Then the
+//! timed window starts and completes tasks, one transition per append call, up to a cap (so the
+//! slow baselines finish): the rate is transitions in the window divided by its wall time. With W
+//! concurrent writers, writer w handles the tasks whose index is w mod W, all on one run, so their
+//! appends can share a group fsync.
 
-pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("the checkpoint bench is not written yet")
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    Checkpointer, CheckpointerFactory, Durability, NoopFactory, RunId, RunMeta,
+};
+use cairn_checkpoint_file::FileFactory;
+use cairn_checkpoint_sled::SledFactory;
+use cairn_queue::{EnqueuedBy, Event, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+
+/// Most timed transitions for an adapter that syncs; keeps the bench to minutes, not hours.
+const DURABLE_CAP: usize = 20_000;
+/// Most timed transitions for the naive baseline, which rewrites the whole state each time.
+const NAIVE_CAP: usize = 300;
+
+struct Options {
+    sizes: Vec<usize>,
+    reopen_events: usize,
+    dir: PathBuf,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        sizes: vec![1_000, 10_000, 100_000],
+        reopen_events: 1_000_000,
+        dir: std::env::temp_dir(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sizes" => {
+                let list = it.next().context("--sizes needs a list like 1000,10000")?;
+                options.sizes = list
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--sizes takes whole numbers")?;
+            }
+            "--reopen-events" => {
+                options.reopen_events = it
+                    .next()
+                    .context("--reopen-events needs a number")?
+                    .parse()
+                    .context("--reopen-events takes a whole number")?;
+            }
+            "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            other => bail!(
+                "unknown option `{other}`; expected --sizes LIST, --reopen-events N, --dir DIR"
+            ),
+        }
+    }
+    if options.sizes.contains(&0) {
+        bail!("--sizes must be positive");
+    }
+    Ok(options)
+}
+
+/// The events of the workload at size n: n enqueues (the setup), then start/complete pairs.
+struct Workload {
+    enqueues: Vec<Event>,
+    /// `pairs[i]` = (started, completed) of task i.
+    pairs: Vec<(Event, Event)>,
+}
+
+fn workload(n: usize) -> anyhow::Result<Workload> {
+    let mut queue = Queue::new(QueueConfig {
+        max_tasks: n.max(1),
+        ..QueueConfig::default()
+    });
+    let now = Timestamp(1);
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let spec = TaskSpec::new("bench").inputs(serde_json::json!(i));
+        ids.push(queue.enqueue(spec, EnqueuedBy::Root, now)?.id);
+    }
+    let enqueues = queue.take_events();
+    let mut pairs = Vec::with_capacity(n);
+    for id in ids {
+        queue.start(id, now)?;
+        queue.complete(id, Handoff::default(), now)?;
+        let mut events = queue.take_events();
+        let completed = events.pop().context("complete produced no event")?;
+        let started = events.pop().context("start produced no event")?;
+        pairs.push((started, completed));
+    }
+    Ok(Workload { enqueues, pairs })
+}
+
+/// Something that makes one transition durable per call.
+#[async_trait]
+trait Sink: Send + Sync {
+    async fn transition(&self, event: &Event) -> anyhow::Result<()>;
+}
+
+struct PortSink(Box<dyn Checkpointer>);
+
+#[async_trait]
+impl Sink for PortSink {
+    async fn transition(&self, event: &Event) -> anyhow::Result<()> {
+        self.0.append(std::slice::from_ref(event)).await?;
+        Ok(())
+    }
+}
+
+/// The design cairn replaces: rewrite the whole queue state atomically on every transition.
+struct NaiveSink {
+    dir: PathBuf,
+    queue: std::sync::Mutex<Queue>,
+}
+
+impl NaiveSink {
+    fn write_state(&self, queue: &Queue) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(&queue.snapshot())?;
+        let tmp = self.dir.join("queue.json.tmp");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, self.dir.join("queue.json"))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for NaiveSink {
+    async fn transition(&self, event: &Event) -> anyhow::Result<()> {
+        let mut queue = self
+            .queue
+            .lock()
+            .map_err(|_| anyhow::anyhow!("naive sink lock poisoned"))?;
+        queue.apply(event)?;
+        self.write_state(&queue)
+    }
+}
+
+/// SQLite in WAL mode with synchronous=FULL, one row per task, one transaction per transition.
+struct SqliteSink {
+    conn: std::sync::Mutex<rusqlite::Connection>,
+}
+
+impl SqliteSink {
+    fn open(path: &Path, enqueues: &[Event]) -> anyhow::Result<SqliteSink> {
+        let mut conn = rusqlite::Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+             attempts INTEGER NOT NULL, inputs TEXT NOT NULL, handoff TEXT)",
+        )?;
+        let tx = conn.transaction()?;
+        for event in enqueues {
+            if let Event::Enqueued {
+                id, kind, inputs, ..
+            } = event
+            {
+                tx.execute(
+                    "INSERT INTO tasks (id, kind, status, attempts, inputs) VALUES (?1, ?2, 'pending', 0, ?3)",
+                    rusqlite::params![id.0 as i64, kind, inputs.to_string()],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(SqliteSink {
+            conn: std::sync::Mutex::new(conn),
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    async fn transition(&self, event: &Event) -> anyhow::Result<()> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("sqlite sink lock poisoned"))?;
+        match event {
+            Event::Started { id, attempt, .. } => conn.execute(
+                "UPDATE tasks SET status = 'running', attempts = ?2 WHERE id = ?1",
+                rusqlite::params![id.0 as i64, attempt],
+            )?,
+            Event::Completed { id, handoff, .. } => conn.execute(
+                "UPDATE tasks SET status = 'done', handoff = ?2 WHERE id = ?1",
+                rusqlite::params![id.0 as i64, serde_json::to_string(handoff)?],
+            )?,
+            other => bail!("sqlite sink got an unexpected event {other:?}"),
+        };
+        Ok(())
+    }
+}
+
+/// Runs the timed window: up to `cap` transitions, split over `writers` concurrent writers.
+async fn timed_window(
+    sink: Arc<dyn Sink>,
+    workload: &Arc<Workload>,
+    writers: usize,
+    cap: usize,
+) -> anyhow::Result<(usize, Duration)> {
+    let tasks = (cap / 2).min(workload.pairs.len()).max(1);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let sink = Arc::clone(&sink);
+        let workload = Arc::clone(workload);
+        handles.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < tasks {
+                let (start, complete) = &workload.pairs[i];
+                sink.transition(start).await?;
+                sink.transition(complete).await?;
+                i += writers;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    Ok((tasks * 2, started.elapsed()))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    FileSync,
+    FileGroup(usize),
+    Sled,
+    Noop,
+    Naive,
+    Sqlite,
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::FileSync => "file/sync".into(),
+            Kind::FileGroup(w) => format!("file/group x{w}"),
+            Kind::Sled => "sled".into(),
+            Kind::Noop => "noop".into(),
+            Kind::Naive => "naive".into(),
+            Kind::Sqlite => "sqlite".into(),
+        }
+    }
+}
+
+fn meta(n: usize) -> anyhow::Result<RunMeta> {
+    Ok(RunMeta::new(
+        RunId::new(format!("bench-{n}"))?,
+        "bench",
+        "bench",
+        "",
+        cairn_checkpoint::wall_clock_now(),
+    ))
+}
+
+fn group() -> Durability {
+    Durability::Group {
+        max_delay: Duration::from_micros(200),
+    }
+}
+
+async fn measure(kind: Kind, workload: &Arc<Workload>, root: &Path) -> anyhow::Result<f64> {
+    let n = workload.pairs.len();
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-")
+        .tempdir_in(root)?;
+    let (sink, writers, cap): (Arc<dyn Sink>, usize, usize) = match kind {
+        Kind::FileSync | Kind::FileGroup(_) | Kind::Sled | Kind::Noop => {
+            let (factory, writers): (Arc<dyn CheckpointerFactory>, usize) = match kind {
+                Kind::FileSync => (
+                    Arc::new(
+                        FileFactory::builder(dir.path())
+                            .durability(Durability::Sync)
+                            .build()?,
+                    ),
+                    1,
+                ),
+                Kind::FileGroup(w) => (
+                    Arc::new(
+                        FileFactory::builder(dir.path())
+                            .durability(group())
+                            .build()?,
+                    ),
+                    w,
+                ),
+                Kind::Sled => (
+                    Arc::new(
+                        SledFactory::builder()
+                            .path(dir.path().join("sled"))
+                            .durability(Durability::Sync)
+                            .build()?,
+                    ),
+                    1,
+                ),
+                _ => (Arc::new(NoopFactory), 1),
+            };
+            let checkpointer = factory.begin(meta(n)?).await?;
+            checkpointer.append(&workload.enqueues).await?;
+            let cap = if kind == Kind::Noop {
+                2 * n
+            } else {
+                DURABLE_CAP
+            };
+            (Arc::new(PortSink(checkpointer)), writers, cap)
+        }
+        Kind::Naive => {
+            let queue = Queue::replay(
+                None,
+                workload.enqueues.iter(),
+                QueueConfig {
+                    max_tasks: n,
+                    ..QueueConfig::default()
+                },
+            )?;
+            let sink = NaiveSink {
+                dir: dir.path().to_path_buf(),
+                queue: std::sync::Mutex::new(queue),
+            };
+            {
+                let queue = sink
+                    .queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+                sink.write_state(&queue)?;
+            }
+            (Arc::new(sink), 1, NAIVE_CAP)
+        }
+        Kind::Sqlite => (
+            Arc::new(SqliteSink::open(
+                &dir.path().join("bench.db"),
+                &workload.enqueues,
+            )?),
+            1,
+            DURABLE_CAP,
+        ),
+    };
+    let (count, elapsed) = timed_window(sink, workload, writers, cap).await?;
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// A 64-byte append plus fdatasync, in a loop for one second: the disk's physical limit for
+/// synced appends.
+fn raw_fdatasync_rate(root: &Path) -> anyhow::Result<f64> {
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-raw-")
+        .tempdir_in(root)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("raw"))?;
+    let record = [0x5au8; 64];
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        file.write_all(&record)?;
+        file.sync_data()?;
+        count += 1;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Builds a run of `events` journal events on the file adapter, then times open + replay.
+async fn reopen_ms(events: usize, root: &Path) -> anyhow::Result<f64> {
+    let tasks = events.div_ceil(3);
+    let workload = workload(tasks)?;
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-reopen-")
+        .tempdir_in(root)?;
+    let factory = FileFactory::builder(dir.path())
+        .durability(Durability::None)
+        .build()?;
+    let id = meta(events)?.run_id;
+    {
+        let checkpointer = factory.begin(meta(events)?).await?;
+        let mut batch: Vec<Event> = Vec::with_capacity(10_000);
+        let stream = workload
+            .enqueues
+            .iter()
+            .cloned()
+            .chain(
+                workload
+                    .pairs
+                    .iter()
+                    .flat_map(|(s, c)| [s.clone(), c.clone()]),
+            )
+            .take(events);
+        for event in stream {
+            batch.push(event);
+            if batch.len() == 10_000 {
+                checkpointer.append(&batch).await?;
+                batch.clear();
+            }
+        }
+        checkpointer.append(&batch).await?;
+    }
+    let started = Instant::now();
+    let opened = factory
+        .open(&id)
+        .await?
+        .context("the reopened run is missing")?;
+    let recovered = opened.recovered;
+    let queue = Queue::replay(
+        recovered.snapshot,
+        recovered.events.iter(),
+        QueueConfig {
+            max_tasks: tasks,
+            ..QueueConfig::default()
+        },
+    )?;
+    let elapsed = started.elapsed();
+    if queue.len() != tasks {
+        bail!("reopen rebuilt {} tasks, expected {tasks}", queue.len());
+    }
+    Ok(elapsed.as_secs_f64() * 1000.0)
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let options = parse(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let kinds = [
+            Kind::FileSync,
+            Kind::FileGroup(1),
+            Kind::FileGroup(8),
+            Kind::FileGroup(64),
+            Kind::Sled,
+            Kind::Noop,
+            Kind::Naive,
+            Kind::Sqlite,
+        ];
+        println!(
+            "\ndurable transitions/s (timed window: up to {DURABLE_CAP} transitions, naive {NAIVE_CAP}; run holds N tasks)"
+        );
+        print!("{:<16}", "adapter");
+        for n in &options.sizes {
+            print!("{:>14}", format!("N={n}"));
+        }
+        println!();
+        let mut table = Vec::new();
+        // The disk's rate drifts with load, so raw is measured right before each file/sync cell.
+        let mut raw_row = Vec::new();
+        for kind in kinds {
+            print!("{:<16}", kind.label());
+            let mut row = Vec::new();
+            for &n in &options.sizes {
+                let workload = Arc::new(workload(n)?);
+                if kind == Kind::FileSync {
+                    raw_row.push(raw_fdatasync_rate(&options.dir)?);
+                }
+                let rate = measure(kind, &workload, &options.dir).await?;
+                print!("{rate:>14.0}");
+                std::io::stdout().flush()?;
+                row.push(rate);
+            }
+            println!();
+            table.push((kind, row));
+        }
+        print!("{:<16}", "raw fdatasync");
+        for raw in &raw_row {
+            print!("{raw:>14.0}");
+        }
+        println!();
+        let reopen = reopen_ms(options.reopen_events, &options.dir).await?;
+        println!("\nreopen (open + replay) of {} events: {reopen:.0} ms", options.reopen_events);
+
+        // The summary uses the size closest to 10^4, where the naive comparison is specified.
+        let col = options
+            .sizes
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| n.abs_diff(10_000))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let rate = |k: Kind| {
+            table
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .map(|(_, row)| row[col])
+                .unwrap_or(0.0)
+        };
+        let raw = raw_row.get(col).copied().unwrap_or(f64::NAN);
+        let file_sync = rate(Kind::FileSync);
+        let naive = rate(Kind::Naive);
+        println!(
+            "\nat N={}: file/sync = {:.2}x raw fdatasync (target >= 0.8); file/group x64 = {:.0}/s (target >= 100000); file/sync = {:.1}x naive (target >= 10)",
+            options.sizes[col],
+            file_sync / raw,
+            rate(Kind::FileGroup(64)),
+            file_sync / naive
+        );
+        println!("reopen of {} events: {reopen:.0} ms (target < 1000)", options.reopen_events);
+        println!(
+            "checkpoint: file-sync {:.0}/s = {:.2}x raw fdatasync ({:.0}/s); file-group {:.0}/s; sled {:.0}/s; sqlite {:.0}/s; naive {:.0}/s; reopen 10^6 events {:.0} ms",
+            file_sync,
+            file_sync / raw,
+            raw,
+            rate(Kind::FileGroup(64)),
+            rate(Kind::Sled),
+            rate(Kind::Sqlite),
+            naive,
+            reopen
+        );
+        anyhow::Ok(())
+    })
 }

@@ -1,5 +1,198 @@
-//! The `executor` bench (not written yet).
+//! The `executor` bench: end-to-end tasks per second through `cairn-executor` on the file
+//! adapter, with no-op handlers.
+//!
+//! Workload: one run of N independent no-op tasks (default 100,000) in one phase, driven by a
+//! fresh executor over a fresh `FileFactory` in a temporary directory, for each durability
+//! (Sync, Group) and concurrency (1, 16, 256). Each task costs three durable transitions
+//! (enqueued, started, completed); the rate is N divided by the wall time of `Executor::run`,
+//! which includes beginning the run, enqueueing the tasks and finalizing it.
 
-pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("the executor bench is not written yet")
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_checkpoint::Durability;
+use cairn_checkpoint_file::FileFactory;
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    handler_fn,
+};
+use cairn_queue::{Handoff, TaskSpec};
+
+struct Options {
+    tasks: usize,
+    concurrencies: Vec<usize>,
+    group_delay: Duration,
+    dir: PathBuf,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        tasks: 100_000,
+        concurrencies: vec![1, 16, 256],
+        group_delay: Duration::from_micros(200),
+        dir: std::env::temp_dir(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--tasks" => {
+                options.tasks = it
+                    .next()
+                    .context("--tasks needs a number")?
+                    .parse()
+                    .context("--tasks takes a whole number")?;
+            }
+            "--concurrency" => {
+                let list = it
+                    .next()
+                    .context("--concurrency needs a list like 1,16,256")?;
+                options.concurrencies = list
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--concurrency takes whole numbers")?;
+            }
+            "--group-delay-us" => {
+                let us: u64 = it
+                    .next()
+                    .context("--group-delay-us needs a number")?
+                    .parse()
+                    .context("--group-delay-us takes a whole number")?;
+                options.group_delay = Duration::from_micros(us);
+            }
+            "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            other => bail!(
+                "unknown option `{other}`; expected --tasks N, --concurrency 1,16,256, \
+                 --group-delay-us N, --dir PATH"
+            ),
+        }
+    }
+    if options.tasks == 0 || options.concurrencies.contains(&0) {
+        bail!("--tasks and every --concurrency must be at least 1");
+    }
+    Ok(options)
+}
+
+/// One measured configuration.
+struct Row {
+    durability: &'static str,
+    concurrency: usize,
+    seconds: f64,
+    rate: f64,
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let options = parse(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the tokio runtime")?;
+    let durabilities = [
+        ("sync", Durability::Sync),
+        (
+            "group",
+            Durability::Group {
+                max_delay: options.group_delay,
+            },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, durability) in durabilities {
+        for &concurrency in &options.concurrencies {
+            let row = runtime.block_on(measure(&options, name, durability, concurrency))?;
+            println!(
+                "  measured {:<5} concurrency {:>4}: {:>10.0} tasks/s ({:.2} s)",
+                row.durability, row.concurrency, row.rate, row.seconds
+            );
+            rows.push(row);
+        }
+    }
+
+    println!();
+    println!(
+        "executor bench: {} no-op tasks, file adapter in {}",
+        options.tasks,
+        options.dir.display()
+    );
+    println!(
+        "{:<12} {:>12} {:>12} {:>14} {:>18}",
+        "durability", "concurrency", "seconds", "tasks/s", "transitions/s"
+    );
+    for row in &rows {
+        println!(
+            "{:<12} {:>12} {:>12.2} {:>14.0} {:>18.0}",
+            row.durability,
+            row.concurrency,
+            row.seconds,
+            row.rate,
+            row.rate * 3.0
+        );
+    }
+    let find = |durability: &str, concurrency: usize| {
+        rows.iter()
+            .find(|r| r.durability == durability && r.concurrency == concurrency)
+            .map(|r| format!("{:.0}", r.rate))
+            .unwrap_or_else(|| "n/a".to_owned())
+    };
+    println!(
+        "executor: {} tasks/s (file, group, concurrency 256); {} tasks/s (file, sync, concurrency 16)",
+        find("group", 256),
+        find("sync", 16)
+    );
+    Ok(())
+}
+
+async fn measure(
+    options: &Options,
+    durability_name: &'static str,
+    durability: Durability,
+    concurrency: usize,
+) -> anyhow::Result<Row> {
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-executor-")
+        .tempdir_in(&options.dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                options.dir.display()
+            )
+        })?;
+    let config = ExecutorConfig::default().with_concurrency(concurrency);
+    let factory = FileFactory::builder(dir.path())
+        .durability(durability)
+        .queue_config(config.queue.clone())
+        .build()
+        .context("cannot build the file factory")?;
+    let registry = Registry::new().with(
+        "noop",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let executor = Executor::new(Arc::new(factory), registry, config)?;
+    let mut phase = Phase::new("bench");
+    for i in 0..options.tasks {
+        phase.task(TaskSpec::new("noop").inputs(serde_json::json!(i)), []);
+    }
+    let plan = RunPlan::new("bench", durability_name).phase(phase);
+
+    let started = Instant::now();
+    let report = executor
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .context("the bench run failed")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if report.disposition != Disposition::Complete || report.counts.done != options.tasks {
+        bail!(
+            "the bench run did not complete every task: {} with {} done",
+            report.disposition,
+            report.counts.done
+        );
+    }
+    Ok(Row {
+        durability: durability_name,
+        concurrency,
+        seconds,
+        rate: options.tasks as f64 / seconds,
+    })
 }
