@@ -1212,28 +1212,32 @@ impl Queue {
         if let EnqueuedBy::Task(parent) = task.enqueued_by {
             self.children[parent.0 as usize] += 1;
         }
-        let hash = task.dedup.then(|| {
-            dedup_hash.unwrap_or_else(|| crate::canonical::dedup_hash(&task.kind, &task.inputs))
-        });
+        // A hash handed in comes from `enqueue`, which already found no duplicate; replayed
+        // and restored tasks are checked here.
+        let fresh = match (task.dedup, dedup_hash) {
+            (false, _) => None,
+            (true, Some(hash)) => Some(hash),
+            (true, None) => {
+                let hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
+                self.find_duplicate(hash, &task.kind, &task.inputs)
+                    .is_none()
+                    .then_some(hash)
+            }
+        };
         let k = self.kind_slot(&task.kind);
         let entry = &mut self.kinds[k as usize];
         entry.ids.push(id);
         *entry.counts.slot_mut(task.status) += 1;
         *self.counts.slot_mut(task.status) += 1;
         let ready = task.status == Status::Pending && unmet == 0;
-        if let Some(hash) = hash {
-            // The first task with a given (kind, inputs) keeps the entry.
-            if self
-                .find_duplicate(hash, &task.kind, &task.inputs)
-                .is_none()
-            {
-                match self.dedup.entry(hash) {
-                    std::collections::hash_map::Entry::Occupied(_) => {
-                        self.dedup_collisions.entry(hash).or_default().push(id);
-                    }
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(id);
-                    }
+        // The first task with a given (kind, inputs) keeps the entry.
+        if let Some(hash) = fresh {
+            match self.dedup.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.dedup_collisions.entry(hash).or_default().push(id);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(id);
                 }
             }
         }

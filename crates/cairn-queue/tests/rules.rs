@@ -1104,3 +1104,37 @@ fn task_id_parses_its_display_form() {
         Err(Error::InvalidTaskId { .. })
     ));
 }
+
+#[test]
+fn dedup_compares_numbers_by_value_and_type() {
+    let mut q = queue();
+    let enqueue = |q: &mut Queue, inputs: serde_json::Value| {
+        q.enqueue(TaskSpec::new("n").inputs(inputs), EnqueuedBy::Root, T0)
+            .unwrap()
+    };
+    let zero = enqueue(&mut q, json!({ "x": 0.0 }));
+    let negative_zero = enqueue(&mut q, json!({ "x": -0.0 }));
+    assert!(negative_zero.existing, "-0.0 equals 0.0 in JSON");
+    assert_eq!(negative_zero.id, zero.id);
+    // An integer and a float are different inputs, as serde_json keeps them.
+    assert!(!enqueue(&mut q, json!({ "x": 0 })).existing);
+    assert!(!enqueue(&mut q, json!({ "x": -1 })).existing);
+    assert!(!enqueue(&mut q, json!({ "x": u64::MAX })).existing);
+    assert!(enqueue(&mut q, json!({ "x": -1 })).existing);
+}
+
+#[test]
+fn replayed_and_restored_queues_keep_the_first_dedup_owner() {
+    let mut q = queue();
+    let first = q
+        .enqueue(TaskSpec::new("k"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let events = q.take_events();
+    let mut replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    let again = replayed
+        .enqueue(TaskSpec::new("k"), EnqueuedBy::Root, T0)
+        .unwrap();
+    assert!(again.existing);
+    assert_eq!(again.id, first);
+}
