@@ -87,6 +87,27 @@ pub trait FsFile: Send + Sync + Debug {
 
 /// Directory and file operations the adapter needs. Object-safe; hold it as
 /// `Arc<dyn Filesystem>`.
+///
+/// Implementations MUST keep the documented semantics of each call (in particular: data is
+/// durable only after `sync_data` returned `Ok`, and a rename or new file is durable only
+/// after `sync_dir` of its folder returned `Ok`), because the adapter's ordering relies on
+/// them. A crash-simulating implementation may drop or tear anything not yet synced.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_file::{Filesystem, OpenMode, StdFilesystem};
+///
+/// let dir = tempfile::tempdir()?;
+/// let fs = StdFilesystem;
+/// let path = dir.path().join("note");
+/// let mut file = fs.open(&path, OpenMode::Append)?;
+/// file.write_all(b"hello")?;
+/// file.sync_data()?;
+/// fs.sync_dir(dir.path())?;
+/// assert_eq!(fs.read(&path)?, b"hello");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Filesystem: Send + Sync + Debug + 'static {
     /// Opens `path` as `mode` says. New files get mode 0600.
     ///
