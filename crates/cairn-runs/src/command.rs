@@ -1,0 +1,214 @@
+//! Suggested command lines: the ways forward a decision offers, rendered for a shell and for
+//! markdown so that no input (quotes, backslashes, backticks, `$`) can break out of them.
+
+use cairn_checkpoint::RunId;
+use serde::{Deserialize, Serialize};
+
+/// Builds the command lines a decision suggests, for one program and workflow.
+///
+/// The CLI passes its own program name and the workflow file; an HTTP API can pass whatever
+/// its clients run. The lines have these shapes (`[...]` only when configured):
+///
+/// - resume: `PROGRAM resume RUN_ID`
+/// - abandon: `PROGRAM abandon RUN_ID`
+/// - run: `PROGRAM run [WORKFLOW] [--scope SCOPE] --input INPUT`
+/// - forced run: `PROGRAM run [WORKFLOW] [--scope SCOPE] --force --input INPUT`
+///
+/// # Examples
+///
+/// ```
+/// use cairn_runs::CommandRenderer;
+/// let renderer = CommandRenderer::new("cairn").workflow("site.toml");
+/// let line = renderer.run_forced("say \"hi\" to $USER").shell();
+/// assert_eq!(line, r#"cairn run site.toml --force --input "say \"hi\" to \$USER""#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRenderer {
+    program: String,
+    workflow: Option<String>,
+    scope: Option<String>,
+}
+
+impl Default for CommandRenderer {
+    /// Renders for the `cairn` program with no workflow path.
+    fn default() -> Self {
+        CommandRenderer::new("cairn")
+    }
+}
+
+impl CommandRenderer {
+    /// A renderer for `program` (for example `cairn`, or a path to it).
+    pub fn new(program: impl Into<String>) -> CommandRenderer {
+        CommandRenderer {
+            program: program.into(),
+            workflow: None,
+            scope: None,
+        }
+    }
+
+    /// Names the workflow (a file path for the CLI) in `run` lines.
+    pub fn workflow(mut self, workflow: impl Into<String>) -> CommandRenderer {
+        self.workflow = Some(workflow.into());
+        self
+    }
+
+    /// Adds `--scope SCOPE` to `run` lines.
+    pub fn scope(mut self, scope: impl Into<String>) -> CommandRenderer {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// `PROGRAM resume RUN_ID`.
+    pub fn resume(&self, run_id: &RunId) -> SuggestedCommand {
+        SuggestedCommand::single(vec![
+            self.program.clone(),
+            "resume".to_owned(),
+            run_id.to_string(),
+        ])
+    }
+
+    /// `PROGRAM abandon RUN_ID`.
+    pub fn abandon(&self, run_id: &RunId) -> SuggestedCommand {
+        SuggestedCommand::single(vec![
+            self.program.clone(),
+            "abandon".to_owned(),
+            run_id.to_string(),
+        ])
+    }
+
+    /// `PROGRAM run [WORKFLOW] [--scope SCOPE] --input INPUT`.
+    pub fn run(&self, input: &str) -> SuggestedCommand {
+        SuggestedCommand::single(self.run_args(input, false))
+    }
+
+    /// `PROGRAM run [WORKFLOW] [--scope SCOPE] --force --input INPUT`.
+    pub fn run_forced(&self, input: &str) -> SuggestedCommand {
+        SuggestedCommand::single(self.run_args(input, true))
+    }
+
+    /// `PROGRAM abandon RUN_ID && PROGRAM run ... --input INPUT`.
+    pub fn abandon_then_run(&self, run_id: &RunId, input: &str) -> SuggestedCommand {
+        let mut steps = self.abandon(run_id).steps;
+        steps.extend(self.run(input).steps);
+        SuggestedCommand { steps }
+    }
+
+    fn run_args(&self, input: &str, force: bool) -> Vec<String> {
+        let mut args = vec![self.program.clone(), "run".to_owned()];
+        if let Some(workflow) = &self.workflow {
+            args.push(workflow.clone());
+        }
+        if let Some(scope) = &self.scope {
+            args.push("--scope".to_owned());
+            args.push(scope.clone());
+        }
+        if force {
+            args.push("--force".to_owned());
+        }
+        args.push("--input".to_owned());
+        args.push(input.to_owned());
+        args
+    }
+}
+
+/// A suggested command: one or more steps, each an argument vector, run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuggestedCommand {
+    /// The steps, in order; each is a program followed by its arguments, unquoted.
+    pub steps: Vec<Vec<String>>,
+}
+
+impl SuggestedCommand {
+    fn single(args: Vec<String>) -> SuggestedCommand {
+        SuggestedCommand { steps: vec![args] }
+    }
+
+    /// The command as one POSIX shell line: every argument quoted with [`shell_quote`],
+    /// steps joined with ` && ` so a later step runs only if the earlier one succeeded.
+    pub fn shell(&self) -> String {
+        self.steps
+            .iter()
+            .map(|args| {
+                args.iter()
+                    .map(|arg| shell_quote(arg))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join(" && ")
+    }
+
+    /// The shell line inside a fenced markdown code block (info string `sh`).
+    ///
+    /// Every backtick in the line is escaped by [`shell_quote`], so no run of backticks can
+    /// close the fence; the fence is still made longer than any backtick run, as a second
+    /// guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::CommandRenderer;
+    /// let md = CommandRenderer::new("cairn").run("```rm -rf /```").markdown();
+    /// assert_eq!(md, "```sh\ncairn run --input \"\\`\\`\\`rm -rf /\\`\\`\\`\"\n```");
+    /// ```
+    pub fn markdown(&self) -> String {
+        let line = self.shell();
+        let fence = "`".repeat((longest_backtick_run(&line) + 1).max(3));
+        format!("{fence}sh\n{line}\n{fence}")
+    }
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    let mut longest = 0;
+    let mut current = 0;
+    for c in text.chars() {
+        if c == '`' {
+            current += 1;
+            longest = longest.max(current);
+        } else {
+            current = 0;
+        }
+    }
+    longest
+}
+
+/// Quotes one argument for a POSIX shell.
+///
+/// Plain words (ASCII letters, digits and `_ - . / : @ , + %`) stay as they are. Anything
+/// else is put in double quotes with `\`, `"`, `` ` `` and `$` escaped by a backslash, so
+/// nothing inside is expanded or substituted. `!` is emitted as `'!'` outside the double
+/// quotes, because interactive bash expands history even inside double quotes and a
+/// backslash before it would be kept literally.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_runs::shell_quote;
+/// assert_eq!(shell_quote("plain-word_1.txt"), "plain-word_1.txt");
+/// assert_eq!(shell_quote(""), "\"\"");
+/// assert_eq!(shell_quote(r#"a\b"c`d$e"#), r#""a\\b\"c\`d\$e""#);
+/// assert_eq!(shell_quote("hi!"), r#""hi"'!'"""#);
+/// ```
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(is_plain) {
+        return arg.to_owned();
+    }
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        match c {
+            '\\' | '"' | '`' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '!' => out.push_str("\"'!'\""),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn is_plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | ',' | '+' | '%')
+}

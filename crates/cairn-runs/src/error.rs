@@ -1,0 +1,80 @@
+//! The one error type of the resume policy.
+
+use cairn_checkpoint::{Owner, RunId, RunStatus};
+
+/// Everything a resume-policy operation can fail with.
+///
+/// Expected conflicts (a lost resume race, an abandon of a finished run) have their own
+/// variants so callers never confuse them with a storage failure, which is `Storage`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The run is not in a status that can be resumed (or another resumer won the race and
+    /// the run is now `running`).
+    #[error("run {run_id} cannot be resumed: it is {current}")]
+    NotResumable {
+        /// The run.
+        run_id: RunId,
+        /// Its status when the resume was refused.
+        current: RunStatus,
+    },
+    /// The run already is `completed` or `cancelled`; nothing can change it any more.
+    #[error("run {run_id} is already {status}")]
+    AlreadyTerminal {
+        /// The run.
+        run_id: RunId,
+        /// Its terminal status.
+        status: RunStatus,
+    },
+    /// The run is `running`, so it cannot be abandoned here: a live writer owns it, or it
+    /// was interrupted and the next request for its workflow and scope recovers it.
+    #[error(
+        "run {run_id} is running ({}); it cannot be abandoned while running",
+        owner_text(.owner, *.live)
+    )]
+    StillRunning {
+        /// The run.
+        run_id: RunId,
+        /// Whether a live writer holds its lock right now.
+        live: bool,
+        /// The latest owner the store recorded.
+        owner: Option<Owner>,
+    },
+    /// No run has this id.
+    #[error("no run {run_id}")]
+    NotFound {
+        /// The run.
+        run_id: RunId,
+    },
+    /// An approval names a run of another workflow or scope than the request.
+    #[error(
+        "approval names run {run_id} of workflow `{found_workflow}` in scope `{found_scope}`, \
+         but the request is for workflow `{workflow}` in scope `{scope}`"
+    )]
+    ApprovalMismatch {
+        /// The run the approval names.
+        run_id: RunId,
+        /// The request's workflow.
+        workflow: String,
+        /// The request's scope.
+        scope: String,
+        /// The run's workflow.
+        found_workflow: String,
+        /// The run's scope.
+        found_scope: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] cairn_checkpoint::Error),
+}
+
+fn owner_text(owner: &Option<Owner>, live: bool) -> String {
+    let state = if live { "live" } else { "interrupted" };
+    match owner {
+        Some(owner) => format!("{state}, last owner {owner}"),
+        None => state.to_owned(),
+    }
+}
+
+/// Shorthand for results of resume-policy operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,621 @@
+//! `ResumePolicy`: the lookup a run request goes through, and the explicit operations
+//! (resume by id, abandon) that follow a prompt.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, CheckpointerFactory, RunFilter, RunId, RunMeta, RunStatus,
+    wall_clock_now,
+};
+use cairn_telemetry::emit;
+use serde_json::json;
+
+use crate::decision::{
+    Approval, Decision, FailedRunPrompt, FreshRun, LiveRun, PausedRun, ResumeReason, ResumedRun,
+    RunRequest,
+};
+use crate::error::{Error, Result};
+use crate::preview::InputPreview;
+
+/// How often an operation re-reads a run whose status changed under it before giving up.
+/// Each retry follows a real status change by someone else, so this bounds a livelock only.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The outcome of an abandon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    /// The run's metadata after the abandon (status `cancelled`).
+    pub meta: RunMeta,
+    /// The status it was abandoned from (`failed` or `paused`).
+    pub previous_status: RunStatus,
+}
+
+/// The resume policy over one store.
+///
+/// See `docs/resume-policy.md` for the lookup table. In short: interrupted runs are recovered
+/// automatically, failed runs never silently, paused runs only with their approval, and a
+/// live run is never given a second writer.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunError};
+/// use cairn_runs::{Decision, ResumePolicy, RunRequest};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryFactory::new();
+/// let policy = ResumePolicy::new(store.clone());
+///
+/// // Nothing ran yet: start fresh, and begin the run with the id the decision chose.
+/// let Decision::Fresh(fresh) = policy.decide(&RunRequest::new("site", "default", "build A")).await?
+/// else { panic!("expected a fresh run") };
+/// let run = store.begin(fresh.meta(cairn_checkpoint::wall_clock_now())).await?;
+/// run.fail(&RunError::new("task_failed", "build exited with 2")).await?;
+/// drop(run);
+///
+/// // A new request finds the failed run and asks instead of resuming it.
+/// let Decision::FailedPrompt(prompt) = policy.decide(&RunRequest::new("site", "default", "build B")).await?
+/// else { panic!("expected a prompt") };
+/// assert_eq!(prompt.run_id, fresh.run_id);
+/// assert_eq!(prompt.new_input, "build B");
+///
+/// // Explicit intent resumes it.
+/// let resumed = policy.resume(&prompt.run_id).await?;
+/// assert_eq!(resumed.meta.lease_epoch, 2);
+/// # Ok::<(), cairn_runs::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResumePolicy {
+    factory: Arc<dyn CheckpointerFactory>,
+}
+
+impl ResumePolicy {
+    /// A policy over `factory` (any adapter, or an `Arc` of one).
+    pub fn new(factory: impl CheckpointerFactory) -> ResumePolicy {
+        ResumePolicy {
+            factory: Arc::new(factory),
+        }
+    }
+
+    /// The store this policy works on.
+    pub fn factory(&self) -> &Arc<dyn CheckpointerFactory> {
+        &self.factory
+    }
+
+    /// Decides what a run request does. Never executes anything; a `Resume` decision has
+    /// already claimed the run (status `running`, lease epoch bumped) for the caller to drive.
+    ///
+    /// With an approval, only the approved run is considered: it is resumed if it is paused,
+    /// and also if something marked it failed after the approval was asked for. Without one,
+    /// the runs of the request's workflow and scope decide:
+    ///
+    /// | newest non-terminal run       | decision                                  |
+    /// |-------------------------------|-------------------------------------------|
+    /// | none, or a newer run finished | `Fresh` (no prompt)                       |
+    /// | any `running` run held live   | `Live` (never a second writer)            |
+    /// | `running`, lock not held      | `Resume` (`Interrupted`), audited         |
+    /// | `paused`                      | `AwaitingApproval` (forced: `Fresh`)      |
+    /// | `failed`                      | `FailedPrompt`, audited (forced: `Fresh`) |
+    ///
+    /// # Errors
+    ///
+    /// - `Error::NotFound` when an approval names an unknown run.
+    /// - `Error::ApprovalMismatch` when it names a run of another workflow or scope.
+    /// - `Error::NotResumable` when the approved run is already `running` (approved twice)
+    ///   or terminal.
+    /// - `Error::Storage` when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Decision, ResumePolicy, ResumeReason, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = store.begin(RunMeta::new(id.clone(), "deploy", "prod", "v2", Timestamp(1))).await?;
+    /// store.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Paused).await?.unwrap();
+    /// drop(run);
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// let request = RunRequest::new("deploy", "prod", "").approve(id.clone());
+    /// let Decision::Resume(resumed) = policy.decide(&request).await? else { panic!() };
+    /// assert_eq!(resumed.reason, ResumeReason::Approved);
+    /// assert_eq!(resumed.meta.status, RunStatus::Running);
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn decide(&self, request: &RunRequest) -> Result<Decision> {
+        if let Some(approval) = &request.approval {
+            return self.approve(request, approval).await;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(decision) = self.lookup(request).await? {
+                return Ok(decision);
+            }
+        }
+        // Every attempt raced with another process changing the candidate's status. Saying
+        // "live elsewhere" would be a guess; report the last status seen instead.
+        let runs = self.list_scope(request).await?;
+        match runs.last() {
+            Some(meta) => Err(Error::NotResumable {
+                run_id: meta.run_id.clone(),
+                current: meta.status,
+            }),
+            None => self.fresh(request, None).await,
+        }
+    }
+
+    /// Resumes a failed or paused run by id: explicit intent, no prompt.
+    ///
+    /// The move to `running` is ONE status compare-and-swap, which bumps the lease epoch. If
+    /// several callers (threads or processes) resume the same run at once, exactly one gets
+    /// `Ok`; the others get `Error::NotResumable { current: Running }`. The caller drives the
+    /// returned run (it re-runs the run's own input) and never changes its status first.
+    ///
+    /// # Errors
+    ///
+    /// - `Error::NotFound` for an unknown run.
+    /// - `Error::NotResumable` when the run is `running` (another resumer won, or it is being
+    ///   driven), `completed` or `cancelled`.
+    /// - `Error::Storage` when the store fails (also when the audit record cannot be written
+    ///   after the claim; the run is then `running` without a driver, which the next request
+    ///   recovers as interrupted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Error, ResumePolicy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = store.begin(RunMeta::new(id.clone(), "wf", "s", "in", Timestamp(1))).await?;
+    /// run.fail(&RunError::new("task_failed", "boom")).await?;
+    /// drop(run);
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// assert_eq!(policy.resume(&id).await?.previous_status, RunStatus::Failed);
+    /// let again = policy.resume(&id).await.unwrap_err();
+    /// assert!(matches!(again, Error::NotResumable { current: RunStatus::Running, .. }));
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn resume(&self, run_id: &RunId) -> Result<ResumedRun> {
+        let meta = self.load(run_id).await?;
+        match self.claim_explicit(meta).await? {
+            Claim::Won { meta, previous } => {
+                let detail = json!({
+                    "previous_status": previous.as_str(),
+                    "lease_epoch": meta.lease_epoch,
+                });
+                self.audit(
+                    run_id,
+                    AuditAction::ResumedById,
+                    format!("resumed by id from {previous}"),
+                    detail,
+                )
+                .await?;
+                emit::resumed_by_id(run_id.as_str(), previous.as_str(), meta.lease_epoch);
+                Ok(ResumedRun {
+                    meta,
+                    previous_status: previous,
+                    reason: ResumeReason::ById,
+                    requested_input: None,
+                })
+            }
+            Claim::Refused { current, .. } => Err(Error::NotResumable {
+                run_id: run_id.clone(),
+                current,
+            }),
+        }
+    }
+
+    /// Abandons a failed or paused run: it becomes `cancelled` (one status compare-and-swap).
+    /// After that, a request for its workflow and scope starts fresh with no prompt.
+    ///
+    /// # Errors
+    ///
+    /// - `Error::NotFound` for an unknown run.
+    /// - `Error::AlreadyTerminal` when it is `completed` or `cancelled` (also when a
+    ///   concurrent abandon won).
+    /// - `Error::StillRunning` when it is `running` (live, or interrupted: the next request
+    ///   recovers an interrupted run; abandon it once it has failed or paused).
+    /// - `Error::Storage` when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Error, ResumePolicy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = store.begin(RunMeta::new(id.clone(), "wf", "s", "in", Timestamp(1))).await?;
+    /// run.fail(&RunError::new("task_failed", "boom")).await?;
+    /// drop(run);
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// assert_eq!(policy.abandon(&id).await?.meta.status, RunStatus::Cancelled);
+    /// let again = policy.abandon(&id).await.unwrap_err();
+    /// assert!(matches!(again, Error::AlreadyTerminal { status: RunStatus::Cancelled, .. }));
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn abandon(&self, run_id: &RunId) -> Result<Abandoned> {
+        let mut meta = self.load(run_id).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let previous = meta.status;
+            match previous {
+                RunStatus::Failed | RunStatus::Paused => {
+                    match self
+                        .factory
+                        .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
+                        .await?
+                    {
+                        Ok(cancelled) => {
+                            self.audit(
+                                run_id,
+                                AuditAction::Abandoned,
+                                format!("abandoned from {previous}; now cancelled"),
+                                json!({ "previous_status": previous.as_str() }),
+                            )
+                            .await?;
+                            emit::run_abandoned(run_id.as_str(), previous.as_str());
+                            return Ok(Abandoned {
+                                meta: cancelled,
+                                previous_status: previous,
+                            });
+                        }
+                        Err(conflict) => meta.status = conflict.current,
+                    }
+                }
+                RunStatus::Completed | RunStatus::Cancelled => {
+                    return Err(Error::AlreadyTerminal {
+                        run_id: run_id.clone(),
+                        status: previous,
+                    });
+                }
+                RunStatus::Running => {
+                    let live = self.factory.is_held(run_id).await?;
+                    return Err(Error::StillRunning {
+                        run_id: run_id.clone(),
+                        live,
+                        owner: meta.owner,
+                    });
+                }
+            }
+        }
+        Err(Error::NotResumable {
+            run_id: run_id.clone(),
+            current: meta.status,
+        })
+    }
+
+    /// One pass of the lookup. `None` when a claim raced with a status change and the
+    /// lookup must start over.
+    async fn lookup(&self, request: &RunRequest) -> Result<Option<Decision>> {
+        let runs = self.list_scope(request).await?;
+
+        // A live writer anywhere in the scope blocks everything, even a forced run: two
+        // drivers of one workflow and scope would race on the same side effects.
+        for meta in runs.iter().rev() {
+            if meta.status == RunStatus::Running && self.factory.is_held(&meta.run_id).await? {
+                return Ok(Some(self.live(meta)));
+            }
+        }
+
+        // Only the newest non-terminal run can match, and only if no run of the scope
+        // finished after it: a newer finished run (typically the one forced past it)
+        // supersedes it. It stays resumable by id.
+        let Some(newest) = runs.iter().rposition(|meta| !meta.status.is_terminal()) else {
+            return Ok(Some(self.fresh(request, None).await?));
+        };
+        if newest + 1 < runs.len() {
+            return Ok(Some(self.fresh(request, None).await?));
+        }
+        let candidate = &runs[newest];
+        match candidate.status {
+            RunStatus::Running => self.recover_interrupted(candidate, request).await,
+            RunStatus::Paused | RunStatus::Failed if request.force => {
+                Ok(Some(self.fresh(request, Some(candidate)).await?))
+            }
+            RunStatus::Paused => Ok(Some(self.awaiting_approval(candidate, request))),
+            RunStatus::Failed => Ok(Some(self.prompt(candidate, request).await?)),
+            RunStatus::Completed | RunStatus::Cancelled => {
+                // `rposition` above only picks non-terminal runs.
+                Ok(Some(self.fresh(request, None).await?))
+            }
+        }
+    }
+
+    async fn list_scope(&self, request: &RunRequest) -> Result<Vec<RunMeta>> {
+        let filter = RunFilter {
+            workflow: Some(request.workflow.clone()),
+            scope: Some(request.scope.clone()),
+            statuses: Vec::new(),
+        };
+        Ok(self.factory.list(&filter).await?)
+    }
+
+    async fn approve(&self, request: &RunRequest, approval: &Approval) -> Result<Decision> {
+        let run_id = &approval.run_id;
+        let meta = self.load(run_id).await?;
+        if meta.workflow != request.workflow || meta.scope != request.scope {
+            return Err(Error::ApprovalMismatch {
+                run_id: run_id.clone(),
+                workflow: request.workflow.clone(),
+                scope: request.scope.clone(),
+                found_workflow: meta.workflow,
+                found_scope: meta.scope,
+            });
+        }
+        // An approval is explicit intent for exactly this run, so it claims the run from
+        // `failed` as well as from `paused`: something may have failed the paused run after
+        // the approval was asked for, and the prompt must never swallow an approval.
+        match self.claim_explicit(meta).await? {
+            Claim::Won { meta, previous } => {
+                let detail = json!({
+                    "previous_status": previous.as_str(),
+                    "lease_epoch": meta.lease_epoch,
+                });
+                self.audit(
+                    run_id,
+                    AuditAction::Approved,
+                    format!("approved; resumed from {previous}"),
+                    detail,
+                )
+                .await?;
+                emit::resumed_by_id(run_id.as_str(), previous.as_str(), meta.lease_epoch);
+                tracing::info!(
+                    target: "cairn",
+                    run_id = run_id.as_str(),
+                    previous_status = previous.as_str(),
+                    lease_epoch = meta.lease_epoch,
+                    "resume policy: approved run resumed"
+                );
+                Ok(Decision::Resume(ResumedRun {
+                    meta,
+                    previous_status: previous,
+                    reason: ResumeReason::Approved,
+                    requested_input: Some(request.input.clone()),
+                }))
+            }
+            Claim::Refused {
+                current: RunStatus::Running,
+                meta,
+            } if self.factory.is_held(run_id).await? => Ok(self.live(&meta)),
+            Claim::Refused { current, .. } => Err(Error::NotResumable {
+                run_id: run_id.clone(),
+                current,
+            }),
+        }
+    }
+
+    /// Claims a `failed` or `paused` run with one compare-and-swap to `running`, following
+    /// status changes between the two (paused → failed) but never claiming from `running`:
+    /// a run that is already `running` has an owner, or is about to.
+    async fn claim_explicit(&self, mut meta: RunMeta) -> Result<Claim> {
+        for _ in 0..MAX_ATTEMPTS {
+            let previous = meta.status;
+            if !matches!(previous, RunStatus::Failed | RunStatus::Paused) {
+                return Ok(Claim::Refused {
+                    current: previous,
+                    meta,
+                });
+            }
+            match self
+                .factory
+                .compare_and_swap_status(&meta.run_id, previous, RunStatus::Running)
+                .await?
+            {
+                Ok(claimed) => {
+                    return Ok(Claim::Won {
+                        meta: claimed,
+                        previous,
+                    });
+                }
+                Err(conflict) => meta.status = conflict.current,
+            }
+        }
+        Ok(Claim::Refused {
+            current: meta.status,
+            meta,
+        })
+    }
+
+    async fn recover_interrupted(
+        &self,
+        candidate: &RunMeta,
+        request: &RunRequest,
+    ) -> Result<Option<Decision>> {
+        let run_id = &candidate.run_id;
+        let claimed = match self
+            .factory
+            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Running)
+            .await?
+        {
+            Ok(claimed) => claimed,
+            // Its status changed since the listing (it failed, paused...): look again.
+            Err(_) => return Ok(None),
+        };
+        // The claim bumps the epoch by exactly one, so a different epoch means another
+        // process claimed the run between our listing and our swap: it is that process's now.
+        if claimed.lease_epoch != candidate.lease_epoch + 1 {
+            return Ok(Some(self.live(&claimed)));
+        }
+        let detail = json!({
+            "previous_owner": candidate.owner.as_ref().map(ToString::to_string),
+            "lease_epoch": claimed.lease_epoch,
+        });
+        self.audit(
+            run_id,
+            AuditAction::Recovered,
+            "interrupted run recovered automatically (no live writer held it)".to_owned(),
+            detail,
+        )
+        .await?;
+        tracing::info!(
+            target: "cairn",
+            run_id = run_id.as_str(),
+            workflow = candidate.workflow.as_str(),
+            scope = candidate.scope.as_str(),
+            lease_epoch = claimed.lease_epoch,
+            "resume policy: interrupted run recovered"
+        );
+        Ok(Some(Decision::Resume(ResumedRun {
+            meta: claimed,
+            previous_status: RunStatus::Running,
+            reason: ResumeReason::Interrupted,
+            requested_input: Some(request.input.clone()),
+        })))
+    }
+
+    async fn fresh(&self, request: &RunRequest, past: Option<&RunMeta>) -> Result<Decision> {
+        let run_id = fresh_run_id();
+        if let Some(past) = past {
+            // Only the audit log of the run forced past is written: its metadata stays
+            // byte for byte as it was, so it can still be resumed by id.
+            let detail = json!({
+                "new_run_id": run_id.as_str(),
+                "status": past.status.as_str(),
+            });
+            self.audit(
+                &past.run_id,
+                AuditAction::ForcedFresh,
+                format!("a fresh run {run_id} was forced past this {} run", past.status),
+                detail,
+            )
+            .await?;
+            emit::fresh_run_forced(run_id.as_str(), past.run_id.as_str());
+        } else {
+            tracing::info!(
+                target: "cairn",
+                run_id = run_id.as_str(),
+                workflow = request.workflow.as_str(),
+                scope = request.scope.as_str(),
+                "resume policy: fresh run"
+            );
+        }
+        Ok(Decision::Fresh(FreshRun {
+            run_id,
+            workflow: request.workflow.clone(),
+            scope: request.scope.clone(),
+            input: request.input.clone(),
+            forced_past: past.map(|meta| meta.run_id.clone()),
+        }))
+    }
+
+    async fn prompt(&self, failed: &RunMeta, request: &RunRequest) -> Result<Decision> {
+        let prompt = FailedRunPrompt {
+            run_id: failed.run_id.clone(),
+            workflow: failed.workflow.clone(),
+            scope: failed.scope.clone(),
+            failed_at: failed.finished_at,
+            error: failed.error.clone(),
+            prior_input: InputPreview::new(&failed.input),
+            new_input: request.input.clone(),
+        };
+        let detail = json!({
+            "new_input_preview": InputPreview::new(&request.input).to_string(),
+        });
+        self.audit(
+            &failed.run_id,
+            AuditAction::FailedResumePrompted,
+            "a new request found this failed run; offered resume, abandon or force instead of \
+             resuming it"
+                .to_owned(),
+            detail,
+        )
+        .await?;
+        emit::failed_resume_prompted(
+            failed.run_id.as_str(),
+            failed.workflow.as_str(),
+            failed.scope.as_str(),
+        );
+        Ok(Decision::FailedPrompt(prompt))
+    }
+
+    fn awaiting_approval(&self, paused: &RunMeta, request: &RunRequest) -> Decision {
+        tracing::info!(
+            target: "cairn",
+            run_id = paused.run_id.as_str(),
+            workflow = paused.workflow.as_str(),
+            scope = paused.scope.as_str(),
+            "resume policy: paused run awaits its approval"
+        );
+        Decision::AwaitingApproval(PausedRun {
+            run_id: paused.run_id.clone(),
+            workflow: paused.workflow.clone(),
+            scope: paused.scope.clone(),
+            paused_since: paused.updated_at,
+            prior_input: InputPreview::new(&paused.input),
+            new_input: request.input.clone(),
+        })
+    }
+
+    fn live(&self, meta: &RunMeta) -> Decision {
+        tracing::warn!(
+            target: "cairn",
+            run_id = meta.run_id.as_str(),
+            owner = meta.owner.as_ref().map(ToString::to_string),
+            "resume policy: run is live elsewhere; not starting a second writer"
+        );
+        Decision::Live(LiveRun {
+            run_id: meta.run_id.clone(),
+            owner: meta.owner.clone(),
+            lease_epoch: meta.lease_epoch,
+        })
+    }
+
+    async fn load(&self, run_id: &RunId) -> Result<RunMeta> {
+        self.factory
+            .load_meta(run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                run_id: run_id.clone(),
+            })
+    }
+
+    async fn audit(
+        &self,
+        run_id: &RunId,
+        action: AuditAction,
+        message: String,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let record =
+            AuditRecord::new(wall_clock_now(), run_id.clone(), action, message).with_detail(detail);
+        self.factory.append_audit(run_id, &record).await?;
+        Ok(())
+    }
+}
+
+/// The outcome of an explicit claim.
+enum Claim {
+    Won { meta: RunMeta, previous: RunStatus },
+    Refused { current: RunStatus, meta: RunMeta },
+}
+
+/// A new time-sortable run id. The entropy mixes the process id, a process-wide counter and
+/// the clock's sub-millisecond nanoseconds, so ids from one process never repeat and ids
+/// from different processes almost never collide (`begin` rejects a collision anyway).
+pub fn fresh_run_id() -> RunId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let entropy = (u128::from(std::process::id()) << 64)
+        ^ (u128::from(count) << 32)
+        ^ u128::from(now.subsec_nanos());
+    RunId::generate(wall_clock_now().0, entropy)
+}
