@@ -1,0 +1,139 @@
+//! Shared fixtures for the resume-policy tests: runtimes, stores and runs in each status.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use cairn_checkpoint::{
+    AuditAction, Checkpointer, CheckpointerFactory, RunError, RunId, RunMeta, RunStatus,
+};
+use cairn_checkpoint_file::FileFactory;
+use cairn_queue::Timestamp;
+
+/// A single-threaded runtime with timers and I/O (the file adapter uses `spawn_blocking`).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds")
+}
+
+/// A file store under `dir` with the default (`Sync`) durability.
+pub(crate) fn file_store(dir: &Path) -> FileFactory {
+    FileFactory::builder(dir)
+        .build()
+        .expect("the file store opens")
+}
+
+pub(crate) fn id(text: &str) -> RunId {
+    RunId::new(text).expect("a valid run id")
+}
+
+/// Begins a run created at `created_at` and returns its writer (the lock stays held).
+pub(crate) async fn begin(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    input: &str,
+    created_at: u64,
+) -> Box<dyn Checkpointer> {
+    let meta = RunMeta::new(id(run_id), workflow, scope, input, Timestamp(created_at));
+    store.begin(meta).await.expect("begin succeeds")
+}
+
+/// A run that failed with `task_failed: <message>`; its writer is dropped.
+pub(crate) async fn failed(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    input: &str,
+    created_at: u64,
+) -> RunMeta {
+    let run = begin(store, run_id, workflow, scope, input, created_at).await;
+    let meta = run
+        .fail(&RunError::new("task_failed", format!("{run_id} exited with 2")))
+        .await
+        .expect("fail succeeds");
+    drop(run);
+    meta
+}
+
+/// A run that completed; its writer is dropped.
+pub(crate) async fn completed(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    created_at: u64,
+) -> RunMeta {
+    let run = begin(store, run_id, workflow, scope, "done input", created_at).await;
+    let meta = run.complete().await.expect("complete succeeds");
+    drop(run);
+    meta
+}
+
+/// A run moved to `paused` (waiting on an approval); its writer is dropped.
+pub(crate) async fn paused(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    input: &str,
+    created_at: u64,
+) -> RunMeta {
+    let run = begin(store, run_id, workflow, scope, input, created_at).await;
+    let meta = store
+        .compare_and_swap_status(&id(run_id), RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("the store answers")
+        .expect("the run was running");
+    drop(run);
+    meta
+}
+
+/// A run left `running` whose writer is gone: what a crash leaves behind.
+pub(crate) async fn interrupted(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    workflow: &str,
+    scope: &str,
+    input: &str,
+    created_at: u64,
+) -> RunMeta {
+    let run = begin(store, run_id, workflow, scope, input, created_at).await;
+    drop(run);
+    store
+        .load_meta(&id(run_id))
+        .await
+        .expect("the store answers")
+        .expect("the run exists")
+}
+
+/// The actions audited on a run, oldest first.
+pub(crate) async fn audit_actions(store: &dyn CheckpointerFactory, run_id: &RunId) -> Vec<AuditAction> {
+    store
+        .read_audit(run_id)
+        .await
+        .expect("the audit log reads")
+        .into_iter()
+        .map(|record| record.action)
+        .collect()
+}
+
+pub(crate) async fn meta(store: &dyn CheckpointerFactory, run_id: &RunId) -> RunMeta {
+    store
+        .load_meta(run_id)
+        .await
+        .expect("the store answers")
+        .expect("the run exists")
+}
+
+pub(crate) async fn run_count(store: &dyn CheckpointerFactory) -> usize {
+    store
+        .list(&Default::default())
+        .await
+        .expect("the store lists")
+        .len()
+}
