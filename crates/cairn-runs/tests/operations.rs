@@ -1,0 +1,323 @@
+//! The explicit operations: force, abandon, approval, resume by id, and their typed errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_checkpoint::{
+    AuditAction, CheckpointerFactory, MemoryFactory, RunStatus, wall_clock_now,
+};
+use cairn_runs::{Decision, Error, ResumePolicy, ResumeReason, RunRequest};
+
+use common::*;
+
+type Store = Arc<dyn CheckpointerFactory>;
+
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn memory() {
+                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
+                super::common::runtime().block_on(super::$name(store));
+            }
+
+            #[test]
+            fn file() {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let store: super::Store =
+                    std::sync::Arc::new(super::common::file_store(dir.path()));
+                super::common::runtime().block_on(super::$name(store));
+            }
+        }
+    };
+}
+
+/// Acceptance 2: force starts a fresh run; the failed run's `meta.json` is unchanged byte
+/// for byte, `load_meta` is equal, and it can still be resumed by id.
+#[test]
+fn force_starts_fresh_and_leaves_failed_record_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file_store = file_store(dir.path());
+    let meta_path = file_store.run_dir(&id("f1")).join("meta.json");
+    let store: Store = Arc::new(file_store);
+    runtime().block_on(async {
+        let before = failed(&*store, "f1", "site", "default", "build A", 10).await;
+        let bytes_before = std::fs::read(&meta_path).expect("meta.json exists");
+        let policy = ResumePolicy::new(Arc::clone(&store));
+
+        let decision = policy
+            .decide(&RunRequest::new("site", "default", "build B").force())
+            .await
+            .expect("decide succeeds");
+        let Decision::Fresh(fresh) = decision else {
+            panic!("expected Fresh, got {decision:?}");
+        };
+        assert_eq!(fresh.forced_past, Some(before.run_id.clone()));
+        assert_eq!(fresh.input, "build B");
+        assert_ne!(fresh.run_id, before.run_id);
+
+        // The caller begins and drives the fresh run (here: it completes at once).
+        let run = store
+            .begin(fresh.meta(wall_clock_now()))
+            .await
+            .expect("the fresh run begins");
+        run.complete().await.expect("it completes");
+        drop(run);
+
+        assert_eq!(
+            std::fs::read(&meta_path).expect("meta.json still exists"),
+            bytes_before,
+            "the failed run's meta.json must not change"
+        );
+        assert_eq!(meta(&*store, &before.run_id).await, before);
+        let audit = store.read_audit(&before.run_id).await.expect("audit reads");
+        let forced = audit
+            .iter()
+            .find(|r| r.action == AuditAction::ForcedFresh)
+            .expect("the force is audited on the failed run");
+        assert_eq!(forced.detail["new_run_id"], fresh.run_id.as_str());
+
+        // Still resumable by id, re-running its own input.
+        let resumed = policy.resume(&before.run_id).await.expect("resume by id");
+        assert_eq!(resumed.meta.input, "build A");
+        assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
+    });
+}
+
+/// Acceptance 3: abandon makes the failed run cancelled; then a fresh run starts with no
+/// decision to make.
+async fn abandon_then_fresh_without_decision(store: Store) {
+    let before = failed(&*store, "a1", "site", "default", "build A", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let abandoned = policy.abandon(&before.run_id).await.expect("abandon");
+    assert_eq!(abandoned.previous_status, RunStatus::Failed);
+    assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Cancelled);
+    assert!(
+        audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::Abandoned)
+    );
+
+    let decision = policy
+        .decide(&RunRequest::new("site", "default", "build B"))
+        .await
+        .expect("decide succeeds");
+    assert!(
+        matches!(decision, Decision::Fresh(ref f) if f.forced_past.is_none() && f.input == "build B"),
+        "{decision:?}"
+    );
+}
+on_both_stores!(abandon_then_fresh_without_decision);
+
+/// Abandon works on a paused run too.
+async fn abandon_paused_run(store: Store) {
+    let before = paused(&*store, "p1", "site", "default", "deploy", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let abandoned = policy.abandon(&before.run_id).await.expect("abandon");
+    assert_eq!(abandoned.previous_status, RunStatus::Paused);
+    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Cancelled);
+}
+on_both_stores!(abandon_paused_run);
+
+/// Acceptance 4: approving a paused run resumes it with no decision to make.
+async fn approval_resumes_paused_run(store: Store) {
+    let before = paused(&*store, "p1", "deploy", "prod", "v1", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let decision = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(before.run_id.clone()))
+        .await
+        .expect("decide succeeds");
+    let Decision::Resume(resumed) = decision else {
+        panic!("expected Resume, got {decision:?}");
+    };
+    assert_eq!(resumed.reason, ResumeReason::Approved);
+    assert_eq!(resumed.previous_status, RunStatus::Paused);
+    assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
+    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Running);
+    assert!(
+        audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::Approved)
+    );
+    // An approval used twice does not claim the run again.
+    let twice = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(before.run_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(twice, Error::NotResumable { current: RunStatus::Running, .. }),
+        "{twice:?}"
+    );
+}
+on_both_stores!(approval_resumes_paused_run);
+
+/// Acceptance 4, regression guard: the paused run was marked failed after the approval was
+/// asked for; the approval still resumes it and never hits the failed-run prompt, even
+/// with another failed run in the same scope.
+async fn approval_of_run_marked_failed_never_prompts(store: Store) {
+    let before = paused(&*store, "p1", "deploy", "prod", "v1", 10).await;
+    store
+        .compare_and_swap_status(&before.run_id, RunStatus::Paused, RunStatus::Failed)
+        .await
+        .expect("the store answers")
+        .expect("it was paused");
+    failed(&*store, "f2", "deploy", "prod", "v0", 20).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let decision = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(before.run_id.clone()))
+        .await
+        .expect("decide succeeds");
+    let Decision::Resume(resumed) = decision else {
+        panic!("expected Resume, got {decision:?}");
+    };
+    assert_eq!(resumed.meta.run_id, before.run_id);
+    assert_eq!(resumed.reason, ResumeReason::Approved);
+    assert_eq!(resumed.previous_status, RunStatus::Failed);
+    assert!(
+        !audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::FailedResumePrompted)
+    );
+}
+on_both_stores!(approval_of_run_marked_failed_never_prompts);
+
+/// An approval for a run of another workflow or scope, or for an unknown run, is refused.
+async fn approval_must_name_a_run_of_this_request(store: Store) {
+    let other = paused(&*store, "p1", "deploy", "staging", "v1", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let err = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(other.run_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ApprovalMismatch { .. }), "{err:?}");
+    assert_eq!(meta(&*store, &other.run_id).await, other);
+
+    let err = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(id("nope")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+on_both_stores!(approval_must_name_a_run_of_this_request);
+
+/// Acceptance 5: resume by id resumes the prior run: no prompt loop and no fresh run.
+async fn resume_by_id_resumes_prior_run(store: Store) {
+    let before = failed(&*store, "f1", "site", "default", "build A", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let resumed = policy.resume(&before.run_id).await.expect("resume by id");
+    assert_eq!(resumed.reason, ResumeReason::ById);
+    assert_eq!(resumed.previous_status, RunStatus::Failed);
+    assert_eq!(resumed.meta.run_id, before.run_id);
+    assert_eq!(resumed.meta.input, "build A");
+    assert_eq!(resumed.meta.status, RunStatus::Running);
+    assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
+    assert_eq!(resumed.meta.finished_at, None);
+    assert_eq!(run_count(&*store).await, 1, "no fresh run");
+    assert!(
+        audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::ResumedById)
+    );
+
+    // The caller drives it (holds its writer): a new request sees it live, not failed.
+    let opened = store
+        .open(&before.run_id)
+        .await
+        .expect("open succeeds")
+        .expect("the run exists");
+    let decision = policy
+        .decide(&RunRequest::new("site", "default", "build B"))
+        .await
+        .expect("decide succeeds");
+    assert!(matches!(decision, Decision::Live(_)), "{decision:?}");
+    opened.checkpointer.complete().await.expect("it completes");
+    drop(opened);
+
+    let decision = policy
+        .decide(&RunRequest::new("site", "default", "build B"))
+        .await
+        .expect("decide succeeds");
+    assert!(matches!(decision, Decision::Fresh(_)), "{decision:?}");
+    assert_eq!(run_count(&*store).await, 1);
+}
+on_both_stores!(resume_by_id_resumes_prior_run);
+
+/// Resume by id refuses running and terminal runs, and unknown ids, with typed errors.
+async fn resume_by_id_refusals(store: Store) {
+    let done = completed(&*store, "c1", "site", "default", 10).await;
+    let interrupted_run = interrupted(&*store, "i1", "site", "other", "in", 11).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let err = policy.resume(&done.run_id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotResumable { current: RunStatus::Completed, .. }),
+        "{err:?}"
+    );
+    let err = policy.resume(&interrupted_run.run_id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotResumable { current: RunStatus::Running, .. }),
+        "{err:?}"
+    );
+    assert_eq!(meta(&*store, &interrupted_run.run_id).await, interrupted_run);
+    let err = policy.resume(&id("missing")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+on_both_stores!(resume_by_id_refusals);
+
+/// Acceptance 6: abandon of a completed or a cancelled run is the typed already-terminal
+/// error, and changes nothing.
+async fn abandon_terminal_runs_is_already_terminal(store: Store) {
+    let done = completed(&*store, "c1", "site", "default", 10).await;
+    let gone = failed(&*store, "x1", "site", "default", "in", 20).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    policy.abandon(&gone.run_id).await.expect("first abandon");
+    let gone = meta(&*store, &gone.run_id).await;
+
+    let err = policy.abandon(&done.run_id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyTerminal { status: RunStatus::Completed, ref run_id } if *run_id == done.run_id),
+        "{err:?}"
+    );
+    let err = policy.abandon(&gone.run_id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyTerminal { status: RunStatus::Cancelled, ref run_id } if *run_id == gone.run_id),
+        "{err:?}"
+    );
+    assert_eq!(meta(&*store, &done.run_id).await, done);
+    assert_eq!(meta(&*store, &gone.run_id).await, gone);
+
+    let err = policy.abandon(&id("missing")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+on_both_stores!(abandon_terminal_runs_is_already_terminal);
+
+/// Abandoning an interrupted run is refused (the next request recovers it), and says it is
+/// not live.
+async fn abandon_interrupted_run_is_still_running(store: Store) {
+    let before = interrupted(&*store, "i1", "site", "default", "in", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let err = policy.abandon(&before.run_id).await.unwrap_err();
+    assert!(matches!(err, Error::StillRunning { live: false, .. }), "{err:?}");
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+}
+on_both_stores!(abandon_interrupted_run_is_still_running);
+
+/// A store failure is a typed `Error::Storage`, never a decision: a request whose scope
+/// holds unparseable metadata neither prompts nor starts fresh.
+#[test]
+fn unreadable_metadata_is_a_storage_error() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file_store = file_store(dir.path());
+    let meta_path = file_store.run_dir(&id("f1")).join("meta.json");
+    let store: Store = Arc::new(file_store);
+    runtime().block_on(async {
+        failed(&*store, "f1", "site", "default", "in", 10).await;
+        std::fs::write(&meta_path, b"{ not json").expect("meta.json is writable");
+        let policy = ResumePolicy::new(Arc::clone(&store));
+        let err = policy.resume(&id("f1")).await.unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err:?}");
+        let err = policy.abandon(&id("f1")).await.unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    });
+}
