@@ -7,7 +7,8 @@
 //! <root>/                       default `.cairn/`, mode 0700
 //!   runs/<run_id>/              one folder per run, mode 0700; files are mode 0600
 //!     meta.json                 RunMeta, replaced atomically (temp, fsync, rename, fsync dir)
-//!     queue.json                {format_version, run_id, covers_seq, snapshot}, pretty JSON
+//!     queue.json                {format_version, run_id, covers_seq, snapshot}: JSON, pretty up
+//!                               to 1 MiB, one line above (indentation doubles parse time)
 //!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event
 //!     audit.jsonl               one AuditRecord per line, fsynced per line
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
@@ -35,12 +36,13 @@
 //!
 //! The adapter compacts on its own once the journal after the latest snapshot holds
 //! `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes (default
-//! 8 MiB), AND at least a quarter of the size of `queue.json`, so rewriting a large snapshot
+//! 8 MiB), AND at least an eighth of the size of `queue.json`, so rewriting a large snapshot
 //! stays amortized over the records that caused it. Compaction replays the journal into a
 //! `cairn_queue::Queue` (with the builder's `queue_config`), installs that queue's snapshot
 //! as above, and keeps the queue in memory so the next compaction only applies the records
-//! written since. So the journal stays below about `max(threshold, queue.json / 4)` plus one
-//! append, and reopen reads one snapshot plus that much journal.
+//! written since. So the journal stays below about `max(threshold, queue.json / 8)` plus one
+//! append, and reopen reads one snapshot plus that much journal. Reopen parses `queue.json`
+//! on a second thread while it decodes the journal.
 //!
 //! The adapter does NOT apply events as they are appended: an append stays one write plus
 //! one fdatasync. It therefore does not reject events that do not replay; if the journal

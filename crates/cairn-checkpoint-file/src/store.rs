@@ -588,6 +588,9 @@ impl Store {
     }
 
     /// Reads meta, snapshot and journal; the caller holds the writer lock.
+    ///
+    /// `queue.json` is parsed on a second thread while this one reads and decodes the
+    /// journal, because on reopen of a large run those two parses are nearly all the time.
     fn read_state(
         &self,
         run_id: &RunId,
@@ -602,26 +605,26 @@ impl Store {
         let meta = parse_meta(run_id, &meta_bytes).map_err(ReadFailure::Bad)?;
 
         let queue_path = dir.join(QUEUE_FILE);
-        let (snapshot, covers_seq, snapshot_len) = match self.fs.read(&queue_path) {
-            Ok(bytes) => {
-                let file = parse_queue_file(run_id, &bytes).map_err(ReadFailure::Bad)?;
-                (Some(file.snapshot), file.covers_seq, bytes.len() as u64)
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => (None, 0, 0),
-            Err(err) => return Err(io_error("read", &queue_path)(err).into()),
-        };
-
         let journal_path = dir.join(JOURNAL_FILE);
-        let mut journal = self
-            .fs
-            .open(&journal_path, OpenMode::Append)
-            .map_err(io_error("open", &journal_path))?;
-        let bytes = journal
-            .read_all()
-            .map_err(io_error("read", &journal_path))?;
-        let scan = journal::scan(&bytes);
+        let (queue_result, journal_result) = std::thread::scope(|scope| {
+            let queue_thread = scope.spawn(|| self.read_queue_file(run_id, &queue_path));
+            let journal_result = self.read_journal(&journal_path);
+            let queue_result = queue_thread.join().unwrap_or_else(|_| {
+                Err(ReadFailure::Other(Error::Backend {
+                    backend: "file",
+                    source: "the thread parsing queue.json panicked".into(),
+                }))
+            });
+            (queue_result, journal_result)
+        });
+        let (snapshot, covers_seq, snapshot_len) = match queue_result? {
+            Some((file, len)) => (Some(file.snapshot), file.covers_seq, len),
+            None => (None, 0, 0),
+        };
+        let (journal, journal_bytes, scan, decoded) = journal_result?;
+
         let mut torn_tail = None;
-        let mut journal_len = bytes.len() as u64;
+        let mut journal_len = journal_bytes;
         match scan.ending {
             Ending::Clean => {}
             Ending::Corrupt { offset, detail } => {
@@ -653,9 +656,9 @@ impl Store {
             }
         }
 
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(decoded.len());
         let mut expected = covers_seq + 1;
-        for record in &scan.records {
+        for (record, event) in scan.records.iter().zip(decoded) {
             if record.seq <= covers_seq {
                 // Left over from a crash between installing a snapshot and truncating.
                 continue;
@@ -672,15 +675,12 @@ impl Store {
                 }
                 .into());
             }
-            let event: Event =
-                serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
-                    Error::Corruption {
-                        run_id: run_id.clone(),
-                        file: JOURNAL_FILE.to_owned(),
-                        offset: record.offset,
-                        detail: format!("a checksummed record does not decode as an event: {err}"),
-                    }
-                })?;
+            let event = event.map_err(|detail| Error::Corruption {
+                run_id: run_id.clone(),
+                file: JOURNAL_FILE.to_owned(),
+                offset: record.offset,
+                detail: format!("a checksummed record does not decode as an event: {detail}"),
+            })?;
             events.push(event);
             expected += 1;
         }
@@ -700,7 +700,52 @@ impl Store {
             },
         ))
     }
+
+    /// Reads and checks `queue.json`: `None` when there is none, else the file and its size.
+    fn read_queue_file(
+        &self,
+        run_id: &RunId,
+        path: &Path,
+    ) -> Result<Option<(QueueFile, u64)>, ReadFailure> {
+        match self.fs.read(path) {
+            Ok(bytes) => {
+                let file = parse_queue_file(run_id, &bytes).map_err(ReadFailure::Bad)?;
+                Ok(Some((file, bytes.len() as u64)))
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error("read", path)(err).into()),
+        }
+    }
+
+    /// Opens the journal for appending, reads it, scans it and decodes every good record.
+    /// Decoding errors are kept per record: only records after the snapshot must decode.
+    fn read_journal(&self, path: &Path) -> Result<JournalRead, ReadFailure> {
+        let mut journal = self
+            .fs
+            .open(path, OpenMode::Append)
+            .map_err(io_error("open", path))?;
+        let bytes = journal.read_all().map_err(io_error("read", path))?;
+        let scan = journal::scan(&bytes);
+        let decoded = scan
+            .records
+            .iter()
+            .map(|record| {
+                serde_json::from_slice::<Event>(&bytes[record.payload.clone()])
+                    .map_err(|err| err.to_string())
+            })
+            .collect();
+        Ok((journal, bytes.len() as u64, scan, decoded))
+    }
 }
+
+/// The journal as `read_journal` found it: the open file, its length, the scan and each
+/// good record decoded (or why not).
+type JournalRead = (
+    Box<dyn FsFile>,
+    u64,
+    journal::Scan,
+    Vec<Result<Event, String>>,
+);
 
 /// Why stored state is refused (and quarantined).
 #[derive(Debug)]
@@ -795,25 +840,21 @@ fn parse_meta(run_id: &RunId, bytes: &[u8]) -> Result<RunMeta, StateProblem> {
 }
 
 fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProblem> {
-    let unreadable = |err: serde_json::Error| StateProblem::Unreadable {
-        file: QUEUE_FILE,
-        detail: err.to_string(),
+    // One full parse in the common case; the identifying fields are read on their own only
+    // to explain a file that does not parse (another version's layout, most likely).
+    let file: QueueFile = match serde_json::from_slice(bytes) {
+        Ok(file) => file,
+        Err(err) => {
+            if let Ok(head) = serde_json::from_slice::<QueueFileHead>(bytes) {
+                check_queue_head(run_id, head.format_version, &head.run_id)?;
+            }
+            return Err(StateProblem::Unreadable {
+                file: QUEUE_FILE,
+                detail: err.to_string(),
+            });
+        }
     };
-    let head: QueueFileHead = serde_json::from_slice(bytes).map_err(unreadable)?;
-    if head.format_version != QUEUE_FILE_FORMAT_VERSION {
-        return Err(StateProblem::Version {
-            file: QUEUE_FILE,
-            found: head.format_version,
-            expected: QUEUE_FILE_FORMAT_VERSION,
-        });
-    }
-    if head.run_id != run_id.as_str() {
-        return Err(StateProblem::Foreign {
-            file: QUEUE_FILE,
-            found: head.run_id,
-        });
-    }
-    let file: QueueFile = serde_json::from_slice(bytes).map_err(unreadable)?;
+    check_queue_head(run_id, file.format_version, &file.run_id)?;
     if file.snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(StateProblem::Version {
             file: QUEUE_FILE,
@@ -823,6 +864,27 @@ fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProb
     }
     Ok(file)
 }
+
+fn check_queue_head(run_id: &RunId, version: u32, stored_id: &str) -> Result<(), StateProblem> {
+    if version != QUEUE_FILE_FORMAT_VERSION {
+        return Err(StateProblem::Version {
+            file: QUEUE_FILE,
+            found: version,
+            expected: QUEUE_FILE_FORMAT_VERSION,
+        });
+    }
+    if stored_id != run_id.as_str() {
+        return Err(StateProblem::Foreign {
+            file: QUEUE_FILE,
+            found: stored_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Snapshots up to this size are written pretty-printed; larger ones on one line, because
+/// indentation roughly doubles their size and so their parse time on reopen.
+pub(crate) const PRETTY_QUEUE_FILE_LIMIT: usize = 1024 * 1024;
 
 /// Serializes `queue.json`.
 pub(crate) fn encode_queue_file(
@@ -837,11 +899,15 @@ pub(crate) fn encode_queue_file(
         covers_seq: u64,
         snapshot: &'a Snapshot,
     }
-    serde_json::to_vec_pretty(&QueueFileRef {
+    let file = QueueFileRef {
         format_version: QUEUE_FILE_FORMAT_VERSION,
         run_id: run_id.as_str(),
         covers_seq,
         snapshot,
-    })
-    .map_err(encoding("queue snapshot"))
+    };
+    let compact = serde_json::to_vec(&file).map_err(encoding("queue snapshot"))?;
+    if compact.len() > PRETTY_QUEUE_FILE_LIMIT {
+        return Ok(compact);
+    }
+    serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))
 }

@@ -73,8 +73,8 @@ struct WriterState {
     covers_seq: u64,
     /// The last sequence number written to the journal.
     written_seq: u64,
-    /// Bytes of the latest `queue.json`: compaction waits until the journal holds a
-    /// quarter of that, so rewriting a large snapshot stays amortized.
+    /// Bytes of the latest `queue.json`: compaction waits until the journal holds an
+    /// eighth of that, so rewriting a large snapshot stays amortized.
     snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
@@ -279,7 +279,7 @@ impl Shared {
                 let compact = !state.compaction_off
                     && (state.records_after_snapshot >= self.config.compact_after_records
                         || state.journal_len >= self.config.compact_after_bytes)
-                    && state.journal_len >= state.snapshot_len / 4;
+                    && state.journal_len >= state.snapshot_len / 8;
                 if compact {
                     drop(state);
                     self.compact();

@@ -201,9 +201,9 @@ async fn compaction_bounds_the_journal_and_reopen() {
             let journal = std::fs::metadata(h.journal(&id)).unwrap().len();
             let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
             let snapshot_len = queue_json.len() as u64;
-            // Compaction starts once the journal passes a threshold AND a quarter of the
+            // Compaction starts once the journal passes a threshold AND an eighth of the
             // snapshot, so the journal never exceeds that bound by more than one append.
-            let bound = (snapshot_len / 4).max(BYTES) + framed_len(&events);
+            let bound = (snapshot_len / 8).max(BYTES) + framed_len(&events);
             assert!(
                 journal <= bound,
                 "round {round}: journal {journal} > bound {bound}"
