@@ -65,6 +65,8 @@ mod task;
 
 pub use error::{Error, Result};
 pub use event::Event;
-pub use queue::{Enqueued, Outcome, Queue, QueueConfig, Recovery, StatusCounts};
+pub use queue::{
+    Enqueued, MAX_TASKS_HARD_LIMIT, Outcome, Queue, QueueConfig, Recovery, StatusCounts,
+};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
 pub use task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};

@@ -20,7 +20,7 @@ use crate::task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec
 /// Bounds and defaults. Crossing a bound is a typed error, never a silent drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// Most tasks one run may hold. Default 1,000,000.
+    /// Most tasks one run may hold. Default 1,000,000; never more than [`MAX_TASKS_HARD_LIMIT`].
     pub max_tasks: usize,
     /// Most levels of follow-ups (a root task has depth 0). Default 32.
     pub max_depth: u32,
@@ -159,7 +159,7 @@ pub struct Queue {
     /// Per task: how many of its dependencies are not `done` or `skipped`.
     unmet: Vec<u32>,
     /// Per task: the head of its list of dependents in `edges` (`NO_EDGE` when none).
-    first_edge: Vec<u32>,
+    first_edge: Vec<usize>,
     /// Linked lists of dependents, one arena for all tasks, so adding a task allocates
     /// nothing per task.
     edges: Vec<Edge>,
@@ -193,10 +193,14 @@ struct Edge {
     /// The dependent task's index.
     task: u32,
     /// The next entry of the same list, or `NO_EDGE`.
-    next: u32,
+    next: usize,
 }
 
-const NO_EDGE: u32 = u32::MAX;
+const NO_EDGE: usize = usize::MAX;
+
+/// Most tasks any queue holds, whatever `QueueConfig::max_tasks` says: per-task indexes are
+/// stored as `u32` to keep them small.
+pub const MAX_TASKS_HARD_LIMIT: usize = u32::MAX as usize - 1;
 
 fn invalid_event(reason: String) -> Error {
     Error::InvalidEvent { reason }
@@ -469,10 +473,9 @@ impl Queue {
         } else {
             None
         };
-        if self.tasks.len() >= self.config.max_tasks {
-            return Err(Error::TooManyTasks {
-                limit: self.config.max_tasks,
-            });
+        let limit = self.config.max_tasks.min(MAX_TASKS_HARD_LIMIT);
+        if self.tasks.len() >= limit {
+            return Err(Error::TooManyTasks { limit });
         }
         if let EnqueuedBy::Task(parent) = by {
             if depth > self.config.max_depth {
@@ -951,6 +954,11 @@ impl Queue {
                 at,
             } => {
                 let n = self.tasks.len();
+                if n >= MAX_TASKS_HARD_LIMIT {
+                    return Err(invalid_event(format!(
+                        "enqueued {id}, beyond the hard limit of {MAX_TASKS_HARD_LIMIT} tasks"
+                    )));
+                }
                 if id.0 != n as u64 {
                     return Err(invalid_event(format!(
                         "enqueued {id}, but the next id is t{n}"
@@ -1078,7 +1086,7 @@ impl Queue {
                 self.set_status(i, status);
                 let mut edge = self.first_edge[i];
                 while edge != NO_EDGE {
-                    let Edge { task: d, next } = self.edges[edge as usize];
+                    let Edge { task: d, next } = self.edges[edge];
                     edge = next;
                     let d = d as usize;
                     self.unmet[d] -= 1;
@@ -1207,7 +1215,7 @@ impl Queue {
                 task: i as u32,
                 next: self.first_edge[d],
             });
-            self.first_edge[d] = (self.edges.len() - 1) as u32;
+            self.first_edge[d] = self.edges.len() - 1;
         }
         if let EnqueuedBy::Task(parent) = task.enqueued_by {
             self.children[parent.0 as usize] += 1;
@@ -1281,7 +1289,7 @@ impl Queue {
             if edge == NO_EDGE {
                 return None;
             }
-            let Edge { task, next } = self.edges[edge as usize];
+            let Edge { task, next } = self.edges[edge];
             edge = next;
             Some(task as usize)
         })
@@ -1371,6 +1379,12 @@ impl Queue {
 /// Checks a snapshot's tasks before they are installed: dense ids, references, cycles,
 /// spec fields, depths and the agreement of each status with its dependencies' statuses.
 fn check_snapshot(tasks: &[Task]) -> Result<()> {
+    if tasks.len() > MAX_TASKS_HARD_LIMIT {
+        return Err(inconsistent(format!(
+            "{} tasks is more than the hard limit of {MAX_TASKS_HARD_LIMIT}",
+            tasks.len()
+        )));
+    }
     let n = tasks.len() as u64;
     for (k, task) in tasks.iter().enumerate() {
         if task.id.0 != k as u64 {
