@@ -1,8 +1,6 @@
 //! `NoopFactory`'s own contract: it accepts everything and keeps nothing. It cannot pass the
 //! persistence cases of the conformance suite, and these tests check that the suite notices.
 
-use std::sync::Arc;
-
 use cairn_checkpoint::{
     Checkpointer, CheckpointerFactory, Error, NoopFactory, RunError, RunFilter, RunId, RunMeta,
     RunStatus,
@@ -53,6 +51,7 @@ async fn noop_accepts_writes_and_forgets_them() {
 mod suite_notices {
     use super::*;
     use cairn_checkpoint::conformance::{self, ConformanceHarness};
+    use std::sync::Arc;
 
     struct NoopHarness;
 
