@@ -491,7 +491,10 @@ impl ResumePolicy {
             self.audit(
                 &past.run_id,
                 AuditAction::ForcedFresh,
-                format!("a fresh run {run_id} was forced past this {} run", past.status),
+                format!(
+                    "a fresh run {run_id} was forced past this {} run",
+                    past.status
+                ),
                 detail,
             )
             .await?;

@@ -78,7 +78,11 @@ fn run_in_shell(shell: &str, line: &str) -> Vec<Vec<String>> {
 }
 
 fn expected_args(command: &SuggestedCommand) -> Vec<Vec<String>> {
-    command.steps.iter().map(|step| step[1..].to_vec()).collect()
+    command
+        .steps
+        .iter()
+        .map(|step| step[1..].to_vec())
+        .collect()
 }
 
 fn all_commands(renderer: &CommandRenderer, input: &str) -> Vec<SuggestedCommand> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use cairn_checkpoint::{
     AuditAction, CheckpointerFactory, MemoryFactory, RunError, RunStatus, wall_clock_now,
 };
-use cairn_runs::{CUT_MARKER, Decision, Error, PREVIEW_CHARS, ResumePolicy, ResumeReason, RunRequest};
+use cairn_runs::{
+    CUT_MARKER, Decision, Error, PREVIEW_CHARS, ResumePolicy, ResumeReason, RunRequest,
+};
 
 use common::*;
 
@@ -45,7 +47,11 @@ async fn no_prior_run_starts_fresh(store: Store) {
     };
     assert_eq!(fresh.forced_past, None);
     assert_eq!(fresh.input, "build A");
-    assert_eq!(run_count(&*store).await, 0, "decide must not begin anything");
+    assert_eq!(
+        run_count(&*store).await,
+        0,
+        "decide must not begin anything"
+    );
     // The decision's id is usable for `begin` as is.
     store
         .begin(fresh.meta(wall_clock_now()))
@@ -96,7 +102,10 @@ async fn failed_run_prompts_and_keeps_new_input(store: Store) {
         .await
         .expect("decide succeeds");
     assert!(matches!(again, Decision::FailedPrompt(ref p) if p.new_input == "build task C"));
-    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Failed);
+    assert_eq!(
+        meta(&*store, &before.run_id).await.status,
+        RunStatus::Failed
+    );
 }
 on_both_stores!(failed_run_prompts_and_keeps_new_input);
 
@@ -169,7 +178,10 @@ async fn live_run_is_never_given_a_second_writer(store: Store) {
     assert_eq!(run_count(&*store).await, 1);
     // Abandoning it is refused too, and says it is live.
     let err = policy.abandon(&before.run_id).await.unwrap_err();
-    assert!(matches!(err, Error::StillRunning { live: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::StillRunning { live: true, .. }),
+        "{err:?}"
+    );
     drop(writer);
 }
 on_both_stores!(live_run_is_never_given_a_second_writer);

@@ -93,7 +93,10 @@ async fn abandon_then_fresh_without_decision(store: Store) {
     let abandoned = policy.abandon(&before.run_id).await.expect("abandon");
     assert_eq!(abandoned.previous_status, RunStatus::Failed);
     assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
-    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Cancelled);
+    assert_eq!(
+        meta(&*store, &before.run_id).await.status,
+        RunStatus::Cancelled
+    );
     assert!(
         audit_actions(&*store, &before.run_id)
             .await
@@ -117,7 +120,10 @@ async fn abandon_paused_run(store: Store) {
     let policy = ResumePolicy::new(Arc::clone(&store));
     let abandoned = policy.abandon(&before.run_id).await.expect("abandon");
     assert_eq!(abandoned.previous_status, RunStatus::Paused);
-    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Cancelled);
+    assert_eq!(
+        meta(&*store, &before.run_id).await.status,
+        RunStatus::Cancelled
+    );
 }
 on_both_stores!(abandon_paused_run);
 
@@ -135,7 +141,10 @@ async fn approval_resumes_paused_run(store: Store) {
     assert_eq!(resumed.reason, ResumeReason::Approved);
     assert_eq!(resumed.previous_status, RunStatus::Paused);
     assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
-    assert_eq!(meta(&*store, &before.run_id).await.status, RunStatus::Running);
+    assert_eq!(
+        meta(&*store, &before.run_id).await.status,
+        RunStatus::Running
+    );
     assert!(
         audit_actions(&*store, &before.run_id)
             .await
@@ -147,7 +156,13 @@ async fn approval_resumes_paused_run(store: Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(twice, Error::NotResumable { current: RunStatus::Running, .. }),
+        matches!(
+            twice,
+            Error::NotResumable {
+                current: RunStatus::Running,
+                ..
+            }
+        ),
         "{twice:?}"
     );
 }
@@ -251,15 +266,30 @@ async fn resume_by_id_refusals(store: Store) {
     let policy = ResumePolicy::new(Arc::clone(&store));
     let err = policy.resume(&done.run_id).await.unwrap_err();
     assert!(
-        matches!(err, Error::NotResumable { current: RunStatus::Completed, .. }),
+        matches!(
+            err,
+            Error::NotResumable {
+                current: RunStatus::Completed,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let err = policy.resume(&interrupted_run.run_id).await.unwrap_err();
     assert!(
-        matches!(err, Error::NotResumable { current: RunStatus::Running, .. }),
+        matches!(
+            err,
+            Error::NotResumable {
+                current: RunStatus::Running,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(meta(&*store, &interrupted_run.run_id).await, interrupted_run);
+    assert_eq!(
+        meta(&*store, &interrupted_run.run_id).await,
+        interrupted_run
+    );
     let err = policy.resume(&id("missing")).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
@@ -298,7 +328,10 @@ async fn abandon_interrupted_run_is_still_running(store: Store) {
     let before = interrupted(&*store, "i1", "site", "default", "in", 10).await;
     let policy = ResumePolicy::new(Arc::clone(&store));
     let err = policy.abandon(&before.run_id).await.unwrap_err();
-    assert!(matches!(err, Error::StillRunning { live: false, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::StillRunning { live: false, .. }),
+        "{err:?}"
+    );
     assert_eq!(meta(&*store, &before.run_id).await, before);
 }
 on_both_stores!(abandon_interrupted_run_is_still_running);

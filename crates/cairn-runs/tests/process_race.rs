@@ -101,7 +101,10 @@ fn parent() {
                     panic!("rep {rep}: a child exited before it was ready: {status}");
                 }
             }
-            assert!(started.elapsed() < HANG_LIMIT, "rep {rep}: children never got ready");
+            assert!(
+                started.elapsed() < HANG_LIMIT,
+                "rep {rep}: children never got ready"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::fs::write(&go, b"go").expect("the go file is written");
@@ -109,7 +112,10 @@ fn parent() {
         let mut outcomes = Vec::new();
         for child in children {
             let output = child.wait_with_output().expect("the child finishes");
-            assert!(output.status.success(), "rep {rep}: child failed: {output:?}");
+            assert!(
+                output.status.success(),
+                "rep {rep}: child failed: {output:?}"
+            );
             let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
             let outcome = stdout
                 .lines()
@@ -132,7 +138,11 @@ fn parent() {
 
         let after = rt.block_on(meta(&store, &before.run_id));
         assert_eq!(after.status, RunStatus::Running);
-        assert_eq!(after.lease_epoch, before.lease_epoch + 1, "rep {rep}: one claim");
+        assert_eq!(
+            after.lease_epoch,
+            before.lease_epoch + 1,
+            "rep {rep}: one claim"
+        );
         let resumes = rt
             .block_on(audit_actions(&store, &before.run_id))
             .into_iter()

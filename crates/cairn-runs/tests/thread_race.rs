@@ -123,7 +123,7 @@ fn resume_and_abandon_race_has_one_winner() {
                     ids.iter()
                         .map(|run_id| {
                             barrier.wait();
-                            if thread % 2 == 0 {
+                            if thread.is_multiple_of(2) {
                                 match rt.block_on(policy.resume(run_id)) {
                                     Ok(_) => true,
                                     Err(Error::NotResumable { .. }) => false,
@@ -152,7 +152,7 @@ fn resume_and_abandon_race_has_one_winner() {
         for (rep, run_id) in ids.iter().enumerate() {
             let winners: Vec<usize> = (0..RESUMERS).filter(|t| outcomes[*t][rep]).collect();
             assert_eq!(winners.len(), 1, "run {run_id}: winners {winners:?}");
-            let expected = if winners[0] % 2 == 0 {
+            let expected = if winners[0].is_multiple_of(2) {
                 RunStatus::Running
             } else {
                 RunStatus::Cancelled

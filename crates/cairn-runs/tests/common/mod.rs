@@ -53,7 +53,10 @@ pub(crate) async fn failed(
 ) -> RunMeta {
     let run = begin(store, run_id, workflow, scope, input, created_at).await;
     let meta = run
-        .fail(&RunError::new("task_failed", format!("{run_id} exited with 2")))
+        .fail(&RunError::new(
+            "task_failed",
+            format!("{run_id} exited with 2"),
+        ))
         .await
         .expect("fail succeeds");
     drop(run);
@@ -112,7 +115,10 @@ pub(crate) async fn interrupted(
 }
 
 /// The actions audited on a run, oldest first.
-pub(crate) async fn audit_actions(store: &dyn CheckpointerFactory, run_id: &RunId) -> Vec<AuditAction> {
+pub(crate) async fn audit_actions(
+    store: &dyn CheckpointerFactory,
+    run_id: &RunId,
+) -> Vec<AuditAction> {
     store
         .read_audit(run_id)
         .await
