@@ -11,9 +11,10 @@
 //! - **Failure.** `fail(retryable = true)` with attempts left sends the task back to `pending`
 //!   with `not_before = retry_at`. Otherwise the task is `failed` and every transitive
 //!   dependent that has not finished becomes `blocked`, with `blocked_by` naming the failed
-//!   task. Independent branches keep running.
+//!   task (a task already blocked keeps the ancestor that blocked it first). Independent
+//!   branches keep running.
 //! - **Manual retry.** `retry(id)` takes a `failed` task back to `pending` with its attempt
-//!   counter reset to 0. Every task it blocked returns to `pending`, unless another failed
+//!   counter reset to 0 and no `not_before`; its last `error` is kept. Every task it blocked returns to `pending`, unless another failed
 //!   ancestor still blocks it, in which case `blocked_by` names that ancestor instead.
 //! - **Enqueue onto a failed branch.** A task that depends on a `failed` or `blocked` task is
 //!   accepted and enters `blocked` at once (blocked by the failed ancestor), so a retry of
@@ -21,7 +22,10 @@
 //! - **Dedup guard.** With `TaskSpec::dedup` on (the default), enqueueing a task whose
 //!   `(kind, canonical inputs)` equals an existing dedup-enabled task's returns that task's
 //!   id and creates nothing. Every status counts, so a resumed handler that enqueues its
-//!   children again never spawns them twice. Canonical means object key order is ignored.
+//!   children again never spawns them twice. Only kind and inputs are compared, not
+//!   dependencies or parent. Canonical means object key order is ignored (the queue sorts
+//!   keys itself, whatever serde_json's map order is); numbers compare by value within their
+//!   JSON form, so `1` and `1.0` differ while `0.0` and `-0.0` match.
 //! - **Follow-ups and bounds.** `EnqueuedBy::Task(p)` requires `p` to exist and to be
 //!   `running` (follow-ups come from a running handler); the follow-up's depth is `p`'s
 //!   depth plus one. `enqueue` refuses to cross `QueueConfig::max_tasks`, `max_depth` or
