@@ -1,0 +1,145 @@
+//! The fault wrapper's own behaviour, and proof that the conformance suite catches a
+//! broken adapter.
+
+#![cfg(feature = "conformance")]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_checkpoint::conformance::{self, ConformanceHarness, sample_events};
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, CheckpointerFactory, Error, MemoryFactory, Opened, Quarantined,
+    Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+};
+use cairn_queue::Timestamp;
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta::new(RunId::new(id).unwrap(), "wf", "s", "", Timestamp(0))
+}
+
+#[tokio::test]
+async fn the_nth_call_fails_and_only_it() {
+    let plan = FaultPlan::new();
+    let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    let run = factory.begin(meta("nth")).await.unwrap();
+    plan.fail_nth(FaultOp::Append, 3, FaultTiming::Before);
+    run.append(&sample_events(0, 1)).await.unwrap();
+    run.append(&sample_events(1, 2)).await.unwrap();
+    let err = run.append(&sample_events(2, 3)).await.unwrap_err();
+    assert!(matches!(err, Error::Injected { op: "append" }), "{err:?}");
+    run.append(&sample_events(3, 4)).await.unwrap();
+    assert_eq!(plan.calls(FaultOp::Append), 4);
+    assert_eq!(plan.fired(), vec![(FaultOp::Append, 3)]);
+    let loaded = run.load().await.unwrap();
+    let mut want = sample_events(0, 2);
+    want.extend(sample_events(3, 4));
+    assert_eq!(loaded.events, want, "a Before fault writes nothing");
+}
+
+#[tokio::test]
+async fn an_after_fault_lets_the_effect_happen() {
+    let plan = FaultPlan::new();
+    let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    let id = RunId::new("after").unwrap();
+    drop(factory.begin(meta("after")).await.unwrap());
+    plan.fail_next(FaultOp::CompareAndSwap, FaultTiming::After);
+    let err = factory
+        .compare_and_swap_status(&id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Injected {
+            op: "compare_and_swap_status"
+        }
+    ));
+    let stored = factory.load_meta(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        RunStatus::Paused,
+        "the swap happened underneath"
+    );
+}
+
+#[tokio::test]
+async fn disarmed_faults_never_fire() {
+    let plan = FaultPlan::new();
+    let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    plan.fail_next(FaultOp::Begin, FaultTiming::Before);
+    plan.disarm_all();
+    factory.begin(meta("calm")).await.unwrap();
+    assert!(plan.fired().is_empty());
+    assert_eq!(plan.calls(FaultOp::Begin), 1);
+}
+
+/// An adapter with a classic bug: `open` forgets the last event appended.
+#[derive(Debug, Clone, Default)]
+struct ForgetsLastEvent(MemoryFactory);
+
+#[async_trait]
+impl CheckpointerFactory for ForgetsLastEvent {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        self.0.begin(meta).await
+    }
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        let mut opened = self.0.open(run_id).await?;
+        if let Some(opened) = &mut opened {
+            opened.recovered.events.pop();
+        }
+        Ok(opened)
+    }
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        self.0.load_meta(run_id).await
+    }
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        self.0.list(filter).await
+    }
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.0.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        self.0.is_held(run_id).await
+    }
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        self.0.quarantine(run_id, reason).await
+    }
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        self.0.append_audit(run_id, record).await
+    }
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        self.0.read_audit(run_id).await
+    }
+}
+
+struct ForgetfulHarness(ForgetsLastEvent);
+
+impl ConformanceHarness for ForgetfulHarness {
+    fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+        Arc::new(self.0.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_lost_event() {
+    for case in ["reopen_after_drop", "reopen_after_crash", "injected_faults"] {
+        let harness = ForgetfulHarness(ForgetsLastEvent::default());
+        let outcome = tokio::spawn(async move {
+            match case {
+                "reopen_after_drop" => conformance::reopen_after_drop(&harness).await,
+                "reopen_after_crash" => conformance::reopen_after_crash(&harness).await,
+                _ => conformance::injected_faults_lose_nothing_acknowledged(&harness).await,
+            }
+        })
+        .await;
+        assert!(
+            outcome.is_err_and(|e| e.is_panic()),
+            "{case} must fail for an adapter that loses an event"
+        );
+    }
+}
