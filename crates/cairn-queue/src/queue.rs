@@ -432,13 +432,13 @@ impl Queue {
             });
         }
         let n = self.tasks.len() as u64;
-        let mut unknown: Vec<TaskId> = Vec::new();
-        for dep in &depends_on {
-            if dep.0 >= n && !unknown.contains(dep) {
-                unknown.push(*dep);
-            }
-        }
-        if !unknown.is_empty() {
+        if depends_on.iter().any(|dep| dep.0 >= n) {
+            let mut seen = HashSet::new();
+            let unknown: Vec<TaskId> = depends_on
+                .iter()
+                .copied()
+                .filter(|dep| dep.0 >= n && seen.insert(*dep))
+                .collect();
             return Err(Error::UnknownDependencies { kind, ids: unknown });
         }
         let depends_on = if first_duplicate(&depends_on).is_some() {
