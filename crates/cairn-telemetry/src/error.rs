@@ -31,6 +31,9 @@ pub enum Error {
         /// The feature that provides it.
         feature: &'static str,
     },
+    /// OTLP over gRPC was requested outside a tokio runtime; the tonic exporter needs one.
+    #[error("OTLP over gRPC needs a tokio runtime: call init (or providers) inside one")]
+    NoTokioRuntime,
     /// Building an OTLP exporter failed (bad endpoint, HTTP client, ...).
     #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
     #[error("cannot build the OTLP {signal} exporter ({protocol}): {source}")]

@@ -36,7 +36,9 @@ pub const DEFAULT_FILTER: &str = "info";
 pub enum OtlpProtocol {
     /// Protobuf over HTTP (port 4318 by convention); feature `otlp-http`.
     HttpProtobuf,
-    /// gRPC (port 4317 by convention); feature `otlp-grpc`. Needs a tokio runtime.
+    /// gRPC (port 4317 by convention); feature `otlp-grpc`. Build it inside a tokio runtime,
+    /// and shut it down from outside the runtime's worker threads (or with more than one
+    /// worker): the SDK's export thread waits on connection tasks that run on the runtime.
     Grpc,
 }
 
@@ -265,7 +267,7 @@ fn resolve_export(export: &Export) -> Result<Option<(OtlpProtocol, Option<String
 /// # Errors
 ///
 /// As [`init`], minus the filter and subscriber errors: [`Error::UnsupportedProtocol`],
-/// [`Error::ProtocolNotCompiled`] and [`Error::Exporter`].
+/// [`Error::ProtocolNotCompiled`], [`Error::NoTokioRuntime`] and [`Error::Exporter`].
 ///
 /// # Examples
 ///
@@ -380,6 +382,10 @@ mod otlp {
         use opentelemetry_otlp::WithExportConfig as _;
 
         let protocol = OtlpProtocol::Grpc;
+        // tonic spawns its connection worker on the current runtime and panics without one.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoTokioRuntime);
+        }
         let mut spans = opentelemetry_otlp::SpanExporter::builder().with_tonic();
         let mut metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic();
         if let Some(url) = endpoint {
@@ -443,6 +449,7 @@ mod otlp {
 /// - [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse;
 /// - [`Error::UnsupportedProtocol`] for an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`;
 /// - [`Error::ProtocolNotCompiled`] when the chosen protocol's feature is off;
+/// - [`Error::NoTokioRuntime`] for gRPC outside a tokio runtime;
 /// - [`Error::Exporter`] when an OTLP exporter cannot be built (for example a malformed
 ///   endpoint);
 /// - [`Error::SubscriberAlreadySet`] when a global subscriber already exists.
