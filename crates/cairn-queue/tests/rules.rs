@@ -1138,3 +1138,39 @@ fn replayed_and_restored_queues_keep_the_first_dedup_owner() {
     assert!(again.existing);
     assert_eq!(again.id, first);
 }
+
+#[test]
+fn runnable_merges_due_and_backed_off_tasks_in_id_order() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 3);
+    let b = add_attempts(&mut q, "b", &[], 3);
+    let c = add(&mut q, "c", &[]);
+    for (id, retry_at) in [(a, 30), (b, 20)] {
+        q.start(id, T0).unwrap();
+        q.fail(id, TaskError::new("x", "y"), true, Timestamp(retry_at), T0)
+            .unwrap();
+    }
+    assert_eq!(q.next_wakeup(), Some(Timestamp(20)));
+    assert_eq!(q.next_runnable(Timestamp(19)), vec![c]);
+    assert_eq!(q.next_runnable(Timestamp(20)), vec![b, c]);
+    assert_eq!(q.next_runnable(Timestamp(30)), vec![a, b, c]);
+    q.start(b, Timestamp(20)).unwrap();
+    assert_eq!(q.next_wakeup(), Some(Timestamp(30)));
+}
+
+#[test]
+fn recover_and_retry_are_replayed_from_a_mid_run_snapshot() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    q.start(a, T0).unwrap();
+    let mid = q.snapshot();
+    q.take_events();
+    q.recover(Timestamp(1));
+    assert_eq!(status(&q, b), Status::Blocked);
+    q.retry(a, Timestamp(2)).unwrap();
+    assert_eq!(status(&q, b), Status::Pending);
+    let events = q.take_events();
+    let replayed = Queue::replay(Some(mid), &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+}
