@@ -131,10 +131,20 @@ impl Store {
 
     /// Creates `root/runs` and `root/quarantine` when missing.
     pub(crate) fn prepare(&self) -> Result<()> {
+        let mut created = false;
         for dir in [self.runs_dir(), self.quarantine_dir()] {
+            if !self.exists(&dir)? {
+                self.fs
+                    .create_dir_all(&dir)
+                    .map_err(io_error("create_dir_all", &dir))?;
+                created = true;
+            }
+        }
+        if created {
+            // New folders are durable only once their parent is synced.
             self.fs
-                .create_dir_all(&dir)
-                .map_err(io_error("create_dir_all", &dir))?;
+                .sync_dir(&self.root)
+                .map_err(sync_error(&self.root))?;
         }
         Ok(())
     }
@@ -523,6 +533,10 @@ impl Store {
             .map_err(io_error("open", &log))?;
         file.write_all(&line).map_err(io_error("append", &log))?;
         file.sync_data().map_err(sync_error(&log))?;
+        // The log may be new; its entry in the root is durable only once the root is synced.
+        self.fs
+            .sync_dir(&self.root)
+            .map_err(sync_error(&self.root))?;
         Ok(location)
     }
 
