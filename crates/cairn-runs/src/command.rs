@@ -187,25 +187,39 @@ fn longest_backtick_run(text: &str) -> usize {
 /// assert_eq!(shell_quote("plain-word_1.txt"), "plain-word_1.txt");
 /// assert_eq!(shell_quote(""), "\"\"");
 /// assert_eq!(shell_quote(r#"a\b"c`d$e"#), r#""a\\b\"c\`d\$e""#);
-/// assert_eq!(shell_quote("hi!"), r#""hi"'!'"""#);
+/// assert_eq!(shell_quote("hi!"), r#""hi"'!'"#);
+/// assert_eq!(shell_quote("!x"), r#"'!'"x""#);
 /// ```
 pub fn shell_quote(arg: &str) -> String {
     if !arg.is_empty() && arg.chars().all(is_plain) {
         return arg.to_owned();
     }
-    let mut out = String::with_capacity(arg.len() + 2);
-    out.push('"');
-    for c in arg.chars() {
-        match c {
-            '\\' | '"' | '`' | '$' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '!' => out.push_str("\"'!'\""),
-            _ => out.push(c),
-        }
+    if arg.is_empty() {
+        return "\"\"".to_owned();
     }
-    out.push('"');
+    let mut out = String::with_capacity(arg.len() + 2);
+    let mut in_double = false;
+    for c in arg.chars() {
+        if c == '!' {
+            if in_double {
+                out.push('"');
+                in_double = false;
+            }
+            out.push_str("'!'");
+            continue;
+        }
+        if !in_double {
+            out.push('"');
+            in_double = true;
+        }
+        if matches!(c, '\\' | '"' | '`' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if in_double {
+        out.push('"');
+    }
     out
 }
 

@@ -200,13 +200,22 @@ impl FailedRunPrompt {
         let mut out = format!(
             "A previous run of workflow {} in scope {} failed. It was not resumed and nothing \
              was started.\n",
-            self.workflow, self.scope
+            terminal_safe(&self.workflow),
+            terminal_safe(&self.scope)
         );
         let _ = writeln!(out, "  run:        {}", self.run_id);
         let _ = writeln!(out, "  failed at:  {}", timestamp_text(self.failed_at));
-        let _ = writeln!(out, "  error:      {}", error_text(self.error.as_ref()));
-        let _ = writeln!(out, "  its input:  {}", self.prior_input);
-        let _ = writeln!(out, "  your input: {}", self.new_input);
+        let _ = writeln!(
+            out,
+            "  error:      {}",
+            terminal_safe(&error_text(self.error.as_ref()))
+        );
+        let _ = writeln!(
+            out,
+            "  its input:  {}",
+            terminal_safe(&self.prior_input.to_string())
+        );
+        let _ = writeln!(out, "  your input: {}", terminal_safe(&self.new_input));
         render_ways(&mut out, &self.ways_forward(), renderer, false);
         out
     }
@@ -270,7 +279,8 @@ impl PausedRun {
         let mut out = format!(
             "A run of workflow {} in scope {} is paused, waiting for an approval. Nothing was \
              started.\n",
-            self.workflow, self.scope
+            terminal_safe(&self.workflow),
+            terminal_safe(&self.scope)
         );
         let _ = writeln!(out, "  run:          {}", self.run_id);
         let _ = writeln!(
@@ -278,8 +288,12 @@ impl PausedRun {
             "  paused since: {}",
             timestamp_text(Some(self.paused_since))
         );
-        let _ = writeln!(out, "  its input:    {}", self.prior_input);
-        let _ = writeln!(out, "  your input:   {}", self.new_input);
+        let _ = writeln!(
+            out,
+            "  its input:    {}",
+            terminal_safe(&self.prior_input.to_string())
+        );
+        let _ = writeln!(out, "  your input:   {}", terminal_safe(&self.new_input));
         render_ways(&mut out, &self.ways_forward(), renderer, false);
         out
     }
@@ -380,7 +394,9 @@ fn render_ways(out: &mut String, ways: &[WayForward], renderer: &CommandRenderer
             }
         } else {
             let _ = writeln!(out, "  {}. {}:", n + 1, way.summary());
-            let _ = writeln!(out, "       {}", command.shell());
+            // Shown to a terminal, so control characters are masked here; callers that
+            // need the exact line use `SuggestedCommand::shell`.
+            let _ = writeln!(out, "       {}", terminal_safe(&command.shell()));
         }
     }
 }
@@ -402,10 +418,33 @@ fn code_span(text: &str) -> String {
             current = 0;
         }
     }
-    let fence = "`".repeat(longest + 1);
     // Newlines would end a list item's paragraph oddly; a code span shows them as spaces anyway.
     let flat = text.replace(['\n', '\r'], " ");
-    format!("{fence} {flat} {fence}")
+    if flat.is_empty() {
+        return "` `".to_owned();
+    }
+    let fence = "`".repeat(longest + 1);
+    if longest == 0 {
+        format!("{fence}{flat}{fence}")
+    } else {
+        // The spaces keep a backtick at either end from joining the fence; CommonMark
+        // strips one space on each side.
+        format!("{fence} {flat} {fence}")
+    }
+}
+
+/// Text for a terminal: control characters other than newline and tab become U+FFFD, so
+/// stored input cannot send escape sequences to the user's terminal.
+fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Formats a millisecond Unix timestamp as `YYYY-MM-DD HH:MM:SS UTC`.
