@@ -90,7 +90,7 @@ pub fn metrics_layer(meter_provider: &SdkMeterProvider) -> MetricsLayer {
 }
 
 /// Both halves, unfiltered: [`trace_layer`] and [`metrics_layer`]. Add a filter and a fmt
-/// layer as the host sees fit; [`crate::testing`] (feature `testing`) wires it to in-memory
+/// layer as the host sees fit; `cairn_telemetry::testing` (feature `testing`) wires it to in-memory
 /// exporters.
 ///
 /// # Examples
