@@ -1,0 +1,156 @@
+//! Every decision that concerns a stored run is emitted as a telemetry event naming the run
+//! ids, captured here by a scoped (never global) subscriber.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use cairn_checkpoint::MemoryFactory;
+use cairn_runs::{Decision, ResumePolicy, RunRequest};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+use common::*;
+
+/// One captured event: its callsite name and its fields as text.
+#[derive(Debug, Clone)]
+struct Captured {
+    name: String,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture {
+    events: Arc<Mutex<Vec<Captured>>>,
+}
+
+struct FieldText<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for FieldText<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut FieldText(&mut fields));
+        self.events
+            .lock()
+            .expect("the capture lock")
+            .push(Captured {
+                name: event.metadata().name().to_owned(),
+                fields,
+            });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+impl Capture {
+    fn named(&self, name: &str) -> Vec<Captured> {
+        self.events
+            .lock()
+            .expect("the capture lock")
+            .iter()
+            .filter(|event| event.name == name)
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn decisions_and_operations_emit_events_with_run_ids() {
+    let capture = Capture::default();
+    let store = MemoryFactory::new();
+    let policy = ResumePolicy::new(store.clone());
+    let rt = runtime();
+    let (fresh_id, recovered_id) = tracing::subscriber::with_default(capture.clone(), || {
+        rt.block_on(async {
+            failed(&store, "f1", "site", "default", "build A", 10).await;
+            failed(&store, "f2", "site", "other", "build A", 11).await;
+            interrupted(&store, "i1", "site", "third", "build A", 12).await;
+
+            let decision = policy
+                .decide(&RunRequest::new("site", "default", "build B"))
+                .await
+                .expect("decide");
+            assert!(matches!(decision, Decision::FailedPrompt(_)));
+
+            let Decision::Fresh(fresh) = policy
+                .decide(&RunRequest::new("site", "default", "build B").force())
+                .await
+                .expect("decide")
+            else {
+                panic!("expected a forced fresh run");
+            };
+            policy.resume(&id("f1")).await.expect("resume");
+            policy.abandon(&id("f2")).await.expect("abandon");
+            let Decision::Resume(recovered) = policy
+                .decide(&RunRequest::new("site", "third", "x"))
+                .await
+                .expect("decide")
+            else {
+                panic!("expected the interrupted run to resume");
+            };
+            (fresh.run_id, recovered.meta.run_id)
+        })
+    });
+
+    let prompted = capture.named("orchestrator failed_resume_prompted");
+    assert_eq!(prompted.len(), 1, "{prompted:?}");
+    assert_eq!(prompted[0].fields["run_id"], "f1");
+    assert_eq!(prompted[0].fields["workflow"], "site");
+    assert_eq!(prompted[0].fields["scope"], "default");
+
+    let forced = capture.named("orchestrator fresh_run_forced");
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    assert_eq!(forced[0].fields["run_id"], fresh_id.as_str());
+    assert_eq!(forced[0].fields["failed_run_id"], "f1");
+
+    let resumed = capture.named("orchestrator resumed_by_id");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert_eq!(resumed[0].fields["run_id"], "f1");
+    assert_eq!(resumed[0].fields["previous_status"], "failed");
+    assert_eq!(resumed[0].fields["lease_epoch"], "2");
+
+    let abandoned = capture.named("orchestrator run_abandoned");
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0].fields["run_id"], "f2");
+    assert_eq!(abandoned[0].fields["previous_status"], "failed");
+
+    let recovered: Vec<Captured> = capture
+        .events
+        .lock()
+        .expect("the capture lock")
+        .iter()
+        .filter(|event| {
+            event.fields.get("message").map(String::as_str)
+                == Some("resume policy: interrupted run recovered")
+        })
+        .cloned()
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].fields["run_id"], recovered_id.as_str());
+}
