@@ -305,8 +305,7 @@ impl Executor {
                     }
                 }
                 Err(source) if source.is_bad_state() => {
-                    // The store quarantined it while opening (port contract); say so.
-                    emit::state_quarantined(run_id.as_str(), &source.to_string(), "");
+                    self.bad_state(&run_id, &source, now).await;
                 }
                 Err(cairn_checkpoint::Error::Locked { .. }) => {
                     tracing::info!(target: "cairn", run_id = %run_id, "interrupted run was claimed by another writer meanwhile");
@@ -327,12 +326,14 @@ impl Executor {
                 });
             }
             Err(source) if source.is_bad_state() => {
-                let reason = source.to_string();
-                emit::state_quarantined(run_id.as_str(), &reason, "");
+                let location = self
+                    .bad_state(run_id, &source, now)
+                    .await
+                    .unwrap_or_else(|| "(not quarantined: see the WARN log)".to_owned());
                 return Err(Error::AdoptRefused {
                     run_id: run_id.clone(),
-                    reason,
-                    location: "(moved by the store; see the reason)".to_owned(),
+                    reason: source.to_string(),
+                    location,
                 });
             }
             Err(source) => {
@@ -528,6 +529,27 @@ impl Executor {
                 tasks_reset,
             }),
         })
+    }
+
+    /// Handles an `open` that found bad state: the store already quarantined state with a
+    /// wrong version, a foreign id or unreadable content (port contract), so this only logs
+    /// it; corruption is left in place by the store, so this quarantines it.
+    async fn bad_state(
+        &self,
+        run_id: &RunId,
+        error: &cairn_checkpoint::Error,
+        now: Timestamp,
+    ) -> Option<String> {
+        use cairn_checkpoint::Error as E;
+        match error {
+            E::VersionMismatch { quarantined_to, .. }
+            | E::ForeignRun { quarantined_to, .. }
+            | E::Unreadable { quarantined_to, .. } => {
+                emit::state_quarantined(run_id.as_str(), &error.to_string(), quarantined_to);
+                Some(quarantined_to.clone())
+            }
+            _ => self.quarantine(run_id, &error.to_string(), now).await,
+        }
     }
 
     /// Moves a run's state aside, audits and logs why. Returns where it went.

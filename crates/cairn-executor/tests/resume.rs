@@ -504,3 +504,39 @@ async fn a_resumed_multi_phase_run_skips_completed_phases_and_done_tasks() {
         .unwrap();
     assert_eq!(runs.len(), 1);
 }
+
+#[tokio::test]
+async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_run_begins() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            corrupt_on_open: true,
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored.clone()), registry, config()).unwrap();
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 1));
+    let report = executor
+        .run(plan.clone(), Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(!report.resumed);
+    assert_ne!(report.run_id, old);
+    assert!(
+        store.load_meta(&old).await.unwrap().is_none(),
+        "moved to quarantine"
+    );
+
+    // Adopting corrupt state by id is refused with a typed error, after quarantining it.
+    let other = plant_interrupted(&store, "other-run", "wf", "scope", &[]).await;
+    let err = executor
+        .run(plan, Start::Adopt(other.clone()), RunSignals::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
+    assert!(store.load_meta(&other).await.unwrap().is_none());
+}

@@ -530,3 +530,70 @@ async fn handler_work_runs_inside_its_task_span_inside_the_run_span() {
     );
     assert_eq!(logs.lines_with("orchestrator run finished").len(), 1);
 }
+
+#[tokio::test]
+async fn a_failed_finalize_is_logged_at_warn_and_returned_with_the_report() {
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let store = MemoryFactory::new();
+    let factory = Doctor::new(
+        store.clone(),
+        Damage {
+            fail_finish: true,
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), []);
+    let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
+    let err = executor
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+
+    let Error::Finalize { report, source } = err else {
+        panic!("expected Finalize, got {err:?}");
+    };
+    assert!(matches!(
+        source,
+        cairn_checkpoint::Error::Injected { op: "complete" }
+    ));
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(ledger.count("ok"), 1);
+    let warns = logs.lines_with("finalizing the run failed");
+    assert_eq!(warns.len(), 1, "logs:\n{}", logs.text());
+    assert!(warns[0].contains("WARN") && warns[0].contains("injected fault in complete"));
+    let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Running, "nothing was recorded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_past_its_deadline_stops_its_attempts_and_fails_with_kind_deadline() {
+    let factory = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "slow",
+        handler_fn(|_ctx| async {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            Ok(Finish::Complete(Handoff::default()))
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("slow"), []);
+    let plan = RunPlan::new("wf", "s")
+        .phase(phase)
+        .deadline(Duration::from_secs(10));
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(fail_kind(&report.disposition), Some("deadline"));
+    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(meta.error.unwrap().kind, "deadline");
+}

@@ -133,6 +133,10 @@ pub struct Damage {
     pub meta_version: Option<u32>,
     /// The n-th `append` (from 1) of any writer panics.
     pub panic_on_append: Option<usize>,
+    /// `complete` and `fail` fail with an injected fault.
+    pub fail_finish: bool,
+    /// `open` reports corruption (which the port does not quarantine by itself).
+    pub corrupt_on_open: bool,
 }
 
 /// A test-local wrapper factory that doctors what the wrapped `MemoryFactory` returns.
@@ -155,6 +159,7 @@ impl Doctor {
     fn wrap(&self, inner: Box<dyn Checkpointer>) -> Box<dyn Checkpointer> {
         Box::new(DoctoredWriter {
             inner,
+            fail_finish: self.damage.fail_finish,
             panic_on_append: self.damage.panic_on_append,
             appends: Arc::clone(&self.appends),
         })
@@ -171,6 +176,14 @@ impl CheckpointerFactory for Doctor {
         Ok(self.wrap(writer))
     }
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        if self.damage.corrupt_on_open {
+            return Err(Error::Corruption {
+                run_id: run_id.clone(),
+                file: "journal".to_owned(),
+                offset: 7,
+                detail: "bad checksum followed by good records".to_owned(),
+            });
+        }
         let Some(mut opened) = self.inner.open(run_id).await? else {
             return Ok(None);
         };
@@ -214,6 +227,7 @@ impl CheckpointerFactory for Doctor {
 #[derive(Debug)]
 struct DoctoredWriter {
     inner: Box<dyn Checkpointer>,
+    fail_finish: bool,
     panic_on_append: Option<usize>,
     appends: Arc<AtomicUsize>,
 }
@@ -240,9 +254,15 @@ impl Checkpointer for DoctoredWriter {
         self.inner.audit(record).await
     }
     async fn complete(&self) -> Result<RunMeta> {
+        if self.fail_finish {
+            return Err(Error::Injected { op: "complete" });
+        }
         self.inner.complete().await
     }
     async fn fail(&self, error: &RunError) -> Result<RunMeta> {
+        if self.fail_finish {
+            return Err(Error::Injected { op: "fail" });
+        }
         self.inner.fail(error).await
     }
 }
