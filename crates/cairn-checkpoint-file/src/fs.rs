@@ -41,6 +41,14 @@ pub trait FsFile: Send + Sync + Debug {
     /// The OS error of the read.
     fn read_all(&mut self) -> io::Result<Vec<u8>>;
 
+    /// Reads up to `buf.len()` bytes at `offset` without moving the write position.
+    /// Returns how many bytes were read (fewer only at the end of the file).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the read.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
     /// `fdatasync`: makes written data durable.
     ///
     /// # Errors
@@ -193,6 +201,20 @@ impl FsFile for StdFile {
         let mut out = Vec::new();
         self.0.read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(filled)
     }
 
     fn sync_data(&self) -> io::Result<()> {

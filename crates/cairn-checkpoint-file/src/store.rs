@@ -171,15 +171,41 @@ impl Store {
     }
 
     /// Appends one audit line to `dir/audit.jsonl` and makes it durable.
+    ///
+    /// Appends are serialized across processes by a lock on the file itself. A torn last
+    /// line (a crash mid-append) is cut first and the cut is audited, so the new record never
+    /// shares a line with the fragment.
     pub(crate) fn append_audit_in(&self, dir: &Path, record: &AuditRecord) -> Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(encoding("audit record"))?;
-        line.push(b'\n');
+        let mut lines = Vec::new();
         let path = dir.join(AUDIT_FILE);
         let mut file = self
             .fs
             .open(&path, OpenMode::Append)
             .map_err(io_error("open", &path))?;
-        file.write_all(&line).map_err(io_error("append", &path))?;
+        file.lock().map_err(io_error("lock", &path))?;
+        let size = file.size().map_err(io_error("stat", &path))?;
+        if let Some(keep) = torn_line_start(&*file, size).map_err(io_error("read", &path))? {
+            file.set_len(keep).map_err(io_error("truncate", &path))?;
+            let cut = AuditRecord::new(
+                wall_clock_now(),
+                record.run_id.clone(),
+                AuditAction::TornTailCut,
+                format!(
+                    "cut a torn last line of {} bytes from audit.jsonl",
+                    size - keep
+                ),
+            )
+            .with_detail(serde_json::json!({
+                "file": AUDIT_FILE,
+                "offset": keep,
+                "bytes": size - keep,
+            }));
+            serde_json::to_writer(&mut lines, &cut).map_err(encoding("audit record"))?;
+            lines.push(b'\n');
+        }
+        serde_json::to_writer(&mut lines, record).map_err(encoding("audit record"))?;
+        lines.push(b'\n');
+        file.write_all(&lines).map_err(io_error("append", &path))?;
         file.sync_data().map_err(sync_error(&path))
     }
 
@@ -760,6 +786,31 @@ type JournalRead = (
     journal::Scan,
     Vec<Result<Event, String>>,
 );
+
+/// Where a torn last line of a JSON-lines file starts (the length to keep), or `None` when
+/// the file is empty or ends with a newline. Reads backwards in small chunks.
+fn torn_line_start(file: &dyn FsFile, size: u64) -> io::Result<Option<u64>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    file.read_at(size - 1, &mut last)?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    let mut end = size;
+    let mut chunk = vec![0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let len = (end - start) as usize;
+        let read = file.read_at(start, &mut chunk[..len])?;
+        if let Some(pos) = chunk[..read].iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(start + pos as u64 + 1));
+        }
+        end = start;
+    }
+    Ok(Some(0))
+}
 
 /// Why stored state is refused (and quarantined).
 #[derive(Debug)]

@@ -560,3 +560,74 @@ async fn any_failed_sync_of_the_writer_poisons_it() {
         assert!(matches!(err, Error::Poisoned { .. }), "{step}: {err:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_begins_of_one_id_have_one_winner() {
+    for round in 0..10 {
+        let h = FileHarness::new();
+        let name = format!("race-{round}");
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let factory = h.file_factory();
+            let name = name.clone();
+            tasks.push(tokio::spawn(async move {
+                factory.begin(meta(&name)).await.map(|run| {
+                    // Keep the lock briefly so losers cannot sneak in afterwards.
+                    drop(run);
+                })
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(other) => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+        let runs_dir = h.root().join("runs");
+        let leftovers: Vec<_> = std::fs::read_dir(&runs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "losers clean their staging: {leftovers:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_crash_do_not_disturb_open_or_list() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = RunId::new("leftovers").unwrap();
+    let run = factory.begin(meta("leftovers")).await.unwrap();
+    run.append(&sample_events(0, 2)).await.unwrap();
+    drop(run);
+    let dir = h.run_dir(&id);
+    // A crash mid-install, mid-swap and mid-begin leaves these behind.
+    std::fs::write(dir.join("queue.json.tmp"), b"{ half a snap").unwrap();
+    std::fs::write(dir.join("meta.json.tmp"), b"{ half a meta").unwrap();
+    std::fs::create_dir(h.root().join("runs/.begin-ghost-1-0")).unwrap();
+    // And an audit line torn in the middle.
+    let mut audit = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("audit.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut audit, b"{\"at\":3,\"run_id\":\"lefto").unwrap();
+    drop(audit);
+
+    let listed = factory.list(&Default::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let opened = factory.open(&id).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 2));
+    assert_eq!(opened.recovered.snapshot, None);
+    let audit = factory.read_audit(&id).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::Begun),
+        "{audit:?}"
+    );
+}

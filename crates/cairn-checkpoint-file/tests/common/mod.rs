@@ -216,6 +216,9 @@ impl cairn_checkpoint_file::FsFile for FailingFile {
     fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
         self.inner.read_all()
     }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
     fn sync_data(&self) -> std::io::Result<()> {
         self.plan.check("sync_data", &self.path)?;
         self.inner.sync_data()
