@@ -104,6 +104,14 @@ impl TestTelemetry {
         tracing::dispatcher::with_default(&self.dispatch, f)
     }
 
+    /// Makes this subscriber the thread's default until the guard drops. With a
+    /// current-thread tokio runtime (the `#[tokio::test]` default) this also covers tasks the
+    /// code under test spawns, since they run on the same thread; on a multi-threaded runtime
+    /// spawned tasks only see it if they are wrapped with `with_current_subscriber()`.
+    pub fn set_default(&self) -> tracing::dispatcher::DefaultGuard {
+        tracing::dispatcher::set_default(&self.dispatch)
+    }
+
     /// The tracer provider (built with [`crate::link::RunIdGenerator`]).
     pub fn tracer_provider(&self) -> &SdkTracerProvider {
         &self.tracer_provider

@@ -203,3 +203,27 @@ fn derived_ids_are_stable_and_distinct() {
     );
     assert_eq!(run_span_id("run-1", 1).to_string(), "6d4ef1131201e0d0");
 }
+
+#[test]
+fn resume_fields_recorded_after_creation_but_before_entry_still_link() {
+    // The executor's pattern: Display fields, resume fields declared Empty and recorded
+    // before the span is first entered, epoch as u64.
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run_id = String::from("run-e");
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = %run_id, workflow = %"w", scope = %"s", resumed = true,
+            resumed_from_run_id = tracing::field::Empty,
+            resumed_from_epoch = tracing::field::Empty);
+        run.record("resumed_from_run_id", run_id.as_str());
+        run.record("resumed_from_epoch", 5u64);
+        let _entered = run.enter();
+    });
+    let run = &telemetry.spans_named(names::RUN_SPAN)[0];
+    assert_eq!(run.links.links.len(), 1);
+    assert_eq!(
+        run.links.links[0].span_context,
+        run_span_context("run-e", 5)
+    );
+    assert_eq!(run.span_context.trace_id(), run_trace_id("run-e", 6));
+}

@@ -252,3 +252,24 @@ fn task_spans_nest_under_the_run_span_and_record_their_outcome() {
     assert!(task.attributes.contains(&KeyValue::new("task_id", "t1")));
     assert_eq!(task.events.events[0].name, names::TASK_RESET);
 }
+
+#[test]
+fn tasks_spawned_on_a_current_thread_runtime_see_the_scoped_subscriber() {
+    let telemetry = TestTelemetry::new();
+    let _default = telemetry.set_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use tracing::Instrument as _;
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "run-s", workflow = "w", scope = "s", resumed = false);
+        tokio::spawn(async { emit::run_abandoned("run-s", "paused") }.instrument(run))
+            .await
+            .expect("spawned task");
+    });
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].events.events[0].name, names::RUN_ABANDONED);
+}
