@@ -357,6 +357,17 @@ impl Drive {
     /// Runs the queue until it drains (`Ok`) or the drive must stop (`Err`).
     async fn drain(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
         loop {
+            // Signals raised before this cycle take effect before anything new starts.
+            if flight.exit.is_none() {
+                let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
+                if self.signals.cancel.is_cancelled() {
+                    self.stop_now(flight, CancelCause::Caller).await?;
+                } else if past_deadline {
+                    self.stop_now(flight, CancelCause::Deadline).await?;
+                } else if flight.stopping.is_none() && self.signals.shutdown.is_cancelled() {
+                    self.begin_shutdown(flight);
+                }
+            }
             let mut started = Vec::new();
             if flight.stopping.is_none() {
                 let free = self.config.concurrency.saturating_sub(flight.running.len());
@@ -510,22 +521,25 @@ impl Drive {
             Wake::Cancel => self.stop_now(flight, CancelCause::Caller).await?,
             Wake::Deadline => self.stop_now(flight, CancelCause::Deadline).await?,
             Wake::GraceOver => self.stop_now(flight, CancelCause::Shutdown).await?,
-            Wake::Shutdown => {
-                tracing::info!(
-                    target: "cairn",
-                    run_id = %self.run_id,
-                    running = flight.running.len(),
-                    grace_ms = u64::try_from(self.config.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
-                    "shutdown requested: no new tasks start; running ones get the grace period"
-                );
-                flight.stopping = Some(CancelCause::Shutdown);
-                flight.grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
-            }
+            Wake::Shutdown => self.begin_shutdown(flight),
             Wake::Request(request) => self.serve(request),
             Wake::Joined(joined) => self.settle(flight, joined)?,
             Wake::Timer => {}
         }
         self.take_ready(flight)
+    }
+
+    /// Stops starting attempts and gives the running ones the grace period.
+    fn begin_shutdown(&self, flight: &mut Flight) {
+        tracing::info!(
+            target: "cairn",
+            run_id = %self.run_id,
+            running = flight.running.len(),
+            grace_ms = u64::try_from(self.config.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+            "shutdown requested: no new tasks start; running ones get the grace period"
+        );
+        flight.stopping = Some(CancelCause::Shutdown);
+        flight.grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
     }
 
     /// Applies every enqueue request and attempt result that is ready, without waiting.

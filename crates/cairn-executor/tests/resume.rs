@@ -540,3 +540,33 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
     assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
     assert!(store.load_meta(&other).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_shutdown_raised_before_the_run_starts_no_task_and_leaves_it_resumable() {
+    let store = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 3));
+    let signals = RunSignals::default();
+    signals.shutdown.cancel();
+    let first = executor
+        .run(plan.clone(), Start::Auto, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    assert_eq!(ledger.total(), 0);
+
+    let second = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(second.run_id, first.run_id);
+    assert_eq!(second.disposition, Disposition::Complete);
+    assert_eq!(ledger.total(), 3);
+    let audit = store.read_audit(&first.run_id).await.unwrap();
+    assert!(
+        !audit.iter().any(|r| r.action == AuditAction::TaskReset),
+        "nothing was running, so nothing was reset"
+    );
+}
