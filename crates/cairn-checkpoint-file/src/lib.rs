@@ -10,7 +10,8 @@
 //!     queue.json                {format_version, run_id, covers_seq, snapshot}: JSON, pretty up
 //!                               to 1 MiB, one line above (indentation doubles parse time)
 //!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event
-//!     audit.jsonl               one AuditRecord per line, fsynced per line
+//!     audit.jsonl               one AuditRecord per line, fsynced per line; appends hold a lock
+//!                               on it and cut (and audit) a torn last line first
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
 //!     meta.lock                 short-held lock serializing meta.json read-modify-write
 //!   runs/.begin-*               a begin's staging folder (renamed into place when complete)
