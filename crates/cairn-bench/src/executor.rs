@@ -5,14 +5,21 @@
 //! fresh executor over a fresh `FileFactory` in a temporary directory, for each durability
 //! (Sync, Group) and concurrency (1, 16, 256). Each task costs three durable transitions
 //! (enqueued, started, completed); the rate is N divided by the wall time of `Executor::run`,
-//! which includes beginning the run, enqueueing the tasks and finalizing it.
+//! which includes beginning the run, enqueueing the tasks and finalizing it. A first set of
+//! rows runs the same workload on the noop adapter, to show the executor's own ceiling.
+//!
+//! Group durability defaults to `max_delay` 0 (`--group-delay-us` changes it). The executor
+//! is a single appender that already folds a whole cycle (every ready completion and every
+//! new start) into one append, so a leader that sleeps waiting for company only adds
+//! latency per cycle; with 0 the adapter still coalesces appends that arrive while a sync is
+//! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_checkpoint::Durability;
+use cairn_checkpoint::{CheckpointerFactory, Durability, NoopFactory};
 use cairn_checkpoint_file::FileFactory;
 use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
@@ -31,7 +38,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         tasks: 100_000,
         concurrencies: vec![1, 16, 256],
-        group_delay: Duration::from_micros(200),
+        group_delay: Duration::ZERO,
         dir: std::env::temp_dir(),
     };
     let mut it = args.iter();
@@ -99,9 +106,18 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         ),
     ];
     let mut rows = Vec::new();
+    // The executor's own ceiling: the same runs through the noop adapter, which keeps nothing.
+    for &concurrency in &options.concurrencies {
+        let row = runtime.block_on(measure(&options, "noop", None, concurrency))?;
+        println!(
+            "  measured {:<5} concurrency {:>4}: {:>10.0} tasks/s ({:.2} s)",
+            row.durability, row.concurrency, row.rate, row.seconds
+        );
+        rows.push(row);
+    }
     for (name, durability) in durabilities {
         for &concurrency in &options.concurrencies {
-            let row = runtime.block_on(measure(&options, name, durability, concurrency))?;
+            let row = runtime.block_on(measure(&options, name, Some(durability), concurrency))?;
             println!(
                 "  measured {:<5} concurrency {:>4}: {:>10.0} tasks/s ({:.2} s)",
                 row.durability, row.concurrency, row.rate, row.seconds
@@ -147,7 +163,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 async fn measure(
     options: &Options,
     durability_name: &'static str,
-    durability: Durability,
+    durability: Option<Durability>,
     concurrency: usize,
 ) -> anyhow::Result<Row> {
     let dir = tempfile::Builder::new()
@@ -160,16 +176,22 @@ async fn measure(
             )
         })?;
     let config = ExecutorConfig::default().with_concurrency(concurrency);
-    let factory = FileFactory::builder(dir.path())
-        .durability(durability)
-        .queue_config(config.queue.clone())
-        .build()
-        .context("cannot build the file factory")?;
+    // `None` measures the noop adapter: the executor's cost without any storage.
+    let factory: Arc<dyn CheckpointerFactory> = match durability {
+        Some(durability) => Arc::new(
+            FileFactory::builder(dir.path())
+                .durability(durability)
+                .queue_config(config.queue.clone())
+                .build()
+                .context("cannot build the file factory")?,
+        ),
+        None => Arc::new(NoopFactory),
+    };
     let registry = Registry::new().with(
         "noop",
         handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
     );
-    let executor = Executor::new(Arc::new(factory), registry, config)?;
+    let executor = Executor::new(factory, registry, config)?;
     let mut phase = Phase::new("bench");
     for i in 0..options.tasks {
         phase.task(TaskSpec::new("noop").inputs(serde_json::json!(i)), []);

@@ -597,3 +597,53 @@ async fn a_run_past_its_deadline_stops_its_attempts_and_fails_with_kind_deadline
     assert_eq!(meta.status, RunStatus::Failed);
     assert_eq!(meta.error.unwrap().kind, "deadline");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_graph_with_follow_ups_on_many_threads_completes_each_task_once() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let fan_out = ledger.clone();
+    let registry = Registry::new().with("leaf", recording(&ledger)).with(
+        "root",
+        handler_fn(move |ctx| {
+            let ledger = fan_out.clone();
+            async move {
+                ledger.record(&ctx);
+                // Every root enqueues the same two leaves plus one of its own.
+                for n in [0, 1, ctx.inputs().as_i64().unwrap() + 100] {
+                    ctx.enqueue(TaskSpec::new("leaf").inputs(n.into()))
+                        .await
+                        .map_err(|e| TaskFailure::permanent("enqueue", e.to_string()))?;
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("wide");
+    let roots: Vec<usize> = (0..300)
+        .map(|i| phase.task(TaskSpec::new("root").inputs(i.into()), []))
+        .collect();
+    phase.task(TaskSpec::new("leaf").inputs("join".into()), roots);
+    let report = executor(
+        &factory,
+        registry,
+        ExecutorConfig::default().with_concurrency(32),
+    )
+    .run(
+        RunPlan::new("wf", "s").phase(phase),
+        Start::Fresh,
+        RunSignals::default(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    // 300 roots, the join, 2 shared leaves and 300 own leaves.
+    assert_eq!(report.counts.done, 300 + 1 + 2 + 300);
+    assert_eq!(ledger.total(), 603);
+    assert!(ledger.per_task().values().all(|&n| n == 1));
+    let events = stored(&factory, &report.run_id).await.events;
+    let done = completions(&events);
+    assert_eq!(done.len(), 603);
+    assert!(done.values().all(|&n| n == 1));
+}
