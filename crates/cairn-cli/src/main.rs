@@ -1,3 +1,5 @@
-//! The cairn command: run durable workflows of shell commands and resume them after a crash.
+//! The `cairn` binary; everything lives in the `cairn_cli` library.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    cairn_cli::app::main_entry()
+}

@@ -1,0 +1,985 @@
+//! The commands: what `cairn run`, `runs`, `show`, `resume`, `abandon` and `audit` do, and
+//! the drive of a run with its progress display and signal handling.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cairn_checkpoint::{RunFilter, RunId, RunMeta, RunStatus, wall_clock_now};
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
+};
+use cairn_queue::Status;
+use clap::{CommandFactory as _, Parser as _};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{
+    Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_STORE,
+    EXIT_USAGE, ExecArgs, ResumeArgs, RunArgs, RunRef, RunsArgs, StoreArgs,
+};
+use crate::duration::format_duration;
+use crate::policy::{self, Prior};
+use crate::progress::{Mode, Progress};
+use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
+use crate::store::{Adapter, StateDir, absolute};
+use crate::workflow::{self, Workflow, WorkflowError};
+
+/// A usage problem found after argument parsing (an unknown run id, a bad id).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = Cli::command();
+        clap_complete::generate(*shell, &mut command, "cairn", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    // Logs go to stderr at WARN unless RUST_LOG says otherwise: progress is on stdout.
+    let telemetry = cairn_telemetry::Config::new("cairn").with_default_filter("warn");
+    let _telemetry = match cairn_telemetry::init(telemetry) {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            eprintln!("warning: telemetry is off: {error}");
+            None
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_STORE);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code_of(&error))
+        }
+    }
+}
+
+/// Bad workflows and usage are 2; everything else (the store, a live writer) is 5.
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|cause| {
+        cause.downcast_ref::<WorkflowError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+    });
+    if usage { EXIT_USAGE } else { EXIT_STORE }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => cmd_run(args).await,
+        Command::Runs(args) => cmd_runs(args).await,
+        Command::Show(args) => cmd_show(args).await,
+        Command::Resume(args) => cmd_resume(args).await,
+        Command::Abandon(args) => cmd_abandon(args).await,
+        Command::Audit(args) => cmd_audit(args).await,
+        Command::Completions { .. } => Ok(EXIT_OK),
+    }
+}
+
+/// Renders the exact commands the user is told to type.
+#[derive(Debug, Clone)]
+struct Commands {
+    workflow: String,
+    scope: String,
+    input: String,
+    state_dir: String,
+    explicit_state_dir: bool,
+    adapter: Adapter,
+}
+
+impl Commands {
+    fn store_flags(&self, always_state_dir: bool) -> String {
+        let mut out = String::new();
+        if always_state_dir || self.explicit_state_dir {
+            out.push_str(" --state-dir ");
+            out.push_str(&shell_quote(&self.state_dir));
+        }
+        if self.adapter != Adapter::File {
+            out.push_str(" --adapter ");
+            out.push_str(self.adapter.as_str());
+        }
+        out
+    }
+
+    fn run(&self, force: bool) -> String {
+        let mut out = format!("cairn run {}", shell_quote(&self.workflow));
+        if self.scope != "default" {
+            out.push_str(" --scope ");
+            out.push_str(&shell_quote(&self.scope));
+        }
+        if !self.input.is_empty() {
+            out.push_str(" --input ");
+            out.push_str(&shell_quote(&self.input));
+        }
+        out.push_str(&self.store_flags(false));
+        if force {
+            out.push_str(" --force");
+        }
+        out
+    }
+
+    fn resume(&self, run_id: &RunId) -> String {
+        format!("cairn resume {run_id}{}", self.store_flags(true))
+    }
+
+    fn abandon(&self, run_id: &RunId) -> String {
+        format!("cairn abandon {run_id}{}", self.store_flags(true))
+    }
+
+    fn ways_forward(&self, run_id: &RunId) -> [(&'static str, String); 3] {
+        [
+            (
+                "resume it (failed tasks run again; done tasks do not)",
+                self.resume(run_id),
+            ),
+            (
+                "abandon it, then run afresh",
+                format!("{} && {}", self.abandon(run_id), self.run(false)),
+            ),
+            ("run afresh and leave it as it is", self.run(true)),
+        ]
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if safe {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn progress_mode(json: bool) -> Mode {
+    if json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() {
+        Mode::Live
+    } else {
+        Mode::Plain
+    }
+}
+
+fn open_state(store: &StoreArgs, default_root: PathBuf) -> anyhow::Result<StateDir> {
+    let root = store.state_dir.clone().unwrap_or(default_root);
+    StateDir::open(&root, store.adapter)
+}
+
+fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
+    RunId::new(text)
+        .map_err(|error| UsageError(format!("`{text}` is not a run id: {error}")).into())
+}
+
+async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(&args.workflow).map_err(|error| WorkflowError {
+        path: args.workflow.clone(),
+        line: 0,
+        column: 0,
+        kind: workflow::WorkflowErrorKind::Read,
+        message: format!("cannot read the workflow file: {error}"),
+    })?;
+    let wf = workflow::parse(&args.workflow, &text)?;
+    let state = open_state(&args.store, wf.dir.join(".cairn"))?;
+    let commands = Commands {
+        workflow: args.workflow.display().to_string(),
+        scope: args.scope.clone(),
+        input: args.input.clone(),
+        state_dir: state.root.display().to_string(),
+        explicit_state_dir: args.store.state_dir.is_some(),
+        adapter: args.store.adapter,
+    };
+    let mode = progress_mode(args.store.json);
+    let prior = policy::find_prior(state.factory.as_ref(), &wf.name, &args.scope).await?;
+    match prior {
+        Prior::Interrupted(meta) => {
+            let rerun = commands.run(false);
+            drive_interrupted(&state, &meta, Some(wf), mode, &args.exec, &commands, rerun).await
+        }
+        Prior::Live(meta) if !args.force => Err(anyhow::anyhow!(
+            "run {} of workflow `{}` (scope `{}`) is being driven right now by {}; wait for it, or pass --force to start another run beside it",
+            meta.run_id,
+            meta.workflow,
+            meta.scope,
+            meta.owner
+                .map_or_else(|| "another process".to_owned(), |o| o.to_string())
+        )),
+        Prior::Failed(meta) if args.force => {
+            let run_id = new_run_id();
+            policy::record_forced(state.factory.as_ref(), &meta.run_id, &run_id).await;
+            drive_fresh(&state, &wf, &text, &args, run_id, mode, &commands).await
+        }
+        Prior::Failed(meta) => decide(&state, &wf, &text, &args, meta, mode, &commands).await,
+        Prior::Live(_) | Prior::None => {
+            drive_fresh(&state, &wf, &text, &args, new_run_id(), mode, &commands).await
+        }
+    }
+}
+
+fn new_run_id() -> RunId {
+    let now = wall_clock_now();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // Spread pid, clock and a per-process counter over all 80 entropy bits.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (u64::from(std::process::id()) << 32) ^ u64::from(nanos) ^ count.rotate_left(48);
+    let high = mix64(seed);
+    let low = mix64(seed ^ now.0);
+    RunId::generate(now.0, (u128::from(high) << 64) | u128::from(low))
+}
+
+/// One round of SplitMix64.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The latest run failed: ask on a terminal, else print the three ways forward and exit 3.
+async fn decide(
+    state: &StateDir,
+    wf: &Workflow,
+    text: &str,
+    args: &RunArgs,
+    failed: RunMeta,
+    mode: Mode,
+    commands: &Commands,
+) -> anyhow::Result<u8> {
+    policy::record_prompted(state.factory.as_ref(), &failed).await;
+    let ways = commands.ways_forward(&failed.run_id);
+    let error = failed
+        .error
+        .as_ref()
+        .map_or_else(|| "(no error recorded)".to_owned(), ToString::to_string);
+    let interactive =
+        mode != Mode::Json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if mode == Mode::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "decision_needed",
+                "run_id": failed.run_id.as_str(),
+                "status": failed.status.as_str(),
+                "error": error,
+                "input": failed.input,
+                "commands": {
+                    "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
+                },
+            })
+        );
+        return Ok(EXIT_DECISION_NEEDED);
+    }
+    let mut out = format!(
+        "The latest run of workflow `{}` (scope `{}`) is {}: {}\n  error: {}\n  input: {}\n",
+        failed.workflow,
+        failed.scope,
+        failed.status,
+        failed.run_id,
+        error,
+        input_preview(&failed.input),
+    );
+    if !interactive {
+        out.push_str("A new run was not started. Choose one:\n");
+        for (what, command) in &ways {
+            out.push_str(&format!("  {what}:\n    {command}\n"));
+        }
+        eprint!("{out}");
+        return Ok(EXIT_DECISION_NEEDED);
+    }
+    out.push_str("What now?\n");
+    for (key, (what, command)) in ["r", "a", "f"].iter().zip(&ways) {
+        out.push_str(&format!("  [{key}] {what}\n      {command}\n"));
+    }
+    out.push_str("  [q] quit\n");
+    print!("{out}");
+    let choice = loop {
+        print!("Choice [r/a/f/q]: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
+        if read == 0 {
+            break 'q';
+        }
+        match line.trim() {
+            "r" | "R" => break 'r',
+            "a" | "A" => break 'a',
+            "f" | "F" => break 'f',
+            "q" | "Q" => break 'q',
+            _ => println!("Please type r, a, f or q."),
+        }
+    };
+    match choice {
+        'r' => {
+            let rerun = commands.resume(&failed.run_id);
+            drive_failed(state, &failed, mode, &args.exec, commands, rerun).await
+        }
+        'a' => {
+            policy::abandon(state.factory.as_ref(), &failed.run_id).await?;
+            println!("abandoned run {}", failed.run_id);
+            drive_fresh(state, wf, text, args, new_run_id(), mode, commands).await
+        }
+        'f' => {
+            let run_id = new_run_id();
+            policy::record_forced(state.factory.as_ref(), &failed.run_id, &run_id).await;
+            drive_fresh(state, wf, text, args, run_id, mode, commands).await
+        }
+        _ => {
+            println!("Nothing was started.");
+            Ok(EXIT_DECISION_NEEDED)
+        }
+    }
+}
+
+fn input_preview(input: &str) -> String {
+    const LIMIT: usize = 160;
+    if input.is_empty() {
+        return "(none)".to_owned();
+    }
+    let one_line = input.replace('\n', "⏎");
+    let count = one_line.chars().count();
+    if count <= LIMIT {
+        format!("{one_line:?}")
+    } else {
+        let cut: String = one_line.chars().take(LIMIT).collect();
+        format!("{cut:?}… ({count} characters)")
+    }
+}
+
+async fn drive_fresh(
+    state: &StateDir,
+    wf: &Workflow,
+    text: &str,
+    args: &RunArgs,
+    run_id: RunId,
+    mode: Mode,
+    commands: &Commands,
+) -> anyhow::Result<u8> {
+    state.save_origin(&run_id, wf, text)?;
+    let plan = wf.plan(&args.scope, &args.input).run_id(run_id.clone());
+    let header = format!(
+        "run {run_id}: workflow `{}`, {} task(s)",
+        wf.name,
+        wf.tasks.len()
+    );
+    let rerun = commands.run(false);
+    let drive = Drive {
+        state,
+        wf,
+        mode,
+        exec: &args.exec,
+        commands,
+        rerun,
+    };
+    drive
+        .run(plan, run_id, Start::Fresh, 0, header, false)
+        .await
+}
+
+/// Resumes an interrupted run: reads its state, claims it (a new lease epoch) and adopts it.
+async fn drive_interrupted(
+    state: &StateDir,
+    meta: &RunMeta,
+    current: Option<Workflow>,
+    mode: Mode,
+    exec: &ExecArgs,
+    commands: &Commands,
+    rerun: String,
+) -> anyhow::Result<u8> {
+    let run_id = meta.run_id.clone();
+    let peek = policy::peek(state.factory.as_ref(), &run_id).await?;
+    let counts = peek.counts();
+    drop(peek);
+    let wf = match state.load_origin(&run_id) {
+        Ok(wf) => wf,
+        Err(error) => match current {
+            // A run begun by another tool: the current file is the best guess at its plan.
+            Some(wf) => wf,
+            None => return Err(error),
+        },
+    };
+    let claimed = state
+        .factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .with_context(|| format!("cannot claim run {run_id}"))?;
+    if let Err(conflict) = claimed {
+        anyhow::bail!(
+            "run {run_id} changed to {} while resuming it; look again with `cairn runs`",
+            conflict.current
+        );
+    }
+    let done = counts.done + counts.skipped;
+    let header = format!(
+        "resuming run {run_id}: {done} done, {} pending, {} reset",
+        counts.pending, counts.running
+    );
+    let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
+    let drive = Drive {
+        state,
+        wf: &wf,
+        mode,
+        exec,
+        commands,
+        rerun,
+    };
+    drive
+        .run(
+            plan,
+            run_id,
+            Start::Adopt(meta.run_id.clone()),
+            done,
+            header,
+            true,
+        )
+        .await
+}
+
+/// Resumes a failed run: its failed tasks get another go, done tasks stay done.
+async fn drive_failed(
+    state: &StateDir,
+    meta: &RunMeta,
+    mode: Mode,
+    exec: &ExecArgs,
+    commands: &Commands,
+    rerun: String,
+) -> anyhow::Result<u8> {
+    let wf = state.load_origin(&meta.run_id)?;
+    let resumed = policy::resume_failed(state.factory.as_ref(), meta).await?;
+    let run_id = meta.run_id.clone();
+    let header = format!(
+        "resuming {} run {run_id}: {} done, {} pending, {} failed task(s) retried",
+        meta.status, resumed.done, resumed.pending, resumed.retried
+    );
+    let plan = wf
+        .plan(&resumed.meta.scope, &resumed.meta.input)
+        .run_id(run_id.clone());
+    let drive = Drive {
+        state,
+        wf: &wf,
+        mode,
+        exec,
+        commands,
+        rerun,
+    };
+    drive
+        .run(
+            plan,
+            run_id.clone(),
+            Start::Adopt(run_id),
+            resumed.done,
+            header,
+            true,
+        )
+        .await
+}
+
+/// One drive of a run with its display and signal handling.
+struct Drive<'a> {
+    state: &'a StateDir,
+    wf: &'a Workflow,
+    mode: Mode,
+    exec: &'a ExecArgs,
+    commands: &'a Commands,
+    /// The command that resumes this run if it is interrupted.
+    rerun: String,
+}
+
+impl Drive<'_> {
+    async fn run(
+        self,
+        plan: RunPlan,
+        run_id: RunId,
+        start: Start,
+        done: usize,
+        header: String,
+        resumed: bool,
+    ) -> anyhow::Result<u8> {
+        let (events, mut event_rx) = tokio::sync::mpsc::unbounded_channel();
+        let groups = ProcessGroups::default();
+        let handler = ShellHandler::new(
+            absolute(&self.wf.dir),
+            absolute(&self.state.output_root()),
+            events,
+            groups.clone(),
+        );
+        let registry = Registry::new().with(SHELL_KIND, handler);
+        let config = ExecutorConfig::default()
+            .with_concurrency(usize::from(self.exec.concurrency))
+            .with_require_durability(true)
+            .with_shutdown_grace(self.exec.grace);
+        let executor = Executor::new(Arc::clone(&self.state.factory), registry, config)?;
+        let signals = RunSignals::default();
+        // Signal handlers are installed before any task starts, so Ctrl-C never kills cairn
+        // itself mid-run; it asks for a graceful stop instead.
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+
+        let mut progress = Progress::new(self.mode, self.wf.tasks.len(), done);
+        progress.line(&header);
+        progress.json(serde_json::json!({
+            "event": "run_started", "run_id": run_id.as_str(), "workflow": self.wf.name,
+            "resumed": resumed, "tasks_total": self.wf.tasks.len(), "tasks_done": done,
+        }));
+        let mut handle = tokio::spawn({
+            let signals = signals.clone();
+            async move { executor.run(plan, start, signals).await }
+        });
+        let mut interrupts = 0u32;
+        let joined = loop {
+            tokio::select! {
+                Some(event) = event_rx.recv() => progress.task(event),
+                Some(()) = sigint.recv() => interrupts += 1,
+                Some(()) = sigterm.recv() => interrupts += 1,
+                joined = &mut handle => break joined,
+            }
+            if interrupts == 1 && !signals.shutdown.is_cancelled() {
+                signals.shutdown.cancel();
+                progress.status("stopping");
+                progress.line(&format!(
+                    "interrupted: no new tasks start; running tasks get up to {} to finish (Ctrl-C again kills them)",
+                    format_duration(self.exec.grace)
+                ));
+                progress
+                    .json(serde_json::json!({"event": "interrupted", "run_id": run_id.as_str()}));
+            } else if interrupts >= 2 {
+                groups.kill_all();
+                progress.finish();
+                self.print_interrupted(&progress, &run_id, true);
+                let _ = std::io::stdout().flush();
+                // The run is left as after a crash: started attempts rerun on resume.
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+        };
+        while let Ok(event) = event_rx.try_recv() {
+            progress.task(event);
+        }
+        progress.finish();
+        let report = joined.context("the run's task ended abnormally")?;
+        let report = match report {
+            Ok(report) => report,
+            Err(cairn_executor::Error::Finalize { report, source }) => {
+                eprintln!(
+                    "warning: run {} ended but recording its end failed: {source}",
+                    report.run_id
+                );
+                *report
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("cannot drive run {run_id}")));
+            }
+        };
+        Ok(self.summarize(&progress, &report))
+    }
+
+    fn print_interrupted(&self, progress: &Progress, run_id: &RunId, killed: bool) {
+        let how = if killed {
+            "running tasks were killed"
+        } else {
+            "running tasks finished or were stopped"
+        };
+        progress.json(serde_json::json!({
+            "event": "run_finished", "run_id": run_id.as_str(), "outcome": "interrupted",
+            "resume_command": self.rerun,
+        }));
+        if self.mode != Mode::Json {
+            println!(
+                "run {run_id} interrupted ({how}); it is left resumable. Resume it with:\n  {}",
+                self.rerun
+            );
+        }
+    }
+
+    fn summarize(&self, progress: &Progress, report: &RunReport) -> u8 {
+        let run_id = &report.run_id;
+        let counts = &report.counts;
+        match &report.disposition {
+            Disposition::Complete => {
+                progress.json(serde_json::json!({
+                    "event": "run_finished", "run_id": run_id.as_str(), "outcome": "completed",
+                    "tasks_done": counts.done, "tasks_skipped": counts.skipped,
+                }));
+                progress.line(&format!(
+                    "run {run_id} completed: {} task(s) done",
+                    counts.done + counts.skipped
+                ));
+                EXIT_OK
+            }
+            Disposition::LeaveRunning => {
+                self.print_interrupted(progress, run_id, false);
+                EXIT_INTERRUPTED
+            }
+            Disposition::Fail(error) => {
+                let ways = self.commands.ways_forward(run_id);
+                let output = self.state.run_output(run_id);
+                progress.json(serde_json::json!({
+                    "event": "run_finished", "run_id": run_id.as_str(), "outcome": "failed",
+                    "error": error.to_string(), "tasks_done": counts.done,
+                    "tasks_failed": counts.failed, "tasks_blocked": counts.blocked,
+                    "output": output, "commands": {
+                        "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
+                    },
+                }));
+                if self.mode != Mode::Json {
+                    let mut text = format!(
+                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {error}\n  output: {}\nWays forward:\n",
+                        counts.done,
+                        counts.failed,
+                        counts.blocked,
+                        output.display()
+                    );
+                    for (what, command) in &ways {
+                        text.push_str(&format!("  {what}:\n    {command}\n"));
+                    }
+                    print!("{text}");
+                }
+                EXIT_RUN_FAILED
+            }
+        }
+    }
+}
+
+async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
+    let store = &args.target.store;
+    let state = open_state(store, PathBuf::from(".cairn"))?;
+    let run_id = parse_run_id(&args.target.run)?;
+    let meta = load_meta(&state, &run_id).await?;
+    let mode = progress_mode(store.json);
+    let commands = Commands {
+        workflow: String::new(),
+        scope: meta.scope.clone(),
+        input: meta.input.clone(),
+        state_dir: state.root.display().to_string(),
+        explicit_state_dir: store.state_dir.is_some(),
+        adapter: store.adapter,
+    };
+    let commands = match state.load_origin(&run_id) {
+        Ok(wf) => Commands {
+            workflow: wf.path.display().to_string(),
+            ..commands
+        },
+        Err(_) => commands,
+    };
+    let rerun = commands.resume(&run_id);
+    match meta.status {
+        RunStatus::Completed => {
+            println!("run {run_id} is already completed; nothing to resume");
+            Ok(EXIT_OK)
+        }
+        RunStatus::Cancelled => Err(UsageError(format!(
+            "run {run_id} was abandoned (cancelled) and cannot be resumed; start a new run with `cairn run`"
+        ))
+        .into()),
+        RunStatus::Running => {
+            if state.factory.is_held(&run_id).await? {
+                anyhow::bail!("run {run_id} is being driven right now by another process");
+            }
+            drive_interrupted(&state, &meta, None, mode, &args.exec, &commands, rerun).await
+        }
+        RunStatus::Failed | RunStatus::Paused => {
+            drive_failed(&state, &meta, mode, &args.exec, &commands, rerun).await
+        }
+    }
+}
+
+async fn load_meta(state: &StateDir, run_id: &RunId) -> anyhow::Result<RunMeta> {
+    state
+        .factory
+        .load_meta(run_id)
+        .await
+        .with_context(|| format!("cannot read run {run_id}"))?
+        .ok_or_else(|| {
+            UsageError(format!(
+                "no run {run_id} in {} (pass --state-dir to look elsewhere)",
+                state.root.display()
+            ))
+            .into()
+        })
+}
+
+async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
+    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let run_id = parse_run_id(&args.run)?;
+    let before = load_meta(&state, &run_id).await?;
+    if matches!(before.status, RunStatus::Completed | RunStatus::Cancelled) {
+        return Err(UsageError(format!(
+            "run {run_id} is already {}; there is nothing to abandon",
+            before.status
+        ))
+        .into());
+    }
+    let after = policy::abandon(state.factory.as_ref(), &run_id).await?;
+    if args.store.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "abandoned", "run_id": run_id.as_str(), "previous_status": before.status.as_str(), "status": after.status.as_str()})
+        );
+    } else {
+        println!(
+            "abandoned run {run_id} (was {}); its state is kept and it will not be resumed",
+            before.status
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
+    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let runs = state
+        .factory
+        .list(&RunFilter::default())
+        .await
+        .context("cannot list runs")?;
+    let shown: Vec<&RunMeta> = runs
+        .iter()
+        .filter(|m| args.all || !m.status.is_terminal())
+        .collect();
+    if args.store.json {
+        for meta in shown {
+            println!("{}", serde_json::to_string(meta)?);
+        }
+        return Ok(EXIT_OK);
+    }
+    if shown.is_empty() {
+        let hint = if args.all {
+            ""
+        } else {
+            " (--all includes completed and abandoned runs)"
+        };
+        println!("no runs in {}{hint}", state.root.display());
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  ERROR",
+        "RUN", "STATUS", "WORKFLOW", "SCOPE", "CREATED (UTC)"
+    );
+    for meta in shown {
+        let error = meta
+            .error
+            .as_ref()
+            .filter(|_| meta.status != RunStatus::Completed)
+            .map(|e| truncate(&e.to_string(), 60))
+            .unwrap_or_default();
+        println!(
+            "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {error}",
+            meta.run_id.as_str(),
+            meta.status.as_str(),
+            truncate(&meta.workflow, 20),
+            truncate(&meta.scope, 12),
+            format_timestamp(meta.created_at.0)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
+    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let run_id = parse_run_id(&args.run)?;
+    let meta = load_meta(&state, &run_id).await?;
+    let held = state.factory.is_held(&run_id).await.unwrap_or(false);
+    let peek = if held {
+        Err(anyhow::anyhow!(
+            "the run is being driven right now by another process"
+        ))
+    } else {
+        policy::peek(state.factory.as_ref(), &run_id).await
+    };
+    let rows: Vec<TaskRow> = match &peek {
+        Ok(peek) => peek
+            .queue
+            .tasks()
+            .map(|t| TaskRow {
+                task: t
+                    .inputs
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map_or_else(|| t.id.to_string(), str::to_owned),
+                status: t.status,
+                attempts: t.attempts,
+                max_attempts: t.max_attempts,
+                duration_ms: match (t.started_at, t.finished_at) {
+                    (Some(s), Some(f)) => Some(f.0.saturating_sub(s.0)),
+                    _ => None,
+                },
+                error: t.error.as_ref().map(ToString::to_string),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if args.store.json {
+        let tasks: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "task": r.task, "status": r.status.as_str(), "attempts": r.attempts,
+                    "max_attempts": r.max_attempts, "duration_ms": r.duration_ms, "error": r.error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": meta, "tasks": tasks, "live": held,
+                "output": state.run_output(&run_id),
+                "tasks_error": peek.as_ref().err().map(|e| format!("{e:#}")),
+            })
+        );
+        return Ok(EXIT_OK);
+    }
+    println!("run       {}", meta.run_id);
+    println!("workflow  {} (scope {})", meta.workflow, meta.scope);
+    println!(
+        "status    {}{}",
+        meta.status,
+        if held { " (live)" } else { "" }
+    );
+    println!("created   {}", format_timestamp(meta.created_at.0));
+    if let Some(finished) = meta.finished_at {
+        println!("finished  {}", format_timestamp(finished.0));
+    }
+    println!("input     {}", input_preview(&meta.input));
+    // A completed run can still carry the error of a failure it was resumed from.
+    if let Some(error) = meta
+        .error
+        .as_ref()
+        .filter(|_| meta.status != RunStatus::Completed)
+    {
+        println!("error     {error}");
+    }
+    println!("output    {}", state.run_output(&run_id).display());
+    match &peek {
+        Err(error) => println!("tasks     unavailable: {error:#}"),
+        Ok(_) => {
+            println!();
+            println!(
+                "{:<24}  {:<8}  {:<8}  {:<9}  LAST ERROR",
+                "TASK", "STATUS", "ATTEMPTS", "DURATION"
+            );
+            for row in &rows {
+                println!(
+                    "{:<24}  {:<8}  {:<8}  {:<9}  {}",
+                    truncate(&row.task, 24),
+                    row.status.as_str(),
+                    format!("{}/{}", row.attempts, row.max_attempts),
+                    row.duration_ms
+                        .map(|ms| format_duration(std::time::Duration::from_millis(ms)))
+                        .unwrap_or_default(),
+                    row.error
+                        .as_deref()
+                        .map(|e| truncate(e, 80))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+struct TaskRow {
+    task: String,
+    status: Status,
+    attempts: u32,
+    max_attempts: u32,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+}
+
+async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
+    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let run_id = parse_run_id(&args.run)?;
+    load_meta(&state, &run_id).await?;
+    let records = state
+        .factory
+        .read_audit(&run_id)
+        .await
+        .with_context(|| format!("cannot read the audit log of run {run_id}"))?;
+    for record in &records {
+        if args.store.json {
+            println!("{}", serde_json::to_string(record)?);
+        } else {
+            let action = serde_json::to_value(record.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", record.action));
+            println!(
+                "{}  {:<24}  {}",
+                format_timestamp(record.at.0),
+                action,
+                record.message
+            );
+        }
+    }
+    if records.is_empty() && !args.store.json {
+        println!("run {run_id} has no audit records");
+    }
+    Ok(EXIT_OK)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn format_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// The path a workflow file's default state folder has.
+pub fn default_state_dir(workflow: &Path) -> PathBuf {
+    workflow
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+        .join(".cairn")
+}

@@ -1,0 +1,150 @@
+//! The command line: clap definitions and the exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::Adapter;
+
+/// The run (or command) succeeded.
+pub const EXIT_OK: u8 = 0;
+/// The run failed: a task failed after its attempts (the run can be resumed by id).
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// A bad workflow file or bad usage; nothing was started.
+pub const EXIT_USAGE: u8 = 2;
+/// The latest run of this workflow and scope failed and no terminal was there to ask: the
+/// three ways forward were printed; nothing was started.
+pub const EXIT_DECISION_NEEDED: u8 = 3;
+/// The run was interrupted (Ctrl-C, SIGTERM) and left resumable; the resume command was
+/// printed.
+pub const EXIT_INTERRUPTED: u8 = 4;
+/// The state store failed, or a run is held by another live process.
+pub const EXIT_STORE: u8 = 5;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the run failed (a task failed after its attempts); resume it with `cairn resume <run>`
+  2  bad workflow file or bad usage (nothing was started)
+  3  the latest run of this workflow and scope failed and stdin/stdout is not a terminal:
+     the three ways forward (resume, abandon and re-run, --force) are printed; nothing ran
+  4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
+     it is printed
+  5  the state store failed, or another live process is driving the run";
+
+/// cairn: durable, crash-resumable workflows of shell commands.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow file; resumes its interrupted run if there is one.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List runs (by default those not completed or abandoned).
+    Runs(RunsArgs),
+    /// Show a run and its task table.
+    Show(RunRef),
+    /// Resume a failed or interrupted run by id (failed tasks get another go).
+    #[command(after_help = EXIT_CODES)]
+    Resume(ResumeArgs),
+    /// Abandon a failed or interrupted run (it becomes cancelled; its state is kept).
+    Abandon(RunRef),
+    /// Print a run's audit log (recovery decisions).
+    Audit(RunRef),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the runs are kept.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The state folder [default for `run`: `.cairn/` next to the workflow file; for the other
+    /// commands: `.cairn/` in the current folder].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The checkpoint adapter.
+    #[arg(long, value_enum, default_value_t = Adapter::File)]
+    pub adapter: Adapter,
+    /// Machine-readable output: JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Execution settings shared by `run` and `resume`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Most tasks running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// How long running tasks may finish after Ctrl-C or SIGTERM before they are killed.
+    #[arg(long, default_value = "10s", value_parser = parse_grace)]
+    pub grace: std::time::Duration,
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `cairn run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The workflow file (TOML).
+    pub workflow: PathBuf,
+    /// Text stored with the run (what it is for); shown when a failed run is reported.
+    #[arg(long, default_value = "")]
+    pub input: String,
+    /// What the run belongs to; runs of one workflow in different scopes are independent.
+    #[arg(long, default_value = "default")]
+    pub scope: String,
+    /// Start a fresh run even though the latest run failed (that run is left as it is).
+    #[arg(long)]
+    pub force: bool,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Execution settings.
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// A command about one run.
+#[derive(Debug, Clone, Args)]
+pub struct RunRef {
+    /// The run id.
+    pub run: String,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cairn resume`.
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    /// The run.
+    #[command(flatten)]
+    pub target: RunRef,
+    /// Execution settings.
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// `cairn runs`.
+#[derive(Debug, Clone, Args)]
+pub struct RunsArgs {
+    /// Include completed and abandoned runs.
+    #[arg(long)]
+    pub all: bool,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,37 @@
+//! The `cairn` command: run durable workflows of shell commands and resume them after a crash.
+//!
+//! The binary (`src/main.rs`) only calls [`app::main_entry`]. The pieces:
+//!
+//! - [`workflow`]: the TOML workflow format, validated before anything runs, with errors that
+//!   name file, line and column; and the run plan it becomes.
+//! - [`shell`]: the `shell` task handler (process groups, timeouts, output capture).
+//! - [`progress`]: the live terminal display, plain lines, or JSON lines.
+//! - [`policy`]: what a new run does about earlier runs (resume interrupted ones, ask about
+//!   failed ones), and `resume` / `abandon`.
+//! - [`store`]: the state folder, the adapter choice and the CLI's own files.
+//! - [`cli`] and [`app`]: the clap commands, exit codes, and the drive with signal handling.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::path::Path;
+//! use cairn_cli::workflow::parse;
+//!
+//! let workflow = parse(
+//!     Path::new("hello.toml"),
+//!     "name = \"hello\"\n[[task]]\nid = \"greet\"\nrun = \"echo hi\"\ntimeout = \"5s\"\n",
+//! )
+//! .unwrap();
+//! let plan = workflow.plan("default", "");
+//! assert_eq!(plan.workflow, "hello");
+//! assert_eq!(plan.phases[0].tasks.len(), 1);
+//! ```
+
+pub mod app;
+pub mod cli;
+pub mod duration;
+pub mod policy;
+pub mod progress;
+pub mod shell;
+pub mod store;
+pub mod workflow;

@@ -1,0 +1,220 @@
+//! Progress display: a live indicatif view on a terminal, or one line per event (plain text
+//! or JSON lines) when stdout is not a terminal or `--json` is given.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::duration::format_duration;
+
+/// What happened to one task attempt, as the shell handler reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEvent {
+    /// An attempt started.
+    Started {
+        /// The workflow task id.
+        task: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// The task's attempt limit.
+        max_attempts: u32,
+    },
+    /// An attempt ended.
+    Finished {
+        /// The workflow task id.
+        task: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// How it ended.
+        outcome: AttemptOutcome,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The task is done.
+    Done,
+    /// The attempt failed and the task will be retried.
+    Retrying {
+        /// Why the attempt failed.
+        error: String,
+    },
+    /// The attempt failed and the task is failed.
+    Failed {
+        /// Why.
+        error: String,
+        /// The last lines of its output (stderr, or stdout when stderr was empty).
+        tail: Vec<String>,
+    },
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A live display with a bar and the running tasks (stdout is a terminal).
+    Live,
+    /// One human line per event.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Shows a run's progress in the chosen [`Mode`].
+#[derive(Debug)]
+pub struct Progress {
+    mode: Mode,
+    multi: Option<MultiProgress>,
+    bar: Option<ProgressBar>,
+    running: HashMap<String, ProgressBar>,
+}
+
+impl Progress {
+    /// A display for a run of `total` tasks of which `done` are already done.
+    pub fn new(mode: Mode, total: usize, done: usize) -> Progress {
+        let (multi, bar) = if mode == Mode::Live {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+            let bar = multi.add(ProgressBar::new(total as u64));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} tasks done {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_position(done as u64);
+            (Some(multi), Some(bar))
+        } else {
+            (None, None)
+        };
+        Progress {
+            mode,
+            multi,
+            bar,
+            running: HashMap::new(),
+        }
+    }
+
+    /// The display mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Prints a human line (skipped in JSON mode, where [`Progress::json`] is used).
+    pub fn line(&self, text: &str) {
+        match (&self.mode, &self.multi) {
+            (Mode::Json, _) => {}
+            (_, Some(multi)) => {
+                let _ = multi.println(text);
+            }
+            _ => println!("{text}"),
+        }
+    }
+
+    /// Prints a JSON event line (only in JSON mode).
+    pub fn json(&self, value: serde_json::Value) {
+        if self.mode == Mode::Json {
+            println!("{value}");
+        }
+    }
+
+    /// Shows one task event.
+    pub fn task(&mut self, event: TaskEvent) {
+        match event {
+            TaskEvent::Started {
+                task,
+                attempt,
+                max_attempts,
+            } => {
+                self.json(serde_json::json!({
+                    "event": "task_started", "task": task, "attempt": attempt,
+                    "max_attempts": max_attempts,
+                }));
+                if let Some(multi) = &self.multi {
+                    let spinner = multi.add(ProgressBar::new_spinner());
+                    spinner.set_style(
+                        ProgressStyle::with_template("  {spinner} {prefix} {elapsed} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    spinner.set_prefix(task.clone());
+                    if attempt > 1 {
+                        spinner.set_message(format!("(attempt {attempt}/{max_attempts})"));
+                    }
+                    spinner.enable_steady_tick(Duration::from_millis(120));
+                    self.running.insert(task, spinner);
+                } else if self.mode == Mode::Plain {
+                    println!("started {task} (attempt {attempt}/{max_attempts})");
+                }
+            }
+            TaskEvent::Finished {
+                task,
+                attempt,
+                outcome,
+                elapsed,
+            } => {
+                if let Some(spinner) = self.running.remove(&task) {
+                    spinner.finish_and_clear();
+                    if let Some(multi) = &self.multi {
+                        multi.remove(&spinner);
+                    }
+                }
+                let took = format_duration(elapsed);
+                let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                match outcome {
+                    AttemptOutcome::Done => {
+                        self.json(serde_json::json!({
+                            "event": "task_done", "task": task, "attempt": attempt,
+                            "elapsed_ms": elapsed_ms,
+                        }));
+                        if let Some(bar) = &self.bar {
+                            bar.inc(1);
+                        }
+                        self.line(&format!("done {task} ({took})"));
+                    }
+                    AttemptOutcome::Retrying { error } => {
+                        self.json(serde_json::json!({
+                            "event": "task_retry", "task": task, "attempt": attempt,
+                            "elapsed_ms": elapsed_ms, "error": error,
+                        }));
+                        self.line(&format!(
+                            "retry {task}: attempt {attempt} failed after {took}: {error}"
+                        ));
+                    }
+                    AttemptOutcome::Failed { error, tail } => {
+                        self.json(serde_json::json!({
+                            "event": "task_failed", "task": task, "attempt": attempt,
+                            "elapsed_ms": elapsed_ms, "error": error, "tail": tail,
+                        }));
+                        let mut text =
+                            format!("FAILED {task} on attempt {attempt} after {took}: {error}");
+                        if !tail.is_empty() {
+                            text.push_str("\n  last output:");
+                            for line in &tail {
+                                text.push_str("\n  | ");
+                                text.push_str(line);
+                            }
+                        }
+                        self.line(&text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the message next to the bar (live mode only).
+    pub fn status(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+    }
+
+    /// Removes the live display, leaving the printed lines.
+    pub fn finish(&mut self) {
+        for (_, spinner) in self.running.drain() {
+            spinner.finish_and_clear();
+        }
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

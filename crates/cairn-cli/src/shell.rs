@@ -1,0 +1,491 @@
+//! The `shell` task handler: runs a task's command with `sh -c` in its own process group,
+//! captures its output to files, and turns its exit into a task outcome.
+//!
+//! # Output capture
+//!
+//! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr`. Each
+//! file keeps the FIRST [`OUTPUT_CAP`] bytes of its stream (1 MiB); the rest is drained and
+//! counted, and a final `[cairn: ... bytes dropped]` line says how much was dropped. Apart
+//! from the files, the last [`TAIL_LINES`] lines of each stream are kept in memory, so a failed
+//! task can always show how its output ended even when the file was capped.
+//!
+//! # Outcomes
+//!
+//! Exit 0 completes the task. An exit code listed in `permanent_exit_codes` fails it at once;
+//! any other exit code, a death by signal and a timeout are retryable while attempts remain.
+//!
+//! # Process groups
+//!
+//! The command is the leader of a new process group, so a terminal's Ctrl-C reaches only
+//! cairn (which then decides what to stop), and a timeout, the end of the shutdown grace
+//! period or a second Ctrl-C can kill the whole tree the command started.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cairn_executor::{Finish, Handler, HandlerResult, TaskContext, TaskFailure};
+use cairn_queue::Handoff;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::progress::{AttemptOutcome, TaskEvent};
+
+/// The queue task kind of workflow tasks.
+pub const SHELL_KIND: &str = "shell";
+
+/// Bytes of each output stream kept in its file (the head of the stream).
+pub const OUTPUT_CAP: u64 = 1024 * 1024;
+
+/// Lines of each stream kept in memory to show when a task fails.
+pub const TAIL_LINES: usize = 10;
+
+/// How long to wait for a finished command's output pipes to close. A command can leave a
+/// background process holding them open; its output after that is not captured.
+const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// A shell task's definition: the queue task's inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellSpec {
+    /// The task's id in the workflow file.
+    pub id: String,
+    /// The command, run with `sh -c`.
+    pub run: String,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory, relative to the workflow file's folder.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// The attempt timeout in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Exit codes that fail the task without a retry.
+    #[serde(default)]
+    pub permanent_exit_codes: Vec<i32>,
+}
+
+/// The process groups of running commands, so they can all be killed at once.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessGroups {
+    live: Arc<Mutex<HashSet<u32>>>,
+    killing: Arc<AtomicBool>,
+}
+
+impl ProcessGroups {
+    /// Kills every live command's process group and stops handlers from reporting the
+    /// deaths they cause (the process is about to exit and the run stays resumable).
+    pub fn kill_all(&self) {
+        self.killing.store(true, Ordering::SeqCst);
+        let groups: Vec<u32> = self
+            .live
+            .lock()
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default();
+        for group in groups {
+            kill_group(group);
+        }
+    }
+
+    /// Whether [`ProcessGroups::kill_all`] was called.
+    pub fn is_killing(&self) -> bool {
+        self.killing.load(Ordering::SeqCst)
+    }
+
+    fn insert(&self, group: u32) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(group);
+        }
+    }
+
+    fn remove(&self, group: u32) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&group);
+        }
+    }
+}
+
+/// Sends SIGKILL to a process group. Uses the shell's `kill` builtin because sending a
+/// signal from Rust needs `unsafe` (libc), which this workspace forbids.
+fn kill_group(group: u32) {
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s KILL -- -{group} 2>/dev/null"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Kills the group when dropped unless disarmed: an attempt that is dropped (the executor's
+/// grace period ended) or timed out takes its whole process tree with it.
+struct GroupGuard {
+    group: u32,
+    groups: ProcessGroups,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.group);
+        }
+        self.groups.remove(self.group);
+    }
+}
+
+/// The handler of `shell` tasks.
+#[derive(Debug, Clone)]
+pub struct ShellHandler {
+    workflow_dir: PathBuf,
+    output_root: PathBuf,
+    events: UnboundedSender<TaskEvent>,
+    groups: ProcessGroups,
+}
+
+impl ShellHandler {
+    /// A handler that resolves `cwd`s against `workflow_dir`, writes output under
+    /// `output_root/<run id>/`, and reports attempts on `events`.
+    pub fn new(
+        workflow_dir: PathBuf,
+        output_root: PathBuf,
+        events: UnboundedSender<TaskEvent>,
+        groups: ProcessGroups,
+    ) -> ShellHandler {
+        ShellHandler {
+            workflow_dir,
+            output_root,
+            events,
+            groups,
+        }
+    }
+}
+
+/// What one captured stream left behind.
+#[derive(Debug, Default)]
+struct Captured {
+    tail: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Captured {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.push_line(line);
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn push_line(&mut self, line: String) {
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.push_line(line);
+        }
+        self.tail.into_iter().collect()
+    }
+}
+
+/// Copies a stream into `path`, keeping the first [`OUTPUT_CAP`] bytes, and its last lines.
+async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<String> {
+    let mut file = tokio::fs::File::create(&path).await.ok();
+    let mut captured = Captured::default();
+    let mut written: u64 = 0;
+    let mut dropped: u64 = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        captured.push(&buf[..n]);
+        let room = OUTPUT_CAP.saturating_sub(written);
+        let keep = (n as u64).min(room) as usize;
+        if keep > 0
+            && let Some(f) = file.as_mut()
+            && f.write_all(&buf[..keep]).await.is_err()
+        {
+            file = None;
+        }
+        written += keep as u64;
+        dropped += (n - keep) as u64;
+    }
+    if let Some(mut f) = file {
+        if dropped > 0 {
+            let note = format!(
+                "\n[cairn: output capped at {OUTPUT_CAP} bytes; {dropped} more bytes dropped]\n"
+            );
+            let _ = f.write_all(note.as_bytes()).await;
+        }
+        let _ = f.flush().await;
+    }
+    captured.finish()
+}
+
+/// Reads the task's definition from its inputs.
+fn spec_of(ctx: &TaskContext) -> Result<ShellSpec, TaskFailure> {
+    serde_json::from_value(ctx.inputs().clone()).map_err(|error| {
+        TaskFailure::permanent(
+            "bad_inputs",
+            format!(
+                "task {} has inputs that are not a shell task definition: {error}",
+                ctx.task_id()
+            ),
+        )
+    })
+}
+
+#[async_trait]
+impl Handler for ShellHandler {
+    async fn run(&self, ctx: TaskContext) -> HandlerResult {
+        let spec = spec_of(&ctx)?;
+        let attempt = ctx.attempt();
+        let max_attempts = ctx.task().max_attempts;
+        let started = Instant::now();
+        let _ = self.events.send(TaskEvent::Started {
+            task: spec.id.clone(),
+            attempt,
+            max_attempts,
+        });
+        let result = self.attempt(&ctx, &spec).await;
+        if self.groups.is_killing() {
+            // A second Ctrl-C killed the command; the process exits without recording this
+            // attempt's end, so a resume reruns it like after a crash.
+            std::future::pending::<()>().await;
+        }
+        let outcome = match &result {
+            Ok(_) => AttemptOutcome::Done,
+            Err((failure, tail)) => {
+                let (error, permanent) = match failure {
+                    TaskFailure::Retryable(e) => (e, false),
+                    TaskFailure::Permanent(e) => (e, true),
+                };
+                if !permanent && attempt < max_attempts {
+                    AttemptOutcome::Retrying {
+                        error: error.to_string(),
+                    }
+                } else {
+                    AttemptOutcome::Failed {
+                        error: error.to_string(),
+                        tail: tail.clone(),
+                    }
+                }
+            }
+        };
+        let _ = self.events.send(TaskEvent::Finished {
+            task: spec.id.clone(),
+            attempt,
+            outcome,
+            elapsed: started.elapsed(),
+        });
+        result.map_err(|(failure, _)| failure)
+    }
+}
+
+impl ShellHandler {
+    /// Runs one attempt. A failure comes with the last output lines to show.
+    async fn attempt(
+        &self,
+        ctx: &TaskContext,
+        spec: &ShellSpec,
+    ) -> Result<Finish, (TaskFailure, Vec<String>)> {
+        let no_tail = |f: TaskFailure| (f, Vec::new());
+        let out_dir = self.output_root.join(ctx.run_id().as_str());
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder.create(&out_dir).await.map_err(|error| {
+            no_tail(TaskFailure::retryable(
+                "output",
+                format!(
+                    "cannot create the output folder {}: {error}",
+                    out_dir.display()
+                ),
+            ))
+        })?;
+        let cwd = match &spec.cwd {
+            Some(cwd) => self.workflow_dir.join(cwd),
+            None => self.workflow_dir.clone(),
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&spec.run)
+            .envs(&spec.env)
+            .env("CAIRN_RUN_ID", ctx.run_id().as_str())
+            .env("CAIRN_TASK_ID", &spec.id)
+            .env("CAIRN_ATTEMPT", ctx.attempt().to_string())
+            .env("CAIRN_IDEMPOTENCY_KEY", ctx.idempotency_key())
+            .current_dir(&cwd)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|error| {
+            no_tail(TaskFailure::permanent(
+                "spawn",
+                format!(
+                    "task `{}` could not start `sh -c` in {}: {error}",
+                    spec.id,
+                    cwd.display()
+                ),
+            ))
+        })?;
+        let group = child.id().unwrap_or(0);
+        self.groups.insert(group);
+        let mut guard = GroupGuard {
+            group,
+            groups: self.groups.clone(),
+            armed: true,
+        };
+        let stem = format!("{}.{}", spec.id, ctx.attempt());
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(capture(s, out_dir.join(format!("{stem}.stdout")))));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(capture(s, out_dir.join(format!("{stem}.stderr")))));
+        let timeout = spec.timeout_ms.map(Duration::from_millis);
+
+        enum Ended {
+            Exited(std::io::Result<std::process::ExitStatus>),
+            TimedOut(Duration),
+            Cancelled,
+        }
+        let ended = tokio::select! {
+            status = child.wait() => Ended::Exited(status),
+            () = sleep_opt(timeout) => Ended::TimedOut(timeout.unwrap_or_default()),
+            () = ctx.cancellation().cancelled() => Ended::Cancelled,
+        };
+        if matches!(ended, Ended::Exited(_)) {
+            // The command ended by itself: its group is left alone (its pid may be reused).
+            guard.armed = false;
+        } else {
+            kill_group(group);
+            guard.armed = false;
+            let _ = child.wait().await;
+        }
+        drop(guard);
+        let stdout_tail = join_capture(stdout).await;
+        let stderr_tail = join_capture(stderr).await;
+        let tail = if stderr_tail.is_empty() {
+            stdout_tail
+        } else {
+            stderr_tail
+        };
+        let last = tail.last().cloned().unwrap_or_default();
+        let with_last = |message: String| {
+            if last.is_empty() {
+                message
+            } else {
+                format!("{message}; last output: {last}")
+            }
+        };
+
+        match ended {
+            Ended::Exited(Ok(status)) => match status.code() {
+                Some(0) => Ok(Finish::Complete(Handoff {
+                    done: vec![format!("`{}` exited 0", spec.id)],
+                    ..Handoff::default()
+                })),
+                Some(code) if spec.permanent_exit_codes.contains(&code) => Err((
+                    TaskFailure::permanent(
+                        "exit_code",
+                        with_last(format!("`{}` exited with code {code} (permanent)", spec.id)),
+                    ),
+                    tail,
+                )),
+                Some(code) => Err((
+                    TaskFailure::retryable(
+                        "exit_code",
+                        with_last(format!("`{}` exited with code {code}", spec.id)),
+                    ),
+                    tail,
+                )),
+                None => Err((
+                    TaskFailure::retryable(
+                        "signal",
+                        with_last(format!("`{}` was killed by a signal", spec.id)),
+                    ),
+                    tail,
+                )),
+            },
+            Ended::Exited(Err(error)) => Err((
+                TaskFailure::retryable(
+                    "wait",
+                    format!("waiting for `{}` failed: {error}", spec.id),
+                ),
+                tail,
+            )),
+            Ended::TimedOut(limit) => Err((
+                TaskFailure::retryable(
+                    "timeout",
+                    format!(
+                        "`{}` ran longer than its timeout of {}; its process group was killed",
+                        spec.id,
+                        crate::duration::format_duration(limit)
+                    ),
+                ),
+                tail,
+            )),
+            Ended::Cancelled => Err((
+                TaskFailure::retryable(
+                    "cancelled",
+                    format!("`{}` was stopped by the run's shutdown", spec.id),
+                ),
+                tail,
+            )),
+        }
+    }
+}
+
+async fn sleep_opt(limit: Option<Duration>) {
+    match limit {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_capture(handle: Option<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
+    let Some(mut handle) = handle else {
+        return Vec::new();
+    };
+    match tokio::time::timeout(PIPE_DRAIN_LIMIT, &mut handle).await {
+        Ok(Ok(tail)) => tail,
+        Ok(Err(_)) => Vec::new(),
+        Err(_) => {
+            handle.abort();
+            vec![
+                "[cairn: output still open after the command exited; not captured further]"
+                    .to_owned(),
+            ]
+        }
+    }
+}
+
+/// The output files of one attempt.
+pub fn output_paths(output_root: &Path, run_id: &str, task: &str, attempt: u32) -> [PathBuf; 2] {
+    let dir = output_root.join(run_id);
+    [
+        dir.join(format!("{task}.{attempt}.stdout")),
+        dir.join(format!("{task}.{attempt}.stderr")),
+    ]
+}

@@ -1,0 +1,202 @@
+//! The state folder: which checkpoint adapter keeps the runs, and the CLI's own files next to
+//! them (each run's captured output and a copy of the workflow it ran).
+//!
+//! ```text
+//! <state-dir>/
+//!   runs/ quarantine/ ...        the file adapter's layout (or sled/ with --adapter sled)
+//!   output/<run_id>/
+//!     .workflow.toml             the workflow text the run was started from
+//!     .origin.json               where that file was and the folder task cwds are relative to
+//!     <task>.<attempt>.stdout    captured output (see `shell`)
+//!     <task>.<attempt>.stderr
+//! ```
+//!
+//! The workflow copy is what `cairn resume <run>` rebuilds the plan from, so editing the file
+//! after a failure cannot make a resumed run's tasks differ from its journal.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cairn_checkpoint::{CheckpointerFactory, RunId};
+use cairn_checkpoint_file::FileFactory;
+use cairn_checkpoint_sled::SledFactory;
+use serde::{Deserialize, Serialize};
+
+use crate::workflow::{self, Workflow};
+
+/// Which checkpoint adapter keeps the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Adapter {
+    /// The embedded file adapter (default): `<state-dir>/runs/...`.
+    File,
+    /// The sled adapter: a sled database at `<state-dir>/sled`.
+    Sled,
+}
+
+impl Adapter {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Adapter::File => "file",
+            Adapter::Sled => "sled",
+        }
+    }
+}
+
+/// An open state folder.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    /// The folder.
+    pub root: PathBuf,
+    /// The adapter in use.
+    pub adapter: Adapter,
+    /// The checkpoint store.
+    pub factory: Arc<dyn CheckpointerFactory>,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) the state folder with the given adapter.
+    ///
+    /// # Errors
+    ///
+    /// When the folder cannot be created or the adapter cannot open its store (for sled:
+    /// another process has the database open).
+    pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the state folder {}", root.display()))?;
+        let factory: Arc<dyn CheckpointerFactory> =
+            match adapter {
+                Adapter::File => {
+                    Arc::new(FileFactory::builder(root).build().with_context(|| {
+                        format!("cannot open the file store in {}", root.display())
+                    })?)
+                }
+                Adapter::Sled => {
+                    let path = root.join("sled");
+                    Arc::new(SledFactory::open(&path).with_context(|| {
+                        format!("cannot open the sled store at {}", path.display())
+                    })?)
+                }
+            };
+        Ok(StateDir {
+            root: root.to_path_buf(),
+            adapter,
+            factory,
+        })
+    }
+
+    /// Where captured output of all runs goes.
+    pub fn output_root(&self) -> PathBuf {
+        self.root.join("output")
+    }
+
+    /// The CLI's folder of one run.
+    pub fn run_output(&self, run_id: &RunId) -> PathBuf {
+        self.output_root().join(run_id.as_str())
+    }
+
+    /// Records the workflow a run was started from, durably (temp file, fsync, rename, fsync
+    /// the folder), so `cairn resume` can rebuild the same plan.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be written or synced.
+    pub fn save_origin(
+        &self,
+        run_id: &RunId,
+        workflow: &Workflow,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let dir = self.run_output(run_id);
+        create_private_dir(&dir)?;
+        let origin = Origin {
+            workflow_path: absolute(&workflow.path),
+            workflow_dir: absolute(&workflow.dir),
+        };
+        let origin_json = serde_json::to_vec_pretty(&origin)?;
+        write_durably(&dir, WORKFLOW_COPY, text.as_bytes())?;
+        write_durably(&dir, ORIGIN_FILE, &origin_json)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the workflow a run was started from.
+    ///
+    /// # Errors
+    ///
+    /// When the run has no recorded workflow (it was not started by this CLI, or its output
+    /// folder was removed), or the recorded text no longer parses.
+    pub fn load_origin(&self, run_id: &RunId) -> anyhow::Result<Workflow> {
+        let dir = self.run_output(run_id);
+        let origin_path = dir.join(ORIGIN_FILE);
+        let origin: Origin = serde_json::from_slice(
+            &std::fs::read(&origin_path).with_context(|| {
+                format!(
+                    "run {run_id} has no recorded workflow ({} is missing); it was not started by this cairn CLI or its output folder was removed",
+                    origin_path.display()
+                )
+            })?,
+        )
+        .with_context(|| format!("{} is not valid", origin_path.display()))?;
+        let copy = dir.join(WORKFLOW_COPY);
+        let text = std::fs::read_to_string(&copy)
+            .with_context(|| format!("cannot read {}", copy.display()))?;
+        let mut parsed = workflow::parse(&origin.workflow_path, &text)?;
+        parsed.dir = origin.workflow_dir;
+        Ok(parsed)
+    }
+}
+
+const WORKFLOW_COPY: &str = ".workflow.toml";
+const ORIGIN_FILE: &str = ".origin.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Origin {
+    workflow_path: PathBuf,
+    workflow_dir: PathBuf,
+}
+
+/// An absolute form of `path` (not resolving symlinks); `path` itself when the current
+/// folder is unknown.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Creates a folder (and its parents) readable by the owner only: captured output can hold
+/// secrets.
+///
+/// # Errors
+///
+/// When the folder cannot be created.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let temp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let mut file =
+        File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", temp.display()))?;
+    std::fs::rename(&temp, &target)
+        .with_context(|| format!("cannot rename {} into place", temp.display()))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync the folder {}", dir.display()))
+}

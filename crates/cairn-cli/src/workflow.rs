@@ -1,0 +1,459 @@
+//! Workflow files: parsing, validation with file/line/column errors, and the run plan they
+//! turn into.
+//!
+//! A workflow is TOML: a top-level `name` and one `[[task]]` table per task. Every problem is
+//! found before anything runs, and each error names the file, line and column of the item at
+//! fault (computed from the byte spans the `toml` crate records).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_executor::{Phase, RunPlan};
+use cairn_queue::TaskSpec;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::parse_duration;
+use crate::shell::{SHELL_KIND, ShellSpec};
+
+/// What is wrong with a workflow file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkflowErrorKind {
+    /// The file cannot be read.
+    Read,
+    /// The file is not valid TOML or a value has the wrong type.
+    Syntax,
+    /// A key the workflow format does not know.
+    UnknownKey,
+    /// A required key is missing.
+    MissingKey,
+    /// Two tasks have the same id.
+    DuplicateId,
+    /// A `depends_on` entry names no task of the file.
+    UnknownDependency,
+    /// Tasks depend on each other in a circle.
+    Cycle,
+    /// A `timeout` does not parse.
+    BadDuration,
+    /// A value is out of range (an empty id, `max_attempts = 0`, a bad character in an id).
+    InvalidValue,
+}
+
+/// A workflow file error, located at a line and column of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowError {
+    /// The workflow file.
+    pub path: PathBuf,
+    /// The line (from 1) of the item at fault; 0 when the file could not be read.
+    pub line: usize,
+    /// The column (from 1, in characters) of the item at fault; 0 when unknown.
+    pub column: usize,
+    /// What kind of problem it is.
+    pub kind: WorkflowErrorKind,
+    /// The explanation.
+    pub message: String,
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for WorkflowError {}
+
+/// One task of a workflow, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowTask {
+    /// The task's id, unique in the file.
+    pub id: String,
+    /// The ids of the tasks it waits for.
+    pub depends_on: Vec<String>,
+    /// How many attempts it gets; the queue's default when `None`.
+    pub max_attempts: Option<u32>,
+    /// The shell command and its settings.
+    pub shell: ShellSpec,
+}
+
+/// A parsed and validated workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    /// The workflow's name (runs are grouped by it).
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The folder that task `cwd`s are relative to: the file's folder.
+    pub dir: PathBuf,
+    /// The tasks in a topological order (every task after its dependencies); among tasks
+    /// that could go in either order, file order is kept.
+    pub tasks: Vec<WorkflowTask>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    task: Vec<Spanned<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: Option<Spanned<String>>,
+    run: Option<Spanned<String>>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    max_attempts: Option<Spanned<u32>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    #[serde(default)]
+    permanent_exit_codes: Vec<i32>,
+}
+
+/// Reads and validates a workflow file.
+///
+/// # Errors
+///
+/// [`WorkflowError`] naming the file, line and column, for an unreadable file, bad TOML, an
+/// unknown or missing key, a duplicate id, an unknown dependency, a cycle, a bad duration or
+/// an out-of-range value.
+pub fn load(path: &Path) -> Result<Workflow, WorkflowError> {
+    let source = std::fs::read_to_string(path).map_err(|error| WorkflowError {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        kind: WorkflowErrorKind::Read,
+        message: format!("cannot read the workflow file: {error}"),
+    })?;
+    parse(path, &source)
+}
+
+/// Parses and validates workflow text; `path` names the file in errors and gives the folder
+/// that task `cwd`s are relative to.
+///
+/// # Errors
+///
+/// As [`load`], except for reading.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// use cairn_cli::workflow::{WorkflowErrorKind, parse};
+///
+/// let text = "name = \"demo\"\n[[task]]\nid = \"a\"\nrun = \"echo a\"\n\
+///             [[task]]\nid = \"b\"\nrun = \"echo b\"\ndepends_on = [\"a\"]\n";
+/// let workflow = parse(Path::new("demo.toml"), text).unwrap();
+/// assert_eq!(workflow.tasks.len(), 2);
+///
+/// let bad = "name = \"demo\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ndepends_on = [\"nope\"]\n";
+/// let error = parse(Path::new("demo.toml"), bad).unwrap_err();
+/// assert_eq!(error.kind, WorkflowErrorKind::UnknownDependency);
+/// assert_eq!(error.line, 5);
+/// ```
+pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
+    let at = |span: Range<usize>, kind, message: String| {
+        let (line, column) = line_column(source, span.start);
+        WorkflowError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            kind,
+            message,
+        }
+    };
+    let raw: RawWorkflow = toml::from_str(source).map_err(|error| {
+        let message = error.message().trim().to_owned();
+        let kind = if message.starts_with("unknown field") {
+            WorkflowErrorKind::UnknownKey
+        } else if message.starts_with("missing field") {
+            WorkflowErrorKind::MissingKey
+        } else {
+            WorkflowErrorKind::Syntax
+        };
+        at(error.span().unwrap_or(0..0), kind, message)
+    })?;
+
+    let name = match raw.name {
+        Some(name) if !name.get_ref().trim().is_empty() => name.into_inner(),
+        Some(name) => {
+            return Err(at(
+                name.span(),
+                WorkflowErrorKind::InvalidValue,
+                "`name` must not be empty".to_owned(),
+            ));
+        }
+        None => {
+            return Err(at(
+                0..0,
+                WorkflowErrorKind::MissingKey,
+                "missing top-level `name = \"...\"`".to_owned(),
+            ));
+        }
+    };
+    if raw.task.is_empty() {
+        return Err(at(
+            0..0,
+            WorkflowErrorKind::MissingKey,
+            "the workflow has no `[[task]]`".to_owned(),
+        ));
+    }
+
+    // First pass: ids, uniqueness and per-task values.
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut tasks: Vec<(WorkflowTask, Vec<Spanned<String>>)> = Vec::new();
+    for spanned in raw.task {
+        let table_span = spanned.span();
+        let raw_task = spanned.into_inner();
+        let Some(id) = raw_task.id else {
+            return Err(at(
+                table_span,
+                WorkflowErrorKind::MissingKey,
+                "this task has no `id`".to_owned(),
+            ));
+        };
+        let id_span = id.span();
+        let id = id.into_inner();
+        if let Some(reason) = bad_id(&id) {
+            return Err(at(
+                id_span,
+                WorkflowErrorKind::InvalidValue,
+                format!("task id `{id}` is not valid: {reason}"),
+            ));
+        }
+        if index_of.contains_key(&id) {
+            return Err(at(
+                id_span,
+                WorkflowErrorKind::DuplicateId,
+                format!("duplicate task id `{id}` (ids must be unique in the file)"),
+            ));
+        }
+        let Some(run) = raw_task.run else {
+            return Err(at(
+                table_span,
+                WorkflowErrorKind::MissingKey,
+                format!("task `{id}` has no `run` command"),
+            ));
+        };
+        let max_attempts = match raw_task.max_attempts {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(at(
+                    n.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!("task `{id}`: `max_attempts` must be at least 1"),
+                ));
+            }
+            Some(n) => Some(n.into_inner()),
+            None => None,
+        };
+        let timeout: Option<Duration> = match raw_task.timeout {
+            Some(text) => Some(parse_duration(text.get_ref()).map_err(|error| {
+                at(
+                    text.span(),
+                    WorkflowErrorKind::BadDuration,
+                    format!("task `{id}`: {error}"),
+                )
+            })?),
+            None => None,
+        };
+        index_of.insert(id.clone(), tasks.len());
+        let shell = ShellSpec {
+            id: id.clone(),
+            run: run.into_inner(),
+            env: raw_task.env,
+            cwd: raw_task.cwd,
+            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            permanent_exit_codes: raw_task.permanent_exit_codes,
+        };
+        let depends_on = raw_task
+            .depends_on
+            .iter()
+            .map(|d| d.get_ref().clone())
+            .collect();
+        tasks.push((
+            WorkflowTask {
+                id,
+                depends_on,
+                max_attempts,
+                shell,
+            },
+            raw_task.depends_on,
+        ));
+    }
+
+    // Second pass: every dependency exists.
+    for (task, deps) in &tasks {
+        for dep in deps {
+            if !index_of.contains_key(dep.get_ref()) {
+                return Err(at(
+                    dep.span(),
+                    WorkflowErrorKind::UnknownDependency,
+                    format!(
+                        "task `{}` depends on `{}`, which is not a task of this file",
+                        task.id,
+                        dep.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Third pass: a topological order, or the cycle that prevents one.
+    let order = match topological_order(&tasks, &index_of) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let first = cycle[0];
+            let next = &tasks[cycle[1 % cycle.len()]].0.id;
+            let span = tasks[first]
+                .1
+                .iter()
+                .find(|d| d.get_ref() == next)
+                .map(|d| d.span())
+                .unwrap_or(0..0);
+            let mut names: Vec<&str> = cycle.iter().map(|&i| tasks[i].0.id.as_str()).collect();
+            names.push(tasks[first].0.id.as_str());
+            return Err(at(
+                span,
+                WorkflowErrorKind::Cycle,
+                format!("dependency cycle: {}", names.join(" -> ")),
+            ));
+        }
+    };
+    let mut slots: Vec<Option<WorkflowTask>> = tasks.into_iter().map(|(t, _)| Some(t)).collect();
+    let ordered = order.into_iter().filter_map(|i| slots[i].take()).collect();
+
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Workflow {
+        name,
+        path: path.to_path_buf(),
+        dir,
+        tasks: ordered,
+    })
+}
+
+/// Why a task id cannot be used (ids become file names of captured output).
+fn bad_id(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > 100 {
+        Some("it is longer than 100 bytes")
+    } else if id.starts_with('.') {
+        Some("it must not start with '.'")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        Some("only ASCII letters, digits, '-', '_' and '.' are allowed")
+    } else {
+        None
+    }
+}
+
+/// Kahn's algorithm, taking the lowest file position among ready tasks each step. On a cycle,
+/// returns the positions of one cycle, in dependency order.
+fn topological_order(
+    tasks: &[(WorkflowTask, Vec<Spanned<String>>)],
+    index_of: &HashMap<String, usize>,
+) -> Result<Vec<usize>, Vec<usize>> {
+    let n = tasks.len();
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|(t, _)| t.depends_on.iter().map(|d| index_of[d]).collect())
+        .collect();
+    let mut unmet: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| unmet[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &j in &dependents[i] {
+            unmet[j] -= 1;
+            if unmet[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Every task left has an unmet dependency that is also left, so walking dependencies
+    // from any of them must come back to a task already seen.
+    let start = (0..n).find(|&i| unmet[i] > 0).unwrap_or(0);
+    let mut path = vec![start];
+    let mut seen = HashMap::from([(start, 0usize)]);
+    let mut current = start;
+    loop {
+        let Some(&next) = deps[current].iter().find(|&&d| unmet[d] > 0) else {
+            return Err(path);
+        };
+        if let Some(&pos) = seen.get(&next) {
+            return Err(path[pos..].to_vec());
+        }
+        seen.insert(next, path.len());
+        path.push(next);
+        current = next;
+    }
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+impl Workflow {
+    /// The run plan: one phase with every task, in topological order, as `shell` tasks whose
+    /// inputs are the task definitions (so the queue's dedup guard recognizes them on resume).
+    pub fn plan(&self, scope: &str, input: &str) -> RunPlan {
+        let mut phase = Phase::new(self.name.clone());
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for task in &self.tasks {
+            let inputs = serde_json::to_value(&task.shell).unwrap_or(serde_json::Value::Null);
+            let mut spec = TaskSpec::new(SHELL_KIND).inputs(inputs);
+            if let Some(n) = task.max_attempts {
+                spec = spec.max_attempts(n);
+            }
+            let after: Vec<usize> = task
+                .depends_on
+                .iter()
+                .filter_map(|d| position.get(d.as_str()).copied())
+                .collect();
+            let at = phase.task(spec, after);
+            position.insert(task.id.as_str(), at);
+        }
+        RunPlan::new(self.name.clone(), scope)
+            .input(input)
+            .phase(phase)
+    }
+}
