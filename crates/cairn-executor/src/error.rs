@@ -26,7 +26,7 @@ pub enum Error {
     /// whether starting fresh is safe.
     #[error("cannot look up interrupted runs of {target}: {source}")]
     Lookup {
-        /// The workflow and scope looked up, as `workflow `w` in scope `s``.
+        /// The workflow and scope that were looked up.
         target: String,
         /// The store's error.
         #[source]

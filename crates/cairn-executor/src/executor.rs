@@ -194,6 +194,24 @@ impl Executor {
         report: RunReport,
         clock: Clock,
     ) -> Result<RunReport> {
+        if !matches!(report.disposition, Disposition::LeaveRunning) {
+            let record = AuditRecord::new(
+                clock.now(),
+                report.run_id.clone(),
+                AuditAction::Finished,
+                format!("run finished: {}", report.disposition),
+            )
+            .with_detail(serde_json::json!({
+                "outcome": report.disposition.to_string(),
+                "resumed": report.resumed,
+                "tasks_done": report.counts.done,
+                "tasks_failed": report.counts.failed,
+                "tasks_blocked": report.counts.blocked,
+            }));
+            if let Err(error) = checkpointer.audit(&record).await {
+                tracing::warn!(target: "cairn", run_id = %report.run_id, error = %error, "could not audit the run's end");
+            }
+        }
         let recorded = match &report.disposition {
             Disposition::Complete => checkpointer.complete().await.map(drop),
             Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),

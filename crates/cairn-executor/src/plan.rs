@@ -8,6 +8,11 @@ use cairn_queue::TaskSpec;
 use tokio_util::sync::CancellationToken;
 
 /// One task of a phase. Its dependencies are positions of earlier tasks in the same phase.
+///
+/// Plan tasks are identified by position, not by the queue's dedup guard: the executor
+/// enqueues them with dedup off, so identical tasks in two phases (or twice in one phase)
+/// all run, and a resumed run finds them again by position. Follow-ups that handlers enqueue
+/// keep the dedup guard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTask {
     /// The task. Its `depends_on` must be empty: use `after` instead, since ids are only

@@ -70,6 +70,8 @@ async fn happy_path_runs_every_task_once_and_completes_the_run() {
 
     let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Completed);
+    let audit = factory.read_audit(&report.run_id).await.unwrap();
+    assert!(audit.iter().any(|r| r.action == cairn_checkpoint::AuditAction::Finished));
     let events = stored(&factory, &report.run_id).await.events;
     let done = completions(&events);
     assert_eq!(done.len(), 4);
