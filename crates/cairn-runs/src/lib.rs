@@ -12,9 +12,10 @@
 //!   the caller's new input, and offers three ways forward: [`ResumePolicy::resume`] by id,
 //!   [`ResumePolicy::abandon`] then run, or a forced fresh run ([`RunRequest::force`]).
 //!
-//! Completed and cancelled runs never match. Every decision is logged with `tracing`; those
-//! that concern a stored run are also audited on it and emitted through
-//! `cairn_telemetry::emit`. The CLI, the executor and HTTP front ends all go through this
+//! Completed and cancelled runs never match. Every decision is logged with `tracing`. The
+//! prompt, a forced run, an interrupted run's recovery, an approval, a resume by id and an
+//! abandon are also audited on the run they concern; all but the recovery are emitted through
+//! `cairn_telemetry::emit` (the executor emits the recovery's `orchestrator resumed`). The CLI, the executor and HTTP front ends all go through this
 //! crate; `docs/resume-policy.md` has the full table and the compare-and-swap story.
 //!
 //! # Examples

@@ -191,6 +191,7 @@ impl ResumePolicy {
         let meta = self.load(run_id).await?;
         match self.claim_explicit(meta).await? {
             Claim::Won { meta, previous } => {
+                let meta = *meta;
                 let detail = json!({
                     "previous_status": previous.as_str(),
                     "lease_epoch": meta.lease_epoch,
@@ -363,6 +364,7 @@ impl ResumePolicy {
         // the approval was asked for, and the prompt must never swallow an approval.
         match self.claim_explicit(meta).await? {
             Claim::Won { meta, previous } => {
+                let meta = *meta;
                 let detail = json!({
                     "previous_status": previous.as_str(),
                     "lease_epoch": meta.lease_epoch,
@@ -391,8 +393,11 @@ impl ResumePolicy {
             }
             Claim::Refused {
                 current: RunStatus::Running,
-                meta,
-            } if self.factory.is_held(run_id).await? => Ok(self.live(&meta)),
+            } if self.factory.is_held(run_id).await? => {
+                // Re-read so the decision names the current owner and epoch.
+                let current = self.load(run_id).await?;
+                Ok(self.live(&current))
+            }
             Claim::Refused { current, .. } => Err(Error::NotResumable {
                 run_id: run_id.clone(),
                 current,
@@ -407,10 +412,7 @@ impl ResumePolicy {
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             if !matches!(previous, RunStatus::Failed | RunStatus::Paused) {
-                return Ok(Claim::Refused {
-                    current: previous,
-                    meta,
-                });
+                return Ok(Claim::Refused { current: previous });
             }
             match self
                 .factory
@@ -419,7 +421,7 @@ impl ResumePolicy {
             {
                 Ok(claimed) => {
                     return Ok(Claim::Won {
-                        meta: claimed,
+                        meta: Box::new(claimed),
                         previous,
                     });
                 }
@@ -428,7 +430,6 @@ impl ResumePolicy {
         }
         Ok(Claim::Refused {
             current: meta.status,
-            meta,
         })
     }
 
@@ -604,8 +605,13 @@ impl ResumePolicy {
 
 /// The outcome of an explicit claim.
 enum Claim {
-    Won { meta: RunMeta, previous: RunStatus },
-    Refused { current: RunStatus, meta: RunMeta },
+    Won {
+        meta: Box<RunMeta>,
+        previous: RunStatus,
+    },
+    Refused {
+        current: RunStatus,
+    },
 }
 
 /// A new time-sortable run id. The entropy mixes the process id, a process-wide counter and
