@@ -133,6 +133,13 @@ impl fmt::Debug for Shared {
 }
 
 /// The writer of one run in a file store. Holds the run's lock until dropped.
+///
+/// # Cancel safety
+///
+/// Dropping an `append` future after its records were buffered does not withdraw them:
+/// the group-commit leader still writes and syncs them, they just are not acknowledged.
+/// Dropping `install_snapshot` or `load` likewise lets the blocking work finish. Dropping
+/// the writer waits (briefly) for such leftover work, so the next opener never races it.
 #[derive(Debug)]
 pub struct FileCheckpointer {
     shared: Arc<Shared>,
