@@ -91,13 +91,13 @@ impl ResumePolicy {
     /// and also if something marked it failed after the approval was asked for. Without one,
     /// the runs of the request's workflow and scope decide:
     ///
-    /// | newest non-terminal run       | decision                                  |
+    /// | runs of the workflow and scope (first match wins) | decision                  |
     /// |-------------------------------|-------------------------------------------|
-    /// | none, or a newer run finished | `Fresh` (no prompt)                       |
-    /// | any `running` run held live   | `Live` (never a second writer)            |
-    /// | `running`, lock not held      | `Resume` (`Interrupted`), audited         |
-    /// | `paused`                      | `AwaitingApproval` (forced: `Fresh`)      |
-    /// | `failed`                      | `FailedPrompt`, audited (forced: `Fresh`) |
+    /// | any `running` run held live   | `Live` (never a second writer, even forced) |
+    /// | no non-terminal run, or a newer run finished after it | `Fresh` (no prompt) |
+    /// | newest non-terminal is `running`, lock not held | `Resume` (`Interrupted`), audited |
+    /// | newest non-terminal is `paused` | `AwaitingApproval` (forced: `Fresh`)    |
+    /// | newest non-terminal is `failed` | `FailedPrompt`, audited (forced: `Fresh`) |
     ///
     /// # Errors
     ///
