@@ -204,7 +204,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
         message: format!("cannot read the workflow file: {error}"),
     })?;
     let wf = workflow::parse(&args.workflow, &text)?;
-    let state = open_state(&args.store, wf.dir.join(".cairn"))?;
+    let state = open_state(&args.store, default_state_dir(&args.workflow))?;
     let commands = Commands {
         workflow: args.workflow.display().to_string(),
         scope: args.scope.clone(),
@@ -977,9 +977,8 @@ pub fn format_timestamp(ms: u64) -> String {
 
 /// The path a workflow file's default state folder has.
 pub fn default_state_dir(workflow: &Path) -> PathBuf {
-    workflow
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."))
-        .join(".cairn")
+    match workflow.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.join(".cairn"),
+        None => PathBuf::from(".cairn"),
+    }
 }

@@ -1,0 +1,158 @@
+//! Shared helpers for the CLI tests: a sandbox folder, running the real `cairn` binary, and
+//! bounded polling for "the process reached point X".
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any wait may take before the test fails. Generous: the machine is shared.
+pub(crate) const WAIT_BOUND: Duration = Duration::from_secs(90);
+
+/// A temporary folder holding workflow files, their `.cairn/` state and task side effects.
+pub(crate) struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub(crate) fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("create a temp dir"),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write a file");
+        path
+    }
+
+    pub(crate) fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    pub(crate) fn touch(&self, name: &str) {
+        std::fs::write(self.path(name), b"").expect("touch a file");
+    }
+
+    /// The `cairn` binary, run in the sandbox with a clean logging environment.
+    pub(crate) fn cairn(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command
+            .current_dir(self.root())
+            .env_remove("RUST_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `cairn ARGS` to completion (bounded) and returns its output.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .cairn()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        wait_exit(&mut child);
+        child.wait_with_output().expect("collect cairn's output")
+    }
+
+    /// Spawns `cairn ARGS` with stdout and stderr going to files in the sandbox.
+    pub(crate) fn spawn(&self, args: &[&str], stdout: &str, stderr: &str) -> Child {
+        let out = std::fs::File::create(self.path(stdout)).expect("stdout file");
+        let err = std::fs::File::create(self.path(stderr)).expect("stderr file");
+        self.cairn()
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn cairn")
+    }
+
+    /// The runs in the sandbox's default state folder, as JSON.
+    pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
+        let output = self.run(&["runs", "--all", "--json", "--state-dir", ".cairn"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "cairn runs: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// The one run of the sandbox, or a failure if there is not exactly one.
+    pub(crate) fn only_run_id(&self) -> String {
+        let runs = self.runs();
+        assert_eq!(runs.len(), 1, "expected one run, got {runs:?}");
+        runs[0]["run_id"].as_str().expect("run_id").to_owned()
+    }
+}
+
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `done` until it holds, failing the test after [`WAIT_BOUND`].
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT_BOUND, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) for a child to exit; kills it and fails the test if it does not.
+pub(crate) fn wait_exit(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > WAIT_BOUND {
+            let _ = child.kill();
+            panic!("cairn did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal by name (`INT`, `KILL`, ...) to a pid, or to a process group with a
+/// negative id, through the shell's `kill` (tests forbid `unsafe` too).
+pub(crate) fn signal(target: i64, name: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s {name} -- {target}"))
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {target} failed");
+}
+
+/// Whether a process (or, with a negative id, a process group) still exists.
+pub(crate) fn alive(target: i64) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s 0 -- {target} 2>/dev/null"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// How many lines of `text` are exactly `line`.
+pub(crate) fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| *l == line).count()
+}

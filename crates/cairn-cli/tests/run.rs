@@ -1,0 +1,242 @@
+//! `cairn run` end to end with the real binary: completion, retries, timeouts, failed runs
+//! and the ways forward (resume, abandon, --force), JSON output.
+
+mod common;
+
+use common::{Sandbox, alive, count_lines, text, wait_for};
+
+const PIPELINE: &str = r#"
+name = "pipeline"
+
+[[task]]
+id = "first"
+run = "echo first >> log; echo out-of-first"
+
+[[task]]
+id = "second"
+run = "echo second >> log; echo $GREETING >> log"
+depends_on = ["first"]
+env = { GREETING = "hello-env" }
+
+[[task]]
+id = "third"
+run = "pwd > ../where; echo third >> ../log"
+depends_on = ["second"]
+cwd = "sub"
+"#;
+
+#[test]
+fn a_run_completes_in_dependency_order_and_captures_output() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("sub")).unwrap();
+    sandbox.write("wf.toml", PIPELINE);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(sandbox.read("log"), "first\nsecond\nhello-env\nthird\n");
+    assert!(sandbox.read("where").trim_end().ends_with("/sub"));
+
+    let run_id = sandbox.only_run_id();
+    let captured = sandbox.path(&format!(".cairn/output/{run_id}/first.1.stdout"));
+    assert_eq!(std::fs::read_to_string(captured).unwrap(), "out-of-first\n");
+    let runs = sandbox.runs();
+    assert_eq!(runs[0]["status"], "completed");
+}
+
+#[test]
+fn a_failing_attempt_is_retried_until_it_succeeds() {
+    let sandbox = Sandbox::new();
+    // Fails on the first attempt (no marker yet), succeeds on the second.
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "retry"
+[[task]]
+id = "flaky"
+run = "if test -f tried; then echo ok >> log; else touch tried; exit 7; fi"
+max_attempts = 3
+"#,
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("retry flaky"));
+    let run_id = sandbox.only_run_id();
+    let show = sandbox.run(&["show", &run_id, "--json", "--state-dir", ".cairn"]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["tasks"][0]["attempts"], 2);
+    assert_eq!(shown["tasks"][0]["status"], "done");
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "timeout"
+[[task]]
+id = "hang"
+run = "sleep 600 & echo $! > bg.pid; wait"
+timeout = "300ms"
+max_attempts = 1
+"#,
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("timeout"));
+    let pid: i64 = sandbox.read("bg.pid").trim().parse().unwrap();
+    wait_for("the background sleep to be killed", || !alive(pid));
+}
+
+const FAILS_UNTIL_FIXED: &str = r#"
+name = "fragile"
+
+[[task]]
+id = "prepare"
+run = "echo prepare >> log"
+
+[[task]]
+id = "publish"
+run = "if test -f fixed; then echo publish >> log; else echo 'not ready' >&2; exit 3; fi"
+depends_on = ["prepare"]
+permanent_exit_codes = [3]
+
+[[task]]
+id = "announce"
+run = "echo announce >> log"
+depends_on = ["publish"]
+"#;
+
+/// Runs the fragile workflow once; it fails. Returns the failed run's id.
+fn failed_run(sandbox: &Sandbox) -> String {
+    sandbox.write("wf.toml", FAILS_UNTIL_FIXED);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("not ready"),
+        "the failure shows the task's last output: {stdout}"
+    );
+    sandbox.only_run_id()
+}
+
+#[test]
+fn a_failed_run_off_a_terminal_needs_a_decision() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cairn resume {run_id} --state-dir .cairn")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "cairn abandon {run_id} --state-dir .cairn && cairn run wf.toml"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cairn run wf.toml --force"), "{stderr}");
+    // Nothing was started: still one run, and `prepare` ran once.
+    assert_eq!(sandbox.runs().len(), 1);
+    assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 1);
+}
+
+#[test]
+fn resume_reruns_the_failed_task_but_not_the_done_ones() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let output = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains(&format!("resuming failed run {run_id}")));
+    assert_eq!(sandbox.read("log"), "prepare\npublish\nannounce\n");
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "completed");
+}
+
+#[test]
+fn abandon_then_run_starts_afresh() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let output = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    sandbox.touch("fixed");
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 2);
+    let old = runs
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(old["status"], "cancelled");
+    // The fresh run ran `prepare` again; the abandoned one is never resumed.
+    assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 2);
+    let again = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[test]
+fn force_runs_afresh_and_leaves_the_failed_run_as_it_is() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let output = sandbox.run(&["run", "wf.toml", "--force"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 2);
+    let old = runs
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(old["status"], "failed");
+    // The forced run is audited on the failed one.
+    let audit = sandbox.run(&["audit", &run_id, "--json", "--state-dir", ".cairn"]);
+    assert!(text(&audit.stdout).contains("\"forced_fresh\""));
+    // The latest run completed, so a plain run no longer asks.
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn json_mode_prints_one_event_per_line() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("sub")).unwrap();
+    sandbox.write("wf.toml", PIPELINE);
+    let output = sandbox.run(&["run", "wf.toml", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let events: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"run_started"));
+    assert_eq!(names.last(), Some(&"run_finished"));
+    assert_eq!(names.iter().filter(|n| **n == "task_done").count(), 3);
+    assert_eq!(events.last().unwrap()["outcome"], "completed");
+}
+
+#[test]
+fn the_sled_adapter_runs_a_workflow_too() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("sub")).unwrap();
+    sandbox.write("wf.toml", PIPELINE);
+    let output = sandbox.run(&["run", "wf.toml", "--adapter", "sled"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(sandbox.path(".cairn/sled").exists());
+    let runs = sandbox.run(&[
+        "runs",
+        "--all",
+        "--json",
+        "--adapter",
+        "sled",
+        "--state-dir",
+        ".cairn",
+    ]);
+    assert!(text(&runs.stdout).contains("\"completed\""));
+}
