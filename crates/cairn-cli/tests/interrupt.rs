@@ -1,0 +1,177 @@
+//! Crashes and interrupts with the real binary: `kill -9` mid-run then the same command
+//! resumes; Ctrl-C (SIGINT) and SIGTERM leave the run resumable and print the resume command;
+//! a second Ctrl-C kills the running commands' process groups.
+
+mod common;
+
+use common::{Sandbox, alive, count_lines, signal, text, wait_exit, wait_for};
+
+/// `a` completes, `b` records its process group and blocks until the file `release` exists,
+/// `c` runs after `b`. Every task appends to `log`.
+const BLOCKING: &str = r#"
+name = "blocking"
+
+[[task]]
+id = "a"
+run = "echo a >> log"
+
+[[task]]
+id = "b"
+run = "echo $$ > b.pgid; echo b-start >> log; while ! test -f release; do sleep 0.05; done; echo b >> log"
+depends_on = ["a"]
+
+[[task]]
+id = "c"
+run = "echo c >> log"
+depends_on = ["b"]
+"#;
+
+fn pid_of(child: &std::process::Child) -> i64 {
+    i64::from(child.id())
+}
+
+/// Waits until `b` has started and returns its process group id.
+fn wait_for_b(sandbox: &Sandbox) -> i64 {
+    wait_for("task b to start", || {
+        sandbox.read("log").contains("b-start")
+    });
+    wait_for("task b's pid file", || {
+        !sandbox.read("b.pgid").trim().is_empty()
+    });
+    sandbox.read("b.pgid").trim().parse().expect("a pgid")
+}
+
+#[test]
+fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "KILL");
+    wait_exit(&mut first);
+    // A kill -9 cannot take the command's group along; kill it so it cannot finish `b`.
+    signal(-group, "KILL");
+    wait_for("b's old process group to die", || !alive(-group));
+
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml"]);
+    let stdout = text(&second.stdout);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&second.stderr)
+    );
+    let run_id = sandbox.only_run_id();
+    assert!(
+        stdout.contains(&format!(
+            "resuming run {run_id}: 1 done, 1 pending, 1 reset"
+        )),
+        "{stdout}"
+    );
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "a"),
+        1,
+        "a completed before the crash: {log}"
+    );
+    assert_eq!(count_lines(&log, "b"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+    let audit = sandbox.run(&["audit", &run_id, "--json", "--state-dir", ".cairn"]);
+    assert!(text(&audit.stdout).contains("\"task_reset\""));
+}
+
+#[test]
+fn ctrl_c_leaves_the_run_resumable_and_prints_the_resume_command() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "INT");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    let stdout = sandbox.read("out1");
+    assert!(stdout.contains("left resumable"), "{stdout}");
+    assert!(
+        stdout.contains("Resume it with:\n  cairn run wf.toml"),
+        "{stdout}"
+    );
+    // The grace period ended, so b's command was killed with its group.
+    wait_for("b's process group to be killed", || !alive(-group));
+    assert_eq!(sandbox.runs()[0]["status"], "running");
+
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+    assert!(text(&second.stdout).contains("resuming run"));
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "a"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+    assert_eq!(sandbox.runs()[0]["status"], "completed");
+}
+
+#[test]
+fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "10m"], "out1", "err1");
+    wait_for_b(&sandbox);
+    signal(pid_of(&first), "TERM");
+    wait_for("cairn to acknowledge the stop", || {
+        sandbox
+            .read("out1")
+            .contains("interrupted: no new tasks start")
+    });
+    // b may finish during the grace period; c must not start.
+    sandbox.touch("release");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "b"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 0, "{log}");
+
+    let second = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "b"),
+        1,
+        "b completed before the stop: {log}"
+    );
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}
+
+#[test]
+fn a_second_ctrl_c_kills_the_running_commands() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "10m"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "INT");
+    wait_for("cairn to acknowledge the first Ctrl-C", || {
+        sandbox.read("out1").contains("Ctrl-C again kills them")
+    });
+    assert!(
+        alive(-group),
+        "the first Ctrl-C must not kill running commands"
+    );
+    signal(pid_of(&first), "INT");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    wait_for("b's process group to be killed", || !alive(-group));
+    let stdout = sandbox.read("out1");
+    assert!(stdout.contains("running tasks were killed"), "{stdout}");
+    assert!(stdout.contains("cairn run wf.toml"), "{stdout}");
+
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+    assert!(
+        text(&second.stdout).contains("1 reset"),
+        "{}",
+        text(&second.stdout)
+    );
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "a"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}

@@ -1,0 +1,131 @@
+//! The failed-run decision on a terminal (under a pseudo-terminal with `rexpect`): the failed
+//! run's error and input are shown with the three ways forward, and the choice is acted on.
+
+mod common;
+
+use common::{Sandbox, count_lines, text};
+use rexpect::process::WaitStatus;
+
+const FAILS_UNTIL_FIXED: &str = r#"
+name = "fragile"
+
+[[task]]
+id = "prepare"
+run = "echo prepare >> log"
+
+[[task]]
+id = "publish"
+run = "if test -f fixed; then echo publish >> log; else echo 'not ready' >&2; exit 3; fi"
+depends_on = ["prepare"]
+permanent_exit_codes = [3]
+"#;
+
+const TIMEOUT_MS: u64 = 60_000;
+
+/// A failed run with input "deploy v2"; returns its id.
+fn failed_run(sandbox: &Sandbox) -> String {
+    sandbox.write("wf.toml", FAILS_UNTIL_FIXED);
+    let output = sandbox.run(&["run", "wf.toml", "--input", "deploy v2"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    sandbox.only_run_id()
+}
+
+/// Starts `cairn run wf.toml` on a pseudo-terminal and waits for the choice prompt, checking
+/// that the failed run's error, input and the three commands are shown first.
+fn prompt(sandbox: &Sandbox, run_id: &str) -> rexpect::session::PtySession {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .current_dir(sandbox.root())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(["run", "wf.toml"]);
+    let mut session =
+        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    session.exp_string(&format!("is failed: {run_id}")).unwrap();
+    session.exp_string("exited with code 3").unwrap();
+    session.exp_string("input: \"deploy v2\"").unwrap();
+    session
+        .exp_string(&format!("cairn resume {run_id}"))
+        .unwrap();
+    session
+        .exp_string(&format!("cairn abandon {run_id}"))
+        .unwrap();
+    session.exp_string("cairn run wf.toml --force").unwrap();
+    session.exp_string("Choice [r/a/f/q]: ").unwrap();
+    session
+}
+
+fn exit_code(session: &mut rexpect::session::PtySession) -> Option<i32> {
+    session.exp_eof().unwrap();
+    match session.process().wait().unwrap() {
+        WaitStatus::Exited(_, code) => Some(code),
+        _ => None,
+    }
+}
+
+#[test]
+fn choosing_resume_on_a_terminal_resumes_the_failed_run() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let mut session = prompt(&sandbox, &run_id);
+    session.send_line("r").unwrap();
+    session
+        .exp_string(&format!("resuming failed run {run_id}"))
+        .unwrap();
+    session.exp_string("completed").unwrap();
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert_eq!(sandbox.read("log"), "prepare\npublish\n");
+    assert_eq!(sandbox.runs().len(), 1);
+}
+
+#[test]
+fn choosing_abandon_on_a_terminal_abandons_and_runs_afresh() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let mut session = prompt(&sandbox, &run_id);
+    session.send_line("a").unwrap();
+    session
+        .exp_string(&format!("abandoned run {run_id}"))
+        .unwrap();
+    session.exp_string("completed").unwrap();
+    assert_eq!(exit_code(&mut session), Some(0));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 2);
+    let old = runs
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(old["status"], "cancelled");
+    assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 2);
+}
+
+#[test]
+fn choosing_force_on_a_terminal_leaves_the_failed_run() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let mut session = prompt(&sandbox, &run_id);
+    session.send_line("f").unwrap();
+    session.exp_string("completed").unwrap();
+    assert_eq!(exit_code(&mut session), Some(0));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 2);
+    let old = runs
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(old["status"], "failed");
+}
+
+#[test]
+fn quitting_the_prompt_starts_nothing() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let mut session = prompt(&sandbox, &run_id);
+    session.send_line("q").unwrap();
+    assert_eq!(exit_code(&mut session), Some(3));
+    assert_eq!(sandbox.runs().len(), 1);
+    assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 1);
+}
