@@ -147,11 +147,19 @@ impl Drive {
         // Recovery's events (resets, failures) are recorded before anything else happens.
         self.flush().await?;
         let counts = self.queue.counts();
+        // Tasks the queue holds plus plan tasks not enqueued yet (later phases).
+        let planned: usize = self.phases.iter().map(|p| p.tasks.len()).sum();
+        let enqueued_roots = self
+            .queue
+            .tasks()
+            .filter(|t| t.enqueued_by == EnqueuedBy::Root)
+            .count();
+        let tasks_total = self.queue.len() + planned.saturating_sub(enqueued_roots);
         emit::run_started(&emit::RunStarted {
             run_id: self.run_id.as_str(),
             workflow: &self.workflow,
             scope: &self.scope,
-            tasks_total: self.queue.len() as u64,
+            tasks_total: tasks_total as u64,
             resumed: self.resumed.is_some(),
         });
         if let Some(info) = &self.resumed {

@@ -71,7 +71,11 @@ async fn happy_path_runs_every_task_once_and_completes_the_run() {
     let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Completed);
     let audit = factory.read_audit(&report.run_id).await.unwrap();
-    assert!(audit.iter().any(|r| r.action == cairn_checkpoint::AuditAction::Finished));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == cairn_checkpoint::AuditAction::Finished)
+    );
     let events = stored(&factory, &report.run_id).await.events;
     let done = completions(&events);
     assert_eq!(done.len(), 4);
@@ -531,6 +535,9 @@ async fn handler_work_runs_inside_its_task_span_inside_the_run_span() {
         lines[0]
     );
     assert_eq!(logs.lines_with("orchestrator run finished").len(), 1);
+    let started = logs.lines_with("orchestrator run started");
+    assert_eq!(started.len(), 1);
+    assert!(started[0].contains("tasks_total=1"), "{}", started[0]);
 }
 
 #[tokio::test]
