@@ -478,7 +478,7 @@ impl Store {
     ) -> Result<Result<RunMeta, StatusConflict>> {
         let mut conflict = None;
         let swapped = self.update_meta(run_id, |meta| {
-            match meta.swap_status(from, to, wall_clock_now()) {
+            match meta.swap_status(from, to, wall_clock_now())? {
                 Ok(meta) => Ok(Some(meta)),
                 Err(c) => {
                     conflict = Some(c);

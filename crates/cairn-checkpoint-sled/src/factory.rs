@@ -213,21 +213,9 @@ impl CheckpointerFactory for SledFactory {
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
         let swapped = self.shared.swap_meta(run_id, |meta| {
-            if meta.status != from {
-                return Ok(MetaStep::Keep(StatusConflict {
-                    expected: from,
-                    current: meta.status,
-                }));
-            }
-            if meta.status.is_terminal() {
-                // Completed and cancelled runs never change again.
-                return Err(Error::Terminal {
-                    run_id: run_id.clone(),
-                    status: meta.status,
-                });
-            }
+            // The shared rule: a conflict is a value; a swap out of a terminal status is an error.
             let mut next = meta.clone();
-            Ok(match next.swap_status(from, to, wall_clock_now()) {
+            Ok(match next.swap_status(from, to, wall_clock_now())? {
                 Ok(swapped) => MetaStep::Write(Box::new(swapped)),
                 Err(conflict) => MetaStep::Keep(conflict),
             })

@@ -111,6 +111,48 @@ fn fresh_token() -> u128 {
 
 const SESSION_KEY: &[u8] = b"token";
 
+/// How long an open waits for a file lock that this process's previous handle still holds.
+const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether sled failed because another handle holds the database's file lock.
+fn is_lock_contention(err: &std::io::Error) -> bool {
+    // sled wraps the lock failure in a custom error, so the kind alone does not tell.
+    err.kind() == std::io::ErrorKind::WouldBlock
+        || err.to_string().contains("could not acquire lock")
+}
+
+/// Opens the database, waiting briefly when its file lock is still held.
+///
+/// sled releases its lock only when its background flusher thread exits, which happens a little
+/// after the last `Db` handle is dropped. A host that drops a factory and at once opens a new one
+/// (an in-process restart) would otherwise fail at random. Another process holding the lock
+/// also ends up here; after the bounded wait the open fails with the lock error as before.
+fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Error> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(err)) if is_lock_contention(&err) => {
+                if started.elapsed() >= LOCK_RELEASE_WAIT {
+                    return Err(crate::Error::Open {
+                        path: path.to_path_buf(),
+                        source: sled::Error::Io(err),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(source) => {
+                return Err(crate::Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
 impl Shared {
     /// The shared state of the database at `path`, opening it if this process has not.
     pub(crate) fn for_path(path: &Path) -> std::result::Result<Arc<Shared>, crate::Error> {
@@ -123,13 +165,7 @@ impl Shared {
         {
             return Ok(found);
         }
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|source| crate::Error::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let db = open_with_lock_retry(path)?;
         let shared = Self::register(&mut table, db, path.to_path_buf())?;
         if let Ok(canonical) = std::fs::canonicalize(path) {
             table.by_path.insert(canonical, Arc::downgrade(&shared));

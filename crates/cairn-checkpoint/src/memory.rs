@@ -293,7 +293,7 @@ impl CheckpointerFactory for MemoryFactory {
         let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
             run_id: run_id.clone(),
         })?;
-        Ok(run.meta.swap_status(from, to, wall_clock_now()))
+        run.meta.swap_status(from, to, wall_clock_now())
     }
 
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {

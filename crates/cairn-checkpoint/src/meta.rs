@@ -277,8 +277,9 @@ impl RunMeta {
     ///
     /// # Errors
     ///
-    /// `StatusConflict` (inside the `Err`) when the stored status is not `from`; `self` is
-    /// left unchanged then.
+    /// `Ok(Err(StatusConflict))` when the stored status is not `from`; `self` is left
+    /// unchanged then. `Err(Error::Terminal)` when `from` matches but is `completed` or
+    /// `cancelled`: terminal runs never change again. Every adapter applies this one rule.
     ///
     /// # Examples
     ///
@@ -286,10 +287,13 @@ impl RunMeta {
     /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
     /// use cairn_queue::Timestamp;
     /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
-    /// meta.swap_status(RunStatus::Running, RunStatus::Paused, Timestamp(1)).unwrap();
-    /// let claimed = meta.swap_status(RunStatus::Paused, RunStatus::Running, Timestamp(2)).unwrap();
+    /// meta.swap_status(RunStatus::Running, RunStatus::Paused, Timestamp(1))?.unwrap();
+    /// let claimed = meta.swap_status(RunStatus::Paused, RunStatus::Running, Timestamp(2))?.unwrap();
     /// assert_eq!(claimed.lease_epoch, 2);
-    /// assert!(meta.swap_status(RunStatus::Paused, RunStatus::Failed, Timestamp(3)).is_err());
+    /// assert!(meta.swap_status(RunStatus::Paused, RunStatus::Failed, Timestamp(3))?.is_err());
+    /// meta.swap_status(RunStatus::Running, RunStatus::Completed, Timestamp(4))?.unwrap();
+    /// let refused = meta.swap_status(RunStatus::Completed, RunStatus::Running, Timestamp(5));
+    /// assert!(matches!(refused, Err(cairn_checkpoint::Error::Terminal { .. })));
     /// # Ok::<(), cairn_checkpoint::Error>(())
     /// ```
     pub fn swap_status(
@@ -297,11 +301,18 @@ impl RunMeta {
         from: RunStatus,
         to: RunStatus,
         now: Timestamp,
-    ) -> Result<RunMeta, crate::StatusConflict> {
+    ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
         if self.status != from {
-            return Err(crate::StatusConflict {
+            return Ok(Err(crate::StatusConflict {
                 expected: from,
                 current: self.status,
+            }));
+        }
+        // Completed and cancelled runs never change again, whatever the caller expected.
+        if self.status.is_terminal() {
+            return Err(Error::Terminal {
+                run_id: self.run_id.clone(),
+                status: self.status,
             });
         }
         self.status = to;
@@ -314,7 +325,7 @@ impl RunMeta {
         if to.is_terminal() || to == RunStatus::Failed {
             self.finished_at = Some(now);
         }
-        Ok(self.clone())
+        Ok(Ok(self.clone()))
     }
 }
 

@@ -110,6 +110,8 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `Running` the swap is a claim: it MUST increase `lease_epoch` by one and record the
     /// calling process as owner (`Running → Running` is allowed and is exactly such a
     /// re-claim). A swap to a terminal status or `Failed` MUST set `finished_at`.
+    /// A swap out of `Completed` or `Cancelled` MUST fail with `Terminal` and change nothing
+    /// (`RunMeta::swap_status` implements these rules for adapters).
     /// `NotFound` for an unknown run.
     async fn compare_and_swap_status(
         &self,

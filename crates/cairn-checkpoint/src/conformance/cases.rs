@@ -677,6 +677,59 @@ pub async fn complete_and_fail<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// A status swap out of `completed` or `cancelled` is `Terminal` and changes nothing; a swap
+/// whose `from` does not match is a conflict value, even on a terminal run.
+pub async fn terminal_runs_never_change<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    let done = begin(&*factory, meta("finished", "wf", "scope", 1)).await;
+    done.complete().await.expect("complete");
+    drop(done);
+    let run = id("finished");
+    let before = factory
+        .load_meta(&run)
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    for to in [RunStatus::Running, RunStatus::Failed, RunStatus::Cancelled] {
+        let err = factory
+            .compare_and_swap_status(&run, RunStatus::Completed, to)
+            .await
+            .expect_err("a completed run never changes");
+        assert!(
+            matches!(
+                err,
+                Error::Terminal {
+                    status: RunStatus::Completed,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    let conflict = factory
+        .compare_and_swap_status(&run, RunStatus::Failed, RunStatus::Running)
+        .await
+        .expect("a mismatched from is not an error")
+        .expect_err("and it is a conflict");
+    assert_eq!(conflict.current, RunStatus::Completed);
+    let cancelled = factory
+        .compare_and_swap_status(&run, RunStatus::Cancelled, RunStatus::Running)
+        .await
+        .expect("no error")
+        .expect_err("conflict");
+    assert_eq!(cancelled.expected, RunStatus::Cancelled);
+    let after = factory
+        .load_meta(&run)
+        .await
+        .expect("load_meta")
+        .expect("run exists");
+    assert_eq!(
+        before, after,
+        "refused swaps leave the stored meta untouched"
+    );
+    CaseResult::Passed
+}
+
 /// `begin` of an existing id is `AlreadyExists` and changes nothing.
 pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("twice");
