@@ -656,3 +656,61 @@ async fn a_wide_graph_with_follow_ups_on_many_threads_completes_each_task_once()
     assert_eq!(done.len(), 603);
     assert!(done.values().all(|&n| n == 1));
 }
+
+#[tokio::test]
+async fn a_started_record_is_durable_before_the_body_runs_and_batches_share_appends() {
+    let factory = Doctor::new(MemoryFactory::new(), Damage::default());
+    let durable = Arc::clone(&factory.durable);
+    let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&violations);
+    let registry = Registry::new().with(
+        "check",
+        handler_fn(move |ctx| {
+            let (durable, seen) = (Arc::clone(&durable), Arc::clone(&seen));
+            async move {
+                let started = Event::Started {
+                    id: ctx.task_id(),
+                    attempt: ctx.attempt(),
+                    at: ctx.task().started_at.unwrap(),
+                };
+                if !durable.lock().unwrap().contains(&started) {
+                    seen.lock().unwrap().push(ctx.task_id());
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    for i in 0..100 {
+        phase.task(TaskSpec::new("check").inputs(i.into()), []);
+    }
+    let executor = Executor::new(
+        Arc::new(factory.clone()),
+        registry,
+        ExecutorConfig::default().with_concurrency(100),
+    )
+    .unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert!(
+        violations.lock().unwrap().is_empty(),
+        "bodies ran before their Started record was durable: {:?}",
+        violations.lock().unwrap()
+    );
+    // 300 transitions (enqueue, start, complete per task) plus the phase records.
+    let durable = factory.durable.lock().unwrap().len();
+    assert!(durable >= 302);
+    assert!(
+        factory.appends() <= 10,
+        "{} appends for {durable} events: transitions are not batched",
+        factory.appends()
+    );
+}

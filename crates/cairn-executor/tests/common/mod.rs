@@ -145,6 +145,8 @@ pub struct Doctor {
     pub inner: MemoryFactory,
     pub damage: Damage,
     appends: Arc<AtomicUsize>,
+    /// Every event whose append returned `Ok`, in order: what is durable so far.
+    pub durable: Arc<Mutex<Vec<Event>>>,
 }
 
 impl Doctor {
@@ -153,7 +155,13 @@ impl Doctor {
             inner,
             damage,
             appends: Arc::new(AtomicUsize::new(0)),
+            durable: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// How many `append` calls the writers received.
+    pub fn appends(&self) -> usize {
+        self.appends.load(Ordering::SeqCst)
     }
 
     fn wrap(&self, inner: Box<dyn Checkpointer>) -> Box<dyn Checkpointer> {
@@ -162,6 +170,7 @@ impl Doctor {
             fail_finish: self.damage.fail_finish,
             panic_on_append: self.damage.panic_on_append,
             appends: Arc::clone(&self.appends),
+            durable: Arc::clone(&self.durable),
         })
     }
 }
@@ -230,6 +239,7 @@ struct DoctoredWriter {
     fail_finish: bool,
     panic_on_append: Option<usize>,
     appends: Arc<AtomicUsize>,
+    durable: Arc<Mutex<Vec<Event>>>,
 }
 
 #[async_trait]
@@ -242,7 +252,9 @@ impl Checkpointer for DoctoredWriter {
         if self.panic_on_append == Some(n) {
             panic!("doctored writer panics on append {n}");
         }
-        self.inner.append(events).await
+        self.inner.append(events).await?;
+        self.durable.lock().unwrap().extend_from_slice(events);
+        Ok(())
     }
     async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         self.inner.install_snapshot(snapshot).await
