@@ -240,3 +240,56 @@ fn the_sled_adapter_runs_a_workflow_too() {
     ]);
     assert!(text(&runs.stdout).contains("\"completed\""));
 }
+
+#[test]
+fn captured_output_is_capped_and_says_so() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "loud"
+[[task]]
+id = "loud"
+run = "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo the-end"
+"#,
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let run_id = sandbox.only_run_id();
+    let bytes =
+        std::fs::read(sandbox.path(&format!(".cairn/output/{run_id}/loud.1.stdout"))).unwrap();
+    let cap = usize::try_from(cairn_cli::shell::OUTPUT_CAP).unwrap();
+    assert!(
+        bytes.len() > cap && bytes.len() < cap + 200,
+        "{} bytes",
+        bytes.len()
+    );
+    assert!(
+        bytes[..cap].iter().all(|&b| b == b'x'),
+        "the head of the stream is kept"
+    );
+    assert!(text(&bytes[cap..]).contains("bytes dropped"));
+}
+
+#[test]
+fn help_documents_the_exit_codes_and_completions_are_generated() {
+    let sandbox = Sandbox::new();
+    let help = sandbox.run(&["run", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    for code in [
+        "0  success",
+        "1  the run failed",
+        "2  bad workflow",
+        "3  the latest run",
+        "4  interrupted",
+        "5  the state store",
+    ] {
+        assert!(help.contains(code), "--help lacks {code:?}");
+    }
+    let completions = sandbox.run(&["completions", "bash"]);
+    assert_eq!(completions.status.code(), Some(0));
+    assert!(text(&completions.stdout).contains("_cairn"));
+    let usage = sandbox.run(&["run"]);
+    assert_eq!(usage.status.code(), Some(2));
+}

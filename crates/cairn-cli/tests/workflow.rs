@@ -1,0 +1,184 @@
+//! Workflow parsing and validation through the library: error kinds with their line and
+//! column, topological order, the plan the executor gets, and human durations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_cli::duration::{format_duration, parse_duration};
+use cairn_cli::workflow::{WorkflowError, WorkflowErrorKind, parse};
+
+fn parse_err(text: &str) -> WorkflowError {
+    parse(Path::new("dir/wf.toml"), text).expect_err("the workflow must be rejected")
+}
+
+#[test]
+fn each_error_kind_is_located_at_its_item() {
+    let cases: &[(&str, WorkflowErrorKind, usize, usize)] = &[
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\ndepends_on = [\"b\"]\n",
+            WorkflowErrorKind::UnknownDependency,
+            5,
+            15,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\n[[task]]\nid = \"a\"\nrun = \"y\"\n",
+            WorkflowErrorKind::DuplicateId,
+            6,
+            6,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\ntimeout = \"ten\"\n",
+            WorkflowErrorKind::BadDuration,
+            5,
+            11,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\n  colour = \"red\"\n",
+            WorkflowErrorKind::UnknownKey,
+            5,
+            3,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\nmax_attempts = 0\n",
+            WorkflowErrorKind::InvalidValue,
+            5,
+            16,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a b\"\nrun = \"x\"\n",
+            WorkflowErrorKind::InvalidValue,
+            3,
+            6,
+        ),
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"x\"\nmax_attempts = \"three\"\n",
+            WorkflowErrorKind::Syntax,
+            5,
+            16,
+        ),
+    ];
+    for (text, kind, line, column) in cases {
+        let error = parse_err(text);
+        assert_eq!(error.kind, *kind, "{text:?}: {error}");
+        assert_eq!(
+            (error.line, error.column),
+            (*line, *column),
+            "{text:?}: {error}"
+        );
+        assert_eq!(error.path, Path::new("dir/wf.toml"));
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("dir/wf.toml:{line}:{column}: "))
+        );
+    }
+}
+
+#[test]
+fn a_cycle_names_its_tasks_and_points_into_it() {
+    let text = "name = \"w\"\n\
+                [[task]]\nid = \"a\"\nrun = \"x\"\ndepends_on = [\"c\"]\n\
+                [[task]]\nid = \"b\"\nrun = \"x\"\ndepends_on = [\"a\"]\n\
+                [[task]]\nid = \"c\"\nrun = \"x\"\ndepends_on = [\"b\"]\n";
+    let error = parse_err(text);
+    assert_eq!(error.kind, WorkflowErrorKind::Cycle);
+    assert!(
+        error.message.contains("a -> c -> b -> a"),
+        "{}",
+        error.message
+    );
+    assert_eq!(error.line, 5);
+}
+
+#[test]
+fn missing_name_run_or_tasks_are_errors() {
+    assert_eq!(
+        parse_err("[[task]]\nid = \"a\"\nrun = \"x\"\n").kind,
+        WorkflowErrorKind::MissingKey
+    );
+    assert_eq!(
+        parse_err("name = \"w\"\n").kind,
+        WorkflowErrorKind::MissingKey
+    );
+    let no_run = parse_err("name = \"w\"\n[[task]]\nid = \"a\"\n");
+    assert_eq!(no_run.kind, WorkflowErrorKind::MissingKey);
+    assert_eq!(no_run.line, 2);
+    assert_eq!(parse_err("name = [\n").kind, WorkflowErrorKind::Syntax);
+}
+
+#[test]
+fn tasks_come_in_topological_order_keeping_file_order_otherwise() {
+    let text = "name = \"w\"\n\
+                [[task]]\nid = \"deploy\"\nrun = \"x\"\ndepends_on = [\"build\", \"lint\"]\n\
+                [[task]]\nid = \"lint\"\nrun = \"x\"\n\
+                [[task]]\nid = \"build\"\nrun = \"x\"\n\
+                [[task]]\nid = \"docs\"\nrun = \"x\"\n";
+    let workflow = parse(Path::new("wf.toml"), text).unwrap();
+    let ids: Vec<&str> = workflow.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["lint", "build", "deploy", "docs"]);
+    assert_eq!(workflow.dir, Path::new("."));
+}
+
+#[test]
+fn the_plan_carries_definitions_dependencies_and_attempts() {
+    let text = "name = \"site\"\n\
+                [[task]]\nid = \"fetch\"\nrun = \"echo f\"\ntimeout = \"1m30s\"\nmax_attempts = 5\n\
+                env = { A = \"1\" }\ncwd = \"sub\"\npermanent_exit_codes = [2, 9]\n\
+                [[task]]\nid = \"render\"\nrun = \"echo r\"\ndepends_on = [\"fetch\"]\n";
+    let workflow = parse(Path::new("w/site.toml"), text).unwrap();
+    assert_eq!(workflow.dir, Path::new("w"));
+    let plan = workflow.plan("prod", "build it");
+    assert_eq!(
+        (
+            plan.workflow.as_str(),
+            plan.scope.as_str(),
+            plan.input.as_str()
+        ),
+        ("site", "prod", "build it")
+    );
+    let tasks = &plan.phases[0].tasks;
+    assert_eq!(tasks[0].spec.kind, "shell");
+    assert_eq!(tasks[0].spec.max_attempts, Some(5));
+    assert_eq!(tasks[1].spec.max_attempts, None);
+    assert_eq!(tasks[1].after, vec![0]);
+    let inputs = &tasks[0].spec.inputs;
+    assert_eq!(inputs["id"], "fetch");
+    assert_eq!(inputs["run"], "echo f");
+    assert_eq!(inputs["timeout_ms"], 90_000);
+    assert_eq!(inputs["env"]["A"], "1");
+    assert_eq!(inputs["cwd"], "sub");
+    assert_eq!(inputs["permanent_exit_codes"], serde_json::json!([2, 9]));
+    // The same file gives the same plan, so the queue's dedup guard matches on resume.
+    let again = parse(Path::new("w/site.toml"), text)
+        .unwrap()
+        .plan("prod", "build it");
+    assert_eq!(plan, again);
+}
+
+#[test]
+fn durations_parse_and_format() {
+    assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+    assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+    for bad in [
+        "",
+        "5",
+        "m",
+        "5x",
+        "0s",
+        "1.5s",
+        "-1s",
+        "5 s",
+        "99999999999999999999s",
+    ] {
+        assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
+    }
+    assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
+    assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
+    assert_eq!(
+        format_duration(Duration::from_secs(3 * 3600 + 5 * 60)),
+        "3h05m"
+    );
+}
