@@ -430,7 +430,8 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
 #[tokio::test]
 async fn a_panic_inside_the_executor_still_finalizes_the_run_as_failed() {
     let store = MemoryFactory::new();
-    // The first append records the phase; the second (the first batch of starts) panics.
+    // The first append records the phase, its tasks and their starts; the second (the
+    // batch of completions) panics inside the drive.
     let factory = Doctor::new(
         store.clone(),
         Damage {
