@@ -12,7 +12,7 @@ use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
 };
 use cairn_queue::Status;
-use clap::{CommandFactory as _, Parser as _};
+use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{
@@ -38,23 +38,16 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Parses the command line, runs the command and returns the process exit code.
-pub fn main_entry() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Completions { shell } = &cli.command {
-        let mut command = Cli::command();
-        clap_complete::generate(*shell, &mut command, "cairn", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
-    }
-    // Logs go to stderr at WARN unless RUST_LOG says otherwise: progress is on stdout.
-    let telemetry = cairn_telemetry::Config::new("cairn").with_default_filter("warn");
-    let _telemetry = match cairn_telemetry::init(telemetry) {
-        Ok(guard) => Some(guard),
-        Err(error) => {
-            eprintln!("warning: telemetry is off: {error}");
-            None
-        }
-    };
+/// Prints a shell completion script for `cairn`.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "cairn", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// Runs a parsed command and returns the process exit code. The binary installs telemetry
+/// before calling this (a library never installs a global subscriber).
+pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,6 +1,7 @@
 //! The `cairn` command: run durable workflows of shell commands and resume them after a crash.
 //!
-//! The binary (`src/main.rs`) only calls [`app::main_entry`]. The pieces:
+//! The binary (`src/main.rs`) parses the command line, installs telemetry and calls
+//! [`app::run`]. The pieces:
 //!
 //! - [`workflow`]: the TOML workflow format, validated before anything runs, with errors that
 //!   name file, line and column; and the run plan it becomes.

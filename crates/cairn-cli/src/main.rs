@@ -1,5 +1,26 @@
-//! The `cairn` binary; everything lives in the `cairn_cli` library.
+//! The `cairn` binary: parses the command line, installs telemetry (only a binary may install
+//! the global subscriber) and hands over to `cairn_cli::app`.
 
-fn main() -> std::process::ExitCode {
-    cairn_cli::app::main_entry()
+use std::process::ExitCode;
+
+use cairn_cli::app;
+use cairn_cli::cli::{Cli, Command};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        return app::completions(*shell);
+    }
+    // Progress goes to stdout; logs go to stderr, errors only unless RUST_LOG asks for more
+    // (for example `RUST_LOG=cairn=info`), since the progress lines already say what happens.
+    let config = cairn_telemetry::Config::new("cairn").with_default_filter("error");
+    let _telemetry = match cairn_telemetry::init(config) {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            eprintln!("warning: telemetry is off: {error}");
+            None
+        }
+    };
+    app::run(cli)
 }
