@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{RunFilter, RunId, RunMeta, RunStatus, wall_clock_now};
+use cairn_checkpoint::{RunFilter, RunId, RunMeta, RunStatus};
 use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
 };
 use cairn_queue::Status;
+use cairn_runs::{Decision, FailedRunPrompt, ResumePolicy, RunRequest};
 use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -20,7 +21,7 @@ use crate::cli::{
     EXIT_USAGE, ExecArgs, ResumeArgs, RunArgs, RunRef, RunsArgs, StoreArgs,
 };
 use crate::duration::format_duration;
-use crate::policy::{self, Prior};
+use crate::policy;
 use crate::progress::{Mode, Progress};
 use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
 use crate::store::{Adapter, StateDir, absolute};
@@ -69,11 +70,22 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Bad workflows and usage are 2; everything else (the store, a live writer) is 5.
+/// Bad workflows and usage (an unknown run, a run in the wrong state for the command) are 2;
+/// everything else (the store, a live writer) is 5.
 fn exit_code_of(error: &anyhow::Error) -> u8 {
     let usage = error.chain().any(|cause| {
         cause.downcast_ref::<WorkflowError>().is_some()
             || cause.downcast_ref::<UsageError>().is_some()
+            || cause.downcast_ref::<cairn_runs::Error>().is_some_and(|e| {
+                matches!(
+                    e,
+                    cairn_runs::Error::NotFound { .. }
+                        | cairn_runs::Error::NotResumable { .. }
+                        | cairn_runs::Error::AlreadyTerminal { .. }
+                        | cairn_runs::Error::StillRunning { .. }
+                        | cairn_runs::Error::ApprovalMismatch { .. }
+                )
+            })
     });
     if usage { EXIT_USAGE } else { EXIT_STORE }
 }
@@ -207,162 +219,240 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
         adapter: args.store.adapter,
     };
     let mode = progress_mode(args.store.json);
-    let prior = policy::find_prior(state.factory.as_ref(), &wf.name, &args.scope).await?;
-    match prior {
-        Prior::Interrupted(meta) => {
-            let rerun = commands.run(false);
-            drive_interrupted(&state, &meta, Some(wf), mode, &args.exec, &commands, rerun).await
-        }
-        Prior::Live(meta) if !args.force => Err(anyhow::anyhow!(
-            "run {} of workflow `{}` (scope `{}`) is being driven right now by {}; wait for it, or pass --force to start another run beside it",
-            meta.run_id,
-            meta.workflow,
-            meta.scope,
-            meta.owner
-                .map_or_else(|| "another process".to_owned(), |o| o.to_string())
-        )),
-        Prior::Failed(meta) if args.force => {
-            let run_id = new_run_id();
-            policy::record_forced(state.factory.as_ref(), &meta.run_id, &run_id).await;
-            drive_fresh(&state, &wf, &text, &args, run_id, mode, &commands).await
-        }
-        Prior::Failed(meta) => decide(&state, &wf, &text, &args, meta, mode, &commands).await,
-        Prior::Live(_) | Prior::None => {
-            drive_fresh(&state, &wf, &text, &args, new_run_id(), mode, &commands).await
-        }
+    let policy = ResumePolicy::new(Arc::clone(&state.factory));
+    let mut request = RunRequest::new(wf.name.clone(), args.scope.clone(), args.input.clone());
+    if args.force {
+        request = request.force();
     }
-}
-
-fn new_run_id() -> RunId {
-    let now = wall_clock_now();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    // Spread pid, clock and a per-process counter over all 80 entropy bits.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let seed = (u64::from(std::process::id()) << 32) ^ u64::from(nanos) ^ count.rotate_left(48);
-    let high = mix64(seed);
-    let low = mix64(seed ^ now.0);
-    RunId::generate(now.0, (u128::from(high) << 64) | u128::from(low))
-}
-
-/// One round of SplitMix64.
-fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// The latest run failed: ask on a terminal, else print the three ways forward and exit 3.
-async fn decide(
-    state: &StateDir,
-    wf: &Workflow,
-    text: &str,
-    args: &RunArgs,
-    failed: RunMeta,
-    mode: Mode,
-    commands: &Commands,
-) -> anyhow::Result<u8> {
-    policy::record_prompted(state.factory.as_ref(), &failed).await;
-    let ways = commands.ways_forward(&failed.run_id);
-    let error = failed
-        .error
-        .as_ref()
-        .map_or_else(|| "(no error recorded)".to_owned(), ToString::to_string);
-    let interactive =
-        mode != Mode::Json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if mode == Mode::Json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "decision_needed",
-                "run_id": failed.run_id.as_str(),
-                "status": failed.status.as_str(),
-                "error": error,
-                "input": failed.input,
-                "commands": {
-                    "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
-                },
-            })
-        );
-        return Ok(EXIT_DECISION_NEEDED);
-    }
-    let mut out = format!(
-        "The latest run of workflow `{}` (scope `{}`) is {}: {}\n  error: {}\n  input: {}\n",
-        failed.workflow,
-        failed.scope,
-        failed.status,
-        failed.run_id,
-        error,
-        input_preview(&failed.input),
-    );
-    if !interactive {
-        out.push_str("A new run was not started. Choose one:\n");
-        for (what, command) in &ways {
-            out.push_str(&format!("  {what}:\n    {command}\n"));
-        }
-        eprint!("{out}");
-        return Ok(EXIT_DECISION_NEEDED);
-    }
-    out.push_str("What now?\n");
-    for (key, (what, command)) in ["r", "a", "f"].iter().zip(&ways) {
-        out.push_str(&format!("  [{key}] {what}\n      {command}\n"));
-    }
-    out.push_str("  [q] quit\n");
-    print!("{out}");
-    let choice = loop {
-        print!("Choice [r/a/f/q]: ");
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let read = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
-        if read == 0 {
-            break 'q';
-        }
-        match line.trim() {
-            "r" | "R" => break 'r',
-            "a" | "A" => break 'a',
-            "f" | "F" => break 'f',
-            "q" | "Q" => break 'q',
-            _ => println!("Please type r, a, f or q."),
-        }
+    let decision = policy.decide(&request).await?;
+    let ctx = RunContext {
+        state: &state,
+        wf: &wf,
+        text: &text,
+        args: &args,
+        mode,
+        commands: &commands,
+        policy: &policy,
     };
-    match choice {
-        'r' => {
-            let rerun = commands.resume(&failed.run_id);
-            drive_failed(state, &failed, mode, &args.exec, commands, rerun).await
-        }
-        'a' => {
-            policy::abandon(state.factory.as_ref(), &failed.run_id).await?;
-            println!("abandoned run {}", failed.run_id);
-            drive_fresh(state, wf, text, args, new_run_id(), mode, commands).await
-        }
-        'f' => {
-            let run_id = new_run_id();
-            policy::record_forced(state.factory.as_ref(), &failed.run_id, &run_id).await;
-            drive_fresh(state, wf, text, args, run_id, mode, commands).await
-        }
-        _ => {
-            println!("Nothing was started.");
-            Ok(EXIT_DECISION_NEEDED)
-        }
-    }
+    ctx.act(decision, true).await
 }
 
-fn input_preview(input: &str) -> String {
-    const LIMIT: usize = 160;
-    if input.is_empty() {
-        return "(none)".to_owned();
+/// What `cairn run` acts on.
+struct RunContext<'a> {
+    state: &'a StateDir,
+    wf: &'a Workflow,
+    text: &'a str,
+    args: &'a RunArgs,
+    mode: Mode,
+    commands: &'a Commands,
+    policy: &'a ResumePolicy,
+}
+
+impl RunContext<'_> {
+    /// Carries out the policy's decision. `may_ask` is false after the user already chose.
+    async fn act(&self, decision: Decision, may_ask: bool) -> anyhow::Result<u8> {
+        match decision {
+            Decision::Fresh(fresh) => {
+                if let Some(past) = &fresh.forced_past {
+                    self.note(&format!(
+                        "starting a fresh run past run {past}, which is left as it is (resume it by id any time)"
+                    ));
+                }
+                drive_fresh(
+                    self.state,
+                    self.wf,
+                    self.text,
+                    self.args,
+                    fresh.run_id,
+                    self.mode,
+                    self.commands,
+                )
+                .await
+            }
+            Decision::Resume(resumed) => {
+                let rerun = self.commands.run(false);
+                if resumed.previous_status == RunStatus::Running {
+                    drive_interrupted(
+                        self.state,
+                        &resumed.meta,
+                        Some(self.wf),
+                        self.mode,
+                        &self.args.exec,
+                        self.commands,
+                        rerun,
+                    )
+                    .await
+                } else {
+                    drive_failed(
+                        self.state,
+                        &resumed.meta,
+                        resumed.previous_status,
+                        self.mode,
+                        &self.args.exec,
+                        self.commands,
+                        rerun,
+                    )
+                    .await
+                }
+            }
+            Decision::FailedPrompt(prompt) if may_ask => self.ask(prompt).await,
+            Decision::FailedPrompt(prompt) => anyhow::bail!(
+                "run {} is still failed after the choice; nothing was started",
+                prompt.run_id
+            ),
+            Decision::AwaitingApproval(paused) => {
+                let text = format!(
+                    "run {} of workflow `{}` (scope `{}`) is paused, waiting for an approval; nothing was started.\n  resume it:\n    {}\n  or run afresh and leave it as it is:\n    {}\n",
+                    paused.run_id,
+                    paused.workflow,
+                    paused.scope,
+                    self.commands.resume(&paused.run_id),
+                    self.commands.run(true)
+                );
+                if self.mode == Mode::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "decision_needed", "run_id": paused.run_id.as_str(), "status": "paused",
+                            "commands": {"resume": self.commands.resume(&paused.run_id), "force": self.commands.run(true)},
+                        })
+                    );
+                } else {
+                    eprint!("{text}");
+                }
+                Ok(EXIT_DECISION_NEEDED)
+            }
+            Decision::Live(live) => Err(anyhow::anyhow!(
+                "run {} of workflow `{}` (scope `{}`) is being driven right now by {} (lease epoch {}); a second writer is never started, even with --force",
+                live.run_id,
+                self.wf.name,
+                self.args.scope,
+                live.owner
+                    .map_or_else(|| "another process".to_owned(), |o| o.to_string()),
+                live.lease_epoch
+            )),
+            other => anyhow::bail!(
+                "the resume policy returned a decision this cairn does not know: {other:?}"
+            ),
+        }
     }
-    let one_line = input.replace('\n', "⏎");
-    let count = one_line.chars().count();
-    if count <= LIMIT {
-        format!("{one_line:?}")
-    } else {
-        let cut: String = one_line.chars().take(LIMIT).collect();
-        format!("{cut:?}… ({count} characters)")
+
+    fn note(&self, text: &str) {
+        if self.mode != Mode::Json {
+            println!("{text}");
+        }
+    }
+
+    /// The latest run failed: ask on a terminal, else print the three ways forward and
+    /// return exit code 3.
+    async fn ask(&self, prompt: FailedRunPrompt) -> anyhow::Result<u8> {
+        let ways = self.commands.ways_forward(&prompt.run_id);
+        let error = prompt
+            .error
+            .as_ref()
+            .map_or_else(|| "(no error recorded)".to_owned(), ToString::to_string);
+        let preview = if prompt.prior_input.total_chars == 0 {
+            "(none)".to_owned()
+        } else if prompt.prior_input.cut {
+            format!(
+                "{:?}… ({} characters)",
+                prompt.prior_input.text, prompt.prior_input.total_chars
+            )
+        } else {
+            format!("{:?}", prompt.prior_input.text)
+        };
+        let interactive = self.mode != Mode::Json
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal();
+        if self.mode == Mode::Json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "decision_needed",
+                    "run_id": prompt.run_id.as_str(),
+                    "status": "failed",
+                    "error": error,
+                    "input": prompt.prior_input.text,
+                    "commands": {
+                        "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
+                    },
+                })
+            );
+            return Ok(EXIT_DECISION_NEEDED);
+        }
+        let failed_at = prompt
+            .failed_at
+            .map(|t| format!(" at {} UTC", format_timestamp(t.0)))
+            .unwrap_or_default();
+        let mut out = format!(
+            "The latest run of workflow `{}` (scope `{}`) is failed: {}{failed_at}\n  error: {error}\n  input: {preview}\n",
+            prompt.workflow, prompt.scope, prompt.run_id,
+        );
+        if !interactive {
+            out.push_str("A new run was not started. Choose one:\n");
+            for (what, command) in &ways {
+                out.push_str(&format!("  {what}:\n    {command}\n"));
+            }
+            eprint!("{out}");
+            return Ok(EXIT_DECISION_NEEDED);
+        }
+        out.push_str("What now?\n");
+        for (key, (what, command)) in ["r", "a", "f"].iter().zip(&ways) {
+            out.push_str(&format!("  [{key}] {what}\n      {command}\n"));
+        }
+        out.push_str("  [q] quit\n");
+        print!("{out}");
+        let choice = loop {
+            print!("Choice [r/a/f/q]: ");
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let read = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
+            if read == 0 {
+                break 'q';
+            }
+            match line.trim() {
+                "r" | "R" => break 'r',
+                "a" | "A" => break 'a',
+                "f" | "F" => break 'f',
+                "q" | "Q" => break 'q',
+                _ => println!("Please type r, a, f or q."),
+            }
+        };
+        let request = RunRequest::new(
+            self.wf.name.clone(),
+            self.args.scope.clone(),
+            self.args.input.clone(),
+        );
+        match choice {
+            'r' => {
+                let resumed = self.policy.resume(&prompt.run_id).await?;
+                let rerun = self.commands.resume(&prompt.run_id);
+                drive_failed(
+                    self.state,
+                    &resumed.meta,
+                    resumed.previous_status,
+                    self.mode,
+                    &self.args.exec,
+                    self.commands,
+                    rerun,
+                )
+                .await
+            }
+            'a' => {
+                self.policy.abandon(&prompt.run_id).await?;
+                println!("abandoned run {}", prompt.run_id);
+                let decision = self.policy.decide(&request).await?;
+                Box::pin(self.act(decision, false)).await
+            }
+            'f' => {
+                let decision = self.policy.decide(&request.force()).await?;
+                Box::pin(self.act(decision, false)).await
+            }
+            _ => {
+                println!("Nothing was started.");
+                Ok(EXIT_DECISION_NEEDED)
+            }
+        }
     }
 }
 
@@ -396,11 +486,11 @@ async fn drive_fresh(
         .await
 }
 
-/// Resumes an interrupted run: reads its state, claims it (a new lease epoch) and adopts it.
+/// Drives an interrupted run the policy (or `cairn resume`) already claimed.
 async fn drive_interrupted(
     state: &StateDir,
     meta: &RunMeta,
-    current: Option<Workflow>,
+    current: Option<&Workflow>,
     mode: Mode,
     exec: &ExecArgs,
     commands: &Commands,
@@ -414,66 +504,21 @@ async fn drive_interrupted(
         Ok(wf) => wf,
         Err(error) => match current {
             // A run begun by another tool: the current file is the best guess at its plan.
-            Some(wf) => wf,
+            Some(wf) => wf.clone(),
             None => return Err(error),
         },
     };
-    let claimed = state
-        .factory
-        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
-        .await
-        .with_context(|| format!("cannot claim run {run_id}"))?;
-    if let Err(conflict) = claimed {
-        anyhow::bail!(
-            "run {run_id} changed to {} while resuming it; look again with `cairn runs`",
-            conflict.current
-        );
-    }
     let done = counts.done + counts.skipped;
-    let header = format!(
+    let mut header = format!(
         "resuming run {run_id}: {done} done, {} pending, {} reset",
         counts.pending, counts.running
     );
+    if current.is_some_and(|current| current.tasks != wf.tasks) {
+        header.push_str(
+            "\nnote: the workflow file changed since this run started; the run goes on with the tasks it started with",
+        );
+    }
     let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
-    let drive = Drive {
-        state,
-        wf: &wf,
-        mode,
-        exec,
-        commands,
-        rerun,
-    };
-    drive
-        .run(
-            plan,
-            run_id,
-            Start::Adopt(meta.run_id.clone()),
-            done,
-            header,
-            true,
-        )
-        .await
-}
-
-/// Resumes a failed run: its failed tasks get another go, done tasks stay done.
-async fn drive_failed(
-    state: &StateDir,
-    meta: &RunMeta,
-    mode: Mode,
-    exec: &ExecArgs,
-    commands: &Commands,
-    rerun: String,
-) -> anyhow::Result<u8> {
-    let wf = state.load_origin(&meta.run_id)?;
-    let resumed = policy::resume_failed(state.factory.as_ref(), meta).await?;
-    let run_id = meta.run_id.clone();
-    let header = format!(
-        "resuming {} run {run_id}: {} done, {} pending, {} failed task(s) retried",
-        meta.status, resumed.done, resumed.pending, resumed.retried
-    );
-    let plan = wf
-        .plan(&resumed.meta.scope, &resumed.meta.input)
-        .run_id(run_id.clone());
     let drive = Drive {
         state,
         wf: &wf,
@@ -487,7 +532,46 @@ async fn drive_failed(
             plan,
             run_id.clone(),
             Start::Adopt(run_id),
-            resumed.done,
+            done,
+            header,
+            true,
+        )
+        .await
+}
+
+/// Drives a failed (or paused) run the policy already claimed: its failed tasks get another
+/// go, done tasks stay done.
+async fn drive_failed(
+    state: &StateDir,
+    meta: &RunMeta,
+    previous: RunStatus,
+    mode: Mode,
+    exec: &ExecArgs,
+    commands: &Commands,
+    rerun: String,
+) -> anyhow::Result<u8> {
+    let run_id = meta.run_id.clone();
+    let wf = state.load_origin(&run_id)?;
+    let retried = policy::retry_failed_tasks(state.factory.as_ref(), &run_id).await?;
+    let header = format!(
+        "resuming {previous} run {run_id}: {} done, {} pending, {} failed task(s) retried",
+        retried.done, retried.pending, retried.retried
+    );
+    let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
+    let drive = Drive {
+        state,
+        wf: &wf,
+        mode,
+        exec,
+        commands,
+        rerun,
+    };
+    drive
+        .run(
+            plan,
+            run_id.clone(),
+            Start::Adopt(run_id),
+            retried.done,
             header,
             true,
         )
@@ -665,7 +749,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let run_id = parse_run_id(&args.target.run)?;
     let meta = load_meta(&state, &run_id).await?;
     let mode = progress_mode(store.json);
-    let commands = Commands {
+    let mut commands = Commands {
         workflow: String::new(),
         scope: meta.scope.clone(),
         input: meta.input.clone(),
@@ -673,31 +757,51 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
         explicit_state_dir: store.state_dir.is_some(),
         adapter: store.adapter,
     };
-    let commands = match state.load_origin(&run_id) {
-        Ok(wf) => Commands {
-            workflow: wf.path.display().to_string(),
-            ..commands
-        },
-        Err(_) => commands,
-    };
+    if let Ok(wf) = state.load_origin(&run_id) {
+        commands.workflow = wf.path.display().to_string();
+    }
     let rerun = commands.resume(&run_id);
     match meta.status {
         RunStatus::Completed => {
             println!("run {run_id} is already completed; nothing to resume");
             Ok(EXIT_OK)
         }
-        RunStatus::Cancelled => Err(UsageError(format!(
-            "run {run_id} was abandoned (cancelled) and cannot be resumed; start a new run with `cairn run`"
-        ))
-        .into()),
         RunStatus::Running => {
+            // An interrupted run: claim it the way the policy does for `cairn run` (one
+            // Running → Running swap, which bumps the lease epoch), refusing a live one.
             if state.factory.is_held(&run_id).await? {
                 anyhow::bail!("run {run_id} is being driven right now by another process");
             }
-            drive_interrupted(&state, &meta, None, mode, &args.exec, &commands, rerun).await
+            let claimed = state
+                .factory
+                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+                .await
+                .with_context(|| format!("cannot claim run {run_id}"))?;
+            match claimed {
+                Ok(claimed) if claimed.lease_epoch == meta.lease_epoch + 1 => {
+                    drive_interrupted(&state, &claimed, None, mode, &args.exec, &commands, rerun)
+                        .await
+                }
+                Ok(_) => anyhow::bail!("run {run_id} was claimed by another process meanwhile"),
+                Err(conflict) => anyhow::bail!(
+                    "run {run_id} changed to {} while resuming it; look again with `cairn show {run_id}`",
+                    conflict.current
+                ),
+            }
         }
-        RunStatus::Failed | RunStatus::Paused => {
-            drive_failed(&state, &meta, mode, &args.exec, &commands, rerun).await
+        _ => {
+            let policy = ResumePolicy::new(Arc::clone(&state.factory));
+            let resumed = policy.resume(&run_id).await?;
+            drive_failed(
+                &state,
+                &resumed.meta,
+                resumed.previous_status,
+                mode,
+                &args.exec,
+                &commands,
+                rerun,
+            )
+            .await
         }
     }
 }
@@ -720,24 +824,17 @@ async fn load_meta(state: &StateDir, run_id: &RunId) -> anyhow::Result<RunMeta> 
 async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
     let state = open_state(&args.store, PathBuf::from(".cairn"))?;
     let run_id = parse_run_id(&args.run)?;
-    let before = load_meta(&state, &run_id).await?;
-    if matches!(before.status, RunStatus::Completed | RunStatus::Cancelled) {
-        return Err(UsageError(format!(
-            "run {run_id} is already {}; there is nothing to abandon",
-            before.status
-        ))
-        .into());
-    }
-    let after = policy::abandon(state.factory.as_ref(), &run_id).await?;
+    let policy = ResumePolicy::new(Arc::clone(&state.factory));
+    let abandoned = policy.abandon(&run_id).await?;
     if args.store.json {
         println!(
             "{}",
-            serde_json::json!({"event": "abandoned", "run_id": run_id.as_str(), "previous_status": before.status.as_str(), "status": after.status.as_str()})
+            serde_json::json!({"event": "abandoned", "run_id": run_id.as_str(), "previous_status": abandoned.previous_status.as_str(), "status": abandoned.meta.status.as_str()})
         );
     } else {
         println!(
             "abandoned run {run_id} (was {}); its state is kept and it will not be resumed",
-            before.status
+            abandoned.previous_status
         );
     }
     Ok(EXIT_OK)
@@ -893,6 +990,17 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+fn input_preview(input: &str) -> String {
+    let preview = cairn_runs::InputPreview::new(input);
+    if preview.total_chars == 0 {
+        "(none)".to_owned()
+    } else if preview.cut {
+        format!("{:?}… ({} characters)", preview.text, preview.total_chars)
+    } else {
+        format!("{:?}", preview.text)
+    }
 }
 
 struct TaskRow {
