@@ -30,6 +30,7 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "conformance")]
 pub mod fault;
+mod jobs;
 mod memory;
 mod meta;
 mod noop;
@@ -37,6 +38,10 @@ mod port;
 
 pub use audit::{AuditAction, AuditRecord};
 pub use error::{Error, Result};
+pub use jobs::{
+    InvalidJobId, JobAuditAction, JobAuditRecord, JobId, JobStore, MAX_JOB_ID_LEN, MemoryJobStore,
+    StoredJob, VersionConflict,
+};
 pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use meta::{
     MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,

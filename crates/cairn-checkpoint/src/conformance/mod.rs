@@ -28,6 +28,7 @@
 //! ```
 
 mod cases;
+pub mod jobs;
 
 use std::sync::Arc;
 

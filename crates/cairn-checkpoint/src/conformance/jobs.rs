@@ -1,0 +1,484 @@
+//! The job-store conformance cases: every `JobStore` (memory, file, sled) runs all of them.
+//!
+//! An adapter's test file implements [`JobStoreHarness`] and expands
+//! [`job_store_conformance_tests!`](crate::job_store_conformance_tests) once.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cairn_checkpoint::conformance::CaseResult;
+//! use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+//! use cairn_checkpoint::{JobStore, MemoryJobStore};
+//!
+//! struct Memory(MemoryJobStore);
+//! impl JobStoreHarness for Memory {
+//!     fn store(&self) -> Arc<dyn JobStore> {
+//!         Arc::new(self.0.clone())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let harness = Memory(MemoryJobStore::new());
+//! assert_eq!(jobs::jobs_round_trip(&harness).await, CaseResult::Passed);
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use cairn_queue::Timestamp;
+use serde_json::json;
+
+use super::{CaseResult, Damage};
+use crate::jobs::{JobAuditAction, JobAuditRecord, JobId, JobStore, VersionConflict};
+
+/// Job storage under test. One value is one fresh, empty storage.
+pub trait JobStoreHarness: Send + Sync + 'static {
+    /// A NEW store over this harness's storage. Calling it twice simulates two processes (or
+    /// a restart): nothing may be shared but the storage.
+    fn store(&self) -> Arc<dyn JobStore>;
+
+    /// Damages the stored state of job `id` so that it cannot be read back.
+    fn damage_job(&self, id: &JobId) -> Damage {
+        let _ = id;
+        Damage::Unsupported("the harness cannot damage a stored job".to_owned())
+    }
+}
+
+/// The names of every case `job_store_conformance_tests!` expands, in order.
+pub const ALL_JOB_CASES: &[&str] = &[
+    "jobs_round_trip",
+    "jobs_create_conflicts",
+    "jobs_stale_update_conflicts",
+    "jobs_survive_restart",
+    "jobs_compare_and_swap_race",
+    "jobs_delete",
+    "jobs_list_ordered_by_id",
+    "jobs_audit_records",
+    "jobs_damaged_state_is_quarantined",
+];
+
+/// Expands to one `#[tokio::test]` per job-store case, each over a fresh harness built by the
+/// given expression. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
+///
+/// ```text
+/// mod memory {
+///     cairn_checkpoint::job_store_conformance_tests!(crate::MemoryJobs::default());
+/// }
+/// ```
+#[macro_export]
+macro_rules! job_store_conformance_tests {
+    ($make:expr) => {
+        $crate::job_store_conformance_tests!(@cases $make;
+            jobs_round_trip,
+            jobs_create_conflicts,
+            jobs_stale_update_conflicts,
+            jobs_survive_restart,
+            jobs_compare_and_swap_race,
+            jobs_delete,
+            jobs_list_ordered_by_id,
+            jobs_audit_records,
+            jobs_damaged_state_is_quarantined,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $make;
+                let result = $crate::conformance::jobs::$case(&harness).await;
+                $crate::conformance::report(stringify!($case), &result);
+            }
+        )*
+    };
+}
+
+fn job(text: &str) -> JobId {
+    JobId::new(text).expect("conformance job ids are valid")
+}
+
+async fn create(store: &dyn JobStore, id: &JobId, document: serde_json::Value) -> u64 {
+    match store.put(id, None, &document).await {
+        Ok(Ok(version)) => version,
+        Ok(Err(conflict)) => panic!("creating job {id} conflicted: {conflict:?}"),
+        Err(err) => panic!("creating job {id} failed: {err:?}"),
+    }
+}
+
+async fn update(
+    store: &dyn JobStore,
+    id: &JobId,
+    expected: u64,
+    document: serde_json::Value,
+) -> u64 {
+    match store.put(id, Some(expected), &document).await {
+        Ok(Ok(version)) => version,
+        Ok(Err(conflict)) => {
+            panic!("updating job {id} at version {expected} conflicted: {conflict:?}")
+        }
+        Err(err) => panic!("updating job {id} failed: {err:?}"),
+    }
+}
+
+async fn fetch(store: &dyn JobStore, id: &JobId) -> Option<(u64, serde_json::Value)> {
+    store
+        .get(id)
+        .await
+        .unwrap_or_else(|err| panic!("get of job {id} failed: {err:?}"))
+        .map(|stored| {
+            assert_eq!(&stored.id, id, "get of job {id} returned job {}", stored.id);
+            (stored.version, stored.document)
+        })
+}
+
+async fn listed_ids(store: &dyn JobStore) -> Vec<String> {
+    store
+        .list()
+        .await
+        .unwrap_or_else(|err| panic!("list failed: {err:?}"))
+        .into_iter()
+        .map(|stored| stored.id.to_string())
+        .collect()
+}
+
+/// A created job reads back with version 1; an update stores version 2 and the new document.
+pub async fn jobs_round_trip(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let id = job("round-trip");
+    assert_eq!(
+        fetch(&*store, &id).await,
+        None,
+        "a fresh store knows job {id}"
+    );
+    let doc1 = json!({"schedule": {"every_ms": 60000}, "note": "x".repeat(300)});
+    assert_eq!(
+        create(&*store, &id, doc1.clone()).await,
+        1,
+        "a new job must have version 1"
+    );
+    assert_eq!(fetch(&*store, &id).await, Some((1, doc1)));
+    let doc2 = json!({"schedule": {"cron": "*/5 * * * * *"}, "status": "paused"});
+    assert_eq!(
+        update(&*store, &id, 1, doc2.clone()).await,
+        2,
+        "an update must bump the version"
+    );
+    assert_eq!(fetch(&*store, &id).await, Some((2, doc2.clone())));
+    let listed = store.list().await.expect("list");
+    assert_eq!(listed.len(), 1, "list must show exactly the one job");
+    assert_eq!((listed[0].version, &listed[0].document), (2, &doc2));
+    CaseResult::Passed
+}
+
+/// Creating a job that exists conflicts, names the stored version and changes nothing.
+pub async fn jobs_create_conflicts(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let id = job("created-twice");
+    create(&*store, &id, json!({"n": 1})).await;
+    let outcome = store.put(&id, None, &json!({"n": 2})).await.expect("put");
+    assert_eq!(
+        outcome,
+        Err(VersionConflict {
+            id: id.clone(),
+            expected: None,
+            current: Some(1)
+        }),
+        "a second create of job {id} must conflict"
+    );
+    assert_eq!(fetch(&*store, &id).await, Some((1, json!({"n": 1}))));
+    CaseResult::Passed
+}
+
+/// An update at a version that is not stored (or of an unknown job) conflicts.
+pub async fn jobs_stale_update_conflicts(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let id = job("stale");
+    create(&*store, &id, json!({"n": 1})).await;
+    update(&*store, &id, 1, json!({"n": 2})).await;
+    let outcome = store
+        .put(&id, Some(1), &json!({"n": 3}))
+        .await
+        .expect("put");
+    assert_eq!(
+        outcome,
+        Err(VersionConflict {
+            id: id.clone(),
+            expected: Some(1),
+            current: Some(2)
+        }),
+        "an update of job {id} at a stale version must conflict"
+    );
+    assert_eq!(fetch(&*store, &id).await, Some((2, json!({"n": 2}))));
+    let unknown = job("never-created");
+    let outcome = store.put(&unknown, Some(1), &json!({})).await.expect("put");
+    assert_eq!(
+        outcome,
+        Err(VersionConflict {
+            id: unknown.clone(),
+            expected: Some(1),
+            current: None
+        }),
+        "an update of an unknown job must conflict, not create it"
+    );
+    assert_eq!(fetch(&*store, &unknown).await, None);
+    CaseResult::Passed
+}
+
+/// Jobs written through one store are read back, and updatable, through a new one.
+pub async fn jobs_survive_restart(harness: &impl JobStoreHarness) -> CaseResult {
+    let id = job("durable");
+    {
+        let store = harness.store();
+        create(
+            &*store,
+            &id,
+            json!({"status": "active", "consecutive_errors": 3}),
+        )
+        .await;
+        update(
+            &*store,
+            &id,
+            1,
+            json!({"status": "failed", "consecutive_errors": 10}),
+        )
+        .await;
+    }
+    let store = harness.store();
+    assert_eq!(
+        fetch(&*store, &id).await,
+        Some((2, json!({"status": "failed", "consecutive_errors": 10}))),
+        "job {id} must survive a restart with its version"
+    );
+    update(&*store, &id, 2, json!({"status": "active"})).await;
+    drop(store);
+    let store = harness.store();
+    assert_eq!(
+        fetch(&*store, &id).await,
+        Some((3, json!({"status": "active"})))
+    );
+    CaseResult::Passed
+}
+
+/// Many writers race the same update through two stores: exactly one wins.
+pub async fn jobs_compare_and_swap_race(harness: &impl JobStoreHarness) -> CaseResult {
+    const WRITERS: usize = 8;
+    let id = job("raced");
+    let first = harness.store();
+    let second = harness.store();
+    create(&*first, &id, json!({"winner": null})).await;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let store = if writer % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put(&id, Some(1), &json!({"winner": writer}))
+                .await
+                .expect("racing put")
+                .ok()
+                .map(|version| (writer, version))
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some(won) = task.await.expect("racing task") {
+            winners.push(won);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one racing update of job {id} may win, got {winners:?}"
+    );
+    let (writer, version) = winners[0];
+    assert_eq!(version, 2);
+    assert_eq!(
+        fetch(&*first, &id).await,
+        Some((2, json!({"winner": writer})))
+    );
+    CaseResult::Passed
+}
+
+/// Delete honours the version, removes the job, keeps its audit, and frees the id.
+pub async fn jobs_delete(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let id = job("deleted");
+    create(&*store, &id, json!({"n": 1})).await;
+    update(&*store, &id, 1, json!({"n": 2})).await;
+    let audit = JobAuditRecord::new(Timestamp(7), id.clone(), JobAuditAction::Created, "made");
+    store.append_audit(&audit).await.expect("append_audit");
+    let outcome = store.delete(&id, 1).await.expect("delete");
+    assert_eq!(
+        outcome,
+        Err(VersionConflict {
+            id: id.clone(),
+            expected: Some(1),
+            current: Some(2)
+        }),
+        "a delete of job {id} at a stale version must conflict"
+    );
+    assert!(
+        fetch(&*store, &id).await.is_some(),
+        "a conflicting delete removed job {id}"
+    );
+    assert_eq!(store.delete(&id, 2).await.expect("delete"), Ok(()));
+    assert_eq!(
+        fetch(&*store, &id).await,
+        None,
+        "job {id} is still there after delete"
+    );
+    assert!(
+        listed_ids(&*store).await.is_empty(),
+        "list still shows deleted job {id}"
+    );
+    assert_eq!(
+        store.delete(&id, 2).await.expect("delete"),
+        Err(VersionConflict {
+            id: id.clone(),
+            expected: Some(2),
+            current: None
+        }),
+        "deleting an unknown job must conflict"
+    );
+    assert_eq!(
+        store.read_audit(&id).await.expect("read_audit"),
+        vec![audit],
+        "delete dropped the audit"
+    );
+    drop(store);
+    let store = harness.store();
+    assert_eq!(
+        fetch(&*store, &id).await,
+        None,
+        "deleted job {id} is back after a restart"
+    );
+    assert_eq!(
+        create(&*store, &id, json!({"n": 9})).await,
+        1,
+        "a re-created job starts at version 1"
+    );
+    CaseResult::Passed
+}
+
+/// `list` returns every job ordered by id.
+pub async fn jobs_list_ordered_by_id(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    for name in ["charlie", "alpha", "bravo-2", "bravo"] {
+        create(&*store, &job(name), json!({"name": name})).await;
+    }
+    assert_eq!(
+        listed_ids(&*store).await,
+        ["alpha", "bravo", "bravo-2", "charlie"]
+    );
+    let listed = store.list().await.expect("list");
+    for stored in listed {
+        assert_eq!(
+            stored.document,
+            json!({"name": stored.id.as_str()}),
+            "list mixed up documents"
+        );
+    }
+    CaseResult::Passed
+}
+
+/// Audit records come back per job, oldest first, after a restart too.
+pub async fn jobs_audit_records(harness: &impl JobStoreHarness) -> CaseResult {
+    let a = job("audited-a");
+    let b = job("audited-b");
+    let records_a = vec![
+        JobAuditRecord::new(Timestamp(1), a.clone(), JobAuditAction::Created, "created"),
+        JobAuditRecord::new(
+            Timestamp(5),
+            a.clone(),
+            JobAuditAction::BreakerTripped,
+            "10 errors",
+        )
+        .with_detail(json!({"consecutive_errors": 10, "last_error": "exit 1"})),
+        JobAuditRecord::new(Timestamp(9), a.clone(), JobAuditAction::Revived, "forced"),
+    ];
+    let record_b = JobAuditRecord::new(Timestamp(3), b.clone(), JobAuditAction::Paused, "paused");
+    {
+        let store = harness.store();
+        store
+            .append_audit(&records_a[0])
+            .await
+            .expect("append_audit");
+        store.append_audit(&record_b).await.expect("append_audit");
+        store
+            .append_audit(&records_a[1])
+            .await
+            .expect("append_audit");
+        store
+            .append_audit(&records_a[2])
+            .await
+            .expect("append_audit");
+        assert_eq!(store.read_audit(&a).await.expect("read_audit"), records_a);
+    }
+    let store = harness.store();
+    assert_eq!(
+        store.read_audit(&a).await.expect("read_audit"),
+        records_a,
+        "audit lost on restart"
+    );
+    assert_eq!(
+        store.read_audit(&b).await.expect("read_audit"),
+        vec![record_b]
+    );
+    assert!(
+        store
+            .read_audit(&job("nobody"))
+            .await
+            .expect("read_audit")
+            .is_empty()
+    );
+    CaseResult::Passed
+}
+
+/// Damaged job state is reported, moved aside and audited; the job is then unknown.
+pub async fn jobs_damaged_state_is_quarantined(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let bad = job("damaged");
+    let good = job("healthy");
+    create(&*store, &bad, json!({"n": 1})).await;
+    create(&*store, &good, json!({"n": 2})).await;
+    drop(store);
+    if let Damage::Unsupported(reason) = harness.damage_job(&bad) {
+        return CaseResult::Skipped(reason);
+    }
+    let store = harness.store();
+    let err = match store.get(&bad).await {
+        Err(err) => err,
+        Ok(found) => panic!("get of damaged job {bad} must fail, got {found:?}"),
+    };
+    assert!(
+        err.to_string().contains(bad.as_str()),
+        "the error must name job {bad}: {err}"
+    );
+    assert_eq!(
+        fetch(&*store, &bad).await,
+        None,
+        "damaged job {bad} was not moved aside"
+    );
+    assert_eq!(
+        listed_ids(&*store).await,
+        ["healthy"],
+        "list must still show the healthy job"
+    );
+    let audit = store.read_audit(&bad).await.expect("read_audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == JobAuditAction::Quarantined),
+        "quarantining job {bad} was not audited: {audit:?}"
+    );
+    assert_eq!(
+        create(&*store, &bad, json!({"n": 3})).await,
+        1,
+        "the id must be usable again"
+    );
+    CaseResult::Passed
+}

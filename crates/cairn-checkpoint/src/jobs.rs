@@ -1,0 +1,402 @@
+//! The job store: a small sibling port for the scheduler's recurring jobs.
+//!
+//! Jobs are not runs: they have no journal and no one-writer lock, only a small document that
+//! changes a few times per run. So they get their own port, [`JobStore`], instead of more
+//! methods on `CheckpointerFactory`. The store keeps versioned JSON documents and knows nothing
+//! of their schema (the scheduler owns it); every update is a compare-and-swap on the version,
+//! so two schedulers (or a scheduler and an operator) never overwrite each other's change.
+//!
+//! Each job also has an append-only audit list ([`JobAuditRecord`]), kept by the store so that
+//! a circuit-breaker trip or a forced revive is recorded next to the job it concerns, and
+//! kept after the job is deleted.
+//!
+//! [`MemoryJobStore`] keeps everything in memory; the file and sled adapters implement the
+//! same port, and the conformance suite (`conformance::jobs`) checks all of them.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use cairn_queue::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// The longest job id, in bytes.
+pub const MAX_JOB_ID_LEN: usize = 64;
+
+/// A job's id: 1 to 64 ASCII letters, digits, `-` or `_`, so it is safe as a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+/// Text offered as a job id that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{id}` is not a valid job id: {reason}")]
+pub struct InvalidJobId {
+    /// The text.
+    pub id: String,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl JobId {
+    /// Validates `text` as a job id.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidJobId`] when `text` is empty, longer than 64 bytes, or holds a character
+    /// outside `[A-Za-z0-9_-]`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::JobId;
+    /// assert!(JobId::new("nightly-backup").is_ok());
+    /// assert!(JobId::new("../etc").is_err());
+    /// ```
+    pub fn new(text: impl Into<String>) -> std::result::Result<JobId, InvalidJobId> {
+        let text = text.into();
+        let reason = if text.is_empty() {
+            Some("it is empty")
+        } else if text.len() > MAX_JOB_ID_LEN {
+            Some("it is longer than 64 bytes")
+        } else if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Some("only ASCII letters, digits, '-' and '_' are allowed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(InvalidJobId { id: text, reason }),
+            None => Ok(JobId(text)),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = InvalidJobId;
+    fn try_from(text: String) -> std::result::Result<Self, Self::Error> {
+        JobId::new(text)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+/// A job document as stored, with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    /// The job.
+    pub id: JobId,
+    /// Starts at 1 when the job is created and grows by one with every update.
+    pub version: u64,
+    /// The document (its schema belongs to the scheduler).
+    pub document: serde_json::Value,
+}
+
+/// A versioned write that found another version: an expected conflict, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionConflict {
+    /// The job.
+    pub id: JobId,
+    /// The version the caller expected (`None`: the caller expected no job).
+    pub expected: Option<u64>,
+    /// The version actually stored (`None`: there is no such job).
+    pub current: Option<u64>,
+}
+
+/// What happened to a job, as recorded in its audit list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobAuditAction {
+    /// The job was created.
+    Created,
+    /// The job was paused.
+    Paused,
+    /// A paused job was resumed.
+    Resumed,
+    /// A job whose circuit breaker had tripped was revived on purpose (`force`).
+    Revived,
+    /// Too many runs failed in a row: the circuit breaker tripped and the job is `failed`.
+    BreakerTripped,
+    /// A one-shot job ran successfully and is done.
+    Completed,
+    /// The job was deleted.
+    Deleted,
+    /// Stored job state was damaged and was moved aside (never deleted).
+    Quarantined,
+}
+
+/// One audit record of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAuditRecord {
+    /// When it happened.
+    pub at: Timestamp,
+    /// The job it concerns.
+    pub job_id: JobId,
+    /// What happened.
+    pub action: JobAuditAction,
+    /// Why, for people.
+    pub message: String,
+    /// Structured details (error counts, versions, locations...).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+impl JobAuditRecord {
+    /// Builds a record with no structured detail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId};
+    /// use cairn_queue::Timestamp;
+    /// let id = JobId::new("nightly").unwrap();
+    /// let rec = JobAuditRecord::new(Timestamp(5), id, JobAuditAction::Paused, "operator paused it");
+    /// assert_eq!(rec.action, JobAuditAction::Paused);
+    /// ```
+    pub fn new(
+        at: Timestamp,
+        job_id: JobId,
+        action: JobAuditAction,
+        message: impl Into<String>,
+    ) -> Self {
+        JobAuditRecord {
+            at,
+            job_id,
+            action,
+            message: message.into(),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    /// Adds structured detail.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Stores the scheduler's jobs. Object-safe; hold it as `Arc<dyn JobStore>`.
+///
+/// Two stores over the same storage behave like two processes: every write is a
+/// compare-and-swap on the stored version, atomic across threads (and, for the file adapter,
+/// across processes).
+#[async_trait]
+pub trait JobStore: Send + Sync + Debug + 'static {
+    /// The job `id`, or `Ok(None)` for an unknown job.
+    ///
+    /// Stored state that cannot be read back (bad checksum, unparseable, foreign id) MUST be
+    /// moved aside (never deleted), audited as `Quarantined`, and reported as an error; the
+    /// job is then unknown.
+    async fn get(&self, id: &JobId) -> Result<Option<StoredJob>>;
+
+    /// Every job, ordered by id. Damaged jobs MUST be quarantined as in `get` and left out.
+    async fn list(&self) -> Result<Vec<StoredJob>>;
+
+    /// Writes `document` as job `id` if the stored version is `expected`.
+    ///
+    /// `expected: None` creates the job (version 1) and MUST conflict when it exists;
+    /// `Some(v)` MUST conflict unless version `v` is stored, and stores version `v + 1`.
+    /// Returns the new version. MUST NOT return `Ok(Ok(_))` before the write is durable.
+    /// A conflict changes nothing.
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> Result<std::result::Result<u64, VersionConflict>>;
+
+    /// Deletes job `id` if version `expected` is stored; a conflict (including an unknown
+    /// job) changes nothing. The job's audit records MUST be kept.
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> Result<std::result::Result<(), VersionConflict>>;
+
+    /// Appends an audit record to its job's list. MUST be durable before returning; MUST
+    /// work for a job that does not exist (any more).
+    async fn append_audit(&self, record: &JobAuditRecord) -> Result<()>;
+
+    /// Every audit record of job `id`, oldest first. Empty for an unknown job.
+    async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>>;
+}
+
+macro_rules! forward_job_store {
+    ($ptr:ty) => {
+        #[async_trait]
+        impl<T: JobStore + ?Sized> JobStore for $ptr {
+            async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
+                (**self).get(id).await
+            }
+            async fn list(&self) -> Result<Vec<StoredJob>> {
+                (**self).list().await
+            }
+            async fn put(
+                &self,
+                id: &JobId,
+                expected: Option<u64>,
+                document: &serde_json::Value,
+            ) -> Result<std::result::Result<u64, VersionConflict>> {
+                (**self).put(id, expected, document).await
+            }
+            async fn delete(
+                &self,
+                id: &JobId,
+                expected: u64,
+            ) -> Result<std::result::Result<(), VersionConflict>> {
+                (**self).delete(id, expected).await
+            }
+            async fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
+                (**self).append_audit(record).await
+            }
+            async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+                (**self).read_audit(id).await
+            }
+        }
+    };
+}
+
+forward_job_store!(Arc<T>);
+forward_job_store!(Box<T>);
+
+/// A job store in memory, shared by its clones (a clone behaves like a second process).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryJobStore::new();
+/// let id = JobId::new("nightly").unwrap();
+/// let v1 = store.put(&id, None, &serde_json::json!({"every": 60})).await?.expect("new job");
+/// assert_eq!(v1, 1);
+/// // A stale writer loses the compare-and-swap and changes nothing.
+/// assert!(store.put(&id, None, &serde_json::json!({})).await?.is_err());
+/// assert_eq!(store.get(&id).await?.expect("stored").version, 1);
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryJobStore {
+    state: Arc<Mutex<MemoryJobs>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryJobs {
+    jobs: BTreeMap<JobId, (u64, serde_json::Value)>,
+    audit: Vec<JobAuditRecord>,
+}
+
+impl MemoryJobStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryJobs> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
+        Ok(self
+            .lock()
+            .jobs
+            .get(id)
+            .map(|(version, document)| StoredJob {
+                id: id.clone(),
+                version: *version,
+                document: document.clone(),
+            }))
+    }
+
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        Ok(self
+            .lock()
+            .jobs
+            .iter()
+            .map(|(id, (version, document))| StoredJob {
+                id: id.clone(),
+                version: *version,
+                document: document.clone(),
+            })
+            .collect())
+    }
+
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> Result<std::result::Result<u64, VersionConflict>> {
+        let mut state = self.lock();
+        let current = state.jobs.get(id).map(|(version, _)| *version);
+        if current != expected {
+            return Ok(Err(VersionConflict {
+                id: id.clone(),
+                expected,
+                current,
+            }));
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        state.jobs.insert(id.clone(), (version, document.clone()));
+        Ok(Ok(version))
+    }
+
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> Result<std::result::Result<(), VersionConflict>> {
+        let mut state = self.lock();
+        let current = state.jobs.get(id).map(|(version, _)| *version);
+        if current != Some(expected) {
+            return Ok(Err(VersionConflict {
+                id: id.clone(),
+                expected: Some(expected),
+                current,
+            }));
+        }
+        state.jobs.remove(id);
+        Ok(Ok(()))
+    }
+
+    async fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
+        self.lock().audit.push(record.clone());
+        Ok(())
+    }
+
+    async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .filter(|r| &r.job_id == id)
+            .cloned()
+            .collect())
+    }
+}
