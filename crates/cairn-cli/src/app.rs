@@ -195,6 +195,22 @@ fn open_state(store: &StoreArgs, default_root: PathBuf) -> anyhow::Result<StateD
     StateDir::open(&root, store.adapter)
 }
 
+/// Opens the state folder of the commands about existing runs, which never create one.
+fn open_existing_state(store: &StoreArgs) -> anyhow::Result<StateDir> {
+    let root = store
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".cairn"));
+    if !root.is_dir() {
+        return Err(UsageError(format!(
+            "there is no state folder at {}; pass --state-dir (for `cairn run x/wf.toml` it is x/.cairn)",
+            root.display()
+        ))
+        .into());
+    }
+    StateDir::open(&root, store.adapter)
+}
+
 fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
     RunId::new(text)
         .map_err(|error| UsageError(format!("`{text}` is not a run id: {error}")).into())
@@ -745,7 +761,7 @@ impl Drive<'_> {
 
 async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let store = &args.target.store;
-    let state = open_state(store, PathBuf::from(".cairn"))?;
+    let state = open_existing_state(store)?;
     let run_id = parse_run_id(&args.target.run)?;
     let meta = load_meta(&state, &run_id).await?;
     let mode = progress_mode(store.json);
@@ -822,7 +838,7 @@ async fn load_meta(state: &StateDir, run_id: &RunId) -> anyhow::Result<RunMeta> 
 }
 
 async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
-    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
     let abandoned = policy.abandon(&run_id).await?;
@@ -841,7 +857,7 @@ async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
 }
 
 async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
-    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let state = open_existing_state(&args.store)?;
     let runs = state
         .factory
         .list(&RunFilter::default())
@@ -890,7 +906,7 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
 }
 
 async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
-    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     let meta = load_meta(&state, &run_id).await?;
     let held = state.factory.is_held(&run_id).await.unwrap_or(false);
@@ -1013,7 +1029,7 @@ struct TaskRow {
 }
 
 async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
-    let state = open_state(&args.store, PathBuf::from(".cairn"))?;
+    let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     load_meta(&state, &run_id).await?;
     let records = state

@@ -175,3 +175,35 @@ fn a_second_ctrl_c_kills_the_running_commands() {
     assert_eq!(count_lines(&log, "a"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");
 }
+
+#[test]
+fn resume_by_id_finishes_an_interrupted_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "100ms"], "out1", "err1");
+    wait_for_b(&sandbox);
+    signal(pid_of(&first), "INT");
+    assert_eq!(wait_exit(&mut first).code(), Some(4));
+    let run_id = sandbox.only_run_id();
+
+    sandbox.touch("release");
+    let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&resumed.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("resuming run {run_id}: 1 done")),
+        "{stdout}"
+    );
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "a"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+    // Completed runs are not resumed again.
+    let again = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(count_lines(&sandbox.read("log"), "c"), 1);
+}

@@ -293,3 +293,36 @@ fn help_documents_the_exit_codes_and_completions_are_generated() {
     let usage = sandbox.run(&["run"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn commands_about_runs_need_an_existing_state_folder_and_a_known_run() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.run(&["runs"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        !sandbox.path(".cairn").exists(),
+        "a read command created a state folder"
+    );
+
+    std::fs::create_dir(sandbox.path("sub")).unwrap();
+    sandbox.write("wf.toml", PIPELINE);
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(0));
+    for command in ["show", "resume", "abandon", "audit"] {
+        let output = sandbox.run(&[command, "01NOSUCHRUN", "--state-dir", ".cairn"]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command}: {}",
+            text(&output.stderr)
+        );
+        let bad_id = sandbox.run(&[command, "../escape", "--state-dir", ".cairn"]);
+        assert_eq!(bad_id.status.code(), Some(2), "{command}");
+    }
+    let run_id = sandbox.only_run_id();
+    let abandon_done = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(
+        abandon_done.status.code(),
+        Some(2),
+        "a completed run cannot be abandoned"
+    );
+}
