@@ -461,7 +461,7 @@ impl Drive {
             run_id = %self.run_id,
             task_id = %id,
             kind = %task.kind,
-            attempt,
+            attempt = i64::from(attempt),
             outcome = tracing::field::Empty,
         );
         let kind = task.kind.clone();

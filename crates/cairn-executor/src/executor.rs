@@ -12,6 +12,7 @@ use cairn_checkpoint::{
 use cairn_queue::{Event, Queue, SNAPSHOT_FORMAT_VERSION, Status, Timestamp};
 use cairn_telemetry::{emit, names};
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use crate::config::ExecutorConfig;
 use crate::drive::{Clock, Drive, ResumeInfo, panic_message};
@@ -119,6 +120,9 @@ impl Executor {
             resumed,
         } = prepared;
         let is_resume = resumed.is_some();
+        // A fresh run starts at epoch 1; the telemetry layer derives the run span's trace id
+        // from (run id, epoch), so a later resume can link back to this exact span.
+        let lease_epoch = resumed.as_ref().map_or(1, |a| a.lease_epoch);
 
         let root = tracing::info_span!(
             target: "cairn",
@@ -127,12 +131,13 @@ impl Executor {
             workflow = %plan.workflow,
             scope = %plan.scope,
             resumed = is_resume,
+            lease_epoch = epoch_field(lease_epoch),
             resumed_from_run_id = tracing::field::Empty,
             resumed_from_epoch = tracing::field::Empty,
         );
         if let Some(adopted) = &resumed {
             root.record("resumed_from_run_id", run_id.as_str());
-            root.record("resumed_from_epoch", adopted.previous_epoch);
+            root.record("resumed_from_epoch", epoch_field(adopted.previous_epoch));
         }
 
         let counts = Arc::new(Mutex::new(queue.counts()));
@@ -157,7 +162,12 @@ impl Executor {
         };
         // The drive runs in its own task so that a panic anywhere in it surfaces here as a
         // JoinError and the run is still finalized.
-        let mut handle = AbortOnDrop(tokio::spawn(drive.run().instrument(root.clone())));
+        let mut handle = AbortOnDrop(tokio::spawn(
+            drive
+                .run()
+                .instrument(root.clone())
+                .with_current_subscriber(),
+        ));
         let stop = match (&mut handle.0).await {
             Ok(stop) => stop,
             Err(join) if join.is_panic() => {
@@ -308,7 +318,7 @@ impl Executor {
                 self.quarantine(&run_id, &reason, now).await;
                 continue;
             }
-            match self.factory.open(&run_id).await {
+            match open_through_probes(&*self.factory, &run_id).await {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
                     match self.take_over(plan, expected_id, opened, true, now).await {
@@ -336,7 +346,7 @@ impl Executor {
 
     /// `Start::Adopt`: opens a run the resume policy already claimed.
     async fn adopt(&self, plan: &RunPlan, run_id: &RunId, now: Timestamp) -> Result<Prepared> {
-        let opened = match self.factory.open(run_id).await {
+        let opened = match open_through_probes(&*self.factory, run_id).await {
             Ok(Some(opened)) => opened,
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
@@ -469,6 +479,14 @@ impl Executor {
 
         let recoveries = queue.recover(now);
         let now_text = now.0.to_string();
+        // An explicit adopt follows an explicit resume by id, which means "run it again": failed
+        // tasks get fresh attempts and the dependents they blocked return to pending. The
+        // automatic lookup (`claim`) never reaches failed runs, so it never retries anything.
+        let retried = if claim {
+            Vec::new()
+        } else {
+            retry_failed(&mut queue, now)
+        };
         let mut tasks_reset = 0u64;
         let mut audits = Vec::with_capacity(recoveries.len() + 1);
         for recovery in &recoveries {
@@ -504,6 +522,25 @@ impl Executor {
                 })),
             );
         }
+        for (id, kind) in &retried {
+            audits.push(
+                AuditRecord::new(
+                    now,
+                    run_id.clone(),
+                    AuditAction::TaskReset,
+                    format!(
+                        "failed task {id} (`{kind}`) retried with fresh attempts by an explicit resume"
+                    ),
+                )
+                .with_detail(serde_json::json!({
+                    "task_id": id.0,
+                    "kind": kind,
+                    "now": "pending",
+                    "reason": "explicit_resume",
+                })),
+            );
+        }
+        tasks_reset += retried.len() as u64;
         audits.push(
             AuditRecord::new(
                 now,
@@ -598,6 +635,48 @@ impl Executor {
             }
         }
     }
+}
+
+/// How many times `open` is tried while the run's lock is held only for a moment.
+const OPEN_ATTEMPTS_WHILE_LOCKED: u32 = 10;
+
+/// Opens a run, trying again for a short while when it is `Locked`.
+///
+/// Another process asking `is_held` takes the run's lock for an instant; an `open` that lands
+/// in that instant is refused although no writer exists. A live writer keeps the lock, so the
+/// last attempt's `Locked` is returned as it is.
+async fn open_through_probes(
+    factory: &dyn CheckpointerFactory,
+    run_id: &RunId,
+) -> std::result::Result<Option<Opened>, cairn_checkpoint::Error> {
+    let mut attempt = 1;
+    loop {
+        match factory.open(run_id).await {
+            Err(cairn_checkpoint::Error::Locked { .. }) if attempt < OPEN_ATTEMPTS_WHILE_LOCKED => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Gives every failed task of `queue` fresh attempts; returns the ids and kinds retried.
+fn retry_failed(queue: &mut Queue, now: Timestamp) -> Vec<(cairn_queue::TaskId, String)> {
+    let failed: Vec<(cairn_queue::TaskId, String)> = queue
+        .tasks()
+        .filter(|t| t.status == Status::Failed)
+        .map(|t| (t.id, t.kind.clone()))
+        .collect();
+    failed
+        .into_iter()
+        .filter(|(id, _)| queue.retry(*id, now).is_ok())
+        .collect()
+}
+
+/// Epochs as span fields: OpenTelemetry exports `u64` fields as text, `i64` as integers.
+fn epoch_field(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
 }
 
 /// Why `meta` cannot be adopted for `plan`, if it cannot.

@@ -570,3 +570,100 @@ async fn a_shutdown_raised_before_the_run_starts_no_task_and_leaves_it_resumable
         "nothing was running, so nothing was reset"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_and_unblocks_dependents()
+ {
+    let store = MemoryFactory::new();
+    // The `flaky` body fails permanently until `healed` is set, as if an outage ended.
+    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bodies = Ledger::default();
+    let registry = {
+        let (healed, flaky_bodies) = (Arc::clone(&healed), bodies.clone());
+        Registry::new()
+            .with(
+                "flaky",
+                handler_fn(move |ctx| {
+                    let bodies = &flaky_bodies;
+                    let (healed, bodies) = (Arc::clone(&healed), bodies.clone());
+                    async move {
+                        bodies.record(&ctx);
+                        if healed.load(std::sync::atomic::Ordering::SeqCst) {
+                            Ok(Finish::Complete(Handoff::default()))
+                        } else {
+                            Err(TaskFailure::permanent("outage", "provider down"))
+                        }
+                    }
+                }),
+            )
+            .with(
+                "after",
+                handler_fn({
+                    let bodies = bodies.clone();
+                    move |ctx| {
+                        let bodies = bodies.clone();
+                        async move {
+                            bodies.record(&ctx);
+                            Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                        }
+                    }
+                }),
+            )
+    };
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let mut phase = Phase::new("p");
+    let flaky = phase.task(TaskSpec::new("flaky"), []);
+    phase.task(TaskSpec::new("after"), [flaky]);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+    let failed = executor
+        .run(plan.clone(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+    assert_eq!(failed.counts.failed, 1);
+    assert_eq!(failed.counts.blocked, 1);
+    assert_eq!(bodies.total(), 1, "the dependent never ran");
+
+    // The resume policy's explicit resume: one claim from failed to running.
+    store
+        .compare_and_swap_status(&failed.run_id, RunStatus::Failed, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = executor
+        .run(
+            plan,
+            Start::Adopt(failed.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(
+        report.run_id, failed.run_id,
+        "the same run, not a fresh one"
+    );
+    assert_eq!(report.counts.done, 2);
+    assert_eq!(
+        bodies.total(),
+        3,
+        "flaky ran again and its dependent ran once"
+    );
+    let audit = store.read_audit(&failed.run_id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == AuditAction::TaskReset && r.detail["reason"] == "explicit_resume"),
+        "the retry is audited: {audit:?}"
+    );
+    assert_eq!(
+        store
+            .load_meta(&failed.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RunStatus::Completed
+    );
+}

@@ -525,7 +525,7 @@ async fn handler_work_runs_inside_its_task_span_inside_the_run_span() {
     let lines = logs.lines_with("handler says hello");
     assert_eq!(lines.len(), 1);
     let run_span = format!(
-        "orchestrator run{{run_id={} workflow=wf scope=s resumed=false}}",
+        "orchestrator run{{run_id={} workflow=wf scope=s resumed=false lease_epoch=1}}",
         report.run_id
     );
     assert!(lines[0].contains(&run_span), "{}", lines[0]);
