@@ -620,6 +620,7 @@ impl Drive<'_> {
         let handler = ShellHandler::new(
             absolute(&self.wf.dir),
             absolute(&self.state.output_root()),
+            plan.input.clone(),
             events,
             groups.clone(),
         );

@@ -14,6 +14,13 @@
 //! Exit 0 completes the task. An exit code listed in `permanent_exit_codes` fails it at once;
 //! any other exit code, a death by signal and a timeout are retryable while attempts remain.
 //!
+//! # Environment
+//!
+//! Besides the task's `env`, each command gets `CAIRN_RUN_ID`, `CAIRN_TASK_ID`,
+//! `CAIRN_ATTEMPT`, `CAIRN_INPUT` (the run's `--input`) and `CAIRN_IDEMPOTENCY_KEY`
+//! (`<run id>/<task>`, the same for every attempt: commands run at least once, so effects
+//! that must happen once can key on it).
+//!
 //! # Process groups
 //!
 //! The command is the leader of a new process group, so a terminal's Ctrl-C reaches only
@@ -21,7 +28,7 @@
 //! period or a second Ctrl-C can kill the whole tree the command started.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,22 +151,26 @@ impl Drop for GroupGuard {
 pub struct ShellHandler {
     workflow_dir: PathBuf,
     output_root: PathBuf,
+    input: String,
     events: UnboundedSender<TaskEvent>,
     groups: ProcessGroups,
 }
 
 impl ShellHandler {
     /// A handler that resolves `cwd`s against `workflow_dir`, writes output under
-    /// `output_root/<run id>/`, and reports attempts on `events`.
+    /// `output_root/<run id>/`, gives commands the run's `input` as `CAIRN_INPUT`, and
+    /// reports attempts on `events`.
     pub fn new(
         workflow_dir: PathBuf,
         output_root: PathBuf,
+        input: String,
         events: UnboundedSender<TaskEvent>,
         groups: ProcessGroups,
     ) -> ShellHandler {
         ShellHandler {
             workflow_dir,
             output_root,
+            input,
             events,
             groups,
         }
@@ -331,6 +342,7 @@ impl ShellHandler {
             .env("CAIRN_TASK_ID", &spec.id)
             .env("CAIRN_ATTEMPT", ctx.attempt().to_string())
             .env("CAIRN_IDEMPOTENCY_KEY", ctx.idempotency_key())
+            .env("CAIRN_INPUT", &self.input)
             .current_dir(&cwd)
             .process_group(0)
             .stdin(Stdio::null())
@@ -479,13 +491,4 @@ async fn join_capture(handle: Option<tokio::task::JoinHandle<Vec<String>>>) -> V
             ]
         }
     }
-}
-
-/// The output files of one attempt.
-pub fn output_paths(output_root: &Path, run_id: &str, task: &str, attempt: u32) -> [PathBuf; 2] {
-    let dir = output_root.join(run_id);
-    [
-        dir.join(format!("{task}.{attempt}.stdout")),
-        dir.join(format!("{task}.{attempt}.stderr")),
-    ]
 }

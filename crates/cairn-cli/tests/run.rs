@@ -14,7 +14,7 @@ run = "echo first >> log; echo out-of-first"
 
 [[task]]
 id = "second"
-run = "echo second >> log; echo $GREETING >> log"
+run = "echo second >> log; echo $GREETING >> log; echo \"$CAIRN_TASK_ID/$CAIRN_ATTEMPT/$CAIRN_INPUT\" >> log"
 depends_on = ["first"]
 env = { GREETING = "hello-env" }
 
@@ -30,9 +30,12 @@ fn a_run_completes_in_dependency_order_and_captures_output() {
     let sandbox = Sandbox::new();
     std::fs::create_dir(sandbox.path("sub")).unwrap();
     sandbox.write("wf.toml", PIPELINE);
-    let output = sandbox.run(&["run", "wf.toml"]);
+    let output = sandbox.run(&["run", "wf.toml", "--input", "ship it"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(sandbox.read("log"), "first\nsecond\nhello-env\nthird\n");
+    assert_eq!(
+        sandbox.read("log"),
+        "first\nsecond\nhello-env\nsecond/1/ship it\nthird\n"
+    );
     assert!(sandbox.read("where").trim_end().ends_with("/sub"));
 
     let run_id = sandbox.only_run_id();
