@@ -9,7 +9,9 @@
 //! before the executor adopts the run. Done tasks are never run again.
 
 use anyhow::Context as _;
-use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta, wall_clock_now};
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, CheckpointerFactory, RunId, RunMeta, wall_clock_now,
+};
 use cairn_queue::{Queue, QueueConfig, Status, StatusCounts};
 
 /// A run's tasks as stored, read by opening it (which briefly takes its writer lock).
@@ -103,6 +105,31 @@ pub async fn retry_failed_tasks(
             .append(&events)
             .await
             .with_context(|| format!("cannot record the retries of run {run_id}"))?;
+        let names: Vec<String> = failed
+            .iter()
+            .filter_map(|id| queue.get(*id))
+            .map(|t| {
+                t.inputs
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map_or_else(|| t.id.to_string(), str::to_owned)
+            })
+            .collect();
+        // The port has no audit action for a manual retry; this is part of resuming by id.
+        let record = AuditRecord::new(
+            now,
+            run_id.clone(),
+            AuditAction::ResumedById,
+            format!(
+                "failed task(s) sent back to pending for the resume: {}",
+                names.join(", ")
+            ),
+        )
+        .with_detail(serde_json::json!({ "retried_tasks": names }));
+        if let Err(error) = opened.checkpointer.audit(&record).await {
+            // The journal, not the audit log, is the source of truth: go on, but say so.
+            tracing::warn!(target: "cairn", run_id = %run_id, error = %error, "could not audit the task retries");
+        }
     }
     // The writer lock is released here, before the executor opens the run again.
     drop(opened.checkpointer);

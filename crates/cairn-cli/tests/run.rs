@@ -154,6 +154,16 @@ fn resume_reruns_the_failed_task_but_not_the_done_ones() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
     assert!(text(&output.stdout).contains(&format!("resuming failed run {run_id}")));
     assert_eq!(sandbox.read("log"), "prepare\npublish\nannounce\n");
+    let audit = sandbox.run(&["audit", &run_id, "--json", "--state-dir", ".cairn"]);
+    let retried = text(&audit.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["detail"]["retried_tasks"].is_array())
+        .expect("the retry of the failed task is audited");
+    assert_eq!(
+        retried["detail"]["retried_tasks"],
+        serde_json::json!(["publish"])
+    );
     let runs = sandbox.runs();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "completed");
