@@ -771,7 +771,9 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
         scope: meta.scope.clone(),
         input: meta.input.clone(),
         state_dir: state.root.display().to_string(),
-        explicit_state_dir: store.state_dir.is_some(),
+        // The run's workflow file may live elsewhere than this state folder's default, so
+        // printed `run` commands always name the folder.
+        explicit_state_dir: true,
         adapter: store.adapter,
     };
     if let Ok(wf) = state.load_origin(&run_id) {
