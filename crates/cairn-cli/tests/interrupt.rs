@@ -207,3 +207,21 @@ fn resume_by_id_finishes_an_interrupted_run() {
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(count_lines(&sandbox.read("log"), "c"), 1);
 }
+
+#[test]
+fn a_second_run_of_a_live_workflow_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    wait_for_b(&sandbox);
+    for args in [&["run", "wf.toml"][..], &["run", "wf.toml", "--force"][..]] {
+        let second = sandbox.run(args);
+        assert_eq!(second.status.code(), Some(5), "{}", text(&second.stderr));
+        assert!(text(&second.stderr).contains("being driven right now"));
+    }
+    sandbox.touch("release");
+    assert_eq!(wait_exit(&mut first).code(), Some(0));
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "a"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}
