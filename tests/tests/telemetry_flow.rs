@@ -1,0 +1,210 @@
+//! Telemetry of real runs: a fresh run reports `resumed=false` and no resume; a run that is
+//! shut down and resumed reports exactly one `orchestrator resumed` with the inherited counts,
+//! finishes with `resumed=true`, and its root span links back to the interrupted execution.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_checkpoint::MemoryFactory;
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    TaskFailure, handler_fn,
+};
+use cairn_queue::{Handoff, TaskSpec};
+use cairn_telemetry::link::run_span_context;
+use cairn_telemetry::names;
+use cairn_telemetry::testing::TestTelemetry;
+use opentelemetry::{KeyValue, Value};
+
+const TASKS: i64 = 6;
+
+fn config() -> ExecutorConfig {
+    ExecutorConfig::default()
+        .with_concurrency(2)
+        .with_shutdown_grace(Duration::from_secs(1))
+}
+
+fn plan() -> RunPlan {
+    let mut phase = Phase::new("main");
+    let mut previous = None;
+    for i in 0..TASKS {
+        // A chain, so the stall leaves later tasks pending and earlier ones done.
+        let index = phase.task(TaskSpec::new("work").inputs(i.into()), previous);
+        previous = Some(index);
+    }
+    RunPlan::new("etl", "nightly").phase(phase)
+}
+
+/// Completes every task, except that the first attempt of task `stall_on` raises the shutdown
+/// and never returns (as if the process were being stopped mid-task).
+fn registry(
+    stall_on: Option<i64>,
+    signals: &RunSignals,
+    bodies: &Arc<Mutex<Vec<i64>>>,
+) -> Registry {
+    let shutdown = signals.shutdown.clone();
+    let bodies = Arc::clone(bodies);
+    Registry::new().with(
+        "work",
+        handler_fn(move |ctx| {
+            let (shutdown, bodies) = (shutdown.clone(), Arc::clone(&bodies));
+            async move {
+                let input = ctx.inputs().as_i64().unwrap_or(-1);
+                bodies.lock().unwrap().push(input);
+                if Some(input) == stall_on && ctx.attempt() == 1 {
+                    shutdown.cancel();
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        }),
+    )
+}
+
+fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+fn int(attributes: &[KeyValue], key: &str) -> i64 {
+    match attr(attributes, key) {
+        Some(Value::I64(n)) => *n,
+        other => panic!("field `{key}` is not an integer: {other:?}"),
+    }
+}
+
+fn boolean(attributes: &[KeyValue], key: &str) -> bool {
+    match attr(attributes, key) {
+        Some(Value::Bool(b)) => *b,
+        other => panic!("field `{key}` is not a bool: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_fresh_run_reports_resumed_false_and_no_resume() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let signals = RunSignals::default();
+    let bodies = Arc::default();
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        registry(None, &signals, &bodies),
+        config(),
+    )
+    .unwrap();
+    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+
+    assert!(telemetry.events(names::RESUMED).is_empty());
+    let finished = telemetry.events(names::RUN_FINISHED);
+    assert_eq!(finished.len(), 1);
+    let fields = &finished[0].attributes;
+    assert!(!boolean(fields, "resumed"));
+    assert_eq!(int(fields, "tasks_done"), TASKS);
+    assert!(matches!(attr(fields, "outcome"), Some(v) if v.as_str() == "complete"));
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].links.links.is_empty(), "a fresh run links nowhere");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_back() {
+    let store = MemoryFactory::new();
+    let bodies: Arc<Mutex<Vec<i64>>> = Arc::default();
+
+    // The first execution is stopped while task 2 runs.
+    let before = TestTelemetry::new();
+    let first = {
+        let _guard = before.set_default();
+        let signals = RunSignals::default();
+        let executor = Executor::new(
+            Arc::new(store.clone()),
+            registry(Some(2), &signals, &bodies),
+            config(),
+        )
+        .unwrap();
+        executor.run(plan(), Start::Auto, signals).await.unwrap()
+    };
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    assert!(before.events(names::RESUMED).is_empty());
+    let interrupted = before.spans_named(names::RUN_SPAN);
+    assert_eq!(interrupted.len(), 1);
+    let done_before = first.counts.done as i64;
+    assert_eq!(done_before, 2, "tasks 0 and 1 finished before the stop");
+
+    // A restarted process resumes it, with its own telemetry pipeline.
+    let after = TestTelemetry::new();
+    let second = {
+        let _guard = after.set_default();
+        let signals = RunSignals::default();
+        let executor = Executor::new(
+            Arc::new(store.clone()),
+            registry(Some(2), &signals, &bodies),
+            config(),
+        )
+        .unwrap();
+        executor.run(plan(), Start::Auto, signals).await.unwrap()
+    };
+    assert_eq!(second.disposition, Disposition::Complete);
+    assert_eq!(second.run_id, first.run_id);
+
+    let resumed = after.events(names::RESUMED);
+    assert_eq!(resumed.len(), 1, "exactly one resume event");
+    let fields = &resumed[0].attributes;
+    assert!(matches!(attr(fields, "run_id"), Some(v) if v.as_str() == first.run_id.as_str()));
+    assert_eq!(
+        int(fields, "lease_epoch"),
+        2,
+        "the claim bumped epoch 1 to 2"
+    );
+    assert_eq!(int(fields, "tasks_done"), done_before);
+    assert_eq!(
+        int(fields, "tasks_reset"),
+        1,
+        "task 2 was running at the stop"
+    );
+    assert_eq!(int(fields, "tasks_pending"), TASKS - done_before);
+    assert_eq!(int(fields, "tasks_failed"), 0);
+
+    let finished = after.events(names::RUN_FINISHED);
+    assert_eq!(finished.len(), 1);
+    assert!(boolean(&finished[0].attributes, "resumed"));
+    assert_eq!(int(&finished[0].attributes, "tasks_done"), TASKS);
+
+    // The resume event comes before any task span of the resumed execution starts.
+    let tasks = after.spans_named(names::TASK_SPAN);
+    assert!(!tasks.is_empty());
+    let resumed_at = resumed[0].timestamp;
+    assert!(tasks.iter().all(|t| t.start_time >= resumed_at));
+
+    // The resumed root span links to the span the interrupted process exported.
+    let runs = after.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    let links = &runs[0].links.links;
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(
+        links[0].span_context,
+        run_span_context(first.run_id.as_str(), 1)
+    );
+    // Same ids as the span the interrupted process exported (the link's copy is marked remote).
+    assert_eq!(
+        links[0].span_context.trace_id(),
+        interrupted[0].span_context.trace_id()
+    );
+    assert_eq!(
+        links[0].span_context.span_id(),
+        interrupted[0].span_context.span_id()
+    );
+
+    // Only the task that was running at the stop ran its body twice.
+    let bodies = bodies.lock().unwrap().clone();
+    let twice: BTreeSet<i64> = bodies
+        .iter()
+        .copied()
+        .filter(|i| bodies.iter().filter(|j| *j == i).count() > 1)
+        .collect();
+    assert_eq!(twice, BTreeSet::from([2]));
+}
