@@ -1,0 +1,501 @@
+//! Real process kills: start the worker, SIGKILL it after a seeded random delay, start it
+//! again, until its run completes; then verify. Also the forced crash-point scenarios and
+//! the planted bad state.
+
+use std::fs::{self, File};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_checkpoint::{AuditAction, AuditRecord, RunId, RunMeta};
+use cairn_checkpoint_file::QUEUE_FILE_FORMAT_VERSION;
+use cairn_queue::{Queue, Timestamp};
+
+use crate::crash_point::{self, CrashAt, Point};
+use crate::dag;
+use crate::error::{Error, Result};
+use crate::rng::SplitMix;
+use crate::verify::{self, Findings};
+use crate::worker::{self, Adapter, WorkerOptions};
+
+/// How the kill loop runs.
+#[derive(Debug, Clone)]
+pub struct KillOptions {
+    /// The worker binary (normally this very executable).
+    pub exe: PathBuf,
+    /// Where round folders are made (a round's folder is removed when it passes).
+    pub work_dir: PathBuf,
+    /// The worker settings of the first round; later rounds change the seed.
+    pub worker: WorkerOptions,
+    /// Kills to perform in total.
+    pub kills: u64,
+    /// Kills per round at most; then the round's worker runs to the end undisturbed.
+    pub kills_per_round: u64,
+    /// The seed of every choice (round seeds, delays).
+    pub seed: u64,
+}
+
+/// Totals of the kill loop and the scenarios.
+#[derive(Debug, Clone, Default)]
+pub struct KillTotals {
+    /// SIGKILLs sent, plus forced aborts at crash points.
+    pub kills: u64,
+    /// Worker starts.
+    pub starts: u64,
+    /// Rounds (one run each) and scenarios completed.
+    pub rounds: u64,
+    /// What the verifier found, summed.
+    pub findings: Findings,
+}
+
+/// How one worker start ended.
+enum Ending {
+    Exited(ExitStatus),
+    Killed,
+}
+
+fn spawn(exe: &Path, options: &WorkerOptions, crash_at: Option<CrashAt>) -> Result<Child> {
+    let log_path = options.dir.join("worker-stderr.log");
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| Error::io("open worker log", &log_path, source))?;
+    let mut command = Command::new(exe);
+    command
+        .args(options.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    match crash_at {
+        Some(at) => command.env(
+            crash_point::ENV_VAR,
+            format!("{}:{}", at.point.name(), at.nth),
+        ),
+        None => command.env_remove(crash_point::ENV_VAR),
+    };
+    command
+        .spawn()
+        .map_err(|source| Error::io("start worker", exe, source))
+}
+
+/// Waits for `child`, killing it with SIGKILL once `kill_after` has passed.
+fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>) -> Result<Ending> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::Worker(format!("wait failed: {e}")))?
+        {
+            return Ok(Ending::Exited(status));
+        }
+        if kill_after.is_some_and(|after| started.elapsed() >= after) {
+            // `Child::kill` sends SIGKILL on Unix: no handler, no cleanup, no flush.
+            child
+                .kill()
+                .map_err(|e| Error::Worker(format!("kill failed: {e}")))?;
+            child
+                .wait()
+                .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
+            return Ok(Ending::Killed);
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("worker-stderr.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn fresh_dir(path: &Path) -> Result<()> {
+    if path.exists() {
+        fs::remove_dir_all(path).map_err(|source| Error::io("clear round folder", path, source))?;
+    }
+    fs::create_dir_all(path).map_err(|source| Error::io("create round folder", path, source))
+}
+
+/// The two planted runs of a round: same workflow and scope, status `running`, so
+/// `Start::Auto` finds them; one with a `queue.json` of another format version, one whose
+/// `queue.json` names another run.
+pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
+    let runs = worker::file_root(&options.dir).join("runs");
+    let empty =
+        serde_json::to_value(Queue::new(worker::queue_config()).snapshot()).map_err(|err| {
+            Error::Encoding {
+                what: "empty snapshot",
+                detail: err.to_string(),
+            }
+        })?;
+    let mut planted = Vec::new();
+    for (name, version, stored_id) in [
+        ("planted-version", QUEUE_FILE_FORMAT_VERSION + 1, None),
+        (
+            "planted-foreign",
+            QUEUE_FILE_FORMAT_VERSION,
+            Some("someone-else"),
+        ),
+    ] {
+        let run_id = RunId::new(format!("{name}-{}", options.seed))?;
+        let dir = runs.join(run_id.as_str());
+        fs::create_dir_all(&dir).map_err(|source| Error::io("plant run", &dir, source))?;
+        let meta = RunMeta::new(
+            run_id.clone(),
+            dag::WORKFLOW,
+            options.scope(),
+            "planted",
+            Timestamp(1),
+        );
+        let queue = serde_json::json!({
+            "format_version": version,
+            "run_id": stored_id.unwrap_or(run_id.as_str()),
+            "covers_seq": 0,
+            "snapshot": empty,
+        });
+        for (file, value) in [
+            ("meta.json", serde_json::to_vec_pretty(&meta)),
+            ("queue.json", serde_json::to_vec_pretty(&queue)),
+        ] {
+            let bytes = value.map_err(|err| Error::Encoding {
+                what: "planted state",
+                detail: err.to_string(),
+            })?;
+            let path = dir.join(file);
+            fs::write(&path, bytes).map_err(|source| Error::io("plant file", &path, source))?;
+        }
+        planted.push(run_id);
+    }
+    Ok(planted)
+}
+
+/// Checks that every planted run was moved to quarantine (and logged there), not adopted.
+pub fn check_quarantined(options: &WorkerOptions, planted: &[RunId]) -> Findings {
+    let mut found = Findings::default();
+    let root = worker::file_root(&options.dir);
+    let moved: Vec<String> = fs::read_dir(root.join("quarantine"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let log = fs::read_to_string(root.join("quarantine.jsonl")).unwrap_or_default();
+    let logged: Vec<AuditRecord> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    for run_id in planted {
+        let prefix = format!("{run_id}-");
+        if root.join("runs").join(run_id.as_str()).exists() {
+            found.other += 1;
+            found.problems.push(format!(
+                "planted run {run_id} is still in runs/, not quarantined"
+            ));
+        }
+        if !moved.iter().any(|name| name.starts_with(&prefix)) {
+            found.other += 1;
+            found
+                .problems
+                .push(format!("planted run {run_id} has no folder in quarantine/"));
+        }
+        let in_log = logged
+            .iter()
+            .any(|r| r.run_id == *run_id && r.action == AuditAction::Quarantined);
+        if !in_log {
+            // The adapter renames first and audits after, so a kill in between leaves a moved
+            // folder with no record anywhere: a known gap, reported apart from violations.
+            let moved_unaudited = moved.iter().any(|name| {
+                name.starts_with(&prefix) && !audits_quarantine(&root.join("quarantine").join(name))
+            });
+            if moved_unaudited {
+                found.unaudited_quarantines += 1;
+                eprintln!(
+                    "crash-test: KNOWN GAP ({}): {run_id} was moved to quarantine but the move was never audited (kill between rename and audit append)",
+                    options.dir.display()
+                );
+            } else {
+                found.other += 1;
+                found.problems.push(format!(
+                    "quarantine.jsonl has no Quarantined record for {run_id}"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Whether a quarantined folder's own audit log records its quarantine.
+fn audits_quarantine(folder: &Path) -> bool {
+    fs::read_to_string(folder.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<AuditRecord>(line).ok())
+        .any(|record| record.action == AuditAction::Quarantined)
+}
+
+/// Reads back and verifies a finished worker folder (and its planted runs).
+fn verify_dir(
+    runtime: &tokio::runtime::Runtime,
+    options: &WorkerOptions,
+    planted: &[RunId],
+) -> Result<Findings> {
+    let evidence = runtime.block_on(verify::collect(options))?;
+    let mut findings = verify::verify(&options.dag(), &evidence);
+    findings.absorb(check_quarantined(options, planted));
+    Ok(findings)
+}
+
+/// The command that replays a failing run of the harness.
+pub fn replay_command(options: &KillOptions) -> String {
+    format!(
+        "cargo xtask crash-test --adapter {} --durability {} --tasks {} --iterations {} --seed {}",
+        options.worker.adapter.name(),
+        worker::durability_name(options.worker.durability),
+        options.worker.tasks,
+        options.kills,
+        options.seed
+    )
+}
+
+/// One round: a fresh folder, planted bad state, kills until the run completes, verify.
+fn round(
+    options: &KillOptions,
+    worker: &WorkerOptions,
+    rng: &mut SplitMix,
+    max_kills: u64,
+    max_delay: Duration,
+    runtime: &tokio::runtime::Runtime,
+    totals: &mut KillTotals,
+) -> Result<Duration> {
+    fresh_dir(&worker.dir)?;
+    let planted = match worker.adapter {
+        Adapter::File => plant_bad_state(worker)?,
+        Adapter::Sled => Vec::new(),
+    };
+    let mut kills = 0;
+    let mut last_start;
+    loop {
+        let kill_after = (kills < max_kills).then(|| {
+            let micros = u64::try_from(max_delay.as_micros()).unwrap_or(u64::MAX);
+            Duration::from_micros(rng.below(micros + 1))
+        });
+        last_start = Instant::now();
+        let mut child = spawn(&options.exe, worker, None)?;
+        totals.starts += 1;
+        match wait_or_kill(&mut child, kill_after)? {
+            Ending::Killed => {
+                kills += 1;
+                totals.kills += 1;
+            }
+            Ending::Exited(status) if status.success() => break,
+            Ending::Exited(status) => {
+                return Err(Error::Worker(format!(
+                    "worker in {} (seed {}) exited with {status}; its log ends:\n{}",
+                    worker.dir.display(),
+                    worker.seed,
+                    log_tail(&worker.dir)
+                )));
+            }
+        }
+    }
+    let took = last_start.elapsed();
+    totals.rounds += 1;
+    let findings = verify_dir(runtime, worker, &planted)?;
+    if findings.violations() == 0 {
+        let _ = fs::remove_dir_all(&worker.dir);
+    } else {
+        for problem in &findings.problems {
+            eprintln!(
+                "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
+                worker.seed,
+                worker.dir.display()
+            );
+        }
+    }
+    totals.findings.absorb(findings);
+    Ok(took)
+}
+
+/// The kill loop: rounds of kills until `options.kills` kills were made.
+///
+/// # Errors
+///
+/// A worker that fails to start or exits with an unexpected status, or a store that cannot
+/// be read back. Violations are not errors: they are counted in the totals.
+pub fn run_kills(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
+    let runtime = verification_runtime()?;
+    let mut rng = SplitMix::new(options.seed);
+    // Calibrate: one undisturbed run says how long a whole run takes, so kill delays land
+    // anywhere from the first instant to the very end.
+    let mut round_index = 0u64;
+    let mut next_worker = |rng: &mut SplitMix| {
+        let mut worker = options.worker.clone();
+        worker.seed = rng.next_u64() % 1_000_000_000;
+        worker.dir = options
+            .work_dir
+            .join(format!("{}-round-{round_index}", worker.adapter.name()));
+        if worker.adapter == Adapter::File && round_index % 2 == 1 && worker.compact_every == 0 {
+            // Every other round compacts often, so kills also land around snapshots.
+            worker.compact_every = 24;
+        }
+        round_index += 1;
+        worker
+    };
+    let calibration = next_worker(&mut rng);
+    let full = round(
+        options,
+        &calibration,
+        &mut rng,
+        0,
+        Duration::ZERO,
+        &runtime,
+        totals,
+    )?;
+    let max_delay = full.mul_f64(1.2).max(Duration::from_millis(20));
+    while totals.kills < options.kills {
+        let worker = next_worker(&mut rng);
+        let budget = (options.kills - totals.kills).min(options.kills_per_round);
+        round(
+            options, &worker, &mut rng, budget, max_delay, &runtime, totals,
+        )?;
+    }
+    Ok(())
+}
+
+/// One forced crash-point scenario: the starts' crash points in order (the last start runs
+/// unarmed to the end), and the compaction threshold.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// A name for reports.
+    pub name: &'static str,
+    /// The armed points of the starts before the final, unarmed one.
+    pub starts: Vec<CrashAt>,
+    /// File adapter compaction threshold (0: default).
+    pub compact_every: u64,
+}
+
+/// The scenarios: each named point, hit deterministically, in its own run.
+pub fn scenarios() -> Vec<Scenario> {
+    let at = |point, nth| CrashAt { point, nth };
+    vec![
+        Scenario {
+            name: "journal append written, not fsynced",
+            starts: vec![at(Point::JournalAppendBeforeFsync, 40)],
+            compact_every: 0,
+        },
+        Scenario {
+            name: "snapshot written, not renamed",
+            starts: vec![at(Point::SnapshotBeforeRename, 1)],
+            compact_every: 16,
+        },
+        Scenario {
+            name: "snapshot renamed, directory not fsynced",
+            starts: vec![at(Point::SnapshotAfterRename, 2)],
+            compact_every: 16,
+        },
+        Scenario {
+            name: "compaction: snapshot installed, journal not truncated",
+            starts: vec![at(Point::JournalTruncate, 2)],
+            compact_every: 16,
+        },
+        Scenario {
+            name: "recovery: torn tail, crash at its truncate",
+            starts: vec![
+                at(Point::JournalTornWrite, 30),
+                at(Point::JournalTruncate, 1),
+            ],
+            compact_every: 0,
+        },
+        Scenario {
+            name: "recovery: crash at the first journal read",
+            starts: vec![
+                at(Point::JournalAppendBeforeFsync, 15),
+                at(Point::RecoveryRead, 1),
+            ],
+            compact_every: 0,
+        },
+    ]
+}
+
+/// Runs every crash-point scenario on the file adapter.
+///
+/// # Errors
+///
+/// A worker that did not abort where it was told to, or did not complete afterwards.
+pub fn run_scenarios(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
+    let runtime = verification_runtime()?;
+    for (index, scenario) in scenarios().into_iter().enumerate() {
+        let mut worker = options.worker.clone();
+        worker.adapter = Adapter::File;
+        worker.seed = options.seed.wrapping_add(index as u64 + 1) % 1_000_000_000;
+        worker.compact_every = scenario.compact_every;
+        worker.dir = options.work_dir.join(format!("scenario-{index}"));
+        fresh_dir(&worker.dir)?;
+        let planted = plant_bad_state(&worker)?;
+        for at in &scenario.starts {
+            let mut child = spawn(&options.exe, &worker, Some(*at))?;
+            totals.starts += 1;
+            match wait_or_kill(&mut child, None)? {
+                Ending::Exited(status) if status.signal() == Some(libc::SIGABRT) => {
+                    totals.kills += 1;
+                }
+                Ending::Exited(status) => {
+                    return Err(Error::Worker(format!(
+                        "scenario `{}`: the worker was to abort at {}:{} but exited with {status} (seed {}); log:\n{}",
+                        scenario.name,
+                        at.point.name(),
+                        at.nth,
+                        worker.seed,
+                        log_tail(&worker.dir)
+                    )));
+                }
+                Ending::Killed => unreachable_kill()?,
+            }
+        }
+        let mut child = spawn(&options.exe, &worker, None)?;
+        totals.starts += 1;
+        match wait_or_kill(&mut child, None)? {
+            Ending::Exited(status) if status.success() => {}
+            Ending::Exited(status) => {
+                return Err(Error::Worker(format!(
+                    "scenario `{}`: the final worker exited with {status} (seed {}); log:\n{}",
+                    scenario.name,
+                    worker.seed,
+                    log_tail(&worker.dir)
+                )));
+            }
+            Ending::Killed => unreachable_kill()?,
+        }
+        totals.rounds += 1;
+        let findings = verify_dir(&runtime, &worker, &planted)?;
+        if findings.violations() == 0 {
+            let _ = fs::remove_dir_all(&worker.dir);
+        } else {
+            for problem in &findings.problems {
+                eprintln!(
+                    "crash-test: VIOLATION (scenario `{}`, seed {}): {problem}",
+                    scenario.name, worker.seed
+                );
+            }
+        }
+        totals.findings.absorb(findings);
+    }
+    Ok(())
+}
+
+/// `wait_or_kill` without a deadline never kills; this keeps that a typed error, not a panic.
+fn unreachable_kill() -> Result<()> {
+    Err(Error::Worker(
+        "a worker without a kill deadline was reported killed".to_owned(),
+    ))
+}
+
+fn verification_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::io("start tokio runtime", Path::new("."), source))
+}
