@@ -14,6 +14,12 @@
 //! latency per cycle; with 0 the adapter still coalesces appends that arrive while a sync is
 //! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 //!
+//! Telemetry: the same group/256 run is repeated with telemetry off and on, interleaved (the
+//! disk's speed drifts, so alternating is fairer than two blocks), and the medians compared.
+//! "On" is cairn-telemetry's full layer stack (OpenTelemetry traces with the run links, and the
+//! metrics layer) exporting to no-op sinks; the overhead is also shown on the noop adapter,
+//! where the executor's own CPU cost is all there is, as the worst case.
+//!
 //! The file adapter runs with its defaults, compaction included (a snapshot of the whole run
 //! every 10,000 records, which at 100,000 tasks is a large part of the cost);
 //! `--compact-after-records N` changes that threshold to show how much.
@@ -160,6 +166,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             row.rate * 3.0
         );
     }
+    let overhead = runtime.block_on(telemetry_overhead(&options))?;
     let find = |durability: &str, concurrency: usize| {
         rows.iter()
             .find(|r| r.durability == durability && r.concurrency == concurrency)
@@ -167,11 +174,82 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or_else(|| "n/a".to_owned())
     };
     println!(
+        "telemetry on, noop adapter (worst case): {:.1}% slower ({:.0} vs {:.0} tasks/s, medians of {REPEATS})",
+        overhead.noop_percent, overhead.noop_on, overhead.noop_off
+    );
+    println!(
+        "telemetry on, file/group/256: {:.0} vs {:.0} tasks/s off (medians of {REPEATS}); target: within 10%",
+        overhead.file_on, overhead.file_off
+    );
+    println!("telemetry overhead: {:.1}%", overhead.file_percent);
+    println!(
         "executor: {} tasks/s (file, group, concurrency 256); {} tasks/s (file, sync, concurrency 16)",
         find("group", 256),
         find("sync", 16)
     );
     Ok(())
+}
+
+/// How many times each side of the telemetry comparison runs.
+const REPEATS: usize = 3;
+
+struct Overhead {
+    file_off: f64,
+    file_on: f64,
+    file_percent: f64,
+    noop_off: f64,
+    noop_on: f64,
+    noop_percent: f64,
+}
+
+/// cairn-telemetry's layers over providers that export nowhere: all the work of building spans,
+/// links and metrics, none of the network.
+fn telemetry_dispatch() -> tracing::Dispatch {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let traces = cairn_telemetry::link::tracer_provider_builder().build();
+    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    tracing::Dispatch::new(
+        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &meters)),
+    )
+}
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
+    use tracing::instrument::WithSubscriber as _;
+    let group = Some(Durability::Group {
+        max_delay: options.group_delay,
+    });
+    let mut sides: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for _ in 0..REPEATS {
+        for (side, durability) in sides.iter_mut().zip([group, None]) {
+            let name = if durability.is_some() {
+                "group"
+            } else {
+                "noop"
+            };
+            side.0
+                .push(measure(options, name, durability, 256).await?.rate);
+            let on = measure(options, name, durability, 256)
+                .with_subscriber(telemetry_dispatch())
+                .await?;
+            side.1.push(on.rate);
+        }
+    }
+    let [(file_off, file_on), (noop_off, noop_on)] = sides;
+    let (file_off, file_on) = (median(file_off), median(file_on));
+    let (noop_off, noop_on) = (median(noop_off), median(noop_on));
+    Ok(Overhead {
+        file_off,
+        file_on,
+        file_percent: (1.0 - file_on / file_off) * 100.0,
+        noop_off,
+        noop_on,
+        noop_percent: (1.0 - noop_on / noop_off) * 100.0,
+    })
 }
 
 async fn measure(

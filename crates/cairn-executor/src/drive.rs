@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use crate::config::ExecutorConfig;
 use crate::error::Error;
@@ -483,7 +484,11 @@ impl Drive {
                 None => AttemptEnd::Returned(work.await),
             }
         };
-        let handle = flight.running.spawn(body.instrument(span.clone()));
+        // Handlers may run on other worker threads; they keep the run's subscriber, so a host's
+        // scoped subscriber sees their events too.
+        let handle = flight
+            .running
+            .spawn(body.instrument(span.clone()).with_current_subscriber());
         flight.in_flight.insert(
             handle.id(),
             InFlight {
