@@ -1,1 +1,59 @@
 //! Recurring cairn jobs with a persistent circuit breaker and a force-gated resume.
+//!
+//! A [`Job`] runs a workflow on a [`Schedule`] (cron with optional seconds in a [`Zone`], a
+//! fixed interval, or once). [`Scheduler::tick`] starts every due job through the injected
+//! [`JobRunner`] and keeps the job's bookkeeping; [`Jobs`] holds the operator's operations
+//! (`add`, `show`, `list`, `pause`, `resume`, `delete`, `audit_log`). Time comes from an
+//! injected [`Clock`], so tests move a [`ManualClock`] instead of sleeping.
+//!
+//! # Circuit breaker
+//!
+//! When a dependency is down, a job that fails again and again must stop. After
+//! `max_consecutive_errors` failed runs in a row (default 10, per job) the job becomes
+//! [`JobStatus::Failed`] and its `next_run_at` is cleared. That state is stored like any
+//! other, so it survives restarts, and only `resume(id, force = true)` revives the job
+//! (resetting its error count and recomputing `next_run_at`). A success resets the count.
+//! Trips and revives are audited and emitted as telemetry (`breaker_tripped`,
+//! `job_revived`).
+//!
+//! # Storage: why a sibling port
+//!
+//! Jobs live behind `cairn_checkpoint::JobStore`, a small port next to the run port
+//! (`CheckpointerFactory`), rather than inside it: a job is one small document updated by
+//! compare-and-swap on a version, with no journal or writer lock. The store keeps versioned
+//! JSON documents whose schema is this crate's [`Job`] (format version
+//! [`JOB_FORMAT_VERSION`]), plus a per-job audit list. Adapters: `MemoryJobStore`
+//! (in `cairn-checkpoint`), `FileJobStore` (`cairn-checkpoint-file`: one JSON file per job,
+//! written atomically, mode 0600) and `SledJobStore` (`cairn-checkpoint-sled`). All three
+//! pass the job-store conformance cases. Audit records of jobs go to that per-job list and
+//! not to the run audit (`AuditRecord` is about runs and has no breaker actions).
+//!
+//! # Missed ticks
+//!
+//! After downtime a job may have many schedule times in the past. By default
+//! ([`CatchUp::One`]) it runs once and then continues on its schedule; [`CatchUp::Skip`]
+//! and [`CatchUp::All`] are the alternatives ([`SchedulerConfig::catch_up`]).
+//!
+//! # Wiring the executor
+//!
+//! This crate never names the executor. The host implements [`JobRunner`]: for each
+//! [`RunRequest`] it creates a fresh `RunId`, begins the run through its
+//! `Arc<dyn CheckpointerFactory>` with `RunMeta::new(run_id, workflow, scope, input, now)`,
+//! drives it with the executor and its handler registry, and returns `Err(RunFailed)` when
+//! the run ends failed (or cannot start).
+
+mod clock;
+mod error;
+mod job;
+mod jobs;
+mod runner;
+mod schedule;
+mod scheduler;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
+pub use jobs::Jobs;
+pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
+pub use schedule::{MIN_INTERVAL, Schedule, Zone};
+pub use scheduler::{CatchUp, RunRecord, Scheduler, SchedulerConfig, TickReport};

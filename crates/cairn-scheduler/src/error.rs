@@ -1,0 +1,111 @@
+//! The one error type of the scheduler.
+
+use cairn_checkpoint::{InvalidJobId, JobId};
+
+use crate::job::JobStatus;
+
+/// Everything a scheduler operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job store failed.
+    #[error("job store: {source}")]
+    Store {
+        /// The port's error.
+        #[from]
+        source: cairn_checkpoint::Error,
+    },
+    /// Text offered as a job id is not one.
+    #[error(transparent)]
+    InvalidJobId(#[from] InvalidJobId),
+    /// A schedule does not parse or is out of range.
+    #[error("invalid schedule {expression}: {reason}")]
+    InvalidSchedule {
+        /// The schedule as given.
+        expression: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A time zone does not parse.
+    #[error("invalid time zone `{text}`: {reason}")]
+    InvalidZone {
+        /// The text.
+        text: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A job definition is inconsistent.
+    #[error("job {id} is invalid: {reason}")]
+    InvalidJob {
+        /// The job.
+        id: JobId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stored job document does not decode.
+    #[error("stored job {id} does not decode ({detail}); fix or delete it")]
+    BadDocument {
+        /// The job.
+        id: JobId,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// No job has this id.
+    #[error("no job {id}")]
+    NotFound {
+        /// The job.
+        id: JobId,
+    },
+    /// A job with this id exists already.
+    #[error("job {id} already exists")]
+    AlreadyExists {
+        /// The job.
+        id: JobId,
+    },
+    /// `resume` of a job that is already active: nothing was changed.
+    #[error("job {id} is already active; nothing to resume")]
+    AlreadyActive {
+        /// The job.
+        id: JobId,
+    },
+    /// `resume` without `force` of a job whose circuit breaker tripped: nothing was changed.
+    #[error(
+        "job {id} is failed: its circuit breaker tripped after {consecutive_errors} consecutive \
+         failed runs (last error: {last_error}); resume it with force=true (`--force`) to revive it"
+    )]
+    NeedsForce {
+        /// The job.
+        id: JobId,
+        /// Failed runs in a row when it tripped.
+        consecutive_errors: u32,
+        /// The last run's error.
+        last_error: String,
+    },
+    /// `resume` of a completed one-shot job, refused even with `force`.
+    #[error(
+        "job {id} is completed (a one-shot job that already ran); it cannot be resumed, not even with force; create a new job instead"
+    )]
+    Completed {
+        /// The job.
+        id: JobId,
+    },
+    /// `pause` of a job that is not active.
+    #[error("job {id} is {status}, only an active job can be paused")]
+    NotActive {
+        /// The job.
+        id: JobId,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// Other writers kept changing the job; the update was given up after `attempts` tries.
+    #[error("job {id} changed under every one of {attempts} update attempts; try again")]
+    Contended {
+        /// The job.
+        id: JobId,
+        /// How many compare-and-swaps were lost.
+        attempts: u32,
+    },
+}
+
+/// Shorthand for results of scheduler operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

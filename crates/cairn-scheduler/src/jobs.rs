@@ -1,0 +1,328 @@
+//! `Jobs`: creating, showing, pausing, resuming and deleting jobs (no runner needed).
+
+use std::sync::Arc;
+
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_queue::Timestamp;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::job::{JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
+use crate::schedule::Schedule;
+
+/// How many lost compare-and-swaps an update tolerates before giving up with `Contended`.
+const UPDATE_ATTEMPTS: u32 = 16;
+
+/// The operations on jobs that need no runner: what `cairn jobs ...` calls.
+///
+/// Every change is a compare-and-swap on the job's stored version, retried on a lost race, so
+/// an operator's `pause` and a running scheduler's bookkeeping never overwrite each other.
+/// Audit records go to the job store's own per-job audit list, after the change committed.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cairn_checkpoint::{JobId, MemoryJobStore};
+/// use cairn_queue::Timestamp;
+/// use cairn_scheduler::{JobStatus, Jobs, ManualClock, NewJob, Schedule};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), Arc::new(ManualClock::new(Timestamp(0))));
+/// let id = JobId::new("report")?;
+/// let every_minute = Schedule::every(Duration::from_secs(60))?;
+/// let job = jobs.add(NewJob::new(id.clone(), "report", every_minute, "report.toml")).await?;
+/// assert_eq!(job.next_run_at, Some(Timestamp(60_000)));
+/// assert_eq!(jobs.pause(&id).await?.status, JobStatus::Paused);
+/// assert_eq!(jobs.resume(&id, false).await?.status, JobStatus::Active);
+/// # Ok::<(), cairn_scheduler::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Jobs {
+    /// Jobs kept in `store`, with `clock` as the time source.
+    pub fn new(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
+        Jobs { store, clock }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Creates a job. It is `active` (or `paused` if asked) and due at its schedule's first
+    /// time after now; a one-shot job whose time has passed is due at once.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` for a taken id; `InvalidSchedule` or `InvalidJob` for a bad
+    /// definition; `Store` when the store fails.
+    pub async fn add(&self, new: NewJob) -> Result<Job> {
+        new.schedule.validate()?;
+        if new.max_consecutive_errors == 0 {
+            return Err(Error::InvalidJob {
+                id: new.id,
+                reason: "max_consecutive_errors must be at least 1".to_owned(),
+            });
+        }
+        if new.delete_after_run && !matches!(new.schedule, Schedule::Once { .. }) {
+            return Err(Error::InvalidJob {
+                id: new.id,
+                reason: "delete_after_run is only for one-shot jobs".to_owned(),
+            });
+        }
+        let now = self.clock.now();
+        let mut job = Job {
+            format_version: JOB_FORMAT_VERSION,
+            id: new.id,
+            name: new.name,
+            schedule: new.schedule,
+            workflow: new.workflow,
+            input: new.input,
+            status: if new.paused {
+                JobStatus::Paused
+            } else {
+                JobStatus::Active
+            },
+            consecutive_errors: 0,
+            max_consecutive_errors: new.max_consecutive_errors,
+            next_run_at: None,
+            last_run_at: None,
+            last_error: None,
+            delete_after_run: new.delete_after_run,
+            created_at: now,
+            version: 0,
+        };
+        if !new.paused {
+            job.next_run_at = first_due(&job, now)?;
+        }
+        match self.store.put(&job.id, None, &job.to_document()).await? {
+            Ok(version) => job.version = version,
+            Err(_) => return Err(Error::AlreadyExists { id: job.id }),
+        }
+        self.audit(
+            JobAuditRecord::new(now, job.id.clone(), JobAuditAction::Created, "job created")
+                .with_detail(
+                    json!({ "schedule": job.schedule.to_string(), "workflow": job.workflow }),
+                ),
+        )
+        .await?;
+        Ok(job)
+    }
+
+    /// The job `id`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `BadDocument`, or `Store`.
+    pub async fn show(&self, id: &JobId) -> Result<Job> {
+        match self.store.get(id).await? {
+            Some(stored) => Job::from_stored(stored),
+            None => Err(Error::NotFound { id: id.clone() }),
+        }
+    }
+
+    /// Every job, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// `BadDocument` for the first job whose document does not decode, or `Store`.
+    pub async fn list(&self) -> Result<Vec<Job>> {
+        self.store
+            .list()
+            .await?
+            .into_iter()
+            .map(Job::from_stored)
+            .collect()
+    }
+
+    /// Pauses an active job: it stops running until `resume`.
+    ///
+    /// # Errors
+    ///
+    /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
+    /// `Store`; `Contended`.
+    pub async fn pause(&self, id: &JobId) -> Result<Job> {
+        let (_, job) = self
+            .update(id, |job| {
+                if job.status != JobStatus::Active {
+                    return Err(Error::NotActive {
+                        id: job.id.clone(),
+                        status: job.status,
+                    });
+                }
+                job.status = JobStatus::Paused;
+                job.next_run_at = None;
+                Ok(())
+            })
+            .await?;
+        self.audit(JobAuditRecord::new(
+            self.clock.now(),
+            id.clone(),
+            JobAuditAction::Paused,
+            "job paused",
+        ))
+        .await?;
+        Ok(job)
+    }
+
+    /// Resumes a job.
+    ///
+    /// - `paused` → `active`, with or without `force` (the same either way).
+    /// - `failed` (circuit breaker tripped) → `active` only with `force`: a revive. It resets
+    ///   `consecutive_errors` to 0, is audited as `Revived` and emitted as `job_revived`.
+    /// - `completed` → never, not even with `force`.
+    /// - `active` → nothing to do.
+    ///
+    /// A resume recomputes `next_run_at` from the schedule (the first time after now; a
+    /// one-shot job whose time passed is due at once).
+    ///
+    /// # Errors
+    ///
+    /// Nothing is changed on any error: `AlreadyActive`, `NeedsForce` (a failed job without
+    /// `force`; the message names the force option), `Completed`, `NotFound`, `Store`,
+    /// `Contended`.
+    pub async fn resume(&self, id: &JobId, force: bool) -> Result<Job> {
+        let now = self.clock.now();
+        let (before, job) = self
+            .update(id, |job| {
+                match job.status {
+                    JobStatus::Active => return Err(Error::AlreadyActive { id: job.id.clone() }),
+                    JobStatus::Completed => return Err(Error::Completed { id: job.id.clone() }),
+                    JobStatus::Failed if !force => {
+                        return Err(Error::NeedsForce {
+                            id: job.id.clone(),
+                            consecutive_errors: job.consecutive_errors,
+                            last_error: job.last_error.clone().unwrap_or_default(),
+                        });
+                    }
+                    JobStatus::Failed => job.consecutive_errors = 0,
+                    JobStatus::Paused => {}
+                }
+                job.status = JobStatus::Active;
+                job.next_run_at = first_due(job, now)?;
+                Ok(())
+            })
+            .await?;
+        let next = job.next_run_at.map(|t| t.0);
+        if before.status == JobStatus::Failed {
+            self.audit(
+                JobAuditRecord::new(
+                    now,
+                    id.clone(),
+                    JobAuditAction::Revived,
+                    "failed job revived with force; its error count was reset",
+                )
+                .with_detail(json!({
+                    "forced": true,
+                    "previous_consecutive_errors": before.consecutive_errors,
+                    "last_error": before.last_error,
+                    "next_run_at": next,
+                })),
+            )
+            .await?;
+            cairn_telemetry::emit::job_revived(id.as_str(), true);
+        } else {
+            self.audit(
+                JobAuditRecord::new(
+                    now,
+                    id.clone(),
+                    JobAuditAction::Resumed,
+                    "paused job resumed",
+                )
+                .with_detail(json!({ "forced": force, "next_run_at": next })),
+            )
+            .await?;
+        }
+        Ok(job)
+    }
+
+    /// Deletes a job (in any status). Its audit records are kept.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Store`, `Contended`.
+    pub async fn delete(&self, id: &JobId) -> Result<Job> {
+        self.delete_with_reason(id, "job deleted").await
+    }
+
+    pub(crate) async fn delete_with_reason(&self, id: &JobId, reason: &str) -> Result<Job> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let job = self.show(id).await?;
+            if self.store.delete(id, job.version).await?.is_ok() {
+                self.audit(JobAuditRecord::new(
+                    self.clock.now(),
+                    id.clone(),
+                    JobAuditAction::Deleted,
+                    reason,
+                ))
+                .await?;
+                return Ok(job);
+            }
+        }
+        Err(Error::Contended {
+            id: id.clone(),
+            attempts: UPDATE_ATTEMPTS,
+        })
+    }
+
+    /// The job's audit records, oldest first (kept after the job is deleted).
+    ///
+    /// # Errors
+    ///
+    /// `Store`.
+    pub async fn audit_log(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+        Ok(self.store.read_audit(id).await?)
+    }
+
+    pub(crate) async fn audit(&self, record: JobAuditRecord) -> Result<()> {
+        Ok(self.store.append_audit(&record).await?)
+    }
+
+    /// Reads job `id`, applies `change` and writes it back if nobody changed it meanwhile,
+    /// retrying on a lost race. Returns the job before and after. An error from `change`
+    /// aborts with nothing written.
+    pub(crate) async fn update(
+        &self,
+        id: &JobId,
+        mut change: impl FnMut(&mut Job) -> Result<()>,
+    ) -> Result<(Job, Job)> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let before = self.show(id).await?;
+            let mut job = before.clone();
+            change(&mut job)?;
+            if let Ok(version) = self
+                .store
+                .put(id, Some(before.version), &job.to_document())
+                .await?
+            {
+                job.version = version;
+                return Ok((before, job));
+            }
+        }
+        Err(Error::Contended {
+            id: id.clone(),
+            attempts: UPDATE_ATTEMPTS,
+        })
+    }
+}
+
+/// When a job that (re)starts now is first due.
+pub(crate) fn first_due(job: &Job, now: Timestamp) -> Result<Option<Timestamp>> {
+    match job.schedule {
+        Schedule::Once { at } => Ok(Some(at.max(now))),
+        ref schedule => schedule.next_after(job.created_at, now),
+    }
+}

@@ -1,0 +1,71 @@
+//! The injected runner: how a due job starts its workflow run.
+//!
+//! The scheduler does not name the executor. A host implements [`JobRunner`] by building a
+//! `RunMeta` from the [`RunRequest`], beginning the run through its
+//! `Arc<dyn CheckpointerFactory>` and driving it with the executor and its handler registry
+//! (the CLI does exactly this for `cairn scheduler`). A returned `Err` counts as one failed run
+//! for the job's circuit breaker; so does a panic-free timeout the runner reports as `Err`.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use cairn_checkpoint::JobId;
+use cairn_queue::Timestamp;
+
+/// One run the scheduler wants started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// The workflow to run.
+    pub workflow: String,
+    /// Its input, as the job stores it.
+    pub input: String,
+    /// The schedule time this run is for (earlier than `started_at` after downtime).
+    pub scheduled_for: Timestamp,
+    /// When the scheduler started it.
+    pub started_at: Timestamp,
+}
+
+/// A run that finished successfully.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSucceeded {
+    /// The run's id, when the runner created one.
+    pub run_id: Option<String>,
+}
+
+/// A run that failed (or could not be started): one error for the circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailed {
+    /// The run's id, when one was created.
+    pub run_id: Option<String>,
+    /// What went wrong, for people (stored as the job's `last_error`).
+    pub message: String,
+}
+
+impl RunFailed {
+    /// A failure with a message and no run id.
+    pub fn new(message: impl Into<String>) -> Self {
+        RunFailed {
+            run_id: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Starts a job's run and waits for its outcome. Object-safe; hold it as
+/// `Arc<dyn JobRunner>`.
+#[async_trait]
+pub trait JobRunner: Send + Sync + Debug + 'static {
+    /// Runs `request` to its end.
+    ///
+    /// MUST return `Err` when the run failed or could not start; the scheduler counts it as
+    /// one consecutive error. SHOULD give each run a fresh run id, because a job runs its
+    /// workflow many times.
+    ///
+    /// # Cancel safety
+    ///
+    /// The scheduler awaits this to completion; it is dropped only when the host drops the
+    /// scheduler's future, in which case the job's bookkeeping for this run is skipped.
+    async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed>;
+}

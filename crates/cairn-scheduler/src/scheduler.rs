@@ -1,0 +1,427 @@
+//! `Scheduler`: runs due jobs through the injected runner and keeps each job's circuit breaker.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_queue::Timestamp;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::job::{Job, JobStatus};
+use crate::jobs::Jobs;
+use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
+
+/// What to do about schedule times missed while no scheduler was running.
+///
+/// A tick counts as missed when a later tick of the same job is also already due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// Run once for all the missed ticks, then continue on the schedule (the default): a
+    /// job that missed a week of hourly ticks runs once, not 168 times.
+    #[default]
+    One,
+    /// Run none of the missed ticks; continue with the next future one.
+    Skip,
+    /// Run every missed tick, one after another, but at most `max` of them per tick.
+    All {
+        /// The most runs one catch-up may start.
+        max: u32,
+    },
+}
+
+/// The scheduler's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Missed-tick policy ([`CatchUp::One`] by default).
+    pub catch_up: CatchUp,
+    /// How long a failed one-shot job waits before it is tried again (default one minute).
+    /// Each try counts toward its circuit breaker.
+    pub one_shot_retry: Duration,
+    /// The longest `run_until` sleeps between ticks (default 30 s), so jobs added by
+    /// another process are noticed.
+    pub poll_interval: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            catch_up: CatchUp::One,
+            one_shot_retry: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One run a tick started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The job.
+    pub job_id: JobId,
+    /// The schedule time it was for.
+    pub scheduled_for: Timestamp,
+    /// How it ended.
+    pub outcome: std::result::Result<RunSucceeded, RunFailed>,
+}
+
+/// What one `tick` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Runs started, in order.
+    pub runs: Vec<RunRecord>,
+    /// Jobs whose circuit breaker tripped during this tick.
+    pub tripped: Vec<JobId>,
+    /// Missed ticks that the catch-up policy did not run (counted up to a bound per job).
+    pub missed_not_run: u64,
+    /// Jobs whose stored document does not decode, with the reason; they are left alone.
+    pub unreadable: Vec<(JobId, String)>,
+}
+
+/// Runs due jobs. Build it with a job store, a runner and a clock; call `tick` (tests, cron
+/// hosts) or `run_until` (a long-lived `cairn scheduler` process).
+///
+/// A due job is first claimed: its `next_run_at` moves to the next schedule time and
+/// `last_run_at` to now, by compare-and-swap. Only then does its run start, so two
+/// schedulers over one store never start the same tick twice, and a crash during a run
+/// does not rerun that tick on restart (runs are at most once per tick; the workflow's own
+/// resume covers the interrupted run). After the run, its outcome is recorded:
+///
+/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (or is deleted
+///   with `delete_after_run`);
+/// - failure: `consecutive_errors` + 1 and `last_error`; when the count reaches
+///   `max_consecutive_errors` the circuit breaker trips: the job becomes `failed`,
+///   `next_run_at` is cleared, the trip is audited (`BreakerTripped` in the job store's
+///   audit list) and emitted (`cairn_telemetry::emit::breaker_tripped`). It stays failed
+///   across restarts until `resume(id, force = true)`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use async_trait::async_trait;
+/// use cairn_checkpoint::{JobId, MemoryJobStore};
+/// use cairn_queue::Timestamp;
+/// use cairn_scheduler::*;
+///
+/// #[derive(Debug)]
+/// struct AlwaysDown;
+/// #[async_trait]
+/// impl JobRunner for AlwaysDown {
+///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+///         Err(RunFailed::new("database unreachable"))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let clock = ManualClock::new(Timestamp(0));
+/// let scheduler = Scheduler::new(
+///     Arc::new(MemoryJobStore::new()),
+///     Arc::new(AlwaysDown),
+///     Arc::new(clock.clone()),
+/// );
+/// let id = JobId::new("sync")?;
+/// let schedule = Schedule::every(Duration::from_secs(60))?;
+/// scheduler.jobs().add(NewJob::new(id.clone(), "sync", schedule, "sync.toml").max_consecutive_errors(2)).await?;
+/// for _ in 0..2 {
+///     clock.advance(Duration::from_secs(60));
+///     scheduler.tick().await?;
+/// }
+/// let job = scheduler.jobs().show(&id).await?;
+/// assert_eq!((job.status, job.next_run_at), (JobStatus::Failed, None));
+/// assert!(matches!(scheduler.jobs().resume(&id, false).await, Err(Error::NeedsForce { .. })));
+/// # Ok::<(), cairn_scheduler::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    jobs: Jobs,
+    runner: Arc<dyn JobRunner>,
+    config: SchedulerConfig,
+}
+
+/// How many missed ticks a catch-up looks at to tell "missed" from "on time" and to count.
+const MISSED_SCAN_LIMIT: usize = 1_000;
+
+impl Scheduler {
+    /// A scheduler with the default [`SchedulerConfig`].
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        runner: Arc<dyn JobRunner>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::with_config(store, runner, clock, SchedulerConfig::default())
+    }
+
+    /// A scheduler with `config`.
+    pub fn with_config(
+        store: Arc<dyn JobStore>,
+        runner: Arc<dyn JobRunner>,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Scheduler {
+            jobs: Jobs::new(store, clock),
+            runner,
+            config,
+        }
+    }
+
+    /// The job operations (add, show, list, pause, resume, delete, audit).
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Runs every job that is due now, one after another, and records the outcomes.
+    ///
+    /// # Errors
+    ///
+    /// `Store` when the job store fails (a failed fsync is not retried); `Contended` when
+    /// recording an outcome lost too many races. A job whose document does not decode is
+    /// reported in `TickReport::unreadable`, not as an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future during a run skips recording that run's outcome
+    /// (the job stays claimed for its next tick, so nothing runs twice).
+    pub async fn tick(&self) -> Result<TickReport> {
+        let now = self.jobs.clock().now();
+        let mut report = TickReport::default();
+        for stored in self.jobs.store().list().await? {
+            let id = stored.id.clone();
+            let job = match Job::from_stored(stored) {
+                Ok(job) => job,
+                Err(err) => {
+                    report.unreadable.push((id, err.to_string()));
+                    continue;
+                }
+            };
+            match job.next_run_at {
+                Some(due) if job.status == JobStatus::Active && due <= now => {
+                    self.run_due(job, due, now, &mut report).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
+    async fn run_due(
+        &self,
+        job: Job,
+        due: Timestamp,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let later = job
+            .schedule
+            .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)?;
+        let plan: Vec<Timestamp> = match self.config.catch_up {
+            CatchUp::One => {
+                report.missed_not_run += later.len() as u64;
+                vec![due]
+            }
+            CatchUp::Skip if !later.is_empty() => {
+                report.missed_not_run += later.len() as u64 + 1;
+                Vec::new()
+            }
+            CatchUp::Skip => vec![due],
+            CatchUp::All { max } => {
+                let all: Vec<Timestamp> = std::iter::once(due).chain(later).collect();
+                let take = all.len().min(max.max(1) as usize);
+                report.missed_not_run += (all.len() - take) as u64;
+                all[..take].to_vec()
+            }
+        };
+        let next = if job.is_one_shot() {
+            // A one-shot job keeps a retry time while it runs, so a crash mid-run retries it.
+            Some(now.plus_millis(
+                u64::try_from(self.config.one_shot_retry.as_millis()).unwrap_or(u64::MAX),
+            ))
+        } else {
+            job.schedule.next_after(job.created_at, now)?
+        };
+        let mut claimed = job.clone();
+        claimed.next_run_at = next;
+        if !plan.is_empty() {
+            claimed.last_run_at = Some(now);
+        }
+        if self
+            .jobs
+            .store()
+            .put(&job.id, Some(job.version), &claimed.to_document())
+            .await?
+            .is_err()
+        {
+            // Someone else (another scheduler, an operator) changed the job since we listed
+            // it; the next tick looks at it again.
+            return Ok(());
+        }
+        for scheduled_for in plan {
+            let request = RunRequest {
+                job_id: job.id.clone(),
+                workflow: job.workflow.clone(),
+                input: job.input.clone(),
+                scheduled_for,
+                started_at: self.jobs.clock().now(),
+            };
+            let outcome = self.runner.run(&request).await;
+            let still_active = self.record(&job.id, &outcome, report).await?;
+            report.runs.push(RunRecord {
+                job_id: job.id.clone(),
+                scheduled_for,
+                outcome,
+            });
+            if !still_active {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records one run's outcome; returns whether the job is still active afterwards.
+    async fn record(
+        &self,
+        id: &JobId,
+        outcome: &std::result::Result<RunSucceeded, RunFailed>,
+        report: &mut TickReport,
+    ) -> Result<bool> {
+        let updated = self
+            .jobs
+            .update(id, |job| {
+                match outcome {
+                    Ok(_) => {
+                        job.consecutive_errors = 0;
+                        if job.is_one_shot() && !job.delete_after_run {
+                            job.status = JobStatus::Completed;
+                            job.next_run_at = None;
+                        }
+                    }
+                    Err(failed) => {
+                        job.consecutive_errors = job.consecutive_errors.saturating_add(1);
+                        job.last_error = Some(failed.message.clone());
+                        if job.consecutive_errors >= job.max_consecutive_errors
+                            && matches!(job.status, JobStatus::Active | JobStatus::Paused)
+                        {
+                            job.status = JobStatus::Failed;
+                            job.next_run_at = None;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        let (before, after) = match updated {
+            Ok(pair) => pair,
+            // Deleted while it ran: there is nothing left to record.
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let now = self.jobs.clock().now();
+        if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
+            let last_error = after.last_error.clone().unwrap_or_default();
+            self.jobs
+                .audit(
+                    JobAuditRecord::new(
+                        now,
+                        id.clone(),
+                        JobAuditAction::BreakerTripped,
+                        format!(
+                            "{} failed runs in a row (limit {}): circuit breaker tripped; resume with force to revive",
+                            after.consecutive_errors, after.max_consecutive_errors
+                        ),
+                    )
+                    .with_detail(json!({
+                        "consecutive_errors": after.consecutive_errors,
+                        "max_consecutive_errors": after.max_consecutive_errors,
+                        "last_error": last_error,
+                    })),
+                )
+                .await?;
+            cairn_telemetry::emit::breaker_tripped(
+                id.as_str(),
+                after.consecutive_errors,
+                &last_error,
+            );
+            report.tripped.push(id.clone());
+        }
+        if outcome.is_ok() && after.is_one_shot() {
+            if after.delete_after_run {
+                match self
+                    .jobs
+                    .delete_with_reason(id, "one-shot job ran successfully (delete_after_run)")
+                    .await
+                {
+                    Ok(_) | Err(Error::NotFound { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+                return Ok(false);
+            }
+            if before.status != JobStatus::Completed {
+                self.jobs
+                    .audit(JobAuditRecord::new(
+                        now,
+                        id.clone(),
+                        JobAuditAction::Completed,
+                        "one-shot job ran successfully",
+                    ))
+                    .await?;
+            }
+        }
+        Ok(after.status == JobStatus::Active)
+    }
+
+    /// Ticks until `stop` completes, sleeping (on tokio's timer) until the next job is due
+    /// or `poll_interval` passed, whichever is sooner.
+    ///
+    /// With a `ManualClock` this would spin on real time; tests call `tick` instead.
+    ///
+    /// # Errors
+    ///
+    /// The first error of `tick` (the loop stops; the host decides whether to restart).
+    ///
+    /// # Cancel safety
+    ///
+    /// As `tick`: prefer completing `stop` over dropping this future.
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<()> {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let tick = self.tick();
+            tokio::select! {
+                biased;
+                () = &mut stop => return Ok(()),
+                report = tick => { report?; }
+            }
+            let wait = self.time_until_next_due().await?;
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn time_until_next_due(&self) -> Result<Duration> {
+        let now = self.jobs.clock().now();
+        let next = self
+            .jobs
+            .store()
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|stored| Job::from_stored(stored).ok())
+            .filter(|job| job.status == JobStatus::Active)
+            .filter_map(|job| job.next_run_at)
+            .min();
+        let until_due = next.map_or(self.config.poll_interval, |due| {
+            Duration::from_millis(due.0.saturating_sub(now.0))
+        });
+        Ok(until_due.min(self.config.poll_interval))
+    }
+}

@@ -1,0 +1,135 @@
+//! The circuit breaker: trips at exactly `max_consecutive_errors`, reset by a success.
+
+mod common;
+
+use cairn_checkpoint::JobAuditAction;
+use cairn_scheduler::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JobStatus};
+use common::{Rig, every_minute, id};
+
+#[tokio::test]
+async fn the_breaker_trips_at_exactly_the_limit_and_not_one_run_earlier() {
+    let rig = Rig::memory();
+    rig.runner.set_failing(true);
+    let job_id = id("flaky");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("flaky").max_consecutive_errors(3))
+        .await
+        .unwrap();
+    for expected in 1..=2 {
+        let report = rig.tick_when_due(&job_id).await;
+        assert_eq!(report.runs.len(), 1);
+        assert!(report.tripped.is_empty(), "tripped after {expected} errors");
+        let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+        assert_eq!(job.status, JobStatus::Active);
+        assert_eq!(job.consecutive_errors, expected);
+        assert!(job.next_run_at.is_some());
+        assert!(
+            job.last_error
+                .as_deref()
+                .unwrap()
+                .contains("dependency down")
+        );
+    }
+    let report = rig.tick_when_due(&job_id).await;
+    assert_eq!(report.tripped, vec![job_id.clone()]);
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.consecutive_errors, 3);
+    assert_eq!(job.next_run_at, None);
+
+    // A failed job never runs again on its own, however much time passes.
+    rig.clock.advance(std::time::Duration::from_secs(24 * 3600));
+    let report = rig.scheduler.tick().await.unwrap();
+    assert!(report.runs.is_empty());
+    assert_eq!(rig.runner.runs(), 3);
+
+    let trips: Vec<_> = rig
+        .scheduler
+        .jobs()
+        .audit_log(&job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == JobAuditAction::BreakerTripped)
+        .collect();
+    assert_eq!(trips.len(), 1, "the trip must be audited once");
+    assert_eq!(trips[0].detail["consecutive_errors"], 3);
+}
+
+#[tokio::test]
+async fn the_default_limit_is_ten() {
+    let rig = Rig::memory();
+    rig.runner.set_failing(true);
+    let job_id = id("default-limit");
+    let job = rig
+        .scheduler
+        .jobs()
+        .add(every_minute("default-limit"))
+        .await
+        .unwrap();
+    assert_eq!(job.max_consecutive_errors, DEFAULT_MAX_CONSECUTIVE_ERRORS);
+    assert_eq!(DEFAULT_MAX_CONSECUTIVE_ERRORS, 10);
+    for _ in 0..9 {
+        rig.tick_when_due(&job_id).await;
+    }
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 9));
+    let report = rig.tick_when_due(&job_id).await;
+    assert_eq!(report.tripped.len(), 1);
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!(
+        (job.status, job.consecutive_errors),
+        (JobStatus::Failed, 10)
+    );
+}
+
+#[tokio::test]
+async fn a_success_resets_the_counter() {
+    let rig = Rig::memory();
+    let job_id = id("recovering");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("recovering").max_consecutive_errors(3))
+        .await
+        .unwrap();
+    rig.runner.then(&[false, false, true, false, false]);
+    for _ in 0..3 {
+        rig.tick_when_due(&job_id).await;
+    }
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!(job.consecutive_errors, 0, "a success must reset the count");
+    assert_eq!(job.status, JobStatus::Active);
+    // Two more failures: without the reset this would be four in a row and trip.
+    for _ in 0..2 {
+        rig.tick_when_due(&job_id).await;
+    }
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 2));
+}
+
+#[test]
+fn the_trip_and_the_revive_are_emitted_as_telemetry() {
+    let telemetry = cairn_telemetry::testing::TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let rig = Rig::memory();
+        rig.runner.set_failing(true);
+        let job_id = id("observed");
+        rig.scheduler
+            .jobs()
+            .add(every_minute("observed").max_consecutive_errors(1))
+            .await
+            .unwrap();
+        rig.tick_when_due(&job_id).await;
+        rig.scheduler.jobs().resume(&job_id, true).await.unwrap();
+    });
+    let trips = telemetry.spans_named(cairn_telemetry::names::BREAKER_TRIPPED);
+    assert_eq!(trips.len(), 1, "one breaker_tripped event expected");
+    let revives = telemetry.spans_named(cairn_telemetry::names::JOB_REVIVED);
+    assert_eq!(revives.len(), 1, "one job_revived event expected");
+}

@@ -1,0 +1,120 @@
+//! Shared test pieces: a scripted runner and a scheduler over a chosen store with a manual clock.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+use cairn_queue::Timestamp;
+use cairn_scheduler::{
+    JobRunner, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule, Scheduler,
+    SchedulerConfig,
+};
+
+/// 2026-01-01T00:00:00Z.
+pub const NEW_YEAR_2026: Timestamp = Timestamp(1_767_225_600_000);
+
+/// A runner that answers from a script (success once the script is empty) and remembers
+/// every request.
+#[derive(Debug, Default, Clone)]
+pub struct ScriptedRunner {
+    script: Arc<Mutex<VecDeque<bool>>>,
+    /// Every request, in order.
+    pub requests: Arc<Mutex<Vec<RunRequest>>>,
+    /// Make every run fail (after the script).
+    pub always_fail: Arc<Mutex<bool>>,
+}
+
+impl ScriptedRunner {
+    pub fn failing() -> Self {
+        let runner = Self::default();
+        *runner.always_fail.lock().unwrap() = true;
+        runner
+    }
+
+    /// Queues outcomes: `true` succeeds, `false` fails.
+    pub fn then(&self, outcomes: &[bool]) {
+        self.script.lock().unwrap().extend(outcomes);
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        *self.always_fail.lock().unwrap() = failing;
+    }
+
+    pub fn runs(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl JobRunner for ScriptedRunner {
+    async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+        self.requests.lock().unwrap().push(request.clone());
+        let scripted = self.script.lock().unwrap().pop_front();
+        let ok = scripted.unwrap_or(!*self.always_fail.lock().unwrap());
+        if ok {
+            Ok(RunSucceeded { run_id: None })
+        } else {
+            Err(RunFailed::new(format!(
+                "run {} of {} failed: dependency down",
+                self.runs(),
+                request.job_id
+            )))
+        }
+    }
+}
+
+/// A scheduler, its clock and runner.
+pub struct Rig {
+    pub scheduler: Scheduler,
+    pub clock: ManualClock,
+    pub runner: ScriptedRunner,
+    pub store: Arc<dyn JobStore>,
+}
+
+impl Rig {
+    pub fn memory() -> Rig {
+        Rig::over(Arc::new(MemoryJobStore::new()), SchedulerConfig::default())
+    }
+
+    pub fn over(store: Arc<dyn JobStore>, config: SchedulerConfig) -> Rig {
+        let clock = ManualClock::new(NEW_YEAR_2026);
+        let runner = ScriptedRunner::default();
+        let scheduler = Scheduler::with_config(
+            store.clone(),
+            Arc::new(runner.clone()),
+            Arc::new(clock.clone()),
+            config,
+        );
+        Rig {
+            scheduler,
+            clock,
+            runner,
+            store,
+        }
+    }
+
+    /// Moves the clock to the job's `next_run_at` and ticks once.
+    pub async fn tick_when_due(&self, id: &JobId) -> cairn_scheduler::TickReport {
+        let job = self.scheduler.jobs().show(id).await.expect("show");
+        let due = job.next_run_at.expect("the job has a next run");
+        self.clock.set(due);
+        self.scheduler.tick().await.expect("tick")
+    }
+}
+
+pub fn id(text: &str) -> JobId {
+    JobId::new(text).expect("valid test job id")
+}
+
+pub fn every_minute(job: &str) -> NewJob {
+    NewJob::new(
+        id(job),
+        format!("{job} job"),
+        Schedule::every(Duration::from_secs(60)).expect("valid interval"),
+        "wf.toml",
+    )
+}
