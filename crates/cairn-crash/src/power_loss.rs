@@ -1,38 +1,456 @@
-//! Simulated power loss (being written).
+//! Simulated power loss: a real executor drains a generated DAG in process on the file
+//! adapter over a [`DiskModel`]; before every Nth I/O operation the disk is captured, and
+//! each capture becomes several crash images (unsynced writes dropped, the last one torn at
+//! some byte, unsynced directory changes partly undone). A fresh `FileFactory` over each
+//! image must recover every transition acknowledged before the crash, or stop with a typed
+//! `Corruption` error. Anything else is a violation.
 
-use crate::error::Result;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
 
-/// Options.
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error as StoreError, Opened,
+    Quarantined, Recovered, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+};
+use cairn_checkpoint_file::{FileFactory, Filesystem};
+use cairn_executor::{Executor, RunSignals, Start};
+use cairn_queue::{Event, Queue, Snapshot};
+
+use crate::dag::Dag;
+use crate::disk_model::{CrashChoice, DiskModel, DiskState};
+use crate::error::{Error, Result};
+use crate::rng::SplitMix;
+use crate::worker;
+
+/// Where the store lives on the modelled disk.
+pub const ROOT: &str = "/cairn";
+
+/// How the power-loss exploration runs.
 #[derive(Debug, Clone)]
 pub struct PowerLossOptions {
-    /// Seed.
+    /// The seed of workloads, capture spacing and crash choices.
     pub seed: u64,
-    /// States.
+    /// Crash states to check at least (workloads run until this many were checked).
     pub states: u64,
-    /// Tasks.
+    /// Tasks per workload DAG.
     pub tasks: usize,
 }
 
-/// Totals.
+/// What the exploration found.
 #[derive(Debug, Clone, Default)]
 pub struct PowerLossTotals {
-    /// States.
+    /// Crash images opened and checked.
     pub states: u64,
-    /// Workloads.
+    /// Workloads driven.
     pub workloads: u64,
-    /// Corruption.
+    /// Images whose recovery stopped with `Corruption` (allowed).
     pub corruption_stops: u64,
-    /// Violations.
+    /// Images recovered with fewer acknowledged transitions, different events, a wrong
+    /// snapshot, or any error other than `Corruption`.
     pub violations: u64,
-    /// Problems.
+    /// One line per violation (the first 20).
     pub problems: Vec<String>,
 }
 
-/// Runs.
+impl PowerLossTotals {
+    fn violation(&mut self, text: String) {
+        self.violations += 1;
+        if self.problems.len() < 20 {
+            self.problems.push(text);
+        }
+    }
+
+    fn absorb(&mut self, other: PowerLossTotals) {
+        self.states += other.states;
+        self.workloads += other.workloads;
+        self.corruption_stops += other.corruption_stops;
+        self.violations += other.violations;
+        for problem in other.problems {
+            if self.problems.len() < 20 {
+                self.problems.push(problem);
+            }
+        }
+    }
+}
+
+/// What the workload was told, as of any instant: every event handed to `append` (in
+/// order), how many of them were acknowledged, and whether `begin` and `complete` were.
+#[derive(Debug, Default)]
+pub struct AckLog {
+    history: Mutex<Vec<Event>>,
+    acked: AtomicUsize,
+    begun: AtomicBool,
+    completed: AtomicBool,
+}
+
+impl AckLog {
+    /// Events acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+}
+
+/// A port decorator that writes down what the store acknowledged.
+#[derive(Debug)]
+pub struct AckRecordingFactory<F> {
+    inner: F,
+    log: Arc<AckLog>,
+}
+
+impl<F> AckRecordingFactory<F> {
+    /// Wraps `inner`, recording into `log`.
+    pub fn new(inner: F, log: Arc<AckLog>) -> Self {
+        AckRecordingFactory { inner, log }
+    }
+}
+
+#[derive(Debug)]
+struct AckRecordingCheckpointer {
+    inner: Box<dyn Checkpointer>,
+    log: Arc<AckLog>,
+}
+
+#[async_trait]
+impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
+    async fn begin(&self, meta: RunMeta) -> cairn_checkpoint::Result<Box<dyn Checkpointer>> {
+        let inner = self.inner.begin(meta).await?;
+        self.log.begun.store(true, Ordering::SeqCst);
+        Ok(Box::new(AckRecordingCheckpointer {
+            inner,
+            log: Arc::clone(&self.log),
+        }))
+    }
+    async fn open(&self, run_id: &RunId) -> cairn_checkpoint::Result<Option<Opened>> {
+        self.inner.open(run_id).await
+    }
+    async fn load_meta(&self, run_id: &RunId) -> cairn_checkpoint::Result<Option<RunMeta>> {
+        self.inner.load_meta(run_id).await
+    }
+    async fn list(&self, filter: &RunFilter) -> cairn_checkpoint::Result<Vec<RunMeta>> {
+        self.inner.list(filter).await
+    }
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> cairn_checkpoint::Result<std::result::Result<RunMeta, StatusConflict>> {
+        self.inner.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn is_held(&self, run_id: &RunId) -> cairn_checkpoint::Result<bool> {
+        self.inner.is_held(run_id).await
+    }
+    async fn quarantine(
+        &self,
+        run_id: &RunId,
+        reason: &str,
+    ) -> cairn_checkpoint::Result<Quarantined> {
+        self.inner.quarantine(run_id, reason).await
+    }
+    async fn append_audit(
+        &self,
+        run_id: &RunId,
+        record: &AuditRecord,
+    ) -> cairn_checkpoint::Result<()> {
+        self.inner.append_audit(run_id, record).await
+    }
+    async fn read_audit(&self, run_id: &RunId) -> cairn_checkpoint::Result<Vec<AuditRecord>> {
+        self.inner.read_audit(run_id).await
+    }
+}
+
+#[async_trait]
+impl Checkpointer for AckRecordingCheckpointer {
+    fn run_id(&self) -> &RunId {
+        self.inner.run_id()
+    }
+    async fn append(&self, events: &[Event]) -> cairn_checkpoint::Result<()> {
+        // Written down before the call, so a crash image can never hold an event the
+        // history does not know; acknowledged only once the call returned Ok.
+        let end = {
+            let mut history = self
+                .log
+                .history
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            history.extend_from_slice(events);
+            history.len()
+        };
+        self.inner.append(events).await?;
+        self.log.acked.fetch_max(end, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> cairn_checkpoint::Result<()> {
+        self.inner.install_snapshot(snapshot).await
+    }
+    async fn load(&self) -> cairn_checkpoint::Result<Recovered> {
+        self.inner.load().await
+    }
+    async fn audit(&self, record: &AuditRecord) -> cairn_checkpoint::Result<()> {
+        self.inner.audit(record).await
+    }
+    async fn complete(&self) -> cairn_checkpoint::Result<RunMeta> {
+        let meta = self.inner.complete().await?;
+        self.log.completed.store(true, Ordering::SeqCst);
+        Ok(meta)
+    }
+    async fn fail(&self, error: &RunError) -> cairn_checkpoint::Result<RunMeta> {
+        self.inner.fail(error).await
+    }
+}
+
+/// The disk just before an operation, with what had been acknowledged by then.
+#[derive(Debug)]
+struct Capture {
+    state: DiskState,
+    op: u64,
+    op_name: &'static str,
+    acked: usize,
+    begun: bool,
+    completed: bool,
+}
+
+/// Checks one crash image; `Ok(true)` when recovery stopped with `Corruption`.
+async fn check_image(
+    image: DiskState,
+    capture: &Capture,
+    run_id: &RunId,
+    log: &AckLog,
+    snapshots: &mut HashMap<usize, Snapshot>,
+) -> std::result::Result<bool, String> {
+    let disk = DiskModel::from_state(image);
+    let fs: Arc<dyn Filesystem> = Arc::new(disk.clone());
+    let factory = FileFactory::builder(ROOT)
+        .filesystem(fs)
+        .queue_config(worker::queue_config())
+        .build()
+        .map_err(|err| format!("a factory over the image fails: {err}"))?;
+    let opened = match factory.open(run_id).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) if capture.begun => {
+            return Err("begin was acknowledged but the run is missing".to_owned());
+        }
+        Ok(None) => return Ok(false),
+        Err(StoreError::Corruption { .. }) => return Ok(true),
+        Err(err) => return Err(format!("open failed with {err}")),
+    };
+    let recovered = opened.recovered;
+    drop(opened.checkpointer);
+    if capture.completed && recovered.meta.status != RunStatus::Completed {
+        return Err(format!(
+            "completion was acknowledged but the run is {}",
+            recovered.meta.status
+        ));
+    }
+    let covers = match &recovered.snapshot {
+        None => 0,
+        Some(_) => {
+            let path = PathBuf::from(ROOT)
+                .join("runs")
+                .join(run_id.as_str())
+                .join("queue.json");
+            let bytes = disk
+                .read(&path)
+                .map_err(|err| format!("queue.json cannot be read back: {err}"))?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|err| format!("queue.json does not parse: {err}"))?;
+            value
+                .get("covers_seq")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|c| usize::try_from(c).ok())
+                .ok_or("queue.json has no covers_seq")?
+        }
+    };
+    let recovered_total = covers + recovered.events.len();
+    if recovered_total < capture.acked {
+        return Err(format!(
+            "LOST acknowledged transitions: {} acknowledged, {recovered_total} recovered",
+            capture.acked
+        ));
+    }
+    let history = log
+        .history
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    if recovered_total > history.len() || history[covers..recovered_total] != recovered.events[..] {
+        return Err(format!(
+            "recovered events {}..{recovered_total} differ from what was appended",
+            covers + 1
+        ));
+    }
+    if let Some(snapshot) = &recovered.snapshot {
+        if !snapshots.contains_key(&covers) {
+            let expected = Queue::replay(None, history[..covers].iter(), worker::queue_config())
+                .map_err(|err| format!("the appended history does not replay: {err}"))?
+                .snapshot();
+            snapshots.insert(covers, expected);
+        }
+        if snapshots.get(&covers) != Some(snapshot) {
+            return Err(format!(
+                "the snapshot covering {covers} records differs from the replayed history"
+            ));
+        }
+    }
+    Ok(false)
+}
+
+/// The crash choices tried for one capture: everything unsynced dropped; everything kept
+/// with the last write whole; and a seeded mix (some directory changes, a torn write).
+fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
+    let pending = state.pending_dir_ops();
+    let last = state.last_unsynced_write();
+    let mut out = BTreeSet::new();
+    let mut add = |choice: CrashChoice| {
+        out.insert((choice.keep_dir_ops, choice.tear));
+    };
+    add(CrashChoice {
+        keep_dir_ops: 0,
+        tear: None,
+    });
+    add(CrashChoice {
+        keep_dir_ops: pending,
+        tear: last,
+    });
+    add(CrashChoice {
+        keep_dir_ops: rng.below(pending as u64 + 1) as usize,
+        tear: last.map(|len| rng.below(len as u64 + 1) as usize),
+    });
+    out.into_iter()
+        .map(|(keep_dir_ops, tear)| CrashChoice { keep_dir_ops, tear })
+        .collect()
+}
+
+fn check_all(
+    captures: Receiver<Capture>,
+    run_id: RunId,
+    log: Arc<AckLog>,
+    seed: u64,
+) -> Result<PowerLossTotals> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::io("start tokio runtime", Path::new("."), source))?;
+    let mut rng = SplitMix::new(seed);
+    let mut totals = PowerLossTotals::default();
+    let mut snapshots = HashMap::new();
+    for capture in captures {
+        for choice in choices(&capture.state, &mut rng) {
+            let image = capture.state.crash_image(choice);
+            totals.states += 1;
+            match runtime.block_on(check_image(image, &capture, &run_id, &log, &mut snapshots)) {
+                Ok(true) => totals.corruption_stops += 1,
+                Ok(false) => {}
+                Err(problem) => totals.violation(format!(
+                    "workload seed {seed}, crash before op {} ({}), {choice:?}: {problem}",
+                    capture.op, capture.op_name
+                )),
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Drives one workload over a fresh disk and checks its captures.
 ///
 /// # Errors
 ///
-/// None yet.
-pub fn run(_options: &PowerLossOptions) -> Result<PowerLossTotals> {
-    Ok(PowerLossTotals::default())
+/// When the workload cannot be set up or its executor fails outright.
+pub fn run_workload(seed: u64, tasks: usize) -> Result<PowerLossTotals> {
+    let mut rng = SplitMix::new(seed);
+    let every = 1 + rng.below(2);
+    let offset = rng.below(every);
+    let durability = if rng.chance(50) {
+        Durability::Sync
+    } else {
+        Durability::Group {
+            max_delay: std::time::Duration::from_micros(100),
+        }
+    };
+    let compact_every = 8 + rng.below(24);
+    let disk = DiskModel::new();
+    disk.create_durable_dir(Path::new(ROOT))
+        .map_err(|source| Error::io("create model root", Path::new(ROOT), source))?;
+    let log = Arc::new(AckLog::default());
+    let run_id = RunId::new(format!("power-{seed}"))?;
+
+    let (sender, receiver) = sync_channel::<Capture>(64);
+    let recorder_log = Arc::clone(&log);
+    disk.set_recorder(
+        every,
+        offset,
+        Box::new(move |state, op, op_name| {
+            let capture = Capture {
+                state: state.clone(),
+                op,
+                op_name,
+                acked: recorder_log.acked(),
+                begun: recorder_log.begun.load(Ordering::SeqCst),
+                completed: recorder_log.completed.load(Ordering::SeqCst),
+            };
+            // The checker only stops early on an error of its own, reported below.
+            let _ = sender.send(capture);
+        }),
+    );
+    let checker_log = Arc::clone(&log);
+    let checker_id = run_id.clone();
+    let checker_seed = rng.next_u64();
+    let checker =
+        std::thread::spawn(move || check_all(receiver, checker_id, checker_log, checker_seed));
+
+    let workload = (|| -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::io("start tokio runtime", Path::new("."), source))?;
+        let fs: Arc<dyn Filesystem> = Arc::new(disk.clone());
+        let factory = FileFactory::builder(ROOT)
+            .filesystem(fs)
+            .durability(durability)
+            .compact_after_records(compact_every)
+            .queue_config(worker::queue_config())
+            .build()?;
+        let factory = AckRecordingFactory::new(factory, Arc::clone(&log));
+        let executor = Executor::new(
+            Arc::new(factory),
+            worker::registry(None),
+            worker::executor_config().with_concurrency(4),
+        )?;
+        let plan = Dag::generate(seed, tasks, 0)
+            .plan(&format!("power-{seed}"))
+            .run_id(run_id.clone());
+        let report = runtime.block_on(executor.run(plan, Start::Fresh, RunSignals::default()))?;
+        if report.disposition != cairn_executor::Disposition::Complete {
+            return Err(Error::Worker(format!(
+                "power-loss workload {seed} ended as {}",
+                report.disposition
+            )));
+        }
+        Ok(())
+    })();
+    disk.clear_recorder();
+    let mut totals = checker
+        .join()
+        .map_err(|_| Error::Worker("the power-loss checker panicked".to_owned()))??;
+    workload?;
+    totals.workloads = 1;
+    Ok(totals)
+}
+
+/// Runs workloads until `options.states` crash states were checked.
+///
+/// # Errors
+///
+/// When a workload cannot be set up or fails outright (violations are counted, not errors).
+pub fn run(options: &PowerLossOptions) -> Result<PowerLossTotals> {
+    let mut rng = SplitMix::new(options.seed ^ 0x9031_05CE);
+    let mut totals = PowerLossTotals::default();
+    while totals.states < options.states {
+        let seed = rng.next_u64() % 1_000_000_000;
+        totals.absorb(run_workload(seed, options.tasks)?);
+    }
+    Ok(totals)
 }

@@ -190,15 +190,16 @@ pub fn open_factory(
     }
 }
 
-/// The handler registry: both kinds run [`run_body`] against `ledger`.
-pub fn registry(ledger: Arc<Ledger>) -> Registry {
+/// The handler registry: both kinds run the same body, which writes to `ledger` when
+/// there is one (the in-process power-loss workload has none).
+pub fn registry(ledger: Option<Arc<Ledger>>) -> Registry {
     let mut registry = Registry::new();
     for kind in [dag::ROOT_KIND, dag::CHILD_KIND] {
-        let ledger = Arc::clone(&ledger);
+        let ledger = ledger.clone();
         registry.register(
             kind,
             handler_fn(move |ctx| {
-                let ledger = Arc::clone(&ledger);
+                let ledger = ledger.clone();
                 async move { run_body(ctx, ledger).await }
             }),
         );
@@ -210,7 +211,7 @@ pub fn registry(ledger: Arc<Ledger>) -> Registry {
 /// children and complete.
 async fn run_body(
     ctx: cairn_executor::TaskContext,
-    ledger: Arc<Ledger>,
+    ledger: Option<Arc<Ledger>>,
 ) -> cairn_executor::HandlerResult {
     let Some(behaviour) = Behaviour::from_inputs(ctx.inputs()) else {
         return Err(TaskFailure::permanent(
@@ -228,10 +229,12 @@ async fn run_body(
         key: ctx.idempotency_key(),
         name: behaviour.name.clone(),
     };
-    tokio::task::spawn_blocking(move || ledger.append(&entry))
-        .await
-        .map_err(|err| TaskFailure::permanent("ledger", err.to_string()))?
-        .map_err(|err| TaskFailure::permanent("ledger", err.to_string()))?;
+    if let Some(ledger) = ledger {
+        tokio::task::spawn_blocking(move || ledger.append(&entry))
+            .await
+            .map_err(|err| TaskFailure::permanent("ledger", err.to_string()))?
+            .map_err(|err| TaskFailure::permanent("ledger", err.to_string()))?;
+    }
     if behaviour.fail_first && ctx.attempt() == 1 {
         return Err(TaskFailure::retryable(
             "planned",
@@ -284,7 +287,7 @@ pub async fn run(options: &WorkerOptions) -> Result<bool> {
         return Ok(true);
     }
     let ledger = Arc::new(Ledger::open(&ledger_path(&options.dir))?);
-    let executor = Executor::new(factory, registry(ledger), executor_config())?;
+    let executor = Executor::new(factory, registry(Some(ledger)), executor_config())?;
     let plan = options.dag().plan(&options.scope());
     let report = executor
         .run(plan, Start::Auto, RunSignals::default())
