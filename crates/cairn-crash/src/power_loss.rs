@@ -283,13 +283,15 @@ async fn check_image(
         ));
     }
     if let Some(snapshot) = &recovered.snapshot {
-        if !snapshots.contains_key(&covers) {
-            let expected = Queue::replay(None, history[..covers].iter(), worker::queue_config())
-                .map_err(|err| format!("the appended history does not replay: {err}"))?
-                .snapshot();
-            snapshots.insert(covers, expected);
-        }
-        if snapshots.get(&covers) != Some(snapshot) {
+        let expected = match snapshots.entry(covers) {
+            std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                Queue::replay(None, history[..covers].iter(), worker::queue_config())
+                    .map_err(|err| format!("the appended history does not replay: {err}"))?
+                    .snapshot(),
+            ),
+        };
+        if expected != snapshot {
             return Err(format!(
                 "the snapshot covering {covers} records differs from the replayed history"
             ));
