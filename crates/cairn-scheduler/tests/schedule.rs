@@ -1,0 +1,150 @@
+//! Next-run computation with a fixed clock: cron with seconds, five-field cron, a named fixed
+//! offset, intervals on their grid, one-shot times, and invalid input.
+
+use std::time::Duration;
+
+use cairn_queue::Timestamp;
+use cairn_scheduler::{Error, Schedule, Zone};
+
+/// 2026-01-01T00:00:00Z (a Thursday).
+const T0: u64 = 1_767_225_600_000;
+const SECOND: u64 = 1_000;
+const MINUTE: u64 = 60 * SECOND;
+const HOUR: u64 = 60 * MINUTE;
+
+fn next(schedule: &Schedule, after: u64) -> Option<u64> {
+    schedule
+        .next_after(Timestamp(T0), Timestamp(after))
+        .unwrap()
+        .map(|t| t.0)
+}
+
+#[test]
+fn cron_with_seconds_in_utc() {
+    let schedule = Schedule::cron("*/15 * * * * *", Zone::Utc).unwrap();
+    assert_eq!(next(&schedule, T0), Some(T0 + 15 * SECOND));
+    assert_eq!(next(&schedule, T0 + 14_999), Some(T0 + 15 * SECOND));
+    assert_eq!(
+        next(&schedule, T0 + 15 * SECOND),
+        Some(T0 + 30 * SECOND),
+        "strictly after"
+    );
+    assert_eq!(next(&schedule, T0 + 59 * SECOND), Some(T0 + MINUTE));
+
+    let schedule = Schedule::cron("30 0 9 * * *", Zone::Utc).unwrap();
+    assert_eq!(next(&schedule, T0), Some(T0 + 9 * HOUR + 30 * SECOND));
+    assert_eq!(
+        next(&schedule, T0 + 10 * HOUR),
+        Some(T0 + 24 * HOUR + 9 * HOUR + 30 * SECOND)
+    );
+}
+
+#[test]
+fn five_field_cron_has_minute_precision() {
+    let schedule = Schedule::cron("*/5 * * * *", Zone::Utc).unwrap();
+    assert_eq!(next(&schedule, T0), Some(T0 + 5 * MINUTE));
+    assert_eq!(
+        next(&schedule, T0 + 7 * MINUTE + 13 * SECOND),
+        Some(T0 + 10 * MINUTE)
+    );
+}
+
+#[test]
+fn cron_in_a_named_fixed_offset() {
+    // India Standard Time, +05:30: 09:00:30 local is 03:30:30 UTC.
+    let ist: Zone = "+05:30".parse().unwrap();
+    assert_eq!(
+        ist,
+        Zone::Fixed {
+            offset_seconds: 5 * 3600 + 1800
+        }
+    );
+    assert_eq!(ist.to_string(), "+05:30");
+    let schedule = Schedule::cron("30 0 9 * * *", ist).unwrap();
+    assert_eq!(
+        next(&schedule, T0),
+        Some(T0 + 3 * HOUR + 30 * MINUTE + 30 * SECOND)
+    );
+    // Midnight local in UTC-08:00 is 08:00 UTC.
+    let pst = Zone::offset(-8, 0).unwrap();
+    let schedule = Schedule::cron("0 0 * * *", pst).unwrap();
+    assert_eq!(next(&schedule, T0), Some(T0 + 8 * HOUR));
+    // Day-of-week is evaluated in the zone: 2026-01-01 23:30 UTC is already Friday in +05:30.
+    let friday = Schedule::cron("0 0 * * * FRI", ist).unwrap();
+    assert_eq!(next(&friday, T0), Some(T0 + 18 * HOUR + 30 * MINUTE));
+}
+
+#[test]
+fn zones_parse_and_refuse_named_zones() {
+    assert_eq!("UTC".parse::<Zone>().unwrap(), Zone::Utc);
+    assert_eq!("+00:00".parse::<Zone>().unwrap(), Zone::Utc);
+    assert_eq!(
+        "-0330".parse::<Zone>().unwrap(),
+        Zone::Fixed {
+            offset_seconds: -(3 * 3600 + 1800)
+        }
+    );
+    for bad in ["Europe/Berlin", "+25:00", "+05:60", "5", ""] {
+        assert!(
+            matches!(bad.parse::<Zone>(), Err(Error::InvalidZone { .. })),
+            "{bad:?} parsed"
+        );
+    }
+}
+
+#[test]
+fn intervals_stay_on_their_grid() {
+    let schedule = Schedule::every(Duration::from_secs(90)).unwrap();
+    assert_eq!(next(&schedule, T0), Some(T0 + 90 * SECOND));
+    assert_eq!(next(&schedule, T0 + 91 * SECOND), Some(T0 + 180 * SECOND));
+    assert_eq!(next(&schedule, T0 + 180 * SECOND), Some(T0 + 270 * SECOND));
+    assert_eq!(next(&schedule, T0 - 5 * SECOND), Some(T0 + 90 * SECOND));
+    let times = schedule
+        .fire_times_between(Timestamp(T0), Timestamp(T0), Timestamp(T0 + 10 * MINUTE), 3)
+        .unwrap();
+    assert_eq!(
+        times,
+        [
+            Timestamp(T0 + 90_000),
+            Timestamp(T0 + 180_000),
+            Timestamp(T0 + 270_000)
+        ]
+    );
+}
+
+#[test]
+fn one_shot_times_fire_once() {
+    let schedule = Schedule::once(Timestamp(T0 + HOUR));
+    assert_eq!(next(&schedule, T0), Some(T0 + HOUR));
+    assert_eq!(next(&schedule, T0 + HOUR), None);
+}
+
+#[test]
+fn bad_schedules_are_typed_errors() {
+    for bad in ["", "61 * * * * *", "* * *", "not cron"] {
+        let err = Schedule::cron(bad, Zone::Utc).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidSchedule { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let err = Schedule::every(Duration::from_millis(999)).unwrap_err();
+    assert!(matches!(err, Error::InvalidSchedule { .. }), "{err:?}");
+}
+
+#[test]
+fn schedules_round_trip_through_json() {
+    let schedules = [
+        Schedule::cron("0 */5 * * * *", "+05:30".parse().unwrap()).unwrap(),
+        Schedule::every(Duration::from_secs(60)).unwrap(),
+        Schedule::once(Timestamp(T0)),
+    ];
+    for schedule in schedules {
+        let text = serde_json::to_string(&schedule).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Schedule>(&text).unwrap(),
+            schedule,
+            "{text}"
+        );
+    }
+}
