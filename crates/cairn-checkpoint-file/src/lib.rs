@@ -122,6 +122,7 @@
 
 mod factory;
 mod fs;
+mod jobs;
 mod journal;
 mod store;
 mod writer;
@@ -132,5 +133,6 @@ pub use factory::{
     FileFactoryBuilder,
 };
 pub use fs::{Filesystem, FsFile, OpenMode, StdFile, StdFilesystem};
+pub use jobs::{FileJobStore, JOB_FILE_FORMAT_VERSION};
 pub use store::QUEUE_FILE_FORMAT_VERSION;
 pub use writer::FileCheckpointer;

@@ -1,0 +1,527 @@
+//! `FileJobStore`: the scheduler's jobs as one JSON file per job.
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/jobs/                    mode 0700
+//!   <job_id>.json                 {format_version, id, version, crc32c, document}, mode 0600,
+//!                                 replaced atomically (temp, fsync, rename, fsync dir)
+//!   .lock                         held (blocking File::lock) around every read-check-write,
+//!                                 so version compare-and-swap is atomic across processes
+//!   audit.jsonl                   one `<crc32c hex> <AuditRecord JSON>` line per record,
+//!                                 fsynced per line; appends hold a lock on the file and cut a
+//!                                 torn last line first
+//!   quarantine/<job_id>-<ms>.json a damaged job file, moved aside, never deleted
+//! ```
+//!
+//! `crc32c` covers the compact JSON encoding of `document`. A job file that does not parse,
+//! fails its checksum, has another format version or names another job is moved to
+//! `quarantine/`, audited as `Quarantined`, and reported by `get` as `Error::Encoding`
+//! naming the job, the file and where it went; `list` leaves it out.
+//!
+//! A failed fsync is fatal: the store refuses every later write with `SyncFailed` (never
+//! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    Error, JobAuditAction, JobAuditRecord, JobId, JobStore, Result, StoredJob, VersionConflict,
+    wall_clock_now,
+};
+use serde::{Deserialize, Serialize};
+
+/// The format version of job files this build writes and reads.
+pub const JOB_FILE_FORMAT_VERSION: u32 = 1;
+
+const LOCK_FILE: &str = ".lock";
+const AUDIT_FILE: &str = "audit.jsonl";
+const QUARANTINE_DIR: &str = "quarantine";
+
+/// The job store of the file adapter. Cheap to clone; clones share the poison flag.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore};
+/// use cairn_checkpoint_file::FileJobStore;
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let root = tempfile::tempdir().unwrap();
+/// let id = JobId::new("nightly").unwrap();
+/// let store = FileJobStore::open(root.path())?;
+/// store.put(&id, None, &serde_json::json!({"every_ms": 60000})).await?.expect("new");
+/// drop(store);
+/// // A restart reads the job back.
+/// let store = FileJobStore::open(root.path())?;
+/// assert_eq!(store.get(&id).await?.expect("stored").version, 1);
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileJobStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    poisoned: AtomicBool,
+    temp_counter: AtomicU64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobFile {
+    format_version: u32,
+    id: String,
+    version: u64,
+    crc32c: u32,
+    document: serde_json::Value,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn checksum(document: &serde_json::Value) -> Result<u32> {
+    let bytes = serde_json::to_vec(document).map_err(|e| Error::Encoding {
+        what: "job document",
+        detail: e.to_string(),
+    })?;
+    Ok(crc32c::crc32c(&bytes))
+}
+
+/// What reading a job file found.
+enum Found {
+    Missing,
+    Good(StoredJob),
+    Bad(String),
+}
+
+impl FileJobStore {
+    /// Opens (creating if needed) the job store under `root` (`<root>/jobs`).
+    ///
+    /// # Errors
+    ///
+    /// `Io` or `SyncFailed` when the folder cannot be created or made durable.
+    pub fn open(root: impl AsRef<Path>) -> Result<FileJobStore> {
+        let root = root.as_ref();
+        let dir = root.join("jobs");
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err("create_dir", &dir))?;
+            sync_dir(root)?;
+        }
+        let quarantine = dir.join(QUARANTINE_DIR);
+        if !quarantine.exists() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&quarantine)
+                .or_else(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(io_err("create_dir", &quarantine))?;
+            sync_dir(&dir)?;
+        }
+        Ok(FileJobStore {
+            inner: Arc::new(Inner {
+                dir,
+                poisoned: AtomicBool::new(false),
+                temp_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The folder holding the job files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The file of job `id`.
+    pub fn job_path(&self, id: &JobId) -> PathBuf {
+        self.inner.dir.join(format!("{id}.json"))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|join| Error::Io {
+                op: "spawn_blocking",
+                path: self.inner.dir.clone(),
+                source: io::Error::other(join.to_string()),
+            })?
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| Error::SyncFailed {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+impl Inner {
+    fn path(&self, id: &JobId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::SyncFailed {
+                path: self.dir.clone(),
+                source: io::Error::other(
+                    "an earlier fsync of this job store failed; open the store again",
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs an fsync-like step; a failure poisons the store.
+    fn sync(&self, path: &Path, step: impl FnOnce() -> io::Result<()>) -> Result<()> {
+        step().map_err(|source| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            Error::SyncFailed {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    fn sync_dir(&self, path: &Path) -> Result<()> {
+        self.sync(path, || File::open(path)?.sync_all())
+    }
+
+    fn lock(&self) -> Result<File> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(file)
+    }
+
+    fn read(&self, id: &JobId) -> Result<Found> {
+        let path = self.path(id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let file: JobFile = match serde_json::from_slice(&bytes) {
+            Ok(file) => file,
+            Err(e) => return Ok(Found::Bad(format!("it does not parse ({e})"))),
+        };
+        if file.format_version != JOB_FILE_FORMAT_VERSION {
+            return Ok(Found::Bad(format!(
+                "it has format version {} (this build reads {JOB_FILE_FORMAT_VERSION})",
+                file.format_version
+            )));
+        }
+        if file.id != id.as_str() {
+            return Ok(Found::Bad(format!("it names job `{}`", file.id)));
+        }
+        if checksum(&file.document)? != file.crc32c {
+            return Ok(Found::Bad("its checksum does not match".to_owned()));
+        }
+        Ok(Found::Good(StoredJob {
+            id: id.clone(),
+            version: file.version,
+            document: file.document,
+        }))
+    }
+
+    /// Moves a damaged job file aside and audits it. Call with the store lock held.
+    fn quarantine(&self, id: &JobId, reason: &str) -> Result<Error> {
+        let from = self.path(id);
+        let now = wall_clock_now();
+        let to = self
+            .dir
+            .join(QUARANTINE_DIR)
+            .join(format!("{id}-{}.json", now.0));
+        fs::rename(&from, &to).map_err(io_err("rename", &from))?;
+        self.sync_dir(&self.dir.join(QUARANTINE_DIR))?;
+        self.sync_dir(&self.dir)?;
+        let message = format!(
+            "job {id}: {} {reason}; moved to {}",
+            from.display(),
+            to.display()
+        );
+        self.append_audit(
+            &JobAuditRecord::new(
+                now,
+                id.clone(),
+                JobAuditAction::Quarantined,
+                message.clone(),
+            )
+            .with_detail(serde_json::json!({ "location": to.display().to_string() })),
+        )?;
+        Ok(Error::Encoding {
+            what: "job file",
+            detail: message,
+        })
+    }
+
+    /// Reads job `id`; quarantines (under the lock) a damaged file.
+    fn get(&self, id: &JobId) -> Result<std::result::Result<Option<StoredJob>, Error>> {
+        match self.read(id)? {
+            Found::Missing => Ok(Ok(None)),
+            Found::Good(job) => Ok(Ok(Some(job))),
+            Found::Bad(_) => {
+                let _lock = self.lock()?;
+                // A writer may have replaced the file since: decide on what is there now.
+                match self.read(id)? {
+                    Found::Missing => Ok(Ok(None)),
+                    Found::Good(job) => Ok(Ok(Some(job))),
+                    Found::Bad(reason) => Ok(Err(self.quarantine(id, &reason)?)),
+                }
+            }
+        }
+    }
+
+    /// The version stored now (a damaged file is quarantined and counts as none). Call with
+    /// the store lock held.
+    fn current_version(&self, id: &JobId) -> Result<Option<u64>> {
+        match self.read(id)? {
+            Found::Missing => Ok(None),
+            Found::Good(job) => Ok(Some(job.version)),
+            Found::Bad(reason) => {
+                self.quarantine(id, &reason)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> Result<std::result::Result<u64, VersionConflict>> {
+        self.check_poison()?;
+        let _lock = self.lock()?;
+        let current = self.current_version(id)?;
+        if current != expected {
+            return Ok(Err(VersionConflict {
+                id: id.clone(),
+                expected,
+                current,
+            }));
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        let file = JobFile {
+            format_version: JOB_FILE_FORMAT_VERSION,
+            id: id.to_string(),
+            version,
+            crc32c: checksum(document)?,
+            document: document.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Encoding {
+            what: "job file",
+            detail: e.to_string(),
+        })?;
+        let temp = self.dir.join(format!(
+            ".tmp-{id}-{}-{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io_err("create", &temp))?;
+        out.write_all(&bytes).map_err(io_err("write", &temp))?;
+        self.sync(&temp, || out.sync_all())?;
+        drop(out);
+        let target = self.path(id);
+        fs::rename(&temp, &target).map_err(io_err("rename", &temp))?;
+        self.sync_dir(&self.dir)?;
+        Ok(Ok(version))
+    }
+
+    fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> Result<std::result::Result<(), VersionConflict>> {
+        self.check_poison()?;
+        let _lock = self.lock()?;
+        let current = self.current_version(id)?;
+        if current != Some(expected) {
+            return Ok(Err(VersionConflict {
+                id: id.clone(),
+                expected: Some(expected),
+                current,
+            }));
+        }
+        let path = self.path(id);
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        self.sync_dir(&self.dir)?;
+        Ok(Ok(()))
+    }
+
+    fn list(&self) -> Result<Vec<StoredJob>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err("read_dir", &self.dir))? {
+            let entry = entry.map_err(io_err("read_dir", &self.dir))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            // Temp files and anything else that is not a job id are not jobs.
+            if let Ok(id) = JobId::new(stem) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A damaged job was quarantined and audited by `get`; list leaves it out.
+            if let Ok(Some(job)) = self.get(&id)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
+        self.check_poison()?;
+        let path = self.dir.join(AUDIT_FILE);
+        let json = serde_json::to_string(record).map_err(|e| Error::Encoding {
+            what: "job audit record",
+            detail: e.to_string(),
+        })?;
+        let line = format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes()));
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        // A crash in the middle of an earlier append leaves a line without its newline; cut
+        // it so this record does not glue onto it.
+        let mut existing = Vec::new();
+        (&file)
+            .read_to_end(&mut existing)
+            .map_err(io_err("read", &path))?;
+        if existing.last().is_some_and(|b| *b != b'\n') {
+            let keep = existing
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            file.set_len(keep as u64)
+                .map_err(io_err("truncate", &path))?;
+        }
+        file.write_all(line.as_bytes())
+            .map_err(io_err("append", &path))?;
+        self.sync(&path, || file.sync_data())?;
+        if created {
+            self.sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+        let path = self.dir.join(AUDIT_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        let mut records = Vec::new();
+        for (index, line) in complete.lines().enumerate() {
+            let bad = |why: &str| Error::Encoding {
+                what: "job audit record",
+                detail: format!("line {} of {}: {why}", index + 1, path.display()),
+            };
+            let (crc, json) = line.split_once(' ').ok_or_else(|| bad("no checksum"))?;
+            let crc = u32::from_str_radix(crc, 16).map_err(|_| bad("bad checksum field"))?;
+            if crc32c::crc32c(json.as_bytes()) != crc {
+                return Err(bad("checksum mismatch"));
+            }
+            let record: JobAuditRecord =
+                serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+            if &record.job_id == id {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[async_trait]
+impl JobStore for FileJobStore {
+    async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.get(&id)?).await
+    }
+
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        self.blocking(Inner::list).await
+    }
+
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> Result<std::result::Result<u64, VersionConflict>> {
+        let id = id.clone();
+        let document = document.clone();
+        self.blocking(move |inner| inner.put(&id, expected, &document))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> Result<std::result::Result<(), VersionConflict>> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.delete(&id, expected))
+            .await
+    }
+
+    async fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
+        let record = record.clone();
+        self.blocking(move |inner| inner.append_audit(&record))
+            .await
+    }
+
+    async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.read_audit(&id)).await
+    }
+}

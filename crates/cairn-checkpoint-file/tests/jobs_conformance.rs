@@ -1,0 +1,136 @@
+//! The job-store conformance cases against `FileJobStore`, plus its file-level promises
+//! (mode 0600, atomic replacement, torn audit lines).
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+use cairn_checkpoint::conformance::{CaseResult, Damage};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_checkpoint_file::FileJobStore;
+use cairn_queue::Timestamp;
+
+/// One temporary root; each `store()` is a fresh `FileJobStore` over it.
+#[derive(Debug)]
+struct FileJobs {
+    dir: tempfile::TempDir,
+}
+
+impl FileJobs {
+    fn new() -> FileJobs {
+        FileJobs {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    fn file_store(&self) -> FileJobStore {
+        FileJobStore::open(self.dir.path()).expect("open the job store")
+    }
+}
+
+impl JobStoreHarness for FileJobs {
+    fn store(&self) -> Arc<dyn JobStore> {
+        Arc::new(self.file_store())
+    }
+
+    fn damage_job(&self, id: &JobId) -> Damage {
+        let path = self.file_store().job_path(id);
+        let mut bytes = std::fs::read(&path).expect("the job file exists");
+        // Flip a digit inside the document so the JSON still parses but the checksum fails.
+        let at = bytes
+            .windows(3)
+            .rposition(|w| w == b"\"n\"")
+            .expect("the document has field n")
+            + 5;
+        bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+        std::fs::write(&path, bytes).expect("rewrite the job file");
+        Damage::Applied { offset: None }
+    }
+}
+
+mod file {
+    cairn_checkpoint::job_store_conformance_tests!(super::FileJobs::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_case_is_skipped_for_files() {
+    assert_eq!(
+        jobs::jobs_damaged_state_is_quarantined(&FileJobs::new()).await,
+        CaseResult::Passed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_files_are_private_and_leave_no_temp_files() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    let id = JobId::new("private").unwrap();
+    store
+        .put(&id, None, &serde_json::json!({"a": 1}))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .put(&id, Some(1), &serde_json::json!({"a": 2}))
+        .await
+        .unwrap()
+        .unwrap();
+    let mode = std::fs::metadata(store.job_path(&id))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(store.dir()).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let leftovers: Vec<_> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.job_path(&id)).unwrap()).unwrap();
+    assert_eq!(parsed["version"], 2);
+    assert_eq!(parsed["document"], serde_json::json!({"a": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_audit_line_is_cut_not_glued_to() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    let id = JobId::new("audited").unwrap();
+    let first = JobAuditRecord::new(Timestamp(1), id.clone(), JobAuditAction::Created, "created");
+    store.append_audit(&first).await.unwrap();
+    let path = store.dir().join("audit.jsonl");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"0badc0de {\"at\":2,\"job_id\":\"aud");
+    std::fs::write(&path, bytes).unwrap();
+    // A torn tail is invisible to readers...
+    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first.clone()]);
+    // ...and cut by the next append.
+    let second = JobAuditRecord::new(Timestamp(3), id.clone(), JobAuditAction::Paused, "paused");
+    store.append_audit(&second).await.unwrap();
+    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first, second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_audit_line_in_the_middle_is_an_error() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    let id = JobId::new("audited").unwrap();
+    for at in 0..3 {
+        let record = JobAuditRecord::new(Timestamp(at), id.clone(), JobAuditAction::Paused, "p");
+        store.append_audit(&record).await.unwrap();
+    }
+    let path = store.dir().join("audit.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"p\"", "\"q\"", 1)).unwrap();
+    let err = store.read_audit(&id).await.unwrap_err();
+    assert!(
+        matches!(err, cairn_checkpoint::Error::Encoding { .. }),
+        "{err:?}"
+    );
+}
