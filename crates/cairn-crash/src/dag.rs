@@ -50,6 +50,17 @@ impl Behaviour {
         serde_json::from_value(inputs.clone()).ok()
     }
 
+    /// The task's identity for the spawned-tasks multiset: its inputs without the list of
+    /// children (each child is compared as a task of its own, under its parent).
+    pub fn identity(&self) -> String {
+        Behaviour {
+            children: Vec::new(),
+            ..self.clone()
+        }
+        .inputs()
+        .to_string()
+    }
+
     /// The spec a parent uses to enqueue this behaviour as a child.
     pub fn child_spec(&self) -> TaskSpec {
         TaskSpec::new(CHILD_KIND)
@@ -159,17 +170,18 @@ impl Dag {
         self.phases.iter().flatten().map(|task| &task.behaviour)
     }
 
-    /// Every task the finished run must hold: `(parent name, kind, inputs)`, with `None`
-    /// as the parent of plan tasks. Sorted, so two multisets compare with `==`.
+    /// Every task the finished run must hold: `(parent name, kind, identity)` (see
+    /// [`Behaviour::identity`]), with `None` as the parent of plan tasks. Sorted, so two
+    /// multisets compare with `==`.
     pub fn expected_tasks(&self) -> Vec<(Option<String>, String, String)> {
         let mut out = Vec::new();
         for root in self.roots() {
-            out.push((None, ROOT_KIND.to_owned(), root.inputs().to_string()));
+            out.push((None, ROOT_KIND.to_owned(), root.identity()));
             for child in &root.children {
                 out.push((
                     Some(root.name.clone()),
                     CHILD_KIND.to_owned(),
-                    child.inputs().to_string(),
+                    child.identity(),
                 ));
             }
         }

@@ -376,6 +376,9 @@ pub struct Scenario {
     pub compact_every: u64,
 }
 
+/// Tasks of every scenario's DAG.
+pub const SCENARIO_TASKS: usize = 200;
+
 /// The scenarios: each named point, hit deterministically, in its own run.
 pub fn scenarios() -> Vec<Scenario> {
     let at = |point, nth| CrashAt { point, nth };
@@ -429,6 +432,9 @@ pub fn run_scenarios(options: &KillOptions, totals: &mut KillTotals) -> Result<(
     for (index, scenario) in scenarios().into_iter().enumerate() {
         let mut worker = options.worker.clone();
         worker.adapter = Adapter::File;
+        // The points' hit counts are chosen for this size, so they are reached whatever
+        // --tasks says.
+        worker.tasks = SCENARIO_TASKS;
         worker.seed = options.seed.wrapping_add(index as u64 + 1) % 1_000_000_000;
         worker.compact_every = scenario.compact_every;
         worker.dir = options.work_dir.join(format!("scenario-{index}"));

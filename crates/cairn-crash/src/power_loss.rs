@@ -362,6 +362,22 @@ fn check_all(
 ///
 /// When the workload cannot be set up or its executor fails outright.
 pub fn run_workload(seed: u64, tasks: usize) -> Result<PowerLossTotals> {
+    run_workload_over(seed, tasks, &|disk| Arc::new(disk))
+}
+
+/// [`run_workload`] with the workload's file system built by `layer` over the recording
+/// disk. Tests pass a layer that breaks a durability rule (for example, an fdatasync that
+/// does nothing) to prove the exploration catches it; crash images are always checked over
+/// the plain model.
+///
+/// # Errors
+///
+/// As [`run_workload`].
+pub fn run_workload_over(
+    seed: u64,
+    tasks: usize,
+    layer: &dyn Fn(DiskModel) -> Arc<dyn Filesystem>,
+) -> Result<PowerLossTotals> {
     let mut rng = SplitMix::new(seed);
     let every = 1 + rng.below(2);
     let offset = rng.below(every);
@@ -408,9 +424,8 @@ pub fn run_workload(seed: u64, tasks: usize) -> Result<PowerLossTotals> {
             .enable_all()
             .build()
             .map_err(|source| Error::io("start tokio runtime", Path::new("."), source))?;
-        let fs: Arc<dyn Filesystem> = Arc::new(disk.clone());
         let factory = FileFactory::builder(ROOT)
-            .filesystem(fs)
+            .filesystem(layer(disk.clone()))
             .durability(durability)
             .compact_after_records(compact_every)
             .queue_config(worker::queue_config())

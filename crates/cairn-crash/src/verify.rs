@@ -136,6 +136,27 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
             run.run_id, run.status
         ));
     }
+    // Completion records: one per task, counting a task done in the snapshot as one.
+    // Counted before replay, because a duplicate also makes replay fail.
+    let mut completions: BTreeMap<TaskId, u64> = BTreeMap::new();
+    if let Some(snapshot) = &evidence.snapshot {
+        for task in snapshot.tasks.iter().filter(|t| t.status == Status::Done) {
+            *completions.entry(task.id).or_default() += 1;
+        }
+    }
+    for event in &evidence.events {
+        if let Event::Completed { id, .. } = event {
+            *completions.entry(*id).or_default() += 1;
+        }
+    }
+    for (id, count) in &completions {
+        if *count > 1 {
+            found.duplicate_completions += count - 1;
+            found
+                .problems
+                .push(format!("task {id} has {count} completion records"));
+        }
+    }
     let queue = match Queue::replay(
         evidence.snapshot.clone(),
         evidence.events.iter(),
@@ -158,19 +179,6 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
         .filter(|record| record.action == AuditAction::Recovered)
         .count() as u64;
 
-    // Completion records: one per task, counting a task done in the snapshot as one.
-    let mut completions: BTreeMap<TaskId, u64> = BTreeMap::new();
-    if let Some(snapshot) = &evidence.snapshot {
-        for task in snapshot.tasks.iter().filter(|t| t.status == Status::Done) {
-            *completions.entry(task.id).or_default() += 1;
-        }
-    }
-    for event in &evidence.events {
-        if let Event::Completed { id, .. } = event {
-            *completions.entry(*id).or_default() += 1;
-        }
-    }
-
     let names: BTreeMap<TaskId, Option<Behaviour>> = queue
         .tasks()
         .map(|task| (task.id, Behaviour::from_inputs(&task.inputs)))
@@ -184,13 +192,6 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
                 task.id, task.kind, task.status
             ));
         }
-        let count = completions.get(&task.id).copied().unwrap_or(0);
-        if count > 1 {
-            found.duplicate_completions += count - 1;
-            found
-                .problems
-                .push(format!("task {} has {count} completion records", task.id));
-        }
         let parent = match task.enqueued_by {
             EnqueuedBy::Root => None,
             EnqueuedBy::Task(parent) => Some(
@@ -203,7 +204,7 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
             ),
         };
         let inputs = Behaviour::from_inputs(&task.inputs)
-            .map(|b| b.inputs().to_string())
+            .map(|b| b.identity())
             .unwrap_or_else(|| task.inputs.to_string());
         actual.push((parent, task.kind.clone(), inputs));
     }

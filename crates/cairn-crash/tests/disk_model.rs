@@ -1,0 +1,205 @@
+//! The power-loss disk model: what a crash image keeps and what it loses.
+
+use std::path::Path;
+
+use cairn_checkpoint_file::{Filesystem, OpenMode};
+use cairn_crash::disk_model::{CrashChoice, DiskModel};
+
+const DROP_ALL: CrashChoice = CrashChoice {
+    keep_dir_ops: 0,
+    tear: None,
+};
+
+fn disk() -> DiskModel {
+    let disk = DiskModel::new();
+    disk.create_durable_dir(Path::new("/d")).unwrap();
+    disk
+}
+
+/// A file created, written, synced, and its folder synced: durable.
+fn durable_file(disk: &DiskModel, path: &str, bytes: &[u8]) {
+    let mut file = disk.open(Path::new(path), OpenMode::Append).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_data().unwrap();
+    disk.sync_dir(Path::new(path).parent().unwrap()).unwrap();
+}
+
+fn after_crash(disk: &DiskModel, choice: CrashChoice) -> DiskModel {
+    DiskModel::from_state(disk.state().crash_image(choice))
+}
+
+#[test]
+fn unsynced_writes_are_dropped_and_synced_ones_kept() {
+    let disk = disk();
+    durable_file(&disk, "/d/log", b"one;");
+    let mut file = disk.open(Path::new("/d/log"), OpenMode::Append).unwrap();
+    file.write_all(b"two;").unwrap();
+    file.write_all(b"three;").unwrap();
+    assert_eq!(disk.read(Path::new("/d/log")).unwrap(), b"one;two;three;");
+
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(image.read(Path::new("/d/log")).unwrap(), b"one;");
+
+    file.sync_data().unwrap();
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(image.read(Path::new("/d/log")).unwrap(), b"one;two;three;");
+}
+
+#[test]
+fn the_last_unsynced_write_is_torn_at_the_chosen_byte() {
+    let disk = disk();
+    durable_file(&disk, "/d/log", b"head;");
+    let mut file = disk.open(Path::new("/d/log"), OpenMode::Append).unwrap();
+    file.write_all(b"abcdef").unwrap();
+    assert_eq!(disk.state().last_unsynced_write(), Some(6));
+
+    for keep in 0..=6 {
+        let image = after_crash(
+            &disk,
+            CrashChoice {
+                keep_dir_ops: 0,
+                tear: Some(keep),
+            },
+        );
+        let mut expected = b"head;".to_vec();
+        expected.extend_from_slice(&b"abcdef"[..keep]);
+        assert_eq!(
+            image.read(Path::new("/d/log")).unwrap(),
+            expected,
+            "keep {keep}"
+        );
+    }
+}
+
+#[test]
+fn a_new_file_needs_its_folder_synced() {
+    let disk = disk();
+    let mut file = disk.open(Path::new("/d/new"), OpenMode::Append).unwrap();
+    file.write_all(b"data").unwrap();
+    file.sync_data().unwrap();
+    assert_eq!(disk.state().pending_dir_ops(), 1);
+
+    let image = after_crash(&disk, DROP_ALL);
+    assert!(!image.exists(Path::new("/d/new")).unwrap());
+
+    disk.sync_dir(Path::new("/d")).unwrap();
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(image.read(Path::new("/d/new")).unwrap(), b"data");
+}
+
+#[test]
+fn a_rename_whose_folder_was_not_synced_may_be_undone() {
+    let disk = disk();
+    durable_file(&disk, "/d/state", b"old");
+    let mut tmp = disk
+        .open(Path::new("/d/state.tmp"), OpenMode::Truncate)
+        .unwrap();
+    tmp.write_all(b"new").unwrap();
+    tmp.sync_data().unwrap();
+    disk.rename(Path::new("/d/state.tmp"), Path::new("/d/state"))
+        .unwrap();
+    let pending = disk.state().pending_dir_ops();
+    assert_eq!(pending, 2, "creating the temp file and the rename");
+
+    // Nothing of the folder persisted: the old file is back and the temp file is gone.
+    let undone = after_crash(&disk, DROP_ALL);
+    assert_eq!(undone.read(Path::new("/d/state")).unwrap(), b"old");
+    assert!(!undone.exists(Path::new("/d/state.tmp")).unwrap());
+
+    // Only the creation persisted: the temp file is there, the rename is undone.
+    let half = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: 1,
+            tear: None,
+        },
+    );
+    assert_eq!(half.read(Path::new("/d/state")).unwrap(), b"old");
+    assert_eq!(half.read(Path::new("/d/state.tmp")).unwrap(), b"new");
+
+    // Everything persisted: the rename happened.
+    let kept = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: pending,
+            tear: None,
+        },
+    );
+    assert_eq!(kept.read(Path::new("/d/state")).unwrap(), b"new");
+    assert!(!kept.exists(Path::new("/d/state.tmp")).unwrap());
+
+    // After the folder's fsync no crash undoes it.
+    disk.sync_dir(Path::new("/d")).unwrap();
+    let synced = after_crash(&disk, DROP_ALL);
+    assert_eq!(synced.read(Path::new("/d/state")).unwrap(), b"new");
+}
+
+#[test]
+fn an_unsynced_truncate_is_undone() {
+    let disk = disk();
+    durable_file(&disk, "/d/journal", b"records");
+    let file = disk
+        .open(Path::new("/d/journal"), OpenMode::Append)
+        .unwrap();
+    file.set_len(0).unwrap();
+    assert_eq!(
+        after_crash(&disk, DROP_ALL)
+            .read(Path::new("/d/journal"))
+            .unwrap(),
+        b"records"
+    );
+    file.sync_data().unwrap();
+    assert!(
+        after_crash(&disk, DROP_ALL)
+            .read(Path::new("/d/journal"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_folder_renamed_into_place_keeps_its_synced_contents() {
+    let disk = disk();
+    disk.create_dir(Path::new("/d/.staging")).unwrap();
+    durable_file(&disk, "/d/.staging/meta", b"m");
+    disk.rename(Path::new("/d/.staging"), Path::new("/d/run"))
+        .unwrap();
+    let undone = after_crash(&disk, DROP_ALL);
+    assert!(!undone.exists(Path::new("/d/run")).unwrap());
+    disk.sync_dir(Path::new("/d")).unwrap();
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(image.read(Path::new("/d/run/meta")).unwrap(), b"m");
+}
+
+#[test]
+fn the_recorder_sees_every_nth_operation() {
+    let disk = disk();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    disk.set_recorder(
+        2,
+        0,
+        Box::new(move |_, op, name| sink.lock().unwrap().push((op, name))),
+    );
+    let mut file = disk.open(Path::new("/d/f"), OpenMode::Append).unwrap(); // op 1: create
+    file.write_all(b"x").unwrap(); // op 2: write
+    file.sync_data().unwrap(); // op 3: fdatasync
+    disk.sync_dir(Path::new("/d")).unwrap(); // op 4: fsync_dir
+    disk.clear_recorder();
+    assert_eq!(*seen.lock().unwrap(), vec![(2, "write"), (4, "fsync_dir")]);
+}
+
+#[test]
+fn locks_exclude_other_handles_until_dropped() {
+    let disk = disk();
+    let first = disk
+        .open(Path::new("/d/lock"), OpenMode::ReadWrite)
+        .unwrap();
+    let second = disk
+        .open(Path::new("/d/lock"), OpenMode::ReadWrite)
+        .unwrap();
+    assert!(first.try_lock().unwrap());
+    assert!(!second.try_lock().unwrap());
+    drop(first);
+    assert!(second.try_lock().unwrap());
+}

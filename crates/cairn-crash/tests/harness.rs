@@ -1,0 +1,97 @@
+//! The binary end to end: a worker aborts at its forced crash point, and a short harness
+//! pass prints the summary line and exits 0.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use cairn_crash::crash_point::{CrashAt, Point};
+
+const EXE: &str = env!("CARGO_BIN_EXE_cairn-crash");
+
+#[test]
+fn crash_points_parse_with_and_without_a_count() {
+    let at: CrashAt = "journal-truncate:3".parse().unwrap();
+    assert_eq!(at.point, Point::JournalTruncate);
+    assert_eq!(at.nth, 3);
+    let at: CrashAt = "recovery-read".parse().unwrap();
+    assert_eq!((at.point, at.nth), (Point::RecoveryRead, 1));
+    assert!(matches!(
+        "journal-truncate:0".parse::<CrashAt>(),
+        Err(cairn_crash::Error::Setting { .. })
+    ));
+    assert!(matches!(
+        "nowhere".parse::<CrashAt>(),
+        Err(cairn_crash::Error::Setting { .. })
+    ));
+}
+
+#[test]
+fn an_armed_worker_aborts_at_its_point_and_the_next_start_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "worker",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--tasks",
+        "30",
+        "--max-work-us",
+        "0",
+        "--seed",
+        "4",
+    ];
+    let status = Command::new(EXE)
+        .args(args)
+        .env("CAIRN_CRASH_AT", "journal-append-before-fsync:5")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status}");
+    let status = Command::new(EXE)
+        .args(args)
+        .env_remove("CAIRN_CRASH_AT")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_short_pass_prints_the_summary_line_last_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(EXE)
+        .args([
+            "--iterations",
+            "3",
+            "--tasks",
+            "30",
+            "--max-work-us",
+            "500",
+            "--power-states",
+            "100",
+            "--seed",
+            "9",
+            "--work-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("crash-test: "), "{last}");
+    assert!(
+        last.contains(" 0 lost, 0 duplicate completions, "),
+        "{last}"
+    );
+    assert!(last.ends_with(" power-loss states, 0 violations"), "{last}");
+    let kills: u64 = last["crash-test: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kills >= 3, "{last}");
+}

@@ -1,0 +1,145 @@
+//! The power-loss exploration: a correct adapter passes, and a layer that breaks a
+//! durability rule is caught.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_checkpoint_file::{Filesystem, FsFile, OpenMode};
+use cairn_crash::disk_model::DiskModel;
+use cairn_crash::power_loss::{PowerLossOptions, run, run_workload, run_workload_over};
+
+#[test]
+fn the_file_adapter_survives_every_explored_crash_state() {
+    let totals = run_workload(11, 20).unwrap();
+    assert!(totals.states > 50, "only {} states explored", totals.states);
+    assert_eq!(totals.violations, 0, "{:#?}", totals.problems);
+}
+
+#[test]
+fn run_explores_at_least_the_requested_states() {
+    let totals = run(&PowerLossOptions {
+        seed: 3,
+        states: 300,
+        tasks: 15,
+    })
+    .unwrap();
+    assert!(totals.states >= 300);
+    assert!(totals.workloads >= 1);
+    assert_eq!(totals.violations, 0, "{:#?}", totals.problems);
+}
+
+/// A layer that breaks one durability rule: the journal's fdatasync (or every directory
+/// fsync) returns Ok without making anything durable.
+#[derive(Debug)]
+struct LyingSync {
+    disk: DiskModel,
+    journal_sync: bool,
+    dir_sync: bool,
+}
+
+#[derive(Debug)]
+struct LyingFile(Box<dyn FsFile>);
+
+impl FsFile for LyingFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        self.0.read_all()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(offset, buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.0.size()
+    }
+    fn try_lock(&self) -> io::Result<bool> {
+        self.0.try_lock()
+    }
+    fn lock(&self) -> io::Result<()> {
+        self.0.lock()
+    }
+    fn unlock(&self) -> io::Result<()> {
+        self.0.unlock()
+    }
+}
+
+impl Filesystem for LyingSync {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
+        let inner = self.disk.open(path, mode)?;
+        if self.journal_sync && path.file_name().is_some_and(|n| n == "journal") {
+            Ok(Box::new(LyingFile(inner)))
+        } else {
+            Ok(inner)
+        }
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.disk.read(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.disk.create_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.disk.create_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.disk.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if self.dir_sync {
+            Ok(())
+        } else {
+            self.disk.sync_dir(path)
+        }
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.disk.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.disk.exists(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.disk.remove_dir_all(path)
+    }
+}
+
+#[test]
+fn a_journal_fsync_that_does_nothing_is_caught_as_lost_acknowledged_transitions() {
+    let totals = run_workload_over(11, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            journal_sync: true,
+            dir_sync: false,
+        })
+    })
+    .unwrap();
+    assert!(totals.violations > 0, "the lying fsync went unnoticed");
+    assert!(
+        totals.problems.iter().any(|p| p.contains("LOST")),
+        "{:#?}",
+        totals.problems
+    );
+}
+
+#[test]
+fn a_directory_fsync_that_does_nothing_is_caught() {
+    let totals = run_workload_over(12, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            journal_sync: false,
+            dir_sync: true,
+        })
+    })
+    .unwrap();
+    assert!(
+        totals.violations > 0,
+        "the lying directory fsync went unnoticed"
+    );
+}

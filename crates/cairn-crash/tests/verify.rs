@@ -1,0 +1,200 @@
+//! The verifier passes a clean run and catches each planted violation.
+
+use cairn_checkpoint::{AuditAction, AuditRecord, Durability, RunStatus};
+use cairn_crash::dag::Dag;
+use cairn_crash::ledger::LedgerEntry;
+use cairn_crash::verify::{self, RunEvidence};
+use cairn_crash::worker::{self, Adapter, WorkerOptions};
+use cairn_queue::{Event, Timestamp};
+
+/// Drives one real run to the end (file adapter, no kills) and reads its evidence back.
+fn clean_run(dir: &std::path::Path, seed: u64) -> (Dag, RunEvidence) {
+    let options = WorkerOptions {
+        dir: dir.to_path_buf(),
+        adapter: Adapter::File,
+        durability: Durability::Sync,
+        seed,
+        tasks: 40,
+        max_work_us: 0,
+        compact_every: 0,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(runtime.block_on(worker::run(&options)).unwrap());
+    let evidence = runtime.block_on(verify::collect(&options)).unwrap();
+    (options.dag(), evidence)
+}
+
+#[test]
+fn a_clean_run_has_no_violations_and_no_re_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, evidence) = clean_run(dir.path(), 21);
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.violations(), 0, "{:#?}", found.problems);
+    assert_eq!(found.tasks, 40);
+    assert_eq!(found.re_executions, 0);
+    assert_eq!(found.resumes, 0);
+}
+
+#[test]
+fn a_second_completion_record_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 22);
+    let completed = evidence
+        .events
+        .iter()
+        .find(|e| matches!(e, Event::Completed { .. }))
+        .cloned()
+        .unwrap();
+    evidence.events.push(completed);
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.duplicate_completions, 1, "{:#?}", found.problems);
+}
+
+#[test]
+fn a_lost_completion_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 23);
+    // Drop the last completion (and the phase bookkeeping after it): its task stays running.
+    let last = evidence
+        .events
+        .iter()
+        .rposition(|e| matches!(e, Event::Completed { .. }))
+        .unwrap();
+    evidence.events.truncate(last);
+    let found = verify::verify(&dag, &evidence);
+    assert!(found.lost >= 1, "{:#?}", found.problems);
+}
+
+#[test]
+fn a_child_spawned_more_often_than_the_dag_says_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut dag, evidence) = clean_run(dir.path(), 24);
+    // Expect one child fewer than was enqueued: the real one now counts as spawned twice.
+    let parent = dag
+        .phases
+        .iter_mut()
+        .flatten()
+        .find(|t| !t.behaviour.children.is_empty())
+        .expect("the DAG has a parent");
+    parent.behaviour.children.pop();
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.spawned_twice, 1, "{:#?}", found.problems);
+}
+
+#[test]
+fn a_body_that_never_ran_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 25);
+    let victim = evidence.ledger.entries[0].task;
+    evidence.ledger.entries.retain(|e| e.task != victim);
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.lost, 1, "{:#?}", found.problems);
+}
+
+#[test]
+fn a_re_execution_needs_a_task_reset_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 26);
+    // A fail-first task completed at attempt 2. A second ledger line for attempt 2 is a
+    // repeated attempt, which no reset can explain.
+    let run_id = evidence.runs[0].run_id.clone();
+    let Some(task) = evidence.events.iter().find_map(|e| match e {
+        Event::Completed { id, attempt: 2, .. } => Some(*id),
+        _ => None,
+    }) else {
+        panic!("seed 26 has a fail-first task");
+    };
+    let entry = evidence
+        .ledger
+        .entries
+        .iter()
+        .find(|e| e.task == task.0 && e.attempt == 2)
+        .cloned()
+        .unwrap();
+    evidence.ledger.entries.push(entry);
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.unexplained_re_executions, 1, "{:#?}", found.problems);
+
+    // A re-run of an earlier attempt of a task that was not planned to fail is explained
+    // only by a TaskReset record.
+    let (dag, mut evidence) = (dag, {
+        evidence.ledger.entries.pop();
+        evidence
+    });
+    let plain = evidence
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Completed { id, attempt: 1, .. } => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    // Pretend the plain task completed at attempt 2 after attempt 1 was interrupted.
+    for event in &mut evidence.events {
+        match event {
+            Event::Started { id, attempt, .. } | Event::Completed { id, attempt, .. }
+                if *id == plain =>
+            {
+                *attempt = 2;
+            }
+            _ => {}
+        }
+    }
+    // Replay needs the attempt counter to climb through 1: insert a start and a reset.
+    let first_start = evidence
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Started { id, .. } if *id == plain))
+        .unwrap();
+    evidence.events.insert(
+        first_start,
+        Event::Reset {
+            id: plain,
+            at: Timestamp(1),
+        },
+    );
+    evidence.events.insert(
+        first_start,
+        Event::Started {
+            id: plain,
+            attempt: 1,
+            at: Timestamp(1),
+        },
+    );
+    for entry in &mut evidence.ledger.entries {
+        if entry.task == plain.0 {
+            entry.attempt = 2;
+        }
+    }
+    evidence.ledger.entries.push(LedgerEntry {
+        run: run_id.to_string(),
+        task: plain.0,
+        attempt: 1,
+        key: format!("{run_id}/{plain}"),
+        name: "re-run".to_owned(),
+    });
+    let unexplained = verify::verify(&dag, &evidence);
+    assert_eq!(unexplained.re_executions, 1, "{:#?}", unexplained.problems);
+    assert_eq!(unexplained.unexplained_re_executions, 1);
+
+    evidence.audit.push(
+        AuditRecord::new(Timestamp(1), run_id, AuditAction::TaskReset, "reset")
+            .with_detail(serde_json::json!({ "task_id": plain.0, "attempt": 1 })),
+    );
+    let explained = verify::verify(&dag, &evidence);
+    assert_eq!(explained.re_executions, 1);
+    assert_eq!(explained.violations(), 0, "{:#?}", explained.problems);
+}
+
+#[test]
+fn a_run_left_in_a_wrong_status_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 27);
+    evidence.runs[0].status = RunStatus::Running;
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.other, 1, "{:#?}", found.problems);
+}
