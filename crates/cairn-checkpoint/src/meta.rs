@@ -62,7 +62,11 @@ impl RunId {
     /// (callers typically mix the pid, a counter and the clock's nanoseconds).
     pub fn generate(now_ms: u64, entropy: u128) -> RunId {
         const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        let value: u128 = ((now_ms as u128 & ((1 << 48) - 1)) << 80) | (entropy & ((1 << 80) - 1));
+        // Callers pass structured entropy (pid, counter, nanos) whose high bits are mostly
+        // zero; mixing spreads it over all 80 bits so ids look random and differ everywhere.
+        let mixed = mix64(entropy as u64 ^ mix64((entropy >> 64) as u64));
+        let mixed = (u128::from(mix64(mixed ^ 0x9e37_79b9_7f4a_7c15)) << 64) | u128::from(mixed);
+        let value: u128 = ((now_ms as u128 & ((1 << 48) - 1)) << 80) | (mixed & ((1 << 80) - 1));
         let mut out = [0u8; 26];
         for (i, slot) in out.iter_mut().enumerate() {
             let shift = 5 * (25 - i);
@@ -101,6 +105,13 @@ impl From<RunId> for String {
     fn from(id: RunId) -> String {
         id.0
     }
+}
+
+/// SplitMix64's finalizer: a bijective bit mixer, so distinct inputs stay distinct.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A run's lifecycle status.

@@ -568,10 +568,16 @@ async fn drive_failed(
 ) -> anyhow::Result<u8> {
     let run_id = meta.run_id.clone();
     let wf = state.load_origin(&run_id)?;
-    let retried = policy::retry_failed_tasks(state.factory.as_ref(), &run_id).await?;
+    // The executor retries the failed tasks when it adopts the run; this read only tells the
+    // user what is about to happen.
+    let counts = policy::peek(state.factory.as_ref(), &run_id)
+        .await?
+        .counts();
+    let done = counts.done + counts.skipped;
     let header = format!(
-        "resuming {previous} run {run_id}: {} done, {} pending, {} failed task(s) retried",
-        retried.done, retried.pending, retried.retried
+        "resuming {previous} run {run_id}: {done} done, {} pending, {} failed task(s) retried",
+        counts.pending + counts.failed + counts.blocked,
+        counts.failed
     );
     let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
     let drive = Drive {
@@ -587,7 +593,7 @@ async fn drive_failed(
             plan,
             run_id.clone(),
             Start::Adopt(run_id),
-            retried.done,
+            done,
             header,
             true,
         )

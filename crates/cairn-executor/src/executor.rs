@@ -547,8 +547,14 @@ impl Executor {
                 run_id.clone(),
                 AuditAction::Recovered,
                 format!(
-                    "interrupted run adopted at lease epoch {lease_epoch}; {} task(s) recovered",
-                    recoveries.len()
+                    "{} at lease epoch {lease_epoch}; {} task(s) recovered, {} failed task(s) retried",
+                    if claim {
+                        "interrupted run adopted"
+                    } else {
+                        "run adopted after an explicit resume"
+                    },
+                    recoveries.len(),
+                    retried.len()
                 ),
             )
             .with_detail(serde_json::json!({
