@@ -67,6 +67,7 @@
 
 mod error;
 mod factory;
+mod jobs;
 pub mod layout;
 mod shared;
 mod store;
@@ -74,4 +75,5 @@ mod writer;
 
 pub use error::Error;
 pub use factory::{SledFactory, SledFactoryBuilder};
+pub use jobs::{JOB_AUDIT_TREE, JOB_QUARANTINE_TREE, JOBS_TREE, SledJobStore};
 pub use writer::SledCheckpointer;

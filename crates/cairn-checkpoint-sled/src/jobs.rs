@@ -1,0 +1,336 @@
+//! `SledJobStore`: the scheduler's jobs in the same sled database as the runs.
+//!
+//! # Layout
+//!
+//! - [`JOBS_TREE`]: key = job id, value = a CRC32C frame (`layout::seal`) of
+//!   `{"version": n, "document": ...}` as JSON. Version compare-and-swap is sled's
+//!   `compare_and_swap` on that key, so it is atomic across threads; across processes it is
+//!   serialized by construction, since sled lets one process open the database.
+//! - [`JOB_AUDIT_TREE`]: key = job id, `/`, 8-byte big-endian id from
+//!   `sled::Db::generate_id` (increasing, also across restarts), value = a frame of the
+//!   `JobAuditRecord` JSON.
+//! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian milliseconds, value = the
+//!   damaged bytes as found. Never deleted.
+//!
+//! Every acknowledged write waited for `sled::Db::flush` (the `Durability::Sync` behaviour,
+//! whatever the factory's setting: job writes are rare). A failed flush poisons the database
+//! handle for this process, shared with `SledFactory`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    Error, JobAuditAction, JobAuditRecord, JobId, JobStore, Result, StoredJob, VersionConflict,
+    wall_clock_now,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{backend, encoding};
+use crate::factory::SledFactory;
+use crate::layout::{seal, unseal};
+use crate::shared::Shared;
+
+/// Job documents: key = job id.
+pub const JOBS_TREE: &str = "cairn/jobs";
+/// Job audit records: key = job id + `/` + 8-byte big-endian sequence.
+pub const JOB_AUDIT_TREE: &str = "cairn/job_audit";
+/// Damaged job values moved aside: key = job id + `/` + 8-byte big-endian milliseconds.
+pub const JOB_QUARANTINE_TREE: &str = "cairn/job_quarantine";
+
+/// How many times a write re-reads after losing sled's compare-and-swap to a concurrent
+/// writer of the same key before it reports the conflict it saw last.
+const CAS_ROUNDS: usize = 64;
+
+/// The job store of the sled adapter.
+///
+/// Cheap to clone. Stores built from the same path (or from a `SledFactory` over it) share
+/// one database handle in this process.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore};
+/// use cairn_checkpoint_sled::SledJobStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = SledJobStore::open(dir.path().join("cairn.sled"))?;
+/// let id = JobId::new("nightly")?;
+/// let version = store.put(&id, None, &serde_json::json!({"every_ms": 60000})).await?;
+/// assert_eq!(version, Ok(1));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SledJobStore {
+    shared: Arc<Shared>,
+    jobs: sled::Tree,
+    audit: sled::Tree,
+    quarantine: sled::Tree,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobValue {
+    version: u64,
+    document: serde_json::Value,
+}
+
+/// What a stored value decodes to.
+enum Found {
+    Good(JobValue),
+    Bad(&'static str),
+}
+
+fn decode(frame: &[u8]) -> Found {
+    let Some(payload) = unseal(frame) else {
+        return Found::Bad("its checksum does not match");
+    };
+    match serde_json::from_slice::<JobValue>(payload) {
+        Ok(value) => Found::Good(value),
+        Err(_) => Found::Bad("it does not parse"),
+    }
+}
+
+fn key_with_seq(id: &JobId, seq: u64) -> Vec<u8> {
+    let mut key = prefix(id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn prefix(id: &JobId) -> Vec<u8> {
+    let mut key = id.as_str().as_bytes().to_vec();
+    key.push(b'/');
+    key
+}
+
+impl SledJobStore {
+    /// Opens (or creates) the sled database in the directory `path`, sharing it with any
+    /// `SledFactory` or store of this process over the same path.
+    ///
+    /// # Errors
+    ///
+    /// `crate::Error::Open` when sled cannot open the database (another process holds it);
+    /// `Setup` when the trees cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> std::result::Result<SledJobStore, crate::Error> {
+        Self::over(Shared::for_path(path.as_ref())?)
+    }
+
+    /// Uses a database the host already opened.
+    ///
+    /// # Errors
+    ///
+    /// `Setup` when the trees cannot be opened.
+    pub fn from_db(db: sled::Db) -> std::result::Result<SledJobStore, crate::Error> {
+        Self::over(Shared::for_db(db)?)
+    }
+
+    /// Uses the database of `factory`.
+    ///
+    /// # Errors
+    ///
+    /// `Setup` when the trees cannot be opened.
+    pub fn sharing(factory: &SledFactory) -> std::result::Result<SledJobStore, crate::Error> {
+        Self::over(factory.shared.clone())
+    }
+
+    fn over(shared: Arc<Shared>) -> std::result::Result<SledJobStore, crate::Error> {
+        let setup = |source| crate::Error::Setup { source };
+        Ok(SledJobStore {
+            jobs: shared.db.open_tree(JOBS_TREE).map_err(setup)?,
+            audit: shared.db.open_tree(JOB_AUDIT_TREE).map_err(setup)?,
+            quarantine: shared.db.open_tree(JOB_QUARANTINE_TREE).map_err(setup)?,
+            shared,
+        })
+    }
+
+    /// The database handle (hosts may read the `cairn/job*` trees; tests damage them).
+    pub fn db(&self) -> &sled::Db {
+        &self.shared.db
+    }
+
+    /// Moves the damaged value `found` of job `id` aside (if it is still the stored one) and
+    /// audits it; returns the error to report.
+    async fn quarantine(&self, id: &JobId, found: &sled::IVec, reason: &str) -> Result<Error> {
+        let now = wall_clock_now();
+        let qkey = key_with_seq(id, now.0);
+        self.quarantine
+            .insert(qkey, found.clone())
+            .map_err(backend)?;
+        // Remove only the bytes we judged; a writer that replaced them meanwhile wins.
+        let _ = self
+            .jobs
+            .compare_and_swap(id.as_str().as_bytes(), Some(found), None::<&[u8]>)
+            .map_err(backend)?;
+        let location = format!("{JOB_QUARANTINE_TREE}/{id}/{}", now.0);
+        let message = format!("job {id}: its stored value {reason}; moved to {location}");
+        self.append_audit_unflushed(
+            &JobAuditRecord::new(
+                now,
+                id.clone(),
+                JobAuditAction::Quarantined,
+                message.clone(),
+            )
+            .with_detail(serde_json::json!({ "location": location })),
+        )?;
+        self.shared.flush_now().await?;
+        Ok(Error::Encoding {
+            what: "sled job value",
+            detail: message,
+        })
+    }
+
+    /// Reads job `id`: its raw bytes and decoded value, quarantining damage.
+    async fn read(&self, id: &JobId) -> Result<Option<(sled::IVec, JobValue)>> {
+        let Some(raw) = self.jobs.get(id.as_str().as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        match decode(&raw) {
+            Found::Good(value) => Ok(Some((raw, value))),
+            Found::Bad(reason) => Err(self.quarantine(id, &raw, reason).await?),
+        }
+    }
+
+    /// Like `read`, but a damaged value is quarantined and counts as no job.
+    async fn read_for_write(&self, id: &JobId) -> Result<Option<(sled::IVec, JobValue)>> {
+        match self.read(id).await {
+            Err(Error::Encoding { .. }) => Ok(None),
+            other => other,
+        }
+    }
+
+    fn append_audit_unflushed(&self, record: &JobAuditRecord) -> Result<()> {
+        let json = serde_json::to_vec(record).map_err(|e| encoding("job audit record", e))?;
+        let seq = self.shared.db.generate_id().map_err(backend)?;
+        self.audit
+            .insert(key_with_seq(&record.job_id, seq), seal(&json))
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for SledJobStore {
+    async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
+        Ok(self.read(id).await?.map(|(_, value)| StoredJob {
+            id: id.clone(),
+            version: value.version,
+            document: value.document,
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        let mut jobs = Vec::new();
+        let keys: Vec<sled::IVec> = self
+            .jobs
+            .iter()
+            .keys()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(backend)?;
+        for key in keys {
+            let Some(id) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| JobId::new(text).ok())
+            else {
+                continue;
+            };
+            // Damaged jobs are quarantined and audited by `read`; list leaves them out.
+            if let Ok(Some(job)) = self.get(&id).await {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> Result<std::result::Result<u64, VersionConflict>> {
+        let mut current = None;
+        for _ in 0..CAS_ROUNDS {
+            let found = self.read_for_write(id).await?;
+            current = found.as_ref().map(|(_, value)| value.version);
+            if current != expected {
+                break;
+            }
+            let version = expected.map_or(1, |v| v + 1);
+            let value = JobValue {
+                version,
+                document: document.clone(),
+            };
+            let json = serde_json::to_vec(&value).map_err(|e| encoding("job document", e))?;
+            let swapped = self
+                .jobs
+                .compare_and_swap(
+                    id.as_str().as_bytes(),
+                    found.as_ref().map(|(raw, _)| raw),
+                    Some(seal(&json)),
+                )
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                self.shared.flush_now().await?;
+                return Ok(Ok(version));
+            }
+        }
+        Ok(Err(VersionConflict {
+            id: id.clone(),
+            expected,
+            current,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> Result<std::result::Result<(), VersionConflict>> {
+        let mut current = None;
+        for _ in 0..CAS_ROUNDS {
+            let Some((raw, value)) = self.read_for_write(id).await? else {
+                current = None;
+                break;
+            };
+            current = Some(value.version);
+            if value.version != expected {
+                break;
+            }
+            let swapped = self
+                .jobs
+                .compare_and_swap(id.as_str().as_bytes(), Some(&raw), None::<&[u8]>)
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                self.shared.flush_now().await?;
+                return Ok(Ok(()));
+            }
+        }
+        Ok(Err(VersionConflict {
+            id: id.clone(),
+            expected: Some(expected),
+            current,
+        }))
+    }
+
+    async fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
+        self.append_audit_unflushed(record)?;
+        self.shared.flush_now().await
+    }
+
+    async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
+        let mut records = Vec::new();
+        for entry in self.audit.scan_prefix(prefix(id)) {
+            let (key, frame) = entry.map_err(backend)?;
+            let payload = unseal(&frame).ok_or_else(|| Error::Encoding {
+                what: "sled job audit record",
+                detail: format!(
+                    "job {id}: audit record with key {key:?} in {JOB_AUDIT_TREE} fails its checksum"
+                ),
+            })?;
+            records.push(
+                serde_json::from_slice(payload).map_err(|e| encoding("job audit record", e))?,
+            );
+        }
+        Ok(records)
+    }
+}

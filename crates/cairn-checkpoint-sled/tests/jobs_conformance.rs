@@ -1,0 +1,79 @@
+//! The job-store conformance cases against `SledJobStore`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+use cairn_checkpoint::conformance::{CaseResult, Damage};
+use cairn_checkpoint::{JobId, JobStore};
+use cairn_checkpoint_sled::{JOBS_TREE, SledFactory, SledJobStore};
+
+/// Stores that open the database by path: while one is alive the others share its handle
+/// (sled allows one open per process); once all are dropped the next one reopens the files,
+/// as a restarted process would.
+#[derive(Debug)]
+struct SledJobs {
+    dir: tempfile::TempDir,
+}
+
+impl SledJobs {
+    fn new() -> SledJobs {
+        SledJobs {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("cairn.sled")
+    }
+}
+
+impl JobStoreHarness for SledJobs {
+    fn store(&self) -> Arc<dyn JobStore> {
+        Arc::new(SledJobStore::open(self.path()).expect("the sled database opens"))
+    }
+
+    fn damage_job(&self, id: &JobId) -> Damage {
+        let store = SledJobStore::open(self.path()).expect("the sled database opens");
+        let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+        let mut value = tree
+            .get(id.as_str().as_bytes())
+            .expect("read the job")
+            .expect("the job is stored")
+            .to_vec();
+        let last = value.len() - 2;
+        value[last] ^= 0x01;
+        tree.insert(id.as_str().as_bytes(), value)
+            .expect("rewrite the job");
+        store.db().flush().expect("flush");
+        Damage::Applied { offset: None }
+    }
+}
+
+mod sled_path {
+    cairn_checkpoint::job_store_conformance_tests!(super::SledJobs::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_case_is_skipped_for_sled() {
+    assert_eq!(
+        jobs::jobs_damaged_state_is_quarantined(&SledJobs::new()).await,
+        CaseResult::Passed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_store_can_share_the_factory_database() {
+    let harness = SledJobs::new();
+    let factory = SledFactory::open(harness.path()).expect("the factory opens");
+    let store = SledJobStore::sharing(&factory).expect("the job store shares it");
+    let id = JobId::new("shared").unwrap();
+    store
+        .put(&id, None, &serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    // A store opened by path while the factory lives uses the same handle (no lock error).
+    let by_path = SledJobStore::open(harness.path()).expect("shares the open database");
+    assert_eq!(by_path.get(&id).await.unwrap().unwrap().version, 1);
+}
