@@ -37,6 +37,9 @@ fn small_counters_do_not_leave_runs_of_zeros() {
 fn ids_that_could_escape_a_folder_are_refused() {
     for bad in ["", "..", "a/b", "a\\b", ".hidden", "x y", &"a".repeat(65)] {
         let err = RunId::new(bad).unwrap_err();
-        assert!(matches!(err, Error::InvalidRunId { .. }), "{bad:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidRunId { .. }),
+            "{bad:?}: {err:?}"
+        );
     }
 }
