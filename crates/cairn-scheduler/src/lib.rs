@@ -36,14 +36,17 @@
 //!
 //! # Wiring the executor
 //!
-//! This crate never names the executor. The host implements [`JobRunner`]: for each
-//! [`RunRequest`] it creates a fresh `RunId`, begins the run through its
-//! `Arc<dyn CheckpointerFactory>` with `RunMeta::new(run_id, workflow, scope, input, now)`,
-//! drives it with the executor and its handler registry, and returns `Err(RunFailed)` when
-//! the run ends failed (or cannot start).
+//! The scheduler's core never names the executor: it calls the injected [`JobRunner`]. With
+//! the `executor` feature, `ExecutorRunner` is the real one: it takes the host's
+//! `Arc<dyn CheckpointerFactory>`, handler registry and executor settings plus a `PlanSource`
+//! (how a job's workflow and input become a `RunPlan`; the CLI parses the workflow file),
+//! and drives every run as a fresh run with a fresh run id. A run that does not complete
+//! returns `Err(RunFailed)`, one error for the breaker.
 
 mod clock;
 mod error;
+#[cfg(feature = "executor")]
+mod executor_runner;
 mod job;
 mod jobs;
 mod runner;
@@ -52,6 +55,8 @@ mod scheduler;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+#[cfg(feature = "executor")]
+pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
 pub use jobs::Jobs;
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};

@@ -1,0 +1,111 @@
+//! `ExecutorRunner`: the real [`JobRunner`], driving each run with `cairn-executor`.
+//!
+//! Enabled by the `executor` feature, so the scheduler's core (and its tests) never compile
+//! the executor. The host supplies what the scheduler cannot know: how a job's workflow and
+//! input become a `RunPlan` ([`PlanSource`]; the CLI parses the workflow file), the
+//! `Arc<dyn CheckpointerFactory>` that stores runs, and the handler registry.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cairn_checkpoint::{CheckpointerFactory, RunId};
+use cairn_executor::{Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunSignals, Start};
+
+use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
+
+/// Turns a job's run request into the plan the executor drives.
+pub trait PlanSource: Send + Sync + Debug + 'static {
+    /// The plan for `request` (its workflow and input).
+    ///
+    /// # Errors
+    ///
+    /// A message for people when the workflow cannot be loaded; the run then counts as
+    /// failed for the job's circuit breaker.
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String>;
+}
+
+/// Runs each due job as a fresh executor run with a fresh run id.
+///
+/// A run that completes is a success; one that fails, cannot begin, or is left `running`
+/// by a graceful shutdown (`RunSignals::shutdown`) counts as one failed run. The run id is
+/// reported either way, so `cairn show <run>` finds it.
+#[derive(Debug)]
+pub struct ExecutorRunner {
+    executor: Executor,
+    plans: Arc<dyn PlanSource>,
+    signals: RunSignals,
+}
+
+impl ExecutorRunner {
+    /// A runner over `factory` with `registry`'s handlers.
+    ///
+    /// # Errors
+    ///
+    /// The executor's `InvalidConfig` for a bad `config`.
+    pub fn new(
+        factory: Arc<dyn CheckpointerFactory>,
+        registry: Registry,
+        config: ExecutorConfig,
+        plans: Arc<dyn PlanSource>,
+    ) -> Result<ExecutorRunner, cairn_executor::Error> {
+        Ok(ExecutorRunner {
+            executor: Executor::new(factory, registry, config)?,
+            plans,
+            signals: RunSignals::default(),
+        })
+    }
+
+    /// Shares the host's shutdown and cancel tokens with every run.
+    pub fn with_signals(mut self, signals: RunSignals) -> Self {
+        self.signals = signals;
+        self
+    }
+}
+
+fn fresh_run_id(now_ms: u64) -> RunId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let entropy = (u128::from(std::process::id()) << 64)
+        ^ (u128::from(COUNTER.fetch_add(1, Ordering::Relaxed)) << 32)
+        ^ u128::from(nanos);
+    RunId::generate(now_ms, entropy)
+}
+
+#[async_trait]
+impl JobRunner for ExecutorRunner {
+    async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+        let mut plan = self.plans.plan(request).map_err(RunFailed::new)?;
+        let run_id = plan
+            .run_id
+            .clone()
+            .unwrap_or_else(|| fresh_run_id(request.started_at.0));
+        plan.run_id = Some(run_id.clone());
+        let shown = Some(run_id.to_string());
+        match self
+            .executor
+            .run(plan, Start::Fresh, self.signals.clone())
+            .await
+        {
+            Ok(report) => match report.disposition {
+                Disposition::Complete => Ok(RunSucceeded { run_id: shown }),
+                Disposition::Fail(error) => Err(RunFailed {
+                    run_id: shown,
+                    message: format!("run {run_id} failed: {error}"),
+                }),
+                Disposition::LeaveRunning => Err(RunFailed {
+                    run_id: shown,
+                    message: format!("run {run_id} was interrupted by shutdown and left resumable"),
+                }),
+            },
+            Err(err) => Err(RunFailed {
+                run_id: shown,
+                message: format!("run {run_id} could not be driven: {err}"),
+            }),
+        }
+    }
+}
