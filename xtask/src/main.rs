@@ -89,6 +89,12 @@ fn ci() -> Result<(), String> {
         ]),
     )?;
     run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    // The short crash pass (50 kills per adapter, every forced crash point, 10,000
+    // power-loss states). A debug build, because the test step above already built it.
+    run(
+        "crash-test",
+        cargo().args(["run", "--locked", "-p", "cairn-crash", "--", "--ci"]),
+    )?;
     run_tidy()?;
     deny()?;
     eprintln!(
@@ -142,11 +148,22 @@ fn bench(args: &[String]) -> Result<(), String> {
     )
 }
 
+/// The crash harness in a release build (`--iterations 10000` is the soak). The seed is
+/// printed first; a failure prints the command that replays it.
+///
+/// Runs the harness directly rather than through `run`, so that its summary stays the last
+/// line printed, and exits with the harness's own status when it fails.
 fn crash_test(args: &[String]) -> Result<(), String> {
-    run(
-        "crash-test",
-        cargo()
-            .args(["run", "--release", "--locked", "-p", "cairn-crash", "--"])
-            .args(args),
-    )
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--locked", "-p", "cairn-crash", "--"])
+        .args(args);
+    eprintln!("xtask: [crash-test] {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("[crash-test] could not start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        std::process::exit(status.code().unwrap_or(1))
+    }
 }

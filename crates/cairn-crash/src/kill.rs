@@ -354,9 +354,11 @@ pub fn run_kills(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
         totals,
     )?;
     let max_delay = full.mul_f64(1.2).max(Duration::from_millis(20));
-    while totals.kills < options.kills {
+    let first_kill = totals.kills;
+    while totals.kills - first_kill < options.kills {
         let worker = next_worker(&mut rng);
-        let budget = (options.kills - totals.kills).min(options.kills_per_round);
+        let made = totals.kills - first_kill;
+        let budget = (options.kills - made).min(options.kills_per_round);
         round(
             options, &worker, &mut rng, budget, max_delay, &runtime, totals,
         )?;
