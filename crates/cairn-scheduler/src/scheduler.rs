@@ -199,6 +199,7 @@ impl Scheduler {
             let job = match Job::from_stored(stored) {
                 Ok(job) => job,
                 Err(err) => {
+                    tracing::warn!(target: "cairn", job_id = %id, error = %err, "scheduler skips a job it cannot decode");
                     report.unreadable.push((id, err.to_string()));
                     continue;
                 }
@@ -262,6 +263,7 @@ impl Scheduler {
         {
             // Someone else (another scheduler, an operator) changed the job since we listed
             // it; the next tick looks at it again.
+            tracing::debug!(target: "cairn", job_id = %job.id, "job changed before it could be claimed");
             return Ok(());
         }
         for scheduled_for in plan {
@@ -272,7 +274,11 @@ impl Scheduler {
                 scheduled_for,
                 started_at: self.jobs.clock().now(),
             };
+            tracing::info!(target: "cairn", job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
             let outcome = self.runner.run(&request).await;
+            if let Err(failed) = &outcome {
+                tracing::info!(target: "cairn", job_id = %job.id, error = %failed.message, "scheduled run failed");
+            }
             let still_active = self.record(&job.id, &outcome, report).await?;
             report.runs.push(RunRecord {
                 job_id: job.id.clone(),
