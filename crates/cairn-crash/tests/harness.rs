@@ -95,3 +95,35 @@ fn a_short_pass_prints_the_summary_line_last_and_succeeds() {
         .unwrap();
     assert!(kills >= 3, "{last}");
 }
+
+#[test]
+fn planted_bad_runs_are_quarantined_by_the_worker_and_not_adopted() {
+    use cairn_checkpoint::Durability;
+    use cairn_crash::kill;
+    use cairn_crash::worker::{Adapter, WorkerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        dir: dir.path().to_path_buf(),
+        adapter: Adapter::File,
+        durability: Durability::Sync,
+        seed: 12,
+        tasks: 20,
+        max_work_us: 0,
+        compact_every: 0,
+    };
+    let planted = kill::plant_bad_state(&options).unwrap();
+    assert_eq!(planted.len(), 2);
+    let before = kill::check_quarantined(&options, &planted);
+    assert!(before.other >= 4, "{:#?}", before.problems);
+
+    let status = Command::new(EXE)
+        .args(options.to_args())
+        .env_remove("CAIRN_CRASH_AT")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let after = kill::check_quarantined(&options, &planted);
+    assert_eq!(after.other, 0, "{:#?}", after.problems);
+    assert_eq!(after.unaudited_quarantines, 0);
+}
