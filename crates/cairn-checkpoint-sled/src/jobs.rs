@@ -9,8 +9,8 @@
 //! - [`JOB_AUDIT_TREE`]: key = job id, `/`, 8-byte big-endian id from
 //!   `sled::Db::generate_id` (increasing, also across restarts), value = a frame of the
 //!   `JobAuditRecord` JSON.
-//! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian milliseconds, value = the
-//!   damaged bytes as found. Never deleted.
+//! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian id from
+//!   `sled::Db::generate_id`, value = the damaged bytes as found. Never deleted.
 //!
 //! Every acknowledged write waited for `sled::Db::flush` (the `Durability::Sync` behaviour,
 //! whatever the factory's setting: job writes are rare). A failed flush poisons the database
@@ -35,7 +35,7 @@ use crate::shared::Shared;
 pub const JOBS_TREE: &str = "cairn/jobs";
 /// Job audit records: key = job id + `/` + 8-byte big-endian sequence.
 pub const JOB_AUDIT_TREE: &str = "cairn/job_audit";
-/// Damaged job values moved aside: key = job id + `/` + 8-byte big-endian milliseconds.
+/// Damaged job values moved aside: key = job id + `/` + 8-byte big-endian sequence.
 pub const JOB_QUARANTINE_TREE: &str = "cairn/job_quarantine";
 
 /// How many times a write re-reads after losing sled's compare-and-swap to a concurrent
@@ -153,7 +153,8 @@ impl SledJobStore {
     /// audits it; returns the error to report.
     async fn quarantine(&self, id: &JobId, found: &sled::IVec, reason: &str) -> Result<Error> {
         let now = wall_clock_now();
-        let qkey = key_with_seq(id, now.0);
+        let seq = self.shared.db.generate_id().map_err(backend)?;
+        let qkey = key_with_seq(id, seq);
         self.quarantine
             .insert(qkey, found.clone())
             .map_err(backend)?;
@@ -162,7 +163,7 @@ impl SledJobStore {
             .jobs
             .compare_and_swap(id.as_str().as_bytes(), Some(found), None::<&[u8]>)
             .map_err(backend)?;
-        let location = format!("{JOB_QUARANTINE_TREE}/{id}/{}", now.0);
+        let location = format!("{JOB_QUARANTINE_TREE}/{id}/{seq}");
         let message = format!("job {id}: its stored value {reason}; moved to {location}");
         self.append_audit_unflushed(
             &JobAuditRecord::new(
@@ -235,8 +236,10 @@ impl JobStore for SledJobStore {
                 continue;
             };
             // Damaged jobs are quarantined and audited by `read`; list leaves them out.
-            if let Ok(Some(job)) = self.get(&id).await {
-                jobs.push(job);
+            match self.get(&id).await {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) | Err(Error::Encoding { .. }) => {}
+                Err(err) => return Err(err),
             }
         }
         Ok(jobs)

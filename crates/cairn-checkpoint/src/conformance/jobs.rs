@@ -438,16 +438,21 @@ pub async fn jobs_audit_records(harness: &impl JobStoreHarness) -> CaseResult {
     CaseResult::Passed
 }
 
-/// Damaged job state is reported, moved aside and audited; the job is then unknown.
+/// Damaged job state is reported by `get`, left out by `list`, moved aside and audited in
+/// both cases; the job is then unknown and its id usable again.
 pub async fn jobs_damaged_state_is_quarantined(harness: &impl JobStoreHarness) -> CaseResult {
     let store = harness.store();
     let bad = job("damaged");
+    let listed_bad = job("damaged-listed");
     let good = job("healthy");
     create(&*store, &bad, json!({"n": 1})).await;
+    create(&*store, &listed_bad, json!({"n": 4})).await;
     create(&*store, &good, json!({"n": 2})).await;
     drop(store);
-    if let Damage::Unsupported(reason) = harness.damage_job(&bad) {
-        return CaseResult::Skipped(reason);
+    for id in [&bad, &listed_bad] {
+        if let Damage::Unsupported(reason) = harness.damage_job(id) {
+            return CaseResult::Skipped(reason);
+        }
     }
     let store = harness.store();
     let err = match store.get(&bad).await {
@@ -463,18 +468,26 @@ pub async fn jobs_damaged_state_is_quarantined(harness: &impl JobStoreHarness) -
         None,
         "damaged job {bad} was not moved aside"
     );
+    // `list` meets the other damaged job first: it must leave it out, not fail.
     assert_eq!(
         listed_ids(&*store).await,
         ["healthy"],
-        "list must still show the healthy job"
+        "list must show only the healthy job"
     );
-    let audit = store.read_audit(&bad).await.expect("read_audit");
-    assert!(
-        audit
-            .iter()
-            .any(|r| r.action == JobAuditAction::Quarantined),
-        "quarantining job {bad} was not audited: {audit:?}"
+    assert_eq!(
+        fetch(&*store, &listed_bad).await,
+        None,
+        "list did not move {listed_bad} aside"
     );
+    for id in [&bad, &listed_bad] {
+        let audit = store.read_audit(id).await.expect("read_audit");
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.action == JobAuditAction::Quarantined),
+            "quarantining job {id} was not audited: {audit:?}"
+        );
+    }
     assert_eq!(
         create(&*store, &bad, json!({"n": 3})).await,
         1,
