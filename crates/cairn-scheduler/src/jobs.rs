@@ -180,7 +180,8 @@ impl Jobs {
 
     /// Resumes a job.
     ///
-    /// - `paused` → `active`, with or without `force` (the same either way).
+    /// - `paused` → `active`, with or without `force` (the same either way); its error count
+    ///   is kept, so pausing never launders a failing job.
     /// - `failed` (circuit breaker tripped) → `active` only with `force`: a revive. It resets
     ///   `consecutive_errors` to 0, is audited as `Revived` and emitted as `job_revived`.
     /// - `completed` → never, not even with `force`.

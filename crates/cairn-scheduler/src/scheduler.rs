@@ -86,7 +86,9 @@ pub struct TickReport {
 /// `last_run_at` to now, by compare-and-swap. Only then does its run start, so two
 /// schedulers over one store never start the same tick twice, and a crash during a run
 /// does not rerun that tick on restart (runs are at most once per tick; the workflow's own
-/// resume covers the interrupted run). After the run, its outcome is recorded:
+/// resume covers the interrupted run). A one-shot job is the exception: while it runs it is
+/// due again `one_shot_retry` later, so a crash mid-run retries it rather than losing it.
+/// After the run, its outcome is recorded:
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (or is deleted
 ///   with `delete_after_run`);
