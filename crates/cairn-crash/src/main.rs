@@ -249,10 +249,10 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         eprintln!("crash-test: POWER-LOSS VIOLATION: {problem}");
     }
     let found = &totals.findings;
-    if found.unaudited_quarantines > 0 {
+    if found.quarantine_record_gaps > 0 {
         eprintln!(
-            "crash-test: {} planted run(s) were quarantined without an audit record (known gap of the file adapter's quarantine, see docs/crash-testing.md)",
-            found.unaudited_quarantines
+            "crash-test: {} planted run(s) were quarantined with an audit record missing (known gap of the adapters' quarantine, see docs/crash-testing.md)",
+            found.quarantine_record_gaps
         );
     }
     let not_in_flight = found.unexplained_re_executions;

@@ -50,10 +50,11 @@ pub struct Findings {
     pub other: u64,
     /// Interrupted runs adopted (`Recovered` audit records): real resumes.
     pub resumes: u64,
-    /// Planted runs moved to quarantine whose move was never audited, because the kill
-    /// landed between the file adapter's rename and its audit appends. Reported as a known
-    /// gap of the adapter (see `docs/crash-testing.md`), not counted as a violation.
-    pub unaudited_quarantines: u64,
+    /// Planted runs moved to quarantine with an audit record missing (none at all, or
+    /// none in the file adapter's `quarantine.jsonl`), because a kill landed between the
+    /// adapter's quarantine steps. Reported as a known gap of the adapters (see
+    /// `docs/crash-testing.md`), not counted as a violation.
+    pub quarantine_record_gaps: u64,
     /// One line per violation, for people.
     pub problems: Vec<String>,
 }
@@ -78,7 +79,7 @@ impl Findings {
         self.unexplained_re_executions += other.unexplained_re_executions;
         self.other += other.other;
         self.resumes += other.resumes;
-        self.unaudited_quarantines += other.unaudited_quarantines;
+        self.quarantine_record_gaps += other.quarantine_record_gaps;
         self.problems.extend(other.problems);
     }
 }
