@@ -239,9 +239,11 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         PowerLossTotals::default()
     };
     eprintln!(
-        "crash-test: power loss: {} states from {} workloads ({} stopped with Corruption) in {:.1}s",
+        "crash-test: power loss: {} states from {} workloads ({} torn tails cut, {} before begin, {} stopped with Corruption) in {:.1}s",
         power.states,
         power.workloads,
+        power.torn_tails_cut,
+        power.before_begin,
         power.corruption_stops,
         phase.elapsed().as_secs_f64()
     );

@@ -49,6 +49,10 @@ pub struct PowerLossTotals {
     pub workloads: u64,
     /// Images whose recovery stopped with `Corruption` (allowed).
     pub corruption_stops: u64,
+    /// Images whose recovery cut a torn last journal record.
+    pub torn_tails_cut: u64,
+    /// Images in which the run did not exist yet (its `begin` was not acknowledged).
+    pub before_begin: u64,
     /// Images recovered with fewer acknowledged transitions, different events, a wrong
     /// snapshot, or any error other than `Corruption`.
     pub violations: u64,
@@ -68,6 +72,8 @@ impl PowerLossTotals {
         self.states += other.states;
         self.workloads += other.workloads;
         self.corruption_stops += other.corruption_stops;
+        self.torn_tails_cut += other.torn_tails_cut;
+        self.before_begin += other.before_begin;
         self.violations += other.violations;
         for problem in other.problems {
             if self.problems.len() < 20 {
@@ -214,14 +220,26 @@ struct Capture {
     completed: bool,
 }
 
-/// Checks one crash image; `Ok(true)` when recovery stopped with `Corruption`.
+/// How a crash image that passed was recovered.
+enum Recovery {
+    /// No run yet, and none acknowledged.
+    BeforeBegin,
+    /// Recovery stopped with a typed `Corruption` error.
+    Corruption,
+    /// Recovered after cutting a torn last record.
+    TornTailCut,
+    /// Recovered with nothing to cut.
+    Clean,
+}
+
+/// Checks one crash image; `Err` describes a violation.
 async fn check_image(
     image: DiskState,
     capture: &Capture,
     run_id: &RunId,
     log: &AckLog,
     snapshots: &mut HashMap<usize, Snapshot>,
-) -> std::result::Result<bool, String> {
+) -> std::result::Result<Recovery, String> {
     let disk = DiskModel::from_state(image);
     let fs: Arc<dyn Filesystem> = Arc::new(disk.clone());
     let factory = FileFactory::builder(ROOT)
@@ -234,8 +252,8 @@ async fn check_image(
         Ok(None) if capture.begun => {
             return Err("begin was acknowledged but the run is missing".to_owned());
         }
-        Ok(None) => return Ok(false),
-        Err(StoreError::Corruption { .. }) => return Ok(true),
+        Ok(None) => return Ok(Recovery::BeforeBegin),
+        Err(StoreError::Corruption { .. }) => return Ok(Recovery::Corruption),
         Err(err) => return Err(format!("open failed with {err}")),
     };
     let recovered = opened.recovered;
@@ -297,7 +315,11 @@ async fn check_image(
             ));
         }
     }
-    Ok(false)
+    Ok(if recovered.torn_tail.is_some() {
+        Recovery::TornTailCut
+    } else {
+        Recovery::Clean
+    })
 }
 
 /// The crash choices tried for one capture: everything unsynced dropped; everything kept
@@ -344,8 +366,10 @@ fn check_all(
             let image = capture.state.crash_image(choice);
             totals.states += 1;
             match runtime.block_on(check_image(image, &capture, &run_id, &log, &mut snapshots)) {
-                Ok(true) => totals.corruption_stops += 1,
-                Ok(false) => {}
+                Ok(Recovery::Corruption) => totals.corruption_stops += 1,
+                Ok(Recovery::TornTailCut) => totals.torn_tails_cut += 1,
+                Ok(Recovery::BeforeBegin) => totals.before_begin += 1,
+                Ok(Recovery::Clean) => {}
                 Err(problem) => totals.violation(format!(
                     "workload seed {seed}, crash before op {} ({}), {choice:?}: {problem}",
                     capture.op, capture.op_name
