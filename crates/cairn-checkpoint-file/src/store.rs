@@ -427,11 +427,19 @@ impl Store {
             let Ok(run_id) = RunId::new(name) else {
                 continue;
             };
-            // A run whose metadata cannot be read is left for `open` to quarantine.
-            if let Ok(Some(meta)) = self.load_meta(&run_id)
-                && filter.matches(&meta)
-            {
-                metas.push(meta);
+            let Some(bytes) = self.read_meta_bytes(&self.run_dir(&run_id))? else {
+                continue;
+            };
+            match parse_meta(&run_id, &bytes) {
+                Ok(meta) if filter.matches(&meta) => metas.push(meta),
+                Ok(_) => {}
+                // Bad or foreign metadata would otherwise stay invisible forever (no lookup by
+                // workflow can match it), so it is quarantined where it is found. A run a live
+                // writer holds is left to that writer.
+                Err(problem) => match self.quarantine(&run_id, &problem.detail()) {
+                    Ok(_) | Err(Error::Locked { .. } | Error::NotFound { .. }) => {}
+                    Err(other) => return Err(other),
+                },
             }
         }
         metas.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
@@ -519,8 +527,9 @@ impl Store {
         Ok(meta.expect("the closure always returns Some on success"))
     }
 
-    /// Moves a run's folder to `quarantine/<id>-<millis>/`, syncs both parents and audits the
-    /// move in the moved folder and in `quarantine.jsonl`. The caller holds the writer lock.
+    /// Audits the move in the run's folder and in `quarantine.jsonl` (durably, first), then
+    /// moves the folder to `quarantine/<id>-<millis>/` and syncs both parents. The caller holds
+    /// the writer lock.
     pub(crate) fn quarantine_locked(&self, run_id: &RunId, reason: &str) -> Result<String> {
         let dir = self.run_dir(run_id);
         let qdir = self.quarantine_dir();
@@ -535,12 +544,9 @@ impl Store {
             }
             millis += 1;
         };
-        self.fs
-            .rename(&dir, &target)
-            .map_err(io_error("rename", &dir))?;
-        self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
-        let runs = self.runs_dir();
-        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
+        // Write-ahead: both records are durable before the folder moves, so a crash between the
+        // steps can leave a recorded intent over a run still in place (quarantined again on the
+        // next open), but never a quarantined run without its record.
         let location = target.display().to_string();
         let record = AuditRecord::new(
             wall_clock_now(),
@@ -549,7 +555,7 @@ impl Store {
             format!("run {run_id} quarantined to {location}: {reason}"),
         )
         .with_detail(serde_json::json!({ "location": location, "reason": reason }));
-        self.append_audit_in(&target, &record)?;
+        self.append_audit_in(&dir, &record)?;
         let log = self.root.join(QUARANTINE_LOG);
         let mut line = serde_json::to_vec(&record).map_err(encoding("audit record"))?;
         line.push(b'\n');
@@ -563,6 +569,12 @@ impl Store {
         self.fs
             .sync_dir(&self.root)
             .map_err(sync_error(&self.root))?;
+        self.fs
+            .rename(&dir, &target)
+            .map_err(io_error("rename", &dir))?;
+        self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
+        let runs = self.runs_dir();
+        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
         Ok(location)
     }
 

@@ -631,3 +631,100 @@ async fn leftovers_of_a_crash_do_not_disturb_open_or_list() {
         "{audit:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_records_are_durable_before_the_folder_moves() {
+    let h = FileHarness::new();
+    let id = RunId::new("half-moved").unwrap();
+    let run = h.file_factory().begin(meta("half-moved")).await.unwrap();
+    drop(run);
+    std::fs::write(h.run_dir(&id).join("meta.json"), b"{ not json").unwrap();
+
+    // The move itself fails, as a crash between the steps would stop it.
+    let plan = Arc::new(IoPlan::default());
+    plan.fail("rename", "half-moved", 1);
+    let factory = h.failing_factory(&plan, Durability::Sync);
+    let err = factory.open(&id).await.expect_err("the move failed");
+    assert!(matches!(err, Error::Io { op: "rename", .. }), "{err:?}");
+    let dir = h.run_dir(&id);
+    assert!(dir.exists(), "the run is still in place");
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"quarantined\""),
+        "intent recorded: {audit}"
+    );
+    let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+
+    // The next open finishes the job; nothing was lost or deleted on the way.
+    let err = h.file_factory().open(&id).await.expect_err("still bad");
+    let Error::Unreadable { quarantined_to, .. } = err else {
+        panic!("{err:?}");
+    };
+    let moved = Path::new(&quarantined_to);
+    assert!(!dir.exists());
+    let audit = std::fs::read_to_string(moved.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"quarantined\"").count(), 2, "{audit}");
+    assert_eq!(
+        std::fs::read(moved.join("meta.json")).unwrap(),
+        b"{ not json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_quarantines_runs_whose_metadata_no_filter_can_match() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    for name in ["good", "m-version", "m-foreign", "m-garbage", "m-held"] {
+        drop(factory.begin(meta(name)).await.unwrap());
+    }
+    let rewrite = |name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let path = h.run_dir(&RunId::new(name).unwrap()).join("meta.json");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        change(&mut value);
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    };
+    rewrite("m-version", &|m| m["format_version"] = serde_json::json!(9));
+    rewrite("m-foreign", &|m| {
+        m["run_id"] = serde_json::json!("someone-else")
+    });
+    std::fs::write(
+        h.run_dir(&RunId::new("m-garbage").unwrap())
+            .join("meta.json"),
+        b"\x00",
+    )
+    .unwrap();
+    // A run a live writer holds is left to that writer, even with bad metadata.
+    let held = factory
+        .open(&RunId::new("m-held").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    std::fs::write(
+        h.run_dir(&RunId::new("m-held").unwrap()).join("meta.json"),
+        b"\x00",
+    )
+    .unwrap();
+
+    let listed = factory
+        .list(&cairn_checkpoint::RunFilter::default())
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed.iter().map(|m| m.run_id.as_str()).collect();
+    assert_eq!(names, vec!["good"]);
+    for name in ["m-version", "m-foreign", "m-garbage"] {
+        assert!(
+            !h.run_dir(&RunId::new(name).unwrap()).exists(),
+            "{name} was moved aside"
+        );
+    }
+    assert!(h.run_dir(&RunId::new("m-held").unwrap()).exists());
+    let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    let moved = std::fs::read_dir(h.root().join("quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(moved, 3, "moved, never deleted");
+    drop(held);
+}

@@ -101,7 +101,9 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>>;
 
     /// Runs matching `filter`, oldest first (by `created_at`, then id). Quarantined runs are
-    /// not listed.
+    /// not listed. A run whose metadata is unreadable, of another format version or names
+    /// another run SHOULD be quarantined (and audited) when `list` meets it and no writer
+    /// holds it, since no filter can ever match it.
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>>;
 
     /// Atomically moves a run from `from` to `to`, across threads and processes.
