@@ -437,7 +437,12 @@ impl Store {
                 // workflow can match it), so it is quarantined where it is found. A run a live
                 // writer holds is left to that writer.
                 Err(problem) => match self.quarantine(&run_id, &problem.detail()) {
-                    Ok(_) | Err(Error::Locked { .. } | Error::NotFound { .. }) => {}
+                    Ok(location) => cairn_telemetry::emit::state_quarantined(
+                        run_id.as_str(),
+                        &problem.detail(),
+                        &location,
+                    ),
+                    Err(Error::Locked { .. } | Error::NotFound { .. }) => {}
                     Err(other) => return Err(other),
                 },
             }

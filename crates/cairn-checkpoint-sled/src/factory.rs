@@ -192,9 +192,21 @@ impl CheckpointerFactory for SledFactory {
     }
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
-        let mut runs: Vec<RunMeta> = self
-            .shared
-            .all_meta()?
+        let (all, bad) = self.shared.all_meta()?;
+        // Bad or foreign metadata would otherwise stay invisible forever (no filter can match
+        // it), so it is quarantined where it is found; a run a live writer holds is left alone.
+        for (run_id, problem) in bad {
+            match self.quarantine(&run_id, &problem).await {
+                Ok(moved) => cairn_telemetry::emit::state_quarantined(
+                    run_id.as_str(),
+                    &problem,
+                    &moved.location,
+                ),
+                Err(Error::Locked { .. } | Error::NotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        let mut runs: Vec<RunMeta> = all
             .into_iter()
             .filter(|meta| filter.matches(meta))
             .collect();

@@ -26,7 +26,7 @@ pub(crate) enum BadState {
 }
 
 impl BadState {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             BadState::Unreadable(detail) => detail.clone(),
             BadState::Version { found, expected } => {
@@ -78,6 +78,9 @@ fn format_version_of(value: &serde_json::Value) -> Option<u32> {
 }
 
 /// Checks and decodes a stored metadata frame of `run_id`.
+/// A run whose stored metadata cannot be used, and what is wrong with it.
+pub(crate) type UnfitMeta = (RunId, String);
+
 pub(crate) fn decode_meta(run_id: &RunId, frame: &[u8]) -> Result<RunMeta, BadState> {
     let payload = layout::unseal(frame).ok_or_else(|| {
         BadState::Unreadable("run metadata fails its checksum or is truncated".to_owned())
@@ -197,8 +200,11 @@ impl Shared {
     }
 
     /// Every decodable run's metadata (damaged runs are skipped: `open` quarantines them).
-    pub(crate) fn all_meta(&self) -> Result<Vec<RunMeta>> {
+    /// Every run's metadata, plus the runs whose metadata is unreadable, of another format
+    /// version or names another run (with what is wrong), for the caller to quarantine.
+    pub(crate) fn all_meta(&self) -> Result<(Vec<RunMeta>, Vec<UnfitMeta>)> {
         let mut runs = Vec::new();
+        let mut bad = Vec::new();
         for entry in self.trees.runs.iter() {
             let (key, frame) = entry.map_err(backend)?;
             let Some(run_id) = std::str::from_utf8(&key)
@@ -207,11 +213,12 @@ impl Shared {
             else {
                 continue;
             };
-            if let Ok(meta) = decode_meta(&run_id, &frame) {
-                runs.push(meta);
+            match decode_meta(&run_id, &frame) {
+                Ok(meta) => runs.push(meta),
+                Err(problem) => bad.push((run_id, problem.describe())),
             }
         }
-        Ok(runs)
+        Ok((runs, bad))
     }
 
     /// Creates `meta`'s run record; `false` when the key already exists.

@@ -272,8 +272,30 @@ impl CheckpointerFactory for MemoryFactory {
     }
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
-        let mut metas: Vec<RunMeta> = self
-            .lock()
+        let mut store = self.lock();
+        // Metadata of another version or naming another run can never match a lookup, so it
+        // is quarantined where it is found (unless a writer holds the run).
+        let unmatchable: Vec<(RunId, String)> = store
+            .runs
+            .iter()
+            .filter(|(_, run)| run.writer.is_none())
+            .filter_map(|(id, run)| {
+                if run.meta.format_version != META_FORMAT_VERSION {
+                    Some(format!("meta format version {}", run.meta.format_version))
+                } else if run.meta.run_id != *id {
+                    Some(format!("stored state names run {}", run.meta.run_id))
+                } else {
+                    None
+                }
+                .map(|reason| (id.clone(), reason))
+            })
+            .collect();
+        for (id, reason) in unmatchable {
+            if let Some(location) = quarantine_locked(&mut store, &id, &reason) {
+                cairn_telemetry::emit::state_quarantined(id.as_str(), &reason, &location);
+            }
+        }
+        let mut metas: Vec<RunMeta> = store
             .runs
             .values()
             .filter(|run| filter.matches(&run.meta))

@@ -677,6 +677,35 @@ pub async fn complete_and_fail<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// `list` quarantines (and audits) runs whose metadata has another format version or names
+/// another run, instead of hiding them forever; it leaves good runs alone.
+pub async fn list_quarantines_unmatchable_metadata<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    drop(begin(&*factory, meta("keep", "wf", "scope", 1)).await);
+    drop(begin(&*factory, meta("old-version", "wf", "scope", 2)).await);
+    drop(begin(&*factory, meta("not-mine", "wf", "scope", 3)).await);
+    if let Damage::Unsupported(reason) = h.plant_version_mismatch(&id("old-version")) {
+        return CaseResult::Skipped(reason);
+    }
+    if let Damage::Unsupported(reason) = h.plant_foreign_run(&id("not-mine"), &id("someone-else")) {
+        return CaseResult::Skipped(reason);
+    }
+    let listed = factory.list(&RunFilter::default()).await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|m| m.run_id.as_str()).collect();
+    assert_eq!(names, vec!["keep"], "only the sound run is listed");
+    for bad in ["old-version", "not-mine"] {
+        let opened = factory.open(&id(bad)).await.expect("open after quarantine");
+        assert!(opened.is_none(), "{bad} was moved aside by list");
+    }
+    let again = factory.list(&RunFilter::default()).await.expect("list");
+    assert_eq!(again.len(), 1, "quarantined runs stay unlisted");
+    assert!(
+        factory.open(&id("keep")).await.expect("open").is_some(),
+        "the sound run is untouched"
+    );
+    CaseResult::Passed
+}
+
 /// A status swap out of `completed` or `cancelled` is `Terminal` and changes nothing; a swap
 /// whose `from` does not match is a conflict value, even on a terminal run.
 pub async fn terminal_runs_never_change<H: ConformanceHarness>(h: &H) -> CaseResult {
