@@ -374,12 +374,29 @@ fn round(
             }
             Ending::Exited(status) if status.success() => break,
             Ending::Exited(status) => {
-                return Err(Error::Worker(format!(
-                    "worker in {} (seed {}) exited with {status}; its log ends:\n{}",
-                    worker.dir.display(),
-                    worker.seed,
+                // A worker that cannot resume (for example because the store no longer
+                // opens) is a violation of the claim under test, not a harness error: count
+                // it, keep the folder, and go on with the next round.
+                let problem = format!(
+                    "after {kills} kill(s) the worker could not finish the run: it exited with {status}; its log ends:\n{}",
                     log_tail(&worker.dir)
-                )));
+                );
+                eprintln!(
+                    "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
+                    worker.seed,
+                    worker.dir.display()
+                );
+                totals.findings.unrecoverable += 1;
+                totals.findings.problems.push(problem);
+                if kills == 0 {
+                    // Failing without any kill means the worker cannot run at all; stop
+                    // rather than loop.
+                    return Err(Error::Worker(format!(
+                        "the worker in {} failed before any kill",
+                        worker.dir.display()
+                    )));
+                }
+                return Ok(last_start.elapsed());
             }
         }
     }

@@ -42,11 +42,29 @@ impl Ledger {
     ///
     /// `Error::Io` naming the path when it cannot be opened.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|source| Error::io("open ledger", path, source))?;
+        // SIGKILL can cut a write short at a page boundary, so a killed worker may have left
+        // a partial last line. End it here, so the next entry starts on a line of its own.
+        let len = file
+            .metadata()
+            .map_err(|source| Error::io("stat ledger", path, source))?
+            .len();
+        if len > 0 {
+            use std::os::unix::fs::FileExt;
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)
+                .map_err(|source| Error::io("read ledger", path, source))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")
+                    .and_then(|()| file.sync_data())
+                    .map_err(|source| Error::io("end torn ledger line", path, source))?;
+            }
+        }
         Ok(Ledger {
             path: path.to_path_buf(),
             file: Mutex::new(file),
@@ -76,14 +94,15 @@ impl Ledger {
     }
 }
 
-/// What a ledger file holds: its entries, and how many lines did not parse.
+/// What a ledger file holds: its entries, and the partial lines kills left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerContents {
     /// Every parsed entry, in file order.
     pub entries: Vec<LedgerEntry>,
-    /// Lines that are not entries (a kill cannot split one `write` of a line on a local
-    /// file system, so this should stay 0; it is reported, not hidden).
-    pub damaged_lines: usize,
+    /// Lines that are not entries: a SIGKILL can cut a `write` short at a page boundary
+    /// (Linux checks for fatal signals between pages), leaving a partial line that the next
+    /// worker ends with a newline. Each is a body run killed while writing its line.
+    pub torn_lines: usize,
 }
 
 /// Reads a ledger file; a missing file is an empty ledger.
@@ -106,7 +125,7 @@ pub fn parse(bytes: &[u8]) -> LedgerContents {
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice(line) {
             Ok(entry) => contents.entries.push(entry),
-            Err(_) => contents.damaged_lines += 1,
+            Err(_) => contents.torn_lines += 1,
         }
     }
     contents

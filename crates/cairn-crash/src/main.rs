@@ -188,6 +188,9 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
     };
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut totals = KillTotals::default();
+    // Stages that stopped with an error; each counts as a violation, and the summary line is
+    // still printed last.
+    let mut errors = 0u64;
     for (index, adapter) in args.adapters.iter().enumerate() {
         let options = KillOptions {
             exe: exe.clone(),
@@ -207,8 +210,13 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         };
         let before = totals.kills;
         let phase = Instant::now();
-        kill::run_kills(&options, &mut totals)
-            .with_context(|| format!("kill loop on {} failed", adapter.name()))?;
+        if let Err(err) = kill::run_kills(&options, &mut totals) {
+            errors += 1;
+            eprintln!(
+                "crash-test: ERROR: the kill loop on {} stopped: {err}",
+                adapter.name()
+            );
+        }
         eprintln!(
             "crash-test: {}: {} kills in {:.1}s",
             adapter.name(),
@@ -218,7 +226,10 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         if *adapter == Adapter::File {
             let phase = Instant::now();
             let before = totals.kills;
-            kill::run_scenarios(&options, &mut totals).context("crash-point scenarios failed")?;
+            if let Err(err) = kill::run_scenarios(&options, &mut totals) {
+                errors += 1;
+                eprintln!("crash-test: ERROR: the crash-point scenarios stopped: {err}");
+            }
             eprintln!(
                 "crash-test: file: {} forced crash points in {} scenarios in {:.1}s",
                 totals.kills - before,
@@ -234,7 +245,11 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
             states: args.power_states,
             tasks: 40,
         })
-        .context("power-loss simulation failed")?
+        .unwrap_or_else(|err| {
+            errors += 1;
+            eprintln!("crash-test: ERROR: the power-loss simulation stopped: {err}");
+            PowerLossTotals::default()
+        })
     } else {
         PowerLossTotals::default()
     };
@@ -263,10 +278,22 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
     } else {
         format!("{not_in_flight} NOT in-flight")
     };
-    // Kill-side violations the line has no slot for (spawned twice, wrong status,
-    // quarantine, unexplained re-runs) are counted with the power-loss violations.
-    let violations = power.violations + found.spawned_twice + found.other + not_in_flight;
-    let failed = found.violations() + power.violations > 0;
+    // Violations the line has no slot of their own for (spawned twice, wrong status, failed
+    // quarantine, unexplained re-runs, unrecoverable rounds, stopped stages) are counted
+    // with the power-loss violations.
+    let violations = power.violations
+        + found.spawned_twice
+        + found.other
+        + found.unrecoverable
+        + not_in_flight
+        + errors;
+    let failed = found.violations() + power.violations + errors > 0;
+    if found.torn_ledger_lines > 0 {
+        eprintln!(
+            "crash-test: {} ledger line(s) were cut short by a kill (bodies killed mid-write)",
+            found.torn_ledger_lines
+        );
+    }
     eprintln!(
         "crash-test: {} worker starts, {} runs verified, {} tasks checked, in {:.1}s",
         totals.starts,

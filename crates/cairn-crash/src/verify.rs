@@ -48,8 +48,14 @@ pub struct Findings {
     pub unexplained_re_executions: u64,
     /// Runs in a wrong status, state that does not replay, foreign ledger lines and the like.
     pub other: u64,
+    /// Rounds whose worker could not finish the run after a kill (the store did not open,
+    /// the run failed): the run is left unfinished.
+    pub unrecoverable: u64,
     /// Interrupted runs adopted (`Recovered` audit records): real resumes.
     pub resumes: u64,
+    /// Ledger lines a kill cut short (bodies killed while writing their line). Not a
+    /// violation: such an attempt never completed, so it needs a reset like any other.
+    pub torn_ledger_lines: u64,
     /// Planted runs moved to quarantine with an audit record missing (none at all, or
     /// none in the file adapter's `quarantine.jsonl`), because a kill landed between the
     /// adapter's quarantine steps. Reported as a known gap of the adapters (see
@@ -67,6 +73,7 @@ impl Findings {
             + self.spawned_twice
             + self.unexplained_re_executions
             + self.other
+            + self.unrecoverable
     }
 
     /// Adds another round's findings to these.
@@ -78,7 +85,9 @@ impl Findings {
         self.re_executions += other.re_executions;
         self.unexplained_re_executions += other.unexplained_re_executions;
         self.other += other.other;
+        self.unrecoverable += other.unrecoverable;
         self.resumes += other.resumes;
+        self.torn_ledger_lines += other.torn_ledger_lines;
         self.quarantine_record_gaps += other.quarantine_record_gaps;
         self.problems.extend(other.problems);
     }
@@ -240,13 +249,7 @@ fn check_ledger(
     names: &BTreeMap<TaskId, Option<Behaviour>>,
     found: &mut Findings,
 ) {
-    if evidence.ledger.damaged_lines > 0 {
-        found.other += evidence.ledger.damaged_lines as u64;
-        found.problems.push(format!(
-            "{} ledger line(s) do not parse",
-            evidence.ledger.damaged_lines
-        ));
-    }
+    found.torn_ledger_lines += evidence.ledger.torn_lines as u64;
     let reset = resets(&evidence.audit);
     let mut runs_by_task: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for entry in &evidence.ledger.entries {
