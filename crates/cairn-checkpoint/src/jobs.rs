@@ -58,19 +58,7 @@ impl JobId {
     /// ```
     pub fn new(text: impl Into<String>) -> std::result::Result<JobId, InvalidJobId> {
         let text = text.into();
-        let reason = if text.is_empty() {
-            Some("it is empty")
-        } else if text.len() > MAX_JOB_ID_LEN {
-            Some("it is longer than 64 bytes")
-        } else if !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            Some("only ASCII letters, digits, '-' and '_' are allowed")
-        } else {
-            None
-        };
-        match reason {
+        match crate::meta::why_not_an_id(&text, MAX_JOB_ID_LEN) {
             Some(reason) => Err(InvalidJobId { id: text, reason }),
             None => Ok(JobId(text)),
         }

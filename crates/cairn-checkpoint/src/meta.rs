@@ -14,6 +14,23 @@ pub const META_FORMAT_VERSION: u32 = 1;
 /// The longest run id accepted.
 pub const MAX_RUN_ID_LEN: usize = 64;
 
+/// Why `text` cannot be an id that is safe as a single path component, if it cannot: ids are
+/// 1 to `max_len` bytes of `[A-Za-z0-9_-]`, so no `.`, `..` or separator can sneak in.
+pub(crate) fn why_not_an_id(text: &str, max_len: usize) -> Option<&'static str> {
+    if text.is_empty() {
+        Some("it is empty")
+    } else if text.len() > max_len {
+        Some("it is longer than 64 bytes")
+    } else if !text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Some("only ASCII letters, digits, '-' and '_' are allowed")
+    } else {
+        None
+    }
+}
+
 /// A validated run id: 1 to 64 characters from `[A-Za-z0-9_-]`, so it is always safe as a
 /// single path component (no `.`, `..` or separator can sneak in).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,19 +54,7 @@ impl RunId {
     /// ```
     pub fn new(text: impl Into<String>) -> Result<RunId, Error> {
         let text = text.into();
-        let reason = if text.is_empty() {
-            Some("it is empty")
-        } else if text.len() > MAX_RUN_ID_LEN {
-            Some("it is longer than 64 bytes")
-        } else if !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            Some("only ASCII letters, digits, '-' and '_' are allowed")
-        } else {
-            None
-        };
-        match reason {
+        match why_not_an_id(&text, MAX_RUN_ID_LEN) {
             Some(reason) => Err(Error::InvalidRunId { id: text, reason }),
             None => Ok(RunId(text)),
         }
