@@ -98,6 +98,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(args) => cmd_resume(args).await,
         Command::Abandon(args) => cmd_abandon(args).await,
         Command::Audit(args) => cmd_audit(args).await,
+        Command::Jobs(command) => crate::jobs::run(command).await,
+        Command::Scheduler(args) => crate::scheduler::run(args).await,
         Command::Completions { .. } => Ok(EXIT_OK),
     }
 }

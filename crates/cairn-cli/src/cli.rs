@@ -58,6 +58,12 @@ pub enum Command {
     Abandon(RunRef),
     /// Print a run's audit log (recovery decisions).
     Audit(RunRef),
+    /// Manage scheduled jobs: a workflow file run on a cron schedule, at an interval, or once.
+    #[command(subcommand)]
+    Jobs(crate::jobs::JobsCommand),
+    /// Run due jobs in the foreground until Ctrl-C or SIGTERM.
+    #[command(after_help = crate::scheduler::SCHEDULER_EXIT_CODES)]
+    Scheduler(crate::scheduler::SchedulerArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

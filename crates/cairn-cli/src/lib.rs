@@ -11,6 +11,8 @@
 //!   failed ones), and `resume` / `abandon`.
 //! - [`store`]: the state folder, the adapter choice and the CLI's own files.
 //! - [`cli`] and [`app`]: the clap commands, exit codes, and the drive with signal handling.
+//! - [`jobs`] and [`scheduler`]: `cairn jobs` (scheduled jobs in the state folder) and
+//!   `cairn scheduler` (runs the due ones until Ctrl-C).
 //!
 //! # Examples
 //!
@@ -31,8 +33,10 @@
 pub mod app;
 pub mod cli;
 pub mod duration;
+pub mod jobs;
 pub mod policy;
 pub mod progress;
+pub mod scheduler;
 pub mod shell;
 pub mod store;
 pub mod workflow;

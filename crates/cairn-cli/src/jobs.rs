@@ -1,0 +1,501 @@
+//! `cairn jobs`: scheduled jobs (a workflow file run on a cron schedule, at an interval, or
+//! once) kept in the state folder next to the runs, and the operator's commands on them.
+//!
+//! The jobs themselves are `cairn_scheduler` jobs in the adapter's job store:
+//! `<state-dir>/jobs/` with the file adapter, the `cairn/job*` trees of `<state-dir>/sled`
+//! with sled. `cairn scheduler` (see [`crate::scheduler`]) runs the due ones.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_checkpoint::{JobId, JobStore};
+use cairn_checkpoint_file::FileJobStore;
+use cairn_checkpoint_sled::SledJobStore;
+use cairn_queue::Timestamp;
+use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, Zone};
+use clap::{Args, Subcommand};
+
+use crate::app::{UsageError, default_state_dir, format_timestamp};
+use crate::cli::{EXIT_OK, StoreArgs};
+use crate::store::{Adapter, absolute};
+use crate::workflow;
+
+/// The exit codes of `cairn jobs ...`.
+pub const JOBS_EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  2  bad usage: a bad workflow file, schedule, time zone or job id; an unknown job; or a job
+     in the wrong state for the command (nothing was changed): resuming an active job,
+     a failed job without --force, or a completed one-shot job (refused even with --force)
+  5  the state store failed";
+
+/// `cairn jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Add a job: run a workflow file on a cron schedule, at an interval, or once.
+    #[command(after_help = JOBS_EXIT_CODES)]
+    Add(AddArgs),
+    /// List the jobs: status, error count, next and last run, last error.
+    #[command(after_help = JOBS_EXIT_CODES)]
+    List(ListArgs),
+    /// Show one job.
+    #[command(after_help = JOBS_EXIT_CODES)]
+    Show(JobRef),
+    /// Pause an active job (it stops running until `resume`).
+    #[command(after_help = JOBS_EXIT_CODES)]
+    Pause(JobRef),
+    /// Resume a paused job, or revive a failed one (circuit breaker tripped) with --force.
+    #[command(after_help = JOBS_EXIT_CODES)]
+    Resume(ResumeJobArgs),
+    /// Delete a job (its audit records are kept).
+    #[command(visible_alias = "delete", after_help = JOBS_EXIT_CODES)]
+    Rm(JobRef),
+    /// Print a job's audit log (created, paused, resumed, revived, breaker tripped, ...).
+    #[command(after_help = JOBS_EXIT_CODES)]
+    Audit(JobRef),
+}
+
+/// `cairn jobs add`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("when").required(true).args(["cron", "every", "at"]))]
+pub struct AddArgs {
+    /// The workflow file (TOML) each run starts; checked now, read again at every run.
+    pub workflow: PathBuf,
+    /// The job's id: ASCII letters, digits, '-' and '_'.
+    pub id: String,
+    /// A name for people [default: the id].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A cron expression: five fields, or six with leading seconds (`*/10 * * * * *`).
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// The zone the cron expression is read in: `UTC` or a fixed offset such as `+05:30`.
+    #[arg(long, value_name = "OFFSET", requires = "cron", default_value = "UTC")]
+    pub tz: String,
+    /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub every: Option<Duration>,
+    /// Run once, at an RFC 3339 time (`2026-01-01T09:00:00+01:00`); at once if it passed.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// For `--at` jobs: delete the job after its successful run instead of keeping it
+    /// `completed`.
+    #[arg(long, requires = "at")]
+    pub delete_after_run: bool,
+    /// Text each run gets (stored with the run, `CAIRN_INPUT` for its commands).
+    #[arg(long, default_value = "")]
+    pub input: String,
+    /// Failed runs in a row that trip the job's circuit breaker (it becomes `failed`).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = cairn_scheduler::DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_consecutive_errors: u32,
+    /// Create the job paused.
+    #[arg(long)]
+    pub paused: bool,
+    /// Store settings [default state folder: `.cairn/` next to the workflow file].
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `cairn jobs list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// A command about one job.
+#[derive(Debug, Clone, Args)]
+pub struct JobRef {
+    /// The job id.
+    pub id: String,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cairn jobs resume`.
+#[derive(Debug, Clone, Args)]
+pub struct ResumeJobArgs {
+    /// The job.
+    #[command(flatten)]
+    pub target: JobRef,
+    /// Revive a failed job (its circuit breaker tripped): resets its error count.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Opens the job store of the state folder `root` with `adapter`. With sled, the database
+/// is shared with any `SledFactory` this process opened over the same folder.
+///
+/// # Errors
+///
+/// When the store cannot be opened (for sled: another process holds the database).
+pub fn open_job_store(root: &Path, adapter: Adapter) -> anyhow::Result<Arc<dyn JobStore>> {
+    Ok(match adapter {
+        Adapter::File => Arc::new(
+            FileJobStore::open(root)
+                .with_context(|| format!("cannot open the job store in {}", root.display()))?,
+        ),
+        Adapter::Sled => {
+            let path = root.join("sled");
+            Arc::new(
+                SledJobStore::open(&path)
+                    .with_context(|| format!("cannot open the sled store at {}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// The state folder of the commands about existing jobs: `--state-dir` or `./.cairn`, which
+/// must exist (these commands never create one).
+///
+/// # Errors
+///
+/// A [`UsageError`] when the folder does not exist.
+pub fn existing_state_root(store: &StoreArgs) -> anyhow::Result<PathBuf> {
+    let root = store
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".cairn"));
+    if !root.is_dir() {
+        return Err(UsageError(format!(
+            "there is no state folder at {}; pass --state-dir (for `cairn jobs add x/wf.toml` it is x/.cairn)",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(root)
+}
+
+/// Turns a scheduler error into the CLI's: a usage error (exit 2) for bad input and for a job
+/// in the wrong state, keeping the library's message; otherwise a store error (exit 5).
+pub fn job_error(error: cairn_scheduler::Error) -> anyhow::Error {
+    use cairn_scheduler::Error as E;
+    match error {
+        E::InvalidJobId(_)
+        | E::InvalidSchedule { .. }
+        | E::InvalidZone { .. }
+        | E::InvalidJob { .. }
+        | E::NotFound { .. }
+        | E::AlreadyExists { .. }
+        | E::AlreadyActive { .. }
+        | E::NeedsForce { .. }
+        | E::Completed { .. }
+        | E::NotActive { .. } => UsageError(error.to_string()).into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
+    JobId::new(text)
+        .map_err(|error| UsageError(format!("`{text}` is not a job id: {error}")).into())
+}
+
+fn jobs_in(root: &Path, adapter: Adapter) -> anyhow::Result<Jobs> {
+    Ok(Jobs::new(
+        open_job_store(root, adapter)?,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// Runs a `cairn jobs` subcommand.
+///
+/// # Errors
+///
+/// Usage errors (exit 2) and store errors (exit 5), as [`JOBS_EXIT_CODES`] says.
+pub async fn run(command: JobsCommand) -> anyhow::Result<u8> {
+    match command {
+        JobsCommand::Add(args) => cmd_add(args).await,
+        JobsCommand::List(args) => cmd_list(args).await,
+        JobsCommand::Show(args) => cmd_show(args).await,
+        JobsCommand::Pause(args) => {
+            let (jobs, id) = open_for(&args)?;
+            let job = jobs.pause(&id).await.map_err(job_error)?;
+            report_change(
+                &args.store,
+                &job,
+                "paused",
+                "job {id} paused; it runs again after `cairn jobs resume`",
+            )
+        }
+        JobsCommand::Resume(args) => {
+            let (jobs, id) = open_for(&args.target)?;
+            let job = jobs.resume(&id, args.force).await.map_err(job_error)?;
+            let next = job
+                .next_run_at
+                .map_or_else(|| "never".to_owned(), |t| format_timestamp(t.0) + " UTC");
+            let text = format!("job {{id}} is active again; next run {next}");
+            report_change(&args.target.store, &job, "resumed", &text)
+        }
+        JobsCommand::Rm(args) => {
+            let (jobs, id) = open_for(&args)?;
+            let job = jobs.delete(&id).await.map_err(job_error)?;
+            report_change(
+                &args.store,
+                &job,
+                "deleted",
+                "job {id} deleted (its audit records are kept)",
+            )
+        }
+        JobsCommand::Audit(args) => cmd_audit(args).await,
+    }
+}
+
+fn open_for(args: &JobRef) -> anyhow::Result<(Jobs, JobId)> {
+    let id = parse_job_id(&args.id)?;
+    let root = existing_state_root(&args.store)?;
+    Ok((jobs_in(&root, args.store.adapter)?, id))
+}
+
+/// Prints what a change did: `text` (with `{id}` replaced) or, with `--json`, an event line
+/// with the job as it is now.
+fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyhow::Result<u8> {
+    if store.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": event, "job": job_json(job)})
+        );
+    } else {
+        println!("{}", text.replace("{id}", job.id.as_str()));
+    }
+    Ok(EXIT_OK)
+}
+
+fn schedule_of(args: &AddArgs) -> anyhow::Result<Schedule> {
+    let schedule = if let Some(expression) = &args.cron {
+        let zone: Zone = args.tz.parse().map_err(job_error)?;
+        Schedule::cron(expression.clone(), zone).map_err(job_error)?
+    } else if let Some(interval) = args.every {
+        Schedule::every(interval).map_err(job_error)?
+    } else if let Some(at) = &args.at {
+        Schedule::once(parse_time(at)?)
+    } else {
+        // clap's required group makes this unreachable; say so plainly if it ever is not.
+        return Err(UsageError("give one of --cron, --every or --at".to_owned()).into());
+    };
+    Ok(schedule)
+}
+
+/// Parses an RFC 3339 time into milliseconds since the Unix epoch.
+fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
+    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|error| {
+        UsageError(format!(
+            "`{text}` is not an RFC 3339 time ({error}); write it like 2026-01-01T09:00:00+01:00 or 2026-01-01T08:00:00Z"
+        ))
+    })?;
+    let ms = u64::try_from(time.timestamp_millis())
+        .map_err(|_| UsageError(format!("`{text}` is before 1970")))?;
+    Ok(Timestamp(ms))
+}
+
+async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
+    let id = parse_job_id(&args.id)?;
+    let schedule = schedule_of(&args)?;
+    // The file is checked now so a typo fails here, not at 3 a.m.; each run reads it again.
+    let wf = workflow::load(&args.workflow)?;
+    let root = args
+        .store
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.workflow));
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the state folder {}", root.display()))?;
+    let jobs = jobs_in(&root, args.store.adapter)?;
+    let workflow_path = absolute(&args.workflow);
+    let new = NewJob::new(
+        id,
+        args.name.clone().unwrap_or_else(|| args.id.clone()),
+        schedule,
+        workflow_path.display().to_string(),
+    )
+    .input(args.input.clone())
+    .max_consecutive_errors(args.max_consecutive_errors)
+    .delete_after_run(args.delete_after_run)
+    .paused(args.paused);
+    let job = jobs.add(new).await.map_err(job_error)?;
+    if args.store.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "added", "job": job_json(&job), "state_dir": absolute(&root)})
+        );
+    } else {
+        let next = job.next_run_at.map_or_else(
+            || "none (paused)".to_owned(),
+            |t| format_timestamp(t.0) + " UTC",
+        );
+        println!(
+            "added job {} ({}): workflow `{}`, {}; next run {next}",
+            job.id,
+            job.name,
+            wf.name,
+            describe_schedule(&job.schedule)
+        );
+        println!(
+            "run due jobs with: cairn scheduler --state-dir {}{}",
+            cairn_runs::shell_quote(&absolute(&root).display().to_string()),
+            adapter_flag(args.store.adapter)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// ` --adapter sled` when it is not the default.
+pub fn adapter_flag(adapter: Adapter) -> String {
+    match adapter {
+        Adapter::File => String::new(),
+        other => format!(" --adapter {}", other.as_str()),
+    }
+}
+
+async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
+    let root = existing_state_root(&args.store)?;
+    let jobs = jobs_in(&root, args.store.adapter)?;
+    let all = jobs.list().await.map_err(job_error)?;
+    if args.store.json {
+        for job in &all {
+            println!("{}", job_json(job));
+        }
+        return Ok(EXIT_OK);
+    }
+    if all.is_empty() {
+        println!(
+            "no jobs in {} (add one with `cairn jobs add`)",
+            root.display()
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<20}  {:<9}  {:<28}  {:<6}  {:<19}  {:<19}  LAST ERROR",
+        "JOB", "STATUS", "SCHEDULE", "ERRORS", "NEXT RUN (UTC)", "LAST RUN (UTC)"
+    );
+    for job in &all {
+        println!(
+            "{:<20}  {:<9}  {:<28}  {:<6}  {:<19}  {:<19}  {}",
+            clip(job.id.as_str(), 20),
+            job.status.as_str(),
+            clip(&describe_schedule(&job.schedule), 28),
+            format!("{}/{}", job.consecutive_errors, job.max_consecutive_errors),
+            job.next_run_at
+                .map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0)),
+            job.last_run_at
+                .map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0)),
+            job.last_error
+                .as_deref()
+                .map(|e| clip(e, 60))
+                .unwrap_or_default()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
+    let (jobs, id) = open_for(&args)?;
+    let job = jobs.show(&id).await.map_err(job_error)?;
+    if args.store.json {
+        println!("{}", job_json(&job));
+        return Ok(EXIT_OK);
+    }
+    let when =
+        |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0) + " UTC");
+    println!("job       {} ({})", job.id, job.name);
+    println!("status    {}", job.status);
+    println!("schedule  {}", describe_schedule(&job.schedule));
+    println!("workflow  {}", job.workflow);
+    if !job.input.is_empty() {
+        println!("input     {:?}", job.input);
+    }
+    println!(
+        "errors    {} in a row (the circuit breaker trips at {})",
+        job.consecutive_errors, job.max_consecutive_errors
+    );
+    println!("next run  {}", when(job.next_run_at));
+    println!("last run  {}", when(job.last_run_at));
+    if let Some(error) = &job.last_error {
+        println!("last error {error}");
+    }
+    if job.delete_after_run {
+        println!("deleted after its successful run");
+    }
+    println!("created   {}", when(Some(job.created_at)));
+    Ok(EXIT_OK)
+}
+
+async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
+    let (jobs, id) = open_for(&args)?;
+    let records = jobs.audit_log(&id).await.map_err(job_error)?;
+    for record in &records {
+        if args.store.json {
+            println!("{}", serde_json::to_string(record)?);
+        } else {
+            let action = serde_json::to_value(record.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", record.action));
+            println!(
+                "{}  {:<16}  {}",
+                format_timestamp(record.at.0),
+                action,
+                record.message
+            );
+        }
+    }
+    if records.is_empty() && !args.store.json {
+        println!("job {id} has no audit records");
+    }
+    Ok(EXIT_OK)
+}
+
+/// A job as JSON: its stored document plus the store's version.
+pub fn job_json(job: &Job) -> serde_json::Value {
+    let mut value = job.to_document();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("version".to_owned(), job.version.into());
+    }
+    value
+}
+
+/// A schedule for people: `cron 0 9 * * * (+02:00)`, `every 10m`, `once at 2026-... UTC`.
+pub fn describe_schedule(schedule: &Schedule) -> String {
+    match schedule {
+        Schedule::Cron { expression, zone } => format!("cron {expression} ({zone})"),
+        Schedule::Every { interval_ms } => format!("every {}", describe_interval(*interval_ms)),
+        Schedule::Once { at } => format!("once at {} UTC", format_timestamp(at.0)),
+    }
+}
+
+fn describe_interval(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
+    for (size, unit) in UNITS {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}

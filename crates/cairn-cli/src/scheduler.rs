@@ -1,0 +1,513 @@
+//! `cairn scheduler`: runs due jobs in the foreground until Ctrl-C or SIGTERM.
+//!
+//! Each due job's workflow file is read and parsed again ([`WorkflowFiles`], the
+//! scheduler's `PlanSource`), recorded in the run's output folder like `cairn run` does (so
+//! `cairn resume <run>` works on a failed scheduled run), and driven as a fresh run by the
+//! scheduler's `ExecutorRunner` with the `shell` handler. Runs of job `J` use the scope
+//! `job-J`, so they never mix with `cairn run`'s runs of the same workflow.
+//!
+//! # Stopping
+//!
+//! The first Ctrl-C (or SIGTERM) stops new runs and lets running tasks finish within
+//! `--grace`; a run cut short is left resumable (its resume command is printed) and is NOT
+//! counted as a failure for the job's circuit breaker. The scheduler loop is stopped only at a
+//! point where no job bookkeeping is half-written ([`Quiet`]). A second Ctrl-C kills the
+//! running commands at once and exits 4.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    JobAuditAction, JobAuditRecord, JobId, JobStore, RunId, RunStatus, StoredJob, VersionConflict,
+};
+use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
+use cairn_scheduler::{
+    ExecutorRunner, JobRunner, PlanSource, RunFailed, RunRequest, RunSucceeded, Scheduler,
+    SchedulerConfig, SystemClock,
+};
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+
+use crate::app::format_timestamp;
+use crate::cli::{EXIT_INTERRUPTED, EXIT_OK, ExecArgs, StoreArgs};
+use crate::duration::format_duration;
+use crate::jobs::{adapter_flag, existing_state_root, job_error, open_job_store};
+use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
+use crate::store::{StateDir, absolute};
+use crate::workflow;
+
+/// The exit codes of `cairn scheduler`.
+pub const SCHEDULER_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM; no run was cut short
+  2  bad usage (for example no state folder)
+  4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
+     command to resume it was printed (a second Ctrl-C kills running commands and also exits 4)
+  5  the state store failed (the scheduler stops; start it again)";
+
+/// `cairn scheduler`.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// The longest wait between looks at the jobs, so jobs added meanwhile are noticed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_poll)]
+    pub poll: Duration,
+    /// Store settings [default state folder: `.cairn/` in the current folder].
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Execution settings of each run.
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+fn parse_poll(text: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// The scope of job `id`'s runs.
+pub fn job_scope(id: &JobId) -> String {
+    format!("job-{id}")
+}
+
+/// Prints the scheduler's lines: plain text, or JSON lines with `--json`.
+#[derive(Debug, Clone)]
+struct Lines {
+    json: bool,
+    /// The `--state-dir ... [--adapter ...]` flags printed commands carry.
+    store_flags: String,
+}
+
+impl Lines {
+    fn say(&self, text: &str, event: serde_json::Value) {
+        if self.json {
+            println!("{event}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Where the scheduler loop is, so it is stopped only where dropping it loses nothing: no
+/// job-store operation in flight, and no run going (or the runner parked after shutdown).
+#[derive(Debug, Default)]
+struct Quiet {
+    state: Mutex<QuietState>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QuietState {
+    stopping: bool,
+    runs: usize,
+    parked: bool,
+    store_ops: usize,
+    interrupted: usize,
+}
+
+impl Quiet {
+    fn lock(&self) -> MutexGuard<'_, QuietState> {
+        // The state is plain counters, valid even if a holder panicked.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn change(&self, f: impl FnOnce(&mut QuietState)) {
+        f(&mut self.lock());
+        self.changed.notify_one();
+    }
+
+    /// Completes once a stop was asked for and the loop may be dropped.
+    async fn stopped(&self) {
+        loop {
+            {
+                let s = self.lock();
+                if s.stopping && (s.parked || (s.runs == 0 && s.store_ops == 0)) {
+                    return;
+                }
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    /// Never completes: a run that must not start (or whose outcome must not be recorded)
+    /// waits here until the loop is dropped.
+    async fn park(&self) -> Infallible {
+        self.change(|s| s.parked = true);
+        std::future::pending::<Infallible>().await
+    }
+}
+
+/// The job store, decorated: counts operations in flight for [`Quiet`] and prints the
+/// circuit-breaker trips and one-shot completions the scheduler audits.
+#[derive(Debug)]
+struct WatchedJobs {
+    inner: Arc<dyn JobStore>,
+    quiet: Arc<Quiet>,
+    lines: Lines,
+}
+
+/// Counts one store operation while it is in flight.
+struct InFlight<'a>(&'a Quiet);
+
+impl<'a> InFlight<'a> {
+    fn new(quiet: &'a Quiet) -> Self {
+        quiet.change(|s| s.store_ops += 1);
+        InFlight(quiet)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.change(|s| s.store_ops -= 1);
+    }
+}
+
+#[async_trait]
+impl JobStore for WatchedJobs {
+    async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.get(id).await
+    }
+
+    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.list().await
+    }
+
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.put(id, expected, document).await
+    }
+
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> cairn_checkpoint::Result<Result<(), VersionConflict>> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.delete(id, expected).await
+    }
+
+    async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.append_audit(record).await?;
+        let id = &record.job_id;
+        match record.action {
+            JobAuditAction::BreakerTripped => self.lines.say(
+                &format!(
+                    "job {id}: circuit breaker tripped: {}; it is failed until revived with: cairn jobs resume {id} --force{}",
+                    record.message, self.lines.store_flags
+                ),
+                serde_json::json!({
+                    "event": "breaker_tripped", "job_id": id.as_str(), "message": record.message,
+                    "detail": record.detail,
+                }),
+            ),
+            JobAuditAction::Completed => self.lines.say(
+                &format!("job {id}: one-shot job completed"),
+                serde_json::json!({"event": "job_completed", "job_id": id.as_str()}),
+            ),
+            JobAuditAction::Deleted => self.lines.say(
+                &format!("job {id}: deleted ({})", record.message),
+                serde_json::json!({"event": "job_deleted", "job_id": id.as_str(), "message": record.message}),
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {
+        let _op = InFlight::new(&self.quiet);
+        self.inner.read_audit(id).await
+    }
+}
+
+/// The scheduler's `PlanSource`: reads and parses the job's workflow file, gives the run a
+/// fresh id, and records the workflow text with the run (as `cairn run` does) so
+/// `cairn resume <run>` rebuilds the same plan.
+#[derive(Debug)]
+pub struct WorkflowFiles {
+    state: StateDir,
+    lines: Option<Lines>,
+}
+
+impl WorkflowFiles {
+    /// Plans over the runs of `state`.
+    pub fn new(state: StateDir) -> Self {
+        WorkflowFiles { state, lines: None }
+    }
+}
+
+impl PlanSource for WorkflowFiles {
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+        let path = Path::new(&request.workflow);
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            format!("cannot read the workflow file {}: {error}", path.display())
+        })?;
+        let wf = workflow::parse(path, &text).map_err(|error| error.to_string())?;
+        let run_id = cairn_runs::fresh_run_id();
+        self.state
+            .save_origin(&run_id, &wf, &text)
+            .map_err(|error| format!("{error:#}"))?;
+        if let Some(lines) = &self.lines {
+            lines.say(
+                &format!(
+                    "job {}: run {run_id} started (workflow `{}`, due {} UTC)",
+                    request.job_id,
+                    wf.name,
+                    format_timestamp(request.scheduled_for.0)
+                ),
+                serde_json::json!({
+                    "event": "run_started", "job_id": request.job_id.as_str(),
+                    "run_id": run_id.as_str(), "workflow": wf.name,
+                    "scheduled_for": request.scheduled_for.0,
+                }),
+            );
+        }
+        Ok(wf
+            .plan(&job_scope(&request.job_id), &request.input)
+            .run_id(run_id))
+    }
+}
+
+/// The scheduler's `JobRunner`: one `ExecutorRunner` per run, whose `shell` handler resolves
+/// task folders against that job's workflow folder and gives commands the job's input.
+#[derive(Debug)]
+struct ShellJobs {
+    state: StateDir,
+    plans: Arc<WorkflowFiles>,
+    config: ExecutorConfig,
+    signals: RunSignals,
+    groups: ProcessGroups,
+    quiet: Arc<Quiet>,
+    lines: Lines,
+}
+
+/// Counts one run while it is going.
+struct Going<'a>(&'a Quiet);
+
+impl Drop for Going<'_> {
+    fn drop(&mut self) {
+        self.0.change(|s| s.runs -= 1);
+    }
+}
+
+#[async_trait]
+impl JobRunner for ShellJobs {
+    async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+        if self.signals.shutdown.is_cancelled() {
+            // Stopping: this due run must not start, and must not count as a failure.
+            match self.quiet.park().await {}
+        }
+        self.quiet.change(|s| s.runs += 1);
+        let going = Going(&self.quiet);
+        let workflow_dir = absolute(Path::new(&request.workflow))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // Task progress is not shown: the scheduler prints one line per run.
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let handler = ShellHandler::new(
+            workflow_dir,
+            absolute(&self.state.output_root()),
+            request.input.clone(),
+            events,
+            self.groups.clone(),
+        );
+        let registry = Registry::new().with(SHELL_KIND, handler);
+        let runner = ExecutorRunner::new(
+            Arc::clone(&self.state.factory),
+            registry,
+            self.config.clone(),
+            Arc::clone(&self.plans) as Arc<dyn PlanSource>,
+        )
+        .map_err(|error| RunFailed::new(format!("cannot set up the executor: {error}")))?
+        .with_signals(self.signals.clone());
+        let outcome = runner.run(request).await;
+        let id = &request.job_id;
+        match &outcome {
+            Ok(done) => {
+                let run = done.run_id.clone().unwrap_or_default();
+                self.lines.say(
+                    &format!("job {id}: run {run} completed"),
+                    serde_json::json!({"event": "run_finished", "job_id": id.as_str(), "run_id": run, "outcome": "completed"}),
+                );
+            }
+            Err(failed) => {
+                if self.signals.shutdown.is_cancelled() && self.left_running(failed).await {
+                    let run = failed.run_id.clone().unwrap_or_default();
+                    self.lines.say(
+                        &format!(
+                            "job {id}: run {run} interrupted; it is left resumable: cairn resume {run}{}",
+                            self.lines.store_flags
+                        ),
+                        serde_json::json!({
+                            "event": "run_finished", "job_id": id.as_str(), "run_id": run,
+                            "outcome": "interrupted",
+                            "resume_command": format!("cairn resume {run}{}", self.lines.store_flags),
+                        }),
+                    );
+                    self.quiet.change(|s| s.interrupted += 1);
+                    drop(going);
+                    // Cut short by the stop, not failed: its outcome is not recorded, so the
+                    // job's error count is untouched.
+                    match self.quiet.park().await {}
+                }
+                self.lines.say(
+                    &format!(
+                        "job {id}: {}failed: {}",
+                        failed
+                            .run_id
+                            .as_ref()
+                            .map(|r| format!("run {r} "))
+                            .unwrap_or_default(),
+                        failed.message
+                    ),
+                    serde_json::json!({
+                        "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
+                        "outcome": "failed", "error": failed.message,
+                    }),
+                );
+            }
+        }
+        drop(going);
+        outcome
+    }
+}
+
+impl ShellJobs {
+    /// Whether the failed run is still `running` in the store: left resumable by a stop.
+    async fn left_running(&self, failed: &RunFailed) -> bool {
+        let Some(run) = failed.run_id.as_deref().and_then(|r| RunId::new(r).ok()) else {
+            return false;
+        };
+        matches!(
+            self.state.factory.load_meta(&run).await,
+            Ok(Some(meta)) if meta.status == RunStatus::Running
+        )
+    }
+}
+
+/// Runs `cairn scheduler`.
+///
+/// # Errors
+///
+/// A usage error (exit 2) without a state folder; a store error (exit 5) when the job store
+/// or the run store fails.
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
+    let root = existing_state_root(&args.store)?;
+    let state = StateDir::open(&root, args.store.adapter)?;
+    let inner = open_job_store(&root, args.store.adapter)?;
+    let store_flags = format!(
+        " --state-dir {}{}",
+        cairn_runs::shell_quote(&absolute(&root).display().to_string()),
+        adapter_flag(args.store.adapter)
+    );
+    let lines = Lines {
+        json: args.store.json,
+        store_flags,
+    };
+    let quiet = Arc::new(Quiet::default());
+    let store: Arc<dyn JobStore> = Arc::new(WatchedJobs {
+        inner,
+        quiet: Arc::clone(&quiet),
+        lines: lines.clone(),
+    });
+    let signals = RunSignals::default();
+    let groups = ProcessGroups::default();
+    let config = ExecutorConfig::default()
+        .with_concurrency(usize::from(args.exec.concurrency))
+        .with_require_durability(true)
+        .with_shutdown_grace(args.exec.grace);
+    let plans = Arc::new(WorkflowFiles {
+        state: state.clone(),
+        lines: Some(lines.clone()),
+    });
+    let runner = ShellJobs {
+        state: state.clone(),
+        plans,
+        config,
+        signals: signals.clone(),
+        groups: groups.clone(),
+        quiet: Arc::clone(&quiet),
+        lines: lines.clone(),
+    };
+    let scheduler = Scheduler::with_config(
+        store,
+        Arc::new(runner),
+        Arc::new(SystemClock),
+        SchedulerConfig {
+            poll_interval: args.poll,
+            ..SchedulerConfig::default()
+        },
+    );
+    // Signal handlers are installed before any run starts, so Ctrl-C never kills cairn
+    // itself mid-run; it asks for a graceful stop instead.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let count = scheduler.jobs().list().await.map_err(job_error)?.len();
+    lines.say(
+        &format!(
+            "scheduler: watching {count} job(s) in {} (Ctrl-C stops)",
+            root.display()
+        ),
+        serde_json::json!({"event": "scheduler_started", "jobs": count, "state_dir": absolute(&root)}),
+    );
+    let watcher = tokio::spawn({
+        let quiet = Arc::clone(&quiet);
+        let signals = signals.clone();
+        let lines = lines.clone();
+        let grace = args.exec.grace;
+        async move {
+            let mut interrupts = 0u32;
+            loop {
+                tokio::select! {
+                    Some(()) = sigint.recv() => interrupts += 1,
+                    Some(()) = sigterm.recv() => interrupts += 1,
+                    else => return,
+                }
+                if interrupts == 1 {
+                    signals.shutdown.cancel();
+                    lines.say(
+                        &format!(
+                            "scheduler: stopping: no new runs start; running tasks get up to {} to finish (Ctrl-C again kills them)",
+                            format_duration(grace)
+                        ),
+                        serde_json::json!({"event": "stopping"}),
+                    );
+                    quiet.change(|s| s.stopping = true);
+                } else {
+                    groups.kill_all();
+                    lines.say(
+                        "scheduler: running commands killed; their runs are left as after a crash (resume them by id)",
+                        serde_json::json!({"event": "killed"}),
+                    );
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+            }
+        }
+    });
+    let result = scheduler.run_until(quiet.stopped()).await;
+    watcher.abort();
+    result.map_err(job_error)?;
+    let interrupted = quiet.lock().interrupted;
+    lines.say(
+        "scheduler: stopped",
+        serde_json::json!({"event": "scheduler_stopped", "interrupted_runs": interrupted}),
+    );
+    Ok(if interrupted > 0 {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}

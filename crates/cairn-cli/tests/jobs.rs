@@ -1,0 +1,428 @@
+//! `cairn jobs` and `cairn scheduler` with the real binary: the add/list/show/pause/resume/rm
+//! round trip, refused definitions, the force-gated revive of a job whose circuit breaker
+//! tripped, completed one-shot jobs, and the scheduler running due jobs and stopping on
+//! SIGINT.
+
+mod common;
+
+use std::process::Output;
+
+use common::{Sandbox, signal, text, wait_exit, wait_for};
+
+const OK: i32 = 0;
+const USAGE: i32 = 2;
+const INTERRUPTED: i32 = 4;
+
+fn code(output: &Output) -> Option<i32> {
+    output.status.code()
+}
+
+/// Runs `cairn ARGS`, requires exit 0, and returns stdout.
+fn ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let output = sandbox.run(args);
+    assert_eq!(
+        code(&output),
+        Some(OK),
+        "cairn {args:?}: stdout {} stderr {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// `cairn jobs show ID --json`, or `None` when the command fails (an unknown job).
+fn show(sandbox: &Sandbox, id: &str) -> Option<serde_json::Value> {
+    let output = sandbox.run(&["jobs", "show", id, "--json", "--state-dir", ".cairn"]);
+    if code(&output) != Some(OK) {
+        return None;
+    }
+    Some(serde_json::from_str(text(&output.stdout).trim()).expect("show --json is one object"))
+}
+
+fn list(sandbox: &Sandbox) -> Vec<serde_json::Value> {
+    ok(sandbox, &["jobs", "list", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+fn audit_actions(sandbox: &Sandbox, id: &str) -> Vec<String> {
+    ok(sandbox, &["jobs", "audit", id, "--json"])
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            record["action"].as_str().expect("action").to_owned()
+        })
+        .collect()
+}
+
+const ECHO: &str = "name = \"echo\"\n[[task]]\nid = \"say\"\nrun = \"echo hi\"\n";
+
+#[test]
+fn add_list_show_pause_resume_rm_round_trip() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let added = ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "nightly",
+            "--every",
+            "10m",
+            "--input",
+            "full",
+            "--max-consecutive-errors",
+            "3",
+        ],
+    );
+    assert!(added.contains("nightly"), "{added}");
+
+    let jobs = list(&sandbox);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
+    assert_eq!(job["id"], "nightly");
+    assert_eq!(job["status"], "active");
+    assert_eq!(job["input"], "full");
+    assert_eq!(job["consecutive_errors"], 0);
+    assert_eq!(job["max_consecutive_errors"], 3);
+    assert_eq!(job["schedule"]["interval_ms"], 600_000);
+    assert!(job["next_run_at"].is_u64(), "{job}");
+    assert!(
+        job["workflow"]
+            .as_str()
+            .is_some_and(|w| w.ends_with("echo.toml") && w.starts_with('/')),
+        "the job keeps the absolute workflow path: {job}"
+    );
+    let table = ok(&sandbox, &["jobs", "list"]);
+    assert!(
+        table.contains("nightly") && table.contains("every 10m") && table.contains("0/3"),
+        "{table}"
+    );
+
+    let paused = ok(&sandbox, &["jobs", "pause", "nightly", "--json"]);
+    assert!(paused.contains("\"paused\""), "{paused}");
+    let job = show(&sandbox, "nightly").expect("the job");
+    assert_eq!(job["status"], "paused");
+    assert!(job["next_run_at"].is_null(), "{job}");
+    // Pausing a paused job changes nothing and is a usage error.
+    assert_eq!(
+        code(&sandbox.run(&["jobs", "pause", "nightly"])),
+        Some(USAGE)
+    );
+
+    ok(&sandbox, &["jobs", "resume", "nightly"]);
+    let job = show(&sandbox, "nightly").expect("the job");
+    assert_eq!(job["status"], "active");
+    assert!(job["next_run_at"].is_u64(), "{job}");
+    // An active job has nothing to resume.
+    let again = sandbox.run(&["jobs", "resume", "nightly"]);
+    assert_eq!(code(&again), Some(USAGE), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("nightly"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let human = ok(&sandbox, &["jobs", "show", "nightly"]);
+    assert!(
+        human.contains("active") && human.contains("every 10m"),
+        "{human}"
+    );
+
+    ok(&sandbox, &["jobs", "rm", "nightly"]);
+    assert!(list(&sandbox).is_empty());
+    assert!(
+        show(&sandbox, "nightly").is_none(),
+        "a deleted job is unknown"
+    );
+    assert_eq!(code(&sandbox.run(&["jobs", "rm", "nightly"])), Some(USAGE));
+    assert_eq!(
+        audit_actions(&sandbox, "nightly"),
+        ["created", "paused", "resumed", "deleted"]
+    );
+}
+
+#[test]
+fn add_takes_cron_with_seconds_and_an_offset_and_refuses_bad_definitions() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "tick",
+            "--cron",
+            "*/10 * * * * *",
+            "--tz",
+            "+05:30",
+        ],
+    );
+    let job = show(&sandbox, "tick").expect("the job");
+    assert_eq!(job["schedule"]["kind"], "cron");
+    assert_eq!(job["schedule"]["zone"], "+05:30");
+
+    sandbox.write("bad.toml", "name = \"bad\"\n[[task]]\nid = \"a\"\n");
+    let refused: [&[&str]; 9] = [
+        &["jobs", "add", "echo.toml", "c", "--cron", "not a cron"],
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "c",
+            "--cron",
+            "* * * * *",
+            "--tz",
+            "Mars/Base",
+        ],
+        &["jobs", "add", "echo.toml", "c", "--every", "500ms"],
+        &["jobs", "add", "echo.toml", "c", "--at", "tomorrow"],
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "c",
+            "--every",
+            "1m",
+            "--delete-after-run",
+        ],
+        &["jobs", "add", "echo.toml", "c"],
+        &["jobs", "add", "echo.toml", "../c", "--every", "1m"],
+        &["jobs", "add", "bad.toml", "c", "--every", "1m"],
+        &["jobs", "add", "echo.toml", "tick", "--every", "1m"],
+    ];
+    for args in refused {
+        let output = sandbox.run(args);
+        assert_eq!(
+            code(&output),
+            Some(USAGE),
+            "{args:?}: {} {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    let jobs = list(&sandbox);
+    assert_eq!(jobs.len(), 1, "only the good job is stored: {jobs:?}");
+    assert_eq!(
+        jobs[0]["schedule"]["kind"], "cron",
+        "the taken id was not overwritten"
+    );
+}
+
+#[test]
+fn resume_of_a_failed_job_needs_force() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "broken.toml",
+        "name = \"broken\"\n[[task]]\nid = \"down\"\nrun = \"exit 3\"\nmax_attempts = 1\n",
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "broken.toml",
+            "broken",
+            "--every",
+            "1s",
+            "--max-consecutive-errors",
+            "1",
+        ],
+    );
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the job's circuit breaker to trip", || {
+        show(&sandbox, "broken").is_some_and(|job| job["status"] == "failed")
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(&mut scheduler);
+    let out = sandbox.read("sched.out");
+    assert_eq!(
+        status.code(),
+        Some(OK),
+        "{out}\n{}",
+        sandbox.read("sched.err")
+    );
+    assert!(out.contains("circuit breaker tripped"), "{out}");
+
+    let before = show(&sandbox, "broken").expect("the job");
+    assert_eq!(before["consecutive_errors"], 1);
+    assert!(before["next_run_at"].is_null(), "{before}");
+    assert!(before["last_error"].is_string(), "{before}");
+
+    let refused = sandbox.run(&["jobs", "resume", "broken"]);
+    assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("--force"),
+        "the message names the way forward: {}",
+        text(&refused.stderr)
+    );
+    assert_eq!(
+        show(&sandbox, "broken").expect("the job"),
+        before,
+        "a refused resume changes nothing"
+    );
+
+    ok(&sandbox, &["jobs", "resume", "broken", "--force"]);
+    let revived = show(&sandbox, "broken").expect("the job");
+    assert_eq!(revived["status"], "active");
+    assert_eq!(revived["consecutive_errors"], 0);
+    assert!(revived["next_run_at"].is_u64(), "{revived}");
+    let actions = audit_actions(&sandbox, "broken");
+    assert!(
+        actions.contains(&"breaker_tripped".to_owned())
+            && actions.last().map(String::as_str) == Some("revived"),
+        "{actions:?}"
+    );
+    // The failed run was recorded like any `cairn run`, so it can be inspected and resumed.
+    let runs = sandbox.runs();
+    assert!(
+        runs.iter()
+            .any(|r| r["status"] == "failed" && r["scope"] == "job-broken"),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn the_scheduler_runs_due_one_shot_jobs_and_a_completed_one_is_refused_even_with_force() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "mark.toml",
+        "name = \"mark\"\n[[task]]\nid = \"touch\"\nrun = \"echo \\\"$CAIRN_INPUT\\\" >> marker\"\n",
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "mark.toml",
+            "once",
+            "--at",
+            "2020-01-01T00:00:00Z",
+            "--input",
+            "first",
+        ],
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "mark.toml",
+            "once-gone",
+            "--at",
+            "2020-01-01T01:00:00+01:00",
+            "--delete-after-run",
+            "--input",
+            "second",
+        ],
+    );
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("both one-shot jobs to run", || {
+        show(&sandbox, "once").is_some_and(|job| job["status"] == "completed")
+            && show(&sandbox, "once-gone").is_none()
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(&mut scheduler);
+    let out = sandbox.read("sched.out");
+    assert_eq!(
+        status.code(),
+        Some(OK),
+        "{out}\n{}",
+        sandbox.read("sched.err")
+    );
+    assert!(
+        out.contains("job once: run") && out.contains("completed"),
+        "{out}"
+    );
+    assert!(out.contains("scheduler: stopped"), "{out}");
+    let mut marks: Vec<String> = sandbox.read("marker").lines().map(str::to_owned).collect();
+    marks.sort();
+    assert_eq!(
+        marks,
+        ["first", "second"],
+        "each job ran once with its input"
+    );
+
+    let refused = sandbox.run(&["jobs", "resume", "once", "--force"]);
+    assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
+    assert_eq!(
+        show(&sandbox, "once").expect("the job")["status"],
+        "completed"
+    );
+}
+
+#[test]
+fn sigint_during_a_run_leaves_it_resumable_and_does_not_count_as_an_error() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "slow.toml",
+        "name = \"slow\"\n[[task]]\nid = \"wait\"\nrun = \"touch started && sleep 30\"\n",
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "slow.toml",
+            "slow",
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--grace", "100ms"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the run's command to start", || {
+        sandbox.path("started").exists()
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(&mut scheduler);
+    let out = sandbox.read("sched.out");
+    assert_eq!(
+        status.code(),
+        Some(INTERRUPTED),
+        "{out}\n{}",
+        sandbox.read("sched.err")
+    );
+    assert!(
+        out.contains("cairn resume"),
+        "the resume command is printed: {out}"
+    );
+    let job = show(&sandbox, "slow").expect("the job");
+    assert_eq!(job["consecutive_errors"], 0, "{job}");
+    assert_eq!(job["status"], "active", "{job}");
+    let runs = sandbox.runs();
+    assert!(
+        runs.iter()
+            .any(|r| r["status"] == "running" && r["scope"] == "job-slow"),
+        "the interrupted run is left resumable: {runs:?}"
+    );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let sandbox = Sandbox::new();
+    for args in [
+        &["jobs", "resume", "--help"][..],
+        &["jobs", "add", "--help"][..],
+        &["scheduler", "--help"][..],
+    ] {
+        let help = ok(&sandbox, args);
+        assert!(help.contains("Exit codes:"), "{args:?}: {help}");
+    }
+    let help = ok(&sandbox, &["scheduler", "--help"]);
+    assert!(help.contains("  4  "), "{help}");
+}
