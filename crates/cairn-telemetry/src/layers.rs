@@ -69,6 +69,12 @@ where
 ///
 /// `tracer_provider` MUST be built from [`crate::link::tracer_provider_builder`] for the run
 /// span ids to be the derived ones.
+///
+/// The layer is tuned for a span per task attempt: spans carry cairn's fields plus `level` and
+/// `target`, but no source location, thread or busy/idle attributes, and entering a span does
+/// not make its OpenTelemetry context current. Code inside a span that needs that context
+/// reads it from the tracing span (`tracing_opentelemetry::OpenTelemetrySpanExt::context`),
+/// not from `opentelemetry::Context::current()`.
 pub fn trace_layer<S>(tracer_provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -81,6 +87,17 @@ where
         .with_error_events_to_status(false)
         .with_error_events_to_exceptions(false)
         .with_level(true)
+        // A span per task attempt is on the executor's hot path. Source location, thread
+        // name (an allocation per span) and busy/idle timings (two clock reads per poll) are
+        // not part of cairn's schema, so they are not paid for.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        // Activation would start the SDK span and attach its context on every poll of an
+        // instrumented future; without it a task span is built once, at close, with its
+        // outcome already among its attributes. Children still find their parent through
+        // the tracing span tree.
+        .with_context_activation(false)
         .and_then(DetachedEventLayer::new(tracer))
 }
 

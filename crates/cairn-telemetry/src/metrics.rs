@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use opentelemetry::{KeyValue, StringValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -55,6 +55,8 @@ pub struct MetricsLayer {
     /// The last queue depth of each run in progress, so the gauge can report the sum over
     /// concurrent runs and drop a run's share when it finishes.
     depth_by_run: Mutex<HashMap<String, QueueDepth>>,
+    /// `kind` attribute values seen so far, shared instead of allocated per attempt.
+    kinds: KindValues,
 }
 
 impl fmt::Debug for MetricsLayer {
@@ -98,6 +100,7 @@ impl MetricsLayer {
                 .with_unit("{task}")
                 .build(),
             depth_by_run: Mutex::new(HashMap::new()),
+            kinds: KindValues::default(),
         }
     }
 
@@ -149,14 +152,135 @@ fn depth_counts(depth: &QueueDepth) -> [u64; 6] {
 #[derive(Debug)]
 struct TaskSpanState {
     opened: Instant,
-    fields: Fields,
+    fields: TaskFields,
 }
 
-/// The fields this layer cares about, collected from a span or event.
+/// The values [`names::TASK_SPAN`] spans report as `outcome`, so the common case needs no
+/// allocation per attempt.
+const TASK_OUTCOMES: [&str; 7] = [
+    "complete",
+    "skip",
+    "retry",
+    "fail",
+    "panic",
+    "timeout",
+    "cancelled",
+];
+
+/// An attribute value that is usually one of a few known strings.
+#[derive(Debug)]
+enum Label {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Label {
+    fn from_str(value: &str, known: &[&'static str]) -> Label {
+        match known.iter().find(|k| **k == value) {
+            Some(k) => Label::Known(k),
+            None => Label::Other(value.to_owned()),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Label::Known(s) => Value::from(s),
+            Label::Other(s) => Value::from(s),
+        }
+    }
+}
+
+/// Most task kinds a [`KindValues`] keeps; kinds beyond it still count, with a value
+/// allocated per attempt, so a host with unbounded kinds cannot grow the layer without end.
+const MAX_INTERNED_KINDS: usize = 1024;
+
+/// Task kinds as shared attribute values. Kinds are few (one per registered handler) and
+/// repeat on every attempt, so each is allocated once rather than per task span.
+#[derive(Debug, Default)]
+struct KindValues(RwLock<HashMap<Box<str>, Arc<str>>>);
+
+impl KindValues {
+    fn value(&self, kind: &str) -> Value {
+        // A poisoned lock only means another thread panicked mid-insert; the map is intact.
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(kind)
+            .cloned();
+        if let Some(shared) = known {
+            return Value::from(StringValue::from(shared));
+        }
+        let mut kinds = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kinds.len() >= MAX_INTERNED_KINDS {
+            return Value::from(kind.to_owned());
+        }
+        let shared = kinds
+            .entry(kind.into())
+            .or_insert_with(|| Arc::from(kind))
+            .clone();
+        Value::from(StringValue::from(shared))
+    }
+}
+
+/// The two fields of a task span the metrics need. Every other field (`run_id`, `task_id`,
+/// `attempt`) is skipped without being formatted: this runs once per task attempt.
+#[derive(Debug, Default)]
+struct TaskFields {
+    kind: Option<Value>,
+    outcome: Option<Label>,
+}
+
+impl TaskFields {
+    /// The `outcome` and `kind` attributes of both task instruments.
+    fn attributes(self) -> [KeyValue; 2] {
+        [
+            KeyValue::new(
+                "outcome",
+                self.outcome.unwrap_or(Label::Known(UNKNOWN)).into_value(),
+            ),
+            KeyValue::new("kind", self.kind.unwrap_or(Value::from(UNKNOWN))),
+        ]
+    }
+}
+
+/// Reads [`TaskFields`] from a span's fields, resolving `kind` through the layer's
+/// [`KindValues`].
+struct TaskFieldsVisitor<'a> {
+    fields: &'a mut TaskFields,
+    kinds: &'a KindValues,
+}
+
+impl TaskFieldsVisitor<'_> {
+    fn set(&mut self, name: &str, value: &str) {
+        match name {
+            "kind" => self.fields.kind = Some(self.kinds.value(value)),
+            "outcome" => self.fields.outcome = Some(Label::from_str(value, &TASK_OUTCOMES)),
+            _ => {}
+        }
+    }
+}
+
+impl Visit for TaskFieldsVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // Only the two wanted fields are formatted; `%value` arrives here without quotes.
+        if matches!(field.name(), "kind" | "outcome") {
+            self.set(field.name(), &format!("{value:?}"));
+        }
+    }
+}
+
+/// The fields this layer reads from run events.
 #[derive(Debug, Default)]
 struct Fields {
     run_id: Option<String>,
-    kind: Option<String>,
     outcome: Option<String>,
     resumed: Option<bool>,
     duration_ms: Option<u64>,
@@ -164,11 +288,10 @@ struct Fields {
 }
 
 impl Fields {
-    fn set_str(&mut self, name: &str, value: String) {
+    fn set_str(&mut self, name: &str, value: &str) {
         match name {
-            "run_id" => self.run_id = Some(value),
-            "kind" => self.kind = Some(value),
-            "outcome" => self.outcome = Some(value),
+            "run_id" => self.run_id = Some(value.to_owned()),
+            "outcome" => self.outcome = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -189,7 +312,7 @@ impl Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.set_str(field.name(), value.to_owned());
+        self.set_str(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -210,7 +333,10 @@ impl Visit for Fields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `%value` and `?value` fields arrive here; Display-formatted strings have no quotes.
-        self.set_str(field.name(), format!("{value:?}"));
+        // The message (the event's name again) is not needed.
+        if matches!(field.name(), "run_id" | "outcome") {
+            self.set_str(field.name(), &format!("{value:?}"));
+        }
     }
 }
 
@@ -223,8 +349,11 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
+        let mut fields = TaskFields::default();
+        attrs.record(&mut TaskFieldsVisitor {
+            fields: &mut fields,
+            kinds: &self.kinds,
+        });
         span.extensions_mut().insert(TaskSpanState {
             opened: Instant::now(),
             fields,
@@ -233,29 +362,29 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        if span.name() != names::TASK_SPAN {
+            return;
+        }
         if let Some(state) = span.extensions_mut().get_mut::<TaskSpanState>() {
-            values.record(&mut state.fields);
+            values.record(&mut TaskFieldsVisitor {
+                fields: &mut state.fields,
+                kinds: &self.kinds,
+            });
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
+        if span.name() != names::TASK_SPAN {
+            return;
+        }
         let Some(state) = span.extensions_mut().remove::<TaskSpanState>() else {
             return;
         };
-        let attributes = [
-            KeyValue::new(
-                "outcome",
-                state.fields.outcome.unwrap_or_else(|| UNKNOWN.to_owned()),
-            ),
-            KeyValue::new(
-                "kind",
-                state.fields.kind.unwrap_or_else(|| UNKNOWN.to_owned()),
-            ),
-        ];
+        let seconds = state.opened.elapsed().as_secs_f64();
+        let attributes = state.fields.attributes();
         self.task_outcomes.add(1, &attributes);
-        self.task_duration
-            .record(state.opened.elapsed().as_secs_f64(), &attributes);
+        self.task_duration.record(seconds, &attributes);
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
