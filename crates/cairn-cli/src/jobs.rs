@@ -467,6 +467,20 @@ pub fn job_json(job: &Job) -> serde_json::Value {
 }
 
 /// A schedule for people: `cron 0 9 * * * (+02:00)`, `every 10m`, `once at 2026-... UTC`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use cairn_cli::jobs::describe_schedule;
+/// use cairn_scheduler::Schedule;
+///
+/// let every = Schedule::every(Duration::from_secs(600))?;
+/// assert_eq!(describe_schedule(&every), "every 10m");
+/// let cron = Schedule::cron("0 30 2 * * *", "+01:00".parse()?)?;
+/// assert_eq!(describe_schedule(&cron), "cron 0 30 2 * * * (+01:00)");
+/// # Ok::<(), cairn_scheduler::Error>(())
+/// ```
 pub fn describe_schedule(schedule: &Schedule) -> String {
     match schedule {
         Schedule::Cron { expression, zone } => format!("cron {expression} ({zone})"),
@@ -483,7 +497,7 @@ fn describe_interval(ms: u64) -> String {
         (1_000, "s"),
     ];
     for (size, unit) in UNITS {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

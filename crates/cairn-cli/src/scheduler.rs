@@ -205,8 +205,8 @@ impl JobStore for WatchedJobs {
         match record.action {
             JobAuditAction::BreakerTripped => self.lines.say(
                 &format!(
-                    "job {id}: circuit breaker tripped: {}; it is failed until revived with: cairn jobs resume {id} --force{}",
-                    record.message, self.lines.store_flags
+                    "job {id}: circuit breaker tripped after {} failed run(s) in a row; the job is failed until revived with: cairn jobs resume {id} --force{}",
+                    record.detail["consecutive_errors"], self.lines.store_flags
                 ),
                 serde_json::json!({
                     "event": "breaker_tripped", "job_id": id.as_str(), "message": record.message,
@@ -235,6 +235,38 @@ impl JobStore for WatchedJobs {
 /// The scheduler's `PlanSource`: reads and parses the job's workflow file, gives the run a
 /// fresh id, and records the workflow text with the run (as `cairn run` does) so
 /// `cairn resume <run>` rebuilds the same plan.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::JobId;
+/// use cairn_cli::scheduler::WorkflowFiles;
+/// use cairn_cli::store::{Adapter, StateDir};
+/// use cairn_queue::Timestamp;
+/// use cairn_scheduler::{PlanSource, RunRequest};
+///
+/// let dir = tempfile::tempdir()?;
+/// let file = dir.path().join("hello.toml");
+/// std::fs::write(&file, "name = \"hello\"\n[[task]]\nid = \"greet\"\nrun = \"echo hi\"\n")?;
+/// let state = StateDir::open(&dir.path().join(".cairn"), Adapter::File)?;
+/// let plans = WorkflowFiles::new(state.clone());
+/// let request = RunRequest {
+///     job_id: JobId::new("greeter")?,
+///     workflow: file.display().to_string(),
+///     input: "weekly".to_owned(),
+///     scheduled_for: Timestamp(0),
+///     started_at: Timestamp(0),
+/// };
+/// let plan = plans.plan(&request)?;
+/// assert_eq!((plan.scope.as_str(), plan.input.as_str()), ("job-greeter", "weekly"));
+/// // The workflow is recorded with the run, so `cairn resume <run>` rebuilds the same plan.
+/// let run_id = plan.run_id.expect("a fresh run id");
+/// assert_eq!(state.load_origin(&run_id)?.name, "hello");
+///
+/// let missing = RunRequest { workflow: "/no/such/file.toml".to_owned(), ..request };
+/// assert!(plans.plan(&missing).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct WorkflowFiles {
     state: StateDir,
@@ -363,16 +395,16 @@ impl JobRunner for ShellJobs {
                     // job's error count is untouched.
                     match self.quiet.park().await {}
                 }
+                // The runner's message names the run already when there is one.
+                let what = match &failed.run_id {
+                    Some(run) if !failed.message.contains(run.as_str()) => {
+                        format!("run {run} failed: {}", failed.message)
+                    }
+                    Some(_) => failed.message.clone(),
+                    None => format!("could not start a run: {}", failed.message),
+                };
                 self.lines.say(
-                    &format!(
-                        "job {id}: {}failed: {}",
-                        failed
-                            .run_id
-                            .as_ref()
-                            .map(|r| format!("run {r} "))
-                            .unwrap_or_default(),
-                        failed.message
-                    ),
+                    &format!("job {id}: {what}"),
                     serde_json::json!({
                         "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
                         "outcome": "failed", "error": failed.message,
