@@ -413,7 +413,7 @@ fn sigint_during_a_run_leaves_it_resumable_and_does_not_count_as_an_error() {
 }
 
 #[test]
-fn help_documents_the_exit_codes() {
+fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
     let sandbox = Sandbox::new();
     for args in [
         &["jobs", "resume", "--help"][..],
@@ -423,6 +423,20 @@ fn help_documents_the_exit_codes() {
         let help = ok(&sandbox, args);
         assert!(help.contains("Exit codes:"), "{args:?}: {help}");
     }
+    // Without a state folder there is nothing to list or schedule; nothing is created.
+    for args in [
+        &["jobs", "list"][..],
+        &["scheduler", "--state-dir", "nowhere"][..],
+    ] {
+        let output = sandbox.run(args);
+        assert_eq!(
+            code(&output),
+            Some(USAGE),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(!sandbox.path("nowhere").exists() && !sandbox.path(".cairn").exists());
     let help = ok(&sandbox, &["scheduler", "--help"]);
     assert!(help.contains("  4  "), "{help}");
 }
