@@ -35,6 +35,9 @@ pub struct KillOptions {
     pub kills_per_round: u64,
     /// The seed of every choice (round seeds, delays).
     pub seed: u64,
+    /// Whether rounds plant bad runs for the worker to quarantine (on by default; off
+    /// isolates the adapter's own crash behaviour from the planting).
+    pub plant: bool,
 }
 
 /// Totals of the kill loop and the scenarios.
@@ -353,9 +356,10 @@ fn round(
     totals: &mut KillTotals,
 ) -> Result<Duration> {
     fresh_dir(&worker.dir)?;
-    let planted = match worker.adapter {
-        Adapter::File => plant_bad_state(worker)?,
-        Adapter::Sled => plant_bad_state_sled(worker)?,
+    let planted = match (options.plant, worker.adapter) {
+        (false, _) => Vec::new(),
+        (true, Adapter::File) => plant_bad_state(worker)?,
+        (true, Adapter::Sled) => plant_bad_state_sled(worker)?,
     };
     let mut kills = 0;
     let mut last_start;

@@ -25,6 +25,7 @@ options:
   --kills-per-round N        kills before a round's worker may finish (default 12)
   --max-work-us N            longest body, in microseconds (default 3000)
   --work-dir PATH            where round folders go (default: a temporary folder)
+  --no-planted-state         rounds plant no bad runs (isolates the adapter itself)
   --ci                       the short CI pass: 50 kills per adapter, both adapters,
                              every crash-point scenario, 10000 power-loss states
 ";
@@ -41,6 +42,7 @@ struct Args {
     max_work_us: u64,
     work_dir: Option<PathBuf>,
     ci: bool,
+    plant: bool,
     argv: Vec<String>,
 }
 
@@ -71,6 +73,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
         max_work_us: 3_000,
         work_dir: None,
         ci: false,
+        plant: true,
         argv: args.to_vec(),
     };
     let mut adapters_given = false;
@@ -102,6 +105,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
             "--max-work-us" => parsed.max_work_us = number(value(args, &mut i, flag)?, flag)?,
             "--work-dir" => parsed.work_dir = Some(PathBuf::from(value(args, &mut i, flag)?)),
             "--ci" => parsed.ci = true,
+            "--no-planted-state" => parsed.plant = false,
             "--help" | "-h" => bail!("{USAGE}"),
             other => bail!("unknown option `{other}`\n\n{USAGE}"),
         }
@@ -207,6 +211,7 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
             kills: args.iterations,
             kills_per_round: args.kills_per_round,
             seed: args.seed.wrapping_add(index as u64 * 7919),
+            plant: args.plant,
         };
         let before = totals.kills;
         let phase = Instant::now();
