@@ -459,7 +459,9 @@ impl Drive {
         let span = tracing::info_span!(
             target: "cairn",
             names::TASK_SPAN,
-            run_id = %self.run_id,
+            // No `run_id`: the task span is a child of the run span, which carries it (and
+            // each execution is its own trace), so formatting it again for every attempt
+            // would only cost time.
             task_id = %id,
             kind = %task.kind,
             attempt = i64::from(attempt),

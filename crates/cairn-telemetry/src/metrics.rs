@@ -271,9 +271,47 @@ impl Visit for TaskFieldsVisitor<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // Only the two wanted fields are formatted; `%value` arrives here without quotes.
+        // Short values are formatted on the stack: this runs for every task attempt.
         if matches!(field.name(), "kind" | "outcome") {
-            self.set(field.name(), &format!("{value:?}"));
+            let mut short = ShortText::default();
+            if fmt::write(&mut short, format_args!("{value:?}")).is_ok() {
+                self.set(field.name(), short.as_str());
+            } else {
+                self.set(field.name(), &format!("{value:?}"));
+            }
         }
+    }
+}
+
+/// A fixed-size text buffer that refuses (with `fmt::Error`) what does not fit.
+struct ShortText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for ShortText {
+    fn default() -> Self {
+        ShortText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl ShortText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the bytes are valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for ShortText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -418,5 +456,59 @@ where
             }
             _ => {}
         }
+    }
+}
+
+// Unit tests, because the stack formatting of `%kind` and the kind cache are private and the
+// integration tests only ever pass kinds as short `&str`s.
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use opentelemetry::KeyValue;
+
+    use crate::names;
+    use crate::testing::TestTelemetry;
+
+    fn task(kind: &dyn std::fmt::Display, outcome: &str) {
+        let span = tracing::info_span!(target: "cairn", names::TASK_SPAN,
+            task_id = "t", kind = %kind, attempt = 1i64, outcome = tracing::field::Empty);
+        span.record("outcome", outcome);
+    }
+
+    #[test]
+    fn display_kinds_of_any_length_and_unlisted_outcomes_keep_their_text() {
+        let long = "k".repeat(200);
+        let telemetry = TestTelemetry::new();
+        telemetry.in_scope(|| {
+            task(&"shell", "complete");
+            task(&"shell", "complete");
+            task(&long, "complete");
+            task(&"shell", "exploded");
+        });
+
+        let count = |outcome: &str, kind: &str| {
+            telemetry.counter(
+                names::METRIC_TASK_OUTCOMES,
+                &[
+                    KeyValue::new("outcome", outcome.to_owned()),
+                    KeyValue::new("kind", kind.to_owned()),
+                ],
+            )
+        };
+        assert_eq!(count("complete", "shell"), Some(2));
+        assert_eq!(count("complete", &long), Some(1));
+        assert_eq!(count("exploded", "shell"), Some(1));
+    }
+
+    #[test]
+    fn kinds_beyond_the_cache_limit_are_still_reported() {
+        let kinds = super::KindValues::default();
+        for n in 0..super::MAX_INTERNED_KINDS + 5 {
+            let kind = format!("kind-{n}");
+            assert_eq!(kinds.value(&kind).as_str(), kind.as_str());
+        }
+        // A kind seen before the limit was reached is still shared, not duplicated.
+        assert_eq!(kinds.value("kind-0").as_str(), "kind-0");
+        let cached = kinds.0.read().map(|map| map.len()).unwrap_or_default();
+        assert_eq!(cached, super::MAX_INTERNED_KINDS);
     }
 }

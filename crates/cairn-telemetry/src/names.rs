@@ -35,8 +35,9 @@ pub const JOB_REVIVED: &str = "scheduler job_revived";
 /// `resumed_from_run_id`, `resumed_from_epoch` (the last two only on a resume; the
 /// OpenTelemetry layer turns them into a span link to the interrupted run).
 pub const RUN_SPAN: &str = "orchestrator run";
-/// One span per task attempt. Fields: `run_id`, `task_id`, `kind`, `attempt`, `outcome`
-/// (recorded when the attempt ends: `complete | skip | retry | fail | panic | timeout | cancelled`).
+/// One span per task attempt, a child of its [`RUN_SPAN`] (which carries `run_id`). Fields:
+/// `task_id`, `kind`, `attempt`, `outcome` (recorded when the attempt ends:
+/// `complete | skip | retry | fail | panic | timeout | cancelled`).
 pub const TASK_SPAN: &str = "orchestrator task";
 
 /// The tracing target every cairn event uses, so `RUST_LOG=cairn=info` selects them.
