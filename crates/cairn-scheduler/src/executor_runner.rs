@@ -96,15 +96,17 @@ impl JobRunner for ExecutorRunner {
                 Disposition::Fail(error) => Err(RunFailed {
                     run_id: shown,
                     message: format!("run {run_id} failed: {error}"),
+                    interrupted: false,
                 }),
-                Disposition::LeaveRunning => Err(RunFailed {
-                    run_id: shown,
-                    message: format!("run {run_id} was interrupted by shutdown and left resumable"),
-                }),
+                Disposition::LeaveRunning => Err(RunFailed::interrupted(
+                    shown,
+                    format!("run {run_id} was interrupted by shutdown and left resumable"),
+                )),
             },
             Err(err) => Err(RunFailed {
                 run_id: shown,
                 message: format!("run {run_id} could not be driven: {err}"),
+                interrupted: false,
             }),
         }
     }

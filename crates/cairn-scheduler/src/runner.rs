@@ -34,13 +34,17 @@ pub struct RunSucceeded {
     pub run_id: Option<String>,
 }
 
-/// A run that failed (or could not be started): one error for the circuit breaker.
+/// A run that did not succeed: one error for the circuit breaker, unless it was only
+/// interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFailed {
     /// The run's id, when one was created.
     pub run_id: Option<String>,
     /// What went wrong, for people (stored as the job's `last_error`).
     pub message: String,
+    /// The run was cut short by a shutdown and left resumable. It did not fail, so the
+    /// scheduler does not count it against the breaker and leaves the job as it was.
+    pub interrupted: bool,
 }
 
 impl RunFailed {
@@ -49,6 +53,16 @@ impl RunFailed {
         RunFailed {
             run_id: None,
             message: message.into(),
+            interrupted: false,
+        }
+    }
+
+    /// A run cut short by a shutdown and left resumable (not counted as an error).
+    pub fn interrupted(run_id: Option<String>, message: impl Into<String>) -> Self {
+        RunFailed {
+            run_id,
+            message: message.into(),
+            interrupted: true,
         }
     }
 }
@@ -60,7 +74,8 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// Runs `request` to its end.
     ///
     /// MUST return `Err` when the run failed or could not start; the scheduler counts it as
-    /// one consecutive error. SHOULD give each run a fresh run id, because a job runs its
+    /// one consecutive error. A run a shutdown cut short MUST be `RunFailed::interrupted`,
+    /// which is not counted. SHOULD give each run a fresh run id, because a job runs its
     /// workflow many times.
     ///
     /// # Cancel safety

@@ -312,6 +312,8 @@ impl Scheduler {
                             job.next_run_at = None;
                         }
                     }
+                    // Cut short by a shutdown: not a failure, so the breaker does not see it.
+                    Err(failed) if failed.interrupted => {}
                     Err(failed) => {
                         job.consecutive_errors = job.consecutive_errors.saturating_add(1);
                         job.last_error = Some(failed.message.clone());

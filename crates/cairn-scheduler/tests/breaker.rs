@@ -107,3 +107,30 @@ async fn a_success_resets_the_counter() {
     let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
     assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 2));
 }
+
+#[tokio::test]
+async fn runs_interrupted_by_a_shutdown_never_count_against_the_breaker() {
+    let rig = Rig::memory();
+    rig.runner.set_failing(true);
+    *rig.runner.interrupted.lock().unwrap() = true;
+    let job_id = id("stopped");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("stopped").max_consecutive_errors(1))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let report = rig.tick_when_due(&job_id).await;
+        assert_eq!(report.runs.len(), 1);
+        assert!(report.tripped.is_empty());
+    }
+    let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Active);
+    assert_eq!(job.consecutive_errors, 0);
+    assert_eq!(job.last_error, None);
+
+    // A real failure still counts, and at a limit of 1 it trips at once.
+    *rig.runner.interrupted.lock().unwrap() = false;
+    let report = rig.tick_when_due(&job_id).await;
+    assert_eq!(report.tripped, vec![job_id.clone()]);
+}

@@ -26,6 +26,8 @@ pub struct ScriptedRunner {
     pub requests: Arc<Mutex<Vec<RunRequest>>>,
     /// Make every run fail (after the script).
     pub always_fail: Arc<Mutex<bool>>,
+    /// Report every failure as interrupted by a shutdown instead.
+    pub interrupted: Arc<Mutex<bool>>,
 }
 
 impl ScriptedRunner {
@@ -57,6 +59,8 @@ impl JobRunner for ScriptedRunner {
         let ok = scripted.unwrap_or(!*self.always_fail.lock().unwrap());
         if ok {
             Ok(RunSucceeded { run_id: None })
+        } else if *self.interrupted.lock().unwrap() {
+            Err(RunFailed::interrupted(None, "stopped by a shutdown"))
         } else {
             Err(RunFailed::new(format!(
                 "run {} of {} failed: dependency down",
