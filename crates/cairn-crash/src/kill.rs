@@ -354,7 +354,7 @@ fn round(
     max_delay: Duration,
     runtime: &tokio::runtime::Runtime,
     totals: &mut KillTotals,
-) -> Result<Duration> {
+) -> Result<Option<Duration>> {
     fresh_dir(&worker.dir)?;
     let planted = match (options.plant, worker.adapter) {
         (false, _) => Vec::new(),
@@ -400,11 +400,12 @@ fn round(
                         worker.dir.display()
                     )));
                 }
-                return Ok(last_start.elapsed());
+                return Ok(None);
             }
         }
     }
-    let took = last_start.elapsed();
+    // An undisturbed first start is a sample of how long a whole run takes.
+    let whole_run = (kills == 0).then(|| last_start.elapsed());
     totals.rounds += 1;
     let findings = verify_dir(runtime, worker, &planted)?;
     if findings.violations() == 0 {
@@ -419,7 +420,7 @@ fn round(
         }
     }
     totals.findings.absorb(findings);
-    Ok(took)
+    Ok(whole_run)
 }
 
 /// The kill loop: rounds of kills until `options.kills` kills were made.
@@ -431,7 +432,7 @@ fn round(
 pub fn run_kills(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
     let runtime = verification_runtime()?;
     let mut rng = SplitMix::new(options.seed);
-    // Calibrate: one undisturbed run says how long a whole run takes, so kill delays land
+    // Calibrate: undisturbed runs say how long a whole run takes, so kill delays land
     // anywhere from the first instant to the very end.
     let mut round_index = 0u64;
     let mut next_worker = |rng: &mut SplitMix| {
@@ -448,7 +449,7 @@ pub fn run_kills(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
         worker
     };
     let calibration = next_worker(&mut rng);
-    let full = round(
+    let mut whole_run = round(
         options,
         &calibration,
         &mut rng,
@@ -456,16 +457,22 @@ pub fn run_kills(options: &KillOptions, totals: &mut KillTotals) -> Result<()> {
         Duration::ZERO,
         &runtime,
         totals,
-    )?;
-    let max_delay = full.mul_f64(1.2).max(Duration::from_millis(20));
+    )?
+    .unwrap_or(Duration::from_millis(500));
     let first_kill = totals.kills;
     while totals.kills - first_kill < options.kills {
         let worker = next_worker(&mut rng);
         let made = totals.kills - first_kill;
         let budget = (options.kills - made).min(options.kills_per_round);
-        round(
+        let max_delay = whole_run.mul_f64(1.2).max(Duration::from_millis(20));
+        let sample = round(
             options, &worker, &mut rng, budget, max_delay, &runtime, totals,
         )?;
+        if let Some(sample) = sample {
+            // Follow the machine's speed (other load comes and goes), so delays keep
+            // spanning a whole run rather than the one measured at the start.
+            whole_run = whole_run.mul_f64(0.7) + sample.mul_f64(0.3);
+        }
     }
     Ok(())
 }
