@@ -98,6 +98,12 @@ where
         // outcome already among its attributes. Children still find their parent through
         // the tracing span tree.
         .with_context_activation(false)
+        // Queue depth is emitted after every batch and feeds the metrics layer only. As span
+        // events it would fill the SDK's per-span event limit (128) on a long run and push out
+        // the events that matter, `orchestrator run finished` first of all.
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !(meta.is_event() && meta.name() == names::QUEUE_DEPTH)
+        }))
         .and_then(DetachedEventLayer::new(tracer))
 }
 

@@ -73,12 +73,8 @@ fn lifecycle_events_inside_a_run_span_keep_names_and_fields() {
     let names_in_order: Vec<&str> = runs[0].events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(
         names_in_order,
-        [
-            names::RUN_STARTED,
-            names::RESUMED,
-            names::QUEUE_DEPTH,
-            names::RUN_FINISHED
-        ]
+        [names::RUN_STARTED, names::RESUMED, names::RUN_FINISHED],
+        "queue depth feeds metrics only, never the run span"
     );
 
     let started = the_event(&telemetry, names::RUN_STARTED);
@@ -90,10 +86,6 @@ fn lifecycle_events_inside_a_run_span_keep_names_and_fields() {
     let resumed = the_event(&telemetry, names::RESUMED);
     assert_eq!(attr(&resumed, "lease_epoch"), Some(&Value::I64(4)));
     assert_eq!(attr(&resumed, "tasks_reset"), Some(&Value::I64(1)));
-
-    let depth = the_event(&telemetry, names::QUEUE_DEPTH);
-    assert_eq!(attr(&depth, "pending"), Some(&Value::I64(2)));
-    assert_eq!(attr(&depth, "done"), Some(&Value::I64(3)));
 
     let finished = the_event(&telemetry, names::RUN_FINISHED);
     assert_eq!(attr(&finished, "outcome"), Some(&s("complete")));
@@ -272,4 +264,37 @@ fn tasks_spawned_on_a_current_thread_runtime_see_the_scoped_subscriber() {
     let runs = telemetry.spans_named(names::RUN_SPAN);
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].events.events[0].name, names::RUN_ABANDONED);
+}
+
+#[test]
+fn frequent_queue_depth_events_never_crowd_run_finished_off_the_run_span() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "long-run", workflow = "w", scope = "s", resumed = false);
+        let _entered = run.enter();
+        // More than the SDK's 128 events per span.
+        for pending in 0..200 {
+            emit::queue_depth(
+                "long-run",
+                &QueueDepth {
+                    pending,
+                    ..QueueDepth::default()
+                },
+            );
+        }
+        emit::run_finished(&RunFinished {
+            run_id: "long-run",
+            outcome: RunOutcomeName::Complete,
+            resumed: false,
+            duration_ms: 1,
+            tasks_done: 200,
+            tasks_failed: 0,
+            tasks_skipped: 0,
+            tasks_blocked: 0,
+        });
+    });
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    let names_on_span: Vec<&str> = runs[0].events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(names_on_span, [names::RUN_FINISHED]);
 }
