@@ -461,3 +461,52 @@ async fn sled_refuses_a_second_opener_of_the_files_while_a_factory_holds_them() 
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_sled_snapshot_is_set_aside_and_the_database_opens_with_everything() {
+    let h = PathHarness::new(Durability::Sync);
+    {
+        let factory = h.sled_factory();
+        begin_with(&factory, "survivor", 5).await;
+    }
+    // What a SIGKILL during sled's own snapshot generation leaves behind: an unfinished
+    // snapshot numbered above the last complete one. sled 0.34.7 alone refuses to open then.
+    let unfinished = h.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&unfinished, b"").unwrap();
+    let plain = sled::Config::new().path(h.path()).open();
+    assert!(
+        matches!(plain, Err(sled::Error::Corruption { .. })),
+        "the planted file reproduces sled's refusal: {plain:?}"
+    );
+    drop(plain);
+
+    let factory = h.sled_factory();
+    let opened = factory
+        .open(&run("survivor"))
+        .await
+        .expect("open")
+        .expect("the run is there");
+    assert_eq!(
+        opened.recovered.events,
+        sample_events(0, 5),
+        "nothing acknowledged is missing"
+    );
+    assert!(!unfinished.exists(), "moved out of the database folder");
+    let mut aside = h.path().into_os_string();
+    aside.push(".quarantine");
+    let kept: Vec<_> = walk_files(std::path::Path::new(&aside));
+    assert_eq!(kept.len(), 1, "kept, not deleted: {kept:?}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
