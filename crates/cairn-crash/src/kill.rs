@@ -288,20 +288,15 @@ pub fn check_quarantined(options: &WorkerOptions, planted: &[RunId]) -> Findings
         let in_folder = folders
             .iter()
             .any(|name| audits_quarantine(&root.join("quarantine").join(name)));
-        // The adapter moves the folder first, then audits in the moved folder, then in
-        // quarantine.jsonl; a kill between two of those steps leaves a record missing. A
-        // known gap of the adapter, reported apart from violations (docs/crash-testing.md).
-        let gap = match (in_log, in_folder, folders.is_empty()) {
-            (false, true, _) => Some("audited in its folder but missing from quarantine.jsonl"),
-            (false, false, false) => Some("moved to quarantine but never audited"),
-            _ => None,
-        };
-        if let Some(gap) = gap {
-            found.quarantine_record_gaps += 1;
-            eprintln!(
-                "crash-test: KNOWN GAP ({}): planted run {run_id} was {gap} (a kill between the quarantine's steps)",
-                options.dir.display()
-            );
+        // The adapter writes both records (in the run's folder and in quarantine.jsonl) and
+        // syncs them before it moves the folder, so a quarantined folder without them is a
+        // defect, whatever the kill timing.
+        let recorded = in_log && in_folder;
+        if !folders.is_empty() && !recorded {
+            found.other += 1;
+            found.problems.push(format!(
+                "planted run {run_id} was quarantined without its records (in quarantine.jsonl: {in_log}, in its folder: {in_folder})"
+            ));
         }
     }
     found
