@@ -11,6 +11,11 @@
 //!   releases are alphas, and their on-disk format is not compatible.
 //! - sled's own README recommends SQLite when reliability comes first.
 //! - Corruption and recovery problems have been reported upstream and are not all resolved.
+//! - cairn's crash harness saw one directly: a SIGKILL during sled's own snapshot generation
+//!   left a `snap.*.generating` file that made every later open fail with "Read corrupted
+//!   data" (about once per thousand kills). This adapter answers that refusal by moving the
+//!   unfinished snapshot to `<db>.quarantine/` and opening again; other corruption is
+//!   reported as it is. Power loss is not simulated for sled (it does its own file I/O).
 //! - A sled database can be open in one process at a time: sled locks its files, so a second
 //!   process fails to open it (`Error::Open`). Within the process, factories over the same
 //!   database share one registry of live writers. Cross-process status compare-and-swap is
