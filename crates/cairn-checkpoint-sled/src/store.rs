@@ -333,9 +333,7 @@ impl Shared {
     /// Moves every stored part of `run_id` (metadata, snapshot, journal) into the quarantine
     /// tree in one transaction. `None` when there was nothing to move. The caller must hold
     /// the run's writer slot, so no append races the move.
-    pub(crate) fn move_to_quarantine(&self, run_id: &RunId) -> Result<Option<String>> {
-        let generation = self.db.generate_id().map_err(backend)?;
-        let qprefix = format!("{run_id}/{generation:016x}/");
+    pub(crate) fn move_to_quarantine(&self, run_id: &RunId, qprefix: &str) -> Result<bool> {
         let key = run_id.as_str().as_bytes();
         let events: Vec<(sled::IVec, sled::IVec)> = self
             .trees
@@ -370,8 +368,7 @@ impl Shared {
                 }
                 Ok::<bool, ConflictableTransactionError<Error>>(moved)
             });
-        let moved = moved.map_err(transaction)?;
-        Ok(moved.then(|| format!("sled tree {}, keys {qprefix}", layout::QUARANTINE_TREE)))
+        moved.map_err(transaction)
     }
 
     /// Quarantines `run_id` (the caller holds its writer slot) and audits why.
@@ -380,9 +377,15 @@ impl Shared {
         run_id: &RunId,
         reason: &str,
     ) -> Result<Option<String>> {
-        let Some(location) = self.move_to_quarantine(run_id)? else {
+        if !self.has_state(run_id)? {
             return Ok(None);
-        };
+        }
+        // Write-ahead: the record is stored before the move, and sled recovers writes in
+        // order, so a kill in between can leave a recorded intent over state still in place
+        // (quarantined again when next met) but never moved state without its record.
+        let generation = self.db.generate_id().map_err(backend)?;
+        let qprefix = format!("{run_id}/{generation:016x}/");
+        let location = format!("sled tree {}, keys {qprefix}", layout::QUARANTINE_TREE);
         let record = AuditRecord::new(
             wall_clock_now(),
             run_id.clone(),
@@ -391,7 +394,8 @@ impl Shared {
         )
         .with_detail(serde_json::json!({ "location": location, "reason": reason }));
         self.put_audit(run_id, &record)?;
-        Ok(Some(location))
+        let moved = self.move_to_quarantine(run_id, &qprefix)?;
+        Ok(moved.then_some(location))
     }
 
     /// Quarantines bad state found while opening, and returns the error to report.

@@ -56,11 +56,6 @@ pub struct Findings {
     /// Ledger lines a kill cut short (bodies killed while writing their line). Not a
     /// violation: such an attempt never completed, so it needs a reset like any other.
     pub torn_ledger_lines: u64,
-    /// Planted runs moved to quarantine with an audit record missing (none at all, or
-    /// none in the file adapter's `quarantine.jsonl`), because a kill landed between the
-    /// adapter's quarantine steps. Reported as a known gap of the adapters (see
-    /// `docs/crash-testing.md`), not counted as a violation.
-    pub quarantine_record_gaps: u64,
     /// One line per violation, for people.
     pub problems: Vec<String>,
 }
@@ -88,7 +83,6 @@ impl Findings {
         self.unrecoverable += other.unrecoverable;
         self.resumes += other.resumes;
         self.torn_ledger_lines += other.torn_ledger_lines;
-        self.quarantine_record_gaps += other.quarantine_record_gaps;
         self.problems.extend(other.problems);
     }
 }
