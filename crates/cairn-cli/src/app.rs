@@ -1052,16 +1052,7 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
         if args.store.json {
             println!("{}", serde_json::to_string(record)?);
         } else {
-            let action = serde_json::to_value(record.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{:?}", record.action));
-            println!(
-                "{}  {:<24}  {}",
-                format_timestamp(record.at.0),
-                action,
-                record.message
-            );
+            print_audit_line(record.at.0, &record.action, &record.message, 24);
         }
     }
     if records.is_empty() && !args.store.json {
@@ -1078,6 +1069,21 @@ fn truncate(text: &str, max: usize) -> String {
         let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     }
+}
+
+/// Prints one audit record for people: time, the action's snake_case name padded to
+/// `width`, and the message. Runs and jobs share it.
+pub fn print_audit_line<A: serde::Serialize + std::fmt::Debug>(
+    at_ms: u64,
+    action: &A,
+    message: &str,
+    width: usize,
+) {
+    let name = serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{action:?}"));
+    println!("{}  {name:<width$}  {message}", format_timestamp(at_ms));
 }
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).

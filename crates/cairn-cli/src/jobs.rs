@@ -17,7 +17,7 @@ use cairn_queue::Timestamp;
 use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, Zone};
 use clap::{Args, Subcommand};
 
-use crate::app::{UsageError, default_state_dir, format_timestamp};
+use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
 use crate::cli::{EXIT_OK, StoreArgs};
 use crate::store::{Adapter, absolute};
 use crate::workflow;
@@ -439,16 +439,7 @@ async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
         if args.store.json {
             println!("{}", serde_json::to_string(record)?);
         } else {
-            let action = serde_json::to_value(record.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{:?}", record.action));
-            println!(
-                "{}  {:<16}  {}",
-                format_timestamp(record.at.0),
-                action,
-                record.message
-            );
+            print_audit_line(record.at.0, &record.action, &record.message, 16);
         }
     }
     if records.is_empty() && !args.store.json {
