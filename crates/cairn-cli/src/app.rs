@@ -536,25 +536,15 @@ async fn drive_interrupted(
             "\nnote: the workflow file changed since this run started; the run goes on with the tasks it started with",
         );
     }
-    let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
-    let drive = Drive {
+    let claimed = Claimed {
         state,
         wf: &wf,
+        meta,
         mode,
         exec,
         commands,
-        rerun,
     };
-    drive
-        .run(
-            plan,
-            run_id.clone(),
-            Start::Adopt(run_id),
-            done,
-            header,
-            true,
-        )
-        .await
+    claimed.drive(rerun, done, header).await
 }
 
 /// Drives a failed (or paused) run the policy already claimed: its failed tasks get another
@@ -581,25 +571,54 @@ async fn drive_failed(
         counts.pending + counts.failed + counts.blocked,
         counts.failed
     );
-    let plan = wf.plan(&meta.scope, &meta.input).run_id(run_id.clone());
-    let drive = Drive {
+    let claimed = Claimed {
         state,
         wf: &wf,
+        meta,
         mode,
         exec,
         commands,
-        rerun,
     };
-    drive
-        .run(
-            plan,
-            run_id.clone(),
-            Start::Adopt(run_id),
-            done,
-            header,
-            true,
-        )
-        .await
+    claimed.drive(rerun, done, header).await
+}
+
+/// A run the policy already claimed, ready to be adopted by the executor and driven.
+struct Claimed<'a> {
+    state: &'a StateDir,
+    wf: &'a Workflow,
+    meta: &'a RunMeta,
+    mode: Mode,
+    exec: &'a ExecArgs,
+    commands: &'a Commands,
+}
+
+impl Claimed<'_> {
+    /// Adopts the run (`Start::Adopt`) and drives it with its display and signal handling.
+    async fn drive(self, rerun: String, done: usize, header: String) -> anyhow::Result<u8> {
+        let run_id = self.meta.run_id.clone();
+        let plan = self
+            .wf
+            .plan(&self.meta.scope, &self.meta.input)
+            .run_id(run_id.clone());
+        let drive = Drive {
+            state: self.state,
+            wf: self.wf,
+            mode: self.mode,
+            exec: self.exec,
+            commands: self.commands,
+            rerun,
+        };
+        drive
+            .run(
+                plan,
+                run_id.clone(),
+                Start::Adopt(run_id),
+                done,
+                header,
+                true,
+            )
+            .await
+    }
 }
 
 /// One drive of a run with its display and signal handling.
