@@ -61,6 +61,7 @@
 //! ```
 
 mod canonical;
+mod chunked;
 mod error;
 mod event;
 mod queue;

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::canonical::{PassThrough, canonical_eq, dedup_hash};
+use crate::chunked::ChunkedVec;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
@@ -155,7 +156,7 @@ struct KindEntry {
 #[derive(Debug, Clone)]
 pub struct Queue {
     config: QueueConfig,
-    tasks: Vec<Task>,
+    tasks: ChunkedVec<Task>,
     /// Per task: how many of its dependencies are not `done` or `skipped`.
     unmet: Vec<u32>,
     /// Per task: the head of its list of dependents in `edges` (`NO_EDGE` when none).
@@ -231,7 +232,7 @@ impl Queue {
     pub fn new(config: QueueConfig) -> Queue {
         Queue {
             config,
-            tasks: Vec::new(),
+            tasks: ChunkedVec::default(),
             unmet: Vec::new(),
             first_edge: Vec::new(),
             edges: Vec::new(),
@@ -306,7 +307,6 @@ impl Queue {
         }
 
         let mut queue = Queue::new(config);
-        queue.tasks.reserve(snapshot.tasks.len());
         for task in snapshot.tasks {
             let unmet = task
                 .depends_on
@@ -358,7 +358,7 @@ impl Queue {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,
-            tasks: self.tasks.clone(),
+            tasks: self.tasks.to_vec(),
             phases_completed: self.phases_completed.clone(),
             phases_started: self.phases_started.clone(),
         }
