@@ -227,7 +227,7 @@ impl Drive {
                 FailedTask {
                     id,
                     kind: task.map(|t| t.kind.clone()).unwrap_or_default(),
-                    error: task.and_then(|t| t.error.clone()),
+                    error: task.and_then(|t| t.error.as_deref().cloned()),
                 }
             })
             .collect();

@@ -8,7 +8,7 @@
 //! [`canonical_eq`], which compares objects by key lookup, so a hash collision can never
 //! merge two different tasks.
 
-use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
+use std::hash::{DefaultHasher, Hasher};
 
 use serde_json::{Number, Value};
 
@@ -96,27 +96,3 @@ fn write_value(hasher: &mut DefaultHasher, value: &Value) {
         }
     }
 }
-
-/// A `HashMap` hasher for keys that are already good 64-bit hashes: it passes them through.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by the dedup map; fold anything else in anyway.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Builds [`PassThroughHasher`]s.
-pub(crate) type PassThrough = BuildHasherDefault<PassThroughHasher>;

@@ -62,6 +62,7 @@
 
 mod canonical;
 mod chunked;
+mod dedup;
 mod error;
 mod event;
 mod queue;

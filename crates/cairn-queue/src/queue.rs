@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::canonical::{PassThrough, canonical_eq, dedup_hash};
+use crate::canonical::{canonical_eq, dedup_hash};
 use crate::chunked::ChunkedVec;
+use crate::dedup::DedupIndex;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
@@ -176,12 +177,9 @@ pub struct Queue {
     due: BTreeSet<TaskId>,
     /// Pending tasks with no unmet dependency that wait for their `not_before`.
     delayed: BTreeSet<(Timestamp, TaskId)>,
-    /// Hash of the canonical `(kind, inputs)` of each dedup-enabled task → the first such
-    /// task. Hits are confirmed against the task itself.
-    dedup: HashMap<u64, TaskId, PassThrough>,
-    /// Dedup-enabled tasks whose hash collided with a different `(kind, inputs)` already in
-    /// `dedup`. Practically always empty.
-    dedup_collisions: HashMap<u64, Vec<TaskId>, PassThrough>,
+    /// Canonical `(kind, inputs)` hash of each dedup-enabled task that was not itself a
+    /// duplicate → that task. Hits are confirmed against the task itself.
+    dedup: DedupIndex,
     counts: StatusCounts,
     phases_started: Vec<(u32, String)>,
     phases_completed: BTreeSet<u32>,
@@ -243,8 +241,7 @@ impl Queue {
             last_kind: 0,
             due: BTreeSet::new(),
             delayed: BTreeSet::new(),
-            dedup: HashMap::default(),
-            dedup_collisions: HashMap::default(),
+            dedup: DedupIndex::default(),
             counts: StatusCounts::default(),
             phases_started: Vec::new(),
             phases_completed: BTreeSet::new(),
@@ -857,7 +854,7 @@ impl Queue {
                 self.tasks[dep.0 as usize]
                     .handoff
                     .as_ref()
-                    .map(|handoff| (*dep, handoff))
+                    .map(|handoff| (*dep, &**handoff))
             })
             .collect())
     }
@@ -874,7 +871,7 @@ impl Queue {
                 self.tasks[id.0 as usize]
                     .handoff
                     .as_ref()
-                    .map(|handoff| (*id, handoff))
+                    .map(|handoff| (*id, &**handoff))
             })
             .collect()
     }
@@ -1082,7 +1079,7 @@ impl Queue {
                 let i = self.event_running(*id, *attempt, what)?;
                 let task = &mut self.tasks[i];
                 task.finished_at = Some(*at);
-                task.handoff = Some(handoff.clone());
+                task.handoff = Some(Box::new(handoff.clone()));
                 self.set_status(i, status);
                 let mut edge = self.first_edge[i];
                 while edge != NO_EDGE {
@@ -1110,7 +1107,7 @@ impl Queue {
                         task.attempts, task.max_attempts
                     )));
                 }
-                task.error = Some(error.clone());
+                task.error = Some(Box::new(error.clone()));
                 match retry_at {
                     Some(retry_at) => {
                         task.not_before = Some(*retry_at);
@@ -1192,17 +1189,13 @@ impl Queue {
 
     /// The dedup-enabled task with this `(kind, inputs)`, if any.
     fn find_duplicate(&self, hash: u64, kind: &str, inputs: &serde_json::Value) -> Option<TaskId> {
-        let same = |id: &TaskId| {
-            let task = &self.tasks[id.0 as usize];
-            task.kind == kind && canonical_eq(&task.inputs, inputs)
-        };
-        let first = self.dedup.get(&hash)?;
-        if same(first) {
-            return Some(*first);
-        }
-        self.dedup_collisions
-            .get(&hash)
-            .and_then(|ids| ids.iter().find(|id| same(id)).copied())
+        self.dedup
+            .candidates(hash)
+            .find(|&i| {
+                let task = &self.tasks[i];
+                task.kind == kind && canonical_eq(&task.inputs, inputs)
+            })
+            .map(|i| TaskId(i as u64))
     }
 
     /// Adds a task whose fields are already checked, with its derived indexes.
@@ -1240,14 +1233,7 @@ impl Queue {
         let ready = task.status == Status::Pending && unmet == 0;
         // The first task with a given (kind, inputs) keeps the entry.
         if let Some(hash) = fresh {
-            match self.dedup.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    self.dedup_collisions.entry(hash).or_default().push(id);
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(id);
-                }
-            }
+            self.dedup.insert(hash, i);
         }
         self.tasks.push(task);
         self.unmet.push(unmet);

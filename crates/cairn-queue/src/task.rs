@@ -187,12 +187,13 @@ pub struct Task {
     pub started_at: Option<Timestamp>,
     /// When the task reached `done`, `skipped`, `failed` or `blocked`.
     pub finished_at: Option<Timestamp>,
-    /// The latest failure, kept after a retry so people can see why it retried.
-    pub error: Option<TaskError>,
+    /// The latest failure, kept after a retry so people can see why it retried. Boxed, like
+    /// `handoff`, because most tasks never have one and a million tasks must stay small.
+    pub error: Option<Box<TaskError>>,
     /// The earliest time the task may start again (retry backoff).
     pub not_before: Option<Timestamp>,
     /// What the task left for its dependents once `done` or `skipped`.
-    pub handoff: Option<Handoff>,
+    pub handoff: Option<Box<Handoff>>,
     /// For a `blocked` task: the failed ancestor that blocks it.
     pub blocked_by: Option<TaskId>,
     /// Whether this task takes part in the dedup guard.

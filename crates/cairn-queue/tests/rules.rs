@@ -95,7 +95,7 @@ fn start_counts_attempts_and_records_times() {
     q.complete(a, note("hi"), Timestamp(7)).unwrap();
     let task = q.get(a).unwrap();
     assert_eq!(task.finished_at, Some(Timestamp(7)));
-    assert_eq!(task.handoff, Some(note("hi")));
+    assert_eq!(task.handoff.as_deref(), Some(&note("hi")));
 }
 
 #[test]
