@@ -168,7 +168,7 @@ impl FileFactory {
         &self,
         run_id: RunId,
         lock: Box<dyn crate::fs::FsFile>,
-        journal: Box<dyn crate::fs::FsFile>,
+        journal: crate::store::JournalFile,
         start: Position,
     ) -> FileCheckpointer {
         FileCheckpointer::new(
@@ -190,10 +190,7 @@ impl CheckpointerFactory for FileFactory {
             .blocking(move |store| {
                 let lock = store.begin(&meta)?;
                 let path = store.run_dir(&meta.run_id).join(crate::store::JOURNAL_FILE);
-                let journal = store
-                    .fs
-                    .open(&path, crate::fs::OpenMode::Append)
-                    .map_err(crate::store::io_error("open", &path))?;
+                let journal = store.open_journal(&path)?;
                 Ok((lock, journal))
             })
             .await?;

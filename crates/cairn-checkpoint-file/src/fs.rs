@@ -34,6 +34,26 @@ pub trait FsFile: Send + Sync + Debug {
     /// The OS error of the write.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
 
+    /// Writes all of `buf` at `offset`, growing the file when the write ends past its end.
+    /// Meant for files opened `ReadWrite` (on Linux a file opened `Append` ignores the
+    /// offset and appends).
+    ///
+    /// The journal is written with it so that appends can overwrite preallocated zeros in
+    /// place. The default returns `ErrorKind::Unsupported` for every call, an empty `buf`
+    /// included; the adapter probes with an empty write and, on `Unsupported`, opens the
+    /// journal `Append` and appends with `write_all` instead (no preallocation).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the write; `Unsupported` from the default.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let _ = (offset, buf);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this file layer has no positioned writes",
+        ))
+    }
+
     /// Reads the whole file from the start.
     ///
     /// # Errors
@@ -193,6 +213,11 @@ pub struct StdFile(File);
 impl FsFile for StdFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.0.write_all_at(buf, offset)
     }
 
     fn read_all(&mut self) -> io::Result<Vec<u8>> {

@@ -9,7 +9,8 @@
 //!     meta.json                 RunMeta, replaced atomically (temp, fsync, rename, fsync dir)
 //!     queue.json                {format_version, run_id, covers_seq, snapshot}: JSON, pretty up
 //!                               to 1 MiB, one line above (indentation doubles parse time)
-//!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event
+//!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event,
+//!                               then preallocated zeros (the first all-zero header ends it)
 //!     audit.jsonl               one AuditRecord per line, fsynced per line; appends hold a lock
 //!                               on it and cut (and audit) a torn last line first
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
@@ -26,6 +27,18 @@
 //! (truncate, fdatasync), audited as `TornTailCut` and reported in `Recovered::torn_tail`. A
 //! bad record followed by good bytes, or a gap in sequence numbers, is
 //! `Error::Corruption { offset, .. }` and nothing is cut.
+//!
+//! Under `Sync` and `Group` the journal keeps zeroed space ahead of its last record, so an
+//! append overwrites zeros in place and its fdatasync flushes data only; an append that grows
+//! the file would also have to commit the new file size (on ext4 a second flush, through the
+//! file system's own journal). When a batch does not fit, its one write also carries the next
+//! preallocation step (64 KiB, doubling up to 4 MiB) and its one fdatasync makes both durable.
+//! A record's header is never all zeros (its length and sequence number are at least 1), so
+//! recovery reads an all-zero header followed only by zeros to the end of the file as the
+//! end of the journal; a zero header followed by non-zero bytes is a bad record like any
+//! other. Journals without zeros (written before preallocation, or under `None`) read the
+//! same way. A [`Filesystem`] whose files lack [`FsFile::write_at`] gets an appended journal
+//! without preallocation (zeros left by another writer are cut first).
 //!
 //! `queue.json` names the last sequence number it covers. Installing a snapshot writes a
 //! temp file, fdatasyncs it, renames it, fsyncs the folder and only then truncates the
@@ -55,7 +68,7 @@
 //! # Durability
 //!
 //! - `Durability::Sync`: an append returns after its records were written with one `write`
-//!   and made durable with one `fdatasync`. Appends that arrive while a sync is running share
+//!   (in place, over preallocated zeros) and made durable with one `fdatasync`. Appends that arrive while a sync is running share
 //!   the next one. New files and renames are followed by an fsync of their folder.
 //! - `Durability::Group { max_delay }`: the same leader/follower group commit, but the
 //!   leader first waits `max_delay` for company. An append waits at most `max_delay` plus

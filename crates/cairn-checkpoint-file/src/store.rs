@@ -74,13 +74,27 @@ pub(crate) struct RunState {
     pub(crate) torn_tail: Option<TornTail>,
 }
 
-/// What `Store::open` hands back: the writer lock, the journal opened for appending and
+/// What `Store::open` hands back: the writer lock, the journal opened for writing and
 /// the state read back.
 #[derive(Debug)]
 pub(crate) struct OpenedRun {
     pub(crate) lock: Box<dyn FsFile>,
-    pub(crate) journal: Box<dyn FsFile>,
+    pub(crate) journal: JournalFile,
     pub(crate) state: RunState,
+}
+
+/// The journal as the writer holds it.
+#[derive(Debug)]
+pub(crate) struct JournalFile {
+    /// The open file: `ReadWrite` when `positioned`, else `Append`.
+    pub(crate) file: Box<dyn FsFile>,
+    /// Whether the file layer has `write_at`; only then is space preallocated, because an
+    /// appending file cannot overwrite its zeros.
+    pub(crate) positioned: bool,
+    /// Where the next record goes: the end of the last good record.
+    pub(crate) end: u64,
+    /// The file's length: `end` plus the preallocated zeros after it.
+    pub(crate) allocated: u64,
 }
 
 /// Layout and synchronous operations over one root directory.
@@ -652,7 +666,7 @@ impl Store {
         &self,
         run_id: &RunId,
         dir: &Path,
-    ) -> Result<(Box<dyn FsFile>, RunState), ReadFailure> {
+    ) -> Result<(JournalFile, RunState), ReadFailure> {
         let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
             ReadFailure::Bad(StateProblem::Unreadable {
                 file: META_FILE,
@@ -678,12 +692,26 @@ impl Store {
             Some((file, len)) => (Some(file.snapshot), file.covers_seq, len),
             None => (None, 0, 0),
         };
-        let (journal, journal_bytes, scan, decoded) = journal_result?;
+        let (mut journal, scan, decoded) = journal_result?;
 
         let mut torn_tail = None;
-        let mut journal_len = journal_bytes;
         match scan.ending {
-            Ending::Clean => {}
+            Ending::Clean { end } => {
+                journal.end = end;
+                if !journal.positioned && journal.allocated > end {
+                    // An appending file layer cannot overwrite preallocated zeros, and a
+                    // record appended after them would read as corruption: drop them.
+                    journal
+                        .file
+                        .set_len(end)
+                        .map_err(io_error("truncate", &journal_path))?;
+                    journal
+                        .file
+                        .sync_data()
+                        .map_err(sync_error(&journal_path))?;
+                    journal.allocated = end;
+                }
+            }
             Ending::Corrupt { offset, detail } => {
                 return Err(Error::Corruption {
                     run_id: run_id.clone(),
@@ -695,9 +723,13 @@ impl Store {
             }
             Ending::Torn { offset, bytes: cut } => {
                 journal
+                    .file
                     .set_len(offset)
                     .map_err(io_error("truncate", &journal_path))?;
-                journal.sync_data().map_err(sync_error(&journal_path))?;
+                journal
+                    .file
+                    .sync_data()
+                    .map_err(sync_error(&journal_path))?;
                 self.append_audit_in(
                     dir,
                     &AuditRecord::new(
@@ -709,7 +741,8 @@ impl Store {
                     .with_detail(serde_json::json!({ "offset": offset, "bytes": cut })),
                 )?;
                 torn_tail = Some(TornTail { offset, bytes: cut });
-                journal_len = offset;
+                journal.end = offset;
+                journal.allocated = offset;
             }
         }
 
@@ -742,6 +775,7 @@ impl Store {
             expected += 1;
         }
         let records_after_snapshot = events.len() as u64;
+        let journal_len = journal.end;
         Ok((
             journal,
             RunState {
@@ -774,14 +808,40 @@ impl Store {
         }
     }
 
-    /// Opens the journal for appending, reads it, scans it and decodes every good record.
+    /// Opens the journal for writing: `ReadWrite` when the file layer has positioned writes
+    /// (probed with an empty `write_at`, which writes nothing), else `Append`.
+    pub(crate) fn open_journal(&self, path: &Path) -> Result<JournalFile> {
+        let file = self
+            .fs
+            .open(path, OpenMode::ReadWrite)
+            .map_err(io_error("open", path))?;
+        let (file, positioned) = match file.write_at(0, &[]) {
+            Ok(()) => (file, true),
+            Err(err) if err.kind() == io::ErrorKind::Unsupported => {
+                drop(file);
+                let file = self
+                    .fs
+                    .open(path, OpenMode::Append)
+                    .map_err(io_error("open", path))?;
+                (file, false)
+            }
+            Err(err) => return Err(io_error("write", path)(err)),
+        };
+        let allocated = file.size().map_err(io_error("stat", path))?;
+        Ok(JournalFile {
+            file,
+            positioned,
+            end: allocated,
+            allocated,
+        })
+    }
+
+    /// Opens the journal for writing, reads it, scans it and decodes every good record.
     /// Decoding errors are kept per record: only records after the snapshot must decode.
     fn read_journal(&self, path: &Path) -> Result<JournalRead, ReadFailure> {
-        let mut journal = self
-            .fs
-            .open(path, OpenMode::Append)
-            .map_err(io_error("open", path))?;
-        let bytes = journal.read_all().map_err(io_error("read", path))?;
+        let mut journal = self.open_journal(path)?;
+        let bytes = journal.file.read_all().map_err(io_error("read", path))?;
+        journal.allocated = bytes.len() as u64;
         let scan = journal::scan(&bytes);
         let decoded = scan
             .records
@@ -791,18 +851,13 @@ impl Store {
                     .map_err(|err| err.to_string())
             })
             .collect();
-        Ok((journal, bytes.len() as u64, scan, decoded))
+        Ok((journal, scan, decoded))
     }
 }
 
-/// The journal as `read_journal` found it: the open file, its length, the scan and each
-/// good record decoded (or why not).
-type JournalRead = (
-    Box<dyn FsFile>,
-    u64,
-    journal::Scan,
-    Vec<Result<Event, String>>,
-);
+/// The journal as `read_journal` found it: the open file (its `end` still to be set from
+/// the scan), the scan and each good record decoded (or why not).
+type JournalRead = (JournalFile, journal::Scan, Vec<Result<Event, String>>);
 
 /// Where a torn last line of a JSON-lines file starts (the length to keep), or `None` when
 /// the file is empty or ends with a newline. Reads backwards in small chunks.

@@ -22,7 +22,22 @@ use tokio::sync::watch;
 
 use crate::fs::FsFile;
 use crate::journal;
-use crate::store::{JOURNAL_FILE, QUEUE_FILE, Store, encode_queue_file, io_error, sync_error};
+use crate::store::{
+    JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, encode_queue_file, io_error, sync_error,
+};
+
+/// The first preallocation step, and the granularity of every step.
+const PREALLOCATE_MIN: u64 = 64 * 1024;
+/// The largest preallocation step: the journal grows by its own size until then.
+const PREALLOCATE_MAX: u64 = 4 * 1024 * 1024;
+
+/// The journal length to preallocate to when a batch would end at `end`, past the
+/// `allocated` bytes already there. Steps double (64 KiB, 128 KiB, ...) up to 4 MiB, so a
+/// small run writes little and a busy one extends the file (a metadata commit) rarely.
+fn preallocation_target(end: u64, allocated: u64) -> u64 {
+    let step = allocated.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
+    (end + step).next_multiple_of(PREALLOCATE_MIN)
+}
 
 /// Where a writer starts: the journal as `open` (or `begin`) left it.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +128,11 @@ struct Shared {
     dir: PathBuf,
     store: Arc<Store>,
     config: WriterConfig,
-    journal: Mutex<Box<dyn FsFile>>,
+    /// Whether the journal keeps zeroed space ahead of its end, so that a synced append
+    /// overwrites in place and its fdatasync need not commit a new file size. Off without
+    /// syncs (`Durability::None`), where the extra zeros would buy nothing.
+    preallocate: bool,
+    journal: Mutex<JournalFile>,
     state: Mutex<WriterState>,
     /// The queue as of the latest compaction snapshot, kept so the next compaction applies
     /// only newer records. `None` until the first compaction, and after a snapshot the
@@ -183,7 +202,7 @@ impl FileCheckpointer {
         run_id: RunId,
         config: WriterConfig,
         lock_file: Box<dyn FsFile>,
-        journal: Box<dyn FsFile>,
+        journal: JournalFile,
         state: Position,
     ) -> FileCheckpointer {
         let dir = store.run_dir(&run_id);
@@ -193,6 +212,7 @@ impl FileCheckpointer {
                 run_id,
                 dir,
                 store,
+                preallocate: config.durability != Durability::None,
                 config,
                 journal: Mutex::new(journal),
                 shadow: Mutex::new(None),
@@ -314,7 +334,12 @@ impl Shared {
         }
     }
 
-    /// One write, then one fdatasync unless durability is `None`.
+    /// One write at the journal's end, then one fdatasync unless durability is `None`.
+    ///
+    /// When the batch does not fit in the preallocated zeros, the same write also carries
+    /// the next preallocation step's zeros, so the one fdatasync that must commit a new file
+    /// size anyway also makes the new zeros durable; the appends after it overwrite those
+    /// zeros and their fdatasyncs flush data only.
     fn write_batch(&self, bytes: &[u8]) -> Result<(), Failure> {
         let path = self.dir.join(JOURNAL_FILE);
         let failure = |err: std::io::Error, sync: bool| Failure {
@@ -325,9 +350,34 @@ impl Shared {
             sync,
         };
         let mut journal = lock(&self.journal);
-        journal.write_all(bytes).map_err(|e| failure(e, false))?;
+        let at = journal.end;
+        let end = at + bytes.len() as u64;
+        if !journal.positioned {
+            journal
+                .file
+                .write_all(bytes)
+                .map_err(|e| failure(e, false))?;
+            journal.allocated = end;
+        } else if self.preallocate && end > journal.allocated {
+            let target = preallocation_target(end, journal.allocated);
+            let mut extended = Vec::with_capacity((target - at) as usize);
+            extended.extend_from_slice(bytes);
+            extended.resize((target - at) as usize, 0);
+            journal
+                .file
+                .write_at(at, &extended)
+                .map_err(|e| failure(e, false))?;
+            journal.allocated = target;
+        } else {
+            journal
+                .file
+                .write_at(at, bytes)
+                .map_err(|e| failure(e, false))?;
+            journal.allocated = journal.allocated.max(end);
+        }
+        journal.end = end;
         if self.config.durability != Durability::None {
-            journal.sync_data().map_err(|e| failure(e, true))?;
+            journal.file.sync_data().map_err(|e| failure(e, true))?;
         }
         Ok(())
     }
@@ -430,9 +480,14 @@ impl Shared {
         self.store.write_atomic(&self.dir, QUEUE_FILE, &bytes)?;
         let path = self.dir.join(JOURNAL_FILE);
         {
-            let journal = lock(&self.journal);
-            journal.set_len(0).map_err(io_error("truncate", &path))?;
-            journal.sync_data().map_err(sync_error(&path))?;
+            let mut journal = lock(&self.journal);
+            journal
+                .file
+                .set_len(0)
+                .map_err(io_error("truncate", &path))?;
+            journal.end = 0;
+            journal.allocated = 0;
+            journal.file.sync_data().map_err(sync_error(&path))?;
         }
         let mut state = lock(&self.state);
         state.covers_seq = covers;

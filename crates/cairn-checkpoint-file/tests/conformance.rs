@@ -1,5 +1,6 @@
-//! The whole conformance suite against the file adapter, under each durability, and
-//! against the fault wrapper around it.
+//! The whole conformance suite against the file adapter, under each durability, over a file
+//! layer without positioned writes (no preallocation), and against the fault wrapper around
+//! it.
 
 mod common;
 use common as harness;
@@ -20,6 +21,10 @@ mod no_sync {
     cairn_checkpoint::conformance_tests!(super::harness::FileHarness::with(
         cairn_checkpoint::Durability::None
     ));
+}
+
+mod appending {
+    cairn_checkpoint::conformance_tests!(super::harness::FileHarness::appending());
 }
 
 mod faulty {

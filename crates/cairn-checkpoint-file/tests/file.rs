@@ -14,7 +14,7 @@ use cairn_checkpoint::{
 };
 use cairn_checkpoint_file::FileFactory;
 use cairn_queue::Timestamp;
-use common::{FileHarness, IoPlan, Workload, record_offsets, replayed};
+use common::{FileHarness, IoPlan, Workload, journal_end, record_offsets, replayed};
 
 fn meta(id: &str) -> RunMeta {
     RunMeta::new(
@@ -198,7 +198,7 @@ async fn compaction_bounds_the_journal_and_reopen() {
         for events in [work.enqueue(5), work.finish(5)] {
             appended += events.len() as u64;
             run.append(&events).await.unwrap();
-            let journal = std::fs::metadata(h.journal(&id)).unwrap().len();
+            let journal = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
             let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
             let snapshot_len = queue_json.len() as u64;
             // Compaction starts once the journal passes a threshold AND an eighth of the
@@ -290,7 +290,7 @@ async fn torn_tails_of_every_length_are_cut() {
         let path = h.journal(&id);
         let bytes = std::fs::read(&path).unwrap();
         let last = *record_offsets(&bytes).last().unwrap();
-        let record_len = bytes.len() - last;
+        let record_len = journal_end(&bytes) - last;
         let keep = match round {
             0 => 1,
             1 => 15,
@@ -466,12 +466,18 @@ async fn sync_mode_uses_one_write_and_one_fdatasync_per_append() {
     let plan = Arc::new(IoPlan::default());
     let factory = h.failing_factory(&plan, Durability::Sync);
     let run = factory.begin(meta("one-sync")).await.unwrap();
-    let writes = plan.calls("write_all", "journal");
+    let writes = plan.calls("write_at", "journal");
     let syncs = plan.calls("sync_data", "journal");
     for n in 0..10 {
         run.append(&sample_events(n * 5, n * 5 + 5)).await.unwrap();
     }
-    assert_eq!(plan.calls("write_all", "journal") - writes, 10);
+    // The first append also preallocates, in the same write and the same fdatasync.
+    assert_eq!(
+        plan.calls("write_all", "journal"),
+        0,
+        "positioned writes only"
+    );
+    assert_eq!(plan.calls("write_at", "journal") - writes, 10);
     assert_eq!(plan.calls("sync_data", "journal") - syncs, 10);
 }
 

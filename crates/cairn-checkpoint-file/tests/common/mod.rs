@@ -17,6 +17,9 @@ pub const HEADER_LEN: usize = 16;
 pub struct FileHarness {
     pub dir: tempfile::TempDir,
     pub durability: Durability,
+    /// Whether factories use a file layer without positioned writes (so the journal is
+    /// appended to and never preallocated).
+    pub appending_only: bool,
 }
 
 impl Default for FileHarness {
@@ -34,6 +37,15 @@ impl FileHarness {
         FileHarness {
             dir: tempfile::tempdir().expect("a temporary directory"),
             durability,
+            appending_only: false,
+        }
+    }
+
+    /// Sync durability over a file layer without positioned writes.
+    pub fn appending() -> FileHarness {
+        FileHarness {
+            appending_only: true,
+            ..FileHarness::new()
         }
     }
 
@@ -50,6 +62,9 @@ impl FileHarness {
     }
 
     pub fn file_factory(&self) -> FileFactory {
+        if self.appending_only {
+            return self.appending_factory(self.durability);
+        }
         FileFactory::builder(self.root())
             .durability(self.durability)
             .build()
@@ -57,11 +72,14 @@ impl FileHarness {
     }
 }
 
-/// Start offsets of the journal's records.
+/// Start offsets of the journal's records, up to the preallocated zeros (if any).
 pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = 0;
     while at + HEADER_LEN <= bytes.len() {
+        if bytes[at..at + HEADER_LEN].iter().all(|b| *b == 0) {
+            break;
+        }
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if at + HEADER_LEN + len > bytes.len() {
             break;
@@ -70,6 +88,18 @@ pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
         at += HEADER_LEN + len;
     }
     offsets
+}
+
+/// Where the journal's last whole record ends: the file's length minus the preallocated
+/// zeros after it.
+pub fn journal_end(bytes: &[u8]) -> usize {
+    match record_offsets(bytes).last() {
+        Some(&last) => {
+            let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
+            last + HEADER_LEN + len
+        }
+        None => 0,
+    }
 }
 
 fn rewrite_meta(path: &Path, change: impl FnOnce(&mut serde_json::Value)) -> Damage {
@@ -199,6 +229,9 @@ impl IoPlan {
 #[derive(Debug, Clone)]
 pub struct FailingFs {
     pub plan: Arc<IoPlan>,
+    /// Leaves `FsFile::write_at` at its default (`Unsupported`), as a file layer written
+    /// before positioned writes existed would.
+    pub appending_only: bool,
 }
 
 #[derive(Debug)]
@@ -206,12 +239,23 @@ struct FailingFile {
     inner: Box<dyn cairn_checkpoint_file::FsFile>,
     path: PathBuf,
     plan: Arc<IoPlan>,
+    appending_only: bool,
 }
 
 impl cairn_checkpoint_file::FsFile for FailingFile {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.plan.check("write_all", &self.path)?;
         self.inner.write_all(buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        if self.appending_only {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "appending-only test layer",
+            ));
+        }
+        self.plan.check("write_at", &self.path)?;
+        self.inner.write_at(offset, buf)
     }
     fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
         self.inner.read_all()
@@ -252,6 +296,7 @@ impl cairn_checkpoint_file::Filesystem for FailingFs {
             inner,
             path: path.to_path_buf(),
             plan: Arc::clone(&self.plan),
+            appending_only: self.appending_only,
         }))
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
@@ -289,6 +334,20 @@ impl FileHarness {
             .durability(durability)
             .filesystem(Arc::new(FailingFs {
                 plan: Arc::clone(plan),
+                appending_only: false,
+            }))
+            .build()
+            .expect("build the factory")
+    }
+
+    /// A factory over this root whose file layer has no positioned writes, so the adapter
+    /// appends and never preallocates.
+    pub fn appending_factory(&self, durability: Durability) -> FileFactory {
+        FileFactory::builder(self.root())
+            .durability(durability)
+            .filesystem(Arc::new(FailingFs {
+                plan: Arc::new(IoPlan::default()),
+                appending_only: true,
             }))
             .build()
             .expect("build the factory")
