@@ -15,10 +15,17 @@
 //! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 //!
 //! Telemetry: the same group/256 run is repeated with telemetry off and on, interleaved (the
-//! disk's speed drifts, so alternating is fairer than two blocks), and the medians compared.
-//! "On" is cairn-telemetry's full layer stack (OpenTelemetry traces with the run links, and the
-//! metrics layer) exporting to no-op sinks; the overhead is also shown on the noop adapter,
-//! where the executor's own CPU cost is all there is, as the worst case.
+//! disk's speed drifts, so alternating is fairer than two blocks), 5 times each, and the
+//! medians compared. "On" is cairn-telemetry's full layer stack (OpenTelemetry traces with the
+//! run links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
+//! hands every ended span to a `BatchSpanProcessor` (configured as `cairn_telemetry::init`
+//! configures it), whose export thread passes the batches to
+//! an exporter that only counts them, and the meter provider aggregates every measurement for
+//! a `PeriodicReader` whose exporter discards the result. After each "on" run the providers
+//! are shut down (outside the timed window) and the bench fails unless every task span and
+//! the run span reached the exporter and `cairn.task.outcomes` counted every task, so nothing
+//! is sampled or dropped away. The overhead is also shown on the noop adapter, where the
+//! executor's own CPU cost is all there is, as the worst case.
 //!
 //! The file adapter runs with its defaults, compaction included (a snapshot of the whole run
 //! every 10,000 records, which at 100,000 tasks is a large part of the cost);
@@ -26,6 +33,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -191,7 +199,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// How many times each side of the telemetry comparison runs.
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 struct Overhead {
     file_off: f64,
@@ -202,15 +210,123 @@ struct Overhead {
     noop_percent: f64,
 }
 
-/// cairn-telemetry's layers over providers that export nowhere: all the work of building spans,
-/// links and metrics, none of the network.
-fn telemetry_dispatch() -> tracing::Dispatch {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let traces = cairn_telemetry::link::tracer_provider_builder().build();
-    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
-    tracing::Dispatch::new(
-        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &meters)),
-    )
+/// A span exporter that keeps nothing but a count: the end of the SDK's pipeline without the
+/// network.
+#[derive(Debug, Clone, Default)]
+struct CountingSpanExporter {
+    spans: Arc<AtomicU64>,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for CountingSpanExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.spans.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A metric exporter that remembers the last value of `cairn.task.outcomes` (summed over its
+/// data points) and discards everything else.
+#[derive(Debug, Clone, Default)]
+struct CountingMetricExporter {
+    task_outcomes: Arc<AtomicU64>,
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for CountingMetricExporter {
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        for metric in metrics.scope_metrics().flat_map(|scope| scope.metrics()) {
+            if metric.name() != cairn_telemetry::names::METRIC_TASK_OUTCOMES {
+                continue;
+            }
+            if let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() {
+                let total = sum.data_points().map(|point| point.value()).sum();
+                self.task_outcomes.store(total, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        opentelemetry_sdk::metrics::Temporality::Cumulative
+    }
+}
+
+/// cairn-telemetry's layers over the SDK pipelines a host would run (batch span processor,
+/// periodic metric reader), ending in exporters that count instead of sending.
+struct TelemetrySink {
+    dispatch: tracing::Dispatch,
+    traces: opentelemetry_sdk::trace::SdkTracerProvider,
+    meters: opentelemetry_sdk::metrics::SdkMeterProvider,
+    spans: CountingSpanExporter,
+    metrics: CountingMetricExporter,
+}
+
+impl TelemetrySink {
+    fn new() -> Self {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let spans = CountingSpanExporter::default();
+        let metrics = CountingMetricExporter::default();
+        // The batch processor `cairn_telemetry::init` builds, with its queue size.
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(spans.clone())
+            .with_batch_config(cairn_telemetry::span_batch_config())
+            .build();
+        let traces = cairn_telemetry::link::tracer_provider_builder()
+            .with_span_processor(processor)
+            .build();
+        // The interval `cairn_telemetry::Config` uses by default.
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metrics.clone())
+            .with_interval(Duration::from_secs(60))
+            .build();
+        let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .build();
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &meters)),
+        );
+        TelemetrySink {
+            dispatch,
+            traces,
+            meters,
+            spans,
+            metrics,
+        }
+    }
+
+    /// Flushes both pipelines and checks that every task span, the run span and every task's
+    /// outcome measurement reached the exporters.
+    fn finish(self, tasks: usize) -> anyhow::Result<()> {
+        drop(self.dispatch);
+        self.traces
+            .shutdown()
+            .context("cannot shut down the tracer provider")?;
+        self.meters
+            .shutdown()
+            .context("cannot shut down the meter provider")?;
+        let tasks = tasks as u64;
+        let spans = self.spans.spans.load(Ordering::Relaxed);
+        let outcomes = self.metrics.task_outcomes.load(Ordering::Relaxed);
+        if spans != tasks + 1 || outcomes != tasks {
+            bail!(
+                "telemetry lost data: {spans} spans exported for {tasks} task spans and 1 run \
+                 span, {outcomes} task outcomes counted for {tasks} tasks"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn median(mut rates: Vec<f64>) -> f64 {
@@ -233,9 +349,11 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
             };
             side.0
                 .push(measure(options, name, durability, 256).await?.rate);
+            let sink = TelemetrySink::new();
             let on = measure(options, name, durability, 256)
-                .with_subscriber(telemetry_dispatch())
+                .with_subscriber(sink.dispatch.clone())
                 .await?;
+            sink.finish(options.tasks)?;
             side.1.push(on.rate);
         }
     }

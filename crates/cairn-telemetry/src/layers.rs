@@ -17,6 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::link::RunLinkTracer;
 use crate::metrics::MetricsLayer;
 use crate::names;
+use crate::task_span::{NotTaskSpans, TaskSpanLayer};
 
 /// The instrumentation scope (tracer and meter name) of everything cairn exports.
 pub const SCOPE_NAME: &str = "cairn";
@@ -64,17 +65,20 @@ where
     }
 }
 
-/// The trace half: tracing-opentelemetry's layer over [`RunLinkTracer`] (derived run-span ids
-/// and the resume link), plus [`DetachedEventLayer`] for cairn events outside any span.
+/// The trace half: [`TaskSpanLayer`] for task spans (the executor's hot path),
+/// tracing-opentelemetry's layer over [`RunLinkTracer`] (derived run-span ids and the resume
+/// link) for every other span, and [`DetachedEventLayer`] for cairn events outside any span.
 ///
 /// `tracer_provider` MUST be built from [`crate::link::tracer_provider_builder`] for the run
-/// span ids to be the derived ones.
+/// span ids to be the derived ones and for task spans to keep the ids their children saw.
 ///
 /// The layer is tuned for a span per task attempt: spans carry cairn's fields plus `level` and
-/// `target`, but no source location, thread or busy/idle attributes, and entering a span does
-/// not make its OpenTelemetry context current. Code inside a span that needs that context
-/// reads it from the tracing span (`tracing_opentelemetry::OpenTelemetrySpanExt::context`),
-/// not from `opentelemetry::Context::current()`.
+/// `target`, but no source location, thread or busy/idle attributes. A task span is built
+/// once, when it closes, with its outcome already among its attributes. Entering a span makes
+/// its OpenTelemetry context current, so inside a task `opentelemetry::Context::current()` is
+/// the task span's context and spans a handler opens are its children.
+/// (`tracing_opentelemetry::OpenTelemetrySpanExt::context` still works on other spans, but
+/// not on task spans, which tracing-opentelemetry never sees.)
 pub fn trace_layer<S>(tracer_provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -87,23 +91,20 @@ where
         .with_error_events_to_status(false)
         .with_error_events_to_exceptions(false)
         .with_level(true)
-        // A span per task attempt is on the executor's hot path. Source location, thread
-        // name (an allocation per span) and busy/idle timings (two clock reads per poll) are
-        // not part of cairn's schema, so they are not paid for.
+        // Source location, thread name (an allocation per span) and busy/idle timings (two
+        // clock reads per poll) are not part of cairn's schema, so they are not paid for.
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
-        // Activation would start the SDK span and attach its context on every poll of an
-        // instrumented future; without it a task span is built once, at close, with its
-        // outcome already among its attributes. Children still find their parent through
-        // the tracing span tree.
-        .with_context_activation(false)
-        // Queue depth is emitted after every batch and feeds the metrics layer only. As span
-        // events it would fill the SDK's per-span event limit (128) on a long run and push out
-        // the events that matter, `orchestrator run finished` first of all.
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !(meta.is_event() && meta.name() == names::QUEUE_DEPTH)
-        }))
+        // A span opened inside a task finds its parent through the current OpenTelemetry
+        // context, which `TaskSpanLayer` sets while the task span is entered; without
+        // activation tracing-opentelemetry would look only at spans it sees itself and skip
+        // the task span. It only costs on entering the run span and a host's own spans.
+        .with_context_activation(true)
+        // Task spans and the events inside them go to `TaskSpanLayer`; queue depth is
+        // emitted after every batch and feeds the metrics layer only.
+        .with_filter(NotTaskSpans)
+        .and_then(TaskSpanLayer::new(tracer.clone()))
         .and_then(DetachedEventLayer::new(tracer))
 }
 

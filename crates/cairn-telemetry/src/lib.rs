@@ -28,6 +28,8 @@ pub mod layers;
 pub mod link;
 #[cfg(feature = "export")]
 pub mod metrics;
+#[cfg(feature = "export")]
+pub mod task_span;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -36,8 +38,8 @@ pub use error::Error;
 #[cfg(feature = "export")]
 pub use init::{
     Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
-    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, TelemetryGuard, init,
-    providers,
+    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, SPAN_QUEUE_SIZE,
+    TelemetryGuard, init, providers, span_batch_config,
 };
 #[cfg(feature = "export")]
 pub use layers::LogFormat;

@@ -138,6 +138,19 @@ impl IdGenerator for RunIdGenerator {
     }
 }
 
+/// Runs `build` (a call into the SDK tracer) with the next ids the provider's
+/// [`RunIdGenerator`] hands out on this thread pinned to `trace` (when given) and `span`.
+pub(crate) fn with_pinned_ids<T>(
+    trace: Option<TraceId>,
+    span: SpanId,
+    build: impl FnOnce() -> T,
+) -> T {
+    PINNED_IDS.set((trace, Some(span)));
+    let built = build();
+    PINNED_IDS.set((None, None));
+    built
+}
+
 /// A tracer provider builder with [`RunIdGenerator`] installed; add exporters and build.
 ///
 /// # Examples

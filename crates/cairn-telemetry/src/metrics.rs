@@ -197,10 +197,44 @@ const MAX_INTERNED_KINDS: usize = 1024;
 /// Task kinds as shared attribute values. Kinds are few (one per registered handler) and
 /// repeat on every attempt, so each is allocated once rather than per task span.
 #[derive(Debug, Default)]
-struct KindValues(RwLock<HashMap<Box<str>, Arc<str>>>);
+pub(crate) struct KindValues(RwLock<HashMap<Box<str>, Arc<str>>>);
+
+thread_local! {
+    /// The kind this thread resolved last. Consecutive attempts are usually of the same kind,
+    /// and a string compare is cheaper than hashing it for the map.
+    static LAST_KIND: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
 
 impl KindValues {
-    fn value(&self, kind: &str) -> Value {
+    pub(crate) fn value(&self, kind: &str) -> Value {
+        let last = LAST_KIND.with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|shared| &***shared == kind)
+                .cloned()
+        });
+        if let Some(shared) = last {
+            return Value::from(StringValue::from(shared));
+        }
+        let value = self.lookup(kind);
+        if let Value::String(text) = &value {
+            // Only shared values are remembered; kinds past the cache limit are not.
+            if let Some(shared) = self.shared(text.as_str()) {
+                LAST_KIND.with(|last| *last.borrow_mut() = Some(shared));
+            }
+        }
+        value
+    }
+
+    fn shared(&self, kind: &str) -> Option<Arc<str>> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(kind)
+            .cloned()
+    }
+
+    fn lookup(&self, kind: &str) -> Value {
         // A poisoned lock only means another thread panicked mid-insert; the map is intact.
         let known = self
             .0
@@ -284,7 +318,7 @@ impl Visit for TaskFieldsVisitor<'_> {
 }
 
 /// A fixed-size text buffer that refuses (with `fmt::Error`) what does not fit.
-struct ShortText {
+pub(crate) struct ShortText {
     buf: [u8; 64],
     len: usize,
 }
@@ -299,7 +333,7 @@ impl Default for ShortText {
 }
 
 impl ShortText {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only whole `&str`s are ever copied in, so the bytes are valid UTF-8.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }

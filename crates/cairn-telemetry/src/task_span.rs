@@ -1,0 +1,533 @@
+//! The trace layer for cairn's hot span: [`names::TASK_SPAN`], one per task attempt.
+//!
+//! tracing-opentelemetry handles every span generically: a `SpanBuilder` and an
+//! `Arc<Mutex<…>>` per span, every field formatted into a `String`, the end time read on every
+//! exit. For the one span the executor opens per task attempt that cost dominated the
+//! executor's own, so [`TaskSpanLayer`] takes task spans (and the events inside them) off
+//! tracing-opentelemetry's hands: it reads the known fields into a fixed record with
+//! pre-built keys and shared values, and builds the OpenTelemetry span once, when the span
+//! closes, through the same SDK tracer (same sampler, processors and exporters).
+//!
+//! The exported span is the one tracing-opentelemetry would build: the span's name,
+//! attributes `level`, `target` and the span's fields (integers as `i64`, `u64` as decimal
+//! strings, everything else as text), the events recorded inside it as span events (named by
+//! their message, with `level`, `target` and their fields; an ERROR event sets the status to
+//! error), the run span (or whatever span encloses it) as its parent. While the span is
+//! entered its OpenTelemetry context is the current one (`opentelemetry::Context::current()`),
+//! so spans a task handler opens are its children.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{
+    Event as OtelEvent, Span as _, SpanBuilder, SpanContext, Status, TraceContextExt as _,
+    TraceFlags, TraceState, Tracer as _,
+};
+use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
+use tracing::dispatcher::WeakDispatch;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context as LayerContext, Filter};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::link;
+use crate::metrics::{KindValues, ShortText};
+use crate::names;
+
+const KEY_LEVEL: Key = Key::from_static_str("level");
+const KEY_TARGET: Key = Key::from_static_str("target");
+const KEY_TASK_ID: Key = Key::from_static_str("task_id");
+const KEY_KIND: Key = Key::from_static_str("kind");
+const KEY_ATTEMPT: Key = Key::from_static_str("attempt");
+const KEY_OUTCOME: Key = Key::from_static_str("outcome");
+
+/// The values task spans report as `outcome`, kept as static strings so recording one
+/// allocates nothing.
+const TASK_OUTCOMES: [&str; 7] = [
+    "complete",
+    "skip",
+    "retry",
+    "fail",
+    "panic",
+    "timeout",
+    "cancelled",
+];
+
+fn is_task_span(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && meta.name() == names::TASK_SPAN
+}
+
+/// What a task span has collected between open and close.
+#[derive(Debug)]
+struct TaskSpanRecord {
+    start: SystemTime,
+    /// The parent's OpenTelemetry context (the run span's, as a rule).
+    parent_cx: Context,
+    /// Ids drawn when the span opened, so children can name it before it is built.
+    span_context: SpanContext,
+    /// `parent_cx` with this span in it, built on first enter.
+    own_cx: Option<Context>,
+    task_id: Option<Value>,
+    kind: Option<Value>,
+    attempt: Option<Value>,
+    outcome: Option<Value>,
+    /// Fields outside cairn's schema, exported as tracing-opentelemetry would.
+    extra: Vec<KeyValue>,
+    events: Vec<OtelEvent>,
+    status: Status,
+}
+
+impl TaskSpanRecord {
+    fn own_cx(&mut self) -> Context {
+        self.own_cx
+            .get_or_insert_with(|| {
+                self.parent_cx
+                    .with_remote_span_context(self.span_context.clone())
+            })
+            .clone()
+    }
+}
+
+/// The OpenTelemetry context of a span tracing-opentelemetry handles, cached in that span's
+/// extensions by [`TaskSpanLayer`] so each task attempt does not look it up again.
+struct CachedContext(Context);
+
+thread_local! {
+    /// Contexts attached while a task span is entered on this thread, popped on exit.
+    static ENTERED: RefCell<Vec<(Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A tracing layer that exports [`names::TASK_SPAN`] spans and the events inside them.
+///
+/// It is part of [`crate::layers::trace_layer`], which also keeps those spans and events away
+/// from tracing-opentelemetry ([`NotTaskSpans`]); on its own it only makes sense next to a
+/// tracing-opentelemetry layer filtered that way. The tracer's provider MUST be built with
+/// [`crate::link::RunIdGenerator`]: the span's id is drawn when it opens (so children can
+/// name it) and handed to the SDK through that generator when it closes.
+pub struct TaskSpanLayer {
+    tracer: SdkTracer,
+    ids: RandomIdGenerator,
+    kinds: KindValues,
+    dispatch: OnceLock<WeakDispatch>,
+}
+
+impl fmt::Debug for TaskSpanLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpanLayer").finish_non_exhaustive()
+    }
+}
+
+impl TaskSpanLayer {
+    /// Exports through `tracer`.
+    pub fn new(tracer: SdkTracer) -> Self {
+        TaskSpanLayer {
+            tracer,
+            ids: RandomIdGenerator::default(),
+            kinds: KindValues::default(),
+            dispatch: OnceLock::new(),
+        }
+    }
+
+    /// The OpenTelemetry context of `parent`, the span a task span opens in.
+    fn parent_context<S>(&self, parent: &SpanRef<'_, S>) -> Context
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(record) = parent.extensions_mut().get_mut::<TaskSpanRecord>() {
+            return record.own_cx();
+        }
+        if let Some(cached) = parent.extensions().get::<CachedContext>() {
+            return cached.0.clone();
+        }
+        // tracing-opentelemetry owns the parent: ask it (this starts the parent's SDK span,
+        // as tracing-opentelemetry itself does for a child) and remember the answer.
+        let found = self
+            .dispatch
+            .get()
+            .and_then(WeakDispatch::upgrade)
+            .and_then(|dispatch| tracing_opentelemetry::get_otel_context(&parent.id(), &dispatch));
+        match found {
+            Some(cx) => {
+                parent.extensions_mut().insert(CachedContext(cx.clone()));
+                cx
+            }
+            None => Context::current(),
+        }
+    }
+}
+
+/// Converts a field the way tracing-opentelemetry does for span attributes (`Debug` text;
+/// `%value` fields arrive here and their `Debug` is their `Display`).
+fn debug_value(value: &dyn fmt::Debug) -> Value {
+    // Short values (task ids) are formatted on the stack and copied once, instead of growing
+    // a `String` piece by piece.
+    let mut short = ShortText::default();
+    if write!(short, "{value:?}").is_ok() {
+        return Value::from(short.as_str().to_owned());
+    }
+    let mut text = String::new();
+    // Writing into a `String` only fails if the value's own `Debug` fails; keep what we have.
+    let _ = write!(text, "{value:?}");
+    Value::from(text)
+}
+
+/// Reads a task span's fields into its record.
+struct TaskFieldVisitor<'a> {
+    record: &'a mut TaskSpanRecord,
+    kinds: &'a KindValues,
+}
+
+impl TaskFieldVisitor<'_> {
+    fn set(&mut self, field: &Field, value: Value) {
+        let slot = match field.name() {
+            "task_id" => &mut self.record.task_id,
+            "kind" => &mut self.record.kind,
+            "attempt" => &mut self.record.attempt,
+            "outcome" => &mut self.record.outcome,
+            name => {
+                self.record.extra.push(KeyValue::new(name, value));
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// `kind` and `outcome` repeat on every attempt: share or borrow their values.
+    fn set_text(&mut self, field: &Field, text: &str) {
+        let value = match field.name() {
+            "kind" => self.kinds.value(text),
+            "outcome" => match TASK_OUTCOMES.iter().find(|known| **known == text) {
+                Some(known) => Value::from(*known),
+                None => Value::from(text.to_owned()),
+            },
+            _ => Value::from(text.to_owned()),
+        };
+        self.set(field, value);
+    }
+}
+
+impl Visit for TaskFieldVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set_text(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if matches!(field.name(), "kind" | "outcome") {
+            let mut short = ShortText::default();
+            if write!(short, "{value:?}").is_ok() {
+                self.set_text(field, short.as_str());
+                return;
+            }
+        }
+        self.set(field, debug_value(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, Value::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        // tracing-opentelemetry sends `u64` through `Debug`: decimal text.
+        self.set(field, Value::from(value.to_string()));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, Value::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, Value::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.set(field, Value::from(value.to_string()));
+    }
+}
+
+/// Builds a span event from a tracing event the way tracing-opentelemetry does (cairn turns
+/// off its `error` special cases, so `error` is a Debug-quoted attribute like any other).
+struct EventVisitor<'a> {
+    event: &'a mut OtelEvent,
+}
+
+impl EventVisitor<'_> {
+    fn push(&mut self, field: &Field, value: Value) {
+        self.event
+            .attributes
+            .push(KeyValue::new(field.name(), value));
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.event.name = value.to_owned().into(),
+            // Before any message, tracing-opentelemetry quotes an `error` text.
+            "error" if self.event.name.is_empty() => {
+                self.push(field, Value::from(format!("{value:?}")))
+            }
+            _ => self.push(field, Value::from(value.to_owned())),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.event.name = format!("{value:?}").into(),
+            _ => self.push(field, debug_value(value)),
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Value::from(value.to_string()));
+    }
+}
+
+impl<S> Layer<S> for TaskSpanLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        if !is_task_span(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let parent_cx = match span.parent() {
+            Some(parent) => self.parent_context(&parent),
+            None => Context::current(),
+        };
+        let parent_sc = parent_cx.span().span_context().clone();
+        let span_context = if parent_sc.is_valid() {
+            SpanContext::new(
+                parent_sc.trace_id(),
+                self.ids.new_span_id(),
+                parent_sc.trace_flags(),
+                false,
+                parent_sc.trace_state().clone(),
+            )
+        } else {
+            SpanContext::new(
+                self.ids.new_trace_id(),
+                self.ids.new_span_id(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            )
+        };
+        let mut record = TaskSpanRecord {
+            start: SystemTime::now(),
+            parent_cx,
+            span_context,
+            own_cx: None,
+            task_id: None,
+            kind: None,
+            attempt: None,
+            outcome: None,
+            extra: Vec::new(),
+            events: Vec::new(),
+            status: Status::Unset,
+        };
+        attrs.record(&mut TaskFieldVisitor {
+            record: &mut record,
+            kinds: &self.kinds,
+        });
+        span.extensions_mut().insert(record);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if !is_task_span(span.metadata()) {
+            return;
+        }
+        if let Some(record) = span.extensions_mut().get_mut::<TaskSpanRecord>() {
+            values.record(&mut TaskFieldVisitor {
+                record,
+                kinds: &self.kinds,
+            });
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if !is_task_span(span.metadata()) {
+            return;
+        }
+        let cx = match span.extensions_mut().get_mut::<TaskSpanRecord>() {
+            Some(record) => record.own_cx(),
+            None => return,
+        };
+        let guard = cx.attach();
+        ENTERED.with(|entered| entered.borrow_mut().push((id.clone(), guard)));
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: LayerContext<'_, S>) {
+        // Only task spans are on this thread's stack; other spans need no lookup.
+        let guard = ENTERED.with(|entered| {
+            let mut entered = entered.borrow_mut();
+            let at = entered
+                .iter()
+                .rposition(|(entered_id, _)| entered_id == id)?;
+            Some(entered.remove(at).1)
+        });
+        // Dropped outside the borrow: dropping a guard detaches its context.
+        drop(guard);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        let meta = event.metadata();
+        if meta.name() == names::QUEUE_DEPTH {
+            return;
+        }
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        if !is_task_span(span.metadata()) {
+            return;
+        }
+        let mut otel_event = OtelEvent::new(
+            "",
+            SystemTime::now(),
+            vec![
+                KeyValue::new(KEY_LEVEL, meta.level().as_str()),
+                KeyValue::new(KEY_TARGET, meta.target()),
+            ],
+            0,
+        );
+        event.record(&mut EventVisitor {
+            event: &mut otel_event,
+        });
+        if otel_event.name.is_empty() {
+            otel_event.name = meta.name().into();
+        }
+        if let Some(record) = span.extensions_mut().get_mut::<TaskSpanRecord>() {
+            if record.status == Status::Unset && *meta.level() == Level::ERROR {
+                record.status = Status::error("");
+            }
+            record.events.push(otel_event);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let meta = span.metadata();
+        if !is_task_span(meta) {
+            return;
+        }
+        let Some(record) = span.extensions_mut().remove::<TaskSpanRecord>() else {
+            return;
+        };
+        drop(span);
+        let TaskSpanRecord {
+            start,
+            parent_cx,
+            span_context,
+            own_cx: _,
+            task_id,
+            kind,
+            attempt,
+            outcome,
+            extra,
+            events,
+            status,
+        } = record;
+        let mut attributes = Vec::with_capacity(6 + extra.len());
+        attributes.push(KeyValue::new(KEY_LEVEL, meta.level().as_str()));
+        attributes.push(KeyValue::new(KEY_TARGET, meta.target()));
+        for (key, value) in [
+            (KEY_TASK_ID, task_id),
+            (KEY_KIND, kind),
+            (KEY_ATTEMPT, attempt),
+            (KEY_OUTCOME, outcome),
+        ] {
+            if let Some(value) = value {
+                attributes.push(KeyValue::new(key, value));
+            }
+        }
+        attributes.extend(extra);
+        let mut builder = SpanBuilder::from_name(meta.name())
+            .with_start_time(start)
+            .with_attributes(attributes);
+        if !events.is_empty() {
+            builder.events = Some(events);
+        }
+        let parent_valid = parent_cx.span().span_context().is_valid();
+        let trace_id = (!parent_valid).then(|| span_context.trace_id());
+        let mut otel_span = link::with_pinned_ids(trace_id, span_context.span_id(), || {
+            self.tracer.build_with_context(builder, &parent_cx)
+        });
+        if status != Status::Unset {
+            otel_span.set_status(status);
+        }
+        otel_span.end();
+    }
+}
+
+/// The per-layer filter cairn puts on tracing-opentelemetry: everything except
+/// [`names::TASK_SPAN`] spans and the events inside them (which [`TaskSpanLayer`] exports) and
+/// [`names::QUEUE_DEPTH`] events (metrics only: as span events they would fill the SDK's
+/// 128-events-per-span limit on a long run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotTaskSpans;
+
+impl NotTaskSpans {
+    fn allows(meta: &Metadata<'_>) -> bool {
+        !(is_task_span(meta) || (meta.is_event() && meta.name() == names::QUEUE_DEPTH))
+    }
+}
+
+impl<S> Filter<S> for NotTaskSpans
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &LayerContext<'_, S>) -> bool {
+        Self::allows(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        use tracing::subscriber::Interest;
+        if !Self::allows(meta) {
+            Interest::never()
+        } else if meta.is_event() {
+            // Whether an event is wanted depends on the span it is in (`event_enabled`), and
+            // tracing-subscriber only expects `event_enabled` to say no within a filter pass,
+            // which `sometimes` keeps.
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: &LayerContext<'_, S>) -> bool {
+        match event.parent() {
+            // This context hides the spans this filter disables: a parent it cannot see is
+            // a task span.
+            Some(parent) => cx.span(parent).is_some(),
+            // The subscriber's current span is not filtered, unlike `lookup_current`.
+            None if event.is_contextual() => cx
+                .current_span()
+                .metadata()
+                .is_none_or(|meta| !is_task_span(meta)),
+            None => true,
+        }
+    }
+}
