@@ -92,7 +92,10 @@ mod tests {
         index.insert(same_tag_other_low_bits, 9);
         let found: Vec<usize> = index.candidates(shared).collect();
         assert_eq!(found, vec![3, 9]);
-        assert_eq!(index.candidates(0x1234_5678_9999_9999).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(
+            index.candidates(0x1234_5678_9999_9999).collect::<Vec<_>>(),
+            vec![4]
+        );
         assert_eq!(index.candidates(0x0BAD_0BAD_0000_0000).count(), 0);
     }
 

@@ -197,6 +197,9 @@ struct Edge {
 
 const NO_EDGE: usize = usize::MAX;
 
+/// What a finished task without a stored handoff left: nothing.
+static EMPTY_HANDOFF: Handoff = Handoff::EMPTY;
+
 /// Most tasks any queue holds, whatever `QueueConfig::max_tasks` says: per-task indexes are
 /// stored as `u32` to keep them small.
 pub const MAX_TASKS_HARD_LIMIT: usize = u32::MAX as usize - 1;
@@ -304,7 +307,12 @@ impl Queue {
         }
 
         let mut queue = Queue::new(config);
-        for task in snapshot.tasks {
+        for mut task in snapshot.tasks {
+            // Older snapshots stored empty handoffs; drop them so that the state equals
+            // what replaying the same events builds.
+            if task.handoff.as_deref().is_some_and(Handoff::is_empty) {
+                task.handoff = None;
+            }
             let unmet = task
                 .depends_on
                 .iter()
@@ -417,6 +425,7 @@ impl Queue {
             max_attempts,
             dedup,
         } = spec;
+        let hash = dedup.then(|| dedup_hash(&kind, &inputs));
         if kind.is_empty() {
             return Err(Error::InvalidSpec {
                 reason: "the task kind is empty".to_owned(),
@@ -461,15 +470,11 @@ impl Queue {
                 task.depth.saturating_add(1)
             }
         };
-        let hash = if dedup {
-            let hash = dedup_hash(&kind, &inputs);
-            if let Some(id) = self.find_duplicate(hash, &kind, &inputs) {
-                return Ok(Enqueued { id, existing: true });
-            }
-            Some(hash)
-        } else {
-            None
-        };
+        if let Some(hash) = hash
+            && let Some(id) = self.find_duplicate(hash, &kind, &inputs)
+        {
+            return Ok(Enqueued { id, existing: true });
+        }
         let limit = self.config.max_tasks.min(MAX_TASKS_HARD_LIMIT);
         if self.tasks.len() >= limit {
             return Err(Error::TooManyTasks { limit });
@@ -840,7 +845,9 @@ impl Queue {
             .collect()
     }
 
-    /// Handoffs of the given task's dependencies, in `depends_on` order (missing ones left out).
+    /// Handoffs of the given task's dependencies, in `depends_on` order. Every dependency
+    /// that is `done` or `skipped` is listed, with an empty handoff when it left nothing;
+    /// unfinished ones are left out.
     ///
     /// # Errors
     ///
@@ -850,16 +857,12 @@ impl Queue {
         Ok(self.tasks[i]
             .depends_on
             .iter()
-            .filter_map(|dep| {
-                self.tasks[dep.0 as usize]
-                    .handoff
-                    .as_ref()
-                    .map(|handoff| (*dep, &**handoff))
-            })
+            .filter_map(|dep| self.finished_handoff(*dep).map(|handoff| (*dep, handoff)))
             .collect())
     }
 
-    /// Handoffs of every finished task of this kind, in creation order.
+    /// Handoffs of every `done` or `skipped` task of this kind, in creation order, with an
+    /// empty handoff for a task that left nothing.
     pub fn handoffs_by_kind(&self, kind: &str) -> Vec<(TaskId, &Handoff)> {
         let Some(&k) = self.kind_index.get(kind) else {
             return Vec::new();
@@ -867,16 +870,19 @@ impl Queue {
         self.kinds[k as usize]
             .ids
             .iter()
-            .filter_map(|id| {
-                self.tasks[id.0 as usize]
-                    .handoff
-                    .as_ref()
-                    .map(|handoff| (*id, &**handoff))
-            })
+            .filter_map(|id| self.finished_handoff(*id).map(|handoff| (*id, handoff)))
             .collect()
     }
 
     // ----- private: operations' helpers -----
+
+    /// What a `done` or `skipped` task handed on; `None` while it is unfinished.
+    fn finished_handoff(&self, id: TaskId) -> Option<&Handoff> {
+        let task = &self.tasks[id.0 as usize];
+        task.status
+            .satisfies_dependents()
+            .then(|| task.handoff.as_deref().unwrap_or(&EMPTY_HANDOFF))
+    }
 
     fn index(&self, id: TaskId) -> Result<usize> {
         match usize::try_from(id.0) {
@@ -1079,7 +1085,9 @@ impl Queue {
                 let i = self.event_running(*id, *attempt, what)?;
                 let task = &mut self.tasks[i];
                 task.finished_at = Some(*at);
-                task.handoff = Some(Box::new(handoff.clone()));
+                // Most tasks hand nothing on; storing nothing for them keeps a million done
+                // tasks from holding a million empty boxes.
+                task.handoff = (!handoff.is_empty()).then(|| Box::new(handoff.clone()));
                 self.set_status(i, status);
                 let mut edge = self.first_edge[i];
                 while edge != NO_EDGE {

@@ -160,6 +160,35 @@ pub struct Handoff {
     pub extra: serde_json::Value,
 }
 
+impl Handoff {
+    /// A handoff that carries nothing.
+    pub const EMPTY: Handoff = Handoff {
+        goals: Vec::new(),
+        done: Vec::new(),
+        next_note: None,
+        files_touched: Vec::new(),
+        extra: serde_json::Value::Null,
+    };
+
+    /// Whether the handoff carries nothing at all (the same as `Handoff::default()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Handoff;
+    /// assert!(Handoff::default().is_empty());
+    /// let note = Handoff { next_note: Some("check the logs".into()), ..Handoff::default() };
+    /// assert!(!note.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.goals.is_empty()
+            && self.done.is_empty()
+            && self.next_note.is_none()
+            && self.files_touched.is_empty()
+            && self.extra.is_null()
+    }
+}
+
 /// A task as the queue holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -192,7 +221,9 @@ pub struct Task {
     pub error: Option<Box<TaskError>>,
     /// The earliest time the task may start again (retry backoff).
     pub not_before: Option<Timestamp>,
-    /// What the task left for its dependents once `done` or `skipped`.
+    /// What the task left for its dependents once `done` or `skipped`; `None` before that,
+    /// and also when the handoff was empty ([`Handoff::is_empty`]), which most are. Read
+    /// handoffs through `Queue::dependency_handoffs`, which fills in the empty ones.
     pub handoff: Option<Box<Handoff>>,
     /// For a `blocked` task: the failed ancestor that blocks it.
     pub blocked_by: Option<TaskId>,

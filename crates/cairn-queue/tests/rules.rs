@@ -1074,6 +1074,46 @@ fn dependency_handoffs_follow_depends_on_order_and_skip_unfinished() {
 }
 
 #[test]
+fn an_empty_handoff_is_not_stored_but_still_reaches_dependents() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[a, b]);
+    q.start(a, T0).unwrap();
+    q.complete(a, Handoff::default(), T0).unwrap();
+    q.start(b, T0).unwrap();
+    q.skip(b, note("from b"), T0).unwrap();
+    assert_eq!(
+        q.get(a).unwrap().handoff,
+        None,
+        "nothing stored for an empty handoff"
+    );
+    assert_eq!(
+        q.dependency_handoffs(c).unwrap(),
+        vec![(a, &Handoff::default()), (b, &note("from b"))]
+    );
+    assert_eq!(q.handoffs_by_kind("a"), vec![(a, &Handoff::default())]);
+    assert!(
+        q.dependency_handoffs(c).unwrap().len() == 2 && q.handoffs_by_kind("c").is_empty(),
+        "an unfinished task hands nothing on"
+    );
+}
+
+#[test]
+fn a_snapshot_that_stored_an_empty_handoff_loads_as_replay_builds_it() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    q.start(a, T0).unwrap();
+    q.complete(a, Handoff::default(), T0).unwrap();
+    let events = q.take_events();
+    let mut old = q.snapshot();
+    old.tasks[0].handoff = Some(Box::default());
+    let loaded = Queue::from_snapshot(old, QueueConfig::default()).unwrap();
+    let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    assert_eq!(loaded.snapshot(), replayed.snapshot());
+}
+
+#[test]
 fn handoffs_by_kind_in_creation_order() {
     let mut q = queue();
     let x1 = add(&mut q, "x", &[]);
