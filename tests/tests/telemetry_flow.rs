@@ -208,3 +208,40 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
         .collect();
     assert_eq!(twice, BTreeSet::from([2]));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_task_attempt_of_a_real_run_is_a_child_span_of_its_run_span() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let signals = RunSignals::default();
+    let bodies = Arc::default();
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        registry(None, &signals, &bodies),
+        config(),
+    )
+    .unwrap();
+    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let tasks = telemetry.spans_named(names::TASK_SPAN);
+    assert_eq!(tasks.len(), TASKS as usize, "one span per attempt");
+    let mut task_ids = BTreeSet::new();
+    for task in &tasks {
+        assert_eq!(task.parent_span_id, run.span_context.span_id());
+        assert_eq!(task.span_context.trace_id(), run.span_context.trace_id());
+        let fields = &task.attributes;
+        assert!(matches!(attr(fields, "kind"), Some(v) if v.as_str() == "work"));
+        assert!(matches!(attr(fields, "outcome"), Some(v) if v.as_str() == "complete"));
+        assert_eq!(int(fields, "attempt"), 1);
+        let Some(Value::String(task_id)) = attr(fields, "task_id") else {
+            panic!("task span without a task_id: {fields:?}");
+        };
+        task_ids.insert(task_id.as_str().to_owned());
+        assert!(task.start_time >= run.start_time && task.end_time <= run.end_time);
+    }
+    assert_eq!(task_ids.len(), TASKS as usize, "distinct task ids");
+}
