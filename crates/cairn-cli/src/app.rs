@@ -23,7 +23,7 @@ use crate::cli::{
 use crate::duration::format_duration;
 use crate::policy;
 use crate::progress::{Mode, Progress};
-use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
+use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler, reap_leftovers};
 use crate::store::{Adapter, StateDir, absolute};
 use crate::workflow::{self, Workflow, WorkflowError};
 
@@ -642,6 +642,22 @@ impl Drive<'_> {
         header: String,
         resumed: bool,
     ) -> anyhow::Result<u8> {
+        let mut progress = Progress::new(self.mode, self.wf.tasks.len(), done);
+        progress.line(&header);
+        if resumed {
+            // Commands a crash left running must die before their tasks run again.
+            let output_root = absolute(&self.state.output_root());
+            for left in reap_leftovers(&output_root, run_id.as_str()) {
+                progress.line(&format!(
+                    "killed process group {} of task `{}`, left running by the interrupted run",
+                    left.group, left.task
+                ));
+                progress.json(serde_json::json!({
+                    "event": "leftover_killed", "run_id": run_id.as_str(),
+                    "task": left.task, "process_group": left.group,
+                }));
+            }
+        }
         let (events, mut event_rx) = tokio::sync::mpsc::unbounded_channel();
         let groups = ProcessGroups::default();
         let handler = ShellHandler::new(
@@ -663,8 +679,6 @@ impl Drive<'_> {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
 
-        let mut progress = Progress::new(self.mode, self.wf.tasks.len(), done);
-        progress.line(&header);
         progress.json(serde_json::json!({
             "event": "run_started", "run_id": run_id.as_str(), "workflow": self.wf.name,
             "resumed": resumed, "tasks_total": self.wf.tasks.len(), "tasks_done": done,

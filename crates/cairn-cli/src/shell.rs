@@ -26,9 +26,21 @@
 //! The command is the leader of a new process group, so a terminal's Ctrl-C reaches only
 //! cairn (which then decides what to stop), and a timeout, the end of the shutdown grace
 //! period or a second Ctrl-C can kill the whole tree the command started.
+//!
+//! # Commands left running by a crash
+//!
+//! A `kill -9` of cairn cannot take the commands' groups along: they keep running, and a
+//! resume would start the same task again beside them. So each attempt records its group in
+//! `<output root>/<run id>/<task>.group` (the group id and the leader's start time from
+//! `/proc`), and removes the file when the attempt ends. Before a resumed run starts any task,
+//! [`reap_leftovers`] kills every recorded group that is still alive. The file needs no
+//! fsync: a process kill leaves the page cache intact, and a power loss leaves no process.
+//! A group is only killed when `/proc` shows it is the recorded one (same leader start time,
+//! or, once the leader is gone, members that started no earlier), so a reused id is never
+//! hit; where `/proc` is missing nothing is killed.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,6 +139,96 @@ fn kill_group(group: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The file extension of an attempt's process group record.
+const GROUP_RECORD: &str = "group";
+
+/// A live process's group id and start time (clock ticks since boot), from
+/// `/proc/<pid>/stat`. A zombie counts as gone: it runs nothing and only waits to be reaped.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; the fields after it are fixed.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // After the name: state (index 0), ppid, pgrp (index 2), ..., starttime (index 19).
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Whether the recorded group still has live members: its leader with the recorded start
+/// time, or, with the leader gone, members that started no earlier than it did.
+fn recorded_group_alive(group: u32, leader_start: u64) -> bool {
+    if let Some((pgrp, start)) = proc_stat(group) {
+        return pgrp == group && start == leader_start;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(proc_stat)
+        .any(|(pgrp, start)| pgrp == group && start >= leader_start)
+}
+
+/// A command's process group that an interrupted run left running, killed by
+/// [`reap_leftovers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// The workflow task whose command it was.
+    pub task: String,
+    /// Its process group id.
+    pub group: u32,
+}
+
+/// Kills the process groups that an earlier, interrupted drive of this run recorded and that
+/// are still alive, and removes their records. Call it before a resumed run starts tasks.
+/// Returns the groups it killed.
+///
+/// # Examples
+///
+/// ```
+/// let root = std::env::temp_dir().join("cairn-doc-reap-nothing");
+/// assert!(cairn_cli::shell::reap_leftovers(&root, "run-without-records").is_empty());
+/// ```
+pub fn reap_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
+    let Ok(entries) = std::fs::read_dir(output_root.join(run_id)) else {
+        return Vec::new();
+    };
+    let mut killed: Vec<Leftover> = entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some(GROUP_RECORD))
+        .filter_map(|path| reap_record(&path))
+        .collect();
+    killed.sort_by(|a, b| a.task.cmp(&b.task));
+    killed
+}
+
+/// Kills the group one record names if it is still alive, then removes the record.
+fn reap_record(path: &Path) -> Option<Leftover> {
+    let record = std::fs::read_to_string(path).ok()?;
+    let _ = std::fs::remove_file(path);
+    let mut parts = record.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(group)), Some(Ok(start))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let group = u32::try_from(group).ok().filter(|g| *g > 1)?;
+    if !recorded_group_alive(group, start) {
+        return None;
+    }
+    kill_group(group);
+    // Wait for the kernel to take the group down, so the task's next attempt never
+    // overlaps it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorded_group_alive(group, start) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let task = path.file_stem()?.to_str()?.to_owned();
+    Some(Leftover { task, group })
 }
 
 /// Kills the group when dropped unless disarmed: an attempt that is dropped (the executor's
@@ -333,6 +435,18 @@ impl ShellHandler {
             Some(cwd) => self.workflow_dir.join(cwd),
             None => self.workflow_dir.clone(),
         };
+        // A record left by a crashed drive of this run means its command may still run.
+        let record = out_dir.join(format!("{}.{GROUP_RECORD}", spec.id));
+        if std::fs::exists(&record).unwrap_or(false) {
+            let stale = record.clone();
+            if let Ok(Some(left)) = tokio::task::spawn_blocking(move || reap_record(&stale)).await {
+                tracing::warn!(
+                    task = %left.task,
+                    group = left.group,
+                    "killed a command's process group left running by an interrupted run"
+                );
+            }
+        }
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
@@ -361,6 +475,10 @@ impl ShellHandler {
         })?;
         let group = child.id().unwrap_or(0);
         self.groups.insert(group);
+        // Recorded so that a resume after a crash can kill the group (see the module docs).
+        if let Some((_, start)) = proc_stat(group) {
+            let _ = std::fs::write(&record, format!("{group} {start}\n"));
+        }
         let mut guard = GroupGuard {
             group,
             groups: self.groups.clone(),
@@ -396,6 +514,7 @@ impl ShellHandler {
             let _ = child.wait().await;
         }
         drop(guard);
+        let _ = std::fs::remove_file(&record);
         let stdout_tail = join_capture(stdout).await;
         let stderr_tail = join_capture(stderr).await;
         let tail = if stderr_tail.is_empty() {

@@ -82,6 +82,42 @@ fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
 }
 
 #[test]
+fn a_resume_kills_the_command_a_kill_9_left_running_before_rerunning_its_task() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "KILL");
+    wait_exit(&mut first);
+    assert!(alive(-group), "a kill -9 leaves b's command running");
+
+    // The resume must kill the old command before b's next attempt starts: once `release`
+    // exists, the old command would otherwise log a second `b`.
+    let mut second = sandbox.spawn(&["run", "wf.toml"], "out2", "err2");
+    wait_for("b's old process group to be killed", || !alive(-group));
+    wait_for("b's next attempt to start", || {
+        count_lines(&sandbox.read("log"), "b-start") == 2
+    });
+    sandbox.touch("release");
+    let status = wait_exit(&mut second);
+    let stdout = sandbox.read("out2");
+    assert_eq!(status.code(), Some(0), "{stdout}\n{}", sandbox.read("err2"));
+    assert!(
+        stdout.contains(&format!(
+            "killed process group {group} of task `b`, left running by the interrupted run"
+        )),
+        "{stdout}"
+    );
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "b"),
+        1,
+        "b ran to its end exactly once: {log}"
+    );
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}
+
+#[test]
 fn ctrl_c_leaves_the_run_resumable_and_prints_the_resume_command() {
     let sandbox = Sandbox::new();
     sandbox.write("wf.toml", BLOCKING);

@@ -1,0 +1,92 @@
+//! `reap_leftovers`: a recorded process group is killed only while `/proc` shows it is the
+//! recorded one, and every record is consumed.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command};
+
+use cairn_cli::shell::{Leftover, reap_leftovers};
+
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a /proc entry");
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .expect("a start time")
+        .parse()
+        .expect("a number")
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .expect("spawn sleep")
+}
+
+fn exited(child: &mut Child) -> bool {
+    for _ in 0..250 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_live_recorded_group_is_killed_and_its_record_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run-1");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut child = sleeper();
+    let pid = child.id();
+    std::fs::write(
+        run.join("build.group"),
+        format!("{pid} {}\n", start_time(pid)),
+    )
+    .unwrap();
+
+    let killed = reap_leftovers(root.path(), "run-1");
+    assert_eq!(
+        killed,
+        vec![Leftover {
+            task: "build".to_owned(),
+            group: pid
+        }]
+    );
+    assert!(exited(&mut child), "the recorded group was killed");
+    assert!(!run.join("build.group").exists(), "the record is consumed");
+}
+
+#[test]
+fn a_group_whose_leader_started_at_another_time_is_left_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run-2");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut child = sleeper();
+    let pid = child.id();
+    // The same id with another start time is a reused id: not ours to kill.
+    std::fs::write(
+        run.join("build.group"),
+        format!("{pid} {}\n", start_time(pid) + 1),
+    )
+    .unwrap();
+    std::fs::write(run.join("broken.group"), "not a record").unwrap();
+
+    assert!(reap_leftovers(root.path(), "run-2").is_empty());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an unmatched group keeps running"
+    );
+    assert!(!run.join("build.group").exists() && !run.join("broken.group").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_run_without_records_reaps_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    assert!(reap_leftovers(root.path(), "no-such-run").is_empty());
+}
