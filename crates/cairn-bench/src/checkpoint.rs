@@ -31,6 +31,9 @@ struct Options {
     sizes: Vec<usize>,
     reopen_events: usize,
     dir: PathBuf,
+    /// Row labels to run (all when empty), for profiling one adapter; the rows left out
+    /// read 0 in the summary.
+    only: Vec<String>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -38,6 +41,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         sizes: vec![1_000, 10_000, 100_000],
         reopen_events: 1_000_000,
         dir: std::env::temp_dir(),
+        only: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -58,8 +62,14 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     .context("--reopen-events takes a whole number")?;
             }
             "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--only" => {
+                let list = it
+                    .next()
+                    .context("--only needs row labels like 'file/sync,file/group x64'")?;
+                options.only = list.split(',').map(|s| s.trim().to_owned()).collect();
+            }
             other => bail!(
-                "unknown option `{other}`; expected --sizes LIST, --reopen-events N, --dir DIR"
+                "unknown option `{other}`; expected --sizes LIST, --reopen-events N, --dir DIR, --only LABELS"
             ),
         }
     }
@@ -457,6 +467,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut table = Vec::new();
         // The disk's rate drifts with load, so raw is measured right before each file/sync cell.
         let mut raw_row = Vec::new();
+        let kinds = kinds
+            .into_iter()
+            .filter(|kind| options.only.is_empty() || options.only.contains(&kind.label()));
         for kind in kinds {
             print!("{:<16}", kind.label());
             let mut row = Vec::new();

@@ -9,8 +9,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
@@ -70,6 +70,15 @@ struct WriterState {
     buffer: Vec<u8>,
     /// How many records `buffer` holds.
     buffered_records: u64,
+    /// How many `append` calls `buffer` holds.
+    buffered_appends: u64,
+    /// How many `append` calls a batch is expected to gather: the largest batch seen, until
+    /// a wait for company times out with fewer. A leader waiting for company stops waiting
+    /// once that many are buffered, because in the common closed loop (each caller appends
+    /// again once acknowledged) nobody else is coming.
+    company_size: u64,
+    /// While a leader waits for company: the `buffered_appends` that ends its wait.
+    company_wanted: Option<u64>,
     /// The sequence number the next record gets.
     next_seq: u64,
     /// The batch `buffer` will become.
@@ -134,6 +143,8 @@ struct Shared {
     preallocate: bool,
     journal: Mutex<JournalFile>,
     state: Mutex<WriterState>,
+    /// Signalled (with `state`) when `company_wanted` appends are buffered.
+    company: Condvar,
     /// The queue as of the latest compaction snapshot, kept so the next compaction applies
     /// only newer records. `None` until the first compaction, and after a snapshot the
     /// caller installed (which the adapter does not parse back).
@@ -215,10 +226,14 @@ impl FileCheckpointer {
                 preallocate: config.durability != Durability::None,
                 config,
                 journal: Mutex::new(journal),
+                company: Condvar::new(),
                 shadow: Mutex::new(None),
                 state: Mutex::new(WriterState {
                     buffer: Vec::new(),
                     buffered_records: 0,
+                    buffered_appends: 0,
+                    company_size: 0,
+                    company_wanted: None,
                     next_seq: state.next_seq,
                     open_batch: 1,
                     durable_batch: 0,
@@ -265,15 +280,44 @@ impl FileCheckpointer {
 }
 
 impl Shared {
-    /// Leader loop, on the blocking pool: flush batches until the buffer is empty.
-    fn lead(self: &Arc<Self>, wait_for_company: Option<Duration>) {
-        if let Some(delay) = wait_for_company {
-            std::thread::sleep(delay);
-        }
+    /// Leader loop, on the blocking pool: flush batches until the buffer is empty. Under
+    /// group commit each batch first waits for company.
+    fn lead(self: &Arc<Self>, group_delay: Option<Duration>) {
         loop {
+            if let Some(delay) = group_delay {
+                self.wait_for_company(delay);
+            }
             if !self.flush_one_batch() {
                 return;
             }
+        }
+    }
+
+    /// Waits up to `delay` for other appends to join the buffered batch, and no longer than
+    /// it takes for `company_size` appends to be buffered. Returns at once when nothing is
+    /// buffered (the leader is about to step down) or the company is already there.
+    fn wait_for_company(&self, delay: Duration) {
+        let deadline = Instant::now() + delay;
+        let mut state = lock(&self.state);
+        let wanted = state.company_size.max(1);
+        if state.buffered_appends == 0 || state.buffered_appends >= wanted {
+            return;
+        }
+        state.company_wanted = Some(wanted);
+        while state.buffered_appends < wanted && state.failure.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = match self.company.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        state.company_wanted = None;
+        if state.buffered_appends < wanted {
+            // Fewer callers than before: expect only those who came.
+            state.company_size = state.buffered_appends;
         }
     }
 
@@ -293,6 +337,8 @@ impl Shared {
             let batch = state.open_batch;
             state.open_batch += 1;
             let records = std::mem::take(&mut state.buffered_records);
+            let appends = std::mem::take(&mut state.buffered_appends);
+            state.company_size = state.company_size.max(appends);
             let last_seq = state.next_seq - 1;
             (std::mem::take(&mut state.buffer), records, batch, last_seq)
         };
@@ -559,6 +605,10 @@ impl Checkpointer for FileCheckpointer {
                 journal::frame(&mut state.buffer, seq, payload, *crc);
             }
             state.buffered_records += payloads.len() as u64;
+            state.buffered_appends += 1;
+            if state.company_wanted == Some(state.buffered_appends) {
+                self.shared.company.notify_one();
+            }
             let lead = !state.leader;
             state.leader = true;
             (state.open_batch, lead)
@@ -614,6 +664,7 @@ impl Checkpointer for FileCheckpointer {
                 let (bytes, records, last_seq) = {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);
+                    state.buffered_appends = 0;
                     let last_seq = state.next_seq - 1;
                     (std::mem::take(&mut state.buffer), records, last_seq)
                 };
