@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -57,6 +57,8 @@ pub struct MetricsLayer {
     depth_by_run: Mutex<HashMap<String, QueueDepth>>,
     /// `kind` attribute values seen so far, shared instead of allocated per attempt.
     kinds: KindValues,
+    /// The two task instruments bound to each `(kind, outcome)` seen so far.
+    bound: BoundTaskInstruments,
 }
 
 impl fmt::Debug for MetricsLayer {
@@ -101,6 +103,7 @@ impl MetricsLayer {
                 .build(),
             depth_by_run: Mutex::new(HashMap::new()),
             kinds: KindValues::default(),
+            bound: BoundTaskInstruments::default(),
         }
     }
 
@@ -146,6 +149,49 @@ fn depth_counts(depth: &QueueDepth) -> [u64; 6] {
         depth.failed,
         depth.blocked,
     ]
+}
+
+/// [`names::METRIC_TASK_OUTCOMES`] and [`names::METRIC_TASK_DURATION`] bound to one
+/// `(kind, outcome)` attribute set, so recording skips the SDK's per-call attribute lookup.
+struct TaskInstruments {
+    outcomes: BoundCounter<u64>,
+    duration: BoundHistogram<f64>,
+}
+
+/// Slot of `outcome = unknown` (no outcome recorded) after the [`TASK_OUTCOMES`].
+const UNKNOWN_SLOT: usize = TASK_OUTCOMES.len();
+
+/// The bound instruments of one kind, one slot per known outcome plus `unknown`, each bound
+/// on first use.
+#[derive(Default)]
+struct KindInstruments([OnceLock<TaskInstruments>; TASK_OUTCOMES.len() + 1]);
+
+/// Bound task instruments by kind. Kinds beyond [`MAX_INTERNED_KINDS`] (and outcomes outside
+/// [`TASK_OUTCOMES`]) are recorded through the unbound instruments instead.
+#[derive(Default)]
+struct BoundTaskInstruments(RwLock<HashMap<Box<str>, Arc<KindInstruments>>>);
+
+impl BoundTaskInstruments {
+    fn for_kind(&self, kind: &str) -> Option<Arc<KindInstruments>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is intact.
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(kind)
+            .cloned();
+        if known.is_some() {
+            return known;
+        }
+        let mut kinds = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kinds.len() >= MAX_INTERNED_KINDS && !kinds.contains_key(kind) {
+            return None;
+        }
+        Some(Arc::clone(kinds.entry(kind.into()).or_default()))
+    }
 }
 
 /// Per-span state of an open [`names::TASK_SPAN`].
@@ -454,9 +500,33 @@ where
             return;
         };
         let seconds = state.opened.elapsed().as_secs_f64();
+        let slot = match &state.fields.outcome {
+            None => Some(UNKNOWN_SLOT),
+            Some(Label::Known(known)) => TASK_OUTCOMES.iter().position(|k| k == known),
+            Some(Label::Other(_)) => None,
+        };
+        let kind = state
+            .fields
+            .kind
+            .as_ref()
+            .map_or(UNKNOWN.into(), Value::as_str);
+        let bound = slot.zip(self.bound.for_kind(&kind));
+        drop(kind);
         let attributes = state.fields.attributes();
-        self.task_outcomes.add(1, &attributes);
-        self.task_duration.record(seconds, &attributes);
+        match bound {
+            Some((slot, kind_instruments)) => {
+                let instruments = kind_instruments.0[slot].get_or_init(|| TaskInstruments {
+                    outcomes: self.task_outcomes.bind(&attributes),
+                    duration: self.task_duration.bind(&attributes),
+                });
+                instruments.outcomes.add(1);
+                instruments.duration.record(seconds);
+            }
+            None => {
+                self.task_outcomes.add(1, &attributes);
+                self.task_duration.record(seconds, &attributes);
+            }
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -531,6 +601,44 @@ mod tests {
         assert_eq!(count("complete", "shell"), Some(2));
         assert_eq!(count("complete", &long), Some(1));
         assert_eq!(count("exploded", "shell"), Some(1));
+    }
+
+    #[test]
+    fn task_metrics_beyond_the_bound_kind_limit_are_still_recorded() {
+        let telemetry = TestTelemetry::new();
+        let beyond = super::MAX_INTERNED_KINDS + 2;
+        telemetry.in_scope(|| {
+            for n in 0..=beyond {
+                task(&format!("kind-{n}"), "complete");
+            }
+            // Kinds bound before the limit keep their instruments.
+            task(&"kind-0", "complete");
+        });
+        let count = |kind: &str| {
+            telemetry.counter(
+                names::METRIC_TASK_OUTCOMES,
+                &[
+                    KeyValue::new("outcome", "complete"),
+                    KeyValue::new("kind", kind.to_owned()),
+                ],
+            )
+        };
+        assert_eq!(count("kind-0"), Some(2));
+        assert_eq!(count(&format!("kind-{beyond}")), Some(1));
+    }
+
+    #[test]
+    fn bound_instruments_stop_at_the_kind_limit_but_keep_known_kinds() {
+        let bound = super::BoundTaskInstruments::default();
+        for n in 0..super::MAX_INTERNED_KINDS {
+            assert!(bound.for_kind(&format!("kind-{n}")).is_some());
+        }
+        assert!(bound.for_kind("one-too-many").is_none());
+        let first = bound
+            .for_kind("kind-0")
+            .expect("a kind bound before the limit");
+        let again = bound.for_kind("kind-0").expect("the same kind");
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
     }
 
     #[test]

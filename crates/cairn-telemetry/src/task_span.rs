@@ -138,11 +138,12 @@ impl TaskSpanLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if let Some(record) = parent.extensions_mut().get_mut::<TaskSpanRecord>() {
-            return record.own_cx();
-        }
+        // The common case first, under a read lock: a run span whose context is cached.
         if let Some(cached) = parent.extensions().get::<CachedContext>() {
             return cached.0.clone();
+        }
+        if let Some(record) = parent.extensions_mut().get_mut::<TaskSpanRecord>() {
+            return record.own_cx();
         }
         // tracing-opentelemetry owns the parent: ask it (this starts the parent's SDK span,
         // as tracing-opentelemetry itself does for a child) and remember the answer.
