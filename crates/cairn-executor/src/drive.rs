@@ -337,14 +337,15 @@ impl Drive {
 
     /// Appends every event the queue produced since the last append, as one batch.
     async fn flush(&mut self) -> Result<(), RunStop> {
-        let events = self.queue.take_events();
-        if events.is_empty() {
+        if self.queue.events().is_empty() {
             return Ok(());
         }
-        self.checkpointer
-            .append(&events)
-            .await
-            .map_err(RunStop::Checkpoint)?;
+        // Cleared whatever the append's result, as a taken batch would be: a failed append
+        // ends the drive, and nothing may append these events a second time. Clearing keeps
+        // the outbox's capacity for the next batch.
+        let appended = self.checkpointer.append(self.queue.events()).await;
+        self.queue.clear_events();
+        appended.map_err(RunStop::Checkpoint)?;
         let counts = self.queue.counts();
         if let Ok(mut shared) = self.counts.lock() {
             *shared = counts;

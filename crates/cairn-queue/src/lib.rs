@@ -66,6 +66,7 @@ mod dedup;
 mod error;
 mod event;
 mod queue;
+mod ready;
 mod snapshot;
 mod task;
 

@@ -16,6 +16,7 @@ use crate::chunked::ChunkedVec;
 use crate::dedup::DedupIndex;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::ready::ReadySet;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
 use crate::task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};
 
@@ -173,8 +174,8 @@ pub struct Queue {
     kind_index: HashMap<String, u32>,
     /// The kind used last; runs mostly enqueue many tasks of one kind in a row.
     last_kind: u32,
-    /// Pending tasks with no unmet dependency and no `not_before`.
-    due: BTreeSet<TaskId>,
+    /// Pending tasks with no unmet dependency and no `not_before`, by index.
+    due: ReadySet,
     /// Pending tasks with no unmet dependency that wait for their `not_before`.
     delayed: BTreeSet<(Timestamp, TaskId)>,
     /// Canonical `(kind, inputs)` hash of each dedup-enabled task that was not itself a
@@ -242,7 +243,7 @@ impl Queue {
             kinds: Vec::new(),
             kind_index: HashMap::new(),
             last_kind: 0,
-            due: BTreeSet::new(),
+            due: ReadySet::default(),
             delayed: BTreeSet::new(),
             dedup: DedupIndex::default(),
             counts: StatusCounts::default(),
@@ -385,8 +386,36 @@ impl Queue {
     }
 
     /// Takes the events produced by operations since the last call, in order.
+    ///
+    /// A host that writes events in a loop should prefer [`Queue::events`] and
+    /// [`Queue::clear_events`]: the outbox then keeps its capacity, so steady work allocates
+    /// no new outbox per batch.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// The events produced by operations since the outbox was last cleared or taken, in
+    /// order. They stay until [`Queue::clear_events`], so a failed write loses none of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let written: Vec<String> = q.events().iter().map(|e| format!("{e:?}")).collect();
+    /// assert_eq!(written.len(), 1);
+    /// q.clear_events();
+    /// assert!(q.events().is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
+    pub fn events(&self) -> &[Event] {
+        &self.outbox
+    }
+
+    /// Empties the outbox once its events are written, keeping its capacity.
+    pub fn clear_events(&mut self) {
+        self.outbox.clear();
     }
 
     /// Enqueues a task (or returns the existing one under the dedup guard).
@@ -761,7 +790,8 @@ impl Queue {
     /// Every pending task whose dependencies are satisfied and whose `not_before` has passed,
     /// in id order.
     pub fn next_runnable(&self, now: Timestamp) -> Vec<TaskId> {
-        let mut out: Vec<TaskId> = self.due.iter().copied().collect();
+        let mut out: Vec<TaskId> = Vec::with_capacity(self.due.len());
+        out.extend(self.due.iter().map(|i| TaskId(i as u64)));
         let before = out.len();
         out.extend(
             self.delayed
@@ -1302,17 +1332,21 @@ impl Queue {
     fn ready_insert(&mut self, i: usize) {
         let task = &self.tasks[i];
         match task.not_before {
-            None => self.due.insert(task.id),
-            Some(at) => self.delayed.insert((at, task.id)),
-        };
+            None => self.due.insert(i),
+            Some(at) => {
+                self.delayed.insert((at, task.id));
+            }
+        }
     }
 
     fn ready_remove(&mut self, i: usize) {
         let task = &self.tasks[i];
         match task.not_before {
-            None => self.due.remove(&task.id),
-            Some(at) => self.delayed.remove(&(at, task.id)),
-        };
+            None => self.due.remove(i),
+            Some(at) => {
+                self.delayed.remove(&(at, task.id));
+            }
+        }
     }
 
     /// Blocks every not-yet-blocked transitive dependent of the failed task `i`. Tasks that

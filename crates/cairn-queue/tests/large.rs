@@ -77,3 +77,27 @@ fn a_long_chain_drains_and_replays_to_the_same_state() {
     assert_eq!(restored.snapshot(), q.snapshot());
     assert_eq!(restored.snapshot().tasks.len() as u64, TASKS);
 }
+
+#[test]
+fn a_wide_graph_lists_every_released_task_in_id_order() {
+    let mut q = Queue::new(QueueConfig::default());
+    let root = q
+        .enqueue(TaskSpec::new("root"), EnqueuedBy::Root, Timestamp(0))
+        .unwrap()
+        .id;
+    for n in 1..TASKS * 4 {
+        let spec = TaskSpec::new("leaf").inputs(json!(n)).depends_on([root]);
+        q.enqueue(spec, EnqueuedBy::Root, Timestamp(0)).unwrap();
+    }
+    assert_eq!(q.next_runnable(Timestamp(0)), vec![root]);
+    q.start(root, Timestamp(0)).unwrap();
+    q.complete(root, Handoff::default(), Timestamp(0)).unwrap();
+    let ready = q.next_runnable(Timestamp(0));
+    assert_eq!(ready, (1..TASKS * 4).map(TaskId).collect::<Vec<_>>());
+    // Starting every other task removes exactly those from the due list.
+    for id in ready.iter().step_by(2) {
+        q.start(*id, Timestamp(0)).unwrap();
+    }
+    let rest: Vec<TaskId> = ready.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(q.next_runnable(Timestamp(0)), rest);
+}

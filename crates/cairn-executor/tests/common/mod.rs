@@ -288,13 +288,25 @@ pub struct LogBuffer {
 impl LogBuffer {
     /// Installs a subscriber writing into this buffer for the current thread, until the
     /// guard drops. `#[tokio::test]` runs on one thread, so spawned tasks log here too.
+    ///
+    /// tracing caches each callsite's interest for the whole process, computed against
+    /// whichever thread reaches it first. A parallel test with no subscriber would pin a
+    /// callsite to "never" and this buffer would miss its events (seen as a rare flake), so
+    /// a do-nothing global subscriber keeps every callsite interested, and the cache is
+    /// rebuilt once this thread's subscriber is in place.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        static ANCHOR: std::sync::Once = std::sync::Once::new();
+        ANCHOR.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
         let subscriber = tracing_subscriber::fmt()
             .with_writer(self.clone())
             .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     pub fn text(&self) -> String {
