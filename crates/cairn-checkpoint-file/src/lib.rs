@@ -70,9 +70,13 @@
 //! - `Durability::Sync`: an append returns after its records were written with one `write`
 //!   (in place, over preallocated zeros) and made durable with one `fdatasync`. Appends that arrive while a sync is running share
 //!   the next one. New files and renames are followed by an fsync of their folder.
-//! - `Durability::Group { max_delay }`: the same leader/follower group commit, but the
-//!   leader first waits `max_delay` for company. An append waits at most `max_delay` plus
-//!   the time of one write and fdatasync (plus any batch already in flight).
+//! - `Durability::Group { max_delay }`: the same leader/follower group commit, but before
+//!   each batch the leader waits for company: up to `max_delay`, and only until as many
+//!   appends are buffered as the largest batch so far held (callers that append again once
+//!   acknowledged are then all in). A wait that runs out with fewer lowers that expectation,
+//!   and a lone writer's batches hold one append, so it never waits. An append waits at most
+//!   `max_delay` plus the time of one write and fdatasync (plus any batch already in
+//!   flight).
 //! - `Durability::None`: records are written but never fsynced. They survive a process
 //!   crash but NOT power loss or a kernel crash. Unsafe for anything that must not be lost.
 //!

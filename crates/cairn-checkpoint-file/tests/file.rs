@@ -461,6 +461,30 @@ async fn group_commit_keeps_every_acknowledged_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_does_not_hold_a_lone_writer_for_max_delay() {
+    // A lone writer's batches hold one append, so its leader stops waiting for company at
+    // once. A leader that waited out max_delay would take 30 s per append here; the guard
+    // fails the test well before 20 of them could finish that way.
+    let h = FileHarness::with(Durability::Group {
+        max_delay: Duration::from_secs(30),
+    });
+    let factory = h.file_factory();
+    let id = RunId::new("lone").unwrap();
+    let run = factory.begin(meta("lone")).await.unwrap();
+    let work = async {
+        for i in 0..20 {
+            run.append(&[sample_event(i)]).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), work)
+        .await
+        .expect("appends are not held for max_delay");
+    drop(run);
+    let opened = factory.open(&id).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_mode_uses_one_write_and_one_fdatasync_per_append() {
     let h = FileHarness::new();
     let plan = Arc::new(IoPlan::default());
