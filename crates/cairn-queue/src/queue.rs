@@ -791,7 +791,7 @@ impl Queue {
     /// in id order.
     pub fn next_runnable(&self, now: Timestamp) -> Vec<TaskId> {
         let mut out: Vec<TaskId> = Vec::with_capacity(self.due.len());
-        out.extend(self.due.iter().map(|i| TaskId(i as u64)));
+        self.due.for_each(|i| out.push(TaskId(i as u64)));
         let before = out.len();
         out.extend(
             self.delayed
