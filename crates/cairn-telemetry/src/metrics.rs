@@ -20,6 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::emit::QueueDepth;
 use crate::names;
+use crate::task_span::TaskSpanRecord;
 
 /// Outcome attribute value when a task span closes without recording `outcome`.
 const UNKNOWN: &str = "unknown";
@@ -225,6 +226,14 @@ impl Label {
         match known.iter().find(|k| **k == value) {
             Some(k) => Label::Known(k),
             None => Label::Other(value.to_owned()),
+        }
+    }
+
+    /// The label of a recorded attribute value: one of `known` when it spells one.
+    fn from_value(value: &Value, known: &[&'static str]) -> Label {
+        match value {
+            Value::String(text) => Label::from_str(text.as_str(), known),
+            other => Label::Other(other.as_str().into_owned()),
         }
     }
 
@@ -467,6 +476,10 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
+        // The trace layer already reads this span's fields; its record serves both.
+        if span.extensions().get::<TaskSpanRecord>().is_some() {
+            return;
+        }
         let mut fields = TaskFields::default();
         attrs.record(&mut TaskFieldsVisitor {
             fields: &mut fields,
@@ -496,8 +509,23 @@ where
         if span.name() != names::TASK_SPAN {
             return;
         }
-        let Some(state) = span.extensions_mut().remove::<TaskSpanState>() else {
-            return;
+        let state = span.extensions_mut().remove::<TaskSpanState>();
+        let state = match state {
+            Some(state) => state,
+            None => {
+                let extensions = span.extensions();
+                let Some(record) = extensions.get::<TaskSpanRecord>() else {
+                    return;
+                };
+                let (kind, outcome, opened) = record.metric_fields();
+                TaskSpanState {
+                    opened,
+                    fields: TaskFields {
+                        kind: kind.cloned(),
+                        outcome: outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES)),
+                    },
+                }
+            }
         };
         let seconds = state.opened.elapsed().as_secs_f64();
         let slot = match &state.fields.outcome {

@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
     Event as OtelEvent, Span as _, SpanBuilder, SpanContext, Status, TraceContextExt as _,
@@ -63,9 +63,14 @@ fn is_task_span(meta: &Metadata<'_>) -> bool {
 }
 
 /// What a task span has collected between open and close.
+///
+/// On close [`TaskSpanLayer`] takes what the exported span needs and leaves `kind`, `outcome`
+/// and `opened` behind for [`crate::metrics::MetricsLayer`], which closes after it in cairn's
+/// stacks and so does not read the span's fields a second time.
 #[derive(Debug)]
-struct TaskSpanRecord {
+pub(crate) struct TaskSpanRecord {
     start: SystemTime,
+    opened: Instant,
     /// The parent's OpenTelemetry context (the run span's, as a rule).
     parent_cx: Context,
     /// Ids drawn when the span opened, so children can name it before it is built.
@@ -83,6 +88,11 @@ struct TaskSpanRecord {
 }
 
 impl TaskSpanRecord {
+    /// `kind`, `outcome` and when the span opened, for the task metrics.
+    pub(crate) fn metric_fields(&self) -> (Option<&Value>, Option<&Value>, Instant) {
+        (self.kind.as_ref(), self.outcome.as_ref(), self.opened)
+    }
+
     fn own_cx(&mut self) -> Context {
         self.own_cx
             .get_or_insert_with(|| {
@@ -337,6 +347,7 @@ where
         };
         let mut record = TaskSpanRecord {
             start: SystemTime::now(),
+            opened: Instant::now(),
             parent_cx,
             span_context,
             own_cx: None,
@@ -434,15 +445,32 @@ where
         if !is_task_span(meta) {
             return;
         }
-        let Some(record) = span.extensions_mut().remove::<TaskSpanRecord>() else {
-            return;
+        let taken = {
+            let mut extensions = span.extensions_mut();
+            let Some(record) = extensions.get_mut::<TaskSpanRecord>() else {
+                return;
+            };
+            // `kind`, `outcome` and `opened` stay for the metrics layer (cheap clones).
+            (
+                record.start,
+                std::mem::take(&mut record.parent_cx),
+                record.span_context.clone(),
+                record.own_cx.take(),
+                record.task_id.take(),
+                record.kind.clone(),
+                record.attempt.take(),
+                record.outcome.clone(),
+                std::mem::take(&mut record.extra),
+                std::mem::take(&mut record.events),
+                std::mem::replace(&mut record.status, Status::Unset),
+            )
         };
         drop(span);
-        let TaskSpanRecord {
+        let (
             start,
             parent_cx,
             span_context,
-            own_cx: _,
+            _own_cx,
             task_id,
             kind,
             attempt,
@@ -450,7 +478,7 @@ where
             extra,
             events,
             status,
-        } = record;
+        ) = taken;
         let mut attributes = Vec::with_capacity(6 + extra.len());
         attributes.push(KeyValue::new(KEY_LEVEL, meta.level().as_str()));
         attributes.push(KeyValue::new(KEY_TARGET, meta.target()));

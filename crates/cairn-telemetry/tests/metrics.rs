@@ -197,3 +197,69 @@ fn queue_depth_is_summed_over_runs_in_progress_and_dropped_when_a_run_finishes()
         Some(3)
     );
 }
+
+/// Counts `cairn.task.outcomes` for `(outcome, kind)` from a meter provider's latest export.
+fn exported_task_outcomes(
+    exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    meters: &opentelemetry_sdk::metrics::SdkMeterProvider,
+    outcome: &str,
+    kind: &str,
+) -> Option<u64> {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    meters.force_flush().expect("flush");
+    let exported = exporter.get_finished_metrics().expect("metrics").pop()?;
+    let want = [
+        KeyValue::new("outcome", outcome.to_owned()),
+        KeyValue::new("kind", kind.to_owned()),
+    ];
+    exported
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .filter(|metric| metric.name() == names::METRIC_TASK_OUTCOMES)
+        .find_map(|metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
+                .data_points()
+                .find(|point| {
+                    let have: Vec<&KeyValue> = point.attributes().collect();
+                    want.iter().all(|kv| have.contains(&kv))
+                })
+                .map(|point| point.value()),
+            _ => None,
+        })
+}
+
+#[test]
+fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter.clone())
+        .with_interval(std::time::Duration::from_secs(3600))
+        .build();
+    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build();
+    let traces = cairn_telemetry::link::tracer_provider_builder().build();
+    // As `init` does under RUST_LOG=warn: the trace layer never sees INFO task spans, the
+    // metrics layer (with its own filter) sees them all.
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            cairn_telemetry::layers::trace_layer(&traces)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+        )
+        .with(cairn_telemetry::layers::metrics_layer(&meters));
+    tracing::subscriber::with_default(subscriber, || {
+        task("shell", "complete");
+        task("shell", "fail");
+        task("shell", "complete");
+    });
+    assert_eq!(
+        exported_task_outcomes(&exporter, &meters, "complete", "shell"),
+        Some(2)
+    );
+    assert_eq!(
+        exported_task_outcomes(&exporter, &meters, "fail", "shell"),
+        Some(1)
+    );
+}
