@@ -8,6 +8,8 @@
 //! - `init` installs fmt logging to stderr, `RUST_LOG` filtering and OTLP export (features
 //!   `otlp-http`, default, and `otlp-grpc`), and returns a guard that flushes on drop;
 //! - `layers` exposes the same layers one by one for scoped subscribers;
+//! - `task_span` exports the per-attempt task spans without tracing-opentelemetry (they are on
+//!   the executor's hot path), with the same names, attributes, events and parent;
 //! - `metrics` derives OpenTelemetry metrics from the events and spans;
 //! - `link` derives run-span trace ids from `(run_id, lease_epoch)` and links a resumed run
 //!   to the execution it resumed, so both sides of a `kill -9` join in a trace viewer.
