@@ -75,8 +75,10 @@ pub(crate) struct TaskSpanRecord {
     parent_cx: Context,
     /// Ids drawn when the span opened, so children can name it before it is built.
     span_context: SpanContext,
-    /// `parent_cx` with this span in it, built on first enter.
-    own_cx: Option<Context>,
+    /// `parent_cx` with this span in it, attached while the span is entered. Built when the
+    /// span opens, on the thread that also drops it at close (a free from another thread
+    /// costs more in the allocator).
+    own_cx: Context,
     task_id: Option<Value>,
     kind: Option<Value>,
     attempt: Option<Value>,
@@ -93,13 +95,8 @@ impl TaskSpanRecord {
         (self.kind.as_ref(), self.outcome.as_ref(), self.opened)
     }
 
-    fn own_cx(&mut self) -> Context {
-        self.own_cx
-            .get_or_insert_with(|| {
-                self.parent_cx
-                    .with_remote_span_context(self.span_context.clone())
-            })
-            .clone()
+    fn own_cx(&self) -> Context {
+        self.own_cx.clone()
     }
 }
 
@@ -152,7 +149,7 @@ impl TaskSpanLayer {
         if let Some(cached) = parent.extensions().get::<CachedContext>() {
             return cached.0.clone();
         }
-        if let Some(record) = parent.extensions_mut().get_mut::<TaskSpanRecord>() {
+        if let Some(record) = parent.extensions().get::<TaskSpanRecord>() {
             return record.own_cx();
         }
         // tracing-opentelemetry owns the parent: ask it (this starts the parent's SDK span,
@@ -345,12 +342,13 @@ where
                 TraceState::default(),
             )
         };
+        let own_cx = parent_cx.with_remote_span_context(span_context.clone());
         let mut record = TaskSpanRecord {
             start: SystemTime::now(),
             opened: Instant::now(),
             parent_cx,
             span_context,
-            own_cx: None,
+            own_cx,
             task_id: None,
             kind: None,
             attempt: None,
@@ -384,7 +382,7 @@ where
         if !is_task_span(span.metadata()) {
             return;
         }
-        let cx = match span.extensions_mut().get_mut::<TaskSpanRecord>() {
+        let cx = match span.extensions().get::<TaskSpanRecord>() {
             Some(record) => record.own_cx(),
             None => return,
         };
@@ -455,7 +453,7 @@ where
                 record.start,
                 std::mem::take(&mut record.parent_cx),
                 record.span_context.clone(),
-                record.own_cx.take(),
+                std::mem::take(&mut record.own_cx),
                 record.task_id.take(),
                 record.kind.clone(),
                 record.attempt.take(),
