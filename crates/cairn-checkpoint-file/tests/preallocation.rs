@@ -6,12 +6,13 @@
 mod common;
 
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, Durability, Error, RunId, RunMeta};
 use cairn_queue::{Event, Timestamp};
-use common::{FileHarness, HEADER_LEN, journal_end, record_offsets};
+use common::{FileHarness, HEADER_LEN, IoPlan, journal_end, record_offsets};
 
 fn meta(id: &str) -> RunMeta {
     RunMeta::new(
@@ -312,4 +313,29 @@ async fn compaction_restarts_preallocation_from_an_empty_journal() {
     assert!(opened.recovered.snapshot.is_some());
     assert!(opened.recovered.events.len() < appended.len());
     assert_eq!(common::replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_positioned_write_poisons_the_writer() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = h.failing_factory(&plan, Durability::Sync);
+    let id = RunId::new("badwrite").unwrap();
+    let run = factory.begin(meta("badwrite")).await.unwrap();
+    run.append(&sample_events(0, 3)).await.unwrap();
+    plan.fail("write_at", "journal", 1);
+    let err = run
+        .append(&sample_events(3, 4))
+        .await
+        .expect_err("the write fails");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let err = run
+        .append(&sample_events(4, 5))
+        .await
+        .expect_err("poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    drop(run);
+    let opened = h.file_factory().open(&id).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 3));
+    assert_eq!(opened.recovered.torn_tail, None);
 }
