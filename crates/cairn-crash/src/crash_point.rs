@@ -199,6 +199,22 @@ impl FsFile for CrashFile {
         Ok(())
     }
 
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return self.inner.write_at(offset, buf);
+        }
+        if self.journal && self.fs.trigger.fires(Point::JournalTornWrite) {
+            let torn = buf.len().saturating_sub(1);
+            self.inner.write_at(offset, &buf[..torn])?;
+            self.fs.abort(Point::JournalTornWrite);
+        }
+        self.inner.write_at(offset, buf)?;
+        if self.journal && self.fs.trigger.fires(Point::JournalAppendBeforeFsync) {
+            self.fs.abort(Point::JournalAppendBeforeFsync);
+        }
+        Ok(())
+    }
+
     fn read_all(&mut self) -> io::Result<Vec<u8>> {
         if self.journal && self.fs.trigger.fires(Point::RecoveryRead) {
             self.fs.abort(Point::RecoveryRead);

@@ -443,6 +443,29 @@ impl FsFile for MemFile {
         Ok(())
     }
 
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut inner = self.disk.lock();
+        inner.op("write");
+        inner.state.write_seq += 1;
+        let seq = inner.state.write_seq;
+        let file = &mut inner.state.files[self.id];
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = offset + buf.len();
+        if file.data.len() < end {
+            file.data.resize(end, 0);
+        }
+        file.data[offset..end].copy_from_slice(buf);
+        file.last_write = Some(LastWrite {
+            seq,
+            offset,
+            bytes: buf.to_vec(),
+        });
+        Ok(())
+    }
+
     fn read_all(&mut self) -> io::Result<Vec<u8>> {
         let data = self.disk.lock().state.files[self.id].data.clone();
         self.pos = data.len();

@@ -203,3 +203,37 @@ fn locks_exclude_other_handles_until_dropped() {
     drop(first);
     assert!(second.try_lock().unwrap());
 }
+
+#[test]
+fn an_unsynced_overwrite_reverts_and_a_torn_one_keeps_a_prefix_over_the_old_bytes() {
+    let disk = disk();
+    // A preallocated journal: zeros made durable, then overwritten in place.
+    durable_file(&disk, "/d/journal", &[0u8; 8]);
+    let file = disk
+        .open(Path::new("/d/journal"), OpenMode::ReadWrite)
+        .unwrap();
+    file.write_at(2, b"abcd").unwrap();
+    assert_eq!(disk.read(Path::new("/d/journal")).unwrap(), b"\0\0abcd\0\0");
+    assert_eq!(disk.state().last_unsynced_write(), Some(4));
+
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(image.read(Path::new("/d/journal")).unwrap(), [0u8; 8]);
+    let torn = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: 0,
+            tear: Some(3),
+        },
+    );
+    assert_eq!(
+        torn.read(Path::new("/d/journal")).unwrap(),
+        b"\0\0abc\0\0\0"
+    );
+
+    file.sync_data().unwrap();
+    let image = after_crash(&disk, DROP_ALL);
+    assert_eq!(
+        image.read(Path::new("/d/journal")).unwrap(),
+        b"\0\0abcd\0\0"
+    );
+}

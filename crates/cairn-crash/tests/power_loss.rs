@@ -45,6 +45,10 @@ impl FsFile for LyingFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
     }
+    // Forwarded so that the adapter takes its real, preallocated write path.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
     fn read_all(&mut self) -> io::Result<Vec<u8>> {
         self.0.read_all()
     }
@@ -141,5 +145,48 @@ fn a_directory_fsync_that_does_nothing_is_caught() {
     assert!(
         totals.violations > 0,
         "the lying directory fsync went unnoticed"
+    );
+}
+
+/// The model must see the adapter's real write path: a synced journal is preallocated and
+/// then overwritten in place (positioned writes), not appended.
+#[test]
+fn the_file_adapter_preallocates_its_journal_on_the_model() {
+    use cairn_checkpoint::{CheckpointerFactory as _, Durability, RunId, RunMeta};
+    use cairn_checkpoint_file::FileFactory;
+    use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+
+    let disk = DiskModel::new();
+    disk.create_durable_dir(Path::new("/data")).unwrap();
+    let factory = FileFactory::builder("/data")
+        .filesystem(Arc::new(disk.clone()))
+        .durability(Durability::Sync)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut queue = Queue::new(QueueConfig::default());
+    queue
+        .enqueue(TaskSpec::new("step"), EnqueuedBy::Root, Timestamp(1))
+        .unwrap();
+    let id = RunId::new("prealloc").unwrap();
+    runtime.block_on(async {
+        let run = factory
+            .begin(RunMeta::new(id.clone(), "wf", "scope", "in", Timestamp(1)))
+            .await
+            .unwrap();
+        run.append(queue.events()).await.unwrap();
+    });
+    let journal = disk.read(Path::new("/data/runs/prealloc/journal")).unwrap();
+    let used = journal
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1);
+    assert!(used > 0, "the record was written");
+    assert!(
+        journal.len() >= 64 * 1024 && journal.len() > used,
+        "journal of {} bytes with {used} in use is not preallocated",
+        journal.len()
     );
 }
