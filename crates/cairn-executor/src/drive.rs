@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-use tracing::instrument::WithSubscriber;
+use tracing::Dispatch;
 
 use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::handler::{EnqueueRequest, Finish, HandlerResult, Registry, TaskContext, TaskFailure};
+use crate::in_span::InSpan;
 use crate::outcome::{CancelCause, FailedTask, RunStop};
 use crate::plan::{Phase, RunSignals};
 
@@ -489,9 +489,10 @@ impl Drive {
         };
         // Handlers may run on other worker threads; they keep the run's subscriber, so a host's
         // scoped subscriber sees their events too.
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         let handle = flight
             .running
-            .spawn(body.instrument(span.clone()).with_current_subscriber());
+            .spawn(InSpan::new(body, span.clone(), dispatch));
         flight.in_flight.insert(
             handle.id(),
             InFlight {

@@ -61,6 +61,7 @@ mod drive;
 mod error;
 mod executor;
 mod handler;
+mod in_span;
 mod outcome;
 mod plan;
 
