@@ -646,8 +646,13 @@ impl Drive<'_> {
         progress.line(&header);
         if resumed {
             // Commands a crash left running must die before their tasks run again.
+            // Reaping reads /proc and waits for groups to die: blocking work, off the runtime.
             let output_root = absolute(&self.state.output_root());
-            for left in reap_leftovers(&output_root, run_id.as_str()) {
+            let id = run_id.as_str().to_owned();
+            let killed = tokio::task::spawn_blocking(move || reap_leftovers(&output_root, &id))
+                .await
+                .context("the leftover-command check ended abnormally")?;
+            for left in killed {
                 progress.line(&format!(
                     "killed process group {} of task `{}`, left running by the interrupted run",
                     left.group, left.task
