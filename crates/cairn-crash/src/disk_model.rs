@@ -6,7 +6,9 @@
 //! list. [`DiskState::crash_image`] turns any instant into the disk a power cut could leave:
 //!
 //! - writes never synced are dropped;
-//! - the last unsynced write may survive torn at any byte (a prefix of it is kept);
+//! - the last unsynced write may survive torn at any byte (a prefix of it is kept), or as
+//!   any subset of its 4 KiB pages, each whole or torn ([`WriteFate::Pages`]): writeback of
+//!   an in-place overwrite is not ordered, so a later page may land without an earlier one;
 //! - directory changes (new files, renames, new folders) whose folder was not synced are
 //!   kept only up to a chosen point of their order, so renames may be undone.
 //!
@@ -63,13 +65,56 @@ struct PendingOp {
     changes: Vec<EntryChange>,
 }
 
+/// The page size of the modelled disk: the unit in which writeback reaches it.
+pub const PAGE_SIZE: usize = 4096;
+
+/// What reaches the disk of one file page touched by the last unsynced write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PageFate {
+    /// Nothing: the page keeps its durable bytes.
+    Lost,
+    /// All of the write's bytes in this page.
+    Whole,
+    /// The first this-many of the write's bytes in this page (more than there are: all).
+    Torn(usize),
+}
+
+/// What reaches the disk of the last unsynced write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteFate {
+    /// Nothing of it.
+    Dropped,
+    /// Its first this-many bytes (more than there are: all of it), as a write cut short in
+    /// order.
+    Prefix(usize),
+    /// Some of its pages, in no order: entry `i` is the fate of the `i`th file page the
+    /// write touches (the page holding its first byte is entry 0). Pages past the end of
+    /// the list are lost.
+    Pages(Vec<PageFate>),
+}
+
 /// What a power cut keeps of the not-yet-durable changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CrashChoice {
     /// How many pending directory operations (in order) persist.
     pub keep_dir_ops: usize,
-    /// How many bytes of the last unsynced write persist (`None`: it is dropped).
-    pub tear: Option<usize>,
+    /// What persists of the last unsynced write.
+    pub last_write: WriteFate,
+}
+
+/// The byte ranges, relative to a write's start, of the file pages a write of `len` bytes
+/// at `offset` touches, in page order.
+fn page_spans(offset: usize, len: usize) -> Vec<std::ops::Range<usize>> {
+    let end = offset + len;
+    let mut spans = Vec::new();
+    let mut at = offset;
+    while at < end {
+        let page_end = ((at / PAGE_SIZE) + 1) * PAGE_SIZE;
+        let stop = page_end.min(end);
+        spans.push(at - offset..stop - offset);
+        at = stop;
+    }
+    spans
 }
 
 /// The whole modelled disk: current contents, durable contents and pending directory changes.
@@ -178,17 +223,29 @@ impl DiskState {
 
     /// The length of the last unsynced write, if there is one.
     pub fn last_unsynced_write(&self) -> Option<usize> {
+        self.last_write().map(|w| w.bytes.len())
+    }
+
+    /// How many file pages the last unsynced write touches, if there is one.
+    pub fn last_unsynced_pages(&self) -> Option<usize> {
+        self.last_write()
+            .map(|w| page_spans(w.offset, w.bytes.len()).len())
+    }
+
+    fn last_write(&self) -> Option<&LastWrite> {
         self.files
             .iter()
             .filter_map(|f| f.last_write.as_ref())
             .max_by_key(|w| w.seq)
-            .map(|w| w.bytes.len())
     }
 
     /// The disk a power cut at this instant leaves, as `choice` says: durable contents,
-    /// plus the first `keep_dir_ops` pending directory operations, plus (when `tear` is set)
-    /// that many bytes of the last unsynced write. Everything in it is durable.
-    pub fn crash_image(&self, choice: CrashChoice) -> DiskState {
+    /// plus the first `keep_dir_ops` pending directory operations, plus what
+    /// `choice.last_write` keeps of the last unsynced write. Everything in it is durable.
+    ///
+    /// A kept byte past the durable end of the file extends the file; bytes between the
+    /// old end and it read as zeros.
+    pub fn crash_image(&self, choice: &CrashChoice) -> DiskState {
         let mut image = self.clone();
         for op in self.pending.iter().take(choice.keep_dir_ops) {
             DiskState::apply_durably(&mut image.dirs, op);
@@ -206,21 +263,39 @@ impl DiskState {
             .map(|(_, id)| id);
         for (id, file) in image.files.iter_mut().enumerate() {
             file.data = file.durable.clone();
-            if let (Some(keep), Some(target), Some(write)) =
-                (choice.tear, torn, self.files[id].last_write.as_ref())
+            if let (Some(target), Some(write)) = (torn, self.files[id].last_write.as_ref())
                 && target == id
             {
-                let keep = keep.min(write.bytes.len());
-                let end = write.offset + keep;
-                if file.data.len() < end {
-                    file.data.resize(end, 0);
+                for kept in kept_ranges(write, &choice.last_write) {
+                    let end = write.offset + kept.end;
+                    if file.data.len() < end {
+                        file.data.resize(end, 0);
+                    }
+                    file.data[write.offset + kept.start..end].copy_from_slice(&write.bytes[kept]);
                 }
-                file.data[write.offset..end].copy_from_slice(&write.bytes[..keep]);
             }
             file.durable = file.data.clone();
             file.last_write = None;
         }
         image
+    }
+}
+
+/// The byte ranges of `write` (relative to its start) that `fate` keeps.
+fn kept_ranges(write: &LastWrite, fate: &WriteFate) -> Vec<std::ops::Range<usize>> {
+    let len = write.bytes.len();
+    match fate {
+        WriteFate::Dropped => Vec::new(),
+        WriteFate::Prefix(keep) => vec![0..(*keep).min(len)],
+        WriteFate::Pages(fates) => page_spans(write.offset, len)
+            .into_iter()
+            .zip(fates)
+            .filter_map(|(span, fate)| match fate {
+                PageFate::Lost => None,
+                PageFate::Whole => Some(span),
+                PageFate::Torn(keep) => Some(span.start..span.end.min(span.start + keep)),
+            })
+            .collect(),
     }
 }
 
@@ -260,7 +335,7 @@ impl Inner {
 /// ```
 /// use std::path::Path;
 /// use cairn_checkpoint_file::{Filesystem, OpenMode};
-/// use cairn_crash::disk_model::{CrashChoice, DiskModel};
+/// use cairn_crash::disk_model::{CrashChoice, DiskModel, WriteFate};
 ///
 /// let disk = DiskModel::new();
 /// disk.create_durable_dir(Path::new("/data"))?;
@@ -270,7 +345,10 @@ impl Inner {
 /// disk.sync_dir(Path::new("/data"))?;
 /// file.write_all(b" lost")?;
 ///
-/// let image = disk.state().crash_image(CrashChoice { keep_dir_ops: 0, tear: None });
+/// let image = disk.state().crash_image(&CrashChoice {
+///     keep_dir_ops: 0,
+///     last_write: WriteFate::Dropped,
+/// });
 /// let after = DiskModel::from_state(image);
 /// assert_eq!(after.read(Path::new("/data/log"))?, b"synced");
 /// # Ok::<(), std::io::Error>(())

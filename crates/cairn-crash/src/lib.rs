@@ -11,8 +11,9 @@
 //!   side-effect [`ledger`].
 //! - **Simulated power loss** ([`power_loss`]): an in-memory model of a file system
 //!   ([`disk_model`]) records every write, fdatasync, rename and directory fsync, and turns
-//!   any instant into the disk image a power cut could leave. Recovery must open every such
-//!   image with every acknowledged transition, or stop with a typed `Corruption` error.
+//!   any instant into the disk image a power cut could leave (including a later page of an
+//!   in-place write landing without an earlier one). Recovery must open every such image
+//!   with every acknowledged transition; stopping with `Corruption` counts as a violation.
 //!
 //! # Examples
 //!

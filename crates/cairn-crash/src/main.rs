@@ -259,7 +259,7 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         PowerLossTotals::default()
     };
     eprintln!(
-        "crash-test: power loss: {} states from {} workloads ({} torn tails cut, {} before begin, {} stopped with Corruption) in {:.1}s",
+        "crash-test: power loss: {} states from {} workloads ({} torn tails cut, {} before begin, {} stopped with Corruption, each a violation) in {:.1}s",
         power.states,
         power.workloads,
         power.torn_tails_cut,

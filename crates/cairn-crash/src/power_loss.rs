@@ -1,9 +1,9 @@
 //! Simulated power loss: a real executor drains a generated DAG in process on the file
 //! adapter over a [`DiskModel`]; before every Nth I/O operation the disk is captured, and
 //! each capture becomes several crash images (unsynced writes dropped, the last one torn at
-//! some byte, unsynced directory changes partly undone). A fresh `FileFactory` over each
-//! image must recover every transition acknowledged before the crash, or stop with a typed
-//! `Corruption` error. Anything else is a violation.
+//! some byte or kept as a subset of its pages, unsynced directory changes partly undone). A
+//! fresh `FileFactory` over each image must recover every transition acknowledged before
+//! the crash. Anything else, a typed `Corruption` error included, is a violation.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use cairn_executor::{Executor, RunSignals, Start};
 use cairn_queue::{Event, Queue, Snapshot};
 
 use crate::dag::Dag;
-use crate::disk_model::{CrashChoice, DiskModel, DiskState};
+use crate::disk_model::{CrashChoice, DiskModel, DiskState, PAGE_SIZE, PageFate, WriteFate};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 use crate::worker;
@@ -47,14 +47,16 @@ pub struct PowerLossTotals {
     pub states: u64,
     /// Workloads driven.
     pub workloads: u64,
-    /// Images whose recovery stopped with `Corruption` (allowed).
+    /// Images whose recovery stopped with `Corruption`. Each is also a violation: every
+    /// image is a disk a power cut can leave, and the journal's framing makes every such
+    /// disk recoverable, so stopping for an operator there is a defect.
     pub corruption_stops: u64,
     /// Images whose recovery cut a torn last journal record.
     pub torn_tails_cut: u64,
     /// Images in which the run did not exist yet (its `begin` was not acknowledged).
     pub before_begin: u64,
-    /// Images recovered with fewer acknowledged transitions, different events, a wrong
-    /// snapshot, or any error other than `Corruption`.
+    /// Images recovered with fewer acknowledged transitions, different events or a wrong
+    /// snapshot, or whose recovery failed with any error (`Corruption` included).
     pub violations: u64,
     /// One line per violation (the first 20).
     pub problems: Vec<String>,
@@ -224,8 +226,8 @@ struct Capture {
 enum Recovery {
     /// No run yet, and none acknowledged.
     BeforeBegin,
-    /// Recovery stopped with a typed `Corruption` error.
-    Corruption,
+    /// Recovery stopped with a typed `Corruption` error (its detail).
+    Corruption(String),
     /// Recovered after cutting a torn last record.
     TornTailCut,
     /// Recovered with nothing to cut.
@@ -253,7 +255,9 @@ async fn check_image(
             return Err("begin was acknowledged but the run is missing".to_owned());
         }
         Ok(None) => return Ok(Recovery::BeforeBegin),
-        Err(StoreError::Corruption { .. }) => return Ok(Recovery::Corruption),
+        Err(err @ StoreError::Corruption { .. }) => {
+            return Ok(Recovery::Corruption(err.to_string()));
+        }
         Err(err) => return Err(format!("open failed with {err}")),
     };
     let recovered = opened.recovered;
@@ -323,29 +327,76 @@ async fn check_image(
 }
 
 /// The crash choices tried for one capture: everything unsynced dropped; everything kept
-/// with the last write whole; and a seeded mix (some directory changes, a torn write).
+/// with the last write whole; a seeded mix (some directory changes, a torn write); and,
+/// when the last write touches two pages or more, two page subsets: every page but the
+/// first (a later page landed without the earlier one), and a seeded subset in which each
+/// page is lost, whole or torn.
 fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
     let pending = state.pending_dir_ops();
     let last = state.last_unsynced_write();
     let mut out = BTreeSet::new();
-    let mut add = |choice: CrashChoice| {
-        out.insert((choice.keep_dir_ops, choice.tear));
-    };
-    add(CrashChoice {
+    let fate = |keep: Option<usize>| keep.map_or(WriteFate::Dropped, WriteFate::Prefix);
+    out.insert(CrashChoice {
         keep_dir_ops: 0,
-        tear: None,
+        last_write: WriteFate::Dropped,
     });
-    add(CrashChoice {
+    out.insert(CrashChoice {
         keep_dir_ops: pending,
-        tear: last,
+        last_write: fate(last),
     });
-    add(CrashChoice {
+    out.insert(CrashChoice {
         keep_dir_ops: rng.below(pending as u64 + 1) as usize,
-        tear: last.map(|len| rng.below(len as u64 + 1) as usize),
+        last_write: fate(last.map(|len| rng.below(len as u64 + 1) as usize)),
     });
-    out.into_iter()
-        .map(|(keep_dir_ops, tear)| CrashChoice { keep_dir_ops, tear })
-        .collect()
+    if let Some(pages) = state.last_unsynced_pages().filter(|pages| *pages >= 2) {
+        let mut later_only = vec![PageFate::Whole; pages];
+        later_only[0] = PageFate::Lost;
+        out.insert(CrashChoice {
+            keep_dir_ops: pending,
+            last_write: WriteFate::Pages(later_only),
+        });
+        let subset = (0..pages)
+            .map(|_| match rng.below(3) {
+                0 => PageFate::Lost,
+                1 => PageFate::Whole,
+                _ => PageFate::Torn(rng.below(PAGE_SIZE as u64) as usize),
+            })
+            .collect();
+        out.insert(CrashChoice {
+            keep_dir_ops: rng.below(pending as u64 + 1) as usize,
+            last_write: WriteFate::Pages(subset),
+        });
+    }
+    out.into_iter().collect()
+}
+
+/// A crash choice in a line: page subsets are summarized (they may list a thousand pages).
+fn describe(choice: &CrashChoice) -> String {
+    match &choice.last_write {
+        WriteFate::Pages(pages) => {
+            let shown: Vec<String> = pages
+                .iter()
+                .take(8)
+                .map(|page| match page {
+                    PageFate::Lost => "lost".to_owned(),
+                    PageFate::Whole => "whole".to_owned(),
+                    PageFate::Torn(keep) => format!("torn@{keep}"),
+                })
+                .collect();
+            let more = pages.len().saturating_sub(shown.len());
+            format!(
+                "{} dir ops kept, pages [{}{}]",
+                choice.keep_dir_ops,
+                shown.join(", "),
+                if more > 0 {
+                    format!(", {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        other => format!("{} dir ops kept, last write {other:?}", choice.keep_dir_ops),
+    }
 }
 
 fn check_all(
@@ -363,16 +414,26 @@ fn check_all(
     let mut snapshots = HashMap::new();
     for capture in captures {
         for choice in choices(&capture.state, &mut rng) {
-            let image = capture.state.crash_image(choice);
+            let image = capture.state.crash_image(&choice);
             totals.states += 1;
             match runtime.block_on(check_image(image, &capture, &run_id, &log, &mut snapshots)) {
-                Ok(Recovery::Corruption) => totals.corruption_stops += 1,
+                Ok(Recovery::Corruption(detail)) => {
+                    totals.corruption_stops += 1;
+                    totals.violation(format!(
+                        "workload seed {seed}, crash before op {} ({}), {}: recovery stopped with Corruption: {detail}",
+                        capture.op,
+                        capture.op_name,
+                        describe(&choice)
+                    ));
+                }
                 Ok(Recovery::TornTailCut) => totals.torn_tails_cut += 1,
                 Ok(Recovery::BeforeBegin) => totals.before_begin += 1,
                 Ok(Recovery::Clean) => {}
                 Err(problem) => totals.violation(format!(
-                    "workload seed {seed}, crash before op {} ({}), {choice:?}: {problem}",
-                    capture.op, capture.op_name
+                    "workload seed {seed}, crash before op {} ({}), {}: {problem}",
+                    capture.op,
+                    capture.op_name,
+                    describe(&choice)
                 )),
             }
         }

@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use cairn_checkpoint_file::{Filesystem, OpenMode};
-use cairn_crash::disk_model::{CrashChoice, DiskModel};
+use cairn_crash::disk_model::{CrashChoice, DiskModel, PAGE_SIZE, PageFate, WriteFate};
 
 const DROP_ALL: CrashChoice = CrashChoice {
     keep_dir_ops: 0,
-    tear: None,
+    last_write: WriteFate::Dropped,
 };
 
 fn disk() -> DiskModel {
@@ -25,7 +25,7 @@ fn durable_file(disk: &DiskModel, path: &str, bytes: &[u8]) {
 }
 
 fn after_crash(disk: &DiskModel, choice: CrashChoice) -> DiskModel {
-    DiskModel::from_state(disk.state().crash_image(choice))
+    DiskModel::from_state(disk.state().crash_image(&choice))
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn the_last_unsynced_write_is_torn_at_the_chosen_byte() {
             &disk,
             CrashChoice {
                 keep_dir_ops: 0,
-                tear: Some(keep),
+                last_write: WriteFate::Prefix(keep),
             },
         );
         let mut expected = b"head;".to_vec();
@@ -111,7 +111,7 @@ fn a_rename_whose_folder_was_not_synced_may_be_undone() {
         &disk,
         CrashChoice {
             keep_dir_ops: 1,
-            tear: None,
+            last_write: WriteFate::Dropped,
         },
     );
     assert_eq!(half.read(Path::new("/d/state")).unwrap(), b"old");
@@ -122,7 +122,7 @@ fn a_rename_whose_folder_was_not_synced_may_be_undone() {
         &disk,
         CrashChoice {
             keep_dir_ops: pending,
-            tear: None,
+            last_write: WriteFate::Dropped,
         },
     );
     assert_eq!(kept.read(Path::new("/d/state")).unwrap(), b"new");
@@ -222,7 +222,7 @@ fn an_unsynced_overwrite_reverts_and_a_torn_one_keeps_a_prefix_over_the_old_byte
         &disk,
         CrashChoice {
             keep_dir_ops: 0,
-            tear: Some(3),
+            last_write: WriteFate::Prefix(3),
         },
     );
     assert_eq!(
@@ -236,4 +236,102 @@ fn an_unsynced_overwrite_reverts_and_a_torn_one_keeps_a_prefix_over_the_old_byte
         image.read(Path::new("/d/journal")).unwrap(),
         b"\0\0abcd\0\0"
     );
+}
+
+/// A three-page overwrite of durable zeros, starting 100 bytes into page 1: page `i` of the
+/// write holds byte value `i + 1`.
+fn three_page_overwrite() -> (
+    DiskModel,
+    Box<dyn cairn_checkpoint_file::FsFile>,
+    usize,
+    usize,
+) {
+    let disk = disk();
+    durable_file(&disk, "/d/journal", &vec![0u8; 5 * PAGE_SIZE]);
+    let file = disk
+        .open(Path::new("/d/journal"), OpenMode::ReadWrite)
+        .unwrap();
+    let start = PAGE_SIZE + 100;
+    let end = 3 * PAGE_SIZE + 50;
+    let bytes: Vec<u8> = (start..end).map(|at| (at / PAGE_SIZE) as u8).collect();
+    file.write_at(start as u64, &bytes).unwrap();
+    (disk, file, start, end)
+}
+
+#[test]
+fn a_page_subset_keeps_later_pages_of_an_overwrite_without_earlier_ones() {
+    let (disk, _file, start, end) = three_page_overwrite();
+    assert_eq!(disk.state().last_unsynced_pages(), Some(3));
+
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: 0,
+            last_write: WriteFate::Pages(vec![PageFate::Lost, PageFate::Whole, PageFate::Whole]),
+        },
+    );
+    let data = image.read(Path::new("/d/journal")).unwrap();
+    assert_eq!(
+        data.len(),
+        5 * PAGE_SIZE,
+        "an overwrite does not change the size"
+    );
+    for (at, byte) in data.iter().enumerate() {
+        let want = if (2 * PAGE_SIZE..end).contains(&at) {
+            (at / PAGE_SIZE) as u8
+        } else {
+            0
+        };
+        assert_eq!(*byte, want, "byte {at} (write {start}..{end})");
+    }
+}
+
+#[test]
+fn a_torn_page_keeps_a_prefix_of_its_part_of_the_write_and_missing_fates_are_lost() {
+    let (disk, _file, start, end) = three_page_overwrite();
+    // The first page keeps 10 of its bytes, the second is lost, the third is not listed.
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: 0,
+            last_write: WriteFate::Pages(vec![PageFate::Torn(10), PageFate::Lost]),
+        },
+    );
+    let data = image.read(Path::new("/d/journal")).unwrap();
+    for (at, byte) in data.iter().enumerate() {
+        let want = if (start..start + 10).contains(&at) {
+            1
+        } else {
+            0
+        };
+        assert_eq!(*byte, want, "byte {at} (write {start}..{end})");
+    }
+}
+
+#[test]
+fn kept_pages_of_a_growing_write_extend_the_file_with_zeros_before_them() {
+    let disk = disk();
+    durable_file(&disk, "/d/log", b"head");
+    let mut file = disk.open(Path::new("/d/log"), OpenMode::Append).unwrap();
+    file.write_all(&vec![7u8; 2 * PAGE_SIZE]).unwrap();
+    assert_eq!(disk.state().last_unsynced_pages(), Some(3));
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            keep_dir_ops: 0,
+            last_write: WriteFate::Pages(vec![PageFate::Lost, PageFate::Whole, PageFate::Lost]),
+        },
+    );
+    let data = image.read(Path::new("/d/log")).unwrap();
+    assert_eq!(
+        data.len(),
+        2 * PAGE_SIZE,
+        "the file reaches the last kept byte"
+    );
+    assert_eq!(&data[..4], b"head");
+    assert!(
+        data[4..PAGE_SIZE].iter().all(|b| *b == 0),
+        "the lost page reads as zeros"
+    );
+    assert!(data[PAGE_SIZE..].iter().all(|b| *b == 7));
 }

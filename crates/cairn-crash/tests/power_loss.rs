@@ -190,3 +190,91 @@ fn the_file_adapter_preallocates_its_journal_on_the_model() {
         journal.len()
     );
 }
+
+/// A power cut during the fdatasync of a multi-page, unacknowledged append can leave a later
+/// page of it on disk without the first. Nothing of that append was acknowledged, so the
+/// run must open with every acknowledged event and the damaged batch cut as a torn tail,
+/// not stop with `Corruption` (which would need an operator although nothing was lost).
+#[test]
+fn later_pages_of_an_unacknowledged_batch_without_the_first_are_cut_as_a_torn_tail() {
+    use cairn_checkpoint::{CheckpointerFactory as _, Durability, RunId, RunMeta};
+    use cairn_checkpoint_file::FileFactory;
+    use cairn_crash::disk_model::{CrashChoice, DiskState, PageFate, WriteFate};
+    use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+
+    let disk = DiskModel::new();
+    disk.create_durable_dir(Path::new("/data")).unwrap();
+    let factory = FileFactory::builder("/data")
+        .filesystem(Arc::new(disk.clone()))
+        .durability(Durability::Sync)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut queue = Queue::new(QueueConfig::default());
+    let mut enqueue = |pad: usize, n: usize| {
+        for i in 0..n {
+            let spec =
+                TaskSpec::new("step").inputs(serde_json::json!({ "i": i, "pad": "x".repeat(pad) }));
+            queue.enqueue(spec, EnqueuedBy::Root, Timestamp(1)).unwrap();
+        }
+        queue.take_events()
+    };
+    let acknowledged = enqueue(100, 3);
+    // Four events of about 3 KiB each: one batch over at least three pages, so at least one
+    // whole record lies in pages after the first.
+    let in_flight = enqueue(3000, 4);
+    let id = RunId::new("pages").unwrap();
+
+    // The disk just before each fdatasync; the last one is the in-flight batch's.
+    let before_sync = Arc::new(std::sync::Mutex::new(None::<DiskState>));
+    let sink = Arc::clone(&before_sync);
+    runtime.block_on(async {
+        let run = factory
+            .begin(RunMeta::new(id.clone(), "wf", "scope", "in", Timestamp(1)))
+            .await
+            .unwrap();
+        run.append(&acknowledged).await.unwrap();
+        disk.set_recorder(
+            1,
+            0,
+            Box::new(move |state, _, name| {
+                if name == "fdatasync" {
+                    *sink.lock().unwrap() = Some(state.clone());
+                }
+            }),
+        );
+        run.append(&in_flight).await.unwrap();
+        disk.clear_recorder();
+    });
+    let state = before_sync
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the batch was synced");
+    let pages = state
+        .last_unsynced_pages()
+        .expect("the batch is not durable yet");
+    assert!(pages >= 3, "the batch spans {pages} pages");
+    let mut later_only = vec![PageFate::Whole; pages];
+    later_only[0] = PageFate::Lost;
+    let image = state.crash_image(&CrashChoice {
+        keep_dir_ops: state.pending_dir_ops(),
+        last_write: WriteFate::Pages(later_only),
+    });
+
+    let factory = FileFactory::builder("/data")
+        .filesystem(Arc::new(DiskModel::from_state(image)))
+        .build()
+        .unwrap();
+    let opened = runtime
+        .block_on(factory.open(&id))
+        .expect("a power cut during an unacknowledged batch is not corruption")
+        .expect("the run exists");
+    assert_eq!(opened.recovered.events, acknowledged);
+    assert!(
+        opened.recovered.torn_tail.is_some(),
+        "the damaged batch is cut and reported"
+    );
+}
