@@ -14,7 +14,7 @@ use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::fs::{Filesystem, FsFile, OpenMode};
-use crate::journal::{self, Ending};
+use crate::journal::{self, Ending, Format};
 
 /// The `queue.json` wrapper format this build writes and reads.
 pub const QUEUE_FILE_FORMAT_VERSION: u32 = 1;
@@ -369,10 +369,13 @@ impl Store {
         let meta_bytes = serde_json::to_vec_pretty(meta).map_err(encoding("run metadata"))?;
         self.write_atomic(&staging, META_FILE, &meta_bytes)?;
         let journal = staging.join(JOURNAL_FILE);
-        let file = self
+        let mut file = self
             .fs
             .open(&journal, OpenMode::Append)
             .map_err(io_error("create", &journal))?;
+        // The file header is durable before any batch is written (see `journal`).
+        file.write_all(&journal::file_header())
+            .map_err(io_error("write", &journal))?;
         file.sync_data().map_err(sync_error(&journal))?;
         drop(file);
         self.append_audit_in(
@@ -692,7 +695,7 @@ impl Store {
             Some((file, len)) => (Some(file.snapshot), file.covers_seq, len),
             None => (None, 0, 0),
         };
-        let (mut journal, scan, decoded) = journal_result?;
+        let (mut journal, bytes, scan, decoded) = journal_result?;
 
         let mut torn_tail = None;
         match scan.ending {
@@ -711,6 +714,13 @@ impl Store {
                         .map_err(sync_error(&journal_path))?;
                     journal.allocated = end;
                 }
+            }
+            Ending::Unsupported { version } => {
+                return Err(ReadFailure::Bad(StateProblem::Version {
+                    file: JOURNAL_FILE,
+                    found: version,
+                    expected: journal::FORMAT_VERSION,
+                }));
             }
             Ending::Corrupt { offset, detail } => {
                 return Err(Error::Corruption {
@@ -773,6 +783,21 @@ impl Store {
             })?;
             events.push(event);
             expected += 1;
+        }
+        if scan.format == Format::Unframed {
+            // A format-1 (or empty) journal is rewritten in format 2 before any batch is
+            // appended to it, atomically: temp file, fdatasync, rename, fsync dir. A crash
+            // on the way leaves the old journal whole, and the next open does it again.
+            let kept = scan
+                .records
+                .iter()
+                .filter(|record| record.seq > covers_seq)
+                .map(|record| &bytes[record.offset as usize..record.payload.end]);
+            let rewritten = journal::framed_journal(kept, UPGRADE_BATCH_LEN);
+            drop(bytes);
+            self.write_atomic(dir, JOURNAL_FILE, &rewritten)?;
+            drop(journal);
+            journal = self.open_journal(&journal_path)?;
         }
         let records_after_snapshot = events.len() as u64;
         let journal_len = journal.end;
@@ -851,13 +876,22 @@ impl Store {
                     .map_err(|err| err.to_string())
             })
             .collect();
-        Ok((journal, scan, decoded))
+        Ok((journal, bytes, scan, decoded))
     }
 }
 
+/// The largest batch a format-1 journal is rewritten into (a bigger record gets a batch of
+/// its own).
+const UPGRADE_BATCH_LEN: usize = 16 * 1024 * 1024;
+
 /// The journal as `read_journal` found it: the open file (its `end` still to be set from
-/// the scan), the scan and each good record decoded (or why not).
-type JournalRead = (JournalFile, journal::Scan, Vec<Result<Event, String>>);
+/// the scan), its bytes, the scan and each good record decoded (or why not).
+type JournalRead = (
+    JournalFile,
+    Vec<u8>,
+    journal::Scan,
+    Vec<Result<Event, String>>,
+);
 
 /// Where a torn last line of a JSON-lines file starts (the length to keep), or `None` when
 /// the file is empty or ends with a newline. Reads backwards in small chunks.

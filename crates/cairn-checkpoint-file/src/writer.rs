@@ -2,8 +2,11 @@
 //!
 //! An `append` frames its records into a shared buffer and gets a ticket (the number of the
 //! batch that buffer will become). If no leader is active it becomes one: a blocking task
-//! that repeatedly takes the whole buffer, writes it with ONE `write`, makes it durable with
-//! ONE `fdatasync` and publishes the batch number. Appends that arrive while a leader is
+//! that repeatedly takes the whole buffer, frames it as one batch (header with length,
+//! offset and CRC), writes it with ONE `write`, makes it durable with ONE `fdatasync` and
+//! publishes the batch number. Only one leader exists at a time and it holds the journal
+//! from the write until the fdatasync returned, so at most one batch is ever unacknowledged
+//! on disk: the journal's recovery rules rely on that (see `journal`). Appends that arrive while a leader is
 //! syncing land in the next batch, so concurrent appends share syncs. The leader runs on the
 //! blocking pool and owns its work, so dropping an `append` future never strands others.
 
@@ -66,7 +69,8 @@ pub(crate) struct WriterConfig {
 /// Mutable writer state, under one short-held mutex.
 #[derive(Debug)]
 struct WriterState {
-    /// Framed records waiting for the next batch.
+    /// Framed records waiting for the next batch, after `journal::BATCH_HEADER_LEN` bytes of
+    /// room for the batch header (filled in by the leader). Empty when no record waits.
     buffer: Vec<u8>,
     /// How many records `buffer` holds.
     buffered_records: u64,
@@ -342,12 +346,12 @@ impl Shared {
             let last_seq = state.next_seq - 1;
             (std::mem::take(&mut state.buffer), records, batch, last_seq)
         };
-        let outcome = self.write_batch(&bytes);
+        let outcome = self.write_batch(bytes);
         let mut state = lock(&self.state);
         match outcome {
-            Ok(()) => {
+            Ok(written) => {
                 state.written_seq = last_seq;
-                state.journal_len += bytes.len() as u64;
+                state.journal_len += written;
                 state.records_after_snapshot += records;
                 let compact = !state.compaction_off
                     && (state.records_after_snapshot >= self.config.compact_after_records
@@ -380,13 +384,17 @@ impl Shared {
         }
     }
 
-    /// One write at the journal's end, then one fdatasync unless durability is `None`.
+    /// Frames `buffer` (header room, then records) as one batch at the journal's end, writes
+    /// it with one write, then one fdatasync unless durability is `None`. Returns the bytes
+    /// the batch takes in the journal. The caller is the one leader, and the journal mutex
+    /// is held from the write until the fdatasync returned, so no second batch is ever
+    /// written while one is unacknowledged.
     ///
     /// When the batch does not fit in the preallocated zeros, the same write also carries
     /// the next preallocation step's zeros, so the one fdatasync that must commit a new file
     /// size anyway also makes the new zeros durable; the appends after it overwrite those
     /// zeros and their fdatasyncs flush data only.
-    fn write_batch(&self, bytes: &[u8]) -> Result<(), Failure> {
+    fn write_batch(&self, mut buffer: Vec<u8>) -> Result<u64, Failure> {
         let path = self.dir.join(JOURNAL_FILE);
         let failure = |err: std::io::Error, sync: bool| Failure {
             failed_from: 0,
@@ -397,27 +405,28 @@ impl Shared {
         };
         let mut journal = lock(&self.journal);
         let at = journal.end;
-        let end = at + bytes.len() as u64;
+        let header = journal::batch_header(at, &buffer[journal::BATCH_HEADER_LEN..]);
+        buffer[..journal::BATCH_HEADER_LEN].copy_from_slice(&header);
+        let written = buffer.len() as u64;
+        let end = at + written;
         if !journal.positioned {
             journal
                 .file
-                .write_all(bytes)
+                .write_all(&buffer)
                 .map_err(|e| failure(e, false))?;
             journal.allocated = end;
         } else if self.preallocate && end > journal.allocated {
             let target = preallocation_target(end, journal.allocated);
-            let mut extended = Vec::with_capacity((target - at) as usize);
-            extended.extend_from_slice(bytes);
-            extended.resize((target - at) as usize, 0);
+            buffer.resize((target - at) as usize, 0);
             journal
                 .file
-                .write_at(at, &extended)
+                .write_at(at, &buffer)
                 .map_err(|e| failure(e, false))?;
             journal.allocated = target;
         } else {
             journal
                 .file
-                .write_at(at, bytes)
+                .write_at(at, &buffer)
                 .map_err(|e| failure(e, false))?;
             journal.allocated = journal.allocated.max(end);
         }
@@ -425,7 +434,7 @@ impl Shared {
         if self.config.durability != Durability::None {
             journal.file.sync_data().map_err(|e| failure(e, true))?;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Replays the journal into a queue and installs its snapshot. Runs as leader. A journal
@@ -519,7 +528,8 @@ impl Shared {
 
     /// Installs `snapshot` as covering every record written so far. The caller is leader
     /// and the buffer has been flushed. Order: temp, fdatasync, rename, fsync dir, and only
-    /// then truncate the journal (and sync it).
+    /// then truncate the journal (and sync it). The truncate keeps the file header, so the
+    /// journal never holds a batch without a durable header before it.
     fn install_locked(&self, snapshot: &Snapshot) -> Result<()> {
         let covers = lock(&self.state).written_seq;
         let bytes = encode_queue_file(&self.run_id, covers, snapshot)?;
@@ -527,12 +537,13 @@ impl Shared {
         let path = self.dir.join(JOURNAL_FILE);
         {
             let mut journal = lock(&self.journal);
+            let header = journal::FILE_HEADER_LEN as u64;
             journal
                 .file
-                .set_len(0)
+                .set_len(header)
                 .map_err(io_error("truncate", &path))?;
-            journal.end = 0;
-            journal.allocated = 0;
+            journal.end = header;
+            journal.allocated = header;
             journal.file.sync_data().map_err(sync_error(&path))?;
         }
         let mut state = lock(&self.state);
@@ -598,6 +609,10 @@ impl Checkpointer for FileCheckpointer {
                 return Err(Error::Poisoned {
                     run_id: shared.run_id.clone(),
                 });
+            }
+            if state.buffer.is_empty() {
+                // Room for the batch header, which the leader fills in.
+                state.buffer.resize(journal::BATCH_HEADER_LEN, 0);
             }
             for (payload, crc) in &payloads {
                 let seq = state.next_seq;
@@ -671,18 +686,21 @@ impl Checkpointer for FileCheckpointer {
                 if !bytes.is_empty() {
                     let batch = lock(&shared.state).open_batch;
                     lock(&shared.state).open_batch += 1;
-                    if let Err(failure) = shared.write_batch(&bytes) {
-                        let err = failure.to_error();
-                        lock(&shared.state).failure = Some(Failure {
-                            failed_from: batch,
-                            ..failure
-                        });
-                        return Err(err);
-                    }
+                    let written = match shared.write_batch(bytes) {
+                        Ok(written) => written,
+                        Err(failure) => {
+                            let err = failure.to_error();
+                            lock(&shared.state).failure = Some(Failure {
+                                failed_from: batch,
+                                ..failure
+                            });
+                            return Err(err);
+                        }
+                    };
                     let mut state = lock(&shared.state);
                     state.written_seq = last_seq;
                     state.durable_batch = batch;
-                    state.journal_len += bytes.len() as u64;
+                    state.journal_len += written;
                     state.records_after_snapshot += records;
                 }
                 // The adapter does not parse the caller's snapshot back; the next compaction

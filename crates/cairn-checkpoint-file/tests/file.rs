@@ -14,7 +14,10 @@ use cairn_checkpoint::{
 };
 use cairn_checkpoint_file::FileFactory;
 use cairn_queue::Timestamp;
-use common::{FileHarness, IoPlan, Workload, journal_end, record_offsets, replayed};
+use common::{
+    BATCH_HEADER_LEN, FILE_HEADER_LEN, FileHarness, IoPlan, Workload, batch_offsets, journal_end,
+    record_offsets, replayed,
+};
 
 fn meta(id: &str) -> RunMeta {
     RunMeta::new(
@@ -112,7 +115,11 @@ async fn layout_is_readable_by_a_person() {
     assert_eq!(queue["run_id"], "layout");
     assert_eq!(queue["format_version"], 1);
     assert_eq!(queue["covers_seq"], 2);
-    assert_eq!(std::fs::metadata(dir.join("journal")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read(dir.join("journal")).unwrap(),
+        common::file_header(2),
+        "the snapshot covers every record; the file header stays"
+    );
     let lock = std::fs::read_to_string(dir.join("lock")).unwrap();
     assert!(
         lock.contains(&format!("pid {}", std::process::id())),
@@ -172,11 +179,13 @@ async fn a_crash_at_each_snapshot_install_step_reopens_to_the_same_state() {
     }
 }
 
+/// Bytes one append of `events` adds to the journal: a batch header and its records.
 fn framed_len(events: &[cairn_queue::Event]) -> u64 {
-    events
-        .iter()
-        .map(|e| 16 + serde_json::to_vec(e).unwrap().len() as u64)
-        .sum()
+    BATCH_HEADER_LEN as u64
+        + events
+            .iter()
+            .map(|e| 16 + serde_json::to_vec(e).unwrap().len() as u64)
+            .sum::<u64>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +212,8 @@ async fn compaction_bounds_the_journal_and_reopen() {
             let snapshot_len = queue_json.len() as u64;
             // Compaction starts once the journal passes a threshold AND an eighth of the
             // snapshot, so the journal never exceeds that bound by more than one append.
-            let bound = (snapshot_len / 8).max(BYTES) + framed_len(&events);
+            let bound =
+                (snapshot_len / 8).max(BYTES) + FILE_HEADER_LEN as u64 + framed_len(&events);
             assert!(
                 journal <= bound,
                 "round {round}: journal {journal} > bound {bound}"
@@ -289,14 +299,17 @@ async fn torn_tails_of_every_length_are_cut() {
         drop(opened);
         let path = h.journal(&id);
         let bytes = std::fs::read(&path).unwrap();
-        let last = *record_offsets(&bytes).last().unwrap();
-        let record_len = journal_end(&bytes) - last;
+        // The last append is the last batch; cut it inside its batch header, at the record
+        // header, inside the record header, in the payload, one byte short, or (round 5)
+        // damage the record's checksum in place.
+        let last = *batch_offsets(&bytes).last().unwrap();
+        let batch_len = journal_end(&bytes) - last;
         let keep = match round {
             0 => 1,
-            1 => 15,
-            2 => 16,
-            3 => record_len / 2,
-            4 => record_len - 1,
+            1 => BATCH_HEADER_LEN,
+            2 => BATCH_HEADER_LEN + 15,
+            3 => batch_len / 2,
+            4 => batch_len - 1,
             _ => 0,
         };
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -304,7 +317,8 @@ async fn torn_tails_of_every_length_are_cut() {
             // Instead of cutting, overwrite the last record's checksum.
             use std::io::{Seek, SeekFrom, Write};
             let mut file = file;
-            file.seek(SeekFrom::Start(last as u64 + 12)).unwrap();
+            file.seek(SeekFrom::Start((last + BATCH_HEADER_LEN + 12) as u64))
+                .unwrap();
             file.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
         } else {
             file.set_len((last + keep) as u64).unwrap();
@@ -334,14 +348,17 @@ async fn a_gap_after_the_snapshot_is_corruption() {
     let run = factory.begin(meta("gap")).await.unwrap();
     run.append(&sample_events(0, 4)).await.unwrap();
     drop(run);
-    // Drop the first record: the journal now starts at sequence 2 with no snapshot.
+    // Rewrite the journal without the first record (in well-formed batches): it now starts
+    // at sequence 2 with no snapshot.
     let path = h.journal(&id);
-    let bytes = std::fs::read(&path).unwrap();
-    let offsets = record_offsets(&bytes);
-    std::fs::write(&path, &bytes[offsets[1]..]).unwrap();
+    assert_eq!(record_offsets(&std::fs::read(&path).unwrap()).len(), 4);
+    let events = sample_events(0, 4);
+    let rest: Vec<_> = (2..=4u64).zip(events[1..].iter().cloned()).collect();
+    std::fs::write(&path, common::format_2_journal(&[rest])).unwrap();
     let err = factory.open(&id).await.expect_err("records are missing");
+    let first = (FILE_HEADER_LEN + BATCH_HEADER_LEN) as u64;
     assert!(
-        matches!(err, Error::Corruption { offset: 0, .. }),
+        matches!(err, Error::Corruption { offset, .. } if offset == first),
         "{err:?}"
     );
 }
@@ -490,6 +507,8 @@ async fn sync_mode_uses_one_write_and_one_fdatasync_per_append() {
     let plan = Arc::new(IoPlan::default());
     let factory = h.failing_factory(&plan, Durability::Sync);
     let run = factory.begin(meta("one-sync")).await.unwrap();
+    // `begin` wrote the file header (with write_all, while the journal was new).
+    let header_writes = plan.calls("write_all", "journal");
     let writes = plan.calls("write_at", "journal");
     let syncs = plan.calls("sync_data", "journal");
     for n in 0..10 {
@@ -497,7 +516,7 @@ async fn sync_mode_uses_one_write_and_one_fdatasync_per_append() {
     }
     // The first append also preallocates, in the same write and the same fdatasync.
     assert_eq!(
-        plan.calls("write_all", "journal"),
+        plan.calls("write_all", "journal") - header_writes,
         0,
         "positioned writes only"
     );

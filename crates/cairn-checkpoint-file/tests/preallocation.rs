@@ -1,7 +1,7 @@
-//! The preallocated journal: appends overwrite zeroed space in place, recovery reads the
-//! first all-zero header followed only by zeros as the end, a torn last record inside the
-//! zeros is cut, zeros in the middle are corruption, and journals written without
-//! preallocation (or file layers without positioned writes) still work.
+//! The preallocated journal: appends overwrite zeroed space in place, recovery reads zeros
+//! from a batch boundary to the end as the end, a torn last batch inside the zeros is cut,
+//! zeros in the middle are corruption, and journals written without preallocation (or file
+//! layers without positioned writes) still work.
 
 mod common;
 
@@ -12,7 +12,9 @@ use std::time::Duration;
 use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, Durability, Error, RunId, RunMeta};
 use cairn_queue::{Event, Timestamp};
-use common::{FileHarness, HEADER_LEN, IoPlan, journal_end, record_offsets};
+use common::{
+    BATCH_HEADER_LEN, FileHarness, HEADER_LEN, IoPlan, batch_offsets, journal_end, record_offsets,
+};
 
 fn meta(id: &str) -> RunMeta {
     RunMeta::new(
@@ -128,9 +130,16 @@ async fn reopen_after_preallocation_keeps_every_acknowledged_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preallocated_journal_torn_at_the_last_record_is_cut() {
-    // The shapes a torn overwrite leaves inside the zeros: the header and part of the
-    // payload, the header alone, part of the header, and a payload whose checksum fails.
-    for damage in ["half payload", "header only", "half header", "bad checksum"] {
+    // The shapes a torn overwrite leaves inside the zeros: the headers and part of the
+    // payload, the headers alone, part of the record header, part of the batch header, and
+    // a payload whose checksum fails. Each append of one event is a batch of one record.
+    for damage in [
+        "half payload",
+        "header only",
+        "half header",
+        "half batch header",
+        "bad checksum",
+    ] {
         let h = FileHarness::new();
         let factory = h.file_factory();
         let id = RunId::new("torn").unwrap();
@@ -139,7 +148,13 @@ async fn a_preallocated_journal_torn_at_the_last_record_is_cut() {
         let path = h.journal(&id);
         let bytes = std::fs::read(&path).unwrap();
         let size = bytes.len();
+        let batch = *batch_offsets(&bytes).last().unwrap();
         let last = *record_offsets(&bytes).last().unwrap();
+        assert_eq!(
+            last,
+            batch + BATCH_HEADER_LEN,
+            "one record in the last batch"
+        );
         let end = journal_end(&bytes);
         assert!(end < size, "the journal is preallocated");
         match damage {
@@ -149,16 +164,17 @@ async fn a_preallocated_journal_torn_at_the_last_record_is_cut() {
             }
             "header only" => overwrite(&path, last + HEADER_LEN, &vec![0; end - last - HEADER_LEN]),
             "half header" => overwrite(&path, last + 6, &vec![0; end - last - 6]),
+            "half batch header" => overwrite(&path, batch + 10, &vec![0; end - batch - 10]),
             _ => overwrite(&path, end - 1, &[bytes[end - 1] ^ 0x20]),
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, size);
 
         let opened = factory.open(&id).await.unwrap().unwrap();
         let torn = opened.recovered.torn_tail.expect("the cut is reported");
-        assert_eq!(torn.offset, last as u64, "{damage}");
+        assert_eq!(torn.offset, batch as u64, "{damage}");
         assert_eq!(
             torn.bytes,
-            (size - last) as u64,
+            (size - batch) as u64,
             "{damage}: the cut reaches the end"
         );
         assert_eq!(opened.recovered.events, events[..4], "{damage}");
@@ -187,8 +203,8 @@ async fn a_preallocated_journal_torn_at_the_last_record_is_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeros_in_the_middle_followed_by_a_valid_record_are_corruption() {
-    // A whole record zeroed, and only its header zeroed: both leave good records after.
+async fn zeros_in_the_middle_followed_by_a_valid_batch_are_corruption() {
+    // A whole batch zeroed, and only its header zeroed: both leave valid batches after.
     for whole in [true, false] {
         let h = FileHarness::new();
         let factory = h.file_factory();
@@ -196,12 +212,12 @@ async fn zeros_in_the_middle_followed_by_a_valid_record_are_corruption() {
         journal_of(&factory, "middle", &sample_events(0, 4)).await;
         let path = h.journal(&id);
         let bytes = std::fs::read(&path).unwrap();
-        let offsets = record_offsets(&bytes);
+        let offsets = batch_offsets(&bytes);
         let victim = offsets[1];
         let len = if whole {
             offsets[2] - victim
         } else {
-            HEADER_LEN
+            BATCH_HEADER_LEN
         };
         overwrite(&path, victim, &vec![0; len]);
         let before = std::fs::read(&path).unwrap();
@@ -220,9 +236,9 @@ async fn zeros_in_the_middle_followed_by_a_valid_record_are_corruption() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_zero_bytes_after_a_zero_header_without_a_good_record_are_a_torn_tail() {
+async fn non_zero_bytes_after_a_zero_header_without_a_valid_batch_are_a_torn_tail() {
     // A torn overwrite can reach the disk out of order: a later page of the last write
-    // lands while the page with its first header does not. Without a good record after
+    // lands while the page with its batch header does not. Without a valid batch after
     // the gap it is the torn tail, and the cut takes everything from the gap on.
     let h = FileHarness::new();
     let factory = h.file_factory();

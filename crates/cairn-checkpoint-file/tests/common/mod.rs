@@ -12,6 +12,18 @@ use cairn_checkpoint_file::FileFactory;
 /// Header bytes before each journal payload: len u32, seq u64, crc u32.
 pub const HEADER_LEN: usize = 16;
 
+/// The journal's file header (format 2): magic, version u32, crc u32.
+pub const FILE_HEADER_LEN: usize = 16;
+
+/// A batch header: magic, len u64, offset u64, body crc u32, header crc u32.
+pub const BATCH_HEADER_LEN: usize = 28;
+
+/// The journal file's first bytes in format 2.
+pub const FILE_MAGIC: &[u8; 8] = b"CAIRNJNL";
+
+/// A batch header's first bytes.
+pub const BATCH_MAGIC: &[u8; 4] = b"CJBT";
+
 /// One temporary root; each `factory()` is a fresh `FileFactory` over it.
 #[derive(Debug)]
 pub struct FileHarness {
@@ -72,34 +84,111 @@ impl FileHarness {
     }
 }
 
-/// Start offsets of the journal's records, up to the preallocated zeros (if any).
-pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+/// Start offsets of a format-2 journal's batches, up to the preallocated zeros (if any).
+/// This reads the format as documented, independently of the adapter's code.
+pub fn batch_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
-    let mut at = 0;
-    while at + HEADER_LEN <= bytes.len() {
-        if bytes[at..at + HEADER_LEN].iter().all(|b| *b == 0) {
-            break;
-        }
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        if at + HEADER_LEN + len > bytes.len() {
+    if bytes.len() < FILE_HEADER_LEN || &bytes[..8] != FILE_MAGIC {
+        return offsets;
+    }
+    let mut at = FILE_HEADER_LEN;
+    while at + BATCH_HEADER_LEN <= bytes.len() && &bytes[at..at + 4] == BATCH_MAGIC {
+        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+        if at + BATCH_HEADER_LEN + len > bytes.len() {
             break;
         }
         offsets.push(at);
-        at += HEADER_LEN + len;
+        at += BATCH_HEADER_LEN + len;
     }
     offsets
 }
 
-/// Where the journal's last whole record ends: the file's length minus the preallocated
-/// zeros after it.
-pub fn journal_end(bytes: &[u8]) -> usize {
-    match record_offsets(bytes).last() {
-        Some(&last) => {
-            let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
-            last + HEADER_LEN + len
+/// The body (records) of the batch at `at`.
+pub fn batch_body(bytes: &[u8], at: usize) -> std::ops::Range<usize> {
+    let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+    at + BATCH_HEADER_LEN..at + BATCH_HEADER_LEN + len
+}
+
+/// Start offsets of the journal's records (inside its batches), in order.
+pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    for batch in batch_offsets(bytes) {
+        let body = batch_body(bytes, batch);
+        let mut at = body.start;
+        while at + HEADER_LEN <= body.end {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            offsets.push(at);
+            at += HEADER_LEN + len;
         }
+    }
+    offsets
+}
+
+/// Where the journal's last whole batch ends: the file's length minus the preallocated
+/// zeros after it (the file header's end when there is no batch).
+pub fn journal_end(bytes: &[u8]) -> usize {
+    match batch_offsets(bytes).last() {
+        Some(&last) => batch_body(bytes, last).end,
+        None if bytes.starts_with(FILE_MAGIC) => FILE_HEADER_LEN,
         None => 0,
     }
+}
+
+/// The format-2 file header, written out by hand from the documented layout.
+pub fn file_header(version: u32) -> Vec<u8> {
+    let mut header = FILE_MAGIC.to_vec();
+    header.extend_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// A batch header for `body` written at `offset`.
+pub fn batch_header(offset: usize, body: &[u8]) -> Vec<u8> {
+    let mut header = BATCH_MAGIC.to_vec();
+    header.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(offset as u64).to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// One framed record (len, seq, crc, payload) of `event`, as both formats frame records.
+pub fn record(seq: u64, event: &cairn_queue::Event) -> Vec<u8> {
+    let payload = serde_json::to_vec(event).unwrap();
+    let len = payload.len() as u32;
+    let mut tail = len.to_le_bytes().to_vec();
+    tail.extend_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&payload), &tail);
+    let mut out = tail;
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// A format-1 journal (builds before batch framing): records back to back from offset 0.
+pub fn format_1_journal(events: &[cairn_queue::Event]) -> Vec<u8> {
+    events
+        .iter()
+        .enumerate()
+        .flat_map(|(i, event)| record(i as u64 + 1, event))
+        .collect()
+}
+
+/// A format-2 journal with one batch per entry of `batches`, each a list of `(seq, event)`.
+pub fn format_2_journal(batches: &[Vec<(u64, cairn_queue::Event)>]) -> Vec<u8> {
+    let mut out = file_header(2);
+    for batch in batches {
+        let body: Vec<u8> = batch
+            .iter()
+            .flat_map(|(seq, event)| record(*seq, event))
+            .collect();
+        let header = batch_header(out.len(), &body);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&body);
+    }
+    out
 }
 
 fn rewrite_meta(path: &Path, change: impl FnOnce(&mut serde_json::Value)) -> Damage {
@@ -120,16 +209,23 @@ impl ConformanceHarness for FileHarness {
     fn tear_last_record(&self, run_id: &RunId) -> Damage {
         let path = self.journal(run_id);
         let bytes = std::fs::read(&path).expect("read the journal");
-        let offsets = record_offsets(&bytes);
-        let Some(&last) = offsets.last() else {
+        let (Some(&batch), Some(&last)) =
+            (batch_offsets(&bytes).last(), record_offsets(&bytes).last())
+        else {
             return Damage::Unsupported("the journal has no record".to_owned());
         };
-        // Keep part of the last record's payload, as a write cut short would.
+        if record_offsets(&bytes[..batch_body(&bytes, batch).end]).len()
+            != record_offsets(&bytes[..batch]).len() + 1
+        {
+            return Damage::Unsupported("the last batch holds more than one record".to_owned());
+        }
+        // Keep part of the last record's payload, as a write cut short would: its batch
+        // (which holds only that record) is the torn one.
         let keep = last + HEADER_LEN + 3;
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(keep as u64).unwrap();
         Damage::Applied {
-            offset: Some(last as u64),
+            offset: Some(batch as u64),
         }
     }
 
@@ -143,8 +239,13 @@ impl ConformanceHarness for FileHarness {
         let victim = offsets[1];
         bytes[victim + HEADER_LEN + 1] ^= 0x5a;
         std::fs::write(&path, &bytes).unwrap();
+        // Corruption is reported where the batch holding the record starts.
+        let batch = batch_offsets(&bytes)
+            .into_iter()
+            .rfind(|batch| *batch < victim)
+            .expect("the record lies in a batch");
         Damage::Applied {
-            offset: Some(victim as u64),
+            offset: Some(batch as u64),
         }
     }
 
