@@ -286,7 +286,7 @@ fn kept_ranges(write: &LastWrite, fate: &WriteFate) -> Vec<std::ops::Range<usize
     let len = write.bytes.len();
     match fate {
         WriteFate::Dropped => Vec::new(),
-        WriteFate::Prefix(keep) => vec![0..(*keep).min(len)],
+        WriteFate::Prefix(keep) => std::iter::once(0..(*keep).min(len)).collect(),
         WriteFate::Pages(fates) => page_spans(write.offset, len)
             .into_iter()
             .zip(fates)
