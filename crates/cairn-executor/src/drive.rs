@@ -13,17 +13,17 @@ use std::time::Duration;
 
 use cairn_checkpoint::{Checkpointer, RunId};
 use cairn_queue::{EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, Timestamp};
-use cairn_telemetry::{emit, names};
+use cairn_telemetry::emit;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Dispatch;
+use tracing::{Dispatch, Span};
 
+use crate::attempt::{AttemptEnd, AttemptFields, TracedAttempt};
 use crate::config::ExecutorConfig;
 use crate::error::Error;
-use crate::handler::{EnqueueRequest, Finish, HandlerResult, Registry, TaskContext, TaskFailure};
-use crate::in_span::InSpan;
+use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
 use crate::plan::{Phase, RunSignals};
 
@@ -64,18 +64,11 @@ pub(crate) struct ResumeInfo {
     pub(crate) tasks_reset: u64,
 }
 
-/// How a handler attempt ended, as seen from inside its tokio task.
-enum AttemptEnd {
-    Returned(HandlerResult),
-    TimedOut(Duration),
-}
-
-/// Bookkeeping for one attempt in flight.
+/// Bookkeeping for one attempt in flight. Its task span is not here: the attempt opens,
+/// labels and closes it on its worker (`crate::attempt`).
 struct InFlight {
     id: TaskId,
     attempt: u32,
-    kind: String,
-    span: tracing::Span,
 }
 
 /// What woke the drive loop up.
@@ -119,6 +112,11 @@ struct Flight {
     stopping: Option<CancelCause>,
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
+    /// The run span, parent of every task span.
+    run_span: Span,
+    /// The drive's subscriber, which attempts keep on whatever worker runs them, so a host's
+    /// scoped subscriber sees their events too.
+    dispatch: Dispatch,
 }
 
 impl Drive {
@@ -135,10 +133,16 @@ impl Drive {
             stopping: None,
             grace_deadline: None,
             exit: None,
+            // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
+            run_span: Span::current(),
+            dispatch: tracing::dispatcher::get_default(Dispatch::clone),
         };
         let result = self.run_phases(&mut flight).await;
-        // Stop whatever still runs (only after an error): dropping the JoinSet would abort the
-        // tasks too, but cancelling their tokens first lets them notice.
+        // Stop whatever still runs (only after an error, which records nothing more):
+        // dropping the JoinSet would abort the tasks too, but cancelling their tokens lets
+        // any work they handed off notice. Aborted first, so a body that would return because
+        // its token fired is stopped as it is instead.
+        flight.running.abort_all();
         flight.attempts_cancel.cancel();
         flight.running.shutdown().await;
         result.err()
@@ -457,18 +461,12 @@ impl Drive {
             .registry
             .timeout(&task.kind)
             .or(self.config.default_timeout);
-        let span = tracing::info_span!(
-            target: "cairn",
-            names::TASK_SPAN,
-            // No `run_id`: the task span is a child of the run span, which carries it (and
-            // each execution is its own trace), so formatting it again for every attempt
-            // would only cost time.
-            task_id = %id,
-            kind = %task.kind,
-            attempt = i64::from(attempt),
-            outcome = tracing::field::Empty,
-        );
-        let kind = task.kind.clone();
+        let fields = AttemptFields {
+            task_id: id,
+            kind: task.kind.clone(),
+            attempt,
+            max_attempts: task.max_attempts,
+        };
         let ctx = TaskContext::new(
             self.run_id.clone(),
             task,
@@ -487,21 +485,15 @@ impl Drive {
                 None => AttemptEnd::Returned(work.await),
             }
         };
-        // Handlers may run on other worker threads; they keep the run's subscriber, so a host's
-        // scoped subscriber sees their events too.
-        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
-        let handle = flight
-            .running
-            .spawn(InSpan::new(body, span.clone(), dispatch));
-        flight.in_flight.insert(
-            handle.id(),
-            InFlight {
-                id,
-                attempt,
-                kind,
-                span,
-            },
-        );
+        let handle = flight.running.spawn(TracedAttempt::new(
+            body,
+            fields,
+            flight.run_span.clone(),
+            flight.dispatch.clone(),
+        ));
+        flight
+            .in_flight
+            .insert(handle.id(), InFlight { id, attempt });
         Ok(())
     }
 
@@ -572,15 +564,22 @@ impl Drive {
         Ok(())
     }
 
-    /// Stops every attempt at once (after applying results that are already in) and makes
-    /// the loop exit with `Cancelled(cause)` after its next append.
+    /// Stops every attempt at once and makes the loop exit with `Cancelled(cause)` after its
+    /// next append. Every result an attempt returned before it was stopped is applied, so
+    /// only attempts stopped mid-body stay running in the journal (and rerun on resume).
+    ///
+    /// Applying late results is what keeps telemetry truthful: an attempt labels and closes
+    /// its own task span when its body returns (`crate::attempt`), so a `complete` the drive
+    /// dropped here would be a completion reported but never recorded.
     async fn stop_now(&mut self, flight: &mut Flight, cause: CancelCause) -> Result<(), RunStop> {
         self.take_ready(flight)?;
         flight.stopping = Some(cause);
+        // Aborted before the tokens fire, so a body that returns because its token fired is
+        // stopped instead of returning a result of its own.
+        flight.running.abort_all();
         flight.attempts_cancel.cancel();
-        flight.running.shutdown().await;
-        for (_, attempt) in flight.in_flight.drain() {
-            attempt.span.record("outcome", "cancelled");
+        while let Some(joined) = flight.running.join_next_with_id().await {
+            self.settle(flight, joined)?;
         }
         if cause == CancelCause::Shutdown {
             tracing::warn!(
@@ -632,43 +631,35 @@ impl Drive {
         let Some(attempt) = flight.in_flight.remove(&tokio_id) else {
             return Ok(());
         };
-        let InFlight {
-            id,
-            attempt,
-            kind,
-            span,
-        } = attempt;
+        let InFlight { id, attempt } = attempt;
         let now = self.clock.now();
-        let outcome = match end {
+        // Only for error messages: the attempt itself labels its task span.
+        let kind = |queue: &Queue| queue.get(id).map(|t| t.kind.clone()).unwrap_or_default();
+        match end {
             Ok(AttemptEnd::Returned(Ok(Finish::Complete(handoff)))) => {
                 self.queue
                     .complete(id, handoff, now)
                     .map_err(RunStop::Queue)?;
-                "complete"
             }
             Ok(AttemptEnd::Returned(Ok(Finish::Skip(handoff)))) => {
                 self.queue.skip(id, handoff, now).map_err(RunStop::Queue)?;
-                "skip"
             }
             Ok(AttemptEnd::Returned(Err(TaskFailure::Retryable(error)))) => {
-                match self.fail(id, attempt, error, true, now)? {
-                    Status::Pending => "retry",
-                    _ => "fail",
-                }
+                self.fail(id, attempt, error, true, now)?;
             }
             Ok(AttemptEnd::Returned(Err(TaskFailure::Permanent(error)))) => {
                 self.fail(id, attempt, error, false, now)?;
-                "fail"
             }
             Ok(AttemptEnd::TimedOut(limit)) => {
+                let kind = kind(&self.queue);
                 let error = TaskError::new(
                     "timeout",
                     format!("attempt {attempt} of task {id} (`{kind}`) ran longer than {limit:?}"),
                 );
                 self.fail(id, attempt, error, true, now)?;
-                "timeout"
             }
             Err(error) if error.is_panic() => {
+                let kind = kind(&self.queue);
                 let message = panic_message(error.into_panic());
                 let error = TaskError::new(
                     "panic",
@@ -677,13 +668,11 @@ impl Drive {
                     ),
                 );
                 self.fail(id, attempt, error, false, now)?;
-                "panic"
             }
             // Only the drive aborts attempts, and it records nothing for them: the task stays
             // running in the journal and is recovered on resume.
-            Err(_) => "cancelled",
-        };
-        span.record("outcome", outcome);
+            Err(_) => {}
+        }
         Ok(())
     }
 

@@ -56,12 +56,12 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod config;
 mod drive;
 mod error;
 mod executor;
 mod handler;
-mod in_span;
 mod outcome;
 mod plan;
 

@@ -1,0 +1,458 @@
+//! One task attempt as it runs on a tokio worker: its body, the task span around it, and the
+//! outcome label that span reports.
+//!
+//! The task span is opened, labelled and closed here, inside the attempt's own tokio task,
+//! not on the drive task. The drive is the executor's serial path (it applies every result
+//! and starts every attempt), while attempts run in parallel on the workers; building,
+//! ending and queueing an exported span per attempt on the drive made telemetry cost a
+//! share of the executor's whole throughput. So the attempt decides its own `outcome` from
+//! what its body returned and the attempts the task has left, by the same rule the queue
+//! applies when the drive records that result (see [`AttemptEnd::outcome`]).
+//!
+//! The drive applies every result an attempt returns, even when it stops the run (it joins
+//! the stopped attempts and applies those that had already finished), so the label and the
+//! journal agree. Two corners remain, documented in `docs/telemetry.md`: when the drive
+//! itself fails (a failed append or a queue error ends the run), attempts that finish
+//! meanwhile keep the label of their handler's result though nothing records it, exactly as
+//! a result applied just before a failed append always did; and an attempt stopped before
+//! its first poll still gets a span (labelled `cancelled`), opened when it is dropped.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cairn_queue::TaskId;
+use cairn_telemetry::names;
+use tracing::{Dispatch, Span};
+
+use crate::handler::{Finish, HandlerResult, TaskFailure};
+
+/// How a handler attempt ended, as seen from inside its tokio task.
+pub(crate) enum AttemptEnd {
+    /// The handler returned this.
+    Returned(HandlerResult),
+    /// The handler ran longer than its limit and was dropped.
+    TimedOut(Duration),
+}
+
+impl AttemptEnd {
+    /// The task span's `outcome` for this end of attempt `attempt` of a task allowed
+    /// `max_attempts`.
+    ///
+    /// A retryable failure (and a timeout, which the drive fails retryably) retries exactly
+    /// when `attempt < max_attempts`, the rule of `cairn_queue::Queue::fail`; a timeout is
+    /// labelled `timeout` either way.
+    pub(crate) fn outcome(&self, attempt: u32, max_attempts: u32) -> &'static str {
+        match self {
+            AttemptEnd::Returned(Ok(Finish::Complete(_))) => "complete",
+            AttemptEnd::Returned(Ok(Finish::Skip(_))) => "skip",
+            AttemptEnd::Returned(Err(TaskFailure::Retryable(_))) if attempt < max_attempts => {
+                "retry"
+            }
+            AttemptEnd::Returned(Err(_)) => "fail",
+            AttemptEnd::TimedOut(_) => "timeout",
+        }
+    }
+}
+
+/// The outcome of an attempt whose body panicked.
+const PANIC: &str = "panic";
+/// The outcome of an attempt dropped before its body finished (stopped by the drive, or by
+/// the runtime shutting down).
+const CANCELLED: &str = "cancelled";
+
+/// What the task span of an attempt reports, and what its outcome depends on.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptFields {
+    pub(crate) task_id: TaskId,
+    pub(crate) kind: String,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+}
+
+/// `t<id>`, the text of a `TaskId`, formatted without `core::fmt`'s integer machinery: it is
+/// written for every attempt.
+struct TaskIdText {
+    buf: [u8; 21],
+    start: usize,
+}
+
+impl TaskIdText {
+    fn new(id: TaskId) -> TaskIdText {
+        let mut buf = [0u8; 21];
+        let mut at = buf.len();
+        let mut n = id.0;
+        loop {
+            at -= 1;
+            // `n % 10` is below 10, so the cast cannot truncate.
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        at -= 1;
+        buf[at] = b't';
+        TaskIdText { buf, start: at }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and `t` are ever written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for TaskIdText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An attempt's body, polled with `dispatch` as the thread's default subscriber and its task
+/// span entered.
+///
+/// The span is opened on the first poll (as a child of `parent`, the run span), labelled
+/// with the outcome and closed by the poll that finishes the body, after dropping the body
+/// inside it. A body that panics is labelled `panic` (the panic then goes on to tokio, so the
+/// drive still sees it); a body dropped unfinished is dropped inside the span, which is then
+/// labelled `cancelled`.
+pub(crate) struct TracedAttempt<F> {
+    dispatch: Dispatch,
+    parent: Span,
+    fields: AttemptFields,
+    /// `None` until the first poll, and again once closed.
+    span: Option<Span>,
+    /// `None` once finished: dropped inside the span by the poll that finished it.
+    body: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
+    /// Wraps `body`; `dispatch` is usually the drive's subscriber, `parent` its run span.
+    pub(crate) fn new(
+        body: F,
+        fields: AttemptFields,
+        parent: Span,
+        dispatch: Dispatch,
+    ) -> TracedAttempt<F> {
+        TracedAttempt {
+            dispatch,
+            parent,
+            fields,
+            span: None,
+            body: Some(Box::pin(body)),
+        }
+    }
+}
+
+/// Opens the task span of `fields` under `parent`, on the thread's default subscriber.
+fn open_span(parent: &Span, fields: &AttemptFields) -> Span {
+    let task_id = TaskIdText::new(fields.task_id);
+    tracing::info_span!(
+        target: "cairn",
+        parent: parent,
+        names::TASK_SPAN,
+        // No `run_id`: the task span is a child of the run span, which carries it (and each
+        // execution is its own trace), so formatting it again for every attempt would only
+        // cost time.
+        task_id = %task_id,
+        kind = %fields.kind.as_str(),
+        attempt = i64::from(fields.attempt),
+        outcome = tracing::field::Empty,
+    )
+}
+
+impl<F: Future<Output = AttemptEnd>> Future for TracedAttempt<F> {
+    type Output = AttemptEnd;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AttemptEnd> {
+        let this = &mut *self;
+        // Polling again after `Ready` breaks the `Future` contract; stay pending rather than
+        // panic in the executor.
+        if this.body.is_none() {
+            return Poll::Pending;
+        }
+        let _default = tracing::dispatcher::set_default(&this.dispatch);
+        let span = this
+            .span
+            .get_or_insert_with(|| open_span(&this.parent, &this.fields));
+        let entered = span.enter();
+        let body_slot = &mut this.body;
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            let Some(body) = body_slot.as_mut() else {
+                return Poll::Pending;
+            };
+            let polled = body.as_mut().poll(cx);
+            if polled.is_ready() {
+                *body_slot = None;
+            }
+            polled
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(end)) => {
+                span.record(
+                    "outcome",
+                    end.outcome(this.fields.attempt, this.fields.max_attempts),
+                );
+                drop(entered);
+                // Closed here, on the worker: the exported span is built and queued now.
+                this.span = None;
+                Poll::Ready(end)
+            }
+            Err(payload) => {
+                span.record("outcome", PANIC);
+                // The body is dropped inside the span, as after any end. A second panic from
+                // its destructor is dropped: the first one is what the drive reports.
+                let body = this.body.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(body)));
+                drop(entered);
+                this.span = None;
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+impl<F> Drop for TracedAttempt<F> {
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else {
+            return;
+        };
+        let _default = tracing::dispatcher::set_default(&self.dispatch);
+        // Stopped before its first poll: the attempt was started (its `Started` record is
+        // durable), so it still gets its span.
+        let span = self
+            .span
+            .take()
+            .unwrap_or_else(|| open_span(&self.parent, &self.fields));
+        let _entered = span.enter();
+        drop(body);
+        span.record("outcome", CANCELLED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `TracedAttempt` is private to the executor; these tests drive it directly with a
+    //! subscriber that writes each event with the spans it sits in, and each span's close
+    //! with its fields.
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use cairn_queue::{Handoff, TaskError, TaskId};
+    use tracing::Dispatch;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    use super::{AttemptEnd, AttemptFields, TaskIdText, TracedAttempt};
+    use crate::handler::{Finish, TaskFailure};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn dispatch(lines: &Lines) -> Dispatch {
+        let lines = lines.clone();
+        Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer(move || lines.clone())
+                .with_ansi(false)
+                .with_span_events(FmtSpan::CLOSE)
+                .finish(),
+        )
+    }
+
+    fn fields(attempt: u32, max_attempts: u32) -> AttemptFields {
+        AttemptFields {
+            task_id: TaskId(42),
+            kind: "shell".to_owned(),
+            attempt,
+            max_attempts,
+        }
+    }
+
+    /// Pending for `pending` polls, then ends with `end` (or panics when `end` is `None`);
+    /// logs when polled and when dropped.
+    struct Body {
+        pending: u32,
+        end: Option<fn() -> AttemptEnd>,
+    }
+
+    impl Future for Body {
+        type Output = AttemptEnd;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AttemptEnd> {
+            tracing::info!("body polled");
+            if self.pending > 0 {
+                self.pending -= 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            match self.end {
+                Some(end) => Poll::Ready(end()),
+                None => panic!("body exploded"),
+            }
+        }
+    }
+
+    impl Drop for Body {
+        fn drop(&mut self) {
+            tracing::info!("body dropped");
+        }
+    }
+
+    fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(future).poll(&mut cx)
+    }
+
+    fn complete() -> AttemptEnd {
+        AttemptEnd::Returned(Ok(Finish::Complete(Handoff::default())))
+    }
+
+    fn retryable() -> AttemptEnd {
+        AttemptEnd::Returned(Err(TaskFailure::Retryable(TaskError::new(
+            "flaky", "again",
+        ))))
+    }
+
+    /// The lines of `text` that report the task span closing.
+    fn closes(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| l.contains(" close ")).collect()
+    }
+
+    fn run_to_end(end: Option<fn() -> AttemptEnd>, attempt: u32, max: u32) -> String {
+        let lines = Lines::default();
+        let dispatch = dispatch(&lines);
+        let mut traced = TracedAttempt::new(
+            Body { pending: 1, end },
+            fields(attempt, max),
+            tracing::Span::none(),
+            dispatch,
+        );
+        assert!(poll_once(&mut traced).is_pending());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let polled = poll_once(&mut traced);
+            assert!(polled.is_ready());
+            assert!(
+                traced.body.is_none(),
+                "dropped by the poll that finished it"
+            );
+            assert!(traced.span.is_none(), "closed by the poll that finished it");
+        }));
+        if end.is_some() {
+            result.expect("a body that ends does not panic");
+        } else {
+            assert!(result.is_err(), "the body's panic goes on to the caller");
+        }
+        drop(traced);
+        lines.text()
+    }
+
+    #[test]
+    fn a_finished_body_is_polled_and_dropped_inside_its_span_which_closes_with_the_outcome() {
+        let text = run_to_end(Some(complete), 1, 3);
+        let inside = "orchestrator task{task_id=t42 kind=shell attempt=1}: ";
+        assert_eq!(text.matches(inside).count(), 3, "{text}");
+        assert!(text.contains("body dropped"), "{text}");
+        let closed = closes(&text);
+        assert_eq!(closed.len(), 1, "{text}");
+        assert!(closed[0].contains("outcome=\"complete\""), "{text}");
+        // The close is the last thing: the body was dropped before it.
+        assert!(text.trim_end().ends_with(closed[0]), "{text}");
+    }
+
+    #[test]
+    fn a_retryable_failure_is_labelled_retry_while_attempts_are_left_and_fail_on_the_last() {
+        let early = run_to_end(Some(retryable), 2, 3);
+        assert!(closes(&early)[0].contains("outcome=\"retry\""), "{early}");
+        let last = run_to_end(Some(retryable), 3, 3);
+        assert!(closes(&last)[0].contains("outcome=\"fail\""), "{last}");
+    }
+
+    #[test]
+    fn a_panicking_body_is_labelled_panic_and_dropped_inside_its_span() {
+        let text = run_to_end(None, 1, 3);
+        let closed = closes(&text);
+        assert_eq!(closed.len(), 1, "{text}");
+        assert!(closed[0].contains("outcome=\"panic\""), "{text}");
+        let dropped = text.lines().find(|l| l.contains("body dropped"));
+        assert!(
+            dropped.is_some_and(|l| l.contains("orchestrator task{task_id=t42")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_body_is_dropped_inside_its_span_which_closes_cancelled() {
+        let lines = Lines::default();
+        let dispatch = dispatch(&lines);
+        let mut traced = TracedAttempt::new(
+            Body {
+                pending: 5,
+                end: Some(complete),
+            },
+            fields(1, 3),
+            tracing::Span::none(),
+            dispatch,
+        );
+        assert!(poll_once(&mut traced).is_pending());
+        drop(traced);
+        let text = lines.text();
+        let dropped = text.lines().find(|l| l.contains("body dropped"));
+        assert!(
+            dropped.is_some_and(|l| l.contains("orchestrator task{task_id=t42")),
+            "{text}"
+        );
+        let closed = closes(&text);
+        assert_eq!(closed.len(), 1, "{text}");
+        assert!(closed[0].contains("outcome=\"cancelled\""), "{text}");
+    }
+
+    #[test]
+    fn an_attempt_dropped_before_its_first_poll_still_reports_a_cancelled_span() {
+        let lines = Lines::default();
+        let dispatch = dispatch(&lines);
+        let traced = TracedAttempt::new(
+            Body {
+                pending: 0,
+                end: Some(complete),
+            },
+            fields(1, 3),
+            tracing::Span::none(),
+            dispatch,
+        );
+        drop(traced);
+        let text = lines.text();
+        assert!(!text.contains("body polled"), "{text}");
+        let closed = closes(&text);
+        assert_eq!(closed.len(), 1, "{text}");
+        assert!(closed[0].contains("task_id=t42"), "{text}");
+        assert!(closed[0].contains("outcome=\"cancelled\""), "{text}");
+    }
+
+    #[test]
+    fn task_ids_are_written_as_their_display_text() {
+        for id in [0, 7, 10, 42, 1_000_003, u64::MAX] {
+            assert_eq!(TaskIdText::new(TaskId(id)).as_str(), TaskId(id).to_string());
+        }
+    }
+}
