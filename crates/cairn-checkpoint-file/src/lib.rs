@@ -9,8 +9,10 @@
 //!     meta.json                 RunMeta, replaced atomically (temp, fsync, rename, fsync dir)
 //!     queue.json                {format_version, run_id, covers_seq, snapshot}: JSON, pretty up
 //!                               to 1 MiB, one line above (indentation doubles parse time)
-//!     journal                   framed records: len u32 | seq u64 | crc32c u32 | JSON event,
-//!                               then preallocated zeros (the first all-zero header ends it)
+//!     journal                   format 2: a file header (magic, version, crc), then one framed
+//!                               batch per write (magic | len | offset | body crc | header crc)
+//!                               holding framed records (len u32 | seq u64 | crc32c u32 | JSON
+//!                               event), then preallocated zeros
 //!     audit.jsonl               one AuditRecord per line, fsynced per line; appends hold a lock
 //!                               on it and cut (and audit) a torn last line first
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
@@ -23,26 +25,38 @@
 //! # Journal and snapshots
 //!
 //! Each record carries its length, a sequence number and a CRC32C over payload, length and
-//! sequence. On `open`, a torn or invalid LAST record (nothing good anywhere after it) is cut
-//! (truncate, fdatasync), audited as `TornTailCut` and reported in `Recovered::torn_tail`. A
-//! bad record followed by good bytes, or a gap in sequence numbers, is
-//! `Error::Corruption { offset, .. }` and nothing is cut.
+//! sequence. Records are written in batches: everything one group-commit leader writes with
+//! one `write` and makes durable with one `fdatasync` is one batch, framed by a header with
+//! the body's length and CRC32C, the offset it was written at, and a CRC32C of the header.
+//! The writer starts a batch only after the previous one's fdatasync returned, so at most one
+//! batch (the last) is ever unacknowledged on disk, and a power cut can damage only that
+//! one, in any of its pages: in-place writeback is unordered, so a later page may land
+//! without the one holding the batch header.
 //!
-//! Under `Sync` and `Group` the journal keeps zeroed space ahead of its last record, so an
+//! On `open`, recovery decides by batches. A batch whose header is valid but whose body fails
+//! is the torn last write only if every byte after it is zero; a position with no valid
+//! header is the torn last write only if no valid batch (both CRCs, and the offset its
+//! header names) starts anywhere after it. A torn last write is cut (truncate, fdatasync),
+//! audited as `TornTailCut` and reported in `Recovered::torn_tail`; anything else bad is
+//! `Error::Corruption { offset, .. }` and nothing is cut. A journal without the file header
+//! (format 1, from builds before batch framing) is read with format 1's record rules and
+//! rewritten in format 2 atomically before anything is appended; a file header naming
+//! another version is refused with `Error::VersionMismatch` and the run quarantined.
+//!
+//! Under `Sync` and `Group` the journal keeps zeroed space ahead of its last batch, so an
 //! append overwrites zeros in place and its fdatasync flushes data only; an append that grows
 //! the file would also have to commit the new file size (on ext4 a second flush, through the
 //! file system's own journal). When a batch does not fit, its one write also carries the next
 //! preallocation step (64 KiB, doubling up to 4 MiB) and its one fdatasync makes both durable.
-//! A record's header is never all zeros (its length and sequence number are at least 1), so
-//! recovery reads an all-zero header followed only by zeros to the end of the file as the
-//! end of the journal; a zero header followed by non-zero bytes is a bad record like any
-//! other. Journals without zeros (written before preallocation, or under `None`) read the
-//! same way. A [`Filesystem`] whose files lack [`FsFile::write_at`] gets an appended journal
-//! without preallocation (zeros left by another writer are cut first).
+//! A batch header starts with its magic, never a zero byte, so recovery reads zeros from a
+//! batch boundary to the end of the file as the end of the journal. Journals without zeros
+//! (under `None`) read the same way. A [`Filesystem`] whose files lack [`FsFile::write_at`]
+//! gets an appended journal without preallocation (zeros left by another writer are cut
+//! first).
 //!
 //! `queue.json` names the last sequence number it covers. Installing a snapshot writes a
 //! temp file, fdatasyncs it, renames it, fsyncs the folder and only then truncates the
-//! journal. A crash between any two steps opens to the same state: before the rename the old
+//! journal (to its file header). A crash between any two steps opens to the same state: before the rename the old
 //! snapshot and the whole journal are intact; after it, journal records the new snapshot
 //! already covers are skipped.
 //!
