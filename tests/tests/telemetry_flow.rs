@@ -1,6 +1,9 @@
 //! Telemetry of real runs: a fresh run reports `resumed=false` and no resume; a run that is
 //! shut down and resumed reports exactly one `orchestrator resumed` with the inherited counts,
 //! finishes with `resumed=true`, and its root span links back to the interrupted execution.
+//! Each attempt's exported task span (and `cairn.task.outcomes`) carries the outcome the
+//! attempt ended with, which the attempt decides itself on its worker: complete, skip, retry,
+//! fail, panic, timeout, or cancelled for an attempt stopped mid-body.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,7 @@ use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
     TaskFailure, handler_fn,
 };
-use cairn_queue::{Handoff, TaskSpec};
+use cairn_queue::{Handoff, TaskError, TaskSpec};
 use cairn_telemetry::link::run_span_context;
 use cairn_telemetry::names;
 use cairn_telemetry::testing::TestTelemetry;
@@ -76,6 +79,20 @@ fn int(attributes: &[KeyValue], key: &str) -> i64 {
     }
 }
 
+fn text(attributes: &[KeyValue], key: &str) -> String {
+    match attr(attributes, key) {
+        Some(Value::String(text)) => text.as_str().to_owned(),
+        other => panic!("field `{key}` is not a string: {other:?}"),
+    }
+}
+
+fn outcome_attrs(outcome: &str, kind: &str) -> [KeyValue; 2] {
+    [
+        KeyValue::new("outcome", outcome.to_owned()),
+        KeyValue::new("kind", kind.to_owned()),
+    ]
+}
+
 fn boolean(attributes: &[KeyValue], key: &str) -> bool {
     match attr(attributes, key) {
         Some(Value::Bool(b)) => *b,
@@ -130,6 +147,21 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
     };
     assert_eq!(first.disposition, Disposition::LeaveRunning);
     assert!(before.events(names::RESUMED).is_empty());
+    // Tasks 0 and 1 completed; task 2 was stopped mid-body when the grace period ran out.
+    let mut outcomes: Vec<String> = before
+        .spans_named(names::TASK_SPAN)
+        .iter()
+        .map(|span| text(&span.attributes, "outcome"))
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["cancelled", "complete", "complete"]);
+    assert_eq!(
+        before.counter(
+            names::METRIC_TASK_OUTCOMES,
+            &outcome_attrs("cancelled", "work")
+        ),
+        Some(1)
+    );
     let interrupted = before.spans_named(names::RUN_SPAN);
     assert_eq!(interrupted.len(), 1);
     let done_before = first.counts.done as i64;
@@ -244,4 +276,159 @@ async fn every_task_attempt_of_a_real_run_is_a_child_span_of_its_run_span() {
         assert!(task.start_time >= run.start_time && task.end_time <= run.end_time);
     }
     assert_eq!(task_ids.len(), TASKS as usize, "distinct task ids");
+}
+
+/// A handler that ends every attempt with what `end(attempt)` says.
+fn ending(end: fn(u32) -> Result<Finish, TaskFailure>) -> impl cairn_executor::Handler {
+    handler_fn(move |ctx| async move { end(ctx.attempt()) })
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn each_exported_task_span_carries_the_outcome_its_attempt_ended_with() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let registry = Registry::new()
+        .with("ok", ending(|_| Ok(Finish::Complete(Handoff::default()))))
+        .with("unneeded", ending(|_| Ok(Finish::Skip(Handoff::default()))))
+        .with(
+            "flaky",
+            ending(|attempt| match attempt {
+                1 => Err(TaskFailure::retryable("flaky", "try again")),
+                _ => Ok(Finish::Complete(Handoff::default())),
+            }),
+        )
+        .with(
+            "hopeless",
+            ending(|_| Err(TaskFailure::Retryable(TaskError::new("down", "still down")))),
+        )
+        .with(
+            "broken",
+            ending(|_| Err(TaskFailure::permanent("bad_input", "cannot work"))),
+        )
+        .with(
+            "boom",
+            handler_fn(|_ctx| async {
+                if true {
+                    panic!("the handler exploded");
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with(
+            "slow",
+            handler_fn(|_ctx| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with_timeout("slow", Duration::from_secs(1));
+    let mut phase = Phase::new("main");
+    for (kind, max_attempts) in [
+        ("ok", 3),
+        ("unneeded", 3),
+        ("flaky", 3),
+        ("hopeless", 2),
+        ("broken", 3),
+        ("boom", 3),
+        ("slow", 1),
+    ] {
+        phase.task(TaskSpec::new(kind).max_attempts(max_attempts), []);
+    }
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        registry,
+        ExecutorConfig::default().with_concurrency(8),
+    )
+    .unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("etl", "nightly").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(report.disposition, Disposition::Fail(_)));
+
+    let mut seen: Vec<(String, i64, String)> = telemetry
+        .spans_named(names::TASK_SPAN)
+        .iter()
+        .map(|span| {
+            let fields = &span.attributes;
+            (
+                text(fields, "kind"),
+                int(fields, "attempt"),
+                text(fields, "outcome"),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected: Vec<(String, i64, String)> = [
+        ("boom", 1, "panic"),
+        ("broken", 1, "fail"),
+        ("flaky", 1, "retry"),
+        ("flaky", 2, "complete"),
+        ("hopeless", 1, "retry"),
+        ("hopeless", 2, "fail"),
+        ("ok", 1, "complete"),
+        ("slow", 1, "timeout"),
+        ("unneeded", 1, "skip"),
+    ]
+    .into_iter()
+    .map(|(kind, attempt, outcome)| (kind.to_owned(), attempt, outcome.to_owned()))
+    .collect();
+    assert_eq!(seen, expected);
+
+    // The metrics read the same labels.
+    for (kind, outcome, count) in [
+        ("boom", "panic", 1),
+        ("flaky", "retry", 1),
+        ("flaky", "complete", 1),
+        ("hopeless", "fail", 1),
+        ("slow", "timeout", 1),
+    ] {
+        assert_eq!(
+            telemetry.counter(names::METRIC_TASK_OUTCOMES, &outcome_attrs(outcome, kind)),
+            Some(count),
+            "{kind} {outcome}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_result_returned_before_a_cancel_is_recorded_as_its_span_reports_it() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let signals = RunSignals::default();
+    let cancel = signals.cancel.clone();
+    let registry = Registry::new().with(
+        "work",
+        handler_fn(move |_ctx| {
+            let cancel = cancel.clone();
+            async move {
+                // The run is cancelled while this attempt finishes: its result still counts.
+                cancel.cancel();
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("main");
+    let first = phase.task(TaskSpec::new("work"), []);
+    phase.task(TaskSpec::new("work"), [first]);
+    let executor = Executor::new(Arc::new(MemoryFactory::new()), registry, config()).unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("etl", "nightly").phase(phase),
+            Start::Fresh,
+            signals,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(report.disposition, Disposition::Fail(_)));
+    assert_eq!(report.counts.done, 1, "the finished attempt was recorded");
+    assert_eq!(report.counts.pending, 1, "its dependent never started");
+
+    let tasks = telemetry.spans_named(names::TASK_SPAN);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(text(&tasks[0].attributes, "outcome"), "complete");
 }
