@@ -53,6 +53,8 @@ pub struct PowerLossTotals {
     pub corruption_stops: u64,
     /// Images whose recovery cut a torn last journal record.
     pub torn_tails_cut: u64,
+    /// Images in which only a subset of the last write's pages reached the disk.
+    pub page_subset_states: u64,
     /// Images in which the run did not exist yet (its `begin` was not acknowledged).
     pub before_begin: u64,
     /// Images recovered with fewer acknowledged transitions, different events or a wrong
@@ -75,6 +77,7 @@ impl PowerLossTotals {
         self.workloads += other.workloads;
         self.corruption_stops += other.corruption_stops;
         self.torn_tails_cut += other.torn_tails_cut;
+        self.page_subset_states += other.page_subset_states;
         self.before_begin += other.before_begin;
         self.violations += other.violations;
         for problem in other.problems {
@@ -416,6 +419,9 @@ fn check_all(
         for choice in choices(&capture.state, &mut rng) {
             let image = capture.state.crash_image(&choice);
             totals.states += 1;
+            if matches!(choice.last_write, WriteFate::Pages(_)) {
+                totals.page_subset_states += 1;
+            }
             match runtime.block_on(check_image(image, &capture, &run_id, &log, &mut snapshots)) {
                 Ok(Recovery::Corruption(detail)) => {
                     totals.corruption_stops += 1;
