@@ -200,6 +200,7 @@ impl CheckpointerFactory for FileFactory {
             records_after_snapshot: 0,
             covers_seq: 0,
             snapshot_len: 0,
+            fresh: true,
         };
         Ok(Box::new(self.writer(run_id, lock, journal, start)))
     }
@@ -220,6 +221,7 @@ impl CheckpointerFactory for FileFactory {
             records_after_snapshot: state.records_after_snapshot,
             covers_seq: state.covers_seq,
             snapshot_len: state.snapshot_len,
+            fresh: false,
         };
         let checkpointer = self.writer(run_id.clone(), lock, journal, start);
         Ok(Some(Opened {

@@ -68,7 +68,10 @@
 //! stays amortized over the records that caused it. Compaction replays the journal into a
 //! `cairn_queue::Queue` (with the builder's `queue_config`), installs that queue's snapshot
 //! as above, and keeps the queue in memory so the next compaction only applies the records
-//! written since. So the journal stays below about `max(threshold, queue.json / 8)` plus one
+//! written since. The writer keeps the events it wrote since the latest snapshot and applies
+//! those directly, so compaction parses nothing back from disk; only a run opened with
+//! records after its snapshot (written by an earlier writer) reads and parses the journal,
+//! at its first compaction. So the journal stays below about `max(threshold, queue.json / 8)` plus one
 //! append, and reopen reads one snapshot plus that much journal. Reopen parses `queue.json`
 //! on a second thread while it decodes the journal.
 //!

@@ -55,6 +55,9 @@ pub(crate) struct Position {
     pub(crate) covers_seq: u64,
     /// Bytes of `queue.json` (0 when there is none).
     pub(crate) snapshot_len: u64,
+    /// Whether the run was just begun: no snapshot, and every record will be written by
+    /// this writer.
+    pub(crate) fresh: bool,
 }
 
 /// The writer's tuning, fixed by the factory's builder.
@@ -106,6 +109,17 @@ struct WriterState {
     snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
+    /// The events of the records in `buffer`, in order.
+    buffered_events: Vec<Event>,
+    /// The events of the records written since the latest snapshot (or since this writer
+    /// started), in order. Compaction applies them to its in-memory queue instead of reading
+    /// the journal back and parsing every record a second time. Empty once compaction is off.
+    written_events: Vec<Event>,
+    /// Whether `written_events` holds every record after `covers_seq`: true for a fresh run
+    /// and after every snapshot, false for a run opened with records after its snapshot.
+    events_known: bool,
+    /// Whether there is no snapshot at all, so the queue as of `covers_seq` is empty.
+    no_snapshot: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +263,10 @@ impl FileCheckpointer {
                     written_seq: state.next_seq - 1,
                     snapshot_len: state.snapshot_len,
                     compaction_off: false,
+                    buffered_events: Vec::new(),
+                    written_events: Vec::new(),
+                    events_known: state.fresh || state.records_after_snapshot == 0,
+                    no_snapshot: state.fresh,
                 }),
                 progress,
             }),
@@ -330,7 +348,7 @@ impl Shared {
     /// published, and leadership is released in the same critical section as the last
     /// publication, so once an append returns no leader touches the files for it.
     fn flush_one_batch(self: &Arc<Self>) -> bool {
-        let (bytes, records, batch, last_seq) = {
+        let (bytes, events, records, batch, last_seq) = {
             let mut state = lock(&self.state);
             if state.buffer.is_empty() || state.failure.is_some() {
                 state.leader = false;
@@ -344,7 +362,14 @@ impl Shared {
             let appends = std::mem::take(&mut state.buffered_appends);
             state.company_size = state.company_size.max(appends);
             let last_seq = state.next_seq - 1;
-            (std::mem::take(&mut state.buffer), records, batch, last_seq)
+            let events = std::mem::take(&mut state.buffered_events);
+            (
+                std::mem::take(&mut state.buffer),
+                events,
+                records,
+                batch,
+                last_seq,
+            )
         };
         let outcome = self.write_batch(bytes);
         let mut state = lock(&self.state);
@@ -353,6 +378,9 @@ impl Shared {
                 state.written_seq = last_seq;
                 state.journal_len += written;
                 state.records_after_snapshot += records;
+                if !state.compaction_off {
+                    state.written_events.extend(events);
+                }
                 let compact = !state.compaction_off
                     && (state.records_after_snapshot >= self.config.compact_after_records
                         || state.journal_len >= self.config.compact_after_bytes)
@@ -444,7 +472,9 @@ impl Shared {
         let snapshot = match self.replayed_snapshot() {
             Ok(snapshot) => snapshot,
             Err(_) => {
-                lock(&self.state).compaction_off = true;
+                let mut state = lock(&self.state);
+                state.compaction_off = true;
+                state.written_events = Vec::new();
                 return;
             }
         };
@@ -460,18 +490,54 @@ impl Shared {
                 });
             } else {
                 state.compaction_off = true;
+                state.written_events = Vec::new();
             }
         }
     }
 
-    /// The queue as of every written record. Reuses the in-memory queue of the previous
-    /// compaction when there is one, so only the journal written since is parsed and
-    /// applied; otherwise rebuilds it from `queue.json` plus the journal.
+    /// The queue as of every written record. When this writer saw every record since the
+    /// latest snapshot, it applies those events to the in-memory queue of the previous
+    /// compaction (or, for a run without any snapshot, replays them into a new queue), and
+    /// reads nothing back. Otherwise it reuses that queue for what the journal holds after
+    /// the snapshot, or rebuilds it from `queue.json` plus the journal.
     fn replayed_snapshot(&self) -> Result<Snapshot> {
         let store = &self.store;
         let dir = &self.dir;
-        let covers = lock(&self.state).covers_seq;
+        let (covers, known_events) = {
+            let mut state = lock(&self.state);
+            let events = std::mem::take(&mut state.written_events);
+            let complete =
+                state.events_known && events.len() as u64 == state.written_seq - state.covers_seq;
+            (state.covers_seq, complete.then_some(events))
+        };
+        let replay_error = |source| Error::Replay {
+            run_id: self.run_id.clone(),
+            source,
+        };
         let mut shadow = lock(&self.shadow);
+        if let Some(events) = known_events {
+            let no_snapshot = lock(&self.state).no_snapshot;
+            let queue = match shadow.take() {
+                Some(mut queue) => {
+                    for event in &events {
+                        // On failure the shadow is dropped (it was taken above), so a later
+                        // compaction cannot start from a half-applied queue.
+                        queue.apply(event).map_err(replay_error)?;
+                    }
+                    Some(queue)
+                }
+                None if no_snapshot => Some(
+                    Queue::replay(None, events.iter(), self.config.queue_config.clone())
+                        .map_err(replay_error)?,
+                ),
+                None => None,
+            };
+            if let Some(queue) = queue {
+                let snapshot = queue.snapshot();
+                *shadow = Some(queue);
+                return Ok(snapshot);
+            }
+        }
         let (mut queue, rebuild_snapshot) = match shadow.take() {
             Some(queue) => (Some(queue), None),
             None => match store.fs.read(&dir.join(QUEUE_FILE)) {
@@ -501,10 +567,6 @@ impl Shared {
                 })?;
             events.push(event);
         }
-        let replay_error = |source| Error::Replay {
-            run_id: self.run_id.clone(),
-            source,
-        };
         let queue = match queue.take() {
             Some(mut queue) => {
                 for event in &events {
@@ -551,6 +613,11 @@ impl Shared {
         state.snapshot_len = bytes.len() as u64;
         state.journal_len = 0;
         state.records_after_snapshot = 0;
+        // The snapshot covers every written record: none is unknown, and the queue as of
+        // `covers_seq` is the snapshot (the caller's, or the shadow compaction kept).
+        state.written_events.clear();
+        state.events_known = true;
+        state.no_snapshot = false;
         Ok(())
     }
 
@@ -591,7 +658,9 @@ impl Checkpointer for FileCheckpointer {
             }
             return Ok(());
         }
-        // Serialize and checksum before taking the lock, so the lock covers only framing.
+        // Serialize, checksum and copy the events before taking the lock, so the lock covers
+        // only framing.
+        let owned = events.to_vec();
         let mut payloads = Vec::with_capacity(events.len());
         for event in events {
             let payload = serde_json::to_vec(event).map_err(|err| Error::Encoding {
@@ -620,6 +689,7 @@ impl Checkpointer for FileCheckpointer {
                 journal::frame(&mut state.buffer, seq, payload, *crc);
             }
             state.buffered_records += payloads.len() as u64;
+            state.buffered_events.extend(owned);
             state.buffered_appends += 1;
             if state.company_wanted == Some(state.buffered_appends) {
                 self.shared.company.notify_one();
@@ -679,6 +749,8 @@ impl Checkpointer for FileCheckpointer {
                 let (bytes, records, last_seq) = {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);
+                    // The snapshot covers these records; compaction never needs their events.
+                    state.buffered_events.clear();
                     state.buffered_appends = 0;
                     let last_seq = state.next_seq - 1;
                     (std::mem::take(&mut state.buffer), records, last_seq)

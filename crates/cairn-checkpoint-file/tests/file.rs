@@ -246,6 +246,75 @@ async fn compaction_bounds_the_journal_and_reopen() {
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
 }
 
+/// The `covers_seq` of the run's `queue.json` (0 without one).
+fn covers(h: &FileHarness, id: &RunId) -> u64 {
+    std::fs::read(h.run_dir(id).join("queue.json"))
+        .ok()
+        .map_or(0, |bytes| {
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["covers_seq"]
+                .as_u64()
+                .unwrap()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_applies_the_events_it_wrote_without_reading_the_journal_back() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = || {
+        FileFactory::builder(h.root())
+            .compact_after_records(20)
+            .filesystem(Arc::new(common::FailingFs {
+                plan: Arc::clone(&plan),
+                appending_only: false,
+            }))
+            .build()
+            .unwrap()
+    };
+    let id = RunId::new("inmemory").unwrap();
+    let mut work = Workload::new();
+    let run = factory().begin(meta("inmemory")).await.unwrap();
+    for _ in 0..10 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            run.append(&events).await.unwrap();
+        }
+    }
+    drop(run);
+    let first = covers(&h, &id);
+    assert!(
+        first >= 60,
+        "compaction ran more than once (covers {first})"
+    );
+    assert_eq!(
+        plan.calls("read", "journal"),
+        0,
+        "a fresh run's writer saw every record and reads none back"
+    );
+    assert_eq!(plan.calls("read", "queue.json"), 0);
+
+    // A reopened run with records after its snapshot: the first compaction must read the
+    // journal (those records were written by another writer), the later ones need not.
+    let opened = factory().open(&id).await.unwrap().unwrap();
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+    for _ in 0..10 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            opened.checkpointer.append(&events).await.unwrap();
+        }
+    }
+    drop(opened);
+    assert!(
+        covers(&h, &id) >= first + 60,
+        "compacted again, more than once"
+    );
+    assert_eq!(
+        plan.calls("read", "journal"),
+        1,
+        "only the first compaction reads"
+    );
+    let opened = factory().open(&id).await.unwrap().unwrap();
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_does_not_replay_is_kept_whole() {
     // Sample events skip task ids after a snapshot, so they do not replay; compaction must

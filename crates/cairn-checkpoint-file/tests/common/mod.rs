@@ -401,6 +401,7 @@ impl cairn_checkpoint_file::Filesystem for FailingFs {
         }))
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.plan.check("read", path)?;
         cairn_checkpoint_file::StdFilesystem.read(path)
     }
     fn create_dir(&self, path: &Path) -> std::io::Result<()> {
