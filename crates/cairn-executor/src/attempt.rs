@@ -20,6 +20,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -120,7 +121,9 @@ impl std::fmt::Display for TaskIdText {
 /// labelled `cancelled`.
 pub(crate) struct TracedAttempt<F> {
     dispatch: Dispatch,
-    parent: Span,
+    /// Shared rather than cloned per attempt: cloning and dropping a `Span` calls into the
+    /// subscriber, an `Arc` only counts.
+    parent: Arc<Span>,
     fields: AttemptFields,
     /// `None` until the first poll, and again once closed.
     span: Option<Span>,
@@ -133,7 +136,7 @@ impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
     pub(crate) fn new(
         body: F,
         fields: AttemptFields,
-        parent: Span,
+        parent: Arc<Span>,
         dispatch: Dispatch,
     ) -> TracedAttempt<F> {
         TracedAttempt {
@@ -345,7 +348,7 @@ mod tests {
         let mut traced = TracedAttempt::new(
             Body { pending: 1, end },
             fields(attempt, max),
-            tracing::Span::none(),
+            Arc::new(tracing::Span::none()),
             dispatch,
         );
         assert!(poll_once(&mut traced).is_pending());
@@ -411,7 +414,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            tracing::Span::none(),
+            Arc::new(tracing::Span::none()),
             dispatch,
         );
         assert!(poll_once(&mut traced).is_pending());
@@ -437,7 +440,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            tracing::Span::none(),
+            Arc::new(tracing::Span::none()),
             dispatch,
         );
         drop(traced);

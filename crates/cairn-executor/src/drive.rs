@@ -113,7 +113,7 @@ struct Flight {
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
     /// The run span, parent of every task span.
-    run_span: Span,
+    run_span: Arc<Span>,
     /// The drive's subscriber, which attempts keep on whatever worker runs them, so a host's
     /// scoped subscriber sees their events too.
     dispatch: Dispatch,
@@ -134,7 +134,7 @@ impl Drive {
             grace_deadline: None,
             exit: None,
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
-            run_span: Span::current(),
+            run_span: Arc::new(Span::current()),
             dispatch: tracing::dispatcher::get_default(Dispatch::clone),
         };
         let result = self.run_phases(&mut flight).await;
@@ -488,7 +488,7 @@ impl Drive {
         let handle = flight.running.spawn(TracedAttempt::new(
             body,
             fields,
-            flight.run_span.clone(),
+            Arc::clone(&flight.run_span),
             flight.dispatch.clone(),
         ));
         flight

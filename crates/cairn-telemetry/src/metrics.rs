@@ -4,8 +4,10 @@
 //! The instruments and their attributes are listed in [`names`] (the `METRIC_*` constants) and
 //! in `docs/telemetry.md`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -169,14 +171,64 @@ struct KindInstruments([OnceLock<TaskInstruments>; TASK_OUTCOMES.len() + 1]);
 
 /// Bound task instruments by kind. Kinds beyond [`MAX_INTERNED_KINDS`] (and outcomes outside
 /// [`TASK_OUTCOMES`]) are recorded through the unbound instruments instead.
-#[derive(Default)]
-struct BoundTaskInstruments(RwLock<HashMap<Box<str>, Arc<KindInstruments>>>);
+struct BoundTaskInstruments {
+    /// Tells this map apart from those of other layers in the thread-local [`LAST_BOUND`].
+    id: u64,
+    by_kind: RwLock<HashMap<Box<str>, Arc<KindInstruments>>>,
+}
+
+/// Source of [`BoundTaskInstruments::id`].
+static NEXT_BOUND_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Default for BoundTaskInstruments {
+    fn default() -> Self {
+        BoundTaskInstruments {
+            id: NEXT_BOUND_ID.fetch_add(1, Ordering::Relaxed),
+            by_kind: RwLock::default(),
+        }
+    }
+}
+
+/// The kind whose instruments this thread looked up last, in which map (by id).
+struct LastBound {
+    map: u64,
+    kind: Box<str>,
+    instruments: Arc<KindInstruments>,
+}
+
+thread_local! {
+    /// Consecutive task spans closing on a thread are usually of one kind: comparing it is
+    /// cheaper than hashing it and taking the map's lock on every close.
+    static LAST_BOUND: RefCell<Option<LastBound>> = const { RefCell::new(None) };
+}
 
 impl BoundTaskInstruments {
+    /// The bound instruments of `kind`, through this thread's cache of the last kind.
+    fn for_kind_cached(&self, kind: &str) -> Option<Arc<KindInstruments>> {
+        let cached = LAST_BOUND.with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|last| last.map == self.id && &*last.kind == kind)
+                .map(|last| Arc::clone(&last.instruments))
+        });
+        if cached.is_some() {
+            return cached;
+        }
+        let found = self.for_kind(kind)?;
+        LAST_BOUND.with(|last| {
+            *last.borrow_mut() = Some(LastBound {
+                map: self.id,
+                kind: kind.into(),
+                instruments: Arc::clone(&found),
+            });
+        });
+        Some(found)
+    }
+
     fn for_kind(&self, kind: &str) -> Option<Arc<KindInstruments>> {
         // A poisoned lock only means another thread panicked mid-insert; the map is intact.
         let known = self
-            .0
+            .by_kind
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(kind)
@@ -185,7 +237,7 @@ impl BoundTaskInstruments {
             return known;
         }
         let mut kinds = self
-            .0
+            .by_kind
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if kinds.len() >= MAX_INTERNED_KINDS && !kinds.contains_key(kind) {
@@ -538,7 +590,7 @@ where
             .kind
             .as_ref()
             .map_or(UNKNOWN.into(), Value::as_str);
-        let bound = slot.zip(self.bound.for_kind(&kind));
+        let bound = slot.zip(self.bound.for_kind_cached(&kind));
         drop(kind);
         let attributes = state.fields.attributes();
         match bound {
@@ -653,6 +705,28 @@ mod tests {
         };
         assert_eq!(count("kind-0"), Some(2));
         assert_eq!(count(&format!("kind-{beyond}")), Some(1));
+    }
+
+    #[test]
+    fn layers_on_one_thread_count_their_own_tasks_of_the_same_kind() {
+        let (first, second) = (TestTelemetry::new(), TestTelemetry::new());
+        first.in_scope(|| task(&"shell", "complete"));
+        second.in_scope(|| {
+            task(&"shell", "complete");
+            task(&"shell", "complete");
+        });
+        first.in_scope(|| task(&"shell", "complete"));
+        let count = |telemetry: &TestTelemetry| {
+            telemetry.counter(
+                names::METRIC_TASK_OUTCOMES,
+                &[
+                    KeyValue::new("outcome", "complete"),
+                    KeyValue::new("kind", "shell"),
+                ],
+            )
+        };
+        assert_eq!(count(&first), Some(2));
+        assert_eq!(count(&second), Some(2));
     }
 
     #[test]
