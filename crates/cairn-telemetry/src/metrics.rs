@@ -247,6 +247,52 @@ impl BoundTaskInstruments {
     }
 }
 
+impl MetricsLayer {
+    /// Counts a closed task span and records its duration since `opened`.
+    fn record_task(&self, opened: Instant, kind: Option<&Value>, outcome: Option<&Label>) {
+        let seconds = opened.elapsed().as_secs_f64();
+        let slot = match outcome {
+            None => Some(UNKNOWN_SLOT),
+            Some(Label::Known(known)) => TASK_OUTCOMES.iter().position(|k| k == known),
+            Some(Label::Other(_)) => None,
+        };
+        let attributes = || {
+            [
+                KeyValue::new(
+                    "outcome",
+                    outcome.map_or(Value::from(UNKNOWN), Label::to_value),
+                ),
+                KeyValue::new("kind", kind.cloned().unwrap_or(Value::from(UNKNOWN))),
+            ]
+        };
+        let bound = match slot {
+            Some(slot) => {
+                let text = kind.map_or(UNKNOWN.into(), Value::as_str);
+                self.bound.for_kind_cached(&text).map(|kind| (slot, kind))
+            }
+            None => None,
+        };
+        match bound {
+            Some((slot, kind_instruments)) => {
+                let instruments = kind_instruments.0[slot].get_or_init(|| {
+                    let attributes = attributes();
+                    TaskInstruments {
+                        outcomes: self.task_outcomes.bind(&attributes),
+                        duration: self.task_duration.bind(&attributes),
+                    }
+                });
+                instruments.outcomes.add(1);
+                instruments.duration.record(seconds);
+            }
+            None => {
+                let attributes = attributes();
+                self.task_outcomes.add(1, &attributes);
+                self.task_duration.record(seconds, &attributes);
+            }
+        }
+    }
+}
+
 /// Per-span state of an open [`names::TASK_SPAN`].
 #[derive(Debug)]
 struct TaskSpanState {
@@ -289,10 +335,10 @@ impl Label {
         }
     }
 
-    fn into_value(self) -> Value {
+    fn to_value(&self) -> Value {
         match self {
-            Label::Known(s) => Value::from(s),
-            Label::Other(s) => Value::from(s),
+            Label::Known(s) => Value::from(*s),
+            Label::Other(s) => Value::from(s.clone()),
         }
     }
 }
@@ -373,19 +419,6 @@ impl KindValues {
 struct TaskFields {
     kind: Option<Value>,
     outcome: Option<Label>,
-}
-
-impl TaskFields {
-    /// The `outcome` and `kind` attributes of both task instruments.
-    fn attributes(self) -> [KeyValue; 2] {
-        [
-            KeyValue::new(
-                "outcome",
-                self.outcome.unwrap_or(Label::Known(UNKNOWN)).into_value(),
-            ),
-            KeyValue::new("kind", self.kind.unwrap_or(Value::from(UNKNOWN))),
-        ]
-    }
 }
 
 /// Reads [`TaskFields`] from a span's fields, resolving `kind` through the layer's
@@ -562,49 +595,22 @@ where
             return;
         }
         let state = span.extensions_mut().remove::<TaskSpanState>();
-        let state = match state {
-            Some(state) => state,
+        match state {
+            Some(state) => self.record_task(
+                state.opened,
+                state.fields.kind.as_ref(),
+                state.fields.outcome.as_ref(),
+            ),
             None => {
+                // The trace layer's record, read in place: nothing is cloned unless a kind and
+                // outcome are bound for the first time.
                 let extensions = span.extensions();
                 let Some(record) = extensions.get::<TaskSpanRecord>() else {
                     return;
                 };
                 let (kind, outcome, opened) = record.metric_fields();
-                TaskSpanState {
-                    opened,
-                    fields: TaskFields {
-                        kind: kind.cloned(),
-                        outcome: outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES)),
-                    },
-                }
-            }
-        };
-        let seconds = state.opened.elapsed().as_secs_f64();
-        let slot = match &state.fields.outcome {
-            None => Some(UNKNOWN_SLOT),
-            Some(Label::Known(known)) => TASK_OUTCOMES.iter().position(|k| k == known),
-            Some(Label::Other(_)) => None,
-        };
-        let kind = state
-            .fields
-            .kind
-            .as_ref()
-            .map_or(UNKNOWN.into(), Value::as_str);
-        let bound = slot.zip(self.bound.for_kind_cached(&kind));
-        drop(kind);
-        let attributes = state.fields.attributes();
-        match bound {
-            Some((slot, kind_instruments)) => {
-                let instruments = kind_instruments.0[slot].get_or_init(|| TaskInstruments {
-                    outcomes: self.task_outcomes.bind(&attributes),
-                    duration: self.task_duration.bind(&attributes),
-                });
-                instruments.outcomes.add(1);
-                instruments.duration.record(seconds);
-            }
-            None => {
-                self.task_outcomes.add(1, &attributes);
-                self.task_duration.record(seconds, &attributes);
+                let outcome = outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES));
+                self.record_task(opened, kind, outcome.as_ref());
             }
         }
     }
