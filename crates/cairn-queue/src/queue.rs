@@ -455,6 +455,9 @@ impl Queue {
             dedup,
         } = spec;
         let hash = dedup.then(|| dedup_hash(&kind, &inputs));
+        // Read the guard's filter now: in a large queue that read misses the cache, and the
+        // checks below run while it is outstanding instead of after it.
+        let may_be_duplicate = hash.is_some_and(|hash| self.dedup.may_contain(hash));
         if kind.is_empty() {
             return Err(Error::InvalidSpec {
                 reason: "the task kind is empty".to_owned(),
@@ -499,7 +502,8 @@ impl Queue {
                 task.depth.saturating_add(1)
             }
         };
-        if let Some(hash) = hash
+        if may_be_duplicate
+            && let Some(hash) = hash
             && let Some(id) = self.find_duplicate(hash, &kind, &inputs)
         {
             return Ok(Enqueued { id, existing: true });
