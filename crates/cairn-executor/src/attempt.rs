@@ -11,11 +11,11 @@
 //!
 //! The drive applies every result an attempt returns, even when it stops the run (it joins
 //! the stopped attempts and applies those that had already finished), so the label and the
-//! journal agree. Two corners remain, documented in `docs/telemetry.md`: when the drive
+//! journal agree. One corner remains, documented in `docs/telemetry.md`: when the drive
 //! itself fails (a failed append or a queue error ends the run), attempts that finish
 //! meanwhile keep the label of their handler's result though nothing records it, exactly as
-//! a result applied just before a failed append always did; and an attempt stopped before
-//! its first poll still gets a span (labelled `cancelled`), opened when it is dropped.
+//! a result applied just before a failed append always did. An attempt stopped before its
+//! first poll still gets its span (labelled `cancelled`), opened when it is dropped.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -224,8 +224,8 @@ impl<F> Drop for TracedAttempt<F> {
             return;
         };
         let _default = tracing::dispatcher::set_default(&self.dispatch);
-        // Stopped before its first poll: the attempt was started (its `Started` record is
-        // durable), so it still gets its span.
+        // An attempt stopped before its first poll has no span yet; it was started (its
+        // `Started` record is durable), so it still gets one.
         let span = self
             .span
             .take()
