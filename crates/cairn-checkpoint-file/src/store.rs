@@ -793,11 +793,34 @@ impl Store {
                 .iter()
                 .filter(|record| record.seq > covers_seq)
                 .map(|record| &bytes[record.offset as usize..record.payload.end]);
+            let carried = kept.clone().count();
             let rewritten = journal::framed_journal(kept, UPGRADE_BATCH_LEN);
+            let old_len = bytes.len();
             drop(bytes);
             self.write_atomic(dir, JOURNAL_FILE, &rewritten)?;
             drop(journal);
             journal = self.open_journal(&journal_path)?;
+            // Audited after the rename is durable: the record says what is now on disk.
+            self.append_audit_in(
+                dir,
+                &AuditRecord::new(
+                    wall_clock_now(),
+                    run_id.clone(),
+                    AuditAction::JournalRewritten,
+                    format!(
+                        "rewrote the format-1 journal ({old_len} bytes) in format 2 ({} bytes), \
+                         carrying over the {carried} records after the snapshot",
+                        rewritten.len()
+                    ),
+                )
+                .with_detail(serde_json::json!({
+                    "from_format": 1,
+                    "to_format": 2,
+                    "records": carried,
+                    "bytes_before": old_len,
+                    "bytes_after": rewritten.len(),
+                })),
+            )?;
         }
         let records_after_snapshot = events.len() as u64;
         let journal_len = journal.end;

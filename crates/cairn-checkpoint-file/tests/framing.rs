@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
-use cairn_checkpoint::{AuditAction, CheckpointerFactory, Durability, Error, RunId, RunMeta};
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, CheckpointerFactory, Durability, Error, RunId, RunMeta,
+};
 use cairn_checkpoint_file::{FileFactory, Filesystem, FsFile, OpenMode, StdFilesystem};
 use cairn_queue::{Event, Timestamp};
 use common::{
@@ -48,6 +50,17 @@ async fn four_batches(h: &FileHarness, id: &str) -> Vec<Event> {
     }
     run.append(&events[3..]).await.unwrap();
     events
+}
+
+/// The `JournalRewritten` audit records of a run.
+async fn rewrites(factory: &dyn CheckpointerFactory, id: &RunId) -> Vec<AuditRecord> {
+    factory
+        .read_audit(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == AuditAction::JournalRewritten)
+        .collect()
 }
 
 async fn cuts(factory: &dyn CheckpointerFactory, id: &RunId) -> usize {
@@ -312,6 +325,13 @@ async fn a_format_1_journal_opens_and_is_rewritten_in_format_2() {
         let opened = factory.open(&id).await.unwrap().unwrap();
         assert_eq!(opened.recovered.events, [first, second].concat());
         assert_eq!(cuts(&factory, &id).await, 0, "an upgrade cuts nothing");
+        let rewrites = rewrites(&factory, &id).await;
+        assert_eq!(rewrites.len(), 1, "audited once, and not rewritten again");
+        let detail = &rewrites[0].detail;
+        assert_eq!(detail["from_format"], 1);
+        assert_eq!(detail["to_format"], 2);
+        assert_eq!(detail["records"], 5);
+        assert_eq!(detail["bytes_before"], old.len());
     }
 }
 

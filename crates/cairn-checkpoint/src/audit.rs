@@ -38,6 +38,9 @@ pub enum AuditAction {
     BeginDegraded,
     /// A run finished; `detail` carries the outcome.
     Finished,
+    /// A journal written in an older on-disk format was rewritten, atomically, in the current
+    /// one; `detail` names both formats and what was carried over.
+    JournalRewritten,
 }
 
 /// One audit line.
