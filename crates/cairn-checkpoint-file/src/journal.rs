@@ -147,6 +147,32 @@ pub(crate) struct ScannedRecord {
     pub(crate) payload: Range<usize>,
 }
 
+/// Adds the good record of `total` bytes at `at` to `records` if its sequence number follows
+/// the previous one (both formats require no gaps); a gap is the corruption returned.
+fn accept(
+    records: &mut Vec<ScannedRecord>,
+    expected_seq: &mut Option<u64>,
+    seq: u64,
+    at: usize,
+    total: usize,
+) -> Result<(), Ending> {
+    if let Some(expected) = *expected_seq
+        && seq != expected
+    {
+        return Err(Ending::Corrupt {
+            offset: at as u64,
+            detail: format!("sequence {seq} where {expected} was expected"),
+        });
+    }
+    records.push(ScannedRecord {
+        seq,
+        offset: at as u64,
+        payload: at + HEADER_LEN..at + total,
+    });
+    *expected_seq = Some(seq + 1);
+    Ok(())
+}
+
 /// How the journal ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -351,23 +377,9 @@ fn scan_framed(bytes: &[u8]) -> Scan {
                             );
                         }
                     };
-                    if let Some(expected) = expected_seq
-                        && seq != expected
-                    {
-                        return done(
-                            records,
-                            Ending::Corrupt {
-                                offset: at as u64,
-                                detail: format!("sequence {seq} where {expected} was expected"),
-                            },
-                        );
+                    if let Err(ending) = accept(&mut records, &mut expected_seq, seq, at, total) {
+                        return done(records, ending);
                     }
-                    records.push(ScannedRecord {
-                        seq,
-                        offset: at as u64,
-                        payload: at + HEADER_LEN..at + total,
-                    });
-                    expected_seq = Some(seq + 1);
                     at += total;
                 }
                 offset = body.end;
@@ -429,23 +441,9 @@ fn scan_unframed(bytes: &[u8]) -> Scan {
         }
         match check_record(bytes, offset, bytes.len()) {
             Ok((seq, total)) => {
-                if let Some(expected) = expected_seq
-                    && seq != expected
-                {
-                    return done(
-                        records,
-                        Ending::Corrupt {
-                            offset: offset as u64,
-                            detail: format!("sequence {seq} where {expected} was expected"),
-                        },
-                    );
+                if let Err(ending) = accept(&mut records, &mut expected_seq, seq, offset, total) {
+                    return done(records, ending);
                 }
-                records.push(ScannedRecord {
-                    seq,
-                    offset: offset as u64,
-                    payload: offset + HEADER_LEN..offset + total,
-                });
-                expected_seq = Some(seq + 1);
                 offset += total;
             }
             Err(problem) => {
