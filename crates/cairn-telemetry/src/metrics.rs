@@ -594,24 +594,27 @@ where
         if span.name() != names::TASK_SPAN {
             return;
         }
+        {
+            // The common case first, under one read lock: the trace layer's record, read in
+            // place (nothing is cloned unless a kind and outcome are bound for the first time).
+            let extensions = span.extensions();
+            if let Some(record) = extensions.get::<TaskSpanRecord>() {
+                let (kind, outcome, known_outcome, opened) = record.metric_fields();
+                let outcome = match known_outcome {
+                    Some(known) => Some(Label::Known(known)),
+                    None => outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES)),
+                };
+                self.record_task(opened, kind, outcome.as_ref());
+                return;
+            }
+        }
         let state = span.extensions_mut().remove::<TaskSpanState>();
-        match state {
-            Some(state) => self.record_task(
+        if let Some(state) = state {
+            self.record_task(
                 state.opened,
                 state.fields.kind.as_ref(),
                 state.fields.outcome.as_ref(),
-            ),
-            None => {
-                // The trace layer's record, read in place: nothing is cloned unless a kind and
-                // outcome are bound for the first time.
-                let extensions = span.extensions();
-                let Some(record) = extensions.get::<TaskSpanRecord>() else {
-                    return;
-                };
-                let (kind, outcome, opened) = record.metric_fields();
-                let outcome = outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES));
-                self.record_task(opened, kind, outcome.as_ref());
-            }
+            );
         }
     }
 

@@ -83,6 +83,9 @@ pub(crate) struct TaskSpanRecord {
     kind: Option<Value>,
     attempt: Option<Value>,
     outcome: Option<Value>,
+    /// `outcome` when it is one of [`TASK_OUTCOMES`] (the rule), so the metrics layer labels
+    /// the attempt without comparing the text again.
+    known_outcome: Option<&'static str>,
     /// Fields outside cairn's schema, exported as tracing-opentelemetry would.
     extra: Vec<KeyValue>,
     events: Vec<OtelEvent>,
@@ -90,9 +93,22 @@ pub(crate) struct TaskSpanRecord {
 }
 
 impl TaskSpanRecord {
-    /// `kind`, `outcome` and when the span opened, for the task metrics.
-    pub(crate) fn metric_fields(&self) -> (Option<&Value>, Option<&Value>, Instant) {
-        (self.kind.as_ref(), self.outcome.as_ref(), self.opened)
+    /// `kind`, `outcome` (and the known outcome it spells, if any) and when the span opened,
+    /// for the task metrics.
+    pub(crate) fn metric_fields(
+        &self,
+    ) -> (
+        Option<&Value>,
+        Option<&Value>,
+        Option<&'static str>,
+        Instant,
+    ) {
+        (
+            self.kind.as_ref(),
+            self.outcome.as_ref(),
+            self.known_outcome,
+            self.opened,
+        )
     }
 
     fn own_cx(&self) -> Context {
@@ -196,7 +212,10 @@ impl TaskFieldVisitor<'_> {
             "task_id" => &mut self.record.task_id,
             "kind" => &mut self.record.kind,
             "attempt" => &mut self.record.attempt,
-            "outcome" => &mut self.record.outcome,
+            "outcome" => {
+                self.record.known_outcome = None;
+                &mut self.record.outcome
+            }
             name => {
                 self.record.extra.push(KeyValue::new(name, value));
                 return;
@@ -210,7 +229,11 @@ impl TaskFieldVisitor<'_> {
         let value = match field.name() {
             "kind" => self.kinds.value(text),
             "outcome" => match TASK_OUTCOMES.iter().find(|known| **known == text) {
-                Some(known) => Value::from(*known),
+                Some(known) => {
+                    self.record.outcome = Some(Value::from(*known));
+                    self.record.known_outcome = Some(known);
+                    return;
+                }
                 None => Value::from(text.to_owned()),
             },
             _ => Value::from(text.to_owned()),
@@ -353,6 +376,7 @@ where
             kind: None,
             attempt: None,
             outcome: None,
+            known_outcome: None,
             extra: Vec::new(),
             events: Vec::new(),
             status: Status::Unset,
