@@ -64,9 +64,10 @@ fn is_task_span(meta: &Metadata<'_>) -> bool {
 
 /// What a task span has collected between open and close.
 ///
-/// On close [`TaskSpanLayer`] takes what the exported span needs and leaves `kind`, `outcome`
-/// and `opened` behind for [`crate::metrics::MetricsLayer`], which closes after it in cairn's
-/// stacks and so does not read the span's fields a second time.
+/// On close [`TaskSpanLayer`] takes what the exported span needs and leaves `kind`, the outcome
+/// (`known_outcome`, or a clone of an unknown `outcome`) and `opened` behind for
+/// [`crate::metrics::MetricsLayer`], which closes after it in cairn's stacks and so does not
+/// read the span's fields a second time.
 #[derive(Debug)]
 pub(crate) struct TaskSpanRecord {
     start: SystemTime,
@@ -94,7 +95,8 @@ pub(crate) struct TaskSpanRecord {
 
 impl TaskSpanRecord {
     /// `kind`, `outcome` (and the known outcome it spells, if any) and when the span opened,
-    /// for the task metrics.
+    /// for the task metrics. Once the span is closed, `outcome` is only kept when it is not a
+    /// known one.
     pub(crate) fn metric_fields(
         &self,
     ) -> (
@@ -472,7 +474,8 @@ where
             let Some(record) = extensions.get_mut::<TaskSpanRecord>() else {
                 return;
             };
-            // `kind`, `outcome` and `opened` stay for the metrics layer (cheap clones).
+            // `kind`, `opened` and the outcome (as `known_outcome`, or a clone of an unknown
+            // one) stay for the metrics layer.
             (
                 record.start,
                 std::mem::take(&mut record.parent_cx),
@@ -481,7 +484,12 @@ where
                 record.task_id.take(),
                 record.kind.clone(),
                 record.attempt.take(),
-                record.outcome.clone(),
+                // A known outcome reaches the metrics layer as `known_outcome`, so its value
+                // moves; only an unknown one is cloned for it.
+                match record.known_outcome {
+                    Some(_) => record.outcome.take(),
+                    None => record.outcome.clone(),
+                },
                 std::mem::take(&mut record.extra),
                 std::mem::take(&mut record.events),
                 std::mem::replace(&mut record.status, Status::Unset),

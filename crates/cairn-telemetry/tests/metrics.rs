@@ -263,3 +263,51 @@ fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
         Some(1)
     );
 }
+
+#[test]
+fn an_outcome_outside_the_documented_list_is_counted_and_exported_as_recorded() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        task("shell", "vanished");
+        // Recorded first as a known outcome, then replaced by one outside the list: the last
+        // value is the one counted and exported.
+        let span = tracing::info_span!(target: "cairn", names::TASK_SPAN,
+            task_id = "t2", kind = "shell", attempt = 1i64,
+            outcome = tracing::field::Empty);
+        span.record("outcome", "complete");
+        span.record("outcome", "lost");
+    });
+
+    for outcome in ["vanished", "lost"] {
+        assert_eq!(
+            telemetry.counter(
+                names::METRIC_TASK_OUTCOMES,
+                &[
+                    KeyValue::new("outcome", outcome),
+                    KeyValue::new("kind", "shell")
+                ]
+            ),
+            Some(1),
+            "{outcome}"
+        );
+    }
+    assert_eq!(
+        telemetry.counter(
+            names::METRIC_TASK_OUTCOMES,
+            &[KeyValue::new("outcome", "complete")]
+        ),
+        None
+    );
+    let mut exported: Vec<String> = telemetry
+        .spans_named(names::TASK_SPAN)
+        .iter()
+        .filter_map(|span| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "outcome")
+                .map(|kv| kv.value.as_str().into_owned())
+        })
+        .collect();
+    exported.sort();
+    assert_eq!(exported, ["lost", "vanished"]);
+}
