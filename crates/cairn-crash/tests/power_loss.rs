@@ -9,6 +9,23 @@ use cairn_checkpoint_file::{Filesystem, FsFile, OpenMode};
 use cairn_crash::disk_model::DiskModel;
 use cairn_crash::power_loss::{PowerLossOptions, run, run_workload, run_workload_over};
 
+/// The file adapter with `Durability::Sync` over `disk` (state folder `/data`), and a runtime
+/// to drive it.
+fn synced_file_adapter_on(
+    disk: &DiskModel,
+) -> (cairn_checkpoint_file::FileFactory, tokio::runtime::Runtime) {
+    disk.create_durable_dir(Path::new("/data")).unwrap();
+    let factory = cairn_checkpoint_file::FileFactory::builder("/data")
+        .filesystem(Arc::new(disk.clone()))
+        .durability(cairn_checkpoint::Durability::Sync)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    (factory, runtime)
+}
+
 #[test]
 fn the_file_adapter_survives_every_explored_crash_state() {
     let totals = run_workload(11, 20).unwrap();
@@ -152,20 +169,11 @@ fn a_directory_fsync_that_does_nothing_is_caught() {
 /// then overwritten in place (positioned writes), not appended.
 #[test]
 fn the_file_adapter_preallocates_its_journal_on_the_model() {
-    use cairn_checkpoint::{CheckpointerFactory as _, Durability, RunId, RunMeta};
-    use cairn_checkpoint_file::FileFactory;
+    use cairn_checkpoint::{CheckpointerFactory as _, RunId, RunMeta};
     use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
 
     let disk = DiskModel::new();
-    disk.create_durable_dir(Path::new("/data")).unwrap();
-    let factory = FileFactory::builder("/data")
-        .filesystem(Arc::new(disk.clone()))
-        .durability(Durability::Sync)
-        .build()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let (factory, runtime) = synced_file_adapter_on(&disk);
     let mut queue = Queue::new(QueueConfig::default());
     queue
         .enqueue(TaskSpec::new("step"), EnqueuedBy::Root, Timestamp(1))
@@ -197,21 +205,12 @@ fn the_file_adapter_preallocates_its_journal_on_the_model() {
 /// not stop with `Corruption` (which would need an operator although nothing was lost).
 #[test]
 fn later_pages_of_an_unacknowledged_batch_without_the_first_are_cut_as_a_torn_tail() {
-    use cairn_checkpoint::{CheckpointerFactory as _, Durability, RunId, RunMeta};
-    use cairn_checkpoint_file::FileFactory;
+    use cairn_checkpoint::{CheckpointerFactory as _, RunId, RunMeta};
     use cairn_crash::disk_model::{CrashChoice, DiskState, PageFate, WriteFate};
     use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
 
     let disk = DiskModel::new();
-    disk.create_durable_dir(Path::new("/data")).unwrap();
-    let factory = FileFactory::builder("/data")
-        .filesystem(Arc::new(disk.clone()))
-        .durability(Durability::Sync)
-        .build()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let (factory, runtime) = synced_file_adapter_on(&disk);
     let mut queue = Queue::new(QueueConfig::default());
     let mut enqueue = |pad: usize, n: usize| {
         for i in 0..n {
@@ -264,7 +263,7 @@ fn later_pages_of_an_unacknowledged_batch_without_the_first_are_cut_as_a_torn_ta
         last_write: WriteFate::Pages(later_only),
     });
 
-    let factory = FileFactory::builder("/data")
+    let factory = cairn_checkpoint_file::FileFactory::builder("/data")
         .filesystem(Arc::new(DiskModel::from_state(image)))
         .build()
         .unwrap();
