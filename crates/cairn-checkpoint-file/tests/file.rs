@@ -511,20 +511,7 @@ async fn group_commit_keeps_every_acknowledged_record() {
     let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("group")).await.unwrap());
     const WRITERS: u64 = 64;
     const EACH: u64 = 20;
-    let mut tasks = Vec::new();
-    for writer in 0..WRITERS {
-        let run = Arc::clone(&run);
-        tasks.push(tokio::spawn(async move {
-            for i in 0..EACH {
-                run.append(&[sample_event(writer * 1_000 + i)])
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    common::append_concurrently(&run, WRITERS, EACH).await;
     let syncs = plan.calls("sync_data", "journal");
     assert!(
         syncs <= WRITERS * EACH,

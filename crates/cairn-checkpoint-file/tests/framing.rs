@@ -531,20 +531,7 @@ async fn the_writer_never_has_two_unsynced_batches_on_disk() {
             let run: Arc<dyn cairn_checkpoint::Checkpointer> =
                 Arc::from(factory.begin(meta("inflight")).await.unwrap());
             let writes_at_begin = *watch.writes.lock().unwrap();
-            let mut tasks = Vec::new();
-            for writer in 0..8u64 {
-                let run = Arc::clone(&run);
-                tasks.push(tokio::spawn(async move {
-                    for n in 0..25u64 {
-                        run.append(&[sample_event(writer * 1000 + n)])
-                            .await
-                            .unwrap();
-                    }
-                }));
-            }
-            for task in tasks {
-                task.await.unwrap();
-            }
+            common::append_concurrently(&run, 8, 25).await;
             drop(run);
             let overlaps = watch.overlaps.lock().unwrap().clone();
             assert!(

@@ -507,3 +507,32 @@ pub fn replayed(recovered: &cairn_checkpoint::Recovered) -> cairn_queue::Snapsho
     .expect("recovered state replays")
     .snapshot()
 }
+
+/// Appends `each` single-event batches from each of `writers` concurrent tasks (event ids
+/// `writer * 1000 + n`, so every append is distinct), and waits for all of them.
+///
+/// # Panics
+///
+/// When an append fails: the tests that use it expect every append to succeed.
+pub async fn append_concurrently(
+    run: &Arc<dyn cairn_checkpoint::Checkpointer>,
+    writers: u64,
+    each: u64,
+) {
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let run = Arc::clone(run);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..each {
+                run.append(&[cairn_checkpoint::conformance::sample_event(
+                    writer * 1000 + n,
+                )])
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
