@@ -108,8 +108,17 @@ impl TestTelemetry {
     /// current-thread tokio runtime (the `#[tokio::test]` default) this also covers tasks the
     /// code under test spawns, since they run on the same thread; on a multi-threaded runtime
     /// spawned tasks only see it if they are wrapped with `with_current_subscriber()`.
+    ///
+    /// tracing caches each callsite's interest process-wide. A test on another thread with no
+    /// subscriber can register a callsite as "never" while this one is being built, and then
+    /// this subscriber would miss its events, so the cache is rebuilt once this subscriber is
+    /// in place. A test binary that runs such tests in parallel can close the last window by
+    /// holding a do-nothing global subscriber (`tracing_subscriber::registry()`) for the whole
+    /// process; a library must not, so this helper does not.
     pub fn set_default(&self) -> tracing::dispatcher::DefaultGuard {
-        tracing::dispatcher::set_default(&self.dispatch)
+        let guard = tracing::dispatcher::set_default(&self.dispatch);
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     /// The tracer provider (built with [`crate::link::RunIdGenerator`]).
