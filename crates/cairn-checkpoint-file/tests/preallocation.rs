@@ -340,16 +340,8 @@ async fn a_failed_positioned_write_poisons_the_writer() {
     let run = factory.begin(meta("badwrite")).await.unwrap();
     run.append(&sample_events(0, 3)).await.unwrap();
     plan.fail("write_at", "journal", 1);
-    let err = run
-        .append(&sample_events(3, 4))
-        .await
-        .expect_err("the write fails");
+    let err = common::failed_append_then_poisoned(&*run).await;
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    let err = run
-        .append(&sample_events(4, 5))
-        .await
-        .expect_err("poisoned");
-    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
     drop(run);
     let opened = h.file_factory().open(&id).await.unwrap().unwrap();
     assert_eq!(opened.recovered.events, sample_events(0, 3));

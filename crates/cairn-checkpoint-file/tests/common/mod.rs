@@ -536,3 +536,29 @@ pub async fn append_concurrently(
         task.await.unwrap();
     }
 }
+
+/// Appends events 3 and 4 to `run` (which already holds 0 to 2) while a fault is planned:
+/// the first append must fail, and the next must then be refused as `Poisoned`. Returns the
+/// first append's error, for the caller to match.
+///
+/// # Panics
+///
+/// When the first append succeeds, or the second is not refused as `Poisoned`.
+pub async fn failed_append_then_poisoned(
+    run: &dyn cairn_checkpoint::Checkpointer,
+) -> cairn_checkpoint::Error {
+    use cairn_checkpoint::conformance::sample_events;
+    let first = run
+        .append(&sample_events(3, 4))
+        .await
+        .expect_err("the planned fault fails the append");
+    let err = run
+        .append(&sample_events(4, 5))
+        .await
+        .expect_err("poisoned");
+    assert!(
+        matches!(err, cairn_checkpoint::Error::Poisoned { .. }),
+        "{err:?}"
+    );
+    first
+}
