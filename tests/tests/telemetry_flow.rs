@@ -100,10 +100,8 @@ fn boolean(attributes: &[KeyValue], key: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_fresh_run_reports_resumed_false_and_no_resume() {
-    let telemetry = TestTelemetry::new();
-    let _guard = telemetry.set_default();
+/// Runs `plan()` fresh on the memory adapter and checks that it completes.
+async fn run_the_plan_to_completion() {
     let signals = RunSignals::default();
     let bodies = Arc::default();
     let executor = Executor::new(
@@ -114,6 +112,13 @@ async fn a_fresh_run_reports_resumed_false_and_no_resume() {
     .unwrap();
     let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
     assert_eq!(report.disposition, Disposition::Complete);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_fresh_run_reports_resumed_false_and_no_resume() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    run_the_plan_to_completion().await;
 
     assert!(telemetry.events(names::RESUMED).is_empty());
     let finished = telemetry.events(names::RUN_FINISHED);
@@ -245,16 +250,7 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
 async fn every_task_attempt_of_a_real_run_is_a_child_span_of_its_run_span() {
     let telemetry = TestTelemetry::new();
     let _guard = telemetry.set_default();
-    let signals = RunSignals::default();
-    let bodies = Arc::default();
-    let executor = Executor::new(
-        Arc::new(MemoryFactory::new()),
-        registry(None, &signals, &bodies),
-        config(),
-    )
-    .unwrap();
-    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
-    assert_eq!(report.disposition, Disposition::Complete);
+    run_the_plan_to_completion().await;
 
     let runs = telemetry.spans_named(names::RUN_SPAN);
     assert_eq!(runs.len(), 1);
