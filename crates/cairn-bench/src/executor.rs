@@ -30,6 +30,11 @@
 //! The file adapter runs with its defaults, compaction included (a snapshot of the whole run
 //! every 10,000 records, which at 100,000 tasks is a large part of the cost);
 //! `--compact-after-records N` changes that threshold to show how much.
+//!
+//! `--telemetry-side on|off` (a profiling aid, not part of the default bench) runs only one
+//! side of the telemetry comparison, once, on the noop adapter at the largest
+//! `--concurrency`, and prints its rate: profiling both sides under callgrind and dividing
+//! the difference by `--tasks` gives telemetry's cost per task without disk or timing noise.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +56,8 @@ struct Options {
     group_delay: Duration,
     compact_after_records: Option<u64>,
     dir: PathBuf,
+    /// `Some(on)`: run only that side of the telemetry comparison (`--telemetry-side`).
+    telemetry_side: Option<bool>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -60,6 +67,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         group_delay: Duration::ZERO,
         compact_after_records: None,
         dir: std::env::temp_dir(),
+        telemetry_side: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -98,9 +106,17 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                 );
             }
             "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--telemetry-side" => {
+                options.telemetry_side = match it.next().map(String::as_str) {
+                    Some("on") => Some(true),
+                    Some("off") => Some(false),
+                    _ => bail!("--telemetry-side takes `on` or `off`"),
+                };
+            }
             other => bail!(
                 "unknown option `{other}`; expected --tasks N, --concurrency 1,16,256, \
-                 --group-delay-us N, --compact-after-records N, --dir PATH"
+                 --group-delay-us N, --compact-after-records N, --dir PATH, \
+                 --telemetry-side on|off"
             ),
         }
     }
@@ -133,6 +149,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             },
         ),
     ];
+    if let Some(on) = options.telemetry_side {
+        return runtime.block_on(telemetry_side(&options, on));
+    }
     let mut rows = Vec::new();
     // The executor's own ceiling: the same runs through the noop adapter, which keeps nothing.
     for &concurrency in &options.concurrencies {
@@ -368,6 +387,29 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
         noop_on,
         noop_percent: (1.0 - noop_on / noop_off) * 100.0,
     })
+}
+
+/// One side of the telemetry comparison, once, on the noop adapter (`--telemetry-side`).
+async fn telemetry_side(options: &Options, on: bool) -> anyhow::Result<()> {
+    use tracing::instrument::WithSubscriber as _;
+    let concurrency = options.concurrencies.iter().copied().max().unwrap_or(256);
+    let row = if on {
+        let sink = TelemetrySink::new();
+        let row = measure(options, "noop", None, concurrency)
+            .with_subscriber(sink.dispatch.clone())
+            .await?;
+        sink.finish(options.tasks)?;
+        row
+    } else {
+        measure(options, "noop", None, concurrency).await?
+    };
+    println!(
+        "telemetry {}, noop adapter, concurrency {concurrency}: {:.0} tasks/s ({:.2} s)",
+        if on { "on" } else { "off" },
+        row.rate,
+        row.seconds
+    );
+    Ok(())
 }
 
 async fn measure(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, Meter};
+use opentelemetry::metrics::{BoundCounter, BoundGauge, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -49,17 +49,28 @@ const QUEUE_STATUSES: [&str; 6] = ["pending", "running", "done", "skipped", "fai
 /// # drop(subscriber);
 /// ```
 pub struct MetricsLayer {
-    task_outcomes: Counter<u64>,
-    task_duration: Histogram<f64>,
+    /// `None` when the trace layer in the same stack records the task metrics as it closes
+    /// task spans ([`MetricsLayer::hand_over_task_spans`]): this layer then skips task spans.
+    task: Option<TaskMetrics>,
     run_duration: Histogram<f64>,
     resumes: Counter<u64>,
     quarantines: Counter<u64>,
-    queue_depth: Gauge<u64>,
+    /// [`names::METRIC_QUEUE_DEPTH`] bound to each of [`QUEUE_STATUSES`]: six values are
+    /// recorded after every batch of a run, so the SDK does not hash their attributes.
+    queue_depth_by_status: [BoundGauge<u64>; QUEUE_STATUSES.len()],
     /// The last queue depth of each run in progress, so the gauge can report the sum over
     /// concurrent runs and drop a run's share when it finishes.
     depth_by_run: Mutex<HashMap<String, QueueDepth>>,
     /// `kind` attribute values seen so far, shared instead of allocated per attempt.
     kinds: KindValues,
+}
+
+/// The task instruments, [`names::METRIC_TASK_OUTCOMES`] and [`names::METRIC_TASK_DURATION`],
+/// recorded once per closed task span by [`MetricsLayer`] or, when both are in one stack, by
+/// [`crate::task_span::TaskSpanLayer`] (which has the span's fields in hand as it closes it).
+pub(crate) struct TaskMetrics {
+    outcomes: Counter<u64>,
+    duration: Histogram<f64>,
     /// The two task instruments bound to each `(kind, outcome)` seen so far.
     bound: BoundTaskInstruments,
 }
@@ -73,17 +84,27 @@ impl fmt::Debug for MetricsLayer {
 impl MetricsLayer {
     /// Creates the instruments on `meter`.
     pub fn new(meter: &Meter) -> Self {
+        let queue_depth = meter
+            .u64_gauge(names::METRIC_QUEUE_DEPTH)
+            .with_description("Queued tasks by status over the runs in progress.")
+            .with_unit("{task}")
+            .build();
+        let queue_depth_by_status =
+            QUEUE_STATUSES.map(|status| queue_depth.bind(&[KeyValue::new("status", status)]));
         MetricsLayer {
-            task_outcomes: meter
-                .u64_counter(names::METRIC_TASK_OUTCOMES)
-                .with_description("Finished task attempts by outcome.")
-                .with_unit("{attempt}")
-                .build(),
-            task_duration: meter
-                .f64_histogram(names::METRIC_TASK_DURATION)
-                .with_description("Duration of task attempts.")
-                .with_unit("s")
-                .build(),
+            task: Some(TaskMetrics {
+                outcomes: meter
+                    .u64_counter(names::METRIC_TASK_OUTCOMES)
+                    .with_description("Finished task attempts by outcome.")
+                    .with_unit("{attempt}")
+                    .build(),
+                duration: meter
+                    .f64_histogram(names::METRIC_TASK_DURATION)
+                    .with_description("Duration of task attempts.")
+                    .with_unit("s")
+                    .build(),
+                bound: BoundTaskInstruments::default(),
+            }),
             run_duration: meter
                 .f64_histogram(names::METRIC_RUN_DURATION)
                 .with_description("Duration of run executions.")
@@ -99,15 +120,18 @@ impl MetricsLayer {
                 .with_description("Stored state moved to quarantine.")
                 .with_unit("{quarantine}")
                 .build(),
-            queue_depth: meter
-                .u64_gauge(names::METRIC_QUEUE_DEPTH)
-                .with_description("Queued tasks by status over the runs in progress.")
-                .with_unit("{task}")
-                .build(),
+            queue_depth_by_status,
             depth_by_run: Mutex::new(HashMap::new()),
             kinds: KindValues::default(),
-            bound: BoundTaskInstruments::default(),
         }
+    }
+
+    /// Takes the task instruments out of this layer, for a
+    /// [`crate::task_span::TaskSpanLayer`] that sees every task span this layer sees (the
+    /// two are in one stack under the same filter). This layer then ignores task spans, so
+    /// a task attempt costs no span lookups here.
+    pub(crate) fn hand_over_task_spans(&mut self) -> Option<TaskMetrics> {
+        self.task.take()
     }
 
     fn record_depth(&self, run_id: Option<String>, depth: Option<QueueDepth>) {
@@ -136,9 +160,8 @@ impl MetricsLayer {
             }
         }
         drop(by_run);
-        for (status, total) in QUEUE_STATUSES.iter().zip(totals) {
-            self.queue_depth
-                .record(total, &[KeyValue::new("status", *status)]);
+        for (gauge, total) in self.queue_depth_by_status.iter().zip(totals) {
+            gauge.record(total);
         }
     }
 }
@@ -203,26 +226,43 @@ thread_local! {
 }
 
 impl BoundTaskInstruments {
-    /// The bound instruments of `kind`, through this thread's cache of the last kind.
-    fn for_kind_cached(&self, kind: &str) -> Option<Arc<KindInstruments>> {
-        let cached = LAST_BOUND.with(|last| {
-            last.borrow()
-                .as_ref()
-                .filter(|last| last.map == self.id && &*last.kind == kind)
-                .map(|last| Arc::clone(&last.instruments))
-        });
-        if cached.is_some() {
-            return cached;
-        }
-        let found = self.for_kind(kind)?;
+    /// Runs `use_bound` on the bound instruments of `kind` (found through this thread's
+    /// cache of the last kind, borrowed in place), or returns `false` when the kind is past
+    /// the limit and has none.
+    fn with_kind(&self, kind: &str, use_bound: impl FnOnce(&KindInstruments)) -> bool {
         LAST_BOUND.with(|last| {
-            *last.borrow_mut() = Some(LastBound {
-                map: self.id,
-                kind: kind.into(),
-                instruments: Arc::clone(&found),
-            });
-        });
-        Some(found)
+            // A re-entrant call (an instrument's own telemetry) finds the cache in use and
+            // takes the map's path.
+            let Ok(mut last) = last.try_borrow_mut() else {
+                return match self.for_kind(kind) {
+                    Some(found) => {
+                        use_bound(&found);
+                        true
+                    }
+                    None => false,
+                };
+            };
+            let cached = last
+                .as_ref()
+                .is_some_and(|last| last.map == self.id && &*last.kind == kind);
+            if !cached {
+                let Some(found) = self.for_kind(kind) else {
+                    return false;
+                };
+                *last = Some(LastBound {
+                    map: self.id,
+                    kind: kind.into(),
+                    instruments: found,
+                });
+            }
+            match last.as_ref() {
+                Some(last) => {
+                    use_bound(&last.instruments);
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     fn for_kind(&self, kind: &str) -> Option<Arc<KindInstruments>> {
@@ -247,10 +287,25 @@ impl BoundTaskInstruments {
     }
 }
 
-impl MetricsLayer {
-    /// Counts a closed task span and records its duration since `opened`.
-    fn record_task(&self, opened: Instant, kind: Option<&Value>, outcome: Option<&Label>) {
-        let seconds = opened.elapsed().as_secs_f64();
+impl TaskMetrics {
+    /// Counts a closed task span of `kind` that lasted `seconds` and reported `outcome`
+    /// (`known` when the outcome is one of the documented ones, already matched).
+    pub(crate) fn record_span(
+        &self,
+        seconds: f64,
+        kind: Option<&Value>,
+        outcome: Option<&Value>,
+        known: Option<&'static str>,
+    ) {
+        let outcome = match known {
+            Some(known) => Some(Label::Known(known)),
+            None => outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES)),
+        };
+        self.record(seconds, kind, outcome.as_ref());
+    }
+
+    /// Counts a closed task span and records its duration.
+    fn record(&self, seconds: f64, kind: Option<&Value>, outcome: Option<&Label>) {
         let slot = match outcome {
             None => Some(UNKNOWN_SLOT),
             Some(Label::Known(known)) => TASK_OUTCOMES.iter().position(|k| k == known),
@@ -265,30 +320,24 @@ impl MetricsLayer {
                 KeyValue::new("kind", kind.cloned().unwrap_or(Value::from(UNKNOWN))),
             ]
         };
-        let bound = match slot {
-            Some(slot) => {
-                let text = kind.map_or(UNKNOWN.into(), Value::as_str);
-                self.bound.for_kind_cached(&text).map(|kind| (slot, kind))
-            }
-            None => None,
-        };
-        match bound {
-            Some((slot, kind_instruments)) => {
+        let recorded = slot.is_some_and(|slot| {
+            let text = kind.map_or(UNKNOWN.into(), Value::as_str);
+            self.bound.with_kind(&text, |kind_instruments| {
                 let instruments = kind_instruments.0[slot].get_or_init(|| {
                     let attributes = attributes();
                     TaskInstruments {
-                        outcomes: self.task_outcomes.bind(&attributes),
-                        duration: self.task_duration.bind(&attributes),
+                        outcomes: self.outcomes.bind(&attributes),
+                        duration: self.duration.bind(&attributes),
                     }
                 });
                 instruments.outcomes.add(1);
                 instruments.duration.record(seconds);
-            }
-            None => {
-                let attributes = attributes();
-                self.task_outcomes.add(1, &attributes);
-                self.task_duration.record(seconds, &attributes);
-            }
+            })
+        });
+        if !recorded {
+            let attributes = attributes();
+            self.outcomes.add(1, &attributes);
+            self.duration.record(seconds, &attributes);
         }
     }
 }
@@ -557,7 +606,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != names::TASK_SPAN {
+        if self.task.is_none() || attrs.metadata().name() != names::TASK_SPAN {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -577,6 +626,10 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        // Only task spans are read here: without the task instruments, nothing is.
+        if self.task.is_none() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         if span.name() != names::TASK_SPAN {
             return;
@@ -590,6 +643,7 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(task) = &self.task else { return };
         let Some(span) = ctx.span(&id) else { return };
         if span.name() != names::TASK_SPAN {
             return;
@@ -600,18 +654,14 @@ where
             let extensions = span.extensions();
             if let Some(record) = extensions.get::<TaskSpanRecord>() {
                 let (kind, outcome, known_outcome, opened) = record.metric_fields();
-                let outcome = match known_outcome {
-                    Some(known) => Some(Label::Known(known)),
-                    None => outcome.map(|value| Label::from_value(value, &TASK_OUTCOMES)),
-                };
-                self.record_task(opened, kind, outcome.as_ref());
+                task.record_span(opened.elapsed().as_secs_f64(), kind, outcome, known_outcome);
                 return;
             }
         }
         let state = span.extensions_mut().remove::<TaskSpanState>();
         if let Some(state) = state {
-            self.record_task(
-                state.opened,
+            task.record(
+                state.opened.elapsed().as_secs_f64(),
                 state.fields.kind.as_ref(),
                 state.fields.outcome.as_ref(),
             );

@@ -36,7 +36,7 @@ use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::link;
-use crate::metrics::{KindValues, ShortText};
+use crate::metrics::{KindValues, TaskMetrics};
 use crate::names;
 
 const KEY_LEVEL: Key = Key::from_static_str("level");
@@ -58,8 +58,28 @@ const TASK_OUTCOMES: [&str; 7] = [
     "cancelled",
 ];
 
+/// The metadata of the first task span callsite seen: task spans come from one callsite
+/// (the executor's) as a rule, so comparing its address is cheaper than comparing names.
+static TASK_CALLSITE: OnceLock<&'static Metadata<'static>> = OnceLock::new();
+
 fn is_task_span(meta: &Metadata<'_>) -> bool {
-    meta.is_span() && meta.name() == names::TASK_SPAN
+    let known = TASK_CALLSITE.get().is_some_and(|known| {
+        std::ptr::eq(
+            std::ptr::from_ref(meta).cast::<()>(),
+            std::ptr::from_ref(*known).cast::<()>(),
+        )
+    });
+    known || (meta.is_span() && meta.name() == names::TASK_SPAN)
+}
+
+/// [`is_task_span`] for a callsite's `'static` metadata, remembering the first task span
+/// callsite for the fast path.
+fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
+    let task = is_task_span(meta);
+    if task {
+        let _ = TASK_CALLSITE.set(meta);
+    }
+    task
 }
 
 /// What a task span has collected between open and close.
@@ -125,6 +145,31 @@ struct CachedContext(Context);
 thread_local! {
     /// Contexts attached while a task span is entered on this thread, popped on exit.
     static ENTERED: RefCell<Vec<(Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
+    /// The task span this thread opened last and its context, so the attempt's first enter
+    /// (right after the open, on the same thread) finds the context without looking the
+    /// span up. Span ids carry the registry slot's generation, so an id is not reused
+    /// while the entry could still match it.
+    static JUST_OPENED: RefCell<Option<(Id, Context)>> = const { RefCell::new(None) };
+    /// Where field values are formatted before they are copied into an attribute value or
+    /// matched against a shared kind: reused, so formatting allocates nothing of its own.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Hands `read` the `Debug` text of `value` (for `%value` fields, its `Display` text),
+/// formatted into this thread's scratch buffer.
+fn with_debug_text<R>(value: &dyn fmt::Debug, read: impl FnOnce(&str) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut text) => {
+            text.clear();
+            // Writing into a `String` only fails if the value's own `Debug` fails; keep what
+            // was written, as tracing-opentelemetry does.
+            let _ = write!(text, "{value:?}");
+            read(&text)
+        }
+        // A `Debug` impl that itself emits a task span's event lands here while the buffer
+        // is in use: format that one on its own.
+        Err(_) => read(&format!("{value:?}")),
+    })
 }
 
 /// A tracing layer that exports [`names::TASK_SPAN`] spans and the events inside them.
@@ -139,6 +184,9 @@ pub struct TaskSpanLayer {
     ids: RandomIdGenerator,
     kinds: KindValues,
     dispatch: OnceLock<WeakDispatch>,
+    /// The task metrics, when this layer records them as it closes each task span (the
+    /// metrics layer in the same stack handed them over; see [`crate::layers::layer`]).
+    metrics: Option<TaskMetrics>,
 }
 
 impl fmt::Debug for TaskSpanLayer {
@@ -155,6 +203,15 @@ impl TaskSpanLayer {
             ids: RandomIdGenerator::default(),
             kinds: KindValues::default(),
             dispatch: OnceLock::new(),
+            metrics: None,
+        }
+    }
+
+    /// Exports through `tracer` and records `metrics` for every task span it closes.
+    pub(crate) fn with_task_metrics(tracer: SdkTracer, metrics: Option<TaskMetrics>) -> Self {
+        TaskSpanLayer {
+            metrics,
+            ..TaskSpanLayer::new(tracer)
         }
     }
 
@@ -190,16 +247,9 @@ impl TaskSpanLayer {
 /// Converts a field the way tracing-opentelemetry does for span attributes (`Debug` text;
 /// `%value` fields arrive here and their `Debug` is their `Display`).
 fn debug_value(value: &dyn fmt::Debug) -> Value {
-    // Short values (task ids) are formatted on the stack and copied once, instead of growing
-    // a `String` piece by piece.
-    let mut short = ShortText::default();
-    if write!(short, "{value:?}").is_ok() {
-        return Value::from(short.as_str().to_owned());
-    }
-    let mut text = String::new();
-    // Writing into a `String` only fails if the value's own `Debug` fails; keep what we have.
-    let _ = write!(text, "{value:?}");
-    Value::from(text)
+    // Formatted into the scratch buffer and copied once, at its exact length, instead of
+    // growing a `String` piece by piece.
+    with_debug_text(value, |text| Value::from(text.to_owned()))
 }
 
 /// Reads a task span's fields into its record.
@@ -251,13 +301,10 @@ impl Visit for TaskFieldVisitor<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if matches!(field.name(), "kind" | "outcome") {
-            let mut short = ShortText::default();
-            if write!(short, "{value:?}").is_ok() {
-                self.set_text(field, short.as_str());
-                return;
-            }
+            with_debug_text(value, |text| self.set_text(field, text));
+        } else {
+            self.set(field, debug_value(value));
         }
-        self.set(field, debug_value(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -341,7 +388,7 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
-        if !is_task_span(attrs.metadata()) {
+        if !is_task_span_callsite(attrs.metadata()) {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -387,7 +434,13 @@ where
             record: &mut record,
             kinds: &self.kinds,
         });
+        let opened = (id.clone(), record.own_cx());
         span.extensions_mut().insert(record);
+        JUST_OPENED.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some(opened);
+            }
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
@@ -404,13 +457,25 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: LayerContext<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        if !is_task_span(span.metadata()) {
-            return;
-        }
-        let cx = match span.extensions().get::<TaskSpanRecord>() {
-            Some(record) => record.own_cx(),
-            None => return,
+        let just_opened = JUST_OPENED.with(|last| {
+            let mut last = last.try_borrow_mut().ok()?;
+            match &*last {
+                Some((opened, _)) if opened == id => last.take().map(|(_, cx)| cx),
+                _ => None,
+            }
+        });
+        let cx = match just_opened {
+            Some(cx) => cx,
+            None => {
+                let Some(span) = ctx.span(id) else { return };
+                if !is_task_span(span.metadata()) {
+                    return;
+                }
+                match span.extensions().get::<TaskSpanRecord>() {
+                    Some(record) => record.own_cx(),
+                    None => return,
+                }
+            }
         };
         let guard = cx.attach();
         ENTERED.with(|entered| entered.borrow_mut().push((id.clone(), guard)));
@@ -469,75 +534,75 @@ where
         if !is_task_span(meta) {
             return;
         }
-        let taken = {
-            let mut extensions = span.extensions_mut();
-            let Some(record) = extensions.get_mut::<TaskSpanRecord>() else {
-                return;
-            };
-            // `kind`, `opened` and the outcome (as `known_outcome`, or a clone of an unknown
-            // one) stay for the metrics layer.
-            (
-                record.start,
-                std::mem::take(&mut record.parent_cx),
-                record.span_context.clone(),
-                std::mem::take(&mut record.own_cx),
-                record.task_id.take(),
-                record.kind.clone(),
-                record.attempt.take(),
-                // A known outcome reaches the metrics layer as `known_outcome`, so its value
-                // moves; only an unknown one is cloned for it.
-                match record.known_outcome {
-                    Some(_) => record.outcome.take(),
-                    None => record.outcome.clone(),
-                },
-                std::mem::take(&mut record.extra),
-                std::mem::take(&mut record.events),
-                std::mem::replace(&mut record.status, Status::Unset),
-            )
+        let mut extensions = span.extensions_mut();
+        let Some(record) = extensions.get_mut::<TaskSpanRecord>() else {
+            return;
         };
-        drop(span);
-        let (
-            start,
-            parent_cx,
-            span_context,
-            _own_cx,
-            task_id,
-            kind,
-            attempt,
-            outcome,
-            extra,
-            events,
-            status,
-        ) = taken;
-        let mut attributes = Vec::with_capacity(6 + extra.len());
+        // One clock read ends the span and times the attempt.
+        let elapsed = record.opened.elapsed();
+        let start = record.start;
+        let mut attributes = Vec::with_capacity(6 + record.extra.len());
         attributes.push(KeyValue::new(KEY_LEVEL, meta.level().as_str()));
         attributes.push(KeyValue::new(KEY_TARGET, meta.target()));
-        for (key, value) in [
-            (KEY_TASK_ID, task_id),
-            (KEY_KIND, kind),
-            (KEY_ATTEMPT, attempt),
-            (KEY_OUTCOME, outcome),
-        ] {
-            if let Some(value) = value {
-                attributes.push(KeyValue::new(key, value));
-            }
+        if let Some(task_id) = record.task_id.take() {
+            attributes.push(KeyValue::new(KEY_TASK_ID, task_id));
         }
-        attributes.extend(extra);
-        let mut builder = SpanBuilder::from_name(meta.name())
-            .with_start_time(start)
-            .with_attributes(attributes);
-        if !events.is_empty() {
-            builder.events = Some(events);
+        // With the task metrics here, nothing reads the record after this layer: the kind
+        // and the outcome move; otherwise they stay for the metrics layer, which closes
+        // after this one (a known outcome reaches it as `known_outcome`, so only an unknown
+        // one is cloned).
+        let kind = match &self.metrics {
+            Some(_) => record.kind.take(),
+            None => record.kind.clone(),
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.record_span(
+                elapsed.as_secs_f64(),
+                kind.as_ref(),
+                record.outcome.as_ref(),
+                record.known_outcome,
+            );
         }
+        if let Some(kind) = kind {
+            attributes.push(KeyValue::new(KEY_KIND, kind));
+        }
+        if let Some(attempt) = record.attempt.take() {
+            attributes.push(KeyValue::new(KEY_ATTEMPT, attempt));
+        }
+        let outcome = match (&self.metrics, record.known_outcome) {
+            (None, None) => record.outcome.clone(),
+            _ => record.outcome.take(),
+        };
+        if let Some(outcome) = outcome {
+            attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
+        }
+        attributes.append(&mut record.extra);
+        let mut builder = SpanBuilder::from_name(meta.name());
+        builder.start_time = Some(start);
+        builder.attributes = Some(attributes);
+        if !record.events.is_empty() {
+            builder.events = Some(std::mem::take(&mut record.events));
+        }
+        let status = std::mem::replace(&mut record.status, Status::Unset);
+        let parent_cx = std::mem::take(&mut record.parent_cx);
+        let own_cx = std::mem::take(&mut record.own_cx);
+        let span_id = record.span_context.span_id();
+        let trace_id = record.span_context.trace_id();
+        drop(extensions);
+        drop(span);
         let parent_valid = parent_cx.span().span_context().is_valid();
-        let trace_id = (!parent_valid).then(|| span_context.trace_id());
-        let mut otel_span = link::with_pinned_ids(trace_id, span_context.span_id(), || {
+        let trace_id = (!parent_valid).then_some(trace_id);
+        let mut otel_span = link::with_pinned_ids(trace_id, span_id, || {
             self.tracer.build_with_context(builder, &parent_cx)
         });
         if status != Status::Unset {
             otel_span.set_status(status);
         }
-        otel_span.end();
+        // The end time follows from the start and the monotonic clock, so it never precedes
+        // the start.
+        otel_span.end_with_timestamp(start.checked_add(elapsed).unwrap_or(start));
+        // Dropped here, on the thread that built it (see `TaskSpanRecord::own_cx`).
+        drop(own_cx);
     }
 }
 
@@ -564,7 +629,7 @@ where
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
         use tracing::subscriber::Interest;
-        if !Self::allows(meta) {
+        if is_task_span_callsite(meta) || !Self::allows(meta) {
             Interest::never()
         } else if meta.is_event() {
             // Whether an event is wanted depends on the span it is in (`event_enabled`), and
