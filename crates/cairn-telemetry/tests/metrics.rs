@@ -265,6 +265,38 @@ fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
 }
 
 #[test]
+fn separately_composed_halves_that_both_see_a_task_span_count_it_once() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter.clone())
+        .with_interval(std::time::Duration::from_secs(3600))
+        .build();
+    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build();
+    let traces = cairn_telemetry::link::tracer_provider_builder().build();
+    // As `init` does under its default filter: both halves see every task span, the metrics
+    // layer reading the trace layer's record of its fields.
+    let subscriber = tracing_subscriber::registry()
+        .with(cairn_telemetry::layers::trace_layer(&traces))
+        .with(cairn_telemetry::layers::metrics_layer(&meters));
+    tracing::subscriber::with_default(subscriber, || {
+        task("shell", "complete");
+        task("shell", "complete");
+        task("shell", "vanished");
+    });
+    assert_eq!(
+        exported_task_outcomes(&exporter, &meters, "complete", "shell"),
+        Some(2)
+    );
+    assert_eq!(
+        exported_task_outcomes(&exporter, &meters, "vanished", "shell"),
+        Some(1)
+    );
+}
+
+#[test]
 fn an_outcome_outside_the_documented_list_is_counted_and_exported_as_recorded() {
     let telemetry = TestTelemetry::new();
     telemetry.in_scope(|| {
