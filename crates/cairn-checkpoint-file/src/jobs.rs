@@ -10,7 +10,8 @@
 //!                                 so version compare-and-swap is atomic across processes
 //!   audit.jsonl                   one `<crc32c hex> <AuditRecord JSON>` line per record,
 //!                                 fsynced per line; appends hold a lock on the file and cut a
-//!                                 torn last line first
+//!                                 torn last line (unterminated or failing its checksum) first;
+//!                                 readers skip it, and refuse any other bad line
 //!   quarantine/<job_id>-<ms>.json a damaged job file, moved aside, never deleted
 //! ```
 //!
@@ -23,8 +24,8 @@
 //! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,8 @@ use cairn_checkpoint::{
     wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::line_log;
 
 /// The format version of job files this build writes and reads.
 pub const JOB_FILE_FORMAT_VERSION: u32 = 1;
@@ -418,7 +421,7 @@ impl Inner {
             what: "job audit record",
             detail: e.to_string(),
         })?;
-        let line = format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes()));
+        let line = line_log::encode(json.as_bytes());
         let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -428,22 +431,15 @@ impl Inner {
             .open(&path)
             .map_err(io_err("open", &path))?;
         file.lock().map_err(io_err("lock", &path))?;
-        // A crash in the middle of an earlier append leaves a line without its newline; cut
-        // it so this record does not glue onto it.
-        let mut existing = Vec::new();
-        (&file)
-            .read_to_end(&mut existing)
+        // A crash in the middle of an earlier append leaves a torn last line (unterminated,
+        // or failing its checksum); cut it so this record does not glue onto it.
+        let size = file.metadata().map_err(io_err("stat", &path))?.len();
+        let torn = line_log::torn_last_line(|offset, buf| file.read_at(buf, offset), size)
             .map_err(io_err("read", &path))?;
-        if existing.last().is_some_and(|b| *b != b'\n') {
-            let keep = existing
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |i| i + 1);
-            file.set_len(keep as u64)
-                .map_err(io_err("truncate", &path))?;
+        if let Some(keep) = torn {
+            file.set_len(keep).map_err(io_err("truncate", &path))?;
         }
-        file.write_all(line.as_bytes())
-            .map_err(io_err("append", &path))?;
+        file.write_all(&line).map_err(io_err("append", &path))?;
         self.sync(&path, || file.sync_data())?;
         if created {
             self.sync_dir(&self.dir)?;
@@ -458,26 +454,20 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err("read", &path)(e)),
         };
-        let text = String::from_utf8_lossy(&bytes);
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        let mut records = Vec::new();
-        for (index, line) in complete.lines().enumerate() {
-            let bad = |why: &str| Error::Encoding {
+        let records: Vec<JobAuditRecord> =
+            line_log::scan(&bytes).map_err(|damaged| Error::Encoding {
                 what: "job audit record",
-                detail: format!("line {} of {}: {why}", index + 1, path.display()),
-            };
-            let (crc, json) = line.split_once(' ').ok_or_else(|| bad("no checksum"))?;
-            let crc = u32::from_str_radix(crc, 16).map_err(|_| bad("bad checksum field"))?;
-            if crc32c::crc32c(json.as_bytes()) != crc {
-                return Err(bad("checksum mismatch"));
-            }
-            let record: JobAuditRecord =
-                serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
-            if &record.job_id == id {
-                records.push(record);
-            }
-        }
-        Ok(records)
+                detail: format!(
+                    "line {} of {}: {}",
+                    damaged.line,
+                    path.display(),
+                    damaged.detail
+                ),
+            })?;
+        Ok(records
+            .into_iter()
+            .filter(|record| &record.job_id == id)
+            .collect())
     }
 }
 

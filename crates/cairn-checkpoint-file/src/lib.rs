@@ -13,13 +13,18 @@
 //!                               batch per write (magic | len | offset | body crc | header crc)
 //!                               holding framed records (len u32 | seq u64 | crc32c u32 | JSON
 //!                               event), then preallocated zeros
-//!     audit.jsonl               one AuditRecord per line, fsynced per line; appends hold a lock
-//!                               on it and cut (and audit) a torn last line first
+//!     audit.jsonl               one `<crc32c hex> <AuditRecord JSON>` line per record, one write
+//!                               and fdatasync per line; appends hold a lock on it and cut (and
+//!                               audit) a torn last line first: unterminated or failing its
+//!                               checksum. Readers skip a torn last line and refuse any other
+//!                               bad line with `Error::Corruption`. Lines from builds before
+//!                               checksums (bare JSON) are still read.
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
 //!     meta.lock                 short-held lock serializing meta.json read-modify-write
 //!   runs/.begin-*               a begin's staging folder (renamed into place when complete)
 //!   quarantine/<run_id>-<ms>/   a quarantined run folder, moved whole, never deleted
-//!   quarantine.jsonl            root log of every quarantine (also audited in the moved folder)
+//!   quarantine.jsonl            root log of every quarantine (also audited in the moved folder),
+//!                               checksummed lines like audit.jsonl
 //! ```
 //!
 //! # Journal and snapshots
@@ -158,6 +163,7 @@ mod factory;
 mod fs;
 mod jobs;
 mod journal;
+mod line_log;
 mod store;
 mod writer;
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::{Filesystem, FsFile, OpenMode};
 use crate::journal::{self, Ending, Format};
+use crate::line_log;
 
 /// The `queue.json` wrapper format this build writes and reads.
 pub const QUEUE_FILE_FORMAT_VERSION: u32 = 1;
@@ -187,10 +188,10 @@ impl Store {
     /// Appends one audit line to `dir/audit.jsonl` and makes it durable.
     ///
     /// Appends are serialized across processes by a lock on the file itself. A torn last
-    /// line (a crash mid-append) is cut first and the cut is audited, so the new record never
-    /// shares a line with the fragment.
+    /// line (a crash mid-append: unterminated, or failing its checksum) is cut first, and the
+    /// cut is audited with its own write and fdatasync, so every write holds one line and a
+    /// power cut can damage only the last one.
     pub(crate) fn append_audit_in(&self, dir: &Path, record: &AuditRecord) -> Result<()> {
-        let mut lines = Vec::new();
         let path = dir.join(AUDIT_FILE);
         let mut file = self
             .fs
@@ -198,7 +199,9 @@ impl Store {
             .map_err(io_error("open", &path))?;
         file.lock().map_err(io_error("lock", &path))?;
         let size = file.size().map_err(io_error("stat", &path))?;
-        if let Some(keep) = torn_line_start(&*file, size).map_err(io_error("read", &path))? {
+        let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
+            .map_err(io_error("read", &path))?;
+        if let Some(keep) = torn {
             file.set_len(keep).map_err(io_error("truncate", &path))?;
             let cut = AuditRecord::new(
                 wall_clock_now(),
@@ -214,16 +217,13 @@ impl Store {
                 "offset": keep,
                 "bytes": size - keep,
             }));
-            serde_json::to_writer(&mut lines, &cut).map_err(encoding("audit record"))?;
-            lines.push(b'\n');
+            append_line(&mut *file, &path, &cut)?;
         }
-        serde_json::to_writer(&mut lines, record).map_err(encoding("audit record"))?;
-        lines.push(b'\n');
-        file.write_all(&lines).map_err(io_error("append", &path))?;
-        file.sync_data().map_err(sync_error(&path))
+        append_line(&mut *file, &path, record)
     }
 
-    /// Reads `dir/audit.jsonl`. A torn last line (a crash mid-append) is skipped.
+    /// Reads `dir/audit.jsonl`. A torn last line (a crash mid-append) is skipped; any other
+    /// line that fails its check is `Error::Corruption`.
     fn read_audit_in(&self, run_id: &RunId, dir: &Path) -> Result<Vec<AuditRecord>> {
         let path = dir.join(AUDIT_FILE);
         let bytes = match self.fs.read(&path) {
@@ -231,29 +231,15 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => return Err(io_error("read", &path)(err)),
         };
-        let mut records = Vec::new();
-        let mut offset = 0u64;
-        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-        let last = lines.len().saturating_sub(1);
-        for (index, line) in lines.iter().enumerate() {
-            if !line.is_empty() {
-                match serde_json::from_slice::<AuditRecord>(line) {
-                    Ok(record) => records.push(record),
-                    // Only the last line may be torn; it carries no newline yet.
-                    Err(_) if index == last => {}
-                    Err(err) => {
-                        return Err(Error::Corruption {
-                            run_id: run_id.clone(),
-                            file: AUDIT_FILE.to_owned(),
-                            offset,
-                            detail: err.to_string(),
-                        });
-                    }
-                }
-            }
-            offset += line.len() as u64 + 1;
+        match line_log::scan(&bytes) {
+            Ok(records) => Ok(records),
+            Err(damaged) => Err(Error::Corruption {
+                run_id: run_id.clone(),
+                file: AUDIT_FILE.to_owned(),
+                offset: damaged.offset,
+                detail: format!("line {}: {}", damaged.line, damaged.detail),
+            }),
         }
-        Ok(records)
     }
 
     /// The newest quarantine folder of `run_id`, if any.
@@ -579,14 +565,20 @@ impl Store {
         .with_detail(serde_json::json!({ "location": location, "reason": reason }));
         self.append_audit_in(&dir, &record)?;
         let log = self.root.join(QUARANTINE_LOG);
-        let mut line = serde_json::to_vec(&record).map_err(encoding("audit record"))?;
-        line.push(b'\n');
         let mut file = self
             .fs
             .open(&log, OpenMode::Append)
             .map_err(io_error("open", &log))?;
-        file.write_all(&line).map_err(io_error("append", &log))?;
-        file.sync_data().map_err(sync_error(&log))?;
+        file.lock().map_err(io_error("lock", &log))?;
+        // A torn line left by a crash mid-append is cut, so this one starts a line of its
+        // own; the run's folder holds the audited record of every quarantine.
+        let size = file.size().map_err(io_error("stat", &log))?;
+        let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
+            .map_err(io_error("read", &log))?;
+        if let Some(keep) = torn {
+            file.set_len(keep).map_err(io_error("truncate", &log))?;
+        }
+        append_line(&mut *file, &log, &record)?;
         // The log may be new; its entry in the root is durable only once the root is synced.
         self.fs
             .sync_dir(&self.root)
@@ -916,29 +908,13 @@ type JournalRead = (
     Vec<Result<Event, String>>,
 );
 
-/// Where a torn last line of a JSON-lines file starts (the length to keep), or `None` when
-/// the file is empty or ends with a newline. Reads backwards in small chunks.
-fn torn_line_start(file: &dyn FsFile, size: u64) -> io::Result<Option<u64>> {
-    if size == 0 {
-        return Ok(None);
-    }
-    let mut last = [0u8; 1];
-    file.read_at(size - 1, &mut last)?;
-    if last[0] == b'\n' {
-        return Ok(None);
-    }
-    let mut end = size;
-    let mut chunk = vec![0u8; 4096];
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let len = (end - start) as usize;
-        let read = file.read_at(start, &mut chunk[..len])?;
-        if let Some(pos) = chunk[..read].iter().rposition(|b| *b == b'\n') {
-            return Ok(Some(start + pos as u64 + 1));
-        }
-        end = start;
-    }
-    Ok(Some(0))
+/// Appends `record` to a line log as one checksummed line, with one write, and makes it
+/// durable before returning.
+fn append_line(file: &mut dyn FsFile, path: &Path, record: &AuditRecord) -> Result<()> {
+    let json = serde_json::to_vec(record).map_err(encoding("audit record"))?;
+    file.write_all(&line_log::encode(&json))
+        .map_err(io_error("append", path))?;
+    file.sync_data().map_err(sync_error(path))
 }
 
 /// Why stored state is refused (and quarantined).

@@ -117,6 +117,30 @@ async fn a_torn_last_audit_line_is_cut_not_glued_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_audit_line_damaged_by_a_power_cut_is_cut_even_with_its_newline() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    let id = JobId::new("audited").unwrap();
+    let first = JobAuditRecord::new(Timestamp(1), id.clone(), JobAuditAction::Created, "created");
+    store.append_audit(&first).await.unwrap();
+    let path = store.dir().join("audit.jsonl");
+    let good = std::fs::read(&path).unwrap();
+    // The append's first page was lost and its second landed: zeros, a record's end, and
+    // the newline.
+    let mut bytes = good.clone();
+    bytes.extend_from_slice(&[0u8; 24]);
+    bytes.extend_from_slice(b"\"paused\"}\n");
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first.clone()]);
+    let second = JobAuditRecord::new(Timestamp(3), id.clone(), JobAuditAction::Paused, "paused");
+    store.append_audit(&second).await.unwrap();
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(after[..good.len()], good[..]);
+    assert!(!after.contains(&0), "the damaged line is cut");
+    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first, second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_audit_line_in_the_middle_is_an_error() {
     let harness = FileJobs::new();
     let store = harness.file_store();

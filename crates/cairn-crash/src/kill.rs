@@ -264,10 +264,7 @@ pub fn check_quarantined(options: &WorkerOptions, planted: &[RunId]) -> Findings
         })
         .unwrap_or_default();
     let log = fs::read_to_string(root.join("quarantine.jsonl")).unwrap_or_default();
-    let logged: Vec<AuditRecord> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+    let logged: Vec<AuditRecord> = log.lines().filter_map(audit_line).collect();
     for run_id in planted {
         let prefix = format!("{run_id}-");
         if root.join("runs").join(run_id.as_str()).exists() {
@@ -308,8 +305,22 @@ fn audits_quarantine(folder: &Path) -> bool {
     fs::read_to_string(folder.join("audit.jsonl"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|line| serde_json::from_str::<AuditRecord>(line).ok())
+        .filter_map(audit_line)
         .any(|record| record.action == AuditAction::Quarantined)
+}
+
+/// One line of an audit log as the file adapter documents it (`<crc32c hex> <JSON>`, or
+/// bare JSON from builds before checksums), read independently of the adapter's code; a
+/// line failing its checksum counts as absent.
+fn audit_line(line: &str) -> Option<AuditRecord> {
+    let json = if line.starts_with('{') {
+        line
+    } else {
+        let (crc, json) = line.split_once(' ')?;
+        let crc = u32::from_str_radix(crc, 16).ok()?;
+        (crc32c::crc32c(json.as_bytes()) == crc).then_some(json)?
+    };
+    serde_json::from_str(json).ok()
 }
 
 /// Reads back and verifies a finished worker folder (and its planted runs).

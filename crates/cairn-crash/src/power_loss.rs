@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error as StoreError, Opened,
-    Quarantined, Recovered, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error as StoreError,
+    Opened, Quarantined, Recovered, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
 };
 use cairn_checkpoint_file::{FileFactory, Filesystem};
 use cairn_executor::{Executor, RunSignals, Start};
@@ -89,19 +89,38 @@ impl PowerLossTotals {
 }
 
 /// What the workload was told, as of any instant: every event handed to `append` (in
-/// order), how many of them were acknowledged, and whether `begin` and `complete` were.
+/// order), how many of them were acknowledged, whether `begin` and `complete` were, and the
+/// audit records the store acknowledged.
 #[derive(Debug, Default)]
 pub struct AckLog {
     history: Mutex<Vec<Event>>,
     acked: AtomicUsize,
     begun: AtomicBool,
     completed: AtomicBool,
+    /// Acknowledged audit records, as JSON text, in the order they were acknowledged.
+    audits: Mutex<Vec<String>>,
 }
 
 impl AckLog {
     /// Events acknowledged so far.
     pub fn acked(&self) -> usize {
         self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Audit records acknowledged so far.
+    pub fn audited(&self) -> usize {
+        self.audits
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
+    }
+
+    fn audit_acknowledged(&self, record: &AuditRecord) {
+        let text = serde_json::to_string(record).unwrap_or_default();
+        self.audits
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(text);
     }
 }
 
@@ -167,7 +186,9 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
         run_id: &RunId,
         record: &AuditRecord,
     ) -> cairn_checkpoint::Result<()> {
-        self.inner.append_audit(run_id, record).await
+        self.inner.append_audit(run_id, record).await?;
+        self.log.audit_acknowledged(record);
+        Ok(())
     }
     async fn read_audit(&self, run_id: &RunId) -> cairn_checkpoint::Result<Vec<AuditRecord>> {
         self.inner.read_audit(run_id).await
@@ -202,7 +223,9 @@ impl Checkpointer for AckRecordingCheckpointer {
         self.inner.load().await
     }
     async fn audit(&self, record: &AuditRecord) -> cairn_checkpoint::Result<()> {
-        self.inner.audit(record).await
+        self.inner.audit(record).await?;
+        self.log.audit_acknowledged(record);
+        Ok(())
     }
     async fn complete(&self) -> cairn_checkpoint::Result<RunMeta> {
         let meta = self.inner.complete().await?;
@@ -221,6 +244,8 @@ struct Capture {
     op: u64,
     op_name: &'static str,
     acked: usize,
+    /// Audit records acknowledged by then.
+    audited: usize,
     begun: bool,
     completed: bool,
 }
@@ -297,36 +322,81 @@ async fn check_image(
             capture.acked
         ));
     }
-    let history = log
-        .history
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    if recovered_total > history.len() || history[covers..recovered_total] != recovered.events[..] {
-        return Err(format!(
-            "recovered events {}..{recovered_total} differ from what was appended",
-            covers + 1
-        ));
-    }
-    if let Some(snapshot) = &recovered.snapshot {
-        let expected = match snapshots.entry(covers) {
-            std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
-                Queue::replay(None, history[..covers].iter(), worker::queue_config())
-                    .map_err(|err| format!("the appended history does not replay: {err}"))?
-                    .snapshot(),
-            ),
-        };
-        if expected != snapshot {
+    // The history's lock is released before the audit check awaits.
+    {
+        let history = log
+            .history
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if recovered_total > history.len()
+            || history[covers..recovered_total] != recovered.events[..]
+        {
             return Err(format!(
-                "the snapshot covering {covers} records differs from the replayed history"
+                "recovered events {}..{recovered_total} differ from what was appended",
+                covers + 1
             ));
         }
+        if let Some(snapshot) = &recovered.snapshot {
+            let expected = match snapshots.entry(covers) {
+                std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                    Queue::replay(None, history[..covers].iter(), worker::queue_config())
+                        .map_err(|err| format!("the appended history does not replay: {err}"))?
+                        .snapshot(),
+                ),
+            };
+            if expected != snapshot {
+                return Err(format!(
+                    "the snapshot covering {covers} records differs from the replayed history"
+                ));
+            }
+        }
     }
+    check_audit(&factory, run_id, capture, log).await?;
     Ok(if recovered.torn_tail.is_some() {
         Recovery::TornTailCut
     } else {
         Recovery::Clean
     })
+}
+
+/// The run's audit log must read back after any power cut (a damaged last line is a torn
+/// append, not corruption) and must hold every record acknowledged before the cut, in order;
+/// records the recovery itself added may sit between them.
+async fn check_audit(
+    factory: &FileFactory,
+    run_id: &RunId,
+    capture: &Capture,
+    log: &AckLog,
+) -> std::result::Result<(), String> {
+    let records = factory
+        .read_audit(run_id)
+        .await
+        .map_err(|err| format!("the audit log cannot be read: {err}"))?;
+    if capture.begun && !records.iter().any(|r| r.action == AuditAction::Begun) {
+        return Err("begin was acknowledged but its `Begun` audit record is missing".to_owned());
+    }
+    let acknowledged = log
+        .audits
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .iter()
+        .take(capture.audited)
+        .cloned()
+        .collect::<Vec<_>>();
+    let mut read = records
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap_or_default());
+    for (n, wanted) in acknowledged.iter().enumerate() {
+        if !read.any(|found| &found == wanted) {
+            return Err(format!(
+                "acknowledged audit record {} of {} is missing: {wanted}",
+                n + 1,
+                acknowledged.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The crash choices tried for one capture: everything unsynced dropped; everything kept
@@ -497,6 +567,7 @@ pub fn run_workload_over(
                 op,
                 op_name,
                 acked: recorder_log.acked(),
+                audited: recorder_log.audited(),
                 begun: recorder_log.begun.load(Ordering::SeqCst),
                 completed: recorder_log.completed.load(Ordering::SeqCst),
             };

@@ -46,12 +46,13 @@ fn run_explores_at_least_the_requested_states() {
     assert_eq!(totals.violations, 0, "{:#?}", totals.problems);
 }
 
-/// A layer that breaks one durability rule: the journal's fdatasync (or every directory
-/// fsync) returns Ok without making anything durable.
+/// A layer that breaks one durability rule: the fdatasync of files with one name (or every
+/// directory fsync) returns Ok without making anything durable.
 #[derive(Debug)]
 struct LyingSync {
     disk: DiskModel,
-    journal_sync: bool,
+    /// The name of the files whose fdatasync lies, if any.
+    lying_file: Option<&'static str>,
     dir_sync: bool,
 }
 
@@ -95,7 +96,10 @@ impl FsFile for LyingFile {
 impl Filesystem for LyingSync {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
         let inner = self.disk.open(path, mode)?;
-        if self.journal_sync && path.file_name().is_some_and(|n| n == "journal") {
+        let lies = self
+            .lying_file
+            .is_some_and(|name| path.file_name().is_some_and(|n| n == name));
+        if lies {
             Ok(Box::new(LyingFile(inner)))
         } else {
             Ok(inner)
@@ -136,7 +140,7 @@ fn a_journal_fsync_that_does_nothing_is_caught_as_lost_acknowledged_transitions(
     let totals = run_workload_over(11, 20, &|disk| {
         Arc::new(LyingSync {
             disk,
-            journal_sync: true,
+            lying_file: Some("journal"),
             dir_sync: false,
         })
     })
@@ -154,7 +158,7 @@ fn a_directory_fsync_that_does_nothing_is_caught() {
     let totals = run_workload_over(12, 20, &|disk| {
         Arc::new(LyingSync {
             disk,
-            journal_sync: false,
+            lying_file: None,
             dir_sync: true,
         })
     })
@@ -162,6 +166,26 @@ fn a_directory_fsync_that_does_nothing_is_caught() {
     assert!(
         totals.violations > 0,
         "the lying directory fsync went unnoticed"
+    );
+}
+
+#[test]
+fn an_audit_fsync_that_does_nothing_is_caught_as_a_missing_audit_record() {
+    let totals = run_workload_over(13, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            lying_file: Some("audit.jsonl"),
+            dir_sync: false,
+        })
+    })
+    .unwrap();
+    assert!(
+        totals
+            .problems
+            .iter()
+            .any(|p| p.contains("audit record") && p.contains("missing")),
+        "the lying audit fsync went unnoticed: {:#?}",
+        totals.problems
     );
 }
 

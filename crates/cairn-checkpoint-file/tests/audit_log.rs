@@ -1,0 +1,216 @@
+//! A run's `audit.jsonl` after crashes: checksummed lines, a damaged last line read as a torn
+//! append (even when a later page carried its newline), damage anywhere else refused, and
+//! lines from builds before checksums still read.
+
+mod common;
+
+use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, RunId, RunMeta};
+use cairn_queue::Timestamp;
+use common::FileHarness;
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta::new(
+        RunId::new(id).expect("valid id"),
+        "wf",
+        "scope",
+        "in",
+        Timestamp(1),
+    )
+}
+
+fn note(id: &RunId, at: u64, message: &str) -> AuditRecord {
+    AuditRecord::new(Timestamp(at), id.clone(), AuditAction::Finished, message)
+}
+
+/// A run with its `Begun` record and two notes, closed; returns the audit log's path.
+async fn audited_run(h: &FileHarness, id: &RunId) -> std::path::PathBuf {
+    let factory = h.file_factory();
+    let run = factory.begin(meta(id.as_str())).await.unwrap();
+    run.audit(&note(id, 2, "first note")).await.unwrap();
+    run.audit(&note(id, 3, "second note")).await.unwrap();
+    drop(run);
+    h.run_dir(id).join("audit.jsonl")
+}
+
+fn messages(records: &[AuditRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.message.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_audit_line_carries_a_checksum_of_its_json() {
+    let h = FileHarness::new();
+    let id = RunId::new("checksummed").unwrap();
+    let path = audited_run(&h, &id).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in lines {
+        let (crc, json) = line.split_once(' ').expect("a checksum field");
+        assert_eq!(crc.len(), 8, "{line}");
+        assert_eq!(
+            u32::from_str_radix(crc, 16).unwrap(),
+            crc32c::crc32c(json.as_bytes()),
+            "{line}"
+        );
+        let _: AuditRecord = serde_json::from_str(json).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_whose_first_page_was_lost_is_skipped_then_cut_and_audited() {
+    let h = FileHarness::new();
+    let id = RunId::new("page-lost").unwrap();
+    let path = audited_run(&h, &id).await;
+    let good = std::fs::read(&path).unwrap();
+    // A power cut kept the second page of an unacknowledged append but not the first: zeros,
+    // then the end of a record, then its newline.
+    let mut damaged = good.clone();
+    damaged.extend_from_slice(&[0u8; 40]);
+    damaged.extend_from_slice(b"ge\":\"third note\",\"detail\":null}\n");
+    std::fs::write(&path, &damaged).unwrap();
+
+    let factory = h.file_factory();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(
+        messages(&records)[1..],
+        ["first note", "second note"],
+        "{records:?}"
+    );
+
+    factory
+        .append_audit(&id, &note(&id, 4, "after the cut"))
+        .await
+        .unwrap();
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(after[..good.len()], good[..], "acknowledged lines are kept");
+    assert!(
+        !after.windows(10).any(|w| w == b"third note"),
+        "the damaged line is cut"
+    );
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(
+        messages(&records)[1..3],
+        ["first note", "second note"],
+        "{records:?}"
+    );
+    let cut = &records[3];
+    assert_eq!(cut.action, AuditAction::TornTailCut);
+    assert_eq!(cut.detail["offset"], good.len() as u64);
+    assert_eq!(cut.detail["bytes"], (damaged.len() - good.len()) as u64);
+    assert_eq!(records[4].message, "after the cut");
+    assert_eq!(records.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_failing_its_checksum_is_a_torn_append() {
+    let h = FileHarness::new();
+    let id = RunId::new("last-bad").unwrap();
+    let path = audited_run(&h, &id).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Valid JSON, wrong checksum: a page of the line landed from another write.
+    let damaged = text.replacen("second note", "sec0nd note", 1);
+    std::fs::write(&path, &damaged).unwrap();
+    let factory = h.file_factory();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(messages(&records)[1..], ["first note"], "{records:?}");
+    factory
+        .append_audit(&id, &note(&id, 5, "next"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    let actions: Vec<AuditAction> = records.iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::Begun,
+            AuditAction::Finished,
+            AuditAction::TornTailCut,
+            AuditAction::Finished
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_line_before_the_last_is_corruption_and_nothing_is_cut() {
+    let h = FileHarness::new();
+    let id = RunId::new("middle-bad").unwrap();
+    let path = audited_run(&h, &id).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_line_len = text.find('\n').unwrap() as u64 + 1;
+    let damaged = text.replacen("first note", "f1rst note", 1);
+    std::fs::write(&path, &damaged).unwrap();
+    let factory = h.file_factory();
+    let err = factory.read_audit(&id).await.unwrap_err();
+    match err {
+        Error::Corruption { file, offset, .. } => {
+            assert_eq!(file, "audit.jsonl");
+            assert_eq!(offset, first_line_len, "the second line starts there");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    // An append checks only the last line, which is good: it lands and cuts nothing.
+    factory
+        .append_audit(&id, &note(&id, 6, "appended"))
+        .await
+        .unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        after.starts_with(&damaged),
+        "nothing before the append moved"
+    );
+    assert!(matches!(
+        factory.read_audit(&id).await,
+        Err(Error::Corruption { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_written_before_checksums_are_still_read() {
+    let h = FileHarness::new();
+    let id = RunId::new("old-lines").unwrap();
+    let path = audited_run(&h, &id).await;
+    // The same records as a build before checksums wrote them: bare JSON lines.
+    let factory = h.file_factory();
+    let records = factory.read_audit(&id).await.unwrap();
+    let mut old = String::new();
+    for record in &records {
+        old.push_str(&serde_json::to_string(record).unwrap());
+        old.push('\n');
+    }
+    std::fs::write(&path, &old).unwrap();
+    assert_eq!(factory.read_audit(&id).await.unwrap(), records);
+    // New lines are checksummed and follow the old ones.
+    factory
+        .append_audit(&id, &note(&id, 7, "new"))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(&old));
+    assert!(!text.lines().last().unwrap().starts_with('{'), "{text}");
+    let read = factory.read_audit(&id).await.unwrap();
+    assert_eq!(read[..records.len()], records[..]);
+    assert_eq!(read.last().unwrap().message, "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quarantine_log_holds_checksummed_lines() {
+    let h = FileHarness::new();
+    let id = RunId::new("moved").unwrap();
+    let factory = h.file_factory();
+    drop(factory.begin(meta("moved")).await.unwrap());
+    // A torn line left by an earlier crash mid-append must not swallow the next record.
+    let log = h.root().join("quarantine.jsonl");
+    std::fs::write(&log, b"1234abcd {\"at\":1,\"run_id\":\"ghost").unwrap();
+    factory.quarantine(&id, "test").await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "the torn line is cut: {text}");
+    let (crc, json) = lines[0].split_once(' ').unwrap();
+    assert_eq!(
+        u32::from_str_radix(crc, 16).unwrap(),
+        crc32c::crc32c(json.as_bytes())
+    );
+    let record: AuditRecord = serde_json::from_str(json).unwrap();
+    assert_eq!(record.action, AuditAction::Quarantined);
+    assert_eq!(record.run_id, id);
+}
