@@ -7,8 +7,10 @@
 //! writing a journal would (`events` then `clear_events`, as the executor does), so memory
 //! stays flat. Timing covers the whole drain.
 //!
-//! Tasks get distinct inputs with the dedup guard on, as in real runs; `--no-dedup` opts
-//! every task out of the guard to show what the guard's hash lookups cost at each size.
+//! Tasks get distinct inputs with the dedup guard on, as `TaskSpec::new` has it by default
+//! (and as the executor enqueues a handler's follow-up tasks); `--no-dedup` opts every task
+//! out of the guard, as the executor enqueues a workflow's own planned tasks, and shows what
+//! the guard's lookups cost at each size. The summary line is the default's.
 //!
 //! The last line is the summary the issue asks for, using the worse shape for each number.
 
@@ -192,7 +194,7 @@ fn drain(shape: Shape, tasks: usize, dedup: bool) -> anyhow::Result<Duration> {
 
     let mut previous = None;
     for n in 0..tasks {
-        // Distinct inputs keep the dedup guard on, as in real runs, without collapsing tasks.
+        // Distinct inputs keep the dedup guard working, without collapsing tasks.
         let spec = TaskSpec::new("step").inputs(serde_json::Value::from(n));
         let spec = if dedup { spec } else { spec.without_dedup() };
         let spec = match (shape, previous) {
