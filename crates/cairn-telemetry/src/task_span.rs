@@ -19,6 +19,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
@@ -145,11 +146,16 @@ struct CachedContext(Context);
 thread_local! {
     /// Contexts attached while a task span is entered on this thread, popped on exit.
     static ENTERED: RefCell<Vec<(Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
-    /// The task span this thread opened last and its context, so the attempt's first enter
-    /// (right after the open, on the same thread) finds the context without looking the
-    /// span up. Span ids carry the registry slot's generation, so an id is not reused
-    /// while the entry could still match it.
-    static JUST_OPENED: RefCell<Option<(Id, Context)>> = const { RefCell::new(None) };
+    /// The task span this thread opened last (by layer and span id) and its context, so the
+    /// attempt's first enter (right after the open, on the same thread) finds the context
+    /// without looking the span up. Span ids carry the registry slot's generation, so an id
+    /// is not reused while the entry could still match it.
+    static JUST_OPENED: RefCell<Option<(u64, Id, Context)>> = const { RefCell::new(None) };
+    /// The explicit parent (by layer and span id) of the last task span this thread opened,
+    /// with its OpenTelemetry context: the attempts of a run all open under its run span,
+    /// whose context never changes, so it is looked up once per thread and run rather than
+    /// once per attempt (a lookup and a read lock every worker would share).
+    static LAST_PARENT: RefCell<Option<(u64, Id, Context)>> = const { RefCell::new(None) };
     /// Where field values are formatted before they are copied into an attribute value or
     /// matched against a shared kind: reused, so formatting allocates nothing of its own.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
@@ -180,6 +186,9 @@ fn with_debug_text<R>(value: &dyn fmt::Debug, read: impl FnOnce(&str) -> R) -> R
 /// [`crate::link::RunIdGenerator`]: the span's id is drawn when it opens (so children can
 /// name it) and handed to the SDK through that generator when it closes.
 pub struct TaskSpanLayer {
+    /// Tells this layer's entries in the thread-local caches apart from other layers' (span
+    /// ids are only unique within one subscriber).
+    id: u64,
     tracer: SdkTracer,
     ids: RandomIdGenerator,
     kinds: KindValues,
@@ -188,6 +197,9 @@ pub struct TaskSpanLayer {
     /// metrics layer in the same stack handed them over; see [`crate::layers::layer`]).
     metrics: Option<TaskMetrics>,
 }
+
+/// Source of [`TaskSpanLayer::id`].
+static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(0);
 
 impl fmt::Debug for TaskSpanLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,6 +211,7 @@ impl TaskSpanLayer {
     /// Exports through `tracer`.
     pub fn new(tracer: SdkTracer) -> Self {
         TaskSpanLayer {
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             tracer,
             ids: RandomIdGenerator::default(),
             kinds: KindValues::default(),
@@ -215,17 +228,50 @@ impl TaskSpanLayer {
         }
     }
 
-    /// The OpenTelemetry context of `parent`, the span a task span opens in.
-    fn parent_context<S>(&self, parent: &SpanRef<'_, S>) -> Context
+    /// The OpenTelemetry context of `parent_id`, the explicit parent of `span`, through this
+    /// thread's cache of the last one.
+    fn explicit_parent_context<S>(&self, parent_id: &Id, span: &SpanRef<'_, S>) -> Context
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let cached = LAST_PARENT.with(|last| {
+            let last = last.try_borrow().ok()?;
+            match &*last {
+                Some((layer, id, cx)) if *layer == self.id && id == parent_id => Some(cx.clone()),
+                _ => None,
+            }
+        });
+        if let Some(cx) = cached {
+            return cx;
+        }
+        // Only a context read from the parent itself is remembered: the fallback, the
+        // current context, may differ from one attempt to the next.
+        let Some(cx) = span
+            .parent()
+            .and_then(|parent| self.parent_context(&parent))
+        else {
+            return Context::current();
+        };
+        LAST_PARENT.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((self.id, parent_id.clone(), cx.clone()));
+            }
+        });
+        cx
+    }
+
+    /// The OpenTelemetry context of `parent`, the span a task span opens in, or `None` when
+    /// no layer knows one (the caller falls back to the current context).
+    fn parent_context<S>(&self, parent: &SpanRef<'_, S>) -> Option<Context>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         // The common case first, under a read lock: a run span whose context is cached.
         if let Some(cached) = parent.extensions().get::<CachedContext>() {
-            return cached.0.clone();
+            return Some(cached.0.clone());
         }
         if let Some(record) = parent.extensions().get::<TaskSpanRecord>() {
-            return record.own_cx();
+            return Some(record.own_cx());
         }
         // tracing-opentelemetry owns the parent: ask it (this starts the parent's SDK span,
         // as tracing-opentelemetry itself does for a child) and remember the answer.
@@ -234,13 +280,9 @@ impl TaskSpanLayer {
             .get()
             .and_then(WeakDispatch::upgrade)
             .and_then(|dispatch| tracing_opentelemetry::get_otel_context(&parent.id(), &dispatch));
-        match found {
-            Some(cx) => {
-                parent.extensions_mut().insert(CachedContext(cx.clone()));
-                cx
-            }
-            None => Context::current(),
-        }
+        let cx = found?;
+        parent.extensions_mut().insert(CachedContext(cx.clone()));
+        Some(cx)
     }
 }
 
@@ -392,9 +434,12 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent_cx = match span.parent() {
-            Some(parent) => self.parent_context(&parent),
-            None => Context::current(),
+        let parent_cx = match attrs.parent() {
+            Some(parent_id) => self.explicit_parent_context(parent_id, &span),
+            None => span
+                .parent()
+                .and_then(|parent| self.parent_context(&parent))
+                .unwrap_or_else(Context::current),
         };
         let parent_sc = parent_cx.span().span_context().clone();
         let span_context = if parent_sc.is_valid() {
@@ -434,7 +479,7 @@ where
             record: &mut record,
             kinds: &self.kinds,
         });
-        let opened = (id.clone(), record.own_cx());
+        let opened = (self.id, id.clone(), record.own_cx());
         span.extensions_mut().insert(record);
         JUST_OPENED.with(|last| {
             if let Ok(mut last) = last.try_borrow_mut() {
@@ -460,7 +505,9 @@ where
         let just_opened = JUST_OPENED.with(|last| {
             let mut last = last.try_borrow_mut().ok()?;
             match &*last {
-                Some((opened, _)) if opened == id => last.take().map(|(_, cx)| cx),
+                Some((layer, opened, _)) if *layer == self.id && opened == id => {
+                    last.take().map(|(_, _, cx)| cx)
+                }
                 _ => None,
             }
         });
