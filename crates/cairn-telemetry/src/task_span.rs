@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
-    Event as OtelEvent, Span as _, SpanBuilder, SpanContext, Status, TraceContextExt as _,
-    TraceFlags, TraceState, Tracer as _,
+    Event as OtelEvent, Span as _, SpanBuilder, SpanContext, SpanId, Status, TraceContextExt as _,
+    TraceFlags, TraceId, TraceState, Tracer as _,
 };
 use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
@@ -95,8 +95,10 @@ pub(crate) struct TaskSpanRecord {
     opened: Instant,
     /// The parent's OpenTelemetry context (the run span's, as a rule).
     parent_cx: Context,
-    /// Ids drawn when the span opened, so children can name it before it is built.
-    span_context: SpanContext,
+    /// Ids drawn when the span opened, so children can name it before it is built (they
+    /// reach them through `own_cx`).
+    trace_id: TraceId,
+    span_id: SpanId,
     /// `parent_cx` with this span in it, attached while the span is entered. Built when the
     /// span opens, on the thread that also drops it at close (a free from another thread
     /// costs more in the allocator).
@@ -228,36 +230,77 @@ impl TaskSpanLayer {
         }
     }
 
-    /// The OpenTelemetry context of `parent_id`, the explicit parent of `span`, through this
-    /// thread's cache of the last one.
-    fn explicit_parent_context<S>(&self, parent_id: &Id, span: &SpanRef<'_, S>) -> Context
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let cached = LAST_PARENT.with(|last| {
+    /// The context of the explicit parent `parent_id`, if this thread's cache holds it for
+    /// this layer.
+    fn cached_parent(&self, parent_id: &Id) -> Option<Context> {
+        LAST_PARENT.with(|last| {
             let last = last.try_borrow().ok()?;
             match &*last {
                 Some((layer, id, cx)) if *layer == self.id && id == parent_id => Some(cx.clone()),
                 _ => None,
             }
-        });
-        if let Some(cx) = cached {
-            return cx;
-        }
-        // Only a context read from the parent itself is remembered: the fallback, the
-        // current context, may differ from one attempt to the next.
+        })
+    }
+
+    /// The context of `span`'s parent, looked up, and remembered in this thread's cache when
+    /// it is the explicit parent `parent_id` and its context was read from the parent itself
+    /// (the fallback, the current context, may differ from one attempt to the next).
+    ///
+    /// The cache keeps the parent's span context and values, not its SDK span: a cache that
+    /// outlives the run must not keep the run's span, and through it the tracer provider,
+    /// alive. Task spans see the same parent either way (the SDK reads the parent's span
+    /// context, and the sampler whether it is valid and sampled), so only a valid one is
+    /// cached.
+    fn look_up_parent<S>(&self, parent_id: Option<&Id>, span: &SpanRef<'_, S>) -> Context
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(cx) = span
             .parent()
             .and_then(|parent| self.parent_context(&parent))
         else {
             return Context::current();
         };
-        LAST_PARENT.with(|last| {
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((self.id, parent_id.clone(), cx.clone()));
-            }
-        });
+        let parent_sc = cx.span().span_context().clone();
+        if let (Some(parent_id), true) = (parent_id, parent_sc.is_valid()) {
+            let detached = cx.with_remote_span_context(parent_sc);
+            LAST_PARENT.with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some((self.id, parent_id.clone(), detached));
+                }
+            });
+        }
         cx
+    }
+
+    /// Draws the ids of a task span opening under `parent_cx` and builds its own context.
+    #[inline]
+    fn child_context(&self, parent_cx: &Context) -> (Context, TraceId, SpanId) {
+        let parent_span = parent_cx.span();
+        let parent_sc = parent_span.span_context();
+        let span_context = if parent_sc.is_valid() {
+            SpanContext::new(
+                parent_sc.trace_id(),
+                self.ids.new_span_id(),
+                parent_sc.trace_flags(),
+                false,
+                parent_sc.trace_state().clone(),
+            )
+        } else {
+            SpanContext::new(
+                self.ids.new_trace_id(),
+                self.ids.new_span_id(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            )
+        };
+        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
+        (
+            parent_cx.with_remote_span_context(span_context),
+            trace_id,
+            span_id,
+        )
     }
 
     /// The OpenTelemetry context of `parent`, the span a task span opens in, or `None` when
@@ -434,37 +477,17 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent_cx = match attrs.parent() {
-            Some(parent_id) => self.explicit_parent_context(parent_id, &span),
-            None => span
-                .parent()
-                .and_then(|parent| self.parent_context(&parent))
-                .unwrap_or_else(Context::current),
+        let parent_cx = match attrs.parent().and_then(|id| self.cached_parent(id)) {
+            Some(cached) => cached,
+            None => self.look_up_parent(attrs.parent(), &span),
         };
-        let parent_sc = parent_cx.span().span_context().clone();
-        let span_context = if parent_sc.is_valid() {
-            SpanContext::new(
-                parent_sc.trace_id(),
-                self.ids.new_span_id(),
-                parent_sc.trace_flags(),
-                false,
-                parent_sc.trace_state().clone(),
-            )
-        } else {
-            SpanContext::new(
-                self.ids.new_trace_id(),
-                self.ids.new_span_id(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            )
-        };
-        let own_cx = parent_cx.with_remote_span_context(span_context.clone());
+        let (own_cx, trace_id, span_id) = self.child_context(&parent_cx);
         let mut record = TaskSpanRecord {
             start: SystemTime::now(),
             opened: Instant::now(),
             parent_cx,
-            span_context,
+            trace_id,
+            span_id,
             own_cx,
             task_id: None,
             kind: None,
@@ -633,8 +656,7 @@ where
         let status = std::mem::replace(&mut record.status, Status::Unset);
         let parent_cx = std::mem::take(&mut record.parent_cx);
         let own_cx = std::mem::take(&mut record.own_cx);
-        let span_id = record.span_context.span_id();
-        let trace_id = record.span_context.trace_id();
+        let (trace_id, span_id) = (record.trace_id, record.span_id);
         drop(extensions);
         drop(span);
         let parent_valid = parent_cx.span().span_context().is_valid();
