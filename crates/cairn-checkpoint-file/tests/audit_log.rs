@@ -214,3 +214,51 @@ async fn the_quarantine_log_holds_checksummed_lines() {
     assert_eq!(record.action, AuditAction::Quarantined);
     assert_eq!(record.run_id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_longer_than_a_read_chunk_is_checked_whole() {
+    let h = FileHarness::new();
+    let id = RunId::new("long-lines").unwrap();
+    let path = audited_run(&h, &id).await;
+    let factory = h.file_factory();
+    // Longer than the 4 KiB the tail is read back in, so the line spans several reads.
+    let long = "x".repeat(9_000);
+    factory
+        .append_audit(&id, &note(&id, 8, &long))
+        .await
+        .unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    // An intact long last line is kept by the next append.
+    factory
+        .append_audit(&id, &note(&id, 9, "after the long one"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(records[3].message, long);
+    assert_eq!(records[4].message, "after the long one");
+    assert!(std::fs::read(&path).unwrap().starts_with(&whole));
+
+    // The same long line with a byte changed in its middle is torn, and cut whole.
+    std::fs::write(&path, &whole).unwrap();
+    let mut damaged = whole.clone();
+    let middle = whole.len() - 4_500;
+    damaged[middle] = b'y';
+    std::fs::write(&path, &damaged).unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(records.len(), 3, "the damaged long line is skipped");
+    factory
+        .append_audit(&id, &note(&id, 10, "after the cut"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(records[3].action, AuditAction::TornTailCut);
+    // The long line starts after the newline that ends the line before it.
+    let line_start = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap() as u64
+        + 1;
+    assert_eq!(records[3].detail["offset"], line_start);
+    assert_eq!(records[4].message, "after the cut");
+    assert_eq!(records.len(), 5);
+}
