@@ -263,3 +263,47 @@ fn a_burst_of_task_spans_waits_in_the_batch_queue_init_configures_instead_of_bei
     assert_eq!(tasks, TASKS, "the batch processor dropped task spans");
     traces.shutdown().expect("shutdown");
 }
+
+/// A task span with `run` as its explicit parent, as the executor opens them.
+fn task_span_under(run: &tracing::Span, id: u64) -> tracing::Span {
+    tracing::info_span!(target: "cairn", parent: run, names::TASK_SPAN,
+        task_id = %Id(id), kind = "shell", attempt = 1i64,
+        outcome = tracing::field::Empty)
+}
+
+#[test]
+fn task_spans_opened_under_explicit_parents_belong_to_their_own_run_on_any_subscriber() {
+    let first = TestTelemetry::new();
+    let second = TestTelemetry::new();
+    // Runs one after the other on one thread, the second on another subscriber (whose span
+    // ids repeat the first one's): each task belongs to the run it was opened in.
+    for (telemetry, run_id) in [(&first, "run-1"), (&second, "run-2"), (&first, "run-3")] {
+        telemetry.in_scope(|| {
+            let run = run_span(run_id);
+            for id in 0..3 {
+                let task = task_span_under(&run, id);
+                task.in_scope(|| {});
+                task.record("outcome", "complete");
+            }
+        });
+    }
+
+    for (telemetry, runs) in [(&first, 2), (&second, 1)] {
+        let run_spans = telemetry.spans_named(names::RUN_SPAN);
+        assert_eq!(run_spans.len(), runs);
+        let tasks = telemetry.spans_named(names::TASK_SPAN);
+        assert_eq!(tasks.len(), 3 * runs);
+        for run in &run_spans {
+            let children: Vec<&SpanData> = tasks
+                .iter()
+                .filter(|task| task.parent_span_id == run.span_context.span_id())
+                .collect();
+            assert_eq!(children.len(), 3, "{:?}", run.attributes);
+            for task in children {
+                assert_eq!(task.span_context.trace_id(), run.span_context.trace_id());
+                assert!(!task.parent_span_is_remote);
+                assert!(task.span_context.is_sampled());
+            }
+        }
+    }
+}
