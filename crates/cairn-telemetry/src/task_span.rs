@@ -85,10 +85,11 @@ fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
 
 /// What a task span has collected between open and close.
 ///
-/// On close [`TaskSpanLayer`] takes what the exported span needs and leaves `kind`, the outcome
-/// (`known_outcome`, or a clone of an unknown `outcome`) and `opened` behind for
-/// [`crate::metrics::MetricsLayer`], which closes after it in cairn's stacks and so does not
-/// read the span's fields a second time.
+/// On close [`TaskSpanLayer`] takes what the exported span needs. When it records the task
+/// metrics itself (composed by [`crate::layers::layer`]) it takes everything; otherwise it
+/// leaves `kind`, the outcome (`known_outcome`, or a clone of an unknown `outcome`) and
+/// `opened` behind for [`crate::metrics::MetricsLayer`], which closes after it in cairn's
+/// stacks and so does not read the span's fields a second time.
 #[derive(Debug)]
 pub(crate) struct TaskSpanRecord {
     start: SystemTime,
