@@ -14,10 +14,12 @@
 //! latency per cycle; with 0 the adapter still coalesces appends that arrive while a sync is
 //! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 //!
-//! Telemetry: the same group/256 run is repeated with telemetry off and on, interleaved (the
-//! disk's speed drifts, so alternating is fairer than two blocks), 5 times each, and the
-//! medians compared. "On" is cairn-telemetry's full layer stack (OpenTelemetry traces with the
-//! run links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
+//! Telemetry: the same group/256 run is repeated with telemetry off and on, back to back, 9
+//! times (the disk's speed drifts over seconds, so each pair is compared on its own), and the
+//! overhead is the median of the 9 pairs' overheads. "On" is exactly the layers
+//! `cairn_telemetry::init` installs under its fmt layer (`cairn_telemetry::export_layers`:
+//! the trace layer with the `RUST_LOG` or default filter, OpenTelemetry traces with the run
+//! links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
 //! hands every ended span to a `BatchSpanProcessor` (configured as `cairn_telemetry::init`
 //! configures it), whose export thread passes the batches to
 //! an exporter that only counts them, and the meter provider aggregates every measurement for
@@ -201,12 +203,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or_else(|| "n/a".to_owned())
     };
     println!(
-        "telemetry on, noop adapter (worst case): {:.1}% slower ({:.0} vs {:.0} tasks/s, medians of {REPEATS})",
+        "telemetry on, noop adapter (worst case): {:.1}% slower (median of {REPEATS} pairs; {:.0} vs {:.0} tasks/s, medians)",
         overhead.noop_percent, overhead.noop_on, overhead.noop_off
     );
+    let pairs: Vec<String> = overhead
+        .file_pairs
+        .iter()
+        .map(|percent| format!("{percent:.1}"))
+        .collect();
     println!(
-        "telemetry on, file/group/256: {:.0} vs {:.0} tasks/s off (medians of {REPEATS}); target: within 10%",
-        overhead.file_on, overhead.file_off
+        "telemetry on, file/group/256: {:.0} vs {:.0} tasks/s off (medians of {REPEATS}); pairs: {}%; target: within 10%",
+        overhead.file_on,
+        overhead.file_off,
+        pairs.join(" ")
     );
     println!("telemetry overhead: {:.1}%", overhead.file_percent);
     println!(
@@ -218,12 +227,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// How many times each side of the telemetry comparison runs.
-const REPEATS: usize = 5;
+const REPEATS: usize = 9;
 
 struct Overhead {
     file_off: f64,
     file_on: f64,
+    /// The median of `file_pairs`.
     file_percent: f64,
+    /// Each back-to-back pair's overhead, in run order.
+    file_pairs: Vec<f64>,
     noop_off: f64,
     noop_on: f64,
     noop_percent: f64,
@@ -295,7 +307,7 @@ struct TelemetrySink {
 }
 
 impl TelemetrySink {
-    fn new() -> Self {
+    fn new() -> anyhow::Result<Self> {
         use tracing_subscriber::layer::SubscriberExt as _;
         let spans = CountingSpanExporter::default();
         let metrics = CountingMetricExporter::default();
@@ -313,16 +325,20 @@ impl TelemetrySink {
         let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
             .with_reader(reader)
             .build();
-        let dispatch = tracing::Dispatch::new(
-            tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &meters)),
-        );
-        TelemetrySink {
+        // Exactly the layers `init` installs under its fmt layer, with their filters
+        // (`RUST_LOG`, else the default filter, on the trace half).
+        let config =
+            cairn_telemetry::Config::new("cairn-bench").with_export(cairn_telemetry::Export::Off);
+        let layers = cairn_telemetry::export_layers(&config, &traces, &meters)
+            .context("cannot build cairn-telemetry's export layers")?;
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+        Ok(TelemetrySink {
             dispatch,
             traces,
             meters,
             spans,
             metrics,
-        }
+        })
     }
 
     /// Flushes both pipelines and checks that every task span, the run span and every task's
@@ -368,7 +384,7 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
             };
             side.0
                 .push(measure(options, name, durability, 256).await?.rate);
-            let sink = TelemetrySink::new();
+            let sink = TelemetrySink::new()?;
             let on = measure(options, name, durability, 256)
                 .with_subscriber(sink.dispatch.clone())
                 .await?;
@@ -376,16 +392,25 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
             side.1.push(on.rate);
         }
     }
+    // Each pair ran back to back, so its ratio is what drift (the disk's speed changes over
+    // seconds) disturbs least; the overhead is the median of the pairs' overheads.
+    let pair_percents = |off: &[f64], on: &[f64]| -> Vec<f64> {
+        off.iter()
+            .zip(on)
+            .map(|(off, on)| (1.0 - on / off) * 100.0)
+            .collect()
+    };
     let [(file_off, file_on), (noop_off, noop_on)] = sides;
-    let (file_off, file_on) = (median(file_off), median(file_on));
-    let (noop_off, noop_on) = (median(noop_off), median(noop_on));
+    let file_pairs = pair_percents(&file_off, &file_on);
+    let noop_pairs = pair_percents(&noop_off, &noop_on);
     Ok(Overhead {
-        file_off,
-        file_on,
-        file_percent: (1.0 - file_on / file_off) * 100.0,
-        noop_off,
-        noop_on,
-        noop_percent: (1.0 - noop_on / noop_off) * 100.0,
+        file_off: median(file_off),
+        file_on: median(file_on),
+        file_percent: median(file_pairs.clone()),
+        file_pairs,
+        noop_off: median(noop_off),
+        noop_on: median(noop_on),
+        noop_percent: median(noop_pairs),
     })
 }
 
@@ -394,7 +419,7 @@ async fn telemetry_side(options: &Options, on: bool) -> anyhow::Result<()> {
     use tracing::instrument::WithSubscriber as _;
     let concurrency = options.concurrencies.iter().copied().max().unwrap_or(256);
     let row = if on {
-        let sink = TelemetrySink::new();
+        let sink = TelemetrySink::new()?;
         let row = measure(options, "noop", None, concurrency)
             .with_subscriber(sink.dispatch.clone())
             .await?;

@@ -7,9 +7,11 @@ use std::time::Duration;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, SdkTracerProvider};
+use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::{Layer as _, Registry};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::error::Error;
 use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer};
@@ -480,6 +482,46 @@ mod otlp {
     }
 }
 
+/// The layers [`init`] puts under its fmt layer, over the given providers: the trace layer
+/// filtered by `RUST_LOG` (else [`Config::default_filter`]) and the metrics layer, which sees
+/// every event and span of cairn's target whatever the filter says. Benchmarks and hosts that
+/// want exactly `init`'s export path without its fmt layer or global install use this.
+///
+/// # Errors
+///
+/// [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{Config, Export};
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let config = Config::new("host").with_export(Export::Off);
+/// let (traces, metrics) = cairn_telemetry::providers(&config)?;
+/// let layers = cairn_telemetry::export_layers(&config, &traces, &metrics)?;
+/// let subscriber = tracing_subscriber::registry().with(layers);
+/// tracing::subscriber::with_default(subscriber, || {
+///     cairn_telemetry::emit::run_abandoned("run-1", "failed");
+/// });
+/// # traces.shutdown().ok(); metrics.shutdown().ok();
+/// # Ok::<(), cairn_telemetry::Error>(())
+/// ```
+pub fn export_layers<S>(
+    config: &Config,
+    traces: &SdkTracerProvider,
+    metrics: &SdkMeterProvider,
+) -> Result<impl Layer<S> + Send + Sync + 'static, Error>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let trace_filter = env_filter(config)?;
+    Ok(trace_layer(traces).with_filter(trace_filter).and_then(
+        metrics_layer(metrics)
+            .with_filter(filter_fn(|meta| meta.target().starts_with(names::TARGET))),
+    ))
+}
+
 /// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace
 /// layer, both filtered by `RUST_LOG` (else [`Config::default_filter`]), plus the metrics
 /// layer, which always sees cairn's own events and spans (queue depth is a DEBUG event).
@@ -509,15 +551,11 @@ mod otlp {
 /// ```
 pub fn init(config: Config) -> Result<TelemetryGuard, Error> {
     let fmt_filter = env_filter(&config)?;
-    let trace_filter = env_filter(&config)?;
     let (traces, metrics) = providers(&config)?;
+    let export = export_layers(&config, &traces, &metrics)?;
     let subscriber = Registry::default()
         .with(fmt_layer(config.log_format).with_filter(fmt_filter))
-        .with(trace_layer(&traces).with_filter(trace_filter))
-        .with(
-            metrics_layer(&metrics)
-                .with_filter(filter_fn(|meta| meta.target().starts_with(names::TARGET))),
-        );
+        .with(export);
     // From here on the guard owns the providers, so an early return still shuts them down.
     let guard = TelemetryGuard {
         providers: Some((traces, metrics)),

@@ -41,7 +41,7 @@ pub use error::Error;
 pub use init::{
     Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
     ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, SPAN_QUEUE_SIZE,
-    TelemetryGuard, init, providers, span_batch_config,
+    TelemetryGuard, export_layers, init, providers, span_batch_config,
 };
 #[cfg(feature = "export")]
 pub use layers::LogFormat;
