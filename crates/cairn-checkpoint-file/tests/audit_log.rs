@@ -4,19 +4,9 @@
 
 mod common;
 
-use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, RunId, RunMeta};
+use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, RunId};
 use cairn_queue::Timestamp;
-use common::FileHarness;
-
-fn meta(id: &str) -> RunMeta {
-    RunMeta::new(
-        RunId::new(id).expect("valid id"),
-        "wf",
-        "scope",
-        "in",
-        Timestamp(1),
-    )
-}
+use common::{FileHarness, meta};
 
 fn note(id: &RunId, at: u64, message: &str) -> AuditRecord {
     AuditRecord::new(Timestamp(at), id.clone(), AuditAction::Finished, message)

@@ -10,24 +10,14 @@ use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{
-    AuditAction, Checkpointer, CheckpointerFactory, Durability, Error, RunId, RunMeta, RunStatus,
+    AuditAction, Checkpointer, CheckpointerFactory, Durability, Error, RunId, RunStatus,
 };
 use cairn_checkpoint_file::FileFactory;
 use cairn_queue::Timestamp;
 use common::{
     BATCH_HEADER_LEN, FILE_HEADER_LEN, FileHarness, IoPlan, Workload, batch_offsets, journal_end,
-    record_offsets, replayed,
+    meta, record_offsets, replayed,
 };
-
-fn meta(id: &str) -> RunMeta {
-    RunMeta::new(
-        RunId::new(id).expect("valid id"),
-        "wf",
-        "scope",
-        "in",
-        Timestamp(1),
-    )
-}
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -13,25 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
-use cairn_checkpoint::{
-    AuditAction, AuditRecord, CheckpointerFactory, Durability, Error, RunId, RunMeta,
-};
+use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Durability, Error, RunId};
 use cairn_checkpoint_file::{FileFactory, Filesystem, FsFile, OpenMode, StdFilesystem};
-use cairn_queue::{Event, Timestamp};
+use cairn_queue::Event;
 use common::{
     BATCH_HEADER_LEN, FILE_HEADER_LEN, FILE_MAGIC, FileHarness, batch_body, batch_header,
-    batch_offsets, file_header, format_1_journal, journal_end, record_offsets,
+    batch_offsets, file_header, format_1_journal, journal_end, meta, record_offsets,
 };
-
-fn meta(id: &str) -> RunMeta {
-    RunMeta::new(
-        RunId::new(id).expect("valid id"),
-        "wf",
-        "scope",
-        "in",
-        Timestamp(1),
-    )
-}
 
 /// Writes `bytes` at `offset` of `path`, in place.
 fn overwrite(path: &Path, offset: usize, bytes: &[u8]) {

@@ -10,21 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
-use cairn_checkpoint::{AuditAction, CheckpointerFactory, Durability, Error, RunId, RunMeta};
-use cairn_queue::{Event, Timestamp};
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, Durability, Error, RunId};
+use cairn_queue::Event;
 use common::{
-    BATCH_HEADER_LEN, FileHarness, HEADER_LEN, IoPlan, batch_offsets, journal_end, record_offsets,
+    BATCH_HEADER_LEN, FileHarness, HEADER_LEN, IoPlan, batch_offsets, journal_end, meta,
+    record_offsets,
 };
-
-fn meta(id: &str) -> RunMeta {
-    RunMeta::new(
-        RunId::new(id).expect("valid id"),
-        "wf",
-        "scope",
-        "in",
-        Timestamp(1),
-    )
-}
 
 /// Writes `bytes` at `offset` of `path`, in place.
 fn overwrite(path: &std::path::Path, offset: usize, bytes: &[u8]) {

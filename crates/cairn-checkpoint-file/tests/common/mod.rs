@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_checkpoint::conformance::{ConformanceHarness, Damage};
-use cairn_checkpoint::{CheckpointerFactory, Durability, RunId};
+use cairn_checkpoint::{CheckpointerFactory, Durability, RunId, RunMeta};
 use cairn_checkpoint_file::FileFactory;
+use cairn_queue::Timestamp;
 
 /// Header bytes before each journal payload: len u32, seq u64, crc u32.
 pub const HEADER_LEN: usize = 16;
@@ -23,6 +24,17 @@ pub const FILE_MAGIC: &[u8; 8] = b"CAIRNJNL";
 
 /// A batch header's first bytes.
 pub const BATCH_MAGIC: &[u8; 4] = b"CJBT";
+
+/// Metadata for a run named `id` (workflow `wf`, scope `scope`, created at 1).
+pub fn meta(id: &str) -> RunMeta {
+    RunMeta::new(
+        RunId::new(id).expect("valid id"),
+        "wf",
+        "scope",
+        "in",
+        Timestamp(1),
+    )
+}
 
 /// One temporary root; each `factory()` is a fresh `FileFactory` over it.
 #[derive(Debug)]
