@@ -97,27 +97,9 @@ async fn job_files_are_private_and_leave_no_temp_files() {
     assert_eq!(parsed["document"], serde_json::json!({"a": 2}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_last_audit_line_is_cut_not_glued_to() {
-    let harness = FileJobs::new();
-    let store = harness.file_store();
-    let id = JobId::new("audited").unwrap();
-    let first = JobAuditRecord::new(Timestamp(1), id.clone(), JobAuditAction::Created, "created");
-    store.append_audit(&first).await.unwrap();
-    let path = store.dir().join("audit.jsonl");
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes.extend_from_slice(b"0badc0de {\"at\":2,\"job_id\":\"aud");
-    std::fs::write(&path, bytes).unwrap();
-    // A torn tail is invisible to readers...
-    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first.clone()]);
-    // ...and cut by the next append.
-    let second = JobAuditRecord::new(Timestamp(3), id.clone(), JobAuditAction::Paused, "paused");
-    store.append_audit(&second).await.unwrap();
-    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first, second]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_last_audit_line_damaged_by_a_power_cut_is_cut_even_with_its_newline() {
+/// Appends one record, then `tail` as a crash would leave it; the tail must be invisible to
+/// readers and cut by the next append, leaving the first record's bytes as they were.
+async fn a_damaged_tail_is_skipped_then_cut(tail: &[u8]) {
     let harness = FileJobs::new();
     let store = harness.file_store();
     let id = JobId::new("audited").unwrap();
@@ -125,19 +107,37 @@ async fn a_last_audit_line_damaged_by_a_power_cut_is_cut_even_with_its_newline()
     store.append_audit(&first).await.unwrap();
     let path = store.dir().join("audit.jsonl");
     let good = std::fs::read(&path).unwrap();
-    // The append's first page was lost and its second landed: zeros, a record's end, and
-    // the newline.
     let mut bytes = good.clone();
-    bytes.extend_from_slice(&[0u8; 24]);
-    bytes.extend_from_slice(b"\"paused\"}\n");
+    bytes.extend_from_slice(tail);
     std::fs::write(&path, bytes).unwrap();
     assert_eq!(store.read_audit(&id).await.unwrap(), vec![first.clone()]);
     let second = JobAuditRecord::new(Timestamp(3), id.clone(), JobAuditAction::Paused, "paused");
     store.append_audit(&second).await.unwrap();
     let after = std::fs::read(&path).unwrap();
-    assert_eq!(after[..good.len()], good[..]);
-    assert!(!after.contains(&0), "the damaged line is cut");
+    assert_eq!(
+        after[..good.len()],
+        good[..],
+        "the first record is kept as it was"
+    );
+    assert!(
+        !after[good.len()..].windows(tail.len()).any(|w| w == tail),
+        "the damaged tail is cut"
+    );
     assert_eq!(store.read_audit(&id).await.unwrap(), vec![first, second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_audit_line_is_cut_not_glued_to() {
+    a_damaged_tail_is_skipped_then_cut(b"0badc0de {\"at\":2,\"job_id\":\"aud").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_audit_line_damaged_by_a_power_cut_is_cut_even_with_its_newline() {
+    // The append's first page was lost and its second landed: zeros, a record's end, and
+    // the newline.
+    let mut tail = vec![0u8; 24];
+    tail.extend_from_slice(b"\"paused\"}\n");
+    a_damaged_tail_is_skipped_then_cut(&tail).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
