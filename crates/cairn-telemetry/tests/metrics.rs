@@ -228,11 +228,11 @@ fn exported_task_outcomes(
         })
 }
 
-#[test]
-fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
+/// A meter provider whose reader exports only when flushed, into an in-memory exporter.
+fn in_memory_meters() -> (
+    opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    opentelemetry_sdk::metrics::SdkMeterProvider,
+) {
     let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
     let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter.clone())
         .with_interval(std::time::Duration::from_secs(3600))
@@ -240,6 +240,15 @@ fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
     let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
         .with_reader(reader)
         .build();
+    (exporter, meters)
+}
+
+#[test]
+fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let (exporter, meters) = in_memory_meters();
     let traces = cairn_telemetry::link::tracer_provider_builder().build();
     // As `init` does under RUST_LOG=warn: the trace layer never sees INFO task spans, the
     // metrics layer (with its own filter) sees them all.
@@ -268,13 +277,7 @@ fn task_metrics_do_not_need_the_trace_layer_to_see_the_span() {
 fn separately_composed_halves_that_both_see_a_task_span_count_it_once() {
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
-    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter.clone())
-        .with_interval(std::time::Duration::from_secs(3600))
-        .build();
-    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_reader(reader)
-        .build();
+    let (exporter, meters) = in_memory_meters();
     let traces = cairn_telemetry::link::tracer_provider_builder().build();
     // As `init` does under its default filter: both halves see every task span, the metrics
     // layer reading the trace layer's record of its fields.
