@@ -14,9 +14,11 @@
 //! latency per cycle; with 0 the adapter still coalesces appends that arrive while a sync is
 //! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 //!
-//! Telemetry: the same group/256 run is repeated with telemetry off and on, back to back, 9
-//! times (the disk's speed drifts over seconds, so each pair is compared on its own), and the
-//! overhead is the median of the 9 pairs' overheads. "On" is exactly the layers
+//! Telemetry: the same group/256 run is repeated with telemetry off and on, back to back, 21
+//! times, "off" first in every other pair and "on" first in the others (the disk's speed
+//! drifts over seconds and single runs scatter by up to about 20%, so each pair is compared on
+//! its own and the order alternates), and the overhead is the median of the 21 pairs'
+//! overheads. "On" is exactly the layers
 //! `cairn_telemetry::init` installs under its fmt layer (`cairn_telemetry::export_layers`:
 //! the trace layer with the `RUST_LOG` or default filter, OpenTelemetry traces with the run
 //! links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
@@ -227,7 +229,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// How many times each side of the telemetry comparison runs.
-const REPEATS: usize = 9;
+const REPEATS: usize = 21;
 
 struct Overhead {
     file_off: f64,
@@ -375,21 +377,30 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
         max_delay: options.group_delay,
     });
     let mut sides: [(Vec<f64>, Vec<f64>); 2] = Default::default();
-    for _ in 0..REPEATS {
+    for pair in 0..REPEATS {
+        // Every other pair runs "on" first: whichever run of a pair goes second follows the
+        // first one's disk traffic, and alternating keeps that from favouring one side.
+        let on_first = pair % 2 == 1;
         for (side, durability) in sides.iter_mut().zip([group, None]) {
             let name = if durability.is_some() {
                 "group"
             } else {
                 "noop"
             };
-            side.0
-                .push(measure(options, name, durability, 256).await?.rate);
+            if !on_first {
+                side.0
+                    .push(measure(options, name, durability, 256).await?.rate);
+            }
             let sink = TelemetrySink::new()?;
             let on = measure(options, name, durability, 256)
                 .with_subscriber(sink.dispatch.clone())
                 .await?;
             sink.finish(options.tasks)?;
             side.1.push(on.rate);
+            if on_first {
+                side.0
+                    .push(measure(options, name, durability, 256).await?.rate);
+            }
         }
     }
     // Each pair ran back to back, so its ratio is what drift (the disk's speed changes over
