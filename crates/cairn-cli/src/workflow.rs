@@ -39,7 +39,9 @@ pub enum WorkflowErrorKind {
     Cycle,
     /// A `timeout` does not parse.
     BadDuration,
-    /// A value is out of range (an empty id, `max_attempts = 0`, a bad character in an id).
+    /// A value is out of range (an empty id, `max_attempts = 0`, a bad character in an id, an
+    /// empty command, an environment name with `=`, a NUL character, an exit code outside
+    /// 1 to 255).
     InvalidValue,
 }
 
@@ -122,10 +124,10 @@ struct RawTask {
     max_attempts: Option<Spanned<u32>>,
     timeout: Option<Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
     #[serde(default)]
-    permanent_exit_codes: Vec<i32>,
+    permanent_exit_codes: Vec<Spanned<i32>>,
 }
 
 /// Reads and validates a workflow file.
@@ -253,6 +255,73 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
                 format!("task `{id}` has no `run` command"),
             ));
         };
+        if run.get_ref().trim().is_empty() {
+            return Err(at(
+                run.span(),
+                WorkflowErrorKind::InvalidValue,
+                format!("task `{id}`: `run` is empty (an empty command would always succeed)"),
+            ));
+        }
+        // The OS passes commands, environment and paths as C strings, so a NUL would only
+        // fail at spawn time, after the run started; it is refused here instead.
+        if run.get_ref().contains('\0') {
+            return Err(at(
+                run.span(),
+                WorkflowErrorKind::InvalidValue,
+                format!("task `{id}`: `run` contains a NUL character"),
+            ));
+        }
+        let mut env = BTreeMap::new();
+        for (name, value) in raw_task.env {
+            if let Some(reason) = bad_env_name(name.get_ref()) {
+                return Err(at(
+                    name.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!(
+                        "task `{id}`: environment variable name `{}` is not valid: {reason}",
+                        name.get_ref().escape_debug()
+                    ),
+                ));
+            }
+            if value.get_ref().contains('\0') {
+                return Err(at(
+                    value.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!(
+                        "task `{id}`: the value of environment variable `{}` contains a NUL character",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            env.insert(name.into_inner(), value.into_inner());
+        }
+        let cwd = match raw_task.cwd {
+            Some(cwd) if cwd.get_ref().contains('\0') => {
+                return Err(at(
+                    cwd.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!("task `{id}`: `cwd` contains a NUL character"),
+                ));
+            }
+            Some(cwd) => Some(cwd.into_inner()),
+            None => None,
+        };
+        let mut permanent_exit_codes = Vec::with_capacity(raw_task.permanent_exit_codes.len());
+        for code in raw_task.permanent_exit_codes {
+            // A process exits with 0 to 255 (`exit 300` is seen as 44), and 0 completes the
+            // task, so any other value could never match and would silently do nothing.
+            if !(1..=255).contains(code.get_ref()) {
+                return Err(at(
+                    code.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!(
+                        "task `{id}`: permanent exit code {} can never match (exit codes that fail a task are 1 to 255)",
+                        code.get_ref()
+                    ),
+                ));
+            }
+            permanent_exit_codes.push(code.into_inner());
+        }
         let max_attempts = match raw_task.max_attempts {
             Some(n) if *n.get_ref() == 0 => {
                 return Err(at(
@@ -278,10 +347,10 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
         let shell = ShellSpec {
             id: id.clone(),
             run: run.into_inner(),
-            env: raw_task.env,
-            cwd: raw_task.cwd,
+            env,
+            cwd,
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            permanent_exit_codes: raw_task.permanent_exit_codes,
+            permanent_exit_codes,
         };
         let depends_on = raw_task
             .depends_on
@@ -366,6 +435,19 @@ fn bad_id(id: &str) -> Option<&'static str> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         Some("only ASCII letters, digits, '-', '_' and '.' are allowed")
+    } else {
+        None
+    }
+}
+
+/// Why an environment variable name cannot be passed to a command as given.
+fn bad_env_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.contains('=') {
+        Some("it contains '=' (the command would see another name and value)")
+    } else if name.contains('\0') {
+        Some("it contains a NUL character")
     } else {
         None
     }

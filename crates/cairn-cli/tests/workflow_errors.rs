@@ -84,3 +84,61 @@ fn missing_file_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("nope.toml"));
 }
+
+#[test]
+fn an_env_name_with_an_equals_sign_is_located() {
+    // `A=B = "c"` would reach the command as `A` with the value `B=c`.
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\nenv = {{ \"A=B\" = \"c\" }}"
+    );
+    let stderr = assert_rejected(&body, 8);
+    assert!(stderr.contains("A=B"), "{stderr}");
+}
+
+#[test]
+fn an_empty_env_name_is_located() {
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\nenv = {{ \"\" = \"c\" }}"
+    );
+    assert_rejected(&body, 8);
+}
+
+#[test]
+fn a_nul_character_in_an_env_value_is_located() {
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\nenv = {{ A = \"x\\u0000y\" }}"
+    );
+    assert_rejected(&body, 8);
+}
+
+#[test]
+fn a_nul_character_in_a_command_is_located() {
+    let body = format!("name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\\u0000\"");
+    assert_rejected(&body, 7);
+}
+
+#[test]
+fn a_nul_character_in_a_cwd_is_located() {
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\ncwd = \"sub\\u0000\""
+    );
+    assert_rejected(&body, 8);
+}
+
+#[test]
+fn an_empty_command_is_located() {
+    let body = format!("name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"  \"");
+    assert_rejected(&body, 7);
+}
+
+#[test]
+fn a_permanent_exit_code_no_process_can_return_is_located() {
+    // Exit statuses are 0 to 255 (`exit 300` is 44), and 0 completes the task.
+    for code in ["300", "-1", "0"] {
+        let body = format!(
+            "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\npermanent_exit_codes = [2, {code}]"
+        );
+        let stderr = assert_rejected(&body, 8);
+        assert!(stderr.contains(code), "{stderr}");
+    }
+}
