@@ -237,6 +237,9 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
         adapter: args.store.adapter,
     };
     let mode = progress_mode(args.store.json);
+    // Held until the drive ends: another `cairn run` of this workflow and scope must not
+    // decide anything between this one's decision and the start of its run.
+    let _scope_lock = state.lock_scope(&wf.name, &args.scope)?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
     let mut request = RunRequest::new(wf.name.clone(), args.scope.clone(), args.input.clone());
     if args.force {
@@ -810,6 +813,9 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let store = &args.target.store;
     let state = open_existing_state(store)?;
     let run_id = parse_run_id(&args.target.run)?;
+    let meta = load_meta(&state, &run_id).await?;
+    // One driver per workflow and scope, as for `cairn run`.
+    let _scope_lock = state.lock_scope(&meta.workflow, &meta.scope)?;
     let meta = load_meta(&state, &run_id).await?;
     let mode = progress_mode(store.json);
     let mut commands = Commands {

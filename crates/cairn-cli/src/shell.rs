@@ -3,11 +3,13 @@
 //!
 //! # Output capture
 //!
-//! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr`. Each
-//! file keeps the FIRST [`OUTPUT_CAP`] bytes of its stream (1 MiB); the rest is drained and
-//! counted, and a final `[cairn: ... bytes dropped]` line says how much was dropped. Apart
-//! from the files, the last [`TAIL_LINES`] lines of each stream are kept in memory, so a failed
-//! task can always show how its output ended even when the file was capped.
+//! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr` (with
+//! `-2`, `-3`, ... after the attempt number when a resume repeats attempt numbers: existing
+//! output is never overwritten). Each file keeps the FIRST [`OUTPUT_CAP`] bytes of its stream
+//! (1 MiB); the rest is drained and counted, and a final `[cairn: ... bytes dropped]` line
+//! says how much was dropped. Apart from the files, the last [`TAIL_LINES`] lines of each
+//! stream are kept in memory, so a failed task can always show how its output ended even when
+//! the file was capped.
 //!
 //! # Outcomes
 //!
@@ -317,7 +319,13 @@ impl Captured {
 
 /// Copies a stream into `path`, keeping the first [`OUTPUT_CAP`] bytes, and its last lines.
 async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<String> {
-    let mut file = tokio::fs::File::create(&path).await.ok();
+    // `create_new`: earlier output is evidence and is never truncated (see [`free_stem`]).
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .await
+        .ok();
     let mut captured = Captured::default();
     let mut written: u64 = 0;
     let mut dropped: u64 = 0;
@@ -349,6 +357,27 @@ async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<Strin
         let _ = f.flush().await;
     }
     captured.finish()
+}
+
+/// The file name stem of an attempt's captured output: `<task>.<attempt>`, or, when files of
+/// that attempt number already exist, `<task>.<attempt>-2`, `-3`, ... A resume of a failed
+/// run gives its failed tasks fresh attempts, numbered from 1 again, and the failed attempts'
+/// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
+/// number: the part after the id's last dot is all digits only for plain attempts.)
+fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
+    let taken = |stem: &str| {
+        ["stdout", "stderr"]
+            .iter()
+            .any(|ext| std::fs::exists(out_dir.join(format!("{stem}.{ext}"))).unwrap_or(true))
+    };
+    let plain = format!("{task}.{attempt}");
+    if !taken(&plain) {
+        return plain;
+    }
+    (2u32..)
+        .map(|n| format!("{task}.{attempt}-{n}"))
+        .find(|stem| !taken(stem))
+        .unwrap_or(plain)
 }
 
 /// Reads the task's definition from its inputs.
@@ -484,7 +513,7 @@ impl ShellHandler {
             groups: self.groups.clone(),
             armed: true,
         };
-        let stem = format!("{}.{}", spec.id, ctx.attempt());
+        let stem = free_stem(&out_dir, &spec.id, ctx.attempt());
         let stdout = child
             .stdout
             .take()

@@ -4,6 +4,8 @@
 //! ```text
 //! <state-dir>/
 //!   runs/ quarantine/ ...        the file adapter's layout (or sled/ with --adapter sled)
+//!   locks/<hash>.lock            one per workflow and scope: held by the process that
+//!                                decides about and drives their runs
 //!   output/<run_id>/
 //!     .workflow.toml             the workflow text the run was started from
 //!     .origin.json               where that file was and the folder task cwds are relative to
@@ -88,6 +90,54 @@ impl StateDir {
         })
     }
 
+    /// Takes this process's lock on one workflow and scope of the state folder, held until
+    /// the returned guard is dropped (or the process dies). `cairn run` holds it from its
+    /// decision through the whole drive, and `cairn resume` while it drives, so two cairn
+    /// processes can never both decide to start or resume a run of the same workflow and
+    /// scope: the resume policy's own check for a live writer cannot see a run that another
+    /// process decided to begin a moment ago but has not begun yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeBusy`] when another process holds the lock; an I/O error when the lock file
+    /// cannot be created or locked.
+    pub fn lock_scope(&self, workflow: &str, scope: &str) -> anyhow::Result<ScopeLock> {
+        let dir = self.root.join(LOCKS_DIR);
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{:016x}.lock", scope_key(workflow, scope)));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(ScopeBusy {
+                    workflow: workflow.to_owned(),
+                    scope: scope.to_owned(),
+                    holder: holder.trim().to_owned(),
+                    lock_file: path,
+                }
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(
+                    anyhow::Error::new(error).context(format!("cannot lock {}", path.display()))
+                );
+            }
+        }
+        // Who holds it, for the message another process prints; the lock itself is the
+        // truth, so a failed write only makes that message vaguer.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, "pid {}", std::process::id()));
+        Ok(ScopeLock { _file: file })
+    }
+
     /// Where captured output of all runs goes.
     pub fn output_root(&self) -> PathBuf {
         self.root.join("output")
@@ -150,6 +200,61 @@ impl StateDir {
         parsed.dir = origin.workflow_dir;
         Ok(parsed)
     }
+}
+
+/// The folder of the CLI's workflow-and-scope locks, in the state folder.
+const LOCKS_DIR: &str = "locks";
+
+/// A held lock on one workflow and scope of a state folder (see [`StateDir::lock_scope`]).
+#[derive(Debug)]
+pub struct ScopeLock {
+    _file: File,
+}
+
+/// Another process holds the lock on a workflow and scope: it is deciding about or driving
+/// a run of them right now.
+#[derive(Debug)]
+pub struct ScopeBusy {
+    /// The workflow name.
+    pub workflow: String,
+    /// The scope.
+    pub scope: String,
+    /// What the holder wrote into the lock file (`pid N`), if anything.
+    pub holder: String,
+    /// The lock file.
+    pub lock_file: PathBuf,
+}
+
+impl std::fmt::Display for ScopeBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let holder = if self.holder.is_empty() {
+            "another cairn process".to_owned()
+        } else {
+            format!("another cairn process ({})", self.holder)
+        };
+        write!(
+            f,
+            "workflow `{}` (scope `{}`) is being driven right now by {holder}, which holds {}; a second writer is never started, even with --force",
+            self.workflow,
+            self.scope,
+            self.lock_file.display()
+        )
+    }
+}
+
+impl std::error::Error for ScopeBusy {}
+
+/// A stable 64-bit FNV-1a hash of a workflow and scope, naming their lock file (names and
+/// scopes can hold any character and any length, file names cannot). A collision only makes
+/// two workflows wait for each other.
+fn scope_key(workflow: &str, scope: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = workflow.bytes().chain([0xff]).chain(scope.bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 const WORKFLOW_COPY: &str = ".workflow.toml";

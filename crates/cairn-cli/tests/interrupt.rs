@@ -261,3 +261,28 @@ fn a_second_run_of_a_live_workflow_is_refused() {
     assert_eq!(count_lines(&log, "a"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");
 }
+
+#[test]
+fn two_runs_started_at_the_same_moment_never_both_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"race\"\n[[task]]\nid = \"a\"\nrun = \"echo a >> log; sleep 1\"\n",
+    );
+    // Started back to back, both look for an earlier run before either has begun one.
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    let mut second = sandbox.spawn(&["run", "wf.toml"], "out2", "err2");
+    let mut codes = [wait_exit(&mut first).code(), wait_exit(&mut second).code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(5)],
+        "one runs, the other is refused: {} {}",
+        sandbox.read("err1"),
+        sandbox.read("err2")
+    );
+    let refusal = format!("{}{}", sandbox.read("err1"), sandbox.read("err2"));
+    assert!(refusal.contains("being driven right now"), "{refusal}");
+    assert_eq!(count_lines(&sandbox.read("log"), "a"), 1);
+    assert_eq!(sandbox.runs().len(), 1);
+}

@@ -171,6 +171,34 @@ fn resume_reruns_the_failed_task_but_not_the_done_ones() {
 }
 
 #[test]
+fn resume_keeps_the_captured_output_of_the_failed_attempts() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let output_dir = sandbox.path(&format!(".cairn/output/{run_id}"));
+    let first = std::fs::read_to_string(output_dir.join("publish.1.stderr")).unwrap();
+    assert_eq!(first, "not ready\n");
+    sandbox.touch("fixed");
+    // The resume gives `publish` fresh attempts, so its attempt numbers start again at 1.
+    let output = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(
+        std::fs::read_to_string(output_dir.join("publish.1.stderr")).unwrap(),
+        first,
+        "the failed attempt's output, the evidence of the failure, is kept"
+    );
+    let stderr_files: Vec<String> = std::fs::read_dir(&output_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("publish.") && name.ends_with(".stderr"))
+        .collect();
+    assert_eq!(
+        stderr_files.len(),
+        2,
+        "the resumed attempt has its own files: {stderr_files:?}"
+    );
+}
+
+#[test]
 fn abandon_then_run_starts_afresh() {
     let sandbox = Sandbox::new();
     let run_id = failed_run(&sandbox);
