@@ -71,9 +71,11 @@ pub struct AddArgs {
     /// A cron expression: five fields, or six with leading seconds (`*/10 * * * * *`).
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
-    /// The zone the cron expression is read in: `UTC` or a fixed offset such as `+05:30`.
-    #[arg(long, value_name = "OFFSET", requires = "cron", default_value = "UTC")]
-    pub tz: String,
+    /// The zone the cron expression is read in: `UTC` or a fixed offset such as `+05:30`
+    /// [default: UTC]. Only with `--cron`: intervals and RFC 3339 times need no zone.
+    // No clap default, so that a zone given without `--cron` can be told apart and refused.
+    #[arg(long, value_name = "OFFSET", requires = "cron")]
+    pub tz: Option<String>,
     /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub every: Option<Duration>,
@@ -274,9 +276,32 @@ fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyho
 }
 
 fn schedule_of(args: &AddArgs) -> anyhow::Result<Schedule> {
+    // Checked here as well as by clap's `requires`, which did not refuse `--every 5m --tz
+    // +01:00` (a zone that would be silently ignored).
+    if let (Some(tz), None) = (&args.tz, &args.cron) {
+        return Err(UsageError(format!(
+            "--tz {tz} applies to --cron only (--every and --at need no zone; give --at an offset such as 2026-01-01T09:00:00+01:00)"
+        ))
+        .into());
+    }
     let schedule = if let Some(expression) = &args.cron {
-        let zone: Zone = args.tz.parse().map_err(job_error)?;
-        Schedule::cron(expression.clone(), zone).map_err(job_error)?
+        let zone: Zone = args
+            .tz
+            .as_deref()
+            .unwrap_or("UTC")
+            .parse()
+            .map_err(job_error)?;
+        let schedule = Schedule::cron(expression.clone(), zone).map_err(job_error)?;
+        // An expression like `0 0 31 2 *` parses but never matches: the job would look
+        // active and never run.
+        let now = cairn_checkpoint::wall_clock_now();
+        if schedule.next_after(now, now).map_err(job_error)?.is_none() {
+            return Err(UsageError(format!(
+                "the cron expression `{expression}` never fires (no date matches it); check its day and month fields"
+            ))
+            .into());
+        }
+        schedule
     } else if let Some(interval) = args.every {
         Schedule::every(interval).map_err(job_error)?
     } else if let Some(at) = &args.at {
@@ -331,10 +356,11 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
             serde_json::json!({"event": "added", "job": job_json(&job), "state_dir": absolute(&root)})
         );
     } else {
-        let next = job.next_run_at.map_or_else(
-            || "none (paused)".to_owned(),
-            |t| format_timestamp(t.0) + " UTC",
-        );
+        let next = match job.next_run_at {
+            Some(t) => format_timestamp(t.0) + " UTC",
+            None if job.status == cairn_scheduler::JobStatus::Paused => "none (paused)".to_owned(),
+            None => "never".to_owned(),
+        };
         println!(
             "added job {} ({}): workflow `{}`, {}; next run {next}",
             job.id,

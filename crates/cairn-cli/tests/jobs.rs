@@ -213,6 +213,53 @@ fn add_takes_cron_with_seconds_and_an_offset_and_refuses_bad_definitions() {
 }
 
 #[test]
+fn add_refuses_a_zone_without_cron_and_a_cron_that_never_fires() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let refused: [&[&str]; 3] = [
+        // The zone would be silently ignored: intervals and RFC 3339 times carry their own.
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "c",
+            "--every",
+            "5m",
+            "--tz",
+            "+01:00",
+        ],
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "c",
+            "--at",
+            "2030-01-01T00:00:00Z",
+            "--tz",
+            "UTC",
+        ],
+        // February 31st never comes: the job would be active and never run.
+        &["jobs", "add", "echo.toml", "c", "--cron", "0 0 31 2 *"],
+    ];
+    for args in refused {
+        let output = sandbox.run(args);
+        assert_eq!(
+            code(&output),
+            Some(USAGE),
+            "{args:?}: {} {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    let stored = sandbox.run(&["jobs", "list", "--json", "--state-dir", ".cairn"]);
+    assert!(
+        text(&stored.stdout).trim().is_empty(),
+        "no job was stored: {}",
+        text(&stored.stdout)
+    );
+}
+
+#[test]
 fn resume_of_a_failed_job_needs_force() {
     let sandbox = Sandbox::new();
     sandbox.write(
