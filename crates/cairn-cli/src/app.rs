@@ -896,7 +896,21 @@ async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
-    let abandoned = policy.abandon(&run_id).await?;
+    let abandoned = match policy.abandon(&run_id).await {
+        Ok(abandoned) => abandoned,
+        // The policy only abandons failed and paused runs; an interrupted one (running, no
+        // live writer) must be resumed first, and the user is told how.
+        Err(error @ cairn_runs::Error::StillRunning { live: false, .. }) => {
+            let resume = format!(
+                "cairn resume {run_id} --state-dir {}",
+                shell_quote(&state.root.display().to_string())
+            );
+            return Err(anyhow::Error::new(error).context(UsageError(format!(
+                "run {run_id} was interrupted and is resumed, not abandoned: resume it with `{resume}`; if it then fails, it can be abandoned"
+            ))));
+        }
+        Err(error) => return Err(error.into()),
+    };
     if args.store.json {
         println!(
             "{}",

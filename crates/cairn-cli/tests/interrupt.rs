@@ -286,3 +286,29 @@ fn two_runs_started_at_the_same_moment_never_both_run() {
     assert_eq!(count_lines(&sandbox.read("log"), "a"), 1);
     assert_eq!(sandbox.runs().len(), 1);
 }
+
+#[test]
+fn abandoning_an_interrupted_run_is_refused_with_the_way_forward() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "KILL");
+    wait_exit(&mut first);
+    signal(-group, "KILL");
+    wait_for("b's old process group to die", || !alive(-group));
+    let run_id = sandbox.only_run_id();
+
+    let abandon = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    let stderr = text(&abandon.stderr);
+    assert_eq!(abandon.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cairn resume {run_id} --state-dir .cairn")),
+        "the refusal says how to go on: {stderr}"
+    );
+    assert_eq!(sandbox.runs()[0]["status"], "running", "nothing changed");
+
+    sandbox.touch("release");
+    let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+}
