@@ -335,8 +335,7 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
         .state_dir
         .clone()
         .unwrap_or_else(|| default_state_dir(&args.workflow));
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create the state folder {}", root.display()))?;
+    crate::store::create_state_root(&root)?;
     let jobs = jobs_in(&root, args.store.adapter)?;
     let workflow_path = absolute(&args.workflow);
     let new = NewJob::new(

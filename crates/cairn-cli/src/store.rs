@@ -27,6 +27,7 @@ use cairn_checkpoint_file::FileFactory;
 use cairn_checkpoint_sled::SledFactory;
 use serde::{Deserialize, Serialize};
 
+use crate::app::UsageError;
 use crate::workflow::{self, Workflow};
 
 /// Which checkpoint adapter keeps the runs.
@@ -67,8 +68,7 @@ impl StateDir {
     /// When the folder cannot be created or the adapter cannot open its store (for sled:
     /// another process has the database open).
     pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("cannot create the state folder {}", root.display()))?;
+        create_state_root(root)?;
         let factory: Arc<dyn CheckpointerFactory> =
             match adapter {
                 Adapter::File => {
@@ -264,6 +264,24 @@ const ORIGIN_FILE: &str = ".origin.json";
 struct Origin {
     workflow_path: PathBuf,
     workflow_dir: PathBuf,
+}
+
+/// Creates the state folder (and its parents) if needed.
+///
+/// # Errors
+///
+/// A [`UsageError`] when `root` exists and is not a folder (`--state-dir` names a file); an
+/// I/O error when it cannot be created.
+pub fn create_state_root(root: &Path) -> anyhow::Result<()> {
+    if root.exists() && !root.is_dir() {
+        return Err(UsageError(format!(
+            "the state folder {} is not a folder (it is a file); pass --state-dir with a folder",
+            root.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create the state folder {}", root.display()))
 }
 
 /// An absolute form of `path` (not resolving symlinks); `path` itself when the current

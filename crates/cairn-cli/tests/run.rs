@@ -368,3 +368,37 @@ fn commands_about_runs_need_an_existing_state_folder_and_a_known_run() {
         "a completed run cannot be abandoned"
     );
 }
+
+#[test]
+fn a_state_dir_that_is_a_file_is_a_usage_error_and_the_file_is_left_alone() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"touch ran\"\n",
+    );
+    sandbox.write("state", "my notes\n");
+    let commands: [&[&str]; 2] = [
+        &["run", "wf.toml", "--state-dir", "state"],
+        &[
+            "jobs",
+            "add",
+            "wf.toml",
+            "j",
+            "--every",
+            "1h",
+            "--state-dir",
+            "state",
+        ],
+    ];
+    for args in commands {
+        let output = sandbox.run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("state") && stderr.contains("not a folder"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(sandbox.read("state"), "my notes\n");
+    assert!(!sandbox.path("ran").exists());
+}
