@@ -208,13 +208,18 @@ impl Progress {
         }
     }
 
-    /// Removes the live display, leaving the printed lines.
+    /// Removes the live display, leaving the printed lines. Lines printed afterwards (the
+    /// run's summary) go straight to stdout: printing them through the finished display
+    /// would draw its bar again below them.
     pub fn finish(&mut self) {
         for (_, spinner) in self.running.drain() {
             spinner.finish_and_clear();
         }
-        if let Some(bar) = &self.bar {
-            bar.finish();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(multi) = self.multi.take() {
+            let _ = multi.clear();
         }
     }
 }

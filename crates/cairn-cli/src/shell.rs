@@ -551,7 +551,10 @@ impl ShellHandler {
         } else {
             stderr_tail
         };
-        let last = tail.last().cloned().unwrap_or_default();
+        let last = tail
+            .last()
+            .map(|line| one_line_excerpt(line))
+            .unwrap_or_default();
         let with_last = |message: String| {
             if last.is_empty() {
                 message
@@ -615,6 +618,31 @@ impl ShellHandler {
             )),
         }
     }
+}
+
+/// Characters of a command's last output line quoted in its error message.
+const LAST_LINE_CHARS: usize = 200;
+
+/// The last output line as quoted in an error message, which is journaled, listed by
+/// `cairn runs` and printed: at most [`LAST_LINE_CHARS`] characters, with control characters
+/// (a binary stream's NULs, escape sequences) shown as `\u{fffd}`. The full line stays in
+/// the captured output files.
+fn one_line_excerpt(line: &str) -> String {
+    let mut excerpt: String = line
+        .chars()
+        .take(LAST_LINE_CHARS)
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if line.chars().nth(LAST_LINE_CHARS).is_some() {
+        excerpt.push('…');
+    }
+    excerpt
 }
 
 async fn sleep_opt(limit: Option<Duration>) {

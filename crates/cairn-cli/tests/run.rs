@@ -402,3 +402,24 @@ fn a_state_dir_that_is_a_file_is_a_usage_error_and_the_file_is_left_alone() {
     assert_eq!(sandbox.read("state"), "my notes\n");
     assert!(!sandbox.path("ran").exists());
 }
+
+#[test]
+fn a_failed_task_quotes_a_short_clean_excerpt_of_its_last_output_line() {
+    let sandbox = Sandbox::new();
+    // One 20,000-byte line of NULs and letters, then a failure.
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"noisy\"\nrun = \"head -c 10000 /dev/zero; head -c 10000 /dev/zero | tr '\\\\0' x; exit 1\"\nmax_attempts = 1\n",
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let runs = sandbox.runs();
+    let error = runs[0]["error"].to_string();
+    assert!(error.contains("exited with code 1"), "{error}");
+    assert!(
+        error.len() < 1_000,
+        "the stored error quotes an excerpt, not the whole line: {} bytes",
+        error.len()
+    );
+    assert!(!error.contains("\\u0000"), "no control characters: {error}");
+}

@@ -129,3 +129,26 @@ fn quitting_the_prompt_starts_nothing() {
     assert_eq!(sandbox.runs().len(), 1);
     assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 1);
 }
+
+#[test]
+fn the_live_display_is_gone_once_the_summary_is_printed() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"sleep 0.3\"\n",
+    );
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .current_dir(sandbox.root())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(["run", "wf.toml"]);
+    let mut session =
+        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    session.exp_string("completed: 1 task(s) done").unwrap();
+    let rest = session.exp_eof().unwrap();
+    assert!(
+        !rest.contains("tasks done"),
+        "the progress bar was drawn again after the summary: {rest:?}"
+    );
+}
