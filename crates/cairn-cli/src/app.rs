@@ -64,10 +64,43 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::from(exit_code_of(&error))
         }
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, like `{:#}`, except that a
+/// cause whose text the line already holds is left out: many library errors print their
+/// source inside their own message and also return it as `source()`, which `{:#}` would
+/// print twice.
+///
+/// # Examples
+///
+/// ```
+/// use anyhow::Context as _;
+///
+/// let io = std::io::Error::other("disk on fire");
+/// let error = anyhow::Error::new(io)
+///     .context("write failed on /x: disk on fire")
+///     .context("cannot save run r1");
+/// assert_eq!(
+///     cairn_cli::app::error_text(&error),
+///     "cannot save run r1: write failed on /x: disk on fire"
+/// );
+/// ```
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// Bad workflows and usage (an unknown run, a run in the wrong state for the command) are 2;
@@ -1023,7 +1056,7 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
             serde_json::json!({
                 "run": meta, "tasks": tasks, "live": held,
                 "output": state.run_output(&run_id),
-                "tasks_error": peek.as_ref().err().map(|e| format!("{e:#}")),
+                "tasks_error": peek.as_ref().err().map(error_text),
             })
         );
         return Ok(EXIT_OK);
@@ -1050,7 +1083,7 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
     }
     println!("output    {}", state.run_output(&run_id).display());
     match &peek {
-        Err(error) => println!("tasks     unavailable: {error:#}"),
+        Err(error) => println!("tasks     unavailable: {}", error_text(error)),
         Ok(_) => {
             println!();
             println!(

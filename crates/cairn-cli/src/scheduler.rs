@@ -290,7 +290,7 @@ impl PlanSource for WorkflowFiles {
         let run_id = cairn_runs::fresh_run_id();
         self.state
             .save_origin(&run_id, &wf, &text)
-            .map_err(|error| format!("{error:#}"))?;
+            .map_err(|error| crate::app::error_text(&error))?;
         if let Some(lines) = &self.lines {
             lines.say(
                 &format!(
