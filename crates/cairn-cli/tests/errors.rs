@@ -52,3 +52,23 @@ fn error_text_skips_causes_already_in_the_line_and_keeps_new_ones() {
         "cannot write /y: no space"
     );
 }
+
+#[test]
+fn a_sled_store_held_by_a_run_is_a_store_error_that_says_why() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"touch started; while ! test -f release; do sleep 0.05; done\"\n",
+    );
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--adapter", "sled"], "out1", "err1");
+    common::wait_for("the task to start", || sandbox.path("started").exists());
+    let output = sandbox.run(&["runs", "--adapter", "sled", "--state-dir", ".cairn"]);
+    let stderr = text(&output.stderr);
+    sandbox.touch("release");
+    assert_eq!(common::wait_exit(&mut first).code(), Some(0));
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("one process at a time"),
+        "the message says why: {stderr}"
+    );
+}
