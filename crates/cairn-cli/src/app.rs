@@ -252,13 +252,7 @@ fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
 }
 
 async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(&args.workflow).map_err(|error| WorkflowError {
-        path: args.workflow.clone(),
-        line: 0,
-        column: 0,
-        kind: workflow::WorkflowErrorKind::Read,
-        message: format!("cannot read the workflow file: {error}"),
-    })?;
+    let text = workflow::read_source(&args.workflow)?;
     let wf = workflow::parse(&args.workflow, &text)?;
     let state = open_state(&args.store, default_state_dir(&args.workflow))?;
     let commands = Commands {

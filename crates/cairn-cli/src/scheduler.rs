@@ -283,9 +283,7 @@ impl WorkflowFiles {
 impl PlanSource for WorkflowFiles {
     fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
         let path = Path::new(&request.workflow);
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            format!("cannot read the workflow file {}: {error}", path.display())
-        })?;
+        let text = workflow::read_source(path).map_err(|error| error.to_string())?;
         let wf = workflow::parse(path, &text).map_err(|error| error.to_string())?;
         let run_id = cairn_runs::fresh_run_id();
         self.state

@@ -138,14 +138,47 @@ struct RawTask {
 /// unknown or missing key, a duplicate id, an unknown dependency, a cycle, a bad duration or
 /// an out-of-range value.
 pub fn load(path: &Path) -> Result<Workflow, WorkflowError> {
-    let source = std::fs::read_to_string(path).map_err(|error| WorkflowError {
+    let source = read_source(path)?;
+    parse(path, &source)
+}
+
+/// The largest workflow file read, in bytes (16 MiB; 10,000 tasks take about 300 KiB).
+pub const MAX_WORKFLOW_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a workflow file's text, at most [`MAX_WORKFLOW_BYTES`]: a path such as `/dev/zero`
+/// or a runaway generated file must not take all memory.
+///
+/// # Errors
+///
+/// A [`WorkflowErrorKind::Read`] error naming the file when it cannot be read, is not UTF-8
+/// or is larger than the limit.
+pub fn read_source(path: &Path) -> Result<String, WorkflowError> {
+    use std::io::Read as _;
+    let fail = |message: String| WorkflowError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
         kind: WorkflowErrorKind::Read,
-        message: format!("cannot read the workflow file: {error}"),
-    })?;
-    parse(path, &source)
+        message,
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|error| fail(format!("cannot read the workflow file: {error}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_WORKFLOW_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| fail(format!("cannot read the workflow file: {error}")))?;
+    if bytes.len() as u64 > MAX_WORKFLOW_BYTES {
+        return Err(fail(format!(
+            "the workflow file is larger than {} MiB; this is not a workflow",
+            MAX_WORKFLOW_BYTES / (1024 * 1024)
+        )));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        fail(format!(
+            "cannot read the workflow file: it is not UTF-8 text (invalid byte at offset {})",
+            error.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// Parses and validates workflow text; `path` names the file in errors and gives the folder

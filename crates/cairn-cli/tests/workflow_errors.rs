@@ -142,3 +142,23 @@ fn a_permanent_exit_code_no_process_can_return_is_located() {
         assert!(stderr.contains(code), "{stderr}");
     }
 }
+
+#[test]
+fn a_workflow_file_larger_than_the_limit_is_refused_unread() {
+    let sandbox = Sandbox::new();
+    // Valid TOML: a workflow, then 17 MiB of comment.
+    let mut body = format!("name = \"w\"\n{GOOD_TASK}");
+    let comment = format!("# {}\n", "x".repeat(1022));
+    for _ in 0..(17 * 1024) {
+        body.push_str(&comment);
+    }
+    sandbox.write("wf.toml", &body);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("wf.toml") && stderr.contains("16 MiB"),
+        "{stderr}"
+    );
+    assert!(!sandbox.path("ran").exists());
+}
