@@ -331,10 +331,14 @@ impl RunContext<'_> {
                     )
                     .await
                 } else {
+                    // Only an approval claims a failed or paused run inside `decide`, and this
+                    // CLI sends none; read what the drive needs as soon as possible anyway.
+                    let failed = FailedRun::read(self.state, &resumed.meta.run_id).await?;
                     drive_failed(
                         self.state,
                         &resumed.meta,
                         resumed.previous_status,
+                        failed,
                         self.mode,
                         &self.args.exec,
                         self.commands,
@@ -473,12 +477,14 @@ impl RunContext<'_> {
         );
         match choice {
             'r' => {
+                let failed = FailedRun::read(self.state, &prompt.run_id).await?;
                 let resumed = self.policy.resume(&prompt.run_id).await?;
                 let rerun = self.commands.resume(&prompt.run_id);
                 drive_failed(
                     self.state,
                     &resumed.meta,
                     resumed.previous_status,
+                    failed,
                     self.mode,
                     &self.args.exec,
                     self.commands,
@@ -577,24 +583,40 @@ async fn drive_interrupted(
     claimed.drive(rerun, done, header).await
 }
 
+/// What the drive of a failed (or paused) run needs from its state: its workflow copy and
+/// its task counts. Read BEFORE the run is claimed, because a claimed run is `running`: if
+/// this read failed after the claim, the run would be left looking interrupted, and the next
+/// plain `cairn run` would resume it without the failed-run prompt.
+struct FailedRun {
+    wf: Workflow,
+    counts: cairn_queue::StatusCounts,
+}
+
+impl FailedRun {
+    async fn read(state: &StateDir, run_id: &RunId) -> anyhow::Result<FailedRun> {
+        let wf = state.load_origin(run_id)?;
+        // The executor retries the failed tasks when it adopts the run; the counts only tell
+        // the user what is about to happen.
+        let counts = policy::peek(state.factory.as_ref(), run_id).await?.counts();
+        Ok(FailedRun { wf, counts })
+    }
+}
+
 /// Drives a failed (or paused) run the policy already claimed: its failed tasks get another
 /// go, done tasks stay done.
+#[allow(clippy::too_many_arguments)]
 async fn drive_failed(
     state: &StateDir,
     meta: &RunMeta,
     previous: RunStatus,
+    failed: FailedRun,
     mode: Mode,
     exec: &ExecArgs,
     commands: &Commands,
     rerun: String,
 ) -> anyhow::Result<u8> {
     let run_id = meta.run_id.clone();
-    let wf = state.load_origin(&run_id)?;
-    // The executor retries the failed tasks when it adopts the run; this read only tells the
-    // user what is about to happen.
-    let counts = policy::peek(state.factory.as_ref(), &run_id)
-        .await?
-        .counts();
+    let FailedRun { wf, counts } = failed;
     let done = counts.done + counts.skipped;
     let header = format!(
         "resuming {previous} run {run_id}: {done} done, {} pending, {} failed task(s) retried",
@@ -889,11 +911,24 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
         }
         _ => {
             let policy = ResumePolicy::new(Arc::clone(&state.factory));
+            // Cancelled runs are refused by the policy; they need no workflow copy.
+            let failed = if meta.status.is_terminal() {
+                None
+            } else {
+                Some(FailedRun::read(&state, &run_id).await?)
+            };
             let resumed = policy.resume(&run_id).await?;
+            let Some(failed) = failed else {
+                anyhow::bail!(
+                    "run {run_id} is {} and was not expected to resume",
+                    meta.status
+                );
+            };
             drive_failed(
                 &state,
                 &resumed.meta,
                 resumed.previous_status,
+                failed,
                 mode,
                 &args.exec,
                 &commands,

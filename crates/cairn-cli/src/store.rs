@@ -198,7 +198,14 @@ impl StateDir {
         let copy = dir.join(WORKFLOW_COPY);
         let text = std::fs::read_to_string(&copy)
             .with_context(|| format!("cannot read {}", copy.display()))?;
-        let mut parsed = workflow::parse(&origin.workflow_path, &text)?;
+        // A copy that no longer parses is damaged state, not a bad workflow file: the error
+        // names the copy and is a store error (exit 5), not a usage error.
+        let mut parsed = workflow::parse(&origin.workflow_path, &text).map_err(|error| {
+            anyhow::anyhow!(
+                "the workflow copy {} of run {run_id} does not parse: {error}",
+                copy.display()
+            )
+        })?;
         parsed.dir = origin.workflow_dir;
         Ok(parsed)
     }

@@ -423,3 +423,29 @@ fn a_failed_task_quotes_a_short_clean_excerpt_of_its_last_output_line() {
     );
     assert!(!error.contains("\\u0000"), "no control characters: {error}");
 }
+
+#[test]
+fn a_resume_that_cannot_start_leaves_the_failed_run_failed() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    // The run's copy of its workflow is damaged: the resume cannot rebuild the run's plan.
+    let copy = sandbox.path(&format!(".cairn/output/{run_id}/.workflow.toml"));
+    std::fs::write(&copy, "garbage = \n").unwrap();
+    let resume = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stderr = text(&resume.stderr);
+    assert_eq!(resume.status.code(), Some(5), "damaged state: {stderr}");
+    assert!(
+        stderr.contains(".workflow.toml"),
+        "names the copy: {stderr}"
+    );
+    assert_eq!(
+        sandbox.runs()[0]["status"],
+        "failed",
+        "the run was not left looking interrupted"
+    );
+    // So a plain run still asks instead of resuming the failed run silently.
+    sandbox.touch("fixed");
+    let again = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again.stdout));
+    assert_eq!(count_lines(&sandbox.read("log"), "publish"), 0);
+}
