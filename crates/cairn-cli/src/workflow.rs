@@ -228,6 +228,14 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
     })?;
 
     let name = match raw.name {
+        // The name is printed in one-line messages and tables and goes into printed commands.
+        Some(name) if name.get_ref().chars().any(char::is_control) => {
+            return Err(at(
+                name.span(),
+                WorkflowErrorKind::InvalidValue,
+                "`name` must not contain control characters (a newline, a tab, ...)".to_owned(),
+            ));
+        }
         Some(name) if !name.get_ref().trim().is_empty() => name.into_inner(),
         Some(name) => {
             return Err(at(

@@ -162,3 +162,10 @@ fn a_workflow_file_larger_than_the_limit_is_refused_unread() {
     );
     assert!(!sandbox.path("ran").exists());
 }
+
+#[test]
+fn a_name_with_a_control_character_is_located() {
+    let body = format!("name = \"two\\nlines\"\n{GOOD_TASK}");
+    let stderr = assert_rejected(&body, 1);
+    assert!(stderr.contains("control characters"), "{stderr}");
+}
