@@ -246,6 +246,41 @@ fn open_existing_state(store: &StoreArgs) -> anyhow::Result<StateDir> {
     StateDir::open(&root, store.adapter)
 }
 
+/// Takes the state folder's lock on a workflow and scope ([`StateDir::lock_scope`]). When
+/// another process holds it, the refusal also names the run that process is driving, if it
+/// has begun one, so the user can look at it.
+async fn lock_scope(
+    state: &StateDir,
+    workflow: &str,
+    scope: &str,
+) -> anyhow::Result<crate::store::ScopeLock> {
+    let error = match state.lock_scope(workflow, scope) {
+        Ok(lock) => return Ok(lock),
+        Err(error) if error.downcast_ref::<crate::store::ScopeBusy>().is_some() => error,
+        Err(error) => return Err(error),
+    };
+    let filter = RunFilter {
+        workflow: Some(workflow.to_owned()),
+        scope: Some(scope.to_owned()),
+        statuses: vec![RunStatus::Running],
+    };
+    let newest = state
+        .factory
+        .list(&filter)
+        .await
+        .ok()
+        .and_then(|runs| runs.into_iter().last());
+    Err(match newest {
+        Some(meta) => error.context(format!(
+            "run {} is the run being driven (see it with `cairn show {} --state-dir {}`)",
+            meta.run_id,
+            meta.run_id,
+            shell_quote(&state.root.display().to_string())
+        )),
+        None => error,
+    })
+}
+
 fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
     RunId::new(text)
         .map_err(|error| UsageError(format!("`{text}` is not a run id: {error}")).into())
@@ -266,7 +301,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     let mode = progress_mode(args.store.json);
     // Held until the drive ends: another `cairn run` of this workflow and scope must not
     // decide anything between this one's decision and the start of its run.
-    let _scope_lock = state.lock_scope(&wf.name, &args.scope)?;
+    let _scope_lock = lock_scope(&state, &wf.name, &args.scope).await?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
     let mut request = RunRequest::new(wf.name.clone(), args.scope.clone(), args.input.clone());
     if args.force {
@@ -864,7 +899,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let run_id = parse_run_id(&args.target.run)?;
     let meta = load_meta(&state, &run_id).await?;
     // One driver per workflow and scope, as for `cairn run`.
-    let _scope_lock = state.lock_scope(&meta.workflow, &meta.scope)?;
+    let _scope_lock = lock_scope(&state, &meta.workflow, &meta.scope).await?;
     let meta = load_meta(&state, &run_id).await?;
     let mode = progress_mode(store.json);
     let mut commands = Commands {

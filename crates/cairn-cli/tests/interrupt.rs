@@ -250,10 +250,16 @@ fn a_second_run_of_a_live_workflow_is_refused() {
     sandbox.write("wf.toml", BLOCKING);
     let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
     wait_for_b(&sandbox);
+    let run_id = sandbox.only_run_id();
     for args in [&["run", "wf.toml"][..], &["run", "wf.toml", "--force"][..]] {
         let second = sandbox.run(args);
-        assert_eq!(second.status.code(), Some(5), "{}", text(&second.stderr));
-        assert!(text(&second.stderr).contains("being driven right now"));
+        let stderr = text(&second.stderr);
+        assert_eq!(second.status.code(), Some(5), "{stderr}");
+        assert!(stderr.contains("being driven right now"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cairn show {run_id}")),
+            "the refusal names the live run: {stderr}"
+        );
     }
     sandbox.touch("release");
     assert_eq!(wait_exit(&mut first).code(), Some(0));
