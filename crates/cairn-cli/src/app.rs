@@ -614,6 +614,7 @@ async fn drive_interrupted(
         mode,
         exec,
         commands,
+        retry_failed: false,
     };
     claimed.drive(rerun, done, header).await
 }
@@ -665,6 +666,7 @@ async fn drive_failed(
         mode,
         exec,
         commands,
+        retry_failed: true,
     };
     claimed.drive(rerun, done, header).await
 }
@@ -677,10 +679,14 @@ struct Claimed<'a> {
     mode: Mode,
     exec: &'a ExecArgs,
     commands: &'a Commands,
+    /// A failed (or paused) run's failed tasks get fresh attempts (`Start::Adopt`); an
+    /// interrupted run only continues, so a task that failed for good stays failed
+    /// (`Start::AdoptInterrupted`).
+    retry_failed: bool,
 }
 
 impl Claimed<'_> {
-    /// Adopts the run (`Start::Adopt`) and drives it with its display and signal handling.
+    /// Adopts the run and drives it with its display and signal handling.
     async fn drive(self, rerun: String, done: usize, header: String) -> anyhow::Result<u8> {
         let run_id = self.meta.run_id.clone();
         let plan = self
@@ -699,7 +705,11 @@ impl Claimed<'_> {
             .run(
                 plan,
                 run_id.clone(),
-                Start::Adopt(run_id),
+                if self.retry_failed {
+                    Start::Adopt(run_id)
+                } else {
+                    Start::AdoptInterrupted(run_id)
+                },
                 done,
                 header,
                 true,

@@ -2,9 +2,11 @@
 //!
 //! The decisions themselves (resume an interrupted run, ask about a failed one, refuse a
 //! second writer, force, abandon, resume by id) are `cairn_runs::ResumePolicy`'s. The policy
-//! only moves the run's status; when the executor then adopts the claimed run
+//! only moves the run's status. When the executor then adopts a claimed failed run
 //! (`Start::Adopt`), it gives the failed tasks fresh attempts and unblocks their dependents,
-//! audited as `task_reset` with reason `explicit_resume`. Done tasks never run again.
+//! audited as `task_reset` with reason `explicit_resume`; a claimed interrupted run
+//! (`Start::AdoptInterrupted`) only continues, so its failed tasks stay failed. Done tasks
+//! never run again.
 
 use anyhow::Context as _;
 use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};

@@ -318,3 +318,49 @@ fn abandoning_an_interrupted_run_is_refused_with_the_way_forward() {
     let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
 }
+
+#[test]
+fn after_ctrl_c_a_task_that_failed_permanently_is_not_run_again() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "half-failed"
+
+[[task]]
+id = "bad"
+run = "echo bad >> log; exit 2"
+permanent_exit_codes = [2]
+
+[[task]]
+id = "b"
+run = "echo $$ > b.pgid; echo b-start >> log; while ! test -f release; do sleep 0.05; done; echo b >> log"
+"#,
+    );
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
+    wait_for_b(&sandbox);
+    wait_for("bad to fail", || {
+        count_lines(&sandbox.read("log"), "bad") == 1
+    });
+    signal(pid_of(&first), "INT");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+
+    // The plain command resumes the interrupted run: `b` runs again, `bad` does not.
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml"]);
+    let stdout = text(&second.stdout);
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "the run still fails on `bad`: {stdout}\n{}",
+        text(&second.stderr)
+    );
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "bad"),
+        1,
+        "a permanent failure is not retried because the run was interrupted: {log}"
+    );
+    assert_eq!(count_lines(&log, "b"), 1, "{log}");
+}

@@ -109,7 +109,14 @@ impl Executor {
                 Some(prepared) => prepared,
                 None => self.begin(&plan, clock.now()).await?,
             },
-            Start::Adopt(run_id) => self.adopt(&plan, run_id, clock.now()).await?,
+            Start::Adopt(run_id) => {
+                self.adopt(&plan, run_id, Retry::FailedTasks, clock.now())
+                    .await?
+            }
+            Start::AdoptInterrupted(run_id) => {
+                self.adopt(&plan, run_id, Retry::Nothing, clock.now())
+                    .await?
+            }
         };
         let Prepared {
             run_id,
@@ -321,7 +328,10 @@ impl Executor {
             match open_through_probes(&*self.factory, &run_id).await {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
-                    match self.take_over(plan, expected_id, opened, true, now).await {
+                    match self
+                        .take_over(plan, expected_id, opened, Claim::Here, now)
+                        .await
+                    {
                         Ok(prepared) => return Ok(Some(prepared)),
                         Err(Refusal::Unfit(reason)) => {
                             self.quarantine(&run_id, &reason, now).await;
@@ -344,8 +354,15 @@ impl Executor {
         Ok(None)
     }
 
-    /// `Start::Adopt`: opens a run the resume policy already claimed.
-    async fn adopt(&self, plan: &RunPlan, run_id: &RunId, now: Timestamp) -> Result<Prepared> {
+    /// `Start::Adopt` and `Start::AdoptInterrupted`: opens a run the resume policy already
+    /// claimed.
+    async fn adopt(
+        &self,
+        plan: &RunPlan,
+        run_id: &RunId,
+        retry: Retry,
+        now: Timestamp,
+    ) -> Result<Prepared> {
         let opened = match open_through_probes(&*self.factory, run_id).await {
             Ok(Some(opened)) => opened,
             Ok(None) => {
@@ -371,7 +388,10 @@ impl Executor {
                 });
             }
         };
-        match self.take_over(plan, run_id, opened, false, now).await {
+        match self
+            .take_over(plan, run_id, opened, Claim::ByPolicy(retry), now)
+            .await
+        {
             Ok(prepared) => Ok(prepared),
             Err(Refusal::Unfit(reason)) => {
                 let location = self
@@ -396,13 +416,14 @@ impl Executor {
         }
     }
 
-    /// Checks an opened run, claims it (when `claim`), replays it and applies recovery.
+    /// Checks an opened run, claims it (when `claim` says so), replays it and applies
+    /// recovery.
     async fn take_over(
         &self,
         plan: &RunPlan,
         expected_id: &RunId,
         opened: Opened,
-        claim: bool,
+        claim: Claim,
         now: Timestamp,
     ) -> std::result::Result<Prepared, Refusal> {
         let Opened {
@@ -430,7 +451,7 @@ impl Executor {
             )));
         }
         let run_id = recovered.meta.run_id.clone();
-        let (previous_epoch, lease_epoch) = if claim {
+        let (previous_epoch, lease_epoch) = if claim == Claim::Here {
             // Running → Running is a re-claim: the store bumps the lease epoch, so a writer
             // from an older epoch can be told apart.
             match self
@@ -479,13 +500,14 @@ impl Executor {
 
         let recoveries = queue.recover(now);
         let now_text = now.0.to_string();
-        // An explicit adopt follows an explicit resume by id, which means "run it again": failed
-        // tasks get fresh attempts and the dependents they blocked return to pending. The
-        // automatic lookup (`claim`) never reaches failed runs, so it never retries anything.
-        let retried = if claim {
-            Vec::new()
-        } else {
+        // Resuming a failed run means "run it again": failed tasks get fresh attempts and the
+        // dependents they blocked return to pending. An interrupted run (found here, or
+        // claimed from `running` by the policy) only continues: a task that failed, before
+        // the interruption or on its last attempt at recovery, stays failed.
+        let retried = if claim == Claim::ByPolicy(Retry::FailedTasks) {
             retry_failed(&mut queue, now)
+        } else {
+            Vec::new()
         };
         let mut tasks_reset = 0u64;
         let mut audits = Vec::with_capacity(recoveries.len() + 1);
@@ -548,10 +570,12 @@ impl Executor {
                 AuditAction::Recovered,
                 format!(
                     "{} at lease epoch {lease_epoch}; {} task(s) recovered, {} failed task(s) retried",
-                    if claim {
-                        "interrupted run adopted"
-                    } else {
-                        "run adopted after an explicit resume"
+                    match claim {
+                        Claim::Here => "interrupted run adopted",
+                        Claim::ByPolicy(Retry::Nothing) =>
+                            "interrupted run adopted after the resume policy claimed it",
+                        Claim::ByPolicy(Retry::FailedTasks) =>
+                            "run adopted after an explicit resume",
                     },
                     recoveries.len(),
                     retried.len()
@@ -665,6 +689,24 @@ async fn open_through_probes(
             other => return other,
         }
     }
+}
+
+/// Who claimed a run being taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// `Start::Auto` found it interrupted and claims it here.
+    Here,
+    /// The resume policy claimed it before `Start::Adopt` or `Start::AdoptInterrupted`.
+    ByPolicy(Retry),
+}
+
+/// What a take-over retries beyond the recovery of running tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Failed tasks get fresh attempts (`Start::Adopt`: an explicit resume of a failed run).
+    FailedTasks,
+    /// Nothing: failed tasks stay failed (an interrupted run continues).
+    Nothing,
 }
 
 /// Gives every failed task of `queue` fresh attempts; returns the ids and kinds retried.

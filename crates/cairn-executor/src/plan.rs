@@ -125,6 +125,11 @@ impl RunPlan {
 /// The executor adopts only runs that were interrupted (`running` with no live writer). A
 /// `failed` run is never adopted by the executor's own lookup: whether to resume it is the
 /// resume policy's decision (`cairn-runs`), which then uses `Adopt`.
+///
+/// Which variant follows a policy claim depends on the status the run was claimed from
+/// (`ResumedRun::previous_status` in `cairn-runs`): `failed` (or `paused`) → `Adopt`, which
+/// gives failed tasks fresh attempts; `running` (an interrupted run) → `AdoptInterrupted`,
+/// which continues the run as `Auto` would, so a task that failed for good stays failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// Always begin a new run.
@@ -133,9 +138,16 @@ pub enum Start {
     /// new run. State that does not fit (another format version, run id or scope) is
     /// quarantined, audited and logged, and a new run begins.
     Auto,
-    /// Open and drive this run. The caller (the resume policy) has already moved it to
-    /// `running` with a status compare-and-swap, which claimed a new lease epoch.
+    /// Open and drive this run as an explicit resume of a failed (or paused) run: every
+    /// failed task gets fresh attempts and the dependents it blocked return to `pending`.
+    /// The caller (the resume policy) has already moved it to `running` with a status
+    /// compare-and-swap, which claimed a new lease epoch.
     Adopt(RunId),
+    /// Open and drive this interrupted run, which the caller (the resume policy) claimed from
+    /// `running` with a status compare-and-swap. Like `Auto`'s adoption: tasks that were
+    /// running are recovered (`Queue::recover`), and failed tasks stay failed, so a task that
+    /// failed permanently is not run again just because the run was interrupted.
+    AdoptInterrupted(RunId),
 }
 
 /// Tokens that stop a drive. Both default to tokens nobody cancels.

@@ -667,3 +667,118 @@ async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_a
         RunStatus::Completed
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_failed_task_failed() {
+    let store = MemoryFactory::new();
+    let (bad_bodies, long_bodies) = (Ledger::default(), Ledger::default());
+    let registry = |shutdown: CancellationToken| {
+        let (bad_bodies, long_bodies) = (bad_bodies.clone(), long_bodies.clone());
+        Registry::new()
+            .with(
+                "bad",
+                handler_fn(move |ctx| {
+                    let bodies = bad_bodies.clone();
+                    async move {
+                        bodies.record(&ctx);
+                        Err::<Finish, _>(TaskFailure::permanent("bad_config", "exit 2"))
+                    }
+                }),
+            )
+            .with(
+                "long",
+                handler_fn(move |ctx| {
+                    let (bodies, shutdown) = (long_bodies.clone(), shutdown.clone());
+                    async move {
+                        bodies.record(&ctx);
+                        if ctx.attempt() == 1 {
+                            // The operator's Ctrl-C lands while this runs.
+                            shutdown.cancel();
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                    }
+                }),
+            )
+            .with(
+                "after",
+                handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+            )
+    };
+    let mut phase = Phase::new("p");
+    let bad = phase.task(TaskSpec::new("bad"), []);
+    phase.task(TaskSpec::new("long"), []);
+    phase.task(TaskSpec::new("after"), [bad]);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+
+    let signals = RunSignals::default();
+    let first = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let interrupted = first
+        .run(plan.clone(), Start::Fresh, signals)
+        .await
+        .unwrap();
+    assert_eq!(interrupted.disposition, Disposition::LeaveRunning);
+    assert_eq!(interrupted.counts.failed, 1, "`bad` failed before the stop");
+    assert_eq!(bad_bodies.total(), 1);
+
+    // The resume policy claims the interrupted run from `running`, then hands it over.
+    store
+        .compare_and_swap_status(&interrupted.run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    let signals = RunSignals::default();
+    let second = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let report = second
+        .run(
+            plan,
+            Start::AdoptInterrupted(interrupted.run_id.clone()),
+            signals,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.run_id, interrupted.run_id);
+    assert!(report.resumed);
+    assert!(
+        matches!(report.disposition, Disposition::Fail(_)),
+        "the permanent failure still fails the run: {:?}",
+        report.disposition
+    );
+    assert_eq!(
+        bad_bodies.total(),
+        1,
+        "a task that failed permanently is not run again because the run was interrupted"
+    );
+    assert_eq!(long_bodies.total(), 2, "the interrupted attempt ran again");
+    assert_eq!(
+        (
+            report.counts.done,
+            report.counts.failed,
+            report.counts.blocked
+        ),
+        (1, 1, 1)
+    );
+    let audit = store.read_audit(&interrupted.run_id).await.unwrap();
+    assert!(
+        !audit.iter().any(|r| r
+            .detail
+            .get("reason")
+            .is_some_and(|v| v == "explicit_resume")),
+        "nothing was retried as an explicit resume: {audit:?}"
+    );
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::Recovered
+            && r.message.contains("after the resume policy claimed it")),
+        "{audit:?}"
+    );
+}

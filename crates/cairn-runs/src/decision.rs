@@ -133,7 +133,9 @@ pub enum ResumeReason {
     ById,
 }
 
-/// A run the policy claimed for the caller to drive (for the executor: `Start::Adopt`).
+/// A run the policy claimed for the caller to drive. For the executor: `Start::Adopt` when
+/// `previous_status` is `failed` or `paused` (failed tasks get fresh attempts), and
+/// `Start::AdoptInterrupted` when it is `running` (the interrupted run only continues).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumedRun {
     /// The run's metadata right after the claim: status `running`, the new lease epoch,
