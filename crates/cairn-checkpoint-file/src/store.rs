@@ -430,8 +430,26 @@ impl Store {
             let Ok(run_id) = RunId::new(name) else {
                 continue;
             };
-            let Some(bytes) = self.read_meta_bytes(&self.run_dir(&run_id))? else {
-                continue;
+            let path = self.run_dir(&run_id).join(META_FILE);
+            let bytes = match self.fs.read(&path) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                // A file where a run's folder belongs is foreign state that would fail every
+                // listing, so it is moved aside, as bad metadata is.
+                Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                    let reason = "a file, not a run folder, has this run's name";
+                    match self.quarantine_stray_file(&run_id, reason) {
+                        Ok(location) => cairn_telemetry::emit::state_quarantined(
+                            run_id.as_str(),
+                            reason,
+                            &location,
+                        ),
+                        Err(Error::NotFound { .. }) => {}
+                        Err(other) => return Err(other),
+                    }
+                    continue;
+                }
+                Err(err) => return Err(io_error("read", &path)(err)),
             };
             match parse_meta(&run_id, &bytes) {
                 Ok(meta) if filter.matches(&meta) => metas.push(meta),
@@ -541,17 +559,7 @@ impl Store {
     pub(crate) fn quarantine_locked(&self, run_id: &RunId, reason: &str) -> Result<String> {
         let dir = self.run_dir(run_id);
         let qdir = self.quarantine_dir();
-        self.fs
-            .create_dir_all(&qdir)
-            .map_err(io_error("create_dir_all", &qdir))?;
-        let mut millis = wall_clock_now().0;
-        let target = loop {
-            let candidate = qdir.join(format!("{run_id}-{millis}"));
-            if !self.exists(&candidate)? {
-                break candidate;
-            }
-            millis += 1;
-        };
+        let target = self.quarantine_target(run_id.as_str())?;
         // Write-ahead: both records are durable before the folder moves, so a crash between the
         // steps can leave a recorded intent over a run still in place (quarantined again on the
         // next open), but never a quarantined run without its record.
@@ -564,6 +572,34 @@ impl Store {
         )
         .with_detail(serde_json::json!({ "location": location, "reason": reason }));
         self.append_audit_in(&dir, &record)?;
+        self.log_quarantine(&record)?;
+        self.fs
+            .rename(&dir, &target)
+            .map_err(io_error("rename", &dir))?;
+        self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
+        let runs = self.runs_dir();
+        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
+        Ok(location)
+    }
+
+    /// A free path `quarantine/<name>-<millis>`, creating the quarantine folder if needed.
+    fn quarantine_target(&self, name: &str) -> Result<PathBuf> {
+        let qdir = self.quarantine_dir();
+        self.fs
+            .create_dir_all(&qdir)
+            .map_err(io_error("create_dir_all", &qdir))?;
+        let mut millis = wall_clock_now().0;
+        loop {
+            let candidate = qdir.join(format!("{name}-{millis}"));
+            if !self.exists(&candidate)? {
+                return Ok(candidate);
+            }
+            millis += 1;
+        }
+    }
+
+    /// Appends `record` to `quarantine.jsonl` durably, under the log's lock.
+    fn log_quarantine(&self, record: &AuditRecord) -> Result<()> {
         let log = self.root.join(QUARANTINE_LOG);
         let mut file = self
             .fs
@@ -571,21 +607,45 @@ impl Store {
             .map_err(io_error("open", &log))?;
         file.lock().map_err(io_error("lock", &log))?;
         // A torn line left by a crash mid-append is cut, so this one starts a line of its
-        // own; the run's folder holds the audited record of every quarantine.
+        // own; the run's folder holds the audited record of every run quarantine.
         let size = file.size().map_err(io_error("stat", &log))?;
         let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
             .map_err(io_error("read", &log))?;
         if let Some(keep) = torn {
             file.set_len(keep).map_err(io_error("truncate", &log))?;
         }
-        append_line(&mut *file, &log, &record)?;
+        append_line(&mut *file, &log, record)?;
         // The log may be new; its entry in the root is durable only once the root is synced.
-        self.fs
-            .sync_dir(&self.root)
-            .map_err(sync_error(&self.root))?;
-        self.fs
-            .rename(&dir, &target)
-            .map_err(io_error("rename", &dir))?;
+        self.fs.sync_dir(&self.root).map_err(sync_error(&self.root))
+    }
+
+    /// Moves a file that sits where run `run_id`'s folder belongs to the quarantine folder,
+    /// recorded first in `quarantine.jsonl` (it has no folder to hold an audit log).
+    fn quarantine_stray_file(&self, run_id: &RunId, reason: &str) -> Result<String> {
+        let path = self.run_dir(run_id);
+        let target = self.quarantine_target(run_id.as_str())?;
+        let location = target.display().to_string();
+        let record = AuditRecord::new(
+            wall_clock_now(),
+            run_id.clone(),
+            AuditAction::Quarantined,
+            format!(
+                "stray file {} quarantined to {location}: {reason}",
+                path.display()
+            ),
+        )
+        .with_detail(serde_json::json!({ "location": location, "reason": reason }));
+        self.log_quarantine(&record)?;
+        match self.fs.rename(&path, &target) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+            Err(err) => return Err(io_error("rename", &path)(err)),
+        }
+        let qdir = self.quarantine_dir();
         self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
         let runs = self.runs_dir();
         self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;

@@ -490,6 +490,47 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
     assert_eq!(log.lines().count(), 4, "{log}");
 }
 
+#[tokio::test]
+async fn a_stray_file_among_the_runs_is_quarantined_and_listing_goes_on() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let run = factory.begin(meta("real-run")).await.unwrap();
+    drop(run);
+    // A file where a run's folder belongs (a person's copy, an editor's leftover).
+    let stray = h.run_dir(&RunId::new("stray").unwrap());
+    std::fs::write(&stray, b"notes").unwrap();
+
+    let listed = factory
+        .list(&cairn_checkpoint::RunFilter::default())
+        .await
+        .expect("a stray file does not stop the listing");
+    let ids: Vec<&str> = listed.iter().map(|m| m.run_id.as_str()).collect();
+    assert_eq!(ids, ["real-run"]);
+    assert!(!stray.exists(), "the stray file was moved aside");
+    let moved: Vec<_> = std::fs::read_dir(h.root().join("quarantine"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        std::fs::read(&moved[0]).unwrap(),
+        b"notes",
+        "moved, never deleted or changed"
+    );
+    let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("stray file"), "{log}");
+    // The next listing finds nothing more to move.
+    assert_eq!(
+        factory
+            .list(&cairn_checkpoint::RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_keeps_every_acknowledged_record() {
     let h = FileHarness::with(Durability::Group {
