@@ -1005,15 +1005,15 @@ async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
     let abandoned = match policy.abandon(&run_id).await {
         Ok(abandoned) => abandoned,
-        // The policy only abandons failed and paused runs; an interrupted one (running, no
-        // live writer) must be resumed first, and the user is told how.
+        // Nobody drives it, but its last owner is still alive (or on another host): that
+        // process may have claimed it to resume it, so the policy leaves it alone.
         Err(error @ cairn_runs::Error::StillRunning { live: false, .. }) => {
             let resume = format!(
                 "cairn resume {run_id} --state-dir {}",
                 shell_quote(&state.root.display().to_string())
             );
             return Err(anyhow::Error::new(error).context(UsageError(format!(
-                "run {run_id} was interrupted and is resumed, not abandoned: resume it with `{resume}`; if it then fails, it can be abandoned"
+                "run {run_id} is not being driven, but the process that last owned it has not exited, so it may be about to resume it; try again once it has exited, or resume the run with `{resume}`"
             ))));
         }
         Err(error) => return Err(error.into()),

@@ -54,8 +54,8 @@ pub enum Command {
     /// Resume a failed or interrupted run by id (failed tasks get another go).
     #[command(after_help = EXIT_CODES)]
     Resume(ResumeArgs),
-    /// Abandon a failed or paused run (it becomes cancelled; its state is kept). An
-    /// interrupted run is resumed, not abandoned.
+    /// Abandon a failed, paused or interrupted run (it becomes cancelled; its state is kept).
+    /// A run that a live process drives, or whose last driver has not exited, is refused.
     Abandon(RunRef),
     /// Print a run's audit log (recovery decisions).
     Audit(RunRef),

@@ -26,10 +26,11 @@ pub enum Error {
         /// Its terminal status.
         status: RunStatus,
     },
-    /// The run is `running`, so it cannot be abandoned here: a live writer owns it, or it
-    /// was interrupted and the next request for its workflow and scope recovers it.
+    /// The run is `running` and cannot be abandoned now: a live writer drives it, or its
+    /// last owner cannot be shown to have exited (it may be about to drive it). An
+    /// interrupted run whose owner has exited can be abandoned.
     #[error(
-        "run {run_id} is running ({}); it cannot be abandoned while running",
+        "run {run_id} is running ({}); it can be abandoned only when no process drives it and its last owner has exited",
         owner_text(.owner, *.live)
     )]
     StillRunning {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, CheckpointerFactory, RunFilter, RunId, RunMeta, RunStatus,
+    AuditAction, AuditRecord, CheckpointerFactory, Owner, RunFilter, RunId, RunMeta, RunStatus,
     wall_clock_now,
 };
 use cairn_telemetry::emit;
@@ -218,17 +218,21 @@ impl ResumePolicy {
         }
     }
 
-    /// Abandons a failed or paused run: it becomes `cancelled` (one status compare-and-swap).
-    /// After that, a request for its workflow and scope starts fresh with no prompt.
+    /// Abandons a failed, paused or interrupted run: it becomes `cancelled` (one status
+    /// compare-and-swap; for an interrupted run, made while holding its writer lock). After
+    /// that, a request for its workflow and scope starts fresh with no prompt.
     ///
     /// # Errors
     ///
     /// - `Error::NotFound` for an unknown run.
     /// - `Error::AlreadyTerminal` when it is `completed` or `cancelled` (also when a
     ///   concurrent abandon won).
-    /// - `Error::StillRunning` when it is `running` (live, or interrupted: the next request
-    ///   recovers an interrupted run; abandon it once it has failed or paused).
-    /// - `Error::Storage` when the store fails.
+    /// - `Error::StillRunning` when it is `running` and a live process drives it
+    ///   (`live: true`), or nobody drives it but its last owner cannot be shown to have
+    ///   exited (`live: false`: a resumer that claimed it may be about to open it, or the
+    ///   owner ran on another host).
+    /// - `Error::Storage` when the store fails (including state that `open` refuses and
+    ///   quarantines).
     ///
     /// # Examples
     ///
@@ -286,12 +290,60 @@ impl ResumePolicy {
                     });
                 }
                 RunStatus::Running => {
+                    // An interrupted run can be abandoned too (a task that hangs without a
+                    // timeout would otherwise pin its workflow and scope forever), but only
+                    // once its last owner is known to have exited: a resumer claims a run
+                    // (and becomes its owner) before it opens it, and that claim must win.
                     let live = self.factory.is_held(run_id).await?;
-                    return Err(Error::StillRunning {
-                        run_id: run_id.clone(),
-                        live,
-                        owner: meta.owner,
-                    });
+                    if live || !meta.owner.as_ref().is_some_and(owner_has_exited) {
+                        return Err(Error::StillRunning {
+                            run_id: run_id.clone(),
+                            live,
+                            owner: meta.owner,
+                        });
+                    }
+                    // The writer lock is held across the swap, so a driver that started
+                    // meanwhile makes `open` fail with `Locked`.
+                    let opened = match self.factory.open(run_id).await {
+                        Ok(Some(opened)) => opened,
+                        Ok(None) => {
+                            return Err(Error::NotFound {
+                                run_id: run_id.clone(),
+                            });
+                        }
+                        Err(cairn_checkpoint::Error::Locked { .. }) => {
+                            return Err(Error::StillRunning {
+                                run_id: run_id.clone(),
+                                live: true,
+                                owner: meta.owner,
+                            });
+                        }
+                        Err(other) => return Err(other.into()),
+                    };
+                    let swapped = self
+                        .factory
+                        .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
+                        .await;
+                    drop(opened);
+                    match swapped? {
+                        Ok(cancelled) => {
+                            self.audit(
+                                run_id,
+                                AuditAction::Abandoned,
+                                "abandoned while interrupted (no process was driving it); now \
+                                 cancelled"
+                                    .to_owned(),
+                                json!({ "previous_status": previous.as_str() }),
+                            )
+                            .await?;
+                            emit::run_abandoned(run_id.as_str(), previous.as_str());
+                            return Ok(Abandoned {
+                                meta: cancelled,
+                                previous_status: previous,
+                            });
+                        }
+                        Err(conflict) => meta.status = conflict.current,
+                    }
                 }
             }
         }
@@ -601,6 +653,17 @@ impl ResumePolicy {
         self.factory.append_audit(run_id, &record).await?;
         Ok(())
     }
+}
+
+/// Whether `owner` is a process known to have exited: it ran on this host and `/proc` has
+/// no entry for its pid. `false` whenever that cannot be told (another host, no `/proc`), so
+/// an interrupted run is only abandoned when nobody can still be about to drive it. A reused
+/// pid only makes this answer `false` (careful), never `true` wrongly.
+fn owner_has_exited(owner: &Owner) -> bool {
+    let proc = std::path::Path::new("/proc");
+    owner.host == Owner::current().host
+        && proc.join("self").exists()
+        && !proc.join(owner.pid.to_string()).exists()
 }
 
 /// The outcome of an explicit claim.
