@@ -365,6 +365,8 @@ async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<Strin
 /// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
 /// number: the part after the id's last dot is all digits only for plain attempts.)
 fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
+    /// Suffixes tried before giving up on a free name.
+    const MAX_REPEATS: u32 = 10_000;
     let taken = |stem: &str| {
         ["stdout", "stderr"]
             .iter()
@@ -374,7 +376,9 @@ fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
     if !taken(&plain) {
         return plain;
     }
-    (2u32..)
+    // Bounded: a folder that cannot be read makes every name look taken, and then the plain
+    // name's `create_new` fails and the output goes uncaptured rather than the search spin.
+    (2u32..MAX_REPEATS)
         .map(|n| format!("{task}.{attempt}-{n}"))
         .find(|stem| !taken(stem))
         .unwrap_or(plain)
