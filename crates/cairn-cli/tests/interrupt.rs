@@ -41,17 +41,23 @@ fn wait_for_b(sandbox: &Sandbox) -> i64 {
     sandbox.read("b.pgid").trim().parse().expect("a pgid")
 }
 
-#[test]
-fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
+/// Runs [`BLOCKING`], kills cairn with SIGKILL while `b` runs, then kills `b`'s process group
+/// too (a kill -9 cannot take it along), so nothing of the first run is left alive.
+fn killed_while_b_runs() -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.write("wf.toml", BLOCKING);
     let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
     let group = wait_for_b(&sandbox);
     signal(pid_of(&first), "KILL");
     wait_exit(&mut first);
-    // A kill -9 cannot take the command's group along; kill it so it cannot finish `b`.
     signal(-group, "KILL");
     wait_for("b's old process group to die", || !alive(-group));
+    sandbox
+}
+
+#[test]
+fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
+    let sandbox = killed_while_b_runs();
 
     sandbox.touch("release");
     let second = sandbox.run(&["run", "wf.toml"]);
@@ -295,14 +301,7 @@ fn two_runs_started_at_the_same_moment_never_both_run() {
 
 #[test]
 fn an_interrupted_run_can_be_abandoned_and_the_next_run_starts_fresh() {
-    let sandbox = Sandbox::new();
-    sandbox.write("wf.toml", BLOCKING);
-    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
-    let group = wait_for_b(&sandbox);
-    signal(pid_of(&first), "KILL");
-    wait_exit(&mut first);
-    signal(-group, "KILL");
-    wait_for("b's old process group to die", || !alive(-group));
+    let sandbox = killed_while_b_runs();
     let run_id = sandbox.only_run_id();
 
     // Its driver is gone, so it can be dropped instead of resumed (a task that hangs with no

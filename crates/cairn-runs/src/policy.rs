@@ -259,29 +259,11 @@ impl ResumePolicy {
         let mut meta = self.load(run_id).await?;
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
-            match previous {
+            let swapped = match previous {
                 RunStatus::Failed | RunStatus::Paused => {
-                    match self
-                        .factory
+                    self.factory
                         .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
                         .await?
-                    {
-                        Ok(cancelled) => {
-                            self.audit(
-                                run_id,
-                                AuditAction::Abandoned,
-                                format!("abandoned from {previous}; now cancelled"),
-                                json!({ "previous_status": previous.as_str() }),
-                            )
-                            .await?;
-                            emit::run_abandoned(run_id.as_str(), previous.as_str());
-                            return Ok(Abandoned {
-                                meta: cancelled,
-                                previous_status: previous,
-                            });
-                        }
-                        Err(conflict) => meta.status = conflict.current,
-                    }
                 }
                 RunStatus::Completed | RunStatus::Cancelled => {
                     return Err(Error::AlreadyTerminal {
@@ -325,26 +307,12 @@ impl ResumePolicy {
                         .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
                         .await;
                     drop(opened);
-                    match swapped? {
-                        Ok(cancelled) => {
-                            self.audit(
-                                run_id,
-                                AuditAction::Abandoned,
-                                "abandoned while interrupted (no process was driving it); now \
-                                 cancelled"
-                                    .to_owned(),
-                                json!({ "previous_status": previous.as_str() }),
-                            )
-                            .await?;
-                            emit::run_abandoned(run_id.as_str(), previous.as_str());
-                            return Ok(Abandoned {
-                                meta: cancelled,
-                                previous_status: previous,
-                            });
-                        }
-                        Err(conflict) => meta.status = conflict.current,
-                    }
+                    swapped?
                 }
+            };
+            match swapped {
+                Ok(cancelled) => return self.abandoned(run_id, previous, cancelled).await,
+                Err(conflict) => meta.status = conflict.current,
             }
         }
         Err(Error::NotResumable {
@@ -629,6 +597,32 @@ impl ResumePolicy {
             run_id: meta.run_id.clone(),
             owner: meta.owner.clone(),
             lease_epoch: meta.lease_epoch,
+        })
+    }
+
+    /// Audits and reports an abandon whose swap from `previous` succeeded.
+    async fn abandoned(
+        &self,
+        run_id: &RunId,
+        previous: RunStatus,
+        cancelled: RunMeta,
+    ) -> Result<Abandoned> {
+        let message = if previous == RunStatus::Running {
+            "abandoned while interrupted (no process was driving it); now cancelled".to_owned()
+        } else {
+            format!("abandoned from {previous}; now cancelled")
+        };
+        self.audit(
+            run_id,
+            AuditAction::Abandoned,
+            message,
+            json!({ "previous_status": previous.as_str() }),
+        )
+        .await?;
+        emit::run_abandoned(run_id.as_str(), previous.as_str());
+        Ok(Abandoned {
+            meta: cancelled,
+            previous_status: previous,
         })
     }
 
