@@ -193,16 +193,8 @@ impl Store {
     /// power cut can damage only the last one.
     pub(crate) fn append_audit_in(&self, dir: &Path, record: &AuditRecord) -> Result<()> {
         let path = dir.join(AUDIT_FILE);
-        let mut file = self
-            .fs
-            .open(&path, OpenMode::Append)
-            .map_err(io_error("open", &path))?;
-        file.lock().map_err(io_error("lock", &path))?;
-        let size = file.size().map_err(io_error("stat", &path))?;
-        let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
-            .map_err(io_error("read", &path))?;
+        let (mut file, size, torn) = self.open_line_log(&path)?;
         if let Some(keep) = torn {
-            file.set_len(keep).map_err(io_error("truncate", &path))?;
             let cut = AuditRecord::new(
                 wall_clock_now(),
                 record.run_id.clone(),
@@ -598,22 +590,30 @@ impl Store {
         }
     }
 
+    /// Opens a checksummed line log for appending, under its lock, and cuts a torn last line
+    /// (a crash mid-append) so the next append starts a line of its own. Returns the file,
+    /// its size before the cut, and the length kept when a line was cut.
+    fn open_line_log(&self, path: &Path) -> Result<(Box<dyn FsFile>, u64, Option<u64>)> {
+        let file = self
+            .fs
+            .open(path, OpenMode::Append)
+            .map_err(io_error("open", path))?;
+        file.lock().map_err(io_error("lock", path))?;
+        let size = file.size().map_err(io_error("stat", path))?;
+        let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
+            .map_err(io_error("read", path))?;
+        if let Some(keep) = torn {
+            file.set_len(keep).map_err(io_error("truncate", path))?;
+        }
+        Ok((file, size, torn))
+    }
+
     /// Appends `record` to `quarantine.jsonl` durably, under the log's lock.
     fn log_quarantine(&self, record: &AuditRecord) -> Result<()> {
         let log = self.root.join(QUARANTINE_LOG);
-        let mut file = self
-            .fs
-            .open(&log, OpenMode::Append)
-            .map_err(io_error("open", &log))?;
-        file.lock().map_err(io_error("lock", &log))?;
-        // A torn line left by a crash mid-append is cut, so this one starts a line of its
-        // own; the run's folder holds the audited record of every run quarantine.
-        let size = file.size().map_err(io_error("stat", &log))?;
-        let torn = line_log::torn_last_line(|offset, buf| file.read_at(offset, buf), size)
-            .map_err(io_error("read", &log))?;
-        if let Some(keep) = torn {
-            file.set_len(keep).map_err(io_error("truncate", &log))?;
-        }
+        // A torn line is cut without a record of its own here: the run's folder holds the
+        // audited record of every run quarantine.
+        let (mut file, _, _) = self.open_line_log(&log)?;
         append_line(&mut *file, &log, record)?;
         // The log may be new; its entry in the root is durable only once the root is synced.
         self.fs.sync_dir(&self.root).map_err(sync_error(&self.root))
