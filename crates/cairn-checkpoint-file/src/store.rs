@@ -549,25 +549,45 @@ impl Store {
     /// moves the folder to `quarantine/<id>-<millis>/` and syncs both parents. The caller holds
     /// the writer lock.
     pub(crate) fn quarantine_locked(&self, run_id: &RunId, reason: &str) -> Result<String> {
-        let dir = self.run_dir(run_id);
-        let qdir = self.quarantine_dir();
+        self.move_to_quarantine(run_id, &format!("run {run_id}"), reason, true)
+    }
+
+    /// Moves `runs/<run_id>` (a run's folder, or a stray file with its name) to
+    /// `quarantine/<id>-<millis>`. Write-ahead: the records are durable before the move (in
+    /// the folder's own audit log when `audit_in_folder`, and always in `quarantine.jsonl`),
+    /// so a crash between the steps can leave a recorded intent over state still in place
+    /// (quarantined again when next found), but never quarantined state without its record.
+    fn move_to_quarantine(
+        &self,
+        run_id: &RunId,
+        what: &str,
+        reason: &str,
+        audit_in_folder: bool,
+    ) -> Result<String> {
+        let path = self.run_dir(run_id);
         let target = self.quarantine_target(run_id.as_str())?;
-        // Write-ahead: both records are durable before the folder moves, so a crash between the
-        // steps can leave a recorded intent over a run still in place (quarantined again on the
-        // next open), but never a quarantined run without its record.
         let location = target.display().to_string();
         let record = AuditRecord::new(
             wall_clock_now(),
             run_id.clone(),
             AuditAction::Quarantined,
-            format!("run {run_id} quarantined to {location}: {reason}"),
+            format!("{what} quarantined to {location}: {reason}"),
         )
         .with_detail(serde_json::json!({ "location": location, "reason": reason }));
-        self.append_audit_in(&dir, &record)?;
+        if audit_in_folder {
+            self.append_audit_in(&path, &record)?;
+        }
         self.log_quarantine(&record)?;
-        self.fs
-            .rename(&dir, &target)
-            .map_err(io_error("rename", &dir))?;
+        match self.fs.rename(&path, &target) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+            Err(err) => return Err(io_error("rename", &path)(err)),
+        }
+        let qdir = self.quarantine_dir();
         self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
         let runs = self.runs_dir();
         self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
@@ -620,36 +640,10 @@ impl Store {
     }
 
     /// Moves a file that sits where run `run_id`'s folder belongs to the quarantine folder,
-    /// recorded first in `quarantine.jsonl` (it has no folder to hold an audit log).
+    /// recorded in `quarantine.jsonl` only (it has no folder to hold an audit log).
     fn quarantine_stray_file(&self, run_id: &RunId, reason: &str) -> Result<String> {
-        let path = self.run_dir(run_id);
-        let target = self.quarantine_target(run_id.as_str())?;
-        let location = target.display().to_string();
-        let record = AuditRecord::new(
-            wall_clock_now(),
-            run_id.clone(),
-            AuditAction::Quarantined,
-            format!(
-                "stray file {} quarantined to {location}: {reason}",
-                path.display()
-            ),
-        )
-        .with_detail(serde_json::json!({ "location": location, "reason": reason }));
-        self.log_quarantine(&record)?;
-        match self.fs.rename(&path, &target) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound {
-                    run_id: run_id.clone(),
-                });
-            }
-            Err(err) => return Err(io_error("rename", &path)(err)),
-        }
-        let qdir = self.quarantine_dir();
-        self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
-        let runs = self.runs_dir();
-        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
-        Ok(location)
+        let what = format!("stray file {}", self.run_dir(run_id).display());
+        self.move_to_quarantine(run_id, &what, reason, false)
     }
 
     pub(crate) fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<String> {
