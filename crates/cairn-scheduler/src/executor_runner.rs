@@ -28,12 +28,14 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 
 /// Runs each due job as a fresh executor run with a fresh run id.
 ///
-/// A run that completes is a success; one that fails, cannot begin, or is left `running`
-/// by a graceful shutdown (`RunSignals::shutdown`) counts as one failed run. The run id is
-/// reported either way, so `cairn show <run>` finds it.
+/// A run that completes is a success; one that fails or cannot begin counts as one failed
+/// run, and so does a plan whose run id is stored already (it is never resumed or reused). One left `running` by a graceful shutdown (`RunSignals::shutdown`) is returned as
+/// `RunFailed::interrupted`, which the breaker does not count; it is left for an explicit
+/// resume by id. The run id is reported either way, so `cairn show <run>` finds it.
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,
+    factory: Arc<dyn CheckpointerFactory>,
     plans: Arc<dyn PlanSource>,
     signals: RunSignals,
 }
@@ -51,7 +53,8 @@ impl ExecutorRunner {
         plans: Arc<dyn PlanSource>,
     ) -> Result<ExecutorRunner, cairn_executor::Error> {
         Ok(ExecutorRunner {
-            executor: Executor::new(factory, registry, config)?,
+            executor: Executor::new(Arc::clone(&factory), registry, config)?,
+            factory,
             plans,
             signals: RunSignals::default(),
         })
@@ -61,6 +64,31 @@ impl ExecutorRunner {
     pub fn with_signals(mut self, signals: RunSignals) -> Self {
         self.signals = signals;
         self
+    }
+}
+
+impl ExecutorRunner {
+    /// Fails when a plan names a run id that is stored already. A scheduled run is always
+    /// fresh; beginning it under a stored id would fail, and an executor that is not
+    /// required to be durable would then drive it without a journal and report its outcome
+    /// under the stored run's id (a failed run "completed" while it stays failed).
+    async fn refuse_a_stored_run_id(&self, run_id: &RunId) -> Result<(), RunFailed> {
+        let fail = |message: String| RunFailed {
+            run_id: Some(run_id.to_string()),
+            message,
+            interrupted: false,
+        };
+        match self.factory.load_meta(run_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(meta)) => Err(fail(format!(
+                "run {run_id} already exists ({}); a scheduled run is always fresh, so the plan \
+                 source must give each run a new id (a stored run is resumed only by id)",
+                meta.status
+            ))),
+            Err(err) => Err(fail(format!(
+                "cannot check whether run {run_id} exists: {err}"
+            ))),
+        }
     }
 }
 
@@ -80,10 +108,13 @@ fn fresh_run_id(now_ms: u64) -> RunId {
 impl JobRunner for ExecutorRunner {
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
         let mut plan = self.plans.plan(request).map_err(RunFailed::new)?;
-        let run_id = plan
-            .run_id
-            .clone()
-            .unwrap_or_else(|| fresh_run_id(request.started_at.0));
+        let run_id = match plan.run_id.clone() {
+            Some(planned) => {
+                self.refuse_a_stored_run_id(&planned).await?;
+                planned
+            }
+            None => fresh_run_id(request.started_at.0),
+        };
         plan.run_id = Some(run_id.clone());
         let shown = Some(run_id.to_string());
         match self

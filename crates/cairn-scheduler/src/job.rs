@@ -89,8 +89,10 @@ impl Job {
     ///
     /// # Errors
     ///
-    /// `Error::BadDocument` when it does not decode, has another format version or names
-    /// another job.
+    /// `Error::BadDocument` when it does not decode, has another format version, names
+    /// another job, or holds a definition `Jobs::add` would refuse (a schedule that does not
+    /// validate, a `max_consecutive_errors` of 0), so that such a job is reported as
+    /// unreadable instead of failing every tick of the scheduler.
     pub fn from_stored(stored: StoredJob) -> Result<Job> {
         let bad = |detail: String| Error::BadDocument {
             id: stored.id.clone(),
@@ -106,6 +108,14 @@ impl Job {
         }
         if job.id != stored.id {
             return Err(bad(format!("the document names job {}", job.id)));
+        }
+        if let Err(err) = job.schedule.validate() {
+            return Err(bad(format!("its schedule is refused: {err}")));
+        }
+        if job.max_consecutive_errors == 0 {
+            return Err(bad(
+                "its max_consecutive_errors is 0 (at least 1)".to_owned()
+            ));
         }
         job.version = stored.version;
         Ok(job)

@@ -67,8 +67,11 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// `AlreadyExists` for a taken id; `InvalidSchedule` or `InvalidJob` for a bad
-    /// definition; `Store` when the store fails.
+    /// `AlreadyExists` for a taken id; `InvalidSchedule` for a schedule that does not
+    /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
+    /// out-of-range zone, `InvalidJob` for another bad definition; `Store` when the store
+    /// fails. When only the `Created` audit record fails to be written (`Store`), the job
+    /// exists already.
     pub async fn add(&self, new: NewJob) -> Result<Job> {
         new.schedule.validate()?;
         if new.max_consecutive_errors == 0 {
@@ -105,8 +108,17 @@ impl Jobs {
             created_at: now,
             version: 0,
         };
+        let due = first_due(&job, now)?;
+        if due.is_none() {
+            // An active job that can never run would look healthy and do nothing, forever:
+            // `0 0 31 2 *`, a year field in the past, or an interval too long to add to now.
+            return Err(Error::InvalidSchedule {
+                expression: job.schedule.to_string(),
+                reason: "it never fires after now (no time matches it)".to_owned(),
+            });
+        }
         if !new.paused {
-            job.next_run_at = first_due(&job, now)?;
+            job.next_run_at = due;
         }
         match self.store.put(&job.id, None, &job.to_document()).await? {
             Ok(version) => job.version = version,

@@ -40,8 +40,11 @@
 //! the `executor` feature, `ExecutorRunner` is the real one: it takes the host's
 //! `Arc<dyn CheckpointerFactory>`, handler registry and executor settings plus a `PlanSource`
 //! (how a job's workflow and input become a `RunPlan`; the CLI parses the workflow file),
-//! and drives every run as a fresh run with a fresh run id. A run that does not complete
-//! returns `Err(RunFailed)`, one error for the breaker.
+//! and drives every run as a fresh run with a fresh run id: the scheduler never resumes a
+//! failed or interrupted run (that stays an explicit `cairn resume <run>`). A run that fails
+//! or cannot start returns `Err(RunFailed)`, one error for the breaker; a run a shutdown cut
+//! short returns `RunFailed::interrupted`, which is not counted. A panic in a runner is
+//! caught and counted as a failed run.
 
 mod clock;
 mod error;

@@ -4,7 +4,8 @@
 //! `RunMeta` from the [`RunRequest`], beginning the run through its
 //! `Arc<dyn CheckpointerFactory>` and driving it with the executor and its handler registry
 //! (the CLI does exactly this for `cairn scheduler`). A returned `Err` counts as one failed run
-//! for the job's circuit breaker; so does a panic-free timeout the runner reports as `Err`.
+//! for the job's circuit breaker (unless it is `RunFailed::interrupted`); so does a panic
+//! inside `run`, which the scheduler catches.
 
 use std::fmt::Debug;
 
@@ -76,7 +77,8 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// MUST return `Err` when the run failed or could not start; the scheduler counts it as
     /// one consecutive error. A run a shutdown cut short MUST be `RunFailed::interrupted`,
     /// which is not counted. SHOULD give each run a fresh run id, because a job runs its
-    /// workflow many times.
+    /// workflow many times. SHOULD NOT panic: a panic is caught by the scheduler and
+    /// recorded as a failed run whose message starts with "the job runner panicked".
     ///
     /// # Cancel safety
     ///

@@ -10,10 +10,14 @@
 //! have no zone. Every time the scheduler stores or returns is milliseconds since the Unix
 //! epoch (UTC).
 //!
-//! Cron expressions are parsed by the `croner` crate: five fields (minute precision) or six
-//! (a leading seconds field), with `croner`'s extensions (`L`, `W`, `#`, names of months and
-//! days). When both day-of-month and day-of-week are restricted, a day matching either fires
-//! (classic Vixie cron behaviour).
+//! Cron expressions are parsed by the `croner` crate: five fields (minute precision), six
+//! (a leading seconds field) or seven (plus a trailing year field), with `croner`'s
+//! extensions (`L`, `W`, `#`, `?`, names of months and days, `@yearly` and the other
+//! nicknames except `@reboot`). When both day-of-month and day-of-week are restricted, a day
+//! matching either fires (classic Vixie cron behaviour): `0 0 29 2 MON` fires every Monday
+//! in February, not only on a Monday the 29th. `0 0 29 2 *` fires on leap days only, and an
+//! expression that matches no date at all (`0 0 31 2 *`) never fires: `next_after` returns
+//! `Ok(None)` for it, and `Jobs::add` refuses it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -50,22 +54,42 @@ impl Zone {
     /// # Examples
     ///
     /// ```
-    /// use cairn_scheduler::Zone;
+    /// use cairn_scheduler::{Error, Zone};
     /// assert_eq!(Zone::offset(5, 30)?, "+05:30".parse()?);
+    /// assert!(matches!(Zone::offset(i32::MAX, 0), Err(Error::InvalidZone { .. })));
     /// # Ok::<(), cairn_scheduler::Error>(())
     /// ```
     pub fn offset(hours: i32, minutes: i32) -> Result<Zone> {
         let text = format!("{hours:+}h{minutes:+}m");
-        if (hours > 0 && minutes < 0)
-            || (hours < 0 && minutes > 0)
-            || !(0..60).contains(&minutes.abs())
+        if (hours > 0 && minutes < 0) || (hours < 0 && minutes > 0) || minutes.unsigned_abs() >= 60
         {
             return Err(Error::InvalidZone {
                 text,
                 reason: "hours and minutes must have the same sign and minutes must be below 60",
             });
         }
+        // Checked before the arithmetic, which would overflow for hours near `i32::MAX`.
+        if hours.unsigned_abs() >= 24 {
+            return Err(Error::InvalidZone {
+                text,
+                reason: "the offset must be within 24 hours of UTC",
+            });
+        }
         Zone::from_seconds(hours * 3600 + minutes * 60, text)
+    }
+
+    /// Checks a zone (for example one built by hand as `Zone::Fixed`).
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidZone` when a fixed offset is not within ±24 hours (exclusive).
+    pub fn validate(self) -> Result<()> {
+        match self {
+            Zone::Utc => Ok(()),
+            Zone::Fixed { offset_seconds } => {
+                Zone::from_seconds(offset_seconds, self.to_string()).map(|_| ())
+            }
+        }
     }
 
     fn from_seconds(offset_seconds: i32, text: String) -> Result<Zone> {
@@ -111,7 +135,8 @@ impl fmt::Display for Zone {
 impl FromStr for Zone {
     type Err = Error;
 
-    /// Parses `UTC`, `Z`, or an offset `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH`.
+    /// Parses `UTC`, `Z`, or an offset `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` or `+HH:MM:SS`
+    /// (the form `Display` writes for an offset with seconds).
     fn from_str(text: &str) -> Result<Zone> {
         let trimmed = text.trim();
         if trimmed.eq_ignore_ascii_case("utc") || trimmed == "Z" {
@@ -130,20 +155,35 @@ impl FromStr for Zone {
                 ));
             }
         };
-        let digits: String = rest.chars().filter(|c| *c != ':').collect();
-        if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
-            return Err(invalid("an offset is `+HH`, `+HHMM` or `+HH:MM`"));
-        }
-        let hours: i32 = digits[..2].parse().map_err(|_| invalid("bad hours"))?;
-        let minutes: i32 = if digits.len() == 4 {
-            digits[2..].parse().map_err(|_| invalid("bad minutes"))?
-        } else {
-            0
+        let shape = "an offset is `+HH`, `+HHMM`, `+HH:MM` or `+HH:MM:SS`";
+        let bytes = rest.as_bytes();
+        let digits = |range: std::ops::Range<usize>| -> Option<i32> {
+            let part = bytes.get(range)?;
+            if part.len() == 2 && part.iter().all(u8::is_ascii_digit) {
+                Some(i32::from(part[0] - b'0') * 10 + i32::from(part[1] - b'0'))
+            } else {
+                None
+            }
         };
-        if minutes >= 60 {
-            return Err(invalid("minutes must be below 60"));
+        let colon = |at: usize| bytes.get(at) == Some(&b':');
+        let parts = match bytes.len() {
+            2 => digits(0..2).map(|h| (h, 0, 0)),
+            4 => digits(0..2).zip(digits(2..4)).map(|(h, m)| (h, m, 0)),
+            5 if colon(2) => digits(0..2).zip(digits(3..5)).map(|(h, m)| (h, m, 0)),
+            8 if colon(2) && colon(5) => digits(0..2)
+                .zip(digits(3..5))
+                .zip(digits(6..8))
+                .map(|((h, m), s)| (h, m, s)),
+            _ => None,
+        };
+        let (hours, minutes, seconds) = parts.ok_or_else(|| invalid(shape))?;
+        if minutes >= 60 || seconds >= 60 {
+            return Err(invalid("minutes and seconds must be below 60"));
         }
-        Zone::from_seconds(sign * (hours * 3600 + minutes * 60), text.to_owned())
+        Zone::from_seconds(
+            sign * (hours * 3600 + minutes * 60 + seconds),
+            text.to_owned(),
+        )
     }
 }
 
@@ -193,7 +233,8 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// `Error::InvalidSchedule` naming the expression when it does not parse.
+    /// `Error::InvalidSchedule` naming the expression when it does not parse;
+    /// `Error::InvalidZone` for an out-of-range `Zone::Fixed`.
     ///
     /// # Examples
     ///
@@ -210,6 +251,7 @@ impl Schedule {
     /// ```
     pub fn cron(expression: impl Into<String>, zone: Zone) -> Result<Schedule> {
         let expression = expression.into();
+        zone.validate()?;
         parse_cron(&expression)?;
         Ok(Schedule::Cron { expression, zone })
     }
@@ -236,10 +278,14 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// `Error::InvalidSchedule` naming what is wrong.
+    /// `Error::InvalidSchedule` naming what is wrong; `Error::InvalidZone` for a cron
+    /// schedule's out-of-range `Zone::Fixed`.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Schedule::Cron { expression, .. } => parse_cron(expression).map(|_| ()),
+            Schedule::Cron { expression, zone } => {
+                zone.validate()?;
+                parse_cron(expression).map(|_| ())
+            }
             Schedule::Every { interval_ms } => {
                 if *interval_ms < MIN_INTERVAL.as_millis() as u64 {
                     Err(Error::InvalidSchedule {
@@ -285,7 +331,9 @@ impl Schedule {
             Schedule::Every { interval_ms } => {
                 let interval = (*interval_ms).max(1);
                 if after < anchor {
-                    return Ok(Some(anchor.plus_millis(interval)));
+                    // Checked like the grid below: an interval that cannot be added to the
+                    // anchor never fires (it used to saturate to the end of time).
+                    return Ok(anchor.0.checked_add(interval).map(Timestamp));
                 }
                 let steps = (after.0 - anchor.0) / interval + 1;
                 Ok(anchor

@@ -1,7 +1,11 @@
 //! `Scheduler`: runs due jobs through the injected runner and keeps each job's circuit breaker.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
@@ -25,9 +29,11 @@ pub enum CatchUp {
     One,
     /// Run none of the missed ticks; continue with the next future one.
     Skip,
-    /// Run every missed tick, one after another, but at most `max` of them per tick.
+    /// Run every missed tick, one after another, but at most `max` of them (at least one).
+    /// The missed ticks beyond `max` are dropped, not kept for a later tick: they are counted
+    /// in `TickReport::missed_not_run`, and the job continues with its next future tick.
     All {
-        /// The most runs one catch-up may start.
+        /// The most runs one catch-up may start (0 is taken as 1).
         max: u32,
     },
 }
@@ -92,11 +98,16 @@ pub struct TickReport {
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (or is deleted
 ///   with `delete_after_run`);
-/// - failure: `consecutive_errors` + 1 and `last_error`; when the count reaches
+/// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
+///   `consecutive_errors` + 1 and `last_error`; when the count reaches
 ///   `max_consecutive_errors` the circuit breaker trips: the job becomes `failed`,
 ///   `next_run_at` is cleared, the trip is audited (`BreakerTripped` in the job store's
 ///   audit list) and emitted (`cairn_telemetry::emit::breaker_tripped`). It stays failed
-///   across restarts until `resume(id, force = true)`.
+///   across restarts until `resume(id, force = true)`;
+/// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
+///   recorded; a recurring job waits for its next tick (the cut run is left for an explicit
+///   resume by run id, never resumed by the scheduler), a one-shot job is retried
+///   `one_shot_retry` later as a fresh run.
 ///
 /// # Examples
 ///
@@ -277,7 +288,16 @@ impl Scheduler {
                 started_at: self.jobs.clock().now(),
             };
             tracing::info!(target: "cairn", job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
-            let outcome = self.runner.run(&request).await;
+            let outcome = match (CatchPanic(self.runner.run(&request))).await {
+                Ok(outcome) => outcome,
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    tracing::error!(target: "cairn", job_id = %job.id, panic = %message, "the job runner panicked; counted as a failed run");
+                    Err(RunFailed::new(format!(
+                        "the job runner panicked: {message}"
+                    )))
+                }
+            };
             if let Err(failed) = &outcome {
                 tracing::info!(target: "cairn", job_id = %job.id, error = %failed.message, "scheduled run failed");
             }
@@ -433,5 +453,34 @@ impl Scheduler {
             Duration::from_millis(due.0.saturating_sub(now.0))
         });
         Ok(until_due.min(self.config.poll_interval))
+    }
+}
+
+/// Polls a runner's future and turns a panic inside it into `Err(payload)`, so a panicking
+/// runner counts as a failed run for the breaker instead of unwinding through `tick` (which
+/// left the job claimed, its outcome unrecorded, and its breaker blind to the failure).
+struct CatchPanic<F>(F);
+
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

@@ -1,5 +1,6 @@
 //! `ExecutorRunner` drives real executor runs: a completed run is a success, a failed run is
-//! one error for the breaker. Needs the `executor` feature.
+//! one error for the breaker, and a plan that reuses a stored run id is refused rather than
+//! run under it. Needs the `executor` feature.
 
 #![cfg(feature = "executor")]
 
@@ -101,4 +102,81 @@ async fn completed_runs_succeed_and_failed_runs_trip_the_breaker() {
     };
     assert_eq!(count("ok", RunStatus::Completed), 2);
     assert_eq!(count("boom", RunStatus::Failed), 2);
+}
+
+/// Always plans the same run id, as a careless `PlanSource` might.
+#[derive(Debug)]
+struct FixedRunId(cairn_checkpoint::RunId);
+
+impl PlanSource for FixedRunId {
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+        let mut phase = Phase::new("only");
+        phase.task(TaskSpec::new(request.workflow.clone()).max_attempts(1), []);
+        Ok(
+            RunPlan::new(request.workflow.clone(), request.job_id.as_str())
+                .input(request.input.clone())
+                .phase(phase)
+                .run_id(self.0.clone()),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_is_never_resumed_by_a_later_tick_even_under_the_same_run_id() {
+    let runs = MemoryFactory::new();
+    let flips = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let registry = Registry::new().with("flaky", {
+        let flips = flips.clone();
+        handler_fn(move |_ctx| {
+            let first = flips.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err(TaskFailure::permanent("down", "dependency down"))
+                } else {
+                    Ok(Finish::Complete(Handoff::default()))
+                }
+            }
+        })
+    });
+    let run_id = cairn_checkpoint::RunId::generate(1_767_225_600_000, 7);
+    let runner = ExecutorRunner::new(
+        Arc::new(runs.clone()),
+        registry,
+        ExecutorConfig::default(),
+        Arc::new(FixedRunId(run_id.clone())),
+    )
+    .unwrap();
+    let clock = ManualClock::new(Timestamp(1_767_225_600_000));
+    let scheduler = Scheduler::new(
+        Arc::new(MemoryJobStore::new()),
+        Arc::new(runner),
+        Arc::new(clock.clone()),
+    );
+    let id = JobId::new("flaky").unwrap();
+    scheduler
+        .jobs()
+        .add(NewJob::new(
+            id.clone(),
+            "flaky",
+            Schedule::every(Duration::from_secs(60)).unwrap(),
+            "flaky",
+        ))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(60));
+        let report = scheduler.tick().await.unwrap();
+        assert!(report.runs[0].outcome.is_err(), "{report:?}");
+    }
+    // The second tick must not run under the taken id. It used to: the executor, not required
+    // to be durable, drove the workflow without a journal after `begin` failed with
+    // `AlreadyExists`, and the tick reported the failed run as completed.
+    let meta = runs.load_meta(&run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(flips.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    assert_eq!(job.consecutive_errors, 2);
+    let last_error = job.last_error.unwrap();
+    assert!(last_error.contains(run_id.as_str()), "{last_error}");
+    assert!(last_error.contains("already exists"), "{last_error}");
 }

@@ -148,3 +148,35 @@ fn schedules_round_trip_through_json() {
         );
     }
 }
+
+#[test]
+fn the_cron_dialect_is_the_one_the_module_docs_describe() {
+    for accepted in [
+        "@yearly",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@hourly",
+        "0 0 * * ?",
+        "0 0 0 1 1 * 2030",
+    ] {
+        let schedule = Schedule::cron(accepted, Zone::Utc).unwrap();
+        assert!(next(&schedule, T0).is_some(), "{accepted} never fires");
+    }
+    for refused in ["@reboot", "*/0 * * * *", "0 0 * * 5#6", "* * * * 8"] {
+        assert!(
+            matches!(
+                Schedule::cron(refused, Zone::Utc),
+                Err(Error::InvalidSchedule { .. })
+            ),
+            "{refused} parsed"
+        );
+    }
+    // Vixie OR: a restricted day of month and day of week match either one. 2026-02-02 is
+    // the first Monday of February 2026.
+    let either = Schedule::cron("0 0 29 2 MON", Zone::Utc).unwrap();
+    assert_eq!(next(&either, T0), Some(T0 + 32 * 24 * HOUR));
+    // A seven-field expression whose year is past never fires again.
+    let past = Schedule::cron("0 0 0 1 1 * 2020", Zone::Utc).unwrap();
+    assert_eq!(next(&past, T0), None);
+}
