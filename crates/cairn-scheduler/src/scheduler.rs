@@ -17,17 +17,25 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus};
 use crate::jobs::Jobs;
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
+use crate::schedule::MIN_INTERVAL;
 
 /// What to do about schedule times missed while no scheduler was running.
 ///
-/// A tick counts as missed when a later tick of the same job is also already due.
+/// A tick counts as missed when a later tick of the same job is also already due. A clock
+/// that jumps forward (a long sleep, a corrected clock) looks like downtime and is caught up
+/// the same way. A clock set back reruns nothing: each job waits until the clock reaches the
+/// `next_run_at` it stored, so a job that ran at 10:00 with the clock then set back to 09:00
+/// next runs at its first tick after 10:00. Times are instants: daylight saving is not
+/// modelled (see `Zone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CatchUp {
     /// Run once for all the missed ticks, then continue on the schedule (the default): a
     /// job that missed a week of hourly ticks runs once, not 168 times.
     #[default]
     One,
-    /// Run none of the missed ticks; continue with the next future one.
+    /// Run none of the missed ticks; continue with the next future one. Jobs run one after
+    /// another, so a tick found late because other jobs' runs took longer than this job's
+    /// interval counts as missed too: under `Skip`, a job can lose ticks to a slow neighbour.
     Skip,
     /// Run every missed tick, one after another, but at most `max` of them (at least one).
     /// The missed ticks beyond `max` are dropped, not kept for a later tick: they are counted
@@ -43,11 +51,14 @@ pub enum CatchUp {
 pub struct SchedulerConfig {
     /// Missed-tick policy ([`CatchUp::One`] by default).
     pub catch_up: CatchUp,
-    /// How long a failed one-shot job waits before it is tried again (default one minute).
-    /// Each try counts toward its circuit breaker.
+    /// How long a failed or interrupted one-shot job waits before it is tried again (default
+    /// one minute; values below [`MIN_INTERVAL`] are taken as one second, because 0 would
+    /// restart an interrupted one-shot job without pause). Each failed try counts toward its
+    /// circuit breaker.
     pub one_shot_retry: Duration,
     /// The longest `run_until` sleeps between ticks (default 30 s), so jobs added by
-    /// another process are noticed.
+    /// another process are noticed. Values below [`MIN_INTERVAL`] are taken as one second:
+    /// `run_until` wakes for each due job anyway, and 0 would list the store in a busy loop.
     pub poll_interval: Duration,
 }
 
@@ -256,9 +267,8 @@ impl Scheduler {
         };
         let next = if job.is_one_shot() {
             // A one-shot job keeps a retry time while it runs, so a crash mid-run retries it.
-            Some(now.plus_millis(
-                u64::try_from(self.config.one_shot_retry.as_millis()).unwrap_or(u64::MAX),
-            ))
+            let retry = self.config.one_shot_retry.max(MIN_INTERVAL);
+            Some(now.plus_millis(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX)))
         } else {
             job.schedule.next_after(job.created_at, now)?
         };
@@ -449,10 +459,11 @@ impl Scheduler {
             .filter(|job| job.status == JobStatus::Active)
             .filter_map(|job| job.next_run_at)
             .min();
-        let until_due = next.map_or(self.config.poll_interval, |due| {
+        let poll = self.config.poll_interval.max(MIN_INTERVAL);
+        let until_due = next.map_or(poll, |due| {
             Duration::from_millis(due.0.saturating_sub(now.0))
         });
-        Ok(until_due.min(self.config.poll_interval))
+        Ok(until_due.min(poll))
     }
 }
 

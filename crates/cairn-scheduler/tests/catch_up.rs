@@ -111,3 +111,35 @@ async fn all_runs_each_missed_tick_up_to_its_bound() {
     assert_eq!(times, [60_000, 120_000, 180_000]);
     assert_eq!(report.missed_not_run, 2);
 }
+
+#[tokio::test]
+async fn a_clock_set_back_reruns_nothing_and_the_job_waits_for_its_stored_next_tick() {
+    let rig = rig(CatchUp::One);
+    let job_id = id("set-back");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("set-back"))
+        .await
+        .unwrap();
+    let report = rig.tick_when_due(&job_id).await;
+    assert_eq!(report.runs.len(), 1);
+    let next = rig
+        .scheduler
+        .jobs()
+        .show(&job_id)
+        .await
+        .unwrap()
+        .next_run_at
+        .unwrap();
+    // An hour back: the tick that already ran is not run again, and nothing else is due.
+    rig.clock
+        .set(cairn_queue::Timestamp(NEW_YEAR_2026.0 - 3_600_000));
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+    rig.clock.set(cairn_queue::Timestamp(next.0 - 1));
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+    rig.clock.set(next);
+    let report = rig.scheduler.tick().await.unwrap();
+    assert_eq!(report.runs.len(), 1);
+    assert_eq!(report.runs[0].scheduled_for, next);
+    assert_eq!(rig.runner.runs(), 2);
+}

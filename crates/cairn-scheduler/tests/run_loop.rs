@@ -1,11 +1,13 @@
 //! `run_until`: ticks due jobs and returns as soon as `stop` completes, without sleeping out
-//! its poll interval.
+//! its poll interval; zero intervals in the config are floored so nothing spins.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_checkpoint::{JobId, MemoryJobStore};
+use cairn_checkpoint::{
+    JobAuditRecord, JobId, JobStore, MemoryJobStore, StoredJob, VersionConflict,
+};
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
     JobRunner, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule, Scheduler,
@@ -69,4 +71,122 @@ async fn run_until_runs_the_due_job_and_stops_when_asked() {
     assert_eq!(request.scheduled_for, Timestamp(1_060_000));
     let job = scheduler.jobs().show(&id).await.unwrap();
     assert_eq!(job.next_run_at, Some(Timestamp(1_120_000)));
+}
+
+/// A memory job store that counts `list` calls and wakes a waiter at each one.
+#[derive(Debug, Default)]
+struct CountingLists {
+    inner: MemoryJobStore,
+    lists: std::sync::atomic::AtomicUsize,
+    listed: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl JobStore for CountingLists {
+    async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
+        self.inner.get(id).await
+    }
+    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.listed.notify_one();
+        self.inner.list().await
+    }
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
+        self.inner.put(id, expected, document).await
+    }
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> cairn_checkpoint::Result<Result<(), VersionConflict>> {
+        self.inner.delete(id, expected).await
+    }
+    async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
+        self.inner.append_audit(record).await
+    }
+    async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {
+        self.inner.read_audit(id).await
+    }
+}
+
+// Tokio's paused clock: the sleeps between ticks advance virtual time only, so the test
+// measures how long `run_until` waits without waiting itself.
+#[tokio::test(start_paused = true)]
+async fn a_zero_poll_interval_waits_a_second_between_looks_instead_of_spinning() {
+    let store = Arc::new(CountingLists::default());
+    let scheduler = Scheduler::with_config(
+        store.clone(),
+        Arc::new(Signalling(Mutex::new(None))),
+        Arc::new(ManualClock::new(Timestamp(1_000_000))),
+        SchedulerConfig {
+            poll_interval: Duration::ZERO,
+            ..SchedulerConfig::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let watched = store.clone();
+    let stop = async move {
+        while watched.lists.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+            watched.listed.notified().await;
+        }
+    };
+    scheduler.run_until(stop).await.unwrap();
+    // Two lists per loop (tick, then the wait's look): ten lists are at least four waits of a
+    // second. With no floor, a zero poll interval listed the store in a busy loop.
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?} of virtual time for 10 lists",
+        started.elapsed()
+    );
+}
+
+/// Always reports its run as cut short by a shutdown.
+#[derive(Debug, Default)]
+struct AlwaysInterrupted(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl JobRunner for AlwaysInterrupted {
+    async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(RunFailed::interrupted(None, "shutting down"))
+    }
+}
+
+#[tokio::test]
+async fn a_zero_one_shot_retry_still_waits_a_second_before_the_retry() {
+    let clock = ManualClock::new(Timestamp(1_000_000));
+    let runner = Arc::new(AlwaysInterrupted::default());
+    let scheduler = Scheduler::with_config(
+        Arc::new(MemoryJobStore::new()),
+        runner.clone(),
+        Arc::new(clock.clone()),
+        SchedulerConfig {
+            one_shot_retry: Duration::ZERO,
+            ..SchedulerConfig::default()
+        },
+    );
+    let id = JobId::new("once").unwrap();
+    scheduler
+        .jobs()
+        .add(NewJob::new(
+            id.clone(),
+            "once",
+            Schedule::once(Timestamp(1_000_000)),
+            "wf",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(scheduler.tick().await.unwrap().runs.len(), 1);
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    // Due again at once, an interrupted one-shot job was restarted by every tick.
+    assert_eq!(job.next_run_at, Some(Timestamp(1_001_000)));
+    assert!(scheduler.tick().await.unwrap().runs.is_empty());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(scheduler.tick().await.unwrap().runs.len(), 1);
+    assert_eq!(runner.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
