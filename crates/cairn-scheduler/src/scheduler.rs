@@ -107,8 +107,9 @@ pub struct TickReport {
 /// due again `one_shot_retry` later, so a crash mid-run retries it rather than losing it.
 /// After the run, its outcome is recorded:
 ///
-/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (or is deleted
-///   with `delete_after_run`);
+/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
+///   `delete_after_run` is then deleted (if that delete fails, it stays `completed` and never
+///   runs again);
 /// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
 ///   `consecutive_errors` + 1 and `last_error`; when the count reaches
 ///   `max_consecutive_errors` the circuit breaker trips: the job becomes `failed`,
@@ -337,7 +338,9 @@ impl Scheduler {
                 match outcome {
                     Ok(_) => {
                         job.consecutive_errors = 0;
-                        if job.is_one_shot() && !job.delete_after_run {
+                        // Completed even with `delete_after_run`: if the delete below fails
+                        // (or the process dies first), the job must not run a second time.
+                        if job.is_one_shot() {
                             job.status = JobStatus::Completed;
                             job.next_run_at = None;
                         }
