@@ -105,7 +105,9 @@ pub struct TickReport {
 /// does not rerun that tick on restart (runs are at most once per tick; the workflow's own
 /// resume covers the interrupted run). A one-shot job is the exception: while it runs it is
 /// due again `one_shot_retry` later, so a crash mid-run retries it rather than losing it.
-/// After the run, its outcome is recorded:
+/// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile.
+/// A job deleted and created again under the same id while the run went on is a new job
+/// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
 ///   `delete_after_run` is then deleted (if that delete fails, it stays `completed` and never
@@ -312,7 +314,9 @@ impl Scheduler {
             if let Err(failed) = &outcome {
                 tracing::info!(target: "cairn", job_id = %job.id, error = %failed.message, "scheduled run failed");
             }
-            let still_active = self.record(&job.id, &outcome, report).await?;
+            let still_active = self
+                .record(&job.id, job.created_at, &outcome, report)
+                .await?;
             report.runs.push(RunRecord {
                 job_id: job.id.clone(),
                 scheduled_for,
@@ -325,16 +329,23 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Records one run's outcome; returns whether the job is still active afterwards.
+    /// Records one run's outcome on the job created at `created_at`; returns whether the job
+    /// is still active afterwards.
     async fn record(
         &self,
         id: &JobId,
+        created_at: Timestamp,
         outcome: &std::result::Result<RunSucceeded, RunFailed>,
         report: &mut TickReport,
     ) -> Result<bool> {
         let updated = self
             .jobs
             .update(id, |job| {
+                if job.created_at != created_at {
+                    // Deleted and created again while the run went on: the outcome belongs
+                    // to the old job (it would complete a new one-shot job that never ran).
+                    return Err(Error::NotFound { id: job.id.clone() });
+                }
                 match outcome {
                     Ok(_) => {
                         job.consecutive_errors = 0;
@@ -363,7 +374,7 @@ impl Scheduler {
             .await;
         let (before, after) = match updated {
             Ok(pair) => pair,
-            // Deleted while it ran: there is nothing left to record.
+            // Deleted (or replaced) while it ran: there is nothing left to record.
             Err(Error::NotFound { .. }) => return Ok(false),
             Err(err) => return Err(err),
         };
