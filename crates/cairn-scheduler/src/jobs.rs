@@ -114,7 +114,7 @@ impl Jobs {
             // `0 0 31 2 *`, a year field in the past, or an interval too long to add to now.
             return Err(Error::InvalidSchedule {
                 expression: job.schedule.to_string(),
-                reason: "it never fires after now (no time matches it)".to_owned(),
+                reason: format!("job {} never fires after now (no time matches it)", job.id),
             });
         }
         if !new.paused {
@@ -205,7 +205,8 @@ impl Jobs {
     /// # Errors
     ///
     /// Nothing is changed on any error: `AlreadyActive`, `NeedsForce` (a failed job without
-    /// `force`; the message names the force option), `Completed`, `NotFound`, `Store`,
+    /// `force`; the message names the force option), `Completed`, `InvalidSchedule` (its
+    /// schedule has no time left, for example a past year field), `NotFound`, `Store`,
     /// `Contended`.
     pub async fn resume(&self, id: &JobId, force: bool) -> Result<Job> {
         let now = self.clock.now();
@@ -226,6 +227,16 @@ impl Jobs {
                 }
                 job.status = JobStatus::Active;
                 job.next_run_at = first_due(job, now)?;
+                if job.next_run_at.is_none() {
+                    // As in `add`: an active job that can never run would look healthy.
+                    return Err(Error::InvalidSchedule {
+                        expression: job.schedule.to_string(),
+                        reason: format!(
+                            "job {} never fires after now (no time of its schedule is left)",
+                            job.id
+                        ),
+                    });
+                }
                 Ok(())
             })
             .await?;

@@ -229,3 +229,27 @@ async fn a_stored_job_that_no_longer_validates_is_unreadable_and_the_others_stil
         assert!(rig.store.get(&id(name)).await.unwrap().is_some());
     }
 }
+
+#[tokio::test]
+async fn resuming_a_job_whose_schedule_has_no_time_left_is_refused_and_changes_nothing() {
+    let rig = Rig::memory();
+    let job_id = id("only-2027");
+    // Midnight UTC on 2027-01-01, and never again.
+    let schedule = Schedule::cron("0 0 0 1 1 * 2027", Zone::Utc).unwrap();
+    rig.scheduler
+        .jobs()
+        .add(NewJob::new(job_id.clone(), "y", schedule, "wf.toml"))
+        .await
+        .unwrap();
+    let paused = rig.scheduler.jobs().pause(&job_id).await.unwrap();
+    rig.clock.advance(Duration::from_secs(2 * 365 * 24 * 3600));
+    // It used to become active with no next run: a job that looks healthy and never runs.
+    let err = rig
+        .scheduler
+        .jobs()
+        .resume(&job_id, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidSchedule { .. }), "{err:?}");
+    assert_eq!(rig.scheduler.jobs().show(&job_id).await.unwrap(), paused);
+}
