@@ -31,7 +31,9 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// A run that completes is a success; one that fails or cannot begin counts as one failed
 /// run, and so does a plan whose run id is stored already (it is never resumed or reused). One left `running` by a graceful shutdown (`RunSignals::shutdown`) is returned as
 /// `RunFailed::interrupted`, which the breaker does not count; it is left for an explicit
-/// resume by id. The run id is reported either way, so `cairn show <run>` finds it.
+/// resume by id. Once the shutdown token is cancelled no run is started at all (the plan
+/// source is not asked either): the request is answered `RunFailed::interrupted` with no run
+/// id. Otherwise the run id is reported either way, so `cairn show <run>` finds it.
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,
@@ -107,6 +109,17 @@ fn fresh_run_id(now_ms: u64) -> RunId {
 #[async_trait]
 impl JobRunner for ExecutorRunner {
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+        if self.signals.shutdown.is_cancelled() {
+            // A run begun now would be left `running` at once: one more interrupted run in
+            // the store for every due tick until the host stops ticking.
+            return Err(RunFailed::interrupted(
+                None,
+                format!(
+                    "job {}: the host is shutting down; no run was started",
+                    request.job_id
+                ),
+            ));
+        }
         let mut plan = self.plans.plan(request).map_err(RunFailed::new)?;
         let run_id = match plan.run_id.clone() {
             Some(planned) => {

@@ -180,3 +180,73 @@ async fn a_failed_run_is_never_resumed_by_a_later_tick_even_under_the_same_run_i
     assert!(last_error.contains(run_id.as_str()), "{last_error}");
     assert!(last_error.contains("already exists"), "{last_error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_short_by_shutdown_is_not_counted_and_no_run_starts_once_shutting_down() {
+    let runs = MemoryFactory::new();
+    let signals = cairn_executor::RunSignals::default();
+    let registry = Registry::new().with("slow", {
+        let shutdown = signals.shutdown.clone();
+        handler_fn(move |_ctx| {
+            let shutdown = shutdown.clone();
+            async move {
+                // The host asks for a stop while the task is going.
+                shutdown.cancel();
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        })
+    });
+    let runner = ExecutorRunner::new(
+        Arc::new(runs.clone()),
+        registry,
+        ExecutorConfig::default().with_shutdown_grace(Duration::from_millis(10)),
+        Arc::new(OneTaskPlans),
+    )
+    .unwrap()
+    .with_signals(signals);
+    let clock = ManualClock::new(Timestamp(1_767_225_600_000));
+    let scheduler = Scheduler::new(
+        Arc::new(MemoryJobStore::new()),
+        Arc::new(runner),
+        Arc::new(clock.clone()),
+    );
+    let id = JobId::new("slow").unwrap();
+    scheduler
+        .jobs()
+        .add(
+            NewJob::new(
+                id.clone(),
+                "slow",
+                Schedule::every(Duration::from_secs(60)).unwrap(),
+                "slow",
+            )
+            .max_consecutive_errors(1),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    let report = scheduler.tick().await.unwrap();
+    let cut = report.runs[0].outcome.as_ref().unwrap_err();
+    assert!(cut.interrupted, "{cut:?}");
+    let cut_run = cairn_checkpoint::RunId::new(cut.run_id.clone().unwrap()).unwrap();
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 0));
+
+    // The shutdown token stays cancelled: the next tick starts no run at all. It used to
+    // begin a fresh run that was left `running` at once, one more interrupted run per tick.
+    // The cut run is left as it was, for an explicit resume by id, never adopted.
+    clock.advance(Duration::from_secs(60));
+    let report = scheduler.tick().await.unwrap();
+    let second = report.runs[0].outcome.as_ref().unwrap_err();
+    assert!(second.interrupted, "{second:?}");
+    assert_eq!(second.run_id, None);
+    let stored = runs.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        runs.load_meta(&cut_run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 0));
+}
