@@ -253,6 +253,12 @@ impl Schedule {
         let expression = expression.into();
         zone.validate()?;
         parse_cron(&expression)?;
+        // `Fixed { 0 }` is stored as `+00:00`, which reads back as `Utc`: build it as such so
+        // the job `add` returns equals the job `show` reads.
+        let zone = match zone {
+            Zone::Fixed { offset_seconds: 0 } => Zone::Utc,
+            other => other,
+        };
         Ok(Schedule::Cron { expression, zone })
     }
 
@@ -261,6 +267,24 @@ impl Schedule {
     /// # Errors
     ///
     /// `Error::InvalidSchedule` when `interval` is shorter than [`MIN_INTERVAL`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Schedule};
+    ///
+    /// let every_90s = Schedule::every(Duration::from_secs(90))?;
+    /// // The grid starts at the anchor (the job's creation time), however late `after` is.
+    /// let next = every_90s.next_after(Timestamp(0), Timestamp(100_000))?;
+    /// assert_eq!(next, Some(Timestamp(180_000)));
+    /// assert!(matches!(
+    ///     Schedule::every(Duration::from_millis(999)),
+    ///     Err(Error::InvalidSchedule { .. })
+    /// ));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
     pub fn every(interval: Duration) -> Result<Schedule> {
         let schedule = Schedule::Every {
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),

@@ -56,6 +56,8 @@ fn every_zone_display_parses_back_to_the_same_offset() {
 async fn a_job_in_a_zone_with_seconds_reads_back_after_add() {
     let rig = Rig::memory();
     let job_id = id("odd-offset");
+    let zero = Schedule::cron("0 0 * * *", Zone::Fixed { offset_seconds: 0 }).unwrap();
+    assert_eq!(zero, Schedule::cron("0 0 * * *", Zone::Utc).unwrap());
     let zone = Zone::Fixed {
         offset_seconds: 3601,
     };
