@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus};
-use crate::jobs::Jobs;
+use crate::jobs::{Jobs, RECORD_ATTEMPTS};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 use crate::schedule::MIN_INTERVAL;
 
@@ -211,7 +211,8 @@ impl Scheduler {
     /// # Errors
     ///
     /// `Store` when the job store fails (a failed fsync is not retried); `Contended` when
-    /// recording an outcome lost too many races. A job whose document does not decode is
+    /// recording an outcome lost 256 compare-and-swaps in a row (an operator's update gives
+    /// up after 16). A job whose document does not decode is
     /// reported in `TickReport::unreadable`, not as an error.
     ///
     /// # Cancel safety
@@ -340,7 +341,7 @@ impl Scheduler {
     ) -> Result<bool> {
         let updated = self
             .jobs
-            .update(id, |job| {
+            .update_with_attempts(id, RECORD_ATTEMPTS, |job| {
                 if job.created_at != created_at {
                     // Deleted and created again while the run went on: the outcome belongs
                     // to the old job (it would complete a new one-shot job that never ran).

@@ -71,9 +71,9 @@ async fn an_operator_pausing_and_resuming_never_loses_a_recorded_failure() {
         .add(every_minute("contested").max_consecutive_errors(1_000))
         .await
         .unwrap();
-    // Both sides give up with `Contended` after 16 lost races in a row (it happens when the
-    // operator loops as fast as the disk allows); the operator then tries again, and the
-    // scheduler's run whose outcome could not be written is counted as unrecorded.
+    // The operator gives up with `Contended` after 16 lost races in a row (it happens when
+    // it loops as fast as the disk allows) and tries again; the scheduler tries 256 times,
+    // and a run whose outcome still could not be written is counted as unrecorded.
     let operator = tokio::spawn({
         let jobs = rig.scheduler.jobs().clone();
         let job_id = job_id.clone();
