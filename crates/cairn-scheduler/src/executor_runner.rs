@@ -29,7 +29,8 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// Runs each due job as a fresh executor run with a fresh run id.
 ///
 /// A run that completes is a success; one that fails or cannot begin counts as one failed
-/// run, and so does a plan whose run id is stored already (it is never resumed or reused). One left `running` by a graceful shutdown (`RunSignals::shutdown`) is returned as
+/// run, and so does a plan whose run id is stored already (it is never resumed or reused).
+/// One left `running` by a graceful shutdown (`RunSignals::shutdown`) is returned as
 /// `RunFailed::interrupted`, which the breaker does not count; it is left for an explicit
 /// resume by id. Once the shutdown token is cancelled no run is started at all (the plan
 /// source is not asked either): the request is answered `RunFailed::interrupted` with no run
@@ -67,9 +68,7 @@ impl ExecutorRunner {
         self.signals = signals;
         self
     }
-}
 
-impl ExecutorRunner {
     /// Fails when a plan names a run id that is stored already. A scheduled run is always
     /// fresh; beginning it under a stored id would fail, and an executor that is not
     /// required to be durable would then drive it without a journal and report its outcome

@@ -212,8 +212,9 @@ impl Scheduler {
     ///
     /// `Store` when the job store fails (a failed fsync is not retried); `Contended` when
     /// recording an outcome lost 256 compare-and-swaps in a row (an operator's update gives
-    /// up after 16). A job whose document does not decode is
-    /// reported in `TickReport::unreadable`, not as an error.
+    /// up after 16). A job whose document does not decode, or no longer validates, is
+    /// reported in `TickReport::unreadable`, not as an error. A runner that panics is not an
+    /// error either: the panic is recorded as that run's failure.
     ///
     /// # Cancel safety
     ///
@@ -302,7 +303,7 @@ impl Scheduler {
                 started_at: self.jobs.clock().now(),
             };
             tracing::info!(target: "cairn", job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
-            let outcome = match (CatchPanic(self.runner.run(&request))).await {
+            let outcome = match CatchPanic(self.runner.run(&request)).await {
                 Ok(outcome) => outcome,
                 Err(payload) => {
                     let message = panic_message(payload.as_ref());
