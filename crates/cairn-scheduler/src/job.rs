@@ -72,7 +72,8 @@ pub struct Job {
     pub next_run_at: Option<Timestamp>,
     /// When its last run started.
     pub last_run_at: Option<Timestamp>,
-    /// The last failed run's message (kept after a success, for history, until the next error).
+    /// The last failed run's message (kept after a success, for history, until the next error),
+    /// cut to its first 4096 bytes (on a character boundary, marked with `…`).
     pub last_error: Option<String>,
     /// For one-shot jobs: delete the job after its successful run instead of keeping it
     /// `completed`.

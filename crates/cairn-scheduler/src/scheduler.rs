@@ -362,7 +362,7 @@ impl Scheduler {
                     Err(failed) if failed.interrupted => {}
                     Err(failed) => {
                         job.consecutive_errors = job.consecutive_errors.saturating_add(1);
-                        job.last_error = Some(failed.message.clone());
+                        job.last_error = Some(capped_error(&failed.message));
                         if job.consecutive_errors >= job.max_consecutive_errors
                             && matches!(job.status, JobStatus::Active | JobStatus::Paused)
                         {
@@ -499,6 +499,24 @@ impl<F: Future + Unpin> Future for CatchPanic<F> {
             Err(payload) => Poll::Ready(Err(payload)),
         }
     }
+}
+
+/// The longest `last_error` kept in a job, in bytes (before the `…` that marks a cut).
+const MAX_LAST_ERROR_BYTES: usize = 4096;
+
+/// A run's error message as the job keeps it: at most [`MAX_LAST_ERROR_BYTES`], cut on a
+/// character boundary and marked with `…`. A runner may return a whole log as its message;
+/// stored whole, it would be rewritten into the job document (and the trip's audit record
+/// and the `NeedsForce` message) on every failure.
+fn capped_error(message: &str) -> String {
+    if message.len() <= MAX_LAST_ERROR_BYTES {
+        return message.to_owned();
+    }
+    let mut end = MAX_LAST_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.

@@ -134,3 +134,52 @@ async fn runs_interrupted_by_a_shutdown_never_count_against_the_breaker() {
     let report = rig.tick_when_due(&job_id).await;
     assert_eq!(report.tripped, vec![job_id.clone()]);
 }
+
+#[derive(Debug)]
+struct Verbose;
+
+#[async_trait::async_trait]
+impl cairn_scheduler::JobRunner for Verbose {
+    async fn run(
+        &self,
+        _: &cairn_scheduler::RunRequest,
+    ) -> Result<cairn_scheduler::RunSucceeded, cairn_scheduler::RunFailed> {
+        // A whole megabyte of log as the message, with a multi-byte character at the cut.
+        let mut message = "x".repeat(4095);
+        message.push('é');
+        message.push_str(&"log line\n".repeat(120_000));
+        Err(cairn_scheduler::RunFailed::new(message))
+    }
+}
+
+#[tokio::test]
+async fn a_huge_error_message_is_kept_cut_not_whole() {
+    let clock = cairn_scheduler::ManualClock::new(common::NEW_YEAR_2026);
+    let scheduler = cairn_scheduler::Scheduler::new(
+        std::sync::Arc::new(cairn_checkpoint::MemoryJobStore::new()),
+        std::sync::Arc::new(Verbose),
+        std::sync::Arc::new(clock.clone()),
+    );
+    let job_id = id("chatty");
+    scheduler
+        .jobs()
+        .add(every_minute("chatty").max_consecutive_errors(1))
+        .await
+        .unwrap();
+    clock.advance(std::time::Duration::from_secs(60));
+    let report = scheduler.tick().await.unwrap();
+    // The run's own outcome is reported whole; the job keeps a bounded copy.
+    assert!(report.runs[0].outcome.as_ref().unwrap_err().message.len() > 1_000_000);
+    let job = scheduler.jobs().show(&job_id).await.unwrap();
+    let kept = job.last_error.unwrap();
+    assert_eq!(kept, format!("{}…", "x".repeat(4095)));
+    let trip = scheduler
+        .jobs()
+        .audit_log(&job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.action == JobAuditAction::BreakerTripped)
+        .unwrap();
+    assert_eq!(trip.detail["last_error"], kept.as_str());
+}
