@@ -25,7 +25,10 @@ use crate::schedule::MIN_INTERVAL;
 /// that jumps forward (a long sleep, a corrected clock) looks like downtime and is caught up
 /// the same way. A clock set back reruns nothing: each job waits until the clock reaches the
 /// `next_run_at` it stored, so a job that ran at 10:00 with the clock then set back to 09:00
-/// next runs at its first tick after 10:00. Times are instants: daylight saving is not
+/// next runs at its first tick after 10:00. After a clock that was wrongly far ahead is
+/// corrected, jobs wait for the `next_run_at` computed from the wrong time; pausing and
+/// resuming a job recomputes it from now (an interval job created while the clock was wrong
+/// has its grid there: create it again). Times are instants: daylight saving is not
 /// modelled (see `Zone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CatchUp {
@@ -37,9 +40,11 @@ pub enum CatchUp {
     /// another, so a tick found late because other jobs' runs took longer than this job's
     /// interval counts as missed too: under `Skip`, a job can lose ticks to a slow neighbour.
     Skip,
-    /// Run every missed tick, one after another, but at most `max` of them (at least one).
-    /// The missed ticks beyond `max` are dropped, not kept for a later tick: they are counted
-    /// in `TickReport::missed_not_run`, and the job continues with its next future tick.
+    /// Run every missed tick, one after another, but at most `max` of them (at least one,
+    /// and never more than 1,001: a catch-up looks at most 1,000 ticks past the first).
+    /// The missed ticks beyond that are dropped, not kept for a later tick: they are counted
+    /// in `TickReport::missed_not_run` (up to the same bound), and the job continues with its
+    /// next future tick.
     All {
         /// The most runs one catch-up may start (0 is taken as 1).
         max: u32,

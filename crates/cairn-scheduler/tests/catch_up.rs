@@ -143,3 +143,23 @@ async fn a_clock_set_back_reruns_nothing_and_the_job_waits_for_its_stored_next_t
     assert_eq!(report.runs[0].scheduled_for, next);
     assert_eq!(rig.runner.runs(), 2);
 }
+
+#[tokio::test]
+async fn all_is_bounded_by_the_scan_limit_however_large_its_max() {
+    let rig = rig(CatchUp::All { max: u32::MAX });
+    rig.scheduler
+        .jobs()
+        .add(NewJob::new(
+            id("every-second"),
+            "s",
+            Schedule::every(Duration::from_secs(1)).unwrap(),
+            "wf.toml",
+        ))
+        .await
+        .unwrap();
+    // A day of downtime: 86,400 missed ticks.
+    rig.clock.advance(Duration::from_secs(24 * 3600));
+    let report = rig.scheduler.tick().await.unwrap();
+    assert_eq!(report.runs.len(), 1_001);
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+}
