@@ -157,7 +157,8 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// `BadDocument` for the first job whose document does not decode, or `Store`.
+    /// `BadDocument` for the first job whose document does not decode (see
+    /// [`Jobs::list_readable`] for a listing that reports it and goes on), or `Store`.
     pub async fn list(&self) -> Result<Vec<Job>> {
         self.store
             .list()
@@ -165,6 +166,50 @@ impl Jobs {
             .into_iter()
             .map(Job::from_stored)
             .collect()
+    }
+
+    /// Every job that decodes, ordered by id, and apart the jobs whose stored document does
+    /// not decode or no longer validates (with the reason), as `tick` sees them. Use this
+    /// where one damaged job must not hide the others (a listing, a startup count).
+    ///
+    /// # Errors
+    ///
+    /// `Store` when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let jobs = Jobs::new(store.clone(), Arc::new(ManualClock::new(Timestamp(0))));
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(JobId::new("good")?, "good", every, "wf.toml")).await?;
+    /// // A document written by something else.
+    /// store.put(&JobId::new("odd")?, None, &serde_json::json!({"hello": 1})).await?.unwrap();
+    /// assert!(jobs.list().await.is_err());
+    /// let (readable, unreadable) = jobs.list_readable().await?;
+    /// assert_eq!(readable.len(), 1);
+    /// assert_eq!(unreadable[0].0.as_str(), "odd");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn list_readable(&self) -> Result<(Vec<Job>, Vec<(JobId, String)>)> {
+        let mut readable = Vec::new();
+        let mut unreadable = Vec::new();
+        for stored in self.store.list().await? {
+            let id = stored.id.clone();
+            match Job::from_stored(stored) {
+                Ok(job) => readable.push(job),
+                Err(err) => unreadable.push((id, err.to_string())),
+            }
+        }
+        Ok((readable, unreadable))
     }
 
     /// Pauses an active job: it stops running until `resume`.
