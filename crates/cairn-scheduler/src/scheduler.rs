@@ -442,7 +442,12 @@ impl Scheduler {
     /// Ticks until `stop` completes, sleeping (on tokio's timer) until the next job is due
     /// or `poll_interval` passed, whichever is sooner.
     ///
-    /// With a `ManualClock` this would spin on real time; tests call `tick` instead.
+    /// It sleeps on tokio's real timer even with a `ManualClock`; tests call `tick` instead.
+    ///
+    /// `stop` is watched during runs too: when it completes while a run is going, that run's
+    /// future is dropped at once, exactly as if this future were dropped (see below). To let
+    /// runs finish, make `stop` complete only once they have (the CLI's `cairn scheduler`
+    /// waits for its runs to end or park before its `stop` completes).
     ///
     /// # Errors
     ///
@@ -450,7 +455,8 @@ impl Scheduler {
     ///
     /// # Cancel safety
     ///
-    /// As `tick`: prefer completing `stop` over dropping this future.
+    /// As `tick`: dropping it during a run skips recording that run's outcome (the job stays
+    /// claimed, so that tick is not run again).
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<()> {
         let mut stop = std::pin::pin!(stop);
         loop {
