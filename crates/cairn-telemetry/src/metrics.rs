@@ -346,6 +346,9 @@ impl TaskMetrics {
 #[derive(Debug)]
 struct TaskSpanState {
     opened: Instant,
+    /// When `outcome` was last recorded after the open: the attempt's end, which may come
+    /// well before the span closes (see `TaskSpanRecord`).
+    ended: Option<Instant>,
     fields: TaskFields,
 }
 
@@ -475,13 +478,18 @@ struct TaskFields {
 struct TaskFieldsVisitor<'a> {
     fields: &'a mut TaskFields,
     kinds: &'a KindValues,
+    /// Whether an `outcome` was among the fields read.
+    outcome_seen: bool,
 }
 
 impl TaskFieldsVisitor<'_> {
     fn set(&mut self, name: &str, value: &str) {
         match name {
             "kind" => self.fields.kind = Some(self.kinds.value(value)),
-            "outcome" => self.fields.outcome = Some(Label::from_str(value, &TASK_OUTCOMES)),
+            "outcome" => {
+                self.outcome_seen = true;
+                self.fields.outcome = Some(Label::from_str(value, &TASK_OUTCOMES));
+            }
             _ => {}
         }
     }
@@ -618,9 +626,11 @@ where
         attrs.record(&mut TaskFieldsVisitor {
             fields: &mut fields,
             kinds: &self.kinds,
+            outcome_seen: false,
         });
         span.extensions_mut().insert(TaskSpanState {
             opened: Instant::now(),
+            ended: None,
             fields,
         });
     }
@@ -635,10 +645,15 @@ where
             return;
         }
         if let Some(state) = span.extensions_mut().get_mut::<TaskSpanState>() {
-            values.record(&mut TaskFieldsVisitor {
+            let mut visitor = TaskFieldsVisitor {
                 fields: &mut state.fields,
                 kinds: &self.kinds,
-            });
+                outcome_seen: false,
+            };
+            values.record(&mut visitor);
+            if visitor.outcome_seen {
+                state.ended = Some(Instant::now());
+            }
         }
     }
 
@@ -653,15 +668,16 @@ where
             // place (nothing is cloned unless a kind and outcome are bound for the first time).
             let extensions = span.extensions();
             if let Some(record) = extensions.get::<TaskSpanRecord>() {
-                let (kind, outcome, known_outcome, opened) = record.metric_fields();
-                task.record_span(opened.elapsed().as_secs_f64(), kind, outcome, known_outcome);
+                let (kind, outcome, known_outcome, took) = record.metric_fields();
+                task.record_span(took.as_secs_f64(), kind, outcome, known_outcome);
                 return;
             }
         }
         let state = span.extensions_mut().remove::<TaskSpanState>();
         if let Some(state) = state {
+            let ended = state.ended.unwrap_or_else(Instant::now);
             task.record(
-                state.opened.elapsed().as_secs_f64(),
+                ended.saturating_duration_since(state.opened).as_secs_f64(),
                 state.fields.kind.as_ref(),
                 state.fields.outcome.as_ref(),
             );

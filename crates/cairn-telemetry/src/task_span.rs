@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{
     Event as OtelEvent, Span as _, SpanBuilder, SpanContext, SpanId, Status, TraceContextExt as _,
@@ -94,6 +94,11 @@ fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
 pub(crate) struct TaskSpanRecord {
     start: SystemTime,
     opened: Instant,
+    /// When `outcome` was last recorded after the open: the attempt's end, which is also
+    /// the exported span's end and the measured duration's. The span itself may close later
+    /// and elsewhere (the executor closes finished attempts' spans on a thread of their
+    /// own); `None` until then, and the close is the end.
+    ended: Option<Instant>,
     /// The parent's OpenTelemetry context (the run span's, as a rule).
     parent_cx: Context,
     /// Ids drawn when the span opened, so children can name it before it is built (they
@@ -118,23 +123,31 @@ pub(crate) struct TaskSpanRecord {
 }
 
 impl TaskSpanRecord {
-    /// `kind`, `outcome` (and the known outcome it spells, if any) and when the span opened,
-    /// for the task metrics. Once the span is closed, `outcome` is only kept when it is not a
-    /// known one.
+    /// `kind`, `outcome` (and the known outcome it spells, if any) and how long the attempt
+    /// took, for the task metrics. Once the span is closed, `outcome` is only kept when it
+    /// is not a known one.
     pub(crate) fn metric_fields(
         &self,
     ) -> (
         Option<&Value>,
         Option<&Value>,
         Option<&'static str>,
-        Instant,
+        Duration,
     ) {
         (
             self.kind.as_ref(),
             self.outcome.as_ref(),
             self.known_outcome,
-            self.opened,
+            self.duration(),
         )
+    }
+
+    /// From the open to the last `outcome` recorded, or to now if none was.
+    fn duration(&self) -> Duration {
+        match self.ended {
+            Some(ended) => ended.saturating_duration_since(self.opened),
+            None => self.opened.elapsed(),
+        }
     }
 
     fn own_cx(&self) -> Context {
@@ -342,6 +355,17 @@ fn debug_value(value: &dyn fmt::Debug) -> Value {
 struct TaskFieldVisitor<'a> {
     record: &'a mut TaskSpanRecord,
     kinds: &'a KindValues,
+    /// Recording after the open: an `outcome` recorded now ends the attempt.
+    ends: bool,
+}
+
+impl TaskFieldVisitor<'_> {
+    /// Marks the attempt's end when an `outcome` arrives after the open.
+    fn outcome_recorded(&mut self) {
+        if self.ends {
+            self.record.ended = Some(Instant::now());
+        }
+    }
 }
 
 impl TaskFieldVisitor<'_> {
@@ -351,6 +375,7 @@ impl TaskFieldVisitor<'_> {
             "kind" => &mut self.record.kind,
             "attempt" => &mut self.record.attempt,
             "outcome" => {
+                self.outcome_recorded();
                 self.record.known_outcome = None;
                 &mut self.record.outcome
             }
@@ -368,6 +393,7 @@ impl TaskFieldVisitor<'_> {
             "kind" => self.kinds.value(text),
             "outcome" => match TASK_OUTCOMES.iter().find(|known| **known == text) {
                 Some(known) => {
+                    self.outcome_recorded();
                     self.record.outcome = Some(Value::from(*known));
                     self.record.known_outcome = Some(known);
                     return;
@@ -486,6 +512,7 @@ where
         let mut record = TaskSpanRecord {
             start: SystemTime::now(),
             opened: Instant::now(),
+            ended: None,
             parent_cx,
             trace_id,
             span_id,
@@ -502,6 +529,7 @@ where
         attrs.record(&mut TaskFieldVisitor {
             record: &mut record,
             kinds: &self.kinds,
+            ends: false,
         });
         let opened = (self.id, id.clone(), record.own_cx());
         span.extensions_mut().insert(record);
@@ -521,6 +549,7 @@ where
             values.record(&mut TaskFieldVisitor {
                 record,
                 kinds: &self.kinds,
+                ends: true,
             });
         }
     }
@@ -609,8 +638,9 @@ where
         let Some(record) = extensions.get_mut::<TaskSpanRecord>() else {
             return;
         };
-        // One clock read ends the span and times the attempt.
-        let elapsed = record.opened.elapsed();
+        // The attempt ended when its outcome was recorded (one clock read, then); a span
+        // closed without one ends now.
+        let elapsed = record.duration();
         let start = record.start;
         let mut attributes = Vec::with_capacity(6 + record.extra.len());
         attributes.push(KeyValue::new(KEY_LEVEL, meta.level().as_str()));

@@ -307,3 +307,44 @@ fn task_spans_opened_under_explicit_parents_belong_to_their_own_run_on_any_subsc
         }
     }
 }
+
+/// A task span's outcome is recorded when its attempt ends; the executor may close the span
+/// later, on another thread. The exported span and the task duration end at the outcome.
+#[test]
+fn a_task_span_ends_when_its_outcome_is_recorded_not_when_it_closes() {
+    let telemetry = TestTelemetry::new();
+    let before_open = std::time::Instant::now();
+    let (after_outcome, took_at_most, closed_at) = telemetry.in_scope(|| {
+        let task = task_span(&Id(7), "shell", 1);
+        task.in_scope(|| {});
+        task.record("outcome", "complete");
+        let after_outcome = std::time::SystemTime::now();
+        let took_at_most = before_open.elapsed();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let closed_at = std::time::SystemTime::now();
+        drop(task);
+        (after_outcome, took_at_most, closed_at)
+    });
+
+    let task = the_span(&telemetry, names::TASK_SPAN);
+    let slack = std::time::Duration::from_millis(1);
+    assert!(
+        task.end_time <= after_outcome + slack,
+        "ended at the outcome ({:?}), not at the close ({:?}): {:?}",
+        after_outcome,
+        closed_at,
+        task.end_time
+    );
+    let duration = telemetry
+        .histogram(
+            names::METRIC_TASK_DURATION,
+            &[KeyValue::new("outcome", "complete")],
+        )
+        .expect("the attempt is timed");
+    assert_eq!(duration.count, 1);
+    assert!(
+        duration.sum <= took_at_most.as_secs_f64(),
+        "timed from open to outcome (at most {took_at_most:?}), got {} s",
+        duration.sum
+    );
+}
