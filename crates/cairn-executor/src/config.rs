@@ -77,7 +77,8 @@ pub struct ExecutorConfig {
     /// this only caps them. Default 16; must be at least 1.
     pub concurrency: usize,
     /// When `true`, a failed `begin` is an error (`Error::BeginFailed`) instead of a WARN
-    /// and a degrade to the non-durable `NoopCheckpointer`. Default `false`.
+    /// and a degrade to the non-durable `NoopCheckpointer`. Default `false`. A run id that
+    /// is already taken is refused either way.
     pub require_durability: bool,
     /// Retry backoff.
     pub retry: RetryPolicy,

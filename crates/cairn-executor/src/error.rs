@@ -13,7 +13,9 @@ use crate::outcome::RunReport;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `begin` failed and the host requires durability, so the run did not degrade.
+    /// `begin` failed and the host requires durability, so the run did not degrade; or the
+    /// plan's run id names a run the store already holds (`AlreadyExists`), which never
+    /// degrades: a non-durable run under another run's id would report as that run.
     #[error("cannot begin durable run {run_id}: {source}")]
     BeginFailed {
         /// The run that could not be begun.

@@ -89,7 +89,8 @@ impl Executor {
     /// # Errors
     ///
     /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set (without it,
-    ///   the run logs a WARN and degrades to a non-durable checkpointer).
+    ///   the run logs a WARN and degrades to a non-durable checkpointer), and always when the
+    ///   plan's run id is already taken.
     /// - `Error::Lookup` when `Start::Auto` cannot list runs.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
     ///   (or the adoption of an interrupted run) cannot open the run.
@@ -282,6 +283,11 @@ impl Executor {
         let (checkpointer, durable): (Arc<dyn Checkpointer>, bool) =
             match self.factory.begin(meta.clone()).await {
                 Ok(checkpointer) => (Arc::from(checkpointer), true),
+                // A taken id is the caller's mistake, not the store's trouble: running
+                // without a journal under another run's id would report as that run.
+                Err(source @ cairn_checkpoint::Error::AlreadyExists { .. }) => {
+                    return Err(Error::BeginFailed { run_id, source });
+                }
                 Err(source) if self.config.require_durability => {
                     return Err(Error::BeginFailed { run_id, source });
                 }

@@ -428,6 +428,60 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
 }
 
 #[tokio::test]
+async fn a_run_id_that_is_already_taken_is_refused_even_without_required_durability() {
+    let store = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger)).with(
+        "bad",
+        handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad", "no")) }),
+    );
+    let exec = executor(&store, registry, ExecutorConfig::default());
+    let mut failing = Phase::new("p");
+    failing.task(TaskSpec::new("bad"), []);
+    let first = exec
+        .run(
+            RunPlan::new("wf", "s").phase(failing),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first.disposition, Disposition::Fail(_)));
+
+    // A plan that reuses the failed run's id, as a host that derives ids from its own keys
+    // might: it must not run without a journal and report as that run.
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), []);
+    let err = exec
+        .run(
+            RunPlan::new("wf", "s")
+                .run_id(first.run_id.clone())
+                .phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::BeginFailed {
+                run_id,
+                source: cairn_checkpoint::Error::AlreadyExists { .. },
+            } if *run_id == first.run_id
+        ),
+        "{err:?}"
+    );
+    assert_eq!(ledger.total(), 0, "no task ran");
+    let meta = store.load_meta(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        meta.status,
+        RunStatus::Failed,
+        "the stored run is untouched"
+    );
+}
+
+#[tokio::test]
 async fn a_panic_inside_the_executor_still_finalizes_the_run_as_failed() {
     let store = MemoryFactory::new();
     // The first append records the phase, its tasks and their starts; the second (the
