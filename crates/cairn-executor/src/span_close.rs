@@ -87,11 +87,15 @@ impl SpanCloser {
         let handoff = Arc::new(Handoff::default());
         let theirs = Arc::clone(&handoff);
         let (ending, ended) = oneshot::channel::<()>();
+        // Closing used to happen on a worker: a subscriber that needs the runtime there (a
+        // span processor that spawns its export, say) finds it on this thread too.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name("cairn-span-closer".to_owned())
             .spawn(move || {
                 // Dropped when the thread ends, even by a panic: that is what `finish` awaits.
                 let _ending = ending;
+                let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 close_until_finished(&theirs);
             })
             .ok()?;
@@ -272,5 +276,31 @@ mod tests {
         }));
         closer.finish().await;
         assert_eq!(closes.0.lock().unwrap().len(), 2);
+    }
+
+    /// Remembers, for each close, whether a tokio runtime was reachable from its thread.
+    #[derive(Clone, Default)]
+    struct RuntimeAtClose(Arc<StdMutex<Vec<bool>>>);
+
+    impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer<S>
+        for RuntimeAtClose
+    {
+        fn on_close(&self, _: Id, _: Context<'_, S>) {
+            let reachable = tokio::runtime::Handle::try_current().is_ok();
+            self.0.lock().unwrap().push(reachable);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_close_inside_the_runtime_that_started_the_closer() {
+        let seen = RuntimeAtClose::default();
+        let dispatch = tracing::Dispatch::new(Registry::default().with(seen.clone()));
+        let closer = SpanCloser::start().expect("a thread");
+        let drop_point = closer.span_drop();
+        drop_point.hand(tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info_span!("task")
+        }));
+        closer.finish().await;
+        assert_eq!(*seen.0.lock().unwrap(), vec![true]);
     }
 }
