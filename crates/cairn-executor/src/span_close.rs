@@ -164,9 +164,17 @@ fn close_until_finished(handoff: &Handoff) {
             }
             std::mem::swap(&mut batch, &mut state.spans);
         }
-        // A subscriber that panics while closing one span loses that span only.
         for span in batch.drain(..) {
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(span)));
+            // Closed under its own subscriber as the thread's default, as on the worker: the
+            // registry closes a span's parent through the default subscriber, so under
+            // none a run span whose last child closes here would stay open for good.
+            let Some(dispatch) = span.with_subscriber(|(_, dispatch)| dispatch.clone()) else {
+                continue;
+            };
+            // A subscriber that panics while closing one span loses that span only.
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                tracing::dispatcher::with_default(&dispatch, move || drop(span));
+            }));
         }
     }
 }
@@ -302,5 +310,29 @@ mod tests {
         }));
         closer.finish().await;
         assert_eq!(*seen.0.lock().unwrap(), vec![true]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parent_whose_last_child_closes_on_the_thread_closes_too_under_a_scoped_subscriber() {
+        let closes = Closes::default();
+        // Scoped, never global: the closing thread has no default subscriber of its own.
+        let dispatch = tracing::Dispatch::new(Registry::default().with(closes.clone()));
+        let closer = SpanCloser::start().expect("a thread");
+        let drop_point = closer.span_drop();
+        let (parent, child) = tracing::dispatcher::with_default(&dispatch, || {
+            let parent = tracing::info_span!("run");
+            let child = tracing::info_span!(parent: &parent, "task");
+            (parent, child)
+        });
+        // The parent's own handle goes first: only the child keeps it open now.
+        drop(parent);
+        assert!(closes.0.lock().unwrap().is_empty());
+        drop_point.hand(child);
+        closer.finish().await;
+        assert_eq!(
+            closes.0.lock().unwrap().len(),
+            2,
+            "the child and then its parent"
+        );
     }
 }
