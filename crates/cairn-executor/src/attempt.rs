@@ -402,7 +402,7 @@ mod tests {
     async fn with_a_closer_the_finished_span_is_labelled_here_and_closed_by_the_closer() {
         let lines = Lines::default();
         let dispatch = dispatch(&lines);
-        let closer = SpanCloser::start().expect("a thread");
+        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
         let mut traced = TracedAttempt::new(
             Body {
                 pending: 0,

@@ -128,10 +128,12 @@ impl Drive {
     pub(crate) async fn run(mut self) -> Option<RunStop> {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let run_span = Span::current();
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+        // Attempts open their task spans under `dispatch` (see `TracedAttempt`).
         let span_closer = if run_span.is_disabled() {
             None
         } else {
-            SpanCloser::start()
+            SpanCloser::start(dispatch.clone())
         };
         let mut flight = Flight {
             running: JoinSet::new(),
@@ -145,7 +147,7 @@ impl Drive {
             exit: None,
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
             run_span: Arc::new(run_span),
-            dispatch: tracing::dispatcher::get_default(Dispatch::clone),
+            dispatch,
             span_closer,
         };
         let result = self.run_phases(&mut flight).await;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tracing::Span;
+use tracing::{Dispatch, Span};
 
 /// How long the closing thread keeps looking for more spans after a batch before it sleeps
 /// until woken. While attempts keep finishing, it finds them on its own and no worker pays
@@ -81,9 +81,14 @@ pub(crate) struct SpanCloser {
 }
 
 impl SpanCloser {
-    /// Starts the closing thread; `None` when the system refuses a thread, and attempts
-    /// then close their spans themselves.
-    pub(crate) fn start() -> Option<SpanCloser> {
+    /// Starts the closing thread with `dispatch`, the subscriber the spans it will close
+    /// were opened under, as its default; `None` when the system refuses a thread, and
+    /// attempts then close their spans themselves.
+    ///
+    /// The default matters: the registry closes a span's parent through the thread's default
+    /// subscriber, so under none a run span whose last task span closed here would stay open
+    /// for good (and never be exported).
+    pub(crate) fn start(dispatch: Dispatch) -> Option<SpanCloser> {
         let handoff = Arc::new(Handoff::default());
         let theirs = Arc::clone(&handoff);
         let (ending, ended) = oneshot::channel::<()>();
@@ -96,6 +101,7 @@ impl SpanCloser {
                 // Dropped when the thread ends, even by a panic: that is what `finish` awaits.
                 let _ending = ending;
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                let _default = tracing::dispatcher::set_default(&dispatch);
                 close_until_finished(&theirs);
             })
             .ok()?;
@@ -164,17 +170,9 @@ fn close_until_finished(handoff: &Handoff) {
             }
             std::mem::swap(&mut batch, &mut state.spans);
         }
+        // A subscriber that panics while closing one span loses that span only.
         for span in batch.drain(..) {
-            // Closed under its own subscriber as the thread's default, as on the worker: the
-            // registry closes a span's parent through the default subscriber, so under
-            // none a run span whose last child closes here would stay open for good.
-            let Some(dispatch) = span.with_subscriber(|(_, dispatch)| dispatch.clone()) else {
-                continue;
-            };
-            // A subscriber that panics while closing one span loses that span only.
-            let _ = catch_unwind(AssertUnwindSafe(move || {
-                tracing::dispatcher::with_default(&dispatch, move || drop(span));
-            }));
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(span)));
         }
     }
 }
@@ -218,7 +216,7 @@ mod tests {
         let closes = Closes::default();
         let subscriber = Registry::default().with(closes.clone());
         let dispatch = tracing::Dispatch::new(subscriber);
-        let closer = SpanCloser::start().expect("a thread");
+        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
         let drop_point = closer.span_drop();
         let here = std::thread::current().id();
         for n in 0..500u32 {
@@ -264,7 +262,7 @@ mod tests {
         let closes = Closes::default();
         let subscriber = Registry::default().with(closes.clone()).with(PanicsOnBad);
         let dispatch = tracing::Dispatch::new(subscriber);
-        let closer = SpanCloser::start().expect("a thread");
+        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
         let drop_point = closer.span_drop();
         drop_point.hand(tracing::dispatcher::with_default(&dispatch, || {
             tracing::info_span!("bad")
@@ -303,7 +301,7 @@ mod tests {
     async fn spans_close_inside_the_runtime_that_started_the_closer() {
         let seen = RuntimeAtClose::default();
         let dispatch = tracing::Dispatch::new(Registry::default().with(seen.clone()));
-        let closer = SpanCloser::start().expect("a thread");
+        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
         let drop_point = closer.span_drop();
         drop_point.hand(tracing::dispatcher::with_default(&dispatch, || {
             tracing::info_span!("task")
@@ -317,7 +315,7 @@ mod tests {
         let closes = Closes::default();
         // Scoped, never global: the closing thread has no default subscriber of its own.
         let dispatch = tracing::Dispatch::new(Registry::default().with(closes.clone()));
-        let closer = SpanCloser::start().expect("a thread");
+        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
         let drop_point = closer.span_drop();
         let (parent, child) = tracing::dispatcher::with_default(&dispatch, || {
             let parent = tracing::info_span!("run");
