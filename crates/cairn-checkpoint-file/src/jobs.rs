@@ -18,17 +18,24 @@
 //! `crc32c` covers the compact JSON encoding of `document`. A job file that does not parse,
 //! fails its checksum, has another format version or names another job is moved to
 //! `quarantine/`, audited as `Quarantined`, and reported by `get` as `Error::Encoding`
-//! naming the job, the file and where it went; `list` leaves it out.
+//! naming the job, the file and where it went; `list` leaves it out. So is an entry named like
+//! a job file that is not one (a folder, a FIFO, a socket, a dangling symbolic link, a file
+//! that may not be opened): one stray entry never fails a listing. The record is appended
+//! first, then the entry is renamed and both folders are fsynced. When an entry cannot be
+//! read for another reason (or cannot be moved), `list` leaves it in place and out of the
+//! listing, with a `Quarantined` audit record whose `location` is null (once per store handle),
+//! while `get` of that job reports the I/O error.
 //!
 //! A failed fsync is fatal: the store refuses every later write with `SyncFailed` (never
 //! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
@@ -76,6 +83,9 @@ struct Inner {
     dir: PathBuf,
     poisoned: AtomicBool,
     temp_counter: AtomicU64,
+    /// Jobs `list` left out (unreadable and left in place) and already audited, so a scheduler
+    /// ticking every second does not append the same record every second.
+    left_out: Mutex<HashSet<JobId>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,7 +117,10 @@ fn checksum(document: &serde_json::Value) -> Result<u32> {
 enum Found {
     Missing,
     Good(StoredJob),
+    /// Damaged or not a job file at all: quarantine it.
     Bad(String),
+    /// Could not be read for a reason that may pass (say, too many open files): leave it.
+    Unreadable(Error),
 }
 
 impl FileJobStore {
@@ -147,6 +160,7 @@ impl FileJobStore {
                 dir,
                 poisoned: AtomicBool::new(false),
                 temp_counter: AtomicU64::new(0),
+                left_out: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -174,6 +188,20 @@ impl FileJobStore {
                 source: io::Error::other(join.to_string()),
             })?
     }
+}
+
+/// The audit record of an entry that could not be read or moved and stays where it is.
+fn left_in_place_record(id: &JobId, path: &Path, err: &Error) -> JobAuditRecord {
+    JobAuditRecord::new(
+        wall_clock_now(),
+        id.clone(),
+        JobAuditAction::Quarantined,
+        format!(
+            "job {id}: {} could not be read or moved aside ({err}); it stays in place and is left out of job listings",
+            path.display()
+        ),
+    )
+    .with_detail(serde_json::json!({ "location": null, "reason": err.to_string() }))
 }
 
 fn sync_dir(path: &Path) -> Result<()> {
@@ -232,26 +260,49 @@ impl Inner {
 
     fn read(&self, id: &JobId) -> Result<Found> {
         let path = self.path(id);
+        // The type is checked before opening: opening a FIFO for reading would block until a
+        // writer comes, and a folder opens fine but fails every read.
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(match fs::symlink_metadata(&path) {
+                    Ok(_) => Found::Bad("is a symbolic link to nothing".to_owned()),
+                    Err(_) => Found::Missing,
+                });
+            }
+            Err(e) => return Ok(Found::Unreadable(io_err("stat", &path)(e))),
+        };
+        if !meta.is_file() {
+            let kind = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            return Ok(Found::Bad(format!("is {kind}, not a job file")));
+        }
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
-            Err(e) => return Err(io_err("read", &path)(e)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Ok(Found::Bad(format!("cannot be opened ({e})")));
+            }
+            Err(e) => return Ok(Found::Unreadable(io_err("read", &path)(e))),
         };
         let file: JobFile = match serde_json::from_slice(&bytes) {
             Ok(file) => file,
-            Err(e) => return Ok(Found::Bad(format!("it does not parse ({e})"))),
+            Err(e) => return Ok(Found::Bad(format!("does not parse ({e})"))),
         };
         if file.format_version != JOB_FILE_FORMAT_VERSION {
             return Ok(Found::Bad(format!(
-                "it has format version {} (this build reads {JOB_FILE_FORMAT_VERSION})",
+                "has format version {} (this build reads {JOB_FILE_FORMAT_VERSION})",
                 file.format_version
             )));
         }
         if file.id != id.as_str() {
-            return Ok(Found::Bad(format!("it names job `{}`", file.id)));
+            return Ok(Found::Bad(format!("names job `{}`", file.id)));
         }
         if checksum(&file.document)? != file.crc32c {
-            return Ok(Found::Bad("its checksum does not match".to_owned()));
+            return Ok(Found::Bad("fails its checksum".to_owned()));
         }
         Ok(Found::Good(StoredJob {
             id: id.clone(),
@@ -260,17 +311,26 @@ impl Inner {
         }))
     }
 
-    /// Moves a damaged job file aside and audits it. Call with the store lock held.
+    /// A free path `quarantine/<id>-<millis>.json`: a rename onto an earlier quarantined
+    /// file would delete it, and onto an earlier folder would fail.
+    fn quarantine_target(&self, id: &JobId) -> PathBuf {
+        let qdir = self.dir.join(QUARANTINE_DIR);
+        let mut millis = wall_clock_now().0;
+        loop {
+            let candidate = qdir.join(format!("{id}-{millis}.json"));
+            if fs::symlink_metadata(&candidate).is_err() {
+                return candidate;
+            }
+            millis += 1;
+        }
+    }
+
+    /// Moves a damaged job file (or a stray entry with its name) aside and audits it: the
+    /// record first, then the rename, then both folders are fsynced. Call with the store lock
+    /// held. Returns the error `get` reports; an `Io` error means the entry stayed in place.
     fn quarantine(&self, id: &JobId, reason: &str) -> Result<Error> {
         let from = self.path(id);
-        let now = wall_clock_now();
-        let to = self
-            .dir
-            .join(QUARANTINE_DIR)
-            .join(format!("{id}-{}.json", now.0));
-        fs::rename(&from, &to).map_err(io_err("rename", &from))?;
-        self.sync_dir(&self.dir.join(QUARANTINE_DIR))?;
-        self.sync_dir(&self.dir)?;
+        let to = self.quarantine_target(id);
         let message = format!(
             "job {id}: {} {reason}; moved to {}",
             from.display(),
@@ -278,17 +338,56 @@ impl Inner {
         );
         self.append_audit(
             &JobAuditRecord::new(
-                now,
+                wall_clock_now(),
                 id.clone(),
                 JobAuditAction::Quarantined,
                 message.clone(),
             )
-            .with_detail(serde_json::json!({ "location": to.display().to_string() })),
+            .with_detail(serde_json::json!({
+                "location": to.display().to_string(),
+                "reason": reason,
+            })),
         )?;
+        if let Err(e) = fs::rename(&from, &to) {
+            // The record above names a move that did not happen: say so.
+            let err = io_err("rename", &from)(e);
+            self.append_audit(&left_in_place_record(id, &from, &err))?;
+            return Err(err);
+        }
+        self.sync_dir(&self.dir.join(QUARANTINE_DIR))?;
+        self.sync_dir(&self.dir)?;
         Ok(Error::Encoding {
             what: "job file",
             detail: message,
         })
+    }
+
+    /// Leaves job `id` out of a listing, in place, audited once per store handle.
+    fn leave_out(&self, id: &JobId, err: &Error, audited: bool) -> Result<()> {
+        let first = self
+            .left_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        if first && !audited {
+            self.append_audit(&left_in_place_record(id, &self.path(id), err))?;
+        }
+        Ok(())
+    }
+
+    fn is_left_out(&self, id: &JobId) -> bool {
+        self.left_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    /// Forgets that job `id` was left out, so a new failure is audited again.
+    fn readable_again(&self, id: &JobId) {
+        self.left_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
     }
 
     /// Reads job `id`; quarantines (under the lock) a damaged file.
@@ -296,12 +395,14 @@ impl Inner {
         match self.read(id)? {
             Found::Missing => Ok(Ok(None)),
             Found::Good(job) => Ok(Ok(Some(job))),
+            Found::Unreadable(err) => Err(err),
             Found::Bad(_) => {
                 let _lock = self.lock()?;
                 // A writer may have replaced the file since: decide on what is there now.
                 match self.read(id)? {
                     Found::Missing => Ok(Ok(None)),
                     Found::Good(job) => Ok(Ok(Some(job))),
+                    Found::Unreadable(err) => Err(err),
                     Found::Bad(reason) => Ok(Err(self.quarantine(id, &reason)?)),
                 }
             }
@@ -314,6 +415,7 @@ impl Inner {
         match self.read(id)? {
             Found::Missing => Ok(None),
             Found::Good(job) => Ok(Some(job.version)),
+            Found::Unreadable(err) => Err(err),
             Found::Bad(reason) => {
                 self.quarantine(id, &reason)?;
                 Ok(None)
@@ -406,12 +508,50 @@ impl Inner {
         ids.sort();
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
-            // A damaged job was quarantined and audited by `get`; list leaves it out.
-            if let Ok(Some(job)) = self.get(&id)? {
+            if let Some(job) = self.list_one(&id)? {
                 jobs.push(job);
             }
         }
         Ok(jobs)
+    }
+
+    /// Job `id` for `list`. A damaged entry is quarantined and left out; one that cannot be
+    /// read or moved is left in place and out, audited: one entry never fails the listing.
+    /// Store-wide failures (the lock, the audit log, a failed fsync) still do.
+    fn list_one(&self, id: &JobId) -> Result<Option<StoredJob>> {
+        let found = match self.read(id)? {
+            // Tried and audited already through this handle: a scheduler ticking every second
+            // would otherwise append two records a second. A new handle tries again.
+            Found::Bad(_) if self.is_left_out(id) => return Ok(None),
+            Found::Bad(_) => {
+                let _lock = self.lock()?;
+                // A writer may have replaced the file since: decide on what is there now.
+                match self.read(id)? {
+                    Found::Bad(reason) => match self.quarantine(id, &reason) {
+                        Ok(_) => Found::Missing,
+                        // The rename failed and was audited already.
+                        Err(err @ Error::Io { op: "rename", .. }) => {
+                            self.leave_out(id, &err, true)?;
+                            return Ok(None);
+                        }
+                        Err(other) => return Err(other),
+                    },
+                    other => other,
+                }
+            }
+            other => other,
+        };
+        match found {
+            Found::Good(job) => {
+                self.readable_again(id);
+                Ok(Some(job))
+            }
+            Found::Unreadable(err) => {
+                self.leave_out(id, &err, false)?;
+                Ok(None)
+            }
+            Found::Missing | Found::Bad(_) => Ok(None),
+        }
     }
 
     fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {

@@ -158,3 +158,110 @@ async fn a_damaged_audit_line_in_the_middle_is_an_error() {
         "{err:?}"
     );
 }
+
+/// Stores jobs `a` and `c` and returns the store.
+async fn two_jobs(harness: &FileJobs) -> FileJobStore {
+    let store = harness.file_store();
+    for name in ["a", "c"] {
+        let id = JobId::new(name).unwrap();
+        store
+            .put(&id, None, &serde_json::json!({"name": name}))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store
+}
+
+fn listed_ids(jobs: &[cairn_checkpoint::StoredJob]) -> Vec<String> {
+    jobs.iter().map(|job| job.id.to_string()).collect()
+}
+
+/// The entries of `quarantine/`.
+fn quarantined(store: &FileJobStore) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(store.dir().join("quarantine"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_named_like_a_job_file_is_quarantined_and_the_listing_goes_on() {
+    let harness = FileJobs::new();
+    let store = two_jobs(&harness).await;
+    let stray = JobId::new("b").unwrap();
+    let path = store.job_path(&stray);
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside.txt"), b"kept").unwrap();
+
+    let jobs = store.list().await.unwrap();
+    assert_eq!(listed_ids(&jobs), ["a", "c"]);
+    assert!(!path.exists(), "the folder is moved out of jobs/");
+    let moved = quarantined(&store);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        std::fs::read(moved[0].join("inside.txt")).unwrap(),
+        b"kept",
+        "moved, never deleted"
+    );
+    let audit = store.read_audit(&stray).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, JobAuditAction::Quarantined);
+    assert_eq!(
+        audit[0].detail["location"],
+        serde_json::json!(moved[0].display().to_string())
+    );
+    // The job is unknown now; the next listing is the same.
+    assert_eq!(store.get(&stray).await.unwrap(), None);
+    assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_of_a_folder_named_like_a_job_file_quarantines_it_and_is_an_encoding_error() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    let stray = JobId::new("b").unwrap();
+    std::fs::create_dir(store.job_path(&stray)).unwrap();
+    let err = store.get(&stray).await.unwrap_err();
+    assert!(
+        matches!(err, cairn_checkpoint::Error::Encoding { .. }),
+        "{err:?}"
+    );
+    assert_eq!(quarantined(&store).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_named_like_a_job_file_is_quarantined_not_read() {
+    let harness = FileJobs::new();
+    let store = two_jobs(&harness).await;
+    let stray = JobId::new("b").unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(store.job_path(&stray)).unwrap();
+    assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+    assert!(!store.job_path(&stray).exists());
+    assert_eq!(quarantined(&store).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_entry_that_cannot_be_moved_is_left_out_with_an_audit_record() {
+    let harness = FileJobs::new();
+    let store = two_jobs(&harness).await;
+    let stray = JobId::new("b").unwrap();
+    let path = store.job_path(&stray);
+    std::fs::create_dir(&path).unwrap();
+    // A file where the quarantine folder belongs makes every move fail, even for root.
+    let qdir = store.dir().join("quarantine");
+    std::fs::remove_dir(&qdir).unwrap();
+    std::fs::write(&qdir, b"not a folder").unwrap();
+
+    for _ in 0..3 {
+        assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+    }
+    assert!(path.is_dir(), "left in place");
+    let audit = store.read_audit(&stray).await.unwrap();
+    // The move was recorded before it was tried, then its failure; later listings through
+    // the same handle add nothing.
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(audit[0].detail["location"].is_string(), "{audit:?}");
+    assert_eq!(audit[1].action, JobAuditAction::Quarantined);
+    assert!(audit[1].detail["location"].is_null(), "{audit:?}");
+}
