@@ -18,7 +18,7 @@ use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, Zone};
 use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
-use crate::cli::{EXIT_OK, StoreArgs};
+use crate::cli::{EXIT_OK, EXIT_STORE, StoreArgs};
 use crate::store::{Adapter, absolute};
 use crate::workflow;
 
@@ -29,7 +29,8 @@ Exit codes:
   2  bad usage: a bad workflow file, schedule, time zone or job id; an unknown job; or a job
      in the wrong state for the command (nothing was changed): resuming an active job,
      a failed job without --force, or a completed one-shot job (refused even with --force)
-  5  the state store failed";
+  5  the state store failed; or `list` found jobs it cannot read: it still prints the others,
+     and names each unreadable job with the reason on stderr";
 
 /// `cairn jobs` subcommands.
 #[derive(Debug, Subcommand)]
@@ -387,14 +388,23 @@ pub fn adapter_flag(adapter: Adapter) -> String {
 async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     let root = existing_state_root(&args.store)?;
     let jobs = jobs_in(&root, args.store.adapter)?;
-    let all = jobs.list().await.map_err(job_error)?;
+    // One undecodable job must not hide the others: print what reads, name the rest.
+    let (all, unreadable) = jobs.list_readable().await.map_err(job_error)?;
+    for (id, reason) in &unreadable {
+        eprintln!("cairn: job {id} cannot be read, so it is not listed: {reason}");
+    }
+    let code = if unreadable.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_STORE
+    };
     if args.store.json {
         for job in &all {
             println!("{}", job_json(job));
         }
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
-    if all.is_empty() {
+    if all.is_empty() && unreadable.is_empty() {
         println!(
             "no jobs in {} (add one with `cairn jobs add`)",
             root.display()
@@ -422,7 +432,7 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
 async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {

@@ -45,7 +45,7 @@ use crate::workflow;
 pub const SCHEDULER_EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by Ctrl-C or SIGTERM; no run was cut short
-  2  bad usage (for example no state folder)
+  2  bad usage (for example no state folder, or --poll under 1s)
   4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
      command to resume it was printed (a second Ctrl-C kills running commands and also exits 4)
   5  the state store failed (the scheduler stops; start it again)";
@@ -53,7 +53,8 @@ Exit codes:
 /// `cairn scheduler`.
 #[derive(Debug, Clone, Args)]
 pub struct SchedulerArgs {
-    /// The longest wait between looks at the jobs, so jobs added meanwhile are noticed.
+    /// The longest wait between looks at the jobs, so jobs added meanwhile are noticed; at
+    /// least 1s.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_poll)]
     pub poll: Duration,
     /// Store settings [default state folder: `.cairn/` in the current folder].
@@ -64,8 +65,18 @@ pub struct SchedulerArgs {
     pub exec: ExecArgs,
 }
 
+/// The shortest `--poll`: the scheduler floors its poll interval at one second, so a shorter
+/// value would silently mean one second.
+const MIN_POLL: Duration = Duration::from_secs(1);
+
 fn parse_poll(text: &str) -> Result<Duration, String> {
-    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+    let poll = crate::duration::parse_duration(text).map_err(|e| e.to_string())?;
+    if poll < MIN_POLL {
+        return Err(format!(
+            "{text} is shorter than the scheduler's shortest poll interval, 1s"
+        ));
+    }
+    Ok(poll)
 }
 
 /// The scope of job `id`'s runs.
@@ -485,7 +496,12 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     // itself mid-run; it asks for a graceful stop instead.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let count = scheduler.jobs().list().await.map_err(job_error)?.len();
+    // One undecodable job must not stop the scheduler: ticks leave it out as well.
+    let (readable, unreadable) = scheduler.jobs().list_readable().await.map_err(job_error)?;
+    for (id, reason) in &unreadable {
+        eprintln!("cairn: job {id} cannot be read, so it is not scheduled: {reason}");
+    }
+    let count = readable.len();
     lines.say(
         &format!(
             "scheduler: watching {count} job(s) in {} (Ctrl-C stops)",

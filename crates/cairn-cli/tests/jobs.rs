@@ -12,6 +12,7 @@ use common::{Sandbox, signal, text, wait_exit, wait_for};
 const OK: i32 = 0;
 const USAGE: i32 = 2;
 const INTERRUPTED: i32 = 4;
+const STORE: i32 = 5;
 
 fn code(output: &Output) -> Option<i32> {
     output.status.code()
@@ -486,4 +487,144 @@ fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
     assert!(!sandbox.path("nowhere").exists() && !sandbox.path(".cairn").exists());
     let help = ok(&sandbox, &["scheduler", "--help"]);
     assert!(help.contains("  4  "), "{help}");
+}
+
+/// Stores `document` as job `id` under `.cairn/` as another program could: the file adapter
+/// accepts it (its checksum is right), but it is no job the scheduler can decode.
+fn put_raw_job(sandbox: &Sandbox, id: &str, document: serde_json::Value) {
+    use cairn_checkpoint::JobStore as _;
+    let store = cairn_checkpoint_file::FileJobStore::open(sandbox.path(".cairn")).unwrap();
+    let id = cairn_checkpoint::JobId::new(id).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(store.put(&id, None, &document))
+        .unwrap()
+        .expect("a new job");
+}
+
+#[test]
+fn jobs_list_prints_the_readable_jobs_and_names_an_undecodable_one() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "good", "--every", "10m"],
+    );
+    put_raw_job(&sandbox, "odd", serde_json::json!({"hello": 1}));
+
+    let output = sandbox.run(&["jobs", "list", "--json"]);
+    assert_eq!(code(&output), Some(STORE), "{}", text(&output.stderr));
+    let listed: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], "good");
+    assert!(
+        text(&output.stderr).contains("job odd"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let table = sandbox.run(&["jobs", "list"]);
+    assert_eq!(code(&table), Some(STORE), "{}", text(&table.stderr));
+    assert!(
+        text(&table.stdout).contains("good"),
+        "{}",
+        text(&table.stdout)
+    );
+    assert!(
+        !text(&table.stdout).contains("odd"),
+        "{}",
+        text(&table.stdout)
+    );
+    assert!(
+        text(&table.stderr).contains("job odd"),
+        "{}",
+        text(&table.stderr)
+    );
+}
+
+#[test]
+fn the_scheduler_starts_despite_an_undecodable_job_and_runs_the_others() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "mark.toml",
+        "name = \"mark\"\n[[task]]\nid = \"touch\"\nrun = \"echo ran >> marker\"\n",
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "mark.toml",
+            "once",
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    put_raw_job(&sandbox, "odd", serde_json::json!({"hello": 1}));
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the readable job to run", || {
+        show(&sandbox, "once").is_some_and(|job| job["status"] == "completed")
+            || scheduler.try_wait().expect("try_wait").is_some()
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(&mut scheduler);
+    let out = sandbox.read("sched.out");
+    let err = sandbox.read("sched.err");
+    assert_eq!(status.code(), Some(OK), "{out}\n{err}");
+    assert!(out.contains("watching 1 job(s)"), "{out}");
+    assert!(err.contains("job odd"), "{err}");
+    assert_eq!(sandbox.read("marker").trim(), "ran");
+}
+
+#[test]
+fn a_poll_under_one_second_is_refused_as_usage() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "good", "--every", "10m"],
+    );
+    for poll in ["0s", "500ms"] {
+        let mut scheduler = sandbox.spawn(
+            &["scheduler", "--state-dir", ".cairn", "--poll", poll],
+            "sched.out",
+            "sched.err",
+        );
+        // A scheduler that started would run until stopped.
+        wait_for("cairn to exit or start", || {
+            sandbox.read("sched.out").contains("watching")
+                || scheduler.try_wait().expect("try_wait").is_some()
+        });
+        if scheduler.try_wait().expect("try_wait").is_none() {
+            signal(i64::from(scheduler.id()), "INT");
+        }
+        let status = wait_exit(&mut scheduler);
+        assert_eq!(
+            status.code(),
+            Some(USAGE),
+            "--poll {poll}: {}",
+            sandbox.read("sched.out")
+        );
+    }
+    // The refusal of a positive value (the last one tried) names the floor.
+    assert!(
+        sandbox.read("sched.err").contains("1s"),
+        "{}",
+        sandbox.read("sched.err")
+    );
+    let output = sandbox.run(&["scheduler", "--help"]);
+    assert!(
+        text(&output.stdout).contains("at least 1s"),
+        "{}",
+        text(&output.stdout)
+    );
 }
