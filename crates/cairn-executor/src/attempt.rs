@@ -1,15 +1,13 @@
 //! One task attempt as it runs on a tokio worker: its body, the task span around it, and the
 //! outcome label that span reports.
 //!
-//! The task span is opened and labelled here, inside the attempt's own tokio task, not on
-//! the drive task. The drive is the executor's serial path (it applies every result and
-//! starts every attempt), while attempts run in parallel on the workers; building, ending
-//! and queueing an exported span per attempt on the drive made telemetry cost a share of the
-//! executor's whole throughput. So the attempt decides its own `outcome` from what its body
-//! returned and the attempts the task has left, by the same rule the queue applies when the
-//! drive records that result (see [`AttemptEnd::outcome`]). A finished attempt leaves its
-//! labelled span to the drive's span closer (`crate::span_close`) when it has one, so the
-//! close's cost is off the worker too.
+//! The task span is opened, labelled and closed here, inside the attempt's own tokio task,
+//! not on the drive task. The drive is the executor's serial path (it applies every result
+//! and starts every attempt), while attempts run in parallel on the workers; building,
+//! ending and queueing an exported span per attempt on the drive made telemetry cost a
+//! share of the executor's whole throughput. So the attempt decides its own `outcome` from
+//! what its body returned and the attempts the task has left, by the same rule the queue
+//! applies when the drive records that result (see [`AttemptEnd::outcome`]).
 //!
 //! The drive applies every result an attempt returns, even when it stops the run (it joins
 //! the stopped attempts and applies those that had already finished), so the label and the
@@ -31,7 +29,6 @@ use cairn_telemetry::names;
 use tracing::{Dispatch, Span};
 
 use crate::handler::{Finish, HandlerResult, TaskFailure};
-use crate::span_close::SpanDrop;
 
 /// How a handler attempt ended, as seen from inside its tokio task.
 pub(crate) enum AttemptEnd {
@@ -118,11 +115,10 @@ impl std::fmt::Display for TaskIdText {
 /// span entered.
 ///
 /// The span is opened on the first poll (as a child of `parent`, the run span), labelled
-/// with the outcome by the poll that finishes the body, after dropping the body inside it,
-/// and then handed to `closer` (or closed there and then without one). A body that panics is
-/// labelled `panic` (the panic then goes on to tokio, so the drive still sees it); a body
-/// dropped unfinished is dropped inside the span, which is then labelled `cancelled`; both
-/// close their span on the spot.
+/// with the outcome and closed by the poll that finishes the body, after dropping the body
+/// inside it. A body that panics is labelled `panic` (the panic then goes on to tokio, so the
+/// drive still sees it); a body dropped unfinished is dropped inside the span, which is then
+/// labelled `cancelled`.
 pub(crate) struct TracedAttempt<F> {
     dispatch: Dispatch,
     /// Shared rather than cloned per attempt: cloning and dropping a `Span` calls into the
@@ -133,19 +129,15 @@ pub(crate) struct TracedAttempt<F> {
     span: Option<Span>,
     /// `None` once finished: dropped inside the span by the poll that finished it.
     body: Option<Pin<Box<F>>>,
-    /// Where the span of a finished attempt goes to be closed.
-    closer: Option<SpanDrop>,
 }
 
 impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
-    /// Wraps `body`; `dispatch` is usually the drive's subscriber, `parent` its run span,
-    /// `closer` the drive's span closer.
+    /// Wraps `body`; `dispatch` is usually the drive's subscriber, `parent` its run span.
     pub(crate) fn new(
         body: F,
         fields: AttemptFields,
         parent: Arc<Span>,
         dispatch: Dispatch,
-        closer: Option<SpanDrop>,
     ) -> TracedAttempt<F> {
         TracedAttempt {
             dispatch,
@@ -153,7 +145,6 @@ impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
             fields,
             span: None,
             body: Some(Box::pin(body)),
-            closer,
         }
     }
 }
@@ -209,12 +200,8 @@ impl<F: Future<Output = AttemptEnd>> Future for TracedAttempt<F> {
                     end.outcome(this.fields.attempt, this.fields.max_attempts),
                 );
                 drop(entered);
-                // The outcome's record ended the exported span; closing it (building and
-                // queueing that span) is the closer's work when there is one.
-                match (this.span.take(), &this.closer) {
-                    (Some(span), Some(closer)) if !span.is_disabled() => closer.hand(span),
-                    _ => {}
-                }
+                // Closed here, on the worker: the exported span is built and queued now.
+                this.span = None;
                 Poll::Ready(end)
             }
             Err(payload) => {
@@ -266,7 +253,6 @@ mod tests {
 
     use super::{AttemptEnd, AttemptFields, TaskIdText, TracedAttempt};
     use crate::handler::{Finish, TaskFailure};
-    use crate::span_close::SpanCloser;
 
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -364,7 +350,6 @@ mod tests {
             fields(attempt, max),
             Arc::new(tracing::Span::none()),
             dispatch,
-            None,
         );
         assert!(poll_once(&mut traced).is_pending());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -395,35 +380,6 @@ mod tests {
         assert_eq!(closed.len(), 1, "{text}");
         assert!(closed[0].contains("outcome=\"complete\""), "{text}");
         // The close is the last thing: the body was dropped before it.
-        assert!(text.trim_end().ends_with(closed[0]), "{text}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn with_a_closer_the_finished_span_is_labelled_here_and_closed_by_the_closer() {
-        let lines = Lines::default();
-        let dispatch = dispatch(&lines);
-        let closer = SpanCloser::start(dispatch.clone()).expect("a thread");
-        let mut traced = TracedAttempt::new(
-            Body {
-                pending: 0,
-                end: Some(complete),
-            },
-            fields(1, 3),
-            Arc::new(tracing::Span::none()),
-            dispatch,
-            Some(closer.span_drop()),
-        );
-        assert!(poll_once(&mut traced).is_ready());
-        assert!(
-            traced.span.is_none(),
-            "handed over by the poll that finished it"
-        );
-        drop(traced);
-        closer.finish().await;
-        let text = lines.text();
-        let closed = closes(&text);
-        assert_eq!(closed.len(), 1, "closed once, by the closer: {text}");
-        assert!(closed[0].contains("outcome=\"complete\""), "{text}");
         assert!(text.trim_end().ends_with(closed[0]), "{text}");
     }
 
@@ -460,7 +416,6 @@ mod tests {
             fields(1, 3),
             Arc::new(tracing::Span::none()),
             dispatch,
-            None,
         );
         assert!(poll_once(&mut traced).is_pending());
         drop(traced);
@@ -487,7 +442,6 @@ mod tests {
             fields(1, 3),
             Arc::new(tracing::Span::none()),
             dispatch,
-            None,
         );
         drop(traced);
         let text = lines.text();

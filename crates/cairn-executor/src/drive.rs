@@ -26,7 +26,6 @@ use crate::error::Error;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
 use crate::plan::{Phase, RunSignals};
-use crate::span_close::SpanCloser;
 
 /// The executor's clock: wall-clock milliseconds at the start of the drive, advanced by
 /// tokio's clock, so paused tokio time in tests drives backoff and timeouts alike.
@@ -118,23 +117,12 @@ struct Flight {
     /// The drive's subscriber, which attempts keep on whatever worker runs them, so a host's
     /// scoped subscriber sees their events too.
     dispatch: Dispatch,
-    /// Closes finished attempts' task spans off the workers; only when someone listens (the
-    /// run span is enabled), so a run without telemetry starts no thread.
-    span_closer: Option<SpanCloser>,
 }
 
 impl Drive {
     /// Drives the run to its end and says why it stopped (`None`: it completed).
     pub(crate) async fn run(mut self) -> Option<RunStop> {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
-        let run_span = Span::current();
-        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
-        // Attempts open their task spans under `dispatch` (see `TracedAttempt`).
-        let span_closer = if run_span.is_disabled() {
-            None
-        } else {
-            SpanCloser::start(dispatch.clone())
-        };
         let mut flight = Flight {
             running: JoinSet::new(),
             in_flight: HashMap::new(),
@@ -146,9 +134,8 @@ impl Drive {
             grace_deadline: None,
             exit: None,
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
-            run_span: Arc::new(run_span),
-            dispatch,
-            span_closer,
+            run_span: Arc::new(Span::current()),
+            dispatch: tracing::dispatcher::get_default(Dispatch::clone),
         };
         let result = self.run_phases(&mut flight).await;
         // Stop whatever still runs (only after an error, which records nothing more):
@@ -158,10 +145,6 @@ impl Drive {
         flight.running.abort_all();
         flight.attempts_cancel.cancel();
         flight.running.shutdown().await;
-        // Every task span of the run is closed before the run is finalized and reported.
-        if let Some(closer) = flight.span_closer.take() {
-            closer.finish().await;
-        }
         result.err()
     }
 
@@ -507,7 +490,6 @@ impl Drive {
             fields,
             Arc::clone(&flight.run_span),
             flight.dispatch.clone(),
-            flight.span_closer.as_ref().map(SpanCloser::span_drop),
         ));
         flight
             .in_flight

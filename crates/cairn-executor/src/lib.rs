@@ -64,7 +64,6 @@ mod executor;
 mod handler;
 mod outcome;
 mod plan;
-mod span_close;
 
 pub use config::{ExecutorConfig, RetryPolicy};
 pub use error::{Error, Result};

@@ -96,8 +96,8 @@ pub(crate) struct TaskSpanRecord {
     opened: Instant,
     /// When `outcome` was last recorded after the open: the attempt's end, which is also
     /// the exported span's end and the measured duration's. The span itself may close later
-    /// and elsewhere (the executor closes finished attempts' spans on a thread of their
-    /// own); `None` until then, and the close is the end.
+    /// (a handle kept alive, a host that drops spans elsewhere); `None` until then, and the
+    /// close is the end.
     ended: Option<Instant>,
     /// The parent's OpenTelemetry context (the run span's, as a rule).
     parent_cx: Context,

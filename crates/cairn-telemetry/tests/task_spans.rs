@@ -308,8 +308,8 @@ fn task_spans_opened_under_explicit_parents_belong_to_their_own_run_on_any_subsc
     }
 }
 
-/// A task span's outcome is recorded when its attempt ends; the executor may close the span
-/// later, on another thread. The exported span and the task duration end at the outcome.
+/// A task span's outcome is recorded when its attempt ends; the span may close later (a
+/// handle kept alive elsewhere). The exported span and the task duration end at the outcome.
 #[test]
 fn a_task_span_ends_when_its_outcome_is_recorded_not_when_it_closes() {
     let telemetry = TestTelemetry::new();
