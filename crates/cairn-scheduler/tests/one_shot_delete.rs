@@ -8,41 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_checkpoint::{
-    JobAuditRecord, JobId, JobStore, MemoryJobStore, StoredJob, VersionConflict,
-};
+use cairn_checkpoint::JobId;
 use cairn_scheduler::{Error, JobStatus, NewJob, Schedule, SchedulerConfig};
-use common::{NEW_YEAR_2026, Rig, id};
+use common::{HookedStore, NEW_YEAR_2026, Rig, StoreHooks, id};
 
-/// A memory job store whose `delete` fails while `fail_deletes` is set, as a full disk or a
-/// crash right before the delete would leave things.
+/// Deletes fail while `fail_deletes` is set, as a full disk or a crash right before the
+/// delete would leave things.
 #[derive(Debug, Default)]
 struct DeleteFails {
-    inner: MemoryJobStore,
     fail_deletes: AtomicBool,
 }
 
 #[async_trait]
-impl JobStore for DeleteFails {
-    async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
-        self.inner.list().await
-    }
-    async fn put(
-        &self,
-        id: &JobId,
-        expected: Option<u64>,
-        document: &serde_json::Value,
-    ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
-        self.inner.put(id, expected, document).await
-    }
-    async fn delete(
-        &self,
-        id: &JobId,
-        expected: u64,
-    ) -> cairn_checkpoint::Result<Result<(), VersionConflict>> {
+impl StoreHooks for DeleteFails {
+    async fn before_delete(&self, id: &JobId) -> cairn_checkpoint::Result<()> {
         if self.fail_deletes.load(Ordering::SeqCst) {
             return Err(cairn_checkpoint::Error::Io {
                 op: "remove",
@@ -50,19 +29,13 @@ impl JobStore for DeleteFails {
                 source: std::io::Error::other("injected: no space left on device"),
             });
         }
-        self.inner.delete(id, expected).await
-    }
-    async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
-        self.inner.append_audit(record).await
-    }
-    async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {
-        self.inner.read_audit(id).await
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn a_successful_one_shot_job_whose_delete_failed_never_runs_again() {
-    let store = Arc::new(DeleteFails::default());
+    let store = Arc::new(HookedStore::<DeleteFails>::default());
     let rig = Rig::over(store.clone(), SchedulerConfig::default());
     let job_id = id("once-and-gone");
     rig.scheduler
@@ -78,7 +51,7 @@ async fn a_successful_one_shot_job_whose_delete_failed_never_runs_again() {
         )
         .await
         .unwrap();
-    store.fail_deletes.store(true, Ordering::SeqCst);
+    store.hooks.fail_deletes.store(true, Ordering::SeqCst);
     rig.clock.advance(Duration::from_secs(10));
     let err = rig.scheduler.tick().await.unwrap_err();
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
@@ -89,7 +62,7 @@ async fn a_successful_one_shot_job_whose_delete_failed_never_runs_again() {
     let job = rig.scheduler.jobs().show(&job_id).await.unwrap();
     assert_eq!((job.status, job.next_run_at), (JobStatus::Completed, None));
     rig.clock.advance(Duration::from_secs(3600));
-    store.fail_deletes.store(false, Ordering::SeqCst);
+    store.hooks.fail_deletes.store(false, Ordering::SeqCst);
     assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
     assert_eq!(rig.runner.runs(), 1);
     // Nothing was deleted behind the operator's back; the leftover can be deleted by hand.

@@ -1,18 +1,19 @@
 //! `run_until`: ticks due jobs and returns as soon as `stop` completes, without sleeping out
 //! its poll interval; zero intervals in the config are floored so nothing spins.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_checkpoint::{
-    JobAuditRecord, JobId, JobStore, MemoryJobStore, StoredJob, VersionConflict,
-};
+use cairn_checkpoint::{JobId, MemoryJobStore};
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
     JobRunner, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule, Scheduler,
     SchedulerConfig,
 };
+use common::{HookedStore, StoreHooks};
 use tokio::sync::oneshot;
 
 /// Succeeds, and tells the test about the first run.
@@ -73,44 +74,18 @@ async fn run_until_runs_the_due_job_and_stops_when_asked() {
     assert_eq!(job.next_run_at, Some(Timestamp(1_120_000)));
 }
 
-/// A memory job store that counts `list` calls and wakes a waiter at each one.
+/// Counts `list` calls and wakes a waiter at each one.
 #[derive(Debug, Default)]
 struct CountingLists {
-    inner: MemoryJobStore,
     lists: std::sync::atomic::AtomicUsize,
     listed: tokio::sync::Notify,
 }
 
 #[async_trait]
-impl JobStore for CountingLists {
-    async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+impl StoreHooks for CountingLists {
+    async fn before_list(&self) {
         self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.listed.notify_one();
-        self.inner.list().await
-    }
-    async fn put(
-        &self,
-        id: &JobId,
-        expected: Option<u64>,
-        document: &serde_json::Value,
-    ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
-        self.inner.put(id, expected, document).await
-    }
-    async fn delete(
-        &self,
-        id: &JobId,
-        expected: u64,
-    ) -> cairn_checkpoint::Result<Result<(), VersionConflict>> {
-        self.inner.delete(id, expected).await
-    }
-    async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
-        self.inner.append_audit(record).await
-    }
-    async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {
-        self.inner.read_audit(id).await
     }
 }
 
@@ -118,7 +93,7 @@ impl JobStore for CountingLists {
 // measures how long `run_until` waits without waiting itself.
 #[tokio::test(start_paused = true)]
 async fn a_zero_poll_interval_waits_a_second_between_looks_instead_of_spinning() {
-    let store = Arc::new(CountingLists::default());
+    let store = Arc::new(HookedStore::<CountingLists>::default());
     let scheduler = Scheduler::with_config(
         store.clone(),
         Arc::new(Signalling(Mutex::new(None))),
@@ -131,8 +106,13 @@ async fn a_zero_poll_interval_waits_a_second_between_looks_instead_of_spinning()
     let started = tokio::time::Instant::now();
     let watched = store.clone();
     let stop = async move {
-        while watched.lists.load(std::sync::atomic::Ordering::SeqCst) < 10 {
-            watched.listed.notified().await;
+        while watched
+            .hooks
+            .lists
+            .load(std::sync::atomic::Ordering::SeqCst)
+            < 10
+        {
+            watched.hooks.listed.notified().await;
         }
     };
     scheduler.run_until(stop).await.unwrap();

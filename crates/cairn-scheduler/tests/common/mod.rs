@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+use cairn_checkpoint::{
+    JobAuditRecord, JobId, JobStore, MemoryJobStore, StoredJob, VersionConflict,
+};
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
     JobRunner, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule, Scheduler,
@@ -121,4 +123,70 @@ pub fn every_minute(job: &str) -> NewJob {
         Schedule::every(Duration::from_secs(60)).expect("valid interval"),
         "wf.toml",
     )
+}
+
+/// What a [`HookedStore`] does before passing a call on to its memory store: a test's
+/// injected fault or interference. Each hook does nothing unless a test overrides it.
+#[async_trait]
+pub trait StoreHooks: std::fmt::Debug + Send + Sync {
+    /// Before `list`.
+    async fn before_list(&self) {}
+
+    /// Before `put`; an error is returned instead of writing.
+    async fn before_put(
+        &self,
+        _inner: &MemoryJobStore,
+        _id: &JobId,
+        _expected: Option<u64>,
+    ) -> cairn_checkpoint::Result<()> {
+        Ok(())
+    }
+
+    /// Before `delete`; an error is returned instead of deleting.
+    async fn before_delete(&self, _id: &JobId) -> cairn_checkpoint::Result<()> {
+        Ok(())
+    }
+}
+
+/// A memory job store with a test's [`StoreHooks`] in front of it.
+#[derive(Debug, Default)]
+pub struct HookedStore<H> {
+    /// The store every call ends at.
+    pub inner: MemoryJobStore,
+    /// The test's hooks.
+    pub hooks: H,
+}
+
+#[async_trait]
+impl<H: StoreHooks + 'static> JobStore for HookedStore<H> {
+    async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
+        self.inner.get(id).await
+    }
+    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+        self.hooks.before_list().await;
+        self.inner.list().await
+    }
+    async fn put(
+        &self,
+        id: &JobId,
+        expected: Option<u64>,
+        document: &serde_json::Value,
+    ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
+        self.hooks.before_put(&self.inner, id, expected).await?;
+        self.inner.put(id, expected, document).await
+    }
+    async fn delete(
+        &self,
+        id: &JobId,
+        expected: u64,
+    ) -> cairn_checkpoint::Result<Result<(), VersionConflict>> {
+        self.hooks.before_delete(id).await?;
+        self.inner.delete(id, expected).await
+    }
+    async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
+        self.inner.append_audit(record).await
+    }
+    async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {
+        self.inner.read_audit(id).await
+    }
 }
