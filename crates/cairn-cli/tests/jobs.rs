@@ -57,6 +57,20 @@ fn audit_actions(sandbox: &Sandbox, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs each of `commands` and checks that it exits with the usage code.
+fn assert_each_is_usage(sandbox: &Sandbox, commands: &[&[&str]]) {
+    for args in commands {
+        let output = sandbox.run(args);
+        assert_eq!(
+            code(&output),
+            Some(USAGE),
+            "{args:?}: {} {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+}
+
 const ECHO: &str = "name = \"echo\"\n[[task]]\nid = \"say\"\nrun = \"echo hi\"\n";
 
 #[test]
@@ -195,16 +209,7 @@ fn add_takes_cron_with_seconds_and_an_offset_and_refuses_bad_definitions() {
         &["jobs", "add", "bad.toml", "c", "--every", "1m"],
         &["jobs", "add", "echo.toml", "tick", "--every", "1m"],
     ];
-    for args in refused {
-        let output = sandbox.run(args);
-        assert_eq!(
-            code(&output),
-            Some(USAGE),
-            "{args:?}: {} {}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-    }
+    assert_each_is_usage(&sandbox, &refused);
     let jobs = list(&sandbox);
     assert_eq!(jobs.len(), 1, "only the good job is stored: {jobs:?}");
     assert_eq!(
@@ -242,16 +247,7 @@ fn add_refuses_a_zone_without_cron_and_a_cron_that_never_fires() {
         // February 31st never comes: the job would be active and never run.
         &["jobs", "add", "echo.toml", "c", "--cron", "0 0 31 2 *"],
     ];
-    for args in refused {
-        let output = sandbox.run(args);
-        assert_eq!(
-            code(&output),
-            Some(USAGE),
-            "{args:?}: {} {}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-    }
+    assert_each_is_usage(&sandbox, &refused);
     let stored = sandbox.run(&["jobs", "list", "--json", "--state-dir", ".cairn"]);
     assert!(
         text(&stored.stdout).trim().is_empty(),
@@ -472,18 +468,10 @@ fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
         assert!(help.contains("Exit codes:"), "{args:?}: {help}");
     }
     // Without a state folder there is nothing to list or schedule; nothing is created.
-    for args in [
-        &["jobs", "list"][..],
-        &["scheduler", "--state-dir", "nowhere"][..],
-    ] {
-        let output = sandbox.run(args);
-        assert_eq!(
-            code(&output),
-            Some(USAGE),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-    }
+    assert_each_is_usage(
+        &sandbox,
+        &[&["jobs", "list"], &["scheduler", "--state-dir", "nowhere"]],
+    );
     assert!(!sandbox.path("nowhere").exists() && !sandbox.path(".cairn").exists());
     let help = ok(&sandbox, &["scheduler", "--help"]);
     assert!(help.contains("  4  "), "{help}");
