@@ -2,21 +2,22 @@
 //! of traces and metrics) and the guard that flushes on drop.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, SdkTracerProvider};
 use tracing::Subscriber;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::error::Error;
-use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer};
+use crate::handover::{HandedCallsite, MetricsFilter};
+use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer_recording};
 use crate::link::tracer_provider_builder;
-use crate::names;
 
 /// The standard variable naming the OTLP collector's base URL.
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -214,20 +215,25 @@ impl Drop for TelemetryGuard {
 }
 
 fn env_filter(config: &Config) -> Result<EnvFilter, Error> {
+    let (directives, origin) = filter_directives(config);
+    parse_filter(&directives, origin)
+}
+
+/// The filter directives in force (`RUST_LOG`, else the configured default) and where they
+/// come from, for error messages.
+fn filter_directives(config: &Config) -> (String, &'static str) {
     match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(value) if !value.trim().is_empty() => {
-            EnvFilter::try_new(&value).map_err(|source| Error::InvalidFilter {
-                value,
-                origin: "RUST_LOG",
-                source,
-            })
-        }
-        _ => EnvFilter::try_new(&config.default_filter).map_err(|source| Error::InvalidFilter {
-            value: config.default_filter.clone(),
-            origin: "Config::default_filter",
-            source,
-        }),
+        Ok(value) if !value.trim().is_empty() => (value, "RUST_LOG"),
+        _ => (config.default_filter.clone(), "Config::default_filter"),
     }
+}
+
+fn parse_filter(directives: &str, origin: &'static str) -> Result<EnvFilter, Error> {
+    EnvFilter::try_new(directives).map_err(|source| Error::InvalidFilter {
+        value: directives.to_owned(),
+        origin,
+        source,
+    })
 }
 
 fn env_is_set(name: &str) -> bool {
@@ -487,6 +493,11 @@ mod otlp {
 /// every event and span of cairn's target whatever the filter says. Benchmarks and hosts that
 /// want exactly `init`'s export path without its fmt layer or global install use this.
 ///
+/// When the filter enables task spans outright (the default filter does), the trace layer
+/// records the task metrics as it closes each task span and the metrics layer leaves task
+/// spans alone, which saves each attempt the metrics layer's span lookups; otherwise the
+/// metrics layer records them itself. Either way each attempt is counted once.
+///
 /// # Errors
 ///
 /// [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse.
@@ -515,11 +526,16 @@ pub fn export_layers<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    let trace_filter = env_filter(config)?;
-    Ok(trace_layer(traces).with_filter(trace_filter).and_then(
-        metrics_layer(metrics)
-            .with_filter(filter_fn(|meta| meta.target().starts_with(names::TARGET))),
-    ))
+    let (directives, origin) = filter_directives(config);
+    let trace_filter = parse_filter(&directives, origin)?;
+    let handed = Arc::new(HandedCallsite::default());
+    let metrics = metrics_layer(metrics);
+    let task_metrics = metrics.share_task_spans();
+    let metrics_filter =
+        MetricsFilter::new(parse_filter(&directives, origin)?, Arc::clone(&handed));
+    Ok(trace_layer_recording(traces, task_metrics, Some(handed))
+        .with_filter(trace_filter)
+        .and_then(metrics.with_filter(metrics_filter)))
 }
 
 /// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace

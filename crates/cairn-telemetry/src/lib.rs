@@ -23,6 +23,8 @@ pub mod names;
 #[cfg(feature = "export")]
 mod error;
 #[cfg(feature = "export")]
+mod handover;
+#[cfg(feature = "export")]
 mod init;
 #[cfg(feature = "export")]
 pub mod layers;

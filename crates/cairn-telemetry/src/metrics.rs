@@ -51,7 +51,7 @@ const QUEUE_STATUSES: [&str; 6] = ["pending", "running", "done", "skipped", "fai
 pub struct MetricsLayer {
     /// `None` when the trace layer in the same stack records the task metrics as it closes
     /// task spans ([`MetricsLayer::hand_over_task_spans`]): this layer then skips task spans.
-    task: Option<TaskMetrics>,
+    task: Option<Arc<TaskMetrics>>,
     run_duration: Histogram<f64>,
     resumes: Counter<u64>,
     quarantines: Counter<u64>,
@@ -92,7 +92,7 @@ impl MetricsLayer {
         let queue_depth_by_status =
             QUEUE_STATUSES.map(|status| queue_depth.bind(&[KeyValue::new("status", status)]));
         MetricsLayer {
-            task: Some(TaskMetrics {
+            task: Some(Arc::new(TaskMetrics {
                 outcomes: meter
                     .u64_counter(names::METRIC_TASK_OUTCOMES)
                     .with_description("Finished task attempts by outcome.")
@@ -104,7 +104,7 @@ impl MetricsLayer {
                     .with_unit("s")
                     .build(),
                 bound: BoundTaskInstruments::default(),
-            }),
+            })),
             run_duration: meter
                 .f64_histogram(names::METRIC_RUN_DURATION)
                 .with_description("Duration of run executions.")
@@ -130,8 +130,15 @@ impl MetricsLayer {
     /// [`crate::task_span::TaskSpanLayer`] that sees every task span this layer sees (the
     /// two are in one stack under the same filter). This layer then ignores task spans, so
     /// a task attempt costs no span lookups here.
-    pub(crate) fn hand_over_task_spans(&mut self) -> Option<TaskMetrics> {
+    pub(crate) fn hand_over_task_spans(&mut self) -> Option<Arc<TaskMetrics>> {
         self.task.take()
+    }
+
+    /// The task instruments, shared with a [`crate::task_span::TaskSpanLayer`] that records
+    /// them for the task spans of a [`HandedCallsite`] (see [`MetricsFilter`]), while this
+    /// layer keeps recording any other task span it sees.
+    pub(crate) fn share_task_spans(&self) -> Option<Arc<TaskMetrics>> {
+        self.task.clone()
     }
 
     fn record_depth(&self, run_id: Option<String>, depth: Option<QueueDepth>) {

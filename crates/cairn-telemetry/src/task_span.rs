@@ -18,8 +18,8 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{
@@ -36,6 +36,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use crate::handover::HandedCallsite;
 use crate::link;
 use crate::metrics::{KindValues, TaskMetrics};
 use crate::names;
@@ -75,7 +76,7 @@ fn is_task_span(meta: &Metadata<'_>) -> bool {
 
 /// [`is_task_span`] for a callsite's `'static` metadata, remembering the first task span
 /// callsite for the fast path.
-fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
+pub(crate) fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
     let task = is_task_span(meta);
     if task {
         let _ = TASK_CALLSITE.set(meta);
@@ -209,9 +210,12 @@ pub struct TaskSpanLayer {
     ids: RandomIdGenerator,
     kinds: KindValues,
     dispatch: OnceLock<WeakDispatch>,
-    /// The task metrics, when this layer records them as it closes each task span (the
+    /// The task metrics, when this layer records them as it closes task spans (the
     /// metrics layer in the same stack handed them over; see [`crate::layers::layer`]).
-    metrics: Option<TaskMetrics>,
+    metrics: Option<Arc<TaskMetrics>>,
+    /// When set, only the task spans of this callsite are recorded here; the metrics layer
+    /// records the others ([`crate::handover`]).
+    handed: Option<Arc<HandedCallsite>>,
 }
 
 /// Source of [`TaskSpanLayer::id`].
@@ -233,14 +237,30 @@ impl TaskSpanLayer {
             kinds: KindValues::default(),
             dispatch: OnceLock::new(),
             metrics: None,
+            handed: None,
         }
     }
 
-    /// Exports through `tracer` and records `metrics` for every task span it closes.
-    pub(crate) fn with_task_metrics(tracer: SdkTracer, metrics: Option<TaskMetrics>) -> Self {
+    /// Exports through `tracer` and records `metrics` for the task spans it closes: every
+    /// one, or with `handed` only those of the handed callsite.
+    pub(crate) fn with_task_metrics(
+        tracer: SdkTracer,
+        metrics: Option<Arc<TaskMetrics>>,
+        handed: Option<Arc<HandedCallsite>>,
+    ) -> Self {
         TaskSpanLayer {
             metrics,
+            handed,
             ..TaskSpanLayer::new(tracer)
+        }
+    }
+
+    /// The task metrics to record for a span of `meta`, if this layer records them.
+    fn metrics_for(&self, meta: &Metadata<'_>) -> Option<&TaskMetrics> {
+        let metrics = self.metrics.as_deref()?;
+        match &self.handed {
+            Some(handed) if !handed.is(meta) => None,
+            _ => Some(metrics),
         }
     }
 
@@ -652,11 +672,12 @@ where
         // and the outcome move; otherwise they stay for the metrics layer, which closes
         // after this one (a known outcome reaches it as `known_outcome`, so only an unknown
         // one is cloned).
-        let kind = match &self.metrics {
+        let metrics = self.metrics_for(meta);
+        let kind = match metrics {
             Some(_) => record.kind.take(),
             None => record.kind.clone(),
         };
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = metrics {
             metrics.record_span(
                 elapsed.as_secs_f64(),
                 kind.as_ref(),
@@ -670,7 +691,7 @@ where
         if let Some(attempt) = record.attempt.take() {
             attributes.push(KeyValue::new(KEY_ATTEMPT, attempt));
         }
-        let outcome = match (&self.metrics, record.known_outcome) {
+        let outcome = match (metrics, record.known_outcome) {
             (None, None) => record.outcome.clone(),
             _ => record.outcome.take(),
         };

@@ -228,6 +228,29 @@ fn exported_task_outcomes(
         })
 }
 
+/// The sum of every `cairn.task.outcomes` series in a meter provider's latest export.
+fn all_task_outcomes(
+    exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    meters: &opentelemetry_sdk::metrics::SdkMeterProvider,
+) -> u64 {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    meters.force_flush().expect("flush");
+    let Some(exported) = exporter.get_finished_metrics().expect("metrics").pop() else {
+        return 0;
+    };
+    exported
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .filter(|metric| metric.name() == names::METRIC_TASK_OUTCOMES)
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                sum.data_points().map(|point| point.value()).sum()
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 /// A meter provider whose reader exports only when flushed, into an in-memory exporter.
 fn in_memory_meters() -> (
     opentelemetry_sdk::metrics::InMemoryMetricExporter,
@@ -345,4 +368,110 @@ fn an_outcome_outside_the_documented_list_is_counted_and_exported_as_recorded() 
         .collect();
     exported.sort();
     assert_eq!(exported, ["lost", "vanished"]);
+}
+
+/// Set in a child process to the default filter its `export_layers` case runs under.
+const CHILD_FILTER: &str = "CAIRN_TELEMETRY_TEST_FILTER";
+
+/// Runs `case` with `filter` in a child process of this test binary, which reruns only test
+/// `name` with `RUST_LOG` unset, so the filter in force is `filter` whatever the caller's
+/// environment says; in the child, runs it.
+fn with_filter_in_child(name: &str, filter: &str, case: impl FnOnce(&str)) {
+    if let Ok(filter) = std::env::var(CHILD_FILTER) {
+        case(&filter);
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", name, "--test-threads=1"])
+        .env(CHILD_FILTER, filter)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Exactly one test ran (a renamed test would otherwise pass by running nothing).
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed under filter `{filter}`: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Task attempts from two callsites through `export_layers` under `filter`: three `shell`
+/// attempts from [`task`] and one `web` attempt from a callsite of its own. Checks that
+/// each attempt is counted exactly once, and returns how many task spans were exported.
+fn task_attempts_through_export_layers(filter: &str) -> usize {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let (exporter, meters) = in_memory_meters();
+    let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let traces = cairn_telemetry::link::tracer_provider_builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let config = cairn_telemetry::Config::new("metrics-test")
+        .with_export(cairn_telemetry::Export::Off)
+        .with_default_filter(filter);
+    let layers = cairn_telemetry::export_layers(&config, &traces, &meters).expect("layers");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), || {
+        task("shell", "complete");
+        task("shell", "fail");
+        task("shell", "complete");
+        let span = tracing::info_span!(target: "cairn", names::TASK_SPAN,
+            task_id = "t9", kind = "web", attempt = 1i64, outcome = tracing::field::Empty);
+        span.record("outcome", "complete");
+    });
+    for (outcome, kind, count) in [
+        ("complete", "shell", 2),
+        ("fail", "shell", 1),
+        ("complete", "web", 1),
+    ] {
+        assert_eq!(
+            exported_task_outcomes(&exporter, &meters, outcome, kind),
+            Some(count),
+            "{outcome} {kind} under filter `{filter}`"
+        );
+    }
+    assert_eq!(
+        all_task_outcomes(&exporter, &meters),
+        4,
+        "attempts counted in all series under filter `{filter}`"
+    );
+    traces.force_flush().expect("flush spans");
+    spans
+        .get_finished_spans()
+        .expect("spans")
+        .iter()
+        .filter(|span| span.name == names::TASK_SPAN)
+        .count()
+}
+
+#[test]
+fn export_layers_count_each_attempt_once_when_the_filter_enables_task_spans() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    with_filter_in_child(
+        "export_layers_count_each_attempt_once_when_the_filter_enables_task_spans",
+        &default,
+        |filter| assert_eq!(task_attempts_through_export_layers(filter), 4),
+    );
+}
+
+#[test]
+fn export_layers_count_each_attempt_once_when_the_filter_drops_task_spans() {
+    with_filter_in_child(
+        "export_layers_count_each_attempt_once_when_the_filter_drops_task_spans",
+        "warn",
+        |filter| assert_eq!(task_attempts_through_export_layers(filter), 0),
+    );
+}
+
+#[test]
+fn export_layers_count_each_attempt_once_under_a_span_field_filter() {
+    // A directive on a span field makes the filter's answer depend on the span.
+    with_filter_in_child(
+        "export_layers_count_each_attempt_once_under_a_span_field_filter",
+        "warn,[{kind}]=debug",
+        |filter| {
+            task_attempts_through_export_layers(filter);
+        },
+    );
 }
