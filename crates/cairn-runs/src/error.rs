@@ -41,6 +41,19 @@ pub enum Error {
         /// The latest owner the store recorded.
         owner: Option<Owner>,
     },
+    /// A forced abandon was refused: nobody drives the run, but its last owner is a live
+    /// process on this host. Force overrides only an owner that cannot be checked (another
+    /// host, no `/proc`), never a live local process, which may be a resumer about to open
+    /// the run: stop that process first.
+    #[error(
+        "run {run_id} is not being driven, but its last owner ({owner}) is alive on this host; a forced abandon only overrides an owner that cannot be checked (another host, no /proc), never a live local process: stop that process first"
+    )]
+    OwnerAlive {
+        /// The run.
+        run_id: RunId,
+        /// Its last owner, alive on this host.
+        owner: Owner,
+    },
     /// No run has this id.
     #[error("no run {run_id}")]
     NotFound {

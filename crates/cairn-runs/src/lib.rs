@@ -12,6 +12,10 @@
 //!   the caller's new input, and offers three ways forward: [`ResumePolicy::resume`] by id,
 //!   [`ResumePolicy::abandon`] then run, or a forced fresh run ([`RunRequest::force`]).
 //!
+//! An interrupted run is abandoned only once its last owner is known to have exited;
+//! [`ResumePolicy::abandon_forced`] is the audited override for an owner that cannot be
+//! checked (another host), never for a writer that is provably alive.
+//!
 //! Completed and cancelled runs never match. Every decision is logged with `tracing`. The
 //! prompt, a forced run, an interrupted run's recovery, an approval, a resume by id and an
 //! abandon are also audited on the run they concern; all but the recovery are emitted through
@@ -59,5 +63,5 @@ pub use decision::{
     RunRequest, WayForward,
 };
 pub use error::{Error, Result};
-pub use policy::{Abandoned, ResumePolicy, fresh_run_id};
+pub use policy::{Abandoned, OverriddenOwner, OwnerLiveness, ResumePolicy, fresh_run_id};
 pub use preview::{CUT_MARKER, InputPreview, PREVIEW_CHARS};

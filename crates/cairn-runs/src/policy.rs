@@ -27,8 +27,66 @@ const MAX_ATTEMPTS: usize = 8;
 pub struct Abandoned {
     /// The run's metadata after the abandon (status `cancelled`).
     pub meta: RunMeta,
-    /// The status it was abandoned from (`failed` or `paused`).
+    /// The status it was abandoned from (`failed`, `paused`, or `running` for an
+    /// interrupted run).
     pub previous_status: RunStatus,
+    /// Set only when [`ResumePolicy::abandon_forced`] overrode an interrupted run's last
+    /// owner that could not be shown to have exited. `None` for every other abandon,
+    /// forced or not: force changes nothing for a failed or paused run, or for a run whose
+    /// owner is known to have exited.
+    pub overridden: Option<OverriddenOwner>,
+}
+
+/// The claim a forced abandon overrode: what the store recorded about the interrupted
+/// run's last owner when it was cancelled. Also in the `Abandoned` audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverriddenOwner {
+    /// The last recorded owner (`None` when the store recorded none).
+    pub owner: Option<Owner>,
+    /// The lease epoch of that owner's claim.
+    pub lease_epoch: u64,
+}
+
+/// What this process can tell about a run's last owner from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnerLiveness {
+    /// It ran on this host and `/proc` has no entry for its pid: it has exited.
+    Exited,
+    /// It ran on this host and `/proc` has an entry for its pid: it is alive (or its pid was
+    /// reused by another process, which cannot be told apart; the careful answer is kept).
+    AliveHere,
+    /// It cannot be checked from here: it ran on another host, or this host has no `/proc`.
+    Unknown,
+}
+
+impl OwnerLiveness {
+    /// Checks `owner` from this process. Hosts are compared by name
+    /// (`cairn_checkpoint::Owner::current`), pids through `/proc`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::Owner;
+    /// use cairn_runs::OwnerLiveness;
+    ///
+    /// // This very process is alive here (on a host with `/proc`).
+    /// let me = OwnerLiveness::of(&Owner::current());
+    /// assert!(matches!(me, OwnerLiveness::AliveHere | OwnerLiveness::Unknown));
+    /// // A process on another host can never be checked from here.
+    /// let remote = Owner { pid: 1, host: "no-such-host.invalid".to_owned() };
+    /// assert_eq!(OwnerLiveness::of(&remote), OwnerLiveness::Unknown);
+    /// ```
+    pub fn of(owner: &Owner) -> OwnerLiveness {
+        let proc = std::path::Path::new("/proc");
+        if owner.host != Owner::current().host || !proc.join("self").exists() {
+            OwnerLiveness::Unknown
+        } else if proc.join(owner.pid.to_string()).exists() {
+            OwnerLiveness::AliveHere
+        } else {
+            OwnerLiveness::Exited
+        }
+    }
 }
 
 /// The resume policy over one store.
@@ -219,8 +277,16 @@ impl ResumePolicy {
     }
 
     /// Abandons a failed, paused or interrupted run: it becomes `cancelled` (one status
-    /// compare-and-swap; for an interrupted run, made while holding its writer lock). After
-    /// that, a request for its workflow and scope starts fresh with no prompt.
+    /// compare-and-swap). After that, a request for its workflow and scope starts fresh with
+    /// no prompt.
+    ///
+    /// An interrupted run (`running`, no live writer) is abandoned only when its last owner
+    /// is known to have exited ([`OwnerLiveness::Exited`]): a resumer claims a run, and
+    /// becomes its owner, before it opens it, and that claim must win. The abandon holds the
+    /// run's writer lock and takes the lease itself (a `running → running` claim) before the
+    /// swap to `cancelled`, so a driver or resumer that comes in meanwhile makes it fail
+    /// instead of being cancelled under its feet. [`ResumePolicy::abandon_forced`] also
+    /// abandons runs whose owner cannot be checked.
     ///
     /// # Errors
     ///
@@ -230,7 +296,7 @@ impl ResumePolicy {
     /// - `Error::StillRunning` when it is `running` and a live process drives it
     ///   (`live: true`), or nobody drives it but its last owner cannot be shown to have
     ///   exited (`live: false`: a resumer that claimed it may be about to open it, or the
-    ///   owner ran on another host).
+    ///   owner ran on another host), or another process claimed it during the abandon.
     /// - `Error::Storage` when the store fails (including state that `open` refuses and
     ///   quarantines).
     ///
@@ -256,69 +322,213 @@ impl ResumePolicy {
     /// # }).unwrap();
     /// ```
     pub async fn abandon(&self, run_id: &RunId) -> Result<Abandoned> {
+        self.abandon_run(run_id, false).await
+    }
+
+    /// Abandons like [`ResumePolicy::abandon`], and also an interrupted run whose last owner
+    /// cannot be checked from here ([`OwnerLiveness::Unknown`]: it ran on another host, or
+    /// this host has no `/proc`). This is the operator's override for an owner that is gone
+    /// for good but cannot be shown to be; the `Abandoned` audit record then says it was
+    /// forced and names the owner and lease epoch it overrode
+    /// ([`Abandoned::overridden`]).
+    ///
+    /// Force never overrides a writer that can be shown to be alive: a held writer lock is
+    /// still `StillRunning { live: true }`, and an owner pid alive on this host is
+    /// `Error::OwnerAlive` (stop that process first). If an overridden owner is in fact
+    /// alive elsewhere, it keeps running the tasks it had started; the run is `cancelled`,
+    /// so nothing resumes it again and no task of it completes twice through a resume.
+    ///
+    /// # Errors
+    ///
+    /// As [`ResumePolicy::abandon`], except that `StillRunning { live: false }` only comes
+    /// when another process claimed the run during the abandon, plus `Error::OwnerAlive`
+    /// when the last owner is a live process on this host.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, Owner, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Error, ResumePolicy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// // A run whose driver ran on a host that is gone for good.
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let mut meta = RunMeta::new(id.clone(), "wf", "s", "in", Timestamp(1));
+    /// meta.owner = Some(Owner { pid: 4242, host: "gone.example".to_owned() });
+    /// drop(store.begin(meta).await?);
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// let refused = policy.abandon(&id).await.unwrap_err();
+    /// assert!(matches!(refused, Error::StillRunning { live: false, .. }));
+    /// let abandoned = policy.abandon_forced(&id).await?;
+    /// assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+    /// let overridden = abandoned.overridden.expect("an owner was overridden");
+    /// assert_eq!(overridden.owner.map(|o| o.host).as_deref(), Some("gone.example"));
+    /// assert_eq!(overridden.lease_epoch, 1);
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn abandon_forced(&self, run_id: &RunId) -> Result<Abandoned> {
+        self.abandon_run(run_id, true).await
+    }
+
+    async fn abandon_run(&self, run_id: &RunId, force: bool) -> Result<Abandoned> {
         let mut meta = self.load(run_id).await?;
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
-            let swapped = match previous {
-                RunStatus::Failed | RunStatus::Paused => {
-                    self.factory
-                        .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
-                        .await?
-                }
+            match previous {
+                RunStatus::Failed | RunStatus::Paused => match self
+                    .factory
+                    .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
+                    .await?
+                {
+                    Ok(cancelled) => {
+                        return self
+                            .abandoned(run_id, previous, cancelled, LastClaim::Finished)
+                            .await;
+                    }
+                    Err(_) => meta = self.load(run_id).await?,
+                },
                 RunStatus::Completed | RunStatus::Cancelled => {
                     return Err(Error::AlreadyTerminal {
                         run_id: run_id.clone(),
                         status: previous,
                     });
                 }
-                RunStatus::Running => {
-                    // An interrupted run can be abandoned too (a task that hangs without a
-                    // timeout would otherwise pin its workflow and scope forever), but only
-                    // once its last owner is known to have exited: a resumer claims a run
-                    // (and becomes its owner) before it opens it, and that claim must win.
-                    let live = self.factory.is_held(run_id).await?;
-                    if live || !meta.owner.as_ref().is_some_and(owner_has_exited) {
-                        return Err(Error::StillRunning {
-                            run_id: run_id.clone(),
-                            live,
-                            owner: meta.owner,
-                        });
-                    }
-                    // The writer lock is held across the swap, so a driver that started
-                    // meanwhile makes `open` fail with `Locked`.
-                    let opened = match self.factory.open(run_id).await {
-                        Ok(Some(opened)) => opened,
-                        Ok(None) => {
-                            return Err(Error::NotFound {
-                                run_id: run_id.clone(),
-                            });
-                        }
-                        Err(cairn_checkpoint::Error::Locked { .. }) => {
-                            return Err(Error::StillRunning {
-                                run_id: run_id.clone(),
-                                live: true,
-                                owner: meta.owner,
-                            });
-                        }
-                        Err(other) => return Err(other.into()),
-                    };
-                    let swapped = self
-                        .factory
-                        .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
-                        .await;
-                    drop(opened);
-                    swapped?
-                }
-            };
-            match swapped {
-                Ok(cancelled) => return self.abandoned(run_id, previous, cancelled).await,
-                Err(conflict) => meta.status = conflict.current,
+                RunStatus::Running => match self.abandon_interrupted(&meta, force).await? {
+                    Interrupted::Cancelled(abandoned) => return Ok(*abandoned),
+                    Interrupted::Changed(current) => meta = *current,
+                },
             }
         }
         Err(Error::NotResumable {
             run_id: run_id.clone(),
             current: meta.status,
         })
+    }
+
+    /// The `running` branch of an abandon. `Changed` when the run's status changed under it
+    /// (it failed, paused...) and the abandon must look again.
+    async fn abandon_interrupted(&self, meta: &RunMeta, force: bool) -> Result<Interrupted> {
+        let run_id = &meta.run_id;
+        if self.factory.is_held(run_id).await? {
+            return Err(Error::StillRunning {
+                run_id: run_id.clone(),
+                live: true,
+                owner: meta.owner.clone(),
+            });
+        }
+        let last = self.last_claim(meta, force)?;
+        // The writer lock is held across the claim and the swap, so a driver that started
+        // meanwhile makes `open` fail with `Locked`, and one that starts later finds the
+        // run cancelled.
+        let opened = match self.factory.open(run_id).await {
+            Ok(Some(opened)) => opened,
+            Ok(None) => {
+                return Err(Error::NotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+            Err(cairn_checkpoint::Error::Locked { .. }) => {
+                return Err(Error::StillRunning {
+                    run_id: run_id.clone(),
+                    live: true,
+                    owner: meta.owner.clone(),
+                });
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let current = self.load(run_id).await?;
+        if current.status != RunStatus::Running {
+            drop(opened);
+            return Ok(Interrupted::Changed(Box::new(current)));
+        }
+        if current.lease_epoch != meta.lease_epoch || current.owner != meta.owner {
+            // A resumer claimed it after the checks above: its claim stands.
+            drop(opened);
+            return Err(Error::StillRunning {
+                run_id: run_id.clone(),
+                live: false,
+                owner: current.owner,
+            });
+        }
+        // Take the lease before cancelling. A resumer's claim (which needs no lock) that
+        // lands between the read above and this swap makes the epoch jump by two: then its
+        // claim stands and the abandon is refused. A resumer that claims after this swap
+        // finds an epoch other than the one it listed, or the lock held, and backs off. So
+        // a claim is never cancelled under the resumer that made it.
+        let claimed = match self
+            .factory
+            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Running)
+            .await
+        {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(_)) => {
+                drop(opened);
+                return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if claimed.lease_epoch != current.lease_epoch + 1 {
+            drop(opened);
+            // This process is now the recorded owner of a run it does not drive: the
+            // resumer's claim, one epoch older, is the one that goes on.
+            tracing::warn!(
+                target: "cairn",
+                run_id = run_id.as_str(),
+                lease_epoch = claimed.lease_epoch,
+                "resume policy: abandon refused; a resumer claimed the run during it"
+            );
+            return Err(Error::StillRunning {
+                run_id: run_id.clone(),
+                live: false,
+                owner: None,
+            });
+        }
+        let swapped = self
+            .factory
+            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Cancelled)
+            .await;
+        drop(opened);
+        match swapped? {
+            Ok(cancelled) => {
+                let abandoned = self
+                    .abandoned(run_id, RunStatus::Running, cancelled, last)
+                    .await?;
+                Ok(Interrupted::Cancelled(Box::new(abandoned)))
+            }
+            Err(_) => Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
+        }
+    }
+
+    /// Whether an interrupted run, as `meta` records it, may be abandoned (and whether that
+    /// overrides its owner), or the refusal.
+    fn last_claim(&self, meta: &RunMeta, force: bool) -> Result<LastClaim> {
+        let liveness = meta.owner.as_ref().map(OwnerLiveness::of);
+        let overridden = || {
+            LastClaim::Overridden(OverriddenOwner {
+                owner: meta.owner.clone(),
+                lease_epoch: meta.lease_epoch,
+            })
+        };
+        match (liveness, &meta.owner) {
+            (Some(OwnerLiveness::Exited), Some(owner)) => Ok(LastClaim::Exited {
+                owner: owner.clone(),
+                lease_epoch: meta.lease_epoch,
+            }),
+            (Some(OwnerLiveness::AliveHere), Some(owner)) if force => Err(Error::OwnerAlive {
+                run_id: meta.run_id.clone(),
+                owner: owner.clone(),
+            }),
+            (Some(OwnerLiveness::Unknown) | None, _) if force => Ok(overridden()),
+            _ => Err(Error::StillRunning {
+                run_id: meta.run_id.clone(),
+                live: false,
+                owner: meta.owner.clone(),
+            }),
+        }
     }
 
     /// One pass of the lookup. `None` when a claim raced with a status change and the
@@ -606,23 +816,64 @@ impl ResumePolicy {
         run_id: &RunId,
         previous: RunStatus,
         cancelled: RunMeta,
+        last: LastClaim,
     ) -> Result<Abandoned> {
-        let message = if previous == RunStatus::Running {
-            "abandoned while interrupted (no process was driving it); now cancelled".to_owned()
-        } else {
-            format!("abandoned from {previous}; now cancelled")
+        let (message, detail, overridden) = match last {
+            LastClaim::Finished => (
+                format!("abandoned from {previous}; now cancelled"),
+                json!({ "previous_status": previous.as_str(), "forced": false }),
+                None,
+            ),
+            LastClaim::Exited { owner, lease_epoch } => (
+                format!(
+                    "abandoned while interrupted: no process was driving it and its last owner \
+                     ({owner}, lease epoch {lease_epoch}) has exited; now cancelled"
+                ),
+                json!({
+                    "previous_status": previous.as_str(),
+                    "forced": false,
+                    "last_owner": owner_json(Some(&owner)),
+                    "last_lease_epoch": lease_epoch,
+                }),
+                None,
+            ),
+            LastClaim::Overridden(overridden) => {
+                let owner = overridden
+                    .owner
+                    .as_ref()
+                    .map_or_else(|| "none recorded".to_owned(), ToString::to_string);
+                tracing::warn!(
+                    target: "cairn",
+                    run_id = run_id.as_str(),
+                    forced = true,
+                    last_owner = owner.as_str(),
+                    last_lease_epoch = overridden.lease_epoch,
+                    "resume policy: forced abandon overrode an owner that could not be shown to have exited"
+                );
+                (
+                    format!(
+                        "forced abandon while interrupted: overrode its last owner ({owner}, \
+                         lease epoch {}), which could not be shown to have exited; now \
+                         cancelled, and nothing resumes it again",
+                        overridden.lease_epoch
+                    ),
+                    json!({
+                        "previous_status": previous.as_str(),
+                        "forced": true,
+                        "last_owner": owner_json(overridden.owner.as_ref()),
+                        "last_lease_epoch": overridden.lease_epoch,
+                    }),
+                    Some(overridden),
+                )
+            }
         };
-        self.audit(
-            run_id,
-            AuditAction::Abandoned,
-            message,
-            json!({ "previous_status": previous.as_str() }),
-        )
-        .await?;
+        self.audit(run_id, AuditAction::Abandoned, message, detail)
+            .await?;
         emit::run_abandoned(run_id.as_str(), previous.as_str());
         Ok(Abandoned {
             meta: cancelled,
             previous_status: previous,
+            overridden,
         })
     }
 
@@ -649,15 +900,28 @@ impl ResumePolicy {
     }
 }
 
-/// Whether `owner` is a process known to have exited: it ran on this host and `/proc` has
-/// no entry for its pid. `false` whenever that cannot be told (another host, no `/proc`), so
-/// an interrupted run is only abandoned when nobody can still be about to drive it. A reused
-/// pid only makes this answer `false` (careful), never `true` wrongly.
-fn owner_has_exited(owner: &Owner) -> bool {
-    let proc = std::path::Path::new("/proc");
-    owner.host == Owner::current().host
-        && proc.join("self").exists()
-        && !proc.join(owner.pid.to_string()).exists()
+/// An owner as audit detail: `{"host", "pid"}`, or `null` when none was recorded.
+fn owner_json(owner: Option<&Owner>) -> serde_json::Value {
+    owner.map_or(
+        serde_json::Value::Null,
+        |owner| json!({ "host": owner.host.as_str(), "pid": owner.pid }),
+    )
+}
+
+/// Why the last claim on a run may be dropped by an abandon.
+enum LastClaim {
+    /// The run was `failed` or `paused`: nobody holds a claim on it.
+    Finished,
+    /// An interrupted run whose last owner is known to have exited.
+    Exited { owner: Owner, lease_epoch: u64 },
+    /// An interrupted run whose last owner cannot be checked; a forced abandon overrides it.
+    Overridden(OverriddenOwner),
+}
+
+/// How the `running` branch of an abandon ended, when it did not fail.
+enum Interrupted {
+    Cancelled(Box<Abandoned>),
+    Changed(Box<RunMeta>),
 }
 
 /// The outcome of an explicit claim.

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use cairn_checkpoint::MemoryFactory;
+use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, Owner, RunMeta};
+use cairn_queue::Timestamp;
 use cairn_runs::{Decision, ResumePolicy, RunRequest};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -153,4 +154,49 @@ fn decisions_and_operations_emit_events_with_run_ids() {
         .collect();
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(recovered[0].fields["run_id"], recovered_id.as_str());
+}
+
+/// A forced abandon still emits `orchestrator run_abandoned` (which has no `forced` field),
+/// and a `warn` event that names the owner and lease epoch it overrode.
+#[test]
+fn a_forced_abandon_emits_run_abandoned_and_names_the_overridden_owner() {
+    let capture = Capture::default();
+    let store = MemoryFactory::new();
+    let policy = ResumePolicy::new(store.clone());
+    let rt = runtime();
+    tracing::subscriber::with_default(capture.clone(), || {
+        rt.block_on(async {
+            let mut meta = RunMeta::new(id("r1"), "site", "default", "in", Timestamp(10));
+            meta.owner = Some(Owner {
+                pid: 4242,
+                host: "gone-for-good.invalid".to_owned(),
+            });
+            drop(store.begin(meta).await.expect("begin"));
+            policy
+                .abandon_forced(&id("r1"))
+                .await
+                .expect("forced abandon");
+        })
+    });
+
+    let abandoned = capture.named("orchestrator run_abandoned");
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0].fields["run_id"], "r1");
+    assert_eq!(abandoned[0].fields["previous_status"], "running");
+
+    let forced: Vec<Captured> = capture
+        .events
+        .lock()
+        .expect("the capture lock")
+        .iter()
+        .filter(|event| event.fields.get("forced").map(String::as_str) == Some("true"))
+        .cloned()
+        .collect();
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    assert_eq!(forced[0].fields["run_id"], "r1");
+    assert_eq!(
+        forced[0].fields["last_owner"],
+        "pid 4242 on gone-for-good.invalid"
+    );
+    assert_eq!(forced[0].fields["last_lease_epoch"], "1");
 }

@@ -1,0 +1,362 @@
+//! `ResumePolicy::abandon_forced`: the audited override for an interrupted run whose last
+//! owner cannot be checked (another host), which still refuses every writer that can be shown
+//! to be alive, and loses or wins a race with a resumer cleanly.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Owner, RunId,
+    RunMeta, RunStatus,
+};
+use cairn_queue::Timestamp;
+use cairn_runs::{Decision, Error, OverriddenOwner, OwnerLiveness, ResumePolicy, RunRequest};
+
+use common::*;
+
+type Store = Arc<dyn CheckpointerFactory>;
+
+/// The host a gone-for-good driver ran on: never this one.
+const GONE_HOST: &str = "gone-for-good.invalid";
+
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn memory() {
+                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
+                super::common::runtime().block_on(super::$name(store));
+            }
+
+            #[test]
+            fn file() {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let store: super::Store =
+                    std::sync::Arc::new(super::common::file_store(dir.path()));
+                super::common::runtime().block_on(super::$name(store));
+            }
+        }
+    };
+}
+
+fn gone_owner() -> Owner {
+    Owner {
+        pid: 4242,
+        host: GONE_HOST.to_owned(),
+    }
+}
+
+/// Begins a run recorded as owned by `owner` and returns its writer (the lock stays held).
+async fn begin_owned_by(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    scope: &str,
+    owner: Option<Owner>,
+) -> Box<dyn Checkpointer> {
+    let mut meta = RunMeta::new(id(run_id), "site", scope, "in", Timestamp(10));
+    meta.owner = owner;
+    store.begin(meta).await.expect("begin succeeds")
+}
+
+/// A `running` run nobody drives, last owned by `owner`: what a crash of that owner leaves.
+async fn interrupted_owned_by(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    scope: &str,
+    owner: Option<Owner>,
+) -> RunMeta {
+    drop(begin_owned_by(store, run_id, scope, owner).await);
+    meta(store, &id(run_id)).await
+}
+
+async fn abandon_records(store: &dyn CheckpointerFactory, run_id: &RunId) -> Vec<AuditRecord> {
+    store
+        .read_audit(run_id)
+        .await
+        .expect("the audit log reads")
+        .into_iter()
+        .filter(|record| record.action == AuditAction::Abandoned)
+        .collect()
+}
+
+/// The plain abandon refuses an owner on another host; the forced one cancels the run,
+/// reports and audits the owner and epoch it overrode, and releases the lock it took.
+async fn forced_abandon_of_an_other_host_owner_is_audited_as_forced(store: Store) {
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(gone_owner())).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+
+    let refused = policy.abandon(&before.run_id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::StillRunning { live: false, ref owner, .. } if *owner == Some(gone_owner())),
+        "{refused:?}"
+    );
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+
+    let abandoned = policy.abandon_forced(&before.run_id).await.unwrap();
+    assert_eq!(abandoned.previous_status, RunStatus::Running);
+    assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+    assert_eq!(
+        abandoned.overridden,
+        Some(OverriddenOwner {
+            owner: Some(gone_owner()),
+            lease_epoch: before.lease_epoch,
+        })
+    );
+    assert_eq!(
+        meta(&*store, &before.run_id).await.status,
+        RunStatus::Cancelled
+    );
+    assert!(!store.is_held(&before.run_id).await.unwrap());
+
+    let records = abandon_records(&*store, &before.run_id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let detail = &records[0].detail;
+    assert_eq!(detail["forced"], true);
+    assert_eq!(detail["previous_status"], "running");
+    assert_eq!(detail["last_owner"]["host"], GONE_HOST);
+    assert_eq!(detail["last_owner"]["pid"], 4242);
+    assert_eq!(detail["last_lease_epoch"], before.lease_epoch);
+
+    let decision = policy
+        .decide(&RunRequest::new("site", "default", "in"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(decision, Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
+        "{decision:?}"
+    );
+    let again = policy.abandon_forced(&before.run_id).await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            Error::AlreadyTerminal {
+                status: RunStatus::Cancelled,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+}
+on_both_stores!(forced_abandon_of_an_other_host_owner_is_audited_as_forced);
+
+/// A run with no recorded owner cannot be shown to be unowned either: refused plainly,
+/// abandoned when forced, audited with a null owner.
+async fn forced_abandon_of_a_run_without_owner(store: Store) {
+    let before = interrupted_owned_by(&*store, "r1", "default", None).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let refused = policy.abandon(&before.run_id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::StillRunning { live: false, .. }),
+        "{refused:?}"
+    );
+    let abandoned = policy.abandon_forced(&before.run_id).await.unwrap();
+    assert_eq!(
+        abandoned.overridden,
+        Some(OverriddenOwner {
+            owner: None,
+            lease_epoch: before.lease_epoch,
+        })
+    );
+    let records = abandon_records(&*store, &before.run_id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].detail["forced"], true);
+    assert!(records[0].detail["last_owner"].is_null());
+}
+on_both_stores!(forced_abandon_of_a_run_without_owner);
+
+/// Force never overrides a held writer lock: the run is being driven right now.
+async fn forced_abandon_is_refused_while_a_writer_holds_the_lock(store: Store) {
+    let writer = begin_owned_by(&*store, "r1", "default", Some(gone_owner())).await;
+    let before = meta(&*store, &id("r1")).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let refused = policy.abandon_forced(&before.run_id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::StillRunning { live: true, .. }),
+        "{refused:?}"
+    );
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+    assert!(abandon_records(&*store, &before.run_id).await.is_empty());
+
+    // The writer is not disturbed: it can still finish the run.
+    let done = writer
+        .complete()
+        .await
+        .expect("the writer completes the run");
+    assert_eq!(done.status, RunStatus::Completed);
+}
+on_both_stores!(forced_abandon_is_refused_while_a_writer_holds_the_lock);
+
+/// Force never overrides a live process on this host (here: this test process, as a
+/// resumer that claimed the run and has not opened it yet would be).
+async fn forced_abandon_is_refused_for_an_owner_alive_on_this_host(store: Store) {
+    let before = interrupted(&*store, "r1", "site", "default", "in", 10).await;
+    assert_eq!(before.owner, Some(Owner::current()));
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let refused = policy.abandon_forced(&before.run_id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::OwnerAlive { ref owner, ref run_id } if *owner == Owner::current() && *run_id == before.run_id),
+        "{refused:?}"
+    );
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+    assert!(abandon_records(&*store, &before.run_id).await.is_empty());
+    assert!(!store.is_held(&before.run_id).await.unwrap());
+}
+on_both_stores!(forced_abandon_is_refused_for_an_owner_alive_on_this_host);
+
+/// Another live process on this host as owner is refused too; once it has exited, the
+/// plain abandon works and its audit record says it was not forced.
+async fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store: Store) {
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let owner = Owner {
+        pid: child.id(),
+        host: Owner::current().host,
+    };
+    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::AliveHere);
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(owner.clone())).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+
+    let refused = policy.abandon_forced(&before.run_id).await;
+    let plain = policy.abandon(&before.run_id).await;
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+    let refused = refused.unwrap_err();
+    assert!(
+        matches!(refused, Error::OwnerAlive { owner: ref o, .. } if *o == owner),
+        "{refused:?}"
+    );
+    let plain = plain.unwrap_err();
+    assert!(
+        matches!(plain, Error::StillRunning { live: false, .. }),
+        "{plain:?}"
+    );
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+
+    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::Exited);
+    let abandoned = policy.abandon(&before.run_id).await.unwrap();
+    assert_eq!(abandoned.overridden, None);
+    let records = abandon_records(&*store, &before.run_id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].detail["forced"], false);
+    assert_eq!(records[0].detail["last_owner"]["pid"], owner.pid);
+}
+on_both_stores!(an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited);
+
+/// Force changes nothing for a failed run: an ordinary abandon, audited as not forced.
+async fn forced_abandon_of_a_failed_run_is_an_ordinary_abandon(store: Store) {
+    let before = failed(&*store, "f1", "site", "default", "in", 10).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let abandoned = policy.abandon_forced(&before.run_id).await.unwrap();
+    assert_eq!(abandoned.previous_status, RunStatus::Failed);
+    assert_eq!(abandoned.overridden, None);
+    let records = abandon_records(&*store, &before.run_id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].detail["forced"], false);
+}
+on_both_stores!(forced_abandon_of_a_failed_run_is_an_ordinary_abandon);
+
+/// How many forced abandoners race one resumer per run.
+const ABANDONERS: usize = 3;
+
+/// One resumer (a plain request, which recovers the interrupted run) races `ABANDONERS`
+/// forced abandoners on each run of another host's crashed driver. Exactly one of them wins
+/// each run; the losers get a typed error (abandoners) or a decision other than `Resume`
+/// (the resumer), and the run ends `running` (claimed once, never audited abandoned) or
+/// `cancelled` (audited abandoned once, as forced).
+fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
+    let ids: Vec<RunId> = runtime().block_on(async {
+        let mut ids = Vec::with_capacity(reps);
+        for rep in 0..reps {
+            let name = format!("race-{rep}");
+            interrupted_owned_by(&*store, &name, &format!("s{rep}"), Some(gone_owner())).await;
+            ids.push(id(&name));
+        }
+        ids
+    });
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let barrier = Barrier::new(1 + ABANDONERS);
+    let outcomes: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..=ABANDONERS)
+            .map(|thread| {
+                let policy = policy.clone();
+                let barrier = &barrier;
+                let ids = &ids;
+                scope.spawn(move || {
+                    let rt = runtime();
+                    ids.iter()
+                        .enumerate()
+                        .map(|(rep, run_id)| {
+                            barrier.wait();
+                            if thread == 0 {
+                                let request = RunRequest::new("site", format!("s{rep}"), "in");
+                                match rt.block_on(policy.decide(&request)) {
+                                    Ok(Decision::Resume(resumed)) => {
+                                        assert_eq!(&resumed.meta.run_id, run_id);
+                                        true
+                                    }
+                                    Ok(_) => false,
+                                    Err(other) => panic!("decide for {run_id}: {other:?}"),
+                                }
+                            } else {
+                                match rt.block_on(policy.abandon_forced(run_id)) {
+                                    Ok(_) => true,
+                                    Err(
+                                        Error::AlreadyTerminal { .. }
+                                        | Error::StillRunning { .. }
+                                        | Error::OwnerAlive { .. },
+                                    ) => false,
+                                    Err(other) => panic!("abandon of {run_id}: {other:?}"),
+                                }
+                            }
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a racer thread panicked"))
+            .collect()
+    });
+    runtime().block_on(async {
+        let mut resumer_wins = 0;
+        for (rep, run_id) in ids.iter().enumerate() {
+            let winners: Vec<usize> = (0..=ABANDONERS).filter(|t| outcomes[*t][rep]).collect();
+            assert_eq!(winners.len(), 1, "run {run_id}: winners {winners:?}");
+            let stored = meta(&*store, run_id).await;
+            let actions = audit_actions(&*store, run_id).await;
+            let count = |action: AuditAction| actions.iter().filter(|a| **a == action).count();
+            if winners[0] == 0 {
+                resumer_wins += 1;
+                assert_eq!(stored.status, RunStatus::Running, "{run_id}");
+                assert_eq!(count(AuditAction::Recovered), 1, "{run_id}: {actions:?}");
+                assert_eq!(count(AuditAction::Abandoned), 0, "{run_id}: {actions:?}");
+            } else {
+                assert_eq!(stored.status, RunStatus::Cancelled, "{run_id}");
+                assert_eq!(count(AuditAction::Recovered), 0, "{run_id}: {actions:?}");
+                let records = abandon_records(&*store, run_id).await;
+                assert_eq!(records.len(), 1, "{run_id}: {records:?}");
+                assert_eq!(records[0].detail["forced"], true);
+            }
+            assert!(!store.is_held(run_id).await.unwrap(), "{run_id}");
+        }
+        // Logged, not asserted: which side wins a run depends on the scheduler.
+        eprintln!("resumer won {resumer_wins} of {reps} runs");
+    });
+}
+
+#[test]
+fn forced_abandon_races_a_resumer_memory() {
+    let store: Store = Arc::new(MemoryFactory::new());
+    a_forced_abandon_racing_a_resumer_has_one_winner(store, 300);
+}
+
+#[test]
+fn forced_abandon_races_a_resumer_file_store() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    a_forced_abandon_racing_a_resumer_has_one_winner(store, 40);
+}
