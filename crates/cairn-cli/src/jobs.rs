@@ -276,12 +276,14 @@ fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyho
     Ok(EXIT_OK)
 }
 
-fn schedule_of(args: &AddArgs) -> anyhow::Result<Schedule> {
+/// The schedule `add` asks for; every refusal names job `id`.
+fn schedule_of(args: &AddArgs, id: &JobId) -> anyhow::Result<Schedule> {
+    let refused = |error: cairn_scheduler::Error| job_error(error.for_job(id));
     // Checked here as well as by clap's `requires`, which did not refuse `--every 5m --tz
     // +01:00` (a zone that would be silently ignored).
     if let (Some(tz), None) = (&args.tz, &args.cron) {
         return Err(UsageError(format!(
-            "--tz {tz} applies to --cron only (--every and --at need no zone; give --at an offset such as 2026-01-01T09:00:00+01:00)"
+            "job {id}: --tz {tz} applies to --cron only (--every and --at need no zone; give --at an offset such as 2026-01-01T09:00:00+01:00)"
         ))
         .into());
     }
@@ -291,22 +293,22 @@ fn schedule_of(args: &AddArgs) -> anyhow::Result<Schedule> {
             .as_deref()
             .unwrap_or("UTC")
             .parse()
-            .map_err(job_error)?;
-        let schedule = Schedule::cron(expression.clone(), zone).map_err(job_error)?;
+            .map_err(refused)?;
+        let schedule = Schedule::cron(expression.clone(), zone).map_err(refused)?;
         // An expression like `0 0 31 2 *` parses but never matches: the job would look
         // active and never run.
         let now = cairn_checkpoint::wall_clock_now();
-        if schedule.next_after(now, now).map_err(job_error)?.is_none() {
+        if schedule.next_after(now, now).map_err(refused)?.is_none() {
             return Err(UsageError(format!(
-                "the cron expression `{expression}` never fires (no date matches it); check its day and month fields"
+                "job {id}: the cron expression `{expression}` never fires after now (no date matches it); check its day, month and year fields"
             ))
             .into());
         }
         schedule
     } else if let Some(interval) = args.every {
-        Schedule::every(interval).map_err(job_error)?
+        Schedule::every(interval).map_err(refused)?
     } else if let Some(at) = &args.at {
-        Schedule::once(parse_time(at)?)
+        Schedule::once(parse_time(at).map_err(|error| UsageError(format!("job {id}: {error}")))?)
     } else {
         // clap's required group makes this unreachable; say so plainly if it ever is not.
         return Err(UsageError("give one of --cron, --every or --at".to_owned()).into());
@@ -328,7 +330,7 @@ fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
 
 async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
     let id = parse_job_id(&args.id)?;
-    let schedule = schedule_of(&args)?;
+    let schedule = schedule_of(&args, &id)?;
     // The file is checked now so a typo fails here, not at 3 a.m.; each run reads it again.
     let wf = workflow::load(&args.workflow)?;
     let root = args

@@ -257,6 +257,32 @@ fn add_refuses_a_zone_without_cron_and_a_cron_that_never_fires() {
 }
 
 #[test]
+fn every_refused_schedule_names_the_job() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let job = "payroll-export";
+    let refused: [&[&str]; 6] = [
+        &["--every", "500ms"],
+        &["--cron", "not a cron"],
+        &["--cron", "* * * * *", "--tz", "+99:00"],
+        &["--cron", "0 0 31 2 *"],
+        &["--at", "tomorrow"],
+        &["--every", "5m", "--tz", "+01:00"],
+    ];
+    for schedule in refused {
+        let mut args = vec!["jobs", "add", "echo.toml", job];
+        args.extend_from_slice(schedule);
+        let output = sandbox.run(&args);
+        assert_eq!(code(&output), Some(USAGE), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("job {job}")),
+            "{schedule:?}: the message names the job: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn resume_of_a_failed_job_needs_force() {
     let sandbox = Sandbox::new();
     sandbox.write(

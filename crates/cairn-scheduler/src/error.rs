@@ -19,16 +19,20 @@ pub enum Error {
     #[error(transparent)]
     InvalidJobId(#[from] InvalidJobId),
     /// A schedule does not parse or is out of range.
-    #[error("invalid schedule {expression}: {reason}")]
+    #[error("invalid schedule {expression}{}: {reason}", of_job(.job))]
     InvalidSchedule {
+        /// The job it was given for, when known (`Jobs::add` and `Jobs::resume` set it).
+        job: Option<JobId>,
         /// The schedule as given.
         expression: String,
         /// Why it was refused.
         reason: String,
     },
     /// A time zone does not parse.
-    #[error("invalid time zone `{text}`: {reason}")]
+    #[error("invalid time zone `{text}`{}: {reason}", of_job(.job))]
     InvalidZone {
+        /// The job it was given for, when known (`Jobs::add` sets it).
+        job: Option<JobId>,
         /// The text.
         text: String,
         /// Why it was refused.
@@ -105,6 +109,37 @@ pub enum Error {
         /// How many compare-and-swaps were lost.
         attempts: u32,
     },
+}
+
+impl Error {
+    /// Names job `id` in a definition error (`InvalidSchedule`, `InvalidZone`) that does not
+    /// name a job yet; other errors are returned as they are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::JobId;
+    /// use cairn_scheduler::{Error, Schedule};
+    ///
+    /// let id = JobId::new("backup")?;
+    /// let err = Schedule::every(Duration::from_millis(10)).unwrap_err().for_job(&id);
+    /// assert!(matches!(err, Error::InvalidSchedule { job: Some(ref j), .. } if *j == id));
+    /// assert!(err.to_string().contains("job backup"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_job(mut self, id: &JobId) -> Error {
+        if let Error::InvalidSchedule { job, .. } | Error::InvalidZone { job, .. } = &mut self {
+            job.get_or_insert_with(|| id.clone());
+        }
+        self
+    }
+}
+
+/// ` of job <id>` when the job is known, for the definition errors' messages.
+fn of_job(job: &Option<JobId>) -> String {
+    job.as_ref()
+        .map_or_else(String::new, |id| format!(" of job {id}"))
 }
 
 /// Shorthand for results of scheduler operations.

@@ -76,11 +76,13 @@ impl Jobs {
     ///
     /// `AlreadyExists` for a taken id; `InvalidSchedule` for a schedule that does not
     /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
-    /// out-of-range zone, `InvalidJob` for another bad definition; `Store` when the store
+    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition; `Store` when the store
     /// fails. When only the `Created` audit record fails to be written (`Store`), the job
     /// exists already.
     pub async fn add(&self, new: NewJob) -> Result<Job> {
-        new.schedule.validate()?;
+        new.schedule
+            .validate()
+            .map_err(|err| err.for_job(&new.id))?;
         if new.max_consecutive_errors == 0 {
             return Err(Error::InvalidJob {
                 id: new.id,
@@ -115,13 +117,14 @@ impl Jobs {
             created_at: now,
             version: 0,
         };
-        let due = first_due(&job, now)?;
+        let due = first_due(&job, now).map_err(|err| err.for_job(&job.id))?;
         if due.is_none() {
             // An active job that can never run would look healthy and do nothing, forever:
             // `0 0 31 2 *`, a year field in the past, or an interval too long to add to now.
             return Err(Error::InvalidSchedule {
+                job: Some(job.id),
                 expression: job.schedule.to_string(),
-                reason: format!("job {} never fires after now (no time matches it)", job.id),
+                reason: "it never fires after now (no time matches it)".to_owned(),
             });
         }
         if !new.paused {
@@ -278,15 +281,14 @@ impl Jobs {
                     JobStatus::Paused => {}
                 }
                 job.status = JobStatus::Active;
-                job.next_run_at = first_due(job, now)?;
+                job.next_run_at = first_due(job, now).map_err(|err| err.for_job(&job.id))?;
                 if job.next_run_at.is_none() {
                     // As in `add`: an active job that can never run would look healthy.
                     return Err(Error::InvalidSchedule {
+                        job: Some(job.id.clone()),
                         expression: job.schedule.to_string(),
-                        reason: format!(
-                            "job {} never fires after now (no time of its schedule is left)",
-                            job.id
-                        ),
+                        reason: "it never fires after now (no time of its schedule is left)"
+                            .to_owned(),
                     });
                 }
                 Ok(())

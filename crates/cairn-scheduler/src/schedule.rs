@@ -64,6 +64,7 @@ impl Zone {
         if (hours > 0 && minutes < 0) || (hours < 0 && minutes > 0) || minutes.unsigned_abs() >= 60
         {
             return Err(Error::InvalidZone {
+                job: None,
                 text,
                 reason: "hours and minutes must have the same sign and minutes must be below 60",
             });
@@ -71,6 +72,7 @@ impl Zone {
         // Checked before the arithmetic, which would overflow for hours near `i32::MAX`.
         if hours.unsigned_abs() >= 24 {
             return Err(Error::InvalidZone {
+                job: None,
                 text,
                 reason: "the offset must be within 24 hours of UTC",
             });
@@ -99,6 +101,7 @@ impl Zone {
         match FixedOffset::east_opt(offset_seconds) {
             Some(_) => Ok(Zone::Fixed { offset_seconds }),
             None => Err(Error::InvalidZone {
+                job: None,
                 text,
                 reason: "the offset must be within 24 hours of UTC",
             }),
@@ -143,6 +146,7 @@ impl FromStr for Zone {
             return Ok(Zone::Utc);
         }
         let invalid = |reason| Error::InvalidZone {
+            job: None,
             text: text.to_owned(),
             reason,
         };
@@ -313,6 +317,7 @@ impl Schedule {
             Schedule::Every { interval_ms } => {
                 if *interval_ms < MIN_INTERVAL.as_millis() as u64 {
                     Err(Error::InvalidSchedule {
+                        job: None,
                         expression: format!("every {interval_ms} ms"),
                         reason: "an interval must be at least one second".to_owned(),
                     })
@@ -347,6 +352,7 @@ impl Schedule {
                     Ok(next) => Ok(u64::try_from(next.timestamp_millis()).ok().map(Timestamp)),
                     Err(croner::errors::CronError::TimeSearchLimitExceeded) => Ok(None),
                     Err(err) => Err(Error::InvalidSchedule {
+                        job: None,
                         expression: expression.clone(),
                         reason: err.to_string(),
                     }),
@@ -403,6 +409,7 @@ fn to_datetime(offset: FixedOffset, millis: u64) -> Option<DateTime<FixedOffset>
 
 fn parse_cron(expression: &str) -> Result<Cron> {
     Cron::from_str(expression).map_err(|err| Error::InvalidSchedule {
+        job: None,
         expression: expression.to_owned(),
         reason: err.to_string(),
     })

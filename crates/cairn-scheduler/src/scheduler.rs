@@ -257,7 +257,8 @@ impl Scheduler {
     ) -> Result<()> {
         let later = job
             .schedule
-            .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)?;
+            .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)
+            .map_err(|err| err.for_job(&job.id))?;
         let plan: Vec<Timestamp> = match self.config.catch_up {
             CatchUp::One => {
                 report.missed_not_run += later.len() as u64;
@@ -280,7 +281,9 @@ impl Scheduler {
             let retry = self.config.one_shot_retry.max(MIN_INTERVAL);
             Some(now.plus_millis(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX)))
         } else {
-            job.schedule.next_after(job.created_at, now)?
+            job.schedule
+                .next_after(job.created_at, now)
+                .map_err(|err| err.for_job(&job.id))?
         };
         let mut claimed = job.clone();
         claimed.next_run_at = next;

@@ -268,3 +268,47 @@ async fn resuming_a_job_whose_schedule_has_no_time_left_is_refused_and_changes_n
     assert!(matches!(err, Error::InvalidSchedule { .. }), "{err:?}");
     assert_eq!(rig.scheduler.jobs().show(&job_id).await.unwrap(), paused);
 }
+
+#[tokio::test]
+async fn every_definition_error_of_add_names_the_job() {
+    let rig = Rig::memory();
+    let refused = [
+        // Built by hand, past the constructors' checks.
+        ("short-interval", Schedule::Every { interval_ms: 10 }),
+        (
+            "bad-cron",
+            Schedule::Cron {
+                expression: "not a cron".to_owned(),
+                zone: Zone::Utc,
+            },
+        ),
+        (
+            "far-zone",
+            Schedule::Cron {
+                expression: "0 0 * * *".to_owned(),
+                zone: Zone::Fixed {
+                    offset_seconds: 100_000,
+                },
+            },
+        ),
+        ("never", Schedule::cron("0 0 31 2 *", Zone::Utc).unwrap()),
+    ];
+    for (name, schedule) in refused {
+        let err = rig
+            .scheduler
+            .jobs()
+            .add(NewJob::new(id(name), name, schedule, "wf.toml"))
+            .await
+            .unwrap_err();
+        let named = match &err {
+            Error::InvalidSchedule { job, .. } | Error::InvalidZone { job, .. } => job.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(named, Some(id(name)), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!("job {name}")),
+            "the message names the job: {err}"
+        );
+    }
+    assert!(rig.store.list().await.unwrap().is_empty());
+}
