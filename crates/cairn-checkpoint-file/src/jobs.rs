@@ -23,8 +23,9 @@
 //! that may not be opened): one stray entry never fails a listing. The record is appended
 //! first, then the entry is renamed and both folders are fsynced. When an entry cannot be
 //! read for another reason (or cannot be moved), `list` leaves it in place and out of the
-//! listing, with a `Quarantined` audit record whose `location` is null (once per store handle),
-//! while `get` of that job reports the I/O error.
+//! listing, with a `LeftInPlace` audit record naming its `path` (once per store handle),
+//! while `get` of that job reports the I/O error. (Builds before `LeftInPlace` wrote a
+//! `Quarantined` record with a null `location` instead; such records still read.)
 //!
 //! A failed fsync is fatal: the store refuses every later write with `SyncFailed` (never
 //! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
@@ -195,13 +196,13 @@ fn left_in_place_record(id: &JobId, path: &Path, err: &Error) -> JobAuditRecord 
     JobAuditRecord::new(
         wall_clock_now(),
         id.clone(),
-        JobAuditAction::Quarantined,
+        JobAuditAction::LeftInPlace,
         format!(
             "job {id}: {} could not be read or moved aside ({err}); it stays in place and is left out of job listings",
             path.display()
         ),
     )
-    .with_detail(serde_json::json!({ "location": null, "reason": err.to_string() }))
+    .with_detail(serde_json::json!({ "path": path.display().to_string(), "reason": err.to_string() }))
 }
 
 fn sync_dir(path: &Path) -> Result<()> {

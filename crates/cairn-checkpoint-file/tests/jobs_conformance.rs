@@ -261,7 +261,74 @@ async fn a_stray_entry_that_cannot_be_moved_is_left_out_with_an_audit_record() {
     // The move was recorded before it was tried, then its failure; later listings through
     // the same handle add nothing.
     assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit[0].action, JobAuditAction::Quarantined);
     assert!(audit[0].detail["location"].is_string(), "{audit:?}");
-    assert_eq!(audit[1].action, JobAuditAction::Quarantined);
-    assert!(audit[1].detail["location"].is_null(), "{audit:?}");
+    // Its own action, not a `Quarantined` record without a location.
+    assert_eq!(audit[1].action, JobAuditAction::LeftInPlace);
+    assert_eq!(
+        audit[1].detail["path"],
+        serde_json::json!(path.display().to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_cannot_be_read_is_audited_as_left_in_place() {
+    let harness = FileJobs::new();
+    let store = two_jobs(&harness).await;
+    let stray = JobId::new("b").unwrap();
+    let path = store.job_path(&stray);
+    // A link to itself fails every stat with "too many levels of symbolic links".
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+    assert!(std::fs::symlink_metadata(&path).is_ok(), "left in place");
+    let audit = store.read_audit(&stray).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, JobAuditAction::LeftInPlace);
+    assert_eq!(
+        audit[0].detail["path"],
+        serde_json::json!(path.display().to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_written_before_left_in_place_existed_still_read() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    // Two lines as the build before `LeftInPlace` wrote them: `<crc32c hex> <json>`.
+    let old = [
+        r#"{"at":5,"job_id":"b","action":"quarantined","message":"moved","detail":{"location":"/x/quarantine/b-5.json","reason":"fails its checksum"}}"#,
+        r#"{"at":6,"job_id":"b","action":"quarantined","message":"stays","detail":{"location":null,"reason":"rename failed"}}"#,
+    ];
+    let log: String = old
+        .iter()
+        .map(|json| format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes())))
+        .collect();
+    std::fs::write(store.dir().join("audit.jsonl"), log).unwrap();
+    let stray = JobId::new("b").unwrap();
+    store
+        .append_audit(&JobAuditRecord::new(
+            Timestamp(7),
+            stray.clone(),
+            JobAuditAction::LeftInPlace,
+            "stays",
+        ))
+        .await
+        .unwrap();
+    let actions: Vec<JobAuditAction> = store
+        .read_audit(&stray)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            JobAuditAction::Quarantined,
+            JobAuditAction::Quarantined,
+            JobAuditAction::LeftInPlace
+        ]
+    );
+    let text = std::fs::read_to_string(store.dir().join("audit.jsonl")).unwrap();
+    assert!(text.contains(r#""action":"left_in_place""#), "{text}");
 }

@@ -130,8 +130,14 @@ pub enum JobAuditAction {
     Completed,
     /// The job was deleted.
     Deleted,
-    /// Stored job state was damaged and was moved aside (never deleted).
+    /// Stored job state was damaged and was moved aside (never deleted). Records written
+    /// before `LeftInPlace` existed also use it, with a null `location`, for an entry that
+    /// could not be moved.
     Quarantined,
+    /// Stored job state was damaged or unreadable but could not be moved aside: it stays
+    /// where it is, untouched, and is left out of job listings until someone fixes or moves
+    /// it. The detail names the `path` (or key) and the `reason`.
+    LeftInPlace,
 }
 
 /// One audit record of a job.

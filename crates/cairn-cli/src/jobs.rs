@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{JobId, JobStore};
+use cairn_checkpoint::{JobAuditAction, JobId, JobStore};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_queue::Timestamp;
@@ -477,6 +477,14 @@ async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string(record)?);
         } else {
             print_audit_line(record.at.0, &record.action, &record.message, 16);
+            if record.action == JobAuditAction::LeftInPlace {
+                // The one record that asks the operator to act: say so on its own line.
+                let path = record.detail["path"].as_str().unwrap_or("its entry");
+                println!(
+                    "{:19}  {:16}  NOT moved aside: {path} is still in the job folder, left out of listings; move or fix it by hand",
+                    "", ""
+                );
+            }
         }
     }
     if records.is_empty() && !args.store.json {

@@ -642,3 +642,29 @@ fn a_poll_under_one_second_is_refused_as_usage() {
         text(&output.stdout)
     );
 }
+
+#[test]
+fn jobs_audit_shows_an_entry_left_in_place_as_such() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "good", "--every", "10m"],
+    );
+    // A link to itself cannot be read (nor moved aside as a job file): it stays in place.
+    let stray = sandbox.path(".cairn/jobs/stray.json");
+    std::os::unix::fs::symlink(&stray, &stray).unwrap();
+    let listed = list(&sandbox);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(audit_actions(&sandbox, "stray"), ["left_in_place"]);
+    let human = ok(&sandbox, &["jobs", "audit", "stray"]);
+    assert!(
+        human.contains("left_in_place") && !human.contains("quarantined"),
+        "{human}"
+    );
+    assert!(
+        human.contains("NOT moved aside") && human.contains(".cairn/jobs/stray.json"),
+        "{human}"
+    );
+    assert!(std::fs::symlink_metadata(&stray).is_ok(), "left in place");
+}
