@@ -12,13 +12,13 @@ use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
 };
 use cairn_queue::Status;
-use cairn_runs::{Decision, FailedRunPrompt, ResumePolicy, RunRequest};
+use cairn_runs::{Decision, FailedRunPrompt, OwnerLiveness, ResumePolicy, RunRequest};
 use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{
-    Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_STORE,
-    EXIT_USAGE, ExecArgs, ResumeArgs, RunArgs, RunRef, RunsArgs, StoreArgs,
+    AbandonArgs, Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED,
+    EXIT_STORE, EXIT_USAGE, ExecArgs, ResumeArgs, RunArgs, RunRef, RunsArgs, StoreArgs,
 };
 use crate::duration::format_duration;
 use crate::policy;
@@ -116,6 +116,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
                         | cairn_runs::Error::NotResumable { .. }
                         | cairn_runs::Error::AlreadyTerminal { .. }
                         | cairn_runs::Error::StillRunning { .. }
+                        | cairn_runs::Error::OwnerAlive { .. }
                         | cairn_runs::Error::ApprovalMismatch { .. }
                 )
             })
@@ -999,37 +1000,125 @@ async fn load_meta(state: &StateDir, run_id: &RunId) -> anyhow::Result<RunMeta> 
         })
 }
 
-async fn cmd_abandon(args: RunRef) -> anyhow::Result<u8> {
-    let state = open_existing_state(&args.store)?;
-    let run_id = parse_run_id(&args.run)?;
+async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
+    let AbandonArgs { target, force } = args;
+    let state = open_existing_state(&target.store)?;
+    let run_id = parse_run_id(&target.run)?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
-    let abandoned = match policy.abandon(&run_id).await {
-        Ok(abandoned) => abandoned,
-        // Nobody drives it, but its last owner is still alive (or on another host): that
-        // process may have claimed it to resume it, so the policy leaves it alone.
-        Err(error @ cairn_runs::Error::StillRunning { live: false, .. }) => {
-            let resume = format!(
-                "cairn resume {run_id} --state-dir {}",
-                shell_quote(&state.root.display().to_string())
-            );
-            return Err(anyhow::Error::new(error).context(UsageError(format!(
-                "run {run_id} is not being driven, but the process that last owned it has not exited, so it may be about to resume it; try again once it has exited, or resume the run with `{resume}`"
-            ))));
-        }
-        Err(error) => return Err(error.into()),
+    let outcome = if force {
+        policy.abandon_forced(&run_id).await
+    } else {
+        policy.abandon(&run_id).await
     };
-    if args.store.json {
+    let abandoned = match outcome {
+        Ok(abandoned) => abandoned,
+        Err(error) => {
+            return Err(abandon_refusal(
+                error,
+                &run_id,
+                &state,
+                &target.store,
+                force,
+            ));
+        }
+    };
+    let overridden = abandoned.overridden.as_ref();
+    if target.store.json {
+        let owner = overridden
+            .and_then(|o| o.owner.as_ref())
+            .map(|o| serde_json::json!({"host": o.host, "pid": o.pid}));
         println!(
             "{}",
-            serde_json::json!({"event": "abandoned", "run_id": run_id.as_str(), "previous_status": abandoned.previous_status.as_str(), "status": abandoned.meta.status.as_str()})
+            serde_json::json!({
+                "event": "abandoned",
+                "run_id": run_id.as_str(),
+                "previous_status": abandoned.previous_status.as_str(),
+                "status": abandoned.meta.status.as_str(),
+                "forced": overridden.is_some(),
+                "overridden_owner": owner,
+                "overridden_lease_epoch": overridden.map(|o| o.lease_epoch),
+            })
         );
     } else {
         println!(
             "abandoned run {run_id} (was {}); its state is kept and it will not be resumed",
             abandoned.previous_status
         );
+        if let Some(overridden) = overridden {
+            let owner = overridden
+                .owner
+                .as_ref()
+                .map_or_else(|| "none recorded".to_owned(), ToString::to_string);
+            println!(
+                "forced: overrode its last driver ({owner}, lease epoch {}), which could not be checked from here; if it is still alive it keeps running the tasks it had started, but nothing resumes this run again (audited: `cairn audit {run_id}{}`)",
+                overridden.lease_epoch,
+                store_flags(&state, &target.store)
+            );
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// ` --state-dir D` (always) and ` --adapter A` (when not the default), for printed commands.
+fn store_flags(state: &StateDir, store: &StoreArgs) -> String {
+    let mut flags = format!(
+        " --state-dir {}",
+        shell_quote(&state.root.display().to_string())
+    );
+    if store.adapter != Adapter::File {
+        flags.push_str(" --adapter ");
+        flags.push_str(store.adapter.as_str());
+    }
+    flags
+}
+
+/// Explains an abandon the policy refused, and what the operator can do about it. The
+/// policy's error stays in the chain, so the exit code follows its variant.
+fn abandon_refusal(
+    error: cairn_runs::Error,
+    run_id: &RunId,
+    state: &StateDir,
+    store: &StoreArgs,
+    force: bool,
+) -> anyhow::Error {
+    let flags = store_flags(state, store);
+    let resume = format!("cairn resume {run_id}{flags}");
+    let hint = match &error {
+        cairn_runs::Error::StillRunning {
+            live: true, owner, ..
+        } => {
+            let owner = owner.as_ref().map_or_else(String::new, |owner| {
+                format!(" (last recorded owner: {owner})")
+            });
+            format!(
+                "run {run_id} is being driven right now by a live process{owner}; stop that process first (--force never overrides a live driver)"
+            )
+        }
+        // With --force, this only comes when a resumer claimed the run during the abandon.
+        cairn_runs::Error::StillRunning { live: false, .. } if force => format!(
+            "run {run_id} was claimed by another process while it was being abandoned, so it was not abandoned; look at it with `cairn show {run_id}{flags}` before trying again"
+        ),
+        cairn_runs::Error::StillRunning {
+            live: false,
+            owner: Some(owner),
+            ..
+        } if OwnerLiveness::of(owner) == OwnerLiveness::AliveHere => format!(
+            "run {run_id} is not being driven, but the process that last owned it ({owner}) is still alive on this host, so it may be about to resume it; try again once it has exited, or resume the run with `{resume}` (--force does not override a live local process)"
+        ),
+        cairn_runs::Error::StillRunning {
+            live: false, owner, ..
+        } => {
+            let owner = owner.as_ref().map_or_else(
+                || "no owner was recorded".to_owned(),
+                |owner| format!("its last owner was {owner}"),
+            );
+            format!(
+                "run {run_id} is not being driven, but {owner}, which cannot be checked from here (another host, or no /proc), so it may still be about to resume it. Resume the run with `{resume}`, or, if that owner is gone for good, abandon it anyway with `cairn abandon {run_id} --force{flags}`. The risk: if that owner is in fact still alive, it keeps running the tasks it had started for a run that is then cancelled (nothing resumes it again, so no task completes twice)"
+            )
+        }
+        _ => return error.into(),
+    };
+    anyhow::Error::new(error).context(UsageError(hint))
 }
 
 async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {

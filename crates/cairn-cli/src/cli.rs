@@ -55,8 +55,10 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Resume(ResumeArgs),
     /// Abandon a failed, paused or interrupted run (it becomes cancelled; its state is kept).
-    /// A run that a live process drives, or whose last driver has not exited, is refused.
-    Abandon(RunRef),
+    /// A run that a live process drives, or whose last driver has not exited, is refused;
+    /// `--force` overrides a last driver that cannot be checked (it ran on another host).
+    #[command(after_help = ABANDON_HELP)]
+    Abandon(AbandonArgs),
     /// Print a run's audit log (recovery decisions).
     Audit(RunRef),
     /// Manage scheduled jobs: a workflow file run on a cron schedule, at an interval, or once.
@@ -132,6 +134,34 @@ pub struct RunRef {
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+const ABANDON_HELP: &str = "\
+An interrupted run (left `running` by a crash) is abandoned only when the process that last
+drove it is known to have exited: it ran on this host and its pid is gone. When that cannot be
+checked (it ran on another host, or this host has no /proc), the run is refused unless
+--force is given. Use --force only when that host is gone for good: if the old driver is in
+fact still alive, it keeps running the tasks it had started for a run that is now cancelled
+(nothing resumes that run again, so no task of it completes twice). --force never overrides a
+run that a live process drives, nor a last driver alive on this host (stop it first). A
+forced abandon is audited (`cairn audit RUN`) with the owner and lease epoch it overrode.
+
+Exit codes:
+  0  abandoned
+  2  refused (unknown run, already finished, driven right now, last driver not shown to
+     have exited) or bad usage; the run was not abandoned
+  5  the state store failed";
+
+/// `cairn abandon`.
+#[derive(Debug, Clone, Args)]
+pub struct AbandonArgs {
+    /// The run.
+    #[command(flatten)]
+    pub target: RunRef,
+    /// Also abandon an interrupted run whose last driver cannot be checked from here (it ran
+    /// on another host); audited as forced. Never overrides a live driver.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `cairn resume`.
