@@ -2,7 +2,6 @@
 //! of traces and metrics) and the guard that flushes on drop.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
@@ -15,7 +14,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::error::Error;
-use crate::handover::{HandedCallsite, MetricsFilter};
+use crate::handover::MetricsFilter;
 use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer_recording};
 use crate::link::tracer_provider_builder;
 
@@ -528,12 +527,10 @@ where
 {
     let (directives, origin) = filter_directives(config);
     let trace_filter = parse_filter(&directives, origin)?;
-    let handed = Arc::new(HandedCallsite::default());
     let metrics = metrics_layer(metrics);
     let task_metrics = metrics.share_task_spans();
-    let metrics_filter =
-        MetricsFilter::new(parse_filter(&directives, origin)?, Arc::clone(&handed));
-    Ok(trace_layer_recording(traces, task_metrics, Some(handed))
+    let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?);
+    Ok(trace_layer_recording(traces, task_metrics)
         .with_filter(trace_filter)
         .and_then(metrics.with_filter(metrics_filter)))
 }

@@ -15,7 +15,6 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::handover::HandedCallsite;
 use crate::link::RunLinkTracer;
 use crate::metrics::{MetricsLayer, TaskMetrics};
 use crate::names;
@@ -85,16 +84,14 @@ pub fn trace_layer<S>(tracer_provider: &SdkTracerProvider) -> impl Layer<S> + Se
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    trace_layer_recording(tracer_provider, None, None)
+    trace_layer_recording(tracer_provider, None)
 }
 
 /// [`trace_layer`], whose [`TaskSpanLayer`] also records `task_metrics` (when given) as it
-/// closes task spans: every one, or with `handed` only those of the handed callsite
-/// ([`crate::handover`]).
+/// closes a task span that no metrics layer in the stack sees ([`crate::handover`]).
 pub(crate) fn trace_layer_recording<S>(
     tracer_provider: &SdkTracerProvider,
     task_metrics: Option<Arc<TaskMetrics>>,
-    handed: Option<Arc<HandedCallsite>>,
 ) -> impl Layer<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -123,7 +120,6 @@ where
         .and_then(TaskSpanLayer::with_task_metrics(
             tracer.clone(),
             task_metrics,
-            handed,
         ))
         .and_then(DetachedEventLayer::new(tracer))
 }
@@ -163,7 +159,7 @@ where
     // separately (as `init` does, under different filters) each half does its own part.
     let mut metrics = metrics_layer(meter_provider);
     let task_metrics = metrics.hand_over_task_spans();
-    trace_layer_recording(tracer_provider, task_metrics, None).and_then(metrics)
+    trace_layer_recording(tracer_provider, task_metrics).and_then(metrics)
 }
 
 /// Exports cairn events that happen outside any span (policy decisions taken before a run

@@ -135,8 +135,9 @@ impl MetricsLayer {
     }
 
     /// The task instruments, shared with a [`crate::task_span::TaskSpanLayer`] that records
-    /// them for the task spans of a [`HandedCallsite`] (see [`MetricsFilter`]), while this
-    /// layer keeps recording any other task span it sees.
+    /// them for the task spans this layer does not see (its filter,
+    /// [`crate::handover::MetricsFilter`], leaves out the ones the trace layer is sure to
+    /// see), while this layer keeps recording every task span it does see.
     pub(crate) fn share_task_spans(&self) -> Option<Arc<TaskMetrics>> {
         self.task.clone()
     }
@@ -625,8 +626,10 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        // The trace layer already reads this span's fields; its record serves both.
-        if span.extensions().get::<TaskSpanRecord>().is_some() {
+        // The trace layer already reads this span's fields; its record serves both, and
+        // the trace layer leaves the task metrics to this layer.
+        if let Some(record) = span.extensions_mut().get_mut::<TaskSpanRecord>() {
+            record.leave_metrics_elsewhere();
             return;
         }
         let mut fields = TaskFields::default();

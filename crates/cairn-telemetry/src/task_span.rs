@@ -36,7 +36,6 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::handover::HandedCallsite;
 use crate::link;
 use crate::metrics::{KindValues, TaskMetrics};
 use crate::names;
@@ -121,6 +120,11 @@ pub(crate) struct TaskSpanRecord {
     extra: Vec<KeyValue>,
     events: Vec<OtelEvent>,
     status: Status,
+    /// Set by a [`crate::metrics::MetricsLayer`] that sees this span too and records its
+    /// task metrics: this layer then leaves them to it. Deciding per span, from what the
+    /// metrics layer actually saw, keeps an attempt from being counted twice or not at all
+    /// whatever the two layers' filters answered.
+    metrics_elsewhere: bool,
 }
 
 impl TaskSpanRecord {
@@ -149,6 +153,11 @@ impl TaskSpanRecord {
             Some(ended) => ended.saturating_duration_since(self.opened),
             None => self.opened.elapsed(),
         }
+    }
+
+    /// Marks this span's task metrics as recorded by a metrics layer that sees it.
+    pub(crate) fn leave_metrics_elsewhere(&mut self) {
+        self.metrics_elsewhere = true;
     }
 
     fn own_cx(&self) -> Context {
@@ -210,12 +219,9 @@ pub struct TaskSpanLayer {
     ids: RandomIdGenerator,
     kinds: KindValues,
     dispatch: OnceLock<WeakDispatch>,
-    /// The task metrics, when this layer records them as it closes task spans (the
-    /// metrics layer in the same stack handed them over; see [`crate::layers::layer`]).
+    /// The task metrics, when this layer records them as it closes task spans that no
+    /// metrics layer records (see [`crate::layers::layer`] and [`crate::handover`]).
     metrics: Option<Arc<TaskMetrics>>,
-    /// When set, only the task spans of this callsite are recorded here; the metrics layer
-    /// records the others ([`crate::handover`]).
-    handed: Option<Arc<HandedCallsite>>,
 }
 
 /// Source of [`TaskSpanLayer::id`].
@@ -237,30 +243,15 @@ impl TaskSpanLayer {
             kinds: KindValues::default(),
             dispatch: OnceLock::new(),
             metrics: None,
-            handed: None,
         }
     }
 
-    /// Exports through `tracer` and records `metrics` for the task spans it closes: every
-    /// one, or with `handed` only those of the handed callsite.
-    pub(crate) fn with_task_metrics(
-        tracer: SdkTracer,
-        metrics: Option<Arc<TaskMetrics>>,
-        handed: Option<Arc<HandedCallsite>>,
-    ) -> Self {
+    /// Exports through `tracer` and records `metrics` for the task spans it closes that no
+    /// metrics layer in the stack saw.
+    pub(crate) fn with_task_metrics(tracer: SdkTracer, metrics: Option<Arc<TaskMetrics>>) -> Self {
         TaskSpanLayer {
             metrics,
-            handed,
             ..TaskSpanLayer::new(tracer)
-        }
-    }
-
-    /// The task metrics to record for a span of `meta`, if this layer records them.
-    fn metrics_for(&self, meta: &Metadata<'_>) -> Option<&TaskMetrics> {
-        let metrics = self.metrics.as_deref()?;
-        match &self.handed {
-            Some(handed) if !handed.is(meta) => None,
-            _ => Some(metrics),
         }
     }
 
@@ -545,6 +536,7 @@ where
             extra: Vec::new(),
             events: Vec::new(),
             status: Status::Unset,
+            metrics_elsewhere: false,
         };
         attrs.record(&mut TaskFieldVisitor {
             record: &mut record,
@@ -672,7 +664,10 @@ where
         // and the outcome move; otherwise they stay for the metrics layer, which closes
         // after this one (a known outcome reaches it as `known_outcome`, so only an unknown
         // one is cloned).
-        let metrics = self.metrics_for(meta);
+        let metrics = self
+            .metrics
+            .as_deref()
+            .filter(|_| !record.metrics_elsewhere);
         let kind = match metrics {
             Some(_) => record.kind.take(),
             None => record.kind.clone(),
