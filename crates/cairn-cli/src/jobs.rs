@@ -14,7 +14,7 @@ use cairn_checkpoint::{JobAuditAction, JobId, JobStore};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_queue::Timestamp;
-use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, Zone};
+use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, UnreadableJob, Zone};
 use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
@@ -50,7 +50,8 @@ pub enum JobsCommand {
     /// Resume a paused job, or revive a failed one (circuit breaker tripped) with --force.
     #[command(after_help = JOBS_EXIT_CODES)]
     Resume(ResumeJobArgs),
-    /// Delete a job (its audit records are kept).
+    /// Delete a job (its audit records are kept). A job that cannot be read is deleted too;
+    /// its stored document is kept whole in its audit log first.
     #[command(visible_alias = "delete", after_help = JOBS_EXIT_CODES)]
     Rm(JobRef),
     /// Print a job's audit log (created, paused, resumed, revived, breaker tripped, ...).
@@ -196,7 +197,8 @@ pub fn job_error(error: cairn_scheduler::Error) -> anyhow::Error {
         | E::AlreadyActive { .. }
         | E::NeedsForce { .. }
         | E::Completed { .. }
-        | E::NotActive { .. } => UsageError(error.to_string()).into(),
+        | E::NotActive { .. }
+        | E::NotDamaged { .. } => UsageError(error.to_string()).into(),
         other => anyhow::Error::new(other),
     }
 }
@@ -244,13 +246,21 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<u8> {
         }
         JobsCommand::Rm(args) => {
             let (jobs, id) = open_for(&args)?;
-            let job = jobs.delete(&id).await.map_err(job_error)?;
-            report_change(
-                &args.store,
-                &job,
-                "deleted",
-                "job {id} deleted (its audit records are kept)",
-            )
+            match jobs.delete(&id).await {
+                Ok(job) => report_change(
+                    &args.store,
+                    &job,
+                    "deleted",
+                    "job {id} deleted (its audit records are kept)",
+                ),
+                // The job `list` names as unreadable: `rm` is the operator's explicit way to
+                // remove it, and its document is kept whole in the audit log.
+                Err(cairn_scheduler::Error::BadDocument { .. }) => {
+                    let gone = jobs.delete_unreadable(&id).await.map_err(job_error)?;
+                    report_unreadable_deleted(&args.store, &gone)
+                }
+                Err(error) => Err(job_error(error)),
+            }
         }
         JobsCommand::Audit(args) => cmd_audit(args).await,
     }
@@ -272,6 +282,30 @@ fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyho
         );
     } else {
         println!("{}", text.replace("{id}", job.id.as_str()));
+    }
+    Ok(EXIT_OK)
+}
+
+/// Prints what deleting an undecodable job did.
+fn report_unreadable_deleted(store: &StoreArgs, gone: &UnreadableJob) -> anyhow::Result<u8> {
+    if store.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "deleted",
+                "job_id": gone.id,
+                "unreadable": true,
+                "version": gone.version,
+                "reason": gone.reason,
+            })
+        );
+    } else {
+        println!(
+            "job {id} could not be read ({reason}); deleted. Its stored document (version {version}) is kept whole in its audit log: cairn jobs audit {id} --json",
+            id = gone.id,
+            reason = gone.reason,
+            version = gone.version
+        );
     }
     Ok(EXIT_OK)
 }
@@ -393,7 +427,9 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     // One undecodable job must not hide the others: print what reads, name the rest.
     let (all, unreadable) = jobs.list_readable().await.map_err(job_error)?;
     for (id, reason) in &unreadable {
-        eprintln!("cairn: job {id} cannot be read, so it is not listed: {reason}");
+        eprintln!(
+            "cairn: job {id} cannot be read, so it is not listed: {reason}; `cairn jobs rm {id}` deletes it"
+        );
     }
     let code = if unreadable.is_empty() {
         EXIT_OK

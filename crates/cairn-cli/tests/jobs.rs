@@ -668,3 +668,47 @@ fn jobs_audit_shows_an_entry_left_in_place_as_such() {
     );
     assert!(std::fs::symlink_metadata(&stray).is_ok(), "left in place");
 }
+
+#[test]
+fn rm_deletes_an_undecodable_job_and_keeps_its_document_in_the_audit_log() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "good", "--every", "10m"],
+    );
+    let document = serde_json::json!({"format_version": 7, "id": "odd", "keep": [1, "two"]});
+    put_raw_job(&sandbox, "odd", document.clone());
+    let listing = sandbox.run(&["jobs", "list"]);
+    assert_eq!(code(&listing), Some(STORE));
+    assert!(
+        text(&listing.stderr).contains("cairn jobs rm odd"),
+        "the listing says how to delete it: {}",
+        text(&listing.stderr)
+    );
+
+    let removed = ok(&sandbox, &["jobs", "rm", "odd"]);
+    assert!(
+        removed.contains("odd") && removed.contains("audit"),
+        "{removed}"
+    );
+    // The listing is clean again, and nothing else was touched.
+    let jobs = list(&sandbox);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["id"], "good");
+    assert_eq!(audit_actions(&sandbox, "odd"), ["quarantined", "deleted"]);
+    let kept: serde_json::Value = serde_json::from_str(
+        ok(&sandbox, &["jobs", "audit", "odd", "--json"])
+            .lines()
+            .next()
+            .expect("a record"),
+    )
+    .unwrap();
+    assert_eq!(kept["detail"]["document"], document, "kept whole");
+    // Gone now: a second rm is an unknown job.
+    assert_eq!(code(&sandbox.run(&["jobs", "rm", "odd"])), Some(USAGE));
+    // A readable job's rm is as before: one `deleted` record, no copy of the document.
+    let json = ok(&sandbox, &["jobs", "rm", "good", "--json"]);
+    assert!(json.contains("\"event\":\"deleted\""), "{json}");
+    assert_eq!(audit_actions(&sandbox, "good"), ["created", "deleted"]);
+}

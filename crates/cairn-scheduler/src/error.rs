@@ -47,12 +47,20 @@ pub enum Error {
         reason: String,
     },
     /// A stored job document does not decode.
-    #[error("stored job {id} does not decode ({detail}); fix or delete it")]
+    #[error(
+        "stored job {id} does not decode ({detail}); fix it, or delete it (the deletion keeps its document in the job's audit log)"
+    )]
     BadDocument {
         /// The job.
         id: JobId,
         /// The decoder's message.
         detail: String,
+    },
+    /// `delete_unreadable` of a job whose document decodes: nothing was changed.
+    #[error("job {id} decodes fine; delete it with a plain delete")]
+    NotDamaged {
+        /// The job.
+        id: JobId,
     },
     /// No job has this id.
     #[error("no job {id}")]

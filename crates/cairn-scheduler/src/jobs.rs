@@ -331,9 +331,107 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// `NotFound`, `Store`, `Contended`.
+    /// `NotFound`, `BadDocument` for a job whose document does not decode (see
+    /// [`Jobs::delete_unreadable`]), `Store`, `Contended`.
     pub async fn delete(&self, id: &JobId) -> Result<Job> {
         self.delete_with_reason(id, "job deleted").await
+    }
+
+    /// Deletes job `id` whose stored document does not decode (or no longer validates): the
+    /// operator's way out for the job `show` and `delete` report as `BadDocument`. A job that
+    /// decodes is refused (`NotDamaged`): `delete` is for it.
+    ///
+    /// The document is never lost: before the delete, a `Quarantined` audit record is made
+    /// durable holding the stored document whole (detail `document`, with `version` and
+    /// `reason`), and a `Deleted` record follows the delete. If another writer changes the
+    /// job in between, the delete loses its compare-and-swap and is tried again from the
+    /// start (the earlier record stays, as a true copy of what was stored then).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{JobAuditAction, JobId, JobStore, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let jobs = Jobs::new(store.clone(), Arc::new(ManualClock::new(Timestamp(0))));
+    /// let id = JobId::new("odd")?;
+    /// let document = serde_json::json!({"hello": 1});
+    /// store.put(&id, None, &document).await?.unwrap();
+    /// assert!(matches!(jobs.delete(&id).await, Err(Error::BadDocument { .. })));
+    /// let gone = jobs.delete_unreadable(&id).await?;
+    /// assert_eq!(gone.document, document);
+    /// assert!(store.get(&id).await?.is_none());
+    /// let audit = jobs.audit_log(&id).await?;
+    /// assert_eq!(audit[0].action, JobAuditAction::Quarantined);
+    /// assert_eq!(audit[0].detail["document"], document);
+    /// assert_eq!(audit[1].action, JobAuditAction::Deleted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn delete_unreadable(&self, id: &JobId) -> Result<UnreadableJob> {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::task::yield_now().await;
+            }
+            let Some(stored) = self.store.get(id).await? else {
+                return Err(Error::NotFound { id: id.clone() });
+            };
+            let (version, document) = (stored.version, stored.document.clone());
+            let reason = match Job::from_stored(stored) {
+                Ok(_) => return Err(Error::NotDamaged { id: id.clone() }),
+                Err(Error::BadDocument { detail, .. }) => detail,
+                Err(other) => return Err(other),
+            };
+            // Kept first and durably: once the delete below happens, this record is the
+            // only copy of the document.
+            self.audit(
+                JobAuditRecord::new(
+                    self.clock.now(),
+                    id.clone(),
+                    JobAuditAction::Quarantined,
+                    format!(
+                        "job {id}: its stored document (version {version}) does not decode ({reason}); the operator deletes it, and this record keeps the document whole"
+                    ),
+                )
+                .with_detail(json!({
+                    "kept_in": "audit",
+                    "version": version,
+                    "reason": reason,
+                    "document": document,
+                })),
+            )
+            .await?;
+            if self.store.delete(id, version).await?.is_ok() {
+                self.audit(
+                    JobAuditRecord::new(
+                        self.clock.now(),
+                        id.clone(),
+                        JobAuditAction::Deleted,
+                        "undecodable job deleted by the operator; its document is in the quarantined record before this one",
+                    )
+                    .with_detail(json!({ "version": version, "undecodable": true })),
+                )
+                .await?;
+                return Ok(UnreadableJob {
+                    id: id.clone(),
+                    version,
+                    reason,
+                    document,
+                });
+            }
+        }
+        Err(Error::Contended {
+            id: id.clone(),
+            attempts: UPDATE_ATTEMPTS,
+        })
     }
 
     pub(crate) async fn delete_with_reason(&self, id: &JobId, reason: &str) -> Result<Job> {
@@ -409,6 +507,19 @@ impl Jobs {
             attempts,
         })
     }
+}
+
+/// A job whose stored document did not decode, as `Jobs::delete_unreadable` removed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableJob {
+    /// The job.
+    pub id: JobId,
+    /// The store's version of the document that was deleted.
+    pub version: u64,
+    /// Why it did not decode.
+    pub reason: String,
+    /// The stored document, whole (also kept in the job's audit log).
+    pub document: serde_json::Value,
 }
 
 /// When a job that (re)starts now is first due.

@@ -3,7 +3,7 @@
 //! A [`Job`] runs a workflow on a [`Schedule`] (cron with optional seconds in a [`Zone`], a
 //! fixed interval, or once). [`Scheduler::tick`] starts every due job through the injected
 //! [`JobRunner`] and keeps the job's bookkeeping; [`Jobs`] holds the operator's operations
-//! (`add`, `show`, `list`, `pause`, `resume`, `delete`, `audit_log`). Time comes from an
+//! (`add`, `show`, `list`, `pause`, `resume`, `delete`, `delete_unreadable`, `audit_log`). Time comes from an
 //! injected [`Clock`], so tests move a [`ManualClock`] instead of sleeping.
 //!
 //! # Circuit breaker
@@ -61,7 +61,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "executor")]
 pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
-pub use jobs::Jobs;
+pub use jobs::{Jobs, UnreadableJob};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 pub use schedule::{MIN_INTERVAL, Schedule, Zone};
 pub use scheduler::{CatchUp, RunRecord, Scheduler, SchedulerConfig, TickReport};
