@@ -28,7 +28,8 @@ Exit codes:
   0  success
   2  bad usage: a bad workflow file, schedule, time zone or job id; an unknown job; or a job
      in the wrong state for the command (nothing was changed): resuming an active job,
-     a failed job without --force, or a completed one-shot job (refused even with --force)
+     a failed job without --force, or a completed job (a one-shot job that ran, or a
+     recurring one whose schedule ran out: refused even with --force)
   5  the state store failed; or `list` found jobs it cannot read: it still prints the others,
      and names each unreadable job with the reason on stderr";
 
@@ -70,7 +71,8 @@ pub struct AddArgs {
     /// A name for people [default: the id].
     #[arg(long)]
     pub name: Option<String>,
-    /// A cron expression: five fields, or six with leading seconds (`*/10 * * * * *`).
+    /// A cron expression: five fields, six with leading seconds (`*/10 * * * * *`), or seven
+    /// with a trailing year (a job whose years run out is `completed` after its last run).
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
     /// The zone the cron expression is read in: `UTC` or a fixed offset such as `+05:30`

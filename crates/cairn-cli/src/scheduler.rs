@@ -224,6 +224,16 @@ impl JobStore for WatchedJobs {
                     "detail": record.detail,
                 }),
             ),
+            JobAuditAction::Completed if record.detail["schedule_ran_out"] == true => {
+                self.lines.say(
+                    &format!(
+                        "job {id}: completed: its schedule has no time left after its last run"
+                    ),
+                    serde_json::json!({
+                        "event": "job_completed", "job_id": id.as_str(), "schedule_ran_out": true,
+                    }),
+                )
+            }
             JobAuditAction::Completed => self.lines.say(
                 &format!("job {id}: one-shot job completed"),
                 serde_json::json!({"event": "job_completed", "job_id": id.as_str()}),

@@ -712,3 +712,54 @@ fn rm_deletes_an_undecodable_job_and_keeps_its_document_in_the_audit_log() {
     assert!(json.contains("\"event\":\"deleted\""), "{json}");
     assert_eq!(audit_actions(&sandbox, "good"), ["created", "deleted"]);
 }
+
+#[test]
+fn a_cron_job_whose_year_runs_out_is_completed_after_its_last_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "mark.toml",
+        "name = \"mark\"\n[[task]]\nid = \"touch\"\nrun = \"echo ran >> marker\"\n",
+    );
+    // One second, a few seconds from now, in this year only: the schedule's one and last time.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let cron = at.format("%-S %-M %-H %-d %-m * %Y").to_string();
+    ok(
+        &sandbox,
+        &["jobs", "add", "mark.toml", "last", "--cron", &cron],
+    );
+    assert_eq!(show(&sandbox, "last").expect("the job")["status"], "active");
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the job's last run to complete it", || {
+        show(&sandbox, "last").is_some_and(|job| job["status"] == "completed")
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    wait_exit(&mut scheduler);
+    assert_eq!(sandbox.read("marker"), "ran\n", "it ran once");
+    let out = sandbox.read("sched.out");
+    assert!(
+        out.contains("job last: completed: its schedule has no time left"),
+        "{out}"
+    );
+
+    let job = show(&sandbox, "last").expect("the job");
+    assert!(job["next_run_at"].is_null(), "{job}");
+    let table = ok(&sandbox, &["jobs", "list"]);
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("last "))
+        .unwrap_or_default();
+    assert!(row.contains("completed"), "{table}");
+    assert_eq!(audit_actions(&sandbox, "last"), ["created", "completed"]);
+    // Refused even with --force: its schedule has no time left.
+    let refused = sandbox.run(&["jobs", "resume", "last", "--force"]);
+    assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("completed"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

@@ -93,9 +93,10 @@ pub enum Error {
         /// The last run's error.
         last_error: String,
     },
-    /// `resume` of a completed one-shot job, refused even with `force`.
+    /// `resume` of a completed job (a one-shot job that ran, or a recurring job whose
+    /// schedule ran out), refused even with `force`.
     #[error(
-        "job {id} is completed (a one-shot job that already ran); it cannot be resumed, not even with force; create a new job instead"
+        "job {id} is completed (a one-shot job that already ran, or a recurring job whose schedule has no time left); it cannot be resumed, not even with force; create a new job instead"
     )]
     Completed {
         /// The job.

@@ -25,7 +25,8 @@ pub enum JobStatus {
     Paused,
     /// Its circuit breaker tripped; only `resume` with `force` revives it.
     Failed,
-    /// A one-shot job that ran successfully. Never runs again.
+    /// Never runs again: a one-shot job that ran successfully, or a recurring job whose
+    /// schedule has no time left after its last run.
     Completed,
 }
 

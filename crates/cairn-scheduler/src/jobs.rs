@@ -251,7 +251,8 @@ impl Jobs {
     ///   is kept, so pausing never launders a failing job.
     /// - `failed` (circuit breaker tripped) → `active` only with `force`: a revive. It resets
     ///   `consecutive_errors` to 0, is audited as `Revived` and emitted as `job_revived`.
-    /// - `completed` → never, not even with `force`.
+    /// - `completed` (a one-shot job that ran, or a recurring job whose schedule ran out)
+    ///   → never, not even with `force`.
     /// - `active` → nothing to do.
     ///
     /// A resume recomputes `next_run_at` from the schedule (the first time after now; a

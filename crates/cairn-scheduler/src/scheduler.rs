@@ -114,6 +114,13 @@ pub struct TickReport {
 /// A job deleted and created again under the same id while the run went on is a new job
 /// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
 ///
+/// A recurring job whose schedule has no time left after a run (a cron expression with a
+/// year field, say `0 0 1 1 * 2027`) becomes `completed` once that last run's outcome is
+/// recorded, whatever the outcome (unless its breaker trips: then it is `failed`), audited as
+/// `Completed` with `schedule_ran_out` in the detail. A tick also completes an active
+/// recurring job found with no next run (its last run's outcome was never recorded, or an
+/// earlier build left it active).
+///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
 ///   `delete_after_run` is then deleted (if that delete fails, it stays `completed` and never
 ///   runs again);
@@ -242,6 +249,12 @@ impl Scheduler {
                 Some(due) if job.status == JobStatus::Active && due <= now => {
                     self.run_due(job, due, now, &mut report).await?;
                 }
+                // Active with no next run: a recurring job whose schedule ran out, whose
+                // last run's outcome was never recorded (the process died during it) or
+                // that an earlier build left active. It can never be due again.
+                None if job.status == JobStatus::Active && !job.is_one_shot() => {
+                    self.finish_if_run_out(&job, now).await?;
+                }
                 _ => {}
             }
         }
@@ -302,7 +315,8 @@ impl Scheduler {
             tracing::debug!(target: "cairn", job_id = %job.id, "job changed before it could be claimed");
             return Ok(());
         }
-        for scheduled_for in plan {
+        let runs = plan.len();
+        for (index, scheduled_for) in plan.into_iter().enumerate() {
             let request = RunRequest {
                 job_id: job.id.clone(),
                 workflow: job.workflow.clone(),
@@ -325,7 +339,7 @@ impl Scheduler {
                 tracing::info!(target: "cairn", job_id = %job.id, error = %failed.message, "scheduled run failed");
             }
             let still_active = self
-                .record(&job.id, job.created_at, &outcome, report)
+                .record(&job.id, job.created_at, &outcome, index + 1 == runs, report)
                 .await?;
             report.runs.push(RunRecord {
                 job_id: job.id.clone(),
@@ -339,13 +353,61 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Completes the active recurring job `job` (read with no `next_run_at`) when its
+    /// schedule has no time left after `now`; a job that changed since is left to the next
+    /// tick.
+    async fn finish_if_run_out(&self, job: &Job, now: Timestamp) -> Result<()> {
+        let next = job
+            .schedule
+            .next_after(job.created_at, now)
+            .map_err(|err| err.for_job(&job.id))?;
+        if next.is_some() {
+            return Ok(());
+        }
+        let mut finished = job.clone();
+        finished.status = JobStatus::Completed;
+        if self
+            .jobs
+            .store()
+            .put(&job.id, Some(job.version), &finished.to_document())
+            .await?
+            .is_err()
+        {
+            return Ok(());
+        }
+        self.audit_run_out(&finished, None).await
+    }
+
+    /// Audits that recurring job `job` is completed because its schedule ran out;
+    /// `last_run_ok` is how its last run ended, when this scheduler saw it.
+    async fn audit_run_out(&self, job: &Job, last_run_ok: Option<bool>) -> Result<()> {
+        self.jobs
+            .audit(
+                JobAuditRecord::new(
+                    self.jobs.clock().now(),
+                    job.id.clone(),
+                    JobAuditAction::Completed,
+                    "recurring job completed: its schedule has no time left after its last run",
+                )
+                .with_detail(json!({
+                    "schedule": job.schedule.to_string(),
+                    "schedule_ran_out": true,
+                    "last_run_ok": last_run_ok,
+                    "last_run_at": job.last_run_at.map(|t| t.0),
+                })),
+            )
+            .await
+    }
+
     /// Records one run's outcome on the job created at `created_at`; returns whether the job
-    /// is still active afterwards.
+    /// is still active afterwards. `last_of_plan`: no other run of this catch-up follows, so
+    /// a recurring job with no next run is completed.
     async fn record(
         &self,
         id: &JobId,
         created_at: Timestamp,
         outcome: &std::result::Result<RunSucceeded, RunFailed>,
+        last_of_plan: bool,
         report: &mut TickReport,
     ) -> Result<bool> {
         let updated = self
@@ -378,6 +440,17 @@ impl Scheduler {
                             job.next_run_at = None;
                         }
                     }
+                }
+                // The claim found no schedule time after this run: it was the last one.
+                // Whatever its outcome, the job can never run again, so it is completed
+                // instead of staying active with no next run (a tripped breaker stays
+                // `failed`, which says more).
+                if last_of_plan
+                    && !job.is_one_shot()
+                    && job.status == JobStatus::Active
+                    && job.next_run_at.is_none()
+                {
+                    job.status = JobStatus::Completed;
                 }
                 Ok(())
             })
@@ -415,6 +488,17 @@ impl Scheduler {
                 &last_error,
             );
             report.tripped.push(id.clone());
+        }
+        if !after.is_one_shot()
+            && after.status == JobStatus::Completed
+            && before.status != JobStatus::Completed
+        {
+            let last_run_ok = match outcome {
+                Ok(_) => Some(true),
+                Err(failed) if failed.interrupted => None,
+                Err(_) => Some(false),
+            };
+            self.audit_run_out(&after, last_run_ok).await?;
         }
         if outcome.is_ok() && after.is_one_shot() {
             if after.delete_after_run {
