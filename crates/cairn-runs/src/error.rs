@@ -27,8 +27,9 @@ pub enum Error {
         status: RunStatus,
     },
     /// The run is `running` and cannot be abandoned now: a live writer drives it, or its
-    /// last owner cannot be shown to have exited (it may be about to drive it). An
-    /// interrupted run whose owner has exited can be abandoned.
+    /// last owner cannot be shown to have exited (it may be about to drive it), or a resumer
+    /// claimed it during the abandon. An interrupted run whose owner has exited can be
+    /// abandoned; one whose owner cannot be checked, with `ResumePolicy::abandon_forced`.
     #[error(
         "run {run_id} is running ({}); it can be abandoned only when no process drives it and its last owner has exited",
         owner_text(.owner, *.live)
