@@ -399,6 +399,21 @@ pub async fn jobs_audit_records(harness: &impl JobStoreHarness) -> CaseResult {
         )
         .with_detail(json!({"consecutive_errors": 10, "last_error": "exit 1"})),
         JobAuditRecord::new(Timestamp(9), a.clone(), JobAuditAction::Revived, "forced"),
+        // What `Jobs::delete_unreadable` keeps: a whole document, read back exactly.
+        JobAuditRecord::new(
+            Timestamp(12),
+            a.clone(),
+            JobAuditAction::Quarantined,
+            "kept",
+        )
+        .with_detail(json!({"version": 3, "document": {"odd": [1, "é\n", null]}})),
+        JobAuditRecord::new(
+            Timestamp(13),
+            a.clone(),
+            JobAuditAction::LeftInPlace,
+            "stays",
+        )
+        .with_detail(json!({"path": "jobs/audited-a.json", "reason": "busy"})),
     ];
     let record_b = JobAuditRecord::new(Timestamp(3), b.clone(), JobAuditAction::Paused, "paused");
     {
@@ -412,10 +427,9 @@ pub async fn jobs_audit_records(harness: &impl JobStoreHarness) -> CaseResult {
             .append_audit(&records_a[1])
             .await
             .expect("append_audit");
-        store
-            .append_audit(&records_a[2])
-            .await
-            .expect("append_audit");
+        for record in &records_a[2..] {
+            store.append_audit(record).await.expect("append_audit");
+        }
         assert_eq!(store.read_audit(&a).await.expect("read_audit"), records_a);
     }
     let store = harness.store();
