@@ -842,14 +842,6 @@ impl ResumePolicy {
                     .owner
                     .as_ref()
                     .map_or_else(|| "none recorded".to_owned(), ToString::to_string);
-                tracing::warn!(
-                    target: "cairn",
-                    run_id = run_id.as_str(),
-                    forced = true,
-                    last_owner = owner.as_str(),
-                    last_lease_epoch = overridden.lease_epoch,
-                    "resume policy: forced abandon overrode an owner that could not be shown to have exited"
-                );
                 (
                     format!(
                         "forced abandon while interrupted: overrode its last owner ({owner}, \
@@ -869,7 +861,18 @@ impl ResumePolicy {
         };
         self.audit(run_id, AuditAction::Abandoned, message, detail)
             .await?;
-        emit::run_abandoned(run_id.as_str(), previous.as_str());
+        match &overridden {
+            Some(overridden) => emit::run_abandoned_forced(
+                run_id.as_str(),
+                previous.as_str(),
+                &overridden
+                    .owner
+                    .as_ref()
+                    .map_or_else(|| "none recorded".to_owned(), ToString::to_string),
+                overridden.lease_epoch,
+            ),
+            None => emit::run_abandoned(run_id.as_str(), previous.as_str()),
+        }
         Ok(Abandoned {
             meta: cancelled,
             previous_status: previous,

@@ -20,6 +20,7 @@ use common::*;
 #[derive(Debug, Clone)]
 struct Captured {
     name: String,
+    level: tracing::Level,
     fields: BTreeMap<String, String>,
 }
 
@@ -62,6 +63,7 @@ impl Subscriber for Capture {
             .expect("the capture lock")
             .push(Captured {
                 name: event.metadata().name().to_owned(),
+                level: *event.metadata().level(),
                 fields,
             });
     }
@@ -140,6 +142,8 @@ fn decisions_and_operations_emit_events_with_run_ids() {
     assert_eq!(abandoned.len(), 1, "{abandoned:?}");
     assert_eq!(abandoned[0].fields["run_id"], "f2");
     assert_eq!(abandoned[0].fields["previous_status"], "failed");
+    assert_eq!(abandoned[0].fields["forced"], "false");
+    assert!(!abandoned[0].fields.contains_key("last_owner"));
 
     let recovered: Vec<Captured> = capture
         .events
@@ -156,8 +160,8 @@ fn decisions_and_operations_emit_events_with_run_ids() {
     assert_eq!(recovered[0].fields["run_id"], recovered_id.as_str());
 }
 
-/// A forced abandon still emits `orchestrator run_abandoned` (which has no `forced` field),
-/// and a `warn` event that names the owner and lease epoch it overrode.
+/// A forced abandon emits `orchestrator run_abandoned` with `forced = true` and the owner and
+/// lease epoch it overrode, at WARN.
 #[test]
 fn a_forced_abandon_emits_run_abandoned_and_names_the_overridden_owner() {
     let capture = Capture::default();
@@ -181,22 +185,11 @@ fn a_forced_abandon_emits_run_abandoned_and_names_the_overridden_owner() {
 
     let abandoned = capture.named("orchestrator run_abandoned");
     assert_eq!(abandoned.len(), 1, "{abandoned:?}");
-    assert_eq!(abandoned[0].fields["run_id"], "r1");
-    assert_eq!(abandoned[0].fields["previous_status"], "running");
-
-    let forced: Vec<Captured> = capture
-        .events
-        .lock()
-        .expect("the capture lock")
-        .iter()
-        .filter(|event| event.fields.get("forced").map(String::as_str) == Some("true"))
-        .cloned()
-        .collect();
-    assert_eq!(forced.len(), 1, "{forced:?}");
-    assert_eq!(forced[0].fields["run_id"], "r1");
-    assert_eq!(
-        forced[0].fields["last_owner"],
-        "pid 4242 on gone-for-good.invalid"
-    );
-    assert_eq!(forced[0].fields["last_lease_epoch"], "1");
+    let fields = &abandoned[0].fields;
+    assert_eq!(fields["run_id"], "r1");
+    assert_eq!(fields["previous_status"], "running");
+    assert_eq!(fields["forced"], "true");
+    assert_eq!(fields["last_owner"], "pid 4242 on gone-for-good.invalid");
+    assert_eq!(fields["last_lease_epoch"], "1");
+    assert_eq!(abandoned[0].level, tracing::Level::WARN);
 }

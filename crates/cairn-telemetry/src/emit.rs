@@ -158,10 +158,24 @@ pub fn failed_resume_prompted(run_id: &str, workflow: &str, scope: &str) {
         run_id, workflow, scope, "{}", names::FAILED_RESUME_PROMPTED);
 }
 
-/// Emits [`names::RUN_ABANDONED`].
+/// Emits [`names::RUN_ABANDONED`] for an abandon that needed no override (`forced = false`).
 pub fn run_abandoned(run_id: &str, previous_status: &str) {
     tracing::info!(name: "orchestrator run_abandoned", target: "cairn",
-        run_id, previous_status, "{}", names::RUN_ABANDONED);
+        run_id, previous_status, forced = false, "{}", names::RUN_ABANDONED);
+}
+
+/// Emits [`names::RUN_ABANDONED`] for a forced abandon (`forced = true`), at WARN: it overrode
+/// `last_owner` (for example `pid 4242 on build-7`, or `none recorded`), whose lease epoch
+/// was `last_lease_epoch` and which could not be shown to have exited.
+pub fn run_abandoned_forced(
+    run_id: &str,
+    previous_status: &str,
+    last_owner: &str,
+    last_lease_epoch: u64,
+) {
+    tracing::warn!(name: "orchestrator run_abandoned", target: "cairn",
+        run_id, previous_status, forced = true, last_owner,
+        last_lease_epoch = int(last_lease_epoch), "{}", names::RUN_ABANDONED);
 }
 
 /// Emits [`names::FRESH_RUN_FORCED`].
