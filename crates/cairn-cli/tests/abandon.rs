@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 
-use common::{Sandbox, alive, signal, text, wait_exit, wait_for};
+use common::{Sandbox, alive, run_to_end, signal, text, wait_exit, wait_for};
 
 /// `a` completes, `b` records its process group and blocks until the file `release` exists.
 const BLOCKING: &str = r#"
@@ -31,16 +31,9 @@ const THIS_HOST: &str = "this-host.invalid";
 
 /// Runs `cairn ARGS` as if on `host` (cairn records `$HOSTNAME` as the owner's host).
 fn run_on(sandbox: &Sandbox, host: &str, args: &[&str]) -> Output {
-    let mut child = sandbox
-        .cairn()
-        .env("HOSTNAME", host)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn");
-    wait_exit(&mut child);
-    child.wait_with_output().expect("collect cairn's output")
+    let mut command = sandbox.cairn();
+    command.env("HOSTNAME", host).args(args);
+    run_to_end(command)
 }
 
 /// Starts [`BLOCKING`] on `host` and waits until `b` runs; returns the driver and `b`'s

@@ -1,5 +1,6 @@
 //! The lookup table of `ResumePolicy::decide`, run against the memory and the file adapter.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -14,27 +15,6 @@ use cairn_runs::{
 use common::*;
 
 type Store = Arc<dyn CheckpointerFactory>;
-
-/// Runs `scenario` once on a memory store and once on a file store in a temp dir.
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn memory() {
-                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
-                super::common::runtime().block_on(super::$name(store));
-            }
-
-            #[test]
-            fn file() {
-                let dir = tempfile::tempdir().expect("a temp dir");
-                let store: super::Store =
-                    std::sync::Arc::new(super::common::file_store(dir.path()));
-                super::common::runtime().block_on(super::$name(store));
-            }
-        }
-    };
-}
 
 async fn no_prior_run_starts_fresh(store: Store) {
     let policy = ResumePolicy::new(Arc::clone(&store));

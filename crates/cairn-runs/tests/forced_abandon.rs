@@ -2,16 +2,13 @@
 //! owner cannot be checked (another host), which still refuses every writer that can be shown
 //! to be alive, and loses or wins a race with a resumer cleanly.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Barrier};
 
-use cairn_checkpoint::{
-    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Owner, RunId,
-    RunMeta, RunStatus,
-};
-use cairn_queue::Timestamp;
-use cairn_runs::{Decision, Error, OverriddenOwner, OwnerLiveness, ResumePolicy, RunRequest};
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunId, RunStatus};
+use cairn_runs::{Decision, Error, OverriddenOwner, ResumePolicy, RunRequest};
 
 use common::*;
 
@@ -20,64 +17,11 @@ type Store = Arc<dyn CheckpointerFactory>;
 /// The host a gone-for-good driver ran on: never this one.
 const GONE_HOST: &str = "gone-for-good.invalid";
 
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn memory() {
-                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
-                super::common::runtime().block_on(super::$name(store));
-            }
-
-            #[test]
-            fn file() {
-                let dir = tempfile::tempdir().expect("a temp dir");
-                let store: super::Store =
-                    std::sync::Arc::new(super::common::file_store(dir.path()));
-                super::common::runtime().block_on(super::$name(store));
-            }
-        }
-    };
-}
-
 fn gone_owner() -> Owner {
     Owner {
         pid: 4242,
         host: GONE_HOST.to_owned(),
     }
-}
-
-/// Begins a run recorded as owned by `owner` and returns its writer (the lock stays held).
-async fn begin_owned_by(
-    store: &dyn CheckpointerFactory,
-    run_id: &str,
-    scope: &str,
-    owner: Option<Owner>,
-) -> Box<dyn Checkpointer> {
-    let mut meta = RunMeta::new(id(run_id), "site", scope, "in", Timestamp(10));
-    meta.owner = owner;
-    store.begin(meta).await.expect("begin succeeds")
-}
-
-/// A `running` run nobody drives, last owned by `owner`: what a crash of that owner leaves.
-async fn interrupted_owned_by(
-    store: &dyn CheckpointerFactory,
-    run_id: &str,
-    scope: &str,
-    owner: Option<Owner>,
-) -> RunMeta {
-    drop(begin_owned_by(store, run_id, scope, owner).await);
-    meta(store, &id(run_id)).await
-}
-
-async fn abandon_records(store: &dyn CheckpointerFactory, run_id: &RunId) -> Vec<AuditRecord> {
-    store
-        .read_audit(run_id)
-        .await
-        .expect("the audit log reads")
-        .into_iter()
-        .filter(|record| record.action == AuditAction::Abandoned)
-        .collect()
 }
 
 /// The plain abandon refuses an owner on another host; the forced one cancels the run,
@@ -203,47 +147,6 @@ async fn forced_abandon_is_refused_for_an_owner_alive_on_this_host(store: Store)
     assert!(!store.is_held(&before.run_id).await.unwrap());
 }
 on_both_stores!(forced_abandon_is_refused_for_an_owner_alive_on_this_host);
-
-/// Another live process on this host as owner is refused too; once it has exited, the
-/// plain abandon works and its audit record says it was not forced.
-async fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store: Store) {
-    let mut child = std::process::Command::new("sleep")
-        .arg("600")
-        .spawn()
-        .expect("spawn sleep");
-    let owner = Owner {
-        pid: child.id(),
-        host: Owner::current().host,
-    };
-    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::AliveHere);
-    let before = interrupted_owned_by(&*store, "r1", "default", Some(owner.clone())).await;
-    let policy = ResumePolicy::new(Arc::clone(&store));
-
-    let refused = policy.abandon_forced(&before.run_id).await;
-    let plain = policy.abandon(&before.run_id).await;
-    child.kill().expect("kill sleep");
-    child.wait().expect("reap sleep");
-    let refused = refused.unwrap_err();
-    assert!(
-        matches!(refused, Error::OwnerAlive { owner: ref o, .. } if *o == owner),
-        "{refused:?}"
-    );
-    let plain = plain.unwrap_err();
-    assert!(
-        matches!(plain, Error::StillRunning { live: false, .. }),
-        "{plain:?}"
-    );
-    assert_eq!(meta(&*store, &before.run_id).await, before);
-
-    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::Exited);
-    let abandoned = policy.abandon(&before.run_id).await.unwrap();
-    assert_eq!(abandoned.overridden, None);
-    let records = abandon_records(&*store, &before.run_id).await;
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0].detail["forced"], false);
-    assert_eq!(records[0].detail["last_owner"]["pid"], owner.pid);
-}
-on_both_stores!(an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited);
 
 /// Force changes nothing for a failed run: an ordinary abandon, audited as not forced.
 async fn forced_abandon_of_a_failed_run_is_an_ordinary_abandon(store: Store) {

@@ -1,5 +1,6 @@
 //! The explicit operations: force, abandon, approval, resume by id, and their typed errors.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -12,26 +13,6 @@ use cairn_runs::{Decision, Error, ResumePolicy, ResumeReason, RunRequest};
 use common::*;
 
 type Store = Arc<dyn CheckpointerFactory>;
-
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn memory() {
-                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
-                super::common::runtime().block_on(super::$name(store));
-            }
-
-            #[test]
-            fn file() {
-                let dir = tempfile::tempdir().expect("a temp dir");
-                let store: super::Store =
-                    std::sync::Arc::new(super::common::file_store(dir.path()));
-                super::common::runtime().block_on(super::$name(store));
-            }
-        }
-    };
-}
 
 /// Acceptance 2: force starts a fresh run; the failed run's `meta.json` is unchanged byte
 /// for byte, `load_meta` is equal, and it can still be resumed by id.
@@ -335,68 +316,6 @@ async fn abandon_of_an_unheld_run_whose_owner_is_alive_is_refused(store: Store) 
     assert_eq!(meta(&*store, &before.run_id).await, before);
 }
 on_both_stores!(abandon_of_an_unheld_run_whose_owner_is_alive_is_refused);
-
-/// An interrupted run whose last owner has exited (as after Ctrl-C or kill -9 of the
-/// process that drove it) can be abandoned: it becomes cancelled, is audited, and the next
-/// request for its workflow and scope starts fresh instead of resuming it.
-#[test]
-fn abandon_of_an_interrupted_run_whose_owner_exited_cancels_it() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let store: Store = Arc::new(file_store(dir.path()));
-    runtime().block_on(async {
-        let before = interrupted(&*store, "i1", "site", "default", "in", 10).await;
-        // The process that drove it has exited: its pid is gone from /proc.
-        let mut gone = std::process::Command::new("true").spawn().unwrap();
-        gone.wait().unwrap();
-        let meta_path = file_store(dir.path())
-            .run_dir(&before.run_id)
-            .join("meta.json");
-        let mut stored: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-        stored["owner"]["pid"] = serde_json::json!(gone.id());
-        std::fs::write(&meta_path, serde_json::to_vec(&stored).unwrap()).unwrap();
-
-        let policy = ResumePolicy::new(Arc::clone(&store));
-        let abandoned = policy.abandon(&before.run_id).await.unwrap();
-        assert_eq!(abandoned.previous_status, RunStatus::Running);
-        assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
-        assert_eq!(
-            meta(&*store, &before.run_id).await.status,
-            RunStatus::Cancelled
-        );
-        assert!(
-            !store.is_held(&before.run_id).await.unwrap(),
-            "the writer lock taken for the swap is released"
-        );
-        let audit = store.read_audit(&before.run_id).await.unwrap();
-        assert!(
-            audit
-                .iter()
-                .any(|r| r.action == AuditAction::Abandoned
-                    && r.detail["previous_status"] == "running"),
-            "{audit:?}"
-        );
-        let decision = policy
-            .decide(&RunRequest::new("site", "default", "in"))
-            .await
-            .unwrap();
-        assert!(
-            matches!(decision, Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
-            "{decision:?}"
-        );
-        let err = policy.abandon(&before.run_id).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::AlreadyTerminal {
-                    status: RunStatus::Cancelled,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-    });
-}
 
 /// A store failure is a typed `Error::Storage`, never a decision: a request whose scope
 /// holds unparseable metadata neither prompts nor starts fresh.

@@ -57,15 +57,9 @@ impl Sandbox {
 
     /// Runs `cairn ARGS` to completion (bounded) and returns its output.
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        let mut child = self
-            .cairn()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cairn");
-        wait_exit(&mut child);
-        child.wait_with_output().expect("collect cairn's output")
+        let mut command = self.cairn();
+        command.args(args);
+        run_to_end(command)
     }
 
     /// Spawns `cairn ARGS` with stdout and stderr going to files in the sandbox.
@@ -114,6 +108,18 @@ pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < WAIT_BOUND, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs a prepared `cairn` command to completion (bounded, as [`wait_exit`]) and returns
+/// its output.
+pub(crate) fn run_to_end(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    wait_exit(&mut child);
+    child.wait_with_output().expect("collect cairn's output")
 }
 
 /// Waits (bounded) for a child to exit; kills it and fails the test if it does not.

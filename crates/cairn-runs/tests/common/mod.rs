@@ -5,10 +5,35 @@
 use std::path::Path;
 
 use cairn_checkpoint::{
-    AuditAction, Checkpointer, CheckpointerFactory, RunError, RunId, RunMeta, RunStatus,
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, Owner, RunError, RunId, RunMeta,
+    RunStatus,
 };
 use cairn_checkpoint_file::FileFactory;
 use cairn_queue::Timestamp;
+
+/// Defines a module `$name` with two tests that run the async test body `$name(store)`, one
+/// on the in-memory store and one on the file adapter in a temp folder. The calling file
+/// declares `type Store = Arc<dyn CheckpointerFactory>;` and imports `MemoryFactory`.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn memory() {
+                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
+                super::common::runtime().block_on(super::$name(store));
+            }
+
+            #[test]
+            fn file() {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let store: super::Store =
+                    std::sync::Arc::new(super::common::file_store(dir.path()));
+                super::common::runtime().block_on(super::$name(store));
+            }
+        }
+    };
+}
 
 /// A single-threaded runtime with timers and I/O (the file adapter uses `spawn_blocking`).
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -142,4 +167,41 @@ pub(crate) async fn run_count(store: &dyn CheckpointerFactory) -> usize {
         .await
         .expect("the store lists")
         .len()
+}
+
+/// Begins a run recorded as owned by `owner` and returns its writer (the lock stays held).
+pub(crate) async fn begin_owned_by(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    scope: &str,
+    owner: Option<Owner>,
+) -> Box<dyn Checkpointer> {
+    let mut meta = RunMeta::new(id(run_id), "site", scope, "in", Timestamp(10));
+    meta.owner = owner;
+    store.begin(meta).await.expect("begin succeeds")
+}
+
+/// A `running` run nobody drives, last owned by `owner`: what a crash of that owner leaves.
+pub(crate) async fn interrupted_owned_by(
+    store: &dyn CheckpointerFactory,
+    run_id: &str,
+    scope: &str,
+    owner: Option<Owner>,
+) -> RunMeta {
+    drop(begin_owned_by(store, run_id, scope, owner).await);
+    meta(store, &id(run_id)).await
+}
+
+/// The `Abandoned` records of a run's audit log.
+pub(crate) async fn abandon_records(
+    store: &dyn CheckpointerFactory,
+    run_id: &RunId,
+) -> Vec<AuditRecord> {
+    store
+        .read_audit(run_id)
+        .await
+        .expect("the audit log reads")
+        .into_iter()
+        .filter(|record| record.action == AuditAction::Abandoned)
+        .collect()
 }

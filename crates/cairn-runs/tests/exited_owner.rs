@@ -1,0 +1,146 @@
+//! Abandons whose owner is a real process that exits: these tests spawn child processes, so
+//! they live in a test binary of their own and run one at a time. Spawning copies every
+//! open file descriptor of the test process into the child until it execs, the run locks of
+//! concurrent tests included, so a test that had just dropped its writer could briefly see
+//! its run as still held (seen once as `StillRunning { live: true }` under load).
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunStatus};
+use cairn_runs::{Decision, Error, OwnerLiveness, ResumePolicy, RunRequest};
+
+use common::*;
+
+type Store = Arc<dyn CheckpointerFactory>;
+
+/// Held for the whole of each test: no two of them spawn or hold locks at once.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An interrupted run whose last owner has exited (as after Ctrl-C or kill -9 of the
+/// process that drove it) can be abandoned: it becomes cancelled, is audited, and the next
+/// request for its workflow and scope starts fresh instead of resuming it.
+#[test]
+fn abandon_of_an_interrupted_run_whose_owner_exited_cancels_it() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    runtime().block_on(async {
+        let before = interrupted(&*store, "i1", "site", "default", "in", 10).await;
+        // The process that drove it has exited: its pid is gone from /proc.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let meta_path = file_store(dir.path())
+            .run_dir(&before.run_id)
+            .join("meta.json");
+        let mut stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        stored["owner"]["pid"] = serde_json::json!(gone.id());
+        std::fs::write(&meta_path, serde_json::to_vec(&stored).unwrap()).unwrap();
+
+        let policy = ResumePolicy::new(Arc::clone(&store));
+        let abandoned = policy.abandon(&before.run_id).await.unwrap();
+        assert_eq!(abandoned.previous_status, RunStatus::Running);
+        assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+        assert_eq!(
+            meta(&*store, &before.run_id).await.status,
+            RunStatus::Cancelled
+        );
+        assert!(
+            !store.is_held(&before.run_id).await.unwrap(),
+            "the writer lock taken for the swap is released"
+        );
+        let audit = store.read_audit(&before.run_id).await.unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.action == AuditAction::Abandoned
+                    && r.detail["previous_status"] == "running"),
+            "{audit:?}"
+        );
+        let decision = policy
+            .decide(&RunRequest::new("site", "default", "in"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(decision, Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
+            "{decision:?}"
+        );
+        let err = policy.abandon(&before.run_id).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::AlreadyTerminal {
+                    status: RunStatus::Cancelled,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    });
+}
+
+/// Another live process on this host as owner is refused too; once it has exited, the
+/// plain abandon works and its audit record says it was not forced.
+async fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store: Store) {
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let owner = Owner {
+        pid: child.id(),
+        host: Owner::current().host,
+    };
+    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::AliveHere);
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(owner.clone())).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+
+    let refused = policy.abandon_forced(&before.run_id).await;
+    let plain = policy.abandon(&before.run_id).await;
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+    let refused = refused.unwrap_err();
+    assert!(
+        matches!(refused, Error::OwnerAlive { owner: ref o, .. } if *o == owner),
+        "{refused:?}"
+    );
+    let plain = plain.unwrap_err();
+    assert!(
+        matches!(plain, Error::StillRunning { live: false, .. }),
+        "{plain:?}"
+    );
+    assert_eq!(meta(&*store, &before.run_id).await, before);
+
+    assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::Exited);
+    let abandoned = policy.abandon(&before.run_id).await.unwrap();
+    assert_eq!(abandoned.overridden, None);
+    let records = abandon_records(&*store, &before.run_id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].detail["forced"], false);
+    assert_eq!(records[0].detail["last_owner"]["pid"], owner.pid);
+}
+
+#[test]
+fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited_memory() {
+    let _serial = one_at_a_time();
+    let store: Store = Arc::new(MemoryFactory::new());
+    runtime()
+        .block_on(an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store));
+}
+
+#[test]
+fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited_file() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    runtime()
+        .block_on(an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store));
+}
