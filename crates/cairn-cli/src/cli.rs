@@ -30,7 +30,8 @@ Exit codes:
      the three ways forward (resume, abandon and re-run, --force) are printed; nothing ran
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
-  5  the state store failed, or another live process is driving the run";
+  5  the state store failed, or another live process is driving the run (run, resume)
+`cairn abandon` and `cairn jobs` list their own codes in their help.";
 
 /// cairn: durable, crash-resumable workflows of shell commands.
 #[derive(Debug, Parser)]
