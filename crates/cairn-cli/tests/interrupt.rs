@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sandbox, alive, count_lines, signal, text, wait_exit, wait_for};
+use common::{Sandbox, alive, assert_contains, count_lines, signal, text, wait_exit, wait_for};
 
 /// `a` completes, `b` records its process group and blocks until the file `release` exists,
 /// `c` runs after `b`. Every task appends to `log`.
@@ -208,11 +208,7 @@ fn a_second_ctrl_c_kills_the_running_commands() {
     sandbox.touch("release");
     let second = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
-    assert!(
-        text(&second.stdout).contains("1 reset"),
-        "{}",
-        text(&second.stdout)
-    );
+    assert_contains(&text(&second.stdout), "1 reset");
     let log = sandbox.read("log");
     assert_eq!(count_lines(&log, "a"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{Sandbox, signal, text, wait_exit, wait_for};
+use common::{Sandbox, assert_contains, assert_lacks, signal, text, wait_exit, wait_for};
 
 const OK: i32 = 0;
 const USAGE: i32 = 2;
@@ -134,11 +134,7 @@ fn add_list_show_pause_resume_rm_round_trip() {
     // An active job has nothing to resume.
     let again = sandbox.run(&["jobs", "resume", "nightly"]);
     assert_eq!(code(&again), Some(USAGE), "{}", text(&again.stderr));
-    assert!(
-        text(&again.stderr).contains("nightly"),
-        "{}",
-        text(&again.stderr)
-    );
+    assert_contains(&text(&again.stderr), "nightly");
 
     let human = ok(&sandbox, &["jobs", "show", "nightly"]);
     assert!(
@@ -536,29 +532,13 @@ fn jobs_list_prints_the_readable_jobs_and_names_an_undecodable_one() {
         .collect();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["id"], "good");
-    assert!(
-        text(&output.stderr).contains("job odd"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_contains(&text(&output.stderr), "job odd");
 
     let table = sandbox.run(&["jobs", "list"]);
     assert_eq!(code(&table), Some(STORE), "{}", text(&table.stderr));
-    assert!(
-        text(&table.stdout).contains("good"),
-        "{}",
-        text(&table.stdout)
-    );
-    assert!(
-        !text(&table.stdout).contains("odd"),
-        "{}",
-        text(&table.stdout)
-    );
-    assert!(
-        text(&table.stderr).contains("job odd"),
-        "{}",
-        text(&table.stderr)
-    );
+    assert_contains(&text(&table.stdout), "good");
+    assert_lacks(&text(&table.stdout), "odd");
+    assert_contains(&text(&table.stderr), "job odd");
 }
 
 #[test]
@@ -630,17 +610,9 @@ fn a_poll_under_one_second_is_refused_as_usage() {
         );
     }
     // The refusal of a positive value (the last one tried) names the floor.
-    assert!(
-        sandbox.read("sched.err").contains("1s"),
-        "{}",
-        sandbox.read("sched.err")
-    );
+    assert_contains(&sandbox.read("sched.err"), "1s");
     let output = sandbox.run(&["scheduler", "--help"]);
-    assert!(
-        text(&output.stdout).contains("at least 1s"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert_contains(&text(&output.stdout), "at least 1s");
 }
 
 #[test]
@@ -757,9 +729,5 @@ fn a_cron_job_whose_year_runs_out_is_completed_after_its_last_run() {
     // Refused even with --force: its schedule has no time left.
     let refused = sandbox.run(&["jobs", "resume", "last", "--force"]);
     assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
-    assert!(
-        text(&refused.stderr).contains("completed"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_contains(&text(&refused.stderr), "completed");
 }

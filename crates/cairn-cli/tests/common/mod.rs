@@ -97,6 +97,18 @@ impl Sandbox {
     }
 }
 
+/// Fails, showing `haystack`, unless it contains `needle`.
+#[track_caller]
+pub(crate) fn assert_contains(haystack: &str, needle: &str) {
+    assert!(haystack.contains(needle), "{haystack}");
+}
+
+/// Fails, showing `haystack`, if it contains `needle`.
+#[track_caller]
+pub(crate) fn assert_lacks(haystack: &str, needle: &str) {
+    assert!(!haystack.contains(needle), "{haystack}");
+}
+
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
