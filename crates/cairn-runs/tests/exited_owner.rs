@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunStatus};
-use cairn_runs::{Decision, Error, OwnerLiveness, ResumePolicy, RunRequest};
+use cairn_runs::{Error, OwnerLiveness, ResumePolicy};
 
 use common::*;
 
@@ -66,25 +66,7 @@ fn abandon_of_an_interrupted_run_whose_owner_exited_cancels_it() {
                     && r.detail["previous_status"] == "running"),
             "{audit:?}"
         );
-        let decision = policy
-            .decide(&RunRequest::new("site", "default", "in"))
-            .await
-            .unwrap();
-        assert!(
-            matches!(decision, Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
-            "{decision:?}"
-        );
-        let err = policy.abandon(&before.run_id).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::AlreadyTerminal {
-                    status: RunStatus::Cancelled,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_abandoned_for_good(&policy, policy.abandon(&before.run_id).await).await;
     });
 }
 

@@ -62,25 +62,7 @@ async fn forced_abandon_of_an_other_host_owner_is_audited_as_forced(store: Store
     assert_eq!(detail["last_owner"]["pid"], 4242);
     assert_eq!(detail["last_lease_epoch"], before.lease_epoch);
 
-    let decision = policy
-        .decide(&RunRequest::new("site", "default", "in"))
-        .await
-        .unwrap();
-    assert!(
-        matches!(decision, Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
-        "{decision:?}"
-    );
-    let again = policy.abandon_forced(&before.run_id).await.unwrap_err();
-    assert!(
-        matches!(
-            again,
-            Error::AlreadyTerminal {
-                status: RunStatus::Cancelled,
-                ..
-            }
-        ),
-        "{again:?}"
-    );
+    assert_abandoned_for_good(&policy, policy.abandon_forced(&before.run_id).await).await;
 }
 on_both_stores!(forced_abandon_of_an_other_host_owner_is_audited_as_forced);
 

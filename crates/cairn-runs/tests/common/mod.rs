@@ -205,3 +205,30 @@ pub(crate) async fn abandon_records(
         .filter(|record| record.action == AuditAction::Abandoned)
         .collect()
 }
+
+/// What an abandon leaves for good: a new request for `site`/`default` starts fresh, past
+/// nothing, and `again` (a second abandon of the run) found it already cancelled.
+pub(crate) async fn assert_abandoned_for_good(
+    policy: &cairn_runs::ResumePolicy,
+    again: cairn_runs::Result<cairn_runs::Abandoned>,
+) {
+    let decision = policy
+        .decide(&cairn_runs::RunRequest::new("site", "default", "in"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(decision, cairn_runs::Decision::Fresh(ref fresh) if fresh.forced_past.is_none()),
+        "{decision:?}"
+    );
+    let again = again.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            cairn_runs::Error::AlreadyTerminal {
+                status: RunStatus::Cancelled,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+}
