@@ -256,6 +256,17 @@ impl CheckpointerFactory for FileFactory {
             .await
     }
 
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let id = run_id.clone();
+        self.blocking(move |store| store.claim(&id, from, expected_epoch))
+            .await
+    }
+
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {
         let id = run_id.clone();
         self.blocking(move |store| store.is_held(&id)).await

@@ -111,8 +111,9 @@
 //! One writer per run, across processes: `open` and `begin` take `lock` with
 //! `File::try_lock` and write the holder's pid and host into it, so `Error::Locked` names
 //! them. `is_held` tries the same lock (and releases it at once). Status compare-and-swap
-//! holds `meta.lock` (blocking `File::lock`) around reading and atomically rewriting
-//! `meta.json`, so it is atomic across threads and processes.
+//! and `claim` hold `meta.lock` (blocking `File::lock`) around reading and atomically
+//! rewriting `meta.json` (temp file, fsync, rename, directory fsync), so they are atomic
+//! across threads and processes. A swap or claim that loses rewrites nothing.
 //!
 //! # Quarantine
 //!

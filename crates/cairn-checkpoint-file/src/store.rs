@@ -502,17 +502,37 @@ impl Store {
         from: RunStatus,
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.decide_meta(run_id, |meta| meta.swap_status(from, to, wall_clock_now()))
+    }
+
+    /// The port's claim: compared on the status and the lease epoch under `meta.lock`, so a
+    /// losing claim leaves `meta.json` untouched.
+    pub(crate) fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.decide_meta(run_id, |meta| {
+            meta.claim(from, expected_epoch, wall_clock_now())
+        })
+    }
+
+    /// Runs a swap or claim rule on `meta.json` under `meta.lock`; writes only what it won.
+    fn decide_meta(
+        &self,
+        run_id: &RunId,
+        rule: impl FnOnce(&mut RunMeta) -> Result<Result<RunMeta, StatusConflict>>,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
         let mut conflict = None;
-        let swapped = self.update_meta(run_id, |meta| {
-            match meta.swap_status(from, to, wall_clock_now())? {
-                Ok(meta) => Ok(Some(meta)),
-                Err(c) => {
-                    conflict = Some(c);
-                    Ok(None)
-                }
+        let won = self.update_meta(run_id, |meta| match rule(meta)? {
+            Ok(meta) => Ok(Some(meta)),
+            Err(c) => {
+                conflict = Some(c);
+                Ok(None)
             }
         })?;
-        match (swapped, conflict) {
+        match (won, conflict) {
             (Some(meta), _) => Ok(Ok(meta)),
             (None, Some(conflict)) => Ok(Err(conflict)),
             (None, None) => unreachable!("update_meta returns what the closure decided"),

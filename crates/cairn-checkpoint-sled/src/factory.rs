@@ -23,11 +23,12 @@ use crate::writer::{SledCheckpointer, WriterSlot};
 ///
 /// # Behaviour beyond the port's MUSTs
 ///
-/// - `compare_and_swap_status` is sled's `compare_and_swap` on the metadata key, retried
-///   only when another field changed in between; it refuses to move a `completed` or
-///   `cancelled` run with `Error::Terminal`.
+/// - `compare_and_swap_status` and `claim` are sled's `compare_and_swap` on the metadata
+///   key, retried only when the stored metadata changed in between (the rule is then
+///   decided again on what is stored, so a claim whose epoch moved on loses and writes
+///   nothing); they refuse to move a `completed` or `cancelled` run with `Error::Terminal`.
 /// - `quarantine` of a run with a live writer fails with `Locked`.
-/// - `load_meta` and `compare_and_swap_status` report damaged metadata as `Corruption`
+/// - `load_meta`, `compare_and_swap_status` and `claim` report damaged metadata as `Corruption`
 ///   without moving it; `list` skips it. Only `open` (and `load`) quarantine.
 /// - Cut torn records go to the `cairn/cut` tree, quarantined state to `cairn/quarantine`;
 ///   neither is ever deleted.
@@ -236,6 +237,27 @@ impl CheckpointerFactory for SledFactory {
             self.make_durable().await?;
         }
         Ok(swapped)
+    }
+
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let claimed = self.shared.swap_meta(run_id, |meta| {
+            // The shared rule, compared on the status and the lease epoch; a lost claim is
+            // kept as a value and nothing is written.
+            let mut next = meta.clone();
+            Ok(match next.claim(from, expected_epoch, wall_clock_now())? {
+                Ok(claimed) => MetaStep::Write(Box::new(claimed)),
+                Err(conflict) => MetaStep::Keep(conflict),
+            })
+        })?;
+        if claimed.is_ok() {
+            self.make_durable().await?;
+        }
+        Ok(claimed)
     }
 
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {

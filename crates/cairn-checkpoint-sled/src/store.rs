@@ -239,7 +239,7 @@ impl Shared {
     /// A compare-and-swap loop on the metadata key: `decide` sees the stored metadata and
     /// either keeps it or proposes a new one. Another writer's change in between makes the
     /// loop read again and decide again, so exactly one of two racing swaps from the same
-    /// status wins. `NotFound` when the run has no metadata.
+    /// status (or claims at the same lease epoch) wins. `NotFound` when the run has no metadata.
     pub(crate) fn swap_meta<T>(
         &self,
         run_id: &RunId,

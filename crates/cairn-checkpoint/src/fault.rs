@@ -33,6 +33,8 @@ pub enum FaultOp {
     List,
     /// `CheckpointerFactory::compare_and_swap_status`.
     CompareAndSwap,
+    /// `CheckpointerFactory::claim`.
+    Claim,
     /// `CheckpointerFactory::is_held`.
     IsHeld,
     /// `CheckpointerFactory::quarantine`.
@@ -64,6 +66,7 @@ impl FaultOp {
             FaultOp::LoadMeta => "load_meta",
             FaultOp::List => "list",
             FaultOp::CompareAndSwap => "compare_and_swap_status",
+            FaultOp::Claim => "claim",
             FaultOp::IsHeld => "is_held",
             FaultOp::Quarantine => "quarantine",
             FaultOp::AppendAudit => "append_audit",
@@ -285,6 +288,20 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
             &self.plan,
             FaultOp::CompareAndSwap,
             self.inner.compare_and_swap_status(run_id, from, to),
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        guarded(
+            &self.plan,
+            FaultOp::Claim,
+            self.inner.claim(run_id, from, expected_epoch),
         )
         .await
     }

@@ -3,7 +3,7 @@
 //! Meant for tests of code that drives the port (executor, resume policy, scheduler) and for
 //! hosts that want port semantics without durability. It honours every contract that does
 //! not need bytes on a disk: the one-writer lock within the process, status compare-and-swap
-//! under a mutex, quarantine that moves state aside, and the audit log.
+//! and claims under a mutex, quarantine that moves state aside, and the audit log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -316,6 +316,19 @@ impl CheckpointerFactory for MemoryFactory {
             run_id: run_id.clone(),
         })?;
         run.meta.swap_status(from, to, wall_clock_now())
+    }
+
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let mut store = self.lock();
+        let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
+            run_id: run_id.clone(),
+        })?;
+        run.meta.claim(from, expected_epoch, wall_clock_now())
     }
 
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {

@@ -242,7 +242,8 @@ pub struct RunMeta {
     pub status: RunStatus,
     /// The latest owner.
     pub owner: Option<Owner>,
-    /// Increases by one every time the run is claimed (`begin` sets 1; each CAS to `running` adds 1).
+    /// Increases by one every time the run is claimed (`begin` sets 1; each claim and each
+    /// status swap to `running` adds 1).
     pub lease_epoch: u64,
     /// Set by `Checkpointer::fail`.
     pub error: Option<RunError>,
@@ -319,29 +320,91 @@ impl RunMeta {
         now: Timestamp,
     ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
         if self.status != from {
-            return Ok(Err(crate::StatusConflict {
-                expected: from,
-                current: self.status,
-            }));
+            return Ok(Err(self.conflict(from, None)));
         }
-        // Completed and cancelled runs never change again, whatever the caller expected.
+        self.refuse_terminal()?;
+        self.status = to;
+        self.updated_at = now;
+        if to == RunStatus::Running {
+            self.take_lease();
+        }
+        if to.is_terminal() || to == RunStatus::Failed {
+            self.finished_at = Some(now);
+        }
+        Ok(Ok(self.clone()))
+    }
+
+    /// Applies the port's claim rules in place, for adapters: a claim wins only when the
+    /// status is `from` and the lease epoch is `expected_epoch`.
+    ///
+    /// A won claim sets the status to `running`, the epoch to `expected_epoch + 1`, the owner
+    /// to the current process, `updated_at` to `now`, and clears `finished_at`.
+    ///
+    /// # Errors
+    ///
+    /// `Ok(Err(StatusConflict))` naming the stored status, epoch and owner when the status is
+    /// not `from` or the epoch is not `expected_epoch`; `self` is left unchanged then.
+    /// `Err(Error::Terminal)` when `from` matches but is `completed` or `cancelled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let won = meta.claim(RunStatus::Running, 1, Timestamp(1))?.unwrap();
+    /// assert_eq!(won.lease_epoch, 2);
+    /// // A second claimer that also read epoch 1 loses, and nothing changes.
+    /// let lost = meta.claim(RunStatus::Running, 1, Timestamp(2))?.unwrap_err();
+    /// assert_eq!((lost.current_epoch, meta.updated_at), (2, Timestamp(1)));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn claim(
+        &mut self,
+        from: RunStatus,
+        expected_epoch: u64,
+        now: Timestamp,
+    ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
+        if self.status != from {
+            return Ok(Err(self.conflict(from, Some(expected_epoch))));
+        }
+        self.refuse_terminal()?;
+        if self.lease_epoch != expected_epoch {
+            return Ok(Err(self.conflict(from, Some(expected_epoch))));
+        }
+        self.status = RunStatus::Running;
+        self.updated_at = now;
+        self.take_lease();
+        Ok(Ok(self.clone()))
+    }
+
+    /// The conflict a swap or claim expecting `expected` (at `expected_epoch`) meets here.
+    fn conflict(&self, expected: RunStatus, expected_epoch: Option<u64>) -> crate::StatusConflict {
+        crate::StatusConflict {
+            expected,
+            current: self.status,
+            expected_epoch,
+            current_epoch: self.lease_epoch,
+            current_owner: self.owner.clone(),
+        }
+    }
+
+    /// Completed and cancelled runs never change again, whatever the caller expected.
+    fn refuse_terminal(&self) -> Result<(), Error> {
         if self.status.is_terminal() {
             return Err(Error::Terminal {
                 run_id: self.run_id.clone(),
                 status: self.status,
             });
         }
-        self.status = to;
-        self.updated_at = now;
-        if to == RunStatus::Running {
-            self.lease_epoch += 1;
-            self.owner = Some(Owner::current());
-            self.finished_at = None;
-        }
-        if to.is_terminal() || to == RunStatus::Failed {
-            self.finished_at = Some(now);
-        }
-        Ok(Ok(self.clone()))
+        Ok(())
+    }
+
+    /// The lease moves to the current process, one epoch on; a claimed run is not finished.
+    fn take_lease(&mut self) {
+        self.lease_epoch += 1;
+        self.owner = Some(Owner::current());
+        self.finished_at = None;
     }
 }
 

@@ -63,6 +63,16 @@ impl CheckpointerFactory for NoopFactory {
             run_id: run_id.clone(),
         })
     }
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        _from: RunStatus,
+        _expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
+    }
     async fn is_held(&self, _run_id: &RunId) -> Result<bool> {
         Ok(false)
     }

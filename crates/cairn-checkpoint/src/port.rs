@@ -2,7 +2,7 @@
 //!
 //! Contracts are written as MUST/SHOULD sentences; the conformance suite checks them.
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use cairn_queue::{Event, Snapshot};
 
 use crate::audit::AuditRecord;
-use crate::error::Result;
-use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::error::{Error, Result};
+use crate::meta::{Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
 
 /// How durable an acknowledged append is. Chosen by the host when it builds a factory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +30,64 @@ pub enum Durability {
     None,
 }
 
-/// A run status compare-and-swap that found another status: an expected conflict, not an error.
+/// A status compare-and-swap or a claim that lost: an expected conflict, not an error.
+///
+/// It reports what is stored now, so a losing claimer can say who won.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatusConflict {
     /// The status the caller expected.
     pub expected: RunStatus,
     /// The status actually stored.
     pub current: RunStatus,
+    /// The lease epoch a claim expected; `None` for a plain status swap.
+    pub expected_epoch: Option<u64>,
+    /// The lease epoch actually stored.
+    pub current_epoch: u64,
+    /// The owner actually stored: after a lost claim, the process whose claim won.
+    pub current_owner: Option<Owner>,
+}
+
+impl StatusConflict {
+    /// Whether the status was the expected one but another claim moved the lease epoch on:
+    /// the run is `current_owner`'s now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let stale = meta.claim(RunStatus::Running, 7, Timestamp(1))?.unwrap_err();
+    /// assert!(stale.claimed_by_another());
+    /// let moved = meta.claim(RunStatus::Paused, 1, Timestamp(1))?.unwrap_err();
+    /// assert!(!moved.claimed_by_another());
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn claimed_by_another(&self) -> bool {
+        self.current == self.expected
+            && self
+                .expected_epoch
+                .is_some_and(|expected| expected != self.current_epoch)
+    }
+}
+
+impl fmt::Display for StatusConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.claimed_by_another() {
+            write!(
+                f,
+                "it was claimed at lease epoch {} by {}, not at epoch {}",
+                self.current_epoch,
+                self.current_owner
+                    .as_ref()
+                    .map_or_else(|| "an unrecorded owner".to_owned(), ToString::to_string),
+                self.expected_epoch.unwrap_or_default(),
+            )
+        } else {
+            write!(f, "it is {}, not {}", self.current, self.expected)
+        }
+    }
 }
 
 /// A torn last journal record that `open` cut off.
@@ -108,19 +159,52 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
 
     /// Atomically moves a run from `from` to `to`, across threads and processes.
     ///
-    /// Returns `Ok(Err(conflict))` when the stored status is not `from`. When `to` is
-    /// `Running` the swap is a claim: it MUST increase `lease_epoch` by one and record the
-    /// calling process as owner (`Running → Running` is allowed and is exactly such a
-    /// re-claim). A swap to a terminal status or `Failed` MUST set `finished_at`.
-    /// A swap out of `Completed` or `Cancelled` MUST fail with `Terminal` and change nothing
-    /// (`RunMeta::swap_status` implements these rules for adapters).
-    /// `NotFound` for an unknown run.
+    /// Returns `Ok(Err(conflict))` when the stored status is not `from`, and MUST change
+    /// nothing then. When `to` is `Running` the swap is a claim: it MUST increase
+    /// `lease_epoch` by one and record the calling process as owner. `Running → Running` is
+    /// allowed, but it always finds `running`, so racing re-claims all win: claim a run read
+    /// at a known epoch with [`CheckpointerFactory::claim`] instead. A swap to a terminal
+    /// status or `Failed` MUST set `finished_at`. A swap out of `Completed` or `Cancelled`
+    /// MUST fail with `Terminal` and change nothing (`RunMeta::swap_status` implements these
+    /// rules for adapters). `NotFound` for an unknown run.
     async fn compare_and_swap_status(
         &self,
         run_id: &RunId,
         from: RunStatus,
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>>;
+
+    /// Atomically claims a run whose stored status is `from` and whose lease epoch is
+    /// `expected_epoch`, across threads and processes: the status becomes `Running`, the
+    /// epoch `expected_epoch + 1`, the owner the calling process, and `finished_at` is
+    /// cleared.
+    ///
+    /// Of several claims with the same expectation exactly one MUST win. A claim that finds
+    /// another status or another epoch MUST return `Ok(Err(conflict))` naming the stored
+    /// status, epoch and owner, and MUST change nothing: not the status, epoch, owner or
+    /// `updated_at`, nor any stored byte. A claim whose `from` matches but is `Completed` or
+    /// `Cancelled` MUST fail with `Terminal` and change nothing. `NotFound` for an unknown
+    /// run. It MUST NOT need the run's writer lock: its holder may claim too. (`RunMeta::claim`
+    /// implements these rules for adapters.)
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Terminal`, the adapter's I/O errors, and, from this provided body,
+    /// `Unsupported`: it claims nothing, so an implementation written before this method
+    /// existed still compiles but never claims without the epoch check. Every adapter MUST
+    /// implement this method and every wrapper MUST forward it.
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let _ = (run_id, from, expected_epoch);
+        Err(Error::Unsupported {
+            op: "claim",
+            implementation: std::any::type_name::<Self>(),
+        })
+    }
 
     /// Whether a live writer currently holds the run's lock (in any process).
     async fn is_held(&self, run_id: &RunId) -> Result<bool>;
@@ -192,6 +276,14 @@ macro_rules! forward_factory {
                 to: RunStatus,
             ) -> Result<Result<RunMeta, StatusConflict>> {
                 (**self).compare_and_swap_status(run_id, from, to).await
+            }
+            async fn claim(
+                &self,
+                run_id: &RunId,
+                from: RunStatus,
+                expected_epoch: u64,
+            ) -> Result<Result<RunMeta, StatusConflict>> {
+                (**self).claim(run_id, from, expected_epoch).await
             }
             async fn is_held(&self, run_id: &RunId) -> Result<bool> {
                 (**self).is_held(run_id).await

@@ -63,6 +63,33 @@ async fn an_after_fault_lets_the_effect_happen() {
 }
 
 #[tokio::test]
+async fn a_claim_fault_before_claims_nothing_and_after_claims_unacknowledged() {
+    let plan = FaultPlan::new();
+    let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    let id = RunId::new("claimed").unwrap();
+    drop(factory.begin(meta("claimed")).await.unwrap());
+
+    plan.fail_next(FaultOp::Claim, FaultTiming::Before);
+    let err = factory.claim(&id, RunStatus::Running, 1).await.unwrap_err();
+    assert!(matches!(err, Error::Injected { op: "claim" }), "{err:?}");
+    assert_eq!(
+        factory.load_meta(&id).await.unwrap().unwrap().lease_epoch,
+        1
+    );
+
+    plan.fail_next(FaultOp::Claim, FaultTiming::After);
+    let err = factory.claim(&id, RunStatus::Running, 1).await.unwrap_err();
+    assert!(matches!(err, Error::Injected { op: "claim" }), "{err:?}");
+    assert_eq!(
+        factory.load_meta(&id).await.unwrap().unwrap().lease_epoch,
+        2,
+        "the claim happened underneath"
+    );
+    assert_eq!(plan.calls(FaultOp::Claim), 2);
+    assert_eq!(plan.fired(), vec![(FaultOp::Claim, 1), (FaultOp::Claim, 2)]);
+}
+
+#[tokio::test]
 async fn disarmed_faults_never_fire() {
     let plan = FaultPlan::new();
     let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
@@ -102,6 +129,14 @@ impl CheckpointerFactory for ForgetsLastEvent {
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
         self.0.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.0.claim(run_id, from, expected_epoch).await
     }
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {
         self.0.is_held(run_id).await

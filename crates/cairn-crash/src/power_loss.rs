@@ -171,6 +171,14 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     ) -> cairn_checkpoint::Result<std::result::Result<RunMeta, StatusConflict>> {
         self.inner.compare_and_swap_status(run_id, from, to).await
     }
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> cairn_checkpoint::Result<std::result::Result<RunMeta, StatusConflict>> {
+        self.inner.claim(run_id, from, expected_epoch).await
+    }
     async fn is_held(&self, run_id: &RunId) -> cairn_checkpoint::Result<bool> {
         self.inner.is_held(run_id).await
     }

@@ -10,13 +10,15 @@ use super::{CaseResult, ConformanceHarness, Damage};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::Error;
 use crate::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
-use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::meta::{Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
 use crate::port::{Checkpointer, CheckpointerFactory, Opened};
 
 /// How many times the threaded compare-and-swap race is repeated.
 const CAS_ROUNDS: usize = 32;
 /// How many OS threads race in each round.
 const CAS_THREADS: usize = 8;
+/// How many times the threaded claim race is repeated.
+const CLAIM_ROUNDS: u64 = 16;
 
 fn id(text: &str) -> RunId {
     RunId::new(text).expect("conformance run ids are valid")
@@ -504,6 +506,271 @@ pub async fn claim_bumps_epoch<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// Loads a run's stored metadata through a fresh factory, as another process would see it.
+async fn stored_meta<H: ConformanceHarness>(h: &H, run_id: &RunId) -> RunMeta {
+    h.factory()
+        .load_meta(run_id)
+        .await
+        .unwrap_or_else(|err| panic!("load_meta of run {run_id} failed: {err:?}"))
+        .unwrap_or_else(|| panic!("run {run_id} is not stored"))
+}
+
+/// Claims `run_id` and expects to win.
+async fn claim_won(
+    factory: &dyn CheckpointerFactory,
+    run_id: &RunId,
+    from: RunStatus,
+    expected_epoch: u64,
+) -> RunMeta {
+    match factory.claim(run_id, from, expected_epoch).await {
+        Ok(Ok(claimed)) => claimed,
+        Ok(Err(conflict)) => {
+            panic!("claim of run {run_id} from {from} at epoch {expected_epoch} lost: {conflict:?}")
+        }
+        Err(err) => panic!("claim of run {run_id} from {from} at epoch {expected_epoch}: {err:?}"),
+    }
+}
+
+/// A claim that expects the stored status and lease epoch wins: the run is `running`, one
+/// epoch on, owned by the claimer, not finished, and stored so. It needs no writer lock.
+pub async fn claim_at_the_read_epoch_wins<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("claim-won");
+    let factory = h.factory();
+    drop(begin(&*factory, meta("claim-won", "wf", "scope", 1)).await);
+    let read = stored_meta(h, &run_id).await;
+    assert_eq!(read.lease_epoch, 1, "begin sets epoch 1");
+
+    let claimed = claim_won(&*h.factory(), &run_id, RunStatus::Running, 1).await;
+    assert_eq!(claimed.status, RunStatus::Running);
+    assert_eq!(claimed.lease_epoch, 2, "a claim bumps the epoch by one");
+    assert_eq!(
+        claimed.owner,
+        Some(Owner::current()),
+        "the claimer is the owner"
+    );
+    assert!(claimed.updated_at >= read.updated_at);
+    assert_eq!(
+        (&claimed.run_id, &claimed.workflow, claimed.created_at),
+        (&read.run_id, &read.workflow, read.created_at),
+        "a claim changes only the lease"
+    );
+    assert_eq!(
+        stored_meta(h, &run_id).await,
+        claimed,
+        "the claim is stored"
+    );
+
+    // A paused run is claimed from `paused`.
+    factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("cas")
+        .expect("running → paused");
+    let resumed = claim_won(&*factory, &run_id, RunStatus::Paused, 2).await;
+    assert_eq!(
+        (resumed.status, resumed.lease_epoch),
+        (RunStatus::Running, 3)
+    );
+
+    // A failed run is claimed from `failed`, and is no longer finished.
+    let failed = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Failed)
+        .await
+        .expect("cas")
+        .expect("running → failed");
+    assert!(failed.finished_at.is_some());
+    let retried = claim_won(&*factory, &run_id, RunStatus::Failed, 3).await;
+    assert_eq!(retried.lease_epoch, 4);
+    assert_eq!(retried.finished_at, None, "a claimed run is not finished");
+
+    // The holder of the writer lock claims too (an abandon takes the lease under it).
+    let opened = open_existing(&*factory, &run_id).await;
+    let held = claim_won(&*h.factory(), &run_id, RunStatus::Running, 4).await;
+    assert_eq!(held.lease_epoch, 5);
+    drop(opened);
+    assert_eq!(stored_meta(h, &run_id).await, held);
+    CaseResult::Passed
+}
+
+/// A claim that expects an epoch other than the stored one loses, names the stored status,
+/// epoch and owner, and changes nothing; so does one that expects another status.
+pub async fn claim_at_a_stale_epoch_changes_nothing<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("claim-stale");
+    let factory = h.factory();
+    drop(begin(&*factory, meta("claim-stale", "wf", "scope", 1)).await);
+    let winner = claim_won(&*factory, &run_id, RunStatus::Running, 1).await;
+    let before = stored_meta(h, &run_id).await;
+    assert_eq!(before, winner);
+    // Let the clock move on, so a write on a losing path would show in `updated_at`.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let loser = h.factory();
+    for stale in [1, 0, 3, u64::MAX] {
+        let conflict = match loser.claim(&run_id, RunStatus::Running, stale).await {
+            Ok(Err(conflict)) => conflict,
+            Ok(Ok(claimed)) => panic!("a claim at stale epoch {stale} won: {claimed:?}"),
+            Err(err) => panic!("a claim at stale epoch {stale} failed: {err:?}"),
+        };
+        assert_eq!(conflict.expected, RunStatus::Running);
+        assert_eq!(conflict.current, RunStatus::Running);
+        assert_eq!(conflict.expected_epoch, Some(stale));
+        assert_eq!(
+            conflict.current_epoch, 2,
+            "the loser learns the winner's epoch"
+        );
+        assert_eq!(
+            conflict.current_owner, winner.owner,
+            "the loser learns the winner"
+        );
+        assert!(conflict.claimed_by_another(), "{conflict:?}");
+        assert_eq!(
+            stored_meta(h, &run_id).await,
+            before,
+            "a claim at stale epoch {stale} changed the run"
+        );
+    }
+
+    // The right epoch but another status: a status conflict, and nothing changes either.
+    let conflict = loser
+        .claim(&run_id, RunStatus::Paused, 2)
+        .await
+        .expect("a mismatched status is not an error")
+        .expect_err("and the claim loses");
+    assert_eq!(
+        (conflict.expected, conflict.current, conflict.current_epoch),
+        (RunStatus::Paused, RunStatus::Running, 2)
+    );
+    assert!(!conflict.claimed_by_another(), "{conflict:?}");
+    assert_eq!(stored_meta(h, &run_id).await, before);
+
+    // The winner's epoch still claims: the losers left it as it was.
+    let next = claim_won(&*loser, &run_id, RunStatus::Running, 2).await;
+    assert_eq!(next.lease_epoch, 3);
+    CaseResult::Passed
+}
+
+/// `CAS_THREADS` OS threads, each with its own factory, claim the same run at the same
+/// epoch: exactly one wins, every loser names the winner's epoch, the epoch goes up by one.
+pub async fn claims_racing_from_threads_have_one_winner<H: ConformanceHarness>(
+    h: &H,
+) -> CaseResult {
+    let run_id = id("claim-raced");
+    let factory = h.factory();
+    drop(begin(&*factory, meta("claim-raced", "wf", "scope", 1)).await);
+    let factories: Vec<Arc<dyn CheckpointerFactory>> =
+        (0..CAS_THREADS).map(|_| h.factory()).collect();
+    let mut epoch = 1;
+    for round in 0..CLAIM_ROUNDS {
+        // Odd rounds race a paused run, even rounds an interrupted (`running`) one.
+        let from = if round % 2 == 1 {
+            factory
+                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+                .await
+                .expect("cas")
+                .expect("running → paused");
+            RunStatus::Paused
+        } else {
+            RunStatus::Running
+        };
+        let barrier = Arc::new(Barrier::new(CAS_THREADS));
+        let threads: Vec<_> = factories
+            .iter()
+            .map(|f| {
+                let f = Arc::clone(f);
+                let barrier = Arc::clone(&barrier);
+                let run_id = run_id.clone();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the racing thread");
+                    barrier.wait();
+                    runtime.block_on(f.claim(&run_id, from, epoch))
+                })
+            })
+            .collect();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("racing thread panicked"))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("joining the racing threads");
+        let mut winners = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(Ok(claimed)) => winners.push(claimed),
+                Ok(Err(conflict)) => {
+                    assert_eq!(
+                        (conflict.current, conflict.current_epoch),
+                        (RunStatus::Running, epoch + 1),
+                        "round {round}: a loser sees the winner's claim"
+                    );
+                    assert_eq!(conflict.expected_epoch, Some(epoch));
+                }
+                Err(err) => panic!("round {round}: claim failed: {err:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one claim wins");
+        epoch += 1;
+        assert_eq!(winners[0].lease_epoch, epoch, "round {round}");
+        assert_eq!(
+            stored_meta(h, &run_id).await,
+            winners[0],
+            "round {round}: the stored run is the winner's, untouched by the losers"
+        );
+    }
+    CaseResult::Passed
+}
+
+/// A claim out of `completed` or `cancelled` is `Terminal` whatever the epoch; one that
+/// expects another status is a conflict. Neither changes the run.
+pub async fn claim_of_a_terminal_run_changes_nothing<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    let done = begin(&*factory, meta("claim-done", "wf", "scope", 1)).await;
+    done.complete().await.expect("complete");
+    drop(done);
+    drop(begin(&*factory, meta("claim-gone", "wf", "scope", 2)).await);
+    factory
+        .compare_and_swap_status(&id("claim-gone"), RunStatus::Running, RunStatus::Cancelled)
+        .await
+        .expect("cas")
+        .expect("running → cancelled");
+    // Let the clock move on, so a write on a losing path would show in `updated_at`.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    for (name, status) in [
+        ("claim-done", RunStatus::Completed),
+        ("claim-gone", RunStatus::Cancelled),
+    ] {
+        let run_id = id(name);
+        let before = stored_meta(h, &run_id).await;
+        for epoch in [before.lease_epoch, before.lease_epoch + 1] {
+            let err = factory
+                .claim(&run_id, status, epoch)
+                .await
+                .expect_err("a terminal run is never claimed");
+            assert!(
+                matches!(&err, Error::Terminal { run_id: named, status: found } if *named == run_id && *found == status),
+                "{err:?}"
+            );
+        }
+        let conflict = factory
+            .claim(&run_id, RunStatus::Running, before.lease_epoch)
+            .await
+            .expect("a mismatched status is not an error")
+            .expect_err("and the claim loses");
+        assert_eq!(conflict.current, status);
+        assert_eq!(conflict.current_epoch, before.lease_epoch);
+        assert_eq!(
+            stored_meta(h, &run_id).await,
+            before,
+            "refused claims leave run {run_id} untouched"
+        );
+    }
+    CaseResult::Passed
+}
+
 /// A second opener is refused with `Locked` naming the holder, until the writer is dropped.
 pub async fn lock_held_by_another_opener<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("locked");
@@ -785,7 +1052,7 @@ pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
-/// Unknown runs: `open`/`load_meta` find nothing, swaps and quarantine are `NotFound`.
+/// Unknown runs: `open`/`load_meta` find nothing, swaps, claims and quarantine are `NotFound`.
 pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("nobody");
     let factory = h.factory();
@@ -807,6 +1074,11 @@ pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     );
     let err = factory
         .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .claim(&run_id, RunStatus::Running, 1)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
@@ -858,6 +1130,7 @@ pub async fn injected_faults_lose_nothing_acknowledged<H: ConformanceHarness>(h:
         FaultOp::Append,
         FaultOp::InstallSnapshot,
         FaultOp::CompareAndSwap,
+        FaultOp::Claim,
         FaultOp::Begin,
         FaultOp::Audit,
         FaultOp::AppendAudit,
@@ -921,6 +1194,13 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
             plan.fail_next(op, timing);
             faulty
                 .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+                .await
+                .map(|_| ())
+        }
+        FaultOp::Claim => {
+            plan.fail_next(op, timing);
+            faulty
+                .claim(&run_id, RunStatus::Running, 1)
                 .await
                 .map(|_| ())
         }
@@ -1018,6 +1298,10 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
             stored.status,
             RunStatus::Running,
             "{context}: a refused call changed no status"
+        );
+        assert_eq!(
+            stored.lease_epoch, 1,
+            "{context}: a refused call claimed nothing"
         );
     }
 }
