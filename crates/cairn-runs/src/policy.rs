@@ -283,10 +283,11 @@ impl ResumePolicy {
     /// An interrupted run (`running`, no live writer) is abandoned only when its last owner
     /// is known to have exited ([`OwnerLiveness::Exited`]): a resumer claims a run, and
     /// becomes its owner, before it opens it, and that claim must win. The abandon holds the
-    /// run's writer lock and takes the lease itself (a `running → running` claim) before the
-    /// swap to `cancelled`, so a driver or resumer that comes in meanwhile makes it fail
-    /// instead of being cancelled under its feet. [`ResumePolicy::abandon_forced`] also
-    /// abandons runs whose owner cannot be checked.
+    /// run's writer lock and takes the lease itself (a claim at the lease epoch it checked)
+    /// before the swap to `cancelled`, so a driver or resumer that comes in meanwhile makes
+    /// it fail instead of being cancelled under its feet, and an abandon that loses that
+    /// claim changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
+    /// owner cannot be checked.
     ///
     /// # Errors
     ///
@@ -454,37 +455,37 @@ impl ResumePolicy {
                 owner: current.owner,
             });
         }
-        // Take the lease before cancelling. A resumer's claim (which needs no lock) that
-        // lands between the read above and this swap makes the epoch jump by two: then its
-        // claim stands and the abandon is refused. A resumer that claims after this swap
-        // finds an epoch other than the one it listed, or the lock held, and backs off. So
-        // a claim is never cancelled under the resumer that made it.
-        let claimed = match self
+        // Take the lease before cancelling, by a claim at the epoch checked above. A
+        // resumer's claim (which needs no lock) that lands between that read and this claim
+        // makes this one lose and change nothing: the resumer's claim stands, its owner and
+        // epoch stay recorded, and the abandon is refused. A resumer that claims after this
+        // one expects the epoch it listed, which is gone, or finds the lock held, and backs
+        // off. So a claim is never cancelled under the resumer that made it.
+        let conflict = match self
             .factory
-            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Running)
+            .claim(run_id, RunStatus::Running, current.lease_epoch)
             .await
         {
-            Ok(Ok(claimed)) => claimed,
-            Ok(Err(_)) => {
-                drop(opened);
-                return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
-            }
+            Ok(Ok(_)) => None,
+            Ok(Err(conflict)) => Some(conflict),
             Err(error) => return Err(error.into()),
         };
-        if claimed.lease_epoch != current.lease_epoch + 1 {
+        if let Some(conflict) = conflict {
             drop(opened);
-            // This process is now the recorded owner of a run it does not drive: the
-            // resumer's claim, one epoch older, is the one that goes on.
+            if !conflict.claimed_by_another() {
+                return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
+            }
             tracing::warn!(
                 target: "cairn",
                 run_id = run_id.as_str(),
-                lease_epoch = claimed.lease_epoch,
-                "resume policy: abandon refused; a resumer claimed the run during it"
+                owner = conflict.current_owner.as_ref().map(ToString::to_string),
+                lease_epoch = conflict.current_epoch,
+                "resume policy: abandon refused; another process claimed the run during it"
             );
             return Err(Error::StillRunning {
                 run_id: run_id.clone(),
                 live: false,
-                owner: None,
+                owner: conflict.current_owner,
             });
         }
         let swapped = self
@@ -669,20 +670,25 @@ impl ResumePolicy {
         request: &RunRequest,
     ) -> Result<Option<Decision>> {
         let run_id = &candidate.run_id;
+        // The claim is compared on the epoch listed, so of several processes that listed the
+        // run at that epoch exactly one wins, and the others change nothing.
         let claimed = match self
             .factory
-            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Running)
+            .claim(run_id, RunStatus::Running, candidate.lease_epoch)
             .await?
         {
             Ok(claimed) => claimed,
+            // Another process claimed the run between our listing and our claim: it is that
+            // process's now, and the conflict names it.
+            Err(conflict) if conflict.claimed_by_another() => {
+                let mut current = candidate.clone();
+                current.lease_epoch = conflict.current_epoch;
+                current.owner = conflict.current_owner;
+                return Ok(Some(self.live(&current)));
+            }
             // Its status changed since the listing (it failed, paused...): look again.
             Err(_) => return Ok(None),
         };
-        // The claim bumps the epoch by exactly one, so a different epoch means another
-        // process claimed the run between our listing and our swap: it is that process's now.
-        if claimed.lease_epoch != candidate.lease_epoch + 1 {
-            return Ok(Some(self.live(&claimed)));
-        }
         let detail = json!({
             "previous_owner": candidate.owner.as_ref().map(ToString::to_string),
             "lease_epoch": claimed.lease_epoch,

@@ -7,7 +7,9 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunId, RunStatus};
+use cairn_checkpoint::{
+    AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunId, RunMeta, RunStatus,
+};
 use cairn_runs::{Decision, Error, OverriddenOwner, ResumePolicy, RunRequest};
 
 use common::*;
@@ -150,20 +152,25 @@ const ABANDONERS: usize = 3;
 /// forced abandoners on each run of another host's crashed driver. Exactly one of them wins
 /// each run; the losers get a typed error (abandoners) or a decision other than `Resume`
 /// (the resumer), and the run ends `running` (claimed once, never audited abandoned) or
-/// `cancelled` (audited abandoned once, as forced).
+/// `cancelled` (audited abandoned once, as forced). The losers' claims change nothing: the
+/// stored run is exactly what the winner got back, one lease epoch after the listed one,
+/// owned by the winner.
 fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
-    let ids: Vec<RunId> = runtime().block_on(async {
-        let mut ids = Vec::with_capacity(reps);
+    let listed: Vec<RunMeta> = runtime().block_on(async {
+        let mut listed = Vec::with_capacity(reps);
         for rep in 0..reps {
             let name = format!("race-{rep}");
-            interrupted_owned_by(&*store, &name, &format!("s{rep}"), Some(gone_owner())).await;
-            ids.push(id(&name));
+            listed.push(
+                interrupted_owned_by(&*store, &name, &format!("s{rep}"), Some(gone_owner())).await,
+            );
         }
-        ids
+        listed
     });
+    let ids: Vec<RunId> = listed.iter().map(|meta| meta.run_id.clone()).collect();
     let policy = ResumePolicy::new(Arc::clone(&store));
     let barrier = Barrier::new(1 + ABANDONERS);
-    let outcomes: Vec<Vec<bool>> = std::thread::scope(|scope| {
+    // Per racer, per run: what the racer got back when it won.
+    let outcomes: Vec<Vec<Option<RunMeta>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..=ABANDONERS)
             .map(|thread| {
                 let policy = policy.clone();
@@ -180,19 +187,19 @@ fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
                                 match rt.block_on(policy.decide(&request)) {
                                     Ok(Decision::Resume(resumed)) => {
                                         assert_eq!(&resumed.meta.run_id, run_id);
-                                        true
+                                        Some(resumed.meta)
                                     }
-                                    Ok(_) => false,
+                                    Ok(_) => None,
                                     Err(other) => panic!("decide for {run_id}: {other:?}"),
                                 }
                             } else {
                                 match rt.block_on(policy.abandon_forced(run_id)) {
-                                    Ok(_) => true,
+                                    Ok(abandoned) => Some(abandoned.meta),
                                     Err(
                                         Error::AlreadyTerminal { .. }
                                         | Error::StillRunning { .. }
                                         | Error::OwnerAlive { .. },
-                                    ) => false,
+                                    ) => None,
                                     Err(other) => panic!("abandon of {run_id}: {other:?}"),
                                 }
                             }
@@ -208,9 +215,15 @@ fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
     });
     runtime().block_on(async {
         let mut resumer_wins = 0;
-        for (rep, run_id) in ids.iter().enumerate() {
-            let winners: Vec<usize> = (0..=ABANDONERS).filter(|t| outcomes[*t][rep]).collect();
+        for (rep, before) in listed.iter().enumerate() {
+            let run_id = &before.run_id;
+            let winners: Vec<usize> = (0..=ABANDONERS)
+                .filter(|t| outcomes[*t][rep].is_some())
+                .collect();
             assert_eq!(winners.len(), 1, "run {run_id}: winners {winners:?}");
+            let won = outcomes[winners[0]][rep]
+                .as_ref()
+                .expect("the winner's run");
             let stored = meta(&*store, run_id).await;
             let actions = audit_actions(&*store, run_id).await;
             let count = |action: AuditAction| actions.iter().filter(|a| **a == action).count();
@@ -226,6 +239,20 @@ fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
                 assert_eq!(records.len(), 1, "{run_id}: {records:?}");
                 assert_eq!(records[0].detail["forced"], true);
             }
+            // Only the winner's claim moved the lease: one epoch on, owned by the winner
+            // (this process, where the gone driver's host was recorded), and nothing after
+            // it changed the run.
+            assert_eq!(
+                stored.lease_epoch,
+                before.lease_epoch + 1,
+                "{run_id}: one claim, one epoch (winner {})",
+                winners[0]
+            );
+            assert_eq!(stored.owner, Some(Owner::current()), "{run_id}");
+            assert_eq!(
+                &stored, won,
+                "{run_id}: the stored run is what the winner got back"
+            );
             assert!(!store.is_held(run_id).await.unwrap(), "{run_id}");
         }
         // Logged, not asserted: which side wins a run depends on the scheduler.

@@ -1,0 +1,183 @@
+//! A claim that lands just before the policy's own, every time: a store wrapper lets a
+//! second claimer (a resumer in another process, which claims without the writer lock) take
+//! the lease of an interrupted run right before the policy takes it. The policy's claim
+//! then loses and changes nothing: the run stays the other claimer's, at its epoch, and the
+//! policy names that claimer.
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use cairn_checkpoint::{
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Owner,
+    Quarantined, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+};
+use cairn_runs::{Decision, Error, ResumePolicy, RunRequest};
+
+use common::*;
+
+type Store = Arc<dyn CheckpointerFactory>;
+
+/// Forwards to `inner`; the first time the lease of a `running` run is taken through it (a
+/// claim, or a `running → running` swap), another claimer first claims that run through
+/// `inner` at the epoch stored then.
+#[derive(Debug)]
+struct AnotherClaimsFirst {
+    inner: Store,
+    /// What the other claimer's claim returned, once it ran.
+    other: Mutex<Option<RunMeta>>,
+}
+
+impl AnotherClaimsFirst {
+    fn new(inner: Store) -> AnotherClaimsFirst {
+        AnotherClaimsFirst {
+            inner,
+            other: Mutex::new(None),
+        }
+    }
+
+    /// The other claimer's won claim, if it ran.
+    fn other_claim(&self) -> Option<RunMeta> {
+        self.other.lock().unwrap().clone()
+    }
+
+    async fn claim_first(&self, run_id: &RunId) -> Result<()> {
+        if self.other.lock().unwrap().is_some() {
+            return Ok(());
+        }
+        let stored = self
+            .inner
+            .load_meta(run_id)
+            .await?
+            .expect("the raced run exists");
+        let won = self
+            .inner
+            .claim(run_id, RunStatus::Running, stored.lease_epoch)
+            .await?
+            .expect("nobody else claims the run in this test");
+        *self.other.lock().unwrap() = Some(won);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CheckpointerFactory for AnotherClaimsFirst {
+    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
+        self.inner.begin(meta).await
+    }
+    async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        self.inner.open(run_id).await
+    }
+    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
+        self.inner.load_meta(run_id).await
+    }
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
+        self.inner.list(filter).await
+    }
+    async fn compare_and_swap_status(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+    ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
+        if (from, to) == (RunStatus::Running, RunStatus::Running) {
+            self.claim_first(run_id).await?;
+        }
+        self.inner.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
+        if from == RunStatus::Running {
+            self.claim_first(run_id).await?;
+        }
+        self.inner.claim(run_id, from, expected_epoch).await
+    }
+    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
+        self.inner.is_held(run_id).await
+    }
+    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
+        self.inner.quarantine(run_id, reason).await
+    }
+    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
+        self.inner.append_audit(run_id, record).await
+    }
+    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
+        self.inner.read_audit(run_id).await
+    }
+}
+
+/// The host a gone-for-good driver ran on: never this one.
+fn gone_owner() -> Owner {
+    Owner {
+        pid: 4242,
+        host: "gone-for-good.invalid".to_owned(),
+    }
+}
+
+/// A forced abandon whose lease claim is beaten by a resumer's: refused, naming the
+/// resumer; the run stays exactly as the resumer's claim left it, never audited abandoned.
+async fn an_abandon_that_loses_its_claim_changes_nothing(store: Store) {
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(gone_owner())).await;
+    let raced = Arc::new(AnotherClaimsFirst::new(Arc::clone(&store)));
+    let policy = ResumePolicy::new(Arc::clone(&raced) as Store);
+
+    let refused = policy.abandon_forced(&before.run_id).await.unwrap_err();
+    let resumer = raced
+        .other_claim()
+        .expect("the resumer claimed during the abandon");
+    assert_eq!(resumer.lease_epoch, before.lease_epoch + 1);
+    assert!(
+        matches!(&refused, Error::StillRunning { live: false, owner, .. } if *owner == resumer.owner),
+        "the refusal names the resumer: {refused:?}"
+    );
+    assert_eq!(
+        meta(&*store, &before.run_id).await,
+        resumer,
+        "the run is the resumer's, one epoch on, untouched by the abandon"
+    );
+    assert!(abandon_records(&*store, &before.run_id).await.is_empty());
+    assert!(!store.is_held(&before.run_id).await.unwrap());
+}
+on_both_stores!(an_abandon_that_loses_its_claim_changes_nothing);
+
+/// A request that recovers an interrupted run but whose claim is beaten by another
+/// process's: `Live`, naming that process and its epoch; the run stays as that claim left
+/// it, and the loser audits no recovery.
+async fn a_recovery_that_loses_its_claim_changes_nothing(store: Store) {
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(gone_owner())).await;
+    let raced = Arc::new(AnotherClaimsFirst::new(Arc::clone(&store)));
+    let policy = ResumePolicy::new(Arc::clone(&raced) as Store);
+
+    let decision = policy
+        .decide(&RunRequest::new("site", "default", "in"))
+        .await
+        .unwrap();
+    let other = raced
+        .other_claim()
+        .expect("the other process claimed during the lookup");
+    match decision {
+        Decision::Live(live) => {
+            assert_eq!(live.run_id, before.run_id);
+            assert_eq!(live.owner, other.owner, "Live names the winner");
+            assert_eq!(live.lease_epoch, before.lease_epoch + 1);
+        }
+        other => panic!("a lost claim must not resume: {other:?}"),
+    }
+    assert_eq!(
+        meta(&*store, &before.run_id).await,
+        other,
+        "the run is the winner's, one epoch on, untouched by the loser"
+    );
+    let actions = audit_actions(&*store, &before.run_id).await;
+    assert!(
+        !actions.contains(&AuditAction::Recovered),
+        "the loser audits no recovery: {actions:?}"
+    );
+}
+on_both_stores!(a_recovery_that_loses_its_claim_changes_nothing);
