@@ -933,22 +933,29 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         RunStatus::Running => {
-            // An interrupted run: claim it the way the policy does for `cairn run` (one
-            // Running → Running swap, which bumps the lease epoch), refusing a live one.
+            // An interrupted run: claim it the way the policy does for `cairn run` (one claim
+            // at the lease epoch read above, which bumps it), refusing a live one. A claim
+            // that loses changes nothing.
             if state.factory.is_held(&run_id).await? {
                 anyhow::bail!("run {run_id} is being driven right now by another process");
             }
             let claimed = state
                 .factory
-                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+                .claim(&run_id, RunStatus::Running, meta.lease_epoch)
                 .await
                 .with_context(|| format!("cannot claim run {run_id}"))?;
             match claimed {
-                Ok(claimed) if claimed.lease_epoch == meta.lease_epoch + 1 => {
+                Ok(claimed) => {
                     drive_interrupted(&state, &claimed, None, mode, &args.exec, &commands, rerun)
                         .await
                 }
-                Ok(_) => anyhow::bail!("run {run_id} was claimed by another process meanwhile"),
+                Err(conflict) if conflict.claimed_by_another() => anyhow::bail!(
+                    "run {run_id} was claimed by another process meanwhile ({})",
+                    conflict
+                        .current_owner
+                        .as_ref()
+                        .map_or_else(|| "owner not recorded".to_owned(), ToString::to_string)
+                ),
                 Err(conflict) => anyhow::bail!(
                     "run {run_id} changed to {} while resuming it; look again with `cairn show {run_id}`",
                     conflict.current

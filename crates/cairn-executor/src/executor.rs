@@ -458,14 +458,21 @@ impl Executor {
         }
         let run_id = recovered.meta.run_id.clone();
         let (previous_epoch, lease_epoch) = if claim == Claim::Here {
-            // Running → Running is a re-claim: the store bumps the lease epoch, so a writer
-            // from an older epoch can be told apart.
+            // A claim at the epoch read on open: the store bumps the lease epoch, so a writer
+            // from an older epoch can be told apart, and if another process claimed the run
+            // since (a resume policy claims before it opens), that claim stands and this one
+            // changes nothing.
             match self
                 .factory
-                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+                .claim(&run_id, RunStatus::Running, recovered.meta.lease_epoch)
                 .await
             {
                 Ok(Ok(meta)) => (recovered.meta.lease_epoch, meta.lease_epoch),
+                Ok(Err(conflict)) if conflict.claimed_by_another() => {
+                    return Err(Refusal::Gone(format!(
+                        "another process claimed it while adopting it ({conflict})"
+                    )));
+                }
                 Ok(Err(conflict)) => {
                     return Err(Refusal::Gone(format!(
                         "its status changed to {} while adopting it",
