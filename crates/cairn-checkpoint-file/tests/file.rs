@@ -1,5 +1,5 @@
 //! File-adapter specifics: permissions, path safety, crashes at each snapshot-install step,
-//! compaction, torn tails of many lengths, group commit and poisoning.
+//! compaction, torn tails of many lengths, group commit, poisoning, and what a claim writes.
 
 mod common;
 
@@ -855,4 +855,58 @@ async fn list_quarantines_runs_whose_metadata_no_filter_can_match() {
         .count();
     assert_eq!(moved, 3, "moved, never deleted");
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_won_claim_is_installed_durably_and_a_lost_one_writes_nothing() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = h.failing_factory(&plan, Durability::Sync);
+    let id = RunId::new("claimed").unwrap();
+    drop(factory.begin(meta("claimed")).await.unwrap());
+    let meta_path = h.run_dir(&id).join("meta.json");
+    let steps = |plan: &IoPlan| {
+        [
+            plan.calls("write_all", "meta.json.tmp"),
+            plan.calls("sync_data", "meta.json.tmp"),
+            plan.calls("rename", "meta.json.tmp"),
+            plan.calls("sync_dir", "claimed"),
+        ]
+    };
+
+    // A won claim: temp file, fsync, rename, directory fsync, once each.
+    let before = steps(&plan);
+    let won = factory
+        .claim(&id, RunStatus::Running, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(won.lease_epoch, 2);
+    let after: Vec<u64> = steps(&plan)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(after, [1, 1, 1, 1], "write, fsync, rename, dir fsync");
+
+    // A lost claim writes nothing at all: no temp file, no rename, the same bytes.
+    let bytes = std::fs::read(&meta_path).unwrap();
+    let before = steps(&plan);
+    let lost = factory
+        .claim(&id, RunStatus::Running, 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(lost.current_epoch, 2);
+    assert_eq!(steps(&plan), before, "a lost claim touched the disk");
+    assert_eq!(std::fs::read(&meta_path).unwrap(), bytes);
+    assert!(!h.run_dir(&id).join("meta.json.tmp").exists());
+
+    // A claim whose fsync fails is not acknowledged, and the old metadata stays in place.
+    plan.fail("sync_data", "meta.json.tmp", 1);
+    let err = factory.claim(&id, RunStatus::Running, 2).await.unwrap_err();
+    assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&meta_path).unwrap(), bytes);
+    let stored = h.file_factory().load_meta(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_epoch, 2);
 }

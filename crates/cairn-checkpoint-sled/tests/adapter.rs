@@ -510,3 +510,39 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_claim_leaves_the_stored_metadata_bytes_as_they_were() {
+    let harness = DbHarness::new(Durability::Sync);
+    let factory = harness.sled_factory();
+    drop(factory.begin(meta("claimed")).await.expect("begin"));
+    let runs = tree(harness.db(), layout::RUNS_TREE);
+    let stored = || {
+        runs.get(run("claimed").as_str().as_bytes())
+            .expect("sled reads")
+            .expect("the run's metadata is stored")
+    };
+    let begun = stored();
+    let won = factory
+        .claim(&run("claimed"), RunStatus::Running, 1)
+        .await
+        .expect("claim")
+        .expect("the claim at the stored epoch wins");
+    assert_eq!(won.lease_epoch, 2);
+    let claimed = stored();
+    assert_ne!(claimed, begun, "a won claim is stored");
+
+    for (from, epoch) in [(RunStatus::Running, 1), (RunStatus::Paused, 2)] {
+        let lost = factory
+            .claim(&run("claimed"), from, epoch)
+            .await
+            .expect("claim")
+            .expect_err("the claim loses");
+        assert_eq!((lost.current, lost.current_epoch), (RunStatus::Running, 2));
+        assert_eq!(
+            stored(),
+            claimed,
+            "a lost claim from {from} at {epoch} wrote"
+        );
+    }
+}
