@@ -41,6 +41,11 @@ async fn noop_accepts_writes_and_forgets_them() {
         .await
         .expect_err("noop has no runs to swap");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .claim(&id, RunStatus::Running, 1)
+        .await
+        .expect_err("noop has no runs to claim");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     let failed = run.fail(&RunError::new("k", "m")).await.expect("fail");
     assert_eq!(failed.status, RunStatus::Failed);
     let done = run.complete().await.expect("complete");
