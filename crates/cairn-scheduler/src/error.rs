@@ -36,7 +36,7 @@ pub enum Error {
         /// The text.
         text: String,
         /// Why it was refused.
-        reason: &'static str,
+        reason: String,
     },
     /// A job definition is inconsistent.
     #[error("job {id} is invalid: {reason}")]

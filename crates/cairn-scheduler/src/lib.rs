@@ -63,5 +63,5 @@ pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
 pub use jobs::{Jobs, UnreadableJob};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
-pub use schedule::{MIN_INTERVAL, Schedule, Zone};
+pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
 pub use scheduler::{CatchUp, RunRecord, Scheduler, SchedulerConfig, TickReport};

@@ -2,13 +2,44 @@
 //!
 //! # Time zones
 //!
-//! A cron expression is evaluated in its job's [`Zone`]: `UTC` or a fixed offset from UTC
-//! such as `+05:30`. "`0 0 9 * * *` at `+02:00`" fires at 07:00 UTC every day. Zones with
-//! daylight-saving rules (IANA names such as `Europe/Berlin`) are NOT supported, because that
-//! would need a time-zone database the workspace does not ship; pick the offset you want and
-//! change it explicitly when it should change. Intervals and one-shot times are instants and
-//! have no zone. Every time the scheduler stores or returns is milliseconds since the Unix
-//! epoch (UTC).
+//! A cron expression is evaluated in its job's [`Zone`]: `UTC`, a fixed offset from UTC such
+//! as `+05:30`, or a named zone of the IANA tz database such as `Europe/Berlin` or
+//! `America/New_York` (case-sensitive, spelled as the database spells it; `Etc/UTC` too).
+//! "`0 0 9 * * *` at `+02:00`" fires at 07:00 UTC every day of the year; "`0 9 * * *` in
+//! `Europe/Berlin`" fires at 09:00 Berlin time, which is 08:00 UTC in winter and 07:00 UTC
+//! in summer. A zone is stored and shown by what it is: `UTC`, `+05:30`, `Europe/Berlin`.
+//! Intervals and one-shot times are instants and have no zone. Every time the scheduler
+//! stores or returns is milliseconds since the Unix epoch (UTC).
+//!
+//! The tz database is compiled in (from the `chrono-tz` crate), so named zones work on
+//! hosts without `/usr/share/zoneinfo`, and they follow the rules of the database version
+//! in this build, [`TZ_DATABASE_VERSION`] (`2025b` with `chrono-tz` 0.10.4), not the host's.
+//! When a government changes its clocks, cairn learns it only when `chrono-tz` is updated
+//! to a release with the new database and cairn is rebuilt.
+//!
+//! # Daylight saving
+//!
+//! Where a named zone changes its clocks, `croner`'s rules apply (those of the Open Cron
+//! Pattern Specification and Vixie cron). They tell two kinds of expression apart:
+//! *fixed-time* ones, whose second, minute and hour fields are each one number
+//! (`30 2 * * *`, `0 0 9 * * *`), and *interval* ones, with a `*`, a step, a range or a
+//! list in any of those fields (`*/15 * * * *`, `0 * * * *`, `0 9,17 * * *`).
+//!
+//! - **A time in a spring-forward gap** (a wall time that does not exist that day, such as
+//!   02:30 in Berlin on 2026-03-29, when 02:00 CET jumps to 03:00 CEST): a fixed-time job
+//!   runs once, at the first wall time after the gap on that day (03:00 CEST, 01:00 UTC); an
+//!   interval job skips the times in the gap and goes on at its next time after it (so
+//!   `*/15` still runs every 15 minutes of real time).
+//! - **A time in a fall-back overlap** (a wall time that happens twice, such as 02:30 in
+//!   Berlin on 2026-10-25, at 00:30 UTC in CEST and again at 01:30 UTC in CET): a fixed-time
+//!   job runs once, at the first occurrence; an interval job runs at every matching wall
+//!   time of both passes, in time order (`*/15` again every 15 minutes of real time, and
+//!   `0 * * * *` twice at 02:00).
+//!
+//! `croner` itself answers "the next time after T" by wall time, which near an overlap can
+//! be an instant before T or can skip the whole second pass; [`Schedule::next_after`] keeps
+//! the rules above but always answers with the first instant strictly after T, so a clock
+//! change never reruns a job or stops it for an hour.
 //!
 //! Cron expressions are parsed by the `croner` crate: five fields (minute precision), six
 //! (a leading seconds field) or seven (plus a trailing year field), with `croner`'s
@@ -24,11 +55,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cairn_queue::Timestamp;
-use chrono::{DateTime, FixedOffset, TimeZone};
-use croner::Cron;
+use chrono::{DateTime, FixedOffset, LocalResult, Offset, TimeZone};
+use chrono_tz::{TZ_VARIANTS, Tz};
+use croner::{Cron, JobType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The version of the IANA tz database compiled into this build (for example `2025b`).
+///
+/// It comes with the `chrono-tz` crate: a country that changes its daylight-saving rules
+/// reaches cairn only with a `chrono-tz` release that carries the new database.
+pub const TZ_DATABASE_VERSION: &str = chrono_tz::IANA_TZDB_VERSION;
 
 /// The zone a cron expression is evaluated in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,6 +80,134 @@ pub enum Zone {
         /// Seconds east of UTC, within ±24 hours (exclusive).
         offset_seconds: i32,
     },
+    /// A zone of the IANA tz database, such as `Europe/Berlin`, with its daylight-saving
+    /// rules. When its clocks change, a fixed-time expression (one second, minute and hour,
+    /// such as `30 2 * * *`) whose time falls in a spring-forward gap runs at the end of the
+    /// gap, and one whose time happens twice in a fall-back overlap runs at the first
+    /// occurrence only; an interval expression (`*/15 * * * *`) skips the gap and runs in
+    /// both passes of the overlap, in time order.
+    Named(NamedZone),
+}
+
+/// A zone of the IANA tz database compiled into this build ([`TZ_DATABASE_VERSION`]),
+/// named as the database spells it: `Europe/Berlin`, `America/New_York`, `Etc/UTC`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_scheduler::{Error, NamedZone, Zone};
+///
+/// let berlin: NamedZone = "Europe/Berlin".parse()?;
+/// assert_eq!(berlin.name(), "Europe/Berlin");
+/// assert_eq!("Europe/Berlin".parse::<Zone>()?, Zone::Named(berlin));
+/// // Names are case-sensitive, as in the database.
+/// assert!(matches!("europe/berlin".parse::<NamedZone>(), Err(Error::InvalidZone { .. })));
+/// # Ok::<(), cairn_scheduler::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NamedZone(Tz);
+
+impl NamedZone {
+    /// The zone's name as the IANA tz database spells it.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl fmt::Debug for NamedZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NamedZone({:?})", self.name())
+    }
+}
+
+impl fmt::Display for NamedZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for NamedZone {
+    type Err = Error;
+
+    /// Parses a name of the IANA tz database, case-sensitively.
+    fn from_str(text: &str) -> Result<NamedZone> {
+        NamedZone::parse(text, text)
+    }
+}
+
+impl NamedZone {
+    /// Looks `name` up; an error names `text`, what the caller was given.
+    fn parse(name: &str, text: &str) -> Result<NamedZone> {
+        Tz::from_str(name)
+            .map(NamedZone)
+            .map_err(|_| Error::InvalidZone {
+                job: None,
+                text: text.to_owned(),
+                reason: unknown_name_reason(name),
+            })
+    }
+}
+
+/// Why `text` is not a zone name, with the closest known names when there are any.
+fn unknown_name_reason(text: &str) -> String {
+    let database = format!("the IANA tz database (version {TZ_DATABASE_VERSION}) built into cairn");
+    if let Some(tz) = TZ_VARIANTS
+        .iter()
+        .find(|tz| tz.name().eq_ignore_ascii_case(text))
+    {
+        return format!(
+            "zone names are case-sensitive: did you mean `{}`?",
+            tz.name()
+        );
+    }
+    let wanted = text.to_ascii_lowercase();
+    let wanted_city = wanted.rsplit('/').next().unwrap_or_default();
+    // A typo of a few letters, or the right city under the wrong region.
+    let allowed = 1 + wanted.chars().count() / 6;
+    let mut close: Vec<(usize, &'static str)> = TZ_VARIANTS
+        .iter()
+        .filter_map(|tz| {
+            let name = tz.name().to_ascii_lowercase();
+            let city = name.rsplit('/').next().unwrap_or_default();
+            let distance = if !wanted_city.is_empty() && city == wanted_city {
+                0
+            } else {
+                edit_distance(&name, &wanted)
+            };
+            (distance <= allowed).then_some((distance, tz.name()))
+        })
+        .collect();
+    close.sort_unstable();
+    let names: Vec<String> = close
+        .iter()
+        .take(3)
+        .map(|(_, name)| format!("`{name}`"))
+        .collect();
+    if names.is_empty() {
+        format!(
+            "not a zone of {database}; give an IANA name such as `Europe/Berlin` or `America/New_York`, `UTC`, or an offset such as `+05:30`"
+        )
+    } else {
+        format!(
+            "not a zone of {database}; did you mean {}?",
+            names.join(" or ")
+        )
+    }
+}
+
+/// The Levenshtein distance of two short ASCII-lowercased names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 impl Zone {
@@ -66,7 +232,8 @@ impl Zone {
             return Err(Error::InvalidZone {
                 job: None,
                 text,
-                reason: "hours and minutes must have the same sign and minutes must be below 60",
+                reason: "hours and minutes must have the same sign and minutes must be below 60"
+                    .to_owned(),
             });
         }
         // Checked before the arithmetic, which would overflow for hours near `i32::MAX`.
@@ -74,10 +241,31 @@ impl Zone {
             return Err(Error::InvalidZone {
                 job: None,
                 text,
-                reason: "the offset must be within 24 hours of UTC",
+                reason: "the offset must be within 24 hours of UTC".to_owned(),
             });
         }
         Zone::from_seconds(hours * 3600 + minutes * 60, text)
+    }
+
+    /// A zone of the IANA tz database by its case-sensitive name, such as `Europe/Berlin`.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidZone` for a name the compiled-in database ([`TZ_DATABASE_VERSION`])
+    /// does not have; its reason names the closest names it has, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::{Error, Zone};
+    ///
+    /// let new_york = Zone::named("America/New_York")?;
+    /// assert_eq!(new_york.to_string(), "America/New_York");
+    /// assert!(matches!(Zone::named("Mars/Olympus"), Err(Error::InvalidZone { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
+    pub fn named(name: &str) -> Result<Zone> {
+        name.parse().map(Zone::Named)
     }
 
     /// Checks a zone (for example one built by hand as `Zone::Fixed`).
@@ -87,7 +275,7 @@ impl Zone {
     /// `Error::InvalidZone` when a fixed offset is not within ±24 hours (exclusive).
     pub fn validate(self) -> Result<()> {
         match self {
-            Zone::Utc => Ok(()),
+            Zone::Utc | Zone::Named(_) => Ok(()),
             Zone::Fixed { offset_seconds } => {
                 Zone::from_seconds(offset_seconds, self.to_string()).map(|_| ())
             }
@@ -103,18 +291,23 @@ impl Zone {
             None => Err(Error::InvalidZone {
                 job: None,
                 text,
-                reason: "the offset must be within 24 hours of UTC",
+                reason: "the offset must be within 24 hours of UTC".to_owned(),
             }),
         }
     }
 
-    fn fixed_offset(self) -> FixedOffset {
+    /// The offset of `Utc` and `Fixed` zones; `None` for a named zone.
+    fn fixed_offset(self) -> Option<FixedOffset> {
         let seconds = match self {
             Zone::Utc => 0,
             Zone::Fixed { offset_seconds } => offset_seconds,
+            Zone::Named(_) => return None,
         };
         // Zones are validated when built or parsed, so this fallback is never taken.
-        FixedOffset::east_opt(seconds).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"))
+        Some(
+            FixedOffset::east_opt(seconds)
+                .unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC")),
+        )
     }
 }
 
@@ -131,6 +324,7 @@ impl fmt::Display for Zone {
                 }
                 Ok(())
             }
+            Zone::Named(named) => f.write_str(named.name()),
         }
     }
 }
@@ -138,25 +332,24 @@ impl fmt::Display for Zone {
 impl FromStr for Zone {
     type Err = Error;
 
-    /// Parses `UTC`, `Z`, or an offset `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` or `+HH:MM:SS`
-    /// (the form `Display` writes for an offset with seconds).
+    /// Parses `UTC`, `Z`, an offset `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` or `+HH:MM:SS` (the
+    /// form `Display` writes for an offset with seconds), or an IANA zone name such as
+    /// `Europe/Berlin` (case-sensitive, as the database spells it).
     fn from_str(text: &str) -> Result<Zone> {
         let trimmed = text.trim();
         if trimmed.eq_ignore_ascii_case("utc") || trimmed == "Z" {
             return Ok(Zone::Utc);
         }
-        let invalid = |reason| Error::InvalidZone {
+        let invalid = |reason: &str| Error::InvalidZone {
             job: None,
             text: text.to_owned(),
-            reason,
+            reason: reason.to_owned(),
         };
         let (sign, rest) = match trimmed.as_bytes().first() {
             Some(b'+') => (1, &trimmed[1..]),
             Some(b'-') => (-1, &trimmed[1..]),
             _ => {
-                return Err(invalid(
-                    "expected `UTC` or an offset such as `+05:30` (named zones are not supported)",
-                ));
+                return NamedZone::parse(trimmed, text).map(Zone::Named);
             }
         };
         let shape = "an offset is `+HH`, `+HHMM`, `+HH:MM` or `+HH:MM:SS`";
@@ -342,15 +535,19 @@ impl Schedule {
         match self {
             Schedule::Cron { expression, zone } => {
                 let cron = parse_cron(expression)?;
-                let offset = zone.fixed_offset();
                 // croner works in whole seconds: start from the second that holds `after`;
-                // its non-inclusive search then returns the first match strictly later.
-                let Some(start) = to_datetime(offset, after.0 / 1000 * 1000) else {
+                // every time returned is strictly later than that second, so than `after`.
+                let Ok(start) = i64::try_from(after.0 / 1000 * 1000) else {
                     return Ok(None);
                 };
-                match cron.find_next_occurrence(&start, false) {
-                    Ok(next) => Ok(u64::try_from(next.timestamp_millis()).ok().map(Timestamp)),
-                    Err(croner::errors::CronError::TimeSearchLimitExceeded) => Ok(None),
+                let next = match (zone.fixed_offset(), *zone) {
+                    (Some(offset), _) => next_in_zone(&cron, offset, start),
+                    (None, Zone::Named(named)) => next_in_zone(&cron, named.0, start),
+                    // `fixed_offset` is `None` for named zones only.
+                    (None, _) => Ok(None),
+                };
+                match next {
+                    Ok(next) => Ok(next.and_then(|ms| u64::try_from(ms).ok()).map(Timestamp)),
                     Err(err) => Err(Error::InvalidSchedule {
                         job: None,
                         expression: expression.clone(),
@@ -402,9 +599,108 @@ impl Schedule {
     }
 }
 
-fn to_datetime(offset: FixedOffset, millis: u64) -> Option<DateTime<FixedOffset>> {
-    let millis = i64::try_from(millis).ok()?;
-    offset.timestamp_millis_opt(millis).single()
+/// The first time `cron` fires in `zone` strictly after `start` (milliseconds since the
+/// epoch, a whole second), as milliseconds since the epoch; `Ok(None)` when it never does.
+///
+/// croner searches wall-clock time and resolves each wall time to one instant. Where the
+/// clocks go back, a wall time happens twice, and croner's answer can be the earlier of the
+/// two even when only the later one is after `start`, and skips the repeated wall times
+/// that an interval job fires at again. This keeps croner's rules (module docs, "Daylight
+/// saving") but answers in time order: always after `start`, and never skipping a time.
+fn next_in_zone<Z>(
+    cron: &Cron,
+    zone: Z,
+    start: i64,
+) -> Result<Option<i64>, croner::errors::CronError>
+where
+    Z: TimeZone + Copy,
+{
+    let LocalResult::Single(start) = zone.timestamp_millis_opt(start) else {
+        return Ok(None);
+    };
+    let interval = cron.determine_job_type() == JobType::IntervalWildcard;
+    let mut next = first_match_after(cron, zone, &start, &start, false, interval)?;
+    if interval {
+        // `start` in the first pass of a repeated hour: the wall times before it come again
+        // in the second pass, which is later in time than anything in the first.
+        if let Some(second_pass) = second_pass_start(zone, &start) {
+            let repeated = first_match_after(cron, zone, &start, &second_pass, true, interval)?;
+            next = match (next, repeated) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(next.map(|time| time.timestamp_millis()))
+}
+
+/// croner's next match from `from`, moved past `start` where croner resolved a repeated
+/// wall time to its earlier occurrence: an interval job takes the later occurrence, a
+/// fixed-time job (which fires at the first occurrence only) the next match after it.
+fn first_match_after<Z>(
+    cron: &Cron,
+    zone: Z,
+    start: &DateTime<Z>,
+    from: &DateTime<Z>,
+    inclusive: bool,
+    interval: bool,
+) -> Result<Option<DateTime<Z>>, croner::errors::CronError>
+where
+    Z: TimeZone + Copy,
+{
+    let mut from = from.clone();
+    let mut inclusive = inclusive;
+    // Ends: each pass moves `from` past one repeated wall time, and only wall times of the
+    // repeated hour around `start` can resolve to a time not after `start`.
+    loop {
+        let found = match cron.find_next_occurrence(&from, inclusive) {
+            Ok(found) => found,
+            Err(croner::errors::CronError::TimeSearchLimitExceeded) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if found > *start {
+            return Ok(Some(found));
+        }
+        // Only a repeated wall time resolves to a time not after `start`; anything else
+        // would be a croner bug, refused rather than looped on or taken as "never".
+        let later = match zone.from_local_datetime(&found.naive_local()).latest() {
+            Some(later) if later > found => later,
+            _ => return Err(croner::errors::CronError::InvalidTime),
+        };
+        if interval && later > *start && cron.is_time_matching(&later)? {
+            return Ok(Some(later));
+        }
+        from = later;
+        inclusive = false;
+    }
+}
+
+/// When `start` lies in the first pass of a repeated hour (the clocks go back later), the
+/// instant the second pass begins, at the later offset; otherwise `None`.
+fn second_pass_start<Z>(zone: Z, start: &DateTime<Z>) -> Option<DateTime<Z>>
+where
+    Z: TimeZone + Copy,
+{
+    let LocalResult::Ambiguous(first, second) = zone.from_local_datetime(&start.naive_local())
+    else {
+        return None;
+    };
+    if first != *start {
+        return None;
+    }
+    // The offset changes once in (start, second]: find the first second at the new offset.
+    let later_offset = second.offset().fix();
+    let (mut low, mut high) = (start.timestamp(), second.timestamp());
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        let at_middle = zone.timestamp_opt(middle, 0).single()?;
+        if at_middle.offset().fix() == later_offset {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    zone.timestamp_opt(high, 0).single()
 }
 
 fn parse_cron(expression: &str) -> Result<Cron> {

@@ -28,8 +28,9 @@ use crate::schedule::MIN_INTERVAL;
 /// next runs at its first tick after 10:00. After a clock that was wrongly far ahead is
 /// corrected, jobs wait for the `next_run_at` computed from the wrong time; pausing and
 /// resuming a job recomputes it from now (an interval job created while the clock was wrong
-/// has its grid there: create it again). Times are instants: daylight saving is not
-/// modelled (see `Zone`).
+/// has its grid there: create it again). Times are instants: a named zone's daylight
+/// saving is applied when the next time is computed (see the `Zone` docs), so a clock
+/// change is not downtime and catches nothing up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CatchUp {
     /// Run once for all the missed ticks, then continue on the schedule (the default): a
