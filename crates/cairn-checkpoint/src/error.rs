@@ -148,15 +148,6 @@ pub enum Error {
         /// The call that was failed.
         op: &'static str,
     },
-    /// The implementation does not provide this port method: a wrapper that does not forward
-    /// it, or an adapter written before the method existed. Nothing was changed.
-    #[error("{implementation} does not implement {op}; nothing was changed")]
-    Unsupported {
-        /// The port method.
-        op: &'static str,
-        /// The implementing type's name.
-        implementation: &'static str,
-    },
     /// A backend-specific failure (for example from sled).
     #[error("{backend} error: {source}")]
     Backend {

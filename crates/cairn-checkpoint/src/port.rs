@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use cairn_queue::{Event, Snapshot};
 
 use crate::audit::AuditRecord;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::meta::{Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
 
 /// How durable an acknowledged append is. Chosen by the host when it builds a factory.
@@ -189,22 +189,15 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// # Errors
     ///
-    /// `NotFound`, `Terminal`, the adapter's I/O errors, and, from this provided body,
-    /// `Unsupported`: it claims nothing, so an implementation written before this method
-    /// existed still compiles but never claims without the epoch check. Every adapter MUST
-    /// implement this method and every wrapper MUST forward it.
+    /// `NotFound`, `Terminal`, and the adapter's I/O errors. The method has no provided body
+    /// on purpose: a wrapper that forgot to forward it, or fell back to a status swap, would
+    /// bring back the race it closes, so the compiler asks every implementation for it.
     async fn claim(
         &self,
         run_id: &RunId,
         from: RunStatus,
         expected_epoch: u64,
-    ) -> Result<Result<RunMeta, StatusConflict>> {
-        let _ = (run_id, from, expected_epoch);
-        Err(Error::Unsupported {
-            op: "claim",
-            implementation: std::any::type_name::<Self>(),
-        })
-    }
+    ) -> Result<Result<RunMeta, StatusConflict>>;
 
     /// Whether a live writer currently holds the run's lock (in any process).
     async fn is_held(&self, run_id: &RunId) -> Result<bool>;

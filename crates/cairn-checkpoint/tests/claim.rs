@@ -1,6 +1,6 @@
-//! The port's claim: what an implementation without one does, and proof that the
-//! conformance suite's claim cases catch a claim that ignores the lease epoch or writes when
-//! it loses.
+//! Proof that the conformance suite's claim cases catch a claim that ignores the lease epoch
+//! or writes when it loses. (An implementation without `claim` does not compile: the port
+//! method has no provided body.)
 
 #![cfg(feature = "conformance")]
 
@@ -9,13 +9,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness};
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, Error, MemoryFactory, Opened, Quarantined,
-    Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
+    AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Quarantined, Result,
+    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
 };
-use cairn_queue::Timestamp;
 
-/// Implements the port for `$name` by forwarding every required method to the
-/// `MemoryFactory` in field `0`, plus the methods written in the braces.
+/// Implements the port for `$name` by forwarding every method but `claim` to the
+/// `MemoryFactory` in field `0`, plus the methods written in the braces (which give `claim`).
 macro_rules! memory_wrapper {
     ($name:ident { $($methods:tt)* }) => {
         #[async_trait]
@@ -55,38 +54,6 @@ macro_rules! memory_wrapper {
         }
         }
     };
-}
-
-/// A wrapper written before the port had `claim`: it forwards everything else.
-#[derive(Debug, Clone, Default)]
-struct WrittenBeforeClaim(MemoryFactory);
-
-memory_wrapper!(WrittenBeforeClaim {});
-
-#[tokio::test]
-async fn an_implementation_without_claim_refuses_it_and_changes_nothing() {
-    let factory = WrittenBeforeClaim::default();
-    let id = RunId::new("r1").unwrap();
-    drop(
-        factory
-            .begin(RunMeta::new(id.clone(), "wf", "s", "", Timestamp(0)))
-            .await
-            .unwrap(),
-    );
-    let before = factory.load_meta(&id).await.unwrap().unwrap();
-    let err = factory.claim(&id, RunStatus::Running, 1).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Unsupported { op: "claim", implementation } if implementation.ends_with("WrittenBeforeClaim")),
-        "{err:?}"
-    );
-    assert_eq!(factory.load_meta(&id).await.unwrap().unwrap(), before);
-    // Held through a pointer, the refusal still names the implementation.
-    let shared: Arc<dyn CheckpointerFactory> = Arc::new(factory);
-    let err = shared.claim(&id, RunStatus::Running, 1).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Unsupported { implementation, .. } if implementation.ends_with("WrittenBeforeClaim")),
-        "{err:?}"
-    );
 }
 
 /// The old way of claiming an interrupted run: a status swap, which never compares the
@@ -199,21 +166,6 @@ async fn the_suite_catches_a_claim_that_writes_when_it_loses() {
         .await,
         "a lost claim of a terminal run that rewrites it must fail the case"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_suite_catches_an_implementation_without_claim() {
-    for case in [
-        "claim_at_the_read_epoch_wins",
-        "claim_at_a_stale_epoch_changes_nothing",
-        "claims_racing_from_threads_have_one_winner",
-        "claim_of_a_terminal_run_changes_nothing",
-    ] {
-        assert!(
-            case_fails(case, WrittenBeforeClaim::default()).await,
-            "{case} must fail for an implementation without claim"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,6 +219,14 @@ impl CheckpointerFactory for Doctor {
     ) -> Result<Result<RunMeta, StatusConflict>> {
         self.inner.compare_and_swap_status(run_id, from, to).await
     }
+    async fn claim(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.inner.claim(run_id, from, expected_epoch).await
+    }
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {
         self.inner.is_held(run_id).await
     }
