@@ -75,10 +75,14 @@ pub struct AddArgs {
     /// with a trailing year (a job whose years run out is `completed` after its last run).
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
-    /// The zone the cron expression is read in: `UTC` or a fixed offset such as `+05:30`
-    /// [default: UTC]. Only with `--cron`: intervals and RFC 3339 times need no zone.
+    /// The zone the cron expression is read in [default: UTC]: an IANA tz database name
+    /// such as `Europe/Berlin` or `America/New_York` (case-sensitive; follows daylight
+    /// saving: a time skipped when the clocks go forward runs when the gap ends, a time
+    /// that happens twice when they go back runs once; `*/15`-style expressions skip the gap
+    /// and run in both passes), `UTC`, or a fixed offset such as `+05:30` (no daylight
+    /// saving). Only with `--cron`: intervals and RFC 3339 times need no zone.
     // No clap default, so that a zone given without `--cron` can be told apart and refused.
-    #[arg(long, value_name = "OFFSET", requires = "cron")]
+    #[arg(long, value_name = "ZONE", requires = "cron")]
     pub tz: Option<String>,
     /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
@@ -452,15 +456,15 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     println!(
-        "{:<20}  {:<9}  {:<28}  {:<6}  {:<19}  {:<19}  LAST ERROR",
+        "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  LAST ERROR",
         "JOB", "STATUS", "SCHEDULE", "ERRORS", "NEXT RUN (UTC)", "LAST RUN (UTC)"
     );
     for job in &all {
         println!(
-            "{:<20}  {:<9}  {:<28}  {:<6}  {:<19}  {:<19}  {}",
+            "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
             clip(job.id.as_str(), 20),
             job.status.as_str(),
-            clip(&describe_schedule(&job.schedule), 28),
+            schedule_column(&job.schedule, 36),
             format!("{}/{}", job.consecutive_errors, job.max_consecutive_errors),
             job.next_run_at
                 .map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0)),
@@ -540,7 +544,8 @@ pub fn job_json(job: &Job) -> serde_json::Value {
     value
 }
 
-/// A schedule for people: `cron 0 9 * * * (+02:00)`, `every 10m`, `once at 2026-... UTC`.
+/// A schedule for people: `cron 0 9 * * * (+02:00)`, `cron 0 9 * * 1-5 (Europe/Berlin)`,
+/// `every 10m`, `once at 2026-... UTC`.
 ///
 /// # Examples
 ///
@@ -553,6 +558,8 @@ pub fn job_json(job: &Job) -> serde_json::Value {
 /// assert_eq!(describe_schedule(&every), "every 10m");
 /// let cron = Schedule::cron("0 30 2 * * *", "+01:00".parse()?)?;
 /// assert_eq!(describe_schedule(&cron), "cron 0 30 2 * * * (+01:00)");
+/// let berlin = Schedule::cron("0 9 * * 1-5", "Europe/Berlin".parse()?)?;
+/// assert_eq!(describe_schedule(&berlin), "cron 0 9 * * 1-5 (Europe/Berlin)");
 /// # Ok::<(), cairn_scheduler::Error>(())
 /// ```
 pub fn describe_schedule(schedule: &Schedule) -> String {
@@ -560,6 +567,21 @@ pub fn describe_schedule(schedule: &Schedule) -> String {
         Schedule::Cron { expression, zone } => format!("cron {expression} ({zone})"),
         Schedule::Every { interval_ms } => format!("every {}", describe_interval(*interval_ms)),
         Schedule::Once { at } => format!("once at {} UTC", format_timestamp(at.0)),
+    }
+}
+
+/// The schedule column of `jobs list`, about `width` characters: a long cron expression is
+/// cut, never its zone, which decides when the job runs.
+fn schedule_column(schedule: &Schedule, width: usize) -> String {
+    match schedule {
+        Schedule::Cron { expression, zone } => {
+            let zone = format!(" ({zone})");
+            let room = width
+                .saturating_sub("cron ".len() + zone.chars().count())
+                .max(8);
+            format!("cron {}{zone}", clip(expression, room))
+        }
+        other => clip(&describe_schedule(other), width),
     }
 }
 

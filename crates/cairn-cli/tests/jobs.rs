@@ -215,6 +215,88 @@ fn add_takes_cron_with_seconds_and_an_offset_and_refuses_bad_definitions() {
 }
 
 #[test]
+fn add_takes_a_named_zone_shows_it_by_name_and_refuses_an_unknown_one() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let added = ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "standup-reminder",
+            "--cron",
+            "0 9 * * 1-5",
+            "--tz",
+            "Europe/Berlin",
+        ],
+    );
+    assert_contains(&added, "cron 0 9 * * 1-5 (Europe/Berlin)");
+    let job = show(&sandbox, "standup-reminder").expect("the job");
+    assert_eq!(job["schedule"]["zone"], "Europe/Berlin");
+    // Its first run is a weekday's 09:00 in Berlin: 07:00 or 08:00 UTC, by the season.
+    let next = job["next_run_at"].as_u64().expect("a next run");
+    let hour_utc = next / 3_600_000 % 24;
+    assert!(
+        matches!(hour_utc, 7 | 8),
+        "next run {next} is at {hour_utc}:00 UTC"
+    );
+    assert_eq!(next % 3_600_000, 0, "on the hour: {next}");
+
+    // `list` keeps the zone even with a long expression that it has to cut.
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "ny",
+            "--cron",
+            "0 0,15,30,45 9-17 * * MON-FRI",
+            "--tz",
+            "America/New_York",
+        ],
+    );
+    let table = ok(&sandbox, &["jobs", "list"]);
+    assert_contains(&table, "cron 0 9 * * 1-5 (Europe/Berlin)");
+    assert_contains(&table, "(America/New_York)");
+    let shown = ok(&sandbox, &["jobs", "show", "standup-reminder"]);
+    assert_contains(&shown, "schedule  cron 0 9 * * 1-5 (Europe/Berlin)");
+    let mut zones: Vec<String> = list(&sandbox)
+        .iter()
+        .map(|job| job["schedule"]["zone"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["America/New_York", "Europe/Berlin"]);
+
+    for (zone, offered) in [
+        ("Mars/Olympus", None),
+        ("europe/berlin", Some("`Europe/Berlin`")),
+    ] {
+        let output = sandbox.run(&[
+            "jobs",
+            "add",
+            "echo.toml",
+            "mars",
+            "--cron",
+            "0 9 * * *",
+            "--tz",
+            zone,
+        ]);
+        assert_eq!(code(&output), Some(USAGE), "{zone}");
+        let stderr = text(&output.stderr);
+        assert_contains(&stderr, &format!("invalid time zone `{zone}` of job mars"));
+        if let Some(offered) = offered {
+            assert_contains(&stderr, offered);
+        }
+    }
+    assert!(
+        show(&sandbox, "mars").is_none(),
+        "the refused job was not stored"
+    );
+}
+
+#[test]
 fn add_refuses_a_zone_without_cron_and_a_cron_that_never_fires() {
     let sandbox = Sandbox::new();
     sandbox.write("echo.toml", ECHO);
