@@ -1101,10 +1101,19 @@ fn abandon_refusal(
                 "run {run_id} is being driven right now by a live process{owner}; stop that process first (--force never overrides a live driver)"
             )
         }
-        // With --force, this only comes when a resumer claimed the run during the abandon.
-        cairn_runs::Error::StillRunning { live: false, .. } if force => format!(
-            "run {run_id} was claimed by another process while it was being abandoned, so it was not abandoned; look at it with `cairn show {run_id}{flags}` before trying again"
-        ),
+        // With --force, this only comes when a resumer claimed the run during the abandon;
+        // the refusal names that resumer when the store recorded it.
+        cairn_runs::Error::StillRunning {
+            live: false, owner, ..
+        } if force => {
+            let claimer = owner.as_ref().map_or_else(
+                || "another process".to_owned(),
+                |owner| format!("another process ({owner})"),
+            );
+            format!(
+                "run {run_id} was claimed by {claimer} while it was being abandoned, so it was not abandoned; look at it with `cairn show {run_id}{flags}` before trying again"
+            )
+        }
         cairn_runs::Error::StillRunning {
             live: false,
             owner: Some(owner),
