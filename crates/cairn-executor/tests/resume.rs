@@ -266,6 +266,48 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
 }
 
 #[tokio::test]
+async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let listed = store.load_meta(&old).await.unwrap().unwrap();
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            claimed_after_open: true,
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            Start::Auto,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    // The executor's claim lost, so it changed nothing: the run stays the other claimer's,
+    // at the epoch that claim took, and this executor ran a fresh run instead.
+    assert!(!report.resumed);
+    assert_ne!(report.run_id, old);
+    assert_eq!(report.disposition, Disposition::Complete);
+    let after = store.load_meta(&old).await.unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Running);
+    assert_eq!(
+        after.lease_epoch,
+        listed.lease_epoch + 1,
+        "only the other claim counted"
+    );
+    assert!(
+        stored(&store, &old).await.events.is_empty(),
+        "nothing was written to it"
+    );
+}
+
+#[tokio::test]
 async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;

@@ -137,6 +137,9 @@ pub struct Damage {
     pub fail_finish: bool,
     /// `open` reports corruption (which the port does not quarantine by itself).
     pub corrupt_on_open: bool,
+    /// Right after `open`, another claimer claims the run at the epoch `open` read, as a
+    /// resumer in another process would between this process's open and its claim.
+    pub claimed_after_open: bool,
 }
 
 /// A test-local wrapper factory that doctors what the wrapped `MemoryFactory` returns.
@@ -201,6 +204,13 @@ impl CheckpointerFactory for Doctor {
         }
         if let Some(version) = self.damage.meta_version {
             opened.recovered.meta.format_version = version;
+        }
+        if self.damage.claimed_after_open {
+            let epoch = opened.recovered.meta.lease_epoch;
+            self.inner
+                .claim(run_id, RunStatus::Running, epoch)
+                .await?
+                .expect("the other claimer wins: nothing else claimed the run");
         }
         opened.checkpointer = self.wrap(opened.checkpointer);
         Ok(Some(opened))
