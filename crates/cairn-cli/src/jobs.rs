@@ -399,7 +399,7 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
         );
     } else {
         let next = match job.next_run_at {
-            Some(t) => format_timestamp(t.0) + " UTC",
+            Some(t) => format_timestamp(t.0) + " UTC" + &local_time_of(&job.schedule, t),
             None if job.status == cairn_scheduler::JobStatus::Paused => "none (paused)".to_owned(),
             None => "never".to_owned(),
         };
@@ -417,6 +417,24 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// ` (2026-03-30 09:00:00 +02:00 Europe/Berlin)`, or ` (2026-03-30 12:30:00 +05:30)` for a
+/// fixed offset: time `at` on the wall clock of a cron schedule's zone, so an operator sees
+/// the daylight-saving offset a run uses; empty for UTC and for schedules without a zone.
+fn local_time_of(schedule: &Schedule, at: Timestamp) -> String {
+    match schedule {
+        Schedule::Cron { zone, .. } if *zone != Zone::Utc => {
+            let name = match zone {
+                Zone::Named(named) => format!(" {named}"),
+                _ => String::new(),
+            };
+            zone.local_time(at)
+                .map(|local| format!(" ({}{name})", local.format("%Y-%m-%d %H:%M:%S %:z")))
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    }
 }
 
 /// ` --adapter sled` when it is not the default.
@@ -488,6 +506,10 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
     }
     let when =
         |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0) + " UTC");
+    let in_zone = |t: Option<Timestamp>| match t {
+        Some(t) => when(Some(t)) + &local_time_of(&job.schedule, t),
+        None => when(None),
+    };
     println!("job       {} ({})", job.id, job.name);
     println!("status    {}", job.status);
     println!("schedule  {}", describe_schedule(&job.schedule));
@@ -499,8 +521,8 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
         "errors    {} in a row (the circuit breaker trips at {})",
         job.consecutive_errors, job.max_consecutive_errors
     );
-    println!("next run  {}", when(job.next_run_at));
-    println!("last run  {}", when(job.last_run_at));
+    println!("next run  {}", in_zone(job.next_run_at));
+    println!("last run  {}", in_zone(job.last_run_at));
     if let Some(error) = &job.last_error {
         println!("last error {error}");
     }

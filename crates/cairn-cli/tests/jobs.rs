@@ -262,6 +262,16 @@ fn add_takes_a_named_zone_shows_it_by_name_and_refuses_an_unknown_one() {
     assert_contains(&table, "(America/New_York)");
     let shown = ok(&sandbox, &["jobs", "show", "standup-reminder"]);
     assert_contains(&shown, "schedule  cron 0 9 * * 1-5 (Europe/Berlin)");
+    // The next run is also given on Berlin's wall clock, with the offset then in force.
+    let next_line = shown
+        .lines()
+        .find(|line| line.starts_with("next run"))
+        .unwrap_or_default();
+    assert!(
+        next_line.ends_with(" 09:00:00 +01:00 Europe/Berlin)")
+            || next_line.ends_with(" 09:00:00 +02:00 Europe/Berlin)"),
+        "{shown}"
+    );
     let mut zones: Vec<String> = list(&sandbox)
         .iter()
         .map(|job| job["schedule"]["zone"].as_str().unwrap_or("?").to_owned())

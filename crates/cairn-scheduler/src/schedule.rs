@@ -268,6 +268,34 @@ impl Zone {
         name.parse().map(Zone::Named)
     }
 
+    /// The wall-clock time in this zone at `at`, with the offset in force then: for a named
+    /// zone, its standard or its daylight-saving offset. `None` past chrono's range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::Zone;
+    ///
+    /// let berlin = Zone::named("Europe/Berlin")?;
+    /// let new_year = berlin.local_time(Timestamp(1_767_225_600_000)).unwrap(); // 2026-01-01T00:00Z
+    /// assert_eq!(new_year.to_rfc3339(), "2026-01-01T01:00:00+01:00");
+    /// let midsummer = berlin.local_time(Timestamp(1_782_000_000_000)).unwrap();
+    /// assert_eq!(midsummer.offset().to_string(), "+02:00");
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
+    pub fn local_time(self, at: Timestamp) -> Option<DateTime<FixedOffset>> {
+        let millis = i64::try_from(at.0).ok()?;
+        match (self.fixed_offset(), self) {
+            (Some(offset), _) => offset.timestamp_millis_opt(millis).single(),
+            (None, Zone::Named(named)) => {
+                let local = named.0.timestamp_millis_opt(millis).single()?;
+                Some(local.fixed_offset())
+            }
+            (None, _) => None,
+        }
+    }
+
     /// Checks a zone (for example one built by hand as `Zone::Fixed`).
     ///
     /// # Errors

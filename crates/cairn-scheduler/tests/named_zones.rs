@@ -175,6 +175,28 @@ fn daily_nine_in_berlin_follows_both_2026_dst_changes() {
 }
 
 #[test]
+fn local_time_uses_the_offset_in_force_at_that_instant() {
+    let zone = Zone::named("Europe/Berlin").unwrap();
+    let local = |ms: u64| zone.local_time(Timestamp(ms)).unwrap().to_rfc3339();
+    // Either side of each 2026 change, which happens at 01:00 UTC.
+    assert_eq!(local(utc(2026, 3, 29, 0, 59)), "2026-03-29T01:59:00+01:00");
+    assert_eq!(local(utc(2026, 3, 29, 1, 0)), "2026-03-29T03:00:00+02:00");
+    assert_eq!(local(utc(2026, 10, 25, 0, 59)), "2026-10-25T02:59:00+02:00");
+    assert_eq!(local(utc(2026, 10, 25, 1, 0)), "2026-10-25T02:00:00+01:00");
+    // Fixed offsets and UTC never change.
+    let ist = Zone::offset(5, 30).unwrap();
+    let summer = Timestamp(utc(2026, 7, 1, 0, 0));
+    assert_eq!(
+        ist.local_time(summer).unwrap().to_rfc3339(),
+        "2026-07-01T05:30:00+05:30"
+    );
+    assert_eq!(
+        Zone::Utc.local_time(summer).unwrap().to_rfc3339(),
+        "2026-07-01T00:00:00+00:00"
+    );
+}
+
+#[test]
 fn a_fixed_time_in_the_spring_forward_gap_runs_when_the_gap_ends() {
     // 02:30 does not exist in Berlin on 2026-03-29: the clocks jump from 02:00 CET to 03:00
     // CEST (01:00 UTC). The job runs at 03:00 CEST that day, once, then at 02:30 again.
