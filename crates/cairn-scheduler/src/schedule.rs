@@ -478,10 +478,12 @@ impl Schedule {
         let expression = expression.into();
         zone.validate()?;
         parse_cron(&expression)?;
-        // `Fixed { 0 }` is stored as `+00:00`, which reads back as `Utc`: build it as such so
-        // the job `add` returns equals the job `show` reads.
+        // `Fixed { 0 }` is stored as `+00:00` and the database's `UTC` zone as `UTC`, which
+        // both read back as `Utc`: build them as such so the job `add` returns equals the
+        // job `show` reads.
         let zone = match zone {
             Zone::Fixed { offset_seconds: 0 } => Zone::Utc,
+            Zone::Named(named) if named.name() == "UTC" => Zone::Utc,
             other => other,
         };
         Ok(Schedule::Cron { expression, zone })
@@ -631,10 +633,11 @@ impl Schedule {
 /// epoch, a whole second), as milliseconds since the epoch; `Ok(None)` when it never does.
 ///
 /// croner searches wall-clock time and resolves each wall time to one instant. Where the
-/// clocks go back, a wall time happens twice, and croner's answer can be the earlier of the
-/// two even when only the later one is after `start`, and skips the repeated wall times
-/// that an interval job fires at again. This keeps croner's rules (module docs, "Daylight
-/// saving") but answers in time order: always after `start`, and never skipping a time.
+/// clocks go back, a wall time happens twice: croner's answer can be the earlier of the two
+/// even when only the later one is after `start`, and from the first pass it skips the
+/// repeated wall times an interval job fires at again. This keeps croner's rules (module
+/// docs, "Daylight saving") but answers in time order: always after `start`, and never
+/// skipping a time the rules fire at.
 fn next_in_zone<Z>(
     cron: &Cron,
     zone: Z,
@@ -678,8 +681,8 @@ where
 {
     let mut from = from.clone();
     let mut inclusive = inclusive;
-    // Ends: each pass moves `from` past one repeated wall time, and only wall times of the
-    // repeated hour around `start` can resolve to a time not after `start`.
+    // The loop ends: each pass moves `from` past one repeated wall time, and only the wall
+    // times of the repeated hour around `start` can resolve to a time not after `start`.
     loop {
         let found = match cron.find_next_occurrence(&from, inclusive) {
             Ok(found) => found,
