@@ -44,7 +44,8 @@ pub use jobs::{
 };
 pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use meta::{
-    MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,
+    MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, ProcessStart, RunError, RunFilter, RunId, RunMeta,
+    RunStatus,
 };
 pub use noop::{NoopCheckpointer, NoopFactory};
 pub use port::{

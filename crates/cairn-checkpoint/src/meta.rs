@@ -166,24 +166,110 @@ pub struct Owner {
     pub pid: u32,
     /// Host name.
     pub host: String,
+    /// When the process started, as its host's kernel counts it, so a later process that got
+    /// the same pid (after a reboot, or once pids wrap) is not taken for it. `None` when it
+    /// could not be read (no `/proc`) or the record predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<ProcessStart>,
+}
+
+/// A process's start as Linux records it: the boot it started in and the clock ticks from
+/// that boot to its start (`/proc/<pid>/stat`, field 22). Two processes of one host with the
+/// same pid and the same start are the same process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStart {
+    /// `/proc/sys/kernel/random/boot_id` of the boot the process ran in.
+    pub boot_id: String,
+    /// Clock ticks from that boot to the process's start.
+    pub ticks: u64,
+}
+
+impl ProcessStart {
+    /// The start of process `pid` on this host, if `/proc` has it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::ProcessStart;
+    /// // This process, on a host with /proc.
+    /// if let Some(me) = ProcessStart::of(std::process::id()) {
+    ///     assert_eq!(ProcessStart::current_boot_id().as_deref(), Some(me.boot_id.as_str()));
+    /// }
+    /// assert_eq!(ProcessStart::of(u32::MAX), None);
+    /// ```
+    pub fn of(pid: u32) -> Option<ProcessStart> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(ProcessStart {
+            boot_id: ProcessStart::current_boot_id()?,
+            ticks: start_ticks(&stat)?,
+        })
+    }
+
+    /// The id of the boot this host is running, if `/proc` has it.
+    pub fn current_boot_id() -> Option<String> {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_owned())
+    }
+}
+
+/// Field 22 (`starttime`) of a `/proc/<pid>/stat` line. The command name (field 2) is in
+/// parentheses and may hold spaces and parentheses itself, so fields are counted after the
+/// last `)`.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 3 (the state) is the first one after the name.
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// This process's start, read once: it never changes.
+fn own_start() -> Option<ProcessStart> {
+    static START: std::sync::OnceLock<Option<ProcessStart>> = std::sync::OnceLock::new();
+    START
+        .get_or_init(|| ProcessStart::of(std::process::id()))
+        .clone()
+}
+
+/// The name this host goes by in owner records: `$CAIRN_HOST` when set (an explicit
+/// identity, for tests and for hosts whose kernel name is not unique), else the kernel's
+/// host name (`/proc/sys/kernel/hostname`, the same for every process of the host whatever
+/// its environment), else `/etc/hostname`, else `$HOSTNAME`, else `localhost`.
+fn host_name() -> String {
+    let file = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|h| h.trim().to_owned())
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    env("CAIRN_HOST")
+        .into_iter()
+        .chain(file("/proc/sys/kernel/hostname"))
+        .chain(file("/etc/hostname"))
+        .chain(env("HOSTNAME"))
+        .find(|h| !h.trim().is_empty())
+        .map_or_else(|| "localhost".to_owned(), |h| h.trim().to_owned())
 }
 
 impl Owner {
-    /// The current process on this host (host from `$HOSTNAME`, else `/etc/hostname`, else `localhost`).
+    /// The current process on this host: its pid, the host name (see below) and, where
+    /// `/proc` has it, when the process started.
+    ///
+    /// The host is `$CAIRN_HOST` when set, else the kernel's host name
+    /// (`/proc/sys/kernel/hostname`), else `/etc/hostname`, else `$HOSTNAME`, else
+    /// `localhost`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let me = cairn_checkpoint::Owner::current();
+    /// assert_eq!(me.pid, std::process::id());
+    /// assert!(!me.host.is_empty());
+    /// ```
     pub fn current() -> Owner {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-                    .filter(|h| !h.is_empty())
-            })
-            .unwrap_or_else(|| "localhost".to_owned());
         Owner {
             pid: std::process::id(),
-            host,
+            host: host_name(),
+            start: own_start(),
         }
     }
 }

@@ -29,10 +29,11 @@ const OLD_HOST: &str = "old-host.invalid";
 /// The host the operator runs `cairn abandon` on.
 const THIS_HOST: &str = "this-host.invalid";
 
-/// Runs `cairn ARGS` as if on `host` (cairn records `$HOSTNAME` as the owner's host).
+/// Runs `cairn ARGS` as if on `host` (`$CAIRN_HOST` overrides the host cairn records as a
+/// run's owner).
 fn run_on(sandbox: &Sandbox, host: &str, args: &[&str]) -> Output {
     let mut command = sandbox.cairn();
-    command.env("HOSTNAME", host).args(args);
+    command.env("CAIRN_HOST", host).args(args);
     run_to_end(command)
 }
 
@@ -44,7 +45,7 @@ fn start_on(sandbox: &Sandbox, host: &str) -> (std::process::Child, i64) {
     let err = std::fs::File::create(sandbox.path("err1")).expect("stderr file");
     let driver = sandbox
         .cairn()
-        .env("HOSTNAME", host)
+        .env("CAIRN_HOST", host)
         .args(["run", "wf.toml"])
         .stdout(out)
         .stderr(err)

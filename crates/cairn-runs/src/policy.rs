@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, CheckpointerFactory, Owner, RunFilter, RunId, RunMeta, RunStatus,
-    wall_clock_now,
+    AuditAction, AuditRecord, CheckpointerFactory, Owner, ProcessStart, RunFilter, RunId, RunMeta,
+    RunStatus, wall_clock_now,
 };
 use cairn_telemetry::emit;
 use serde_json::json;
@@ -51,10 +51,13 @@ pub struct OverriddenOwner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OwnerLiveness {
-    /// It ran on this host and `/proc` has no entry for its pid: it has exited.
+    /// It ran on this host and is gone: `/proc` has no entry for its pid, or the host has
+    /// rebooted since it started, or its pid now belongs to a process that started at
+    /// another time (a reused pid).
     Exited,
-    /// It ran on this host and `/proc` has an entry for its pid: it is alive (or its pid was
-    /// reused by another process, which cannot be told apart; the careful answer is kept).
+    /// It ran on this host and `/proc` has an entry for its pid that started when it did (or,
+    /// for an owner recorded without its start, any entry: a reused pid cannot be told apart
+    /// then, and the careful answer is kept).
     AliveHere,
     /// It cannot be checked from here: it ran on another host, or this host has no `/proc`.
     Unknown,
@@ -62,29 +65,52 @@ pub enum OwnerLiveness {
 
 impl OwnerLiveness {
     /// Checks `owner` from this process. Hosts are compared by name
-    /// (`cairn_checkpoint::Owner::current`), pids through `/proc`.
+    /// (`cairn_checkpoint::Owner::current`), processes through `/proc`: the pid, and, when
+    /// the owner's start was recorded, the boot and the start time too.
     ///
     /// # Examples
     ///
     /// ```
-    /// use cairn_checkpoint::Owner;
+    /// use cairn_checkpoint::{Owner, ProcessStart};
     /// use cairn_runs::OwnerLiveness;
     ///
     /// // This very process is alive here (on a host with `/proc`).
-    /// let me = OwnerLiveness::of(&Owner::current());
-    /// assert!(matches!(me, OwnerLiveness::AliveHere | OwnerLiveness::Unknown));
+    /// let me = Owner::current();
+    /// assert!(matches!(OwnerLiveness::of(&me), OwnerLiveness::AliveHere | OwnerLiveness::Unknown));
+    /// // A process that had this pid before this one started (a reused pid) is gone.
+    /// if let Some(start) = &me.start {
+    ///     let earlier = ProcessStart { ticks: start.ticks.saturating_sub(1), ..start.clone() };
+    ///     let reused = Owner { start: Some(earlier), ..me.clone() };
+    ///     assert_eq!(OwnerLiveness::of(&reused), OwnerLiveness::Exited);
+    /// }
     /// // A process on another host can never be checked from here.
-    /// let remote = Owner { pid: 1, host: "no-such-host.invalid".to_owned() };
+    /// let remote = Owner { pid: 1, host: "no-such-host.invalid".to_owned(), start: None };
     /// assert_eq!(OwnerLiveness::of(&remote), OwnerLiveness::Unknown);
     /// ```
     pub fn of(owner: &Owner) -> OwnerLiveness {
         let proc = std::path::Path::new("/proc");
         if owner.host != Owner::current().host || !proc.join("self").exists() {
-            OwnerLiveness::Unknown
-        } else if proc.join(owner.pid.to_string()).exists() {
-            OwnerLiveness::AliveHere
-        } else {
-            OwnerLiveness::Exited
+            return OwnerLiveness::Unknown;
+        }
+        let Some(recorded) = &owner.start else {
+            return if proc.join(owner.pid.to_string()).exists() {
+                OwnerLiveness::AliveHere
+            } else {
+                OwnerLiveness::Exited
+            };
+        };
+        // Every process of an earlier boot is gone, whatever now holds its pid.
+        if ProcessStart::current_boot_id().is_some_and(|boot| boot != recorded.boot_id) {
+            return OwnerLiveness::Exited;
+        }
+        match ProcessStart::of(owner.pid) {
+            Some(now) if now == *recorded => OwnerLiveness::AliveHere,
+            // Another process got the pid.
+            Some(_) => OwnerLiveness::Exited,
+            // The entry went away, or could not be read although the pid exists (a race with
+            // its exit, or restricted /proc): the careful answer unless it is really gone.
+            None if proc.join(owner.pid.to_string()).exists() => OwnerLiveness::AliveHere,
+            None => OwnerLiveness::Exited,
         }
     }
 }
@@ -357,7 +383,7 @@ impl ResumePolicy {
     /// let store = MemoryFactory::new();
     /// let id = RunId::new("r1")?;
     /// let mut meta = RunMeta::new(id.clone(), "wf", "s", "in", Timestamp(1));
-    /// meta.owner = Some(Owner { pid: 4242, host: "gone.example".to_owned() });
+    /// meta.owner = Some(Owner { pid: 4242, host: "gone.example".to_owned(), start: None });
     /// drop(store.begin(meta).await?);
     ///
     /// let policy = ResumePolicy::new(store);

@@ -117,6 +117,7 @@ fn gone_owner() -> Owner {
     Owner {
         pid: 4242,
         host: "gone-for-good.invalid".to_owned(),
+        start: None,
     }
 }
 

@@ -80,6 +80,7 @@ async fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(
     let owner = Owner {
         pid: child.id(),
         host: Owner::current().host,
+        start: cairn_checkpoint::ProcessStart::of(child.id()),
     };
     assert_eq!(OwnerLiveness::of(&owner), OwnerLiveness::AliveHere);
     let before = interrupted_owned_by(&*store, "r1", "default", Some(owner.clone())).await;

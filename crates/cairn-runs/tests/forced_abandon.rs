@@ -23,6 +23,7 @@ fn gone_owner() -> Owner {
     Owner {
         pid: 4242,
         host: GONE_HOST.to_owned(),
+        start: None,
     }
 }
 

@@ -174,6 +174,7 @@ fn a_forced_abandon_emits_run_abandoned_and_names_the_overridden_owner() {
             meta.owner = Some(Owner {
                 pid: 4242,
                 host: "gone-for-good.invalid".to_owned(),
+                start: None,
             });
             drop(store.begin(meta).await.expect("begin"));
             policy
