@@ -93,7 +93,8 @@ impl FileFactoryBuilder {
         self
     }
 
-    /// Creates `<root>/runs` and `<root>/quarantine` (mode 0700) when missing.
+    /// Creates `<root>/runs` and `<root>/quarantine` (mode 0700) when missing, and deletes
+    /// the hidden folders that removals cut short by a crash left in `<root>/runs`.
     ///
     /// # Errors
     ///
@@ -282,6 +283,11 @@ impl CheckpointerFactory for FileFactory {
             run_id: run_id.clone(),
             location,
         })
+    }
+
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        let id = run_id.clone();
+        self.blocking(move |store| store.remove_terminal(&id)).await
     }
 
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {

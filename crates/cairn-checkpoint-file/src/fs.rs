@@ -194,7 +194,10 @@ pub trait Filesystem: Send + Sync + Debug + 'static {
     fn exists(&self, path: &Path) -> io::Result<bool>;
 
     /// Removes a directory and everything in it. The adapter uses it ONLY for a `begin`'s
-    /// own staging folder after losing a race, never for a run's state.
+    /// own staging folder after losing a race, and for the folder of a `completed` or
+    /// `cancelled` run that `remove_terminal` already renamed to a hidden removal name (so
+    /// the run is gone before any of its files is deleted); never for other state, and
+    /// never for quarantined state.
     ///
     /// # Errors
     ///

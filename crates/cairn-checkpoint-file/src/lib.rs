@@ -22,6 +22,8 @@
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
 //!     meta.lock                 short-held lock serializing meta.json read-modify-write
 //!   runs/.begin-*               a begin's staging folder (renamed into place when complete)
+//!   runs/.remove-*              a removed run's folder, renamed out of the way and being
+//!                               deleted (see "Removal")
 //!   quarantine/<run_id>-<ms>/   a quarantined run folder, moved whole, never deleted
 //!   quarantine.jsonl            root log of every quarantine (also audited in the moved folder),
 //!                               checksummed lines like audit.jsonl
@@ -123,6 +125,17 @@
 //! folder's `audit.jsonl` and to `<root>/quarantine.jsonl`, and fail with `Unreadable`,
 //! `VersionMismatch` or `ForeignRun`. `read_audit` and `append_audit` of a quarantined id use
 //! its newest quarantine folder. Such an id can never be begun again.
+//!
+//! # Removal
+//!
+//! `remove_terminal` (retention: `cairn runs prune`) removes only a `completed` or
+//! `cancelled` run, under its writer lock. It checks `meta.json` (damaged or foreign
+//! metadata is refused and left for `open` to quarantine), renames the run's folder to a
+//! hidden `runs/.remove-<run_id>-<pid>-<n>` (one atomic rename: the run is whole before it
+//! and gone after it), fsyncs `runs/`, and only then deletes the hidden folder. A crash
+//! after the rename leaves a hidden folder that `list` skips (its name is no run id); the
+//! next removal, or the next `FileFactoryBuilder::build`, deletes it. The removed id can be
+//! begun again. Quarantined state is never removed.
 //!
 //! # I/O layer
 //!

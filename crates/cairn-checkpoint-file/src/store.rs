@@ -105,8 +105,13 @@ pub(crate) struct Store {
     pub(crate) root: PathBuf,
 }
 
-/// Makes begin's staging folder names unique within the process.
+/// Makes begin's staging folder names (and removal names) unique within the process.
 static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The name prefix of a removed run's folder in `runs/`, between the atomic rename that
+/// removes the run and the deletion of its files. It starts with '.', which no run id can,
+/// so `list` never takes it for a run.
+pub(crate) const REMOVAL_PREFIX: &str = ".remove-";
 
 pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
@@ -144,7 +149,8 @@ impl Store {
         self.runs_dir().join(run_id.as_str())
     }
 
-    /// Creates `root/runs` and `root/quarantine` when missing.
+    /// Creates `root/runs` and `root/quarantine` when missing, and deletes what removals cut
+    /// short left behind.
     pub(crate) fn prepare(&self) -> Result<()> {
         let mut created = false;
         for dir in [self.runs_dir(), self.quarantine_dir()] {
@@ -161,6 +167,8 @@ impl Store {
                 .sync_dir(&self.root)
                 .map_err(sync_error(&self.root))?;
         }
+        // A removal cut short by a crash left a hidden folder; finish it.
+        self.sweep_removed();
         Ok(())
     }
 
@@ -679,6 +687,77 @@ impl Store {
         location
     }
 
+    /// Removes a `completed` or `cancelled` run: under its writer lock, checks its metadata
+    /// and status, renames its folder to a hidden removal name in `runs/` (atomic), fsyncs
+    /// `runs/`, and only then deletes the files. Returns the metadata the run had.
+    ///
+    /// The rename is the removal: before it the run is whole, after it (once `runs/` is
+    /// synced) the run is gone for every port call. A crash after the rename leaves only a
+    /// hidden folder, which `list` skips and the next removal (or factory build) deletes.
+    pub(crate) fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        let dir = self.run_dir(run_id);
+        let not_found = || Error::NotFound {
+            run_id: run_id.clone(),
+        };
+        if !self.exists(&dir)? {
+            return Err(not_found());
+        }
+        // The writer lock keeps every `open` out until the folder is gone. It is held until
+        // the files are deleted, so an opener that found the folder just before the rename
+        // is refused with `Locked` rather than reading a half-deleted folder.
+        let lock = match self.take_writer_lock(run_id, &dir) {
+            Ok(lock) => lock,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                // The folder was removed or quarantined since the check above.
+                return Err(not_found());
+            }
+            Err(err) => return Err(err),
+        };
+        // Damaged or foreign metadata is an error here (`load_meta`'s `Corruption`) and the
+        // folder stays for `open` to quarantine. A terminal status never changes again (every
+        // swap, claim and finish refuses it), so it cannot change between this read and the
+        // rename; no other lock is needed.
+        let meta = self.load_meta(run_id)?.ok_or_else(not_found)?;
+        if !meta.status.is_terminal() {
+            return Err(Error::NotTerminal {
+                run_id: run_id.clone(),
+                status: meta.status,
+            });
+        }
+        let runs = self.runs_dir();
+        let hidden = runs.join(format!(
+            "{REMOVAL_PREFIX}{run_id}-{}-{}",
+            std::process::id(),
+            STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        self.fs
+            .rename(&dir, &hidden)
+            .map_err(io_error("rename", &dir))?;
+        self.fs.sync_dir(&runs).map_err(sync_error(&runs))?;
+        // The run is removed now. Deleting its files is cleanup: a failure leaves a hidden
+        // folder that nothing reads and the next removal or factory build deletes, so it is
+        // not reported as a failed removal.
+        let _ = self.fs.remove_dir_all(&hidden);
+        drop(lock);
+        self.sweep_removed();
+        Ok(meta)
+    }
+
+    /// Deletes what crashed or failed removals left in `runs/` (folders named with
+    /// [`REMOVAL_PREFIX`]). Best effort: such a folder is invisible to every port call, so
+    /// one that cannot be deleted now is simply tried again next time.
+    pub(crate) fn sweep_removed(&self) {
+        let runs = self.runs_dir();
+        let Ok(names) = self.fs.list_dir(&runs) else {
+            return;
+        };
+        for name in names.iter().filter(|name| name.starts_with(REMOVAL_PREFIX)) {
+            // Two processes may sweep the same folder at once; whichever loses finds files
+            // gone under it, which is fine.
+            let _ = self.fs.remove_dir_all(&runs.join(name));
+        }
+    }
+
     /// Quarantines after a failed check and builds the matching typed error.
     fn refuse(&self, run_id: &RunId, problem: StateProblem) -> Error {
         let location = match self.quarantine_locked(run_id, &problem.detail()) {
@@ -713,7 +792,19 @@ impl Store {
         if !self.exists(&dir)? {
             return Ok(None);
         }
-        let lock = self.take_writer_lock(run_id, &dir)?;
+        let lock = match self.take_writer_lock(run_id, &dir) {
+            Ok(lock) => lock,
+            // The folder was removed or quarantined between the check and the lock.
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        };
+        if !self.exists(&dir)? {
+            // It was removed or quarantined after this opener found it but before its lock
+            // was released: the lock taken is the gone folder's.
+            return Ok(None);
+        }
         let state = self.read_state(run_id, &dir);
         let (journal, state) = match state {
             Ok(found) => found,

@@ -32,6 +32,9 @@ use crate::writer::{SledCheckpointer, WriterSlot};
 ///   without moving it; `list` skips it. Only `open` (and `load`) quarantine.
 /// - Cut torn records go to the `cairn/cut` tree, quarantined state to `cairn/quarantine`;
 ///   neither is ever deleted.
+/// - `remove_terminal` deletes a `completed` or `cancelled` run's metadata, snapshot,
+///   journal and audit records in one sled transaction under the run's writer slot, then
+///   flushes as the factory's `Durability` says; its cut records stay in `cairn/cut`.
 ///
 /// # Examples
 ///
@@ -278,6 +281,31 @@ impl CheckpointerFactory for SledFactory {
             run_id: run_id.clone(),
             location,
         })
+    }
+
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        // The slot keeps every `open` out until the keys are gone and durable.
+        let slot = WriterSlot::acquire(&self.shared, run_id)?;
+        // Damaged metadata is `Corruption` here and stays for `open` to quarantine; a
+        // quarantined run has no metadata key, so it is `NotFound` and its state untouched.
+        let meta = self
+            .shared
+            .read_meta(run_id)?
+            .ok_or_else(|| Error::NotFound {
+                run_id: run_id.clone(),
+            })?;
+        if !meta.status.is_terminal() {
+            return Err(Error::NotTerminal {
+                run_id: run_id.clone(),
+                status: meta.status,
+            });
+        }
+        // A terminal status never changes again (swaps, claims and finishes refuse it), so
+        // the check above still holds when the transaction runs.
+        self.shared.remove_run(run_id)?;
+        self.make_durable().await?;
+        drop(slot);
+        Ok(meta)
     }
 
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {

@@ -30,7 +30,10 @@
 //! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (wrong format
 //! version, foreign run id, unparseable) are moved to the quarantine tree, audited, and
 //! reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. Nothing is ever deleted,
-//! except a snapshot replaced by a newer one and the journal records it covers. Those records
+//! except a `completed` or `cancelled` run an operator removes (`remove_terminal`: its
+//! metadata, snapshot, journal and audit records go in one transaction; cut records and
+//! quarantined state stay), and a snapshot replaced by a newer one and the journal records
+//! it covers. Those records
 //! are removed only after the new snapshot was flushed (under `Sync` and `Group`); `open`
 //! ignores records a snapshot already covers, so a crash between the two steps is harmless.
 //!

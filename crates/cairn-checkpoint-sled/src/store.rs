@@ -371,6 +371,43 @@ impl Shared {
         moved.map_err(transaction)
     }
 
+    /// Deletes every key of `run_id` in the runs, snapshots, journal and audit trees in one
+    /// transaction, so a crash leaves the whole run or none of it. The caller holds the
+    /// run's writer slot (no append races the scan) and has checked that the run is finished
+    /// for good. The quarantine and cut trees are left alone: they hold evidence of bad
+    /// state, which is never deleted.
+    pub(crate) fn remove_run(&self, run_id: &RunId) -> Result<()> {
+        let key = run_id.as_str().as_bytes();
+        let prefix = layout::run_prefix(run_id);
+        let keys_of = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
+            tree.scan_prefix(&prefix)
+                .keys()
+                .collect::<sled::Result<_>>()
+                .map_err(backend)
+        };
+        let events = keys_of(&self.trees.events)?;
+        let audit = keys_of(&self.trees.audit)?;
+        let trees = (
+            &self.trees.runs,
+            &self.trees.snapshots,
+            &self.trees.events,
+            &self.trees.audit,
+        );
+        let removed: TransactionResult<(), Error> =
+            sled::Transactional::transaction(&trees, |(runs, snapshots, journal, records)| {
+                runs.remove(key)?;
+                snapshots.remove(key)?;
+                for event_key in &events {
+                    journal.remove(event_key)?;
+                }
+                for audit_key in &audit {
+                    records.remove(audit_key)?;
+                }
+                Ok::<(), ConflictableTransactionError<Error>>(())
+            });
+        removed.map_err(transaction)
+    }
+
     /// Quarantines `run_id` (the caller holds its writer slot) and audits why.
     pub(crate) fn quarantine_and_audit(
         &self,

@@ -117,6 +117,17 @@ pub enum Error {
         /// Its terminal status.
         status: RunStatus,
     },
+    /// The run is not finished for good, so it cannot be removed: only `completed` and
+    /// `cancelled` runs can (see `CheckpointerFactory::remove_terminal`).
+    #[error(
+        "run {run_id} is {status}; only completed or cancelled runs can be removed, so it was left as it is"
+    )]
+    NotTerminal {
+        /// The run.
+        run_id: RunId,
+        /// Its stored status (`running`, `paused` or `failed`).
+        status: RunStatus,
+    },
     /// Text that was offered as a run id is not one.
     #[error("`{id}` is not a valid run id: {reason}")]
     InvalidRunId {

@@ -39,6 +39,8 @@ pub enum FaultOp {
     IsHeld,
     /// `CheckpointerFactory::quarantine`.
     Quarantine,
+    /// `CheckpointerFactory::remove_terminal`.
+    RemoveTerminal,
     /// `CheckpointerFactory::append_audit`.
     AppendAudit,
     /// `CheckpointerFactory::read_audit`.
@@ -69,6 +71,7 @@ impl FaultOp {
             FaultOp::Claim => "claim",
             FaultOp::IsHeld => "is_held",
             FaultOp::Quarantine => "quarantine",
+            FaultOp::RemoveTerminal => "remove_terminal",
             FaultOp::AppendAudit => "append_audit",
             FaultOp::ReadAudit => "read_audit",
             FaultOp::Append => "append",
@@ -315,6 +318,15 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
             &self.plan,
             FaultOp::Quarantine,
             self.inner.quarantine(run_id, reason),
+        )
+        .await
+    }
+
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        guarded(
+            &self.plan,
+            FaultOp::RemoveTerminal,
+            self.inner.remove_terminal(run_id),
         )
         .await
     }

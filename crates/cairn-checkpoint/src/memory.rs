@@ -3,7 +3,8 @@
 //! Meant for tests of code that drives the port (executor, resume policy, scheduler) and for
 //! hosts that want port semantics without durability. It honours every contract that does
 //! not need bytes on a disk: the one-writer lock within the process, status compare-and-swap
-//! and claims under a mutex, quarantine that moves state aside, and the audit log.
+//! and claims under a mutex, quarantine that moves state aside, removal of finished runs,
+//! and the audit log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,6 +98,13 @@ impl MemoryFactory {
                 );
             }
         }
+    }
+
+    /// Drops a run's stored state as is, without any check (status, writer, metadata), so
+    /// tests can stand in for an adapter that breaks `remove_terminal`'s rules. Returns the
+    /// metadata it had. Not part of the port.
+    pub fn discard_run(&self, run_id: &RunId) -> Option<RunMeta> {
+        self.lock().runs.remove(run_id).map(|run| run.meta)
     }
 
     /// Reads a run's stored metadata as is, without any check. Not part of the port.
@@ -359,6 +367,47 @@ impl CheckpointerFactory for MemoryFactory {
             run_id: run_id.clone(),
             location,
         })
+    }
+
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        let mut store = self.lock();
+        // Quarantined state lives in its own map, so a quarantined id is `NotFound` here.
+        let run = store.runs.get(run_id).ok_or_else(|| Error::NotFound {
+            run_id: run_id.clone(),
+        })?;
+        if run.writer.is_some() {
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder: holder_text(),
+            });
+        }
+        // Bad metadata is left for `open` to quarantine, never removed.
+        let problem = if run.meta.format_version != META_FORMAT_VERSION {
+            Some(format!("meta format version {}", run.meta.format_version))
+        } else if run.meta.run_id != *run_id {
+            Some(format!("stored state names run {}", run.meta.run_id))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            return Err(Error::Corruption {
+                run_id: run_id.clone(),
+                file: "meta".to_owned(),
+                offset: 0,
+                detail: format!("{detail}; open the run to quarantine this state"),
+            });
+        }
+        if !run.meta.status.is_terminal() {
+            return Err(Error::NotTerminal {
+                run_id: run_id.clone(),
+                status: run.meta.status,
+            });
+        }
+        let removed = store
+            .runs
+            .remove(run_id)
+            .expect("the run was found above under the same lock");
+        Ok(removed.meta)
     }
 
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {

@@ -81,6 +81,12 @@ impl CheckpointerFactory for NoopFactory {
             run_id: run_id.clone(),
         })
     }
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        // The noop store keeps no run, so there is none to remove.
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
+    }
     async fn append_audit(&self, _run_id: &RunId, _record: &AuditRecord) -> Result<()> {
         Ok(())
     }

@@ -208,6 +208,35 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `NotFound` for an unknown run.
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
 
+    /// Removes a run that is finished for good, with all its state (metadata, journal,
+    /// snapshot, audit log), and returns the metadata it had. This is retention (`cairn runs
+    /// prune`) on an operator's request; bad or foreign state is never removed, only
+    /// quarantined.
+    ///
+    /// MUST remove only a run whose stored status is `Completed` or `Cancelled`; any other
+    /// status MUST fail with `NotTerminal` naming it and change nothing. MUST take the run's
+    /// one-writer lock for the removal, so no `open` starts meanwhile, and fail with `Locked`
+    /// naming the holder while a writer holds it (checked before the status). MUST fail with
+    /// `NotFound` for an unknown run, a quarantined id included: quarantined state MUST NOT be
+    /// touched. Metadata that cannot be read, is of another format version or names another
+    /// run MUST be refused with a bad-state error (`Error::is_bad_state`) and left in place
+    /// for `open` to quarantine.
+    ///
+    /// After `Ok`, the run is not listed, `load_meta` and `open` return `Ok(None)`, claims and
+    /// swaps are `NotFound`, `read_audit` is empty, and `begin` of the same id MUST succeed as
+    /// a new run (the id is free again, unlike a quarantined one). The removal MUST be
+    /// crash-safe and SHOULD be durable as the factory's `Durability` says: a crash part way
+    /// leaves either the whole run or nothing of it visible through the port. An adapter may
+    /// leave hidden leftovers after a crash, which it MUST finish removing later and MUST NOT
+    /// list.
+    ///
+    /// # Errors
+    ///
+    /// `NotTerminal`, `Locked`, `NotFound`, a bad-state error, and the adapter's I/O errors.
+    /// The method has no provided body on purpose: a wrapper that forgot to forward it would
+    /// refuse retention at run time, so the compiler asks every implementation for it.
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta>;
+
     /// Appends an audit record for a run without opening it (used by the resume policy).
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()>;
 
@@ -283,6 +312,9 @@ macro_rules! forward_factory {
             }
             async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
                 (**self).quarantine(run_id, reason).await
+            }
+            async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+                (**self).remove_terminal(run_id).await
             }
             async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
                 (**self).append_audit(run_id, record).await

@@ -144,6 +144,9 @@ impl CheckpointerFactory for ForgetsLastEvent {
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
         self.0.quarantine(run_id, reason).await
     }
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        self.0.remove_terminal(run_id).await
+    }
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         self.0.append_audit(run_id, record).await
     }

@@ -189,6 +189,9 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     ) -> cairn_checkpoint::Result<Quarantined> {
         self.inner.quarantine(run_id, reason).await
     }
+    async fn remove_terminal(&self, run_id: &RunId) -> cairn_checkpoint::Result<RunMeta> {
+        self.inner.remove_terminal(run_id).await
+    }
     async fn append_audit(
         &self,
         run_id: &RunId,

@@ -104,6 +104,9 @@ impl CheckpointerFactory for AnotherClaimsFirst {
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
         self.inner.quarantine(run_id, reason).await
     }
+    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
+        self.inner.remove_terminal(run_id).await
+    }
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         self.inner.append_audit(run_id, record).await
     }

@@ -1052,7 +1052,8 @@ pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
-/// Unknown runs: `open`/`load_meta` find nothing, swaps, claims and quarantine are `NotFound`.
+/// Unknown runs: `open`/`load_meta` find nothing; swaps, claims, quarantine and removal are
+/// `NotFound`.
 pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("nobody");
     let factory = h.factory();
@@ -1084,6 +1085,11 @@ pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     let err = factory
         .quarantine(&run_id, "test")
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .remove_terminal(&run_id)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");

@@ -29,6 +29,7 @@
 
 mod cases;
 pub mod jobs;
+mod removal;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use crate::meta::RunId;
 use crate::port::CheckpointerFactory;
 
 pub use cases::*;
+pub use removal::*;
 
 /// What a conformance case concluded. Failures panic instead, so the test harness reports
 /// them with their message.
@@ -181,6 +183,12 @@ macro_rules! conformance_tests {
             unknown_run,
             quarantine_moves_state_aside,
             injected_faults_lose_nothing_acknowledged,
+            remove_completed_and_cancelled_runs,
+            remove_refuses_unfinished_runs,
+            remove_refuses_a_held_run,
+            remove_never_touches_quarantined_state,
+            remove_refuses_bad_metadata,
+            remove_terminal_with_injected_faults,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -220,4 +228,10 @@ pub const ALL_CASES: &[&str] = &[
     "unknown_run",
     "quarantine_moves_state_aside",
     "injected_faults_lose_nothing_acknowledged",
+    "remove_completed_and_cancelled_runs",
+    "remove_refuses_unfinished_runs",
+    "remove_refuses_a_held_run",
+    "remove_never_touches_quarantined_state",
+    "remove_refuses_bad_metadata",
+    "remove_terminal_with_injected_faults",
 ];
