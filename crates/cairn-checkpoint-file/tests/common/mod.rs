@@ -437,6 +437,7 @@ impl cairn_checkpoint_file::Filesystem for FailingFs {
         cairn_checkpoint_file::StdFilesystem.exists(path)
     }
     fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.plan.check("remove_dir_all", path)?;
         cairn_checkpoint_file::StdFilesystem.remove_dir_all(path)
     }
 }

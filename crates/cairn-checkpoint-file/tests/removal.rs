@@ -1,0 +1,188 @@
+//! The file adapter's `remove_terminal` around its crash window: the run folder is renamed
+//! to a hidden removal name (the removal itself), `runs/` is synced, then the files are
+//! deleted. A leftover hidden folder (a crash, or a failed delete, after the rename) is not
+//! listed, blocks nothing, and is deleted by the next removal or factory build. A failed
+//! rename leaves the run whole.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_checkpoint::conformance::sample_events;
+use cairn_checkpoint::{CheckpointerFactory, Durability, Error, RunFilter, RunId, RunStatus};
+use common::{FileHarness, IoPlan, meta};
+
+fn id(text: &str) -> RunId {
+    RunId::new(text).unwrap()
+}
+
+/// Begins `name` with two events and completes it.
+async fn completed(factory: &dyn CheckpointerFactory, name: &str) {
+    let run = factory.begin(meta(name)).await.unwrap();
+    run.append(&sample_events(0, 2)).await.unwrap();
+    run.complete().await.unwrap();
+}
+
+/// The hidden removal folders in `runs/`.
+fn leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(".remove-"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+async fn listed(factory: &dyn CheckpointerFactory) -> Vec<String> {
+    factory
+        .list(&RunFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|meta| meta.run_id.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_leftover_removal_folder_is_not_listed_blocks_nothing_and_goes_with_the_next_removal() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = harness.failing_factory(&plan, Durability::Sync);
+    for name in ["gone", "next", "other"] {
+        completed(&factory, name).await;
+    }
+
+    // The delete after the rename fails (its own and the sweep's), as a crash right after
+    // the rename would leave things: the run is removed, its files are still on disk.
+    plan.fail("remove_dir_all", "", 1);
+    plan.fail("remove_dir_all", "", 1);
+    let removed = factory.remove_terminal(&id("gone")).await.unwrap();
+    assert_eq!(removed.status, RunStatus::Completed);
+    let left = leftovers(harness.root());
+    assert_eq!(left.len(), 1, "one hidden folder is left: {left:?}");
+    assert!(
+        left[0].join("meta.json").exists() && left[0].join("journal").exists(),
+        "the leftover holds the removed run's files"
+    );
+    assert!(!harness.run_dir(&id("gone")).exists());
+
+    // Not listed, not found, and it blocks nothing: other runs open, the id is free again.
+    assert_eq!(listed(&factory).await, ["next", "other"]);
+    assert_eq!(factory.load_meta(&id("gone")).await.unwrap(), None);
+    assert!(factory.open(&id("gone")).await.unwrap().is_none());
+    assert!(!factory.is_held(&id("gone")).await.unwrap());
+    let opened = factory.open(&id("other")).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 2));
+    drop(opened);
+    let reborn = factory.begin(meta("gone")).await.unwrap();
+    reborn.append(&sample_events(5, 6)).await.unwrap();
+    drop(reborn);
+    let opened = factory.open(&id("gone")).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(5, 6));
+    assert_eq!(opened.recovered.meta.status, RunStatus::Running);
+    drop(opened);
+    assert_eq!(
+        leftovers(harness.root()),
+        left,
+        "begin left the leftover alone"
+    );
+
+    // The next removal deletes its own folder and the leftover.
+    factory.remove_terminal(&id("next")).await.unwrap();
+    assert!(
+        leftovers(harness.root()).is_empty(),
+        "{:?}",
+        leftovers(harness.root())
+    );
+    assert_eq!(listed(&factory).await, ["gone", "other"]);
+}
+
+#[tokio::test]
+async fn a_factory_build_deletes_a_folder_a_crash_left_mid_removal() {
+    let harness = FileHarness::new();
+    let factory = harness.file_factory();
+    completed(&factory, "crashed").await;
+    completed(&factory, "kept").await;
+    // What a crash between the rename (synced) and the delete leaves.
+    let hidden = harness.root().join("runs").join(".remove-crashed-4242-0");
+    std::fs::rename(harness.run_dir(&id("crashed")), &hidden).unwrap();
+    assert_eq!(listed(&factory).await, ["kept"]);
+
+    let restarted = harness.file_factory();
+    assert!(!hidden.exists(), "the build finished the removal");
+    assert_eq!(listed(&restarted).await, ["kept"]);
+    let opened = restarted.open(&id("kept")).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 2));
+}
+
+#[tokio::test]
+async fn only_removal_folders_are_swept() {
+    let harness = FileHarness::new();
+    let factory = harness.file_factory();
+    completed(&factory, "done").await;
+    // A begin's staging folder and a stray hidden folder are not removals: kept.
+    let staging = harness.root().join("runs").join(".begin-x-1-0");
+    let stray = harness.root().join("runs").join(".someone-elses");
+    for dir in [&staging, &stray] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::write(dir.join("note"), b"keep me").unwrap();
+    }
+    factory.remove_terminal(&id("done")).await.unwrap();
+    drop(harness.file_factory());
+    for dir in [&staging, &stray] {
+        assert_eq!(std::fs::read(dir.join("note")).unwrap(), b"keep me");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rename_leaves_the_run_whole() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = harness.failing_factory(&plan, Durability::Sync);
+    completed(&factory, "stays").await;
+    let before = factory.load_meta(&id("stays")).await.unwrap();
+    plan.fail("rename", "runs/stays", 1);
+    let err = factory.remove_terminal(&id("stays")).await.unwrap_err();
+    assert!(matches!(err, Error::Io { op: "rename", .. }), "{err:?}");
+    assert!(leftovers(harness.root()).is_empty());
+    assert_eq!(factory.load_meta(&id("stays")).await.unwrap(), before);
+    let opened = factory.open(&id("stays")).await.unwrap().unwrap();
+    assert_eq!(opened.recovered.events, sample_events(0, 2));
+    drop(opened);
+    // Nothing is left held: the removal goes through once the rename works.
+    factory.remove_terminal(&id("stays")).await.unwrap();
+    assert!(factory.load_meta(&id("stays")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_removal_syncs_the_runs_folder_after_the_rename() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = harness.failing_factory(&plan, Durability::Sync);
+    completed(&factory, "synced").await;
+    let syncs = plan.calls("sync_dir", "/runs");
+    let renames = plan.calls("rename", "runs/synced");
+    factory.remove_terminal(&id("synced")).await.unwrap();
+    assert_eq!(
+        plan.calls("rename", "runs/synced"),
+        renames + 1,
+        "one rename"
+    );
+    assert_eq!(
+        plan.calls("sync_dir", "/runs"),
+        syncs + 1,
+        "one sync of runs/"
+    );
+
+    // A failed sync of runs/ is not acknowledged (the rename may not be durable).
+    completed(&factory, "unsynced").await;
+    plan.fail("sync_dir", "/runs", 1);
+    let err = factory.remove_terminal(&id("unsynced")).await.unwrap_err();
+    assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+}
