@@ -204,7 +204,11 @@ fn force_refuses_a_last_driver_alive_on_this_host() {
         serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("meta.json"))
             .expect("meta.json is JSON");
     assert_eq!(meta["owner"]["host"], THIS_HOST);
+    // The owner is that process: its pid and its start (a pid alone, with the killed
+    // driver's start, reads as a reused pid, which has exited).
     meta["owner"]["pid"] = serde_json::json!(owner.id());
+    meta["owner"]["start"] =
+        serde_json::to_value(cairn_checkpoint::ProcessStart::of(owner.id())).unwrap();
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).expect("write meta.json");
 
     let plain = run_on(&sandbox, THIS_HOST, &["abandon", &run_id]);
