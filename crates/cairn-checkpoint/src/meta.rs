@@ -513,3 +513,21 @@ impl RunFilter {
             && (self.statuses.is_empty() || self.statuses.contains(&meta.status))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::start_ticks;
+
+    // Private: the `/proc/<pid>/stat` field parser, with command names that would shift a
+    // naive whitespace split.
+    #[test]
+    fn start_ticks_is_field_22_whatever_the_command_name_holds() {
+        let rest = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 19 20";
+        for name in ["sleep", "a b", "x) (y", ") ) )", ""] {
+            let stat = format!("1234 ({name}) {rest}");
+            assert_eq!(start_ticks(&stat), Some(424_242), "name {name:?}");
+        }
+        assert_eq!(start_ticks("1234 (cut short) S 1 2"), None);
+        assert_eq!(start_ticks("no parenthesis at all"), None);
+    }
+}
