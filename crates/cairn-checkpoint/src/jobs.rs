@@ -13,7 +13,7 @@
 //! [`MemoryJobStore`] keeps everything in memory; the file and sled adapters implement the
 //! same port, and the conformance suite (`conformance::jobs`) checks all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Debug};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use cairn_queue::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The longest job id, in bytes.
 pub const MAX_JOB_ID_LEN: usize = 64;
@@ -109,6 +109,79 @@ pub struct VersionConflict {
     pub expected: Option<u64>,
     /// The version actually stored (`None`: there is no such job).
     pub current: Option<u64>,
+}
+
+/// A job listing: the jobs that read back, and the stored entries the listing left out.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore, LeftOutPlace, MemoryJobStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryJobStore::new();
+/// let (good, bad) = (JobId::new("good").unwrap(), JobId::new("bad").unwrap());
+/// store.put(&good, None, &serde_json::json!({})).await?.expect("new job");
+/// store.put(&bad, None, &serde_json::json!({})).await?.expect("new job");
+/// store.damage_job(&bad);
+/// let listing = store.listing().await?;
+/// assert_eq!(listing.jobs.len(), 1);
+/// // The listing that moved the damaged job aside says so; later ones do not.
+/// assert_eq!(listing.left_out[0].id.as_ref(), Some(&bad));
+/// assert!(matches!(listing.left_out[0].place, LeftOutPlace::Quarantined { .. }));
+/// assert!(store.listing().await?.left_out.is_empty());
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobListing {
+    /// Every job that reads back, ordered by id.
+    pub jobs: Vec<StoredJob>,
+    /// The stored entries left out of `jobs`, ordered by name: each one is a job that will
+    /// not run until someone acts.
+    pub left_out: Vec<LeftOutJob>,
+}
+
+/// A stored entry a job listing left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOutJob {
+    /// The job, when the entry's name is a job id.
+    pub id: Option<JobId>,
+    /// The entry's name as stored: the job id, or the raw file name or key (lossily as
+    /// UTF-8) when it is not one.
+    pub name: String,
+    /// Why it was left out, for people.
+    pub reason: String,
+    /// Where the entry is now.
+    pub place: LeftOutPlace,
+}
+
+/// Where a stored entry that a listing left out is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LeftOutPlace {
+    /// This listing moved it aside (never deleted) and audited it as `Quarantined`: it is
+    /// no longer a job, and later listings do not report it again.
+    Quarantined {
+        /// Where it went (a path, or a key in a quarantine tree).
+        location: String,
+    },
+    /// It could not be read or moved: it stays where it is, left out of every listing
+    /// (and reported by each) until someone fixes, moves or deletes it.
+    LeftInPlace {
+        /// Where it is (a path, or a key).
+        at: String,
+    },
+}
+
+impl fmt::Display for LeftOutPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeftOutPlace::Quarantined { location } => write!(f, "quarantined to {location}"),
+            LeftOutPlace::LeftInPlace { at } => write!(f, "left in place at {at}"),
+        }
+    }
 }
 
 /// What happened to a job, as recorded in its audit list.
@@ -204,7 +277,27 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// job is then unknown.
     async fn get(&self, id: &JobId) -> Result<Option<StoredJob>>;
 
-    /// Every job, ordered by id. Damaged jobs MUST be quarantined as in `get` and left out.
+    /// Every job, ordered by id, and every stored entry left out of it.
+    ///
+    /// - A damaged job (as in `get`) MUST be moved aside, audited as `Quarantined` (detail
+    ///   `location`: where it went), left out of `jobs`, and reported in `left_out` as
+    ///   [`LeftOutPlace::Quarantined`] with that location by this call. It is then no longer
+    ///   stored, so later listings MUST NOT report it again (its audit record stays).
+    /// - An entry that cannot be read or moved (or whose name is not a job id) MUST be left
+    ///   where it is, out of `jobs`, and reported as [`LeftOutPlace::LeftInPlace`] by every
+    ///   listing while it stays. One with a job id MUST be audited as `LeftInPlace`, and
+    ///   SHOULD NOT be audited again by every listing of the same store.
+    /// - One such entry MUST NOT fail the listing; failures of the store as a whole (its
+    ///   lock, its audit log, a failed fsync) are errors.
+    async fn listing(&self) -> Result<JobListing> {
+        Ok(JobListing {
+            jobs: self.list().await?,
+            left_out: Vec::new(),
+        })
+    }
+
+    /// Every job, ordered by id: `listing` without the left-out entries. Where an operator
+    /// must hear of a job that stopped running, use `listing`.
     async fn list(&self) -> Result<Vec<StoredJob>>;
 
     /// Writes `document` as job `id` if the stored version is `expected`.
@@ -242,6 +335,9 @@ macro_rules! forward_job_store {
         impl<T: JobStore + ?Sized> JobStore for $ptr {
             async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
                 (**self).get(id).await
+            }
+            async fn listing(&self) -> Result<JobListing> {
+                (**self).listing().await
             }
             async fn list(&self) -> Result<Vec<StoredJob>> {
                 (**self).list().await
@@ -300,13 +396,104 @@ pub struct MemoryJobStore {
 #[derive(Debug, Default)]
 struct MemoryJobs {
     jobs: BTreeMap<JobId, (u64, serde_json::Value)>,
+    /// Stored jobs a test damaged: `true` when the damage can be moved aside.
+    damaged: BTreeMap<JobId, bool>,
+    /// Damaged jobs moved aside, never dropped: (id, version, document).
+    quarantine: Vec<(JobId, u64, serde_json::Value)>,
+    /// Damaged jobs that stay in place and whose `LeftInPlace` record was written.
+    left_in_place_audited: BTreeSet<JobId>,
     audit: Vec<JobAuditRecord>,
+}
+
+/// What a damaged memory job became when it was met.
+enum MetDamage {
+    Quarantined { location: String },
+    LeftInPlace { at: String },
+}
+
+const DAMAGE_REASON: &str = "it was damaged (MemoryJobStore::damage_job)";
+
+impl MemoryJobs {
+    /// Deals with job `id` if it is damaged: moves it aside (audited) or leaves it in place
+    /// (audited once). `None` when it is not damaged.
+    fn meet_damage(&mut self, id: &JobId) -> Option<MetDamage> {
+        let movable = *self.damaged.get(id)?;
+        if movable {
+            self.damaged.remove(id);
+            let (version, document) = self.jobs.remove(id)?;
+            let location = format!("memory quarantine #{}", self.quarantine.len());
+            self.quarantine.push((id.clone(), version, document));
+            self.audit.push(
+                JobAuditRecord::new(
+                    crate::wall_clock_now(),
+                    id.clone(),
+                    JobAuditAction::Quarantined,
+                    format!("job {id}: {DAMAGE_REASON}; moved to {location}"),
+                )
+                .with_detail(serde_json::json!({ "location": location, "reason": DAMAGE_REASON })),
+            );
+            Some(MetDamage::Quarantined { location })
+        } else {
+            let at = format!("memory job {id}");
+            if self.left_in_place_audited.insert(id.clone()) {
+                self.audit.push(
+                    JobAuditRecord::new(
+                        crate::wall_clock_now(),
+                        id.clone(),
+                        JobAuditAction::LeftInPlace,
+                        format!("job {id}: {DAMAGE_REASON} and cannot be moved aside; it stays in place and is left out of job listings"),
+                    )
+                    .with_detail(serde_json::json!({ "path": at, "reason": DAMAGE_REASON })),
+                );
+            }
+            Some(MetDamage::LeftInPlace { at })
+        }
+    }
+
+    /// The version stored now, as a write sees it: a damaged job that was moved aside counts
+    /// as none; one that stays in place is an error.
+    fn current_version(&mut self, id: &JobId) -> Result<Option<u64>> {
+        match self.meet_damage(id) {
+            Some(MetDamage::LeftInPlace { at }) => Err(left_in_place_error(id, &at)),
+            _ => Ok(self.jobs.get(id).map(|(version, _)| *version)),
+        }
+    }
+}
+
+fn left_in_place_error(id: &JobId, at: &str) -> Error {
+    Error::Encoding {
+        what: "memory job",
+        detail: format!("job {id}: {DAMAGE_REASON} and cannot be moved aside; it stays at {at}"),
+    }
 }
 
 impl MemoryJobStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Test hook: damages stored job `id` so that it no longer reads back. The next operation
+    /// that meets it moves it aside (audited as `Quarantined`), as a file or sled store does
+    /// with a damaged entry. Returns `false` (and does nothing) for an unknown job.
+    pub fn damage_job(&self, id: &JobId) -> bool {
+        self.mark_damaged(id, true)
+    }
+
+    /// Test hook: damages stored job `id` so that it can neither be read back nor moved
+    /// aside: it stays, left out of every listing (audited once as `LeftInPlace`), and `get`,
+    /// `put` and `delete` of it fail. Returns `false` (and does nothing) for an unknown job.
+    pub fn damage_job_in_place(&self, id: &JobId) -> bool {
+        self.mark_damaged(id, false)
+    }
+
+    fn mark_damaged(&self, id: &JobId, movable: bool) -> bool {
+        let mut state = self.lock();
+        if !state.jobs.contains_key(id) {
+            return false;
+        }
+        state.damaged.insert(id.clone(), movable);
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryJobs> {
@@ -317,28 +504,53 @@ impl MemoryJobStore {
 #[async_trait]
 impl JobStore for MemoryJobStore {
     async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
-        Ok(self
-            .lock()
-            .jobs
-            .get(id)
-            .map(|(version, document)| StoredJob {
+        let mut state = self.lock();
+        match state.meet_damage(id) {
+            Some(MetDamage::Quarantined { location }) => Err(Error::Encoding {
+                what: "memory job",
+                detail: format!("job {id}: {DAMAGE_REASON}; moved to {location}"),
+            }),
+            Some(MetDamage::LeftInPlace { at }) => Err(left_in_place_error(id, &at)),
+            None => Ok(state.jobs.get(id).map(|(version, document)| StoredJob {
                 id: id.clone(),
                 version: *version,
                 document: document.clone(),
-            }))
+            })),
+        }
     }
 
-    async fn list(&self) -> Result<Vec<StoredJob>> {
-        Ok(self
-            .lock()
+    async fn listing(&self) -> Result<JobListing> {
+        let mut state = self.lock();
+        let damaged: Vec<JobId> = state.damaged.keys().cloned().collect();
+        let mut left_out = Vec::new();
+        for id in damaged {
+            let place = match state.meet_damage(&id) {
+                Some(MetDamage::Quarantined { location }) => LeftOutPlace::Quarantined { location },
+                Some(MetDamage::LeftInPlace { at }) => LeftOutPlace::LeftInPlace { at },
+                None => continue,
+            };
+            left_out.push(LeftOutJob {
+                name: id.to_string(),
+                id: Some(id),
+                reason: DAMAGE_REASON.to_owned(),
+                place,
+            });
+        }
+        let jobs = state
             .jobs
             .iter()
+            .filter(|(id, _)| !state.damaged.contains_key(*id))
             .map(|(id, (version, document))| StoredJob {
                 id: id.clone(),
                 version: *version,
                 document: document.clone(),
             })
-            .collect())
+            .collect();
+        Ok(JobListing { jobs, left_out })
+    }
+
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        Ok(self.listing().await?.jobs)
     }
 
     async fn put(
@@ -348,7 +560,7 @@ impl JobStore for MemoryJobStore {
         document: &serde_json::Value,
     ) -> Result<std::result::Result<u64, VersionConflict>> {
         let mut state = self.lock();
-        let current = state.jobs.get(id).map(|(version, _)| *version);
+        let current = state.current_version(id)?;
         if current != expected {
             return Ok(Err(VersionConflict {
                 id: id.clone(),
@@ -367,7 +579,7 @@ impl JobStore for MemoryJobStore {
         expected: u64,
     ) -> Result<std::result::Result<(), VersionConflict>> {
         let mut state = self.lock();
-        let current = state.jobs.get(id).map(|(version, _)| *version);
+        let current = state.current_version(id)?;
         if current != Some(expected) {
             return Ok(Err(VersionConflict {
                 id: id.clone(),

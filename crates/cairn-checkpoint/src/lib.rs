@@ -42,6 +42,7 @@ pub use jobs::{
     InvalidJobId, JobAuditAction, JobAuditRecord, JobId, JobStore, MAX_JOB_ID_LEN, MemoryJobStore,
     StoredJob, VersionConflict,
 };
+pub use jobs::{JobListing, LeftOutJob, LeftOutPlace};
 pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use meta::{
     MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, ProcessStart, RunError, RunFilter, RunId, RunMeta,
