@@ -1,5 +1,5 @@
-//! The commands: what `cairn run`, `runs`, `show`, `resume`, `abandon` and `audit` do, and
-//! the drive of a run with its progress display and signal handling.
+//! The commands: what `cairn run`, `runs` (and `runs prune`), `show`, `resume`, `abandon`
+//! and `audit` do, and the drive of a run with its progress display and signal handling.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{
     AbandonArgs, Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED,
-    EXIT_STORE, EXIT_USAGE, ExecArgs, ResumeArgs, RunArgs, RunRef, RunsArgs, StoreArgs,
+    EXIT_STORE, EXIT_USAGE, ExecArgs, PruneArgs, ResumeArgs, RunArgs, RunRef, RunsArgs,
+    RunsCommand, StoreArgs,
 };
 use crate::duration::format_duration;
 use crate::policy;
@@ -127,7 +128,10 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => cmd_run(args).await,
-        Command::Runs(args) => cmd_runs(args).await,
+        Command::Runs(mut args) => match args.command.take() {
+            Some(RunsCommand::Prune(prune)) => cmd_prune(prune).await,
+            None => cmd_runs(args).await,
+        },
         Command::Show(args) => cmd_show(args).await,
         Command::Resume(args) => cmd_resume(args).await,
         Command::Abandon(args) => cmd_abandon(args).await,
@@ -1184,6 +1188,179 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// When a finished run finished: `finished_at`, or for metadata without it (written before
+/// every terminal swap set it) the last update, which was the move to its final status.
+fn finished_time(meta: &RunMeta) -> u64 {
+    meta.finished_at.unwrap_or(meta.updated_at).0
+}
+
+/// Why `cairn runs prune` left an eligible run in place, for the line naming it on stderr.
+/// `None` for an error that is not about the run but about the store (the prune stops).
+fn prune_skip_reason(error: &cairn_checkpoint::Error) -> Option<String> {
+    use cairn_checkpoint::Error;
+    match error {
+        Error::Locked { holder, .. } => Some(format!(
+            "a live process holds it ({holder}); try again once it is done"
+        )),
+        Error::NotTerminal { status, .. } => Some(format!(
+            "it changed meanwhile and is {status} now, so it is kept"
+        )),
+        error if error.is_bad_state() => Some(format!(
+            "its stored state is damaged and is kept for inspection ({error}); `cairn show` quarantines it"
+        )),
+        _ => None,
+    }
+}
+
+/// One line (or JSON line) about a run that prune removed or would remove.
+fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": if dry_run { "would_prune" } else { "pruned" },
+                "run_id": meta.run_id.as_str(),
+                "status": meta.status.as_str(),
+                "workflow": meta.workflow,
+                "scope": meta.scope,
+                "finished_at": finished_time(meta),
+                "output_removed": output_removed,
+            })
+        );
+    } else {
+        println!(
+            "{} run {} ({}, workflow {}, scope {}, finished {} UTC)",
+            if dry_run { "would prune" } else { "pruned" },
+            meta.run_id,
+            meta.status,
+            meta.workflow,
+            meta.scope,
+            format_timestamp(finished_time(meta))
+        );
+    }
+}
+
+/// The tallies of one prune, printed as its last line.
+#[derive(Debug, Default)]
+struct PruneTally {
+    pruned: usize,
+    kept: usize,
+    skipped: usize,
+}
+
+impl PruneTally {
+    fn print(&self, dry_run: bool, json: bool, cutoff_ms: u64) {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "summary",
+                    "dry_run": dry_run,
+                    "cutoff": cutoff_ms,
+                    "pruned": self.pruned,
+                    "kept": self.kept,
+                    "skipped": self.skipped,
+                })
+            );
+        } else if dry_run {
+            println!(
+                "would prune {} run(s), keep {} (dry run: nothing was removed)",
+                self.pruned, self.kept
+            );
+        } else if self.skipped > 0 {
+            println!(
+                "pruned {} run(s), kept {} ({} skipped, named above)",
+                self.pruned, self.kept, self.skipped
+            );
+        } else {
+            println!("pruned {} run(s), kept {}", self.pruned, self.kept);
+        }
+    }
+}
+
+/// `cairn runs prune`: removes `completed` and `cancelled` runs that finished before the
+/// cutoff, with their output folders; everything else is kept.
+async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
+    let state = open_existing_state(&args.store)?;
+    let json = args.store.json;
+    let now = cairn_checkpoint::wall_clock_now().0;
+    let cutoff = now.saturating_sub(u64::try_from(args.older_than.as_millis()).unwrap_or(u64::MAX));
+    let mut incomplete = false;
+    if !args.dry_run {
+        for left in state.sweep_removed_output() {
+            eprintln!(
+                "warning: could not delete {}, left by an earlier prune; it is tried again next time",
+                left.display()
+            );
+            incomplete = true;
+        }
+    }
+    let runs = state
+        .factory
+        .list(&RunFilter::default())
+        .await
+        .context("cannot list runs")?;
+    let mut tally = PruneTally {
+        kept: runs.len(),
+        ..PruneTally::default()
+    };
+    for meta in runs
+        .iter()
+        .filter(|meta| meta.status.is_terminal() && finished_time(meta) < cutoff)
+    {
+        let run_id = &meta.run_id;
+        if args.dry_run {
+            print_pruned(meta, true, json, false);
+            tally.pruned += 1;
+            tally.kept -= 1;
+            continue;
+        }
+        let removed = match state.factory.remove_terminal(run_id).await {
+            Ok(removed) => removed,
+            // Another prune removed it meanwhile: it is gone, as asked.
+            Err(cairn_checkpoint::Error::NotFound { .. }) => {
+                tally.kept -= 1;
+                continue;
+            }
+            Err(error) => match prune_skip_reason(&error) {
+                Some(reason) => {
+                    eprintln!("skipped run {run_id}: {reason}");
+                    tally.skipped += 1;
+                    continue;
+                }
+                None => {
+                    tally.print(false, json, cutoff);
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "cannot remove run {run_id}; the runs above were removed"
+                    )));
+                }
+            },
+        };
+        tally.pruned += 1;
+        tally.kept -= 1;
+        // The run is gone from the store; its output folder follows. A failure leaves the
+        // folder (or a hidden one the next prune deletes) and is reported.
+        let output_removed = match state.remove_run_output(run_id) {
+            Ok(removed) => removed,
+            Err(error) => {
+                eprintln!(
+                    "warning: run {run_id} was removed, but its output folder was not: {}",
+                    error_text(&error)
+                );
+                incomplete = true;
+                false
+            }
+        };
+        print_pruned(&removed, false, json, output_removed);
+    }
+    tally.print(args.dry_run, json, cutoff);
+    if tally.skipped > 0 || incomplete {
+        Ok(EXIT_STORE)
+    } else {
+        Ok(EXIT_OK)
+    }
 }
 
 async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {

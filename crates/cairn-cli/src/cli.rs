@@ -48,7 +48,8 @@ pub enum Command {
     /// Run a workflow file; resumes its interrupted run if there is one.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// List runs (by default those not completed or abandoned).
+    /// List runs (by default those not completed or abandoned); `cairn runs prune` removes
+    /// old completed and abandoned runs.
     Runs(RunsArgs),
     /// Show a run and its task table.
     Show(RunRef),
@@ -97,11 +98,12 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// How long running tasks may finish after Ctrl-C or SIGTERM before they are killed.
-    #[arg(long, default_value = "10s", value_parser = parse_grace)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub grace: std::time::Duration,
 }
 
-fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+/// A duration flag (`--grace`, `--older-than`), in `duration::parse_duration`'s format.
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
@@ -178,10 +180,61 @@ pub struct ResumeArgs {
 
 /// `cairn runs`.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    /// What to do with the runs; without a subcommand they are listed.
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
     /// Include completed and abandoned runs.
     #[arg(long)]
     pub all: bool,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cairn runs` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunsCommand {
+    /// Remove completed and abandoned runs that finished longer ago than --older-than, with
+    /// their captured output. Failed, paused and running runs are never removed.
+    #[command(after_help = PRUNE_HELP, after_long_help = PRUNE_HELP)]
+    Prune(PruneArgs),
+}
+
+/// The help after `cairn runs prune --help`: what is removed, an example, the exit codes.
+pub const PRUNE_HELP: &str = "\
+Removes each `completed` or `cancelled` (abandoned) run whose finished time is older than
+--older-than: its state in the store (metadata, journal, snapshot, audit log) and its folder
+under <state-dir>/output/ (captured output and the workflow copy). Failed, paused and running
+runs are never removed, whatever their age, nor is quarantined state. A removed run's id is
+free again. Removal is crash-safe: a run is either whole or gone.
+
+A run that cannot be removed right now (a live process holds it, or it changed meanwhile) is
+named on stderr with the reason and skipped; the others are still removed. Run the command
+again later.
+
+Example: remove what finished more than 30 days ago, after looking at the list first:
+  cairn runs prune --older-than 30d --dry-run
+  cairn runs prune --older-than 30d
+
+Exit codes:
+  0  every eligible run was removed (or none was eligible; or --dry-run)
+  2  bad usage (a bad --older-than duration, no state folder); nothing was removed
+  5  the state store failed (runs before the failure were removed and printed), or some
+     eligible runs were skipped or their output folder could not be deleted (each is named
+     on stderr with the reason)";
+
+/// `cairn runs prune`.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Remove runs that finished longer ago than this: a number and a unit (ms, s, m, h, d),
+    /// e.g. `30d`, `12h`, `1d12h`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub older_than: std::time::Duration,
+    /// Print what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,

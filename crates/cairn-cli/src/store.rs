@@ -11,6 +11,7 @@
 //!     .origin.json               where that file was and the folder task cwds are relative to
 //!     <task>.<attempt>.stdout    captured output (see `shell`)
 //!     <task>.<attempt>.stderr
+//!   output/.removed-<run_id>-<pid>/  a pruned run's folder being deleted (`cairn runs prune`)
 //! ```
 //!
 //! The workflow copy is what `cairn resume <run>` rebuilds the plan from, so editing the file
@@ -150,6 +151,50 @@ impl StateDir {
         self.output_root().join(run_id.as_str())
     }
 
+    /// Deletes the CLI's folder of a run that was removed from the store (`cairn runs
+    /// prune`): renames it to a hidden `output/.removed-<run_id>-<pid>` name, syncs
+    /// `output/`, then deletes it, so a crash leaves either the whole folder or a hidden one
+    /// that [`StateDir::sweep_removed_output`] deletes. `Ok(false)` when the run had none.
+    ///
+    /// # Errors
+    ///
+    /// When the folder cannot be renamed or deleted, or `output/` cannot be synced.
+    pub fn remove_run_output(&self, run_id: &RunId) -> anyhow::Result<bool> {
+        let dir = self.run_output(run_id);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let root = self.output_root();
+        let hidden = root.join(format!(
+            "{REMOVED_OUTPUT_PREFIX}{run_id}-{}",
+            std::process::id()
+        ));
+        std::fs::rename(&dir, &hidden)
+            .with_context(|| format!("cannot move {} out of the way", dir.display()))?;
+        sync_dir(&root)?;
+        std::fs::remove_dir_all(&hidden)
+            .with_context(|| format!("cannot delete {}", hidden.display()))?;
+        Ok(true)
+    }
+
+    /// Deletes the hidden folders that output removals cut short (a crash, a failed delete)
+    /// left in `output/`. Best effort: a folder that cannot be deleted now is tried again by
+    /// the next prune. Returns the folders it could not delete.
+    pub fn sweep_removed_output(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.output_root()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(REMOVED_OUTPUT_PREFIX))
+            })
+            .filter(|path| std::fs::remove_dir_all(path).is_err() && path.exists())
+            .collect()
+    }
+
     /// Records the workflow a run was started from, durably (temp file, fsync, rename, fsync
     /// the folder), so `cairn resume` can rebuild the same plan.
     ///
@@ -265,6 +310,10 @@ fn scope_key(workflow: &str, scope: &str) -> u64 {
     }
     hash
 }
+
+/// The name prefix of a pruned run's output folder while it is being deleted. It starts
+/// with '.', which no run id can, so it never names a run's folder.
+const REMOVED_OUTPUT_PREFIX: &str = ".removed-";
 
 const WORKFLOW_COPY: &str = ".workflow.toml";
 const ORIGIN_FILE: &str = ".origin.json";
