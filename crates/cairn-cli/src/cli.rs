@@ -31,7 +31,7 @@ Exit codes:
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
   5  the state store failed, or another live process is driving the run (run, resume)
-`cairn abandon` and `cairn jobs` list their own codes in their help.";
+`cairn abandon`, `cairn runs prune` and `cairn jobs` list their own codes in their help.";
 
 /// cairn: durable, crash-resumable workflows of shell commands.
 #[derive(Debug, Parser)]
