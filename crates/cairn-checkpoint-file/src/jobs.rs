@@ -18,19 +18,22 @@
 //! `crc32c` covers the compact JSON encoding of `document`. A job file that does not parse,
 //! fails its checksum, has another format version or names another job is moved to
 //! `quarantine/`, audited as `Quarantined`, and reported by `get` as `Error::Encoding`
-//! naming the job, the file and where it went; `list` leaves it out. So is an entry named like
-//! a job file that is not one (a folder, a FIFO, a socket, a dangling symbolic link, a file
-//! that may not be opened): one stray entry never fails a listing. The record is appended
-//! first, then the entry is renamed and both folders are fsynced. When an entry cannot be
-//! read for another reason (or cannot be moved), `list` leaves it in place and out of the
-//! listing, with a `LeftInPlace` audit record naming its `path` (once per store handle),
-//! while `get` of that job reports the I/O error. (Builds before `LeftInPlace` wrote a
-//! `Quarantined` record with a null `location` instead; such records still read.)
+//! naming the job, the file and where it went; a listing leaves it out of its jobs and
+//! reports it in `left_out` as quarantined (that listing only: it is gone afterwards). So is
+//! an entry named like a job file that is not one (a folder, a FIFO, a socket, a dangling
+//! symbolic link, a file that may not be opened): one stray entry never fails a listing. The
+//! record is appended first, then the entry is renamed and both folders are fsynced. When an
+//! entry cannot be read for another reason (or cannot be moved), a listing leaves it in place,
+//! with a `LeftInPlace` audit record naming its `path` (once per store handle), and reports
+//! it as left in place (every listing, while it stays), while `get` of that job reports the
+//! I/O error. A `*.json` entry whose name is no job id is left in place and reported too (no
+//! audit record can name it). (Builds before `LeftInPlace` wrote a `Quarantined` record with
+//! a null `location` instead; such records still read.)
 //!
 //! A failed fsync is fatal: the store refuses every later write with `SyncFailed` (never
 //! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -40,8 +43,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    Error, JobAuditAction, JobAuditRecord, JobId, JobStore, Result, StoredJob, VersionConflict,
-    wall_clock_now,
+    Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
+    Result, StoredJob, VersionConflict, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,9 +87,10 @@ struct Inner {
     dir: PathBuf,
     poisoned: AtomicBool,
     temp_counter: AtomicU64,
-    /// Jobs `list` left out (unreadable and left in place) and already audited, so a scheduler
-    /// ticking every second does not append the same record every second.
-    left_out: Mutex<HashSet<JobId>>,
+    /// Jobs a listing left in place (unreadable, or not movable) and already audited, with
+    /// what listings report about them, so a scheduler ticking every second does not append
+    /// the same record every second.
+    left_out: Mutex<HashMap<JobId, LeftOutJob>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,7 +165,7 @@ impl FileJobStore {
                 dir,
                 poisoned: AtomicBool::new(false),
                 temp_counter: AtomicU64::new(0),
-                left_out: Mutex::new(HashSet::new()),
+                left_out: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -188,6 +192,26 @@ impl FileJobStore {
                 path: self.inner.dir.clone(),
                 source: io::Error::other(join.to_string()),
             })?
+    }
+}
+
+/// What a listing found for one job id.
+enum Listed {
+    Job(StoredJob),
+    LeftOut(LeftOutJob),
+    /// Removed meanwhile.
+    Gone,
+}
+
+/// A `*.json` entry of the job folder whose name is no job id: left where it is, reported.
+fn not_a_job_name(path: &Path, name: &str, why: &str) -> LeftOutJob {
+    LeftOutJob {
+        id: None,
+        name: name.to_owned(),
+        reason: format!("it is named like a job file, but `{name}` is no job id ({why})"),
+        place: LeftOutPlace::LeftInPlace {
+            at: path.display().to_string(),
+        },
     }
 }
 
@@ -328,8 +352,9 @@ impl Inner {
 
     /// Moves a damaged job file (or a stray entry with its name) aside and audits it: the
     /// record first, then the rename, then both folders are fsynced. Call with the store lock
-    /// held. Returns the error `get` reports; an `Io` error means the entry stayed in place.
-    fn quarantine(&self, id: &JobId, reason: &str) -> Result<Error> {
+    /// held. Returns the error `get` reports and where the entry went; an `Io` error means the
+    /// entry stayed in place.
+    fn quarantine(&self, id: &JobId, reason: &str) -> Result<(Error, PathBuf)> {
         let from = self.path(id);
         let to = self.quarantine_target(id);
         let message = format!(
@@ -357,30 +382,52 @@ impl Inner {
         }
         self.sync_dir(&self.dir.join(QUARANTINE_DIR))?;
         self.sync_dir(&self.dir)?;
-        Ok(Error::Encoding {
-            what: "job file",
-            detail: message,
-        })
+        Ok((
+            Error::Encoding {
+                what: "job file",
+                detail: message,
+            },
+            to,
+        ))
     }
 
-    /// Leaves job `id` out of a listing, in place, audited once per store handle.
-    fn leave_out(&self, id: &JobId, err: &Error, audited: bool) -> Result<()> {
+    /// Leaves job `id` out of a listing, in place, and returns what the listing reports.
+    /// `unaudited`: the error to audit it with once per store handle (`None`: the caller
+    /// audited it already).
+    fn leave_out(
+        &self,
+        id: &JobId,
+        reason: String,
+        unaudited: Option<&Error>,
+    ) -> Result<LeftOutJob> {
+        let path = self.path(id);
+        let entry = LeftOutJob {
+            id: Some(id.clone()),
+            name: id.to_string(),
+            reason,
+            place: LeftOutPlace::LeftInPlace {
+                at: path.display().to_string(),
+            },
+        };
         let first = self
             .left_out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone());
-        if first && !audited {
-            self.append_audit(&left_in_place_record(id, &self.path(id), err))?;
+            .insert(id.clone(), entry.clone())
+            .is_none();
+        if let (true, Some(err)) = (first, unaudited) {
+            self.append_audit(&left_in_place_record(id, &path, err))?;
         }
-        Ok(())
+        Ok(entry)
     }
 
-    fn is_left_out(&self, id: &JobId) -> bool {
+    /// What an earlier listing through this handle reported about job `id`, left in place.
+    fn left_out_before(&self, id: &JobId) -> Option<LeftOutJob> {
         self.left_out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(id)
+            .get(id)
+            .cloned()
     }
 
     /// Forgets that job `id` was left out, so a new failure is audited again.
@@ -404,7 +451,7 @@ impl Inner {
                     Found::Missing => Ok(Ok(None)),
                     Found::Good(job) => Ok(Ok(Some(job))),
                     Found::Unreadable(err) => Err(err),
-                    Found::Bad(reason) => Ok(Err(self.quarantine(id, &reason)?)),
+                    Found::Bad(reason) => Ok(Err(self.quarantine(id, &reason)?.0)),
                 }
             }
         }
@@ -493,47 +540,74 @@ impl Inner {
         Ok(Ok(()))
     }
 
-    fn list(&self) -> Result<Vec<StoredJob>> {
+    fn listing(&self) -> Result<JobListing> {
         let mut ids = Vec::new();
+        let mut left_out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err("read_dir", &self.dir))? {
             let entry = entry.map_err(io_err("read_dir", &self.dir))?;
             let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let lossy = name.to_string_lossy();
+            // Temp files (`.tmp-*`) and anything else not named `*.json` are not jobs.
+            let Some(stem) = lossy.strip_suffix(".json") else {
                 continue;
             };
-            // Temp files and anything else that is not a job id are not jobs.
-            if let Ok(id) = JobId::new(stem) {
-                ids.push(id);
+            match name.to_str().map(|_| JobId::new(stem)) {
+                Some(Ok(id)) => ids.push(id),
+                // Named like a job file, but no job can have that name: no audit record can
+                // name it either, so it is reported, and left for a person to look at.
+                Some(Err(invalid)) => {
+                    left_out.push(not_a_job_name(&entry.path(), &lossy, &invalid.reason))
+                }
+                None => left_out.push(not_a_job_name(
+                    &entry.path(),
+                    &lossy,
+                    "the name is not UTF-8",
+                )),
             }
         }
         ids.sort();
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(job) = self.list_one(&id)? {
-                jobs.push(job);
+            match self.list_one(&id)? {
+                Listed::Job(job) => jobs.push(job),
+                Listed::LeftOut(entry) => left_out.push(entry),
+                Listed::Gone => {}
             }
         }
-        Ok(jobs)
+        left_out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(JobListing { jobs, left_out })
     }
 
-    /// Job `id` for `list`. A damaged entry is quarantined and left out; one that cannot be
-    /// read or moved is left in place and out, audited: one entry never fails the listing.
-    /// Store-wide failures (the lock, the audit log, a failed fsync) still do.
-    fn list_one(&self, id: &JobId) -> Result<Option<StoredJob>> {
+    /// Job `id` for a listing. A damaged entry is quarantined and reported; one that cannot
+    /// be read or moved is left in place, audited and reported: one entry never fails the
+    /// listing. Store-wide failures (the lock, the audit log, a failed fsync) still do.
+    fn list_one(&self, id: &JobId) -> Result<Listed> {
         let found = match self.read(id)? {
             // Tried and audited already through this handle: a scheduler ticking every second
             // would otherwise append two records a second. A new handle tries again.
-            Found::Bad(_) if self.is_left_out(id) => return Ok(None),
             Found::Bad(_) => {
+                if let Some(before) = self.left_out_before(id) {
+                    return Ok(Listed::LeftOut(before));
+                }
                 let _lock = self.lock()?;
                 // A writer may have replaced the file since: decide on what is there now.
                 match self.read(id)? {
                     Found::Bad(reason) => match self.quarantine(id, &reason) {
-                        Ok(_) => Found::Missing,
+                        Ok((_, location)) => {
+                            self.readable_again(id);
+                            return Ok(Listed::LeftOut(LeftOutJob {
+                                id: Some(id.clone()),
+                                name: id.to_string(),
+                                reason,
+                                place: LeftOutPlace::Quarantined {
+                                    location: location.display().to_string(),
+                                },
+                            }));
+                        }
                         // The rename failed and was audited already.
                         Err(err @ Error::Io { op: "rename", .. }) => {
-                            self.leave_out(id, &err, true)?;
-                            return Ok(None);
+                            let why = format!("it {reason}, and moving it aside failed: {err}");
+                            return Ok(Listed::LeftOut(self.leave_out(id, why, None)?));
                         }
                         Err(other) => return Err(other),
                     },
@@ -545,13 +619,14 @@ impl Inner {
         match found {
             Found::Good(job) => {
                 self.readable_again(id);
-                Ok(Some(job))
+                Ok(Listed::Job(job))
             }
-            Found::Unreadable(err) => {
-                self.leave_out(id, &err, false)?;
-                Ok(None)
-            }
-            Found::Missing | Found::Bad(_) => Ok(None),
+            Found::Unreadable(err) => Ok(Listed::LeftOut(self.leave_out(
+                id,
+                err.to_string(),
+                Some(&err),
+            )?)),
+            Found::Missing | Found::Bad(_) => Ok(Listed::Gone),
         }
     }
 
@@ -619,8 +694,12 @@ impl JobStore for FileJobStore {
         self.blocking(move |inner| inner.get(&id)?).await
     }
 
+    async fn listing(&self) -> Result<JobListing> {
+        self.blocking(Inner::listing).await
+    }
+
     async fn list(&self) -> Result<Vec<StoredJob>> {
-        self.blocking(Inner::list).await
+        Ok(self.listing().await?.jobs)
     }
 
     async fn put(

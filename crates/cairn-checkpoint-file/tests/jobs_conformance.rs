@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
-use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_queue::Timestamp;
 
@@ -46,6 +46,14 @@ impl JobStoreHarness for FileJobs {
         std::fs::write(&path, bytes).expect("rewrite the job file");
         Damage::Applied { offset: None }
     }
+
+    fn damage_job_in_place(&self, id: &JobId) -> Damage {
+        // A file where the quarantine folder belongs makes every move fail, even for root.
+        let qdir = self.file_store().dir().join("quarantine");
+        std::fs::remove_dir(&qdir).expect("the quarantine folder is empty");
+        std::fs::write(&qdir, b"not a folder").expect("a file in its place");
+        self.damage_job(id)
+    }
 }
 
 mod file {
@@ -56,6 +64,14 @@ mod file {
 async fn no_job_case_is_skipped_for_files() {
     assert_eq!(
         jobs::jobs_damaged_state_is_quarantined(&FileJobs::new()).await,
+        CaseResult::Passed
+    );
+    assert_eq!(
+        jobs::jobs_listing_reports_a_quarantined_job_once(&FileJobs::new()).await,
+        CaseResult::Passed
+    );
+    assert_eq!(
+        jobs::jobs_listing_reports_a_job_left_in_place_every_time(&FileJobs::new()).await,
         CaseResult::Passed
     );
 }
@@ -254,7 +270,17 @@ async fn a_stray_entry_that_cannot_be_moved_is_left_out_with_an_audit_record() {
     std::fs::write(&qdir, b"not a folder").unwrap();
 
     for _ in 0..3 {
-        assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+        let listing = store.listing().await.unwrap();
+        assert_eq!(listed_ids(&listing.jobs), ["a", "c"]);
+        // Reported by every listing while it stays, with where it is.
+        assert_eq!(listing.left_out.len(), 1, "{listing:?}");
+        assert_eq!(listing.left_out[0].id.as_ref(), Some(&stray));
+        assert_eq!(
+            listing.left_out[0].place,
+            LeftOutPlace::LeftInPlace {
+                at: path.display().to_string()
+            }
+        );
     }
     assert!(path.is_dir(), "left in place");
     let audit = store.read_audit(&stray).await.unwrap();
@@ -279,7 +305,16 @@ async fn an_entry_that_cannot_be_read_is_audited_as_left_in_place() {
     let path = store.job_path(&stray);
     // A link to itself fails every stat with "too many levels of symbolic links".
     std::os::unix::fs::symlink(&path, &path).unwrap();
-    assert_eq!(listed_ids(&store.list().await.unwrap()), ["a", "c"]);
+    for _ in 0..2 {
+        let listing = store.listing().await.unwrap();
+        assert_eq!(listed_ids(&listing.jobs), ["a", "c"]);
+        assert_eq!(listing.left_out.len(), 1, "{listing:?}");
+        assert_eq!(listing.left_out[0].name, "b");
+        assert!(
+            matches!(listing.left_out[0].place, LeftOutPlace::LeftInPlace { .. }),
+            "{listing:?}"
+        );
+    }
     assert!(std::fs::symlink_metadata(&path).is_ok(), "left in place");
     let audit = store.read_audit(&stray).await.unwrap();
     assert_eq!(audit.len(), 1, "{audit:?}");
@@ -331,4 +366,31 @@ async fn audit_records_written_before_left_in_place_existed_still_read() {
     );
     let text = std::fs::read_to_string(store.dir().join("audit.jsonl")).unwrap();
     assert!(text.contains(r#""action":"left_in_place""#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_file_name_that_is_no_job_id_is_reported_in_place_by_every_listing() {
+    let harness = FileJobs::new();
+    let store = two_jobs(&harness).await;
+    let path = store.dir().join("my job.json");
+    std::fs::write(&path, b"{}").unwrap();
+    // Temp files are not named `*.json` and are not reported.
+    std::fs::write(store.dir().join(".tmp-x-1-2"), b"{}").unwrap();
+    for _ in 0..2 {
+        let listing = store.listing().await.unwrap();
+        assert_eq!(listed_ids(&listing.jobs), ["a", "c"]);
+        assert_eq!(listing.left_out.len(), 1, "{listing:?}");
+        let left = &listing.left_out[0];
+        assert_eq!(
+            (left.id.as_ref(), left.name.as_str()),
+            (None, "my job.json")
+        );
+        assert_eq!(
+            left.place,
+            LeftOutPlace::LeftInPlace {
+                at: path.display().to_string()
+            }
+        );
+    }
+    assert!(path.is_file(), "left in place");
 }

@@ -12,6 +12,11 @@
 //! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian id from
 //!   `sled::Db::generate_id`, value = the damaged bytes as found. Never deleted.
 //!
+//! A listing moves a damaged value aside as `get` does and reports it in `left_out` as
+//! quarantined to `cairn/job_quarantine/<id>/<seq>` (that listing only). A key of
+//! [`JOBS_TREE`] that is no job id (nothing this store writes) is left where it is and
+//! reported by every listing as left in place at `cairn/jobs/<key>`.
+//!
 //! Every acknowledged write waited for `sled::Db::flush` (the `Durability::Sync` behaviour,
 //! whatever the factory's setting: job writes are rare). A failed flush poisons the database
 //! handle for this process, shared with `SledFactory`.
@@ -21,8 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    Error, JobAuditAction, JobAuditRecord, JobId, JobStore, Result, StoredJob, VersionConflict,
-    wall_clock_now,
+    Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
+    Result, StoredJob, VersionConflict, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,8 +155,13 @@ impl SledJobStore {
     }
 
     /// Moves the damaged value `found` of job `id` aside (if it is still the stored one) and
-    /// audits it; returns the error to report.
-    async fn quarantine(&self, id: &JobId, found: &sled::IVec, reason: &str) -> Result<Error> {
+    /// audits it; returns the error to report and where the value went.
+    async fn quarantine(
+        &self,
+        id: &JobId,
+        found: &sled::IVec,
+        reason: &str,
+    ) -> Result<(Error, String)> {
         let now = wall_clock_now();
         let seq = self.shared.db.generate_id().map_err(backend)?;
         let qkey = key_with_seq(id, seq);
@@ -172,13 +182,16 @@ impl SledJobStore {
                 JobAuditAction::Quarantined,
                 message.clone(),
             )
-            .with_detail(serde_json::json!({ "location": location })),
+            .with_detail(serde_json::json!({ "location": location, "reason": reason })),
         )?;
         self.shared.flush_now().await?;
-        Ok(Error::Encoding {
-            what: "sled job value",
-            detail: message,
-        })
+        Ok((
+            Error::Encoding {
+                what: "sled job value",
+                detail: message,
+            },
+            location,
+        ))
     }
 
     /// Reads job `id`: its raw bytes and decoded value, quarantining damage.
@@ -188,7 +201,7 @@ impl SledJobStore {
         };
         match decode(&raw) {
             Found::Good(value) => Ok(Some((raw, value))),
-            Found::Bad(reason) => Err(self.quarantine(id, &raw, reason).await?),
+            Found::Bad(reason) => Err(self.quarantine(id, &raw, reason).await?.0),
         }
     }
 
@@ -220,8 +233,8 @@ impl JobStore for SledJobStore {
         }))
     }
 
-    async fn list(&self) -> Result<Vec<StoredJob>> {
-        let mut jobs = Vec::new();
+    async fn listing(&self) -> Result<JobListing> {
+        let mut listing = JobListing::default();
         let keys: Vec<sled::IVec> = self
             .jobs
             .iter()
@@ -233,16 +246,45 @@ impl JobStore for SledJobStore {
                 .ok()
                 .and_then(|text| JobId::new(text).ok())
             else {
+                // No job can have this key (`put` takes job ids only), and no audit record
+                // can name it: it is reported and left for a person to look at.
+                let name = String::from_utf8_lossy(&key).into_owned();
+                listing.left_out.push(LeftOutJob {
+                    id: None,
+                    reason: format!("`{name}` is no job id, so it is no job"),
+                    place: LeftOutPlace::LeftInPlace {
+                        at: format!("{JOBS_TREE}/{name}"),
+                    },
+                    name,
+                });
                 continue;
             };
-            // Damaged jobs are quarantined and audited by `read`; list leaves them out.
-            match self.get(&id).await {
-                Ok(Some(job)) => jobs.push(job),
-                Ok(None) | Err(Error::Encoding { .. }) => {}
-                Err(err) => return Err(err),
+            let Some(raw) = self.jobs.get(key).map_err(backend)? else {
+                continue;
+            };
+            match decode(&raw) {
+                Found::Good(value) => listing.jobs.push(StoredJob {
+                    id,
+                    version: value.version,
+                    document: value.document,
+                }),
+                Found::Bad(reason) => {
+                    let (_, location) = self.quarantine(&id, &raw, reason).await?;
+                    listing.left_out.push(LeftOutJob {
+                        name: id.to_string(),
+                        id: Some(id),
+                        reason: reason.to_owned(),
+                        place: LeftOutPlace::Quarantined { location },
+                    });
+                }
             }
         }
-        Ok(jobs)
+        listing.left_out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
+    }
+
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        Ok(self.listing().await?.jobs)
     }
 
     async fn put(

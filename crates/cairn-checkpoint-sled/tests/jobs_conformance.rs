@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
-use cairn_checkpoint::{JobId, JobStore};
+use cairn_checkpoint::{JobId, JobStore, LeftOutPlace};
 use cairn_checkpoint_sled::{JOBS_TREE, SledFactory, SledJobStore};
 
 /// Stores that open the database by path: while one is alive the others share its handle
@@ -55,11 +55,50 @@ mod sled_path {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_job_case_is_skipped_for_sled() {
+async fn only_the_unmovable_job_case_is_skipped_for_sled() {
     assert_eq!(
         jobs::jobs_damaged_state_is_quarantined(&SledJobs::new()).await,
         CaseResult::Passed
     );
+    assert_eq!(
+        jobs::jobs_listing_reports_a_quarantined_job_once(&SledJobs::new()).await,
+        CaseResult::Passed
+    );
+    // Moving a damaged value aside is an insert and a compare-and-swap in the same database:
+    // nothing short of a failing database makes it fail.
+    assert!(matches!(
+        jobs::jobs_listing_reports_a_job_left_in_place_every_time(&SledJobs::new()).await,
+        CaseResult::Skipped(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_is_no_job_id_is_reported_in_place_by_every_listing() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let good = JobId::new("good").unwrap();
+    store
+        .put(&good, None, &serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+    tree.insert(b"not a job!", b"whatever".to_vec()).unwrap();
+    for _ in 0..3 {
+        let listing = store.listing().await.expect("listing");
+        let ids: Vec<&str> = listing.jobs.iter().map(|job| job.id.as_str()).collect();
+        assert_eq!(ids, ["good"]);
+        assert_eq!(listing.left_out.len(), 1, "{listing:?}");
+        let left = &listing.left_out[0];
+        assert_eq!((left.id.as_ref(), left.name.as_str()), (None, "not a job!"));
+        assert_eq!(
+            left.place,
+            LeftOutPlace::LeftInPlace {
+                at: format!("{JOBS_TREE}/not a job!")
+            }
+        );
+    }
+    assert!(tree.contains_key(b"not a job!").unwrap(), "left in place");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,9 @@ use cairn_queue::Timestamp;
 use serde_json::json;
 
 use super::{CaseResult, Damage};
-use crate::jobs::{JobAuditAction, JobAuditRecord, JobId, JobStore, VersionConflict};
+use crate::jobs::{
+    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutPlace, VersionConflict,
+};
 
 /// Job storage under test. One value is one fresh, empty storage.
 pub trait JobStoreHarness: Send + Sync + 'static {
@@ -42,6 +44,13 @@ pub trait JobStoreHarness: Send + Sync + 'static {
     fn damage_job(&self, id: &JobId) -> Damage {
         let _ = id;
         Damage::Unsupported("the harness cannot damage a stored job".to_owned())
+    }
+
+    /// Damages the stored state of job `id` so that it cannot be read back, AND makes moving
+    /// it aside fail, so the store must leave it in place.
+    fn damage_job_in_place(&self, id: &JobId) -> Damage {
+        let _ = id;
+        Damage::Unsupported("the harness cannot make a damaged job unmovable".to_owned())
     }
 }
 
@@ -56,6 +65,8 @@ pub const ALL_JOB_CASES: &[&str] = &[
     "jobs_list_ordered_by_id",
     "jobs_audit_records",
     "jobs_damaged_state_is_quarantined",
+    "jobs_listing_reports_a_quarantined_job_once",
+    "jobs_listing_reports_a_job_left_in_place_every_time",
 ];
 
 /// Expands to one `#[tokio::test]` per job-store case, each over a fresh harness built by the
@@ -79,6 +90,8 @@ macro_rules! job_store_conformance_tests {
             jobs_list_ordered_by_id,
             jobs_audit_records,
             jobs_damaged_state_is_quarantined,
+            jobs_listing_reports_a_quarantined_job_once,
+            jobs_listing_reports_a_job_left_in_place_every_time,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -506,6 +519,130 @@ pub async fn jobs_damaged_state_is_quarantined(harness: &impl JobStoreHarness) -
         create(&*store, &bad, json!({"n": 3})).await,
         1,
         "the id must be usable again"
+    );
+    CaseResult::Passed
+}
+
+async fn listing_of(store: &dyn JobStore) -> JobListing {
+    store
+        .listing()
+        .await
+        .unwrap_or_else(|err| panic!("listing failed: {err:?}"))
+}
+
+fn ids_of(listing: &JobListing) -> Vec<String> {
+    listing.jobs.iter().map(|job| job.id.to_string()).collect()
+}
+
+/// Creates `healthy` and `id` (with field `n`) through a store that is dropped before the
+/// harness damages anything.
+async fn healthy_and(harness: &impl JobStoreHarness, id: &JobId) {
+    let store = harness.store();
+    create(&*store, &job("healthy"), json!({"n": 1})).await;
+    create(&*store, id, json!({"n": 2})).await;
+}
+
+/// The listing that moves a damaged job aside reports it as quarantined, with the location
+/// its `Quarantined` audit record names; later listings (through this store or a new one) do
+/// not report it again, and the healthy job is listed throughout.
+pub async fn jobs_listing_reports_a_quarantined_job_once(
+    harness: &impl JobStoreHarness,
+) -> CaseResult {
+    let bad = job("broken");
+    healthy_and(harness, &bad).await;
+    if let Damage::Unsupported(reason) = harness.damage_job(&bad) {
+        return CaseResult::Skipped(reason);
+    }
+    let store = harness.store();
+    let listing = listing_of(&*store).await;
+    assert_eq!(ids_of(&listing), ["healthy"], "{listing:?}");
+    assert_eq!(
+        listing.left_out.len(),
+        1,
+        "the listing that moved damaged job {bad} aside must report it: {listing:?}"
+    );
+    let left = &listing.left_out[0];
+    assert_eq!(left.id.as_ref(), Some(&bad), "{left:?}");
+    assert_eq!(left.name, bad.as_str(), "{left:?}");
+    assert!(
+        !left.reason.is_empty(),
+        "a left-out entry must say why: {left:?}"
+    );
+    let LeftOutPlace::Quarantined { location } = &left.place else {
+        panic!("damaged job {bad} must be reported as quarantined: {left:?}");
+    };
+    let audit = store.read_audit(&bad).await.expect("read_audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == JobAuditAction::Quarantined
+                && r.detail["location"] == json!(location)),
+        "no Quarantined record of job {bad} names {location}: {audit:?}"
+    );
+    let again = listing_of(&*store).await;
+    assert_eq!(ids_of(&again), ["healthy"]);
+    assert!(
+        again.left_out.is_empty(),
+        "job {bad} was moved aside by an earlier listing; it must not be reported again: {again:?}"
+    );
+    drop(store);
+    let restarted = listing_of(&*harness.store()).await;
+    assert_eq!(ids_of(&restarted), ["healthy"]);
+    assert!(restarted.left_out.is_empty(), "{restarted:?}");
+    CaseResult::Passed
+}
+
+/// A damaged job that cannot be moved aside stays in place and is reported as such by every
+/// listing, through this store and a new one; it is audited as `LeftInPlace`, but not once
+/// per listing.
+pub async fn jobs_listing_reports_a_job_left_in_place_every_time(
+    harness: &impl JobStoreHarness,
+) -> CaseResult {
+    const LISTINGS: usize = 3;
+    let stuck = job("stuck");
+    healthy_and(harness, &stuck).await;
+    if let Damage::Unsupported(reason) = harness.damage_job_in_place(&stuck) {
+        return CaseResult::Skipped(reason);
+    }
+    let mut places = Vec::new();
+    for _handle in 0..2 {
+        let store = harness.store();
+        for round in 0..LISTINGS {
+            let listing = listing_of(&*store).await;
+            assert_eq!(ids_of(&listing), ["healthy"], "{listing:?}");
+            assert_eq!(
+                listing.left_out.len(),
+                1,
+                "listing {round} must report job {stuck}, still in place: {listing:?}"
+            );
+            let left = &listing.left_out[0];
+            assert_eq!(left.id.as_ref(), Some(&stuck), "{left:?}");
+            assert!(!left.reason.is_empty(), "{left:?}");
+            let LeftOutPlace::LeftInPlace { at } = &left.place else {
+                panic!("job {stuck} could not be moved: it must be reported in place: {left:?}");
+            };
+            places.push(at.clone());
+        }
+    }
+    places.dedup();
+    assert_eq!(
+        places.len(),
+        1,
+        "job {stuck} is reported at different places: {places:?}"
+    );
+    let audit = harness
+        .store()
+        .read_audit(&stuck)
+        .await
+        .expect("read_audit");
+    let records = audit
+        .iter()
+        .filter(|r| r.action == JobAuditAction::LeftInPlace)
+        .count();
+    assert!(
+        (1..=2).contains(&records),
+        "job {stuck} must be audited as left in place, at most once per store, not per listing ({} listings): {audit:?}",
+        2 * LISTINGS
     );
     CaseResult::Passed
 }
