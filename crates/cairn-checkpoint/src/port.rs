@@ -235,6 +235,31 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `NotTerminal`, `Locked`, `NotFound`, a bad-state error, and the adapter's I/O errors.
     /// The method has no provided body on purpose: a wrapper that forgot to forward it would
     /// refuse retention at run time, so the compiler asks every implementation for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("nightly-1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let held = factory.remove_terminal(&id).await;
+    /// assert!(matches!(held, Err(Error::Locked { .. })));
+    /// drop(run);
+    /// let running = factory.remove_terminal(&id).await;
+    /// assert!(matches!(running, Err(Error::NotTerminal { status: RunStatus::Running, .. })));
+    ///
+    /// let swap = factory.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Cancelled);
+    /// swap.await?.expect("nothing else moved the run");
+    /// let removed = factory.remove_terminal(&id).await?;
+    /// assert_eq!(removed.status, RunStatus::Cancelled);
+    /// assert!(factory.load_meta(&id).await?.is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta>;
 
     /// Appends an audit record for a run without opening it (used by the resume policy).
