@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{JobAuditAction, JobId, JobStore};
+use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutJob};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_queue::Timestamp;
-use cairn_scheduler::{Job, Jobs, NewJob, Schedule, SystemClock, UnreadableJob, Zone};
+use cairn_scheduler::{
+    Job, Jobs, NewJob, Schedule, SystemClock, UnreadableJob, Zone, what_to_do_about,
+};
 use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
@@ -31,7 +33,14 @@ Exit codes:
      a failed job without --force, or a completed job (a one-shot job that ran, or a
      recurring one whose schedule ran out: refused even with --force)
   5  the state store failed; or `list` found jobs it cannot read: it still prints the others,
-     and names each unreadable job with the reason on stderr";
+     and names each unreadable job with the reason on stderr
+  6  `list` found stored jobs the store had to leave out (damaged: moved to the quarantine
+     folder by this listing, or left in place because they could be neither read nor moved):
+     it still prints the others, and names each one on stderr with why, where it is now and
+     what to do (5 wins when both happen)";
+
+/// `cairn jobs list` found stored jobs the job store left out (quarantined or left in place).
+pub const EXIT_JOBS_LEFT_OUT: u8 = 6;
 
 /// `cairn jobs` subcommands.
 #[derive(Debug, Subcommand)]
@@ -449,24 +458,36 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     let root = existing_state_root(&args.store)?;
     let jobs = jobs_in(&root, args.store.adapter)?;
     // One undecodable job must not hide the others: print what reads, name the rest.
-    let (all, unreadable) = jobs.list_readable().await.map_err(job_error)?;
-    for (id, reason) in &unreadable {
+    let listed = jobs.list_readable().await.map_err(job_error)?;
+    let (all, unreadable) = (&listed.jobs, &listed.unreadable);
+    for (id, reason) in unreadable {
         eprintln!(
             "cairn: job {id} cannot be read, so it is not listed: {reason}; `cairn jobs rm {id}` deletes it"
         );
     }
-    let code = if unreadable.is_empty() {
-        EXIT_OK
-    } else {
+    // Jobs the store itself left out no longer run: a script must notice (exit 6), and a
+    // person must learn where the job is and what to do.
+    for entry in &listed.left_out {
+        if args.store.json {
+            eprintln!("{}", left_out_json(entry));
+        } else {
+            eprintln!("cairn: {}", left_out_text(entry));
+        }
+    }
+    let code = if !unreadable.is_empty() {
         EXIT_STORE
+    } else if !listed.left_out.is_empty() {
+        EXIT_JOBS_LEFT_OUT
+    } else {
+        EXIT_OK
     };
     if args.store.json {
-        for job in &all {
+        for job in all {
             println!("{}", job_json(job));
         }
         return Ok(code);
     }
-    if all.is_empty() && unreadable.is_empty() {
+    if all.is_empty() && unreadable.is_empty() && listed.left_out.is_empty() {
         println!(
             "no jobs in {} (add one with `cairn jobs add`)",
             root.display()
@@ -477,7 +498,7 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
         "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  LAST ERROR",
         "JOB", "STATUS", "SCHEDULE", "ERRORS", "NEXT RUN (UTC)", "LAST RUN (UTC)"
     );
-    for job in &all {
+    for job in all {
         println!(
             "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
             clip(job.id.as_str(), 20),
@@ -555,6 +576,57 @@ async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
         println!("job {id} has no audit records");
     }
     Ok(EXIT_OK)
+}
+
+/// The stderr line (without a prefix) of `jobs list` and `cairn scheduler` about a stored job the job store
+/// left out: which, why, where it is now, and what to do.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, LeftOutJob, LeftOutPlace};
+/// use cairn_cli::jobs::left_out_text;
+///
+/// let entry = LeftOutJob {
+///     id: Some(JobId::new("nightly").unwrap()),
+///     name: "nightly".to_owned(),
+///     reason: "fails its checksum".to_owned(),
+///     place: LeftOutPlace::Quarantined { location: "/s/jobs/quarantine/nightly-5.json".to_owned() },
+/// };
+/// let line = left_out_text(&entry);
+/// assert!(line.starts_with("job nightly was left out"));
+/// assert!(line.contains("quarantined to /s/jobs/quarantine/nightly-5.json"));
+/// ```
+pub fn left_out_text(entry: &LeftOutJob) -> String {
+    let what = match &entry.id {
+        Some(id) => format!("job {id}"),
+        None => format!("entry `{}`", entry.name),
+    };
+    format!(
+        "{what} was left out of the job list and does not run: {}; it is {}. What to do: {}",
+        entry.reason,
+        entry.place,
+        what_to_do_about(entry)
+    )
+}
+
+/// The `--json` form of [`left_out_text`]: `{"event": "job_left_out", "kind": "quarantined"
+/// | "left_in_place", "job_id", "name", "reason", "location" | "at", "what_to_do"}`.
+pub fn left_out_json(entry: &LeftOutJob) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "event": "job_left_out",
+        "job_id": entry.id,
+        "name": entry.name,
+        "reason": entry.reason,
+        "what_to_do": what_to_do_about(entry),
+    });
+    // The place's own fields: `kind` and `location` or `at`.
+    if let (Some(map), Ok(serde_json::Value::Object(place))) =
+        (value.as_object_mut(), serde_json::to_value(&entry.place))
+    {
+        map.extend(place);
+    }
+    value
 }
 
 /// A job as JSON: its stored document plus the store's version.

@@ -22,12 +22,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    JobAuditAction, JobAuditRecord, JobId, JobStore, RunId, RunStatus, StoredJob, VersionConflict,
+    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, RunId, RunStatus, StoredJob,
+    VersionConflict,
 };
 use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
 use cairn_scheduler::{
-    ExecutorRunner, JobRunner, PlanSource, RunFailed, RunRequest, RunSucceeded, Scheduler,
-    SchedulerConfig, SystemClock,
+    ExecutorRunner, JobRunner, LeftOutTracker, PlanSource, RunFailed, RunRequest, RunSucceeded,
+    Scheduler, SchedulerConfig, SystemClock,
 };
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,7 +37,9 @@ use tokio::sync::Notify;
 use crate::app::format_timestamp;
 use crate::cli::{EXIT_INTERRUPTED, EXIT_OK, ExecArgs, StoreArgs};
 use crate::duration::format_duration;
-use crate::jobs::{adapter_flag, existing_state_root, job_error, open_job_store};
+use crate::jobs::{
+    adapter_flag, existing_state_root, job_error, left_out_json, left_out_text, open_job_store,
+};
 use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
 use crate::store::{StateDir, absolute};
 use crate::workflow;
@@ -48,7 +51,10 @@ Exit codes:
   2  bad usage (for example no state folder, or --poll under 1s)
   4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
      command to resume it was printed (a second Ctrl-C kills running commands and also exits 4)
-  5  the state store failed (the scheduler stops; start it again)";
+  5  the state store failed (the scheduler stops; start it again)
+A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
+in place because it could be neither read nor moved) does not run: a warning on stderr names
+it, says where it is and what to do, once per job (a `job_left_out` line with --json).";
 
 /// `cairn scheduler`.
 #[derive(Debug, Clone, Args)]
@@ -153,13 +159,15 @@ impl Quiet {
     }
 }
 
-/// The job store, decorated: counts operations in flight for [`Quiet`] and prints the
-/// circuit-breaker trips and one-shot completions the scheduler audits.
+/// The job store, decorated: counts operations in flight for [`Quiet`], prints the
+/// circuit-breaker trips and one-shot completions the scheduler audits, and warns once about
+/// each stored job a listing left out.
 #[derive(Debug)]
 struct WatchedJobs {
     inner: Arc<dyn JobStore>,
     quiet: Arc<Quiet>,
     lines: Lines,
+    left_out: LeftOutTracker,
 }
 
 /// Counts one store operation while it is in flight.
@@ -185,9 +193,22 @@ impl JobStore for WatchedJobs {
         self.inner.get(id).await
     }
 
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+    async fn listing(&self) -> cairn_checkpoint::Result<JobListing> {
         let _op = InFlight::new(&self.quiet);
-        self.inner.list().await
+        let listing = self.inner.listing().await?;
+        // The scheduler lists every tick: say it once per entry, not every tick.
+        for entry in self.left_out.news(&listing.left_out) {
+            if self.lines.json {
+                println!("{}", left_out_json(&entry));
+            } else {
+                eprintln!("warning: {}", left_out_text(&entry));
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+        Ok(self.listing().await?.jobs)
     }
 
     async fn put(
@@ -473,6 +494,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         inner,
         quiet: Arc::clone(&quiet),
         lines: lines.clone(),
+        left_out: LeftOutTracker::default(),
     });
     let signals = RunSignals::default();
     let groups = ProcessGroups::default();
@@ -507,11 +529,13 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     // One undecodable job must not stop the scheduler: ticks leave it out as well.
-    let (readable, unreadable) = scheduler.jobs().list_readable().await.map_err(job_error)?;
-    for (id, reason) in &unreadable {
+    // Jobs the store left out are named by `WatchedJobs`, here and whenever a later listing
+    // finds a new one.
+    let listed = scheduler.jobs().list_readable().await.map_err(job_error)?;
+    for (id, reason) in &listed.unreadable {
         eprintln!("cairn: job {id} cannot be read, so it is not scheduled: {reason}");
     }
-    let count = readable.len();
+    let count = listed.jobs.len();
     lines.say(
         &format!(
             "scheduler: watching {count} job(s) in {} (Ctrl-C stops)",

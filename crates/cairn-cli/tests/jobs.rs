@@ -13,6 +13,7 @@ const OK: i32 = 0;
 const USAGE: i32 = 2;
 const INTERRUPTED: i32 = 4;
 const STORE: i32 = 5;
+const LEFT_OUT: i32 = 6;
 
 fn code(output: &Output) -> Option<i32> {
     output.status.code()
@@ -718,8 +719,14 @@ fn jobs_audit_shows_an_entry_left_in_place_as_such() {
     // A link to itself cannot be read (nor moved aside as a job file): it stays in place.
     let stray = sandbox.path(".cairn/jobs/stray.json");
     std::os::unix::fs::symlink(&stray, &stray).unwrap();
-    let listed = list(&sandbox);
-    assert_eq!(listed.len(), 1, "{listed:?}");
+    let output = sandbox.run(&["jobs", "list", "--json"]);
+    assert_eq!(code(&output), Some(LEFT_OUT), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        1,
+        "{}",
+        text(&output.stdout)
+    );
     assert_eq!(audit_actions(&sandbox, "stray"), ["left_in_place"]);
     let human = ok(&sandbox, &["jobs", "audit", "stray"]);
     assert!(
@@ -822,4 +829,198 @@ fn a_cron_job_whose_year_runs_out_is_completed_after_its_last_run() {
     let refused = sandbox.run(&["jobs", "resume", "last", "--force"]);
     assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
     assert_contains(&text(&refused.stderr), "completed");
+}
+
+/// Damages the stored file of job `id` under `.cairn/jobs/` (the file adapter's layout:
+/// `<id>.json` holding a `crc32c` of the document): the checksum no longer matches.
+fn damage_job_file(sandbox: &Sandbox, id: &str) {
+    let path = sandbox.path(&format!(".cairn/jobs/{id}.json"));
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let crc = file["crc32c"].as_u64().expect("a crc32c field");
+    file["crc32c"] = (crc ^ 1).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+}
+
+/// The `job_left_out` JSON lines of `stderr`.
+fn left_out_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|value| value["event"] == "job_left_out")
+        .collect()
+}
+
+#[test]
+fn jobs_list_names_a_damaged_job_it_quarantined_once_and_exits_6() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    for id in ["good", "broken", "broken-too"] {
+        ok(
+            &sandbox,
+            &["jobs", "add", "echo.toml", id, "--every", "10m"],
+        );
+    }
+    damage_job_file(&sandbox, "broken");
+    damage_job_file(&sandbox, "broken-too");
+
+    let table = sandbox.run(&["jobs", "list", "--state-dir", ".cairn"]);
+    let (out, err) = (text(&table.stdout), text(&table.stderr));
+    assert_eq!(code(&table), Some(LEFT_OUT), "{out}\n{err}");
+    assert_contains(&out, "good");
+    assert_lacks(&out, "broken");
+    // Which job, why, where it is now, what to do: one line each.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("job broken "))
+        .expect("job broken is named");
+    assert_contains(line, "fails its checksum");
+    assert_contains(line, "quarantined to ");
+    assert_contains(line, ".cairn/jobs/quarantine/broken-");
+    assert_contains(line, "add the job again");
+    let moved: Vec<_> = std::fs::read_dir(sandbox.path(".cairn/jobs/quarantine"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+
+    // Moved aside by that listing: the next one has nothing to report and exits 0.
+    let again = sandbox.run(&["jobs", "list"]);
+    assert_eq!(code(&again), Some(OK), "{}", text(&again.stderr));
+    assert_lacks(&text(&again.stderr), "broken");
+    assert_eq!(
+        audit_actions(&sandbox, "broken").last().map(String::as_str),
+        Some("quarantined")
+    );
+
+    // With --json: stdout keeps one job per line; stderr says it as a JSON line.
+    damage_job_file(&sandbox, "good");
+    let json = sandbox.run(&["jobs", "list", "--json"]);
+    assert_eq!(code(&json), Some(LEFT_OUT), "{}", text(&json.stderr));
+    assert_eq!(text(&json.stdout).trim(), "", "no job is left");
+    let events = left_out_lines(&text(&json.stderr));
+    assert_eq!(events.len(), 1, "{}", text(&json.stderr));
+    assert_eq!(events[0]["kind"], "quarantined");
+    assert_eq!(events[0]["job_id"], "good");
+    let location = events[0]["location"].as_str().expect("a location");
+    assert!(
+        location.starts_with(".cairn/jobs/quarantine/good-"),
+        "{location}"
+    );
+    assert!(sandbox.path(location).is_file(), "{location}");
+    assert!(events[0]["what_to_do"].is_string(), "{}", events[0]);
+}
+
+#[test]
+fn jobs_list_names_a_job_left_in_place_at_every_listing_and_exits_6() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    for id in ["good", "stuck"] {
+        ok(
+            &sandbox,
+            &["jobs", "add", "echo.toml", id, "--every", "10m"],
+        );
+    }
+    // A file where the quarantine folder belongs makes every move fail (even for root, which
+    // a read-only folder would not stop): the damaged job must stay where it is.
+    let qdir = sandbox.path(".cairn/jobs/quarantine");
+    std::fs::remove_dir(&qdir).unwrap();
+    std::fs::write(&qdir, b"not a folder").unwrap();
+    damage_job_file(&sandbox, "stuck");
+    // Paths are shown as the state folder was given (`.cairn` here, the default).
+    let stuck = std::path::Path::new(".cairn/jobs/stuck.json");
+
+    for _ in 0..2 {
+        let table = sandbox.run(&["jobs", "list"]);
+        let (out, err) = (text(&table.stdout), text(&table.stderr));
+        assert_eq!(code(&table), Some(LEFT_OUT), "{out}\n{err}");
+        assert_contains(&out, "good");
+        assert_lacks(&out, "stuck");
+        let line = err
+            .lines()
+            .find(|l| l.contains("job stuck "))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_contains(line, &format!("left in place at {}", stuck.display()));
+        assert_contains(line, "moving it aside failed");
+        assert_contains(line, "move it out of the job store by hand");
+    }
+    let json = sandbox.run(&["jobs", "list", "--json"]);
+    assert_eq!(code(&json), Some(LEFT_OUT), "{}", text(&json.stderr));
+    let events = left_out_lines(&text(&json.stderr));
+    assert_eq!(events.len(), 1, "{}", text(&json.stderr));
+    assert_eq!(events[0]["kind"], "left_in_place");
+    assert_eq!(events[0]["job_id"], "stuck");
+    assert_eq!(events[0]["at"], stuck.display().to_string());
+    assert!(
+        sandbox.path(".cairn/jobs/stuck.json").is_file(),
+        "left in place"
+    );
+    let help = ok(&sandbox, &["jobs", "list", "--help"]);
+    assert_contains(&help, "  6  ");
+}
+
+#[test]
+fn the_scheduler_warns_once_about_a_job_left_in_place_and_runs_the_others() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "mark.toml",
+        "name = \"mark\"\n[[task]]\nid = \"touch\"\nrun = \"echo ran >> marker\"\n",
+    );
+    ok(
+        &sandbox,
+        &["jobs", "add", "mark.toml", "stuck", "--every", "10m"],
+    );
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "mark.toml",
+            "first",
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    let qdir = sandbox.path(".cairn/jobs/quarantine");
+    std::fs::remove_dir(&qdir).unwrap();
+    std::fs::write(&qdir, b"not a folder").unwrap();
+    damage_job_file(&sandbox, "stuck");
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the first job to run", || {
+        show(&sandbox, "first").is_some_and(|job| job["status"] == "completed")
+            || scheduler.try_wait().expect("try_wait").is_some()
+    });
+    // A job added now is run by a later tick: by then the scheduler has listed the jobs
+    // several times, each listing leaving `stuck` out again.
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "mark.toml",
+            "second",
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    wait_for("the second job to run", || {
+        show(&sandbox, "second").is_some_and(|job| job["status"] == "completed")
+            || scheduler.try_wait().expect("try_wait").is_some()
+    });
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(&mut scheduler);
+    let out = sandbox.read("sched.out");
+    let err = sandbox.read("sched.err");
+    assert_eq!(status.code(), Some(OK), "{out}\n{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("job stuck ")).collect();
+    assert_eq!(warnings.len(), 1, "one warning, not one per tick: {err}");
+    assert!(warnings[0].starts_with("warning: "), "{err}");
+    assert_contains(warnings[0], "left in place at ");
+    assert_eq!(sandbox.read("marker").lines().count(), 2, "{out}");
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob};
 use cairn_queue::Timestamp;
 use serde_json::json;
 
@@ -171,9 +171,10 @@ impl Jobs {
             .collect()
     }
 
-    /// Every job that decodes, ordered by id, and apart the jobs whose stored document does
-    /// not decode or no longer validates (with the reason), as `tick` sees them. Use this
-    /// where one damaged job must not hide the others (a listing, a startup count).
+    /// Every job that decodes, ordered by id; apart, the jobs whose stored document does not
+    /// decode or no longer validates (with the reason), as `tick` sees them; and the stored
+    /// entries the job store itself left out (quarantined by this listing, or left in place).
+    /// Use this where one damaged job must not hide the others (a listing, a startup count).
     ///
     /// # Errors
     ///
@@ -184,7 +185,7 @@ impl Jobs {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    /// use cairn_checkpoint::{JobId, JobStore, LeftOutPlace, MemoryJobStore};
     /// use cairn_queue::Timestamp;
     /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
     ///
@@ -192,27 +193,34 @@ impl Jobs {
     /// let store = Arc::new(MemoryJobStore::new());
     /// let jobs = Jobs::new(store.clone(), Arc::new(ManualClock::new(Timestamp(0))));
     /// let every = Schedule::every(Duration::from_secs(60))?;
-    /// jobs.add(NewJob::new(JobId::new("good")?, "good", every, "wf.toml")).await?;
+    /// jobs.add(NewJob::new(JobId::new("good")?, "good", every.clone(), "wf.toml")).await?;
+    /// jobs.add(NewJob::new(JobId::new("damaged")?, "damaged", every, "wf.toml")).await?;
+    /// store.damage_job(&JobId::new("damaged")?);
     /// // A document written by something else.
     /// store.put(&JobId::new("odd")?, None, &serde_json::json!({"hello": 1})).await?.unwrap();
     /// assert!(jobs.list().await.is_err());
-    /// let (readable, unreadable) = jobs.list_readable().await?;
-    /// assert_eq!(readable.len(), 1);
-    /// assert_eq!(unreadable[0].0.as_str(), "odd");
+    /// let listed = jobs.list_readable().await?;
+    /// assert_eq!(listed.jobs.len(), 1);
+    /// assert_eq!(listed.unreadable[0].0.as_str(), "odd");
+    /// assert_eq!(listed.left_out[0].name, "damaged");
+    /// assert!(matches!(listed.left_out[0].place, LeftOutPlace::Quarantined { .. }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub async fn list_readable(&self) -> Result<(Vec<Job>, Vec<(JobId, String)>)> {
-        let mut readable = Vec::new();
-        let mut unreadable = Vec::new();
-        for stored in self.store.list().await? {
+    pub async fn list_readable(&self) -> Result<ReadableJobs> {
+        let listing = self.store.listing().await?;
+        let mut readable = ReadableJobs {
+            left_out: listing.left_out,
+            ..ReadableJobs::default()
+        };
+        for stored in listing.jobs {
             let id = stored.id.clone();
             match Job::from_stored(stored) {
-                Ok(job) => readable.push(job),
-                Err(err) => unreadable.push((id, err.to_string())),
+                Ok(job) => readable.jobs.push(job),
+                Err(err) => readable.unreadable.push((id, err.to_string())),
             }
         }
-        Ok((readable, unreadable))
+        Ok(readable)
     }
 
     /// Pauses an active job: it stops running until `resume`.
@@ -508,6 +516,19 @@ impl Jobs {
             attempts,
         })
     }
+}
+
+/// What `Jobs::list_readable` found: the jobs that run, and the ones that do not, with why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadableJobs {
+    /// Every job that decodes, ordered by id.
+    pub jobs: Vec<Job>,
+    /// Jobs whose stored document does not decode or no longer validates, with the reason
+    /// (`cairn jobs rm` deletes one, keeping its document in the audit log).
+    pub unreadable: Vec<(JobId, String)>,
+    /// Stored entries the job store left out: damaged jobs it moved aside during this
+    /// listing, and entries it could neither read nor move (reported while they stay).
+    pub left_out: Vec<LeftOutJob>,
 }
 
 /// A job whose stored document did not decode, as `Jobs::delete_unreadable` removed it.

@@ -45,6 +45,15 @@
 //! or cannot start returns `Err(RunFailed)`, one error for the breaker; a run a shutdown cut
 //! short returns `RunFailed::interrupted`, which is not counted. A panic in a runner is
 //! caught and counted as a failed run.
+//!
+//! # Jobs the store left out
+//!
+//! A job store leaves damaged entries out of its listings: it moves them aside
+//! (quarantined) or, when it cannot, leaves them in place (`JobListing::left_out`). Such a job
+//! silently stops running, so the scheduler says so: each tick's [`TickReport::left_out`]
+//! holds the entries it had not reported yet, each logged once as a WARN naming the entry,
+//! where it is and what to do ([`what_to_do_about`]); [`LeftOutTracker`] is that "once".
+//! [`Jobs::list_readable`] gives all of them.
 
 mod clock;
 mod error;
@@ -52,6 +61,7 @@ mod error;
 mod executor_runner;
 mod job;
 mod jobs;
+mod left_out;
 mod runner;
 mod schedule;
 mod scheduler;
@@ -61,7 +71,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "executor")]
 pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
-pub use jobs::{Jobs, UnreadableJob};
+pub use jobs::{Jobs, ReadableJobs, UnreadableJob};
+pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
 pub use scheduler::{CatchUp, RunRecord, Scheduler, SchedulerConfig, TickReport};

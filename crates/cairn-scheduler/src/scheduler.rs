@@ -4,11 +4,11 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob};
 use cairn_queue::Timestamp;
 use serde_json::json;
 
@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus};
 use crate::jobs::{Jobs, RECORD_ATTEMPTS};
+use crate::left_out::{LeftOutTracker, what_to_do_about};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 use crate::schedule::MIN_INTERVAL;
 
@@ -100,6 +101,11 @@ pub struct TickReport {
     pub missed_not_run: u64,
     /// Jobs whose stored document does not decode, with the reason; they are left alone.
     pub unreadable: Vec<(JobId, String)>,
+    /// Stored entries the job store left out of its listing (moved aside, or left in place
+    /// because they could be neither read nor moved) that this scheduler had not reported
+    /// before: each appears once, not in every tick while it stays, and is logged once as a
+    /// WARN. (An entry first seen by `run_until` between ticks is reported by the next tick.)
+    pub left_out: Vec<LeftOutJob>,
 }
 
 /// Runs due jobs. Build it with a job store, a runner and a clock; call `tick` (tests, cron
@@ -180,6 +186,9 @@ pub struct Scheduler {
     jobs: Jobs,
     runner: Arc<dyn JobRunner>,
     config: SchedulerConfig,
+    left_out: Arc<LeftOutTracker>,
+    /// Left-out entries a listing outside `tick` found, for the next tick's report.
+    unreported: Arc<Mutex<Vec<LeftOutJob>>>,
 }
 
 /// How many missed ticks a catch-up looks at to tell "missed" from "on time" and to count.
@@ -206,6 +215,8 @@ impl Scheduler {
             jobs: Jobs::new(store, clock),
             runner,
             config,
+            left_out: Arc::default(),
+            unreported: Arc::default(),
         }
     }
 
@@ -236,7 +247,15 @@ impl Scheduler {
     pub async fn tick(&self) -> Result<TickReport> {
         let now = self.jobs.clock().now();
         let mut report = TickReport::default();
-        for stored in self.jobs.store().list().await? {
+        let listing = self.jobs.store().listing().await?;
+        self.note_left_out(&listing.left_out);
+        report.left_out = std::mem::take(
+            &mut *self
+                .unreported
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for stored in listing.jobs {
             let id = stored.id.clone();
             let job = match Job::from_stored(stored) {
                 Ok(job) => job,
@@ -562,13 +581,35 @@ impl Scheduler {
         }
     }
 
+    /// Logs the left-out entries not reported yet, once each, and keeps them for the next
+    /// tick's report.
+    fn note_left_out(&self, left_out: &[LeftOutJob]) {
+        let news = self.left_out.news(left_out);
+        for entry in &news {
+            tracing::warn!(
+                target: "cairn",
+                job = %entry.name,
+                place = %entry.place,
+                reason = %entry.reason,
+                "the job store left job {} out of its listing ({}): {}; it does not run. {}",
+                entry.name,
+                entry.reason,
+                entry.place,
+                what_to_do_about(entry)
+            );
+        }
+        self.unreported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(news);
+    }
+
     async fn time_until_next_due(&self) -> Result<Duration> {
         let now = self.jobs.clock().now();
-        let next = self
+        let listing = self.jobs.store().listing().await?;
+        self.note_left_out(&listing.left_out);
+        let next = listing
             .jobs
-            .store()
-            .list()
-            .await?
             .into_iter()
             .filter_map(|stored| Job::from_stored(stored).ok())
             .filter(|job| job.status == JobStatus::Active)

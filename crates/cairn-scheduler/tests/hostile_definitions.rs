@@ -222,10 +222,11 @@ async fn a_stored_job_that_no_longer_validates_is_unreadable_and_the_others_stil
     unreadable.sort_unstable();
     assert_eq!(unreadable, ["bad-cron", "zero-interval", "zero-limit"]);
     // A listing sees them the same way; the strict `list` stops at the first.
-    let (readable, listed_unreadable) = rig.scheduler.jobs().list_readable().await.unwrap();
-    assert_eq!(readable.len(), 1);
-    assert_eq!(readable[0].id.as_str(), "healthy");
-    let listed: Vec<_> = listed_unreadable
+    let readable = rig.scheduler.jobs().list_readable().await.unwrap();
+    assert_eq!(readable.jobs.len(), 1);
+    assert_eq!(readable.jobs[0].id.as_str(), "healthy");
+    let listed: Vec<_> = readable
+        .unreadable
         .iter()
         .map(|(job, _)| job.as_str())
         .collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    JobAuditRecord, JobId, JobStore, MemoryJobStore, StoredJob, VersionConflict,
+    JobAuditRecord, JobId, JobListing, JobStore, MemoryJobStore, StoredJob, VersionConflict,
 };
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
@@ -129,7 +129,7 @@ pub fn every_minute(job: &str) -> NewJob {
 /// injected fault or interference. Each hook does nothing unless a test overrides it.
 #[async_trait]
 pub trait StoreHooks: std::fmt::Debug + Send + Sync {
-    /// Before `list`.
+    /// Before `listing` (and `list`).
     async fn before_list(&self) {}
 
     /// Before `put`; an error is returned instead of writing.
@@ -162,9 +162,12 @@ impl<H: StoreHooks + 'static> JobStore for HookedStore<H> {
     async fn get(&self, id: &JobId) -> cairn_checkpoint::Result<Option<StoredJob>> {
         self.inner.get(id).await
     }
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+    async fn listing(&self) -> cairn_checkpoint::Result<JobListing> {
         self.hooks.before_list().await;
-        self.inner.list().await
+        self.inner.listing().await
+    }
+    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
+        Ok(self.listing().await?.jobs)
     }
     async fn put(
         &self,
