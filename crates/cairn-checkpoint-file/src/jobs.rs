@@ -556,7 +556,7 @@ impl Inner {
                 // Named like a job file, but no job can have that name: no audit record can
                 // name it either, so it is reported, and left for a person to look at.
                 Some(Err(invalid)) => {
-                    left_out.push(not_a_job_name(&entry.path(), &lossy, &invalid.reason))
+                    left_out.push(not_a_job_name(&entry.path(), &lossy, invalid.reason))
                 }
                 None => left_out.push(not_a_job_name(
                     &entry.path(),
@@ -696,10 +696,6 @@ impl JobStore for FileJobStore {
 
     async fn listing(&self) -> Result<JobListing> {
         self.blocking(Inner::listing).await
-    }
-
-    async fn list(&self) -> Result<Vec<StoredJob>> {
-        Ok(self.listing().await?.jobs)
     }
 
     async fn put(

@@ -283,10 +283,6 @@ impl JobStore for SledJobStore {
         Ok(listing)
     }
 
-    async fn list(&self) -> Result<Vec<StoredJob>> {
-        Ok(self.listing().await?.jobs)
-    }
-
     async fn put(
         &self,
         id: &JobId,

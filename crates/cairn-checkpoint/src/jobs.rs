@@ -289,16 +289,13 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     ///   SHOULD NOT be audited again by every listing of the same store.
     /// - One such entry MUST NOT fail the listing; failures of the store as a whole (its
     ///   lock, its audit log, a failed fsync) are errors.
-    async fn listing(&self) -> Result<JobListing> {
-        Ok(JobListing {
-            jobs: self.list().await?,
-            left_out: Vec::new(),
-        })
-    }
+    async fn listing(&self) -> Result<JobListing>;
 
     /// Every job, ordered by id: `listing` without the left-out entries. Where an operator
     /// must hear of a job that stopped running, use `listing`.
-    async fn list(&self) -> Result<Vec<StoredJob>>;
+    async fn list(&self) -> Result<Vec<StoredJob>> {
+        Ok(self.listing().await?.jobs)
+    }
 
     /// Writes `document` as job `id` if the stored version is `expected`.
     ///
@@ -547,10 +544,6 @@ impl JobStore for MemoryJobStore {
             })
             .collect();
         Ok(JobListing { jobs, left_out })
-    }
-
-    async fn list(&self) -> Result<Vec<StoredJob>> {
-        Ok(self.listing().await?.jobs)
     }
 
     async fn put(

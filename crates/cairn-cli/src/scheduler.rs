@@ -207,10 +207,6 @@ impl JobStore for WatchedJobs {
         Ok(listing)
     }
 
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
-        Ok(self.listing().await?.jobs)
-    }
-
     async fn put(
         &self,
         id: &JobId,

@@ -166,9 +166,6 @@ impl<H: StoreHooks + 'static> JobStore for HookedStore<H> {
         self.hooks.before_list().await;
         self.inner.listing().await
     }
-    async fn list(&self) -> cairn_checkpoint::Result<Vec<StoredJob>> {
-        Ok(self.listing().await?.jobs)
-    }
     async fn put(
         &self,
         id: &JobId,
