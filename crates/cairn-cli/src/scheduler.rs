@@ -54,7 +54,8 @@ Exit codes:
   5  the state store failed (the scheduler stops; start it again)
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
 in place because it could be neither read nor moved) does not run: a warning on stderr names
-it, says where it is and what to do, once per job (a `job_left_out` line with --json).";
+it, says where it is and what to do, once per job (with --json, a `job_left_out` line on
+stdout).";
 
 /// `cairn scheduler`.
 #[derive(Debug, Clone, Args)]
