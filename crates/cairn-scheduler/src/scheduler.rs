@@ -238,7 +238,9 @@ impl Scheduler {
     /// recording an outcome lost 256 compare-and-swaps in a row (an operator's update gives
     /// up after 16). A job whose document does not decode, or no longer validates, is
     /// reported in `TickReport::unreadable`, not as an error. A runner that panics is not an
-    /// error either: the panic is recorded as that run's failure.
+    /// error either: the panic is recorded as that run's failure. Stored jobs the job store
+    /// left out of its listing are reported in `TickReport::left_out` (and logged as a WARN)
+    /// once each, not by every tick while they stay.
     ///
     /// # Cancel safety
     ///
