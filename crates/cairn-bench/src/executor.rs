@@ -14,11 +14,15 @@
 //! latency per cycle; with 0 the adapter still coalesces appends that arrive while a sync is
 //! in progress. Pass `--group-delay-us 200` to measure the cost of waiting.
 //!
-//! Telemetry: the same group/256 run is repeated with telemetry off and on, back to back, 21
+//! Telemetry: the same group/256 run is repeated with telemetry off and on, back to back, 22
 //! times, "off" first in every other pair and "on" first in the others (the disk's speed
 //! drifts over seconds and single runs scatter by up to about 20%, so each pair is compared on
-//! its own and the order alternates), and the overhead is the median of the 21 pairs'
-//! overheads. "On" is exactly the layers
+//! its own and the order alternates). The second run of a pair tends to be faster than the
+//! first whichever side it is, so the pairs fall into two halves by order; the overhead is
+//! the mean of the two halves' medians (11 pairs each), which cancels that position effect
+//! instead of letting whichever half has more pairs pull the median its way. All file pairs
+//! run one after another, then all noop pairs, each after one untimed run of its own kind.
+//! "On" is exactly the layers
 //! `cairn_telemetry::init` installs under its fmt layer (`cairn_telemetry::export_layers`:
 //! the trace layer with the `RUST_LOG` or default filter, OpenTelemetry traces with the run
 //! links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
@@ -205,7 +209,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or_else(|| "n/a".to_owned())
     };
     println!(
-        "telemetry on, noop adapter (worst case): {:.1}% slower (median of {REPEATS} pairs; {:.0} vs {:.0} tasks/s, medians)",
+        "telemetry on, noop adapter (worst case): {:.1}% slower ({REPEATS} pairs, order-balanced; {:.0} vs {:.0} tasks/s, medians)",
         overhead.noop_percent, overhead.noop_on, overhead.noop_off
     );
     let pairs: Vec<String> = overhead
@@ -219,6 +223,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         overhead.file_off,
         pairs.join(" ")
     );
+    let (off_first, on_first) = order_halves(&overhead.file_pairs);
+    println!(
+        "telemetry on, file/group/256, pairs by order: off first {off_first:.1}%, on first {on_first:.1}% (medians); the overhead is their mean"
+    );
     println!("telemetry overhead: {:.1}%", overhead.file_percent);
     println!(
         "executor: {} tasks/s (file, group, concurrency 256); {} tasks/s (file, sync, concurrency 16)",
@@ -229,12 +237,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// How many times each side of the telemetry comparison runs.
-const REPEATS: usize = 21;
+const REPEATS: usize = 22;
 
 struct Overhead {
     file_off: f64,
     file_on: f64,
-    /// The median of `file_pairs`.
+    /// The mean of the medians of `file_pairs`' two halves by run order.
     file_percent: f64,
     /// Each back-to-back pair's overhead, in run order.
     file_pairs: Vec<f64>,
@@ -377,16 +385,22 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
         max_delay: options.group_delay,
     });
     let mut sides: [(Vec<f64>, Vec<f64>); 2] = Default::default();
-    for pair in 0..REPEATS {
-        // Every other pair runs "on" first: whichever run of a pair goes second follows the
-        // first one's disk traffic, and alternating keeps that from favouring one side.
-        let on_first = pair % 2 == 1;
-        for (side, durability) in sides.iter_mut().zip([group, None]) {
-            let name = if durability.is_some() {
-                "group"
-            } else {
-                "noop"
-            };
+    // Each adapter's pairs run one after another, after one untimed run of the same kind, so
+    // every timed run follows a run on the same adapter. (With the two adapters' pairs
+    // interleaved, the first file run of each pair followed noop runs and ran slower than
+    // the second, whichever side it was: the pairs split into two clusters about 20 points
+    // apart by which side went first, and the median landed anywhere between them.)
+    for (side, durability) in sides.iter_mut().zip([group, None]) {
+        let name = if durability.is_some() {
+            "group"
+        } else {
+            "noop"
+        };
+        measure(options, name, durability, 256).await?;
+        for pair in 0..REPEATS {
+            // Every other pair runs "on" first: whichever run of a pair goes second follows
+            // the first one's disk traffic, and alternating keeps that from favouring one side.
+            let on_first = pair % 2 == 1;
             if !on_first {
                 side.0
                     .push(measure(options, name, durability, 256).await?.rate);
@@ -404,7 +418,7 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
         }
     }
     // Each pair ran back to back, so its ratio is what drift (the disk's speed changes over
-    // seconds) disturbs least; the overhead is the median of the pairs' overheads.
+    // seconds) disturbs least.
     let pair_percents = |off: &[f64], on: &[f64]| -> Vec<f64> {
         off.iter()
             .zip(on)
@@ -417,12 +431,27 @@ async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
     Ok(Overhead {
         file_off: median(file_off),
         file_on: median(file_on),
-        file_percent: median(file_pairs.clone()),
+        file_percent: order_balanced(&file_pairs),
         file_pairs,
         noop_off: median(noop_off),
         noop_on: median(noop_on),
-        noop_percent: median(noop_pairs),
+        noop_percent: order_balanced(&noop_pairs),
     })
+}
+
+/// The median of the pairs that ran "off" first (even positions) and of those that ran "on"
+/// first (odd positions).
+fn order_halves(pairs: &[f64]) -> (f64, f64) {
+    let half = |first: usize| median(pairs.iter().skip(first).step_by(2).copied().collect());
+    (half(0), half(1))
+}
+
+/// The mean of [`order_halves`]: a position effect (the second run of a pair faster than the
+/// first, whichever side it is) moves the two halves by the same amount in opposite
+/// directions, so it cancels here.
+fn order_balanced(pairs: &[f64]) -> f64 {
+    let (off_first, on_first) = order_halves(pairs);
+    (off_first + on_first) / 2.0
 }
 
 /// One side of the telemetry comparison, once, on the noop adapter (`--telemetry-side`).
