@@ -4,67 +4,29 @@
 
 #![cfg(feature = "conformance")]
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness};
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Quarantined, Result,
-    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
+    CheckpointerFactory, MemoryFactory, Result, RunId, RunMeta, RunStatus, StatusConflict,
+    wall_clock_now,
 };
-
-/// Implements the port for `$name` by forwarding every method but `claim` to the
-/// `MemoryFactory` in field `0`, plus the methods written in the braces (which give `claim`).
-macro_rules! memory_wrapper {
-    ($name:ident { $($methods:tt)* }) => {
-        #[async_trait]
-        impl CheckpointerFactory for $name {
-            $($methods)*
-        async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
-            self.0.begin(meta).await
-        }
-        async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
-            self.0.open(run_id).await
-        }
-        async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
-            self.0.load_meta(run_id).await
-        }
-        async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
-            self.0.list(filter).await
-        }
-        async fn compare_and_swap_status(
-            &self,
-            run_id: &RunId,
-            from: RunStatus,
-            to: RunStatus,
-        ) -> Result<Result<RunMeta, StatusConflict>> {
-            self.0.compare_and_swap_status(run_id, from, to).await
-        }
-        async fn is_held(&self, run_id: &RunId) -> Result<bool> {
-            self.0.is_held(run_id).await
-        }
-        async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
-            self.0.quarantine(run_id, reason).await
-        }
-        async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
-            self.0.remove_terminal(run_id).await
-        }
-        async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
-            self.0.append_audit(run_id, record).await
-        }
-        async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
-            self.0.read_audit(run_id).await
-        }
-        }
-    };
-}
+use common::{Bend, Bent};
 
 /// The old way of claiming an interrupted run: a status swap, which never compares the
 /// lease epoch, so every racer wins and a stale claimer moves the run on.
 #[derive(Debug, Clone, Default)]
 struct ClaimIgnoresEpoch(MemoryFactory);
 
-memory_wrapper!(ClaimIgnoresEpoch {
+#[async_trait]
+impl Bend for ClaimIgnoresEpoch {
+    fn memory(&self) -> &MemoryFactory {
+        &self.0
+    }
+
     async fn claim(
         &self,
         run_id: &RunId,
@@ -75,14 +37,19 @@ memory_wrapper!(ClaimIgnoresEpoch {
             .compare_and_swap_status(run_id, from, RunStatus::Running)
             .await
     }
-});
+}
 
 /// Compares the epoch, but rewrites the run's metadata (with a new `updated_at`) when the
 /// claim loses, as an adapter that always writes back what it read would.
 #[derive(Debug, Clone, Default)]
 struct ClaimWritesWhenItLoses(MemoryFactory);
 
-memory_wrapper!(ClaimWritesWhenItLoses {
+#[async_trait]
+impl Bend for ClaimWritesWhenItLoses {
+    fn memory(&self) -> &MemoryFactory {
+        &self.0
+    }
+
     async fn claim(
         &self,
         run_id: &RunId,
@@ -98,7 +65,7 @@ memory_wrapper!(ClaimWritesWhenItLoses {
         }
         Ok(outcome)
     }
-});
+}
 
 struct Broken<F>(F);
 
@@ -145,7 +112,7 @@ async fn the_suite_catches_a_claim_that_ignores_the_epoch() {
         "claims_racing_from_threads_have_one_winner",
     ] {
         assert!(
-            case_fails(case, ClaimIgnoresEpoch::default()).await,
+            case_fails(case, Bent(ClaimIgnoresEpoch::default())).await,
             "{case} must fail for a claim that ignores the lease epoch"
         );
     }
@@ -156,7 +123,7 @@ async fn the_suite_catches_a_claim_that_writes_when_it_loses() {
     assert!(
         case_fails(
             "claim_at_a_stale_epoch_changes_nothing",
-            ClaimWritesWhenItLoses::default()
+            Bent(ClaimWritesWhenItLoses::default())
         )
         .await,
         "a lost claim that rewrites the metadata must fail the case"
@@ -164,7 +131,7 @@ async fn the_suite_catches_a_claim_that_writes_when_it_loses() {
     assert!(
         case_fails(
             "claim_of_a_terminal_run_changes_nothing",
-            ClaimWritesWhenItLoses::default()
+            Bent(ClaimWritesWhenItLoses::default())
         )
         .await,
         "a lost claim of a terminal run that rewrites it must fail the case"

@@ -3,16 +3,19 @@
 
 #![cfg(feature = "conformance")]
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_checkpoint::conformance::{self, ConformanceHarness, sample_events};
 use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, Error, MemoryFactory, Opened, Quarantined,
-    Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    Checkpointer, CheckpointerFactory, Error, MemoryFactory, Opened, Result, RunId, RunMeta,
+    RunStatus,
 };
 use cairn_queue::Timestamp;
+use common::{Bend, Bent};
 
 fn meta(id: &str) -> RunMeta {
     RunMeta::new(RunId::new(id).unwrap(), "wf", "s", "", Timestamp(0))
@@ -105,10 +108,11 @@ async fn disarmed_faults_never_fire() {
 struct ForgetsLastEvent(MemoryFactory);
 
 #[async_trait]
-impl CheckpointerFactory for ForgetsLastEvent {
-    async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>> {
-        self.0.begin(meta).await
+impl Bend for ForgetsLastEvent {
+    fn memory(&self) -> &MemoryFactory {
+        &self.0
     }
+
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
         let mut opened = self.0.open(run_id).await?;
         if let Some(opened) = &mut opened {
@@ -116,46 +120,9 @@ impl CheckpointerFactory for ForgetsLastEvent {
         }
         Ok(opened)
     }
-    async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
-        self.0.load_meta(run_id).await
-    }
-    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
-        self.0.list(filter).await
-    }
-    async fn compare_and_swap_status(
-        &self,
-        run_id: &RunId,
-        from: RunStatus,
-        to: RunStatus,
-    ) -> Result<Result<RunMeta, StatusConflict>> {
-        self.0.compare_and_swap_status(run_id, from, to).await
-    }
-    async fn claim(
-        &self,
-        run_id: &RunId,
-        from: RunStatus,
-        expected_epoch: u64,
-    ) -> Result<Result<RunMeta, StatusConflict>> {
-        self.0.claim(run_id, from, expected_epoch).await
-    }
-    async fn is_held(&self, run_id: &RunId) -> Result<bool> {
-        self.0.is_held(run_id).await
-    }
-    async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined> {
-        self.0.quarantine(run_id, reason).await
-    }
-    async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
-        self.0.remove_terminal(run_id).await
-    }
-    async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
-        self.0.append_audit(run_id, record).await
-    }
-    async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
-        self.0.read_audit(run_id).await
-    }
 }
 
-struct ForgetfulHarness(ForgetsLastEvent);
+struct ForgetfulHarness(Bent<ForgetsLastEvent>);
 
 impl ConformanceHarness for ForgetfulHarness {
     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
@@ -166,7 +133,7 @@ impl ConformanceHarness for ForgetfulHarness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_catches_a_lost_event() {
     for case in ["reopen_after_drop", "reopen_after_crash", "injected_faults"] {
-        let harness = ForgetfulHarness(ForgetsLastEvent::default());
+        let harness = ForgetfulHarness(Bent(ForgetsLastEvent::default()));
         let outcome = tokio::spawn(async move {
             match case {
                 "reopen_after_drop" => conformance::reopen_after_drop(&harness).await,
