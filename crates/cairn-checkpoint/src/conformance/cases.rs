@@ -386,6 +386,41 @@ pub async fn foreign_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// Runs `call` once on each of `factories`, each on an OS thread of its own with its own
+/// runtime, all released at once by a barrier, and returns the outcomes in factory order.
+async fn race_from_threads<T, F, Fut>(factories: &[Arc<dyn CheckpointerFactory>], call: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn CheckpointerFactory>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let barrier = Arc::new(Barrier::new(factories.len()));
+    let threads: Vec<_> = factories
+        .iter()
+        .map(|f| {
+            let f = Arc::clone(f);
+            let barrier = Arc::clone(&barrier);
+            let call = call.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the racing thread");
+                barrier.wait();
+                runtime.block_on(call(f))
+            })
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("racing thread panicked"))
+            .collect()
+    })
+    .await
+    .expect("joining the racing threads")
+}
+
 /// Eight OS threads, each with its own factory, race the same swap: exactly one wins.
 pub async fn compare_and_swap_from_threads<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("raced");
@@ -400,31 +435,12 @@ pub async fn compare_and_swap_from_threads<H: ConformanceHarness>(h: &H) -> Case
         } else {
             (RunStatus::Paused, RunStatus::Running)
         };
-        let barrier = Arc::new(Barrier::new(CAS_THREADS));
-        let threads: Vec<_> = factories
-            .iter()
-            .map(|f| {
-                let f = Arc::clone(f);
-                let barrier = Arc::clone(&barrier);
-                let run_id = run_id.clone();
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime for the racing thread");
-                    barrier.wait();
-                    runtime.block_on(f.compare_and_swap_status(&run_id, from, to))
-                })
-            })
-            .collect();
-        let outcomes = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| t.join().expect("racing thread panicked"))
-                .collect::<Vec<_>>()
+        let run = run_id.clone();
+        let outcomes = race_from_threads(&factories, move |f| {
+            let run = run.clone();
+            async move { f.compare_and_swap_status(&run, from, to).await }
         })
-        .await
-        .expect("joining the racing threads");
+        .await;
         let mut winners = 0;
         for outcome in outcomes {
             match outcome {
@@ -672,31 +688,12 @@ pub async fn claims_racing_from_threads_have_one_winner<H: ConformanceHarness>(
         } else {
             RunStatus::Running
         };
-        let barrier = Arc::new(Barrier::new(CAS_THREADS));
-        let threads: Vec<_> = factories
-            .iter()
-            .map(|f| {
-                let f = Arc::clone(f);
-                let barrier = Arc::clone(&barrier);
-                let run_id = run_id.clone();
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime for the racing thread");
-                    barrier.wait();
-                    runtime.block_on(f.claim(&run_id, from, epoch))
-                })
-            })
-            .collect();
-        let outcomes = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| t.join().expect("racing thread panicked"))
-                .collect::<Vec<_>>()
+        let run = run_id.clone();
+        let outcomes = race_from_threads(&factories, move |f| {
+            let run = run.clone();
+            async move { f.claim(&run, from, epoch).await }
         })
-        .await
-        .expect("joining the racing threads");
+        .await;
         let mut winners = Vec::new();
         for outcome in outcomes {
             match outcome {
