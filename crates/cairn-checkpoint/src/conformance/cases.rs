@@ -284,24 +284,30 @@ pub async fn corruption_in_the_middle<H: ConformanceHarness>(h: &H) -> CaseResul
     CaseResult::Passed
 }
 
-async fn check_quarantined(factory: &dyn CheckpointerFactory, run_id: &RunId) {
+/// Checks that `run_id` has no metadata, does not open and is not listed; `what` names the
+/// run in the failure ("a quarantined run", "a removed run").
+pub(super) async fn check_invisible(factory: &dyn CheckpointerFactory, run_id: &RunId, what: &str) {
     assert!(
         factory
             .load_meta(run_id)
             .await
             .expect("load_meta")
             .is_none(),
-        "a quarantined run has no metadata"
+        "{what} {run_id} has no metadata"
     );
     assert!(
         factory.open(run_id).await.expect("open").is_none(),
-        "a quarantined run does not open"
+        "{what} {run_id} does not open"
     );
     let listed = factory.list(&RunFilter::default()).await.expect("list");
     assert!(
         listed.iter().all(|m| m.run_id != *run_id),
-        "a quarantined run is not listed"
+        "{what} {run_id} is not listed: {listed:?}"
     );
+}
+
+async fn check_quarantined(factory: &dyn CheckpointerFactory, run_id: &RunId) {
+    check_invisible(factory, run_id, "a quarantined run").await;
     let audit = factory.read_audit(run_id).await.expect("read_audit");
     assert!(
         audit.iter().any(|r| r.action == AuditAction::Quarantined),

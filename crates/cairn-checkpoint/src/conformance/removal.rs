@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cairn_queue::{Event, Timestamp};
 
-use super::cases::{sample_events, sample_snapshot};
+use super::cases::{check_invisible, sample_events, sample_snapshot};
 use super::{CaseResult, ConformanceHarness, Damage};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::Error;
@@ -132,23 +132,7 @@ async fn visible<H: ConformanceHarness>(h: &H, run_id: &RunId) -> Visible {
 /// Checks that nothing of `run_id` is visible through a fresh factory any more.
 async fn check_gone<H: ConformanceHarness>(h: &H, run_id: &RunId) {
     let factory = h.factory();
-    assert!(
-        factory
-            .load_meta(run_id)
-            .await
-            .expect("load_meta")
-            .is_none(),
-        "a removed run {run_id} has no metadata"
-    );
-    assert!(
-        factory.open(run_id).await.expect("open").is_none(),
-        "a removed run {run_id} does not open"
-    );
-    let listed = factory.list(&RunFilter::default()).await.expect("list");
-    assert!(
-        listed.iter().all(|m| m.run_id != *run_id),
-        "a removed run {run_id} is not listed: {listed:?}"
-    );
+    check_invisible(&*factory, run_id, "a removed run").await;
     assert!(
         !factory.is_held(run_id).await.expect("is_held"),
         "nothing holds a removed run {run_id}"
