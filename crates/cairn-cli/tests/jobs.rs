@@ -399,9 +399,7 @@ fn resume_of_a_failed_job_needs_force() {
     wait_for("the job's circuit breaker to trip", || {
         show(&sandbox, "broken").is_some_and(|job| job["status"] == "failed")
     });
-    signal(i64::from(scheduler.id()), "INT");
-    let status = wait_exit(&mut scheduler);
-    let out = sandbox.read("sched.out");
+    let (status, out, _) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(
         status.code(),
         Some(OK),
@@ -491,9 +489,7 @@ fn the_scheduler_runs_due_one_shot_jobs_and_a_completed_one_is_refused_even_with
         show(&sandbox, "once").is_some_and(|job| job["status"] == "completed")
             && show(&sandbox, "once-gone").is_none()
     });
-    signal(i64::from(scheduler.id()), "INT");
-    let status = wait_exit(&mut scheduler);
-    let out = sandbox.read("sched.out");
+    let (status, out, _) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(
         status.code(),
         Some(OK),
@@ -547,9 +543,7 @@ fn sigint_during_a_run_leaves_it_resumable_and_does_not_count_as_an_error() {
     wait_for("the run's command to start", || {
         sandbox.path("started").exists()
     });
-    signal(i64::from(scheduler.id()), "INT");
-    let status = wait_exit(&mut scheduler);
-    let out = sandbox.read("sched.out");
+    let (status, out, _) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(
         status.code(),
         Some(INTERRUPTED),
@@ -590,6 +584,17 @@ fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
     assert!(!sandbox.path("nowhere").exists() && !sandbox.path(".cairn").exists());
     let help = ok(&sandbox, &["scheduler", "--help"]);
     assert!(help.contains("  4  "), "{help}");
+}
+
+/// Stops a `cairn scheduler` started with `sandbox.spawn(.., "sched.out", "sched.err")` as
+/// Ctrl-C would, and returns its exit status, stdout and stderr.
+fn stop_scheduler(
+    sandbox: &Sandbox,
+    scheduler: &mut std::process::Child,
+) -> (std::process::ExitStatus, String, String) {
+    signal(i64::from(scheduler.id()), "INT");
+    let status = wait_exit(scheduler);
+    (status, sandbox.read("sched.out"), sandbox.read("sched.err"))
 }
 
 /// Stores `document` as job `id` under `.cairn/` as another program could: the file adapter
@@ -662,10 +667,7 @@ fn the_scheduler_starts_despite_an_undecodable_job_and_runs_the_others() {
         show(&sandbox, "once").is_some_and(|job| job["status"] == "completed")
             || scheduler.try_wait().expect("try_wait").is_some()
     });
-    signal(i64::from(scheduler.id()), "INT");
-    let status = wait_exit(&mut scheduler);
-    let out = sandbox.read("sched.out");
-    let err = sandbox.read("sched.err");
+    let (status, out, err) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(status.code(), Some(OK), "{out}\n{err}");
     assert!(out.contains("watching 1 job(s)"), "{out}");
     assert!(err.contains("job odd"), "{err}");
@@ -1013,10 +1015,7 @@ fn the_scheduler_warns_once_about_a_job_left_in_place_and_runs_the_others() {
         show(&sandbox, "second").is_some_and(|job| job["status"] == "completed")
             || scheduler.try_wait().expect("try_wait").is_some()
     });
-    signal(i64::from(scheduler.id()), "INT");
-    let status = wait_exit(&mut scheduler);
-    let out = sandbox.read("sched.out");
-    let err = sandbox.read("sched.err");
+    let (status, out, err) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(status.code(), Some(OK), "{out}\n{err}");
     let warnings: Vec<&str> = err.lines().filter(|l| l.contains("job stuck ")).collect();
     assert_eq!(warnings.len(), 1, "one warning, not one per tick: {err}");
