@@ -66,6 +66,9 @@ struct Options {
     dir: PathBuf,
     /// `Some(on)`: run only that side of the telemetry comparison (`--telemetry-side`).
     telemetry_side: Option<bool>,
+    /// Whether `--telemetry-side` runs on the file adapter (group durability) instead of the
+    /// noop adapter (`--side-adapter file`).
+    side_on_file: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -76,6 +79,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         compact_after_records: None,
         dir: std::env::temp_dir(),
         telemetry_side: None,
+        side_on_file: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -121,10 +125,17 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     _ => bail!("--telemetry-side takes `on` or `off`"),
                 };
             }
+            "--side-adapter" => {
+                options.side_on_file = match it.next().map(String::as_str) {
+                    Some("file") => true,
+                    Some("noop") => false,
+                    _ => bail!("--side-adapter takes `file` or `noop`"),
+                };
+            }
             other => bail!(
                 "unknown option `{other}`; expected --tasks N, --concurrency 1,16,256, \
                  --group-delay-us N, --compact-after-records N, --dir PATH, \
-                 --telemetry-side on|off"
+                 --telemetry-side on|off, --side-adapter file|noop"
             ),
         }
     }
@@ -454,22 +465,33 @@ fn order_balanced(pairs: &[f64]) -> f64 {
     (off_first + on_first) / 2.0
 }
 
-/// One side of the telemetry comparison, once, on the noop adapter (`--telemetry-side`).
+/// One side of the telemetry comparison, once (`--telemetry-side`), on the noop adapter or,
+/// with `--side-adapter file`, the file adapter with group durability: a single run to profile.
 async fn telemetry_side(options: &Options, on: bool) -> anyhow::Result<()> {
     use tracing::instrument::WithSubscriber as _;
     let concurrency = options.concurrencies.iter().copied().max().unwrap_or(256);
+    let (name, durability) = if options.side_on_file {
+        (
+            "group",
+            Some(Durability::Group {
+                max_delay: options.group_delay,
+            }),
+        )
+    } else {
+        ("noop", None)
+    };
     let row = if on {
         let sink = TelemetrySink::new()?;
-        let row = measure(options, "noop", None, concurrency)
+        let row = measure(options, name, durability, concurrency)
             .with_subscriber(sink.dispatch.clone())
             .await?;
         sink.finish(options.tasks)?;
         row
     } else {
-        measure(options, "noop", None, concurrency).await?
+        measure(options, name, durability, concurrency).await?
     };
     println!(
-        "telemetry {}, noop adapter, concurrency {concurrency}: {:.0} tasks/s ({:.2} s)",
+        "telemetry {}, {name} adapter, concurrency {concurrency}: {:.0} tasks/s ({:.2} s)",
         if on { "on" } else { "off" },
         row.rate,
         row.seconds

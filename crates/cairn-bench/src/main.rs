@@ -42,7 +42,7 @@ fn usage(name: &str) -> anyhow::Result<&'static str> {
         "executor" => {
             "usage: cairn-bench executor [--tasks N] [--concurrency 1,16,256] \
              [--group-delay-us N] [--compact-after-records N] [--dir PATH] \
-             [--telemetry-side on|off]\n\
+             [--telemetry-side on|off] [--side-adapter file|noop]\n\
              no-op tasks per second through the executor, and the telemetry overhead"
         }
         other => bail!("unknown bench `{other}`; expected queue, checkpoint or executor"),

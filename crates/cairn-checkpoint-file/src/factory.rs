@@ -23,6 +23,15 @@ pub const DEFAULT_COMPACT_AFTER_RECORDS: u64 = 10_000;
 /// Journal bytes that trigger compaction, by default (8 MiB).
 pub const DEFAULT_COMPACT_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Compaction also waits until the journal after the latest snapshot holds at least this
+/// fraction (one part in this many) of `queue.json`'s size, so a large snapshot is rewritten
+/// once per a quarter of its size in new records: every journal byte costs at most about four
+/// snapshot bytes, and a reopen reads at most about a quarter of the snapshot's size in
+/// journal on top of the snapshot. (With an eighth, a 100,000-task run rewrote its 28 MB
+/// snapshot five times and compaction took about a third of the run; docs/benchmarks.md,
+/// "Executor", session 9.)
+pub const COMPACT_SNAPSHOT_DIVISOR: u64 = 4;
+
 /// A checkpoint store in one root directory. Cheap to clone; clones share nothing but the
 /// directory (and so behave like another process would).
 ///

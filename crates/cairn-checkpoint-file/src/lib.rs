@@ -71,14 +71,14 @@
 //!
 //! The adapter compacts on its own once the journal after the latest snapshot holds
 //! `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes (default
-//! 8 MiB), AND at least an eighth of the size of `queue.json`, so rewriting a large snapshot
-//! stays amortized over the records that caused it. Compaction replays the journal into a
+//! 8 MiB), AND at least a quarter of the size of `queue.json` ([`COMPACT_SNAPSHOT_DIVISOR`]),
+//! so rewriting a large snapshot stays amortized over the records that caused it. Compaction replays the journal into a
 //! `cairn_queue::Queue` (with the builder's `queue_config`), installs that queue's snapshot
 //! as above, and keeps the queue in memory so the next compaction only applies the records
 //! written since. The writer keeps the events it wrote since the latest snapshot and applies
 //! those directly, so compaction parses nothing back from disk; only a run opened with
 //! records after its snapshot (written by an earlier writer) reads and parses the journal,
-//! at its first compaction. So the journal stays below about `max(threshold, queue.json / 8)` plus one
+//! at its first compaction. So the journal stays below about `max(threshold, queue.json / 4)` plus one
 //! append, and reopen reads one snapshot plus that much journal. Reopen parses `queue.json`
 //! on a second thread while it decodes the journal.
 //!
@@ -183,8 +183,8 @@ mod writer;
 
 pub use cairn_checkpoint::Error;
 pub use factory::{
-    DEFAULT_COMPACT_AFTER_BYTES, DEFAULT_COMPACT_AFTER_RECORDS, DEFAULT_ROOT, FileFactory,
-    FileFactoryBuilder,
+    COMPACT_SNAPSHOT_DIVISOR, DEFAULT_COMPACT_AFTER_BYTES, DEFAULT_COMPACT_AFTER_RECORDS,
+    DEFAULT_ROOT, FileFactory, FileFactoryBuilder,
 };
 pub use fs::{Filesystem, FsFile, OpenMode, StdFile, StdFilesystem};
 pub use jobs::{FileJobStore, JOB_FILE_FORMAT_VERSION};

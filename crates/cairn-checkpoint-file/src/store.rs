@@ -1221,11 +1221,14 @@ fn check_queue_head(run_id: &RunId, version: u32, stored_id: &str) -> Result<(),
 /// indentation roughly doubles their size and so their parse time on reopen.
 pub(crate) const PRETTY_QUEUE_FILE_LIMIT: usize = 1024 * 1024;
 
-/// Serializes `queue.json`.
+/// Serializes `queue.json`. `size_hint` is the expected size (the previous `queue.json`'s, as
+/// a rule): a large snapshot is then encoded into one buffer of about that size instead of
+/// one that doubles its way there, copying what it holds each time.
 pub(crate) fn encode_queue_file(
     run_id: &RunId,
     covers_seq: u64,
     snapshot: &Snapshot,
+    size_hint: usize,
 ) -> Result<Vec<u8>> {
     #[derive(Serialize)]
     struct QueueFileRef<'a> {
@@ -1240,7 +1243,10 @@ pub(crate) fn encode_queue_file(
         covers_seq,
         snapshot,
     };
-    let compact = serde_json::to_vec(&file).map_err(encoding("queue snapshot"))?;
+    // A snapshot grows between compactions as tasks finish (timestamps, handoffs); the slack
+    // keeps the usual case to one allocation.
+    let mut compact = Vec::with_capacity(size_hint.saturating_add(size_hint / 8));
+    serde_json::to_writer(&mut compact, &file).map_err(encoding("queue snapshot"))?;
     if compact.len() > PRETTY_QUEUE_FILE_LIMIT {
         return Ok(compact);
     }

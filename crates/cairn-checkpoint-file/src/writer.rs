@@ -104,8 +104,9 @@ struct WriterState {
     covers_seq: u64,
     /// The last sequence number written to the journal.
     written_seq: u64,
-    /// Bytes of the latest `queue.json`: compaction waits until the journal holds an
-    /// eighth of that, so rewriting a large snapshot stays amortized.
+    /// Bytes of the latest `queue.json`: compaction waits until the journal holds a
+    /// [`crate::COMPACT_SNAPSHOT_DIVISOR`]th of that, so rewriting a large snapshot stays
+    /// amortized.
     snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
@@ -384,7 +385,7 @@ impl Shared {
                 let compact = !state.compaction_off
                     && (state.records_after_snapshot >= self.config.compact_after_records
                         || state.journal_len >= self.config.compact_after_bytes)
-                    && state.journal_len >= state.snapshot_len / 8;
+                    && state.journal_len >= state.snapshot_len / crate::COMPACT_SNAPSHOT_DIVISOR;
                 if compact {
                     drop(state);
                     self.compact();
@@ -593,8 +594,12 @@ impl Shared {
     /// then truncate the journal (and sync it). The truncate keeps the file header, so the
     /// journal never holds a batch without a durable header before it.
     fn install_locked(&self, snapshot: &Snapshot) -> Result<()> {
-        let covers = lock(&self.state).written_seq;
-        let bytes = encode_queue_file(&self.run_id, covers, snapshot)?;
+        let (covers, size_hint) = {
+            let state = lock(&self.state);
+            (state.written_seq, state.snapshot_len)
+        };
+        let size_hint = usize::try_from(size_hint).unwrap_or(0);
+        let bytes = encode_queue_file(&self.run_id, covers, snapshot, size_hint)?;
         self.store.write_atomic(&self.dir, QUEUE_FILE, &bytes)?;
         let path = self.dir.join(JOURNAL_FILE);
         {

@@ -12,7 +12,7 @@ use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{
     AuditAction, Checkpointer, CheckpointerFactory, Durability, Error, RunId, RunStatus,
 };
-use cairn_checkpoint_file::FileFactory;
+use cairn_checkpoint_file::{COMPACT_SNAPSHOT_DIVISOR, FileFactory};
 use cairn_queue::Timestamp;
 use common::{
     BATCH_HEADER_LEN, FILE_HEADER_LEN, FileHarness, IoPlan, Workload, batch_offsets, journal_end,
@@ -200,10 +200,11 @@ async fn compaction_bounds_the_journal_and_reopen() {
             let journal = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
             let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
             let snapshot_len = queue_json.len() as u64;
-            // Compaction starts once the journal passes a threshold AND an eighth of the
+            // Compaction starts once the journal passes a threshold AND a quarter of the
             // snapshot, so the journal never exceeds that bound by more than one append.
-            let bound =
-                (snapshot_len / 8).max(BYTES) + FILE_HEADER_LEN as u64 + framed_len(&events);
+            let bound = (snapshot_len / COMPACT_SNAPSHOT_DIVISOR).max(BYTES)
+                + FILE_HEADER_LEN as u64
+                + framed_len(&events);
             assert!(
                 journal <= bound,
                 "round {round}: journal {journal} > bound {bound}"
