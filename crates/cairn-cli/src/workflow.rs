@@ -572,7 +572,7 @@ impl Workflow {
                 .iter()
                 .filter_map(|d| position.get(d.as_str()).copied())
                 .collect();
-            let at = phase.task(spec, after);
+            let at = phase.named_task(task.id.clone(), spec, after);
             position.insert(task.id.as_str(), at);
         }
         RunPlan::new(self.name.clone(), scope)

@@ -119,6 +119,10 @@ fn failed_run(sandbox: &Sandbox) -> String {
         stdout.contains("not ready"),
         "the failure shows the task's last output: {stdout}"
     );
+    assert!(
+        stdout.contains("1 task(s) failed; `publish` (t"),
+        "the run's error calls the task by its workflow id: {stdout}"
+    );
     sandbox.only_run_id()
 }
 
@@ -140,6 +144,10 @@ fn a_failed_run_off_a_terminal_needs_a_decision() {
         "{stderr}"
     );
     assert!(stderr.contains("cairn run wf.toml --force"), "{stderr}");
+    assert!(
+        stderr.contains("1 task(s) failed; `publish` (t"),
+        "the stored error names the workflow's task: {stderr}"
+    );
     // Nothing was started: still one run, and `prepare` ran once.
     assert_eq!(sandbox.runs().len(), 1);
     assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 1);

@@ -25,7 +25,7 @@ use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
-use crate::plan::{Phase, RunSignals};
+use crate::plan::{Phase, PlannedTask, RunSignals};
 
 /// The executor's clock: wall-clock milliseconds at the start of the drive, advanced by
 /// tokio's clock, so paused tokio time in tests drives backoff and timeouts alike.
@@ -99,6 +99,9 @@ pub(crate) struct Drive {
     pub(crate) counts: Arc<Mutex<StatusCounts>>,
     pub(crate) workflow: String,
     pub(crate) scope: String,
+    /// The plan names of the tasks that have one ([`crate::PlannedTask::name`]), for
+    /// messages.
+    pub(crate) names: HashMap<TaskId, String>,
 }
 
 /// The mutable state of the loop, apart from the queue.
@@ -231,6 +234,7 @@ impl Drive {
                 FailedTask {
                     id,
                     kind: task.map(|t| t.kind.clone()).unwrap_or_default(),
+                    name: self.names.get(&id).cloned(),
                     error: task.and_then(|t| t.error.as_deref().cloned()),
                 }
             })
@@ -320,6 +324,7 @@ impl Drive {
                         phase.name, planned.spec.kind, task.kind
                     )));
                 }
+                self.name_task(existing, planned);
                 ids.push(existing);
             } else {
                 let spec = planned.spec.clone().depends_on(deps).without_dedup();
@@ -332,11 +337,34 @@ impl Drive {
                             phase.name, planned.spec.kind
                         ))
                     })?;
+                self.name_task(enqueued.id, planned);
                 ids.push(enqueued.id);
             }
         }
         *offset += phase.tasks.len();
         Ok(())
+    }
+
+    fn name_task(&mut self, id: TaskId, planned: &PlannedTask) {
+        if let Some(name) = &planned.name {
+            self.names.insert(id, name.clone());
+        }
+    }
+
+    /// How messages name task `id`: `` task `build` (t3) `` when the plan named it, else
+    /// `` task t3 (`shell`) ``.
+    fn describe(&self, id: TaskId) -> String {
+        match self.names.get(&id) {
+            Some(name) => format!("task `{name}` ({id})"),
+            None => {
+                let kind = self
+                    .queue
+                    .get(id)
+                    .map(|t| t.kind.as_str())
+                    .unwrap_or_default();
+                format!("task {id} (`{kind}`)")
+            }
+        }
     }
 
     /// Appends every event the queue produced since the last append, as one batch.
@@ -633,8 +661,6 @@ impl Drive {
         };
         let InFlight { id, attempt } = attempt;
         let now = self.clock.now();
-        // Only for error messages: the attempt itself labels its task span.
-        let kind = |queue: &Queue| queue.get(id).map(|t| t.kind.clone()).unwrap_or_default();
         match end {
             Ok(AttemptEnd::Returned(Ok(Finish::Complete(handoff)))) => {
                 self.queue
@@ -651,21 +677,19 @@ impl Drive {
                 self.fail(id, attempt, error, false, now)?;
             }
             Ok(AttemptEnd::TimedOut(limit)) => {
-                let kind = kind(&self.queue);
+                let task = self.describe(id);
                 let error = TaskError::new(
                     "timeout",
-                    format!("attempt {attempt} of task {id} (`{kind}`) ran longer than {limit:?}"),
+                    format!("attempt {attempt} of {task} ran longer than {limit:?}"),
                 );
                 self.fail(id, attempt, error, true, now)?;
             }
             Err(error) if error.is_panic() => {
-                let kind = kind(&self.queue);
+                let task = self.describe(id);
                 let message = panic_message(error.into_panic());
                 let error = TaskError::new(
                     "panic",
-                    format!(
-                        "handler of task {id} (`{kind}`) panicked on attempt {attempt}: {message}"
-                    ),
+                    format!("handler of {task} panicked on attempt {attempt}: {message}"),
                 );
                 self.fail(id, attempt, error, false, now)?;
             }

@@ -1,7 +1,7 @@
 //! `Executor::run`: find or begin the run, drive it in its own task, and finalize it on every
 //! exit path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -167,6 +167,7 @@ impl Executor {
             counts: Arc::clone(&counts),
             workflow: plan.workflow,
             scope: plan.scope,
+            names: HashMap::new(),
         };
         // The drive runs in its own task so that a panic anywhere in it surfaces here as a
         // JoinError and the run is still finalized.

@@ -35,8 +35,20 @@ pub struct FailedTask {
     pub id: TaskId,
     /// Its kind.
     pub kind: String,
+    /// Its plan name ([`crate::PlannedTask::name`]), when it has one.
+    pub name: Option<String>,
     /// Its last error, when it has one.
     pub error: Option<TaskError>,
+}
+
+impl fmt::Display for FailedTask {
+    /// `` `build` (t3) `` for a named task, `t3 (shell)` for one without a name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "`{name}` ({})", self.id),
+            None => write!(f, "{} ({})", self.id, self.kind),
+        }
+    }
 }
 
 /// Why a run stopped without completing. `None` where a `RunStop` is expected means the run
@@ -71,8 +83,8 @@ impl fmt::Display for RunStop {
                 write!(f, "{} task(s) failed", failed.len())?;
                 for task in failed {
                     match &task.error {
-                        Some(error) => write!(f, "; {} ({}): {error}", task.id, task.kind)?,
-                        None => write!(f, "; {} ({})", task.id, task.kind)?,
+                        Some(error) => write!(f, "; {task}: {error}")?,
+                        None => write!(f, "; {task}")?,
                     }
                 }
                 if !blocked.is_empty() {

@@ -20,6 +20,11 @@ pub struct PlannedTask {
     pub spec: TaskSpec,
     /// Positions (from 0) of earlier tasks of the same phase that this one waits for.
     pub after: Vec<usize>,
+    /// What people call this task (a workflow file's task id, say). Messages about it (a
+    /// failed run's error, a timeout, a panic) give this name next to its queue id; without
+    /// one they name it by queue id and kind. It is not stored with the run: a resumed run's
+    /// plan names its tasks again.
+    pub name: Option<String>,
 }
 
 /// A named sub-graph. Phases run one after another; a phase starts once every task of the
@@ -59,8 +64,33 @@ impl Phase {
         self.tasks.push(PlannedTask {
             spec,
             after: after.into_iter().collect(),
+            name: None,
         });
         self.tasks.len() - 1
+    }
+
+    /// Adds a task like [`Phase::task`], with the name messages about it give
+    /// ([`PlannedTask::name`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::Phase;
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// let mut build = Phase::new("build");
+    /// let compile = build.named_task("compile", TaskSpec::new("shell"), []);
+    /// assert_eq!(build.tasks[compile].name.as_deref(), Some("compile"));
+    /// ```
+    pub fn named_task(
+        &mut self,
+        name: impl Into<String>,
+        spec: TaskSpec,
+        after: impl IntoIterator<Item = usize>,
+    ) -> usize {
+        let at = self.task(spec, after);
+        self.tasks[at].name = Some(name.into());
+        at
     }
 }
 

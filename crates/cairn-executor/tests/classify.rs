@@ -16,6 +16,7 @@ fn failed(kind: &str) -> FailedTask {
     FailedTask {
         id: TaskId(4),
         kind: "work".to_owned(),
+        name: None,
         error: Some(TaskError::new(kind, "why")),
     }
 }
@@ -74,6 +75,23 @@ fn the_fail_message_names_the_failed_tasks() {
     };
     assert!(error.message.contains("t4"));
     assert!(error.message.contains("bad_input"));
+}
+
+#[test]
+fn a_named_failed_task_is_called_by_its_name_and_queue_id() {
+    let named = FailedTask {
+        name: Some("compile".to_owned()),
+        ..failed("exit_code")
+    };
+    let stop = RunStop::TasksFailed {
+        failed: vec![named, failed("bad_input")],
+        blocked: vec![TaskId(5)],
+    };
+    assert_eq!(
+        stop.to_string(),
+        "2 task(s) failed; `compile` (t4): exit_code: why; t4 (work): bad_input: why; \
+         1 dependent(s) blocked"
+    );
 }
 
 #[test]

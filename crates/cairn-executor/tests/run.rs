@@ -145,7 +145,7 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
         handler_fn(|_ctx| async { Err(TaskFailure::permanent("bad_input", "no such file")) }),
     );
     let mut phase = Phase::new("p");
-    let broken = phase.task(TaskSpec::new("broken"), []);
+    let broken = phase.named_task("read config", TaskSpec::new("broken"), []);
     let after_broken = phase.task(TaskSpec::new("ok").inputs("after broken".into()), [broken]);
     let left = phase.task(TaskSpec::new("ok").inputs("left".into()), []);
     let after_left = phase.task(TaskSpec::new("ok").inputs("after left".into()), [left]);
@@ -164,6 +164,7 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
     };
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].error.as_ref().unwrap().kind, "bad_input");
+    assert_eq!(failed[0].name.as_deref(), Some("read config"));
     assert_eq!(blocked.len(), 1);
 
     let queue = stored_queue(&factory, &report.run_id).await;
@@ -180,7 +181,14 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
     assert_eq!(ledger.count("ok"), 2);
     let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Failed);
-    assert_eq!(meta.error.unwrap().kind, "task_failed");
+    let error = meta.error.unwrap();
+    assert_eq!(error.kind, "task_failed");
+    let named = format!("`read config` ({})", failed[0].id);
+    assert!(
+        error.message.contains(&named),
+        "the stored error names the task as the plan does: {}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -247,7 +255,7 @@ async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
         }),
     );
     let mut phase = Phase::new("p");
-    phase.task(TaskSpec::new("explode").max_attempts(3), []);
+    phase.named_task("detonate", TaskSpec::new("explode").max_attempts(3), []);
     phase.task(TaskSpec::new("ok"), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
         .run(
@@ -270,6 +278,13 @@ async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
     let error = task.error.as_ref().unwrap();
     assert_eq!(error.kind, "panic");
     assert!(error.message.contains("kaboom in the handler"));
+    assert!(
+        error
+            .message
+            .contains(&format!("task `detonate` ({})", task.id)),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -325,7 +340,7 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
         .with_timeout("always_slow", Duration::from_secs(1));
     let mut phase = Phase::new("p");
     let once = phase.task(TaskSpec::new("slow_once").max_attempts(2), []);
-    let always = phase.task(TaskSpec::new("always_slow").max_attempts(2), []);
+    let always = phase.named_task("forever", TaskSpec::new("always_slow").max_attempts(2), []);
     let report = executor(&factory, registry, ExecutorConfig::default())
         .run(
             RunPlan::new("wf", "s").phase(phase),
@@ -347,6 +362,21 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     let always = queue.tasks().nth(always).unwrap();
     assert_eq!((always.status, always.attempts), (Status::Failed, 2));
     assert_eq!(always.error.as_ref().unwrap().kind, "timeout");
+    // Messages call a task by its plan name when it has one, else by queue id and kind.
+    assert_eq!(
+        once.error.as_ref().unwrap().message,
+        format!(
+            "attempt 1 of task {} (`slow_once`) ran longer than 1s",
+            once.id
+        )
+    );
+    assert_eq!(
+        always.error.as_ref().unwrap().message,
+        format!(
+            "attempt 2 of task `forever` ({}) ran longer than 1s",
+            always.id
+        )
+    );
 }
 
 #[tokio::test]
