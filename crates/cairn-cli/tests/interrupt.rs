@@ -84,7 +84,17 @@ fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
     assert_eq!(count_lines(&log, "b"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");
     let audit = sandbox.run(&["audit", &run_id, "--json", "--state-dir", ".cairn"]);
-    assert!(text(&audit.stdout).contains("\"task_reset\""));
+    let reset: Vec<serde_json::Value> = text(&audit.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["action"] == "task_reset")
+        .collect();
+    assert_eq!(reset.len(), 1, "{reset:?}");
+    let message = reset[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("task `b` (t1) was running at attempt 1 when the run stopped"),
+        "the audit calls the reset task by its workflow id: {message}"
+    );
 }
 
 #[test]

@@ -173,6 +173,11 @@ fn resume_reruns_the_failed_task_but_not_the_done_ones() {
         1,
         "the retry of the one failed task is audited: {retries:?}"
     );
+    let message = retries[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("failed task `publish` (t"),
+        "the audit calls the task by its workflow id: {message}"
+    );
     let runs = sandbox.runs();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "completed");

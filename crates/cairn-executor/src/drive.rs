@@ -25,7 +25,7 @@ use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
-use crate::plan::{Phase, PlannedTask, RunSignals};
+use crate::plan::{Phase, PlannedTask, RunSignals, describe_task};
 
 /// The executor's clock: wall-clock milliseconds at the start of the drive, advanced by
 /// tokio's clock, so paused tokio time in tests drives backoff and timeouts alike.
@@ -351,20 +351,14 @@ impl Drive {
         }
     }
 
-    /// How messages name task `id`: `` task `build` (t3) `` when the plan named it, else
-    /// `` task t3 (`shell`) ``.
+    /// How messages name task `id` ([`describe_task`]).
     fn describe(&self, id: TaskId) -> String {
-        match self.names.get(&id) {
-            Some(name) => format!("task `{name}` ({id})"),
-            None => {
-                let kind = self
-                    .queue
-                    .get(id)
-                    .map(|t| t.kind.as_str())
-                    .unwrap_or_default();
-                format!("task {id} (`{kind}`)")
-            }
-        }
+        let kind = self
+            .queue
+            .get(id)
+            .map(|t| t.kind.as_str())
+            .unwrap_or_default();
+        describe_task(&self.names, id, kind)
     }
 
     /// Appends every event the queue produced since the last append, as one batch.

@@ -19,7 +19,7 @@ use crate::drive::{Clock, Drive, ResumeInfo, panic_message};
 use crate::error::{Error, Result};
 use crate::handler::Registry;
 use crate::outcome::{Disposition, RunReport, RunStop, classify};
-use crate::plan::{RunPlan, RunSignals, Start};
+use crate::plan::{RunPlan, RunSignals, Start, describe_task};
 
 /// Drives runs of task graphs through a checkpoint store. See the crate docs.
 #[derive(Debug, Clone)]
@@ -514,6 +514,7 @@ impl Executor {
 
         let recoveries = queue.recover(now);
         let now_text = now.0.to_string();
+        let names = plan.root_names(&queue);
         // Resuming a failed run means "run it again": failed tasks get fresh attempts and the
         // dependents they blocked return to pending. An interrupted run (found here, or
         // claimed from `running` by the policy) only continues: a task that failed, before
@@ -545,8 +546,9 @@ impl Executor {
                     run_id.clone(),
                     action,
                     format!(
-                        "task {} (`{}`) was running at attempt {} when the run stopped; now {became}",
-                        recovery.id, recovery.kind, recovery.attempt
+                        "{} was running at attempt {} when the run stopped; now {became}",
+                        describe_task(&names, recovery.id, &recovery.kind),
+                        recovery.attempt
                     ),
                 )
                 .with_detail(serde_json::json!({
@@ -565,7 +567,8 @@ impl Executor {
                     run_id.clone(),
                     AuditAction::TaskReset,
                     format!(
-                        "failed task {id} (`{kind}`) retried with fresh attempts by an explicit resume"
+                        "failed {} retried with fresh attempts by an explicit resume",
+                        describe_task(&names, *id, kind)
                     ),
                 )
                 .with_detail(serde_json::json!({

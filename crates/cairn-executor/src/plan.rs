@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use cairn_checkpoint::RunId;
-use cairn_queue::TaskSpec;
+use cairn_queue::{EnqueuedBy, Queue, TaskId, TaskSpec};
 use tokio_util::sync::CancellationToken;
 
 /// One task of a phase. Its dependencies are positions of earlier tasks in the same phase.
@@ -147,6 +149,31 @@ impl RunPlan {
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
+    }
+}
+
+impl RunPlan {
+    /// The plan names of `queue`'s root tasks: the executor enqueues a plan's tasks as roots
+    /// in plan order, so the n-th root is the plan's n-th task (counting through the phases).
+    /// Tasks without a name, follow-ups, and roots whose kind is not the planned task's (a
+    /// plan that does not fit the run, which the drive then refuses) are left out.
+    pub(crate) fn root_names(&self, queue: &Queue) -> HashMap<TaskId, String> {
+        let roots = queue.tasks().filter(|t| t.enqueued_by == EnqueuedBy::Root);
+        let planned = self.phases.iter().flat_map(|phase| &phase.tasks);
+        roots
+            .zip(planned)
+            .filter(|(root, task)| root.kind == task.spec.kind)
+            .filter_map(|(root, task)| Some((root.id, task.name.clone()?)))
+            .collect()
+    }
+}
+
+/// How messages call task `id`: `` task `build` (t3) `` when `names` has it, else
+/// `` task t3 (`shell`) ``.
+pub(crate) fn describe_task(names: &HashMap<TaskId, String>, id: TaskId, kind: &str) -> String {
+    match names.get(&id) {
+        Some(name) => format!("task `{name}` ({id})"),
+        None => format!("task {id} (`{kind}`)"),
     }
 }
 
