@@ -68,7 +68,8 @@ const CANCELLED: &str = "cancelled";
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptFields {
     pub(crate) task_id: TaskId,
-    pub(crate) kind: String,
+    /// Shared with the registry, so an attempt does not copy it.
+    pub(crate) kind: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
 }
@@ -160,7 +161,7 @@ fn open_span(parent: &Span, fields: &AttemptFields) -> Span {
         // execution is its own trace), so formatting it again for every attempt would only
         // cost time.
         task_id = %task_id,
-        kind = %fields.kind.as_str(),
+        kind = %&*fields.kind,
         attempt = i64::from(fields.attempt),
         outcome = tracing::field::Empty,
     )
@@ -287,7 +288,7 @@ mod tests {
     fn fields(attempt: u32, max_attempts: u32) -> AttemptFields {
         AttemptFields {
             task_id: TaskId(42),
-            kind: "shell".to_owned(),
+            kind: Arc::from("shell"),
             attempt,
             max_attempts,
         }

@@ -8,6 +8,7 @@
 //! covers a whole batch.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,29 @@ struct InFlight {
     attempt: u32,
 }
 
+/// Hashes tokio task ids (one `u64` each) with a multiply. The in-flight map is looked up
+/// twice per attempt, and SipHash's resistance to chosen keys buys nothing for ids the
+/// runtime hands out.
+#[derive(Debug, Default, Clone, Copy)]
+struct TaskIdHasher(u64);
+
+impl Hasher for TaskIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for tokio's ids (they hash as one `u64`); kept correct for any key.
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// What woke the drive loop up.
 enum Wake {
     Cancel,
@@ -107,11 +131,15 @@ pub(crate) struct Drive {
 /// The mutable state of the loop, apart from the queue.
 struct Flight {
     running: JoinSet<AttemptEnd>,
-    in_flight: HashMap<tokio::task::Id, InFlight>,
+    in_flight: HashMap<tokio::task::Id, InFlight, BuildHasherDefault<TaskIdHasher>>,
+    /// The run id every attempt's context shares.
+    run_id: Arc<RunId>,
     attempts_cancel: CancellationToken,
     requests_tx: mpsc::UnboundedSender<EnqueueRequest>,
     requests_rx: mpsc::UnboundedReceiver<EnqueueRequest>,
     ready: VecDeque<TaskId>,
+    /// The attempts the current cycle starts (kept for its capacity).
+    started: Vec<(TaskId, u32)>,
     stopping: Option<CancelCause>,
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
@@ -128,7 +156,9 @@ impl Drive {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let mut flight = Flight {
             running: JoinSet::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
+            run_id: Arc::new(self.run_id.clone()),
+            started: Vec::new(),
             attempts_cancel: CancellationToken::new(),
             requests_tx,
             requests_rx,
@@ -404,7 +434,8 @@ impl Drive {
                     self.begin_shutdown(flight);
                 }
             }
-            let mut started = Vec::new();
+            // Reused across cycles: a fresh vector would grow again every cycle.
+            let mut started = std::mem::take(&mut flight.started);
             if flight.stopping.is_none() {
                 let free = self.config.concurrency.saturating_sub(flight.running.len());
                 if free > 0 {
@@ -435,9 +466,10 @@ impl Drive {
             }
             // The batch's Started records are durable before any of its bodies runs.
             self.flush().await?;
-            for (id, attempt) in started {
+            for (id, attempt) in started.drain(..) {
                 self.spawn(flight, id, attempt)?;
             }
+            flight.started = started;
             if let Some(stop) = flight.exit.take() {
                 return Err(stop);
             }
@@ -466,7 +498,7 @@ impl Drive {
             .into_iter()
             .map(|(dep, handoff)| (dep, handoff.clone()))
             .collect();
-        let Some(handler) = self.registry.handler(&task.kind) else {
+        let Some((kind, handler)) = self.registry.handler(&task.kind) else {
             // Kinds are checked before the run and at every follow-up enqueue, so this is
             // only reachable through a registry bug; fail the task rather than the process.
             let error = TaskError::new(
@@ -485,12 +517,12 @@ impl Drive {
             .or(self.config.default_timeout);
         let fields = AttemptFields {
             task_id: id,
-            kind: task.kind.clone(),
+            kind,
             attempt,
             max_attempts: task.max_attempts,
         };
         let ctx = TaskContext::new(
-            self.run_id.clone(),
+            Arc::clone(&flight.run_id),
             task,
             attempt,
             dependencies,

@@ -63,7 +63,8 @@ pub(crate) struct EnqueueRequest {
 /// Everything one task attempt gets.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
-    run_id: RunId,
+    /// Shared by every attempt of the run: cloning it per attempt would copy the text.
+    run_id: Arc<RunId>,
     task: Task,
     attempt: u32,
     dependencies: Vec<(TaskId, Handoff)>,
@@ -73,7 +74,7 @@ pub struct TaskContext {
 
 impl TaskContext {
     pub(crate) fn new(
-        run_id: RunId,
+        run_id: Arc<RunId>,
         task: Task,
         attempt: u32,
         dependencies: Vec<(TaskId, Handoff)>,
@@ -236,7 +237,9 @@ where
 /// Maps task kinds to handlers, with an optional per-kind timeout.
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    /// Each kind's handler, with the kind's text shared so every attempt's task span can
+    /// carry it without copying it.
+    handlers: HashMap<String, (Arc<str>, Arc<dyn Handler>)>,
     timeouts: HashMap<String, Duration>,
 }
 
@@ -259,7 +262,9 @@ impl Registry {
 
     /// Registers `handler` for `kind`, replacing any earlier one.
     pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler) -> &mut Self {
-        self.handlers.insert(kind.into(), Arc::new(handler));
+        let kind = kind.into();
+        let shared = Arc::from(kind.as_str());
+        self.handlers.insert(kind, (shared, Arc::new(handler)));
         self
     }
 
@@ -281,7 +286,8 @@ impl Registry {
         self.handlers.contains_key(kind)
     }
 
-    pub(crate) fn handler(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+    /// The handler of `kind`, with the kind's shared text.
+    pub(crate) fn handler(&self, kind: &str) -> Option<(Arc<str>, Arc<dyn Handler>)> {
         self.handlers.get(kind).cloned()
     }
 
