@@ -1,9 +1,8 @@
 //! What to run: a [`RunPlan`] of named [`Phase`]s, how to start it ([`Start`]) and the
 //! signals that stop it ([`RunSignals`]).
 
-use std::time::Duration;
-
 use std::collections::HashMap;
+use std::time::Duration;
 
 use cairn_checkpoint::RunId;
 use cairn_queue::{EnqueuedBy, Queue, TaskId, TaskSpec};
