@@ -1224,18 +1224,18 @@ pub(crate) const PRETTY_QUEUE_FILE_LIMIT: usize = 1024 * 1024;
 /// Serializes `queue.json`. `size_hint` is the expected size (the previous `queue.json`'s, as
 /// a rule): a large snapshot is then encoded into one buffer of about that size instead of
 /// one that doubles its way there, copying what it holds each time.
-pub(crate) fn encode_queue_file(
+pub(crate) fn encode_queue_file<S: Serialize>(
     run_id: &RunId,
     covers_seq: u64,
-    snapshot: &Snapshot,
+    snapshot: &S,
     size_hint: usize,
 ) -> Result<Vec<u8>> {
     #[derive(Serialize)]
-    struct QueueFileRef<'a> {
+    struct QueueFileRef<'a, S> {
         format_version: u32,
         run_id: &'a str,
         covers_seq: u64,
-        snapshot: &'a Snapshot,
+        snapshot: &'a S,
     }
     let file = QueueFileRef {
         format_version: QUEUE_FILE_FORMAT_VERSION,

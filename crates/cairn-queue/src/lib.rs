@@ -75,5 +75,5 @@ pub use event::Event;
 pub use queue::{
     Enqueued, MAX_TASKS_HARD_LIMIT, Outcome, Queue, QueueConfig, Recovery, StatusCounts,
 };
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
 pub use task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};

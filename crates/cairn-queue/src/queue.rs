@@ -17,7 +17,7 @@ use crate::dedup::DedupIndex;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ready::ReadySet;
-use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
+use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
 use crate::task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};
 
 /// Bounds and defaults. Crossing a bound is a typed error, never a silent drop.
@@ -186,8 +186,8 @@ pub struct Queue {
     /// duplicate → that task. Hits are confirmed against the task itself.
     dedup: DedupIndex,
     counts: StatusCounts,
-    phases_started: Vec<(u32, String)>,
-    phases_completed: BTreeSet<u32>,
+    pub(crate) phases_started: Vec<(u32, String)>,
+    pub(crate) phases_completed: BTreeSet<u32>,
     outbox: Vec<Event>,
 }
 
@@ -378,6 +378,12 @@ impl Queue {
             phases_completed: self.phases_completed.clone(),
             phases_started: self.phases_started.clone(),
         }
+    }
+
+    /// The state as a [`SnapshotView`]: serializes exactly like [`Queue::snapshot`]'s
+    /// result, borrowing the tasks instead of copying them.
+    pub fn snapshot_view(&self) -> SnapshotView<'_> {
+        SnapshotView { queue: self }
     }
 
     /// Applies one event. The only way state changes; every operation below builds an event

@@ -616,6 +616,11 @@ fn check_invariants(q: &Queue, model: &Model, now: u64, history: &History, new: 
     let text = serde_json::to_string(&live).unwrap();
     let back: Snapshot = serde_json::from_str(&text).unwrap();
     assert_eq!(back, live, "serde round trip");
+    assert_eq!(
+        serde_json::to_string(&q.snapshot_view()).unwrap(),
+        text,
+        "the borrowed view encodes like the snapshot"
+    );
     // The queue agrees with the model.
     assert_eq!(q.len(), model.tasks.len());
     for (task, m) in q.tasks().zip(&model.tasks) {

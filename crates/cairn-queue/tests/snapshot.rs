@@ -111,6 +111,30 @@ fn snapshot_survives_serde_json_round_trip() {
 }
 
 #[test]
+fn the_borrowed_view_encodes_exactly_like_the_snapshot() {
+    // Every status, a handoff, errors, a backoff, a follow-up and both phase lists.
+    let q = busy_queue();
+    let snapshot = q.snapshot();
+    assert!(!snapshot.phases_started.is_empty() && !snapshot.phases_completed.is_empty());
+    assert_eq!(
+        serde_json::to_string(&q.snapshot_view()).unwrap(),
+        serde_json::to_string(&snapshot).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_string_pretty(&q.snapshot_view()).unwrap(),
+        serde_json::to_string_pretty(&snapshot).unwrap()
+    );
+    let back: Snapshot =
+        serde_json::from_slice(&serde_json::to_vec(&q.snapshot_view()).unwrap()).unwrap();
+    assert_eq!(back, snapshot);
+    let empty = Queue::new(QueueConfig::default());
+    assert_eq!(
+        serde_json::to_string(&empty.snapshot_view()).unwrap(),
+        serde_json::to_string(&empty.snapshot()).unwrap()
+    );
+}
+
+#[test]
 fn from_snapshot_rebuilds_the_same_live_state() {
     let q = busy_queue();
     let copy = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
