@@ -440,6 +440,61 @@ async fn reopen_ms(events: usize, root: &Path) -> anyhow::Result<f64> {
     Ok(elapsed.as_secs_f64() * 1000.0)
 }
 
+/// Tasks in the append-latency run: enough for a few compactions at the default thresholds.
+const LATENCY_TASKS: usize = 100_000;
+
+/// One writer on the file adapter (group durability, default compaction thresholds) drains
+/// [`LATENCY_TASKS`] tasks, appending 32 enqueues, then their 64 starts and completions, and
+/// so on; returns every append's latency, sorted. The slowest appends are the ones that meet
+/// compaction's work on the commit path.
+async fn append_latencies(root: &Path) -> anyhow::Result<Vec<Duration>> {
+    const CHUNK: usize = 32;
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-latency-")
+        .tempdir_in(root)?;
+    let factory = FileFactory::builder(dir.path())
+        .durability(group())
+        .build()?;
+    let checkpointer = factory.begin(meta(LATENCY_TASKS)?).await?;
+    let mut queue = Queue::new(QueueConfig {
+        max_tasks: LATENCY_TASKS,
+        ..QueueConfig::default()
+    });
+    let now = Timestamp(1);
+    let mut latencies = Vec::with_capacity(2 * LATENCY_TASKS / CHUNK + 2);
+    for first in (0..LATENCY_TASKS).step_by(CHUNK) {
+        for n in first..(first + CHUNK).min(LATENCY_TASKS) {
+            let spec = TaskSpec::new("step")
+                .inputs(serde_json::json!({ "n": n }))
+                .without_dedup();
+            queue.enqueue(spec, EnqueuedBy::Root, now)?;
+        }
+        let events = queue.take_events();
+        let started = Instant::now();
+        checkpointer.append(&events).await?;
+        latencies.push(started.elapsed());
+        for id in queue.next_runnable(now) {
+            queue.start(id, now)?;
+            queue.complete(id, Handoff::default(), now)?;
+        }
+        let events = queue.take_events();
+        let started = Instant::now();
+        checkpointer.append(&events).await?;
+        latencies.push(started.elapsed());
+    }
+    drop(checkpointer);
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+/// The `p`th quantile (0 to 1) of sorted `latencies`, in milliseconds.
+fn quantile_ms(latencies: &[Duration], p: f64) -> f64 {
+    let at = ((latencies.len().saturating_sub(1)) as f64 * p).round() as usize;
+    latencies
+        .get(at)
+        .map_or(f64::NAN, |latency| latency.as_secs_f64() * 1e3)
+}
+
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -493,6 +548,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         println!();
         let reopen = reopen_ms(options.reopen_events, &options.dir).await?;
         println!("\nreopen (open + replay) of {} events: {reopen:.0} ms", options.reopen_events);
+        let latencies = append_latencies(&options.dir).await?;
+        println!(
+            "append latency, one writer, file/group, {LATENCY_TASKS} tasks ({} appends, across compactions): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.1} ms",
+            latencies.len(),
+            quantile_ms(&latencies, 0.5),
+            quantile_ms(&latencies, 0.99),
+            quantile_ms(&latencies, 0.999),
+            quantile_ms(&latencies, 1.0)
+        );
 
         // The summary uses the size closest to 10^4, where the naive comparison is specified.
         let col = options

@@ -136,6 +136,19 @@ pub(crate) fn framed_journal<'a>(
     out
 }
 
+/// A whole format-2 journal holding one batch per body in `bodies` (each a run of framed
+/// records), in order: how compaction carries the batches written after its snapshot into
+/// a new journal, each under a header for its new offset.
+pub(crate) fn journal_of_batches<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = file_header().to_vec();
+    for body in bodies {
+        let header = batch_header(out.len() as u64, body);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(body);
+    }
+    out
+}
+
 /// One good record found by `scan`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScannedRecord {

@@ -72,22 +72,32 @@
 //! The adapter compacts on its own once the journal after the latest snapshot holds
 //! `compact_after_records` records (default 10,000) or `compact_after_bytes` bytes (default
 //! 8 MiB), AND at least a quarter of the size of `queue.json` ([`COMPACT_SNAPSHOT_DIVISOR`]),
-//! so rewriting a large snapshot stays amortized over the records that caused it. Compaction replays the journal into a
-//! `cairn_queue::Queue` (with the builder's `queue_config`), installs that queue's snapshot
-//! as above, and keeps the queue in memory so the next compaction only applies the records
-//! written since. The writer keeps the events it wrote since the latest snapshot and applies
-//! those directly, so compaction parses nothing back from disk; only a run opened with
-//! records after its snapshot (written by an earlier writer) reads and parses the journal,
-//! at its first compaction. So the journal stays below about `max(threshold, queue.json / 4)` plus one
-//! append, and reopen reads one snapshot plus that much journal. Reopen parses `queue.json`
-//! on a second thread while it decodes the journal.
+//! so rewriting a large snapshot stays amortized over the records that caused it.
+//!
+//! Compaction runs on a thread of its own, beside the appends. It brings a
+//! `cairn_queue::Queue` (with the builder's `queue_config`) up to the last record written
+//! when it started and installs that queue's snapshot as above, while appends go on into the
+//! same journal: a snapshot covering a prefix of the journal is a state every open accepts.
+//! Once the snapshot is installed, the next append's group-commit leader replaces the journal
+//! with one holding only the batches written since (temp file, fdatasync, rename, fsync dir;
+//! the old journal stays whole until the rename), from the batches it kept in memory
+//! meanwhile. If the journal doubles while compaction runs, the leader waits for it, so the
+//! journal stays below about twice `max(threshold, queue.json / 4)` plus one append, and
+//! reopen reads one snapshot plus that much journal. The queue is kept in memory so the next
+//! compaction only applies the records written since; the writer keeps the events it wrote
+//! since the latest snapshot and applies those directly, so compaction parses nothing back
+//! from disk (only a run opened with records after its snapshot, written by an earlier
+//! writer, reads and parses the journal, at its first compaction). Reopen parses
+//! `queue.json` on a second thread while it decodes the journal. Dropping the writer waits
+//! for a compaction under way, so it never writes after the run's lock is released.
 //!
 //! The adapter does NOT apply events as they are appended: an append stays one write plus
 //! one fdatasync. It therefore does not reject events that do not replay; if the journal
 //! does not replay at compaction time, compaction is switched off for that writer and the
-//! journal keeps growing, which is safe (nothing is lost) but slower to reopen. Compaction
-//! runs while the append that crossed the threshold waits, before it is acknowledged.
-//! Snapshots the executor installs itself reset the count too.
+//! journal keeps growing, which is safe (nothing is lost) but slower to reopen. A failed
+//! sync of the snapshot or of the rewritten journal poisons the writer, as any failed sync
+//! does. Snapshots the executor installs itself (after waiting for a compaction under way)
+//! reset the count too.
 //!
 //! # Durability
 //!

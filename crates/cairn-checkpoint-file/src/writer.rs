@@ -122,6 +122,41 @@ struct WriterState {
     events_known: bool,
     /// Whether there is no snapshot at all, so the queue as of `covers_seq` is empty.
     no_snapshot: bool,
+    /// Where compaction stands (it runs on a thread of its own, beside the appends).
+    compaction: Compaction,
+    /// While compaction is under way: the bodies of the batches written since it started,
+    /// back to back, which the rewritten journal carries over.
+    tail: Vec<u8>,
+    /// The length of each body in `tail`, in order: one batch each in the rewritten journal.
+    tail_batches: Vec<usize>,
+}
+
+/// Where compaction stands. It starts on the leader, right after a batch made the journal
+/// cross its threshold, and runs on its own thread while appends go on into the same
+/// journal: a snapshot covering every record written so far is encoded and installed
+/// (temp, fdatasync, rename, fsync dir). A snapshot that covers a prefix of the journal is a
+/// state recovery always accepted (it skips the records the snapshot covers), so nothing
+/// waits for it. Once it is installed, the next leader rewrites the journal to the records
+/// after it, atomically (the same four steps), from the batches it kept meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Compaction {
+    /// Nothing under way.
+    #[default]
+    Idle,
+    /// The snapshot covering up to `covers` is being written; the journal held
+    /// `started_len` bytes when it started.
+    Running { covers: u64, started_len: u64 },
+    /// The snapshot covering up to `covers` (`snapshot_len` bytes) is durable; the journal
+    /// still holds the records it covers.
+    Installed { covers: u64, snapshot_len: u64 },
+}
+
+/// What the leader does about compaction after writing a batch.
+#[derive(Debug, Clone, Copy)]
+enum CompactionStep {
+    Start,
+    WaitAndRewrite,
+    Rewrite,
 }
 
 #[derive(Debug, Clone)]
@@ -167,8 +202,13 @@ struct Shared {
     company: Condvar,
     /// The queue as of the latest compaction snapshot, kept so the next compaction applies
     /// only newer records. `None` until the first compaction, and after a snapshot the
-    /// caller installed (which the adapter does not parse back).
+    /// caller installed (which the adapter does not parse back). Locked by the compaction
+    /// thread while it works.
     shadow: Mutex<Option<Queue>>,
+    /// The compaction thread, until someone joins it: a new compaction, a caller's snapshot
+    /// install, the journal rewrite and the writer's drop (the thread writes files, so it
+    /// must end before the run's lock is released).
+    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Bumped whenever a batch completes or leadership is released.
     progress: watch::Sender<u64>,
 }
@@ -189,7 +229,8 @@ impl fmt::Debug for Shared {
 /// Dropping an `append` future after its records were buffered does not withdraw them:
 /// the group-commit leader still writes and syncs them, they just are not acknowledged.
 /// Dropping `install_snapshot` or `load` likewise lets the blocking work finish. Dropping
-/// the writer waits (briefly) for such leftover work, so the next opener never races it.
+/// the writer waits (briefly) for such leftover work, and for a compaction under way, so
+/// the next opener never races it.
 #[derive(Debug)]
 pub struct FileCheckpointer {
     shared: Arc<Shared>,
@@ -208,6 +249,10 @@ impl Drop for FileCheckpointer {
         while lock(&self.shared.state).leader && std::time::Instant::now() < give_up {
             std::thread::sleep(Duration::from_micros(50));
         }
+        // A compaction still writing its snapshot must finish before the lock goes: the next
+        // opener must not see `queue.json` replaced under it. What it leaves (a snapshot
+        // covering a prefix of the journal) is a state every open accepts.
+        self.shared.join_compaction();
     }
 }
 
@@ -248,6 +293,7 @@ impl FileCheckpointer {
                 journal: Mutex::new(journal),
                 company: Condvar::new(),
                 shadow: Mutex::new(None),
+                compactor: Mutex::new(None),
                 state: Mutex::new(WriterState {
                     buffer: Vec::new(),
                     buffered_records: 0,
@@ -269,6 +315,9 @@ impl FileCheckpointer {
                     written_events: Vec::new(),
                     events_known: state.fresh || state.records_after_snapshot == 0,
                     no_snapshot: state.fresh,
+                    compaction: Compaction::Idle,
+                    tail: Vec::new(),
+                    tail_batches: Vec::new(),
                 }),
                 progress,
             }),
@@ -346,11 +395,13 @@ impl Shared {
     }
 
     /// Writes and syncs the buffered batch. Returns whether the leader should go on
-    /// (`false` once leadership was released). Compaction happens before the batch is
-    /// published, and leadership is released in the same critical section as the last
-    /// publication, so once an append returns no leader touches the files for it.
+    /// (`false` once leadership was released). Compaction work that belongs on the leader
+    /// (starting it, rewriting the journal once its snapshot is installed, waiting for it
+    /// when the journal has doubled meanwhile) happens before the batch is published, and
+    /// leadership is released in the same critical section as the last publication, so once
+    /// an append returns no leader touches the files for it.
     fn flush_one_batch(self: &Arc<Self>) -> bool {
-        let (bytes, events, records, batch, last_seq) = {
+        let (bytes, events, records, batch, last_seq, keep_body) = {
             let mut state = lock(&self.state);
             if state.buffer.is_empty() || state.failure.is_some() {
                 state.leader = false;
@@ -365,14 +416,19 @@ impl Shared {
             state.company_size = state.company_size.max(appends);
             let last_seq = state.next_seq - 1;
             let events = std::mem::take(&mut state.buffered_events);
+            // Only this leader starts a compaction (after its write), so a batch taken while
+            // one is under way is written after the snapshot's last record.
+            let keep_body = state.compaction != Compaction::Idle;
             (
                 std::mem::take(&mut state.buffer),
                 events,
                 records,
                 batch,
                 last_seq,
+                keep_body,
             )
         };
+        let body = keep_body.then(|| bytes[journal::BATCH_HEADER_LEN..].to_vec());
         let outcome = self.write_batch(bytes);
         let mut state = lock(&self.state);
         match outcome {
@@ -383,13 +439,41 @@ impl Shared {
                 if !state.compaction_off {
                     state.written_events.extend(events);
                 }
-                let compact = !state.compaction_off
-                    && (state.records_after_snapshot >= self.config.compact_after_records
-                        || state.journal_len >= self.config.compact_after_bytes)
-                    && state.journal_len >= state.snapshot_len / crate::COMPACT_SNAPSHOT_DIVISOR;
-                if compact {
+                if let Some(body) = body {
+                    state.tail_batches.push(body.len());
+                    state.tail.extend_from_slice(&body);
+                }
+                let step = match state.compaction {
+                    Compaction::Idle
+                        if !state.compaction_off
+                            && (state.records_after_snapshot
+                                >= self.config.compact_after_records
+                                || state.journal_len >= self.config.compact_after_bytes)
+                            && state.journal_len
+                                >= state.snapshot_len / crate::COMPACT_SNAPSHOT_DIVISOR =>
+                    {
+                        Some(CompactionStep::Start)
+                    }
+                    // Compaction is slower than the appends: wait for it rather than let the
+                    // journal grow without bound.
+                    Compaction::Running { started_len, .. }
+                        if state.journal_len >= started_len.saturating_mul(2) =>
+                    {
+                        Some(CompactionStep::WaitAndRewrite)
+                    }
+                    Compaction::Installed { .. } => Some(CompactionStep::Rewrite),
+                    _ => None,
+                };
+                if let Some(step) = step {
                     drop(state);
-                    self.compact();
+                    match step {
+                        CompactionStep::Start => self.start_compaction(),
+                        CompactionStep::WaitAndRewrite => {
+                            self.join_compaction();
+                            self.rewrite_journal();
+                        }
+                        CompactionStep::Rewrite => self.rewrite_journal(),
+                    }
                     state = lock(&self.state);
                 }
                 state.durable_batch = batch;
@@ -467,59 +551,212 @@ impl Shared {
         Ok(written)
     }
 
-    /// Replays the journal into a queue and installs its snapshot. Runs as leader. A journal
-    /// that does not replay turns compaction off for this writer (state stays correct; the
-    /// journal just grows).
-    fn compact(self: &Arc<Self>) {
-        let shadow = match self.replayed_queue() {
-            Ok(shadow) => shadow,
-            Err(_) => {
-                let mut state = lock(&self.state);
-                state.compaction_off = true;
-                state.written_events = Vec::new();
-                return;
-            }
-        };
-        // The snapshot is encoded from the kept queue by reference: copying a large queue's
-        // tasks first cost about a fifth of the compaction.
-        let installed = match shadow.as_ref() {
-            Some(queue) => self.install_locked(&queue.snapshot_view()),
-            None => return,
-        };
-        drop(shadow);
-        if let Err(err) = installed {
-            let mut state = lock(&self.state);
-            if matches!(err, Error::SyncFailed { .. }) && state.failure.is_none() {
-                state.failure = Some(Failure {
-                    failed_from: state.open_batch,
-                    path: self.dir.join(QUEUE_FILE),
-                    kind: std::io::ErrorKind::Other,
-                    message: err.to_string(),
-                    sync: true,
-                });
-            } else {
-                state.compaction_off = true;
-                state.written_events = Vec::new();
-            }
-        }
-    }
-
-    /// Brings the kept queue (`shadow`) up to every written record and returns it, locked
-    /// and present. When this writer saw every record since the latest snapshot, it applies
-    /// those events to the queue of the previous compaction (or, for a run without any
-    /// snapshot, replays them into a new queue), and reads nothing back. Otherwise it reuses
-    /// that queue for what the journal holds after the snapshot, or rebuilds it from
-    /// `queue.json` plus the journal.
-    fn replayed_queue(&self) -> Result<MutexGuard<'_, Option<Queue>>> {
-        let store = &self.store;
-        let dir = &self.dir;
-        let (covers, known_events) = {
+    /// Starts a compaction covering every record written so far, on a thread of its own.
+    /// Runs as leader, right after a batch was written.
+    fn start_compaction(self: &Arc<Self>) {
+        // A finished compaction's thread may not have been joined yet.
+        self.join_compaction();
+        let (covers, target, known_events) = {
             let mut state = lock(&self.state);
             let events = std::mem::take(&mut state.written_events);
             let complete =
                 state.events_known && events.len() as u64 == state.written_seq - state.covers_seq;
-            (state.covers_seq, complete.then_some(events))
+            state.compaction = Compaction::Running {
+                covers: state.written_seq,
+                started_len: state.journal_len,
+            };
+            state.tail.clear();
+            state.tail_batches.clear();
+            (
+                state.covers_seq,
+                state.written_seq,
+                complete.then_some(events),
+            )
         };
+        let shared = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("cairn-compaction".to_owned())
+            .spawn(move || shared.compact(covers, target, known_events));
+        match spawned {
+            Ok(handle) => *lock(&self.compactor) = Some(handle),
+            // No thread to be had: the journal just grows, as when it does not replay.
+            Err(_) => self.stop_compacting(),
+        }
+    }
+
+    /// The compaction thread: brings the kept queue up to record `target` and installs its
+    /// snapshot as covering it. A journal that does not replay turns compaction off for this
+    /// writer (state stays correct; the journal just grows); a failed sync poisons it.
+    fn compact(&self, covers: u64, target: u64, known_events: Option<Vec<Event>>) {
+        let installed = self
+            .replayed_queue(covers, target, known_events)
+            .and_then(|shadow| match shadow.as_ref() {
+                // The snapshot is encoded from the kept queue by reference: copying a large
+                // queue's tasks first cost about a fifth of the compaction.
+                Some(queue) => self.write_snapshot(target, &queue.snapshot_view()),
+                None => Err(Error::Backend {
+                    backend: "file",
+                    source: "compaction found no queue to snapshot".into(),
+                }),
+            });
+        match installed {
+            Ok(snapshot_len) => {
+                let mut state = lock(&self.state);
+                // A caller's snapshot install joins this thread first and then supersedes it.
+                if matches!(state.compaction, Compaction::Running { covers, .. } if covers == target)
+                {
+                    state.compaction = Compaction::Installed {
+                        covers: target,
+                        snapshot_len,
+                    };
+                }
+            }
+            Err(Error::SyncFailed { path, source }) => {
+                let mut state = lock(&self.state);
+                if state.failure.is_none() {
+                    state.failure = Some(Failure {
+                        failed_from: state.open_batch,
+                        path,
+                        kind: source.kind(),
+                        message: source.to_string(),
+                        sync: true,
+                    });
+                }
+                drop(state);
+                self.stop_compacting();
+                self.progress.send_modify(|n| *n += 1);
+            }
+            Err(_) => self.stop_compacting(),
+        }
+    }
+
+    /// Turns compaction off for this writer: the journal keeps every record from now on.
+    fn stop_compacting(&self) {
+        let mut state = lock(&self.state);
+        state.compaction_off = true;
+        state.compaction = Compaction::Idle;
+        state.written_events = Vec::new();
+        state.tail = Vec::new();
+        state.tail_batches = Vec::new();
+    }
+
+    /// Waits for the compaction thread, if there is one. A thread that ended without saying
+    /// how (a panic) leaves compaction off.
+    fn join_compaction(&self) {
+        let handle = lock(&self.compactor).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        let running = matches!(lock(&self.state).compaction, Compaction::Running { .. });
+        if running {
+            self.stop_compacting();
+        }
+    }
+
+    /// Once compaction's snapshot is installed: replaces the journal with one holding only
+    /// the batches written since (temp, fdatasync, rename, fsync dir) and appends to that
+    /// from now on. Runs as leader. Until the rename the old journal stays whole, and after
+    /// it the new one holds every record the snapshot does not, so a crash anywhere here
+    /// loses nothing.
+    fn rewrite_journal(&self) {
+        let (covers, snapshot_len, tail, tail_batches) = {
+            let mut state = lock(&self.state);
+            let Compaction::Installed {
+                covers,
+                snapshot_len,
+            } = state.compaction
+            else {
+                return;
+            };
+            (
+                covers,
+                snapshot_len,
+                std::mem::take(&mut state.tail),
+                std::mem::take(&mut state.tail_batches),
+            )
+        };
+        // The thread is done; collect it.
+        drop(lock(&self.compactor).take());
+        let mut bodies = Vec::with_capacity(tail_batches.len());
+        let mut at = 0;
+        for len in tail_batches {
+            bodies.push(&tail[at..at + len]);
+            at += len;
+        }
+        let bytes = journal::journal_of_batches(bodies);
+        let path = self.dir.join(JOURNAL_FILE);
+        let mut journal = lock(&self.journal);
+        let reopened = match self.store.write_atomic(&self.dir, JOURNAL_FILE, &bytes) {
+            Ok(()) => self.store.open_journal(&path),
+            Err(err @ Error::SyncFailed { .. }) => Err(err),
+            // The rename did not happen: the old journal is whole and still ours. The
+            // snapshot covers a prefix of it, which every open accepts.
+            Err(_) => {
+                drop(journal);
+                self.stop_compacting();
+                return;
+            }
+        };
+        match reopened {
+            Ok(file) => *journal = file,
+            Err(err) => {
+                // The handle held is no longer (or maybe no longer) the journal's file: no
+                // append may go there.
+                drop(journal);
+                let (path, kind, message, sync) = match &err {
+                    Error::SyncFailed { path, source } => {
+                        (path.clone(), source.kind(), source.to_string(), true)
+                    }
+                    other => (
+                        path.clone(),
+                        std::io::ErrorKind::Other,
+                        other.to_string(),
+                        false,
+                    ),
+                };
+                let mut state = lock(&self.state);
+                if state.failure.is_none() {
+                    state.failure = Some(Failure {
+                        failed_from: state.open_batch,
+                        path,
+                        kind,
+                        message,
+                        sync,
+                    });
+                }
+                drop(state);
+                self.stop_compacting();
+                return;
+            }
+        }
+        drop(journal);
+        let mut state = lock(&self.state);
+        state.covers_seq = covers;
+        state.snapshot_len = snapshot_len;
+        state.journal_len = (bytes.len() - journal::FILE_HEADER_LEN) as u64;
+        state.records_after_snapshot = state.written_seq - covers;
+        // `written_events` has gathered exactly the records after the snapshot since the
+        // compaction took the ones before.
+        state.events_known = true;
+        state.no_snapshot = false;
+        state.compaction = Compaction::Idle;
+    }
+
+    /// Brings the kept queue (`shadow`) up to record `target` and returns it, locked and
+    /// present. `covers` is the latest snapshot's last record. When this writer saw every
+    /// record in between (`known_events`), it applies those events to the queue of the
+    /// previous compaction (or, for a run without any snapshot, replays them into a new
+    /// queue), and reads nothing back. Otherwise it reuses that queue for what the journal
+    /// holds after the snapshot, or rebuilds it from `queue.json` plus the journal, taking
+    /// only records up to `target` (appends go on meanwhile).
+    fn replayed_queue(
+        &self,
+        covers: u64,
+        target: u64,
+        known_events: Option<Vec<Event>>,
+    ) -> Result<MutexGuard<'_, Option<Queue>>> {
+        let store = &self.store;
+        let dir = &self.dir;
         let replay_error = |source| Error::Replay {
             run_id: self.run_id.clone(),
             source,
@@ -566,7 +803,11 @@ impl Shared {
         let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
         let scan = journal::scan(&bytes);
         let mut events = Vec::with_capacity(scan.records.len());
-        for record in scan.records.iter().filter(|r| r.seq > covers) {
+        for record in scan
+            .records
+            .iter()
+            .filter(|r| r.seq > covers && r.seq <= target)
+        {
             let event: Event =
                 serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
                     Error::Encoding {
@@ -575,6 +816,16 @@ impl Shared {
                     }
                 })?;
             events.push(event);
+        }
+        if events.len() as u64 != target - covers {
+            return Err(Error::Encoding {
+                what: "journal event",
+                detail: format!(
+                    "the journal holds {} of the {} records after the snapshot",
+                    events.len(),
+                    target - covers
+                ),
+            });
         }
         let queue = match queue.take() {
             Some(mut queue) => {
@@ -596,18 +847,23 @@ impl Shared {
         Ok(shadow)
     }
 
-    /// Installs `snapshot` as covering every record written so far. The caller is leader
-    /// and the buffer has been flushed. Order: temp, fdatasync, rename, fsync dir, and only
-    /// then truncate the journal (and sync it). The truncate keeps the file header, so the
-    /// journal never holds a batch without a durable header before it.
-    fn install_locked(&self, snapshot: &impl Serialize) -> Result<()> {
-        let (covers, size_hint) = {
-            let state = lock(&self.state);
-            (state.written_seq, state.snapshot_len)
-        };
-        let size_hint = usize::try_from(size_hint).unwrap_or(0);
+    /// Encodes `snapshot` as covering up to record `covers` and installs it as `queue.json`
+    /// (temp, fdatasync, rename, fsync dir). Returns its length.
+    fn write_snapshot(&self, covers: u64, snapshot: &impl Serialize) -> Result<u64> {
+        let size_hint = usize::try_from(lock(&self.state).snapshot_len).unwrap_or(0);
         let bytes = encode_queue_file(&self.run_id, covers, snapshot, size_hint)?;
         self.store.write_atomic(&self.dir, QUEUE_FILE, &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Installs `snapshot` as covering every record written so far. The caller is leader,
+    /// the buffer has been flushed and no compaction is under way. Order: temp, fdatasync,
+    /// rename, fsync dir, and only then truncate the journal (and sync it). The truncate
+    /// keeps the file header, so the journal never holds a batch without a durable header
+    /// before it.
+    fn install_locked(&self, snapshot: &impl Serialize) -> Result<()> {
+        let covers = lock(&self.state).written_seq;
+        let snapshot_len = self.write_snapshot(covers, snapshot)?;
         let path = self.dir.join(JOURNAL_FILE);
         {
             let mut journal = lock(&self.journal);
@@ -622,7 +878,7 @@ impl Shared {
         }
         let mut state = lock(&self.state);
         state.covers_seq = covers;
-        state.snapshot_len = bytes.len() as u64;
+        state.snapshot_len = snapshot_len;
         state.journal_len = 0;
         state.records_after_snapshot = 0;
         // The snapshot covers every written record: none is unknown, and the queue as of
@@ -630,6 +886,9 @@ impl Shared {
         state.written_events.clear();
         state.events_known = true;
         state.no_snapshot = false;
+        state.compaction = Compaction::Idle;
+        state.tail.clear();
+        state.tail_batches.clear();
         Ok(())
     }
 
@@ -756,8 +1015,16 @@ impl Checkpointer for FileCheckpointer {
         let shared = Arc::clone(&self.shared);
         let snapshot = snapshot.clone();
         blocking(move || {
-            // Flush what is buffered first, so the snapshot covers it.
             let outcome = (|| {
+                // A compaction under way would install an older snapshot after this one:
+                // let it finish first (this install supersedes it).
+                shared.join_compaction();
+                if lock(&shared.state).failure.is_some() {
+                    return Err(Error::Poisoned {
+                        run_id: shared.run_id.clone(),
+                    });
+                }
+                // Flush what is buffered first, so the snapshot covers it.
                 let (bytes, records, last_seq) = {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);

@@ -201,10 +201,11 @@ async fn compaction_bounds_the_journal_and_reopen() {
             let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
             let snapshot_len = queue_json.len() as u64;
             // Compaction starts once the journal passes a threshold AND a quarter of the
-            // snapshot, so the journal never exceeds that bound by more than one append.
-            let bound = (snapshot_len / COMPACT_SNAPSHOT_DIVISOR).max(BYTES)
-                + FILE_HEADER_LEN as u64
-                + framed_len(&events);
+            // snapshot (so by then it exceeds that by at most one append), and appends go on
+            // while it runs until the journal has doubled: then the leader waits for it.
+            let at_start =
+                (snapshot_len / COMPACT_SNAPSHOT_DIVISOR).max(BYTES) + framed_len(&events);
+            let bound = 2 * at_start + FILE_HEADER_LEN as u64 + framed_len(&events);
             assert!(
                 journal <= bound,
                 "round {round}: journal {journal} > bound {bound}"
@@ -246,6 +247,276 @@ fn covers(h: &FileHarness, id: &RunId) -> u64 {
                 .as_u64()
                 .unwrap()
         })
+}
+
+/// Polls `done` (every few milliseconds, for at most a minute) until it holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..12_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what} never happened");
+}
+
+/// The sequence numbers of the records in a journal file, in order.
+fn journal_seqs(bytes: &[u8]) -> Vec<u64> {
+    record_offsets(bytes)
+        .into_iter()
+        .map(|at| u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()))
+        .collect()
+}
+
+/// A factory compacting after `records` records, whose I/O goes through `plan`.
+fn planned_factory(h: &FileHarness, plan: &Arc<IoPlan>, records: u64) -> FileFactory {
+    FileFactory::builder(h.root())
+        .compact_after_records(records)
+        .filesystem(Arc::new(common::FailingFs {
+            plan: Arc::clone(plan),
+            appending_only: false,
+        }))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_keeps_what_follows() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    // Compaction's snapshot stops before its rename until released.
+    plan.hold("rename", "queue.json.tmp");
+    let factory = planned_factory(&h, &plan, 20);
+    let id = RunId::new("beside").unwrap();
+    let run = factory.begin(meta("beside")).await.unwrap();
+    let mut work = Workload::new();
+    let mut appended = 0u64;
+    while appended < 24 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            appended += events.len() as u64;
+            run.append(&events).await.unwrap();
+        }
+    }
+    eventually("compaction reaching its snapshot's rename", || {
+        plan.waiting() == 1
+    })
+    .await;
+    // The appends hold 4, 8, 4 and 8 records: the fourth brought the journal past 20 and
+    // started compaction, whose snapshot covers every record so far.
+    let covers = appended;
+    assert_eq!(covers, 24);
+    // These appends complete while the snapshot is held (12 records, less than the 24 the
+    // journal held, so the leader has no reason to wait for compaction).
+    let during = async {
+        for events in [work.enqueue(4), work.finish(4)] {
+            appended += events.len() as u64;
+            run.append(&events).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), during)
+        .await
+        .expect("an append waited for compaction");
+    assert!(
+        !h.run_dir(&id).join("queue.json").exists(),
+        "the snapshot is still held"
+    );
+    let journal = std::fs::read(h.journal(&id)).unwrap();
+    assert_eq!(
+        journal_seqs(&journal),
+        (1..=appended).collect::<Vec<_>>(),
+        "until the snapshot is installed the journal keeps every record"
+    );
+
+    plan.release();
+    eventually("the snapshot being installed", || {
+        h.run_dir(&id).join("queue.json").exists()
+    })
+    .await;
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.run_dir(&id).join("queue.json")).unwrap()).unwrap();
+    assert_eq!(snapshot["covers_seq"].as_u64(), Some(covers));
+    // The next batch's leader rewrites the journal to the records after the snapshot.
+    let events = work.enqueue(4);
+    appended += events.len() as u64;
+    run.append(&events).await.unwrap();
+    let journal = std::fs::read(h.journal(&id)).unwrap();
+    assert_eq!(
+        journal_seqs(&journal),
+        (covers + 1..=appended).collect::<Vec<_>>(),
+        "the rewritten journal holds exactly the records after the snapshot"
+    );
+    assert!(
+        !h.run_dir(&id).join("journal.tmp").exists(),
+        "the rewrite's temp file was renamed into place"
+    );
+    // Appends after the rewrite go to the new journal.
+    let events = work.finish(4);
+    appended += events.len() as u64;
+    run.append(&events).await.unwrap();
+    drop(run);
+    let opened = planned_factory(&h, &plan, 20)
+        .open(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(opened.recovered.snapshot.is_some());
+    // The rewrite left 24 records after the snapshot, so a second compaction started; the
+    // writer's drop waited for it.
+    let covered = self::covers(&h, &id);
+    assert!(covered > covers, "covers {covered}");
+    assert_eq!(opened.recovered.events.len() as u64, appended - covered);
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_doubles_while_compaction_runs_makes_the_leader_wait_for_it() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    plan.hold("rename", "queue.json.tmp");
+    let factory = planned_factory(&h, &plan, 20);
+    let id = RunId::new("doubled").unwrap();
+    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("doubled")).await.unwrap());
+    let mut work = Workload::new();
+    let mut appended = 0u64;
+    while appended < 24 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            appended += events.len() as u64;
+            run.append(&events).await.unwrap();
+        }
+    }
+    eventually("compaction reaching its snapshot's rename", || {
+        plan.waiting() == 1
+    })
+    .await;
+    let at_start = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
+    // Far more than the journal held when compaction started.
+    let batches: Vec<Vec<cairn_queue::Event>> = (0..30)
+        .flat_map(|_| [work.enqueue(4), work.finish(4)])
+        .collect();
+    let largest = batches
+        .iter()
+        .map(|events| framed_len(events))
+        .max()
+        .unwrap();
+    let appender = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move {
+            for events in batches {
+                run.append(&events).await.unwrap();
+            }
+        })
+    };
+    // Give the appender every chance to run past the bound.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let journal = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
+    assert!(
+        journal <= 2 * at_start + largest,
+        "the journal grew to {journal} bytes while compaction was held (it held {at_start})"
+    );
+    assert!(
+        !appender.is_finished(),
+        "the leader waits for the held compaction"
+    );
+    plan.release();
+    appender.await.unwrap();
+    drop(run);
+    let opened = planned_factory(&h, &plan, 20)
+        .open(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(opened.recovered.snapshot.is_some());
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_rewrite_that_cannot_rename_keeps_the_old_journal_and_stops_compacting() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    plan.fail("rename", "journal.tmp", 1);
+    let factory = planned_factory(&h, &plan, 20);
+    let id = RunId::new("norename").unwrap();
+    let run = factory.begin(meta("norename")).await.unwrap();
+    let mut work = Workload::new();
+    let mut appended = 0u64;
+    for _ in 0..10 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            appended += events.len() as u64;
+            run.append(&events).await.unwrap();
+        }
+    }
+    drop(run);
+    assert_eq!(
+        plan.calls("rename", "journal.tmp"),
+        1,
+        "one rewrite was tried"
+    );
+    // The old journal stayed in place whole, and nothing was compacted after the failure.
+    let journal = std::fs::read(h.journal(&id)).unwrap();
+    assert_eq!(journal_seqs(&journal), (1..=appended).collect::<Vec<_>>());
+    let opened = planned_factory(&h, &plan, 20)
+        .open(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        opened.recovered.events.len() as u64,
+        appended - covers(&h, &id)
+    );
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_of_the_rewritten_journal_poisons_the_writer_and_loses_nothing() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    plan.fail("sync_data", "journal.tmp", 1);
+    let factory = planned_factory(&h, &plan, 20);
+    let id = RunId::new("nosync").unwrap();
+    let run = factory.begin(meta("nosync")).await.unwrap();
+    let mut work = Workload::new();
+    let mut acknowledged = Vec::new();
+    let mut failed = None;
+    'appending: for _ in 0..10 {
+        for events in [work.enqueue(4), work.finish(4)] {
+            match run.append(&events).await {
+                Ok(()) => acknowledged.extend(events),
+                Err(err) => {
+                    failed = Some((err, events));
+                    break 'appending;
+                }
+            }
+        }
+    }
+    let (err, unacknowledged) = failed.expect("the rewrite's failed sync reaches an append");
+    assert!(
+        matches!(err, Error::SyncFailed { .. } | Error::Poisoned { .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        run.append(&sample_events(0, 1)).await,
+        Err(Error::Poisoned { .. })
+    ));
+    drop(run);
+    let opened = planned_factory(&h, &plan, 20)
+        .open(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let replay = |events: &[cairn_queue::Event]| {
+        cairn_queue::Queue::replay(None, events.iter(), cairn_queue::QueueConfig::default())
+            .unwrap()
+            .snapshot()
+    };
+    // Every acknowledged event is there; the failed append's may or may not be.
+    let recovered = replayed(&opened.recovered);
+    let with_failed = [acknowledged.clone(), unacknowledged].concat();
+    assert!(
+        recovered == replay(&acknowledged) || recovered == replay(&with_failed),
+        "recovered {} tasks; {} events were acknowledged",
+        recovered.tasks.len(),
+        acknowledged.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

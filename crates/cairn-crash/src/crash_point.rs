@@ -30,22 +30,29 @@ pub enum Point {
     SnapshotBeforeRename,
     /// The snapshot was renamed into place, before the directory fsync.
     SnapshotAfterRename,
-    /// Before a journal truncate: compaction's truncate after installing a snapshot, or
-    /// recovery's cut of a torn tail on open.
+    /// Before a journal truncate: a caller-installed snapshot's truncate, or recovery's cut
+    /// of a torn tail on open.
     JournalTruncate,
     /// Recovery's read of the journal on open.
     RecoveryRead,
+    /// Compaction's snapshot is installed and the journal holding only the records after it
+    /// (`journal.tmp`) is written and synced, not yet renamed over the journal.
+    JournalRewriteBeforeRename,
+    /// The rewritten journal was renamed into place, before the directory fsync.
+    JournalRewriteAfterRename,
 }
 
 impl Point {
     /// Every point, in the order the scenarios run them.
-    pub const ALL: [Point; 6] = [
+    pub const ALL: [Point; 8] = [
         Point::JournalAppendBeforeFsync,
         Point::JournalTornWrite,
         Point::SnapshotBeforeRename,
         Point::SnapshotAfterRename,
         Point::JournalTruncate,
         Point::RecoveryRead,
+        Point::JournalRewriteBeforeRename,
+        Point::JournalRewriteAfterRename,
     ];
 
     /// The name used in `CAIRN_CRASH_AT`.
@@ -57,6 +64,8 @@ impl Point {
             Point::SnapshotAfterRename => "snapshot-after-rename",
             Point::JournalTruncate => "journal-truncate",
             Point::RecoveryRead => "recovery-read",
+            Point::JournalRewriteBeforeRename => "journal-rewrite-before-rename",
+            Point::JournalRewriteAfterRename => "journal-rewrite-after-rename",
         }
     }
 }
@@ -276,13 +285,26 @@ impl Filesystem for CrashFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let snapshot = is_named(from, "queue.json.tmp");
-        if snapshot && self.trigger.fires(Point::SnapshotBeforeRename) {
-            self.abort(Point::SnapshotBeforeRename);
+        let points = if is_named(from, "queue.json.tmp") {
+            Some((Point::SnapshotBeforeRename, Point::SnapshotAfterRename))
+        } else if is_named(from, "journal.tmp") {
+            Some((
+                Point::JournalRewriteBeforeRename,
+                Point::JournalRewriteAfterRename,
+            ))
+        } else {
+            None
+        };
+        if let Some((before, _)) = points
+            && self.trigger.fires(before)
+        {
+            self.abort(before);
         }
         self.inner.rename(from, to)?;
-        if snapshot && self.trigger.fires(Point::SnapshotAfterRename) {
-            self.abort(Point::SnapshotAfterRename);
+        if let Some((_, after)) = points
+            && self.trigger.fires(after)
+        {
+            self.abort(after);
         }
         Ok(())
     }

@@ -519,8 +519,13 @@ pub fn scenarios() -> Vec<Scenario> {
             compact_every: 16,
         },
         Scenario {
-            name: "compaction: snapshot installed, journal not truncated",
-            starts: vec![at(Point::JournalTruncate, 2)],
+            name: "compaction: snapshot installed, rewritten journal not renamed",
+            starts: vec![at(Point::JournalRewriteBeforeRename, 2)],
+            compact_every: 16,
+        },
+        Scenario {
+            name: "compaction: rewritten journal renamed, directory not fsynced",
+            starts: vec![at(Point::JournalRewriteAfterRename, 2)],
             compact_every: 16,
         },
         Scenario {

@@ -288,6 +288,15 @@ struct IoRule {
 pub struct IoPlan {
     rules: std::sync::Mutex<Vec<IoRule>>,
     calls: std::sync::Mutex<std::collections::HashMap<(&'static str, String), u64>>,
+    gate: std::sync::Mutex<Gate>,
+    gate_changed: std::sync::Condvar,
+}
+
+/// Calls held back by `IoPlan::hold` until `IoPlan::release`.
+#[derive(Debug, Default)]
+struct Gate {
+    held: Option<(&'static str, String)>,
+    waiting: u64,
 }
 
 impl IoPlan {
@@ -298,6 +307,22 @@ impl IoPlan {
             suffix: suffix.to_owned(),
             remaining: nth,
         });
+    }
+
+    /// Makes every call of `op` on a path ending with `suffix` wait until `release`.
+    pub fn hold(&self, op: &'static str, suffix: &str) {
+        self.gate.lock().unwrap().held = Some((op, suffix.to_owned()));
+    }
+
+    /// Lets held calls (and later ones) through.
+    pub fn release(&self) {
+        self.gate.lock().unwrap().held = None;
+        self.gate_changed.notify_all();
+    }
+
+    /// How many calls are waiting at the gate now.
+    pub fn waiting(&self) -> u64 {
+        self.gate.lock().unwrap().waiting
     }
 
     /// How many calls of `op` on paths ending with `suffix` were made.
@@ -319,6 +344,20 @@ impl IoPlan {
             .unwrap()
             .entry((op, text.clone()))
             .or_insert(0) += 1;
+        let holds = |gate: &Gate| {
+            gate.held
+                .as_ref()
+                .is_some_and(|(held_op, suffix)| *held_op == op && text.ends_with(suffix.as_str()))
+        };
+        let mut gate = self.gate.lock().unwrap();
+        if holds(&gate) {
+            gate.waiting += 1;
+            while holds(&gate) {
+                gate = self.gate_changed.wait(gate).unwrap();
+            }
+            gate.waiting -= 1;
+        }
+        drop(gate);
         let mut rules = self.rules.lock().unwrap();
         let mut fire = None;
         for (index, rule) in rules.iter_mut().enumerate() {
