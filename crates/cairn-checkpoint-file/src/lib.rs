@@ -89,7 +89,10 @@
 //! from disk (only a run opened with records after its snapshot, written by an earlier
 //! writer, reads and parses the journal, at its first compaction). Reopen parses
 //! `queue.json` on a second thread while it decodes the journal. Dropping the writer waits
-//! for a compaction under way, so it never writes after the run's lock is released.
+//! for a compaction under way, so it never writes after the run's lock is released, and then
+//! rewrites the journal if a snapshot was installed after the last append, so a reopen after
+//! a clean end reads only the records after the snapshot (after a crash it may read up to the
+//! bound above).
 //!
 //! The adapter does NOT apply events as they are appended: an append stays one write plus
 //! one fdatasync. It therefore does not reject events that do not replay; if the journal

@@ -253,6 +253,18 @@ impl Drop for FileCheckpointer {
         // opener must not see `queue.json` replaced under it. What it leaves (a snapshot
         // covering a prefix of the journal) is a state every open accepts.
         self.shared.join_compaction();
+        // A snapshot installed after the last append leaves the records it covers in the
+        // journal, for the next open to read and skip. Drop them now; either journal is a
+        // state every open accepts, so a failure here changes nothing.
+        let rewrite = {
+            let state = lock(&self.shared.state);
+            matches!(state.compaction, Compaction::Installed { .. })
+                && state.failure.is_none()
+                && !state.leader
+        };
+        if rewrite {
+            self.shared.rewrite_journal();
+        }
     }
 }
 

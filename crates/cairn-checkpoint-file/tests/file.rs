@@ -361,9 +361,14 @@ async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_ke
         .unwrap();
     assert!(opened.recovered.snapshot.is_some());
     // The rewrite left 24 records after the snapshot, so a second compaction started; the
-    // writer's drop waited for it.
+    // writer's drop waited for it, and then dropped the records it covers from the journal.
     let covered = self::covers(&h, &id);
     assert!(covered > covers, "covers {covered}");
+    let journal = std::fs::read(h.journal(&id)).unwrap();
+    assert_eq!(
+        journal_seqs(&journal),
+        (covered + 1..=appended).collect::<Vec<_>>()
+    );
     assert_eq!(opened.recovered.events.len() as u64, appended - covered);
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
 }
