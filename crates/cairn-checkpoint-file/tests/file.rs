@@ -280,15 +280,19 @@ fn planned_factory(h: &FileHarness, plan: &Arc<IoPlan>, records: u64) -> FileFac
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_keeps_what_follows() {
-    let h = FileHarness::new();
-    let plan = Arc::new(IoPlan::default());
-    // Compaction's snapshot stops before its rename until released.
+/// Begins run `id` compacting after 20 records, with compaction's snapshot held before its
+/// rename, and appends (4, 8, 4 and 8 records) until compaction has started and waits there.
+/// Returns the writer, the workload and how many records were appended.
+async fn held_compaction(
+    h: &FileHarness,
+    plan: &Arc<IoPlan>,
+    id: &RunId,
+) -> (Box<dyn Checkpointer>, Workload, u64) {
     plan.hold("rename", "queue.json.tmp");
-    let factory = planned_factory(&h, &plan, 20);
-    let id = RunId::new("beside").unwrap();
-    let run = factory.begin(meta("beside")).await.unwrap();
+    let run = planned_factory(h, plan, 20)
+        .begin(meta(id.as_str()))
+        .await
+        .unwrap();
     let mut work = Workload::new();
     let mut appended = 0u64;
     while appended < 24 {
@@ -301,6 +305,15 @@ async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_ke
         plan.waiting() == 1
     })
     .await;
+    (run, work, appended)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_keeps_what_follows() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("beside").unwrap();
+    let (run, mut work, mut appended) = held_compaction(&h, &plan, &id).await;
     // The appends hold 4, 8, 4 and 8 records: the fourth brought the journal past 20 and
     // started compaction, whose snapshot covers every record so far.
     let covers = appended;
@@ -377,22 +390,9 @@ async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_ke
 async fn a_journal_that_doubles_while_compaction_runs_makes_the_leader_wait_for_it() {
     let h = FileHarness::new();
     let plan = Arc::new(IoPlan::default());
-    plan.hold("rename", "queue.json.tmp");
-    let factory = planned_factory(&h, &plan, 20);
     let id = RunId::new("doubled").unwrap();
-    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("doubled")).await.unwrap());
-    let mut work = Workload::new();
-    let mut appended = 0u64;
-    while appended < 24 {
-        for events in [work.enqueue(4), work.finish(4)] {
-            appended += events.len() as u64;
-            run.append(&events).await.unwrap();
-        }
-    }
-    eventually("compaction reaching its snapshot's rename", || {
-        plan.waiting() == 1
-    })
-    .await;
+    let (run, mut work, _) = held_compaction(&h, &plan, &id).await;
+    let run: Arc<dyn Checkpointer> = Arc::from(run);
     let at_start = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
     // Far more than the journal held when compaction started.
     let batches: Vec<Vec<cairn_queue::Event>> = (0..30)
