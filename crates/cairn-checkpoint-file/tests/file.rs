@@ -308,6 +308,15 @@ async fn held_compaction(
     (run, work, appended)
 }
 
+/// Opens run `id` again through a factory like `planned_factory`'s.
+async fn reopened(h: &FileHarness, plan: &Arc<IoPlan>, id: &RunId) -> cairn_checkpoint::Opened {
+    planned_factory(h, plan, 20)
+        .open(id)
+        .await
+        .unwrap()
+        .expect("the run is there")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_keeps_what_follows() {
     let h = FileHarness::new();
@@ -367,11 +376,7 @@ async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_ke
     appended += events.len() as u64;
     run.append(&events).await.unwrap();
     drop(run);
-    let opened = planned_factory(&h, &plan, 20)
-        .open(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let opened = reopened(&h, &plan, &id).await;
     assert!(opened.recovered.snapshot.is_some());
     // The rewrite left 24 records after the snapshot, so a second compaction started; the
     // writer's drop waited for it, and then dropped the records it covers from the journal.
@@ -425,11 +430,7 @@ async fn a_journal_that_doubles_while_compaction_runs_makes_the_leader_wait_for_
     plan.release();
     appender.await.unwrap();
     drop(run);
-    let opened = planned_factory(&h, &plan, 20)
-        .open(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let opened = reopened(&h, &plan, &id).await;
     assert!(opened.recovered.snapshot.is_some());
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
 }
@@ -459,11 +460,7 @@ async fn a_journal_rewrite_that_cannot_rename_keeps_the_old_journal_and_stops_co
     // The old journal stayed in place whole, and nothing was compacted after the failure.
     let journal = std::fs::read(h.journal(&id)).unwrap();
     assert_eq!(journal_seqs(&journal), (1..=appended).collect::<Vec<_>>());
-    let opened = planned_factory(&h, &plan, 20)
-        .open(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let opened = reopened(&h, &plan, &id).await;
     assert_eq!(
         opened.recovered.events.len() as u64,
         appended - covers(&h, &id)
@@ -503,11 +500,7 @@ async fn a_failed_sync_of_the_rewritten_journal_poisons_the_writer_and_loses_not
         Err(Error::Poisoned { .. })
     ));
     drop(run);
-    let opened = planned_factory(&h, &plan, 20)
-        .open(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let opened = reopened(&h, &plan, &id).await;
     let replay = |events: &[cairn_queue::Event]| {
         cairn_queue::Queue::replay(None, events.iter(), cairn_queue::QueueConfig::default())
             .unwrap()
