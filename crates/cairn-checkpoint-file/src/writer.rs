@@ -95,6 +95,14 @@ struct WriterState {
     durable_batch: u64,
     /// Whether a leader (or a snapshot install) owns the journal now.
     leader: bool,
+    /// Whether that leader's blocking task has started its work (a task dropped unstarted,
+    /// by a runtime shutting down, never does): the writer's drop waits for such work to end.
+    leader_running: bool,
+    /// Set by the writer's drop: a leader task that starts after it does nothing, so no
+    /// file is written once the run's lock is released.
+    closed: bool,
+    /// Whether a compaction thread is still working (it clears this last).
+    compaction_alive: bool,
     /// Set by a failed write or sync; batches from `failed_from` on were not made durable.
     failure: Option<Failure>,
     /// The journal's length on disk.
@@ -151,6 +159,16 @@ enum Compaction {
     Installed { covers: u64, snapshot_len: u64 },
 }
 
+/// Clears `compaction_alive` when the compaction thread ends.
+struct CompactionAlive(Arc<Shared>);
+
+impl Drop for CompactionAlive {
+    fn drop(&mut self) {
+        lock(&self.0.state).compaction_alive = false;
+        self.0.settled.notify_all();
+    }
+}
+
 /// What the leader does about compaction after writing a batch.
 #[derive(Debug, Clone, Copy)]
 enum CompactionStep {
@@ -200,6 +218,8 @@ struct Shared {
     state: Mutex<WriterState>,
     /// Signalled (with `state`) when `company_wanted` appends are buffered.
     company: Condvar,
+    /// Signalled (with `state`) when leader work or a compaction thread ends.
+    settled: Condvar,
     /// The queue as of the latest compaction snapshot, kept so the next compaction applies
     /// only newer records. `None` until the first compaction, and after a snapshot the
     /// caller installed (which the adapter does not parse back). Locked by the compaction
@@ -241,30 +261,53 @@ pub struct FileCheckpointer {
 
 impl Drop for FileCheckpointer {
     fn drop(&mut self) {
-        // A leader only outlives its appends when an append future was cancelled. Wait
-        // for it so no leader writes after the lock is released to the next opener.
-        // The wait is bounded: a leader task dropped unstarted by a runtime shutdown never
-        // clears the flag, and then there is no one left to write anyway.
-        let give_up = std::time::Instant::now() + Duration::from_secs(5);
-        while lock(&self.shared.state).leader && std::time::Instant::now() < give_up {
-            std::thread::sleep(Duration::from_micros(50));
+        let shared = &self.shared;
+        // A leader only outlives its appends when an append (or install, or load) future was
+        // cancelled. Wait for leader work that has started, however long it takes: it may
+        // write, and the lock is released when this returns. A leader task not started yet
+        // gets a moment to start; one dropped unstarted by a runtime shutdown never does,
+        // and `closed` makes it do nothing if it starts after all.
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let mut state = lock(&shared.state);
+        loop {
+            if state.leader_running {
+                state = wait(&shared.settled, state, Duration::from_millis(10));
+            } else if state.leader && Instant::now() < give_up {
+                state = wait(&shared.settled, state, Duration::from_micros(50));
+            } else {
+                break;
+            }
         }
+        state.closed = true;
+        let idle = !state.leader;
+        drop(state);
         // A compaction still writing its snapshot must finish before the lock goes: the next
         // opener must not see `queue.json` replaced under it. What it leaves (a snapshot
         // covering a prefix of the journal) is a state every open accepts.
-        self.shared.join_compaction();
+        shared.join_compaction();
         // A snapshot installed after the last append leaves the records it covers in the
         // journal, for the next open to read and skip. Drop them now; either journal is a
         // state every open accepts, so a failure here changes nothing.
         let rewrite = {
-            let state = lock(&self.shared.state);
-            matches!(state.compaction, Compaction::Installed { .. })
+            let state = lock(&shared.state);
+            idle && matches!(state.compaction, Compaction::Installed { .. })
                 && state.failure.is_none()
-                && !state.leader
         };
         if rewrite {
-            self.shared.rewrite_journal();
+            shared.rewrite_journal();
         }
+    }
+}
+
+/// Waits on `condvar` for at most `timeout`.
+fn wait<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+) -> MutexGuard<'a, T> {
+    match condvar.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
     }
 }
 
@@ -304,6 +347,7 @@ impl FileCheckpointer {
                 config,
                 journal: Mutex::new(journal),
                 company: Condvar::new(),
+                settled: Condvar::new(),
                 shadow: Mutex::new(None),
                 compactor: Mutex::new(None),
                 state: Mutex::new(WriterState {
@@ -316,6 +360,9 @@ impl FileCheckpointer {
                     open_batch: 1,
                     durable_batch: 0,
                     leader: false,
+                    leader_running: false,
+                    closed: false,
+                    compaction_alive: false,
                     failure: None,
                     journal_len: state.journal_len,
                     records_after_snapshot: state.records_after_snapshot,
@@ -368,14 +415,39 @@ impl Shared {
     /// Leader loop, on the blocking pool: flush batches until the buffer is empty. Under
     /// group commit each batch first waits for company.
     fn lead(self: &Arc<Self>, group_delay: Option<Duration>) {
+        if !self.start_leader_work() {
+            return;
+        }
         loop {
             if let Some(delay) = group_delay {
                 self.wait_for_company(delay);
             }
             if !self.flush_one_batch() {
-                return;
+                break;
             }
         }
+        self.end_leader_work();
+    }
+
+    /// Marks this leader's work as started, unless the writer was dropped meanwhile: then
+    /// it gives leadership up and returns `false` (nothing may be written any more).
+    fn start_leader_work(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed {
+            state.leader = false;
+            drop(state);
+            self.settled.notify_all();
+            self.progress.send_modify(|n| *n += 1);
+            return false;
+        }
+        state.leader_running = true;
+        true
+    }
+
+    /// Marks this leader's work as ended (leadership itself is released separately).
+    fn end_leader_work(&self) {
+        lock(&self.state).leader_running = false;
+        self.settled.notify_all();
     }
 
     /// Waits up to `delay` for other appends to join the buffered batch, and no longer than
@@ -456,6 +528,8 @@ impl Shared {
                     state.tail.extend_from_slice(&body);
                 }
                 let step = match state.compaction {
+                    // A poisoned writer touches no file any more.
+                    _ if state.failure.is_some() => None,
                     Compaction::Idle
                         if !state.compaction_off
                             && (state.records_after_snapshot
@@ -577,6 +651,7 @@ impl Shared {
                 covers: state.written_seq,
                 started_len: state.journal_len,
             };
+            state.compaction_alive = true;
             state.tail.clear();
             state.tail_batches.clear();
             (
@@ -588,11 +663,18 @@ impl Shared {
         let shared = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("cairn-compaction".to_owned())
-            .spawn(move || shared.compact(covers, target, known_events));
+            .spawn(move || {
+                // Cleared however the thread ends, a panic included.
+                let _alive = CompactionAlive(Arc::clone(&shared));
+                shared.compact(covers, target, known_events);
+            });
         match spawned {
             Ok(handle) => *lock(&self.compactor) = Some(handle),
             // No thread to be had: the journal just grows, as when it does not replay.
-            Err(_) => self.stop_compacting(),
+            Err(_) => {
+                lock(&self.state).compaction_alive = false;
+                self.stop_compacting();
+            }
         }
     }
 
@@ -659,7 +741,14 @@ impl Shared {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-        let running = matches!(lock(&self.state).compaction, Compaction::Running { .. });
+        // Someone else may hold the handle (a leader waiting for it): wait for the thread
+        // to say it is done, however it got there.
+        let mut state = lock(&self.state);
+        while state.compaction_alive {
+            state = wait(&self.settled, state, Duration::from_millis(10));
+        }
+        let running = matches!(state.compaction, Compaction::Running { .. });
+        drop(state);
         if running {
             self.stop_compacting();
         }
@@ -876,6 +965,20 @@ impl Shared {
     fn install_locked(&self, snapshot: &impl Serialize) -> Result<()> {
         let covers = lock(&self.state).written_seq;
         let snapshot_len = self.write_snapshot(covers, snapshot)?;
+        {
+            // The snapshot is in place: from here on it is what the journal's records
+            // follow, even if the truncate below fails (the records it covers are then
+            // skipped by every open, and by a compaction that rebuilds from disk).
+            let mut state = lock(&self.state);
+            state.covers_seq = covers;
+            state.snapshot_len = snapshot_len;
+            state.written_events.clear();
+            state.events_known = true;
+            state.no_snapshot = false;
+            state.compaction = Compaction::Idle;
+            state.tail.clear();
+            state.tail_batches.clear();
+        }
         let path = self.dir.join(JOURNAL_FILE);
         {
             let mut journal = lock(&self.journal);
@@ -889,18 +992,8 @@ impl Shared {
             journal.file.sync_data().map_err(sync_error(&path))?;
         }
         let mut state = lock(&self.state);
-        state.covers_seq = covers;
-        state.snapshot_len = snapshot_len;
         state.journal_len = 0;
         state.records_after_snapshot = 0;
-        // The snapshot covers every written record: none is unknown, and the queue as of
-        // `covers_seq` is the snapshot (the caller's, or the shadow compaction kept).
-        state.written_events.clear();
-        state.events_known = true;
-        state.no_snapshot = false;
-        state.compaction = Compaction::Idle;
-        state.tail.clear();
-        state.tail_batches.clear();
         Ok(())
     }
 
@@ -1027,10 +1120,18 @@ impl Checkpointer for FileCheckpointer {
         let shared = Arc::clone(&self.shared);
         let snapshot = snapshot.clone();
         blocking(move || {
+            if !shared.start_leader_work() {
+                return Err(Error::Poisoned {
+                    run_id: shared.run_id.clone(),
+                });
+            }
             let outcome = (|| {
                 // A compaction under way would install an older snapshot after this one:
-                // let it finish first (this install supersedes it).
+                // let it finish first (this install supersedes it). If its snapshot is
+                // installed, bring the journal in line with it first, so that the batch
+                // flushed below is never left out of a later rewrite.
                 shared.join_compaction();
+                shared.rewrite_journal();
                 if lock(&shared.state).failure.is_some() {
                     return Err(Error::Poisoned {
                         run_id: shared.run_id.clone(),
@@ -1076,6 +1177,7 @@ impl Checkpointer for FileCheckpointer {
                 result
             })();
             shared.release_leadership();
+            shared.end_leader_work();
             outcome
         })
         .await
@@ -1085,6 +1187,11 @@ impl Checkpointer for FileCheckpointer {
         self.acquire_leadership().await?;
         let shared = Arc::clone(&self.shared);
         blocking(move || {
+            if !shared.start_leader_work() {
+                return Err(Error::Poisoned {
+                    run_id: shared.run_id.clone(),
+                });
+            }
             let outcome = (|| {
                 let store = &shared.store;
                 let meta = store
@@ -1128,6 +1235,7 @@ impl Checkpointer for FileCheckpointer {
                 })
             })();
             shared.release_leadership();
+            shared.end_leader_work();
             outcome
         })
         .await

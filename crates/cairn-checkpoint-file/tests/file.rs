@@ -436,6 +436,96 @@ async fn a_journal_that_doubles_while_compaction_runs_makes_the_leader_wait_for_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_snapshot_install_after_a_compaction_keeps_the_batch_it_flushed() {
+    // A caller's install waits for a held compaction while an append is buffered behind it;
+    // the compaction then installs its snapshot, the install flushes the append (which is
+    // acknowledged) and fails at its own rename. The append must survive the writer's drop.
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("flushed").unwrap();
+    let (run, mut work, _) = held_compaction(&h, &plan, &id).await;
+    let run: Arc<dyn Checkpointer> = Arc::from(run);
+    // The held rename is compaction's; the next one on `queue.json.tmp`, the install's, fails.
+    plan.fail("rename", "queue.json.tmp", 2);
+    let buffered = work.enqueue(4);
+    let snapshot = work.queue.snapshot();
+    let install = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move { run.install_snapshot(&snapshot).await })
+    };
+    // Let the install take leadership, then buffer the append behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let append = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move { run.append(&buffered).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    plan.release();
+    let installed = install.await.unwrap();
+    assert!(
+        matches!(installed, Err(Error::Io { .. })),
+        "the install's rename fails: {installed:?}"
+    );
+    append.await.unwrap().expect("the append is acknowledged");
+    drop(run);
+    let opened = reopened(&h, &plan, &id).await;
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn dropping_the_writer_waits_for_a_leader_whose_append_was_cancelled() {
+    // The leader of a cancelled append waits for a held compaction (the journal doubled).
+    // Dropping the writer must wait for both, past its 5 s grace for leaders that never
+    // started, and nothing may touch the files once the drop has returned.
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("cancelled").unwrap();
+    let (run, mut work, _) = held_compaction(&h, &plan, &id).await;
+    let run: Arc<dyn Checkpointer> = Arc::from(run);
+    let batches: Vec<Vec<cairn_queue::Event>> = (0..30)
+        .flat_map(|_| [work.enqueue(4), work.finish(4)])
+        .collect();
+    let appender = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move {
+            for events in batches {
+                run.append(&events).await.unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!appender.is_finished(), "the leader waits for compaction");
+    appender.abort();
+    let _ = appender.await;
+    let dropper = std::thread::spawn(move || drop(run));
+    std::thread::sleep(Duration::from_millis(5_500));
+    assert!(
+        !dropper.is_finished(),
+        "the drop waits for the leader's work"
+    );
+    plan.release();
+    dropper.join().unwrap();
+    let calls = |plan: &IoPlan| {
+        [
+            plan.calls("write_at", "journal"),
+            plan.calls("sync_data", "journal"),
+            plan.calls("rename", "journal.tmp"),
+            plan.calls("rename", "queue.json.tmp"),
+        ]
+    };
+    let after_drop = calls(&plan);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        calls(&plan),
+        after_drop,
+        "file work after the drop returned"
+    );
+    // Whatever the cancelled append got to write, the run opens cleanly.
+    let opened = reopened(&h, &plan, &id).await;
+    assert!(opened.recovered.snapshot.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_rewrite_that_cannot_rename_keeps_the_old_journal_and_stops_compacting() {
     let h = FileHarness::new();
     let plan = Arc::new(IoPlan::default());
