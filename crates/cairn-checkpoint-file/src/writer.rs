@@ -466,10 +466,7 @@ impl Shared {
             if now >= deadline {
                 break;
             }
-            state = match self.company.wait_timeout(state, deadline - now) {
-                Ok((state, _)) => state,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            state = wait(&self.company, state, deadline - now);
         }
         state.company_wanted = None;
         if state.buffered_appends < wanted {
