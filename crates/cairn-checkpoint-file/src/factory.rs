@@ -27,7 +27,8 @@ pub const DEFAULT_COMPACT_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 /// fraction (one part in this many) of `queue.json`'s size, so a large snapshot is rewritten
 /// once per a quarter of its size in new records: every journal byte costs at most about four
 /// snapshot bytes, and a reopen reads at most about a quarter of the snapshot's size in
-/// journal on top of the snapshot. (With an eighth, a 100,000-task run rewrote its 28 MB
+/// journal on top of the snapshot (twice that after a crash during a compaction, since
+/// appends go on while it runs). (With an eighth, a 100,000-task run rewrote its 28 MB
 /// snapshot five times and compaction took about a third of the run; docs/benchmarks.md,
 /// "Executor", session 9.)
 pub const COMPACT_SNAPSHOT_DIVISOR: u64 = 4;
