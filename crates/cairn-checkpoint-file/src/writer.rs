@@ -139,6 +139,15 @@ struct WriterState {
     tail_batches: Vec<usize>,
 }
 
+impl WriterState {
+    /// Gives leadership up. Leader work ends with it, in the same critical section, so that a
+    /// next leader's start is never mistaken for the end of this one's.
+    fn step_down(&mut self) {
+        self.leader = false;
+        self.leader_running = false;
+    }
+}
+
 /// Where compaction stands. It starts on the leader, right after a batch made the journal
 /// cross its threshold, and runs on its own thread while appends go on into the same
 /// journal: a snapshot covering every record written so far is encoded and installed
@@ -426,7 +435,6 @@ impl Shared {
                 break;
             }
         }
-        self.end_leader_work();
     }
 
     /// Marks this leader's work as started, unless the writer was dropped meanwhile: then
@@ -442,12 +450,6 @@ impl Shared {
         }
         state.leader_running = true;
         true
-    }
-
-    /// Marks this leader's work as ended (leadership itself is released separately).
-    fn end_leader_work(&self) {
-        lock(&self.state).leader_running = false;
-        self.settled.notify_all();
     }
 
     /// Waits up to `delay` for other appends to join the buffered batch, and no longer than
@@ -485,8 +487,9 @@ impl Shared {
         let (bytes, events, records, batch, last_seq, keep_body) = {
             let mut state = lock(&self.state);
             if state.buffer.is_empty() || state.failure.is_some() {
-                state.leader = false;
+                state.step_down();
                 drop(state);
+                self.settled.notify_all();
                 self.progress.send_modify(|n| *n += 1);
                 return false;
             }
@@ -562,9 +565,10 @@ impl Shared {
                 state.durable_batch = batch;
                 let more = !state.buffer.is_empty() && state.failure.is_none();
                 if !more {
-                    state.leader = false;
+                    state.step_down();
                 }
                 drop(state);
+                self.settled.notify_all();
                 self.progress.send_modify(|n| *n += 1);
                 more
             }
@@ -573,8 +577,9 @@ impl Shared {
                     failed_from: batch,
                     ..failure
                 });
-                state.leader = false;
+                state.step_down();
                 drop(state);
+                self.settled.notify_all();
                 self.progress.send_modify(|n| *n += 1);
                 false
             }
@@ -995,7 +1000,8 @@ impl Shared {
     }
 
     fn release_leadership(&self) {
-        lock(&self.state).leader = false;
+        lock(&self.state).step_down();
+        self.settled.notify_all();
         self.progress.send_modify(|n| *n += 1);
     }
 
@@ -1174,7 +1180,6 @@ impl Checkpointer for FileCheckpointer {
                 result
             })();
             shared.release_leadership();
-            shared.end_leader_work();
             outcome
         })
         .await
@@ -1232,7 +1237,6 @@ impl Checkpointer for FileCheckpointer {
                 })
             })();
             shared.release_leadership();
-            shared.end_leader_work();
             outcome
         })
         .await
