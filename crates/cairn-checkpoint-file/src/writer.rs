@@ -258,8 +258,10 @@ impl fmt::Debug for Shared {
 /// Dropping an `append` future after its records were buffered does not withdraw them:
 /// the group-commit leader still writes and syncs them, they just are not acknowledged.
 /// Dropping `install_snapshot` or `load` likewise lets the blocking work finish. Dropping
-/// the writer waits (briefly) for such leftover work, and for a compaction under way, so
-/// the next opener never races it.
+/// the writer waits for such leftover work once it has started (and up to 5 s for it to
+/// start; work that starts later does nothing), and for a compaction under way, so nothing
+/// writes the run's files after its lock is released and the next opener never races it.
+/// That wait blocks the dropping thread.
 #[derive(Debug)]
 pub struct FileCheckpointer {
     shared: Arc<Shared>,
