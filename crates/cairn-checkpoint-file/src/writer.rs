@@ -709,18 +709,8 @@ impl Shared {
                     };
                 }
             }
-            Err(Error::SyncFailed { path, source }) => {
-                let mut state = lock(&self.state);
-                if state.failure.is_none() {
-                    state.failure = Some(Failure {
-                        failed_from: state.open_batch,
-                        path,
-                        kind: source.kind(),
-                        message: source.to_string(),
-                        sync: true,
-                    });
-                }
-                drop(state);
+            Err(err @ Error::SyncFailed { .. }) => {
+                self.poison_with(&err);
                 self.stop_compacting();
                 self.progress.send_modify(|n| *n += 1);
             }
