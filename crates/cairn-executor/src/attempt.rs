@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cairn_queue::TaskId;
+use cairn_telemetry::attempt::{AttemptExport, AttemptHook, AttemptRecord};
 use cairn_telemetry::names;
 use tracing::{Dispatch, Span};
 
@@ -112,37 +113,116 @@ impl std::fmt::Display for TaskIdText {
     }
 }
 
-/// An attempt's body, polled with `dispatch` as the thread's default subscriber and its task
+/// What every attempt of a run shares: the run's subscriber, its run span, and the
+/// subscriber's direct export of attempts, if it has one (`cairn_telemetry::attempt`: cairn's
+/// export layers build an attempt's exported span and metrics from its fields, without a
+/// tracing span per attempt). Looked up once per run, shared by its attempts.
+pub(crate) struct AttemptScope {
+    dispatch: Dispatch,
+    /// The run span, parent of every task span.
+    parent: Span,
+    export: Option<Arc<dyn AttemptExport>>,
+}
+
+impl AttemptScope {
+    /// The scope of attempts run under `dispatch` (usually the drive's subscriber), in the
+    /// run span `parent`.
+    pub(crate) fn new(dispatch: Dispatch, parent: Span) -> AttemptScope {
+        let export = AttemptHook::find(&dispatch);
+        AttemptScope {
+            dispatch,
+            parent,
+            export,
+        }
+    }
+
+    /// Opens an attempt's task span through `tracing` (a span only if some layer wants
+    /// one), then its exported side, which the subscriber's filter has just decided on.
+    fn open(&self, fields: &AttemptFields) -> (Span, Option<Box<dyn AttemptRecord>>) {
+        let task_id = TaskIdText::new(fields.task_id);
+        let span = open_span(&self.parent, &task_id, fields);
+        let direct = self.export.as_ref().and_then(|export| {
+            export.open(&self.parent, task_id.as_str(), &fields.kind, fields.attempt)
+        });
+        (span, direct)
+    }
+}
+
+/// An attempt's task span: the tracing span and, with a direct export, its exported side.
+struct AttemptSpan {
+    span: Span,
+    direct: Option<Box<dyn AttemptRecord>>,
+}
+
+impl AttemptSpan {
+    fn record_outcome(&mut self, outcome: &'static str) {
+        self.span.record("outcome", outcome);
+        if let Some(direct) = self.direct.as_mut() {
+            direct.set_outcome(outcome);
+        }
+    }
+
+    /// Runs `f` with the span entered (and the exported side's context current).
+    fn in_span<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.span.enter();
+        if let Some(direct) = self.direct.as_mut() {
+            direct.enter();
+        }
+        // Left again even when `f` panics, so the thread's context stack stays balanced.
+        let exit = ExitOnDrop(self.direct.as_deref_mut());
+        let result = f();
+        drop(exit);
+        result
+    }
+
+    /// Closes the span: the exported side is built and queued now, on this worker.
+    fn close(self) {
+        drop(self.span);
+        if let Some(direct) = self.direct {
+            direct.close();
+        }
+    }
+}
+
+/// Leaves an entered exported side when dropped.
+struct ExitOnDrop<'a>(Option<&'a mut (dyn AttemptRecord + 'static)>);
+
+impl Drop for ExitOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(direct) = self.0.as_mut() {
+            direct.exit();
+        }
+    }
+}
+
+/// An attempt's body, polled with the run's subscriber as the thread's default and its task
 /// span entered.
 ///
-/// The span is opened on the first poll (as a child of `parent`, the run span), labelled
-/// with the outcome and closed by the poll that finishes the body, after dropping the body
-/// inside it. A body that panics is labelled `panic` (the panic then goes on to tokio, so the
-/// drive still sees it); a body dropped unfinished is dropped inside the span, which is then
+/// The span is opened on the first poll (as a child of the run span), labelled with the
+/// outcome and closed by the poll that finishes the body, after dropping the body inside it.
+/// A body that panics is labelled `panic` (the panic then goes on to tokio, so the drive
+/// still sees it); a body dropped unfinished is dropped inside the span, which is then
 /// labelled `cancelled`.
 pub(crate) struct TracedAttempt<F> {
-    dispatch: Dispatch,
-    /// Shared rather than cloned per attempt: cloning and dropping a `Span` calls into the
-    /// subscriber, an `Arc` only counts.
-    parent: Arc<Span>,
+    /// Shared rather than cloned per attempt: cloning and dropping a `Span` or a `Dispatch`
+    /// calls into the subscriber or counts twice, an `Arc` counts once.
+    scope: Arc<AttemptScope>,
     fields: AttemptFields,
     /// `None` until the first poll, and again once closed.
-    span: Option<Span>,
+    span: Option<AttemptSpan>,
     /// `None` once finished: dropped inside the span by the poll that finished it.
     body: Option<Pin<Box<F>>>,
 }
 
 impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
-    /// Wraps `body`; `dispatch` is usually the drive's subscriber, `parent` its run span.
+    /// Wraps `body`, to run in `scope`.
     pub(crate) fn new(
         body: F,
         fields: AttemptFields,
-        parent: Arc<Span>,
-        dispatch: Dispatch,
+        scope: Arc<AttemptScope>,
     ) -> TracedAttempt<F> {
         TracedAttempt {
-            dispatch,
-            parent,
+            scope,
             fields,
             span: None,
             body: Some(Box::pin(body)),
@@ -151,8 +231,7 @@ impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
 }
 
 /// Opens the task span of `fields` under `parent`, on the thread's default subscriber.
-fn open_span(parent: &Span, fields: &AttemptFields) -> Span {
-    let task_id = TaskIdText::new(fields.task_id);
+fn open_span(parent: &Span, task_id: &TaskIdText, fields: &AttemptFields) -> Span {
     tracing::info_span!(
         target: "cairn",
         parent: parent,
@@ -177,42 +256,45 @@ impl<F: Future<Output = AttemptEnd>> Future for TracedAttempt<F> {
         if this.body.is_none() {
             return Poll::Pending;
         }
-        let _default = tracing::dispatcher::set_default(&this.dispatch);
-        let span = this
-            .span
-            .get_or_insert_with(|| open_span(&this.parent, &this.fields));
-        let entered = span.enter();
+        let _default = tracing::dispatcher::set_default(&this.scope.dispatch);
+        let span = this.span.get_or_insert_with(|| {
+            let (span, direct) = this.scope.open(&this.fields);
+            AttemptSpan { span, direct }
+        });
         let body_slot = &mut this.body;
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            let Some(body) = body_slot.as_mut() else {
-                return Poll::Pending;
-            };
-            let polled = body.as_mut().poll(cx);
-            if polled.is_ready() {
-                *body_slot = None;
-            }
-            polled
-        }));
+        let polled = span.in_span(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                let Some(body) = body_slot.as_mut() else {
+                    return Poll::Pending;
+                };
+                let polled = body.as_mut().poll(cx);
+                if polled.is_ready() {
+                    *body_slot = None;
+                }
+                polled
+            }))
+        });
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(end)) => {
-                span.record(
-                    "outcome",
-                    end.outcome(this.fields.attempt, this.fields.max_attempts),
-                );
-                drop(entered);
+                span.record_outcome(end.outcome(this.fields.attempt, this.fields.max_attempts));
                 // Closed here, on the worker: the exported span is built and queued now.
-                this.span = None;
+                if let Some(span) = this.span.take() {
+                    span.close();
+                }
                 Poll::Ready(end)
             }
             Err(payload) => {
-                span.record("outcome", PANIC);
+                span.record_outcome(PANIC);
                 // The body is dropped inside the span, as after any end. A second panic from
                 // its destructor is dropped: the first one is what the drive reports.
                 let body = this.body.take();
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(body)));
-                drop(entered);
-                this.span = None;
+                span.in_span(|| {
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(body)));
+                });
+                if let Some(span) = this.span.take() {
+                    span.close();
+                }
                 resume_unwind(payload)
             }
         }
@@ -224,16 +306,16 @@ impl<F> Drop for TracedAttempt<F> {
         let Some(body) = self.body.take() else {
             return;
         };
-        let _default = tracing::dispatcher::set_default(&self.dispatch);
+        let _default = tracing::dispatcher::set_default(&self.scope.dispatch);
         // An attempt stopped before its first poll has no span yet; it was started (its
         // `Started` record is durable), so it still gets one.
-        let span = self
-            .span
-            .take()
-            .unwrap_or_else(|| open_span(&self.parent, &self.fields));
-        let _entered = span.enter();
-        drop(body);
-        span.record("outcome", CANCELLED);
+        let mut span = self.span.take().unwrap_or_else(|| {
+            let (span, direct) = self.scope.open(&self.fields);
+            AttemptSpan { span, direct }
+        });
+        span.in_span(|| drop(body));
+        span.record_outcome(CANCELLED);
+        span.close();
     }
 }
 
@@ -252,7 +334,7 @@ mod tests {
     use tracing::Dispatch;
     use tracing_subscriber::fmt::format::FmtSpan;
 
-    use super::{AttemptEnd, AttemptFields, TaskIdText, TracedAttempt};
+    use super::{AttemptEnd, AttemptFields, AttemptScope, TaskIdText, TracedAttempt};
     use crate::handler::{Finish, TaskFailure};
 
     #[derive(Clone, Default)]
@@ -349,8 +431,7 @@ mod tests {
         let mut traced = TracedAttempt::new(
             Body { pending: 1, end },
             fields(attempt, max),
-            Arc::new(tracing::Span::none()),
-            dispatch,
+            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_pending());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -415,8 +496,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            Arc::new(tracing::Span::none()),
-            dispatch,
+            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_pending());
         drop(traced);
@@ -441,8 +521,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            Arc::new(tracing::Span::none()),
-            dispatch,
+            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
         );
         drop(traced);
         let text = lines.text();

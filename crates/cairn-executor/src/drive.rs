@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Dispatch, Span};
 
-use crate::attempt::{AttemptEnd, AttemptFields, TracedAttempt};
+use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, TracedAttempt};
 use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
@@ -143,11 +143,9 @@ struct Flight {
     stopping: Option<CancelCause>,
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
-    /// The run span, parent of every task span.
-    run_span: Arc<Span>,
-    /// The drive's subscriber, which attempts keep on whatever worker runs them, so a host's
-    /// scoped subscriber sees their events too.
-    dispatch: Dispatch,
+    /// The drive's subscriber, which attempts keep on whatever worker runs them (so a host's
+    /// scoped subscriber sees their events too), and the run span, parent of every task span.
+    attempts: Arc<AttemptScope>,
 }
 
 impl Drive {
@@ -167,8 +165,10 @@ impl Drive {
             grace_deadline: None,
             exit: None,
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
-            run_span: Arc::new(Span::current()),
-            dispatch: tracing::dispatcher::get_default(Dispatch::clone),
+            attempts: Arc::new(AttemptScope::new(
+                tracing::dispatcher::get_default(Dispatch::clone),
+                Span::current(),
+            )),
         };
         let result = self.run_phases(&mut flight).await;
         // Stop whatever still runs (only after an error, which records nothing more):
@@ -542,8 +542,7 @@ impl Drive {
         let handle = flight.running.spawn(TracedAttempt::new(
             body,
             fields,
-            Arc::clone(&flight.run_span),
-            flight.dispatch.clone(),
+            Arc::clone(&flight.attempts),
         ));
         flight
             .in_flight

@@ -23,7 +23,7 @@ use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::names;
-use crate::task_span::is_task_span_callsite;
+use crate::task_span::{is_executor_task_span, is_task_span_callsite};
 
 /// The task span callsite the metrics half leaves to the trace half: at most one, the first
 /// one the trace half's filter always enables (task spans come from the executor's one
@@ -85,11 +85,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        Self::is_cairn(meta) && !self.handed.is(meta)
+        Self::is_cairn(meta) && !self.handed.is(meta) && !is_executor_task_span(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if !Self::is_cairn(meta) {
+        // The executor's attempts are counted by the trace half's direct export
+        // (`crate::attempt`), whatever its filter answers.
+        if !Self::is_cairn(meta) || is_executor_task_span(meta) {
             return Interest::never();
         }
         let trace_sees_all =

@@ -15,7 +15,7 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::error::Error;
 use crate::handover::MetricsFilter;
-use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_layer_recording};
+use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_half};
 use crate::link::tracer_provider_builder;
 
 /// The standard variable naming the OTLP collector's base URL.
@@ -521,7 +521,7 @@ pub fn export_layers<S>(
     config: &Config,
     traces: &SdkTracerProvider,
     metrics: &SdkMeterProvider,
-) -> Result<impl Layer<S> + Send + Sync + 'static, Error>
+) -> Result<impl Layer<S> + Send + Sync + 'static + use<S>, Error>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -530,9 +530,10 @@ where
     let metrics = metrics_layer(metrics);
     let task_metrics = metrics.share_task_spans();
     let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?);
-    Ok(trace_layer_recording(traces, task_metrics)
-        .with_filter(trace_filter)
-        .and_then(metrics.with_filter(metrics_filter)))
+    Ok(
+        trace_half(traces, task_metrics, trace_filter)
+            .and_then(metrics.with_filter(metrics_filter)),
+    )
 }
 
 /// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace

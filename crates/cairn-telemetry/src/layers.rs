@@ -12,13 +12,15 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
-use tracing_subscriber::layer::Context;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::attempt::AttemptHook;
 use crate::link::RunLinkTracer;
 use crate::metrics::{MetricsLayer, TaskMetrics};
 use crate::names;
-use crate::task_span::{NotTaskSpans, TaskSpanLayer};
+use crate::task_span::{DirectExport, DirectTaskFilter, NotTaskSpans, TaskSpanLayer};
 
 /// The instrumentation scope (tracer and meter name) of everything cairn exports.
 pub const SCOPE_NAME: &str = "cairn";
@@ -92,12 +94,49 @@ where
 pub(crate) fn trace_layer_recording<S>(
     tracer_provider: &SdkTracerProvider,
     task_metrics: Option<Arc<TaskMetrics>>,
-) -> impl Layer<S> + Send + Sync + 'static
+) -> impl Layer<S> + Send + Sync + 'static + use<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    trace_parts(tracer_provider, task_metrics).0
+}
+
+/// The trace half under `filter`, with the executor's attempts exported directly
+/// ([`crate::attempt`]): `filter` decides for them as for any span, but they never become
+/// tracing spans for this half; an [`AttemptHook`] in the half hands them to the export, which
+/// also records their task metrics (`task_metrics`, which MUST then be the metrics half's, and
+/// the metrics half MUST leave the executor's task spans out).
+pub(crate) fn trace_half<S, F>(
+    tracer_provider: &SdkTracerProvider,
+    task_metrics: Option<Arc<TaskMetrics>>,
+    filter: F,
+) -> impl Layer<S> + Send + Sync + 'static + use<S, F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    F: Filter<S> + Send + Sync + 'static,
+{
+    let (layer, export) = trace_parts(tracer_provider, task_metrics);
+    let hook = AttemptHook::new(Arc::clone(&export) as Arc<dyn crate::attempt::AttemptExport>);
+    layer
+        .and_then(hook)
+        .with_filter(DirectTaskFilter::new(filter, export))
+}
+
+/// [`trace_layer_recording`]'s layer and the direct export of its task span layer.
+fn trace_parts<S>(
+    tracer_provider: &SdkTracerProvider,
+    task_metrics: Option<Arc<TaskMetrics>>,
+) -> (
+    impl Layer<S> + Send + Sync + 'static + use<S>,
+    Arc<DirectExport>,
+)
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     let tracer = tracer_provider.tracer_with_scope(scope());
-    tracing_opentelemetry::layer()
+    let task_spans = TaskSpanLayer::with_task_metrics(tracer.clone(), task_metrics);
+    let export = task_spans.direct_export();
+    let layer = tracing_opentelemetry::layer()
         .with_tracer(RunLinkTracer::new(tracer.clone()))
         // `begin_degraded` has a field named `error` but is a warning the run survives; it must
         // keep its own name and must not mark the run span as failed.
@@ -117,11 +156,9 @@ where
         // Task spans and the events inside them go to `TaskSpanLayer`; queue depth is
         // emitted after every batch and feeds the metrics layer only.
         .with_filter(NotTaskSpans)
-        .and_then(TaskSpanLayer::with_task_metrics(
-            tracer.clone(),
-            task_metrics,
-        ))
-        .and_then(DetachedEventLayer::new(tracer))
+        .and_then(task_spans)
+        .and_then(DetachedEventLayer::new(tracer));
+    (layer, export)
 }
 
 /// The metrics half: [`MetricsLayer`] on the provider's `cairn` meter.
@@ -149,7 +186,7 @@ pub fn metrics_layer(meter_provider: &SdkMeterProvider) -> MetricsLayer {
 pub fn layer<S>(
     tracer_provider: &SdkTracerProvider,
     meter_provider: &SdkMeterProvider,
-) -> impl Layer<S> + Send + Sync + 'static
+) -> impl Layer<S> + Send + Sync + 'static + use<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -159,7 +196,7 @@ where
     // separately (as `init` does, under different filters) each half does its own part.
     let mut metrics = metrics_layer(meter_provider);
     let task_metrics = metrics.hand_over_task_spans();
-    trace_layer_recording(tracer_provider, task_metrics).and_then(metrics)
+    trace_half(tracer_provider, task_metrics, LevelFilter::TRACE).and_then(metrics)
 }
 
 /// Exports cairn events that happen outside any span (policy decisions taken before a run
@@ -223,7 +260,10 @@ where
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if meta.target() != names::TARGET || ctx.event_span(event).is_some() {
+        if meta.target() != names::TARGET
+            || ctx.event_span(event).is_some()
+            || crate::task_span::direct_attempt_entered()
+        {
             return;
         }
         let mut attributes = EventAttributes::default();

@@ -17,6 +17,7 @@
 //! Feature `testing` (dev-dependencies only) adds `testing`: in-memory exporters behind a
 //! scoped subscriber. `docs/telemetry.md` has the full schema.
 
+pub mod attempt;
 pub mod emit;
 pub mod names;
 

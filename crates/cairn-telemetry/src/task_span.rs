@@ -16,9 +16,9 @@
 //! entered its OpenTelemetry context is the current one (`opentelemetry::Context::current()`),
 //! so spans a task handler opens are its children.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,11 +31,14 @@ use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Event, Level, Metadata, Span, Subscriber};
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use crate::attempt::{AttemptExport, AttemptRecord, EXECUTOR_TASK_SPAN_MODULE};
 use crate::link;
 use crate::metrics::{KindValues, TaskMetrics};
 use crate::names;
@@ -81,6 +84,31 @@ pub(crate) fn is_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
         let _ = TASK_CALLSITE.set(meta);
     }
     task
+}
+
+/// The executor's task span callsite, once seen (see [`is_executor_task_span`]).
+static EXECUTOR_CALLSITE: OnceLock<&'static Metadata<'static>> = OnceLock::new();
+
+/// Whether `meta` is the task span callsite of the executor, whose attempts reach the
+/// exporter through [`crate::attempt::AttemptHook`] instead of a tracing span.
+pub(crate) fn is_executor_task_span(meta: &Metadata<'_>) -> bool {
+    let known = EXECUTOR_CALLSITE.get().is_some_and(|known| {
+        std::ptr::eq(
+            std::ptr::from_ref(meta).cast::<()>(),
+            std::ptr::from_ref(*known).cast::<()>(),
+        )
+    });
+    known || (meta.module_path() == Some(EXECUTOR_TASK_SPAN_MODULE) && is_task_span(meta))
+}
+
+/// [`is_executor_task_span`] for a callsite's `'static` metadata, remembering it for the
+/// fast path.
+fn is_executor_task_span_callsite(meta: &'static Metadata<'static>) -> bool {
+    let executor = is_executor_task_span(meta);
+    if executor {
+        let _ = EXECUTOR_CALLSITE.set(meta);
+    }
+    executor
 }
 
 /// What a task span has collected between open and close.
@@ -185,6 +213,12 @@ thread_local! {
     /// Where field values are formatted before they are copied into an attribute value or
     /// matched against a shared kind: reused, so formatting allocates nothing of its own.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Set by a [`DirectTaskFilter`] (to its export's id) when its inner filter passed the
+    /// executor's task span on this thread; taken by [`DirectExport::open`] right after.
+    static DIRECT_PASSED: Cell<Option<u64>> = const { Cell::new(None) };
+    /// The exported attempts ([`DirectAttempt`]) being polled on this thread, innermost last,
+    /// with the events they collect meanwhile.
+    static DIRECT_ENTERED: RefCell<Vec<DirectEntered>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Hands `read` the `Debug` text of `value` (for `%value` fields, its `Display` text),
@@ -502,6 +536,42 @@ impl Visit for EventVisitor<'_> {
     }
 }
 
+/// A tracing event as a span event, the way tracing-opentelemetry builds one: named by its
+/// message (else its tracing name), with `level`, `target` and its fields.
+fn span_event(event: &Event<'_>) -> (OtelEvent, bool) {
+    let meta = event.metadata();
+    let mut otel_event = OtelEvent::new(
+        "",
+        SystemTime::now(),
+        vec![
+            KeyValue::new(KEY_LEVEL, meta.level().as_str()),
+            KeyValue::new(KEY_TARGET, meta.target()),
+        ],
+        0,
+    );
+    event.record(&mut EventVisitor {
+        event: &mut otel_event,
+    });
+    if otel_event.name.is_empty() {
+        otel_event.name = meta.name().into();
+    }
+    (otel_event, *meta.level() == Level::ERROR)
+}
+
+/// Adds a span event from [`span_event`]; an ERROR event sets an unset status to error.
+fn add_event(events: &mut Vec<OtelEvent>, status: &mut Status, (event, error): (OtelEvent, bool)) {
+    if error && *status == Status::Unset {
+        *status = Status::error("");
+    }
+    events.push(event);
+}
+
+impl TaskSpanRecord {
+    fn add_event(&mut self, event: (OtelEvent, bool)) {
+        add_event(&mut self.events, &mut self.status, event);
+    }
+}
+
 impl<S> Layer<S> for TaskSpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -611,32 +681,32 @@ where
         if meta.name() == names::QUEUE_DEPTH {
             return;
         }
-        let Some(span) = ctx.event_span(event) else {
-            return;
-        };
-        if !is_task_span(span.metadata()) {
-            return;
-        }
-        let mut otel_event = OtelEvent::new(
-            "",
-            SystemTime::now(),
-            vec![
-                KeyValue::new(KEY_LEVEL, meta.level().as_str()),
-                KeyValue::new(KEY_TARGET, meta.target()),
-            ],
-            0,
-        );
-        event.record(&mut EventVisitor {
-            event: &mut otel_event,
-        });
-        if otel_event.name.is_empty() {
-            otel_event.name = meta.name().into();
-        }
-        if let Some(record) = span.extensions_mut().get_mut::<TaskSpanRecord>() {
-            if record.status == Status::Unset && *meta.level() == Level::ERROR {
-                record.status = Status::error("");
+        let span = ctx.event_span(event);
+        match span {
+            Some(span) if is_task_span(span.metadata()) => {
+                if let Some(record) = span.extensions_mut().get_mut::<TaskSpanRecord>() {
+                    record.add_event(span_event(event));
+                }
             }
-            record.events.push(otel_event);
+            // An executor attempt has no span here: an event outside any span this layer
+            // sees (or right in the run span the attempt belongs to) while an attempt of
+            // this layer's export is being polled is that attempt's.
+            span => {
+                let visible = span.map(|span| span.id());
+                DIRECT_ENTERED.with(|entered| {
+                    let Ok(mut entered) = entered.try_borrow_mut() else {
+                        return;
+                    };
+                    let Some(attempt) = entered.last_mut() else {
+                        return;
+                    };
+                    if attempt.export == self.id
+                        && (visible.is_none() || visible == attempt.parent_id)
+                    {
+                        add_event(&mut attempt.events, &mut attempt.status, span_event(event));
+                    }
+                });
+            }
         }
     }
 
@@ -694,31 +764,61 @@ where
             attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
         }
         attributes.append(&mut record.extra);
-        let mut builder = SpanBuilder::from_name(meta.name());
-        builder.start_time = Some(start);
-        builder.attributes = Some(attributes);
-        if !record.events.is_empty() {
-            builder.events = Some(std::mem::take(&mut record.events));
-        }
-        let status = std::mem::replace(&mut record.status, Status::Unset);
-        let parent_cx = std::mem::take(&mut record.parent_cx);
+        let finished = FinishedTaskSpan {
+            start,
+            elapsed,
+            attributes,
+            events: std::mem::take(&mut record.events),
+            status: std::mem::replace(&mut record.status, Status::Unset),
+            parent_cx: std::mem::take(&mut record.parent_cx),
+            trace_id: record.trace_id,
+            span_id: record.span_id,
+        };
         let own_cx = std::mem::take(&mut record.own_cx);
-        let (trace_id, span_id) = (record.trace_id, record.span_id);
         drop(extensions);
         drop(span);
-        let parent_valid = parent_cx.span().span_context().is_valid();
-        let trace_id = (!parent_valid).then_some(trace_id);
-        let mut otel_span = link::with_pinned_ids(trace_id, span_id, || {
-            self.tracer.build_with_context(builder, &parent_cx)
+        finished.export(&self.tracer);
+        // Dropped here, on the thread that built it (see `TaskSpanRecord::own_cx`).
+        drop(own_cx);
+    }
+}
+
+/// What a finished task span exports, whichever path collected it (a tracing span through
+/// [`TaskSpanLayer`], or the executor's [`DirectAttempt`]).
+struct FinishedTaskSpan {
+    start: SystemTime,
+    /// From the start to the attempt's end, on the monotonic clock.
+    elapsed: Duration,
+    attributes: Vec<KeyValue>,
+    events: Vec<OtelEvent>,
+    status: Status,
+    parent_cx: Context,
+    /// The ids drawn when the span opened; the trace id is only used without a valid
+    /// parent (a child of the run span is in the run's trace).
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl FinishedTaskSpan {
+    /// Builds, ends and hands the span to `tracer`'s processors.
+    fn export(self, tracer: &SdkTracer) {
+        let mut builder = SpanBuilder::from_name(names::TASK_SPAN);
+        builder.start_time = Some(self.start);
+        builder.attributes = Some(self.attributes);
+        if !self.events.is_empty() {
+            builder.events = Some(self.events);
+        }
+        let parent_valid = self.parent_cx.span().span_context().is_valid();
+        let trace_id = (!parent_valid).then_some(self.trace_id);
+        let mut otel_span = link::with_pinned_ids(trace_id, self.span_id, || {
+            tracer.build_with_context(builder, &self.parent_cx)
         });
-        if status != Status::Unset {
-            otel_span.set_status(status);
+        if self.status != Status::Unset {
+            otel_span.set_status(self.status);
         }
         // The end time follows from the start and the monotonic clock, so it never precedes
         // the start.
-        otel_span.end_with_timestamp(start.checked_add(elapsed).unwrap_or(start));
-        // Dropped here, on the thread that built it (see `TaskSpanRecord::own_cx`).
-        drop(own_cx);
+        otel_span.end_with_timestamp(self.start.checked_add(self.elapsed).unwrap_or(self.start));
     }
 }
 
@@ -769,5 +869,383 @@ where
                 .is_none_or(|meta| !is_task_span(meta)),
             None => true,
         }
+    }
+}
+
+/// The exported side of the executor's task attempts (see [`crate::attempt`]): what
+/// [`TaskSpanLayer`] builds from a task span, built from the attempt's own fields.
+///
+/// It shares the layer's id (its entries in the thread-local caches mean the same), tracer
+/// and task metrics. [`DirectTaskFilter`] decides, per attempt, whether the span is exported;
+/// the task metrics are recorded either way, since the metrics half never sees the
+/// executor's task spans in a stack with this export ([`crate::handover::MetricsFilter`]).
+#[derive(Debug)]
+pub(crate) struct DirectExport {
+    shared: Arc<DirectShared>,
+}
+
+struct DirectShared {
+    id: u64,
+    /// The trace half's filter passes every executor task span (its interest in the
+    /// callsite is `always`): the callsite is then hidden from the whole stack, unless another
+    /// layer wants it, and every attempt is exported without asking.
+    always: AtomicBool,
+    tracer: SdkTracer,
+    ids: RandomIdGenerator,
+    metrics: Option<Arc<TaskMetrics>>,
+}
+
+impl fmt::Debug for DirectShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectShared")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskSpanLayer {
+    /// The export of the executor's attempts that goes with this layer, for an
+    /// [`crate::attempt::AttemptHook`] and a [`DirectTaskFilter`] in the same stack.
+    pub(crate) fn direct_export(&self) -> Arc<DirectExport> {
+        Arc::new(DirectExport {
+            shared: Arc::new(DirectShared {
+                id: self.id,
+                always: AtomicBool::new(false),
+                tracer: self.tracer.clone(),
+                ids: RandomIdGenerator::default(),
+                metrics: self.metrics.clone(),
+            }),
+        })
+    }
+}
+
+impl DirectShared {
+    /// The OpenTelemetry context of the run span `parent`, from this thread's cache when it
+    /// holds it (see `LAST_PARENT`), else from tracing-opentelemetry, which owns it.
+    fn parent_context(&self, parent: &Span) -> (Context, Option<Id>) {
+        let Some(parent_id) = parent.id() else {
+            return (Context::current(), None);
+        };
+        let cached = LAST_PARENT.with(|last| {
+            let last = last.try_borrow().ok()?;
+            match &*last {
+                Some((layer, id, cx)) if *layer == self.id && *id == parent_id => Some(cx.clone()),
+                _ => None,
+            }
+        });
+        if let Some(cx) = cached {
+            return (cx, Some(parent_id));
+        }
+        let found = tracing::dispatcher::get_default(|dispatch| {
+            tracing_opentelemetry::get_otel_context(&parent_id, dispatch)
+        });
+        let Some(cx) = found else {
+            return (Context::current(), Some(parent_id));
+        };
+        let parent_sc = cx.span().span_context().clone();
+        if parent_sc.is_valid() {
+            // A detached copy, as `TaskSpanLayer::look_up_parent` keeps: never the run's SDK
+            // span, so a finished run's span and its provider are not kept alive.
+            let detached = cx.with_remote_span_context(parent_sc);
+            LAST_PARENT.with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some((self.id, parent_id.clone(), detached));
+                }
+            });
+        }
+        (cx, Some(parent_id))
+    }
+
+    /// Draws the ids of a task span under `parent_cx` and builds its own context, as
+    /// [`TaskSpanLayer`] does for a task span.
+    fn child_context(&self, parent_cx: &Context) -> (Context, TraceId, SpanId) {
+        let parent_span = parent_cx.span();
+        let parent_sc = parent_span.span_context();
+        let span_context = if parent_sc.is_valid() {
+            SpanContext::new(
+                parent_sc.trace_id(),
+                self.ids.new_span_id(),
+                parent_sc.trace_flags(),
+                false,
+                parent_sc.trace_state().clone(),
+            )
+        } else {
+            SpanContext::new(
+                self.ids.new_trace_id(),
+                self.ids.new_span_id(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            )
+        };
+        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
+        (
+            parent_cx.with_remote_span_context(span_context),
+            trace_id,
+            span_id,
+        )
+    }
+}
+
+impl AttemptExport for DirectExport {
+    fn open(
+        &self,
+        parent: &Span,
+        task_id: &str,
+        kind: &Arc<str>,
+        attempt: u32,
+    ) -> Option<Box<dyn AttemptRecord>> {
+        let passed = DIRECT_PASSED.take() == Some(self.shared.id)
+            || self.shared.always.load(Ordering::Acquire);
+        if !passed && self.shared.metrics.is_none() {
+            return None;
+        }
+        let opened = Instant::now();
+        let span = passed.then(|| {
+            let (parent_cx, parent_id) = self.shared.parent_context(parent);
+            let (own_cx, trace_id, span_id) = self.shared.child_context(&parent_cx);
+            DirectSpan {
+                start: SystemTime::now(),
+                parent_cx,
+                parent_id,
+                own_cx,
+                trace_id,
+                span_id,
+                task_id: Value::from(task_id.to_owned()),
+                attempt: i64::from(attempt),
+                events: Vec::new(),
+                status: Status::Unset,
+            }
+        });
+        Some(Box::new(DirectAttempt {
+            shared: Arc::clone(&self.shared),
+            span,
+            opened,
+            ended: None,
+            kind: Value::from(Arc::clone(kind)),
+            outcome: None,
+        }))
+    }
+}
+
+/// One executor attempt's exported side: its metrics, and its span when exported.
+struct DirectAttempt {
+    shared: Arc<DirectShared>,
+    /// `None` when the trace half's filter did not pass the attempt: metrics only.
+    span: Option<DirectSpan>,
+    opened: Instant,
+    ended: Option<Instant>,
+    kind: Value,
+    outcome: Option<&'static str>,
+}
+
+/// What an exported attempt's span collects between its open and its close.
+struct DirectSpan {
+    start: SystemTime,
+    parent_cx: Context,
+    /// The run span's id: events right in it while the attempt is polled are the attempt's.
+    parent_id: Option<Id>,
+    /// `parent_cx` with this span in it, current while the attempt is polled.
+    own_cx: Context,
+    trace_id: TraceId,
+    span_id: SpanId,
+    task_id: Value,
+    attempt: i64,
+    /// Moved to this thread's `DIRECT_ENTERED` entry while the attempt is polled.
+    events: Vec<OtelEvent>,
+    status: Status,
+}
+
+/// An exported attempt being polled on this thread.
+struct DirectEntered {
+    export: u64,
+    /// The attempt's span id, telling its entry apart from other attempts'.
+    span_id: SpanId,
+    parent_id: Option<Id>,
+    events: Vec<OtelEvent>,
+    status: Status,
+    guard: ContextGuard,
+}
+
+/// Whether an exported executor attempt is being polled on this thread: cairn events
+/// outside any span are then that attempt's span events, not detached ones.
+pub(crate) fn direct_attempt_entered() -> bool {
+    DIRECT_ENTERED.with(|entered| {
+        entered
+            .try_borrow()
+            .is_ok_and(|entered| !entered.is_empty())
+    })
+}
+
+impl AttemptRecord for DirectAttempt {
+    fn enter(&mut self) {
+        let Some(span) = self.span.as_mut() else {
+            return;
+        };
+        let entry = DirectEntered {
+            export: self.shared.id,
+            span_id: span.span_id,
+            parent_id: span.parent_id.clone(),
+            events: std::mem::take(&mut span.events),
+            status: std::mem::replace(&mut span.status, Status::Unset),
+            guard: span.own_cx.clone().attach(),
+        };
+        DIRECT_ENTERED.with(|entered| entered.borrow_mut().push(entry));
+    }
+
+    fn exit(&mut self) {
+        let Some(span) = self.span.as_mut() else {
+            return;
+        };
+        let entry = DIRECT_ENTERED.with(|entered| {
+            let mut entered = entered.borrow_mut();
+            let at = entered.iter().rposition(|entry| {
+                entry.export == self.shared.id && entry.span_id == span.span_id
+            })?;
+            Some(entered.remove(at))
+        });
+        if let Some(entry) = entry {
+            span.events = entry.events;
+            span.status = entry.status;
+            // Dropped outside the borrow: dropping the guard detaches the context.
+            drop(entry.guard);
+        }
+    }
+
+    fn set_outcome(&mut self, outcome: &'static str) {
+        self.ended = Some(Instant::now());
+        self.outcome = Some(outcome);
+    }
+
+    fn close(self: Box<Self>) {
+        let DirectAttempt {
+            shared,
+            span,
+            opened,
+            ended,
+            kind,
+            outcome,
+        } = *self;
+        let elapsed = ended
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(opened);
+        if let Some(metrics) = shared.metrics.as_deref() {
+            metrics.record_span(elapsed.as_secs_f64(), Some(&kind), None, outcome);
+        }
+        let Some(span) = span else {
+            return;
+        };
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(KEY_LEVEL, Level::INFO.as_str()));
+        attributes.push(KeyValue::new(KEY_TARGET, names::TARGET));
+        attributes.push(KeyValue::new(KEY_TASK_ID, span.task_id));
+        attributes.push(KeyValue::new(KEY_KIND, kind));
+        attributes.push(KeyValue::new(KEY_ATTEMPT, span.attempt));
+        if let Some(outcome) = outcome {
+            attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
+        }
+        FinishedTaskSpan {
+            start: span.start,
+            elapsed,
+            attributes,
+            events: span.events,
+            status: span.status,
+            parent_cx: span.parent_cx,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+        }
+        .export(&shared.tracer);
+        // Dropped here, on the thread that built it, as `TaskSpanRecord::own_cx`.
+        drop(span.own_cx);
+    }
+}
+
+/// The trace half's filter in a stack with a [`DirectExport`]: `inner` (the `RUST_LOG` or
+/// default filter) for everything, except that the executor's task span never reaches the
+/// trace half. When `inner` passes one, the filter tells the export instead (the executor
+/// asks it right after opening the span), so the registry creates a tracing span for the
+/// attempt only if another layer wants it.
+pub(crate) struct DirectTaskFilter<F> {
+    inner: F,
+    export: Arc<DirectExport>,
+}
+
+impl<F> DirectTaskFilter<F> {
+    pub(crate) fn new(inner: F, export: Arc<DirectExport>) -> Self {
+        DirectTaskFilter { inner, export }
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for DirectTaskFilter<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectTaskFilter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F> Filter<S> for DirectTaskFilter<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    F: Filter<S>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, cx: &LayerContext<'_, S>) -> bool {
+        if is_executor_task_span(meta) {
+            if self.inner.enabled(meta, cx) {
+                DIRECT_PASSED.set(Some(self.export.shared.id));
+            }
+            return false;
+        }
+        self.inner.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        let inner = self.inner.callsite_enabled(meta);
+        if !is_executor_task_span_callsite(meta) {
+            return inner;
+        }
+        self.export
+            .shared
+            .always
+            .store(inner.is_always(), Ordering::Release);
+        if inner.is_sometimes() {
+            // `enabled` is asked for every attempt: that is where the export learns that
+            // this attempt passed.
+            Interest::sometimes()
+        } else {
+            // Nothing to ask per attempt. `never` keeps the registry from creating a span
+            // for the attempt when no other layer wants one: with per-layer filters it
+            // creates a span unless every filter disabled it, and a filter this one holds
+            // back (tracing-opentelemetry's) counts as enabled.
+            Interest::never()
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: &LayerContext<'_, S>) -> bool {
+        self.inner.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        self.inner.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        self.inner.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: LayerContext<'_, S>) {
+        self.inner.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: LayerContext<'_, S>) {
+        self.inner.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
+        self.inner.on_close(id, ctx);
     }
 }

@@ -33,8 +33,8 @@ use opentelemetry_sdk::metrics::data::{
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::Dispatch;
-use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::layers::layer;
 use crate::link::tracer_provider_builder;
@@ -73,6 +73,29 @@ impl TestTelemetry {
     /// Builds providers over in-memory exporters and a subscriber over them. Spans are
     /// exported as they end; metrics when a lookup forces a collection.
     pub fn new() -> Self {
+        Self::composed(layer)
+    }
+
+    /// Like [`TestTelemetry::new`], with the layers over the registry built by `compose` from
+    /// the same in-memory providers: for example [`crate::export_layers`], as `init` composes
+    /// them, with a fmt layer of the test's own beside them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    ///
+    /// let config = cairn_telemetry::Config::new("test").with_export(cairn_telemetry::Export::Off);
+    /// let telemetry = TestTelemetry::composed(|traces, meters| {
+    ///     cairn_telemetry::export_layers(&config, traces, meters).expect("the default filter parses")
+    /// });
+    /// telemetry.in_scope(|| cairn_telemetry::emit::run_abandoned("run-1", "failed"));
+    /// assert_eq!(telemetry.spans_named(cairn_telemetry::names::RUN_ABANDONED).len(), 1);
+    /// ```
+    pub fn composed<L>(compose: impl FnOnce(&SdkTracerProvider, &SdkMeterProvider) -> L) -> Self
+    where
+        L: Layer<Registry> + Send + Sync + 'static,
+    {
         let spans = InMemorySpanExporter::default();
         let metrics = InMemoryMetricExporter::default();
         let tracer_provider = tracer_provider_builder()
@@ -83,7 +106,7 @@ impl TestTelemetry {
             .with_interval(Duration::from_secs(3600))
             .build();
         let meter_provider = SdkMeterProvider::builder().with_reader(reader).build();
-        let subscriber = Registry::default().with(layer(&tracer_provider, &meter_provider));
+        let subscriber = Registry::default().with(compose(&tracer_provider, &meter_provider));
         TestTelemetry {
             spans,
             metrics,

@@ -1,0 +1,370 @@
+//! The executor's task attempts through cairn's layers as `init` composes them
+//! (`export_layers`), where each attempt reaches the exporter through the attempt hook
+//! instead of a tracing span: every attempt is exported once when the filter passes task
+//! spans and never when it drops them, counted once either way, and a fmt layer beside the
+//! export layers still sees each attempt as a span. Through `layers::layer` (what
+//! `TestTelemetry::new` composes), what a handler does inside its attempt lands on the
+//! attempt's span: its events, the spans it opens, the current OpenTelemetry context.
+
+use std::sync::{Arc, Mutex};
+
+use cairn_checkpoint::MemoryFactory;
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    TaskFailure, handler_fn,
+};
+use cairn_queue::{Handoff, TaskSpec};
+use cairn_telemetry::names;
+use cairn_telemetry::testing::TestTelemetry;
+use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::{KeyValue, Value};
+use tracing::instrument::WithSubscriber as _;
+use tracing_subscriber::Layer as _;
+
+/// Set in a child process to the default filter its case runs under.
+const CHILD_FILTER: &str = "CAIRN_ATTEMPT_EXPORT_TEST_FILTER";
+
+/// Runs `case` under `filter` in a child process of this test binary that reruns only test
+/// `name` with `RUST_LOG` unset (so `filter` is the one in force whatever the caller's
+/// environment says, and no other test shares the process's callsite cache); in the child,
+/// runs it.
+fn in_child_with_filter(name: &str, filter: &str, case: impl FnOnce(&str)) {
+    if let Ok(filter) = std::env::var(CHILD_FILTER) {
+        case(&filter);
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", name, "--test-threads=1"])
+        .env(CHILD_FILTER, filter)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Exactly one test ran: a renamed test would otherwise pass by running nothing.
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed under filter `{filter}`: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A fmt layer's output, kept for the test to read.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// `export_layers` under `filter` over in-memory exporters, with a fmt layer at `info`
+/// writing into `logs` beside them when given (as `init` puts one).
+fn export_layers(filter: &str, logs: Option<&Lines>) -> TestTelemetry {
+    let config = cairn_telemetry::Config::new("attempt-export-test")
+        .with_export(cairn_telemetry::Export::Off)
+        .with_default_filter(filter);
+    let logs = logs.cloned();
+    TestTelemetry::composed(move |traces, meters| {
+        let export = cairn_telemetry::export_layers(&config, traces, meters).expect("layers");
+        // Boxed rather than an `Option` layer: a `None` layer reports a maximum level of
+        // `OFF`, which would turn every span off.
+        match logs {
+            Some(logs) => export
+                .and_then(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(move || logs.clone())
+                        .with_ansi(false)
+                        .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+                )
+                .boxed(),
+            None => export.boxed(),
+        }
+    })
+}
+
+/// Three `work` tasks that log and complete, and one `flaky` task that fails retryably once:
+/// five attempts.
+async fn run_five_attempts() {
+    let registry = Registry::new()
+        .with(
+            "work",
+            handler_fn(|_ctx| async {
+                tracing::info!("working");
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with(
+            "flaky",
+            handler_fn(|ctx| async move {
+                match ctx.attempt() {
+                    1 => Err(TaskFailure::retryable("flaky", "try again")),
+                    _ => Ok(Finish::Complete(Handoff::default())),
+                }
+            }),
+        );
+    let mut phase = Phase::new("main");
+    for i in 0..3 {
+        phase.task(TaskSpec::new("work").inputs(i.into()), []);
+    }
+    phase.task(TaskSpec::new("flaky"), []);
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        registry,
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("export", "test").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+}
+
+fn run_under(telemetry: &TestTelemetry) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(run_five_attempts().with_subscriber(telemetry.dispatch()));
+}
+
+fn outcome_count(telemetry: &TestTelemetry, outcome: &str, kind: &str) -> Option<u64> {
+    telemetry.counter(
+        names::METRIC_TASK_OUTCOMES,
+        &[
+            KeyValue::new("outcome", outcome.to_owned()),
+            KeyValue::new("kind", kind.to_owned()),
+        ],
+    )
+}
+
+/// Each attempt is counted once, by kind and outcome, whatever the filter says.
+fn assert_counted_once(telemetry: &TestTelemetry) {
+    assert_eq!(outcome_count(telemetry, "complete", "work"), Some(3));
+    assert_eq!(outcome_count(telemetry, "retry", "flaky"), Some(1));
+    assert_eq!(outcome_count(telemetry, "complete", "flaky"), Some(1));
+}
+
+fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+#[test]
+fn attempts_through_export_layers_are_exported_once_as_children_of_the_run_span() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "attempts_through_export_layers_are_exported_once_as_children_of_the_run_span",
+        &default,
+        |filter| {
+            let telemetry = export_layers(filter, None);
+            run_under(&telemetry);
+            let runs = telemetry.spans_named(names::RUN_SPAN);
+            assert_eq!(runs.len(), 1);
+            let tasks = telemetry.spans_named(names::TASK_SPAN);
+            assert_eq!(tasks.len(), 5, "one span per attempt");
+            let mut outcomes: Vec<String> = Vec::new();
+            for task in &tasks {
+                assert_eq!(task.parent_span_id, runs[0].span_context.span_id());
+                assert_eq!(
+                    task.span_context.trace_id(),
+                    runs[0].span_context.trace_id()
+                );
+                let fields = &task.attributes;
+                assert_eq!(attr(fields, "level"), Some(&Value::from("INFO")));
+                assert_eq!(attr(fields, "target"), Some(&Value::from("cairn")));
+                assert!(
+                    matches!(attr(fields, "task_id"), Some(Value::String(id)) if id.as_str().starts_with('t')),
+                    "{fields:?}"
+                );
+                let kind = attr(fields, "kind").expect("kind").as_str().into_owned();
+                let attempt = attr(fields, "attempt").expect("attempt").clone();
+                let outcome = attr(fields, "outcome").expect("outcome").as_str();
+                outcomes.push(format!("{kind} {attempt} {outcome}"));
+                assert!(task.start_time <= task.end_time);
+            }
+            outcomes.sort();
+            assert_eq!(
+                outcomes,
+                [
+                    "flaky 1 retry",
+                    "flaky 2 complete",
+                    "work 1 complete",
+                    "work 1 complete",
+                    "work 1 complete"
+                ]
+            );
+            assert_counted_once(&telemetry);
+        },
+    );
+}
+
+#[test]
+fn attempts_a_filter_drops_are_not_exported_but_still_counted_once() {
+    in_child_with_filter(
+        "attempts_a_filter_drops_are_not_exported_but_still_counted_once",
+        "warn",
+        |filter| {
+            let telemetry = export_layers(filter, None);
+            run_under(&telemetry);
+            assert!(telemetry.spans_named(names::TASK_SPAN).is_empty());
+            assert_counted_once(&telemetry);
+        },
+    );
+}
+
+#[test]
+fn attempts_a_span_field_filter_passes_are_exported_once_and_counted_once() {
+    // A directive on a span field makes the filter's answer depend on each span, so the
+    // trace half's filter is asked for every attempt.
+    in_child_with_filter(
+        "attempts_a_span_field_filter_passes_are_exported_once_and_counted_once",
+        "warn,[{kind}]=info",
+        |filter| {
+            let telemetry = export_layers(filter, None);
+            run_under(&telemetry);
+            assert_eq!(telemetry.spans_named(names::TASK_SPAN).len(), 5);
+            assert_counted_once(&telemetry);
+        },
+    );
+}
+
+#[test]
+fn a_fmt_layer_beside_the_export_layers_sees_each_attempt_as_a_span_exported_once() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "a_fmt_layer_beside_the_export_layers_sees_each_attempt_as_a_span_exported_once",
+        &default,
+        |filter| {
+            let logs = Lines::default();
+            let telemetry = export_layers(filter, Some(&logs));
+            run_under(&telemetry);
+            assert_eq!(telemetry.spans_named(names::TASK_SPAN).len(), 5);
+            assert_counted_once(&telemetry);
+            let text = logs.text();
+            let in_task = text
+                .lines()
+                .filter(|line| {
+                    line.contains("orchestrator task{task_id=t") && line.contains("kind=work")
+                })
+                .filter(|line| line.ends_with("working"))
+                .count();
+            assert_eq!(in_task, 3, "{text}");
+        },
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn what_a_handler_does_inside_its_attempt_lands_on_the_attempt_span() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in_handler = Arc::clone(&seen);
+    let registry = Registry::new().with(
+        "probe",
+        handler_fn(move |_ctx| {
+            let seen = Arc::clone(&seen_in_handler);
+            async move {
+                tracing::info!(step = 1i64, "fetched");
+                tracing::info!(target: "cairn", "a cairn event inside an attempt");
+                let current = opentelemetry::Context::current();
+                *seen.lock().unwrap() = Some(current.span().span_context().span_id());
+                {
+                    let child = tracing::info_span!("child step");
+                    let _entered = child.enter();
+                    tracing::info!("inside the child");
+                }
+                tracing::error!("went wrong");
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("main");
+    phase.task(TaskSpec::new("probe"), []);
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        registry,
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("probe", "test").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+
+    let tasks = telemetry.spans_named(names::TASK_SPAN);
+    assert_eq!(tasks.len(), 1);
+    let task = &tasks[0];
+    let events: Vec<&str> = task
+        .events
+        .iter()
+        .map(|event| event.name.as_ref())
+        .collect();
+    assert_eq!(
+        events,
+        ["fetched", "a cairn event inside an attempt", "went wrong"],
+        "the child span's event stays on the child"
+    );
+    let fetched = &task.events.events[0];
+    assert_eq!(attr(&fetched.attributes, "step"), Some(&Value::I64(1)));
+    assert_eq!(
+        attr(&fetched.attributes, "level"),
+        Some(&Value::from("INFO"))
+    );
+    assert!(
+        matches!(task.status, Status::Error { .. }),
+        "{:?}",
+        task.status
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(task.span_context.span_id()),
+        "the attempt's context is the current one inside the handler"
+    );
+    let children = telemetry.spans_named("child step");
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].parent_span_id, task.span_context.span_id());
+    assert_eq!(
+        children[0].span_context.trace_id(),
+        task.span_context.trace_id()
+    );
+    let child_events: Vec<&str> = children[0]
+        .events
+        .iter()
+        .map(|event| event.name.as_ref())
+        .collect();
+    assert_eq!(child_events, ["inside the child"]);
+    // A cairn event outside any span becomes a span named after the event's callsite
+    // (`event <file>:<line>`); inside an attempt it is the attempt's span event instead.
+    let detached: Vec<String> = telemetry
+        .spans()
+        .iter()
+        .map(|span| span.name.to_string())
+        .filter(|name| name.starts_with("event "))
+        .collect();
+    assert!(detached.is_empty(), "{detached:?}");
+}
