@@ -230,6 +230,11 @@ impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
     }
 }
 
+/// The module `open_span`'s callsite is in, which cairn's export layers recognise
+/// (`cairn_telemetry::attempt::EXECUTOR_TASK_SPAN_MODULE`).
+#[cfg(test)]
+const SPAN_MODULE: &str = module_path!();
+
 /// Opens the task span of `fields` under `parent`, on the thread's default subscriber.
 fn open_span(parent: &Span, task_id: &TaskIdText, fields: &AttemptFields) -> Span {
     tracing::info_span!(
@@ -530,6 +535,16 @@ mod tests {
         assert_eq!(closed.len(), 1, "{text}");
         assert!(closed[0].contains("task_id=t42"), "{text}");
         assert!(closed[0].contains("outcome=\"cancelled\""), "{text}");
+    }
+
+    #[test]
+    fn task_spans_open_from_the_module_cairn_telemetry_recognises_as_the_executor() {
+        // cairn's export layers tell the executor's task span callsite apart by its module
+        // path; `open_span` is in this test module's parent.
+        assert_eq!(
+            super::SPAN_MODULE,
+            cairn_telemetry::attempt::EXECUTOR_TASK_SPAN_MODULE
+        );
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //!
 //! The event and span names in [`names`] are stable. Libraries emit them through the
 //! functions in [`emit`], which need only `tracing`; binaries call `init` (feature `export`)
-//! to install a subscriber. **Libraries never install a global subscriber.**
+//! to install a subscriber. **Libraries never install a global subscriber.** The executor
+//! also hands each task attempt to the [`attempt`] hook that cairn's export layers leave in
+//! the subscriber, so an attempt costs no tracing span of its own.
 //!
 //! With feature `export` (default):
 //! - `init` installs fmt logging to stderr, `RUST_LOG` filtering and OTLP export (features
 //!   `otlp-http`, default, and `otlp-grpc`), and returns a guard that flushes on drop;
 //! - `layers` exposes the same layers one by one for scoped subscribers;
 //! - `task_span` exports the per-attempt task spans without tracing-opentelemetry (they are on
-//!   the executor's hot path), with the same names, attributes, events and parent;
+//!   the executor's hot path), with the same names, attributes, events and parent, whether
+//!   they arrive as tracing spans or through the [`attempt`] hook;
 //! - `metrics` derives OpenTelemetry metrics from the events and spans;
 //! - `link` derives run-span trace ids from `(run_id, lease_epoch)` and links a resumed run
 //!   to the execution it resumed, so both sides of a `kill -9` join in a trace viewer.
