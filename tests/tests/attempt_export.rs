@@ -15,39 +15,11 @@ use cairn_executor::{
 };
 use cairn_queue::{Handoff, TaskSpec};
 use cairn_telemetry::names;
-use cairn_telemetry::testing::TestTelemetry;
+use cairn_telemetry::testing::{TestTelemetry, in_child_with_filter};
 use opentelemetry::trace::{Status, TraceContextExt as _};
 use opentelemetry::{KeyValue, Value};
 use tracing::instrument::WithSubscriber as _;
 use tracing_subscriber::Layer as _;
-
-/// Set in a child process to the default filter its case runs under.
-const CHILD_FILTER: &str = "CAIRN_ATTEMPT_EXPORT_TEST_FILTER";
-
-/// Runs `case` under `filter` in a child process of this test binary that reruns only test
-/// `name` with `RUST_LOG` unset (so `filter` is the one in force whatever the caller's
-/// environment says, and no other test shares the process's callsite cache); in the child,
-/// runs it.
-fn in_child_with_filter(name: &str, filter: &str, case: impl FnOnce(&str)) {
-    if let Ok(filter) = std::env::var(CHILD_FILTER) {
-        case(&filter);
-        return;
-    }
-    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", name, "--test-threads=1"])
-        .env(CHILD_FILTER, filter)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // Exactly one test ran: a renamed test would otherwise pass by running nothing.
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed under filter `{filter}`: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A fmt layer's output, kept for the test to read.
 #[derive(Clone, Default)]
@@ -119,6 +91,11 @@ async fn run_five_attempts() {
         phase.task(TaskSpec::new("work").inputs(i.into()), []);
     }
     phase.task(TaskSpec::new("flaky"), []);
+    run_to_completion(registry, phase).await;
+}
+
+/// Runs `phase` fresh on the memory adapter and checks that it completes.
+async fn run_to_completion(registry: Registry, phase: Phase) {
     let executor = Executor::new(
         Arc::new(MemoryFactory::new()),
         registry,
@@ -300,21 +277,7 @@ async fn what_a_handler_does_inside_its_attempt_lands_on_the_attempt_span() {
     );
     let mut phase = Phase::new("main");
     phase.task(TaskSpec::new("probe"), []);
-    let executor = Executor::new(
-        Arc::new(MemoryFactory::new()),
-        registry,
-        ExecutorConfig::default(),
-    )
-    .unwrap();
-    let report = executor
-        .run(
-            RunPlan::new("probe", "test").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(report.disposition, Disposition::Complete);
+    run_to_completion(registry, phase).await;
 
     let tasks = telemetry.spans_named(names::TASK_SPAN);
     assert_eq!(tasks.len(), 1);

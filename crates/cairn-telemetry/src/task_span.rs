@@ -292,13 +292,7 @@ impl TaskSpanLayer {
     /// The context of the explicit parent `parent_id`, if this thread's cache holds it for
     /// this layer.
     fn cached_parent(&self, parent_id: &Id) -> Option<Context> {
-        LAST_PARENT.with(|last| {
-            let last = last.try_borrow().ok()?;
-            match &*last {
-                Some((layer, id, cx)) if *layer == self.id && id == parent_id => Some(cx.clone()),
-                _ => None,
-            }
-        })
+        cached_parent(self.id, parent_id)
     }
 
     /// The context of `span`'s parent, looked up, and remembered in this thread's cache when
@@ -320,14 +314,8 @@ impl TaskSpanLayer {
         else {
             return Context::current();
         };
-        let parent_sc = cx.span().span_context().clone();
-        if let (Some(parent_id), true) = (parent_id, parent_sc.is_valid()) {
-            let detached = cx.with_remote_span_context(parent_sc);
-            LAST_PARENT.with(|last| {
-                if let Ok(mut last) = last.try_borrow_mut() {
-                    *last = Some((self.id, parent_id.clone(), detached));
-                }
-            });
+        if let Some(parent_id) = parent_id {
+            cache_parent(self.id, parent_id, &cx);
         }
         cx
     }
@@ -335,31 +323,7 @@ impl TaskSpanLayer {
     /// Draws the ids of a task span opening under `parent_cx` and builds its own context.
     #[inline]
     fn child_context(&self, parent_cx: &Context) -> (Context, TraceId, SpanId) {
-        let parent_span = parent_cx.span();
-        let parent_sc = parent_span.span_context();
-        let span_context = if parent_sc.is_valid() {
-            SpanContext::new(
-                parent_sc.trace_id(),
-                self.ids.new_span_id(),
-                parent_sc.trace_flags(),
-                false,
-                parent_sc.trace_state().clone(),
-            )
-        } else {
-            SpanContext::new(
-                self.ids.new_trace_id(),
-                self.ids.new_span_id(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            )
-        };
-        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
-        (
-            parent_cx.with_remote_span_context(span_context),
-            trace_id,
-            span_id,
-        )
+        child_context(&self.ids, parent_cx)
     }
 
     /// The OpenTelemetry context of `parent`, the span a task span opens in, or `None` when
@@ -926,14 +890,7 @@ impl DirectShared {
         let Some(parent_id) = parent.id() else {
             return (Context::current(), None);
         };
-        let cached = LAST_PARENT.with(|last| {
-            let last = last.try_borrow().ok()?;
-            match &*last {
-                Some((layer, id, cx)) if *layer == self.id && *id == parent_id => Some(cx.clone()),
-                _ => None,
-            }
-        });
-        if let Some(cx) = cached {
+        if let Some(cx) = cached_parent(self.id, &parent_id) {
             return (cx, Some(parent_id));
         }
         let found = tracing::dispatcher::get_default(|dispatch| {
@@ -942,49 +899,72 @@ impl DirectShared {
         let Some(cx) = found else {
             return (Context::current(), Some(parent_id));
         };
-        let parent_sc = cx.span().span_context().clone();
-        if parent_sc.is_valid() {
-            // A detached copy, as `TaskSpanLayer::look_up_parent` keeps: never the run's SDK
-            // span, so a finished run's span and its provider are not kept alive.
-            let detached = cx.with_remote_span_context(parent_sc);
-            LAST_PARENT.with(|last| {
-                if let Ok(mut last) = last.try_borrow_mut() {
-                    *last = Some((self.id, parent_id.clone(), detached));
-                }
-            });
-        }
+        cache_parent(self.id, &parent_id, &cx);
         (cx, Some(parent_id))
     }
 
-    /// Draws the ids of a task span under `parent_cx` and builds its own context, as
-    /// [`TaskSpanLayer`] does for a task span.
     fn child_context(&self, parent_cx: &Context) -> (Context, TraceId, SpanId) {
-        let parent_span = parent_cx.span();
-        let parent_sc = parent_span.span_context();
-        let span_context = if parent_sc.is_valid() {
-            SpanContext::new(
-                parent_sc.trace_id(),
-                self.ids.new_span_id(),
-                parent_sc.trace_flags(),
-                false,
-                parent_sc.trace_state().clone(),
-            )
-        } else {
-            SpanContext::new(
-                self.ids.new_trace_id(),
-                self.ids.new_span_id(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            )
-        };
-        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
-        (
-            parent_cx.with_remote_span_context(span_context),
-            trace_id,
-            span_id,
-        )
+        child_context(&self.ids, parent_cx)
     }
+}
+
+/// The context this thread's cache holds for the explicit parent `parent_id` of a task span
+/// of layer `layer`, if it does.
+fn cached_parent(layer: u64, parent_id: &Id) -> Option<Context> {
+    LAST_PARENT.with(|last| {
+        let last = last.try_borrow().ok()?;
+        match &*last {
+            Some((cached_layer, id, cx)) if *cached_layer == layer && id == parent_id => {
+                Some(cx.clone())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Remembers `cx`, the context of the explicit parent `parent_id`, in this thread's cache, as
+/// a detached copy and only when valid (see `TaskSpanLayer::look_up_parent`).
+fn cache_parent(layer: u64, parent_id: &Id, cx: &Context) {
+    let parent_sc = cx.span().span_context().clone();
+    if !parent_sc.is_valid() {
+        return;
+    }
+    let detached = cx.with_remote_span_context(parent_sc);
+    LAST_PARENT.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((layer, parent_id.clone(), detached));
+        }
+    });
+}
+
+/// Draws the ids of a task span opening under `parent_cx` (a new trace when the parent is not
+/// valid) and builds the span's own context.
+fn child_context(ids: &RandomIdGenerator, parent_cx: &Context) -> (Context, TraceId, SpanId) {
+    let parent_span = parent_cx.span();
+    let parent_sc = parent_span.span_context();
+    let span_context = if parent_sc.is_valid() {
+        SpanContext::new(
+            parent_sc.trace_id(),
+            ids.new_span_id(),
+            parent_sc.trace_flags(),
+            false,
+            parent_sc.trace_state().clone(),
+        )
+    } else {
+        SpanContext::new(
+            ids.new_trace_id(),
+            ids.new_span_id(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        )
+    };
+    let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
+    (
+        parent_cx.with_remote_span_context(span_context),
+        trace_id,
+        span_id,
+    )
 }
 
 impl AttemptExport for DirectExport {

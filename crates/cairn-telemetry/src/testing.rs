@@ -232,6 +232,39 @@ impl TestTelemetry {
     }
 }
 
+/// Set in the child process [`in_child_with_filter`] starts, to the filter its case runs under.
+const CHILD_FILTER: &str = "CAIRN_TELEMETRY_TEST_FILTER";
+
+/// Runs `case` with `filter` in a child process of the current test binary that reruns only
+/// the test named `test` (exactly) with `RUST_LOG` unset, so the filter in force is `filter`
+/// whatever the caller's environment says and no other test shares the process's callsite
+/// interest cache; in that child, runs `case(filter)`. For tests of [`crate::export_layers`]
+/// or `init` under a given default filter (`Config::with_default_filter`).
+///
+/// # Panics
+///
+/// When the child fails, or when it did not run exactly one test (a renamed test would
+/// otherwise pass by running nothing).
+pub fn in_child_with_filter(test: &str, filter: &str, case: impl FnOnce(&str)) {
+    if let Ok(filter) = std::env::var(CHILD_FILTER) {
+        case(&filter);
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", test, "--test-threads=1"])
+        .env(CHILD_FILTER, filter)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed under filter `{filter}`: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn has_all<'a>(have: impl Iterator<Item = &'a KeyValue>, want: &[KeyValue]) -> bool {
     let have: Vec<&KeyValue> = have.collect();
     want.iter().all(|kv| have.contains(&kv))

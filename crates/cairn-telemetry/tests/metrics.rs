@@ -370,33 +370,6 @@ fn an_outcome_outside_the_documented_list_is_counted_and_exported_as_recorded() 
     assert_eq!(exported, ["lost", "vanished"]);
 }
 
-/// Set in a child process to the default filter its `export_layers` case runs under.
-const CHILD_FILTER: &str = "CAIRN_TELEMETRY_TEST_FILTER";
-
-/// Runs `case` with `filter` in a child process of this test binary, which reruns only test
-/// `name` with `RUST_LOG` unset, so the filter in force is `filter` whatever the caller's
-/// environment says; in the child, runs it.
-fn with_filter_in_child(name: &str, filter: &str, case: impl FnOnce(&str)) {
-    if let Ok(filter) = std::env::var(CHILD_FILTER) {
-        case(&filter);
-        return;
-    }
-    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", name, "--test-threads=1"])
-        .env(CHILD_FILTER, filter)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // Exactly one test ran (a renamed test would otherwise pass by running nothing).
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed under filter `{filter}`: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Task attempts from two callsites through `export_layers` under `filter`: three `shell`
 /// attempts from [`task`] and one `web` attempt from a callsite of its own. Checks that
 /// each attempt is counted exactly once, and returns how many task spans were exported.
@@ -448,7 +421,7 @@ fn task_attempts_through_export_layers(filter: &str) -> usize {
 #[test]
 fn export_layers_count_each_attempt_once_when_the_filter_enables_task_spans() {
     let default = cairn_telemetry::Config::new("x").default_filter;
-    with_filter_in_child(
+    cairn_telemetry::testing::in_child_with_filter(
         "export_layers_count_each_attempt_once_when_the_filter_enables_task_spans",
         &default,
         |filter| assert_eq!(task_attempts_through_export_layers(filter), 4),
@@ -457,7 +430,7 @@ fn export_layers_count_each_attempt_once_when_the_filter_enables_task_spans() {
 
 #[test]
 fn export_layers_count_each_attempt_once_when_the_filter_drops_task_spans() {
-    with_filter_in_child(
+    cairn_telemetry::testing::in_child_with_filter(
         "export_layers_count_each_attempt_once_when_the_filter_drops_task_spans",
         "warn",
         |filter| assert_eq!(task_attempts_through_export_layers(filter), 0),
@@ -467,7 +440,7 @@ fn export_layers_count_each_attempt_once_when_the_filter_drops_task_spans() {
 #[test]
 fn export_layers_count_each_attempt_once_under_a_span_field_filter() {
     // A directive on a span field makes the filter's answer depend on the span.
-    with_filter_in_child(
+    cairn_telemetry::testing::in_child_with_filter(
         "export_layers_count_each_attempt_once_under_a_span_field_filter",
         "warn,[{kind}]=debug",
         |filter| {
