@@ -47,6 +47,12 @@ fn export_layers(filter: &str, logs: Option<&Lines>) -> TestTelemetry {
     let config = cairn_telemetry::Config::new("attempt-export-test")
         .with_export(cairn_telemetry::Export::Off)
         .with_default_filter(filter);
+    compose(config, logs)
+}
+
+/// `config`'s export layers over in-memory exporters, with a fmt layer at `info` writing
+/// into `logs` beside them when given.
+fn compose(config: cairn_telemetry::Config, logs: Option<&Lines>) -> TestTelemetry {
     let logs = logs.cloned();
     TestTelemetry::composed(move |traces, meters| {
         let export = cairn_telemetry::export_layers(&config, traces, meters).expect("layers");
@@ -330,4 +336,48 @@ async fn what_a_handler_does_inside_its_attempt_lands_on_the_attempt_span() {
         .filter(|name| name.starts_with("event "))
         .collect();
     assert!(detached.is_empty(), "{detached:?}");
+}
+
+#[test]
+fn traced_task_spans_carry_the_task_span_into_work_a_handler_spawns() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "traced_task_spans_carry_the_task_span_into_work_a_handler_spawns",
+        &default,
+        |filter| {
+            let config = cairn_telemetry::Config::new("attempt-export-test")
+                .with_export(cairn_telemetry::Export::Off)
+                .with_default_filter(filter)
+                .with_traced_task_spans(true);
+            let telemetry = compose(config, None);
+            let registry = Registry::new().with(
+                "spawner",
+                handler_fn(|_ctx| async {
+                    use tracing::Instrument as _;
+                    let work = async { tracing::info!("spawned work") }.in_current_span();
+                    tokio::spawn(work).await.expect("the spawned work ends");
+                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                }),
+            );
+            let mut phase = Phase::new("main");
+            phase.task(TaskSpec::new("spawner"), []);
+            // The spawned work runs outside the attempt, under the thread's default subscriber
+            // (a binary's global one): make it this test's.
+            let _default = telemetry.set_default();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run_to_completion(registry, phase).with_subscriber(telemetry.dispatch()));
+            let tasks = telemetry.spans_named(names::TASK_SPAN);
+            assert_eq!(tasks.len(), 1);
+            let events: Vec<&str> = tasks[0]
+                .events
+                .iter()
+                .map(|event| event.name.as_ref())
+                .collect();
+            assert_eq!(events, ["spawned work"]);
+            assert_eq!(outcome_count(&telemetry, "complete", "spawner"), Some(1));
+        },
+    );
 }

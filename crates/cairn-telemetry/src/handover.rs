@@ -63,16 +63,26 @@ pub(crate) struct MetricsFilter {
     /// callsites it always enables.
     trace: EnvFilter,
     handed: HandedCallsite,
+    /// The trace half exports the executor's attempts through its attempt hook and records
+    /// their metrics ([`crate::attempt`]): this filter then leaves the executor's task span
+    /// callsite out altogether.
+    executor_direct: bool,
 }
 
 impl MetricsFilter {
     /// A filter that leaves out the task spans that `trace` (the trace half's filter,
-    /// parsed again from the same directives) always passes.
-    pub(crate) fn new(trace: EnvFilter) -> Self {
+    /// parsed again from the same directives) always passes, and the executor's task spans
+    /// when `executor_direct`.
+    pub(crate) fn new(trace: EnvFilter, executor_direct: bool) -> Self {
         MetricsFilter {
             trace,
             handed: HandedCallsite::default(),
+            executor_direct,
         }
+    }
+
+    fn leaves_to_the_hook(&self, meta: &Metadata<'_>) -> bool {
+        self.executor_direct && is_executor_task_span(meta)
     }
 
     fn is_cairn(meta: &Metadata<'_>) -> bool {
@@ -85,13 +95,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        Self::is_cairn(meta) && !self.handed.is(meta) && !is_executor_task_span(meta)
+        Self::is_cairn(meta) && !self.handed.is(meta) && !self.leaves_to_the_hook(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         // The executor's attempts are counted by the trace half's direct export
         // (`crate::attempt`), whatever its filter answers.
-        if !Self::is_cairn(meta) || is_executor_task_span(meta) {
+        if !Self::is_cairn(meta) || self.leaves_to_the_hook(meta) {
             return Interest::never();
         }
         let trace_sees_all =

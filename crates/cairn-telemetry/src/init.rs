@@ -15,7 +15,7 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::error::Error;
 use crate::handover::MetricsFilter;
-use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_half};
+use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_half, trace_layer_recording};
 use crate::link::tracer_provider_builder;
 
 /// The standard variable naming the OTLP collector's base URL.
@@ -112,6 +112,12 @@ pub struct Config {
     pub export: Export,
     /// How often metrics are exported.
     pub metrics_interval: Duration,
+    /// Whether the executor's task attempts are tracing spans for the export layers too
+    /// (`false`, the default: they reach the exporter through the attempt hook, see
+    /// [`crate::attempt`], which costs about half as much per attempt). Set it when handlers
+    /// rely on `tracing::Span::current()` being the task span, for example to carry it into
+    /// work they spawn with `tracing::Instrument::in_current_span`.
+    pub traced_task_spans: bool,
 }
 
 impl Config {
@@ -134,6 +140,7 @@ impl Config {
             default_filter: DEFAULT_FILTER.to_owned(),
             export: Export::FromEnv,
             metrics_interval: Duration::from_secs(60),
+            traced_task_spans: false,
         }
     }
 
@@ -158,6 +165,12 @@ impl Config {
     /// Sets [`Config::metrics_interval`].
     pub fn with_metrics_interval(mut self, interval: Duration) -> Self {
         self.metrics_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::traced_task_spans`].
+    pub fn with_traced_task_spans(mut self, traced: bool) -> Self {
+        self.traced_task_spans = traced;
         self
     }
 }
@@ -492,10 +505,13 @@ mod otlp {
 /// every event and span of cairn's target whatever the filter says. Benchmarks and hosts that
 /// want exactly `init`'s export path without its fmt layer or global install use this.
 ///
-/// When the filter enables task spans outright (the default filter does), the trace layer
-/// records the task metrics as it closes each task span and the metrics layer leaves task
-/// spans alone, which saves each attempt the metrics layer's span lookups; otherwise the
-/// metrics layer records them itself. Either way each attempt is counted once.
+/// The executor's task attempts reach the trace half through its attempt hook
+/// ([`crate::attempt`]), which also records their task metrics, unless
+/// [`Config::traced_task_spans`] is set. For task spans that are tracing spans, when the filter
+/// enables them outright (the default filter does), the trace layer records the task metrics
+/// as it closes each one and the metrics layer leaves them alone, which saves each attempt the
+/// metrics layer's span lookups; otherwise the metrics layer records them itself. Either way
+/// each attempt is counted once.
 ///
 /// # Errors
 ///
@@ -529,11 +545,16 @@ where
     let trace_filter = parse_filter(&directives, origin)?;
     let metrics = metrics_layer(metrics);
     let task_metrics = metrics.share_task_spans();
-    let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?);
-    Ok(
-        trace_half(traces, task_metrics, trace_filter)
-            .and_then(metrics.with_filter(metrics_filter)),
-    )
+    let direct = !config.traced_task_spans;
+    let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?, direct);
+    let trace = if direct {
+        trace_half(traces, task_metrics, trace_filter).boxed()
+    } else {
+        trace_layer_recording(traces, task_metrics)
+            .with_filter(trace_filter)
+            .boxed()
+    };
+    Ok(trace.and_then(metrics.with_filter(metrics_filter)))
 }
 
 /// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace

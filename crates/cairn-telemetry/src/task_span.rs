@@ -1070,7 +1070,20 @@ impl AttemptRecord for DirectAttempt {
             status: std::mem::replace(&mut span.status, Status::Unset),
             guard: span.own_cx.clone().attach(),
         };
-        DIRECT_ENTERED.with(|entered| entered.borrow_mut().push(entry));
+        // The stack is only ever borrowed briefly; should it be borrowed here (a layer
+        // callback polling an attempt), the attempt is polled without its context rather than
+        // panic, and keeps its events.
+        let refused = DIRECT_ENTERED.with(|entered| match entered.try_borrow_mut() {
+            Ok(mut entered) => {
+                entered.push(entry);
+                None
+            }
+            Err(_) => Some(entry),
+        });
+        if let Some(entry) = refused {
+            span.events = entry.events;
+            span.status = entry.status;
+        }
     }
 
     fn exit(&mut self) {
@@ -1078,7 +1091,7 @@ impl AttemptRecord for DirectAttempt {
             return;
         };
         let entry = DIRECT_ENTERED.with(|entered| {
-            let mut entered = entered.borrow_mut();
+            let mut entered = entered.try_borrow_mut().ok()?;
             let at = entered.iter().rposition(|entry| {
                 entry.export == self.shared.id && entry.span_id == span.span_id
             })?;
