@@ -138,11 +138,36 @@ fn outcome_count(telemetry: &TestTelemetry, outcome: &str, kind: &str) -> Option
     )
 }
 
-/// Each attempt is counted once, by kind and outcome, whatever the filter says.
+/// Each attempt is counted once, by kind and outcome, whatever the filter says, and nothing
+/// else is counted.
 fn assert_counted_once(telemetry: &TestTelemetry) {
     assert_eq!(outcome_count(telemetry, "complete", "work"), Some(3));
     assert_eq!(outcome_count(telemetry, "retry", "flaky"), Some(1));
     assert_eq!(outcome_count(telemetry, "complete", "flaky"), Some(1));
+    assert_eq!(
+        all_outcomes(telemetry),
+        5,
+        "no attempt counted under another label"
+    );
+}
+
+/// Every `cairn.task.outcomes` point, summed.
+fn all_outcomes(telemetry: &TestTelemetry) -> u64 {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    let Some(exported) = telemetry.metrics() else {
+        return 0;
+    };
+    exported
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .filter(|metric| metric.name() == names::METRIC_TASK_OUTCOMES)
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                sum.data_points().map(|point| point.value()).sum()
+            }
+            _ => 0,
+        })
+        .sum()
 }
 
 fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
@@ -216,14 +241,45 @@ fn attempts_a_filter_drops_are_not_exported_but_still_counted_once() {
 }
 
 #[test]
-fn attempts_a_span_field_filter_passes_are_exported_once_and_counted_once() {
-    // A directive on a span field makes the filter's answer depend on each span, so the
-    // trace half's filter is asked for every attempt.
+fn attempts_a_span_field_filter_passes_are_exported_once_with_their_events_and_counted_once() {
+    // A span directive enables the events inside the spans it matches, which the filter only
+    // learns from spans it sees: the attempts stay tracing spans, and the handlers' INFO
+    // events, below the `warn` the rest of the filter allows, are their span events.
     in_child_with_filter(
-        "attempts_a_span_field_filter_passes_are_exported_once_and_counted_once",
+        "attempts_a_span_field_filter_passes_are_exported_once_with_their_events_and_counted_once",
         "warn,[{kind}]=info",
         |filter| {
             let telemetry = export_layers(filter, None);
+            run_under(&telemetry);
+            let tasks = telemetry.spans_named(names::TASK_SPAN);
+            assert_eq!(tasks.len(), 5);
+            let working = tasks
+                .iter()
+                .filter(|task| task.events.iter().any(|event| event.name == "working"))
+                .count();
+            assert_eq!(working, 3, "each `work` attempt's event");
+            assert_counted_once(&telemetry);
+        },
+    );
+}
+
+#[test]
+fn attempts_behind_a_layer_that_hides_the_hook_are_still_exported_and_counted_once() {
+    // `reload::Layer` does not forward downcasts, so the executor cannot find the hook: its
+    // attempts must then take the traced path rather than vanish.
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "attempts_behind_a_layer_that_hides_the_hook_are_still_exported_and_counted_once",
+        &default,
+        |filter| {
+            let config = cairn_telemetry::Config::new("attempt-export-test")
+                .with_export(cairn_telemetry::Export::Off)
+                .with_default_filter(filter);
+            let telemetry = TestTelemetry::composed(move |traces, meters| {
+                let export =
+                    cairn_telemetry::export_layers(&config, traces, meters).expect("layers");
+                tracing_subscriber::reload::Layer::new(export).0
+            });
             run_under(&telemetry);
             assert_eq!(telemetry.spans_named(names::TASK_SPAN).len(), 5);
             assert_counted_once(&telemetry);
@@ -269,6 +325,7 @@ async fn what_a_handler_does_inside_its_attempt_lands_on_the_attempt_span() {
             async move {
                 tracing::info!(step = 1i64, "fetched");
                 tracing::info!(target: "cairn", "a cairn event inside an attempt");
+                tracing::info!(target: "cairn", parent: None, "a root cairn event");
                 let current = opentelemetry::Context::current();
                 *seen.lock().unwrap() = Some(current.span().span_context().span_id());
                 {
@@ -328,14 +385,24 @@ async fn what_a_handler_does_inside_its_attempt_lands_on_the_attempt_span() {
         .collect();
     assert_eq!(child_events, ["inside the child"]);
     // A cairn event outside any span becomes a span named after the event's callsite
-    // (`event <file>:<line>`); inside an attempt it is the attempt's span event instead.
-    let detached: Vec<String> = telemetry
+    // (`event <file>:<line>`); inside an attempt it is the attempt's span event instead,
+    // unless it is an explicit root.
+    let detached: Vec<Vec<String>> = telemetry
         .spans()
         .iter()
-        .map(|span| span.name.to_string())
-        .filter(|name| name.starts_with("event "))
+        .filter(|span| span.name.starts_with("event "))
+        .map(|span| {
+            span.events
+                .iter()
+                .map(|event| event.name.to_string())
+                .collect()
+        })
         .collect();
-    assert!(detached.is_empty(), "{detached:?}");
+    assert_eq!(detached.len(), 1, "{detached:?}");
+    assert!(
+        detached[0][0].starts_with("event "),
+        "the root event, named after its callsite: {detached:?}"
+    );
 }
 
 #[test]

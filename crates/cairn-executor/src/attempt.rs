@@ -230,11 +230,6 @@ impl<F: Future<Output = AttemptEnd>> TracedAttempt<F> {
     }
 }
 
-/// The module `open_span`'s callsite is in, which cairn's export layers recognise
-/// (`cairn_telemetry::attempt::EXECUTOR_TASK_SPAN_MODULE`).
-#[cfg(test)]
-const SPAN_MODULE: &str = module_path!();
-
 /// Opens the task span of `fields` under `parent`, on the thread's default subscriber.
 fn open_span(parent: &Span, task_id: &TaskIdText, fields: &AttemptFields) -> Span {
     tracing::info_span!(
@@ -318,9 +313,16 @@ impl<F> Drop for TracedAttempt<F> {
             let (span, direct) = self.scope.open(&self.fields);
             AttemptSpan { span, direct }
         });
-        span.in_span(|| drop(body));
+        // A destructor that panics still leaves the attempt labelled and closed; its panic
+        // goes on afterwards (to tokio, which catches it while aborting).
+        let dropped = span.in_span(|| catch_unwind(AssertUnwindSafe(move || drop(body))));
         span.record_outcome(CANCELLED);
         span.close();
+        if let Err(payload) = dropped
+            && !std::thread::panicking()
+        {
+            resume_unwind(payload);
+        }
     }
 }
 
@@ -537,14 +539,78 @@ mod tests {
         assert!(closed[0].contains("outcome=\"cancelled\""), "{text}");
     }
 
+    /// The module path of every task span opened under it.
+    #[derive(Clone, Default)]
+    struct SpanModules(Arc<Mutex<Vec<Option<&'static str>>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanModules {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _id: &tracing::span::Id,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let meta = attrs.metadata();
+            if meta.name() == cairn_telemetry::names::TASK_SPAN {
+                self.0.lock().unwrap().push(meta.module_path());
+            }
+        }
+    }
+
     #[test]
     fn task_spans_open_from_the_module_cairn_telemetry_recognises_as_the_executor() {
+        use tracing_subscriber::layer::SubscriberExt as _;
         // cairn's export layers tell the executor's task span callsite apart by its module
-        // path; `open_span` is in this test module's parent.
-        assert_eq!(
-            super::SPAN_MODULE,
-            cairn_telemetry::attempt::EXECUTOR_TASK_SPAN_MODULE
+        // path: read it from a span an attempt actually opens.
+        let modules = SpanModules::default();
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(modules.clone()));
+        let mut traced = TracedAttempt::new(
+            Body {
+                pending: 0,
+                end: Some(complete),
+            },
+            fields(1, 3),
+            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
         );
+        assert!(poll_once(&mut traced).is_ready());
+        assert_eq!(
+            *modules.0.lock().unwrap(),
+            [Some(cairn_telemetry::attempt::EXECUTOR_TASK_SPAN_MODULE)]
+        );
+    }
+
+    /// Dropped unfinished, and its destructor panics.
+    struct ExplodingBody;
+
+    impl Future for ExplodingBody {
+        type Output = AttemptEnd;
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<AttemptEnd> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for ExplodingBody {
+        fn drop(&mut self) {
+            panic!("destructor exploded");
+        }
+    }
+
+    #[test]
+    fn an_attempt_whose_body_panics_as_it_is_dropped_still_closes_cancelled_and_panics() {
+        let lines = Lines::default();
+        let dispatch = dispatch(&lines);
+        let mut traced = TracedAttempt::new(
+            ExplodingBody,
+            fields(1, 3),
+            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+        );
+        assert!(poll_once(&mut traced).is_pending());
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(traced)));
+        assert!(dropped.is_err(), "the destructor's panic goes on");
+        let text = lines.text();
+        let closed = closes(&text);
+        assert_eq!(closed.len(), 1, "{text}");
+        assert!(closed[0].contains("outcome=\"cancelled\""), "{text}");
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub const EXECUTOR_TASK_SPAN_MODULE: &str = "cairn_executor::attempt";
 
 /// Builds the exported side of task attempts; see the module docs.
 pub trait AttemptExport: Send + Sync + 'static {
+    /// An executor found this export ([`AttemptHook::find`]) and will hand it its attempts:
+    /// from now on the stack leaves them to it. Until then (no executor has looked, or the
+    /// hook cannot be found because a wrapper layer hides it) the executor's task spans take
+    /// the traced path, so nothing is lost when the hook is out of reach.
+    fn claim(&self);
+
     /// The exported side of one attempt of task `task_id` (its text, `t<id>`), of kind
     /// `kind`, attempt number `attempt`, opened under `parent` (the run span).
     ///
@@ -89,9 +95,9 @@ impl AttemptHook {
     /// assert!(AttemptHook::find(&dispatch).is_none());
     /// ```
     pub fn find(dispatch: &Dispatch) -> Option<Arc<dyn AttemptExport>> {
-        dispatch
-            .downcast_ref::<AttemptHook>()
-            .map(|hook| Arc::clone(&hook.export))
+        let hook = dispatch.downcast_ref::<AttemptHook>()?;
+        hook.export.claim();
+        Some(Arc::clone(&hook.export))
     }
 }
 

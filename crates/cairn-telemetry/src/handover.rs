@@ -1,6 +1,11 @@
 //! Which layer records the task metrics when the trace half and the metrics half sit under
 //! different filters, as [`crate::export_layers`] composes them.
 //!
+//! The executor's own attempts, once an executor has claimed the trace half's attempt hook
+//! ([`crate::attempt`]), are counted by that hook's export whatever the filters answer, and
+//! [`MetricsFilter`] leaves their callsite out; what follows is about every other task span
+//! (and about the executor's before a claim, or with `Config::traced_task_spans`).
+//!
 //! Both halves could read every task span's fields, and reading them costs span lookups and
 //! locks on every attempt. When the trace half is certain to see every task span of a
 //! callsite (its filter's interest in that callsite is `always`), the metrics half's filter
@@ -14,7 +19,8 @@
 //! being registered on another thread, or when the trace half's filter may drop task spans
 //! (`RUST_LOG=warn`: nothing is handed over, the metrics layer reads the span itself).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
@@ -63,17 +69,17 @@ pub(crate) struct MetricsFilter {
     /// callsites it always enables.
     trace: EnvFilter,
     handed: HandedCallsite,
-    /// The trace half exports the executor's attempts through its attempt hook and records
-    /// their metrics ([`crate::attempt`]): this filter then leaves the executor's task span
-    /// callsite out altogether.
-    executor_direct: bool,
+    /// Set once an executor claimed the trace half's attempt hook ([`crate::attempt`]), which
+    /// then exports its attempts and records their metrics: this filter leaves the executor's
+    /// task span callsite out altogether from then on. `None` without a hook.
+    executor_direct: Option<Arc<AtomicBool>>,
 }
 
 impl MetricsFilter {
     /// A filter that leaves out the task spans that `trace` (the trace half's filter,
     /// parsed again from the same directives) always passes, and the executor's task spans
     /// when `executor_direct`.
-    pub(crate) fn new(trace: EnvFilter, executor_direct: bool) -> Self {
+    pub(crate) fn new(trace: EnvFilter, executor_direct: Option<Arc<AtomicBool>>) -> Self {
         MetricsFilter {
             trace,
             handed: HandedCallsite::default(),
@@ -82,7 +88,10 @@ impl MetricsFilter {
     }
 
     fn leaves_to_the_hook(&self, meta: &Metadata<'_>) -> bool {
-        self.executor_direct && is_executor_task_span(meta)
+        self.executor_direct
+            .as_deref()
+            .is_some_and(|claimed| claimed.load(Ordering::Acquire))
+            && is_executor_task_span(meta)
     }
 
     fn is_cairn(meta: &Metadata<'_>) -> bool {

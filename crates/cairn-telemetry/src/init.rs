@@ -507,7 +507,7 @@ mod otlp {
 ///
 /// The executor's task attempts reach the trace half through its attempt hook
 /// ([`crate::attempt`]), which also records their task metrics, unless
-/// [`Config::traced_task_spans`] is set. For task spans that are tracing spans, when the filter
+/// [`Config::traced_task_spans`] is set or the filter has a span directive (`[...]`). For task spans that are tracing spans, when the filter
 /// enables them outright (the default filter does), the trace layer records the task metrics
 /// as it closes each one and the metrics layer leaves them alone, which saves each attempt the
 /// metrics layer's span lookups; otherwise the metrics layer records them itself. Either way
@@ -545,15 +545,16 @@ where
     let trace_filter = parse_filter(&directives, origin)?;
     let metrics = metrics_layer(metrics);
     let task_metrics = metrics.share_task_spans();
-    let direct = !config.traced_task_spans;
-    let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?, direct);
-    let trace = if direct {
-        trace_half(traces, task_metrics, trace_filter).boxed()
+    // A span directive (`[name]`, `[{field}]`) enables events by the span they are in, which
+    // the filter only learns from spans it sees: with one, task attempts stay tracing spans.
+    let (trace, claimed) = if config.traced_task_spans || directives.contains('[') {
+        let half = trace_layer_recording(traces, task_metrics).with_filter(trace_filter);
+        (half.boxed(), None)
     } else {
-        trace_layer_recording(traces, task_metrics)
-            .with_filter(trace_filter)
-            .boxed()
+        let (half, claimed) = trace_half(traces, task_metrics, trace_filter);
+        (half.boxed(), Some(claimed))
     };
+    let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?, claimed);
     Ok(trace.and_then(metrics.with_filter(metrics_filter)))
 }
 

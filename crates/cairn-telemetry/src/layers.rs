@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
@@ -105,21 +106,27 @@ where
 /// ([`crate::attempt`]): `filter` decides for them as for any span, but they never become
 /// tracing spans for this half; an [`AttemptHook`] in the half hands them to the export, which
 /// also records their task metrics (`task_metrics`, which MUST then be the metrics half's, and
-/// the metrics half MUST leave the executor's task spans out).
+/// the metrics half MUST leave the executor's task spans out once the flag returned beside the
+/// layer is set, that is once an executor has claimed the hook).
 pub(crate) fn trace_half<S, F>(
     tracer_provider: &SdkTracerProvider,
     task_metrics: Option<Arc<TaskMetrics>>,
     filter: F,
-) -> impl Layer<S> + Send + Sync + 'static + use<S, F>
+) -> (
+    impl Layer<S> + Send + Sync + 'static + use<S, F>,
+    Arc<AtomicBool>,
+)
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     F: Filter<S> + Send + Sync + 'static,
 {
     let (layer, export) = trace_parts(tracer_provider, task_metrics);
+    let claimed = export.claimed();
     let hook = AttemptHook::new(Arc::clone(&export) as Arc<dyn crate::attempt::AttemptExport>);
-    layer
+    let half = layer
         .and_then(hook)
-        .with_filter(DirectTaskFilter::new(filter, export))
+        .with_filter(DirectTaskFilter::new(filter, export));
+    (half, claimed)
 }
 
 /// [`trace_layer_recording`]'s layer and the direct export of its task span layer.
@@ -136,6 +143,7 @@ where
     let tracer = tracer_provider.tracer_with_scope(scope());
     let task_spans = TaskSpanLayer::with_task_metrics(tracer.clone(), task_metrics);
     let export = task_spans.direct_export();
+    let task_layer = task_spans.layer_id();
     let layer = tracing_opentelemetry::layer()
         .with_tracer(RunLinkTracer::new(tracer.clone()))
         // `begin_degraded` has a field named `error` but is a warning the run survives; it must
@@ -157,7 +165,10 @@ where
         // emitted after every batch and feeds the metrics layer only.
         .with_filter(NotTaskSpans)
         .and_then(task_spans)
-        .and_then(DetachedEventLayer::new(tracer));
+        .and_then(DetachedEventLayer {
+            tracer,
+            task_layer: Some(task_layer),
+        });
     (layer, export)
 }
 
@@ -196,7 +207,10 @@ where
     // separately (as `init` does, under different filters) each half does its own part.
     let mut metrics = metrics_layer(meter_provider);
     let task_metrics = metrics.hand_over_task_spans();
-    trace_half(tracer_provider, task_metrics, LevelFilter::TRACE).and_then(metrics)
+    // The metrics layer skips every task span here, so it needs no word of the claim.
+    trace_half(tracer_provider, task_metrics, LevelFilter::TRACE)
+        .0
+        .and_then(metrics)
 }
 
 /// Exports cairn events that happen outside any span (policy decisions taken before a run
@@ -205,12 +219,18 @@ where
 #[derive(Debug)]
 pub struct DetachedEventLayer {
     tracer: SdkTracer,
+    /// The task span layer beside it, whose executor attempts (polled on this thread) take
+    /// the events outside any span as their own.
+    task_layer: Option<u64>,
 }
 
 impl DetachedEventLayer {
     /// Exports through `tracer`.
     pub fn new(tracer: SdkTracer) -> Self {
-        DetachedEventLayer { tracer }
+        DetachedEventLayer {
+            tracer,
+            task_layer: None,
+        }
     }
 }
 
@@ -262,7 +282,10 @@ where
         let meta = event.metadata();
         if meta.target() != names::TARGET
             || ctx.event_span(event).is_some()
-            || crate::task_span::direct_attempt_entered()
+            || (!event.is_root()
+                && self
+                    .task_layer
+                    .is_some_and(crate::task_span::direct_attempt_entered))
         {
             return;
         }

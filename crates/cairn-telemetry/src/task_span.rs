@@ -19,7 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{
@@ -652,11 +652,25 @@ where
                     record.add_event(span_event(event));
                 }
             }
-            // An executor attempt has no span here: an event outside any span this layer
-            // sees (or right in the run span the attempt belongs to) while an attempt of
-            // this layer's export is being polled is that attempt's.
+            // An executor attempt has no span here. While one of this layer's export is
+            // being polled, an event outside any span this layer sees is that attempt's, and
+            // so is one whose current span is the attempt's tracing span (opened for another
+            // layer, hidden here, so the nearest span seen is the run span). An event right in
+            // the run span, or an explicit root, is not: tracing-opentelemetry and the
+            // detached-event layer export those.
             span => {
-                let visible = span.map(|span| span.id());
+                if event.is_root() {
+                    return;
+                }
+                let in_hidden_task_span = span.is_some()
+                    && event.is_contextual()
+                    && ctx
+                        .current_span()
+                        .metadata()
+                        .is_some_and(is_executor_task_span);
+                if span.is_some() && !in_hidden_task_span {
+                    return;
+                }
                 DIRECT_ENTERED.with(|entered| {
                     let Ok(mut entered) = entered.try_borrow_mut() else {
                         return;
@@ -664,9 +678,7 @@ where
                     let Some(attempt) = entered.last_mut() else {
                         return;
                     };
-                    if attempt.export == self.id
-                        && (visible.is_none() || visible == attempt.parent_id)
-                    {
+                    if attempt.export == self.id {
                         add_event(&mut attempt.events, &mut attempt.status, span_event(event));
                     }
                 });
@@ -850,6 +862,11 @@ pub(crate) struct DirectExport {
 
 struct DirectShared {
     id: u64,
+    /// Set once an executor found this export's hook (see [`AttemptExport::claim`]); shared
+    /// with the metrics half's filter, which leaves the executor's task spans to the export
+    /// only from then on.
+    claimed: Arc<AtomicBool>,
+    claim_once: Once,
     /// The trace half's filter passes every executor task span (its interest in the
     /// callsite is `always`): the callsite is then hidden from the whole stack, unless another
     /// layer wants it, and every attempt is exported without asking.
@@ -874,6 +891,8 @@ impl TaskSpanLayer {
         Arc::new(DirectExport {
             shared: Arc::new(DirectShared {
                 id: self.id,
+                claimed: Arc::new(AtomicBool::new(false)),
+                claim_once: Once::new(),
                 always: AtomicBool::new(false),
                 tracer: self.tracer.clone(),
                 ids: RandomIdGenerator::default(),
@@ -886,21 +905,21 @@ impl TaskSpanLayer {
 impl DirectShared {
     /// The OpenTelemetry context of the run span `parent`, from this thread's cache when it
     /// holds it (see `LAST_PARENT`), else from tracing-opentelemetry, which owns it.
-    fn parent_context(&self, parent: &Span) -> (Context, Option<Id>) {
+    fn parent_context(&self, parent: &Span) -> Context {
         let Some(parent_id) = parent.id() else {
-            return (Context::current(), None);
+            return Context::current();
         };
         if let Some(cx) = cached_parent(self.id, &parent_id) {
-            return (cx, Some(parent_id));
+            return cx;
         }
         let found = tracing::dispatcher::get_default(|dispatch| {
             tracing_opentelemetry::get_otel_context(&parent_id, dispatch)
         });
         let Some(cx) = found else {
-            return (Context::current(), Some(parent_id));
+            return Context::current();
         };
         cache_parent(self.id, &parent_id, &cx);
-        (cx, Some(parent_id))
+        cx
     }
 
     fn child_context(&self, parent_cx: &Context) -> (Context, TraceId, SpanId) {
@@ -967,7 +986,29 @@ fn child_context(ids: &RandomIdGenerator, parent_cx: &Context) -> (Context, Trac
     )
 }
 
+impl DirectExport {
+    /// Whether an executor has claimed this export, shared with the metrics half's filter.
+    pub(crate) fn claimed(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shared.claimed)
+    }
+
+    fn is_claimed(&self) -> bool {
+        self.shared.claimed.load(Ordering::Acquire)
+    }
+}
+
 impl AttemptExport for DirectExport {
+    fn claim(&self) {
+        // Once per export: every filter in the process is asked again about the executor's
+        // callsite, now hidden from the trace half, before any attempt of the claiming run
+        // opens (the executor claims when its run starts). Other threads claiming meanwhile
+        // wait here until that is done.
+        self.shared.claim_once.call_once(|| {
+            self.shared.claimed.store(true, Ordering::Release);
+            tracing::callsite::rebuild_interest_cache();
+        });
+    }
+
     fn open(
         &self,
         parent: &Span,
@@ -975,6 +1016,9 @@ impl AttemptExport for DirectExport {
         kind: &Arc<str>,
         attempt: u32,
     ) -> Option<Box<dyn AttemptRecord>> {
+        if !self.is_claimed() {
+            return None;
+        }
         let passed = DIRECT_PASSED.take() == Some(self.shared.id)
             || self.shared.always.load(Ordering::Acquire);
         if !passed && self.shared.metrics.is_none() {
@@ -982,12 +1026,11 @@ impl AttemptExport for DirectExport {
         }
         let opened = Instant::now();
         let span = passed.then(|| {
-            let (parent_cx, parent_id) = self.shared.parent_context(parent);
+            let parent_cx = self.shared.parent_context(parent);
             let (own_cx, trace_id, span_id) = self.shared.child_context(&parent_cx);
             DirectSpan {
                 start: SystemTime::now(),
                 parent_cx,
-                parent_id,
                 own_cx,
                 trace_id,
                 span_id,
@@ -1023,8 +1066,6 @@ struct DirectAttempt {
 struct DirectSpan {
     start: SystemTime,
     parent_cx: Context,
-    /// The run span's id: events right in it while the attempt is polled are the attempt's.
-    parent_id: Option<Id>,
     /// `parent_cx` with this span in it, current while the attempt is polled.
     own_cx: Context,
     trace_id: TraceId,
@@ -1041,20 +1082,27 @@ struct DirectEntered {
     export: u64,
     /// The attempt's span id, telling its entry apart from other attempts'.
     span_id: SpanId,
-    parent_id: Option<Id>,
     events: Vec<OtelEvent>,
     status: Status,
     guard: ContextGuard,
 }
 
-/// Whether an exported executor attempt is being polled on this thread: cairn events
-/// outside any span are then that attempt's span events, not detached ones.
-pub(crate) fn direct_attempt_entered() -> bool {
+/// Whether an exported executor attempt of the task span layer `layer` is being polled on
+/// this thread: events outside any span are then that attempt's span events, not detached
+/// ones.
+pub(crate) fn direct_attempt_entered(layer: u64) -> bool {
     DIRECT_ENTERED.with(|entered| {
         entered
             .try_borrow()
-            .is_ok_and(|entered| !entered.is_empty())
+            .is_ok_and(|entered| entered.last().is_some_and(|top| top.export == layer))
     })
+}
+
+impl TaskSpanLayer {
+    /// The id telling this layer's entries in the thread-local caches apart.
+    pub(crate) fn layer_id(&self) -> u64 {
+        self.id
+    }
 }
 
 impl AttemptRecord for DirectAttempt {
@@ -1065,7 +1113,6 @@ impl AttemptRecord for DirectAttempt {
         let entry = DirectEntered {
             export: self.shared.id,
             span_id: span.span_id,
-            parent_id: span.parent_id.clone(),
             events: std::mem::take(&mut span.events),
             status: std::mem::replace(&mut span.status, Status::Unset),
             guard: span.own_cx.clone().attach(),
@@ -1183,7 +1230,7 @@ where
     F: Filter<S>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &LayerContext<'_, S>) -> bool {
-        if is_executor_task_span(meta) {
+        if self.export.is_claimed() && is_executor_task_span(meta) {
             if self.inner.enabled(meta, cx) {
                 DIRECT_PASSED.set(Some(self.export.shared.id));
             }
@@ -1194,7 +1241,7 @@ where
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         let inner = self.inner.callsite_enabled(meta);
-        if !is_executor_task_span_callsite(meta) {
+        if !is_executor_task_span_callsite(meta) || !self.export.is_claimed() {
             return inner;
         }
         self.export
