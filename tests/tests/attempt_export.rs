@@ -145,29 +145,10 @@ fn assert_counted_once(telemetry: &TestTelemetry) {
     assert_eq!(outcome_count(telemetry, "retry", "flaky"), Some(1));
     assert_eq!(outcome_count(telemetry, "complete", "flaky"), Some(1));
     assert_eq!(
-        all_outcomes(telemetry),
+        telemetry.counter_total(names::METRIC_TASK_OUTCOMES),
         5,
         "no attempt counted under another label"
     );
-}
-
-/// Every `cairn.task.outcomes` point, summed.
-fn all_outcomes(telemetry: &TestTelemetry) -> u64 {
-    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    let Some(exported) = telemetry.metrics() else {
-        return 0;
-    };
-    exported
-        .scope_metrics()
-        .flat_map(|scope| scope.metrics())
-        .filter(|metric| metric.name() == names::METRIC_TASK_OUTCOMES)
-        .map(|metric| match metric.data() {
-            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
-                sum.data_points().map(|point| point.value()).sum()
-            }
-            _ => 0,
-        })
-        .sum()
 }
 
 fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {

@@ -216,6 +216,18 @@ impl TestTelemetry {
         })
     }
 
+    /// The sum of every data point of the `u64` counter `name`, whatever their attributes
+    /// (0 when it has none).
+    pub fn counter_total(&self, name: &str) -> u64 {
+        self.with_metric(name, |metric| match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                Some(sum.data_points().map(|point| point.value()).sum())
+            }
+            _ => None,
+        })
+        .unwrap_or(0)
+    }
+
     /// Count and sum of the `f64` histogram `name` for the data point carrying all of
     /// `attributes`.
     pub fn histogram(&self, name: &str, attributes: &[KeyValue]) -> Option<HistogramSummary> {
