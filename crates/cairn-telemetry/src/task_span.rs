@@ -885,6 +885,11 @@ impl fmt::Debug for DirectShared {
 }
 
 impl TaskSpanLayer {
+    /// The id telling this layer's entries in the thread-local caches apart.
+    pub(crate) fn layer_id(&self) -> u64 {
+        self.id
+    }
+
     /// The export of the executor's attempts that goes with this layer, for an
     /// [`crate::attempt::AttemptHook`] and a [`DirectTaskFilter`] in the same stack.
     pub(crate) fn direct_export(&self) -> Arc<DirectExport> {
@@ -1096,13 +1101,6 @@ pub(crate) fn direct_attempt_entered(layer: u64) -> bool {
             .try_borrow()
             .is_ok_and(|entered| entered.last().is_some_and(|top| top.export == layer))
     })
-}
-
-impl TaskSpanLayer {
-    /// The id telling this layer's entries in the thread-local caches apart.
-    pub(crate) fn layer_id(&self) -> u64 {
-        self.id
-    }
 }
 
 impl AttemptRecord for DirectAttempt {
