@@ -54,8 +54,8 @@ fn export_layers(filter: &str, logs: Option<&Lines>) -> TestTelemetry {
 /// into `logs` beside them when given.
 fn compose(config: cairn_telemetry::Config, logs: Option<&Lines>) -> TestTelemetry {
     let logs = logs.cloned();
-    TestTelemetry::composed(move |traces, meters| {
-        let export = cairn_telemetry::export_layers(&config, traces, meters).expect("layers");
+    TestTelemetry::composed(move |providers| {
+        let export = cairn_telemetry::export_layers(&config, providers).expect("layers");
         // Boxed rather than an `Option` layer: a `None` layer reports a maximum level of
         // `OFF`, which would turn every span off.
         match logs {
@@ -256,9 +256,8 @@ fn attempts_behind_a_layer_that_hides_the_hook_are_still_exported_and_counted_on
             let config = cairn_telemetry::Config::new("attempt-export-test")
                 .with_export(cairn_telemetry::Export::Off)
                 .with_default_filter(filter);
-            let telemetry = TestTelemetry::composed(move |traces, meters| {
-                let export =
-                    cairn_telemetry::export_layers(&config, traces, meters).expect("layers");
+            let telemetry = TestTelemetry::composed(move |providers| {
+                let export = cairn_telemetry::export_layers(&config, providers).expect("layers");
                 tracing_subscriber::reload::Layer::new(export).0
             });
             run_under(&telemetry);

@@ -25,9 +25,10 @@
 //! "On" is exactly the layers
 //! `cairn_telemetry::init` installs under its fmt layer (`cairn_telemetry::export_layers`:
 //! the trace layer with the `RUST_LOG` or default filter, OpenTelemetry traces with the run
-//! links, and the metrics layer) over the SDK pipelines a host runs: the tracer provider
-//! hands every ended span to a `BatchSpanProcessor` (configured as `cairn_telemetry::init`
-//! configures it), whose export thread passes the batches to
+//! links, and the metrics layer) over the pipelines `cairn_telemetry::providers` builds: the
+//! tracer provider hands every ended span, and the layers every executor attempt, to a
+//! `cairn_telemetry::span_queue::SpanQueue` (configured as `init` configures it), whose export
+//! thread passes the batches to
 //! an exporter that only counts them, and the meter provider aggregates every measurement for
 //! a `PeriodicReader` whose exporter discards the result. After each "on" run the providers
 //! are shut down (outside the timed window) and the bench fails unless every task span and
@@ -317,12 +318,11 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for CountingMetric
     }
 }
 
-/// cairn-telemetry's layers over the SDK pipelines a host would run (batch span processor,
-/// periodic metric reader), ending in exporters that count instead of sending.
+/// cairn-telemetry's layers over the pipelines `init` runs (span queue, periodic metric
+/// reader), ending in exporters that count instead of sending.
 struct TelemetrySink {
     dispatch: tracing::Dispatch,
-    traces: opentelemetry_sdk::trace::SdkTracerProvider,
-    meters: opentelemetry_sdk::metrics::SdkMeterProvider,
+    providers: cairn_telemetry::Providers,
     spans: CountingSpanExporter,
     metrics: CountingMetricExporter,
 }
@@ -332,12 +332,13 @@ impl TelemetrySink {
         use tracing_subscriber::layer::SubscriberExt as _;
         let spans = CountingSpanExporter::default();
         let metrics = CountingMetricExporter::default();
-        // The batch processor `cairn_telemetry::init` builds, with its queue size.
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(spans.clone())
-            .with_batch_config(cairn_telemetry::span_batch_config())
-            .build();
+        // The span queue `cairn_telemetry::init` builds, with its settings.
+        let config = cairn_telemetry::span_queue::SpanQueueConfig::from_env()
+            .context("invalid OTEL_BSP_* setting")?;
+        let queue = cairn_telemetry::span_queue::SpanQueue::new(spans.clone(), config)
+            .context("cannot start the span queue")?;
         let traces = cairn_telemetry::link::tracer_provider_builder()
-            .with_span_processor(processor)
+            .with_span_processor(queue.clone())
             .build();
         // The interval `cairn_telemetry::Config` uses by default.
         let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metrics.clone())
@@ -350,13 +351,13 @@ impl TelemetrySink {
         // (`RUST_LOG`, else the default filter, on the trace half).
         let config =
             cairn_telemetry::Config::new("cairn-bench").with_export(cairn_telemetry::Export::Off);
-        let layers = cairn_telemetry::export_layers(&config, &traces, &meters)
+        let providers = cairn_telemetry::Providers::new(traces, meters).with_span_queue(queue);
+        let layers = cairn_telemetry::export_layers(&config, &providers)
             .context("cannot build cairn-telemetry's export layers")?;
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
         Ok(TelemetrySink {
             dispatch,
-            traces,
-            meters,
+            providers,
             spans,
             metrics,
         })
@@ -366,12 +367,9 @@ impl TelemetrySink {
     /// outcome measurement reached the exporters.
     fn finish(self, tasks: usize) -> anyhow::Result<()> {
         drop(self.dispatch);
-        self.traces
+        self.providers
             .shutdown()
-            .context("cannot shut down the tracer provider")?;
-        self.meters
-            .shutdown()
-            .context("cannot shut down the meter provider")?;
+            .context("cannot shut down the tracer and meter providers")?;
         let tasks = tasks as u64;
         let spans = self.spans.spans.load(Ordering::Relaxed);
         let outcomes = self.metrics.task_outcomes.load(Ordering::Relaxed);

@@ -54,6 +54,23 @@ pub enum Error {
         #[source]
         source: tracing::subscriber::SetGlobalDefaultError,
     },
+    /// An `OTEL_BSP_*` variable is set to something that is not a valid setting.
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    InvalidEnv {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// The span queue's export thread could not be started.
+    #[error("cannot start the span export thread: {source}")]
+    ExportThread {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Flushing or shutting down a provider failed; buffered telemetry may be lost.
     #[error("shutting down the OpenTelemetry {signal} provider failed: {source}")]
     Shutdown {

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::handover::MetricsFilter;
 use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_half, trace_layer_recording};
 use crate::link::tracer_provider_builder;
+use crate::span_queue::SpanQueue;
 
 /// The standard variable naming the OTLP collector's base URL.
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -179,7 +180,7 @@ impl Config {
 /// it until `main` returns (`let _guard = init(..)?;`, not `let _ = ...`).
 #[must_use = "dropping the guard shuts telemetry export down"]
 pub struct TelemetryGuard {
-    providers: Option<(SdkTracerProvider, SdkMeterProvider)>,
+    providers: Option<Providers>,
 }
 
 impl fmt::Debug for TelemetryGuard {
@@ -202,14 +203,74 @@ impl TelemetryGuard {
     }
 
     fn shutdown_providers(&mut self) -> Result<(), Error> {
-        let Some((traces, metrics)) = self.providers.take() else {
-            return Ok(());
-        };
-        let traces = traces.shutdown().map_err(|source| Error::Shutdown {
+        match self.providers.take() {
+            Some(providers) => providers.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The tracer and meter providers cairn's layers export through, and the [`SpanQueue`] the
+/// tracer provider exports through when cairn built it ([`providers`]).
+///
+/// With a span queue, the export layers hand the executor's attempts to it as records, built
+/// into spans on its export thread; without one they build each attempt's span through the
+/// SDK, for whatever processors the host gave its provider.
+///
+/// # Examples
+///
+/// A host's own providers, whose spans go straight to an exporter:
+///
+/// ```
+/// let traces = cairn_telemetry::link::tracer_provider_builder().build();
+/// let metrics = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// let providers = cairn_telemetry::Providers::new(traces, metrics);
+/// assert!(providers.span_queue.is_none());
+/// providers.shutdown()?;
+/// # Ok::<(), cairn_telemetry::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Providers {
+    /// Where spans go.
+    pub traces: SdkTracerProvider,
+    /// Where metrics go.
+    pub metrics: SdkMeterProvider,
+    /// The span processor of `traces`, when it is a [`SpanQueue`] (registered with `traces`:
+    /// shutting `traces` down shuts it down).
+    pub span_queue: Option<SpanQueue>,
+}
+
+impl Providers {
+    /// Providers without a span queue.
+    pub fn new(traces: SdkTracerProvider, metrics: SdkMeterProvider) -> Self {
+        Providers {
+            traces,
+            metrics,
+            span_queue: None,
+        }
+    }
+
+    /// Names `queue` as `traces`' span processor. `queue` MUST be registered with `traces`
+    /// (`with_span_processor(queue.clone())`): the executor's attempts go to it directly.
+    #[must_use]
+    pub fn with_span_queue(mut self, queue: SpanQueue) -> Self {
+        self.span_queue = Some(queue);
+        self
+    }
+
+    /// Flushes and shuts down both providers (and so the span queue), reporting the first
+    /// failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] when a provider fails to flush or stop (for example the collector
+    /// is unreachable); the other provider is still shut down.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        let traces = self.traces.shutdown().map_err(|source| Error::Shutdown {
             signal: "traces",
             source,
         });
-        let metrics = metrics.shutdown().map_err(|source| Error::Shutdown {
+        let metrics = self.metrics.shutdown().map_err(|source| Error::Shutdown {
             signal: "metrics",
             source,
         });
@@ -318,32 +379,35 @@ pub fn span_batch_config() -> BatchConfig {
 const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 
 /// Builds the tracer and meter providers `init` would use (resource with `service.name`,
-/// [`crate::link::RunIdGenerator`], OTLP exporters per [`Config::export`]) without installing
-/// anything, for hosts that compose their own subscriber with [`crate::layers::layer`].
-/// Shut both providers down before exit to flush them.
+/// [`crate::link::RunIdGenerator`], OTLP exporters per [`Config::export`], spans through a
+/// [`SpanQueue`] configured by [`crate::span_queue::SpanQueueConfig::from_env`]) without
+/// installing anything, for hosts that compose their own subscriber with
+/// [`export_layers`] or [`crate::layers::layer`]. Shut them down before exit to flush them
+/// ([`Providers::shutdown`]).
 ///
 /// # Errors
 ///
 /// As [`init`], minus the filter and subscriber errors: [`Error::UnsupportedProtocol`],
-/// [`Error::ProtocolNotCompiled`], [`Error::NoTokioRuntime`] and [`Error::Exporter`].
+/// [`Error::ProtocolNotCompiled`], [`Error::NoTokioRuntime`], [`Error::Exporter`], and
+/// [`Error::InvalidEnv`] and [`Error::ExportThread`] for the span queue.
 ///
 /// # Examples
 ///
 /// ```
 /// use cairn_telemetry::{Config, Export};
 ///
-/// let (traces, metrics) = cairn_telemetry::providers(&Config::new("cairn").with_export(Export::Off))?;
-/// # traces.shutdown().ok(); metrics.shutdown().ok();
+/// let providers = cairn_telemetry::providers(&Config::new("cairn").with_export(Export::Off))?;
+/// # providers.shutdown()?;
 /// # Ok::<(), cairn_telemetry::Error>(())
 /// ```
-pub fn providers(config: &Config) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+pub fn providers(config: &Config) -> Result<Providers, Error> {
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
         .build();
     let traces = tracer_provider_builder().with_resource(resource.clone());
     let metrics = SdkMeterProvider::builder().with_resource(resource);
     match resolve_export(&config.export)? {
-        None => Ok((traces.build(), metrics.build())),
+        None => Ok(Providers::new(traces.build(), metrics.build())),
         Some((protocol, endpoint)) => {
             otlp::with_exporters(traces, metrics, protocol, endpoint, config.metrics_interval)
         }
@@ -356,11 +420,12 @@ mod otlp {
 
     use std::time::Duration;
 
-    use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader, SdkMeterProvider};
-    use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, TracerProviderBuilder};
+    use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader};
+    use opentelemetry_sdk::trace::TracerProviderBuilder;
 
-    use super::OtlpProtocol;
+    use super::{OtlpProtocol, Providers};
     use crate::error::Error;
+    use crate::span_queue::{SpanQueue, SpanQueueConfig};
 
     pub(super) fn with_exporters(
         traces: TracerProviderBuilder,
@@ -368,7 +433,7 @@ mod otlp {
         protocol: OtlpProtocol,
         endpoint: Option<String>,
         metrics_interval: Duration,
-    ) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+    ) -> Result<Providers, Error> {
         let (span_exporter, metric_exporter) = match protocol {
             OtlpProtocol::HttpProtobuf => http(endpoint.as_deref())?,
             OtlpProtocol::Grpc => grpc(endpoint.as_deref())?,
@@ -376,16 +441,9 @@ mod otlp {
         let reader = PeriodicReader::builder(metric_exporter)
             .with_interval(metrics_interval)
             .build();
-        Ok((
-            traces
-                .with_span_processor(
-                    BatchSpanProcessor::builder(span_exporter)
-                        .with_batch_config(super::span_batch_config())
-                        .build(),
-                )
-                .build(),
-            metrics.with_reader(reader).build(),
-        ))
+        let queue = SpanQueue::new(span_exporter, SpanQueueConfig::from_env()?)?;
+        let traces = traces.with_span_processor(queue.clone()).build();
+        Ok(Providers::new(traces, metrics.with_reader(reader).build()).with_span_queue(queue))
     }
 
     type Exporters = (
@@ -479,10 +537,10 @@ mod otlp {
 
     use std::time::Duration;
 
-    use opentelemetry_sdk::metrics::{MeterProviderBuilder, SdkMeterProvider};
-    use opentelemetry_sdk::trace::{SdkTracerProvider, TracerProviderBuilder};
+    use opentelemetry_sdk::metrics::MeterProviderBuilder;
+    use opentelemetry_sdk::trace::TracerProviderBuilder;
 
-    use super::OtlpProtocol;
+    use super::{OtlpProtocol, Providers};
     use crate::error::Error;
 
     pub(super) fn with_exporters(
@@ -491,7 +549,7 @@ mod otlp {
         protocol: OtlpProtocol,
         _endpoint: Option<String>,
         _metrics_interval: Duration,
-    ) -> Result<(SdkTracerProvider, SdkMeterProvider), Error> {
+    ) -> Result<Providers, Error> {
         let feature = match protocol {
             OtlpProtocol::HttpProtobuf => "otlp-http",
             OtlpProtocol::Grpc => "otlp-grpc",
@@ -524,26 +582,26 @@ mod otlp {
 /// use tracing_subscriber::layer::SubscriberExt as _;
 ///
 /// let config = Config::new("host").with_export(Export::Off);
-/// let (traces, metrics) = cairn_telemetry::providers(&config)?;
-/// let layers = cairn_telemetry::export_layers(&config, &traces, &metrics)?;
+/// let providers = cairn_telemetry::providers(&config)?;
+/// let layers = cairn_telemetry::export_layers(&config, &providers)?;
 /// let subscriber = tracing_subscriber::registry().with(layers);
 /// tracing::subscriber::with_default(subscriber, || {
 ///     cairn_telemetry::emit::run_abandoned("run-1", "failed");
 /// });
-/// # traces.shutdown().ok(); metrics.shutdown().ok();
+/// # providers.shutdown()?;
 /// # Ok::<(), cairn_telemetry::Error>(())
 /// ```
 pub fn export_layers<S>(
     config: &Config,
-    traces: &SdkTracerProvider,
-    metrics: &SdkMeterProvider,
+    providers: &Providers,
 ) -> Result<impl Layer<S> + Send + Sync + 'static + use<S>, Error>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     let (directives, origin) = filter_directives(config);
     let trace_filter = parse_filter(&directives, origin)?;
-    let metrics = metrics_layer(metrics);
+    let traces = &providers.traces;
+    let metrics = metrics_layer(&providers.metrics);
     let task_metrics = metrics.share_task_spans();
     // A span directive (`[name]`, `[{field}]`) enables events by the span they are in, which
     // the filter only learns from spans it sees: with one, task attempts stay tracing spans.
@@ -551,7 +609,12 @@ where
         let half = trace_layer_recording(traces, task_metrics).with_filter(trace_filter);
         (half.boxed(), None)
     } else {
-        let (half, claimed) = trace_half(traces, task_metrics, trace_filter);
+        let (half, claimed) = trace_half(
+            traces,
+            providers.span_queue.clone(),
+            task_metrics,
+            trace_filter,
+        );
         (half.boxed(), Some(claimed))
     };
     let metrics_filter = MetricsFilter::new(parse_filter(&directives, origin)?, claimed);
@@ -587,14 +650,14 @@ where
 /// ```
 pub fn init(config: Config) -> Result<TelemetryGuard, Error> {
     let fmt_filter = env_filter(&config)?;
-    let (traces, metrics) = providers(&config)?;
-    let export = export_layers(&config, &traces, &metrics)?;
+    let providers = providers(&config)?;
+    let export = export_layers(&config, &providers)?;
     let subscriber = Registry::default()
         .with(fmt_layer(config.log_format).with_filter(fmt_filter))
         .with(export);
     // From here on the guard owns the providers, so an early return still shuts them down.
     let guard = TelemetryGuard {
-        providers: Some((traces, metrics)),
+        providers: Some(providers),
     };
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|source| Error::SubscriberAlreadySet { source })?;

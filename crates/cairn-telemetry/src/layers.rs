@@ -17,16 +17,18 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::Providers;
 use crate::attempt::AttemptHook;
 use crate::link::RunLinkTracer;
 use crate::metrics::{MetricsLayer, TaskMetrics};
 use crate::names;
+use crate::span_queue::SpanQueue;
 use crate::task_span::{DirectExport, DirectTaskFilter, NotTaskSpans, TaskSpanLayer};
 
 /// The instrumentation scope (tracer and meter name) of everything cairn exports.
 pub const SCOPE_NAME: &str = "cairn";
 
-fn scope() -> InstrumentationScope {
+pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
         .build()
@@ -99,7 +101,7 @@ pub(crate) fn trace_layer_recording<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    trace_parts(tracer_provider, task_metrics).0
+    trace_parts(tracer_provider, None, task_metrics).0
 }
 
 /// The trace half under `filter`, with the executor's attempts exported directly
@@ -110,6 +112,7 @@ where
 /// layer is set, that is once an executor has claimed the hook).
 pub(crate) fn trace_half<S, F>(
     tracer_provider: &SdkTracerProvider,
+    span_queue: Option<SpanQueue>,
     task_metrics: Option<Arc<TaskMetrics>>,
     filter: F,
 ) -> (
@@ -120,7 +123,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     F: Filter<S> + Send + Sync + 'static,
 {
-    let (layer, export) = trace_parts(tracer_provider, task_metrics);
+    let (layer, export) = trace_parts(tracer_provider, span_queue, task_metrics);
     let claimed = export.claimed();
     let hook = AttemptHook::new(Arc::clone(&export) as Arc<dyn crate::attempt::AttemptExport>);
     let half = layer
@@ -129,9 +132,11 @@ where
     (half, claimed)
 }
 
-/// [`trace_layer_recording`]'s layer and the direct export of its task span layer.
+/// [`trace_layer_recording`]'s layer and the direct export of its task span layer (through
+/// `span_queue` when given, which MUST be `tracer_provider`'s).
 fn trace_parts<S>(
     tracer_provider: &SdkTracerProvider,
+    span_queue: Option<SpanQueue>,
     task_metrics: Option<Arc<TaskMetrics>>,
 ) -> (
     impl Layer<S> + Send + Sync + 'static + use<S>,
@@ -142,7 +147,7 @@ where
 {
     let tracer = tracer_provider.tracer_with_scope(scope());
     let task_spans = TaskSpanLayer::with_task_metrics(tracer.clone(), task_metrics);
-    let export = task_spans.direct_export();
+    let export = task_spans.direct_export(span_queue);
     let task_layer = task_spans.layer_id();
     let layer = tracing_opentelemetry::layer()
         .with_tracer(RunLinkTracer::new(tracer.clone()))
@@ -188,16 +193,14 @@ pub fn metrics_layer(meter_provider: &SdkMeterProvider) -> MetricsLayer {
 ///
 /// let traces = cairn_telemetry::link::tracer_provider_builder().build();
 /// let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+/// let providers = cairn_telemetry::Providers::new(traces, meters);
 /// let subscriber = tracing_subscriber::registry()
-///     .with(cairn_telemetry::layers::layer(&traces, &meters));
+///     .with(cairn_telemetry::layers::layer(&providers));
 /// tracing::subscriber::with_default(subscriber, || {
 ///     cairn_telemetry::emit::run_abandoned("run-1", "failed");
 /// });
 /// ```
-pub fn layer<S>(
-    tracer_provider: &SdkTracerProvider,
-    meter_provider: &SdkMeterProvider,
-) -> impl Layer<S> + Send + Sync + 'static + use<S>
+pub fn layer<S>(providers: &Providers) -> impl Layer<S> + Send + Sync + 'static + use<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -205,12 +208,17 @@ where
     // as it closes each task span, with the span's fields in hand, and the metrics layer
     // skips task spans (three span lookups and locks fewer per task attempt). Composed
     // separately (as `init` does, under different filters) each half does its own part.
-    let mut metrics = metrics_layer(meter_provider);
+    let mut metrics = metrics_layer(&providers.metrics);
     let task_metrics = metrics.hand_over_task_spans();
     // The metrics layer skips every task span here, so it needs no word of the claim.
-    trace_half(tracer_provider, task_metrics, LevelFilter::TRACE)
-        .0
-        .and_then(metrics)
+    trace_half(
+        &providers.traces,
+        providers.span_queue.clone(),
+        task_metrics,
+        LevelFilter::TRACE,
+    )
+    .0
+    .and_then(metrics)
 }
 
 /// Exports cairn events that happen outside any span (policy decisions taken before a run

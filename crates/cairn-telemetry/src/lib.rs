@@ -37,6 +37,8 @@ pub mod link;
 #[cfg(feature = "export")]
 pub mod metrics;
 #[cfg(feature = "export")]
+pub mod span_queue;
+#[cfg(feature = "export")]
 pub mod task_span;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,7 +48,7 @@ pub use error::Error;
 #[cfg(feature = "export")]
 pub use init::{
     Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
-    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, SPAN_QUEUE_SIZE,
+    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, Providers, SPAN_QUEUE_SIZE,
     TelemetryGuard, export_layers, init, providers, span_batch_config,
 };
 #[cfg(feature = "export")]

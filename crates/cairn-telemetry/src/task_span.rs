@@ -16,6 +16,7 @@
 //! entered its OpenTelemetry context is the current one (`opentelemetry::Context::current()`),
 //! so spans a task handler opens are its children.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,11 +24,13 @@ use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{
-    Event as OtelEvent, Span as _, SpanBuilder, SpanContext, SpanId, Status, TraceContextExt as _,
-    TraceFlags, TraceId, TraceState, Tracer as _,
+    Event as OtelEvent, Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status,
+    TraceContextExt as _, TraceFlags, TraceId, TraceState, Tracer as _,
 };
-use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value};
-use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
+use opentelemetry::{Context, ContextGuard, InstrumentationScope, Key, KeyValue, Value};
+use opentelemetry_sdk::trace::{
+    IdGenerator as _, RandomIdGenerator, SdkTracer, SpanData, SpanEvents, SpanLimits, SpanLinks,
+};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -42,6 +45,7 @@ use crate::attempt::{AttemptExport, AttemptRecord, EXECUTOR_TASK_SPAN_MODULE};
 use crate::link;
 use crate::metrics::{KindValues, TaskMetrics};
 use crate::names;
+use crate::span_queue::SpanQueue;
 
 const KEY_LEVEL: Key = Key::from_static_str("level");
 const KEY_TARGET: Key = Key::from_static_str("target");
@@ -874,6 +878,9 @@ struct DirectShared {
     tracer: SdkTracer,
     ids: RandomIdGenerator,
     metrics: Option<Arc<TaskMetrics>>,
+    /// The queue `tracer`'s provider exports through, when the host said so
+    /// ([`crate::Providers::span_queue`]): attempts then go to it as records, not SDK spans.
+    queue: Option<SpanQueue>,
 }
 
 impl fmt::Debug for DirectShared {
@@ -892,7 +899,10 @@ impl TaskSpanLayer {
 
     /// The export of the executor's attempts that goes with this layer, for an
     /// [`crate::attempt::AttemptHook`] and a [`DirectTaskFilter`] in the same stack.
-    pub(crate) fn direct_export(&self) -> Arc<DirectExport> {
+    ///
+    /// With `queue` (which `tracer`'s provider MUST export through), the attempts' spans are
+    /// queued there as records and built on its export thread.
+    pub(crate) fn direct_export(&self, queue: Option<SpanQueue>) -> Arc<DirectExport> {
         Arc::new(DirectExport {
             shared: Arc::new(DirectShared {
                 id: self.id,
@@ -902,6 +912,7 @@ impl TaskSpanLayer {
                 tracer: self.tracer.clone(),
                 ids: RandomIdGenerator::default(),
                 metrics: self.metrics.clone(),
+                queue,
             }),
         })
     }
@@ -1039,7 +1050,7 @@ impl AttemptExport for DirectExport {
                 own_cx,
                 trace_id,
                 span_id,
-                task_id: Value::from(task_id.to_owned()),
+                task_id: AttemptTaskId::new(task_id),
                 attempt: i64::from(attempt),
                 events: Vec::new(),
                 status: Status::Unset,
@@ -1075,7 +1086,7 @@ struct DirectSpan {
     own_cx: Context,
     trace_id: TraceId,
     span_id: SpanId,
-    task_id: Value,
+    task_id: AttemptTaskId,
     attempt: i64,
     /// Moved to this thread's `DIRECT_ENTERED` entry while the attempt is polled.
     events: Vec<OtelEvent>,
@@ -1173,15 +1184,11 @@ impl AttemptRecord for DirectAttempt {
         let Some(span) = span else {
             return;
         };
-        let mut attributes = Vec::with_capacity(6);
-        attributes.push(KeyValue::new(KEY_LEVEL, Level::INFO.as_str()));
-        attributes.push(KeyValue::new(KEY_TARGET, names::TARGET));
-        attributes.push(KeyValue::new(KEY_TASK_ID, span.task_id));
-        attributes.push(KeyValue::new(KEY_KIND, kind));
-        attributes.push(KeyValue::new(KEY_ATTEMPT, span.attempt));
-        if let Some(outcome) = outcome {
-            attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
+        if let Some(queue) = shared.queue.as_ref() {
+            queue_attempt(queue, span, elapsed, kind, outcome);
+            return;
         }
+        let attributes = attempt_attributes(span.task_id.into_value(), kind, span.attempt, outcome);
         FinishedTaskSpan {
             start: span.start,
             elapsed,
@@ -1285,5 +1292,149 @@ where
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
         self.inner.on_close(id, ctx);
+    }
+}
+
+/// The attributes of an executor attempt's span, in the order [`TaskSpanLayer`] records a
+/// task span's.
+fn attempt_attributes(
+    task_id: Value,
+    kind: Value,
+    attempt: i64,
+    outcome: Option<&'static str>,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(6);
+    attributes.push(KeyValue::new(KEY_LEVEL, Level::INFO.as_str()));
+    attributes.push(KeyValue::new(KEY_TARGET, names::TARGET));
+    attributes.push(KeyValue::new(KEY_TASK_ID, task_id));
+    attributes.push(KeyValue::new(KEY_KIND, kind));
+    attributes.push(KeyValue::new(KEY_ATTEMPT, attempt));
+    if let Some(outcome) = outcome {
+        attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
+    }
+    attributes
+}
+
+/// Hands a closed attempt to `queue` as a record, with what the SDK would have taken from
+/// its parent: the parent's span id and trace state, and its sampling decision (an attempt
+/// whose run is not sampled is not exported, as under the SDK's default parent-based
+/// sampler).
+fn queue_attempt(
+    queue: &SpanQueue,
+    span: DirectSpan,
+    elapsed: Duration,
+    kind: Value,
+    outcome: Option<&'static str>,
+) {
+    let (parent_span_id, parent_span_is_remote) = {
+        let parent = span.parent_cx.span();
+        let parent_sc = parent.span_context();
+        if parent_sc.is_valid() {
+            (parent_sc.span_id(), parent_sc.is_remote())
+        } else {
+            (SpanId::INVALID, false)
+        }
+    };
+    let span_context = span.own_cx.span().span_context().clone();
+    if !span_context.is_sampled() {
+        return;
+    }
+    queue.push_attempt(FinishedAttempt {
+        span_context,
+        parent_span_id,
+        parent_span_is_remote,
+        start: span.start,
+        end: span.start.checked_add(elapsed).unwrap_or(span.start),
+        task_id: span.task_id,
+        kind,
+        attempt: span.attempt,
+        outcome,
+        events: span.events,
+        status: span.status,
+    });
+    // `parent_cx` and `own_cx` are dropped here, on the thread that built them, as
+    // `TaskSpanRecord::own_cx`.
+}
+
+/// An executor attempt's task id, kept inline (no allocation on the worker) when short, as
+/// cairn's `t<number>` ids are.
+enum AttemptTaskId {
+    Inline { bytes: [u8; 23], len: u8 },
+    Owned(String),
+}
+
+impl AttemptTaskId {
+    fn new(task_id: &str) -> AttemptTaskId {
+        let mut bytes = [0u8; 23];
+        match (bytes.get_mut(..task_id.len()), u8::try_from(task_id.len())) {
+            (Some(prefix), Ok(len)) => {
+                prefix.copy_from_slice(task_id.as_bytes());
+                AttemptTaskId::Inline { bytes, len }
+            }
+            _ => AttemptTaskId::Owned(task_id.to_owned()),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            AttemptTaskId::Inline { bytes, len } => {
+                let text = bytes
+                    .get(..usize::from(len))
+                    .and_then(|text| std::str::from_utf8(text).ok())
+                    .unwrap_or_default();
+                Value::from(text.to_owned())
+            }
+            AttemptTaskId::Owned(text) => Value::from(text),
+        }
+    }
+}
+
+/// A closed executor attempt waiting in a [`SpanQueue`], built into its span on the queue's
+/// export thread: the same span [`FinishedTaskSpan::export`] builds through the SDK.
+pub(crate) struct FinishedAttempt {
+    span_context: SpanContext,
+    parent_span_id: SpanId,
+    parent_span_is_remote: bool,
+    start: SystemTime,
+    end: SystemTime,
+    task_id: AttemptTaskId,
+    kind: Value,
+    attempt: i64,
+    outcome: Option<&'static str>,
+    events: Vec<OtelEvent>,
+    status: Status,
+}
+
+impl FinishedAttempt {
+    /// The span, under the SDK's default limit on events per span (the first ones are kept
+    /// and the rest counted as dropped, as the SDK does).
+    pub(crate) fn into_span_data(self, scope: &InstrumentationScope) -> SpanData {
+        let max_events =
+            usize::try_from(SpanLimits::default().max_events_per_span).unwrap_or(usize::MAX);
+        let mut events = SpanEvents::default();
+        let dropped_events = self.events.len().saturating_sub(max_events);
+        events.events = self.events;
+        events.events.truncate(max_events);
+        events.dropped_count = u32::try_from(dropped_events).unwrap_or(u32::MAX);
+        SpanData {
+            span_context: self.span_context,
+            parent_span_id: self.parent_span_id,
+            parent_span_is_remote: self.parent_span_is_remote,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed(names::TASK_SPAN),
+            start_time: self.start,
+            end_time: self.end,
+            attributes: attempt_attributes(
+                self.task_id.into_value(),
+                self.kind,
+                self.attempt,
+                self.outcome,
+            ),
+            dropped_attributes_count: 0,
+            events,
+            links: SpanLinks::default(),
+            status: self.status,
+            instrumentation_scope: scope.clone(),
+        }
     }
 }

@@ -36,8 +36,10 @@ use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::{Layer, Registry};
 
+use crate::Providers;
 use crate::layers::layer;
 use crate::link::tracer_provider_builder;
+use crate::span_queue::{SpanQueue, SpanQueueConfig};
 
 /// Count and sum of one histogram data point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,8 +72,9 @@ impl Default for TestTelemetry {
 }
 
 impl TestTelemetry {
-    /// Builds providers over in-memory exporters and a subscriber over them. Spans are
-    /// exported as they end; metrics when a lookup forces a collection.
+    /// Builds providers over in-memory exporters and a subscriber over them. Spans go through
+    /// a [`SpanQueue`], as under `init`, and are exported when a lookup flushes it; metrics
+    /// when a lookup forces a collection.
     pub fn new() -> Self {
         Self::composed(layer)
     }
@@ -86,32 +89,36 @@ impl TestTelemetry {
     /// use cairn_telemetry::testing::TestTelemetry;
     ///
     /// let config = cairn_telemetry::Config::new("test").with_export(cairn_telemetry::Export::Off);
-    /// let telemetry = TestTelemetry::composed(|traces, meters| {
-    ///     cairn_telemetry::export_layers(&config, traces, meters).expect("the default filter parses")
+    /// let telemetry = TestTelemetry::composed(|providers| {
+    ///     cairn_telemetry::export_layers(&config, providers).expect("the default filter parses")
     /// });
     /// telemetry.in_scope(|| cairn_telemetry::emit::run_abandoned("run-1", "failed"));
     /// assert_eq!(telemetry.spans_named(cairn_telemetry::names::RUN_ABANDONED).len(), 1);
     /// ```
-    pub fn composed<L>(compose: impl FnOnce(&SdkTracerProvider, &SdkMeterProvider) -> L) -> Self
+    pub fn composed<L>(compose: impl FnOnce(&Providers) -> L) -> Self
     where
         L: Layer<Registry> + Send + Sync + 'static,
     {
         let spans = InMemorySpanExporter::default();
         let metrics = InMemoryMetricExporter::default();
+        // The span queue `init` exports through; the lookups flush it.
+        let queue = SpanQueue::new(spans.clone(), SpanQueueConfig::default())
+            .expect("the span export thread starts");
         let tracer_provider = tracer_provider_builder()
-            .with_simple_exporter(spans.clone())
+            .with_span_processor(queue.clone())
             .build();
         // The interval is long so only the explicit flushes in the lookups export.
         let reader = PeriodicReader::builder(metrics.clone())
             .with_interval(Duration::from_secs(3600))
             .build();
         let meter_provider = SdkMeterProvider::builder().with_reader(reader).build();
-        let subscriber = Registry::default().with(compose(&tracer_provider, &meter_provider));
+        let providers = Providers::new(tracer_provider, meter_provider).with_span_queue(queue);
+        let subscriber = Registry::default().with(compose(&providers));
         TestTelemetry {
             spans,
             metrics,
-            tracer_provider,
-            meter_provider,
+            tracer_provider: providers.traces,
+            meter_provider: providers.metrics,
             dispatch: Dispatch::new(subscriber),
         }
     }

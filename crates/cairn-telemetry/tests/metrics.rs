@@ -384,7 +384,8 @@ fn task_attempts_through_export_layers(filter: &str) -> usize {
     let config = cairn_telemetry::Config::new("metrics-test")
         .with_export(cairn_telemetry::Export::Off)
         .with_default_filter(filter);
-    let layers = cairn_telemetry::export_layers(&config, &traces, &meters).expect("layers");
+    let providers = cairn_telemetry::Providers::new(traces, meters.clone());
+    let layers = cairn_telemetry::export_layers(&config, &providers).expect("layers");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), || {
         task("shell", "complete");
         task("shell", "fail");
@@ -409,7 +410,7 @@ fn task_attempts_through_export_layers(filter: &str) -> usize {
         4,
         "attempts counted in all series under filter `{filter}`"
     );
-    traces.force_flush().expect("flush spans");
+    providers.traces.force_flush().expect("flush spans");
     spans
         .get_finished_spans()
         .expect("spans")

@@ -77,12 +77,12 @@ fn traces_and_metrics_arrive_at_a_real_otlp_grpc_receiver() {
         protocol: OtlpProtocol::Grpc,
         endpoint: Some(format!("http://{addr}")),
     });
-    let (traces, metrics) = {
+    let providers = {
         let _in_runtime = runtime.enter();
         cairn_telemetry::providers(&config).expect("providers")
     };
     let subscriber =
-        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &metrics));
+        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&providers));
     tracing::subscriber::with_default(subscriber, || {
         let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
             run_id = "run-g", workflow = "w", scope = "s", resumed = false);
@@ -100,8 +100,7 @@ fn traces_and_metrics_arrive_at_a_real_otlp_grpc_receiver() {
         });
     });
     // Shut down from this (non-worker) thread: the export thread needs the runtime running.
-    traces.shutdown().expect("flush traces");
-    metrics.shutdown().expect("flush metrics");
+    providers.shutdown().expect("flush traces and metrics");
 
     let _ = stop.send(());
     runtime

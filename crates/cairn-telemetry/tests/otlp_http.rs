@@ -19,9 +19,9 @@ fn traces_and_metrics_arrive_at_a_real_otlp_http_receiver() {
         protocol: OtlpProtocol::HttpProtobuf,
         endpoint: Some(receiver.endpoint()),
     });
-    let (traces, metrics) = cairn_telemetry::providers(&config).expect("providers");
+    let providers = cairn_telemetry::providers(&config).expect("providers");
     let subscriber =
-        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &metrics));
+        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&providers));
 
     tracing::subscriber::with_default(subscriber, || {
         let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
@@ -55,8 +55,7 @@ fn traces_and_metrics_arrive_at_a_real_otlp_http_receiver() {
         });
     });
     // Shutdown flushes the batch span processor and the periodic metric reader.
-    traces.shutdown().expect("flush traces");
-    metrics.shutdown().expect("flush metrics");
+    providers.shutdown().expect("flush traces and metrics");
 
     assert!(
         receiver.wait_for_path("/v1/traces", Duration::from_secs(10)),

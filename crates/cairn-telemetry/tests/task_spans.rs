@@ -243,8 +243,9 @@ fn a_burst_of_task_spans_waits_in_the_batch_queue_init_configures_instead_of_bei
         .with_span_processor(processor)
         .build();
     let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    let providers = cairn_telemetry::Providers::new(traces, meters);
     let subscriber =
-        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&traces, &meters));
+        tracing_subscriber::registry().with(cairn_telemetry::layers::layer(&providers));
     tracing::subscriber::with_default(subscriber, || {
         let run = run_span("burst");
         let _entered = run.enter();
@@ -254,14 +255,14 @@ fn a_burst_of_task_spans_waits_in_the_batch_queue_init_configures_instead_of_bei
         }
     });
     exporter.open();
-    traces.force_flush().expect("flush");
+    providers.traces.force_flush().expect("flush");
     let spans = exporter.inner.get_finished_spans().expect("spans");
     let tasks = spans
         .iter()
         .filter(|span| span.name == names::TASK_SPAN)
         .count() as u64;
     assert_eq!(tasks, TASKS, "the batch processor dropped task spans");
-    traces.shutdown().expect("shutdown");
+    providers.traces.shutdown().expect("shutdown");
 }
 
 /// A task span with `run` as its explicit parent, as the executor opens them.

@@ -1,0 +1,511 @@
+//! [`SpanQueue`]: the span processor `init` exports through. It batches finished spans to an
+//! exporter on a thread of its own, like the SDK's `BatchSpanProcessor`, and also takes the
+//! executor's task attempts as compact records ([`crate::attempt`]), which it turns into
+//! spans on that thread: a worker that finishes an attempt only appends a record under a
+//! lock, and neither builds an SDK span nor formats an attribute.
+//!
+//! Spans are exported in the order they were queued, in batches of at most
+//! [`SpanQueueConfig::max_export_batch_size`]: as soon as a full batch waits, else every
+//! [`SpanQueueConfig::scheduled_delay`], and on [`SpanProcessor::force_flush`] and shutdown.
+//! A full queue drops the new span and counts it ([`SpanQueue::dropped_spans`]) instead of
+//! blocking a worker; failed exports are counted too ([`SpanQueue::failed_exports`]) and
+//! reported by the next flush.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+
+use crate::error::Error;
+use crate::task_span::FinishedAttempt;
+
+/// The SDK's variable for the delay between two exports, in milliseconds.
+pub const ENV_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// The SDK's variable for how many spans may wait for export.
+pub const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// The SDK's variable for how many spans go in one export.
+pub const ENV_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+
+/// How long [`SpanProcessor::force_flush`] waits for the export thread.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`SpanQueue`]'s limits and timing.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use cairn_telemetry::span_queue::SpanQueueConfig;
+///
+/// let config = SpanQueueConfig::default()
+///     .with_scheduled_delay(Duration::from_millis(500))
+///     .with_max_export_batch_size(256);
+/// assert_eq!(config.max_export_batch_size(), 256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanQueueConfig {
+    max_queue_size: usize,
+    max_export_batch_size: usize,
+    scheduled_delay: Duration,
+}
+
+impl Default for SpanQueueConfig {
+    /// [`crate::SPAN_QUEUE_SIZE`] spans queued at most, batches of 512, an export at least
+    /// every 5 s (the SDK's defaults, but for the larger queue).
+    fn default() -> Self {
+        SpanQueueConfig {
+            max_queue_size: crate::SPAN_QUEUE_SIZE,
+            max_export_batch_size: 512,
+            scheduled_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SpanQueueConfig {
+    /// The defaults, overridden by the SDK's `OTEL_BSP_SCHEDULE_DELAY` (milliseconds),
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` where set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEnv`] when one of them is set but is not a whole number (or is zero,
+    /// for the sizes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = cairn_telemetry::span_queue::SpanQueueConfig::from_env()?;
+    /// assert!(config.max_export_batch_size() <= config.max_queue_size());
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self, Error> {
+        let mut config = SpanQueueConfig::default();
+        if let Some(ms) = env_number(ENV_BSP_SCHEDULE_DELAY, false)? {
+            config.scheduled_delay = Duration::from_millis(ms);
+        }
+        if let Some(size) = env_number(ENV_BSP_MAX_QUEUE_SIZE, true)? {
+            config.max_queue_size = usize::try_from(size).unwrap_or(usize::MAX);
+        }
+        if let Some(size) = env_number(ENV_BSP_MAX_EXPORT_BATCH_SIZE, true)? {
+            config.max_export_batch_size = usize::try_from(size).unwrap_or(usize::MAX);
+        }
+        Ok(config.clamped())
+    }
+
+    /// At most this many spans wait for export; more are dropped and counted. At least 1.
+    #[must_use]
+    pub fn with_max_queue_size(mut self, size: usize) -> Self {
+        self.max_queue_size = size;
+        self.clamped()
+    }
+
+    /// At most this many spans go in one export, and a full batch is exported at once. At
+    /// least 1, at most the queue size.
+    #[must_use]
+    pub fn with_max_export_batch_size(mut self, size: usize) -> Self {
+        self.max_export_batch_size = size;
+        self.clamped()
+    }
+
+    /// The longest a queued span waits when no batch fills up.
+    #[must_use]
+    pub fn with_scheduled_delay(mut self, delay: Duration) -> Self {
+        self.scheduled_delay = delay;
+        self
+    }
+
+    /// See [`SpanQueueConfig::with_max_queue_size`].
+    pub fn max_queue_size(&self) -> usize {
+        self.max_queue_size
+    }
+
+    /// See [`SpanQueueConfig::with_max_export_batch_size`].
+    pub fn max_export_batch_size(&self) -> usize {
+        self.max_export_batch_size
+    }
+
+    /// See [`SpanQueueConfig::with_scheduled_delay`].
+    pub fn scheduled_delay(&self) -> Duration {
+        self.scheduled_delay
+    }
+
+    /// A batch never exceeds the queue (as in the SDK), and neither is empty.
+    fn clamped(mut self) -> Self {
+        self.max_queue_size = self.max_queue_size.max(1);
+        self.max_export_batch_size = self.max_export_batch_size.clamp(1, self.max_queue_size);
+        self
+    }
+}
+
+/// `name`'s value as a number, if set.
+fn env_number(name: &'static str, nonzero: bool) -> Result<Option<u64>, Error> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(number) if !(nonzero && number == 0) => Ok(Some(number)),
+        _ => Err(Error::InvalidEnv {
+            name,
+            value,
+            expected: if nonzero {
+                "a whole number above zero"
+            } else {
+                "a whole number of milliseconds"
+            },
+        }),
+    }
+}
+
+/// A span waiting for export: one the SDK built (boxed: it is rare next to attempts, and twice
+/// their size), or an executor attempt still to be built.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "attempts are nearly every item; boxing them would cost an allocation each"
+)]
+enum Queued {
+    Span(Box<SpanData>),
+    Attempt(FinishedAttempt),
+}
+
+impl Queued {
+    fn into_span_data(self, attempt_scope: &InstrumentationScope) -> SpanData {
+        match self {
+            Queued::Span(span) => *span,
+            Queued::Attempt(attempt) => attempt.into_span_data(attempt_scope),
+        }
+    }
+}
+
+/// A batch span processor that also takes the executor's attempts (see the module docs).
+/// Clones share one queue and one export thread: register one clone with the tracer
+/// provider and give another to [`crate::Providers`], so that the export layers hand attempts
+/// to it directly. Shutting the provider down shuts the queue down.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::span_queue::{SpanQueue, SpanQueueConfig};
+/// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+/// use opentelemetry_sdk::trace::InMemorySpanExporter;
+///
+/// let exporter = InMemorySpanExporter::default();
+/// let queue = SpanQueue::new(exporter.clone(), SpanQueueConfig::default())?;
+/// let provider = cairn_telemetry::link::tracer_provider_builder()
+///     .with_span_processor(queue.clone())
+///     .build();
+/// provider.tracer("example").in_span("work", |_| {});
+/// provider.force_flush().expect("flushed");
+/// assert_eq!(exporter.get_finished_spans().expect("spans").len(), 1);
+/// provider.shutdown().expect("shut down");
+/// # Ok::<(), cairn_telemetry::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SpanQueue {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SpanQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanQueue")
+            .field("config", &self.shared.config)
+            .field("dropped_spans", &self.dropped_spans())
+            .field("failed_exports", &self.failed_exports())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    config: SpanQueueConfig,
+    state: Mutex<State>,
+    /// The export thread waits here for work.
+    work: Condvar,
+    /// Flushes and shutdowns wait here for the export thread.
+    progress: Condvar,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct State {
+    queued: VecDeque<Queued>,
+    /// Spans ever queued, and ever taken (and exported, or failed) by the export thread.
+    pushed: u64,
+    exported: u64,
+    /// A flush is done once `exported` reaches this.
+    flush_to: u64,
+    /// Failed exports not yet reported by a flush, with the last one's error.
+    unreported_failure: Option<String>,
+    resource: Option<Resource>,
+    shutdown: bool,
+    stopped: bool,
+}
+
+impl SpanQueue {
+    /// Starts the export thread (named `cairn-span-export`) over `exporter`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExportThread`] when the thread cannot be spawned.
+    ///
+    /// # Examples
+    ///
+    /// See [`SpanQueue`].
+    pub fn new<E>(exporter: E, config: SpanQueueConfig) -> Result<SpanQueue, Error>
+    where
+        E: SpanExporter + 'static,
+    {
+        let shared = Arc::new(Shared {
+            config: config.clamped(),
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        });
+        let for_thread = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("cairn-span-export".to_owned())
+            .spawn(move || export_loop(&for_thread, exporter))
+            .map_err(|source| Error::ExportThread { source })?;
+        *lock(&shared.thread) = Some(handle);
+        Ok(SpanQueue { shared })
+    }
+
+    /// Spans dropped because the queue was full or shut down.
+    pub fn dropped_spans(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Exports the exporter failed.
+    pub fn failed_exports(&self) -> u64 {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// Queues an executor attempt's span (built on the export thread).
+    pub(crate) fn push_attempt(&self, attempt: FinishedAttempt) {
+        self.push(Queued::Attempt(attempt));
+    }
+
+    fn push(&self, item: Queued) {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        if state.shutdown || state.queued.len() >= shared.config.max_queue_size {
+            drop(state);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        state.queued.push_back(item);
+        state.pushed += 1;
+        // The thread is woken once per full batch, not per span.
+        let wake = state.queued.len() == shared.config.max_export_batch_size;
+        drop(state);
+        if wake {
+            shared.work.notify_one();
+        }
+    }
+
+    /// Waits until `done` holds of the state or `timeout` passes.
+    fn wait_for<'a>(
+        &'a self,
+        timeout: Duration,
+        mut state: MutexGuard<'a, State>,
+        done: impl Fn(&State) -> bool,
+    ) -> Result<MutexGuard<'a, State>, OTelSdkError> {
+        let deadline = Instant::now() + timeout;
+        while !done(&state) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(OTelSdkError::Timeout(timeout));
+            }
+            state = self
+                .shared
+                .progress
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Ok(state)
+    }
+}
+
+impl SpanProcessor for SpanQueue {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.push(Queued::Span(Box::new(span)));
+        }
+    }
+
+    /// Exports everything queued so far, and reports an export that failed since the last
+    /// flush.
+    fn force_flush(&self) -> OTelSdkResult {
+        let mut state = lock(&self.shared.state);
+        if state.stopped {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let target = state.pushed;
+        state.flush_to = state.flush_to.max(target);
+        self.shared.work.notify_one();
+        let mut state = self.wait_for(FLUSH_TIMEOUT, state, |state| {
+            state.exported >= target || state.stopped
+        })?;
+        match state.unreported_failure.take() {
+            Some(error) => Err(OTelSdkError::InternalFailure(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Exports what is queued, shuts the exporter down and stops the thread. Spans that end
+    /// afterwards are dropped and counted.
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let mut state = lock(&self.shared.state);
+        if state.shutdown {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        state.shutdown = true;
+        self.shared.work.notify_one();
+        let state = self.wait_for(timeout, state, |state| state.stopped)?;
+        let failure = state.unreported_failure.clone();
+        drop(state);
+        if let Some(handle) = lock(&self.shared.thread).take() {
+            // The thread has stopped: this only collects it.
+            let _ = handle.join();
+        }
+        match failure {
+            Some(error) => Err(OTelSdkError::InternalFailure(error)),
+            None => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        lock(&self.shared.state).resource = Some(resource.clone());
+        self.shared.work.notify_one();
+    }
+}
+
+/// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-written here (every
+/// critical section is a few field updates), so a poisoned lock is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The export thread: waits for a full batch, the scheduled delay, a flush or the shutdown,
+/// then exports what is queued, a batch at a time.
+fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
+    let config = shared.config;
+    let attempt_scope = crate::layers::scope();
+    let mut next_export = Instant::now() + config.scheduled_delay;
+    // Reused from batch to batch; only the exported `Vec` is new each time.
+    let mut items: Vec<Queued> = Vec::with_capacity(config.max_export_batch_size);
+    loop {
+        let mut state = lock(&shared.state);
+        let export_due = loop {
+            let now = Instant::now();
+            let export_due = state.queued.len() >= config.max_export_batch_size
+                || state.flush_to > state.exported
+                || state.shutdown
+                || now >= next_export;
+            // A new resource is applied at once, without exporting a partial batch early.
+            if export_due || state.resource.is_some() {
+                break export_due;
+            }
+            state = shared
+                .work
+                .wait_timeout(state, next_export - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        };
+        let resource = state.resource.take();
+        let take = if export_due {
+            state.queued.len().min(config.max_export_batch_size)
+        } else {
+            0
+        };
+        items.extend(state.queued.drain(..take));
+        let stopping = state.shutdown && state.queued.is_empty();
+        drop(state);
+
+        if let Some(resource) = resource {
+            exporter.set_resource(&resource);
+        }
+        let result = if items.is_empty() {
+            Ok(())
+        } else {
+            let mut batch = Vec::with_capacity(items.len());
+            batch.extend(
+                items
+                    .drain(..)
+                    .map(|item| item.into_span_data(&attempt_scope)),
+            );
+            // An exporter that panics fails this export; the thread goes on, so flushes and
+            // the shutdown still finish.
+            std::panic::catch_unwind(AssertUnwindSafe(|| block_on(exporter.export(batch))))
+                .unwrap_or_else(|_| {
+                    Err(OTelSdkError::InternalFailure(
+                        "the span exporter panicked".to_owned(),
+                    ))
+                })
+        };
+        // The delay runs again from an export that emptied the queue (a full batch may
+        // have more behind it).
+        if export_due && take < config.max_export_batch_size {
+            next_export = Instant::now() + config.scheduled_delay;
+        }
+
+        let mut state = lock(&shared.state);
+        state.exported += take as u64;
+        if let Err(error) = result {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            state.unreported_failure = Some(error.to_string());
+        }
+        if stopping {
+            if let Err(error) = exporter.shutdown() {
+                state.unreported_failure = Some(error.to_string());
+            }
+            state.stopped = true;
+            drop(state);
+            shared.progress.notify_all();
+            return;
+        }
+        drop(state);
+        shared.progress.notify_all();
+    }
+}
+
+/// Runs `future` to completion on this thread. Exporters return futures that are ready at
+/// once or wake through their own runtime (tonic's connection runs on the tokio runtime the
+/// exporter was built in), as under the SDK's batch processor.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => thread::park(),
+        }
+    }
+}
