@@ -56,6 +56,21 @@ struct BatchLog {
     shutdowns: Arc<AtomicUsize>,
 }
 
+impl BatchLog {
+    /// Polls (for at most 5 s) until `count` spans were exported, without a flush.
+    fn wait_for_exported(&self, count: usize) {
+        let exported = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            self.batches.lock().unwrap().iter().sum::<usize>() == count
+        });
+        assert!(
+            exported,
+            "batches so far: {:?}",
+            self.batches.lock().unwrap()
+        );
+    }
+}
+
 impl SpanExporter for BatchLog {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         self.batches.lock().unwrap().push(batch.len());
@@ -82,15 +97,7 @@ fn a_full_batch_is_exported_without_a_flush_and_batches_never_exceed_the_limit()
     let provider = provider(&queue);
     end_spans(&provider, 8);
     // The thread is woken by the eighth span; poll (bounded) for its export.
-    let exported = (0..500).any(|_| {
-        std::thread::sleep(Duration::from_millis(10));
-        exporter.batches.lock().unwrap().iter().sum::<usize>() == 8
-    });
-    assert!(
-        exported,
-        "batches so far: {:?}",
-        exporter.batches.lock().unwrap()
-    );
+    exporter.wait_for_exported(8);
     end_spans(&provider, 21);
     provider.force_flush().expect("flush");
     let batches = exporter.batches.lock().unwrap().clone();
@@ -109,15 +116,7 @@ fn the_scheduled_delay_exports_a_partial_batch() {
     let queue = SpanQueue::new(exporter.clone(), config).expect("queue");
     let provider = provider(&queue);
     end_spans(&provider, 3);
-    let exported = (0..500).any(|_| {
-        std::thread::sleep(Duration::from_millis(10));
-        exporter.batches.lock().unwrap().iter().sum::<usize>() == 3
-    });
-    assert!(
-        exported,
-        "batches so far: {:?}",
-        exporter.batches.lock().unwrap()
-    );
+    exporter.wait_for_exported(3);
     provider.shutdown().expect("shutdown");
 }
 
