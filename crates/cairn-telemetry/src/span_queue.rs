@@ -9,7 +9,11 @@
 //! [`SpanQueueConfig::scheduled_delay`], and on [`SpanProcessor::force_flush`] and shutdown.
 //! A full queue drops the new span and counts it ([`SpanQueue::dropped_spans`]) instead of
 //! blocking a worker; failed exports are counted too ([`SpanQueue::failed_exports`]) and
-//! reported by the next flush.
+//! reported by the next flush. An export that does not finish within
+//! [`SpanQueueConfig::export_timeout`] is abandoned and counted as failed. The first failure
+//! after a success is logged as a warning (target [`LOG_TARGET`]), and so is the first success
+//! after failures; the failures between them are only counted, so a collector that is down
+//! does not flood the log.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -35,6 +39,12 @@ pub const ENV_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 pub const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 /// The SDK's variable for how many spans go in one export.
 pub const ENV_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// The SDK's variable for how long one export may take, in milliseconds.
+pub const ENV_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+
+/// The tracing target of the queue's own log lines (export failures and recoveries). It is
+/// not cairn's event target, so these lines are never exported as spans themselves.
+pub const LOG_TARGET: &str = "cairn_telemetry::span_queue";
 
 /// How long [`SpanProcessor::force_flush`] waits for the export thread.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,28 +67,31 @@ pub struct SpanQueueConfig {
     max_queue_size: usize,
     max_export_batch_size: usize,
     scheduled_delay: Duration,
+    export_timeout: Duration,
 }
 
 impl Default for SpanQueueConfig {
     /// [`crate::SPAN_QUEUE_SIZE`] spans queued at most, batches of 512, an export at least
-    /// every 5 s (the SDK's defaults, but for the larger queue).
+    /// every 5 s, 30 s for one export (the SDK's defaults, but for the larger queue).
     fn default() -> Self {
         SpanQueueConfig {
             max_queue_size: crate::SPAN_QUEUE_SIZE,
             max_export_batch_size: 512,
             scheduled_delay: Duration::from_secs(5),
+            export_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl SpanQueueConfig {
     /// The defaults, overridden by the SDK's `OTEL_BSP_SCHEDULE_DELAY` (milliseconds),
-    /// `OTEL_BSP_MAX_QUEUE_SIZE` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` where set.
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and
+    /// `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds) where set.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidEnv`] when one of them is set but is not a whole number (or is zero,
-    /// for the sizes).
+    /// for the sizes and the export timeout).
     ///
     /// # Examples
     ///
@@ -97,6 +110,9 @@ impl SpanQueueConfig {
         }
         if let Some(size) = env_number(ENV_BSP_MAX_EXPORT_BATCH_SIZE, true)? {
             config.max_export_batch_size = usize::try_from(size).unwrap_or(usize::MAX);
+        }
+        if let Some(ms) = env_number(ENV_BSP_EXPORT_TIMEOUT, true)? {
+            config.export_timeout = Duration::from_millis(ms);
         }
         Ok(config.clamped())
     }
@@ -123,6 +139,15 @@ impl SpanQueueConfig {
         self
     }
 
+    /// The longest one export may take; after it the export is abandoned (its future is
+    /// dropped, which cancels an OTLP request) and counted as failed. An exporter that blocks
+    /// its thread instead of returning a pending future cannot be interrupted. At least 1 ms.
+    #[must_use]
+    pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = timeout;
+        self.clamped()
+    }
+
     /// See [`SpanQueueConfig::with_max_queue_size`].
     pub fn max_queue_size(&self) -> usize {
         self.max_queue_size
@@ -138,10 +163,16 @@ impl SpanQueueConfig {
         self.scheduled_delay
     }
 
+    /// See [`SpanQueueConfig::with_export_timeout`].
+    pub fn export_timeout(&self) -> Duration {
+        self.export_timeout
+    }
+
     /// A batch never exceeds the queue (as in the SDK), and neither is empty.
     fn clamped(mut self) -> Self {
         self.max_queue_size = self.max_queue_size.max(1);
         self.max_export_batch_size = self.max_export_batch_size.clamp(1, self.max_queue_size);
+        self.export_timeout = self.export_timeout.max(Duration::from_millis(1));
         self
     }
 }
@@ -156,10 +187,10 @@ fn env_number(name: &'static str, nonzero: bool) -> Result<Option<u64>, Error> {
         _ => Err(Error::InvalidEnv {
             name,
             value,
-            expected: if nonzero {
-                "a whole number above zero"
-            } else {
-                "a whole number of milliseconds"
+            expected: match (nonzero, name) {
+                (true, ENV_BSP_EXPORT_TIMEOUT) => "a whole number of milliseconds above zero",
+                (true, _) => "a whole number above zero",
+                (false, _) => "a whole number of milliseconds",
             },
         }),
     }
@@ -411,6 +442,8 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
     let mut next_export = Instant::now() + config.scheduled_delay;
     // Reused from batch to batch; only the exported `Vec` is new each time.
     let mut items: Vec<Queued> = Vec::with_capacity(config.max_export_batch_size);
+    // Exports failed in a row; only the first of a streak and the recovery are logged.
+    let mut failing_since: u64 = 0;
     loop {
         let mut state = lock(&shared.state);
         let export_due = loop {
@@ -453,12 +486,15 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
             );
             // An exporter that panics fails this export; the thread goes on, so flushes and
             // the shutdown still finish.
-            std::panic::catch_unwind(AssertUnwindSafe(|| block_on(exporter.export(batch))))
-                .unwrap_or_else(|_| {
-                    Err(OTelSdkError::InternalFailure(
-                        "the span exporter panicked".to_owned(),
-                    ))
-                })
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                block_on(exporter.export(batch), config.export_timeout)
+                    .unwrap_or(Err(OTelSdkError::Timeout(config.export_timeout)))
+            }))
+            .unwrap_or_else(|_| {
+                Err(OTelSdkError::InternalFailure(
+                    "the span exporter panicked".to_owned(),
+                ))
+            })
         };
         // The delay runs again from an export that emptied the queue (a full batch may
         // have more behind it).
@@ -468,9 +504,28 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
 
         let mut state = lock(&shared.state);
         state.exported += take as u64;
-        if let Err(error) = result {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-            state.unreported_failure = Some(error.to_string());
+        let mut log_line = None;
+        match result {
+            Err(error) => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                let error = error.to_string();
+                if failing_since == 0 {
+                    log_line = Some(ExportLog::Failed(error.clone(), take));
+                }
+                failing_since += 1;
+                state.unreported_failure = Some(error);
+            }
+            Ok(()) if take > 0 && failing_since > 0 => {
+                log_line = Some(ExportLog::Recovered(failing_since));
+                failing_since = 0;
+            }
+            Ok(()) => {}
+        }
+        if let Some(line) = log_line {
+            // Logged without the lock: a subscriber may queue spans of its own.
+            drop(state);
+            line.emit();
+            state = lock(&shared.state);
         }
         if stopping {
             if let Err(error) = exporter.shutdown() {
@@ -486,10 +541,38 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
     }
 }
 
-/// Runs `future` to completion on this thread. Exporters return futures that are ready at
-/// once or wake through their own runtime (tonic's connection runs on the tokio runtime the
-/// exporter was built in), as under the SDK's batch processor.
-fn block_on<F: Future>(future: F) -> F::Output {
+/// A log line about exports, emitted without the state lock held.
+enum ExportLog {
+    /// The first failure after a success: its error and the spans it lost.
+    Failed(String, usize),
+    /// The first success after this many failures.
+    Recovered(u64),
+}
+
+impl ExportLog {
+    fn emit(self) {
+        match self {
+            ExportLog::Failed(error, spans) => tracing::warn!(
+                target: LOG_TARGET,
+                %error,
+                spans,
+                "span export failed; the spans of that batch are lost, and further failures \
+                 are only counted until an export succeeds"
+            ),
+            ExportLog::Recovered(failed) => tracing::warn!(
+                target: LOG_TARGET,
+                failed_exports = failed,
+                "span export works again after {failed} failed export(s)"
+            ),
+        }
+    }
+}
+
+/// Runs `future` on this thread until it completes (`Some`) or `timeout` passes (`None`: the
+/// future is dropped). Exporters return futures that are ready at once or wake through their
+/// own runtime (tonic's connection runs on the tokio runtime the exporter was built in), as
+/// under the SDK's batch processor.
+fn block_on<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
     struct Unpark(Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -502,10 +585,16 @@ fn block_on<F: Future>(future: F) -> F::Output {
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = TaskContext::from_waker(&waker);
     let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + timeout;
     loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => thread::park(),
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
         }
+        // A wake-up may be spurious or early: poll again and check the deadline each time.
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::park_timeout(deadline - now);
     }
 }

@@ -276,6 +276,127 @@ fn a_panicking_exporter_fails_that_export_and_the_queue_goes_on() {
     faulty_export(true);
 }
 
+/// Its first export never finishes (a future that is never woken); later ones succeed.
+#[derive(Debug, Clone, Default)]
+struct Hanging {
+    calls: Arc<AtomicUsize>,
+    exported: Arc<AtomicUsize>,
+}
+
+impl SpanExporter for Hanging {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::future::pending::<()>().await;
+        }
+        self.exported.fetch_add(batch.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn an_export_that_outlives_its_timeout_is_abandoned_and_counted() {
+    let exporter = Hanging::default();
+    let config = SpanQueueConfig::default()
+        .with_scheduled_delay(Duration::from_secs(3600))
+        .with_export_timeout(Duration::from_millis(200));
+    let queue = SpanQueue::new(exporter.clone(), config).expect("queue");
+    let provider = provider(&queue);
+    end_spans(&provider, 2);
+    let error = provider
+        .force_flush()
+        .expect_err("the abandoned export is reported");
+    assert!(error.to_string().contains("200ms"), "{error}");
+    assert_eq!(queue.failed_exports(), 1);
+    // The thread is free again: the next spans go out.
+    end_spans(&provider, 3);
+    provider.force_flush().expect("the next flush succeeds");
+    assert_eq!(exporter.exported.load(Ordering::SeqCst), 3);
+    assert_eq!(exporter.calls.load(Ordering::SeqCst), 2);
+    provider.shutdown().expect("shutdown");
+}
+
+/// Fails every export while `down` is set.
+#[derive(Debug, Clone, Default)]
+struct Switchable {
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SpanExporter for Switchable {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        if self.down.load(Ordering::SeqCst) {
+            Err(OTelSdkError::InternalFailure("collector down".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Records the queue's own log lines, as `level message fields`.
+#[derive(Clone, Default)]
+struct LogLines(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        if event.metadata().target() != cairn_telemetry::span_queue::LOG_TARGET {
+            return;
+        }
+        let mut text = Text(event.metadata().level().to_string());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+}
+
+#[test]
+fn a_failure_streak_logs_its_first_failure_and_its_recovery_only() {
+    if std::env::var(CHILD).as_deref() != Ok("logs") {
+        in_child(
+            "a_failure_streak_logs_its_first_failure_and_its_recovery_only",
+            "logs",
+            &[],
+        );
+        return;
+    }
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let lines = LogLines::default();
+    // The export thread logs through the global subscriber; this is a child process.
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(lines.clone()))
+        .expect("the child's only subscriber");
+    let exporter = Switchable::default();
+    exporter.down.store(true, Ordering::SeqCst);
+    let config = SpanQueueConfig::default().with_scheduled_delay(Duration::from_secs(3600));
+    let queue = SpanQueue::new(exporter.clone(), config).expect("queue");
+    let provider = provider(&queue);
+    for _ in 0..3 {
+        end_spans(&provider, 2);
+        provider.force_flush().expect_err("the collector is down");
+    }
+    assert_eq!(queue.failed_exports(), 3);
+    exporter.down.store(false, Ordering::SeqCst);
+    end_spans(&provider, 1);
+    provider.force_flush().expect("the collector is back");
+    end_spans(&provider, 1);
+    provider.force_flush().expect("still fine");
+    provider.shutdown().expect("shutdown");
+    let lines = lines.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("WARN message=span export failed")
+            && lines[0].contains("collector down")
+            && lines[0].contains("spans=2"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("WARN message=span export works again after 3 failed export(s)"),
+        "{lines:#?}"
+    );
+}
+
 #[test]
 fn unsampled_spans_are_not_queued() {
     let exporter = InMemorySpanExporter::default();
@@ -305,12 +426,13 @@ fn config_clamps_sizes() {
 /// Set in the child processes of `config_reads_the_sdk_variables`.
 const CHILD: &str = "CAIRN_SPAN_QUEUE_TEST_CHILD";
 
-/// Runs this test binary's `config_reads_the_sdk_variables` with `vars` set (the workspace
-/// forbids `unsafe`, so the variables cannot be set in this process).
-fn in_child(case: &str, vars: &[(&str, &str)]) {
+/// Runs this test binary's `test` with `CHILD` set to `case` and `vars` set (the workspace
+/// forbids `unsafe`, so the variables cannot be set in this process; and a child is the only
+/// place where a test may install a global subscriber).
+fn in_child(test: &str, case: &str, vars: &[(&str, &str)]) {
     let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
     command
-        .args(["config_reads_the_sdk_variables", "--exact", "--nocapture"])
+        .args([test, "--exact", "--nocapture"])
         .env(CHILD, case);
     for (name, value) in vars {
         command.env(name, value);
@@ -335,6 +457,7 @@ fn config_reads_the_sdk_variables() {
             assert_eq!(config.scheduled_delay(), Duration::from_millis(250));
             assert_eq!(config.max_queue_size(), 100);
             assert_eq!(config.max_export_batch_size(), 100, "clamped to the queue");
+            assert_eq!(config.export_timeout(), Duration::from_millis(1500));
         }
         Ok("invalid") => {
             let error = SpanQueueConfig::from_env().expect_err("invalid");
@@ -362,17 +485,30 @@ fn config_reads_the_sdk_variables() {
                 })
             ));
         }
+        Ok("zero timeout") => {
+            let error = SpanQueueConfig::from_env().expect_err("a zero timeout is refused");
+            assert!(
+                error
+                    .to_string()
+                    .contains("OTEL_BSP_EXPORT_TIMEOUT=\"0\" is not valid: expected a whole number of milliseconds above zero"),
+                "{error}"
+            );
+        }
         _ => {
+            let test = "config_reads_the_sdk_variables";
             in_child(
+                test,
                 "valid",
                 &[
                     ("OTEL_BSP_SCHEDULE_DELAY", "250"),
                     ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
                     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),
+                    ("OTEL_BSP_EXPORT_TIMEOUT", "1500"),
                 ],
             );
-            in_child("invalid", &[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")]);
-            in_child("zero", &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")]);
+            in_child(test, "invalid", &[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")]);
+            in_child(test, "zero", &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")]);
+            in_child(test, "zero timeout", &[("OTEL_BSP_EXPORT_TIMEOUT", "0")]);
         }
     }
 }
