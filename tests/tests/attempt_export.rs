@@ -4,7 +4,8 @@
 //! spans and never when it drops them, counted once either way, and a fmt layer beside the
 //! export layers still sees each attempt as a span. Through `layers::layer` (what
 //! `TestTelemetry::new` composes), what a handler does inside its attempt lands on the
-//! attempt's span: its events, the spans it opens, the current OpenTelemetry context.
+//! attempt's span: its events, the spans it opens, the current OpenTelemetry context. On a
+//! multi-thread runtime, attempts that move between workers keep their own events.
 
 use std::sync::{Arc, Mutex};
 
@@ -425,6 +426,101 @@ fn traced_task_spans_carry_the_task_span_into_work_a_handler_spawns() {
                 .collect();
             assert_eq!(events, ["spawned work"]);
             assert_eq!(outcome_count(&telemetry, "complete", "spawner"), Some(1));
+        },
+    );
+}
+
+#[test]
+fn attempts_that_move_between_worker_threads_keep_their_own_events() {
+    // On a multi-thread runtime an attempt may be polled on one worker, park, and be polled
+    // again on the other; each poll enters and leaves its span within the poll, so every event
+    // must still land on its own attempt and each attempt be exported and counted once.
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "attempts_that_move_between_worker_threads_keep_their_own_events",
+        &default,
+        |filter| {
+            const TASKS: usize = 32;
+            const HOPS: i64 = 4;
+            let telemetry = export_layers(filter, None);
+            let threads: Arc<Mutex<Vec<std::collections::HashSet<std::thread::ThreadId>>>> =
+                Arc::default();
+            let seen = Arc::clone(&threads);
+            let registry = Registry::new().with(
+                "hop",
+                handler_fn(move |ctx| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        let mut polled_on = std::collections::HashSet::new();
+                        for hop in 0..HOPS {
+                            polled_on.insert(std::thread::current().id());
+                            tracing::info!(task = %ctx.task_id(), hop, "hop");
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                        seen.lock().unwrap().push(polled_on);
+                        Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                    }
+                }),
+            );
+            let mut phase = Phase::new("main");
+            for i in 0..TASKS {
+                phase.task(TaskSpec::new("hop").inputs(i.into()), []);
+            }
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run_to_completion(registry, phase).with_subscriber(telemetry.dispatch()));
+
+            let moved = threads
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|set| set.len() > 1)
+                .count();
+            let tasks = telemetry.spans_named(names::TASK_SPAN);
+            assert_eq!(tasks.len(), TASKS, "one span per attempt");
+            let mut ids: Vec<String> = Vec::new();
+            for task in &tasks {
+                let id = attr(&task.attributes, "task_id")
+                    .expect("task_id")
+                    .as_str()
+                    .into_owned();
+                let hops: Vec<(String, Option<Value>)> = task
+                    .events
+                    .iter()
+                    .map(|event| {
+                        (
+                            attr(&event.attributes, "task")
+                                .map(|v| v.as_str().into_owned())
+                                .unwrap_or_default(),
+                            attr(&event.attributes, "hop").cloned(),
+                        )
+                    })
+                    .collect();
+                let expected: Vec<(String, Option<Value>)> = (0..HOPS)
+                    .map(|hop| (id.clone(), Some(Value::I64(hop))))
+                    .collect();
+                assert_eq!(
+                    hops, expected,
+                    "attempt {id}'s events ({moved} attempts moved)"
+                );
+                ids.push(id);
+            }
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), TASKS, "no attempt exported twice");
+            assert_eq!(
+                outcome_count(&telemetry, "complete", "hop"),
+                Some(TASKS as u64)
+            );
+            assert_eq!(
+                telemetry.counter_total(names::METRIC_TASK_OUTCOMES),
+                TASKS as u64
+            );
+            // Report how much moving the run did; the assertions above hold either way.
+            println!("{moved} of {TASKS} attempts were polled on more than one thread");
         },
     );
 }
