@@ -524,3 +524,68 @@ fn attempts_that_move_between_worker_threads_keep_their_own_events() {
         },
     );
 }
+
+/// Logs, in order, an export's `opening` and `open` calls and the task spans opened.
+#[derive(Clone, Default)]
+struct CallLog(Arc<Mutex<Vec<&'static str>>>);
+
+impl cairn_telemetry::attempt::AttemptExport for CallLog {
+    fn claim(&self) {}
+
+    fn opening(&self) {
+        self.0.lock().unwrap().push("opening");
+    }
+
+    fn open(
+        &self,
+        _parent: &tracing::Span,
+        _task_id: &str,
+        _kind: &Arc<str>,
+        _attempt: u32,
+    ) -> Option<Box<dyn cairn_telemetry::attempt::AttemptRecord>> {
+        self.0.lock().unwrap().push("open");
+        None
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CallLog {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == names::TASK_SPAN {
+            self.0.lock().unwrap().push("span");
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_export_hears_of_each_attempt_before_its_span_opens_and_is_asked_for_it_after() {
+    // `opening` lets an export forget what an earlier open on the thread left behind, so it
+    // must come before the span (whose filter answers for this attempt) and `open` after.
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let log = CallLog::default();
+    let hook = cairn_telemetry::attempt::AttemptHook::new(Arc::new(log.clone()));
+    let subscriber = tracing_subscriber::registry().with(log.clone()).with(hook);
+    let registry = Registry::new().with(
+        "step",
+        handler_fn(|_ctx| async {
+            tokio::task::yield_now().await;
+            Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+        }),
+    );
+    let mut phase = Phase::new("main");
+    for i in 0..2 {
+        phase.task(TaskSpec::new("step").inputs(i.into()), []);
+    }
+    run_to_completion(registry, phase)
+        .with_subscriber(subscriber)
+        .await;
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        ["opening", "span", "open", "opening", "span", "open"],
+        "once per attempt, not per poll"
+    );
+}

@@ -140,6 +140,9 @@ impl AttemptScope {
     /// one), then its exported side, which the subscriber's filter has just decided on.
     fn open(&self, fields: &AttemptFields) -> (Span, Option<Box<dyn AttemptRecord>>) {
         let task_id = TaskIdText::new(fields.task_id);
+        if let Some(export) = &self.export {
+            export.opening();
+        }
         let span = open_span(&self.parent, &task_id, fields);
         let direct = self.export.as_ref().and_then(|export| {
             export.open(&self.parent, task_id.as_str(), &fields.kind, fields.attempt)

@@ -34,6 +34,13 @@ pub trait AttemptExport: Send + Sync + 'static {
     /// the traced path, so nothing is lost when the hook is out of reach.
     fn claim(&self);
 
+    /// The executor is about to open an attempt's task span through `tracing` on this
+    /// thread, and will then call [`AttemptExport::open`]. An export that learns from the
+    /// trace half's filter during that open forgets here whatever an earlier open on this
+    /// thread left behind (a layer that panicked between the span and `open`), so it cannot
+    /// be taken for this attempt's answer. Does nothing by default.
+    fn opening(&self) {}
+
     /// The exported side of one attempt of task `task_id` (its text, `t<id>`), of kind
     /// `kind`, attempt number `attempt`, opened under `parent` (the run span).
     ///

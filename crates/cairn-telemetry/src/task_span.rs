@@ -1014,6 +1014,11 @@ impl DirectExport {
 }
 
 impl AttemptExport for DirectExport {
+    fn opening(&self) {
+        // Any answer still here was meant for a span whose `open` never came.
+        DIRECT_PASSED.set(None);
+    }
+
     fn claim(&self) {
         // Once per export: every filter in the process is asked again about the executor's
         // callsite, now hidden from the trace half, before any attempt of the claiming run
@@ -1436,5 +1441,55 @@ impl FinishedAttempt {
             status: self.status,
             instrumentation_scope: scope.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The filter's answer travels to `DirectExport::open` through a thread-local, which no
+    //! public API can leave stale on purpose; these tests set it directly.
+
+    use std::sync::Arc;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing::Span;
+
+    use super::{DIRECT_PASSED, TaskSpanLayer};
+    use crate::attempt::AttemptExport as _;
+
+    fn claimed_export() -> Arc<super::DirectExport> {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(InMemorySpanExporter::default())
+            .build();
+        let layer = TaskSpanLayer::with_task_metrics(provider.tracer("t"), None);
+        let export = layer.direct_export(None);
+        // Claimed by hand: `claim` rebuilds the process's interest cache, which would race
+        // the other tests of this binary that count spans on other threads.
+        export
+            .shared
+            .claimed
+            .store(true, std::sync::atomic::Ordering::Release);
+        export
+    }
+
+    #[test]
+    fn an_answer_left_by_an_open_that_never_came_is_forgotten_before_the_next_span() {
+        let export = claimed_export();
+        let kind: Arc<str> = Arc::from("work");
+        // The filter passed a span on this thread, but its `open` never came (a layer
+        // panicked in between).
+        DIRECT_PASSED.set(Some(export.shared.id));
+        export.opening();
+        // This attempt's filter said nothing (it refused the span): no exported side.
+        assert!(
+            export.open(&Span::none(), "t1", &kind, 1).is_none(),
+            "the stale answer was taken for this attempt's"
+        );
+        // An answer given for this attempt's own span still counts.
+        export.opening();
+        DIRECT_PASSED.set(Some(export.shared.id));
+        assert!(export.open(&Span::none(), "t2", &kind, 1).is_some());
+        assert_eq!(DIRECT_PASSED.get(), None, "the answer is taken once");
     }
 }
