@@ -22,9 +22,12 @@ use crate::cli::{
     RunsCommand, StoreArgs,
 };
 use crate::duration::format_duration;
+use crate::out::{self, eout, eoutln, escape_controls, out, outln, terminal_safe};
 use crate::policy;
 use crate::progress::{Mode, Progress};
-use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler, reap_leftovers};
+use crate::shell::{
+    Leftover, ProcessGroups, Reaped, SHELL_KIND, ShellHandler, reap_leftovers, recorded_leftovers,
+};
 use crate::store::{Adapter, StateDir, absolute};
 use crate::workflow::{self, Workflow, WorkflowError};
 
@@ -40,10 +43,14 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints a shell completion script for `cairn`.
+/// Prints a shell completion script for `cairn`. The script is generated into memory first:
+/// `clap_complete` panics when its writer fails, and stdout may be a closed pipe
+/// (`cairn completions bash | head -1`), which [`out!`] turns into a quiet exit 0.
 pub fn completions(shell: clap_complete::Shell) -> ExitCode {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "cairn", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "cairn", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     ExitCode::SUCCESS
 }
 
@@ -57,7 +64,7 @@ pub fn run(cli: Cli) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            eoutln!("error: cannot start the async runtime: {error}");
             return ExitCode::from(EXIT_STORE);
         }
     };
@@ -65,7 +72,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {}", error_text(&error));
+            // Errors can quote stored text (a scope, a task's output): never raw.
+            eoutln!("error: {}", terminal_safe(&error_text(&error)));
             ExitCode::from(exit_code_of(&error))
         }
     }
@@ -286,12 +294,32 @@ async fn lock_scope(
     })
 }
 
+/// Refuses a `--scope` with control characters: the scope is shown in every listing, and an
+/// escape sequence in it would drive the terminal of whoever lists the runs. Checked here
+/// rather than by clap, whose error would print the value raw.
+fn check_scope(scope: &str) -> anyhow::Result<()> {
+    if scope.chars().any(char::is_control) {
+        return Err(UsageError(format!(
+            "--scope must not contain control characters (an escape, a newline, a tab, ...); got \"{}\"; nothing was started",
+            escape_controls(scope)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
-    RunId::new(text)
-        .map_err(|error| UsageError(format!("`{text}` is not a run id: {error}")).into())
+    RunId::new(text).map_err(|error| {
+        UsageError(format!(
+            "`{}` is not a run id: {error}",
+            escape_controls(text)
+        ))
+        .into()
+    })
 }
 
 async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
+    check_scope(&args.scope)?;
     let text = workflow::read_source(&args.workflow)?;
     let wf = workflow::parse(&args.workflow, &text)?;
     let state = open_state(&args.store, default_state_dir(&args.workflow))?;
@@ -312,7 +340,13 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     if args.force {
         request = request.force();
     }
+    // The policy lists this workflow's runs, and the store quarantines a damaged one it
+    // meets there: say so, as `cairn runs` does.
+    let before = state.quarantine_entries();
     let decision = policy.decide(&request).await?;
+    for note in state.newly_quarantined(&before).await {
+        eoutln!("warning: {note}");
+    }
     let ctx = RunContext {
         state: &state,
         wf: &wf,
@@ -360,6 +394,7 @@ impl RunContext<'_> {
             Decision::Resume(resumed) => {
                 let rerun = self.commands.run(false);
                 if resumed.previous_status == RunStatus::Running {
+                    self.warn_input_not_used(&resumed.meta);
                     drive_interrupted(
                         self.state,
                         &resumed.meta,
@@ -396,13 +431,13 @@ impl RunContext<'_> {
                 let text = format!(
                     "run {} of workflow `{}` (scope `{}`) is paused, waiting for an approval; nothing was started.\n  resume it:\n    {}\n  or run afresh and leave it as it is:\n    {}\n",
                     paused.run_id,
-                    paused.workflow,
-                    paused.scope,
+                    escape_controls(&paused.workflow),
+                    escape_controls(&paused.scope),
                     self.commands.resume(&paused.run_id),
                     self.commands.run(true)
                 );
                 if self.mode == Mode::Json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({
                             "event": "decision_needed", "run_id": paused.run_id.as_str(), "status": "paused",
@@ -410,7 +445,7 @@ impl RunContext<'_> {
                         })
                     );
                 } else {
-                    eprint!("{text}");
+                    eout!("{}", terminal_safe(&text));
                 }
                 Ok(EXIT_DECISION_NEEDED)
             }
@@ -418,7 +453,7 @@ impl RunContext<'_> {
                 "run {} of workflow `{}` (scope `{}`) is being driven right now by {} (lease epoch {}); a second writer is never started, even with --force",
                 live.run_id,
                 self.wf.name,
-                self.args.scope,
+                escape_controls(&self.args.scope),
                 live.owner
                     .map_or_else(|| "another process".to_owned(), |o| o.to_string()),
                 live.lease_epoch
@@ -429,9 +464,46 @@ impl RunContext<'_> {
         }
     }
 
+    /// An interrupted run is resumed before anything new starts, with its own input
+    /// (docs/resume-policy.md). When the request asked for another input, the user is told
+    /// that it was not used, which run goes on instead, and how to run that input.
+    fn warn_input_not_used(&self, meta: &RunMeta) {
+        if meta.input == self.args.input {
+            return;
+        }
+        let run_id = &meta.run_id;
+        let shown = |input: &str| {
+            if input.is_empty() {
+                "(none)".to_owned()
+            } else {
+                input_preview(input)
+            }
+        };
+        let after = self.commands.run(false);
+        let abandon_then_run = format!("{} && {after}", self.commands.abandon(run_id));
+        if self.mode == Mode::Json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "event": "input_not_used", "run_id": run_id.as_str(),
+                    "input": meta.input, "requested_input": self.args.input,
+                    "commands": {"after_this_run": after, "abandon_then_run": abandon_then_run},
+                })
+            );
+        }
+        let text = format!(
+            "warning: your input was NOT used. Run {run_id} of workflow `{}` (scope `{}`) was interrupted, and an interrupted run is resumed before anything new starts (even with --force). It goes on with its own input.\n  its input (kept):     {}\n  your input (ignored): {}\nTo run your input:\n  once this run has finished (if it fails, add --force to leave it as it is):\n    {after}\n  or drop this run: stop it now (Ctrl-C), then\n    {abandon_then_run}\n",
+            escape_controls(&meta.workflow),
+            escape_controls(&meta.scope),
+            shown(&meta.input),
+            shown(&self.args.input),
+        );
+        eout!("{}", terminal_safe(&text));
+    }
+
     fn note(&self, text: &str) {
         if self.mode != Mode::Json {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 
@@ -457,7 +529,7 @@ impl RunContext<'_> {
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal();
         if self.mode == Mode::Json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "event": "decision_needed",
@@ -478,14 +550,16 @@ impl RunContext<'_> {
             .unwrap_or_default();
         let mut out = format!(
             "The latest run of workflow `{}` (scope `{}`) is failed: {}{failed_at}\n  error: {error}\n  input: {preview}\n",
-            prompt.workflow, prompt.scope, prompt.run_id,
+            escape_controls(&prompt.workflow),
+            escape_controls(&prompt.scope),
+            prompt.run_id,
         );
         if !interactive {
             out.push_str("A new run was not started. Choose one:\n");
             for (what, command) in &ways {
                 out.push_str(&format!("  {what}:\n    {command}\n"));
             }
-            eprint!("{out}");
+            eout!("{}", terminal_safe(&out));
             return Ok(EXIT_DECISION_NEEDED);
         }
         out.push_str("What now?\n");
@@ -493,10 +567,10 @@ impl RunContext<'_> {
             out.push_str(&format!("  [{key}] {what}\n      {command}\n"));
         }
         out.push_str("  [q] quit\n");
-        print!("{out}");
+        out!("{}", terminal_safe(&out));
         let choice = loop {
-            print!("Choice [r/a/f/q]: ");
-            let _ = std::io::stdout().flush();
+            // `out!` flushes, so the prompt shows before the answer is read.
+            out!("Choice [r/a/f/q]: ");
             let mut line = String::new();
             let read = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
             if read == 0 {
@@ -507,7 +581,7 @@ impl RunContext<'_> {
                 "a" | "A" => break 'a',
                 "f" | "F" => break 'f',
                 "q" | "Q" => break 'q',
-                _ => println!("Please type r, a, f or q."),
+                _ => outln!("Please type r, a, f or q."),
             }
         };
         let request = RunRequest::new(
@@ -534,7 +608,7 @@ impl RunContext<'_> {
             }
             'a' => {
                 self.policy.abandon(&prompt.run_id).await?;
-                println!("abandoned run {}", prompt.run_id);
+                outln!("abandoned run {}", prompt.run_id);
                 let decision = self.policy.decide(&request).await?;
                 Box::pin(self.act(decision, false)).await
             }
@@ -543,7 +617,7 @@ impl RunContext<'_> {
                 Box::pin(self.act(decision, false)).await
             }
             _ => {
-                println!("Nothing was started.");
+                outln!("Nothing was started.");
                 Ok(EXIT_DECISION_NEEDED)
             }
         }
@@ -607,10 +681,23 @@ async fn drive_interrupted(
         "resuming run {run_id}: {done} done, {} pending, {} reset",
         counts.pending, counts.running
     );
-    if current.is_some_and(|current| current.tasks != wf.tasks) {
-        header.push_str(
-            "\nnote: the workflow file changed since this run started; the run goes on with the tasks it started with",
-        );
+    if let Some(current) = current {
+        let changed = current.tasks != wf.tasks;
+        // The origin's path is absolute; a run begun by another tool has none, and `wf` is
+        // then the current file itself.
+        if absolute(&current.path) != absolute(&wf.path) {
+            header.push_str(&format!(
+                "\nnote: this run was started from {}, not {}; it goes on with the tasks that file had when the run started{}",
+                escape_controls(&wf.path.display().to_string()),
+                escape_controls(&current.path.display().to_string()),
+                if changed { " (they differ from this file's)" } else { "" }
+            ));
+        } else if changed {
+            header.push_str(&format!(
+                "\nnote: the workflow file {} changed since this run started; the run goes on with the tasks it started with",
+                escape_controls(&wf.path.display().to_string())
+            ));
+        }
     }
     let claimed = Claimed {
         state,
@@ -723,6 +810,69 @@ impl Claimed<'_> {
     }
 }
 
+/// Kills the process groups an interrupted drive of `run_id` left running (see
+/// [`reap_leftovers`]): before a resumed run starts tasks, and when such a run is abandoned.
+async fn reap(state: &StateDir, run_id: &RunId) -> anyhow::Result<Reaped> {
+    // Reaping reads /proc and waits for groups to die: blocking work, off the runtime.
+    let output_root = absolute(&state.output_root());
+    let id = run_id.as_str().to_owned();
+    tokio::task::spawn_blocking(move || reap_leftovers(&output_root, &id))
+        .await
+        .context("the leftover-command check ended abnormally")
+}
+
+/// Why a leftover process group may still be running.
+#[derive(Debug, Clone, Copy)]
+enum StillRunning {
+    /// It outlived its SIGKILL.
+    Survived,
+    /// This host has no /proc to check it.
+    Unchecked,
+    /// It ran on another host, where nothing here can check or stop it.
+    OtherHost,
+}
+
+impl StillRunning {
+    fn as_str(self) -> &'static str {
+        match self {
+            StillRunning::Survived => "survived_kill",
+            StillRunning::Unchecked => "unchecked",
+            StillRunning::OtherHost => "other_host",
+        }
+    }
+}
+
+fn killed_line(left: &Leftover) -> String {
+    format!(
+        "killed process group {} of task `{}`, left running by the interrupted run",
+        left.group, left.task
+    )
+}
+
+fn may_still_run(reaped: &Reaped) -> impl Iterator<Item = (&Leftover, StillRunning)> {
+    let survived = reaped.survived.iter().map(|l| (l, StillRunning::Survived));
+    let unchecked = reaped
+        .unchecked
+        .iter()
+        .map(|l| (l, StillRunning::Unchecked));
+    survived.chain(unchecked)
+}
+
+fn may_still_run_line(left: &Leftover, why: StillRunning) -> String {
+    let (group, task) = (left.group, &left.task);
+    match why {
+        StillRunning::Survived => format!(
+            "process group {group} of task `{task}`, left running by the interrupted run, was sent SIGKILL and is still alive; its commands may still be running (check with `ps -g {group}`)"
+        ),
+        StillRunning::Unchecked => format!(
+            "process group {group} of task `{task}` was left by the interrupted run and may still be running; this host has no /proc to check that it is the same group, so it was not killed (if `ps -g {group}` shows the task's commands, stop them with `kill -KILL -- -{group}`)"
+        ),
+        StillRunning::OtherHost => format!(
+            "process group {group} of task `{task}` was started by the run's last driver on another host and may still be running there; nothing here can check or stop it (on that host: `kill -KILL -- -{group}`)"
+        ),
+    }
+}
+
 /// One drive of a run with its display and signal handling.
 struct Drive<'a> {
     state: &'a StateDir,
@@ -748,20 +898,19 @@ impl Drive<'_> {
         progress.line(&header);
         if resumed {
             // Commands a crash left running must die before their tasks run again.
-            // Reaping reads /proc and waits for groups to die: blocking work, off the runtime.
-            let output_root = absolute(&self.state.output_root());
-            let id = run_id.as_str().to_owned();
-            let killed = tokio::task::spawn_blocking(move || reap_leftovers(&output_root, &id))
-                .await
-                .context("the leftover-command check ended abnormally")?;
-            for left in killed {
-                progress.line(&format!(
-                    "killed process group {} of task `{}`, left running by the interrupted run",
-                    left.group, left.task
-                ));
+            let reaped = reap(self.state, &run_id).await?;
+            for left in &reaped.killed {
+                progress.line(&killed_line(left));
                 progress.json(serde_json::json!({
                     "event": "leftover_killed", "run_id": run_id.as_str(),
                     "task": left.task, "process_group": left.group,
+                }));
+            }
+            for (left, why) in may_still_run(&reaped) {
+                eoutln!("warning: {}", may_still_run_line(left, why));
+                progress.json(serde_json::json!({
+                    "event": "leftover_may_still_run", "run_id": run_id.as_str(),
+                    "task": left.task, "process_group": left.group, "reason": why.as_str(),
                 }));
             }
         }
@@ -828,7 +977,7 @@ impl Drive<'_> {
         let report = match report {
             Ok(report) => report,
             Err(cairn_executor::Error::Finalize { report, source }) => {
-                eprintln!(
+                eoutln!(
                     "warning: run {} ended but recording its end failed: {source}",
                     report.run_id
                 );
@@ -852,9 +1001,9 @@ impl Drive<'_> {
             "resume_command": self.rerun,
         }));
         if self.mode != Mode::Json {
-            println!(
+            outln!(
                 "run {run_id} interrupted ({how}); it is left resumable. Resume it with:\n  {}",
-                self.rerun
+                terminal_safe(&self.rerun)
             );
         }
     }
@@ -890,17 +1039,22 @@ impl Drive<'_> {
                     },
                 }));
                 if self.mode != Mode::Json {
-                    let mut text = format!(
-                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {error}\n  output: {}\nWays forward:\n",
+                    // The summary ends the progress on stdout; the guidance goes to stderr,
+                    // as the exit-3 prompt's does, so it is seen when stdout is a file or a
+                    // pipe and a script's output is not mixed with it.
+                    outln!(
+                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {}\n  output: {}",
                         counts.done,
                         counts.failed,
                         counts.blocked,
+                        terminal_safe(&error.to_string()),
                         output.display()
                     );
+                    let mut text = format!("run {run_id} failed: {error}\nWays forward:\n");
                     for (what, command) in &ways {
                         text.push_str(&format!("  {what}:\n    {command}\n"));
                     }
-                    print!("{text}");
+                    eout!("{}", terminal_safe(&text));
                 }
                 EXIT_RUN_FAILED
             }
@@ -932,9 +1086,22 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     }
     let rerun = commands.resume(&run_id);
     match meta.status {
+        // Documented in the help: nothing to do is success (0); an abandoned run is in the
+        // wrong state for a resume (2), like every other refusal.
         RunStatus::Completed => {
-            println!("run {run_id} is already completed; nothing to resume");
+            outln!("run {run_id} is already completed; nothing to resume");
             Ok(EXIT_OK)
+        }
+        RunStatus::Cancelled => {
+            let fresh = if commands.workflow.is_empty() {
+                "`cairn run <workflow file>`".to_owned()
+            } else {
+                format!("`{}`", terminal_safe(&commands.run(false)))
+            };
+            Err(UsageError(format!(
+                "run {run_id} was abandoned (it is cancelled), and an abandoned run is never resumed; start a fresh run of its workflow instead: {fresh}"
+            ))
+            .into())
         }
         RunStatus::Running => {
             // An interrupted run: claim it the way the policy does for `cairn run` (one claim
@@ -997,18 +1164,28 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
 }
 
 async fn load_meta(state: &StateDir, run_id: &RunId) -> anyhow::Result<RunMeta> {
-    state
+    match state
         .factory
         .load_meta(run_id)
         .await
         .with_context(|| format!("cannot read run {run_id}"))?
-        .ok_or_else(|| {
-            UsageError(format!(
-                "no run {run_id} in {} (pass --state-dir to look elsewhere)",
-                state.root.display()
-            ))
-            .into()
-        })
+    {
+        Some(meta) => Ok(meta),
+        None => Err(unknown_run(state, run_id).await),
+    }
+}
+
+/// The error for a run id the store does not list: it was quarantined (say where and why),
+/// or there is no such run here.
+async fn unknown_run(state: &StateDir, run_id: &RunId) -> anyhow::Error {
+    match state.quarantine_of(run_id).await {
+        Some(note) => UsageError(note.to_string()).into(),
+        None => UsageError(format!(
+            "no run {run_id} in {} (pass --state-dir to look elsewhere)",
+            state.root.display()
+        ))
+        .into(),
+    }
 }
 
 async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
@@ -1023,6 +1200,7 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
     };
     let abandoned = match outcome {
         Ok(abandoned) => abandoned,
+        Err(cairn_runs::Error::NotFound { .. }) => return Err(unknown_run(&state, &run_id).await),
         Err(error) => {
             return Err(abandon_refusal(
                 error,
@@ -1034,11 +1212,48 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
         }
     };
     let overridden = abandoned.overridden.as_ref();
+    // The commands a crashed driver started keep running after the abandon; the next run of
+    // the workflow would start the same tasks beside them. So they are killed as a resume
+    // kills them, once the policy has shown the driver is gone. A forced abandon overrode a
+    // driver on another host (or one not recorded): its process ids mean nothing here, so
+    // its groups are only named.
+    let here = cairn_checkpoint::Owner::current().host;
+    let foreign =
+        overridden.is_some_and(|o| o.owner.as_ref().is_none_or(|owner| owner.host != here));
+    let (killed, left): (Vec<Leftover>, Vec<(Leftover, StillRunning)>) = if foreign {
+        let recorded = recorded_leftovers(&absolute(&state.output_root()), run_id.as_str());
+        (
+            Vec::new(),
+            recorded
+                .into_iter()
+                .map(|l| (l, StillRunning::OtherHost))
+                .collect(),
+        )
+    } else {
+        let reaped = reap(&state, &run_id).await?;
+        let left = may_still_run(&reaped)
+            .map(|(l, why)| (l.clone(), why))
+            .collect();
+        (reaped.killed, left)
+    };
+    for (leftover, why) in &left {
+        eoutln!("warning: {}", may_still_run_line(leftover, *why));
+    }
     if target.store.json {
         let owner = overridden
             .and_then(|o| o.owner.as_ref())
             .map(|o| serde_json::json!({"host": o.host, "pid": o.pid}));
-        println!(
+        let killed_json: Vec<serde_json::Value> = killed
+            .iter()
+            .map(|l| serde_json::json!({"task": l.task, "process_group": l.group}))
+            .collect();
+        let left_json: Vec<serde_json::Value> = left
+            .iter()
+            .map(|(l, why)| {
+                serde_json::json!({"task": l.task, "process_group": l.group, "reason": why.as_str()})
+            })
+            .collect();
+        outln!(
             "{}",
             serde_json::json!({
                 "event": "abandoned",
@@ -1048,19 +1263,24 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
                 "forced": overridden.is_some(),
                 "overridden_owner": owner,
                 "overridden_lease_epoch": overridden.map(|o| o.lease_epoch),
+                "leftovers_killed": killed_json,
+                "leftovers_may_still_run": left_json,
             })
         );
     } else {
-        println!(
+        outln!(
             "abandoned run {run_id} (was {}); its state is kept and it will not be resumed",
             abandoned.previous_status
         );
+        for leftover in &killed {
+            outln!("{}", killed_line(leftover));
+        }
         if let Some(overridden) = overridden {
             let owner = overridden
                 .owner
                 .as_ref()
                 .map_or_else(|| "none recorded".to_owned(), ToString::to_string);
-            println!(
+            outln!(
                 "forced: overrode its last driver ({owner}, lease epoch {}), which could not be checked from here; if it is still alive it keeps running the tasks it had started, but nothing resumes this run again (audited: `cairn audit {run_id}{}`)",
                 overridden.lease_epoch,
                 store_flags(&state, &target.store)
@@ -1143,18 +1363,17 @@ fn abandon_refusal(
 
 async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
-    let runs = state
-        .factory
-        .list(&RunFilter::default())
-        .await
-        .context("cannot list runs")?;
+    let runs = list_runs(&state, args.store.json).await?;
     let shown: Vec<&RunMeta> = runs
         .iter()
         .filter(|m| args.all || !m.status.is_terminal())
         .collect();
     if args.store.json {
         for meta in shown {
-            println!("{}", serde_json::to_string(meta)?);
+            outln!("{}", meta_json(meta));
+            if out::stdout_closed() {
+                break;
+            }
         }
         return Ok(EXIT_OK);
     }
@@ -1164,12 +1383,16 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         } else {
             " (--all includes completed and abandoned runs)"
         };
-        println!("no runs in {}{hint}", state.root.display());
+        outln!("no runs in {}{hint}", state.root.display());
         return Ok(EXIT_OK);
     }
-    println!(
+    outln!(
         "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  ERROR",
-        "RUN", "STATUS", "WORKFLOW", "SCOPE", "CREATED (UTC)"
+        "RUN",
+        "STATUS",
+        "WORKFLOW",
+        "SCOPE",
+        "CREATED (UTC)"
     );
     for meta in shown {
         let error = meta
@@ -1178,7 +1401,7 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
             .filter(|_| meta.status != RunStatus::Completed)
             .map(|e| truncate(&e.to_string(), 60))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {error}",
             meta.run_id.as_str(),
             meta.status.as_str(),
@@ -1186,8 +1409,55 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
             truncate(&meta.scope, 12),
             format_timestamp(meta.created_at.0)
         );
+        if out::stdout_closed() {
+            break;
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// A run's metadata as the JSON of `runs --json` and `show --json`. A completed run keeps
+/// the error of a failure it was resumed from in its metadata; here that error is history,
+/// so it moves to `earlier_error` and `error` is null: `error` is set only on a run that is
+/// not completed (documented in the crate README, "Output").
+fn meta_json(meta: &RunMeta) -> serde_json::Value {
+    let mut value = serde_json::to_value(meta).unwrap_or(serde_json::Value::Null);
+    if meta.status == RunStatus::Completed
+        && let Some(object) = value.as_object_mut()
+    {
+        let earlier = object
+            .insert("error".to_owned(), serde_json::Value::Null)
+            .unwrap_or(serde_json::Value::Null);
+        object.insert("earlier_error".to_owned(), earlier);
+    }
+    value
+}
+
+/// Lists every run. The store quarantines a run with damaged or foreign metadata when a
+/// listing meets it, and the run then silently drops out of the list; so each run moved to
+/// quarantine meanwhile is named on stderr with why and where (a `run_quarantined` JSON line
+/// on stderr with `--json`, keeping stdout to the listing).
+async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>> {
+    let before = state.quarantine_entries();
+    let runs = state
+        .factory
+        .list(&RunFilter::default())
+        .await
+        .context("cannot list runs")?;
+    for note in state.newly_quarantined(&before).await {
+        if json {
+            eoutln!(
+                "{}",
+                serde_json::json!({
+                    "event": "run_quarantined", "run_id": note.run_id.as_str(),
+                    "reason": note.reason, "location": note.location,
+                })
+            );
+        } else {
+            eoutln!("warning: {note}");
+        }
+    }
+    Ok(runs)
 }
 
 /// When a finished run finished: `finished_at`, or for metadata without it (written before
@@ -1217,7 +1487,7 @@ fn prune_skip_reason(error: &cairn_checkpoint::Error) -> Option<String> {
 /// One line (or JSON line) about a run that prune removed or would remove.
 fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "event": if dry_run { "would_prune" } else { "pruned" },
@@ -1230,13 +1500,13 @@ fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool)
             })
         );
     } else {
-        println!(
+        outln!(
             "{} run {} ({}, workflow {}, scope {}, finished {} UTC)",
             if dry_run { "would prune" } else { "pruned" },
             meta.run_id,
             meta.status,
-            meta.workflow,
-            meta.scope,
+            escape_controls(&meta.workflow),
+            escape_controls(&meta.scope),
             format_timestamp(finished_time(meta))
         );
     }
@@ -1253,7 +1523,7 @@ struct PruneTally {
 impl PruneTally {
     fn print(&self, dry_run: bool, json: bool, cutoff_ms: u64) {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "event": "summary",
@@ -1265,17 +1535,20 @@ impl PruneTally {
                 })
             );
         } else if dry_run {
-            println!(
+            outln!(
                 "would prune {} run(s), keep {} (dry run: nothing was removed)",
-                self.pruned, self.kept
+                self.pruned,
+                self.kept
             );
         } else if self.skipped > 0 {
-            println!(
+            outln!(
                 "pruned {} run(s), kept {} ({} skipped, named above)",
-                self.pruned, self.kept, self.skipped
+                self.pruned,
+                self.kept,
+                self.skipped
             );
         } else {
-            println!("pruned {} run(s), kept {}", self.pruned, self.kept);
+            outln!("pruned {} run(s), kept {}", self.pruned, self.kept);
         }
     }
 }
@@ -1290,18 +1563,14 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
     let mut incomplete = false;
     if !args.dry_run {
         for left in state.sweep_removed_output() {
-            eprintln!(
+            eoutln!(
                 "warning: could not delete {}, left by an earlier prune; it is tried again next time",
                 left.display()
             );
             incomplete = true;
         }
     }
-    let runs = state
-        .factory
-        .list(&RunFilter::default())
-        .await
-        .context("cannot list runs")?;
+    let runs = list_runs(&state, json).await?;
     let mut tally = PruneTally {
         kept: runs.len(),
         ..PruneTally::default()
@@ -1326,7 +1595,7 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
             }
             Err(error) => match prune_skip_reason(&error) {
                 Some(reason) => {
-                    eprintln!("skipped run {run_id}: {reason}");
+                    eoutln!("skipped run {run_id}: {reason}");
                     tally.skipped += 1;
                     continue;
                 }
@@ -1345,7 +1614,7 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
         let output_removed = match state.remove_run_output(run_id) {
             Ok(removed) => removed,
             Err(error) => {
-                eprintln!(
+                eoutln!(
                     "warning: run {run_id} was removed, but its output folder was not: {}",
                     error_text(&error)
                 );
@@ -1393,6 +1662,7 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
                     _ => None,
                 },
                 error: t.error.as_ref().map(ToString::to_string),
+                earlier: matches!(t.status, Status::Done | Status::Skipped),
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -1401,65 +1671,89 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
         let tasks: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
+                // As for the run: a done task's error is from an attempt before the one that
+                // succeeded, so it is `earlier_error`, never `error`.
+                let (error, earlier_error) = if r.earlier {
+                    (None, r.error.as_ref())
+                } else {
+                    (r.error.as_ref(), None)
+                };
                 serde_json::json!({
                     "task": r.task, "status": r.status.as_str(), "attempts": r.attempts,
-                    "max_attempts": r.max_attempts, "duration_ms": r.duration_ms, "error": r.error,
+                    "max_attempts": r.max_attempts, "duration_ms": r.duration_ms,
+                    "error": error, "earlier_error": earlier_error,
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
-                "run": meta, "tasks": tasks, "live": held,
+                "run": meta_json(&meta), "tasks": tasks, "live": held,
                 "output": state.run_output(&run_id),
                 "tasks_error": peek.as_ref().err().map(error_text),
             })
         );
         return Ok(EXIT_OK);
     }
-    println!("run       {}", meta.run_id);
-    println!("workflow  {} (scope {})", meta.workflow, meta.scope);
-    println!(
+    outln!("run       {}", meta.run_id);
+    outln!(
+        "workflow  {} (scope {})",
+        escape_controls(&meta.workflow),
+        escape_controls(&meta.scope)
+    );
+    outln!(
         "status    {}{}",
         meta.status,
         if held { " (live)" } else { "" }
     );
-    println!("created   {}", format_timestamp(meta.created_at.0));
+    outln!("created   {}", format_timestamp(meta.created_at.0));
     if let Some(finished) = meta.finished_at {
-        println!("finished  {}", format_timestamp(finished.0));
+        outln!("finished  {}", format_timestamp(finished.0));
     }
-    println!("input     {}", input_preview(&meta.input));
+    outln!("input     {}", input_preview(&meta.input));
     // A completed run can still carry the error of a failure it was resumed from.
     if let Some(error) = meta
         .error
         .as_ref()
         .filter(|_| meta.status != RunStatus::Completed)
     {
-        println!("error     {error}");
+        outln!("error     {}", escape_controls(&error.to_string()));
     }
-    println!("output    {}", state.run_output(&run_id).display());
+    outln!("output    {}", state.run_output(&run_id).display());
     match &peek {
-        Err(error) => println!("tasks     unavailable: {}", error_text(error)),
+        Err(error) => outln!(
+            "tasks     unavailable: {}",
+            escape_controls(&error_text(error))
+        ),
         Ok(_) => {
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "{:<24}  {:<8}  {:<8}  {:<9}  LAST ERROR",
-                "TASK", "STATUS", "ATTEMPTS", "DURATION"
+                "TASK",
+                "STATUS",
+                "ATTEMPTS",
+                "DURATION"
             );
             for row in &rows {
-                println!(
-                    "{:<24}  {:<8}  {:<8}  {:<9}  {}",
+                // A done task's error is from an attempt before the one that succeeded (or
+                // from before a resume): labelled so it is not read as the task's state.
+                let error = match (&row.error, row.earlier) {
+                    (Some(error), true) => format!("earlier: {}", truncate(error, 71)),
+                    (Some(error), false) => truncate(error, 80),
+                    (None, _) => String::new(),
+                };
+                outln!(
+                    "{:<24}  {:<8}  {:<8}  {:<9}  {error}",
                     truncate(&row.task, 24),
                     row.status.as_str(),
                     format!("{}/{}", row.attempts, row.max_attempts),
                     row.duration_ms
                         .map(|ms| format_duration(std::time::Duration::from_millis(ms)))
                         .unwrap_or_default(),
-                    row.error
-                        .as_deref()
-                        .map(|e| truncate(e, 80))
-                        .unwrap_or_default()
                 );
+                if out::stdout_closed() {
+                    break;
+                }
             }
         }
     }
@@ -1484,12 +1778,30 @@ struct TaskRow {
     max_attempts: u32,
     duration_ms: Option<u64>,
     error: Option<String>,
+    /// The task is done (or skipped), so `error` is history: from an attempt before the one
+    /// that succeeded.
+    earlier: bool,
 }
 
 async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
-    load_meta(&state, &run_id).await?;
+    if state
+        .factory
+        .load_meta(&run_id)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        // A quarantined run's audit log is still readable, and is where the reason is.
+        match state.quarantine_of(&run_id).await {
+            Some(note) => eoutln!("note: {note}"),
+            None => {
+                load_meta(&state, &run_id).await?;
+            }
+        }
+    }
     let records = state
         .factory
         .read_audit(&run_id)
@@ -1497,19 +1809,21 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read the audit log of run {run_id}"))?;
     for record in &records {
         if args.store.json {
-            println!("{}", serde_json::to_string(record)?);
+            outln!("{}", serde_json::to_string(record)?);
         } else {
             print_audit_line(record.at.0, &record.action, &record.message, 24);
         }
     }
     if records.is_empty() && !args.store.json {
-        println!("run {run_id} has no audit records");
+        outln!("run {run_id} has no audit records");
     }
     Ok(EXIT_OK)
 }
 
+/// Stored text for a table cell: on one line, control characters escaped
+/// ([`escape_controls`]), and cut to `max` characters with `…`.
 fn truncate(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
+    let one_line = escape_controls(&text.replace('\n', " ")).into_owned();
     if one_line.chars().count() <= max {
         one_line
     } else {
@@ -1530,7 +1844,7 @@ pub fn print_audit_line<A: serde::Serialize + std::fmt::Debug>(
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{action:?}"));
-    println!("{}  {name:<width$}  {message}", format_timestamp(at_ms));
+    outln!("{}  {name:<width$}  {message}", format_timestamp(at_ms));
 }
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).

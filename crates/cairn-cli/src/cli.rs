@@ -6,11 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::store::Adapter;
 
-/// The run (or command) succeeded.
+/// The run (or command) succeeded, or there was nothing to do (`resume` of a completed run).
 pub const EXIT_OK: u8 = 0;
 /// The run failed: a task failed after its attempts (the run can be resumed by id).
 pub const EXIT_RUN_FAILED: u8 = 1;
-/// A bad workflow file or bad usage; nothing was started.
+/// The request itself is wrong, so nothing was started or changed: a bad workflow file, bad
+/// usage, an unknown or quarantined run id, or a run in the wrong state for the command.
 pub const EXIT_USAGE: u8 = 2;
 /// The latest run of this workflow and scope failed and no terminal was there to ask: the
 /// three ways forward were printed; nothing was started.
@@ -23,14 +24,21 @@ pub const EXIT_STORE: u8 = 5;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  the run failed (a task failed after its attempts); resume it with `cairn resume <run>`
-  2  bad workflow file or bad usage (nothing was started)
+  0  success; also `cairn resume` of a completed run (nothing to do)
+  1  the run failed (a task failed after its attempts); the ways forward (resume, abandon
+     and re-run, --force) are printed on stderr
+  2  the request is wrong, so nothing was started or changed: a bad workflow file or bad
+     usage (such as a --scope with control characters), an unknown or quarantined run id,
+     or a run in the wrong state for the command (`resume` of an abandoned run, `abandon`
+     of a finished one)
   3  the latest run of this workflow and scope failed and stdin/stdout is not a terminal:
-     the three ways forward (resume, abandon and re-run, --force) are printed; nothing ran
+     the three ways forward (resume, abandon and re-run, --force) are printed on stderr;
+     nothing ran
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
   5  the state store failed, or another live process is driving the run (run, resume)
+A closed stdout (`cairn run wf.toml | head -1`) changes nothing: the output is dropped, a
+run is still driven to its end, and the exit code is the one above.
 `cairn abandon`, `cairn runs prune` and `cairn jobs` list their own codes in their help.";
 
 /// cairn: durable, crash-resumable workflows of shell commands.
@@ -148,6 +156,11 @@ fact still alive, it keeps running the tasks it had started for a run that is no
 (nothing resumes that run again, so no task of it completes twice). --force never overrides a
 run that a live process drives, nor a last driver alive on this host (stop it first). A
 forced abandon is audited (`cairn audit RUN`) with the owner and lease epoch it overrode.
+
+The commands an interrupted run's driver left running (after a kill -9) are killed once the
+run is abandoned, as a resume kills them, and each is named. A group that cannot be stopped
+from here (it outlived SIGKILL, this host has no /proc, or a forced abandon's last driver ran
+on another host) is named on stderr with its process group id and how to stop it.
 
 Exit codes:
   0  abandoned

@@ -21,6 +21,7 @@ use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
 use crate::cli::{EXIT_OK, EXIT_STORE, StoreArgs};
+use crate::out::{eoutln, outln};
 use crate::store::{Adapter, absolute};
 use crate::workflow;
 
@@ -291,12 +292,12 @@ fn open_for(args: &JobRef) -> anyhow::Result<(Jobs, JobId)> {
 /// with the job as it is now.
 fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyhow::Result<u8> {
     if store.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"event": event, "job": job_json(job)})
         );
     } else {
-        println!("{}", text.replace("{id}", job.id.as_str()));
+        outln!("{}", text.replace("{id}", job.id.as_str()));
     }
     Ok(EXIT_OK)
 }
@@ -304,7 +305,7 @@ fn report_change(store: &StoreArgs, job: &Job, event: &str, text: &str) -> anyho
 /// Prints what deleting an undecodable job did.
 fn report_unreadable_deleted(store: &StoreArgs, gone: &UnreadableJob) -> anyhow::Result<u8> {
     if store.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "event": "deleted",
@@ -315,7 +316,7 @@ fn report_unreadable_deleted(store: &StoreArgs, gone: &UnreadableJob) -> anyhow:
             })
         );
     } else {
-        println!(
+        outln!(
             "job {id} could not be read ({reason}); deleted. Its stored document (version {version}) is kept whole in its audit log: cairn jobs audit {id} --json",
             id = gone.id,
             reason = gone.reason,
@@ -402,7 +403,7 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
     .paused(args.paused);
     let job = jobs.add(new).await.map_err(job_error)?;
     if args.store.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"event": "added", "job": job_json(&job), "state_dir": absolute(&root)})
         );
@@ -412,14 +413,14 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
             None if job.status == cairn_scheduler::JobStatus::Paused => "none (paused)".to_owned(),
             None => "never".to_owned(),
         };
-        println!(
+        outln!(
             "added job {} ({}): workflow `{}`, {}; next run {next}",
             job.id,
             job.name,
             wf.name,
             describe_schedule(&job.schedule)
         );
-        println!(
+        outln!(
             "run due jobs with: cairn scheduler --state-dir {}{}",
             cairn_runs::shell_quote(&absolute(&root).display().to_string()),
             adapter_flag(args.store.adapter)
@@ -461,7 +462,7 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     let listed = jobs.list_readable().await.map_err(job_error)?;
     let (all, unreadable) = (&listed.jobs, &listed.unreadable);
     for (id, reason) in unreadable {
-        eprintln!(
+        eoutln!(
             "cairn: job {id} cannot be read, so it is not listed: {reason}; `cairn jobs rm {id}` deletes it"
         );
     }
@@ -469,9 +470,9 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     // person must learn where the job is and what to do.
     for entry in &listed.left_out {
         if args.store.json {
-            eprintln!("{}", left_out_json(entry));
+            eoutln!("{}", left_out_json(entry));
         } else {
-            eprintln!("cairn: {}", left_out_text(entry));
+            eoutln!("cairn: {}", left_out_text(entry));
         }
     }
     let code = if !unreadable.is_empty() {
@@ -483,23 +484,28 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     };
     if args.store.json {
         for job in all {
-            println!("{}", job_json(job));
+            outln!("{}", job_json(job));
         }
         return Ok(code);
     }
     if all.is_empty() && unreadable.is_empty() && listed.left_out.is_empty() {
-        println!(
+        outln!(
             "no jobs in {} (add one with `cairn jobs add`)",
             root.display()
         );
         return Ok(EXIT_OK);
     }
-    println!(
+    outln!(
         "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  LAST ERROR",
-        "JOB", "STATUS", "SCHEDULE", "ERRORS", "NEXT RUN (UTC)", "LAST RUN (UTC)"
+        "JOB",
+        "STATUS",
+        "SCHEDULE",
+        "ERRORS",
+        "NEXT RUN (UTC)",
+        "LAST RUN (UTC)"
     );
     for job in all {
-        println!(
+        outln!(
             "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
             clip(job.id.as_str(), 20),
             job.status.as_str(),
@@ -522,7 +528,7 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
     let (jobs, id) = open_for(&args)?;
     let job = jobs.show(&id).await.map_err(job_error)?;
     if args.store.json {
-        println!("{}", job_json(&job));
+        outln!("{}", job_json(&job));
         return Ok(EXIT_OK);
     }
     let when =
@@ -531,26 +537,27 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
         Some(t) => when(Some(t)) + &local_time_of(&job.schedule, t),
         None => when(None),
     };
-    println!("job       {} ({})", job.id, job.name);
-    println!("status    {}", job.status);
-    println!("schedule  {}", describe_schedule(&job.schedule));
-    println!("workflow  {}", job.workflow);
+    outln!("job       {} ({})", job.id, job.name);
+    outln!("status    {}", job.status);
+    outln!("schedule  {}", describe_schedule(&job.schedule));
+    outln!("workflow  {}", job.workflow);
     if !job.input.is_empty() {
-        println!("input     {:?}", job.input);
+        outln!("input     {:?}", job.input);
     }
-    println!(
+    outln!(
         "errors    {} in a row (the circuit breaker trips at {})",
-        job.consecutive_errors, job.max_consecutive_errors
+        job.consecutive_errors,
+        job.max_consecutive_errors
     );
-    println!("next run  {}", in_zone(job.next_run_at));
-    println!("last run  {}", in_zone(job.last_run_at));
+    outln!("next run  {}", in_zone(job.next_run_at));
+    outln!("last run  {}", in_zone(job.last_run_at));
     if let Some(error) = &job.last_error {
-        println!("last error {error}");
+        outln!("last error {error}");
     }
     if job.delete_after_run {
-        println!("deleted after its successful run");
+        outln!("deleted after its successful run");
     }
-    println!("created   {}", when(Some(job.created_at)));
+    outln!("created   {}", when(Some(job.created_at)));
     Ok(EXIT_OK)
 }
 
@@ -559,21 +566,22 @@ async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
     let records = jobs.audit_log(&id).await.map_err(job_error)?;
     for record in &records {
         if args.store.json {
-            println!("{}", serde_json::to_string(record)?);
+            outln!("{}", serde_json::to_string(record)?);
         } else {
             print_audit_line(record.at.0, &record.action, &record.message, 16);
             if record.action == JobAuditAction::LeftInPlace {
                 // The one record that asks the operator to act: say so on its own line.
                 let path = record.detail["path"].as_str().unwrap_or("its entry");
-                println!(
+                outln!(
                     "{:19}  {:16}  NOT moved aside: {path} is still in the job folder, left out of listings; move or fix it by hand",
-                    "", ""
+                    "",
+                    ""
                 );
             }
         }
     }
     if records.is_empty() && !args.store.json {
-        println!("job {id} has no audit records");
+        outln!("job {id} has no audit records");
     }
     Ok(EXIT_OK)
 }

@@ -10,6 +10,7 @@
 //! - [`policy`]: what a new run does about earlier runs (resume interrupted ones, ask about
 //!   failed ones), and `resume` / `abandon`.
 //! - [`store`]: the state folder, the adapter choice and the CLI's own files.
+//! - [`out`]: printing that never panics on a closed stdout, and escaping stored text.
 //! - [`cli`] and [`app`]: the clap commands, exit codes, and the drive with signal handling.
 //! - [`jobs`] and [`scheduler`]: `cairn jobs` (scheduled jobs in the state folder) and
 //!   `cairn scheduler` (runs the due ones until Ctrl-C).
@@ -34,6 +35,7 @@ pub mod app;
 pub mod cli;
 pub mod duration;
 pub mod jobs;
+pub mod out;
 pub mod policy;
 pub mod progress;
 pub mod scheduler;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let _telemetry = match cairn_telemetry::init(config) {
         Ok(guard) => Some(guard),
         Err(error) => {
-            eprintln!("warning: telemetry is off: {error}");
+            cairn_cli::out::write_stderr(format_args!("warning: telemetry is off: {error}\n"));
             None
         }
     };

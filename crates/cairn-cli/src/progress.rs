@@ -7,6 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::format_duration;
+use crate::out::outln;
 
 /// What happened to one task attempt, as the shell handler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,14 +108,14 @@ impl Progress {
             (_, Some(multi)) => {
                 let _ = multi.println(text);
             }
-            _ => println!("{text}"),
+            _ => outln!("{text}"),
         }
     }
 
     /// Prints a JSON event line (only in JSON mode).
     pub fn json(&self, value: serde_json::Value) {
         if self.mode == Mode::Json {
-            println!("{value}");
+            outln!("{value}");
         }
     }
 
@@ -143,7 +144,7 @@ impl Progress {
                     spinner.enable_steady_tick(Duration::from_millis(120));
                     self.running.insert(task, spinner);
                 } else if self.mode == Mode::Plain {
-                    println!("started {task} (attempt {attempt}/{max_attempts})");
+                    outln!("started {task} (attempt {attempt}/{max_attempts})");
                 }
             }
             TaskEvent::Finished {

@@ -40,6 +40,7 @@ use crate::duration::format_duration;
 use crate::jobs::{
     adapter_flag, existing_state_root, job_error, left_out_json, left_out_text, open_job_store,
 };
+use crate::out::{eoutln, outln};
 use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
 use crate::store::{StateDir, absolute};
 use crate::workflow;
@@ -102,9 +103,9 @@ struct Lines {
 impl Lines {
     fn say(&self, text: &str, event: serde_json::Value) {
         if self.json {
-            println!("{event}");
+            outln!("{event}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
@@ -200,9 +201,9 @@ impl JobStore for WatchedJobs {
         // The scheduler lists every tick: say it once per entry, not every tick.
         for entry in self.left_out.news(&listing.left_out) {
             if self.lines.json {
-                println!("{}", left_out_json(&entry));
+                outln!("{}", left_out_json(&entry));
             } else {
-                eprintln!("warning: {}", left_out_text(&entry));
+                eoutln!("warning: {}", left_out_text(&entry));
             }
         }
         Ok(listing)
@@ -530,7 +531,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     // finds a new one.
     let listed = scheduler.jobs().list_readable().await.map_err(job_error)?;
     for (id, reason) in &listed.unreadable {
-        eprintln!("cairn: job {id} cannot be read, so it is not scheduled: {reason}");
+        eoutln!("cairn: job {id} cannot be read, so it is not scheduled: {reason}");
     }
     let count = listed.jobs.len();
     lines.say(

@@ -35,7 +35,8 @@
 //! resume would start the same task again beside them. So each attempt records its group in
 //! `<output root>/<run id>/<task>.group` (the group id and the leader's start time from
 //! `/proc`), and removes the file when the attempt ends. Before a resumed run starts any task,
-//! [`reap_leftovers`] kills every recorded group that is still alive. The file needs no
+//! [`reap_leftovers`] kills every recorded group that is still alive (`cairn abandon` of an
+//! interrupted run does the same). The file needs no
 //! fsync: a process kill leaves the page cache intact, and a power loss leaves no process.
 //! A group is only killed when `/proc` shows it is the recorded one (same leader start time,
 //! or, once the leader is gone, members that started no earlier), so a reused id is never
@@ -177,8 +178,7 @@ fn recorded_group_alive(group: u32, leader_start: u64) -> bool {
         .any(|(pgrp, start)| pgrp == group && start >= leader_start)
 }
 
-/// A command's process group that an interrupted run left running, killed by
-/// [`reap_leftovers`].
+/// A command's process group that an interrupted run left running, as its record names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leftover {
     /// The workflow task whose command it was.
@@ -187,50 +187,129 @@ pub struct Leftover {
     pub group: u32,
 }
 
+/// What [`reap_leftovers`] did with the process groups an interrupted drive recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Groups that were still alive and were killed.
+    pub killed: Vec<Leftover>,
+    /// Groups that were sent SIGKILL and still had live members after the wait (a process
+    /// stuck in the kernel): they may still be running.
+    pub survived: Vec<Leftover>,
+    /// Groups that could not be checked because this host has no `/proc`: left alone (a
+    /// reused id must never be hit), so they may still be running.
+    pub unchecked: Vec<Leftover>,
+}
+
+impl Reaped {
+    /// Whether some recorded group may still be running.
+    pub fn any_left(&self) -> bool {
+        !self.survived.is_empty() || !self.unchecked.is_empty()
+    }
+}
+
 /// Kills the process groups that an earlier, interrupted drive of this run recorded and that
-/// are still alive, and removes their records. Call it before a resumed run starts tasks.
-/// Returns the groups it killed.
+/// are still alive, and removes their records. Call it before a resumed run starts tasks,
+/// and when an interrupted run is abandoned, so its commands never run beside the next
+/// attempt of the same task. A group that cannot be checked (no `/proc`) or that outlives
+/// its SIGKILL is reported, not silently dropped.
 ///
 /// # Examples
 ///
 /// ```
 /// let root = std::env::temp_dir().join("cairn-doc-reap-nothing");
-/// assert!(cairn_cli::shell::reap_leftovers(&root, "run-without-records").is_empty());
+/// assert_eq!(
+///     cairn_cli::shell::reap_leftovers(&root, "run-without-records"),
+///     cairn_cli::shell::Reaped::default()
+/// );
 /// ```
-pub fn reap_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
+pub fn reap_leftovers(output_root: &Path, run_id: &str) -> Reaped {
+    let mut reaped = Reaped::default();
+    for path in group_records(output_root, run_id) {
+        match reap_record(&path) {
+            Some(Reap::Killed(left)) => reaped.killed.push(left),
+            Some(Reap::Survived(left)) => reaped.survived.push(left),
+            Some(Reap::Unchecked(left)) => reaped.unchecked.push(left),
+            None => {}
+        }
+    }
+    for list in [
+        &mut reaped.killed,
+        &mut reaped.survived,
+        &mut reaped.unchecked,
+    ] {
+        list.sort_by(|a, b| a.task.cmp(&b.task));
+    }
+    reaped
+}
+
+/// What happened to the group one record named.
+#[derive(Debug)]
+enum Reap {
+    Killed(Leftover),
+    Survived(Leftover),
+    Unchecked(Leftover),
+}
+
+/// Kills the group one record names if it is still alive, then removes the record. `None`
+/// when the record does not parse or its group is gone.
+fn reap_record(path: &Path) -> Option<Reap> {
+    let parsed = read_record(path);
+    let _ = std::fs::remove_file(path);
+    let (leftover, start) = parsed?;
+    if !Path::new("/proc/self/stat").exists() {
+        return Some(Reap::Unchecked(leftover));
+    }
+    if !recorded_group_alive(leftover.group, start) {
+        return None;
+    }
+    kill_group(leftover.group);
+    // Wait for the kernel to take the group down, so the task's next attempt never
+    // overlaps it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorded_group_alive(leftover.group, start) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if recorded_group_alive(leftover.group, start) {
+        Some(Reap::Survived(leftover))
+    } else {
+        Some(Reap::Killed(leftover))
+    }
+}
+
+/// The process groups an interrupted drive of this run recorded, read without checking or
+/// touching them: for a run whose last driver ran on another host, whose process ids mean
+/// nothing here.
+pub fn recorded_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
+    let mut recorded: Vec<Leftover> = group_records(output_root, run_id)
+        .iter()
+        .filter_map(|path| read_record(path).map(|(leftover, _)| leftover))
+        .collect();
+    recorded.sort_by(|a, b| a.task.cmp(&b.task));
+    recorded
+}
+
+/// The paths of a run's process group records.
+fn group_records(output_root: &Path, run_id: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(output_root.join(run_id)) else {
         return Vec::new();
     };
-    let mut killed: Vec<Leftover> = entries
+    entries
         .filter_map(|entry| Some(entry.ok()?.path()))
         .filter(|path| path.extension().and_then(|e| e.to_str()) == Some(GROUP_RECORD))
-        .filter_map(|path| reap_record(&path))
-        .collect();
-    killed.sort_by(|a, b| a.task.cmp(&b.task));
-    killed
+        .collect()
 }
 
-/// Kills the group one record names if it is still alive, then removes the record.
-fn reap_record(path: &Path) -> Option<Leftover> {
+/// The group and its leader's start time that one record names; `None` for a record that
+/// does not parse (or names group 0 or 1, which are never a command's).
+fn read_record(path: &Path) -> Option<(Leftover, u64)> {
     let record = std::fs::read_to_string(path).ok()?;
-    let _ = std::fs::remove_file(path);
     let mut parts = record.split_whitespace().map(str::parse::<u64>);
     let (Some(Ok(group)), Some(Ok(start))) = (parts.next(), parts.next()) else {
         return None;
     };
     let group = u32::try_from(group).ok().filter(|g| *g > 1)?;
-    if !recorded_group_alive(group, start) {
-        return None;
-    }
-    kill_group(group);
-    // Wait for the kernel to take the group down, so the task's next attempt never
-    // overlaps it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while recorded_group_alive(group, start) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let task = path.file_stem()?.to_str()?.to_owned();
-    Some(Leftover { task, group })
+    Some((Leftover { task, group }, start))
 }
 
 /// Kills the group when dropped unless disarmed: an attempt that is dropped (the executor's
@@ -472,12 +551,18 @@ impl ShellHandler {
         let record = out_dir.join(format!("{}.{GROUP_RECORD}", spec.id));
         if std::fs::exists(&record).unwrap_or(false) {
             let stale = record.clone();
-            if let Ok(Some(left)) = tokio::task::spawn_blocking(move || reap_record(&stale)).await {
-                tracing::warn!(
+            match tokio::task::spawn_blocking(move || reap_record(&stale)).await {
+                Ok(Some(Reap::Killed(left))) => tracing::warn!(
                     task = %left.task,
                     group = left.group,
                     "killed a command's process group left running by an interrupted run"
-                );
+                ),
+                Ok(Some(Reap::Survived(left) | Reap::Unchecked(left))) => tracing::warn!(
+                    task = %left.task,
+                    group = left.group,
+                    "a command's process group left by an interrupted run may still be running"
+                ),
+                Ok(None) | Err(_) => {}
             }
         }
         let mut command = tokio::process::Command::new("sh");

@@ -17,13 +17,14 @@
 //! The workflow copy is what `cairn resume <run>` rebuilds the plan from, so editing the file
 //! after a failure cannot make a resumed run's tasks differ from its journal.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{CheckpointerFactory, RunId};
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, RunId};
 use cairn_checkpoint_file::FileFactory;
 use cairn_checkpoint_sled::SledFactory;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,9 @@ pub struct StateDir {
     pub adapter: Adapter,
     /// The checkpoint store.
     pub factory: Arc<dyn CheckpointerFactory>,
+    /// Where the file adapter moves damaged runs (`None` for sled, whose quarantine is
+    /// inside its database).
+    quarantine_dir: Option<PathBuf>,
 }
 
 impl StateDir {
@@ -70,12 +74,15 @@ impl StateDir {
     /// another process has the database open).
     pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
         create_state_root(root)?;
+        let mut quarantine_dir = None;
         let factory: Arc<dyn CheckpointerFactory> = match adapter {
-            Adapter::File => Arc::new(
-                FileFactory::builder(root)
+            Adapter::File => {
+                let factory = FileFactory::builder(root)
                     .build()
-                    .with_context(|| format!("cannot open the file store in {}", root.display()))?,
-            ),
+                    .with_context(|| format!("cannot open the file store in {}", root.display()))?;
+                quarantine_dir = Some(factory.quarantine_dir());
+                Arc::new(factory)
+            }
             Adapter::Sled => {
                 let path = root.join("sled");
                 Arc::new(SledFactory::open(&path).with_context(|| {
@@ -90,7 +97,78 @@ impl StateDir {
             root: root.to_path_buf(),
             adapter,
             factory,
+            quarantine_dir,
         })
+    }
+
+    /// The entries of the file adapter's quarantine folder (`<run_id>-<millis>`), to tell
+    /// which runs a listing moved there: the port's `list` quarantines damaged runs it meets
+    /// without saying so. Empty for sled, or when the folder cannot be read (then nothing
+    /// is reported, which is what happened before this check existed).
+    pub fn quarantine_entries(&self) -> BTreeSet<String> {
+        let Some(dir) = &self.quarantine_dir else {
+            return BTreeSet::new();
+        };
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Where and why `run_id` was quarantined, from its audit log (which the store keeps
+    /// readable for a quarantined id): its newest `Quarantined` record. `None` when the id
+    /// was never quarantined, or its audit log cannot be read.
+    pub async fn quarantine_of(&self, run_id: &RunId) -> Option<QuarantineNote> {
+        let records = self.factory.read_audit(run_id).await.ok()?;
+        let record = records
+            .iter()
+            .rev()
+            .find(|record| record.action == AuditAction::Quarantined)?;
+        let field = |name: &str| {
+            record
+                .detail
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Some(QuarantineNote {
+            run_id: run_id.clone(),
+            at_ms: record.at.0,
+            location: field("location"),
+            reason: field("reason").unwrap_or_else(|| record.message.clone()),
+        })
+    }
+
+    /// The runs that were moved to quarantine since `before` was taken
+    /// ([`StateDir::quarantine_entries`]), with where and why.
+    pub async fn newly_quarantined(&self, before: &BTreeSet<String>) -> Vec<QuarantineNote> {
+        let mut notes = Vec::new();
+        for name in self.quarantine_entries().difference(before) {
+            // `<run_id>-<millis>`: the millis hold no '-', so the last one splits them.
+            let Some(run_id) = name
+                .rsplit_once('-')
+                .and_then(|(id, _)| RunId::new(id).ok())
+            else {
+                continue;
+            };
+            let note = self
+                .quarantine_of(&run_id)
+                .await
+                .unwrap_or_else(|| QuarantineNote {
+                    location: self
+                        .quarantine_dir
+                        .as_ref()
+                        .map(|dir| dir.join(name).display().to_string()),
+                    run_id,
+                    at_ms: 0,
+                    reason: "no reason recorded".to_owned(),
+                });
+            notes.push(note);
+        }
+        notes
     }
 
     /// Takes this process's lock on one workflow and scope of the state folder, held until
@@ -256,6 +334,42 @@ impl StateDir {
     }
 }
 
+/// A run whose state the store moved to quarantine (damaged or foreign metadata), as its
+/// audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineNote {
+    /// The run.
+    pub run_id: RunId,
+    /// When it was quarantined (ms since the Unix epoch; 0 when not recorded).
+    pub at_ms: u64,
+    /// Where its state is now, when the store says.
+    pub location: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for QuarantineNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} is in quarantine: its stored state was damaged ({}) and was moved",
+            self.run_id,
+            crate::out::escape_controls(&self.reason)
+        )?;
+        if let Some(location) = &self.location {
+            write!(f, " to {}", crate::out::escape_controls(location))?;
+        }
+        if self.at_ms > 0 {
+            write!(f, " at {} UTC", crate::app::format_timestamp(self.at_ms))?;
+        }
+        write!(
+            f,
+            "; it is kept there for inspection, never deleted, and can no longer be shown, resumed or abandoned (`cairn audit {}` prints its audit log)",
+            self.run_id
+        )
+    }
+}
+
 /// The folder of the CLI's workflow-and-scope locks, in the state folder.
 const LOCKS_DIR: &str = "locks";
 
@@ -289,8 +403,8 @@ impl std::fmt::Display for ScopeBusy {
         write!(
             f,
             "workflow `{}` (scope `{}`) is being driven right now by {holder}, which holds {}; a second writer is never started, even with --force",
-            self.workflow,
-            self.scope,
+            crate::out::escape_controls(&self.workflow),
+            crate::out::escape_controls(&self.scope),
             self.lock_file.display()
         )
     }

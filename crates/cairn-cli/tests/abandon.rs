@@ -251,3 +251,83 @@ fn abandon_help_explains_force_and_the_exit_codes() {
     assert!(stdout.contains("gone for good"), "{stdout}");
     assert!(stdout.contains("2  refused"), "{stdout}");
 }
+
+/// Runs [`BLOCKING`] on `host` and kills cairn with SIGKILL while `b` runs, leaving `b`'s
+/// command running (a kill -9 cannot take it along). Returns the run id and `b`'s group.
+fn killed_leaving_b_running(sandbox: &Sandbox, host: &str) -> (String, i64) {
+    let (mut driver, group) = start_on(sandbox, host);
+    signal(i64::from(driver.id()), "KILL");
+    wait_exit(&mut driver);
+    assert!(alive(-group), "a kill -9 leaves b's command running");
+    (sandbox.only_run_id(), group)
+}
+
+#[test]
+fn abandon_kills_the_commands_a_kill_9_left_running() {
+    let sandbox = Sandbox::new();
+    let (run_id, group) = killed_leaving_b_running(&sandbox, THIS_HOST);
+
+    let abandon = run_on(&sandbox, THIS_HOST, &["abandon", &run_id, "--json"]);
+    let stderr = text(&abandon.stderr);
+    assert_eq!(abandon.status.code(), Some(0), "{stderr}");
+    // Only the zombie of the killed leader can be left (reaped by init in its own time):
+    // the command itself would loop until `release` exists.
+    let line: serde_json::Value =
+        serde_json::from_str(text(&abandon.stdout).trim()).expect("one JSON line");
+    assert_eq!(line["status"], "cancelled");
+    assert_eq!(line["leftovers_killed"][0]["task"], "b", "{line}");
+    assert_eq!(line["leftovers_killed"][0]["process_group"], group);
+    assert_eq!(line["leftovers_may_still_run"], serde_json::json!([]));
+    assert!(
+        !stderr.contains("warning"),
+        "nothing to warn about: {stderr}"
+    );
+    wait_for("b's process group to be gone", || !alive(-group));
+
+    // The old command never gets to log `b`, and a fresh run runs `b` exactly once.
+    sandbox.touch("release");
+    let next = run_on(&sandbox, THIS_HOST, &["run", "wf.toml"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
+    let log = sandbox.read("log");
+    assert_eq!(log.lines().filter(|l| *l == "b").count(), 1, "{log}");
+}
+
+#[test]
+fn abandon_says_which_commands_it_killed() {
+    let sandbox = Sandbox::new();
+    let (run_id, group) = killed_leaving_b_running(&sandbox, THIS_HOST);
+
+    let abandon = run_on(&sandbox, THIS_HOST, &["abandon", &run_id]);
+    let stdout = text(&abandon.stdout);
+    assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+    assert!(stdout.contains("(was running)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("killed process group {group} of task `b`")),
+        "{stdout}"
+    );
+    wait_for("b's process group to be gone", || !alive(-group));
+}
+
+#[test]
+fn a_forced_abandon_names_the_commands_it_cannot_stop_on_another_host() {
+    let sandbox = Sandbox::new();
+    let (run_id, group) = killed_leaving_b_running(&sandbox, OLD_HOST);
+
+    let forced = run_on(&sandbox, THIS_HOST, &["abandon", &run_id, "--force"]);
+    // Its process ids belong to the other host: nothing here may kill them.
+    let left_alone = alive(-group);
+    signal(-group, "KILL");
+    let stderr = text(&forced.stderr);
+    assert_eq!(forced.status.code(), Some(0), "{stderr}");
+    assert!(left_alone, "a group recorded on another host is not killed");
+    assert!(
+        stderr.contains(&format!("process group {group} of task `b`")),
+        "names the group: {stderr}"
+    );
+    assert!(stderr.contains("may still be running there"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kill -KILL -- -{group}")),
+        "says how to stop it: {stderr}"
+    );
+    assert_eq!(status_of(&sandbox), "cancelled");
+}

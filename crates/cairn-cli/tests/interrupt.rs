@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Sandbox, alive, assert_contains, count_lines, signal, text, wait_exit, wait_for};
+use common::{
+    Sandbox, alive, assert_contains, assert_lacks, count_lines, signal, text, wait_exit, wait_for,
+};
 
 /// `a` completes, `b` records its process group and blocks until the file `release` exists,
 /// `c` runs after `b`. Every task appends to `log`.
@@ -374,4 +376,83 @@ run = "echo $$ > b.pgid; echo b-start >> log; while ! test -f release; do sleep 
         "a permanent failure is not retried because the run was interrupted: {log}"
     );
     assert_eq!(count_lines(&log, "b"), 1, "{log}");
+}
+
+/// Runs [`BLOCKING`] with `--input`, kills cairn with SIGKILL while `b` runs, then `b`'s
+/// process group too. Returns the sandbox and the run id.
+fn killed_with_input(input: &str) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--input", input], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "KILL");
+    wait_exit(&mut first);
+    signal(-group, "KILL");
+    wait_for("b's old process group to die", || !alive(-group));
+    let run_id = sandbox.only_run_id();
+    (sandbox, run_id)
+}
+
+#[test]
+fn a_resume_that_drops_the_requested_input_says_so_on_stderr() {
+    let (sandbox, run_id) = killed_with_input("old job");
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml", "--input", "new job"]);
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    assert_contains(&stderr, "your input was NOT used");
+    assert_contains(&stderr, &format!("Run {run_id} of workflow `blocking`"));
+    assert_contains(&stderr, "its input (kept):     \"old job\"");
+    assert_contains(&stderr, "your input (ignored): \"new job\"");
+    assert_contains(&stderr, "cairn run wf.toml --input 'new job'");
+    assert_contains(
+        &stderr,
+        &format!(
+            "cairn abandon {run_id} --state-dir .cairn && cairn run wf.toml --input 'new job'"
+        ),
+    );
+    // The run went on, to its end, with its own input; nothing fresh was started.
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 1, "nothing fresh was started");
+    assert_eq!(runs[0]["input"], "old job");
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(count_lines(&sandbox.read("log"), "c"), 1);
+
+    // The same input: nothing to warn about.
+    let (sandbox, _) = killed_with_input("same");
+    sandbox.touch("release");
+    let again = sandbox.run(&["run", "wf.toml", "--input", "same"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_lacks(&text(&again.stderr), "NOT used");
+}
+
+#[test]
+fn resuming_another_files_run_names_the_file_it_was_started_from() {
+    let (sandbox, run_id) = killed_with_input("");
+    // Another file with the same workflow name, in the same state folder.
+    sandbox.write(
+        "other.toml",
+        &BLOCKING.replace("echo c >> log", "echo other >> log"),
+    );
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "other.toml"]);
+    let stdout = text(&second.stdout);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    // Recorded absolute, from the current folder as the OS reports it (symlinks resolved).
+    let started_from = sandbox.root().canonicalize().unwrap().join("wf.toml");
+    assert_contains(
+        &stdout,
+        &format!(
+            "note: this run was started from {}, not other.toml",
+            started_from.display()
+        ),
+    );
+    assert_contains(&stdout, "(they differ from this file's)");
+    assert_contains(&stdout, &format!("resuming run {run_id}"));
+    assert_eq!(
+        count_lines(&sandbox.read("log"), "c"),
+        1,
+        "its own tasks ran"
+    );
+    assert_eq!(count_lines(&sandbox.read("log"), "other"), 0);
 }

@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command};
 
-use cairn_cli::shell::{Leftover, reap_leftovers};
+use cairn_cli::shell::{Leftover, Reaped, reap_leftovers, recorded_leftovers};
 
 fn start_time(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a /proc entry");
@@ -48,14 +48,25 @@ fn a_live_recorded_group_is_killed_and_its_record_removed() {
     )
     .unwrap();
 
-    let killed = reap_leftovers(root.path(), "run-1");
+    let build = Leftover {
+        task: "build".to_owned(),
+        group: pid,
+    };
     assert_eq!(
-        killed,
-        vec![Leftover {
-            task: "build".to_owned(),
-            group: pid
-        }]
+        recorded_leftovers(root.path(), "run-1"),
+        vec![build.clone()],
+        "reading the records touches nothing"
     );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let reaped = reap_leftovers(root.path(), "run-1");
+    assert_eq!(
+        reaped,
+        Reaped {
+            killed: vec![build],
+            ..Reaped::default()
+        }
+    );
+    assert!(!reaped.any_left());
     assert!(exited(&mut child), "the recorded group was killed");
     assert!(!run.join("build.group").exists(), "the record is consumed");
 }
@@ -75,7 +86,7 @@ fn a_group_whose_leader_started_at_another_time_is_left_alone() {
     .unwrap();
     std::fs::write(run.join("broken.group"), "not a record").unwrap();
 
-    assert!(reap_leftovers(root.path(), "run-2").is_empty());
+    assert_eq!(reap_leftovers(root.path(), "run-2"), Reaped::default());
     assert!(
         child.try_wait().unwrap().is_none(),
         "an unmatched group keeps running"
@@ -88,5 +99,9 @@ fn a_group_whose_leader_started_at_another_time_is_left_alone() {
 #[test]
 fn a_run_without_records_reaps_nothing() {
     let root = tempfile::tempdir().unwrap();
-    assert!(reap_leftovers(root.path(), "no-such-run").is_empty());
+    assert_eq!(
+        reap_leftovers(root.path(), "no-such-run"),
+        Reaped::default()
+    );
+    assert!(recorded_leftovers(root.path(), "no-such-run").is_empty());
 }

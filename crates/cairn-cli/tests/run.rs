@@ -335,7 +335,7 @@ fn help_documents_the_exit_codes_and_completions_are_generated() {
     for code in [
         "0  success",
         "1  the run failed",
-        "2  bad workflow",
+        "2  the request is wrong",
         "3  the latest run",
         "4  interrupted",
         "5  the state store",
@@ -461,4 +461,115 @@ fn a_resume_that_cannot_start_leaves_the_failed_run_failed() {
     let again = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(again.status.code(), Some(3), "{}", text(&again.stdout));
     assert_eq!(count_lines(&sandbox.read("log"), "publish"), 0);
+}
+
+#[test]
+fn the_help_says_exactly_what_each_exit_code_covers() {
+    let sandbox = Sandbox::new();
+    let help = sandbox.run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    for words in [
+        "`cairn resume` of a completed run (nothing to do)",
+        "an unknown or quarantined run id",
+        "a run in the wrong state for the command",
+        "`resume` of an abandoned run",
+        "the ways forward (resume, abandon\n     and re-run, --force) are printed on stderr",
+    ] {
+        assert!(help.contains(words), "--help lacks {words:?}: {help}");
+    }
+}
+
+#[test]
+fn resume_of_a_finished_run_exits_as_documented() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    // Completed: nothing to do, 0.
+    let again = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("already completed; nothing to resume"));
+
+    // Abandoned: the wrong state for a resume, 2, with the way to run afresh.
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let abandoned = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(
+        abandoned.status.code(),
+        Some(0),
+        "{}",
+        text(&abandoned.stderr)
+    );
+    let refused = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("was abandoned"), "{stderr}");
+    assert!(
+        stderr.contains("cairn run "),
+        "offers a fresh run: {stderr}"
+    );
+}
+
+#[test]
+fn a_failed_run_prints_its_ways_forward_on_stderr() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", FAILS_UNTIL_FIXED);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let run_id = sandbox.only_run_id();
+    // As the exit-3 prompt does: the guidance is on stderr, the progress on stdout.
+    assert!(!stdout.contains("Ways forward"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("run {run_id} failed: 1 done")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("Ways forward:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cairn resume {run_id} --state-dir .cairn")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cairn run wf.toml --force"), "{stderr}");
+}
+
+#[test]
+fn an_error_a_resume_got_past_is_history_not_the_state() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+
+    let show = sandbox.run(&["show", &run_id, "--state-dir", ".cairn"]);
+    let shown = text(&show.stdout);
+    let publish = shown
+        .lines()
+        .find(|line| line.starts_with("publish "))
+        .expect("a row for publish");
+    assert!(publish.contains(" done "), "{publish}");
+    assert!(
+        publish.contains("earlier: exit_code"),
+        "a done task's error is labelled as history: {publish}"
+    );
+
+    let json = sandbox.run(&["show", &run_id, "--json", "--state-dir", ".cairn"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(json["run"]["status"], "completed");
+    assert_eq!(json["run"]["error"], serde_json::Value::Null);
+    assert_eq!(json["run"]["earlier_error"]["kind"], "task_failed");
+    let task = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "publish")
+        .expect("publish");
+    assert_eq!(task["error"], serde_json::Value::Null);
+    assert!(task["earlier_error"].as_str().is_some(), "{task}");
+
+    let runs = sandbox.runs();
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs[0]["error"], serde_json::Value::Null);
+    assert_eq!(runs[0]["earlier_error"]["kind"], "task_failed");
 }

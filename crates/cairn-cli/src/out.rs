@@ -1,0 +1,143 @@
+//! Writing to stdout and stderr without panicking, and making stored text safe to print.
+//!
+//! `println!` panics when stdout is gone (`cairn run wf.toml | head -1` closes the pipe
+//! after one line). A panic in the middle of `cairn run` would abandon the drive halfway
+//! and leave the run looking interrupted, only because a pager was closed. So every line
+//! the CLI prints goes through [`outln!`] / [`out!`] (stdout) or [`eoutln!`] / [`eout!`]
+//! (stderr). The first failed write to a stream marks it closed and everything later
+//! written to it is dropped; the command itself goes on to its normal end and exit code.
+//! A broken pipe is silent (the reader chose to stop reading); any other write failure
+//! (a full disk behind a redirect) is reported once on stderr.
+//!
+//! [`escape_controls`] and [`terminal_safe`] keep stored text (a run's scope, workflow name,
+//! error) from sending escape sequences to the user's terminal.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write to stdout failed: later output is dropped.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set once a write to stderr failed: later output is dropped.
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout, dropping the text once stdout has failed. Used by [`outln!`] and
+/// [`out!`]; call those instead.
+pub fn write_stdout(args: fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A prompt without a newline must reach the terminal before input is read, and a
+    // failure must be seen now rather than at exit: flush every write. Output is line-sized,
+    // so this costs no more than the line buffering already does.
+    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            write_stderr(format_args!(
+                "warning: cannot write to stdout ({error}); the rest of the output is dropped\n"
+            ));
+        }
+    }
+}
+
+/// Writes to stderr, dropping the text once stderr has failed. Used by [`eoutln!`] and
+/// [`eout!`]; call those instead.
+pub fn write_stderr(args: fmt::Arguments<'_>) {
+    if STDERR_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if std::io::stderr().lock().write_fmt(args).is_err() {
+        // Nowhere is left to say so.
+        STDERR_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether stdout has failed (its reader went away): long listings can stop early.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// `println!` that never panics: see the module docs.
+macro_rules! outln {
+    () => {
+        $crate::out::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics: see the module docs.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics: see the module docs.
+macro_rules! eoutln {
+    ($($arg:tt)*) => {
+        $crate::out::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` that never panics: see the module docs.
+macro_rules! eout {
+    ($($arg:tt)*) => {
+        $crate::out::write_stderr(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {eout, eoutln, out, outln};
+
+/// Stored text for one line of a table or a header: every control character (an escape
+/// sequence, a newline) is shown as its Rust escape (`\u{1b}`, `\n`), so the text reads
+/// unambiguously and cannot drive the terminal. Other characters are kept.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::out::escape_controls;
+///
+/// assert_eq!(escape_controls("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+/// assert_eq!(escape_controls("release/4.2 ünïcode"), "release/4.2 ünïcode");
+/// ```
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Text of several lines for a terminal: control characters other than newline and tab
+/// become U+FFFD (as `cairn-runs` renders its prompts). Used for printed command lines,
+/// where an escape would change the command; the exact command is in the JSON output.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::out::terminal_safe;
+///
+/// assert_eq!(terminal_safe("a\u{1b}[31m\nb"), "a\u{fffd}[31m\nb");
+/// ```
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| if unsafe_char(c) { '\u{FFFD}' } else { c })
+            .collect(),
+    )
+}
