@@ -618,8 +618,9 @@ impl Drive {
     }
 
     /// Stops every attempt at once and makes the loop exit with `Cancelled(cause)` after its
-    /// next append. Every result an attempt returned before it was stopped is applied, so
-    /// only attempts stopped mid-body stay running in the journal (and rerun on resume).
+    /// next append. Every result an attempt returned before it was stopped is applied, and
+    /// attempts stopped mid-body are released (pending again, the attempt not spent), so they
+    /// rerun on resume.
     ///
     /// Applying late results is what keeps telemetry truthful: an attempt labels and closes
     /// its own task span when its body returns (`crate::attempt`), so a `complete` the drive
@@ -718,9 +719,12 @@ impl Drive {
                 );
                 self.fail(id, attempt, error, false, now)?;
             }
-            // Only the drive aborts attempts, and it records nothing for them: the task stays
-            // running in the journal and is recovered on resume.
-            Err(_) => {}
+            // Only the drive aborts attempts (a shutdown's grace ran out, a cancel, the run's
+            // deadline): the task goes back to pending without spending that attempt, so a
+            // task on its last attempt is not failed on resume by a stop a person asked for.
+            Err(_) => {
+                self.queue.release(id, now).map_err(RunStop::Queue)?;
+            }
         }
         Ok(())
     }

@@ -106,7 +106,10 @@ impl TaskContext {
         &self.task.inputs
     }
 
-    /// This attempt's number, from 1. Attempts interrupted by a crash count too.
+    /// This attempt's number, from 1: how many attempts the task has been charged. Attempts
+    /// interrupted by a crash count too; an attempt the executor stopped itself (a shutdown's
+    /// grace ran out, a cancel, the run's deadline) does not, so the attempt after it has the
+    /// same number.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

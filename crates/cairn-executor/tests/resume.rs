@@ -25,9 +25,9 @@ fn config() -> ExecutorConfig {
         .with_shutdown_grace(Duration::from_secs(5))
 }
 
-/// A handler that records its body in `started`, and on its first attempt of the task whose
-/// input is `stall_on` triggers `shutdown` and then never finishes; otherwise it records
-/// itself in `returned` and completes.
+/// A handler that records its body in `started`, and the first time the body of the task
+/// whose input is `stall_on` starts triggers `shutdown` and then never finishes; otherwise it
+/// records itself in `returned` and completes.
 fn stalling(
     started: &Ledger,
     returned: &Ledger,
@@ -39,7 +39,8 @@ fn stalling(
         let (started, returned, shutdown) = (started.clone(), returned.clone(), shutdown.clone());
         async move {
             started.record(&ctx);
-            if ctx.inputs().as_i64() == Some(stall_on) && ctx.attempt() == 1 {
+            let first_start = started.per_task().get(&ctx.task_id()) == Some(&1);
+            if ctx.inputs().as_i64() == Some(stall_on) && first_start {
                 shutdown.cancel();
                 std::future::pending::<()>().await;
             }
@@ -120,12 +121,19 @@ async fn shutdown_leaves_the_run_running_and_a_new_executor_resumes_it_without_c
     assert_eq!(meta.status, RunStatus::Completed);
     assert_eq!(meta.lease_epoch, 2, "adoption claimed a new lease epoch");
     let audit = store.read_audit(&run_id).await.unwrap();
+    // The stalled attempt was released when the grace ran out (not spent, nothing left
+    // running in the journal), so the resume had nothing to reset.
+    let released: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Released { attempt: 1, .. }))
+        .collect();
+    assert_eq!(released.len(), 1, "{released:?}");
     assert_eq!(
         audit
             .iter()
             .filter(|r| r.action == AuditAction::TaskReset)
             .count(),
-        1
+        0
     );
     assert!(audit.iter().any(|r| r.action == AuditAction::Recovered));
     assert_eq!(
@@ -134,7 +142,7 @@ async fn shutdown_leaves_the_run_running_and_a_new_executor_resumes_it_without_c
         "logs:\n{}",
         logs.text()
     );
-    assert_eq!(logs.lines_with("orchestrator task_reset").len(), 1);
+    assert_eq!(logs.lines_with("orchestrator task_reset").len(), 0);
     // `resumed` is emitted before any task of the resumed drive starts: every queue depth
     // report with a running task comes after it.
     let text = logs.text();
@@ -168,12 +176,12 @@ async fn a_resumed_handler_re_enqueueing_its_follow_up_does_not_duplicate_it() {
                         )
                         .await
                         .unwrap();
-                    answers.lock().unwrap().push((
-                        ctx.attempt(),
-                        child.existing,
-                        ctx.idempotency_key(),
-                    ));
-                    if ctx.attempt() == 1 {
+                    let first_body = {
+                        let mut answers = answers.lock().unwrap();
+                        answers.push((ctx.attempt(), child.existing, ctx.idempotency_key()));
+                        answers.len() == 1
+                    };
+                    if first_body {
                         shutdown.cancel();
                         std::future::pending::<()>().await;
                     }
@@ -212,8 +220,8 @@ async fn a_resumed_handler_re_enqueueing_its_follow_up_does_not_duplicate_it() {
     assert_eq!((answers[0].0, answers[0].1), (1, false));
     assert_eq!(
         (answers[1].0, answers[1].1),
-        (2, true),
-        "the resumed attempt found its child"
+        (1, true),
+        "the resumed attempt (the stopped one was not spent) found its child"
     );
     assert_eq!(
         answers[0].2, answers[1].2,
@@ -733,7 +741,7 @@ async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_fail
                     let (bodies, shutdown) = (long_bodies.clone(), shutdown.clone());
                     async move {
                         bodies.record(&ctx);
-                        if ctx.attempt() == 1 {
+                        if bodies.total() == 1 {
                             // The operator's Ctrl-C lands while this runs.
                             shutdown.cancel();
                             std::future::pending::<()>().await;
@@ -822,5 +830,72 @@ async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_fail
         audit.iter().any(|r| r.action == AuditAction::Recovered
             && r.message.contains("after the resume policy claimed it")),
         "{audit:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_on_its_last_attempt_stopped_by_a_shutdown_runs_again_on_resume() {
+    // The operator's Ctrl-C is not the task's failure: the attempt the grace period cut off
+    // is released, not spent, so a `max_attempts = 1` task still gets its run.
+    let store = MemoryFactory::new();
+    let bodies = Ledger::default();
+    let registry = |shutdown: CancellationToken| {
+        let bodies = bodies.clone();
+        Registry::new().with(
+            "once",
+            handler_fn(move |ctx| {
+                let (bodies, shutdown) = (bodies.clone(), shutdown.clone());
+                async move {
+                    bodies.record(&ctx);
+                    if bodies.total() == 1 {
+                        shutdown.cancel();
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                }
+            }),
+        )
+    };
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("once").max_attempts(1), []);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+
+    let signals = RunSignals::default();
+    let first = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let interrupted = first.run(plan.clone(), Start::Auto, signals).await.unwrap();
+    assert_eq!(interrupted.disposition, Disposition::LeaveRunning);
+    assert_eq!(
+        (interrupted.counts.pending, interrupted.counts.running),
+        (1, 0),
+        "released at the stop, not left running"
+    );
+
+    let signals = RunSignals::default();
+    let second = Executor::new(
+        Arc::new(store.clone()),
+        registry(signals.shutdown.clone()),
+        config(),
+    )
+    .unwrap();
+    let report = second.run(plan, Start::Auto, signals).await.unwrap();
+    assert!(report.resumed);
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(
+        bodies.attempts(),
+        [1, 1],
+        "the stopped attempt was given back"
+    );
+    let events = stored(&store, &report.run_id).await.events;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Completed { .. }))
+            .count(),
+        1
     );
 }

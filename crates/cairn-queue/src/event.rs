@@ -79,6 +79,18 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// The executor stopped a running attempt itself (a shutdown's grace period ran out, the
+    /// run was cancelled, or its deadline passed) before the attempt's body returned. The
+    /// task is pending again and that attempt no longer counts against `max_attempts`: it
+    /// neither failed nor succeeded, and a person asked for the stop.
+    Released {
+        /// The task.
+        id: TaskId,
+        /// The attempt that was stopped; the task's attempt count goes back below it.
+        attempt: u32,
+        /// When.
+        at: Timestamp,
+    },
     /// A person retried a failed task by hand: it is pending again with fresh attempts,
     /// and the dependents it blocked are unblocked.
     Retried {
@@ -113,6 +125,7 @@ impl Event {
             | Event::Skipped { id, .. }
             | Event::Failed { id, .. }
             | Event::Reset { id, .. }
+            | Event::Released { id, .. }
             | Event::Retried { id, .. } => Some(*id),
             Event::PhaseStarted { .. } | Event::PhaseCompleted { .. } => None,
         }

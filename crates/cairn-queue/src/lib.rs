@@ -38,6 +38,8 @@
 //!   drained exactly when nothing is pending or running.
 //! - **Recovery.** `recover()` treats every `running` task as interrupted: back to `pending`
 //!   with attempts left, `failed` (kind `interrupted`) otherwise, blocking its dependents.
+//!   `release(id)` is for an attempt its executor stopped on purpose (a shutdown, a cancel):
+//!   the task is `pending` again and the stopped attempt does not count.
 //! - **Phases.** `start_phase(i, name)` and `complete_phase(i, name)` record phases by index;
 //!   repeating either is a no-op, a different name for a recorded index is an error, and a
 //!   phase must be started before it completes.

@@ -692,6 +692,42 @@ impl Queue {
         })
     }
 
+    /// Puts a running task back to pending after its executor stopped the attempt itself,
+    /// before the attempt's body returned (a shutdown, a cancel, a run deadline). Unlike a
+    /// failure or [`Queue::recover`] after a crash, the stopped attempt does not count: the
+    /// task keeps every attempt it had, so a task on its last attempt survives a stop that a
+    /// person asked for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a").max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// q.release(a, Timestamp(2))?;
+    /// let task = q.get(a).unwrap();
+    /// assert_eq!((task.status, task.attempts), (Status::Pending, 0));
+    /// assert_eq!(q.start(a, Timestamp(3))?, 1, "its only attempt is still there");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
+    pub fn release(&mut self, id: TaskId, now: Timestamp) -> Result<()> {
+        let attempt = self.running_attempt(id, "release")?;
+        self.emit(
+            Event::Released {
+                id,
+                attempt,
+                at: now,
+            },
+            None,
+        )
+    }
+
     /// Retries a failed task by hand (see the crate docs).
     ///
     /// # Errors
@@ -1181,6 +1217,30 @@ impl Queue {
                         self.set_status(i, Status::Failed);
                         self.block_dependents(i, *at);
                     }
+                }
+            }
+            Event::Released { id, attempt, .. } => {
+                let i = self.event_index(*id, "a release")?;
+                let task = &self.tasks[i];
+                if task.status != Status::Running {
+                    return Err(invalid_event(format!(
+                        "released {id}, which is {}",
+                        task.status
+                    )));
+                }
+                if *attempt != task.attempts {
+                    return Err(invalid_event(format!(
+                        "released attempt {attempt} of {id}, which is on attempt {}",
+                        task.attempts
+                    )));
+                }
+                let task = &mut self.tasks[i];
+                // A running task has started at least once, so this stays at or above zero.
+                task.attempts = task.attempts.saturating_sub(1);
+                task.not_before = None;
+                self.set_status(i, Status::Pending);
+                if self.unmet[i] == 0 {
+                    self.ready_insert(i);
                 }
             }
             Event::Reset { id, .. } => {

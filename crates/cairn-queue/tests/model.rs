@@ -45,6 +45,7 @@ enum Op {
         delay: u64,
     },
     Retry(u64),
+    Release(u64),
     Recover,
     Tick(u64),
 }
@@ -81,6 +82,7 @@ enum Plan {
         delay: u64,
     },
     Retry(Pick),
+    Release(Pick),
     Recover,
     Tick(u64),
 }
@@ -109,6 +111,7 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
         2 => (pick(), prop::bool::weighted(0.6), 0u64..20)
             .prop_map(|(id, retryable, delay)| Plan::Fail { id, retryable, delay }),
         1 => pick().prop_map(Plan::Retry),
+        1 => pick().prop_map(Plan::Release),
         1 => Just(Plan::Recover),
         1 => (0u64..15).prop_map(Plan::Tick),
     ]
@@ -162,6 +165,7 @@ fn resolve(plan: &Plan, model: &Model) -> Op {
             delay: *delay,
         },
         Plan::Retry(p) => Op::Retry(choose(*p, &in_status(Status::Failed))),
+        Plan::Release(p) => Op::Release(choose(*p, &in_status(Status::Running))),
         Plan::Recover => Op::Recover,
         Plan::Tick(delta) => Op::Tick(*delta),
     }
@@ -457,6 +461,17 @@ impl Model {
                 }
                 Ok(String::new())
             }
+            Op::Release(id) => {
+                let i = self.known(*id)?;
+                if self.tasks[i].status != Status::Running {
+                    return Err("InvalidTransition");
+                }
+                let task = &mut self.tasks[i];
+                task.status = Status::Pending;
+                task.attempts -= 1;
+                task.not_before = None;
+                Ok(String::new())
+            }
             Op::Recover => {
                 let mut report = Vec::new();
                 for i in 0..self.tasks.len() {
@@ -529,6 +544,7 @@ fn run_on_queue(q: &mut Queue, op: &Op, now: &mut u64) -> Answer {
             )
             .map(|s| format!("{s:?}")),
         Op::Retry(id) => q.retry(TaskId(*id), at).map(|()| String::new()),
+        Op::Release(id) => q.release(TaskId(*id), at).map(|()| String::new()),
         Op::Recover => {
             let report: Vec<(u64, u32, Status)> = q
                 .recover(at)

@@ -408,6 +408,99 @@ fn retry_leaves_tasks_blocked_by_another_failed_ancestor() {
     }
 }
 
+// ----- release (an attempt its executor stopped) -----
+
+#[test]
+fn release_puts_a_running_task_back_without_spending_its_attempt() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    assert_eq!(q.start(a, T0).unwrap(), 1);
+    q.take_events();
+    q.release(a, Timestamp(5)).unwrap();
+    let task = q.get(a).unwrap();
+    assert_eq!((task.status, task.attempts), (Status::Pending, 0));
+    assert_eq!(
+        status(&q, b),
+        Status::Pending,
+        "its dependent waits on as before"
+    );
+    assert_eq!(q.next_runnable(T0), vec![a]);
+    assert_eq!(
+        q.take_events(),
+        vec![Event::Released {
+            id: a,
+            attempt: 1,
+            at: Timestamp(5)
+        }]
+    );
+    // Its only attempt is still there, and the queue drains as if the stop never happened.
+    assert_eq!(q.start(a, T0).unwrap(), 1);
+    q.complete(a, Handoff::default(), T0).unwrap();
+    run_ok(&mut q, b);
+    assert_eq!(q.outcome(), Some(Outcome::Completed));
+}
+
+#[test]
+fn release_refuses_tasks_that_are_not_running() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let done = add(&mut q, "done", &[]);
+    run_ok(&mut q, done);
+    for (id, from) in [(a, Status::Pending), (done, Status::Done)] {
+        assert!(matches!(
+            q.release(id, T0),
+            Err(Error::InvalidTransition { id: got, from: f, op: "release" }) if got == id && f == from
+        ));
+    }
+    assert!(matches!(
+        q.release(TaskId(99), T0),
+        Err(Error::UnknownTask { .. })
+    ));
+}
+
+#[test]
+fn a_released_event_must_name_the_running_attempt() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 3);
+    q.start(a, T0).unwrap();
+    let before = q.snapshot();
+    for attempt in [0, 2] {
+        let event = Event::Released {
+            id: a,
+            attempt,
+            at: T0,
+        };
+        assert!(
+            matches!(q.apply(&event), Err(Error::InvalidEvent { .. })),
+            "attempt {attempt}"
+        );
+        assert_eq!(q.snapshot(), before);
+    }
+    q.release(a, T0).unwrap();
+    let pending = Event::Released {
+        id: a,
+        attempt: 0,
+        at: T0,
+    };
+    assert!(matches!(q.apply(&pending), Err(Error::InvalidEvent { .. })));
+}
+
+#[test]
+fn a_release_replays_to_the_same_state() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 2);
+    let snapshot = q.snapshot();
+    q.take_events();
+    q.start(a, T0).unwrap();
+    q.release(a, Timestamp(3)).unwrap();
+    q.start(a, Timestamp(4)).unwrap();
+    let events = q.take_events();
+    let replayed = Queue::replay(Some(snapshot), &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+    assert_eq!(replayed.get(a).unwrap().attempts, 1);
+}
+
 // ----- recovery -----
 
 #[test]

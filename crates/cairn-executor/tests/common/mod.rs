@@ -39,6 +39,16 @@ impl Ledger {
             .count()
     }
 
+    /// The attempt number of every body, in the order they started.
+    pub fn attempts(&self) -> Vec<u32> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, attempt)| *attempt)
+            .collect()
+    }
+
     pub fn total(&self) -> usize {
         self.entries.lock().unwrap().len()
     }
