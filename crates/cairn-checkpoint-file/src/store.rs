@@ -1044,6 +1044,17 @@ impl Store {
     /// Opens the journal for writing, reads it, scans it and decodes every good record.
     /// Decoding errors are kept per record: only records after the snapshot must decode.
     fn read_journal(&self, path: &Path) -> Result<JournalRead, ReadFailure> {
+        // Every run gets its journal when it begins, before anything is acknowledged, so a
+        // run without one has lost every transition it acknowledged. Opening for writing
+        // would create an empty journal and replay the run from its snapshot alone.
+        if !self.fs.exists(path).map_err(io_error("stat", path))? {
+            return Err(ReadFailure::Bad(StateProblem::Unreadable {
+                file: JOURNAL_FILE,
+                detail: "the journal is missing (every run has one from its start), so the \
+                         transitions it recorded are gone"
+                    .to_owned(),
+            }));
+        }
         let mut journal = self.open_journal(path)?;
         let bytes = journal.file.read_all().map_err(io_error("read", path))?;
         journal.allocated = bytes.len() as u64;

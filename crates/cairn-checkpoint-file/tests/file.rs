@@ -783,6 +783,48 @@ async fn a_gap_after_the_snapshot_is_corruption() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_journal_is_missing_is_quarantined_not_replayed_from_its_snapshot() {
+    // Without its journal a run would replay from the snapshot alone and quietly forget
+    // the transitions it acknowledged after it (a completed task would run again).
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    let id = RunId::new("no-journal").unwrap();
+    let run = factory.begin(meta("no-journal")).await.unwrap();
+    let mut work = Workload::new();
+    run.append(&work.enqueue(2)).await.unwrap();
+    run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+    run.append(&work.finish(1)).await.unwrap();
+    drop(run);
+    let dir = h.run_dir(&id);
+    let snapshot = std::fs::read(dir.join("queue.json")).unwrap();
+    std::fs::remove_file(h.journal(&id)).unwrap();
+
+    let err = factory
+        .open(&id)
+        .await
+        .expect_err("a run without its journal");
+    let Error::Unreadable {
+        quarantined_to,
+        detail,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(detail.contains("journal is missing"), "{err}");
+    assert!(!dir.exists(), "the run was moved aside");
+    assert_eq!(
+        std::fs::read(Path::new(quarantined_to).join("queue.json")).unwrap(),
+        snapshot,
+        "what is left is kept, never deleted"
+    );
+    assert!(
+        !Path::new(quarantined_to).join("journal").exists(),
+        "no empty journal was made up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queue_json_and_meta_json_are_quarantined() {
     let h = FileHarness::new();
     let factory = h.file_factory();
