@@ -74,6 +74,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(error) => {
             // Errors can quote stored text (a scope, a task's output): never raw.
             eoutln!("error: {}", terminal_safe(&error_text(&error)));
+            if let Some(run_id) = damaged_run(&error) {
+                eoutln!(
+                    "hint: the stored state of run {run_id} is damaged, so it cannot be resumed; \
+                     its files are left as they are for inspection. To give it up and start \
+                     over: `cairn abandon {run_id}` (with the same --state-dir, if you gave \
+                     one), then run the workflow again."
+                );
+            }
             ExitCode::from(exit_code_of(&error))
         }
     }
@@ -110,6 +118,23 @@ pub fn error_text(error: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// The run whose stored state `error` found damaged (`Corruption`: not a torn last record,
+/// which is cut, nor bad state, which is quarantined), if any.
+fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
+    error.chain().find_map(|cause| {
+        let store = cause.downcast_ref::<cairn_checkpoint::Error>().or(
+            match cause.downcast_ref::<cairn_runs::Error>() {
+                Some(cairn_runs::Error::Storage(inner)) => Some(inner),
+                _ => None,
+            },
+        );
+        match store {
+            Some(cairn_checkpoint::Error::Corruption { run_id, .. }) => Some(run_id.clone()),
+            _ => None,
+        }
+    })
 }
 
 /// Bad workflows and usage (an unknown run, a run in the wrong state for the command) are 2;

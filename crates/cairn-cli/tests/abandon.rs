@@ -331,3 +331,49 @@ fn a_forced_abandon_names_the_commands_it_cannot_stop_on_another_host() {
     );
     assert_eq!(status_of(&sandbox), "cancelled");
 }
+
+#[test]
+fn a_run_whose_journal_is_damaged_is_refused_with_a_way_out_and_abandon_takes_it() {
+    // Damage in the middle of a journal is an error, never silently cut; the run cannot be
+    // resumed, so abandoning it must work, and the refusal must say so.
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_on(&sandbox, THIS_HOST);
+    let journal = sandbox.path(&format!(".cairn/runs/{run_id}/journal"));
+    let mut bytes = std::fs::read(&journal).expect("the journal");
+    // Inside the first batch (after the 16-byte file header), with batches after it.
+    bytes[24] ^= 0xFF;
+    std::fs::write(&journal, &bytes).expect("damaged");
+
+    let refused = run_on(&sandbox, THIS_HOST, &["run", "wf.toml"]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("corruption in run"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("`cairn abandon {run_id}`")),
+        "the way out is named: {stderr}"
+    );
+
+    let abandoned = run_on(&sandbox, THIS_HOST, &["abandon", &run_id]);
+    assert_eq!(
+        abandoned.status.code(),
+        Some(0),
+        "{}",
+        text(&abandoned.stderr)
+    );
+    assert_eq!(status_of(&sandbox), "cancelled");
+    assert_eq!(
+        std::fs::read(&journal).expect("still there"),
+        bytes,
+        "the damaged journal is kept as it is"
+    );
+    let audit = run_on(&sandbox, THIS_HOST, &["audit", &run_id]);
+    assert!(
+        text(&audit.stdout).contains("could not be read (journal is damaged at byte"),
+        "{}",
+        text(&audit.stdout)
+    );
+    // And the workflow runs again, fresh.
+    sandbox.write("release", "");
+    let fresh = run_on(&sandbox, THIS_HOST, &["run", "wf.toml"]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
+}

@@ -313,7 +313,10 @@ impl ResumePolicy {
     /// before the swap to `cancelled`, so a driver or resumer that comes in meanwhile makes
     /// it fail instead of being cancelled under its feet, and an abandon that loses that
     /// claim changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
-    /// owner cannot be checked.
+    /// owner cannot be checked. An interrupted run whose stored state is damaged
+    /// (`cairn_checkpoint::Error::Corruption`, which nobody can open or resume) is abandoned
+    /// all the same, without the lock nobody can take; its `Abandoned` audit record names the
+    /// damage (`detail.state_damage`), and the damaged files are left as they are.
     ///
     /// # Errors
     ///
@@ -413,7 +416,7 @@ impl ResumePolicy {
                 {
                     Ok(cancelled) => {
                         return self
-                            .abandoned(run_id, previous, cancelled, LastClaim::Finished)
+                            .abandoned(run_id, previous, cancelled, LastClaim::Finished, None)
                             .await;
                     }
                     Err(_) => meta = self.load(run_id).await?,
@@ -451,8 +454,23 @@ impl ResumePolicy {
         // The writer lock is held across the claim and the swap, so a driver that started
         // meanwhile makes `open` fail with `Locked`, and one that starts later finds the
         // run cancelled.
+        //
+        // A run whose stored state is damaged cannot be opened by anyone, so no driver holds
+        // it (`is_held` said so above) and none can start one: it is abandoned without the
+        // lock, which is the way out a person needs (resuming it can only fail), and its
+        // audit record names the damage. The damaged files stay where they are.
+        let mut damage = None;
         let opened = match self.factory.open(run_id).await {
-            Ok(Some(opened)) => opened,
+            Ok(Some(opened)) => Some(opened),
+            Err(cairn_checkpoint::Error::Corruption {
+                file,
+                offset,
+                detail,
+                ..
+            }) => {
+                damage = Some(format!("{file} is damaged at byte {offset}: {detail}"));
+                None
+            }
             Ok(None) => {
                 return Err(Error::NotFound {
                     run_id: run_id.clone(),
@@ -522,7 +540,7 @@ impl ResumePolicy {
         match swapped? {
             Ok(cancelled) => {
                 let abandoned = self
-                    .abandoned(run_id, RunStatus::Running, cancelled, last)
+                    .abandoned(run_id, RunStatus::Running, cancelled, last, damage)
                     .await?;
                 Ok(Interrupted::Cancelled(Box::new(abandoned)))
             }
@@ -722,7 +740,9 @@ impl ResumePolicy {
         self.audit(
             run_id,
             AuditAction::Recovered,
-            "interrupted run recovered automatically (no live writer held it)".to_owned(),
+            // A claim, not yet a recovery: the drive that opens the run next may still find
+            // its state damaged.
+            "interrupted run claimed for automatic recovery (no live writer held it)".to_owned(),
             detail,
         )
         .await?;
@@ -849,8 +869,9 @@ impl ResumePolicy {
         previous: RunStatus,
         cancelled: RunMeta,
         last: LastClaim,
+        damage: Option<String>,
     ) -> Result<Abandoned> {
-        let (message, detail, overridden) = match last {
+        let (mut message, mut detail, overridden) = match last {
             LastClaim::Finished => (
                 format!("abandoned from {previous}; now cancelled"),
                 json!({ "previous_status": previous.as_str(), "forced": false }),
@@ -891,6 +912,12 @@ impl ResumePolicy {
                 )
             }
         };
+        if let Some(damage) = damage {
+            message.push_str(&format!(
+                "; its stored state could not be read ({damage}) and was left as it is"
+            ));
+            detail["state_damage"] = json!(damage);
+        }
         self.audit(run_id, AuditAction::Abandoned, message, detail)
             .await?;
         match &overridden {

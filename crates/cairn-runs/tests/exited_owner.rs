@@ -127,3 +127,69 @@ fn an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited_file()
     runtime()
         .block_on(an_owner_on_this_host_is_refused_while_alive_and_abandoned_once_exited(store));
 }
+
+/// A run whose journal is damaged mid-file cannot be opened, resumed or repaired by cairn;
+/// abandoning it is the way out, and it must work (it did not: the abandon's `open` failed
+/// with the same corruption). The damage is named in the audit and the files stay as they are.
+#[test]
+fn an_interrupted_run_with_a_damaged_journal_can_still_be_abandoned() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    runtime().block_on(async {
+        let run = begin(&*store, "d1", "site", "default", "in", 10).await;
+        let mut queue = cairn_queue::Queue::new(cairn_queue::QueueConfig::default());
+        for batch in 0..2 {
+            queue
+                .enqueue(
+                    cairn_queue::TaskSpec::new("step").inputs(batch.into()),
+                    cairn_queue::EnqueuedBy::Root,
+                    cairn_queue::Timestamp(11),
+                )
+                .unwrap();
+            run.append(&queue.take_events()).await.unwrap();
+        }
+        drop(run);
+        let run_dir = file_store(dir.path()).run_dir(&id("d1"));
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let meta_path = run_dir.join("meta.json");
+        let mut stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        stored["owner"]["pid"] = serde_json::json!(gone.id());
+        std::fs::write(&meta_path, serde_json::to_vec(&stored).unwrap()).unwrap();
+        // One byte inside the first of two batches: not a torn tail, so corruption.
+        let journal = run_dir.join("journal");
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[40] ^= 0xFF;
+        std::fs::write(&journal, &bytes).unwrap();
+        assert!(
+            matches!(
+                store.open(&id("d1")).await,
+                Err(cairn_checkpoint::Error::Corruption { .. })
+            ),
+            "the damage is refused on open"
+        );
+
+        let policy = ResumePolicy::new(Arc::clone(&store));
+        let abandoned = policy.abandon(&id("d1")).await.expect("abandoned");
+        assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+        let audit = store.read_audit(&id("d1")).await.unwrap();
+        let record = audit
+            .iter()
+            .find(|r| r.action == AuditAction::Abandoned)
+            .expect("audited");
+        let damage = record.detail["state_damage"].as_str().unwrap_or_default();
+        assert!(
+            damage.starts_with("journal is damaged at byte"),
+            "{record:?}"
+        );
+        assert!(record.message.contains("left as it is"), "{record:?}");
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "the damaged journal is kept byte for byte"
+        );
+        assert!(!store.is_held(&id("d1")).await.unwrap());
+    });
+}
