@@ -1025,8 +1025,9 @@ impl Drive<'_> {
             "event": "run_finished", "run_id": run_id.as_str(), "outcome": "interrupted",
             "resume_command": self.rerun,
         }));
+        // Guidance, like the ways forward after a failure, goes to stderr.
         if self.mode != Mode::Json {
-            outln!(
+            eoutln!(
                 "run {run_id} interrupted ({how}); it is left resumable. Resume it with:\n  {}",
                 terminal_safe(&self.rerun)
             );

@@ -144,11 +144,11 @@ fn ctrl_c_leaves_the_run_resumable_and_prints_the_resume_command() {
     signal(pid_of(&first), "INT");
     let status = wait_exit(&mut first);
     assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
-    let stdout = sandbox.read("out1");
-    assert!(stdout.contains("left resumable"), "{stdout}");
+    let stderr = sandbox.read("err1");
+    assert!(stderr.contains("left resumable"), "{stderr}");
     assert!(
-        stdout.contains("Resume it with:\n  cairn run wf.toml"),
-        "{stdout}"
+        stderr.contains("Resume it with:\n  cairn run wf.toml"),
+        "{stderr}"
     );
     // The grace period ended, so b's command was killed with its group.
     wait_for("b's process group to be killed", || !alive(-group));
@@ -213,9 +213,9 @@ fn a_second_ctrl_c_kills_the_running_commands() {
     let status = wait_exit(&mut first);
     assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
     wait_for("b's process group to be killed", || !alive(-group));
-    let stdout = sandbox.read("out1");
-    assert!(stdout.contains("running tasks were killed"), "{stdout}");
-    assert!(stdout.contains("cairn run wf.toml"), "{stdout}");
+    let stderr = sandbox.read("err1");
+    assert!(stderr.contains("running tasks were killed"), "{stderr}");
+    assert!(stderr.contains("cairn run wf.toml"), "{stderr}");
 
     sandbox.touch("release");
     let second = sandbox.run(&["run", "wf.toml"]);
@@ -455,4 +455,37 @@ fn resuming_another_files_run_names_the_file_it_was_started_from() {
         "its own tasks ran"
     );
     assert_eq!(count_lines(&sandbox.read("log"), "other"), 0);
+}
+
+#[test]
+fn ctrl_c_does_not_spend_the_attempt_of_a_task_on_its_last_one() {
+    // The stop was the operator's, not the task's failure: a `max_attempts = 1` task cut off
+    // by Ctrl-C runs again on resume (it used to fail the resumed run at once).
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        &BLOCKING.replace(
+            "depends_on = [\"a\"]",
+            "depends_on = [\"a\"]\nmax_attempts = 1",
+        ),
+    );
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
+    let group = wait_for_b(&sandbox);
+    signal(pid_of(&first), "INT");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    wait_for("b's process group to be killed", || !alive(-group));
+
+    sandbox.touch("release");
+    let second = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}{}",
+        text(&second.stdout),
+        text(&second.stderr)
+    );
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "b"), 1, "{log}");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
 }
