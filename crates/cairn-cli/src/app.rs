@@ -1504,7 +1504,7 @@ fn prune_skip_reason(error: &cairn_checkpoint::Error) -> Option<String> {
             "it changed meanwhile and is {status} now, so it is kept"
         )),
         error if error.is_bad_state() => Some(format!(
-            "its stored state is damaged and is kept for inspection ({error}); `cairn show` quarantines it"
+            "its stored state is damaged and is kept for inspection ({error})"
         )),
         _ => None,
     }
