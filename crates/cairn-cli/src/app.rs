@@ -855,6 +855,8 @@ enum StillRunning {
     Unchecked,
     /// It ran on another host, where nothing here can check or stop it.
     OtherHost,
+    /// Its record is from another boot of this host (it died with it) or from another host.
+    OtherBoot,
 }
 
 impl StillRunning {
@@ -863,6 +865,7 @@ impl StillRunning {
             StillRunning::Survived => "survived_kill",
             StillRunning::Unchecked => "unchecked",
             StillRunning::OtherHost => "other_host",
+            StillRunning::OtherBoot => "other_boot",
         }
     }
 }
@@ -880,7 +883,11 @@ fn may_still_run(reaped: &Reaped) -> impl Iterator<Item = (&Leftover, StillRunni
         .unchecked
         .iter()
         .map(|l| (l, StillRunning::Unchecked));
-    survived.chain(unchecked)
+    let other_boot = reaped
+        .other_boot
+        .iter()
+        .map(|l| (l, StillRunning::OtherBoot));
+    survived.chain(unchecked).chain(other_boot)
 }
 
 fn may_still_run_line(left: &Leftover, why: StillRunning) -> String {
@@ -891,6 +898,9 @@ fn may_still_run_line(left: &Leftover, why: StillRunning) -> String {
         ),
         StillRunning::Unchecked => format!(
             "process group {group} of task `{task}` was left by the interrupted run and may still be running; this host has no /proc to check that it is the same group, so it was not killed (if `ps -g {group}` shows the task's commands, stop them with `kill -KILL -- -{group}`)"
+        ),
+        StillRunning::OtherBoot => format!(
+            "process group {group} of task `{task}` was recorded during another boot of this host, or on another host sharing this state folder, so it was not touched: after a restart it died with that boot; on another host it may still be running there (on that host: `kill -KILL -- -{group}`)"
         ),
         StillRunning::OtherHost => format!(
             "process group {group} of task `{task}` was started by the run's last driver on another host and may still be running there; nothing here can check or stop it (on that host: `kill -KILL -- -{group}`)"

@@ -33,14 +33,18 @@
 //!
 //! A `kill -9` of cairn cannot take the commands' groups along: they keep running, and a
 //! resume would start the same task again beside them. So each attempt records its group in
-//! `<output root>/<run id>/<task>.group` (the group id and the leader's start time from
-//! `/proc`), and removes the file when the attempt ends. Before a resumed run starts any task,
+//! `<output root>/<run id>/<task>.group` (the group id, the leader's start time from
+//! `/proc` and the boot id), and removes the file when the attempt ends. Before a resumed run starts any task,
 //! [`reap_leftovers`] kills every recorded group that is still alive (`cairn abandon` of an
 //! interrupted run does the same). The file needs no
 //! fsync: a process kill leaves the page cache intact, and a power loss leaves no process.
-//! A group is only killed when `/proc` shows it is the recorded one (same leader start time,
-//! or, once the leader is gone, members that started no earlier), so a reused id is never
-//! hit; where `/proc` is missing nothing is killed.
+//! A group is only killed when `/proc` shows it is the recorded one (same boot, same leader
+//! start time, or, once the leader is gone, members that started no earlier), so a reused id
+//! is never hit; where `/proc` is missing nothing is killed. The boot id matters because
+//! start times count from boot: after a power cut (the commands died with it) or for a record
+//! written on another host sharing the state folder, an unrelated group with the same id and
+//! a later start would otherwise match. Such a record is left alone and reported
+//! ([`Reaped::other_boot`]). (Records written before the boot id was added are checked as before.)
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -198,12 +202,16 @@ pub struct Reaped {
     /// Groups that could not be checked because this host has no `/proc`: left alone (a
     /// reused id must never be hit), so they may still be running.
     pub unchecked: Vec<Leftover>,
+    /// Groups recorded during another boot (they died with it) or on another host sharing
+    /// the state folder (they may still run there): left alone, since their ids and start
+    /// times mean nothing in this boot.
+    pub other_boot: Vec<Leftover>,
 }
 
 impl Reaped {
     /// Whether some recorded group may still be running.
     pub fn any_left(&self) -> bool {
-        !self.survived.is_empty() || !self.unchecked.is_empty()
+        !self.survived.is_empty() || !self.unchecked.is_empty() || !self.other_boot.is_empty()
     }
 }
 
@@ -229,6 +237,7 @@ pub fn reap_leftovers(output_root: &Path, run_id: &str) -> Reaped {
             Some(Reap::Killed(left)) => reaped.killed.push(left),
             Some(Reap::Survived(left)) => reaped.survived.push(left),
             Some(Reap::Unchecked(left)) => reaped.unchecked.push(left),
+            Some(Reap::OtherBoot(left)) => reaped.other_boot.push(left),
             None => {}
         }
     }
@@ -236,6 +245,7 @@ pub fn reap_leftovers(output_root: &Path, run_id: &str) -> Reaped {
         &mut reaped.killed,
         &mut reaped.survived,
         &mut reaped.unchecked,
+        &mut reaped.other_boot,
     ] {
         list.sort_by(|a, b| a.task.cmp(&b.task));
     }
@@ -248,6 +258,7 @@ enum Reap {
     Killed(Leftover),
     Survived(Leftover),
     Unchecked(Leftover),
+    OtherBoot(Leftover),
 }
 
 /// Kills the group one record names if it is still alive, then removes the record. `None`
@@ -255,9 +266,13 @@ enum Reap {
 fn reap_record(path: &Path) -> Option<Reap> {
     let parsed = read_record(path);
     let _ = std::fs::remove_file(path);
-    let (leftover, start) = parsed?;
+    let (leftover, start, boot) = parsed?;
     if !Path::new("/proc/self/stat").exists() {
         return Some(Reap::Unchecked(leftover));
+    }
+    // Start times count from boot: a record of another boot (or host) names nothing here.
+    if boot.is_some() && boot != cairn_checkpoint::ProcessStart::current_boot_id() {
+        return Some(Reap::OtherBoot(leftover));
     }
     if !recorded_group_alive(leftover.group, start) {
         return None;
@@ -282,7 +297,7 @@ fn reap_record(path: &Path) -> Option<Reap> {
 pub fn recorded_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
     let mut recorded: Vec<Leftover> = group_records(output_root, run_id)
         .iter()
-        .filter_map(|path| read_record(path).map(|(leftover, _)| leftover))
+        .filter_map(|path| read_record(path).map(|(leftover, _, _)| leftover))
         .collect();
     recorded.sort_by(|a, b| a.task.cmp(&b.task));
     recorded
@@ -299,17 +314,18 @@ fn group_records(output_root: &Path, run_id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The group and its leader's start time that one record names; `None` for a record that
-/// does not parse (or names group 0 or 1, which are never a command's).
-fn read_record(path: &Path) -> Option<(Leftover, u64)> {
+/// The group, its leader's start time and the boot id (absent in records written before it
+/// was added) that one record names; `None` for a record that does not parse (or names group
+/// 0 or 1, which are never a command's).
+fn read_record(path: &Path) -> Option<(Leftover, u64, Option<String>)> {
     let record = std::fs::read_to_string(path).ok()?;
-    let mut parts = record.split_whitespace().map(str::parse::<u64>);
-    let (Some(Ok(group)), Some(Ok(start))) = (parts.next(), parts.next()) else {
-        return None;
-    };
+    let mut parts = record.split_whitespace();
+    let group = parts.next()?.parse::<u64>().ok()?;
+    let start = parts.next()?.parse::<u64>().ok()?;
+    let boot = parts.next().map(str::to_owned);
     let group = u32::try_from(group).ok().filter(|g| *g > 1)?;
     let task = path.file_stem()?.to_str()?.to_owned();
-    Some((Leftover { task, group }, start))
+    Some((Leftover { task, group }, start, boot))
 }
 
 /// Kills the group when dropped unless disarmed: an attempt that is dropped (the executor's
@@ -557,11 +573,13 @@ impl ShellHandler {
                     group = left.group,
                     "killed a command's process group left running by an interrupted run"
                 ),
-                Ok(Some(Reap::Survived(left) | Reap::Unchecked(left))) => tracing::warn!(
-                    task = %left.task,
-                    group = left.group,
-                    "a command's process group left by an interrupted run may still be running"
-                ),
+                Ok(Some(Reap::Survived(left) | Reap::Unchecked(left) | Reap::OtherBoot(left))) => {
+                    tracing::warn!(
+                        task = %left.task,
+                        group = left.group,
+                        "a command's process group left by an interrupted run may still be running"
+                    )
+                }
                 Ok(None) | Err(_) => {}
             }
         }
@@ -595,7 +613,8 @@ impl ShellHandler {
         self.groups.insert(group);
         // Recorded so that a resume after a crash can kill the group (see the module docs).
         if let Some((_, start)) = proc_stat(group) {
-            let _ = std::fs::write(&record, format!("{group} {start}\n"));
+            let boot = cairn_checkpoint::ProcessStart::current_boot_id().unwrap_or_default();
+            let _ = std::fs::write(&record, format!("{group} {start} {boot}\n"));
         }
         let mut guard = GroupGuard {
             group,

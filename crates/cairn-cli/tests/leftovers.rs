@@ -1,5 +1,5 @@
 //! `reap_leftovers`: a recorded process group is killed only while `/proc` shows it is the
-//! recorded one, and every record is consumed.
+//! recorded one (same boot, same leader start), and every record is consumed.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command};
@@ -104,4 +104,60 @@ fn a_run_without_records_reaps_nothing() {
         Reaped::default()
     );
     assert!(recorded_leftovers(root.path(), "no-such-run").is_empty());
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("a boot id")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_record_of_this_boot_is_killed_and_one_of_another_boot_or_host_is_left_alone() {
+    // Start times count from boot, so after a power cut (or for a record another host wrote
+    // into a shared state folder) an unrelated group can carry the recorded id and start.
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run-3");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut ours = sleeper();
+    let mut other_boot = sleeper();
+    for (task, child, boot) in [
+        ("ours", &ours, boot_id()),
+        (
+            "stranger",
+            &other_boot,
+            "00000000-0000-0000-0000-000000000000".to_owned(),
+        ),
+    ] {
+        let pid = child.id();
+        std::fs::write(
+            run.join(format!("{task}.group")),
+            format!("{pid} {} {boot}\n", start_time(pid)),
+        )
+        .unwrap();
+    }
+
+    let reaped = reap_leftovers(root.path(), "run-3");
+    assert_eq!(
+        reaped,
+        Reaped {
+            killed: vec![Leftover {
+                task: "ours".to_owned(),
+                group: ours.id(),
+            }],
+            other_boot: vec![Leftover {
+                task: "stranger".to_owned(),
+                group: other_boot.id(),
+            }],
+            ..Reaped::default()
+        }
+    );
+    assert!(exited(&mut ours), "this boot's group was killed");
+    assert!(
+        other_boot.try_wait().unwrap().is_none(),
+        "another boot's record names nothing here: left alone"
+    );
+    other_boot.kill().unwrap();
+    other_boot.wait().unwrap();
 }
