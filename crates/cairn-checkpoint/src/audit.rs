@@ -18,6 +18,10 @@ pub enum AuditAction {
     TaskReset,
     /// A task that was running at a crash had no attempts left and was failed.
     TaskFailedOnRecovery,
+    /// A running attempt that its drive stopped itself (a shutdown's grace ran out, a
+    /// cancel, the run's deadline) was released: the task is pending again and that attempt
+    /// does not count, so it runs again under the same number.
+    TaskReleased,
     /// A torn last journal record was cut on open.
     TornTailCut,
     /// State was moved to quarantine.

@@ -1,6 +1,8 @@
 //! Real process kills: start the worker, SIGKILL it after a seeded random delay, start it
-//! again, until its run completes; then verify. Also the forced crash-point scenarios and
-//! the planted bad state.
+//! again, until its run completes; then verify. Every few interruptions are a graceful stop
+//! instead (SIGTERM: the worker's drive stops with no grace and releases what it cut off),
+//! so the release path is checked under the same random timing. Also the forced crash-point
+//! scenarios and the planted bad state.
 
 use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
@@ -45,6 +47,8 @@ pub struct KillOptions {
 pub struct KillTotals {
     /// SIGKILLs sent, plus forced aborts at crash points.
     pub kills: u64,
+    /// Graceful stops (SIGTERM) that ended with the run left resumable.
+    pub stops: u64,
     /// Worker starts.
     pub starts: u64,
     /// Rounds (one run each) and scenarios completed.
@@ -57,7 +61,22 @@ pub struct KillTotals {
 enum Ending {
     Exited(ExitStatus),
     Killed,
+    /// SIGTERM stopped it and it left the run resumable.
+    Stopped,
+    /// SIGTERM did not make it exit in time (it was then killed): a violation.
+    StopIgnored,
 }
+
+/// How the harness interrupts a worker once its delay has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    Kill,
+    Stop,
+}
+
+/// How long a worker may take to exit after SIGTERM: its drive stops with no grace, so this
+/// is only the final append and the process exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn spawn(exe: &Path, options: &WorkerOptions, crash_at: Option<CrashAt>) -> Result<Child> {
     let log_path = options.dir.join("worker-stderr.log");
@@ -84,8 +103,9 @@ fn spawn(exe: &Path, options: &WorkerOptions, crash_at: Option<CrashAt>) -> Resu
         .map_err(|source| Error::io("start worker", exe, source))
 }
 
-/// Waits for `child`, killing it with SIGKILL once `kill_after` has passed.
-fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>) -> Result<Ending> {
+/// Waits for `child`, interrupting it once `kill_after` has passed: with SIGKILL, or with
+/// SIGTERM (`Interrupt::Stop`) and then a wait for it to exit.
+fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>, how: Interrupt) -> Result<Ending> {
     let started = Instant::now();
     loop {
         if let Some(status) = child
@@ -93,6 +113,9 @@ fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>) -> Result<Endin
             .map_err(|e| Error::Worker(format!("wait failed: {e}")))?
         {
             return Ok(Ending::Exited(status));
+        }
+        if how == Interrupt::Stop && kill_after.is_some_and(|after| started.elapsed() >= after) {
+            return stop(child);
         }
         if kill_after.is_some_and(|after| started.elapsed() >= after) {
             // `Child::kill` sends SIGKILL on Unix: no handler, no cleanup, no flush.
@@ -103,6 +126,42 @@ fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>) -> Result<Endin
                 .wait()
                 .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
             return Ok(Ending::Killed);
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// Sends SIGTERM (through `kill(1)`: the workspace forbids the `unsafe` a direct call
+/// needs) and waits for the worker to exit.
+fn stop(child: &mut Child) -> Result<Ending> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| Error::Worker(format!("cannot run kill(1): {e}")))?;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::Worker(format!("wait failed: {e}")))?
+        {
+            return Ok(match (status.code(), status.signal()) {
+                (Some(code), _) if code == i32::from(worker::STOPPED_EXIT_CODE) => Ending::Stopped,
+                // The signal came before the worker installed its handler: that is a kill.
+                (_, Some(libc::SIGTERM)) => Ending::Killed,
+                // It finished (or failed) before the stop took effect.
+                _ => Ending::Exited(status),
+            });
+        }
+        if !sent.success() || Instant::now() >= deadline {
+            child
+                .kill()
+                .map_err(|e| Error::Worker(format!("kill failed: {e}")))?;
+            child
+                .wait()
+                .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
+            return Ok(Ending::StopIgnored);
         }
         std::thread::sleep(Duration::from_micros(300));
     }
@@ -375,13 +434,37 @@ fn round(
             let micros = u64::try_from(max_delay.as_micros()).unwrap_or(u64::MAX);
             Duration::from_micros(rng.below(micros + 1))
         });
+        // One interruption in three is a graceful stop.
+        let how = if kill_after.is_some() && rng.below(3) == 0 {
+            Interrupt::Stop
+        } else {
+            Interrupt::Kill
+        };
         last_start = Instant::now();
         let mut child = spawn(&options.exe, worker, None)?;
         totals.starts += 1;
-        match wait_or_kill(&mut child, kill_after)? {
+        match wait_or_kill(&mut child, kill_after, how)? {
             Ending::Killed => {
                 kills += 1;
                 totals.kills += 1;
+            }
+            Ending::Stopped => {
+                kills += 1;
+                totals.stops += 1;
+            }
+            Ending::StopIgnored => {
+                let problem = format!(
+                    "the worker did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log ends:\n{}",
+                    log_tail(&worker.dir)
+                );
+                eprintln!(
+                    "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
+                    worker.seed,
+                    worker.dir.display()
+                );
+                totals.findings.other += 1;
+                totals.findings.problems.push(problem);
+                kills += 1;
             }
             Ending::Exited(status) if status.success() => break,
             Ending::Exited(status) => {
@@ -568,7 +651,7 @@ pub fn run_scenarios(options: &KillOptions, totals: &mut KillTotals) -> Result<(
         for at in &scenario.starts {
             let mut child = spawn(&options.exe, &worker, Some(*at))?;
             totals.starts += 1;
-            match wait_or_kill(&mut child, None)? {
+            match wait_or_kill(&mut child, None, Interrupt::Kill)? {
                 Ending::Exited(status) if status.signal() == Some(libc::SIGABRT) => {
                     totals.kills += 1;
                 }
@@ -582,12 +665,12 @@ pub fn run_scenarios(options: &KillOptions, totals: &mut KillTotals) -> Result<(
                         log_tail(&worker.dir)
                     )));
                 }
-                Ending::Killed => unreachable_kill()?,
+                Ending::Killed | Ending::Stopped | Ending::StopIgnored => unreachable_kill()?,
             }
         }
         let mut child = spawn(&options.exe, &worker, None)?;
         totals.starts += 1;
-        match wait_or_kill(&mut child, None)? {
+        match wait_or_kill(&mut child, None, Interrupt::Kill)? {
             Ending::Exited(status) if status.success() => {}
             Ending::Exited(status) => {
                 return Err(Error::Worker(format!(
@@ -597,7 +680,7 @@ pub fn run_scenarios(options: &KillOptions, totals: &mut KillTotals) -> Result<(
                     log_tail(&worker.dir)
                 )));
             }
-            Ending::Killed => unreachable_kill()?,
+            Ending::Killed | Ending::Stopped | Ending::StopIgnored => unreachable_kill()?,
         }
         totals.rounds += 1;
         let findings = verify_dir(&runtime, &worker, &planted)?;

@@ -164,11 +164,10 @@ fn run_worker(args: &[String]) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let completed = runtime.block_on(worker::run(&options))?;
-    Ok(if completed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
+    Ok(match runtime.block_on(worker::run(&options))? {
+        worker::WorkerEnd::Completed => ExitCode::SUCCESS,
+        worker::WorkerEnd::Stopped => ExitCode::from(worker::STOPPED_EXIT_CODE),
+        worker::WorkerEnd::Other => ExitCode::from(3),
     })
 }
 
@@ -294,6 +293,10 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
             found.torn_ledger_lines
         );
     }
+    eprintln!(
+        "crash-test: {} graceful stops (SIGTERM, no grace: the attempts they cut off were released and ran again at the same attempt number)",
+        totals.stops
+    );
     eprintln!(
         "crash-test: {} worker starts, {} runs verified, {} tasks checked, in {:.1}s",
         totals.starts,

@@ -44,7 +44,8 @@ pub struct Findings {
     /// Body runs beyond one per task (and beyond a planned first-attempt failure).
     pub re_executions: u64,
     /// Re-executions with no `TaskReset` audit record for that task and attempt, repeated
-    /// attempts, and bodies that ran after their task completed.
+    /// attempts beyond the releases of that attempt, and bodies that ran after their task
+    /// completed.
     pub unexplained_re_executions: u64,
     /// Runs in a wrong status, state that does not replay, foreign ledger lines and the like.
     pub other: u64,
@@ -98,6 +99,28 @@ pub fn resets(audit: &[AuditRecord]) -> BTreeSet<(u64, u32)> {
             Some((task, attempt))
         })
         .collect()
+}
+
+/// How many times each `(task, attempt)` was released (`TaskReleased` audit records: a
+/// graceful stop cut the attempt off and gave it back, so the same attempt number runs
+/// again). The audit log, unlike the journal's `Released` events, survives compaction.
+pub fn releases(audit: &[AuditRecord]) -> BTreeMap<(u64, u32), u64> {
+    let mut released = BTreeMap::new();
+    for record in audit {
+        if record.action != AuditAction::TaskReleased {
+            continue;
+        }
+        let task = record.detail.get("task_id").and_then(|v| v.as_u64());
+        let attempt = record
+            .detail
+            .get("attempt")
+            .and_then(|v| v.as_u64())
+            .and_then(|a| u32::try_from(a).ok());
+        if let (Some(task), Some(attempt)) = (task, attempt) {
+            *released.entry((task, attempt)).or_default() += 1;
+        }
+    }
+    released
 }
 
 /// Checks a finished run against its DAG.
@@ -234,8 +257,9 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
     found
 }
 
-/// Ledger against final state and audit: every completing body ran; every other run of a
-/// body is a planned first-attempt failure or was reset after a crash.
+/// Ledger against final state, journal and audit: every completing body ran; every other run
+/// of a body is a planned first-attempt failure, was reset after a crash, or repeats an
+/// attempt a graceful stop released.
 fn check_ledger(
     queue: &Queue,
     run: &RunMeta,
@@ -245,6 +269,7 @@ fn check_ledger(
 ) {
     found.torn_ledger_lines += evidence.ledger.torn_lines as u64;
     let reset = resets(&evidence.audit);
+    let mut released = releases(&evidence.audit);
     let mut runs_by_task: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for entry in &evidence.ledger.entries {
         if entry.run != run.run_id.as_str() {
@@ -287,6 +312,15 @@ fn check_ledger(
         let mut seen = BTreeSet::new();
         for attempt in attempts {
             if !seen.insert(attempt) {
+                // A released attempt runs again under the same number, once per release.
+                if let Some(left) = released
+                    .get_mut(&(task.id.0, attempt))
+                    .filter(|left| **left > 0)
+                {
+                    *left -= 1;
+                    found.re_executions += 1;
+                    continue;
+                }
                 found.unexplained_re_executions += 1;
                 found
                     .problems

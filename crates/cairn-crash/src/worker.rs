@@ -2,7 +2,10 @@
 //!
 //! Every handler body appends `(run, task id, attempt, idempotency key)` to the ledger
 //! before it completes. The harness kills this process at random moments, or it aborts
-//! itself at a forced crash point, and then starts it again with the same options.
+//! itself at a forced crash point, and then starts it again with the same options. It may
+//! also stop it with SIGTERM: the drive then stops at once (no grace), releases the attempts
+//! it cut off (`Event::Released`: they run again, at the same attempt number) and leaves the
+//! run resumable, and the worker exits with [`STOPPED_EXIT_CODE`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -252,9 +255,25 @@ async fn run_body(
     }))
 }
 
-/// The executor settings of every crash-test run: retries come back within milliseconds.
+/// The exit code of a worker that SIGTERM stopped and that left its run resumable.
+pub const STOPPED_EXIT_CODE: u8 = 4;
+
+/// How a worker's drive ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// The run completed (now or by an earlier start).
+    Completed,
+    /// SIGTERM stopped it; the run is left resumable.
+    Stopped,
+    /// It ended otherwise (failed): a violation for the harness.
+    Other,
+}
+
+/// The executor settings of every crash-test run: retries come back within milliseconds,
+/// and a stop gives running attempts no grace, so a SIGTERM cuts off whatever runs.
 pub fn executor_config() -> ExecutorConfig {
     ExecutorConfig::default()
+        .with_shutdown_grace(Duration::ZERO)
         .with_concurrency(8)
         .with_require_durability(true)
         .with_retry(RetryPolicy {
@@ -265,12 +284,13 @@ pub fn executor_config() -> ExecutorConfig {
         .with_queue(queue_config())
 }
 
-/// Runs the worker to the end of its run. `Ok(true)` when the run completed.
+/// Runs the worker to the end of its run, or until SIGTERM stops it.
 ///
 /// # Errors
 ///
-/// The store, ledger or executor error that stopped it.
-pub async fn run(options: &WorkerOptions) -> Result<bool> {
+/// The store, ledger or executor error that stopped it, or a SIGTERM handler that cannot be
+/// installed.
+pub async fn run(options: &WorkerOptions) -> Result<WorkerEnd> {
     let crash = match options.adapter {
         Adapter::File => Some(CrashFs::from_env(Arc::new(StdFilesystem))?),
         Adapter::Sled => None,
@@ -284,19 +304,32 @@ pub async fn run(options: &WorkerOptions) -> Result<bool> {
         statuses: vec![RunStatus::Completed],
     };
     if !factory.list(&done).await?.is_empty() {
-        return Ok(true);
+        return Ok(WorkerEnd::Completed);
     }
+    let signals = RunSignals::default();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| {
+        Error::io("install a SIGTERM handler", Path::new("(signal)"), source)
+    })?;
+    let shutdown = signals.shutdown.clone();
+    tokio::spawn(async move {
+        if terminate.recv().await.is_some() {
+            shutdown.cancel();
+        }
+    });
     let ledger = Arc::new(Ledger::open(&ledger_path(&options.dir))?);
     let executor = Executor::new(factory, registry(Some(ledger)), executor_config())?;
     let plan = options.dag().plan(&options.scope());
-    let report = executor
-        .run(plan, Start::Auto, RunSignals::default())
-        .await?;
-    if report.disposition != Disposition::Complete {
-        eprintln!(
-            "cairn-crash worker: run {} ended as {}",
-            report.run_id, report.disposition
-        );
-    }
-    Ok(report.disposition == Disposition::Complete)
+    let report = executor.run(plan, Start::Auto, signals).await?;
+    Ok(match report.disposition {
+        Disposition::Complete => WorkerEnd::Completed,
+        Disposition::LeaveRunning => WorkerEnd::Stopped,
+        _ => {
+            eprintln!(
+                "cairn-crash worker: run {} ended as {}",
+                report.run_id, report.disposition
+            );
+            WorkerEnd::Other
+        }
+    })
 }

@@ -23,7 +23,10 @@ fn clean_run(dir: &std::path::Path, seed: u64) -> (Dag, RunEvidence) {
         .enable_all()
         .build()
         .unwrap();
-    assert!(runtime.block_on(worker::run(&options)).unwrap());
+    assert_eq!(
+        runtime.block_on(worker::run(&options)).unwrap(),
+        worker::WorkerEnd::Completed
+    );
     let evidence = runtime.block_on(verify::collect(&options)).unwrap();
     (options.dag(), evidence)
 }
@@ -197,4 +200,41 @@ fn a_run_left_in_a_wrong_status_is_caught() {
     evidence.runs[0].status = RunStatus::Running;
     let found = verify::verify(&dag, &evidence);
     assert_eq!(found.other, 1, "{:#?}", found.problems);
+}
+
+#[test]
+fn an_attempt_run_twice_is_explained_only_by_as_many_task_released_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 28);
+    let run_id = evidence.runs[0].run_id.clone();
+    // A graceful stop cut attempt 1 of a task off after its body wrote its ledger line;
+    // released, it ran again as attempt 1.
+    let entry = evidence
+        .ledger
+        .entries
+        .iter()
+        .find(|e| e.attempt == 1)
+        .cloned()
+        .unwrap();
+    evidence.ledger.entries.push(entry.clone());
+    let unexplained = verify::verify(&dag, &evidence);
+    assert_eq!(
+        unexplained.unexplained_re_executions, 1,
+        "{:#?}",
+        unexplained.problems
+    );
+
+    let released = AuditRecord::new(Timestamp(1), run_id, AuditAction::TaskReleased, "released")
+        .with_detail(serde_json::json!({ "task_id": entry.task, "attempt": 1 }));
+    evidence.audit.push(released.clone());
+    let explained = verify::verify(&dag, &evidence);
+    assert_eq!(explained.violations(), 0, "{:#?}", explained.problems);
+    assert_eq!(explained.re_executions, 1);
+
+    // One release explains one repeat, not two.
+    evidence.ledger.entries.push(entry);
+    let once_more = verify::verify(&dag, &evidence);
+    assert_eq!(once_more.unexplained_re_executions, 1);
+    evidence.audit.push(released);
+    assert_eq!(verify::verify(&dag, &evidence).violations(), 0);
 }

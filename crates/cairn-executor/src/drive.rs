@@ -12,7 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_checkpoint::{Checkpointer, RunId};
+use cairn_checkpoint::{AuditAction, AuditRecord, Checkpointer, RunId};
 use cairn_queue::{EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, Timestamp};
 use cairn_telemetry::emit;
 use tokio::sync::mpsc;
@@ -143,6 +143,8 @@ struct Flight {
     stopping: Option<CancelCause>,
     grace_deadline: Option<Instant>,
     exit: Option<RunStop>,
+    /// Attempts the drive stopped and released, to audit once they are all in.
+    released: Vec<(TaskId, u32)>,
     /// The drive's subscriber, which attempts keep on whatever worker runs them (so a host's
     /// scoped subscriber sees their events too), and the run span, parent of every task span.
     attempts: Arc<AttemptScope>,
@@ -164,6 +166,7 @@ impl Drive {
             stopping: None,
             grace_deadline: None,
             exit: None,
+            released: Vec::new(),
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
             attempts: Arc::new(AttemptScope::new(
                 tracing::dispatcher::get_default(Dispatch::clone),
@@ -635,6 +638,7 @@ impl Drive {
         while let Some(joined) = flight.running.join_next_with_id().await {
             self.settle(flight, joined)?;
         }
+        self.audit_released(flight, cause).await;
         if cause == CancelCause::Shutdown {
             tracing::warn!(
                 target: "cairn",
@@ -644,6 +648,36 @@ impl Drive {
         }
         flight.exit = Some(RunStop::Cancelled(cause));
         Ok(())
+    }
+
+    /// Audits each attempt the stop released, so the audit log explains why an attempt
+    /// number runs twice (the journal's `Released` events may later be folded into a
+    /// snapshot). Written ahead of the append that records the releases: a crash in between
+    /// leaves the tasks running, and the resume's own reset records follow.
+    async fn audit_released(&self, flight: &mut Flight, cause: CancelCause) {
+        let now = self.clock.now();
+        for (id, attempt) in flight.released.drain(..) {
+            let record = AuditRecord::new(
+                now,
+                self.run_id.clone(),
+                AuditAction::TaskReleased,
+                format!(
+                    "{} was stopped by the drive ({}) on attempt {attempt} and released: it is \
+                     pending again and that attempt does not count",
+                    self.describe(id),
+                    cause.as_str()
+                ),
+            )
+            .with_detail(serde_json::json!({
+                "task_id": id.0,
+                "attempt": attempt,
+                "cause": cause.as_str(),
+            }));
+            if let Err(error) = self.checkpointer.audit(&record).await {
+                // The journal, not the audit log, is the source of truth; go on, but say so.
+                tracing::warn!(target: "cairn", run_id = %self.run_id, error = %error, "could not write an audit record");
+            }
+        }
     }
 
     fn serve(&mut self, request: EnqueueRequest) {
@@ -724,6 +758,7 @@ impl Drive {
             // task on its last attempt is not failed on resume by a stop a person asked for.
             Err(_) => {
                 self.queue.release(id, now).map_err(RunStop::Queue)?;
+                flight.released.push((id, attempt));
             }
         }
         Ok(())

@@ -890,6 +890,19 @@ async fn a_task_on_its_last_attempt_stopped_by_a_shutdown_runs_again_on_resume()
         [1, 1],
         "the stopped attempt was given back"
     );
+    let audit = store.read_audit(&report.run_id).await.unwrap();
+    let released: Vec<_> = audit
+        .iter()
+        .filter(|r| r.action == AuditAction::TaskReleased)
+        .collect();
+    assert_eq!(released.len(), 1, "{audit:?}");
+    assert_eq!(released[0].detail["attempt"], 1);
+    assert_eq!(released[0].detail["cause"], "shutdown");
+    assert!(
+        released[0].message.contains("released"),
+        "{}",
+        released[0].message
+    );
     let events = stored(&store, &report.run_id).await.events;
     assert_eq!(
         events
