@@ -604,7 +604,8 @@ impl Drive {
             "shutdown requested: no new tasks start; running ones get the grace period"
         );
         flight.stopping = Some(CancelCause::Shutdown);
-        flight.grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
+        // A grace too long to represent (`Duration::MAX`) means "wait for them": no deadline.
+        flight.grace_deadline = Instant::now().checked_add(self.config.shutdown_grace);
     }
 
     /// Applies every enqueue request and attempt result that is ready, without waiting.
@@ -722,13 +723,27 @@ impl Drive {
         let InFlight { id, attempt } = attempt;
         let now = self.clock.now();
         match end {
-            Ok(AttemptEnd::Returned(Ok(Finish::Complete(handoff)))) => {
-                self.queue
-                    .complete(id, handoff, now)
-                    .map_err(RunStop::Queue)?;
-            }
-            Ok(AttemptEnd::Returned(Ok(Finish::Skip(handoff)))) => {
-                self.queue.skip(id, handoff, now).map_err(RunStop::Queue)?;
+            Ok(AttemptEnd::Returned(Ok(finish))) => {
+                let finished = match finish {
+                    Finish::Complete(handoff) => self.queue.complete(id, handoff, now),
+                    Finish::Skip(handoff) => self.queue.skip(id, handoff, now),
+                };
+                match finished {
+                    Ok(()) => {}
+                    // A handoff the journal could not read back fails its task, not the run.
+                    Err(cairn_queue::Error::InvalidHandoff { reason, .. }) => {
+                        let task = self.describe(id);
+                        let error = TaskError::new(
+                            "invalid_handoff",
+                            format!(
+                                "the handler of {task} returned a handoff that cannot be \
+                                 stored on attempt {attempt}: {reason}"
+                            ),
+                        );
+                        self.fail(id, attempt, error, false, now)?;
+                    }
+                    Err(error) => return Err(RunStop::Queue(error)),
+                }
             }
             Ok(AttemptEnd::Returned(Err(TaskFailure::Retryable(error)))) => {
                 self.fail(id, attempt, error, true, now)?;

@@ -162,7 +162,10 @@ impl Executor {
                 tasks_reset: a.tasks_reset,
             }),
             signals,
-            deadline: plan.deadline.map(|d| tokio::time::Instant::now() + d),
+            // A deadline too far to represent (`Duration::MAX`) is no deadline.
+            deadline: plan
+                .deadline
+                .and_then(|d| tokio::time::Instant::now().checked_add(d)),
             clock,
             counts: Arc::clone(&counts),
             workflow: plan.workflow,
@@ -323,6 +326,12 @@ impl Executor {
         let candidates = self.factory.list(&filter).await.map_err(lookup)?;
         for listed in candidates {
             let run_id = listed.run_id.clone();
+            // A plan that names its run adopts only that run. Other interrupted runs of the
+            // workflow and scope (other jobs) are sound state that is simply not this plan's:
+            // they are left as they are, not quarantined.
+            if plan.run_id.as_ref().is_some_and(|wanted| *wanted != run_id) {
+                continue;
+            }
             if self.factory.is_held(&run_id).await.map_err(lookup)? {
                 // A live writer drives it: it is not interrupted.
                 continue;

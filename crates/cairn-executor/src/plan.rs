@@ -105,7 +105,8 @@ pub struct RunPlan {
     /// What the user asked for, stored with the run.
     pub input: String,
     /// The id of a fresh run; generated when `None`. With `Start::Auto`, an interrupted run
-    /// is adopted only if it has this id.
+    /// is adopted only if it has this id; interrupted runs of the same workflow and scope
+    /// with other ids (other jobs) are left alone, neither adopted nor quarantined.
     pub run_id: Option<RunId>,
     /// The phases, in order.
     pub phases: Vec<Phase>,
@@ -191,8 +192,19 @@ pub enum Start {
     /// Always begin a new run.
     Fresh,
     /// Adopt an interrupted run of this workflow and scope if there is one, else begin a
-    /// new run. State that does not fit (another format version, run id or scope) is
-    /// quarantined, audited and logged, and a new run begins.
+    /// new run. When the plan names its run id, only that run is a candidate. State that
+    /// does not fit (another format version, a stored id that differs from the run's, or
+    /// another scope) is quarantined, audited and logged, and a new run begins.
+    ///
+    /// The adopted run keeps its own input: a plan's `input` that differs from it is not
+    /// used (the run continues what it was started for). If the plan's tasks no longer fit
+    /// the adopted run's (another kind at a planned position, say after the workflow was
+    /// edited), the adopted run fails with kind `build` rather than being silently replaced;
+    /// hosts that run distinct jobs under one workflow and scope should give each its own
+    /// run id (`RunPlan::run_id`), so that a job only ever adopts its own run. Callers that take input from a
+    /// person should check `RunReport::resumed` and the adopted run's stored
+    /// `RunMeta::input` against what they asked for, or use the resume policy
+    /// (`cairn-runs`), which reports it.
     Auto,
     /// Open and drive this run as an explicit resume of a failed (or paused) run: every
     /// failed task gets fresh attempts and the dependents it blocked return to `pending`.

@@ -353,31 +353,6 @@ async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
 }
 
 #[tokio::test]
-async fn an_interrupted_run_with_another_run_id_than_requested_is_quarantined() {
-    let store = MemoryFactory::new();
-    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let ledger = Ledger::default();
-    let registry = Registry::new().with("work", recording(&ledger));
-    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
-    let wanted = RunId::new("wanted-run").unwrap();
-    let plan = RunPlan::new("wf", "scope")
-        .run_id(wanted.clone())
-        .phase(numbered_phase("p", 1));
-    let report = executor
-        .run(plan, Start::Auto, RunSignals::default())
-        .await
-        .unwrap();
-
-    assert_eq!(report.run_id, wanted);
-    assert!(!report.resumed);
-    assert!(store.load_meta(&old).await.unwrap().is_none());
-    assert_eq!(
-        store.load_meta(&wanted).await.unwrap().unwrap().status,
-        RunStatus::Completed
-    );
-}
-
-#[tokio::test]
 async fn a_failed_run_is_never_adopted_by_the_executors_own_lookup() {
     let store = MemoryFactory::new();
     let registry = Registry::new().with(
@@ -911,4 +886,57 @@ async fn a_task_on_its_last_attempt_stopped_by_a_shutdown_runs_again_on_resume()
             .count(),
         1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_that_names_its_run_leaves_other_interrupted_runs_of_its_scope_alone() {
+    // A job runner that uses its job id as the run id: job B must neither adopt nor
+    // quarantine job A's interrupted run, which is sound state A's own restart will adopt.
+    let store = MemoryFactory::new();
+    let job_a = plant_interrupted(&store, "job-a", "wf", "scope", &[]).await;
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", common::recording(&ledger));
+    let plan_b = RunPlan::new("wf", "scope")
+        .run_id(RunId::new("job-b").unwrap())
+        .phase(numbered_phase("main", 2));
+    let report = Executor::new(Arc::new(store.clone()), registry.clone(), config())
+        .unwrap()
+        .run(plan_b, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(report.run_id.as_str(), "job-b");
+    assert!(!report.resumed);
+    assert_eq!(report.disposition, Disposition::Complete);
+    let a = store
+        .load_meta(&job_a)
+        .await
+        .unwrap()
+        .expect("job A is still there");
+    assert_eq!(
+        a.status,
+        RunStatus::Running,
+        "left interrupted for its own restart"
+    );
+    assert!(
+        !store
+            .read_audit(&job_a)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.action == AuditAction::Quarantined),
+        "not quarantined"
+    );
+
+    // Job A's own restart adopts it.
+    let plan_a = RunPlan::new("wf", "scope")
+        .run_id(job_a.clone())
+        .phase(numbered_phase("main", 2));
+    let report = Executor::new(Arc::new(store.clone()), registry, config())
+        .unwrap()
+        .run(plan_a, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(report.run_id, job_a);
+    assert!(report.resumed);
+    assert_eq!(report.disposition, Disposition::Complete);
 }

@@ -288,6 +288,52 @@ async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
 }
 
 #[tokio::test]
+async fn a_handoff_too_deep_to_store_fails_its_task_and_the_run_goes_on() {
+    // The journal could not read such a handoff back after a crash, so it is never recorded;
+    // only the task that returned it fails.
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger)).with(
+        "deep",
+        handler_fn(|_ctx| async {
+            let mut extra = serde_json::json!(1);
+            for _ in 0..=cairn_queue::MAX_VALUE_DEPTH {
+                extra = serde_json::json!([extra]);
+            }
+            Ok::<_, TaskFailure>(Finish::Complete(Handoff {
+                extra,
+                ..Handoff::default()
+            }))
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.named_task("nested", TaskSpec::new("deep").max_attempts(3), []);
+    phase.task(TaskSpec::new("ok"), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
+    assert_eq!(ledger.count("ok"), 1, "the other task still ran");
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let task = queue.tasks().next().unwrap();
+    assert_eq!(task.status, Status::Failed);
+    assert_eq!(task.attempts, 1, "retrying would return the same value");
+    let error = task.error.as_ref().unwrap();
+    assert_eq!(error.kind, "invalid_handoff");
+    assert!(
+        error.message.contains("nests more than 100 levels"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_kind_is_a_build_error_that_is_finalized_before_any_task_runs() {
     let factory = MemoryFactory::new();
     let ledger = Ledger::default();
@@ -798,4 +844,73 @@ async fn a_started_record_is_durable_before_the_body_runs_and_batches_share_appe
         "{} appends for {durable} events: transitions are not batched",
         factory.appends()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_too_long_to_represent_mean_no_limit_instead_of_a_panic() {
+    // `Instant + Duration::MAX` overflows; a deadline or grace that large means "none".
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let report = executor(
+        &factory,
+        Registry::new().with("ok", recording(&ledger)),
+        ExecutorConfig::default(),
+    )
+    .run(
+        RunPlan::new("wf", "s")
+            .deadline(Duration::MAX)
+            .phase(one_task("ok")),
+        Start::Fresh,
+        RunSignals::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+
+    let signals = RunSignals::default();
+    let shutdown = signals.shutdown.clone();
+    let registry = Registry::new().with("ok", recording(&ledger)).with(
+        "slow",
+        handler_fn(move |_ctx| {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancel();
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let report = executor(
+        &factory,
+        registry,
+        ExecutorConfig::default().with_shutdown_grace(Duration::MAX),
+    )
+    .run(
+        RunPlan::new("wf", "grace").phase({
+            let mut phase = Phase::new("p");
+            let slow = phase.task(TaskSpec::new("slow"), []);
+            phase.task(TaskSpec::new("ok"), [slow]);
+            phase
+        }),
+        Start::Fresh,
+        signals,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.disposition,
+        Disposition::LeaveRunning,
+        "the shutdown still leaves the run resumable"
+    );
+    assert_eq!(
+        (report.counts.done, report.counts.pending),
+        (1, 1),
+        "the running task was waited for; its dependent did not start"
+    );
+}
+
+fn one_task(kind: &str) -> Phase {
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new(kind), []);
+    phase
 }

@@ -36,6 +36,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A completing (or skipping) task's handoff cannot be stored: its `extra` nests deeper
+    /// than [`crate::MAX_VALUE_DEPTH`]. The task is unchanged (still running).
+    #[error("task {id}'s handoff cannot be stored: {reason}")]
+    InvalidHandoff {
+        /// The task.
+        id: crate::TaskId,
+        /// Why.
+        reason: String,
+    },
     /// The run already holds `QueueConfig::max_tasks` tasks.
     #[error("the run already holds the maximum of {limit} tasks")]
     TooManyTasks {

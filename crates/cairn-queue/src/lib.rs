@@ -78,4 +78,6 @@ pub use queue::{
     Enqueued, MAX_TASKS_HARD_LIMIT, Outcome, Queue, QueueConfig, Recovery, StatusCounts,
 };
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
-pub use task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};
+pub use task::{
+    EnqueuedBy, Handoff, MAX_VALUE_DEPTH, Status, Task, TaskError, TaskId, TaskSpec, Timestamp,
+};

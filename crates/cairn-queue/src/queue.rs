@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ready::ReadySet;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
-use crate::task::{EnqueuedBy, Handoff, Status, Task, TaskError, TaskId, TaskSpec, Timestamp};
+use crate::task::{
+    EnqueuedBy, Handoff, MAX_VALUE_DEPTH, Status, Task, TaskError, TaskId, TaskSpec, Timestamp,
+    nesting_depth,
+};
 
 /// Bounds and defaults. Crossing a bound is a typed error, never a silent drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +216,20 @@ static EMPTY_HANDOFF: Handoff = Handoff::EMPTY;
 /// Most tasks any queue holds, whatever `QueueConfig::max_tasks` says: per-task indexes are
 /// stored as `u32` to keep them small.
 pub const MAX_TASKS_HARD_LIMIT: usize = u32::MAX as usize - 1;
+
+/// Refuses a handoff whose `extra` could not be read back from the journal.
+fn check_handoff(id: TaskId, handoff: &Handoff) -> Result<()> {
+    if nesting_depth(&handoff.extra, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+        return Err(Error::InvalidHandoff {
+            id,
+            reason: format!(
+                "its `extra` nests more than {MAX_VALUE_DEPTH} levels deep; the journal could \
+                 not be read back"
+            ),
+        });
+    }
+    Ok(())
+}
 
 fn invalid_event(reason: String) -> Error {
     Error::InvalidEvent { reason }
@@ -479,6 +496,14 @@ impl Queue {
                 reason: "the task kind is empty".to_owned(),
             });
         }
+        if nesting_depth(&inputs, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+            return Err(Error::InvalidSpec {
+                reason: format!(
+                    "the inputs of a task of kind `{kind}` nest more than {MAX_VALUE_DEPTH} \
+                     levels deep; the journal could not be read back"
+                ),
+            });
+        }
         let max_attempts = max_attempts.unwrap_or(self.config.default_max_attempts);
         if max_attempts == 0 {
             return Err(Error::InvalidSpec {
@@ -608,9 +633,12 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`;
+    /// [`Error::InvalidHandoff`] when the handoff's `extra` nests deeper than
+    /// [`MAX_VALUE_DEPTH`] (the task stays running).
     pub fn complete(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
         let attempt = self.running_attempt(id, "complete")?;
+        check_handoff(id, &handoff)?;
         self.emit(
             Event::Completed {
                 id,
@@ -626,9 +654,11 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`.
+    /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`;
+    /// [`Error::InvalidHandoff`] as for [`Queue::complete`].
     pub fn skip(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
         let attempt = self.running_attempt(id, "skip")?;
+        check_handoff(id, &handoff)?;
         self.emit(
             Event::Skipped {
                 id,
@@ -1043,6 +1073,11 @@ impl Queue {
                 at,
             } => {
                 let n = self.tasks.len();
+                if nesting_depth(inputs, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+                    return Err(invalid_event(format!(
+                        "enqueued {id} with inputs nested more than {MAX_VALUE_DEPTH} levels deep"
+                    )));
+                }
                 if n >= MAX_TASKS_HARD_LIMIT {
                     return Err(invalid_event(format!(
                         "enqueued {id}, beyond the hard limit of {MAX_TASKS_HARD_LIMIT} tasks"
@@ -1163,6 +1198,11 @@ impl Queue {
                 handoff,
                 at,
             } => {
+                if nesting_depth(&handoff.extra, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+                    return Err(invalid_event(format!(
+                        "finished {id} with a handoff nested more than {MAX_VALUE_DEPTH} levels deep"
+                    )));
+                }
                 let (status, what) = if matches!(event, Event::Completed { .. }) {
                     (Status::Done, "a completion")
                 } else {

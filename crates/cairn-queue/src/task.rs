@@ -292,3 +292,54 @@ impl TaskSpec {
         self
     }
 }
+
+/// How deep a task's inputs, or a handoff's `extra`, may nest (arrays and objects within one
+/// another). The journal and snapshots store these values a few levels inside records of
+/// their own, and JSON readers (serde_json among them) refuse input nested past 128 levels,
+/// so a deeper value would be acknowledged and then unreadable after a crash. `enqueue`,
+/// `complete`, `skip` and `apply` refuse deeper values with a typed error instead.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_queue::{EnqueuedBy, Error, Queue, QueueConfig, TaskSpec, Timestamp, MAX_VALUE_DEPTH};
+///
+/// let mut deep = serde_json::json!(1);
+/// for _ in 0..=MAX_VALUE_DEPTH {
+///     deep = serde_json::json!([deep]);
+/// }
+/// let mut q = Queue::new(QueueConfig::default());
+/// let refused = q.enqueue(TaskSpec::new("t").inputs(deep), EnqueuedBy::Root, Timestamp(0));
+/// assert!(matches!(refused, Err(Error::InvalidSpec { .. })));
+/// ```
+pub const MAX_VALUE_DEPTH: usize = 100;
+
+/// How deep `value` nests, counted up to `limit + 1` at most (so a huge value is not walked
+/// whole). A scalar is 0; `[1]` and `{"a": 1}` are 1. Iterative, so a deep value cannot
+/// overflow the stack here.
+pub(crate) fn nesting_depth(value: &serde_json::Value, limit: usize) -> usize {
+    use serde_json::Value;
+    // Most inputs are scalars or flat: answer those without allocating.
+    let nested = |value: &Value| match value {
+        Value::Array(items) => items.iter().any(|v| v.is_array() || v.is_object()),
+        Value::Object(fields) => fields.values().any(|v| v.is_array() || v.is_object()),
+        _ => false,
+    };
+    if !nested(value) {
+        return usize::from(value.is_array() || value.is_object());
+    }
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        if deepest > limit {
+            break;
+        }
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(fields) => stack.extend(fields.values().map(|field| (field, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}

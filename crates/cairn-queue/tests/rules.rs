@@ -1307,3 +1307,101 @@ fn recover_and_retry_are_replayed_from_a_mid_run_snapshot() {
     let replayed = Queue::replay(Some(mid), &events, QueueConfig::default()).unwrap();
     assert_eq!(replayed.snapshot(), q.snapshot());
 }
+
+// ----- values too deep to read back -----
+
+/// `[[[...1...]]]`, nested `depth` arrays deep.
+fn nested(depth: usize) -> serde_json::Value {
+    let mut value = json!(1);
+    for _ in 0..depth {
+        value = json!([value]);
+    }
+    value
+}
+
+#[test]
+fn inputs_nested_deeper_than_the_limit_are_refused_and_the_limit_itself_is_accepted() {
+    let mut q = queue();
+    let at_limit = q
+        .enqueue(
+            TaskSpec::new("deep").inputs(nested(cairn_queue::MAX_VALUE_DEPTH)),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .expect("the limit itself is stored");
+    assert!(!at_limit.existing);
+    let refused = q.enqueue(
+        TaskSpec::new("deeper").inputs(nested(cairn_queue::MAX_VALUE_DEPTH + 1)),
+        EnqueuedBy::Root,
+        T0,
+    );
+    assert!(
+        matches!(&refused, Err(Error::InvalidSpec { reason }) if reason.contains("nest more than 100 levels")),
+        "{refused:?}"
+    );
+    assert_eq!(q.len(), 1, "nothing was enqueued");
+    // Wide but shallow values are fine, however large.
+    let wide = json!({ "rows": (0..1000).map(|i| json!({ "i": i, "tags": ["a", "b"] })).collect::<Vec<_>>() });
+    q.enqueue(TaskSpec::new("wide").inputs(wide), EnqueuedBy::Root, T0)
+        .expect("shallow");
+}
+
+#[test]
+fn a_handoff_nested_too_deep_is_refused_and_the_task_stays_running() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    q.start(a, T0).unwrap();
+    let deep = Handoff {
+        extra: nested(cairn_queue::MAX_VALUE_DEPTH + 1),
+        ..Handoff::default()
+    };
+    for refused in [q.complete(a, deep.clone(), T0), q.skip(a, deep.clone(), T0)] {
+        assert!(
+            matches!(&refused, Err(Error::InvalidHandoff { id, .. }) if *id == a),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(status(&q, a), Status::Running);
+    let at_limit = Handoff {
+        extra: nested(cairn_queue::MAX_VALUE_DEPTH),
+        ..Handoff::default()
+    };
+    q.complete(a, at_limit, T0)
+        .expect("the limit itself is stored");
+}
+
+#[test]
+fn apply_refuses_events_carrying_values_nested_too_deep() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    q.start(a, T0).unwrap();
+    let before = q.snapshot();
+    let deep = nested(cairn_queue::MAX_VALUE_DEPTH + 1);
+    for event in [
+        Event::Enqueued {
+            id: TaskId(1),
+            kind: "k".into(),
+            inputs: deep.clone(),
+            depends_on: vec![],
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: false,
+            at: T0,
+        },
+        Event::Completed {
+            id: a,
+            attempt: 1,
+            handoff: Handoff {
+                extra: deep,
+                ..Handoff::default()
+            },
+            at: T0,
+        },
+    ] {
+        assert!(
+            matches!(q.apply(&event), Err(Error::InvalidEvent { .. })),
+            "{event:?}"
+        );
+        assert_eq!(q.snapshot(), before);
+    }
+}

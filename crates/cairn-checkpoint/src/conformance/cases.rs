@@ -124,6 +124,78 @@ pub async fn round_trip<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// Values nested as deep as the queue accepts ([`cairn_queue::MAX_VALUE_DEPTH`]), in task
+/// inputs and a handoff, in events and in a snapshot, are read back after a reopen. (A
+/// reader with a nesting limit, as serde_json has, must not turn acknowledged work into
+/// unreadable state.)
+pub async fn deepest_values_read_back<H: ConformanceHarness>(h: &H) -> CaseResult {
+    use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+    let mut deep = serde_json::json!("bottom");
+    for level in 0..cairn_queue::MAX_VALUE_DEPTH {
+        deep = if level % 2 == 0 {
+            serde_json::json!([deep])
+        } else {
+            serde_json::json!({ "next": deep })
+        };
+    }
+    let mut queue = Queue::new(QueueConfig::default());
+    let at = Timestamp(1);
+    let task = queue
+        .enqueue(
+            TaskSpec::new("deep").inputs(deep.clone()),
+            EnqueuedBy::Root,
+            at,
+        )
+        .expect("the queue accepts values at its depth limit")
+        .id;
+    let enqueued = queue.take_events();
+    let with_inputs = queue.snapshot();
+    queue.start(task, at).expect("start");
+    queue
+        .complete(
+            task,
+            Handoff {
+                extra: deep,
+                ..Handoff::default()
+            },
+            at,
+        )
+        .expect("the queue accepts a handoff at its depth limit");
+    let finished = queue.take_events();
+    let with_handoff = queue.snapshot();
+    {
+        let factory = h.factory();
+        // One run holds the deep inputs in its snapshot and the deep handoff in its journal,
+        // the other both in its snapshot.
+        let run = begin(&*factory, meta("deep-journal", "wf", "scope", 1)).await;
+        append(&*run, &enqueued).await;
+        run.install_snapshot(&with_inputs)
+            .await
+            .expect("install_snapshot");
+        append(&*run, &finished).await;
+        let run = begin(&*factory, meta("deep-snapshot", "wf", "scope", 2)).await;
+        append(&*run, &enqueued).await;
+        append(&*run, &finished).await;
+        run.install_snapshot(&with_handoff)
+            .await
+            .expect("install_snapshot");
+    }
+    let factory = h.factory();
+    let journal = open_existing(&*factory, &id("deep-journal")).await;
+    assert_eq!(journal.recovered.snapshot, Some(with_inputs));
+    assert_eq!(
+        journal.recovered.events, finished,
+        "the deep handoff reads back from the journal"
+    );
+    let snapshot = open_existing(&*factory, &id("deep-snapshot")).await;
+    assert_eq!(
+        snapshot.recovered.snapshot,
+        Some(with_handoff),
+        "both deep values read back from the snapshot"
+    );
+    CaseResult::Passed
+}
+
 /// A new factory over the same storage reads back what a dropped writer wrote.
 pub async fn reopen_after_drop<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("reopen");

@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@cases $make;
             round_trip,
+            deepest_values_read_back,
             reopen_after_drop,
             reopen_after_crash,
             torn_tail,
