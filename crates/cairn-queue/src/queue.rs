@@ -20,7 +20,7 @@ use crate::ready::ReadySet;
 use crate::snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
 use crate::task::{
     EnqueuedBy, Handoff, MAX_VALUE_DEPTH, Status, Task, TaskError, TaskId, TaskSpec, Timestamp,
-    nesting_depth,
+    too_deep,
 };
 
 /// Bounds and defaults. Crossing a bound is a typed error, never a silent drop.
@@ -219,7 +219,7 @@ pub const MAX_TASKS_HARD_LIMIT: usize = u32::MAX as usize - 1;
 
 /// Refuses a handoff whose `extra` could not be read back from the journal.
 fn check_handoff(id: TaskId, handoff: &Handoff) -> Result<()> {
-    if nesting_depth(&handoff.extra, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+    if too_deep(&handoff.extra) {
         return Err(Error::InvalidHandoff {
             id,
             reason: format!(
@@ -415,6 +415,22 @@ impl Queue {
     /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
     /// id that is not the next id, and so on.
     pub fn apply(&mut self, event: &Event) -> Result<()> {
+        // The queue's own operations check their values before they build an event; events
+        // from outside are checked here.
+        let too_deep_value = match event {
+            Event::Enqueued { inputs, .. } => too_deep(inputs),
+            Event::Completed { handoff, .. } | Event::Skipped { handoff, .. } => {
+                too_deep(&handoff.extra)
+            }
+            _ => false,
+        };
+        if too_deep_value {
+            let about = event.task_id().map(|id| id.to_string()).unwrap_or_default();
+            return Err(invalid_event(format!(
+                "the event about task {about} carries a value nested more than \
+                 {MAX_VALUE_DEPTH} levels deep"
+            )));
+        }
         self.apply_keyed(event, None)
     }
 
@@ -496,7 +512,7 @@ impl Queue {
                 reason: "the task kind is empty".to_owned(),
             });
         }
-        if nesting_depth(&inputs, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+        if too_deep(&inputs) {
             return Err(Error::InvalidSpec {
                 reason: format!(
                     "the inputs of a task of kind `{kind}` nest more than {MAX_VALUE_DEPTH} \
@@ -1073,11 +1089,6 @@ impl Queue {
                 at,
             } => {
                 let n = self.tasks.len();
-                if nesting_depth(inputs, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
-                    return Err(invalid_event(format!(
-                        "enqueued {id} with inputs nested more than {MAX_VALUE_DEPTH} levels deep"
-                    )));
-                }
                 if n >= MAX_TASKS_HARD_LIMIT {
                     return Err(invalid_event(format!(
                         "enqueued {id}, beyond the hard limit of {MAX_TASKS_HARD_LIMIT} tasks"
@@ -1198,11 +1209,6 @@ impl Queue {
                 handoff,
                 at,
             } => {
-                if nesting_depth(&handoff.extra, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
-                    return Err(invalid_event(format!(
-                        "finished {id} with a handoff nested more than {MAX_VALUE_DEPTH} levels deep"
-                    )));
-                }
                 let (status, what) = if matches!(event, Event::Completed { .. }) {
                     (Status::Done, "a completion")
                 } else {

@@ -314,6 +314,14 @@ impl TaskSpec {
 /// ```
 pub const MAX_VALUE_DEPTH: usize = 100;
 
+/// Whether `value` nests deeper than [`MAX_VALUE_DEPTH`]. Inlined, so the common scalar
+/// (or null) value costs a compare on the hot path.
+#[inline]
+pub(crate) fn too_deep(value: &serde_json::Value) -> bool {
+    (value.is_array() || value.is_object())
+        && nesting_depth(value, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH
+}
+
 /// How deep `value` nests, counted up to `limit + 1` at most (so a huge value is not walked
 /// whole). A scalar is 0; `[1]` and `{"a": 1}` are 1. Iterative, so a deep value cannot
 /// overflow the stack here.
