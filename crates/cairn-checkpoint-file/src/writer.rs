@@ -87,6 +87,10 @@ struct WriterState {
     company_size: u64,
     /// While a leader waits for company: the `buffered_appends` that ends its wait.
     company_wanted: Option<u64>,
+    /// Set first thing by the writer's drop: a leader waiting for company stops waiting and
+    /// flushes, because no caller of this writer can come any more, and a wait as long as
+    /// a huge `max_delay` would otherwise hold the drop for as long.
+    dropping: bool,
     /// The sequence number the next record gets.
     next_seq: u64,
     /// The batch `buffer` will become.
@@ -280,6 +284,8 @@ impl Drop for FileCheckpointer {
         // and `closed` makes it do nothing if it starts after all.
         let give_up = Instant::now() + Duration::from_secs(5);
         let mut state = lock(&shared.state);
+        state.dropping = true;
+        shared.company.notify_all();
         loop {
             if state.leader_running {
                 state = wait(&shared.settled, state, Duration::from_millis(10));
@@ -320,6 +326,13 @@ fn wait<'a, T>(
         Ok((guard, _)) => guard,
         Err(poisoned) => poisoned.into_inner().0,
     }
+}
+
+/// Waits on `condvar` until notified (or woken spuriously: callers loop on their condition).
+fn wait_untimed<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar
+        .wait(guard)
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -367,6 +380,7 @@ impl FileCheckpointer {
                     buffered_appends: 0,
                     company_size: 0,
                     company_wanted: None,
+                    dropping: false,
                     next_seq: state.next_seq,
                     open_batch: 1,
                     durable_batch: 0,
@@ -456,21 +470,28 @@ impl Shared {
 
     /// Waits up to `delay` for other appends to join the buffered batch, and no longer than
     /// it takes for `company_size` appends to be buffered. Returns at once when nothing is
-    /// buffered (the leader is about to step down) or the company is already there.
+    /// buffered (the leader is about to step down) or the company is already there, and
+    /// stops waiting when the writer is being dropped. A `delay` too large to add to the
+    /// clock (`Duration::MAX`) has no deadline: the wait ends only by company or the drop.
     fn wait_for_company(&self, delay: Duration) {
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now().checked_add(delay);
         let mut state = lock(&self.state);
         let wanted = state.company_size.max(1);
         if state.buffered_appends == 0 || state.buffered_appends >= wanted {
             return;
         }
         state.company_wanted = Some(wanted);
-        while state.buffered_appends < wanted && state.failure.is_none() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+        while state.buffered_appends < wanted && state.failure.is_none() && !state.dropping {
+            match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    state = wait(&self.company, state, deadline - now);
+                }
+                None => state = wait_untimed(&self.company, state),
             }
-            state = wait(&self.company, state, deadline - now);
         }
         state.company_wanted = None;
         if state.buffered_appends < wanted {

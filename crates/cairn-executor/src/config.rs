@@ -34,6 +34,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before retrying `task` after its attempt `attempt` failed.
     ///
+    /// Computed in nanoseconds, so a `base` under a millisecond backs off too. It never
+    /// exceeds `max`, and an attempt number or a `base` large enough to overflow the
+    /// doubling just yields the cap.
+    ///
     /// # Examples
     ///
     /// ```
@@ -48,18 +52,43 @@ impl RetryPolicy {
     /// assert!(policy.delay(TaskId(3), 40) <= Duration::from_secs(1));
     /// // Deterministic for a given seed.
     /// assert_eq!(policy.delay(TaskId(3), 2), policy.delay(TaskId(3), 2));
+    ///
+    /// // Sub-millisecond bases double like any other.
+    /// let fine = RetryPolicy { base: Duration::from_micros(500), ..policy };
+    /// let third = fine.delay(TaskId(3), 3);
+    /// assert!(third >= Duration::from_millis(1) && third <= Duration::from_millis(2));
     /// ```
     pub fn delay(&self, task: TaskId, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(63);
-        let base_ms = u64::try_from(self.base.as_millis()).unwrap_or(u64::MAX);
-        let max_ms = u64::try_from(self.max.as_millis()).unwrap_or(u64::MAX);
-        let full = base_ms.saturating_mul(1u64 << exponent).min(max_ms);
+        // Nanoseconds, so that a base under a millisecond still doubles instead of being
+        // truncated to zero, and in `u128`, which holds every `Duration` exactly: the cap at
+        // `max` is then exact however large `base`, `max` or the attempt number are.
+        let exponent = attempt.saturating_sub(1).min(127);
+        let max = self.max.as_nanos();
+        let full = self
+            .base
+            .as_nanos()
+            .saturating_mul(1u128 << exponent)
+            .min(max);
         let half = full / 2;
         let span = full - half;
-        let noise = splitmix64(self.seed ^ task.0.rotate_left(17) ^ u64::from(attempt));
-        let jitter = if span == 0 { 0 } else { noise % (span + 1) };
-        Duration::from_millis(half + jitter)
+        // Two rounds give 128 bits of noise, enough to spread over any span a `Duration`
+        // can have; the modulus is never zero.
+        let key = self.seed ^ task.0.rotate_left(17) ^ u64::from(attempt);
+        let high = splitmix64(key);
+        let noise = (u128::from(high) << 64) | u128::from(splitmix64(high));
+        let jitter = noise % span.saturating_add(1);
+        from_nanos_u128(half + jitter).unwrap_or(self.max)
     }
+}
+
+/// The `Duration` of `nanos` nanoseconds, or `None` when it would not fit. Every value
+/// `RetryPolicy::delay` passes is at most a `Duration`'s own nanoseconds, so it fits.
+fn from_nanos_u128(nanos: u128) -> Option<Duration> {
+    const PER_SEC: u128 = 1_000_000_000;
+    let secs = u64::try_from(nanos / PER_SEC).ok()?;
+    // Below one second, so it fits a `u32` and never carries into `secs`.
+    let subsec = u32::try_from(nanos % PER_SEC).ok()?;
+    Some(Duration::new(secs, subsec))
 }
 
 /// One round of SplitMix64: a small, well-mixed hash for jitter.

@@ -788,7 +788,10 @@ impl Drive {
         now: Timestamp,
     ) -> Result<Status, RunStop> {
         let delay = self.config.retry.delay(id, attempt);
-        let retry_at = now.plus_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        // Timestamps are whole milliseconds: round up, so a sub-millisecond backoff still
+        // waits rather than becoming none.
+        let millis = delay.as_nanos().div_ceil(1_000_000);
+        let retry_at = now.plus_millis(u64::try_from(millis).unwrap_or(u64::MAX));
         self.queue
             .fail(id, error, retryable, retry_at, now)
             .map_err(RunStop::Queue)

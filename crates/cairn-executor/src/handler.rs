@@ -131,8 +131,12 @@ impl TaskContext {
         &self.dependencies
     }
 
-    /// Cancelled when the run stops this attempt: on a caller cancel, the run's deadline,
-    /// or the end of the shutdown grace period. Long handlers should watch it.
+    /// Cancelled when the run stops this attempt (a caller cancel, the run's deadline, the
+    /// end of the shutdown grace period), right after the attempt's body has been dropped:
+    /// the body itself never sees it fire, because dropping it is the cancellation (put
+    /// clean-up in a `Drop` guard). Work the handler handed to other tasks or threads, which
+    /// outlives the body, should watch this token and stop when it fires. During the
+    /// shutdown grace period it does not fire: running bodies are given that time to finish.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }
@@ -195,6 +199,51 @@ pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt. Bodies run at least once: use `ctx.idempotency_key()` for effects
     /// that must happen once.
     async fn run(&self, ctx: TaskContext) -> HandlerResult;
+}
+
+/// A shared handler is a handler, so one instance (a connection pool, a client) can serve
+/// several kinds. `H` may be unsized, so `Arc<dyn Handler>` qualifies.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use cairn_executor::{Finish, Handler, Registry, handler_fn};
+/// use cairn_queue::Handoff;
+///
+/// let shared: Arc<dyn Handler> =
+///     Arc::new(handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }));
+/// let registry = Registry::new()
+///     .with("fetch", Arc::clone(&shared))
+///     .with("store", shared);
+/// assert!(registry.contains("fetch") && registry.contains("store"));
+/// ```
+#[async_trait]
+impl<H: Handler + ?Sized> Handler for Arc<H> {
+    async fn run(&self, ctx: TaskContext) -> HandlerResult {
+        (**self).run(ctx).await
+    }
+}
+
+/// A boxed handler is a handler, so handlers chosen at run time (`Box<dyn Handler>`) can be
+/// registered as they are.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_executor::{Finish, Handler, Registry, handler_fn};
+/// use cairn_queue::Handoff;
+///
+/// let boxed: Box<dyn Handler> =
+///     Box::new(handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }));
+/// let registry = Registry::new().with("noop", boxed);
+/// assert!(registry.contains("noop"));
+/// ```
+#[async_trait]
+impl<H: Handler + ?Sized> Handler for Box<H> {
+    async fn run(&self, ctx: TaskContext) -> HandlerResult {
+        (**self).run(ctx).await
+    }
 }
 
 /// A handler made from an async closure; see [`handler_fn`].
