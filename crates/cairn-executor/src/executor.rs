@@ -44,6 +44,8 @@ struct Adopted {
     previous_epoch: u64,
     lease_epoch: u64,
     tasks_reset: u64,
+    /// The input the adopted run was started with.
+    input: String,
 }
 
 /// Why a run found by the lookup is not adopted.
@@ -128,6 +130,21 @@ impl Executor {
             resumed,
         } = prepared;
         let is_resume = resumed.is_some();
+        // An adopted run continues what it was started for: say so when that is not what
+        // this plan asked for, so the host can tell its user.
+        let kept_input = resumed
+            .as_ref()
+            .filter(|adopted| adopted.input != plan.input)
+            .map(|adopted| adopted.input.clone());
+        if let Some(kept) = &kept_input {
+            tracing::warn!(
+                target: "cairn",
+                run_id = %run_id,
+                kept_input = %kept,
+                ignored_input = %plan.input,
+                "the adopted run keeps the input it was started with; this plan's input is not used"
+            );
+        }
         // A fresh run starts at epoch 1; the telemetry layer derives the run span's trace id
         // from (run id, epoch), so a later resume can link back to this exact span.
         let lease_epoch = resumed.as_ref().map_or(1, |a| a.lease_epoch);
@@ -199,6 +216,7 @@ impl Executor {
                 disposition: classify(stop.as_ref()),
                 stop,
                 resumed: is_resume,
+                kept_input,
                 durable,
                 counts: final_counts,
             },
@@ -467,6 +485,7 @@ impl Executor {
             )));
         }
         let run_id = recovered.meta.run_id.clone();
+        let input = recovered.meta.input.clone();
         let (previous_epoch, lease_epoch) = if claim == Claim::Here {
             // A claim at the epoch read on open: the store bumps the lease epoch, so a writer
             // from an older epoch can be told apart, and if another process claimed the run
@@ -638,6 +657,7 @@ impl Executor {
                 previous_epoch,
                 lease_epoch,
                 tasks_reset,
+                input,
             }),
         })
     }

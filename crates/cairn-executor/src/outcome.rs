@@ -175,6 +175,10 @@ pub struct RunReport {
     pub stop: Option<RunStop>,
     /// Whether an interrupted or explicitly adopted run was resumed.
     pub resumed: bool,
+    /// When the resumed run was started with another input than this plan's: the input it
+    /// kept. The plan's input was not used (an adopted run continues what it was started
+    /// for); a host that took the input from a person should tell them.
+    pub kept_input: Option<String>,
     /// `false` when `begin` failed and the run degraded to a non-durable checkpointer.
     pub durable: bool,
     /// Task counts when the drive ended (the last counts seen, after an executor panic).

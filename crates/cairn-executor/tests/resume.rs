@@ -97,6 +97,7 @@ async fn shutdown_leaves_the_run_running_and_a_new_executor_resumes_it_without_c
         report.run_id, run_id,
         "the interrupted run was adopted, not replaced"
     );
+    assert_eq!(report.kept_input, None, "the same plan, the same input");
 
     // Each task returned once across both executors, and its completion is recorded once.
     assert_eq!(returned.total(), 12);
@@ -939,4 +940,45 @@ async fn a_plan_that_names_its_run_leaves_other_interrupted_runs_of_its_scope_al
     assert_eq!(report.run_id, job_a);
     assert!(report.resumed);
     assert_eq!(report.disposition, Disposition::Complete);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_run_reports_the_input_it_kept_when_the_plan_asked_for_another() {
+    // `Start::Auto` continues the interrupted run with its own input; the report says so, so
+    // a host that took the new input from a person can tell them it was not used.
+    let store = MemoryFactory::new();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 1, signals.shutdown.clone()),
+    );
+    let plan = |input: &str| {
+        RunPlan::new("wf", "scope")
+            .input(input)
+            .phase(numbered_phase("main", 3))
+    };
+    let first = Executor::new(Arc::new(store.clone()), registry, config())
+        .unwrap()
+        .run(plan("deploy A"), Start::Auto, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    assert_eq!(first.kept_input, None, "a fresh run keeps nothing");
+
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 1, signals.shutdown.clone()),
+    );
+    let second = Executor::new(Arc::new(store.clone()), registry, config())
+        .unwrap()
+        .run(plan("deploy B"), Start::Auto, signals)
+        .await
+        .unwrap();
+    assert!(second.resumed);
+    assert_eq!(second.run_id, first.run_id);
+    assert_eq!(second.kept_input.as_deref(), Some("deploy A"));
+    let stored = store.load_meta(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.input, "deploy A", "the run's input is unchanged");
 }
