@@ -108,27 +108,36 @@ fn spawn(exe: &Path, options: &WorkerOptions, crash_at: Option<CrashAt>) -> Resu
 fn wait_or_kill(child: &mut Child, kill_after: Option<Duration>, how: Interrupt) -> Result<Ending> {
     let started = Instant::now();
     loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| Error::Worker(format!("wait failed: {e}")))?
-        {
+        if let Some(status) = exited(child)? {
             return Ok(Ending::Exited(status));
         }
-        if how == Interrupt::Stop && kill_after.is_some_and(|after| started.elapsed() >= after) {
-            return stop(child);
-        }
         if kill_after.is_some_and(|after| started.elapsed() >= after) {
-            // `Child::kill` sends SIGKILL on Unix: no handler, no cleanup, no flush.
-            child
-                .kill()
-                .map_err(|e| Error::Worker(format!("kill failed: {e}")))?;
-            child
-                .wait()
-                .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
+            if how == Interrupt::Stop {
+                return stop(child);
+            }
+            kill_now(child)?;
             return Ok(Ending::Killed);
         }
         std::thread::sleep(Duration::from_micros(300));
     }
+}
+
+/// The worker's exit status, if it has exited.
+fn exited(child: &mut Child) -> Result<Option<ExitStatus>> {
+    child
+        .try_wait()
+        .map_err(|e| Error::Worker(format!("wait failed: {e}")))
+}
+
+/// SIGKILL (`Child::kill` on Unix: no handler, no cleanup, no flush), then reap.
+fn kill_now(child: &mut Child) -> Result<()> {
+    child
+        .kill()
+        .map_err(|e| Error::Worker(format!("kill failed: {e}")))?;
+    child
+        .wait()
+        .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
+    Ok(())
 }
 
 /// Sends SIGTERM (through `kill(1)`: the workspace forbids the `unsafe` a direct call
@@ -142,10 +151,7 @@ fn stop(child: &mut Child) -> Result<Ending> {
         .map_err(|e| Error::Worker(format!("cannot run kill(1): {e}")))?;
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| Error::Worker(format!("wait failed: {e}")))?
-        {
+        if let Some(status) = exited(child)? {
             return Ok(match (status.code(), status.signal()) {
                 (Some(code), _) if code == i32::from(worker::STOPPED_EXIT_CODE) => Ending::Stopped,
                 // The signal came before the worker installed its handler: that is a kill.
@@ -155,16 +161,21 @@ fn stop(child: &mut Child) -> Result<Ending> {
             });
         }
         if !sent.success() || Instant::now() >= deadline {
-            child
-                .kill()
-                .map_err(|e| Error::Worker(format!("kill failed: {e}")))?;
-            child
-                .wait()
-                .map_err(|e| Error::Worker(format!("wait failed: {e}")))?;
+            kill_now(child)?;
             return Ok(Ending::StopIgnored);
         }
         std::thread::sleep(Duration::from_micros(300));
     }
+}
+
+/// Prints a violation of a round and keeps it with the findings (the caller counts it).
+fn report_violation(worker: &WorkerOptions, findings: &mut Findings, problem: String) {
+    eprintln!(
+        "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
+        worker.seed,
+        worker.dir.display()
+    );
+    findings.problems.push(problem);
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -457,13 +468,8 @@ fn round(
                     "the worker did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log ends:\n{}",
                     log_tail(&worker.dir)
                 );
-                eprintln!(
-                    "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
-                    worker.seed,
-                    worker.dir.display()
-                );
                 totals.findings.other += 1;
-                totals.findings.problems.push(problem);
+                report_violation(worker, &mut totals.findings, problem);
                 kills += 1;
             }
             Ending::Exited(status) if status.success() => break,
@@ -475,13 +481,8 @@ fn round(
                     "after {kills} kill(s) the worker could not finish the run: it exited with {status}; its log ends:\n{}",
                     log_tail(&worker.dir)
                 );
-                eprintln!(
-                    "crash-test: VIOLATION (round seed {}, folder {}): {problem}",
-                    worker.seed,
-                    worker.dir.display()
-                );
                 totals.findings.unrecoverable += 1;
-                totals.findings.problems.push(problem);
+                report_violation(worker, &mut totals.findings, problem);
                 if kills == 0 {
                     // Failing without any kill means the worker cannot run at all; stop
                     // rather than loop.
