@@ -814,26 +814,12 @@ async fn a_task_on_its_last_attempt_stopped_by_a_shutdown_runs_again_on_resume()
     // The operator's Ctrl-C is not the task's failure: the attempt the grace period cut off
     // is released, not spent, so a `max_attempts = 1` task still gets its run.
     let store = MemoryFactory::new();
-    let bodies = Ledger::default();
+    let (bodies, returned) = (Ledger::default(), Ledger::default());
     let registry = |shutdown: CancellationToken| {
-        let bodies = bodies.clone();
-        Registry::new().with(
-            "once",
-            handler_fn(move |ctx| {
-                let (bodies, shutdown) = (bodies.clone(), shutdown.clone());
-                async move {
-                    bodies.record(&ctx);
-                    if bodies.total() == 1 {
-                        shutdown.cancel();
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
-                }
-            }),
-        )
+        Registry::new().with("once", stalling(&bodies, &returned, 0, shutdown))
     };
     let mut phase = Phase::new("p");
-    phase.task(TaskSpec::new("once").max_attempts(1), []);
+    phase.task(TaskSpec::new("once").inputs(0.into()).max_attempts(1), []);
     let plan = RunPlan::new("wf", "scope").phase(phase);
 
     let signals = RunSignals::default();
