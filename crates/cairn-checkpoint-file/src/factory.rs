@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
-    Recovered, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    QuarantinedRun, Recovered, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
 };
 use cairn_queue::QueueConfig;
 
@@ -305,6 +305,10 @@ impl CheckpointerFactory for FileFactory {
         let record = record.clone();
         self.blocking(move |store| store.append_audit(&id, &record))
             .await
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        self.blocking(|store| store.list_quarantined()).await
     }
 
     async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, Error, META_FORMAT_VERSION, Owner, Result, RunError, RunFilter,
-    RunId, RunMeta, RunStatus, StatusConflict, TornTail, wall_clock_now,
+    AuditAction, AuditRecord, Error, META_FORMAT_VERSION, Owner, QuarantinedRun, Result, RunError,
+    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, TornTail, wall_clock_now,
 };
 use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -259,6 +259,54 @@ impl Store {
             })
             .max();
         Ok(newest.map(|(_, name)| dir.join(name)))
+    }
+
+    /// Every entry of the quarantine folder (`<run_id>-<millis>`, a run's folder or a stray
+    /// file), with why and when from its own audit log, or else from `quarantine.jsonl`, and
+    /// the metadata it had when that still parses and names this run. Reads only: a damaged
+    /// entry is reported with what could be read.
+    pub(crate) fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        let qdir = self.quarantine_dir();
+        let names = match self.fs.list_dir(&qdir) {
+            Ok(names) => names,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_error("list", &qdir)(err)),
+        };
+        // The root log names every quarantine, stray files included; a damaged log only
+        // loses the fallback, never an entry.
+        let root_log: Vec<AuditRecord> = self
+            .fs
+            .read(&self.root.join(QUARANTINE_LOG))
+            .ok()
+            .and_then(|bytes| line_log::scan(&bytes).ok())
+            .unwrap_or_default();
+        let mut listed = Vec::new();
+        for name in &names {
+            let Some((id, millis)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let (Ok(run_id), Ok(_)) = (RunId::new(id), millis.parse::<u64>()) else {
+                continue;
+            };
+            let path = qdir.join(name);
+            let location = path.display().to_string();
+            let mut audit = self.read_audit_in(&run_id, &path).unwrap_or_default();
+            if !audit.iter().any(|r| r.action == AuditAction::Quarantined) {
+                audit = root_log
+                    .iter()
+                    .filter(|r| r.detail["location"].as_str() == Some(location.as_str()))
+                    .cloned()
+                    .collect();
+            }
+            let meta = self
+                .read_meta_bytes(&path)
+                .ok()
+                .flatten()
+                .and_then(|bytes| parse_meta(&run_id, &bytes).ok());
+            listed.push(QuarantinedRun::from_audit(run_id, location, &audit, meta));
+        }
+        listed.sort_by(|a, b| (a.at, &a.location).cmp(&(b.at, &b.location)));
+        Ok(listed)
     }
 
     /// Where a run's audit log lives: its folder, else its newest quarantine folder.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined, Result,
-    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
+    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
+    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
 };
 
 use crate::shared::Shared;
@@ -306,6 +306,10 @@ impl CheckpointerFactory for SledFactory {
         self.make_durable().await?;
         drop(slot);
         Ok(meta)
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        self.shared.quarantined_runs()
     }
 
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {

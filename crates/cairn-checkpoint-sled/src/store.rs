@@ -4,8 +4,8 @@
 //! then wait for durability.
 
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, Durability, Error, META_FORMAT_VERSION, Recovered, Result, RunId,
-    RunMeta, TornTail, wall_clock_now,
+    AuditAction, AuditRecord, Durability, Error, META_FORMAT_VERSION, QuarantinedRun, Recovered,
+    Result, RunId, RunMeta, TornTail, wall_clock_now,
 };
 use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use sled::transaction::{ConflictableTransactionError, TransactionResult};
@@ -408,6 +408,46 @@ impl Shared {
         removed.map_err(transaction)
     }
 
+    /// Every quarantined run state (one per run id and generation), with why and when from
+    /// the run's audit records (those naming this location first) and the metadata it had
+    /// when that still decodes and names this run. Reads only. Jumps over each generation's
+    /// journal keys instead of reading them.
+    pub(crate) fn quarantined_runs(&self) -> Result<Vec<QuarantinedRun>> {
+        let mut listed = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(entry) = self.trees.quarantine.range(from.clone()..).next() {
+            let (key, _) = entry.map_err(backend)?;
+            let Some((run_id, qprefix)) = quarantine_generation(&key) else {
+                // Not a key this adapter writes: step past it and keep looking.
+                from = key.to_vec();
+                from.push(0);
+                continue;
+            };
+            // The smallest key after every key under `qprefix` (which ends in `/`).
+            from = qprefix.clone().into_bytes();
+            if let Some(last) = from.last_mut() {
+                *last = b'/' + 1;
+            }
+            let location = format!("sled tree {}, keys {qprefix}", layout::QUARANTINE_TREE);
+            let audit = self.audit_records(&run_id).unwrap_or_default();
+            let here: Vec<AuditRecord> = audit
+                .iter()
+                .filter(|r| r.detail["location"].as_str() == Some(location.as_str()))
+                .cloned()
+                .collect();
+            let meta = self
+                .trees
+                .quarantine
+                .get(format!("{qprefix}meta").as_bytes())
+                .map_err(backend)?
+                .and_then(|frame| decode_meta(&run_id, &frame).ok());
+            let records = if here.is_empty() { &audit } else { &here };
+            listed.push(QuarantinedRun::from_audit(run_id, location, records, meta));
+        }
+        listed.sort_by(|a, b| (a.at, &a.location).cmp(&(b.at, &b.location)));
+        Ok(listed)
+    }
+
     /// Quarantines `run_id` (the caller holds its writer slot) and audits why.
     pub(crate) fn quarantine_and_audit(
         &self,
@@ -652,4 +692,18 @@ fn prefix_end(run_id: &RunId) -> Vec<u8> {
     let mut end = run_id.as_str().as_bytes().to_vec();
     end.push(b'/' + 1);
     end
+}
+
+/// The run id and the `<run_id>/<generation>/` prefix of a quarantine-tree key, or `None`
+/// for a key this adapter does not write.
+fn quarantine_generation(key: &[u8]) -> Option<(RunId, String)> {
+    let slash = key.iter().position(|b| *b == b'/')?;
+    let id = std::str::from_utf8(&key[..slash]).ok()?;
+    let generation = key.get(slash + 1..slash + 17)?;
+    let generation = std::str::from_utf8(generation).ok()?;
+    if key.get(slash + 17) != Some(&b'/') || !generation.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let run_id = RunId::new(id).ok()?;
+    Some((run_id, format!("{id}/{generation}/")))
 }

@@ -16,7 +16,8 @@ use crate::audit::AuditRecord;
 use crate::error::{Error, Result};
 use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
 use crate::port::{
-    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
+    StatusConflict,
 };
 
 /// A port call the plan can fail.
@@ -41,6 +42,8 @@ pub enum FaultOp {
     Quarantine,
     /// `CheckpointerFactory::remove_terminal`.
     RemoveTerminal,
+    /// `CheckpointerFactory::list_quarantined`.
+    ListQuarantined,
     /// `CheckpointerFactory::append_audit`.
     AppendAudit,
     /// `CheckpointerFactory::read_audit`.
@@ -74,6 +77,7 @@ impl FaultOp {
             FaultOp::RemoveTerminal => "remove_terminal",
             FaultOp::AppendAudit => "append_audit",
             FaultOp::ReadAudit => "read_audit",
+            FaultOp::ListQuarantined => "list_quarantined",
             FaultOp::Append => "append",
             FaultOp::InstallSnapshot => "install_snapshot",
             FaultOp::Load => "load",
@@ -336,6 +340,15 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
             &self.plan,
             FaultOp::AppendAudit,
             self.inner.append_audit(run_id, record),
+        )
+        .await
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        guarded(
+            &self.plan,
+            FaultOp::ListQuarantined,
+            self.inner.list_quarantined(),
         )
         .await
     }

@@ -16,7 +16,8 @@ use crate::audit::{AuditAction, AuditRecord};
 use crate::error::{Error, Result};
 use crate::meta::{META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
 use crate::port::{
-    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
+    StatusConflict,
 };
 use crate::wall_clock_now;
 
@@ -408,6 +409,25 @@ impl CheckpointerFactory for MemoryFactory {
             .remove(run_id)
             .expect("the run was found above under the same lock");
         Ok(removed.meta)
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        let store = self.lock();
+        let mut listed: Vec<QuarantinedRun> = store
+            .quarantine
+            .iter()
+            .map(|(location, run)| {
+                QuarantinedRun::from_audit(
+                    run_id_of_quarantined(run),
+                    location.clone(),
+                    &run.audit,
+                    Some(run.meta.clone()),
+                )
+            })
+            .collect();
+        // Locations sort by id first; the port lists oldest quarantine first.
+        listed.sort_by(|a, b| (a.at, &a.location).cmp(&(b.at, &b.location)));
+        Ok(listed)
     }
 
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {

@@ -8,7 +8,8 @@ use crate::audit::AuditRecord;
 use crate::error::{Error, Result};
 use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
 use crate::port::{
-    Checkpointer, CheckpointerFactory, Opened, Quarantined, Recovered, StatusConflict,
+    Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
+    StatusConflict,
 };
 
 /// A factory whose runs are forgotten at once: `open` never finds anything.
@@ -86,6 +87,10 @@ impl CheckpointerFactory for NoopFactory {
         Err(Error::NotFound {
             run_id: run_id.clone(),
         })
+    }
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        // Nothing is kept, so nothing was ever moved aside.
+        Ok(Vec::new())
     }
     async fn append_audit(&self, _run_id: &RunId, _record: &AuditRecord) -> Result<()> {
         Ok(())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_queue::{Event, Snapshot};
+use cairn_queue::{Event, Snapshot, Timestamp};
 
 use crate::audit::AuditRecord;
 use crate::error::Result;
@@ -130,6 +130,99 @@ pub struct Quarantined {
     pub location: String,
 }
 
+/// A run whose state was moved to quarantine, as [`CheckpointerFactory::list_quarantined`]
+/// reports it.
+///
+/// Its progress is lost to cairn: nothing can open or resume it, and a fresh run of its
+/// workflow would run its done tasks again. The resume policy (`cairn-runs`) therefore asks a
+/// person before it starts fresh past one that was not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuarantinedRun {
+    /// The id the run was stored under.
+    pub run_id: RunId,
+    /// Where its state went (as [`Quarantined::location`]).
+    pub location: String,
+    /// Why, as the `Quarantined` audit record says (empty when that record cannot be read).
+    pub reason: String,
+    /// When it was quarantined (`Timestamp(0)` when that record cannot be read).
+    pub at: Timestamp,
+    /// The metadata it had, when it can still be read, is of this format version and names
+    /// this run; `None` otherwise (so its workflow and scope are unknown).
+    pub meta: Option<RunMeta>,
+}
+
+impl QuarantinedRun {
+    /// A listing entry. Adapters build it; `reason` and `at` come from the run's newest
+    /// `Quarantined` audit record (see [`QuarantinedRun::from_audit`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{QuarantinedRun, RunId};
+    /// use cairn_queue::Timestamp;
+    /// let entry = QuarantinedRun::new(RunId::new("r1")?, "/s/quarantine/r1-5", "bad", Timestamp(5), None);
+    /// assert_eq!(entry.location, "/s/quarantine/r1-5");
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn new(
+        run_id: RunId,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+        at: Timestamp,
+        meta: Option<RunMeta>,
+    ) -> QuarantinedRun {
+        QuarantinedRun {
+            run_id,
+            location: location.into(),
+            reason: reason.into(),
+            at,
+            meta,
+        }
+    }
+
+    /// A listing entry whose reason and time come from `audit`, the quarantined run's audit
+    /// log: its newest `Quarantined` record (`detail.reason` when present, else the
+    /// message). Metadata that is of another format version or names another run is
+    /// dropped, since its workflow and scope cannot be trusted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, AuditRecord, QuarantinedRun, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    /// let id = RunId::new("r1")?;
+    /// let record = AuditRecord::new(Timestamp(9), id.clone(), AuditAction::Quarantined, "run r1 quarantined: torn")
+    ///     .with_detail(serde_json::json!({ "reason": "torn" }));
+    /// let foreign = RunMeta::new(RunId::new("r2")?, "wf", "scope", "", Timestamp(1));
+    /// let entry = QuarantinedRun::from_audit(id, "here", &[record], Some(foreign));
+    /// assert_eq!((entry.reason.as_str(), entry.at), ("torn", Timestamp(9)));
+    /// assert!(entry.meta.is_none());
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn from_audit(
+        run_id: RunId,
+        location: impl Into<String>,
+        audit: &[AuditRecord],
+        meta: Option<RunMeta>,
+    ) -> QuarantinedRun {
+        let record = audit
+            .iter()
+            .rev()
+            .find(|record| record.action == crate::AuditAction::Quarantined);
+        let reason = record.map_or_else(String::new, |record| {
+            record.detail["reason"]
+                .as_str()
+                .map_or_else(|| record.message.clone(), str::to_owned)
+        });
+        let at = record.map_or(Timestamp(0), |record| record.at);
+        let meta = meta.filter(|meta| {
+            meta.run_id == run_id && meta.format_version == crate::META_FORMAT_VERSION
+        });
+        QuarantinedRun::new(run_id, location, reason, at, meta)
+    }
+}
+
 /// Creates, finds and manages runs. Object-safe; hold it as `Arc<dyn CheckpointerFactory>`.
 #[async_trait]
 pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
@@ -207,6 +300,22 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `Locked` while a writer holds the run, so a live writer never writes into quarantine.
     /// `NotFound` for an unknown run.
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
+
+    /// Every quarantined run's state, oldest quarantine first, with where it went, why, and
+    /// the metadata it had when that can still be read.
+    ///
+    /// MUST list every run that `quarantine` (or `open` or `list`, on bad state) moved aside,
+    /// for as long as the store keeps it, which is for good; MUST list nothing else (a run
+    /// removed by `remove_terminal` is not quarantined). MUST NOT change anything: a damaged
+    /// entry is reported with `meta: None` (and an empty reason if its audit log cannot be
+    /// read), never moved or removed. Listing needs no writer lock.
+    ///
+    /// # Errors
+    ///
+    /// The adapter's I/O errors. The method has no provided body on purpose: a wrapper that
+    /// forgot to forward it would hide quarantined runs, and with them the question the resume
+    /// policy must ask before it runs a quarantined run's done tasks again.
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>>;
 
     /// Removes a run that is finished for good, with all its state (metadata, journal,
     /// snapshot, audit log), and returns the metadata it had. This is retention (`cairn runs
@@ -340,6 +449,9 @@ macro_rules! forward_factory {
             }
             async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
                 (**self).remove_terminal(run_id).await
+            }
+            async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+                (**self).list_quarantined().await
             }
             async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
                 (**self).append_audit(run_id, record).await

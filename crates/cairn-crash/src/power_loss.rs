@@ -192,6 +192,11 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     async fn remove_terminal(&self, run_id: &RunId) -> cairn_checkpoint::Result<RunMeta> {
         self.inner.remove_terminal(run_id).await
     }
+    async fn list_quarantined(
+        &self,
+    ) -> cairn_checkpoint::Result<Vec<cairn_checkpoint::QuarantinedRun>> {
+        self.inner.list_quarantined().await
+    }
     async fn append_audit(
         &self,
         run_id: &RunId,

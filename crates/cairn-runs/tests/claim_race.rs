@@ -107,6 +107,11 @@ impl CheckpointerFactory for AnotherClaimsFirst {
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
         self.inner.remove_terminal(run_id).await
     }
+    async fn list_quarantined(
+        &self,
+    ) -> cairn_checkpoint::Result<Vec<cairn_checkpoint::QuarantinedRun>> {
+        self.inner.list_quarantined().await
+    }
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         self.inner.append_audit(run_id, record).await
     }

@@ -385,6 +385,23 @@ async fn check_quarantined(factory: &dyn CheckpointerFactory, run_id: &RunId) {
         audit.iter().any(|r| r.action == AuditAction::Quarantined),
         "the quarantine is audited: {audit:?}"
     );
+    let listed = factory.list_quarantined().await.expect("list_quarantined");
+    let entry = listed
+        .iter()
+        .find(|entry| entry.run_id == *run_id)
+        .unwrap_or_else(|| panic!("list_quarantined names {run_id}: {listed:?}"));
+    assert!(
+        !entry.location.is_empty(),
+        "the entry says where: {entry:?}"
+    );
+    assert!(!entry.reason.is_empty(), "the entry says why: {entry:?}");
+    assert!(
+        entry
+            .meta
+            .as_ref()
+            .is_none_or(|meta| meta.run_id == *run_id),
+        "metadata naming another run is not reported as this run's: {entry:?}"
+    );
     let err = factory
         .begin(RunMeta::new(
             run_id.clone(),
@@ -1201,6 +1218,107 @@ pub async fn quarantine_moves_state_aside<H: ConformanceHarness>(h: &H) -> CaseR
         .expect("audit of a quarantined run is kept");
     let audit = factory.read_audit(&run_id).await.expect("read_audit");
     assert!(audit.iter().any(|r| r.action == AuditAction::Discarded));
+    CaseResult::Passed
+}
+
+/// `list_quarantined` names every run moved aside, with where, why, when and the metadata
+/// it had (so the resume policy can tell whose progress was lost), across a restart; it lists
+/// nothing else and changes nothing.
+pub async fn list_quarantined_reports_moved_runs<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let factory = h.factory();
+    assert_eq!(
+        factory.list_quarantined().await.expect("list_quarantined"),
+        Vec::new(),
+        "a fresh store has quarantined nothing"
+    );
+    for (run, workflow, scope, created) in [
+        ("lost-a", "wf", "s1", 1),
+        ("lost-b", "wf2", "s2", 2),
+        ("sound", "wf", "s1", 3),
+        ("finished", "wf", "s1", 4),
+    ] {
+        let writer = begin(&*factory, meta(run, workflow, scope, created)).await;
+        append(&*writer, &sample_events(0, 2)).await;
+        if run == "finished" {
+            writer.complete().await.expect("complete");
+        }
+    }
+    factory
+        .compare_and_swap_status(&id("lost-b"), RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("swap")
+        .expect("nothing else moved it");
+    let mut moved = Vec::new();
+    for (run, reason) in [("lost-a", "first reason"), ("lost-b", "second reason")] {
+        let aside = factory
+            .quarantine(&id(run), reason)
+            .await
+            .expect("quarantine");
+        moved.push((run, reason, aside.location));
+    }
+    factory
+        .remove_terminal(&id("finished"))
+        .await
+        .expect("a removed run is not quarantined");
+
+    let restarted = h.factory();
+    let listed = restarted
+        .list_quarantined()
+        .await
+        .expect("list_quarantined");
+    let names: Vec<&str> = listed.iter().map(|entry| entry.run_id.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        vec!["lost-a", "lost-b"],
+        "exactly the moved runs: {listed:?}"
+    );
+    assert!(
+        listed
+            .windows(2)
+            .all(|pair| (pair[0].at, &pair[0].location) <= (pair[1].at, &pair[1].location)),
+        "oldest quarantine first: {listed:?}"
+    );
+    for (run, reason, location) in &moved {
+        let entry = listed
+            .iter()
+            .find(|entry| entry.run_id.as_str() == *run)
+            .expect("listed above");
+        assert_eq!(
+            &entry.location, location,
+            "the location quarantine returned"
+        );
+        assert!(entry.reason.contains(reason), "{entry:?} says {reason:?}");
+        assert!(entry.at > Timestamp(0), "{entry:?} says when");
+        let meta = entry.meta.as_ref().expect("sound metadata is reported");
+        assert_eq!(meta.run_id.as_str(), *run);
+    }
+    let lost_a = listed
+        .iter()
+        .find(|e| e.run_id.as_str() == "lost-a")
+        .expect("listed");
+    let lost_b = listed
+        .iter()
+        .find(|e| e.run_id.as_str() == "lost-b")
+        .expect("listed");
+    let a = lost_a.meta.as_ref().expect("checked above");
+    let b = lost_b.meta.as_ref().expect("checked above");
+    assert_eq!(
+        (a.workflow.as_str(), a.scope.as_str(), a.status),
+        ("wf", "s1", RunStatus::Running)
+    );
+    assert_eq!(
+        (b.workflow.as_str(), b.scope.as_str(), b.status),
+        ("wf2", "s2", RunStatus::Paused)
+    );
+    assert_eq!(
+        restarted.list_quarantined().await.expect("again"),
+        listed,
+        "listing changes nothing"
+    );
+    assert!(restarted.open(&id("lost-a")).await.expect("open").is_none());
+    assert!(restarted.open(&id("sound")).await.expect("open").is_some());
     CaseResult::Passed
 }
 

@@ -183,6 +183,7 @@ macro_rules! conformance_tests {
             begin_existing_id,
             unknown_run,
             quarantine_moves_state_aside,
+            list_quarantined_reports_moved_runs,
             injected_faults_lose_nothing_acknowledged,
             remove_completed_and_cancelled_runs,
             remove_refuses_unfinished_runs,
@@ -207,6 +208,7 @@ macro_rules! conformance_tests {
 /// The names of every case `conformance_tests!` expands, in order.
 pub const ALL_CASES: &[&str] = &[
     "round_trip",
+    "deepest_values_read_back",
     "reopen_after_drop",
     "reopen_after_crash",
     "torn_tail",
@@ -228,6 +230,7 @@ pub const ALL_CASES: &[&str] = &[
     "begin_existing_id",
     "unknown_run",
     "quarantine_moves_state_aside",
+    "list_quarantined_reports_moved_runs",
     "injected_faults_lose_nothing_acknowledged",
     "remove_completed_and_cancelled_runs",
     "remove_refuses_unfinished_runs",

@@ -8,8 +8,8 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Quarantined, Result,
-    RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Quarantined,
+    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
 };
 
 /// The port methods a test may bend; each defaults to the memory store's own.
@@ -33,6 +33,10 @@ pub trait Bend: Debug + Clone + Send + Sync + 'static {
 
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
         self.memory().remove_terminal(run_id).await
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        self.memory().list_quarantined().await
     }
 }
 
@@ -81,6 +85,9 @@ impl<B: Bend> CheckpointerFactory for Bent<B> {
     }
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
         self.0.remove_terminal(run_id).await
+    }
+    async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>> {
+        self.0.list_quarantined().await
     }
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         self.0.memory().append_audit(run_id, record).await
