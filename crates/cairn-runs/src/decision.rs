@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{CommandRenderer, SuggestedCommand};
 use crate::preview::InputPreview;
+pub use crate::quarantine::QuarantinedRunPrompt;
 
 /// A request for a run of `workflow` in `scope` with `input`.
 ///
@@ -88,6 +89,10 @@ pub enum Decision {
     /// A run of this workflow and scope is being driven by a live writer right now. Starting
     /// another would make two writers; nothing was started.
     Live(LiveRun),
+    /// The newest run of this workflow and scope was quarantined before it finished: its
+    /// stored state could not be used, so which of its tasks were done is unknown, and a fresh
+    /// run would run them all again. Nothing was started: ask the caller.
+    QuarantinePrompt(QuarantinedRunPrompt),
 }
 
 /// A run to begin.
@@ -336,6 +341,14 @@ pub enum WayForward {
         /// The new input.
         input: String,
     },
+    /// Start the new input fresh past a quarantined run, whose state stays where it is. Its
+    /// done tasks run again.
+    ForceFreshPastQuarantine {
+        /// The quarantined run.
+        past: RunId,
+        /// The new input.
+        input: String,
+    },
 }
 
 impl WayForward {
@@ -349,6 +362,10 @@ impl WayForward {
             WayForward::ForceFresh { .. } => {
                 "Run your input fresh and leave that run as it is (it can still be resumed)"
             }
+            WayForward::ForceFreshPastQuarantine { .. } => {
+                "Run your input fresh and leave that run's state where it is (its done tasks run \
+                 again)"
+            }
         }
     }
 
@@ -359,7 +376,8 @@ impl WayForward {
             WayForward::AbandonThenRun { run_id, input } => {
                 renderer.abandon_then_run(run_id, input)
             }
-            WayForward::ForceFresh { input, .. } => renderer.run_forced(input),
+            WayForward::ForceFresh { input, .. }
+            | WayForward::ForceFreshPastQuarantine { input, .. } => renderer.run_forced(input),
         }
     }
 }
@@ -380,7 +398,12 @@ fn ways_forward(run_id: &RunId, new_input: &str) -> [WayForward; 3] {
     ]
 }
 
-fn render_ways(out: &mut String, ways: &[WayForward], renderer: &CommandRenderer, markdown: bool) {
+pub(crate) fn render_ways(
+    out: &mut String,
+    ways: &[WayForward],
+    renderer: &CommandRenderer,
+    markdown: bool,
+) {
     if markdown {
         out.push_str("\nWays forward:\n");
     } else {
@@ -409,7 +432,7 @@ fn error_text(error: Option<&RunError>) -> String {
 
 /// A markdown code span that no backtick inside `text` can close: the delimiter is one
 /// backtick longer than the longest run inside, padded with spaces (CommonMark strips one).
-fn code_span(text: &str) -> String {
+pub(crate) fn code_span(text: &str) -> String {
     let mut longest = 0;
     let mut current = 0;
     for c in text.chars() {
@@ -437,7 +460,7 @@ fn code_span(text: &str) -> String {
 
 /// Text for a terminal: control characters other than newline and tab become U+FFFD, so
 /// stored input cannot send escape sequences to the user's terminal.
-fn terminal_safe(text: &str) -> String {
+pub(crate) fn terminal_safe(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {

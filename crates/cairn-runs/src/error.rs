@@ -1,6 +1,7 @@
 //! The one error type of the resume policy.
 
 use cairn_checkpoint::{Owner, RunId, RunStatus};
+use cairn_queue::Timestamp;
 
 /// Everything a resume-policy operation can fail with.
 ///
@@ -77,6 +78,26 @@ pub enum Error {
         found_workflow: String,
         /// The run's scope.
         found_scope: String,
+    },
+    /// The run was quarantined: its state was moved aside because it could not be used, so
+    /// it has no status to change. `ResumePolicy::abandon_quarantined` settles it.
+    #[error(
+        "run {run_id} was quarantined (its state is kept at {location}); it has no status to \
+         change: abandon it as a quarantined run to give up its lost progress"
+    )]
+    Quarantined {
+        /// The run.
+        run_id: RunId,
+        /// Where its state was moved.
+        location: String,
+    },
+    /// The quarantined run was abandoned already.
+    #[error("quarantined run {run_id} was already abandoned (at {})", crate::decision::timestamp_text(Some(*.at)))]
+    QuarantineAbandoned {
+        /// The run.
+        run_id: RunId,
+        /// When it was abandoned.
+        at: Timestamp,
     },
     /// The store failed.
     #[error(transparent)]

@@ -12,6 +12,10 @@
 //!   the caller's new input, and offers three ways forward: [`ResumePolicy::resume`] by id,
 //!   [`ResumePolicy::abandon`] then run, or a forced fresh run ([`RunRequest::force`]).
 //!
+//! - the newest run was quarantined before it finished (its progress is lost, so a fresh run
+//!   would repeat its done tasks): [`Decision::QuarantinePrompt`], until it is abandoned
+//!   ([`ResumePolicy::abandon_quarantined`]) or a run is forced past it.
+//!
 //! An interrupted run is abandoned only once its last owner is known to have exited;
 //! [`ResumePolicy::abandon_forced`] is the audited override for an owner that cannot be
 //! checked (another host), never for a writer that is provably alive.
@@ -56,11 +60,12 @@ mod decision;
 mod error;
 mod policy;
 mod preview;
+mod quarantine;
 
 pub use command::{CommandRenderer, SuggestedCommand, shell_quote};
 pub use decision::{
-    Approval, Decision, FailedRunPrompt, FreshRun, LiveRun, PausedRun, ResumeReason, ResumedRun,
-    RunRequest, WayForward,
+    Approval, Decision, FailedRunPrompt, FreshRun, LiveRun, PausedRun, QuarantinedRunPrompt,
+    ResumeReason, ResumedRun, RunRequest, WayForward,
 };
 pub use error::{Error, Result};
 pub use policy::{Abandoned, OverriddenOwner, OwnerLiveness, ResumePolicy, fresh_run_id};

@@ -405,7 +405,10 @@ impl ResumePolicy {
     }
 
     async fn abandon_run(&self, run_id: &RunId, force: bool) -> Result<Abandoned> {
-        let mut meta = self.load(run_id).await?;
+        let mut meta = match self.load(run_id).await {
+            Err(Error::NotFound { .. }) => return Err(self.not_found_or_quarantined(run_id).await),
+            other => other?,
+        };
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             match previous {
@@ -589,6 +592,19 @@ impl ResumePolicy {
             }
         }
 
+        // A quarantined run newer than every listed one decides first: if it had not
+        // finished, its progress is lost and a fresh run would repeat its done tasks.
+        let lost = self.lost_runs(request).await?;
+        if let Some(newest_lost) = lost.last() {
+            let key = |meta: &RunMeta| (meta.created_at, meta.run_id.clone());
+            if runs
+                .last()
+                .is_none_or(|newest| key(&newest_lost.meta) > key(newest))
+            {
+                return Ok(Some(self.past_lost_run(newest_lost, request).await?));
+            }
+        }
+
         // Only the newest non-terminal run can match, and only if no run of the scope
         // finished after it: a newer finished run (typically the one forced past it)
         // supersedes it. It stays resumable by id.
@@ -762,7 +778,11 @@ impl ResumePolicy {
         })))
     }
 
-    async fn fresh(&self, request: &RunRequest, past: Option<&RunMeta>) -> Result<Decision> {
+    pub(crate) async fn fresh(
+        &self,
+        request: &RunRequest,
+        past: Option<&RunMeta>,
+    ) -> Result<Decision> {
         let run_id = fresh_run_id();
         if let Some(past) = past {
             // Only the audit log of the run forced past is written: its metadata stays
@@ -939,6 +959,23 @@ impl ResumePolicy {
         })
     }
 
+    /// The error for a run id the store does not list: `Quarantined` when its state was
+    /// moved aside, else `NotFound`.
+    async fn not_found_or_quarantined(&self, run_id: &RunId) -> Error {
+        match self.factory.list_quarantined().await {
+            Ok(listed) => match listed.into_iter().rev().find(|e| e.run_id == *run_id) {
+                Some(entry) => Error::Quarantined {
+                    run_id: run_id.clone(),
+                    location: entry.location,
+                },
+                None => Error::NotFound {
+                    run_id: run_id.clone(),
+                },
+            },
+            Err(err) => err.into(),
+        }
+    }
+
     async fn load(&self, run_id: &RunId) -> Result<RunMeta> {
         self.factory
             .load_meta(run_id)
@@ -948,7 +985,7 @@ impl ResumePolicy {
             })
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         run_id: &RunId,
         action: AuditAction,

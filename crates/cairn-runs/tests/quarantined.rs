@@ -1,0 +1,182 @@
+//! A run quarantined before it finished: a plain request must not start fresh past it (its
+//! done tasks would run again) until it is abandoned or a run is forced past it. Run against
+//! the memory and the file adapter.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunStatus};
+use cairn_runs::{CommandRenderer, Decision, Error, ResumePolicy, RunRequest, WayForward};
+
+use common::*;
+
+type Store = Arc<dyn CheckpointerFactory>;
+
+fn request(input: &str) -> RunRequest {
+    RunRequest::new("site", "default", input)
+}
+
+async fn decide(policy: &ResumePolicy, request: &RunRequest) -> Decision {
+    policy.decide(request).await.expect("decide succeeds")
+}
+
+/// The case that used to start fresh silently: an interrupted run whose state is moved
+/// aside (as `open` does with damaged state) leaves nothing listed for its scope.
+async fn an_interrupted_run_quarantined_asks_before_a_fresh_run(store: Store) {
+    interrupted(&*store, "lost", "site", "default", "build A", 10).await;
+    let moved = store
+        .quarantine(&id("lost"), "journal.log is damaged at byte 96")
+        .await
+        .expect("quarantine");
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    for _ in 0..2 {
+        let Decision::QuarantinePrompt(prompt) = decide(&policy, &request("build B")).await else {
+            panic!("a plain request must ask, not start fresh");
+        };
+        assert_eq!(prompt.run_id, id("lost"));
+        assert_eq!(prompt.status, RunStatus::Running);
+        assert_eq!(prompt.location, moved.location);
+        assert!(prompt.reason.contains("damaged at byte 96"), "{prompt:?}");
+        assert_eq!(prompt.prior_input.text, "build A");
+        assert_eq!(prompt.new_input, "build B");
+        let ways = prompt.ways_forward();
+        assert!(
+            matches!(&ways[0], WayForward::AbandonThenRun { run_id, .. } if *run_id == id("lost"))
+        );
+        assert!(
+            matches!(&ways[1], WayForward::ForceFreshPastQuarantine { past, .. } if *past == id("lost"))
+        );
+        let text = prompt.render(&CommandRenderer::new("cairn").workflow("site.toml"));
+        assert!(text.contains(&moved.location), "{text}");
+        assert!(
+            text.contains("cairn abandon lost && cairn run site.toml --input \"build B\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cairn resume"),
+            "a quarantined run cannot be resumed: {text}"
+        );
+        let markdown = prompt.render_markdown(&CommandRenderer::new("cairn"));
+        assert!(markdown.contains("**quarantined**"), "{markdown}");
+    }
+    assert_eq!(run_count(&*store).await, 0, "nothing was begun");
+}
+on_both_stores!(an_interrupted_run_quarantined_asks_before_a_fresh_run);
+
+async fn abandoning_the_quarantined_run_lets_a_plain_request_start_fresh(store: Store) {
+    failed(&*store, "lost", "site", "default", "build A", 10).await;
+    let moved = store
+        .quarantine(&id("lost"), "bad")
+        .await
+        .expect("quarantine");
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    match policy.abandon(&id("lost")).await {
+        Err(Error::Quarantined { run_id, location }) => {
+            assert_eq!(run_id, id("lost"));
+            assert_eq!(location, moved.location);
+        }
+        other => panic!("abandon of a quarantined id: {other:?}"),
+    }
+    let settled = policy
+        .abandon_quarantined(&id("lost"))
+        .await
+        .expect("abandon_quarantined");
+    assert_eq!(settled.location, moved.location);
+    let audit = store.read_audit(&id("lost")).await.expect("audit");
+    let record = audit.last().expect("a record");
+    assert_eq!(record.action, AuditAction::Abandoned);
+    assert_eq!(record.detail["quarantined"], true);
+    assert_eq!(record.detail["location"], moved.location.as_str());
+    assert_eq!(record.detail["previous_status"], "failed");
+    match policy.abandon_quarantined(&id("lost")).await {
+        Err(Error::QuarantineAbandoned { run_id, at }) => {
+            assert_eq!(run_id, id("lost"));
+            assert_eq!(at, record.at);
+        }
+        other => panic!("a second abandon: {other:?}"),
+    }
+    let Decision::Fresh(fresh) = decide(&policy, &request("build B")).await else {
+        panic!("a settled quarantine no longer asks");
+    };
+    assert_eq!(fresh.forced_past, None);
+    assert!(
+        store
+            .list_quarantined()
+            .await
+            .expect("list")
+            .iter()
+            .any(|e| e.run_id == id("lost")),
+        "the quarantined state is kept"
+    );
+    assert!(matches!(
+        policy.abandon_quarantined(&id("never-was")).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+on_both_stores!(abandoning_the_quarantined_run_lets_a_plain_request_start_fresh);
+
+async fn force_starts_fresh_past_it_and_the_finished_run_supersedes_it(store: Store) {
+    paused(&*store, "lost", "site", "default", "build A", 10).await;
+    store
+        .quarantine(&id("lost"), "bad")
+        .await
+        .expect("quarantine");
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let Decision::Fresh(fresh) = decide(&policy, &request("build B").force()).await else {
+        panic!("force starts fresh");
+    };
+    assert_eq!(fresh.forced_past, Some(id("lost")));
+    let actions = audit_actions(&*store, &id("lost")).await;
+    assert_eq!(actions.last(), Some(&AuditAction::ForcedFresh));
+    // The forced run is newer; while it runs or once it finished, it decides.
+    let run = store
+        .begin(fresh.meta(cairn_queue::Timestamp(20)))
+        .await
+        .expect("begin");
+    run.complete().await.expect("complete");
+    drop(run);
+    let Decision::Fresh(next) = decide(&policy, &request("build C")).await else {
+        panic!("a newer finished run supersedes the quarantined one");
+    };
+    assert_eq!(next.forced_past, None);
+}
+on_both_stores!(force_starts_fresh_past_it_and_the_finished_run_supersedes_it);
+
+async fn only_unfinished_newest_runs_of_the_same_scope_ask(store: Store) {
+    // Quarantined after it completed: nothing was lost.
+    completed(&*store, "done", "site", "default", 10).await;
+    store
+        .quarantine(&id("done"), "bad")
+        .await
+        .expect("quarantine");
+    // Another workflow's and another scope's losses are not this request's.
+    interrupted(&*store, "other-wf", "docs", "default", "x", 30).await;
+    store
+        .quarantine(&id("other-wf"), "bad")
+        .await
+        .expect("quarantine");
+    interrupted(&*store, "other-scope", "site", "staging", "x", 40).await;
+    store
+        .quarantine(&id("other-scope"), "bad")
+        .await
+        .expect("quarantine");
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    assert!(matches!(
+        decide(&policy, &request("b")).await,
+        Decision::Fresh(_)
+    ));
+    // Older than a listed run: the listed one decides (here a failed one prompts).
+    interrupted(&*store, "old-lost", "site", "default", "x", 50).await;
+    store
+        .quarantine(&id("old-lost"), "bad")
+        .await
+        .expect("quarantine");
+    failed(&*store, "newer", "site", "default", "y", 60).await;
+    let Decision::FailedPrompt(prompt) = decide(&policy, &request("b")).await else {
+        panic!("the newer failed run decides");
+    };
+    assert_eq!(prompt.run_id, id("newer"));
+}
+on_both_stores!(only_unfinished_newest_runs_of_the_same_scope_ask);
