@@ -12,7 +12,9 @@ use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
 };
 use cairn_queue::Status;
-use cairn_runs::{Decision, FailedRunPrompt, OwnerLiveness, ResumePolicy, RunRequest};
+use cairn_runs::{
+    Decision, FailedRunPrompt, OwnerLiveness, QuarantinedRunPrompt, ResumePolicy, RunRequest,
+};
 use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -367,7 +369,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     }
     // The policy lists this workflow's runs, and the store quarantines a damaged one it
     // meets there: say so, as `cairn runs` does.
-    let before = state.quarantine_entries();
+    let before = state.quarantine_locations().await;
     let decision = policy.decide(&request).await?;
     for note in state.newly_quarantined(&before).await {
         eoutln!("warning: {note}");
@@ -483,6 +485,7 @@ impl RunContext<'_> {
                     .map_or_else(|| "another process".to_owned(), |o| o.to_string()),
                 live.lease_epoch
             )),
+            Decision::QuarantinePrompt(lost) => Ok(self.lost_progress(&lost)),
             other => anyhow::bail!(
                 "the resume policy returned a decision this cairn does not know: {other:?}"
             ),
@@ -524,6 +527,43 @@ impl RunContext<'_> {
             shown(&self.args.input),
         );
         eout!("{}", terminal_safe(&text));
+    }
+
+    /// The newest run was quarantined before it finished: say what was lost and the two
+    /// ways forward, start nothing, and return exit code 3.
+    fn lost_progress(&self, lost: &QuarantinedRunPrompt) -> u8 {
+        let abandon_then_run = format!(
+            "{} && {}",
+            self.commands.abandon(&lost.run_id),
+            self.commands.run(false)
+        );
+        let force = self.commands.run(true);
+        if self.mode == Mode::Json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "event": "decision_needed", "run_id": lost.run_id.as_str(),
+                    "status": "quarantined", "was": lost.status.as_str(),
+                    "reason": lost.reason, "location": lost.location,
+                    "quarantined_at_ms": lost.quarantined_at.0,
+                    "input": lost.prior_input.text,
+                    "commands": {"abandon_then_run": abandon_then_run, "force": force},
+                })
+            );
+            return EXIT_DECISION_NEEDED;
+        }
+        let text = format!(
+            "The latest run of workflow `{}` (scope `{}`), {}, was quarantined while {} at {} UTC: its stored state could not be used ({}), so which of its tasks were done is unknown.\n  its state is kept at: {}\nA new run was not started: it would run every task again, including those that had finished. Choose one:\n  give up that run's progress (its state stays where it is), then run afresh:\n    {abandon_then_run}\n  run afresh and leave it as it is:\n    {force}\n",
+            escape_controls(&lost.workflow),
+            escape_controls(&lost.scope),
+            lost.run_id,
+            lost.status,
+            format_timestamp(lost.quarantined_at.0),
+            escape_controls(&lost.reason),
+            escape_controls(&lost.location),
+        );
+        eout!("{}", terminal_safe(&text));
+        EXIT_DECISION_NEEDED
     }
 
     fn note(&self, text: &str) {
@@ -1237,6 +1277,9 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
     let abandoned = match outcome {
         Ok(abandoned) => abandoned,
         Err(cairn_runs::Error::NotFound { .. }) => return Err(unknown_run(&state, &run_id).await),
+        Err(cairn_runs::Error::Quarantined { .. }) => {
+            return abandon_quarantined(&policy, &run_id, target.store.json).await;
+        }
         Err(error) => {
             return Err(abandon_refusal(
                 error,
@@ -1322,6 +1365,42 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
                 store_flags(&state, &target.store)
             );
         }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `cairn abandon` of a run whose state was quarantined: gives up its lost progress, so that
+/// `cairn run` starts afresh without asking. Its state stays where the quarantine put it.
+async fn abandon_quarantined(
+    policy: &ResumePolicy,
+    run_id: &RunId,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let entry = match policy.abandon_quarantined(run_id).await {
+        Ok(entry) => entry,
+        Err(error @ cairn_runs::Error::QuarantineAbandoned { .. }) => {
+            return Err(UsageError(error.to_string()).into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let was = entry
+        .meta
+        .as_ref()
+        .map_or("unknown", |meta| meta.status.as_str());
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "event": "abandoned", "run_id": run_id.as_str(), "previous_status": was,
+                "status": "quarantined", "quarantined": true, "location": entry.location,
+                "forced": false,
+            })
+        );
+    } else {
+        outln!(
+            "abandoned quarantined run {run_id} (was {was}): its lost progress will not be recovered, and `cairn run` now starts afresh; its state stays at {}",
+            escape_controls(&entry.location)
+        );
     }
     Ok(EXIT_OK)
 }
@@ -1474,7 +1553,7 @@ fn meta_json(meta: &RunMeta) -> serde_json::Value {
 /// quarantine meanwhile is named on stderr with why and where (a `run_quarantined` JSON line
 /// on stderr with `--json`, keeping stdout to the listing).
 async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>> {
-    let before = state.quarantine_entries();
+    let before = state.quarantine_locations().await;
     let runs = state
         .factory
         .list(&RunFilter::default())

@@ -13,8 +13,9 @@ pub const EXIT_RUN_FAILED: u8 = 1;
 /// The request itself is wrong, so nothing was started or changed: a bad workflow file, bad
 /// usage, an unknown or quarantined run id, or a run in the wrong state for the command.
 pub const EXIT_USAGE: u8 = 2;
-/// The latest run of this workflow and scope failed and no terminal was there to ask: the
-/// three ways forward were printed; nothing was started.
+/// The latest run of this workflow and scope failed and no terminal was there to ask (the
+/// three ways forward were printed), or it was quarantined before it finished (the two ways
+/// forward were printed); nothing was started.
 pub const EXIT_DECISION_NEEDED: u8 = 3;
 /// The run was interrupted (Ctrl-C, SIGTERM) and left resumable; the resume command was
 /// printed.
@@ -33,7 +34,8 @@ Exit codes:
      of a finished one)
   3  the latest run of this workflow and scope failed and stdin/stdout is not a terminal:
      the three ways forward (resume, abandon and re-run, --force) are printed on stderr;
-     nothing ran
+     or its state was quarantined before it finished, so which tasks were done is unknown:
+     the two ways forward (abandon it and re-run, --force) are printed; nothing ran
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
   5  the state store failed, or another live process is driving the run (run, resume)
@@ -162,10 +164,14 @@ run is abandoned, as a resume kills them, and each is named. A group that cannot
 from here (it outlived SIGKILL, this host has no /proc, or a forced abandon's last driver ran
 on another host) is named on stderr with its process group id and how to stop it.
 
+A run whose state was quarantined (damaged, so nothing can resume it) is abandoned by giving
+up its lost progress: its audit log records it, its state stays in the quarantine folder, and
+the next `cairn run` of its workflow and scope starts afresh instead of asking first.
+
 Exit codes:
   0  abandoned
-  2  refused (unknown run, already finished, driven right now, last driver not shown to
-     have exited) or bad usage; the run was not abandoned
+  2  refused (unknown run, already finished or already abandoned, driven right now, last
+     driver not shown to have exited) or bad usage; the run was not abandoned
   5  the state store failed";
 
 /// `cairn abandon`.

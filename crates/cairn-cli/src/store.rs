@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{AuditAction, CheckpointerFactory, RunId};
+use cairn_checkpoint::{CheckpointerFactory, QuarantinedRun, RunId};
 use cairn_checkpoint_file::FileFactory;
 use cairn_checkpoint_sled::SledFactory;
 use serde::{Deserialize, Serialize};
@@ -60,9 +60,6 @@ pub struct StateDir {
     pub adapter: Adapter,
     /// The checkpoint store.
     pub factory: Arc<dyn CheckpointerFactory>,
-    /// Where the file adapter moves damaged runs (`None` for sled, whose quarantine is
-    /// inside its database).
-    quarantine_dir: Option<PathBuf>,
 }
 
 impl StateDir {
@@ -74,13 +71,11 @@ impl StateDir {
     /// another process has the database open).
     pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
         create_state_root(root)?;
-        let mut quarantine_dir = None;
         let factory: Arc<dyn CheckpointerFactory> = match adapter {
             Adapter::File => {
                 let factory = FileFactory::builder(root)
                     .build()
                     .with_context(|| format!("cannot open the file store in {}", root.display()))?;
-                quarantine_dir = Some(factory.quarantine_dir());
                 Arc::new(factory)
             }
             Adapter::Sled => {
@@ -97,78 +92,43 @@ impl StateDir {
             root: root.to_path_buf(),
             adapter,
             factory,
-            quarantine_dir,
         })
     }
 
-    /// The entries of the file adapter's quarantine folder (`<run_id>-<millis>`), to tell
-    /// which runs a listing moved there: the port's `list` quarantines damaged runs it meets
-    /// without saying so. Empty for sled, or when the folder cannot be read (then nothing
-    /// is reported, which is what happened before this check existed).
-    pub fn quarantine_entries(&self) -> BTreeSet<String> {
-        let Some(dir) = &self.quarantine_dir else {
-            return BTreeSet::new();
-        };
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-                    .collect()
-            })
+    /// The locations of every quarantined run, to tell which runs a listing moved there: the
+    /// port's `list` quarantines damaged runs it meets without saying so. Empty when the
+    /// store cannot list them (then nothing is reported, which is what happened before this
+    /// check existed).
+    pub async fn quarantine_locations(&self) -> BTreeSet<String> {
+        self.factory
+            .list_quarantined()
+            .await
+            .map(|listed| listed.into_iter().map(|entry| entry.location).collect())
             .unwrap_or_default()
     }
 
-    /// Where and why `run_id` was quarantined, from its audit log (which the store keeps
-    /// readable for a quarantined id): its newest `Quarantined` record. `None` when the id
-    /// was never quarantined, or its audit log cannot be read.
+    /// Where, why and when `run_id` was quarantined: the store's newest quarantine entry for
+    /// it. `None` when the id was never quarantined, or the store cannot list them.
     pub async fn quarantine_of(&self, run_id: &RunId) -> Option<QuarantineNote> {
-        let records = self.factory.read_audit(run_id).await.ok()?;
-        let record = records
-            .iter()
+        let listed = self.factory.list_quarantined().await.ok()?;
+        listed
+            .into_iter()
             .rev()
-            .find(|record| record.action == AuditAction::Quarantined)?;
-        let field = |name: &str| {
-            record
-                .detail
-                .get(name)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        Some(QuarantineNote {
-            run_id: run_id.clone(),
-            at_ms: record.at.0,
-            location: field("location"),
-            reason: field("reason").unwrap_or_else(|| record.message.clone()),
-        })
+            .find(|entry| entry.run_id == *run_id)
+            .map(QuarantineNote::from)
     }
 
     /// The runs that were moved to quarantine since `before` was taken
-    /// ([`StateDir::quarantine_entries`]), with where and why.
+    /// ([`StateDir::quarantine_locations`]), with where and why.
     pub async fn newly_quarantined(&self, before: &BTreeSet<String>) -> Vec<QuarantineNote> {
-        let mut notes = Vec::new();
-        for name in self.quarantine_entries().difference(before) {
-            // `<run_id>-<millis>`: the millis hold no '-', so the last one splits them.
-            let Some(run_id) = name
-                .rsplit_once('-')
-                .and_then(|(id, _)| RunId::new(id).ok())
-            else {
-                continue;
-            };
-            let note = self
-                .quarantine_of(&run_id)
-                .await
-                .unwrap_or_else(|| QuarantineNote {
-                    location: self
-                        .quarantine_dir
-                        .as_ref()
-                        .map(|dir| dir.join(name).display().to_string()),
-                    run_id,
-                    at_ms: 0,
-                    reason: "no reason recorded".to_owned(),
-                });
-            notes.push(note);
-        }
-        notes
+        self.factory
+            .list_quarantined()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| !before.contains(&entry.location))
+            .map(QuarantineNote::from)
+            .collect()
     }
 
     /// Takes this process's lock on one workflow and scope of the state folder, held until
@@ -348,6 +308,21 @@ pub struct QuarantineNote {
     pub reason: String,
 }
 
+impl From<QuarantinedRun> for QuarantineNote {
+    fn from(entry: QuarantinedRun) -> Self {
+        QuarantineNote {
+            run_id: entry.run_id,
+            at_ms: entry.at.0,
+            location: Some(entry.location),
+            reason: if entry.reason.is_empty() {
+                "no reason recorded".to_owned()
+            } else {
+                entry.reason
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for QuarantineNote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -364,8 +339,8 @@ impl std::fmt::Display for QuarantineNote {
         }
         write!(
             f,
-            "; it is kept there for inspection, never deleted, and can no longer be shown, resumed or abandoned (`cairn audit {}` prints its audit log)",
-            self.run_id
+            "; it is kept there for inspection, never deleted, and can no longer be shown or resumed (`cairn audit {}` prints its audit log; `cairn abandon {}` gives up its lost progress, so that `cairn run` starts afresh without asking)",
+            self.run_id, self.run_id
         )
     }
 }

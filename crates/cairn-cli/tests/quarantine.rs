@@ -1,7 +1,8 @@
 //! A run whose stored state is damaged is quarantined by the store when a command meets it;
 //! the CLI says so: `cairn runs` names each run it moved (why, and where to), and `show`,
-//! `audit`, `resume` and `abandon` of a quarantined id say it is in quarantine and where,
-//! instead of "no run".
+//! `audit` and `resume` of a quarantined id say it is in quarantine and where, instead of
+//! "no run", and `abandon` gives up its lost progress. A run quarantined before it finished
+//! makes the next `cairn run` ask instead of running every task again.
 
 mod common;
 
@@ -79,7 +80,7 @@ fn commands_about_a_quarantined_run_say_where_it_went() {
     let listed = sandbox.run(&["runs", "--state-dir", ".cairn"]);
     assert_eq!(listed.status.code(), Some(0));
 
-    for command in ["show", "resume", "abandon"] {
+    for command in ["show", "resume"] {
         let output = sandbox.run(&[command, &run_id, "--state-dir", ".cairn"]);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
@@ -87,9 +88,126 @@ fn commands_about_a_quarantined_run_say_where_it_went() {
         assert_contains(&stderr, &format!("quarantine/{run_id}-"));
         assert_lacks(&stderr, "no run");
     }
+    // Abandoning it gives up its lost progress (recorded in its audit log); its state stays.
+    let abandon = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+    assert_contains(
+        &text(&abandon.stdout),
+        &format!("abandoned quarantined run {run_id} (was unknown)"),
+    );
+    assert_contains(&text(&abandon.stdout), &format!("quarantine/{run_id}-"));
+    let again = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert_contains(&text(&again.stderr), "was already abandoned");
     // Its audit log is still there, and is printed, with the note on stderr.
     let audit = sandbox.run(&["audit", &run_id, "--state-dir", ".cairn"]);
     assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
     assert_contains(&text(&audit.stderr), "is in quarantine");
     assert_contains(&text(&audit.stdout), "quarantined");
+}
+
+const TWO_TASKS: &str = r#"
+name = "lossy"
+
+[[task]]
+id = "first"
+run = "echo first >> log"
+
+[[task]]
+id = "second"
+run = "echo second >> log"
+depends_on = ["first"]
+"#;
+
+/// The lines the workflow's tasks appended to `log`.
+fn log_lines(sandbox: &Sandbox) -> usize {
+    std::fs::read_to_string(sandbox.path("log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// A run left `running` by a driver that is gone, whose snapshot is of another format
+/// version: the next `cairn run` claims it to recover it, and the store quarantines it.
+fn interrupted_with_unusable_state(sandbox: &Sandbox) -> String {
+    sandbox.write("wf.toml", TWO_TASKS);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(log_lines(sandbox), 2);
+    let run_id = sandbox.only_run_id();
+    let dir = sandbox.path(&format!(".cairn/runs/{run_id}"));
+    let meta_path = dir.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).expect("meta.json")).expect("JSON");
+    meta["status"] = "running".into();
+    meta["finished_at"] = serde_json::Value::Null;
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("JSON")).expect("write meta");
+    let queue = serde_json::json!({
+        "format_version": 999, "run_id": run_id, "covers_seq": 0, "snapshot": {},
+    });
+    std::fs::write(dir.join("queue.json"), queue.to_string()).expect("write queue.json");
+    run_id
+}
+
+#[test]
+fn a_run_quarantined_before_it_finished_makes_the_next_run_ask() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_with_unusable_state(&sandbox);
+
+    // The recovery attempt finds the state unusable and quarantines it.
+    let recovery = sandbox.run(&["run", "wf.toml"]);
+    assert_ne!(
+        recovery.status.code(),
+        Some(0),
+        "{}",
+        text(&recovery.stderr)
+    );
+    assert_contains(&text(&recovery.stderr), "quarantine");
+    assert_eq!(log_lines(&sandbox), 2, "nothing ran");
+
+    // Before this check, this run started afresh and ran both tasks again.
+    let asked = sandbox.run(&["run", "wf.toml"]);
+    let stderr = text(&asked.stderr);
+    assert_eq!(asked.status.code(), Some(3), "{stderr}");
+    assert_contains(&stderr, &format!("{run_id}, was quarantined while running"));
+    assert_contains(&stderr, &format!("quarantine/{run_id}-"));
+    assert_contains(&stderr, &format!("cairn abandon {run_id}"));
+    assert_contains(&stderr, "--force");
+    assert_eq!(log_lines(&sandbox), 2, "nothing ran");
+
+    let json = sandbox.run(&["run", "wf.toml", "--json"]);
+    assert_eq!(json.status.code(), Some(3), "{}", text(&json.stderr));
+    let line: serde_json::Value =
+        serde_json::from_str(text(&json.stdout).lines().last().expect("a JSON line"))
+            .expect("JSON");
+    assert_eq!(line["event"], "decision_needed");
+    assert_eq!(line["status"], "quarantined");
+    assert_eq!(line["was"], "running");
+    assert_eq!(line["run_id"], run_id.as_str());
+    assert_eq!(log_lines(&sandbox), 2, "nothing ran");
+
+    let abandon = sandbox.run(&["abandon", &run_id]);
+    assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+    assert_contains(
+        &text(&abandon.stdout),
+        &format!("abandoned quarantined run {run_id} (was running)"),
+    );
+    let fresh = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
+    assert_eq!(log_lines(&sandbox), 4, "the fresh run ran both tasks");
+}
+
+#[test]
+fn force_runs_afresh_past_a_quarantined_run() {
+    let sandbox = Sandbox::new();
+    interrupted_with_unusable_state(&sandbox);
+    let recovery = sandbox.run(&["run", "wf.toml"]);
+    assert_ne!(recovery.status.code(), Some(0));
+    let forced = sandbox.run(&["run", "wf.toml", "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert_eq!(log_lines(&sandbox), 4);
+    // The forced run finished, so it supersedes the quarantined one: no question any more.
+    let next = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
+    assert_eq!(log_lines(&sandbox), 6);
 }
