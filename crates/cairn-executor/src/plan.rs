@@ -194,7 +194,10 @@ pub enum Start {
     /// Adopt an interrupted run of this workflow and scope if there is one, else begin a
     /// new run. When the plan names its run id, only that run is a candidate. State that
     /// does not fit (another format version, a stored id that differs from the run's, or
-    /// another scope) is quarantined, audited and logged, and a new run begins.
+    /// another scope) is quarantined, audited and logged, and a new run begins. That new run
+    /// runs every task again, including those the quarantined run had finished: `Start::Auto`
+    /// does not ask. Hosts that must ask a person first go through the resume policy
+    /// (`cairn-runs`), whose `Decision::QuarantinePrompt` stops there.
     ///
     /// The adopted run keeps its own input: a plan's `input` that differs from it is not
     /// used (the run continues what it was started for). If the plan's tasks no longer fit
