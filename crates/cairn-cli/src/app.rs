@@ -1030,17 +1030,27 @@ impl Drive<'_> {
                 signals.shutdown.cancel();
                 progress.status("stopping");
                 progress.line(&format!(
-                    "interrupted: no new tasks start; running tasks get up to {} to finish (Ctrl-C again kills them)",
+                    "interrupted: no new tasks start; running tasks get up to {} to finish (Ctrl-C again stops them now)",
                     format_duration(self.exec.grace)
                 ));
                 progress
                     .json(serde_json::json!({"event": "interrupted", "run_id": run_id.as_str()}));
-            } else if interrupts >= 2 {
+            } else if interrupts == 2 && !signals.grace_over.is_cancelled() {
+                // The grace ends now: the executor stops the running attempts and records
+                // them as released, so they rerun under the same attempt number on resume
+                // (a killed cairn would leave them charged, as after a crash). Their command
+                // groups are killed here too, in case a command ignores its stop.
+                groups.kill_all();
+                signals.grace_over.cancel();
+                progress.line(
+                    "stopping running tasks now; they run again on resume (Ctrl-C once more exits at once)",
+                );
+            } else if interrupts >= 3 {
                 groups.kill_all();
                 progress.finish();
                 self.print_interrupted(&progress, &run_id, true);
                 let _ = std::io::stdout().flush();
-                // The run is left as after a crash: started attempts rerun on resume.
+                // The run is left as after a crash: started attempts rerun on resume, charged.
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
         };

@@ -11,8 +11,10 @@
 //! The first Ctrl-C (or SIGTERM) stops new runs and lets running tasks finish within
 //! `--grace`; a run cut short is left resumable (its resume command is printed) and is NOT
 //! counted as a failure for the job's circuit breaker. The scheduler loop is stopped only at a
-//! point where no job bookkeeping is half-written ([`Quiet`]). A second Ctrl-C kills the
-//! running commands at once and exits 4.
+//! point where no job bookkeeping is half-written ([`Quiet`]). A second Ctrl-C ends the grace
+//! at once: running commands are stopped and their attempts given back (they rerun under the
+//! same attempt number on resume), and the scheduler stops as after the first. A third exits 4
+//! at once, leaving the runs as after a crash.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -51,7 +53,8 @@ Exit codes:
   0  stopped by Ctrl-C or SIGTERM; no run was cut short
   2  bad usage (for example no state folder, or --poll under 1s)
   4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
-     command to resume it was printed (a second Ctrl-C kills running commands and also exits 4)
+     command to resume it was printed (a second Ctrl-C stops running commands at once and
+     also exits 4; a third exits 4 at once, leaving runs as after a crash)
   5  the state store failed (the scheduler stops; start it again)
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
 in place because it could be neither read nor moved) does not run: a warning on stderr names
@@ -558,12 +561,21 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
                     signals.shutdown.cancel();
                     lines.say(
                         &format!(
-                            "scheduler: stopping: no new runs start; running tasks get up to {} to finish (Ctrl-C again kills them)",
+                            "scheduler: stopping: no new runs start; running tasks get up to {} to finish (Ctrl-C again stops them now)",
                             format_duration(grace)
                         ),
                         serde_json::json!({"event": "stopping"}),
                     );
                     quiet.change(|s| s.stopping = true);
+                } else if interrupts == 2 {
+                    // The executor stops and releases the running attempts; the commands'
+                    // groups are killed here too, in case one ignores its stop.
+                    groups.kill_all();
+                    signals.grace_over.cancel();
+                    lines.say(
+                        "scheduler: stopping running tasks now; they run again on resume (Ctrl-C once more exits at once)",
+                        serde_json::json!({"event": "stopping_now"}),
+                    );
                 } else {
                     groups.kill_all();
                     lines.say(

@@ -433,6 +433,8 @@ impl Drive {
                     self.stop_now(flight, CancelCause::Caller).await?;
                 } else if past_deadline {
                     self.stop_now(flight, CancelCause::Deadline).await?;
+                } else if self.signals.grace_over.is_cancelled() {
+                    self.stop_now(flight, CancelCause::Shutdown).await?;
                 } else if flight.stopping.is_none() && self.signals.shutdown.is_cancelled() {
                     self.begin_shutdown(flight);
                 }
@@ -565,6 +567,7 @@ impl Drive {
         let wake = {
             let cancel = &self.signals.cancel;
             let shutdown = &self.signals.shutdown;
+            let grace_over = &self.signals.grace_over;
             let deadline = self.deadline;
             let grace = flight.grace_deadline;
             let not_stopping = flight.stopping.is_none();
@@ -577,6 +580,7 @@ impl Drive {
                 () = sleep_until_opt(deadline), if deadline.is_some() => Wake::Deadline,
                 () = shutdown.cancelled(), if not_stopping => Wake::Shutdown,
                 () = sleep_until_opt(grace), if grace.is_some() => Wake::GraceOver,
+                () = grace_over.cancelled() => Wake::GraceOver,
                 Some(request) = requests.recv() => Wake::Request(request),
                 Some(joined) = running.join_next_with_id(), if has_running => Wake::Joined(joined),
                 () = sleep_until_opt(wakeup), if wakeup.is_some() => Wake::Timer,

@@ -221,7 +221,7 @@ pub enum Start {
     AdoptInterrupted(RunId),
 }
 
-/// Tokens that stop a drive. Both default to tokens nobody cancels.
+/// Tokens that stop a drive. All default to tokens nobody cancels.
 #[derive(Debug, Clone, Default)]
 pub struct RunSignals {
     /// Graceful shutdown: no new attempts start, running ones get the grace period, then the
@@ -230,4 +230,10 @@ pub struct RunSignals {
     /// Cancel this run: running attempts are stopped at once and the run fails with kind
     /// `cancelled`.
     pub cancel: CancellationToken,
+    /// End a shutdown's grace period now (a second Ctrl-C): running attempts are stopped at
+    /// once and released, so they rerun under the same attempt number on resume, and the run
+    /// is left `running` exactly as when the grace runs out. Fired on its own, it shuts down
+    /// with no grace at all. Unlike killing the process, which leaves the attempts charged
+    /// as after a crash, nothing is spent.
+    pub grace_over: CancellationToken,
 }

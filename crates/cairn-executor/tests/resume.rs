@@ -875,6 +875,88 @@ async fn a_task_on_its_last_attempt_stopped_by_a_shutdown_runs_again_on_resume()
     );
 }
 
+/// A second Ctrl-C ends the grace at once (`RunSignals::grace_over`): the attempt is stopped
+/// and released as when the grace runs out, so it runs again under the same number, instead
+/// of being charged as after a killed process. With an unlimited grace the drive would wait
+/// for the stalled body for good; the hour-long timeout (paused clock) catches that.
+#[tokio::test(start_paused = true)]
+async fn grace_over_stops_a_shutdown_at_once_and_gives_the_attempt_back() {
+    for with_shutdown in [true, false] {
+        let store = MemoryFactory::new();
+        let (bodies, returned) = (Ledger::default(), Ledger::default());
+        let signals = RunSignals::default();
+        let (shutdown, grace_over) = (signals.shutdown.clone(), signals.grace_over.clone());
+        let first_start = Ledger::default();
+        let started = first_start.clone();
+        let handler = handler_fn(move |ctx| {
+            let (started, shutdown, grace_over) =
+                (started.clone(), shutdown.clone(), grace_over.clone());
+            async move {
+                started.record(&ctx);
+                if with_shutdown {
+                    shutdown.cancel();
+                    tokio::task::yield_now().await;
+                }
+                grace_over.cancel();
+                std::future::pending::<()>().await;
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        });
+        let mut phase = Phase::new("p");
+        phase.task(TaskSpec::new("once").inputs(0.into()).max_attempts(1), []);
+        let plan = RunPlan::new("wf", "scope").phase(phase);
+        let unlimited = ExecutorConfig::default().with_shutdown_grace(Duration::MAX);
+        let first = Executor::new(
+            Arc::new(store.clone()),
+            Registry::new().with("once", handler),
+            unlimited,
+        )
+        .unwrap();
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(3600),
+            first.run(plan.clone(), Start::Auto, signals),
+        )
+        .await
+        .expect("grace_over ends the wait for the stalled body")
+        .unwrap();
+        assert_eq!(stopped.disposition, Disposition::LeaveRunning);
+        assert_eq!(
+            (stopped.counts.pending, stopped.counts.running),
+            (1, 0),
+            "released, not left running"
+        );
+        assert_eq!(first_start.attempts(), [1]);
+
+        let signals = RunSignals::default();
+        let second = Executor::new(
+            Arc::new(store.clone()),
+            Registry::new().with(
+                "once",
+                stalling(&bodies, &returned, 99, signals.shutdown.clone()),
+            ),
+            config(),
+        )
+        .unwrap();
+        let report = second.run(plan, Start::Auto, signals).await.unwrap();
+        assert!(report.resumed);
+        assert_eq!(
+            report.disposition,
+            Disposition::Complete,
+            "with_shutdown: {with_shutdown}"
+        );
+        assert_eq!(bodies.attempts(), [1], "the stopped attempt was given back");
+        let audit = store.read_audit(&report.run_id).await.unwrap();
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|r| r.action == AuditAction::TaskReleased)
+                .count(),
+            1,
+            "{audit:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_plan_that_names_its_run_leaves_other_interrupted_runs_of_its_scope_alone() {
     // A job runner that uses its job id as the run id: job B must neither adopt nor
