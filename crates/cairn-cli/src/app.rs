@@ -1488,6 +1488,9 @@ fn abandon_refusal(
 
 async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
+    if args.quarantined {
+        return list_quarantined(&state, args.store.json).await;
+    }
     let runs = list_runs(&state, args.store.json).await?;
     let shown: Vec<&RunMeta> = runs
         .iter()
@@ -1533,6 +1536,80 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
             truncate(&meta.workflow, 20),
             truncate(&meta.scope, 12),
             format_timestamp(meta.created_at.0)
+        );
+        if out::stdout_closed() {
+            break;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `cairn runs --quarantined`: every run whose state the store moved aside. A run that was
+/// not finished and not abandoned makes `cairn run` of its workflow and scope ask first.
+async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
+    let policy = ResumePolicy::new(Arc::clone(&state.factory));
+    let listed = policy
+        .quarantined_runs()
+        .await
+        .context("cannot list the quarantined runs")?;
+    if json {
+        for entry in &listed {
+            let meta = entry.run.meta.as_ref();
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "run_id": entry.run.run_id.as_str(),
+                    "was": meta.map(|m| m.status.as_str()),
+                    "workflow": meta.map(|m| m.workflow.as_str()),
+                    "scope": meta.map(|m| m.scope.as_str()),
+                    "quarantined_at_ms": entry.run.at.0,
+                    "reason": entry.run.reason,
+                    "location": entry.run.location,
+                    "abandoned_at_ms": entry.abandoned_at.map(|t| t.0),
+                })
+            );
+            if out::stdout_closed() {
+                break;
+            }
+        }
+        return Ok(EXIT_OK);
+    }
+    if listed.is_empty() {
+        outln!("no quarantined runs in {}", state.root.display());
+        return Ok(EXIT_OK);
+    }
+    outln!(
+        "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {:<9}  WHY / WHERE",
+        "RUN",
+        "WAS",
+        "WORKFLOW",
+        "SCOPE",
+        "QUARANTINED (UTC)",
+        "ABANDONED"
+    );
+    for entry in &listed {
+        let meta = entry.run.meta.as_ref();
+        let unknown = "?";
+        outln!(
+            "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {:<9}  {} / {}",
+            entry.run.run_id.as_str(),
+            meta.map_or(unknown, |m| m.status.as_str()),
+            truncate(
+                &escape_controls(meta.map_or(unknown, |m| m.workflow.as_str())),
+                20
+            ),
+            truncate(
+                &escape_controls(meta.map_or(unknown, |m| m.scope.as_str())),
+                12
+            ),
+            format_timestamp(entry.run.at.0),
+            if entry.abandoned_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            escape_controls(&truncate(&entry.run.reason, 60)),
+            escape_controls(&entry.run.location),
         );
         if out::stdout_closed() {
             break;

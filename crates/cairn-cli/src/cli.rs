@@ -207,6 +207,10 @@ pub struct RunsArgs {
     /// Include completed and abandoned runs.
     #[arg(long)]
     pub all: bool,
+    /// List the runs whose state was moved to quarantine instead: what each was, when and
+    /// why it was moved, where its state is kept, and whether it was abandoned.
+    #[arg(long, conflicts_with = "all")]
+    pub quarantined: bool,
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,

@@ -186,8 +186,34 @@ fn a_run_quarantined_before_it_finished_makes_the_next_run_ask() {
     assert_eq!(line["run_id"], run_id.as_str());
     assert_eq!(log_lines(&sandbox), 2, "nothing ran");
 
+    let listed = sandbox.run(&["runs", "--quarantined"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let row = text(&listed.stdout)
+        .lines()
+        .find(|line| line.starts_with(&run_id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{run_id} listed: {}", text(&listed.stdout)));
+    assert_contains(&row, "running");
+    assert_contains(&row, "lossy");
+    assert_contains(&row, "format version 999");
+    assert!(row.contains("  no  "), "not abandoned yet: {row}");
+
     let abandon = sandbox.run(&["abandon", &run_id]);
     assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+    let json = sandbox.run(&["runs", "--quarantined", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let entry: serde_json::Value =
+        serde_json::from_str(text(&json.stdout).trim()).expect("one JSON line");
+    assert_eq!(entry["run_id"], run_id.as_str());
+    assert_eq!(entry["was"], "running");
+    assert_eq!(entry["workflow"], "lossy");
+    assert!(entry["abandoned_at_ms"].as_u64().is_some(), "{entry}");
+    assert!(
+        entry["location"]
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("quarantine/{run_id}-"))),
+        "{entry}"
+    );
     assert_contains(
         &text(&abandon.stdout),
         &format!("abandoned quarantined run {run_id} (was running)"),

@@ -70,3 +70,4 @@ pub use decision::{
 pub use error::{Error, Result};
 pub use policy::{Abandoned, OverriddenOwner, OwnerLiveness, ResumePolicy, fresh_run_id};
 pub use preview::{CUT_MARKER, InputPreview, PREVIEW_CHARS};
+pub use quarantine::QuarantineEntry;

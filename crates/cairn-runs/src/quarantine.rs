@@ -146,6 +146,17 @@ impl QuarantinedRunPrompt {
     }
 }
 
+/// A quarantined run as [`ResumePolicy::quarantined_runs`] lists it: what the store says
+/// about it, and whether an operator has abandoned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// What the store lists.
+    pub run: QuarantinedRun,
+    /// When it was abandoned ([`ResumePolicy::abandon_quarantined`]); `None` while its lost
+    /// progress still asks before a fresh run of its workflow and scope.
+    pub abandoned_at: Option<Timestamp>,
+}
+
 /// A quarantined run of the request's workflow and scope, as the lookup weighs it.
 pub(crate) struct LostRun {
     /// What the store lists about it.
@@ -242,6 +253,48 @@ impl ResumePolicy {
         .await?;
         emit::run_abandoned(run_id.as_str(), previous);
         Ok(entry)
+    }
+
+    /// Every quarantined run in the store, oldest quarantine first, with whether it was
+    /// abandoned. An audit log that cannot be read counts as not abandoned.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Storage` when the store cannot list them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::ResumePolicy;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(store.begin(RunMeta::new(id.clone(), "site", "default", "A", Timestamp(1))).await?);
+    /// store.quarantine(&id, "damaged").await?;
+    /// let policy = ResumePolicy::new(store);
+    /// assert_eq!(policy.quarantined_runs().await?[0].abandoned_at, None);
+    /// policy.abandon_quarantined(&id).await?;
+    /// assert!(policy.quarantined_runs().await?[0].abandoned_at.is_some());
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn quarantined_runs(&self) -> Result<Vec<QuarantineEntry>> {
+        let mut listed = Vec::new();
+        for run in self.factory().list_quarantined().await? {
+            let audit = self
+                .factory()
+                .read_audit(&run.run_id)
+                .await
+                .unwrap_or_default();
+            listed.push(QuarantineEntry {
+                abandoned_at: abandoned_at(&audit),
+                run,
+            });
+        }
+        Ok(listed)
     }
 
     /// The quarantined runs of the request's workflow and scope whose metadata could be read,
