@@ -6,9 +6,21 @@
 //! offset and CRC), writes it with ONE `write`, makes it durable with ONE `fdatasync` and
 //! publishes the batch number. Only one leader exists at a time and it holds the journal
 //! from the write until the fdatasync returned, so at most one batch is ever unacknowledged
-//! on disk: the journal's recovery rules rely on that (see `journal`). Appends that arrive while a leader is
-//! syncing land in the next batch, so concurrent appends share syncs. The leader runs on the
-//! blocking pool and owns its work, so dropping an `append` future never strands others.
+//! on disk: the journal's recovery rules rely on that (see `journal`). Appends that arrive
+//! while a leader is syncing land in the next batch, so concurrent appends share syncs. The
+//! leader runs on the blocking pool and owns its work, so dropping an `append` future never
+//! strands others.
+//!
+//! Leadership is always given up, however the leader's work ends. Its blocking task holds a
+//! `Leadership` claim: work that ends normally steps down itself, and a claim dropped while
+//! still the current leadership (the work panicked, in its write or fdatasync or anywhere
+//! else, or its task was dropped before it ran) poisons the writer the way a failed fdatasync
+//! does and then steps down and wakes every waiter. The appends of every batch not yet
+//! published fail with `SyncFailed` (their durability is unknown, so none is acknowledged
+//! and none is retried), a snapshot install or load whose work panicked gets the same error,
+//! every later call fails with `Poisoned`, and the writer's drop does not wait for the dead
+//! leader. A panic writes nothing more, so the one-unacknowledged-batch rule still holds:
+//! the batch it was syncing, if any, is the torn-or-whole last batch recovery expects.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -99,8 +111,12 @@ struct WriterState {
     durable_batch: u64,
     /// Whether a leader (or a snapshot install) owns the journal now.
     leader: bool,
+    /// Bumped each time leadership is taken, so a [`Leadership`] claim knows whether the
+    /// leadership there is now is still its own.
+    leader_term: u64,
     /// Whether that leader's blocking task has started its work (a task dropped unstarted,
     /// by a runtime shutting down, never does): the writer's drop waits for such work to end.
+    /// Cleared with `leader`, also when the work ends by a panic (see [`Leadership`]).
     leader_running: bool,
     /// Set by the writer's drop: a leader task that starts after it does nothing, so no
     /// file is written once the run's lock is released.
@@ -149,6 +165,35 @@ impl WriterState {
     fn step_down(&mut self) {
         self.leader = false;
         self.leader_running = false;
+    }
+}
+
+/// A claim on leadership, taken in the critical section that sets `leader` and moved into
+/// the blocking task that does the leader's work.
+///
+/// Leader work that ends normally gives leadership up itself (in the critical section that
+/// publishes its last batch), so its claim is spent by the time the claim is dropped. A claim
+/// dropped while its leadership is still the current one means the work ended some other
+/// way: a panic unwound through it, or its blocking task was dropped before it ran (a runtime
+/// shutting down). Then the batches not yet published are of unknown durability, as after a
+/// failed fdatasync, so dropping the claim poisons the writer first and only then gives
+/// leadership up and wakes every waiter (see [`Shared::abandon_leadership`]).
+struct Leadership {
+    shared: Arc<Shared>,
+    /// The `leader_term` this claim was taken in.
+    term: u64,
+}
+
+impl Leadership {
+    /// The leader loop, holding this claim until it ends (see [`Shared::lead`]).
+    fn lead(self, group_delay: Option<Duration>) {
+        self.shared.lead(group_delay);
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.shared.abandon_leadership(self.term);
     }
 }
 
@@ -279,9 +324,11 @@ impl Drop for FileCheckpointer {
         let shared = &self.shared;
         // A leader only outlives its appends when an append (or install, or load) future was
         // cancelled. Wait for leader work that has started, however long it takes: it may
-        // write, and the lock is released when this returns. A leader task not started yet
-        // gets a moment to start; one dropped unstarted by a runtime shutdown never does,
-        // and `closed` makes it do nothing if it starts after all.
+        // write, and the lock is released when this returns. Work that panics gives
+        // leadership up as it unwinds (its `Leadership` claim poisons the writer), so the wait
+        // ends then too. A leader task not started yet gets a moment to start; one dropped
+        // unstarted by a runtime shutdown gives leadership up the same way, and `closed`
+        // makes one that starts after this wait do nothing.
         let give_up = Instant::now() + Duration::from_secs(5);
         let mut state = lock(&shared.state);
         state.dropping = true;
@@ -351,6 +398,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         })?
 }
 
+/// Runs leader work `f` on the blocking pool, the task holding `leadership` until it ends.
+/// `f` gives leadership up itself when it ends normally. If it panics, dropping the claim
+/// poisons the writer and gives leadership up (see [`Leadership`]), and the caller gets the
+/// error that poisoned the writer, as the appends waiting on that leader do.
+async fn lead_blocking<T: Send + 'static>(
+    leadership: Leadership,
+    f: impl FnOnce(&Arc<Shared>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let shared = Arc::clone(&leadership.shared);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let leadership = leadership;
+        f(&leadership.shared)
+    })
+    .await;
+    outcome.unwrap_or_else(|err| {
+        Err(shared.failure_error().unwrap_or_else(|| Error::Backend {
+            backend: "file",
+            source: Box::new(err),
+        }))
+    })
+}
+
 impl FileCheckpointer {
     pub(crate) fn new(
         store: Arc<Store>,
@@ -385,6 +454,7 @@ impl FileCheckpointer {
                     open_batch: 1,
                     durable_batch: 0,
                     leader: false,
+                    leader_term: 0,
                     leader_running: false,
                     closed: false,
                     compaction_alive: false,
@@ -410,8 +480,9 @@ impl FileCheckpointer {
     }
 
     /// Waits until this writer owns the journal exclusively (no leader active), flushing
-    /// nothing itself. The caller must release with `release_leadership`.
-    async fn acquire_leadership(&self) -> Result<()> {
+    /// nothing itself. The caller must move the claim into its blocking work (see
+    /// `lead_blocking`), which releases with `release_leadership`.
+    async fn acquire_leadership(&self) -> Result<Leadership> {
         let shared = &self.shared;
         let mut progress = shared.progress.subscribe();
         loop {
@@ -423,8 +494,7 @@ impl FileCheckpointer {
                     });
                 }
                 if !state.leader {
-                    state.leader = true;
-                    return Ok(());
+                    return Ok(shared.claim_leadership(&mut state));
                 }
             }
             if progress.changed().await.is_err() {
@@ -1018,6 +1088,54 @@ impl Shared {
         self.progress.send_modify(|n| *n += 1);
     }
 
+    /// Takes leadership (the caller saw `leader` unset, in this same critical section) and
+    /// returns the claim the leader's blocking task must hold until its work ends.
+    fn claim_leadership(self: &Arc<Self>, state: &mut WriterState) -> Leadership {
+        state.leader = true;
+        state.leader_term += 1;
+        Leadership {
+            shared: Arc::clone(self),
+            term: state.leader_term,
+        }
+    }
+
+    /// What dropping the claim of `term` does: nothing if that leadership was already given
+    /// up (the work ended normally). Otherwise its work ended by a panic, or its task was
+    /// dropped unstarted, while it still owned the journal: poison the writer as a failed
+    /// fdatasync does, with every batch not yet published failed (their appends get
+    /// `SyncFailed`: never acknowledged, never retried), then give leadership up and wake
+    /// every waiter (appends, a snapshot install or load waiting to lead, the writer's drop),
+    /// who all see the failure.
+    fn abandon_leadership(&self, term: u64) {
+        let mut state = lock(&self.state);
+        if !state.leader || state.leader_term != term {
+            return;
+        }
+        if state.failure.is_none() {
+            let message = if std::thread::panicking() {
+                "the group-commit leader panicked before its batch was known to be durable"
+            } else {
+                "the group-commit leader's task was dropped before it ran"
+            };
+            state.failure = Some(Failure {
+                failed_from: state.durable_batch + 1,
+                path: self.dir.join(JOURNAL_FILE),
+                kind: std::io::ErrorKind::Other,
+                message: message.to_owned(),
+                sync: true,
+            });
+        }
+        state.step_down();
+        drop(state);
+        self.settled.notify_all();
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// The error that poisoned this writer, if one did.
+    fn failure_error(&self) -> Option<Error> {
+        lock(&self.state).failure.as_ref().map(Failure::to_error)
+    }
+
     fn poison_with(&self, err: &Error) {
         if let Error::SyncFailed { path, source } = err {
             let mut state = lock(&self.state);
@@ -1064,7 +1182,7 @@ impl Checkpointer for FileCheckpointer {
         }
         let shared = &self.shared;
         let mut progress = shared.progress.subscribe();
-        let (ticket, lead) = {
+        let (ticket, leadership) = {
             let mut state = lock(&shared.state);
             if state.failure.is_some() {
                 return Err(Error::Poisoned {
@@ -1086,18 +1204,22 @@ impl Checkpointer for FileCheckpointer {
             if state.company_wanted == Some(state.buffered_appends) {
                 self.shared.company.notify_one();
             }
-            let lead = !state.leader;
-            state.leader = true;
-            (state.open_batch, lead)
+            let leadership = if state.leader {
+                None
+            } else {
+                Some(shared.claim_leadership(&mut state))
+            };
+            (state.open_batch, leadership)
         };
-        if lead {
+        if let Some(leadership) = leadership {
             let wait = match shared.config.durability {
                 Durability::Group { max_delay } if !max_delay.is_zero() => Some(max_delay),
                 _ => None,
             };
-            let leader = Arc::clone(shared);
-            // Detached on purpose: the leader finishes even if this future is dropped.
-            drop(tokio::task::spawn_blocking(move || leader.lead(wait)));
+            // Detached on purpose: the leader finishes even if this future is dropped. The
+            // task owns the claim, so however it ends (a panic, or dropped unstarted) the
+            // leadership is given up.
+            drop(tokio::task::spawn_blocking(move || leadership.lead(wait)));
         }
         loop {
             {
@@ -1116,10 +1238,9 @@ impl Checkpointer for FileCheckpointer {
                 }
                 // The leader left before taking this ticket's batch: lead now.
                 if !state.leader {
-                    state.leader = true;
+                    let leadership = shared.claim_leadership(&mut state);
                     drop(state);
-                    let leader = Arc::clone(shared);
-                    drop(tokio::task::spawn_blocking(move || leader.lead(None)));
+                    drop(tokio::task::spawn_blocking(move || leadership.lead(None)));
                     continue;
                 }
             }
@@ -1132,10 +1253,9 @@ impl Checkpointer for FileCheckpointer {
     }
 
     async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
-        self.acquire_leadership().await?;
-        let shared = Arc::clone(&self.shared);
+        let leadership = self.acquire_leadership().await?;
         let snapshot = snapshot.clone();
-        blocking(move || {
+        lead_blocking(leadership, move |shared| {
             if !shared.start_leader_work() {
                 return Err(Error::Poisoned {
                     run_id: shared.run_id.clone(),
@@ -1199,9 +1319,8 @@ impl Checkpointer for FileCheckpointer {
     }
 
     async fn load(&self) -> Result<Recovered> {
-        self.acquire_leadership().await?;
-        let shared = Arc::clone(&self.shared);
-        blocking(move || {
+        let leadership = self.acquire_leadership().await?;
+        lead_blocking(leadership, move |shared| {
             if !shared.start_leader_work() {
                 return Err(Error::Poisoned {
                     run_id: shared.run_id.clone(),
