@@ -7,41 +7,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::mem::ManuallyDrop;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, RunId};
-use common::{FileHarness, IoPlan, meta};
-
-/// How long anything that should be prompt may take before the test gives up on it.
-const PROMPT: Duration = Duration::from_secs(10);
-
-/// Runs `test` on a two-worker runtime that is shut down without waiting for its blocking
-/// threads, then re-raises the test's panic, if any.
-fn run_bounded(test: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(test)));
-    runtime.shutdown_background();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Awaits `work`, failing the test if it takes longer than `PROMPT`.
-async fn promptly<T>(what: &str, work: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(PROMPT, work).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not finish within {PROMPT:?}"),
-    }
-}
+use common::{FileHarness, IoPlan, PROMPT, meta, promptly, run_bounded};
 
 /// Shares `run`, and leaks it if the test panics: its drop could wait forever for a stuck
 /// leader, and a failing test must fail, not hang. `drops_promptly` takes it back out.

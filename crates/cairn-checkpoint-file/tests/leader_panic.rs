@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::future::Future;
 use std::mem::ManuallyDrop;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -21,10 +19,7 @@ use std::time::Duration;
 use cairn_checkpoint::conformance::{sample_event, sample_events, sample_snapshot};
 use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, Error, RunId};
 use cairn_checkpoint_file::{FileFactory, Filesystem, FsFile, OpenMode, StdFilesystem};
-use common::{FileHarness, meta};
-
-/// How long anything that should be prompt may take before the test calls it a hang.
-const PROMPT: Duration = Duration::from_secs(10);
+use common::{FileHarness, PROMPT, meta, promptly, run_bounded};
 
 /// The message of the injected panic.
 const INJECTED: &str = "injected panic in the journal's fdatasync";
@@ -179,29 +174,6 @@ fn trapped_factory(h: &FileHarness, trap: &Arc<Trap>, durability: Durability) ->
         }))
         .build()
         .expect("build the factory")
-}
-
-/// Runs `test` on a two-worker runtime that is shut down without waiting for its blocking
-/// threads, then re-raises the test's panic, if any.
-fn run_bounded(test: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(test)));
-    runtime.shutdown_background();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Awaits `work`, failing the test if it has not finished after `PROMPT` (a hang).
-async fn promptly<T>(what: &str, work: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(PROMPT, work).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} hung (still waiting after {PROMPT:?})"),
-    }
 }
 
 /// Waits until `trap` has caught a call, failing the test on a hang.

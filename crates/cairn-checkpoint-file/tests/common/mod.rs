@@ -614,3 +614,31 @@ pub async fn failed_append_then_poisoned(
     );
     first
 }
+
+/// How long anything that should be prompt may take before a test gives up on it: a hang
+/// detector, never a speed check.
+pub const PROMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `test` on a two-worker runtime that is shut down without waiting for its blocking
+/// threads (a hung one is left behind instead of hanging the test), then re-raises the
+/// test's panic, if any.
+pub fn run_bounded(test: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(test)));
+    runtime.shutdown_background();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Awaits `work`, failing the test if it has not finished after [`PROMPT`] (a hang).
+pub async fn promptly<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PROMPT, work).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} hung (still waiting after {PROMPT:?})"),
+    }
+}
