@@ -228,7 +228,16 @@ impl Store {
         let path = dir.join(AUDIT_FILE);
         let bytes = match self.fs.read(&path) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            // A stray file quarantined in a run's place has no folder, so no audit log of its
+            // own: its record is in `quarantine.jsonl` only.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
             Err(err) => return Err(io_error("read", &path)(err)),
         };
         match line_log::scan(&bytes) {
@@ -292,9 +301,16 @@ impl Store {
             let location = path.display().to_string();
             let mut audit = self.read_audit_in(&run_id, &path).unwrap_or_default();
             if !audit.iter().any(|r| r.action == AuditAction::Quarantined) {
+                // By the entry's name, not the whole path: the root may have been spelled
+                // otherwise (relative, absolute) when the record was written.
                 audit = root_log
                     .iter()
-                    .filter(|r| r.detail["location"].as_str() == Some(location.as_str()))
+                    .filter(|r| {
+                        r.detail["location"]
+                            .as_str()
+                            .and_then(|l| Path::new(l).file_name())
+                            .is_some_and(|n| n == name.as_str())
+                    })
                     .cloned()
                     .collect();
             }
@@ -302,7 +318,9 @@ impl Store {
                 .read_meta_bytes(&path)
                 .ok()
                 .flatten()
-                .and_then(|bytes| parse_meta(&run_id, &bytes).ok());
+                // Leniently: another format version or another run's id still says whose
+                // progress was lost (`QuarantinedRun::meta`).
+                .and_then(|bytes| serde_json::from_slice::<RunMeta>(&bytes).ok());
             listed.push(QuarantinedRun::from_audit(run_id, location, &audit, meta));
         }
         listed.sort_by(|a, b| (a.at, &a.location).cmp(&(b.at, &b.location)));

@@ -440,7 +440,11 @@ impl Shared {
                 .quarantine
                 .get(format!("{qprefix}meta").as_bytes())
                 .map_err(backend)?
-                .and_then(|frame| decode_meta(&run_id, &frame).ok());
+                // Leniently: another format version or another run's id still says whose
+                // progress was lost (`QuarantinedRun::meta`).
+                .and_then(|frame| {
+                    layout::unseal(&frame).and_then(|json| serde_json::from_slice(json).ok())
+                });
             let records = if here.is_empty() { &audit } else { &here };
             listed.push(QuarantinedRun::from_audit(run_id, location, records, meta));
         }

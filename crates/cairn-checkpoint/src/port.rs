@@ -147,8 +147,10 @@ pub struct QuarantinedRun {
     pub reason: String,
     /// When it was quarantined (`Timestamp(0)` when that record cannot be read).
     pub at: Timestamp,
-    /// The metadata it had, when it can still be read, is of this format version and names
-    /// this run; `None` otherwise (so its workflow and scope are unknown).
+    /// The metadata it had, when it still parses, even if it is of another format version or
+    /// names another run (`meta.run_id` then differs from `run_id`): its workflow and scope
+    /// say whose progress was lost. `None` when it cannot be parsed at all, or there is none
+    /// (so its workflow and scope are unknown).
     pub meta: Option<RunMeta>,
 }
 
@@ -183,8 +185,7 @@ impl QuarantinedRun {
 
     /// A listing entry whose reason and time come from `audit`, the quarantined run's audit
     /// log: its newest `Quarantined` record (`detail.reason` when present, else the
-    /// message). Metadata that is of another format version or names another run is
-    /// dropped, since its workflow and scope cannot be trusted.
+    /// message). `meta` is kept as given (see [`QuarantinedRun::meta`]).
     ///
     /// # Examples
     ///
@@ -197,7 +198,7 @@ impl QuarantinedRun {
     /// let foreign = RunMeta::new(RunId::new("r2")?, "wf", "scope", "", Timestamp(1));
     /// let entry = QuarantinedRun::from_audit(id, "here", &[record], Some(foreign));
     /// assert_eq!((entry.reason.as_str(), entry.at), ("torn", Timestamp(9)));
-    /// assert!(entry.meta.is_none());
+    /// assert_eq!(entry.meta.map(|m| m.workflow).as_deref(), Some("wf"));
     /// # Ok::<(), cairn_checkpoint::Error>(())
     /// ```
     pub fn from_audit(
@@ -216,9 +217,6 @@ impl QuarantinedRun {
                 .map_or_else(|| record.message.clone(), str::to_owned)
         });
         let at = record.map_or(Timestamp(0), |record| record.at);
-        let meta = meta.filter(|meta| {
-            meta.run_id == run_id && meta.format_version == crate::META_FORMAT_VERSION
-        });
         QuarantinedRun::new(run_id, location, reason, at, meta)
     }
 }
@@ -308,7 +306,9 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// for as long as the store keeps it, which is for good; MUST list nothing else (a run
     /// removed by `remove_terminal` is not quarantined). MUST NOT change anything: a damaged
     /// entry is reported with `meta: None` (and an empty reason if its audit log cannot be
-    /// read), never moved or removed. Listing needs no writer lock.
+    /// read), never moved or removed. Metadata of another format version, or naming another
+    /// run, is reported as long as it parses: its workflow and scope are what the resume
+    /// policy needs. Listing needs no writer lock.
     ///
     /// # Errors
     ///

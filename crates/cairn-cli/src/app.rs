@@ -403,9 +403,16 @@ impl RunContext<'_> {
         match decision {
             Decision::Fresh(fresh) => {
                 if let Some(past) = &fresh.forced_past {
-                    self.note(&format!(
-                        "starting a fresh run past run {past}, which is left as it is (resume it by id any time)"
-                    ));
+                    let text = if self.state.quarantine_of(past).await.is_some() {
+                        format!(
+                            "starting a fresh run past quarantined run {past}: its state stays in quarantine, its done tasks run again, and later runs no longer ask about it"
+                        )
+                    } else {
+                        format!(
+                            "starting a fresh run past run {past}, which is left as it is (resume it by id any time)"
+                        )
+                    };
+                    self.note(&text);
                 }
                 drive_fresh(
                     self.state,
@@ -532,11 +539,15 @@ impl RunContext<'_> {
     /// The newest run was quarantined before it finished: say what was lost and the two
     /// ways forward, start nothing, and return exit code 3.
     fn lost_progress(&self, lost: &QuarantinedRunPrompt) -> u8 {
-        let abandon_then_run = format!(
-            "{} && {}",
-            self.commands.abandon(&lost.run_id),
-            self.commands.run(false)
-        );
+        // Without a readable audit log an abandon could not be recorded where the next
+        // lookup reads it, so only the forced run is offered then.
+        let abandon_then_run = lost.audit_damage.is_none().then(|| {
+            format!(
+                "{} && {}",
+                self.commands.abandon(&lost.run_id),
+                self.commands.run(false)
+            )
+        });
         let force = self.commands.run(true);
         if self.mode == Mode::Json {
             outln!(
@@ -547,13 +558,14 @@ impl RunContext<'_> {
                     "reason": lost.reason, "location": lost.location,
                     "quarantined_at_ms": lost.quarantined_at.0,
                     "input": lost.prior_input.text,
+                    "audit_damage": lost.audit_damage,
                     "commands": {"abandon_then_run": abandon_then_run, "force": force},
                 })
             );
             return EXIT_DECISION_NEEDED;
         }
-        let text = format!(
-            "The latest run of workflow `{}` (scope `{}`), {}, was quarantined while {} at {} UTC: its stored state could not be used ({}), so which of its tasks were done is unknown.\n  its state is kept at: {}\nA new run was not started: it would run every task again, including those that had finished. Choose one:\n  give up that run's progress (its state stays where it is), then run afresh:\n    {abandon_then_run}\n  run afresh and leave it as it is:\n    {force}\n",
+        let mut text = format!(
+            "The latest run of workflow `{}` (scope `{}`), {}, was quarantined while {} at {} UTC: its stored state could not be used ({}), so which of its tasks were done is unknown.\n  its state is kept at: {}\nA new run was not started: it would run every task again, including those that had finished. Choose one:\n",
             escape_controls(&lost.workflow),
             escape_controls(&lost.scope),
             lost.run_id,
@@ -562,6 +574,18 @@ impl RunContext<'_> {
             escape_controls(&lost.reason),
             escape_controls(&lost.location),
         );
+        match &abandon_then_run {
+            Some(command) => text.push_str(&format!(
+                "  give up that run's progress (its state stays where it is), then run afresh:\n    {command}\n"
+            )),
+            None => text.push_str(&format!(
+                "  (its audit log cannot be read: {}; so it cannot be abandoned)\n",
+                escape_controls(lost.audit_damage.as_deref().unwrap_or_default())
+            )),
+        }
+        text.push_str(&format!(
+            "  run afresh and leave it as it is (later runs no longer ask about it):\n    {force}\n"
+        ));
         eout!("{}", terminal_safe(&text));
         EXIT_DECISION_NEEDED
     }
@@ -1388,7 +1412,11 @@ async fn abandon_quarantined(
 ) -> anyhow::Result<u8> {
     let entry = match policy.abandon_quarantined(run_id).await {
         Ok(entry) => entry,
-        Err(error @ cairn_runs::Error::QuarantineAbandoned { .. }) => {
+        Err(
+            error @ (cairn_runs::Error::QuarantineAbandoned { .. }
+            | cairn_runs::Error::QuarantineAuditUnreadable { .. }
+            | cairn_runs::Error::QuarantineUnattributed { .. }),
+        ) => {
             return Err(UsageError(error.to_string()).into());
         }
         Err(error) => return Err(error.into()),
@@ -1565,7 +1593,7 @@ async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
                     "quarantined_at_ms": entry.run.at.0,
                     "reason": entry.run.reason,
                     "location": entry.run.location,
-                    "abandoned_at_ms": entry.abandoned_at.map(|t| t.0),
+                    "settled_at_ms": entry.settled_at.map(|t| t.0),
                 })
             );
             if out::stdout_closed() {
@@ -1585,7 +1613,7 @@ async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
         "WORKFLOW",
         "SCOPE",
         "QUARANTINED (UTC)",
-        "ABANDONED"
+        "SETTLED"
     );
     for entry in &listed {
         let meta = entry.run.meta.as_ref();
@@ -1603,7 +1631,7 @@ async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
                 12
             ),
             format_timestamp(entry.run.at.0),
-            if entry.abandoned_at.is_some() {
+            if entry.settled_at.is_some() {
                 "yes"
             } else {
                 "no"

@@ -505,9 +505,11 @@ impl Handler for ShellHandler {
             max_attempts,
         });
         let result = self.attempt(&ctx, &spec).await;
-        if self.groups.is_killing() {
-            // A second Ctrl-C killed the command; the process exits without recording this
-            // attempt's end, so a resume reruns it like after a crash.
+        if self.groups.is_killing() && result.is_err() {
+            // A second Ctrl-C killed the command, whose failure is the kill's, not its own:
+            // nothing is reported, and the drive stops and releases the attempt, so a resume
+            // reruns it. A command that had exited 0 by itself is still reported done (it may
+            // only have been waiting for its output to drain when the kill came).
             std::future::pending::<()>().await;
         }
         let outcome = match &result {

@@ -306,11 +306,18 @@ pub struct QuarantineNote {
     pub location: Option<String>,
     /// Why.
     pub reason: String,
+    /// Whether it was quarantined before it finished, with metadata that names its workflow:
+    /// its progress is lost, and `cairn run` of that workflow asks until it is settled.
+    pub lost_progress: bool,
 }
 
 impl From<QuarantinedRun> for QuarantineNote {
     fn from(entry: QuarantinedRun) -> Self {
         QuarantineNote {
+            lost_progress: entry
+                .meta
+                .as_ref()
+                .is_some_and(|meta| !meta.status.is_terminal()),
             run_id: entry.run_id,
             at_ms: entry.at.0,
             location: Some(entry.location),
@@ -339,9 +346,17 @@ impl std::fmt::Display for QuarantineNote {
         }
         write!(
             f,
-            "; it is kept there for inspection, never deleted, and can no longer be shown or resumed (`cairn audit {}` prints its audit log; `cairn abandon {}` gives up its lost progress, so that `cairn run` starts afresh without asking)",
-            self.run_id, self.run_id
-        )
+            "; it is kept there for inspection, never deleted, and can no longer be shown or resumed (`cairn audit {}` prints its audit log)",
+            self.run_id
+        )?;
+        if self.lost_progress {
+            write!(
+                f,
+                "; it had not finished, so `cairn run` of its workflow and scope asks before running its tasks again until `cairn abandon {}` gives its progress up (or a run is forced past it)",
+                self.run_id
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -88,17 +88,12 @@ fn commands_about_a_quarantined_run_say_where_it_went() {
         assert_contains(&stderr, &format!("quarantine/{run_id}-"));
         assert_lacks(&stderr, "no run");
     }
-    // Abandoning it gives up its lost progress (recorded in its audit log); its state stays.
+    // Its metadata is garbage, so it belongs to no workflow: nothing asks about it, and
+    // there is nothing to abandon.
     let abandon = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
-    assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
-    assert_contains(
-        &text(&abandon.stdout),
-        &format!("abandoned quarantined run {run_id} (was unknown)"),
-    );
-    assert_contains(&text(&abandon.stdout), &format!("quarantine/{run_id}-"));
-    let again = sandbox.run(&["abandon", &run_id, "--state-dir", ".cairn"]);
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
-    assert_contains(&text(&again.stderr), "was already abandoned");
+    assert_eq!(abandon.status.code(), Some(2), "{}", text(&abandon.stderr));
+    assert_contains(&text(&abandon.stderr), "there is nothing to abandon");
+    assert_contains(&text(&abandon.stderr), &format!("quarantine/{run_id}-"));
     // Its audit log is still there, and is printed, with the note on stderr.
     let audit = sandbox.run(&["audit", &run_id, "--state-dir", ".cairn"]);
     assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
@@ -196,7 +191,7 @@ fn a_run_quarantined_before_it_finished_makes_the_next_run_ask() {
     assert_contains(&row, "running");
     assert_contains(&row, "lossy");
     assert_contains(&row, "format version 999");
-    assert!(row.contains("  no  "), "not abandoned yet: {row}");
+    assert!(row.contains("  no  "), "not settled yet: {row}");
 
     let abandon = sandbox.run(&["abandon", &run_id]);
     assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
@@ -207,7 +202,10 @@ fn a_run_quarantined_before_it_finished_makes_the_next_run_ask() {
     assert_eq!(entry["run_id"], run_id.as_str());
     assert_eq!(entry["was"], "running");
     assert_eq!(entry["workflow"], "lossy");
-    assert!(entry["abandoned_at_ms"].as_u64().is_some(), "{entry}");
+    assert!(entry["settled_at_ms"].as_u64().is_some(), "{entry}");
+    let again = sandbox.run(&["abandon", &run_id]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert_contains(&text(&again.stderr), "was already settled");
     assert!(
         entry["location"]
             .as_str()
@@ -232,6 +230,8 @@ fn force_runs_afresh_past_a_quarantined_run() {
     let forced = sandbox.run(&["run", "wf.toml", "--force"]);
     assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
     assert_eq!(log_lines(&sandbox), 4);
+    assert_contains(&text(&forced.stdout), "past quarantined run");
+    assert_lacks(&text(&forced.stdout), "resume it by id");
     // The forced run finished, so it supersedes the quarantined one: no question any more.
     let next = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));

@@ -91,13 +91,38 @@ pub enum Error {
         /// Where its state was moved.
         location: String,
     },
-    /// The quarantined run was abandoned already.
-    #[error("quarantined run {run_id} was already abandoned (at {})", crate::decision::timestamp_text(Some(*.at)))]
+    /// The quarantined run was settled already: abandoned, or a fresh run was forced past it.
+    #[error(
+        "quarantined run {run_id} was already settled at {} (abandoned, or a fresh run was forced past it); a run of its workflow no longer asks about it",
+        crate::decision::timestamp_text(Some(*.at))
+    )]
     QuarantineAbandoned {
         /// The run.
         run_id: RunId,
-        /// When it was abandoned.
+        /// When it was settled.
         at: Timestamp,
+    },
+    /// The quarantined run's metadata could not be parsed, so it belongs to no known
+    /// workflow and scope: it never makes a run ask first, and there is nothing to abandon.
+    #[error(
+        "quarantined run {run_id} has no readable metadata, so it belongs to no known workflow and never makes a run ask first: there is nothing to abandon (its state stays at {location})"
+    )]
+    QuarantineUnattributed {
+        /// The run.
+        run_id: RunId,
+        /// Where its state is kept.
+        location: String,
+    },
+    /// The quarantined run's audit log cannot be read, so an abandon could not be recorded
+    /// where the lookup reads it. A forced run (`RunRequest::force`) goes past it instead.
+    #[error(
+        "the audit log of quarantined run {run_id} cannot be read ({detail}), so abandoning it could not be recorded; run its workflow with force to run past it"
+    )]
+    QuarantineAuditUnreadable {
+        /// The run.
+        run_id: RunId,
+        /// What is wrong with the log.
+        detail: String,
     },
     /// The store failed.
     #[error(transparent)]

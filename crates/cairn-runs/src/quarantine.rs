@@ -45,23 +45,28 @@ pub struct QuarantinedRunPrompt {
     pub prior_input: InputPreview,
     /// The input the caller gave now, in full.
     pub new_input: String,
+    /// Set when its audit log cannot be read (why): an abandon could not be recorded where
+    /// the lookup reads it, so only the forced run is offered.
+    pub audit_damage: Option<String>,
 }
 
 impl QuarantinedRunPrompt {
-    /// The two ways forward, in the order they are offered: abandon it (its state stays
-    /// where it is) then run, or force a fresh run past it. Resuming it is not one: nothing
-    /// can open its state.
-    pub fn ways_forward(&self) -> [WayForward; 2] {
-        [
-            WayForward::AbandonThenRun {
+    /// The ways forward, in the order they are offered: abandon it (its state stays where
+    /// it is) then run, unless its audit log cannot be read; and force a fresh run past it.
+    /// Resuming it is not one: nothing can open its state.
+    pub fn ways_forward(&self) -> Vec<WayForward> {
+        let mut ways = Vec::with_capacity(2);
+        if self.audit_damage.is_none() {
+            ways.push(WayForward::AbandonThenRun {
                 run_id: self.run_id.clone(),
                 input: self.new_input.clone(),
-            },
-            WayForward::ForceFreshPastQuarantine {
-                past: self.run_id.clone(),
-                input: self.new_input.clone(),
-            },
-        ]
+            });
+        }
+        ways.push(WayForward::ForceFreshPastQuarantine {
+            past: self.run_id.clone(),
+            input: self.new_input.clone(),
+        });
+        ways
     }
 
     /// A plain-text message for a terminal, with shell command lines.
@@ -82,6 +87,7 @@ impl QuarantinedRunPrompt {
     ///     location: "/s/quarantine/r1-0".into(),
     ///     prior_input: InputPreview::new("build A"),
     ///     new_input: "build B".into(),
+    ///     audit_damage: None,
     /// };
     /// let text = prompt.render(&CommandRenderer::new("cairn").workflow("site.toml"));
     /// assert!(text.contains("/s/quarantine/r1-0"));
@@ -113,6 +119,13 @@ impl QuarantinedRunPrompt {
             terminal_safe(&self.prior_input.to_string())
         );
         let _ = writeln!(out, "  your input:     {}", terminal_safe(&self.new_input));
+        if let Some(damage) = &self.audit_damage {
+            let _ = writeln!(
+                out,
+                "  audit log:      unreadable ({}), so it cannot be abandoned",
+                terminal_safe(damage)
+            );
+        }
         render_ways(&mut out, &self.ways_forward(), renderer, false);
         out
     }
@@ -141,40 +154,56 @@ impl QuarantinedRunPrompt {
             code_span(&self.prior_input.to_string())
         );
         let _ = writeln!(out, "- your input: {}", code_span(&self.new_input));
+        if let Some(damage) = &self.audit_damage {
+            let _ = writeln!(
+                out,
+                "- audit log: unreadable ({}), so it cannot be abandoned",
+                code_span(damage)
+            );
+        }
         render_ways(&mut out, &self.ways_forward(), renderer, true);
         out
     }
 }
 
 /// A quarantined run as [`ResumePolicy::quarantined_runs`] lists it: what the store says
-/// about it, and whether an operator has abandoned it.
+/// about it, and whether its lost progress was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineEntry {
     /// What the store lists.
     pub run: QuarantinedRun,
-    /// When it was abandoned ([`ResumePolicy::abandon_quarantined`]); `None` while its lost
-    /// progress still asks before a fresh run of its workflow and scope.
-    pub abandoned_at: Option<Timestamp>,
+    /// When it was settled: abandoned ([`ResumePolicy::abandon_quarantined`]) or a fresh run
+    /// forced past it. `None` while its lost progress still asks before a fresh run of its
+    /// workflow and scope, and when its audit log cannot be read.
+    pub settled_at: Option<Timestamp>,
 }
 
 /// A quarantined run of the request's workflow and scope, as the lookup weighs it.
 pub(crate) struct LostRun {
     /// What the store lists about it.
     pub(crate) entry: QuarantinedRun,
-    /// Its metadata as quarantined (only entries whose metadata could be read can belong to
-    /// a workflow and scope).
+    /// Its metadata as quarantined (only entries whose metadata could be parsed can belong
+    /// to a workflow and scope), with `run_id` set to the id it was stored under (stored
+    /// metadata may name another run).
     pub(crate) meta: RunMeta,
 }
 
-/// Whether an operator abandoned the quarantined run `audit` belongs to: an `Abandoned`
-/// record after its newest `Quarantined` record.
-fn abandoned_at(audit: &[cairn_checkpoint::AuditRecord]) -> Option<Timestamp> {
+/// When the quarantined run `audit` belongs to was settled: the first `Abandoned` or
+/// `ForcedFresh` record after its newest `Quarantined` record. A person decided about its
+/// lost progress either way, so the question is not asked again, even once the forced run is
+/// pruned.
+fn settled_at(audit: &[cairn_checkpoint::AuditRecord]) -> Option<Timestamp> {
     let quarantined = audit
         .iter()
         .rposition(|record| record.action == AuditAction::Quarantined)?;
     audit[quarantined..]
         .iter()
-        .find(|record| record.action == AuditAction::Abandoned)
+        .find(|record| {
+            matches!(
+                record.action,
+                AuditAction::Abandoned | AuditAction::ForcedFresh
+            )
+        })
         .map(|record| record.at)
 }
 
@@ -187,7 +216,12 @@ impl ResumePolicy {
     /// # Errors
     ///
     /// - `Error::NotFound` when no quarantined run has this id.
-    /// - `Error::QuarantineAbandoned` when it was abandoned already (with when).
+    /// - `Error::QuarantineAbandoned` when it was settled already (abandoned, or a fresh run
+    ///   was forced past it), with when.
+    /// - `Error::QuarantineUnattributed` when its metadata cannot be parsed: it belongs to no
+    ///   known workflow, never makes a run ask, and has nothing to abandon.
+    /// - `Error::QuarantineAuditUnreadable` when its audit log cannot be read, so the abandon
+    ///   could not be recorded where the lookup reads it (force a run past it instead).
     /// - `Error::Storage` when the store fails.
     ///
     /// # Examples
@@ -223,8 +257,23 @@ impl ResumePolicy {
             .ok_or_else(|| Error::NotFound {
                 run_id: run_id.clone(),
             })?;
-        let audit = self.factory().read_audit(run_id).await?;
-        if let Some(at) = abandoned_at(&audit) {
+        if entry.meta.is_none() {
+            return Err(Error::QuarantineUnattributed {
+                run_id: run_id.clone(),
+                location: entry.location,
+            });
+        }
+        // An abandon is only worth recording where the next lookup can read it.
+        let audit = match self.factory().read_audit(run_id).await {
+            Ok(audit) => audit,
+            Err(source) => {
+                return Err(Error::QuarantineAuditUnreadable {
+                    run_id: run_id.clone(),
+                    detail: source.to_string(),
+                });
+            }
+        };
+        if let Some(at) = settled_at(&audit) {
             return Err(Error::QuarantineAbandoned {
                 run_id: run_id.clone(),
                 at,
@@ -256,7 +305,7 @@ impl ResumePolicy {
     }
 
     /// Every quarantined run in the store, oldest quarantine first, with whether it was
-    /// abandoned. An audit log that cannot be read counts as not abandoned.
+    /// settled. An audit log that cannot be read counts as not settled.
     ///
     /// # Errors
     ///
@@ -275,9 +324,9 @@ impl ResumePolicy {
     /// drop(store.begin(RunMeta::new(id.clone(), "site", "default", "A", Timestamp(1))).await?);
     /// store.quarantine(&id, "damaged").await?;
     /// let policy = ResumePolicy::new(store);
-    /// assert_eq!(policy.quarantined_runs().await?[0].abandoned_at, None);
+    /// assert_eq!(policy.quarantined_runs().await?[0].settled_at, None);
     /// policy.abandon_quarantined(&id).await?;
-    /// assert!(policy.quarantined_runs().await?[0].abandoned_at.is_some());
+    /// assert!(policy.quarantined_runs().await?[0].settled_at.is_some());
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
@@ -290,7 +339,7 @@ impl ResumePolicy {
                 .await
                 .unwrap_or_default();
             listed.push(QuarantineEntry {
-                abandoned_at: abandoned_at(&audit),
+                settled_at: settled_at(&audit),
                 run,
             });
         }
@@ -306,7 +355,8 @@ impl ResumePolicy {
             .await?
             .into_iter()
             .filter_map(|entry| {
-                let meta = entry.meta.clone()?;
+                let mut meta = entry.meta.clone()?;
+                meta.run_id = entry.run_id.clone();
                 (meta.workflow == request.workflow && meta.scope == request.scope)
                     .then_some(LostRun { entry, meta })
             })
@@ -328,10 +378,15 @@ impl ResumePolicy {
         if lost.meta.status.is_terminal() {
             return self.fresh(request, None).await;
         }
-        let audit = self.factory().read_audit(&lost.entry.run_id).await?;
-        if abandoned_at(&audit).is_some() {
-            return self.fresh(request, None).await;
-        }
+        // A damaged audit log cannot say it was settled: ask (the safe answer), offering only
+        // the forced run, since an abandon could not be recorded where this lookup reads.
+        let audit_damage = match self.factory().read_audit(&lost.entry.run_id).await {
+            Ok(audit) if settled_at(&audit).is_some() => {
+                return self.fresh(request, None).await;
+            }
+            Ok(_) => None,
+            Err(source) => Some(source.to_string()),
+        };
         if request.force {
             return self.fresh(request, Some(&lost.meta)).await;
         }
@@ -354,6 +409,7 @@ impl ResumePolicy {
             location: lost.entry.location.clone(),
             prior_input: InputPreview::new(&lost.meta.input),
             new_input: request.input.clone(),
+            audit_damage,
         }))
     }
 }

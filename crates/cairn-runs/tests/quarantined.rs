@@ -180,3 +180,153 @@ async fn only_unfinished_newest_runs_of_the_same_scope_ask(store: Store) {
     assert_eq!(prompt.run_id, id("newer"));
 }
 on_both_stores!(only_unfinished_newest_runs_of_the_same_scope_ask);
+
+async fn a_forced_run_settles_it_even_once_that_run_is_pruned(store: Store) {
+    interrupted(&*store, "lost", "site", "default", "build A", 10).await;
+    store
+        .quarantine(&id("lost"), "bad")
+        .await
+        .expect("quarantine");
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let Decision::Fresh(fresh) = decide(&policy, &request("b").force()).await else {
+        panic!("force starts fresh");
+    };
+    let run = store
+        .begin(fresh.meta(cairn_queue::Timestamp(20)))
+        .await
+        .expect("begin");
+    run.complete().await.expect("complete");
+    drop(run);
+    store
+        .remove_terminal(&fresh.run_id)
+        .await
+        .expect("prune the forced run");
+    // The quarantined run is the newest of the scope again, but a person already decided.
+    assert!(matches!(
+        decide(&policy, &request("c")).await,
+        Decision::Fresh(_)
+    ));
+    let listed = policy.quarantined_runs().await.expect("list");
+    assert!(listed[0].settled_at.is_some(), "{listed:?}");
+    assert!(matches!(
+        policy.abandon_quarantined(&id("lost")).await,
+        Err(Error::QuarantineAbandoned { .. })
+    ));
+}
+on_both_stores!(a_forced_run_settles_it_even_once_that_run_is_pruned);
+
+/// Metadata of another format version (after a downgrade, say) still names the workflow and
+/// scope whose progress was lost; before this was handled, the lookup skipped such a run and
+/// started fresh.
+#[test]
+fn metadata_of_another_version_still_asks() {
+    let store = MemoryFactory::new();
+    let meta = common::runtime().block_on(interrupted(&store, "lost", "site", "default", "A", 10));
+    let mut planted = meta.clone();
+    planted.format_version += 1;
+    store.plant_meta(&id("lost"), planted);
+    let policy = ResumePolicy::new(store.clone());
+    common::runtime().block_on(async {
+        // The listing quarantines the unreadable version; the same lookup then asks.
+        let Decision::QuarantinePrompt(prompt) = decide(&policy, &request("B")).await else {
+            panic!("it must ask");
+        };
+        assert_eq!(prompt.run_id, id("lost"));
+    });
+}
+
+/// Metadata that names another run: the question, the forced run's audit and `forced_past`
+/// all use the id the state was stored under.
+#[test]
+fn metadata_naming_another_run_is_asked_about_under_its_own_id() {
+    let store = MemoryFactory::new();
+    let meta = common::runtime().block_on(interrupted(&store, "lost", "site", "default", "A", 10));
+    let mut planted = meta.clone();
+    planted.run_id = id("someone-else");
+    store.plant_meta(&id("lost"), planted);
+    let policy = ResumePolicy::new(store.clone());
+    common::runtime().block_on(async {
+        let Decision::QuarantinePrompt(prompt) = decide(&policy, &request("B")).await else {
+            panic!("it must ask");
+        };
+        assert_eq!(prompt.run_id, id("lost"));
+        let Decision::Fresh(fresh) = decide(&policy, &request("B").force()).await else {
+            panic!("force starts fresh");
+        };
+        assert_eq!(fresh.forced_past, Some(id("lost")));
+        let actions = audit_actions(&store, &id("lost")).await;
+        assert_eq!(actions.last(), Some(&AuditAction::ForcedFresh));
+    });
+}
+
+/// Metadata that no longer parses names no workflow: such a run never asks, and abandoning
+/// it says there is nothing to abandon (the memory store always keeps parsed metadata, so this
+/// runs on the file store).
+#[test]
+fn a_quarantined_run_without_metadata_has_nothing_to_abandon() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = common::file_store(dir.path());
+    common::runtime().block_on(async {
+        interrupted(&store, "garbled", "site", "default", "A", 10).await;
+    });
+    std::fs::write(dir.path().join("runs/garbled/meta.json"), b"not JSON").expect("garble");
+    let policy = ResumePolicy::new(store);
+    common::runtime().block_on(async {
+        // The listing moves it aside; it belongs to no workflow, so nothing asks.
+        assert!(matches!(
+            decide(&policy, &request("B")).await,
+            Decision::Fresh(_)
+        ));
+        match policy.abandon_quarantined(&id("garbled")).await {
+            Err(Error::QuarantineUnattributed { run_id, location }) => {
+                assert_eq!(run_id, id("garbled"));
+                assert!(location.contains("quarantine"), "{location}");
+            }
+            other => panic!("abandon of an unattributed quarantine: {other:?}"),
+        }
+    });
+}
+
+/// A quarantined run whose audit log is damaged: the lookup cannot see whether it was
+/// settled, so it asks, offering only the forced run (an abandon could not be recorded where
+/// it would be read); the forced run goes past it. Before, all three paths failed with the
+/// corruption error and the workflow was stuck.
+#[test]
+fn a_damaged_audit_log_still_asks_and_force_goes_past_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = common::file_store(dir.path());
+    let policy = ResumePolicy::new(store.clone());
+    let location = common::runtime().block_on(async {
+        interrupted(&store, "lost", "site", "default", "A", 10).await;
+        store
+            .quarantine(&id("lost"), "bad")
+            .await
+            .expect("quarantine")
+            .location
+    });
+    let audit = std::path::Path::new(&location).join("audit.jsonl");
+    let mut bytes = std::fs::read(&audit).expect("audit.jsonl");
+    // A byte of the first of several lines: damage in the middle, not a torn tail.
+    bytes[12] ^= 0x01;
+    std::fs::write(&audit, bytes).expect("damage the audit log");
+    common::runtime().block_on(async {
+        let Decision::QuarantinePrompt(prompt) = decide(&policy, &request("B")).await else {
+            panic!("it must ask");
+        };
+        assert!(prompt.audit_damage.is_some(), "{prompt:?}");
+        let ways = prompt.ways_forward();
+        assert_eq!(ways.len(), 1, "{ways:?}");
+        assert!(matches!(
+            ways[0],
+            WayForward::ForceFreshPastQuarantine { .. }
+        ));
+        assert!(matches!(
+            policy.abandon_quarantined(&id("lost")).await,
+            Err(Error::QuarantineAuditUnreadable { .. })
+        ));
+        let Decision::Fresh(fresh) = decide(&policy, &request("B").force()).await else {
+            panic!("force goes past it");
+        };
+        assert_eq!(fresh.forced_past, Some(id("lost")));
+    });
+}

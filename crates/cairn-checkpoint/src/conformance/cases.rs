@@ -396,11 +396,8 @@ async fn check_quarantined(factory: &dyn CheckpointerFactory, run_id: &RunId) {
     );
     assert!(!entry.reason.is_empty(), "the entry says why: {entry:?}");
     assert!(
-        entry
-            .meta
-            .as_ref()
-            .is_none_or(|meta| meta.run_id == *run_id),
-        "metadata naming another run is not reported as this run's: {entry:?}"
+        entry.meta.as_ref().is_none_or(|meta| meta.workflow == "wf"),
+        "metadata that parses is the run's own, even of another version: {entry:?}"
     );
     let err = factory
         .begin(RunMeta::new(
