@@ -13,13 +13,9 @@ use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events};
 use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, RunId};
-use common::{FileHarness, IoPlan, PROMPT, meta, promptly, run_bounded};
-
-/// Shares `run`, and leaks it if the test panics: its drop could wait forever for a stuck
-/// leader, and a failing test must fail, not hang. `drops_promptly` takes it back out.
-fn unwound_not_dropped(run: Box<dyn Checkpointer>) -> ManuallyDrop<Arc<dyn Checkpointer>> {
-    ManuallyDrop::new(Arc::from(run))
-}
+use common::{
+    FileHarness, IoPlan, drops_promptly, meta, promptly, run_bounded, unwound_not_dropped,
+};
 
 /// Appends event `n`, abandoning the append after `patience`; whether it was abandoned
 /// (its first poll has buffered the record, which dropping the future does not withdraw).
@@ -28,17 +24,6 @@ async fn abandoned_append(run: &dyn Checkpointer, n: u64, patience: Duration) ->
     tokio::time::timeout(patience, run.append(&events))
         .await
         .is_err()
-}
-
-/// Drops the last handle of `run` on a thread of its own; whether the drop returned within
-/// `PROMPT` (a stuck drop leaves its thread behind rather than hanging the test).
-fn drops_promptly(run: Arc<dyn Checkpointer>) -> bool {
-    let (done, dropped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(run);
-        let _ = done.send(());
-    });
-    dropped.recv_timeout(PROMPT).is_ok()
 }
 
 #[test]

@@ -17,9 +17,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use cairn_checkpoint::conformance::{sample_event, sample_events, sample_snapshot};
-use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, Error, RunId};
+use cairn_checkpoint::{CheckpointerFactory, Durability, Error, RunId};
 use cairn_checkpoint_file::{FileFactory, Filesystem, FsFile, OpenMode, StdFilesystem};
-use common::{FileHarness, PROMPT, meta, promptly, run_bounded};
+use common::{
+    FileHarness, PROMPT, drops_promptly, meta, promptly, run_bounded, unwound_not_dropped,
+};
 
 /// The message of the injected panic.
 const INJECTED: &str = "injected panic in the journal's fdatasync";
@@ -190,23 +192,6 @@ async fn sprung(trap: &Trap) {
 /// records (and makes it leader, or a follower of the leader there is).
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
-}
-
-/// Shares `run`, and leaks it if the test panics: before the fix its drop waited forever for
-/// a panicked leader, and a failing test must fail, not hang.
-fn unwound_not_dropped(run: Box<dyn Checkpointer>) -> ManuallyDrop<Arc<dyn Checkpointer>> {
-    ManuallyDrop::new(Arc::from(run))
-}
-
-/// Drops the last handle of `run` on a thread of its own; whether the drop returned within
-/// `PROMPT` (a stuck drop leaves its thread behind rather than hanging the test).
-fn drops_promptly(run: Arc<dyn Checkpointer>) -> bool {
-    let (done, dropped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(run);
-        let _ = done.send(());
-    });
-    dropped.recv_timeout(PROMPT).is_ok()
 }
 
 /// Asserts `result` is the `SyncFailed` of a leader panic, naming the run's journal.

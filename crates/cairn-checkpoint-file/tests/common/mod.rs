@@ -642,3 +642,22 @@ pub async fn promptly<T>(what: &str, work: impl std::future::Future<Output = T>)
         Err(_) => panic!("{what} hung (still waiting after {PROMPT:?})"),
     }
 }
+
+/// Shares `run`, and leaks it if the test panics: its drop could wait forever for a stuck
+/// leader, and a failing test must fail, not hang. [`drops_promptly`] takes it back out.
+pub fn unwound_not_dropped(
+    run: Box<dyn cairn_checkpoint::Checkpointer>,
+) -> std::mem::ManuallyDrop<Arc<dyn cairn_checkpoint::Checkpointer>> {
+    std::mem::ManuallyDrop::new(Arc::from(run))
+}
+
+/// Drops the last handle of `run` on a thread of its own; whether the drop returned within
+/// [`PROMPT`] (a stuck drop leaves its thread behind rather than hanging the test).
+pub fn drops_promptly(run: Arc<dyn cairn_checkpoint::Checkpointer>) -> bool {
+    let (done, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(run);
+        let _ = done.send(());
+    });
+    dropped.recv_timeout(PROMPT).is_ok()
+}
