@@ -18,6 +18,11 @@ fn request(input: &str) -> RunRequest {
     RunRequest::new("site", "default", input)
 }
 
+/// Moves run `run` aside, as `open` does with state it cannot use.
+async fn quarantine(store: &dyn CheckpointerFactory, run: &str) -> cairn_checkpoint::Quarantined {
+    store.quarantine(&id(run), "bad").await.expect("quarantine")
+}
+
 async fn decide(policy: &ResumePolicy, request: &RunRequest) -> Decision {
     policy.decide(request).await.expect("decide succeeds")
 }
@@ -67,10 +72,7 @@ on_both_stores!(an_interrupted_run_quarantined_asks_before_a_fresh_run);
 
 async fn abandoning_the_quarantined_run_lets_a_plain_request_start_fresh(store: Store) {
     failed(&*store, "lost", "site", "default", "build A", 10).await;
-    let moved = store
-        .quarantine(&id("lost"), "bad")
-        .await
-        .expect("quarantine");
+    let moved = quarantine(&*store, "lost").await;
     let policy = ResumePolicy::new(Arc::clone(&store));
     match policy.abandon(&id("lost")).await {
         Err(Error::Quarantined { run_id, location }) => {
@@ -119,10 +121,7 @@ on_both_stores!(abandoning_the_quarantined_run_lets_a_plain_request_start_fresh)
 
 async fn force_starts_fresh_past_it_and_the_finished_run_supersedes_it(store: Store) {
     paused(&*store, "lost", "site", "default", "build A", 10).await;
-    store
-        .quarantine(&id("lost"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "lost").await;
     let policy = ResumePolicy::new(Arc::clone(&store));
     let Decision::Fresh(fresh) = decide(&policy, &request("build B").force()).await else {
         panic!("force starts fresh");
@@ -147,21 +146,12 @@ on_both_stores!(force_starts_fresh_past_it_and_the_finished_run_supersedes_it);
 async fn only_unfinished_newest_runs_of_the_same_scope_ask(store: Store) {
     // Quarantined after it completed: nothing was lost.
     completed(&*store, "done", "site", "default", 10).await;
-    store
-        .quarantine(&id("done"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "done").await;
     // Another workflow's and another scope's losses are not this request's.
     interrupted(&*store, "other-wf", "docs", "default", "x", 30).await;
-    store
-        .quarantine(&id("other-wf"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "other-wf").await;
     interrupted(&*store, "other-scope", "site", "staging", "x", 40).await;
-    store
-        .quarantine(&id("other-scope"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "other-scope").await;
     let policy = ResumePolicy::new(Arc::clone(&store));
     assert!(matches!(
         decide(&policy, &request("b")).await,
@@ -169,10 +159,7 @@ async fn only_unfinished_newest_runs_of_the_same_scope_ask(store: Store) {
     ));
     // Older than a listed run: the listed one decides (here a failed one prompts).
     interrupted(&*store, "old-lost", "site", "default", "x", 50).await;
-    store
-        .quarantine(&id("old-lost"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "old-lost").await;
     failed(&*store, "newer", "site", "default", "y", 60).await;
     let Decision::FailedPrompt(prompt) = decide(&policy, &request("b")).await else {
         panic!("the newer failed run decides");
@@ -183,10 +170,7 @@ on_both_stores!(only_unfinished_newest_runs_of_the_same_scope_ask);
 
 async fn a_forced_run_settles_it_even_once_that_run_is_pruned(store: Store) {
     interrupted(&*store, "lost", "site", "default", "build A", 10).await;
-    store
-        .quarantine(&id("lost"), "bad")
-        .await
-        .expect("quarantine");
+    quarantine(&*store, "lost").await;
     let policy = ResumePolicy::new(Arc::clone(&store));
     let Decision::Fresh(fresh) = decide(&policy, &request("b").force()).await else {
         panic!("force starts fresh");
@@ -298,11 +282,7 @@ fn a_damaged_audit_log_still_asks_and_force_goes_past_it() {
     let policy = ResumePolicy::new(store.clone());
     let location = common::runtime().block_on(async {
         interrupted(&store, "lost", "site", "default", "A", 10).await;
-        store
-            .quarantine(&id("lost"), "bad")
-            .await
-            .expect("quarantine")
-            .location
+        quarantine(&store, "lost").await.location
     });
     let audit = std::path::Path::new(&location).join("audit.jsonl");
     let mut bytes = std::fs::read(&audit).expect("audit.jsonl");
