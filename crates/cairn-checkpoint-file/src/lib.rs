@@ -81,9 +81,11 @@
 //! Once the snapshot is installed, the next append's group-commit leader replaces the journal
 //! with one holding only the batches written since (temp file, fdatasync, rename, fsync dir;
 //! the old journal stays whole until the rename), from the batches it kept in memory
-//! meanwhile. If the journal doubles while compaction runs, the leader waits for it, so the
-//! journal stays below about twice `max(threshold, queue.json / 4)` plus one append, and
-//! reopen reads one snapshot plus that much journal. The queue is kept in memory so the next
+//! meanwhile. If the journal doubles while compaction runs, or reaches twice
+//! `max(threshold, queue.json / 4)` sooner, the leader waits for it, so the journal never
+//! holds more than twice that length plus one append (doubling alone would let each waited-for
+//! compaction leave the next a longer journal), and reopen reads one snapshot plus that much
+//! journal. The queue is kept in memory so the next
 //! compaction only applies the records written since; the writer keeps the events it wrote
 //! since the latest snapshot and applies those directly, so compaction parses nothing back
 //! from disk (only a run opened with records after its snapshot, written by an earlier

@@ -209,9 +209,9 @@ enum Compaction {
     /// Nothing under way.
     #[default]
     Idle,
-    /// The snapshot covering up to `covers` is being written; the journal held
-    /// `started_len` bytes when it started.
-    Running { covers: u64, started_len: u64 },
+    /// The snapshot covering up to `covers` is being written. A leader whose batch brings
+    /// the journal to `wait_at` bytes waits for it (see [`Shared::start_compaction`]).
+    Running { covers: u64, wait_at: u64 },
     /// The snapshot covering up to `covers` (`snapshot_len` bytes) is durable; the journal
     /// still holds the records it covers.
     Installed { covers: u64, snapshot_len: u64 },
@@ -635,9 +635,7 @@ impl Shared {
                     }
                     // Compaction is slower than the appends: wait for it rather than let the
                     // journal grow without bound.
-                    Compaction::Running { started_len, .. }
-                        if state.journal_len >= started_len.saturating_mul(2) =>
-                    {
+                    Compaction::Running { wait_at, .. } if state.journal_len >= wait_at => {
                         Some(CompactionStep::WaitAndRewrite)
                     }
                     Compaction::Installed { .. } => Some(CompactionStep::Rewrite),
@@ -742,9 +740,22 @@ impl Shared {
             let events = std::mem::take(&mut state.written_events);
             let complete =
                 state.events_known && events.len() as u64 == state.written_seq - state.covers_seq;
+            // The leader waits for this compaction once the journal has doubled, or once it
+            // has reached twice the length at which compaction starts (`compact_after_bytes`,
+            // or a quarter of the snapshot if more), whichever comes first. Doubling alone
+            // does not bound the journal: the journal rewritten after a wait keeps what was
+            // appended while the compaction ran (at least what the journal held when it
+            // started), the next compaction starts from that plus a batch, and so each
+            // compaction the leader waits for would leave the next a longer journal. With
+            // the cap the journal never holds more than twice the start length plus the one
+            // batch that reached `wait_at`, which is rewritten before it is acknowledged.
+            let start_len = self
+                .config
+                .compact_after_bytes
+                .max(state.snapshot_len / crate::COMPACT_SNAPSHOT_DIVISOR);
             state.compaction = Compaction::Running {
                 covers: state.written_seq,
-                started_len: state.journal_len,
+                wait_at: state.journal_len.min(start_len).saturating_mul(2),
             };
             state.compaction_alive = true;
             state.tail.clear();

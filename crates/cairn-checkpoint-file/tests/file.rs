@@ -178,6 +178,24 @@ fn framed_len(events: &[cairn_queue::Event]) -> u64 {
             .sum::<u64>()
 }
 
+/// The most bytes a journal may hold (file header included) under compaction after `bytes`
+/// bytes, as the crate docs state it: twice `max(bytes, queue.json / 4)` plus one append.
+///
+/// Compaction starts once the journal (after its file header) holds the threshold AND a
+/// quarter of the snapshot: call the larger of the two the start length. While it runs,
+/// appends go on until a batch brings the journal to twice what it held when compaction
+/// started, or to twice the start length if that is less; that batch's leader then waits
+/// for the compaction and rewrites the journal before acknowledging the batch. So no
+/// journal ever holds more than twice the start length plus that one batch. The start
+/// length is taken from the largest snapshot so far: the writer uses the length of the
+/// latest snapshot it rewrote the journal after, and a caller that reads `queue.json` after
+/// every append has seen that one (the next compaction starts at the earliest on the batch
+/// after the rewrite's, so the snapshot was still in place after the rewrite's batch).
+fn journal_bound(bytes: u64, largest_snapshot: u64, largest_append: u64) -> u64 {
+    let start = (largest_snapshot / COMPACT_SNAPSHOT_DIVISOR).max(bytes);
+    FILE_HEADER_LEN as u64 + 2 * start + largest_append
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_bounds_the_journal_and_reopen() {
     const BYTES: u64 = 4096;
@@ -193,22 +211,20 @@ async fn compaction_bounds_the_journal_and_reopen() {
     let mut appended = 0u64;
     let mut compactions = 0;
     let mut last_covers = 0;
+    let mut largest_append = 0;
+    let mut largest_snapshot = 0;
     for round in 0..40 {
         for events in [work.enqueue(5), work.finish(5)] {
             appended += events.len() as u64;
+            largest_append = largest_append.max(framed_len(&events));
             run.append(&events).await.unwrap();
             let journal = journal_end(&std::fs::read(h.journal(&id)).unwrap()) as u64;
             let queue_json = std::fs::read(h.run_dir(&id).join("queue.json")).unwrap_or_default();
-            let snapshot_len = queue_json.len() as u64;
-            // Compaction starts once the journal passes a threshold AND a quarter of the
-            // snapshot (so by then it exceeds that by at most one append), and appends go on
-            // while it runs until the journal has doubled: then the leader waits for it.
-            let at_start =
-                (snapshot_len / COMPACT_SNAPSHOT_DIVISOR).max(BYTES) + framed_len(&events);
-            let bound = 2 * at_start + FILE_HEADER_LEN as u64 + framed_len(&events);
+            largest_snapshot = largest_snapshot.max(queue_json.len() as u64);
             assert!(
-                journal <= bound,
-                "round {round}: journal {journal} > bound {bound}"
+                journal <= journal_bound(BYTES, largest_snapshot, largest_append),
+                "round {round}: journal {journal} > bound {}",
+                journal_bound(BYTES, largest_snapshot, largest_append)
             );
             if !queue_json.is_empty() {
                 let covers =
@@ -288,11 +304,18 @@ async fn held_compaction(
     plan: &Arc<IoPlan>,
     id: &RunId,
 ) -> (Box<dyn Checkpointer>, Workload, u64) {
+    held_compaction_in(&planned_factory(h, plan, 20), plan, id).await
+}
+
+/// `held_compaction` through `factory`, which must compact after 20 records and do its I/O
+/// through `plan`.
+async fn held_compaction_in(
+    factory: &FileFactory,
+    plan: &Arc<IoPlan>,
+    id: &RunId,
+) -> (Box<dyn Checkpointer>, Workload, u64) {
     plan.hold("rename", "queue.json.tmp");
-    let run = planned_factory(h, plan, 20)
-        .begin(meta(id.as_str()))
-        .await
-        .unwrap();
+    let run = factory.begin(meta(id.as_str())).await.unwrap();
     let mut work = Workload::new();
     let mut appended = 0u64;
     while appended < 24 {
@@ -317,12 +340,90 @@ async fn reopened(h: &FileHarness, plan: &Arc<IoPlan>, id: &RunId) -> cairn_chec
         .expect("the run is there")
 }
 
+thread_local! {
+    /// On a thread that renamed a `queue.json.tmp` through a `SnapshotThreadsFs`: a strong
+    /// reference to that layer's `live`, dropped when the thread ends.
+    static SNAPSHOT_THREAD: std::cell::RefCell<Option<Arc<()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `FailingFs` that also tells whether the threads that renamed a `queue.json.tmp` into
+/// place through it have ended: each holds a strong reference to the test's `Arc` that
+/// `live` points to until it ends, so its strong count is 1 once they all have.
+///
+/// A `queue.json` that exists does not yet mean an installed snapshot: compaction's thread
+/// fsyncs the folder after the rename and only then records the snapshot as installed, which
+/// is what the next group-commit leader acts on. The thread ends right after that, so its end
+/// is the event a test must wait for; nothing else a caller can see marks it.
+#[derive(Debug)]
+struct SnapshotThreadsFs {
+    inner: common::FailingFs,
+    live: std::sync::Weak<()>,
+}
+
+impl cairn_checkpoint_file::Filesystem for SnapshotThreadsFs {
+    fn open(
+        &self,
+        path: &Path,
+        mode: cairn_checkpoint_file::OpenMode,
+    ) -> std::io::Result<Box<dyn cairn_checkpoint_file::FsFile>> {
+        self.inner.open(path, mode)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+    fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        if from.ends_with("queue.json.tmp") {
+            SNAPSHOT_THREAD.with(|live| *live.borrow_mut() = self.live.upgrade());
+        }
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_keeps_what_follows() {
     let h = FileHarness::new();
     let plan = Arc::new(IoPlan::default());
     let id = RunId::new("beside").unwrap();
-    let (run, mut work, mut appended) = held_compaction(&h, &plan, &id).await;
+    let snapshot_threads = Arc::new(());
+    let factory = FileFactory::builder(h.root())
+        .compact_after_records(20)
+        .filesystem(Arc::new(SnapshotThreadsFs {
+            inner: common::FailingFs {
+                plan: Arc::clone(&plan),
+                appending_only: false,
+            },
+            live: Arc::downgrade(&snapshot_threads),
+        }))
+        .build()
+        .unwrap();
+    let (run, mut work, mut appended) = held_compaction_in(&factory, &plan, &id).await;
+    // Dropped before `run`: a failed assertion lets the held compaction go, so the writer's
+    // drop (which waits for compaction) ends and the test fails instead of hanging.
+    let _release = ReleaseOnDrop(Arc::clone(&plan));
+    assert_eq!(
+        Arc::strong_count(&snapshot_threads),
+        2,
+        "the compaction thread held at its rename is watched"
+    );
     // The appends hold 4, 8, 4 and 8 records: the fourth brought the journal past 20 and
     // started compaction, whose snapshot covers every record so far.
     let covers = appended;
@@ -350,8 +451,11 @@ async fn appends_go_on_while_compaction_installs_its_snapshot_and_the_journal_ke
     );
 
     plan.release();
-    eventually("the snapshot being installed", || {
-        h.run_dir(&id).join("queue.json").exists()
+    // Not `queue.json` appearing: the snapshot counts as installed only once the folder
+    // fsync after the rename returned, and an append whose leader runs before that leaves
+    // the journal whole (the snapshot covers a prefix of it, which every open accepts).
+    eventually("the compaction thread ending", || {
+        Arc::strong_count(&snapshot_threads) == 1
     })
     .await;
     let snapshot: serde_json::Value =
@@ -432,6 +536,96 @@ async fn a_journal_that_doubles_while_compaction_runs_makes_the_leader_wait_for_
     drop(run);
     let opened = reopened(&h, &plan, &id).await;
     assert!(opened.recovered.snapshot.is_some());
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+/// Lets `plan`'s held calls through when dropped.
+struct ReleaseOnDrop(Arc<IoPlan>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactions_the_leader_waits_for_time_after_time_keep_the_journal_bounded() {
+    // Every compaction is slower than the appends: its snapshot is held before its rename
+    // until an append waits for it. The journal rewritten after such a wait keeps what was
+    // appended meanwhile, so the next compaction starts from a journal longer than the
+    // threshold; the bound must hold all the same, cycle after cycle. The workload starts
+    // and releases the same five tasks, so the snapshot (and with it the bound) stays the
+    // same size while the journal fills.
+    const BYTES: u64 = 4096;
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let factory = FileFactory::builder(h.root())
+        .compact_after_records(u64::MAX)
+        .compact_after_bytes(BYTES)
+        .filesystem(Arc::new(common::FailingFs {
+            plan: Arc::clone(&plan),
+            appending_only: false,
+        }))
+        .build()
+        .unwrap();
+    let id = RunId::new("slow").unwrap();
+    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("slow")).await.unwrap());
+    // Dropped before `run`: a failed assertion lets the held compaction go, so the writer's
+    // drop (which waits for compaction) ends and the test fails instead of hanging.
+    let _release = ReleaseOnDrop(Arc::clone(&plan));
+    let mut work = Workload::new();
+    let enqueued = work.enqueue(5);
+    run.append(&enqueued).await.unwrap();
+    let mut appended = enqueued.len() as u64;
+    let ids: Vec<_> = work.queue.tasks().map(|task| task.id).collect();
+    let mut largest_append = framed_len(&enqueued);
+    let mut largest_snapshot = 0;
+    let mut waits = 0;
+    plan.hold("rename", "queue.json.tmp");
+    for round in 0..200 {
+        for &task in &ids {
+            work.queue.start(task, Timestamp(2)).unwrap();
+            work.queue.release(task, Timestamp(2)).unwrap();
+        }
+        let events = work.queue.take_events();
+        appended += events.len() as u64;
+        largest_append = largest_append.max(framed_len(&events));
+        let append = {
+            let run = Arc::clone(&run);
+            tokio::spawn(async move { run.append(&events).await })
+        };
+        // Once its batch is in the journal, an append that is not acknowledged waits for
+        // the held compaction (or is about to return, and the compaction is let go early,
+        // which only makes this cycle a fast one).
+        let journal = h.journal(&id);
+        eventually("the append's batch being written", || {
+            append.is_finished()
+                || journal_seqs(&std::fs::read(&journal).unwrap()).last() == Some(&appended)
+        })
+        .await;
+        if !append.is_finished() {
+            waits += 1;
+            plan.release();
+        }
+        append.await.unwrap().unwrap();
+        // The next compaction starts on a later append, so it is held too.
+        plan.hold("rename", "queue.json.tmp");
+        let journal = journal_end(&std::fs::read(&journal).unwrap()) as u64;
+        let snapshot = std::fs::read(h.run_dir(&id).join("queue.json")).map_or(0, |b| b.len());
+        largest_snapshot = largest_snapshot.max(snapshot as u64);
+        let bound = journal_bound(BYTES, largest_snapshot, largest_append);
+        assert!(
+            journal <= bound,
+            "round {round} (after {waits} waits): journal {journal} > bound {bound}"
+        );
+    }
+    assert!(
+        waits >= 20,
+        "the leader waited for compaction {waits} times"
+    );
+    plan.release();
+    drop(run);
+    let opened = factory.open(&id).await.unwrap().unwrap();
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
 }
 
