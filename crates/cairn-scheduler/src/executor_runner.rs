@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use cairn_checkpoint::{CheckpointerFactory, RunId};
+use cairn_checkpoint::{CheckpointerFactory, RunFilter, RunId, RunStatus};
 use cairn_executor::{Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunSignals, Start};
 
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
@@ -34,7 +34,11 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// `RunFailed::interrupted`, which the breaker does not count; it is left for an explicit
 /// resume by id. Once the shutdown token is cancelled no run is started at all (the plan
 /// source is not asked either): the request is answered `RunFailed::interrupted` with no run
-/// id. Otherwise the run id is reported either way, so `cairn show <run>` finds it.
+/// id. Nor is one started while a live process still drives a run of the same workflow and
+/// scope (another scheduler on the same store, whose run of this job has not ended: a
+/// one-shot job's retry time, say, came round while it ran): that is `RunFailed::interrupted`
+/// too, naming the live run, so one job never runs twice at once. Otherwise the run id is
+/// reported either way, so `cairn show <run>` finds it.
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,
@@ -67,6 +71,40 @@ impl ExecutorRunner {
     pub fn with_signals(mut self, signals: RunSignals) -> Self {
         self.signals = signals;
         self
+    }
+
+    /// Refuses, as not started, while a live writer holds a `running` run of the plan's
+    /// workflow and scope (another process drives this job now).
+    async fn refuse_while_driven_elsewhere(
+        &self,
+        request: &RunRequest,
+        plan: &RunPlan,
+    ) -> Result<(), RunFailed> {
+        let filter = RunFilter {
+            workflow: Some(plan.workflow.clone()),
+            scope: Some(plan.scope.clone()),
+            statuses: vec![RunStatus::Running],
+        };
+        let running = self.factory.list(&filter).await.map_err(|err| {
+            RunFailed::new(format!(
+                "job {}: cannot check for a run of it still going: {err}",
+                request.job_id
+            ))
+        })?;
+        for meta in running {
+            if self.factory.is_held(&meta.run_id).await.unwrap_or(true) {
+                return Err(RunFailed::interrupted(
+                    Some(meta.run_id.to_string()),
+                    format!(
+                        "run {} of this job is still being driven by {}; no second run was started",
+                        meta.run_id,
+                        meta.owner
+                            .map_or_else(|| "another process".to_owned(), |o| o.to_string())
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Fails when a plan names a run id that is stored already. A scheduled run is always
@@ -120,6 +158,7 @@ impl JobRunner for ExecutorRunner {
             ));
         }
         let mut plan = self.plans.plan(request).map_err(RunFailed::new)?;
+        self.refuse_while_driven_elsewhere(request, &plan).await?;
         let run_id = match plan.run_id.clone() {
             Some(planned) => {
                 self.refuse_a_stored_run_id(&planned).await?;

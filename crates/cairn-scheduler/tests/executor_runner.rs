@@ -250,3 +250,59 @@ async fn a_run_cut_short_by_shutdown_is_not_counted_and_no_run_starts_once_shutt
     let job = scheduler.jobs().show(&id).await.unwrap();
     assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 0));
 }
+
+/// Another process still drives a run of the job (a second scheduler on the same store, whose
+/// one-shot run outlived the retry time): no second run starts, the refusal is "interrupted"
+/// (not one error for the breaker) and names the live run. Once that driver is gone, the
+/// next request runs. Before, the second run started beside the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_run_starts_while_another_process_drives_the_job() {
+    let runs = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "ok",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let runner = ExecutorRunner::new(
+        Arc::new(runs.clone()),
+        registry,
+        ExecutorConfig::default(),
+        Arc::new(OneTaskPlans),
+    )
+    .unwrap();
+    let live_id = cairn_checkpoint::RunId::new("live").unwrap();
+    let live = runs
+        .begin(cairn_checkpoint::RunMeta::new(
+            live_id.clone(),
+            "ok",
+            "nightly",
+            "",
+            Timestamp(1),
+        ))
+        .await
+        .unwrap();
+    let request = RunRequest {
+        job_id: JobId::new("nightly").unwrap(),
+        workflow: "ok".to_owned(),
+        input: String::new(),
+        scheduled_for: Timestamp(2),
+        started_at: Timestamp(2),
+    };
+    let refused = cairn_scheduler::JobRunner::run(&runner, &request)
+        .await
+        .expect_err("a live run of the job blocks a second one");
+    assert!(refused.interrupted, "{refused:?}");
+    assert_eq!(refused.run_id.as_deref(), Some("live"));
+    assert!(
+        refused.message.contains("still being driven"),
+        "{}",
+        refused.message
+    );
+    let all = runs.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1, "nothing was begun: {all:?}");
+
+    drop(live);
+    let ran = cairn_scheduler::JobRunner::run(&runner, &request)
+        .await
+        .expect("the driver is gone, so the job runs");
+    assert_ne!(ran.run_id.as_deref(), Some("live"));
+}
