@@ -96,7 +96,12 @@ impl ExecutorRunner {
                 return Err(RunFailed::interrupted(
                     Some(meta.run_id.to_string()),
                     format!(
-                        "run {} of this job is still being driven by {}; no second run was started",
+                        "{}run {} of this job is still being driven by {}; no second run was started",
+                        plan.run_id
+                            .as_ref()
+                            .map_or_else(String::new, |planned| format!(
+                                "run {planned} was not begun: "
+                            )),
                         meta.run_id,
                         meta.owner
                             .map_or_else(|| "another process".to_owned(), |o| o.to_string())
