@@ -10,7 +10,8 @@
 //!                                 so version compare-and-swap is atomic across processes
 //!   audit.jsonl                   one `<crc32c hex> <AuditRecord JSON>` line per record,
 //!                                 fsynced per line; appends hold a lock on the file and cut a
-//!                                 torn last line (unterminated or failing its checksum) first;
+//!                                 torn last line (unterminated or failing its checksum) first,
+//!                                 audited as `TornLineCut` with the cut bytes in its detail;
 //!                                 readers skip it, and refuse any other bad line
 //!   quarantine/<job_id>-<ms>.json a damaged job file, moved aside, never deleted
 //! ```
@@ -653,7 +654,20 @@ impl Inner {
         let torn = line_log::torn_last_line(|offset, buf| file.read_at(buf, offset), size)
             .map_err(io_err("read", &path))?;
         if let Some(keep) = torn {
+            // Never cut silently: the cut is audited with its own write and fdatasync, and
+            // its record keeps the bytes it cut.
+            let mut cut = vec![0; usize::try_from(size - keep).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut cut, keep)
+                .map_err(io_err("read", &path))?;
+            let cut_record = torn_line_cut_record(record, keep, &cut);
+            let cut_json = serde_json::to_string(&cut_record).map_err(|e| Error::Encoding {
+                what: "job audit record",
+                detail: e.to_string(),
+            })?;
             file.set_len(keep).map_err(io_err("truncate", &path))?;
+            file.write_all(&line_log::encode(cut_json.as_bytes()))
+                .map_err(io_err("append", &path))?;
+            self.sync(&path, || file.sync_data())?;
         }
         file.write_all(&line).map_err(io_err("append", &path))?;
         self.sync(&path, || file.sync_data())?;
@@ -685,6 +699,47 @@ impl Inner {
             .filter(|record| &record.job_id == id)
             .collect())
     }
+}
+
+/// The audit record of cutting the torn last line `cut` (at byte `offset` of the audit log)
+/// before appending `appending`. It names the job the cut line names, when its JSON still
+/// says (the loss is that job's), else the job of `appending`; its detail keeps the cut
+/// bytes: as text, and in hex too when they are not UTF-8, so nothing is lost.
+fn torn_line_cut_record(appending: &JobAuditRecord, offset: u64, cut: &[u8]) -> JobAuditRecord {
+    let body = cut.strip_suffix(b"\n").unwrap_or(cut);
+    // `<crc32c hex> <JSON>`, or bare JSON from a build before checksums.
+    let json = match body.first() {
+        Some(b'{') => body,
+        _ => body
+            .iter()
+            .position(|b| *b == b' ')
+            .map_or(&[][..], |space| &body[space + 1..]),
+    };
+    let named = serde_json::from_slice::<serde_json::Value>(json)
+        .ok()
+        .and_then(|value| value.get("job_id")?.as_str().map(str::to_owned))
+        .and_then(|text| JobId::new(text).ok());
+    let job_id = named.unwrap_or_else(|| appending.job_id.clone());
+    let mut detail = serde_json::json!({
+        "file": AUDIT_FILE,
+        "offset": offset,
+        "bytes": cut.len(),
+        "text": String::from_utf8_lossy(cut),
+        "appending_for": appending.job_id.as_str(),
+    });
+    if std::str::from_utf8(cut).is_err() {
+        detail["hex"] = serde_json::Value::String(cut.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    JobAuditRecord::new(
+        wall_clock_now(),
+        job_id,
+        JobAuditAction::TornLineCut,
+        format!(
+            "cut a torn last line of {} bytes at offset {offset} from the job audit log (its bytes are kept in this record's detail)",
+            cut.len()
+        ),
+    )
+    .with_detail(detail)
 }
 
 #[async_trait]

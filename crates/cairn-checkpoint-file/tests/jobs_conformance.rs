@@ -114,7 +114,8 @@ async fn job_files_are_private_and_leave_no_temp_files() {
 }
 
 /// Appends one record, then `tail` as a crash would leave it; the tail must be invisible to
-/// readers and cut by the next append, leaving the first record's bytes as they were.
+/// readers and cut by the next append (which audits the cut), leaving the first record's
+/// bytes as they were.
 async fn a_damaged_tail_is_skipped_then_cut(tail: &[u8]) {
     let harness = FileJobs::new();
     let store = harness.file_store();
@@ -139,7 +140,12 @@ async fn a_damaged_tail_is_skipped_then_cut(tail: &[u8]) {
         !after[good.len()..].windows(tail.len()).any(|w| w == tail),
         "the damaged tail is cut"
     );
-    assert_eq!(store.read_audit(&id).await.unwrap(), vec![first, second]);
+    // The cut is audited between the two, with the cut bytes' length.
+    let audit = store.read_audit(&id).await.unwrap();
+    assert_eq!(audit.len(), 3, "{audit:#?}");
+    assert_eq!((&audit[0], &audit[2]), (&first, &second));
+    assert_eq!(audit[1].action, JobAuditAction::TornLineCut);
+    assert_eq!(audit[1].detail["bytes"], tail.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

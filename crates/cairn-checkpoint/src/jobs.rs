@@ -211,6 +211,11 @@ pub enum JobAuditAction {
     /// where it is, untouched, and is left out of job listings until someone fixes or moves
     /// it. The detail names the `path` (or key) and the `reason`.
     LeftInPlace,
+    /// A torn last line of a job audit log (a crash mid-append, or damage to its last
+    /// record) was cut before the next append. The record names the job the cut line named,
+    /// when that can still be read, and its detail keeps where the line was (`offset`,
+    /// `bytes`) and what it held (`text`, plus `hex` when it is not UTF-8).
+    TornLineCut,
 }
 
 /// One audit record of a job.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob, LeftOutPlace};
 use cairn_queue::Timestamp;
 use serde_json::json;
 
@@ -117,7 +117,8 @@ pub struct TickReport {
 /// does not rerun that tick on restart (runs are at most once per tick; the workflow's own
 /// resume covers the interrupted run). A one-shot job is the exception: while it runs it is
 /// due again `one_shot_retry` later, so a crash mid-run retries it rather than losing it.
-/// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile.
+/// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile
+/// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
 /// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
 ///
@@ -240,7 +241,11 @@ impl Scheduler {
     /// reported in `TickReport::unreadable`, not as an error. A runner that panics is not an
     /// error either: the panic is recorded as that run's failure. Stored jobs the job store
     /// left out of its listing are reported in `TickReport::left_out` (and logged as a WARN)
-    /// once each, not by every tick while they stay.
+    /// once each, not by every tick while they stay. A job damaged after the listing (while
+    /// its run went on, say) is not an error either: it is skipped like a job deleted
+    /// meanwhile (the outcome of its run is not recorded), and reported in `left_out` when
+    /// the store moved it aside (one it left in place is reported by the next listing), or in
+    /// `unreadable` when it no longer decodes.
     ///
     /// # Cancel safety
     ///
@@ -275,7 +280,7 @@ impl Scheduler {
                 // last run's outcome was never recorded (the process died during it) or
                 // that an earlier build left active. It can never be due again.
                 None if job.status == JobStatus::Active && !job.is_one_shot() => {
-                    self.finish_if_run_out(&job, now).await?;
+                    self.finish_if_run_out(&job, now, &mut report).await?;
                 }
                 _ => {}
             }
@@ -325,13 +330,16 @@ impl Scheduler {
         if !plan.is_empty() {
             claimed.last_run_at = Some(now);
         }
-        if self
+        let claim = match self
             .jobs
             .store()
             .put(&job.id, Some(job.version), &claimed.to_document())
-            .await?
-            .is_err()
+            .await
         {
+            Err(err) => self.unless_damaged(&job.id, err.into(), report).await,
+            Ok(claim) => Ok(claim.is_ok()),
+        }?;
+        if !claim {
             // Someone else (another scheduler, an operator) changed the job since we listed
             // it; the next tick looks at it again.
             tracing::debug!(target: "cairn", job_id = %job.id, "job changed before it could be claimed");
@@ -378,7 +386,12 @@ impl Scheduler {
     /// Completes the active recurring job `job` (read with no `next_run_at`) when its
     /// schedule has no time left after `now`; a job that changed since is left to the next
     /// tick.
-    async fn finish_if_run_out(&self, job: &Job, now: Timestamp) -> Result<()> {
+    async fn finish_if_run_out(
+        &self,
+        job: &Job,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Result<()> {
         let next = job
             .schedule
             .next_after(job.created_at, now)
@@ -388,13 +401,16 @@ impl Scheduler {
         }
         let mut finished = job.clone();
         finished.status = JobStatus::Completed;
-        if self
+        let written = match self
             .jobs
             .store()
             .put(&job.id, Some(job.version), &finished.to_document())
-            .await?
-            .is_err()
+            .await
         {
+            Err(err) => self.unless_damaged(&job.id, err.into(), report).await,
+            Ok(written) => Ok(written.is_ok()),
+        }?;
+        if !written {
             return Ok(());
         }
         self.audit_run_out(&finished, None).await
@@ -481,7 +497,9 @@ impl Scheduler {
             Ok(pair) => pair,
             // Deleted (or replaced) while it ran: there is nothing left to record.
             Err(Error::NotFound { .. }) => return Ok(false),
-            Err(err) => return Err(err),
+            // Damaged while it ran: as good as deleted for this run. Stopping here would
+            // stop `run_until`, and with it every other job.
+            Err(err) => return self.unless_damaged(id, err, report).await,
         };
         let now = self.jobs.clock().now();
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
@@ -530,7 +548,9 @@ impl Scheduler {
                     .await
                 {
                     Ok(_) | Err(Error::NotFound { .. }) => {}
-                    Err(err) => return Err(err),
+                    Err(err) => {
+                        self.unless_damaged(id, err, report).await?;
+                    }
                 }
                 return Ok(false);
             }
@@ -583,22 +603,90 @@ impl Scheduler {
         }
     }
 
+    /// `Ok(false)` when `err`, met while the tick handled job `id`, says that the job was
+    /// damaged after it was listed (the store moved it aside, or it no longer decodes):
+    /// the job is skipped like one deleted meanwhile, and reported as a listing would
+    /// report it, in `report`. Any other error is returned.
+    ///
+    /// A job store reports a damaged entry it met in `get` or `put` as an `Encoding` error
+    /// (after auditing it as `Quarantined` or `LeftInPlace`); its audit record says where
+    /// the entry went.
+    async fn unless_damaged(
+        &self,
+        id: &JobId,
+        err: Error,
+        report: &mut TickReport,
+    ) -> Result<bool> {
+        let damaged_in_store = match &err {
+            Error::BadDocument { .. } => false,
+            Error::Store {
+                source: cairn_checkpoint::Error::Encoding { .. },
+            } => true,
+            _ => return Err(err),
+        };
+        tracing::warn!(target: "cairn", job_id = %id, error = %err, "a job was damaged while the scheduler handled it; it is skipped (its run's outcome, if any, is not recorded) and the other jobs go on");
+        let entry = if damaged_in_store {
+            self.damage_audited(id).await
+        } else {
+            None
+        };
+        match entry {
+            Some(entry) => {
+                if matches!(entry.place, LeftOutPlace::Quarantined { .. }) {
+                    warn_left_out(&entry);
+                    report.left_out.push(entry);
+                }
+                // Left in place: every listing reports it while it stays, the next one first.
+            }
+            None => report.unreadable.push((id.clone(), err.to_string())),
+        }
+        Ok(false)
+    }
+
+    /// The left-out entry that job `id`'s last `Quarantined` or `LeftInPlace` audit record
+    /// describes, if the audit log can be read and has one.
+    async fn damage_audited(&self, id: &JobId) -> Option<LeftOutJob> {
+        let records = match self.jobs.audit_log(id).await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::debug!(target: "cairn", job_id = %id, error = %err, "cannot read the damaged job's audit log");
+                return None;
+            }
+        };
+        let record = records.iter().rev().find(|record| {
+            matches!(
+                record.action,
+                JobAuditAction::Quarantined | JobAuditAction::LeftInPlace
+            )
+        })?;
+        let text = |key: &str| {
+            record
+                .detail
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let place = match (record.action, text("location"), text("path")) {
+            (JobAuditAction::Quarantined, Some(location), _) => {
+                LeftOutPlace::Quarantined { location }
+            }
+            (_, _, Some(at)) => LeftOutPlace::LeftInPlace { at },
+            _ => return None,
+        };
+        Some(LeftOutJob {
+            id: Some(id.clone()),
+            name: id.to_string(),
+            reason: text("reason").unwrap_or_else(|| record.message.clone()),
+            place,
+        })
+    }
+
     /// Logs the left-out entries not reported yet, once each, and keeps them for the next
     /// tick's report.
     fn note_left_out(&self, left_out: &[LeftOutJob]) {
         let news = self.left_out.news(left_out);
         for entry in &news {
-            tracing::warn!(
-                target: "cairn",
-                job = %entry.name,
-                place = %entry.place,
-                reason = %entry.reason,
-                "the job store left job {} out of its listing ({}): {}; it does not run. {}",
-                entry.name,
-                entry.reason,
-                entry.place,
-                what_to_do_about(entry)
-            );
+            warn_left_out(entry);
         }
         self.unreported
             .lock()
@@ -623,6 +711,21 @@ impl Scheduler {
         });
         Ok(until_due.min(poll))
     }
+}
+
+/// Logs, as a WARN, that the job store left `entry` out.
+fn warn_left_out(entry: &LeftOutJob) {
+    tracing::warn!(
+        target: "cairn",
+        job = %entry.name,
+        place = %entry.place,
+        reason = %entry.reason,
+        "the job store left job {} out of its listing ({}): {}; it does not run. {}",
+        entry.name,
+        entry.reason,
+        entry.place,
+        what_to_do_about(entry)
+    );
 }
 
 /// Polls a runner's future and turns a panic inside it into `Err(payload)`, so a panicking
