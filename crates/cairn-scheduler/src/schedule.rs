@@ -27,7 +27,8 @@
 //!
 //! - **A time in a spring-forward gap** (a wall time that does not exist that day, such as
 //!   02:30 in Berlin on 2026-03-29, when 02:00 CET jumps to 03:00 CEST): a fixed-time job
-//!   runs once, at the first wall time after the gap on that day (03:00 CEST, 01:00 UTC); an
+//!   runs once, at the first wall time after the gap on that day (03:00 CEST, 01:00 UTC),
+//!   and a fixed time outside the gap is not moved (`0 1 * * *` runs at 01:00 CET only); an
 //!   interval job skips the times in the gap and goes on at its next time after it (so
 //!   `*/15` still runs every 15 minutes of real time).
 //! - **A time in a fall-back overlap** (a wall time that happens twice, such as 02:30 in
@@ -668,6 +669,12 @@ where
 /// croner's next match from `from`, moved past `start` where croner resolved a repeated
 /// wall time to its earlier occurrence: an interval job takes the later occurrence, a
 /// fixed-time job (which fires at the first occurrence only) the next match after it.
+///
+/// croner also answers with the end of a spring-forward gap for a fixed-time job whenever
+/// its search runs into the gap on a matching date, even when the job's time is not in the
+/// gap: `0 1 * * *` in Berlin, searched from 01:00 CET on 2026-03-29, reaches the missing
+/// 02:00 and comes back with 03:00 CEST, a second run that day. Such an answer is taken only
+/// when the expression has a wall time inside that gap; otherwise the search goes on after it.
 fn first_match_after<Z>(
     cron: &Cron,
     zone: Z,
@@ -679,18 +686,28 @@ fn first_match_after<Z>(
 where
     Z: TimeZone + Copy,
 {
+    // Each pass moves `from` past one repeated wall time (only those of the repeated hour
+    // around `start` can resolve to a time not after `start`) or past one spring-forward gap
+    // the expression has no time in (one or two a year, and croner's own search stops after
+    // a year), so a handful of passes is all a real search needs; the bound is a backstop.
+    const MAX_PASSES: usize = 1024;
     let mut from = from.clone();
     let mut inclusive = inclusive;
-    // The loop ends: each pass moves `from` past one repeated wall time, and only the wall
-    // times of the repeated hour around `start` can resolve to a time not after `start`.
-    loop {
+    for _ in 0..MAX_PASSES {
         let found = match cron.find_next_occurrence(&from, inclusive) {
             Ok(found) => found,
             Err(croner::errors::CronError::TimeSearchLimitExceeded) => return Ok(None),
             Err(err) => return Err(err),
         };
         if found > *start {
-            return Ok(Some(found));
+            // croner answers with a time that does not match only where it moved a fixed
+            // time out of a spring-forward gap.
+            if cron.is_time_matching(&found)? || matches_in_gap_before(cron, &found)? {
+                return Ok(Some(found));
+            }
+            from = found;
+            inclusive = false;
+            continue;
         }
         // Only a repeated wall time resolves to a time not after `start`; anything else
         // would be a croner bug, refused rather than looped on or taken as "never".
@@ -703,6 +720,38 @@ where
         }
         from = later;
         inclusive = false;
+    }
+    // Unreachable for any expression croner accepts: treated like croner's own search limit.
+    Ok(None)
+}
+
+/// Whether `cron` matches a wall time in the spring-forward gap that ends at `at`, that is
+/// in the wall times the clocks skipped just before `at`; `false` when `at` does not follow
+/// a gap. croner matches by wall time only, so the gap's wall times are searched as UTC.
+fn matches_in_gap_before<Z>(
+    cron: &Cron,
+    at: &DateTime<Z>,
+) -> Result<bool, croner::errors::CronError>
+where
+    Z: TimeZone,
+{
+    let gap_end = at.naive_local();
+    // The wall time one second before `at` in real time is the last one before the gap.
+    let second = chrono::Duration::seconds(1);
+    let Some(gap_start) = at
+        .clone()
+        .checked_sub_signed(second)
+        .and_then(|before| before.naive_local().checked_add_signed(second))
+    else {
+        return Ok(false);
+    };
+    if gap_start >= gap_end {
+        return Ok(false);
+    }
+    match cron.find_next_occurrence(&chrono::Utc.from_utc_datetime(&gap_start), true) {
+        Ok(wall) => Ok(wall.naive_utc() < gap_end),
+        Err(croner::errors::CronError::TimeSearchLimitExceeded) => Ok(false),
+        Err(err) => Err(err),
     }
 }
 

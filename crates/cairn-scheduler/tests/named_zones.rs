@@ -449,3 +449,147 @@ fn a_stored_job_with_a_fixed_offset_from_before_named_zones_still_decodes() {
         }
     ));
 }
+
+#[test]
+fn a_fixed_time_in_the_hour_before_the_gap_runs_once_that_day() {
+    // 01:00 CET exists in Berlin on 2026-03-29 (the gap is 02:00 to 03:00): the job runs at
+    // 01:00 CET (00:00 UTC) and not again at the end of the gap (03:00 CEST, 01:00 UTC).
+    let one = berlin("0 1 * * *");
+    assert_eq!(
+        fires(&one, utc(2026, 3, 28, 12, 0), utc(2026, 3, 30, 12, 0)),
+        [utc(2026, 3, 29, 0, 0), utc(2026, 3, 29, 23, 0)]
+    );
+    assert_eq!(
+        next(&one, utc(2026, 3, 29, 0, 0)),
+        Some(utc(2026, 3, 29, 23, 0))
+    );
+    // New York springs forward on 2026-03-08 (02:00 EST to 03:00 EDT): 01:30 EST runs once.
+    let half_past_one =
+        Schedule::cron("30 1 * * *", Zone::named("America/New_York").unwrap()).unwrap();
+    assert_eq!(
+        fires(
+            &half_past_one,
+            utc(2026, 3, 7, 12, 0),
+            utc(2026, 3, 9, 12, 0)
+        ),
+        [utc(2026, 3, 8, 6, 30), utc(2026, 3, 9, 5, 30)]
+    );
+    assert_eq!(
+        next(&half_past_one, utc(2026, 3, 8, 6, 30)),
+        Some(utc(2026, 3, 9, 5, 30))
+    );
+}
+
+/// Every fire time of `expression` in `zone` whose local date is in 2026, grouped by that
+/// date, each with its local time.
+fn fires_by_local_day_of_2026(
+    zone: Zone,
+    expression: &str,
+) -> std::collections::BTreeMap<chrono::NaiveDate, Vec<(u64, chrono::DateTime<chrono::FixedOffset>)>>
+{
+    use chrono::Datelike;
+    let schedule = Schedule::cron(expression, zone).unwrap();
+    let all = schedule
+        .fire_times_between(
+            Timestamp(0),
+            Timestamp(utc(2025, 12, 30, 0, 0)),
+            Timestamp(utc(2027, 1, 3, 0, 0)),
+            100_000,
+        )
+        .unwrap();
+    let mut days = std::collections::BTreeMap::<_, Vec<_>>::new();
+    for time in all {
+        let local = zone.local_time(time).unwrap();
+        if local.year() == 2026 {
+            days.entry(local.date_naive())
+                .or_default()
+                .push((time.0, local));
+        }
+    }
+    days
+}
+
+#[test]
+fn a_sweep_of_dst_zones_over_2026_runs_fixed_times_once_a_day_and_intervals_never_twice() {
+    use chrono::{Offset, Timelike};
+    let zones = [
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Sydney",
+        "America/Santiago",
+        "Pacific/Chatham",
+        // A half-hour clock change: the gap is 02:00 to 02:30, the overlap 01:30 to 02:00.
+        "Australia/Lord_Howe",
+        // Clocks change at midnight.
+        "America/Havana",
+        // Not Asia/Tehran: Iran has kept standard time all year since 2022 (tz 2025b).
+    ];
+    for name in zones {
+        let zone = Zone::named(name).unwrap();
+        let Zone::Named(named) = zone else {
+            unreachable!()
+        };
+        // The sweep only means something where the clocks change in 2026.
+        let tz: chrono_tz::Tz = named.name().parse().unwrap();
+        let offset_at = |ms: u64| {
+            tz.timestamp_millis_opt(i64::try_from(ms).unwrap())
+                .unwrap()
+                .offset()
+                .fix()
+                .local_minus_utc()
+        };
+        assert_ne!(
+            offset_at(utc(2026, 1, 15, 0, 0)),
+            offset_at(utc(2026, 7, 15, 0, 0)),
+            "{name} has no daylight saving in 2026"
+        );
+
+        for (hour, minute) in [(1, 0), (1, 30), (2, 0), (2, 30), (1, 59), (3, 0)] {
+            let expression = format!("{minute} {hour} * * *");
+            let days = fires_by_local_day_of_2026(zone, &expression);
+            assert_eq!(
+                days.len(),
+                365,
+                "{name} `{expression}`: a day without a run"
+            );
+            for (day, times) in &days {
+                assert_eq!(times.len(), 1, "{name} `{expression}` on {day}: {times:?}");
+                let (at, local) = times[0];
+                if (local.hour(), local.minute()) != (hour, minute) {
+                    // Only a time in a spring-forward gap moves, to the gap's end.
+                    assert!(
+                        offset_at(at - 1_000) < offset_at(at)
+                            && (local.hour(), local.minute()) > (hour, minute),
+                        "{name} `{expression}` on {day} ran at {local}"
+                    );
+                }
+            }
+        }
+
+        let expression = "*/30 * * * *";
+        let days = fires_by_local_day_of_2026(zone, expression);
+        assert_eq!(
+            days.len(),
+            365,
+            "{name} `{expression}`: a day without a run"
+        );
+        let all: Vec<u64> = days.values().flatten().map(|(at, _)| *at).collect();
+        for pair in all.windows(2) {
+            // Never the same instant twice, never out of order.
+            assert!(pair[0] < pair[1], "{name} `{expression}`: {pair:?}");
+        }
+        for (day, times) in &days {
+            // 48 wall times a day; on a fall-back day the repeated wall times run in both
+            // passes (module docs), so the day has as many more as its overlap holds.
+            let (first, last) = (times[0].1, times[times.len() - 1].1);
+            let repeated =
+                (first.offset().local_minus_utc() - last.offset().local_minus_utc()).max(0) / 1_800;
+            let allowed = 48 + usize::try_from(repeated).unwrap();
+            assert!(
+                times.len() <= allowed,
+                "{name} `{expression}` on {day}: {} runs, at most {allowed}",
+                times.len()
+            );
+        }
+    }
+}
