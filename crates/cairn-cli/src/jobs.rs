@@ -416,8 +416,8 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
         outln!(
             "added job {} ({}): workflow `{}`, {}; next run {next}",
             job.id,
-            job.name,
-            wf.name,
+            crate::out::escape_controls(&job.name),
+            crate::out::escape_controls(&wf.name),
             describe_schedule(&job.schedule)
         );
         outln!(
@@ -537,10 +537,14 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
         Some(t) => when(Some(t)) + &local_time_of(&job.schedule, t),
         None => when(None),
     };
-    outln!("job       {} ({})", job.id, job.name);
+    outln!(
+        "job       {} ({})",
+        job.id,
+        crate::out::escape_controls(&job.name)
+    );
     outln!("status    {}", job.status);
     outln!("schedule  {}", describe_schedule(&job.schedule));
-    outln!("workflow  {}", job.workflow);
+    outln!("workflow  {}", crate::out::escape_controls(&job.workflow));
     if !job.input.is_empty() {
         outln!("input     {:?}", job.input);
     }
@@ -703,7 +707,8 @@ fn describe_interval(ms: u64) -> String {
 }
 
 fn clip(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
+    // Stored text cannot drive the terminal: control characters are escaped, newlines too.
+    let one_line = crate::out::escape_controls(&text.replace('\n', " ")).into_owned();
     if one_line.chars().count() <= max {
         one_line
     } else {

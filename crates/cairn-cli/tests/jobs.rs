@@ -1023,3 +1023,34 @@ fn the_scheduler_warns_once_about_a_job_left_in_place_and_runs_the_others() {
     assert_contains(warnings[0], "left in place at ");
     assert_eq!(sandbox.read("marker").lines().count(), 2, "{out}");
 }
+
+/// A job name with terminal escape sequences is shown escaped by `add`, `show` and `list`,
+/// never raw (it could recolour or rewrite the operator's terminal); JSON keeps it exact.
+#[test]
+fn control_characters_in_a_job_name_are_escaped_on_the_terminal() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let name = "nightly\u{1b}[2J\u{7}";
+    let added = ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "n",
+            "--every",
+            "10m",
+            "--name",
+            name,
+        ],
+    );
+    let shown = ok(&sandbox, &["jobs", "show", "n", "--state-dir", ".cairn"]);
+    let listed = ok(&sandbox, &["jobs", "list", "--state-dir", ".cairn"]);
+    for out in [&added, &shown, &listed] {
+        assert_lacks(out, "\u{1b}");
+        assert_lacks(out, "\u{7}");
+    }
+    assert_contains(&added, "nightly\\u{1b}[2J\\u{7}");
+    assert_contains(&shown, "nightly\\u{1b}[2J\\u{7}");
+    assert_eq!(show(&sandbox, "n").expect("shown")["name"], name);
+}

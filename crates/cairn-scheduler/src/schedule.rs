@@ -139,14 +139,39 @@ impl FromStr for NamedZone {
 impl NamedZone {
     /// Looks `name` up; an error names `text`, what the caller was given.
     fn parse(name: &str, text: &str) -> Result<NamedZone> {
-        Tz::from_str(name)
-            .map(NamedZone)
-            .map_err(|_| Error::InvalidZone {
+        Tz::from_str(name).map(NamedZone).map_err(|_| {
+            let length = name.chars().count();
+            // Suggestions compare against every zone name, so a huge input would cost
+            // seconds; nothing that long is a typo of a zone name anyway.
+            let reason = if length > MAX_ZONE_NAME_CHARS {
+                format!(
+                    "{length} characters, longer than any zone name (at most {MAX_ZONE_NAME_CHARS})"
+                )
+            } else {
+                unknown_name_reason(name)
+            };
+            Error::InvalidZone {
                 job: None,
-                text: text.to_owned(),
-                reason: unknown_name_reason(name),
-            })
+                text: shown_zone_text(text),
+                reason,
+            }
+        })
     }
+}
+
+/// Longer than every IANA zone name (the longest is 32 characters), so no suggestion is
+/// looked for beyond it.
+const MAX_ZONE_NAME_CHARS: usize = 64;
+
+/// The refused zone text as an error shows it: whole when short, else its start and length,
+/// so a huge argument is not echoed back whole.
+fn shown_zone_text(text: &str) -> String {
+    let length = text.chars().count();
+    if length <= MAX_ZONE_NAME_CHARS {
+        return text.to_owned();
+    }
+    let start: String = text.chars().take(MAX_ZONE_NAME_CHARS).collect();
+    format!("{start}… ({length} characters)")
 }
 
 /// Why `text` is not a zone name, with the closest known names when there are any.
@@ -371,7 +396,7 @@ impl FromStr for Zone {
         }
         let invalid = |reason: &str| Error::InvalidZone {
             job: None,
-            text: text.to_owned(),
+            text: shown_zone_text(text),
             reason: reason.to_owned(),
         };
         let (sign, rest) = match trimmed.as_bytes().first() {

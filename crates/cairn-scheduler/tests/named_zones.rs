@@ -593,3 +593,36 @@ fn a_sweep_of_dst_zones_over_2026_runs_fixed_times_once_a_day_and_intervals_neve
         }
     }
 }
+
+/// A huge `--tz` argument is refused at once with its length, and is not echoed back whole
+/// (before, looking for close zone names took seconds of CPU for 100 KB, and the error
+/// repeated all of it).
+#[test]
+fn a_huge_zone_argument_is_refused_without_suggestions_or_a_full_echo() {
+    for text in ["x".repeat(100_000), format!("+{}", "9".repeat(100_000))] {
+        let parsed: Result<Zone, Error> = text.parse();
+        let Err(Error::InvalidZone {
+            text: shown,
+            reason,
+            ..
+        }) = parsed
+        else {
+            panic!("refused as a zone");
+        };
+        assert!(shown.chars().count() < 100, "{}", shown.len());
+        assert!(
+            shown.contains("(100000 characters)") || shown.contains("(100001 characters)"),
+            "{shown}"
+        );
+        assert!(!reason.contains("did you mean"), "{reason}");
+    }
+    let Err(Error::InvalidZone { reason, .. }) = Zone::named(&"y".repeat(70)) else {
+        panic!("refused");
+    };
+    assert!(reason.contains("longer than any zone name"), "{reason}");
+    // Short names still get their suggestions.
+    let Err(Error::InvalidZone { reason, .. }) = Zone::named("Europe/Berln") else {
+        panic!("refused");
+    };
+    assert!(reason.contains("Europe/Berlin"), "{reason}");
+}
