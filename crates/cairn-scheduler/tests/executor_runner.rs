@@ -35,6 +35,17 @@ impl PlanSource for OneTaskPlans {
     }
 }
 
+/// A runner over `runs` with `registry`'s handlers, default config and [`OneTaskPlans`].
+fn one_task_runner(runs: &MemoryFactory, registry: Registry) -> ExecutorRunner {
+    ExecutorRunner::new(
+        Arc::new(runs.clone()),
+        registry,
+        ExecutorConfig::default(),
+        Arc::new(OneTaskPlans),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_runs_succeed_and_failed_runs_trip_the_breaker() {
     let runs = MemoryFactory::new();
@@ -47,13 +58,7 @@ async fn completed_runs_succeed_and_failed_runs_trip_the_breaker() {
             "boom",
             handler_fn(|_ctx| async { Err(TaskFailure::permanent("boom", "dependency down")) }),
         );
-    let runner = ExecutorRunner::new(
-        Arc::new(runs.clone()),
-        registry,
-        ExecutorConfig::default(),
-        Arc::new(OneTaskPlans),
-    )
-    .unwrap();
+    let runner = one_task_runner(&runs, registry);
     let clock = ManualClock::new(Timestamp(1_767_225_600_000));
     let scheduler = Scheduler::new(
         Arc::new(MemoryJobStore::new()),
@@ -262,13 +267,7 @@ async fn no_second_run_starts_while_another_process_drives_the_job() {
         "ok",
         handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
     );
-    let runner = ExecutorRunner::new(
-        Arc::new(runs.clone()),
-        registry,
-        ExecutorConfig::default(),
-        Arc::new(OneTaskPlans),
-    )
-    .unwrap();
+    let runner = one_task_runner(&runs, registry);
     let live_id = cairn_checkpoint::RunId::new("live").unwrap();
     let live = runs
         .begin(cairn_checkpoint::RunMeta::new(
