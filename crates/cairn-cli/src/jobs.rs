@@ -38,7 +38,9 @@ Exit codes:
   6  `list` found stored jobs the store had to leave out (damaged: moved to the quarantine
      folder by this listing, or left in place because they could be neither read nor moved):
      it still prints the others, and names each one on stderr with why, where it is now and
-     what to do (5 wins when both happen)";
+     what to do (5 wins when both happen); or `show`, `pause`, `resume` or `rm` found the job
+     damaged (the same report on stderr; nothing was changed). A job found gone because an
+     earlier command moved it aside is exit 2, and says where its copy is";
 
 /// `cairn jobs list` found stored jobs the job store left out (quarantined or left in place).
 pub const EXIT_JOBS_LEFT_OUT: u8 = 6;
@@ -219,6 +221,50 @@ pub fn job_error(error: cairn_scheduler::Error) -> anyhow::Error {
     }
 }
 
+/// The outcome of a command on job `id` that failed with `error`, told with the job's
+/// damage when its store moved it aside (or left it in place) as damaged: reading it just now
+/// did that (exit 6, the left-out report on stderr, or a `job_left_out` line there with `--json`),
+/// or an earlier command did and the job is gone (a usage error saying where the copy is).
+/// Any other error is [`job_error`]'s.
+async fn explain_job_error(
+    jobs: &Jobs,
+    id: &JobId,
+    store: &StoreArgs,
+    error: cairn_scheduler::Error,
+) -> anyhow::Result<u8> {
+    use cairn_scheduler::Error as E;
+    let damaged_now = matches!(
+        &error,
+        E::Store {
+            source: cairn_checkpoint::Error::Encoding { .. }
+        }
+    );
+    if !damaged_now && !matches!(error, E::NotFound { .. }) {
+        return Err(job_error(error));
+    }
+    // The audit log is only an explanation: if it cannot be read, the error stands as is.
+    let Ok(Some(damage)) = jobs.last_damage(id).await else {
+        return Err(job_error(error));
+    };
+    if damaged_now {
+        // On stderr like `list`'s: stdout is for the job itself.
+        if store.json {
+            eoutln!("{}", left_out_json(&damage.entry));
+        } else {
+            eoutln!("error: {}", left_out_text(&damage.entry));
+        }
+        return Ok(EXIT_JOBS_LEFT_OUT);
+    }
+    Err(UsageError(format!(
+        "no job {id}: its stored entry was damaged ({}) and {} at {} UTC. What to do: {}",
+        damage.entry.reason,
+        damage.entry.place,
+        format_timestamp(damage.at.0),
+        what_to_do_about(&damage.entry)
+    ))
+    .into())
+}
+
 fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
     JobId::new(text)
         .map_err(|error| UsageError(format!("`{text}` is not a job id: {error}")).into())
@@ -243,7 +289,10 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<u8> {
         JobsCommand::Show(args) => cmd_show(args).await,
         JobsCommand::Pause(args) => {
             let (jobs, id) = open_for(&args)?;
-            let job = jobs.pause(&id).await.map_err(job_error)?;
+            let job = match jobs.pause(&id).await {
+                Ok(job) => job,
+                Err(error) => return explain_job_error(&jobs, &id, &args.store, error).await,
+            };
             report_change(
                 &args.store,
                 &job,
@@ -253,7 +302,12 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<u8> {
         }
         JobsCommand::Resume(args) => {
             let (jobs, id) = open_for(&args.target)?;
-            let job = jobs.resume(&id, args.force).await.map_err(job_error)?;
+            let job = match jobs.resume(&id, args.force).await {
+                Ok(job) => job,
+                Err(error) => {
+                    return explain_job_error(&jobs, &id, &args.target.store, error).await;
+                }
+            };
             let next = job
                 .next_run_at
                 .map_or_else(|| "never".to_owned(), |t| format_timestamp(t.0) + " UTC");
@@ -275,7 +329,7 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<u8> {
                     let gone = jobs.delete_unreadable(&id).await.map_err(job_error)?;
                     report_unreadable_deleted(&args.store, &gone)
                 }
-                Err(error) => Err(job_error(error)),
+                Err(error) => explain_job_error(&jobs, &id, &args.store, error).await,
             }
         }
         JobsCommand::Audit(args) => cmd_audit(args).await,
@@ -526,7 +580,10 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
 
 async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
     let (jobs, id) = open_for(&args)?;
-    let job = jobs.show(&id).await.map_err(job_error)?;
+    let job = match jobs.show(&id).await {
+        Ok(job) => job,
+        Err(error) => return explain_job_error(&jobs, &id, &args.store, error).await,
+    };
     if args.store.json {
         outln!("{}", job_json(&job));
         return Ok(EXIT_OK);

@@ -1054,3 +1054,66 @@ fn control_characters_in_a_job_name_are_escaped_on_the_terminal() {
     assert_contains(&shown, "nightly\\u{1b}[2J\\u{7}");
     assert_eq!(show(&sandbox, "n").expect("shown")["name"], name);
 }
+
+/// A command on a job whose file is damaged says what the store did with it (exit 6, like
+/// `list`), and the job found gone later says where its copy is (exit 2), until the job is
+/// added again and deleted: then it is simply unknown.
+#[test]
+fn a_damaged_job_is_explained_by_show_pause_resume_and_rm() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    for id in ["shown", "paused", "resumed", "removed"] {
+        ok(
+            &sandbox,
+            &["jobs", "add", "echo.toml", id, "--every", "10m"],
+        );
+        damage_job_file(&sandbox, id);
+    }
+    let commands: [&[&str]; 4] = [
+        &["jobs", "show", "shown"],
+        &["jobs", "pause", "paused"],
+        &["jobs", "resume", "resumed"],
+        &["jobs", "rm", "removed"],
+    ];
+    for args in commands {
+        let id = args[2];
+        let first = sandbox.run(args);
+        let err = text(&first.stderr);
+        assert_eq!(code(&first), Some(LEFT_OUT), "{args:?}: {err}");
+        assert_contains(&err, &format!("job {id} "));
+        assert_contains(&err, "fails its checksum");
+        assert_contains(&err, &format!(".cairn/jobs/quarantine/{id}-"));
+        assert_contains(&err, "add the job again");
+        assert_lacks(&err, "could not encode or decode");
+
+        let again = sandbox.run(args);
+        let err = text(&again.stderr);
+        assert_eq!(code(&again), Some(USAGE), "{args:?}: {err}");
+        assert_contains(&err, &format!("no job {id}: its stored entry was damaged"));
+        assert_contains(&err, &format!(".cairn/jobs/quarantine/{id}-"));
+    }
+    // With --json the report is a `job_left_out` line on stderr.
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "json", "--every", "10m"],
+    );
+    damage_job_file(&sandbox, "json");
+    let json = sandbox.run(&["jobs", "show", "json", "--json"]);
+    assert_eq!(code(&json), Some(LEFT_OUT), "{}", text(&json.stderr));
+    assert_eq!(text(&json.stdout).trim(), "");
+    let events = left_out_lines(&text(&json.stderr));
+    assert_eq!(events.len(), 1, "{}", text(&json.stderr));
+    assert_eq!(events[0]["job_id"], "json");
+
+    // Added again and deleted: the old damage no longer explains its absence.
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "shown", "--every", "10m"],
+    );
+    ok(&sandbox, &["jobs", "rm", "shown"]);
+    let gone = sandbox.run(&["jobs", "show", "shown"]);
+    let err = text(&gone.stderr);
+    assert_eq!(code(&gone), Some(USAGE), "{err}");
+    assert_contains(&err, "no job shown");
+    assert_lacks(&err, "damaged");
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob};
+use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob, LeftOutPlace};
 use cairn_queue::Timestamp;
 use serde_json::json;
 
@@ -474,6 +474,75 @@ impl Jobs {
         Ok(self.store.read_audit(id).await?)
     }
 
+    /// Why job `id` is gone or cannot be read, when its store moved it aside (or left it in
+    /// place) as damaged: its audit log's last record of the job's existence (created,
+    /// deleted, quarantined, left in place) is a `Quarantined` or `LeftInPlace` one. `None`
+    /// when it was never damaged, was created again or deleted since, or the record does
+    /// not name where the entry is.
+    ///
+    /// # Errors
+    ///
+    /// `Store` when the audit log cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let id = JobId::new("nightly")?;
+    /// let moved = JobAuditRecord::new(Timestamp(5), id.clone(), JobAuditAction::Quarantined, "fails its checksum")
+    ///     .with_detail(serde_json::json!({"location": "jobs/quarantine/nightly-5.json", "reason": "fails its checksum"}));
+    /// store.append_audit(&moved).await?;
+    /// let jobs = Jobs::new(store, Arc::new(ManualClock::new(Timestamp(9))));
+    /// let damage = jobs.last_damage(&id).await?.expect("quarantined");
+    /// assert_eq!(damage.at, Timestamp(5));
+    /// assert!(matches!(damage.entry.place, LeftOutPlace::Quarantined { .. }));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn last_damage(&self, id: &JobId) -> Result<Option<JobDamage>> {
+        let records = self.audit_log(id).await?;
+        let Some(record) = records.iter().rev().find(|record| {
+            matches!(
+                record.action,
+                JobAuditAction::Created
+                    | JobAuditAction::Deleted
+                    | JobAuditAction::Quarantined
+                    | JobAuditAction::LeftInPlace
+            )
+        }) else {
+            return Ok(None);
+        };
+        let text = |key: &str| {
+            record
+                .detail
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let place = match (record.action, text("location"), text("path")) {
+            (JobAuditAction::Quarantined, Some(location), _) => {
+                LeftOutPlace::Quarantined { location }
+            }
+            (JobAuditAction::LeftInPlace, _, Some(at)) => LeftOutPlace::LeftInPlace { at },
+            _ => return Ok(None),
+        };
+        Ok(Some(JobDamage {
+            at: record.at,
+            entry: LeftOutJob {
+                id: Some(id.clone()),
+                name: id.to_string(),
+                reason: text("reason").unwrap_or_else(|| record.message.clone()),
+                place,
+            },
+        }))
+    }
+
     pub(crate) async fn audit(&self, record: JobAuditRecord) -> Result<()> {
         Ok(self.store.append_audit(&record).await?)
     }
@@ -531,6 +600,16 @@ pub struct ReadableJobs {
     /// Stored entries the job store left out: damaged jobs it moved aside during this
     /// listing, and entries it could neither read nor move (reported while they stay).
     pub left_out: Vec<LeftOutJob>,
+}
+
+/// A job its store moved aside (or left in place) as damaged, from its audit log
+/// ([`Jobs::last_damage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDamage {
+    /// When the store recorded it.
+    pub at: Timestamp,
+    /// What was left out, why, and where it is now.
+    pub entry: LeftOutJob,
 }
 
 /// A job whose stored document did not decode, as `Jobs::delete_unreadable` removed it.

@@ -643,42 +643,16 @@ impl Scheduler {
         Ok(false)
     }
 
-    /// The left-out entry that job `id`'s last `Quarantined` or `LeftInPlace` audit record
-    /// describes, if the audit log can be read and has one.
+    /// The left-out entry that job `id`'s audit log records as its last damage, if the log
+    /// can be read and has one ([`Jobs::last_damage`]).
     async fn damage_audited(&self, id: &JobId) -> Option<LeftOutJob> {
-        let records = match self.jobs.audit_log(id).await {
-            Ok(records) => records,
+        match self.jobs.last_damage(id).await {
+            Ok(damage) => damage.map(|damage| damage.entry),
             Err(err) => {
                 tracing::debug!(target: "cairn", job_id = %id, error = %err, "cannot read the damaged job's audit log");
-                return None;
+                None
             }
-        };
-        let record = records.iter().rev().find(|record| {
-            matches!(
-                record.action,
-                JobAuditAction::Quarantined | JobAuditAction::LeftInPlace
-            )
-        })?;
-        let text = |key: &str| {
-            record
-                .detail
-                .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let place = match (record.action, text("location"), text("path")) {
-            (JobAuditAction::Quarantined, Some(location), _) => {
-                LeftOutPlace::Quarantined { location }
-            }
-            (_, _, Some(at)) => LeftOutPlace::LeftInPlace { at },
-            _ => return None,
-        };
-        Some(LeftOutJob {
-            id: Some(id.clone()),
-            name: id.to_string(),
-            reason: text("reason").unwrap_or_else(|| record.message.clone()),
-            place,
-        })
+        }
     }
 
     /// Logs the left-out entries not reported yet, once each, and keeps them for the next
