@@ -16,6 +16,7 @@
 //! same attempt number on resume), and the scheduler stops as after the first. A third exits 4
 //! at once, leaving the runs as after a crash.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,8 +25,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, RunId, RunStatus, StoredJob,
-    VersionConflict,
+    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, RunFilter, RunId, RunMeta,
+    RunStatus, StoredJob, VersionConflict,
 };
 use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
 use cairn_scheduler::{
@@ -42,8 +43,8 @@ use crate::duration::format_duration;
 use crate::jobs::{
     adapter_flag, existing_state_root, job_error, left_out_json, left_out_text, open_job_store,
 };
-use crate::out::{eoutln, outln};
-use crate::shell::{ProcessGroups, SHELL_KIND, ShellHandler};
+use crate::out::{eoutln, escape_controls, outln};
+use crate::shell::{Leftover, ProcessGroups, SHELL_KIND, ShellHandler, live_leftovers};
 use crate::store::{StateDir, absolute};
 use crate::workflow;
 
@@ -364,6 +365,40 @@ struct ShellJobs {
     groups: ProcessGroups,
     quiet: Arc<Quiet>,
     lines: Lines,
+    /// Stranded runs already named, so each is warned about once per scheduler process, not
+    /// at every tick of its job.
+    warned: Mutex<HashSet<RunId>>,
+}
+
+/// The plan source of one [`ShellJobs`] run: hands out [`WorkflowFiles`]' plan and remembers
+/// its run id, so a refusal that names another run is never taken for this call's own.
+#[derive(Debug)]
+struct PlannedRun {
+    plans: Arc<WorkflowFiles>,
+    run_id: Mutex<Option<String>>,
+}
+
+impl PlannedRun {
+    /// The run id handed out, if a plan was made.
+    fn run_id(&self) -> Option<String> {
+        // A plain value, valid even if a holder panicked.
+        self.run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl PlanSource for PlannedRun {
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+        let plan = self.plans.plan(request)?;
+        *self
+            .run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            plan.run_id.as_ref().map(ToString::to_string);
+        Ok(plan)
+    }
 }
 
 /// Counts one run while it is going.
@@ -384,29 +419,15 @@ impl JobRunner for ShellJobs {
         }
         self.quiet.change(|s| s.runs += 1);
         let going = Going(&self.quiet);
-        let workflow_dir = absolute(Path::new(&request.workflow))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        // Task progress is not shown: the scheduler prints one line per run.
-        let (events, _) = tokio::sync::mpsc::unbounded_channel();
-        let handler = ShellHandler::new(
-            workflow_dir,
-            absolute(&self.state.output_root()),
-            request.input.clone(),
-            events,
-            self.groups.clone(),
-        );
-        let registry = Registry::new().with(SHELL_KIND, handler);
-        let runner = ExecutorRunner::new(
-            Arc::clone(&self.state.factory),
-            registry,
-            self.config.clone(),
-            Arc::clone(&self.plans) as Arc<dyn PlanSource>,
-        )
-        .map_err(|error| RunFailed::new(format!("cannot set up the executor: {error}")))?
-        .with_signals(self.signals.clone());
-        let outcome = runner.run(request).await;
+        let planned = Arc::new(PlannedRun {
+            plans: Arc::clone(&self.plans),
+            run_id: Mutex::new(None),
+        });
+        // Checked before any plan is made: a refused tick prints no "run started" line.
+        let outcome = match self.refuse_beside_other_runs(request).await {
+            Ok(()) => self.drive(request, &planned).await,
+            Err(refused) => Err(refused),
+        };
         let id = &request.job_id;
         match &outcome {
             Ok(done) => {
@@ -417,7 +438,10 @@ impl JobRunner for ShellJobs {
                 );
             }
             Err(failed) => {
-                if self.signals.shutdown.is_cancelled() && self.left_running(failed).await {
+                // Only a run this call began can have been cut short by the stop; a refusal
+                // names a run another process drove.
+                let ours = failed.run_id.is_some() && failed.run_id == planned.run_id();
+                if ours && self.signals.shutdown.is_cancelled() && self.left_running(failed).await {
                     let run = failed.run_id.clone().unwrap_or_default();
                     self.lines.say(
                         &format!(
@@ -436,21 +460,38 @@ impl JobRunner for ShellJobs {
                     // job's error count is untouched.
                     match self.quiet.park().await {}
                 }
-                // The runner's message names the run already when there is one.
-                let what = match &failed.run_id {
-                    Some(run) if !failed.message.contains(run.as_str()) => {
-                        format!("run {run} failed: {}", failed.message)
-                    }
-                    Some(_) => failed.message.clone(),
-                    None => format!("could not start a run: {}", failed.message),
-                };
-                self.lines.say(
-                    &format!("job {id}: {what}"),
-                    serde_json::json!({
-                        "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
-                        "outcome": "failed", "error": failed.message,
-                    }),
-                );
+                if failed.interrupted && !ours {
+                    // Refused before it began (another run of the job is still going, or
+                    // the host is stopping): nothing ran and nothing failed.
+                    let prefix = format!("job {id}: ");
+                    let reason = failed
+                        .message
+                        .strip_prefix(&prefix)
+                        .unwrap_or(&failed.message);
+                    self.lines.say(
+                        &format!("job {id}: not started: {reason}"),
+                        serde_json::json!({
+                            "event": "run_not_started", "job_id": id.as_str(),
+                            "run_id": failed.run_id, "reason": reason,
+                        }),
+                    );
+                } else {
+                    // The runner's message names the run already when there is one.
+                    let what = match &failed.run_id {
+                        Some(run) if !failed.message.contains(run.as_str()) => {
+                            format!("run {run} failed: {}", failed.message)
+                        }
+                        Some(_) => failed.message.clone(),
+                        None => format!("could not start a run: {}", failed.message),
+                    };
+                    self.lines.say(
+                        &format!("job {id}: {what}"),
+                        serde_json::json!({
+                            "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
+                            "outcome": "failed", "error": failed.message,
+                        }),
+                    );
+                }
             }
         }
         drop(going);
@@ -459,6 +500,156 @@ impl JobRunner for ShellJobs {
 }
 
 impl ShellJobs {
+    /// Drives one fresh run of the job with an `ExecutorRunner` whose plans come from
+    /// `planned`.
+    async fn drive(
+        &self,
+        request: &RunRequest,
+        planned: &Arc<PlannedRun>,
+    ) -> Result<RunSucceeded, RunFailed> {
+        let workflow_dir = absolute(Path::new(&request.workflow))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // Task progress is not shown: the scheduler prints one line per run.
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let handler = ShellHandler::new(
+            workflow_dir,
+            absolute(&self.state.output_root()),
+            request.input.clone(),
+            events,
+            self.groups.clone(),
+        );
+        let registry = Registry::new().with(SHELL_KIND, handler);
+        let runner = ExecutorRunner::new(
+            Arc::clone(&self.state.factory),
+            registry,
+            self.config.clone(),
+            Arc::clone(planned) as Arc<dyn PlanSource>,
+        )
+        .map_err(|error| RunFailed::new(format!("cannot set up the executor: {error}")))?
+        .with_signals(self.signals.clone());
+        runner.run(request).await
+    }
+
+    /// Refuses the job's next run while a live process drives a run of it, names each run
+    /// of the job that a process left `running` without finishing it (a killed scheduler's),
+    /// once, and refuses the job's next run while the commands one of them started still
+    /// run: the same tasks would run twice at once. Such a run is never
+    /// resumed by the scheduler, nor are its commands killed here: `cairn resume` or
+    /// `cairn abandon` of the run does both, when a person chooses.
+    ///
+    /// # Errors
+    ///
+    /// `RunFailed::interrupted` (not counted by the breaker) naming the run a live process
+    /// drives or whose commands still run; a plain `RunFailed` when the run store cannot be
+    /// listed.
+    async fn refuse_beside_other_runs(&self, request: &RunRequest) -> Result<(), RunFailed> {
+        let filter = RunFilter {
+            workflow: None,
+            scope: Some(job_scope(&request.job_id)),
+            statuses: vec![RunStatus::Running],
+        };
+        let running = self.state.factory.list(&filter).await.map_err(|err| {
+            RunFailed::new(format!("cannot check for runs of it left running: {err}"))
+        })?;
+        let mut busy: Vec<(RunId, Vec<Leftover>)> = Vec::new();
+        for meta in running {
+            // A live writer drives it (another scheduler on this folder): refused here, before
+            // a plan is made, whatever its workflow is now called. An error reads as held, as
+            // the ExecutorRunner's own check reads it.
+            if self
+                .state
+                .factory
+                .is_held(&meta.run_id)
+                .await
+                .unwrap_or(true)
+            {
+                let driver = meta.owner.as_ref().map_or_else(
+                    || "another process".to_owned(),
+                    |o| escape_controls(&o.to_string()).into_owned(),
+                );
+                return Err(RunFailed::interrupted(
+                    Some(meta.run_id.to_string()),
+                    format!(
+                        "run {} of this job is still being driven by {driver}; no second run was started",
+                        meta.run_id
+                    ),
+                ));
+            }
+            // Reading /proc is blocking work: off the runtime.
+            let root = absolute(&self.state.output_root());
+            let run = meta.run_id.as_str().to_owned();
+            let live = tokio::task::spawn_blocking(move || live_leftovers(&root, &run))
+                .await
+                .unwrap_or_default();
+            self.warn_stranded(&request.job_id, &meta, &live);
+            if !live.is_empty() {
+                busy.push((meta.run_id, live));
+            }
+        }
+        let Some((first, _)) = busy.first() else {
+            return Ok(());
+        };
+        let described: Vec<String> = busy
+            .iter()
+            .map(|(run, live)| {
+                let groups: Vec<String> = live
+                    .iter()
+                    .map(|l| format!("task `{}`, process group {}", l.task, l.group))
+                    .collect();
+                format!(
+                    "run {run}, left running by a process that stopped without finishing it, still has commands running ({}); the job's next run waits until they end, or until run {run} is resumed or abandoned",
+                    groups.join("; ")
+                )
+            })
+            .collect();
+        Err(RunFailed::interrupted(
+            Some(first.to_string()),
+            described.join("; "),
+        ))
+    }
+
+    /// Warns, once per scheduler process, that `meta`'s run was left `running` by a process
+    /// that is gone; `live` are its commands still running.
+    fn warn_stranded(&self, job: &JobId, meta: &RunMeta, live: &[Leftover]) {
+        let fresh = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(meta.run_id.clone());
+        if !fresh {
+            return;
+        }
+        let run = &meta.run_id;
+        let flags = &self.lines.store_flags;
+        let resume = format!("cairn resume {run}{flags}");
+        let abandon = format!("cairn abandon {run}{flags}");
+        let driver = meta.owner.as_ref().map_or_else(
+            || "a process".to_owned(),
+            |o| escape_controls(&o.to_string()).into_owned(),
+        );
+        if self.lines.json {
+            let groups: Vec<serde_json::Value> = live
+                .iter()
+                .map(|l| serde_json::json!({"task": l.task, "process_group": l.group}))
+                .collect();
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "event": "run_stranded", "job_id": job.as_str(), "run_id": run.as_str(),
+                    "owner": meta.owner.as_ref().map(|o| serde_json::json!({"host": o.host, "pid": o.pid})),
+                    "commands_running": groups,
+                    "resume_command": resume, "abandon_command": abandon,
+                })
+            );
+        } else {
+            eoutln!(
+                "warning: run {run} of job {job} was left `running` by {driver}, which stopped without finishing it (killed? interrupted?); the scheduler does not resume it. Continue it with: {resume}  or end it with: {abandon}  (either one first kills the commands it left running)"
+            );
+        }
+    }
+
     /// Whether the failed run is still `running` in the store: left resumable by a stop.
     async fn left_running(&self, failed: &RunFailed) -> bool {
         let Some(run) = failed.run_id.as_deref().and_then(|r| RunId::new(r).ok()) else {
@@ -515,6 +706,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         groups: groups.clone(),
         quiet: Arc::clone(&quiet),
         lines: lines.clone(),
+        warned: Mutex::default(),
     };
     let scheduler = Scheduler::with_config(
         store,

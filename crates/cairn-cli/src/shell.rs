@@ -45,6 +45,9 @@
 //! written on another host sharing the state folder, an unrelated group with the same id and
 //! a later start would otherwise match. Such a record is left alone and reported
 //! ([`Reaped::other_boot`]). (Records written before the boot id was added are checked as before.)
+//! `cairn scheduler` makes the same checks with [`live_leftovers`], which kills nothing: it
+//! does not start a job's next run while a killed scheduler's commands still run, and leaves
+//! stopping them to the person who resumes or abandons that run.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -261,21 +264,46 @@ enum Reap {
     OtherBoot(Leftover),
 }
 
+/// What `/proc` says of a recorded group, checked without touching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// The recorded group still has live members in this boot.
+    Alive,
+    /// It is gone (or its id now names another group).
+    Gone,
+    /// This host has no `/proc` to check it.
+    Unchecked,
+    /// It was recorded during another boot or on another host.
+    OtherBoot,
+}
+
+/// How the group a record names stands on this host now.
+fn standing(group: u32, start: u64, boot: Option<&str>) -> Standing {
+    if !Path::new("/proc/self/stat").exists() {
+        return Standing::Unchecked;
+    }
+    // Start times count from boot: a record of another boot (or host) names nothing here.
+    if boot.is_some() && boot != cairn_checkpoint::ProcessStart::current_boot_id().as_deref() {
+        return Standing::OtherBoot;
+    }
+    if recorded_group_alive(group, start) {
+        Standing::Alive
+    } else {
+        Standing::Gone
+    }
+}
+
 /// Kills the group one record names if it is still alive, then removes the record. `None`
 /// when the record does not parse or its group is gone.
 fn reap_record(path: &Path) -> Option<Reap> {
     let parsed = read_record(path);
     let _ = std::fs::remove_file(path);
     let (leftover, start, boot) = parsed?;
-    if !Path::new("/proc/self/stat").exists() {
-        return Some(Reap::Unchecked(leftover));
-    }
-    // Start times count from boot: a record of another boot (or host) names nothing here.
-    if boot.is_some() && boot != cairn_checkpoint::ProcessStart::current_boot_id() {
-        return Some(Reap::OtherBoot(leftover));
-    }
-    if !recorded_group_alive(leftover.group, start) {
-        return None;
+    match standing(leftover.group, start, boot.as_deref()) {
+        Standing::Unchecked => return Some(Reap::Unchecked(leftover)),
+        Standing::OtherBoot => return Some(Reap::OtherBoot(leftover)),
+        Standing::Gone => return None,
+        Standing::Alive => {}
     }
     kill_group(leftover.group);
     // Wait for the kernel to take the group down, so the task's next attempt never
@@ -301,6 +329,31 @@ pub fn recorded_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
         .collect();
     recorded.sort_by(|a, b| a.task.cmp(&b.task));
     recorded
+}
+
+/// The process groups an interrupted drive of this run recorded that `/proc` confirms are
+/// still alive in this boot, read without killing them or removing their records: for a
+/// caller that must not start the same work beside them but leaves stopping them to a
+/// person (`cairn resume` and `cairn abandon` reap them). A group recorded in another boot
+/// or on another host, or one that cannot be checked (no `/proc`), is not counted.
+///
+/// # Examples
+///
+/// ```
+/// let root = std::env::temp_dir().join("cairn-doc-live-nothing");
+/// assert!(cairn_cli::shell::live_leftovers(&root, "run-without-records").is_empty());
+/// ```
+pub fn live_leftovers(output_root: &Path, run_id: &str) -> Vec<Leftover> {
+    let mut live: Vec<Leftover> = group_records(output_root, run_id)
+        .iter()
+        .filter_map(|path| read_record(path))
+        .filter(|(leftover, start, boot)| {
+            standing(leftover.group, *start, boot.as_deref()) == Standing::Alive
+        })
+        .map(|(leftover, _, _)| leftover)
+        .collect();
+    live.sort_by(|a, b| a.task.cmp(&b.task));
+    live
 }
 
 /// The paths of a run's process group records.
