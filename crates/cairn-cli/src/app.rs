@@ -353,7 +353,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     let commands = Commands {
         workflow: args.workflow.display().to_string(),
         scope: args.scope.clone(),
-        input: args.input.clone(),
+        input: args.input().to_owned(),
         state_dir: state.root.display().to_string(),
         explicit_state_dir: args.store.state_dir.is_some(),
         adapter: args.store.adapter,
@@ -363,7 +363,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     // decide anything between this one's decision and the start of its run.
     let _scope_lock = lock_scope(&state, &wf.name, &args.scope).await?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
-    let mut request = RunRequest::new(wf.name.clone(), args.scope.clone(), args.input.clone());
+    let mut request = RunRequest::new(wf.name.clone(), args.scope.clone(), args.input().to_owned());
     if args.force {
         request = request.force();
     }
@@ -503,7 +503,11 @@ impl RunContext<'_> {
     /// (docs/resume-policy.md). When the request asked for another input, the user is told
     /// that it was not used, which run goes on instead, and how to run that input.
     fn warn_input_not_used(&self, meta: &RunMeta) {
-        if meta.input == self.args.input {
+        // No `--input` asked for nothing, so nothing was left unused.
+        let Some(requested) = self.args.input.as_deref() else {
+            return;
+        };
+        if meta.input == requested {
             return;
         }
         let run_id = &meta.run_id;
@@ -521,17 +525,18 @@ impl RunContext<'_> {
                 "{}",
                 serde_json::json!({
                     "event": "input_not_used", "run_id": run_id.as_str(),
-                    "input": meta.input, "requested_input": self.args.input,
+                    "input": meta.input, "requested_input": requested,
                     "commands": {"after_this_run": after, "abandon_then_run": abandon_then_run},
                 })
             );
+            return;
         }
         let text = format!(
             "warning: your input was NOT used. Run {run_id} of workflow `{}` (scope `{}`) was interrupted, and an interrupted run is resumed before anything new starts (even with --force). It goes on with its own input.\n  its input (kept):     {}\n  your input (ignored): {}\nTo run your input:\n  once this run has finished (if it fails, add --force to leave it as it is):\n    {after}\n  or drop this run: stop it now (Ctrl-C), then\n    {abandon_then_run}\n",
             escape_controls(&meta.workflow),
             escape_controls(&meta.scope),
             shown(&meta.input),
-            shown(&self.args.input),
+            shown(requested),
         );
         eout!("{}", terminal_safe(&text));
     }
@@ -676,7 +681,7 @@ impl RunContext<'_> {
         let request = RunRequest::new(
             self.wf.name.clone(),
             self.args.scope.clone(),
-            self.args.input.clone(),
+            self.args.input().to_owned(),
         );
         match choice {
             'r' => {
@@ -723,7 +728,7 @@ async fn drive_fresh(
     commands: &Commands,
 ) -> anyhow::Result<u8> {
     state.save_origin(&run_id, wf, text)?;
-    let plan = wf.plan(&args.scope, &args.input).run_id(run_id.clone());
+    let plan = wf.plan(&args.scope, args.input()).run_id(run_id.clone());
     let header = format!(
         "run {run_id}: workflow `{}`, {} task(s)",
         wf.name,
@@ -756,6 +761,12 @@ async fn drive_interrupted(
     let run_id = meta.run_id.clone();
     let peek = policy::peek(state.factory.as_ref(), &run_id).await?;
     let counts = peek.counts();
+    // A task that was running on its last attempt is failed by the recovery, not reset.
+    let last_attempts = peek
+        .queue
+        .tasks()
+        .filter(|t| t.status == Status::Running && t.attempts >= t.max_attempts)
+        .count();
     drop(peek);
     let wf = match state.load_origin(&run_id) {
         Ok(wf) => wf,
@@ -768,8 +779,14 @@ async fn drive_interrupted(
     let done = counts.done + counts.skipped;
     let mut header = format!(
         "resuming run {run_id}: {done} done, {} pending, {} reset",
-        counts.pending, counts.running
+        counts.pending,
+        counts.running - last_attempts
     );
+    if last_attempts > 0 {
+        header.push_str(&format!(
+            ", {last_attempts} failed (interrupted on its last attempt)"
+        ));
+    }
     if let Some(current) = current {
         let changed = current.tasks != wf.tasks;
         // The origin's path is absolute; a run begun by another tool has none, and `wf` is

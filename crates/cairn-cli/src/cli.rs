@@ -122,11 +122,15 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 pub struct RunArgs {
     /// The workflow file (TOML).
     pub workflow: PathBuf,
-    /// Text stored with the run (what it is for); shown when a failed run is reported.
-    #[arg(long, default_value = "")]
-    pub input: String,
+    /// Text stored with the run (what it is for); shown when a failed run is reported. It
+    /// may start with `-` (`--input -v`), as the commands cairn prints may have it
+    /// [default: none].
+    // No clap default, so that "not given" can be told from an empty input: only an input
+    // that was asked for can be reported as not used.
+    #[arg(long, allow_hyphen_values = true)]
+    pub input: Option<String>,
     /// What the run belongs to; runs of one workflow in different scopes are independent.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", allow_hyphen_values = true)]
     pub scope: String,
     /// Start a fresh run even though the latest run failed (that run is left as it is).
     #[arg(long)]
@@ -137,6 +141,13 @@ pub struct RunArgs {
     /// Execution settings.
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+impl RunArgs {
+    /// The input: the `--input` given, or none (empty).
+    pub fn input(&self) -> &str {
+        self.input.as_deref().unwrap_or_default()
+    }
 }
 
 /// A command about one run.

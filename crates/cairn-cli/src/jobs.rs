@@ -80,8 +80,8 @@ pub struct AddArgs {
     pub workflow: PathBuf,
     /// The job's id: ASCII letters, digits, '-' and '_'.
     pub id: String,
-    /// A name for people [default: the id].
-    #[arg(long)]
+    /// A name for people [default: the id]; it may start with `-`.
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
     /// A cron expression: five fields, six with leading seconds (`*/10 * * * * *`), or seven
     /// with a trailing year (a job whose years run out is `completed` after its last run).
@@ -94,7 +94,8 @@ pub struct AddArgs {
     /// and run in both passes), `UTC`, or a fixed offset such as `+05:30` (no daylight
     /// saving). Only with `--cron`: intervals and RFC 3339 times need no zone.
     // No clap default, so that a zone given without `--cron` can be told apart and refused.
-    #[arg(long, value_name = "ZONE", requires = "cron")]
+    // Hyphen values: offsets west of UTC (`--tz -05:00`).
+    #[arg(long, value_name = "ZONE", requires = "cron", allow_hyphen_values = true)]
     pub tz: Option<String>,
     /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
@@ -106,8 +107,9 @@ pub struct AddArgs {
     /// `completed`.
     #[arg(long, requires = "at")]
     pub delete_after_run: bool,
-    /// Text each run gets (stored with the run, `CAIRN_INPUT` for its commands).
-    #[arg(long, default_value = "")]
+    /// Text each run gets (stored with the run, `CAIRN_INPUT` for its commands); it may
+    /// start with `-`.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub input: String,
     /// Failed runs in a row that trip the job's circuit breaker (it becomes `failed`).
     #[arg(

@@ -95,7 +95,7 @@ fn kill_9_then_the_same_command_resumes_without_redoing_done_tasks() {
     assert_eq!(reset.len(), 1, "{reset:?}");
     let message = reset[0]["message"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with("task `b` (t1) was running at attempt 1 when the run stopped"),
+        message.starts_with("task `b` was running at attempt 1 when the run stopped"),
         "the audit calls the reset task by its workflow id: {message}"
     );
 }
@@ -431,6 +431,28 @@ fn a_resume_that_drops_the_requested_input_says_so_on_stderr() {
     let again = sandbox.run(&["run", "wf.toml", "--input", "same"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     assert_lacks(&text(&again.stderr), "NOT used");
+
+    // No `--input` at all asks for nothing, so nothing was left unused either.
+    let (sandbox, _) = killed_with_input("kept");
+    sandbox.touch("release");
+    let plain = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    assert_lacks(&text(&plain.stderr), "NOT used");
+    assert_eq!(sandbox.runs()[0]["input"], "kept");
+
+    // With --json the warning is one `input_not_used` line on stdout, not also the text.
+    let (sandbox, _) = killed_with_input("old");
+    sandbox.touch("release");
+    let json = sandbox.run(&["run", "wf.toml", "--input", "new", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    assert_lacks(&text(&json.stderr), "NOT used");
+    let events: Vec<serde_json::Value> = text(&json.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "input_not_used")
+        .collect();
+    assert_eq!(events.len(), 1, "{}", text(&json.stdout));
+    assert_eq!(events[0]["requested_input"], "new");
 }
 
 #[test]
@@ -495,4 +517,55 @@ fn ctrl_c_does_not_spend_the_attempt_of_a_task_on_its_last_one() {
     let log = sandbox.read("log");
     assert_eq!(count_lines(&log, "b"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}
+
+/// A task killed with cairn on its last attempt fails on resume: the resume line counts it as
+/// failed, not reset, and the failure names it by its workflow id only (the queue's own id,
+/// `t1` here, is another task of this file).
+#[test]
+fn a_task_killed_on_its_last_attempt_is_named_by_its_own_id_and_not_counted_as_reset() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "ids"
+
+[[task]]
+id = "t1"
+run = "echo t1 >> log"
+
+[[task]]
+id = "t0"
+run = "echo $$ > t0.pgid; echo t0-start >> log; sleep 600"
+depends_on = ["t1"]
+max_attempts = 1
+"#,
+    );
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    wait_for("task t0 to start", || {
+        sandbox.read("log").contains("t0-start")
+    });
+    wait_for("t0's pid file", || {
+        !sandbox.read("t0.pgid").trim().is_empty()
+    });
+    let group: i64 = sandbox.read("t0.pgid").trim().parse().expect("a pgid");
+    signal(pid_of(&first), "KILL");
+    wait_exit(&mut first);
+
+    let second = sandbox.run(&["run", "wf.toml"]);
+    let (out, err) = (text(&second.stdout), text(&second.stderr));
+    assert_eq!(second.status.code(), Some(1), "{out}\n{err}");
+    assert_contains(&out, "killed process group");
+    wait_for("the leftover command to be gone", || !alive(-group));
+    assert_contains(
+        &out,
+        "1 done, 0 pending, 0 reset, 1 failed (interrupted on its last attempt)",
+    );
+    let all = format!("{out}\n{err}");
+    assert_contains(
+        &all,
+        "`t0`: interrupted: it was running when the run stopped, on its last attempt (1 of 1)",
+    );
+    assert_lacks(&all, "t1 was running");
+    assert_lacks(&all, "(t1)");
 }

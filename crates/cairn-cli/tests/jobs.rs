@@ -1117,3 +1117,53 @@ fn a_damaged_job_is_explained_by_show_pause_resume_and_rm() {
     assert_contains(&err, "no job shown");
     assert_lacks(&err, "damaged");
 }
+
+/// `--tz -05:00` (an offset west of UTC), `--input -v` and `--name -x` are values, not flags;
+/// a name longer than the limit is refused with its length, not echoed.
+#[test]
+fn dash_values_are_taken_and_an_overlong_name_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let added = ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "echo.toml",
+            "west",
+            "--cron",
+            "0 9 * * *",
+            "--tz",
+            "-05:00",
+            "--input",
+            "-v",
+            "--name",
+            "-x",
+        ],
+    );
+    assert_contains(&added, "(-05:00)");
+    let job = show(&sandbox, "west").expect("the job exists");
+    assert_eq!(job["input"], "-v", "{job}");
+    assert_eq!(job["name"], "-x", "{job}");
+
+    let long = "n".repeat(5_000);
+    let refused = sandbox.run(&[
+        "jobs",
+        "add",
+        "echo.toml",
+        "long",
+        "--every",
+        "1h",
+        "--name",
+        &long,
+    ]);
+    let err = text(&refused.stderr);
+    assert_eq!(code(&refused), Some(USAGE), "{err}");
+    assert_contains(&err, "5000 bytes long; at most 1024");
+    assert!(
+        err.len() < 1_000,
+        "the name is not echoed: {} bytes",
+        err.len()
+    );
+    assert!(show(&sandbox, "long").is_none());
+}

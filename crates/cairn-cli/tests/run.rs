@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, alive, count_lines, text, wait_for};
+use common::{Sandbox, alive, assert_contains, count_lines, text, wait_for};
 
 const PIPELINE: &str = r#"
 name = "pipeline"
@@ -120,7 +120,7 @@ fn failed_run(sandbox: &Sandbox) -> String {
         "the failure shows the task's last output: {stdout}"
     );
     assert!(
-        stdout.contains("1 task(s) failed; `publish` (t"),
+        stdout.contains("1 task(s) failed; `publish`: "),
         "the run's error calls the task by its workflow id: {stdout}"
     );
     sandbox.only_run_id()
@@ -145,7 +145,7 @@ fn a_failed_run_off_a_terminal_needs_a_decision() {
     );
     assert!(stderr.contains("cairn run wf.toml --force"), "{stderr}");
     assert!(
-        stderr.contains("1 task(s) failed; `publish` (t"),
+        stderr.contains("1 task(s) failed; `publish`: "),
         "the stored error names the workflow's task: {stderr}"
     );
     // Nothing was started: still one run, and `prepare` ran once.
@@ -175,7 +175,7 @@ fn resume_reruns_the_failed_task_but_not_the_done_ones() {
     );
     let message = retries[0]["message"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with("failed task `publish` (t"),
+        message.starts_with("failed task `publish` "),
         "the audit calls the task by its workflow id: {message}"
     );
     let runs = sandbox.runs();
@@ -572,4 +572,57 @@ fn an_error_a_resume_got_past_is_history_not_the_state() {
     assert_eq!(runs[0]["status"], "completed");
     assert_eq!(runs[0]["error"], serde_json::Value::Null);
     assert_eq!(runs[0]["earlier_error"]["kind"], "task_failed");
+}
+
+/// An input and a scope that start with `-` are taken as values (`--input -v`), so the
+/// commands cairn prints with them work when pasted.
+#[test]
+fn an_input_and_a_scope_starting_with_a_dash_are_values_and_printed_commands_paste() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", FAILS_UNTIL_FIXED);
+    let first = sandbox.run(&["run", "wf.toml", "--input", "-v please", "--scope", "-s"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["input"], "-v please");
+    assert_eq!(runs[0]["scope"], "-s");
+
+    let asked = sandbox.run(&["run", "wf.toml", "--input", "-v please", "--scope", "-s"]);
+    assert_eq!(asked.status.code(), Some(3), "{}", text(&asked.stderr));
+    let stderr = text(&asked.stderr);
+    let force = stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("cairn run ") && line.contains("--force"))
+        .unwrap_or_else(|| panic!("a --force way forward: {stderr}"));
+    assert_contains(force, "-v please");
+    // Pasted as printed (less the program name), it is accepted: a fresh run starts and fails
+    // like the first (exit 1, not 2 for bad usage).
+    let words = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for word in {}; do printf '%s\\0' \"$word\"; done",
+            force.trim_start_matches("cairn ")
+        ))
+        .output()
+        .expect("sh splits the printed command");
+    let args: Vec<String> = text(&words.stdout)
+        .split('\0')
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pasted = sandbox.run(&args);
+    assert_eq!(
+        pasted.status.code(),
+        Some(1),
+        "{args:?}: {}",
+        text(&pasted.stderr)
+    );
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 2, "the forced run started");
+    assert!(
+        runs.iter().all(|run| run["input"] == "-v please"),
+        "{runs:?}"
+    );
 }

@@ -42,10 +42,11 @@ pub struct FailedTask {
 }
 
 impl fmt::Display for FailedTask {
-    /// `` `build` (t3) `` for a named task, `t3 (shell)` for one without a name.
+    /// `` `build` `` for a named task (the queue's id is left out: beside a workflow's ids,
+    /// `t3` reads as another of its tasks), `t3 (shell)` for one without a name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
-            Some(name) => write!(f, "`{name}` ({})", self.id),
+            Some(name) => write!(f, "`{name}`"),
             None => write!(f, "{} ({})", self.id, self.kind),
         }
     }

@@ -168,11 +168,12 @@ impl RunPlan {
     }
 }
 
-/// How messages call task `id`: `` task `build` (t3) `` when `names` has it, else
+/// How messages call task `id`: `` task `build` `` when `names` has it (the queue's own id
+/// is left out: beside a workflow's ids, `t3` reads as another of its tasks), else
 /// `` task t3 (`shell`) ``.
 pub(crate) fn describe_task(names: &HashMap<TaskId, String>, id: TaskId, kind: &str) -> String {
     match names.get(&id) {
-        Some(name) => format!("task `{name}` ({id})"),
+        Some(name) => format!("task `{name}`"),
         None => format!("task {id} (`{kind}`)"),
     }
 }

@@ -78,7 +78,7 @@ fn the_fail_message_names_the_failed_tasks() {
 }
 
 #[test]
-fn a_named_failed_task_is_called_by_its_name_and_queue_id() {
+fn a_named_failed_task_is_called_by_its_name_alone_and_an_unnamed_one_by_queue_id() {
     let named = FailedTask {
         name: Some("compile".to_owned()),
         ..failed("exit_code")
@@ -89,7 +89,7 @@ fn a_named_failed_task_is_called_by_its_name_and_queue_id() {
     };
     assert_eq!(
         stop.to_string(),
-        "2 task(s) failed; `compile` (t4): exit_code: why; t4 (work): bad_input: why; \
+        "2 task(s) failed; `compile`: exit_code: why; t4 (work): bad_input: why; \
          1 dependent(s) blocked"
     );
 }

@@ -183,7 +183,7 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
     assert_eq!(meta.status, RunStatus::Failed);
     let error = meta.error.unwrap();
     assert_eq!(error.kind, "task_failed");
-    let named = format!("`read config` ({})", failed[0].id);
+    let named = "`read config`: ".to_owned();
     assert!(
         error.message.contains(&named),
         "the stored error names the task as the plan does: {}",
@@ -279,9 +279,7 @@ async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
     assert_eq!(error.kind, "panic");
     assert!(error.message.contains("kaboom in the handler"));
     assert!(
-        error
-            .message
-            .contains(&format!("task `detonate` ({})", task.id)),
+        error.message.contains("task `detonate` panicked"),
         "{}",
         error.message
     );
@@ -418,10 +416,7 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     );
     assert_eq!(
         always.error.as_ref().unwrap().message,
-        format!(
-            "attempt 2 of task `forever` ({}) ran longer than 1s",
-            always.id
-        )
+        "attempt 2 of task `forever` ran longer than 1s"
     );
 }
 

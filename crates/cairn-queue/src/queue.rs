@@ -813,7 +813,7 @@ impl Queue {
                     error: TaskError::new(
                         "interrupted",
                         format!(
-                            "task {id} was running when the run stopped, on its last attempt \
+                            "it was running when the run stopped, on its last attempt \
                              ({attempt} of {})",
                             task.max_attempts
                         ),

@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::job::{JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
 use crate::schedule::Schedule;
 
+/// The longest job name, in bytes: a name is shown on one line of `jobs list` and in every
+/// message about the job.
+pub const MAX_NAME_BYTES: usize = 1024;
+
 /// How many lost compare-and-swaps an operator's update tolerates before giving up with
 /// `Contended` (the operator can try again).
 const UPDATE_ATTEMPTS: u32 = 16;
@@ -76,7 +80,7 @@ impl Jobs {
     ///
     /// `AlreadyExists` for a taken id; `InvalidSchedule` for a schedule that does not
     /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
-    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition; `Store` when the store
+    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when the store
     /// fails. When only the `Created` audit record fails to be written (`Store`), the job
     /// exists already.
     pub async fn add(&self, new: NewJob) -> Result<Job> {
@@ -87,6 +91,15 @@ impl Jobs {
             return Err(Error::InvalidJob {
                 id: new.id,
                 reason: "max_consecutive_errors must be at least 1".to_owned(),
+            });
+        }
+        if new.name.len() > MAX_NAME_BYTES {
+            return Err(Error::InvalidJob {
+                id: new.id,
+                reason: format!(
+                    "its name is {} bytes long; at most {MAX_NAME_BYTES} are allowed",
+                    new.name.len()
+                ),
             });
         }
         if new.delete_after_run && !matches!(new.schedule, Schedule::Once { .. }) {

@@ -71,7 +71,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "executor")]
 pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
-pub use jobs::{JobDamage, Jobs, ReadableJobs, UnreadableJob};
+pub use jobs::{JobDamage, Jobs, MAX_NAME_BYTES, ReadableJobs, UnreadableJob};
 pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
