@@ -12,7 +12,21 @@ pub enum Error {
     /// Neither a path nor an existing `sled::Db` was given to the builder.
     #[error("a sled factory needs either a path or an existing sled::Db")]
     NoLocation,
-    /// sled could not open the database (it is locked by another process, unreadable, ...).
+    /// Another process has the database open: sled lets one process at a time use it, and
+    /// its file lock was still held after waiting `waited`.
+    #[error(
+        "the sled database at {path} is in use by another process (sled lets one process at a \
+         time open it; still locked after {waited:.1?}): stop that process (a `cairn run`, \
+         `cairn resume` or `cairn scheduler` on this state folder, say) and try again, or use \
+         the file adapter, which lets several processes share a state folder"
+    )]
+    InUse {
+        /// The database directory.
+        path: PathBuf,
+        /// How long the open waited for the lock.
+        waited: std::time::Duration,
+    },
+    /// sled could not open the database (unreadable, corrupted, ...).
     #[error("could not open the sled database at {path}: {source}")]
     Open {
         /// The database directory.

@@ -110,8 +110,9 @@ impl SledFactoryBuilder {
     ///
     /// # Errors
     ///
-    /// `Error::NoLocation` when neither `path` nor `db` was given; `Error::Open` when sled
-    /// cannot open the database (for example because another process holds it);
+    /// `Error::NoLocation` when neither `path` nor `db` was given; `Error::InUse` when another
+    /// process holds the database (after a wait of up to five seconds for its lock);
+    /// `Error::Open` when sled cannot open it otherwise;
     /// `Error::Setup` when the cairn trees cannot be opened.
     pub fn build(self) -> std::result::Result<SledFactory, crate::Error> {
         let shared = match self.location {

@@ -115,7 +115,7 @@ impl SledJobStore {
     ///
     /// # Errors
     ///
-    /// `crate::Error::Open` when sled cannot open the database (another process holds it);
+    /// `crate::Error::InUse` when another process holds the database, `crate::Error::Open` when sled cannot open it otherwise;
     /// `Setup` when the trees cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> std::result::Result<SledJobStore, crate::Error> {
         Self::over(Shared::for_path(path.as_ref())?)

@@ -17,7 +17,7 @@
 //!   unfinished snapshot to `<db>.quarantine/` and opening again; other corruption is
 //!   reported as it is. Power loss is not simulated for sled (it does its own file I/O).
 //! - A sled database can be open in one process at a time: sled locks its files, so a second
-//!   process fails to open it (`Error::Open`). Within the process, factories over the same
+//!   process fails to open it (`Error::InUse`, after waiting up to five seconds for the lock). Within the process, factories over the same
 //!   database share one registry of live writers. Cross-process status compare-and-swap is
 //!   therefore serialized by construction: only the process holding the database can swap.
 //!

@@ -170,7 +170,7 @@ fn is_lock_contention(err: &std::io::Error) -> bool {
 /// sled releases its lock only when its background flusher thread exits, which happens a little
 /// after the last `Db` handle is dropped. A host that drops a factory and at once opens a new one
 /// (an in-process restart) would otherwise fail at random. Another process holding the lock
-/// also ends up here; after the bounded wait the open fails with the lock error as before.
+/// also ends up here; after the bounded wait the open fails with `InUse`.
 fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Error> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(2);
@@ -205,9 +205,9 @@ fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Err
             }
             Err(sled::Error::Io(err)) if is_lock_contention(&err) => {
                 if started.elapsed() >= LOCK_RELEASE_WAIT {
-                    return Err(crate::Error::Open {
+                    return Err(crate::Error::InUse {
                         path: path.to_path_buf(),
-                        source: sled::Error::Io(err),
+                        waited: started.elapsed(),
                     });
                 }
                 std::thread::sleep(pause);

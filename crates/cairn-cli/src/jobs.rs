@@ -95,7 +95,12 @@ pub struct AddArgs {
     /// saving). Only with `--cron`: intervals and RFC 3339 times need no zone.
     // No clap default, so that a zone given without `--cron` can be told apart and refused.
     // Hyphen values: offsets west of UTC (`--tz -05:00`).
-    #[arg(long, value_name = "ZONE", requires = "cron", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "ZONE",
+        requires = "cron",
+        allow_hyphen_values = true
+    )]
     pub tz: Option<String>,
     /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
@@ -643,8 +648,14 @@ async fn cmd_audit(args: JobRef) -> anyhow::Result<u8> {
             }
         }
     }
-    if records.is_empty() && !args.store.json {
-        outln!("job {id} has no audit records");
+    if records.is_empty() {
+        // Records outlive their job, so none at all and no job means it never existed.
+        if let Err(error @ cairn_scheduler::Error::NotFound { .. }) = jobs.show(&id).await {
+            return Err(job_error(error));
+        }
+        if !args.store.json {
+            outln!("job {id} has no audit records");
+        }
     }
     Ok(EXIT_OK)
 }

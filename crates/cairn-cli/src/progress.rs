@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::format_duration;
-use crate::out::outln;
+use crate::out::{escape_controls, outln};
 
 /// What happened to one task attempt, as the shell handler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,13 +186,19 @@ impl Progress {
                             "event": "task_failed", "task": task, "attempt": attempt,
                             "elapsed_ms": elapsed_ms, "error": error, "tail": tail,
                         }));
+                        // The lines below show the output the error quotes its last line of.
+                        let shown = match error.rfind("; last output: ") {
+                            Some(at) if !tail.is_empty() => &error[..at],
+                            _ => error.as_str(),
+                        };
                         let mut text =
-                            format!("FAILED {task} on attempt {attempt} after {took}: {error}");
+                            format!("FAILED {task} on attempt {attempt} after {took}: {shown}");
                         if !tail.is_empty() {
                             text.push_str("\n  last output:");
                             for line in &tail {
                                 text.push_str("\n  | ");
-                                text.push_str(line);
+                                // A command's own output may hold terminal escapes.
+                                text.push_str(&escape_controls(line));
                             }
                         }
                         self.line(&text);

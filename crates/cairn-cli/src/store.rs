@@ -71,23 +71,22 @@ impl StateDir {
     /// another process has the database open).
     pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
         create_state_root(root)?;
-        let factory: Arc<dyn CheckpointerFactory> = match adapter {
-            Adapter::File => {
-                let factory = FileFactory::builder(root)
-                    .build()
-                    .with_context(|| format!("cannot open the file store in {}", root.display()))?;
-                Arc::new(factory)
-            }
-            Adapter::Sled => {
-                let path = root.join("sled");
-                Arc::new(SledFactory::open(&path).with_context(|| {
-                        format!(
-                            "cannot open the sled store at {} (sled lets one process at a time open it: is a `cairn run`, `cairn resume` or `cairn scheduler` using this state folder?)",
-                            path.display()
-                        )
+        let factory: Arc<dyn CheckpointerFactory> =
+            match adapter {
+                Adapter::File => {
+                    let factory = FileFactory::builder(root).build().with_context(|| {
+                        format!("cannot open the file store in {}", root.display())
+                    })?;
+                    Arc::new(factory)
+                }
+                Adapter::Sled => {
+                    let path = root.join("sled");
+                    // The adapter's error says what to do when another process holds it.
+                    Arc::new(SledFactory::open(&path).with_context(|| {
+                        format!("cannot open the sled store at {}", path.display())
                     })?)
-            }
-        };
+                }
+            };
         Ok(StateDir {
             root: root.to_path_buf(),
             adapter,

@@ -1167,3 +1167,20 @@ fn dash_values_are_taken_and_an_overlong_name_is_refused() {
     );
     assert!(show(&sandbox, "long").is_none());
 }
+
+/// `jobs audit` of a job that never existed is an unknown job (exit 2), while a deleted job's
+/// records are still printed.
+#[test]
+fn audit_of_an_unknown_job_is_a_usage_error_and_a_deleted_one_keeps_its_log() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "gone", "--every", "1h"],
+    );
+    ok(&sandbox, &["jobs", "rm", "gone"]);
+    assert_eq!(audit_actions(&sandbox, "gone"), ["created", "deleted"]);
+    let unknown = sandbox.run(&["jobs", "audit", "never", "--state-dir", ".cairn"]);
+    assert_eq!(code(&unknown), Some(USAGE), "{}", text(&unknown.stdout));
+    assert_contains(&text(&unknown.stderr), "no job never");
+}

@@ -626,3 +626,54 @@ fn an_input_and_a_scope_starting_with_a_dash_are_values_and_printed_commands_pas
         "{runs:?}"
     );
 }
+
+/// While one process has a sled state folder open, another command on it fails (exit 5) with
+/// a message that says the database is in use and what to do, not sled's raw lock error.
+#[test]
+fn a_sled_state_folder_in_use_by_another_process_is_named_as_such() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"hold\"\n[[task]]\nid = \"wait\"\nrun = \"touch started; while ! test -f release; do sleep 0.05; done\"\n",
+    );
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--adapter", "sled"], "out1", "err1");
+    wait_for("the first run's task to start", || {
+        sandbox.path("started").exists()
+    });
+    let second = sandbox.run(&["runs", "--adapter", "sled", "--state-dir", ".cairn"]);
+    sandbox.touch("release");
+    let status = first.wait().expect("the first run ends");
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(5), "{err}");
+    assert_contains(&err, "is in use by another process");
+    assert_contains(&err, "one process at a");
+    assert!(
+        !err.contains("WouldBlock") && !err.contains("Os {"),
+        "{err}"
+    );
+    assert_eq!(status.code(), Some(0), "the first run was not disturbed");
+}
+
+/// A failed command's last output lines are shown escaped (they cannot drive the terminal),
+/// and once: below the failure, not also quoted in its line.
+#[test]
+fn a_failed_tasks_last_output_is_shown_once_and_escaped() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"red\"\nrun = \"printf 'bad\\\\033[31mred\\\\n' >&2; exit 1\"\nmax_attempts = 1\n",
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "no raw escape reaches the terminal: {out:?}"
+    );
+    let failed = out
+        .lines()
+        .find(|line| line.starts_with("FAILED red"))
+        .unwrap_or_else(|| panic!("a FAILED line: {out}"));
+    assert!(!failed.contains("last output"), "{failed}");
+    assert_contains(&out, "  | bad\\u{1b}[31mred");
+}
