@@ -152,3 +152,53 @@ fn the_live_display_is_gone_once_the_summary_is_printed() {
         "the progress bar was drawn again after the summary: {rest:?}"
     );
 }
+
+/// `RUST_LOG` lines are coloured on a terminal, but not when `NO_COLOR` is set, and never when
+/// stderr is a file or a pipe (escape codes would litter a log file).
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    // The level as tracing colours it: green ` INFO`, then a reset.
+    let coloured_level = "\u{1b}[32m INFO\u{1b}[0m";
+    let on_terminal = |no_color: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command
+            .current_dir(sandbox.root())
+            .env("RUST_LOG", "cairn=info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("NO_COLOR")
+            .args(["run", "wf.toml", "--force"]);
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let mut session =
+            rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+        let all = session.exp_eof().unwrap();
+        assert!(all.contains("completed: 1 task(s) done"), "{all:?}");
+        all
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains(coloured_level), "{coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains(" INFO "), "{plain:?}");
+    assert!(!plain.contains(coloured_level), "{plain:?}");
+
+    let output = sandbox
+        .cairn()
+        .env("RUST_LOG", "cairn=info")
+        .env_remove("NO_COLOR")
+        .args(["run", "wf.toml", "--force"])
+        .output()
+        .expect("run cairn");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(" INFO "), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in piped stderr: {stderr:?}"
+    );
+}

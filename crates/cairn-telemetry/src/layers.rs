@@ -45,7 +45,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A fmt layer writing to stderr in `format`.
+/// A fmt layer writing to stderr in `format`. Human lines are coloured only when stderr is a
+/// terminal and `NO_COLOR` is unset or empty.
 ///
 /// # Examples
 ///
@@ -62,6 +63,7 @@ where
 {
     match format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(stderr_wants_colour())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -69,6 +71,14 @@ where
             .with_writer(std::io::stderr)
             .boxed(),
     }
+}
+
+/// Whether human log lines on stderr get ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to a non-empty value (<https://no-color.org>). Escape codes in a log file
+/// or a pipe are noise for whoever reads it.
+fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The trace half: [`TaskSpanLayer`] for task spans (the executor's hot path),
