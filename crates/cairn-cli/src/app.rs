@@ -2033,6 +2033,7 @@ struct TaskRow {
 async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
+    let mut quarantined = false;
     if state
         .factory
         .load_meta(&run_id)
@@ -2043,7 +2044,10 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
     {
         // A quarantined run's audit log is still readable, and is where the reason is.
         match state.quarantine_of(&run_id).await {
-            Some(note) => eoutln!("note: {note}"),
+            Some(note) => {
+                eoutln!("note: {note}");
+                quarantined = true;
+            }
             None => {
                 load_meta(&state, &run_id).await?;
             }
@@ -2062,7 +2066,14 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
         }
     }
     if records.is_empty() && !args.store.json {
-        outln!("run {run_id} has no audit records");
+        if quarantined {
+            // A stray file quarantined in a run's place never had a folder, so no log.
+            outln!(
+                "run {run_id} has no audit log of its own; the note above is its quarantine record"
+            );
+        } else {
+            outln!("run {run_id} has no audit records");
+        }
     }
     Ok(EXIT_OK)
 }

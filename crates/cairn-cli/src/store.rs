@@ -345,7 +345,7 @@ impl std::fmt::Display for QuarantineNote {
         }
         write!(
             f,
-            "; it is kept there for inspection, never deleted, and can no longer be shown or resumed (`cairn audit {}` prints its audit log)",
+            "; it is kept there for inspection, never deleted, and can no longer be shown or resumed (`cairn audit {}` prints what is recorded about it)",
             self.run_id
         )?;
         if self.lost_progress {

@@ -101,6 +101,46 @@ fn commands_about_a_quarantined_run_say_where_it_went() {
     assert_contains(&text(&audit.stdout), "quarantined");
 }
 
+/// A stray file where a run's folder belongs is quarantined as a file: it never had an audit
+/// log, so the advice and `cairn audit` point at its quarantine record instead of promising a
+/// log.
+#[test]
+fn a_stray_file_in_a_runs_place_is_audited_by_its_quarantine_record() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", ONE_TASK);
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(0));
+    sandbox.write(".cairn/runs/strayrun", "junk");
+
+    let listed = sandbox.run(&["runs", "--state-dir", ".cairn"]);
+    let stderr = text(&listed.stderr);
+    assert_eq!(listed.status.code(), Some(0), "{stderr}");
+    assert_contains(&stderr, "a file, not a run folder");
+    assert_contains(
+        &stderr,
+        "`cairn audit strayrun` prints what is recorded about it",
+    );
+    assert_lacks(&stderr, "prints its audit log");
+
+    let audit = sandbox.run(&["audit", "strayrun", "--state-dir", ".cairn"]);
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
+    assert_contains(&text(&audit.stderr), "run strayrun is in quarantine");
+    assert_contains(&text(&audit.stderr), "quarantine/strayrun-");
+    assert_contains(
+        &text(&audit.stdout),
+        "run strayrun has no audit log of its own; the note above is its quarantine record",
+    );
+    assert!(
+        std::fs::read_dir(sandbox.path(".cairn/quarantine"))
+            .unwrap()
+            .any(|entry| entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("strayrun-")),
+        "the stray file is kept in quarantine"
+    );
+}
+
 const TWO_TASKS: &str = r#"
 name = "lossy"
 
