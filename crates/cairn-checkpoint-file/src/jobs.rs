@@ -85,7 +85,11 @@ pub struct FileJobStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// The state folder; `dir` is its `jobs/`.
+    root: PathBuf,
     dir: PathBuf,
+    /// `dir` and its quarantine folder exist and are durable (made or seen by this handle).
+    folders_made: AtomicBool,
     poisoned: AtomicBool,
     temp_counter: AtomicU64,
     /// Jobs a listing left in place (unreadable, or not movable) and already audited, with
@@ -130,40 +134,22 @@ enum Found {
 }
 
 impl FileJobStore {
-    /// Opens (creating if needed) the job store under `root` (`<root>/jobs`).
+    /// Opens the job store under `root` (`<root>/jobs`). Nothing is written until the first
+    /// write (a job saved, an audit record): that creates the folders (mode 0700) and fsyncs
+    /// their parents. Until then the store reads as empty, so listing jobs works on a
+    /// read-only state folder that never had any.
     ///
     /// # Errors
     ///
-    /// `Io` or `SyncFailed` when the folder cannot be created or made durable.
+    /// None today (the folder is checked on first use); the `Result` leaves room for checks
+    /// that need the disk.
     pub fn open(root: impl AsRef<Path>) -> Result<FileJobStore> {
         let root = root.as_ref();
-        let dir = root.join("jobs");
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(io_err("create_dir", &dir))?;
-            sync_dir(root)?;
-        }
-        let quarantine = dir.join(QUARANTINE_DIR);
-        if !quarantine.exists() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&quarantine)
-                .or_else(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(io_err("create_dir", &quarantine))?;
-            sync_dir(&dir)?;
-        }
         Ok(FileJobStore {
             inner: Arc::new(Inner {
-                dir,
+                root: root.to_path_buf(),
+                dir: root.join("jobs"),
+                folders_made: AtomicBool::new(false),
                 poisoned: AtomicBool::new(false),
                 temp_counter: AtomicU64::new(0),
                 left_out: Mutex::new(HashMap::new()),
@@ -171,7 +157,7 @@ impl FileJobStore {
         })
     }
 
-    /// The folder holding the job files.
+    /// The folder holding the job files (made by the first write).
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -230,15 +216,6 @@ fn left_in_place_record(id: &JobId, path: &Path, err: &Error) -> JobAuditRecord 
     .with_detail(serde_json::json!({ "path": path.display().to_string(), "reason": err.to_string() }))
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| Error::SyncFailed {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
 impl Inner {
     fn path(&self, id: &JobId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
@@ -271,7 +248,37 @@ impl Inner {
         self.sync(path, || File::open(path)?.sync_all())
     }
 
+    /// Creates `jobs/` and `jobs/quarantine/` when missing, fsyncing each parent, before the
+    /// first write through this handle. Reads never call it, so they work on a read-only
+    /// state folder.
+    fn make_folders(&self) -> Result<()> {
+        if self.folders_made.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !self.dir.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(io_err("create_dir", &self.dir))?;
+            self.sync_dir(&self.root)?;
+        }
+        let quarantine = self.dir.join(QUARANTINE_DIR);
+        if !quarantine.is_dir() {
+            match fs::DirBuilder::new().mode(0o700).create(&quarantine) {
+                Ok(()) => {}
+                // Another handle or process made it meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create_dir", &quarantine)(e)),
+            }
+            self.sync_dir(&self.dir)?;
+        }
+        self.folders_made.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn lock(&self) -> Result<File> {
+        self.make_folders()?;
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -544,7 +551,13 @@ impl Inner {
     fn listing(&self) -> Result<JobListing> {
         let mut ids = Vec::new();
         let mut left_out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(io_err("read_dir", &self.dir))? {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            // No job was ever saved here: the folder is made by the first write.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JobListing::default()),
+            Err(e) => return Err(io_err("read_dir", &self.dir)(e)),
+        };
+        for entry in entries {
             let entry = entry.map_err(io_err("read_dir", &self.dir))?;
             let name = entry.file_name();
             let lossy = name.to_string_lossy();
@@ -633,6 +646,7 @@ impl Inner {
 
     fn append_audit(&self, record: &JobAuditRecord) -> Result<()> {
         self.check_poison()?;
+        self.make_folders()?;
         let path = self.dir.join(AUDIT_FILE);
         let json = serde_json::to_string(record).map_err(|e| Error::Encoding {
             what: "job audit record",

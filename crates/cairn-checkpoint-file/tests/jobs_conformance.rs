@@ -243,6 +243,7 @@ async fn get_of_a_folder_named_like_a_job_file_quarantines_it_and_is_an_encoding
     let harness = FileJobs::new();
     let store = harness.file_store();
     let stray = JobId::new("b").unwrap();
+    std::fs::create_dir_all(store.dir()).unwrap();
     std::fs::create_dir(store.job_path(&stray)).unwrap();
     let err = store.get(&stray).await.unwrap_err();
     assert!(
@@ -344,6 +345,7 @@ async fn audit_records_written_before_left_in_place_existed_still_read() {
         .iter()
         .map(|json| format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes())))
         .collect();
+    std::fs::create_dir_all(store.dir()).unwrap();
     std::fs::write(store.dir().join("audit.jsonl"), log).unwrap();
     let stray = JobId::new("b").unwrap();
     store
@@ -399,4 +401,35 @@ async fn a_job_file_name_that_is_no_job_id_is_reported_in_place_by_every_listing
         );
     }
     assert!(path.is_file(), "left in place");
+}
+
+/// Opening writes nothing: a state folder that never had a job reads as empty (so listing
+/// works where the folder may not be written), and the first write makes the folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_writes_nothing_and_the_first_write_makes_the_folders() {
+    let harness = FileJobs::new();
+    let store = harness.file_store();
+    assert!(!store.dir().exists(), "open made {}", store.dir().display());
+    let listing = store.listing().await.unwrap();
+    assert!(
+        listing.jobs.is_empty() && listing.left_out.is_empty(),
+        "{listing:?}"
+    );
+    let id = JobId::new("nightly").unwrap();
+    assert_eq!(store.get(&id).await.unwrap(), None);
+    assert!(store.read_audit(&id).await.unwrap().is_empty());
+    assert!(
+        !store.dir().exists(),
+        "a read made {}",
+        store.dir().display()
+    );
+
+    store
+        .put(&id, None, &serde_json::json!({"every_ms": 1000}))
+        .await
+        .unwrap()
+        .expect("a new job");
+    assert!(store.dir().join("quarantine").is_dir());
+    let again = harness.file_store();
+    assert_eq!(listed_ids(&again.list().await.unwrap()), ["nightly"]);
 }

@@ -1184,3 +1184,32 @@ fn audit_of_an_unknown_job_is_a_usage_error_and_a_deleted_one_keeps_its_log() {
     assert_eq!(code(&unknown), Some(USAGE), "{}", text(&unknown.stdout));
     assert_contains(&text(&unknown.stderr), "no job never");
 }
+
+/// Reading jobs writes nothing: in a state folder that never had a job, `jobs list`, `show`
+/// and `audit` answer without making `jobs/`, so they also work where the folder may only be
+/// read (a read-only mount, another user's state).
+#[test]
+fn reading_jobs_of_a_state_folder_without_any_makes_no_folder() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    ok(&sandbox, &["run", "wf.toml"]);
+    assert!(list(&sandbox).is_empty());
+    assert_contains(&ok(&sandbox, &["jobs", "list"]), "no jobs in .cairn");
+    for command in ["show", "audit"] {
+        let output = sandbox.run(&["jobs", command, "nightly"]);
+        assert_eq!(
+            code(&output),
+            Some(2),
+            "{command}: {}",
+            text(&output.stderr)
+        );
+        assert_contains(&text(&output.stderr), "no job nightly");
+    }
+    assert!(
+        !sandbox.path(".cairn/jobs").exists(),
+        "a read made .cairn/jobs"
+    );
+}
