@@ -199,8 +199,10 @@ pub(crate) enum Ending {
     Torn {
         /// Where the bad batch (or format-1 record) starts.
         offset: u64,
-        /// How many bytes follow (and would be cut).
+        /// How many bytes follow (and would be cut), preallocated zeros included.
         bytes: u64,
+        /// How many of them run up to the last non-zero byte: what the torn write left.
+        written: u64,
     },
     /// Damage with acknowledged data after it, or sequence numbers that skip: corruption.
     Corrupt {
@@ -265,6 +267,14 @@ fn check_record(bytes: &[u8], offset: usize, limit: usize) -> Result<(u64, usize
 }
 
 /// Whether everything from `offset` to the end is zero: the unused preallocated space.
+/// The length of `bytes[offset..]` up to its last non-zero byte (0 when all zeros).
+fn written_from(bytes: &[u8], offset: usize) -> u64 {
+    let tail = bytes.get(offset..).unwrap_or_default();
+    tail.iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last as u64 + 1)
+}
+
 fn zeros_from(bytes: &[u8], offset: usize) -> bool {
     bytes[offset.min(bytes.len())..].iter().all(|b| *b == 0)
 }
@@ -404,6 +414,7 @@ fn scan_framed(bytes: &[u8]) -> Scan {
                     Ending::Torn {
                         offset: offset as u64,
                         bytes: (bytes.len() - offset) as u64,
+                        written: written_from(bytes, offset),
                     }
                 } else {
                     Ending::Corrupt {
@@ -425,6 +436,7 @@ fn scan_framed(bytes: &[u8]) -> Scan {
                     None => Ending::Torn {
                         offset: offset as u64,
                         bytes: (bytes.len() - offset) as u64,
+                        written: written_from(bytes, offset),
                     },
                 };
                 return done(records, ending);
@@ -471,6 +483,7 @@ fn scan_unframed(bytes: &[u8]) -> Scan {
                     Ending::Torn {
                         offset: offset as u64,
                         bytes: (bytes.len() - offset) as u64,
+                        written: written_from(bytes, offset),
                     }
                 };
                 return done(records, ending);

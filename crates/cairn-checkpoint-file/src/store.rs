@@ -954,7 +954,11 @@ impl Store {
                 }
                 .into());
             }
-            Ending::Torn { offset, bytes: cut } => {
+            Ending::Torn {
+                offset,
+                bytes: cut,
+                written,
+            } => {
                 journal
                     .file
                     .set_len(offset)
@@ -969,9 +973,13 @@ impl Store {
                         wall_clock_now(),
                         run_id.clone(),
                         AuditAction::TornTailCut,
-                        format!("cut a torn last journal record of {cut} bytes at offset {offset}"),
+                        torn_journal_message(offset, cut, written),
                     )
-                    .with_detail(serde_json::json!({ "offset": offset, "bytes": cut })),
+                    .with_detail(serde_json::json!({
+                        "offset": offset,
+                        "bytes": cut,
+                        "written": written,
+                    })),
                 )?;
                 torn_tail = Some(TornTail { offset, bytes: cut });
                 journal.end = offset;
@@ -1328,4 +1336,17 @@ pub(crate) fn encode_queue_file<S: Serialize>(
         return Ok(compact);
     }
     serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))
+}
+
+/// The `TornTailCut` audit message: where the torn record started, and how much of what was
+/// cut the torn write had left, apart from the zeros the journal was preallocated with.
+fn torn_journal_message(offset: u64, bytes: u64, written: u64) -> String {
+    let zeros = bytes.saturating_sub(written);
+    if zeros == 0 {
+        format!("cut a torn last journal record of {bytes} bytes at offset {offset}")
+    } else {
+        format!(
+            "cut a torn last journal record at offset {offset}: {written} bytes of it were written, followed by {zeros} bytes of the journal's preallocated zeros"
+        )
+    }
 }

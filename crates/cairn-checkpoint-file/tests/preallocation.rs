@@ -182,14 +182,38 @@ async fn a_preallocated_journal_torn_at_the_last_record_is_cut() {
         let mut want = events[..4].to_vec();
         want.push(next);
         assert_eq!(opened.recovered.events, want, "{damage}");
-        let cuts = factory
+        let cuts: Vec<_> = factory
             .read_audit(&id)
             .await
             .unwrap()
-            .iter()
+            .into_iter()
             .filter(|r| r.action == AuditAction::TornTailCut)
-            .count();
-        assert_eq!(cuts, 1, "{damage}: the cut is audited once");
+            .collect();
+        assert_eq!(cuts.len(), 1, "{damage}: the cut is audited once");
+        // The record tells what the torn write left from the preallocated zeros after it.
+        let written = match damage {
+            "half payload" => last + HEADER_LEN + (end - last - HEADER_LEN) / 2 - batch,
+            "header only" => last + HEADER_LEN - batch,
+            "half header" => last + 6 - batch,
+            "half batch header" => 10,
+            _ => end - batch,
+        };
+        let detail = &cuts[0].detail;
+        assert_eq!(detail["bytes"], (size - batch) as u64, "{damage}");
+        // Trailing zero bytes of the torn write itself cannot be told from preallocation.
+        let recorded = detail["written"].as_u64().expect("written");
+        assert!(
+            recorded <= written as u64 && written as u64 - recorded < 8,
+            "{damage}: written {recorded}, the torn write left {written}"
+        );
+        assert!(
+            cuts[0]
+                .message
+                .contains(&format!("{recorded} bytes of it were written"))
+                && cuts[0].message.contains("preallocated zeros"),
+            "{damage}: {}",
+            cuts[0].message
+        );
     }
 }
 
