@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cairn_checkpoint::{RunFilter, RunId, RunMeta, RunStatus};
 use cairn_executor::{
-    Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, Start,
+    Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, RunStop, Start,
 };
-use cairn_queue::Status;
+use cairn_queue::{Event, Status};
 use cairn_runs::{
     Decision, FailedRunPrompt, OwnerLiveness, QuarantinedRunPrompt, ResumePolicy, RunRequest,
 };
@@ -26,7 +26,7 @@ use crate::cli::{
 use crate::duration::format_duration;
 use crate::out::{self, eout, eoutln, escape_controls, out, outln, terminal_safe};
 use crate::policy;
-use crate::progress::{Mode, Progress};
+use crate::progress::{Mode, Progress, TaskEvent};
 use crate::shell::{
     Leftover, ProcessGroups, Reaped, SHELL_KIND, ShellHandler, reap_leftovers, recorded_leftovers,
 };
@@ -1036,7 +1036,7 @@ impl Drive<'_> {
             absolute(&self.wf.dir),
             absolute(&self.state.output_root()),
             plan.input.clone(),
-            events,
+            events.clone(),
             groups.clone(),
         );
         let registry = Registry::new().with(SHELL_KIND, handler);
@@ -1044,7 +1044,17 @@ impl Drive<'_> {
             .with_concurrency(usize::from(self.exec.concurrency))
             .with_require_durability(true)
             .with_shutdown_grace(self.exec.grace);
-        let executor = Executor::new(Arc::clone(&self.state.factory), registry, config)?;
+        // A task is shown done once its completion is durable, not when its command exits:
+        // a crash in between runs it again.
+        let recorded = events.clone();
+        let executor = Executor::new(Arc::clone(&self.state.factory), registry, config)?
+            .on_acknowledged(move |_run, batch| {
+                for event in batch {
+                    if let Event::Completed { id, .. } | Event::Skipped { id, .. } = event {
+                        let _ = recorded.send(TaskEvent::Recorded { id: *id });
+                    }
+                }
+            });
         let signals = RunSignals::default();
         // Signal handlers are installed before any task starts, so Ctrl-C never kills cairn
         // itself mid-run; it asks for a graceful stop instead.
@@ -1100,20 +1110,82 @@ impl Drive<'_> {
         }
         progress.finish();
         let report = joined.context("the run's task ended abnormally")?;
-        let report = match report {
-            Ok(report) => report,
-            Err(cairn_executor::Error::Finalize { report, source }) => {
-                eoutln!(
-                    "warning: run {} ended but recording its end failed: {source}",
-                    report.run_id
-                );
-                *report
-            }
+        let (report, end_not_recorded) = match report {
+            Ok(report) => (report, None),
+            Err(cairn_executor::Error::Finalize { report, source }) => (*report, Some(source)),
             Err(error) => {
                 return Err(anyhow::Error::new(error).context(format!("cannot drive run {run_id}")));
             }
         };
-        Ok(self.summarize(&progress, &report))
+        if let Some(RunStop::Checkpoint(error)) = &report.stop {
+            return Ok(self.store_failed(&progress, &report, error, end_not_recorded.is_none()));
+        }
+        let code = self.summarize(&progress, &report);
+        match end_not_recorded {
+            None => Ok(code),
+            Some(source) => {
+                self.end_not_recorded(&progress, &report.run_id, &source);
+                Ok(EXIT_STORE)
+            }
+        }
+    }
+
+    /// The drive stopped because the run's store refused a write (a full disk, a failed
+    /// fsync): not a task's failure, so exit 5, and the way forward is a resume once the
+    /// store is fixed, not the failed-run choices (`--force` would resume an interrupted run
+    /// anyway).
+    fn store_failed(
+        &self,
+        progress: &Progress,
+        report: &RunReport,
+        error: &cairn_checkpoint::Error,
+        recorded_failed: bool,
+    ) -> u8 {
+        let run_id = &report.run_id;
+        let resume = self.commands.resume(run_id);
+        let status = if recorded_failed { "failed" } else { "running" };
+        progress.json(serde_json::json!({
+            "event": "run_store_failed", "run_id": run_id.as_str(), "error": error.to_string(),
+            "tasks_done": report.counts.done, "status": status,
+            "commands": { "resume": resume },
+        }));
+        if self.mode != Mode::Json {
+            outln!(
+                "run {run_id} stopped: its state store failed: {} ({} done)",
+                terminal_safe(&error.to_string()),
+                report.counts.done
+            );
+            let left = if recorded_failed {
+                "it is recorded as failed"
+            } else {
+                "it is left interrupted (it still reads as running)"
+            };
+            eoutln!(
+                "run {run_id} stopped because writing its state failed, not because a task failed; every task shown as done is recorded, and {left}. Fix the store (free space, permissions, the disk), then resume it:\n    {}",
+                terminal_safe(&resume)
+            );
+        }
+        EXIT_STORE
+    }
+
+    /// The run ended, but its end (completed or failed) could not be recorded, so the store
+    /// still has it running. Exit 5: the store failed, whatever the tasks did.
+    fn end_not_recorded(
+        &self,
+        progress: &Progress,
+        run_id: &RunId,
+        source: &cairn_checkpoint::Error,
+    ) {
+        let resume = self.commands.resume(run_id);
+        progress.json(serde_json::json!({
+            "event": "run_end_not_recorded", "run_id": run_id.as_str(),
+            "error": source.to_string(), "commands": { "resume": resume },
+        }));
+        eoutln!(
+            "error: run {run_id} ended, but recording its end failed: {}; the store still has it running. Fix the store (free space, permissions, the disk), then `{}` records its end (tasks recorded done do not run again)",
+            terminal_safe(&source.to_string()),
+            terminal_safe(&resume)
+        );
     }
 
     fn print_interrupted(&self, progress: &Progress, run_id: &RunId, killed: bool) {

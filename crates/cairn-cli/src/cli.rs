@@ -38,7 +38,9 @@ Exit codes:
      the two ways forward (abandon it and re-run, --force) are printed; nothing ran
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
-  5  the state store failed, or another live process is driving the run (run, resume)
+  5  the state store failed (a run it stopped mid-run, or whose end it could not record,
+     is resumed with the printed `cairn resume` command once the store is fixed), or
+     another live process is driving the run (run, resume)
 A closed stdout (`cairn run wf.toml | head -1`) changes nothing: the output is dropped, a
 run is still driven to its end, and the exit code is the one above.
 `cairn abandon`, `cairn runs prune` and `cairn jobs` list their own codes in their help.";

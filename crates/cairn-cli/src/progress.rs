@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cairn_queue::TaskId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::format_duration;
@@ -14,6 +15,8 @@ use crate::out::{escape_controls, outln};
 pub enum TaskEvent {
     /// An attempt started.
     Started {
+        /// The queue's id of the task.
+        id: TaskId,
         /// The workflow task id.
         task: String,
         /// The attempt number, from 1.
@@ -21,8 +24,11 @@ pub enum TaskEvent {
         /// The task's attempt limit.
         max_attempts: u32,
     },
-    /// An attempt ended.
+    /// An attempt ended (its command exited; a done task is shown as done only once
+    /// [`TaskEvent::Recorded`] says so).
     Finished {
+        /// The queue's id of the task.
+        id: TaskId,
         /// The workflow task id.
         task: String,
         /// The attempt number, from 1.
@@ -31,6 +37,11 @@ pub enum TaskEvent {
         outcome: AttemptOutcome,
         /// How long it ran.
         elapsed: Duration,
+    },
+    /// The task's completion is durable (the executor's journal acknowledged it).
+    Recorded {
+        /// The queue's id of the task.
+        id: TaskId,
     },
 }
 
@@ -71,6 +82,17 @@ pub struct Progress {
     multi: Option<MultiProgress>,
     bar: Option<ProgressBar>,
     running: HashMap<String, ProgressBar>,
+    /// Tasks whose command exited 0 but whose completion is not recorded yet: shown as done
+    /// only once it is, since until then a crash runs them again.
+    unrecorded: HashMap<TaskId, Unrecorded>,
+}
+
+/// A done attempt waiting for its completion to be recorded.
+#[derive(Debug)]
+struct Unrecorded {
+    task: String,
+    attempt: u32,
+    elapsed: Duration,
 }
 
 impl Progress {
@@ -93,6 +115,7 @@ impl Progress {
             multi,
             bar,
             running: HashMap::new(),
+            unrecorded: HashMap::new(),
         }
     }
 
@@ -123,6 +146,7 @@ impl Progress {
     pub fn task(&mut self, event: TaskEvent) {
         match event {
             TaskEvent::Started {
+                id: _,
                 task,
                 attempt,
                 max_attempts,
@@ -147,7 +171,25 @@ impl Progress {
                     outln!("started {task} (attempt {attempt}/{max_attempts})");
                 }
             }
+            TaskEvent::Recorded { id } => {
+                if let Some(Unrecorded {
+                    task,
+                    attempt,
+                    elapsed,
+                }) = self.unrecorded.remove(&id)
+                {
+                    self.json(serde_json::json!({
+                        "event": "task_done", "task": task, "attempt": attempt,
+                        "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    }));
+                    if let Some(bar) = &self.bar {
+                        bar.inc(1);
+                    }
+                    self.line(&format!("done {task} ({})", format_duration(elapsed)));
+                }
+            }
             TaskEvent::Finished {
+                id,
                 task,
                 attempt,
                 outcome,
@@ -163,14 +205,14 @@ impl Progress {
                 let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
                 match outcome {
                     AttemptOutcome::Done => {
-                        self.json(serde_json::json!({
-                            "event": "task_done", "task": task, "attempt": attempt,
-                            "elapsed_ms": elapsed_ms,
-                        }));
-                        if let Some(bar) = &self.bar {
-                            bar.inc(1);
-                        }
-                        self.line(&format!("done {task} ({took})"));
+                        self.unrecorded.insert(
+                            id,
+                            Unrecorded {
+                                task,
+                                attempt,
+                                elapsed,
+                            },
+                        );
                     }
                     AttemptOutcome::Retrying { error } => {
                         self.json(serde_json::json!({
@@ -219,6 +261,25 @@ impl Progress {
     /// run's summary) go straight to stdout: printing them through the finished display
     /// would draw its bar again below them.
     pub fn finish(&mut self) {
+        // A command that exited 0 whose completion the run stopped before recording is not
+        // done: a resume may run it again, so it must not read as done.
+        let mut unrecorded: Vec<Unrecorded> = self.unrecorded.drain().map(|(_, u)| u).collect();
+        unrecorded.sort_by(|a, b| a.task.cmp(&b.task));
+        for Unrecorded {
+            task,
+            attempt,
+            elapsed,
+        } in unrecorded
+        {
+            self.json(serde_json::json!({
+                "event": "task_not_recorded", "task": task, "attempt": attempt,
+                "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            }));
+            self.line(&format!(
+                "not recorded {task}: its command exited 0 after {}, but the run stopped before its completion was recorded, so a resume may run it again",
+                format_duration(elapsed)
+            ));
+        }
         for (_, spinner) in self.running.drain() {
             spinner.finish_and_clear();
         }

@@ -553,6 +553,7 @@ impl Handler for ShellHandler {
         let max_attempts = ctx.task().max_attempts;
         let started = Instant::now();
         let _ = self.events.send(TaskEvent::Started {
+            id: ctx.task_id(),
             task: spec.id.clone(),
             attempt,
             max_attempts,
@@ -585,6 +586,7 @@ impl Handler for ShellHandler {
             }
         };
         let _ = self.events.send(TaskEvent::Finished {
+            id: ctx.task_id(),
             task: spec.id.clone(),
             attempt,
             outcome,

@@ -24,6 +24,7 @@ use tracing::{Dispatch, Span};
 use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, TracedAttempt};
 use crate::config::ExecutorConfig;
 use crate::error::Error;
+use crate::executor::AcknowledgedHook;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
 use crate::plan::{Phase, PlannedTask, RunSignals, describe_task};
@@ -126,6 +127,8 @@ pub(crate) struct Drive {
     /// The plan names of the tasks that have one ([`crate::PlannedTask::name`]), for
     /// messages.
     pub(crate) names: HashMap<TaskId, String>,
+    /// Told of every acknowledged batch ([`crate::Executor::on_acknowledged`]).
+    pub(crate) on_acknowledged: Option<AcknowledgedHook>,
 }
 
 /// The mutable state of the loop, apart from the queue.
@@ -403,6 +406,9 @@ impl Drive {
         // ends the drive, and nothing may append these events a second time. Clearing keeps
         // the outbox's capacity for the next batch.
         let appended = self.checkpointer.append(self.queue.events()).await;
+        if let (Ok(()), Some(hook)) = (&appended, &self.on_acknowledged) {
+            hook.call(&self.run_id, self.queue.events());
+        }
         self.queue.clear_events();
         appended.map_err(RunStop::Checkpoint)?;
         let counts = self.queue.counts();

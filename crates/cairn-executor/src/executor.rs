@@ -27,6 +27,26 @@ pub struct Executor {
     factory: Arc<dyn CheckpointerFactory>,
     registry: Arc<Registry>,
     config: Arc<ExecutorConfig>,
+    on_acknowledged: Option<AcknowledgedHook>,
+}
+
+/// The callback [`Executor::on_acknowledged`] takes.
+type AcknowledgedFn = dyn Fn(&RunId, &[Event]) + Send + Sync;
+
+/// What [`Executor::on_acknowledged`] calls: the run and one acknowledged batch of events.
+#[derive(Clone)]
+pub(crate) struct AcknowledgedHook(Arc<AcknowledgedFn>);
+
+impl AcknowledgedHook {
+    pub(crate) fn call(&self, run_id: &RunId, events: &[Event]) {
+        (self.0)(run_id, events);
+    }
+}
+
+impl std::fmt::Debug for AcknowledgedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcknowledgedHook")
+    }
 }
 
 /// A run ready to drive: its writer and its queue.
@@ -78,7 +98,60 @@ impl Executor {
             factory,
             registry: Arc::new(registry),
             config: Arc::new(config),
+            on_acknowledged: None,
         })
+    }
+
+    /// Calls `hook` with every batch of events a run's checkpointer acknowledged (appended,
+    /// and durable unless the run degraded to a non-durable checkpointer; see
+    /// [`ExecutorConfig::with_require_durability`]), in journal order, right after the append
+    /// returns and before the drive goes on. A host that reports progress uses it to say a
+    /// task is done only once its `Completed` event is durable: a handler's own return comes
+    /// earlier, and a crash between the two runs the task again on resume. The hook runs on
+    /// the drive's task, so it must be quick (send to a channel, say); a panic in it is a
+    /// panic of the drive, which fails the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::{
+    ///     Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    ///     handler_fn,
+    /// };
+    /// use cairn_queue::{Event, Handoff, TaskSpec};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let registry = Registry::new().with(
+    ///     "step",
+    ///     handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    /// );
+    /// let done = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&done);
+    /// let executor = Executor::new(Arc::new(NoopFactory), registry, ExecutorConfig::default())?
+    ///     .on_acknowledged(move |_run, events| {
+    ///         for event in events {
+    ///             if let Event::Completed { id, .. } = event {
+    ///                 seen.lock().unwrap().push(*id);
+    ///             }
+    ///         }
+    ///     });
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("step"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(done.lock().unwrap().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn on_acknowledged(
+        mut self,
+        hook: impl Fn(&RunId, &[Event]) + Send + Sync + 'static,
+    ) -> Executor {
+        self.on_acknowledged = Some(AcknowledgedHook(Arc::new(hook)));
+        self
     }
 
     /// Finds or begins the run `start` asks for, drives `plan` to its end, and records the
@@ -188,6 +261,7 @@ impl Executor {
             workflow: plan.workflow,
             scope: plan.scope,
             names: HashMap::new(),
+            on_acknowledged: self.on_acknowledged.clone(),
         };
         // The drive runs in its own task so that a panic anywhere in it surfaces here as a
         // JoinError and the run is still finalized.

@@ -909,3 +909,68 @@ fn one_task(kind: &str) -> Phase {
     phase.task(TaskSpec::new(kind), []);
     phase
 }
+
+/// `on_acknowledged` hears exactly the batches whose append returned `Ok`, in journal order:
+/// a task whose handler returned but whose `Completed` batch failed to append is not reported
+/// done (a crash there runs it again).
+#[tokio::test]
+async fn on_acknowledged_hears_every_acknowledged_batch_and_no_failed_one() {
+    for fail_on_append in [None, Some(3)] {
+        let factory = Doctor::new(
+            MemoryFactory::new(),
+            Damage {
+                fail_on_append,
+                ..Damage::default()
+            },
+        );
+        let ledger = Ledger::default();
+        let registry = Registry::new().with("ok", recording(&ledger));
+        // A chain: each completion and the next start share one batch.
+        let mut phase = Phase::new("p");
+        let first = phase.task(TaskSpec::new("ok").inputs(1.into()), []);
+        let second = phase.task(TaskSpec::new("ok").inputs(2.into()), [first]);
+        phase.task(TaskSpec::new("ok").inputs(3.into()), [second]);
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        let executor = Executor::new(
+            Arc::new(factory.clone()),
+            registry,
+            ExecutorConfig::default(),
+        )
+        .unwrap()
+        .on_acknowledged(move |_run, events| sink.lock().unwrap().extend_from_slice(events));
+        let report = executor
+            .run(
+                RunPlan::new("wf", "s").phase(phase),
+                Start::Fresh,
+                RunSignals::default(),
+            )
+            .await
+            .unwrap();
+
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            *factory.durable.lock().unwrap(),
+            "{fail_on_append:?}"
+        );
+        let done = completions(&heard).len();
+        match fail_on_append {
+            None => {
+                assert_eq!(report.disposition, Disposition::Complete);
+                assert_eq!(done, 3);
+            }
+            Some(_) => {
+                assert!(
+                    matches!(report.stop, Some(RunStop::Checkpoint(_))),
+                    "{:?}",
+                    report.stop
+                );
+                // The second task's handler returned, but its completion never became
+                // durable, so it is not heard as done.
+                assert_eq!(ledger.total(), 2);
+                assert_eq!(done, 1);
+            }
+        }
+    }
+}

@@ -143,6 +143,9 @@ pub struct Damage {
     pub meta_version: Option<u32>,
     /// The n-th `append` (from 1) of any writer panics.
     pub panic_on_append: Option<usize>,
+    /// The n-th `append` (from 1) of any writer fails with an injected fault, as a full
+    /// disk would, and every later one too (a failed append poisons a writer).
+    pub fail_on_append: Option<usize>,
     /// `complete` and `fail` fail with an injected fault.
     pub fail_finish: bool,
     /// `open` reports corruption (which the port does not quarantine by itself).
@@ -182,6 +185,7 @@ impl Doctor {
             inner,
             fail_finish: self.damage.fail_finish,
             panic_on_append: self.damage.panic_on_append,
+            fail_on_append: self.damage.fail_on_append,
             appends: Arc::clone(&self.appends),
             durable: Arc::clone(&self.durable),
         })
@@ -274,6 +278,7 @@ struct DoctoredWriter {
     inner: Box<dyn Checkpointer>,
     fail_finish: bool,
     panic_on_append: Option<usize>,
+    fail_on_append: Option<usize>,
     appends: Arc<AtomicUsize>,
     durable: Arc<Mutex<Vec<Event>>>,
 }
@@ -287,6 +292,9 @@ impl Checkpointer for DoctoredWriter {
         let n = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
         if self.panic_on_append == Some(n) {
             panic!("doctored writer panics on append {n}");
+        }
+        if self.fail_on_append.is_some_and(|from| n >= from) {
+            return Err(Error::Injected { op: "append" });
         }
         self.inner.append(events).await?;
         self.durable.lock().unwrap().extend_from_slice(events);
