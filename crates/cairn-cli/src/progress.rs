@@ -8,7 +8,7 @@ use cairn_queue::TaskId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::format_duration;
-use crate::out::{escape_controls, outln};
+use crate::out::{eoutln, escape_controls, outln};
 
 /// What happened to one task attempt, as the shell handler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,18 @@ pub enum TaskEvent {
         outcome: AttemptOutcome,
         /// How long it ran.
         elapsed: Duration,
+    },
+    /// An attempt's captured output file is incomplete (it could not be created or written,
+    /// say on a full disk). The task's outcome does not change: its command ran.
+    OutputLost {
+        /// The workflow task id.
+        task: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// What failed.
+        why: String,
     },
     /// The task's completion is durable (the executor's journal acknowledged it).
     Recorded {
@@ -169,6 +181,23 @@ impl Progress {
                     self.running.insert(task, spinner);
                 } else if self.mode == Mode::Plain {
                     outln!("started {task} (attempt {attempt}/{max_attempts})");
+                }
+            }
+            TaskEvent::OutputLost {
+                task,
+                attempt,
+                stream,
+                why,
+            } => {
+                self.json(serde_json::json!({
+                    "event": "output_not_kept", "task": task, "attempt": attempt,
+                    "stream": stream, "error": why,
+                }));
+                if self.mode != Mode::Json {
+                    eoutln!(
+                        "warning: the {stream} of {task} (attempt {attempt}) is not fully kept: {}",
+                        escape_controls(&why)
+                    );
                 }
             }
             TaskEvent::Recorded { id } => {

@@ -465,18 +465,38 @@ impl Captured {
     }
 }
 
+/// What capturing one stream gave: its last lines, and why its file is incomplete, if it is.
+#[derive(Debug, Default)]
+struct Capture {
+    tail: Vec<String>,
+    /// Set when the file could not be created or written (a full disk): the command's output
+    /// is then missing from it, which must not pass for a command that printed nothing.
+    lost: Option<String>,
+}
+
 /// Copies a stream into `path`, keeping the first [`OUTPUT_CAP`] bytes, and its last lines.
-async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<String> {
+/// The stream is read to its end even when the file fails, so the command never blocks on a
+/// full pipe; a failure is noted in the file when it still takes a write, and reported.
+async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Capture {
     // `create_new`: earlier output is evidence and is never truncated (see [`free_stem`]).
-    let mut file = tokio::fs::OpenOptions::new()
+    let mut lost = None;
+    let mut file = match tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
         .await
-        .ok();
+    {
+        Ok(file) => Some(file),
+        Err(error) => {
+            lost = Some(format!("cannot create {}: {error}", path.display()));
+            None
+        }
+    };
     let mut captured = Captured::default();
-    let mut written: u64 = 0;
+    // Bytes meant for the file (the first OUTPUT_CAP), and bytes past the cap.
+    let mut meant: u64 = 0;
     let mut dropped: u64 = 0;
+    let mut write_error = None;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match stream.read(&mut buf).await {
@@ -484,15 +504,15 @@ async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<Strin
             Ok(n) => n,
         };
         captured.push(&buf[..n]);
-        let room = OUTPUT_CAP.saturating_sub(written);
-        let keep = (n as u64).min(room) as usize;
+        let keep = (n as u64).min(OUTPUT_CAP.saturating_sub(meant)) as usize;
         if keep > 0
             && let Some(f) = file.as_mut()
-            && f.write_all(&buf[..keep]).await.is_err()
+            && let Err(error) = f.write_all(&buf[..keep]).await
         {
+            write_error = Some(error);
             file = None;
         }
-        written += keep as u64;
+        meant += keep as u64;
         dropped += (n - keep) as u64;
     }
     if let Some(mut f) = file {
@@ -502,9 +522,32 @@ async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Vec<Strin
             );
             let _ = f.write_all(note.as_bytes()).await;
         }
-        let _ = f.flush().await;
+        // A regular file's write error may only show here (tokio writes in the background).
+        if let Err(error) = f.flush().await {
+            write_error = Some(error);
+        }
     }
-    captured.finish()
+    if let Some(error) = write_error {
+        // What reached the file, as the file says: tokio reports a failed write late.
+        let kept = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        let not_kept = meant.saturating_sub(kept);
+        lost = Some(format!(
+            "writing {} failed after {kept} bytes: {error}; {not_kept} bytes of output are not kept",
+            path.display()
+        ));
+        // Best effort: a short note may still fit, so the file does not pass for complete.
+        if let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(&path).await {
+            let note = format!(
+                "\n[cairn: writing this file failed ({error}); {not_kept} bytes of output are not kept]\n"
+            );
+            let _ = f.write_all(note.as_bytes()).await;
+            let _ = f.flush().await;
+        }
+    }
+    Capture {
+        tail: captured.finish(),
+        lost,
+    }
 }
 
 /// The file name stem of an attempt's captured output: `<task>.<attempt>`, or, when files of
@@ -709,8 +752,19 @@ impl ShellHandler {
         }
         drop(guard);
         let _ = std::fs::remove_file(&record);
-        let stdout_tail = join_capture(stdout).await;
-        let stderr_tail = join_capture(stderr).await;
+        let stdout = join_capture(stdout).await;
+        let stderr = join_capture(stderr).await;
+        for (stream, capture) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if let Some(why) = &capture.lost {
+                let _ = self.events.send(TaskEvent::OutputLost {
+                    task: spec.id.clone(),
+                    attempt: ctx.attempt(),
+                    stream,
+                    why: why.clone(),
+                });
+            }
+        }
+        let (stdout_tail, stderr_tail) = (stdout.tail, stderr.tail);
         let tail = if stderr_tail.is_empty() {
             stdout_tail
         } else {
@@ -817,19 +871,22 @@ async fn sleep_opt(limit: Option<Duration>) {
     }
 }
 
-async fn join_capture(handle: Option<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
+async fn join_capture(handle: Option<tokio::task::JoinHandle<Capture>>) -> Capture {
     let Some(mut handle) = handle else {
-        return Vec::new();
+        return Capture::default();
     };
     match tokio::time::timeout(PIPE_DRAIN_LIMIT, &mut handle).await {
-        Ok(Ok(tail)) => tail,
-        Ok(Err(_)) => Vec::new(),
+        Ok(Ok(capture)) => capture,
+        Ok(Err(_)) => Capture::default(),
         Err(_) => {
             handle.abort();
-            vec![
-                "[cairn: output still open after the command exited; not captured further]"
-                    .to_owned(),
-            ]
+            Capture {
+                tail: vec![
+                    "[cairn: output still open after the command exited; not captured further]"
+                        .to_owned(),
+                ],
+                lost: None,
+            }
         }
     }
 }

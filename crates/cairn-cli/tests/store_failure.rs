@@ -197,3 +197,46 @@ fn a_run_whose_end_cannot_be_recorded_exits_5_and_a_resume_records_it() {
     assert_eq!(sandbox.runs()[0]["status"], "completed");
     assert_eq!(effects(&sandbox)["a"], 1, "the done task did not run again");
 }
+
+/// Output that cannot be written (the file size limit stands in for a full disk) is reported,
+/// not lost silently: a warning names the file and how much is missing. The task is still
+/// done: its command ran, and failing it would run it again.
+#[test]
+fn output_that_cannot_be_kept_is_reported_and_the_task_stays_done() {
+    let sandbox = Sandbox::new();
+    let printed = 500_000;
+    sandbox.write(
+        "wf.toml",
+        &format!(
+            "name = \"loud\"\n[[task]]\nid = \"big\"\nrun = \"head -c {printed} /dev/zero | tr '\\\\0' a\"\n"
+        ),
+    );
+    let (code, stdout, stderr) = run_limited(&sandbox, &["run", "wf.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(&stdout, "done big");
+    let run_id = sandbox.only_run_id();
+    let file = sandbox.path(&format!(".cairn/output/{run_id}/big.1.stdout"));
+    let kept = std::fs::metadata(&file).unwrap().len();
+    assert!(kept < printed, "the limit cut the file at {kept} bytes");
+    assert_contains(
+        &stderr,
+        &format!(
+            "warning: the stdout of big (attempt 1) is not fully kept: writing {} failed after {kept} bytes",
+            file.canonicalize().unwrap().display()
+        ),
+    );
+    assert_contains(
+        &stderr,
+        &format!("{} bytes of output are not kept", printed - kept),
+    );
+
+    let (_, stdout, _) = run_limited(&sandbox, &["run", "wf.toml", "--force", "--json"]);
+    let lost: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "output_not_kept")
+        .collect();
+    assert_eq!(lost.len(), 1, "{stdout}");
+    assert_eq!(lost[0]["stream"], "stdout");
+    assert_eq!(lost[0]["task"], "big");
+}
