@@ -53,8 +53,10 @@
 //! Under `Sync` and `Group` the journal keeps zeroed space ahead of its last batch, so an
 //! append overwrites zeros in place and its fdatasync flushes data only; an append that grows
 //! the file would also have to commit the new file size (on ext4 a second flush, through the
-//! file system's own journal). When a batch does not fit, its one write also carries the next
-//! preallocation step (64 KiB, doubling up to 4 MiB) and its one fdatasync makes both durable.
+//! file system's own journal). When a batch does not fit, the file first grows by the next
+//! preallocation step (64 KiB, doubling up to 4 MiB) in a write of zeros of its own, so on a
+//! full disk that write fails before any byte of the batch is written; the batch's one
+//! fdatasync then makes both durable.
 //! A batch header starts with its magic, never a zero byte, so recovery reads zeros from a
 //! batch boundary to the end of the file as the end of the journal. Journals without zeros
 //! (under `None`) read the same way. A [`Filesystem`] whose files lack [`FsFile::write_at`]
@@ -121,7 +123,10 @@
 //!
 //! A failed write or fdatasync is fatal for the writer: that call (and every append sharing
 //! its batch) fails with `SyncFailed` (or `Io` for a failed write), every later call with
-//! `Poisoned`. Nothing is retried; reopen the run to recover from what is on disk.
+//! `Poisoned`. Nothing is retried; reopen the run to recover from what is on disk. A batch
+//! whose write failed is first cut off the journal again (truncated to where it began, or
+//! zeroed where the file cannot be truncated, then fdatasynced), so the next open does not
+//! read back records no caller was told are durable; a failed fdatasync is not undone.
 //!
 //! # Locks and concurrency
 //!

@@ -4,9 +4,12 @@
 //! batch that buffer will become). If no leader is active it becomes one: a blocking task
 //! that repeatedly takes the whole buffer, frames it as one batch (header with length,
 //! offset and CRC), writes it with ONE `write`, makes it durable with ONE `fdatasync` and
-//! publishes the batch number. Only one leader exists at a time and it holds the journal
-//! from the write until the fdatasync returned, so at most one batch is ever unacknowledged
-//! on disk: the journal's recovery rules rely on that (see `journal`). Appends that arrive
+//! publishes the batch number (a batch that outgrows the preallocated zeros is preceded by
+//! a write of more zeros, covered by the same `fdatasync`). Only one leader exists at a
+//! time and it holds the journal from the write until the fdatasync returned, so at most
+//! one batch is ever unacknowledged on disk: the journal's recovery rules rely on that (see
+//! `journal`). A batch whose write failed is cut off again before the failure is reported,
+//! so it is not read back either (see `Shared::unwrite_batch`). Appends that arrive
 //! while a leader is syncing land in the next batch, so concurrent appends share syncs. The
 //! leader runs on the blocking pool and owns its work, so dropping an `append` future never
 //! strands others.
@@ -53,6 +56,24 @@ const PREALLOCATE_MAX: u64 = 4 * 1024 * 1024;
 fn preallocation_target(end: u64, allocated: u64) -> u64 {
     let step = allocated.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
     (end + step).next_multiple_of(PREALLOCATE_MIN)
+}
+
+/// Extends the journal with zeros up to the next preallocation step past `end`, the end of
+/// the batch about to be written. The zeros start at the file's current end, not at the
+/// batch's, so the batch is then written over space the file already has. On a full disk
+/// this write is the one that fails, with no byte of the batch written yet; what it did
+/// write is cut off again (a best effort: zeros past the journal's end read as its end, but
+/// the space is better left to the writes that report the failure).
+fn grow(journal: &mut JournalFile, end: u64) -> std::io::Result<()> {
+    let from = journal.allocated;
+    let target = preallocation_target(end, from);
+    let zeros = vec![0u8; (target - from) as usize];
+    if let Err(err) = journal.file.write_at(from, &zeros) {
+        let _ = journal.file.set_len(from);
+        return Err(err);
+    }
+    journal.allocated = target;
+    Ok(())
 }
 
 /// Where a writer starts: the journal as `open` (or `begin`) left it.
@@ -683,10 +704,19 @@ impl Shared {
     /// is held from the write until the fdatasync returned, so no second batch is ever
     /// written while one is unacknowledged.
     ///
-    /// When the batch does not fit in the preallocated zeros, the same write also carries
-    /// the next preallocation step's zeros, so the one fdatasync that must commit a new file
-    /// size anyway also makes the new zeros durable; the appends after it overwrite those
-    /// zeros and their fdatasyncs flush data only.
+    /// When the batch does not fit in the preallocated zeros, the file first grows by the
+    /// next preallocation step's zeros, in a write of its own (see [`grow`]), and the batch
+    /// is then written over them. On a full disk it is that growth which fails, before any
+    /// byte of the batch is written. The one fdatasync after the batch, which must commit a
+    /// new file size anyway, also makes the new zeros durable; the appends after it
+    /// overwrite those zeros and their fdatasyncs flush data only.
+    ///
+    /// A failed write of the batch is undone as far as the file allows (see
+    /// [`Shared::unwrite_batch`]) before the failure is returned: nothing acknowledged the
+    /// batch, and the next open must not replay it. A failed fdatasync is not undone: the
+    /// kernel may have dropped the pages it failed to write, so nothing it reports after
+    /// that is trusted, and the batch stays the one possibly unsynced last batch that
+    /// recovery expects.
     fn write_batch(&self, mut buffer: Vec<u8>) -> Result<u64, Failure> {
         let path = self.dir.join(JOURNAL_FILE);
         let failure = |err: std::io::Error, sync: bool| Failure {
@@ -702,32 +732,69 @@ impl Shared {
         buffer[..journal::BATCH_HEADER_LEN].copy_from_slice(&header);
         let written = buffer.len() as u64;
         let end = at + written;
-        if !journal.positioned {
-            journal
-                .file
-                .write_all(&buffer)
-                .map_err(|e| failure(e, false))?;
-            journal.allocated = end;
-        } else if self.preallocate && end > journal.allocated {
-            let target = preallocation_target(end, journal.allocated);
-            buffer.resize((target - at) as usize, 0);
-            journal
-                .file
-                .write_at(at, &buffer)
-                .map_err(|e| failure(e, false))?;
-            journal.allocated = target;
-        } else {
-            journal
-                .file
-                .write_at(at, &buffer)
-                .map_err(|e| failure(e, false))?;
-            journal.allocated = journal.allocated.max(end);
+        if journal.positioned && self.preallocate && end > journal.allocated {
+            grow(&mut journal, end).map_err(|e| failure(e, false))?;
         }
+        let wrote = if journal.positioned {
+            journal.file.write_at(at, &buffer)
+        } else {
+            journal.file.write_all(&buffer)
+        };
+        if let Err(err) = wrote {
+            let mut failed = failure(err, false);
+            // The write's error stays the error; a failed undo only adds to its message.
+            if let Err(undo) = self.unwrite_batch(&mut journal, at, end) {
+                failed.message = format!("{}; {undo}", failed.message);
+            }
+            return Err(failed);
+        }
+        journal.allocated = journal.allocated.max(end);
         journal.end = end;
         if self.config.durability != Durability::None {
             journal.file.sync_data().map_err(|e| failure(e, true))?;
         }
         Ok(written)
+    }
+
+    /// After a failed write of the batch at `at..end`: makes the batch unreadable again, as
+    /// far as the file allows. No caller was told it is durable and the writer ends
+    /// poisoned, but the bytes that landed would otherwise be read back by the next open, as
+    /// a good batch (say, the `Started` of a task whose body never ran) or as a torn one to
+    /// cut and audit.
+    ///
+    /// It cuts the file back to `at` first: that needs no new space on a full disk, and it
+    /// leaves the journal as `open` leaves it after cutting a torn tail (every byte before
+    /// `at` is acknowledged, none after it). If the cut fails, a positioned journal gets the
+    /// batch's extent overwritten with zeros instead: only zeros follow the extent (the
+    /// preallocated space, or the file's end), so the journal then ends at `at`. Either is
+    /// then made durable with one fdatasync, so a power cut does not bring the batch back.
+    /// Returns what went wrong, for the append's error message.
+    fn unwrite_batch(&self, journal: &mut JournalFile, at: u64, end: u64) -> Result<(), String> {
+        match journal.file.set_len(at) {
+            Ok(()) => journal.allocated = at,
+            Err(cut) if journal.positioned => {
+                let zeros = vec![0u8; (end - at) as usize];
+                journal.file.write_at(at, &zeros).map_err(|zero| {
+                    format!(
+                        "the unacknowledged batch could be neither cut ({cut}) nor zeroed \
+                         ({zero}), so the next open may read it"
+                    )
+                })?;
+                journal.allocated = journal.allocated.max(end);
+            }
+            Err(cut) => {
+                return Err(format!(
+                    "the unacknowledged batch could not be cut ({cut}), so the next open may \
+                     read it"
+                ));
+            }
+        }
+        if self.config.durability != Durability::None {
+            journal.file.sync_data().map_err(|err| {
+                format!("the cut of the unacknowledged batch may not be durable ({err})")
+            })?;
+        }
+        Ok(())
     }
 
     /// Starts a compaction covering every record written so far, on a thread of its own.

@@ -385,7 +385,10 @@ async fn an_empty_journal_gets_its_file_header_on_open() {
 }
 
 /// A file layer over the real one that notes, per journal path, whether a write is not yet
-/// followed by an fdatasync, and counts every write made while one already was.
+/// followed by an fdatasync, and counts every write made while one already was. Writes of
+/// nothing but zeros are not batches (a batch starts with its magic) and are left out: the
+/// writer grows the journal by its preallocated zeros in a write of their own just before
+/// the batch that needs them, and zeros after the last batch read as the journal's end.
 #[derive(Debug, Default)]
 struct InFlight {
     unsynced: Mutex<HashMap<PathBuf, bool>>,
@@ -404,8 +407,8 @@ struct InFlightFile {
 }
 
 impl InFlightFile {
-    fn before_write(&self) {
-        if self.path.file_name().is_some_and(|n| n == "journal") {
+    fn before_write(&self, buf: &[u8]) {
+        if self.path.file_name().is_some_and(|n| n == "journal") && buf.iter().any(|b| *b != 0) {
             *self.watch.writes.lock().unwrap() += 1;
             let mut unsynced = self.watch.unsynced.lock().unwrap();
             if unsynced.insert(self.path.clone(), true) == Some(true) {
@@ -421,13 +424,11 @@ impl InFlightFile {
 
 impl FsFile for InFlightFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.before_write();
+        self.before_write(buf);
         self.inner.write_all(buf)
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        if !buf.is_empty() {
-            self.before_write();
-        }
+        self.before_write(buf);
         self.inner.write_at(offset, buf)
     }
     fn read_all(&mut self) -> io::Result<Vec<u8>> {
@@ -527,7 +528,7 @@ async fn the_writer_never_has_two_unsynced_batches_on_disk() {
                 "{durability:?}, compact {compact}: a write while another was unsynced: {overlaps:?}"
             );
             if !compact {
-                // Each journal write is exactly one batch.
+                // Each journal write (zeros aside) is exactly one batch.
                 let bytes = std::fs::read(h.journal(&id)).unwrap();
                 let writes = *watch.writes.lock().unwrap() - writes_at_begin;
                 assert_eq!(batch_offsets(&bytes).len() as u64, writes, "{durability:?}");
