@@ -108,8 +108,17 @@ impl FileFactoryBuilder {
     ///
     /// # Errors
     ///
+    /// `Error::InvalidSetting` when `root` is empty (say `.` for the current folder);
     /// `Error::Io` when the directories cannot be created.
     pub fn build(self) -> Result<FileFactory> {
+        // An empty path would put `runs/` in the current folder and then fail to sync its
+        // parent (`""`), half set up: refused before anything is made.
+        if self.root.as_os_str().is_empty() {
+            return Err(Error::InvalidSetting {
+                reason: "the state folder path is empty; give a folder (`.` for the current one)"
+                    .to_owned(),
+            });
+        }
         let store = Store {
             fs: self.fs,
             root: self.root,

@@ -75,13 +75,14 @@ fn record_crc(payload_crc: u32, len: u32, seq: u64) -> u32 {
     crc32c::crc32c_append(payload_crc, &tail)
 }
 
-/// Appends one framed record to `out`. `seq` is at least 1 and `payload` is not empty.
+/// Appends one framed record to `out`. `seq` is at least 1, `payload` is not empty, and its
+/// length fits a u32 (`append` refuses a larger event before framing it).
 pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8], payload_crc: u32) {
     debug_assert!(
-        seq >= 1 && !payload.is_empty(),
-        "records have a sequence number and a payload"
+        seq >= 1 && !payload.is_empty() && u32::try_from(payload.len()).is_ok(),
+        "records have a sequence number and a payload that a u32 length frames"
     );
-    let len = payload.len() as u32;
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&record_crc(payload_crc, len, seq).to_le_bytes());

@@ -1255,6 +1255,18 @@ impl Checkpointer for FileCheckpointer {
                 what: "journal event",
                 detail: err.to_string(),
             })?;
+            // A record's length is framed as a u32: a larger event would be acknowledged and
+            // then misread on open, so it is refused before anything is written.
+            if u32::try_from(payload.len()).is_err() {
+                return Err(Error::Encoding {
+                    what: "journal event",
+                    detail: format!(
+                        "an event of {} bytes is larger than a journal record can be ({} bytes); nothing was appended",
+                        payload.len(),
+                        u32::MAX
+                    ),
+                });
+            }
             let crc = journal::payload_crc(&payload);
             payloads.push((payload, crc));
         }

@@ -1508,3 +1508,24 @@ async fn a_won_claim_is_installed_durably_and_a_lost_one_writes_nothing() {
     let stored = h.file_factory().load_meta(&id).await.unwrap().unwrap();
     assert_eq!(stored.lease_epoch, 2);
 }
+
+/// An empty root is refused before anything is made: it would put `runs/` in the current
+/// folder and then fail half set up.
+#[test]
+fn an_empty_root_is_refused_before_anything_is_made() {
+    let cwd = std::env::current_dir().unwrap();
+    let had_runs = cwd.join("runs").exists();
+    let err = cairn_checkpoint_file::FileFactory::builder("")
+        .build()
+        .expect_err("an empty root is refused");
+    assert!(
+        matches!(&err, cairn_checkpoint::Error::InvalidSetting { reason } if reason.contains("path is empty")),
+        "{err:?}"
+    );
+    assert_eq!(
+        cwd.join("runs").exists(),
+        had_runs,
+        "nothing made in {}",
+        cwd.display()
+    );
+}

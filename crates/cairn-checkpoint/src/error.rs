@@ -136,6 +136,12 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A store was set up with a value it cannot work with (an empty root folder path).
+    #[error("invalid store setting: {reason}")]
+    InvalidSetting {
+        /// What is wrong, and what to give instead.
+        reason: String,
+    },
     /// A value could not be encoded or decoded.
     #[error("could not encode or decode {what}: {detail}")]
     Encoding {

@@ -105,9 +105,11 @@ pub struct ExecutorConfig {
     /// Most handler attempts in flight at once. The graph decides how many are runnable;
     /// this only caps them. Default 16; must be at least 1.
     pub concurrency: usize,
-    /// When `true`, a failed `begin` is an error (`Error::BeginFailed`) instead of a WARN
-    /// and a degrade to the non-durable `NoopCheckpointer`. Default `false`. A run id that
-    /// is already taken is refused either way.
+    /// When `true`, a failed `begin` is an error (`Error::BeginFailed`); when `false`, a WARN
+    /// and a degrade to the non-durable `NoopCheckpointer` (the run goes on, nothing is
+    /// recorded, and `RunReport::durable` is `false`). Default `true`: a durable toolkit
+    /// fails loudly unless the host opts in to degrading. A run id that is already taken is
+    /// refused either way.
     pub require_durability: bool,
     /// Retry backoff.
     pub retry: RetryPolicy,
@@ -124,7 +126,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             concurrency: 16,
-            require_durability: false,
+            require_durability: true,
             retry: RetryPolicy::default(),
             default_timeout: None,
             shutdown_grace: Duration::from_secs(30),
@@ -140,7 +142,8 @@ impl ExecutorConfig {
         self
     }
 
-    /// Requires durable checkpointing (no degrade on a failed `begin`).
+    /// Whether a failed `begin` is an error (`true`, the default) or degrades the run to a
+    /// non-durable checkpointer (`false`).
     pub fn with_require_durability(mut self, require: bool) -> Self {
         self.require_durability = require;
         self

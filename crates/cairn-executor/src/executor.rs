@@ -163,9 +163,9 @@ impl Executor {
     ///
     /// # Errors
     ///
-    /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set (without it,
-    ///   the run logs a WARN and degrades to a non-durable checkpointer), and always when the
-    ///   plan's run id is already taken.
+    /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set, as it is by
+    ///   default (without it, the run logs a WARN and degrades to a non-durable
+    ///   checkpointer), and always when the plan's run id is already taken.
     /// - `Error::Lookup` when `Start::Auto` cannot list runs.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
     ///   (or the adoption of an interrupted run) cannot open the run.

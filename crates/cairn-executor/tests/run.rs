@@ -421,7 +421,7 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
 }
 
 #[tokio::test]
-async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error() {
+async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error_when_allowed() {
     let logs = LogBuffer::default();
     let _guard = logs.install();
     let store = MemoryFactory::new();
@@ -436,7 +436,9 @@ async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error() 
     let registry = Registry::new().with("ok", recording(&ledger));
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("ok"), []);
-    let executor = Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
+    // Degrading is opt-in: the default requires durability.
+    let config = ExecutorConfig::default().with_require_durability(false);
+    let executor = Executor::new(Arc::new(factory), registry, config).unwrap();
     let report = executor
         .run(
             RunPlan::new("wf", "s").phase(phase),
@@ -477,7 +479,9 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
     let registry = Registry::new().with("ok", recording(&ledger));
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("ok"), []);
-    let config = ExecutorConfig::default().with_require_durability(true);
+    // The default: a failed begin is an error, not a silent degrade.
+    let config = ExecutorConfig::default();
+    assert!(config.require_durability);
     let executor = Executor::new(Arc::new(factory), registry, config).unwrap();
     let err = executor
         .run(
