@@ -1920,9 +1920,13 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
                 }
                 None => {
                     tally.print(false, json, cutoff);
-                    return Err(anyhow::Error::new(error).context(format!(
-                        "cannot remove run {run_id}; the runs above were removed"
-                    )));
+                    let before = match tally.pruned {
+                        0 => "no run was removed before it".to_owned(),
+                        1 => "the 1 run counted above was removed before it".to_owned(),
+                        n => format!("the {n} runs counted above were removed before it"),
+                    };
+                    return Err(anyhow::Error::new(error)
+                        .context(format!("cannot remove run {run_id}; {before}")));
                 }
             },
         };
