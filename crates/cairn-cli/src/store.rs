@@ -441,6 +441,38 @@ pub fn create_state_root(root: &Path) -> anyhow::Result<()> {
         ))
         .into());
     }
+    // A symbolic link that leads nowhere (dangling, or a loop) is not a folder to create:
+    // `create_dir_all` would only say "File exists".
+    if !root.exists() && std::fs::symlink_metadata(root).is_ok() {
+        let why = match std::fs::metadata(root) {
+            Err(error) if error.raw_os_error() == Some(40) => "a symbolic link loop".to_owned(),
+            _ => match std::fs::read_link(root) {
+                Ok(target) => format!(
+                    "a symbolic link to {}, which does not exist",
+                    target.display()
+                ),
+                Err(_) => "a symbolic link that leads nowhere".to_owned(),
+            },
+        };
+        return Err(UsageError(format!(
+            "the state folder {} is not a folder (it is {why}); pass --state-dir with a folder",
+            root.display()
+        ))
+        .into());
+    }
+    // A path under a file (`afile/sub`) can never be a folder either.
+    if let Some(blocking) = root
+        .ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && a.exists() && !a.is_dir())
+    {
+        return Err(UsageError(format!(
+            "the state folder {} cannot be made: {} is a file, not a folder; pass --state-dir with a folder",
+            root.display(),
+            blocking.display()
+        ))
+        .into());
+    }
     std::fs::create_dir_all(root)
         .with_context(|| format!("cannot create the state folder {}", root.display()))
 }

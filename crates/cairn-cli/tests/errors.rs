@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, text};
+use common::{Sandbox, assert_contains, text};
 
 #[test]
 fn a_store_error_names_each_cause_once() {
@@ -71,4 +71,33 @@ fn a_sled_store_held_by_a_run_is_a_store_error_that_says_why() {
         stderr.contains("one process at a time"),
         "the message says why: {stderr}"
     );
+}
+
+/// A `--state-dir` that can never be a folder is a usage error (2) naming what it is: a file,
+/// a path under a file, a dangling symbolic link, a symbolic link loop. Nothing is made.
+#[test]
+fn a_state_dir_that_cannot_be_a_folder_is_a_usage_error_saying_why() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    sandbox.touch("afile");
+    std::os::unix::fs::symlink("loop", sandbox.path("loop")).unwrap();
+    std::os::unix::fs::symlink("nowhere", sandbox.path("dangling")).unwrap();
+    for (dir, why) in [
+        ("afile", "is not a folder (it is a file)"),
+        ("afile/sub", "cannot be made: afile is a file, not a folder"),
+        (
+            "dangling",
+            "is not a folder (it is a symbolic link to nowhere, which does not exist)",
+        ),
+        ("loop", "is not a folder (it is a symbolic link loop)"),
+    ] {
+        let output = sandbox.run(&["run", "wf.toml", "--state-dir", dir]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{dir}: {stderr}");
+        assert_contains(&stderr, &format!("the state folder {dir} {why}"));
+    }
+    assert!(!sandbox.path("nowhere").exists(), "nothing was made");
 }
