@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
-    QuarantinedRun, Recovered, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, LeftInPlaceRun, Opened,
+    Quarantined, QuarantinedRun, Recovered, Result, RunFilter, RunId, RunMeta, RunStatus,
+    StatusConflict,
 };
 use cairn_queue::QueueConfig;
 
@@ -122,6 +123,7 @@ impl FileFactoryBuilder {
         let store = Store {
             fs: self.fs,
             root: self.root,
+            left_in_place: Default::default(),
         };
         store.prepare()?;
         Ok(FileFactory {
@@ -253,6 +255,15 @@ impl CheckpointerFactory for FileFactory {
                 torn_tail: state.torn_tail,
             },
         }))
+    }
+
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        let id = run_id.clone();
+        self.blocking(move |store| store.peek(&id)).await
+    }
+
+    async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
+        Ok(self.store.left_in_place_now().into_values().collect())
     }
 
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {

@@ -98,6 +98,20 @@ pub trait FsFile: Send + Sync + Debug {
     /// The OS error, other than "would block".
     fn try_lock(&self) -> io::Result<bool>;
 
+    /// Takes the shared advisory lock without waiting: any number of shared holders, but no
+    /// exclusive one. `Ok(false)` when an exclusive holder has it. Taken on a file opened
+    /// `Read`, so readers need no write access.
+    ///
+    /// The default takes the exclusive lock instead, which keeps writers out as well but
+    /// also other readers.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, other than "would block".
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.try_lock()
+    }
+
     /// Takes the exclusive advisory lock, waiting for it.
     ///
     /// # Errors
@@ -259,6 +273,14 @@ impl FsFile for StdFile {
 
     fn try_lock(&self) -> io::Result<bool> {
         match self.0.try_lock() {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(err)) => Err(err),
+        }
+    }
+
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        match self.0.try_lock_shared() {
             Ok(()) => Ok(true),
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(err)) => Err(err),

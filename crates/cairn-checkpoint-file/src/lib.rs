@@ -132,7 +132,9 @@
 //!
 //! One writer per run, across processes: `open` and `begin` take `lock` with
 //! `File::try_lock` and write the holder's pid and host into it, so `Error::Locked` names
-//! them. `is_held` tries the same lock (and releases it at once). Status compare-and-swap
+//! them. `is_held` tries the same lock (and releases it at once). `peek` opens `lock`
+//! read-only and takes it shared (`File::try_lock_shared`) while it reads, writing nothing,
+//! so a read-only state folder can be looked at and no writer changes the files under it. Status compare-and-swap
 //! and `claim` hold `meta.lock` (blocking `File::lock`) around reading and atomically
 //! rewriting `meta.json` (temp file, fsync, rename, directory fsync), so they are atomic
 //! across threads and processes. A swap or claim that loses rewrites nothing.
@@ -145,6 +147,12 @@
 //! folder's `audit.jsonl` and to `<root>/quarantine.jsonl`, and fail with `Unreadable`,
 //! `VersionMismatch` or `ForeignRun`. `read_audit` and `append_audit` of a quarantined id use
 //! its newest quarantine folder. Such an id can never be begun again.
+//!
+//! A run `list` finds bad but cannot move (a read-only folder, a refused rename) is left in
+//! place and out of the listing, reported by `left_in_place`, and audited as `LeftInPlace`
+//! in its folder and in `quarantine.jsonl` where those can be written (once per factory).
+//! After a `Quarantined` record written ahead of a rename that then failed, the
+//! `LeftInPlace` record says the move did not happen.
 //!
 //! # Removal
 //!

@@ -1,14 +1,16 @@
 //! The synchronous core: layout, atomic writes, reading a run back, locks, quarantine and
 //! audit. The async port methods run these on tokio's blocking pool.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, Error, META_FORMAT_VERSION, Owner, QuarantinedRun, Result, RunError,
-    RunFilter, RunId, RunMeta, RunStatus, StatusConflict, TornTail, wall_clock_now,
+    AuditAction, AuditRecord, Error, LeftInPlaceRun, META_FORMAT_VERSION, Owner, QuarantinedRun,
+    Recovered, Result, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict, TornTail,
+    wall_clock_now,
 };
 use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -103,6 +105,18 @@ pub(crate) struct JournalFile {
 pub(crate) struct Store {
     pub(crate) fs: Arc<dyn Filesystem>,
     pub(crate) root: PathBuf,
+    /// The runs the latest listing found bad but could not move, by id. A run in it is not
+    /// tried again (nor audited again) by the listings of this handle: a handle that lists
+    /// every second would otherwise append records every second. A new handle tries again.
+    pub(crate) left_in_place: Mutex<BTreeMap<RunId, LeftInPlaceRun>>,
+}
+
+/// What a listing did with a run it found bad.
+enum MetBad {
+    Quarantined(String),
+    LeftInPlace(LeftInPlaceRun),
+    /// A live writer holds it, or it is gone: nothing to do.
+    Skipped,
 }
 
 /// Makes begin's staging folder names (and removal names) unique within the process.
@@ -490,6 +504,8 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(io_error("list", &dir)(err)),
         };
+        let before = self.left_in_place_now();
+        let mut left = BTreeMap::new();
         let mut metas = Vec::new();
         for name in names {
             // Staging folders start with '.', which no run id can.
@@ -497,45 +513,123 @@ impl Store {
                 continue;
             };
             let path = self.run_dir(&run_id).join(META_FILE);
-            let bytes = match self.fs.read(&path) {
-                Ok(bytes) => bytes,
+            let (met, reason) = match self.fs.read(&path) {
+                Ok(bytes) => match parse_meta(&run_id, &bytes) {
+                    Ok(meta) => {
+                        if filter.matches(&meta) {
+                            metas.push(meta);
+                        }
+                        continue;
+                    }
+                    // Bad or foreign metadata would otherwise stay invisible forever (no
+                    // lookup by workflow can match it), so it is quarantined where it is
+                    // found. A run a live writer holds is left to that writer.
+                    Err(problem) => {
+                        let reason = problem.detail();
+                        (self.met_bad(&run_id, &reason, false, &before)?, reason)
+                    }
+                },
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                 // A file where a run's folder belongs is foreign state that would fail every
                 // listing, so it is moved aside, as bad metadata is.
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
-                    let reason = "a file, not a run folder, has this run's name";
-                    match self.quarantine_stray_file(&run_id, reason) {
-                        Ok(location) => cairn_telemetry::emit::state_quarantined(
-                            run_id.as_str(),
-                            reason,
-                            &location,
-                        ),
-                        Err(Error::NotFound { .. }) => {}
-                        Err(other) => return Err(other),
+                    let reason = "a file, not a run folder, has this run's name".to_owned();
+                    (self.met_bad(&run_id, &reason, true, &before)?, reason)
+                }
+                // Metadata that cannot be read (permissions, a disk error) is not known to be
+                // bad, so it is not moved; it is left out, as one that cannot move is.
+                Err(err) => {
+                    let error = io_error("read", &path)(err);
+                    let entry = LeftInPlaceRun::new(
+                        run_id.clone(),
+                        self.run_dir(&run_id).display().to_string(),
+                        "its meta.json cannot be read",
+                        error.to_string(),
+                    );
+                    if !before.contains_key(&run_id) {
+                        self.audit_left_in_place(&entry, false);
                     }
+                    left.insert(run_id, entry);
                     continue;
                 }
-                Err(err) => return Err(io_error("read", &path)(err)),
             };
-            match parse_meta(&run_id, &bytes) {
-                Ok(meta) if filter.matches(&meta) => metas.push(meta),
-                Ok(_) => {}
-                // Bad or foreign metadata would otherwise stay invisible forever (no lookup by
-                // workflow can match it), so it is quarantined where it is found. A run a live
-                // writer holds is left to that writer.
-                Err(problem) => match self.quarantine(&run_id, &problem.detail()) {
-                    Ok(location) => cairn_telemetry::emit::state_quarantined(
-                        run_id.as_str(),
-                        &problem.detail(),
-                        &location,
-                    ),
-                    Err(Error::Locked { .. } | Error::NotFound { .. }) => {}
-                    Err(other) => return Err(other),
-                },
+            match met {
+                MetBad::Quarantined(location) => {
+                    cairn_telemetry::emit::state_quarantined(run_id.as_str(), &reason, &location);
+                }
+                MetBad::LeftInPlace(entry) => {
+                    left.insert(run_id, entry);
+                }
+                MetBad::Skipped => {}
             }
         }
+        *self
+            .left_in_place
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = left;
         metas.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
         Ok(metas)
+    }
+
+    /// The runs the latest listing left in place.
+    pub(crate) fn left_in_place_now(&self) -> BTreeMap<RunId, LeftInPlaceRun> {
+        self.left_in_place
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Quarantines a run (its folder, or a `stray` file with its name) that a listing found
+    /// bad. When it cannot be moved it is left in place, and that is audited when the records
+    /// can be written: one such run must not fail the listing of all the others.
+    fn met_bad(
+        &self,
+        run_id: &RunId,
+        reason: &str,
+        stray: bool,
+        before: &BTreeMap<RunId, LeftInPlaceRun>,
+    ) -> Result<MetBad> {
+        if let Some(entry) = before.get(run_id) {
+            return Ok(MetBad::LeftInPlace(entry.clone()));
+        }
+        let moved = if stray {
+            self.quarantine_stray_file(run_id, reason)
+        } else {
+            self.quarantine(run_id, reason)
+        };
+        let error = match moved {
+            Ok(location) => return Ok(MetBad::Quarantined(location)),
+            Err(Error::Locked { .. } | Error::NotFound { .. }) => return Ok(MetBad::Skipped),
+            Err(error) => error,
+        };
+        // Whatever failed, the run is left in place exactly when it is still there; a failure
+        // after the rename (syncing the folders) is the store's, and fails the listing.
+        if !self.exists(&self.run_dir(run_id))? {
+            return Err(error);
+        }
+        let entry = LeftInPlaceRun::new(
+            run_id.clone(),
+            self.run_dir(run_id).display().to_string(),
+            reason,
+            error.to_string(),
+        );
+        // A failed rename was followed up in the logs already (`move_to_quarantine`).
+        if !matches!(error, Error::Io { op: "rename", .. }) {
+            self.audit_left_in_place(&entry, stray);
+        }
+        Ok(MetBad::LeftInPlace(entry))
+    }
+
+    /// Appends a `LeftInPlace` record for `entry` where its quarantine would have been
+    /// recorded: the run's own audit log (unless `stray`: a file has none) and
+    /// `quarantine.jsonl`. Best effort: on a read-only store nothing can be written, and the
+    /// entry is still reported by the listing.
+    fn audit_left_in_place(&self, entry: &LeftInPlaceRun, stray: bool) {
+        let record = left_in_place_record(entry);
+        if !stray {
+            let _ = self.append_audit_in(&self.run_dir(&entry.run_id), &record);
+        }
+        let _ = self.log_quarantine(&record);
     }
 
     /// Runs `change` on `meta.json` under the run's meta lock, across processes, and writes
@@ -679,7 +773,23 @@ impl Store {
                     run_id: run_id.clone(),
                 });
             }
-            Err(err) => return Err(io_error("rename", &path)(err)),
+            Err(err) => {
+                // The records above name a move that did not happen: say so where they are.
+                // Best effort, as the rename's error is the one to report.
+                let error = io_error("rename", &path)(err);
+                let entry = LeftInPlaceRun::new(
+                    run_id.clone(),
+                    path.display().to_string(),
+                    reason,
+                    error.to_string(),
+                );
+                let follow_up = left_in_place_record(&entry);
+                if audit_in_folder {
+                    let _ = self.append_audit_in(&path, &follow_up);
+                }
+                let _ = self.log_quarantine(&follow_up);
+                return Err(error);
+            }
         }
         let qdir = self.quarantine_dir();
         self.fs.sync_dir(&qdir).map_err(sync_error(&qdir))?;
@@ -884,6 +994,117 @@ impl Store {
         }))
     }
 
+    /// Reads a run's state as `open` does, writing nothing, so that a read-only state folder
+    /// (or one this user may not write) can be looked at.
+    ///
+    /// The run's lock is taken shared, on the lock file opened read-only: a writer holds it
+    /// exclusively for its whole life, and compaction replaces `queue.json` and then the
+    /// journal, so a read beside a live writer could pair a snapshot with a journal it does
+    /// not belong to. A torn last record is not cut but left out, as `open` would cut it, and
+    /// reported; bad state is not quarantined but reported as `Corruption`.
+    pub(crate) fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        let dir = self.run_dir(run_id);
+        if !self.exists(&dir)? {
+            return Ok(None);
+        }
+        let lock = self.take_reader_lock(run_id, &dir)?;
+        if !self.exists(&dir)? {
+            // Removed or quarantined since: the lock taken, if any, is the gone folder's.
+            return Ok(None);
+        }
+        let bad = |problem: StateProblem| Error::Corruption {
+            run_id: run_id.clone(),
+            file: problem.file().to_owned(),
+            offset: 0,
+            detail: problem.detail(),
+        };
+        let meta_bytes = self.read_meta_bytes(&dir)?.ok_or_else(|| {
+            bad(StateProblem::Unreadable {
+                file: META_FILE,
+                detail: "meta.json is missing".to_owned(),
+            })
+        })?;
+        let meta = parse_meta(run_id, &meta_bytes).map_err(bad)?;
+        let (snapshot, covers_seq) = match self.read_queue_file(run_id, &dir.join(QUEUE_FILE)) {
+            Ok(Some((file, _))) => (Some(file.snapshot), file.covers_seq),
+            Ok(None) => (None, 0),
+            Err(ReadFailure::Bad(problem)) => return Err(bad(problem)),
+            Err(ReadFailure::Other(err)) => return Err(err),
+        };
+        let journal_path = dir.join(JOURNAL_FILE);
+        let bytes = match self.fs.read(&journal_path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(bad(StateProblem::Unreadable {
+                    file: JOURNAL_FILE,
+                    detail: "the journal is missing (every run has one from its start), so the \
+                             transitions it recorded are gone"
+                        .to_owned(),
+                }));
+            }
+            Err(err) => return Err(io_error("read", &journal_path)(err)),
+        };
+        let scan = journal::scan(&bytes);
+        let torn_tail = match &scan.ending {
+            Ending::Clean { .. } => None,
+            // The records before it are what `open` keeps once it has cut it.
+            Ending::Torn { offset, bytes, .. } => Some(TornTail {
+                offset: *offset,
+                bytes: *bytes,
+            }),
+            Ending::Unsupported { version } => {
+                return Err(bad(StateProblem::Version {
+                    file: JOURNAL_FILE,
+                    found: *version,
+                    expected: journal::FORMAT_VERSION,
+                }));
+            }
+            Ending::Corrupt { offset, detail } => {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: JOURNAL_FILE.to_owned(),
+                    offset: *offset,
+                    detail: detail.clone(),
+                });
+            }
+        };
+        let decoded = decode_records(&scan, &bytes);
+        let (events, _) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
+        drop(lock);
+        Ok(Some(Recovered {
+            meta,
+            snapshot,
+            events,
+            torn_tail,
+        }))
+    }
+
+    /// Takes a run's lock shared, for a read that writes nothing: the lock file is opened
+    /// read-only. `Err(Locked)` names the writer holding it. `Ok(None)` when there is no lock
+    /// file: every run has one from `begin`, so only a folder no writer of this adapter ever
+    /// opened lacks it (and a writer that comes now creates it, unseen by this read).
+    fn take_reader_lock(&self, run_id: &RunId, dir: &Path) -> Result<Option<Box<dyn FsFile>>> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = match self.fs.open(&path, OpenMode::Read) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io_error("open", &path)(err)),
+        };
+        if !file.try_lock_shared().map_err(io_error("lock", &path))? {
+            let holder = file
+                .read_all()
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+                .filter(|text| !text.is_empty())
+                .unwrap_or_else(|| "an unknown process".to_owned());
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder,
+            });
+        }
+        Ok(Some(file))
+    }
+
     /// Reads meta, snapshot and journal; the caller holds the writer lock.
     ///
     /// `queue.json` is parsed on a second thread while this one reads and decodes the
@@ -987,34 +1208,7 @@ impl Store {
             }
         }
 
-        let mut events = Vec::with_capacity(decoded.len());
-        let mut expected = covers_seq + 1;
-        for (record, event) in scan.records.iter().zip(decoded) {
-            if record.seq <= covers_seq {
-                // Left over from a crash between installing a snapshot and truncating.
-                continue;
-            }
-            if record.seq != expected {
-                return Err(Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: JOURNAL_FILE.to_owned(),
-                    offset: record.offset,
-                    detail: format!(
-                        "record {} follows a snapshot covering up to {covers_seq}; records are missing",
-                        record.seq
-                    ),
-                }
-                .into());
-            }
-            let event = event.map_err(|detail| Error::Corruption {
-                run_id: run_id.clone(),
-                file: JOURNAL_FILE.to_owned(),
-                offset: record.offset,
-                detail: format!("a checksummed record does not decode as an event: {detail}"),
-            })?;
-            events.push(event);
-            expected += 1;
-        }
+        let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
         if scan.format == Format::Unframed {
             // A format-1 (or empty) journal is rewritten in format 2 before any batch is
             // appended to it, atomically: temp file, fdatasync, rename, fsync dir. A crash
@@ -1133,14 +1327,7 @@ impl Store {
         let bytes = journal.file.read_all().map_err(io_error("read", path))?;
         journal.allocated = bytes.len() as u64;
         let scan = journal::scan(&bytes);
-        let decoded = scan
-            .records
-            .iter()
-            .map(|record| {
-                serde_json::from_slice::<Event>(&bytes[record.payload.clone()])
-                    .map_err(|err| err.to_string())
-            })
-            .collect();
+        let decoded = decode_records(&scan, &bytes);
         Ok((journal, bytes, scan, decoded))
     }
 }
@@ -1157,6 +1344,73 @@ type JournalRead = (
     journal::Scan,
     Vec<Result<Event, String>>,
 );
+
+/// The events of the journal records after the snapshot (which covers up to `covers_seq`),
+/// checked to follow it without a gap, and the sequence number the next record gets.
+fn events_after_snapshot(
+    run_id: &RunId,
+    covers_seq: u64,
+    scan: &journal::Scan,
+    decoded: Vec<Result<Event, String>>,
+) -> Result<(Vec<Event>, u64)> {
+    let mut events = Vec::with_capacity(decoded.len());
+    let mut expected = covers_seq + 1;
+    for (record, event) in scan.records.iter().zip(decoded) {
+        if record.seq <= covers_seq {
+            // Left over from a crash between installing a snapshot and truncating.
+            continue;
+        }
+        if record.seq != expected {
+            return Err(Error::Corruption {
+                run_id: run_id.clone(),
+                file: JOURNAL_FILE.to_owned(),
+                offset: record.offset,
+                detail: format!(
+                    "record {} follows a snapshot covering up to {covers_seq}; records are missing",
+                    record.seq
+                ),
+            });
+        }
+        let event = event.map_err(|detail| Error::Corruption {
+            run_id: run_id.clone(),
+            file: JOURNAL_FILE.to_owned(),
+            offset: record.offset,
+            detail: format!("a checksummed record does not decode as an event: {detail}"),
+        })?;
+        events.push(event);
+        expected += 1;
+    }
+    Ok((events, expected))
+}
+
+/// Decodes each good record of a scanned journal as an event (or says why not).
+fn decode_records(scan: &journal::Scan, bytes: &[u8]) -> Vec<Result<Event, String>> {
+    scan.records
+        .iter()
+        .map(|record| {
+            serde_json::from_slice::<Event>(&bytes[record.payload.clone()])
+                .map_err(|err| err.to_string())
+        })
+        .collect()
+}
+
+/// The `LeftInPlace` audit record of a run that could not be moved to quarantine.
+fn left_in_place_record(entry: &LeftInPlaceRun) -> AuditRecord {
+    AuditRecord::new(
+        wall_clock_now(),
+        entry.run_id.clone(),
+        AuditAction::LeftInPlace,
+        format!(
+            "run {} was NOT moved to quarantine ({}); it stays at {} and is left out of listings until it can move: {}",
+            entry.run_id, entry.error, entry.at, entry.reason
+        ),
+    )
+    .with_detail(serde_json::json!({
+        "path": entry.at,
+        "reason": entry.reason,
+        "error": entry.error,
+    }))
+}
 
 /// Appends `record` to a line log as one checksummed line, with one write, and makes it
 /// durable before returning.
@@ -1186,6 +1440,15 @@ pub(crate) enum StateProblem {
 }
 
 impl StateProblem {
+    /// The file it is about.
+    pub(crate) fn file(&self) -> &'static str {
+        match self {
+            StateProblem::Version { file, .. }
+            | StateProblem::Foreign { file, .. }
+            | StateProblem::Unreadable { file, .. } => file,
+        }
+    }
+
     pub(crate) fn detail(&self) -> String {
         match self {
             StateProblem::Version {

@@ -1379,8 +1379,14 @@ async fn quarantine_records_are_durable_before_the_folder_moves() {
         audit.contains("\"quarantined\""),
         "intent recorded: {audit}"
     );
+    // Unlike a crash, a failed rename is followed, in both logs, by a record saying that the
+    // move did not happen.
+    assert!(audit.contains("\"left_in_place\""), "{audit}");
     let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 1);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("\"quarantined\""), "{log}");
+    assert!(lines[1].contains("\"left_in_place\""), "{log}");
 
     // The next open finishes the job; nothing was lost or deleted on the way.
     let err = h.file_factory().open(&id).await.expect_err("still bad");

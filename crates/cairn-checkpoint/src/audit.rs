@@ -26,6 +26,11 @@ pub enum AuditAction {
     TornTailCut,
     /// State was moved to quarantine.
     Quarantined,
+    /// State that should have moved to quarantine could not be moved (a read-only store,
+    /// missing permissions): it stays where it is, untouched, and is left out of listings
+    /// until it can move. After a `Quarantined` record written ahead of a move that then
+    /// failed, this record says the move did not happen. Detail: `path`, `reason`, `error`.
+    LeftInPlace,
     /// State was discarded from use (never deleted: see `Quarantined`).
     Discarded,
     /// A failed run's resume was offered to the caller instead of happening silently.

@@ -16,8 +16,8 @@ use crate::audit::AuditRecord;
 use crate::error::{Error, Result};
 use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
 use crate::port::{
-    Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
-    StatusConflict,
+    Checkpointer, CheckpointerFactory, LeftInPlaceRun, Opened, Quarantined, QuarantinedRun,
+    Recovered, StatusConflict,
 };
 
 /// A port call the plan can fail.
@@ -26,7 +26,7 @@ use crate::port::{
 pub enum FaultOp {
     /// `CheckpointerFactory::begin`.
     Begin,
-    /// `CheckpointerFactory::open`.
+    /// `CheckpointerFactory::open`, and `peek`, which reads what `open` reads.
     Open,
     /// `CheckpointerFactory::load_meta`.
     LoadMeta,
@@ -283,6 +283,14 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
         guarded(&self.plan, FaultOp::List, self.inner.list(filter)).await
+    }
+
+    async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
+        self.inner.left_in_place().await
+    }
+
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        guarded(&self.plan, FaultOp::Open, self.inner.peek(run_id)).await
     }
 
     async fn compare_and_swap_status(

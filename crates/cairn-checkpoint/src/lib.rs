@@ -50,8 +50,8 @@ pub use meta::{
 };
 pub use noop::{NoopCheckpointer, NoopFactory};
 pub use port::{
-    Checkpointer, CheckpointerFactory, Durability, Opened, Quarantined, QuarantinedRun, Recovered,
-    StatusConflict, TornTail,
+    Checkpointer, CheckpointerFactory, Durability, LeftInPlaceRun, Opened, Quarantined,
+    QuarantinedRun, Recovered, StatusConflict, TornTail,
 };
 
 /// The wall clock as a `Timestamp` (milliseconds since the Unix epoch).

@@ -108,7 +108,8 @@ pub struct Recovered {
     pub snapshot: Option<Snapshot>,
     /// Every acknowledged event after that snapshot, in append order.
     pub events: Vec<Event>,
-    /// Set when `open` cut a torn last record (also audited).
+    /// Set when `open` cut a torn last record (also audited), or, from `peek`, when it found
+    /// one that `open` would cut.
     pub torn_tail: Option<TornTail>,
 }
 
@@ -221,6 +222,49 @@ impl QuarantinedRun {
     }
 }
 
+/// A run whose stored state a listing found bad but could not move to quarantine (the store
+/// is read-only, or its user may not write there), as
+/// [`CheckpointerFactory::left_in_place`] reports it. Its state stays where it is,
+/// untouched, and it is not listed until it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeftInPlaceRun {
+    /// The id the run is stored under.
+    pub run_id: RunId,
+    /// Where its state is (a path, or a key).
+    pub at: String,
+    /// What is wrong with it: why it should have moved.
+    pub reason: String,
+    /// Why it could not move.
+    pub error: String,
+}
+
+impl LeftInPlaceRun {
+    /// A report entry. Adapters build it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{LeftInPlaceRun, RunId};
+    /// let entry = LeftInPlaceRun::new(RunId::new("r1")?, "/s/runs/r1", "meta.json: bad", "read-only");
+    /// assert_eq!(entry.at, "/s/runs/r1");
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn new(
+        run_id: RunId,
+        at: impl Into<String>,
+        reason: impl Into<String>,
+        error: impl Into<String>,
+    ) -> LeftInPlaceRun {
+        LeftInPlaceRun {
+            run_id,
+            at: at.into(),
+            reason: reason.into(),
+            error: error.into(),
+        }
+    }
+}
+
 /// Creates, finds and manages runs. Object-safe; hold it as `Arc<dyn CheckpointerFactory>`.
 #[async_trait]
 pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
@@ -246,7 +290,45 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// not listed. A run whose metadata is unreadable, of another format version or names
     /// another run SHOULD be quarantined (and audited) when `list` meets it and no writer
     /// holds it, since no filter can ever match it.
+    ///
+    /// Such a run that cannot be moved (the store is read-only, or may not be written by
+    /// this user) SHOULD NOT fail the listing: it is left where it is, not listed, reported by
+    /// [`CheckpointerFactory::left_in_place`], and SHOULD be audited as `LeftInPlace` (once
+    /// per factory; a failure to write that record does not fail the listing either).
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>>;
+
+    /// The runs the latest [`CheckpointerFactory::list`] through this factory found bad but
+    /// could not quarantine, by id: they stay where they are, and are not listed.
+    ///
+    /// An adapter whose listings never leave bad state in place keeps this default, which is
+    /// empty. It MUST NOT change anything.
+    ///
+    /// # Errors
+    ///
+    /// None from the default; an adapter's own I/O errors.
+    async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
+        Ok(Vec::new())
+    }
+
+    /// Reads back a run's state as [`CheckpointerFactory::open`] would, to look at it only.
+    ///
+    /// MUST return `Ok(None)` for an unknown run, and MUST fail with `Locked` while a writer
+    /// holds the run (a snapshot and journal read beside a live writer may not belong
+    /// together). An adapter SHOULD read without writing anything, so that a read-only store
+    /// can be looked at: it then neither cuts a torn last record (it reports it in
+    /// `torn_tail` as what `open` would cut) nor quarantines bad state (it fails with
+    /// `Corruption` naming it, and leaves it for `open` or `list`). While it reads, a writer
+    /// may be refused with `Locked`.
+    ///
+    /// The default opens the run and drops the writer at once, which writes what `open`
+    /// writes.
+    ///
+    /// # Errors
+    ///
+    /// `Locked`, a bad-state error, and the adapter's I/O errors.
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        Ok(self.open(run_id).await?.map(|opened| opened.recovered))
+    }
 
     /// Atomically moves a run from `from` to `to`, across threads and processes.
     ///
@@ -424,6 +506,12 @@ macro_rules! forward_factory {
             }
             async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
                 (**self).list(filter).await
+            }
+            async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
+                (**self).left_in_place().await
+            }
+            async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+                (**self).peek(run_id).await
             }
             async fn compare_and_swap_status(
                 &self,

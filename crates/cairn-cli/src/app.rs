@@ -30,7 +30,7 @@ use crate::progress::{Mode, Progress, TaskEvent};
 use crate::shell::{
     Leftover, ProcessGroups, Reaped, SHELL_KIND, ShellHandler, reap_leftovers, recorded_leftovers,
 };
-use crate::store::{Adapter, StateDir, absolute};
+use crate::store::{Adapter, LeftInPlaceNote, StateDir, absolute};
 use crate::workflow::{self, Workflow, WorkflowError};
 
 /// A usage problem found after argument parsing (an unknown run id, a bad id).
@@ -44,6 +44,20 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// A command about one run found its state damaged and could not move it to quarantine (the
+/// state folder is read-only, or this user may not write it): nothing was done. Exit 5, as
+/// the store is what has to be fixed; the text says how.
+#[derive(Debug)]
+pub struct RunLeftInPlace(pub LeftInPlaceNote);
+
+impl std::fmt::Display for RunLeftInPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nothing was done: {}", self.0)
+    }
+}
+
+impl std::error::Error for RunLeftInPlace {}
 
 /// Prints a shell completion script for `cairn`. The script is generated into memory first:
 /// `clap_complete` panics when its writer fails, and stdout may be a closed pipe
@@ -243,7 +257,7 @@ impl Commands {
 }
 
 /// Quotes a word for a POSIX shell when it needs it.
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word
             .bytes()
@@ -372,6 +386,9 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     let before = state.quarantine_locations().await;
     let decision = policy.decide(&request).await?;
     for note in state.newly_quarantined(&before).await {
+        eoutln!("warning: {note}");
+    }
+    for note in state.left_in_place().await {
         eoutln!("warning: {note}");
     }
     let ctx = RunContext {
@@ -759,7 +776,7 @@ async fn drive_interrupted(
     rerun: String,
 ) -> anyhow::Result<u8> {
     let run_id = meta.run_id.clone();
-    let peek = policy::peek(state.factory.as_ref(), &run_id).await?;
+    let peek = policy::open_and_read(state.factory.as_ref(), &run_id).await?;
     let counts = peek.counts();
     // A task that was running on its last attempt is failed by the recovery, not reset.
     let last_attempts = peek
@@ -831,7 +848,9 @@ impl FailedRun {
         let wf = state.load_origin(run_id)?;
         // The executor retries the failed tasks when it adopts the run; the counts only tell
         // the user what is about to happen.
-        let counts = policy::peek(state.factory.as_ref(), run_id).await?.counts();
+        let counts = policy::open_and_read(state.factory.as_ref(), run_id)
+            .await?
+            .counts();
         Ok(FailedRun { wf, counts })
     }
 }
@@ -1265,6 +1284,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let store = &args.target.store;
     let state = open_existing_state(store)?;
     let run_id = parse_run_id(&args.target.run)?;
+    settle_or_refuse(&state, &run_id, store.json).await?;
     let meta = load_meta(&state, &run_id).await?;
     // One driver per workflow and scope, as for `cairn run`.
     let _scope_lock = lock_scope(&state, &meta.workflow, &meta.scope).await?;
@@ -1391,6 +1411,7 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
     let AbandonArgs { target, force } = args;
     let state = open_existing_state(&target.store)?;
     let run_id = parse_run_id(&target.run)?;
+    settle_or_refuse(&state, &run_id, target.store.json).await?;
     let policy = ResumePolicy::new(Arc::clone(&state.factory));
     let outcome = if force {
         policy.abandon_forced(&run_id).await
@@ -1757,6 +1778,16 @@ fn meta_json(meta: &RunMeta) -> serde_json::Value {
 /// quarantine meanwhile is named on stderr with why and where (a `run_quarantined` JSON line
 /// on stderr with `--json`, keeping stdout to the listing).
 async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>> {
+    list_runs_except(state, json, None).await
+}
+
+/// [`list_runs`], leaving what is said about `except` (moved to quarantine, or left in
+/// place) to the caller, which is about that run.
+async fn list_runs_except(
+    state: &StateDir,
+    json: bool,
+    except: Option<&RunId>,
+) -> anyhow::Result<Vec<RunMeta>> {
     let before = state.quarantine_locations().await;
     let runs = state
         .factory
@@ -1764,6 +1795,9 @@ async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>>
         .await
         .context("cannot list runs")?;
     for note in state.newly_quarantined(&before).await {
+        if Some(&note.run_id) == except {
+            continue;
+        }
         if json {
             eoutln!(
                 "{}",
@@ -1776,7 +1810,50 @@ async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>>
             eoutln!("warning: {note}");
         }
     }
+    for note in state.left_in_place().await {
+        if Some(&note.run.run_id) == except {
+            continue;
+        }
+        if json {
+            eoutln!("{}", note.to_json());
+        } else {
+            eoutln!("warning: {note}");
+        }
+    }
     Ok(runs)
+}
+
+/// Before a command about one run: when its metadata is damaged, lists the runs as `cairn
+/// runs` does, which moves it to quarantine (and says so), so that the command finds it
+/// quarantined instead of failing on it, and on every later try, with advice that cannot
+/// work. `Some` when it could not be moved and stays where it is.
+///
+/// # Errors
+///
+/// When the runs cannot be listed.
+async fn settle_damaged(
+    state: &StateDir,
+    run_id: &RunId,
+    json: bool,
+) -> anyhow::Result<Option<LeftInPlaceNote>> {
+    match state.factory.load_meta(run_id).await {
+        Err(error) if error.is_bad_state() => {}
+        _ => return Ok(None),
+    }
+    list_runs_except(state, json, Some(run_id)).await?;
+    Ok(state
+        .left_in_place()
+        .await
+        .into_iter()
+        .find(|note| note.run.run_id == *run_id))
+}
+
+/// [`settle_damaged`], failing with [`RunLeftInPlace`] when the run could not be moved.
+async fn settle_or_refuse(state: &StateDir, run_id: &RunId, json: bool) -> anyhow::Result<()> {
+    match settle_damaged(state, run_id, json).await? {
+        Some(note) => Err(RunLeftInPlace(note).into()),
+        None => Ok(()),
+    }
 }
 
 /// When a finished run finished: `finished_at`, or for metadata without it (written before
@@ -1958,6 +2035,7 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
 async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
+    settle_or_refuse(&state, &run_id, args.store.json).await?;
     let meta = load_meta(&state, &run_id).await?;
     let held = state.factory.is_held(&run_id).await.unwrap_or(false);
     let peek = if held {
@@ -2110,13 +2188,19 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     let mut quarantined = false;
-    if state
-        .factory
-        .load_meta(&run_id)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
+    // A damaged run that stays in place still has its audit log where it was.
+    let left = settle_damaged(&state, &run_id, args.store.json).await?;
+    if let Some(note) = &left {
+        eoutln!("note: {note}");
+    }
+    if left.is_none()
+        && state
+            .factory
+            .load_meta(&run_id)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
     {
         // A quarantined run's audit log is still readable, and is where the reason is.
         match state.quarantine_of(&run_id).await {

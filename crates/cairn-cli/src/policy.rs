@@ -9,10 +9,11 @@
 //! never run again.
 
 use anyhow::Context as _;
-use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+use cairn_checkpoint::{CheckpointerFactory, Recovered, RunId, RunMeta};
 use cairn_queue::{Queue, QueueConfig, StatusCounts};
 
-/// A run's tasks as stored, read by opening it (which briefly takes its writer lock).
+/// A run's tasks as stored: read without writing anything ([`peek`], so a read-only state
+/// folder can be looked at), or by opening it ([`open_and_read`]).
 #[derive(Debug)]
 pub struct Peek {
     /// The run's metadata as opened.
@@ -28,26 +29,51 @@ impl Peek {
     }
 }
 
-/// Opens a run, replays its queue and releases it.
+/// Opens a run, replays its queue and releases it: for a run this process is about to drive.
+/// Opening writes what a writer's open writes (it cuts a torn last record, and moves bad
+/// state to quarantine), so the drive that follows, and every later command, finds the run
+/// as this read did.
+///
+/// # Errors
+///
+/// `cairn_checkpoint::Error::Locked` (in the chain) when another process holds the run; other
+/// store errors; a journal that does not replay.
+pub async fn open_and_read(
+    factory: &dyn CheckpointerFactory,
+    run_id: &RunId,
+) -> anyhow::Result<Peek> {
+    let opened = factory
+        .open(run_id)
+        .await
+        .with_context(|| format!("cannot open run {run_id}"))?
+        .with_context(|| format!("run {run_id} does not exist"))?;
+    replay(run_id, opened.recovered)
+}
+
+/// Reads a run's state (never its writer lock, nor any write) and replays its queue.
 ///
 /// # Errors
 ///
 /// `cairn_checkpoint::Error::Locked` (in the chain) when another process holds the run; other
 /// store errors; a journal that does not replay.
 pub async fn peek(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::Result<Peek> {
-    let opened = factory
-        .open(run_id)
+    let recovered = factory
+        .peek(run_id)
         .await
-        .with_context(|| format!("cannot open run {run_id}"))?
+        .with_context(|| format!("cannot read run {run_id}"))?
         .with_context(|| format!("run {run_id} does not exist"))?;
+    replay(run_id, recovered)
+}
+
+fn replay(run_id: &RunId, recovered: Recovered) -> anyhow::Result<Peek> {
     let queue = Queue::replay(
-        opened.recovered.snapshot,
-        opened.recovered.events.iter(),
+        recovered.snapshot,
+        recovered.events.iter(),
         QueueConfig::default(),
     )
     .with_context(|| format!("the journal of run {run_id} does not replay"))?;
     Ok(Peek {
-        meta: opened.recovered.meta,
+        meta: recovered.meta,
         queue,
     })
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{CheckpointerFactory, QuarantinedRun, RunId};
+use cairn_checkpoint::{CheckpointerFactory, LeftInPlaceRun, QuarantinedRun, RunId};
 use cairn_checkpoint_file::FileFactory;
 use cairn_checkpoint_sled::SledFactory;
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,31 @@ impl StateDir {
             .filter(|entry| !before.contains(&entry.location))
             .map(QuarantineNote::from)
             .collect()
+    }
+
+    /// The runs the latest listing found damaged but could not move to quarantine, with
+    /// where they are, why, and what to do. Empty when the store cannot say.
+    pub async fn left_in_place(&self) -> Vec<LeftInPlaceNote> {
+        self.factory
+            .left_in_place()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|run| LeftInPlaceNote {
+                run,
+                root: self.root.clone(),
+                flags: self.flags(),
+            })
+            .collect()
+    }
+
+    /// ` --state-dir D` (and ` --adapter A` when not the default), for printed commands.
+    fn flags(&self) -> String {
+        let dir = crate::app::shell_quote(&self.root.display().to_string());
+        match self.adapter {
+            Adapter::File => format!(" --state-dir {dir}"),
+            other => format!(" --state-dir {dir} --adapter {}", other.as_str()),
+        }
     }
 
     /// Takes this process's lock on one workflow and scope of the state folder, held until
@@ -356,6 +381,46 @@ impl std::fmt::Display for QuarantineNote {
             )?;
         }
         Ok(())
+    }
+}
+
+/// A run whose stored state is damaged but could not be moved to quarantine (a read-only
+/// state folder, or one this user may not write): it stays where it is, untouched, and is
+/// left out of every listing until it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftInPlaceNote {
+    /// What the store reports.
+    pub run: LeftInPlaceRun,
+    /// The state folder.
+    pub root: PathBuf,
+    /// The `--state-dir` (and `--adapter`) flags of the commands printed.
+    pub flags: String,
+}
+
+impl LeftInPlaceNote {
+    /// The note as one JSON object (`event: run_left_in_place`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event": "run_left_in_place", "run_id": self.run.run_id.as_str(),
+            "reason": self.run.reason, "error": self.run.error, "path": self.run.at,
+        })
+    }
+}
+
+impl std::fmt::Display for LeftInPlaceNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let escape = crate::out::escape_controls;
+        write!(
+            f,
+            "run {id} is damaged ({reason}) but could not be moved to quarantine ({error}), so it is left in place at {at}, untouched, and left out of listings; to have it moved, make {root} writable again (remount it read-write, or fix its permissions), then any cairn command moves it (`cairn runs{flags}`), or move {at} out of {runs} by hand",
+            id = self.run.run_id,
+            reason = escape(&self.run.reason),
+            error = escape(&self.run.error),
+            at = escape(&self.run.at),
+            root = self.root.display(),
+            flags = self.flags,
+            runs = self.root.join("runs").display(),
+        )
     }
 }
 

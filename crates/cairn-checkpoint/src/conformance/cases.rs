@@ -891,6 +891,39 @@ pub async fn lock_held_by_another_opener<H: ConformanceHarness>(h: &H) -> CaseRe
     CaseResult::Passed
 }
 
+/// `peek` reads back what `open` reads, is `None` for an unknown run, refuses a run a writer
+/// holds with `Locked`, and leaves the run free for a writer once it returns.
+pub async fn peek_reads_what_open_reads<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("peeked");
+    let first = h.factory();
+    let second = h.factory();
+    let unknown = second.peek(&id("never-begun")).await.expect("peek");
+    assert!(unknown.is_none(), "peek of an unknown run: {unknown:?}");
+    let run = begin(&*first, meta("peeked", "wf", "scope", 1)).await;
+    append(&*run, &sample_events(0, 4)).await;
+    run.install_snapshot(&sample_snapshot(1))
+        .await
+        .expect("install_snapshot");
+    append(&*run, &sample_events(4, 6)).await;
+    match second.peek(&run_id).await {
+        Err(Error::Locked { run_id: named, .. }) => assert_eq!(named, run_id),
+        other => panic!("peek of a held run gave {other:?}, not Locked"),
+    }
+    drop(run);
+    let peeked = second
+        .peek(&run_id)
+        .await
+        .expect("peek")
+        .expect("the run exists");
+    assert_eq!(peeked.snapshot, Some(sample_snapshot(1)));
+    assert_eq!(peeked.events, sample_events(4, 6));
+    assert_eq!(peeked.meta.status, RunStatus::Running);
+    let opened = open_existing(&*first, &run_id).await;
+    assert_eq!(opened.recovered.snapshot, peeked.snapshot);
+    assert_eq!(opened.recovered.events, peeked.events);
+    CaseResult::Passed
+}
+
 /// `list` filters by workflow, scope and status, oldest first.
 pub async fn list_filters_and_order<H: ConformanceHarness>(h: &H) -> CaseResult {
     let factory = h.factory();
