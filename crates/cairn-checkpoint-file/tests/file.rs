@@ -76,7 +76,8 @@ async fn nothing_escapes_the_root() {
     }
     let h = FileHarness::new();
     let factory = h.file_factory();
-    let id = "-_A9".repeat(16);
+    // Every character class an id may hold, at the longest length (a leading '-' is no id).
+    let id = "_-A9".repeat(16);
     drop(factory.begin(meta(&id)).await.unwrap());
     let dir = factory.run_dir(&RunId::new(&id).unwrap());
     assert!(dir.starts_with(h.root().join("runs")));
@@ -1356,6 +1357,40 @@ async fn leftovers_of_a_crash_do_not_disturb_open_or_list() {
         audit.iter().any(|r| r.action == AuditAction::Begun),
         "{audit:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stored_under_a_name_that_is_no_longer_a_run_id_is_left_alone() {
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    // A run stored under `-lead` before run ids could not start with '-': its folder is
+    // what a run's folder holds, under a name `RunId::new` now refuses.
+    let old = RunId::new("lead").unwrap();
+    let run = factory.begin(meta("lead")).await.unwrap();
+    run.append(&sample_events(0, 2)).await.unwrap();
+    drop(run);
+    let refused = h.root().join("runs/-lead");
+    std::fs::rename(h.run_dir(&old), &refused).unwrap();
+    let quarantined = h.root().join("quarantine/-lead-1700000000000");
+    std::fs::create_dir_all(&quarantined).unwrap();
+    std::fs::write(quarantined.join("meta.json"), b"{}").unwrap();
+    let kept = factory.begin(meta("kept")).await.unwrap();
+    drop(kept);
+
+    // Listings skip it, as they skip any folder whose name is no run id, and go on.
+    let listed = factory.list(&Default::default()).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|m| m.run_id.as_str()).collect();
+    assert_eq!(ids, ["kept"]);
+    assert!(factory.list_quarantined().await.unwrap().is_empty());
+
+    // Nothing was moved or deleted.
+    let mut left = Vec::new();
+    walk(&refused, &mut left);
+    let names: Vec<_> = left.iter().filter_map(|p| p.file_name()).collect();
+    for file in ["meta.json", "journal", "audit.jsonl"] {
+        assert!(names.iter().any(|n| *n == file), "{file} is gone: {left:?}");
+    }
+    assert!(quarantined.join("meta.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,9 @@ pub(crate) fn why_not_an_id(text: &str, max_len: usize) -> Option<&'static str> 
     }
 }
 
-/// A validated run id: 1 to 64 characters from `[A-Za-z0-9_-]`, so it is always safe as a
-/// single path component (no `.`, `..` or separator can sneak in).
+/// A validated run id: 1 to 64 characters from `[A-Za-z0-9_-]`, not starting with `-`, so it
+/// is always safe as a single path component (no `.`, `..` or separator can sneak in) and as
+/// a single command-line argument (it never reads as an option, as in `cairn resume <id>`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RunId(String);
@@ -42,19 +43,28 @@ impl RunId {
     ///
     /// # Errors
     ///
-    /// `Error::InvalidRunId` when `text` is empty, longer than 64 bytes, or holds a character
-    /// outside `[A-Za-z0-9_-]`.
+    /// `Error::InvalidRunId` when `text` is empty, longer than 64 bytes, holds a character
+    /// outside `[A-Za-z0-9_-]`, or starts with `-`.
     ///
     /// # Examples
     ///
     /// ```
     /// use cairn_checkpoint::RunId;
     /// assert!(RunId::new("01JD3ZK8Q2").is_ok());
+    /// assert!(RunId::new("nightly-build").is_ok());
     /// assert!(RunId::new("../etc").is_err());
+    /// assert!(RunId::new("-lead").is_err());
     /// ```
     pub fn new(text: impl Into<String>) -> Result<RunId, Error> {
         let text = text.into();
-        match why_not_an_id(&text, MAX_RUN_ID_LEN) {
+        // Stores skip a folder or key whose name is no run id, so a run stored under such a
+        // name before this rule is left where it is, unlisted, never deleted.
+        let reason = why_not_an_id(&text, MAX_RUN_ID_LEN).or_else(|| {
+            text.starts_with('-').then_some(
+                "it must not start with '-', which would read as an option on a command line",
+            )
+        });
+        match reason {
             Some(reason) => Err(Error::InvalidRunId { id: text, reason }),
             None => Ok(RunId(text)),
         }

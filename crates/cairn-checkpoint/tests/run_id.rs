@@ -43,3 +43,21 @@ fn ids_that_could_escape_a_folder_are_refused() {
         );
     }
 }
+
+#[test]
+fn ids_that_would_read_as_a_command_line_option_are_refused() {
+    for bad in ["-lead", "-", "--help", "-_x"] {
+        let err = RunId::new(bad).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidRunId { ref id, .. } if id == bad),
+            "{bad:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("must not start with '-'"), "{err}");
+        // Deserializing goes through the same check, so stored state cannot smuggle one in.
+        assert!(serde_json::from_str::<RunId>(&format!("\"{bad}\"")).is_err());
+    }
+    // A '-' anywhere else is fine, as in `nightly-build`, and so is a leading '_' or digit.
+    for good in ["a-", "nightly-build", "_x", "0-1", "a--b"] {
+        assert!(RunId::new(good).is_ok(), "{good:?}");
+    }
+}

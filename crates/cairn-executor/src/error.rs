@@ -1,6 +1,6 @@
 //! The one error type of `cairn-executor`.
 
-use cairn_checkpoint::RunId;
+use cairn_checkpoint::{RunId, RunStatus};
 use cairn_queue::TaskId;
 
 use crate::outcome::RunReport;
@@ -61,6 +61,18 @@ pub enum Error {
         /// Where its state went, or why quarantining it failed.
         location: String,
     },
+    /// `Start::Adopt` or `Start::AdoptInterrupted` named a run that is not `running`, so
+    /// nobody claimed it for this caller. A failed or paused run must be claimed first:
+    /// `ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`, moves it to
+    /// `running` under a new lease epoch; then adopt it. A completed or cancelled run never
+    /// runs again. Nothing was changed: the run's state stays where it is.
+    #[error("run {run_id} cannot be adopted: it is {status}, {}", not_claimed_advice(*.status))]
+    AdoptNotClaimed {
+        /// The run.
+        run_id: RunId,
+        /// The status it was found in.
+        status: RunStatus,
+    },
     /// The executor configuration is unusable.
     #[error("invalid executor configuration: {reason}")]
     InvalidConfig {
@@ -102,6 +114,20 @@ pub enum Error {
         /// The task whose handler asked.
         parent: TaskId,
     },
+}
+
+/// What a caller of `Start::Adopt` should do about a run in `status`.
+fn not_claimed_advice(status: RunStatus) -> &'static str {
+    if status.is_terminal() {
+        "which is final: it cannot run again (its state is untouched)"
+    } else if status == RunStatus::Running {
+        // The adopt modes drive a running run, so they do not refuse one today; should a
+        // race ever lead here, the run is someone else's to drive.
+        "but not for this caller to drive (its state is untouched)"
+    } else {
+        "not running: claim it first with `ResumePolicy::resume` (cairn-runs) or \
+         `CheckpointerFactory::claim`, then adopt it (its state is untouched, not quarantined)"
+    }
 }
 
 /// Shorthand for results of executor operations.

@@ -74,8 +74,9 @@ enum Refusal {
     Unfit(String),
     /// The store itself refused (and already quarantined bad state, per the port contract).
     Store(cairn_checkpoint::Error),
-    /// Someone else claimed or finished it meanwhile: leave it alone.
-    Gone(String),
+    /// It is not `running` (nobody claimed it), or someone else claimed or finished it
+    /// meanwhile: leave it alone. `status` is the status it was found in.
+    Gone { status: RunStatus, reason: String },
 }
 
 impl Executor {
@@ -169,6 +170,9 @@ impl Executor {
     /// - `Error::Lookup` when `Start::Auto` cannot list runs.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
     ///   (or the adoption of an interrupted run) cannot open the run.
+    /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
+    ///   run that is not `running`: a failed or paused run must be claimed first
+    ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
     /// - `Error::Finalize` when the run was driven but `complete` or `fail` failed; the error
     ///   carries the report.
     ///
@@ -444,7 +448,7 @@ impl Executor {
                         Err(Refusal::Unfit(reason)) => {
                             self.quarantine(&run_id, &reason, now).await;
                         }
-                        Err(Refusal::Gone(reason)) => {
+                        Err(Refusal::Gone { reason, .. }) => {
                             tracing::info!(target: "cairn", run_id = %run_id, reason = %reason, "interrupted run not adopted");
                         }
                         Err(Refusal::Store(source)) => return Err(Error::Open { run_id, source }),
@@ -512,10 +516,10 @@ impl Executor {
                     location,
                 })
             }
-            Err(Refusal::Gone(reason)) => Err(Error::AdoptRefused {
+            // Sound state that is not this caller's to drive: it stays where it is.
+            Err(Refusal::Gone { status, .. }) => Err(Error::AdoptNotClaimed {
                 run_id: run_id.clone(),
-                reason,
-                location: "(not quarantined: its state is sound)".to_owned(),
+                status,
             }),
             Err(Refusal::Store(source)) => Err(Error::Open {
                 run_id: run_id.clone(),
@@ -553,10 +557,10 @@ impl Executor {
             )));
         }
         if recovered.meta.status != RunStatus::Running {
-            return Err(Refusal::Gone(format!(
-                "it is {}, not running",
-                recovered.meta.status
-            )));
+            return Err(Refusal::Gone {
+                status: recovered.meta.status,
+                reason: format!("it is {}, not running", recovered.meta.status),
+            });
         }
         let run_id = recovered.meta.run_id.clone();
         let input = recovered.meta.input.clone();
@@ -572,15 +576,21 @@ impl Executor {
             {
                 Ok(Ok(meta)) => (recovered.meta.lease_epoch, meta.lease_epoch),
                 Ok(Err(conflict)) if conflict.claimed_by_another() => {
-                    return Err(Refusal::Gone(format!(
-                        "another process claimed it while adopting it ({conflict})"
-                    )));
+                    return Err(Refusal::Gone {
+                        status: conflict.current,
+                        reason: format!(
+                            "another process claimed it while adopting it ({conflict})"
+                        ),
+                    });
                 }
                 Ok(Err(conflict)) => {
-                    return Err(Refusal::Gone(format!(
-                        "its status changed to {} while adopting it",
-                        conflict.current
-                    )));
+                    return Err(Refusal::Gone {
+                        status: conflict.current,
+                        reason: format!(
+                            "its status changed to {} while adopting it",
+                            conflict.current
+                        ),
+                    });
                 }
                 Err(source) => return Err(Refusal::Store(source)),
             }

@@ -148,6 +148,18 @@ impl TaskContext {
     /// with `existing: true` and creates nothing. The follow-up is recorded in the same
     /// journal batch as, or an earlier one than, this task's own completion.
     ///
+    /// The returned id is provisional until this task completes. The executor answers as
+    /// soon as its in-memory queue has accepted the follow-up; the `Enqueued` record is
+    /// journaled later, no later than this task's completion. If the process dies in
+    /// between, the follow-up was never recorded: on resume this task runs again, and ids
+    /// are handed out again in whatever order requests arrive, so with concurrent handlers
+    /// the same id can come to name another task. The stable identity of a follow-up is its
+    /// `(kind, canonical inputs)`, through the dedup guard above. Do not store the id
+    /// outside the run (in an external system, or in an idempotency key) before this task
+    /// has completed; pass it on in this task's `Handoff`, which is journaled with the
+    /// completion, or derive external keys from the follow-up's own
+    /// [`TaskContext::idempotency_key`] once it runs.
+    ///
     /// # Errors
     ///
     /// `Error::UnknownKind` when no handler is registered for the spec's kind,

@@ -694,6 +694,66 @@ async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_a
     );
 }
 
+#[tokio::test]
+async fn adopting_a_failed_run_nobody_claimed_is_refused_and_leaves_it_as_it_was() {
+    let store = MemoryFactory::new();
+    let fails = handler_fn(|_ctx| async { Err(TaskFailure::permanent("broken", "no")) });
+    let registry = Registry::new().with("work", fails);
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("work"), []);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+    let failed = executor
+        .run(plan.clone(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+    let before = store.load_meta(&failed.run_id).await.unwrap().unwrap();
+    assert_eq!(before.status, RunStatus::Failed);
+
+    // No claim first: both adopt modes refuse with the status the run is in.
+    for start in [
+        Start::Adopt(failed.run_id.clone()),
+        Start::AdoptInterrupted(failed.run_id.clone()),
+    ] {
+        let err = executor
+            .run(plan.clone(), start, RunSignals::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::AdoptNotClaimed { ref run_id, status: RunStatus::Failed }
+                    if *run_id == failed.run_id
+            ),
+            "{err:?}"
+        );
+    }
+
+    // Sound state is neither quarantined nor changed.
+    assert!(store.list_quarantined().await.unwrap().is_empty());
+    let after = store.load_meta(&failed.run_id).await.unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Failed);
+    assert_eq!(after.lease_epoch, before.lease_epoch);
+
+    // Once claimed, the same adopt goes through.
+    store
+        .compare_and_swap_status(&failed.run_id, RunStatus::Failed, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = executor
+        .run(
+            plan,
+            Start::Adopt(failed.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert!(report.resumed);
+    assert_eq!(report.run_id, failed.run_id);
+}
+
 #[tokio::test(start_paused = true)]
 async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_failed_task_failed() {
     let store = MemoryFactory::new();

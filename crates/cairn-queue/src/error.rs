@@ -1,6 +1,8 @@
 //! The one error type of `cairn-queue`.
 
-use crate::task::{Status, TaskId};
+use std::fmt;
+
+use crate::task::{Status, TaskId, Timestamp};
 
 /// Everything the queue can refuse. Every variant names the ids involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +15,7 @@ pub enum Error {
         id: TaskId,
     },
     /// `depends_on` named ids that do not exist.
-    #[error("unknown dependencies {ids:?} for a task of kind `{kind}`")]
+    #[error("unknown dependencies {} for a task of kind `{kind}`", IdList(.ids))]
     UnknownDependencies {
         /// The kind of the task being enqueued.
         kind: String,
@@ -71,14 +73,14 @@ pub enum Error {
     },
     /// The task is pending but cannot start yet: dependencies are unfinished or its
     /// `not_before` has not passed.
-    #[error("task {id} is not ready: waiting on {waiting_on:?}, not before {not_before:?}")]
+    #[error("task {id} is not ready{}", Waiting::new(.waiting_on, *.not_before))]
     NotReady {
         /// The task.
         id: TaskId,
         /// Its dependencies that are not yet `done` or `skipped`.
         waiting_on: Vec<TaskId>,
         /// Its retry backoff, when that is what it waits for.
-        not_before: Option<crate::task::Timestamp>,
+        not_before: Option<Timestamp>,
     },
     /// Phase `index` was recorded under another name.
     #[error("phase {index} is recorded as `{recorded}`, not `{given}`")]
@@ -103,7 +105,7 @@ pub enum Error {
         text: String,
     },
     /// A loaded snapshot has a dependency cycle.
-    #[error("snapshot has a dependency cycle through {ids:?}")]
+    #[error("snapshot has a dependency cycle through {}", IdList(.ids))]
     Cycle {
         /// Tasks on the cycle.
         ids: Vec<TaskId>,
@@ -136,6 +138,48 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Shows ids the way messages show one id: `t5, t6`.
+struct IdList<'a>(&'a [TaskId]);
+
+impl fmt::Display for IdList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{id}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The tail of `NotReady`'s message: only the reasons that hold, so a task that waits for
+/// no backoff does not read "not before nothing".
+struct Waiting<'a> {
+    on: &'a [TaskId],
+    not_before: Option<Timestamp>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(on: &'a [TaskId], not_before: Option<Timestamp>) -> Self {
+        Waiting { on, not_before }
+    }
+}
+
+impl fmt::Display for Waiting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = ": ";
+        if !self.on.is_empty() {
+            write!(f, "{sep}waiting on {}", IdList(self.on))?;
+            sep = ", ";
+        }
+        if let Some(at) = self.not_before {
+            write!(f, "{sep}not before {at}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Shorthand for results of queue operations.

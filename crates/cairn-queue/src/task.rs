@@ -19,6 +19,48 @@ impl Timestamp {
     }
 }
 
+/// Shows the instant as `YYYY-MM-DD HH:MM:SS UTC`, the form messages use everywhere in
+/// cairn; the milliseconds are left out.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_queue::Timestamp;
+///
+/// assert_eq!(Timestamp(0).to_string(), "1970-01-01 00:00:00 UTC");
+/// assert_eq!(Timestamp(1_767_225_600_999).to_string(), "2026-01-01 00:00:00 UTC");
+/// ```
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0 / 1000;
+        let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+        let rem = secs % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    // Both are small and positive by construction: a day of 1..=31, a month of 1..=12.
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// A task's identity within one run: dense, assigned by the queue in creation order,
 /// so ids sort by creation and never repeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,11 +78,13 @@ impl FromStr for TaskId {
 
     /// Parses the `Display` form, `t42`, or a bare number, `42`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || crate::Error::InvalidTaskId { text: s.to_owned() };
         let digits = s.strip_prefix('t').unwrap_or(s);
-        digits
-            .parse::<u64>()
-            .map(TaskId)
-            .map_err(|_| crate::Error::InvalidTaskId { text: s.to_owned() })
+        // `u64::from_str` also takes a leading `+`; an id is digits only.
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        digits.parse::<u64>().map(TaskId).map_err(|_| invalid())
     }
 }
 

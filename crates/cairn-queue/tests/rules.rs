@@ -1232,10 +1232,15 @@ fn task_id_parses_its_display_form() {
     assert_eq!("t42".parse::<TaskId>().unwrap(), TaskId(42));
     assert_eq!("7".parse::<TaskId>().unwrap(), TaskId(7));
     assert_eq!(TaskId(3).to_string(), "t3");
-    assert!(matches!(
-        "tx".parse::<TaskId>(),
-        Err(Error::InvalidTaskId { .. })
-    ));
+    // `u64`'s own parser takes a sign and an empty prefix is no id: all are refused.
+    for text in [
+        "tx", "+3", "t+3", "t-3", "-3", "t", "", " t3", "t3 ", "tt3", "3t",
+    ] {
+        assert!(
+            matches!(text.parse::<TaskId>(), Err(Error::InvalidTaskId { text: ref t }) if t == text),
+            "{text:?} must not parse as a task id"
+        );
+    }
 }
 
 #[test]

@@ -472,33 +472,8 @@ pub(crate) fn terminal_safe(text: &str) -> String {
         .collect()
 }
 
-/// Formats a millisecond Unix timestamp as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Formats a millisecond Unix timestamp as `YYYY-MM-DD HH:MM:SS UTC` (the queue's
+/// `Display` of `Timestamp`, so every message shows time the same way).
 pub(crate) fn timestamp_text(at: Option<Timestamp>) -> String {
-    let Some(Timestamp(ms)) = at else {
-        return "(unknown)".to_owned();
-    };
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    at.map_or_else(|| "(unknown)".to_owned(), |at| at.to_string())
 }
