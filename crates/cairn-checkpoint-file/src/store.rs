@@ -374,16 +374,7 @@ impl Store {
             .open(&path, OpenMode::ReadWrite)
             .map_err(io_error("open", &path))?;
         if !file.try_lock().map_err(io_error("lock", &path))? {
-            let holder = file
-                .read_all()
-                .ok()
-                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
-                .filter(|text| !text.is_empty())
-                .unwrap_or_else(|| "an unknown process".to_owned());
-            return Err(Error::Locked {
-                run_id: run_id.clone(),
-                holder,
-            });
+            return Err(locked(run_id, &mut *file));
         }
         // The holder's identity is informational, so it is not synced.
         file.set_len(0).map_err(io_error("truncate", &path))?;
@@ -1091,16 +1082,7 @@ impl Store {
             Err(err) => return Err(io_error("open", &path)(err)),
         };
         if !file.try_lock_shared().map_err(io_error("lock", &path))? {
-            let holder = file
-                .read_all()
-                .ok()
-                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
-                .filter(|text| !text.is_empty())
-                .unwrap_or_else(|| "an unknown process".to_owned());
-            return Err(Error::Locked {
-                run_id: run_id.clone(),
-                holder,
-            });
+            return Err(locked(run_id, &mut *file));
         }
         Ok(Some(file))
     }
@@ -1611,5 +1593,19 @@ fn torn_journal_message(offset: u64, bytes: u64, written: u64) -> String {
         format!(
             "cut a torn last journal record at offset {offset}: {written} bytes of it were written, followed by {zeros} bytes of the journal's preallocated zeros"
         )
+    }
+}
+
+/// `Locked` for a run whose lock `file` another holds, naming the holder it recorded there.
+fn locked(run_id: &RunId, file: &mut dyn FsFile) -> Error {
+    let holder = file
+        .read_all()
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "an unknown process".to_owned());
+    Error::Locked {
+        run_id: run_id.clone(),
+        holder,
     }
 }
