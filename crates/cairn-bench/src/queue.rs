@@ -5,7 +5,8 @@
 //! every task, then repeatedly take `next_runnable`, `start` and `complete` each task, so a
 //! task costs three transitions. The outbox is emptied every few thousand events, as a host
 //! writing a journal would (`events` then `clear_events`, as the executor does), so memory
-//! stays flat. Timing covers the whole drain.
+//! stays flat. Timing covers the whole drain. The rows are measured in interleaved rounds (see
+//! `measure`), so that the host's slow phases reach small and large queues alike.
 //!
 //! Tasks get distinct inputs with the dedup guard on, as `TaskSpec::new` has it by default
 //! (and as the executor enqueues a handler's follow-up tasks); `--no-dedup` opts every task
@@ -91,32 +92,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     for shape in [Shape::Wide, Shape::Chain] {
         drain(shape, 10usize.pow(max_exponent), dedup)?;
     }
-    let mut rows = Vec::new();
-    for shape in [Shape::Wide, Shape::Chain] {
-        for exponent in 3..=max_exponent {
-            let tasks = 10usize.pow(exponent);
-            // More repetitions where a run is short and noisy; the median is reported.
-            let reps = match exponent {
-                3 => 51,
-                4 => 21,
-                5 => 7,
-                _ => 3,
-            };
-            // Warm-up at the same shape and size: code paths and caches as this row needs them.
-            drain(shape, tasks, dedup)?;
-            let mut times = Vec::with_capacity(reps);
-            for _ in 0..reps {
-                times.push(drain(shape, tasks, dedup)?);
-            }
-            times.sort_unstable();
-            rows.push(Row {
-                shape,
-                exponent,
-                reps,
-                median: times[reps / 2],
-            });
-        }
-    }
+    let rows = measure(max_exponent, dedup)?;
 
     println!(
         "dedup guard {}",
@@ -180,6 +156,64 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         steepest.2
     );
     Ok(())
+}
+
+/// Rounds in which every row is measured; each row's repetitions are spread over them.
+const ROUNDS: usize = 5;
+
+/// Timed repetitions per round at 10^`exponent` tasks: more where a drain is short and noisy.
+fn reps_per_round(exponent: u32) -> usize {
+    match exponent {
+        3 => 11,
+        4 => 5,
+        5 => 2,
+        _ => 1,
+    }
+}
+
+/// Times every shape and size, interleaved, and returns one row (the median) for each.
+///
+/// This virtual machine's host has slow phases lasting seconds, in which every drain takes
+/// 1.5 to 2 times as long. Timing one row after another let a phase land on the 10^6 rows
+/// alone (a ratio of 1.7 to 2.1) or on the 10^3 rows alone (0.9), so the ratio measured the
+/// host. Here each round drains every row once more, the sizes in alternating order, so a
+/// slow phase reaches the rows alike, and every row's median is taken over all its rounds.
+fn measure(max_exponent: u32, dedup: bool) -> anyhow::Result<Vec<Row>> {
+    let shapes = [Shape::Wide, Shape::Chain];
+    let exponents: Vec<u32> = (3..=max_exponent).collect();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); shapes.len() * exponents.len()];
+    for round in 0..ROUNDS {
+        for (s, &shape) in shapes.iter().enumerate() {
+            let mut order: Vec<usize> = (0..exponents.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for e in order {
+                let exponent = exponents[e];
+                let tasks = 10usize.pow(exponent);
+                // Warm-up at the same shape and size: code paths and caches as this row
+                // needs them, not as the row before left them.
+                drain(shape, tasks, dedup)?;
+                for _ in 0..reps_per_round(exponent) {
+                    times[s * exponents.len() + e].push(drain(shape, tasks, dedup)?);
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (s, &shape) in shapes.iter().enumerate() {
+        for (e, &exponent) in exponents.iter().enumerate() {
+            let row_times = &mut times[s * exponents.len() + e];
+            row_times.sort_unstable();
+            rows.push(Row {
+                shape,
+                exponent,
+                reps: row_times.len(),
+                median: row_times[row_times.len() / 2],
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// Builds and drains one DAG of `tasks` tasks, returning the time it took.

@@ -1,72 +1,77 @@
 //! The dedup guard's index: canonical `(kind, inputs)` hash → task.
 //!
-//! Three parts, so that enqueueing a task with new inputs (the common case) touches no memory
-//! that a million-task queue has pushed out of cache:
-//! - a flat table of `u64` slots, each the hash's high 32 bits as a tag and the task index
-//!   plus one (zero marks an empty slot), probed linearly. At a million tasks it is 16 MB.
-//! - a filter of one bit-set word per few tags, a sixteenth of the table's size (1 MB at a
-//!   million tasks), that answers "certainly absent" for most new tags;
-//! - a short list of entries not yet placed in the table. A random probe into the big table
-//!   costs a cache miss; placing a batch of entries in one loop lets the processor overlap
-//!   those misses instead of paying them one enqueue at a time.
+//! Three parts, so that enqueueing a task with new inputs (the common case) touches as little
+//! memory as possible that a million-task queue has pushed out of cache:
+//! - every entry in insertion order: the hash's high 32 bits as a tag, the task index, and a
+//!   link to the next older entry of its bucket. It is only appended to, so writing it streams.
+//! - one chain head per bucket (`u32`, two entries per bucket at most on average): the only
+//!   part an insert writes at random. At a million tasks it is 2 MB, where an open-addressing
+//!   table of `u64` slots was 16 MB.
+//! - a filter of one bit-set word per four buckets (1 MB at a million tasks) that answers
+//!   "certainly absent" for most new tags, so chains are walked only for likely duplicates.
+//!
+//! New entries wait a short while before they are linked into their chains: linking a batch
+//! in one loop lets the processor overlap the chain heads' cache misses instead of paying
+//! them one enqueue at a time. Lookups check the waiting entries too.
 //!
 //! Tags may repeat: every entry with the probed tag is a candidate, and the caller confirms a
 //! candidate against the task itself, so a collision can never merge two different tasks.
-//! The filter is built from tags alone, so it can be rebuilt from the table when the table
-//! grows. Entries are never removed, because tasks are never removed.
+//! The filter and the heads are built from the entries alone, so both are rebuilt when the
+//! bucket count grows. Entries are never removed, because tasks are never removed.
 
-/// Slots stay at most this full (numerator over 8), keeping linear probe runs short.
-const MAX_LOAD_EIGHTHS: usize = 5;
+/// Entries per bucket, on average, before the bucket count doubles.
+const MAX_ENTRIES_PER_BUCKET: usize = 2;
 
-/// The smallest table, in slots.
-const MIN_SLOTS: usize = 64;
+/// The smallest bucket count.
+const MIN_BUCKETS: usize = 32;
 
-/// Table slots per filter word: the filter is a sixteenth of the table's bytes, about 6 to 13
-/// bits per entry depending on how full the table is (false positives roughly 2% to 8%).
-const SLOTS_PER_FILTER_WORD: usize = 16;
+/// Buckets per filter word: about 8 to 16 filter bits per entry depending on how full the
+/// buckets are (false positives roughly 0.5% to 3%).
+const BUCKETS_PER_FILTER_WORD: usize = 4;
 
-/// Entries held back before they are placed in the table together.
+/// Entries held back before they are linked into their chains together.
 const PENDING_BATCH: usize = 64;
 
 /// Bits the filter sets per tag, all in one word.
 const FILTER_BITS: u32 = 4;
 
+/// "No entry" in a chain head or link; an entry number is stored plus one.
+const NONE: u32 = 0;
+
+/// One indexed task.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    tag: u32,
+    task: u32,
+    /// The next older entry in this entry's bucket, plus one; `NONE` ends the chain.
+    next: u32,
+}
+
 /// Hash → task index, with duplicate tags allowed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DedupIndex {
-    slots: Vec<u64>,
-    /// Entries in `slots`.
+    /// Per bucket, the newest linked entry's number plus one.
+    heads: Vec<u32>,
+    /// Every entry, in insertion order.
+    entries: Vec<Entry>,
+    /// Entries before this one are linked into their chains; the rest are held back.
     placed: usize,
     filter: Vec<u64>,
-    /// Entries not yet in `slots`, in insertion order; they are in `filter`.
-    pending: Vec<u64>,
 }
 
 fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
-fn entry(tag: u32, index: usize) -> u64 {
-    (u64::from(tag) << 32) | (index as u64 + 1)
-}
-
-fn entry_tag(entry: u64) -> u32 {
-    (entry >> 32) as u32
-}
-
-fn entry_index(entry: u64) -> usize {
-    (entry & u64::from(u32::MAX)) as usize - 1
-}
-
 /// The filter word and bit mask for `tag`. The tag is mixed first: its low bits already pick
-/// the table slot, and the filter's positions should not follow them.
+/// the bucket, and the filter's positions should not follow them.
 fn filter_position(tag: u32, words: usize) -> (usize, u64) {
     let mut mixed = u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     mixed ^= mixed >> 29;
     mixed = mixed.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     mixed ^= mixed >> 32;
-    // The low bits pick the word and the top 24 bits the positions in it; a table of 2^40
-    // slots would be needed before the two overlap.
+    // The low bits pick the word and the top 24 bits the positions in it; 2^40 filter words
+    // would be needed before the two overlap.
     let word = (mixed as usize) & (words - 1);
     let bits = (0..FILTER_BITS).fold(0u64, |bits, i| bits | 1 << ((mixed >> (40 + 6 * i)) & 63));
     (word, bits)
@@ -82,92 +87,84 @@ impl DedupIndex {
     }
 
     /// Task indexes whose entry carries `hash`'s tag: held-back entries first, then the
-    /// table's in probe order.
+    /// bucket's chain, newest first.
     pub(crate) fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let tag = tag_of(hash);
-        let (pending, slots) = if self.may_contain(hash) {
-            (&self.pending[..], &self.slots[..])
+        let (held_back, first) = if self.may_contain(hash) {
+            let bucket = tag as usize & (self.heads.len() - 1);
+            (&self.entries[self.placed..], self.heads[bucket])
         } else {
-            (&[][..], &[][..])
+            (&[][..], NONE)
         };
-        let mask = slots.len().wrapping_sub(1);
-        let start = tag as usize & mask;
-        // An empty table yields nothing: `take_while` stops at once on `None`.
-        let placed = (0..slots.len())
-            .map(move |step| slots[(start + step) & mask])
-            .take_while(|slot| *slot != 0);
-        pending
+        let chain = std::iter::successors(self.entry(first), |entry| self.entry(entry.next));
+        held_back
             .iter()
-            .copied()
-            .chain(placed)
-            .filter(move |entry| entry_tag(*entry) == tag)
-            .map(entry_index)
+            .chain(chain)
+            .filter(move |entry| entry.tag == tag)
+            .map(|entry| entry.task as usize)
+    }
+
+    /// The entry a head or link names.
+    fn entry(&self, link: u32) -> Option<&Entry> {
+        link.checked_sub(1).map(|at| &self.entries[at as usize])
     }
 
     /// Adds an entry. `index` must be below `u32::MAX - 1` (the queue's hard task limit).
     pub(crate) fn insert(&mut self, hash: u64, index: usize) {
-        // The filter is sized with the table, so the table grows before it would pass its
-        // load limit counting held-back entries too; otherwise a small table's filter would
-        // fill up with held-back tags and stop rejecting anything.
-        let entries = self.placed + self.pending.len() + 1;
-        if entries * 8 > self.slots.len() * MAX_LOAD_EIGHTHS {
-            self.grow(entries);
+        // The filter is sized with the buckets, so the buckets grow before they would pass
+        // their load limit counting held-back entries too; otherwise a small index's filter
+        // would fill up with held-back tags and stop rejecting anything.
+        if (self.entries.len() + 1) > self.heads.len() * MAX_ENTRIES_PER_BUCKET {
+            self.grow(self.entries.len() + 1);
         }
         let tag = tag_of(hash);
         let (word, bits) = filter_position(tag, self.filter.len());
         self.filter[word] |= bits;
-        self.pending.push(entry(tag, index));
-        if self.pending.len() >= PENDING_BATCH {
-            self.place_pending();
+        self.entries.push(Entry {
+            tag,
+            task: index as u32,
+            next: NONE,
+        });
+        if self.entries.len() - self.placed >= PENDING_BATCH {
+            self.link_from(self.placed);
         }
     }
 
-    /// Moves every held-back entry into the table, which `insert` has already sized for them.
-    fn place_pending(&mut self) {
-        // One tight loop with no dependence between iterations, so the cache misses of
-        // different entries overlap.
-        for &entry in &self.pending {
-            Self::place(&mut self.slots, entry);
+    /// Links every entry from `first` on into its bucket's chain.
+    fn link_from(&mut self, first: usize) {
+        let mask = self.heads.len() - 1;
+        // One tight loop: the heads of different entries are independent, so their cache
+        // misses overlap.
+        for at in first..self.entries.len() {
+            let entry = &mut self.entries[at];
+            let head = &mut self.heads[entry.tag as usize & mask];
+            entry.next = *head;
+            *head = at as u32 + 1;
         }
-        self.placed += self.pending.len();
-        self.pending.clear();
+        self.placed = self.entries.len();
     }
 
-    fn place(slots: &mut [u64], entry: u64) {
-        let mask = slots.len() - 1;
-        let mut at = entry_tag(entry) as usize & mask;
-        while slots[at] != 0 {
-            at = (at + 1) & mask;
-        }
-        slots[at] = entry;
-    }
-
-    /// Resizes the table to hold `entries` within the load limit, places the held-back
-    /// entries in it, and rebuilds the filter to match.
+    /// Doubles the buckets until `entries` fit within the load limit, then rebuilds the
+    /// chains and the filter from the entries.
     fn grow(&mut self, entries: usize) {
-        let mut size = self.slots.len().max(MIN_SLOTS);
-        while entries * 8 > size * MAX_LOAD_EIGHTHS {
-            size *= 2;
+        let mut buckets = self.heads.len().max(MIN_BUCKETS);
+        while entries > buckets * MAX_ENTRIES_PER_BUCKET {
+            buckets *= 2;
         }
-        let mut slots = vec![0u64; size];
-        let mut filter = vec![0u64; size / SLOTS_PER_FILTER_WORD];
-        let held_back = self.pending.drain(..);
-        let mut placed = 0;
-        for entry in self
-            .slots
-            .iter()
-            .copied()
-            .filter(|slot| *slot != 0)
-            .chain(held_back)
-        {
-            Self::place(&mut slots, entry);
-            let (word, bits) = filter_position(entry_tag(entry), filter.len());
+        self.heads = vec![NONE; buckets];
+        let mut filter = vec![0u64; buckets / BUCKETS_PER_FILTER_WORD];
+        for entry in &self.entries {
+            let (word, bits) = filter_position(entry.tag, filter.len());
             filter[word] |= bits;
-            placed += 1;
         }
-        self.placed = placed;
-        self.slots = slots;
         self.filter = filter;
+        self.link_from(0);
+    }
+
+    /// Entries not yet linked into their chains.
+    #[cfg(test)]
+    fn held_back(&self) -> usize {
+        self.entries.len() - self.placed
     }
 }
 
@@ -205,7 +202,7 @@ mod tests {
     fn an_entry_is_found_while_it_is_held_back_and_after_it_is_placed() {
         let mut index = DedupIndex::default();
         index.insert(0xAAAA_0000_0000_0001, 0);
-        assert_eq!(index.pending.len(), 1, "the first entry is held back");
+        assert_eq!(index.held_back(), 1, "the first entry is held back");
         assert!(index.may_contain(0xAAAA_0000_0000_0001));
         assert_eq!(
             index.candidates(0xAAAA_0000_0000_0001).collect::<Vec<_>>(),
@@ -225,7 +222,7 @@ mod tests {
                 );
             }
         }
-        assert!(saw_placed && index.pending.len() < super::PENDING_BATCH);
+        assert!(saw_placed && index.held_back() < super::PENDING_BATCH);
         assert_eq!(
             index.candidates(0xAAAA_0000_0000_0001).collect::<Vec<_>>(),
             vec![0]
