@@ -378,7 +378,7 @@ impl Store {
         }
         // The holder's identity is informational, so it is not synced.
         file.set_len(0).map_err(io_error("truncate", &path))?;
-        let text = format!("{} since {}\n", holder_text(), wall_clock_now().0);
+        let text = format!("{} since {}\n", holder_text(), wall_clock_now());
         file.write_all(text.as_bytes())
             .map_err(io_error("write", &path))?;
         Ok(file)

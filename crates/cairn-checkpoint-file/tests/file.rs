@@ -1252,7 +1252,13 @@ async fn a_second_factory_sees_the_holder_in_locked() {
     let err = h.file_factory().open(run.run_id()).await.expect_err("held");
     match err {
         Error::Locked { holder, .. } => {
-            assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+            // Since when, as a person reads a time, not milliseconds since 1970.
+            let since = holder.split(" since ").nth(1).unwrap_or_default();
+            assert!(
+                since.ends_with(" UTC") && since.len() == "2026-11-22 15:30:00 UTC".len(),
+                "{holder}"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -19,9 +19,9 @@ use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{
-    AbandonArgs, Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED,
-    EXIT_STORE, EXIT_USAGE, ExecArgs, PruneArgs, ResumeArgs, RunArgs, RunRef, RunsArgs,
-    RunsCommand, StoreArgs,
+    AbandonArgs, Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
+    EXIT_RUN_FAILED, EXIT_STORE, EXIT_USAGE, ExecArgs, PruneArgs, ResumeArgs, RunArgs, RunRef,
+    RunsArgs, RunsCommand, StoreArgs,
 };
 use crate::duration::format_duration;
 use crate::out::{self, eout, eoutln, escape_controls, out, outln, terminal_safe};
@@ -67,7 +67,11 @@ pub fn completions(shell: clap_complete::Shell) -> ExitCode {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "cairn", &mut script);
     out!("{}", String::from_utf8_lossy(&script));
-    ExitCode::SUCCESS
+    if out::stdout_failed() {
+        ExitCode::from(EXIT_OUTPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Runs a parsed command and returns the process exit code. The binary installs telemetry
@@ -84,8 +88,12 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_STORE);
         }
     };
+    let only_reads = cli.command.only_reads();
     let result = runtime.block_on(dispatch(cli));
     match result {
+        // A listing cut short by a full disk must not read as a complete one; a more
+        // specific failure code is kept.
+        Ok(EXIT_OK) if only_reads && out::stdout_failed() => ExitCode::from(EXIT_OUTPUT),
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             // Errors can quote stored text (a scope, a task's output): never raw.
@@ -744,25 +752,36 @@ async fn drive_fresh(
     mode: Mode,
     commands: &Commands,
 ) -> anyhow::Result<u8> {
-    state.save_origin(&run_id, wf, text)?;
-    let plan = wf.plan(&args.scope, args.input()).run_id(run_id.clone());
-    let header = format!(
-        "run {run_id}: workflow `{}`, {} task(s)",
-        wf.name,
-        wf.tasks.len()
-    );
-    let rerun = commands.run(false);
-    let drive = Drive {
-        state,
-        wf,
-        mode,
-        exec: &args.exec,
-        commands,
-        rerun,
-    };
-    drive
-        .run(plan, run_id, Start::Fresh, 0, header, false)
-        .await
+    let driven = async {
+        state.save_origin(&run_id, wf, text)?;
+        let plan = wf.plan(&args.scope, args.input()).run_id(run_id.clone());
+        let header = format!(
+            "run {run_id}: workflow `{}`, {} task(s)",
+            wf.name,
+            wf.tasks.len()
+        );
+        let rerun = commands.run(false);
+        let drive = Drive {
+            state,
+            wf,
+            mode,
+            exec: &args.exec,
+            commands,
+            rerun,
+        };
+        drive
+            .run(plan, run_id.clone(), Start::Fresh, 0, header, false)
+            .await
+    }
+    .await;
+    // A run that never began (its workflow copy or its begin failed, say on a full disk)
+    // would leave an output folder naming a run that does not exist. The id is new, so the
+    // folder holds nothing but our own unacknowledged writes. Best effort: a folder that
+    // cannot go now harms nothing but space.
+    if matches!(state.factory.load_meta(&run_id).await, Ok(None)) {
+        let _ = state.remove_run_output(&run_id);
+    }
+    driven
 }
 
 /// Drives an interrupted run the policy (or `cairn resume`) already claimed.

@@ -22,6 +22,10 @@ pub const EXIT_DECISION_NEEDED: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 4;
 /// The state store failed, or a run is held by another live process.
 pub const EXIT_STORE: u8 = 5;
+/// A command that only reads (`runs`, `show`, `audit`, `jobs list|show|audit`,
+/// `completions`) could not write its output: stdout failed for a reason other than a
+/// closed pipe (a full disk behind a redirect), so what was written is incomplete.
+pub const EXIT_OUTPUT: u8 = 7;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -41,8 +45,12 @@ Exit codes:
   5  the state store failed (a run it stopped mid-run, or whose end it could not record,
      is resumed with the printed `cairn resume` command once the store is fixed), or
      another live process is driving the run (run, resume)
+  7  a command that only reads (runs, show, audit, jobs list|show|audit, completions)
+     could not write its output: stdout failed (a full disk behind a redirect), so what
+     it wrote is incomplete
 A closed stdout (`cairn run wf.toml | head -1`) changes nothing: the output is dropped, a
-run is still driven to its end, and the exit code is the one above.
+run is still driven to its end, and the exit code is the one above. Any other stdout
+failure is named once on stderr; it changes the exit code of read commands only (7).
 `cairn abandon`, `cairn runs prune` and `cairn jobs` list their own codes in their help.";
 
 /// cairn: durable, crash-resumable workflows of shell commands.
@@ -86,6 +94,39 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+impl Command {
+    /// Whether the command's only product is what it prints: a listing or a report that
+    /// changes nothing (`runs` without `prune`, `show`, `audit`, `jobs list|show|audit`,
+    /// `completions`). Such a command exits with [`EXIT_OUTPUT`] when its output could not
+    /// be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_cli::cli::Cli;
+    /// use clap::Parser as _;
+    ///
+    /// let show = Cli::parse_from(["cairn", "show", "r1"]);
+    /// assert!(show.command.only_reads());
+    /// let run = Cli::parse_from(["cairn", "run", "wf.toml"]);
+    /// assert!(!run.command.only_reads());
+    /// ```
+    pub fn only_reads(&self) -> bool {
+        use crate::jobs::JobsCommand;
+        match self {
+            Command::Runs(args) => args.command.is_none(),
+            Command::Show(_) | Command::Audit(_) | Command::Completions { .. } => true,
+            Command::Jobs(jobs) => matches!(
+                jobs,
+                JobsCommand::List(_) | JobsCommand::Show(_) | JobsCommand::Audit(_)
+            ),
+            Command::Run(_) | Command::Resume(_) | Command::Abandon(_) | Command::Scheduler(_) => {
+                false
+            }
+        }
+    }
 }
 
 /// Where the runs are kept.

@@ -40,7 +40,9 @@ Exit codes:
      it still prints the others, and names each one on stderr with why, where it is now and
      what to do (5 wins when both happen); or `show`, `pause`, `resume` or `rm` found the job
      damaged (the same report on stderr; nothing was changed). A job found gone because an
-     earlier command moved it aside is exit 2, and says where its copy is";
+     earlier command moved it aside is exit 2, and says where its copy is
+  7  `list`, `show` or `audit` could not write its output (stdout failed, say a full disk
+     behind a redirect): what it wrote is incomplete";
 
 /// `cairn jobs list` found stored jobs the job store left out (quarantined or left in place).
 pub const EXIT_JOBS_LEFT_OUT: u8 = 6;

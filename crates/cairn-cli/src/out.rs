@@ -7,7 +7,9 @@
 //! (stderr). The first failed write to a stream marks it closed and everything later
 //! written to it is dropped; the command itself goes on to its normal end and exit code.
 //! A broken pipe is silent (the reader chose to stop reading); any other write failure
-//! (a full disk behind a redirect) is reported once on stderr.
+//! (a full disk behind a redirect) is reported once on stderr, and a command that only
+//! reads (a listing, `show`, `audit`) then exits with `EXIT_OUTPUT`, so that a script can
+//! tell an incomplete listing from a complete one.
 //!
 //! [`escape_controls`] and [`terminal_safe`] keep stored text (a run's scope, workflow name,
 //! error) from sending escape sequences to the user's terminal.
@@ -19,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set once a write to stdout failed: later output is dropped.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set once a write to stdout failed for a reason other than a closed pipe (a full disk
+/// behind a redirect): the output a reader got is incomplete without its choosing.
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
 /// Set once a write to stderr failed: later output is dropped.
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -35,6 +40,7 @@ pub fn write_stdout(args: fmt::Arguments<'_>) {
     if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
         if error.kind() != std::io::ErrorKind::BrokenPipe {
+            STDOUT_FAILED.store(true, Ordering::Relaxed);
             write_stderr(format_args!(
                 "warning: cannot write to stdout ({error}); the rest of the output is dropped\n"
             ));
@@ -57,6 +63,13 @@ pub fn write_stderr(args: fmt::Arguments<'_>) {
 /// Whether stdout has failed (its reader went away): long listings can stop early.
 pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Whether a write to stdout failed for a reason other than a closed pipe: a command whose
+/// only product is its output (a listing) then exits with
+/// [`EXIT_OUTPUT`](crate::cli::EXIT_OUTPUT) instead of success.
+pub fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(Ordering::Relaxed)
 }
 
 /// `println!` that never panics: see the module docs.

@@ -240,3 +240,47 @@ fn output_that_cannot_be_kept_is_reported_and_the_task_stays_done() {
     assert_eq!(lost[0]["stream"], "stdout");
     assert_eq!(lost[0]["task"], "big");
 }
+
+#[test]
+fn a_run_whose_workflow_copy_cannot_be_written_leaves_no_output_folder_behind() {
+    let sandbox = Sandbox::new();
+    // A workflow larger than the file size limit: its copy in the run's output folder is
+    // the first file that cannot be written, before the run begins.
+    let padding = "#".repeat(LIMIT_BLOCKS as usize * 512 + 4096);
+    sandbox.write(
+        "big.toml",
+        &format!(
+            "{padding}\nname = \"big\"\n[[task]]\nid = \"only\"\nrun = \"echo ran >> effects\"\n"
+        ),
+    );
+    let (code, stdout, stderr) = run_limited(&sandbox, &["run", "big.toml"]);
+    assert_eq!(code, Some(5), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_contains(&stderr, ".workflow.toml");
+    assert!(
+        !sandbox.path("effects").exists(),
+        "no task may run when the run never began"
+    );
+    assert!(
+        sandbox.runs().is_empty(),
+        "no run was begun: {:?}",
+        sandbox.runs()
+    );
+    let output = sandbox.path(".cairn/output");
+    let left: Vec<_> = std::fs::read_dir(&output)
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "output folders of a run that never began: {left:?}"
+    );
+
+    // Without the limit the same workflow runs, and its folder is kept.
+    let done = sandbox.run(&["run", "big.toml"]);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    let run_id = sandbox.only_run_id();
+    assert!(
+        sandbox
+            .path(&format!(".cairn/output/{run_id}/.workflow.toml"))
+            .exists()
+    );
+}

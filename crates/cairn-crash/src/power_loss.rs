@@ -163,6 +163,20 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     async fn list(&self, filter: &RunFilter) -> cairn_checkpoint::Result<Vec<RunMeta>> {
         self.inner.list(filter).await
     }
+    // Forwarded, not left to the defaults: the default `peek` opens the run (taking the
+    // writer lock and cutting a torn tail) and the default `left_in_place` is empty, so a
+    // wrapper without these would change what the adapter under test does.
+    async fn left_in_place(
+        &self,
+    ) -> cairn_checkpoint::Result<Vec<cairn_checkpoint::LeftInPlaceRun>> {
+        self.inner.left_in_place().await
+    }
+    async fn peek(
+        &self,
+        run_id: &RunId,
+    ) -> cairn_checkpoint::Result<Option<cairn_checkpoint::Recovered>> {
+        self.inner.peek(run_id).await
+    }
     async fn compare_and_swap_status(
         &self,
         run_id: &RunId,
