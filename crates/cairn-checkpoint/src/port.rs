@@ -272,6 +272,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// MUST store `meta` durably before returning. MUST fail with `AlreadyExists` when the id
     /// exists (quarantined ids included). MUST take the run's one-writer lock.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, `Encoding` for metadata that cannot be serialized, and the adapter's
+    /// I/O errors (`Io`, `SyncFailed`, `Backend`).
     async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>>;
 
     /// Opens an existing run for writing and reads back its state.
@@ -281,9 +286,19 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// with `Corruption` for a bad record followed by good ones. MUST quarantine (and audit)
     /// state with a wrong format version, a foreign run id or unparseable content, then fail
     /// with `VersionMismatch`, `ForeignRun` or `Unreadable`. MUST NOT change the run's status.
+    ///
+    /// # Errors
+    ///
+    /// `Locked`, `Corruption`, `VersionMismatch`, `ForeignRun`, `Unreadable`, `Replay` for
+    /// records that decode but do not replay, and the adapter's I/O errors.
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>>;
 
     /// Reads a run's metadata without taking its lock. `Ok(None)` for an unknown run.
+    ///
+    /// # Errors
+    ///
+    /// A bad-state error (`Error::is_bad_state`) for metadata that cannot be read, is of
+    /// another format version or names another run, and the adapter's I/O errors.
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>>;
 
     /// Runs matching `filter`, oldest first (by `created_at`, then id). Quarantined runs are
@@ -295,6 +310,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// this user) SHOULD NOT fail the listing: it is left where it is, not listed, reported by
     /// [`CheckpointerFactory::left_in_place`], and SHOULD be audited as `LeftInPlace` (once
     /// per factory; a failure to write that record does not fail the listing either).
+    ///
+    /// # Errors
+    ///
+    /// The adapter's I/O errors while reading the store; a run that is bad is quarantined or
+    /// left in place, never an error of the listing.
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>>;
 
     /// The runs the latest [`CheckpointerFactory::list`] through this factory found bad but
@@ -373,12 +393,21 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ) -> Result<Result<RunMeta, StatusConflict>>;
 
     /// Whether a live writer currently holds the run's lock (in any process).
+    ///
+    /// # Errors
+    ///
+    /// The adapter's I/O errors; an unknown run is `Ok(false)`.
     async fn is_held(&self, run_id: &RunId) -> Result<bool>;
 
     /// Moves a run's whole state aside, never deleting it, and audits why. After this the run
     /// is neither listed nor opened, and its id cannot be begun again. SHOULD fail with
     /// `Locked` while a writer holds the run, so a live writer never writes into quarantine.
     /// `NotFound` for an unknown run.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Locked`, and the adapter's I/O errors (then nothing was moved, or the
+    /// move is finished by the next call).
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
 
     /// Every quarantined run's state, oldest quarantine first, with where it went, why, and
@@ -454,9 +483,19 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta>;
 
     /// Appends an audit record for a run without opening it (used by the resume policy).
+    ///
+    /// # Errors
+    ///
+    /// `Encoding` for a record that cannot be serialized, and the adapter's I/O errors
+    /// (`Io`, `SyncFailed`, `Backend`).
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()>;
 
     /// Every audit record of a run, oldest first. Empty for an unknown run.
+    ///
+    /// # Errors
+    ///
+    /// `Corruption` or `Unreadable` for an audit log that cannot be read back, and the
+    /// adapter's I/O errors.
     async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>>;
 }
 
@@ -470,24 +509,53 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     ///
     /// MUST NOT return `Ok` before the records are durable as the factory's `Durability`
     /// says. After any `SyncFailed`, every later call MUST fail with `Poisoned`.
+    ///
+    /// # Errors
+    ///
+    /// `SyncFailed` (fatal: never retried), `Poisoned` after one, `Encoding` for an event
+    /// that cannot be serialized or is too large to store, and the adapter's I/O errors. On
+    /// any error the events are not acknowledged.
     async fn append(&self, events: &[Event]) -> Result<()>;
 
     /// Installs a snapshot that reflects every event appended so far.
     ///
     /// MUST keep the old state readable until the new snapshot is durable (temp file, fsync,
     /// rename, directory fsync, and only then truncate or rotate the journal).
+    ///
+    /// # Errors
+    ///
+    /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors; the state read
+    /// back is then the one before the call.
     async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
 
     /// Reads back the latest snapshot and the events after it.
+    ///
+    /// # Errors
+    ///
+    /// `Corruption`, `Unreadable`, `Replay`, and the adapter's I/O errors.
     async fn load(&self) -> Result<Recovered>;
 
     /// Appends an audit record.
+    ///
+    /// # Errors
+    ///
+    /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors.
     async fn audit(&self, record: &AuditRecord) -> Result<()>;
 
     /// Marks the run `completed`. `Terminal` if the run already is terminal.
+    ///
+    /// # Errors
+    ///
+    /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors; the stored status
+    /// is then unchanged or, after a crash, either the old or the new one.
     async fn complete(&self) -> Result<RunMeta>;
 
     /// Marks the run `failed` with `error`. `Terminal` if the run already is terminal.
+    ///
+    /// # Errors
+    ///
+    /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors, as for
+    /// [`Checkpointer::complete`].
     async fn fail(&self, error: &RunError) -> Result<RunMeta>;
 }
 
