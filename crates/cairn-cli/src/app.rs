@@ -24,7 +24,7 @@ use crate::cli::{
     RunsArgs, RunsCommand, StoreArgs,
 };
 use crate::duration::format_duration;
-use crate::out::{self, eout, eoutln, escape_controls, out, outln, terminal_safe};
+use crate::out::{self, cell, clip, eout, eoutln, escape_controls, out, outln, terminal_safe};
 use crate::policy;
 use crate::progress::{Mode, Progress, TaskEvent};
 use crate::shell::{
@@ -1684,14 +1684,14 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
             .error
             .as_ref()
             .filter(|_| meta.status != RunStatus::Completed)
-            .map(|e| truncate(&e.to_string(), 60))
+            .map(|e| clip(&e.to_string(), 60))
             .unwrap_or_default();
         outln!(
-            "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {error}",
+            "{:<26}  {:<9}  {}  {}  {:<20}  {error}",
             meta.run_id.as_str(),
             meta.status.as_str(),
-            truncate(&meta.workflow, 20),
-            truncate(&meta.scope, 12),
+            cell(&meta.workflow, 20),
+            cell(&meta.scope, 12),
             format_timestamp(meta.created_at.0)
         );
         if out::stdout_closed() {
@@ -1748,24 +1748,18 @@ async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
         let meta = entry.run.meta.as_ref();
         let unknown = "?";
         outln!(
-            "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  {:<9}  {} / {}",
+            "{:<26}  {:<9}  {}  {}  {:<20}  {:<9}  {} / {}",
             entry.run.run_id.as_str(),
             meta.map_or(unknown, |m| m.status.as_str()),
-            truncate(
-                &escape_controls(meta.map_or(unknown, |m| m.workflow.as_str())),
-                20
-            ),
-            truncate(
-                &escape_controls(meta.map_or(unknown, |m| m.scope.as_str())),
-                12
-            ),
+            cell(meta.map_or(unknown, |m| m.workflow.as_str()), 20),
+            cell(meta.map_or(unknown, |m| m.scope.as_str()), 12),
             format_timestamp(entry.run.at.0),
             if entry.settled_at.is_some() {
                 "yes"
             } else {
                 "no"
             },
-            escape_controls(&truncate(&entry.run.reason, 60)),
+            escape_controls(&clip(&entry.run.reason, 60)),
             escape_controls(&entry.run.location),
         );
         if out::stdout_closed() {
@@ -2158,13 +2152,13 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
                 // A done task's error is from an attempt before the one that succeeded (or
                 // from before a resume): labelled so it is not read as the task's state.
                 let error = match (&row.error, row.earlier) {
-                    (Some(error), true) => format!("earlier: {}", truncate(error, 71)),
-                    (Some(error), false) => truncate(error, 80),
+                    (Some(error), true) => format!("earlier: {}", clip(error, 71)),
+                    (Some(error), false) => clip(error, 80),
                     (None, _) => String::new(),
                 };
                 outln!(
-                    "{:<24}  {:<8}  {:<8}  {:<9}  {error}",
-                    truncate(&row.task, 24),
+                    "{}  {:<8}  {:<8}  {:<9}  {error}",
+                    cell(&row.task, 24),
                     row.status.as_str(),
                     format!("{}/{}", row.attempts, row.max_attempts),
                     row.duration_ms
@@ -2255,18 +2249,6 @@ async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Stored text for a table cell: on one line, control characters escaped
-/// ([`escape_controls`]), and cut to `max` characters with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    let one_line = escape_controls(&text.replace('\n', " ")).into_owned();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }
 
 /// Prints one audit record for people: time, the action's snake_case name padded to

@@ -21,7 +21,7 @@ use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
 use crate::cli::{EXIT_OK, EXIT_STORE, StoreArgs};
-use crate::out::{eoutln, outln};
+use crate::out::{cell, clip, eoutln, outln};
 use crate::store::{Adapter, absolute};
 use crate::workflow;
 
@@ -569,8 +569,8 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     );
     for job in all {
         outln!(
-            "{:<20}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
-            clip(job.id.as_str(), 20),
+            "{}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
+            cell(job.id.as_str(), 20),
             job.status.as_str(),
             schedule_column(&job.schedule, 36),
             format!("{}/{}", job.consecutive_errors, job.max_consecutive_errors),
@@ -776,15 +776,4 @@ fn describe_interval(ms: u64) -> String {
         }
     }
     format!("{ms}ms")
-}
-
-fn clip(text: &str, max: usize) -> String {
-    // Stored text cannot drive the terminal: control characters are escaped, newlines too.
-    let one_line = crate::out::escape_controls(&text.replace('\n', " ")).into_owned();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }

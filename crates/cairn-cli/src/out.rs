@@ -72,6 +72,59 @@ pub fn stdout_failed() -> bool {
     STDOUT_FAILED.load(Ordering::Relaxed)
 }
 
+/// Stored text for a table cell or a last column: on one line, control characters escaped
+/// ([`escape_controls`]), and cut with `…` to at most `columns` terminal columns. Columns,
+/// not characters: a CJK character or an emoji takes two.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::out::clip;
+///
+/// assert_eq!(clip("nightly\nbuild", 20), "nightly build");
+/// assert_eq!(clip("abcdef", 4), "abc…");
+/// assert_eq!(clip("夜間ビルド", 6), "夜間…");
+/// ```
+pub fn clip(text: &str, columns: usize) -> String {
+    use unicode_width::UnicodeWidthChar as _;
+    let one_line = escape_controls(&text.replace('\n', " ")).into_owned();
+    if unicode_width::UnicodeWidthStr::width(one_line.as_str()) <= columns {
+        return one_line;
+    }
+    let room = columns.saturating_sub(1);
+    let mut used = 0;
+    let mut cut = String::new();
+    for c in one_line.chars() {
+        let width = c.width().unwrap_or(0);
+        if used + width > room {
+            break;
+        }
+        used += width;
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
+}
+
+/// [`clip`]ped text padded with spaces to exactly `columns` terminal columns, so the columns
+/// after it line up whatever the characters in it.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::out::cell;
+///
+/// assert_eq!(cell("ab", 4), "ab  ");
+/// assert_eq!(cell("夜間", 6), "夜間  ");
+/// assert_eq!(cell("夜間ビルド", 6), "夜間… ");
+/// ```
+pub fn cell(text: &str, columns: usize) -> String {
+    let mut clipped = clip(text, columns);
+    let width = unicode_width::UnicodeWidthStr::width(clipped.as_str());
+    clipped.extend(std::iter::repeat_n(' ', columns.saturating_sub(width)));
+    clipped
+}
+
 /// `println!` that never panics: see the module docs.
 macro_rules! outln {
     () => {

@@ -677,3 +677,51 @@ fn a_failed_tasks_last_output_is_shown_once_and_escaped() {
     assert!(!failed.contains("last output"), "{failed}");
     assert_contains(&out, "  | bad\\u{1b}[31mred");
 }
+
+/// The terminal column where `needle` starts in `line`, counting a wide character as two.
+fn column_of(line: &str, needle: &str) -> usize {
+    let at = line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} in {line}"));
+    unicode_width::UnicodeWidthStr::width(&line[..at])
+}
+
+#[test]
+fn the_runs_table_lines_up_with_wide_characters_in_names() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wide.toml",
+        "name = \"夜間ビルド\"\n[[task]]\nid = \"only\"\nrun = \"true\"\n",
+    );
+    sandbox.write(
+        "long.toml",
+        "name = \"データベースの夜間バックアップと検証\"\n[[task]]\nid = \"only\"\nrun = \"true\"\n",
+    );
+    for (file, scope) in [("wide.toml", "東京"), ("long.toml", "default")] {
+        let done = sandbox.run(&["run", file, "--scope", scope]);
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    }
+    let listed = sandbox.run(&["runs", "--all", "--state-dir", ".cairn"]);
+    let table = text(&listed.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    // Every row's time starts under the header's CREATED column.
+    let created = column_of(lines[0], "CREATED");
+    for row in &lines[1..] {
+        // The created time is the first `YYYY-MM-DD HH:` in the row.
+        let at = (0..row.len())
+            .filter(|at| row.is_char_boundary(*at))
+            .find(|at| {
+                let rest = &row.as_bytes()[*at..];
+                rest.len() >= 14
+                    && rest[..4].iter().all(u8::is_ascii_digit)
+                    && rest[4] == b'-'
+                    && rest[7] == b'-'
+                    && rest[10] == b' '
+                    && rest[13] == b':'
+            })
+            .unwrap_or_else(|| panic!("no time in {row}"));
+        assert_eq!(column_of(row, &row[at..at + 10]), created, "{table}");
+    }
+    assert_contains(&table, "データベースの夜間…");
+}
