@@ -13,7 +13,8 @@ use cairn_executor::{
 };
 use cairn_queue::{Event, Status};
 use cairn_runs::{
-    Decision, FailedRunPrompt, OwnerLiveness, QuarantinedRunPrompt, ResumePolicy, RunRequest,
+    Decision, FailedRunPrompt, FreshRun, OwnerLiveness, QuarantinedRunPrompt, ResumePolicy,
+    RunRequest,
 };
 use clap::CommandFactory as _;
 use tokio::signal::unix::{SignalKind, signal};
@@ -444,7 +445,7 @@ impl RunContext<'_> {
                     self.wf,
                     self.text,
                     self.args,
-                    fresh.run_id,
+                    (self.policy, fresh),
                     self.mode,
                     self.commands,
                 )
@@ -748,10 +749,11 @@ async fn drive_fresh(
     wf: &Workflow,
     text: &str,
     args: &RunArgs,
-    run_id: RunId,
+    (policy, fresh): (&ResumePolicy, FreshRun),
     mode: Mode,
     commands: &Commands,
 ) -> anyhow::Result<u8> {
+    let run_id = fresh.run_id.clone();
     let driven = async {
         state.save_origin(&run_id, wf, text)?;
         let plan = wf.plan(&args.scope, args.input()).run_id(run_id.clone());
@@ -768,6 +770,7 @@ async fn drive_fresh(
             exec: &args.exec,
             commands,
             rerun,
+            begun: Some((policy, fresh)),
         };
         drive
             .run(plan, run_id.clone(), Start::Fresh, 0, header, false)
@@ -936,6 +939,7 @@ impl Claimed<'_> {
             exec: self.exec,
             commands: self.commands,
             rerun,
+            begun: None,
         };
         drive
             .run(
@@ -1036,9 +1040,27 @@ struct Drive<'a> {
     commands: &'a Commands,
     /// The command that resumes this run if it is interrupted.
     rerun: String,
+    /// The policy's fresh run, for a run this drive begins: the policy records a forced
+    /// run only once it has begun (`ResumePolicy::fresh_run_begun`).
+    begun: Option<(&'a ResumePolicy, FreshRun)>,
 }
 
 impl Drive<'_> {
+    /// Tells the policy that the fresh run has durably begun, so a forced run's record on
+    /// the run it was forced past is written now and never for a run that did not begin.
+    async fn record_begun(&self) {
+        let Some((policy, fresh)) = &self.begun else {
+            return;
+        };
+        if let (Err(error), Some(past)) = (policy.fresh_run_begun(fresh).await, &fresh.forced_past)
+        {
+            eoutln!(
+                "warning: run {} began, but the record of forcing it past run {past} could not be written ({error}); a later run may still ask about {past}",
+                fresh.run_id
+            );
+        }
+    }
+
     async fn run(
         self,
         plan: RunPlan,
@@ -1085,6 +1107,7 @@ impl Drive<'_> {
         // A task is shown done once its completion is durable, not when its command exits:
         // a crash in between runs it again.
         let recorded = events.clone();
+        let (begun_tx, mut begun_rx) = tokio::sync::mpsc::unbounded_channel();
         let executor = Executor::new(Arc::clone(&self.state.factory), registry, config)?
             .on_acknowledged(move |_run, batch| {
                 for event in batch {
@@ -1092,6 +1115,9 @@ impl Drive<'_> {
                         let _ = recorded.send(TaskEvent::Recorded { id: *id });
                     }
                 }
+            })
+            .on_begun(move |_run| {
+                let _ = begun_tx.send(());
             });
         let signals = RunSignals::default();
         // Signal handlers are installed before any task starts, so Ctrl-C never kills cairn
@@ -1111,6 +1137,7 @@ impl Drive<'_> {
         let joined = loop {
             tokio::select! {
                 Some(event) = event_rx.recv() => progress.task(event),
+                Some(()) = begun_rx.recv() => self.record_begun().await,
                 Some(()) = sigint.recv() => interrupts += 1,
                 Some(()) = sigterm.recv() => interrupts += 1,
                 joined = &mut handle => break joined,
@@ -1145,6 +1172,9 @@ impl Drive<'_> {
         };
         while let Ok(event) = event_rx.try_recv() {
             progress.task(event);
+        }
+        if begun_rx.try_recv().is_ok() {
+            self.record_begun().await;
         }
         progress.finish();
         let report = joined.context("the run's task ended abnormally")?;

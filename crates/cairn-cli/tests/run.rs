@@ -255,6 +255,47 @@ fn force_runs_afresh_and_leaves_the_failed_run_as_it_is() {
     assert_eq!(output.status.code(), Some(0));
 }
 
+/// Review 44 F9: a forced run that fails before it begins (here the run's output folder
+/// cannot be made, as on a full disk) leaves no `forced_fresh` record naming a run that
+/// never existed, and a plain run still asks about the failed run. The force that begins is
+/// recorded once.
+#[test]
+fn a_force_that_never_began_leaves_no_forced_fresh_record() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let forced_records = || {
+        let audit = sandbox.run(&["audit", &run_id, "--json", "--state-dir", ".cairn"]);
+        assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
+        text(&audit.stdout).matches("\"forced_fresh\"").count()
+    };
+    let output_dir = sandbox.path(".cairn/output");
+    let kept = sandbox.path(".cairn/output.kept");
+    std::fs::rename(&output_dir, &kept).unwrap();
+    std::fs::write(&output_dir, "not a folder").unwrap();
+    let output = sandbox.run(&["run", "wf.toml", "--force"]);
+    let stderr = text(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    // The policy decided to force (it says so) before the run could begin.
+    assert_contains(&text(&output.stdout), "starting a fresh run past run");
+    assert_contains(&stderr, "cannot create");
+    assert_eq!(sandbox.runs().len(), 1, "no run began");
+    assert_eq!(
+        forced_records(),
+        0,
+        "no record names a run that never began"
+    );
+
+    std::fs::remove_file(&output_dir).unwrap();
+    std::fs::rename(&kept, &output_dir).unwrap();
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(3), "the failed run still asks");
+
+    sandbox.touch("fixed");
+    let output = sandbox.run(&["run", "wf.toml", "--force"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(forced_records(), 1);
+}
+
 #[test]
 fn json_mode_prints_one_event_per_line() {
     let sandbox = Sandbox::new();

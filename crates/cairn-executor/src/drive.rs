@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cairn_checkpoint::{AuditAction, AuditRecord, Checkpointer, RunId};
 use cairn_queue::{EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, Timestamp};
-use cairn_telemetry::emit;
+use cairn_telemetry::{emit, names};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -607,7 +607,7 @@ impl Drive {
     /// Stops starting attempts and gives the running ones the grace period.
     fn begin_shutdown(&self, flight: &mut Flight) {
         tracing::info!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = %self.run_id,
             running = flight.running.len(),
             grace_ms = u64::try_from(self.config.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
@@ -652,7 +652,7 @@ impl Drive {
         self.audit_released(flight, cause).await;
         if cause == CancelCause::Shutdown {
             tracing::warn!(
-                target: "cairn",
+                target: names::DETAIL_TARGET,
                 run_id = %self.run_id,
                 "shutdown grace period over: attempts still running were stopped and will rerun on resume"
             );
@@ -686,7 +686,7 @@ impl Drive {
             }));
             if let Err(error) = self.checkpointer.audit(&record).await {
                 // The journal, not the audit log, is the source of truth; go on, but say so.
-                tracing::warn!(target: "cairn", run_id = %self.run_id, error = %error, "could not write an audit record");
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %self.run_id, error = %error, "could not write an audit record");
             }
         }
     }

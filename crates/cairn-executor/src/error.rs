@@ -4,6 +4,7 @@ use cairn_checkpoint::{RunId, RunStatus};
 use cairn_queue::TaskId;
 
 use crate::outcome::RunReport;
+use crate::plan::PlanProblem;
 
 /// Everything the executor can refuse or fail with, outside a run's own outcome.
 ///
@@ -13,9 +14,10 @@ use crate::outcome::RunReport;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `begin` failed and the host requires durability, so the run did not degrade; or the
-    /// plan's run id names a run the store already holds (`AlreadyExists`), which never
-    /// degrades: a non-durable run under another run's id would report as that run.
+    /// `begin` failed and the host requires durability, so the run did not degrade. (A plan
+    /// whose run id the store already holds is `RunExists`, which never degrades either: a
+    /// non-durable run under another run's id would report as that run. It is this variant,
+    /// with `AlreadyExists`, only when the existing run's status cannot be read.)
     #[error("cannot begin durable run {run_id}: {source}")]
     BeginFailed {
         /// The run that could not be begun.
@@ -23,6 +25,26 @@ pub enum Error {
         /// The store's error.
         #[source]
         source: cairn_checkpoint::Error,
+    },
+    /// The plan's run id names a run the store already holds, so a fresh run cannot take it.
+    /// Nothing was changed. The message says what to do about the existing run, by its
+    /// status: resume it (through the resume policy, `cairn-runs`), abandon it, adopt it if
+    /// it was interrupted, or give the plan another run id.
+    #[error("run {run_id} already exists and is {status}: {}", run_exists_advice(*.status))]
+    RunExists {
+        /// The plan's run id.
+        run_id: RunId,
+        /// The existing run's status.
+        status: RunStatus,
+    },
+    /// The plan cannot run: a kind with no handler, an `after` position that is not an
+    /// earlier task, task ids in `depends_on`, a task allowed 0 attempts, or more tasks than
+    /// the queue may hold. Found before a fresh run is begun, so nothing was written and the
+    /// corrected plan can begin under the same run id.
+    #[error("the plan cannot run, so no run was begun: {}", problems_text(.problems))]
+    InvalidPlan {
+        /// Every problem found, in plan order.
+        problems: Vec<PlanProblem>,
     },
     /// Looking for an interrupted run to adopt failed, so the executor could not tell
     /// whether starting fresh is safe.
@@ -128,6 +150,32 @@ fn not_claimed_advice(status: RunStatus) -> &'static str {
         "not running: claim it first with `ResumePolicy::resume` (cairn-runs) or \
          `CheckpointerFactory::claim`, then adopt it (its state is untouched, not quarantined)"
     }
+}
+
+/// What a caller can do about an existing run in `status` whose id its plan names.
+fn run_exists_advice(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Failed => {
+            "resume it (`ResumePolicy::resume` in cairn-runs, then `Start::Adopt`), abandon it              (`ResumePolicy::abandon`), or give the plan another run id"
+        }
+        RunStatus::Paused => {
+            "approve or resume it (`ResumePolicy::resume` in cairn-runs, then `Start::Adopt`),              abandon it (`ResumePolicy::abandon`), or give the plan another run id"
+        }
+        RunStatus::Running => {
+            "it is being driven, or was interrupted: adopt it with `Start::Auto` (or through              the resume policy in cairn-runs), or give the plan another run id"
+        }
+        RunStatus::Completed | RunStatus::Cancelled => {
+            "it is final and never runs again: give the plan another run id"
+        }
+    }
+}
+
+fn problems_text(problems: &[PlanProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Shorthand for results of executor operations.

@@ -28,6 +28,17 @@ pub struct Executor {
     registry: Arc<Registry>,
     config: Arc<ExecutorConfig>,
     on_acknowledged: Option<AcknowledgedHook>,
+    on_begun: Option<BegunHook>,
+}
+
+/// What [`Executor::on_begun`] calls: the run that was durably begun.
+#[derive(Clone)]
+struct BegunHook(Arc<dyn Fn(&RunId) + Send + Sync>);
+
+impl std::fmt::Debug for BegunHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BegunHook")
+    }
 }
 
 /// The callback [`Executor::on_acknowledged`] takes.
@@ -100,7 +111,89 @@ impl Executor {
             registry: Arc::new(registry),
             config: Arc::new(config),
             on_acknowledged: None,
+            on_begun: None,
         })
+    }
+
+    /// Calls `hook` with the run's id once this executor has durably begun a new run
+    /// (`Start::Fresh`, or `Start::Auto` with nothing to adopt): right after `begin`
+    /// returned, before any task starts. It is not called when `begin` fails, when the plan
+    /// is refused first (`Error::InvalidPlan`), when the run degraded to a non-durable
+    /// checkpointer (nothing was stored), or for an adopted run. A host that may record
+    /// something about the run only once it exists does it here: the `ForcedFresh` audit of
+    /// a forced run (`ResumePolicy::fresh_run_begun` in `cairn-runs`), which would otherwise
+    /// name a run that never began. The hook runs on the caller's task and must be quick
+    /// (send to a channel, say); a panic in it unwinds out of `run` before the drive starts,
+    /// leaving the begun run `running`, as a crash would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::MemoryFactory;
+    /// use cairn_executor::{
+    ///     Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    ///     handler_fn,
+    /// };
+    /// use cairn_queue::{Handoff, TaskSpec};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let registry = Registry::new().with(
+    ///     "step",
+    ///     handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    /// );
+    /// let begun = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&begun);
+    /// let executor = Executor::new(Arc::new(MemoryFactory::new()), registry, ExecutorConfig::default())?
+    ///     .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()));
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("step"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(*begun.lock().unwrap(), vec![report.run_id]);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn on_begun(mut self, hook: impl Fn(&RunId) + Send + Sync + 'static) -> Executor {
+        self.on_begun = Some(BegunHook(Arc::new(hook)));
+        self
+    }
+
+    /// Checks `plan` against this executor's handlers and queue bounds, as `run` does before
+    /// it begins a fresh run: every kind has a handler, every `after` names an earlier task
+    /// of its phase, no `depends_on` holds ids, no task is allowed 0 attempts, and the queue
+    /// can hold every task. (Inputs nested too deep are still refused by the queue, once the
+    /// run has begun.)
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidPlan` with every problem found.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::{Error, Executor, ExecutorConfig, Phase, PlanProblem, Registry, RunPlan};
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// let executor = Executor::new(Arc::new(NoopFactory), Registry::new(), ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("build");
+    /// phase.task(TaskSpec::new("compile"), [3]);
+    /// let plan = RunPlan::new("site", "default").phase(phase);
+    /// let Err(Error::InvalidPlan { problems }) = executor.check_plan(&plan) else { panic!() };
+    /// assert!(matches!(problems[0], PlanProblem::UnknownKind { .. }));
+    /// assert!(matches!(problems[1], PlanProblem::BadAfter { after: 3, .. }));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn check_plan(&self, plan: &RunPlan) -> Result<()> {
+        let problems = plan.problems(&self.registry, &self.config.queue);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidPlan { problems })
+        }
     }
 
     /// Calls `hook` with every batch of events a run's checkpointer acknowledged (appended,
@@ -158,15 +251,24 @@ impl Executor {
     /// Finds or begins the run `start` asks for, drives `plan` to its end, and records the
     /// outcome: `completed`, `failed`, or left `running` after a graceful shutdown.
     ///
-    /// Once the run exists, every exit is finalized: completion, a build error before any
-    /// task starts, failed tasks, a handler or executor panic, a caller cancel, the deadline
+    /// A fresh run's plan is checked against the registry before the run is begun
+    /// (`Error::InvalidPlan`). Once the run exists, every exit is finalized: completion, a
+    /// build error before any task starts (an adopted run's plan that no longer fits), failed tasks, a handler or executor panic, a caller cancel, the deadline
     /// and shutdown. A failed run is a report with `Disposition::Fail`, not an `Err`.
     ///
     /// # Errors
     ///
+    /// - `Error::InvalidPlan` when a fresh run is to be begun (`Start::Fresh`, or
+    ///   `Start::Auto` with nothing to adopt) and the plan cannot run (see
+    ///   [`Executor::check_plan`]): nothing is written, so the corrected plan can begin under
+    ///   the same run id. An adopted run is not checked first: it exists already, and a plan
+    ///   that does not fit it (a kind whose handler is gone, say) fails it with kind `build`
+    ///   before any task starts, so it can be resumed once the plan is fixed.
+    /// - `Error::RunExists` when the plan's run id names a run the store already holds,
+    ///   with that run's status and what to do about it. Nothing is changed.
     /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set, as it is by
     ///   default (without it, the run logs a WARN and degrades to a non-durable
-    ///   checkpointer), and always when the plan's run id is already taken.
+    ///   checkpointer).
     /// - `Error::Lookup` when `Start::Auto` cannot list runs.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
     ///   (or the adoption of an interrupted run) cannot open the run.
@@ -215,7 +317,7 @@ impl Executor {
             .map(|adopted| adopted.input.clone());
         if let Some(kept) = &kept_input {
             tracing::warn!(
-                target: "cairn",
+                target: names::DETAIL_TARGET,
                 run_id = %run_id,
                 kept_input = %kept,
                 ignored_input = %plan.input,
@@ -279,7 +381,7 @@ impl Executor {
             Ok(stop) => stop,
             Err(join) if join.is_panic() => {
                 let message = panic_message(join.into_panic());
-                tracing::error!(target: "cairn", run_id = %run_id, panic = %message, "executor panicked while driving the run");
+                tracing::error!(target: names::DETAIL_TARGET, run_id = %run_id, panic = %message, "executor panicked while driving the run");
                 Some(RunStop::Panicked(message))
             }
             Err(_) => Some(RunStop::Panicked(
@@ -327,7 +429,7 @@ impl Executor {
                 "tasks_blocked": report.counts.blocked,
             }));
             if let Err(error) = checkpointer.audit(&record).await {
-                tracing::warn!(target: "cairn", run_id = %report.run_id, error = %error, "could not audit the run's end");
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %report.run_id, error = %error, "could not audit the run's end");
             }
         }
         let recorded = match &report.disposition {
@@ -355,7 +457,7 @@ impl Executor {
             Ok(()) => Ok(report),
             Err(source) => {
                 tracing::warn!(
-                    target: "cairn",
+                    target: names::DETAIL_TARGET,
                     run_id = %report.run_id,
                     disposition = %report.disposition,
                     error = %source,
@@ -372,6 +474,9 @@ impl Executor {
     /// Begins a fresh run, degrading to a non-durable checkpointer when `begin` fails and
     /// durability is not required.
     async fn begin(&self, plan: &RunPlan, now: Timestamp) -> Result<Prepared> {
+        // Checked before anything is written: a plan refused after `begin` would leave a
+        // failed run behind, and a fixed run id taken by it.
+        self.check_plan(plan)?;
         let run_id = plan.run_id.clone().unwrap_or_else(|| fresh_run_id(now));
         let meta = RunMeta::new(
             run_id.clone(),
@@ -386,7 +491,14 @@ impl Executor {
                 // A taken id is the caller's mistake, not the store's trouble: running
                 // without a journal under another run's id would report as that run.
                 Err(source @ cairn_checkpoint::Error::AlreadyExists { .. }) => {
-                    return Err(Error::BeginFailed { run_id, source });
+                    return Err(match self.factory.load_meta(&run_id).await {
+                        Ok(Some(existing)) => Error::RunExists {
+                            run_id,
+                            status: existing.status,
+                        },
+                        // Gone again, or unreadable: the store's own error says enough.
+                        _ => Error::BeginFailed { run_id, source },
+                    });
                 }
                 Err(source) if self.config.require_durability => {
                     return Err(Error::BeginFailed { run_id, source });
@@ -397,6 +509,9 @@ impl Executor {
                     (Arc::new(NoopCheckpointer::new(meta)), false)
                 }
             };
+        if let (true, Some(hook)) = (durable, &self.on_begun) {
+            (hook.0)(&run_id);
+        }
         Ok(Prepared {
             run_id,
             checkpointer,
@@ -449,7 +564,7 @@ impl Executor {
                             self.quarantine(&run_id, &reason, now).await;
                         }
                         Err(Refusal::Gone { reason, .. }) => {
-                            tracing::info!(target: "cairn", run_id = %run_id, reason = %reason, "interrupted run not adopted");
+                            tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, reason = %reason, "interrupted run not adopted");
                         }
                         Err(Refusal::Store(source)) => return Err(Error::Open { run_id, source }),
                     }
@@ -458,7 +573,7 @@ impl Executor {
                     self.bad_state(&run_id, &source, now).await;
                 }
                 Err(cairn_checkpoint::Error::Locked { .. }) => {
-                    tracing::info!(target: "cairn", run_id = %run_id, "interrupted run was claimed by another writer meanwhile");
+                    tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, "interrupted run was claimed by another writer meanwhile");
                 }
                 Err(source) => return Err(Error::Open { run_id, source }),
             }
@@ -719,11 +834,11 @@ impl Executor {
         for record in &audits {
             if let Err(error) = checkpointer.audit(record).await {
                 // The journal, not the audit log, is the source of truth; go on, but say so.
-                tracing::warn!(target: "cairn", run_id = %run_id, error = %error, action = ?record.action, "could not write an audit record");
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, action = ?record.action, "could not write an audit record");
             }
         }
         tracing::info!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = %run_id,
             previous_epoch,
             lease_epoch,
@@ -776,7 +891,7 @@ impl Executor {
             format!("not adopted by the executor and quarantined: {reason}"),
         );
         if let Err(error) = self.factory.append_audit(run_id, &record).await {
-            tracing::warn!(target: "cairn", run_id = %run_id, error = %error, "could not audit the quarantine");
+            tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, "could not audit the quarantine");
         }
         match self.factory.quarantine(run_id, reason).await {
             Ok(quarantined) => {
@@ -785,7 +900,7 @@ impl Executor {
             }
             Err(error) => {
                 tracing::warn!(
-                    target: "cairn",
+                    target: names::DETAIL_TARGET,
                     run_id = %run_id,
                     reason,
                     error = %error,

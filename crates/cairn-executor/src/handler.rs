@@ -160,6 +160,72 @@ impl TaskContext {
     /// completion, or derive external keys from the follow-up's own
     /// [`TaskContext::idempotency_key`] once it runs.
     ///
+    /// # Follow-ups do not hold back this task's dependents
+    ///
+    /// This task completes as soon as its body returns `Finish::Complete`, whatever its
+    /// follow-ups are doing: they are tasks of their own, roots of nothing this task's
+    /// dependents wait for. A task planned `after` this one ([`crate::Phase::task`]) can
+    /// therefore start before the follow-ups have run. To act once they are done, enqueue
+    /// that "join" task as a follow-up too, depending on the children's ids
+    /// (`TaskSpec::depends_on`); the ids are provisional (above) but name the same tasks
+    /// within the run, so a follow-up may depend on them. Or plan the dependents in the next
+    /// [`crate::Phase`]: a phase starts only once every task of the previous one, follow-ups
+    /// included, is done or skipped.
+    ///
+    /// # Examples
+    ///
+    /// A fan-out whose join waits for every child:
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::{
+    ///     Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    ///     TaskFailure, handler_fn,
+    /// };
+    /// use cairn_queue::{Handoff, TaskSpec};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let logged = |log: &Arc<Mutex<Vec<String>>>| {
+    ///     let log = Arc::clone(log);
+    ///     handler_fn(move |ctx| {
+    ///         let log = Arc::clone(&log);
+    ///         async move {
+    ///             log.lock().unwrap().push(ctx.task().kind.clone());
+    ///             Ok(Finish::Complete(Handoff::default()))
+    ///         }
+    ///     })
+    /// };
+    /// let fanout = handler_fn(|ctx| async move {
+    ///     let refused = |e: cairn_executor::Error| TaskFailure::permanent("enqueue", e.to_string());
+    ///     let mut children = Vec::new();
+    ///     for item in 0..3 {
+    ///         let child = ctx.enqueue(TaskSpec::new("item").inputs(item.into())).await;
+    ///         children.push(child.map_err(refused)?.id);
+    ///     }
+    ///     // A task planned `after` this one would not wait for the items; this join does.
+    ///     ctx.enqueue(TaskSpec::new("join").depends_on(children)).await.map_err(refused)?;
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let registry = Registry::new()
+    ///     .with("fanout", fanout)
+    ///     .with("item", logged(&log))
+    ///     .with("join", logged(&log));
+    /// let executor = Executor::new(
+    ///     Arc::new(NoopFactory),
+    ///     registry,
+    ///     ExecutorConfig::default().with_concurrency(4),
+    /// )?;
+    /// let mut phase = Phase::new("fan");
+    /// phase.task(TaskSpec::new("fanout"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(*log.lock().unwrap(), ["item", "item", "item", "join"]);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Error::UnknownKind` when no handler is registered for the spec's kind,

@@ -72,4 +72,4 @@ pub use handler::{
     Finish, FnHandler, Handler, HandlerResult, Registry, TaskContext, TaskFailure, handler_fn,
 };
 pub use outcome::{CancelCause, Disposition, FailedTask, RunReport, RunStop, classify};
-pub use plan::{Phase, PlannedTask, RunPlan, RunSignals, Start};
+pub use plan::{Phase, PlanProblem, PlannedTask, RunPlan, RunSignals, Start, TaskAt};

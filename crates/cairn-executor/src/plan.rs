@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cairn_checkpoint::RunId;
-use cairn_queue::{EnqueuedBy, Queue, TaskId, TaskSpec};
+use cairn_queue::{EnqueuedBy, MAX_TASKS_HARD_LIMIT, Queue, QueueConfig, TaskId, TaskSpec};
 use tokio_util::sync::CancellationToken;
+
+use crate::handler::Registry;
 
 /// One task of a phase. Its dependencies are positions of earlier tasks in the same phase.
 ///
@@ -49,6 +51,11 @@ impl Phase {
 
     /// Adds a task that waits for the tasks at positions `after`, and returns the new task's
     /// position, for later tasks to name.
+    ///
+    /// It waits for those tasks only, not for the follow-ups they enqueue: a task completes
+    /// when its body returns, and its follow-ups run as tasks of their own. To wait for
+    /// follow-ups, enqueue the join as a follow-up that depends on their ids, or plan it in
+    /// the next phase (see [`crate::TaskContext::enqueue`]).
     ///
     /// # Examples
     ///
@@ -153,6 +160,46 @@ impl RunPlan {
 }
 
 impl RunPlan {
+    /// Everything wrong with this plan that would stop a fresh run before its first task:
+    /// kinds `registry` has no handler for, `after` positions that are not earlier tasks of
+    /// the phase, task ids in `depends_on`, tasks allowed 0 attempts, and more tasks than
+    /// `queue` may hold. Empty when the plan can be built. The executor asks this before it
+    /// begins a fresh run (`Error::InvalidPlan`); it does not look at inputs, whose nesting
+    /// the queue still checks once the run has begun.
+    pub(crate) fn problems(&self, registry: &Registry, queue: &QueueConfig) -> Vec<PlanProblem> {
+        let mut problems = Vec::new();
+        let mut planned = 0usize;
+        for (phase_index, phase) in self.phases.iter().enumerate() {
+            for (position, task) in phase.tasks.iter().enumerate() {
+                planned += 1;
+                let at = || TaskAt {
+                    phase: phase_index,
+                    phase_name: phase.name.clone(),
+                    position,
+                    kind: task.spec.kind.clone(),
+                    name: task.name.clone(),
+                };
+                if !registry.contains(&task.spec.kind) {
+                    problems.push(PlanProblem::UnknownKind { at: at() });
+                }
+                if !task.spec.depends_on.is_empty() {
+                    problems.push(PlanProblem::DependsOn { at: at() });
+                }
+                if let Some(&after) = task.after.iter().find(|&&after| after >= position) {
+                    problems.push(PlanProblem::BadAfter { at: at(), after });
+                }
+                if task.spec.max_attempts.unwrap_or(queue.default_max_attempts) == 0 {
+                    problems.push(PlanProblem::NoAttempts { at: at() });
+                }
+            }
+        }
+        let limit = queue.max_tasks.min(MAX_TASKS_HARD_LIMIT);
+        if planned > limit {
+            problems.push(PlanProblem::TooManyTasks { planned, limit });
+        }
+        problems
+    }
+
     /// The plan names of `queue`'s root tasks: the executor enqueues a plan's tasks as roots
     /// in plan order, so the n-th root is the plan's n-th task (counting through the phases).
     /// Tasks without a name, follow-ups, and roots whose kind is not the planned task's (a
@@ -166,6 +213,75 @@ impl RunPlan {
             .filter_map(|(root, task)| Some((root.id, task.name.clone()?)))
             .collect()
     }
+}
+
+/// Where a task sits in a plan, as [`PlanProblem`] names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskAt {
+    /// The phase's position (from 0).
+    pub phase: usize,
+    /// The phase's name.
+    pub phase_name: String,
+    /// The task's position in its phase (from 0).
+    pub position: usize,
+    /// The task's kind.
+    pub kind: String,
+    /// The task's name ([`PlannedTask::name`]), if it has one.
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for TaskAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "phase {} `{}` task {}",
+            self.phase, self.phase_name, self.position
+        )?;
+        match &self.name {
+            Some(name) => write!(f, " `{name}` (kind `{}`)", self.kind),
+            None => write!(f, " (kind `{}`)", self.kind),
+        }
+    }
+}
+
+/// One reason a plan cannot run, found before a fresh run is begun ([`crate::Error::InvalidPlan`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanProblem {
+    /// No handler is registered for the task's kind.
+    #[error("{at}: no handler is registered for its kind")]
+    UnknownKind {
+        /// The task.
+        at: TaskAt,
+    },
+    /// The task waits for a position that is not an earlier task of its phase.
+    #[error("{at} waits for position {after}, which is not an earlier task of the phase")]
+    BadAfter {
+        /// The task.
+        at: TaskAt,
+        /// The position it names.
+        after: usize,
+    },
+    /// The task names queue ids in `depends_on`, which a plan cannot know.
+    #[error("{at} names task ids in depends_on; use `after` positions instead")]
+    DependsOn {
+        /// The task.
+        at: TaskAt,
+    },
+    /// The task (or the queue's default) allows 0 attempts: it could never run.
+    #[error("{at} allows 0 attempts; it could never run")]
+    NoAttempts {
+        /// The task.
+        at: TaskAt,
+    },
+    /// The plan holds more tasks than the run's queue may.
+    #[error("the plan holds {planned} tasks, more than the queue's limit of {limit}")]
+    TooManyTasks {
+        /// How many tasks the plan holds.
+        planned: usize,
+        /// The queue's limit (`QueueConfig::max_tasks`).
+        limit: usize,
+    },
 }
 
 /// How messages call task `id`: `` task `build` `` when `names` has it (the queue's own id
@@ -190,7 +306,8 @@ pub(crate) fn describe_task(names: &HashMap<TaskId, String>, id: TaskId, kind: &
 /// which continues the run as `Auto` would, so a task that failed for good stays failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
-    /// Always begin a new run.
+    /// Always begin a new run. Its plan is checked against the registry first
+    /// (`Executor::check_plan`), so a plan that cannot run begins nothing.
     Fresh,
     /// Adopt an interrupted run of this workflow and scope if there is one, else begin a
     /// new run. When the plan names its run id, only that run is a candidate. State that

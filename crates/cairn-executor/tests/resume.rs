@@ -567,6 +567,148 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
     assert!(store.load_meta(&other).await.unwrap().is_none());
 }
 
+/// Review 43 #10, the resumed side: an adopted run is not checked before it is taken over
+/// (it exists already). When its registry lost a kind, it fails with kind `build` before any
+/// task starts, keeping its id and progress, so it can be resumed once the handler is back.
+/// `on_begun` is not called for an adopted run.
+#[tokio::test]
+async fn an_adopted_run_whose_kind_lost_its_handler_fails_with_kind_build() {
+    let store = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 2));
+    let signals = RunSignals::default();
+    signals.shutdown.cancel();
+    let begun = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&begun);
+    let first = Executor::new(
+        Arc::new(store.clone()),
+        Registry::new().with("work", recording(&ledger)),
+        config(),
+    )
+    .unwrap()
+    .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()))
+    .run(plan.clone(), Start::Auto, signals)
+    .await
+    .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    assert_eq!(*begun.lock().unwrap(), vec![first.run_id.clone()]);
+
+    let seen = Arc::clone(&begun);
+    let report = Executor::new(
+        Arc::new(store.clone()),
+        Registry::new().with("other", recording(&ledger)),
+        config(),
+    )
+    .unwrap()
+    .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()))
+    .run(plan, Start::Auto, RunSignals::default())
+    .await
+    .unwrap();
+    assert_eq!(
+        report.run_id, first.run_id,
+        "the interrupted run was adopted"
+    );
+    assert!(report.resumed);
+    assert!(
+        matches!(&report.stop, Some(cairn_executor::RunStop::Build(message)) if message.contains("`work`")),
+        "{report:?}"
+    );
+    assert_eq!(ledger.total(), 0, "no task started");
+    let meta = store.load_meta(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Failed);
+    assert_eq!(meta.error.unwrap().kind, "build");
+    assert_eq!(begun.lock().unwrap().len(), 1, "an adoption begins nothing");
+}
+
+/// Review 43 #8: every event the executor sends on target `cairn` carries a stable name
+/// (`names`) as its tracing name, so a host can route that target by name. Its other
+/// diagnostics (a shutdown, an adoption...) are on `cairn::detail`.
+#[tokio::test]
+async fn every_executor_event_on_the_cairn_target_has_a_stable_name() {
+    use cairn_telemetry::names;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<std::sync::Mutex<Vec<(String, String, String)>>>);
+    struct Message<'a>(&'a mut String);
+    impl tracing::field::Visit for Message<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                *self.0 = format!("{value:?}");
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut message = String::new();
+            event.record(&mut Message(&mut message));
+            let meta = event.metadata();
+            self.0.lock().unwrap().push((
+                meta.target().to_owned(),
+                meta.name().to_owned(),
+                message,
+            ));
+        }
+    }
+
+    // As in `LogBuffer::install`: a parallel test with no subscriber must not leave a
+    // callsite cached as uninterested.
+    static ANCHOR: std::sync::Once = std::sync::Once::new();
+    ANCHOR.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+    let seen = Seen::default();
+    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(seen.clone()));
+    tracing::callsite::rebuild_interest_cache();
+
+    let store = MemoryFactory::new();
+    let registry = Registry::new().with("work", recording(&Ledger::default()));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 2));
+    let signals = RunSignals::default();
+    signals.shutdown.cancel();
+    let first = executor
+        .run(plan.clone(), Start::Auto, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    let second = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(second.disposition, Disposition::Complete);
+    drop(guard);
+
+    let stable = [
+        names::RUN_STARTED,
+        names::RESUMED,
+        names::RUN_FINISHED,
+        names::STATE_QUARANTINED,
+        names::TASK_RESET,
+        names::BEGIN_DEGRADED,
+        names::QUEUE_DEPTH,
+    ];
+    let seen = seen.0.lock().unwrap();
+    for (target, name, message) in seen.iter() {
+        if target == names::TARGET {
+            assert!(stable.contains(&name.as_str()), "{name}: {message}");
+        }
+    }
+    let on = |wanted: &str| {
+        seen.iter()
+            .filter(|(_, _, message)| message.starts_with(wanted))
+            .map(|(target, _, _)| target.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on("adopting interrupted run"), [names::DETAIL_TARGET]);
+    assert_eq!(on("shutdown requested"), [names::DETAIL_TARGET]);
+    assert_eq!(on(names::RUN_FINISHED), [names::TARGET, names::TARGET]);
+}
+
 #[tokio::test]
 async fn a_shutdown_raised_before_the_run_starts_no_task_and_leaves_it_resumable() {
     let store = MemoryFactory::new();

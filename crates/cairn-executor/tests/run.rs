@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
 use cairn_executor::{
-    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals,
-    RunStop, Start, TaskFailure, handler_fn,
+    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, PlanProblem, Registry, RunPlan,
+    RunSignals, RunStop, Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Event, Handoff, Status, TaskSpec};
 use common::{
@@ -331,33 +331,144 @@ async fn a_handoff_too_deep_to_store_fails_its_task_and_the_run_goes_on() {
     );
 }
 
+/// Review 43 #10: a fresh run's plan is checked against the registry before `begin`, so an
+/// unknown kind (here only in the second phase) writes nothing, and the corrected plan can
+/// begin under the same fixed run id. (Before, the run was begun and then durably failed
+/// with kind `build`, and the fixed id stayed taken.)
 #[tokio::test]
-async fn an_unknown_kind_is_a_build_error_that_is_finalized_before_any_task_runs() {
+async fn an_unknown_kind_in_a_fresh_plan_is_refused_before_anything_is_written() {
     let factory = MemoryFactory::new();
     let ledger = Ledger::default();
     let registry = Registry::new().with("ok", recording(&ledger));
-    let mut first = Phase::new("first");
-    first.task(TaskSpec::new("ok"), []);
-    let mut second = Phase::new("second");
-    second.task(TaskSpec::new("unregistered"), []);
-    let plan = RunPlan::new("wf", "s").phase(first).phase(second);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(plan, Start::Fresh, RunSignals::default())
+    let run_id = cairn_checkpoint::RunId::new("fixed").unwrap();
+    let plan_with = |kind: &str| {
+        let mut first = Phase::new("first");
+        first.task(TaskSpec::new("ok"), []);
+        let mut second = Phase::new("second");
+        second.named_task("late", TaskSpec::new(kind), []);
+        RunPlan::new("wf", "s")
+            .run_id(run_id.clone())
+            .phase(first)
+            .phase(second)
+    };
+    let exec = executor(&factory, registry, ExecutorConfig::default());
+    let err = exec
+        .run(
+            plan_with("unregistered"),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    let Error::InvalidPlan { problems } = &err else {
+        panic!("expected InvalidPlan, got {err:?}");
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let PlanProblem::UnknownKind { at } = &problems[0] else {
+        panic!("{problems:?}");
+    };
+    assert_eq!((at.phase, at.position), (1, 0));
+    assert_eq!(at.kind, "unregistered");
+    assert_eq!(at.name.as_deref(), Some("late"));
+    assert!(err.to_string().contains("no run was begun"), "{err}");
+    assert_eq!(ledger.total(), 0, "nothing runs");
+    assert!(
+        factory
+            .list(&cairn_checkpoint::RunFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was begun"
+    );
+
+    // The corrected plan begins under the same id.
+    let report = exec
+        .run(plan_with("ok"), Start::Fresh, RunSignals::default())
         .await
         .unwrap();
+    assert_eq!(report.run_id, run_id);
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(ledger.total(), 2);
+}
 
-    assert!(matches!(report.stop, Some(RunStop::Build(_))));
-    assert_eq!(fail_kind(&report.disposition), Some("build"));
-    assert_eq!(
-        ledger.total(),
-        0,
-        "nothing runs when any phase names an unknown kind"
+/// Every problem of a plan is reported at once, before `begin`, for `Start::Auto` too when
+/// there is nothing to adopt: a bad `after` position, ids in `depends_on`, and a task allowed
+/// 0 attempts.
+#[tokio::test]
+async fn every_plan_problem_is_reported_before_begin() {
+    let factory = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("ok", recording(&ledger));
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("ok"), [0]);
+    phase.task(TaskSpec::new("ok").depends_on([cairn_queue::TaskId(0)]), []);
+    phase.task(TaskSpec::new("ok").max_attempts(0), []);
+    let plan = RunPlan::new("wf", "s").phase(phase);
+    let exec = executor(&factory, registry, ExecutorConfig::default());
+    for start in [Start::Fresh, Start::Auto] {
+        let err = exec
+            .run(plan.clone(), start, RunSignals::default())
+            .await
+            .unwrap_err();
+        let Error::InvalidPlan { problems } = &err else {
+            panic!("expected InvalidPlan, got {err:?}");
+        };
+        assert!(
+            matches!(
+                problems.as_slice(),
+                [
+                    PlanProblem::BadAfter { after: 0, .. },
+                    PlanProblem::DependsOn { .. },
+                    PlanProblem::NoAttempts { .. },
+                ]
+            ),
+            "{problems:?}"
+        );
+    }
+    assert_eq!(ledger.total(), 0);
+    assert!(
+        factory
+            .list(&cairn_checkpoint::RunFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
     );
-    let meta = factory.load_meta(&report.run_id).await.unwrap().unwrap();
-    assert_eq!(meta.status, RunStatus::Failed);
-    let error = meta.error.unwrap();
-    assert_eq!(error.kind, "build");
-    assert!(error.message.contains("unregistered"));
+}
+
+/// A plan larger than the queue may hold is refused before `begin` too.
+#[tokio::test]
+async fn a_plan_larger_than_the_queue_is_refused_before_begin() {
+    let factory = MemoryFactory::new();
+    let registry = Registry::new().with("ok", recording(&Ledger::default()));
+    let queue = cairn_queue::QueueConfig {
+        max_tasks: 2,
+        ..cairn_queue::QueueConfig::default()
+    };
+    let exec = executor(
+        &factory,
+        registry,
+        ExecutorConfig::default().with_queue(queue),
+    );
+    let mut phase = Phase::new("p");
+    for _ in 0..3 {
+        phase.task(TaskSpec::new("ok"), []);
+    }
+    let err = exec
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidPlan { problems }
+                if problems == &[PlanProblem::TooManyTasks { planned: 3, limit: 2 }]
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -502,6 +613,58 @@ async fn a_begin_failure_is_a_typed_error_when_durability_is_required() {
     assert_eq!(ledger.total(), 0);
 }
 
+/// `on_begun` fires once a fresh run is durably begun, and never for a run that was not:
+/// a failed `begin`, a plan refused first, or a run degraded to a non-durable checkpointer.
+#[tokio::test]
+async fn on_begun_fires_only_for_a_durably_begun_run() {
+    let begun = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hooked = |executor: Executor| {
+        let seen = Arc::clone(&begun);
+        executor.on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()))
+    };
+    let registry = || Registry::new().with("ok", recording(&Ledger::default()));
+    let plan = || {
+        let mut phase = Phase::new("p");
+        phase.task(TaskSpec::new("ok"), []);
+        RunPlan::new("wf", "s").phase(phase)
+    };
+    let failing = || {
+        Arc::new(Doctor::new(
+            MemoryFactory::new(),
+            Damage {
+                fail_begin: true,
+                ..Damage::default()
+            },
+        ))
+    };
+
+    let exec = hooked(Executor::new(failing(), registry(), ExecutorConfig::default()).unwrap());
+    let err = exec.run(plan(), Start::Fresh, RunSignals::default()).await;
+    assert!(matches!(err, Err(Error::BeginFailed { .. })), "{err:?}");
+    let degraded = ExecutorConfig::default().with_require_durability(false);
+    let exec = hooked(Executor::new(failing(), registry(), degraded).unwrap());
+    let report = exec
+        .run(plan(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(!report.durable);
+    let store = MemoryFactory::new();
+    let exec = hooked(executor(&store, Registry::new(), ExecutorConfig::default()));
+    let err = exec.run(plan(), Start::Fresh, RunSignals::default()).await;
+    assert!(matches!(err, Err(Error::InvalidPlan { .. })), "{err:?}");
+    assert!(
+        begun.lock().unwrap().is_empty(),
+        "nothing was durably begun"
+    );
+
+    let exec = hooked(executor(&store, registry(), ExecutorConfig::default()));
+    let report = exec
+        .run(plan(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(*begun.lock().unwrap(), vec![report.run_id]);
+}
+
 #[tokio::test]
 async fn a_run_id_that_is_already_taken_is_refused_even_without_required_durability() {
     let store = MemoryFactory::new();
@@ -537,16 +700,22 @@ async fn a_run_id_that_is_already_taken_is_refused_even_without_required_durabil
         )
         .await
         .unwrap_err();
+    // It says what the existing run is and what to do about it.
     assert!(
         matches!(
             &err,
-            Error::BeginFailed {
-                run_id,
-                source: cairn_checkpoint::Error::AlreadyExists { .. },
-            } if *run_id == first.run_id
+            Error::RunExists { run_id, status: RunStatus::Failed } if *run_id == first.run_id
         ),
         "{err:?}"
     );
+    let message = err.to_string();
+    assert!(
+        message.contains("already exists and is failed"),
+        "{message}"
+    );
+    assert!(message.contains("resume it"), "{message}");
+    assert!(message.contains("abandon it"), "{message}");
+    assert!(message.contains("another run id"), "{message}");
     assert_eq!(ledger.total(), 0, "no task ran");
     let meta = store.load_meta(&first.run_id).await.unwrap().unwrap();
     assert_eq!(

@@ -21,7 +21,8 @@
 //! checked (another host), never for a writer that is provably alive.
 //!
 //! Completed and cancelled runs never match. Every decision is logged with `tracing`. The
-//! prompt, a forced run, an interrupted run's recovery, an approval, a resume by id and an
+//! prompt, a forced run (once it has begun: the host calls [`ResumePolicy::fresh_run_begun`]
+//! after `begin`), an interrupted run's recovery, an approval, a resume by id and an
 //! abandon are also audited on the run they concern; all but the recovery are emitted through
 //! `cairn_telemetry::emit` (the executor emits the recovery's `orchestrator resumed`). The CLI, the executor and HTTP front ends all go through this
 //! crate; `docs/resume-policy.md` has the full table and the compare-and-swap story.

@@ -8,7 +8,7 @@ use cairn_checkpoint::{
     AuditAction, AuditRecord, CheckpointerFactory, Owner, ProcessStart, RunFilter, RunId, RunMeta,
     RunStatus, wall_clock_now,
 };
-use cairn_telemetry::emit;
+use cairn_telemetry::{emit, names};
 use serde_json::json;
 
 use crate::decision::{
@@ -523,7 +523,7 @@ impl ResumePolicy {
                 return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
             }
             tracing::warn!(
-                target: "cairn",
+                target: names::DETAIL_TARGET,
                 run_id = run_id.as_str(),
                 owner = conflict.current_owner.as_ref().map(ToString::to_string),
                 lease_epoch = conflict.current_epoch,
@@ -669,7 +669,7 @@ impl ResumePolicy {
                 .await?;
                 emit::resumed_by_id(run_id.as_str(), previous.as_str(), meta.lease_epoch);
                 tracing::info!(
-                    target: "cairn",
+                    target: names::DETAIL_TARGET,
                     run_id = run_id.as_str(),
                     previous_status = previous.as_str(),
                     lease_epoch = meta.lease_epoch,
@@ -763,7 +763,7 @@ impl ResumePolicy {
         )
         .await?;
         tracing::info!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = run_id.as_str(),
             workflow = candidate.workflow.as_str(),
             scope = candidate.scope.as_str(),
@@ -778,6 +778,8 @@ impl ResumePolicy {
         })))
     }
 
+    /// A `Fresh` decision. Writes nothing: the `ForcedFresh` record on the run forced past
+    /// waits for [`ResumePolicy::fresh_run_begun`], so it never names a run that did not begin.
     pub(crate) async fn fresh(
         &self,
         request: &RunRequest,
@@ -785,26 +787,17 @@ impl ResumePolicy {
     ) -> Result<Decision> {
         let run_id = fresh_run_id();
         if let Some(past) = past {
-            // Only the audit log of the run forced past is written: its metadata stays
-            // byte for byte as it was, so it can still be resumed by id.
-            let detail = json!({
-                "new_run_id": run_id.as_str(),
-                "status": past.status.as_str(),
-            });
-            self.audit(
-                &past.run_id,
-                AuditAction::ForcedFresh,
-                format!(
-                    "a fresh run {run_id} was forced past this {} run",
-                    past.status
-                ),
-                detail,
-            )
-            .await?;
-            emit::fresh_run_forced(run_id.as_str(), past.run_id.as_str());
+            tracing::info!(
+                target: names::DETAIL_TARGET,
+                run_id = run_id.as_str(),
+                forced_past = past.run_id.as_str(),
+                workflow = request.workflow.as_str(),
+                scope = request.scope.as_str(),
+                "resume policy: fresh run forced; recorded once it has begun"
+            );
         } else {
             tracing::info!(
-                target: "cairn",
+                target: names::DETAIL_TARGET,
                 run_id = run_id.as_str(),
                 workflow = request.workflow.as_str(),
                 scope = request.scope.as_str(),
@@ -817,7 +810,83 @@ impl ResumePolicy {
             scope: request.scope.clone(),
             input: request.input.clone(),
             forced_past: past.map(|meta| meta.run_id.clone()),
+            forced_past_status: past.map(|meta| meta.status),
         }))
+    }
+
+    /// Records that the fresh run `fresh` (from a [`Decision::Fresh`]) has durably begun.
+    /// For a forced run, this is the `ForcedFresh` record on the run it was forced past
+    /// (`detail.new_run_id` names the fresh run) and `orchestrator fresh_run_forced`; for a
+    /// plain fresh run it does nothing. Call it once, right after `begin` returned (with the
+    /// executor: from `Executor::on_begun`), never when `begin` failed.
+    ///
+    /// The record is written only after the fresh run exists because it answers a question:
+    /// a quarantined run forced past counts as settled, and no longer makes a run of its
+    /// workflow ask first. A forced run that never began must not answer it. A crash between
+    /// `begin` and this record only means the question is asked again.
+    ///
+    /// # Errors
+    ///
+    /// - `Error::NotFound` (nothing written) when the store has no run `fresh.run_id`: it
+    ///   has not begun, or `begin` failed.
+    /// - `Error::Storage` when the store fails (the fresh run has begun then, but the run
+    ///   forced past carries no record of it: a quarantined one still asks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunError};
+    /// use cairn_checkpoint::{RunId, RunMeta, wall_clock_now};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Decision, Error, ResumePolicy, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let failed = RunId::new("r1")?;
+    /// let run = store.begin(RunMeta::new(failed.clone(), "site", "default", "A", Timestamp(1))).await?;
+    /// run.fail(&RunError::new("task_failed", "boom")).await?;
+    /// drop(run);
+    ///
+    /// let policy = ResumePolicy::new(store.clone());
+    /// let request = RunRequest::new("site", "default", "B").force();
+    /// let Decision::Fresh(fresh) = policy.decide(&request).await? else { panic!() };
+    /// // Not begun yet: nothing is recorded on the failed run.
+    /// assert!(matches!(policy.fresh_run_begun(&fresh).await, Err(Error::NotFound { .. })));
+    /// drop(store.begin(fresh.meta(wall_clock_now())).await?);
+    /// policy.fresh_run_begun(&fresh).await?;
+    /// let audit = store.read_audit(&failed).await?;
+    /// assert_eq!(audit.last().map(|r| r.action), Some(AuditAction::ForcedFresh));
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn fresh_run_begun(&self, fresh: &FreshRun) -> Result<()> {
+        let Some(past) = &fresh.forced_past else {
+            return Ok(());
+        };
+        if self.factory.load_meta(&fresh.run_id).await?.is_none() {
+            return Err(Error::NotFound {
+                run_id: fresh.run_id.clone(),
+            });
+        }
+        let status = fresh
+            .forced_past_status
+            .map_or("unknown", |status| status.as_str());
+        let run_id = &fresh.run_id;
+        // Only the audit log of the run forced past is written: its metadata stays byte for
+        // byte as it was, so it can still be resumed by id.
+        let detail = json!({
+            "new_run_id": run_id.as_str(),
+            "status": status,
+        });
+        self.audit(
+            past,
+            AuditAction::ForcedFresh,
+            format!("a fresh run {run_id} was forced past this {status} run"),
+            detail,
+        )
+        .await?;
+        emit::fresh_run_forced(run_id.as_str(), past.as_str());
+        Ok(())
     }
 
     async fn prompt(&self, failed: &RunMeta, request: &RunRequest) -> Result<Decision> {
@@ -852,7 +921,7 @@ impl ResumePolicy {
 
     fn awaiting_approval(&self, paused: &RunMeta, request: &RunRequest) -> Decision {
         tracing::info!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = paused.run_id.as_str(),
             workflow = paused.workflow.as_str(),
             scope = paused.scope.as_str(),
@@ -870,7 +939,7 @@ impl ResumePolicy {
 
     fn live(&self, meta: &RunMeta) -> Decision {
         tracing::warn!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = meta.run_id.as_str(),
             owner = meta.owner.as_ref().map(ToString::to_string),
             "resume policy: run is live elsewhere; not starting a second writer"

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use cairn_checkpoint::{AuditAction, QuarantinedRun, RunId, RunMeta, RunStatus};
 use cairn_queue::Timestamp;
-use cairn_telemetry::emit;
+use cairn_telemetry::{emit, names};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -391,7 +391,7 @@ impl ResumePolicy {
             return self.fresh(request, Some(&lost.meta)).await;
         }
         tracing::warn!(
-            target: "cairn",
+            target: names::DETAIL_TARGET,
             run_id = lost.entry.run_id.as_str(),
             workflow = request.workflow.as_str(),
             scope = request.scope.as_str(),

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{
     AuditAction, CheckpointerFactory, MemoryFactory, RunStatus, wall_clock_now,
 };
@@ -38,11 +39,22 @@ fn force_starts_fresh_and_leaves_failed_record_byte_for_byte() {
         assert_eq!(fresh.input, "build B");
         assert_ne!(fresh.run_id, before.run_id);
 
-        // The caller begins and drives the fresh run (here: it completes at once).
+        // Nothing is recorded before the fresh run exists.
+        assert!(
+            !audit_actions(&*store, &before.run_id)
+                .await
+                .contains(&AuditAction::ForcedFresh)
+        );
+        // The caller begins the fresh run, records that it began, and drives it (here: it
+        // completes at once).
         let run = store
             .begin(fresh.meta(wall_clock_now()))
             .await
             .expect("the fresh run begins");
+        policy
+            .fresh_run_begun(&fresh)
+            .await
+            .expect("the force is recorded");
         run.complete().await.expect("it completes");
         drop(run);
 
@@ -63,6 +75,84 @@ fn force_starts_fresh_and_leaves_failed_record_byte_for_byte() {
         let resumed = policy.resume(&before.run_id).await.expect("resume by id");
         assert_eq!(resumed.meta.input, "build A");
         assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
+    });
+}
+
+/// Review 44 F9: a forced run whose `begin` fails (a full disk, a taken id...) never
+/// existed, so the failed run it was forced past gains no `ForcedFresh` record naming it, and
+/// a plain request still asks about the failed run. The force that then succeeds is recorded.
+async fn a_force_whose_begin_fails_records_nothing_and_the_failed_run_still_asks(store: Store) {
+    let before = failed(&*store, "f1", "site", "default", "build A", 10).await;
+    let plan = FaultPlan::new();
+    let faulty: Store = Arc::new(FaultyFactory::new(Arc::clone(&store), plan.clone()));
+    let policy = ResumePolicy::new(Arc::clone(&faulty));
+    let forced = RunRequest::new("site", "default", "build B").force();
+
+    let Decision::Fresh(fresh) = policy.decide(&forced).await.expect("decide") else {
+        panic!("force starts fresh");
+    };
+    plan.fail_next(FaultOp::Begin, FaultTiming::Before);
+    faulty
+        .begin(fresh.meta(wall_clock_now()))
+        .await
+        .expect_err("the injected begin failure");
+    // A host that records anyway is refused: the fresh run does not exist.
+    assert!(matches!(
+        policy.fresh_run_begun(&fresh).await,
+        Err(Error::NotFound { run_id }) if run_id == fresh.run_id
+    ));
+    assert!(
+        !audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::ForcedFresh),
+        "no record names a run that never began"
+    );
+    let plain = RunRequest::new("site", "default", "build B");
+    assert!(matches!(
+        policy.decide(&plain).await.expect("decide"),
+        Decision::FailedPrompt(ref prompt) if prompt.run_id == before.run_id
+    ));
+
+    let Decision::Fresh(fresh) = policy.decide(&forced).await.expect("decide") else {
+        panic!("force starts fresh");
+    };
+    let run = faulty
+        .begin(fresh.meta(wall_clock_now()))
+        .await
+        .expect("the fresh run begins");
+    policy
+        .fresh_run_begun(&fresh)
+        .await
+        .expect("the force is recorded");
+    drop(run);
+    let audit = store.read_audit(&before.run_id).await.expect("audit reads");
+    let records: Vec<_> = audit
+        .iter()
+        .filter(|r| r.action == AuditAction::ForcedFresh)
+        .collect();
+    assert_eq!(records.len(), 1, "{audit:?}");
+    assert_eq!(records[0].detail["new_run_id"], fresh.run_id.as_str());
+    assert_eq!(records[0].detail["status"], "failed");
+}
+on_both_stores!(a_force_whose_begin_fails_records_nothing_and_the_failed_run_still_asks);
+
+/// A plain fresh run has nothing to record.
+#[test]
+fn recording_a_plain_fresh_run_writes_nothing() {
+    let store = MemoryFactory::new();
+    let policy = ResumePolicy::new(store.clone());
+    runtime().block_on(async {
+        let Decision::Fresh(fresh) = policy
+            .decide(&RunRequest::new("site", "default", "A"))
+            .await
+            .expect("decide")
+        else {
+            panic!("nothing ran yet");
+        };
+        assert_eq!(fresh.forced_past_status, None);
+        // Not even begun: nothing to check, nothing to write.
+        policy.fresh_run_begun(&fresh).await.expect("a no-op");
+        assert!(audit_actions(&store, &fresh.run_id).await.is_empty());
     });
 }
 

@@ -127,13 +127,15 @@ async fn force_starts_fresh_past_it_and_the_finished_run_supersedes_it(store: St
         panic!("force starts fresh");
     };
     assert_eq!(fresh.forced_past, Some(id("lost")));
-    let actions = audit_actions(&*store, &id("lost")).await;
-    assert_eq!(actions.last(), Some(&AuditAction::ForcedFresh));
+    assert_eq!(fresh.forced_past_status, Some(RunStatus::Paused));
     // The forced run is newer; while it runs or once it finished, it decides.
     let run = store
         .begin(fresh.meta(cairn_queue::Timestamp(20)))
         .await
         .expect("begin");
+    policy.fresh_run_begun(&fresh).await.expect("recorded");
+    let actions = audit_actions(&*store, &id("lost")).await;
+    assert_eq!(actions.last(), Some(&AuditAction::ForcedFresh));
     run.complete().await.expect("complete");
     drop(run);
     let Decision::Fresh(next) = decide(&policy, &request("build C")).await else {
@@ -142,6 +144,61 @@ async fn force_starts_fresh_past_it_and_the_finished_run_supersedes_it(store: St
     assert_eq!(next.forced_past, None);
 }
 on_both_stores!(force_starts_fresh_past_it_and_the_finished_run_supersedes_it);
+
+/// Review 44 F9: a `ForcedFresh` record settles a quarantined run, so a force whose fresh run
+/// never began (its `begin` failed) must not write one: the quarantine still asks, and is
+/// settled only by the force that began. Even once that run is pruned, it no longer asks.
+async fn a_force_that_never_began_does_not_settle_the_quarantine(store: Store) {
+    interrupted(&*store, "lost", "site", "default", "build A", 10).await;
+    quarantine(&*store, "lost").await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let Decision::Fresh(never) = decide(&policy, &request("build B").force()).await else {
+        panic!("force starts fresh");
+    };
+    // The host's `begin` failed: the run does not exist, and the record is refused.
+    assert!(matches!(
+        policy.fresh_run_begun(&never).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        !audit_actions(&*store, &id("lost"))
+            .await
+            .contains(&AuditAction::ForcedFresh)
+    );
+    assert_eq!(
+        policy.quarantined_runs().await.expect("list")[0].settled_at,
+        None
+    );
+    assert!(matches!(
+        decide(&policy, &request("build B")).await,
+        Decision::QuarantinePrompt(ref prompt) if prompt.run_id == id("lost")
+    ));
+
+    let Decision::Fresh(fresh) = decide(&policy, &request("build B").force()).await else {
+        panic!("force starts fresh");
+    };
+    let run = store
+        .begin(fresh.meta(cairn_queue::Timestamp(20)))
+        .await
+        .expect("begin");
+    policy.fresh_run_begun(&fresh).await.expect("recorded");
+    run.complete().await.expect("complete");
+    drop(run);
+    assert!(
+        policy.quarantined_runs().await.expect("list")[0]
+            .settled_at
+            .is_some()
+    );
+    store
+        .remove_terminal(&fresh.run_id)
+        .await
+        .expect("the forced run is pruned");
+    let Decision::Fresh(next) = decide(&policy, &request("build C")).await else {
+        panic!("a settled quarantine no longer asks");
+    };
+    assert_eq!(next.forced_past, None);
+}
+on_both_stores!(a_force_that_never_began_does_not_settle_the_quarantine);
 
 async fn only_unfinished_newest_runs_of_the_same_scope_ask(store: Store) {
     // Quarantined after it completed: nothing was lost.
@@ -179,6 +236,7 @@ async fn a_forced_run_settles_it_even_once_that_run_is_pruned(store: Store) {
         .begin(fresh.meta(cairn_queue::Timestamp(20)))
         .await
         .expect("begin");
+    policy.fresh_run_begun(&fresh).await.expect("recorded");
     run.complete().await.expect("complete");
     drop(run);
     store
@@ -238,6 +296,13 @@ fn metadata_naming_another_run_is_asked_about_under_its_own_id() {
             panic!("force starts fresh");
         };
         assert_eq!(fresh.forced_past, Some(id("lost")));
+        drop(
+            store
+                .begin(fresh.meta(cairn_queue::Timestamp(20)))
+                .await
+                .expect("begin"),
+        );
+        policy.fresh_run_begun(&fresh).await.expect("recorded");
         let actions = audit_actions(&store, &id("lost")).await;
         assert_eq!(actions.last(), Some(&AuditAction::ForcedFresh));
     });

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, Owner, RunMeta};
 use cairn_queue::Timestamp;
 use cairn_runs::{Decision, ResumePolicy, RunRequest};
+use cairn_telemetry::names;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -19,6 +20,7 @@ use common::*;
 /// One captured event: its callsite name and its fields as text.
 #[derive(Debug, Clone)]
 struct Captured {
+    target: String,
     name: String,
     level: tracing::Level,
     fields: BTreeMap<String, String>,
@@ -62,6 +64,7 @@ impl Subscriber for Capture {
             .lock()
             .expect("the capture lock")
             .push(Captured {
+                target: event.metadata().target().to_owned(),
                 name: event.metadata().name().to_owned(),
                 level: *event.metadata().level(),
                 fields,
@@ -108,6 +111,10 @@ fn decisions_and_operations_emit_events_with_run_ids() {
             else {
                 panic!("expected a forced fresh run");
             };
+            // Emitted once the forced run has begun, not when it was decided.
+            assert!(capture.named(names::FRESH_RUN_FORCED).is_empty());
+            drop(store.begin(fresh.meta(Timestamp(20))).await.expect("begin"));
+            policy.fresh_run_begun(&fresh).await.expect("recorded");
             policy.resume(&id("f1")).await.expect("resume");
             policy.abandon(&id("f2")).await.expect("abandon");
             let Decision::Resume(recovered) = policy
@@ -158,6 +165,40 @@ fn decisions_and_operations_emit_events_with_run_ids() {
         .collect();
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(recovered[0].fields["run_id"], recovered_id.as_str());
+    // A diagnostic without a stable name, so it is on the detail target.
+    assert_eq!(recovered[0].target, names::DETAIL_TARGET);
+    let detail = assert_every_cairn_event_has_a_stable_name(&capture);
+    assert!(detail > 0, "the policy's diagnostics were captured too");
+}
+
+/// Review 43 #8: every event on target `cairn` carries a stable name as its tracing name, so
+/// a host can route that target by name; the rest are on `cairn::detail`. Returns how many
+/// were there.
+fn assert_every_cairn_event_has_a_stable_name(capture: &Capture) -> usize {
+    let stable = [
+        names::RUN_STARTED,
+        names::RESUMED,
+        names::RUN_FINISHED,
+        names::FAILED_RESUME_PROMPTED,
+        names::RUN_ABANDONED,
+        names::FRESH_RUN_FORCED,
+        names::RESUMED_BY_ID,
+        names::STATE_QUARANTINED,
+        names::TASK_RESET,
+        names::BEGIN_DEGRADED,
+        names::QUEUE_DEPTH,
+    ];
+    let events = capture.events.lock().expect("the capture lock");
+    let mut detail = 0;
+    for event in events.iter() {
+        if event.target == names::TARGET {
+            assert!(stable.contains(&event.name.as_str()), "{event:?}");
+        } else {
+            assert_eq!(event.target, names::DETAIL_TARGET, "{event:?}");
+            detail += 1;
+        }
+    }
+    detail
 }
 
 /// A forced abandon emits `orchestrator run_abandoned` with `forced = true` and the owner and
@@ -193,4 +234,5 @@ fn a_forced_abandon_emits_run_abandoned_and_names_the_overridden_owner() {
     assert_eq!(fields["last_owner"], "pid 4242 on gone-for-good.invalid");
     assert_eq!(fields["last_lease_epoch"], "1");
     assert_eq!(abandoned[0].level, tracing::Level::WARN);
+    assert_every_cairn_event_has_a_stable_name(&capture);
 }

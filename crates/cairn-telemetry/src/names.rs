@@ -13,9 +13,13 @@ pub const RUN_FINISHED: &str = "orchestrator run finished";
 /// A failed run's resume was offered instead of happening silently. Fields: `run_id` (the
 /// failed run), `workflow`, `scope`.
 pub const FAILED_RESUME_PROMPTED: &str = "orchestrator failed_resume_prompted";
-/// A failed or paused run was abandoned. Fields: `run_id`, `previous_status`.
+/// A failed, paused, interrupted or quarantined run was abandoned. INFO; WARN when forced.
+/// Fields: `run_id`, `previous_status`, `forced`; when forced also `last_owner` (`pid N on
+/// HOST`, or `none recorded`) and `last_lease_epoch`, the owner it overrode.
 pub const RUN_ABANDONED: &str = "orchestrator run_abandoned";
-/// A fresh run was forced past a failed one. Fields: `run_id` (the new run), `failed_run_id`.
+/// A fresh run forced past a failed, paused or quarantined one has begun (emitted with its
+/// `ForcedFresh` audit record, never for a forced run that did not begin). Fields: `run_id`
+/// (the new run), `failed_run_id` (the run forced past).
 pub const FRESH_RUN_FORCED: &str = "orchestrator fresh_run_forced";
 /// A run was resumed by explicit id. Fields: `run_id`, `previous_status`, `lease_epoch`.
 pub const RESUMED_BY_ID: &str = "orchestrator resumed_by_id";
@@ -40,8 +44,17 @@ pub const RUN_SPAN: &str = "orchestrator run";
 /// `complete | skip | retry | fail | panic | timeout | cancelled`).
 pub const TASK_SPAN: &str = "orchestrator task";
 
-/// The tracing target every cairn event uses, so `RUST_LOG=cairn=info` selects them.
+/// The tracing target of cairn's stable events and spans: every event on it has one of the
+/// stable names above as its tracing name, so a host can route `target == "cairn"` by
+/// `metadata().name()`. `RUST_LOG=cairn=info` selects them, and [`DETAIL_TARGET`] too.
 pub const TARGET: &str = "cairn";
+/// The tracing target of cairn's diagnostics that have no stable name: what the executor
+/// adopted or left alone, a shutdown's progress, an audit record it could not write, the
+/// resume policy's reasoning. Their messages and fields may change between releases, so
+/// build nothing on them; they are for people reading logs. A filter on the `cairn` target
+/// (`RUST_LOG=cairn=info`) selects them too, since targets match by prefix; they are not
+/// exported as spans of their own when outside any span (only [`TARGET`] events are).
+pub const DETAIL_TARGET: &str = "cairn::detail";
 /// Queue depth by status, emitted by the executor after each batch of transitions. Fields:
 /// `run_id`, `pending`, `running`, `done`, `skipped`, `failed`, `blocked`.
 pub const QUEUE_DEPTH: &str = "orchestrator queue_depth";
