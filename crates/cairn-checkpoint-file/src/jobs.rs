@@ -14,7 +14,16 @@
 //!                                 audited as `TornLineCut` with the cut bytes in its detail;
 //!                                 readers skip it, and refuse any other bad line
 //!   quarantine/<job_id>-<ms>.json a damaged job file, moved aside, never deleted
+//!   .tmp-<job_id>-<pid>-<n>       a write in progress (made and renamed under `.lock`)
 //! ```
+//!
+//! Temp files are the one thing the store deletes. A temp file is a write that was never
+//! acknowledged (the job file is the state; the temp file becomes it only by the rename), so
+//! one left by a failed write (a full disk) or a crash holds nothing anyone was promised. A
+//! write that fails removes its own temp file at once; and the first write through a handle
+//! removes every `.tmp-*` regular file it finds, under `.lock`: every write makes and renames
+//! its temp file while holding that lock, so none of them belongs to a live writer. Reads
+//! take no lock and remove nothing, so a read-only open still writes nothing.
 //!
 //! `crc32c` covers the compact JSON encoding of `document`. A job file that does not parse,
 //! fails its checksum, has another format version or names another job is moved to
@@ -57,6 +66,8 @@ pub const JOB_FILE_FORMAT_VERSION: u32 = 1;
 const LOCK_FILE: &str = ".lock";
 const AUDIT_FILE: &str = "audit.jsonl";
 const QUARANTINE_DIR: &str = "quarantine";
+/// How the temp files of writes begin (`.tmp-<job_id>-<pid>-<n>`).
+const TEMP_PREFIX: &str = ".tmp-";
 
 /// The job store of the file adapter. Cheap to clone; clones share the poison flag.
 ///
@@ -92,6 +103,8 @@ struct Inner {
     folders_made: AtomicBool,
     poisoned: AtomicBool,
     temp_counter: AtomicU64,
+    /// The temp files earlier writes left were removed (by this handle's first write).
+    temps_swept: AtomicBool,
     /// Jobs a listing left in place (unreadable, or not movable) and already audited, with
     /// what listings report about them, so a scheduler ticking every second does not append
     /// the same record every second.
@@ -152,6 +165,7 @@ impl FileJobStore {
                 folders_made: AtomicBool::new(false),
                 poisoned: AtomicBool::new(false),
                 temp_counter: AtomicU64::new(0),
+                temps_swept: AtomicBool::new(false),
                 left_out: Mutex::new(HashMap::new()),
             }),
         })
@@ -288,7 +302,34 @@ impl Inner {
             .open(&path)
             .map_err(io_err("open", &path))?;
         file.lock().map_err(io_err("lock", &path))?;
+        if !self.temps_swept.swap(true, Ordering::SeqCst) {
+            self.sweep_temps();
+        }
         Ok(file)
+    }
+
+    /// Removes the temp files (`.tmp-*`) that earlier writes left behind: a write that hit a
+    /// full disk in an older build, or a process that died between creating a temp file and
+    /// renaming it. Call with the store lock held: every write makes and renames its temp
+    /// file under that lock, so no temp file seen now belongs to a live writer. A temp file
+    /// was never acknowledged state, so removing it loses nothing (damaged state, unlike it,
+    /// is quarantined, never deleted). Best effort, and not fsynced: a removal that fails,
+    /// or that a power loss undoes, leaves the file for the next handle's first write, and it
+    /// never fails the write that called it.
+    fn sweep_temps(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+            // Only regular files: a folder or a link named like a temp file is not ours.
+            if ours && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn read(&self, id: &JobId) -> Result<Found> {
@@ -508,7 +549,7 @@ impl Inner {
             detail: e.to_string(),
         })?;
         let temp = self.dir.join(format!(
-            ".tmp-{id}-{}-{}",
+            "{TEMP_PREFIX}{id}-{}-{}",
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
@@ -518,11 +559,20 @@ impl Inner {
             .mode(0o600)
             .open(&temp)
             .map_err(io_err("create", &temp))?;
-        out.write_all(&bytes).map_err(io_err("write", &temp))?;
-        self.sync(&temp, || out.sync_all())?;
+        let written = out
+            .write_all(&bytes)
+            .map_err(io_err("write", &temp))
+            .and_then(|()| self.sync(&temp, || out.sync_all()));
         drop(out);
         let target = self.path(id);
-        fs::rename(&temp, &target).map_err(io_err("rename", &temp))?;
+        let renamed =
+            written.and_then(|()| fs::rename(&temp, &target).map_err(io_err("rename", &temp)));
+        if let Err(err) = renamed {
+            // This write's own temp file, never acknowledged: removed now (best effort), not
+            // left for the next handle (on a full disk, a scheduler would leave one per tick).
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
         self.sync_dir(&self.dir)?;
         Ok(Ok(version))
     }

@@ -26,7 +26,9 @@ use crate::error::{Error, Result};
 /// The longest job id, in bytes.
 pub const MAX_JOB_ID_LEN: usize = 64;
 
-/// A job's id: 1 to 64 ASCII letters, digits, `-` or `_`, so it is safe as a file name.
+/// A job's id: 1 to 64 ASCII letters, digits, `-` or `_`, not starting with `-`, so it is
+/// safe as a file name and as a single command-line argument (it never reads as an option,
+/// as in `cairn jobs show <id>`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct JobId(String);
@@ -46,8 +48,8 @@ impl JobId {
     ///
     /// # Errors
     ///
-    /// [`InvalidJobId`] when `text` is empty, longer than 64 bytes, or holds a character
-    /// outside `[A-Za-z0-9_-]`.
+    /// [`InvalidJobId`] when `text` is empty, longer than 64 bytes, holds a character
+    /// outside `[A-Za-z0-9_-]`, or starts with `-`.
     ///
     /// # Examples
     ///
@@ -55,13 +57,27 @@ impl JobId {
     /// use cairn_checkpoint::JobId;
     /// assert!(JobId::new("nightly-backup").is_ok());
     /// assert!(JobId::new("../etc").is_err());
+    /// assert!(JobId::new("-x").is_err());
     /// ```
     pub fn new(text: impl Into<String>) -> std::result::Result<JobId, InvalidJobId> {
         let text = text.into();
-        match crate::meta::why_not_an_id(&text, MAX_JOB_ID_LEN) {
+        // Stores skip a file or key whose name is no job id, so a job stored under such a
+        // name before this rule is left where it is, reported, never moved or deleted.
+        let reason = JobId::why_not_stored(&text).or_else(|| {
+            text.starts_with('-').then_some(
+                "it must not start with '-', which would read as an option on a command line",
+            )
+        });
+        match reason {
             Some(reason) => Err(InvalidJobId { id: text, reason }),
             None => Ok(JobId(text)),
         }
+    }
+
+    /// Why `text` cannot name a job in stored data, if it cannot: the rule before ids
+    /// starting with `-` were refused.
+    fn why_not_stored(text: &str) -> Option<&'static str> {
+        crate::meta::why_not_an_id(text, MAX_JOB_ID_LEN)
     }
 
     /// The id as text.
@@ -76,10 +92,17 @@ impl fmt::Display for JobId {
     }
 }
 
+/// Decoding stored data (a job document, a job audit record) keeps the earlier rule and
+/// accepts a leading `-`: one job audit log holds the records of every job, and a record
+/// of a job named `-x` by an earlier build must not make that log unreadable for all the
+/// others. Such an id never reaches a store's listing, which names jobs by `JobId::new`.
 impl TryFrom<String> for JobId {
     type Error = InvalidJobId;
     fn try_from(text: String) -> std::result::Result<Self, Self::Error> {
-        JobId::new(text)
+        match JobId::why_not_stored(&text) {
+            Some(reason) => Err(InvalidJobId { id: text, reason }),
+            None => Ok(JobId(text)),
+        }
     }
 }
 

@@ -6,6 +6,17 @@
 //! scheduler's `ExecutorRunner` with the `shell` handler. Runs of job `J` use the scope
 //! `job-J`, so they never mix with `cairn run`'s runs of the same workflow.
 //!
+//! # Storage trouble
+//!
+//! A run whose state store fails under it (a full disk, a failed write) is reported like
+//! `cairn run` reports it: `job J: run R stopped: its state store failed, not a task: ...` on
+//! stdout (`run_store_failed` with `--json`) and, on stderr, that no task failed and the
+//! `cairn resume R` to run once the store is fixed. It counts toward the job's circuit
+//! breaker, and is noted on the job, so a later scheduler that finds it still `running`
+//! says that its store failed rather than asking whether it was killed. When the job store
+//! cannot be written either, the scheduler exits 5. A damaged run the run store could not
+//! move to quarantine is named once per scheduler process, as `cairn runs` names it.
+//!
 //! # Stopping
 //!
 //! The first Ctrl-C (or SIGTERM) stops new runs and lets running tasks finish within
@@ -30,8 +41,8 @@ use cairn_checkpoint::{
 };
 use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
 use cairn_scheduler::{
-    ExecutorRunner, JobRunner, LeftOutTracker, PlanSource, RunFailed, RunRequest, RunSucceeded,
-    Scheduler, SchedulerConfig, SystemClock,
+    ExecutorRunner, Job, JobRunner, LeftOutTracker, PlanSource, RunFailed, RunRequest,
+    RunSucceeded, Scheduler, SchedulerConfig, StoreFailedRun, SystemClock,
 };
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
@@ -56,7 +67,9 @@ Exit codes:
   4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
      command to resume it was printed (a second Ctrl-C stops running commands at once and
      also exits 4; a third exits 4 at once, leaving runs as after a crash)
-  5  the state store failed (the scheduler stops; start it again)
+  5  the job store failed (the scheduler stops; start it again). A run whose own state store
+     failed does not stop the scheduler: it is reported with its resume command and counts
+     as a failed run for the job's circuit breaker
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
 in place because it could be neither read nor moved) does not run: a warning on stderr names
 it, says where it is and what to do, once per job (with --json, a `job_left_out` line on
@@ -366,8 +379,13 @@ struct ShellJobs {
     quiet: Arc<Quiet>,
     lines: Lines,
     /// Stranded runs already named, so each is warned about once per scheduler process, not
-    /// at every tick of its job.
+    /// at every tick of its job. A run this process saw stop on a store failure is put here
+    /// too: it was reported when it stopped.
     warned: Mutex<HashSet<RunId>>,
+    /// The job store, read for why a stranded run stopped (`Job::store_failure`).
+    jobs: Arc<dyn JobStore>,
+    /// Damaged runs the run store left in place, already named (once per process).
+    left_in_place: Mutex<HashSet<RunId>>,
 }
 
 /// The plan source of one [`ShellJobs`] run: hands out [`WorkflowFiles`]' plan and remembers
@@ -441,7 +459,12 @@ impl JobRunner for ShellJobs {
                 // Only a run this call began can have been cut short by the stop; a refusal
                 // names a run another process drove.
                 let ours = failed.run_id.is_some() && failed.run_id == planned.run_id();
-                if ours && self.signals.shutdown.is_cancelled() && self.left_running(failed).await {
+                if ours && failed.store_failed {
+                    self.store_failed(id, failed).await;
+                } else if ours
+                    && self.signals.shutdown.is_cancelled()
+                    && self.left_running(failed).await
+                {
                     let run = failed.run_id.clone().unwrap_or_default();
                     self.lines.say(
                         &format!(
@@ -553,6 +576,7 @@ impl ShellJobs {
         let running = self.state.factory.list(&filter).await.map_err(|err| {
             RunFailed::new(format!("cannot check for runs of it left running: {err}"))
         })?;
+        self.warn_left_in_place().await;
         let mut busy: Vec<(RunId, Vec<Leftover>)> = Vec::new();
         for meta in running {
             // A live writer drives it (another scheduler on this folder): refused here, before
@@ -583,7 +607,7 @@ impl ShellJobs {
             let live = tokio::task::spawn_blocking(move || live_leftovers(&root, &run))
                 .await
                 .unwrap_or_default();
-            self.warn_stranded(&request.job_id, &meta, &live);
+            self.warn_stranded(&request.job_id, &meta, &live).await;
             if !live.is_empty() {
                 busy.push((meta.run_id, live));
             }
@@ -611,8 +635,10 @@ impl ShellJobs {
     }
 
     /// Warns, once per scheduler process, that `meta`'s run was left `running` by a process
-    /// that is gone; `live` are its commands still running.
-    fn warn_stranded(&self, job: &JobId, meta: &RunMeta, live: &[Leftover]) {
+    /// that is gone; `live` are its commands still running. When the job notes that the run
+    /// stopped because its state store failed, the warning says so; otherwise the process
+    /// recorded no reason (it was killed, or could write neither store).
+    async fn warn_stranded(&self, job: &JobId, meta: &RunMeta, live: &[Leftover]) {
         let fresh = self
             .warned
             .lock()
@@ -621,6 +647,7 @@ impl ShellJobs {
         if !fresh {
             return;
         }
+        let cause = self.store_failure_of(job, &meta.run_id).await;
         let run = &meta.run_id;
         let flags = &self.lines.store_flags;
         let resume = format!("cairn resume {run}{flags}");
@@ -640,13 +667,86 @@ impl ShellJobs {
                     "event": "run_stranded", "job_id": job.as_str(), "run_id": run.as_str(),
                     "owner": meta.owner.as_ref().map(|o| serde_json::json!({"host": o.host, "pid": o.pid})),
                     "commands_running": groups,
+                    "store_failed": cause.as_ref().map(|c| serde_json::json!({"at": c.at.0, "error": c.error})),
                     "resume_command": resume, "abandon_command": abandon,
                 })
             );
         } else {
+            let why = match &cause {
+                Some(cause) => format!(
+                    "which stopped it because its state store failed ({} UTC: {}), not because a task failed",
+                    format_timestamp(cause.at.0),
+                    escape_controls(&cause.error)
+                ),
+                None => "which stopped without finishing it and recorded no reason (killed? interrupted? or it could write to neither store)".to_owned(),
+            };
             eoutln!(
-                "warning: run {run} of job {job} was left `running` by {driver}, which stopped without finishing it (killed? interrupted?); the scheduler does not resume it. Continue it with: {resume}  or end it with: {abandon}  (either one first kills the commands it left running)"
+                "warning: run {run} of job {job} was left `running` by {driver}, {why}; the scheduler does not resume it. Continue it with: {resume}  or end it with: {abandon}  (either one first kills the commands it left running)"
             );
+        }
+    }
+
+    /// What the job notes about run `run` stopping on a store failure; `None` when it notes
+    /// nothing or cannot be read.
+    async fn store_failure_of(&self, job: &JobId, run: &RunId) -> Option<StoreFailedRun> {
+        let stored = self.jobs.get(job).await.ok()??;
+        let job = Job::from_stored(stored).ok()?;
+        job.store_failure(run.as_str()).cloned()
+    }
+
+    /// Reports run `failed`, begun by this call, which stopped because its state store
+    /// failed: as `cairn run` reports it, with the command to resume it once the store is
+    /// fixed. It is not named again as stranded by this process.
+    async fn store_failed(&self, id: &JobId, failed: &RunFailed) {
+        let run = failed.run_id.clone().unwrap_or_default();
+        let resume = format!("cairn resume {run}{}", self.lines.store_flags);
+        let status = match RunId::new(run.as_str()) {
+            Ok(run_id) => {
+                self.warned
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(run_id.clone());
+                match self.state.factory.load_meta(&run_id).await {
+                    Ok(Some(meta)) => Some(meta.status),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        if self.lines.json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "event": "run_store_failed", "job_id": id.as_str(), "run_id": run,
+                    "error": failed.message, "status": status.map(|s| s.to_string()),
+                    "counted": true, "commands": { "resume": resume },
+                })
+            );
+            return;
+        }
+        outln!("job {id}: {}", escape_controls(&failed.message));
+        eoutln!(
+            "run {run} of job {id} stopped because writing its state failed, not because a task failed; it counts as a failed run for the job's circuit breaker, and the scheduler does not resume it. Fix the store (free space, permissions, the disk), then resume it:\n    {resume}"
+        );
+    }
+
+    /// Names, once per scheduler process, each damaged run the latest run listing could not
+    /// move to quarantine, as `cairn runs` names it.
+    async fn warn_left_in_place(&self) {
+        for note in self.state.left_in_place().await {
+            let fresh = self
+                .left_in_place
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(note.run.run_id.clone());
+            if !fresh {
+                continue;
+            }
+            if self.lines.json {
+                outln!("{}", note.to_json());
+            } else {
+                eoutln!("warning: {note}");
+            }
         }
     }
 
@@ -683,7 +783,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     };
     let quiet = Arc::new(Quiet::default());
     let store: Arc<dyn JobStore> = Arc::new(WatchedJobs {
-        inner,
+        inner: Arc::clone(&inner),
         quiet: Arc::clone(&quiet),
         lines: lines.clone(),
         left_out: LeftOutTracker::default(),
@@ -707,6 +807,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         quiet: Arc::clone(&quiet),
         lines: lines.clone(),
         warned: Mutex::default(),
+        jobs: Arc::clone(&inner),
+        left_in_place: Mutex::default(),
     };
     let scheduler = Scheduler::with_config(
         store,

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{CheckpointerFactory, RunFilter, RunId, RunStatus};
-use cairn_executor::{Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunSignals, Start};
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Registry, RunPlan, RunReport, RunSignals, RunStop, Start,
+};
 
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 
@@ -37,7 +39,9 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// id. Nor is one started while a live process still drives a run of the same workflow and
 /// scope (another scheduler on the same store, whose run of this job has not ended: a
 /// one-shot job's retry time, say, came round while it ran): that is `RunFailed::interrupted`
-/// too, naming the live run, so one job never runs twice at once. Otherwise the run id is
+/// too, naming the live run, so one job never runs twice at once. A run whose state store
+/// failed under it (a checkpoint write failed, or recording its end did) is
+/// `RunFailed::store_failed`: counted, and noted on the job. Otherwise the run id is
 /// reported either way, so `cairn show <run>` finds it.
 #[derive(Debug)]
 pub struct ExecutorRunner {
@@ -121,6 +125,7 @@ impl ExecutorRunner {
             run_id: Some(run_id.to_string()),
             message,
             interrupted: false,
+            store_failed: false,
         };
         match self.factory.load_meta(run_id).await {
             Ok(None) => Ok(()),
@@ -178,12 +183,19 @@ impl JobRunner for ExecutorRunner {
             .run(plan, Start::Fresh, self.signals.clone())
             .await
         {
+            Ok(report) if matches!(report.stop, Some(RunStop::Checkpoint(_))) => {
+                Err(store_failed(&report, None))
+            }
+            Err(cairn_executor::Error::Finalize { report, source }) => {
+                Err(store_failed(&report, Some(&source)))
+            }
             Ok(report) => match report.disposition {
                 Disposition::Complete => Ok(RunSucceeded { run_id: shown }),
                 Disposition::Fail(error) => Err(RunFailed {
                     run_id: shown,
                     message: format!("run {run_id} failed: {error}"),
                     interrupted: false,
+                    store_failed: false,
                 }),
                 Disposition::LeaveRunning => Err(RunFailed::interrupted(
                     shown,
@@ -194,7 +206,35 @@ impl JobRunner for ExecutorRunner {
                 run_id: shown,
                 message: format!("run {run_id} could not be driven: {err}"),
                 interrupted: false,
+                store_failed: false,
             }),
         }
     }
+}
+
+/// The failure of a run its state store stopped: a write to its checkpointer failed
+/// (`report.stop` is `Checkpoint`), or recording its end did (`end_not_recorded`, from the
+/// executor's `Finalize`). The message says what is stored now: `failed` when the executor
+/// recorded the failure, else still `running`.
+fn store_failed(
+    report: &RunReport,
+    end_not_recorded: Option<&cairn_checkpoint::Error>,
+) -> RunFailed {
+    let run_id = &report.run_id;
+    let done = report.counts.done;
+    let message = match (&report.stop, end_not_recorded) {
+        (Some(RunStop::Checkpoint(error)), None) => format!(
+            "run {run_id} stopped: its state store failed, not a task: {error} ({done} task(s) done); it is recorded as failed"
+        ),
+        (Some(RunStop::Checkpoint(error)), Some(_)) => format!(
+            "run {run_id} stopped: its state store failed, not a task: {error} ({done} task(s) done); it is left interrupted (it still reads as running)"
+        ),
+        (_, Some(source)) => format!(
+            "run {run_id} ended ({}), but its state store failed to record its end: {source}; it still reads as running",
+            report.disposition
+        ),
+        // Not reached: called only with a `Checkpoint` stop or an end not recorded.
+        (_, None) => format!("run {run_id} stopped: its state store failed"),
+    };
+    RunFailed::store_failed(Some(run_id.to_string()), message)
 }

@@ -15,6 +15,26 @@ pub const JOB_FORMAT_VERSION: u32 = 1;
 /// How many failed runs in a row trip a job's circuit breaker unless it says otherwise.
 pub const DEFAULT_MAX_CONSECUTIVE_ERRORS: u32 = 10;
 
+/// How many runs stopped by their state store a job remembers ([`Job::store_failed_runs`]);
+/// the oldest is forgotten first.
+pub const MAX_STORE_FAILED_RUNS: usize = 16;
+
+/// The longest error kept in a [`StoreFailedRun`], in bytes (before the `…` that marks a cut).
+const MAX_STORE_ERROR_BYTES: usize = 1024;
+
+/// A run of a job that stopped because its state store failed, as the scheduler recorded it
+/// on the job: the run was left for a resume by id, and this says why it still reads as
+/// `running`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFailedRun {
+    /// The run.
+    pub run_id: String,
+    /// When the scheduler recorded it.
+    pub at: Timestamp,
+    /// The runner's message (naming the store's error), cut to its first 1024 bytes.
+    pub error: String,
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +101,11 @@ pub struct Job {
     pub delete_after_run: bool,
     /// When the job was created (an interval's grid starts here).
     pub created_at: Timestamp,
+    /// Its latest runs that stopped because their state store failed, oldest first, at
+    /// most [`MAX_STORE_FAILED_RUNS`]. Absent from documents that have none (and from
+    /// documents written before it existed, which read as empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_failed_runs: Vec<StoreFailedRun>,
     /// The store's version of this document (not stored inside it).
     #[serde(skip)]
     pub version: u64,
@@ -133,6 +158,44 @@ impl Job {
     pub fn is_one_shot(&self) -> bool {
         matches!(self.schedule, Schedule::Once { .. })
     }
+
+    /// What the scheduler recorded when run `run_id` of this job stopped because its state
+    /// store failed; `None` when it recorded no such stop (the run ended otherwise, its
+    /// driver was killed, or the job store could not be written either).
+    pub fn store_failure(&self, run_id: &str) -> Option<&StoreFailedRun> {
+        self.store_failed_runs
+            .iter()
+            .rev()
+            .find(|run| run.run_id == run_id)
+    }
+
+    /// Remembers that run `run_id` stopped because its state store failed, forgetting the
+    /// oldest when more than [`MAX_STORE_FAILED_RUNS`] are kept.
+    pub(crate) fn note_store_failure(&mut self, run_id: &str, at: Timestamp, error: &str) {
+        self.store_failed_runs.retain(|run| run.run_id != run_id);
+        self.store_failed_runs.push(StoreFailedRun {
+            run_id: run_id.to_owned(),
+            at,
+            error: cap(error, MAX_STORE_ERROR_BYTES),
+        });
+        let over = self
+            .store_failed_runs
+            .len()
+            .saturating_sub(MAX_STORE_FAILED_RUNS);
+        self.store_failed_runs.drain(..over);
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+pub(crate) fn cap(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A job to create. Built with [`NewJob::new`] and its setters.

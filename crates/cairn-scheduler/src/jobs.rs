@@ -128,6 +128,7 @@ impl Jobs {
             last_error: None,
             delete_after_run: new.delete_after_run,
             created_at: now,
+            store_failed_runs: Vec::new(),
             version: 0,
         };
         let due = first_due(&job, now).map_err(|err| err.for_job(&job.id))?;

@@ -46,6 +46,29 @@
 //! short returns `RunFailed::interrupted`, which is not counted. A panic in a runner is
 //! caught and counted as a failed run.
 //!
+//! # Runs stopped by their state store
+//!
+//! A run can stop because its run store failed under it (a full disk, a failed write or
+//! fsync): the task did not fail, the store did. The design, kept small:
+//!
+//! - `ExecutorRunner` returns such a run as [`RunFailed::store_failed`], with the run id and
+//!   a message that names the store's error and says what is stored (`failed` when the
+//!   executor could record that, else still `running`). The same holds for a run whose end
+//!   could not be recorded.
+//! - The scheduler counts it toward the job's circuit breaker like any failed run: storage
+//!   trouble that keeps coming back trips the breaker instead of going unseen.
+//! - In the same job-store write that counts it, the scheduler notes the run on the job
+//!   ([`Job::store_failed_runs`], the latest [`MAX_STORE_FAILED_RUNS`]), so a later scheduler
+//!   that finds the run still `running` reads why ([`Job::store_failure`]) and says so,
+//!   instead of guessing that its driver was killed. The run store itself is not written:
+//!   it is the store that just failed.
+//! - The run is never resumed by the scheduler: it waits for `cairn resume <run>` once the
+//!   store is fixed, as after `cairn run` stopped the same way.
+//! - When the job store cannot be written either (one full disk under both), nothing can be
+//!   recorded: `tick` returns the `Store` error and the host stops (`cairn scheduler` exits
+//!   5 after printing the run's store failure). The job's count does not move then, and a
+//!   later scheduler can only say that the run's driver stopped without recording why.
+//!
 //! # Jobs the store left out
 //!
 //! A job store leaves damaged entries out of its listings: it moves them aside
@@ -70,7 +93,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 #[cfg(feature = "executor")]
 pub use executor_runner::{ExecutorRunner, PlanSource};
-pub use job::{DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, NewJob};
+pub use job::{
+    DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, MAX_STORE_FAILED_RUNS,
+    NewJob, StoreFailedRun,
+};
 pub use jobs::{JobDamage, Jobs, MAX_NAME_BYTES, ReadableJobs, UnreadableJob};
 pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};

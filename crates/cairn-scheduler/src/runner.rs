@@ -5,7 +5,8 @@
 //! `Arc<dyn CheckpointerFactory>` and driving it with the executor and its handler registry
 //! (the CLI does exactly this for `cairn scheduler`). A returned `Err` counts as one failed run
 //! for the job's circuit breaker (unless it is `RunFailed::interrupted`); so does a panic
-//! inside `run`, which the scheduler catches.
+//! inside `run`, which the scheduler catches, and a run stopped because its state store
+//! failed (`RunFailed::store_failed`), which the scheduler also remembers on the job.
 
 use std::fmt::Debug;
 
@@ -46,6 +47,13 @@ pub struct RunFailed {
     /// The run was cut short by a shutdown and left resumable. It did not fail, so the
     /// scheduler does not count it against the breaker and leaves the job as it was.
     pub interrupted: bool,
+    /// The run stopped because its state store failed (a full disk, a failed write or
+    /// fsync), not because a task failed: it is left for a resume by id once the store is
+    /// fixed. It counts against the breaker like any failure (storage trouble that keeps
+    /// coming back must trip it), and the scheduler records the run on the job
+    /// (`Job::store_failure`), so a later scheduler that finds it still `running` can say
+    /// why instead of guessing at a kill.
+    pub store_failed: bool,
 }
 
 impl RunFailed {
@@ -55,6 +63,7 @@ impl RunFailed {
             run_id: None,
             message: message.into(),
             interrupted: false,
+            store_failed: false,
         }
     }
 
@@ -64,6 +73,30 @@ impl RunFailed {
             run_id,
             message: message.into(),
             interrupted: true,
+            store_failed: false,
+        }
+    }
+
+    /// Run `run_id` stopped because its state store failed (counted, and recorded on the
+    /// job when it has a run id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::RunFailed;
+    ///
+    /// let failed = RunFailed::store_failed(
+    ///     Some("01JD3ZK8Q2".to_owned()),
+    ///     "run 01JD3ZK8Q2 stopped: its state store failed: No space left on device",
+    /// );
+    /// assert!(failed.store_failed && !failed.interrupted);
+    /// ```
+    pub fn store_failed(run_id: Option<String>, message: impl Into<String>) -> Self {
+        RunFailed {
+            run_id,
+            message: message.into(),
+            interrupted: false,
+            store_failed: true,
         }
     }
 }
@@ -76,7 +109,9 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     ///
     /// MUST return `Err` when the run failed or could not start; the scheduler counts it as
     /// one consecutive error. A run a shutdown cut short MUST be `RunFailed::interrupted`,
-    /// which is not counted. SHOULD give each run a fresh run id, because a job runs its
+    /// which is not counted. A run that began and then stopped because its state store
+    /// failed (or whose end could not be recorded) SHOULD be `RunFailed::store_failed` with
+    /// its run id: counted the same, and recorded on the job. SHOULD give each run a fresh run id, because a job runs its
     /// workflow many times. SHOULD NOT panic: a panic is caught by the scheduler and
     /// recorded as a failed run whose message starts with "the job runner panicked".
     ///

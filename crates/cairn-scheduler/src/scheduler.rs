@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobStatus, cap};
 use crate::jobs::{Jobs, RECORD_ATTEMPTS};
 use crate::left_out::{LeftOutTracker, what_to_do_about};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
@@ -138,6 +138,8 @@ pub struct TickReport {
 ///   `next_run_at` is cleared, the trip is audited (`BreakerTripped` in the job store's
 ///   audit list) and emitted (`cairn_telemetry::emit::breaker_tripped`). It stays failed
 ///   across restarts until `resume(id, force = true)`;
+/// - stopped by its state store (`RunFailed::store_failed`): counted like a failure, and the
+///   run is noted in `Job::store_failed_runs` in the same write (see the crate docs);
 /// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
 ///   recorded; a recurring job waits for its next tick (the cut run is left for an explicit
 ///   resume by run id, never resumed by the scheduler), a one-shot job is retried
@@ -448,6 +450,7 @@ impl Scheduler {
         last_of_plan: bool,
         report: &mut TickReport,
     ) -> Result<bool> {
+        let now = self.jobs.clock().now();
         let updated = self
             .jobs
             .update_with_attempts(id, RECORD_ATTEMPTS, |job| {
@@ -471,6 +474,11 @@ impl Scheduler {
                     Err(failed) => {
                         job.consecutive_errors = job.consecutive_errors.saturating_add(1);
                         job.last_error = Some(capped_error(&failed.message));
+                        // Kept with the count, in the same write: a later scheduler that
+                        // finds the run still `running` reads why here.
+                        if let (true, Some(run_id)) = (failed.store_failed, &failed.run_id) {
+                            job.note_store_failure(run_id, now, &failed.message);
+                        }
                         if job.consecutive_errors >= job.max_consecutive_errors
                             && matches!(job.status, JobStatus::Active | JobStatus::Paused)
                         {
@@ -501,7 +509,6 @@ impl Scheduler {
             // stop `run_until`, and with it every other job.
             Err(err) => return self.unless_damaged(id, err, report).await,
         };
-        let now = self.jobs.clock().now();
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
             let last_error = after.last_error.clone().unwrap_or_default();
             self.jobs
@@ -728,14 +735,7 @@ const MAX_LAST_ERROR_BYTES: usize = 4096;
 /// stored whole, it would be rewritten into the job document (and the trip's audit record
 /// and the `NeedsForce` message) on every failure.
 fn capped_error(message: &str) -> String {
-    if message.len() <= MAX_LAST_ERROR_BYTES {
-        return message.to_owned();
-    }
-    let mut end = MAX_LAST_ERROR_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    cap(message, MAX_LAST_ERROR_BYTES)
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.

@@ -13,7 +13,8 @@ use cairn_checkpoint::{
 use cairn_executor::{ExecutorConfig, Finish, Phase, Registry, RunPlan, TaskFailure, handler_fn};
 use cairn_queue::{Handoff, TaskSpec, Timestamp};
 use cairn_scheduler::{
-    ExecutorRunner, JobStatus, ManualClock, NewJob, PlanSource, RunRequest, Schedule, Scheduler,
+    ExecutorRunner, JobRunner, JobStatus, ManualClock, NewJob, PlanSource, RunRequest, Schedule,
+    Scheduler,
 };
 
 /// One phase with one task whose kind is the job's workflow name.
@@ -304,4 +305,81 @@ async fn no_second_run_starts_while_another_process_drives_the_job() {
         .await
         .expect("the driver is gone, so the job runs");
     assert_ne!(ran.run_id.as_deref(), Some("live"));
+}
+
+/// A runner whose run store is wrapped in a `FaultyFactory`, for the store-failure cases.
+fn faulty_runner(plan: &cairn_checkpoint::fault::FaultPlan) -> (MemoryFactory, ExecutorRunner) {
+    let runs = MemoryFactory::new();
+    let faulty = cairn_checkpoint::fault::FaultyFactory::new(runs.clone(), plan.clone());
+    let registry = Registry::new().with(
+        "ok",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let runner = ExecutorRunner::new(
+        Arc::new(faulty),
+        registry,
+        ExecutorConfig::default().with_require_durability(true),
+        Arc::new(OneTaskPlans),
+    )
+    .unwrap();
+    (runs, runner)
+}
+
+fn request(workflow: &str) -> RunRequest {
+    RunRequest {
+        job_id: JobId::new("nightly").unwrap(),
+        workflow: workflow.to_owned(),
+        input: String::new(),
+        scheduled_for: Timestamp(1_767_225_600_000),
+        started_at: Timestamp(1_767_225_600_000),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_journal_write_is_a_store_failure_not_a_task_failure() {
+    use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
+    let plan = FaultPlan::new();
+    plan.fail_next(FaultOp::Append, FaultTiming::Before);
+    let (runs, runner) = faulty_runner(&plan);
+    let failed = runner.run(&request("ok")).await.unwrap_err();
+    assert!(!plan.fired().is_empty(), "the append fault fired");
+    assert!(failed.store_failed && !failed.interrupted, "{failed:?}");
+    let run_id = failed.run_id.clone().expect("the run is named");
+    assert!(
+        failed
+            .message
+            .contains("its state store failed, not a task"),
+        "{}",
+        failed.message
+    );
+    let stored = runs
+        .load_meta(&cairn_checkpoint::RunId::new(run_id).unwrap())
+        .await
+        .unwrap()
+        .expect("the run was begun");
+    // What the message says is stored matches the store.
+    let says_failed = failed.message.contains("recorded as failed");
+    assert_eq!(
+        stored.status == RunStatus::Failed,
+        says_failed,
+        "{stored:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_end_cannot_be_recorded_is_a_store_failure() {
+    use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
+    let plan = FaultPlan::new();
+    plan.fail_next(FaultOp::Complete, FaultTiming::Before);
+    let (runs, runner) = faulty_runner(&plan);
+    let failed = runner.run(&request("ok")).await.unwrap_err();
+    assert!(failed.store_failed && !failed.interrupted, "{failed:?}");
+    assert!(
+        failed.message.contains("failed to record its end"),
+        "{}",
+        failed.message
+    );
+    let run_id = cairn_checkpoint::RunId::new(failed.run_id.unwrap()).unwrap();
+    let stored = runs.load_meta(&run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Running);
 }
