@@ -132,6 +132,14 @@ pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) 
     move |source| Error::Io { op, path, source }
 }
 
+/// Whether a listing failed because the folder is not there (missing, or a file in its place).
+fn no_folder(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 pub(crate) fn sync_error(path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::SyncFailed { path, source }
@@ -270,7 +278,9 @@ impl Store {
         let dir = self.quarantine_dir();
         let names = match self.fs.list_dir(&dir) {
             Ok(names) => names,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // Nothing can be quarantined under a file; `quarantine_target` reports the file
+            // when something has to be.
+            Err(err) if no_folder(&err) => return Ok(None),
             Err(err) => return Err(io_error("list", &dir)(err)),
         };
         let newest = names
@@ -292,7 +302,7 @@ impl Store {
         let qdir = self.quarantine_dir();
         let names = match self.fs.list_dir(&qdir) {
             Ok(names) => names,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) if no_folder(&err) => return Ok(Vec::new()),
             Err(err) => return Err(io_error("list", &qdir)(err)),
         };
         // The root log names every quarantine, stray files included; a damaged log only
@@ -792,9 +802,19 @@ impl Store {
     /// A free path `quarantine/<name>-<millis>`, creating the quarantine folder if needed.
     fn quarantine_target(&self, name: &str) -> Result<PathBuf> {
         let qdir = self.quarantine_dir();
-        self.fs
-            .create_dir_all(&qdir)
-            .map_err(io_error("create_dir_all", &qdir))?;
+        self.fs.create_dir_all(&qdir).map_err(|err| {
+            // A file in the folder's place is foreign state this store does not move or
+            // delete; the person who put it there decides.
+            let source = if err.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(
+                    err.kind(),
+                    "something other than a folder is where the quarantine folder belongs; move it away",
+                )
+            } else {
+                err
+            };
+            io_error("create_dir_all", &qdir)(source)
+        })?;
         let mut millis = wall_clock_now().0;
         loop {
             let candidate = qdir.join(format!("{name}-{millis}"));
