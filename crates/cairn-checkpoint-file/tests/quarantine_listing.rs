@@ -62,7 +62,9 @@ async fn a_file_where_the_quarantine_folder_belongs_stops_only_quarantines() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].run_id, damaged);
     assert!(
-        left[0].error.contains("where the quarantine folder belongs"),
+        left[0]
+            .error
+            .contains("where the quarantine folder belongs"),
         "{left:?}"
     );
     // Foreign state is neither moved nor deleted.

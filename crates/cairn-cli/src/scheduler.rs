@@ -14,8 +14,10 @@
 //! `cairn resume R` to run once the store is fixed. It counts toward the job's circuit
 //! breaker, and is noted on the job, so a later scheduler that finds it still `running`
 //! says that its store failed rather than asking whether it was killed. When the job store
-//! cannot be written either, the scheduler exits 5. A damaged run the run store could not
-//! move to quarantine is named once per scheduler process, as `cairn runs` names it.
+//! cannot be written either, the scheduler exits 5. A run the store could not begin is a
+//! counted failure that names no run (nothing was stored). A run whose damaged state a
+//! listing moved to quarantine while the scheduler ran, and a damaged run the run store could
+//! not move, are each named once per scheduler process, as `cairn runs` names them.
 //!
 //! # Stopping
 //!
@@ -27,7 +29,7 @@
 //! same attempt number on resume), and the scheduler stops as after the first. A third exits 4
 //! at once, leaving the runs as after a crash.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -386,6 +388,8 @@ struct ShellJobs {
     jobs: Arc<dyn JobStore>,
     /// Damaged runs the run store left in place, already named (once per process).
     left_in_place: Mutex<HashSet<RunId>>,
+    /// Quarantine entries already there when the scheduler started, or already named.
+    quarantined: Mutex<BTreeSet<String>>,
 }
 
 /// The plan source of one [`ShellJobs`] run: hands out [`WorkflowFiles`]' plan and remembers
@@ -576,6 +580,7 @@ impl ShellJobs {
         let running = self.state.factory.list(&filter).await.map_err(|err| {
             RunFailed::new(format!("cannot check for runs of it left running: {err}"))
         })?;
+        self.warn_newly_quarantined().await;
         self.warn_left_in_place().await;
         let mut busy: Vec<(RunId, Vec<Leftover>)> = Vec::new();
         for meta in running {
@@ -730,6 +735,36 @@ impl ShellJobs {
         );
     }
 
+    /// Names each run the run store moved to quarantine since the scheduler started (a
+    /// listing met its damaged state), once, as `cairn runs` names it: it drops out of every
+    /// listing, so this is where an operator learns of it.
+    async fn warn_newly_quarantined(&self) {
+        let known = self
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for note in self.state.newly_quarantined(&known).await {
+            if let Some(location) = &note.location {
+                self.quarantined
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(location.clone());
+            }
+            if self.lines.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "run_quarantined", "run_id": note.run_id.as_str(),
+                        "reason": note.reason, "location": note.location,
+                    })
+                );
+            } else {
+                eoutln!("warning: {note}");
+            }
+        }
+    }
+
     /// Names, once per scheduler process, each damaged run the latest run listing could not
     /// move to quarantine, as `cairn runs` names it.
     async fn warn_left_in_place(&self) {
@@ -809,6 +844,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         warned: Mutex::default(),
         jobs: Arc::clone(&inner),
         left_in_place: Mutex::default(),
+        quarantined: Mutex::new(state.quarantine_locations().await),
     };
     let scheduler = Scheduler::with_config(
         store,

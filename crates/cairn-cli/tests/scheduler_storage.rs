@@ -104,11 +104,11 @@ fn job(sandbox: &Sandbox) -> serde_json::Value {
     serde_json::from_str(text(&shown.stdout).trim()).expect("one JSON document")
 }
 
-#[test]
-fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_restart() {
-    let sandbox = Sandbox::new();
+/// Adds a one-shot job `j` over the chain workflow, due at once (it is retried a minute
+/// later, so one run fails here), and runs a scheduler under the size limit until that run
+/// stops on its store and the failure is counted. Returns its stdout and stderr.
+fn first_scheduler_stops_on_its_store(sandbox: &Sandbox, json: bool) -> (String, String) {
     sandbox.write("wf.toml", &chain_workflow());
-    // A one-shot job due at once: it is retried a minute later, so one run fails here.
     let added = sandbox.run(&[
         "jobs",
         "add",
@@ -120,20 +120,57 @@ fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_re
         ".cairn",
     ]);
     assert_eq!(added.status.code(), Some(0), "{}", text(&added.stderr));
-
-    let args = ["scheduler", "--poll", "1s", "--state-dir", ".cairn"];
-    let mut first = spawn_limited(&sandbox, LIMIT_BLOCKS, &args, "s1.out", "s1.err");
+    let mut args = vec!["scheduler", "--poll", "1s", "--state-dir", ".cairn"];
+    if json {
+        args.push("--json");
+    }
+    let mut first = spawn_limited(sandbox, LIMIT_BLOCKS, &args, "s1.out", "s1.err");
     wait_for("the run's store failure", || {
         sandbox.read("s1.out").contains("its state store failed")
     });
     // Its outcome is recorded (the job store's small files fit under the limit).
     wait_for("the failure counted", || {
-        job(&sandbox)["consecutive_errors"] == 1
+        job(sandbox)["consecutive_errors"] == 1
     });
     signal(i64::from(first.id()), "TERM");
     let status = wait_exit(&mut first);
     let (stdout, stderr) = (sandbox.read("s1.out"), sandbox.read("s1.err"));
     assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Makes job `j` due again at once and runs a scheduler without the limit until the job's
+/// fresh run ends. Returns its stdout and stderr.
+fn second_scheduler_runs_afresh(sandbox: &Sandbox, json: bool) -> (String, String) {
+    for verb in ["pause", "resume"] {
+        let changed = sandbox.run(&["jobs", verb, "j", "--state-dir", ".cairn"]);
+        assert_eq!(changed.status.code(), Some(0), "{}", text(&changed.stderr));
+    }
+    let mut args = vec!["scheduler", "--poll", "1s", "--state-dir", ".cairn"];
+    if json {
+        args.push("--json");
+    }
+    let mut second = sandbox.spawn(&args, "s2.out", "s2.err");
+    wait_for("the job's fresh run to end", || {
+        sandbox.read("s2.out").contains("completed")
+    });
+    signal(i64::from(second.id()), "TERM");
+    wait_exit(&mut second);
+    (sandbox.read("s2.out"), sandbox.read("s2.err"))
+}
+
+/// The JSON lines of `out` whose `event` is `event`.
+fn events(out: &str, event: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|value| value["event"] == event)
+        .collect()
+}
+
+#[test]
+fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_restart() {
+    let sandbox = Sandbox::new();
+    let (stdout, stderr) = first_scheduler_stops_on_its_store(&sandbox, false);
     let run_id = sandbox.only_run_id();
     assert_contains(
         &stdout,
@@ -154,19 +191,9 @@ fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_re
         "{noted}"
     );
 
-    // Due again at once, and started without the limit: the new scheduler names the run
-    // it finds `running` with the cause the first one recorded, then runs the job afresh.
-    for verb in ["pause", "resume"] {
-        let changed = sandbox.run(&["jobs", verb, "j", "--state-dir", ".cairn"]);
-        assert_eq!(changed.status.code(), Some(0), "{}", text(&changed.stderr));
-    }
-    let mut second = sandbox.spawn(&args, "s2.out", "s2.err");
-    wait_for("the job's fresh run to end", || {
-        sandbox.read("s2.out").contains("completed")
-    });
-    signal(i64::from(second.id()), "TERM");
-    wait_exit(&mut second);
-    let stderr = sandbox.read("s2.err");
+    // The new scheduler names the run it finds `running` with the cause the first one
+    // recorded, then runs the job afresh.
+    let (_, stderr) = second_scheduler_runs_afresh(&sandbox, false);
     assert_contains(
         &stderr,
         &format!("run {run_id} of job j was left `running` by "),
@@ -174,6 +201,42 @@ fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_re
     assert_contains(&stderr, "which stopped it because its state store failed");
     assert_contains(&stderr, "File too large");
     assert_lacks(&stderr, "killed?");
+}
+
+#[test]
+fn with_json_a_run_stopped_by_its_store_and_its_cause_after_a_restart_are_events() {
+    let sandbox = Sandbox::new();
+    let (stdout, _) = first_scheduler_stops_on_its_store(&sandbox, true);
+    let run_id = sandbox.only_run_id();
+    let failed = events(&stdout, "run_store_failed");
+    assert_eq!(failed.len(), 1, "{stdout}");
+    let failed = &failed[0];
+    assert_eq!(failed["job_id"], "j", "{failed}");
+    assert_eq!(failed["run_id"], run_id.as_str(), "{failed}");
+    assert_eq!(failed["counted"], true, "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("File too large"),
+        "{failed}"
+    );
+    let resume = failed["commands"]["resume"].as_str().unwrap();
+    assert!(
+        resume.starts_with(&format!("cairn resume {run_id} --state-dir ")),
+        "{failed}"
+    );
+
+    let (stdout, _) = second_scheduler_runs_afresh(&sandbox, true);
+    let stranded = events(&stdout, "run_stranded");
+    assert_eq!(stranded.len(), 1, "{stdout}");
+    let cause = &stranded[0];
+    assert_eq!(cause["run_id"], run_id.as_str(), "{cause}");
+    assert!(
+        cause["store_failed"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("File too large"),
+        "{cause}"
+    );
+    assert!(cause["store_failed"]["at"].as_u64().unwrap() > 0, "{cause}");
 }
 
 #[test]
@@ -216,8 +279,8 @@ fn the_scheduler_names_a_damaged_run_it_cannot_quarantine_once() {
         "s.out",
         "s.err",
     );
-    // Each tick lists the job's runs (this store's `begin` then fails on the file in the
-    // way of the quarantine folder, which is not what this test is about).
+    // Each tick lists the job's runs; the runs themselves begin and complete (nothing can
+    // be under a file, so no run id is taken by a quarantined one).
     wait_for("three ticks of the job", || {
         sandbox.read("s.out").matches(" started (").count() >= 3
     });
@@ -232,6 +295,66 @@ fn the_scheduler_names_a_damaged_run_it_cannot_quarantine_once() {
             .path(&format!(".cairn/runs/{damaged}/meta.json"))
             .is_file()
     );
+}
+
+#[test]
+fn the_scheduler_names_a_run_it_moves_to_quarantine_once() {
+    let sandbox = Sandbox::new();
+    for name in ["old", "damaged", "wf"] {
+        sandbox.write(
+            &format!("{name}.toml"),
+            &format!("name = \"{name}\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n"),
+        );
+    }
+    // One run quarantined before the scheduler starts: not news, so not named.
+    let ran = sandbox.run(&["run", "old.toml", "--state-dir", ".cairn"]);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let old = sandbox.only_run_id();
+    let meta = |run: &str| sandbox.path(&format!(".cairn/runs/{run}/meta.json"));
+    std::fs::write(meta(&old), b"garbage, not JSON").unwrap();
+    let listed = sandbox.run(&["runs", "--all", "--state-dir", ".cairn"]);
+    assert_contains(
+        &text(&listed.stderr),
+        &format!("run {old} is in quarantine"),
+    );
+    let ran = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn"]);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let damaged = sandbox.only_run_id();
+    let added = sandbox.run(&[
+        "jobs",
+        "add",
+        "wf.toml",
+        "j",
+        "--every",
+        "1s",
+        "--state-dir",
+        ".cairn",
+    ]);
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added.stderr));
+
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--poll", "1s", "--state-dir", ".cairn"],
+        "s.out",
+        "s.err",
+    );
+    wait_for("a tick of the job", || {
+        sandbox.read("s.out").contains(" completed")
+    });
+    // Damaged while the scheduler runs: the next tick's listing moves it aside.
+    std::fs::write(meta(&damaged), b"garbage, not JSON").unwrap();
+    wait_for("the damaged run to move to quarantine", || {
+        !meta(&damaged).exists()
+    });
+    let ticks = sandbox.read("s.out").matches(" completed").count();
+    wait_for("two more ticks", || {
+        sandbox.read("s.out").matches(" completed").count() >= ticks + 2
+    });
+    signal(i64::from(scheduler.id()), "TERM");
+    wait_exit(&mut scheduler);
+    let stderr = sandbox.read("s.err");
+    let named = format!("warning: run {damaged} is in quarantine");
+    assert_eq!(stderr.matches(&named).count(), 1, "{stderr}");
+    assert_lacks(&stderr, &format!("run {old} is in quarantine"));
 }
 
 #[test]

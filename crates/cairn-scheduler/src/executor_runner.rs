@@ -41,8 +41,9 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// one-shot job's retry time, say, came round while it ran): that is `RunFailed::interrupted`
 /// too, naming the live run, so one job never runs twice at once. A run whose state store
 /// failed under it (a checkpoint write failed, or recording its end did) is
-/// `RunFailed::store_failed`: counted, and noted on the job. Otherwise the run id is
-/// reported either way, so `cairn show <run>` finds it.
+/// `RunFailed::store_failed`: counted, and noted on the job. One the store could not begin
+/// is a plain counted failure with no run id (nothing was stored under it). Otherwise the
+/// run id is reported either way, so `cairn show <run>` finds it.
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,
@@ -202,6 +203,16 @@ impl JobRunner for ExecutorRunner {
                     format!("run {run_id} was interrupted by shutdown and left resumable"),
                 )),
             },
+            // Nothing was stored under the id, so the failure names no run: there is
+            // nothing to resume or look at, only the store to fix. It still counts.
+            Err(cairn_executor::Error::BeginFailed { source, .. }) => Err(RunFailed {
+                run_id: None,
+                message: format!(
+                    "run {run_id} was not begun: its state store failed: {source}; nothing ran and nothing is left to resume"
+                ),
+                interrupted: false,
+                store_failed: false,
+            }),
             Err(err) => Err(RunFailed {
                 run_id: shown,
                 message: format!("run {run_id} could not be driven: {err}"),

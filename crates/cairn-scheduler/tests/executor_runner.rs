@@ -383,3 +383,26 @@ async fn a_run_whose_end_cannot_be_recorded_is_a_store_failure() {
     let stored = runs.load_meta(&run_id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_store_could_not_begin_names_no_run() {
+    use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
+    let plan = FaultPlan::new();
+    plan.fail_next(FaultOp::Begin, FaultTiming::Before);
+    let (runs, runner) = faulty_runner(&plan);
+    let failed = runner.run(&request("ok")).await.unwrap_err();
+    assert!(!plan.fired().is_empty(), "the begin fault fired");
+    assert_eq!(failed.run_id, None, "{failed:?}");
+    assert!(!failed.interrupted && !failed.store_failed, "{failed:?}");
+    assert!(
+        failed
+            .message
+            .contains("was not begun: its state store failed")
+            && failed.message.contains("nothing is left to resume"),
+        "{}",
+        failed.message
+    );
+    // Nothing was stored: the message's "not begun" is true.
+    let stored = runs.list(&RunFilter::default()).await.unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+}
