@@ -1842,13 +1842,7 @@ async fn list_runs_except(
             continue;
         }
         if json {
-            eoutln!(
-                "{}",
-                serde_json::json!({
-                    "event": "run_quarantined", "run_id": note.run_id.as_str(),
-                    "reason": note.reason, "location": note.location,
-                })
-            );
+            eoutln!("{}", note.to_json());
         } else {
             eoutln!("warning: {note}");
         }

@@ -752,13 +752,7 @@ impl ShellJobs {
                     .insert(location.clone());
             }
             if self.lines.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({
-                        "event": "run_quarantined", "run_id": note.run_id.as_str(),
-                        "reason": note.reason, "location": note.location,
-                    })
-                );
+                outln!("{}", note.to_json());
             } else {
                 eoutln!("warning: {note}");
             }

@@ -354,6 +354,16 @@ impl From<QuarantinedRun> for QuarantineNote {
     }
 }
 
+impl QuarantineNote {
+    /// The note as one JSON object (`event: run_quarantined`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event": "run_quarantined", "run_id": self.run_id.as_str(),
+            "reason": self.reason, "location": self.location,
+        })
+    }
+}
+
 impl std::fmt::Display for QuarantineNote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

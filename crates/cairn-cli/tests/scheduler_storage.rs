@@ -239,6 +239,27 @@ fn with_json_a_run_stopped_by_its_store_and_its_cause_after_a_restart_are_events
     assert!(cause["store_failed"]["at"].as_u64().unwrap() > 0, "{cause}");
 }
 
+/// Adds job `j` over `wf.toml`, due every second, and starts a scheduler with its output
+/// in `s.out` and `s.err`.
+fn every_second_under_a_scheduler(sandbox: &Sandbox) -> Child {
+    let added = sandbox.run(&[
+        "jobs",
+        "add",
+        "wf.toml",
+        "j",
+        "--every",
+        "1s",
+        "--state-dir",
+        ".cairn",
+    ]);
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added.stderr));
+    sandbox.spawn(
+        &["scheduler", "--poll", "1s", "--state-dir", ".cairn"],
+        "s.out",
+        "s.err",
+    )
+}
+
 #[test]
 fn the_scheduler_names_a_damaged_run_it_cannot_quarantine_once() {
     let sandbox = Sandbox::new();
@@ -262,23 +283,7 @@ fn the_scheduler_names_a_damaged_run_it_cannot_quarantine_once() {
     let quarantine = sandbox.path(".cairn/quarantine");
     std::fs::remove_dir(&quarantine).unwrap();
     std::fs::write(&quarantine, b"in the way").unwrap();
-    let added = sandbox.run(&[
-        "jobs",
-        "add",
-        "wf.toml",
-        "j",
-        "--every",
-        "1s",
-        "--state-dir",
-        ".cairn",
-    ]);
-    assert_eq!(added.status.code(), Some(0), "{}", text(&added.stderr));
-
-    let mut scheduler = sandbox.spawn(
-        &["scheduler", "--poll", "1s", "--state-dir", ".cairn"],
-        "s.out",
-        "s.err",
-    );
+    let mut scheduler = every_second_under_a_scheduler(&sandbox);
     // Each tick lists the job's runs; the runs themselves begin and complete (nothing can
     // be under a file, so no run id is taken by a quarantined one).
     wait_for("three ticks of the job", || {
@@ -320,23 +325,7 @@ fn the_scheduler_names_a_run_it_moves_to_quarantine_once() {
     let ran = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn"]);
     assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
     let damaged = sandbox.only_run_id();
-    let added = sandbox.run(&[
-        "jobs",
-        "add",
-        "wf.toml",
-        "j",
-        "--every",
-        "1s",
-        "--state-dir",
-        ".cairn",
-    ]);
-    assert_eq!(added.status.code(), Some(0), "{}", text(&added.stderr));
-
-    let mut scheduler = sandbox.spawn(
-        &["scheduler", "--poll", "1s", "--state-dir", ".cairn"],
-        "s.out",
-        "s.err",
-    );
+    let mut scheduler = every_second_under_a_scheduler(&sandbox);
     wait_for("a tick of the job", || {
         sandbox.read("s.out").contains(" completed")
     });
