@@ -1048,16 +1048,16 @@ struct Drive<'a> {
 impl Drive<'_> {
     /// Tells the policy that the fresh run has durably begun, so a forced run's record on
     /// the run it was forced past is written now and never for a run that did not begin.
-    async fn record_begun(&self) {
+    async fn record_begun(&self, progress: &Progress) {
         let Some((policy, fresh)) = &self.begun else {
             return;
         };
         if let (Err(error), Some(past)) = (policy.fresh_run_begun(fresh).await, &fresh.forced_past)
         {
-            eoutln!(
-                "warning: run {} began, but the record of forcing it past run {past} could not be written ({error}); a later run may still ask about {past}",
+            progress.warn(&format!(
+                "run {} began, but the record of forcing it past run {past} could not be written ({error}); a later run may still ask about {past}",
                 fresh.run_id
-            );
+            ));
         }
     }
 
@@ -1083,7 +1083,7 @@ impl Drive<'_> {
                 }));
             }
             for (left, why) in may_still_run(&reaped) {
-                eoutln!("warning: {}", may_still_run_line(left, why));
+                progress.warn(&may_still_run_line(left, why));
                 progress.json(serde_json::json!({
                     "event": "leftover_may_still_run", "run_id": run_id.as_str(),
                     "task": left.task, "process_group": left.group, "reason": why.as_str(),
@@ -1137,7 +1137,7 @@ impl Drive<'_> {
         let joined = loop {
             tokio::select! {
                 Some(event) = event_rx.recv() => progress.task(event),
-                Some(()) = begun_rx.recv() => self.record_begun().await,
+                Some(()) = begun_rx.recv() => self.record_begun(&progress).await,
                 Some(()) = sigint.recv() => interrupts += 1,
                 Some(()) = sigterm.recv() => interrupts += 1,
                 joined = &mut handle => break joined,
@@ -1174,7 +1174,7 @@ impl Drive<'_> {
             progress.task(event);
         }
         if begun_rx.try_recv().is_ok() {
-            self.record_begun().await;
+            self.record_begun(&progress).await;
         }
         progress.finish();
         let report = joined.context("the run's task ended abnormally")?;

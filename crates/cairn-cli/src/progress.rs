@@ -147,6 +147,15 @@ impl Progress {
         }
     }
 
+    /// Prints `warning: <text>` on stderr, in every mode. Under the live display the bar is
+    /// cleared first and drawn again after, so the warning never lands inside it.
+    pub fn warn(&self, text: &str) {
+        match &self.multi {
+            Some(multi) => multi.suspend(|| eoutln!("warning: {text}")),
+            None => eoutln!("warning: {text}"),
+        }
+    }
+
     /// Prints a JSON event line (only in JSON mode).
     pub fn json(&self, value: serde_json::Value) {
         if self.mode == Mode::Json {
@@ -194,10 +203,10 @@ impl Progress {
                     "stream": stream, "error": why,
                 }));
                 if self.mode != Mode::Json {
-                    eoutln!(
-                        "warning: the {stream} of {task} (attempt {attempt}) is not fully kept: {}",
+                    self.warn(&format!(
+                        "the {stream} of {task} (attempt {attempt}) is not fully kept: {}",
                         escape_controls(&why)
-                    );
+                    ));
                 }
             }
             TaskEvent::Recorded { id } => {
