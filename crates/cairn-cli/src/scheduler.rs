@@ -108,7 +108,7 @@ fn parse_poll(text: &str) -> Result<Duration, String> {
 
 /// The scope of job `id`'s runs.
 pub fn job_scope(id: &JobId) -> String {
-    format!("job-{id}")
+    format!("{}{id}", crate::store::JOB_SCOPE_PREFIX)
 }
 
 /// Prints the scheduler's lines: plain text, or JSON lines with `--json`.
@@ -445,9 +445,14 @@ impl JobRunner for ShellJobs {
             plans: Arc::clone(&self.plans),
             run_id: Mutex::new(None),
         });
-        // Checked before any plan is made: a refused tick prints no "run started" line.
-        let outcome = match self.refuse_beside_other_runs(request).await {
-            Ok(()) => self.drive(request, &planned).await,
+        // Checked before any plan is made: a refused tick prints no "run started" line. The
+        // job's lock is held until the run ends, so no `cairn resume` of another run of the
+        // job (one a killed scheduler stranded, say) drives beside it, nor it beside one.
+        let outcome = match self.lock_job(request).await {
+            Ok(_job_lock) => match self.refuse_beside_other_runs(request).await {
+                Ok(()) => self.drive(request, &planned).await,
+                Err(refused) => Err(refused),
+            },
             Err(refused) => Err(refused),
         };
         let id = &request.job_id;
@@ -733,6 +738,57 @@ impl ShellJobs {
         eoutln!(
             "run {run} of job {id} stopped because writing its state failed, not because a task failed; it counts as a failed run for the job's circuit breaker, and the scheduler does not resume it. Fix the store (free space, permissions, the disk), then resume it:\n    {resume}"
         );
+    }
+
+    /// Takes the lock `cairn run` and `cairn resume` take on the scope of the job's runs.
+    ///
+    /// # Errors
+    ///
+    /// `RunFailed::interrupted` (not counted) when another cairn process holds it: it is
+    /// deciding about or driving a run of this job right now. A plain `RunFailed` when the
+    /// lock file cannot be made or locked.
+    async fn lock_job(&self, request: &RunRequest) -> Result<crate::store::ScopeLock, RunFailed> {
+        let id = &request.job_id;
+        let error = match self.state.lock_scope("", &job_scope(id)) {
+            Ok(lock) => return Ok(lock),
+            Err(error) => error,
+        };
+        let Some(busy) = error.downcast_ref::<crate::store::ScopeBusy>() else {
+            return Err(RunFailed::new(format!(
+                "job {id}: cannot take the lock on its runs: {error:#}"
+            )));
+        };
+        // Name the run the holder drives, when it has begun one.
+        let filter = RunFilter {
+            workflow: None,
+            scope: Some(job_scope(id)),
+            statuses: vec![RunStatus::Running],
+        };
+        let driven = self
+            .state
+            .factory
+            .list(&filter)
+            .await
+            .ok()
+            .and_then(|runs| runs.into_iter().last());
+        let holder = if busy.holder.is_empty() {
+            "another cairn process".to_owned()
+        } else {
+            format!("another cairn process ({})", busy.holder)
+        };
+        Err(RunFailed::interrupted(
+            driven.as_ref().map(|meta| meta.run_id.to_string()),
+            match driven {
+                Some(meta) => format!(
+                    "job {id}: run {} of this job is still being driven by {holder}; no second run was started",
+                    meta.run_id
+                ),
+                None => format!(
+                    "job {id}: {holder} is driving a run of this job right now (it holds {}); no second run was started",
+                    busy.lock_file.display()
+                ),
+            },
+        ))
     }
 
     /// Names each run the run store moved to quarantine since the scheduler started (a

@@ -166,10 +166,19 @@ impl StateDir {
     ///
     /// [`ScopeBusy`] when another process holds the lock; an I/O error when the lock file
     /// cannot be created or locked.
+    ///
+    /// Every run in a scheduled job's scope (`job-<id>`) is that job's run, whatever its
+    /// workflow is called now (the scheduler refuses to start one beside any of them), so
+    /// those runs share one lock, which the scheduler takes around each run of the job.
     pub fn lock_scope(&self, workflow: &str, scope: &str) -> anyhow::Result<ScopeLock> {
         let dir = self.root.join(LOCKS_DIR);
         create_private_dir(&dir)?;
-        let path = dir.join(format!("{:016x}.lock", scope_key(workflow, scope)));
+        let keyed_workflow = if scope.starts_with(JOB_SCOPE_PREFIX) {
+            ""
+        } else {
+            workflow
+        };
+        let path = dir.join(format!("{:016x}.lock", scope_key(keyed_workflow, scope)));
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -433,6 +442,9 @@ impl std::fmt::Display for LeftInPlaceNote {
         )
     }
 }
+
+/// How the scope of a scheduled job's runs starts (`job-<id>`).
+pub const JOB_SCOPE_PREFIX: &str = "job-";
 
 /// The folder of the CLI's workflow-and-scope locks, in the state folder.
 const LOCKS_DIR: &str = "locks";

@@ -10,13 +10,14 @@ use std::process::{Child, Command};
 use common::{Sandbox, assert_contains, assert_lacks, signal, wait_exit, wait_for};
 
 /// The job's one task logs `start <its process group>`; the first run's command then sleeps
-/// for ten minutes (the orphan a kill -9 leaves), later runs end at once.
+/// for ten minutes (the orphan a kill -9 leaves), later runs end at once, unless a file
+/// `hold` exists: then they wait until it is removed.
 const WORKFLOW: &str = r#"
 name = "backup"
 
 [[task]]
 id = "copy"
-run = 'echo "start $$" >> log; if [ ! -e first ]; then touch first; sleep 600; fi'
+run = 'echo "start $$" >> log; if [ ! -e first ]; then touch first; sleep 600; fi; while [ -e hold ]; do sleep 0.1; done'
 "#;
 
 /// A sandbox with the job `backup` (every second), and everything the test started in it:
@@ -294,4 +295,66 @@ fn a_second_live_scheduler_starts_nothing_and_names_the_run_still_going() {
     assert_eq!(scene.sandbox.runs().len(), 1, "no second run was begun");
     scene.stop(second);
     scene.stop(first);
+}
+
+#[test]
+fn a_stranded_run_resumed_by_hand_never_runs_beside_a_scheduled_run_of_its_job() {
+    let mut scene = Scene::new();
+    let (run_id, group) = scene.kill_9_mid_run();
+    signal(-group, "KILL");
+    wait_for("the orphan to end", || !group_running(group));
+
+    // The scheduler drives a fresh run of the job: the printed `cairn resume` is refused.
+    scene.sandbox.write("hold", "");
+    let second = scene.start_scheduler("s2", &[]);
+    wait_for("the scheduled run's command to start", || {
+        scene.starts() == 2
+    });
+    let refused = scene
+        .sandbox
+        .run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stderr = common::text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert_contains(&stderr, "is being driven right now");
+    assert_eq!(scene.starts(), 2, "the stranded run's task did not start");
+    assert_eq!(scene.status_of(&run_id), "running");
+    std::fs::remove_file(scene.sandbox.path("hold")).unwrap();
+    wait_for("the scheduled run to complete", || {
+        lines_with(&scene.sandbox.read("s2.out"), " completed") >= 1
+    });
+    scene.stop(second);
+
+    // The other way round: while `cairn resume` drives the stranded run, the job's ticks
+    // start nothing.
+    scene.sandbox.write("hold", "");
+    let starts = scene.starts();
+    let mut resume = scene.sandbox.spawn(
+        &["resume", &run_id, "--state-dir", ".cairn"],
+        "r.out",
+        "r.err",
+    );
+    wait_for("the resumed run's command to start", || {
+        scene.starts() == starts + 1
+    });
+    let third = scene.start_scheduler("s3", &[]);
+    wait_for("a refused tick", || {
+        scene.sandbox.read("s3.out").contains(&format!(
+            "job backup: not started: run {run_id} of this job is still being driven by another cairn process (pid {})",
+            resume.id()
+        ))
+    });
+    assert_eq!(
+        scene.starts(),
+        starts + 1,
+        "no scheduled run started beside it"
+    );
+    std::fs::remove_file(scene.sandbox.path("hold")).unwrap();
+    let status = wait_exit(&mut resume);
+    assert_eq!(status.code(), Some(0), "{}", scene.sandbox.read("r.err"));
+    assert_eq!(scene.status_of(&run_id), "completed");
+    wait_for("the job to run again once the resume ended", || {
+        lines_with(&scene.sandbox.read("s3.out"), " completed") >= 1
+    });
+    scene.stop(third);
+    assert_lacks(&scene.sandbox.read("s3.out"), " failed");
 }
