@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     }
     // Progress goes to stdout; logs go to stderr, errors only unless RUST_LOG asks for more
     // (for example `RUST_LOG=cairn=info`), since the progress lines already say what happens.
-    let config = cairn_telemetry::Config::new("cairn").with_default_filter("error");
+    // A collector (OTEL_EXPORTER_OTLP_ENDPOINT) still gets every span and INFO event.
+    let config = cairn_telemetry::Config::new("cairn")
+        .with_default_filter("error")
+        .with_export_filter(cairn_telemetry::DEFAULT_FILTER);
     let _telemetry = match cairn_telemetry::init(config) {
         Ok(guard) => Some(guard),
         Err(error) => {

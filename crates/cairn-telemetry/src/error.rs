@@ -9,7 +9,7 @@ pub enum Error {
     InvalidFilter {
         /// The rejected directive string.
         value: String,
-        /// Where it came from: `RUST_LOG` or `Config::default_filter`.
+        /// Where it came from: `RUST_LOG`, `Config::default_filter` or `Config::export_filter`.
         origin: &'static str,
         /// The parser's complaint.
         #[source]

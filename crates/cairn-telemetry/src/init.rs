@@ -109,6 +109,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The filter when `RUST_LOG` is unset (EnvFilter syntax).
     pub default_filter: String,
+    /// The export layers' filter when `RUST_LOG` is unset, if it differs from
+    /// [`Config::default_filter`]: a binary that keeps stderr to errors (`"error"`) still
+    /// exports its spans and events with `Some("info".into())`. `None` (the default) uses
+    /// `default_filter`. `RUST_LOG`, when set, filters both.
+    pub export_filter: Option<String>,
     /// OTLP export.
     pub export: Export,
     /// How often metrics are exported.
@@ -139,6 +144,7 @@ impl Config {
             service_name: service_name.into(),
             log_format: LogFormat::Human,
             default_filter: DEFAULT_FILTER.to_owned(),
+            export_filter: None,
             export: Export::FromEnv,
             metrics_interval: Duration::from_secs(60),
             traced_task_spans: false,
@@ -154,6 +160,24 @@ impl Config {
     /// Sets [`Config::default_filter`].
     pub fn with_default_filter(mut self, filter: impl Into<String>) -> Self {
         self.default_filter = filter.into();
+        self
+    }
+
+    /// Sets [`Config::export_filter`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, DEFAULT_FILTER};
+    ///
+    /// // Errors only on stderr; the collector still gets every span and INFO event.
+    /// let config = Config::new("cli")
+    ///     .with_default_filter("error")
+    ///     .with_export_filter(DEFAULT_FILTER);
+    /// assert_eq!(config.export_filter.as_deref(), Some("info"));
+    /// ```
+    pub fn with_export_filter(mut self, filter: impl Into<String>) -> Self {
+        self.export_filter = Some(filter.into());
         self
     }
 
@@ -298,6 +322,15 @@ fn filter_directives(config: &Config) -> (String, &'static str) {
     match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(value) if !value.trim().is_empty() => (value, "RUST_LOG"),
         _ => (config.default_filter.clone(), "Config::default_filter"),
+    }
+}
+
+/// [`filter_directives`] for the export layers: [`Config::export_filter`] stands in for the
+/// default filter when set.
+fn export_filter_directives(config: &Config) -> (String, &'static str) {
+    match (&config.export_filter, filter_directives(config)) {
+        (Some(export), (_, "Config::default_filter")) => (export.clone(), "Config::export_filter"),
+        (_, directives) => directives,
     }
 }
 
@@ -559,7 +592,8 @@ mod otlp {
 }
 
 /// The layers [`init`] puts under its fmt layer, over the given providers: the trace layer
-/// filtered by `RUST_LOG` (else [`Config::default_filter`]) and the metrics layer, which sees
+/// filtered by `RUST_LOG` (else [`Config::export_filter`], else [`Config::default_filter`])
+/// and the metrics layer, which sees
 /// every event and span of cairn's target whatever the filter says. Benchmarks and hosts that
 /// want exactly `init`'s export path without its fmt layer or global install use this.
 ///
@@ -598,7 +632,7 @@ pub fn export_layers<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    let (directives, origin) = filter_directives(config);
+    let (directives, origin) = export_filter_directives(config);
     let trace_filter = parse_filter(&directives, origin)?;
     let traces = &providers.traces;
     let metrics = metrics_layer(&providers.metrics);
@@ -622,7 +656,8 @@ where
 }
 
 /// Installs the process-wide subscriber: a fmt layer to stderr and the OpenTelemetry trace
-/// layer, both filtered by `RUST_LOG` (else [`Config::default_filter`]), plus the metrics
+/// layer, both filtered by `RUST_LOG` (else [`Config::default_filter`]; the trace layer by
+/// [`Config::export_filter`] when that is set), plus the metrics
 /// layer, which always sees cairn's own events and spans (queue depth is a DEBUG event).
 ///
 /// **Only binaries call `init`.** Libraries MUST NOT: a library that installs a global

@@ -46,6 +46,69 @@ fn init_exports_through_the_global_subscriber_and_refuses_a_second_install() {
     }
 }
 
+#[test]
+fn an_export_filter_exports_info_while_stderr_keeps_to_errors() {
+    const NAME: &str = "an_export_filter_exports_info_while_stderr_keeps_to_errors";
+    match std::env::var(CHILD_ROLE).as_deref() {
+        Ok("export-filter") => export_past_a_quiet_log_filter(),
+        Ok(_) => {}
+        Err(_) => {
+            let output = Command::new(std::env::current_exe().expect("test binary path"))
+                .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+                .env(CHILD_ROLE, "export-filter")
+                .env_remove("RUST_LOG")
+                .env_remove("OTEL_SDK_DISABLED")
+                .output()
+                .expect("run the child test");
+            assert_child_passed(&output);
+            // The INFO event went to the collector only, not to stderr.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!stderr.contains(names::RUN_FINISHED), "{stderr}");
+        }
+    }
+}
+
+/// `init` with stderr logs at `error` and [`Config::export_filter`] at `info`: the run span
+/// and its INFO event still reach the collector.
+fn export_past_a_quiet_log_filter() {
+    let receiver = OtlpReceiver::start();
+    let config = Config::new("cairn-export-filter-test")
+        .with_log_format(LogFormat::Json)
+        .with_default_filter("error")
+        .with_export_filter(cairn_telemetry::DEFAULT_FILTER)
+        .with_export(Export::Otlp {
+            protocol: OtlpProtocol::HttpProtobuf,
+            endpoint: Some(receiver.endpoint()),
+        });
+    let guard = init(config).expect("init");
+    let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+        run_id = "run-q", workflow = "w", scope = "s", resumed = false);
+    run.in_scope(|| {
+        emit::run_finished(&RunFinished {
+            run_id: "run-q",
+            outcome: RunOutcomeName::Complete,
+            resumed: false,
+            duration_ms: 3,
+            tasks_done: 1,
+            tasks_failed: 0,
+            tasks_skipped: 0,
+            tasks_blocked: 0,
+        });
+    });
+    drop(run);
+    guard.shutdown().expect("flush and shut down");
+    assert!(
+        receiver.wait_for_path("/v1/traces", Duration::from_secs(10)),
+        "no trace export"
+    );
+    let (spans, events) = receiver.span_and_event_names();
+    assert!(spans.iter().any(|s| s == names::RUN_SPAN), "{spans:?}");
+    assert!(
+        events.iter().any(|e| e == names::RUN_FINISHED),
+        "{events:?}"
+    );
+}
+
 fn export_through_init() {
     let receiver = OtlpReceiver::start();
     let config = Config::new("cairn-init-test")
