@@ -50,6 +50,16 @@ pub enum TaskEvent {
         /// What failed.
         why: String,
     },
+    /// An attempt's command exited and left processes running in its process group
+    /// (background jobs it started), which were killed.
+    LeftoversStopped {
+        /// The workflow task id.
+        task: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// The process group.
+        group: u32,
+    },
     /// The task's completion is durable (the executor's journal acknowledged it).
     Recorded {
         /// The queue's id of the task.
@@ -206,6 +216,21 @@ impl Progress {
                     self.warn(&format!(
                         "the {stream} of {task} (attempt {attempt}) is not fully kept: {}",
                         escape_controls(&why)
+                    ));
+                }
+            }
+            TaskEvent::LeftoversStopped {
+                task,
+                attempt,
+                group,
+            } => {
+                self.json(serde_json::json!({
+                    "event": "task_leftovers_stopped", "task": task, "attempt": attempt,
+                    "process_group": group,
+                }));
+                if self.mode != Mode::Json {
+                    self.line(&format!(
+                        "note: {task} (attempt {attempt}) left processes running in its process group {group} when its command exited; they were stopped"
                     ));
                 }
             }

@@ -29,6 +29,15 @@
 //! cairn (which then decides what to stop), and a timeout, the end of the shutdown grace
 //! period or a second Ctrl-C can kill the whole tree the command started.
 //!
+//! When the command exits by itself, whatever it left running in its group (a background
+//! job, `cmd &`) is killed, as CI runners do at the end of a step, and reported
+//! ([`TaskEvent::LeftoversStopped`]): a task is over when its command is, a leftover would
+//! otherwise hold the output pipes open and outlive every record of it, and the group id is
+//! safe to signal while a member still holds it. A process meant to outlive its task must
+//! leave the group, for example with `setsid`. Tasks get no terminal input: stdin is
+//! `/dev/null`, and a command that opens the terminal itself (a password prompt) is stopped
+//! by it, until its timeout or Ctrl-C.
+//!
 //! # Commands left running by a crash
 //!
 //! A `kill -9` of cairn cannot take the commands' groups along: they keep running, and a
@@ -74,8 +83,9 @@ pub const OUTPUT_CAP: u64 = 1024 * 1024;
 /// Lines of each stream kept in memory to show when a task fails.
 pub const TAIL_LINES: usize = 10;
 
-/// How long to wait for a finished command's output pipes to close. A command can leave a
-/// background process holding them open; its output after that is not captured.
+/// How long to wait, in all, for a finished command's output pipes to close. What the
+/// command left in its process group is killed when it exits, but a process it moved out of
+/// the group (`setsid`) can still hold them open; its output after that is not captured.
 const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A shell task's definition: the queue task's inputs.
@@ -743,8 +753,26 @@ impl ShellHandler {
             () = ctx.cancellation().cancelled() => Ended::Cancelled,
         };
         if matches!(ended, Ended::Exited(_)) {
-            // The command ended by itself: its group is left alone (its pid may be reused).
+            // The command ended by itself. Members still in its group pin the group id (no
+            // new group can take it while one lives), so killing them hits only them; with
+            // none left nothing is sent (the id may be reused).
             guard.armed = false;
+            let stopped = tokio::task::spawn_blocking(move || {
+                let left = group_has_members(group);
+                if left {
+                    kill_group(group);
+                }
+                left
+            })
+            .await
+            .unwrap_or(false);
+            if stopped {
+                let _ = self.events.send(TaskEvent::LeftoversStopped {
+                    task: spec.id.clone(),
+                    attempt: ctx.attempt(),
+                    group,
+                });
+            }
         } else {
             kill_group(group);
             guard.armed = false;
@@ -752,8 +780,7 @@ impl ShellHandler {
         }
         drop(guard);
         let _ = std::fs::remove_file(&record);
-        let stdout = join_capture(stdout).await;
-        let stderr = join_capture(stderr).await;
+        let (stdout, stderr) = join_captures(stdout, stderr).await;
         for (stream, capture) in [("stdout", &stdout), ("stderr", &stderr)] {
             if let Some(why) = &capture.lost {
                 let _ = self.events.send(TaskEvent::OutputLost {
@@ -871,11 +898,38 @@ async fn sleep_opt(limit: Option<Duration>) {
     }
 }
 
-async fn join_capture(handle: Option<tokio::task::JoinHandle<Capture>>) -> Capture {
+/// Whether any live process (not a zombie) is in process group `group`.
+fn group_has_members(group: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(proc_stat)
+        .any(|(pgrp, _)| pgrp == group)
+}
+
+/// Both streams' captures, waiting at most [`PIPE_DRAIN_LIMIT`] in all for their pipes to
+/// close.
+async fn join_captures(
+    stdout: Option<tokio::task::JoinHandle<Capture>>,
+    stderr: Option<tokio::task::JoinHandle<Capture>>,
+) -> (Capture, Capture) {
+    let deadline = tokio::time::Instant::now() + PIPE_DRAIN_LIMIT;
+    tokio::join!(
+        join_capture(stdout, deadline),
+        join_capture(stderr, deadline)
+    )
+}
+
+async fn join_capture(
+    handle: Option<tokio::task::JoinHandle<Capture>>,
+    deadline: tokio::time::Instant,
+) -> Capture {
     let Some(mut handle) = handle else {
         return Capture::default();
     };
-    match tokio::time::timeout(PIPE_DRAIN_LIMIT, &mut handle).await {
+    match tokio::time::timeout_at(deadline, &mut handle).await {
         Ok(Ok(capture)) => capture,
         Ok(Err(_)) => Capture::default(),
         Err(_) => {

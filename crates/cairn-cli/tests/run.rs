@@ -766,3 +766,50 @@ fn the_runs_table_lines_up_with_wide_characters_in_names() {
     }
     assert_contains(&table, "データベースの夜間…");
 }
+
+#[test]
+fn background_jobs_a_command_leaves_in_its_group_are_stopped_and_said_so() {
+    let sandbox = Sandbox::new();
+    // One background job keeps the output pipes open, one does not; a third leaves the
+    // group with `setsid` and is not cairn's to stop.
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "spawner"
+
+[[task]]
+id = "spawn"
+run = "sleep 123 & echo $! > piped.pid; sleep 124 >/dev/null 2>&1 & echo $! > quiet.pid; setsid sh -c 'echo $$ > away.pid; exec sleep 125' >/dev/null 2>&1 < /dev/null & while [ ! -s away.pid ]; do sleep 0.01; done; echo spawned"
+
+[[task]]
+id = "after"
+run = "echo after"
+depends_on = ["spawn"]
+"#,
+    );
+    let out = sandbox.run(&["run", "wf.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_contains(
+        &stdout,
+        "note: spawn (attempt 1) left processes running in its process group ",
+    );
+    assert_contains(&stdout, "completed: 2 task(s) done");
+    let pid = |name: &str| -> i64 { sandbox.read(name).trim().parse().expect("a pid") };
+    wait_for("the background jobs to be gone", || {
+        !alive(pid("piped.pid")) && !alive(pid("quiet.pid"))
+    });
+    let away = pid("away.pid");
+    assert!(alive(away), "a process that left the group is left alone");
+    let _ = std::process::Command::new("kill")
+        .arg(away.to_string())
+        .status();
+    let output = std::fs::read_dir(sandbox.path(".cairn/output"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let captured = std::fs::read_to_string(output.join("spawn.1.stdout")).unwrap();
+    assert_eq!(captured, "spawned\n");
+}
