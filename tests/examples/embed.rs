@@ -4,15 +4,10 @@
 
 use std::error::Error;
 use std::path::Path;
-use std::sync::Arc;
 
-use cairn_checkpoint::Durability;
 use cairn_checkpoint_file::FileFactory;
-use cairn_executor::{
-    Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunReport, RunSignals, Start,
-    handler_fn,
-};
-use cairn_queue::{Handoff, TaskSpec};
+// The executor, plans, handlers, and the queue and checkpoint types they use.
+use cairn_executor::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -46,7 +41,7 @@ pub async fn embed(root: &Path) -> Result<RunReport, Box<dyn Error>> {
     );
     // A store that cannot begin the run is an error, not a run that quietly keeps nothing.
     let config = ExecutorConfig::default().with_require_durability(true);
-    let executor = Executor::new(Arc::new(factory), registry, config)?;
+    let executor = Executor::new(factory, registry, config)?;
 
     let mut phase = Phase::new("download");
     let index = phase.task(TaskSpec::new("fetch").inputs("index".into()), []);

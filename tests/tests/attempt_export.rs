@@ -209,6 +209,69 @@ fn attempts_through_export_layers_are_exported_once_as_children_of_the_run_span(
 }
 
 #[test]
+fn a_failed_attempt_exports_task_failed_as_an_event_of_its_own_span() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "a_failed_attempt_exports_task_failed_as_an_event_of_its_own_span",
+        &default,
+        |filter| {
+            let telemetry = export_layers(filter, None);
+            run_under(&telemetry);
+            let tasks = telemetry.spans_named(names::TASK_SPAN);
+            let with_failure: Vec<_> = tasks
+                .iter()
+                .filter(|task| {
+                    task.events
+                        .iter()
+                        .any(|event| event.name == names::TASK_FAILED)
+                })
+                .collect();
+            assert_eq!(with_failure.len(), 1, "only the flaky first attempt failed");
+            let task = with_failure[0];
+            assert_eq!(
+                attr(&task.attributes, "outcome"),
+                Some(&Value::from("retry"))
+            );
+            let event = task
+                .events
+                .iter()
+                .find(|event| event.name == names::TASK_FAILED)
+                .unwrap();
+            let fields = &event.attributes;
+            assert_eq!(attr(fields, "level"), Some(&Value::from("WARN")));
+            assert_eq!(attr(fields, "kind"), Some(&Value::from("flaky")));
+            assert_eq!(attr(fields, "attempt"), Some(&Value::I64(1)));
+            assert_eq!(attr(fields, "error.kind"), Some(&Value::from("flaky")));
+            assert_eq!(
+                attr(fields, "error.message"),
+                Some(&Value::from("try again"))
+            );
+            assert_eq!(attr(fields, "will_retry"), Some(&Value::Bool(true)));
+            assert_eq!(
+                attr(fields, "task_id"),
+                attr(&task.attributes, "task_id"),
+                "the event names its own attempt's task"
+            );
+            // Not the run span's, and not a detached span of its own.
+            let runs = telemetry.spans_named(names::RUN_SPAN);
+            assert!(
+                !runs[0]
+                    .events
+                    .iter()
+                    .any(|event| event.name == names::TASK_FAILED)
+            );
+            assert!(
+                telemetry
+                    .spans()
+                    .iter()
+                    .all(|span| !span.name.starts_with("event ")),
+                "nothing detached"
+            );
+        },
+    );
+}
+
+#[test]
 fn attempts_a_filter_drops_are_not_exported_but_still_counted_once() {
     in_child_with_filter(
         "attempts_a_filter_drops_are_not_exported_but_still_counted_once",

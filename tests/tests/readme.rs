@@ -1,5 +1,6 @@
 //! The README's minimal embedding is `examples/embed.rs` of this crate: the README shows it
-//! verbatim, and it runs a durable run to completion on the file adapter.
+//! verbatim, it names no crate but those the README says it needs, and it runs a durable run
+//! to completion on the file adapter.
 
 // The example's `main` is for `cargo run --example embed`; the tests call `embed` itself.
 #[allow(dead_code)]
@@ -44,6 +45,35 @@ fn the_readme_shows_the_example_verbatim_and_compiled() {
         shown, body,
         "README.md's minimal embedding differs from tests/examples/embed.rs: copy the file over"
     );
+}
+
+#[test]
+fn the_example_needs_only_the_crates_the_readme_names() {
+    // The README says the executor, the file adapter and tokio are enough: every path the
+    // example names starts in one of them (or std).
+    let allowed = [
+        "std::",
+        "cairn_executor::",
+        "cairn_checkpoint_file::",
+        "tokio::",
+    ];
+    let mut named = 0;
+    for line in EXAMPLE.lines().filter(|l| l.starts_with("use ")) {
+        named += 1;
+        let path = line.trim_start_matches("use ");
+        assert!(
+            allowed.iter().any(|crate_| path.starts_with(crate_)),
+            "the example names another crate: {line}"
+        );
+    }
+    assert!(named >= 3, "the example's imports were found");
+    assert!(
+        EXAMPLE.contains("#[tokio::main]"),
+        "tokio is named by its attribute"
+    );
+    for other in ["cairn_queue::", "cairn_checkpoint::", "async_trait::"] {
+        assert!(!EXAMPLE.contains(other), "the example names {other}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

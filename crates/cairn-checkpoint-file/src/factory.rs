@@ -91,8 +91,11 @@ impl FileFactoryBuilder {
         self
     }
 
-    /// The queue bounds used when compaction replays the journal. Default
-    /// `QueueConfig::default()`; use the executor's own so replay accepts what it wrote.
+    /// The queue bounds of the in-memory queue compaction replays the journal into. Default
+    /// `QueueConfig::default()`, which is right whatever bounds the executor uses: replay
+    /// checks structure, not bounds (`cairn_queue::Queue::apply`), and compaction only
+    /// replays, so this setting changes neither what compaction accepts nor the snapshot
+    /// it writes. There is no need to match the executor's `ExecutorConfig::queue`.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config.queue_config = config;
         self

@@ -77,9 +77,9 @@
 //! so rewriting a large snapshot stays amortized over the records that caused it.
 //!
 //! Compaction runs on a thread of its own, beside the appends. It brings a
-//! `cairn_queue::Queue` (with the builder's `queue_config`) up to the last record written
-//! when it started and installs that queue's snapshot as above, while appends go on into the
-//! same journal: a snapshot covering a prefix of the journal is a state every open accepts.
+//! `cairn_queue::Queue` (whose bounds, the builder's `queue_config`, replay never checks) up
+//! to the last record written when it started and installs that queue's snapshot as above,
+//! while appends go on into the same journal: a snapshot covering a prefix of the journal is a state every open accepts.
 //! Once the snapshot is installed, the next append's group-commit leader replaces the journal
 //! with one holding only the batches written since (temp file, fdatasync, rename, fsync dir;
 //! the old journal stays whole until the rename), from the batches it kept in memory

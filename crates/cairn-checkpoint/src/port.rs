@@ -113,6 +113,54 @@ pub struct Recovered {
     pub torn_tail: Option<TornTail>,
 }
 
+impl Recovered {
+    /// Rebuilds the run's queue: the snapshot, then every event after it
+    /// (`cairn_queue::Queue::replay`). This is the task table a host shows (statuses,
+    /// attempts, errors, handoffs), read from [`CheckpointerFactory::peek`] without taking
+    /// the writer lock, or from [`CheckpointerFactory::open`].
+    ///
+    /// `config` gives the rebuilt queue its bounds. Replay checks structure, not bounds
+    /// (`Queue::apply`), so any `config` rebuilds the same state; the bounds matter only to
+    /// what is enqueued into the queue afterwards. `QueueConfig::default()` is right for
+    /// reading.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Replay` (with the run's id) when the snapshot or an event does not fit:
+    /// another snapshot format version, an inconsistent snapshot, an event that does not
+    /// apply to the state before it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_checkpoint::Error> {
+    /// let store = MemoryFactory::new();
+    /// let run_id = RunId::new("r1")?;
+    /// let run = store.begin(RunMeta::new(run_id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// let id = queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1)).unwrap().id;
+    /// run.append(&queue.take_events()).await?;
+    /// drop(run); // the writer is gone, as after its process ended
+    ///
+    /// let recovered = store.peek(&run_id).await?.expect("the run exists");
+    /// let rebuilt = recovered.queue(QueueConfig::default())?;
+    /// assert_eq!(rebuilt.get(id).map(|task| task.status), Some(Status::Pending));
+    /// # Ok(()) }
+    /// ```
+    pub fn queue(&self, config: cairn_queue::QueueConfig) -> Result<cairn_queue::Queue> {
+        cairn_queue::Queue::replay(self.snapshot.clone(), &self.events, config).map_err(|source| {
+            crate::Error::Replay {
+                run_id: self.meta.run_id.clone(),
+                source,
+            }
+        })
+    }
+}
+
 /// An opened run: its writer handle and the recovered state.
 #[derive(Debug)]
 pub struct Opened {

@@ -16,7 +16,15 @@
 //! meanwhile keep the label of their handler's result though nothing records it, exactly as
 //! a result applied just before a failed append always did. An attempt stopped before its
 //! first poll still gets its span (labelled `cancelled`), opened when it is dropped.
+//!
+//! An attempt that fails (an error from its handler, a timeout, a panic) also emits
+//! `orchestrator task_failed` (`cairn_telemetry::names::TASK_FAILED`) here, inside its task
+//! span, with the error's kind and text and whether the task will be retried: so the event
+//! is a span event of the failed attempt, and the run span does not fill up with one event
+//! per failed attempt (the SDK keeps 128 events per span).
 
+use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
@@ -24,8 +32,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cairn_checkpoint::RunId;
 use cairn_queue::TaskId;
 use cairn_telemetry::attempt::{AttemptExport, AttemptHook, AttemptRecord};
+use cairn_telemetry::emit::{self, TaskFailed};
 use cairn_telemetry::names;
 use tracing::{Dispatch, Span};
 
@@ -56,6 +66,49 @@ impl AttemptEnd {
             AttemptEnd::Returned(Err(_)) => "fail",
             AttemptEnd::TimedOut(_) => "timeout",
         }
+    }
+
+    /// The failure this end reports, if it is one: the error's kind and text, and whether
+    /// the task gets another attempt (by the rule of [`AttemptEnd::outcome`]).
+    fn failure(&self, attempt: u32, max_attempts: u32) -> Option<Failure<'_>> {
+        let left = attempt < max_attempts;
+        match self {
+            AttemptEnd::Returned(Ok(_)) => None,
+            AttemptEnd::Returned(Err(TaskFailure::Retryable(error))) => Some(Failure {
+                kind: &error.kind,
+                message: Cow::Borrowed(&error.message),
+                will_retry: left,
+            }),
+            AttemptEnd::Returned(Err(TaskFailure::Permanent(error))) => Some(Failure {
+                kind: &error.kind,
+                message: Cow::Borrowed(&error.message),
+                will_retry: false,
+            }),
+            // The drive fails a timed-out attempt retryably, with kind `timeout`.
+            AttemptEnd::TimedOut(limit) => Some(Failure {
+                kind: "timeout",
+                message: Cow::Owned(format!("attempt {attempt} ran longer than {limit:?}")),
+                will_retry: left,
+            }),
+        }
+    }
+}
+
+/// What `orchestrator task_failed` says about a failed attempt.
+struct Failure<'a> {
+    kind: &'a str,
+    message: Cow<'a, str>,
+    will_retry: bool,
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "non-string panic payload"
     }
 }
 
@@ -118,6 +171,8 @@ impl std::fmt::Display for TaskIdText {
 /// export layers build an attempt's exported span and metrics from its fields, without a
 /// tracing span per attempt). Looked up once per run, shared by its attempts.
 pub(crate) struct AttemptScope {
+    /// The run, for the `run_id` of `orchestrator task_failed`.
+    run_id: Arc<RunId>,
     dispatch: Dispatch,
     /// The run span, parent of every task span.
     parent: Span,
@@ -125,11 +180,12 @@ pub(crate) struct AttemptScope {
 }
 
 impl AttemptScope {
-    /// The scope of attempts run under `dispatch` (usually the drive's subscriber), in the
-    /// run span `parent`.
-    pub(crate) fn new(dispatch: Dispatch, parent: Span) -> AttemptScope {
+    /// The scope of the attempts of run `run_id` run under `dispatch` (usually the drive's
+    /// subscriber), in the run span `parent`.
+    pub(crate) fn new(run_id: Arc<RunId>, dispatch: Dispatch, parent: Span) -> AttemptScope {
         let export = AttemptHook::find(&dispatch);
         AttemptScope {
+            run_id,
             dispatch,
             parent,
             export,
@@ -148,6 +204,36 @@ impl AttemptScope {
             export.open(&self.parent, task_id.as_str(), &fields.kind, fields.attempt)
         });
         (span, direct)
+    }
+
+    /// Emits `orchestrator task_failed` for the attempt of `fields` in `span`.
+    ///
+    /// The event goes where the attempt's other events go: into its tracing span when some
+    /// layer opened one, else to its exported side (the direct export takes the events
+    /// emitted while it is entered). With neither, nothing is entered on this worker, so the
+    /// run span is named as the parent: tracing-opentelemetry drops events without one.
+    fn report_failure(
+        &self,
+        span: &mut AttemptSpan,
+        fields: &AttemptFields,
+        failure: &Failure<'_>,
+    ) {
+        let task_id = TaskIdText::new(fields.task_id);
+        let event = TaskFailed {
+            run_id: self.run_id.as_str(),
+            task_id: task_id.as_str(),
+            kind: &fields.kind,
+            attempt: fields.attempt,
+            max_attempts: fields.max_attempts,
+            error_kind: failure.kind,
+            error_message: &failure.message,
+            will_retry: failure.will_retry,
+        };
+        if span.span.is_disabled() && span.direct.is_none() {
+            emit::task_failed(Some(&self.parent), &event);
+        } else {
+            span.in_span(|| emit::task_failed(None, &event));
+        }
     }
 }
 
@@ -280,7 +366,11 @@ impl<F: Future<Output = AttemptEnd>> Future for TracedAttempt<F> {
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(end)) => {
-                span.record_outcome(end.outcome(this.fields.attempt, this.fields.max_attempts));
+                let (attempt, max_attempts) = (this.fields.attempt, this.fields.max_attempts);
+                if let Some(failure) = end.failure(attempt, max_attempts) {
+                    this.scope.report_failure(span, &this.fields, &failure);
+                }
+                span.record_outcome(end.outcome(attempt, max_attempts));
                 // Closed here, on the worker: the exported span is built and queued now.
                 if let Some(span) = this.span.take() {
                     span.close();
@@ -288,6 +378,17 @@ impl<F: Future<Output = AttemptEnd>> Future for TracedAttempt<F> {
                 Poll::Ready(end)
             }
             Err(payload) => {
+                // The drive fails a panicked attempt permanently, with kind `panic`.
+                let failure = Failure {
+                    kind: "panic",
+                    message: Cow::Owned(format!(
+                        "handler panicked on attempt {}: {}",
+                        this.fields.attempt,
+                        panic_text(&*payload)
+                    )),
+                    will_retry: false,
+                };
+                this.scope.report_failure(span, &this.fields, &failure);
                 span.record_outcome(PANIC);
                 // The body is dropped inside the span, as after any end. A second panic from
                 // its destructor is dropped: the first one is what the drive reports.
@@ -377,6 +478,10 @@ mod tests {
         )
     }
 
+    fn run_id() -> Arc<cairn_checkpoint::RunId> {
+        Arc::new(cairn_checkpoint::RunId::new("r1").unwrap())
+    }
+
     fn fields(attempt: u32, max_attempts: u32) -> AttemptFields {
         AttemptFields {
             task_id: TaskId(42),
@@ -441,7 +546,7 @@ mod tests {
         let mut traced = TracedAttempt::new(
             Body { pending: 1, end },
             fields(attempt, max),
-            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+            Arc::new(AttemptScope::new(run_id(), dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_pending());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -506,7 +611,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+            Arc::new(AttemptScope::new(run_id(), dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_pending());
         drop(traced);
@@ -531,7 +636,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+            Arc::new(AttemptScope::new(run_id(), dispatch, tracing::Span::none())),
         );
         drop(traced);
         let text = lines.text();
@@ -573,7 +678,7 @@ mod tests {
                 end: Some(complete),
             },
             fields(1, 3),
-            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+            Arc::new(AttemptScope::new(run_id(), dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_ready());
         assert_eq!(
@@ -605,7 +710,7 @@ mod tests {
         let mut traced = TracedAttempt::new(
             ExplodingBody,
             fields(1, 3),
-            Arc::new(AttemptScope::new(dispatch, tracing::Span::none())),
+            Arc::new(AttemptScope::new(run_id(), dispatch, tracing::Span::none())),
         );
         assert!(poll_once(&mut traced).is_pending());
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(traced)));

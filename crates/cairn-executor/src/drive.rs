@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Dispatch, Span};
 
-use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, TracedAttempt};
+use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, TracedAttempt, panic_text};
 use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::executor::AcknowledgedHook;
@@ -157,10 +157,11 @@ impl Drive {
     /// Drives the run to its end and says why it stopped (`None`: it completed).
     pub(crate) async fn run(mut self) -> Option<RunStop> {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let run_id = Arc::new(self.run_id.clone());
         let mut flight = Flight {
             running: JoinSet::new(),
             in_flight: HashMap::default(),
-            run_id: Arc::new(self.run_id.clone()),
+            run_id: Arc::clone(&run_id),
             started: Vec::new(),
             attempts_cancel: CancellationToken::new(),
             requests_tx,
@@ -172,6 +173,7 @@ impl Drive {
             released: Vec::new(),
             // The drive runs inside the run span and the caller's subscriber (`Executor::run`).
             attempts: Arc::new(AttemptScope::new(
+                run_id,
                 tracing::dispatcher::get_default(Dispatch::clone),
                 Span::current(),
             )),
@@ -516,6 +518,7 @@ impl Drive {
                 "unknown_kind",
                 format!("no handler is registered for kind `{}`", task.kind),
             );
+            self.report_failed(id, attempt, &error);
             let now = self.clock.now();
             self.queue
                 .fail(id, error, false, now, now)
@@ -704,7 +707,9 @@ impl Drive {
             .is_some_and(|t| t.status == Status::Running && t.attempts == attempt);
         let answer = if !parent_running {
             Err(Error::NotRunning { parent })
-        } else if !self.registry.contains(&spec.kind) {
+        } else if !spec.kind.is_empty() && !self.registry.contains(&spec.kind) {
+            // An empty kind is left to the queue, which refuses it as such
+            // (`InvalidSpec`: "the task kind is empty") rather than as a kind without a handler.
             Err(Error::UnknownKind {
                 parent,
                 kind: spec.kind,
@@ -750,6 +755,7 @@ impl Drive {
                                  stored on attempt {attempt}: {reason}"
                             ),
                         );
+                        self.report_failed(id, attempt, &error);
                         self.fail(id, attempt, error, false, now)?;
                     }
                     Err(error) => return Err(RunStop::Queue(error)),
@@ -789,6 +795,29 @@ impl Drive {
         Ok(())
     }
 
+    /// Emits `orchestrator task_failed` for a failure the drive finds itself (a handoff that
+    /// cannot be stored, a kind without a handler), which fails the task for good. The
+    /// attempts' own failures are reported by the attempts (`crate::attempt`). The drive runs
+    /// in the run span, which is the event's parent.
+    fn report_failed(&self, id: TaskId, attempt: u32, error: &TaskError) {
+        let Some(task) = self.queue.get(id) else {
+            return;
+        };
+        emit::task_failed(
+            None,
+            &emit::TaskFailed {
+                run_id: self.run_id.as_str(),
+                task_id: &id.to_string(),
+                kind: &task.kind,
+                attempt,
+                max_attempts: task.max_attempts,
+                error_kind: &error.kind,
+                error_message: &error.message,
+                will_retry: false,
+            },
+        );
+    }
+
     fn fail(
         &mut self,
         id: TaskId,
@@ -817,11 +846,5 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
+    panic_text(&*payload).to_owned()
 }

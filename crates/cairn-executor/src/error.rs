@@ -37,9 +37,9 @@ pub enum Error {
         /// The existing run's status.
         status: RunStatus,
     },
-    /// The plan cannot run: a kind with no handler, an `after` position that is not an
-    /// earlier task, task ids in `depends_on`, a task allowed 0 attempts, or more tasks than
-    /// the queue may hold. Found before a fresh run is begun, so nothing was written and the
+    /// The plan cannot run: an empty kind or one with no handler, an `after` position that
+    /// is not an earlier task, task ids in `depends_on`, a task allowed 0 attempts, or more
+    /// tasks than the queue may hold. Found before a fresh run is begun, so nothing was written and the
     /// corrected plan can begin under the same run id.
     #[error("the plan cannot run, so no run was begun: {}", problems_text(.problems))]
     InvalidPlan {

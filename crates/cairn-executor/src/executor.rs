@@ -93,11 +93,30 @@ enum Refusal {
 impl Executor {
     /// An executor over `factory` with these handlers and settings.
     ///
+    /// `factory` is any adapter, or an `Arc` (or `Box`) of one, `Arc<dyn
+    /// CheckpointerFactory>` included: the same argument `ResumePolicy::new` (`cairn-runs`)
+    /// takes, so one `Arc` of a store can serve both.
+    ///
     /// # Errors
     ///
     /// `Error::InvalidConfig` when `config.concurrency` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory};
+    /// use cairn_executor::{Executor, ExecutorConfig, Registry};
+    ///
+    /// let store = MemoryFactory::new();
+    /// let by_value = Executor::new(store.clone(), Registry::new(), ExecutorConfig::default())?;
+    /// let shared: Arc<dyn CheckpointerFactory> = Arc::new(store);
+    /// let by_arc = Executor::new(Arc::clone(&shared), Registry::new(), ExecutorConfig::default())?;
+    /// # let _ = (by_value, by_arc);
+    /// # Ok::<(), cairn_executor::Error>(())
+    /// ```
     pub fn new(
-        factory: Arc<dyn CheckpointerFactory>,
+        factory: impl CheckpointerFactory,
         registry: Registry,
         config: ExecutorConfig,
     ) -> Result<Executor> {
@@ -107,7 +126,7 @@ impl Executor {
             });
         }
         Ok(Executor {
-            factory,
+            factory: Arc::new(factory),
             registry: Arc::new(registry),
             config: Arc::new(config),
             on_acknowledged: None,
@@ -161,7 +180,7 @@ impl Executor {
     }
 
     /// Checks `plan` against this executor's handlers and queue bounds, as `run` does before
-    /// it begins a fresh run: every kind has a handler, every `after` names an earlier task
+    /// it begins a fresh run: every kind is non-empty and has a handler, every `after` names an earlier task
     /// of its phase, no `depends_on` holds ids, no task is allowed 0 attempts, and the queue
     /// can hold every task. (Inputs nested too deep are still refused by the queue, once the
     /// run has begun.)

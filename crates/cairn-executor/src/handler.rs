@@ -47,6 +47,35 @@ impl TaskFailure {
     }
 }
 
+/// An executor error met inside a handler (a refused [`TaskContext::enqueue`]) fails the task
+/// permanently, so `ctx.enqueue(spec).await?` works in a handler. The failure's kind names
+/// the refusal: `unknown_kind` (no handler for the follow-up's kind), `enqueue` (the queue
+/// refused the spec: an empty kind, a bound, an unknown dependency), `not_running` (the
+/// attempt or the run has ended), or `executor` for any other error; its message is the
+/// error's text. Map the error yourself for another kind, or to retry.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_executor::{Error, TaskFailure};
+/// use cairn_queue::TaskId;
+///
+/// let refused = Error::NotRunning { parent: TaskId(3) };
+/// let TaskFailure::Permanent(error) = TaskFailure::from(refused) else { panic!() };
+/// assert_eq!(error.kind, "not_running");
+/// ```
+impl From<Error> for TaskFailure {
+    fn from(error: Error) -> TaskFailure {
+        let kind = match &error {
+            Error::UnknownKind { .. } => "unknown_kind",
+            Error::Enqueue { .. } => "enqueue",
+            Error::NotRunning { .. } => "not_running",
+            _ => "executor",
+        };
+        TaskFailure::permanent(kind, error.to_string())
+    }
+}
+
 /// What a handler returns.
 pub type HandlerResult = std::result::Result<Finish, TaskFailure>;
 
@@ -181,38 +210,31 @@ impl TaskContext {
     /// use cairn_checkpoint::NoopFactory;
     /// use cairn_executor::{
     ///     Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
-    ///     TaskFailure, handler_fn,
+    ///     handler_fn, handler_fn_with,
     /// };
     /// use cairn_queue::{Handoff, TaskSpec};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), cairn_executor::Error> {
     /// let log = Arc::new(Mutex::new(Vec::new()));
-    /// let logged = |log: &Arc<Mutex<Vec<String>>>| {
-    ///     let log = Arc::clone(log);
-    ///     handler_fn(move |ctx| {
-    ///         let log = Arc::clone(&log);
-    ///         async move {
-    ///             log.lock().unwrap().push(ctx.task().kind.clone());
-    ///             Ok(Finish::Complete(Handoff::default()))
-    ///         }
-    ///     })
-    /// };
+    /// let logged = handler_fn_with(Arc::clone(&log), |log, ctx| async move {
+    ///     log.lock().unwrap().push(ctx.task().kind.clone());
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
     /// let fanout = handler_fn(|ctx| async move {
-    ///     let refused = |e: cairn_executor::Error| TaskFailure::permanent("enqueue", e.to_string());
     ///     let mut children = Vec::new();
     ///     for item in 0..3 {
-    ///         let child = ctx.enqueue(TaskSpec::new("item").inputs(item.into())).await;
-    ///         children.push(child.map_err(refused)?.id);
+    ///         // A refused enqueue fails this task permanently (`From<Error> for TaskFailure`).
+    ///         children.push(ctx.enqueue(TaskSpec::new("item").inputs(item.into())).await?.id);
     ///     }
     ///     // A task planned `after` this one would not wait for the items; this join does.
-    ///     ctx.enqueue(TaskSpec::new("join").depends_on(children)).await.map_err(refused)?;
+    ///     ctx.enqueue(TaskSpec::new("join").depends_on(children)).await?;
     ///     Ok(Finish::Complete(Handoff::default()))
     /// });
     /// let registry = Registry::new()
     ///     .with("fanout", fanout)
-    ///     .with("item", logged(&log))
-    ///     .with("join", logged(&log));
+    ///     .with("item", logged.clone())
+    ///     .with("join", logged);
     /// let executor = Executor::new(
     ///     Arc::new(NoopFactory),
     ///     registry,
@@ -229,7 +251,8 @@ impl TaskContext {
     /// # Errors
     ///
     /// `Error::UnknownKind` when no handler is registered for the spec's kind,
-    /// `Error::Enqueue` when the queue refuses it (bounds, unknown dependencies), and
+    /// `Error::Enqueue` when the queue refuses it (an empty kind, bounds, unknown
+    /// dependencies), and
     /// `Error::NotRunning` when this attempt or the run has already ended.
     ///
     /// # Cancel safety
@@ -325,7 +348,27 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
 }
 
 /// A handler made from an async closure; see [`handler_fn`].
-pub struct FnHandler<F>(F);
+///
+/// Cloning it is cheap (the closure is shared, not copied), so one closure can be
+/// registered for several kinds.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_executor::{Finish, Registry, handler_fn};
+/// use cairn_queue::Handoff;
+///
+/// let noop = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+/// let registry = Registry::new().with("fetch", noop.clone()).with("store", noop);
+/// assert!(registry.contains("fetch") && registry.contains("store"));
+/// ```
+pub struct FnHandler<F>(Arc<F>);
+
+impl<F> Clone for FnHandler<F> {
+    fn clone(&self) -> Self {
+        FnHandler(Arc::clone(&self.0))
+    }
+}
 
 impl<F> fmt::Debug for FnHandler<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -350,7 +393,76 @@ where
     F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
-    FnHandler(f)
+    FnHandler(Arc::new(f))
+}
+
+/// A handler made from an async closure and the state it shares; see [`handler_fn_with`].
+/// Cloning it clones the state and shares the closure.
+pub struct FnHandlerWith<S, F> {
+    state: S,
+    f: Arc<F>,
+}
+
+impl<S: Clone, F> Clone for FnHandlerWith<S, F> {
+    fn clone(&self) -> Self {
+        FnHandlerWith {
+            state: self.state.clone(),
+            f: Arc::clone(&self.f),
+        }
+    }
+}
+
+impl<S, F> fmt::Debug for FnHandlerWith<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnHandlerWith")
+    }
+}
+
+/// Wraps an async closure that takes shared state as a [`Handler`]: each attempt gets its
+/// own clone of `state` (make it cheap to clone, an `Arc` say) and the task's context.
+///
+/// It saves the two clones [`handler_fn`] needs for shared state (one into the closure, one
+/// into each attempt's future).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use cairn_executor::{Finish, Registry, handler_fn_with};
+/// use cairn_queue::Handoff;
+///
+/// let log = Arc::new(Mutex::new(Vec::<String>::new()));
+/// let registry = Registry::new().with(
+///     "note",
+///     handler_fn_with(Arc::clone(&log), |log, ctx| async move {
+///         log.lock().unwrap().push(ctx.inputs().to_string());
+///         Ok(Finish::Complete(Handoff::default()))
+///     }),
+/// );
+/// assert!(registry.contains("note"));
+/// ```
+pub fn handler_fn_with<S, F, Fut>(state: S, f: F) -> FnHandlerWith<S, F>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    FnHandlerWith {
+        state,
+        f: Arc::new(f),
+    }
+}
+
+#[async_trait]
+impl<S, F, Fut> Handler for FnHandlerWith<S, F>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    async fn run(&self, ctx: TaskContext) -> HandlerResult {
+        (self.f)(self.state.clone(), ctx).await
+    }
 }
 
 #[async_trait]

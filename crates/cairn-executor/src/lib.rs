@@ -23,16 +23,24 @@
 //! once, bodies run at least once, and only attempts that were running at a crash (or that
 //! failed and retried) run again.
 //!
+//! A handler that panics fails its task (kind `panic`) and the run goes on, but the panic
+//! still passes through the process's panic hook first: the default hook prints it (with a
+//! backtrace under `RUST_BACKTRACE=1`) on stderr. A host that treats stderr output as an
+//! alarm installs its own hook (`std::panic::set_hook`).
+//!
+//! # Re-exports
+//!
+//! The types of other crates that this crate's API uses are re-exported, so a minimal
+//! embedding needs only this crate, a storage adapter and tokio: [`prelude`] has what a
+//! typical host names; [`queue`] and [`checkpoint`] are the whole of `cairn-queue` and
+//! `cairn-checkpoint`; [`async_trait`] implements [`Handler`] on a type of your own, and
+//! [`CancellationToken`] is the type of [`RunSignals`]' tokens.
+//!
 //! # Examples
 //!
 //! ```
-//! use std::sync::Arc;
-//! use cairn_checkpoint::NoopFactory;
-//! use cairn_executor::{
-//!     Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals,
-//!     Start, handler_fn,
-//! };
-//! use cairn_queue::{Handoff, TaskSpec};
+//! use cairn_executor::checkpoint::NoopFactory;
+//! use cairn_executor::prelude::*;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), cairn_executor::Error> {
@@ -43,7 +51,7 @@
 //!         Ok(Finish::Complete(Handoff { done, ..Handoff::default() }))
 //!     }),
 //! );
-//! let executor = Executor::new(Arc::new(NoopFactory), registry, ExecutorConfig::default())?;
+//! let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
 //!
 //! let mut phase = Phase::new("hello");
 //! let first = phase.task(TaskSpec::new("greet").inputs("world".into()), []);
@@ -71,5 +79,50 @@ pub use executor::Executor;
 pub use handler::{
     Finish, FnHandler, Handler, HandlerResult, Registry, TaskContext, TaskFailure, handler_fn,
 };
+pub use handler::{FnHandlerWith, handler_fn_with};
 pub use outcome::{CancelCause, Disposition, FailedTask, RunReport, RunStop, classify};
 pub use plan::{Phase, PlanProblem, PlannedTask, RunPlan, RunSignals, Start, TaskAt};
+
+pub use async_trait::async_trait;
+/// The storage port (`cairn-checkpoint`), whose factory [`Executor::new`] takes.
+pub use cairn_checkpoint as checkpoint;
+pub use cairn_checkpoint::{CheckpointerFactory, Durability, RunId};
+/// The task queue (`cairn-queue`), whose task types handlers see.
+pub use cairn_queue as queue;
+pub use cairn_queue::{Enqueued, Handoff, Task, TaskError, TaskId, TaskSpec};
+pub use tokio_util::sync::CancellationToken;
+
+pub mod prelude {
+    //! What a typical embedding names, for `use cairn_executor::prelude::*;`: the executor,
+    //! plans, handlers and their results, and the queue and checkpoint types they use.
+    //!
+    //! # Examples
+    //!
+    //! A handler type of your own, with the re-exported [`async_trait`]:
+    //!
+    //! ```
+    //! use cairn_executor::prelude::*;
+    //!
+    //! #[derive(Debug)]
+    //! struct Greet;
+    //!
+    //! #[async_trait]
+    //! impl Handler for Greet {
+    //!     async fn run(&self, ctx: TaskContext) -> HandlerResult {
+    //!         let done = vec![format!("greeted {}", ctx.inputs())];
+    //!         Ok(Finish::Complete(Handoff { done, ..Handoff::default() }))
+    //!     }
+    //! }
+    //!
+    //! let registry = Registry::new().with("greet", Greet);
+    //! let signals = RunSignals { shutdown: CancellationToken::new(), ..RunSignals::default() };
+    //! # let _ = (registry, signals);
+    //! ```
+
+    pub use crate::{
+        CancellationToken, CheckpointerFactory, Disposition, Durability, Enqueued, Executor,
+        ExecutorConfig, Finish, Handler, HandlerResult, Handoff, Phase, Registry, RetryPolicy,
+        RunId, RunPlan, RunReport, RunSignals, Start, TaskContext, TaskError, TaskFailure, TaskId,
+        TaskSpec, async_trait, handler_fn, handler_fn_with,
+    };
+}

@@ -161,7 +161,7 @@ impl RunPlan {
 
 impl RunPlan {
     /// Everything wrong with this plan that would stop a fresh run before its first task:
-    /// kinds `registry` has no handler for, `after` positions that are not earlier tasks of
+    /// empty kinds, kinds `registry` has no handler for, `after` positions that are not earlier tasks of
     /// the phase, task ids in `depends_on`, tasks allowed 0 attempts, and more tasks than
     /// `queue` may hold. Empty when the plan can be built. The executor asks this before it
     /// begins a fresh run (`Error::InvalidPlan`); it does not look at inputs, whose nesting
@@ -179,7 +179,9 @@ impl RunPlan {
                     kind: task.spec.kind.clone(),
                     name: task.name.clone(),
                 };
-                if !registry.contains(&task.spec.kind) {
+                if task.spec.kind.is_empty() {
+                    problems.push(PlanProblem::EmptyKind { at: at() });
+                } else if !registry.contains(&task.spec.kind) {
                     problems.push(PlanProblem::UnknownKind { at: at() });
                 }
                 if !task.spec.depends_on.is_empty() {
@@ -251,6 +253,12 @@ pub enum PlanProblem {
     /// No handler is registered for the task's kind.
     #[error("{at}: no handler is registered for its kind")]
     UnknownKind {
+        /// The task.
+        at: TaskAt,
+    },
+    /// The task's kind is empty: no task can have that kind, whatever the registry holds.
+    #[error("{at}: the task kind is empty")]
+    EmptyKind {
         /// The task.
         at: TaskAt,
     },

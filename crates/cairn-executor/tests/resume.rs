@@ -689,6 +689,7 @@ async fn every_executor_event_on_the_cairn_target_has_a_stable_name() {
         names::RUN_FINISHED,
         names::STATE_QUARANTINED,
         names::TASK_RESET,
+        names::TASK_FAILED,
         names::BEGIN_DEGRADED,
         names::QUEUE_DEPTH,
     ];

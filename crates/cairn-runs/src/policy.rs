@@ -156,7 +156,8 @@ pub struct ResumePolicy {
 }
 
 impl ResumePolicy {
-    /// A policy over `factory` (any adapter, or an `Arc` of one).
+    /// A policy over `factory` (any adapter, or an `Arc` of one): the same argument
+    /// `cairn_executor::Executor::new` takes.
     pub fn new(factory: impl CheckpointerFactory) -> ResumePolicy {
         ResumePolicy {
             factory: Arc::new(factory),

@@ -140,6 +140,67 @@ pub fn task_reset(run_id: &str, task_id: &str, kind: &str, attempt: u32, now: &s
         run_id, task_id, kind, attempt = i64::from(attempt), now, "{}", names::TASK_RESET);
 }
 
+/// Fields of [`names::TASK_FAILED`].
+#[derive(Debug, Clone)]
+pub struct TaskFailed<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The task, as `TaskId` displays it (`t42`).
+    pub task_id: &'a str,
+    /// The task's kind.
+    pub kind: &'a str,
+    /// The attempt that failed, from 1.
+    pub attempt: u32,
+    /// The attempts the task is allowed.
+    pub max_attempts: u32,
+    /// The failure's kind (`TaskError::kind`: the handler's own, or cairn's `timeout`,
+    /// `panic`, `invalid_handoff`).
+    pub error_kind: &'a str,
+    /// The failure's text.
+    pub error_message: &'a str,
+    /// Whether the task gets another attempt (a retryable failure with attempts left).
+    pub will_retry: bool,
+}
+
+/// Emits [`names::TASK_FAILED`] at WARN, inside `parent` when one is given, else inside the
+/// current span.
+///
+/// tracing-opentelemetry drops events that have no parent span, so an emitter that knows
+/// the span the failure belongs to but does not have it entered passes it as `parent`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::emit::{TaskFailed, task_failed};
+/// task_failed(
+///     None,
+///     &TaskFailed {
+///         run_id: "r1",
+///         task_id: "t3",
+///         kind: "fetch",
+///         attempt: 1,
+///         max_attempts: 3,
+///         error_kind: "http",
+///         error_message: "503 from upstream",
+///         will_retry: true,
+///     },
+/// );
+/// ```
+pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
+    match parent {
+        Some(parent) => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
+            parent: parent, run_id = f.run_id, task_id = f.task_id, kind = f.kind,
+            attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
+            error.kind = f.error_kind, error.message = f.error_message,
+            will_retry = f.will_retry, "{}", names::TASK_FAILED),
+        None => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
+            run_id = f.run_id, task_id = f.task_id, kind = f.kind,
+            attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
+            error.kind = f.error_kind, error.message = f.error_message,
+            will_retry = f.will_retry, "{}", names::TASK_FAILED),
+    }
+}
+
 /// Emits [`names::STATE_QUARANTINED`].
 pub fn state_quarantined(run_id: &str, reason: &str, location: &str) {
     tracing::warn!(name: "orchestrator state_quarantined", target: "cairn",

@@ -28,6 +28,12 @@ pub const STATE_QUARANTINED: &str = "orchestrator state_quarantined";
 /// A task that was running at a crash was reset (or failed, when out of attempts). Fields:
 /// `run_id`, `task_id`, `kind`, `attempt`, `now` (`pending | failed`).
 pub const TASK_RESET: &str = "orchestrator task_reset";
+/// A task attempt failed: its handler returned an error (retryable or permanent), ran past
+/// its timeout, panicked, or returned a handoff that cannot be stored. WARN. Fields:
+/// `run_id`, `task_id`, `kind`, `attempt`, `max_attempts`, `error.kind`, `error.message`,
+/// `will_retry` (whether the task gets another attempt). Emitted inside the attempt's task
+/// span ([`TASK_SPAN`]) when it fails there, else inside the run span ([`RUN_SPAN`]).
+pub const TASK_FAILED: &str = "orchestrator task_failed";
 /// `begin` failed and the run degraded to non-durable. Fields: `run_id`, `error`.
 pub const BEGIN_DEGRADED: &str = "orchestrator begin_degraded";
 /// A recurring job's circuit breaker tripped. Fields: `job_id`, `consecutive_errors`, `last_error`.

@@ -1,7 +1,9 @@
 //! The stable events reach OpenTelemetry as span events with their names and fields, inside a
 //! run span and (wrapped in a span of their own) outside any span.
 
-use cairn_telemetry::emit::{self, QueueDepth, Resumed, RunFinished, RunOutcomeName, RunStarted};
+use cairn_telemetry::emit::{
+    self, QueueDepth, Resumed, RunFinished, RunOutcomeName, RunStarted, TaskFailed,
+};
 use cairn_telemetry::names;
 use cairn_telemetry::testing::TestTelemetry;
 use opentelemetry::trace::Event;
@@ -185,6 +187,96 @@ fn decision_events_carry_their_fields() {
     );
     let run = &telemetry.spans_named(names::RUN_SPAN)[0];
     assert_eq!(run.status, opentelemetry::trace::Status::Unset);
+}
+
+fn failure(attempt: u32, will_retry: bool) -> TaskFailed<'static> {
+    TaskFailed {
+        run_id: "run-4",
+        task_id: "t2",
+        kind: "http",
+        attempt,
+        max_attempts: 3,
+        error_kind: "network",
+        error_message: "connection reset by peer",
+        will_retry,
+    }
+}
+
+#[test]
+fn task_failed_keeps_its_fields_in_the_current_span_or_the_parent_it_names() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| {
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
+            run_id = "run-4", workflow = "etl", scope = "daily", resumed = false);
+        {
+            let _entered = run.enter();
+            emit::task_failed(None, &failure(1, true));
+        }
+        // Not entered: named as the parent, as an attempt without a task span does.
+        emit::task_failed(Some(&run), &failure(3, false));
+    });
+
+    let runs = telemetry.spans_named(names::RUN_SPAN);
+    assert_eq!(runs.len(), 1);
+    let events: Vec<&Event> = runs[0]
+        .events
+        .iter()
+        .filter(|event| event.name == names::TASK_FAILED)
+        .collect();
+    assert_eq!(
+        events.len(),
+        2,
+        "both are the run span's: {:?}",
+        runs[0].events
+    );
+    for (event, (attempt, will_retry)) in events.iter().zip([(1, true), (3, false)]) {
+        assert_eq!(attr(event, "level"), Some(&s("WARN")));
+        assert_eq!(attr(event, "run_id"), Some(&s("run-4")));
+        assert_eq!(attr(event, "task_id"), Some(&s("t2")));
+        assert_eq!(attr(event, "kind"), Some(&s("http")));
+        assert_eq!(attr(event, "attempt"), Some(&Value::I64(attempt)));
+        assert_eq!(attr(event, "max_attempts"), Some(&Value::I64(3)));
+        assert_eq!(attr(event, "error.kind"), Some(&s("network")));
+        assert_eq!(
+            attr(event, "error.message"),
+            Some(&s("connection reset by peer"))
+        );
+        assert_eq!(attr(event, "will_retry"), Some(&Value::Bool(will_retry)));
+    }
+    assert_eq!(
+        runs[0].status,
+        opentelemetry::trace::Status::Unset,
+        "a failed attempt does not fail the run span"
+    );
+}
+
+#[test]
+fn a_filtered_fmt_layer_beside_the_export_layers_leaves_what_they_record_alone() {
+    // `docs/telemetry.md`'s "Building your own subscriber", over in-memory exporters: the
+    // filter keeps the DEBUG `queue_depth` out of the logs, not out of the metrics.
+    use tracing_subscriber::Layer as _;
+    let telemetry = TestTelemetry::composed(|providers| {
+        let logs = tracing_subscriber::EnvFilter::new(cairn_telemetry::DEFAULT_FILTER);
+        cairn_telemetry::layers::fmt_layer(cairn_telemetry::LogFormat::Human)
+            .with_filter(logs)
+            .and_then(cairn_telemetry::layers::layer(providers))
+    });
+    telemetry.in_scope(|| {
+        emit::queue_depth(
+            "run-5",
+            &QueueDepth {
+                pending: 4,
+                ..QueueDepth::default()
+            },
+        );
+    });
+    assert_eq!(
+        telemetry.gauge(
+            names::METRIC_QUEUE_DEPTH,
+            &[KeyValue::new("status", "pending")]
+        ),
+        Some(4)
+    );
 }
 
 #[test]

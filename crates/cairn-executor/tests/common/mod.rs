@@ -90,13 +90,10 @@ pub async fn stored(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Recove
 
 /// The queue a run's journal replays to.
 pub async fn stored_queue(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Queue {
-    let recovered = stored(factory, run_id).await;
-    Queue::replay(
-        recovered.snapshot,
-        recovered.events.iter(),
-        QueueConfig::default(),
-    )
-    .expect("the journal replays")
+    stored(factory, run_id)
+        .await
+        .queue(QueueConfig::default())
+        .expect("the journal replays")
 }
 
 /// How many `Completed` records each task has in the journal.
