@@ -175,6 +175,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
                         | cairn_runs::Error::NotResumable { .. }
                         | cairn_runs::Error::AlreadyTerminal { .. }
                         | cairn_runs::Error::StillRunning { .. }
+                        | cairn_runs::Error::ClaimedDuringAbandon { .. }
                         | cairn_runs::Error::OwnerAlive { .. }
                         | cairn_runs::Error::ApprovalMismatch { .. }
                 )
@@ -1329,6 +1330,21 @@ impl Drive<'_> {
     }
 }
 
+/// Waits up to a second while another process holds the run's writer lock. An abandon
+/// holds it only while it cancels the run, and a listing only while it probes it, while a
+/// driver keeps it: so a resume racing an abandon reads the run as the abandon left it
+/// (abandoned, and refused as such) instead of calling the abandon a driver.
+/// Says whether the lock is free.
+async fn wait_out_a_brief_holder(state: &StateDir, run_id: &RunId) -> anyhow::Result<bool> {
+    for _ in 0..20 {
+        if !state.factory.is_held(run_id).await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
 async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let store = &args.target.store;
     let state = open_existing_state(store)?;
@@ -1337,6 +1353,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let meta = load_meta(&state, &run_id).await?;
     // One driver per workflow and scope, as for `cairn run`.
     let _scope_lock = lock_scope(&state, &meta.workflow, &meta.scope).await?;
+    wait_out_a_brief_holder(&state, &run_id).await?;
     let meta = load_meta(&state, &run_id).await?;
     let mode = progress_mode(store.json);
     let mut commands = Commands {
@@ -1375,8 +1392,21 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
             // An interrupted run: claim it the way the policy does for `cairn run` (one claim
             // at the lease epoch read above, which bumps it), refusing a live one. A claim
             // that loses changes nothing.
-            if state.factory.is_held(&run_id).await? {
+            if !wait_out_a_brief_holder(&state, &run_id).await? {
                 anyhow::bail!("run {run_id} is being driven right now by another process");
+            }
+            let now = load_meta(&state, &run_id).await?;
+            if now.status != RunStatus::Running || now.lease_epoch != meta.lease_epoch {
+                // An abandon (or another resume) came and went since the read above.
+                let what = if now.status == RunStatus::Cancelled {
+                    "was abandoned meanwhile, and an abandoned run is never resumed".to_owned()
+                } else {
+                    format!("changed meanwhile (it is {} now)", now.status)
+                };
+                return Err(UsageError(format!(
+                    "run {run_id} {what}; look at it with `cairn show {run_id}`"
+                ))
+                .into());
             }
             let claimed = state
                 .factory
@@ -1474,13 +1504,7 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
             return abandon_quarantined(&policy, &run_id, target.store.json).await;
         }
         Err(error) => {
-            return Err(abandon_refusal(
-                error,
-                &run_id,
-                &state,
-                &target.store,
-                force,
-            ));
+            return Err(abandon_refusal(error, &run_id, &state, &target.store));
         }
     };
     let overridden = abandoned.overridden.as_ref();
@@ -1622,7 +1646,6 @@ fn abandon_refusal(
     run_id: &RunId,
     state: &StateDir,
     store: &StoreArgs,
-    force: bool,
 ) -> anyhow::Error {
     let flags = store_flags(state, store);
     let resume = format!("cairn resume {run_id}{flags}");
@@ -1637,37 +1660,41 @@ fn abandon_refusal(
                 "run {run_id} is being driven right now by a live process{owner}; stop that process first (--force never overrides a live driver)"
             )
         }
-        // With --force, this only comes when a resumer claimed the run during the abandon;
-        // the refusal names that resumer when the store recorded it.
-        cairn_runs::Error::StillRunning {
-            live: false, owner, ..
-        } if force => {
-            let claimer = owner.as_ref().map_or_else(
+        cairn_runs::Error::ClaimedDuringAbandon { claimer, .. } => {
+            let claimer = claimer.as_ref().map_or_else(
                 || "another process".to_owned(),
                 |owner| format!("another process ({owner})"),
             );
             format!(
-                "run {run_id} was claimed by {claimer} while it was being abandoned, so it was not abandoned; look at it with `cairn show {run_id}{flags}` before trying again"
+                "run {run_id} was claimed by {claimer} while it was being abandoned (a `cairn resume` started meanwhile), so it was not abandoned; that process drives it now. Look at it with `cairn show {run_id}{flags}`; to stop it, interrupt that process, then abandon the run"
             )
         }
-        cairn_runs::Error::StillRunning {
-            live: false,
-            owner: Some(owner),
-            ..
-        } if OwnerLiveness::of(owner) == OwnerLiveness::AliveHere => format!(
-            "run {run_id} is not being driven, but the process that last owned it ({owner}) is still alive on this host, so it may be about to resume it; try again once it has exited, or resume the run with `{resume}` (--force does not override a live local process)"
-        ),
+        // The policy refused because the owner was alive here or cannot be checked. It is
+        // checked again for the advice: an owner alive when the policy looked may have exited
+        // since (a resumer that gave up), and telling it apart from one on another host
+        // keeps `--force` advice to the case it is for.
         cairn_runs::Error::StillRunning {
             live: false, owner, ..
-        } => {
-            let owner = owner.as_ref().map_or_else(
-                || "no owner was recorded".to_owned(),
-                |owner| format!("its last owner was {owner}"),
-            );
-            format!(
-                "run {run_id} is not being driven, but {owner}, which cannot be checked from here (another host, or no /proc), so it may still be about to resume it. Resume the run with `{resume}`, or, if that owner is gone for good, abandon it anyway with `cairn abandon {run_id} --force{flags}`. The risk: if that owner is in fact still alive, it keeps running the tasks it had started for a run that is then cancelled (nothing resumes it again, so no task completes twice)"
-            )
-        }
+        } => match owner
+            .as_ref()
+            .map(|owner| (owner, OwnerLiveness::of(owner)))
+        {
+            Some((owner, OwnerLiveness::AliveHere)) => format!(
+                "run {run_id} is not being driven, but the process that last owned it ({owner}) is still alive on this host, so it may be about to resume it; try again once it has exited, or resume the run with `{resume}` (--force does not override a live local process)"
+            ),
+            Some((owner, OwnerLiveness::Exited)) => format!(
+                "run {run_id} is not being driven; the process that last owned it ({owner}) was alive on this host when the abandon checked and has exited since (a resume that gave up, say); abandon it again with `cairn abandon {run_id}{flags}`, or resume it with `{resume}`"
+            ),
+            _ => {
+                let owner = owner.as_ref().map_or_else(
+                    || "no owner was recorded".to_owned(),
+                    |owner| format!("its last owner was {owner}"),
+                );
+                format!(
+                    "run {run_id} is not being driven, but {owner}, which cannot be checked from here (another host, or no /proc), so it may still be about to resume it. Resume the run with `{resume}`, or, if that owner is gone for good, abandon it anyway with `cairn abandon {run_id} --force{flags}`. The risk: if that owner is in fact still alive, it keeps running the tasks it had started for a run that is then cancelled (nothing resumes it again, so no task completes twice)"
+                )
+            }
+        },
         _ => return error.into(),
     };
     anyhow::Error::new(error).context(UsageError(hint))

@@ -32,7 +32,9 @@ impl Peek {
 /// Opens a run, replays its queue and releases it: for a run this process is about to drive.
 /// Opening writes what a writer's open writes (it cuts a torn last record, and moves bad
 /// state to quarantine), so the drive that follows, and every later command, finds the run
-/// as this read did.
+/// as this read did. A short-lived holder of the run's lock (an abandon that started before
+/// this process claimed the run) is waited out, as the executor's adopt does
+/// ([`cairn_executor::open_claimed_run`]).
 ///
 /// # Errors
 ///
@@ -42,8 +44,7 @@ pub async fn open_and_read(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,
 ) -> anyhow::Result<Peek> {
-    let opened = factory
-        .open(run_id)
+    let opened = cairn_executor::open_claimed_run(factory, run_id)
         .await
         .with_context(|| format!("cannot open run {run_id}"))?
         .with_context(|| format!("run {run_id} does not exist"))?;

@@ -571,7 +571,7 @@ impl Executor {
                 self.quarantine(&run_id, &reason, now).await;
                 continue;
             }
-            match open_through_probes(&*self.factory, &run_id).await {
+            match open_through_probes(&*self.factory, &run_id, PROBE_PATIENCE).await {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
                     match self
@@ -609,7 +609,7 @@ impl Executor {
         retry: Retry,
         now: Timestamp,
     ) -> Result<Prepared> {
-        let opened = match open_through_probes(&*self.factory, run_id).await {
+        let opened = match open_claimed_run(&*self.factory, run_id).await {
             Ok(Some(opened)) => opened,
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
@@ -931,24 +931,70 @@ impl Executor {
     }
 }
 
-/// How many times `open` is tried while the run's lock is held only for a moment.
-const OPEN_ATTEMPTS_WHILE_LOCKED: u32 = 10;
+/// How long `open` keeps trying while the run's lock is held only for a moment: another
+/// process asking `is_held` takes it for an instant.
+const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Opens a run, trying again for a short while when it is `Locked`.
+/// How long the `open` of a run the resume policy just claimed keeps trying while its lock
+/// is held. After that claim only a short-lived holder can hold the lock: an abandon that
+/// began before the claim (it sees the claim, refuses and lets go), a probe, or a
+/// `Start::Auto` driver whose own claim lost. Giving up at once would leave the run claimed
+/// and undriven, with both commands failed.
+const ADOPT_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens a run this process has just claimed (a resume policy's status compare-and-swap),
+/// as `Start::Adopt` opens it: while another process holds the run's writer lock, it keeps
+/// trying for up to 10 seconds. After the claim only a short-lived holder can hold that lock
+/// (an abandon that began before the claim and now refuses, a listing probing the lock), so
+/// a host that reads the run before it drives it should wait for it the same way, or both
+/// commands fail and the claimed run is left undriven.
 ///
-/// Another process asking `is_held` takes the run's lock for an instant; an `open` that lands
-/// in that instant is refused although no writer exists. A live writer keeps the lock, so the
-/// last attempt's `Locked` is returned as it is.
-async fn open_through_probes(
+/// # Errors
+///
+/// `cairn_checkpoint::Error::Locked` when the lock is still held after the wait (a live
+/// writer keeps it), and any other error `open` returns.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta, RunStatus};
+/// use cairn_queue::Timestamp;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cairn_checkpoint::Error> {
+/// let store = MemoryFactory::new();
+/// let id = RunId::new("r1")?;
+/// drop(store.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+/// store.claim(&id, RunStatus::Running, 1).await?.expect("claimed");
+/// let opened = cairn_executor::open_claimed_run(&store, &id).await?;
+/// assert!(opened.is_some());
+/// # Ok(()) }
+/// ```
+pub async fn open_claimed_run(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,
 ) -> std::result::Result<Option<Opened>, cairn_checkpoint::Error> {
-    let mut attempt = 1;
+    open_through_probes(factory, run_id, ADOPT_LOCK_PATIENCE).await
+}
+
+/// Opens a run, trying again for up to `patience` while it is `Locked`.
+///
+/// A live writer keeps the lock, so the last attempt's `Locked` is returned as it is.
+async fn open_through_probes(
+    factory: &dyn CheckpointerFactory,
+    run_id: &RunId,
+    patience: std::time::Duration,
+) -> std::result::Result<Option<Opened>, cairn_checkpoint::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(10);
     loop {
         match factory.open(run_id).await {
-            Err(cairn_checkpoint::Error::Locked { .. }) if attempt < OPEN_ATTEMPTS_WHILE_LOCKED => {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt))).await;
+            Err(cairn_checkpoint::Error::Locked { .. })
+                if tokio::time::Instant::now() + pause <= deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause + std::time::Duration::from_millis(5))
+                    .min(std::time::Duration::from_millis(100));
             }
             other => return other,
         }

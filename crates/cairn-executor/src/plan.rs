@@ -339,6 +339,10 @@ pub enum Start {
     /// failed task gets fresh attempts and the dependents it blocked return to `pending`.
     /// The caller (the resume policy) has already moved it to `running` with a status
     /// compare-and-swap, which claimed a new lease epoch.
+    ///
+    /// While another process holds the run's writer lock (an abandon that began before the
+    /// claim, which then refuses), the open keeps trying for up to 10 seconds before it
+    /// fails with `Error::Open` (`Locked`); this holds for `AdoptInterrupted` too.
     Adopt(RunId),
     /// Open and drive this interrupted run, which the caller (the resume policy) claimed from
     /// `running` with a status compare-and-swap. Like `Auto`'s adoption: tasks that were

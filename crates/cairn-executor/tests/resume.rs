@@ -436,6 +436,93 @@ async fn adopt_drives_a_run_the_policy_already_claimed() {
     assert!(matches!(missing, Error::AdoptNotFound { .. }));
 }
 
+/// An abandon that began before the policy's claim holds the run's lock while it sees the
+/// claim and refuses; the claimer's open waits for it to let go instead of failing, which
+/// would leave the run claimed and undriven with both commands failed (review 46 F2). A
+/// holder that never lets go still fails the adopt with `Locked`.
+#[tokio::test(start_paused = true)]
+async fn adopt_waits_for_a_short_lived_holder_of_the_lock_of_a_run_it_claimed() {
+    let store = MemoryFactory::new();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("main", 2));
+    let signals = RunSignals::default();
+    let registry = Registry::new().with(
+        "work",
+        stalling(&started, &returned, 1, signals.shutdown.clone()),
+    );
+    let executor = Executor::new(store.clone(), registry, config()).unwrap();
+    let first = executor
+        .run(plan.clone(), Start::Fresh, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+    store
+        .compare_and_swap_status(&first.run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The abandon's writer handle, let go of two seconds later.
+    let held = store.open(&first.run_id).await.unwrap().unwrap();
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(held);
+    });
+    let report = executor
+        .run(
+            plan.clone(),
+            Start::Adopt(first.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .expect("the adopt waits for the holder to let go");
+    releaser.await.unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(returned.total(), 2);
+
+    // A holder that keeps the lock: the adopt gives up with `Locked`.
+    let second = executor
+        .run(
+            plan.clone(),
+            Start::Fresh,
+            RunSignals {
+                shutdown: {
+                    let token = CancellationToken::new();
+                    token.cancel();
+                    token
+                },
+                ..RunSignals::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.disposition, Disposition::LeaveRunning);
+    store
+        .compare_and_swap_status(&second.run_id, RunStatus::Running, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    let _kept = store.open(&second.run_id).await.unwrap().unwrap();
+    let refused = executor
+        .run(
+            plan,
+            Start::Adopt(second.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Open {
+                source: cairn_checkpoint::Error::Locked { .. },
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_fresh_run_with_two_phases_of_the_same_name_runs_both() {
     let store = MemoryFactory::new();

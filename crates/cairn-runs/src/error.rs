@@ -28,9 +28,10 @@ pub enum Error {
         status: RunStatus,
     },
     /// The run is `running` and cannot be abandoned now: a live writer drives it, or its
-    /// last owner cannot be shown to have exited (it may be about to drive it), or a resumer
-    /// claimed it during the abandon. An interrupted run whose owner has exited can be
-    /// abandoned; one whose owner cannot be checked, with `ResumePolicy::abandon_forced`.
+    /// last owner cannot be shown to have exited (it may be about to drive it). An
+    /// interrupted run whose owner has exited can be abandoned; one whose owner cannot be
+    /// checked, with `ResumePolicy::abandon_forced`. A resumer's claim that lands during the
+    /// abandon is [`Error::ClaimedDuringAbandon`] instead.
     #[error(
         "run {run_id} is running ({}); it can be abandoned only when no process drives it and its last owner has exited",
         owner_text(.owner, *.live)
@@ -55,6 +56,21 @@ pub enum Error {
         run_id: RunId,
         /// Its last owner, alive on this host.
         owner: Owner,
+    },
+    /// Another process (a resumer) claimed the interrupted run while it was being abandoned,
+    /// so it was not abandoned: the claim stands and its owner is the run's recorded owner
+    /// now. The claimer normally goes on to drive the run (it waits for the abandon to let go
+    /// of the run's lock); if it failed, the run is interrupted again and can be resumed or
+    /// abandoned once that process has exited.
+    #[error(
+        "run {run_id} was claimed by {} while it was being abandoned, so it was not abandoned",
+        claimer_text(.claimer)
+    )]
+    ClaimedDuringAbandon {
+        /// The run.
+        run_id: RunId,
+        /// The owner the claim recorded, when the store recorded one.
+        claimer: Option<Owner>,
     },
     /// No run has this id.
     #[error("no run {run_id}")]
@@ -134,6 +150,13 @@ fn owner_text(owner: &Option<Owner>, live: bool) -> String {
     match owner {
         Some(owner) => format!("{state}, last owner {owner}"),
         None => state.to_owned(),
+    }
+}
+
+fn claimer_text(claimer: &Option<Owner>) -> String {
+    match claimer {
+        Some(owner) => format!("another process ({owner})"),
+        None => "another process".to_owned(),
     }
 }
 

@@ -327,7 +327,9 @@ impl ResumePolicy {
     /// - `Error::StillRunning` when it is `running` and a live process drives it
     ///   (`live: true`), or nobody drives it but its last owner cannot be shown to have
     ///   exited (`live: false`: a resumer that claimed it may be about to open it, or the
-    ///   owner ran on another host), or another process claimed it during the abandon.
+    ///   owner ran on another host).
+    /// - `Error::ClaimedDuringAbandon` when another process (a resumer) claimed it during
+    ///   the abandon: that claim stands.
     /// - `Error::Storage` when the store fails (including state that `open` refuses and
     ///   quarantines).
     ///
@@ -371,9 +373,8 @@ impl ResumePolicy {
     ///
     /// # Errors
     ///
-    /// As [`ResumePolicy::abandon`], except that `StillRunning { live: false }` only comes
-    /// when another process claimed the run during the abandon, plus `Error::OwnerAlive`
-    /// when the last owner is a live process on this host.
+    /// As [`ResumePolicy::abandon`], except that `StillRunning { live: false }` does not
+    /// come, plus `Error::OwnerAlive` when the last owner is a live process on this host.
     ///
     /// # Examples
     ///
@@ -497,10 +498,9 @@ impl ResumePolicy {
         if current.lease_epoch != meta.lease_epoch || current.owner != meta.owner {
             // A resumer claimed it after the checks above: its claim stands.
             drop(opened);
-            return Err(Error::StillRunning {
+            return Err(Error::ClaimedDuringAbandon {
                 run_id: run_id.clone(),
-                live: false,
-                owner: current.owner,
+                claimer: current.owner,
             });
         }
         // Take the lease before cancelling, by a claim at the epoch checked above. A
@@ -530,10 +530,9 @@ impl ResumePolicy {
                 lease_epoch = conflict.current_epoch,
                 "resume policy: abandon refused; another process claimed the run during it"
             );
-            return Err(Error::StillRunning {
+            return Err(Error::ClaimedDuringAbandon {
                 run_id: run_id.clone(),
-                live: false,
-                owner: conflict.current_owner,
+                claimer: conflict.current_owner,
             });
         }
         let swapped = self

@@ -142,7 +142,7 @@ async fn an_abandon_that_loses_its_claim_changes_nothing(store: Store) {
         .expect("the resumer claimed during the abandon");
     assert_eq!(resumer.lease_epoch, before.lease_epoch + 1);
     assert!(
-        matches!(&refused, Error::StillRunning { live: false, owner, .. } if *owner == resumer.owner),
+        matches!(&refused, Error::ClaimedDuringAbandon { claimer, .. } if *claimer == resumer.owner),
         "the refusal names the resumer: {refused:?}"
     );
     assert_eq!(

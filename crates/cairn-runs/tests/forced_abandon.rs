@@ -199,6 +199,7 @@ fn a_forced_abandon_racing_a_resumer_has_one_winner(store: Store, reps: usize) {
                                     Err(
                                         Error::AlreadyTerminal { .. }
                                         | Error::StillRunning { .. }
+                                        | Error::ClaimedDuringAbandon { .. }
                                         | Error::OwnerAlive { .. },
                                     ) => None,
                                     Err(other) => panic!("abandon of {run_id}: {other:?}"),

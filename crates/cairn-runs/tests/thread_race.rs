@@ -133,7 +133,9 @@ fn resume_and_abandon_race_has_one_winner() {
                                 match rt.block_on(policy.abandon(run_id)) {
                                     Ok(_) => true,
                                     Err(
-                                        Error::AlreadyTerminal { .. } | Error::StillRunning { .. },
+                                        Error::AlreadyTerminal { .. }
+                                        | Error::StillRunning { .. }
+                                        | Error::ClaimedDuringAbandon { .. },
                                     ) => false,
                                     Err(other) => panic!("abandon of {run_id}: {other:?}"),
                                 }
