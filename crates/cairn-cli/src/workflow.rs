@@ -40,8 +40,9 @@ pub enum WorkflowErrorKind {
     /// A `timeout` does not parse.
     BadDuration,
     /// A value is out of range (an empty id, `max_attempts = 0`, a bad character in an id, an
-    /// empty command, an environment name with `=`, a NUL character, an exit code outside
-    /// 1 to 255).
+    /// empty command, an environment name with `=` or starting with `CAIRN_`, a NUL
+    /// character, a `run` or environment entry longer than the OS takes, an exit code
+    /// outside 1 to 255).
     InvalidValue,
 }
 
@@ -312,6 +313,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
                 format!("task `{id}`: `run` contains a NUL character"),
             ));
         }
+        // `run` is one argument of `sh -c`: past the OS's limit for one argument the spawn
+        // would fail, after other tasks ran, so it is refused here like a NUL.
+        if let Some(too_long) = over_arg_limit(run.get_ref().len()) {
+            return Err(at(
+                run.span(),
+                WorkflowErrorKind::InvalidValue,
+                format!("task `{id}`: `run` is {too_long}"),
+            ));
+        }
         let mut env = BTreeMap::new();
         for (name, value) in raw_task.env {
             if let Some(reason) = bad_env_name(name.get_ref()) {
@@ -330,6 +340,20 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
                     WorkflowErrorKind::InvalidValue,
                     format!(
                         "task `{id}`: the value of environment variable `{}` contains a NUL character",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            // The command gets the variable as one `NAME=value` string, under the same
+            // per-string limit as an argument.
+            let entry_len = name.get_ref().len() + 1 + value.get_ref().len();
+            if let Some(too_long) = over_arg_limit(entry_len) {
+                return Err(at(
+                    value.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!(
+                        "task `{id}`: environment variable `{}` (passed as `{}=value`) is {too_long}",
+                        name.get_ref(),
                         name.get_ref()
                     ),
                 ));
@@ -489,9 +513,33 @@ fn bad_env_name(name: &str) -> Option<&'static str> {
         Some("it contains '=' (the command would see another name and value)")
     } else if name.contains('\0') {
         Some("it contains a NUL character")
+    } else if name.starts_with(RESERVED_ENV_PREFIX) {
+        Some(
+            "names starting with `CAIRN_` are cairn's own (it sets CAIRN_RUN_ID, CAIRN_TASK_ID, CAIRN_ATTEMPT, CAIRN_INPUT and CAIRN_IDEMPOTENCY_KEY itself, and would override yours)",
+        )
     } else {
         None
     }
+}
+
+/// The prefix of the environment variable names cairn sets for every command. A workflow
+/// may not set such a name: cairn's value would silently replace it, and a name cairn adds
+/// later must not change what an existing workflow's commands see.
+pub const RESERVED_ENV_PREFIX: &str = "CAIRN_";
+
+/// Linux's limit on the length of one argument or one environment string of a new
+/// program, `MAX_ARG_STRLEN` (32 pages of 4 KiB), counting the terminating NUL.
+pub const MAX_ARG_BYTES: usize = 131_072;
+
+/// For a string of `len` bytes (without its NUL) that the OS would refuse as one argument
+/// or environment entry, what to say about its length.
+fn over_arg_limit(len: usize) -> Option<String> {
+    (len >= MAX_ARG_BYTES).then(|| {
+        format!(
+            "{len} bytes long; the OS limit for one argument or environment entry is {} bytes (MAX_ARG_STRLEN, {MAX_ARG_BYTES} with the terminating NUL): put a long script in a file and run that",
+            MAX_ARG_BYTES - 1
+        )
+    })
 }
 
 /// Kahn's algorithm, taking the lowest file position among ready tasks each step. On a cycle,

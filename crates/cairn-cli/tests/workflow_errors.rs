@@ -169,3 +169,91 @@ fn a_name_with_a_control_character_is_located() {
     let stderr = assert_rejected(&body, 1);
     assert!(stderr.contains("control characters"), "{stderr}");
 }
+
+/// Linux's limit on one argument or environment string, `MAX_ARG_STRLEN`, with its NUL.
+const MAX_ARG_STRLEN: usize = 131_072;
+
+/// A `run` of exactly `len` bytes that touches `ran` (the rest is a shell comment).
+fn command_of_len(len: usize) -> String {
+    let head = "touch ran # ";
+    format!("{head}{}", "x".repeat(len - head.len()))
+}
+
+#[test]
+fn a_command_longer_than_one_argument_may_be_is_located() {
+    let run = command_of_len(MAX_ARG_STRLEN);
+    let body = format!("name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"big\"\nrun = \"{run}\"");
+    let stderr = assert_rejected(&body, 7);
+    assert!(
+        stderr.contains("task `big`: `run` is 131072 bytes long"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("131071 bytes"),
+        "the limit is named: {stderr}"
+    );
+}
+
+#[test]
+fn an_env_entry_longer_than_one_string_may_be_is_located() {
+    // The command gets `BIG=<value>`: 4 bytes of name and `=` count too.
+    let value = "v".repeat(MAX_ARG_STRLEN - 4);
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\nenv = {{ BIG = \"{value}\" }}"
+    );
+    let stderr = assert_rejected(&body, 8);
+    assert!(
+        stderr.contains(
+            "task `b`: environment variable `BIG` (passed as `BIG=value`) is 131072 bytes long"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("131071 bytes"),
+        "the limit is named: {stderr}"
+    );
+}
+
+#[test]
+fn a_command_and_an_env_entry_just_under_the_limit_run() {
+    let sandbox = Sandbox::new();
+    let run = command_of_len(MAX_ARG_STRLEN - 1);
+    let value = "v".repeat(MAX_ARG_STRLEN - 1 - 4);
+    sandbox.write(
+        "wf.toml",
+        &format!(
+            "name = \"w\"\n[[task]]\nid = \"big\"\nrun = \"{run}\"\n[[task]]\nid = \"env\"\nrun = \"printf %s \\\"$BIG\\\" | wc -c > big.len\"\nenv = {{ BIG = \"{value}\" }}\n"
+        ),
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(sandbox.path("ran").exists(), "the longest command ran");
+    assert_eq!(
+        sandbox.read("big.len").trim(),
+        (MAX_ARG_STRLEN - 5).to_string()
+    );
+}
+
+#[test]
+fn an_env_name_cairn_sets_itself_is_located() {
+    for name in ["CAIRN_RUN_ID", "CAIRN_SOMETHING_NEW"] {
+        let body = format!(
+            "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\nenv = {{ OK = \"1\", {name} = \"mine\" }}"
+        );
+        let stderr = assert_rejected(&body, 8);
+        assert!(
+            stderr.contains(&format!("environment variable name `{name}` is not valid")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("starting with `CAIRN_` are cairn's own"),
+            "{stderr}"
+        );
+    }
+}
