@@ -475,6 +475,7 @@ impl RunContext<'_> {
                         &resumed.meta,
                         resumed.previous_status,
                         failed,
+                        Some(self.wf),
                         self.mode,
                         &self.args.exec,
                         self.commands,
@@ -720,6 +721,7 @@ impl RunContext<'_> {
                     &resumed.meta,
                     resumed.previous_status,
                     failed,
+                    Some(self.wf),
                     self.mode,
                     &self.args.exec,
                     self.commands,
@@ -827,23 +829,8 @@ async fn drive_interrupted(
             ", {last_attempts} failed (interrupted on its last attempt)"
         ));
     }
-    if let Some(current) = current {
-        let changed = current.tasks != wf.tasks;
-        // The origin's path is absolute; a run begun by another tool has none, and `wf` is
-        // then the current file itself.
-        if absolute(&current.path) != absolute(&wf.path) {
-            header.push_str(&format!(
-                "\nnote: this run was started from {}, not {}; it goes on with the tasks that file had when the run started{}",
-                escape_controls(&wf.path.display().to_string()),
-                escape_controls(&current.path.display().to_string()),
-                if changed { " (they differ from this file's)" } else { "" }
-            ));
-        } else if changed {
-            header.push_str(&format!(
-                "\nnote: the workflow file {} changed since this run started; the run goes on with the tasks it started with",
-                escape_controls(&wf.path.display().to_string())
-            ));
-        }
+    if let Some(note) = FileNote::of(&wf, current) {
+        note.show(&mut header, &run_id, &wf, mode);
     }
     let claimed = Claimed {
         state,
@@ -855,6 +842,108 @@ async fn drive_interrupted(
         retry_failed: false,
     };
     claimed.drive(rerun, done, header).await
+}
+
+/// How the workflow file on disk stands against a resumed run's copy of it. A resume always
+/// goes on with the copy taken when the run started, so a user who just fixed the file must
+/// be told the fix is not in.
+#[derive(Debug)]
+enum FileNote {
+    /// `cairn run` was given another file than the one the run was started from.
+    OtherFile { given: PathBuf, differs: bool },
+    /// The file the run was started from now has other tasks.
+    Changed,
+    /// That file no longer loads (it was edited into an invalid workflow).
+    Unloadable(String),
+    /// That file is gone.
+    Gone,
+}
+
+impl FileNote {
+    /// Compares the run's copy `wf` with `current` (the file given to `cairn run`), or, for
+    /// `cairn resume` (`None`), with the file at the path the run was started from.
+    fn of(wf: &Workflow, current: Option<&Workflow>) -> Option<FileNote> {
+        if let Some(current) = current {
+            return if !same_file(&current.path, &wf.path) {
+                Some(FileNote::OtherFile {
+                    given: current.path.clone(),
+                    differs: current.tasks != wf.tasks,
+                })
+            } else if current.tasks != wf.tasks {
+                Some(FileNote::Changed)
+            } else {
+                None
+            };
+        }
+        match workflow::load(&wf.path) {
+            Ok(disk) if disk.tasks == wf.tasks => None,
+            Ok(_) => Some(FileNote::Changed),
+            Err(_) if !wf.path.exists() => Some(FileNote::Gone),
+            Err(error) => Some(FileNote::Unloadable(error.message)),
+        }
+    }
+
+    /// Adds the note to the resume `header` (shown in text modes), and prints it as a
+    /// `workflow_file_differs` event in JSON mode, where the header is not shown.
+    fn show(&self, header: &mut String, run_id: &RunId, wf: &Workflow, mode: Mode) {
+        let path = escape_controls(&wf.path.display().to_string()).into_owned();
+        let goes_on = "the run goes on with the tasks it started with (to run the file as it is now, abandon this run and start a fresh one)";
+        let (reason, text) = match self {
+            FileNote::OtherFile { given, differs } => (
+                "other_file",
+                format!(
+                    "this run was started from {path}, not {}; it goes on with the tasks that file had when the run started{}",
+                    escape_controls(&given.display().to_string()),
+                    if *differs {
+                        " (they differ from this file's)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            FileNote::Changed => (
+                "changed",
+                format!("the workflow file {path} changed since this run started; {goes_on}"),
+            ),
+            FileNote::Unloadable(error) => (
+                "unloadable",
+                format!(
+                    "the workflow file {path} changed since this run started and does not load now ({}); {goes_on}",
+                    escape_controls(error)
+                ),
+            ),
+            FileNote::Gone => (
+                "gone",
+                format!(
+                    "the workflow file {path} this run was started from is gone; the run goes on with the copy of its tasks taken when it started"
+                ),
+            ),
+        };
+        header.push_str("\nnote: ");
+        header.push_str(&text);
+        if mode == Mode::Json {
+            let mut event = serde_json::json!({
+                "event": "workflow_file_differs", "run_id": run_id.as_str(),
+                "path": wf.path, "reason": reason,
+            });
+            if let FileNote::OtherFile { given, differs } = self {
+                event["given"] = serde_json::json!(given);
+                event["tasks_differ"] = serde_json::json!(differs);
+            }
+            outln!("{event}");
+        }
+    }
+}
+
+/// Whether two paths name the same file: `../sub/./wf.toml` or a symbolic link to it is the
+/// same file as `sub/wf.toml`. Compared by device and inode; when either cannot be read (a
+/// file that is gone), by their absolute forms.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => absolute(a) == absolute(b),
+    }
 }
 
 /// What the drive of a failed (or paused) run needs from its state: its workflow copy and
@@ -886,6 +975,7 @@ async fn drive_failed(
     meta: &RunMeta,
     previous: RunStatus,
     failed: FailedRun,
+    current: Option<&Workflow>,
     mode: Mode,
     exec: &ExecArgs,
     commands: &Commands,
@@ -894,11 +984,16 @@ async fn drive_failed(
     let run_id = meta.run_id.clone();
     let FailedRun { wf, counts } = failed;
     let done = counts.done + counts.skipped;
-    let header = format!(
+    // Each task is counted once: the failed ones are about to be pending again, but they are
+    // listed as retried, not also as pending.
+    let mut header = format!(
         "resuming {previous} run {run_id}: {done} done, {} pending, {} failed task(s) retried",
-        counts.pending + counts.failed + counts.blocked,
+        counts.pending + counts.blocked,
         counts.failed
     );
+    if let Some(note) = FileNote::of(&wf, current) {
+        note.show(&mut header, &run_id, &wf, mode);
+    }
     let claimed = Claimed {
         state,
         wf: &wf,
@@ -1093,13 +1188,15 @@ impl Drive<'_> {
         }
         let (events, mut event_rx) = tokio::sync::mpsc::unbounded_channel();
         let groups = ProcessGroups::default();
+        let signals = RunSignals::default();
         let handler = ShellHandler::new(
             absolute(&self.wf.dir),
             absolute(&self.state.output_root()),
             plan.input.clone(),
             events.clone(),
             groups.clone(),
-        );
+        )
+        .with_shutdown(signals.shutdown.clone(), self.exec.grace);
         let registry = Registry::new().with(SHELL_KIND, handler);
         let config = ExecutorConfig::default()
             .with_concurrency(usize::from(self.exec.concurrency))
@@ -1120,7 +1217,6 @@ impl Drive<'_> {
             .on_begun(move |_run| {
                 let _ = begun_tx.send(());
             });
-        let signals = RunSignals::default();
         // Signal handlers are installed before any task starts, so Ctrl-C never kills cairn
         // itself mid-run; it asks for a graceful stop instead.
         let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -1451,6 +1547,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
                 &resumed.meta,
                 resumed.previous_status,
                 failed,
+                None,
                 mode,
                 &args.exec,
                 &commands,

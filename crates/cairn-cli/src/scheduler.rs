@@ -551,7 +551,8 @@ impl ShellJobs {
             request.input.clone(),
             events,
             self.groups.clone(),
-        );
+        )
+        .with_shutdown(self.signals.shutdown.clone(), self.config.shutdown_grace);
         let registry = Registry::new().with(SHELL_KIND, handler);
         let runner = ExecutorRunner::new(
             Arc::clone(&self.state.factory),

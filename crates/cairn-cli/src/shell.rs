@@ -14,14 +14,18 @@
 //! # Outcomes
 //!
 //! Exit 0 completes the task. An exit code listed in `permanent_exit_codes` fails it at once;
-//! any other exit code, a death by signal and a timeout are retryable while attempts remain.
+//! any other exit code, a death by signal (named: `killed by signal 9 (SIGKILL)`) and a
+//! timeout are retryable while attempts remain. A command that cannot be started fails at
+//! once; the error blames the working folder only when it is missing.
 //!
 //! # Environment
 //!
 //! Besides the task's `env`, each command gets `CAIRN_RUN_ID`, `CAIRN_TASK_ID`,
 //! `CAIRN_ATTEMPT`, `CAIRN_INPUT` (the run's `--input`) and `CAIRN_IDEMPOTENCY_KEY`
-//! (`<run id>/<task>`, the same for every attempt: commands run at least once, so effects
-//! that must happen once can key on it).
+//! (`<run id>/t<N>`, the queue's number of the task, the same for every attempt: commands
+//! run at least once, so effects that must happen once can key on it). A workflow may not
+//! set names starting with `CAIRN_` (validation refuses them), so these are never replaced
+//! silently.
 //!
 //! # Process groups
 //!
@@ -71,6 +75,7 @@ use cairn_queue::Handoff;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 use crate::progress::{AttemptOutcome, TaskEvent};
 
@@ -87,6 +92,11 @@ pub const TAIL_LINES: usize = 10;
 /// command left in its process group is killed when it exits, but a process it moved out of
 /// the group (`setsid`) can still hold them open; its output after that is not captured.
 const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the output drain of a command that has exited goes on once the run is shutting
+/// down: long enough to read what a command wrote before it exited (its pipes are closed by
+/// then unless another process holds them), short next to any grace period.
+pub const SHUTDOWN_DRAIN_LIMIT: Duration = Duration::from_millis(100);
 
 /// A shell task's definition: the queue task's inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,6 +426,11 @@ pub struct ShellHandler {
     input: String,
     events: UnboundedSender<TaskEvent>,
     groups: ProcessGroups,
+    /// The run's graceful shutdown (Ctrl-C, SIGTERM): it cuts short the output drain of a
+    /// command that has already exited (see [`ShellHandler::with_shutdown`]).
+    shutdown: CancellationToken,
+    /// How long a drain goes on once the shutdown is signalled.
+    shutdown_drain: Duration,
 }
 
 impl ShellHandler {
@@ -435,7 +450,22 @@ impl ShellHandler {
             input,
             events,
             groups,
+            shutdown: CancellationToken::new(),
+            shutdown_drain: SHUTDOWN_DRAIN_LIMIT,
         }
+    }
+
+    /// Watches the run's graceful `shutdown` token: once it fires, a command that has
+    /// already exited waits no more for its output pipes (a process that left its group
+    /// can hold them for [`PIPE_DRAIN_LIMIT`]), at most [`SHUTDOWN_DRAIN_LIMIT`] or a
+    /// quarter of the shutdown `grace`, whichever is shorter, so its result is in before
+    /// the grace runs out and the executor stops the attempt. Otherwise a command that
+    /// exited 0 would not be recorded done and would run again on resume.
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: CancellationToken, grace: Duration) -> ShellHandler {
+        self.shutdown = shutdown;
+        self.shutdown_drain = SHUTDOWN_DRAIN_LIMIT.min(grace / 4);
+        self
     }
 }
 
@@ -712,11 +742,7 @@ impl ShellHandler {
         let mut child = command.spawn().map_err(|error| {
             no_tail(TaskFailure::permanent(
                 "spawn",
-                format!(
-                    "task `{}` could not start `sh -c` in {}: {error}",
-                    spec.id,
-                    cwd.display()
-                ),
+                spawn_error(spec, &cwd, &error),
             ))
         })?;
         let group = child.id().unwrap_or(0);
@@ -780,7 +806,16 @@ impl ShellHandler {
         }
         drop(guard);
         let _ = std::fs::remove_file(&record);
-        let (stdout, stderr) = join_captures(stdout, stderr).await;
+        // A command that exited has its result; a shutdown or a stop of the attempt must not
+        // wait for pipes another process holds (see `with_shutdown`). A command that was
+        // stopped has been killed, group and all, so its pipes close at once anyway.
+        let stop = async {
+            tokio::select! {
+                () = self.shutdown.cancelled() => tokio::time::sleep(self.shutdown_drain).await,
+                () = ctx.cancellation().cancelled() => {}
+            }
+        };
+        let (stdout, stderr) = join_captures(stdout, stderr, stop).await;
         for (stream, capture) in [("stdout", &stdout), ("stderr", &stderr)] {
             if let Some(why) = &capture.lost {
                 let _ = self.events.send(TaskEvent::OutputLost {
@@ -832,7 +867,7 @@ impl ShellHandler {
                 None => Err((
                     TaskFailure::retryable(
                         "signal",
-                        with_last(format!("`{}` was killed by a signal", spec.id)),
+                        with_last(format!("`{}` was {}", spec.id, killed_by(&status))),
                     ),
                     tail,
                 )),
@@ -864,6 +899,89 @@ impl ShellHandler {
             )),
         }
     }
+}
+
+/// Why a command could not be started, blaming the working folder only when it is missing:
+/// the OS reports a missing folder and a missing `sh` with the same error.
+fn spawn_error(spec: &ShellSpec, cwd: &Path, error: &std::io::Error) -> String {
+    let id = &spec.id;
+    if !cwd.is_dir() {
+        let what = if cwd.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return format!(
+            "task `{id}` could not start: its working folder {} {what} ({error})",
+            cwd.display()
+        );
+    }
+    let path = spec
+        .env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let why = match error.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            " (`sh` is looked up in the task's PATH, `{}`)",
+            path.escape_debug()
+        ),
+        _ if error.raw_os_error() == Some(E2BIG) => {
+            " (the command and its environment together are larger than the OS takes)".to_owned()
+        }
+        _ => String::new(),
+    };
+    format!("task `{id}` could not start `sh -c`: {error}{why}")
+}
+
+/// Linux's "Argument list too long" error number.
+const E2BIG: i32 = 7;
+
+/// How a command that died by a signal died: `killed by signal 9 (SIGKILL)`, with `(core
+/// dumped)` when it left a core. The signal tells out-of-memory (SIGKILL) from a crash
+/// (SIGSEGV).
+fn killed_by(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    let Some(number) = status.signal() else {
+        return "killed by a signal".to_owned();
+    };
+    let core = if status.core_dumped() {
+        ", core dumped"
+    } else {
+        ""
+    };
+    match signal_name(number) {
+        Some(name) => format!("killed by signal {number} ({name}{core})"),
+        None if core.is_empty() => format!("killed by signal {number}"),
+        None => format!("killed by signal {number} (core dumped)"),
+    }
+}
+
+/// The name of a common signal by its number, as Linux numbers them on x86, ARM and RISC-V;
+/// `None` for the others (real-time signals, and rarer ones).
+pub fn signal_name(number: i32) -> Option<&'static str> {
+    Some(match number {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return None,
+    })
 }
 
 /// Characters of a command's last output line quoted in its error message.
@@ -909,30 +1027,48 @@ fn group_has_members(group: u32) -> bool {
         .any(|(pgrp, _)| pgrp == group)
 }
 
-/// Both streams' captures, waiting at most [`PIPE_DRAIN_LIMIT`] in all for their pipes to
-/// close.
+/// Both streams' captures, waiting for their pipes to close at most [`PIPE_DRAIN_LIMIT`] in
+/// all, or until `stop` completes, whichever comes first.
 async fn join_captures(
     stdout: Option<tokio::task::JoinHandle<Capture>>,
     stderr: Option<tokio::task::JoinHandle<Capture>>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> (Capture, Capture) {
     let deadline = tokio::time::Instant::now() + PIPE_DRAIN_LIMIT;
-    tokio::join!(
-        join_capture(stdout, deadline),
-        join_capture(stderr, deadline)
-    )
+    let cut = CancellationToken::new();
+    let captures = async {
+        tokio::join!(
+            join_capture(stdout, deadline, &cut),
+            join_capture(stderr, deadline, &cut)
+        )
+    };
+    tokio::pin!(captures);
+    tokio::select! {
+        // Captures first: pipes that closed in time are read to their end.
+        biased;
+        both = &mut captures => return both,
+        () = stop => cut.cancel(),
+    }
+    captures.await
 }
 
 async fn join_capture(
     handle: Option<tokio::task::JoinHandle<Capture>>,
     deadline: tokio::time::Instant,
+    cut: &CancellationToken,
 ) -> Capture {
     let Some(mut handle) = handle else {
         return Capture::default();
     };
-    match tokio::time::timeout_at(deadline, &mut handle).await {
-        Ok(Ok(capture)) => capture,
-        Ok(Err(_)) => Capture::default(),
-        Err(_) => {
+    let joined = tokio::select! {
+        biased;
+        joined = tokio::time::timeout_at(deadline, &mut handle) => joined.ok(),
+        () = cut.cancelled() => None,
+    };
+    match joined {
+        Some(Ok(capture)) => capture,
+        Some(Err(_)) => Capture::default(),
+        None => {
             handle.abort();
             Capture {
                 tail: vec![

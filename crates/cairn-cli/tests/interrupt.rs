@@ -569,3 +569,65 @@ max_attempts = 1
     assert_lacks(&all, "t1 was running");
     assert_lacks(&all, "(t1)");
 }
+
+/// A command that exited 0 while a process that left its group (`setsid`) still holds its
+/// output is recorded done when the run shuts down: its drain stops at the shutdown instead
+/// of outlasting the grace period, so it does not run again on resume.
+#[test]
+fn a_command_that_exited_0_during_the_grace_is_done_though_its_output_is_held_open() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "held"
+
+[[task]]
+id = "deploy"
+run = "echo started >> log; while ! test -f release; do sleep 0.05; done; echo deploy-ran >> ran.log; setsid sh -c 'echo $$ > away.pid; exec sleep 300' & while [ ! -s away.pid ]; do sleep 0.01; done; exit 0"
+
+[[task]]
+id = "next"
+run = "echo next >> ran.log"
+depends_on = ["deploy"]
+"#,
+    );
+    // The grace (4 s) is shorter than the drain limit (5 s): without the cut, the drain
+    // would outlast it and the attempt would be stopped and given back.
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "4s"], "out1", "err1");
+    wait_for("deploy to start", || {
+        sandbox.read("log").contains("started")
+    });
+    signal(pid_of(&first), "TERM");
+    wait_for("cairn to acknowledge the stop", || {
+        sandbox
+            .read("out1")
+            .contains("interrupted: no new tasks start")
+    });
+    sandbox.touch("release");
+    let status = wait_exit(&mut first);
+    let away: i64 = sandbox.read("away.pid").trim().parse().expect("a pid");
+    assert!(
+        alive(away),
+        "the process holding the output outlives the task"
+    );
+    signal(away, "KILL");
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+
+    let run_id = sandbox.only_run_id();
+    let show = sandbox.run(&["show", &run_id, "--json", "--state-dir", ".cairn"]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show --json");
+    let deploy = shown["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["task"] == "deploy")
+        .expect("deploy is listed")
+        .clone();
+    assert_eq!(deploy["status"], "done", "{shown}");
+
+    let second = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+    let ran = sandbox.read("ran.log");
+    assert_eq!(count_lines(&ran, "deploy-ran"), 1, "deploy ran once: {ran}");
+    assert_eq!(count_lines(&ran, "next"), 1, "{ran}");
+}

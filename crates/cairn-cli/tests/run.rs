@@ -813,3 +813,88 @@ depends_on = ["spawn"]
     let captured = std::fs::read_to_string(output.join("spawn.1.stdout")).unwrap();
     assert_eq!(captured, "spawned\n");
 }
+
+#[test]
+fn a_task_killed_by_a_signal_names_the_signal() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "signals"
+
+[[task]]
+id = "oom"
+run = "kill -s KILL $$"
+max_attempts = 1
+
+[[task]]
+id = "term"
+run = "kill -s TERM $$"
+max_attempts = 1
+
+[[task]]
+id = "odd"
+run = "kill -s 40 $$"
+max_attempts = 1
+"#,
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert_contains(&stdout, "`oom` was killed by signal 9 (SIGKILL)");
+    assert_contains(&stdout, "`term` was killed by signal 15 (SIGTERM)");
+    assert_contains(&stdout, "`odd` was killed by signal 40");
+}
+
+#[test]
+fn a_spawn_failure_blames_the_folder_only_when_the_folder_is_missing() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("here")).unwrap();
+    sandbox.write(
+        "wf.toml",
+        r#"
+name = "spawns"
+
+[[task]]
+id = "nosh"
+run = "true"
+cwd = "here"
+env = { PATH = "/nonexistent-bin" }
+
+[[task]]
+id = "nodir"
+run = "true"
+cwd = "missing"
+"#,
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let line_of = |task: &str| -> String {
+        stdout
+            .lines()
+            .find(|line| line.contains(&format!("task `{task}` could not start")))
+            .unwrap_or_else(|| panic!("no spawn error for {task}: {stdout}"))
+            .to_owned()
+    };
+    let nosh = line_of("nosh");
+    assert_contains(&nosh, "could not start `sh -c`: No such file or directory");
+    assert_contains(
+        &nosh,
+        "`sh` is looked up in the task's PATH, `/nonexistent-bin`",
+    );
+    assert!(!nosh.contains("folder"), "the folder exists: {nosh}");
+    let nodir = line_of("nodir");
+    assert_contains(&nodir, "its working folder ");
+    assert_contains(&nodir, "missing does not exist");
+}

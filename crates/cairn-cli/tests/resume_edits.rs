@@ -1,0 +1,170 @@
+//! A resumed run goes on with the copy of its workflow taken when it started, and says so
+//! when the file on disk now differs (edited, unloadable, gone); another path to the same
+//! file is not another file.
+
+mod common;
+
+use common::{
+    Sandbox, alive, assert_contains, assert_lacks, count_lines, signal, text, wait_exit, wait_for,
+};
+
+/// `a` is done before `b` fails for good with exit 7.
+const FAILS: &str = r#"
+name = "edits"
+
+[[task]]
+id = "a"
+run = "echo a >> log"
+
+[[task]]
+id = "b"
+run = "echo b-old >> log; exit 7"
+depends_on = ["a"]
+max_attempts = 1
+"#;
+
+/// [`FAILS`] with `b` fixed, as a user would fix it before resuming.
+fn fixed() -> String {
+    FAILS.replace("echo b-old >> log; exit 7", "echo b-new >> log")
+}
+
+/// Runs [`FAILS`] to its failure and returns the run id.
+fn failed_run(sandbox: &Sandbox) -> String {
+    sandbox.write("wf.toml", FAILS);
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    sandbox.only_run_id()
+}
+
+#[test]
+fn resuming_a_failed_run_after_an_edit_says_the_edit_is_not_picked_up() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    let path = sandbox.root().canonicalize().unwrap().join("wf.toml");
+
+    // Unchanged: no note, and each task is counted once in the header.
+    let same = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&same.stdout);
+    assert_eq!(same.status.code(), Some(1), "{stdout}");
+    assert_contains(
+        &stdout,
+        &format!("resuming failed run {run_id}: 1 done, 0 pending, 1 failed task(s) retried"),
+    );
+    assert_lacks(&stdout, "note:");
+
+    sandbox.write("wf.toml", &fixed());
+    let edited = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&edited.stdout);
+    assert_eq!(
+        edited.status.code(),
+        Some(1),
+        "the old command ran: {stdout}"
+    );
+    assert_contains(
+        &stdout,
+        &format!(
+            "note: the workflow file {} changed since this run started; the run goes on with the tasks it started with",
+            path.display()
+        ),
+    );
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "b-old"), 3, "{log}");
+    assert_eq!(count_lines(&log, "b-new"), 0, "{log}");
+
+    // With --json the note is a `workflow_file_differs` event.
+    let json = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn", "--json"]);
+    let events: Vec<serde_json::Value> = text(&json.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "workflow_file_differs")
+        .collect();
+    assert_eq!(events.len(), 1, "{}", text(&json.stdout));
+    assert_eq!(events[0]["reason"], "changed");
+    assert_eq!(events[0]["run_id"], run_id.as_str());
+    assert_eq!(events[0]["path"], path.display().to_string());
+}
+
+#[test]
+fn resuming_a_failed_run_whose_file_is_gone_or_broken_says_so() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.write("wf.toml", "name = \"edits\"\n[[task]]\nid = \"a\"\n");
+    let broken = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "{stdout}");
+    assert_contains(
+        &stdout,
+        "changed since this run started and does not load now (",
+    );
+
+    std::fs::remove_file(sandbox.path("wf.toml")).unwrap();
+    let gone = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&gone.stdout);
+    assert_eq!(gone.status.code(), Some(1), "{stdout}");
+    assert_contains(&stdout, "wf.toml this run was started from is gone");
+    assert_eq!(count_lines(&sandbox.read("log"), "b-old"), 3);
+}
+
+/// Starts [`FAILS`] with `b` blocking until `release` exists, stops it with SIGTERM while
+/// `b` runs, and returns the run id. The run is left interrupted.
+fn interrupted_run(sandbox: &Sandbox) -> String {
+    let blocking = FAILS.replace(
+        "echo b-old >> log; exit 7",
+        "echo $$ > b.pgid; while ! test -f release; do sleep 0.05; done; echo b-old >> log",
+    );
+    sandbox.write("wf.toml", &blocking);
+    std::fs::create_dir_all(sandbox.path("sub")).unwrap();
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
+    wait_for("task b to start", || {
+        !sandbox.read("b.pgid").trim().is_empty()
+    });
+    let group: i64 = sandbox.read("b.pgid").trim().parse().expect("a pgid");
+    signal(i64::from(first.id()), "TERM");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    wait_for("b's process group to be killed", || !alive(-group));
+    sandbox.touch("release");
+    sandbox.only_run_id()
+}
+
+#[test]
+fn resuming_an_interrupted_run_by_id_after_an_edit_says_so() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_run(&sandbox);
+    sandbox.write("wf.toml", &fixed());
+    let output = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_contains(&stdout, &format!("resuming run {run_id}"));
+    assert_contains(&stdout, "wf.toml changed since this run started");
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "b-old"),
+        1,
+        "the run's own command ran: {log}"
+    );
+    assert_eq!(count_lines(&log, "b-new"), 0, "{log}");
+}
+
+#[test]
+fn another_path_to_the_same_file_is_not_another_file() {
+    for given in ["./sub/../wf.toml", "link.toml"] {
+        let sandbox = Sandbox::new();
+        let run_id = interrupted_run(&sandbox);
+        std::os::unix::fs::symlink("wf.toml", sandbox.path("link.toml")).unwrap();
+        let output = sandbox.run(&["run", given]);
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{given}: {stdout}");
+        assert_contains(&stdout, &format!("resuming run {run_id}"));
+        assert_lacks(&stdout, "note:");
+    }
+    // A copy of the file elsewhere is another file, even with the same tasks.
+    let sandbox = Sandbox::new();
+    interrupted_run(&sandbox);
+    std::fs::copy(sandbox.path("wf.toml"), sandbox.path("copy.toml")).unwrap();
+    let output = sandbox.run(&["run", "copy.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_contains(&stdout, "note: this run was started from ");
+    assert_lacks(&stdout, "they differ");
+}
