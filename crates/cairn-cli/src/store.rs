@@ -316,7 +316,7 @@ impl StateDir {
             .with_context(|| format!("cannot read {}", copy.display()))?;
         // A copy that no longer parses is damaged state, not a bad workflow file: the error
         // names the copy and is a store error (exit 5), not a usage error.
-        let mut parsed = workflow::parse(&origin.workflow_path, &text).map_err(|error| {
+        let mut parsed = workflow::parse_copy(&origin.workflow_path, &text).map_err(|error| {
             anyhow::anyhow!(
                 "the workflow copy {} of run {run_id} does not parse: {error}",
                 copy.display()

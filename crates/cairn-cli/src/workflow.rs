@@ -206,6 +206,32 @@ pub fn read_source(path: &Path) -> Result<String, WorkflowError> {
 /// assert_eq!(error.line, 5);
 /// ```
 pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
+    parse_with(path, source, Rules::NewRun)
+}
+
+/// Parses the copy of a workflow that a run recorded when it started, to resume that run.
+/// The copy passed validation then; checks added since ([`Rules::NewRun`]) are not applied
+/// to it, so an upgrade of cairn never strands a run it had accepted.
+///
+/// # Errors
+///
+/// As [`parse`], for the checks a copy still gets.
+pub fn parse_copy(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
+    parse_with(path, source, Rules::Copy)
+}
+
+/// Which checks a parse applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Every check: a file about to start a new run.
+    NewRun,
+    /// Leaves out the checks added after runs could already have been started with such a
+    /// file (reserved `CAIRN_` names, the per-string length limit): a run's own copy.
+    Copy,
+}
+
+fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, WorkflowError> {
+    let strict = rules == Rules::NewRun;
     let at = |span: Range<usize>, kind, message: String| {
         let (line, column) = line_column(source, span.start);
         WorkflowError {
@@ -315,7 +341,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
         }
         // `run` is one argument of `sh -c`: past the OS's limit for one argument the spawn
         // would fail, after other tasks ran, so it is refused here like a NUL.
-        if let Some(too_long) = over_arg_limit(run.get_ref().len()) {
+        if let Some(too_long) = over_arg_limit(run.get_ref().len()).filter(|_| strict) {
             return Err(at(
                 run.span(),
                 WorkflowErrorKind::InvalidValue,
@@ -324,7 +350,11 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
         }
         let mut env = BTreeMap::new();
         for (name, value) in raw_task.env {
-            if let Some(reason) = bad_env_name(name.get_ref()) {
+            let reason = bad_env_name(name.get_ref()).or_else(|| {
+                (strict && name.get_ref().starts_with(RESERVED_ENV_PREFIX))
+                    .then_some(RESERVED_ENV_REASON)
+            });
+            if let Some(reason) = reason {
                 return Err(at(
                     name.span(),
                     WorkflowErrorKind::InvalidValue,
@@ -347,7 +377,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
             // The command gets the variable as one `NAME=value` string, under the same
             // per-string limit as an argument.
             let entry_len = name.get_ref().len() + 1 + value.get_ref().len();
-            if let Some(too_long) = over_arg_limit(entry_len) {
+            if let Some(too_long) = over_arg_limit(entry_len).filter(|_| strict) {
                 return Err(at(
                     value.span(),
                     WorkflowErrorKind::InvalidValue,
@@ -513,10 +543,6 @@ fn bad_env_name(name: &str) -> Option<&'static str> {
         Some("it contains '=' (the command would see another name and value)")
     } else if name.contains('\0') {
         Some("it contains a NUL character")
-    } else if name.starts_with(RESERVED_ENV_PREFIX) {
-        Some(
-            "names starting with `CAIRN_` are cairn's own (it sets CAIRN_RUN_ID, CAIRN_TASK_ID, CAIRN_ATTEMPT, CAIRN_INPUT and CAIRN_IDEMPOTENCY_KEY itself, and would override yours)",
-        )
     } else {
         None
     }
@@ -526,6 +552,9 @@ fn bad_env_name(name: &str) -> Option<&'static str> {
 /// may not set such a name: cairn's value would silently replace it, and a name cairn adds
 /// later must not change what an existing workflow's commands see.
 pub const RESERVED_ENV_PREFIX: &str = "CAIRN_";
+
+/// Why a name with [`RESERVED_ENV_PREFIX`] is refused.
+const RESERVED_ENV_REASON: &str = "names starting with `CAIRN_` are cairn's own (it sets CAIRN_RUN_ID, CAIRN_TASK_ID, CAIRN_ATTEMPT, CAIRN_INPUT and CAIRN_IDEMPOTENCY_KEY itself, and would override yours)";
 
 /// Linux's limit on the length of one argument or one environment string of a new
 /// program, `MAX_ARG_STRLEN` (32 pages of 4 KiB), counting the terminating NUL.

@@ -202,3 +202,33 @@ fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
         "escape codes in piped stderr: {stderr:?}"
     );
 }
+
+#[test]
+fn choosing_resume_after_editing_the_file_says_the_edit_is_not_picked_up() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    sandbox.touch("fixed");
+    sandbox.write(
+        "wf.toml",
+        &FAILS_UNTIL_FIXED.replace("echo publish >> log", "echo edited >> log"),
+    );
+    let mut session = prompt(&sandbox, &run_id);
+    session.send_line("r").unwrap();
+    session
+        .exp_string(&format!(
+            "resuming failed run {run_id}: 1 done, 0 pending, 1 failed task(s) retried"
+        ))
+        .unwrap();
+    session
+        .exp_string("wf.toml changed since this run started; the run goes on with the tasks it started with")
+        .unwrap();
+    session.exp_string("completed").unwrap();
+    assert_eq!(exit_code(&mut session), Some(0));
+    let log = sandbox.read("log");
+    assert_eq!(
+        count_lines(&log, "publish"),
+        1,
+        "the run's own command ran: {log}"
+    );
+    assert_eq!(count_lines(&log, "edited"), 0, "{log}");
+}

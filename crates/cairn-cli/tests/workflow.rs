@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_cli::duration::{format_duration, parse_duration};
-use cairn_cli::workflow::{WorkflowError, WorkflowErrorKind, parse};
+use cairn_cli::workflow::{WorkflowError, WorkflowErrorKind, parse, parse_copy};
 
 fn parse_err(text: &str) -> WorkflowError {
     parse(Path::new("dir/wf.toml"), text).expect_err("the workflow must be rejected")
@@ -181,4 +181,33 @@ fn durations_parse_and_format() {
         format_duration(Duration::from_secs(3 * 3600 + 5 * 60)),
         "3h05m"
     );
+}
+
+/// A run's own copy was valid when the run started: checks added since (reserved `CAIRN_`
+/// names, the per-string length limit) must not strand it on resume, while a new run of the
+/// same text is refused, located.
+#[test]
+fn a_runs_copy_is_not_held_to_checks_added_after_it_started() {
+    let long = "x".repeat(131_072);
+    for (text, line, column) in [
+        (
+            "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nenv = { CAIRN_RUN_ID = \"mine\" }\n"
+                .to_owned(),
+            5,
+            9,
+        ),
+        (
+            format!("name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"{long}\"\n"),
+            4,
+            7,
+        ),
+    ] {
+        let error = parse_err(&text);
+        assert_eq!(error.kind, WorkflowErrorKind::InvalidValue, "{error}");
+        assert_eq!((error.line, error.column), (line, column), "{error}");
+        let copy = parse_copy(Path::new("dir/wf.toml"), &text).expect("the copy parses");
+        assert_eq!(copy.tasks.len(), 1);
+    }
+    // The copy still gets the checks a run could never have passed.
+    assert!(parse_copy(Path::new("dir/wf.toml"), "name = \"w\"\n").is_err());
 }
