@@ -938,9 +938,9 @@ fn spawn_error(spec: &ShellSpec, cwd: &Path, error: &std::io::Error) -> String {
 /// Linux's "Argument list too long" error number.
 const E2BIG: i32 = 7;
 
-/// How a command that died by a signal died: `killed by signal 9 (SIGKILL)`, with `(core
-/// dumped)` when it left a core. The signal tells out-of-memory (SIGKILL) from a crash
-/// (SIGSEGV).
+/// How a command that died by a signal died: `killed by signal 9 (SIGKILL)`, or
+/// `killed by signal 11 (SIGSEGV, core dumped)` when it left a core. The signal tells
+/// out-of-memory (SIGKILL) from a crash (SIGSEGV).
 fn killed_by(status: &std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     let Some(number) = status.signal() else {
@@ -960,7 +960,7 @@ fn killed_by(status: &std::process::ExitStatus) -> String {
 
 /// The name of a common signal by its number, as Linux numbers them on x86, ARM and RISC-V;
 /// `None` for the others (real-time signals, and rarer ones).
-pub fn signal_name(number: i32) -> Option<&'static str> {
+fn signal_name(number: i32) -> Option<&'static str> {
     Some(match number {
         1 => "SIGHUP",
         2 => "SIGINT",
