@@ -38,9 +38,15 @@
 //! ([`TaskEvent::LeftoversStopped`]): a task is over when its command is, a leftover would
 //! otherwise hold the output pipes open and outlive every record of it, and the group id is
 //! safe to signal while a member still holds it. A process meant to outlive its task must
-//! leave the group, for example with `setsid`. Tasks get no terminal input: stdin is
-//! `/dev/null`, and a command that opens the terminal itself (a password prompt) is stopped
-//! by it, until its timeout or Ctrl-C.
+//! leave the group, for example with `setsid`.
+//!
+//! Tasks get no terminal input: stdin is `/dev/null`, and the script runs behind
+//! [`TERMINAL_GUARD`], which ignores SIGTTIN and SIGTTOU for it and everything it starts. A
+//! command's group is never the terminal's foreground group, so a command that opens the
+//! terminal itself (a `sudo` or `ssh` password prompt) would otherwise be stopped by it and
+//! wait, shown as running, until its timeout or a Ctrl-C; with the signals ignored its read
+//! fails at once (EIO) and the task fails with the program's own error. Ignored dispositions
+//! survive `exec`, which is what carries the guard to the programs the script runs.
 //!
 //! # Commands left running by a crash
 //!
@@ -84,6 +90,10 @@ pub const SHELL_KIND: &str = "shell";
 
 /// Bytes of each output stream kept in its file (the head of the stream).
 pub const OUTPUT_CAP: u64 = 1024 * 1024;
+
+/// Put in front of every `run` script (on its first line, so the shell's line numbers in
+/// error messages stay the script's own): see "Process groups" above.
+pub const TERMINAL_GUARD: &str = "trap '' TTIN TTOU; ";
 
 /// Lines of each stream kept in memory to show when a task fails.
 pub const TAIL_LINES: usize = 10;
@@ -726,7 +736,7 @@ impl ShellHandler {
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(&spec.run)
+            .arg(format!("{TERMINAL_GUARD}{}", spec.run))
             .envs(&spec.env)
             .env("CAIRN_RUN_ID", ctx.run_id().as_str())
             .env("CAIRN_TASK_ID", &spec.id)

@@ -341,7 +341,7 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         }
         // `run` is one argument of `sh -c`: past the OS's limit for one argument the spawn
         // would fail, after other tasks ran, so it is refused here like a NUL.
-        if let Some(too_long) = over_arg_limit(run.get_ref().len()).filter(|_| strict) {
+        if let Some(too_long) = over_run_limit(run.get_ref().len()).filter(|_| strict) {
             return Err(at(
                 run.span(),
                 WorkflowErrorKind::InvalidValue,
@@ -560,13 +560,29 @@ const RESERVED_ENV_REASON: &str = "names starting with `CAIRN_` are cairn's own 
 /// program, `MAX_ARG_STRLEN` (32 pages of 4 KiB), counting the terminating NUL.
 pub const MAX_ARG_BYTES: usize = 131_072;
 
-/// For a string of `len` bytes (without its NUL) that the OS would refuse as one argument
-/// or environment entry, what to say about its length.
+/// The longest `run` the OS takes: one argument of `sh -c`, which also carries
+/// [`crate::shell::TERMINAL_GUARD`] in front of it.
+pub const MAX_RUN_BYTES: usize = MAX_ARG_BYTES - 1 - crate::shell::TERMINAL_GUARD.len();
+
+/// For an environment entry of `len` bytes (without its NUL) that the OS would refuse, what
+/// to say about its length.
 fn over_arg_limit(len: usize) -> Option<String> {
     (len >= MAX_ARG_BYTES).then(|| {
         format!(
             "{len} bytes long; the OS limit for one argument or environment entry is {} bytes (MAX_ARG_STRLEN, {MAX_ARG_BYTES} with the terminating NUL): put a long script in a file and run that",
             MAX_ARG_BYTES - 1
+        )
+    })
+}
+
+/// For a `run` of `len` bytes that the OS would refuse, what to say about its length.
+fn over_run_limit(len: usize) -> Option<String> {
+    (len > MAX_RUN_BYTES).then(|| {
+        format!(
+            "{len} bytes long; a `run` may be at most {MAX_RUN_BYTES} bytes: the OS limit for one argument is {} bytes (MAX_ARG_STRLEN, {MAX_ARG_BYTES} with the terminating NUL), and cairn puts {} bytes in front of the script (`{}`, so a task cannot be stopped by the terminal): put a long script in a file and run that",
+            MAX_ARG_BYTES - 1,
+            crate::shell::TERMINAL_GUARD.len(),
+            crate::shell::TERMINAL_GUARD.trim_end()
         )
     })
 }

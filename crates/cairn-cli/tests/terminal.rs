@@ -232,3 +232,38 @@ fn choosing_resume_after_editing_the_file_says_the_edit_is_not_picked_up() {
     );
     assert_eq!(count_lines(&log, "edited"), 0, "{log}");
 }
+
+/// A task that reads the terminal itself (a password prompt) fails with the read's own
+/// error instead of being stopped by the terminal and hanging, shown as running, until a
+/// timeout (review 45 F3). The session's own limit is only a hang guard: before the fix
+/// this test hung into it.
+#[test]
+fn a_task_that_reads_the_terminal_fails_instead_of_hanging() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"prompting\"\n[[task]]\nid = \"ask\"\nrun = \"if read answer < /dev/tty; then echo \\\"got $answer\\\" > got; else exit 9; fi\"\nmax_attempts = 1\n",
+    );
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .current_dir(sandbox.root())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(["run", "wf.toml"]);
+    let mut session =
+        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    session.exp_string("FAILED ask").unwrap();
+    assert_eq!(exit_code(&mut session), Some(1));
+    assert!(
+        !sandbox.path("got").exists(),
+        "the read got nothing from the terminal"
+    );
+    let shown = sandbox.run(&["show", &sandbox.only_run_id()]);
+    let shown = text(&shown.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("ask") && l.contains("failed")),
+        "{shown}"
+    );
+}

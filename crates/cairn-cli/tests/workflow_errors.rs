@@ -173,6 +173,10 @@ fn a_name_with_a_control_character_is_located() {
 /// Linux's limit on one argument or environment string, `MAX_ARG_STRLEN`, with its NUL.
 const MAX_ARG_STRLEN: usize = 131_072;
 
+/// The longest `run`: one argument, less its NUL and the 19 bytes of `trap '' TTIN TTOU; `
+/// cairn puts in front of it.
+const MAX_RUN_BYTES: usize = MAX_ARG_STRLEN - 1 - 19;
+
 /// A `run` of exactly `len` bytes that touches `ran` (the rest is a shell comment).
 fn command_of_len(len: usize) -> String {
     let head = "touch ran # ";
@@ -191,6 +195,17 @@ fn a_command_longer_than_one_argument_may_be_is_located() {
     assert!(
         stderr.contains("131071 bytes"),
         "the limit is named: {stderr}"
+    );
+    // One byte over what fits beside cairn's `trap` prefix is refused too.
+    let run = command_of_len(MAX_RUN_BYTES + 1);
+    let body = format!("name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"big\"\nrun = \"{run}\"");
+    let stderr = assert_rejected(&body, 7);
+    assert!(
+        stderr.contains(&format!(
+            "is {} bytes long; a `run` may be at most {MAX_RUN_BYTES} bytes",
+            MAX_RUN_BYTES + 1
+        )),
+        "{stderr}"
     );
 }
 
@@ -217,7 +232,7 @@ fn an_env_entry_longer_than_one_string_may_be_is_located() {
 #[test]
 fn a_command_and_an_env_entry_just_under_the_limit_run() {
     let sandbox = Sandbox::new();
-    let run = command_of_len(MAX_ARG_STRLEN - 1);
+    let run = command_of_len(MAX_RUN_BYTES);
     let value = "v".repeat(MAX_ARG_STRLEN - 1 - 4);
     sandbox.write(
         "wf.toml",
