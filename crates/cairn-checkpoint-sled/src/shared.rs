@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use cairn_checkpoint::{Error, Owner, Result, RunId};
+use cairn_telemetry::names;
 
 use crate::error::backend;
 use crate::layout;
@@ -195,7 +196,7 @@ fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Err
                     });
                 }
                 tracing::warn!(
-                    target: "cairn",
+                    target: names::DETAIL_TARGET,
                     path = %path.display(),
                     moved = ?moved,
                     "sled refused to open its database because a kill interrupted its snapshot \

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutJob, LeftOutPlace};
 use cairn_queue::Timestamp;
+use cairn_telemetry::names;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -269,7 +270,7 @@ impl Scheduler {
             let job = match Job::from_stored(stored) {
                 Ok(job) => job,
                 Err(err) => {
-                    tracing::warn!(target: "cairn", job_id = %id, error = %err, "scheduler skips a job it cannot decode");
+                    tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "scheduler skips a job it cannot decode");
                     report.unreadable.push((id, err.to_string()));
                     continue;
                 }
@@ -344,7 +345,7 @@ impl Scheduler {
         if !claim {
             // Someone else (another scheduler, an operator) changed the job since we listed
             // it; the next tick looks at it again.
-            tracing::debug!(target: "cairn", job_id = %job.id, "job changed before it could be claimed");
+            tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be claimed");
             return Ok(());
         }
         let runs = plan.len();
@@ -356,19 +357,19 @@ impl Scheduler {
                 scheduled_for,
                 started_at: self.jobs.clock().now(),
             };
-            tracing::info!(target: "cairn", job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
+            tracing::info!(target: names::DETAIL_TARGET, job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
             let outcome = match CatchPanic(self.runner.run(&request)).await {
                 Ok(outcome) => outcome,
                 Err(payload) => {
                     let message = panic_message(payload.as_ref());
-                    tracing::error!(target: "cairn", job_id = %job.id, panic = %message, "the job runner panicked; counted as a failed run");
+                    tracing::error!(target: names::DETAIL_TARGET, job_id = %job.id, panic = %message, "the job runner panicked; counted as a failed run");
                     Err(RunFailed::new(format!(
                         "the job runner panicked: {message}"
                     )))
                 }
             };
             if let Err(failed) = &outcome {
-                tracing::info!(target: "cairn", job_id = %job.id, error = %failed.message, "scheduled run failed");
+                tracing::info!(target: names::DETAIL_TARGET, job_id = %job.id, error = %failed.message, "scheduled run failed");
             }
             let still_active = self
                 .record(&job.id, job.created_at, &outcome, index + 1 == runs, report)
@@ -631,7 +632,7 @@ impl Scheduler {
             } => true,
             _ => return Err(err),
         };
-        tracing::warn!(target: "cairn", job_id = %id, error = %err, "a job was damaged while the scheduler handled it; it is skipped (its run's outcome, if any, is not recorded) and the other jobs go on");
+        tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "a job was damaged while the scheduler handled it; it is skipped (its run's outcome, if any, is not recorded) and the other jobs go on");
         let entry = if damaged_in_store {
             self.damage_audited(id).await
         } else {
@@ -656,7 +657,7 @@ impl Scheduler {
         match self.jobs.last_damage(id).await {
             Ok(damage) => damage.map(|damage| damage.entry),
             Err(err) => {
-                tracing::debug!(target: "cairn", job_id = %id, error = %err, "cannot read the damaged job's audit log");
+                tracing::debug!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "cannot read the damaged job's audit log");
                 None
             }
         }
@@ -697,7 +698,7 @@ impl Scheduler {
 /// Logs, as a WARN, that the job store left `entry` out.
 fn warn_left_out(entry: &LeftOutJob) {
     tracing::warn!(
-        target: "cairn",
+        target: names::DETAIL_TARGET,
         job = %entry.name,
         place = %entry.place,
         reason = %entry.reason,
