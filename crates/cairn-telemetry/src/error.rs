@@ -71,10 +71,26 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Exporting to the collector failed (it is down, refused the export, or did not answer
+    /// before the shutdown's time ran out): what was not exported is lost. Reported by a
+    /// shutdown, for every failure since the last flush.
+    #[error(
+        "could not export {signals} to the OTLP collector at {endpoint}; what was not \
+         exported is lost: {source}"
+    )]
+    Export {
+        /// The collector, as configured.
+        endpoint: String,
+        /// `traces`, `metrics`, or `traces and metrics`: the signals whose export failed.
+        signals: &'static str,
+        /// The first failure (the traces' when both failed).
+        #[source]
+        source: opentelemetry_sdk::error::OTelSdkError,
+    },
     /// Flushing or shutting down a provider failed; buffered telemetry may be lost.
     #[error("shutting down the OpenTelemetry {signal} provider failed: {source}")]
     Shutdown {
-        /// `traces` or `metrics`.
+        /// `traces`, `metrics`, or `traces and metrics`.
         signal: &'static str,
         /// The SDK's error.
         #[source]

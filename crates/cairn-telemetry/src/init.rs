@@ -2,9 +2,11 @@
 //! of traces and metrics) and the guard that flushes on drop.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, SdkTracerProvider};
 use tracing::Subscriber;
@@ -17,6 +19,7 @@ use crate::error::Error;
 use crate::handover::MetricsFilter;
 use crate::layers::{LogFormat, fmt_layer, metrics_layer, trace_half, trace_layer_recording};
 use crate::link::tracer_provider_builder;
+use crate::metric_export::MetricFailures;
 use crate::span_queue::SpanQueue;
 
 /// The standard variable naming the OTLP collector's base URL.
@@ -32,6 +35,18 @@ pub const ENV_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 
 /// The filter used when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info";
+
+/// How long the final flush at shutdown may take, unless [`Config::with_shutdown_timeout`]
+/// says otherwise: one second.
+///
+/// The final flush is one export per signal (a few for a long run's spans). A collector is
+/// normally a local agent or a sidecar that answers in milliseconds, and even a remote one
+/// behind TLS answers one request well within a second; one that takes longer is taken for
+/// down. A second is then the most a down or hung collector adds to a short command (a
+/// `cairn runs` polled by a script), where the exporter's own timeout
+/// (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s) and the SDK's metrics shutdown (5 s) would add up to
+/// ten seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The OTLP wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +139,10 @@ pub struct Config {
     /// rely on `tracing::Span::current()` being the task span, for example to carry it into
     /// work they spawn with `tracing::Instrument::in_current_span`.
     pub traced_task_spans: bool,
+    /// The longest the [`TelemetryGuard`]'s final flush and shutdown may take
+    /// ([`DEFAULT_SHUTDOWN_TIMEOUT`] by default); what is not exported by then is lost, and
+    /// reported as [`Error::Export`].
+    pub shutdown_timeout: Duration,
 }
 
 impl Config {
@@ -148,6 +167,7 @@ impl Config {
             export: Export::FromEnv,
             metrics_interval: Duration::from_secs(60),
             traced_task_spans: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -198,13 +218,35 @@ impl Config {
         self.traced_task_spans = traced;
         self
     }
+
+    /// Sets [`Config::shutdown_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::Config;
+    ///
+    /// // A long-running service can afford to wait longer for its last spans.
+    /// let config = Config::new("scheduler").with_shutdown_timeout(Duration::from_secs(5));
+    /// assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+    /// ```
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
 }
 
 /// Keeps the OpenTelemetry providers alive; dropping it flushes and shuts them down, so hold
 /// it until `main` returns (`let _guard = init(..)?;`, not `let _ = ...`).
+///
+/// The flush takes at most [`Config::shutdown_timeout`]. Dropping the guard writes a failed
+/// export (a collector that is down, or did not answer in time) to stderr as one warning line
+/// naming the collector; [`TelemetryGuard::shutdown`] returns it instead.
 #[must_use = "dropping the guard shuts telemetry export down"]
 pub struct TelemetryGuard {
     providers: Option<Providers>,
+    shutdown_timeout: Duration,
 }
 
 impl fmt::Debug for TelemetryGuard {
@@ -216,19 +258,21 @@ impl fmt::Debug for TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Flushes and shuts down both providers, reporting the first failure.
+    /// Flushes and shuts down both providers within [`Config::shutdown_timeout`], as
+    /// [`Providers::shutdown_with_timeout`].
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] when a provider fails to flush or stop (for example the collector
-    /// is unreachable); the other provider is still shut down.
+    /// [`Error::Export`] when the collector could not be reached, refused the export or did
+    /// not answer in time; what was not exported is lost. [`Error::Shutdown`] when a provider
+    /// was already shut down.
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.shutdown_providers()
     }
 
     fn shutdown_providers(&mut self) -> Result<(), Error> {
         match self.providers.take() {
-            Some(providers) => providers.shutdown(),
+            Some(providers) => providers.shutdown_with_timeout(self.shutdown_timeout),
             None => Ok(()),
         }
     }
@@ -262,6 +306,11 @@ pub struct Providers {
     /// The span processor of `traces`, when it is a [`SpanQueue`] (registered with `traces`:
     /// shutting `traces` down shuts it down).
     pub span_queue: Option<SpanQueue>,
+    /// The collector the exporters send to, when known ([`providers`] sets it): a failed
+    /// shutdown names it ([`Error::Export`]).
+    pub endpoint: Option<String>,
+    /// Failures of the metric exporter that [`providers`] wrapped, kept for the shutdown.
+    metric_failures: Option<Arc<MetricFailures>>,
 }
 
 impl Providers {
@@ -271,6 +320,8 @@ impl Providers {
             traces,
             metrics,
             span_queue: None,
+            endpoint: None,
+            metric_failures: None,
         }
     }
 
@@ -282,23 +333,113 @@ impl Providers {
         self
     }
 
-    /// Flushes and shuts down both providers (and so the span queue), reporting the first
-    /// failure.
+    /// Names the collector the exporters send to, for [`Error::Export`].
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// [`Providers::shutdown_with_timeout`] with [`DEFAULT_SHUTDOWN_TIMEOUT`].
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] when a provider fails to flush or stop (for example the collector
-    /// is unreachable); the other provider is still shut down.
+    /// As [`Providers::shutdown_with_timeout`].
     pub fn shutdown(&self) -> Result<(), Error> {
-        let traces = self.traces.shutdown().map_err(|source| Error::Shutdown {
-            signal: "traces",
-            source,
+        self.shutdown_with_timeout(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    /// Flushes and shuts down both providers (and so the span queue), together, returning
+    /// within about `timeout` whatever the collector does. What is not exported by then is
+    /// lost: an export still waiting on the collector is left to its own timeout
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`) on the SDK's threads, which do not keep the process
+    /// from exiting. With nothing recorded, nothing is exported, and the shutdown does not
+    /// wait on the collector at all.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Export`] when [`Providers::endpoint`] is known and an export failed (since
+    ///   the last flush, or now) or did not finish in time; both signals are still shut down,
+    ///   and the error says which failed;
+    /// - [`Error::Shutdown`] otherwise when a provider fails to flush or stop, or was
+    ///   already shut down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::{Config, Export};
+    ///
+    /// let providers = cairn_telemetry::providers(&Config::new("host").with_export(Export::Off))?;
+    /// providers.shutdown_with_timeout(Duration::from_millis(500))?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
+    pub fn shutdown_with_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        // The SDK's meter provider ignores the timeout it is given (its periodic reader
+        // waits 5 s for a final export that a hung collector never answers), so it shuts
+        // down on a thread of its own, left behind if it overruns.
+        let (done, metrics_done) = mpsc::channel();
+        let metrics = self.metrics.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cairn-metrics-shutdown".to_owned())
+            .spawn(move || {
+                let _ = done.send(metrics.shutdown());
+            });
+        let traces = self.traces.shutdown_with_timeout(timeout);
+        let metrics = match spawned {
+            Ok(_) => metrics_done
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|error| match error {
+                    mpsc::RecvTimeoutError::Timeout => Err(OTelSdkError::Timeout(timeout)),
+                    mpsc::RecvTimeoutError::Disconnected => Err(OTelSdkError::InternalFailure(
+                        "the metrics shutdown panicked".to_owned(),
+                    )),
+                }),
+            // Without a thread, shut down here: bounded by the SDK's 5 s instead.
+            Err(_) => self.metrics.shutdown(),
+        };
+        self.report(traces, metrics)
+    }
+
+    /// The error of a shutdown whose providers returned `traces` and `metrics`: the span
+    /// queue's and the metric exporter's own errors stand in for the SDK's summaries of them.
+    fn report(&self, traces: OTelSdkResult, metrics: OTelSdkResult) -> Result<(), Error> {
+        let traces = traces.map_err(|error| {
+            self.span_queue
+                .as_ref()
+                .and_then(SpanQueue::shutdown_error)
+                .unwrap_or(error)
         });
-        let metrics = self.metrics.shutdown().map_err(|source| Error::Shutdown {
-            signal: "metrics",
-            source,
-        });
-        traces.and(metrics)
+        // The wrapped exporter tells the SDK its failures went through: they are here.
+        let unreported = self
+            .metric_failures
+            .as_ref()
+            .and_then(|failures| failures.take_unreported());
+        let metrics = match (metrics, unreported) {
+            (Err(OTelSdkError::Timeout(timeout)), _) => Err(OTelSdkError::Timeout(timeout)),
+            (_, Some(error)) => Err(OTelSdkError::InternalFailure(error)),
+            (result, None) => result,
+        };
+        let (source, signals) = match (traces, metrics) {
+            (Ok(()), Ok(())) => return Ok(()),
+            (Err(traces), Ok(())) => (traces, "traces"),
+            (Ok(()), Err(metrics)) => (metrics, "metrics"),
+            (Err(traces), Err(_)) => (traces, "traces and metrics"),
+        };
+        match &self.endpoint {
+            Some(endpoint) if !matches!(source, OTelSdkError::AlreadyShutdown) => {
+                Err(Error::Export {
+                    endpoint: endpoint.clone(),
+                    signals,
+                    source,
+                })
+            }
+            _ => Err(Error::Shutdown {
+                signal: signals,
+                source,
+            }),
+        }
     }
 }
 
@@ -306,7 +447,7 @@ impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Err(error) = self.shutdown_providers() {
             // The subscriber may already be unable to deliver anything; stderr always works.
-            eprintln!("cairn-telemetry: {error}");
+            eprintln!("cairn-telemetry: warning: {error}");
         }
     }
 }
@@ -442,9 +583,48 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
     match resolve_export(&config.export)? {
         None => Ok(Providers::new(traces.build(), metrics.build())),
         Some((protocol, endpoint)) => {
-            otlp::with_exporters(traces, metrics, protocol, endpoint, config.metrics_interval)
+            let shown = shown_endpoint(protocol, endpoint.as_deref());
+            let failures = Arc::new(MetricFailures::default());
+            let providers = otlp::with_exporters(
+                traces,
+                metrics,
+                protocol,
+                endpoint,
+                config.metrics_interval,
+                Arc::clone(&failures),
+            )?;
+            Ok(Providers {
+                metric_failures: Some(failures),
+                ..providers.with_endpoint(shown)
+            })
         }
     }
+}
+
+/// The collector as messages name it: the explicit endpoint, else the standard variables in
+/// the order the exporters read them, else the protocol's localhost default.
+fn shown_endpoint(protocol: OtlpProtocol, endpoint: Option<&str>) -> String {
+    if let Some(endpoint) = endpoint {
+        return endpoint.to_owned();
+    }
+    [
+        ENV_OTLP_ENDPOINT,
+        ENV_OTLP_TRACES_ENDPOINT,
+        ENV_OTLP_METRICS_ENDPOINT,
+    ]
+    .into_iter()
+    .find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    })
+    .unwrap_or_else(|| {
+        match protocol {
+            OtlpProtocol::HttpProtobuf => "http://localhost:4318",
+            OtlpProtocol::Grpc => "http://localhost:4317",
+        }
+        .to_owned()
+    })
 }
 
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
@@ -453,11 +633,14 @@ mod otlp {
 
     use std::time::Duration;
 
+    use std::sync::Arc;
+
     use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader};
     use opentelemetry_sdk::trace::TracerProviderBuilder;
 
     use super::{OtlpProtocol, Providers};
     use crate::error::Error;
+    use crate::metric_export::{MetricFailures, ReportingMetricExporter};
     use crate::span_queue::{SpanQueue, SpanQueueConfig};
 
     pub(super) fn with_exporters(
@@ -466,11 +649,13 @@ mod otlp {
         protocol: OtlpProtocol,
         endpoint: Option<String>,
         metrics_interval: Duration,
+        metric_failures: Arc<MetricFailures>,
     ) -> Result<Providers, Error> {
         let (span_exporter, metric_exporter) = match protocol {
             OtlpProtocol::HttpProtobuf => http(endpoint.as_deref())?,
             OtlpProtocol::Grpc => grpc(endpoint.as_deref())?,
         };
+        let metric_exporter = ReportingMetricExporter::new(metric_exporter, metric_failures);
         let reader = PeriodicReader::builder(metric_exporter)
             .with_interval(metrics_interval)
             .build();
@@ -568,6 +753,7 @@ mod otlp {
 mod otlp {
     //! Without an OTLP feature every export request is refused with a typed error.
 
+    use std::sync::Arc;
     use std::time::Duration;
 
     use opentelemetry_sdk::metrics::MeterProviderBuilder;
@@ -575,6 +761,7 @@ mod otlp {
 
     use super::{OtlpProtocol, Providers};
     use crate::error::Error;
+    use crate::metric_export::MetricFailures;
 
     pub(super) fn with_exporters(
         _traces: TracerProviderBuilder,
@@ -582,6 +769,7 @@ mod otlp {
         protocol: OtlpProtocol,
         _endpoint: Option<String>,
         _metrics_interval: Duration,
+        _metric_failures: Arc<MetricFailures>,
     ) -> Result<Providers, Error> {
         let feature = match protocol {
             OtlpProtocol::HttpProtobuf => "otlp-http",
@@ -693,6 +881,7 @@ pub fn init(config: Config) -> Result<TelemetryGuard, Error> {
     // From here on the guard owns the providers, so an early return still shuts them down.
     let guard = TelemetryGuard {
         providers: Some(providers),
+        shutdown_timeout: config.shutdown_timeout,
     };
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|source| Error::SubscriberAlreadySet { source })?;

@@ -35,6 +35,8 @@ pub mod layers;
 #[cfg(feature = "export")]
 pub mod link;
 #[cfg(feature = "export")]
+mod metric_export;
+#[cfg(feature = "export")]
 pub mod metrics;
 #[cfg(feature = "export")]
 pub mod span_queue;
@@ -47,9 +49,9 @@ pub mod testing;
 pub use error::Error;
 #[cfg(feature = "export")]
 pub use init::{
-    Config, DEFAULT_FILTER, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_PROTOCOL,
-    ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, Providers, SPAN_QUEUE_SIZE,
-    TelemetryGuard, export_layers, init, providers, span_batch_config,
+    Config, DEFAULT_FILTER, DEFAULT_SHUTDOWN_TIMEOUT, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT,
+    ENV_OTLP_PROTOCOL, ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, Providers,
+    SPAN_QUEUE_SIZE, TelemetryGuard, export_layers, init, providers, span_batch_config,
 };
 #[cfg(feature = "export")]
 pub use layers::LogFormat;

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-use opentelemetry::metrics::{BoundCounter, BoundGauge, BoundHistogram, Counter, Histogram, Meter};
+use opentelemetry::metrics::{
+    BoundCounter, BoundGauge, BoundHistogram, Counter, Gauge, Histogram, Meter,
+};
 use opentelemetry::{KeyValue, StringValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -55,9 +57,12 @@ pub struct MetricsLayer {
     run_duration: Histogram<f64>,
     resumes: Counter<u64>,
     quarantines: Counter<u64>,
+    queue_depth: Gauge<u64>,
     /// [`names::METRIC_QUEUE_DEPTH`] bound to each of [`QUEUE_STATUSES`]: six values are
     /// recorded after every batch of a run, so the SDK does not hash their attributes.
-    queue_depth_by_status: [BoundGauge<u64>; QUEUE_STATUSES.len()],
+    /// Bound at the first depth recorded, not before: a bound gauge is exported (at 0) even
+    /// if nothing is ever recorded, and a process that recorded nothing exports nothing.
+    queue_depth_by_status: OnceLock<[BoundGauge<u64>; QUEUE_STATUSES.len()]>,
     /// The last queue depth of each run in progress, so the gauge can report the sum over
     /// concurrent runs and drop a run's share when it finishes.
     depth_by_run: Mutex<HashMap<String, QueueDepth>>,
@@ -89,8 +94,6 @@ impl MetricsLayer {
             .with_description("Queued tasks by status over the runs in progress.")
             .with_unit("{task}")
             .build();
-        let queue_depth_by_status =
-            QUEUE_STATUSES.map(|status| queue_depth.bind(&[KeyValue::new("status", status)]));
         MetricsLayer {
             task: Some(Arc::new(TaskMetrics {
                 outcomes: meter
@@ -120,7 +123,8 @@ impl MetricsLayer {
                 .with_description("Stored state moved to quarantine.")
                 .with_unit("{quarantine}")
                 .build(),
-            queue_depth_by_status,
+            queue_depth,
+            queue_depth_by_status: OnceLock::new(),
             depth_by_run: Mutex::new(HashMap::new()),
             kinds: KindValues::default(),
         }
@@ -168,7 +172,10 @@ impl MetricsLayer {
             }
         }
         drop(by_run);
-        for (gauge, total) in self.queue_depth_by_status.iter().zip(totals) {
+        let gauges = self.queue_depth_by_status.get_or_init(|| {
+            QUEUE_STATUSES.map(|status| self.queue_depth.bind(&[KeyValue::new("status", status)]))
+        });
+        for (gauge, total) in gauges.iter().zip(totals) {
             gauge.record(total);
         }
     }

@@ -264,6 +264,9 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// What the shutdown returned when it failed, for [`crate::Providers`] to report: the
+    /// tracer provider wraps it in a list of every processor's errors.
+    shutdown_error: Mutex<Option<OTelSdkError>>,
 }
 
 #[derive(Default)]
@@ -303,6 +306,7 @@ impl SpanQueue {
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             thread: Mutex::new(None),
+            shutdown_error: Mutex::new(None),
         });
         let for_thread = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -321,6 +325,13 @@ impl SpanQueue {
     /// Exports the exporter failed.
     pub fn failed_exports(&self) -> u64 {
         self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// The error the shutdown returned, if it failed.
+    pub(crate) fn shutdown_error(&self) -> Option<OTelSdkError> {
+        lock(&self.shared.shutdown_error)
+            .as_ref()
+            .map(crate::metric_export::copy_error)
     }
 
     /// Queues an executor attempt's span (built on the export thread).
@@ -368,6 +379,21 @@ impl SpanQueue {
         }
         Ok(state)
     }
+
+    /// Waits for the export thread to stop, collects it and reports what failed.
+    fn finish_shutdown(&self, timeout: Duration, state: MutexGuard<'_, State>) -> OTelSdkResult {
+        let state = self.wait_for(timeout, state, |state| state.stopped)?;
+        let failure = state.unreported_failure.clone();
+        drop(state);
+        if let Some(handle) = lock(&self.shared.thread).take() {
+            // The thread has stopped: this only collects it.
+            let _ = handle.join();
+        }
+        match failure {
+            Some(error) => Err(OTelSdkError::InternalFailure(error)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl SpanProcessor for SpanQueue {
@@ -400,6 +426,10 @@ impl SpanProcessor for SpanQueue {
 
     /// Exports what is queued, shuts the exporter down and stops the thread. Spans that end
     /// afterwards are dropped and counted.
+    ///
+    /// Waits at most `timeout` for the thread: an export still running then (a collector
+    /// that does not answer) is left to finish or time out on its own, and the shutdown
+    /// returns [`OTelSdkError::Timeout`].
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let mut state = lock(&self.shared.state);
         if state.shutdown {
@@ -407,17 +437,11 @@ impl SpanProcessor for SpanQueue {
         }
         state.shutdown = true;
         self.shared.work.notify_one();
-        let state = self.wait_for(timeout, state, |state| state.stopped)?;
-        let failure = state.unreported_failure.clone();
-        drop(state);
-        if let Some(handle) = lock(&self.shared.thread).take() {
-            // The thread has stopped: this only collects it.
-            let _ = handle.join();
+        let result = self.finish_shutdown(timeout, state);
+        if let Err(error) = &result {
+            *lock(&self.shared.shutdown_error) = Some(crate::metric_export::copy_error(error));
         }
-        match failure {
-            Some(error) => Err(OTelSdkError::InternalFailure(error)),
-            None => Ok(()),
-        }
+        result
     }
 
     fn set_resource(&mut self, resource: &Resource) {
