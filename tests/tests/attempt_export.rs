@@ -271,6 +271,84 @@ fn a_failed_attempt_exports_task_failed_as_an_event_of_its_own_span() {
     );
 }
 
+/// A plan task named `fetch-prices` (kind `flaky`: it fails once, then completes) beside an
+/// unnamed `work` task, run under `telemetry`: the named task's two attempt spans and its
+/// `task_failed` event carry `task_name`, the unnamed task's span has none.
+fn assert_plan_names_reach_the_task_spans(telemetry: &TestTelemetry) {
+    let registry = Registry::new()
+        .with(
+            "work",
+            handler_fn(|_ctx| async { Ok::<_, TaskFailure>(Finish::Complete(Handoff::default())) }),
+        )
+        .with(
+            "flaky",
+            handler_fn(|ctx| async move {
+                match ctx.attempt() {
+                    1 => Err(TaskFailure::retryable("flaky", "try again")),
+                    _ => Ok(Finish::Complete(Handoff::default())),
+                }
+            }),
+        );
+    let mut phase = Phase::new("main");
+    phase.named_task("fetch-prices", TaskSpec::new("flaky"), []);
+    phase.task(TaskSpec::new("work"), []);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(run_to_completion(registry, phase).with_subscriber(telemetry.dispatch()));
+
+    let tasks = telemetry.spans_named(names::TASK_SPAN);
+    assert_eq!(
+        tasks.len(),
+        3,
+        "two attempts of the named task, one of the other"
+    );
+    let name = Value::from("fetch-prices");
+    for task in &tasks {
+        let kind = attr(&task.attributes, "kind").expect("kind").as_str();
+        let task_name = attr(&task.attributes, "task_name");
+        match kind.as_ref() {
+            "flaky" => assert_eq!(task_name, Some(&name), "{:?}", task.attributes),
+            _ => assert_eq!(task_name, None, "an unnamed task: {:?}", task.attributes),
+        }
+    }
+    let failed: Vec<_> = tasks
+        .iter()
+        .flat_map(|task| task.events.iter())
+        .filter(|event| event.name == names::TASK_FAILED)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(attr(&failed[0].attributes, "task_name"), Some(&name));
+}
+
+#[test]
+fn a_named_plan_task_is_exported_with_its_task_name() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "a_named_plan_task_is_exported_with_its_task_name",
+        &default,
+        |filter| assert_plan_names_reach_the_task_spans(&export_layers(filter, None)),
+    );
+}
+
+#[test]
+fn a_named_plan_task_is_exported_with_its_task_name_from_traced_task_spans() {
+    let default = cairn_telemetry::Config::new("x").default_filter;
+    in_child_with_filter(
+        "a_named_plan_task_is_exported_with_its_task_name_from_traced_task_spans",
+        &default,
+        |filter| {
+            let config = cairn_telemetry::Config::new("attempt-export-test")
+                .with_export(cairn_telemetry::Export::Off)
+                .with_default_filter(filter)
+                .with_traced_task_spans(true);
+            assert_plan_names_reach_the_task_spans(&compose(config, None));
+        },
+    );
+}
+
 #[test]
 fn attempts_a_filter_drops_are_not_exported_but_still_counted_once() {
     in_child_with_filter(
@@ -603,6 +681,7 @@ impl cairn_telemetry::attempt::AttemptExport for CallLog {
         &self,
         _parent: &tracing::Span,
         _task_id: &str,
+        _task_name: Option<&Arc<str>>,
         _kind: &Arc<str>,
         _attempt: u32,
     ) -> Option<Box<dyn cairn_telemetry::attempt::AttemptRecord>> {

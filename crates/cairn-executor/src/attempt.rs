@@ -122,6 +122,9 @@ const CANCELLED: &str = "cancelled";
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptFields {
     pub(crate) task_id: TaskId,
+    /// The task's plan name (`crate::PlannedTask::name`), if it has one: the task span's
+    /// `task_name`. Shared with the drive's names, so an attempt does not copy it.
+    pub(crate) task_name: Option<Arc<str>>,
     /// Shared with the registry, so an attempt does not copy it.
     pub(crate) kind: Arc<str>,
     pub(crate) attempt: u32,
@@ -201,7 +204,13 @@ impl AttemptScope {
         }
         let span = open_span(&self.parent, &task_id, fields);
         let direct = self.export.as_ref().and_then(|export| {
-            export.open(&self.parent, task_id.as_str(), &fields.kind, fields.attempt)
+            export.open(
+                &self.parent,
+                task_id.as_str(),
+                fields.task_name.as_ref(),
+                &fields.kind,
+                fields.attempt,
+            )
         });
         (span, direct)
     }
@@ -222,6 +231,7 @@ impl AttemptScope {
         let event = TaskFailed {
             run_id: self.run_id.as_str(),
             task_id: task_id.as_str(),
+            task_name: fields.task_name.as_deref(),
             kind: &fields.kind,
             attempt: fields.attempt,
             max_attempts: fields.max_attempts,
@@ -330,6 +340,8 @@ fn open_span(parent: &Span, task_id: &TaskIdText, fields: &AttemptFields) -> Spa
         // cost time.
         task_id = %task_id,
         kind = %&*fields.kind,
+        // Left out when the task has no name (an `Option` records only `Some`).
+        task_name = fields.task_name.as_deref(),
         attempt = i64::from(fields.attempt),
         outcome = tracing::field::Empty,
     )
@@ -485,6 +497,7 @@ mod tests {
     fn fields(attempt: u32, max_attempts: u32) -> AttemptFields {
         AttemptFields {
             task_id: TaskId(42),
+            task_name: None,
             kind: Arc::from("shell"),
             attempt,
             max_attempts,

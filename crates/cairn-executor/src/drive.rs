@@ -125,8 +125,8 @@ pub(crate) struct Drive {
     pub(crate) workflow: String,
     pub(crate) scope: String,
     /// The plan names of the tasks that have one ([`crate::PlannedTask::name`]), for
-    /// messages.
-    pub(crate) names: HashMap<TaskId, String>,
+    /// messages and for the task spans' and events' `task_name`.
+    pub(crate) names: HashMap<TaskId, Arc<str>>,
     /// Told of every acknowledged batch ([`crate::Executor::on_acknowledged`]).
     pub(crate) on_acknowledged: Option<AcknowledgedHook>,
 }
@@ -272,7 +272,7 @@ impl Drive {
                 FailedTask {
                     id,
                     kind: task.map(|t| t.kind.clone()).unwrap_or_default(),
-                    name: self.names.get(&id).cloned(),
+                    name: self.names.get(&id).map(|name| name.to_string()),
                     error: task.and_then(|t| t.error.as_deref().cloned()),
                 }
             })
@@ -385,7 +385,7 @@ impl Drive {
 
     fn name_task(&mut self, id: TaskId, planned: &PlannedTask) {
         if let Some(name) = &planned.name {
-            self.names.insert(id, name.clone());
+            self.names.insert(id, Arc::from(name.as_str()));
         }
     }
 
@@ -531,6 +531,7 @@ impl Drive {
             .or(self.config.default_timeout);
         let fields = AttemptFields {
             task_id: id,
+            task_name: self.names.get(&id).cloned(),
             kind,
             attempt,
             max_attempts: task.max_attempts,
@@ -808,6 +809,7 @@ impl Drive {
             &emit::TaskFailed {
                 run_id: self.run_id.as_str(),
                 task_id: &id.to_string(),
+                task_name: self.names.get(&id).map(|name| &**name),
                 kind: &task.kind,
                 attempt,
                 max_attempts: task.max_attempts,

@@ -782,6 +782,7 @@ impl Executor {
             emit::task_reset(
                 run_id.as_str(),
                 &recovery.id.to_string(),
+                names.get(&recovery.id).map(String::as_str),
                 &recovery.kind,
                 recovery.attempt,
                 became,

@@ -25,8 +25,10 @@ pub struct PlannedTask {
     pub after: Vec<usize>,
     /// What people call this task (a workflow file's task id, say). Messages about it (a
     /// failed run's error, a timeout, a panic) give this name next to its queue id; without
-    /// one they name it by queue id and kind. It is not stored with the run: a resumed run's
-    /// plan names its tasks again.
+    /// one they name it by queue id and kind. Telemetry carries it too, as `task_name` on the
+    /// task's spans (`orchestrator task`) and on its `orchestrator task_failed` and
+    /// `orchestrator task_reset` events. It is not stored with the run: a resumed run's plan
+    /// names its tasks again.
     pub name: Option<String>,
 }
 
@@ -295,7 +297,11 @@ pub enum PlanProblem {
 /// How messages call task `id`: `` task `build` `` when `names` has it (the queue's own id
 /// is left out: beside a workflow's ids, `t3` reads as another of its tasks), else
 /// `` task t3 (`shell`) ``.
-pub(crate) fn describe_task(names: &HashMap<TaskId, String>, id: TaskId, kind: &str) -> String {
+pub(crate) fn describe_task<N: std::fmt::Display>(
+    names: &HashMap<TaskId, N>,
+    id: TaskId,
+    kind: &str,
+) -> String {
     match names.get(&id) {
         Some(name) => format!("task `{name}`"),
         None => format!("task {id} (`{kind}`)"),

@@ -41,8 +41,9 @@ pub trait AttemptExport: Send + Sync + 'static {
     /// be taken for this attempt's answer. Does nothing by default.
     fn opening(&self) {}
 
-    /// The exported side of one attempt of task `task_id` (its text, `t<id>`), of kind
-    /// `kind`, attempt number `attempt`, opened under `parent` (the run span).
+    /// The exported side of one attempt of task `task_id` (its text, `t<id>`), named
+    /// `task_name` when it has a name, of kind `kind`, attempt number `attempt`, opened under
+    /// `parent` (the run span).
     ///
     /// Call it on the attempt's thread right after opening the executor's task span through
     /// `tracing` (that is when the trace half's filter answers for it). `None` means the
@@ -52,6 +53,7 @@ pub trait AttemptExport: Send + Sync + 'static {
         &self,
         parent: &Span,
         task_id: &str,
+        task_name: Option<&Arc<str>>,
         kind: &Arc<str>,
         attempt: u32,
     ) -> Option<Box<dyn AttemptRecord>>;

@@ -134,10 +134,19 @@ pub fn run_finished(f: &RunFinished<'_>) {
     );
 }
 
-/// Emits [`names::TASK_RESET`].
-pub fn task_reset(run_id: &str, task_id: &str, kind: &str, attempt: u32, now: &str) {
+/// Emits [`names::TASK_RESET`]. `task_name` is what people call the task (the plan's name
+/// for it, a workflow file's task id), when it has one; the field is left out without one.
+pub fn task_reset(
+    run_id: &str,
+    task_id: &str,
+    task_name: Option<&str>,
+    kind: &str,
+    attempt: u32,
+    now: &str,
+) {
     tracing::warn!(name: "orchestrator task_reset", target: "cairn",
-        run_id, task_id, kind, attempt = i64::from(attempt), now, "{}", names::TASK_RESET);
+        run_id, task_id, task_name, kind, attempt = i64::from(attempt), now,
+        "{}", names::TASK_RESET);
 }
 
 /// Fields of [`names::TASK_FAILED`].
@@ -147,6 +156,9 @@ pub struct TaskFailed<'a> {
     pub run_id: &'a str,
     /// The task, as `TaskId` displays it (`t42`).
     pub task_id: &'a str,
+    /// What people call the task (the plan's name for it, a workflow file's task id), if it
+    /// has a name; the `task_name` field is left out without one.
+    pub task_name: Option<&'a str>,
     /// The task's kind.
     pub kind: &'a str,
     /// The attempt that failed, from 1.
@@ -177,6 +189,7 @@ pub struct TaskFailed<'a> {
 ///     &TaskFailed {
 ///         run_id: "r1",
 ///         task_id: "t3",
+///         task_name: Some("fetch-prices"),
 ///         kind: "fetch",
 ///         attempt: 1,
 ///         max_attempts: 3,
@@ -189,12 +202,13 @@ pub struct TaskFailed<'a> {
 pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
     match parent {
         Some(parent) => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
-            parent: parent, run_id = f.run_id, task_id = f.task_id, kind = f.kind,
+            parent: parent, run_id = f.run_id, task_id = f.task_id,
+            task_name = f.task_name, kind = f.kind,
             attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
             error.kind = f.error_kind, error.message = f.error_message,
             will_retry = f.will_retry, "{}", names::TASK_FAILED),
         None => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
-            run_id = f.run_id, task_id = f.task_id, kind = f.kind,
+            run_id = f.run_id, task_id = f.task_id, task_name = f.task_name, kind = f.kind,
             attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
             error.kind = f.error_kind, error.message = f.error_message,
             will_retry = f.will_retry, "{}", names::TASK_FAILED),

@@ -26,11 +26,12 @@ pub const RESUMED_BY_ID: &str = "orchestrator resumed_by_id";
 /// Stored state was quarantined. Fields: `run_id`, `reason`, `location`.
 pub const STATE_QUARANTINED: &str = "orchestrator state_quarantined";
 /// A task that was running at a crash was reset (or failed, when out of attempts). Fields:
-/// `run_id`, `task_id`, `kind`, `attempt`, `now` (`pending | failed`).
+/// `run_id`, `task_id`, `task_name` (when the task has one, see [`TASK_SPAN`]), `kind`,
+/// `attempt`, `now` (`pending | failed`).
 pub const TASK_RESET: &str = "orchestrator task_reset";
 /// A task attempt failed: its handler returned an error (retryable or permanent), ran past
 /// its timeout, panicked, or returned a handoff that cannot be stored. WARN. Fields:
-/// `run_id`, `task_id`, `kind`, `attempt`, `max_attempts`, `error.kind`, `error.message`,
+/// `run_id`, `task_id`, `task_name` (when the task has one), `kind`, `attempt`, `max_attempts`, `error.kind`, `error.message`,
 /// `will_retry` (whether the task gets another attempt). Emitted inside the attempt's task
 /// span ([`TASK_SPAN`]) when it fails there, else inside the run span ([`RUN_SPAN`]).
 pub const TASK_FAILED: &str = "orchestrator task_failed";
@@ -47,7 +48,10 @@ pub const JOB_REVIVED: &str = "scheduler job_revived";
 pub const RUN_SPAN: &str = "orchestrator run";
 /// One span per task attempt, a child of its [`RUN_SPAN`] (which carries `run_id`). Fields:
 /// `task_id`, `kind`, `attempt`, `outcome` (recorded when the attempt ends:
-/// `complete | skip | retry | fail | panic | timeout | cancelled`).
+/// `complete | skip | retry | fail | panic | timeout | cancelled`), and `task_name` when the
+/// task has a name: what people call it, beside the queue's `t<N>` id (the executor takes
+/// it from the plan, `PlannedTask::name`; the `cairn` CLI names each task by its id in the
+/// workflow file). Follow-ups and unnamed plan tasks have none.
 pub const TASK_SPAN: &str = "orchestrator task";
 
 /// The tracing target of cairn's stable events and spans: every event on it has one of the

@@ -51,6 +51,7 @@ const KEY_LEVEL: Key = Key::from_static_str("level");
 const KEY_TARGET: Key = Key::from_static_str("target");
 const KEY_TASK_ID: Key = Key::from_static_str("task_id");
 const KEY_KIND: Key = Key::from_static_str("kind");
+const KEY_TASK_NAME: Key = Key::from_static_str("task_name");
 const KEY_ATTEMPT: Key = Key::from_static_str("attempt");
 const KEY_OUTCOME: Key = Key::from_static_str("outcome");
 
@@ -1034,6 +1035,7 @@ impl AttemptExport for DirectExport {
         &self,
         parent: &Span,
         task_id: &str,
+        task_name: Option<&Arc<str>>,
         kind: &Arc<str>,
         attempt: u32,
     ) -> Option<Box<dyn AttemptRecord>> {
@@ -1056,6 +1058,7 @@ impl AttemptExport for DirectExport {
                 trace_id,
                 span_id,
                 task_id: AttemptTaskId::new(task_id),
+                task_name: task_name.map(Arc::clone),
                 attempt: i64::from(attempt),
                 events: Vec::new(),
                 status: Status::Unset,
@@ -1092,6 +1095,7 @@ struct DirectSpan {
     trace_id: TraceId,
     span_id: SpanId,
     task_id: AttemptTaskId,
+    task_name: Option<Arc<str>>,
     attempt: i64,
     /// Moved to this thread's `DIRECT_ENTERED` entry while the attempt is polled.
     events: Vec<OtelEvent>,
@@ -1193,7 +1197,13 @@ impl AttemptRecord for DirectAttempt {
             queue_attempt(queue, span, elapsed, kind, outcome);
             return;
         }
-        let attributes = attempt_attributes(span.task_id.into_value(), kind, span.attempt, outcome);
+        let attributes = attempt_attributes(
+            span.task_id.into_value(),
+            span.task_name,
+            kind,
+            span.attempt,
+            outcome,
+        );
         FinishedTaskSpan {
             start: span.start,
             elapsed,
@@ -1301,14 +1311,15 @@ where
 }
 
 /// The attributes of an executor attempt's span, in the order [`TaskSpanLayer`] records a
-/// task span's.
+/// task span's (`task_name` is a field outside the fixed ones there, so it comes last).
 fn attempt_attributes(
     task_id: Value,
+    task_name: Option<Arc<str>>,
     kind: Value,
     attempt: i64,
     outcome: Option<&'static str>,
 ) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(6);
+    let mut attributes = Vec::with_capacity(7);
     attributes.push(KeyValue::new(KEY_LEVEL, Level::INFO.as_str()));
     attributes.push(KeyValue::new(KEY_TARGET, names::TARGET));
     attributes.push(KeyValue::new(KEY_TASK_ID, task_id));
@@ -1316,6 +1327,9 @@ fn attempt_attributes(
     attributes.push(KeyValue::new(KEY_ATTEMPT, attempt));
     if let Some(outcome) = outcome {
         attributes.push(KeyValue::new(KEY_OUTCOME, outcome));
+    }
+    if let Some(name) = task_name {
+        attributes.push(KeyValue::new(KEY_TASK_NAME, Value::from(name)));
     }
     attributes
 }
@@ -1351,6 +1365,7 @@ fn queue_attempt(
         start: span.start,
         end: span.start.checked_add(elapsed).unwrap_or(span.start),
         task_id: span.task_id,
+        task_name: span.task_name,
         kind,
         attempt: span.attempt,
         outcome,
@@ -1403,6 +1418,7 @@ pub(crate) struct FinishedAttempt {
     start: SystemTime,
     end: SystemTime,
     task_id: AttemptTaskId,
+    task_name: Option<Arc<str>>,
     kind: Value,
     attempt: i64,
     outcome: Option<&'static str>,
@@ -1431,6 +1447,7 @@ impl FinishedAttempt {
             end_time: self.end,
             attributes: attempt_attributes(
                 self.task_id.into_value(),
+                self.task_name,
                 self.kind,
                 self.attempt,
                 self.outcome,
@@ -1483,13 +1500,13 @@ mod tests {
         export.opening();
         // This attempt's filter said nothing (it refused the span): no exported side.
         assert!(
-            export.open(&Span::none(), "t1", &kind, 1).is_none(),
+            export.open(&Span::none(), "t1", None, &kind, 1).is_none(),
             "the stale answer was taken for this attempt's"
         );
         // An answer given for this attempt's own span still counts.
         export.opening();
         DIRECT_PASSED.set(Some(export.shared.id));
-        assert!(export.open(&Span::none(), "t2", &kind, 1).is_some());
+        assert!(export.open(&Span::none(), "t2", None, &kind, 1).is_some());
         assert_eq!(DIRECT_PASSED.get(), None, "the answer is taken once");
     }
 }

@@ -87,7 +87,7 @@ fn traces_and_metrics_arrive_at_a_real_otlp_grpc_receiver() {
         let run = tracing::info_span!(target: "cairn", names::RUN_SPAN,
             run_id = "run-g", workflow = "w", scope = "s", resumed = false);
         let _entered = run.enter();
-        emit::task_reset("run-g", "t", "k", 1, "pending");
+        emit::task_reset("run-g", "t", None, "k", 1, "pending");
         emit::run_finished(&RunFinished {
             run_id: "run-g",
             outcome: RunOutcomeName::Fail,

@@ -42,7 +42,7 @@ fn traces_and_metrics_arrive_at_a_real_otlp_http_receiver() {
                 ..QueueDepth::default()
             },
         );
-        emit::task_reset("run-x", "load", "sql", 1, "pending");
+        emit::task_reset("run-x", "load", None, "sql", 1, "pending");
         emit::run_finished(&RunFinished {
             run_id: "run-x",
             outcome: RunOutcomeName::Complete,

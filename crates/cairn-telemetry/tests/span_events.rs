@@ -106,7 +106,7 @@ fn decision_events_carry_their_fields() {
         emit::run_abandoned("run-8", "failed");
         emit::fresh_run_forced("run-9", "run-8");
         emit::state_quarantined("run-9", "corrupt_journal", "/var/cairn/quarantine/run-9");
-        emit::task_reset("run-9", "extract", "http", 2, "pending");
+        emit::task_reset("run-9", "t7", Some("extract"), "http", 2, "pending");
         emit::begin_degraded("run-9", "disk full");
         emit::breaker_tripped("nightly", 5, "timeout");
         emit::resumed_by_id("run-9", "paused", 6);
@@ -142,7 +142,8 @@ fn decision_events_carry_their_fields() {
             names::TASK_RESET,
             &[
                 ("run_id", s("run-9")),
-                ("task_id", s("extract")),
+                ("task_id", s("t7")),
+                ("task_name", s("extract")),
                 ("kind", s("http")),
                 ("attempt", Value::I64(2)),
                 ("now", s("pending")),
@@ -193,6 +194,7 @@ fn failure(attempt: u32, will_retry: bool) -> TaskFailed<'static> {
     TaskFailed {
         run_id: "run-4",
         task_id: "t2",
+        task_name: Some("fetch-prices"),
         kind: "http",
         attempt,
         max_attempts: 3,
@@ -233,6 +235,7 @@ fn task_failed_keeps_its_fields_in_the_current_span_or_the_parent_it_names() {
         assert_eq!(attr(event, "level"), Some(&s("WARN")));
         assert_eq!(attr(event, "run_id"), Some(&s("run-4")));
         assert_eq!(attr(event, "task_id"), Some(&s("t2")));
+        assert_eq!(attr(event, "task_name"), Some(&s("fetch-prices")));
         assert_eq!(attr(event, "kind"), Some(&s("http")));
         assert_eq!(attr(event, "attempt"), Some(&Value::I64(attempt)));
         assert_eq!(attr(event, "max_attempts"), Some(&Value::I64(3)));
@@ -320,7 +323,7 @@ fn task_spans_nest_under_the_run_span_and_record_their_outcome() {
             run_id = "run-1", task_id = "t1", kind = "shell", attempt = 1u32,
             outcome = tracing::field::Empty);
         let entered_task = task.enter();
-        emit::task_reset("run-1", "t0", "shell", 1, "pending");
+        emit::task_reset("run-1", "t0", None, "shell", 1, "pending");
         task.record("outcome", "complete");
         drop(entered_task);
     });
