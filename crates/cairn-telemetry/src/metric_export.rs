@@ -68,7 +68,7 @@ impl<E: PushMetricExporter> PushMetricExporter for ReportingMetricExporter<E> {
         let mut state = self.failures.lock();
         match result {
             Err(error) => {
-                let error = error.to_string();
+                let error = failure_text(&error);
                 let first = state.failing == 0;
                 state.failing += 1;
                 state.unreported = Some(error.clone());
@@ -107,6 +107,16 @@ impl<E: PushMetricExporter> PushMetricExporter for ReportingMetricExporter<E> {
 
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
+    }
+}
+
+/// The text a failure is kept as, to be reported later as an
+/// [`OTelSdkError::InternalFailure`]: an internal failure's own text, so the report does not
+/// say "Operation failed" twice.
+pub(crate) fn failure_text(error: &OTelSdkError) -> String {
+    match error {
+        OTelSdkError::InternalFailure(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -532,7 +532,7 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
         match result {
             Err(error) => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
-                let error = error.to_string();
+                let error = crate::metric_export::failure_text(&error);
                 if failing_since == 0 {
                     log_line = Some(ExportLog::Failed(error.clone(), take));
                 }
@@ -553,7 +553,7 @@ fn export_loop<E: SpanExporter>(shared: &Shared, mut exporter: E) {
         }
         if stopping {
             if let Err(error) = exporter.shutdown() {
-                state.unreported_failure = Some(error.to_string());
+                state.unreported_failure = Some(crate::metric_export::failure_text(&error));
             }
             state.stopped = true;
             drop(state);
