@@ -30,17 +30,21 @@ fn failed_run(sandbox: &Sandbox) -> String {
     sandbox.only_run_id()
 }
 
-/// Starts `cairn run wf.toml` on a pseudo-terminal and waits for the choice prompt, checking
-/// that the failed run's error, input and the three commands are shown first.
-fn prompt(sandbox: &Sandbox, run_id: &str) -> rexpect::session::PtySession {
+/// Starts `cairn run wf.toml` in the sandbox on a pseudo-terminal, without colour or logs.
+fn run_on_pty(sandbox: &Sandbox) -> rexpect::session::PtySession {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
     command
         .current_dir(sandbox.root())
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .args(["run", "wf.toml"]);
-    let mut session =
-        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty")
+}
+
+/// Starts `cairn run wf.toml` on a pseudo-terminal and waits for the choice prompt, checking
+/// that the failed run's error, input and the three commands are shown first.
+fn prompt(sandbox: &Sandbox, run_id: &str) -> rexpect::session::PtySession {
+    let mut session = run_on_pty(sandbox);
     session.exp_string(&format!("is failed: {run_id}")).unwrap();
     session.exp_string("exited with code 3").unwrap();
     session.exp_string("input: \"deploy v2\"").unwrap();
@@ -137,14 +141,7 @@ fn the_live_display_is_gone_once_the_summary_is_printed() {
         "wf.toml",
         "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"sleep 0.3\"\n",
     );
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    command
-        .current_dir(sandbox.root())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .args(["run", "wf.toml"]);
-    let mut session =
-        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    let mut session = run_on_pty(&sandbox);
     session.exp_string("completed: 1 task(s) done").unwrap();
     let rest = session.exp_eof().unwrap();
     assert!(
@@ -244,14 +241,7 @@ fn a_task_that_reads_the_terminal_fails_instead_of_hanging() {
         "wf.toml",
         "name = \"prompting\"\n[[task]]\nid = \"ask\"\nrun = \"if read answer < /dev/tty; then echo \\\"got $answer\\\" > got; else exit 9; fi\"\nmax_attempts = 1\n",
     );
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    command
-        .current_dir(sandbox.root())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .args(["run", "wf.toml"]);
-    let mut session =
-        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    let mut session = run_on_pty(&sandbox);
     session.exp_string("FAILED ask").unwrap();
     assert_eq!(exit_code(&mut session), Some(1));
     assert!(
