@@ -16,7 +16,9 @@
 //! Exit 0 completes the task. An exit code listed in `permanent_exit_codes` fails it at once;
 //! any other exit code, a death by signal (named: `killed by signal 9 (SIGKILL)`) and a
 //! timeout are retryable while attempts remain. A command that cannot be started fails at
-//! once; the error blames the working folder only when it is missing.
+//! once (the error blames the working folder only when it is missing), unless the OS was
+//! only out of processes, memory or file descriptors: that start is retried like a failed
+//! attempt.
 //!
 //! # Environment
 //!
@@ -527,15 +529,13 @@ struct Capture {
 /// Copies a stream into `path`, keeping the first [`OUTPUT_CAP`] bytes, and its last lines.
 /// The stream is read to its end even when the file fails, so the command never blocks on a
 /// full pipe; a failure is noted in the file when it still takes a write, and reported.
-async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Capture {
-    // `create_new`: earlier output is evidence and is never truncated (see [`free_stem`]).
+async fn capture(
+    mut stream: impl AsyncRead + Unpin,
+    file: std::io::Result<tokio::fs::File>,
+    path: PathBuf,
+) -> Capture {
     let mut lost = None;
-    let mut file = match tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .await
-    {
+    let mut file = match file {
         Ok(file) => Some(file),
         Err(error) => {
             lost = Some(format!("cannot create {}: {error}", path.display()));
@@ -605,6 +605,26 @@ async fn capture(mut stream: impl AsyncRead + Unpin, path: PathBuf) -> Capture {
 /// run gives its failed tasks fresh attempts, numbered from 1 again, and the failed attempts'
 /// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
 /// number: the part after the id's last dot is all digits only for plain attempts.)
+/// Creates an attempt's output file. `create_new`: earlier output is evidence and is never
+/// truncated (see [`free_stem`]).
+async fn create_output(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+}
+
+/// Removes the output files of an attempt whose command never started: they are empty and
+/// this attempt's own, and a file would suggest that the command ran and printed nothing.
+fn discard_unused_output(files: [(&std::io::Result<tokio::fs::File>, &PathBuf); 2]) {
+    for (file, path) in files {
+        if file.is_ok() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
     /// Suffixes tried before giving up on a free name.
     const MAX_REPEATS: u32 = 10_000;
@@ -733,6 +753,26 @@ impl ShellHandler {
                 Ok(None) | Err(_) => {}
             }
         }
+        // The output files are made before the command starts: a process out of file
+        // descriptors then retries the attempt instead of running it with its output lost.
+        let stem = free_stem(&out_dir, &spec.id, ctx.attempt());
+        let out_path = out_dir.join(format!("{stem}.stdout"));
+        let err_path = out_dir.join(format!("{stem}.stderr"));
+        let out_file = create_output(&out_path).await;
+        let err_file = create_output(&err_path).await;
+        if let Some(error) = [&out_file, &err_file]
+            .into_iter()
+            .find_map(|file| file.as_ref().err().filter(|e| out_of_descriptors(e)))
+        {
+            discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
+            return Err(no_tail(TaskFailure::retryable(
+                "spawn",
+                format!(
+                    "task `{}` could not start: no file descriptor left for its output files ({error})",
+                    spec.id
+                ),
+            )));
+        }
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
@@ -750,10 +790,13 @@ impl ShellHandler {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|error| {
-            no_tail(TaskFailure::permanent(
-                "spawn",
-                spawn_error(spec, &cwd, &error),
-            ))
+            discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
+            let message = spawn_error(spec, &cwd, &error);
+            no_tail(if spawn_may_pass(&error) {
+                TaskFailure::retryable("spawn", message)
+            } else {
+                TaskFailure::permanent("spawn", message)
+            })
         })?;
         let group = child.id().unwrap_or(0);
         self.groups.insert(group);
@@ -767,15 +810,14 @@ impl ShellHandler {
             groups: self.groups.clone(),
             armed: true,
         };
-        let stem = free_stem(&out_dir, &spec.id, ctx.attempt());
         let stdout = child
             .stdout
             .take()
-            .map(|s| tokio::spawn(capture(s, out_dir.join(format!("{stem}.stdout")))));
+            .map(|s| tokio::spawn(capture(s, out_file, out_path)));
         let stderr = child
             .stderr
             .take()
-            .map(|s| tokio::spawn(capture(s, out_dir.join(format!("{stem}.stderr")))));
+            .map(|s| tokio::spawn(capture(s, err_file, err_path)));
         let timeout = spec.timeout_ms.map(Duration::from_millis);
 
         enum Ended {
@@ -947,6 +989,26 @@ fn spawn_error(spec: &ShellSpec, cwd: &Path, error: &std::io::Error) -> String {
 
 /// Linux's "Argument list too long" error number.
 const E2BIG: i32 = 7;
+/// "Too many open files in system" and "Too many open files" (the same numbers on Linux
+/// and the BSDs).
+const ENFILE: i32 = 23;
+const EMFILE: i32 = 24;
+
+/// Whether a command could not start for a reason that passes: the OS was out of processes
+/// (`EAGAIN` from fork), memory or file descriptors. Such a start is retried like a failed
+/// attempt; a missing `sh`, a missing folder or a command too long for the OS would fail
+/// the same way every time, so those fail the task at once.
+fn spawn_may_pass(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::OutOfMemory
+    ) || out_of_descriptors(error)
+}
+
+/// Whether the process (`EMFILE`) or the system (`ENFILE`) has no file descriptor left.
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(ENFILE | EMFILE))
+}
 
 /// How a command that died by a signal died: `killed by signal 9 (SIGKILL)`, or
 /// `killed by signal 11 (SIGSEGV, core dumped)` when it left a core. The signal tells

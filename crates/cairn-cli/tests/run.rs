@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, alive, assert_contains, count_lines, text, wait_for};
+use common::{Sandbox, alive, assert_contains, assert_lacks, count_lines, text, wait_for};
 
 const PIPELINE: &str = r#"
 name = "pipeline"
@@ -897,4 +897,82 @@ cwd = "missing"
     let nodir = line_of("nodir");
     assert_contains(&nodir, "its working folder ");
     assert_contains(&nodir, "missing does not exist");
+    // Both would fail the same way again, so neither gets a second attempt.
+    assert_lacks(&stdout, "(attempt 2/3)");
+}
+
+#[test]
+fn a_task_that_cannot_start_for_want_of_file_descriptors_is_retried_and_keeps_its_output() {
+    let sandbox = Sandbox::new();
+    let mut workflow = String::from("name = \"descriptors\"\n");
+    for n in 0..20 {
+        workflow.push_str(&format!(
+            "[[task]]\nid = \"t{n}\"\nrun = \"echo out-{n}; sleep 0.5\"\nmax_attempts = 10\n"
+        ));
+    }
+    sandbox.write("wf.toml", &workflow);
+    // Twenty commands at once need more than 32 descriptors, so some starts are refused
+    // (EMFILE) until the first commands end and give theirs back.
+    let mut command = std::process::Command::new("sh");
+    command
+        .current_dir(sandbox.root())
+        .args(["-c", "ulimit -n 32 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["run", "wf.toml", "--json", "--concurrency", "20"])
+        .env_remove("RUST_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(std::process::Stdio::null());
+    let output = common::run_to_end(command);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let retried_starts = events
+        .iter()
+        .filter(|e| e["event"] == "task_retry")
+        .filter(|e| {
+            let error = e["error"].as_str().unwrap_or_default();
+            error.starts_with("spawn: ") && error.contains("Too many open files")
+        })
+        .count();
+    assert!(retried_starts > 0, "no start was refused: {stdout}");
+    let done = events.iter().filter(|e| e["event"] == "task_done").count();
+    assert_eq!(done, 20, "{stdout}");
+    assert!(
+        !events.iter().any(|e| e["event"] == "output_not_kept"),
+        "a task ran without its output file: {stdout}"
+    );
+    // One stdout and one stderr file per task: a refused start leaves none behind.
+    let run_id = sandbox.only_run_id();
+    let out_dir = sandbox.path(&format!(".cairn/output/{run_id}"));
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("the run's output folder")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".stdout") || name.ends_with(".stderr"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 40, "{names:?}");
+    for n in 0..20 {
+        let file = names
+            .iter()
+            .find(|name| name.starts_with(&format!("t{n}.")) && name.ends_with(".stdout"))
+            .unwrap_or_else(|| panic!("no stdout file for t{n}: {names:?}"));
+        assert_eq!(
+            std::fs::read_to_string(out_dir.join(file)).expect("read the output"),
+            format!("out-{n}\n")
+        );
+    }
 }
