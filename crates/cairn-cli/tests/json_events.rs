@@ -1,6 +1,7 @@
-//! The `--json` events of `cairn run` and `cairn resume` are documented: every event name the
-//! code can emit is listed in the README, and every event the README's table lists is one
-//! the code emits, so the documentation cannot drift silently.
+//! The `--json` events of `cairn run` and `cairn resume`, and of `cairn scheduler` and
+//! `cairn jobs`, are documented: every event name the code can emit is listed in the README,
+//! and every event a README table lists is one the code emits, so the documentation cannot
+//! drift silently.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,6 +12,13 @@ const SOURCES: [&str; 3] = ["src/app.rs", "src/progress.rs", "src/store.rs"];
 
 /// The README section with the table of events.
 const SECTION: &str = "## `--json` events of `cairn run` and `cairn resume`";
+
+/// The source files whose events `cairn scheduler` and `cairn jobs` print (`store.rs` has the
+/// quarantine notes the scheduler repeats).
+const JOB_SOURCES: [&str; 3] = ["src/scheduler.rs", "src/jobs.rs", "src/store.rs"];
+
+/// The README section with the scheduler's table of events.
+const JOB_SECTION: &str = "## `--json` events of `cairn scheduler` and `cairn jobs`";
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -31,6 +39,46 @@ fn emitted(source: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// The event names `jobs.rs` passes to `report_change(store, job, "name", text)`: the quoted
+/// lowercase words among its arguments (the text has spaces, so it is not one).
+fn reported_changes(source: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (at, _) in source.match_indices("report_change(") {
+        let rest = &source[at..];
+        let call = &rest[..rest.find(')').unwrap_or(rest.len())];
+        for name in call.split('"').skip(1).step_by(2) {
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Every event the scheduler and jobs commands can print.
+fn job_events() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for source in JOB_SOURCES {
+        names.extend(emitted(&read(source)));
+    }
+    names.extend(reported_changes(&read("src/jobs.rs")));
+    names
+}
+
+/// The event names listed in the first column of a README section's table.
+fn listed_in(readme: &str, section: &str) -> Vec<String> {
+    let start = readme
+        .find(section)
+        .unwrap_or_else(|| panic!("the README has the section {section}"));
+    let body = &readme[start + section.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    body.lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -68,25 +116,61 @@ fn the_readme_lists_every_json_event_the_run_commands_emit() {
 
 #[test]
 fn every_event_in_the_readme_table_is_one_the_code_emits() {
-    let readme = read("README.md");
-    let start = readme
-        .find(SECTION)
-        .expect("the README has the events section");
-    let section = &readme[start + SECTION.len()..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let listed: Vec<&str> = section
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split('`').next())
-        .collect();
+    let listed = listed_in(&read("README.md"), SECTION);
     assert!(listed.len() >= 15, "the table lists the events: {listed:?}");
     let mut names = BTreeSet::new();
     for source in SOURCES {
         names.extend(emitted(&read(source)));
     }
-    let unknown: Vec<&&str> = listed.iter().filter(|n| !names.contains(**n)).collect();
+    let unknown: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
     assert!(
         unknown.is_empty(),
         "the README lists events the code does not emit: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_readme_names_every_json_event_of_the_scheduler_and_jobs_commands() {
+    let readme = read("README.md");
+    let start = readme
+        .find(JOB_SECTION)
+        .expect("the README has the section");
+    let section = &readme[start..];
+    let names = job_events();
+    // The scan itself must find the events it is meant to check.
+    for known in [
+        "scheduler_started",
+        "run_stranded",
+        "breaker_tripped",
+        "job_left_out",
+        "added",
+        "paused",
+        "resumed",
+        "deleted",
+    ] {
+        assert!(
+            names.contains(known),
+            "the scan missed `{known}`: {names:?}"
+        );
+    }
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !section.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "events emitted but not in the README's scheduler and jobs section: {missing:?}"
+    );
+}
+
+#[test]
+fn every_event_in_the_scheduler_table_is_one_the_code_emits() {
+    let listed = listed_in(&read("README.md"), JOB_SECTION);
+    assert!(listed.len() >= 15, "the table lists the events: {listed:?}");
+    let names = job_events();
+    let unknown: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the README lists events the scheduler does not emit: {unknown:?}"
     );
 }
