@@ -195,6 +195,9 @@ impl RunPlan {
                 if task.spec.max_attempts.unwrap_or(queue.default_max_attempts) == 0 {
                     problems.push(PlanProblem::NoAttempts { at: at() });
                 }
+                if cairn_queue::nests_too_deep(&task.spec.inputs) {
+                    problems.push(PlanProblem::InputsTooDeep { at: at() });
+                }
             }
         }
         let limit = queue.max_tasks.min(MAX_TASKS_HARD_LIMIT);
@@ -281,6 +284,16 @@ pub enum PlanProblem {
     /// The task (or the queue's default) allows 0 attempts: it could never run.
     #[error("{at} allows 0 attempts; it could never run")]
     NoAttempts {
+        /// The task.
+        at: TaskAt,
+    },
+    /// The task's inputs nest deeper than [`cairn_queue::MAX_VALUE_DEPTH`], which the queue
+    /// refuses (the journal could not be read back).
+    #[error(
+        "{at}: its inputs nest more than {} levels deep",
+        cairn_queue::MAX_VALUE_DEPTH
+    )]
+    InputsTooDeep {
         /// The task.
         at: TaskAt,
     },

@@ -392,8 +392,8 @@ async fn an_unknown_kind_in_a_fresh_plan_is_refused_before_anything_is_written()
 }
 
 /// Every problem of a plan is reported at once, before `begin`, for `Start::Auto` too when
-/// there is nothing to adopt: a bad `after` position, ids in `depends_on`, and a task allowed
-/// 0 attempts.
+/// there is nothing to adopt: a bad `after` position, ids in `depends_on`, a task allowed
+/// 0 attempts, and inputs nested deeper than the queue takes.
 #[tokio::test]
 async fn every_plan_problem_is_reported_before_begin() {
     let factory = MemoryFactory::new();
@@ -403,6 +403,11 @@ async fn every_plan_problem_is_reported_before_begin() {
     phase.task(TaskSpec::new("ok"), [0]);
     phase.task(TaskSpec::new("ok").depends_on([cairn_queue::TaskId(0)]), []);
     phase.task(TaskSpec::new("ok").max_attempts(0), []);
+    let mut deep = serde_json::json!(1);
+    for _ in 0..=cairn_queue::MAX_VALUE_DEPTH {
+        deep = serde_json::json!([deep]);
+    }
+    phase.task(TaskSpec::new("ok").inputs(deep), []);
     let plan = RunPlan::new("wf", "s").phase(phase);
     let exec = executor(&factory, registry, ExecutorConfig::default());
     for start in [Start::Fresh, Start::Auto] {
@@ -420,6 +425,7 @@ async fn every_plan_problem_is_reported_before_begin() {
                     PlanProblem::BadAfter { after: 0, .. },
                     PlanProblem::DependsOn { .. },
                     PlanProblem::NoAttempts { .. },
+                    PlanProblem::InputsTooDeep { .. },
                 ]
             ),
             "{problems:?}"

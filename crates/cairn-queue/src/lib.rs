@@ -80,4 +80,5 @@ pub use queue::{
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
 pub use task::{
     EnqueuedBy, Handoff, MAX_VALUE_DEPTH, Status, Task, TaskError, TaskId, TaskSpec, Timestamp,
+    nests_too_deep,
 };

@@ -358,6 +358,28 @@ impl TaskSpec {
 /// ```
 pub const MAX_VALUE_DEPTH: usize = 100;
 
+/// Whether `value` nests deeper than [`MAX_VALUE_DEPTH`], so that `enqueue` would refuse it
+/// as a task's inputs (and `complete` as a handoff's `extra`). A caller that builds many
+/// tasks before it enqueues any (a plan) checks them first with this, so that nothing is
+/// begun for a task that would be refused halfway.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_queue::{MAX_VALUE_DEPTH, nests_too_deep};
+///
+/// let mut value = serde_json::json!("leaf");
+/// for _ in 0..MAX_VALUE_DEPTH {
+///     value = serde_json::json!({ "inner": value });
+/// }
+/// assert!(!nests_too_deep(&value));
+/// assert!(nests_too_deep(&serde_json::json!([value])));
+/// ```
+#[inline]
+pub fn nests_too_deep(value: &serde_json::Value) -> bool {
+    too_deep(value)
+}
+
 /// Whether `value` nests deeper than [`MAX_VALUE_DEPTH`]. Inlined, so the common scalar
 /// (or null) value costs a compare on the hot path.
 #[inline]
