@@ -81,52 +81,70 @@ fn listed_in(readme: &str, section: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_readme_lists_every_json_event_the_run_commands_emit() {
-    let readme = read("README.md");
+/// The events the run commands can print.
+fn run_events() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for source in SOURCES {
         names.extend(emitted(&read(source)));
     }
-    // The scan itself must find the events it is meant to check.
-    for known in [
-        "run_started",
-        "task_done",
-        "run_finished",
-        "would_prune",
-        "pruned",
-    ] {
+    names
+}
+
+/// Fails unless the scan found each of `known` (so it finds what it is meant to check) and
+/// `documented` holds for every name in `names`.
+#[track_caller]
+fn assert_all_documented(
+    names: &BTreeSet<String>,
+    known: &[&str],
+    documented: impl Fn(&str) -> bool,
+    place: &str,
+) {
+    for known in known {
         assert!(
-            names.contains(known),
+            names.contains(*known),
             "the scan missed `{known}`: {names:?}"
         );
     }
-    let missing: Vec<&String> = names
-        .iter()
-        // Named in code style, or quoted in a JSON example (`{"event": "pruned"`).
-        .filter(|name| {
-            !readme.contains(&format!("`{name}`")) && !readme.contains(&format!("\"{name}\""))
-        })
-        .collect();
+    let missing: Vec<&String> = names.iter().filter(|name| !documented(name)).collect();
     assert!(
         missing.is_empty(),
-        "events emitted but not documented in crates/cairn-cli/README.md: {missing:?}"
+        "events emitted but not documented in {place}: {missing:?}"
+    );
+}
+
+/// Fails unless the table of `section` lists at least 15 events, all of them in `names`.
+#[track_caller]
+fn assert_table_emitted(section: &str, names: &BTreeSet<String>) {
+    let listed = listed_in(&read("README.md"), section);
+    assert!(listed.len() >= 15, "the table lists the events: {listed:?}");
+    let unknown: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the README's {section} lists events the code does not emit: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_readme_lists_every_json_event_the_run_commands_emit() {
+    let readme = read("README.md");
+    assert_all_documented(
+        &run_events(),
+        &[
+            "run_started",
+            "task_done",
+            "run_finished",
+            "would_prune",
+            "pruned",
+        ],
+        // Named in code style, or quoted in a JSON example (`{"event": "pruned"`).
+        |name| readme.contains(&format!("`{name}`")) || readme.contains(&format!("\"{name}\"")),
+        "crates/cairn-cli/README.md",
     );
 }
 
 #[test]
 fn every_event_in_the_readme_table_is_one_the_code_emits() {
-    let listed = listed_in(&read("README.md"), SECTION);
-    assert!(listed.len() >= 15, "the table lists the events: {listed:?}");
-    let mut names = BTreeSet::new();
-    for source in SOURCES {
-        names.extend(emitted(&read(source)));
-    }
-    let unknown: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
-    assert!(
-        unknown.is_empty(),
-        "the README lists events the code does not emit: {unknown:?}"
-    );
+    assert_table_emitted(SECTION, &run_events());
 }
 
 #[test]
@@ -136,41 +154,24 @@ fn the_readme_names_every_json_event_of_the_scheduler_and_jobs_commands() {
         .find(JOB_SECTION)
         .expect("the README has the section");
     let section = &readme[start..];
-    let names = job_events();
-    // The scan itself must find the events it is meant to check.
-    for known in [
-        "scheduler_started",
-        "run_stranded",
-        "breaker_tripped",
-        "job_left_out",
-        "added",
-        "paused",
-        "resumed",
-        "deleted",
-    ] {
-        assert!(
-            names.contains(known),
-            "the scan missed `{known}`: {names:?}"
-        );
-    }
-    let missing: Vec<&String> = names
-        .iter()
-        .filter(|name| !section.contains(&format!("`{name}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "events emitted but not in the README's scheduler and jobs section: {missing:?}"
+    assert_all_documented(
+        &job_events(),
+        &[
+            "scheduler_started",
+            "run_stranded",
+            "breaker_tripped",
+            "job_left_out",
+            "added",
+            "paused",
+            "resumed",
+            "deleted",
+        ],
+        |name| section.contains(&format!("`{name}`")),
+        "the README's scheduler and jobs section",
     );
 }
 
 #[test]
 fn every_event_in_the_scheduler_table_is_one_the_code_emits() {
-    let listed = listed_in(&read("README.md"), JOB_SECTION);
-    assert!(listed.len() >= 15, "the table lists the events: {listed:?}");
-    let names = job_events();
-    let unknown: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
-    assert!(
-        unknown.is_empty(),
-        "the README lists events the scheduler does not emit: {unknown:?}"
-    );
+    assert_table_emitted(JOB_SECTION, &job_events());
 }
