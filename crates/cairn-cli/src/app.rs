@@ -21,8 +21,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{
     AbandonArgs, Cli, Command, EXIT_DECISION_NEEDED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
-    EXIT_RUN_FAILED, EXIT_STORE, EXIT_USAGE, ExecArgs, PruneArgs, ResumeArgs, RunArgs, RunRef,
-    RunsArgs, RunsCommand, StoreArgs,
+    EXIT_RUN_FAILED, EXIT_STORE, EXIT_USAGE, ExecArgs, LogsArgs, PruneArgs, ResumeArgs, RunArgs,
+    RunRef, RunsArgs, RunsCommand, StoreArgs,
 };
 use crate::duration::format_duration;
 use crate::out::{self, cell, clip, eout, eoutln, escape_controls, out, outln, terminal_safe};
@@ -195,6 +195,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(args) => cmd_resume(args).await,
         Command::Abandon(args) => cmd_abandon(args).await,
         Command::Audit(args) => cmd_audit(args).await,
+        Command::Logs(args) => cmd_logs(args).await,
         Command::Jobs(command) => crate::jobs::run(command).await,
         Command::Scheduler(args) => crate::scheduler::run(args).await,
         Command::Completions { .. } => Ok(EXIT_OK),
@@ -2343,6 +2344,80 @@ struct TaskRow {
     /// The task is done (or skipped), so `error` is history: from an attempt before the one
     /// that succeeded.
     earlier: bool,
+}
+
+async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
+    use crate::logs::{output_files, print_listing, select};
+    let state = open_existing_state(&args.store)?;
+    let run_id = parse_run_id(&args.run)?;
+    let dir = state.run_output(&run_id);
+    // Output is kept beside the store, so a quarantined run's is still readable; an id
+    // with neither state nor output is unknown.
+    let known = state
+        .factory
+        .load_meta(&run_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if !known && !dir.is_dir() {
+        return Err(unknown_run(&state, &run_id).await);
+    }
+    let files = output_files(&dir)
+        .with_context(|| format!("cannot read the output folder {}", dir.display()))?;
+    let chosen = select(
+        files,
+        args.task.as_deref(),
+        args.attempt.as_deref(),
+        args.stream,
+    )
+    .map_err(UsageError)?;
+    if args.task.is_none() || args.store.json {
+        if chosen.is_empty() && !args.store.json {
+            outln!("run {run_id} has no saved output yet (no task of it has started)");
+        } else {
+            print_listing(&chosen, args.store.json);
+        }
+        return Ok(EXIT_OK);
+    }
+    let headers = args.stream.is_none();
+    for file in &chosen {
+        if headers {
+            outln!(
+                "==> {} attempt {} {} ({} bytes, {}) <==",
+                escape_controls(&file.task),
+                file.attempt,
+                file.stream.as_str(),
+                file.bytes,
+                escape_controls(&file.path.display().to_string())
+            );
+        }
+        let ends_in_newline = copy_to_stdout(&file.path)
+            .with_context(|| format!("cannot read {}", file.path.display()))?;
+        if headers && !ends_in_newline {
+            outln!();
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Copies a file to stdout as it is, in chunks (outputs can be large); stops early once
+/// stdout has failed. Returns whether the last byte copied was a newline (or nothing was).
+fn copy_to_stdout(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut last = b'\n';
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(last == b'\n');
+        }
+        last = buf[n - 1];
+        if !crate::out::write_stdout_bytes(&buf[..n]) {
+            return Ok(true);
+        }
+    }
 }
 
 async fn cmd_audit(args: RunRef) -> anyhow::Result<u8> {

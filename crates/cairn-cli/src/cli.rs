@@ -22,7 +22,7 @@ pub const EXIT_DECISION_NEEDED: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 4;
 /// The state store failed, or a run is held by another live process.
 pub const EXIT_STORE: u8 = 5;
-/// A command that only reads (`runs`, `show`, `audit`, `jobs list|show|audit`,
+/// A command that only reads (`runs`, `show`, `audit`, `logs`, `jobs list|show|audit`,
 /// `completions`) could not write its output: stdout failed for a reason other than a
 /// closed pipe (a full disk behind a redirect), so what was written is incomplete.
 pub const EXIT_OUTPUT: u8 = 7;
@@ -45,7 +45,7 @@ Exit codes:
   5  the state store failed (a run it stopped mid-run, or whose end it could not record,
      is resumed with the printed `cairn resume` command once the store is fixed), or
      another live process is driving the run (run, resume)
-  7  a command that only reads (runs, show, audit, jobs list|show|audit, completions)
+  7  a command that only reads (runs, show, audit, logs, jobs list|show|audit, completions)
      could not write its output: stdout failed (a full disk behind a redirect), so what
      it wrote is incomplete
 A closed stdout (`cairn run wf.toml | head -1`) changes nothing: the output is dropped, a
@@ -83,6 +83,9 @@ pub enum Command {
     Abandon(AbandonArgs),
     /// Print a run's audit log (recovery decisions).
     Audit(RunRef),
+    /// Print the saved output of a task of a run (its latest attempt, stdout then stderr), or
+    /// list the saved output files of every task.
+    Logs(LogsArgs),
     /// Manage scheduled jobs: a workflow file run on a cron schedule, at an interval, or once.
     #[command(subcommand)]
     Jobs(crate::jobs::JobsCommand),
@@ -98,7 +101,7 @@ pub enum Command {
 
 impl Command {
     /// Whether the command's only product is what it prints: a listing or a report that
-    /// changes nothing (`runs` without `prune`, `show`, `audit`, `jobs list|show|audit`,
+    /// changes nothing (`runs` without `prune`, `show`, `audit`, `logs`, `jobs list|show|audit`,
     /// `completions`). Such a command exits with [`EXIT_OUTPUT`] when its output could not
     /// be written.
     ///
@@ -117,7 +120,10 @@ impl Command {
         use crate::jobs::JobsCommand;
         match self {
             Command::Runs(args) => args.command.is_none(),
-            Command::Show(_) | Command::Audit(_) | Command::Completions { .. } => true,
+            Command::Show(_)
+            | Command::Audit(_)
+            | Command::Logs(_)
+            | Command::Completions { .. } => true,
             Command::Jobs(jobs) => matches!(
                 jobs,
                 JobsCommand::List(_) | JobsCommand::Show(_) | JobsCommand::Audit(_)
@@ -198,6 +204,26 @@ impl RunArgs {
 pub struct RunRef {
     /// The run id.
     pub run: String,
+    /// Store settings.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// What `cairn logs` prints.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run id.
+    pub run: String,
+    /// The task, by its workflow id. Without it, every saved output file of the run is
+    /// listed (task, attempt, stream, size, path).
+    pub task: Option<String>,
+    /// The attempt, as the listing names it: `2`, or `1-2` for attempt 1 of a failed run's
+    /// resume [default: the task's latest]
+    #[arg(long)]
+    pub attempt: Option<String>,
+    /// Only this stream, printed as it is with no header line (for pipes)
+    #[arg(long, value_enum)]
+    pub stream: Option<crate::logs::Stream>,
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,

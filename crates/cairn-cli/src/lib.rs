@@ -12,6 +12,7 @@
 //! - [`store`]: the state folder, the adapter choice and the CLI's own files.
 //! - [`out`]: printing that never panics on a closed stdout, and escaping stored text.
 //! - [`cli`] and [`app`]: the clap commands, exit codes, and the drive with signal handling.
+//! - [`logs`]: `cairn logs`, the saved output of a run's commands.
 //! - [`jobs`] and [`scheduler`]: `cairn jobs` (scheduled jobs in the state folder) and
 //!   `cairn scheduler` (runs the due ones until Ctrl-C).
 //!
@@ -35,6 +36,7 @@ pub mod app;
 pub mod cli;
 pub mod duration;
 pub mod jobs;
+pub mod logs;
 pub mod out;
 pub mod policy;
 pub mod progress;

@@ -48,6 +48,27 @@ pub fn write_stdout(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes raw bytes to stdout (a saved command output, printed as it is), with the same
+/// failure handling as [`write_stdout`]. Returns `false` once stdout has failed, so a
+/// caller copying a large file can stop reading it.
+pub fn write_stdout_bytes(bytes: &[u8]) -> bool {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            STDOUT_FAILED.store(true, Ordering::Relaxed);
+            write_stderr(format_args!(
+                "warning: cannot write to stdout ({error}); the rest of the output is dropped\n"
+            ));
+        }
+        return false;
+    }
+    true
+}
+
 /// Writes to stderr, dropping the text once stderr has failed. Used by [`eoutln!`] and
 /// [`eout!`]; call those instead.
 pub fn write_stderr(args: fmt::Arguments<'_>) {

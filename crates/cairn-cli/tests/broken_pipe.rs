@@ -121,6 +121,7 @@ fn a_read_command_whose_output_cannot_be_written_exits_7_and_a_run_keeps_its_cod
         vec!["show", run_id.as_str(), "--state-dir", ".cairn"],
         vec!["runs", "--all", "--state-dir", ".cairn", "--json"],
         vec!["audit", run_id.as_str(), "--state-dir", ".cairn"],
+        vec!["logs", run_id.as_str(), "--state-dir", ".cairn"],
         vec!["jobs", "list", "--state-dir", ".cairn"],
         vec!["completions", "bash"],
     ] {

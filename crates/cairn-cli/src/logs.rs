@@ -1,0 +1,212 @@
+//! `cairn logs`: the output a run's commands left, read from the files the shell handler
+//! saves (`<state-dir>/output/<run id>/<task>.<attempt>.{stdout,stderr}`), so nobody has to
+//! know that layout to read a failed task's output.
+//!
+//! A file's name is parsed from the right: a task id may hold dots, an attempt is digits
+//! with an optional `-N` (the N-th pass of a failed run's resume, whose attempts count from 1
+//! again), and the stream is the extension. Files that do not fit (the group records, the
+//! workflow copy) are not output and are skipped.
+
+use std::path::{Path, PathBuf};
+
+use crate::out::{cell, escape_controls, outln};
+
+/// A stream of a command's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// The stream's name, which is also its files' extension.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One saved output file of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// The task's workflow id.
+    pub task: String,
+    /// The attempt as the file names it: `2`, or `1-2` (attempt 1 of the second pass).
+    pub attempt: String,
+    /// Which stream.
+    pub stream: Stream,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl OutputFile {
+    /// The order the attempts ran in: every pass's attempts before the next pass's.
+    fn ran_order(&self) -> (u64, u64) {
+        let (attempt, pass) = self
+            .attempt
+            .split_once('-')
+            .unwrap_or((self.attempt.as_str(), "1"));
+        (pass.parse().unwrap_or(0), attempt.parse().unwrap_or(0))
+    }
+}
+
+/// Splits an output file's name into task, attempt and stream, or `None` for a file that is
+/// not output.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::logs::{Stream, parse_output_name};
+///
+/// assert_eq!(
+///     parse_output_name("build.2.stderr"),
+///     Some(("build".to_owned(), "2".to_owned(), Stream::Stderr))
+/// );
+/// // Task ids may hold dots; a resumed failed run's attempts carry their pass.
+/// assert_eq!(
+///     parse_output_name("v1.2.publish.1-2.stdout"),
+///     Some(("v1.2.publish".to_owned(), "1-2".to_owned(), Stream::Stdout))
+/// );
+/// assert_eq!(parse_output_name("build.group"), None);
+/// assert_eq!(parse_output_name("build.x.stdout"), None);
+/// ```
+pub fn parse_output_name(name: &str) -> Option<(String, String, Stream)> {
+    let (rest, stream) = if let Some(rest) = name.strip_suffix(".stdout") {
+        (rest, Stream::Stdout)
+    } else {
+        (name.strip_suffix(".stderr")?, Stream::Stderr)
+    };
+    let (task, attempt) = rest.rsplit_once('.')?;
+    let (number, pass) = attempt.split_once('-').unwrap_or((attempt, "1"));
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (!task.is_empty() && digits(number) && digits(pass))
+        .then(|| (task.to_owned(), attempt.to_owned(), stream))
+}
+
+/// The saved output files in `dir`, by task and then in the order the attempts ran (stdout
+/// before stderr). A missing folder holds none.
+///
+/// # Errors
+///
+/// The folder or a file's metadata cannot be read.
+pub fn output_files(dir: &Path) -> std::io::Result<Vec<OutputFile>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((task, attempt, stream)) = name.to_str().and_then(parse_output_name) else {
+            continue;
+        };
+        let metadata = entry.metadata()?;
+        if !metadata.is_file() {
+            continue;
+        }
+        files.push(OutputFile {
+            task,
+            attempt,
+            stream,
+            path: entry.path(),
+            bytes: metadata.len(),
+        });
+    }
+    files.sort_by(|a, b| {
+        (&a.task, a.ran_order(), a.stream).cmp(&(&b.task, b.ran_order(), b.stream))
+    });
+    Ok(files)
+}
+
+/// What `cairn logs` prints, given the run's saved files: the files a task and attempt
+/// select (the latest attempt by default), or every file when no task is named.
+///
+/// # Errors
+///
+/// A message for the user (exit 2) when the task has no saved output or the attempt is not
+/// one of its attempts; it names what there is.
+pub fn select(
+    files: Vec<OutputFile>,
+    task: Option<&str>,
+    attempt: Option<&str>,
+    stream: Option<Stream>,
+) -> Result<Vec<OutputFile>, String> {
+    let Some(task) = task else {
+        return Ok(files
+            .into_iter()
+            .filter(|f| stream.is_none_or(|s| s == f.stream))
+            .collect());
+    };
+    let of_task: Vec<OutputFile> = files.iter().filter(|f| f.task == task).cloned().collect();
+    let Some(latest) = of_task.last() else {
+        let mut tasks: Vec<&str> = files.iter().map(|f| f.task.as_str()).collect();
+        tasks.dedup();
+        let known = if tasks.is_empty() {
+            "no task of this run has saved output yet".to_owned()
+        } else {
+            format!("tasks with saved output: {}", tasks.join(", "))
+        };
+        return Err(format!(
+            "task `{}` has no saved output in this run ({known})",
+            escape_controls(task)
+        ));
+    };
+    let wanted = attempt.unwrap_or(&latest.attempt).to_owned();
+    let chosen: Vec<OutputFile> = of_task
+        .iter()
+        .filter(|f| f.attempt == wanted)
+        .filter(|f| stream.is_none_or(|s| s == f.stream))
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        let mut attempts: Vec<&str> = of_task.iter().map(|f| f.attempt.as_str()).collect();
+        attempts.dedup();
+        let which = stream.map_or(String::new(), |s| format!(" {}", s.as_str()));
+        return Err(format!(
+            "task `{task}` has no saved{which} output for attempt {}; its attempts: {}",
+            escape_controls(&wanted),
+            attempts.join(", ")
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Prints a listing of saved files: a table, or one JSON object per file.
+pub fn print_listing(files: &[OutputFile], json: bool) {
+    if json {
+        for file in files {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "task": file.task, "attempt": file.attempt, "stream": file.stream.as_str(),
+                    "bytes": file.bytes, "path": file.path,
+                })
+            );
+        }
+        return;
+    }
+    outln!(
+        "{}  {}  STREAM  {:>10}  FILE",
+        cell("TASK", 24),
+        cell("ATTEMPT", 7),
+        "BYTES"
+    );
+    for file in files {
+        outln!(
+            "{}  {}  {}  {:>10}  {}",
+            cell(&file.task, 24),
+            cell(&file.attempt, 7),
+            file.stream.as_str(),
+            file.bytes,
+            escape_controls(&file.path.display().to_string())
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! `cairn logs`: a task's saved output by run and task, the latest attempt by default, across
+//! the passes of a resumed failed run, and typed refusals for what is not there.
+
+mod common;
+
+use common::{Sandbox, assert_contains, text};
+
+const WORKFLOW: &str = r#"
+name = "logs"
+
+[[task]]
+id = "v1.build"
+run = "echo building; echo careful >&2; printf 'no newline'"
+
+[[task]]
+id = "flaky"
+run = "echo try $CAIRN_ATTEMPT; test -e fixed"
+max_attempts = 2
+"#;
+
+/// `cairn logs ARGS` in the sandbox's state folder: exit code, stdout, stderr.
+fn logs(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--state-dir", ".cairn"]);
+    let output = sandbox.run(&all);
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn logs_prints_a_tasks_latest_attempt_and_lists_the_rest() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", WORKFLOW);
+    let run = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    let id = sandbox.only_run_id();
+
+    // Without a task: every file, by task, in the order the attempts ran.
+    let (code, listing, _) = logs(&sandbox, &[&id]);
+    assert_eq!(code, Some(0), "{listing}");
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let keys: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[1], r[2])).collect();
+    assert_eq!(
+        keys,
+        [
+            ("flaky", "1", "stdout"),
+            ("flaky", "1", "stderr"),
+            ("flaky", "2", "stdout"),
+            ("flaky", "2", "stderr"),
+            ("v1.build", "1", "stdout"),
+            ("v1.build", "1", "stderr"),
+        ],
+        "{listing}"
+    );
+
+    // A task: its latest attempt, both streams under headers; a missing final newline is
+    // added so the next header starts a line.
+    let (code, out, _) = logs(&sandbox, &[&id, "v1.build"]);
+    assert_eq!(code, Some(0));
+    let expected_head = "==> v1.build attempt 1 stdout (19 bytes, ";
+    assert!(out.starts_with(expected_head), "{out}");
+    assert_contains(
+        &out,
+        "<==\nbuilding\nno newline\n==> v1.build attempt 1 stderr (8 bytes, ",
+    );
+    assert!(out.ends_with("<==\ncareful\n"), "{out}");
+    let (_, out, _) = logs(&sandbox, &[&id, "flaky"]);
+    assert_contains(&out, "==> flaky attempt 2 stdout");
+    assert_contains(&out, "<==\ntry 2\n");
+
+    // One stream of a chosen attempt, as it is.
+    let (code, out, _) = logs(
+        &sandbox,
+        &[&id, "flaky", "--attempt", "1", "--stream", "stdout"],
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "try 1\n"));
+    let (_, out, _) = logs(&sandbox, &[&id, "v1.build", "--stream", "stdout"]);
+    assert_eq!(out, "building\nno newline");
+
+    // What is not there is exit 2, naming what is.
+    let (code, _, err) = logs(&sandbox, &[&id, "nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_contains(
+        &err,
+        "task `nope` has no saved output in this run (tasks with saved output: flaky, v1.build)",
+    );
+    let (code, _, err) = logs(&sandbox, &[&id, "flaky", "--attempt", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_contains(&err, "no saved output for attempt 3; its attempts: 1, 2");
+    let (code, _, err) = logs(&sandbox, &["01M830RTDTQ0XMCAKV22M60N99"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_contains(&err, "no run 01M830RTDTQ0XMCAKV22M60N99");
+}
+
+#[test]
+fn after_a_resume_of_a_failed_run_the_latest_pass_is_shown_and_earlier_ones_are_kept() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", WORKFLOW);
+    let first = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stdout));
+    let id = sandbox.only_run_id();
+    sandbox.touch("fixed");
+    let resumed = sandbox.run(&["resume", &id, "--state-dir", ".cairn"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+
+    let (code, out, _) = logs(&sandbox, &[&id, "flaky", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let files: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    // The resume's first attempt is `1-2`: it ran after attempts 1 and 2 of the first pass.
+    assert_eq!(files.len(), 2, "{out}");
+    assert!(files.iter().all(|f| f["attempt"] == "1-2"), "{out}");
+    let (_, out, _) = logs(&sandbox, &[&id, "flaky", "--stream", "stdout"]);
+    assert_eq!(out, "try 1\n");
+    let (_, out, _) = logs(
+        &sandbox,
+        &[&id, "flaky", "--attempt", "2", "--stream", "stdout"],
+    );
+    assert_eq!(out, "try 2\n");
+    let (_, listing, _) = logs(&sandbox, &[&id, "--stream", "stdout"]);
+    let attempts: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.starts_with("flaky "))
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(attempts, ["1", "2", "1-2"], "{listing}");
+}
