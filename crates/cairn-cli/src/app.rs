@@ -252,6 +252,10 @@ impl Commands {
         format!("cairn abandon {run_id}{}", self.store_flags(true))
     }
 
+    fn logs(&self, run_id: &RunId) -> String {
+        format!("cairn logs {run_id} TASK{}", self.store_flags(true))
+    }
+
     fn ways_forward(&self, run_id: &RunId) -> [(&'static str, String); 3] {
         [
             (
@@ -1408,12 +1412,13 @@ impl Drive<'_> {
                     // as the exit-3 prompt's does, so it is seen when stdout is a file or a
                     // pipe and a script's output is not mixed with it.
                     outln!(
-                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {}\n  output: {}",
+                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {}\n  output: {} (`{}` prints a task's)",
                         counts.done,
                         counts.failed,
                         counts.blocked,
                         terminal_safe(&error.to_string()),
-                        output.display()
+                        output.display(),
+                        terminal_safe(&self.commands.logs(run_id)),
                     );
                     let mut text = format!("run {run_id} failed: {error}\nWays forward:\n");
                     for (what, command) in &ways {

@@ -38,6 +38,11 @@ fn logs_prints_a_tasks_latest_attempt_and_lists_the_rest() {
     let run = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
     let id = sandbox.only_run_id();
+    // The failed run's summary says how to read a task's output.
+    assert_contains(
+        &text(&run.stdout),
+        &format!("(`cairn logs {id} TASK --state-dir .cairn` prints a task's)"),
+    );
 
     // Without a task: every file, by task, in the order the attempts ran.
     let (code, listing, _) = logs(&sandbox, &[&id]);
