@@ -43,6 +43,8 @@ pub struct OutputFile {
     pub path: PathBuf,
     /// Its size in bytes.
     pub bytes: u64,
+    /// When it was created (the attempt's start), where the file system keeps that.
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl OutputFile {
@@ -118,10 +120,20 @@ pub fn output_files(dir: &Path) -> std::io::Result<Vec<OutputFile>> {
             stream,
             path: entry.path(),
             bytes: metadata.len(),
+            created: metadata.created().ok(),
         });
     }
+    // The names give the order except after a pass's attempt was given back and run again
+    // (`1-3` then runs before `2-2`); creation times give it always, where they are kept.
+    let by_time = files.iter().all(|f| f.created.is_some());
     files.sort_by(|a, b| {
-        (&a.task, a.ran_order(), a.stream).cmp(&(&b.task, b.ran_order(), b.stream))
+        let time = |f: &OutputFile| if by_time { f.created } else { None };
+        (&a.task, time(a), a.ran_order(), a.stream).cmp(&(
+            &b.task,
+            time(b),
+            b.ran_order(),
+            b.stream,
+        ))
     });
     Ok(files)
 }

@@ -140,3 +140,27 @@ fn after_a_resume_of_a_failed_run_the_latest_pass_is_shown_and_earlier_ones_are_
         .collect();
     assert_eq!(attempts, ["1", "2", "1-2"], "{listing}");
 }
+
+#[test]
+fn attempts_are_ordered_by_when_they_started_when_the_file_system_keeps_it() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    // A failed run's resume (pass 2) whose attempt 1 was given back by a Ctrl-C and run
+    // again (`1-3`) before its attempt 2 (`2-2`): the names alone would put `1-3` last.
+    for stem in ["t.1", "t.1-2", "t.1-3", "t.2-2"] {
+        std::fs::write(dir.join(format!("{stem}.stdout")), stem).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let files = cairn_cli::logs::output_files(&dir).unwrap();
+    let order: Vec<String> = files.iter().map(|f| f.attempt.clone()).collect();
+    if files.iter().all(|f| f.created.is_some()) {
+        assert_eq!(order, ["1", "1-2", "1-3", "2-2"]);
+    } else {
+        // Without creation times, the names' order: passes, then attempts.
+        assert_eq!(order, ["1", "1-2", "2-2", "1-3"]);
+    }
+    let latest = cairn_cli::logs::select(files, Some("t"), None, None).unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].attempt, order[3]);
+}
