@@ -30,33 +30,27 @@ static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 /// Writes to stdout, dropping the text once stdout has failed. Used by [`outln!`] and
 /// [`out!`]; call those instead.
 pub fn write_stdout(args: fmt::Arguments<'_>) {
-    if STDOUT_CLOSED.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut stdout = std::io::stdout().lock();
-    // A prompt without a newline must reach the terminal before input is read, and a
-    // failure must be seen now rather than at exit: flush every write. Output is line-sized,
-    // so this costs no more than the line buffering already does.
-    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
-        STDOUT_CLOSED.store(true, Ordering::Relaxed);
-        if error.kind() != std::io::ErrorKind::BrokenPipe {
-            STDOUT_FAILED.store(true, Ordering::Relaxed);
-            write_stderr(format_args!(
-                "warning: cannot write to stdout ({error}); the rest of the output is dropped\n"
-            ));
-        }
-    }
+    to_stdout(|stdout| stdout.write_fmt(args));
 }
 
 /// Writes raw bytes to stdout (a saved command output, printed as it is), with the same
 /// failure handling as [`write_stdout`]. Returns `false` once stdout has failed, so a
 /// caller copying a large file can stop reading it.
 pub fn write_stdout_bytes(bytes: &[u8]) -> bool {
+    to_stdout(|stdout| stdout.write_all(bytes))
+}
+
+/// Runs `write` on stdout and flushes, unless stdout has failed before; a failure marks it
+/// failed (see the module docs). Returns whether stdout still takes output.
+fn to_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) -> bool {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return false;
     }
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+    // A prompt without a newline must reach the terminal before input is read, and a
+    // failure must be seen now rather than at exit: flush every write. Output is line-sized,
+    // so this costs no more than the line buffering already does.
+    if let Err(error) = write(&mut stdout).and_then(|()| stdout.flush()) {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
         if error.kind() != std::io::ErrorKind::BrokenPipe {
             STDOUT_FAILED.store(true, Ordering::Relaxed);
