@@ -600,11 +600,6 @@ async fn capture(
     }
 }
 
-/// The file name stem of an attempt's captured output: `<task>.<attempt>`, or, when files of
-/// that attempt number already exist, `<task>.<attempt>-2`, `-3`, ... A resume of a failed
-/// run gives its failed tasks fresh attempts, numbered from 1 again, and the failed attempts'
-/// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
-/// number: the part after the id's last dot is all digits only for plain attempts.)
 /// Creates an attempt's output file. `create_new`: earlier output is evidence and is never
 /// truncated (see [`free_stem`]).
 async fn create_output(path: &Path) -> std::io::Result<tokio::fs::File> {
@@ -625,6 +620,11 @@ fn discard_unused_output(files: [(&std::io::Result<tokio::fs::File>, &PathBuf); 
     }
 }
 
+/// The file name stem of an attempt's captured output: `<task>.<attempt>`, or, when files of
+/// that attempt number already exist, `<task>.<attempt>-2`, `-3`, ... A resume of a failed
+/// run gives its failed tasks fresh attempts, numbered from 1 again, and the failed attempts'
+/// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
+/// number: the part after the id's last dot is all digits only for plain attempts.)
 fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
     /// Suffixes tried before giving up on a free name.
     const MAX_REPEATS: u32 = 10_000;
