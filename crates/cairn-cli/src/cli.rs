@@ -219,7 +219,7 @@ pub struct LogsArgs {
     pub task: Option<String>,
     /// The attempt, as the listing names it: `2`, or `1-2` for attempt 1 of a failed run's
     /// resume [default: the task's latest]
-    #[arg(long)]
+    #[arg(long, requires = "task")]
     pub attempt: Option<String>,
     /// Only this stream, printed as it is with no header line (for pipes)
     #[arg(long, value_enum)]

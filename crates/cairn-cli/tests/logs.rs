@@ -100,6 +100,8 @@ fn logs_prints_a_tasks_latest_attempt_and_lists_the_rest() {
     let (code, _, err) = logs(&sandbox, &[&id, "flaky", "--attempt", "3"]);
     assert_eq!(code, Some(2), "{err}");
     assert_contains(&err, "no saved output for attempt 3; its attempts: 1, 2");
+    let (code, _, err) = logs(&sandbox, &[&id, "--attempt", "1"]);
+    assert_eq!(code, Some(2), "--attempt names an attempt of a task: {err}");
     let (code, _, err) = logs(&sandbox, &["01M830RTDTQ0XMCAKV22M60N99"]);
     assert_eq!(code, Some(2), "{err}");
     assert_contains(&err, "no run 01M830RTDTQ0XMCAKV22M60N99");
