@@ -55,6 +55,14 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo` for the CI steps: without incremental caches, which a build from a fresh clone never
+/// reuses and which took several GB of CI's disk.
+fn ci_cargo() -> Command {
+    let mut cmd = cargo();
+    cmd.env("CARGO_INCREMENTAL", "0");
+    cmd
+}
+
 /// Runs a command, echoing it, and fails with its exit status.
 fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: [{step}] {cmd:?}");
@@ -75,10 +83,10 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     let started = Instant::now();
-    run("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run("fmt", ci_cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",
-        cargo().args([
+        ci_cargo().args([
             "clippy",
             "--workspace",
             "--all-targets",
@@ -88,12 +96,12 @@ fn ci() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    run("test", ci_cargo().args(["test", "--workspace", "--locked"]))?;
     // The short crash pass (50 kills per adapter, every forced crash point, 10,000
     // power-loss states). A debug build, because the test step above already built it.
     run(
         "crash-test",
-        cargo().args(["run", "--locked", "-p", "cairn-crash", "--", "--ci"]),
+        ci_cargo().args(["run", "--locked", "-p", "cairn-crash", "--", "--ci"]),
     )?;
     run_tidy()?;
     deny()?;
