@@ -35,6 +35,19 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// The folder given with a host's `sled::Db` does not hold the files of an open sled
+    /// database. cairn fsyncs sled's files there after every flush, because sled 0.34.7's own
+    /// flush does not fsync; without the right folder no write could be acknowledged durably.
+    #[error(
+        "{path} does not hold the files of an open sled database: {reason}; pass the folder \
+         the host opened the database from"
+    )]
+    NotOpenDatabase {
+        /// The folder given.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// The database opened but its trees could not be set up.
     #[error("could not set up the cairn trees of the sled database: {source}")]
     Setup {

@@ -70,7 +70,7 @@ pub struct SledFactory {
 #[derive(Debug)]
 enum Location {
     Path(PathBuf),
-    Db(sled::Db),
+    Db(sled::Db, PathBuf),
 }
 
 /// Builds a `SledFactory`: a path or an existing `sled::Db`, and a `Durability`.
@@ -91,12 +91,15 @@ impl SledFactoryBuilder {
         self
     }
 
-    /// Uses a database the host already opened (hosts that already run sled).
+    /// Uses a database the host already opened from the folder `dir` (hosts that already
+    /// run sled).
     ///
     /// cairn keeps its data in its own trees (named `cairn/...`, see `layout`) and never
-    /// touches the host's trees.
-    pub fn db(mut self, db: sled::Db) -> Self {
-        self.location = Some(Location::Db(db));
+    /// touches the host's trees. It needs `dir` because sled 0.34.7's `Db::flush` does not
+    /// fsync: after each flush cairn fsyncs sled's files in `dir` itself. `build` checks that
+    /// `dir` holds an open sled database.
+    pub fn db(mut self, db: sled::Db, dir: impl Into<PathBuf>) -> Self {
+        self.location = Some(Location::Db(db, dir.into()));
         self
     }
 
@@ -112,13 +115,14 @@ impl SledFactoryBuilder {
     ///
     /// `Error::NoLocation` when neither `path` nor `db` was given; `Error::InUse` when another
     /// process holds the database (after a wait of up to five seconds for its lock);
-    /// `Error::Open` when sled cannot open it otherwise;
-    /// `Error::Setup` when the cairn trees cannot be opened.
+    /// `Error::Open` when sled cannot open it otherwise; `Error::NotOpenDatabase` when the
+    /// folder given with `db` holds no open sled database; `Error::Setup` when the cairn trees
+    /// cannot be opened.
     pub fn build(self) -> std::result::Result<SledFactory, crate::Error> {
         let shared = match self.location {
             None => return Err(crate::Error::NoLocation),
             Some(Location::Path(path)) => Shared::for_path(&path)?,
-            Some(Location::Db(db)) => Shared::for_db(db)?,
+            Some(Location::Db(db, dir)) => Shared::for_db(db, &dir)?,
         };
         Ok(SledFactory {
             shared,

@@ -17,8 +17,8 @@
 //! [`JOBS_TREE`] that is no job id (nothing this store writes) is left where it is and
 //! reported by every listing as left in place at `cairn/jobs/<key>`.
 //!
-//! Every acknowledged write waited for `sled::Db::flush` (the `Durability::Sync` behaviour,
-//! whatever the factory's setting: job writes are rare). A failed flush poisons the database
+//! Every acknowledged write waited for `sled::Db::flush` and the fsync of sled's files after it
+//! (the `Durability::Sync` behaviour, whatever the factory's setting: job writes are rare). A failed flush poisons the database
 //! handle for this process, shared with `SledFactory`.
 
 use std::path::Path;
@@ -121,13 +121,18 @@ impl SledJobStore {
         Self::over(Shared::for_path(path.as_ref())?)
     }
 
-    /// Uses a database the host already opened.
+    /// Uses a database the host already opened from the folder `dir` (cairn fsyncs sled's
+    /// files there after each flush, as `SledFactoryBuilder::db` explains).
     ///
     /// # Errors
     ///
-    /// `Setup` when the trees cannot be opened.
-    pub fn from_db(db: sled::Db) -> std::result::Result<SledJobStore, crate::Error> {
-        Self::over(Shared::for_db(db)?)
+    /// `NotOpenDatabase` when `dir` holds no open sled database; `Setup` when the trees
+    /// cannot be opened.
+    pub fn from_db(
+        db: sled::Db,
+        dir: impl AsRef<Path>,
+    ) -> std::result::Result<SledJobStore, crate::Error> {
+        Self::over(Shared::for_db(db, dir.as_ref())?)
     }
 
     /// Uses the database of `factory`.

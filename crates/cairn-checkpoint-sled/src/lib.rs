@@ -63,10 +63,11 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! // A host that already runs sled hands over its own database handle.
-//! let db = sled::open(dir.path().join("host.sled"))?;
+//! // A host that already runs sled hands over its own database handle and its folder.
+//! let folder = dir.path().join("host.sled");
+//! let db = sled::open(&folder)?;
 //! let factory = SledFactory::builder()
-//!     .db(db.clone())
+//!     .db(db.clone(), &folder)
 //!     .durability(Durability::Group { max_delay: Duration::from_millis(2) })
 //!     .build()?;
 //! assert!(factory.list(&RunFilter::default()).await?.is_empty());
@@ -75,6 +76,7 @@
 
 mod error;
 mod factory;
+mod files;
 mod jobs;
 pub mod layout;
 mod shared;

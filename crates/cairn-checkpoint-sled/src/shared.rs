@@ -17,6 +17,7 @@ use cairn_checkpoint::{Error, Owner, Result, RunId};
 use cairn_telemetry::names;
 
 use crate::error::backend;
+use crate::files::SledFiles;
 use crate::layout;
 
 /// The trees of one database.
@@ -66,8 +67,10 @@ struct GroupState {
 pub(crate) struct Shared {
     pub(crate) db: sled::Db,
     pub(crate) trees: Trees,
-    /// Used in messages (`SyncFailed` names it).
+    /// The database folder; messages name it (`SyncFailed`).
     pub(crate) label: PathBuf,
+    /// sled's files, fsynced after every flush (sled's own flush does not fsync).
+    files: Arc<SledFiles>,
     writers: Mutex<HashMap<RunId, Holder>>,
     next_writer: AtomicU64,
     group: Mutex<GroupState>,
@@ -237,23 +240,26 @@ impl Shared {
             return Ok(found);
         }
         let db = open_with_lock_retry(path)?;
-        let shared = Self::register(&mut table, db, path.to_path_buf())?;
+        let shared = Self::register(&mut table, db, path)?;
         if let Ok(canonical) = std::fs::canonicalize(path) {
             table.by_path.insert(canonical, Arc::downgrade(&shared));
         }
         Ok(shared)
     }
 
-    /// The shared state of an already open database handle.
-    pub(crate) fn for_db(db: sled::Db) -> std::result::Result<Arc<Shared>, crate::Error> {
+    /// The shared state of an already open database handle, whose files are in `dir`.
+    pub(crate) fn for_db(
+        db: sled::Db,
+        dir: &Path,
+    ) -> std::result::Result<Arc<Shared>, crate::Error> {
         let mut table = open_databases();
-        Self::register(&mut table, db, PathBuf::from("<sled database>"))
+        Self::register(&mut table, db, dir)
     }
 
     fn register(
         table: &mut OpenDatabases,
         db: sled::Db,
-        label: PathBuf,
+        dir: &Path,
     ) -> std::result::Result<Arc<Shared>, crate::Error> {
         let setup = |source| crate::Error::Setup { source };
         let session = db.open_tree(layout::SESSION_TREE).map_err(setup)?;
@@ -267,6 +273,11 @@ impl Shared {
         {
             return Ok(found);
         }
+        let files =
+            SledFiles::of_open_database(dir).map_err(|reason| crate::Error::NotOpenDatabase {
+                path: dir.to_path_buf(),
+                reason: reason.to_string(),
+            })?;
         // The table lock is held, so no other factory of this process races this swap; a
         // token from an earlier process is simply replaced.
         let token = fresh_token();
@@ -278,7 +289,8 @@ impl Shared {
         let shared = Arc::new(Shared {
             trees: Trees::open(&db).map_err(setup)?,
             db,
-            label,
+            label: dir.to_path_buf(),
+            files: Arc::new(files),
             writers: Mutex::default(),
             next_writer: AtomicU64::new(1),
             group: Mutex::default(),
@@ -334,12 +346,14 @@ impl Shared {
         })
     }
 
-    /// Flushes the whole database now, on a blocking thread. A failure poisons this handle.
+    /// Flushes the whole database now and fsyncs its files, on a blocking thread. A failure
+    /// poisons this handle.
     pub(crate) async fn flush_now(&self) -> Result<()> {
         if let Some(err) = self.earlier_failure() {
             return Err(err);
         }
         let db = self.db.clone();
+        let files = Arc::clone(&self.files);
         #[cfg(test)]
         let injected = self.fail_next_flush.swap(false, Ordering::SeqCst);
         let outcome = tokio::task::spawn_blocking(move || {
@@ -349,7 +363,8 @@ impl Shared {
                     "injected fsync failure",
                 )));
             }
-            db.flush()
+            db.flush()?;
+            files.sync().map_err(sled::Error::Io)
         })
         .await
         .map_err(|join| std::io::Error::other(join.to_string()));

@@ -49,12 +49,91 @@ fn a_builder_without_a_location_is_refused() {
     ));
 }
 
+#[test]
+fn a_host_database_with_a_folder_that_is_not_its_own_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("host.sled");
+    let db = sled::open(&folder).expect("sled opens");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let err = SledFactory::builder()
+        .db(db.clone(), &elsewhere)
+        .build()
+        .expect_err("no sled files there");
+    assert!(
+        matches!(&err, cairn_checkpoint_sled::Error::NotOpenDatabase { path, .. } if *path == elsewhere),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("pass the folder"), "{err}");
+    let err = cairn_checkpoint_sled::SledJobStore::from_db(db.clone(), &elsewhere)
+        .expect_err("the job store checks the folder too");
+    assert!(
+        matches!(err, cairn_checkpoint_sled::Error::NotOpenDatabase { .. }),
+        "{err:?}"
+    );
+    SledFactory::builder()
+        .db(db, &folder)
+        .build()
+        .expect("the folder the host opened");
+}
+
+/// Puts a plain file where sled keeps its blob folder, so the fsync after the next flush
+/// cannot list it (sled itself only touches that folder for values over 128 KiB).
+fn block_blob_folder(path: &std::path::Path) {
+    let blobs = path.join("blobs");
+    std::fs::rename(&blobs, path.join("blobs.aside")).expect("move the blob folder");
+    std::fs::write(&blobs, b"not a folder").expect("a file in its place");
+}
+
+async fn an_acknowledgement_waits_for_the_fsync_of_sleds_files(durability: Durability) {
+    let h = PathHarness::new(durability);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("synced")).await.expect("begin");
+    writer.append(&[sample_event(0)]).await.expect("healthy");
+    block_blob_folder(&h.path());
+    let err = writer
+        .append(&[sample_event(1)])
+        .await
+        .expect_err("the fsync after sled's flush failed");
+    assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+    let err = writer
+        .append(&[sample_event(2)])
+        .await
+        .expect_err("never retried");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_acknowledgement_waits_for_the_fsync_of_sleds_files() {
+    an_acknowledgement_waits_for_the_fsync_of_sleds_files(Durability::Sync).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_acknowledgement_waits_for_the_fsync_of_sleds_files() {
+    an_acknowledgement_waits_for_the_fsync_of_sleds_files(Durability::Group {
+        max_delay: Duration::from_millis(1),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unflushed_acknowledgement_does_not_touch_sleds_files() {
+    let h = PathHarness::new(Durability::None);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("unsynced")).await.expect("begin");
+    block_blob_folder(&h.path());
+    writer
+        .append(&[sample_event(0)])
+        .await
+        .expect("Durability::None never flushes, so never syncs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn factories_by_path_and_by_handle_share_one_writer_registry() {
     let h = PathHarness::new(Durability::Sync);
     let by_path = h.sled_factory();
     let by_handle = SledFactory::builder()
-        .db(by_path.db().clone())
+        .db(by_path.db().clone(), h.path())
         .build()
         .expect("build over the same handle");
     let writer = by_path.begin(meta("shared")).await.expect("begin");

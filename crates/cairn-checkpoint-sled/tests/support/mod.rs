@@ -78,7 +78,7 @@ impl ConformanceHarness for PathHarness {
 /// clone of that handle.
 #[derive(Debug)]
 pub struct DbHarness {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     db: sled::Db,
     durability: Durability,
 }
@@ -88,7 +88,7 @@ impl DbHarness {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = sled::open(dir.path().join("host.sled")).expect("sled opens");
         DbHarness {
-            _dir: dir,
+            dir,
             db,
             durability,
         }
@@ -100,7 +100,7 @@ impl DbHarness {
 
     pub fn sled_factory(&self) -> SledFactory {
         SledFactory::builder()
-            .db(self.db.clone())
+            .db(self.db.clone(), self.dir.path().join("host.sled"))
             .durability(self.durability)
             .build()
             .expect("the factory builds")
