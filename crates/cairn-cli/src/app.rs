@@ -1172,7 +1172,16 @@ impl Drive<'_> {
         resumed: bool,
     ) -> anyhow::Result<u8> {
         let mut progress = Progress::new(self.mode, self.wf.tasks.len(), done);
-        progress.line(&header);
+        // A fresh run's id is shown once the run is durable (`on_begun`), so a crash in
+        // between never leaves a printed id that `cairn show` cannot find.
+        let begins = matches!(start, Start::Fresh);
+        let run_started = serde_json::json!({
+            "event": "run_started", "run_id": run_id.as_str(), "workflow": self.wf.name,
+            "resumed": resumed, "tasks_total": self.wf.tasks.len(), "tasks_done": done,
+        });
+        if !begins {
+            progress.line(&header);
+        }
         if resumed {
             // Commands a crash left running must die before their tasks run again.
             let reaped = reap(self.state, &run_id).await?;
@@ -1227,10 +1236,13 @@ impl Drive<'_> {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
 
-        progress.json(serde_json::json!({
-            "event": "run_started", "run_id": run_id.as_str(), "workflow": self.wf.name,
-            "resumed": resumed, "tasks_total": self.wf.tasks.len(), "tasks_done": done,
-        }));
+        if !begins {
+            progress.json(run_started.clone());
+        }
+        let announce_begun = |progress: &Progress| {
+            progress.line(&header);
+            progress.json(run_started.clone());
+        };
         let mut handle = tokio::spawn({
             let signals = signals.clone();
             async move { executor.run(plan, start, signals).await }
@@ -1238,8 +1250,13 @@ impl Drive<'_> {
         let mut interrupts = 0u32;
         let joined = loop {
             tokio::select! {
+                // The begin comes before any task event, and is sent before them.
+                biased;
+                Some(()) = begun_rx.recv() => {
+                    announce_begun(&progress);
+                    self.record_begun(&progress).await;
+                }
                 Some(event) = event_rx.recv() => progress.task(event),
-                Some(()) = begun_rx.recv() => self.record_begun(&progress).await,
                 Some(()) = sigint.recv() => interrupts += 1,
                 Some(()) = sigterm.recv() => interrupts += 1,
                 joined = &mut handle => break joined,
@@ -1272,11 +1289,12 @@ impl Drive<'_> {
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
         };
+        if begun_rx.try_recv().is_ok() {
+            announce_begun(&progress);
+            self.record_begun(&progress).await;
+        }
         while let Ok(event) = event_rx.try_recv() {
             progress.task(event);
-        }
-        if begun_rx.try_recv().is_ok() {
-            self.record_begun(&progress).await;
         }
         progress.finish();
         let report = joined.context("the run's task ended abnormally")?;

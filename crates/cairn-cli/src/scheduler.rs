@@ -339,8 +339,9 @@ impl WorkflowFiles {
     }
 }
 
-impl PlanSource for WorkflowFiles {
-    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+impl WorkflowFiles {
+    /// The plan for `request`, and the line that announces its run once the run has begun.
+    fn plan_announced(&self, request: &RunRequest) -> Result<(RunPlan, Announcement), String> {
         let path = Path::new(&request.workflow);
         let text = workflow::read_source(path).map_err(|error| error.to_string())?;
         let wf = workflow::parse(path, &text).map_err(|error| error.to_string())?;
@@ -348,24 +349,33 @@ impl PlanSource for WorkflowFiles {
         self.state
             .save_origin(&run_id, &wf, &text)
             .map_err(|error| crate::app::error_text(&error))?;
-        if let Some(lines) = &self.lines {
-            lines.say(
-                &format!(
-                    "job {}: run {run_id} started (workflow `{}`, due {} UTC)",
-                    request.job_id,
-                    wf.name,
-                    format_timestamp(request.scheduled_for.0)
-                ),
-                serde_json::json!({
-                    "event": "run_started", "job_id": request.job_id.as_str(),
-                    "run_id": run_id.as_str(), "workflow": wf.name,
-                    "scheduled_for": request.scheduled_for.0,
-                }),
+        let announcement = self.lines.as_ref().map(|lines| {
+            let text = format!(
+                "job {}: run {run_id} started (workflow `{}`, due {} UTC)",
+                request.job_id,
+                wf.name,
+                format_timestamp(request.scheduled_for.0)
             );
-        }
-        Ok(wf
+            let event = serde_json::json!({
+                "event": "run_started", "job_id": request.job_id.as_str(),
+                "run_id": run_id.as_str(), "workflow": wf.name,
+                "scheduled_for": request.scheduled_for.0,
+            });
+            (lines.clone(), text, event)
+        });
+        let plan = wf
             .plan(&job_scope(&request.job_id), &request.input)
-            .run_id(run_id))
+            .run_id(run_id);
+        Ok((plan, announcement))
+    }
+}
+
+/// A run's "started" line, said once the run is durably begun (`None` when not printing).
+type Announcement = Option<(Lines, String, serde_json::Value)>;
+
+impl PlanSource for WorkflowFiles {
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+        self.plan_announced(request).map(|(plan, _)| plan)
     }
 }
 
@@ -398,6 +408,8 @@ struct ShellJobs {
 struct PlannedRun {
     plans: Arc<WorkflowFiles>,
     run_id: Mutex<Option<String>>,
+    /// Said by `announce` when the run has begun; a run that never began is never shown.
+    announcement: Mutex<Announcement>,
 }
 
 impl PlannedRun {
@@ -409,16 +421,32 @@ impl PlannedRun {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    /// Says the run's "started" line: called once the run is durably begun.
+    fn announce(&self) {
+        let announcement = self
+            .announcement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((lines, text, event)) = announcement {
+            lines.say(&text, event);
+        }
+    }
 }
 
 impl PlanSource for PlannedRun {
     fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
-        let plan = self.plans.plan(request)?;
+        let (plan, announcement) = self.plans.plan_announced(request)?;
         *self
             .run_id
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             plan.run_id.as_ref().map(ToString::to_string);
+        *self
+            .announcement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = announcement;
         Ok(plan)
     }
 }
@@ -444,6 +472,7 @@ impl JobRunner for ShellJobs {
         let planned = Arc::new(PlannedRun {
             plans: Arc::clone(&self.plans),
             run_id: Mutex::new(None),
+            announcement: Mutex::new(None),
         });
         // Checked before any plan is made: a refused tick prints no "run started" line. The
         // job's lock is held until the run ends, so no `cairn resume` of another run of the
@@ -561,7 +590,11 @@ impl ShellJobs {
             Arc::clone(planned) as Arc<dyn PlanSource>,
         )
         .map_err(|error| RunFailed::new(format!("cannot set up the executor: {error}")))?
-        .with_signals(self.signals.clone());
+        .with_signals(self.signals.clone())
+        .on_begun({
+            let planned = Arc::clone(planned);
+            move |_run| planned.announce()
+        });
         runner.run(request).await
     }
 

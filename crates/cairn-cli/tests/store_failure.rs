@@ -37,12 +37,17 @@ fn chain_workflow() -> String {
 
 /// Runs `cairn ARGS` under the file size limit; returns (exit code, stdout, stderr).
 fn run_limited(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String, String) {
+    run_under_limit(sandbox, LIMIT_BLOCKS, args)
+}
+
+/// Runs `cairn ARGS` with a file size limit of `blocks` 512-byte blocks.
+fn run_under_limit(sandbox: &Sandbox, blocks: u32, args: &[&str]) -> (Option<i32>, String, String) {
     let stdout = std::fs::File::create(sandbox.path("limited.out")).unwrap();
     let stderr = std::fs::File::create(sandbox.path("limited.err")).unwrap();
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "trap '' XFSZ; ulimit -f {LIMIT_BLOCKS}; exec \"$0\" \"$@\""
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
         ))
         .arg(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
@@ -283,4 +288,31 @@ fn a_run_whose_workflow_copy_cannot_be_written_leaves_no_output_folder_behind() 
             .path(&format!(".cairn/output/{run_id}/.workflow.toml"))
             .exists()
     );
+}
+
+#[test]
+fn a_run_that_cannot_begin_never_shows_its_id() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"small\"\n[[task]]\nid = \"only\"\nrun = \"echo ran >> effects\"\n",
+    );
+    // The input is stored in the run's metadata, so with a 2 KiB limit the workflow copy is
+    // written and the begin itself fails.
+    let input = "i".repeat(8 * 1024);
+    for json in [false, true] {
+        let mut args = vec!["run", "wf.toml", "--input", &input];
+        if json {
+            args.push("--json");
+        }
+        let (code, stdout, stderr) = run_under_limit(&sandbox, 4, &args);
+        assert_eq!(code, Some(5), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_contains(&stderr, "cannot begin durable run");
+        assert_contains(&stderr, "meta.json");
+        // A shown id must name a run `cairn show` finds: nothing was begun, so none is shown.
+        assert_lacks(&stdout, "run_started");
+        assert_lacks(&stdout, "workflow `small`");
+        assert!(sandbox.runs().is_empty(), "{:?}", sandbox.runs());
+        assert!(!sandbox.path("effects").exists(), "no task may run");
+    }
 }

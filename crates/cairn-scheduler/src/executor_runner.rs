@@ -78,6 +78,15 @@ impl ExecutorRunner {
         self
     }
 
+    /// Calls `hook` with a run's id once the run is durably begun, before any of its tasks
+    /// starts (`Executor::on_begun`): where a host announces the run, so an id it shows is
+    /// always one the store has. Not called for a run that never began.
+    #[must_use]
+    pub fn on_begun(mut self, hook: impl Fn(&RunId) + Send + Sync + 'static) -> Self {
+        self.executor = self.executor.on_begun(hook);
+        self
+    }
+
     /// Refuses, as not started, while a live writer holds a `running` run of the plan's
     /// workflow and scope (another process drives this job now).
     async fn refuse_while_driven_elsewhere(

@@ -325,6 +325,14 @@ fn faulty_runner(plan: &cairn_checkpoint::fault::FaultPlan) -> (MemoryFactory, E
     (runs, runner)
 }
 
+/// `runner` with an `on_begun` hook that records the ids it is called with.
+fn counting_begun(runner: ExecutorRunner) -> (Arc<std::sync::Mutex<Vec<String>>>, ExecutorRunner) {
+    let begun = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&begun);
+    let runner = runner.on_begun(move |run_id| seen.lock().unwrap().push(run_id.to_string()));
+    (begun, runner)
+}
+
 fn request(workflow: &str) -> RunRequest {
     RunRequest {
         job_id: JobId::new("nightly").unwrap(),
@@ -341,10 +349,16 @@ async fn a_failed_journal_write_is_a_store_failure_not_a_task_failure() {
     let plan = FaultPlan::new();
     plan.fail_next(FaultOp::Append, FaultTiming::Before);
     let (runs, runner) = faulty_runner(&plan);
+    let (begun, runner) = counting_begun(runner);
     let failed = runner.run(&request("ok")).await.unwrap_err();
     assert!(!plan.fired().is_empty(), "the append fault fired");
     assert!(failed.store_failed && !failed.interrupted, "{failed:?}");
     let run_id = failed.run_id.clone().expect("the run is named");
+    assert_eq!(
+        *begun.lock().unwrap(),
+        vec![run_id.clone()],
+        "the begun run is announced once, by its id"
+    );
     assert!(
         failed
             .message
@@ -390,9 +404,14 @@ async fn a_run_the_store_could_not_begin_names_no_run() {
     let plan = FaultPlan::new();
     plan.fail_next(FaultOp::Begin, FaultTiming::Before);
     let (runs, runner) = faulty_runner(&plan);
+    let (begun, runner) = counting_begun(runner);
     let failed = runner.run(&request("ok")).await.unwrap_err();
     assert!(!plan.fired().is_empty(), "the begin fault fired");
     assert_eq!(failed.run_id, None, "{failed:?}");
+    assert!(
+        begun.lock().unwrap().is_empty(),
+        "a run that never began is never announced"
+    );
     assert!(!failed.interrupted && !failed.store_failed, "{failed:?}");
     assert!(
         failed
