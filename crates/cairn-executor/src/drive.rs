@@ -129,6 +129,8 @@ pub(crate) struct Drive {
     pub(crate) names: HashMap<TaskId, Arc<str>>,
     /// Told of every acknowledged batch ([`crate::Executor::on_acknowledged`]).
     pub(crate) on_acknowledged: Option<AcknowledgedHook>,
+    /// The take-over's audit records, written once its events are journaled.
+    pub(crate) recovery_audits: Vec<AuditRecord>,
 }
 
 /// The mutable state of the loop, apart from the queue.
@@ -190,8 +192,15 @@ impl Drive {
     }
 
     async fn run_phases(&mut self, flight: &mut Flight) -> Result<(), RunStop> {
-        // Recovery's events (resets, failures) are recorded before anything else happens.
+        // Recovery's events (resets, failures, retries) are recorded before anything else
+        // happens, and audited once they are.
         self.flush().await?;
+        for record in std::mem::take(&mut self.recovery_audits) {
+            if let Err(error) = self.checkpointer.audit(&record).await {
+                // The journal, not the audit log, is the source of truth; go on, but say so.
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %self.run_id, error = %error, action = ?record.action, "could not write an audit record");
+            }
+        }
         let counts = self.queue.counts();
         // Tasks the queue holds plus plan tasks not enqueued yet (later phases).
         let planned: usize = self.phases.iter().map(|p| p.tasks.len()).sum();

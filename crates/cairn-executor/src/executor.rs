@@ -68,6 +68,9 @@ struct Prepared {
     phases_started: BTreeSet<u32>,
     durable: bool,
     resumed: Option<Adopted>,
+    /// What the take-over did, audited once its events are journaled (the drive's first
+    /// append), so the audit never claims a recovery or a retry the journal lacks.
+    audits: Vec<AuditRecord>,
 }
 
 /// What adopting a run found.
@@ -326,6 +329,7 @@ impl Executor {
             phases_started,
             durable,
             resumed,
+            audits,
         } = prepared;
         let is_resume = resumed.is_some();
         // An adopted run continues what it was started for: say so when that is not what
@@ -387,6 +391,7 @@ impl Executor {
             scope: plan.scope,
             names: HashMap::new(),
             on_acknowledged: self.on_acknowledged.clone(),
+            recovery_audits: audits,
         };
         // The drive runs in its own task so that a panic anywhere in it surfaces here as a
         // JoinError and the run is still finalized.
@@ -538,6 +543,7 @@ impl Executor {
             phases_started: BTreeSet::new(),
             durable,
             resumed: None,
+            audits: Vec::new(),
         })
     }
 
@@ -764,8 +770,12 @@ impl Executor {
         // Resuming a failed run means "run it again": failed tasks get fresh attempts and the
         // dependents they blocked return to pending. An interrupted run (found here, or
         // claimed from `running` by the policy) only continues: a task that failed, before
-        // the interruption or on its last attempt at recovery, stays failed.
-        let retried = if claim == Claim::ByPolicy(Retry::FailedTasks) {
+        // the interruption or on its last attempt at recovery, stays failed. Except when the
+        // interruption came in the middle of such an explicit resume, before its retries were
+        // journaled: that resume is finished now.
+        let explicit = claim == Claim::ByPolicy(Retry::FailedTasks);
+        let owed = !explicit && self.retry_owed(&run_id).await;
+        let retried = if explicit || owed {
             retry_failed(&mut queue, now)
         } else {
             Vec::new()
@@ -835,6 +845,9 @@ impl Executor {
                 format!(
                     "{} at lease epoch {lease_epoch}; {} task(s) recovered, {} failed task(s) retried",
                     match claim {
+                        _ if owed =>
+                            "interrupted run adopted, finishing the explicit resume it was \
+                             interrupted in",
                         Claim::Here => "interrupted run adopted",
                         Claim::ByPolicy(Retry::Nothing) =>
                             "interrupted run adopted after the resume policy claimed it",
@@ -848,15 +861,11 @@ impl Executor {
             .with_detail(serde_json::json!({
                 "previous_epoch": previous_epoch,
                 "lease_epoch": lease_epoch,
+                // Read by `retry_owed`: this explicit resume's retries are journaled.
+                RETRIES_JOURNALED: explicit || owed,
             })),
         );
         let checkpointer: Arc<dyn Checkpointer> = Arc::from(checkpointer);
-        for record in &audits {
-            if let Err(error) = checkpointer.audit(record).await {
-                // The journal, not the audit log, is the source of truth; go on, but say so.
-                tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, action = ?record.action, "could not write an audit record");
-            }
-        }
         tracing::info!(
             target: names::DETAIL_TARGET,
             run_id = %run_id,
@@ -878,6 +887,35 @@ impl Executor {
                 tasks_reset,
                 input,
             }),
+            audits,
+        })
+    }
+
+    /// Whether the run's last explicit resume of a failed or paused run (`ResumedById` or
+    /// `Approved` in the audit log) was interrupted before its retries were journaled: no
+    /// `Recovered` record with [`RETRIES_JOURNALED`] follows it. Such a resume claimed the
+    /// run (so it is `running` now) but never gave its failed tasks their fresh attempts.
+    /// An unreadable audit log owes nothing: an interrupted run then only continues.
+    async fn retry_owed(&self, run_id: &RunId) -> bool {
+        let records = match self.factory.read_audit(run_id).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, "could not read the audit log to see whether an explicit resume was interrupted; failed tasks stay failed");
+                return false;
+            }
+        };
+        let Some(resumed) = records.iter().rposition(|record| {
+            matches!(
+                record.action,
+                AuditAction::ResumedById | AuditAction::Approved
+            ) && record.detail["previous_status"]
+                .as_str()
+                .is_some_and(|previous| previous != RunStatus::Running.as_str())
+        }) else {
+            return false;
+        };
+        !records[resumed + 1..].iter().any(|record| {
+            record.action == AuditAction::Recovered && record.detail[RETRIES_JOURNALED] == true
         })
     }
 
@@ -1001,6 +1039,9 @@ async fn open_through_probes(
         }
     }
 }
+
+/// The `Recovered` audit detail that says an explicit resume's retries are journaled.
+const RETRIES_JOURNALED: &str = "failed_tasks_retried";
 
 /// Who claimed a run being taken over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -330,7 +330,9 @@ pub(crate) fn describe_task<N: std::fmt::Display>(
 /// Which variant follows a policy claim depends on the status the run was claimed from
 /// (`ResumedRun::previous_status` in `cairn-runs`): `failed` (or `paused`) → `Adopt`, which
 /// gives failed tasks fresh attempts; `running` (an interrupted run) → `AdoptInterrupted`,
-/// which continues the run as `Auto` would, so a task that failed for good stays failed.
+/// which continues the run as `Auto` would, so a task that failed for good stays failed
+/// (unless the run was interrupted in an explicit resume before its retries were journaled:
+/// that resume is finished, see `docs/resume-policy.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// Always begin a new run. Its plan is checked against the registry first

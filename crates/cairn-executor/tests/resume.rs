@@ -1340,3 +1340,176 @@ async fn an_adopted_run_reports_the_input_it_kept_when_the_plan_asked_for_anothe
     let stored = store.load_meta(&first.run_id).await.unwrap().unwrap();
     assert_eq!(stored.input, "deploy A", "the run's input is unchanged");
 }
+
+/// The resume policy's explicit resume of `run_id` from `previous`: its claim (one status
+/// swap to `running`) and its `ResumedById` audit record, as `ResumePolicy::resume` writes
+/// them before the executor opens the run.
+async fn explicit_resume(store: &MemoryFactory, run_id: &RunId, previous: RunStatus) {
+    let claimed = store
+        .compare_and_swap_status(run_id, previous, RunStatus::Running)
+        .await
+        .unwrap()
+        .unwrap();
+    let record = cairn_checkpoint::AuditRecord::new(
+        cairn_queue::Timestamp(1),
+        run_id.clone(),
+        AuditAction::ResumedById,
+        format!("resumed by id from {previous}"),
+    )
+    .with_detail(serde_json::json!({
+        "previous_status": previous.as_str(),
+        "lease_epoch": claimed.lease_epoch,
+    }));
+    store.append_audit(run_id, &record).await.unwrap();
+}
+
+/// A registry whose `flaky` tasks fail permanently on the bodies `failing` names and hang
+/// forever on body `hang_on` (1-based, counted over every `flaky` body in `bodies`), and
+/// otherwise complete; `after` tasks complete.
+fn scripted(bodies: &Ledger, failing: &'static [usize], hang_on: Option<usize>) -> Registry {
+    let flaky_bodies = bodies.clone();
+    let after_bodies = bodies.clone();
+    Registry::new()
+        .with(
+            "flaky",
+            handler_fn(move |ctx| {
+                let bodies = flaky_bodies.clone();
+                async move {
+                    bodies.record(&ctx);
+                    let body = bodies.count("flaky");
+                    if hang_on == Some(body) {
+                        std::future::pending::<()>().await;
+                    }
+                    if failing.contains(&body) {
+                        Err(TaskFailure::permanent("outage", "provider down"))
+                    } else {
+                        Ok(Finish::Complete(Handoff::default()))
+                    }
+                }
+            }),
+        )
+        .with(
+            "after",
+            handler_fn(move |ctx| {
+                let bodies = after_bodies.clone();
+                async move {
+                    bodies.record(&ctx);
+                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                }
+            }),
+        )
+}
+
+/// Review 47 F2: a crash after an explicit resume of a failed run claimed it but before its
+/// retries were journaled leaves the run `running` with the task still failed. The next
+/// resume finds an interrupted run; it must finish the explicit resume (retry the failed
+/// task), not fail the run again with the old error.
+#[tokio::test(start_paused = true)]
+async fn an_explicit_resume_interrupted_before_its_retries_were_journaled_is_finished_by_the_next()
+{
+    let store = MemoryFactory::new();
+    let bodies = Ledger::default();
+    let executor = Executor::new(
+        Arc::new(store.clone()),
+        scripted(&bodies, &[1], None),
+        config(),
+    )
+    .unwrap();
+    let mut phase = Phase::new("p");
+    let flaky = phase.task(TaskSpec::new("flaky"), []);
+    phase.task(TaskSpec::new("after"), [flaky]);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+    let failed = executor
+        .run(plan.clone(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+
+    // `cairn resume RUN` claims the failed run and audits it, then the process dies.
+    explicit_resume(&store, &failed.run_id, RunStatus::Failed).await;
+    // The next `cairn resume RUN` finds it `running` (interrupted) and claims it from there.
+    explicit_resume(&store, &failed.run_id, RunStatus::Running).await;
+    let report = executor
+        .run(
+            plan,
+            Start::AdoptInterrupted(failed.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete, "{report:?}");
+    assert_eq!(bodies.count("flaky"), 2, "the failed task ran again");
+    assert_eq!(bodies.count("after"), 1, "and its dependent ran");
+    let audit = store.read_audit(&failed.run_id).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::Recovered
+            && r.message.contains("finishing the explicit resume")
+            && r.detail["failed_tasks_retried"] == true),
+        "{audit:?}"
+    );
+}
+
+/// The other side of the same rule: once an explicit resume's retries are journaled, a task
+/// that fails again stays failed when the run is interrupted and resumed, so no task gets
+/// more fresh attempts than the resumes a person asked for.
+#[tokio::test(start_paused = true)]
+async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed_after_a_crash() {
+    let store = MemoryFactory::new();
+    let bodies = Ledger::default();
+    // One at a time, in id order: t0 gets bodies 1 and 3 (both fail), t1 bodies 2 (fails),
+    // 4 (hangs: the crash comes here) and 5.
+    let executor = Executor::new(
+        Arc::new(store.clone()),
+        scripted(&bodies, &[1, 2, 3], Some(4)),
+        ExecutorConfig::default().with_concurrency(1),
+    )
+    .unwrap();
+    let mut phase = Phase::new("p");
+    let first = phase.task(TaskSpec::new("flaky"), []);
+    phase.task(TaskSpec::new("flaky").inputs(1.into()), []);
+    phase.task(TaskSpec::new("after"), [first]);
+    let plan = RunPlan::new("wf", "scope").phase(phase);
+    let failed = executor
+        .run(plan.clone(), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+    assert_eq!(bodies.count("flaky"), 2);
+
+    // The explicit resume retries both; t0 fails again, then t1 hangs and the process dies
+    // (the drive's future is dropped, as a kill stops it).
+    explicit_resume(&store, &failed.run_id, RunStatus::Failed).await;
+    let cut = tokio::time::timeout(
+        Duration::from_secs(60),
+        executor.run(
+            plan.clone(),
+            Start::Adopt(failed.run_id.clone()),
+            RunSignals::default(),
+        ),
+    )
+    .await;
+    assert!(cut.is_err(), "the drive hung and was cut off: {cut:?}");
+    assert_eq!(bodies.count("flaky"), 4, "the explicit resume retried both");
+    let meta = store.load_meta(&failed.run_id).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Running, "left as a crash leaves it");
+
+    explicit_resume(&store, &failed.run_id, RunStatus::Running).await;
+    let report = executor
+        .run(
+            plan,
+            Start::AdoptInterrupted(failed.run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.disposition, Disposition::Fail(_)),
+        "{report:?}"
+    );
+    assert_eq!(
+        bodies.count("flaky"),
+        5,
+        "only the interrupted task ran again; the one that failed again stayed failed"
+    );
+    assert_eq!((report.counts.done, report.counts.failed), (1, 1));
+}
