@@ -560,7 +560,7 @@ pub fn create_state_root(root: &Path) -> anyhow::Result<()> {
         ))
         .into());
     }
-    std::fs::create_dir_all(root)
+    create_dirs_durably(root, &mut std::fs::DirBuilder::new())
         .with_context(|| format!("cannot create the state folder {}", root.display()))
 }
 
@@ -578,11 +578,28 @@ pub fn absolute(path: &Path) -> PathBuf {
 /// When the folder cannot be created.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    create_dirs_durably(dir, std::fs::DirBuilder::new().mode(0o700))
         .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Creates `dir` and its missing parents with `builder`, then fsyncs the folder holding each
+/// new one, shallowest first. POSIX makes a new folder's entry durable only through an fsync
+/// of its parent; ext4, xfs and btrfs happen to do it with later fsyncs, other file systems
+/// need not, and a lost state or output folder would lose everything under it.
+fn create_dirs_durably(dir: &Path, builder: &mut std::fs::DirBuilder) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
+    builder.recursive(true).create(dir)?;
+    for created in missing.iter().rev() {
+        let parent = created
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
