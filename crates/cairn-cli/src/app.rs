@@ -834,6 +834,17 @@ async fn drive_interrupted(
             ", {last_attempts} failed (interrupted on its last attempt)"
         ));
     }
+    // The executor finishes an explicit resume a crash cut short; say so, as it reruns them.
+    let owed = counts.failed > 0
+        && cairn_executor::retries_owed(state.factory.as_ref(), &run_id)
+            .await
+            .unwrap_or(false);
+    if owed {
+        header.push_str(&format!(
+            ", {} failed task(s) retried (finishing the resume that was interrupted)",
+            counts.failed
+        ));
+    }
     if let Some(note) = FileNote::of(&wf, current) {
         note.show(&mut header, &run_id, &wf, mode);
     }

@@ -976,3 +976,48 @@ fn a_task_that_cannot_start_for_want_of_file_descriptors_is_retried_and_keeps_it
         );
     }
 }
+
+/// Review 47 F2: `cairn resume RUN` of a failed run killed after its claim (the run is
+/// durably `running` again) but before the failed task's retry was journaled. The next
+/// `cairn resume RUN` finds an interrupted run; it finishes that resume, so the failed task
+/// runs again and the run completes, instead of failing once more with the old error.
+#[test]
+fn a_resume_killed_after_its_claim_is_finished_by_the_next_resume() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"fix\"\n[[task]]\nid = \"x\"\nrun = \"echo x >> ran; test -e fixed || exit 2\"\nmax_attempts = 1\n[[task]]\nid = \"after\"\nrun = \"echo after >> ran\"\ndepends_on = [\"x\"]\n",
+    );
+    let failed = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    let run_id = sandbox.only_run_id();
+
+    // What the killed `cairn resume` left: its claim and audit record, nothing journaled.
+    let state =
+        cairn_cli::store::StateDir::open(&sandbox.path(".cairn"), cairn_cli::store::Adapter::File)
+            .unwrap();
+    let policy = cairn_runs::ResumePolicy::new(std::sync::Arc::clone(&state.factory));
+    let id = cairn_checkpoint::RunId::new(run_id.as_str()).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(policy.resume(&id))
+        .expect("the claim");
+    drop((policy, state));
+
+    sandbox.touch("fixed");
+    let resumed = sandbox.run(&["resume", &run_id]);
+    let stdout = text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&resumed.stderr)
+    );
+    assert_contains(
+        &stdout,
+        "1 failed task(s) retried (finishing the resume that was interrupted)",
+    );
+    assert_eq!(sandbox.read("ran"), "x\nx\nafter\n");
+}

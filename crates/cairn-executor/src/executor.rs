@@ -891,32 +891,16 @@ impl Executor {
         })
     }
 
-    /// Whether the run's last explicit resume of a failed or paused run (`ResumedById` or
-    /// `Approved` in the audit log) was interrupted before its retries were journaled: no
-    /// `Recovered` record with [`RETRIES_JOURNALED`] follows it. Such a resume claimed the
-    /// run (so it is `running` now) but never gave its failed tasks their fresh attempts.
-    /// An unreadable audit log owes nothing: an interrupted run then only continues.
+    /// [`retries_owed`], with an unreadable audit log owing nothing (logged): an
+    /// interrupted run then only continues.
     async fn retry_owed(&self, run_id: &RunId) -> bool {
-        let records = match self.factory.read_audit(run_id).await {
-            Ok(records) => records,
+        match retries_owed(&*self.factory, run_id).await {
+            Ok(owed) => owed,
             Err(error) => {
                 tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, "could not read the audit log to see whether an explicit resume was interrupted; failed tasks stay failed");
-                return false;
+                false
             }
-        };
-        let Some(resumed) = records.iter().rposition(|record| {
-            matches!(
-                record.action,
-                AuditAction::ResumedById | AuditAction::Approved
-            ) && record.detail["previous_status"]
-                .as_str()
-                .is_some_and(|previous| previous != RunStatus::Running.as_str())
-        }) else {
-            return false;
-        };
-        !records[resumed + 1..].iter().any(|record| {
-            record.action == AuditAction::Recovered && record.detail[RETRIES_JOURNALED] == true
-        })
+        }
     }
 
     /// Handles an `open` that found bad state: the store already quarantined state with a
@@ -1038,6 +1022,53 @@ async fn open_through_probes(
             other => return other,
         }
     }
+}
+
+/// Whether adopting the interrupted run `run_id` finishes an explicit resume, retrying its
+/// failed tasks. True when the run's last explicit resume of a failed or paused run
+/// (`ResumedById` or `Approved` in its audit log) was interrupted before its retries were
+/// journaled: no `Recovered` record saying they were follows it. Such a resume claimed the
+/// run (so it is `running` now) but never gave the failed tasks their fresh attempts; every
+/// adoption of the run (`Start::AdoptInterrupted`, `Start::Auto`) finishes it. Hosts call it
+/// to tell their user before driving the run.
+///
+/// # Errors
+///
+/// The store's error when the audit log cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+/// use cairn_queue::Timestamp;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cairn_checkpoint::Error> {
+/// let store = MemoryFactory::new();
+/// let id = RunId::new("r1")?;
+/// drop(store.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+/// // Never resumed by id: nothing is owed.
+/// assert!(!cairn_executor::retries_owed(&store, &id).await?);
+/// # Ok(()) }
+/// ```
+pub async fn retries_owed(
+    factory: &dyn CheckpointerFactory,
+    run_id: &RunId,
+) -> cairn_checkpoint::Result<bool> {
+    let records = factory.read_audit(run_id).await?;
+    let Some(resumed) = records.iter().rposition(|record| {
+        matches!(
+            record.action,
+            AuditAction::ResumedById | AuditAction::Approved
+        ) && record.detail["previous_status"]
+            .as_str()
+            .is_some_and(|previous| previous != RunStatus::Running.as_str())
+    }) else {
+        return Ok(false);
+    };
+    Ok(!records[resumed + 1..].iter().any(|record| {
+        record.action == AuditAction::Recovered && record.detail[RETRIES_JOURNALED] == true
+    }))
 }
 
 /// The `Recovered` audit detail that says an explicit resume's retries are journaled.

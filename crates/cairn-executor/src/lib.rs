@@ -75,7 +75,7 @@ mod plan;
 
 pub use config::{ExecutorConfig, RetryPolicy};
 pub use error::{Error, Result};
-pub use executor::{Executor, open_claimed_run};
+pub use executor::{Executor, open_claimed_run, retries_owed};
 pub use handler::{
     Finish, FnHandler, Handler, HandlerResult, Registry, TaskContext, TaskFailure, handler_fn,
 };
