@@ -129,7 +129,7 @@ pub(crate) struct Drive {
     pub(crate) names: HashMap<TaskId, Arc<str>>,
     /// Told of every acknowledged batch ([`crate::Executor::on_acknowledged`]).
     pub(crate) on_acknowledged: Option<AcknowledgedHook>,
-    /// The take-over's audit records, written once its events are journaled.
+    /// The take-over's `Recovered` record, written once its events are journaled.
     pub(crate) recovery_audits: Vec<AuditRecord>,
 }
 

@@ -68,8 +68,8 @@ struct Prepared {
     phases_started: BTreeSet<u32>,
     durable: bool,
     resumed: Option<Adopted>,
-    /// What the take-over did, audited once its events are journaled (the drive's first
-    /// append), so the audit never claims a recovery or a retry the journal lacks.
+    /// The take-over's `Recovered` record, written once its events are journaled (the
+    /// drive's first append), so it never says the retries are journaled when they are not.
     audits: Vec<AuditRecord>,
 }
 
@@ -866,6 +866,16 @@ impl Executor {
             })),
         );
         let checkpointer: Arc<dyn Checkpointer> = Arc::from(checkpointer);
+        // Each reset is audited before it is journaled, so a task that runs again always has
+        // its record; the `Recovered` record (the last) only once the journal holds what it
+        // says, as `retries_owed` reads its `failed_tasks_retried`.
+        let recovered_record = audits.pop();
+        for record in &audits {
+            if let Err(error) = checkpointer.audit(record).await {
+                // The journal, not the audit log, is the source of truth; go on, but say so.
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, error = %error, action = ?record.action, "could not write an audit record");
+            }
+        }
         tracing::info!(
             target: names::DETAIL_TARGET,
             run_id = %run_id,
@@ -887,7 +897,7 @@ impl Executor {
                 tasks_reset,
                 input,
             }),
-            audits,
+            audits: recovered_record.into_iter().collect(),
         })
     }
 
