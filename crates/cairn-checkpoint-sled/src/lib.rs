@@ -13,9 +13,11 @@
 //! - Corruption and recovery problems have been reported upstream and are not all resolved.
 //! - cairn's crash harness saw one directly: a SIGKILL during sled's own snapshot generation
 //!   left a `snap.*.generating` file that made every later open fail with "Read corrupted
-//!   data" (about once per thousand kills). This adapter answers that refusal by moving the
-//!   unfinished snapshot to `<db>.quarantine/` and opening again; other corruption is
-//!   reported as it is. Power loss is not simulated for sled (it does its own file I/O).
+//!   data" (about once per thousand kills), and a kill during the very first open, after
+//!   sled wrote `conf` but before it created its log, does the same. This adapter answers
+//!   that refusal by moving the unfinished snapshot, or the lone `conf`, to
+//!   `<db>.quarantine/` and opening again; other corruption is reported as it is. Power
+//!   loss is not simulated for sled by cairn's harness (it does its own file I/O).
 //! - A sled database can be open in one process at a time: sled locks its files, so a second
 //!   process fails to open it (`Error::InUse`, after waiting up to five seconds for the lock). Within the process, factories over the same
 //!   database share one registry of live writers. Cross-process status compare-and-swap is

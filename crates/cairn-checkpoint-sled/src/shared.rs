@@ -118,14 +118,19 @@ const SESSION_KEY: &[u8] = b"token";
 /// How long an open waits for a file lock that this process's previous handle still holds.
 const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Moves every unfinished snapshot (`snap.*.generating`) out of the database folder into
-/// `<folder>.quarantine/<millis>/`, never deleting it. Returns where each file went.
+/// Moves the files a kill left unfinished out of the database folder into
+/// `<folder>.quarantine/<millis>/`, never deleting them. Returns where each file went.
 ///
-/// sled 0.34.7 picks the highest-numbered snapshot file when it opens, finished or not, so a
-/// SIGKILL during its snapshot generation leaves a database that every later open refuses with
-/// "Read corrupted data". The crash harness found this about once per thousand kills; the
-/// database opens, with nothing acknowledged missing, once the unfinished file is set aside.
-fn set_aside_interrupted_snapshots(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Two such states make sled 0.34.7 refuse every later open with "Read corrupted data":
+/// - an unfinished snapshot (`snap.*.generating`): sled picks the highest-numbered snapshot
+///   file when it opens, finished or not. The crash harness found this about once per
+///   thousand kills; the database opens, with nothing acknowledged missing, once the
+///   unfinished file is set aside.
+/// - a `conf` without a log file (`db`): sled writes its configuration, then creates its log,
+///   so a kill during the very first open leaves a configuration that may be cut short and no
+///   data at all (a recorded crash state of review 47). Setting `conf` aside lets sled create
+///   the database afresh; nothing was ever stored in it.
+fn set_aside_unfinished_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut unfinished = Vec::new();
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
@@ -134,6 +139,10 @@ fn set_aside_interrupted_snapshots(path: &Path) -> std::io::Result<Vec<PathBuf>>
         if name.starts_with("snap.") && name.ends_with(".generating") {
             unfinished.push(entry.path());
         }
+    }
+    let conf = path.join("conf");
+    if !path.join("db").exists() && conf.exists() {
+        unfinished.push(conf);
     }
     if unfinished.is_empty() {
         return Ok(unfinished);
@@ -185,12 +194,12 @@ fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Err
             Err(sled::Error::Corruption { .. }) if !set_aside => {
                 set_aside = true;
                 let moved =
-                    set_aside_interrupted_snapshots(path).map_err(|source| crate::Error::Open {
+                    set_aside_unfinished_files(path).map_err(|source| crate::Error::Open {
                         path: path.to_path_buf(),
                         source: sled::Error::Io(source),
                     })?;
                 if moved.is_empty() {
-                    // Not the known interrupted-snapshot case: report sled's error as it is.
+                    // Not a known interrupted write: report sled's error as it is.
                     return sled::Config::new().path(path).open().map_err(|source| {
                         crate::Error::Open {
                             path: path.to_path_buf(),
@@ -202,9 +211,10 @@ fn open_with_lock_retry(path: &Path) -> std::result::Result<sled::Db, crate::Err
                     target: names::DETAIL_TARGET,
                     path = %path.display(),
                     moved = ?moved,
-                    "sled refused to open its database because a kill interrupted its snapshot \
-                     generation; the unfinished snapshot was moved aside (kept, not deleted) \
-                     and the database opened from its last complete snapshot and log"
+                    "sled refused to open its database because a kill interrupted its own \
+                     writes (an unfinished snapshot, or the first open before sled made its \
+                     log); the unfinished files were moved aside (kept, not deleted) and the \
+                     database opened from what sled had completed"
                 );
             }
             Err(sled::Error::Io(err)) if is_lock_contention(&err) => {

@@ -577,6 +577,35 @@ async fn an_interrupted_sled_snapshot_is_set_aside_and_the_database_opens_with_e
     assert_eq!(kept.len(), 1, "kept, not deleted: {kept:?}");
 }
 
+/// Review 47's crash state: a kill during the first open on a fresh folder, after sled
+/// wrote part of `conf` and before it created its log `db`. sled alone refuses such a folder
+/// forever; the adapter sets `conf` aside (kept) and sled makes a fresh database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_open_killed_before_sled_made_its_log_is_set_aside_and_opens_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let donor = dir.path().join("donor.sled");
+    drop(sled::open(&donor).unwrap());
+    let conf = std::fs::read(donor.join("conf")).unwrap();
+    let folder = dir.path().join("fresh.sled");
+    std::fs::create_dir_all(folder.join("blobs")).unwrap();
+    // The configuration without its checksum: the first of sled's two writes of `conf`.
+    std::fs::write(folder.join("conf"), &conf[..conf.len() - 4]).unwrap();
+    let plain = sled::Config::new().path(&folder).open();
+    assert!(
+        matches!(plain, Err(sled::Error::Corruption { .. })),
+        "the planted state reproduces sled's refusal: {plain:?}"
+    );
+    drop(plain);
+
+    let factory = SledFactory::open(&folder).expect("opens after setting conf aside");
+    begin_with(&factory, "after", 2).await;
+    let mut aside = folder.clone().into_os_string();
+    aside.push(".quarantine");
+    let kept = walk_files(std::path::Path::new(&aside));
+    assert_eq!(kept.len(), 1, "kept, not deleted: {kept:?}");
+    assert!(kept[0].ends_with("conf"), "{kept:?}");
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
