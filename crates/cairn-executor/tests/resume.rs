@@ -831,51 +831,9 @@ async fn a_shutdown_raised_before_the_run_starts_no_task_and_leaves_it_resumable
 async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_and_unblocks_dependents()
  {
     let store = MemoryFactory::new();
-    // The `flaky` body fails permanently until `healed` is set, as if an outage ended.
-    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The `flaky` body fails permanently the first time, as if an outage ended after it.
     let bodies = Ledger::default();
-    let registry = {
-        let (healed, flaky_bodies) = (Arc::clone(&healed), bodies.clone());
-        Registry::new()
-            .with(
-                "flaky",
-                handler_fn(move |ctx| {
-                    let bodies = &flaky_bodies;
-                    let (healed, bodies) = (Arc::clone(&healed), bodies.clone());
-                    async move {
-                        bodies.record(&ctx);
-                        if healed.load(std::sync::atomic::Ordering::SeqCst) {
-                            Ok(Finish::Complete(Handoff::default()))
-                        } else {
-                            Err(TaskFailure::permanent("outage", "provider down"))
-                        }
-                    }
-                }),
-            )
-            .with(
-                "after",
-                handler_fn({
-                    let bodies = bodies.clone();
-                    move |ctx| {
-                        let bodies = bodies.clone();
-                        async move {
-                            bodies.record(&ctx);
-                            Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
-                        }
-                    }
-                }),
-            )
-    };
-    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
-    let mut phase = Phase::new("p");
-    let flaky = phase.task(TaskSpec::new("flaky"), []);
-    phase.task(TaskSpec::new("after"), [flaky]);
-    let plan = RunPlan::new("wf", "scope").phase(phase);
-    let failed = executor
-        .run(plan.clone(), Start::Fresh, RunSignals::default())
-        .await
-        .unwrap();
-    assert!(matches!(failed.disposition, Disposition::Fail(_)));
+    let (executor, plan, failed) = failed_flaky_run(&store, &bodies).await;
     assert_eq!(failed.counts.failed, 1);
     assert_eq!(failed.counts.blocked, 1);
     assert_eq!(bodies.total(), 1, "the dependent never ran");
@@ -886,7 +844,6 @@ async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_a
         .await
         .unwrap()
         .unwrap();
-    healed.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = executor
         .run(
             plan,
@@ -1400,18 +1357,34 @@ fn scripted(bodies: &Ledger, failing: &'static [usize], hang_on: Option<usize>) 
         )
 }
 
-/// Review 47 F2: a crash after an explicit resume of a failed run claimed it but before its
-/// retries were journaled leaves the run `running` with the task still failed. The next
-/// resume finds an interrupted run; it must finish the explicit resume (retry the failed
-/// task), not fail the run again with the old error.
-#[tokio::test(start_paused = true)]
-async fn an_explicit_resume_interrupted_before_its_retries_were_journaled_is_finished_by_the_next()
-{
-    let store = MemoryFactory::new();
-    let bodies = Ledger::default();
+/// `cairn resume RUN` of the interrupted run `run_id`: the policy's claim from `running`,
+/// then `Start::AdoptInterrupted`.
+async fn resume_interrupted(
+    executor: &Executor,
+    store: &MemoryFactory,
+    plan: RunPlan,
+    run_id: &RunId,
+) -> cairn_executor::RunReport {
+    explicit_resume(store, run_id, RunStatus::Running).await;
+    executor
+        .run(
+            plan,
+            Start::AdoptInterrupted(run_id.clone()),
+            RunSignals::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// A run of `flaky` (fails on its first body only) and `after` (depends on it) that failed;
+/// returns its executor and plan for the resume.
+async fn failed_flaky_run(
+    store: &MemoryFactory,
+    bodies: &Ledger,
+) -> (Executor, RunPlan, cairn_executor::RunReport) {
     let executor = Executor::new(
         Arc::new(store.clone()),
-        scripted(&bodies, &[1], None),
+        scripted(bodies, &[1], None),
         config(),
     )
     .unwrap();
@@ -1424,19 +1397,24 @@ async fn an_explicit_resume_interrupted_before_its_retries_were_journaled_is_fin
         .await
         .unwrap();
     assert!(matches!(failed.disposition, Disposition::Fail(_)));
+    (executor, plan, failed)
+}
+
+/// Review 47 F2: a crash after an explicit resume of a failed run claimed it but before its
+/// retries were journaled leaves the run `running` with the task still failed. The next
+/// resume finds an interrupted run; it must finish the explicit resume (retry the failed
+/// task), not fail the run again with the old error.
+#[tokio::test(start_paused = true)]
+async fn an_explicit_resume_interrupted_before_its_retries_were_journaled_is_finished_by_the_next()
+{
+    let store = MemoryFactory::new();
+    let bodies = Ledger::default();
+    let (executor, plan, failed) = failed_flaky_run(&store, &bodies).await;
 
     // `cairn resume RUN` claims the failed run and audits it, then the process dies.
     explicit_resume(&store, &failed.run_id, RunStatus::Failed).await;
     // The next `cairn resume RUN` finds it `running` (interrupted) and claims it from there.
-    explicit_resume(&store, &failed.run_id, RunStatus::Running).await;
-    let report = executor
-        .run(
-            plan,
-            Start::AdoptInterrupted(failed.run_id.clone()),
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = resume_interrupted(&executor, &store, plan, &failed.run_id).await;
     assert_eq!(report.disposition, Disposition::Complete, "{report:?}");
     assert_eq!(bodies.count("flaky"), 2, "the failed task ran again");
     assert_eq!(bodies.count("after"), 1, "and its dependent ran");
@@ -1493,15 +1471,7 @@ async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed
     let meta = store.load_meta(&failed.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Running, "left as a crash leaves it");
 
-    explicit_resume(&store, &failed.run_id, RunStatus::Running).await;
-    let report = executor
-        .run(
-            plan,
-            Start::AdoptInterrupted(failed.run_id.clone()),
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = resume_interrupted(&executor, &store, plan, &failed.run_id).await;
     assert!(
         matches!(report.disposition, Disposition::Fail(_)),
         "{report:?}"
