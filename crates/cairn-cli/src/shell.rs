@@ -186,6 +186,26 @@ fn kill_group(group: u32) {
 /// The file extension of an attempt's process group record.
 const GROUP_RECORD: &str = "group";
 
+/// How long a start refused for want of resources is tried again within one attempt before
+/// the attempt fails (retryably, so the task's next attempt tries again after its backoff).
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A started command, its output files and their paths.
+type Started = (
+    tokio::process::Child,
+    std::io::Result<tokio::fs::File>,
+    std::io::Result<tokio::fs::File>,
+    PathBuf,
+    PathBuf,
+);
+
+/// Why a command did not start.
+struct StartRefused {
+    failure: TaskFailure,
+    /// The refusal was for want of resources, which may pass (see `spawn_may_pass`).
+    may_pass: bool,
+}
+
 /// A live process's group id and start time (clock ticks since boot), from
 /// `/proc/<pid>/stat`. A zombie counts as gone: it runs nothing and only waits to be reaped.
 fn proc_stat(pid: u32) -> Option<(u32, u64)> {
@@ -710,6 +730,74 @@ impl Handler for ShellHandler {
 }
 
 impl ShellHandler {
+    /// Creates an attempt's output files and starts its command.
+    ///
+    /// The output files are made before the command starts: a process out of file
+    /// descriptors then refuses the start instead of running the command with its output
+    /// lost, and a start that never happened leaves no empty files.
+    async fn start(
+        &self,
+        ctx: &TaskContext,
+        spec: &ShellSpec,
+        out_dir: &Path,
+        cwd: &Path,
+    ) -> Result<Started, StartRefused> {
+        let stem = free_stem(out_dir, &spec.id, ctx.attempt());
+        let out_path = out_dir.join(format!("{stem}.stdout"));
+        let err_path = out_dir.join(format!("{stem}.stderr"));
+        let out_file = create_output(&out_path).await;
+        let err_file = create_output(&err_path).await;
+        if let Some(error) = [&out_file, &err_file]
+            .into_iter()
+            .find_map(|file| file.as_ref().err().filter(|e| out_of_descriptors(e)))
+        {
+            let failure = TaskFailure::retryable(
+                "spawn",
+                format!(
+                    "task `{}` could not start: no file descriptor left for its output files ({error})",
+                    spec.id
+                ),
+            );
+            discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
+            return Err(StartRefused {
+                failure,
+                may_pass: true,
+            });
+        }
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{TERMINAL_GUARD}{}", spec.run))
+            .envs(&spec.env)
+            .env("CAIRN_RUN_ID", ctx.run_id().as_str())
+            .env("CAIRN_TASK_ID", &spec.id)
+            .env("CAIRN_ATTEMPT", ctx.attempt().to_string())
+            .env("CAIRN_IDEMPOTENCY_KEY", ctx.idempotency_key())
+            .env("CAIRN_INPUT", &self.input)
+            .current_dir(cwd)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match command.spawn() {
+            Ok(child) => Ok((child, out_file, err_file, out_path, err_path)),
+            Err(error) => {
+                discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
+                let message = spawn_error(spec, cwd, &error);
+                let may_pass = spawn_may_pass(&error);
+                Err(StartRefused {
+                    failure: if may_pass {
+                        TaskFailure::retryable("spawn", message)
+                    } else {
+                        TaskFailure::permanent("spawn", message)
+                    },
+                    may_pass,
+                })
+            }
+        }
+    }
+
     /// Runs one attempt. A failure comes with the last output lines to show.
     async fn attempt(
         &self,
@@ -753,51 +841,28 @@ impl ShellHandler {
                 Ok(None) | Err(_) => {}
             }
         }
-        // The output files are made before the command starts: a process out of file
-        // descriptors then retries the attempt instead of running it with its output lost.
-        let stem = free_stem(&out_dir, &spec.id, ctx.attempt());
-        let out_path = out_dir.join(format!("{stem}.stdout"));
-        let err_path = out_dir.join(format!("{stem}.stderr"));
-        let out_file = create_output(&out_path).await;
-        let err_file = create_output(&err_path).await;
-        if let Some(error) = [&out_file, &err_file]
-            .into_iter()
-            .find_map(|file| file.as_ref().err().filter(|e| out_of_descriptors(e)))
-        {
-            discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
-            return Err(no_tail(TaskFailure::retryable(
-                "spawn",
-                format!(
-                    "task `{}` could not start: no file descriptor left for its output files ({error})",
-                    spec.id
-                ),
-            )));
-        }
-        let mut command = tokio::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("{TERMINAL_GUARD}{}", spec.run))
-            .envs(&spec.env)
-            .env("CAIRN_RUN_ID", ctx.run_id().as_str())
-            .env("CAIRN_TASK_ID", &spec.id)
-            .env("CAIRN_ATTEMPT", ctx.attempt().to_string())
-            .env("CAIRN_IDEMPOTENCY_KEY", ctx.idempotency_key())
-            .env("CAIRN_INPUT", &self.input)
-            .current_dir(&cwd)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|error| {
-            discard_unused_output([(&out_file, &out_path), (&err_file, &err_path)]);
-            let message = spawn_error(spec, &cwd, &error);
-            no_tail(if spawn_may_pass(&error) {
-                TaskFailure::retryable("spawn", message)
-            } else {
-                TaskFailure::permanent("spawn", message)
-            })
-        })?;
+        // A start refused for want of resources (file descriptors, processes, memory) is
+        // tried again within the attempt for a while: such a shortage usually passes as other
+        // commands end, and each failed attempt would use one of the task's few attempts.
+        let patience = Instant::now() + START_PATIENCE;
+        let mut pause = Duration::from_millis(10);
+        let (mut child, out_file, err_file, out_path, err_path) = loop {
+            let refused = match self.start(ctx, spec, &out_dir, &cwd).await {
+                Ok(started) => break started,
+                Err(refused) => refused,
+            };
+            let waited = refused.may_pass
+                && Instant::now() < patience
+                && tokio::select! {
+                    () = tokio::time::sleep(pause) => true,
+                    () = ctx.cancellation().cancelled() => false,
+                    () = self.shutdown.cancelled() => false,
+                };
+            if !waited {
+                return Err(no_tail(refused.failure));
+            }
+            pause = (pause * 2).min(Duration::from_millis(500));
+        };
         let group = child.id().unwrap_or(0);
         self.groups.insert(group);
         // Recorded so that a resume after a crash can kill the group (see the module docs).
