@@ -265,6 +265,11 @@ impl CheckpointerFactory for FileFactory {
         self.blocking(move |store| store.peek(&id)).await
     }
 
+    async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        let id = run_id.clone();
+        self.blocking(move |store| store.peek_live(&id)).await
+    }
+
     async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
         Ok(self.store.left_in_place_now().into_values().collect())
     }

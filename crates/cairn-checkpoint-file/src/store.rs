@@ -127,6 +127,13 @@ static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// so `list` never takes it for a run.
 pub(crate) const REMOVAL_PREFIX: &str = ".remove-";
 
+/// Reads beside a live writer tried before a damaged-looking read is reported as damage:
+/// compaction holds `queue.json` and the journal out of step for milliseconds only.
+const LIVE_READ_TRIES: u32 = 20;
+
+/// The pause between those reads.
+const LIVE_READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { op, path, source }
@@ -1023,25 +1030,71 @@ impl Store {
             // Removed or quarantined since: the lock taken, if any, is the gone folder's.
             return Ok(None);
         }
+        let recovered = self.read_unlocked(run_id, &dir)?;
+        drop(lock);
+        Ok(Some(recovered))
+    }
+
+    /// Reads a run's state beside its live writer, for a live view; writes nothing and
+    /// never touches the writer's lock.
+    ///
+    /// Without a writer this is [`Store::peek`]. With one, the files are read without a lock,
+    /// so a read may catch compaction between installing `queue.json` and truncating the
+    /// journal, or may read the journal while it is truncated and rewritten. Such a read
+    /// fails the checks a real corruption fails (records missing after the snapshot, a
+    /// batch that is not the last one damaged) and is tried again; whatever passes is a
+    /// snapshot plus an unbroken run of checksummed records after it, which is a state the
+    /// writer passed through. Every acknowledged append was written before it was
+    /// acknowledged, so a read that starts after it sees it. A batch the writer is still
+    /// writing reads as a torn tail and is left out.
+    pub(crate) fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        let mut tries = 0;
+        loop {
+            match self.peek(run_id) {
+                Err(Error::Locked { .. }) => {}
+                other => return other,
+            }
+            let dir = self.run_dir(run_id);
+            if !self.exists(&dir)? {
+                return Ok(None);
+            }
+            tries += 1;
+            match self.read_unlocked(run_id, &dir) {
+                Ok(recovered) => {
+                    return Ok(Some(Recovered {
+                        torn_tail: None,
+                        ..recovered
+                    }));
+                }
+                // Mid-compaction, most likely; the writer finishes it in milliseconds.
+                Err(Error::Corruption { .. }) if tries < LIVE_READ_TRIES => {
+                    std::thread::sleep(LIVE_READ_PAUSE);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Reads meta, snapshot and journal without a lock and without writing; the caller
+    /// holds the reader lock or accepts a read beside a writer ([`Store::peek_live`]).
+    fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
         let bad = |problem: StateProblem| Error::Corruption {
             run_id: run_id.clone(),
             file: problem.file().to_owned(),
             offset: 0,
             detail: problem.detail(),
         };
-        let meta_bytes = self.read_meta_bytes(&dir)?.ok_or_else(|| {
+        let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
             bad(StateProblem::Unreadable {
                 file: META_FILE,
                 detail: "meta.json is missing".to_owned(),
             })
         })?;
         let meta = parse_meta(run_id, &meta_bytes).map_err(bad)?;
-        let (snapshot, covers_seq) = match self.read_queue_file(run_id, &dir.join(QUEUE_FILE)) {
-            Ok(Some((file, _))) => (Some(file.snapshot), file.covers_seq),
-            Ok(None) => (None, 0),
-            Err(ReadFailure::Bad(problem)) => return Err(bad(problem)),
-            Err(ReadFailure::Other(err)) => return Err(err),
-        };
+        // The journal before `queue.json`: compaction installs a snapshot before it cuts the
+        // journal down to the records after it, so a snapshot read after the journal covers
+        // at least up to the journal's first record. The other order can pair an older
+        // snapshot with a journal just cut to nothing, a state from before the cut.
         let journal_path = dir.join(JOURNAL_FILE);
         let bytes = match self.fs.read(&journal_path) {
             Ok(bytes) => bytes,
@@ -1054,6 +1107,12 @@ impl Store {
                 }));
             }
             Err(err) => return Err(io_error("read", &journal_path)(err)),
+        };
+        let (snapshot, covers_seq) = match self.read_queue_file(run_id, &dir.join(QUEUE_FILE)) {
+            Ok(Some((file, _))) => (Some(file.snapshot), file.covers_seq),
+            Ok(None) => (None, 0),
+            Err(ReadFailure::Bad(problem)) => return Err(bad(problem)),
+            Err(ReadFailure::Other(err)) => return Err(err),
         };
         let scan = journal::scan(&bytes);
         let torn_tail = match &scan.ending {
@@ -1081,13 +1140,12 @@ impl Store {
         };
         let decoded = decode_records(&scan, &bytes);
         let (events, _) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
-        drop(lock);
-        Ok(Some(Recovered {
+        Ok(Recovered {
             meta,
             snapshot,
             events,
             torn_tail,
-        }))
+        })
     }
 
     /// Takes a run's lock shared, for a read that writes nothing: the lock file is opened

@@ -48,4 +48,21 @@ async fn no_case_is_skipped_for_files() {
     assert_eq!(conformance::version_mismatch(&h).await, CaseResult::Passed);
     let h = harness::FileHarness::new();
     assert_eq!(conformance::foreign_run(&h).await, CaseResult::Passed);
+    let h = harness::FileHarness::new();
+    assert_eq!(
+        conformance::peek_live_reads_beside_the_writer(&h).await,
+        CaseResult::Passed
+    );
+}
+
+/// The fault wrapper forwards the live read: left to the default it would answer `Locked`,
+/// and `cairn show` would lose its live task table under the wrapper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_wrapper_reads_beside_the_writer() {
+    use cairn_checkpoint::conformance::{self, CaseResult, FaultyHarness};
+    let h = FaultyHarness(harness::FileHarness::new());
+    assert_eq!(
+        conformance::peek_live_reads_beside_the_writer(&h).await,
+        CaseResult::Passed
+    );
 }

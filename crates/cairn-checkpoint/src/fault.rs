@@ -26,7 +26,7 @@ use crate::port::{
 pub enum FaultOp {
     /// `CheckpointerFactory::begin`.
     Begin,
-    /// `CheckpointerFactory::open`, and `peek`, which reads what `open` reads.
+    /// `CheckpointerFactory::open`, and `peek` and `peek_live`, which read what `open` reads.
     Open,
     /// `CheckpointerFactory::load_meta`.
     LoadMeta,
@@ -291,6 +291,10 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
 
     async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
         guarded(&self.plan, FaultOp::Open, self.inner.peek(run_id)).await
+    }
+
+    async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        guarded(&self.plan, FaultOp::Open, self.inner.peek_live(run_id)).await
     }
 
     async fn compare_and_swap_status(

@@ -280,6 +280,26 @@ impl CheckpointerFactory for MemoryFactory {
         Ok(self.lock().runs.get(run_id).map(|run| run.meta.clone()))
     }
 
+    async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        {
+            let store = self.lock();
+            let Some(run) = store.runs.get(run_id) else {
+                return Ok(None);
+            };
+            // A held run's state was checked by its writer's open; the lock makes the read
+            // one state the writer passed through.
+            if run.writer.is_some() {
+                return Ok(Some(Recovered {
+                    meta: run.meta.clone(),
+                    snapshot: run.snapshot.clone(),
+                    events: run.events.clone(),
+                    torn_tail: None,
+                }));
+            }
+        }
+        self.peek(run_id).await
+    }
+
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
         let mut store = self.lock();
         // Metadata of another version or naming another run can never match a lookup, so it

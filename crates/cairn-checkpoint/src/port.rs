@@ -398,6 +398,47 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
         Ok(self.open(run_id).await?.map(|opened| opened.recovered))
     }
 
+    /// Reads a run's state even while a writer drives it: for a live view (`cairn show` of a
+    /// running run), never for a decision, since the writer moves on at once.
+    ///
+    /// When no writer holds the run it MUST answer as [`CheckpointerFactory::peek`] does. When
+    /// a writer holds it, an adapter that can read beside one MUST NOT take, wait for or
+    /// disturb the writer's hold, MUST write nothing, and MUST return a state the writer
+    /// passed through: its metadata, a snapshot and the events after it, with at least every
+    /// append acknowledged before the call began (an append in flight may or may not be
+    /// in it; a torn one is left out and `torn_tail` is `None`). An adapter that cannot read
+    /// beside a writer fails with `Locked`, which is what the default (`peek`) does.
+    ///
+    /// # Errors
+    ///
+    /// As for `peek`; `Locked` only from an adapter that cannot read beside a writer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let run_id = RunId::new("nightly-1").unwrap();
+    /// let meta = RunMeta::new(run_id.clone(), "nightly", "default", "", Timestamp(0));
+    /// let writer = factory.begin(meta).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// writer.append(queue.events()).await?;
+    ///
+    /// // The writer still holds the run: `peek` refuses, `peek_live` reads what it wrote.
+    /// assert!(factory.peek(&run_id).await.is_err());
+    /// let live = factory.peek_live(&run_id).await?.expect("the run exists");
+    /// assert_eq!(live.events, queue.events());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        self.peek(run_id).await
+    }
+
     /// Atomically moves a run from `from` to `to`, across threads and processes.
     ///
     /// Returns `Ok(Err(conflict))` when the stored status is not `from`, and MUST change
@@ -628,6 +669,9 @@ macro_rules! forward_factory {
             }
             async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
                 (**self).peek(run_id).await
+            }
+            async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+                (**self).peek_live(run_id).await
             }
             async fn compare_and_swap_status(
                 &self,

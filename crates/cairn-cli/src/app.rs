@@ -2235,9 +2235,16 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
     let meta = load_meta(&state, &run_id).await?;
     let held = state.factory.is_held(&run_id).await.unwrap_or(false);
     let peek = if held {
-        Err(anyhow::anyhow!(
-            "the run is being driven right now by another process"
-        ))
+        // What the driver has written so far; an adapter that cannot read beside it says so.
+        policy::peek_live(state.factory.as_ref(), &run_id)
+            .await
+            .map_err(|error| match error.downcast_ref::<cairn_checkpoint::Error>() {
+                Some(cairn_checkpoint::Error::Locked { .. }) => anyhow::anyhow!(
+                    "the run is being driven right now by another process, and the {} adapter cannot read it beside its driver",
+                    state.adapter.as_str()
+                ),
+                _ => error,
+            })
     } else {
         policy::peek(state.factory.as_ref(), &run_id).await
     };
@@ -2397,6 +2404,16 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
     if !known && !dir.is_dir() {
         return Err(unknown_run(&state, &run_id).await);
     }
+    if args.follow {
+        if args.store.json {
+            return Err(UsageError(
+                "--follow prints output as it comes; it has no --json form".to_owned(),
+            )
+            .into());
+        }
+        let task = args.task.as_deref().unwrap_or_default();
+        return follow_logs(&state, &run_id, task, args.stream).await;
+    }
     let files = output_files(&dir)
         .with_context(|| format!("cannot read the output folder {}", dir.display()))?;
     let chosen = select(
@@ -2433,6 +2450,161 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// How often `cairn logs --follow` looks for new output and for the task's end.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Where a followed task stands.
+enum FollowedTask {
+    /// It may still write output: it is running, or waits to start, in a driven run.
+    Going,
+    /// It will write no more: finished, or its run is no longer driven.
+    Over(String),
+}
+
+/// `cairn logs RUN TASK --follow`: prints the task's output as its command writes it, each
+/// attempt in turn, until the task is finished or its run stops being driven. The task's
+/// state is read before its files on every pass, so once it is seen finished, the pass
+/// that follows reads everything it wrote (output is saved before a task's end is
+/// journaled).
+async fn follow_logs(
+    state: &StateDir,
+    run_id: &RunId,
+    task: &str,
+    stream: Option<crate::logs::Stream>,
+) -> anyhow::Result<u8> {
+    use crate::logs::{Tail, output_files};
+    let dir = state.run_output(run_id);
+    let headers = stream.is_none();
+    let mut tails: Vec<Tail> = Vec::new();
+    let mut shown: Option<(String, crate::logs::Stream)> = None;
+    let mut said_waiting = false;
+    loop {
+        let standing = followed_task(state, run_id, task).await?;
+        let files: Vec<_> = output_files(&dir)
+            .with_context(|| format!("cannot read the output folder {}", dir.display()))?
+            .into_iter()
+            .filter(|f| f.task == task && stream.is_none_or(|s| s == f.stream))
+            .collect();
+        let latest = files.last().map(|f| f.attempt.clone());
+        for file in files
+            .into_iter()
+            .filter(|f| Some(&f.attempt) == latest.as_ref())
+        {
+            if !tails.iter().any(|t| t.file.path == file.path) {
+                tails.push(Tail::new(file));
+            }
+        }
+        if latest.is_none() && !said_waiting && matches!(standing, FollowedTask::Going) {
+            eoutln!("waiting for task `{}` to start…", escape_controls(task));
+            said_waiting = true;
+        }
+        // Earlier attempts first: their files are complete once a later one exists.
+        for tail in &mut tails {
+            let bytes = tail
+                .read_new()
+                .with_context(|| format!("cannot read {}", tail.file.path.display()))?;
+            if bytes.is_empty() {
+                continue;
+            }
+            let source = (tail.file.attempt.clone(), tail.file.stream);
+            if headers && shown.as_ref() != Some(&source) {
+                if shown.is_some() {
+                    outln!();
+                }
+                outln!(
+                    "==> {} attempt {} {} <==",
+                    escape_controls(task),
+                    tail.file.attempt,
+                    tail.file.stream.as_str()
+                );
+                shown = Some(source);
+            }
+            if !out::write_stdout_bytes(&bytes) {
+                return Ok(EXIT_OK);
+            }
+        }
+        tails.retain(|t| Some(&t.file.attempt) == latest.as_ref());
+        if let FollowedTask::Over(why) = standing {
+            eoutln!("{why}");
+            return Ok(EXIT_OK);
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+/// Reads where a followed task stands: from the run as its driver has written it so far,
+/// or as stored once nobody drives it.
+///
+/// # Errors
+///
+/// The run cannot be read, or has no task of that id (a usage error naming its tasks).
+async fn followed_task(
+    state: &StateDir,
+    run_id: &RunId,
+    task: &str,
+) -> anyhow::Result<FollowedTask> {
+    let held = state.factory.is_held(run_id).await?;
+    let read = if held {
+        policy::peek_live(state.factory.as_ref(), run_id).await
+    } else {
+        policy::peek(state.factory.as_ref(), run_id).await
+    };
+    let peek = match read {
+        Ok(peek) => peek,
+        // An adapter that cannot read beside the driver: follow while it drives.
+        Err(error)
+            if held
+                && matches!(
+                    error.downcast_ref::<cairn_checkpoint::Error>(),
+                    Some(cairn_checkpoint::Error::Locked { .. })
+                ) =>
+        {
+            return Ok(FollowedTask::Going);
+        }
+        Err(error) => return Err(error),
+    };
+    let id_of = |t: &cairn_queue::Task| {
+        t.inputs
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| t.id.to_string(), str::to_owned)
+    };
+    let Some(found) = peek.queue.tasks().find(|t| id_of(t) == task) else {
+        let tasks: Vec<String> = peek
+            .queue
+            .tasks()
+            .map(|t| escape_controls(&id_of(t)).into_owned())
+            .collect();
+        return Err(UsageError(format!(
+            "run {run_id} has no task `{}`; its tasks: {}",
+            escape_controls(task),
+            tasks.join(", ")
+        ))
+        .into());
+    };
+    let name = escape_controls(task);
+    Ok(match found.status {
+        Status::Done | Status::Skipped | Status::Failed | Status::Blocked => {
+            FollowedTask::Over(format!(
+                "task `{name}` is {} (attempt {})",
+                found.status.as_str(),
+                found.attempts
+            ))
+        }
+        Status::Pending | Status::Running if held => FollowedTask::Going,
+        Status::Pending | Status::Running => {
+            let run = match peek.meta.status {
+                RunStatus::Running => "was interrupted".to_owned(),
+                other => format!("is {other}"),
+            };
+            FollowedTask::Over(format!(
+                "task `{name}` is {} and run {run_id} is not being driven (it {run}); `cairn resume {run_id}` goes on with it",
+                found.status.as_str(),
+            ))
+        }
+    })
 }
 
 /// Copies a file to stdout as it is, in chunks (outputs can be large); stops early once

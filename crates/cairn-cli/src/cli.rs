@@ -224,6 +224,11 @@ pub struct LogsArgs {
     /// Only this stream, printed as it is with no header line (for pipes)
     #[arg(long, value_enum)]
     pub stream: Option<crate::logs::Stream>,
+    /// Keep printing the task's output as its command writes it, attempt after attempt,
+    /// until the task is finished (done, skipped, failed or blocked) or its run stops being
+    /// driven. Not with --attempt or --json.
+    #[arg(long, short = 'f', requires = "task", conflicts_with = "attempt")]
+    pub follow: bool,
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,

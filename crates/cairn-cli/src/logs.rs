@@ -222,3 +222,61 @@ pub fn print_listing(files: &[OutputFile], json: bool) {
         );
     }
 }
+
+/// The unread end of one output file, for `cairn logs --follow`: each
+/// [`Tail::read_new`] returns what was appended since the last.
+#[derive(Debug)]
+pub struct Tail {
+    /// The file.
+    pub file: OutputFile,
+    read: u64,
+}
+
+impl Tail {
+    /// A tail of `file` from its first byte.
+    pub fn new(file: OutputFile) -> Tail {
+        Tail { file, read: 0 }
+    }
+
+    /// The bytes appended since the last read (all of them the first time); empty when
+    /// nothing was. A file that shrank (it never does while cairn writes it) is read again
+    /// from its start.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_cli::logs::{OutputFile, Stream, Tail};
+    /// use std::io::Write as _;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("build.1.stdout");
+    /// std::fs::write(&path, "compiling\n")?;
+    /// let file = OutputFile {
+    ///     task: "build".into(), attempt: "1".into(), stream: Stream::Stdout,
+    ///     path: path.clone(), bytes: 0, created: None,
+    /// };
+    /// let mut tail = Tail::new(file);
+    /// assert_eq!(tail.read_new()?, b"compiling\n");
+    /// assert_eq!(tail.read_new()?, b"");
+    /// std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"done\n")?;
+    /// assert_eq!(tail.read_new()?, b"done\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_new(&mut self) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let mut file = std::fs::File::open(&self.file.path)?;
+        let len = file.metadata()?.len();
+        if len < self.read {
+            self.read = 0;
+        }
+        file.seek(SeekFrom::Start(self.read))?;
+        let mut bytes = Vec::new();
+        file.take(len - self.read).read_to_end(&mut bytes)?;
+        self.read += bytes.len() as u64;
+        Ok(bytes)
+    }
+}

@@ -66,6 +66,23 @@ pub async fn peek(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::
     replay(run_id, recovered)
 }
 
+/// Reads a run's state even while another process drives it (for `cairn show` of a live
+/// run), and replays its queue. The state is one the writer passed through, at least as
+/// new as what it had written when the read began; with an adapter that cannot read beside
+/// a writer (sled), a held run fails with `Locked` as [`peek`] does.
+///
+/// # Errors
+///
+/// As for [`peek`].
+pub async fn peek_live(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::Result<Peek> {
+    let recovered = factory
+        .peek_live(run_id)
+        .await
+        .with_context(|| format!("cannot read run {run_id}"))?
+        .with_context(|| format!("run {run_id} does not exist"))?;
+    replay(run_id, recovered)
+}
+
 fn replay(run_id: &RunId, recovered: Recovered) -> anyhow::Result<Peek> {
     let queue = Queue::replay(
         recovered.snapshot,

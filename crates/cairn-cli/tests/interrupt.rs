@@ -290,6 +290,48 @@ fn a_second_run_of_a_live_workflow_is_refused() {
 }
 
 #[test]
+fn show_of_a_live_run_reads_its_tasks_beside_the_driver() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(&["run", "wf.toml"], "out1", "err1");
+    wait_for_b(&sandbox);
+    let run_id = sandbox.only_run_id();
+    let shown = sandbox.run(&["show", &run_id]);
+    let stdout = text(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
+    assert_contains(&stdout, "running (live)");
+    let status_of = |task: &str| {
+        stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(task))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(status_of("a").as_deref(), Some("done"), "{stdout}");
+    assert_eq!(status_of("b").as_deref(), Some("running"), "{stdout}");
+    assert_eq!(status_of("c").as_deref(), Some("pending"), "{stdout}");
+    let json = sandbox.run(&["show", &run_id, "--json"]);
+    let value: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("show --json prints one object");
+    assert_eq!(value["live"], true);
+    assert_eq!(value["tasks_error"], serde_json::Value::Null);
+    let statuses: Vec<&str> = value["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["status"].as_str().expect("a status"))
+        .collect();
+    assert_eq!(statuses, ["done", "running", "pending"]);
+    // Reading beside the driver never disturbed it.
+    sandbox.touch("release");
+    assert_eq!(wait_exit(&mut first).code(), Some(0));
+    let log = sandbox.read("log");
+    assert_eq!(count_lines(&log, "c"), 1, "{log}");
+    let after = text(&sandbox.run(&["show", &run_id]).stdout);
+    assert_lacks(&after, "(live)");
+}
+
+#[test]
 fn two_runs_started_at_the_same_moment_never_both_run() {
     let sandbox = Sandbox::new();
     sandbox.write(

@@ -166,3 +166,88 @@ fn attempts_are_ordered_by_when_they_started_when_the_file_system_keeps_it() {
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].attempt, order[3]);
 }
+
+/// `step` prints, then waits for `go.<attempt>` and prints again; its first attempt fails.
+/// `after` waits for `release`, so the run is still driven once `step` is done.
+const FOLLOWED: &str = r#"
+name = "followed"
+
+[[task]]
+id = "step"
+run = "echo out $CAIRN_ATTEMPT; echo err $CAIRN_ATTEMPT >&2; while ! test -f go.$CAIRN_ATTEMPT; do sleep 0.05; done; echo late $CAIRN_ATTEMPT; test $CAIRN_ATTEMPT -ge 2"
+max_attempts = 3
+
+[[task]]
+id = "after"
+run = "while ! test -f release; do sleep 0.05; done"
+depends_on = ["step"]
+"#;
+
+#[test]
+fn follow_prints_output_as_it_is_written_across_attempts_and_stops_when_the_task_is_done() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", FOLLOWED);
+    let mut run = sandbox.spawn(&["run", "wf.toml"], "run.out", "run.err");
+    common::wait_for("the first attempt to start", || {
+        sandbox.path(".cairn/output").is_dir() && !sandbox.runs().is_empty()
+    });
+    let id = sandbox.only_run_id();
+    let (code, _, stderr) = logs(&sandbox, &[&id, "nosuch", "--follow"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_contains(&stderr, "has no task `nosuch`; its tasks: step, after");
+
+    let mut follower = sandbox.spawn(
+        &["logs", &id, "step", "-f", "--state-dir", ".cairn"],
+        "follow.out",
+        "follow.err",
+    );
+    // Printed while the attempt is still running: the follower does not wait for its end.
+    common::wait_for("the first attempt's output", || {
+        sandbox.read("follow.out").contains("out 1")
+    });
+    assert!(follower.try_wait().expect("try_wait").is_none());
+    sandbox.touch("go.1");
+    common::wait_for("the second attempt's output", || {
+        sandbox.read("follow.out").contains("out 2")
+    });
+    sandbox.touch("go.2");
+    assert_eq!(common::wait_exit(&mut follower).code(), Some(0));
+    // The follower stopped at the task's end, while the run is still driven.
+    assert!(
+        run.try_wait().expect("try_wait").is_none(),
+        "the run ended early"
+    );
+
+    let followed = sandbox.read("follow.out");
+    // A header each time the source changes, as `tail -f` of several files has it.
+    for header in [
+        "==> step attempt 1 stdout <==",
+        "==> step attempt 1 stderr <==",
+        "==> step attempt 2 stdout <==",
+        "==> step attempt 2 stderr <==",
+    ] {
+        assert_contains(&followed, header);
+    }
+    for line in ["out 1", "err 1", "late 1", "out 2", "err 2", "late 2"] {
+        assert_eq!(
+            common::count_lines(&followed, line),
+            1,
+            "{line}: {followed}"
+        );
+    }
+    let first = followed.find("late 1").expect("late 1");
+    let second = followed.find("out 2").expect("out 2");
+    assert!(first < second, "attempts out of order: {followed}");
+    assert_contains(
+        &sandbox.read("follow.err"),
+        "task `step` is done (attempt 2)",
+    );
+
+    sandbox.touch("release");
+    assert_eq!(common::wait_exit(&mut run).code(), Some(0));
+    // A finished task is followed to its end at once: its output, then the note.
+    let (code, stdout, stderr) = logs(&sandbox, &[&id, "step", "-f", "--stream", "stdout"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "out 2\nlate 2\n");
+    assert_contains(&stderr, "task `step` is done (attempt 2)");
+}

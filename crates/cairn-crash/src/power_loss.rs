@@ -163,7 +163,7 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     async fn list(&self, filter: &RunFilter) -> cairn_checkpoint::Result<Vec<RunMeta>> {
         self.inner.list(filter).await
     }
-    // Forwarded, not left to the defaults: the default `peek` opens the run (taking the
+    // Forwarded, not left to the defaults: the default `peek` (and `peek_live`) opens the run (taking the
     // writer lock and cutting a torn tail) and the default `left_in_place` is empty, so a
     // wrapper without these would change what the adapter under test does.
     async fn left_in_place(
@@ -176,6 +176,12 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
         run_id: &RunId,
     ) -> cairn_checkpoint::Result<Option<cairn_checkpoint::Recovered>> {
         self.inner.peek(run_id).await
+    }
+    async fn peek_live(
+        &self,
+        run_id: &RunId,
+    ) -> cairn_checkpoint::Result<Option<cairn_checkpoint::Recovered>> {
+        self.inner.peek_live(run_id).await
     }
     async fn compare_and_swap_status(
         &self,

@@ -924,6 +924,66 @@ pub async fn peek_reads_what_open_reads<H: ConformanceHarness>(h: &H) -> CaseRes
     CaseResult::Passed
 }
 
+/// `peek_live` reads a run its writer holds (every acknowledged append, the installed
+/// snapshot) without disturbing the writer, and once the writer is gone reads what `peek`
+/// reads. An adapter that cannot read beside a writer answers `Locked`; the case is then
+/// skipped.
+pub async fn peek_live_reads_beside_the_writer<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("watched");
+    let first = h.factory();
+    let second = h.factory();
+    let unknown = second
+        .peek_live(&id("never-begun"))
+        .await
+        .expect("peek_live");
+    assert!(
+        unknown.is_none(),
+        "peek_live of an unknown run: {unknown:?}"
+    );
+    let run = begin(&*first, meta("watched", "wf", "scope", 1)).await;
+    append(&*run, &sample_events(0, 4)).await;
+    let live = match second.peek_live(&run_id).await {
+        Ok(Some(live)) => live,
+        Err(Error::Locked { run_id: named, .. }) => {
+            assert_eq!(named, run_id);
+            return CaseResult::Skipped("the adapter cannot read a run beside its writer".into());
+        }
+        other => panic!("peek_live of a held run gave {other:?}"),
+    };
+    assert_eq!(live.meta.status, RunStatus::Running);
+    assert_eq!(live.snapshot, None);
+    assert_eq!(live.events, sample_events(0, 4));
+    assert_eq!(live.torn_tail, None);
+    // The writer goes on as if nobody had read.
+    run.install_snapshot(&sample_snapshot(1))
+        .await
+        .expect("install_snapshot after a live read");
+    append(&*run, &sample_events(4, 6)).await;
+    let live = second
+        .peek_live(&run_id)
+        .await
+        .expect("peek_live")
+        .expect("the run exists");
+    assert_eq!(live.snapshot, Some(sample_snapshot(1)));
+    assert_eq!(live.events, sample_events(4, 6));
+    drop(run);
+    let after = second
+        .peek_live(&run_id)
+        .await
+        .expect("peek_live")
+        .expect("the run exists");
+    let peeked = second
+        .peek(&run_id)
+        .await
+        .expect("peek")
+        .expect("the run exists");
+    assert_eq!(after.snapshot, peeked.snapshot);
+    assert_eq!(after.events, peeked.events);
+    let opened = open_existing(&*first, &run_id).await;
+    assert_eq!(opened.recovered.events, sample_events(4, 6));
+    CaseResult::Passed
+}
+
 /// `list` filters by workflow, scope and status, oldest first.
 pub async fn list_filters_and_order<H: ConformanceHarness>(h: &H) -> CaseResult {
     let factory = h.factory();
