@@ -66,6 +66,17 @@ async fn memory_skips_exactly_the_byte_damage_cases() {
     );
     let harness = FaultyHarness(MemoryHarness::default());
     assert_eq!(conformance::foreign_run(&harness).await, CaseResult::Passed);
+    // The memory adapter reads beside its writer, also through the fault wrapper.
+    let harness = MemoryHarness::default();
+    assert_eq!(
+        conformance::peek_live_reads_beside_the_writer(&harness).await,
+        CaseResult::Passed
+    );
+    let harness = FaultyHarness(MemoryHarness::default());
+    assert_eq!(
+        conformance::peek_live_reads_beside_the_writer(&harness).await,
+        CaseResult::Passed
+    );
 }
 
 #[test]
