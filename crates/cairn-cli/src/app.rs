@@ -1842,9 +1842,22 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         .iter()
         .filter(|m| args.all || !m.status.is_terminal())
         .collect();
+    // A `running` run nobody drives was interrupted: it waits for a resume, and must not
+    // look like one in progress. Only running runs are asked (one lock probe each).
+    let mut live = Vec::with_capacity(shown.len());
+    for meta in &shown {
+        live.push(
+            meta.status == RunStatus::Running
+                && state.factory.is_held(&meta.run_id).await.unwrap_or(false),
+        );
+    }
     if args.store.json {
-        for meta in shown {
-            outln!("{}", meta_json(meta));
+        for (meta, live) in shown.iter().zip(&live) {
+            let mut value = meta_json(meta);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("live".to_owned(), serde_json::Value::Bool(*live));
+            }
+            outln!("{value}");
             if out::stdout_closed() {
                 break;
             }
@@ -1861,24 +1874,31 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     outln!(
-        "{:<26}  {:<9}  {:<20}  {:<12}  {:<20}  ERROR",
+        "{:<26}  {:<11}  {:<20}  {:<12}  {:<20}  ERROR",
         "RUN",
         "STATUS",
         "WORKFLOW",
         "SCOPE",
         "CREATED (UTC)"
     );
-    for meta in shown {
+    let mut interrupted = 0;
+    for (meta, live) in shown.iter().zip(&live) {
         let error = meta
             .error
             .as_ref()
             .filter(|_| meta.status != RunStatus::Completed)
             .map(|e| clip(&e.to_string(), 60))
             .unwrap_or_default();
+        let status = if meta.status == RunStatus::Running && !live {
+            interrupted += 1;
+            "interrupted"
+        } else {
+            meta.status.as_str()
+        };
         outln!(
-            "{:<26}  {:<9}  {}  {}  {:<20}  {error}",
+            "{:<26}  {:<11}  {}  {}  {:<20}  {error}",
             meta.run_id.as_str(),
-            meta.status.as_str(),
+            status,
             cell(&meta.workflow, 20),
             cell(&meta.scope, 12),
             format_timestamp(meta.created_at.0)
@@ -1886,6 +1906,11 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         if out::stdout_closed() {
             break;
         }
+    }
+    if interrupted > 0 {
+        outln!(
+            "(interrupted: stored as running, but no process drives it; `cairn resume RUN` goes on with it, `cairn abandon RUN` gives it up)"
+        );
     }
     Ok(EXIT_OK)
 }
@@ -2305,11 +2330,16 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
         escape_controls(&meta.workflow),
         escape_controls(&meta.scope)
     );
-    outln!(
-        "status    {}{}",
-        meta.status,
-        if held { " (live)" } else { "" }
-    );
+    let standing = if held {
+        " (live)".to_owned()
+    } else if meta.status == RunStatus::Running {
+        format!(
+            " (interrupted: no process drives it; `cairn resume {run_id}` goes on with it, `cairn abandon {run_id}` gives it up)"
+        )
+    } else {
+        String::new()
+    };
+    outln!("status    {}{standing}", meta.status);
     outln!("created   {}", format_timestamp(meta.created_at.0));
     if let Some(finished) = meta.finished_at {
         outln!("finished  {}", format_timestamp(finished.0));

@@ -290,6 +290,31 @@ fn a_second_run_of_a_live_workflow_is_refused() {
 }
 
 #[test]
+fn a_run_nobody_drives_any_more_is_listed_as_interrupted() {
+    let sandbox = killed_while_b_runs();
+    let run_id = sandbox.only_run_id();
+    let runs = sandbox.runs();
+    assert_eq!(runs[0]["status"], "running", "{runs:?}");
+    assert_eq!(runs[0]["live"], false, "{runs:?}");
+    let listed = text(&sandbox.run(&["runs"]).stdout);
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("no row for {run_id}: {listed}"));
+    assert_eq!(
+        row.split_whitespace().nth(1),
+        Some("interrupted"),
+        "{listed}"
+    );
+    assert_contains(&listed, "`cairn resume RUN` goes on with it");
+    let shown = text(&sandbox.run(&["show", &run_id]).stdout);
+    assert_contains(
+        &shown,
+        &format!("status    running (interrupted: no process drives it; `cairn resume {run_id}`"),
+    );
+}
+
+#[test]
 fn show_of_a_live_run_reads_its_tasks_beside_the_driver() {
     let sandbox = Sandbox::new();
     sandbox.write("wf.toml", BLOCKING);
@@ -322,6 +347,9 @@ fn show_of_a_live_run_reads_its_tasks_beside_the_driver() {
         .map(|t| t["status"].as_str().expect("a status"))
         .collect();
     assert_eq!(statuses, ["done", "running", "pending"]);
+    assert_eq!(sandbox.runs()[0]["live"], true);
+    let listed = text(&sandbox.run(&["runs"]).stdout);
+    assert_lacks(&listed, "interrupted");
     // Reading beside the driver never disturbed it.
     sandbox.touch("release");
     assert_eq!(wait_exit(&mut first).code(), Some(0));
