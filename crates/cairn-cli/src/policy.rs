@@ -58,12 +58,7 @@ pub async fn open_and_read(
 /// `cairn_checkpoint::Error::Locked` (in the chain) when another process holds the run; other
 /// store errors; a journal that does not replay.
 pub async fn peek(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::Result<Peek> {
-    let recovered = factory
-        .peek(run_id)
-        .await
-        .with_context(|| format!("cannot read run {run_id}"))?
-        .with_context(|| format!("run {run_id} does not exist"))?;
-    replay(run_id, recovered)
+    replay_read(run_id, factory.peek(run_id).await)
 }
 
 /// Reads a run's state even while another process drives it (for `cairn show` of a live
@@ -75,9 +70,15 @@ pub async fn peek(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::
 ///
 /// As for [`peek`].
 pub async fn peek_live(factory: &dyn CheckpointerFactory, run_id: &RunId) -> anyhow::Result<Peek> {
-    let recovered = factory
-        .peek_live(run_id)
-        .await
+    replay_read(run_id, factory.peek_live(run_id).await)
+}
+
+/// Replays what a read of the store found, naming the run in its errors.
+fn replay_read(
+    run_id: &RunId,
+    read: cairn_checkpoint::Result<Option<Recovered>>,
+) -> anyhow::Result<Peek> {
+    let recovered = read
         .with_context(|| format!("cannot read run {run_id}"))?
         .with_context(|| format!("run {run_id} does not exist"))?;
     replay(run_id, recovered)
