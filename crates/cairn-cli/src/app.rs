@@ -1312,6 +1312,10 @@ impl Drive<'_> {
         let (report, end_not_recorded) = match report {
             Ok(report) => (report, None),
             Err(cairn_executor::Error::Finalize { report, source }) => (*report, Some(source)),
+            Err(cairn_executor::Error::ShutDownBeforeBegin { .. }) => {
+                eoutln!("interrupted before the run began: nothing was started or written");
+                return Ok(EXIT_INTERRUPTED);
+            }
             Err(error) => {
                 return Err(anyhow::Error::new(error).context(format!("cannot drive run {run_id}")));
             }

@@ -521,6 +521,12 @@ impl JobRunner for ShellJobs {
                     // job's error count is untouched.
                     match self.quiet.park().await {}
                 }
+                if failed.interrupted && !ours && self.signals.shutdown.is_cancelled() {
+                    // The stop came while the run was being prepared, and nothing was begun:
+                    // as for a tick that comes after the stop, nothing is said or counted.
+                    drop(going);
+                    match self.quiet.park().await {}
+                }
                 if failed.interrupted && !ours {
                     // Refused before it began (another run of the job is still going, or
                     // the host is stopping): nothing ran and nothing failed.

@@ -37,6 +37,14 @@ pub enum Error {
         /// The existing run's status.
         status: RunStatus,
     },
+    /// `RunSignals::shutdown` was already cancelled when a fresh run was about to be begun,
+    /// so none was: a run begun now would only be left `running` at once, for someone to
+    /// resume or abandon. Nothing was written.
+    #[error("the host is shutting down, so run {run_id} was not begun; nothing was written")]
+    ShutDownBeforeBegin {
+        /// The run id the plan would have been begun under.
+        run_id: RunId,
+    },
     /// The plan cannot run: an empty kind or one with no handler, an `after` position that
     /// is not an earlier task, task ids in `depends_on`, a task allowed 0 attempts, or more
     /// tasks than the queue may hold. Found before a fresh run is begun, so nothing was written and the

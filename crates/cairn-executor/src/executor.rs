@@ -286,6 +286,9 @@ impl Executor {
     ///   the same run id. An adopted run is not checked first: it exists already, and a plan
     ///   that does not fit it (a kind whose handler is gone, say) fails it with kind `build`
     ///   before any task starts, so it can be resumed once the plan is fixed.
+    /// - `Error::ShutDownBeforeBegin` when `signals.shutdown` is cancelled before a fresh run
+    ///   is begun: nothing is written. (A shutdown during `begin` itself still leaves the new
+    ///   run `running`, resumable, with nothing started.)
     /// - `Error::RunExists` when the plan's run id names a run the store already holds,
     ///   with that run's status and what to do about it. Nothing is changed.
     /// - `Error::BeginFailed` when `begin` fails and `require_durability` is set, as it is by
@@ -308,10 +311,10 @@ impl Executor {
     pub async fn run(&self, plan: RunPlan, start: Start, signals: RunSignals) -> Result<RunReport> {
         let clock = Clock::start();
         let prepared = match &start {
-            Start::Fresh => self.begin(&plan, clock.now()).await?,
+            Start::Fresh => self.begin(&plan, &signals, clock.now()).await?,
             Start::Auto => match self.find_interrupted(&plan, clock.now()).await? {
                 Some(prepared) => prepared,
-                None => self.begin(&plan, clock.now()).await?,
+                None => self.begin(&plan, &signals, clock.now()).await?,
             },
             Start::Adopt(run_id) => {
                 self.adopt(&plan, run_id, Retry::FailedTasks, clock.now())
@@ -497,11 +500,21 @@ impl Executor {
 
     /// Begins a fresh run, degrading to a non-durable checkpointer when `begin` fails and
     /// durability is not required.
-    async fn begin(&self, plan: &RunPlan, now: Timestamp) -> Result<Prepared> {
+    async fn begin(
+        &self,
+        plan: &RunPlan,
+        signals: &RunSignals,
+        now: Timestamp,
+    ) -> Result<Prepared> {
         // Checked before anything is written: a plan refused after `begin` would leave a
         // failed run behind, and a fixed run id taken by it.
         self.check_plan(plan)?;
         let run_id = plan.run_id.clone().unwrap_or_else(|| fresh_run_id(now));
+        // Last thing before the write: a run begun during a shutdown would be left running
+        // at once with nothing done (a scheduler stopped at a tick left one per stop).
+        if signals.shutdown.is_cancelled() {
+            return Err(Error::ShutDownBeforeBegin { run_id });
+        }
         let meta = RunMeta::new(
             run_id.clone(),
             plan.workflow.clone(),

@@ -185,3 +185,40 @@ async fn a_boxed_dyn_handler_registers_and_runs() {
     assert_eq!(report.disposition, Disposition::Complete);
     assert_eq!(*log.kinds.lock().unwrap(), ["boxed"]);
 }
+
+#[tokio::test]
+async fn a_fresh_run_is_not_begun_once_shutdown_is_asked() {
+    let log = Arc::new(KindLog::default());
+    let registry = Registry::new().with("fetch", Arc::clone(&log));
+    let factory = MemoryFactory::new();
+    let executor = Executor::new(
+        Arc::new(factory.clone()),
+        registry,
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    let plan = || {
+        let mut phase = Phase::new("one");
+        phase.task(TaskSpec::new("fetch"), []);
+        RunPlan::new("wf", "scope").phase(phase)
+    };
+    let signals = RunSignals::default();
+    signals.shutdown.cancel();
+    for start in [Start::Fresh, Start::Auto] {
+        let refused = executor
+            .run(plan(), start, signals.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, cairn_executor::Error::ShutDownBeforeBegin { .. }),
+            "{refused:?}"
+        );
+    }
+    // Nothing was written and nothing ran.
+    let stored = factory
+        .list(&cairn_checkpoint::RunFilter::default())
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    assert!(log.kinds.lock().unwrap().is_empty());
+}

@@ -212,6 +212,14 @@ impl JobRunner for ExecutorRunner {
                     format!("run {run_id} was interrupted by shutdown and left resumable"),
                 )),
             },
+            // The stop came while this run was being prepared: nothing was begun.
+            Err(cairn_executor::Error::ShutDownBeforeBegin { .. }) => Err(RunFailed::interrupted(
+                None,
+                format!(
+                    "job {}: the host is shutting down; no run was started",
+                    request.job_id
+                ),
+            )),
             // Nothing was stored under the id, so the failure names no run: there is
             // nothing to resume or look at, only the store to fix. It still counts.
             Err(cairn_executor::Error::BeginFailed { source, .. }) => Err(RunFailed {

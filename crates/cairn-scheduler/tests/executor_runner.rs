@@ -257,6 +257,48 @@ async fn a_run_cut_short_by_shutdown_is_not_counted_and_no_run_starts_once_shutt
     assert_eq!((job.status, job.consecutive_errors), (JobStatus::Active, 0));
 }
 
+/// Plans like [`OneTaskPlans`], but the host's stop arrives while the plan is made: after the
+/// runner's first look at the shutdown token and before the run is begun.
+#[derive(Debug)]
+struct StopWhilePlanning(cairn_executor::RunSignals);
+
+impl PlanSource for StopWhilePlanning {
+    fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+        self.0.shutdown.cancel();
+        OneTaskPlans.plan(request)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_comes_while_a_run_is_prepared_begins_no_run() {
+    let runs = MemoryFactory::new();
+    let signals = cairn_executor::RunSignals::default();
+    let registry = Registry::new().with(
+        "quick",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let runner = ExecutorRunner::new(
+        Arc::new(runs.clone()),
+        registry,
+        ExecutorConfig::default(),
+        Arc::new(StopWhilePlanning(signals.clone())),
+    )
+    .unwrap()
+    .with_signals(signals);
+    let (begun, runner) = counting_begun(runner);
+    let refused = runner.run(&request("quick")).await.unwrap_err();
+    assert!(refused.interrupted, "{refused:?}");
+    assert_eq!(refused.run_id, None, "{refused:?}");
+    assert!(
+        refused.message.contains("no run was started"),
+        "{refused:?}"
+    );
+    // Before, the run was begun and left `running` at once, with nothing done.
+    let stored = runs.list(&RunFilter::default()).await.unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    assert!(begun.lock().unwrap().is_empty());
+}
+
 /// Another process still drives a run of the job (a second scheduler on the same store, whose
 /// one-shot run outlived the retry time): no second run starts, the refusal is "interrupted"
 /// (not one error for the breaker) and names the live run. Once that driver is gone, the
