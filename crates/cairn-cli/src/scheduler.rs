@@ -521,6 +521,27 @@ impl JobRunner for ShellJobs {
                     // job's error count is untouched.
                     match self.quiet.park().await {}
                 }
+                if ours
+                    && !failed.store_failed
+                    && failed.interrupted
+                    && self.signals.shutdown.is_cancelled()
+                    && self.run_status(failed).await == Some(RunStatus::Cancelled)
+                {
+                    // Begun as the stop came, before any task started: the runner abandoned
+                    // it (audited), so nothing is left to resume and nothing is counted.
+                    let run = failed.run_id.clone().unwrap_or_default();
+                    self.lines.say(
+                        &format!(
+                            "job {id}: run {run} abandoned: it was begun as the scheduler stopped, before any task started"
+                        ),
+                        serde_json::json!({
+                            "event": "run_finished", "job_id": id.as_str(), "run_id": run,
+                            "outcome": "abandoned",
+                        }),
+                    );
+                    drop(going);
+                    match self.quiet.park().await {}
+                }
                 if failed.interrupted && !ours && self.signals.shutdown.is_cancelled() {
                     // The stop came while the run was being prepared, and nothing was begun:
                     // as for a tick that comes after the stop, nothing is said or counted.
@@ -877,13 +898,16 @@ impl ShellJobs {
 
     /// Whether the failed run is still `running` in the store: left resumable by a stop.
     async fn left_running(&self, failed: &RunFailed) -> bool {
-        let Some(run) = failed.run_id.as_deref().and_then(|r| RunId::new(r).ok()) else {
-            return false;
-        };
-        matches!(
-            self.state.factory.load_meta(&run).await,
-            Ok(Some(meta)) if meta.status == RunStatus::Running
-        )
+        self.run_status(failed).await == Some(RunStatus::Running)
+    }
+
+    /// The stored status of the run a failure names, if it can be read.
+    async fn run_status(&self, failed: &RunFailed) -> Option<RunStatus> {
+        let run = failed.run_id.as_deref().and_then(|r| RunId::new(r).ok())?;
+        match self.state.factory.load_meta(&run).await {
+            Ok(Some(meta)) => Some(meta.status),
+            _ => None,
+        }
     }
 }
 

@@ -126,6 +126,52 @@ impl ExecutorRunner {
         Ok(())
     }
 
+    /// Abandons a fresh run that a shutdown cut short before any of its tasks started (the
+    /// stop came while `begin` was writing it): it holds no progress, the job's next run
+    /// starts afresh anyway, and left `running` it would wait for a person to abandon it.
+    /// Audited as `abandoned`. Returns whether it was abandoned; any doubt (the run is held,
+    /// was claimed since, a task has an attempt, the store fails) leaves it as it is.
+    async fn abandon_if_nothing_started(&self, run_id: &RunId) -> bool {
+        // Holding the run's writer lock keeps resumers out while it is checked and moved.
+        let Ok(Some(opened)) = self.factory.open(run_id).await else {
+            return false;
+        };
+        let recovered = &opened.recovered;
+        // The epoch `begin` gives: nobody claimed it since this runner began it.
+        if recovered.meta.status != RunStatus::Running || recovered.meta.lease_epoch != 1 {
+            return false;
+        }
+        // Every transition since `begin` is in the journal (no snapshot yet): none may be a
+        // start, which is journaled before its command runs. Attempt counts cannot tell: an
+        // attempt cut by the shutdown is given back and no longer counts, though it ran.
+        if recovered.snapshot.is_some()
+            || recovered
+                .events
+                .iter()
+                .any(|event| matches!(event, cairn_queue::Event::Started { .. }))
+        {
+            return false;
+        }
+        if !matches!(
+            self.factory
+                .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Cancelled)
+                .await,
+            Ok(Ok(_))
+        ) {
+            return false;
+        }
+        let record = cairn_checkpoint::AuditRecord::new(
+            cairn_checkpoint::wall_clock_now(),
+            run_id.clone(),
+            cairn_checkpoint::AuditAction::Abandoned,
+            "the scheduler stopped as this run was begun, before any task started: abandoned, as it holds no progress and the job's next run starts afresh",
+        );
+        // The status is what matters; a lost audit line is only a lost explanation.
+        let _ = self.factory.append_audit(run_id, &record).await;
+        drop(opened);
+        true
+    }
+
     /// Fails when a plan names a run id that is stored already. A scheduled run is always
     /// fresh; beginning it under a stored id would fail, and an executor that is not
     /// required to be durable would then drive it without a journal and report its outcome
@@ -209,7 +255,13 @@ impl JobRunner for ExecutorRunner {
                 }),
                 Disposition::LeaveRunning => Err(RunFailed::interrupted(
                     shown,
-                    format!("run {run_id} was interrupted by shutdown and left resumable"),
+                    if self.abandon_if_nothing_started(&run_id).await {
+                        format!(
+                            "run {run_id} was begun as the host stopped and no task of it had started; it was abandoned (nothing to resume)"
+                        )
+                    } else {
+                        format!("run {run_id} was interrupted by shutdown and left resumable")
+                    },
                 )),
             },
             // The stop came while this run was being prepared: nothing was begun.

@@ -299,6 +299,42 @@ async fn a_stop_that_comes_while_a_run_is_prepared_begins_no_run() {
     assert!(begun.lock().unwrap().is_empty());
 }
 
+/// The stop comes while `begin` writes the run, so the run exists but no task has started:
+/// it is abandoned (audited), not left `running` for a person to clean up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_begun_as_the_host_stops_is_abandoned_with_no_task_started() {
+    let runs = MemoryFactory::new();
+    let signals = cairn_executor::RunSignals::default();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registry = Registry::new().with("quick", {
+        let ran = Arc::clone(&ran);
+        handler_fn(move |_ctx| {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(Finish::Complete(Handoff::default())) }
+        })
+    });
+    let runner = one_task_runner(&runs, registry)
+        .with_signals(signals.clone())
+        .on_begun({
+            let signals = signals.clone();
+            move |_run| signals.shutdown.cancel()
+        });
+    let cut = runner.run(&request("quick")).await.unwrap_err();
+    assert!(cut.interrupted, "{cut:?}");
+    assert!(cut.message.contains("it was abandoned"), "{cut:?}");
+    let run = cairn_checkpoint::RunId::new(cut.run_id.clone().unwrap()).unwrap();
+    let meta = runs.load_meta(&run).await.unwrap().unwrap();
+    assert_eq!(meta.status, RunStatus::Cancelled);
+    let audit = runs.read_audit(&run).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == cairn_checkpoint::AuditAction::Abandoned),
+        "{audit:?}"
+    );
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+}
+
 /// Another process still drives a run of the job (a second scheduler on the same store, whose
 /// one-shot run outlived the retry time): no second run starts, the refusal is "interrupted"
 /// (not one error for the breaker) and names the live run. Once that driver is gone, the
