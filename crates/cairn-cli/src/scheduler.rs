@@ -479,13 +479,27 @@ impl JobRunner for ShellJobs {
         // job (one a killed scheduler stranded, say) drives beside it, nor it beside one.
         let outcome = match self.lock_job(request).await {
             Ok(_job_lock) => match self.refuse_beside_other_runs(request).await {
-                Ok(()) => self.drive(request, &planned).await,
+                Ok(()) => match self.one_shot_settled(request).await {
+                    Some(settled) => settled,
+                    None => self.drive(request, &planned).await,
+                },
                 Err(refused) => Err(refused),
             },
             Err(refused) => Err(refused),
         };
         let id = &request.job_id;
         match &outcome {
+            Ok(done) if done.run_id.is_some() && done.run_id != planned.run_id() => {
+                // A one-shot job's earlier run, which a person finished (`one_shot_settled`).
+                let run = done.run_id.clone().unwrap_or_default();
+                self.lines.say(
+                    &format!("job {id}: run {run} was completed by a resume; the one-shot job is done and does not run again"),
+                    serde_json::json!({
+                        "event": "run_finished", "job_id": id.as_str(), "run_id": run,
+                        "outcome": "completed_earlier",
+                    }),
+                );
+            }
             Ok(done) => {
                 let run = done.run_id.clone().unwrap_or_default();
                 self.lines.say(
@@ -755,6 +769,55 @@ impl ShellJobs {
                 "warning: run {run} of job {job} was left `running` by {driver}, {why}; the scheduler does not resume it. Continue it with: {resume}  or end it with: {abandon}  (either one first kills the commands it left running)"
             );
         }
+    }
+
+    /// A one-shot job runs once: when a run of it exists already (one a stop or crash cut
+    /// short, retried now), the earlier run decides instead of a fresh one. Completed (a
+    /// person resumed it): the job is done, nothing runs again. Unfinished: no fresh run
+    /// starts, which would redo its done tasks; it waits, not counted as a failure, for
+    /// that run to be resumed or abandoned. Failed or abandoned runs do not stop the retry.
+    /// `None`: no such run, or not a one-shot job; drive a fresh run.
+    async fn one_shot_settled(
+        &self,
+        request: &RunRequest,
+    ) -> Option<Result<RunSucceeded, RunFailed>> {
+        let stored = self.jobs.get(&request.job_id).await.ok()??;
+        let job = Job::from_stored(stored).ok()?;
+        if !matches!(job.schedule, cairn_scheduler::Schedule::Once { .. }) {
+            return None;
+        }
+        let filter = RunFilter {
+            workflow: None,
+            scope: Some(job_scope(&request.job_id)),
+            statuses: vec![RunStatus::Completed, RunStatus::Running, RunStatus::Paused],
+        };
+        let runs = match self.state.factory.list(&filter).await {
+            // Runs of an earlier job that had the same id are not this job's.
+            Ok(runs) => runs
+                .into_iter()
+                .filter(|m| m.created_at >= job.created_at)
+                .collect::<Vec<_>>(),
+            Err(err) => {
+                return Some(Err(RunFailed::new(format!(
+                    "cannot check for an earlier run of this one-shot job: {err}"
+                ))));
+            }
+        };
+        if let Some(done) = runs.iter().find(|m| m.status == RunStatus::Completed) {
+            return Some(Ok(RunSucceeded {
+                run_id: Some(done.run_id.to_string()),
+            }));
+        }
+        let unfinished = runs.first()?;
+        let run = &unfinished.run_id;
+        let flags = &self.lines.store_flags;
+        Some(Err(RunFailed::interrupted(
+            Some(run.to_string()),
+            format!(
+                "run {run} of this one-shot job is unfinished ({}); a one-shot job runs once, so no fresh run starts while it is: resume it (cairn resume {run}{flags}) or abandon it (cairn abandon {run}{flags}), and the job goes on from there",
+                unfinished.status
+            ),
+        )))
     }
 
     /// What the job notes about run `run` stopping on a store failure; `None` when it notes

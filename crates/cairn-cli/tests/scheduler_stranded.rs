@@ -358,3 +358,112 @@ fn a_stranded_run_resumed_by_hand_never_runs_beside_a_scheduled_run_of_its_job()
     scene.stop(third);
     assert_lacks(&scene.sandbox.read("s3.out"), " failed");
 }
+
+/// A one-shot job: `a` leaves a side effect, `b` waits for `release`.
+const ONE_SHOT: &str = r#"
+name = "migrate"
+
+[[task]]
+id = "a"
+run = 'echo side >> effects'
+
+[[task]]
+id = "b"
+run = 'echo "start $$" >> log; while [ ! -e release ]; do sleep 0.1; done'
+depends_on = ["a"]
+"#;
+
+/// A one-shot job runs once. Its run stranded by a kill -9 is not retried as a fresh run
+/// (which would redo `a`): the restarted scheduler waits for that run to be resumed or
+/// abandoned; once a person resumed it to its end, the job is done and never runs again.
+/// Before, the retry began a fresh run, and `a`'s side effect happened twice.
+#[test]
+fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", ONE_SHOT);
+    // A time that has passed: the job is due at once.
+    let added = sandbox.run(&[
+        "jobs",
+        "add",
+        "wf.toml",
+        "once",
+        "--at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        added.status.code(),
+        Some(0),
+        "{}",
+        common::text(&added.stderr)
+    );
+    let scheduler = |name: &str| {
+        sandbox.spawn(
+            &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+            &format!("{name}.out"),
+            &format!("{name}.err"),
+        )
+    };
+    let mut first = scheduler("s1");
+    wait_for("task b to start", || sandbox.read("log").contains("start "));
+    kill_quietly(i64::from(first.id()));
+    wait_exit(&mut first);
+    let group: i64 = sandbox
+        .read("log")
+        .trim()
+        .strip_prefix("start ")
+        .and_then(|g| g.parse().ok())
+        .expect("b's process group");
+    kill_quietly(-group);
+    wait_for("b's group to end", || !group_running(group));
+    let run_id = sandbox.only_run_id();
+    // A one-shot job cut short is retried a minute later; pausing and resuming it makes
+    // it due at once.
+    let due_now = || {
+        for verb in ["pause", "resume"] {
+            let done = sandbox.run(&["jobs", verb, "once", "--state-dir", ".cairn"]);
+            assert_eq!(
+                done.status.code(),
+                Some(0),
+                "{}",
+                common::text(&done.stderr)
+            );
+        }
+    };
+    due_now();
+
+    // Unfinished: no fresh run starts beside it.
+    let mut second = scheduler("s2");
+    wait_for("a refused tick", || {
+        sandbox
+            .read("s2.out")
+            .contains("of this one-shot job is unfinished")
+    });
+    signal(i64::from(second.id()), "INT");
+    wait_exit(&mut second);
+    assert_contains(&sandbox.read("s2.out"), &format!("cairn resume {run_id}"));
+    assert_eq!(sandbox.runs().len(), 1, "{:?}", sandbox.runs());
+    assert_eq!(lines_with(&sandbox.read("effects"), "side"), 1);
+
+    // A person finishes it; the job is then done, with no run of its own.
+    sandbox.touch("release");
+    let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        common::text(&resumed.stderr)
+    );
+    due_now();
+    let mut third = scheduler("s3");
+    wait_for("the job to be settled", || {
+        sandbox.read("s3.out").contains("was completed by a resume")
+    });
+    signal(i64::from(third.id()), "INT");
+    assert_eq!(wait_exit(&mut third).code(), Some(0));
+    let jobs = sandbox.run(&["jobs", "list", "--state-dir", ".cairn", "--json"]);
+    let listed = common::text(&jobs.stdout);
+    assert_contains(&listed, "\"status\":\"completed\"");
+    assert_eq!(sandbox.runs().len(), 1, "{:?}", sandbox.runs());
+    assert_eq!(lines_with(&sandbox.read("effects"), "side"), 1);
+    assert_lacks(&sandbox.read("s3.out"), "run_started");
+}

@@ -144,7 +144,9 @@ pub struct TickReport {
 /// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
 ///   recorded; a recurring job waits for its next tick (the cut run is left for an explicit
 ///   resume by run id, never resumed by the scheduler), a one-shot job is retried
-///   `one_shot_retry` later as a fresh run.
+///   `one_shot_retry` later as a fresh run (a runner may decline that retry while the cut
+///   run is unfinished, or report the run a person finished instead, as `cairn scheduler`
+///   does, so that a one-shot job's done tasks never run twice).
 ///
 /// # Examples
 ///
