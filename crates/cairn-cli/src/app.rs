@@ -1323,7 +1323,7 @@ impl Drive<'_> {
         if let Some(RunStop::Checkpoint(error)) = &report.stop {
             return Ok(self.store_failed(&progress, &report, error, end_not_recorded.is_none()));
         }
-        let code = self.summarize(&progress, &report);
+        let code = self.summarize(&progress, &report, end_not_recorded.is_none());
         match end_not_recorded {
             None => Ok(code),
             Some(source) => {
@@ -1410,17 +1410,27 @@ impl Drive<'_> {
         }
     }
 
-    fn summarize(&self, progress: &Progress, report: &RunReport) -> u8 {
+    /// Reports how the drive ended. `recorded` is false when the store could not record
+    /// the end (the run still reads as running): `run_finished` then says `"recorded":
+    /// false`, so a script keyed on its outcome is not told a run is over that the store
+    /// still holds as running; the caller names the failure next.
+    fn summarize(&self, progress: &Progress, report: &RunReport, recorded: bool) -> u8 {
         let run_id = &report.run_id;
         let counts = &report.counts;
+        let unrecorded = if recorded {
+            ""
+        } else {
+            " (but its end is not recorded: see below)"
+        };
         match &report.disposition {
             Disposition::Complete => {
                 progress.json(serde_json::json!({
                     "event": "run_finished", "run_id": run_id.as_str(), "outcome": "completed",
                     "tasks_done": counts.done, "tasks_skipped": counts.skipped,
+                    "recorded": recorded,
                 }));
                 progress.line(&format!(
-                    "run {run_id} completed: {} task(s) done",
+                    "run {run_id} completed: {} task(s) done{unrecorded}",
                     counts.done + counts.skipped
                 ));
                 EXIT_OK
@@ -1436,6 +1446,7 @@ impl Drive<'_> {
                     "event": "run_finished", "run_id": run_id.as_str(), "outcome": "failed",
                     "error": error.to_string(), "tasks_done": counts.done,
                     "tasks_failed": counts.failed, "tasks_blocked": counts.blocked,
+                    "recorded": recorded,
                     "output": output, "commands": {
                         "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
                     },
@@ -1445,7 +1456,7 @@ impl Drive<'_> {
                     // as the exit-3 prompt's does, so it is seen when stdout is a file or a
                     // pipe and a script's output is not mixed with it.
                     outln!(
-                        "run {run_id} failed: {} done, {} failed, {} blocked\n  {}\n  output: {} (`{}` prints a task's)",
+                        "run {run_id} failed{unrecorded}: {} done, {} failed, {} blocked\n  {}\n  output: {} (`{}` prints a task's)",
                         counts.done,
                         counts.failed,
                         counts.blocked,

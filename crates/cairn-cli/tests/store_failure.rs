@@ -195,12 +195,50 @@ fn a_run_whose_end_cannot_be_recorded_exits_5_and_a_resume_records_it() {
         &format!("cairn resume {run_id} --state-dir .cairn"),
     );
     assert_eq!(sandbox.runs()[0]["status"], "running");
+    assert_contains(
+        &text(&output.stdout),
+        "completed: 1 task(s) done (but its end is not recorded: see below)",
+    );
 
     std::fs::remove_dir(sandbox.path(&format!(".cairn/runs/{run_id}/meta.json.tmp"))).unwrap();
     let resumed = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     assert_eq!(sandbox.runs()[0]["status"], "completed");
     assert_eq!(effects(&sandbox)["a"], 1, "the done task did not run again");
+}
+
+/// With `--json`, the `run_finished` of a run whose end could not be recorded says
+/// `"recorded": false`, so a script keyed on its outcome does not take the run for over.
+#[test]
+fn with_json_a_run_whose_end_is_not_recorded_says_so_in_run_finished() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"fin\"\n[[task]]\nid = \"a\"\nrun = \"mkdir .cairn/runs/$CAIRN_RUN_ID/meta.json.tmp\"\n",
+    );
+    let output = sandbox.run(&["run", "wf.toml", "--json"]);
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    let events: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "run_finished")
+        .expect("a run_finished event");
+    assert_eq!(finished["outcome"], "completed");
+    assert_eq!(finished["recorded"], false, "{finished}");
+    assert!(events.iter().any(|e| e["event"] == "run_end_not_recorded"));
+
+    // A run whose end is recorded says so too.
+    let other = Sandbox::new();
+    other.write(
+        "wf.toml",
+        "name = \"ok\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    let output = other.run(&["run", "wf.toml", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_contains(&text(&output.stdout), "\"recorded\":true");
 }
 
 /// Output that cannot be written (the file size limit stands in for a full disk) is reported,
