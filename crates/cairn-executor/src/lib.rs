@@ -80,7 +80,9 @@ pub use handler::{
     Finish, FnHandler, Handler, HandlerResult, Registry, TaskContext, TaskFailure, handler_fn,
 };
 pub use handler::{FnHandlerWith, handler_fn_with};
-pub use outcome::{CancelCause, Disposition, FailedTask, RunReport, RunStop, classify};
+pub use outcome::{
+    CancelCause, Disposition, FailedTask, LISTED_FAILURES, RunReport, RunStop, classify,
+};
 pub use plan::{Phase, PlanProblem, PlannedTask, RunPlan, RunSignals, Start, TaskAt};
 
 pub use async_trait::async_trait;

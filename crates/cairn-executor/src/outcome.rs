@@ -77,16 +77,26 @@ pub enum RunStop {
     Queue(cairn_queue::Error),
 }
 
+/// Failed tasks a run's error names one by one; the rest are counted. The error is stored
+/// with the run and printed whole, so thousands of failures must not make it megabytes.
+pub const LISTED_FAILURES: usize = 10;
+
 impl fmt::Display for RunStop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunStop::TasksFailed { failed, blocked } => {
                 write!(f, "{} task(s) failed", failed.len())?;
-                for task in failed {
+                for task in failed.iter().take(LISTED_FAILURES) {
                     match &task.error {
                         Some(error) => write!(f, "; {task}: {error}")?,
                         None => write!(f, "; {task}")?,
                     }
+                }
+                if let Some(more) = failed.len().checked_sub(LISTED_FAILURES).filter(|n| *n > 0) {
+                    write!(
+                        f,
+                        "; and {more} more (each task's error is in its run's task table)"
+                    )?;
                 }
                 if !blocked.is_empty() {
                     write!(f, "; {} dependent(s) blocked", blocked.len())?;

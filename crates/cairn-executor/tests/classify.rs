@@ -129,3 +129,32 @@ fn backoff_jitter_is_deterministic_per_seed_and_spreads_tasks() {
     let other_seed = RetryPolicy { seed: 8, ..policy };
     assert!((0..20).any(|t| other_seed.delay(TaskId(t), 1) != policy.delay(TaskId(t), 1)));
 }
+
+#[test]
+fn a_run_error_names_the_first_failures_and_counts_the_rest() {
+    let many: Vec<FailedTask> = (0..5_000)
+        .map(|n| FailedTask {
+            name: Some(format!("task{n}")),
+            ..failed("exit_code")
+        })
+        .collect();
+    let text = RunStop::TasksFailed {
+        failed: many,
+        blocked: Vec::new(),
+    }
+    .to_string();
+    assert!(
+        text.starts_with("5000 task(s) failed; `task0`: exit_code: why;"),
+        "{text}"
+    );
+    assert!(text.contains("`task9`"), "{text}");
+    assert!(!text.contains("`task10`"), "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "; and {} more (each task's error is in its run's task table)",
+            5_000 - cairn_executor::LISTED_FAILURES
+        )),
+        "{text}"
+    );
+    assert!(text.len() < 1_000, "{} bytes", text.len());
+}
