@@ -365,13 +365,8 @@ fn check_scope(scope: &str) -> anyhow::Result<()> {
 }
 
 fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
-    RunId::new(text).map_err(|error| {
-        UsageError(format!(
-            "`{}` is not a run id: {error}",
-            escape_controls(text)
-        ))
-        .into()
-    })
+    // The id's own error names the text already; a very long one is cut.
+    RunId::new(text).map_err(|error| UsageError(clip(&error.to_string(), 300)).into())
 }
 
 async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {

@@ -276,7 +276,8 @@ async fn explain_job_error(
 
 fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
     JobId::new(text)
-        .map_err(|error| UsageError(format!("`{text}` is not a job id: {error}")).into())
+        // The id's own error names the text already; a very long one is cut.
+        .map_err(|error| UsageError(crate::out::clip(&error.to_string(), 300)).into())
 }
 
 fn jobs_in(root: &Path, adapter: Adapter) -> anyhow::Result<Jobs> {

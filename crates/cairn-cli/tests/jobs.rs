@@ -207,6 +207,23 @@ fn add_takes_cron_with_seconds_and_an_offset_and_refuses_bad_definitions() {
         &["jobs", "add", "echo.toml", "tick", "--every", "1m"],
     ];
     assert_each_is_usage(&sandbox, &refused);
+    // The messages name what was given, quoted, in the CLI's words, once, and cut short.
+    let empty = sandbox.run(&["jobs", "add", "echo.toml", "e", "--cron", ""]);
+    let stderr = text(&empty.stderr);
+    assert_contains(
+        &stderr,
+        "invalid schedule `` of job e: the cron expression is empty",
+    );
+    assert_lacks(&stderr, "CronPattern");
+    let slash = text(
+        &sandbox
+            .run(&["jobs", "add", "echo.toml", "a/b", "--every", "1m"])
+            .stderr,
+    );
+    assert_eq!(slash.matches("a/b").count(), 1, "{slash}");
+    let long = "a".repeat(5_000);
+    let shown = text(&sandbox.run(&["jobs", "show", &long]).stderr);
+    assert!(shown.len() < 400, "{} bytes: {shown}", shown.len());
     let jobs = list(&sandbox);
     assert_eq!(jobs.len(), 1, "only the good job is stored: {jobs:?}");
     assert_eq!(

@@ -19,7 +19,7 @@ pub enum Error {
     #[error(transparent)]
     InvalidJobId(#[from] InvalidJobId),
     /// A schedule does not parse or is out of range.
-    #[error("invalid schedule {expression}{}: {reason}", of_job(.job))]
+    #[error("invalid schedule `{expression}`{}: {reason}", of_job(.job))]
     InvalidSchedule {
         /// The job it was given for, when known (`Jobs::add` and `Jobs::resume` set it).
         job: Option<JobId>,

@@ -809,11 +809,18 @@ where
 }
 
 fn parse_cron(expression: &str) -> Result<Cron> {
-    Cron::from_str(expression).map_err(|err| Error::InvalidSchedule {
+    let refuse = |reason: String| Error::InvalidSchedule {
         job: None,
         expression: expression.to_owned(),
-        reason: err.to_string(),
-    })
+        reason,
+    };
+    // The parser's own words for this case name its type (`CronPattern`).
+    if expression.trim().is_empty() {
+        return Err(refuse(
+            "the cron expression is empty; it takes 5 to 7 fields: minute hour day-of-month month day-of-week, then optionally seconds first and a year last".to_owned(),
+        ));
+    }
+    Cron::from_str(expression).map_err(|err| refuse(err.to_string()))
 }
 
 impl fmt::Display for Schedule {
