@@ -1218,8 +1218,15 @@ impl Drive<'_> {
         )
         .with_shutdown(signals.shutdown.clone(), self.exec.grace);
         let registry = Registry::new().with(SHELL_KIND, handler);
+        let (concurrency, capped) = crate::open_files::cap_concurrency(
+            usize::from(self.exec.concurrency),
+            self.wf.tasks.len(),
+        );
+        if let Some(note) = capped {
+            eoutln!("{note}");
+        }
         let config = ExecutorConfig::default()
-            .with_concurrency(usize::from(self.exec.concurrency))
+            .with_concurrency(concurrency)
             .with_require_durability(true)
             .with_shutdown_grace(self.exec.grace);
         // A task is shown done once its completion is durable, not when its command exits:

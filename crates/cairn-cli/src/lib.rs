@@ -37,6 +37,7 @@ pub mod cli;
 pub mod duration;
 pub mod jobs;
 pub mod logs;
+pub mod open_files;
 pub mod out;
 pub mod policy;
 pub mod progress;

@@ -1002,8 +1002,13 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     });
     let signals = RunSignals::default();
     let groups = ProcessGroups::default();
+    let (concurrency, capped) =
+        crate::open_files::cap_concurrency(usize::from(args.exec.concurrency), usize::MAX);
+    if let Some(note) = capped {
+        eoutln!("{note}");
+    }
     let config = ExecutorConfig::default()
-        .with_concurrency(usize::from(args.exec.concurrency))
+        .with_concurrency(concurrency)
         .with_require_durability(true)
         .with_shutdown_grace(args.exec.grace);
     let plans = Arc::new(WorkflowFiles {
