@@ -70,6 +70,7 @@ impl StateDir {
     /// When the folder cannot be created or the adapter cannot open its store (for sled:
     /// another process has the database open).
     pub fn open(root: &Path, adapter: Adapter) -> anyhow::Result<StateDir> {
+        refuse_a_second_store(root, adapter)?;
         create_state_root(root)?;
         let factory: Arc<dyn CheckpointerFactory> =
             match adapter {
@@ -518,6 +519,45 @@ struct Origin {
 ///
 /// # Errors
 ///
+/// Whether `root` holds `adapter`'s store with something in it: runs or jobs of the file
+/// adapter, or a sled database.
+fn holds_store(root: &Path, adapter: Adapter) -> bool {
+    let has_entries =
+        |dir: &Path| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    match adapter {
+        Adapter::File => has_entries(&root.join("runs")) || has_entries(&root.join("jobs")),
+        Adapter::Sled => root.join("sled").exists(),
+    }
+}
+
+/// A [`UsageError`] when `root` holds the other adapter's store and none of `adapter`'s:
+/// the two stores are separate, so opening this one would start a second, empty world
+/// beside the first (its failed runs passed over, its runs and jobs not listed). A folder
+/// that holds both already is left as it is.
+fn refuse_a_second_store(root: &Path, adapter: Adapter) -> anyhow::Result<()> {
+    let other = match adapter {
+        Adapter::File => Adapter::Sled,
+        Adapter::Sled => Adapter::File,
+    };
+    if holds_store(root, other) && !holds_store(root, adapter) {
+        let (what, flag) = match other {
+            Adapter::File => (
+                "the file adapter's runs (runs/, jobs/)",
+                "--adapter file (the default)",
+            ),
+            Adapter::Sled => ("a sled store (sled/)", "--adapter sled"),
+        };
+        return Err(UsageError(format!(
+            "the state folder {} holds {what}, and the {} adapter's store is separate from it: pass {flag}, or use another --state-dir for the {} adapter",
+            root.display(),
+            adapter.as_str(),
+            adapter.as_str()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// A [`UsageError`] when `root` exists and is not a folder (`--state-dir` names a file); an
 /// I/O error when it cannot be created.
 pub fn create_state_root(root: &Path) -> anyhow::Result<()> {

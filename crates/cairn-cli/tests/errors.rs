@@ -101,3 +101,43 @@ fn a_state_dir_that_cannot_be_a_folder_is_a_usage_error_saying_why() {
     }
     assert!(!sandbox.path("nowhere").exists(), "nothing was made");
 }
+
+/// The file and sled stores are separate: a state folder that holds one is not silently
+/// given the other beside it (where a failed run of the first would be passed over, and
+/// listings would show only half). Exit 2, naming the flag to use.
+#[test]
+fn a_state_folder_holding_one_adapters_store_refuses_the_other() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"false\"\nmax_attempts = 1\n",
+    );
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
+    let output = sandbox.run(&["run", "wf.toml", "--adapter", "sled"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds the file adapter's runs"), "{stderr}");
+    assert!(stderr.contains("pass --adapter file"), "{stderr}");
+    assert!(
+        !sandbox.path(".cairn/sled").exists(),
+        "no sled store was made"
+    );
+
+    let other = Sandbox::new();
+    other.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    assert_eq!(
+        other
+            .run(&["run", "wf.toml", "--adapter", "sled"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let listed = other.run(&["runs", "--all", "--state-dir", ".cairn"]);
+    let stderr = text(&listed.stderr);
+    assert_eq!(listed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds a sled store"), "{stderr}");
+    assert!(stderr.contains("pass --adapter sled"), "{stderr}");
+}
