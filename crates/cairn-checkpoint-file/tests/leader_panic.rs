@@ -403,7 +403,7 @@ fn an_append_whose_leader_task_is_dropped_unstarted_fails_instead_of_hanging() {
     let handle = runtime.handle().clone();
     runtime.shutdown_background();
     let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn({
+    let appender = std::thread::spawn({
         let run = Arc::clone(&run);
         move || {
             let first = handle.block_on(run.append(&[sample_event(1)]));
@@ -414,6 +414,9 @@ fn an_append_whose_leader_task_is_dropped_unstarted_fails_instead_of_hanging() {
     let (first, later) = outcome
         .recv_timeout(PROMPT)
         .expect("appends on a shut-down runtime return instead of hanging");
+    // The thread still holds its clone of the writer (and so the run's lock) until it ends,
+    // just after it sent: without the join, the reopen below raced it and read `Locked`.
+    appender.join().expect("the appending thread ends");
     assert_leader_panic("the append whose leader never ran", first, &journal);
     assert_poisoned("an append after it", later, &id);
     assert!(
