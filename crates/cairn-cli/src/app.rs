@@ -398,8 +398,33 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     for note in state.newly_quarantined(&before).await {
         eoutln!("warning: {note}");
     }
-    for note in state.left_in_place().await {
+    let left = state.left_in_place().await;
+    for note in &left {
         eoutln!("warning: {note}");
+    }
+    // A run the store cannot read is not "no run": if it may be one of this workflow's, a
+    // fresh run could repeat the tasks it had done, beside commands it left running.
+    if matches!(decision, Decision::Fresh(_)) && !args.force {
+        for note in &left {
+            let id = &note.run.run_id;
+            let ours = state
+                .load_origin(id)
+                .map_or(true, |origin| origin.name == wf.name);
+            if ours {
+                eoutln!(
+                    "error: run {id} cannot be read ({}), and it may be a run of workflow `{}` (its recorded workflow {}), so no fresh run was started: it could repeat tasks that run had done, beside commands it may have left running. Make its files readable again ({}) and `cairn run` resumes it, or pass --force to start afresh anyway",
+                    terminal_safe(&note.run.reason),
+                    escape_controls(&wf.name),
+                    if state.load_origin(id).is_ok() {
+                        "has this name"
+                    } else {
+                        "cannot be read either"
+                    },
+                    terminal_safe(&note.run.at),
+                );
+                return Ok(EXIT_DECISION_NEEDED);
+            }
+        }
     }
     let ctx = RunContext {
         state: &state,

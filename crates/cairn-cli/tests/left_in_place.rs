@@ -122,3 +122,28 @@ fn a_damaged_run_that_cannot_be_moved_is_left_in_place_and_the_others_are_listed
     assert_contains(&text(&audit.stdout), "begun");
     assert_contains(&text(&audit.stdout), "left_in_place");
 }
+
+/// A run whose `meta.json` cannot be read at all (a folder stands where it was) is left in
+/// place, unmoved, and is not "no run": a plain `cairn run` of its workflow refuses to start
+/// afresh (exit 3), since the fresh run could repeat what that run had done; another
+/// workflow runs, and `--force` starts afresh on purpose.
+#[test]
+fn an_unreadable_run_stops_a_fresh_run_of_its_workflow_until_forced() {
+    let sandbox = Sandbox::new();
+    let (damaged, _) = damaged_beside_healthy(&sandbox);
+    let meta = sandbox.path(&format!(".cairn/runs/{damaged}/meta.json"));
+    std::fs::remove_file(&meta).expect("remove meta.json");
+    std::fs::create_dir(&meta).expect("a folder where meta.json was");
+
+    let output = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_contains(&stderr, &format!("error: run {damaged} cannot be read"));
+    assert_contains(&stderr, "no fresh run was started");
+    assert_contains(&stderr, "pass --force");
+    let healthy = sandbox.run(&["run", "healthy.toml", "--state-dir", ".cairn"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stderr));
+    let forced = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn", "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert_lacks(&text(&forced.stderr), "no fresh run was started");
+}
