@@ -39,7 +39,9 @@ Exit codes:
   3  the latest run of this workflow and scope failed and stdin/stdout is not a terminal:
      the three ways forward (resume, abandon and re-run, --force) are printed on stderr;
      or its state was quarantined before it finished, so which tasks were done is unknown:
-     the two ways forward (abandon it and re-run, --force) are printed; nothing ran
+     the two ways forward (abandon it and re-run, --force) are printed; or a run the store
+     cannot read at all may be one of this workflow's (make it readable, or --force);
+     nothing ran
   4  interrupted by Ctrl-C or SIGTERM; the run is left resumable and the command to resume
      it is printed
   5  the state store failed (a run it stopped mid-run, or whose end it could not record,
