@@ -307,11 +307,14 @@ impl Filesystem for StdFilesystem {
             OpenMode::Truncate => options.write(true).create(true).truncate(true),
             OpenMode::CreateNew => options.write(true).create_new(true),
         };
-        Ok(Box::new(StdFile(options.open(path)?)))
+        Ok(Box::new(StdFile(open_regular(&mut options, path)?)))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+        let mut file = open_regular(OpenOptions::new().read(true), path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
@@ -350,4 +353,20 @@ impl Filesystem for StdFilesystem {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::remove_dir_all(path)
     }
+}
+
+/// Opens `path` without waiting on it and refuses anything but a regular file or a folder:
+/// opening a FIFO put where a state file belongs would otherwise block until a writer came
+/// (`cairn show` hung on one), and a device or socket is never state. `O_NONBLOCK` has no
+/// effect on regular files.
+fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options.custom_flags(libc::O_NONBLOCK).open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() || kind.is_dir() {
+        return Ok(file);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "not a regular file (a FIFO, socket or device stands where a state file belongs)",
+    ))
 }

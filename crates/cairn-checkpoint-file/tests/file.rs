@@ -1576,3 +1576,29 @@ fn an_empty_root_is_refused_before_anything_is_made() {
         cwd.display()
     );
 }
+
+/// A FIFO where the journal belongs (outside damage) is an error at once, for a read and for
+/// an open: opening it used to wait for a writer forever (`cairn show` hung on it).
+#[test]
+fn a_fifo_where_the_journal_belongs_is_an_error_not_a_hang() {
+    common::run_bounded(async {
+        let h = FileHarness::new();
+        let factory = h.file_factory();
+        let run = factory.begin(meta("fifo")).await.unwrap();
+        run.append(&sample_events(0, 2)).await.unwrap();
+        drop(run);
+        let id = RunId::new("fifo").unwrap();
+        let journal = h.journal(&id);
+        std::fs::remove_file(&journal).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&journal)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let peeked = common::promptly("a peek", factory.peek(&id)).await;
+        let err = peeked.expect_err("a FIFO is no journal");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let opened = common::promptly("an open", factory.open(&id)).await;
+        assert!(opened.is_err(), "{:?}", opened.map(|o| o.is_some()));
+    });
+}
