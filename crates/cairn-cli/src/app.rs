@@ -865,7 +865,24 @@ async fn drive_interrupted(
             counts.failed
         ));
     }
-    if let Some(note) = FileNote::of(&wf, current) {
+    let note = FileNote::of(&wf, current);
+    if let Some(FileNote::OtherFile {
+        given,
+        differs: true,
+    }) = &note
+    {
+        // Two files with one `name` share their runs: going on would run the other file's
+        // tasks (a staging deploy) under this one's command (a production deploy).
+        let flags = commands.store_flags(true);
+        eoutln!(
+            "error: the interrupted run {run_id} of workflow `{}` was started from {}, not {}, and its tasks differ from this file's, so nothing was run. Resume that run as it is (cairn resume {run_id}{flags}), or abandon it (cairn abandon {run_id}{flags}) and run this file again; files that are different workflows need different `name`s (or a --scope each)",
+            escape_controls(&wf.name),
+            escape_controls(&wf.path.display().to_string()),
+            escape_controls(&given.display().to_string()),
+        );
+        return Ok(EXIT_DECISION_NEEDED);
+    }
+    if let Some(note) = note {
         note.show(&mut header, &run_id, &wf, mode);
     }
     let claimed = Claimed {

@@ -526,34 +526,49 @@ fn a_resume_that_drops_the_requested_input_says_so_on_stderr() {
 }
 
 #[test]
-fn resuming_another_files_run_names_the_file_it_was_started_from() {
+fn another_file_with_the_same_name_and_other_tasks_does_not_resume_its_run() {
     let (sandbox, run_id) = killed_with_input("");
-    // Another file with the same workflow name, in the same state folder.
+    // Another file with the same workflow name, in the same state folder: a copy made into
+    // another workflow (a staging deploy copied into a production one) whose `name` stayed.
     sandbox.write(
         "other.toml",
         &BLOCKING.replace("echo c >> log", "echo other >> log"),
     );
     sandbox.touch("release");
     let second = sandbox.run(&["run", "other.toml"]);
-    let stdout = text(&second.stdout);
-    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{stderr}");
     // Recorded absolute, from the current folder as the OS reports it (symlinks resolved).
     let started_from = sandbox.root().canonicalize().unwrap().join("wf.toml");
     assert_contains(
-        &stdout,
+        &stderr,
         &format!(
-            "note: this run was started from {}, not other.toml",
+            "error: the interrupted run {run_id} of workflow `blocking` was started from {}, not other.toml, and its tasks differ",
             started_from.display()
         ),
     );
-    assert_contains(&stdout, "(they differ from this file's)");
+    assert_contains(&stderr, &format!("cairn resume {run_id}"));
+    assert_eq!(count_lines(&sandbox.read("log"), "c"), 0, "nothing ran");
+    assert_eq!(count_lines(&sandbox.read("log"), "other"), 0);
+
+    // A copy with the same tasks is the same workflow: it resumes the run, and says whose.
+    sandbox.write("same.toml", BLOCKING);
+    let third = sandbox.run(&["run", "same.toml"]);
+    let stdout = text(&third.stdout);
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+    assert_contains(
+        &stdout,
+        &format!(
+            "note: this run was started from {}, not same.toml",
+            started_from.display()
+        ),
+    );
     assert_contains(&stdout, &format!("resuming run {run_id}"));
     assert_eq!(
         count_lines(&sandbox.read("log"), "c"),
         1,
         "its own tasks ran"
     );
-    assert_eq!(count_lines(&sandbox.read("log"), "other"), 0);
 }
 
 #[test]
