@@ -772,10 +772,12 @@ impl ShellJobs {
     }
 
     /// A one-shot job runs once: when a run of it exists already (one a stop or crash cut
-    /// short, retried now), the earlier run decides instead of a fresh one. Completed (a
-    /// person resumed it): the job is done, nothing runs again. Unfinished: no fresh run
-    /// starts, which would redo its done tasks; it waits, not counted as a failure, for
-    /// that run to be resumed or abandoned. Failed or abandoned runs do not stop the retry.
+    /// short, or one that failed, retried now), the earlier run decides instead of a fresh
+    /// one. Completed (a person resumed it): the job is done, nothing runs again. Unfinished
+    /// or failed: no fresh run starts, which would redo its done tasks (a failed run is
+    /// never passed over without a decision, as for `cairn run`); it waits, not counted as
+    /// a failure, for that run to be resumed or abandoned. An abandoned run does not stop
+    /// the retry.
     /// `None`: no such run, or not a one-shot job; drive a fresh run.
     async fn one_shot_settled(
         &self,
@@ -789,7 +791,12 @@ impl ShellJobs {
         let filter = RunFilter {
             workflow: None,
             scope: Some(job_scope(&request.job_id)),
-            statuses: vec![RunStatus::Completed, RunStatus::Running, RunStatus::Paused],
+            statuses: vec![
+                RunStatus::Completed,
+                RunStatus::Running,
+                RunStatus::Paused,
+                RunStatus::Failed,
+            ],
         };
         let runs = match self.state.factory.list(&filter).await {
             // Runs of an earlier job that had the same id are not this job's.
@@ -814,8 +821,11 @@ impl ShellJobs {
         Some(Err(RunFailed::interrupted(
             Some(run.to_string()),
             format!(
-                "run {run} of this one-shot job is unfinished ({}); a one-shot job runs once, so no fresh run starts while it is: resume it (cairn resume {run}{flags}) or abandon it (cairn abandon {run}{flags}), and the job goes on from there",
-                unfinished.status
+                "run {run} of this one-shot job is {}, not completed; a one-shot job runs once, so no fresh run starts while it is: resume it (cairn resume {run}{flags}) or abandon it (cairn abandon {run}{flags}), and the job goes on from there",
+                match unfinished.status {
+                    RunStatus::Running => "interrupted".to_owned(),
+                    other => other.to_string(),
+                }
             ),
         )))
     }

@@ -436,7 +436,7 @@ fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
     wait_for("a refused tick", || {
         sandbox
             .read("s2.out")
-            .contains("of this one-shot job is unfinished")
+            .contains("of this one-shot job is interrupted, not completed")
     });
     signal(i64::from(second.id()), "INT");
     wait_exit(&mut second);
@@ -466,4 +466,60 @@ fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
     assert_eq!(sandbox.runs().len(), 1, "{:?}", sandbox.runs());
     assert_eq!(lines_with(&sandbox.read("effects"), "side"), 1);
     assert_lacks(&sandbox.read("s3.out"), "run_started");
+}
+
+/// A one-shot job whose run failed is not redone from scratch a minute later (its done
+/// tasks would run again, every minute, until the breaker trips): the retry waits for the
+/// failed run to be resumed or abandoned, as `cairn run` asks before passing one over.
+#[test]
+fn a_one_shot_jobs_failed_run_is_not_redone_from_scratch() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"charge\"\n[[task]]\nid = \"charge\"\nrun = \"echo side >> effects\"\n[[task]]\nid = \"receipt\"\nrun = \"test -e fixed\"\nmax_attempts = 1\ndepends_on = [\"charge\"]\n",
+    );
+    let added = sandbox.run(&[
+        "jobs",
+        "add",
+        "wf.toml",
+        "once",
+        "--at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        added.status.code(),
+        Some(0),
+        "{}",
+        common::text(&added.stderr)
+    );
+    let scheduler = |name: &str| {
+        sandbox.spawn(
+            &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+            &format!("{name}.out"),
+            &format!("{name}.err"),
+        )
+    };
+    let mut first = scheduler("s1");
+    wait_for("the run to fail", || {
+        sandbox.read("s1.out").contains("failed")
+    });
+    // Due again at once, as a minute later.
+    for verb in ["pause", "resume"] {
+        let done = sandbox.run(&["jobs", verb, "once", "--state-dir", ".cairn"]);
+        assert_eq!(
+            done.status.code(),
+            Some(0),
+            "{}",
+            common::text(&done.stderr)
+        );
+    }
+    wait_for("a refused retry", || {
+        sandbox
+            .read("s1.out")
+            .contains("of this one-shot job is failed, not completed")
+    });
+    signal(i64::from(first.id()), "INT");
+    wait_exit(&mut first);
+    assert_eq!(sandbox.runs().len(), 1, "{:?}", sandbox.runs());
+    assert_eq!(lines_with(&sandbox.read("effects"), "side"), 1);
 }
