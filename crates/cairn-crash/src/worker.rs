@@ -320,7 +320,12 @@ pub async fn run(options: &WorkerOptions) -> Result<WorkerEnd> {
     let ledger = Arc::new(Ledger::open(&ledger_path(&options.dir))?);
     let executor = Executor::new(factory, registry(Some(ledger)), executor_config())?;
     let plan = options.dag().plan(&options.scope());
-    let report = executor.run(plan, Start::Auto, signals).await?;
+    let report = match executor.run(plan, Start::Auto, signals).await {
+        Ok(report) => report,
+        // A SIGTERM before the run was begun: nothing was written, the next start begins it.
+        Err(cairn_executor::Error::ShutDownBeforeBegin { .. }) => return Ok(WorkerEnd::Stopped),
+        Err(error) => return Err(error.into()),
+    };
     Ok(match report.disposition {
         Disposition::Complete => WorkerEnd::Completed,
         Disposition::LeaveRunning => WorkerEnd::Stopped,

@@ -50,6 +50,15 @@ fn stalling(
     })
 }
 
+/// `executor`, made to shut its fresh run down as soon as the run is begun, and the signals
+/// to run it with: the run is left `running` (interrupted) with no task started. A shutdown
+/// raised before a fresh run begins would refuse to begin it (`Error::ShutDownBeforeBegin`).
+fn shut_down_once_begun(executor: Executor) -> (Executor, RunSignals) {
+    let signals = RunSignals::default();
+    let shutdown = signals.shutdown.clone();
+    (executor.on_begun(move |_| shutdown.cancel()), signals)
+}
+
 fn numbered_phase(name: &str, n: i64) -> Phase {
     let mut phase = Phase::new(name);
     for i in 0..n {
@@ -481,19 +490,9 @@ async fn adopt_waits_for_a_short_lived_holder_of_the_lock_of_a_run_it_claimed() 
     assert_eq!(returned.total(), 2);
 
     // A holder that keeps the lock: the adopt gives up with `Locked`.
-    let second = executor
-        .run(
-            plan.clone(),
-            Start::Fresh,
-            RunSignals {
-                shutdown: {
-                    let token = CancellationToken::new();
-                    token.cancel();
-                    token
-                },
-                ..RunSignals::default()
-            },
-        )
+    let (stopping, signals) = shut_down_once_begun(executor.clone());
+    let second = stopping
+        .run(plan.clone(), Start::Fresh, signals)
         .await
         .unwrap();
     assert_eq!(second.disposition, Disposition::LeaveRunning);
@@ -664,7 +663,7 @@ async fn an_adopted_run_whose_kind_lost_its_handler_fails_with_kind_build() {
     let ledger = Ledger::default();
     let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 2));
     let signals = RunSignals::default();
-    signals.shutdown.cancel();
+    let shutdown = signals.shutdown.clone();
     let begun = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = Arc::clone(&begun);
     let first = Executor::new(
@@ -673,7 +672,10 @@ async fn an_adopted_run_whose_kind_lost_its_handler_fails_with_kind_build() {
         config(),
     )
     .unwrap()
-    .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()))
+    .on_begun(move |run_id| {
+        seen.lock().unwrap().push(run_id.clone());
+        shutdown.cancel();
+    })
     .run(plan.clone(), Start::Auto, signals)
     .await
     .unwrap();
@@ -756,9 +758,8 @@ async fn every_executor_event_on_the_cairn_target_has_a_stable_name() {
     let registry = Registry::new().with("work", recording(&Ledger::default()));
     let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
     let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 2));
-    let signals = RunSignals::default();
-    signals.shutdown.cancel();
-    let first = executor
+    let (stopping, signals) = shut_down_once_begun(executor.clone());
+    let first = stopping
         .run(plan.clone(), Start::Auto, signals)
         .await
         .unwrap();
@@ -797,16 +798,33 @@ async fn every_executor_event_on_the_cairn_target_has_a_stable_name() {
     assert_eq!(on(names::RUN_FINISHED), [names::TARGET, names::TARGET]);
 }
 
+/// A shutdown raised before a fresh run is begun refuses it, writing nothing; one raised as
+/// it is begun starts no task and leaves it resumable.
 #[tokio::test]
-async fn a_shutdown_raised_before_the_run_starts_no_task_and_leaves_it_resumable() {
+async fn a_shutdown_raised_before_the_first_task_starts_none_and_leaves_the_run_resumable() {
     let store = MemoryFactory::new();
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
     let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 3));
-    let signals = RunSignals::default();
-    signals.shutdown.cancel();
-    let first = executor
+    let early = RunSignals::default();
+    early.shutdown.cancel();
+    let refused = executor
+        .run(plan.clone(), Start::Auto, early)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::ShutDownBeforeBegin { .. }),
+        "{refused:?}"
+    );
+    let listed = store
+        .list(&cairn_checkpoint::RunFilter::default())
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "nothing written: {listed:?}");
+
+    let (stopping, signals) = shut_down_once_begun(executor.clone());
+    let first = stopping
         .run(plan.clone(), Start::Auto, signals)
         .await
         .unwrap();
