@@ -77,6 +77,12 @@ pub enum AttemptOutcome {
         /// Why the attempt failed.
         error: String,
     },
+    /// The command was stopped by a signal while the run was shutting down: the attempt is
+    /// given back, and the task runs again on resume.
+    Interrupted {
+        /// What stopped it.
+        error: String,
+    },
     /// The attempt failed and the task is failed.
     Failed {
         /// Why.
@@ -285,6 +291,13 @@ impl Progress {
                         self.line(&format!(
                             "retry {task}: attempt {attempt} failed after {took}: {error}"
                         ));
+                    }
+                    AttemptOutcome::Interrupted { error } => {
+                        self.json(serde_json::json!({
+                            "event": "task_interrupted", "task": task, "attempt": attempt,
+                            "elapsed_ms": elapsed_ms, "error": error,
+                        }));
+                        self.line(&format!("interrupted {task} after {took}: {error}"));
                     }
                     AttemptOutcome::Failed { error, tail } => {
                         self.json(serde_json::json!({

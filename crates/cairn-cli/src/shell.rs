@@ -18,7 +18,11 @@
 //! timeout are retryable while attempts remain. A command that cannot be started fails at
 //! once (the error blames the working folder only when it is missing), unless the OS was
 //! only out of processes, memory or file descriptors: that start is retried like a failed
-//! attempt.
+//! attempt. A command that dies of a stop signal (SIGTERM, SIGINT, SIGHUP, or the shell's
+//! exit code for one) while cairn is shutting down, or within [`STOP_SIGNAL_WINDOW`] before
+//! cairn's own shutdown begins, was stopped along with cairn (a service manager signals the
+//! whole service at once): its attempt is [`TaskFailure::Interrupted`], given back instead of
+//! failed.
 //!
 //! # Environment
 //!
@@ -109,6 +113,12 @@ const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// down: long enough to read what a command wrote before it exited (its pipes are closed by
 /// then unless another process holds them), short next to any grace period.
 pub const SHUTDOWN_DRAIN_LIMIT: Duration = Duration::from_millis(100);
+
+/// How long a command that died of a stop signal (SIGTERM, SIGINT, SIGHUP, or exited with
+/// 128 plus one of them) waits for cairn's own shutdown to be requested before its death is
+/// judged a failure. A service manager's stop (systemd's default `KillMode=control-group`)
+/// signals cairn and its commands at once, and the command's death can be seen first.
+pub const STOP_SIGNAL_WINDOW: Duration = Duration::from_secs(2);
 
 /// A shell task's definition: the queue task's inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -701,9 +711,12 @@ impl Handler for ShellHandler {
         }
         let outcome = match &result {
             Ok(_) => AttemptOutcome::Done,
+            Err((TaskFailure::Interrupted(error), _)) => AttemptOutcome::Interrupted {
+                error: error.message.clone(),
+            },
             Err((failure, tail)) => {
                 let (error, permanent) = match failure {
-                    TaskFailure::Retryable(e) => (e, false),
+                    TaskFailure::Retryable(e) | TaskFailure::Interrupted(e) => (e, false),
                     TaskFailure::Permanent(e) => (e, true),
                 };
                 if !permanent && attempt < max_attempts {
@@ -943,6 +956,18 @@ impl ShellHandler {
                 });
             }
         }
+        // A command that a stop signal ended while cairn is shutting down was stopped with
+        // it (see `STOP_SIGNAL_WINDOW`): its attempt is given back, not failed.
+        let interrupted = match &ended {
+            Ended::Exited(Ok(status)) => match stop_signal(status) {
+                Some(signal) => tokio::select! {
+                    () = ctx.shutdown().cancelled() => Some(signal),
+                    () = tokio::time::sleep(STOP_SIGNAL_WINDOW) => None,
+                },
+                None => None,
+            },
+            _ => None,
+        };
         let (stdout_tail, stderr_tail) = (stdout.tail, stderr.tail);
         let tail = if stderr_tail.is_empty() {
             stdout_tail
@@ -961,6 +986,19 @@ impl ShellHandler {
             }
         };
 
+        if let Some(signal) = interrupted {
+            return Err((
+                TaskFailure::interrupted(
+                    "interrupted",
+                    with_last(format!(
+                        "`{}` was stopped by {signal} while cairn was shutting down; the \
+                         attempt is given back and the task runs again on resume",
+                        spec.id
+                    )),
+                ),
+                tail,
+            ));
+        }
         match ended {
             Ended::Exited(Ok(status)) => match status.code() {
                 Some(0) => Ok(Finish::Complete(Handoff {
@@ -1092,6 +1130,20 @@ fn killed_by(status: &std::process::ExitStatus) -> String {
         Some(name) => format!("killed by signal {number} ({name}{core})"),
         None if core.is_empty() => format!("killed by signal {number}"),
         None => format!("killed by signal {number} (core dumped)"),
+    }
+}
+
+/// The stop signal a command died of, or whose conventional exit code (128 plus the
+/// signal's number, as a shell reports a child killed by it) it exited with: SIGTERM,
+/// SIGINT or SIGHUP. `None` for any other end.
+fn stop_signal(status: &std::process::ExitStatus) -> Option<&'static str> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let number = status
+        .signal()
+        .or_else(|| status.code().and_then(|code| code.checked_sub(128)))?;
+    match number {
+        1 | 2 | 15 => signal_name(number),
+        _ => None,
     }
 }
 

@@ -47,9 +47,25 @@ pub(crate) enum AttemptEnd {
     Returned(HandlerResult),
     /// The handler ran longer than its limit and was dropped.
     TimedOut(Duration),
+    /// The handler returned [`TaskFailure::Interrupted`] once the run's shutdown had been
+    /// requested: the drive releases the attempt.
+    Interrupted,
 }
 
 impl AttemptEnd {
+    /// The end of an attempt whose handler returned `result`, `shutdown` telling whether the
+    /// run's graceful shutdown has been requested. Decided once, here, so the task span's
+    /// label and the drive agree: an interruption outside a shutdown is a retryable failure.
+    pub(crate) fn returned(result: HandlerResult, shutdown: bool) -> AttemptEnd {
+        match result {
+            Err(TaskFailure::Interrupted(_)) if shutdown => AttemptEnd::Interrupted,
+            Err(TaskFailure::Interrupted(error)) => {
+                AttemptEnd::Returned(Err(TaskFailure::Retryable(error)))
+            }
+            result => AttemptEnd::Returned(result),
+        }
+    }
+
     /// The task span's `outcome` for this end of attempt `attempt` of a task allowed
     /// `max_attempts`.
     ///
@@ -65,6 +81,8 @@ impl AttemptEnd {
             }
             AttemptEnd::Returned(Err(_)) => "fail",
             AttemptEnd::TimedOut(_) => "timeout",
+            // Released, as an attempt the drive stops.
+            AttemptEnd::Interrupted => CANCELLED,
         }
     }
 
@@ -73,8 +91,14 @@ impl AttemptEnd {
     fn failure(&self, attempt: u32, max_attempts: u32) -> Option<Failure<'_>> {
         let left = attempt < max_attempts;
         match self {
-            AttemptEnd::Returned(Ok(_)) => None,
+            AttemptEnd::Returned(Ok(_)) | AttemptEnd::Interrupted => None,
             AttemptEnd::Returned(Err(TaskFailure::Retryable(error))) => Some(Failure {
+                kind: &error.kind,
+                message: Cow::Borrowed(&error.message),
+                will_retry: left,
+            }),
+            // Converted by `AttemptEnd::returned`; a retryable failure if ever met.
+            AttemptEnd::Returned(Err(TaskFailure::Interrupted(error))) => Some(Failure {
                 kind: &error.kind,
                 message: Cow::Borrowed(&error.message),
                 will_retry: left,

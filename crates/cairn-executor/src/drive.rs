@@ -486,6 +486,11 @@ impl Drive {
                     }
                 }
             }
+            // Attempts a shutdown's signal interrupted were released by `settle`; audited
+            // ahead of the append that records it, as `stop_now` does.
+            if !flight.released.is_empty() {
+                self.audit_released(flight, CancelCause::Shutdown).await;
+            }
             // The batch's Started records are durable before any of its bodies runs.
             self.flush().await?;
             for (id, attempt) in started.drain(..) {
@@ -551,17 +556,23 @@ impl Drive {
             attempt,
             dependencies,
             flight.attempts_cancel.child_token(),
+            self.signals.shutdown.clone(),
             flight.requests_tx.clone(),
+        );
+        let (shutdown, grace_over) = (
+            self.signals.shutdown.clone(),
+            self.signals.grace_over.clone(),
         );
         let body = async move {
             let work = handler.run(ctx);
-            match timeout {
+            let result = match timeout {
                 Some(limit) => match tokio::time::timeout(limit, work).await {
-                    Ok(result) => AttemptEnd::Returned(result),
-                    Err(_) => AttemptEnd::TimedOut(limit),
+                    Ok(result) => result,
+                    Err(_) => return AttemptEnd::TimedOut(limit),
                 },
-                None => AttemptEnd::Returned(work.await),
-            }
+                None => work.await,
+            };
+            AttemptEnd::returned(result, shutdown.is_cancelled() || grace_over.is_cancelled())
         };
         let handle = flight.running.spawn(TracedAttempt::new(
             body,
@@ -771,7 +782,9 @@ impl Drive {
                     Err(error) => return Err(RunStop::Queue(error)),
                 }
             }
-            Ok(AttemptEnd::Returned(Err(TaskFailure::Retryable(error)))) => {
+            Ok(AttemptEnd::Returned(Err(
+                TaskFailure::Retryable(error) | TaskFailure::Interrupted(error),
+            ))) => {
                 self.fail(id, attempt, error, true, now)?;
             }
             Ok(AttemptEnd::Returned(Err(TaskFailure::Permanent(error)))) => {
@@ -797,7 +810,8 @@ impl Drive {
             // Only the drive aborts attempts (a shutdown's grace ran out, a cancel, the run's
             // deadline): the task goes back to pending without spending that attempt, so a
             // task on its last attempt is not failed on resume by a stop a person asked for.
-            Err(_) => {
+            // An attempt whose work the shutdown's signal stopped is given back the same way.
+            Ok(AttemptEnd::Interrupted) | Err(_) => {
                 self.queue.release(id, now).map_err(RunStop::Queue)?;
                 flight.released.push((id, attempt));
             }

@@ -33,6 +33,16 @@ pub enum TaskFailure {
     Retryable(TaskError),
     /// Trying again cannot help. The task fails at once and its dependents are blocked.
     Permanent(TaskError),
+    /// The work was stopped from outside while the run was shutting down: a service
+    /// manager's stop that signals the whole service (systemd's default), not only the
+    /// process driving the run, reaches the handler's child processes too, and they die
+    /// with it. When the run's graceful shutdown has been requested
+    /// ([`TaskContext::shutdown`] has fired) by the time the handler returns this, the
+    /// attempt is released, as an attempt the end of the grace period stops: the task is
+    /// pending again, the attempt is not spent, the release is audited, and the task runs
+    /// again on resume. Otherwise nothing explains the stop, and it is a
+    /// [`TaskFailure::Retryable`] failure with this error.
+    Interrupted(TaskError),
 }
 
 impl TaskFailure {
@@ -44,6 +54,28 @@ impl TaskFailure {
     /// A permanent failure of the given kind.
     pub fn permanent(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
         TaskFailure::Permanent(TaskError::new(kind, message))
+    }
+
+    /// An interruption by the run's shutdown, of the given kind (see
+    /// [`TaskFailure::Interrupted`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::{HandlerResult, TaskContext, TaskFailure};
+    ///
+    /// // A handler whose child process died of a signal during the shutdown gives the
+    /// // attempt back instead of failing the task.
+    /// fn killed(ctx: &TaskContext) -> HandlerResult {
+    ///     if ctx.shutdown().is_cancelled() {
+    ///         Err(TaskFailure::interrupted("signal", "stopped by SIGTERM"))
+    ///     } else {
+    ///         Err(TaskFailure::retryable("signal", "killed by SIGTERM"))
+    ///     }
+    /// }
+    /// ```
+    pub fn interrupted(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
+        TaskFailure::Interrupted(TaskError::new(kind, message))
     }
 }
 
@@ -98,6 +130,8 @@ pub struct TaskContext {
     attempt: u32,
     dependencies: Vec<(TaskId, Handoff)>,
     cancel: CancellationToken,
+    /// The run's graceful shutdown: fires when it is requested.
+    shutdown: CancellationToken,
     requests: mpsc::UnboundedSender<EnqueueRequest>,
 }
 
@@ -108,6 +142,7 @@ impl TaskContext {
         attempt: u32,
         dependencies: Vec<(TaskId, Handoff)>,
         cancel: CancellationToken,
+        shutdown: CancellationToken,
         requests: mpsc::UnboundedSender<EnqueueRequest>,
     ) -> TaskContext {
         TaskContext {
@@ -116,6 +151,7 @@ impl TaskContext {
             attempt,
             dependencies,
             cancel,
+            shutdown,
             requests,
         }
     }
@@ -168,6 +204,14 @@ impl TaskContext {
     /// shutdown grace period it does not fire: running bodies are given that time to finish.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Fires when the run's graceful shutdown is requested (`RunSignals::shutdown`, or the
+    /// executor's own): no new attempts start, and running ones get the grace period. A
+    /// handler whose work was stopped from outside once this has fired returns
+    /// [`TaskFailure::Interrupted`] to give the attempt back.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// Enqueues a follow-up task whose `enqueued_by` is this task.
