@@ -365,8 +365,33 @@ fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     if kind.is_file() || kind.is_dir() {
         return Ok(file);
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "not a regular file (a FIFO, socket or device stands where a state file belongs)",
-    ))
+    Err(io::Error::new(io::ErrorKind::InvalidData, NotRegular))
+}
+
+/// The error inside what [`open_regular`] returns for a FIFO, socket or device.
+#[derive(Debug)]
+struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "not a regular file (a FIFO, socket or device stands where a state file belongs)",
+        )
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// What stands where a file of the store belongs, when an open or read of it failed because
+/// that is not a regular file: a folder, or a FIFO, socket or device. `None` for any other
+/// failure. Such a thing is foreign state: the store quarantines it rather than failing on
+/// it for good.
+pub(crate) fn foreign_in_place(err: &io::Error) -> Option<&'static str> {
+    if err.kind() == io::ErrorKind::IsADirectory {
+        Some("a folder")
+    } else if err.get_ref().is_some_and(|inner| inner.is::<NotRegular>()) {
+        Some("a FIFO, socket or device")
+    } else {
+        None
+    }
 }

@@ -15,7 +15,7 @@ use cairn_checkpoint::{
 use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{Filesystem, FsFile, OpenMode};
+use crate::fs::{Filesystem, FsFile, OpenMode, foreign_in_place};
 use crate::journal::{self, Ending, Format};
 use crate::line_log;
 
@@ -659,6 +659,18 @@ impl Store {
             Ok(lock) => lock,
             // The folder was quarantined between the check and the open.
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+            // Every status change of the run would fail on it: the run is moved aside, under
+            // its writer lock so that a live writer's run is not.
+            Err(err) if foreign_in_place(&err).is_some() => {
+                let problem = foreign_file(META_LOCK_FILE, &err);
+                let writer = self.take_writer_lock(run_id, &dir)?;
+                let moved = self.quarantine_locked(run_id, &problem.detail());
+                drop(writer);
+                return Err(match moved {
+                    Ok(location) => problem.into_error(run_id, location),
+                    Err(err) => err,
+                });
+            }
             Err(err) => return Err(io_error("open", &lock_path)(err)),
         };
         lock.lock().map_err(io_error("lock", &lock_path))?;
@@ -954,29 +966,9 @@ impl Store {
 
     /// Quarantines after a failed check and builds the matching typed error.
     fn refuse(&self, run_id: &RunId, problem: StateProblem) -> Error {
-        let location = match self.quarantine_locked(run_id, &problem.detail()) {
-            Ok(location) => location,
-            Err(err) => return err,
-        };
-        match problem {
-            StateProblem::Version {
-                found, expected, ..
-            } => Error::VersionMismatch {
-                run_id: run_id.clone(),
-                found,
-                expected,
-                quarantined_to: location,
-            },
-            StateProblem::Foreign { found, .. } => Error::ForeignRun {
-                expected: run_id.clone(),
-                found,
-                quarantined_to: location,
-            },
-            StateProblem::Unreadable { detail, .. } => Error::Unreadable {
-                run_id: run_id.clone(),
-                detail,
-                quarantined_to: location,
-            },
+        match self.quarantine_locked(run_id, &problem.detail()) {
+            Ok(location) => problem.into_error(run_id, location),
+            Err(err) => err,
         }
     }
 
@@ -991,6 +983,15 @@ impl Store {
             // The folder was removed or quarantined between the check and the lock.
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(None);
+            }
+            // No writer can hold a lock file that is not a file, so the run is moved aside
+            // without it.
+            Err(Error::Io { source, .. }) if foreign_in_place(&source).is_some() => {
+                let problem = foreign_file(LOCK_FILE, &source);
+                return Err(match self.quarantine_locked(run_id, &problem.detail()) {
+                    Ok(location) => problem.into_error(run_id, location),
+                    Err(err) => err,
+                });
             }
             Err(err) => return Err(err),
         };
@@ -1174,12 +1175,15 @@ impl Store {
         run_id: &RunId,
         dir: &Path,
     ) -> Result<(JournalFile, RunState), ReadFailure> {
-        let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
-            ReadFailure::Bad(StateProblem::Unreadable {
-                file: META_FILE,
-                detail: "meta.json is missing".to_owned(),
-            })
-        })?;
+        let meta_bytes = self
+            .read_meta_bytes(dir)
+            .map_err(|err| ReadFailure::from(err).foreign_as_bad(META_FILE))?
+            .ok_or_else(|| {
+                ReadFailure::Bad(StateProblem::Unreadable {
+                    file: META_FILE,
+                    detail: "meta.json is missing".to_owned(),
+                })
+            })?;
         let meta = parse_meta(run_id, &meta_bytes).map_err(ReadFailure::Bad)?;
 
         let queue_path = dir.join(QUEUE_FILE);
@@ -1195,11 +1199,13 @@ impl Store {
             });
             (queue_result, journal_result)
         });
-        let (snapshot, covers_seq, snapshot_len) = match queue_result? {
-            Some((file, len)) => (Some(file.snapshot), file.covers_seq, len),
-            None => (None, 0, 0),
-        };
-        let (mut journal, bytes, scan, decoded) = journal_result?;
+        let (snapshot, covers_seq, snapshot_len) =
+            match queue_result.map_err(|failure| failure.foreign_as_bad(QUEUE_FILE))? {
+                Some((file, len)) => (Some(file.snapshot), file.covers_seq, len),
+                None => (None, 0, 0),
+            };
+        let (mut journal, bytes, scan, decoded) =
+            journal_result.map_err(|failure| failure.foreign_as_bad(JOURNAL_FILE))?;
 
         let mut torn_tail = None;
         match scan.ending {
@@ -1500,6 +1506,30 @@ pub(crate) enum StateProblem {
 }
 
 impl StateProblem {
+    /// The typed error for this problem, once its run was quarantined to `location`.
+    fn into_error(self, run_id: &RunId, location: String) -> Error {
+        match self {
+            StateProblem::Version {
+                found, expected, ..
+            } => Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found,
+                expected,
+                quarantined_to: location,
+            },
+            StateProblem::Foreign { found, .. } => Error::ForeignRun {
+                expected: run_id.clone(),
+                found,
+                quarantined_to: location,
+            },
+            StateProblem::Unreadable { detail, .. } => Error::Unreadable {
+                run_id: run_id.clone(),
+                detail,
+                quarantined_to: location,
+            },
+        }
+    }
+
     /// The file it is about.
     pub(crate) fn file(&self) -> &'static str {
         match self {
@@ -1527,6 +1557,29 @@ impl StateProblem {
 enum ReadFailure {
     Bad(StateProblem),
     Other(Error),
+}
+
+/// The problem of a run whose `file` could not be opened or read because something other
+/// than a regular file stands in its place (see `fs::foreign_in_place`).
+fn foreign_file(file: &'static str, err: &io::Error) -> StateProblem {
+    let what = foreign_in_place(err).unwrap_or("something other than a file");
+    StateProblem::Unreadable {
+        file,
+        detail: format!("{what} stands where its {file} belongs, so the run cannot be opened"),
+    }
+}
+
+impl ReadFailure {
+    /// This failure, with an I/O failure on `file` caused by something other than a regular
+    /// file in its place made a problem of the run's state (quarantined, not retried).
+    fn foreign_as_bad(self, file: &'static str) -> ReadFailure {
+        match self {
+            ReadFailure::Other(Error::Io { source, .. }) if foreign_in_place(&source).is_some() => {
+                ReadFailure::Bad(foreign_file(file, &source))
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<Error> for ReadFailure {

@@ -1599,6 +1599,59 @@ fn a_fifo_where_the_journal_belongs_is_an_error_not_a_hang() {
         let err = peeked.expect_err("a FIFO is no journal");
         assert!(err.to_string().contains("not a regular file"), "{err}");
         let opened = common::promptly("an open", factory.open(&id)).await;
-        assert!(opened.is_err(), "{:?}", opened.map(|o| o.is_some()));
+        let err = opened.expect_err("a FIFO is no journal");
+        assert!(
+            matches!(&err, Error::Unreadable { detail, .. }
+                if detail.contains("a FIFO, socket or device stands where its journal belongs")),
+            "{err}"
+        );
+    });
+}
+
+/// A folder or FIFO where one of a run's files belongs (outside damage) is foreign state: the
+/// open (or, for `meta.lock`, the status change) that meets it moves the run to quarantine
+/// with a typed error naming the file, instead of failing on it for good (review 50 F2).
+#[test]
+fn a_folder_where_a_run_file_belongs_moves_the_run_to_quarantine() {
+    common::run_bounded(async {
+        for file in ["journal", "queue.json", "lock", "meta.lock"] {
+            let h = FileHarness::new();
+            let factory = h.file_factory();
+            let id = RunId::new("odd").unwrap();
+            let run = factory.begin(meta("odd")).await.unwrap();
+            run.append(&sample_events(0, 2)).await.unwrap();
+            drop(run);
+            let path = h.journal(&id).with_file_name(file);
+            let _ = std::fs::remove_file(&path);
+            std::fs::create_dir(&path).unwrap();
+            let err = if file == "meta.lock" {
+                factory
+                    .claim(&id, RunStatus::Running, 1)
+                    .await
+                    .expect_err("the claim meets the folder")
+            } else {
+                factory
+                    .open(&id)
+                    .await
+                    .expect_err("the open meets the folder")
+            };
+            let Error::Unreadable {
+                detail,
+                quarantined_to,
+                ..
+            } = &err
+            else {
+                panic!("{file}: {err}");
+            };
+            assert!(
+                detail.contains(&format!("a folder stands where its {file} belongs")),
+                "{file}: {detail}"
+            );
+            assert!(
+                std::path::Path::new(quarantined_to).join(file).is_dir(),
+                "{file}: the run's folder, the foreign folder in it, is kept at {quarantined_to}"
+            );
+            assert!(factory.load_meta(&id).await.unwrap().is_none(), "{file}");
+        }
     });
 }

@@ -162,6 +162,41 @@ fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
     })
 }
 
+/// Whether `error` says the store moved a run to quarantine on the way: opening or claiming
+/// it met damaged or foreign state (a folder or FIFO where one of its files belongs, say).
+/// The command then decides again, about the quarantined run, instead of failing.
+fn quarantined_on_the_way(error: &(dyn std::error::Error + 'static)) -> bool {
+    let moved = |store: &cairn_checkpoint::Error| {
+        matches!(
+            store,
+            cairn_checkpoint::Error::Unreadable { .. }
+                | cairn_checkpoint::Error::VersionMismatch { .. }
+                | cairn_checkpoint::Error::ForeignRun { .. }
+        )
+    };
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let found = error
+            .downcast_ref::<cairn_checkpoint::Error>()
+            .is_some_and(moved)
+            || error
+                .downcast_ref::<cairn_runs::Error>()
+                .is_some_and(|e| matches!(e, cairn_runs::Error::Storage(store) if moved(store)))
+            || error
+                .downcast_ref::<cairn_executor::Error>()
+                .is_some_and(|e| match e {
+                    cairn_executor::Error::AdoptRefused { .. } => true,
+                    cairn_executor::Error::Open { source, .. } => moved(source),
+                    _ => false,
+                });
+        if found {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Bad workflows and usage (an unknown run, a run in the wrong state for the command) are 2;
 /// everything else (the store, a live writer) is 5.
 fn exit_code_of(error: &anyhow::Error) -> u8 {
@@ -192,7 +227,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             None => cmd_runs(args).await,
         },
         Command::Show(args) => cmd_show(args).await,
-        Command::Resume(args) => cmd_resume(args).await,
+        Command::Resume(args) => match cmd_resume(args.clone()).await {
+            // Opening the run met damaged or foreign state and moved it to quarantine: say
+            // so, then answer as for any quarantined run (refused, with the ways forward).
+            Err(error) if quarantined_on_the_way(error.as_ref()) => {
+                eoutln!("warning: {}", terminal_safe(&format!("{error:#}")));
+                cmd_resume(args).await
+            }
+            resumed => resumed,
+        },
         Command::Abandon(args) => cmd_abandon(args).await,
         Command::Audit(args) => cmd_audit(args).await,
         Command::Logs(args) => cmd_logs(args).await,
@@ -394,7 +437,12 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     // The policy lists this workflow's runs, and the store quarantines a damaged one it
     // meets there: say so, as `cairn runs` does.
     let before = state.quarantine_locations().await;
-    let decision = policy.decide(&request).await?;
+    let decision = match policy.decide(&request).await {
+        // Claiming the run met foreign state and moved the run aside: decide again, now
+        // about the quarantined run.
+        Err(error) if quarantined_on_the_way(&error) => policy.decide(&request).await?,
+        decided => decided?,
+    };
     for note in state.newly_quarantined(&before).await {
         eoutln!("warning: {note}");
     }
@@ -434,6 +482,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
         mode,
         commands: &commands,
         policy: &policy,
+        request: &request,
     };
     ctx.act(decision, true).await
 }
@@ -447,6 +496,7 @@ struct RunContext<'a> {
     mode: Mode,
     commands: &'a Commands,
     policy: &'a ResumePolicy,
+    request: &'a RunRequest,
 }
 
 impl RunContext<'_> {
@@ -481,7 +531,7 @@ impl RunContext<'_> {
                 let rerun = self.commands.run(false);
                 if resumed.previous_status == RunStatus::Running {
                     self.warn_input_not_used(&resumed.meta);
-                    drive_interrupted(
+                    let driven = drive_interrupted(
                         self.state,
                         &resumed.meta,
                         Some(self.wf),
@@ -490,7 +540,17 @@ impl RunContext<'_> {
                         self.commands,
                         rerun,
                     )
-                    .await
+                    .await;
+                    match driven {
+                        // Opening it met damaged or foreign state, now in quarantine: what
+                        // to do about that is the user's choice, as for any quarantined run.
+                        Err(error) if may_ask && quarantined_on_the_way(error.as_ref()) => {
+                            eoutln!("warning: {}", terminal_safe(&format!("{error:#}")));
+                            let again = self.policy.decide(self.request).await?;
+                            Box::pin(self.act(again, false)).await
+                        }
+                        driven => driven,
+                    }
                 } else {
                     // Only an approval claims a failed or paused run inside `decide`, and this
                     // CLI sends none; read what the drive needs as soon as possible anyway.
@@ -1692,6 +1752,12 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
         Ok(abandoned) => abandoned,
         Err(cairn_runs::Error::NotFound { .. }) => return Err(unknown_run(&state, &run_id).await),
         Err(cairn_runs::Error::Quarantined { .. }) => {
+            return abandon_quarantined(&policy, &run_id, target.store.json).await;
+        }
+        // The abandon met damaged or foreign state and moved the run to quarantine: abandon
+        // it there, which is what was asked.
+        Err(error) if quarantined_on_the_way(&error) => {
+            eoutln!("warning: {}", terminal_safe(&error.to_string()));
             return abandon_quarantined(&policy, &run_id, target.store.json).await;
         }
         Err(error) => {

@@ -165,6 +165,18 @@ fn log_lines(sandbox: &Sandbox) -> usize {
 /// A run left `running` by a driver that is gone, whose snapshot is of another format
 /// version: the next `cairn run` claims it to recover it, and the store quarantines it.
 fn interrupted_with_unusable_state(sandbox: &Sandbox) -> String {
+    let run_id = interrupted_after_both_tasks(sandbox);
+    let queue = serde_json::json!({
+        "format_version": 999, "run_id": run_id, "covers_seq": 0, "snapshot": {},
+    });
+    let dir = sandbox.path(&format!(".cairn/runs/{run_id}"));
+    std::fs::write(dir.join("queue.json"), queue.to_string()).expect("write queue.json");
+    run_id
+}
+
+/// A run of [`TWO_TASKS`] that did both tasks, then made to read as left `running` by a
+/// driver that is gone.
+fn interrupted_after_both_tasks(sandbox: &Sandbox) -> String {
     sandbox.write("wf.toml", TWO_TASKS);
     let output = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -177,11 +189,77 @@ fn interrupted_with_unusable_state(sandbox: &Sandbox) -> String {
     meta["status"] = "running".into();
     meta["finished_at"] = serde_json::Value::Null;
     std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("JSON")).expect("write meta");
-    let queue = serde_json::json!({
-        "format_version": 999, "run_id": run_id, "covers_seq": 0, "snapshot": {},
-    });
-    std::fs::write(dir.join("queue.json"), queue.to_string()).expect("write queue.json");
     run_id
+}
+
+/// A folder where one of an interrupted run's files belongs (outside damage): the first
+/// `cairn run` that meets it moves the run to quarantine and asks, as for any quarantined
+/// run, and an abandon settles it. Before (review 50 F2), every command failed with exit 5
+/// and the bare OS error, for good.
+#[test]
+fn a_folder_where_a_run_file_belongs_is_quarantined_and_the_next_run_asks() {
+    for file in ["journal", "lock", "meta.lock"] {
+        let sandbox = Sandbox::new();
+        let run_id = interrupted_after_both_tasks(&sandbox);
+        let path = sandbox.path(&format!(".cairn/runs/{run_id}/{file}"));
+        let _ = std::fs::remove_file(&path);
+        std::fs::create_dir(&path).unwrap();
+
+        let asked = sandbox.run(&["run", "wf.toml"]);
+        let stderr = text(&asked.stderr);
+        assert_eq!(asked.status.code(), Some(3), "{file}: {stderr}");
+        assert_contains(
+            &stderr,
+            &format!("a folder stands where its {file} belongs"),
+        );
+        assert_contains(&stderr, &format!("{run_id}, was quarantined while running"));
+        assert_contains(&stderr, &format!("cairn abandon {run_id}"));
+        assert_eq!(log_lines(&sandbox), 2, "{file}: nothing ran");
+
+        let abandon = sandbox.run(&["abandon", &run_id]);
+        assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+        let fresh = sandbox.run(&["run", "wf.toml"]);
+        assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
+        assert_eq!(
+            log_lines(&sandbox),
+            4,
+            "{file}: the fresh run ran both tasks"
+        );
+    }
+}
+
+/// `cairn abandon` and `cairn resume` meeting such a folder first: the abandon abandons the
+/// run it moved to quarantine (exit 0), the resume refuses it as quarantined (exit 2).
+#[test]
+fn abandon_and_resume_that_meet_a_folder_in_a_run_answer_for_the_quarantined_run() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_after_both_tasks(&sandbox);
+    let journal = sandbox.path(&format!(".cairn/runs/{run_id}/journal"));
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::create_dir(&journal).unwrap();
+    let resumed = sandbox.run(&["resume", &run_id]);
+    let stderr = text(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(2), "{stderr}");
+    assert_contains(&stderr, "a folder stands where its journal belongs");
+    assert_contains(&stderr, &format!("run {run_id} is in quarantine"));
+
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_after_both_tasks(&sandbox);
+    let lock = sandbox.path(&format!(".cairn/runs/{run_id}/lock"));
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let abandon = sandbox.run(&["abandon", &run_id]);
+    assert_eq!(abandon.status.code(), Some(0), "{}", text(&abandon.stderr));
+    assert_contains(
+        &text(&abandon.stderr),
+        "a folder stands where its lock belongs",
+    );
+    assert_contains(
+        &text(&abandon.stdout),
+        &format!("abandoned quarantined run {run_id} (was running)"),
+    );
+    let fresh = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
 }
 
 #[test]
