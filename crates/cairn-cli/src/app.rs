@@ -530,7 +530,7 @@ impl RunContext<'_> {
             Decision::Resume(resumed) => {
                 let rerun = self.commands.run(false);
                 if resumed.previous_status == RunStatus::Running {
-                    self.warn_input_not_used(&resumed.meta);
+                    let yours_next = self.warn_input_not_used(&resumed.meta);
                     let driven = drive_interrupted(
                         self.state,
                         &resumed.meta,
@@ -548,6 +548,27 @@ impl RunContext<'_> {
                             eoutln!("warning: {}", terminal_safe(&format!("{error:#}")));
                             let again = self.policy.decide(self.request).await?;
                             Box::pin(self.act(again, false)).await
+                        }
+                        // The interrupted run is done; what was asked for (another input)
+                        // runs now, so the exit code is that run's.
+                        Ok(EXIT_OK) if yours_next => {
+                            self.note(&format!(
+                                "run {} (its own input) completed; now running your input",
+                                resumed.meta.run_id
+                            ));
+                            let again = self.policy.decide(self.request).await?;
+                            Box::pin(self.act(again, false)).await
+                        }
+                        Ok(code) if yours_next => {
+                            let text = format!(
+                                "warning: your input was not run: run {} did not complete, and it goes first. To run your input anyway, leaving that run as it is:\n  {}\n",
+                                resumed.meta.run_id,
+                                self.commands.run(true)
+                            );
+                            if self.mode != Mode::Json {
+                                eout!("{}", terminal_safe(&text));
+                            }
+                            Ok(code)
                         }
                         driven => driven,
                     }
@@ -615,13 +636,16 @@ impl RunContext<'_> {
     /// An interrupted run is resumed before anything new starts, with its own input
     /// (docs/resume-policy.md). When the request asked for another input, the user is told
     /// that it was not used, which run goes on instead, and how to run that input.
-    fn warn_input_not_used(&self, meta: &RunMeta) {
+    ///
+    /// Returns whether it did: a fresh run with the requested input then follows, once the
+    /// interrupted run has completed.
+    fn warn_input_not_used(&self, meta: &RunMeta) -> bool {
         // No `--input` asked for nothing, so nothing was left unused.
         let Some(requested) = self.args.input.as_deref() else {
-            return;
+            return false;
         };
         if meta.input == requested {
-            return;
+            return false;
         }
         let run_id = &meta.run_id;
         let shown = |input: &str| {
@@ -640,18 +664,20 @@ impl RunContext<'_> {
                     "event": "input_not_used", "run_id": run_id.as_str(),
                     "input": meta.input, "requested_input": requested,
                     "commands": {"after_this_run": after, "abandon_then_run": abandon_then_run},
+                    "runs_next": true,
                 })
             );
-            return;
+            return true;
         }
         let text = format!(
-            "warning: your input was NOT used. Run {run_id} of workflow `{}` (scope `{}`) was interrupted, and an interrupted run is resumed before anything new starts (even with --force). It goes on with its own input.\n  its input (kept):     {}\n  your input (ignored): {}\nTo run your input:\n  once this run has finished (if it fails, add --force to leave it as it is):\n    {after}\n  or drop this run: stop it now (Ctrl-C), then\n    {abandon_then_run}\n",
+            "warning: your input is NOT used by this run. Run {run_id} of workflow `{}` (scope `{}`) was interrupted, and an interrupted run is resumed before anything new starts (even with --force). It goes on with its own input; once it has completed, a fresh run with your input starts.\n  its input (kept):       {}\n  your input (runs next): {}\nTo drop this run instead: stop it now (Ctrl-C), then\n    {abandon_then_run}\n",
             escape_controls(&meta.workflow),
             escape_controls(&meta.scope),
             shown(&meta.input),
             shown(requested),
         );
         eout!("{}", terminal_safe(&text));
+        true
     }
 
     /// The newest run was quarantined before it finished: say what was lost and the two

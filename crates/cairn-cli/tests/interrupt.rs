@@ -458,8 +458,14 @@ run = "echo $$ > b.pgid; echo b-start >> log; while ! test -f release; do sleep 
 /// Runs [`BLOCKING`] with `--input`, kills cairn with SIGKILL while `b` runs, then `b`'s
 /// process group too. Returns the sandbox and the run id.
 fn killed_with_input(input: &str) -> (Sandbox, String) {
+    killed_running(BLOCKING, input)
+}
+
+/// Runs `workflow` (whose `b` behaves as in [`BLOCKING`]) with `--input`, kills cairn with
+/// SIGKILL while `b` runs, then `b`'s process group too. Returns the sandbox and the run id.
+fn killed_running(workflow: &str, input: &str) -> (Sandbox, String) {
     let sandbox = Sandbox::new();
-    sandbox.write("wf.toml", BLOCKING);
+    sandbox.write("wf.toml", workflow);
     let mut first = sandbox.spawn(&["run", "wf.toml", "--input", input], "out1", "err1");
     let group = wait_for_b(&sandbox);
     signal(pid_of(&first), "KILL");
@@ -470,30 +476,42 @@ fn killed_with_input(input: &str) -> (Sandbox, String) {
     (sandbox, run_id)
 }
 
+/// `cairn run --input new` meeting an interrupted run of another input resumes that run
+/// first (with its own input), then runs the input asked for, so the exit code is the new
+/// input's run's (review 51 F23: the command exited 0 with only the old input run).
 #[test]
-fn a_resume_that_drops_the_requested_input_says_so_on_stderr() {
+fn a_resume_that_drops_the_requested_input_says_so_and_runs_it_next() {
     let (sandbox, run_id) = killed_with_input("old job");
     sandbox.touch("release");
     let second = sandbox.run(&["run", "wf.toml", "--input", "new job"]);
-    let stderr = text(&second.stderr);
+    let (stdout, stderr) = (text(&second.stdout), text(&second.stderr));
     assert_eq!(second.status.code(), Some(0), "{stderr}");
-    assert_contains(&stderr, "your input was NOT used");
+    assert_contains(&stderr, "your input is NOT used by this run");
     assert_contains(&stderr, &format!("Run {run_id} of workflow `blocking`"));
-    assert_contains(&stderr, "its input (kept):     \"old job\"");
-    assert_contains(&stderr, "your input (ignored): \"new job\"");
-    assert_contains(&stderr, "cairn run wf.toml --input 'new job'");
+    assert_contains(&stderr, "its input (kept):       \"old job\"");
+    assert_contains(&stderr, "your input (runs next): \"new job\"");
     assert_contains(
         &stderr,
         &format!(
             "cairn abandon {run_id} --state-dir .cairn && cairn run wf.toml --input 'new job'"
         ),
     );
-    // The run went on, to its end, with its own input; nothing fresh was started.
+    assert_contains(
+        &stdout,
+        &format!("run {run_id} (its own input) completed; now running your input"),
+    );
+    // The run went on, to its end, with its own input; then the new input ran.
     let runs = sandbox.runs();
-    assert_eq!(runs.len(), 1, "nothing fresh was started");
-    assert_eq!(runs[0]["input"], "old job");
-    assert_eq!(runs[0]["status"], "completed");
-    assert_eq!(count_lines(&sandbox.read("log"), "c"), 1);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let input_of = |input: &str| {
+        runs.iter()
+            .find(|run| run["input"] == input)
+            .unwrap_or_else(|| panic!("a run of {input}: {runs:?}"))
+    };
+    assert_eq!(input_of("old job")["run_id"], run_id.as_str());
+    assert_eq!(input_of("old job")["status"], "completed");
+    assert_eq!(input_of("new job")["status"], "completed");
+    assert_eq!(count_lines(&sandbox.read("log"), "c"), 2);
 
     // The same input: nothing to warn about.
     let (sandbox, _) = killed_with_input("same");
@@ -523,6 +541,31 @@ fn a_resume_that_drops_the_requested_input_says_so_on_stderr() {
         .collect();
     assert_eq!(events.len(), 1, "{}", text(&json.stdout));
     assert_eq!(events[0]["requested_input"], "new");
+    assert_eq!(events[0]["runs_next"], true);
+    assert_eq!(sandbox.runs().len(), 2, "{:?}", sandbox.runs());
+}
+
+/// When the interrupted run does not complete, the input asked for does not run, and the
+/// command says so and exits with that run's code.
+#[test]
+fn an_input_left_waiting_behind_a_run_that_fails_again_is_not_run() {
+    // `b` fails for good once the file `fail` exists (a resumed run goes on with its own
+    // copy of the workflow, so the file cannot be edited instead).
+    let workflow = BLOCKING.replace(
+        "run = \"echo $$ > b.pgid;",
+        "run = \"if test -f fail; then exit 1; fi; echo $$ > b.pgid;",
+    );
+    let (sandbox, run_id) = killed_running(&workflow, "old job");
+    sandbox.touch("fail");
+    let second = sandbox.run(&["run", "wf.toml", "--input", "new job"]);
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert_contains(
+        &stderr,
+        &format!("your input was not run: run {run_id} did not complete"),
+    );
+    assert_contains(&stderr, "cairn run wf.toml --input 'new job' --force");
+    assert_eq!(sandbox.runs().len(), 1, "{:?}", sandbox.runs());
 }
 
 #[test]
