@@ -414,6 +414,7 @@ fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
 
 async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
     check_scope(&args.scope)?;
+    crate::cli::check_input(args.input())?;
     let text = workflow::read_source(&args.workflow)?;
     let wf = workflow::parse(&args.workflow, &text)?;
     let state = open_state(&args.store, default_state_dir(&args.workflow))?;

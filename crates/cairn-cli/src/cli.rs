@@ -164,6 +164,30 @@ pub struct ExecArgs {
 }
 
 /// A duration flag (`--grace`, `--older-than`), in `duration::parse_duration`'s format.
+/// The longest `--input`: each command gets it as the environment entry
+/// `CAIRN_INPUT=<input>`, which the OS takes up to `MAX_ARG_STRLEN` bytes with its NUL.
+pub const MAX_INPUT_BYTES: usize =
+    crate::workflow::MAX_ARG_BYTES - 1 - crate::shell::INPUT_VAR.len() - 1;
+
+/// Refuses an `--input` the OS could not pass to the commands before anything starts:
+/// every task of the run (and of every resume) would fail to start. Checked after parsing,
+/// not by clap, whose error would quote the whole input.
+///
+/// # Errors
+///
+/// The input's length and the limit, as a usage error (exit 2).
+pub fn check_input(input: &str) -> Result<(), crate::app::UsageError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(crate::app::UsageError(format!(
+            "--input is {} bytes long; it may be at most {MAX_INPUT_BYTES} bytes: each command gets it as the environment entry `{}=...`, and the OS limit for one environment entry is {} bytes (MAX_ARG_STRLEN). Put a long input in a file and pass its path; nothing was started",
+            input.len(),
+            crate::shell::INPUT_VAR,
+            crate::workflow::MAX_ARG_BYTES - 1
+        )));
+    }
+    Ok(())
+}
+
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse_duration(text).map_err(|e| e.to_string())
 }

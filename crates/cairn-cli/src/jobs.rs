@@ -444,6 +444,7 @@ fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
 
 async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
     let id = parse_job_id(&args.id)?;
+    crate::cli::check_input(&args.input)?;
     let schedule = schedule_of(&args, &id)?;
     // The file is checked now so a typo fails here, not at 3 a.m.; each run reads it again.
     let wf = workflow::load(&args.workflow)?;

@@ -101,6 +101,9 @@ pub const OUTPUT_CAP: u64 = 1024 * 1024;
 /// error messages stay the script's own): see "Process groups" above.
 pub const TERMINAL_GUARD: &str = "trap '' TTIN TTOU; ";
 
+/// The environment variable that carries the run's input to each command.
+pub const INPUT_VAR: &str = "CAIRN_INPUT";
+
 /// Lines of each stream kept in memory to show when a task fails.
 pub const TAIL_LINES: usize = 10;
 
@@ -786,7 +789,7 @@ impl ShellHandler {
             .env("CAIRN_TASK_ID", &spec.id)
             .env("CAIRN_ATTEMPT", ctx.attempt().to_string())
             .env("CAIRN_IDEMPOTENCY_KEY", ctx.idempotency_key())
-            .env("CAIRN_INPUT", &self.input)
+            .env(INPUT_VAR, &self.input)
             .current_dir(cwd)
             .process_group(0)
             .stdin(Stdio::null())

@@ -272,3 +272,53 @@ fn an_env_name_cairn_sets_itself_is_located() {
         );
     }
 }
+
+/// The longest `--input`: each command gets `CAIRN_INPUT=<input>`, one environment entry.
+const MAX_INPUT_BYTES: usize = MAX_ARG_STRLEN - 1 - "CAIRN_INPUT=".len();
+
+/// An `--input` the OS could not pass to the commands is refused before anything starts
+/// (review 51 F17: the run began and every task failed to start, on every resume too); the
+/// longest one that fits reaches the commands whole.
+#[test]
+fn an_input_longer_than_one_environment_entry_may_be_is_refused_before_the_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"w\"\n[[task]]\nid = \"len\"\nrun = \"printf %s \\\"$CAIRN_INPUT\\\" | wc -c > input.len\"\n",
+    );
+    let too_long = "i".repeat(MAX_INPUT_BYTES + 1);
+    for args in [
+        vec!["run", "wf.toml", "--input", &too_long],
+        vec![
+            "jobs", "add", "wf.toml", "j", "--every", "1h", "--input", &too_long,
+        ],
+    ] {
+        let refused = sandbox.run(&args);
+        let stderr = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{}: {stderr}", args[0]);
+        assert!(
+            stderr.contains(&format!(
+                "--input is {} bytes long; it may be at most {MAX_INPUT_BYTES} bytes",
+                MAX_INPUT_BYTES + 1
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("`CAIRN_INPUT=...`"), "{stderr}");
+        assert!(
+            stderr.len() < 1000,
+            "the input is not quoted back: {stderr}"
+        );
+    }
+    assert!(
+        !sandbox.path(".cairn").exists(),
+        "nothing began: no run, no job, not even the state folder"
+    );
+
+    let longest = "i".repeat(MAX_INPUT_BYTES);
+    let ran = sandbox.run(&["run", "wf.toml", "--input", &longest]);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert_eq!(
+        sandbox.read("input.len").trim(),
+        MAX_INPUT_BYTES.to_string()
+    );
+}
