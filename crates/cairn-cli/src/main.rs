@@ -25,5 +25,16 @@ fn main() -> ExitCode {
             None
         }
     };
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Scheduler(_)
+    ) && std::process::id() == 1
+    {
+        // As PID 1 every orphan of every command becomes cairn's child, and cairn waits only
+        // for the commands it started: the rest stay zombies until the PID limit is hit.
+        cairn_cli::out::write_stderr(format_args!(
+            "warning: cairn is process 1 (a container without an init): processes that commands leave behind (daemons, `setsid ... &`) become its children and are never reaped, so zombies pile up until forks fail. Run the container with an init: `docker run --init`, `tini -- cairn ...`, or `init: true` in compose\n"
+        ));
+    }
     app::run(cli)
 }
