@@ -87,7 +87,8 @@ pub enum AttemptOutcome {
     Failed {
         /// Why.
         error: String,
-        /// The last lines of its output (stderr, or stdout when stderr was empty).
+        /// The last lines of its output: of stdout, then of stderr (each under a `[stdout]` or
+        /// `[stderr]` line when both printed something).
         tail: Vec<String>,
     },
 }

@@ -5,9 +5,11 @@
 //!
 //! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr` (with
 //! `-2`, `-3`, ... after the attempt number when a resume repeats attempt numbers: existing
-//! output is never overwritten). Each file keeps the FIRST [`OUTPUT_CAP`] bytes of its stream
-//! (1 MiB); the rest is drained and counted, and a final `[cairn: ... bytes dropped]` line
-//! says how much was dropped. Apart from the files, the last [`TAIL_LINES`] lines of each
+//! output is never overwritten). Each file keeps at most [`OUTPUT_CAP`] bytes of its stream
+//! (1 MiB): all of it when it fits, else its first [`OUTPUT_HEAD`] bytes and its last
+//! [`OUTPUT_TAIL`] (where test runners print why they failed), with a `[cairn: N bytes
+//! dropped here; ...]` line between them. The tail is held in memory and written when the
+//! stream ends, so `cairn logs --follow` shows it at the end. Apart from the files, the last [`TAIL_LINES`] lines of each
 //! stream are kept in memory, so a failed task can always show how its output ended even when
 //! the file was capped.
 //!
@@ -94,8 +96,17 @@ use crate::progress::{AttemptOutcome, TaskEvent};
 /// The queue task kind of workflow tasks.
 pub const SHELL_KIND: &str = "shell";
 
-/// Bytes of each output stream kept in its file (the head of the stream).
+/// Bytes of each output stream kept in its file: its first [`OUTPUT_HEAD`] bytes and its last
+/// [`OUTPUT_TAIL`], with a note of what was dropped between them.
 pub const OUTPUT_CAP: u64 = 1024 * 1024;
+
+/// Bytes of the start of a stream its file keeps.
+pub const OUTPUT_HEAD: u64 = OUTPUT_CAP - OUTPUT_TAIL;
+
+/// Bytes of the end of a stream its file keeps: where test runners and builds print their
+/// summary, and so why they failed. Held in memory while the command runs, and written when
+/// its stream ends.
+pub const OUTPUT_TAIL: u64 = 256 * 1024;
 
 /// Put in front of every `run` script (on its first line, so the shell's line numbers in
 /// error messages stay the script's own): see "Process groups" above.
@@ -559,9 +570,10 @@ struct Capture {
     lost: Option<String>,
 }
 
-/// Copies a stream into `path`, keeping the first [`OUTPUT_CAP`] bytes, and its last lines.
-/// The stream is read to its end even when the file fails, so the command never blocks on a
-/// full pipe; a failure is noted in the file when it still takes a write, and reported.
+/// Copies a stream into `path`, keeping its first [`OUTPUT_HEAD`] bytes and its last
+/// [`OUTPUT_TAIL`] (all of it when it fits in [`OUTPUT_CAP`]), and its last lines. The
+/// stream is read to its end even when the file fails, so the command never blocks on a full
+/// pipe; a failure is noted in the file when it still takes a write, and reported.
 async fn capture(
     mut stream: impl AsyncRead + Unpin,
     file: std::io::Result<tokio::fs::File>,
@@ -576,8 +588,10 @@ async fn capture(
         }
     };
     let mut captured = Captured::default();
-    // Bytes meant for the file (the first OUTPUT_CAP), and bytes past the cap.
+    // Bytes meant for the file's head, the end of the stream after them (at most
+    // OUTPUT_TAIL), and the bytes dropped from between the two.
     let mut meant: u64 = 0;
+    let mut end = std::collections::VecDeque::new();
     let mut dropped: u64 = 0;
     let mut write_error = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -587,7 +601,7 @@ async fn capture(
             Ok(n) => n,
         };
         captured.push(&buf[..n]);
-        let keep = (n as u64).min(OUTPUT_CAP.saturating_sub(meant)) as usize;
+        let keep = (n as u64).min(OUTPUT_HEAD.saturating_sub(meant)) as usize;
         if keep > 0
             && let Some(f) = file.as_mut()
             && let Err(error) = f.write_all(&buf[..keep]).await
@@ -596,15 +610,29 @@ async fn capture(
             file = None;
         }
         meant += keep as u64;
-        dropped += (n - keep) as u64;
+        end.extend(&buf[keep..n]);
+        let over = end.len().saturating_sub(OUTPUT_TAIL as usize);
+        end.drain(..over);
+        dropped += over as u64;
+    }
+    if let Some(f) = file.as_mut() {
+        let (first, second) = end.as_slices();
+        let mut rest = Vec::with_capacity(end.len() + 200);
+        if dropped > 0 {
+            rest.extend_from_slice(
+                format!(
+                    "\n[cairn: {dropped} bytes dropped here; this file keeps the first {OUTPUT_HEAD} and the last {OUTPUT_TAIL} bytes of the output]\n"
+                )
+                .as_bytes(),
+            );
+        }
+        rest.extend_from_slice(first);
+        rest.extend_from_slice(second);
+        if let Err(error) = f.write_all(&rest).await {
+            write_error = Some(error);
+        }
     }
     if let Some(mut f) = file {
-        if dropped > 0 {
-            let note = format!(
-                "\n[cairn: output capped at {OUTPUT_CAP} bytes; {dropped} more bytes dropped]\n"
-            );
-            let _ = f.write_all(note.as_bytes()).await;
-        }
         // A regular file's write error may only show here (tokio writes in the background).
         if let Err(error) = f.flush().await {
             write_error = Some(error);
@@ -613,7 +641,7 @@ async fn capture(
     if let Some(error) = write_error {
         // What reached the file, as the file says: tokio reports a failed write late.
         let kept = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
-        let not_kept = meant.saturating_sub(kept);
+        let not_kept = (meant + end.len() as u64).saturating_sub(kept);
         lost = Some(format!(
             "writing {} failed after {kept} bytes: {error}; {not_kept} bytes of output are not kept",
             path.display()
@@ -972,15 +1000,23 @@ impl ShellHandler {
             _ => None,
         };
         let (stdout_tail, stderr_tail) = (stdout.tail, stderr.tail);
-        let tail = if stderr_tail.is_empty() {
-            stdout_tail
-        } else {
-            stderr_tail
-        };
-        let last = tail
+        // The error quotes the last line of stderr (or of stdout without one); the tail shown
+        // on failure has both streams' last lines, since a test runner prints its summary on
+        // stdout and a warning on stderr can come after it.
+        let last = stderr_tail
             .last()
+            .or(stdout_tail.last())
             .map(|line| one_line_excerpt(line))
             .unwrap_or_default();
+        let tail = if stderr_tail.is_empty() || stdout_tail.is_empty() {
+            [stdout_tail, stderr_tail].concat()
+        } else {
+            let mut both = vec!["[stdout]".to_owned()];
+            both.extend(stdout_tail);
+            both.push("[stderr]".to_owned());
+            both.extend(stderr_tail);
+            both
+        };
         let with_last = |message: String| {
             if last.is_empty() {
                 message
