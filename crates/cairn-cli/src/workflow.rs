@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_executor::{Phase, RunPlan};
+use cairn_executor::{Phase, RetryPolicy, RunPlan};
 use cairn_queue::TaskSpec;
 use serde::Deserialize;
 use toml::Spanned;
@@ -105,12 +105,20 @@ pub struct Workflow {
     /// The tasks in a topological order (every task after its dependencies); among tasks
     /// that could go in either order, file order is kept.
     pub tasks: Vec<WorkflowTask>,
+    /// `retry_delay`: how long a failed task waits before its first retry; `None` for the
+    /// executor's default (100 ms). See [`Workflow::retry_policy`].
+    pub retry_delay: Option<Duration>,
 }
+
+/// The longest a retry waits (before jitter) unless `retry_delay` is longer: each retry waits
+/// twice as long as the one before, up to this.
+pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkflow {
     name: Option<Spanned<String>>,
+    retry_delay: Option<Spanned<String>>,
     #[serde(default)]
     task: Vec<Spanned<RawTask>>,
 }
@@ -278,6 +286,19 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
                 "missing top-level `name = \"...\"`".to_owned(),
             ));
         }
+    };
+    let retry_delay = match raw.retry_delay {
+        Some(text) => {
+            let delay = parse_duration(text.get_ref()).map_err(|error| {
+                at(
+                    text.span(),
+                    WorkflowErrorKind::BadDuration,
+                    format!("`retry_delay`: {error}"),
+                )
+            })?;
+            Some(delay)
+        }
+        None => None,
     };
     if raw.task.is_empty() {
         return Err(at(
@@ -514,6 +535,7 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         path: path.to_path_buf(),
         dir,
         tasks: ordered,
+        retry_delay,
     })
 }
 
@@ -668,8 +690,24 @@ impl Workflow {
             let at = phase.named_task(task.id.clone(), spec, after);
             position.insert(task.id.as_str(), at);
         }
-        RunPlan::new(self.name.clone(), scope)
+        let plan = RunPlan::new(self.name.clone(), scope)
             .input(input)
-            .phase(phase)
+            .phase(phase);
+        match self.retry_policy() {
+            Some(retry) => plan.retry(retry),
+            None => plan,
+        }
+    }
+
+    /// The backoff `retry_delay` asks for: the first retry waits `retry_delay`, each later
+    /// one twice as long as the one before, up to [`RETRY_DELAY_CAP`] (or `retry_delay` when
+    /// longer); the executor takes up to half of each off at random, so tasks that failed
+    /// together do not retry together.
+    pub fn retry_policy(&self) -> Option<RetryPolicy> {
+        self.retry_delay.map(|base| RetryPolicy {
+            base,
+            max: base.max(RETRY_DELAY_CAP),
+            ..RetryPolicy::default()
+        })
     }
 }

@@ -155,6 +155,36 @@ fn the_plan_carries_definitions_dependencies_and_attempts() {
     assert_eq!(plan, again);
 }
 
+/// `retry_delay` sets the run's backoff: the first retry waits it, later ones double up to ten
+/// minutes (or the delay itself when longer); without it the executor's default stays
+/// (review 51 F10). A delay that does not parse is located.
+#[test]
+fn retry_delay_sets_the_plans_backoff() {
+    let task = "[[task]]\nid = \"a\"\nrun = \"true\"\n";
+    let plan = |head: &str| {
+        parse(
+            Path::new("w/wf.toml"),
+            &format!("name = \"w\"\n{head}{task}"),
+        )
+        .unwrap()
+        .plan("s", "")
+    };
+    let retry = plan("retry_delay = \"30s\"\n").retry.expect("a backoff");
+    assert_eq!(retry.base, Duration::from_secs(30));
+    assert_eq!(retry.max, Duration::from_secs(600));
+    let long = plan("retry_delay = \"1h\"\n").retry.expect("a backoff");
+    assert_eq!(
+        (long.base, long.max),
+        (Duration::from_secs(3600), Duration::from_secs(3600))
+    );
+    assert_eq!(plan("").retry, None);
+
+    let err = parse_err(&format!("name = \"w\"\nretry_delay = \"soon\"\n{task}"));
+    assert_eq!(err.kind, WorkflowErrorKind::BadDuration);
+    assert_eq!(err.line, 2);
+    assert!(err.message.contains("`retry_delay`"), "{}", err.message);
+}
+
 #[test]
 fn durations_parse_and_format() {
     assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

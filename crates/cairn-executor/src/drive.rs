@@ -120,6 +120,8 @@ pub(crate) struct Drive {
     pub(crate) resumed: Option<ResumeInfo>,
     pub(crate) signals: RunSignals,
     pub(crate) deadline: Option<Instant>,
+    /// The plan's backoff, or the executor's.
+    pub(crate) retry: crate::RetryPolicy,
     pub(crate) clock: Clock,
     pub(crate) counts: Arc<Mutex<StatusCounts>>,
     pub(crate) workflow: String,
@@ -851,7 +853,7 @@ impl Drive {
         retryable: bool,
         now: Timestamp,
     ) -> Result<Status, RunStop> {
-        let delay = self.config.retry.delay(id, attempt);
+        let delay = self.retry.delay(id, attempt);
         // Timestamps are whole milliseconds: round up, so a sub-millisecond backoff still
         // waits rather than becoming none.
         let millis = delay.as_nanos().div_ceil(1_000_000);

@@ -388,6 +388,7 @@ impl Executor {
             deadline: plan
                 .deadline
                 .and_then(|d| tokio::time::Instant::now().checked_add(d)),
+            retry: plan.retry.unwrap_or(self.config.retry),
             clock,
             counts: Arc::clone(&counts),
             workflow: plan.workflow,

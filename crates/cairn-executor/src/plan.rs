@@ -121,6 +121,11 @@ pub struct RunPlan {
     pub phases: Vec<Phase>,
     /// The longest this drive may take; when it passes, the run fails with kind `deadline`.
     pub deadline: Option<Duration>,
+    /// The backoff of this run's retries, in place of the executor's
+    /// (`ExecutorConfig::retry`): a workflow whose tasks call a slow service can wait longer
+    /// between attempts than the executor's other runs. Like the deadline, it is this drive's:
+    /// a resume passes it again.
+    pub retry: Option<crate::RetryPolicy>,
 }
 
 impl RunPlan {
@@ -133,6 +138,7 @@ impl RunPlan {
             run_id: None,
             phases: Vec::new(),
             deadline: None,
+            retry: None,
         }
     }
 
@@ -157,6 +163,26 @@ impl RunPlan {
     /// Sets the deadline.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets this run's retry backoff (see [`RunPlan::retry`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_executor::{RetryPolicy, RunPlan};
+    ///
+    /// let plan = RunPlan::new("deploy", "prod").retry(RetryPolicy {
+    ///     base: Duration::from_secs(30),
+    ///     max: Duration::from_secs(600),
+    ///     ..RetryPolicy::default()
+    /// });
+    /// assert_eq!(plan.retry.unwrap().base, Duration::from_secs(30));
+    /// ```
+    pub fn retry(mut self, retry: crate::RetryPolicy) -> Self {
+        self.retry = Some(retry);
         self
     }
 }

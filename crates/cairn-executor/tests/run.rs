@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
 use cairn_executor::{
-    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, PlanProblem, Registry, RunPlan,
-    RunSignals, RunStop, Start, TaskFailure, handler_fn,
+    Disposition, Error, Executor, ExecutorConfig, Finish, Phase, PlanProblem, Registry,
+    RetryPolicy, RunPlan, RunSignals, RunStop, Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Event, Handoff, Status, TaskSpec};
 use common::{
@@ -1152,4 +1152,54 @@ async fn on_acknowledged_hears_every_acknowledged_batch_and_no_failed_one() {
             }
         }
     }
+}
+
+/// The journaled backoff of the first retry of a task of `plan`'s single `flaky` task, in
+/// milliseconds (its failure's `retry_at` less its time).
+async fn first_backoff_ms(plan: RunPlan) -> u64 {
+    let factory = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "flaky",
+        handler_fn(|ctx| async move {
+            if ctx.attempt() == 1 {
+                Err(TaskFailure::retryable("network", "connection reset"))
+            } else {
+                Ok(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("flaky").max_attempts(2), []);
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(plan.phase(phase), Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    let events = stored(&factory, &report.run_id).await.events;
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Failed {
+                retry_at: Some(retry_at),
+                at,
+                ..
+            } => Some(retry_at.0 - at.0),
+            _ => None,
+        })
+        .expect("a retried failure")
+}
+
+/// A plan's own backoff replaces the executor's for that run only (review 51 F10: retries
+/// came back within ~0.1 s, with no way to wait longer for a slow service).
+#[tokio::test(start_paused = true)]
+async fn a_plans_retry_backoff_replaces_the_executors_for_its_run() {
+    let slow = RetryPolicy {
+        base: Duration::from_secs(20),
+        max: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    };
+    let waited = first_backoff_ms(RunPlan::new("wf", "slow").retry(slow)).await;
+    assert!((10_000..=20_000).contains(&waited), "{waited} ms");
+    let default = first_backoff_ms(RunPlan::new("wf", "default")).await;
+    assert!((50..=100).contains(&default), "{default} ms");
 }
