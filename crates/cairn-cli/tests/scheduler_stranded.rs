@@ -377,11 +377,11 @@ depends_on = ["a"]
 /// (which would redo `a`): the restarted scheduler waits for that run to be resumed or
 /// abandoned; once a person resumed it to its end, the job is done and never runs again.
 /// Before, the retry began a fresh run, and `a`'s side effect happened twice.
-#[test]
-fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
+/// A sandbox holding `workflow` as `wf.toml` and the one-shot job `once` over it, due at once
+/// (at a time that has passed).
+fn one_shot_job(workflow: &str) -> Sandbox {
     let sandbox = Sandbox::new();
-    sandbox.write("wf.toml", ONE_SHOT);
-    // A time that has passed: the job is due at once.
+    sandbox.write("wf.toml", workflow);
     let added = sandbox.run(&[
         "jobs",
         "add",
@@ -396,13 +396,22 @@ fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
         "{}",
         common::text(&added.stderr)
     );
-    let scheduler = |name: &str| {
-        sandbox.spawn(
-            &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
-            &format!("{name}.out"),
-            &format!("{name}.err"),
-        )
-    };
+    sandbox
+}
+
+/// Starts a scheduler on the sandbox's state folder, its output in `<name>.out` and `.err`.
+fn spawn_scheduler(sandbox: &Sandbox, name: &str) -> Child {
+    sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        &format!("{name}.out"),
+        &format!("{name}.err"),
+    )
+}
+
+#[test]
+fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
+    let sandbox = one_shot_job(ONE_SHOT);
+    let scheduler = |name: &str| spawn_scheduler(&sandbox, name);
     let mut first = scheduler("s1");
     wait_for("task b to start", || sandbox.read("log").contains("start "));
     kill_quietly(i64::from(first.id()));
@@ -473,32 +482,10 @@ fn a_one_shot_jobs_stranded_run_is_never_redone_by_a_fresh_run() {
 /// failed run to be resumed or abandoned, as `cairn run` asks before passing one over.
 #[test]
 fn a_one_shot_jobs_failed_run_is_not_redone_from_scratch() {
-    let sandbox = Sandbox::new();
-    sandbox.write(
-        "wf.toml",
+    let sandbox = one_shot_job(
         "name = \"charge\"\n[[task]]\nid = \"charge\"\nrun = \"echo side >> effects\"\n[[task]]\nid = \"receipt\"\nrun = \"test -e fixed\"\nmax_attempts = 1\ndepends_on = [\"charge\"]\n",
     );
-    let added = sandbox.run(&[
-        "jobs",
-        "add",
-        "wf.toml",
-        "once",
-        "--at",
-        "2020-01-01T00:00:00Z",
-    ]);
-    assert_eq!(
-        added.status.code(),
-        Some(0),
-        "{}",
-        common::text(&added.stderr)
-    );
-    let scheduler = |name: &str| {
-        sandbox.spawn(
-            &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
-            &format!("{name}.out"),
-            &format!("{name}.err"),
-        )
-    };
+    let scheduler = |name: &str| spawn_scheduler(&sandbox, name);
     let mut first = scheduler("s1");
     wait_for("the run to fail", || {
         sandbox.read("s1.out").contains("failed")
