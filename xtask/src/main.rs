@@ -96,7 +96,11 @@ fn ci() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run("test", ci_cargo().args(["test", "--workspace", "--locked"]))?;
+    run(
+        "test",
+        // Every crate's tests run even when one fails, so one red crate hides no other.
+        ci_cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]),
+    )?;
     // The short crash pass (50 kills per adapter, every forced crash point, 10,000
     // power-loss states). A debug build, because the test step above already built it.
     run(
