@@ -662,14 +662,10 @@ impl Store {
             // Every status change of the run would fail on it: the run is moved aside, under
             // its writer lock so that a live writer's run is not.
             Err(err) if foreign_in_place(&err).is_some() => {
-                let problem = foreign_file(META_LOCK_FILE, &err);
                 let writer = self.take_writer_lock(run_id, &dir)?;
-                let moved = self.quarantine_locked(run_id, &problem.detail());
+                let refused = self.refuse(run_id, foreign_file(META_LOCK_FILE, &err));
                 drop(writer);
-                return Err(match moved {
-                    Ok(location) => problem.into_error(run_id, location),
-                    Err(err) => err,
-                });
+                return Err(refused);
             }
             Err(err) => return Err(io_error("open", &lock_path)(err)),
         };
@@ -966,9 +962,29 @@ impl Store {
 
     /// Quarantines after a failed check and builds the matching typed error.
     fn refuse(&self, run_id: &RunId, problem: StateProblem) -> Error {
-        match self.quarantine_locked(run_id, &problem.detail()) {
-            Ok(location) => problem.into_error(run_id, location),
-            Err(err) => err,
+        let location = match self.quarantine_locked(run_id, &problem.detail()) {
+            Ok(location) => location,
+            Err(err) => return err,
+        };
+        match problem {
+            StateProblem::Version {
+                found, expected, ..
+            } => Error::VersionMismatch {
+                run_id: run_id.clone(),
+                found,
+                expected,
+                quarantined_to: location,
+            },
+            StateProblem::Foreign { found, .. } => Error::ForeignRun {
+                expected: run_id.clone(),
+                found,
+                quarantined_to: location,
+            },
+            StateProblem::Unreadable { detail, .. } => Error::Unreadable {
+                run_id: run_id.clone(),
+                detail,
+                quarantined_to: location,
+            },
         }
     }
 
@@ -987,11 +1003,7 @@ impl Store {
             // No writer can hold a lock file that is not a file, so the run is moved aside
             // without it.
             Err(Error::Io { source, .. }) if foreign_in_place(&source).is_some() => {
-                let problem = foreign_file(LOCK_FILE, &source);
-                return Err(match self.quarantine_locked(run_id, &problem.detail()) {
-                    Ok(location) => problem.into_error(run_id, location),
-                    Err(err) => err,
-                });
+                return Err(self.refuse(run_id, foreign_file(LOCK_FILE, &source)));
             }
             Err(err) => return Err(err),
         };
@@ -1506,30 +1518,6 @@ pub(crate) enum StateProblem {
 }
 
 impl StateProblem {
-    /// The typed error for this problem, once its run was quarantined to `location`.
-    fn into_error(self, run_id: &RunId, location: String) -> Error {
-        match self {
-            StateProblem::Version {
-                found, expected, ..
-            } => Error::VersionMismatch {
-                run_id: run_id.clone(),
-                found,
-                expected,
-                quarantined_to: location,
-            },
-            StateProblem::Foreign { found, .. } => Error::ForeignRun {
-                expected: run_id.clone(),
-                found,
-                quarantined_to: location,
-            },
-            StateProblem::Unreadable { detail, .. } => Error::Unreadable {
-                run_id: run_id.clone(),
-                detail,
-                quarantined_to: location,
-            },
-        }
-    }
-
     /// The file it is about.
     pub(crate) fn file(&self) -> &'static str {
         match self {

@@ -145,20 +145,27 @@ pub fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
-/// The run whose stored state `error` found damaged (`Corruption`: not a torn last record,
-/// which is cut, nor bad state, which is quarantined), if any.
-fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
-    error.chain().find_map(|cause| {
-        let store = cause.downcast_ref::<cairn_checkpoint::Error>().or(
+/// The store errors in `error`'s chain, including one a `cairn_runs::Error::Storage` wraps
+/// (transparently, so its `source` skips it).
+fn store_errors<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a cairn_checkpoint::Error> {
+    std::iter::successors(Some(error), |cause| cause.source()).filter_map(|cause| {
+        cause.downcast_ref::<cairn_checkpoint::Error>().or(
             match cause.downcast_ref::<cairn_runs::Error>() {
                 Some(cairn_runs::Error::Storage(inner)) => Some(inner),
                 _ => None,
             },
-        );
-        match store {
-            Some(cairn_checkpoint::Error::Corruption { run_id, .. }) => Some(run_id.clone()),
-            _ => None,
-        }
+        )
+    })
+}
+
+/// The run whose stored state `error` found damaged (`Corruption`: not a torn last record,
+/// which is cut, nor bad state, which is quarantined), if any.
+fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
+    store_errors(error.as_ref()).find_map(|store| match store {
+        cairn_checkpoint::Error::Corruption { run_id, .. } => Some(run_id.clone()),
+        _ => None,
     })
 }
 
@@ -166,35 +173,21 @@ fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
 /// it met damaged or foreign state (a folder or FIFO where one of its files belongs, say).
 /// The command then decides again, about the quarantined run, instead of failing.
 fn quarantined_on_the_way(error: &(dyn std::error::Error + 'static)) -> bool {
-    let moved = |store: &cairn_checkpoint::Error| {
+    let moved = store_errors(error).any(|store| {
         matches!(
             store,
             cairn_checkpoint::Error::Unreadable { .. }
                 | cairn_checkpoint::Error::VersionMismatch { .. }
                 | cairn_checkpoint::Error::ForeignRun { .. }
         )
-    };
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        let found = error
-            .downcast_ref::<cairn_checkpoint::Error>()
-            .is_some_and(moved)
-            || error
-                .downcast_ref::<cairn_runs::Error>()
-                .is_some_and(|e| matches!(e, cairn_runs::Error::Storage(store) if moved(store)))
-            || error
-                .downcast_ref::<cairn_executor::Error>()
-                .is_some_and(|e| match e {
-                    cairn_executor::Error::AdoptRefused { .. } => true,
-                    cairn_executor::Error::Open { source, .. } => moved(source),
-                    _ => false,
-                });
-        if found {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    });
+    moved
+        || std::iter::successors(Some(error), |cause| cause.source()).any(|cause| {
+            matches!(
+                cause.downcast_ref::<cairn_executor::Error>(),
+                Some(cairn_executor::Error::AdoptRefused { .. })
+            )
+        })
 }
 
 /// Bad workflows and usage (an unknown run, a run in the wrong state for the command) are 2;

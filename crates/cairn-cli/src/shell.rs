@@ -9,9 +9,9 @@
 //! (1 MiB): all of it when it fits, else its first [`OUTPUT_HEAD`] bytes and its last
 //! [`OUTPUT_TAIL`] (where test runners print why they failed), with a `[cairn: N bytes
 //! dropped here; ...]` line between them. The tail is held in memory and written when the
-//! stream ends, so `cairn logs --follow` shows it at the end. Apart from the files, the last [`TAIL_LINES`] lines of each
-//! stream are kept in memory, so a failed task can always show how its output ended even when
-//! the file was capped.
+//! stream ends, so `cairn logs --follow` shows it at the end. Apart from the files, the last
+//! [`TAIL_LINES`] lines of each stream are kept in memory, so a failed task can always show
+//! how its output ended even when the file was capped.
 //!
 //! # Outcomes
 //!
