@@ -2246,8 +2246,10 @@ fn prune_skip_reason(error: &cairn_checkpoint::Error) -> Option<String> {
     }
 }
 
-/// One line (or JSON line) about a run that prune removed or would remove.
+/// One line (or JSON line) about a run that prune removed or would remove. `meta` is the
+/// run as listed, so a failed run that the prune abandons (or would) reads `failed`.
 fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool) {
+    let abandons = meta.status == RunStatus::Failed;
     if json {
         outln!(
             "{}",
@@ -2255,6 +2257,7 @@ fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool)
                 "event": if dry_run { "would_prune" } else { "pruned" },
                 "run_id": meta.run_id.as_str(),
                 "status": meta.status.as_str(),
+                "abandoned": abandons,
                 "workflow": meta.workflow,
                 "scope": meta.scope,
                 "finished_at": finished_time(meta),
@@ -2262,8 +2265,13 @@ fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool)
             })
         );
     } else {
+        let abandoned = match (abandons, dry_run) {
+            (false, _) => "",
+            (true, true) => ", abandoned first",
+            (true, false) => ", abandoned, then removed",
+        };
         outln!(
-            "{} run {} ({}, workflow {}, scope {}, finished {} UTC)",
+            "{} run {} ({}{abandoned}, workflow {}, scope {}, finished {} UTC)",
             if dry_run { "would prune" } else { "pruned" },
             meta.run_id,
             meta.status,
@@ -2271,6 +2279,15 @@ fn print_pruned(meta: &RunMeta, dry_run: bool, json: bool, output_removed: bool)
             escape_controls(&meta.scope),
             format_timestamp(finished_time(meta))
         );
+    }
+}
+
+/// What a prune that stops on a store error says it removed before the error.
+fn removed_before(pruned: usize) -> String {
+    match pruned {
+        0 => "no run was removed before it".to_owned(),
+        1 => "the 1 run counted above was removed before it".to_owned(),
+        n => format!("the {n} runs counted above were removed before it"),
     }
 }
 
@@ -2285,13 +2302,20 @@ struct PruneTally {
 impl PruneTally {
     fn print(&self, dry_run: bool, json: bool, cutoff_ms: u64) {
         if json {
+            // A dry run removed nothing: its count is `would_prune`, never `pruned`.
+            let (pruned, would_prune) = if dry_run {
+                (0, self.pruned)
+            } else {
+                (self.pruned, 0)
+            };
             outln!(
                 "{}",
                 serde_json::json!({
                     "event": "summary",
                     "dry_run": dry_run,
                     "cutoff": cutoff_ms,
-                    "pruned": self.pruned,
+                    "pruned": pruned,
+                    "would_prune": would_prune,
                     "kept": self.kept,
                     "skipped": self.skipped,
                 })
@@ -2316,7 +2340,8 @@ impl PruneTally {
 }
 
 /// `cairn runs prune`: removes `completed` and `cancelled` runs that finished before the
-/// cutoff, with their output folders; everything else is kept.
+/// cutoff, with their output folders (and with `--include-failed`, `failed` ones, each
+/// abandoned first); everything else is kept.
 async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let json = args.store.json;
@@ -2337,16 +2362,51 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
         kept: runs.len(),
         ..PruneTally::default()
     };
-    for meta in runs
-        .iter()
-        .filter(|meta| meta.status.is_terminal() && finished_time(meta) < cutoff)
-    {
+    let policy = ResumePolicy::new(Arc::clone(&state.factory));
+    let eligible = |meta: &&RunMeta| {
+        (meta.status.is_terminal() || (args.include_failed && meta.status == RunStatus::Failed))
+            && finished_time(meta) < cutoff
+    };
+    for meta in runs.iter().filter(eligible) {
         let run_id = &meta.run_id;
         if args.dry_run {
             print_pruned(meta, true, json, false);
             tally.pruned += 1;
             tally.kept -= 1;
             continue;
+        }
+        if meta.status == RunStatus::Failed {
+            // Only a run still failed is abandoned: one a resumer took meanwhile is its.
+            match policy.abandon_failed(run_id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    eoutln!(
+                        "skipped run {run_id}: it is no longer failed (it changed meanwhile), so it is kept"
+                    );
+                    tally.skipped += 1;
+                    continue;
+                }
+                Err(cairn_runs::Error::NotFound { .. }) => {
+                    tally.kept -= 1;
+                    continue;
+                }
+                Err(error) => {
+                    let reason = match &error {
+                        cairn_runs::Error::Storage(store) => prune_skip_reason(store),
+                        _ => None,
+                    };
+                    if let Some(reason) = reason {
+                        eoutln!("skipped run {run_id}: {reason}");
+                        tally.skipped += 1;
+                        continue;
+                    }
+                    tally.print(false, json, cutoff);
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "cannot abandon failed run {run_id} to remove it; {}",
+                        removed_before(tally.pruned)
+                    )));
+                }
+            }
         }
         let removed = match state.factory.remove_terminal(run_id).await {
             Ok(removed) => removed,
@@ -2363,13 +2423,10 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
                 }
                 None => {
                     tally.print(false, json, cutoff);
-                    let before = match tally.pruned {
-                        0 => "no run was removed before it".to_owned(),
-                        1 => "the 1 run counted above was removed before it".to_owned(),
-                        n => format!("the {n} runs counted above were removed before it"),
-                    };
-                    return Err(anyhow::Error::new(error)
-                        .context(format!("cannot remove run {run_id}; {before}")));
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "cannot remove run {run_id}; {}",
+                        removed_before(tally.pruned)
+                    )));
                 }
             },
         };
@@ -2388,7 +2445,16 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
                 false
             }
         };
-        print_pruned(&removed, false, json, output_removed);
+        print_pruned(
+            if meta.status == RunStatus::Failed {
+                meta
+            } else {
+                &removed
+            },
+            false,
+            json,
+            output_removed,
+        );
     }
     tally.print(args.dry_run, json, cutoff);
     if tally.skipped > 0 || incomplete {

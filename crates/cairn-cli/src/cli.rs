@@ -331,7 +331,8 @@ pub struct RunsArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum RunsCommand {
     /// Remove completed and abandoned runs that finished longer ago than --older-than, with
-    /// their captured output. Failed, paused and running runs are never removed.
+    /// their captured output (failed runs too with --include-failed). Paused and running
+    /// runs are never removed.
     #[command(after_help = PRUNE_HELP, after_long_help = PRUNE_HELP)]
     Prune(PruneArgs),
 }
@@ -340,9 +341,12 @@ pub enum RunsCommand {
 pub const PRUNE_HELP: &str = "\
 Removes each `completed` or `cancelled` (abandoned) run whose finished time is older than
 --older-than: its state in the store (metadata, journal, snapshot, audit log) and its folder
-under <state-dir>/output/ (captured output and the workflow copy). Failed, paused and running
-runs are never removed, whatever their age, nor is quarantined state. A removed run's id is
-free again. Removal is crash-safe: a run is either whole or gone.
+under <state-dir>/output/ (captured output and the workflow copy). Paused and running (or
+interrupted) runs are never removed, whatever their age, nor is quarantined state. Failed runs
+are kept too, unless --include-failed says to abandon and remove those that failed before the
+cutoff (a failed run waits for a person's decision; a scheduled job's failed runs are
+superseded by its later ticks and pile up). A removed run's id is free again. Removal is
+crash-safe: a run is either whole or gone.
 
 A run that cannot be removed right now (a live process holds it, or it changed meanwhile) is
 named on stderr with the reason and skipped; the others are still removed. Run the command
@@ -351,6 +355,8 @@ again later.
 Example: remove what finished more than 30 days ago, after looking at the list first:
   cairn runs prune --older-than 30d --dry-run
   cairn runs prune --older-than 30d
+And the failed runs of scheduled jobs older than a week with them:
+  cairn runs prune --older-than 7d --include-failed
 
 Exit codes:
   0  every eligible run was removed (or none was eligible; or --dry-run)
@@ -366,6 +372,12 @@ pub struct PruneArgs {
     /// e.g. `30d`, `12h`, `1d12h`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub older_than: std::time::Duration,
+    /// Also remove `failed` runs that failed longer ago than --older-than: each is abandoned
+    /// (it becomes cancelled, as `cairn abandon` does), then removed. For job runs a later
+    /// tick has superseded, which no one will resume. A run that changed since it was
+    /// listed (being resumed, say) is skipped.
+    #[arg(long)]
+    pub include_failed: bool,
     /// Print what would be removed, and remove nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -1,5 +1,6 @@
 //! `cairn runs prune --older-than DURATION [--dry-run]` with the real binary: old completed
-//! and cancelled runs go with their output folders; failed, recent and running runs stay;
+//! and cancelled runs go with their output folders; failed, recent and running runs stay
+//! (old failed runs are abandoned and go too with `--include-failed`);
 //! `--dry-run` removes nothing; a run held by another process is skipped (exit 5) and goes
 //! on the next prune; a bad duration is exit 2.
 //!
@@ -246,6 +247,99 @@ fn prune_removes_old_finished_runs_with_their_output_and_keeps_the_rest() {
 }
 
 #[test]
+fn include_failed_abandons_and_removes_old_failed_runs_only() {
+    let sandbox = Sandbox::new();
+    let (runs, driver) = make_runs(&sandbox);
+    let output = run_in_scope(&sandbox, "fails.toml", "recent-failed");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let recent_failed = run_of_scope(&sandbox, "recent-failed");
+    let pruned = [&runs.old_completed, &runs.old_cancelled, &runs.old_failed];
+    let kept = [&recent_failed, &runs.recent_completed, &runs.running];
+
+    // The dry run counts the old failed run as one to abandon and remove, and removes
+    // nothing: its summary says `would_prune`, not `pruned`.
+    let output = prune(
+        &sandbox,
+        &[
+            "--older-than",
+            "1d",
+            "--include-failed",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let failed_line = lines
+        .iter()
+        .find(|line| line["run_id"] == runs.old_failed.as_str())
+        .expect("the old failed run is named");
+    assert_eq!(failed_line["event"], "would_prune");
+    assert_eq!(failed_line["status"], "failed");
+    assert_eq!(failed_line["abandoned"], true);
+    let summary = &lines[3];
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(
+        (
+            &summary["pruned"],
+            &summary["would_prune"],
+            &summary["kept"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(3),
+            &serde_json::json!(3)
+        )
+    );
+    assert_eq!(
+        status_of(&sandbox, &runs.old_failed).as_deref(),
+        Some("failed"),
+        "a dry run abandons nothing"
+    );
+
+    let output = prune(&sandbox, &["--older-than", "1d", "--include-failed"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_contains(
+        &stdout,
+        &format!(
+            "pruned run {} (failed, abandoned, then removed, workflow fails, scope failed,",
+            runs.old_failed
+        ),
+    );
+    assert_contains(&stdout, "pruned 3 run(s), kept 3");
+    for run_id in pruned {
+        assert_eq!(status_of(&sandbox, run_id), None, "{run_id} is not listed");
+        assert!(!run_dir(&sandbox, run_id).exists(), "{run_id} is gone");
+        assert!(
+            !output_dir(&sandbox, run_id).exists(),
+            "{run_id}'s output is gone"
+        );
+    }
+    // A failed run newer than the cutoff still waits for a decision; the live run is
+    // untouched whatever the flags.
+    assert_eq!(
+        status_of(&sandbox, &recent_failed).as_deref(),
+        Some("failed")
+    );
+    for run_id in kept {
+        assert!(
+            output_dir(&sandbox, run_id).is_dir(),
+            "{run_id} kept its output"
+        );
+    }
+    release(&sandbox, driver);
+    assert_eq!(
+        status_of(&sandbox, &runs.running).as_deref(),
+        Some("completed")
+    );
+}
+
+#[test]
 fn prune_skips_a_run_another_process_holds_and_takes_it_next_time() {
     let sandbox = Sandbox::new();
     sandbox.write("ok.toml", OK);
@@ -279,9 +373,15 @@ fn prune_skips_a_run_another_process_holds_and_takes_it_next_time() {
     assert_eq!(lines[0]["output_removed"], true);
     assert_eq!(lines[1]["event"], "summary");
     assert_eq!(
-        (&lines[1]["pruned"], &lines[1]["kept"], &lines[1]["skipped"]),
+        (
+            &lines[1]["pruned"],
+            &lines[1]["would_prune"],
+            &lines[1]["kept"],
+            &lines[1]["skipped"]
+        ),
         (
             &serde_json::json!(1),
+            &serde_json::json!(0),
             &serde_json::json!(1),
             &serde_json::json!(1)
         )

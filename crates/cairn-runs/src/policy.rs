@@ -406,6 +406,71 @@ impl ResumePolicy {
         self.abandon_run(run_id, true).await
     }
 
+    /// Abandons `run_id` only if it is `failed`: one status compare-and-swap from `failed`
+    /// to `cancelled`, audited like [`ResumePolicy::abandon`]. For a clean-up that names
+    /// failed runs in bulk (`cairn runs prune --include-failed`): a run that changed since it
+    /// was listed (a resumer took it, a person abandoned it) is left as it is, so such a
+    /// clean-up never cancels a run someone is working on.
+    ///
+    /// Returns `Ok(None)` when the run is not `failed` (any more); the caller says so.
+    ///
+    /// # Errors
+    ///
+    /// `Error::NotFound` for an unknown run; `Error::Storage` when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::ResumePolicy;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let failed = RunId::new("failed")?;
+    /// let run = store.begin(RunMeta::new(failed.clone(), "wf", "s", "in", Timestamp(1))).await?;
+    /// run.fail(&RunError::new("task_failed", "boom")).await?;
+    /// drop(run);
+    /// let interrupted = RunId::new("interrupted")?;
+    /// drop(store.begin(RunMeta::new(interrupted.clone(), "wf", "s2", "in", Timestamp(2))).await?);
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// let abandoned = policy.abandon_failed(&failed).await?.expect("it was failed");
+    /// assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+    /// // Not failed: left alone.
+    /// assert!(policy.abandon_failed(&interrupted).await?.is_none());
+    /// assert!(policy.abandon_failed(&failed).await?.is_none());
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn abandon_failed(&self, run_id: &RunId) -> Result<Option<Abandoned>> {
+        let swapped = match self
+            .factory
+            .compare_and_swap_status(run_id, RunStatus::Failed, RunStatus::Cancelled)
+            .await
+        {
+            Err(cairn_checkpoint::Error::NotFound { .. }) => {
+                return Err(Error::NotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+            other => other?,
+        };
+        match swapped {
+            Ok(cancelled) => self
+                .abandoned(
+                    run_id,
+                    RunStatus::Failed,
+                    cancelled,
+                    LastClaim::Finished,
+                    None,
+                )
+                .await
+                .map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn abandon_run(&self, run_id: &RunId, force: bool) -> Result<Abandoned> {
         let mut meta = match self.load(run_id).await {
             Err(Error::NotFound { .. }) => return Err(self.not_found_or_quarantined(run_id).await),
