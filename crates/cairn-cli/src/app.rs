@@ -1983,19 +1983,7 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         return list_quarantined(&state, args.store.json).await;
     }
     let runs = list_runs(&state, args.store.json).await?;
-    let shown: Vec<&RunMeta> = runs
-        .iter()
-        .filter(|m| args.all || !m.status.is_terminal())
-        .collect();
-    // A `running` run nobody drives was interrupted: it waits for a resume, and must not
-    // look like one in progress. Only running runs are asked (one lock probe each).
-    let mut live = Vec::with_capacity(shown.len());
-    for meta in &shown {
-        live.push(
-            meta.status == RunStatus::Running
-                && state.factory.is_held(&meta.run_id).await.unwrap_or(false),
-        );
-    }
+    let (shown, live) = select_runs(&state, &runs, &args).await;
     if args.store.json {
         for (meta, live) in shown.iter().zip(&live) {
             let mut value = meta_json(meta);
@@ -2010,12 +1998,19 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     if shown.is_empty() {
-        let hint = if args.all {
+        let filtered = !args.status.is_empty()
+            || args.workflow.is_some()
+            || args.scope.is_some()
+            || args.since.is_some();
+        let hint = if filtered {
+            " match these options"
+        } else if args.all {
             ""
         } else {
             " (--all includes completed and abandoned runs)"
         };
-        outln!("no runs in {}{hint}", state.root.display());
+        let what = if filtered { "" } else { " in" };
+        outln!("no runs{what} {}{hint}", state.root.display());
         return Ok(EXIT_OK);
     }
     outln!(
@@ -2058,6 +2053,67 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// The runs `cairn runs` lists, oldest first, each with whether a live process drives it:
+/// by default those not completed or abandoned, narrowed by `--status`, `--workflow`,
+/// `--scope`, `--since` and `--limit`.
+async fn select_runs<'a>(
+    state: &StateDir,
+    runs: &'a [RunMeta],
+    args: &RunsArgs,
+) -> (Vec<&'a RunMeta>, Vec<bool>) {
+    use crate::cli::StatusFilter;
+    let since = args.since.map(|since| {
+        let since = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        cairn_checkpoint::wall_clock_now().0.saturating_sub(since)
+    });
+    let wanted = |meta: &&RunMeta| {
+        let status_ok = if args.status.is_empty() {
+            args.all || !meta.status.is_terminal()
+        } else {
+            args.status.iter().any(|wanted| match wanted {
+                // Split by the lock below.
+                StatusFilter::Running | StatusFilter::Interrupted => {
+                    meta.status == RunStatus::Running
+                }
+                StatusFilter::Paused => meta.status == RunStatus::Paused,
+                StatusFilter::Failed => meta.status == RunStatus::Failed,
+                StatusFilter::Completed => meta.status == RunStatus::Completed,
+                StatusFilter::Cancelled => meta.status == RunStatus::Cancelled,
+            })
+        };
+        status_ok
+            && args.workflow.as_ref().is_none_or(|w| *w == meta.workflow)
+            && args.scope.as_ref().is_none_or(|s| *s == meta.scope)
+            && since.is_none_or(|since| meta.created_at.0 >= since)
+    };
+    let mut shown = Vec::new();
+    let mut live = Vec::new();
+    for meta in runs.iter().filter(wanted) {
+        // A `running` run nobody drives was interrupted: it waits for a resume, and must not
+        // look like one in progress. Only running runs are asked (one lock probe each).
+        let held = meta.status == RunStatus::Running
+            && state.factory.is_held(&meta.run_id).await.unwrap_or(false);
+        if meta.status == RunStatus::Running && !args.status.is_empty() {
+            let asked = if held {
+                StatusFilter::Running
+            } else {
+                StatusFilter::Interrupted
+            };
+            if !args.status.contains(&asked) {
+                continue;
+            }
+        }
+        shown.push(meta);
+        live.push(held);
+    }
+    if let Some(limit) = args.limit {
+        let skip = shown.len().saturating_sub(limit as usize);
+        shown.drain(..skip);
+        live.drain(..skip);
+    }
+    (shown, live)
 }
 
 /// `cairn runs --quarantined`: every run whose state the store moved aside. A run that was
@@ -2131,15 +2187,18 @@ async fn list_quarantined(state: &StateDir, json: bool) -> anyhow::Result<u8> {
 /// A run's metadata as the JSON of `runs --json` and `show --json`. A completed run keeps
 /// the error of a failure it was resumed from in its metadata; here that error is history,
 /// so it moves to `earlier_error` and `error` is null: `error` is set only on a run that is
-/// not completed (documented in the crate README, "Output").
+/// not completed (documented in the crate README, "Output"). Both keys are on every line.
 fn meta_json(meta: &RunMeta) -> serde_json::Value {
     let mut value = serde_json::to_value(meta).unwrap_or(serde_json::Value::Null);
-    if meta.status == RunStatus::Completed
-        && let Some(object) = value.as_object_mut()
-    {
-        let earlier = object
-            .insert("error".to_owned(), serde_json::Value::Null)
-            .unwrap_or(serde_json::Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        // Every line has both keys, so a script can read either without checking first.
+        let earlier = if meta.status == RunStatus::Completed {
+            object
+                .insert("error".to_owned(), serde_json::Value::Null)
+                .unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Null
+        };
         object.insert("earlier_error".to_owned(), earlier);
     }
     value

@@ -318,13 +318,50 @@ pub struct RunsArgs {
     /// Include completed and abandoned runs.
     #[arg(long)]
     pub all: bool,
+    /// Only runs in this status; repeat or separate with commas (`--status failed,interrupted`).
+    /// `running` is a run a live process drives; `interrupted` is stored as running with no
+    /// process behind it. Naming `completed` or `cancelled` needs no --all.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<StatusFilter>,
+    /// Only runs of this workflow (its `name`).
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+    /// Only runs in this scope (`job-<id>` for a scheduled job's runs).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Only runs created within this long before now: a number and a unit (ms, s, m, h, d),
+    /// e.g. `1d`, `90m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub since: Option<std::time::Duration>,
+    /// Only the newest N of the runs the other options select (still listed oldest first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
     /// List the runs whose state was moved to quarantine instead: what each was, when and
     /// why it was moved, where its state is kept, and whether it was abandoned.
-    #[arg(long, conflicts_with = "all")]
+    #[arg(long, conflicts_with_all = ["all", "status", "workflow", "scope", "since", "limit"])]
     pub quarantined: bool,
     /// Store settings.
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// A status `cairn runs --status` selects. `Running` and `Interrupted` split the stored
+/// `running` status by whether a live process holds the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    /// Driven by a live process right now.
+    Running,
+    /// Stored as running, but no process drives it (waits for `cairn resume` or `abandon`).
+    Interrupted,
+    /// Waiting on an approval.
+    Paused,
+    /// Failed; waits for `cairn resume` or `abandon`.
+    Failed,
+    /// Finished successfully.
+    Completed,
+    /// Abandoned.
+    #[value(alias = "abandoned")]
+    Cancelled,
 }
 
 /// `cairn runs` subcommands.
