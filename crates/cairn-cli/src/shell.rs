@@ -85,7 +85,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cairn_executor::{Finish, Handler, HandlerResult, TaskContext, TaskFailure};
-use cairn_queue::Handoff;
+use cairn_queue::{Handoff, TaskId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
@@ -732,6 +732,13 @@ impl Handler for ShellHandler {
             attempt,
             max_attempts,
         });
+        let mut unfinished = Unfinished {
+            events: Some(self.events.clone()),
+            id: ctx.task_id(),
+            task: spec.id.clone(),
+            attempt,
+            started,
+        };
         let result = self.attempt(&ctx, &spec).await;
         if self.groups.is_killing() && result.is_err() {
             // A second Ctrl-C killed the command, whose failure is the kill's, not its own:
@@ -762,6 +769,7 @@ impl Handler for ShellHandler {
                 }
             }
         };
+        unfinished.events = None;
         let _ = self.events.send(TaskEvent::Finished {
             id: ctx.task_id(),
             task: spec.id.clone(),
@@ -770,6 +778,38 @@ impl Handler for ShellHandler {
             elapsed: started.elapsed(),
         });
         result.map_err(|(failure, _)| failure)
+    }
+}
+
+/// Reports an attempt whose body the drive dropped before it returned (the shutdown's grace
+/// ran out, a second Ctrl-C, the run's deadline): the drive releases such an attempt, so it
+/// is reported interrupted. Without it the task's start would be its last event, and a
+/// `--json` consumer would keep it running forever.
+struct Unfinished {
+    /// `None` once the attempt reported its own end.
+    events: Option<UnboundedSender<TaskEvent>>,
+    id: TaskId,
+    task: String,
+    attempt: u32,
+    started: Instant,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(events) = self.events.take() {
+            let _ = events.send(TaskEvent::Finished {
+                id: self.id,
+                task: std::mem::take(&mut self.task),
+                attempt: self.attempt,
+                outcome: AttemptOutcome::Interrupted {
+                    error: "its command was stopped when the run stopped (the shutdown's grace \
+                            period ran out, or a second Ctrl-C); the attempt is given back, and \
+                            the task runs again on resume"
+                        .to_owned(),
+                },
+                elapsed: self.started.elapsed(),
+            });
+        }
     }
 }
 

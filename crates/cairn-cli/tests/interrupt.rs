@@ -151,9 +151,11 @@ fn ctrl_c_leaves_the_run_resumable_and_prints_the_resume_command() {
         stderr.contains("Resume it with:\n  cairn run wf.toml"),
         "{stderr}"
     );
-    // The grace period ended, so b's command was killed with its group.
+    // The grace period ended, so b's command was killed with its group, and b's start is
+    // not the last word about it.
     wait_for("b's process group to be killed", || !alive(-group));
     assert_eq!(sandbox.runs()[0]["status"], "running");
+    assert_contains(&sandbox.read("out1"), "interrupted b after ");
 
     sandbox.touch("release");
     let second = sandbox.run(&["run", "wf.toml"]);
@@ -231,6 +233,58 @@ fn a_second_ctrl_c_stops_the_running_commands_and_gives_their_attempts_back() {
     let log = sandbox.read("log");
     assert_eq!(count_lines(&log, "a"), 1, "{log}");
     assert_eq!(count_lines(&log, "c"), 1, "{log}");
+}
+
+/// With `--json`, a task whose command the end of the grace period stopped gets a closing
+/// `task_interrupted` event (its attempt is given back), so a consumer tracking task states
+/// does not keep it running forever.
+#[test]
+fn json_closes_a_task_the_grace_period_stopped() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", BLOCKING);
+    let mut first = sandbox.spawn(
+        &["run", "wf.toml", "--grace", "100ms", "--json"],
+        "out1",
+        "err1",
+    );
+    wait_for_b(&sandbox);
+    signal(pid_of(&first), "INT");
+    assert_eq!(
+        wait_exit(&mut first).code(),
+        Some(4),
+        "{}",
+        sandbox.read("err1")
+    );
+    let events: Vec<serde_json::Value> = sandbox
+        .read("out1")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let of_b: Vec<&serde_json::Value> = events.iter().filter(|e| e["task"] == "b").collect();
+    assert_eq!(of_b.len(), 2, "{events:?}");
+    assert_eq!(of_b[0]["event"], "task_started");
+    assert_eq!(of_b[1]["event"], "task_interrupted");
+    assert_eq!(of_b[1]["attempt"], 1);
+    assert_contains(
+        of_b[1]["error"].as_str().expect("error"),
+        "the attempt is given back",
+    );
+    assert_eq!(events.last().expect("events")["event"], "run_finished");
+    // Given back: b is pending with no attempt charged.
+    let run_id = sandbox.only_run_id();
+    let shown = sandbox.run(&["show", &run_id, "--state-dir", ".cairn", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("show --json");
+    let b = shown["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|task| task["task"] == "b")
+        .expect("task b");
+    assert_eq!(
+        (&b["status"], &b["attempts"]),
+        (&serde_json::json!("pending"), &serde_json::json!(0))
+    );
+    sandbox.touch("release");
 }
 
 #[test]
