@@ -1383,6 +1383,8 @@ impl Drive<'_> {
             async move { executor.run(plan, start, signals).await }
         });
         let mut interrupts = 0u32;
+        let mut flush = tokio::time::interval(Progress::FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let joined = loop {
             tokio::select! {
                 // The begin comes before any task event, and is sent before them.
@@ -1395,6 +1397,7 @@ impl Drive<'_> {
                 Some(()) = sigint.recv() => interrupts += 1,
                 Some(()) = sigterm.recv() => interrupts += 1,
                 joined = &mut handle => break joined,
+                _ = flush.tick() => progress.flush(),
             }
             if interrupts == 1 && !signals.shutdown.is_cancelled() {
                 signals.shutdown.cancel();

@@ -2,6 +2,7 @@
 //! or JSON lines) when stdout is not a terminal or `--json` is given.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_queue::TaskId;
@@ -114,6 +115,9 @@ pub struct Progress {
     /// Tasks whose command exited 0 but whose completion is not recorded yet: shown as done
     /// only once it is, since until then a crash runs them again.
     unrecorded: HashMap<TaskId, Unrecorded>,
+    /// Live mode: lines waiting for the next [`Progress::flush`]. Each print above the live
+    /// display redraws all of it, so lines go out in batches, not one redraw per task.
+    held_lines: Mutex<Vec<String>>,
 }
 
 /// A done attempt waiting for its completion to be recorded.
@@ -145,6 +149,25 @@ impl Progress {
             bar,
             running: HashMap::new(),
             unrecorded: HashMap::new(),
+            held_lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How often the caller should call [`Progress::flush`] while a run goes on: live mode
+    /// prints held lines at most this often.
+    pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+    /// Prints the lines live mode holds back, all above the display in one redraw.
+    pub fn flush(&self) {
+        let Some(multi) = &self.multi else { return };
+        let lines = std::mem::take(
+            &mut *self
+                .held_lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !lines.is_empty() {
+            let _ = multi.println(lines.join("\n"));
         }
     }
 
@@ -157,9 +180,11 @@ impl Progress {
     pub fn line(&self, text: &str) {
         match (&self.mode, &self.multi) {
             (Mode::Json, _) => {}
-            (_, Some(multi)) => {
-                let _ = multi.println(text);
-            }
+            (_, Some(_)) => self
+                .held_lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(text.to_owned()),
             _ => outln!("{text}"),
         }
     }
@@ -167,6 +192,8 @@ impl Progress {
     /// Prints `warning: <text>` on stderr, in every mode. Under the live display the bar is
     /// cleared first and drawn again after, so the warning never lands inside it.
     pub fn warn(&self, text: &str) {
+        // The lines before it come first.
+        self.flush();
         match &self.multi {
             Some(multi) => multi.suspend(|| eoutln!("warning: {text}")),
             None => eoutln!("warning: {text}"),
@@ -266,10 +293,12 @@ impl Progress {
                 elapsed,
             } => {
                 if let Some(spinner) = self.running.remove(&task) {
-                    spinner.finish_and_clear();
+                    // Removed first, so its finish draws nothing: the next rate-limited
+                    // redraw leaves it out, where finishing it in place forces a redraw.
                     if let Some(multi) = &self.multi {
                         multi.remove(&spinner);
                     }
+                    spinner.finish_and_clear();
                 }
                 let took = format_duration(elapsed);
                 let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
@@ -357,6 +386,7 @@ impl Progress {
                 format_duration(elapsed)
             ));
         }
+        self.flush();
         for (_, spinner) in self.running.drain() {
             spinner.finish_and_clear();
         }

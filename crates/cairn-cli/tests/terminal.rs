@@ -150,6 +150,55 @@ fn the_live_display_is_gone_once_the_summary_is_printed() {
     );
 }
 
+/// The live display is redrawn at a bounded rate, not once or twice per task event: a
+/// 1,000-task run prints each task's `done` line, and the rest of what it writes is bounded by
+/// the redraw rate (about 30 frames a second at most, 20 for the bar and 10 for the held
+/// lines) times the run's length. Before the rate limit it wrote about 1,260 bytes per
+/// task (2.5 MB for 2,000 tasks), well above the bound. The run's length is an input of the
+/// bound (a rate is per second), not something asserted.
+#[test]
+fn the_live_display_is_redrawn_at_a_bounded_rate() {
+    const TASKS: usize = 1000;
+    let sandbox = Sandbox::new();
+    let mut workflow = String::from("name = \"many\"\n");
+    for i in 0..TASKS {
+        workflow.push_str(&format!("[[task]]\nid = \"t{i}\"\nrun = \"true\"\n"));
+    }
+    sandbox.write("wf.toml", &workflow);
+    let started = std::time::Instant::now();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .current_dir(sandbox.root())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(["run", "wf.toml", "--concurrency", "8"]);
+    let mut session =
+        rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("spawn on a pty");
+    let all = session.exp_eof().unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        all.contains(&format!("completed: {TASKS} task(s) done")),
+        "{}",
+        &all[all.len().saturating_sub(2000)..]
+    );
+    for i in 0..TASKS {
+        assert!(
+            all.contains(&format!("done t{i} (")),
+            "t{i} has its done line"
+        );
+    }
+    // A done line is padded to the terminal's width (80 columns here); a frame is the bar
+    // and up to 8 running tasks, 9 lines of at most 80 columns plus escapes.
+    let lines = TASKS * 100;
+    let frame = 9 * 100;
+    let bound = lines + (seconds.ceil() as usize + 1) * 30 * frame;
+    assert!(
+        all.len() <= bound,
+        "{} bytes for {TASKS} tasks in {seconds:.1} s; the rate limit allows {bound}",
+        all.len()
+    );
+}
+
 /// `RUST_LOG` lines are coloured on a terminal, but not when `NO_COLOR` is set, and never when
 /// stderr is a file or a pipe (escape codes would litter a log file).
 #[test]
