@@ -89,7 +89,7 @@ pub enum Command {
     /// list the saved output files of every task.
     Logs(LogsArgs),
     /// Manage scheduled jobs: a workflow file run on a cron schedule, at an interval, or once.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::jobs::JOBS_EXIT_CODES)]
     Jobs(crate::jobs::JobsCommand),
     /// Run due jobs in the foreground until Ctrl-C or SIGTERM.
     #[command(after_help = crate::scheduler::SCHEDULER_EXIT_CODES)]

@@ -74,6 +74,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
+            "" if matches!(bytes.get(i), Some(b'.' | b',')) => {
+                return Err(fail(
+                    "numbers are whole (write `1h30m` for an hour and a half, `1500ms` for 1.5s)",
+                ));
+            }
             "" => return Err(fail("a number has no unit")),
             _ => return Err(fail("unknown unit (use ms, s, m, h or d)")),
         };

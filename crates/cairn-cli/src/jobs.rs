@@ -580,8 +580,11 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
                 .map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0)),
             job.last_run_at
                 .map_or_else(|| "-".to_owned(), |t| format_timestamp(t.0)),
+            // A job healthy again (no error since its last success) shows none: its old
+            // error would read as "failing". `jobs show` still has it, labelled.
             job.last_error
                 .as_deref()
+                .filter(|_| job.consecutive_errors > 0)
                 .map(|e| clip(e, 60))
                 .unwrap_or_default()
         );
@@ -623,8 +626,12 @@ async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {
     );
     outln!("next run  {}", in_zone(job.next_run_at));
     outln!("last run  {}", in_zone(job.last_run_at));
-    if let Some(error) = &job.last_error {
-        outln!("last error {error}");
+    match &job.last_error {
+        Some(error) if job.consecutive_errors > 0 => outln!("error     {error}"),
+        Some(error) => outln!(
+            "error     none now (a success or a revive reset the count); the last one was: {error}"
+        ),
+        None => {}
     }
     if job.delete_after_run {
         outln!("deleted after its successful run");

@@ -429,6 +429,17 @@ fn resume_of_a_failed_job_needs_force() {
     assert_eq!(before["consecutive_errors"], 1);
     assert!(before["next_run_at"].is_null(), "{before}");
     assert!(before["last_error"].is_string(), "{before}");
+    // While the job is failing, the table and `jobs show` name its error.
+    let error_start: String = before["last_error"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .take(30)
+        .collect();
+    assert!(ok(&sandbox, &["jobs", "list"]).contains(&error_start));
+    assert!(
+        ok(&sandbox, &["jobs", "show", "broken"]).contains(&format!("error     {error_start}"))
+    );
 
     let refused = sandbox.run(&["jobs", "resume", "broken"]);
     assert_eq!(code(&refused), Some(USAGE), "{}", text(&refused.stderr));
@@ -447,6 +458,12 @@ fn resume_of_a_failed_job_needs_force() {
     let revived = show(&sandbox, "broken").expect("the job");
     assert_eq!(revived["status"], "active");
     assert_eq!(revived["consecutive_errors"], 0);
+    // Healthy again: the table shows no error (it would read as "failing"); `jobs show`
+    // keeps the old one, labelled as the last one.
+    assert!(!ok(&sandbox, &["jobs", "list"]).contains(&error_start));
+    assert!(ok(&sandbox, &["jobs", "show", "broken"]).contains(&format!(
+        "none now (a success or a revive reset the count); the last one was: {error_start}"
+    )));
     assert!(revived["next_run_at"].is_u64(), "{revived}");
     let actions = audit_actions(&sandbox, "broken");
     assert!(
@@ -586,6 +603,7 @@ fn sigint_during_a_run_leaves_it_resumable_and_does_not_count_as_an_error() {
 fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
     let sandbox = Sandbox::new();
     for args in [
+        &["jobs", "--help"][..],
         &["jobs", "resume", "--help"][..],
         &["jobs", "add", "--help"][..],
         &["scheduler", "--help"][..],
@@ -593,6 +611,8 @@ fn help_documents_the_exit_codes_and_a_missing_state_folder_is_a_usage_error() {
         let help = ok(&sandbox, args);
         assert!(help.contains("Exit codes:"), "{args:?}: {help}");
     }
+    // `cairn --help` sends the reader to `cairn jobs --help` for code 6.
+    assert!(ok(&sandbox, &["jobs", "--help"]).contains("  6  "));
     // Without a state folder there is nothing to list or schedule; nothing is created.
     assert_each_is_usage(
         &sandbox,

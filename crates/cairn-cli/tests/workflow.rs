@@ -205,6 +205,12 @@ fn durations_parse_and_format() {
     ] {
         assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
     }
+    // A decimal is named as the problem, not a missing unit.
+    for decimal in ["1.5h", "2,5m"] {
+        let message = parse_duration(decimal).unwrap_err().to_string();
+        assert!(message.contains("numbers are whole"), "{message}");
+        assert!(!message.contains("no unit"), "{message}");
+    }
     assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
     assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
     assert_eq!(
