@@ -139,6 +139,50 @@ struct RawTask {
     permanent_exit_codes: Vec<Spanned<i32>>,
 }
 
+/// The key of the `key = value` line holding byte `offset` of `source`, when the line has
+/// one: a type error's position is its value's, and the message names no key.
+fn key_at(source: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(source.len());
+    let start = source[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line = &source[start..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let key = line.split_once('=')?.0.trim();
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    bare.then_some(key)
+}
+
+/// A TOML type error in words a workflow author knows: Rust type names replaced, and for a
+/// known key, how to write its value.
+fn in_plain_words(message: &str, key: Option<&str>) -> String {
+    let mut text = message
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace(
+            "expected i32",
+            "expected a whole number from -2147483648 to 2147483647",
+        );
+    if !message.starts_with("invalid type") && !message.starts_with("invalid value") {
+        return text;
+    }
+    let Some(key) = key else { return text };
+    let example = match key {
+        "depends_on" => "a list of task ids: `depends_on = [\"build\"]`".to_owned(),
+        "permanent_exit_codes" => "a list of numbers: `permanent_exit_codes = [3]`".to_owned(),
+        "timeout" | "retry_delay" => format!("a quoted duration: `{key} = \"30s\"`"),
+        "run" => "one command line in quotes: `run = \"echo hi\"`".to_owned(),
+        "max_attempts" => "a whole number of 1 or more: `max_attempts = 3`".to_owned(),
+        "id" | "name" | "cwd" => "quoted text".to_owned(),
+        _ => return text,
+    };
+    text.push_str(&format!(" (`{key}` takes {example})"));
+    text
+}
+
 /// Reads and validates a workflow file.
 ///
 /// # Errors
@@ -259,7 +303,9 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         } else {
             WorkflowErrorKind::Syntax
         };
-        at(error.span().unwrap_or(0..0), kind, message)
+        let span = error.span().unwrap_or(0..0);
+        let message = in_plain_words(&message, key_at(source, span.start));
+        at(span, kind, message)
     })?;
 
     let name = match raw.name {
@@ -324,10 +370,14 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         let id_span = id.span();
         let id = id.into_inner();
         if let Some(reason) = bad_id(&id) {
+            // A runaway id is shown clipped: the message must stay one readable line.
             return Err(at(
                 id_span,
                 WorkflowErrorKind::InvalidValue,
-                format!("task id `{id}` is not valid: {reason}"),
+                format!(
+                    "task id `{}` is not valid: {reason}",
+                    crate::out::clip(&id, 60)
+                ),
             ));
         }
         if index_of.contains_key(&id) {

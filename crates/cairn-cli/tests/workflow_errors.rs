@@ -322,3 +322,45 @@ fn an_input_longer_than_one_environment_entry_may_be_is_refused_before_the_run()
         MAX_INPUT_BYTES.to_string()
     );
 }
+
+/// A value of the wrong type is explained in a workflow author's words: how to write that
+/// key's value, and no Rust type names.
+#[test]
+fn a_value_of_the_wrong_type_says_how_to_write_it() {
+    for (line, expected) in [
+        ("depends_on = \"ok\"", "`depends_on = [\"build\"]`"),
+        ("timeout = 30", "`timeout = \"30s\"`"),
+        ("run = [\"echo\", \"hi\"]", "`run = \"echo hi\"`"),
+        ("max_attempts = 99999999999", "from 0 to 4294967295"),
+        (
+            "permanent_exit_codes = [99999999999]",
+            "`permanent_exit_codes = [3]`",
+        ),
+    ] {
+        let body = format!("name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\n{line}");
+        let body = if line.starts_with("run") {
+            body
+        } else {
+            format!("{body}\nrun = \"touch ran\"")
+        };
+        let stderr = assert_rejected(&body, 7);
+        assert!(stderr.contains(expected), "{line}: {stderr}");
+        assert!(
+            !stderr.contains("u32") && !stderr.contains("i32"),
+            "{line}: {stderr}"
+        );
+    }
+    let body = "name = \"w\"\nretry_delay = 5\n[[task]]\nid = \"b\"\nrun = \"touch ran\"";
+    let stderr = assert_rejected(body, 2);
+    assert!(stderr.contains("`retry_delay = \"30s\"`"), "{stderr}");
+}
+
+/// A runaway task id is clipped in its error, which stays one short line.
+#[test]
+fn an_overlong_task_id_is_clipped_in_its_error() {
+    let id = "x".repeat(5000);
+    let body = format!("name = \"w\"\n[[task]]\nid = \"{id}\"\nrun = \"touch ran\"");
+    let stderr = assert_rejected(&body, 3);
+    assert!(stderr.contains("longer than 100 bytes"), "{stderr}");
+    assert!(stderr.len() < 400, "{} bytes: {stderr}", stderr.len());
+}

@@ -83,7 +83,7 @@ pub enum Error {
     /// `resume` without `force` of a job whose circuit breaker tripped: nothing was changed.
     #[error(
         "job {id} is failed: its circuit breaker tripped after {consecutive_errors} consecutive \
-         failed runs (last error: {last_error}); resume it with force=true (`--force`) to revive it"
+         failed runs (last error: {last_error}); resume it with force (`--force`) to revive it"
     )]
     NeedsForce {
         /// The job.

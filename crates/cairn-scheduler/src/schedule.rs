@@ -820,7 +820,15 @@ fn parse_cron(expression: &str) -> Result<Cron> {
             "the cron expression is empty; it takes 5 to 7 fields: minute hour day-of-month month day-of-week, then optionally seconds first and a year last".to_owned(),
         ));
     }
-    Cron::from_str(expression).map_err(|err| refuse(err.to_string()))
+    // Nicknames (`@daily`) are one field by design.
+    let fields = expression.split_whitespace().count();
+    if !expression.trim_start().starts_with('@') && !(5..=7).contains(&fields) {
+        return Err(refuse(format!(
+            "the cron expression has {fields} field(s); it takes 5 to 7: minute hour day-of-month month day-of-week, then optionally seconds first and a year last"
+        )));
+    }
+    Cron::from_str(expression)
+        .map_err(|err| refuse(format!("the cron expression does not parse ({err})")))
 }
 
 impl fmt::Display for Schedule {

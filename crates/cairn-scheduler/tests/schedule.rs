@@ -131,6 +131,13 @@ fn bad_schedules_are_typed_errors() {
     }
     let err = Schedule::every(Duration::from_millis(999)).unwrap_err();
     assert!(matches!(err, Error::InvalidSchedule { .. }), "{err:?}");
+    // A wrong field count is said in cron's terms, not the parser's.
+    let err = Schedule::cron("* * *", Zone::Utc).unwrap_err().to_string();
+    assert!(
+        err.contains("has 3 field(s); it takes 5 to 7: minute hour"),
+        "{err}"
+    );
+    assert!(!err.contains("Pattern"), "{err}");
 }
 
 #[test]
