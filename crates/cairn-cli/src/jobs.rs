@@ -107,7 +107,8 @@ pub struct AddArgs {
     /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub every: Option<Duration>,
-    /// Run once, at an RFC 3339 time (`2026-01-01T09:00:00+01:00`); at once if it passed.
+    /// Run once, at an RFC 3339 time (`2026-01-01T09:00:00+01:00`); at once if it passed
+    /// (with a warning when it passed more than 10 minutes ago: a typo in the date?).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// For `--at` jobs: delete the job after its successful run instead of keeping it
@@ -422,13 +423,27 @@ fn schedule_of(args: &AddArgs, id: &JobId) -> anyhow::Result<Schedule> {
     } else if let Some(interval) = args.every {
         Schedule::every(interval).map_err(refused)?
     } else if let Some(at) = &args.at {
-        Schedule::once(parse_time(at).map_err(|error| UsageError(format!("job {id}: {error}")))?)
+        let time = parse_time(at).map_err(|error| UsageError(format!("job {id}: {error}")))?;
+        // A past time runs at once, as documented; one long past is more likely a typo in
+        // the date than a wish, so it is said before the job fires.
+        let now = cairn_checkpoint::wall_clock_now();
+        let ago = now.0.saturating_sub(time.0);
+        if ago > PAST_AT_WARNING_MS {
+            eoutln!(
+                "warning: job {id}: --at {at} was {} ago, so the job runs at the scheduler's next tick; if the date is a typo, `cairn jobs rm {id}` and add it again",
+                crate::duration::format_duration(Duration::from_millis(ago))
+            );
+        }
+        Schedule::once(time)
     } else {
         // clap's required group makes this unreachable; say so plainly if it ever is not.
         return Err(UsageError("give one of --cron, --every or --at".to_owned()).into());
     };
     Ok(schedule)
 }
+
+/// How far in the past an `--at` time may be before `jobs add` warns (10 minutes).
+const PAST_AT_WARNING_MS: u64 = 10 * 60 * 1000;
 
 /// Parses an RFC 3339 time into milliseconds since the Unix epoch.
 fn parse_time(text: &str) -> anyhow::Result<Timestamp> {

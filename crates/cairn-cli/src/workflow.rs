@@ -534,9 +534,26 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         ));
     }
 
-    // Second pass: every dependency exists.
+    // Second pass: every dependency exists, and is named once (a repeat is harmless to the
+    // queue, which collapses it, but the file checker is strict: it is a slip, such as a
+    // copy-paste that meant another task).
     for (task, deps) in &tasks {
-        for dep in deps {
+        for (at_index, dep) in deps.iter().enumerate() {
+            if strict
+                && deps[..at_index]
+                    .iter()
+                    .any(|d| d.get_ref() == dep.get_ref())
+            {
+                return Err(at(
+                    dep.span(),
+                    WorkflowErrorKind::InvalidValue,
+                    format!(
+                        "task `{}` lists `{}` twice in `depends_on`",
+                        task.id,
+                        dep.get_ref()
+                    ),
+                ));
+            }
             if !index_of.contains_key(dep.get_ref()) {
                 return Err(at(
                     dep.span(),

@@ -1250,3 +1250,44 @@ fn reading_jobs_of_a_state_folder_without_any_makes_no_folder() {
         "a read made .cairn/jobs"
     );
 }
+
+/// An `--at` time long past is taken (the job runs at the next tick, as documented) but said
+/// on stderr, since it is more likely a typo in the date; a future one, or one just past, is
+/// taken silently.
+#[test]
+fn an_at_time_long_past_is_taken_with_a_warning() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "echo.toml",
+        "name = \"e\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    let past = sandbox.run(&[
+        "jobs",
+        "add",
+        "echo.toml",
+        "typo",
+        "--at",
+        "2020-12-31T18:00:00Z",
+    ]);
+    assert_eq!(code(&past), Some(OK), "{}", text(&past.stderr));
+    let stderr = text(&past.stderr);
+    assert!(
+        stderr.contains("warning: job typo: --at 2020-12-31T18:00:00Z was ")
+            && stderr.contains("runs at the scheduler's next tick"),
+        "{stderr}"
+    );
+    let just_past = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let just_past = just_past.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (id, at) in [
+        ("later", "2999-01-01T00:00:00Z"),
+        ("now", just_past.as_str()),
+    ] {
+        let added = sandbox.run(&["jobs", "add", "echo.toml", id, "--at", at]);
+        assert_eq!(code(&added), Some(OK), "{}", text(&added.stderr));
+        assert!(
+            !text(&added.stderr).contains("warning"),
+            "{at}: {}",
+            text(&added.stderr)
+        );
+    }
+}

@@ -364,3 +364,16 @@ fn an_overlong_task_id_is_clipped_in_its_error() {
     assert!(stderr.contains("longer than 100 bytes"), "{stderr}");
     assert!(stderr.len() < 400, "{} bytes: {stderr}", stderr.len());
 }
+
+/// A dependency named twice is a slip the checker names, like a duplicate task id.
+#[test]
+fn a_dependency_named_twice_is_located() {
+    let body = format!(
+        "name = \"w\"\n{GOOD_TASK}[[task]]\nid = \"b\"\nrun = \"touch ran\"\ndepends_on = [\"ok\", \"ok\"]"
+    );
+    let stderr = assert_rejected(&body, 8);
+    assert!(
+        stderr.contains("task `b` lists `ok` twice in `depends_on`"),
+        "{stderr}"
+    );
+}
