@@ -453,6 +453,17 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<u8> {
                 .load_origin(id)
                 .map_or(true, |origin| origin.name == wf.name);
             if ours {
+                if mode == Mode::Json {
+                    outln!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "decision_needed", "run_id": id.as_str(),
+                            "status": "unreadable", "reason": note.run.reason,
+                            "location": note.run.at,
+                            "commands": {"force": commands.run(true)},
+                        })
+                    );
+                }
                 eoutln!(
                     "error: run {id} cannot be read ({}), and it may be a run of workflow `{}` (its recorded workflow {}), so no fresh run was started: it could repeat tasks that run had done, beside commands it may have left running. Make its files readable again ({}) and `cairn run` resumes it, or pass --force to start afresh anyway",
                     terminal_safe(&note.run.reason),
@@ -954,6 +965,21 @@ async fn drive_interrupted(
         // Two files with one `name` share their runs: going on would run the other file's
         // tasks (a staging deploy) under this one's command (a production deploy).
         let flags = commands.store_flags(true);
+        if mode == Mode::Json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "event": "decision_needed", "run_id": run_id.as_str(),
+                    "status": "other_file",
+                    "started_from": wf.path.display().to_string(),
+                    "given": given.display().to_string(),
+                    "commands": {
+                        "resume": format!("cairn resume {run_id}{flags}"),
+                        "abandon": format!("cairn abandon {run_id}{flags}"),
+                    },
+                })
+            );
+        }
         eoutln!(
             "error: the interrupted run {run_id} of workflow `{}` was started from {}, not {}, and its tasks differ from this file's, so nothing was run. Resume that run as it is (cairn resume {run_id}{flags}), or abandon it (cairn abandon {run_id}{flags}) and run this file again; files that are different workflows need different `name`s (or a --scope each)",
             escape_controls(&wf.name),

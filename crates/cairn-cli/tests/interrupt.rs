@@ -632,6 +632,24 @@ fn another_file_with_the_same_name_and_other_tasks_does_not_resume_its_run() {
         &BLOCKING.replace("echo c >> log", "echo other >> log"),
     );
     sandbox.touch("release");
+    // With --json the refusal is also an event on stdout, for scripts.
+    let json = sandbox.run(&["run", "other.toml", "--json"]);
+    assert_eq!(json.status.code(), Some(3), "{}", text(&json.stderr));
+    let event: serde_json::Value =
+        serde_json::from_str(text(&json.stdout).lines().last().expect("a JSON line"))
+            .expect("JSON");
+    assert_eq!(
+        (&event["event"], &event["status"], &event["run_id"]),
+        (
+            &serde_json::json!("decision_needed"),
+            &serde_json::json!("other_file"),
+            &serde_json::json!(run_id)
+        )
+    );
+    assert_eq!(
+        event["commands"]["resume"],
+        format!("cairn resume {run_id} --state-dir .cairn").as_str()
+    );
     let second = sandbox.run(&["run", "other.toml"]);
     let stderr = text(&second.stderr);
     assert_eq!(second.status.code(), Some(3), "{stderr}");

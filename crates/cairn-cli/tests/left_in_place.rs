@@ -141,6 +141,18 @@ fn an_unreadable_run_stops_a_fresh_run_of_its_workflow_until_forced() {
     assert_contains(&stderr, &format!("error: run {damaged} cannot be read"));
     assert_contains(&stderr, "no fresh run was started");
     assert_contains(&stderr, "pass --force");
+    // With --json the refusal is also an event on stdout, for scripts.
+    let json = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn", "--json"]);
+    assert_eq!(json.status.code(), Some(3), "{}", text(&json.stderr));
+    let event: serde_json::Value =
+        serde_json::from_str(text(&json.stdout).trim()).expect("one JSON line");
+    assert_eq!(event["event"], "decision_needed");
+    assert_eq!(event["status"], "unreadable");
+    assert_eq!(event["run_id"], damaged.as_str());
+    assert_contains(
+        event["commands"]["force"].as_str().expect("force"),
+        "--force",
+    );
     let healthy = sandbox.run(&["run", "healthy.toml", "--state-dir", ".cairn"]);
     assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stderr));
     let forced = sandbox.run(&["run", "damaged.toml", "--state-dir", ".cairn", "--force"]);
