@@ -2237,7 +2237,7 @@ fn meta_json(meta: &RunMeta) -> serde_json::Value {
 /// listing meets it, and the run then silently drops out of the list; so each run moved to
 /// quarantine meanwhile is named on stderr with why and where (a `run_quarantined` JSON line
 /// on stderr with `--json`, keeping stdout to the listing).
-async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>> {
+pub(crate) async fn list_runs(state: &StateDir, json: bool) -> anyhow::Result<Vec<RunMeta>> {
     list_runs_except(state, json, None).await
 }
 

@@ -5,24 +5,25 @@
 //! `<state-dir>/jobs/` with the file adapter, the `cairn/job*` trees of `<state-dir>/sled`
 //! with sled. `cairn scheduler` (see [`crate::scheduler`]) runs the due ones.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutJob};
+use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutJob, RunStatus};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
-    Job, Jobs, NewJob, Schedule, SystemClock, UnreadableJob, Zone, what_to_do_about,
+    Job, JobStatus, Jobs, NewJob, Schedule, SystemClock, UnreadableJob, Zone, what_to_do_about,
 };
 use clap::{Args, Subcommand};
 
 use crate::app::{UsageError, default_state_dir, format_timestamp, print_audit_line};
 use crate::cli::{EXIT_OK, EXIT_STORE, StoreArgs};
 use crate::out::{cell, clip, eoutln, outln};
-use crate::store::{Adapter, absolute};
+use crate::store::{Adapter, StateDir, absolute};
 use crate::workflow;
 
 /// The exit codes of `cairn jobs ...`.
@@ -562,9 +563,14 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     };
+    let overdue = overdue_jobs(&root, &args.store, all).await;
     if args.store.json {
         for job in all {
-            outln!("{}", job_json(job));
+            let mut value = job_json(job);
+            if let Some(map) = value.as_object_mut() {
+                map.insert("overdue".to_owned(), overdue.contains(&job.id).into());
+            }
+            outln!("{value}");
         }
         return Ok(code);
     }
@@ -588,7 +594,11 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
         outln!(
             "{}  {:<9}  {:<36}  {:<6}  {:<19}  {:<19}  {}",
             cell(job.id.as_str(), 20),
-            job.status.as_str(),
+            if overdue.contains(&job.id) {
+                "overdue"
+            } else {
+                job.status.as_str()
+            },
             schedule_column(&job.schedule, 36),
             format!("{}/{}", job.consecutive_errors, job.max_consecutive_errors),
             job.next_run_at
@@ -604,7 +614,60 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
+    if !overdue.is_empty() {
+        outln!(
+            "(overdue: active, due more than a minute ago, and no run of it is going: is a `cairn scheduler --state-dir {}` running?)",
+            root.display()
+        );
+    }
     Ok(code)
+}
+
+/// How long past its next run time an active job may be before `jobs list` calls it overdue.
+const OVERDUE_AFTER_MS: u64 = 60_000;
+
+/// The active jobs due more than [`OVERDUE_AFTER_MS`] ago with no run of theirs driven by a
+/// live process: nothing serves them, most likely because no scheduler runs on this folder.
+/// A job whose run is still going (a run longer than its interval) is not overdue. When the
+/// runs cannot be read here (a store another process holds), every late job is named.
+async fn overdue_jobs(root: &Path, store: &StoreArgs, jobs: &[Job]) -> HashSet<JobId> {
+    let now = cairn_checkpoint::wall_clock_now().0;
+    let late: Vec<&Job> = jobs
+        .iter()
+        .filter(|job| {
+            job.status == JobStatus::Active
+                && job
+                    .next_run_at
+                    .is_some_and(|due| due.0.saturating_add(OVERDUE_AFTER_MS) < now)
+        })
+        .collect();
+    if late.is_empty() {
+        return HashSet::new();
+    }
+    let Ok(state) = StateDir::open(root, store.adapter) else {
+        return late.iter().map(|job| job.id.clone()).collect();
+    };
+    let runs = crate::app::list_runs(&state, store.json)
+        .await
+        .unwrap_or_default();
+    let mut overdue = HashSet::new();
+    for job in late {
+        let scope = crate::scheduler::job_scope(&job.id);
+        let mut going = false;
+        for run in runs
+            .iter()
+            .filter(|run| run.scope == scope && run.status == RunStatus::Running)
+        {
+            if state.factory.is_held(&run.run_id).await.unwrap_or(false) {
+                going = true;
+                break;
+            }
+        }
+        if !going {
+            overdue.insert(job.id.clone());
+        }
+    }
+    overdue
 }
 
 async fn cmd_show(args: JobRef) -> anyhow::Result<u8> {

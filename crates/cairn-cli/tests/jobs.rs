@@ -1291,3 +1291,98 @@ fn an_at_time_long_past_is_taken_with_a_warning() {
         );
     }
 }
+
+/// Moves job `id`'s next run time back by `ms`, through the job store's own API (so its
+/// checksum and version stay right), as if nothing had served it since.
+fn make_late(sandbox: &Sandbox, id: &str, ms: u64) {
+    let store =
+        cairn_cli::jobs::open_job_store(&sandbox.path(".cairn"), cairn_cli::store::Adapter::File)
+            .expect("the job store");
+    let id = cairn_checkpoint::JobId::new(id).expect("a job id");
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let stored = store.get(&id).await.unwrap().expect("the job");
+            let mut document = stored.document.clone();
+            let due = document["next_run_at"].as_u64().expect("a next run");
+            document["next_run_at"] = (due - ms).into();
+            store
+                .put(&id, Some(stored.version), &document)
+                .await
+                .unwrap()
+                .expect("no conflict");
+        });
+}
+
+/// `jobs list` calls an active job overdue when it was due more than a minute ago and no run
+/// of it is going (no scheduler serves the folder); a job not yet due is not.
+#[test]
+fn jobs_list_flags_a_job_nothing_has_served() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "echo.toml",
+        "name = \"e\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "late", "--every", "1h"],
+    );
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "fine", "--every", "1h"],
+    );
+    make_late(&sandbox, "late", 2 * 3_600_000);
+
+    let table = ok(&sandbox, &["jobs", "list"]);
+    let row = |id: &str| {
+        table
+            .lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("a row for {id}: {table}"))
+            .to_owned()
+    };
+    assert!(row("late").contains(" overdue "), "{table}");
+    assert!(row("fine").contains(" active "), "{table}");
+    assert!(
+        table.contains("is a `cairn scheduler --state-dir"),
+        "{table}"
+    );
+    let json = ok(&sandbox, &["jobs", "list", "--json"]);
+    for line in json.lines() {
+        let job: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(job["overdue"], job["id"] == "late", "{line}");
+        assert_eq!(job["status"], "active", "the stored status is kept: {line}");
+    }
+
+    // A run of the job that a live process drives (a run longer than its interval) means
+    // the job is served: not overdue.
+    sandbox.write(
+        "blocks.toml",
+        "name = \"b\"\n[[task]]\nid = \"w\"\nrun = \"touch started; while ! test -f release; do sleep 0.05; done\"\n",
+    );
+    let mut driver = sandbox.spawn(
+        &[
+            "run",
+            "blocks.toml",
+            "--scope",
+            "job-late",
+            "--state-dir",
+            ".cairn",
+        ],
+        "run.out",
+        "run.err",
+    );
+    wait_for("the job's run to start", || {
+        sandbox.path("started").exists()
+    });
+    let table = ok(&sandbox, &["jobs", "list"]);
+    assert!(!table.contains("overdue"), "{table}");
+    sandbox.touch("release");
+    assert_eq!(
+        wait_exit(&mut driver).code(),
+        Some(OK),
+        "{}",
+        sandbox.read("run.err")
+    );
+}
