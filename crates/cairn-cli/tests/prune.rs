@@ -14,20 +14,8 @@ use std::process::Output;
 
 use common::{Sandbox, assert_contains, assert_lacks, text, wait_exit, wait_for};
 
-const OK: &str = r#"
-name = "ok"
-[[task]]
-id = "hello"
-run = "echo hello"
-"#;
-
-const FAILS: &str = r#"
-name = "fails"
-[[task]]
-id = "broken"
-run = "exit 3"
-max_attempts = 1
-"#;
+const OK: &str = common::OK_WORKFLOW;
+const FAILS: &str = common::FAILS_WORKFLOW;
 
 /// Runs until the file `release` exists.
 const BLOCKS: &str = r#"

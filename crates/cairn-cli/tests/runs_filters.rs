@@ -10,20 +10,8 @@ use std::process::Child;
 
 use common::{Sandbox, assert_contains, signal, text, wait_exit, wait_for};
 
-const OK: &str = r#"
-name = "ok"
-[[task]]
-id = "hello"
-run = "echo hello"
-"#;
-
-const FAILS: &str = r#"
-name = "fails"
-[[task]]
-id = "broken"
-run = "exit 3"
-max_attempts = 1
-"#;
+const OK: &str = common::OK_WORKFLOW;
+const FAILS: &str = common::FAILS_WORKFLOW;
 
 /// A workflow whose one task writes `<name>.started` and waits for `release`.
 fn blocking(name: &str) -> String {

@@ -6,6 +6,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A workflow whose one task succeeds (`name = "ok"`).
+pub(crate) const OK_WORKFLOW: &str = r#"
+name = "ok"
+[[task]]
+id = "hello"
+run = "echo hello"
+"#;
+
+/// A workflow whose one task fails for good on its only attempt (`name = "fails"`).
+pub(crate) const FAILS_WORKFLOW: &str = r#"
+name = "fails"
+[[task]]
+id = "broken"
+run = "exit 3"
+max_attempts = 1
+"#;
+
 /// How long any wait may take before the test fails. Generous: the machine is shared.
 pub(crate) const WAIT_BOUND: Duration = Duration::from_secs(90);
 
