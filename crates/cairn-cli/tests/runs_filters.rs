@@ -8,19 +8,20 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Child;
 
-use common::{Sandbox, assert_contains, signal, text, wait_exit, wait_for};
+use common::{Sandbox, alive, assert_contains, signal, text, wait_exit, wait_for};
 
 const OK: &str = common::OK_WORKFLOW;
 const FAILS: &str = common::FAILS_WORKFLOW;
 
-/// A workflow whose one task writes `<name>.started` and waits for `release`.
+/// A workflow whose one task writes its process group id to `<name>.started` and waits for
+/// `release`.
 fn blocking(name: &str) -> String {
     format!(
         r#"
 name = "{name}"
 [[task]]
 id = "wait"
-run = "touch {name}.started; while ! test -f release; do sleep 0.05; done"
+run = "echo $$ > {name}.tmp; mv {name}.tmp {name}.started; while ! test -f release; do sleep 0.05; done"
 "#
     )
 }
@@ -179,6 +180,14 @@ fn each_option_narrows_the_listing() {
     sandbox.touch("release");
     let status = wait_exit(&mut live);
     assert_eq!(status.code(), Some(0), "{}", sandbox.read("e.err"));
+    // The killed run's command outlived its driver; it must see `release` before the
+    // sandbox (and the file) is gone, or it would loop forever.
+    let group: i64 = sandbox
+        .read("crashes.started")
+        .trim()
+        .parse()
+        .expect("a process group id");
+    wait_for("the killed run's command to end", || !alive(-group));
 }
 
 #[test]
