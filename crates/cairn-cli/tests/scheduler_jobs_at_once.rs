@@ -52,7 +52,10 @@ fn add_due_once(sandbox: &Sandbox, workflow: &str, id: &str) {
 }
 
 fn show(sandbox: &Sandbox, id: &str) -> serde_json::Value {
-    let shown = ok(sandbox, &["jobs", "show", id, "--json", "--state-dir", ".cairn"]);
+    let shown = ok(
+        sandbox,
+        &["jobs", "show", id, "--json", "--state-dir", ".cairn"],
+    );
     serde_json::from_str(shown.trim()).expect("one JSON document")
 }
 
@@ -113,19 +116,28 @@ fn a_long_one_shot_job_does_not_hold_up_an_every_second_job() {
     });
     // The long run still goes on: its command waits for `release`, made only now.
     assert!(
-        !sandbox.read("sched.out").contains("job long: one-shot job completed"),
+        !sandbox
+            .read("sched.out")
+            .contains("job long: one-shot job completed"),
         "{}",
         sandbox.read("sched.out")
     );
     assert_eq!(run_of(&sandbox, "long")["status"], "running");
     sandbox.touch("release");
     wait_for("the long run to complete", || {
-        sandbox.read("sched.out").contains("job long: one-shot job completed")
+        sandbox
+            .read("sched.out")
+            .contains("job long: one-shot job completed")
     });
     signal(i64::from(scheduler.id()), "INT");
     let status = wait_exit(&mut scheduler);
     let out = sandbox.read("sched.out");
-    assert_eq!(status.code(), Some(0), "{out}\n{}", sandbox.read("sched.err"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{out}\n{}",
+        sandbox.read("sched.err")
+    );
     assert_eq!(show(&sandbox, "long")["status"], "completed");
     assert_eq!(show(&sandbox, "tick")["consecutive_errors"], 0);
     assert_eq!(run_of(&sandbox, "long")["status"], "completed");
@@ -204,7 +216,10 @@ fn a_stop_with_two_runs_going_on_lets_one_finish_in_the_grace_and_leaves_the_oth
     assert_eq!(show(&sandbox, "a")["status"], "completed");
     // Cut short by the stop: not a failure.
     let b = show(&sandbox, "b");
-    assert_eq!((&b["status"], &b["consecutive_errors"]), (&"active".into(), &0.into()));
+    assert_eq!(
+        (&b["status"], &b["consecutive_errors"]),
+        (&"active".into(), &0.into())
+    );
 
     // The run is resumable, and finishes once its command can.
     sandbox.touch("b-go");
@@ -255,7 +270,13 @@ fn a_job_store_failure_stops_as_a_first_ctrl_c_lets_the_run_finish_and_exits_5()
     assert_eq!(status.code(), Some(STORE_FAILED), "{out}\n{err}");
     let run = run_of(&sandbox, "long");
     assert_eq!(run["status"], "completed", "{run}");
-    assert_contains(&out, &format!("job long: run {} completed", run["run_id"].as_str().unwrap()));
+    assert_contains(
+        &out,
+        &format!(
+            "job long: run {} completed",
+            run["run_id"].as_str().unwrap()
+        ),
+    );
     assert_contains(&err, "job store");
 }
 

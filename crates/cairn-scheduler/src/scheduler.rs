@@ -763,17 +763,40 @@ impl Scheduler {
             let stopping = failed.is_some() || self.runner.is_stopping();
             if look_now && !stopping {
                 look_now = false;
-                let looked = tokio::select! {
-                    biased;
-                    () = &mut stop => return Ok(()),
-                    looked = self.look() => looked,
+                let mut look = std::pin::pin!(self.look());
+                // The runs going on are polled during the look too, so a slow listing does not
+                // hold up their bookkeeping.
+                let looked = loop {
+                    let woken = tokio::select! {
+                        biased;
+                        () = &mut stop => Woken::Stop,
+                        looked = &mut look => break looked,
+                        Some((_, result)) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
+                    };
+                    match woken {
+                        Woken::Stop => return failed.map_or(Ok(()), Err),
+                        Woken::Ended(result) => {
+                            if let Err(err) = result {
+                                self.failed(&mut failed, err, &runs);
+                            }
+                            // This look may have passed over the job that ended.
+                            look_now = true;
+                        }
+                        Woken::Due => {}
+                    }
                 };
+                if failed.is_some() {
+                    // A run's error came during the look: nothing more starts.
+                    if let Err(err) = looked {
+                        self.failed(&mut failed, err, &runs);
+                    }
+                    continue;
+                }
                 match looked {
                     Ok(look) => {
                         wait = look.wait(self.config.poll_interval.max(MIN_INTERVAL));
                         for (job, due) in look.due {
-                            if runs.len() >= self.max_running_jobs() || self.runner.is_stopping()
-                            {
+                            if runs.len() >= self.max_running_jobs() || self.runner.is_stopping() {
                                 // Left due: looked at again when a run ends.
                                 break;
                             }
@@ -858,7 +881,6 @@ impl Scheduler {
             }
         }
     }
-
 }
 
 /// What one look at the jobs found.

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
-    Error, JobRunner, ManualClock, RunFailed, RunRequest, RunSucceeded, Scheduler,
-    SchedulerConfig, TickReport,
+    Error, JobRunner, ManualClock, RunFailed, RunRequest, RunSucceeded, Scheduler, SchedulerConfig,
+    TickReport,
 };
 use common::{HookedStore, NEW_YEAR_2026, StoreHooks, every_minute, id};
 use tokio::sync::{mpsc, watch};
@@ -180,12 +180,7 @@ const MINUTE: u64 = 60_000;
 async fn a_quick_job_runs_and_is_recorded_while_a_long_run_goes_on() {
     let clock = ManualClock::new(NEW_YEAR_2026);
     let (runner, mut events) = Gated::new(&["a-long"], &["b-quick"]);
-    let scheduler = scheduler(
-        Arc::new(MemoryJobStore::new()),
-        runner.clone(),
-        &clock,
-        2,
-    );
+    let scheduler = scheduler(Arc::new(MemoryJobStore::new()), runner.clone(), &clock, 2);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
     let tick = spawn_tick(&scheduler);
     until(&mut events, "start a-long").await;
@@ -221,12 +216,7 @@ async fn a_quick_job_runs_and_is_recorded_while_a_long_run_goes_on() {
 async fn with_one_place_a_quick_job_waits_for_the_long_run_to_end() {
     let clock = ManualClock::new(NEW_YEAR_2026);
     let (runner, mut events) = Gated::new(&["a-long"], &[]);
-    let scheduler = scheduler(
-        Arc::new(MemoryJobStore::new()),
-        runner.clone(),
-        &clock,
-        1,
-    );
+    let scheduler = scheduler(Arc::new(MemoryJobStore::new()), runner.clone(), &clock, 1);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
     let tick = spawn_tick(&scheduler);
     until(&mut events, "start a-long").await;
@@ -249,12 +239,7 @@ async fn with_one_place_a_quick_job_waits_for_the_long_run_to_end() {
 async fn a_job_whose_run_goes_on_is_not_started_again_and_its_tick_is_caught_up_after() {
     let clock = ManualClock::new(NEW_YEAR_2026);
     let (runner, mut events) = Gated::new(&["a-long"], &[]);
-    let scheduler = scheduler(
-        Arc::new(MemoryJobStore::new()),
-        runner.clone(),
-        &clock,
-        4,
-    );
+    let scheduler = scheduler(Arc::new(MemoryJobStore::new()), runner.clone(), &clock, 4);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
     let first = spawn_tick(&scheduler);
     until(&mut events, "start a-long").await;
@@ -293,12 +278,7 @@ async fn run_until_keeps_running_a_frequent_job_while_a_long_run_goes_on() {
         advances: Some((id("b-quick"), clock.clone())),
         failures: Mutex::default(),
     });
-    let scheduler = scheduler(
-        Arc::new(MemoryJobStore::new()),
-        runner.clone(),
-        &clock,
-        4,
-    );
+    let scheduler = scheduler(Arc::new(MemoryJobStore::new()), runner.clone(), &clock, 4);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
     // Each run of B moves the clock a minute on, so B (and A) are due again at each look.
     let stop = async {
