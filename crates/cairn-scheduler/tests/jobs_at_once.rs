@@ -85,10 +85,10 @@ impl JobRunner for Gated {
             let mut gate = self.gate.subscribe();
             gate.wait_for(|open| *open).await.expect("the gate is kept");
         }
-        if let Some((advanced, clock)) = &self.advances {
-            if advanced == job {
-                clock.advance(Duration::from_secs(60));
-            }
+        if let Some((advanced, clock)) = &self.advances
+            && advanced == job
+        {
+            clock.advance(Duration::from_secs(60));
         }
         self.say(format!("end {job}"));
         if self.failing.contains(job) {
