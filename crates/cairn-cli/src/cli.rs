@@ -92,7 +92,7 @@ pub enum Command {
     #[command(subcommand, after_help = crate::jobs::JOBS_EXIT_CODES)]
     Jobs(crate::jobs::JobsCommand),
     /// Run due jobs in the foreground until Ctrl-C or SIGTERM.
-    #[command(after_help = crate::scheduler::SCHEDULER_EXIT_CODES)]
+    #[command(after_help = crate::scheduler::SCHEDULER_AFTER_HELP)]
     Scheduler(crate::scheduler::SchedulerArgs),
     /// Print a shell completion script.
     Completions {
@@ -155,7 +155,7 @@ pub struct StoreArgs {
 /// Execution settings shared by `run` and `resume`.
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
-    /// Most tasks running at once.
+    /// Most tasks running at once (for `cairn scheduler`: in each run; see --max-running-jobs).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// How long running tasks may finish after Ctrl-C or SIGTERM before they are killed.

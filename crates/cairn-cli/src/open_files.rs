@@ -5,7 +5,9 @@
 //! limit allows would make cairn itself run out of descriptors, and healthy tasks would wait
 //! for them or fail; so the concurrency is capped to what the limit allows, and the person
 //! is told why and how to raise it. The limit is read from `/proc/self/limits` (Linux);
-//! where that cannot be read, nothing is capped.
+//! where that cannot be read, nothing is capped. `cairn scheduler` runs several runs at
+//! once, each with its own `--concurrency`, so it shares the allowance out among them
+//! ([`cap_concurrency_per_run`]).
 
 /// Descriptors one running task holds in cairn, with the spawn's own counted.
 pub const FILES_PER_TASK: usize = 6;
@@ -61,14 +63,9 @@ pub fn tasks_allowed(limit: u64, open: usize) -> usize {
 /// the most that could ever run at once (a workflow's task count): no note when even
 /// those fit.
 pub fn cap_concurrency(requested: usize, tasks: usize) -> (usize, Option<String>) {
-    let Some(limit) = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|text| soft_limit_in(&text))
-    else {
+    let Some((limit, allowed)) = limit_and_tasks_allowed() else {
         return (requested, None);
     };
-    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
-    let allowed = tasks_allowed(limit, open);
     if requested <= allowed {
         return (requested, None);
     }
@@ -79,6 +76,53 @@ pub fn cap_concurrency(requested: usize, tasks: usize) -> (usize, Option<String>
         allowed,
         Some(format!(
             "note: running at most {allowed} task(s) at once, not {requested}: the open-file limit (ulimit -n {limit}) allows no more (each running task holds about {FILES_PER_TASK} files); raise it with `ulimit -n` to run more"
+        )),
+    )
+}
+
+/// This process's soft open-file limit and how many tasks it lets run at once; `None` when
+/// the limit cannot be read or is `unlimited`.
+fn limit_and_tasks_allowed() -> Option<(u64, usize)> {
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| soft_limit_in(&text))?;
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    Some((limit, tasks_allowed(limit, open)))
+}
+
+/// How many tasks each of `runs` runs going on at once may run, when `allowed` tasks may run
+/// in all: an equal share, at least one.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::open_files::tasks_per_run;
+///
+/// assert_eq!(tasks_per_run(162, 4), 40);
+/// // A limit that leaves no room still lets each run run one task at a time.
+/// assert_eq!(tasks_per_run(3, 4), 1);
+/// assert_eq!(tasks_per_run(10, 0), 10);
+/// ```
+pub fn tasks_per_run(allowed: usize, runs: usize) -> usize {
+    (allowed / runs.max(1)).max(1)
+}
+
+/// The concurrency of each scheduled run, when up to `runs` runs go on at once (`cairn
+/// scheduler --max-running-jobs`), each running up to `requested` tasks: `requested`, or
+/// less when the open-file limit cannot take `runs` times that many tasks, with a note
+/// saying so (stderr).
+pub fn cap_concurrency_per_run(requested: usize, runs: usize) -> (usize, Option<String>) {
+    let Some((limit, allowed)) = limit_and_tasks_allowed() else {
+        return (requested, None);
+    };
+    let per_run = tasks_per_run(allowed, runs);
+    if requested <= per_run {
+        return (requested, None);
+    }
+    (
+        per_run,
+        Some(format!(
+            "note: each run runs at most {per_run} task(s) at once, not {requested}: the open-file limit (ulimit -n {limit}) allows about {allowed} running task(s) in all (each holds about {FILES_PER_TASK} files), shared by up to {runs} runs at once (--max-running-jobs); raise it with `ulimit -n`, or lower --max-running-jobs, to run more"
         )),
     )
 }

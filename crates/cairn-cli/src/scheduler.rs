@@ -6,6 +6,21 @@
 //! scheduler's `ExecutorRunner` with the `shell` handler. Runs of job `J` use the scope
 //! `job-J`, so they never mix with `cairn run`'s runs of the same workflow.
 //!
+//! # Jobs at once
+//!
+//! Due jobs run at the same time, up to `--max-running-jobs` of them (default 4; the
+//! scheduler crate's "Jobs at once" has the design), so a long run no longer holds up the
+//! other jobs' ticks. A job never runs twice at once: within this process the scheduler
+//! passes over a job whose run goes on, and across processes the lock on the job's runs
+//! ([`ShellJobs::lock_job`]) and the check for a run of it still driven refuse a second run
+//! (`run_not_started`). `--concurrency` is per run: each run gets its own executor with that
+//! many tasks at once, so up to `--max-running-jobs` times `--concurrency` commands run at
+//! once, and the open-file cap is shared out among the runs
+//! ([`crate::open_files::cap_concurrency_per_run`]). A shared limit would have to hold a
+//! task that the executor counts as started until another run's task ends, and its timeout
+//! would run out while it waited. The Ctrl-C, `--grace` and process-group handling below
+//! apply to every run going on.
+//!
 //! # Storage trouble
 //!
 //! A run whose state store fails under it (a full disk, a failed write) is reported like
@@ -14,20 +29,26 @@
 //! `cairn resume R` to run once the store is fixed. It counts toward the job's circuit
 //! breaker, and is noted on the job, so a later scheduler that finds it still `running`
 //! says that its store failed rather than asking whether it was killed. When the job store
-//! cannot be written either, the scheduler exits 5. A run the store could not begin is a
+//! fails (it cannot be written either, say), the scheduler stops as after a first Ctrl-C
+//! ([`JobRunner::scheduler_failed`]): no new run starts, the runs going on get `--grace` to
+//! finish their running tasks (a run cut short is left resumable, its resume command
+//! printed), and then it exits 5. Dropping those runs at once instead would leave them, and
+//! the commands they started, as after a crash. A run the store could not begin is a
 //! counted failure that names no run (nothing was stored). A run whose damaged state a
 //! listing moved to quarantine while the scheduler ran, and a damaged run the run store could
 //! not move, are each named once per scheduler process, as `cairn runs` names them.
 //!
 //! # Stopping
 //!
-//! The first Ctrl-C (or SIGTERM) stops new runs and lets running tasks finish within
-//! `--grace`; a run cut short is left resumable (its resume command is printed) and is NOT
-//! counted as a failure for the job's circuit breaker. The scheduler loop is stopped only at a
-//! point where no job bookkeeping is half-written ([`Quiet`]). A second Ctrl-C ends the grace
-//! at once: running commands are stopped and their attempts given back (they rerun under the
-//! same attempt number on resume), and the scheduler stops as after the first. A third exits 4
-//! at once, leaving the runs as after a crash.
+//! The first Ctrl-C (or SIGTERM) stops new runs and lets the running tasks of every run going
+//! on finish within `--grace`; a run cut short is left resumable (its resume command is
+//! printed) and is NOT counted as a failure for the job's circuit breaker. The scheduler loop
+//! is stopped only once every run has ended or been cut short, and at a point where no job
+//! bookkeeping is half-written ([`Quiet`]). A second Ctrl-C ends the grace at once: running
+//! commands are stopped and their attempts given back (they rerun under the same attempt
+//! number on resume), and the scheduler stops as after the first. A third exits 4 at once,
+//! leaving the runs as after a crash. After a job-store failure started the stop, the first
+//! Ctrl-C counts as the second.
 
 use std::collections::{BTreeSet, HashSet};
 use std::convert::Infallible;
@@ -43,8 +64,8 @@ use cairn_checkpoint::{
 };
 use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
 use cairn_scheduler::{
-    ExecutorRunner, Job, JobRunner, LeftOutTracker, PlanSource, RunFailed, RunRequest,
-    RunSucceeded, Scheduler, SchedulerConfig, StoreFailedRun, SystemClock,
+    DEFAULT_MAX_RUNNING_JOBS, ExecutorRunner, Job, JobRunner, LeftOutTracker, PlanSource,
+    RunFailed, RunRequest, RunSucceeded, Scheduler, SchedulerConfig, StoreFailedRun, SystemClock,
 };
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,16 +83,25 @@ use crate::store::{StateDir, absolute};
 use crate::workflow;
 
 /// The exit codes of `cairn scheduler`.
-pub const SCHEDULER_EXIT_CODES: &str = "\
+pub const SCHEDULER_AFTER_HELP: &str = "\
+Jobs at once: due jobs run at the same time, up to --max-running-jobs of them, so a long run
+does not hold up the other jobs' ticks; jobs due while every place is taken start as places
+free up. A job never runs twice at once: a tick of it that comes while its own run goes on is
+handled when that run ends, as after downtime (it runs once). --concurrency is per run: each
+run runs up to that many tasks at once, so up to --max-running-jobs x --concurrency commands
+may run at once. Ctrl-C and --grace apply to every run going on.
+
 Exit codes:
   0  stopped by Ctrl-C or SIGTERM; no run was cut short
-  2  bad usage (for example no state folder, or --poll under 1s)
-  4  stopped by Ctrl-C or SIGTERM while a run was going: that run is left resumable and the
-     command to resume it was printed (a second Ctrl-C stops running commands at once and
-     also exits 4; a third exits 4 at once, leaving runs as after a crash)
-  5  the job store failed (the scheduler stops; start it again). A run whose own state store
-     failed does not stop the scheduler: it is reported with its resume command and counts
-     as a failed run for the job's circuit breaker
+  2  bad usage (for example no state folder, --poll under 1s, or --max-running-jobs 0)
+  4  stopped by Ctrl-C or SIGTERM while runs were going: each run cut short is left resumable
+     and the command to resume it was printed (a second Ctrl-C stops running commands at once
+     and also exits 4; a third exits 4 at once, leaving runs as after a crash)
+  5  the job store failed: no new run starts, the runs going on are stopped as by a first
+     Ctrl-C (their running tasks get --grace; a run cut short is left resumable and its resume
+     command printed), then the scheduler exits 5 (start it again once the store is fixed). A
+     run whose own state store failed does not stop the scheduler: it is reported with its
+     resume command and counts as a failed run for the job's circuit breaker
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
 in place because it could be neither read nor moved) does not run: a warning on stderr names
 it, says where it is and what to do, once per job (with --json, a `job_left_out` line on
@@ -84,6 +114,11 @@ pub struct SchedulerArgs {
     /// least 1s.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_poll)]
     pub poll: Duration,
+    /// Most jobs whose runs go on at once (at least 1; 1 runs due jobs one after another). A
+    /// job never runs twice at once. --concurrency applies to each run, so up to N x
+    /// --concurrency tasks may run at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_RUNNING_JOBS, value_name = "N", value_parser = parse_max_running_jobs)]
+    pub max_running_jobs: usize,
     /// Store settings [default state folder: `.cairn/` in the current folder].
     #[command(flatten)]
     pub store: StoreArgs,
@@ -104,6 +139,19 @@ fn parse_poll(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(poll)
+}
+
+fn parse_max_running_jobs(text: &str) -> Result<usize, String> {
+    let jobs: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of jobs"))?;
+    if jobs == 0 {
+        return Err(
+            "the scheduler must be able to run at least one job; give 1 to run due jobs one after another"
+                .to_owned(),
+        );
+    }
+    Ok(jobs)
 }
 
 /// The scope of job `id`'s runs.
@@ -130,7 +178,8 @@ impl Lines {
 }
 
 /// Where the scheduler loop is, so it is stopped only where dropping it loses nothing: no
-/// job-store operation in flight, and no run going (or the runner parked after shutdown).
+/// job-store operation in flight, and no run going. Runs parked after the stop (cut short, or
+/// not begun) are not going: their futures wait to be dropped.
 #[derive(Debug, Default)]
 struct Quiet {
     state: Mutex<QuietState>,
@@ -140,8 +189,8 @@ struct Quiet {
 #[derive(Debug, Default)]
 struct QuietState {
     stopping: bool,
+    /// Runs going on: several at once (`--max-running-jobs`).
     runs: usize,
-    parked: bool,
     store_ops: usize,
     interrupted: usize,
 }
@@ -164,7 +213,9 @@ impl Quiet {
         loop {
             {
                 let s = self.lock();
-                if s.stopping && (s.parked || (s.runs == 0 && s.store_ops == 0)) {
+                // Every run must have ended or parked: a run parked (cut short) while
+                // others still had grace must not have them dropped with it.
+                if s.stopping && s.runs == 0 && s.store_ops == 0 {
                     return;
                 }
             }
@@ -173,9 +224,8 @@ impl Quiet {
     }
 
     /// Never completes: a run that must not start (or whose outcome must not be recorded)
-    /// waits here until the loop is dropped.
+    /// waits here until the loop is dropped. It counts as no run going.
     async fn park(&self) -> Infallible {
-        self.change(|s| s.parked = true);
         std::future::pending::<Infallible>().await
     }
 }
@@ -400,6 +450,9 @@ struct ShellJobs {
     left_in_place: Mutex<HashSet<RunId>>,
     /// Quarantine entries already there when the scheduler started, or already named.
     quarantined: Mutex<BTreeSet<String>>,
+    /// Held while quarantine entries are looked up and named: runs of several jobs check at
+    /// once, and each entry is named once.
+    naming_quarantined: tokio::sync::Mutex<()>,
 }
 
 /// The plan source of one [`ShellJobs`] run: hands out [`WorkflowFiles`]' plan and remembers
@@ -598,6 +651,34 @@ impl JobRunner for ShellJobs {
         }
         drop(going);
         outcome
+    }
+
+    /// Stopping from the first Ctrl-C (or a job-store failure) on: no further tick is
+    /// claimed, so none is used up by a run that would only park.
+    fn is_stopping(&self) -> bool {
+        self.signals.shutdown.is_cancelled()
+    }
+
+    /// The job store failed while runs went on: they are stopped as by a first Ctrl-C (their
+    /// running tasks get `--grace`; one cut short is left resumable and its resume command
+    /// printed), and the scheduler exits 5 once they have ended or parked.
+    fn scheduler_failed(&self, error: &cairn_scheduler::Error) {
+        if self.signals.shutdown.is_cancelled() {
+            // Already stopping (Ctrl-C); the error is reported when the scheduler exits.
+            return;
+        }
+        self.signals.shutdown.cancel();
+        self.lines.say(
+            &format!(
+                "scheduler: stopping: the job store failed ({}); no new runs start; running tasks get up to {} to finish, then the scheduler exits 5 (Ctrl-C stops them now)",
+                escape_controls(&error.to_string()),
+                format_duration(self.config.shutdown_grace)
+            ),
+            serde_json::json!({
+                "event": "stopping", "reason": "job_store_failed", "error": error.to_string(),
+            }),
+        );
+        self.quiet.change(|s| s.stopping = true);
     }
 }
 
@@ -929,6 +1010,7 @@ impl ShellJobs {
     /// listing met its damaged state), once, as `cairn runs` names it: it drops out of every
     /// listing, so this is where an operator learns of it.
     async fn warn_newly_quarantined(&self) {
+        let _naming = self.naming_quarantined.lock().await;
         let known = self
             .quarantined
             .lock()
@@ -1012,8 +1094,12 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     });
     let signals = RunSignals::default();
     let groups = ProcessGroups::default();
-    let (concurrency, capped) =
-        crate::open_files::cap_concurrency(usize::from(args.exec.concurrency), usize::MAX);
+    // Per run: each run gets its own executor, so the open-file allowance is shared out among
+    // the runs that may go on at once.
+    let (concurrency, capped) = crate::open_files::cap_concurrency_per_run(
+        usize::from(args.exec.concurrency),
+        args.max_running_jobs,
+    );
     if let Some(note) = capped {
         eoutln!("{note}");
     }
@@ -1037,6 +1123,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         jobs: Arc::clone(&inner),
         left_in_place: Mutex::default(),
         quarantined: Mutex::new(state.quarantine_locations().await),
+        naming_quarantined: tokio::sync::Mutex::default(),
     };
     let scheduler = Scheduler::with_config(
         store,
@@ -1044,6 +1131,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         Arc::new(SystemClock),
         SchedulerConfig {
             poll_interval: args.poll,
+            max_running_jobs: args.max_running_jobs,
             ..SchedulerConfig::default()
         },
     );
@@ -1075,10 +1163,16 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
             let mut interrupts = 0u32;
             loop {
                 tokio::select! {
-                    Some(()) = sigint.recv() => interrupts += 1,
-                    Some(()) = sigterm.recv() => interrupts += 1,
+                    Some(()) = sigint.recv() => {}
+                    Some(()) = sigterm.recv() => {}
                     else => return,
                 }
+                // A job-store failure started the stop as a first Ctrl-C would have
+                // (`scheduler_failed`): this one ends the grace.
+                if interrupts == 0 && signals.shutdown.is_cancelled() {
+                    interrupts = 1;
+                }
+                interrupts += 1;
                 if interrupts == 1 {
                     signals.shutdown.cancel();
                     lines.say(

@@ -290,6 +290,12 @@ impl JobRunner for ExecutorRunner {
             }),
         }
     }
+
+    /// Stopping once the host's shutdown token is cancelled: the scheduler then claims no
+    /// further tick (this runner would start no run for it anyway).
+    fn is_stopping(&self) -> bool {
+        self.signals.shutdown.is_cancelled()
+    }
 }
 
 /// The failure of a run its state store stopped: a write to its checkpointer failed

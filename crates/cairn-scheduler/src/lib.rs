@@ -2,9 +2,10 @@
 //!
 //! A [`Job`] runs a workflow on a [`Schedule`] (cron with optional seconds in a [`Zone`], a
 //! fixed interval, or once). [`Scheduler::tick`] starts every due job through the injected
-//! [`JobRunner`] and keeps the job's bookkeeping; [`Jobs`] holds the operator's operations
-//! (`add`, `show`, `list`, `pause`, `resume`, `delete`, `delete_unreadable`, `audit_log`). Time comes from an
-//! injected [`Clock`], so tests move a [`ManualClock`] instead of sleeping.
+//! [`JobRunner`] (several at once, see below) and keeps the job's bookkeeping; [`Jobs`] holds
+//! the operator's operations (`add`, `show`, `list`, `pause`, `resume`, `delete`,
+//! `delete_unreadable`, `audit_log`). Time comes from an injected [`Clock`], so tests move a
+//! [`ManualClock`] instead of sleeping.
 //!
 //! # Circuit breaker
 //!
@@ -27,6 +28,34 @@
 //! written atomically, mode 0600) and `SledJobStore` (`cairn-checkpoint-sled`). All three
 //! pass the job-store conformance cases. Audit records of jobs go to that per-job list and
 //! not to the run audit (`AuditRecord` is about runs and has no breaker actions).
+//!
+//! # Jobs at once
+//!
+//! One scheduler runs several jobs at once, up to [`SchedulerConfig::max_running_jobs`]
+//! (default [`DEFAULT_MAX_RUNNING_JOBS`]; 1 runs them one after another), so a two-hour
+//! backup does not silence a one-minute health check. The design, kept small:
+//!
+//! - Each due job becomes one future: its claim (compare-and-swap on the job's version, so
+//!   two schedulers never start one tick twice), its run or runs, and the recording of their
+//!   outcomes. The futures are polled together by the future of `tick` or `run_until`, not
+//!   spawned, so dropping that future still drops every run, as before.
+//! - A job never has two runs of its own at once: the scheduler (and its clones) keeps the
+//!   set of jobs whose future goes on, and a look at the jobs passes them over. A tick of
+//!   such a job that came meanwhile is handled once its run has ended, by the catch-up rules,
+//!   as after downtime. Across schedulers, the runner keeps one job's runs apart (the CLI
+//!   holds a lock per job).
+//! - [`Scheduler::tick`] starts every due job (up to the limit at once, the rest as places
+//!   free up) and returns when all have ended; its report lists them in listing order.
+//!   [`Scheduler::run_until`] keeps its runs going across looks: it looks at the jobs when a
+//!   run ends, when the next job is due, or after the poll interval, and starts what is due
+//!   while places are free.
+//! - Stopping: while [`JobRunner::is_stopping`] says so, nothing new is claimed or started;
+//!   the runs going on are left to the runner's shutdown (the host's `stop` decides when
+//!   `run_until` drops them, as before).
+//! - An error (the job store failed) starts nothing more, but does not drop the runs going
+//!   on: the runner is told ([`JobRunner::scheduler_failed`]) so it may end them as on a
+//!   shutdown, their outcomes are recorded where the store still lets them, and the first
+//!   error is returned once they have ended.
 //!
 //! # Missed ticks
 //!
@@ -66,8 +95,10 @@
 //!   store is fixed, as after `cairn run` stopped the same way.
 //! - When the job store cannot be written either (one full disk under both), nothing can be
 //!   recorded: `tick` returns the `Store` error and the host stops (`cairn scheduler` exits
-//!   5 after printing the run's store failure). The job's count does not move then, and a
-//!   later scheduler can only say that the run's driver stopped without recording why.
+//!   5 after printing the run's store failure, once the other jobs' runs going on have ended
+//!   or been cut short as on a shutdown: see "Jobs at once"). The job's count does not move
+//!   then, and a later scheduler can only say that the run's driver stopped without
+//!   recording why.
 //!
 //! # Jobs the store left out
 //!
@@ -101,4 +132,6 @@ pub use jobs::{JobDamage, Jobs, MAX_NAME_BYTES, ReadableJobs, UnreadableJob};
 pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
-pub use scheduler::{CatchUp, RunRecord, Scheduler, SchedulerConfig, TickReport};
+pub use scheduler::{
+    CatchUp, DEFAULT_MAX_RUNNING_JOBS, RunRecord, Scheduler, SchedulerConfig, TickReport,
+};

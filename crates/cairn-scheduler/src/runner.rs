@@ -115,9 +115,29 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// workflow many times. SHOULD NOT panic: a panic is caught by the scheduler and
     /// recorded as a failed run whose message starts with "the job runner panicked".
     ///
+    /// Runs of different jobs go on at once (up to `SchedulerConfig::max_running_jobs`), so
+    /// this is called again before an earlier call returns; never for a job whose run goes
+    /// on in the same scheduler.
+    ///
     /// # Cancel safety
     ///
     /// The scheduler awaits this to completion; it is dropped only when the host drops the
     /// scheduler's future, in which case the job's bookkeeping for this run is skipped.
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed>;
+
+    /// Whether the host is stopping (a shutdown was asked for). While it is, the scheduler
+    /// claims and starts no further run (so no tick is used up by a run that could not
+    /// begin); the runs going on go on. Asked before each start. The default: never.
+    fn is_stopping(&self) -> bool {
+        false
+    }
+
+    /// Called once when the scheduler meets `error` (the job store failed, say) while runs
+    /// go on: it starts no further run, and returns `error` once they have ended. A runner
+    /// SHOULD then end its runs soon, as on a shutdown (`cairn scheduler` does what its first
+    /// Ctrl-C does), and SHOULD NOT block or panic. The default does nothing: the runs go
+    /// on to their end.
+    fn scheduler_failed(&self, error: &crate::Error) {
+        let _ = error;
+    }
 }

@@ -1,10 +1,11 @@
 //! `Scheduler`: runs due jobs through the injected runner and keeps each job's circuit breaker.
 
 use std::any::Any;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,9 +40,10 @@ pub enum CatchUp {
     /// job that missed a week of hourly ticks runs once, not 168 times.
     #[default]
     One,
-    /// Run none of the missed ticks; continue with the next future one. Jobs run one after
-    /// another, so a tick found late because other jobs' runs took longer than this job's
-    /// interval counts as missed too: under `Skip`, a job can lose ticks to a slow neighbour.
+    /// Run none of the missed ticks; continue with the next future one. A tick found late
+    /// counts as missed too: one that came while the job's own run still went on, or while
+    /// other jobs' runs held every place ([`SchedulerConfig::max_running_jobs`]) for longer
+    /// than this job's interval.
     Skip,
     /// Run every missed tick, one after another, but at most `max` of them (at least one,
     /// and never more than 1,001: a catch-up looks at most 1,000 ticks past the first).
@@ -68,7 +70,16 @@ pub struct SchedulerConfig {
     /// another process are noticed. Values below [`MIN_INTERVAL`] are taken as one second:
     /// `run_until` wakes for each due job anyway, and 0 would list the store in a busy loop.
     pub poll_interval: Duration,
+    /// The most jobs whose runs go on at once (default [`DEFAULT_MAX_RUNNING_JOBS`]; 0 is
+    /// taken as 1, which runs due jobs one after another). A job never has two runs of its
+    /// own at once, whatever this is: see [`Scheduler`].
+    pub max_running_jobs: usize,
 }
+
+/// How many jobs' runs one scheduler lets go on at once unless told otherwise: enough that a
+/// long run (a nightly backup) does not hold up a few frequent jobs, few enough that a burst
+/// of due jobs does not start everything at once.
+pub const DEFAULT_MAX_RUNNING_JOBS: usize = 4;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -76,6 +87,7 @@ impl Default for SchedulerConfig {
             catch_up: CatchUp::One,
             one_shot_retry: Duration::from_secs(60),
             poll_interval: Duration::from_secs(30),
+            max_running_jobs: DEFAULT_MAX_RUNNING_JOBS,
         }
     }
 }
@@ -105,12 +117,32 @@ pub struct TickReport {
     /// Stored entries the job store left out of its listing (moved aside, or left in place
     /// because they could be neither read nor moved) that this scheduler had not reported
     /// before: each appears once, not in every tick while it stays, and is logged once as a
-    /// WARN. (An entry first seen by `run_until` between ticks is reported by the next tick.)
+    /// WARN. (`run_until` keeps no reports: an entry it finds first is only logged.)
     pub left_out: Vec<LeftOutJob>,
+}
+
+impl TickReport {
+    /// Adds what one job's run did (`part`) after what this report holds.
+    fn absorb(&mut self, part: TickReport) {
+        self.runs.extend(part.runs);
+        self.tripped.extend(part.tripped);
+        self.missed_not_run += part.missed_not_run;
+        self.unreadable.extend(part.unreadable);
+        self.left_out.extend(part.left_out);
+    }
 }
 
 /// Runs due jobs. Build it with a job store, a runner and a clock; call `tick` (tests, cron
 /// hosts) or `run_until` (a long-lived `cairn scheduler` process).
+///
+/// Due jobs run at once, up to [`SchedulerConfig::max_running_jobs`] of them: a long run (a
+/// two-hour backup) delays neither the other jobs' runs nor their ticks, unless it holds the
+/// last free place. Jobs due while every place is taken start, in listing order, as places
+/// free up. A job never has two runs of its own at once: from its claim until its last
+/// outcome is recorded, this scheduler (and every clone of it) starts nothing more of that
+/// job; a tick of it that came meanwhile is handled once the run has ended, by the catch-up
+/// rules ([`CatchUp`]), as after downtime. No task is spawned: the runs are polled by the
+/// future of `tick` or `run_until`, so dropping it drops them all.
 ///
 /// A due job is first claimed: its `next_run_at` moves to the next schedule time and
 /// `last_run_at` to now, by compare-and-swap. Only then does its run start, so two
@@ -193,8 +225,9 @@ pub struct Scheduler {
     runner: Arc<dyn JobRunner>,
     config: SchedulerConfig,
     left_out: Arc<LeftOutTracker>,
-    /// Left-out entries a listing outside `tick` found, for the next tick's report.
-    unreported: Arc<Mutex<Vec<LeftOutJob>>>,
+    /// The jobs whose runs go on now (claimed, not yet recorded), shared by the clones: none
+    /// of them is started again until its run has ended.
+    in_flight: Arc<Mutex<HashSet<JobId>>>,
 }
 
 /// How many missed ticks a catch-up looks at to tell "missed" from "on time" and to count.
@@ -222,7 +255,7 @@ impl Scheduler {
             runner,
             config,
             left_out: Arc::default(),
-            unreported: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -236,7 +269,12 @@ impl Scheduler {
         &self.config
     }
 
-    /// Runs every job that is due now, one after another, and records the outcomes.
+    /// Runs every job that is due now and records the outcomes: up to
+    /// [`SchedulerConfig::max_running_jobs`] jobs at once, the others as places free up.
+    /// Returns once every run it started has ended and its outcome is recorded. A job whose
+    /// run (started by another `tick` or `run_until` of this scheduler or of a clone) still
+    /// goes on is left alone, as are all jobs not started yet once the runner says it is
+    /// stopping ([`JobRunner::is_stopping`]).
     ///
     /// # Errors
     ///
@@ -252,45 +290,150 @@ impl Scheduler {
     /// the store moved it aside (one it left in place is reported by the next listing), or in
     /// `unreadable` when it no longer decodes.
     ///
+    /// After an error no further job starts. Runs going on are not dropped: the runner is
+    /// told ([`JobRunner::scheduler_failed`], so it may end them soon, as on a shutdown),
+    /// their outcomes are recorded where the store still lets them, and once they have all
+    /// ended the first error is returned (later ones are only logged).
+    ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropping the future during a run skips recording that run's outcome
-    /// (the job stays claimed for its next tick, so nothing runs twice).
+    /// Not cancel safe: dropping the future during runs skips recording their outcomes (the
+    /// jobs stay claimed for their next ticks, so nothing runs twice).
     pub async fn tick(&self) -> Result<TickReport> {
+        let look = self.look().await?;
+        let mut report = look.report;
+        let mut waiting = look.due.into_iter().enumerate();
+        let mut runs = JobRuns::default();
+        // Each job's part of the report, by the job's place in the listing, so the report
+        // reads in listing order whichever run ends first.
+        let mut parts = BTreeMap::new();
+        let mut failed = None;
+        loop {
+            while failed.is_none()
+                && runs.len() < self.max_running_jobs()
+                && !self.runner.is_stopping()
+            {
+                let Some((order, (job, due))) = waiting.next() else {
+                    break;
+                };
+                self.start(&mut runs, order, job, due);
+            }
+            let Some((order, result)) = runs.next().await else {
+                break;
+            };
+            match result {
+                Ok(part) => {
+                    parts.insert(order, part);
+                }
+                Err(err) => self.failed(&mut failed, err, &runs),
+            }
+        }
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        for part in parts.into_values() {
+            report.absorb(part);
+        }
+        Ok(report)
+    }
+
+    /// `max_running_jobs`, with 0 taken as 1.
+    fn max_running_jobs(&self) -> usize {
+        self.config.max_running_jobs.max(1)
+    }
+
+    /// Lists the jobs, leaving out those whose runs go on: reports the unreadable ones and
+    /// those the store left out, completes the active recurring jobs whose schedule ran out,
+    /// and returns the due jobs (in listing order) and when the next one comes due.
+    async fn look(&self) -> Result<Look> {
         let now = self.jobs.clock().now();
-        let mut report = TickReport::default();
+        let mut look = Look {
+            now,
+            ..Look::default()
+        };
         let listing = self.jobs.store().listing().await?;
-        self.note_left_out(&listing.left_out);
-        report.left_out = std::mem::take(
-            &mut *self
-                .unreported
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        look.report.left_out = self.left_out.news(&listing.left_out);
+        for entry in &look.report.left_out {
+            warn_left_out(entry);
+        }
         for stored in listing.jobs {
+            // Its run goes on: it is looked at again once the run has ended (its
+            // `next_run_at` may be past by then, and is handled as a missed tick).
+            if self.in_flight().contains(&stored.id) {
+                continue;
+            }
             let id = stored.id.clone();
             let job = match Job::from_stored(stored) {
                 Ok(job) => job,
                 Err(err) => {
                     tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "scheduler skips a job it cannot decode");
-                    report.unreadable.push((id, err.to_string()));
+                    look.report.unreadable.push((id, err.to_string()));
                     continue;
                 }
             };
             match job.next_run_at {
                 Some(due) if job.status == JobStatus::Active && due <= now => {
-                    self.run_due(job, due, now, &mut report).await?;
+                    look.due.push((job, due));
+                }
+                Some(at) if job.status == JobStatus::Active => {
+                    look.next = Some(look.next.map_or(at, |next| next.min(at)));
                 }
                 // Active with no next run: a recurring job whose schedule ran out, whose
                 // last run's outcome was never recorded (the process died during it) or
                 // that an earlier build left active. It can never be due again.
                 None if job.status == JobStatus::Active && !job.is_one_shot() => {
-                    self.finish_if_run_out(&job, now, &mut report).await?;
+                    self.finish_if_run_out(&job, now, &mut look.report).await?;
                 }
                 _ => {}
             }
         }
-        Ok(report)
+        Ok(look)
+    }
+
+    /// The jobs whose runs go on now.
+    fn in_flight(&self) -> MutexGuard<'_, HashSet<JobId>> {
+        // A plain set, valid even if a holder panicked.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds due job `job`'s run (its claim, its runs and their recording) to `runs`, unless
+    /// a run of the job goes on already.
+    fn start<'a>(&'a self, runs: &mut JobRuns<'a>, order: usize, job: Job, due: Timestamp) {
+        if !self.in_flight().insert(job.id.clone()) {
+            return;
+        }
+        let mark = InFlight {
+            set: Arc::clone(&self.in_flight),
+            id: job.id.clone(),
+        };
+        runs.push(
+            order,
+            Box::pin(async move {
+                // Held until the run's outcome is recorded, or the future is dropped.
+                let _mark = mark;
+                let mut part = TickReport::default();
+                // Now, not the listing's time: a job that waited for a place starts later.
+                let now = self.jobs.clock().now();
+                self.run_due(job, due, now, &mut part).await?;
+                Ok(part)
+            }),
+        );
+    }
+
+    /// Keeps the first error `tick` or `run_until` met; after it no job starts, and it is
+    /// returned once the runs going on have ended. The runner hears of it when runs go on.
+    fn failed(&self, failed: &mut Option<Error>, err: Error, runs: &JobRuns<'_>) {
+        if failed.is_some() {
+            tracing::warn!(target: names::DETAIL_TARGET, error = %err, "another error while the scheduler stops after an error (the first one is returned)");
+            return;
+        }
+        if !runs.is_empty() {
+            tracing::warn!(target: names::DETAIL_TARGET, error = %err, runs = runs.len(), "the scheduler stops after an error: no further run starts, and the error is returned once the runs going on have ended");
+            self.runner.scheduler_failed(&err);
+        }
+        *failed = Some(err);
     }
 
     async fn run_due(
@@ -578,37 +721,111 @@ impl Scheduler {
         Ok(after.status == JobStatus::Active)
     }
 
-    /// Ticks until `stop` completes, sleeping (on tokio's timer) until the next job is due
-    /// or `poll_interval` passed, whichever is sooner.
+    /// Runs due jobs until `stop` completes: looks at the jobs, starts the due ones (up to
+    /// [`SchedulerConfig::max_running_jobs`] runs at once, never a second run of a job whose
+    /// run goes on), and looks again when a run ends, when the next job is due, or after
+    /// `poll_interval`, whichever comes first. A long run holds one place and delays nothing
+    /// else.
     ///
-    /// It sleeps on tokio's real timer even with a `ManualClock`; tests call `tick` instead.
+    /// It sleeps on tokio's real timer even with a `ManualClock`; tests call `tick` instead,
+    /// or have runs end (each end is followed by a look).
     ///
-    /// `stop` is watched during runs too: when it completes while a run is going, that run's
-    /// future is dropped at once, exactly as if this future were dropped (see below). To let
-    /// runs finish, make `stop` complete only once they have (the CLI's `cairn scheduler`
-    /// waits for its runs to end or park before its `stop` completes).
+    /// While the runner says it is stopping ([`JobRunner::is_stopping`]) no job is looked at
+    /// or started; the runs going on go on. `stop` is watched throughout: when it completes
+    /// while runs go on, their futures are dropped at once, exactly as if this future were
+    /// dropped (see below). To let runs finish, make `stop` complete only once they have (the
+    /// CLI's `cairn scheduler` waits for its runs to end or park before its `stop` completes).
     ///
     /// # Errors
     ///
-    /// The first error of `tick` (the loop stops; the host decides whether to restart).
+    /// The first error of a look or of a job's run (as for `tick`). No job starts after it;
+    /// the runs going on are not dropped: the runner is told
+    /// ([`JobRunner::scheduler_failed`]), and the error is returned once they have ended, or
+    /// when `stop` completes first (the host decides whether to restart).
     ///
     /// # Cancel safety
     ///
-    /// As `tick`: dropping it during a run skips recording that run's outcome (the job stays
-    /// claimed, so that tick is not run again).
+    /// As `tick`: dropping it during runs skips recording their outcomes (the jobs stay
+    /// claimed, so those ticks are not run again).
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<()> {
+        /// What woke the loop.
+        enum Woken {
+            Stop,
+            Ended(Result<TickReport>),
+            Due,
+        }
         let mut stop = std::pin::pin!(stop);
+        let mut runs = JobRuns::default();
+        let mut failed: Option<Error> = None;
+        let mut look_now = true;
+        let mut wait = Duration::ZERO;
         loop {
-            let tick = self.tick();
-            tokio::select! {
-                biased;
-                () = &mut stop => return Ok(()),
-                report = tick => { report?; }
+            let stopping = failed.is_some() || self.runner.is_stopping();
+            if look_now && !stopping {
+                look_now = false;
+                let mut look = std::pin::pin!(self.look());
+                // The runs going on are polled during the look too, so a slow listing does not
+                // hold up their bookkeeping.
+                let looked = loop {
+                    let woken = tokio::select! {
+                        biased;
+                        () = &mut stop => Woken::Stop,
+                        looked = &mut look => break looked,
+                        Some((_, result)) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
+                    };
+                    match woken {
+                        Woken::Stop => return failed.map_or(Ok(()), Err),
+                        Woken::Ended(result) => {
+                            if let Err(err) = result {
+                                self.failed(&mut failed, err, &runs);
+                            }
+                            // This look may have passed over the job that ended.
+                            look_now = true;
+                        }
+                        Woken::Due => {}
+                    }
+                };
+                if failed.is_some() {
+                    // A run's error came during the look: nothing more starts.
+                    if let Err(err) = looked {
+                        self.failed(&mut failed, err, &runs);
+                    }
+                    continue;
+                }
+                match looked {
+                    Ok(look) => {
+                        wait = look.wait(self.config.poll_interval.max(MIN_INTERVAL));
+                        for (job, due) in look.due {
+                            if runs.len() >= self.max_running_jobs() || self.runner.is_stopping() {
+                                // Left due: looked at again when a run ends.
+                                break;
+                            }
+                            self.start(&mut runs, 0, job, due);
+                        }
+                    }
+                    Err(err) => self.failed(&mut failed, err, &runs),
+                }
+                continue;
             }
-            let wait = self.time_until_next_due().await?;
-            tokio::select! {
-                () = &mut stop => return Ok(()),
-                () = tokio::time::sleep(wait) => {}
+            if failed.is_some() && runs.is_empty() {
+                return failed.map_or(Ok(()), Err);
+            }
+            let woken = tokio::select! {
+                biased;
+                () = &mut stop => Woken::Stop,
+                Some((_, result)) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
+                () = tokio::time::sleep(wait), if !stopping => Woken::Due,
+            };
+            match woken {
+                Woken::Stop => return failed.map_or(Ok(()), Err),
+                Woken::Ended(result) => {
+                    if let Err(err) = result {
+                        self.failed(&mut failed, err, &runs);
+                    }
+                    // A place is free, and the job that ended may be due again.
+                    look_now = true;
+                }
+                Woken::Due => look_now = true,
             }
         }
     }
@@ -664,36 +881,88 @@ impl Scheduler {
             }
         }
     }
+}
 
-    /// Logs the left-out entries not reported yet, once each, and keeps them for the next
-    /// tick's report.
-    fn note_left_out(&self, left_out: &[LeftOutJob]) {
-        let news = self.left_out.news(left_out);
-        for entry in &news {
-            warn_left_out(entry);
-        }
-        self.unreported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(news);
+/// What one look at the jobs found.
+#[derive(Debug, Default)]
+struct Look {
+    /// When it looked.
+    now: Timestamp,
+    /// The unreadable jobs, those the store left out, and the schedules that ran out.
+    report: TickReport,
+    /// The due jobs, in listing order, with the time each is due for.
+    due: Vec<(Job, Timestamp)>,
+    /// The earliest time an active job not due yet comes due.
+    next: Option<Timestamp>,
+}
+
+impl Look {
+    /// How long to wait for the next job to come due, at most `poll`. Due jobs left waiting
+    /// for a place, and jobs whose runs go on, are not waited for: a run's end wakes the
+    /// loop.
+    fn wait(&self, poll: Duration) -> Duration {
+        self.next.map_or(poll, |next| {
+            Duration::from_millis(next.0.saturating_sub(self.now.0)).min(poll)
+        })
+    }
+}
+
+/// One job's part of a tick: its claim, its runs and their recording.
+type JobRun<'a> = Pin<Box<dyn Future<Output = Result<TickReport>> + Send + 'a>>;
+
+/// The job runs going on, each with its job's place in the listing. They are polled by the
+/// task that awaits `tick` or `run_until` rather than spawned, so they need not be
+/// `'static`, and dropping that future drops them.
+#[derive(Default)]
+struct JobRuns<'a> {
+    runs: Vec<(usize, JobRun<'a>)>,
+}
+
+impl<'a> JobRuns<'a> {
+    fn len(&self) -> usize {
+        self.runs.len()
     }
 
-    async fn time_until_next_due(&self) -> Result<Duration> {
-        let now = self.jobs.clock().now();
-        let listing = self.jobs.store().listing().await?;
-        self.note_left_out(&listing.left_out);
-        let next = listing
-            .jobs
-            .into_iter()
-            .filter_map(|stored| Job::from_stored(stored).ok())
-            .filter(|job| job.status == JobStatus::Active)
-            .filter_map(|job| job.next_run_at)
-            .min();
-        let poll = self.config.poll_interval.max(MIN_INTERVAL);
-        let until_due = next.map_or(poll, |due| {
-            Duration::from_millis(due.0.saturating_sub(now.0))
-        });
-        Ok(until_due.min(poll))
+    fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    fn push(&mut self, order: usize, run: JobRun<'a>) {
+        self.runs.push((order, run));
+    }
+
+    /// The next run to end, with its place; `None` at once when none goes on.
+    async fn next(&mut self) -> Option<(usize, Result<TickReport>)> {
+        if self.runs.is_empty() {
+            return None;
+        }
+        std::future::poll_fn(|cx| {
+            // Few runs (`max_running_jobs`): polling each at every wake costs little.
+            for index in 0..self.runs.len() {
+                if let Poll::Ready(result) = self.runs[index].1.as_mut().poll(cx) {
+                    let (order, _) = self.runs.remove(index);
+                    return Poll::Ready(Some((order, result)));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Marks a job as having a run going on in its scheduler, until dropped: when the run's
+/// outcome is recorded, or its future is dropped.
+struct InFlight {
+    set: Arc<Mutex<HashSet<JobId>>>,
+    id: JobId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
