@@ -483,6 +483,9 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
     .delete_after_run(args.delete_after_run)
     .paused(args.paused);
     let job = jobs.add(new).await.map_err(job_error)?;
+    if args.store.state_dir.is_none() {
+        warn_of_other_job_store(&root);
+    }
     if args.store.json {
         outln!(
             "{}",
@@ -508,6 +511,29 @@ async fn cmd_add(args: AddArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Warns when a job went to the state folder beside its workflow file while the current
+/// folder's `.cairn` holds jobs too: one scheduler watches one folder, so the two sets of
+/// jobs would need two schedulers.
+fn warn_of_other_job_store(root: &Path) {
+    let here = PathBuf::from(".cairn");
+    let same = match (root.canonicalize(), here.canonicalize()) {
+        (Ok(root), Ok(here)) => root == here,
+        _ => true,
+    };
+    let has_jobs = std::fs::read_dir(here.join("jobs")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|entry| entry.path().extension().is_some_and(|ext| ext == "json"))
+    });
+    if !same && has_jobs {
+        eoutln!(
+            "warning: this job is kept in {} (beside its workflow file), but {} here has jobs too; one `cairn scheduler` watches one folder, so give `jobs add` and the scheduler the same --state-dir to keep all jobs in one place",
+            root.display(),
+            here.display()
+        );
+    }
 }
 
 /// ` (2026-03-30 09:00:00 +02:00 Europe/Berlin)`, or ` (2026-03-30 12:30:00 +05:30)` for a

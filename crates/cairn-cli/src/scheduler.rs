@@ -1154,6 +1154,14 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
         ),
         serde_json::json!({"event": "scheduler_started", "jobs": count, "state_dir": absolute(&root)}),
     );
+    if count == 0 && listed.unreadable.is_empty() {
+        // `jobs add` keeps a job beside its workflow file by default (`dir/.cairn`), so jobs
+        // added from elsewhere may sit in another state folder than this one.
+        eoutln!(
+            "warning: there are no jobs in {} yet; the scheduler keeps watching for them. A job added with `cairn jobs add dir/wf.toml ...` is kept in dir/.cairn unless `--state-dir` says otherwise: give every `jobs add` and this scheduler the same --state-dir",
+            root.display()
+        );
+    }
     let watcher = tokio::spawn({
         let quiet = Arc::clone(&quiet);
         let signals = signals.clone();

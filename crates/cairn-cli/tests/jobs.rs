@@ -1386,3 +1386,54 @@ fn jobs_list_flags_a_job_nothing_has_served() {
         sandbox.read("run.err")
     );
 }
+
+/// Jobs kept in two state folders need two schedulers: `jobs add` says so when a job goes
+/// beside its workflow file while the current folder's `.cairn` has jobs, and a scheduler
+/// watching a folder with no jobs says where jobs go by default.
+#[test]
+fn scattered_job_stores_are_pointed_out() {
+    let sandbox = Sandbox::new();
+    let workflow = "name = \"e\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n";
+    sandbox.write("here.toml", workflow);
+    std::fs::create_dir(sandbox.path("backup")).unwrap();
+    sandbox.write("backup/wf.toml", workflow);
+    let add = |args: &[&str]| {
+        let output = sandbox.run(args);
+        assert_eq!(code(&output), Some(OK), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    // The first job store: nothing to say.
+    let first = add(&["jobs", "add", "here.toml", "here", "--every", "1h"]);
+    assert!(!first.contains("warning"), "{first}");
+    let scattered = add(&["jobs", "add", "backup/wf.toml", "nightly", "--every", "1h"]);
+    assert!(
+        scattered.contains("warning: this job is kept in backup/.cairn")
+            && scattered.contains("give `jobs add` and the scheduler the same --state-dir"),
+        "{scattered}"
+    );
+    let together = add(&[
+        "jobs",
+        "add",
+        "backup/wf.toml",
+        "weekly",
+        "--every",
+        "1h",
+        "--state-dir",
+        ".cairn",
+    ]);
+    assert!(!together.contains("warning"), "{together}");
+
+    std::fs::create_dir_all(sandbox.path("empty/.cairn")).unwrap();
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", "empty/.cairn"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the scheduler's warning", || {
+        sandbox
+            .read("sched.err")
+            .contains("there are no jobs in empty/.cairn yet")
+    });
+    let (status, _, stderr) = stop_scheduler(&sandbox, &mut scheduler);
+    assert_eq!(status.code(), Some(OK), "{stderr}");
+}
