@@ -132,6 +132,18 @@ pub enum Error {
         /// The version this build reads.
         expected: u32,
     },
+    /// `Queue::amend` would give a dedup-guarded task the `(kind, inputs)` of another one,
+    /// and the guard keeps one task per key.
+    #[error(
+        "task {id} cannot take these inputs: task {existing} of the same kind already has them, \
+         and both take part in the dedup guard"
+    )]
+    DuplicateInputs {
+        /// The task being amended.
+        id: TaskId,
+        /// The task that already has those inputs.
+        existing: TaskId,
+    },
     /// An event does not fit the state it is applied to (replay of foreign or damaged data).
     #[error("event cannot be applied: {reason}")]
     InvalidEvent {

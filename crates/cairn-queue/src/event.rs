@@ -99,6 +99,19 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A task that had not finished (`pending`, `failed` or `blocked`) took new inputs and a
+    /// new attempt limit: its definition was corrected while the run was stopped, and its
+    /// next attempt runs the corrected one. Status, attempts, error and dependencies stay.
+    Amended {
+        /// The task.
+        id: TaskId,
+        /// Its new inputs.
+        inputs: serde_json::Value,
+        /// Its new attempt limit.
+        max_attempts: u32,
+        /// When.
+        at: Timestamp,
+    },
     /// The executor started phase `index`.
     PhaseStarted {
         /// The phase's position in the run, from 0.
@@ -126,7 +139,8 @@ impl Event {
             | Event::Failed { id, .. }
             | Event::Reset { id, .. }
             | Event::Released { id, .. }
-            | Event::Retried { id, .. } => Some(*id),
+            | Event::Retried { id, .. }
+            | Event::Amended { id, .. } => Some(*id),
             Event::PhaseStarted { .. } | Event::PhaseCompleted { .. } => None,
         }
     }

@@ -235,6 +235,30 @@ fn invalid_event(reason: String) -> Error {
     Error::InvalidEvent { reason }
 }
 
+/// Why `task` cannot take the attempt limit `max_attempts`, if it cannot: the limit must be
+/// at least 1, a pending task must have an attempt left under it (or it could never start),
+/// and no task may have used more attempts than it allows.
+fn attempt_limit_problem(task: &Task, max_attempts: u32) -> Option<String> {
+    let id = task.id;
+    if max_attempts == 0 {
+        Some(format!(
+            "task {id} would be allowed 0 attempts; it could never run"
+        ))
+    } else if task.status == Status::Pending && task.attempts >= max_attempts {
+        Some(format!(
+            "task {id} has used {} attempt(s), so a limit of {max_attempts} would leave it none",
+            task.attempts
+        ))
+    } else if task.attempts > max_attempts {
+        Some(format!(
+            "task {id} has used {} attempt(s), more than a limit of {max_attempts}",
+            task.attempts
+        ))
+    } else {
+        None
+    }
+}
+
 fn inconsistent(reason: String) -> Error {
     Error::InconsistentSnapshot { reason }
 }
@@ -418,7 +442,7 @@ impl Queue {
         // The queue's own operations check their values before they build an event; events
         // from outside are checked here.
         let too_deep_value = match event {
-            Event::Enqueued { inputs, .. } => too_deep(inputs),
+            Event::Enqueued { inputs, .. } | Event::Amended { inputs, .. } => too_deep(inputs),
             Event::Completed { handoff, .. } | Event::Skipped { handoff, .. } => {
                 too_deep(&handoff.extra)
             }
@@ -790,6 +814,92 @@ impl Queue {
             });
         }
         self.emit(Event::Retried { id, at: now }, None)
+    }
+
+    /// Corrects the definition of a task that has not finished: its next attempt runs with
+    /// `inputs` and may use up to `max_attempts` (`None`: the queue's default) attempts in
+    /// all. This is how a fix to a task's definition reaches a stopped run without redoing
+    /// the tasks that are done. The task keeps its status, attempts, last error and
+    /// dependencies; a `failed` task still needs [`Queue::retry`] to run again.
+    ///
+    /// Only `pending`, `failed` and `blocked` tasks may be amended: a running attempt already
+    /// has its inputs, and a `done` or `skipped` task is never run again.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is `running`,
+    ///   `done` or `skipped`.
+    /// - [`Error::InvalidSpec`] when `inputs` nest too deep, the limit is 0, or it is not
+    ///   above the attempts a pending task has used (it could never start again) or below
+    ///   those a failed or blocked task has used.
+    /// - [`Error::DuplicateInputs`] when the task takes part in the dedup guard and another
+    ///   such task of its kind already has `inputs`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskError, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let spec = TaskSpec::new("shell").inputs(serde_json::json!({ "run": "mak build" }));
+    /// let id = q.enqueue(spec.max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(id, Timestamp(1))?;
+    /// q.fail(id, TaskError::new("exit", "mak: not found"), false, Timestamp(2), Timestamp(2))?;
+    /// // The typo is fixed: the task gets the corrected command, then a fresh go.
+    /// q.amend(id, serde_json::json!({ "run": "make build" }), Some(2), Timestamp(3))?;
+    /// q.retry(id, Timestamp(3))?;
+    /// let task = q.get(id).unwrap();
+    /// assert_eq!((task.status, task.max_attempts), (Status::Pending, 2));
+    /// assert_eq!(task.inputs["run"], "make build");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
+    pub fn amend(
+        &mut self,
+        id: TaskId,
+        inputs: serde_json::Value,
+        max_attempts: Option<u32>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let i = self.index(id)?;
+        let task = &self.tasks[i];
+        if !matches!(
+            task.status,
+            Status::Pending | Status::Failed | Status::Blocked
+        ) {
+            return Err(Error::InvalidTransition {
+                id,
+                from: task.status,
+                op: "amend",
+            });
+        }
+        if too_deep(&inputs) {
+            return Err(Error::InvalidSpec {
+                reason: format!(
+                    "the new inputs of task {id} nest more than {MAX_VALUE_DEPTH} levels deep; \
+                     the journal could not be read back"
+                ),
+            });
+        }
+        let max_attempts = max_attempts.unwrap_or(self.config.default_max_attempts);
+        if let Some(reason) = attempt_limit_problem(task, max_attempts) {
+            return Err(Error::InvalidSpec { reason });
+        }
+        if task.dedup {
+            let hash = dedup_hash(&task.kind, &inputs);
+            if let Some(existing) = self.find_duplicate(hash, &task.kind, &inputs)
+                && existing != id
+            {
+                return Err(Error::DuplicateInputs { id, existing });
+            }
+        }
+        self.emit(
+            Event::Amended {
+                id,
+                inputs,
+                max_attempts,
+                at: now,
+            },
+            None,
+        )
     }
 
     /// Applies the crash-recovery rule to every running task and reports what it did.
@@ -1326,6 +1436,51 @@ impl Queue {
                     self.ready_insert(i);
                 }
                 self.unblock_dependents(i);
+            }
+            Event::Amended {
+                id,
+                inputs,
+                max_attempts,
+                ..
+            } => {
+                let i = self.event_index(*id, "an amendment")?;
+                let task = &self.tasks[i];
+                if !matches!(
+                    task.status,
+                    Status::Pending | Status::Failed | Status::Blocked
+                ) {
+                    return Err(invalid_event(format!(
+                        "amended {id}, which is {}",
+                        task.status
+                    )));
+                }
+                if let Some(reason) = attempt_limit_problem(task, *max_attempts) {
+                    return Err(invalid_event(format!("amended {id}: {reason}")));
+                }
+                // The guard keeps one task per key: the new inputs get an entry unless this
+                // task already holds them; another task holding them is an error. The old
+                // entry stays, and lookups skip it because they compare the task itself.
+                let fresh = if task.dedup {
+                    let hash = crate::canonical::dedup_hash(&task.kind, inputs);
+                    match self.find_duplicate(hash, &task.kind, inputs) {
+                        Some(existing) if existing != *id => {
+                            return Err(invalid_event(format!(
+                                "amended {id} to the inputs of task {existing}, under the \
+                                 dedup guard"
+                            )));
+                        }
+                        Some(_) => None,
+                        None => Some(hash),
+                    }
+                } else {
+                    None
+                };
+                if let Some(hash) = fresh {
+                    self.dedup.insert(hash, i);
+                }
+                let task = &mut self.tasks[i];
+                task.inputs = inputs.clone();
+                task.max_attempts = *max_attempts;
             }
             Event::PhaseStarted { index, name } => match self.phase_name(*index) {
                 Some(recorded) if recorded == name => {}

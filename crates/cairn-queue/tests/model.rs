@@ -46,6 +46,11 @@ enum Op {
     },
     Retry(u64),
     Release(u64),
+    Amend {
+        id: u64,
+        input: u8,
+        attempts: u8,
+    },
     Recover,
     Tick(u64),
 }
@@ -83,6 +88,11 @@ enum Plan {
     },
     Retry(Pick),
     Release(Pick),
+    Amend {
+        id: Pick,
+        input: u8,
+        attempts: u8,
+    },
     Recover,
     Tick(u64),
 }
@@ -112,6 +122,8 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
             .prop_map(|(id, retryable, delay)| Plan::Fail { id, retryable, delay }),
         1 => pick().prop_map(Plan::Retry),
         1 => pick().prop_map(Plan::Release),
+        1 => (pick(), 0u8..6, 0u8..5)
+            .prop_map(|(id, input, attempts)| Plan::Amend { id, input, attempts }),
         1 => Just(Plan::Recover),
         1 => (0u64..15).prop_map(Plan::Tick),
     ]
@@ -166,6 +178,25 @@ fn resolve(plan: &Plan, model: &Model) -> Op {
         },
         Plan::Retry(p) => Op::Retry(choose(*p, &in_status(Status::Failed))),
         Plan::Release(p) => Op::Release(choose(*p, &in_status(Status::Running))),
+        Plan::Amend {
+            id,
+            input,
+            attempts,
+        } => {
+            let unfinished: Vec<u64> = (0..model.tasks.len() as u64)
+                .filter(|&i| {
+                    matches!(
+                        model.tasks[i as usize].status,
+                        Status::Pending | Status::Failed | Status::Blocked
+                    )
+                })
+                .collect();
+            Op::Amend {
+                id: choose(*id, &unfinished),
+                input: *input,
+                attempts: *attempts,
+            }
+        }
         Plan::Recover => Op::Recover,
         Plan::Tick(delta) => Op::Tick(*delta),
     }
@@ -205,6 +236,7 @@ fn variant(err: &Error) -> &'static str {
         Error::TooManyChildren { .. } => "TooManyChildren",
         Error::NotReady { .. } => "NotReady",
         Error::InvalidEvent { .. } => "InvalidEvent",
+        Error::DuplicateInputs { .. } => "DuplicateInputs",
         _ => "other",
     }
 }
@@ -472,6 +504,36 @@ impl Model {
                 task.not_before = None;
                 Ok(String::new())
             }
+            Op::Amend {
+                id,
+                input,
+                attempts,
+            } => {
+                let i = self.known(*id)?;
+                let task = &self.tasks[i];
+                if !matches!(
+                    task.status,
+                    Status::Pending | Status::Failed | Status::Blocked
+                ) {
+                    return Err("InvalidTransition");
+                }
+                let max = max_attempts(*attempts).unwrap_or(DEFAULT_ATTEMPTS);
+                let no_attempt_left = task.status == Status::Pending && task.attempts >= max;
+                if max == 0 || no_attempt_left || task.attempts > max {
+                    return Err("InvalidSpec");
+                }
+                let inputs = input_value(*input);
+                let taken = self.tasks.iter().enumerate().any(|(j, t)| {
+                    j != i && task.dedup && t.dedup && t.kind == task.kind && t.inputs == inputs
+                });
+                if taken {
+                    return Err("DuplicateInputs");
+                }
+                let task = &mut self.tasks[i];
+                task.inputs = inputs;
+                task.max_attempts = max;
+                Ok(String::new())
+            }
             Op::Recover => {
                 let mut report = Vec::new();
                 for i in 0..self.tasks.len() {
@@ -545,6 +607,18 @@ fn run_on_queue(q: &mut Queue, op: &Op, now: &mut u64) -> Answer {
             .map(|s| format!("{s:?}")),
         Op::Retry(id) => q.retry(TaskId(*id), at).map(|()| String::new()),
         Op::Release(id) => q.release(TaskId(*id), at).map(|()| String::new()),
+        Op::Amend {
+            id,
+            input,
+            attempts,
+        } => q
+            .amend(
+                TaskId(*id),
+                input_value(*input),
+                max_attempts(*attempts),
+                at,
+            )
+            .map(|()| String::new()),
         Op::Recover => {
             let report: Vec<(u64, u32, Status)> = q
                 .recover(at)
@@ -650,6 +724,8 @@ fn check_invariants(q: &Queue, model: &Model, now: u64, history: &History, new: 
         );
         assert_eq!(task.depth, m.depth, "depth of {id}");
         assert_eq!(task.kind, m.kind, "kind of {id}");
+        assert_eq!(task.inputs, m.inputs, "inputs of {id}");
+        assert_eq!(task.max_attempts, m.max_attempts, "max_attempts of {id}");
         let deps: Vec<usize> = task.depends_on.iter().map(|d| d.0 as usize).collect();
         assert_eq!(deps, m.deps, "deps of {id}");
     }

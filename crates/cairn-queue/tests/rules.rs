@@ -501,6 +501,226 @@ fn a_release_replays_to_the_same_state() {
     assert_eq!(replayed.get(a).unwrap().attempts, 1);
 }
 
+// ----- amend (a corrected definition for an unfinished task) -----
+
+#[test]
+fn amend_gives_an_unfinished_task_new_inputs_and_limit_and_keeps_the_rest() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 1);
+    let b = add(&mut q, "b", &[a]);
+    let c = add(&mut q, "c", &[]);
+    fail_hard(&mut q, a);
+    assert_eq!(status(&q, b), Status::Blocked);
+    q.take_events();
+    q.amend(a, json!({ "run": "fixed" }), Some(4), Timestamp(5))
+        .unwrap();
+    q.amend(b, json!("b2"), None, Timestamp(5)).unwrap();
+    q.amend(c, json!("c2"), Some(2), Timestamp(5)).unwrap();
+    let task = q.get(a).unwrap();
+    assert_eq!(
+        (task.status, task.attempts, task.max_attempts),
+        (Status::Failed, 1, 4)
+    );
+    assert_eq!(task.inputs, json!({ "run": "fixed" }));
+    assert_eq!(
+        task.error.as_ref().unwrap().kind,
+        "boom",
+        "the last error is kept"
+    );
+    assert_eq!(status(&q, b), Status::Blocked, "still blocked by a");
+    assert_eq!(q.get(b).unwrap().max_attempts, 3, "None takes the default");
+    assert_eq!(q.next_runnable(T0), vec![c], "c stays runnable");
+    assert_eq!(
+        q.events()[0],
+        Event::Amended {
+            id: a,
+            inputs: json!({ "run": "fixed" }),
+            max_attempts: 4,
+            at: Timestamp(5),
+        }
+    );
+    // The failed task runs its corrected inputs once retried, and unblocks b.
+    q.retry(a, T0).unwrap();
+    assert_eq!(q.start(a, T0).unwrap(), 1);
+    assert_eq!(q.get(a).unwrap().inputs["run"], "fixed");
+    q.complete(a, Handoff::default(), T0).unwrap();
+    assert_eq!(status(&q, b), Status::Pending);
+}
+
+#[test]
+fn amend_refuses_tasks_that_are_running_or_finished() {
+    let mut q = queue();
+    let running = add(&mut q, "a", &[]);
+    let done = add(&mut q, "b", &[]);
+    let skipped = add(&mut q, "c", &[]);
+    run_ok(&mut q, done);
+    q.start(skipped, T0).unwrap();
+    q.skip(skipped, Handoff::default(), T0).unwrap();
+    q.start(running, T0).unwrap();
+    q.take_events();
+    for (id, from) in [
+        (running, Status::Running),
+        (done, Status::Done),
+        (skipped, Status::Skipped),
+    ] {
+        let before = q.get(id).unwrap().inputs.clone();
+        assert_eq!(
+            q.amend(id, json!("new"), None, T0),
+            Err(Error::InvalidTransition {
+                id,
+                from,
+                op: "amend"
+            })
+        );
+        assert_eq!(q.get(id).unwrap().inputs, before);
+    }
+    assert_eq!(
+        q.amend(TaskId(99), json!(1), None, T0),
+        Err(Error::UnknownTask { id: TaskId(99) })
+    );
+    assert!(q.events().is_empty(), "a refused amend emits nothing");
+}
+
+#[test]
+fn amend_refuses_a_limit_that_leaves_no_attempt_or_is_below_those_used() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 3);
+    q.start(a, T0).unwrap();
+    q.fail(a, TaskError::new("x", "y"), true, T0, T0).unwrap();
+    q.start(a, T0).unwrap();
+    q.fail(a, TaskError::new("x", "y"), true, T0, T0).unwrap();
+    assert_eq!(status(&q, a), Status::Pending);
+    let refused = |q: &mut Queue, limit| {
+        let error = q.amend(a, json!(1), Some(limit), T0).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidSpec { .. }),
+            "{limit}: {error}"
+        );
+        error.to_string()
+    };
+    assert!(refused(&mut q, 0).contains("0 attempts"));
+    let text = refused(&mut q, 2);
+    assert!(
+        text.contains("has used 2 attempt(s), so a limit of 2 would leave it none"),
+        "{text}"
+    );
+    q.amend(a, json!(1), Some(3), T0).unwrap();
+    // A failed task may keep exactly the attempts it used (a retry resets them) but no fewer.
+    let b = add_attempts(&mut q, "b", &[], 2);
+    q.start(b, T0).unwrap();
+    q.fail(b, TaskError::new("x", "y"), true, T0, T0).unwrap();
+    q.start(b, T0).unwrap();
+    q.fail(b, TaskError::new("x", "y"), false, T0, T0).unwrap();
+    assert_eq!(status(&q, b), Status::Failed);
+    assert!(matches!(
+        q.amend(b, json!(1), Some(1), T0),
+        Err(Error::InvalidSpec { .. })
+    ));
+    q.amend(b, json!(1), Some(2), T0).unwrap();
+}
+
+#[test]
+fn amend_refuses_inputs_nested_too_deep() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let mut deep = json!(1);
+    for _ in 0..=cairn_queue::MAX_VALUE_DEPTH {
+        deep = json!([deep]);
+    }
+    assert!(matches!(
+        q.amend(a, deep, None, T0),
+        Err(Error::InvalidSpec { .. })
+    ));
+}
+
+#[test]
+fn amend_keeps_the_dedup_guard_one_task_per_key() {
+    let mut q = queue();
+    let spec = |n: u32| TaskSpec::new("fetch").inputs(json!({ "page": n }));
+    let a = q.enqueue(spec(1), EnqueuedBy::Root, T0).unwrap().id;
+    let b = q.enqueue(spec(2), EnqueuedBy::Root, T0).unwrap().id;
+    assert_eq!(
+        q.amend(a, json!({ "page": 2 }), None, T0),
+        Err(Error::DuplicateInputs { id: a, existing: b })
+    );
+    // Amending a task to the inputs it has is allowed (it is its own key).
+    q.amend(a, json!({ "page": 1 }), None, T0).unwrap();
+    q.amend(a, json!({ "page": 3 }), None, T0).unwrap();
+    // The new inputs find the amended task; the old ones no longer do.
+    let again = q.enqueue(spec(3), EnqueuedBy::Root, T0).unwrap();
+    assert_eq!((again.id, again.existing), (a, true));
+    let old = q.enqueue(spec(1), EnqueuedBy::Root, T0).unwrap();
+    assert!(!old.existing);
+    // A task outside the guard may share inputs with one inside it.
+    let free = q
+        .enqueue(spec(9).without_dedup(), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.amend(free, json!({ "page": 2 }), None, T0).unwrap();
+    // The same holds after a replay and after a snapshot load.
+    let events = q.take_events();
+    let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    let loaded = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    for mut copy in [replayed, loaded] {
+        assert_eq!(copy.snapshot(), q.snapshot());
+        let found = copy.enqueue(spec(3), EnqueuedBy::Root, T0).unwrap();
+        assert_eq!((found.id, found.existing), (a, true));
+    }
+}
+
+#[test]
+fn amend_events_replay_and_are_checked_when_applied() {
+    let mut q = queue();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let snapshot = q.snapshot();
+    q.take_events();
+    q.amend(a, json!("new"), Some(5), Timestamp(2)).unwrap();
+    run_ok(&mut q, b);
+    let events = q.take_events();
+    let replayed = Queue::replay(Some(snapshot), &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+    assert_eq!(replayed.get(a).unwrap().inputs, json!("new"));
+    let bad = [
+        (b, 3, "b is done"),
+        (TaskId(7), 3, "unknown task"),
+        (a, 0, "no attempts"),
+    ];
+    for (id, max_attempts, why) in bad {
+        let event = Event::Amended {
+            id,
+            inputs: json!(1),
+            max_attempts,
+            at: T0,
+        };
+        assert!(
+            matches!(q.apply(&event), Err(Error::InvalidEvent { .. })),
+            "{why}"
+        );
+    }
+    let d1 = q
+        .enqueue(TaskSpec::new("d").inputs(json!(1)), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let d2 = q
+        .enqueue(TaskSpec::new("d").inputs(json!(2)), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let duplicate = Event::Amended {
+        id: d2,
+        inputs: json!(1),
+        max_attempts: 3,
+        at: T0,
+    };
+    let error = q.apply(&duplicate).unwrap_err();
+    assert!(error.to_string().contains(&d1.to_string()), "{error}");
+    assert_eq!(
+        q.get(d2).unwrap().inputs,
+        json!(2),
+        "a refused event changes nothing"
+    );
+}
+
 // ----- recovery -----
 
 #[test]
