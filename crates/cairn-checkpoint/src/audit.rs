@@ -50,6 +50,10 @@ pub enum AuditAction {
     /// A journal written in an older on-disk format was rewritten, atomically, in the current
     /// one; `detail` names both formats and what was carried over.
     JournalRewritten,
+    /// A task that had not finished took a corrected definition (new inputs, attempt limit)
+    /// when its run was adopted with a reloaded plan. Detail: `task_id`, `name`, `status`,
+    /// `inputs_changed`, `max_attempts` (`[old, new]` when it changed).
+    TaskAmended,
 }
 
 /// One audit line.

@@ -133,6 +133,9 @@ pub(crate) struct Drive {
     pub(crate) on_acknowledged: Option<AcknowledgedHook>,
     /// The take-over's `Recovered` record, written once its events are journaled.
     pub(crate) recovery_audits: Vec<AuditRecord>,
+    /// Whether an adopted run takes the plan's definitions for its unfinished tasks
+    /// ([`crate::RunPlan::reload`]).
+    pub(crate) reload: bool,
 }
 
 /// The mutable state of the loop, apart from the queue.
@@ -202,6 +205,9 @@ impl Drive {
                 // The journal, not the audit log, is the source of truth; go on, but say so.
                 tracing::warn!(target: names::DETAIL_TARGET, run_id = %self.run_id, error = %error, action = ?record.action, "could not write an audit record");
             }
+        }
+        if self.reload {
+            self.reload_definitions().await?;
         }
         let counts = self.queue.counts();
         // Tasks the queue holds plus plan tasks not enqueued yet (later phases).
@@ -273,6 +279,81 @@ impl Drive {
             Some(Outcome::Failed { failed, blocked }) => Err(self.tasks_failed(failed, blocked)),
             _ => Ok(()),
         }
+    }
+
+    /// Amends every unfinished root task whose definition the plan changes
+    /// ([`crate::RunPlan::reload`]), journals the amendments and audits each, before anything
+    /// starts. Refuses, amending nothing, when the plan changes a finished task.
+    async fn reload_definitions(&mut self) -> Result<(), RunStop> {
+        let changes = crate::plan::reload_changes(&self.phases, &self.queue, &self.config.queue);
+        let finished: Vec<String> = changes
+            .iter()
+            .filter(|change| !change.may_amend())
+            .map(|change| format!("{} ({})", describe_change(change), change.status))
+            .collect();
+        if !finished.is_empty() {
+            return Err(RunStop::Build(format!(
+                "the reloaded plan changes finished task(s) {}; a finished task is never run \
+                 again, so its definition must stay as it was",
+                finished.join(", ")
+            )));
+        }
+        let now = self.clock.now();
+        let mut audits = Vec::with_capacity(changes.len());
+        for change in changes {
+            let task = self
+                .queue
+                .get(change.id)
+                .ok_or_else(|| RunStop::Build(format!("task {} vanished", change.id)))?;
+            let inputs = change.inputs.clone().unwrap_or_else(|| task.inputs.clone());
+            let limit = change
+                .max_attempts
+                .map_or(task.max_attempts, |(_, new)| new);
+            self.queue
+                .amend(change.id, inputs, Some(limit), now)
+                .map_err(|error| {
+                    RunStop::Build(format!(
+                        "{} cannot take the reloaded definition: {error}",
+                        describe_change(&change)
+                    ))
+                })?;
+            let mut what = Vec::new();
+            if change.inputs.is_some() {
+                what.push("new inputs".to_owned());
+            }
+            if let Some((old, new)) = change.max_attempts {
+                what.push(format!("max_attempts {old} -> {new}"));
+            }
+            audits.push(
+                AuditRecord::new(
+                    now,
+                    self.run_id.clone(),
+                    AuditAction::TaskAmended,
+                    format!(
+                        "{} ({}) took the reloaded definition: {}",
+                        describe_change(&change),
+                        change.status,
+                        what.join(", ")
+                    ),
+                )
+                .with_detail(serde_json::json!({
+                    "task_id": change.id.0,
+                    "name": change.name,
+                    "status": change.status,
+                    "inputs_changed": change.inputs.is_some(),
+                    "max_attempts": change.max_attempts.map(|(old, new)| [old, new]),
+                })),
+            );
+            tracing::info!(target: names::DETAIL_TARGET, run_id = %self.run_id, task_id = %change.id, "task took the reloaded definition");
+        }
+        // Journaled before any audit says so, and before anything starts.
+        self.flush().await?;
+        for record in audits {
+            if let Err(error) = self.checkpointer.audit(&record).await {
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %self.run_id, error = %error, action = ?record.action, "could not write an audit record");
+            }
+        }
+        Ok(())
     }
 
     fn tasks_failed(&self, failed: Vec<TaskId>, blocked: Vec<TaskId>) -> RunStop {
@@ -874,4 +955,12 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     panic_text(&*payload).to_owned()
+}
+
+/// How reload messages name a changed task: `` task `name` (t3) `` or `task t3`.
+fn describe_change(change: &crate::ReloadChange) -> String {
+    match &change.name {
+        Some(name) => format!("task `{name}` ({})", change.id),
+        None => format!("task {}", change.id),
+    }
 }

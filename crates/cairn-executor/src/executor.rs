@@ -396,6 +396,7 @@ impl Executor {
             names: HashMap::new(),
             on_acknowledged: self.on_acknowledged.clone(),
             recovery_audits: audits,
+            reload: plan.reload,
         };
         // The drive runs in its own task so that a panic anywhere in it surfaces here as a
         // JoinError and the run is still finalized.

@@ -83,7 +83,7 @@ pub use handler::{FnHandlerWith, handler_fn_with};
 pub use outcome::{
     CancelCause, Disposition, FailedTask, LISTED_FAILURES, RunReport, RunStop, classify,
 };
-pub use plan::{Phase, PlanProblem, PlannedTask, RunPlan, RunSignals, Start, TaskAt};
+pub use plan::{Phase, PlanProblem, PlannedTask, ReloadChange, RunPlan, RunSignals, Start, TaskAt};
 
 pub use async_trait::async_trait;
 /// The storage port (`cairn-checkpoint`), whose factory [`Executor::new`] takes.

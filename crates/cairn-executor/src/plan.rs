@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cairn_checkpoint::RunId;
-use cairn_queue::{EnqueuedBy, MAX_TASKS_HARD_LIMIT, Queue, QueueConfig, TaskId, TaskSpec};
+use cairn_queue::{EnqueuedBy, MAX_TASKS_HARD_LIMIT, Queue, QueueConfig, Status, TaskId, TaskSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
@@ -126,6 +126,10 @@ pub struct RunPlan {
     /// between attempts than the executor's other runs. Like the deadline, it is this drive's:
     /// a resume passes it again.
     pub retry: Option<crate::RetryPolicy>,
+    /// Whether an adopted run takes this plan's task definitions for its root tasks that
+    /// have not finished ([`RunPlan::reload`]). Off by default: an adopted run goes on with
+    /// the inputs its tasks were enqueued with.
+    pub reload: bool,
 }
 
 impl RunPlan {
@@ -139,7 +143,34 @@ impl RunPlan {
             phases: Vec::new(),
             deadline: None,
             retry: None,
+            reload: false,
         }
+    }
+
+    /// Makes an adoption (`Start::Adopt`, `Start::AdoptInterrupted`, or `Start::Auto`
+    /// finding an interrupted run) take this plan's task definitions: every root task whose
+    /// inputs or attempt limit differ from the plan's is amended (`Queue::amend`, one
+    /// journaled `Amended` event and one audit record each) before anything starts, so a
+    /// fix to a failed task's definition reaches the run without redoing the tasks that are
+    /// done. Tasks are matched by position, as on any adoption ([`RunPlan::reload_changes`]
+    /// lists what would change).
+    ///
+    /// A task that is `done` or `skipped` is never run again, so its definition must not
+    /// change: when it does, the adopted run fails with kind `build` and nothing is amended.
+    /// Hosts should check [`RunPlan::reload_changes`] first and refuse there, before they
+    /// claim the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::RunPlan;
+    ///
+    /// let plan = RunPlan::new("deploy", "prod").reload();
+    /// assert!(plan.reload);
+    /// ```
+    pub fn reload(mut self) -> Self {
+        self.reload = true;
+        self
     }
 
     /// Adds a phase.
@@ -246,6 +277,95 @@ impl RunPlan {
             .filter_map(|(root, task)| Some((root.id, task.name.clone()?)))
             .collect()
     }
+}
+
+/// A root task of a run whose definition in a plan differs from the run's: what
+/// [`RunPlan::reload`] would amend, or refuse to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReloadChange {
+    /// The run's task.
+    pub id: TaskId,
+    /// The planned task's name, if it has one.
+    pub name: Option<String>,
+    /// The task's status in the run.
+    pub status: Status,
+    /// The plan's inputs, when they differ from the task's.
+    pub inputs: Option<serde_json::Value>,
+    /// The task's attempt limit and the plan's, when they differ.
+    pub max_attempts: Option<(u32, u32)>,
+}
+
+impl ReloadChange {
+    /// Whether the run may take the change: only a task that has not finished may. A `done`
+    /// or `skipped` task is never run again, so changing it would change nothing but the
+    /// record of what ran.
+    pub fn may_amend(&self) -> bool {
+        !self.status.satisfies_dependents()
+    }
+}
+
+impl RunPlan {
+    /// The root tasks of `queue` (a run adopted for this plan) whose inputs or attempt limit
+    /// differ from this plan's, in plan order. Roots are matched to planned tasks by
+    /// position, as on adoption; positions whose kinds differ are left out (the adopted run
+    /// fails with kind `build` for them anyway), and so are planned tasks the run has not
+    /// enqueued yet (a later phase's, which are enqueued from the plan). `queue` is the
+    /// queue's configuration, whose default attempt limit stands for a planned task's
+    /// `max_attempts` of `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::prelude::*;
+    /// use cairn_executor::queue::{EnqueuedBy, Queue, QueueConfig, Timestamp};
+    ///
+    /// let config = QueueConfig::default();
+    /// let mut queue = Queue::new(config.clone());
+    /// let spec = TaskSpec::new("shell").inputs(serde_json::json!("mak build"));
+    /// queue.enqueue(spec.without_dedup(), EnqueuedBy::Root, Timestamp(0))?;
+    ///
+    /// let mut phase = Phase::new("build");
+    /// phase.named_task("build", TaskSpec::new("shell").inputs(serde_json::json!("make build")), []);
+    /// let plan = RunPlan::new("ci", "main").phase(phase).reload();
+    /// let changes = plan.reload_changes(&queue, &config);
+    /// assert_eq!(changes.len(), 1);
+    /// assert_eq!(changes[0].name.as_deref(), Some("build"));
+    /// assert!(changes[0].may_amend(), "it is still pending");
+    /// # Ok::<(), cairn_executor::queue::Error>(())
+    /// ```
+    pub fn reload_changes(&self, queue: &Queue, config: &QueueConfig) -> Vec<ReloadChange> {
+        reload_changes(&self.phases, queue, config)
+    }
+}
+
+/// [`RunPlan::reload_changes`] for the phases of a plan (the drive holds only those).
+pub(crate) fn reload_changes(
+    phases: &[Phase],
+    queue: &Queue,
+    config: &QueueConfig,
+) -> Vec<ReloadChange> {
+    let roots = queue.tasks().filter(|t| t.enqueued_by == EnqueuedBy::Root);
+    let planned = phases.iter().flat_map(|phase| &phase.tasks);
+    roots
+        .zip(planned)
+        .filter(|(root, task)| root.kind == task.spec.kind)
+        .filter_map(|(root, task)| {
+            let limit = task
+                .spec
+                .max_attempts
+                .unwrap_or(config.default_max_attempts);
+            let inputs = (root.inputs != task.spec.inputs).then(|| task.spec.inputs.clone());
+            let max_attempts = (root.max_attempts != limit).then_some((root.max_attempts, limit));
+            (inputs.is_some() || max_attempts.is_some()).then(|| ReloadChange {
+                id: root.id,
+                name: task.name.clone(),
+                status: root.status,
+                inputs,
+                max_attempts,
+            })
+        })
+        .collect()
 }
 
 /// Where a task sits in a plan, as [`PlanProblem`] names it.
