@@ -28,6 +28,7 @@ use crate::duration::format_duration;
 use crate::out::{self, cell, clip, eout, eoutln, escape_controls, out, outln, terminal_safe};
 use crate::policy;
 use crate::progress::{Mode, Progress, TaskEvent};
+use crate::reload::{self, Reload};
 use crate::shell::{
     Leftover, ProcessGroups, Reaped, SHELL_KIND, ShellHandler, reap_leftovers, recorded_leftovers,
 };
@@ -539,7 +540,7 @@ impl RunContext<'_> {
                     let driven = drive_interrupted(
                         self.state,
                         &resumed.meta,
-                        Some(self.wf),
+                        Source::Given(self.wf),
                         self.mode,
                         &self.args.exec,
                         self.commands,
@@ -586,7 +587,7 @@ impl RunContext<'_> {
                         &resumed.meta,
                         resumed.previous_status,
                         failed,
-                        Some(self.wf),
+                        Source::Given(self.wf),
                         self.mode,
                         &self.args.exec,
                         self.commands,
@@ -837,7 +838,7 @@ impl RunContext<'_> {
                     &resumed.meta,
                     resumed.previous_status,
                     failed,
-                    Some(self.wf),
+                    Source::Given(self.wf),
                     self.mode,
                     &self.args.exec,
                     self.commands,
@@ -890,6 +891,7 @@ async fn drive_fresh(
             commands,
             rerun,
             begun: Some((policy, fresh)),
+            reloaded: None,
         };
         drive
             .run(plan, run_id.clone(), Start::Fresh, 0, header, false)
@@ -910,7 +912,7 @@ async fn drive_fresh(
 async fn drive_interrupted(
     state: &StateDir,
     meta: &RunMeta,
-    current: Option<&Workflow>,
+    source: Source<'_>,
     mode: Mode,
     exec: &ExecArgs,
     commands: &Commands,
@@ -926,13 +928,13 @@ async fn drive_interrupted(
         .filter(|t| t.status == Status::Running && t.attempts >= t.max_attempts)
         .count();
     drop(peek);
-    let wf = match state.load_origin(&run_id) {
-        Ok(wf) => wf,
-        Err(error) => match current {
-            // A run begun by another tool: the current file is the best guess at its plan.
-            Some(wf) => wf.clone(),
-            None => return Err(error),
-        },
+    let wf = match (state.load_origin(&run_id), source) {
+        // The reload was checked against the copy; the run takes the file's tasks.
+        (Ok(_), Source::Reloaded(reload)) => reload.wf.clone(),
+        (Ok(wf), _) => wf,
+        // A run begun by another tool: the current file is the best guess at its plan.
+        (Err(_), Source::Given(wf)) => wf.clone(),
+        (Err(error), _) => return Err(error),
     };
     let done = counts.done + counts.skipped;
     let mut header = format!(
@@ -956,7 +958,7 @@ async fn drive_interrupted(
             counts.failed
         ));
     }
-    let note = FileNote::of(&wf, current);
+    let note = source.note(&wf);
     if let Some(FileNote::OtherFile {
         given,
         differs: true,
@@ -989,8 +991,15 @@ async fn drive_interrupted(
         return Ok(EXIT_DECISION_NEEDED);
     }
     if let Some(note) = note {
-        note.show(&mut header, &run_id, &wf, mode);
+        note.show(
+            &mut header,
+            &run_id,
+            &wf,
+            mode,
+            &commands.store_flags(false),
+        );
     }
+    source.show_reload(&mut header, &run_id, mode);
     let claimed = Claimed {
         state,
         wf: &wf,
@@ -999,8 +1008,70 @@ async fn drive_interrupted(
         exec,
         commands,
         retry_failed: false,
+        reloaded: source.reloaded(),
     };
     claimed.drive(rerun, done, header).await
+}
+
+/// Where a resumed run's tasks come from, and what to compare its copy of the workflow with.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// `cairn run FILE` found the run: its copy, compared with the file given.
+    Given(&'a Workflow),
+    /// `cairn resume RUN`: its copy, compared with the file it was started from.
+    Recorded,
+    /// `cairn resume RUN --reload`: the file as it is now, checked against the copy.
+    Reloaded(&'a Reload),
+}
+
+impl<'a> Source<'a> {
+    fn reloaded(self) -> Option<&'a Reload> {
+        match self {
+            Source::Reloaded(reload) => Some(reload),
+            _ => None,
+        }
+    }
+
+    /// How the file stands against the run's copy `wf`; a reload has its own note.
+    fn note(self, wf: &Workflow) -> Option<FileNote> {
+        match self {
+            Source::Given(given) => FileNote::of(wf, Some(given)),
+            Source::Recorded => FileNote::of(wf, None),
+            Source::Reloaded(_) => None,
+        }
+    }
+
+    /// Adds what a reload changes to the resume `header`, and prints it as a `reloaded`
+    /// event in JSON mode.
+    fn show_reload(self, header: &mut String, run_id: &RunId, mode: Mode) {
+        if let Source::Reloaded(reload) = self {
+            header.push_str("\nnote: ");
+            header.push_str(&reload.note());
+            if mode == Mode::Json {
+                outln!("{}", reload.event(run_id));
+            }
+        }
+    }
+}
+
+/// Replaces run `run_id`'s copy of its workflow with the reloaded file, once the run's
+/// amendments are durable. A failure is a warning: the run's tasks are amended either way,
+/// and a later `--reload` saves the copy again.
+fn save_reloaded_copy(
+    state: &StateDir,
+    run_id: &RunId,
+    reload: &Reload,
+    progress: Option<&Progress>,
+) {
+    if let Err(error) = state.save_origin(run_id, &reload.wf, &reload.text) {
+        let text = format!(
+            "run {run_id} took the reloaded tasks, but its copy of the workflow file could not be replaced ({error:#}); `cairn show` may list the old definitions until `cairn resume {run_id} --reload` runs again"
+        );
+        match progress {
+            Some(progress) => progress.warn(&text),
+            None => eoutln!("warning: {}", terminal_safe(&text)),
+        }
+    }
 }
 
 /// How the workflow file on disk stands against a resumed run's copy of it. A resume always
@@ -1042,11 +1113,14 @@ impl FileNote {
         }
     }
 
-    /// Adds the note to the resume `header` (shown in text modes), and prints it as a
+    /// Adds the note to the resume `header` (shown in text modes, with `flags` in the
+    /// commands it names), and prints it as a
     /// `workflow_file_differs` event in JSON mode, where the header is not shown.
-    fn show(&self, header: &mut String, run_id: &RunId, wf: &Workflow, mode: Mode) {
+    fn show(&self, header: &mut String, run_id: &RunId, wf: &Workflow, mode: Mode, flags: &str) {
         let path = escape_controls(&wf.path.display().to_string()).into_owned();
-        let goes_on = "the run goes on with the tasks it started with (to run the file as it is now, abandon this run and start a fresh one)";
+        let goes_on = "the run goes on with the tasks it started with";
+        let fresh =
+            "to run the file as it is now from the start, abandon this run and start a fresh one";
         let (reason, text) = match self {
             FileNote::OtherFile { given, differs } => (
                 "other_file",
@@ -1062,12 +1136,15 @@ impl FileNote {
             ),
             FileNote::Changed => (
                 "changed",
-                format!("the workflow file {path} changed since this run started; {goes_on}"),
+                format!(
+                    "the workflow file {path} changed since this run started; {goes_on} (to give the tasks not done yet the file as it is now, stop this run and resume it with `cairn resume {run_id} --reload{}`; {fresh})",
+                    terminal_safe(flags)
+                ),
             ),
             FileNote::Unloadable(error) => (
                 "unloadable",
                 format!(
-                    "the workflow file {path} changed since this run started and does not load now ({}); {goes_on}",
+                    "the workflow file {path} changed since this run started and does not load now ({}); {goes_on} ({fresh})",
                     escape_controls(error)
                 ),
             ),
@@ -1134,7 +1211,7 @@ async fn drive_failed(
     meta: &RunMeta,
     previous: RunStatus,
     failed: FailedRun,
-    current: Option<&Workflow>,
+    source: Source<'_>,
     mode: Mode,
     exec: &ExecArgs,
     commands: &Commands,
@@ -1142,6 +1219,10 @@ async fn drive_failed(
 ) -> anyhow::Result<u8> {
     let run_id = meta.run_id.clone();
     let FailedRun { wf, counts } = failed;
+    let wf = match source {
+        Source::Reloaded(reload) => reload.wf.clone(),
+        _ => wf,
+    };
     let done = counts.done + counts.skipped;
     // Each task is counted once: the failed ones are about to be pending again, but they are
     // listed as retried, not also as pending.
@@ -1150,9 +1231,16 @@ async fn drive_failed(
         counts.pending + counts.blocked,
         counts.failed
     );
-    if let Some(note) = FileNote::of(&wf, current) {
-        note.show(&mut header, &run_id, &wf, mode);
+    if let Some(note) = source.note(&wf) {
+        note.show(
+            &mut header,
+            &run_id,
+            &wf,
+            mode,
+            &commands.store_flags(false),
+        );
     }
+    source.show_reload(&mut header, &run_id, mode);
     let claimed = Claimed {
         state,
         wf: &wf,
@@ -1161,6 +1249,7 @@ async fn drive_failed(
         exec,
         commands,
         retry_failed: true,
+        reloaded: source.reloaded(),
     };
     claimed.drive(rerun, done, header).await
 }
@@ -1177,16 +1266,28 @@ struct Claimed<'a> {
     /// interrupted run only continues, so a task that failed for good stays failed
     /// (`Start::AdoptInterrupted`).
     retry_failed: bool,
+    /// `cairn resume --reload`: the unfinished tasks take the file's definitions.
+    reloaded: Option<&'a Reload>,
 }
 
 impl Claimed<'_> {
     /// Adopts the run and drives it with its display and signal handling.
     async fn drive(self, rerun: String, done: usize, header: String) -> anyhow::Result<u8> {
         let run_id = self.meta.run_id.clone();
-        let plan = self
+        let mut plan = self
             .wf
             .plan(&self.meta.scope, &self.meta.input)
             .run_id(run_id.clone());
+        let mut reloaded = self.reloaded;
+        if let Some(reload) = reloaded {
+            plan = plan.reload();
+            // Nothing to amend (the file changed only where the run does not look, or the
+            // amendments are journaled already): the copy can follow the file now.
+            if reload.changes.is_empty() {
+                save_reloaded_copy(self.state, &run_id, reload, None);
+                reloaded = None;
+            }
+        }
         let drive = Drive {
             state: self.state,
             wf: self.wf,
@@ -1195,6 +1296,7 @@ impl Claimed<'_> {
             commands: self.commands,
             rerun,
             begun: None,
+            reloaded,
         };
         drive
             .run(
@@ -1298,9 +1400,19 @@ struct Drive<'a> {
     /// The policy's fresh run, for a run this drive begins: the policy records a forced
     /// run only once it has begun (`ResumePolicy::fresh_run_begun`).
     begun: Option<(&'a ResumePolicy, FreshRun)>,
+    /// A reload whose amendments are not yet journaled: once they are, the run's copy of
+    /// its workflow becomes the reloaded file.
+    reloaded: Option<&'a Reload>,
 }
 
 impl Drive<'_> {
+    /// The reload's amendments are durable: the run's copy follows the file.
+    fn amendments_recorded(&mut self, run_id: &RunId, progress: &Progress) {
+        if let Some(reload) = self.reloaded.take() {
+            save_reloaded_copy(self.state, run_id, reload, Some(progress));
+        }
+    }
+
     /// Tells the policy that the fresh run has durably begun, so a forced run's record on
     /// the run it was forced past is written now and never for a run that did not begin.
     async fn record_begun(&self, progress: &Progress) {
@@ -1317,7 +1429,7 @@ impl Drive<'_> {
     }
 
     async fn run(
-        self,
+        mut self,
         plan: RunPlan,
         run_id: RunId,
         start: Start,
@@ -1381,11 +1493,18 @@ impl Drive<'_> {
         // a crash in between runs it again.
         let recorded = events.clone();
         let (begun_tx, mut begun_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (amended_tx, mut amended_rx) = tokio::sync::mpsc::unbounded_channel();
         let executor = Executor::new(Arc::clone(&self.state.factory), registry, config)?
             .on_acknowledged(move |_run, batch| {
                 for event in batch {
-                    if let Event::Completed { id, .. } | Event::Skipped { id, .. } = event {
-                        let _ = recorded.send(TaskEvent::Recorded { id: *id });
+                    match event {
+                        Event::Completed { id, .. } | Event::Skipped { id, .. } => {
+                            let _ = recorded.send(TaskEvent::Recorded { id: *id });
+                        }
+                        Event::Amended { .. } => {
+                            let _ = amended_tx.send(());
+                        }
+                        _ => {}
                     }
                 }
             })
@@ -1419,6 +1538,7 @@ impl Drive<'_> {
                     announce_begun(&progress);
                     self.record_begun(&progress).await;
                 }
+                Some(()) = amended_rx.recv() => self.amendments_recorded(&run_id, &progress),
                 Some(event) = event_rx.recv() => progress.task(event),
                 Some(()) = sigint.recv() => interrupts += 1,
                 Some(()) = sigterm.recv() => interrupts += 1,
@@ -1456,6 +1576,9 @@ impl Drive<'_> {
         if begun_rx.try_recv().is_ok() {
             announce_begun(&progress);
             self.record_begun(&progress).await;
+        }
+        if amended_rx.try_recv().is_ok() {
+            self.amendments_recorded(&run_id, &progress);
         }
         while let Ok(event) = event_rx.try_recv() {
             progress.task(event);
@@ -1707,6 +1830,12 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
                 ))
                 .into());
             }
+            // Checked before the claim: a refused reload leaves the run as it was.
+            let reload = if args.reload {
+                Some(reload::prepare(&state, &run_id, &now, false).await?)
+            } else {
+                None
+            };
             let claimed = state
                 .factory
                 .claim(&run_id, RunStatus::Running, meta.lease_epoch)
@@ -1714,7 +1843,8 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot claim run {run_id}"))?;
             match claimed {
                 Ok(claimed) => {
-                    drive_interrupted(&state, &claimed, None, mode, &args.exec, &commands, rerun)
+                    let source = reload.as_ref().map_or(Source::Recorded, Source::Reloaded);
+                    drive_interrupted(&state, &claimed, source, mode, &args.exec, &commands, rerun)
                         .await
                 }
                 Err(conflict) if conflict.claimed_by_another() => anyhow::bail!(
@@ -1738,6 +1868,10 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
             } else {
                 Some(FailedRun::read(&state, &run_id).await?)
             };
+            let reload = match (&failed, args.reload) {
+                (Some(_), true) => Some(reload::prepare(&state, &run_id, &meta, true).await?),
+                _ => None,
+            };
             let resumed = policy.resume(&run_id).await?;
             let Some(failed) = failed else {
                 anyhow::bail!(
@@ -1750,7 +1884,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
                 &resumed.meta,
                 resumed.previous_status,
                 failed,
-                None,
+                reload.as_ref().map_or(Source::Recorded, Source::Reloaded),
                 mode,
                 &args.exec,
                 &commands,

@@ -303,6 +303,12 @@ pub struct ResumeArgs {
     /// The run.
     #[command(flatten)]
     pub target: RunRef,
+    /// Take the workflow file as it is now for the tasks that have not finished (a fixed
+    /// command, env, timeout or max_attempts); done tasks are not run again. Refused, with
+    /// nothing changed (exit 2), when tasks were added, removed, renamed or reordered, a
+    /// `depends_on` changed, or a done or skipped task changed.
+    #[arg(long)]
+    pub reload: bool,
     /// Execution settings.
     #[command(flatten)]
     pub exec: ExecArgs,

@@ -13,6 +13,7 @@
 //! - [`out`]: printing that never panics on a closed stdout, and escaping stored text.
 //! - [`cli`] and [`app`]: the clap commands, exit codes, and the drive with signal handling.
 //! - [`logs`]: `cairn logs`, the saved output of a run's commands.
+//! - [`reload`]: `cairn resume RUN --reload`, which gives a stopped run the fixed workflow file.
 //! - [`jobs`] and [`scheduler`]: `cairn jobs` (scheduled jobs in the state folder) and
 //!   `cairn scheduler` (runs the due ones until Ctrl-C).
 //!
@@ -41,6 +42,7 @@ pub mod open_files;
 pub mod out;
 pub mod policy;
 pub mod progress;
+pub mod reload;
 pub mod scheduler;
 pub mod shell;
 pub mod store;

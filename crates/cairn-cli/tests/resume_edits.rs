@@ -67,6 +67,11 @@ fn resuming_a_failed_run_after_an_edit_says_the_edit_is_not_picked_up() {
             path.display()
         ),
     );
+    // It names the resume that takes the edit.
+    assert_contains(
+        &stdout,
+        &format!("`cairn resume {run_id} --reload --state-dir "),
+    );
     let log = sandbox.read("log");
     assert_eq!(count_lines(&log, "b-old"), 3, "{log}");
     assert_eq!(count_lines(&log, "b-new"), 0, "{log}");
