@@ -1,6 +1,7 @@
 //! The commands: what `cairn run`, `runs` (and `runs prune`), `show`, `resume`, `abandon`
 //! and `audit` do, and the drive of a run with its progress display and signal handling.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -2678,12 +2679,103 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
             output_removed,
         );
     }
+    let listed: BTreeSet<&RunId> = runs.iter().map(|meta| &meta.run_id).collect();
+    incomplete |= prune_orphaned_output(&state, &listed, cutoff, args.dry_run, json).await;
     tally.print(args.dry_run, json, cutoff);
     if tally.skipped > 0 || incomplete {
         Ok(EXIT_STORE)
     } else {
         Ok(EXIT_OK)
     }
+}
+
+/// How long an output folder with no run must have been left alone before a prune removes
+/// it: a run's folder is written just before the run begins, so a young one may be a run that
+/// is beginning right now.
+const ORPHAN_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes (or with `dry_run` lists) the output folders of runs that no longer exist: those a
+/// prune cut short by a crash between removing the run and its folder. A folder is removed
+/// only when the store has no such run (not listed, not quarantined, not left in place, and
+/// not found when asked again) and it has not changed since before the cutoff and for
+/// [`ORPHAN_MIN_AGE`]. Returns whether a folder could not be removed (named on stderr).
+async fn prune_orphaned_output(
+    state: &StateDir,
+    listed: &BTreeSet<&RunId>,
+    cutoff_ms: u64,
+    dry_run: bool,
+    json: bool,
+) -> bool {
+    let folders = state.output_folders();
+    if folders.is_empty() {
+        return false;
+    }
+    let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff_ms);
+    let young = std::time::SystemTime::now()
+        .checked_sub(ORPHAN_MIN_AGE)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut kept: BTreeSet<RunId> = state
+        .factory
+        .list_quarantined()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry.run_id)
+        .collect();
+    kept.extend(
+        state
+            .left_in_place()
+            .await
+            .into_iter()
+            .map(|note| note.run.run_id),
+    );
+    let mut failed = false;
+    for folder in folders {
+        let run_id = &folder.run_id;
+        if folder.modified >= cutoff
+            || folder.modified >= young
+            || listed.contains(run_id)
+            || kept.contains(run_id)
+            // Anything but a clear "no such run" (an error, a run begun since) keeps it.
+            || !matches!(state.factory.load_meta(run_id).await, Ok(None))
+        {
+            continue;
+        }
+        let path = folder.path.display().to_string();
+        if dry_run {
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"event": "would_remove_orphaned_output", "run_id": run_id.as_str(), "path": path})
+                );
+            } else {
+                outln!(
+                    "would remove output folder {} (its run {run_id} no longer exists)",
+                    escape_controls(&path)
+                );
+            }
+            continue;
+        }
+        match state.remove_run_output(run_id) {
+            Ok(_) if json => outln!(
+                "{}",
+                serde_json::json!({"event": "orphaned_output_removed", "run_id": run_id.as_str(), "path": path})
+            ),
+            Ok(_) => outln!(
+                "removed output folder {} (its run {run_id} no longer exists)",
+                escape_controls(&path)
+            ),
+            Err(error) => {
+                eoutln!(
+                    "warning: could not remove output folder {} of run {run_id}, which no longer exists: {}",
+                    escape_controls(&path),
+                    error_text(&error)
+                );
+                failed = true;
+            }
+        }
+    }
+    failed
 }
 
 async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {

@@ -389,7 +389,10 @@ interrupted) runs are never removed, whatever their age, nor is quarantined stat
 are kept too, unless --include-failed says to abandon and remove those that failed before the
 cutoff (a failed run waits for a person's decision; a scheduled job's failed runs are
 superseded by its later ticks and pile up). A removed run's id is free again. Removal is
-crash-safe: a run is either whole or gone.
+crash-safe: a run is either whole or gone. A crash between removing a run and its output
+folder leaves the folder; later prunes remove such a folder (`removed output folder ... (its
+run ... no longer exists)`) once it has not changed for an hour and since before the cutoff,
+and never one whose run is quarantined or damaged, or one cairn did not make.
 
 A run that cannot be removed right now (a live process holds it, or it changed meanwhile) is
 named on stderr with the reason and skipped; the others are still removed. Run the command

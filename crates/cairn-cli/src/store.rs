@@ -32,6 +32,17 @@ use serde::{Deserialize, Serialize};
 use crate::app::UsageError;
 use crate::workflow::{self, Workflow};
 
+/// A run's folder under `output/` ([`StateDir::output_folders`]).
+#[derive(Debug, Clone)]
+pub struct OutputFolder {
+    /// The run it is named for.
+    pub run_id: RunId,
+    /// Where it is.
+    pub path: PathBuf,
+    /// When it last changed (a file was added or removed in it).
+    pub modified: std::time::SystemTime,
+}
+
 /// Which checkpoint adapter keeps the runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Adapter {
@@ -247,6 +258,33 @@ impl StateDir {
         std::fs::remove_dir_all(&hidden)
             .with_context(|| format!("cannot delete {}", hidden.display()))?;
         Ok(true)
+    }
+
+    /// The run output folders under `output/` (named as a run id, holding the run's origin
+    /// record), each with the time it last changed, oldest first. Hidden and foreign entries
+    /// are left out.
+    pub fn output_folders(&self) -> Vec<OutputFolder> {
+        let Ok(entries) = std::fs::read_dir(self.output_root()) else {
+            return Vec::new();
+        };
+        let mut folders: Vec<OutputFolder> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let run_id = RunId::new(entry.file_name().to_str()?).ok()?;
+                let metadata = entry.metadata().ok().filter(std::fs::Metadata::is_dir)?;
+                // Only a folder this CLI made for a run: anything else is not ours to judge.
+                if !entry.path().join(ORIGIN_FILE).is_file() {
+                    return None;
+                }
+                Some(OutputFolder {
+                    run_id,
+                    path: entry.path(),
+                    modified: metadata.modified().ok()?,
+                })
+            })
+            .collect();
+        folders.sort_by_key(|folder| folder.modified);
+        folders
     }
 
     /// Deletes the hidden folders that output removals cut short (a crash, a failed delete)

@@ -153,7 +153,7 @@ fn prune_removes_old_finished_runs_with_their_output_and_keeps_the_rest() {
     }
 
     // A dry run names what would go and removes nothing.
-    let output = prune(&sandbox, &["--older-than", "1d", "--dry-run"]);
+    let output = prune(&sandbox, &["--older-than", "1h", "--dry-run"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     for run_id in pruned {
@@ -418,4 +418,92 @@ fn bad_usage_exits_2_and_removes_nothing() {
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert_eq!(status_of(&sandbox, &run_id).as_deref(), Some("completed"));
+}
+
+/// Sets `path`'s modification time to two hours ago, older than a prune's minimum age for an
+/// output folder with no run.
+fn make_stale(path: &std::path::Path) {
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(path)
+        .status()
+        .expect("run touch");
+    assert!(status.success());
+}
+
+#[test]
+fn prune_removes_output_folders_whose_run_is_gone_and_only_those() {
+    let sandbox = Sandbox::new();
+    sandbox.write("ok.toml", OK);
+    for scope in ["orphan", "young", "kept", "damaged"] {
+        let output = run_in_scope(&sandbox, "ok.toml", scope);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    let orphan = run_of_scope(&sandbox, "orphan");
+    let young = run_of_scope(&sandbox, "young");
+    let kept = run_of_scope(&sandbox, "kept");
+    let damaged = run_of_scope(&sandbox, "damaged");
+    // A prune cut short between removing the runs and their folders leaves the folders.
+    for run_id in [&orphan, &young] {
+        std::fs::remove_dir_all(run_dir(&sandbox, run_id)).expect("remove the run's state");
+    }
+    // A damaged run is quarantined when the prune lists the runs: its output stays.
+    std::fs::write(run_dir(&sandbox, &damaged).join("meta.json"), b"{ not json")
+        .expect("damage meta.json");
+    std::fs::create_dir_all(sandbox.path(".cairn/output/notes")).unwrap();
+    for run_id in [&orphan, &kept, &damaged] {
+        make_stale(&output_dir(&sandbox, run_id));
+    }
+    make_stale(&sandbox.path(".cairn/output/notes"));
+
+    let dry = prune(&sandbox, &["--older-than", "1h", "--dry-run"]);
+    let stdout = text(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(0), "{stdout}{}", text(&dry.stderr));
+    assert_contains(
+        &stdout,
+        &format!("would remove output folder .cairn/output/{orphan} "),
+    );
+    assert_contains(&stdout, &format!("(its run {orphan} no longer exists)"));
+    assert!(
+        output_dir(&sandbox, &orphan).exists(),
+        "a dry run removed it"
+    );
+    assert_lacks(&stdout, "notes");
+    assert_lacks(&stdout, &young);
+    assert_lacks(&stdout, &kept);
+
+    let json = prune(&sandbox, &["--older-than", "1h", "--json"]);
+    let stdout = text(&json.stdout);
+    assert_eq!(
+        json.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&json.stderr)
+    );
+    let removed: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "orphaned_output_removed")
+        .collect();
+    assert_eq!(removed.len(), 1, "{stdout}");
+    assert_eq!(removed[0]["run_id"], orphan.as_str());
+    assert!(!output_dir(&sandbox, &orphan).exists(), "{stdout}");
+    // A young folder may be a run that is beginning; the others have a run, or are not ours.
+    for run_id in [&young, &kept, &damaged] {
+        assert!(
+            output_dir(&sandbox, run_id).exists(),
+            "{run_id} went: {stdout}"
+        );
+    }
+    assert!(sandbox.path(".cairn/output/notes").exists());
+    assert_eq!(status_of(&sandbox, &kept).as_deref(), Some("completed"));
+
+    // Even with a cutoff of a millisecond, a folder changed within the hour stays.
+    let soon = prune(&sandbox, &["--older-than", "1ms"]);
+    assert_eq!(soon.status.code(), Some(0), "{}", text(&soon.stderr));
+    assert!(
+        output_dir(&sandbox, &young).exists(),
+        "{}",
+        text(&soon.stdout)
+    );
 }
