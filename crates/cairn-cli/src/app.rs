@@ -1721,7 +1721,7 @@ impl Drive<'_> {
                 let output = self.state.run_output(run_id);
                 progress.json(serde_json::json!({
                     "event": "run_finished", "run_id": run_id.as_str(), "outcome": "failed",
-                    "error": error.to_string(), "tasks_done": counts.done,
+                    "error": error, "tasks_done": counts.done,
                     "tasks_failed": counts.failed, "tasks_blocked": counts.blocked,
                     "recorded": recorded,
                     "output": output, "commands": {

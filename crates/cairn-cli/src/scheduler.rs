@@ -59,8 +59,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, RunFilter, RunId, RunMeta,
-    RunStatus, StoredJob, VersionConflict,
+    JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, RunError, RunFilter, RunId,
+    RunMeta, RunStatus, StoredJob, VersionConflict,
 };
 use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
 use cairn_scheduler::{
@@ -639,11 +639,12 @@ impl JobRunner for ShellJobs {
                         Some(_) => failed.message.clone(),
                         None => format!("could not start a run: {}", failed.message),
                     };
+                    let error = self.run_error(failed).await;
                     self.lines.say(
                         &format!("job {id}: {what}"),
                         serde_json::json!({
                             "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
-                            "outcome": "failed", "error": failed.message,
+                            "outcome": "failed", "error": error,
                         }),
                     );
                 }
@@ -1057,6 +1058,28 @@ impl ShellJobs {
     }
 
     /// The stored status of the run a failure names, if it can be read.
+    /// The failed run's error as its record has it (`{kind, message}`, as `cairn runs --json`
+    /// shows it), or built from the runner's message: kind `not_begun` when no run began,
+    /// `failed` when the record has none.
+    async fn run_error(&self, failed: &RunFailed) -> serde_json::Value {
+        let recorded = match failed.run_id.as_deref().map(RunId::new) {
+            Some(Ok(run)) => match self.state.factory.load_meta(&run).await {
+                Ok(Some(meta)) => meta.error,
+                _ => None,
+            },
+            _ => None,
+        };
+        let error = recorded.unwrap_or_else(|| {
+            let kind = if failed.run_id.is_some() {
+                "failed"
+            } else {
+                "not_begun"
+            };
+            RunError::new(kind, failed.message.clone())
+        });
+        serde_json::json!(error)
+    }
+
     async fn run_status(&self, failed: &RunFailed) -> Option<RunStatus> {
         let run = failed.run_id.as_deref().and_then(|r| RunId::new(r).ok())?;
         match self.state.factory.load_meta(&run).await {

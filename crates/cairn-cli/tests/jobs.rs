@@ -1437,3 +1437,66 @@ fn scattered_job_stores_are_pointed_out() {
     let (status, _, stderr) = stop_scheduler(&sandbox, &mut scheduler);
     assert_eq!(status.code(), Some(OK), "{stderr}");
 }
+
+/// A failed job run's `error` in the scheduler's `run_finished` is the run's recorded error,
+/// `{kind, message}`, as `cairn runs --json` and a failed `cairn run --json` have it.
+#[test]
+fn a_failed_runs_error_is_the_same_object_in_every_json_stream() {
+    let sandbox = Sandbox::new();
+    let broken = "name = \"broken\"\n[[task]]\nid = \"down\"\nrun = \"exit 3\"\nmax_attempts = 1\n";
+    sandbox.write("broken.toml", broken);
+    ok(
+        &sandbox,
+        &[
+            "jobs",
+            "add",
+            "broken.toml",
+            "broken",
+            "--every",
+            "1s",
+            "--max-consecutive-errors",
+            "1",
+        ],
+    );
+    let mut scheduler = sandbox.spawn(
+        &[
+            "scheduler",
+            "--state-dir",
+            ".cairn",
+            "--poll",
+            "1s",
+            "--json",
+        ],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the job's run to fail", || {
+        sandbox.read("sched.out").contains("\"outcome\":\"failed\"")
+    });
+    let (_, out, _) = stop_scheduler(&sandbox, &mut scheduler);
+    let finished: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "run_finished" && event["outcome"] == "failed")
+        .collect();
+    assert_eq!(finished.len(), 1, "{out}");
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(finished[0]["error"], runs[0]["error"], "{out}");
+    assert_eq!(finished[0]["error"]["kind"], "task_failed", "{out}");
+
+    // `cairn run --json` of the same file says the same.
+    let run = sandbox.run(&["run", "broken.toml", "--scope", "by-hand", "--json"]);
+    let stdout = text(&run.stdout);
+    let finished: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "run_finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{stdout}");
+    assert_eq!(finished[0]["error"]["kind"], "task_failed", "{stdout}");
+    assert_contains(
+        finished[0]["error"]["message"].as_str().expect("a message"),
+        "`down`",
+    );
+}
