@@ -1932,8 +1932,15 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
     } else {
         policy.abandon(&run_id).await
     };
+    let mut not_audited = None;
     let abandoned = match outcome {
         Ok(abandoned) => abandoned,
+        // It took effect: the leftovers are handled and it is reported as done, with the
+        // store failure besides (exit 5).
+        Err(cairn_runs::Error::AbandonedNotAudited { abandoned, source }) => {
+            not_audited = Some(source);
+            *abandoned
+        }
         Err(cairn_runs::Error::NotFound { .. }) => return Err(unknown_run(&state, &run_id).await),
         Err(cairn_runs::Error::Quarantined { .. }) => {
             return abandon_quarantined(&policy, &run_id, target.store.json).await;
@@ -2002,6 +2009,7 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
                 "overridden_lease_epoch": overridden.map(|o| o.lease_epoch),
                 "leftovers_killed": killed_json,
                 "leftovers_may_still_run": left_json,
+                "audited": not_audited.is_none(),
             })
         );
     } else {
@@ -2023,6 +2031,13 @@ async fn cmd_abandon(args: AbandonArgs) -> anyhow::Result<u8> {
                 store_flags(&state, &target.store)
             );
         }
+    }
+    if let Some(source) = not_audited {
+        eoutln!(
+            "error: run {run_id} is abandoned, but its audit record could not be written: {}; fix the store (free space, permissions, the disk) so later records are kept",
+            terminal_safe(&source.to_string())
+        );
+        return Ok(EXIT_STORE);
     }
     Ok(EXIT_OK)
 }
@@ -2611,6 +2626,15 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
                 }
                 Err(cairn_runs::Error::NotFound { .. }) => {
                     tally.kept -= 1;
+                    continue;
+                }
+                // Abandoned, but with no record of it: kept, so the record can still follow.
+                Err(error @ cairn_runs::Error::AbandonedNotAudited { .. }) => {
+                    eoutln!(
+                        "skipped run {run_id}: {}; it is kept",
+                        terminal_safe(&error.to_string())
+                    );
+                    tally.skipped += 1;
                     continue;
                 }
                 Err(error) => {

@@ -283,7 +283,8 @@ Exit codes:
   0  abandoned
   2  refused (unknown run, already finished or already abandoned, driven right now, last
      driver not shown to have exited) or bad usage; the run was not abandoned
-  5  the state store failed";
+  5  the state store failed; when only the audit record could not be written, the run IS
+     abandoned (printed as such, `\"audited\": false` with --json) and stderr says so";
 
 /// `cairn abandon`.
 #[derive(Debug, Clone, Args)]

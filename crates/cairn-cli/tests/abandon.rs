@@ -377,3 +377,35 @@ fn a_run_whose_journal_is_damaged_is_refused_with_a_way_out_and_abandon_takes_it
     let fresh = run_on(&sandbox, THIS_HOST, &["run", "wf.toml"]);
     assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
 }
+
+/// Review 50 (Low): an abandon that takes effect but cannot write its audit record says it
+/// took effect, and exits 5 for the store failure, instead of reading as a failed abandon.
+#[test]
+fn an_abandon_that_cannot_write_its_audit_record_says_the_run_is_abandoned() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"fails\"\n[[task]]\nid = \"a\"\nrun = \"exit 7\"\nmax_attempts = 1\n",
+    );
+    let failed = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    let run_id = sandbox.only_run_id();
+    let audit = sandbox.path(&format!(".cairn/runs/{run_id}/audit.jsonl"));
+    std::fs::remove_file(&audit).expect("the run has an audit log");
+    std::fs::create_dir(&audit).expect("a folder where the log belongs");
+
+    let output = sandbox.run(&["abandon", &run_id, "--json"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    let event: serde_json::Value =
+        serde_json::from_str(text(&output.stdout).trim()).expect("one JSON line");
+    assert_eq!(event["event"], "abandoned", "{event}");
+    assert_eq!(event["audited"], false, "{event}");
+    assert!(
+        stderr.contains(&format!(
+            "run {run_id} is abandoned, but its audit record could not be written"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(status_of(&sandbox), "cancelled");
+}

@@ -140,6 +140,19 @@ pub enum Error {
         /// What is wrong with the log.
         detail: String,
     },
+    /// The run was abandoned (it is `cancelled` now, and nothing resumes it), but its
+    /// `Abandoned` audit record could not be written. The abandon took effect: a caller
+    /// reports it as done, and the store failure besides.
+    #[error(
+        "run {} was abandoned (it is cancelled now), but its audit record could not be written: {source}",
+        .abandoned.meta.run_id
+    )]
+    AbandonedNotAudited {
+        /// The abandon, as it would have been returned.
+        abandoned: Box<crate::Abandoned>,
+        /// Why the audit record was not written.
+        source: cairn_checkpoint::Error,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] cairn_checkpoint::Error),

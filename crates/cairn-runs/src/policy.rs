@@ -1072,8 +1072,11 @@ impl ResumePolicy {
             ));
             detail["state_damage"] = json!(damage);
         }
-        self.audit(run_id, AuditAction::Abandoned, message, detail)
-            .await?;
+        // The swap is done: the run is cancelled whatever happens to its audit record, so
+        // the telemetry is emitted and a failed audit write says the abandon took effect.
+        let audited = self
+            .audit(run_id, AuditAction::Abandoned, message, detail)
+            .await;
         match &overridden {
             Some(overridden) => emit::run_abandoned_forced(
                 run_id.as_str(),
@@ -1086,11 +1089,19 @@ impl ResumePolicy {
             ),
             None => emit::run_abandoned(run_id.as_str(), previous.as_str()),
         }
-        Ok(Abandoned {
+        let abandoned = Abandoned {
             meta: cancelled,
             previous_status: previous,
             overridden,
-        })
+        };
+        match audited {
+            Ok(()) => Ok(abandoned),
+            Err(Error::Storage(source)) => Err(Error::AbandonedNotAudited {
+                abandoned: Box::new(abandoned),
+                source,
+            }),
+            Err(other) => Err(other),
+        }
     }
 
     /// The error for a run id the store does not list: `Quarantined` when its state was

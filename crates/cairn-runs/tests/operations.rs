@@ -136,6 +136,52 @@ async fn a_force_whose_begin_fails_records_nothing_and_the_failed_run_still_asks
 }
 on_both_stores!(a_force_whose_begin_fails_records_nothing_and_the_failed_run_still_asks);
 
+/// An abandon whose audit record cannot be written still took effect: the error says so,
+/// carries the abandon, and the run is cancelled for every later request.
+async fn an_abandon_whose_audit_write_fails_says_it_took_effect(store: Store) {
+    let before = failed(&*store, "f1", "site", "default", "build A", 10).await;
+    let plan = FaultPlan::new();
+    let faulty: Store = Arc::new(FaultyFactory::new(Arc::clone(&store), plan.clone()));
+    let policy = ResumePolicy::new(Arc::clone(&faulty));
+    plan.fail_next(FaultOp::AppendAudit, FaultTiming::Before);
+
+    let error = policy
+        .abandon(&before.run_id)
+        .await
+        .expect_err("the injected audit failure");
+    let Error::AbandonedNotAudited { abandoned, source } = &error else {
+        panic!("expected AbandonedNotAudited, got {error:?}");
+    };
+    assert_eq!(abandoned.meta.run_id, before.run_id);
+    assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+    assert_eq!(abandoned.previous_status, RunStatus::Failed);
+    assert!(source.to_string().contains("injected"), "{source}");
+    assert!(
+        error
+            .to_string()
+            .contains("was abandoned (it is cancelled now)"),
+        "{error}"
+    );
+    let meta = store
+        .load_meta(&before.run_id)
+        .await
+        .expect("meta reads")
+        .expect("the run");
+    assert_eq!(meta.status, RunStatus::Cancelled);
+    assert!(
+        !audit_actions(&*store, &before.run_id)
+            .await
+            .contains(&AuditAction::Abandoned)
+    );
+    // Abandoned for good: a plain request starts fresh instead of asking about it.
+    let plain = RunRequest::new("site", "default", "build B");
+    assert!(matches!(
+        policy.decide(&plain).await.expect("decide"),
+        Decision::Fresh(_)
+    ));
+}
+on_both_stores!(an_abandon_whose_audit_write_fails_says_it_took_effect);
+
 /// A plain fresh run has nothing to record.
 #[test]
 fn recording_a_plain_fresh_run_writes_nothing() {
