@@ -991,16 +991,14 @@ async fn drive_interrupted(
         );
         return Ok(EXIT_DECISION_NEEDED);
     }
-    if let Some(note) = note {
-        note.show(
-            &mut header,
-            &run_id,
-            &wf,
-            mode,
-            &commands.store_flags(false),
-        );
-    }
-    source.show_reload(&mut header, &run_id, mode);
+    source.annotate(
+        note,
+        &mut header,
+        &run_id,
+        &wf,
+        mode,
+        &commands.store_flags(false),
+    );
     let claimed = Claimed {
         state,
         wf: &wf,
@@ -1042,9 +1040,20 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Adds what a reload changes to the resume `header`, and prints it as a `reloaded`
-    /// event in JSON mode.
-    fn show_reload(self, header: &mut String, run_id: &RunId, mode: Mode) {
+    /// Adds the file `note` and what a reload changes to the resume `header` of the run
+    /// `wf` is the copy of, and prints them as events in JSON mode.
+    fn annotate(
+        self,
+        note: Option<FileNote>,
+        header: &mut String,
+        run_id: &RunId,
+        wf: &Workflow,
+        mode: Mode,
+        flags: &str,
+    ) {
+        if let Some(note) = note {
+            note.show(header, run_id, wf, mode, flags);
+        }
         if let Source::Reloaded(reload) = self {
             header.push_str("\nnote: ");
             header.push_str(&reload.note());
@@ -1232,16 +1241,15 @@ async fn drive_failed(
         counts.pending + counts.blocked,
         counts.failed
     );
-    if let Some(note) = source.note(&wf) {
-        note.show(
-            &mut header,
-            &run_id,
-            &wf,
-            mode,
-            &commands.store_flags(false),
-        );
-    }
-    source.show_reload(&mut header, &run_id, mode);
+    let note = source.note(&wf);
+    source.annotate(
+        note,
+        &mut header,
+        &run_id,
+        &wf,
+        mode,
+        &commands.store_flags(false),
+    );
     let claimed = Claimed {
         state,
         wf: &wf,

@@ -388,15 +388,15 @@ fn every_refused_schedule_names_the_job() {
     }
 }
 
-#[test]
-fn resume_of_a_failed_job_needs_force() {
-    let sandbox = Sandbox::new();
+/// Adds job `broken` (every second; its one task exits 3 and is not retried), whose circuit
+/// breaker trips at its first failed run.
+fn add_broken_job(sandbox: &Sandbox) {
     sandbox.write(
         "broken.toml",
         "name = \"broken\"\n[[task]]\nid = \"down\"\nrun = \"exit 3\"\nmax_attempts = 1\n",
     );
     ok(
-        &sandbox,
+        sandbox,
         &[
             "jobs",
             "add",
@@ -408,6 +408,12 @@ fn resume_of_a_failed_job_needs_force() {
             "1",
         ],
     );
+}
+
+#[test]
+fn resume_of_a_failed_job_needs_force() {
+    let sandbox = Sandbox::new();
+    add_broken_job(&sandbox);
     let mut scheduler = sandbox.spawn(
         &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
         "sched.out",
@@ -1443,21 +1449,7 @@ fn scattered_job_stores_are_pointed_out() {
 #[test]
 fn a_failed_runs_error_is_the_same_object_in_every_json_stream() {
     let sandbox = Sandbox::new();
-    let broken = "name = \"broken\"\n[[task]]\nid = \"down\"\nrun = \"exit 3\"\nmax_attempts = 1\n";
-    sandbox.write("broken.toml", broken);
-    ok(
-        &sandbox,
-        &[
-            "jobs",
-            "add",
-            "broken.toml",
-            "broken",
-            "--every",
-            "1s",
-            "--max-consecutive-errors",
-            "1",
-        ],
-    );
+    add_broken_job(&sandbox);
     let mut scheduler = sandbox.spawn(
         &[
             "scheduler",

@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::{
-    Sandbox, alive, assert_contains, assert_lacks, count_lines, signal, text, wait_exit, wait_for,
-};
+use common::{Sandbox, assert_contains, assert_lacks, count_lines, text};
 
 /// `a` is done before `b` fails for good with exit 7; `c` waits for `b`.
 const FAILS: &str = r#"
@@ -219,25 +217,14 @@ fn an_unchanged_file_reloads_as_nothing_to_change() {
     assert_eq!(count_lines(&sandbox.read("log"), "b-old"), 2);
 }
 
-/// Starts [`FAILS`] with `b` blocking until `release` exists, stops it with SIGTERM while `b`
-/// runs, and returns the run id. The run is left interrupted.
+/// Runs [`FAILS`] with `b` blocking until `release` exists, stopped by SIGTERM while `b`
+/// runs ([`common::interrupted_in_b`]); returns the run id of the interrupted run.
 fn interrupted_run(sandbox: &Sandbox) -> String {
     let blocking = FAILS.replace(
         "echo b-old >> log; exit 7",
         "echo $$ > b.pgid; while ! test -f release; do sleep 0.05; done; echo b-old >> log",
     );
-    sandbox.write("wf.toml", &blocking);
-    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
-    wait_for("task b to start", || {
-        !sandbox.read("b.pgid").trim().is_empty()
-    });
-    let group: i64 = sandbox.read("b.pgid").trim().parse().expect("a pgid");
-    signal(i64::from(first.id()), "TERM");
-    let status = wait_exit(&mut first);
-    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
-    wait_for("b's process group to be killed", || !alive(-group));
-    sandbox.touch("release");
-    sandbox.only_run_id()
+    common::interrupted_in_b(sandbox, &blocking)
 }
 
 #[test]

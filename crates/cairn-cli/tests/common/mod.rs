@@ -191,3 +191,22 @@ pub(crate) fn alive(target: i64) -> bool {
 pub(crate) fn count_lines(text: &str, line: &str) -> usize {
     text.lines().filter(|l| *l == line).count()
 }
+
+/// Runs `workflow` (whose task `b` writes its process group to `b.pgid`, then waits for the
+/// file `release`) with `cairn run`, stops it with SIGTERM while `b` runs, waits for `b`'s
+/// group to be killed, creates `release`, and returns the run id. The run is left
+/// interrupted.
+pub(crate) fn interrupted_in_b(sandbox: &Sandbox, workflow: &str) -> String {
+    sandbox.write("wf.toml", workflow);
+    let mut first = sandbox.spawn(&["run", "wf.toml", "--grace", "200ms"], "out1", "err1");
+    wait_for("task b to start", || {
+        !sandbox.read("b.pgid").trim().is_empty()
+    });
+    let group: i64 = sandbox.read("b.pgid").trim().parse().expect("a pgid");
+    signal(i64::from(first.id()), "TERM");
+    let status = wait_exit(&mut first);
+    assert_eq!(status.code(), Some(4), "{}", sandbox.read("err1"));
+    wait_for("b's process group to be killed", || !alive(-group));
+    sandbox.touch("release");
+    sandbox.only_run_id()
+}
