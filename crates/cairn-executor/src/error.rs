@@ -64,6 +64,23 @@ pub enum Error {
         #[source]
         source: cairn_checkpoint::Error,
     },
+    /// `Start::Auto` found a run of the plan's workflow and scope that another process is
+    /// driving: its writer lock was held, or another process claimed or opened it while this
+    /// call tried to adopt it. Nothing was begun: a second run would do again the work that
+    /// run acknowledged, under other idempotency keys. Wait for that run to end (or stop it)
+    /// and start again; to run the same workflow and scope side by side on purpose, give
+    /// each plan its own run id (`RunPlan::run_id`).
+    #[error(
+        "run {run_id} of {target} is being driven by another process ({why}), so no second run was begun: wait for it to end and start again, or give the plan its own run id to run beside it"
+    )]
+    RunInProgress {
+        /// The run another process drives.
+        run_id: RunId,
+        /// The workflow and scope that were looked up.
+        target: String,
+        /// How that was seen.
+        why: String,
+    },
     /// Opening a run to adopt it failed for a reason other than bad state (for example
     /// `Locked`: another writer holds it).
     #[error("cannot open run {run_id}: {source}")]

@@ -295,6 +295,9 @@ impl Executor {
     ///   default (without it, the run logs a WARN and degrades to a non-durable
     ///   checkpointer).
     /// - `Error::Lookup` when `Start::Auto` cannot list runs.
+    /// - `Error::RunInProgress` when `Start::Auto` finds no run to adopt but a run of the
+    ///   workflow and scope that another process drives (or claimed meanwhile): nothing is
+    ///   begun beside it.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
     ///   (or the adoption of an interrupted run) cannot open the run.
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
@@ -575,6 +578,9 @@ impl Executor {
             statuses: vec![RunStatus::Running],
         };
         let candidates = self.factory.list(&filter).await.map_err(lookup)?;
+        // A run another process drives (or took while this call tried to) makes the lookup
+        // fail rather than begin a second run of the same work beside it.
+        let mut driven_elsewhere: Option<(RunId, String)> = None;
         for listed in candidates {
             let run_id = listed.run_id.clone();
             // A plan that names its run adopts only that run. Other interrupted runs of the
@@ -585,6 +591,7 @@ impl Executor {
             }
             if self.factory.is_held(&run_id).await.map_err(lookup)? {
                 // A live writer drives it: it is not interrupted.
+                driven_elsewhere.get_or_insert((run_id, "its writer lock is held".to_owned()));
                 continue;
             }
             let expected_id = plan.run_id.as_ref().unwrap_or(&run_id);
@@ -603,8 +610,13 @@ impl Executor {
                         Err(Refusal::Unfit(reason)) => {
                             self.quarantine(&run_id, &reason, now).await;
                         }
-                        Err(Refusal::Gone { reason, .. }) => {
+                        Err(Refusal::Gone { status, reason }) => {
                             tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, reason = %reason, "interrupted run not adopted");
+                            // Claimed by another process: it drives the run now. A run that
+                            // ended meanwhile is no longer there to run beside.
+                            if status == RunStatus::Running {
+                                driven_elsewhere.get_or_insert((run_id, reason));
+                            }
                         }
                         Err(Refusal::Store(source)) => return Err(Error::Open { run_id, source }),
                     }
@@ -614,11 +626,22 @@ impl Executor {
                 }
                 Err(cairn_checkpoint::Error::Locked { .. }) => {
                     tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, "interrupted run was claimed by another writer meanwhile");
+                    driven_elsewhere.get_or_insert((
+                        run_id,
+                        "another process opened it while this one tried to adopt it".to_owned(),
+                    ));
                 }
                 Err(source) => return Err(Error::Open { run_id, source }),
             }
         }
-        Ok(None)
+        match driven_elsewhere {
+            Some((run_id, why)) => Err(Error::RunInProgress {
+                run_id,
+                target: format!("workflow `{}` in scope `{}`", plan.workflow, plan.scope),
+                why,
+            }),
+            None => Ok(None),
+        }
     }
 
     /// `Start::Adopt` and `Start::AdoptInterrupted`: opens a run the resume policy already

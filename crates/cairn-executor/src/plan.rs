@@ -485,7 +485,10 @@ pub enum Start {
     /// (`Executor::check_plan`), so a plan that cannot run begins nothing.
     Fresh,
     /// Adopt an interrupted run of this workflow and scope if there is one, else begin a
-    /// new run. When the plan names its run id, only that run is a candidate. State that
+    /// new run. When the plan names its run id, only that run is a candidate. A run another
+    /// process drives is not interrupted, and it is not run beside either: when one is found
+    /// (its writer lock is held, or another process claims it first) and there is nothing
+    /// else to adopt, the call fails with `Error::RunInProgress` and begins nothing. State that
     /// does not fit (another format version, a stored id that differs from the run's, or
     /// another scope) is quarantined, audited and logged, and a new run begins. That new run
     /// runs every task again, including those the quarantined run had finished: `Start::Auto`

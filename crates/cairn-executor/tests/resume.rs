@@ -284,7 +284,8 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
 }
 
 #[tokio::test]
-async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it() {
+async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it_and_nothing_begins()
+ {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let listed = store.load_meta(&old).await.unwrap().unwrap();
@@ -298,20 +299,25 @@ async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
-    let report = executor
+    let refused = executor
         .run(
             RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
             Start::Auto,
             RunSignals::default(),
         )
         .await
-        .unwrap();
+        .unwrap_err();
 
     // The executor's claim lost, so it changed nothing: the run stays the other claimer's,
-    // at the epoch that claim took, and this executor ran a fresh run instead.
-    assert!(!report.resumed);
-    assert_ne!(report.run_id, old);
-    assert_eq!(report.disposition, Disposition::Complete);
+    // at the epoch that claim took, and no second run of the same work was begun beside it
+    // (review 52 F1).
+    assert!(
+        matches!(&refused, Error::RunInProgress { run_id, why, .. }
+            if *run_id == old && why.contains("another process claimed it")),
+        "{refused:?}"
+    );
+    assert_eq!(store.list(&RunFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(ledger.total(), 0);
     let after = store.load_meta(&old).await.unwrap().unwrap();
     assert_eq!(after.status, RunStatus::Running);
     assert_eq!(
@@ -1500,4 +1506,52 @@ async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed
         "only the interrupted task ran again; the one that failed again stayed failed"
     );
     assert_eq!((report.counts.done, report.counts.failed), (1, 1));
+}
+
+/// Review 52 F1: `Start::Auto` beside a run another process drives (its writer lock held)
+/// begins no second run of the same work; once the lock is let go, it adopts that run.
+#[tokio::test]
+async fn auto_begins_no_second_run_beside_a_run_another_process_drives() {
+    let store = MemoryFactory::new();
+    let (started, returned) = (Ledger::default(), Ledger::default());
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("main", 2));
+    let never = CancellationToken::new();
+    let registry = Registry::new().with("work", stalling(&started, &returned, -1, never));
+    let executor = Executor::new(store.clone(), registry, config()).unwrap();
+    let (stopping, signals) = shut_down_once_begun(executor.clone());
+    let first = stopping
+        .run(plan.clone(), Start::Fresh, signals)
+        .await
+        .unwrap();
+    assert_eq!(first.disposition, Disposition::LeaveRunning);
+
+    // Another process's writer handle on the interrupted run.
+    let held = store.open(&first.run_id).await.unwrap().unwrap();
+    let refused = executor
+        .run(plan.clone(), Start::Auto, RunSignals::default())
+        .await
+        .unwrap_err();
+    match &refused {
+        Error::RunInProgress { run_id, why, .. } => {
+            assert_eq!(run_id, &first.run_id);
+            assert!(why.contains("writer lock is held"), "{why}");
+        }
+        other => panic!("expected RunInProgress, got {other:?}"),
+    }
+    assert!(
+        refused.to_string().contains("no second run was begun"),
+        "{refused}"
+    );
+    let runs = store.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "a second run was begun: {runs:?}");
+    assert_eq!(returned.total(), 0);
+
+    drop(held);
+    let adopted = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert_eq!(adopted.run_id, first.run_id);
+    assert_eq!(adopted.disposition, Disposition::Complete);
+    assert_eq!(returned.total(), 2);
 }
