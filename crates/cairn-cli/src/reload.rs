@@ -136,13 +136,13 @@ pub async fn prepare(
                 let _ = queue.retry(id, now);
             }
         }
+        problems.extend(plan.fit_problems(&queue).iter().map(ToString::to_string));
         let changes = plan.reload_changes(&queue, &QueueConfig::default());
         for change in &changes {
-            if !change.may_amend() {
+            if let Some(why) = change.refusal() {
                 problems.push(format!(
-                    "{} is {} and its definition changed ({}); a finished task is never run again, so change it back",
+                    "{} changed ({}), but {why}",
                     task_name(change),
-                    change.status,
                     what(change)
                 ));
                 continue;

@@ -97,7 +97,10 @@ fn a_changed_done_task_is_refused_and_nothing_changes() {
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert_contains(&stderr, &format!("--reload: run {run_id} cannot take "));
-    assert_contains(&stderr, "task `a` is done and its definition changed");
+    assert_contains(
+        &stderr,
+        "task `a` changed (new command or settings), but it is done and a finished task is never run again",
+    );
     assert_contains(&stderr, &format!("cairn abandon {run_id}"));
     assert_eq!(
         count_lines(&sandbox.read("log"), "b-old"),

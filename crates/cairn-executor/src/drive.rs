@@ -206,6 +206,19 @@ impl Drive {
                 tracing::warn!(target: names::DETAIL_TARGET, run_id = %self.run_id, error = %error, action = ?record.action, "could not write an audit record");
             }
         }
+        if self.resumed.is_some() {
+            // An adopted run's tasks are matched to the plan's by position: a plan that does
+            // not fit would run the wrong definitions or drop edges, so it fails the run
+            // before anything starts.
+            let problems = crate::plan::fit_problems(&self.phases, &self.queue);
+            if !problems.is_empty() {
+                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(RunStop::Build(format!(
+                    "the plan does not fit the adopted run: {}",
+                    text.join("; ")
+                )));
+            }
+        }
         if self.reload {
             self.reload_definitions().await?;
         }
@@ -286,16 +299,17 @@ impl Drive {
     /// starts. Refuses, amending nothing, when the plan changes a finished task.
     async fn reload_definitions(&mut self) -> Result<(), RunStop> {
         let changes = crate::plan::reload_changes(&self.phases, &self.queue, &self.config.queue);
-        let finished: Vec<String> = changes
+        let refused: Vec<String> = changes
             .iter()
-            .filter(|change| !change.may_amend())
-            .map(|change| format!("{} ({})", describe_change(change), change.status))
+            .filter_map(|change| {
+                let why = change.refusal()?;
+                Some(format!("{}: {why}", describe_change(change)))
+            })
             .collect();
-        if !finished.is_empty() {
+        if !refused.is_empty() {
             return Err(RunStop::Build(format!(
-                "the reloaded plan changes finished task(s) {}; a finished task is never run \
-                 again, so its definition must stay as it was",
-                finished.join(", ")
+                "the reloaded plan changes task(s) the run cannot take: {}",
+                refused.join("; ")
             )));
         }
         let now = self.clock.now();

@@ -83,7 +83,9 @@ pub use handler::{FnHandlerWith, handler_fn_with};
 pub use outcome::{
     CancelCause, Disposition, FailedTask, LISTED_FAILURES, RunReport, RunStop, classify,
 };
-pub use plan::{Phase, PlanProblem, PlannedTask, ReloadChange, RunPlan, RunSignals, Start, TaskAt};
+pub use plan::{
+    FitProblem, Phase, PlanProblem, PlannedTask, ReloadChange, RunPlan, RunSignals, Start, TaskAt,
+};
 
 pub use async_trait::async_trait;
 /// The storage port (`cairn-checkpoint`), whose factory [`Executor::new`] takes.
@@ -123,8 +125,8 @@ pub mod prelude {
 
     pub use crate::{
         CancellationToken, CheckpointerFactory, Disposition, Durability, Enqueued, Executor,
-        ExecutorConfig, Finish, Handler, HandlerResult, Handoff, Phase, Registry, RetryPolicy,
-        RunId, RunPlan, RunReport, RunSignals, Start, TaskContext, TaskError, TaskFailure, TaskId,
-        TaskSpec, async_trait, handler_fn, handler_fn_with,
+        ExecutorConfig, Finish, FitProblem, Handler, HandlerResult, Handoff, Phase, Registry,
+        RetryPolicy, RunId, RunPlan, RunReport, RunSignals, Start, TaskContext, TaskError,
+        TaskFailure, TaskId, TaskSpec, async_trait, handler_fn, handler_fn_with,
     };
 }

@@ -156,9 +156,11 @@ impl RunPlan {
     /// lists what would change).
     ///
     /// A task that is `done` or `skipped` is never run again, so its definition must not
-    /// change: when it does, the adopted run fails with kind `build` and nothing is amended.
-    /// Hosts should check [`RunPlan::reload_changes`] first and refuse there, before they
-    /// claim the run.
+    /// change, and an attempt limit may not drop below the attempts a task used: when either
+    /// happens ([`ReloadChange::refusal`]), or the plan does not fit the run (tasks added to,
+    /// removed from or moved in a phase the run started, other `after` edges:
+    /// [`RunPlan::fit_problems`]), the adopted run fails with kind `build` and nothing is
+    /// amended. Hosts should check both first and refuse there, before they claim the run.
     ///
     /// # Examples
     ///
@@ -294,15 +296,128 @@ pub struct ReloadChange {
     pub inputs: Option<serde_json::Value>,
     /// The task's attempt limit and the plan's, when they differ.
     pub max_attempts: Option<(u32, u32)>,
+    /// The attempts the task has used.
+    pub attempts: u32,
 }
 
 impl ReloadChange {
-    /// Whether the run may take the change: only a task that has not finished may. A `done`
-    /// or `skipped` task is never run again, so changing it would change nothing but the
-    /// record of what ran.
+    /// Whether the run may take the change ([`ReloadChange::refusal`] is `None`).
     pub fn may_amend(&self) -> bool {
-        !self.status.satisfies_dependents()
+        self.refusal().is_none()
     }
+
+    /// Why the run cannot take the change, if it cannot: the task finished (a `done` or
+    /// `skipped` task is never run again, so changing it would change nothing but the record
+    /// of what ran), or the plan's attempt limit leaves it no attempt or is below the
+    /// attempts it has used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::prelude::*;
+    /// use cairn_executor::queue::{EnqueuedBy, Queue, QueueConfig, Timestamp};
+    ///
+    /// let config = QueueConfig::default();
+    /// let mut queue = Queue::new(config.clone());
+    /// let id = queue
+    ///     .enqueue(TaskSpec::new("shell").max_attempts(3).without_dedup(), EnqueuedBy::Root, Timestamp(0))?
+    ///     .id;
+    /// queue.start(id, Timestamp(1))?;
+    /// queue.fail(id, TaskError::new("flaky", "timed out"), true, Timestamp(3), Timestamp(2))?;
+    ///
+    /// let mut phase = Phase::new("build");
+    /// phase.task(TaskSpec::new("shell").max_attempts(1), []);
+    /// let changes = RunPlan::new("ci", "main").phase(phase).reload_changes(&queue, &config);
+    /// assert!(changes[0].refusal().unwrap().contains("used 1 attempt"));
+    /// # Ok::<(), cairn_executor::queue::Error>(())
+    /// ```
+    pub fn refusal(&self) -> Option<String> {
+        if self.status.satisfies_dependents() {
+            return Some(format!(
+                "it is {} and a finished task is never run again, so its definition must stay as it was",
+                self.status
+            ));
+        }
+        let (_, limit) = self.max_attempts?;
+        if limit == 0 {
+            Some("the plan allows it 0 attempts; it could never run".to_owned())
+        } else if self.status == Status::Pending && self.attempts >= limit {
+            Some(format!(
+                "it has used {} attempt(s), so the plan's limit of {limit} would leave it none",
+                self.attempts
+            ))
+        } else if self.attempts > limit {
+            Some(format!(
+                "it has used {} attempt(s), more than the plan's limit of {limit}",
+                self.attempts
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a plan does not fit the tasks of a run it adopts ([`RunPlan::fit_problems`]). An
+/// adoption matches the run's root tasks to the plan's tasks by position, phase after phase,
+/// so the phases the run has started must have the same tasks, kinds and `after` edges.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FitProblem {
+    /// The run started more phases than the plan has.
+    #[error("the run has started {run} phase(s) but the plan has {planned}")]
+    PhaseCount {
+        /// Phases the run started.
+        run: usize,
+        /// Phases in the plan.
+        planned: usize,
+    },
+    /// A phase the run started has another name in the plan.
+    #[error("the run's phase {index} is `{run}` but the plan's is `{planned}`")]
+    PhaseName {
+        /// The phase's position.
+        index: usize,
+        /// Its name in the run.
+        run: String,
+        /// Its name in the plan.
+        planned: String,
+    },
+    /// The phases the run started hold another number of tasks than the plan's: tasks were
+    /// added to or removed from them.
+    #[error(
+        "the run's {phases} started phase(s) hold {run} task(s) but the plan's hold {planned}: tasks were added to or removed from a phase the run has started"
+    )]
+    TaskCount {
+        /// Phases the run started.
+        phases: usize,
+        /// Root tasks the run holds.
+        run: usize,
+        /// Tasks the plan has in those phases.
+        planned: usize,
+    },
+    /// The plan's task at a position has another kind than the run's task there.
+    #[error("{at}: the run's task {task} there is of kind `{kind}`")]
+    Kind {
+        /// The planned task.
+        at: TaskAt,
+        /// The run's task at its position.
+        task: TaskId,
+        /// That task's kind.
+        kind: String,
+    },
+    /// The plan's task waits for other tasks than the run's task at its position.
+    #[error(
+        "{at} waits for position(s) {planned:?}, but the run's task {task} there waits for position(s) {run:?}"
+    )]
+    After {
+        /// The planned task.
+        at: TaskAt,
+        /// The run's task at its position.
+        task: TaskId,
+        /// The positions (in its phase) the plan's task waits for.
+        planned: Vec<usize>,
+        /// The positions (in its phase) the run's task waits for.
+        run: Vec<usize>,
+    },
 }
 
 impl RunPlan {
@@ -337,6 +452,128 @@ impl RunPlan {
     pub fn reload_changes(&self, queue: &Queue, config: &QueueConfig) -> Vec<ReloadChange> {
         reload_changes(&self.phases, queue, config)
     }
+
+    /// Why this plan does not fit `queue`, a run it would adopt: the phases the run has
+    /// started must have the run's names, tasks, kinds and `after` edges, since an adoption
+    /// matches the run's root tasks to the plan's by position. Empty when it fits. An
+    /// adoption (and a [`RunPlan::reload`]) of a plan that does not fit fails the run with
+    /// kind `build` before any task starts; hosts check here first so that they can refuse
+    /// before they claim the run. Phases the run has not started may change freely.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::prelude::*;
+    /// use cairn_executor::queue::{EnqueuedBy, Queue, QueueConfig, Timestamp};
+    ///
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.start_phase(0, "build")?;
+    /// queue.enqueue(TaskSpec::new("shell").without_dedup(), EnqueuedBy::Root, Timestamp(0))?;
+    ///
+    /// let mut same = Phase::new("build");
+    /// same.task(TaskSpec::new("shell"), []);
+    /// assert!(RunPlan::new("ci", "main").phase(same).fit_problems(&queue).is_empty());
+    ///
+    /// let mut grown = Phase::new("build");
+    /// let first = grown.task(TaskSpec::new("shell"), []);
+    /// grown.task(TaskSpec::new("shell"), [first]);
+    /// let problems = RunPlan::new("ci", "main").phase(grown).fit_problems(&queue);
+    /// assert!(matches!(problems[0], FitProblem::TaskCount { run: 1, planned: 2, .. }));
+    /// # Ok::<(), cairn_executor::queue::Error>(())
+    /// ```
+    pub fn fit_problems(&self, queue: &Queue) -> Vec<FitProblem> {
+        fit_problems(&self.phases, queue)
+    }
+}
+
+/// [`RunPlan::fit_problems`] for the phases of a plan.
+pub(crate) fn fit_problems(phases: &[Phase], queue: &Queue) -> Vec<FitProblem> {
+    let mut problems = Vec::new();
+    let started: Vec<(u32, &str)> = queue.started_phases().collect();
+    let started_count = started
+        .iter()
+        .map(|(index, _)| *index as usize + 1)
+        .max()
+        .unwrap_or(0);
+    if started_count > phases.len() {
+        problems.push(FitProblem::PhaseCount {
+            run: started_count,
+            planned: phases.len(),
+        });
+        return problems;
+    }
+    for (index, name) in &started {
+        let planned = &phases[*index as usize].name;
+        if planned != name {
+            problems.push(FitProblem::PhaseName {
+                index: *index as usize,
+                run: (*name).to_owned(),
+                planned: planned.clone(),
+            });
+        }
+    }
+    let roots: Vec<&cairn_queue::Task> = queue
+        .tasks()
+        .filter(|t| t.enqueued_by == EnqueuedBy::Root)
+        .collect();
+    // A run from before phases were recorded has roots and no started phase: only the
+    // positions it holds are compared.
+    if started_count > 0 {
+        let planned: usize = phases[..started_count].iter().map(|p| p.tasks.len()).sum();
+        if planned != roots.len() {
+            problems.push(FitProblem::TaskCount {
+                phases: started_count,
+                run: roots.len(),
+                planned,
+            });
+            return problems;
+        }
+    }
+    let flat_of: HashMap<TaskId, usize> =
+        roots.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+    let mut offset = 0usize;
+    for (phase_index, phase) in phases.iter().enumerate() {
+        for (position, planned) in phase.tasks.iter().enumerate() {
+            let Some(root) = roots.get(offset + position) else {
+                return problems;
+            };
+            let at = || TaskAt {
+                phase: phase_index,
+                phase_name: phase.name.clone(),
+                position,
+                kind: planned.spec.kind.clone(),
+                name: planned.name.clone(),
+            };
+            if root.kind != planned.spec.kind {
+                problems.push(FitProblem::Kind {
+                    at: at(),
+                    task: root.id,
+                    kind: root.kind.clone(),
+                });
+                continue;
+            }
+            let mut planned_after = planned.after.clone();
+            planned_after.sort_unstable();
+            planned_after.dedup();
+            let mut run_after: Vec<usize> = root
+                .depends_on
+                .iter()
+                .filter_map(|id| flat_of.get(id))
+                .map(|flat| flat.wrapping_sub(offset))
+                .collect();
+            run_after.sort_unstable();
+            if planned_after != run_after {
+                problems.push(FitProblem::After {
+                    at: at(),
+                    task: root.id,
+                    planned: planned_after,
+                    run: run_after,
+                });
+            }
+        }
+        offset += phase.tasks.len();
+    }
+    problems
 }
 
 /// [`RunPlan::reload_changes`] for the phases of a plan (the drive holds only those).
@@ -363,6 +600,7 @@ pub(crate) fn reload_changes(
                 status: root.status,
                 inputs,
                 max_attempts,
+                attempts: root.attempts,
             })
         })
         .collect()

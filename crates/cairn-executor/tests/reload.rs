@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunStatus};
 use cairn_executor::{
-    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, RunStop,
-    Start, TaskFailure, handler_fn,
+    Disposition, Executor, ExecutorConfig, Finish, FitProblem, Phase, Registry, RunPlan,
+    RunSignals, RunStop, Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Event, Handoff, QueueConfig, Status, TaskSpec};
 use common::{stored, stored_queue};
@@ -207,7 +207,7 @@ async fn a_reload_that_changes_a_done_task_fails_the_run_and_amends_nothing() {
         panic!("expected a build stop: {report:?}");
     };
     assert!(
-        message.contains("changes finished task(s) task `prep` (t0) (done)"),
+        message.contains("task `prep` (t0): it is done and a finished task is never run again"),
         "{message}"
     );
     assert_eq!(ran.all(), ["prep", "mak deploy"], "nothing ran");
@@ -247,4 +247,125 @@ async fn an_interrupted_run_adopted_with_reload_runs_the_new_definitions() {
     assert_eq!(report.disposition, Disposition::Complete, "{report:?}");
     assert_eq!(ran.count("make deploy"), 1);
     assert_eq!(ran.count("mak deploy"), 0);
+}
+
+/// Adopts the failed run `run_id` for `plan` (claimed first, as the resume policy does) and
+/// returns the build message it stopped with; checks nothing ran and nothing was amended.
+async fn refused_adoption(
+    store: &MemoryFactory,
+    ran: &Ran,
+    run_id: &cairn_checkpoint::RunId,
+    plan: RunPlan,
+) -> String {
+    claim_failed(store, run_id).await;
+    let before = ran.all();
+    let report = executor(store, ran)
+        .run(plan, Start::Adopt(run_id.clone()), RunSignals::default())
+        .await
+        .unwrap();
+    assert!(matches!(report.disposition, Disposition::Fail(_)));
+    let Some(RunStop::Build(message)) = &report.stop else {
+        panic!("expected a build stop: {report:?}");
+    };
+    assert_eq!(ran.all(), before, "something ran");
+    let events = stored(store, run_id).await.events;
+    assert!(!events.iter().any(|e| matches!(e, Event::Amended { .. })));
+    message.clone()
+}
+
+/// Review 52 F2: a task added to a phase the run started would shift every later task by one
+/// position; the plan does not fit, the preflight says so, and the adoption refuses it.
+#[tokio::test(start_paused = true)]
+async fn a_plan_with_a_task_added_to_a_started_phase_does_not_fit() {
+    let store = MemoryFactory::new();
+    let ran = Ran::default();
+    let run_id = failed_on_a_typo(&store, &ran).await;
+    let mut grown = plan("prep", "make deploy", None);
+    grown.phases[0].named_task("lint", TaskSpec::new("cmd").inputs("lint".into()), [0]);
+
+    let problems = grown.fit_problems(&stored_queue(&store, &run_id).await);
+    assert!(
+        matches!(
+            problems.as_slice(),
+            [FitProblem::TaskCount {
+                phases: 1,
+                run: 3,
+                planned: 4
+            }]
+        ),
+        "{problems:?}"
+    );
+    for reload in [true, false] {
+        let store = MemoryFactory::new();
+        let ran = Ran::default();
+        let run_id = failed_on_a_typo(&store, &ran).await;
+        let mut plan = grown.clone();
+        plan.reload = reload;
+        let message = refused_adoption(&store, &ran, &run_id, plan).await;
+        assert!(
+            message.contains("the plan does not fit the adopted run: the run's 1 started phase(s) hold 3 task(s) but the plan's hold 4"),
+            "{message}"
+        );
+    }
+}
+
+/// Review 52 F2: changed `after` edges are a plan that does not fit, not edges dropped.
+#[tokio::test(start_paused = true)]
+async fn a_plan_with_other_edges_does_not_fit() {
+    let store = MemoryFactory::new();
+    let ran = Ran::default();
+    let run_id = failed_on_a_typo(&store, &ran).await;
+    let mut rewired = plan("prep", "make deploy", None);
+    rewired.phases[0].tasks[2].after = vec![0];
+
+    let problems = rewired.fit_problems(&stored_queue(&store, &run_id).await);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let FitProblem::After { planned, run, .. } = &problems[0] else {
+        panic!("expected After: {problems:?}");
+    };
+    assert_eq!(
+        (planned.as_slice(), run.as_slice()),
+        ([0].as_slice(), [1].as_slice())
+    );
+    let message = refused_adoption(&store, &ran, &run_id, rewired.reload()).await;
+    assert!(
+        message.contains("`notify` (kind `cmd`) waits for position(s) [0], but the run's task t2 there waits for position(s) [1]"),
+        "{message}"
+    );
+    // The plan as it was still fits.
+    assert!(
+        plan("prep", "make deploy", None)
+            .fit_problems(&stored_queue(&store, &run_id).await)
+            .is_empty()
+    );
+}
+
+/// Review 52 F5: the preflight refuses an attempt limit below the attempts a task used, as
+/// the drive would, instead of approving it.
+#[tokio::test(start_paused = true)]
+async fn the_preflight_refuses_a_limit_below_the_attempts_used() {
+    let store = MemoryFactory::new();
+    let ran = Ran::default();
+    let run_id = failed_on_a_typo(&store, &ran).await;
+    // `deploy` failed after its one attempt; a limit of 0 leaves it none.
+    let mut lowered = plan("prep", "make deploy", None);
+    lowered.phases[0].tasks[1].spec.max_attempts = Some(0);
+    let changes = lowered.reload_changes(
+        &stored_queue(&store, &run_id).await,
+        &QueueConfig::default(),
+    );
+    let deploy = changes
+        .iter()
+        .find(|c| c.name.as_deref() == Some("deploy"))
+        .expect("deploy changes");
+    assert!(!deploy.may_amend());
+    assert_eq!(
+        deploy.refusal().as_deref(),
+        Some("the plan allows it 0 attempts; it could never run")
+    );
+    let message = refused_adoption(&store, &ran, &run_id, lowered.reload()).await;
+    assert!(
+        message.contains("task `deploy` (t1): the plan allows it 0 attempts"),
+        "{message}"
+    );
 }

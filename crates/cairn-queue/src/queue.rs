@@ -994,6 +994,24 @@ impl Queue {
         }
     }
 
+    /// The phases recorded started, by index and name, in the order they were started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.start_phase(0, "build")?;
+    /// assert_eq!(queue.started_phases().collect::<Vec<_>>(), [(0, "build")]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
+    pub fn started_phases(&self) -> impl Iterator<Item = (u32, &str)> + '_ {
+        self.phases_started
+            .iter()
+            .map(|(index, name)| (*index, name.as_str()))
+    }
+
     /// Whether phase `index` was recorded complete.
     pub fn phase_completed(&self, index: u32) -> bool {
         self.phases_completed.contains(&index)
