@@ -562,6 +562,7 @@ pub(crate) fn fit_problems(phases: &[Phase], queue: &Queue) -> Vec<FitProblem> {
                 .map(|flat| flat.wrapping_sub(offset))
                 .collect();
             run_after.sort_unstable();
+            run_after.dedup();
             if planned_after != run_after {
                 problems.push(FitProblem::After {
                     at: at(),
