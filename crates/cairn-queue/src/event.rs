@@ -5,8 +5,12 @@ use serde::{Deserialize, Serialize};
 use crate::task::{EnqueuedBy, Handoff, TaskError, TaskId, Timestamp};
 
 /// One state transition. Serialized with a `type` tag, e.g. `{"type":"started",...}`.
+///
+/// Non-exhaustive: transitions are added as cairn grows (a journal holding a newer type
+/// cannot be read by a build from before it; see `docs/durability.md`, "Compatibility").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// A task was created. Its id is the queue's next id at the time it is applied.
     Enqueued {

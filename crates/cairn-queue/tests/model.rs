@@ -523,6 +523,13 @@ impl Model {
                     return Err("InvalidSpec");
                 }
                 let inputs = input_value(*input);
+                // A guarded follow-up keeps its inputs while its parent may run again.
+                let parent_not_done = task
+                    .parent
+                    .is_some_and(|p| self.tasks[p].status != Status::Done);
+                if task.dedup && task.inputs != inputs && parent_not_done {
+                    return Err("InvalidSpec");
+                }
                 let taken = self.tasks.iter().enumerate().any(|(j, t)| {
                     j != i && task.dedup && t.dedup && t.kind == task.kind && t.inputs == inputs
                 });

@@ -633,6 +633,57 @@ fn amend_refuses_inputs_nested_too_deep() {
     ));
 }
 
+/// Review 52 F8: a follow-up under the dedup guard keeps its inputs while its parent may run
+/// again and enqueue them once more; once the parent is done, it may be amended.
+#[test]
+fn amend_refuses_new_inputs_for_a_guarded_follow_up_of_a_parent_not_done() {
+    let mut q = queue();
+    let parent = add(&mut q, "parent", &[]);
+    q.start(parent, T0).unwrap();
+    let child = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!({ "url": "a" })),
+            EnqueuedBy::Task(parent),
+            T0,
+        )
+        .unwrap()
+        .id;
+    q.recover(T0);
+    assert_eq!(status(&q, parent), Status::Pending);
+    let refused = q.amend(child, json!({ "url": "a-fixed" }), None, T0);
+    assert!(
+        matches!(&refused, Err(Error::InvalidSpec { reason }) if reason.contains("not done")),
+        "{refused:?}"
+    );
+    // Its attempt limit may change; its inputs as they are count as no change.
+    q.amend(child, json!({ "url": "a" }), Some(5), T0).unwrap();
+    // The parent's rerun finds the follow-up it made.
+    q.start(parent, T0).unwrap();
+    let again = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!({ "url": "a" })),
+            EnqueuedBy::Task(parent),
+            T0,
+        )
+        .unwrap();
+    assert_eq!((again.id, again.existing), (child, true));
+    q.complete(parent, Handoff::default(), T0).unwrap();
+    q.amend(child, json!({ "url": "a-fixed" }), None, T0)
+        .unwrap();
+    // A follow-up outside the guard may always be amended.
+    let other = add(&mut q, "other", &[]);
+    q.start(other, T0).unwrap();
+    let free = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!(1)).without_dedup(),
+            EnqueuedBy::Task(other),
+            T0,
+        )
+        .unwrap()
+        .id;
+    q.amend(free, json!(2), None, T0).unwrap();
+}
+
 #[test]
 fn amend_keeps_the_dedup_guard_one_task_per_key() {
     let mut q = queue();
