@@ -562,6 +562,26 @@ impl Registry {
 
     /// Sets the timeout of every attempt of `kind`. An attempt that runs longer is dropped
     /// and fails with a retryable error of kind `timeout`.
+    ///
+    /// The timeout is seen at the handler's `.await` points, like any tokio timeout: a
+    /// handler that blocks its thread (a synchronous sleep, blocking I/O, a long computation)
+    /// is not interrupted, and if it then returns success the attempt completes (review 52
+    /// F6). Run blocking work with `tokio::task::spawn_blocking` and await it, so the attempt
+    /// can be dropped at the deadline (the blocking thread itself still runs to its end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// let registry = Registry::new()
+    ///     .with("fetch", handler_fn(|_ctx| async {
+    ///         Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+    ///     }))
+    ///     .with_timeout("fetch", Duration::from_secs(30));
+    /// assert!(registry.contains("fetch"));
+    /// ```
     pub fn with_timeout(mut self, kind: impl Into<String>, timeout: Duration) -> Self {
         self.timeouts.insert(kind.into(), timeout);
         self
