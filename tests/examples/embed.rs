@@ -49,6 +49,7 @@ pub async fn embed(root: &Path) -> Result<RunReport, Box<dyn Error>> {
     let plan = RunPlan::new("site", "default").phase(phase);
 
     // `Auto`: adopt this workflow's interrupted run if there is one, else begin a new one.
+    // While another process drives a run of it, this fails with `RunInProgress` instead.
     let report = executor
         .run(plan, Start::Auto, RunSignals::default())
         .await?;
