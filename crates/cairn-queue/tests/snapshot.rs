@@ -375,3 +375,44 @@ fn replay_stops_at_the_first_bad_event() {
     let err = Queue::replay(None, &events, QueueConfig::default()).unwrap_err();
     assert!(matches!(err, Error::InvalidEvent { .. }));
 }
+
+#[test]
+fn floats_come_back_from_their_json_text_exactly_so_the_dedup_guard_still_matches() {
+    // Floats a handler computes: serde_json's default parser reads about one in ten of them
+    // back one unit in the last place off, so a replayed queue held other inputs than the
+    // ones acknowledged, and a parent that ran again after a crash created its follow-up a
+    // second time. The workspace enables `float_roundtrip`.
+    let floats = [
+        985.690_694_632_869_5,
+        212.918_907_267_134_6,
+        1.071_566_039_146_582_6e-75,
+        -1.819_967_304_027_17e-179,
+        0.1,
+        1e300,
+    ];
+    let mut q = Queue::new(QueueConfig::default());
+    let parent = q
+        .enqueue(TaskSpec::new("parent"), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start(parent, T0).unwrap();
+    let follow = || TaskSpec::new("child").inputs(json!({ "scores": floats }));
+    let child = q
+        .enqueue(follow(), EnqueuedBy::Task(parent), T0)
+        .unwrap()
+        .id;
+    let events = q.take_events();
+
+    // As a checkpoint adapter stores and reads them.
+    let text = serde_json::to_string(&events).unwrap();
+    let read: Vec<cairn_queue::Event> = serde_json::from_str(&text).unwrap();
+    assert_eq!(read, events, "events come back as they were written");
+    let mut replayed = Queue::replay(None, read.iter(), QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+
+    // The parent runs again after the crash and asks for the same follow-up.
+    let again = replayed
+        .enqueue(follow(), EnqueuedBy::Task(parent), T0)
+        .unwrap();
+    assert_eq!((again.id, again.existing), (child, true));
+}
