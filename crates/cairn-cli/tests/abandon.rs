@@ -58,7 +58,20 @@ fn start_on(sandbox: &Sandbox, host: &str) -> (std::process::Child, i64) {
         !sandbox.read("b.pgid").trim().is_empty()
     });
     let group = sandbox.read("b.pgid").trim().parse().expect("a pgid");
+    // cairn records the group just after it spawns the command, which may write its pid
+    // file first: a kill before the record would leave abandon nothing to find.
+    wait_for("cairn's record of b's group", || b_group_recorded(sandbox));
     (driver, group)
+}
+
+/// Whether a run's output folder holds cairn's record of `b`'s process group.
+fn b_group_recorded(sandbox: &Sandbox) -> bool {
+    let Ok(runs) = std::fs::read_dir(sandbox.path(".cairn/output")) else {
+        return false;
+    };
+    runs.flatten().any(|run| {
+        std::fs::read_to_string(run.path().join("b.group")).is_ok_and(|r| r.ends_with('\n'))
+    })
 }
 
 /// Runs [`BLOCKING`] on `host`, kills cairn with SIGKILL while `b` runs, then `b`'s process
