@@ -48,7 +48,10 @@
 //! `Error::Corruption { offset, .. }` and nothing is cut. A journal without the file header
 //! (format 1, from builds before batch framing) is read with format 1's record rules and
 //! rewritten in format 2 atomically before anything is appended; a file header naming
-//! another version is refused with `Error::VersionMismatch` and the run quarantined.
+//! an older version is refused with `Error::VersionMismatch` and the run quarantined. State
+//! a newer build wrote (a higher format version in the header, `meta.json` or `queue.json`,
+//! or a checksummed record of an event type this build does not know) is refused with
+//! `Error::NewerFormat` and left exactly where it is.
 //!
 //! Under `Sync` and `Group` the journal keeps zeroed space ahead of its last batch, so an
 //! append overwrites zeros in place and its fdatasync flushes data only; an append that grows

@@ -495,14 +495,16 @@ impl Store {
         let Some(bytes) = self.read_meta_bytes(&self.run_dir(run_id))? else {
             return Ok(None);
         };
-        parse_meta(run_id, &bytes)
-            .map(Some)
-            .map_err(|problem| Error::Corruption {
-                run_id: run_id.clone(),
-                file: META_FILE.to_owned(),
-                offset: 0,
-                detail: problem.detail(),
-            })
+        parse_meta(run_id, &bytes).map(Some).map_err(|problem| {
+            problem
+                .newer_format(run_id)
+                .unwrap_or_else(|| Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: META_FILE.to_owned(),
+                    offset: 0,
+                    detail: problem.detail(),
+                })
+        })
     }
 
     pub(crate) fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>> {
@@ -532,6 +534,20 @@ impl Store {
                     // Bad or foreign metadata would otherwise stay invisible forever (no
                     // lookup by workflow can match it), so it is quarantined where it is
                     // found. A run a live writer holds is left to that writer.
+                    // A newer build's run is not bad: it is left where it is and reported
+                    // with the runs left in place (nothing is written into it), until a build
+                    // that reads it lists it.
+                    Err(problem) if problem.newer_format(&run_id).is_some() => {
+                        let error = problem.newer_format(&run_id).map(|e| e.to_string());
+                        let entry = LeftInPlaceRun::new(
+                            run_id.clone(),
+                            self.run_dir(&run_id).display().to_string(),
+                            "a newer cairn build wrote it",
+                            error.unwrap_or_default(),
+                        );
+                        left.insert(run_id, entry);
+                        continue;
+                    }
                     Err(problem) => {
                         let reason = problem.detail();
                         (self.met_bad(&run_id, &reason, false, &before)?, reason)
@@ -960,8 +976,12 @@ impl Store {
         }
     }
 
-    /// Quarantines after a failed check and builds the matching typed error.
+    /// Quarantines after a failed check and builds the matching typed error. State a newer
+    /// build wrote is not bad: it is left where it is ([`Error::NewerFormat`]).
     fn refuse(&self, run_id: &RunId, problem: StateProblem) -> Error {
+        if let Some(error) = problem.newer_format(run_id) {
+            return error;
+        }
         let location = match self.quarantine_locked(run_id, &problem.detail()) {
             Ok(location) => location,
             Err(err) => return err,
@@ -1091,11 +1111,15 @@ impl Store {
     /// Reads meta, snapshot and journal without a lock and without writing; the caller
     /// holds the reader lock or accepts a read beside a writer ([`Store::peek_live`]).
     fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
-        let bad = |problem: StateProblem| Error::Corruption {
-            run_id: run_id.clone(),
-            file: problem.file().to_owned(),
-            offset: 0,
-            detail: problem.detail(),
+        let bad = |problem: StateProblem| {
+            problem
+                .newer_format(run_id)
+                .unwrap_or_else(|| Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: problem.file().to_owned(),
+                    offset: 0,
+                    detail: problem.detail(),
+                })
         };
         let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
             bad(StateProblem::Unreadable {
@@ -1420,7 +1444,7 @@ type JournalRead = (
     JournalFile,
     Vec<u8>,
     journal::Scan,
-    Vec<Result<Event, String>>,
+    Vec<Result<Event, Undecoded>>,
 );
 
 /// The events of the journal records after the snapshot (which covers up to `covers_seq`),
@@ -1429,7 +1453,7 @@ fn events_after_snapshot(
     run_id: &RunId,
     covers_seq: u64,
     scan: &journal::Scan,
-    decoded: Vec<Result<Event, String>>,
+    decoded: Vec<Result<Event, Undecoded>>,
 ) -> Result<(Vec<Event>, u64)> {
     let mut events = Vec::with_capacity(decoded.len());
     let mut expected = covers_seq + 1;
@@ -1449,11 +1473,22 @@ fn events_after_snapshot(
                 ),
             });
         }
-        let event = event.map_err(|detail| Error::Corruption {
-            run_id: run_id.clone(),
-            file: JOURNAL_FILE.to_owned(),
-            offset: record.offset,
-            detail: format!("a checksummed record does not decode as an event: {detail}"),
+        let event = event.map_err(|undecoded| match undecoded {
+            Undecoded::NewerType(type_name) => Error::NewerFormat {
+                run_id: run_id.clone(),
+                file: JOURNAL_FILE.to_owned(),
+                detail: format!(
+                    "record {} at byte {} is an event of type `{type_name}`, which this build \
+                     does not know",
+                    record.seq, record.offset
+                ),
+            },
+            Undecoded::Bad(detail) => Error::Corruption {
+                run_id: run_id.clone(),
+                file: JOURNAL_FILE.to_owned(),
+                offset: record.offset,
+                detail: format!("a checksummed record does not decode as an event: {detail}"),
+            },
         })?;
         events.push(event);
         expected += 1;
@@ -1461,13 +1496,27 @@ fn events_after_snapshot(
     Ok((events, expected))
 }
 
+/// Why a record that passed its checksum is not an event.
+#[derive(Debug)]
+enum Undecoded {
+    /// It is an event of a type a newer build writes (the type).
+    NewerType(String),
+    /// It is not an event this build can read (the decoder's message).
+    Bad(String),
+}
+
 /// Decodes each good record of a scanned journal as an event (or says why not).
-fn decode_records(scan: &journal::Scan, bytes: &[u8]) -> Vec<Result<Event, String>> {
+fn decode_records(scan: &journal::Scan, bytes: &[u8]) -> Vec<Result<Event, Undecoded>> {
     scan.records
         .iter()
         .map(|record| {
-            serde_json::from_slice::<Event>(&bytes[record.payload.clone()])
-                .map_err(|err| err.to_string())
+            let payload = &bytes[record.payload.clone()];
+            serde_json::from_slice::<Event>(payload).map_err(|err| {
+                match cairn_checkpoint::unknown_event_type(payload) {
+                    Some(type_name) => Undecoded::NewerType(type_name),
+                    None => Undecoded::Bad(err.to_string()),
+                }
+            })
         })
         .collect()
 }
@@ -1524,6 +1573,23 @@ impl StateProblem {
             StateProblem::Version { file, .. }
             | StateProblem::Foreign { file, .. }
             | StateProblem::Unreadable { file, .. } => file,
+        }
+    }
+
+    /// [`Error::NewerFormat`] when this is a format version above this build's: such state
+    /// is not damaged, so it is refused without being quarantined.
+    pub(crate) fn newer_format(&self, run_id: &RunId) -> Option<Error> {
+        match self {
+            StateProblem::Version {
+                file,
+                found,
+                expected,
+            } if found > expected => Some(Error::NewerFormat {
+                run_id: run_id.clone(),
+                file: (*file).to_owned(),
+                detail: format!("format version {found}; this build reads {expected}"),
+            }),
+            _ => None,
         }
     }
 

@@ -15,8 +15,8 @@ use cairn_checkpoint::{
 use cairn_checkpoint_file::{COMPACT_SNAPSHOT_DIVISOR, FileFactory};
 use cairn_queue::Timestamp;
 use common::{
-    BATCH_HEADER_LEN, FILE_HEADER_LEN, FileHarness, IoPlan, Workload, batch_offsets, journal_end,
-    meta, record_offsets, replayed,
+    BATCH_HEADER_LEN, FILE_HEADER_LEN, FileHarness, IoPlan, Workload, batch_header, batch_offsets,
+    file_header, journal_end, meta, record_offsets, record_with_payload, replayed,
 };
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -1040,7 +1040,7 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
         let mut queue: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&queue_path).unwrap()).unwrap();
         match damage {
-            "version" => queue["format_version"] = serde_json::json!(7),
+            "version" => queue["format_version"] = serde_json::json!(0),
             "foreign" => queue["run_id"] = serde_json::json!("someone-else"),
             _ => {}
         }
@@ -1054,7 +1054,7 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
             (
                 Error::VersionMismatch {
                     quarantined_to,
-                    found: 7,
+                    found: 0,
                     ..
                 },
                 "version",
@@ -1085,6 +1085,94 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
     }
     let log = std::fs::read_to_string(h.root().join("quarantine.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 4, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_in_place() {
+    // After a rollback, this build meets what a later build wrote. Nothing in it is damaged:
+    // it is refused with `NewerFormat` every time and left exactly as it was, never
+    // quarantined or cut, so rolling forward again finds the run.
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    for damage in ["queue.json", "journal header", "event type"] {
+        let name = damage.replace([' ', '.'], "-");
+        let id = RunId::new(&name).unwrap();
+        let run = factory.begin(meta(&name)).await.unwrap();
+        let mut work = Workload::new();
+        run.append(&work.enqueue(2)).await.unwrap();
+        if damage == "queue.json" {
+            run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+        }
+        drop(run);
+        let dir = h.run_dir(&id);
+        match damage {
+            "queue.json" => {
+                let path = dir.join("queue.json");
+                let mut queue: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                queue["format_version"] = serde_json::json!(7);
+                std::fs::write(&path, serde_json::to_vec(&queue).unwrap()).unwrap();
+            }
+            "journal header" => {
+                let mut bytes = std::fs::read(h.journal(&id)).unwrap();
+                bytes[..FILE_HEADER_LEN].copy_from_slice(&file_header(3));
+                std::fs::write(h.journal(&id), bytes).unwrap();
+            }
+            _ => {
+                // A checksummed record of an event type this build does not know, after
+                // the good ones, as its own batch: the shape a newer build appends.
+                let mut bytes = std::fs::read(h.journal(&id)).unwrap();
+                bytes.truncate(journal_end(&bytes));
+                let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
+                let body = record_with_payload(3, payload);
+                let header = batch_header(bytes.len(), &body);
+                bytes.extend_from_slice(&header);
+                bytes.extend_from_slice(&body);
+                std::fs::write(h.journal(&id), bytes).unwrap();
+            }
+        }
+        let before = files_of(&dir);
+        for _ in 0..2 {
+            let err = factory.open(&id).await.expect_err("a newer build's run");
+            assert!(
+                matches!(&err, Error::NewerFormat { run_id, .. } if *run_id == id),
+                "{damage}: {err:?}"
+            );
+            assert!(!err.is_bad_state(), "{damage}: {err:?}");
+            let peeked = factory.peek(&id).await.expect_err("peek refuses it too");
+            assert!(
+                matches!(peeked, Error::NewerFormat { .. }),
+                "{damage}: {peeked:?}"
+            );
+        }
+        if damage == "event type" {
+            let text = factory.open(&id).await.unwrap_err().to_string();
+            assert!(text.contains("`paused_by_operator`"), "{text}");
+            assert!(text.contains("newer cairn build"), "{text}");
+        }
+        assert_eq!(files_of(&dir), before, "{damage}: left exactly as it was");
+    }
+    let quarantined = factory.list_quarantined().await.unwrap();
+    assert!(
+        quarantined.is_empty(),
+        "nothing was quarantined: {quarantined:?}"
+    );
+    let moved = std::fs::read_dir(h.root().join("quarantine")).map_or(0, |d| d.count());
+    assert_eq!(moved, 0, "the quarantine folder is empty");
+}
+
+/// Every file of `dir` with its bytes, for comparing a folder before and after.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).unwrap_or_default())
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[tokio::test]
@@ -1458,7 +1546,7 @@ async fn list_quarantines_runs_whose_metadata_no_filter_can_match() {
         change(&mut value);
         std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
     };
-    rewrite("m-version", &|m| m["format_version"] = serde_json::json!(9));
+    rewrite("m-version", &|m| m["format_version"] = serde_json::json!(0));
     rewrite("m-foreign", &|m| {
         m["run_id"] = serde_json::json!("someone-else")
     });

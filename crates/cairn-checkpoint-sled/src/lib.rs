@@ -29,9 +29,11 @@
 //! id, `/`, big-endian sequence), snapshots, audit records, quarantine, and cut torn records.
 //! Every value is framed with a CRC32C. On `open`, a bad last journal record is moved to
 //! the cut tree and audited (a torn tail); a bad record followed by good ones is
-//! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (wrong format
-//! version, foreign run id, unparseable) are moved to the quarantine tree, audited, and
-//! reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. Nothing is ever deleted,
+//! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (an older
+//! format version, foreign run id, unparseable) are moved to the quarantine tree, audited,
+//! and reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. What a newer build wrote
+//! (a higher format version, or a checksummed record of an event type this build does not
+//! know, which is never cut as torn) is refused with `NewerFormat` and left where it is. Nothing is ever deleted,
 //! except a `completed` or `cancelled` run an operator removes (`remove_terminal`: its
 //! metadata, snapshot, journal and audit records go in one transaction; cut records and
 //! quarantined state stay), and a snapshot replaced by a newer one and the journal records

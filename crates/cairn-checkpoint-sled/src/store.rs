@@ -36,6 +36,19 @@ impl BadState {
         }
     }
 
+    /// [`Error::NewerFormat`] when this is a format version above this build's: a newer
+    /// build's state, which is refused but never quarantined.
+    fn newer_format(&self, run_id: &RunId, tree: &str) -> Option<Error> {
+        match self {
+            BadState::Version { found, expected } if found > expected => Some(Error::NewerFormat {
+                run_id: run_id.clone(),
+                file: tree.to_owned(),
+                detail: format!("format version {found}; this build reads {expected}"),
+            }),
+            _ => None,
+        }
+    }
+
     /// The port's error for this state, once it has been quarantined to `location`.
     fn into_error(self, run_id: &RunId, location: String) -> Error {
         match self {
@@ -60,6 +73,9 @@ impl BadState {
 
     /// The port's error for this state when it was found outside `open` (nothing moved).
     fn into_unmoved_error(self, run_id: &RunId, tree: &str) -> Error {
+        if let Some(error) = self.newer_format(run_id, tree) {
+            return error;
+        }
         Error::Corruption {
             run_id: run_id.clone(),
             file: tree.to_owned(),
@@ -138,17 +154,28 @@ fn decode_snapshot(frame: &[u8]) -> Result<(u64, Snapshot), BadState> {
     Ok((base, snapshot))
 }
 
+/// Why a journal record is not an event this build reads.
+enum Undecoded {
+    /// It passed its checksum and is an event of a type a newer build writes (the type).
+    NewerType(String),
+    /// It is damaged or not an event (what is wrong).
+    Bad(String),
+}
+
 /// Checks and decodes one journal record stored under sequence `seq`.
-fn decode_event(seq: u64, frame: &[u8]) -> Result<Event, String> {
+fn decode_event(seq: u64, frame: &[u8]) -> Result<Event, Undecoded> {
     let (stored_seq, body) = layout::unseal(frame)
         .and_then(layout::split_seq)
-        .ok_or_else(|| "record fails its checksum or is truncated".to_owned())?;
+        .ok_or_else(|| Undecoded::Bad("record fails its checksum or is truncated".to_owned()))?;
     if stored_seq != seq {
-        return Err(format!(
+        return Err(Undecoded::Bad(format!(
             "record stored under sequence {seq} says it is {stored_seq}"
-        ));
+        )));
     }
-    serde_json::from_slice(body).map_err(|e| format!("record does not decode: {e}"))
+    serde_json::from_slice(body).map_err(|e| match cairn_checkpoint::unknown_event_type(body) {
+        Some(type_name) => Undecoded::NewerType(type_name),
+        None => Undecoded::Bad(format!("record does not decode: {e}")),
+    })
 }
 
 /// One journal record as scanned.
@@ -156,7 +183,7 @@ struct Scanned {
     key: sled::IVec,
     seq: u64,
     frame: sled::IVec,
-    event: Result<Event, String>,
+    event: Result<Event, Undecoded>,
 }
 
 /// What `recover` read back, with the next free journal sequence.
@@ -215,6 +242,8 @@ impl Shared {
             };
             match decode_meta(&run_id, &frame) {
                 Ok(meta) => runs.push(meta),
+                // A newer build's run is neither listed nor bad: it is left for that build.
+                Err(problem) if problem.newer_format(&run_id, layout::RUNS_TREE).is_some() => {}
                 Err(problem) => bad.push((run_id, problem.describe())),
             }
         }
@@ -487,6 +516,9 @@ impl Shared {
         part: &str,
         durability: Durability,
     ) -> Error {
+        if let Some(error) = bad.newer_format(run_id, part) {
+            return error;
+        }
         let reason = format!("{part} is unusable: {}", bad.describe());
         match self.quarantine_and_audit(run_id, &reason) {
             Ok(location) => {
@@ -543,7 +575,19 @@ impl Shared {
             }
             match record.event {
                 Ok(event) => events.push(event),
-                Err(detail) if index + 1 == count => {
+                // Written whole by a newer build (it passed its checksum): never cut as torn.
+                Err(Undecoded::NewerType(type_name)) => {
+                    return Err(Error::NewerFormat {
+                        run_id: run_id.clone(),
+                        file: layout::EVENTS_TREE.to_owned(),
+                        detail: format!(
+                            "journal record {} is an event of type `{type_name}`, which this \
+                             build does not know",
+                            record.seq
+                        ),
+                    });
+                }
+                Err(Undecoded::Bad(detail)) if index + 1 == count => {
                     let tail = TornTail {
                         offset: record.seq,
                         bytes: record.frame.len() as u64,
@@ -552,7 +596,7 @@ impl Shared {
                     self.make_durable(durability).await?;
                     torn_tail = Some(tail);
                 }
-                Err(detail) => {
+                Err(Undecoded::Bad(detail)) => {
                     return Err(Error::Corruption {
                         run_id: run_id.clone(),
                         file: layout::EVENTS_TREE.to_owned(),

@@ -342,7 +342,7 @@ async fn unparseable_metadata_is_quarantined_as_unreadable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_or_newer_snapshot_is_quarantined() {
+async fn a_damaged_snapshot_is_quarantined_and_a_newer_one_left_in_place() {
     let h = DbHarness::new(Durability::Sync);
     let factory = h.sled_factory();
     for id in ["bad-snap", "new-snap"] {
@@ -372,21 +372,60 @@ async fn a_damaged_or_newer_snapshot_is_quarantined() {
 
     let err = factory.open(&run("bad-snap")).await.expect_err("damaged");
     assert!(matches!(err, Error::Unreadable { .. }), "{err:?}");
-    let err = factory.open(&run("new-snap")).await.expect_err("newer");
     assert!(
-        matches!(err, Error::VersionMismatch { found, expected, .. } if found == expected + 1),
-        "{err:?}"
+        factory
+            .load_meta(&run("bad-snap"))
+            .await
+            .expect("load_meta")
+            .is_none(),
+        "the damaged run was moved aside"
+    );
+    // A newer build's snapshot is not damage: refused every time, and left where it is.
+    for _ in 0..2 {
+        let err = factory.open(&run("new-snap")).await.expect_err("newer");
+        assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
+        assert!(!err.is_bad_state(), "{err:?}");
+    }
+    assert!(
+        factory
+            .load_meta(&run("new-snap"))
+            .await
+            .expect("load_meta")
+            .is_some(),
+        "the newer run stays"
     );
     for id in ["bad-snap", "new-snap"] {
-        assert!(
-            factory
-                .load_meta(&run(id))
-                .await
-                .expect("load_meta")
-                .is_none()
-        );
         assert!(!factory.is_held(&run(id)).await.expect("is_held"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_builds_event_is_refused_never_cut_as_a_torn_tail() {
+    // The last record is whole and checksummed but of a type this build does not know: a
+    // newer build wrote it. Cutting it as torn would lose an acknowledged transition.
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    let writer = factory.begin(meta("later")).await.expect("begin");
+    writer.append(&sample_events(0, 3)).await.expect("append");
+    drop(writer);
+    let records = journal(h.db(), &run("later"));
+    let (key, _) = records.last().expect("a record").clone();
+    let seq = layout::seq_of_key(layout::run_prefix(&run("later")).len(), &key).expect("seq");
+    let newer = layout::seal_with_seq(seq, br#"{"type":"paused_by_operator","id":0,"at":5}"#);
+    tree(h.db(), layout::EVENTS_TREE)
+        .insert(&key, newer.clone())
+        .expect("plant");
+    for _ in 0..2 {
+        let err = factory.open(&run("later")).await.expect_err("newer");
+        assert!(
+            matches!(&err, Error::NewerFormat { detail, .. } if detail.contains("`paused_by_operator`")),
+            "{err:?}"
+        );
+    }
+    let after = journal(h.db(), &run("later"));
+    assert_eq!(after.len(), records.len(), "no record was cut");
+    assert_eq!(after.last().expect("a record").1.as_ref(), newer.as_slice());
+    assert!(factory.list_quarantined().await.expect("list").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,23 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Stored state was written by a newer build of cairn: a format version above this
+    /// build's, or a journal event of a type this build does not know. Nothing is wrong
+    /// with it, so it is left exactly where it is (not quarantined), and `open` refuses it
+    /// every time until a build that reads it opens the run. After a rollback, roll forward
+    /// again (or finish or abandon the run with the newer build).
+    #[error(
+        "run {run_id} holds state written by a newer cairn build ({file}: {detail}); \
+         it is left as it is: open it with that build or a later one"
+    )]
+    NewerFormat {
+        /// The run.
+        run_id: RunId,
+        /// Which file or tree (`journal`, `meta.json`, a sled tree, ...).
+        file: String,
+        /// What this build does not know.
+        detail: String,
+    },
     /// Stored state was written by an unsupported format version. It has been quarantined.
     #[error(
         "run {run_id} has format version {found}, expected {expected}; state quarantined to {quarantined_to}"
@@ -188,6 +205,33 @@ impl Error {
                 | Error::Unreadable { .. }
         )
     }
+}
+
+/// The `type` of a stored event that this build does not know, when `payload` (a record
+/// that passed its checksum but does not decode as an [`cairn_queue::Event`]) is one:
+/// a JSON object whose `type` is a string [`cairn_queue::Event::is_known_type`] refuses.
+/// Such a record was written by a newer build, and adapters report it as
+/// [`Error::NewerFormat`] rather than as corruption. `None` for anything else.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::unknown_event_type;
+///
+/// let newer = br#"{"type":"paused","id":3,"at":5}"#;
+/// assert_eq!(unknown_event_type(newer).as_deref(), Some("paused"));
+/// // A known type that does not decode is damage, not a newer build.
+/// assert_eq!(unknown_event_type(br#"{"type":"started","id":"x"}"#), None);
+/// assert_eq!(unknown_event_type(b"not json"), None);
+/// ```
+pub fn unknown_event_type(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Tagged {
+        #[serde(rename = "type")]
+        type_name: String,
+    }
+    let tagged: Tagged = serde_json::from_slice(payload).ok()?;
+    (!cairn_queue::Event::is_known_type(&tagged.type_name)).then_some(tagged.type_name)
 }
 
 /// Shorthand for results of checkpoint operations.

@@ -37,7 +37,7 @@ mod noop;
 mod port;
 
 pub use audit::{AuditAction, AuditRecord};
-pub use error::{Error, Result};
+pub use error::{Error, Result, unknown_event_type};
 pub use jobs::{
     InvalidJobId, JobAuditAction, JobAuditRecord, JobId, JobStore, MAX_JOB_ID_LEN, MemoryJobStore,
     StoredJob, VersionConflict,

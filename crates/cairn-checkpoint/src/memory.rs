@@ -224,6 +224,16 @@ impl CheckpointerFactory for MemoryFactory {
         let meta_version = run.meta.format_version;
         let found_id = run.meta.run_id.clone();
         let snapshot_version = run.snapshot.as_ref().map(|s| s.format_version);
+        // A newer build's state is not bad: refused, left where it is.
+        let newer = [
+            ("meta", Some(meta_version), META_FORMAT_VERSION),
+            ("snapshot", snapshot_version, SNAPSHOT_FORMAT_VERSION),
+        ];
+        for (file, found, expected) in newer {
+            if let Some(found) = found.filter(|found| *found > expected) {
+                return Err(newer_format(run_id, file, found, expected));
+            }
+        }
         if meta_version != META_FORMAT_VERSION {
             let reason = format!("meta format version {meta_version}");
             let location = quarantine_locked(&mut store, run_id, &reason).unwrap_or_default();
@@ -309,7 +319,10 @@ impl CheckpointerFactory for MemoryFactory {
             .iter()
             .filter(|(_, run)| run.writer.is_none())
             .filter_map(|(id, run)| {
-                if run.meta.format_version != META_FORMAT_VERSION {
+                if run.meta.format_version > META_FORMAT_VERSION {
+                    // A newer build's run: not bad, left for a build that reads it.
+                    None
+                } else if run.meta.format_version != META_FORMAT_VERSION {
                     Some(format!("meta format version {}", run.meta.format_version))
                 } else if run.meta.run_id != *id {
                     Some(format!("stored state names run {}", run.meta.run_id))
@@ -327,6 +340,8 @@ impl CheckpointerFactory for MemoryFactory {
         let mut metas: Vec<RunMeta> = store
             .runs
             .values()
+            // A newer build's run is not this build's to list.
+            .filter(|run| run.meta.format_version <= META_FORMAT_VERSION)
             .filter(|run| filter.matches(&run.meta))
             .map(|run| run.meta.clone())
             .collect();
@@ -401,6 +416,14 @@ impl CheckpointerFactory for MemoryFactory {
                 run_id: run_id.clone(),
                 holder: holder_text(),
             });
+        }
+        if run.meta.format_version > META_FORMAT_VERSION {
+            return Err(newer_format(
+                run_id,
+                "meta",
+                run.meta.format_version,
+                META_FORMAT_VERSION,
+            ));
         }
         // Bad metadata is left for `open` to quarantine, never removed.
         let problem = if run.meta.format_version != META_FORMAT_VERSION {
@@ -575,5 +598,14 @@ impl Checkpointer for MemoryCheckpointer {
 
     async fn fail(&self, error: &RunError) -> Result<RunMeta> {
         self.finish(RunStatus::Failed, Some(error))
+    }
+}
+
+/// The error for state a newer build wrote (`found` above this build's `expected`).
+fn newer_format(run_id: &RunId, file: &str, found: u32, expected: u32) -> Error {
+    Error::NewerFormat {
+        run_id: run_id.clone(),
+        file: file.to_owned(),
+        detail: format!("format version {found}; this build reads {expected}"),
     }
 }

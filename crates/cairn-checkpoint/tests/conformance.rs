@@ -22,6 +22,15 @@ impl ConformanceHarness for MemoryHarness {
         let Some(mut meta) = self.store.stored_meta(run_id) else {
             return Damage::Unsupported(format!("run {run_id} is not stored"));
         };
+        meta.format_version = 0;
+        self.store.plant_meta(run_id, meta);
+        Damage::Applied { offset: None }
+    }
+
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        let Some(mut meta) = self.store.stored_meta(run_id) else {
+            return Damage::Unsupported(format!("run {run_id} is not stored"));
+        };
         meta.format_version += 100;
         self.store.plant_meta(run_id, meta);
         Damage::Applied { offset: None }

@@ -114,6 +114,15 @@ impl<F: CheckpointerFactory + Clone> ConformanceHarness for Broken<F> {
         let Some(mut meta) = self.memory.stored_meta(run_id) else {
             return Damage::Unsupported(format!("run {run_id} is not stored"));
         };
+        meta.format_version = 0;
+        self.memory.plant_meta(run_id, meta);
+        Damage::Applied { offset: None }
+    }
+
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        let Some(mut meta) = self.memory.stored_meta(run_id) else {
+            return Damage::Unsupported(format!("run {run_id} is not stored"));
+        };
         meta.format_version += 100;
         self.memory.plant_meta(run_id, meta);
         Damage::Applied { offset: None }

@@ -162,12 +162,18 @@ fn log_lines(sandbox: &Sandbox) -> usize {
         .count()
 }
 
-/// A run left `running` by a driver that is gone, whose snapshot is of another format
-/// version: the next `cairn run` claims it to recover it, and the store quarantines it.
+/// A run left `running` by a driver that is gone, whose snapshot is of an older format
+/// version this build does not read: the next `cairn run` claims it to recover it, and the
+/// store quarantines it.
 fn interrupted_with_unusable_state(sandbox: &Sandbox) -> String {
+    interrupted_with_queue_format(sandbox, 0)
+}
+
+/// A run left `running` by a driver that is gone, whose `queue.json` has format `version`.
+fn interrupted_with_queue_format(sandbox: &Sandbox, version: u32) -> String {
     let run_id = interrupted_after_both_tasks(sandbox);
     let queue = serde_json::json!({
-        "format_version": 999, "run_id": run_id, "covers_seq": 0, "snapshot": {},
+        "format_version": version, "run_id": run_id, "covers_seq": 0, "snapshot": {},
     });
     let dir = sandbox.path(&format!(".cairn/runs/{run_id}"));
     std::fs::write(dir.join("queue.json"), queue.to_string()).expect("write queue.json");
@@ -308,7 +314,7 @@ fn a_run_quarantined_before_it_finished_makes_the_next_run_ask() {
         .unwrap_or_else(|| panic!("{run_id} listed: {}", text(&listed.stdout)));
     assert_contains(&row, "running");
     assert_contains(&row, "lossy");
-    assert_contains(&row, "format version 999");
+    assert_contains(&row, "format version 0");
     assert!(row.contains("  no  "), "not settled yet: {row}");
 
     let abandon = sandbox.run(&["abandon", &run_id]);
@@ -354,4 +360,33 @@ fn force_runs_afresh_past_a_quarantined_run() {
     let next = sandbox.run(&["run", "wf.toml"]);
     assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
     assert_eq!(log_lines(&sandbox), 6);
+}
+
+/// A run a newer cairn build wrote (after a rollback): `cairn run` refuses with what to do,
+/// leaves the run exactly where it is and begins nothing, every time (review 52 F4: a build
+/// used to call such state corruption, quarantine it and run every task again).
+#[test]
+fn a_run_a_newer_build_wrote_is_left_in_place_and_nothing_begins() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_with_queue_format(&sandbox, 999);
+    for _ in 0..2 {
+        let output = sandbox.run(&["run", "wf.toml"]);
+        let stderr = text(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{stderr}");
+        assert_contains(&stderr, "newer cairn build");
+        assert_contains(&stderr, &run_id);
+        assert_eq!(log_lines(&sandbox), 2, "nothing ran");
+        assert_eq!(sandbox.only_run_id(), run_id, "no other run began");
+    }
+    let quarantined = sandbox.run(&["runs", "--quarantined"]);
+    assert!(
+        !text(&quarantined.stdout).contains(&run_id),
+        "{}",
+        text(&quarantined.stdout)
+    );
+    assert!(
+        sandbox
+            .path(&format!(".cairn/runs/{run_id}/queue.json"))
+            .exists()
+    );
 }

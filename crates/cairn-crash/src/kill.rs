@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_checkpoint::{AuditAction, AuditRecord, RunId, RunMeta};
 use cairn_checkpoint_file::QUEUE_FILE_FORMAT_VERSION;
 use cairn_checkpoint_sled::{SledFactory, layout};
-use cairn_queue::{Queue, SNAPSHOT_FORMAT_VERSION, Timestamp};
+use cairn_queue::{Queue, Timestamp};
 
 use crate::crash_point::{self, CrashAt, Point};
 use crate::dag;
@@ -192,7 +192,7 @@ fn fresh_dir(path: &Path) -> Result<()> {
 }
 
 /// The two planted runs of a round: same workflow and scope, status `running`, so
-/// `Start::Auto` finds them; one with a `queue.json` of another format version, one whose
+/// `Start::Auto` finds them; one with a `queue.json` of an older format version, one whose
 /// `queue.json` names another run.
 pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
     let runs = worker::file_root(&options.dir).join("runs");
@@ -205,7 +205,9 @@ pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
         })?;
     let mut planted = Vec::new();
     for (name, version, stored_id) in [
-        ("planted-version", QUEUE_FILE_FORMAT_VERSION + 1, None),
+        // An older version this build does not read (a newer one is left in place, not
+        // quarantined: `Error::NewerFormat`).
+        ("planted-version", 0, None),
         (
             "planted-foreign",
             QUEUE_FILE_FORMAT_VERSION,
@@ -245,7 +247,7 @@ pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
 }
 
 /// The planted run of a sled round: metadata in the runs tree (same workflow and scope,
-/// status `running`) with a snapshot of another format version, so `Start::Auto` lists it
+/// status `running`) with a snapshot of an older format version, so `Start::Auto` lists it
 /// and `open` must quarantine it. A foreign run id cannot be planted where `Start::Auto`
 /// sees it: the sled adapter's `list` skips metadata whose id does not match its key.
 pub fn plant_bad_state_sled(options: &WorkerOptions) -> Result<Vec<RunId>> {
@@ -266,7 +268,8 @@ pub fn plant_bad_state_sled(options: &WorkerOptions) -> Result<Vec<RunId>> {
             what: "planted snapshot",
             detail: err.to_string(),
         })?;
-    snapshot["format_version"] = serde_json::json!(SNAPSHOT_FORMAT_VERSION + 1);
+    // Older than this build reads (a newer one would be left in place, not quarantined).
+    snapshot["format_version"] = serde_json::json!(0);
     let encode = |value: serde_json::Result<Vec<u8>>| {
         value.map_err(|err| Error::Encoding {
             what: "planted state",

@@ -252,7 +252,8 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let mut meta = store.stored_meta(&old).unwrap();
-    meta.format_version = 99;
+    // An older version this build does not read (a newer one is left in place).
+    meta.format_version = 0;
     store.plant_meta(&old, meta);
 
     let logs = LogBuffer::default();
@@ -280,7 +281,7 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
     assert!(audit.iter().any(|r| r.action == AuditAction::Quarantined));
     let lines = logs.lines_with("state_quarantined");
     assert_eq!(lines.len(), 1, "logs:\n{}", logs.text());
-    assert!(lines[0].contains("format version 99"));
+    assert!(lines[0].contains("format version 0"));
 }
 
 #[tokio::test]

@@ -148,4 +148,63 @@ impl Event {
             Event::PhaseStarted { .. } | Event::PhaseCompleted { .. } => None,
         }
     }
+
+    /// The event's `type` tag as it is stored (`"started"`, `"phase_completed"`, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Event, TaskId, Timestamp};
+    ///
+    /// let event = Event::Started { id: TaskId(0), attempt: 1, at: Timestamp(5) };
+    /// assert_eq!(event.type_name(), "started");
+    /// assert_eq!(serde_json::to_value(&event)?["type"], "started");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Enqueued { .. } => "enqueued",
+            Event::Started { .. } => "started",
+            Event::Completed { .. } => "completed",
+            Event::Skipped { .. } => "skipped",
+            Event::Failed { .. } => "failed",
+            Event::Reset { .. } => "reset",
+            Event::Released { .. } => "released",
+            Event::Retried { .. } => "retried",
+            Event::Amended { .. } => "amended",
+            Event::PhaseStarted { .. } => "phase_started",
+            Event::PhaseCompleted { .. } => "phase_completed",
+        }
+    }
+
+    /// Whether this build knows events tagged `type_name`. A stored event it does not know
+    /// was written by a newer build (storage adapters then refuse the run without calling it
+    /// damaged; see `docs/durability.md`, "Compatibility").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Event;
+    ///
+    /// assert!(Event::is_known_type("phase_started"));
+    /// assert!(!Event::is_known_type("from_a_later_build"));
+    /// ```
+    pub fn is_known_type(type_name: &str) -> bool {
+        KNOWN_TYPES.contains(&type_name)
+    }
 }
+
+/// Every [`Event::type_name`]; `tests/rules.rs` checks each variant's is here.
+const KNOWN_TYPES: &[&str] = &[
+    "enqueued",
+    "started",
+    "completed",
+    "skipped",
+    "failed",
+    "reset",
+    "released",
+    "retried",
+    "amended",
+    "phase_started",
+    "phase_completed",
+];

@@ -1681,3 +1681,42 @@ fn apply_refuses_events_carrying_values_nested_too_deep() {
         assert_eq!(q.snapshot(), before);
     }
 }
+
+#[test]
+fn every_event_type_is_known_by_the_name_it_is_stored_under() {
+    // Adapters tell a newer build's journal from a damaged one by `Event::is_known_type`:
+    // every type this build writes must be on its list.
+    let mut q = queue();
+    q.start_phase(0, "p").unwrap();
+    let a = add(&mut q, "a", &[]);
+    let b = add(&mut q, "b", &[]);
+    let c = add(&mut q, "c", &[]);
+    let d = add(&mut q, "d", &[]);
+    q.start(a, T0).unwrap();
+    q.complete(a, Handoff::default(), T0).unwrap();
+    q.start(b, T0).unwrap();
+    q.skip(b, Handoff::default(), T0).unwrap();
+    q.start(c, T0).unwrap();
+    q.fail(c, TaskError::new("x", "y"), false, T0, T0).unwrap();
+    q.retry(c, T0).unwrap();
+    q.amend(c, json!({ "new": true }), None, T0).unwrap();
+    q.start(c, T0).unwrap();
+    q.release(c, T0).unwrap();
+    q.start(d, T0).unwrap();
+    q.recover(T0);
+    for id in [c, d] {
+        q.start(id, T0).unwrap();
+        q.complete(id, Handoff::default(), T0).unwrap();
+    }
+    q.complete_phase(0, "p").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for event in q.take_events() {
+        let stored = serde_json::to_value(&event).unwrap();
+        assert_eq!(stored["type"], event.type_name(), "{event:?}");
+        assert!(Event::is_known_type(event.type_name()), "{event:?}");
+        seen.insert(event.type_name());
+    }
+    assert_eq!(seen.len(), 11, "the case writes every type: {seen:?}");
+    assert!(!Event::is_known_type("Started"), "tags are matched exactly");
+    assert!(!Event::is_known_type(""));
+}

@@ -168,14 +168,18 @@ pub fn batch_header(offset: usize, body: &[u8]) -> Vec<u8> {
 
 /// One framed record (len, seq, crc, payload) of `event`, as both formats frame records.
 pub fn record(seq: u64, event: &cairn_queue::Event) -> Vec<u8> {
-    let payload = serde_json::to_vec(event).unwrap();
+    record_with_payload(seq, &serde_json::to_vec(event).unwrap())
+}
+
+/// One framed record of any `payload` (a newer build's event, say).
+pub fn record_with_payload(seq: u64, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut tail = len.to_le_bytes().to_vec();
     tail.extend_from_slice(&seq.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&payload), &tail);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(payload), &tail);
     let mut out = tail;
     out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
@@ -262,6 +266,12 @@ impl ConformanceHarness for FileHarness {
     }
 
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        rewrite_meta(&self.run_dir(run_id).join("meta.json"), |meta| {
+            meta["format_version"] = serde_json::json!(0);
+        })
+    }
+
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
         rewrite_meta(&self.run_dir(run_id).join("meta.json"), |meta| {
             meta["format_version"] = serde_json::json!(99);
         })

@@ -61,6 +61,13 @@ impl ConformanceHarness for PathHarness {
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
         self.with_db(|db| {
             rewrite_meta(db, run_id, |meta| {
+                meta["format_version"] = serde_json::json!(0);
+            })
+        })
+    }
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        self.with_db(|db| {
+            rewrite_meta(db, run_id, |meta| {
                 meta["format_version"] = serde_json::json!(META_FORMAT_VERSION + 100);
             })
         })
@@ -118,6 +125,11 @@ impl ConformanceHarness for DbHarness {
         corrupt_middle_record(&self.db, run_id)
     }
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+        rewrite_meta(&self.db, run_id, |meta| {
+            meta["format_version"] = serde_json::json!(0);
+        })
+    }
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
         rewrite_meta(&self.db, run_id, |meta| {
             meta["format_version"] = serde_json::json!(META_FORMAT_VERSION + 100);
         })

@@ -445,6 +445,55 @@ pub async fn version_mismatch<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
+/// State a newer build wrote is refused with `NewerFormat` and left exactly where it is:
+/// not quarantined, not bad state, refused again on the next open, never removed, and not
+/// listed (so a rollback and a roll forward again find the run as it was).
+pub async fn newer_format_is_left_in_place<H: ConformanceHarness>(h: &H) -> CaseResult {
+    let run_id = id("from-a-later-build");
+    {
+        let factory = h.factory();
+        let run = begin(&*factory, meta("from-a-later-build", "wf", "scope", 1)).await;
+        append(&*run, &sample_events(0, 2)).await;
+    }
+    if let Damage::Unsupported(reason) = h.plant_newer_format(&run_id) {
+        return CaseResult::Skipped(reason);
+    }
+    let factory = h.factory();
+    for attempt in 1..=2 {
+        match factory.open(&run_id).await {
+            Err(err @ Error::NewerFormat { .. }) => {
+                assert!(!err.is_bad_state(), "{err:?}");
+                let Error::NewerFormat { run_id: named, .. } = &err else {
+                    unreachable!()
+                };
+                assert_eq!(named, &run_id);
+            }
+            Err(err) => panic!("open {attempt} gave {err:?}, not NewerFormat"),
+            Ok(opened) => panic!("open {attempt} of a newer build's run gave {opened:?}"),
+        }
+    }
+    let listed = factory.list(&RunFilter::default()).await.expect("list");
+    assert!(
+        listed.iter().all(|m| m.run_id != run_id),
+        "a run this build cannot read is not listed: {listed:?}"
+    );
+    let err = factory
+        .remove_terminal(&run_id)
+        .await
+        .expect_err("a newer build's run is never removed");
+    assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
+    let quarantined = factory.list_quarantined().await.expect("list_quarantined");
+    assert!(
+        quarantined.iter().all(|q| q.run_id != run_id),
+        "nothing was quarantined: {quarantined:?}"
+    );
+    match factory.open(&run_id).await {
+        Err(Error::NewerFormat { .. }) => {}
+        other => panic!("after list and remove, open gave {other:?}"),
+    }
+    CaseResult::Passed
+}
+
 /// State that names another run is quarantined, audited and refused with a typed error.
 pub async fn foreign_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("mine");

@@ -83,10 +83,18 @@ pub trait ConformanceHarness: Send + Sync + 'static {
         Damage::Unsupported("the harness cannot corrupt a journal record".to_owned())
     }
 
-    /// Rewrites the run's stored metadata with an unsupported format version.
+    /// Rewrites the run's stored metadata with an older format version that this build does
+    /// not read (0, say).
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
         let _ = run_id;
         Damage::Unsupported("the harness cannot plant a wrong format version".to_owned())
+    }
+
+    /// Rewrites the run's stored metadata with a format version above this build's, as a
+    /// newer build would write it.
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        let _ = run_id;
+        Damage::Unsupported("the harness cannot plant a newer format version".to_owned())
     }
 
     /// Rewrites the run's stored state so that it names `foreign` instead of `run_id`.
@@ -108,6 +116,9 @@ impl<H: ConformanceHarness + ?Sized> ConformanceHarness for Arc<H> {
     }
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
         (**self).plant_version_mismatch(run_id)
+    }
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        (**self).plant_newer_format(run_id)
     }
     fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
         (**self).plant_foreign_run(run_id, foreign)
@@ -134,6 +145,9 @@ impl<H: ConformanceHarness> ConformanceHarness for FaultyHarness<H> {
     }
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
         self.0.plant_version_mismatch(run_id)
+    }
+    fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+        self.0.plant_newer_format(run_id)
     }
     fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
         self.0.plant_foreign_run(run_id, foreign)
@@ -167,6 +181,7 @@ macro_rules! conformance_tests {
             torn_tail,
             corruption_in_the_middle,
             version_mismatch,
+            newer_format_is_left_in_place,
             foreign_run,
             compare_and_swap_from_threads,
             claim_bumps_epoch,
@@ -216,6 +231,7 @@ pub const ALL_CASES: &[&str] = &[
     "torn_tail",
     "corruption_in_the_middle",
     "version_mismatch",
+    "newer_format_is_left_in_place",
     "foreign_run",
     "compare_and_swap_from_threads",
     "claim_bumps_epoch",

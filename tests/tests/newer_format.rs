@@ -1,0 +1,92 @@
+//! A run a newer cairn build wrote, met by this build after a rollback: `Start::Auto` stops
+//! with the adapter's `NewerFormat` and begins nothing, and the run stays where it was
+//! (review 52 F4: a build used to call such state corruption, quarantine it, and run every
+//! acknowledged task again in a fresh run).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cairn_checkpoint::{CheckpointerFactory, RunFilter};
+use cairn_checkpoint_file::FileFactory;
+use cairn_executor::{
+    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
+    TaskFailure, handler_fn,
+};
+use cairn_queue::{Handoff, TaskSpec};
+
+fn plan() -> RunPlan {
+    let mut phase = Phase::new("main");
+    let mut previous = None;
+    for i in 0..4_i64 {
+        previous = Some(phase.task(TaskSpec::new("work").inputs(i.into()), previous));
+    }
+    RunPlan::new("etl", "nightly").phase(phase)
+}
+
+/// Counts bodies; the first body asks for a shutdown, which leaves the run running.
+fn registry(bodies: &Arc<AtomicUsize>, signals: &RunSignals) -> Registry {
+    let bodies = Arc::clone(bodies);
+    let shutdown = signals.shutdown.clone();
+    Registry::new().with(
+        "work",
+        handler_fn(move |_ctx| {
+            let ran = bodies.fetch_add(1, Ordering::SeqCst);
+            if ran == 0 {
+                shutdown.cancel();
+            }
+            async move { Ok::<_, TaskFailure>(Finish::Complete(Handoff::default())) }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_auto_stops_at_a_run_a_newer_build_wrote_and_begins_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let factory: Arc<FileFactory> = Arc::new(FileFactory::builder(root.path()).build().unwrap());
+    let bodies = Arc::new(AtomicUsize::new(0));
+
+    // An interrupted run, stopped after its first task.
+    let signals = RunSignals::default();
+    let executor = Executor::new(
+        factory.clone(),
+        registry(&bodies, &signals),
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::LeaveRunning);
+    let run_id = report.run_id;
+    let ran_before = bodies.load(Ordering::SeqCst);
+
+    // A newer build took it over and left a snapshot of a format this build does not read.
+    let dir = root.path().join("runs").join(run_id.as_str());
+    let queue = serde_json::json!({
+        "format_version": 999, "run_id": run_id.as_str(), "covers_seq": 0, "snapshot": {},
+    });
+    std::fs::write(dir.join("queue.json"), queue.to_string()).unwrap();
+
+    for _ in 0..2 {
+        let signals = RunSignals::default();
+        let executor = Executor::new(
+            factory.clone(),
+            registry(&bodies, &signals),
+            ExecutorConfig::default(),
+        )
+        .unwrap();
+        let err = executor
+            .run(plan(), Start::Auto, signals)
+            .await
+            .expect_err("a newer build's run is not this build's to drive");
+        let text = err.to_string();
+        assert!(text.contains("newer cairn build"), "{text}");
+        assert!(text.contains(run_id.as_str()), "{text}");
+        assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
+        let runs = factory.list(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+        assert!(
+            dir.join("queue.json").exists(),
+            "the run stays where it was"
+        );
+        assert!(factory.list_quarantined().await.unwrap().is_empty());
+    }
+}
