@@ -534,10 +534,17 @@ impl Store {
                     // Bad or foreign metadata would otherwise stay invisible forever (no
                     // lookup by workflow can match it), so it is quarantined where it is
                     // found. A run a live writer holds is left to that writer.
-                    // A newer build's run is not bad: it is left where it is and reported
-                    // with the runs left in place (nothing is written into it), until a build
-                    // that reads it lists it.
+                    // A newer build's run is not bad, and nothing is written into it. It is
+                    // listed when its metadata reads, so that a lookup finds it and its `open`
+                    // refuses it rather than a fresh run beginning beside it; otherwise it is
+                    // reported with the runs left in place.
                     Err(problem) if problem.newer_format(&run_id).is_some() => {
+                        if let Ok(meta) = serde_json::from_slice::<RunMeta>(&bytes) {
+                            if filter.matches(&meta) {
+                                metas.push(meta);
+                            }
+                            continue;
+                        }
                         let error = problem.newer_format(&run_id).map(|e| e.to_string());
                         let entry = LeftInPlaceRun::new(
                             run_id.clone(),

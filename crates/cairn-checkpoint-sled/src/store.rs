@@ -93,7 +93,11 @@ fn format_version_of(value: &serde_json::Value) -> Option<u32> {
         .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
 }
 
-/// Checks and decodes a stored metadata frame of `run_id`.
+/// The metadata of a newer build's run, when its fields read as this build's do.
+fn newer_meta(frame: &[u8]) -> Option<RunMeta> {
+    serde_json::from_slice(layout::unseal(frame)?).ok()
+}
+
 /// A run whose stored metadata cannot be used, and what is wrong with it.
 pub(crate) type UnfitMeta = (RunId, String);
 
@@ -242,8 +246,14 @@ impl Shared {
             };
             match decode_meta(&run_id, &frame) {
                 Ok(meta) => runs.push(meta),
-                // A newer build's run is neither listed nor bad: it is left for that build.
-                Err(problem) if problem.newer_format(&run_id, layout::RUNS_TREE).is_some() => {}
+                // A newer build's run is not bad. It is listed when its metadata reads, so
+                // that a lookup finds it and its `open` refuses it (`NewerFormat`) rather
+                // than a fresh run beginning beside it.
+                Err(problem) if problem.newer_format(&run_id, layout::RUNS_TREE).is_some() => {
+                    if let Some(meta) = newer_meta(&frame) {
+                        runs.push(meta);
+                    }
+                }
                 Err(problem) => bad.push((run_id, problem.describe())),
             }
         }

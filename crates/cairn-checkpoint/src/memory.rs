@@ -287,7 +287,12 @@ impl CheckpointerFactory for MemoryFactory {
     }
 
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
-        Ok(self.lock().runs.get(run_id).map(|run| run.meta.clone()))
+        let store = self.lock();
+        let Some(run) = store.runs.get(run_id) else {
+            return Ok(None);
+        };
+        refuse_newer(run_id, &run.meta)?;
+        Ok(Some(run.meta.clone()))
     }
 
     async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
@@ -340,8 +345,8 @@ impl CheckpointerFactory for MemoryFactory {
         let mut metas: Vec<RunMeta> = store
             .runs
             .values()
-            // A newer build's run is not this build's to list.
-            .filter(|run| run.meta.format_version <= META_FORMAT_VERSION)
+            // A newer build's run is listed too, so that a lookup finds it and its `open`
+            // refuses it rather than a fresh run beginning beside it.
             .filter(|run| filter.matches(&run.meta))
             .map(|run| run.meta.clone())
             .collect();
@@ -359,6 +364,7 @@ impl CheckpointerFactory for MemoryFactory {
         let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
             run_id: run_id.clone(),
         })?;
+        refuse_newer(run_id, &run.meta)?;
         run.meta.swap_status(from, to, wall_clock_now())
     }
 
@@ -372,6 +378,7 @@ impl CheckpointerFactory for MemoryFactory {
         let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
             run_id: run_id.clone(),
         })?;
+        refuse_newer(run_id, &run.meta)?;
         run.meta.claim(from, expected_epoch, wall_clock_now())
     }
 
@@ -599,6 +606,19 @@ impl Checkpointer for MemoryCheckpointer {
     async fn fail(&self, error: &RunError) -> Result<RunMeta> {
         self.finish(RunStatus::Failed, Some(error))
     }
+}
+
+/// Refuses metadata a newer build wrote: this build must not rewrite it in its own format.
+fn refuse_newer(run_id: &RunId, meta: &RunMeta) -> Result<()> {
+    if meta.format_version > META_FORMAT_VERSION {
+        return Err(newer_format(
+            run_id,
+            "meta",
+            meta.format_version,
+            META_FORMAT_VERSION,
+        ));
+    }
+    Ok(())
 }
 
 /// The error for state a newer build wrote (`found` above this build's `expected`).

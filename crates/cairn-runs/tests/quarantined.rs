@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunStatus};
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunFilter, RunStatus};
 use cairn_runs::{CommandRenderer, Decision, Error, ResumePolicy, RunRequest, WayForward};
 
 use common::*;
@@ -257,15 +257,15 @@ async fn a_forced_run_settles_it_even_once_that_run_is_pruned(store: Store) {
 }
 on_both_stores!(a_forced_run_settles_it_even_once_that_run_is_pruned);
 
-/// Metadata of another format version (after a downgrade, say) still names the workflow and
-/// scope whose progress was lost; before this was handled, the lookup skipped such a run and
-/// started fresh.
+/// Metadata of an older format version this build does not read still names the workflow
+/// and scope whose progress was lost; before this was handled, the lookup skipped such a run
+/// and started fresh.
 #[test]
 fn metadata_of_another_version_still_asks() {
     let store = MemoryFactory::new();
     let meta = common::runtime().block_on(interrupted(&store, "lost", "site", "default", "A", 10));
     let mut planted = meta.clone();
-    planted.format_version += 1;
+    planted.format_version = 0;
     store.plant_meta(&id("lost"), planted);
     let policy = ResumePolicy::new(store.clone());
     common::runtime().block_on(async {
@@ -274,6 +274,32 @@ fn metadata_of_another_version_still_asks() {
             panic!("it must ask");
         };
         assert_eq!(prompt.run_id, id("lost"));
+    });
+}
+
+/// Metadata of a newer build (after a rollback): the run is not this build's to resume,
+/// quarantine or run afresh beside. The decision fails with the store's `NewerFormat` and
+/// changes nothing, every time.
+#[test]
+fn metadata_of_a_newer_build_is_refused_and_nothing_begins() {
+    let store = MemoryFactory::new();
+    let meta = common::runtime().block_on(interrupted(&store, "later", "site", "default", "A", 10));
+    let mut planted = meta.clone();
+    planted.format_version += 1;
+    store.plant_meta(&id("later"), planted.clone());
+    let policy = ResumePolicy::new(store.clone());
+    common::runtime().block_on(async {
+        for _ in 0..2 {
+            let err = policy
+                .decide(&request("B"))
+                .await
+                .expect_err("a newer build's run stops the decision");
+            assert!(err.to_string().contains("newer cairn build"), "{err}");
+            assert_eq!(store.stored_meta(&id("later")), Some(planted.clone()));
+            assert!(store.list_quarantined().await.expect("list").is_empty());
+            let runs = store.list(&RunFilter::default()).await.expect("list");
+            assert_eq!(runs.len(), 1, "nothing began: {runs:?}");
+        }
     });
 }
 

@@ -446,8 +446,10 @@ pub async fn version_mismatch<H: ConformanceHarness>(h: &H) -> CaseResult {
 }
 
 /// State a newer build wrote is refused with `NewerFormat` and left exactly where it is:
-/// not quarantined, not bad state, refused again on the next open, never removed, and not
-/// listed (so a rollback and a roll forward again find the run as it was).
+/// not quarantined, not bad state, refused again on the next open, never removed (so a
+/// rollback and a roll forward again find the run as it was). Metadata whose fields still
+/// read is listed, so that a lookup finds the run and is refused by its `open` instead of
+/// beginning a fresh run beside it.
 pub async fn newer_format_is_left_in_place<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("from-a-later-build");
     {
@@ -474,9 +476,19 @@ pub async fn newer_format_is_left_in_place<H: ConformanceHarness>(h: &H) -> Case
     }
     let listed = factory.list(&RunFilter::default()).await.expect("list");
     assert!(
-        listed.iter().all(|m| m.run_id != run_id),
-        "a run this build cannot read is not listed: {listed:?}"
+        listed.iter().any(|m| m.run_id == run_id),
+        "a newer build's run whose metadata reads is listed: {listed:?}"
     );
+    let err = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect_err("a newer build's metadata is not rewritten");
+    assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
+    let err = factory
+        .claim(&run_id, RunStatus::Running, 1)
+        .await
+        .expect_err("nor claimed");
+    assert!(matches!(err, Error::NewerFormat { .. }), "{err:?}");
     let err = factory
         .remove_terminal(&run_id)
         .await
