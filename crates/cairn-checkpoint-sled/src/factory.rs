@@ -104,6 +104,10 @@ impl SledFactoryBuilder {
     }
 
     /// How durable an acknowledged write is. The default is `Durability::Sync`.
+    ///
+    /// Under `Durability::Group` a lone writer flushes at once, as under `Sync`; a flush
+    /// waits for company (at most `max_delay`) only while fewer writes wait than earlier
+    /// flushes covered (the crate docs, "Layout and durability", say how).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self

@@ -43,8 +43,15 @@
 //!
 //! - `Durability::Sync`: every acknowledged write waited for `sled::Db::flush` (which writes
 //!   sled's buffers and fsyncs).
-//! - `Durability::Group`: writers that arrive while a flush is pending share it; the first
-//!   one leads, waits up to `max_delay` for company, and flushes for everybody.
+//! - `Durability::Group { max_delay }`: writers that arrive while a flush is pending share
+//!   it. The first one leads and, before it flushes, waits for company: up to `max_delay`,
+//!   and only until as many writes wait as the largest flush so far covered (callers that
+//!   write again once acknowledged are then all in). A wait that runs out with fewer lowers
+//!   that expectation, and a lone writer's flushes cover one write, so it never waits: it
+//!   flushes at once, as under `Sync`. Writers that arrive during a flush share the next
+//!   one. A write is acknowledged only after the flush covering it succeeded, and waits at
+//!   most `max_delay` plus that flush (plus any flush already under way). The expectation
+//!   is per database, across all its runs.
 //! - `Durability::None`: no flush at all. With sled's default configuration (the one used
 //!   when the factory opens the database by path) its background flusher writes every 500
 //!   ms, but a power loss or kernel crash may lose acknowledged writes. Unsafe for anything

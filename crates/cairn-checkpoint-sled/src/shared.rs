@@ -60,6 +60,14 @@ struct GroupState {
     flushed: u64,
     /// Whether a leader is currently waiting or flushing.
     leader: bool,
+    /// How many tickets a flush is expected to gather: the most one flush has covered, until
+    /// a wait for company runs out with fewer. A leader stops waiting for company once that
+    /// many tickets wait, because in the common closed loop (each caller writes again once
+    /// acknowledged) nobody else is coming; a lone caller's flushes cover one ticket, so it
+    /// never waits.
+    company: u64,
+    /// While a leader waits for company: the `written` count that ends its wait.
+    company_wanted: Option<u64>,
 }
 
 /// Everything shared over one open database.
@@ -75,12 +83,17 @@ pub(crate) struct Shared {
     next_writer: AtomicU64,
     group: Mutex<GroupState>,
     group_done: tokio::sync::Notify,
+    /// Signalled (after `group` changed) when `company_wanted` tickets are handed out.
+    company_arrived: tokio::sync::Notify,
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
     sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
     /// Unit tests set this to make the next flush fail as a failed fsync would.
     #[cfg(test)]
     pub(crate) fail_next_flush: std::sync::atomic::AtomicBool,
+    /// How many flushes started; unit tests count the flushes appends share.
+    #[cfg(test)]
+    pub(crate) flushes: AtomicU64,
 }
 
 /// The process-wide table of open databases, by session token and by canonical path.
@@ -305,9 +318,12 @@ impl Shared {
             next_writer: AtomicU64::new(1),
             group: Mutex::default(),
             group_done: tokio::sync::Notify::new(),
+            company_arrived: tokio::sync::Notify::new(),
             sync_failure: Mutex::default(),
             #[cfg(test)]
             fail_next_flush: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            flushes: AtomicU64::new(0),
         });
         table.by_token.insert(token, Arc::downgrade(&shared));
         Ok(shared)
@@ -366,6 +382,8 @@ impl Shared {
         let files = Arc::clone(&self.files);
         #[cfg(test)]
         let injected = self.fail_next_flush.swap(false, Ordering::SeqCst);
+        #[cfg(test)]
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         let outcome = tokio::task::spawn_blocking(move || {
             #[cfg(test)]
             if injected {
@@ -393,12 +411,22 @@ impl Shared {
     /// Waits until everything written before this call is durable, sharing one flush with
     /// every caller that arrives while a flush is pending (leader/follower).
     ///
-    /// The first caller becomes the leader: it waits up to `max_delay` for company, then
-    /// flushes once for everybody whose ticket was handed out before the flush began.
+    /// The first caller becomes the leader. It waits for company (see `wait_for_company`):
+    /// at most `max_delay`, and only while fewer tickets wait than the largest flush so far
+    /// covered, so a lone caller flushes at once. It then flushes once for everybody whose
+    /// ticket was handed out before the flush began. Callers that arrive during that flush
+    /// share the next one. A failed flush is returned to every caller it covered and poisons
+    /// the handle (`flush_now`); it is never retried.
     pub(crate) async fn flush_grouped(&self, max_delay: Duration) -> Result<()> {
         let ticket = {
             let mut group = lock(&self.group);
             group.written += 1;
+            if group
+                .company_wanted
+                .is_some_and(|wanted| group.written >= wanted)
+            {
+                self.company_arrived.notify_waiters();
+            }
             group.written
         };
         loop {
@@ -432,22 +460,68 @@ impl Shared {
         struct Leadership<'a>(&'a Shared);
         impl Drop for Leadership<'_> {
             fn drop(&mut self) {
-                lock(&self.0.group).leader = false;
+                let mut group = lock(&self.0.group);
+                group.leader = false;
+                group.company_wanted = None;
+                drop(group);
                 self.0.group_done.notify_waiters();
             }
         }
         let leadership = Leadership(self);
-        if !max_delay.is_zero() {
-            tokio::time::sleep(max_delay).await;
-        }
-        let target = lock(&self.group).written;
+        self.wait_for_company(max_delay).await;
+        let (target, covered) = {
+            let group = lock(&self.group);
+            (group.written, group.written - group.flushed)
+        };
         let outcome = self.flush_now().await;
         if outcome.is_ok() {
             let mut group = lock(&self.group);
             group.flushed = group.flushed.max(target);
+            group.company = group.company.max(covered);
         }
         drop(leadership);
         outcome
+    }
+
+    /// Waits up to `max_delay` for other writes to join the leader's flush, and no longer
+    /// than it takes for `company` tickets to wait. Returns at once when the company is
+    /// already there, which for a lone caller is always. A `max_delay` too large to add to
+    /// the clock has no deadline: the wait ends only by company.
+    async fn wait_for_company(&self, max_delay: Duration) {
+        if max_delay.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now().checked_add(max_delay);
+        loop {
+            let arrived = {
+                let mut group = lock(&self.group);
+                let wanted = group.company.max(1);
+                if group.written - group.flushed >= wanted {
+                    group.company_wanted = None;
+                    return;
+                }
+                group.company_wanted = Some(group.flushed + wanted);
+                // Created under the lock, so an arrival after it is released wakes it.
+                self.company_arrived.notified()
+            };
+            let came = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, arrived).await.is_ok(),
+                None => {
+                    arrived.await;
+                    true
+                }
+            };
+            if !came {
+                let mut group = lock(&self.group);
+                group.company_wanted = None;
+                let waiting = group.written - group.flushed;
+                if waiting < group.company {
+                    // Fewer callers than before: expect only those who came.
+                    group.company = waiting;
+                }
+                return;
+            }
+        }
     }
 
     /// Whether `run_id` has any stored state besides audit records.
@@ -476,5 +550,108 @@ impl Shared {
             .transpose()
             .map_err(backend)?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! How many flushes group commit starts cannot be seen through the port, so these tests
+    //! count them with the private counter in `Shared`. They time nothing: `max_delay` is an
+    //! hour, and a wait for company that is not ended by company would hang the test until
+    //! its guard fails it.
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::Ordering;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, RunId, RunMeta};
+    use cairn_queue::{Event, Timestamp};
+
+    use crate::SledFactory;
+
+    const AN_HOUR: Duration = Duration::from_secs(3600);
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta::new(
+            RunId::new(id).expect("valid id"),
+            "wf",
+            "scope",
+            "",
+            Timestamp(1),
+        )
+    }
+
+    fn event(index: u32) -> Event {
+        Event::PhaseStarted {
+            index,
+            name: format!("phase {index}"),
+        }
+    }
+
+    /// Polls `future` once with the calling task's waker; whether it is still pending.
+    async fn pending_after_one_poll<F: Future + Unpin>(future: &mut F) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx).is_pending())).await
+    }
+
+    // One thread: nothing but this test's own polls moves the appends along, so the order in
+    // which they reach the group is the order written here.
+    #[tokio::test(flavor = "current_thread")]
+    async fn appends_that_arrive_together_share_one_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let factory = SledFactory::builder()
+            .path(dir.path().join("db"))
+            .durability(Durability::Group { max_delay: AN_HOUR })
+            .build()
+            .expect("build");
+        let flushes = || factory.shared.flushes.load(Ordering::SeqCst);
+        let (zero, one) = ([event(0)], [event(1)]);
+        let work = async {
+            // Each `begin` flushes through the group too, alone.
+            let a = factory.begin(meta("a")).await.expect("begin");
+            let b = factory.begin(meta("b")).await.expect("begin");
+            let c = factory.begin(meta("c")).await.expect("begin");
+            // A leads alone (nobody is expected yet) and its flush starts; B and C arrive
+            // during it and share the next one.
+            let before = flushes();
+            let mut first = a.append(&zero);
+            assert!(pending_after_one_poll(&mut first).await, "A is flushing");
+            let mut second = b.append(&zero);
+            assert!(pending_after_one_poll(&mut second).await, "B waits for A");
+            let mut third = c.append(&zero);
+            assert!(pending_after_one_poll(&mut third).await, "C waits for A");
+            let (first, second, third) = tokio::join!(first, second, third);
+            first.and(second).and(third).expect("all acknowledged");
+            assert_eq!(flushes() - before, 2, "A's flush, then one for B and C");
+
+            // Two tickets shared the last flush, so the next leader waits for a second one,
+            // and its arrival (not the hour) ends the wait: again one flush for two appends.
+            let before = flushes();
+            let mut second = b.append(&one);
+            assert!(
+                pending_after_one_poll(&mut second).await,
+                "B leads and waits for company"
+            );
+            assert_eq!(flushes(), before, "no flush before the company came");
+            let third = c.append(&one);
+            let (second, third) = tokio::join!(second, third);
+            second.and(third).expect("both acknowledged");
+            assert_eq!(flushes() - before, 1, "B and C shared one flush");
+            [a, b, c]
+        };
+        let writers = tokio::time::timeout(HANG_GUARD, work)
+            .await
+            .expect("a leader waited out max_delay (an hour) instead of flushing");
+        for writer in &writers {
+            let loaded = writer.load().await.expect("load");
+            let want = if writer.run_id().as_str() == "a" {
+                1
+            } else {
+                2
+            };
+            assert_eq!(loaded.events.len(), want, "{}", writer.run_id());
+        }
     }
 }

@@ -513,27 +513,75 @@ async fn begin_writers(factory: &SledFactory, n: usize) -> Vec<Arc<Box<dyn Check
     writers
 }
 
+/// A `max_delay` no test outlives: a leader that waited it out would hang the test, and the
+/// hang guard below turns that into a failure.
+const AN_HOUR: Duration = Duration::from_secs(3600);
+
+/// How long a test may take before it is deemed hung. A guard only: a few flushes take
+/// milliseconds, so this bounds a wait for company that should never have started.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Polls `future` once, with the calling task's waker. `None` if it is still pending.
+async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(
+            match std::future::Future::poll(std::pin::Pin::new(&mut *future), cx) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            },
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_group_writer_is_not_held_for_max_delay() {
+    // Review 52 F7: a leader slept max_delay before every flush, so a lone writer paid it on
+    // every call. Its flushes cover one ticket, so it must not wait for company at all: with
+    // an hour's max_delay each call is acknowledged after its flush, or the guard fails.
+    let h = PathHarness::new(Durability::Group { max_delay: AN_HOUR });
+    let factory = h.sled_factory();
+    let work = async {
+        let writer = factory.begin(meta("lone")).await.expect("begin");
+        for n in 0..20 {
+            writer.append(&[sample_event(n)]).await.expect("append");
+        }
+        writer
+            .install_snapshot(&sample_snapshot(20))
+            .await
+            .expect("snapshot");
+        writer.complete().await.expect("complete");
+        writer.load().await.expect("load")
+    };
+    let loaded = tokio::time::timeout(HANG_GUARD, work)
+        .await
+        .expect("a lone writer's calls waited for company that never came (max_delay is an hour)");
+    assert_eq!(loaded.meta.status, RunStatus::Completed);
+    assert_eq!(loaded.snapshot, Some(sample_snapshot(20)));
+    assert!(loaded.events.is_empty(), "the snapshot covers every event");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_group_leader_does_not_stall_the_next_append() {
-    let h = DbHarness::new(Durability::Group {
-        max_delay: Duration::from_millis(200),
-    });
+    let h = DbHarness::new(Durability::Group { max_delay: AN_HOUR });
     let factory = h.sled_factory();
-    let writer = factory.begin(meta("cancel")).await.expect("begin");
-    // The first append leads the group and waits for company; it is cancelled meanwhile.
-    let cancelled = tokio::time::timeout(
-        Duration::from_millis(5),
-        writer.append(&sample_events(0, 1)),
-    )
-    .await;
-    assert!(
-        cancelled.is_err(),
-        "the leader was still waiting for company"
-    );
-    let next = tokio::time::timeout(Duration::from_secs(30), writer.append(&sample_events(1, 2)))
+    let work = async {
+        let writer = factory.begin(meta("cancel")).await.expect("begin");
+        // Polled once, the first append writes its record, leads the group and starts the
+        // flush; it is dropped there, while still the leader.
+        let events = sample_events(0, 1);
+        let mut first = writer.append(&events);
+        assert!(
+            poll_once(&mut first).await.is_none(),
+            "the leader's flush runs on the blocking pool, so one poll cannot finish it"
+        );
+        drop(first);
+        writer.append(&sample_events(1, 2)).await.expect("append");
+        writer
+    };
+    let writer = tokio::time::timeout(HANG_GUARD, work)
         .await
-        .expect("a new leader flushes after the old one vanished");
-    next.expect("append");
+        .expect("a new leader flushes after the old one vanished (max_delay is an hour)");
     let loaded = writer.load().await.expect("load");
     assert_eq!(loaded.events, sample_events(0, 2));
 }
