@@ -625,7 +625,7 @@ impl RunContext<'_> {
                 Ok(EXIT_DECISION_NEEDED)
             }
             Decision::Live(live) => Err(anyhow::anyhow!(
-                "run {} of workflow `{}` (scope `{}`) is being driven right now by {} (lease epoch {}); a second writer is never started, even with --force",
+                "run {} of workflow `{}` (scope `{}`) is being driven right now by {}, or that process has just claimed it to drive it (lease epoch {}); a second writer is never started, even with --force",
                 live.run_id,
                 self.wf.name,
                 escape_controls(&self.args.scope),
@@ -1314,7 +1314,12 @@ impl Claimed<'_> {
                 if self.retry_failed {
                     Start::Adopt(run_id)
                 } else {
-                    Start::AdoptInterrupted(run_id)
+                    // The epoch this process claimed: a claim by another process since
+                    // makes the executor refuse before anything runs.
+                    Start::AdoptInterrupted {
+                        run_id,
+                        lease_epoch: self.meta.lease_epoch,
+                    }
                 },
                 done,
                 header,

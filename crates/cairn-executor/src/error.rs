@@ -1,6 +1,6 @@
 //! The one error type of `cairn-executor`.
 
-use cairn_checkpoint::{RunId, RunStatus};
+use cairn_checkpoint::{Owner, RunId, RunStatus};
 use cairn_queue::TaskId;
 
 use crate::outcome::RunReport;
@@ -120,6 +120,24 @@ pub enum Error {
         /// The status it was found in.
         status: RunStatus,
     },
+    /// `Start::AdoptInterrupted` named a run whose stored lease is no longer the caller's
+    /// claim: it is `running` at another lease epoch than the one the caller claimed it at,
+    /// because another process claimed it since (and is about to drive it, or drives it).
+    /// The run is that claimer's now, so nothing was run; the run stays as the store has it.
+    #[error(
+        "run {run_id} cannot be adopted: this caller claimed it at lease epoch {claimed_epoch}, but its lease is at epoch {lease_epoch} now ({}), so that claim is the run's and nothing was run",
+        owner_text(.owner)
+    )]
+    AdoptLeaseMoved {
+        /// The run.
+        run_id: RunId,
+        /// The lease epoch the caller claimed it at.
+        claimed_epoch: u64,
+        /// The lease epoch the store holds.
+        lease_epoch: u64,
+        /// The owner the store records for that lease.
+        owner: Option<Owner>,
+    },
     /// The executor configuration is unusable.
     #[error("invalid executor configuration: {reason}")]
     InvalidConfig {
@@ -163,13 +181,22 @@ pub enum Error {
     },
 }
 
+/// Who holds a lease, for messages.
+fn owner_text(owner: &Option<Owner>) -> String {
+    owner.as_ref().map_or_else(
+        || "no owner recorded".to_owned(),
+        |owner| format!("claimed by {owner}"),
+    )
+}
+
 /// What a caller of `Start::Adopt` should do about a run in `status`.
 fn not_claimed_advice(status: RunStatus) -> &'static str {
     if status.is_terminal() {
         "which is final: it cannot run again (its state is untouched)"
     } else if status == RunStatus::Running {
-        // The adopt modes drive a running run, so they do not refuse one today; should a
-        // race ever lead here, the run is someone else's to drive.
+        // The adopt modes drive a running run (`AdoptInterrupted` refuses one whose lease
+        // moved on with `AdoptLeaseMoved`); should a race ever lead here, the run is someone
+        // else's to drive.
         "but not for this caller to drive (its state is untouched)"
     } else {
         "not running: claim it first with `ResumePolicy::resume` (cairn-runs) or \

@@ -303,6 +303,9 @@ impl Executor {
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
     ///   run that is not `running`: a failed or paused run must be claimed first
     ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
+    /// - `Error::AdoptLeaseMoved` when `Start::AdoptInterrupted` names a run whose stored
+    ///   lease epoch is not the one the caller claimed (another claim overtook it): nothing
+    ///   is run.
     /// - `Error::Finalize` when the run was driven but `complete` or `fail` failed; the error
     ///   carries the report.
     ///
@@ -320,12 +323,21 @@ impl Executor {
                 None => self.begin(&plan, &signals, clock.now()).await?,
             },
             Start::Adopt(run_id) => {
-                self.adopt(&plan, run_id, Retry::FailedTasks, clock.now())
+                self.adopt(&plan, run_id, Retry::FailedTasks, None, clock.now())
                     .await?
             }
-            Start::AdoptInterrupted(run_id) => {
-                self.adopt(&plan, run_id, Retry::Nothing, clock.now())
-                    .await?
+            Start::AdoptInterrupted {
+                run_id,
+                lease_epoch,
+            } => {
+                self.adopt(
+                    &plan,
+                    run_id,
+                    Retry::Nothing,
+                    Some(*lease_epoch),
+                    clock.now(),
+                )
+                .await?
             }
         };
         let Prepared {
@@ -645,16 +657,39 @@ impl Executor {
     }
 
     /// `Start::Adopt` and `Start::AdoptInterrupted`: opens a run the resume policy already
-    /// claimed.
+    /// claimed. With `claimed_epoch`, the run is adopted only while its stored lease is at
+    /// that epoch.
     async fn adopt(
         &self,
         plan: &RunPlan,
         run_id: &RunId,
         retry: Retry,
+        claimed_epoch: Option<u64>,
         now: Timestamp,
     ) -> Result<Prepared> {
+        if let Some(claimed) = claimed_epoch {
+            // Checked before the open too: the process that overtook the claim may hold the
+            // lock for its whole drive, and the open would wait for it only to give up.
+            // A store that cannot answer here is left to the open, which reports it.
+            if let Ok(Some(stored)) = self.factory.load_meta(run_id).await
+                && let Some(moved) = lease_moved(&stored, claimed)
+            {
+                return Err(moved);
+            }
+        }
         let opened = match open_claimed_run(&*self.factory, run_id).await {
-            Ok(Some(opened)) => opened,
+            // Checked again on what the open read under the writer lock, which sees a claim
+            // that came in since the check above. (A claim takes no lock, so one can still
+            // come later; its claimer's open then fails with `Locked` while this one drives.)
+            Ok(Some(opened)) => {
+                match claimed_epoch.and_then(|c| lease_moved(&opened.recovered.meta, c)) {
+                    Some(moved) => {
+                        drop(opened);
+                        return Err(moved);
+                    }
+                    None => opened,
+                }
+            }
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
                     run_id: run_id.clone(),
@@ -1000,6 +1035,20 @@ impl Executor {
             }
         }
     }
+}
+
+/// The refusal of an adoption claimed at `claimed` of a run stored as `meta`, when a later
+/// claim moved its lease on: the run is that claimer's to drive. A run that is no longer
+/// `running` is left to the status check (`AdoptNotClaimed`).
+fn lease_moved(meta: &RunMeta, claimed: u64) -> Option<Error> {
+    (meta.status == RunStatus::Running && meta.lease_epoch != claimed).then(|| {
+        Error::AdoptLeaseMoved {
+            run_id: meta.run_id.clone(),
+            claimed_epoch: claimed,
+            lease_epoch: meta.lease_epoch,
+            owner: meta.owner.clone(),
+        }
+    })
 }
 
 /// How long `open` keeps trying while the run's lock is held only for a moment: another

@@ -754,10 +754,38 @@ pub enum Start {
     /// fails with `Error::Open` (`Locked`); this holds for `AdoptInterrupted` too.
     Adopt(RunId),
     /// Open and drive this interrupted run, which the caller (the resume policy) claimed from
-    /// `running` with a status compare-and-swap. Like `Auto`'s adoption: tasks that were
-    /// running are recovered (`Queue::recover`), and failed tasks stay failed, so a task that
-    /// failed permanently is not run again just because the run was interrupted.
-    AdoptInterrupted(RunId),
+    /// `running` at `lease_epoch`. Like `Auto`'s adoption: tasks that were running are
+    /// recovered (`Queue::recover`), and failed tasks stay failed, so a task that failed
+    /// permanently is not run again just because the run was interrupted.
+    ///
+    /// The run is driven only while its stored lease is the caller's claim: when another
+    /// claim has moved the lease epoch on since (a process that claimed it too, on a host
+    /// whose processes the policy cannot check), the run is not the caller's to drive, and
+    /// the call fails with `Error::AdoptLeaseMoved` before anything runs. It checks before
+    /// it waits for the run's lock, and again once it holds it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::Start;
+    /// use cairn_executor::checkpoint::{RunId, RunMeta};
+    ///
+    /// // `claimed` is what the claim returned (`ResumedRun::meta` from the resume policy).
+    /// let claimed = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Default::default());
+    /// let start = Start::AdoptInterrupted {
+    ///     run_id: claimed.run_id.clone(),
+    ///     lease_epoch: claimed.lease_epoch,
+    /// };
+    /// # let _ = start;
+    /// # Ok::<(), cairn_executor::checkpoint::Error>(())
+    /// ```
+    AdoptInterrupted {
+        /// The run.
+        run_id: RunId,
+        /// The lease epoch the caller's claim gave the run (`RunMeta::lease_epoch` of the
+        /// metadata the claim returned).
+        lease_epoch: u64,
+    },
 }
 
 /// Tokens that stop a drive. All default to tokens nobody cancels.

@@ -926,7 +926,10 @@ async fn adopting_a_failed_run_nobody_claimed_is_refused_and_leaves_it_as_it_was
     // No claim first: both adopt modes refuse with the status the run is in.
     for start in [
         Start::Adopt(failed.run_id.clone()),
-        Start::AdoptInterrupted(failed.run_id.clone()),
+        Start::AdoptInterrupted {
+            run_id: failed.run_id.clone(),
+            lease_epoch: before.lease_epoch,
+        },
     ] {
         let err = executor
             .run(plan.clone(), start, RunSignals::default())
@@ -1025,7 +1028,7 @@ async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_fail
     assert_eq!(bad_bodies.total(), 1);
 
     // The resume policy claims the interrupted run from `running`, then hands it over.
-    store
+    let claimed = store
         .compare_and_swap_status(&interrupted.run_id, RunStatus::Running, RunStatus::Running)
         .await
         .unwrap()
@@ -1040,7 +1043,10 @@ async fn adopting_an_interrupted_run_the_policy_claimed_keeps_a_permanently_fail
     let report = second
         .run(
             plan,
-            Start::AdoptInterrupted(interrupted.run_id.clone()),
+            Start::AdoptInterrupted {
+                run_id: interrupted.run_id.clone(),
+                lease_epoch: claimed.lease_epoch,
+            },
             signals,
         )
         .await
@@ -1326,7 +1332,7 @@ async fn an_adopted_run_reports_the_input_it_kept_when_the_plan_asked_for_anothe
 /// The resume policy's explicit resume of `run_id` from `previous`: its claim (one status
 /// swap to `running`) and its `ResumedById` audit record, as `ResumePolicy::resume` writes
 /// them before the executor opens the run.
-async fn explicit_resume(store: &MemoryFactory, run_id: &RunId, previous: RunStatus) {
+async fn explicit_resume(store: &MemoryFactory, run_id: &RunId, previous: RunStatus) -> u64 {
     let claimed = store
         .compare_and_swap_status(run_id, previous, RunStatus::Running)
         .await
@@ -1343,6 +1349,7 @@ async fn explicit_resume(store: &MemoryFactory, run_id: &RunId, previous: RunSta
         "lease_epoch": claimed.lease_epoch,
     }));
     store.append_audit(run_id, &record).await.unwrap();
+    claimed.lease_epoch
 }
 
 /// A registry whose `flaky` tasks fail permanently on the bodies `failing` names and hang
@@ -1390,11 +1397,14 @@ async fn resume_interrupted(
     plan: RunPlan,
     run_id: &RunId,
 ) -> cairn_executor::RunReport {
-    explicit_resume(store, run_id, RunStatus::Running).await;
+    let lease_epoch = explicit_resume(store, run_id, RunStatus::Running).await;
     executor
         .run(
             plan,
-            Start::AdoptInterrupted(run_id.clone()),
+            Start::AdoptInterrupted {
+                run_id: run_id.clone(),
+                lease_epoch,
+            },
             RunSignals::default(),
         )
         .await

@@ -86,8 +86,10 @@ pub enum Decision {
     FailedPrompt(FailedRunPrompt),
     /// A paused run matched but the request carries no approval. Nothing was started.
     AwaitingApproval(PausedRun),
-    /// A run of this workflow and scope is being driven by a live writer right now. Starting
-    /// another would make two writers; nothing was started.
+    /// A run of this workflow and scope is live: a writer drives it right now, or another
+    /// process on this host that is still alive claimed it and is about to drive it (a
+    /// claim comes before the open). Starting another, or claiming it again, would make two
+    /// writers; nothing was started and nothing was changed.
     Live(LiveRun),
     /// The newest run of this workflow and scope was quarantined before it finished: its
     /// stored state could not be used, so which of its tasks were done is unknown, and a fresh
@@ -145,7 +147,8 @@ pub enum ResumeReason {
 
 /// A run the policy claimed for the caller to drive. For the executor: `Start::Adopt` when
 /// `previous_status` is `failed` or `paused` (failed tasks get fresh attempts), and
-/// `Start::AdoptInterrupted` when it is `running` (the interrupted run only continues).
+/// `Start::AdoptInterrupted` with `meta.lease_epoch` when it is `running` (the interrupted
+/// run only continues; the executor refuses it if another claim moved the lease on since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumedRun {
     /// The run's metadata right after the claim: status `running`, the new lease epoch,
@@ -311,7 +314,7 @@ impl PausedRun {
     }
 }
 
-/// A run that a live writer is driving.
+/// A run that a live writer is driving, or that a live process claimed to drive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveRun {
     /// The run.

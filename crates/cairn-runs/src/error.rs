@@ -159,10 +159,16 @@ pub enum Error {
 }
 
 fn owner_text(owner: &Option<Owner>, live: bool) -> String {
-    let state = if live { "live" } else { "interrupted" };
+    // Not "interrupted" when no writer holds it: the owner may be alive and about to open
+    // the run it has just claimed, and the refusal is exactly for that case.
+    let state = if live {
+        "a live writer drives it"
+    } else {
+        "no writer holds it now"
+    };
     match owner {
-        Some(owner) => format!("{state}, last owner {owner}"),
-        None => state.to_owned(),
+        Some(owner) => format!("{state}; last owner {owner}"),
+        None => format!("{state}; no owner recorded"),
     }
 }
 

@@ -180,9 +180,23 @@ impl ResumePolicy {
     /// |-------------------------------|-------------------------------------------|
     /// | any `running` run held live   | `Live` (never a second writer, even forced) |
     /// | no non-terminal run, or a newer run finished after it | `Fresh` (no prompt) |
-    /// | newest non-terminal is `running`, lock not held | `Resume` (`Interrupted`), audited |
+    /// | newest non-terminal is `running`, lock not held, last owner another live process on this host | `Live` (it claimed the run and is about to open it) |
+    /// | newest non-terminal is `running`, lock not held, otherwise (interrupted) | `Resume` (`Interrupted`), audited |
     /// | newest non-terminal is `paused` | `AwaitingApproval` (forced: `Fresh`)    |
     /// | newest non-terminal is `failed` | `FailedPrompt`, audited (forced: `Fresh`) |
+    ///
+    /// Whether the last owner of a `running` run that no writer holds is alive is told as
+    /// [`ResumePolicy::abandon`] tells it ([`OwnerLiveness::of`]), with two differences that
+    /// follow from recovery continuing a run where an abandon cancels it. An owner that
+    /// cannot be checked (another host, no `/proc`, none recorded) does not stop the
+    /// recovery: a run left by a host that is gone must still be picked up without an
+    /// operator, and the executor's `Start::AdoptInterrupted` refuses a claim that a later
+    /// one overtook. And this process itself is not a live owner: a run it owns that no
+    /// writer holds is one its own drive left `running` (a shutdown, a drive that failed),
+    /// and it may take it up again. So only another process alive on this host makes the
+    /// decision `Live`: between a claim and the open that takes the writer lock the run
+    /// looks interrupted, and without this check a second caller would claim it over the
+    /// first one's claim, and both would be told `Resume`.
     ///
     /// # Errors
     ///
@@ -653,7 +667,7 @@ impl ResumePolicy {
         // drivers of one workflow and scope would race on the same side effects.
         for meta in runs.iter().rev() {
             if meta.status == RunStatus::Running && self.factory.is_held(&meta.run_id).await? {
-                return Ok(Some(self.live(meta)));
+                return Ok(Some(self.live(meta, LiveBecause::Held)));
             }
         }
 
@@ -752,7 +766,7 @@ impl ResumePolicy {
             } if self.factory.is_held(run_id).await? => {
                 // Re-read so the decision names the current owner and epoch.
                 let current = self.load(run_id).await?;
-                Ok(self.live(&current))
+                Ok(self.live(&current, LiveBecause::Held))
             }
             Claim::Refused { current, .. } => Err(Error::NotResumable {
                 run_id: run_id.clone(),
@@ -795,6 +809,12 @@ impl ResumePolicy {
         request: &RunRequest,
     ) -> Result<Option<Decision>> {
         let run_id = &candidate.run_id;
+        // No writer holds the run, but its owner may be a process that has just claimed it
+        // and not opened it yet: a claim over its claim would win (it expects the epoch that
+        // claim made) and leave both callers told to drive the run.
+        if owned_by_another_live_process(candidate) {
+            return Ok(Some(self.live(candidate, LiveBecause::Claimed)));
+        }
         // The claim is compared on the epoch listed, so of several processes that listed the
         // run at that epoch exactly one wins, and the others change nothing.
         let claimed = match self
@@ -809,7 +829,7 @@ impl ResumePolicy {
                 let mut current = candidate.clone();
                 current.lease_epoch = conflict.current_epoch;
                 current.owner = conflict.current_owner;
-                return Ok(Some(self.live(&current)));
+                return Ok(Some(self.live(&current, LiveBecause::Claimed)));
             }
             // Its status changed since the listing (it failed, paused...): look again.
             Err(_) => return Ok(None),
@@ -1002,13 +1022,23 @@ impl ResumePolicy {
         })
     }
 
-    fn live(&self, meta: &RunMeta) -> Decision {
-        tracing::warn!(
-            target: names::DETAIL_TARGET,
-            run_id = meta.run_id.as_str(),
-            owner = meta.owner.as_ref().map(ToString::to_string),
-            "resume policy: run is live elsewhere; not starting a second writer"
-        );
+    fn live(&self, meta: &RunMeta, because: LiveBecause) -> Decision {
+        match because {
+            LiveBecause::Held => tracing::warn!(
+                target: names::DETAIL_TARGET,
+                run_id = meta.run_id.as_str(),
+                owner = meta.owner.as_ref().map(ToString::to_string),
+                lease_epoch = meta.lease_epoch,
+                "resume policy: run is live elsewhere; not starting a second writer"
+            ),
+            LiveBecause::Claimed => tracing::warn!(
+                target: names::DETAIL_TARGET,
+                run_id = meta.run_id.as_str(),
+                owner = meta.owner.as_ref().map(ToString::to_string),
+                lease_epoch = meta.lease_epoch,
+                "resume policy: another live process claimed the run to drive it; not claiming it again"
+            ),
+        }
         Decision::Live(LiveRun {
             run_id: meta.run_id.clone(),
             owner: meta.owner.clone(),
@@ -1150,6 +1180,25 @@ fn owner_json(owner: Option<&Owner>) -> serde_json::Value {
         serde_json::Value::Null,
         |owner| json!({ "host": owner.host.as_str(), "pid": owner.pid }),
     )
+}
+
+/// Whether `meta`, a `running` run no writer holds, is recorded as owned by another process
+/// that is alive on this host ([`OwnerLiveness::AliveHere`], the check an abandon makes).
+/// Never for this process, nor for an owner that cannot be checked: see
+/// [`ResumePolicy::decide`].
+fn owned_by_another_live_process(meta: &RunMeta) -> bool {
+    meta.owner.as_ref().is_some_and(|owner| {
+        OwnerLiveness::of(owner) == OwnerLiveness::AliveHere && *owner != Owner::current()
+    })
+}
+
+/// How a `Live` decision was found, for its log line.
+#[derive(Debug, Clone, Copy)]
+enum LiveBecause {
+    /// A writer holds the run's lock.
+    Held,
+    /// Another process claimed the run (before this one could, or before it opens it).
+    Claimed,
 }
 
 /// Why the last claim on a run may be dropped by an abandon.

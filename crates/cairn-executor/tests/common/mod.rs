@@ -150,6 +150,10 @@ pub struct Damage {
     /// Right after `open`, another claimer claims the run at the epoch `open` read, as a
     /// resumer in another process would between this process's open and its claim.
     pub claimed_after_open: bool,
+    /// Right before `open`, another claimer claims the run at its stored epoch, as a
+    /// process whose claim overtakes this one's would between a check of the lease and
+    /// the open.
+    pub claimed_before_open: bool,
 }
 
 /// A test-local wrapper factory that doctors what the wrapped `MemoryFactory` returns.
@@ -206,6 +210,14 @@ impl CheckpointerFactory for Doctor {
                 offset: 7,
                 detail: "bad checksum followed by good records".to_owned(),
             });
+        }
+        if self.damage.claimed_before_open
+            && let Some(meta) = self.inner.load_meta(run_id).await?
+        {
+            self.inner
+                .claim(run_id, RunStatus::Running, meta.lease_epoch)
+                .await?
+                .expect("the other claimer wins: nothing else claimed the run");
         }
         let Some(mut opened) = self.inner.open(run_id).await? else {
             return Ok(None);
