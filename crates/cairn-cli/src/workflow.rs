@@ -123,6 +123,25 @@ struct RawWorkflow {
     task: Vec<Spanned<RawTask>>,
 }
 
+/// The part of a workflow file before its first `[[task]]` line, read on its own by
+/// [`parse_in_pieces`]. `task` is only there to notice a file that defines `task` before
+/// that line (`task = []`, say): such a file is read whole.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHead {
+    name: Option<Spanned<String>>,
+    retry_delay: Option<Spanned<String>>,
+    task: Option<serde::de::IgnoredAny>,
+}
+
+/// One piece of a workflow file read by [`parse_in_pieces`]: from a `[[task]]` line to the
+/// next one (or the end), so it holds tables of `task` and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPiece {
+    task: Vec<Spanned<RawTask>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
@@ -216,7 +235,12 @@ pub fn read_source(path: &Path) -> Result<String, WorkflowError> {
     };
     let file = std::fs::File::open(path)
         .map_err(|error| fail(format!("cannot read the workflow file: {error}")))?;
-    let mut bytes = Vec::new();
+    // Sized from the file's length when known, so a large file is not read into a buffer
+    // that doubled its way up to twice its size.
+    let expected = file
+        .metadata()
+        .map_or(0, |m| m.len().min(MAX_WORKFLOW_BYTES + 1));
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     file.take(MAX_WORKFLOW_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|error| fail(format!("cannot read the workflow file: {error}")))?;
@@ -283,6 +307,17 @@ enum Rules {
 }
 
 fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, WorkflowError> {
+    parse_read(path, source, rules, read_toml)
+}
+
+/// [`parse_with`], reading the TOML with `read` (tests compare [`read_toml`] with reading
+/// the file whole).
+fn parse_read(
+    path: &Path,
+    source: &str,
+    rules: Rules,
+    read: fn(&str) -> Result<RawWorkflow, toml::de::Error>,
+) -> Result<Workflow, WorkflowError> {
     let strict = rules == Rules::NewRun;
     let at = |span: Range<usize>, kind, message: String| {
         let (line, column) = line_column(source, span.start);
@@ -294,7 +329,7 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
             message,
         }
     };
-    let raw: RawWorkflow = toml::from_str(source).map_err(|error| {
+    let raw: RawWorkflow = read(source).map_err(|error| {
         let message = error.message().trim().to_owned();
         let kind = if message.starts_with("unknown field") {
             WorkflowErrorKind::UnknownKey
@@ -355,8 +390,8 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
     }
 
     // First pass: ids, uniqueness and per-task values.
-    let mut index_of: HashMap<String, usize> = HashMap::new();
-    let mut tasks: Vec<(WorkflowTask, Vec<Spanned<String>>)> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::with_capacity(raw.task.len());
+    let mut tasks: Vec<(WorkflowTask, Vec<Spanned<String>>)> = Vec::with_capacity(raw.task.len());
     for spanned in raw.task {
         let table_span = spanned.span();
         let raw_task = spanned.into_inner();
@@ -589,8 +624,15 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
             ));
         }
     };
-    let mut slots: Vec<Option<WorkflowTask>> = tasks.into_iter().map(|(t, _)| Some(t)).collect();
-    let ordered = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    drop(index_of);
+    let ordered = if order.iter().enumerate().all(|(at, &i)| at == i) {
+        // Already in order, as most files are: no second array of tasks.
+        tasks.into_iter().map(|(task, _)| task).collect()
+    } else {
+        let mut slots: Vec<Option<WorkflowTask>> =
+            tasks.into_iter().map(|(t, _)| Some(t)).collect();
+        order.into_iter().filter_map(|i| slots[i].take()).collect()
+    };
 
     let dir = path
         .parent()
@@ -604,6 +646,91 @@ fn parse_with(path: &Path, source: &str, rules: Rules) -> Result<Workflow, Workf
         tasks: ordered,
         retry_delay,
     })
+}
+
+/// Reads the TOML of a workflow file into its raw form: in pieces when [`parse_in_pieces`]
+/// can, otherwise (and for every error) whole, so that errors are the whole file's.
+fn read_toml(source: &str) -> Result<RawWorkflow, toml::de::Error> {
+    match parse_in_pieces(source) {
+        Some(raw) => Ok(raw),
+        None => toml::from_str(source),
+    }
+}
+
+/// The line that starts a task's table in the usual layout; [`parse_in_pieces`] cuts the file
+/// before each one.
+const TASK_LINE: &str = "[[task]]";
+
+/// Reads `source` one task at a time: the part before the first line that is exactly
+/// `[[task]]`, then each part from such a line to the next. `None` when any part does not
+/// read on its own; the caller then reads the file whole.
+///
+/// The `toml` crate holds a whole document as tokens, events and a table of tables before it
+/// deserializes it: about 40 times the file's size (250 MB for a 6 MB file of 100,000 tasks).
+/// Pieces are read and dropped one by one, so only the raw tasks stay.
+///
+/// When every piece reads, the file reads whole to the same tasks: the head may hold only
+/// `name` and `retry_delay` (and no `task` at all), and a piece only tables of `task`, whose
+/// own headers (`[task.env]`) name the piece's last task, as they do in the whole file. A
+/// cut inside a value (a multi-line string or array holding such a line) leaves the piece
+/// before it unterminated, so that piece does not read and the file is read whole.
+fn parse_in_pieces(source: &str) -> Option<RawWorkflow> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for line in source.split_inclusive('\n') {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        if text.strip_suffix('\r').unwrap_or(text) == TASK_LINE {
+            starts.push(at);
+        }
+        at += line.len();
+    }
+    let first = *starts.first()?;
+    let head: RawHead = toml::from_str(&source[..first]).ok()?;
+    if head.task.is_some() {
+        return None;
+    }
+    let mut tasks = Vec::with_capacity(starts.len());
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(source.len());
+        let piece: RawPiece = toml::from_str(&source[start..end]).ok()?;
+        tasks.extend(piece.task.into_iter().map(|task| moved_task(task, start)));
+    }
+    Some(RawWorkflow {
+        name: head.name,
+        retry_delay: head.retry_delay,
+        task: tasks,
+    })
+}
+
+/// `spanned` with its span moved `by` bytes on: from a piece's to the whole file's.
+fn moved<T>(spanned: Spanned<T>, by: usize) -> Spanned<T> {
+    let span = spanned.span();
+    Spanned::new(span.start + by..span.end + by, spanned.into_inner())
+}
+
+/// A task read from a piece starting at byte `by`, with every span moved to the whole file's.
+fn moved_task(task: Spanned<RawTask>, by: usize) -> Spanned<RawTask> {
+    let span = task.span();
+    let raw = task.into_inner();
+    let raw = RawTask {
+        id: raw.id.map(|id| moved(id, by)),
+        run: raw.run.map(|run| moved(run, by)),
+        depends_on: raw.depends_on.into_iter().map(|d| moved(d, by)).collect(),
+        max_attempts: raw.max_attempts.map(|n| moved(n, by)),
+        timeout: raw.timeout.map(|t| moved(t, by)),
+        env: raw
+            .env
+            .into_iter()
+            .map(|(name, value)| (moved(name, by), moved(value, by)))
+            .collect(),
+        cwd: raw.cwd.map(|cwd| moved(cwd, by)),
+        permanent_exit_codes: raw
+            .permanent_exit_codes
+            .into_iter()
+            .map(|code| moved(code, by))
+            .collect(),
+    };
+    Spanned::new(span.start + by..span.end + by, raw)
 }
 
 /// Why a task id cannot be used (ids become file names of captured output).
@@ -776,5 +903,144 @@ impl Workflow {
             max: base.max(RETRY_DELAY_CAP),
             ..RetryPolicy::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Reading a file in pieces must give what reading it whole gives: the same workflow, or
+    //! the same error at the same line and column. These cases compare the two readers.
+
+    use super::*;
+
+    /// Files that read in pieces: workflows, and files whose errors are found once their
+    /// TOML is read.
+    const IN_PIECES: &[&str] = &[
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\nretry_delay = \"2s\"\n\n# the tasks\n[[task]]\nid = \"a\"\nrun = \"echo a\"\n\
+         timeout = \"5s\"\nmax_attempts = 2\ncwd = \"sub\"\npermanent_exit_codes = [3, 4]\n\
+         [task.env]\nB = \"2\"\nA = \"1\"\n\n[[task]]\nid = \"b\"\nrun = \"echo b\"\n\
+         depends_on = [\"a\"]\nenv = { X = \"y\" }\n",
+        // Dependencies named before their tasks, so the order changes.
+        "name = \"w\"\n[[task]]\nid = \"c\"\nrun = \"true\"\ndepends_on = [\"b\", \"a\"]\n\
+         [[task]]\nid = \"b\"\nrun = \"true\"\ndepends_on = [\"a\"]\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        // CRLF line ends, and a header with spaces that stays in the piece before it.
+        "name = \"w\"\r\n[[task]]\r\nid = \"a\"\r\nrun = \"true\"\r\n[[ task ]]\r\nid = \"b\"\r\n\
+         run = \"true\"\r\n[[task]]\r\nid = \"c\"\r\nrun = \"true\"\r\n",
+        // A byte order mark before the head.
+        "\u{feff}name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        // Errors found after the TOML is read, located in later pieces.
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nrun = \"true\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"  \"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \".b\"\nrun = \"x\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ndepends_on = [\"z\"]\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         depends_on = [\"a\", \"a\"]\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ndepends_on = [\"b\"]\n[[task]]\n\
+         id = \"b\"\nrun = \"true\"\ndepends_on = [\"a\"]\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         timeout = \"soon\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         max_attempts = 0\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         permanent_exit_codes = [0]\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         [task.env]\nCAIRN_X = \"1\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n\
+         env = { \"A=B\" = \"1\" }\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"a\\u0000b\"\n",
+        // Errors in the head.
+        "name = \"\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\\tx\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "retry_delay = \"1s\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\nretry_delay = \"never\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    ];
+
+    /// Files that must not be read in pieces (they are read whole).
+    const NOT_CUT: &[&str] = &[
+        // No `[[task]]` line at all.
+        "name = \"w\"\n",
+        "name = \"w\"\n[[ task ]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\ntask = [{ id = \"a\", run = \"true\" }]\n",
+        // `task` defined in the head, then appended to.
+        "name = \"w\"\ntask = []\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\n[[ task ]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n",
+        "name = \"w\"\n[task]\nid = \"a\"\n[[task]]\nid = \"b\"\nrun = \"true\"\n",
+        // A `[[task]]` line inside a multi-line string: the cut would fall inside the value.
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"\"\"\necho\n[[task]]\nid = \"b\"\n\"\"\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = '''\n[[task]]\n'''\n[[task]]\nid = \"b\"\nrun = \"true\"\n",
+        "name = \"\"\"\n[[task]]\n\"\"\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        // ... or inside an array.
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\npermanent_exit_codes = [\n[[task]]\n]\n",
+        // Other tables after a task, which belong to the file, not the task.
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[other]\nx = 1\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[name]\nx = 1\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[task]\nx = 1\n",
+    ];
+
+    /// Files whose TOML is wrong, in a later piece or in the head: read whole for the error.
+    const TOML_ERRORS: &[&str] = &[
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = \"true\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nrun = 5\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nid = \"c\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\nbogus = 1\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ntask.x = 1\n",
+        "name = \"\"\nbogus = 1\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = 5\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \n",
+        "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\r",
+    ];
+
+    fn whole(source: &str) -> Result<RawWorkflow, toml::de::Error> {
+        toml::from_str(source)
+    }
+
+    fn compare(source: &str) {
+        let path = Path::new("dir/w.toml");
+        for rules in [Rules::NewRun, Rules::Copy] {
+            assert_eq!(
+                parse_read(path, source, rules, read_toml),
+                parse_read(path, source, rules, whole),
+                "{source:?} ({rules:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_in_pieces_gives_what_reading_whole_gives() {
+        for source in IN_PIECES {
+            assert!(
+                parse_in_pieces(source).is_some(),
+                "{source:?} should read in pieces"
+            );
+            compare(source);
+        }
+        for source in NOT_CUT.iter().chain(TOML_ERRORS) {
+            compare(source);
+        }
+        // Some of the cases above must be workflows and some errors, or they compare little.
+        let parsed = |s: &str| parse(Path::new("w.toml"), s).is_ok();
+        assert!(IN_PIECES.iter().filter(|s| parsed(s)).count() >= 4);
+        assert!(IN_PIECES.iter().filter(|s| !parsed(s)).count() >= 10);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_cut_safely_is_not_read_in_pieces() {
+        for source in NOT_CUT.iter().chain(TOML_ERRORS) {
+            assert!(
+                parse_in_pieces(source).is_none(),
+                "{source:?} must be read whole"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_in_a_later_piece_point_into_the_whole_file() {
+        let source = "name = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n\n[[task]]\nid = \"b\"\n\
+                      run = \"true\"\ntimeout = \"soon\"\n";
+        let error = parse(Path::new("w.toml"), source).unwrap_err();
+        assert_eq!(error.kind, WorkflowErrorKind::BadDuration);
+        assert_eq!((error.line, error.column), (9, 11));
     }
 }
