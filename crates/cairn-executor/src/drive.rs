@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_checkpoint::{AuditAction, AuditRecord, Checkpointer, RunId};
-use cairn_queue::{EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, Timestamp};
+use cairn_queue::{
+    EnqueuedBy, Outcome, Queue, Status, StatusCounts, TaskError, TaskId, TaskSpec, Timestamp,
+};
 use cairn_telemetry::{emit, names};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -28,6 +30,9 @@ use crate::executor::AcknowledgedHook;
 use crate::handler::{EnqueueRequest, Finish, Registry, TaskContext, TaskFailure};
 use crate::outcome::{CancelCause, FailedTask, RunStop};
 use crate::plan::{Phase, PlannedTask, RunSignals, describe_task};
+
+/// Batches of more events than this do not keep the outbox's room once appended.
+const LARGE_BATCH: usize = 4096;
 
 /// The executor's clock: wall-clock milliseconds at the start of the drive, advanced by
 /// tokio's clock, so paused tokio time in tests drives backoff and timeouts alike.
@@ -257,8 +262,8 @@ impl Drive {
             .map(|t| t.id)
             .collect();
         let mut offset = 0usize;
-        let phases = std::mem::take(&mut self.phases);
-        for (position, phase) in phases.iter().enumerate() {
+        let mut phases = std::mem::take(&mut self.phases);
+        for (position, phase) in phases.iter_mut().enumerate() {
             let index = u32::try_from(position)
                 .map_err(|_| RunStop::Build(format!("phase position {position} is too large")))?;
             if self.queue.phase_completed(index) {
@@ -421,10 +426,14 @@ impl Drive {
     /// Enqueues a phase's tasks, reusing the root tasks an earlier drive already enqueued
     /// for it. Phase tasks are matched by position (the n-th root task of the run), not by
     /// the dedup guard, so two phases holding identical tasks both run.
+    ///
+    /// The planned tasks are used up: each one's inputs move into the queue instead of being
+    /// copied, and the phase keeps no tasks once it is built (only its name is needed after
+    /// that), so a large plan is not held twice for the whole drive.
     fn build_phase(
         &mut self,
         index: u32,
-        phase: &Phase,
+        phase: &mut Phase,
         roots: &[TaskId],
         offset: &mut usize,
     ) -> Result<(), RunStop> {
@@ -436,7 +445,7 @@ impl Drive {
         }
         let now = self.clock.now();
         let mut ids: Vec<TaskId> = Vec::with_capacity(phase.tasks.len());
-        for (position, planned) in phase.tasks.iter().enumerate() {
+        for (position, planned) in phase.tasks.iter_mut().enumerate() {
             if !planned.spec.depends_on.is_empty() {
                 return Err(RunStop::Build(format!(
                     "phase {index} `{}` task {position} (`{}`) names task ids in depends_on; \
@@ -471,7 +480,13 @@ impl Drive {
                 self.name_task(existing, planned);
                 ids.push(existing);
             } else {
-                let spec = planned.spec.clone().depends_on(deps).without_dedup();
+                let spec = TaskSpec {
+                    kind: planned.spec.kind.clone(),
+                    inputs: std::mem::take(&mut planned.spec.inputs),
+                    depends_on: deps,
+                    max_attempts: planned.spec.max_attempts,
+                    dedup: false,
+                };
                 let enqueued = self
                     .queue
                     .enqueue(spec, EnqueuedBy::Root, now)
@@ -486,6 +501,7 @@ impl Drive {
             }
         }
         *offset += phase.tasks.len();
+        phase.tasks = Vec::new();
         Ok(())
     }
 
@@ -512,12 +528,18 @@ impl Drive {
         }
         // Cleared whatever the append's result, as a taken batch would be: a failed append
         // ends the drive, and nothing may append these events a second time. Clearing keeps
-        // the outbox's capacity for the next batch.
+        // the outbox's capacity for the next batch, unless the batch was a large one (a
+        // phase's enqueues): the steady batches are small, and keeping room for a hundred
+        // thousand events would hold megabytes for the rest of the drive.
         let appended = self.checkpointer.append(self.queue.events()).await;
         if let (Ok(()), Some(hook)) = (&appended, &self.on_acknowledged) {
             hook.call(&self.run_id, self.queue.events());
         }
-        self.queue.clear_events();
+        if self.queue.events().len() > LARGE_BATCH {
+            drop(self.queue.take_events());
+        } else {
+            self.queue.clear_events();
+        }
         appended.map_err(RunStop::Checkpoint)?;
         let counts = self.queue.counts();
         if let Ok(mut shared) = self.counts.lock() {
