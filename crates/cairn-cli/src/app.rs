@@ -2858,31 +2858,39 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
             .collect(),
         Err(_) => Vec::new(),
     };
+    // The rows hold all that is shown; the queue can go (a large run's is most of the memory).
+    let peek = peek.map(drop);
     if args.store.json {
-        let tasks: Vec<serde_json::Value> = rows
+        let tasks: Vec<ShowTaskJson<'_>> = rows
             .iter()
             .map(|r| {
                 // As for the run: a done task's error is from an attempt before the one that
                 // succeeded, so it is `earlier_error`, never `error`.
                 let (error, earlier_error) = if r.earlier {
-                    (None, r.error.as_ref())
+                    (None, r.error.as_deref())
                 } else {
-                    (r.error.as_ref(), None)
+                    (r.error.as_deref(), None)
                 };
-                serde_json::json!({
-                    "task": r.task, "status": r.status.as_str(), "attempts": r.attempts,
-                    "max_attempts": r.max_attempts, "duration_ms": r.duration_ms,
-                    "error": error, "earlier_error": earlier_error,
-                })
+                ShowTaskJson {
+                    attempts: r.attempts,
+                    duration_ms: r.duration_ms,
+                    earlier_error,
+                    error,
+                    max_attempts: r.max_attempts,
+                    status: r.status.as_str(),
+                    task: &r.task,
+                }
             })
             .collect();
         outln!(
             "{}",
-            serde_json::json!({
-                "run": meta_json(&meta), "tasks": tasks, "live": held,
-                "output": state.run_output(&run_id),
-                "tasks_error": peek.as_ref().err().map(error_text),
-            })
+            serde_json::to_string(&ShowJson {
+                live: held,
+                output: serde_json::json!(state.run_output(&run_id)),
+                run: meta_json(&meta),
+                tasks,
+                tasks_error: peek.as_ref().err().map(error_text),
+            })?
         );
         return Ok(EXIT_OK);
     }
@@ -2965,6 +2973,30 @@ fn input_preview(input: &str) -> String {
     } else {
         format!("{:?}", preview.text)
     }
+}
+
+/// What `cairn show --json` prints. Its keys are in the order `serde_json::json!` printed
+/// them in (sorted), and each task is written as it is serialized: a JSON value per task took
+/// about a kilobyte each.
+#[derive(serde::Serialize)]
+struct ShowJson<'a> {
+    live: bool,
+    output: serde_json::Value,
+    run: serde_json::Value,
+    tasks: Vec<ShowTaskJson<'a>>,
+    tasks_error: Option<String>,
+}
+
+/// One task of [`ShowJson`], keys sorted likewise.
+#[derive(serde::Serialize)]
+struct ShowTaskJson<'a> {
+    attempts: u32,
+    duration_ms: Option<u64>,
+    earlier_error: Option<&'a str>,
+    error: Option<&'a str>,
+    max_attempts: u32,
+    status: &'static str,
+    task: &'a str,
 }
 
 struct TaskRow {
