@@ -92,6 +92,8 @@ mod jobs;
 pub mod layout;
 mod shared;
 mod store;
+#[cfg(test)]
+mod unit_fixtures;
 mod writer;
 
 pub use error::Error;

@@ -566,30 +566,13 @@ mod tests {
     use std::task::Poll;
     use std::time::Duration;
 
-    use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability, RunId, RunMeta};
-    use cairn_queue::{Event, Timestamp};
+    use cairn_checkpoint::{Checkpointer, CheckpointerFactory, Durability};
 
     use crate::SledFactory;
+    use crate::unit_fixtures::{event, meta};
 
     const AN_HOUR: Duration = Duration::from_secs(3600);
     const HANG_GUARD: Duration = Duration::from_secs(60);
-
-    fn meta(id: &str) -> RunMeta {
-        RunMeta::new(
-            RunId::new(id).expect("valid id"),
-            "wf",
-            "scope",
-            "",
-            Timestamp(1),
-        )
-    }
-
-    fn event(index: u32) -> Event {
-        Event::PhaseStarted {
-            index,
-            name: format!("phase {index}"),
-        }
-    }
 
     /// Polls `future` once with the calling task's waker; whether it is still pending.
     async fn pending_after_one_poll<F: Future + Unpin>(future: &mut F) -> bool {

@@ -191,27 +191,10 @@ mod tests {
 
     use std::sync::atomic::Ordering;
 
-    use cairn_checkpoint::{CheckpointerFactory, Durability, Error, RunId, RunMeta};
-    use cairn_queue::{Event, Timestamp};
+    use cairn_checkpoint::{CheckpointerFactory, Durability, Error};
 
     use crate::SledFactory;
-
-    fn meta(id: &str) -> RunMeta {
-        RunMeta::new(
-            RunId::new(id).expect("valid id"),
-            "wf",
-            "scope",
-            "",
-            Timestamp(1),
-        )
-    }
-
-    fn event(index: u32) -> Event {
-        Event::PhaseStarted {
-            index,
-            name: format!("phase {index}"),
-        }
-    }
+    use crate::unit_fixtures::{event, meta};
 
     async fn failed_flush_poisons(durability: Durability) {
         let dir = tempfile::tempdir().expect("tempdir");
