@@ -719,6 +719,7 @@ pub(crate) fn describe_task<N: std::fmt::Display>(
 /// (unless the run was interrupted in an explicit resume before its retries were journaled:
 /// that resume is finished, see `docs/resume-policy.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Start {
     /// Always begin a new run. Its plan is checked against the registry first
     /// (`Executor::check_plan`), so a plan that cannot run begins nothing.
