@@ -81,6 +81,9 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// cairn-telemetry feature sets that `ci` lints on their own (besides the workspace's).
+const TELEMETRY_FEATURE_SETS: [&str; 3] = ["", "export", "otlp-grpc"];
+
 fn ci() -> Result<(), String> {
     let started = Instant::now();
     run("fmt", ci_cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -96,6 +99,27 @@ fn ci() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    // The workspace build unifies features, so cairn-telemetry's smaller feature sets (the
+    // executor's events-only build, cairn-bench's export without OTLP) are linted apart:
+    // dead code behind a feature gate shows up only there.
+    for features in TELEMETRY_FEATURE_SETS {
+        run(
+            "clippy-features",
+            ci_cargo().args([
+                "clippy",
+                "--locked",
+                "-p",
+                "cairn-telemetry",
+                "--lib",
+                "--no-default-features",
+                "--features",
+                features,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
     run(
         "test",
         // Every crate's tests run even when one fails, so one red crate hides no other.
