@@ -162,6 +162,13 @@ fn store_errors<'a>(
     })
 }
 
+/// Whether `error` is a store's refusal of state a newer cairn build wrote: this build
+/// leaves such a run as it is, so no command of this build can resume or abandon it.
+fn newer_format(error: &anyhow::Error) -> bool {
+    store_errors(error.as_ref())
+        .any(|store| matches!(store, cairn_checkpoint::Error::NewerFormat { .. }))
+}
+
 /// The run whose stored state `error` found damaged (`Corruption`: not a torn last record,
 /// which is cut, nor bad state, which is quarantined), if any.
 fn damaged_run(error: &anyhow::Error) -> Option<cairn_checkpoint::RunId> {
@@ -2214,6 +2221,7 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         "CREATED (UTC)"
     );
     let mut interrupted = 0;
+    let mut newer = 0;
     for (meta, live) in shown.iter().zip(&live) {
         let error = meta
             .error
@@ -2221,7 +2229,12 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
             .filter(|_| meta.status != RunStatus::Completed)
             .map(|e| clip(&e.to_string(), 60))
             .unwrap_or_default();
-        let status = if meta.status == RunStatus::Running && !live {
+        // Only the metadata is read here; a newer journal or queue.json behind current
+        // metadata shows at `cairn show`, which reads them.
+        let status = if meta.format_version > cairn_checkpoint::META_FORMAT_VERSION {
+            newer += 1;
+            "newer build"
+        } else if meta.status == RunStatus::Running && !live {
             interrupted += 1;
             "interrupted"
         } else {
@@ -2242,6 +2255,11 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
     if interrupted > 0 {
         outln!(
             "(interrupted: stored as running, but no process drives it; `cairn resume RUN` goes on with it, `cairn abandon RUN` gives it up)"
+        );
+    }
+    if newer > 0 {
+        outln!(
+            "(newer build: written by a newer cairn build than this one, which leaves it as it is; list, resume or abandon it with that build or a later one)"
         );
     }
     Ok(EXIT_OK)
@@ -2902,6 +2920,10 @@ async fn cmd_show(args: RunRef) -> anyhow::Result<u8> {
     );
     let standing = if held {
         " (live)".to_owned()
+    } else if peek.as_ref().is_err_and(newer_format) {
+        // Resume and abandon both refuse such a run, so advising them would send the reader
+        // round in a circle.
+        " (written by a newer cairn build: this build leaves it as it is; resume, abandon or remove it with that build or a later one)".to_owned()
     } else if meta.status == RunStatus::Running {
         format!(
             " (interrupted: no process drives it; `cairn resume {run_id}` goes on with it, `cairn abandon {run_id}` gives it up)"

@@ -390,3 +390,38 @@ fn a_run_a_newer_build_wrote_is_left_in_place_and_nothing_begins() {
             .exists()
     );
 }
+
+/// `cairn show` and `cairn runs` do not advise `cairn resume` or `cairn abandon` for a run a
+/// newer build wrote, since both refuse it: they name the newer build instead.
+#[test]
+fn show_and_runs_name_the_newer_build_instead_of_advising_a_resume() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_with_queue_format(&sandbox, 999);
+    let show = sandbox.run(&["show", &run_id]);
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show.stderr));
+    let stdout = text(&show.stdout);
+    assert_contains(&stdout, "written by a newer cairn build");
+    assert_lacks(&stdout, "goes on with it");
+    let resume = sandbox.run(&["resume", &run_id]);
+    assert_ne!(
+        resume.status.code(),
+        Some(0),
+        "resume refuses, as show says"
+    );
+
+    let meta_path = sandbox.path(&format!(".cairn/runs/{run_id}/meta.json"));
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).expect("meta.json")).expect("JSON");
+    meta["format_version"] = 7.into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("JSON")).expect("write meta");
+    let runs = sandbox.run(&["runs"]);
+    assert_eq!(runs.status.code(), Some(0), "{}", text(&runs.stderr));
+    let stdout = text(&runs.stdout);
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("{run_id} is listed: {stdout}"));
+    assert_contains(row, "newer build");
+    assert_lacks(&stdout, "interrupted");
+    assert_contains(&stdout, "with that build or a later one");
+}
