@@ -147,17 +147,17 @@ impl Recovered {
     /// drop(run); // the writer is gone, as after its process ended
     ///
     /// let recovered = store.peek(&run_id).await?.expect("the run exists");
-    /// let rebuilt = recovered.queue(QueueConfig::default())?;
+    /// let rebuilt = recovered.queue(&QueueConfig::default())?;
     /// assert_eq!(rebuilt.get(id).map(|task| task.status), Some(Status::Pending));
     /// # Ok(()) }
     /// ```
-    pub fn queue(&self, config: cairn_queue::QueueConfig) -> Result<cairn_queue::Queue> {
-        cairn_queue::Queue::replay(self.snapshot.clone(), &self.events, config).map_err(|source| {
-            crate::Error::Replay {
+    pub fn queue(&self, config: &cairn_queue::QueueConfig) -> Result<cairn_queue::Queue> {
+        cairn_queue::Queue::replay(self.snapshot.clone(), &self.events, config.clone()).map_err(
+            |source| crate::Error::Replay {
                 run_id: self.meta.run_id.clone(),
                 source,
-            }
-        })
+            },
+        )
     }
 }
 

@@ -47,7 +47,7 @@ async fn a_peeked_run_rebuilds_the_queue_its_writer_had_from_snapshot_and_later_
     let recovered = store.peek(&run_id).await.unwrap().expect("the run");
     assert!(recovered.snapshot.is_some(), "the snapshot is part of it");
     assert!(!recovered.events.is_empty(), "so are the events after it");
-    let rebuilt = recovered.queue(QueueConfig::default()).unwrap();
+    let rebuilt = recovered.queue(&QueueConfig::default()).unwrap();
     assert_eq!(rebuilt.snapshot(), queue.snapshot());
     assert_eq!(rebuilt.get(first).unwrap().status, Status::Done);
     assert_eq!(rebuilt.get(second).unwrap().status, Status::Running);
@@ -57,7 +57,7 @@ async fn a_peeked_run_rebuilds_the_queue_its_writer_had_from_snapshot_and_later_
         max_tasks: 1,
         ..QueueConfig::default()
     };
-    let rebuilt = recovered.queue(tight.clone()).unwrap();
+    let rebuilt = recovered.queue(&tight).unwrap();
     assert_eq!(rebuilt.snapshot(), queue.snapshot());
     assert_eq!(rebuilt.config(), &tight);
 }
@@ -79,7 +79,7 @@ fn state_that_does_not_replay_is_a_replay_error_naming_the_run() {
         torn_tail: None,
     };
     let err = recovered
-        .queue(QueueConfig::default())
+        .queue(&QueueConfig::default())
         .expect_err("does not replay");
     let Error::Replay { run_id, .. } = &err else {
         panic!("{err:?}")

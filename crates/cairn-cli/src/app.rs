@@ -1853,7 +1853,10 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
             }
             // Checked before the claim: a refused reload leaves the run as it was.
             let reload = if args.reload {
-                Some(reload::prepare(&state, &run_id, &now, false).await?)
+                // An interrupted explicit resume's adoption finishes its retries; judge the
+                // reload on the tasks as that adoption will leave them.
+                let owed = cairn_executor::retries_owed(state.factory.as_ref(), &run_id).await?;
+                Some(reload::prepare(&state, &run_id, &now, owed).await?)
             } else {
                 None
             };

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use cairn_checkpoint::{RunId, RunMeta};
 use cairn_executor::ReloadChange;
-use cairn_queue::{QueueConfig, Status};
+use cairn_queue::QueueConfig;
 
 use crate::app::UsageError;
 use crate::out::escape_controls;
@@ -125,17 +125,7 @@ pub async fn prepare(
         // What the adoption does before it amends: running tasks are recovered, and a failed
         // run's failed tasks get fresh attempts.
         let now = cairn_checkpoint::wall_clock_now();
-        queue.recover(now);
-        if retry_failed {
-            let failed: Vec<_> = queue
-                .tasks()
-                .filter(|t| t.status == Status::Failed)
-                .map(|t| t.id)
-                .collect();
-            for id in failed {
-                let _ = queue.retry(id, now);
-            }
-        }
+        cairn_executor::take_over(&mut queue, retry_failed, now);
         problems.extend(plan.fit_problems(&queue).iter().map(ToString::to_string));
         let changes = plan.reload_changes(&queue, &QueueConfig::default());
         for change in &changes {

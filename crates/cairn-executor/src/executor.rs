@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::handler::Registry;
 use crate::outcome::{Disposition, RunReport, RunStop, classify};
 use crate::plan::{RunPlan, RunSignals, Start, describe_task};
+use crate::take_over::{TakenOver, take_over};
 
 /// Drives runs of task graphs through a checkpoint store. See the crate docs.
 #[derive(Debug, Clone)]
@@ -837,9 +838,6 @@ impl Executor {
             }
         };
 
-        let recoveries = queue.recover(now);
-        let now_text = now.0.to_string();
-        let names = plan.root_names(&queue);
         // Resuming a failed run means "run it again": failed tasks get fresh attempts and the
         // dependents they blocked return to pending. An interrupted run (found here, or
         // claimed from `running` by the policy) only continues: a task that failed, before
@@ -848,11 +846,12 @@ impl Executor {
         // journaled: that resume is finished now.
         let explicit = claim == Claim::ByPolicy(Retry::FailedTasks);
         let owed = !explicit && self.retry_owed(&run_id).await;
-        let retried = if explicit || owed {
-            retry_failed(&mut queue, now)
-        } else {
-            Vec::new()
-        };
+        let TakenOver {
+            recoveries,
+            retried,
+        } = take_over(&mut queue, explicit || owed, now);
+        let now_text = now.0.to_string();
+        let names = plan.root_names(&queue);
         let mut tasks_reset = 0u64;
         let mut audits = Vec::with_capacity(recoveries.len() + 1);
         for recovery in &recoveries {
@@ -1187,19 +1186,6 @@ enum Retry {
     FailedTasks,
     /// Nothing: failed tasks stay failed (an interrupted run continues).
     Nothing,
-}
-
-/// Gives every failed task of `queue` fresh attempts; returns the ids and kinds retried.
-fn retry_failed(queue: &mut Queue, now: Timestamp) -> Vec<(cairn_queue::TaskId, String)> {
-    let failed: Vec<(cairn_queue::TaskId, String)> = queue
-        .tasks()
-        .filter(|t| t.status == Status::Failed)
-        .map(|t| (t.id, t.kind.clone()))
-        .collect();
-    failed
-        .into_iter()
-        .filter(|(id, _)| queue.retry(*id, now).is_ok())
-        .collect()
 }
 
 /// Epochs as span fields: OpenTelemetry exports `u64` fields as text, `i64` as integers.

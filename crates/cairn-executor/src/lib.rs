@@ -72,6 +72,7 @@ mod executor;
 mod handler;
 mod outcome;
 mod plan;
+mod take_over;
 
 pub use config::{ExecutorConfig, RetryPolicy};
 pub use error::{Error, Result};
@@ -86,6 +87,7 @@ pub use outcome::{
 pub use plan::{
     FitProblem, Phase, PlanProblem, PlannedTask, ReloadChange, RunPlan, RunSignals, Start, TaskAt,
 };
+pub use take_over::{TakenOver, take_over};
 
 pub use async_trait::async_trait;
 /// The storage port (`cairn-checkpoint`), whose factory [`Executor::new`] takes.

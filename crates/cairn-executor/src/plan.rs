@@ -425,9 +425,14 @@ impl RunPlan {
     /// differ from this plan's, in plan order. Roots are matched to planned tasks by
     /// position, as on adoption; positions whose kinds differ are left out (the adopted run
     /// fails with kind `build` for them anyway), and so are planned tasks the run has not
-    /// enqueued yet (a later phase's, which are enqueued from the plan). `queue` is the
+    /// enqueued yet (a later phase's, which are enqueued from the plan). `config` is the
     /// queue's configuration, whose default attempt limit stands for a planned task's
     /// `max_attempts` of `None`.
+    ///
+    /// For a run read back from the store (`Recovered::queue` of a peek), call
+    /// [`crate::take_over`] on the queue first: the changes are then judged on the tasks as
+    /// the adoption will find them (a task a crash left `running` on its last attempt is
+    /// `failed` by then, and an explicit resume's failed tasks are `pending` again).
     ///
     /// # Examples
     ///

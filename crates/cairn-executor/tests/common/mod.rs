@@ -92,7 +92,7 @@ pub async fn stored(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Recove
 pub async fn stored_queue(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Queue {
     stored(factory, run_id)
         .await
-        .queue(QueueConfig::default())
+        .queue(&QueueConfig::default())
         .expect("the journal replays")
 }
 
