@@ -535,9 +535,36 @@ impl ResumePolicy {
             });
         }
         let last = self.last_claim(meta, force)?;
-        // The writer lock is held across the claim and the swap, so a driver that started
-        // meanwhile makes `open` fail with `Locked`, and one that starts later finds the
-        // run cancelled.
+        // Take the lease first, by a claim at the epoch checked above: the store refuses a
+        // claim while a writer holds the run, so the abandon must claim before it opens. A
+        // resumer's claim that lands before this one makes it lose and change nothing: that
+        // claim stands, and the abandon is refused. A writer that opened meanwhile makes it
+        // refused as held: the run is live.
+        let claimed = match self
+            .factory
+            .claim(run_id, RunStatus::Running, meta.lease_epoch)
+            .await?
+        {
+            Ok(claimed) => claimed,
+            Err(conflict) if conflict.held_by_writer() => {
+                return Err(Error::StillRunning {
+                    run_id: run_id.clone(),
+                    live: true,
+                    owner: conflict.current_owner,
+                });
+            }
+            Err(conflict) if conflict.claimed_by_another() => {
+                return Err(self.claimed_during_abandon(
+                    run_id,
+                    conflict.current_owner,
+                    conflict.current_epoch,
+                ));
+            }
+            Err(_) => return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
+        };
+        // Then the writer lock, held until the swap: no claim can land while it is held, so
+        // the lease read under it is the one cancelled, and a driver that comes later finds
+        // the run cancelled.
         //
         // A run whose stored state is damaged cannot be opened by anyone, so no driver holds
         // it (`is_held` said so above) and none can start one: it is abandoned without the
@@ -560,59 +587,31 @@ impl ResumePolicy {
                     run_id: run_id.clone(),
                 });
             }
+            // After this claim only a stale adopter (which sees the claim and lets go) or a
+            // reader holds the lock for a moment; the run is left claimed by this process
+            // and not cancelled, and a second abandon finds it so (its owner, this process,
+            // is then gone or is the abandoner itself).
             Err(cairn_checkpoint::Error::Locked { .. }) => {
                 return Err(Error::StillRunning {
                     run_id: run_id.clone(),
                     live: true,
-                    owner: meta.owner.clone(),
+                    owner: claimed.owner,
                 });
             }
             Err(other) => return Err(other.into()),
         };
-        let current = self.load(run_id).await?;
+        let current = match &opened {
+            Some(opened) => opened.recovered.meta.clone(),
+            None => self.load(run_id).await?,
+        };
         if current.status != RunStatus::Running {
             drop(opened);
             return Ok(Interrupted::Changed(Box::new(current)));
         }
-        if current.lease_epoch != meta.lease_epoch || current.owner != meta.owner {
-            // A resumer claimed it after the checks above: its claim stands.
+        if current.lease_epoch != claimed.lease_epoch {
+            // A resumer claimed it over this claim before the open: its claim stands.
             drop(opened);
-            return Err(Error::ClaimedDuringAbandon {
-                run_id: run_id.clone(),
-                claimer: current.owner,
-            });
-        }
-        // Take the lease before cancelling, by a claim at the epoch checked above. A
-        // resumer's claim (which needs no lock) that lands between that read and this claim
-        // makes this one lose and change nothing: the resumer's claim stands, its owner and
-        // epoch stay recorded, and the abandon is refused. A resumer that claims after this
-        // one expects the epoch it listed, which is gone, or finds the lock held, and backs
-        // off. So a claim is never cancelled under the resumer that made it.
-        let conflict = match self
-            .factory
-            .claim(run_id, RunStatus::Running, current.lease_epoch)
-            .await
-        {
-            Ok(Ok(_)) => None,
-            Ok(Err(conflict)) => Some(conflict),
-            Err(error) => return Err(error.into()),
-        };
-        if let Some(conflict) = conflict {
-            drop(opened);
-            if !conflict.claimed_by_another() {
-                return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
-            }
-            tracing::warn!(
-                target: names::DETAIL_TARGET,
-                run_id = run_id.as_str(),
-                owner = conflict.current_owner.as_ref().map(ToString::to_string),
-                lease_epoch = conflict.current_epoch,
-                "resume policy: abandon refused; another process claimed the run during it"
-            );
-            return Err(Error::ClaimedDuringAbandon {
-                run_id: run_id.clone(),
-                claimer: conflict.current_owner,
-            });
+            return Err(self.claimed_during_abandon(run_id, current.owner, current.lease_epoch));
         }
         let swapped = self
             .factory
@@ -627,6 +626,27 @@ impl ResumePolicy {
                 Ok(Interrupted::Cancelled(Box::new(abandoned)))
             }
             Err(_) => Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
+        }
+    }
+
+    /// The refusal of an abandon whose lease another claim (by `claimer`, at `lease_epoch`)
+    /// took first: the run is that claimer's now.
+    fn claimed_during_abandon(
+        &self,
+        run_id: &RunId,
+        claimer: Option<Owner>,
+        lease_epoch: u64,
+    ) -> Error {
+        tracing::warn!(
+            target: names::DETAIL_TARGET,
+            run_id = run_id.as_str(),
+            owner = claimer.as_ref().map(ToString::to_string),
+            lease_epoch,
+            "resume policy: abandon refused; another process claimed the run during it"
+        );
+        Error::ClaimedDuringAbandon {
+            run_id: run_id.clone(),
+            claimer,
         }
     }
 
