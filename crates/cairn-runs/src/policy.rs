@@ -324,10 +324,10 @@ impl ResumePolicy {
     /// An interrupted run (`running`, no live writer) is abandoned only when its last owner
     /// is known to have exited ([`OwnerLiveness::Exited`]): a resumer claims a run, and
     /// becomes its owner, before it opens it, and that claim must win. The abandon holds the
-    /// run's writer lock and takes the lease itself (a claim at the lease epoch it checked)
-    /// before the swap to `cancelled`, so a driver or resumer that comes in meanwhile makes
-    /// it fail instead of being cancelled under its feet, and an abandon that loses that
-    /// claim changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
+    /// run's writer lock from its check of the lease to the swap to `cancelled`, and the
+    /// store refuses every claim while a writer holds the run, so a resumer that claimed
+    /// before the open makes the abandon fail instead of being cancelled under its feet, and
+    /// one that comes later is refused and changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
     /// owner cannot be checked. An interrupted run whose stored state is damaged
     /// (`cairn_checkpoint::Error::Corruption`, which nobody can open or resume) is abandoned
     /// all the same, without the lock nobody can take; its `Abandoned` audit record names the
@@ -535,36 +535,12 @@ impl ResumePolicy {
             });
         }
         let last = self.last_claim(meta, force)?;
-        // Take the lease first, by a claim at the epoch checked above: the store refuses a
-        // claim while a writer holds the run, so the abandon must claim before it opens. A
-        // resumer's claim that lands before this one makes it lose and change nothing: that
-        // claim stands, and the abandon is refused. A writer that opened meanwhile makes it
-        // refused as held: the run is live.
-        let claimed = match self
-            .factory
-            .claim(run_id, RunStatus::Running, meta.lease_epoch)
-            .await?
-        {
-            Ok(claimed) => claimed,
-            Err(conflict) if conflict.held_by_writer() => {
-                return Err(Error::StillRunning {
-                    run_id: run_id.clone(),
-                    live: true,
-                    owner: conflict.current_owner,
-                });
-            }
-            Err(conflict) if conflict.claimed_by_another() => {
-                return Err(self.claimed_during_abandon(
-                    run_id,
-                    conflict.current_owner,
-                    conflict.current_epoch,
-                ));
-            }
-            Err(_) => return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
-        };
-        // Then the writer lock, held until the swap: no claim can land while it is held, so
-        // the lease read under it is the one cancelled, and a driver that comes later finds
-        // the run cancelled.
+        // The writer lock is held from the check of the lease below to the swap, and the
+        // store refuses every claim while a writer holds the run: a resumer's claim that
+        // comes meanwhile changes nothing, so the lease checked is the one cancelled. A
+        // driver that starts meanwhile makes `open` fail with `Locked`, and one that starts
+        // later finds the run cancelled. The abandon takes no lease of its own: holding the
+        // lock is its fence, and a claim that later lost would have moved the lease anyway.
         //
         // A run whose stored state is damaged cannot be opened by anyone, so no driver holds
         // it (`is_held` said so above) and none can start one: it is abandoned without the
@@ -587,15 +563,11 @@ impl ResumePolicy {
                     run_id: run_id.clone(),
                 });
             }
-            // After this claim only a stale adopter (which sees the claim and lets go) or a
-            // reader holds the lock for a moment; the run is left claimed by this process
-            // and not cancelled, and a second abandon finds it so (its owner, this process,
-            // is then gone or is the abandoner itself).
             Err(cairn_checkpoint::Error::Locked { .. }) => {
                 return Err(Error::StillRunning {
                     run_id: run_id.clone(),
                     live: true,
-                    owner: claimed.owner,
+                    owner: meta.owner.clone(),
                 });
             }
             Err(other) => return Err(other.into()),
@@ -608,10 +580,30 @@ impl ResumePolicy {
             drop(opened);
             return Ok(Interrupted::Changed(Box::new(current)));
         }
-        if current.lease_epoch != claimed.lease_epoch {
-            // A resumer claimed it over this claim before the open: its claim stands.
+        if current.lease_epoch != meta.lease_epoch || current.owner != meta.owner {
+            // A resumer claimed it after the checks above, before the open: its claim stands.
             drop(opened);
             return Err(self.claimed_during_abandon(run_id, current.owner, current.lease_epoch));
+        }
+        if opened.is_none() {
+            // No lock fences a damaged run: a claim at the epoch checked does. A resumer's
+            // claim that lands between the read and this claim makes this one lose and change
+            // nothing; one that comes later expects an epoch that is gone.
+            match self
+                .factory
+                .claim(run_id, RunStatus::Running, current.lease_epoch)
+                .await?
+            {
+                Ok(_) => {}
+                Err(conflict) if conflict.claimed_by_another() => {
+                    return Err(self.claimed_during_abandon(
+                        run_id,
+                        conflict.current_owner,
+                        conflict.current_epoch,
+                    ));
+                }
+                Err(_) => return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
+            }
         }
         let swapped = self
             .factory
