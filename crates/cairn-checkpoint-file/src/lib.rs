@@ -135,7 +135,12 @@
 //!
 //! One writer per run, across processes: `open` and `begin` take `lock` with
 //! `File::try_lock` and write the holder's pid and host into it, so `Error::Locked` names
-//! them. `is_held` tries the same lock (and releases it at once). `peek` opens `lock`
+//! them; `open` takes it while holding `meta.lock` (which `begin` creates). `is_held` tries
+//! the same lock shared, under `meta.lock` when it can take it, and releases it at once.
+//! A claim (and a status swap to `running`) probes it the same way under the `meta.lock` it
+//! decides under, and is refused while a writer holds it; since `open` takes the writer lock
+//! under `meta.lock` too, no writer can come between the probe and the claim, and no probe
+//! makes an `open` fail with `Locked`. `peek` opens `lock`
 //! read-only and takes it shared (`File::try_lock_shared`) while it reads, writing nothing,
 //! so a read-only state folder can be looked at and no writer changes the files under it. Status compare-and-swap
 //! and `claim` hold `meta.lock` (blocking `File::lock`) around reading and atomically

@@ -402,18 +402,71 @@ impl Store {
     }
 
     pub(crate) fn is_held(&self, run_id: &RunId) -> Result<bool> {
-        let dir = self.run_dir(run_id);
-        let path = dir.join(LOCK_FILE);
-        let file = match self.fs.open(&path, OpenMode::Read) {
+        // Probed under `meta.lock` when it can be taken, as `open` takes the writer lock
+        // under it, so this probe never makes an `open` fail with `Locked`. Best effort: a
+        // read-only store, or a run with no `meta.lock`, is probed without it.
+        let path = self.run_dir(run_id).join(META_LOCK_FILE);
+        let guard = self
+            .fs
+            .open(&path, OpenMode::Read)
+            .ok()
+            .filter(|lock| lock.lock().is_ok());
+        let held = self.writer_holder(run_id)?.is_some();
+        drop(guard);
+        Ok(held)
+    }
+
+    /// Who holds the run's writer lock, if anyone: the lock is tried shared, on the lock
+    /// file opened read-only, and released at once. Shared, so the probe never makes another
+    /// probe or a `peek` look like a writer (only an exclusive holder refuses it); `open`
+    /// takes the writer lock under `meta.lock`, so a probe made under `meta.lock` (a claim's,
+    /// `is_held`'s) never makes that open fail either.
+    fn writer_holder(&self, run_id: &RunId) -> Result<Option<String>> {
+        let path = self.run_dir(run_id).join(LOCK_FILE);
+        let mut file = match self.fs.open(&path, OpenMode::Read) {
             Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(io_error("open", &path)(err)),
         };
-        let free = file.try_lock().map_err(io_error("lock", &path))?;
-        if free {
+        if file.try_lock_shared().map_err(io_error("lock", &path))? {
             file.unlock().map_err(io_error("unlock", &path))?;
+            return Ok(None);
         }
-        Ok(!free)
+        match locked(run_id, &mut *file) {
+            Error::Locked { holder, .. } => Ok(Some(holder)),
+            _ => Ok(Some("an unknown process".to_owned())),
+        }
+    }
+
+    /// Takes the run's `meta.lock` for `open` to take the writer lock under, so a claim
+    /// (which probes the writer lock under `meta.lock`) sees either no writer and a
+    /// `meta.json` the open has not read yet, or the writer. `None` when `meta.lock` cannot
+    /// be opened because the folder is gone or something foreign stands in its place: the
+    /// writer lock is then taken alone, and its own checks decide (claims refuse such a run
+    /// anyway, since `update_meta` cannot open `meta.lock` either).
+    ///
+    /// It is opened read-only when it exists (every run begun by this build has one), so an
+    /// open that is refused leaves the folder's files exactly as they were; a run begun by
+    /// an older build gets one.
+    fn meta_lock_for_open(&self, dir: &Path) -> Result<Option<Box<dyn FsFile>>> {
+        let path = dir.join(META_LOCK_FILE);
+        let opened = match self.fs.open(&path, OpenMode::Read) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                self.fs.open(&path, OpenMode::ReadWrite)
+            }
+            other => other,
+        };
+        let lock = match opened {
+            Ok(lock) => lock,
+            Err(err)
+                if err.kind() == io::ErrorKind::NotFound || foreign_in_place(&err).is_some() =>
+            {
+                return Ok(None);
+            }
+            Err(err) => return Err(io_error("open", &path)(err)),
+        };
+        lock.lock().map_err(io_error("lock", &path))?;
+        Ok(Some(lock))
     }
 
     /// Whether the id was ever quarantined (then it can never be begun again).
@@ -440,6 +493,13 @@ impl Store {
             .create_dir(&staging)
             .map_err(io_error("create_dir", &staging))?;
         let lock = self.take_writer_lock(run_id, &staging)?;
+        // Created here, so `open` finds it and only reads it (`meta_lock_for_open`).
+        let meta_lock = staging.join(META_LOCK_FILE);
+        drop(
+            self.fs
+                .open(&meta_lock, OpenMode::ReadWrite)
+                .map_err(io_error("create", &meta_lock))?,
+        );
         let meta_bytes = serde_json::to_vec_pretty(meta).map_err(encoding("run metadata"))?;
         self.write_atomic(&staging, META_FILE, &meta_bytes)?;
         let journal = staging.join(JOURNAL_FILE);
@@ -709,30 +769,46 @@ impl Store {
         from: RunStatus,
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
-        self.decide_meta(run_id, |meta| meta.swap_status(from, to, wall_clock_now()))
+        // Only a swap to `running` is a claim, so only it looks for a live writer.
+        let probe = to == RunStatus::Running;
+        self.decide_meta(run_id, probe, |meta, held| {
+            meta.swap_status_unless_held(from, to, wall_clock_now(), held)
+        })
     }
 
     /// The port's claim: compared on the status and the lease epoch under `meta.lock`, so a
-    /// losing claim leaves `meta.json` untouched.
+    /// losing claim leaves `meta.json` untouched, and refused while a live writer holds the
+    /// run (probed under the same `meta.lock`, which `open` takes its writer lock under).
     pub(crate) fn claim(
         &self,
         run_id: &RunId,
         from: RunStatus,
         expected_epoch: u64,
     ) -> Result<Result<RunMeta, StatusConflict>> {
-        self.decide_meta(run_id, |meta| {
-            meta.claim(from, expected_epoch, wall_clock_now())
+        self.decide_meta(run_id, true, |meta, held| {
+            meta.claim_unless_held(from, expected_epoch, wall_clock_now(), held)
         })
     }
 
     /// Runs a swap or claim rule on `meta.json` under `meta.lock`; writes only what it won.
+    /// With `probe`, the rule is told who holds the run's writer lock, probed under
+    /// `meta.lock` as well.
     fn decide_meta(
         &self,
         run_id: &RunId,
-        rule: impl FnOnce(&mut RunMeta) -> Result<Result<RunMeta, StatusConflict>>,
+        probe: bool,
+        rule: impl FnOnce(&mut RunMeta, Option<&str>) -> Result<Result<RunMeta, StatusConflict>>,
     ) -> Result<Result<RunMeta, StatusConflict>> {
         let mut conflict = None;
-        let won = self.update_meta(run_id, |meta| match rule(meta)? {
+        let decide = |meta: &mut RunMeta| {
+            let held = if probe {
+                self.writer_holder(run_id)?
+            } else {
+                None
+            };
+            rule(meta, held.as_deref())
+        };
+        let won = self.update_meta(run_id, |meta| match decide(meta)? {
             Ok(meta) => Ok(Some(meta)),
             Err(c) => {
                 conflict = Some(c);
@@ -1021,7 +1097,11 @@ impl Store {
         if !self.exists(&dir)? {
             return Ok(None);
         }
-        let lock = match self.take_writer_lock(run_id, &dir) {
+        // Held only while the writer lock is taken: a claim decides under it.
+        let meta_lock = self.meta_lock_for_open(&dir)?;
+        let taken = self.take_writer_lock(run_id, &dir);
+        drop(meta_lock);
+        let lock = match taken {
             Ok(lock) => lock,
             // The folder was removed or quarantined between the check and the lock.
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {

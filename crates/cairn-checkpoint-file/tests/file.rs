@@ -1743,3 +1743,52 @@ fn a_folder_where_a_run_file_belongs_moves_the_run_to_quarantine() {
         }
     });
 }
+
+/// A claim probes the run's writer lock, and so does `is_held`; neither probe ever makes a
+/// concurrent `open` fail with `Locked`, because `open` takes the writer lock under
+/// `meta.lock`, under which both probe (review 52 F3: a claim refuses while a writer holds
+/// the run, so it must look, and its look must not get in a driver's way).
+#[test]
+fn probes_never_make_a_concurrent_open_fail_with_locked() {
+    common::run_bounded(async {
+        let h = FileHarness::new();
+        let factory = h.file_factory();
+        let id = RunId::new("probed").unwrap();
+        drop(factory.begin(meta("probed")).await.unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let prober = {
+            let (factory, id) = (h.file_factory(), id.clone());
+            let (stop, probes) = (Arc::clone(&stop), Arc::clone(&probes));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        // A claim at an epoch that never matches: it probes, then loses.
+                        let lost = factory.claim(&id, RunStatus::Running, 99).await.unwrap();
+                        assert!(lost.is_err(), "{lost:?}");
+                        factory.is_held(&id).await.unwrap();
+                        probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            })
+        };
+        // The opens start once the prober is going, so they overlap its probes.
+        while probes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for round in 0..400 {
+            match factory.open(&id).await {
+                Ok(Some(opened)) => drop(opened),
+                other => panic!("open {round} beside the probes: {other:?}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        prober.join().expect("the prober");
+        let stored = factory.load_meta(&id).await.unwrap().unwrap();
+        assert_eq!(stored.lease_epoch, 1, "no probing claim won");
+    });
+}

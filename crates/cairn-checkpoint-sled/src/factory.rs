@@ -237,12 +237,19 @@ impl CheckpointerFactory for SledFactory {
         from: RunStatus,
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
-        let swapped = self.shared.swap_meta(run_id, |meta| {
-            // The shared rule: a conflict is a value; a swap out of a terminal status is an error.
-            let mut next = meta.clone();
-            Ok(match next.swap_status(from, to, wall_clock_now())? {
-                Ok(swapped) => MetaStep::Write(Box::new(swapped)),
-                Err(conflict) => MetaStep::Keep(conflict),
+        // A swap to `running` is a claim: decided and written while no writer can open the
+        // run, and refused while one holds it.
+        let swapped = self.shared.with_holder(run_id, |held| {
+            self.shared.swap_meta(run_id, |meta| {
+                // The shared rule: a conflict is a value; a swap out of a terminal status is
+                // an error.
+                let mut next = meta.clone();
+                Ok(
+                    match next.swap_status_unless_held(from, to, wall_clock_now(), held)? {
+                        Ok(swapped) => MetaStep::Write(Box::new(swapped)),
+                        Err(conflict) => MetaStep::Keep(conflict),
+                    },
+                )
             })
         })?;
         if swapped.is_ok() {
@@ -257,13 +264,19 @@ impl CheckpointerFactory for SledFactory {
         from: RunStatus,
         expected_epoch: u64,
     ) -> Result<Result<RunMeta, StatusConflict>> {
-        let claimed = self.shared.swap_meta(run_id, |meta| {
-            // The shared rule, compared on the status and the lease epoch; a lost claim is
-            // kept as a value and nothing is written.
-            let mut next = meta.clone();
-            Ok(match next.claim(from, expected_epoch, wall_clock_now())? {
-                Ok(claimed) => MetaStep::Write(Box::new(claimed)),
-                Err(conflict) => MetaStep::Keep(conflict),
+        // Decided and written while no writer can open the run (`Shared::with_holder`), and
+        // refused while one holds it.
+        let claimed = self.shared.with_holder(run_id, |held| {
+            self.shared.swap_meta(run_id, |meta| {
+                // The shared rule, compared on the status and the lease epoch; a lost claim
+                // is kept as a value and nothing is written.
+                let mut next = meta.clone();
+                Ok(
+                    match next.claim_unless_held(from, expected_epoch, wall_clock_now(), held)? {
+                        Ok(claimed) => MetaStep::Write(Box::new(claimed)),
+                        Err(conflict) => MetaStep::Keep(conflict),
+                    },
+                )
             })
         })?;
         if claimed.is_ok() {

@@ -352,6 +352,18 @@ impl Shared {
         }
     }
 
+    /// Runs `decide` with the holder of `run_id`'s slot (if any) while no slot can be taken
+    /// or released, so a claim decided and written inside it cannot meet a writer that
+    /// opened between its check and its write (`acquire` waits for it).
+    pub(crate) fn with_holder<T>(
+        &self,
+        run_id: &RunId,
+        decide: impl FnOnce(Option<&str>) -> T,
+    ) -> T {
+        let writers = lock(&self.writers);
+        decide(writers.get(run_id).map(|h| h.description.as_str()))
+    }
+
     /// Who holds `run_id`'s slot, if anyone.
     pub(crate) fn holder(&self, run_id: &RunId) -> Option<String> {
         lock(&self.writers)

@@ -365,7 +365,11 @@ impl CheckpointerFactory for MemoryFactory {
             run_id: run_id.clone(),
         })?;
         refuse_newer(run_id, &run.meta)?;
-        run.meta.swap_status(from, to, wall_clock_now())
+        // Decided under the store's mutex, which `open` takes too: no writer can come
+        // between this check and the swap.
+        let held = run.writer.is_some().then(holder_text);
+        run.meta
+            .swap_status_unless_held(from, to, wall_clock_now(), held.as_deref())
     }
 
     async fn claim(
@@ -379,7 +383,9 @@ impl CheckpointerFactory for MemoryFactory {
             run_id: run_id.clone(),
         })?;
         refuse_newer(run_id, &run.meta)?;
-        run.meta.claim(from, expected_epoch, wall_clock_now())
+        let held = run.writer.is_some().then(holder_text);
+        run.meta
+            .claim_unless_held(from, expected_epoch, wall_clock_now(), held.as_deref())
     }
 
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {

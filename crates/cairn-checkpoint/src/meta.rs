@@ -474,6 +474,87 @@ impl RunMeta {
         Ok(Ok(self.clone()))
     }
 
+    /// [`RunMeta::claim`] with the port's writer-lock rule on top, for adapters: `held_by`
+    /// names the live writer that holds the run's writer lock, if any, as the adapter saw
+    /// it under the same lock that makes the claim atomic. A claim that would win is
+    /// refused while a writer holds the run, so the stored lease never moves under a live
+    /// writer; a claim that would lose anyway reports that loss.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunMeta::claim`]; a refusal for a held run is `Ok(Err(conflict))` with
+    /// `conflict.held_by` set, and `self` is left unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let held = meta.claim_unless_held(RunStatus::Running, 1, Timestamp(1), Some("pid 7"))?;
+    /// assert_eq!(held.unwrap_err().held_by.as_deref(), Some("pid 7"));
+    /// let won = meta.claim_unless_held(RunStatus::Running, 1, Timestamp(2), None)?.unwrap();
+    /// assert_eq!(won.lease_epoch, 2);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn claim_unless_held(
+        &mut self,
+        from: RunStatus,
+        expected_epoch: u64,
+        now: Timestamp,
+        held_by: Option<&str>,
+    ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
+        let Some(holder) = held_by else {
+            return self.claim(from, expected_epoch, now);
+        };
+        // Decided on a copy, so a refusal leaves `self` exactly as it was.
+        let mut next = self.clone();
+        Ok(match next.claim(from, expected_epoch, now)? {
+            Ok(_) => Err(self.held_conflict(from, Some(expected_epoch), holder)),
+            Err(conflict) => Err(conflict),
+        })
+    }
+
+    /// [`RunMeta::swap_status`] with the port's writer-lock rule on top, for adapters: a
+    /// swap to `Running` is a claim, so while `held_by` names a live writer of the run it
+    /// is refused as [`RunMeta::claim_unless_held`] refuses. Swaps to other statuses ignore
+    /// `held_by`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunMeta::swap_status`]; a refusal for a held run is `Ok(Err(conflict))` with
+    /// `conflict.held_by` set, and `self` is left unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let held = Some("pid 7");
+    /// meta.swap_status_unless_held(RunStatus::Running, RunStatus::Paused, Timestamp(1), held)?.unwrap();
+    /// let refused = meta.swap_status_unless_held(RunStatus::Paused, RunStatus::Running, Timestamp(2), held)?;
+    /// assert!(refused.unwrap_err().held_by_writer());
+    /// assert_eq!((meta.status, meta.lease_epoch), (RunStatus::Paused, 1));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn swap_status_unless_held(
+        &mut self,
+        from: RunStatus,
+        to: RunStatus,
+        now: Timestamp,
+        held_by: Option<&str>,
+    ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
+        let Some(holder) = held_by.filter(|_| to == RunStatus::Running) else {
+            return self.swap_status(from, to, now);
+        };
+        let mut next = self.clone();
+        Ok(match next.swap_status(from, to, now)? {
+            Ok(_) => Err(self.held_conflict(from, None, holder)),
+            Err(conflict) => Err(conflict),
+        })
+    }
+
     /// The conflict a swap or claim expecting `expected` (at `expected_epoch`) meets here.
     fn conflict(&self, expected: RunStatus, expected_epoch: Option<u64>) -> crate::StatusConflict {
         crate::StatusConflict {
@@ -482,6 +563,20 @@ impl RunMeta {
             expected_epoch,
             current_epoch: self.lease_epoch,
             current_owner: self.owner.clone(),
+            held_by: None,
+        }
+    }
+
+    /// The conflict of a claim that would have won but meets a live writer, `holder`.
+    fn held_conflict(
+        &self,
+        expected: RunStatus,
+        expected_epoch: Option<u64>,
+        holder: &str,
+    ) -> crate::StatusConflict {
+        crate::StatusConflict {
+            held_by: Some(holder.to_owned()),
+            ..self.conflict(expected, expected_epoch)
         }
     }
 

@@ -46,11 +46,16 @@ pub struct StatusConflict {
     pub current_epoch: u64,
     /// The owner actually stored: after a lost claim, the process whose claim won.
     pub current_owner: Option<Owner>,
+    /// Set when a claim (or a swap to `Running`) that would otherwise have won was refused
+    /// because a live writer holds the run's writer lock: who holds it, as `Error::Locked`
+    /// names a holder. The run is that writer's; the stored lease is left as it is.
+    pub held_by: Option<String>,
 }
 
 impl StatusConflict {
-    /// Whether the status was the expected one but another claim moved the lease epoch on:
-    /// the run is `current_owner`'s now.
+    /// Whether the run is another's now: the status was the expected one but another claim
+    /// moved the lease epoch on (the run is `current_owner`'s), or a live writer holds the
+    /// run's lock ([`StatusConflict::held_by_writer`]).
     ///
     /// # Examples
     ///
@@ -65,16 +70,39 @@ impl StatusConflict {
     /// # Ok::<(), cairn_checkpoint::Error>(())
     /// ```
     pub fn claimed_by_another(&self) -> bool {
-        self.current == self.expected
-            && self
-                .expected_epoch
-                .is_some_and(|expected| expected != self.current_epoch)
+        self.held_by_writer()
+            || (self.current == self.expected
+                && self
+                    .expected_epoch
+                    .is_some_and(|expected| expected != self.current_epoch))
+    }
+
+    /// Whether the claim was refused because a live writer holds the run's writer lock
+    /// (`held_by` names it), whatever the stored status and epoch say.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let held = meta
+    ///     .claim_unless_held(RunStatus::Running, 1, Timestamp(1), Some("pid 7"))?
+    ///     .unwrap_err();
+    /// assert!(held.held_by_writer() && held.claimed_by_another());
+    /// assert_eq!(meta.lease_epoch, 1);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn held_by_writer(&self) -> bool {
+        self.held_by.is_some()
     }
 }
 
 impl fmt::Display for StatusConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.claimed_by_another() {
+        if let Some(holder) = &self.held_by {
+            write!(f, "a live writer holds it ({holder})")
+        } else if self.claimed_by_another() {
             write!(
                 f,
                 "it was claimed at lease epoch {} by {}, not at epoch {}",
@@ -443,7 +471,9 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// Returns `Ok(Err(conflict))` when the stored status is not `from`, and MUST change
     /// nothing then. When `to` is `Running` the swap is a claim: it MUST increase
-    /// `lease_epoch` by one and record the calling process as owner. `Running → Running` is
+    /// `lease_epoch` by one and record the calling process as owner, and, as
+    /// [`CheckpointerFactory::claim`], it MUST be refused (`conflict.held_by` set, nothing
+    /// changed) while a live writer holds the run's lock. `Running → Running` is
     /// allowed, but it always finds `running`, so racing re-claims all win: claim a run read
     /// at a known epoch with [`CheckpointerFactory::claim`] instead. A swap to a terminal
     /// status or `Failed` MUST set `finished_at`. A swap out of `Completed` or `Cancelled`
@@ -466,8 +496,18 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// status, epoch and owner, and MUST change nothing: not the status, epoch, owner or
     /// `updated_at`, nor any stored byte. A claim whose `from` matches but is `Completed` or
     /// `Cancelled` MUST fail with `Terminal` and change nothing. `NotFound` for an unknown
-    /// run. It MUST NOT need the run's writer lock: its holder may claim too. (`RunMeta::claim`
-    /// implements these rules for adapters.)
+    /// run.
+    ///
+    /// A claim that would win MUST be refused while a live writer (from `begin` or `open`,
+    /// in any process, through any factory) holds the run's writer lock: `Ok(Err(conflict))`
+    /// with `conflict.held_by` naming the holder (`StatusConflict::held_by_writer`, and
+    /// `claimed_by_another` is true), changing nothing. The check MUST be atomic with the
+    /// claim and with `open`'s taking of the lock: no writer may take the lock between the
+    /// check and the stored claim, so the stored lease is always the one a live writer
+    /// drives under. Its holder therefore cannot claim either: claim first, then open, and
+    /// check on what the open read that the stored epoch is the one claimed. The check
+    /// SHOULD NOT make a concurrent `open` fail with `Locked`. (`RunMeta::claim_unless_held`
+    /// implements these rules for adapters, given the holder.)
     ///
     /// # Errors
     ///
@@ -481,7 +521,8 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
         expected_epoch: u64,
     ) -> Result<Result<RunMeta, StatusConflict>>;
 
-    /// Whether a live writer currently holds the run's lock (in any process).
+    /// Whether a live writer currently holds the run's lock (in any process). The answer
+    /// can be stale by the time it is used; a claim checks again, atomically.
     ///
     /// # Errors
     ///

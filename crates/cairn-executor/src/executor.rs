@@ -87,8 +87,6 @@ struct Adopted {
 enum Refusal {
     /// Its state does not fit: quarantine it.
     Unfit(String),
-    /// The store itself refused (and already quarantined bad state, per the port contract).
-    Store(cairn_checkpoint::Error),
     /// It is not `running` (nobody claimed it), or someone else claimed or finished it
     /// meanwhile: leave it alone. `status` is the status it was found in.
     Gone { status: RunStatus, reason: String },
@@ -612,7 +610,54 @@ impl Executor {
                 self.quarantine(&run_id, &reason, now).await;
                 continue;
             }
-            match open_through_probes(&*self.factory, &run_id, PROBE_PATIENCE).await {
+            // Claimed before it is opened, at the epoch listed: a claim is refused while a
+            // live writer holds the run, so this process must not hold it yet, and of several
+            // processes that listed the run at this epoch exactly one wins.
+            let claimed = match self
+                .factory
+                .claim(&run_id, RunStatus::Running, listed.lease_epoch)
+                .await
+            {
+                Ok(Ok(claimed)) => claimed,
+                Ok(Err(conflict)) => {
+                    tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, conflict = %conflict, "interrupted run not adopted");
+                    // Claimed or opened by another process: it drives the run now. A run
+                    // whose status changed meanwhile is no longer interrupted.
+                    if conflict.claimed_by_another() {
+                        driven_elsewhere.get_or_insert((
+                            run_id,
+                            format!("another process claimed it while adopting it ({conflict})"),
+                        ));
+                    }
+                    continue;
+                }
+                Err(cairn_checkpoint::Error::NotFound { .. }) => continue,
+                Err(source) if source.is_bad_state() => {
+                    self.bad_state(&run_id, &source, now).await;
+                    continue;
+                }
+                Err(source) => return Err(Error::Open { run_id, source }),
+            };
+            // After the claim only a short-lived holder can hold the lock (a probe, an
+            // abandon or a stale adopter that sees the claim and lets go), so the open
+            // waits for it as a policy-claimed adoption does.
+            let opened = match open_claimed_run(&*self.factory, &run_id).await {
+                // The claim is the stored lease: a later claim is refused while this writer
+                // holds the run, so only one that came before the open can have moved it.
+                Ok(Some(opened)) => {
+                    match lease_moved(&opened.recovered.meta, claimed.lease_epoch) {
+                        Some(moved) => {
+                            drop(opened);
+                            tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, reason = %moved, "interrupted run not adopted");
+                            driven_elsewhere.get_or_insert((run_id, moved.to_string()));
+                            continue;
+                        }
+                        None => Ok(Some(opened)),
+                    }
+                }
+                other => other,
+            };
+            match opened {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
                     match self
@@ -631,7 +676,6 @@ impl Executor {
                                 driven_elsewhere.get_or_insert((run_id, reason));
                             }
                         }
-                        Err(Refusal::Store(source)) => return Err(Error::Open { run_id, source }),
                     }
                 }
                 Err(source) if source.is_bad_state() => {
@@ -680,8 +724,8 @@ impl Executor {
         }
         let opened = match open_claimed_run(&*self.factory, run_id).await {
             // Checked again on what the open read under the writer lock, which sees a claim
-            // that came in since the check above. (A claim takes no lock, so one can still
-            // come later; its claimer's open then fails with `Locked` while this one drives.)
+            // that came in since the check above. No claim can come later: the store refuses
+            // a claim while a writer holds the run.
             Ok(Some(opened)) => {
                 match claimed_epoch.and_then(|c| lease_moved(&opened.recovered.meta, c)) {
                     Some(moved) => {
@@ -735,15 +779,11 @@ impl Executor {
                 run_id: run_id.clone(),
                 status,
             }),
-            Err(Refusal::Store(source)) => Err(Error::Open {
-                run_id: run_id.clone(),
-                source,
-            }),
         }
     }
 
-    /// Checks an opened run, claims it (when `claim` says so), replays it and applies
-    /// recovery.
+    /// Checks an opened run (claimed before it was opened, as `claim` says by whom),
+    /// replays it and applies recovery.
     async fn take_over(
         &self,
         plan: &RunPlan,
@@ -778,41 +818,11 @@ impl Executor {
         }
         let run_id = recovered.meta.run_id.clone();
         let input = recovered.meta.input.clone();
-        let (previous_epoch, lease_epoch) = if claim == Claim::Here {
-            // A claim at the epoch read on open: the store bumps the lease epoch, so a writer
-            // from an older epoch can be told apart, and if another process claimed the run
-            // since (a resume policy claims before it opens), that claim stands and this one
-            // changes nothing.
-            match self
-                .factory
-                .claim(&run_id, RunStatus::Running, recovered.meta.lease_epoch)
-                .await
-            {
-                Ok(Ok(meta)) => (recovered.meta.lease_epoch, meta.lease_epoch),
-                Ok(Err(conflict)) if conflict.claimed_by_another() => {
-                    return Err(Refusal::Gone {
-                        status: conflict.current,
-                        reason: format!(
-                            "another process claimed it while adopting it ({conflict})"
-                        ),
-                    });
-                }
-                Ok(Err(conflict)) => {
-                    return Err(Refusal::Gone {
-                        status: conflict.current,
-                        reason: format!(
-                            "its status changed to {} while adopting it",
-                            conflict.current
-                        ),
-                    });
-                }
-                Err(source) => return Err(Refusal::Store(source)),
-            }
-        } else {
-            // The resume policy's compare-and-swap already bumped the epoch.
-            let epoch = recovered.meta.lease_epoch;
-            (epoch.saturating_sub(1), epoch)
-        };
+        // Every take-over is claimed before its open (`Start::Auto` here, or the resume
+        // policy), since a claim is refused while a writer holds the run; that claim bumped
+        // the epoch by one.
+        let lease_epoch = recovered.meta.lease_epoch;
+        let previous_epoch = lease_epoch.saturating_sub(1);
 
         let mut phases_started: BTreeSet<u32> = recovered
             .snapshot
@@ -1050,14 +1060,10 @@ fn lease_moved(meta: &RunMeta, claimed: u64) -> Option<Error> {
     })
 }
 
-/// How long `open` keeps trying while the run's lock is held only for a moment: another
-/// process asking `is_held` takes it for an instant.
-const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(300);
-
 /// How long the `open` of a run the resume policy just claimed keeps trying while its lock
 /// is held. After that claim only a short-lived holder can hold the lock: an abandon that
-/// began before the claim (it sees the claim, refuses and lets go), a probe, or a
-/// `Start::Auto` driver whose own claim lost. Giving up at once would leave the run claimed
+/// began before the claim (it sees the claim, refuses and lets go), a probe, or an adopter
+/// whose claimed epoch is not the stored one. Giving up at once would leave the run claimed
 /// and undriven, with both commands failed.
 const ADOPT_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -1173,7 +1179,7 @@ const RETRIES_JOURNALED: &str = "failed_tasks_retried";
 /// Who claimed a run being taken over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Claim {
-    /// `Start::Auto` found it interrupted and claims it here.
+    /// `Start::Auto` found it interrupted and claimed it before opening it.
     Here,
     /// The resume policy claimed it before `Start::Adopt` or `Start::AdoptInterrupted`.
     ByPolicy(Retry),

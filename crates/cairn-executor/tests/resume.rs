@@ -284,9 +284,11 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
     assert!(lines[0].contains("format version 0"));
 }
 
+/// Another process that listed the run just before `Start::Auto` opened it claims it at the
+/// epoch the open read: the store refuses that claim while the adoption's writer holds the
+/// run, and the adoption drives it under its own claim.
 #[tokio::test]
-async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it_and_nothing_begins()
- {
+async fn a_claim_after_the_adoption_opened_the_run_is_refused_and_the_adoption_drives_it() {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let listed = store.load_meta(&old).await.unwrap().unwrap();
@@ -294,6 +296,59 @@ async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it
         store.clone(),
         Damage {
             claimed_after_open: true,
+            ..Damage::default()
+        },
+    );
+    let other_claims = Arc::clone(&doctored.other_claims);
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let report = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            Start::Auto,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    // `Start::Auto` claimed the run before it opened it, so the other process's claim,
+    // which expected the epoch the open read, met the adoption's writer and was refused
+    // (review 52 F3): the stored lease stayed the one the adoption drove under.
+    assert!(report.resumed, "{report:?}");
+    assert_eq!(report.run_id, old);
+    assert_eq!(report.disposition, Disposition::Complete);
+    let other = other_claims.lock().unwrap().clone();
+    assert_eq!(other.len(), 1, "{other:?}");
+    let refused = other[0].clone().expect_err("the other claim is refused");
+    assert!(refused.held_by_writer(), "{refused:?}");
+    assert_eq!(refused.current_epoch, listed.lease_epoch + 1);
+    assert_eq!(
+        refused.current_owner,
+        Some(cairn_checkpoint::Owner::current())
+    );
+    let after = store.load_meta(&old).await.unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Completed);
+    assert_eq!(
+        after.lease_epoch,
+        listed.lease_epoch + 1,
+        "only the adoption's claim counted"
+    );
+    assert_eq!(ledger.total(), 1);
+}
+
+/// Another process that listed the run at the same epoch claims it between this lookup's
+/// listing and its claim: that claim stands, this one changes nothing, and `Start::Auto`
+/// begins no second run beside it.
+#[tokio::test]
+async fn an_interrupted_run_another_process_claims_first_is_left_to_it_and_nothing_begins() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let listed = store.load_meta(&old).await.unwrap().unwrap();
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            claimed_before_claim: true,
             ..Damage::default()
         },
     );
@@ -308,10 +363,6 @@ async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it
         )
         .await
         .unwrap_err();
-
-    // The executor's claim lost, so it changed nothing: the run stays the other claimer's,
-    // at the epoch that claim took, and no second run of the same work was begun beside it
-    // (review 52 F1).
     assert!(
         matches!(&refused, Error::RunInProgress { run_id, why, .. }
             if *run_id == old && why.contains("another process claimed it")),
@@ -330,6 +381,48 @@ async fn an_interrupted_run_another_process_claims_during_adoption_is_left_to_it
         stored(&store, &old).await.events.is_empty(),
         "nothing was written to it"
     );
+}
+
+/// A claim that overtakes `Start::Auto`'s own between its claim and its open (the other
+/// process expected the epoch that claim made) is seen in what the open read: the
+/// adoption lets the run go to that claimer and begins nothing.
+#[tokio::test]
+async fn an_interrupted_run_claimed_over_the_lookups_claim_before_its_open_is_left_to_it() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let listed = store.load_meta(&old).await.unwrap().unwrap();
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            claimed_before_open: true,
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let refused = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            Start::Auto,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    let after = store.load_meta(&old).await.unwrap().unwrap();
+    assert_eq!(
+        after.lease_epoch,
+        listed.lease_epoch + 2,
+        "the lookup's claim, then the other one"
+    );
+    assert!(
+        matches!(&refused, Error::RunInProgress { run_id, why, .. }
+            if *run_id == old && why.contains(&format!("at epoch {} now", after.lease_epoch))),
+        "{refused:?}"
+    );
+    assert_eq!(ledger.total(), 0);
+    assert!(!store.is_held(&old).await.unwrap(), "the lock was let go");
+    assert!(stored(&store, &old).await.events.is_empty());
 }
 
 #[tokio::test]
@@ -1329,6 +1422,18 @@ async fn an_adopted_run_reports_the_input_it_kept_when_the_plan_asked_for_anothe
     assert_eq!(stored.input, "deploy A", "the run's input is unchanged");
 }
 
+/// Waits until no writer holds `run_id` (an aborted drive lets go of its writer when its
+/// task is dropped, not at once).
+async fn until_released(store: &MemoryFactory, run_id: &RunId) {
+    for _ in 0..1000 {
+        if !store.is_held(run_id).await.unwrap() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run_id} is still held by a writer");
+}
+
 /// The resume policy's explicit resume of `run_id` from `previous`: its claim (one status
 /// swap to `running`) and its `ResumedById` audit record, as `ResumePolicy::resume` writes
 /// them before the executor opens the run.
@@ -1505,6 +1610,9 @@ async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed
     assert_eq!(bodies.count("flaky"), 4, "the explicit resume retried both");
     let meta = store.load_meta(&failed.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Running, "left as a crash leaves it");
+    // A killed process's lock goes with it; the cut drive's writer goes once its aborted
+    // task is dropped. Until then the store refuses a claim (the writer still holds the run).
+    until_released(&store, &failed.run_id).await;
 
     let report = resume_interrupted(&executor, &store, plan, &failed.run_id).await;
     assert!(

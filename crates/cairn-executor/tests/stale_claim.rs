@@ -1,6 +1,7 @@
 //! `Start::AdoptInterrupted` drives a run only under the lease its caller claimed (review 52
 //! F3): when another claim has moved the lease epoch on since, the adoption is refused with
 //! `Error::AdoptLeaseMoved` before any task runs, and the run stays as the store has it.
+//! Once the adoption holds the run, the store refuses every other claim of it.
 
 mod common;
 
@@ -194,5 +195,91 @@ async fn a_claim_that_lands_just_before_the_open_is_seen_after_it() {
     assert!(
         !store.is_held(&run_id).await.unwrap(),
         "the lock was let go"
+    );
+}
+
+/// Review 52 F3's residual, two tasks of one process: one adopts the run under its claim and
+/// drives it; another, which listed the run before that adoption opened it, claims it at the
+/// epoch it read, the adoption's. The store refuses that claim while the adoption's writer
+/// holds the run, names the writer, and changes nothing, so the stored lease and owner stay
+/// the ones the run is driven under, to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_while_an_adoption_drives_the_run_is_refused_and_changes_nothing() {
+    let store = MemoryFactory::new();
+    let run_id = interrupted_run(&store).await;
+    let ours = store
+        .claim(&run_id, RunStatus::Running, 1)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The pending task says it started, then waits until it is let go.
+    let (started, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let registry = {
+        let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+        Registry::new().with(
+            "work",
+            handler_fn(move |_ctx| {
+                let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+                async move {
+                    started.notify_one();
+                    release.notified().await;
+                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+                }
+            }),
+        )
+    };
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let adoption = tokio::spawn({
+        let run_id = run_id.clone();
+        async move {
+            executor
+                .run(
+                    plan(),
+                    Start::AdoptInterrupted {
+                        run_id,
+                        lease_epoch: ours.lease_epoch,
+                    },
+                    RunSignals::default(),
+                )
+                .await
+        }
+    });
+    started.notified().await;
+    assert!(
+        store.is_held(&run_id).await.unwrap(),
+        "the adoption drives the run"
+    );
+
+    let before = store.load_meta(&run_id).await.unwrap().unwrap();
+    let refused = store
+        .claim(&run_id, RunStatus::Running, ours.lease_epoch)
+        .await
+        .unwrap()
+        .expect_err("a claim beside the live writer is refused");
+    assert!(refused.held_by_writer(), "{refused:?}");
+    assert!(refused.claimed_by_another(), "{refused:?}");
+    assert_eq!(
+        (refused.current_epoch, &refused.current_owner),
+        (ours.lease_epoch, &ours.owner)
+    );
+    assert_eq!(
+        store.load_meta(&run_id).await.unwrap().unwrap(),
+        before,
+        "the refused claim changed nothing"
+    );
+
+    release.notify_one();
+    let report = adoption.await.unwrap().unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    let after = store.load_meta(&run_id).await.unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Completed);
+    assert_eq!(
+        (after.lease_epoch, &after.owner),
+        (ours.lease_epoch, &ours.owner),
+        "the run finished under the lease it was driven under"
     );
 }

@@ -324,10 +324,10 @@ impl ResumePolicy {
     /// An interrupted run (`running`, no live writer) is abandoned only when its last owner
     /// is known to have exited ([`OwnerLiveness::Exited`]): a resumer claims a run, and
     /// becomes its owner, before it opens it, and that claim must win. The abandon holds the
-    /// run's writer lock and takes the lease itself (a claim at the lease epoch it checked)
-    /// before the swap to `cancelled`, so a driver or resumer that comes in meanwhile makes
-    /// it fail instead of being cancelled under its feet, and an abandon that loses that
-    /// claim changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
+    /// run's writer lock from its check of the lease to the swap to `cancelled`, and the
+    /// store refuses every claim while a writer holds the run, so a resumer that claimed
+    /// before the open makes the abandon fail instead of being cancelled under its feet, and
+    /// one that comes later is refused and changes nothing. [`ResumePolicy::abandon_forced`] also abandons runs whose
     /// owner cannot be checked. An interrupted run whose stored state is damaged
     /// (`cairn_checkpoint::Error::Corruption`, which nobody can open or resume) is abandoned
     /// all the same, without the lock nobody can take; its `Abandoned` audit record names the
@@ -535,9 +535,12 @@ impl ResumePolicy {
             });
         }
         let last = self.last_claim(meta, force)?;
-        // The writer lock is held across the claim and the swap, so a driver that started
-        // meanwhile makes `open` fail with `Locked`, and one that starts later finds the
-        // run cancelled.
+        // The writer lock is held from the check of the lease below to the swap, and the
+        // store refuses every claim while a writer holds the run: a resumer's claim that
+        // comes meanwhile changes nothing, so the lease checked is the one cancelled. A
+        // driver that starts meanwhile makes `open` fail with `Locked`, and one that starts
+        // later finds the run cancelled. The abandon takes no lease of its own: holding the
+        // lock is its fence, and a claim that later lost would have moved the lease anyway.
         //
         // A run whose stored state is damaged cannot be opened by anyone, so no driver holds
         // it (`is_held` said so above) and none can start one: it is abandoned without the
@@ -569,50 +572,38 @@ impl ResumePolicy {
             }
             Err(other) => return Err(other.into()),
         };
-        let current = self.load(run_id).await?;
+        let current = match &opened {
+            Some(opened) => opened.recovered.meta.clone(),
+            None => self.load(run_id).await?,
+        };
         if current.status != RunStatus::Running {
             drop(opened);
             return Ok(Interrupted::Changed(Box::new(current)));
         }
         if current.lease_epoch != meta.lease_epoch || current.owner != meta.owner {
-            // A resumer claimed it after the checks above: its claim stands.
+            // A resumer claimed it after the checks above, before the open: its claim stands.
             drop(opened);
-            return Err(Error::ClaimedDuringAbandon {
-                run_id: run_id.clone(),
-                claimer: current.owner,
-            });
+            return Err(self.claimed_during_abandon(run_id, current.owner, current.lease_epoch));
         }
-        // Take the lease before cancelling, by a claim at the epoch checked above. A
-        // resumer's claim (which needs no lock) that lands between that read and this claim
-        // makes this one lose and change nothing: the resumer's claim stands, its owner and
-        // epoch stay recorded, and the abandon is refused. A resumer that claims after this
-        // one expects the epoch it listed, which is gone, or finds the lock held, and backs
-        // off. So a claim is never cancelled under the resumer that made it.
-        let conflict = match self
-            .factory
-            .claim(run_id, RunStatus::Running, current.lease_epoch)
-            .await
-        {
-            Ok(Ok(_)) => None,
-            Ok(Err(conflict)) => Some(conflict),
-            Err(error) => return Err(error.into()),
-        };
-        if let Some(conflict) = conflict {
-            drop(opened);
-            if !conflict.claimed_by_another() {
-                return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?)));
+        if opened.is_none() {
+            // No lock fences a damaged run: a claim at the epoch checked does. A resumer's
+            // claim that lands between the read and this claim makes this one lose and change
+            // nothing; one that comes later expects an epoch that is gone.
+            match self
+                .factory
+                .claim(run_id, RunStatus::Running, current.lease_epoch)
+                .await?
+            {
+                Ok(_) => {}
+                Err(conflict) if conflict.claimed_by_another() => {
+                    return Err(self.claimed_during_abandon(
+                        run_id,
+                        conflict.current_owner,
+                        conflict.current_epoch,
+                    ));
+                }
+                Err(_) => return Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
             }
-            tracing::warn!(
-                target: names::DETAIL_TARGET,
-                run_id = run_id.as_str(),
-                owner = conflict.current_owner.as_ref().map(ToString::to_string),
-                lease_epoch = conflict.current_epoch,
-                "resume policy: abandon refused; another process claimed the run during it"
-            );
-            return Err(Error::ClaimedDuringAbandon {
-                run_id: run_id.clone(),
-                claimer: conflict.current_owner,
-            });
         }
         let swapped = self
             .factory
@@ -627,6 +618,27 @@ impl ResumePolicy {
                 Ok(Interrupted::Cancelled(Box::new(abandoned)))
             }
             Err(_) => Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
+        }
+    }
+
+    /// The refusal of an abandon whose lease another claim (by `claimer`, at `lease_epoch`)
+    /// took first: the run is that claimer's now.
+    fn claimed_during_abandon(
+        &self,
+        run_id: &RunId,
+        claimer: Option<Owner>,
+        lease_epoch: u64,
+    ) -> Error {
+        tracing::warn!(
+            target: names::DETAIL_TARGET,
+            run_id = run_id.as_str(),
+            owner = claimer.as_ref().map(ToString::to_string),
+            lease_epoch,
+            "resume policy: abandon refused; another process claimed the run during it"
+        );
+        Error::ClaimedDuringAbandon {
+            run_id: run_id.clone(),
+            claimer,
         }
     }
 

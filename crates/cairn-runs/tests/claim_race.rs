@@ -1,8 +1,9 @@
 //! A claim that lands just before the policy's own, every time: a store wrapper lets a
-//! second claimer (a resumer in another process, which claims without the writer lock) take
-//! the lease of an interrupted run right before the policy takes it. The policy's claim
-//! then loses and changes nothing: the run stays the other claimer's, at its epoch, and the
-//! policy names that claimer.
+//! second claimer (a resumer in another process) try to take the lease of an interrupted run
+//! right before the policy takes it. The policy's claim then loses and changes nothing: the
+//! run stays the other claimer's, at its epoch, and the policy names that claimer. Once the
+//! policy holds the run's writer lock (an abandon, between its claim and its swap to
+//! `cancelled`), the other claim is the one refused, and it changes nothing.
 
 #[macro_use]
 mod common;
@@ -20,26 +21,43 @@ use common::*;
 
 type Store = Arc<dyn CheckpointerFactory>;
 
-/// Forwards to `inner`; the first time the lease of a `running` run is taken through it (a
-/// claim, or a `running → running` swap), another claimer first claims that run through
-/// `inner` at the epoch stored then.
+/// Forwards to `inner`; the first time a run is opened or the lease of a `running` run is
+/// taken through it (a claim, or a `running → running` swap), or with `at_cancel` the first
+/// time a run is swapped from `running` to `cancelled`, another claimer first tries to claim
+/// that run through `inner` at the epoch stored then.
 #[derive(Debug)]
 struct AnotherClaimsFirst {
     inner: Store,
+    at_cancel: bool,
     /// What the other claimer's claim returned, once it ran.
-    other: Mutex<Option<RunMeta>>,
+    other: Mutex<Option<std::result::Result<RunMeta, StatusConflict>>>,
 }
 
 impl AnotherClaimsFirst {
     fn new(inner: Store) -> AnotherClaimsFirst {
         AnotherClaimsFirst {
             inner,
+            at_cancel: false,
             other: Mutex::new(None),
+        }
+    }
+
+    /// The other claimer comes when the run is swapped to `cancelled` instead.
+    fn at_cancel(inner: Store) -> AnotherClaimsFirst {
+        AnotherClaimsFirst {
+            at_cancel: true,
+            ..AnotherClaimsFirst::new(inner)
         }
     }
 
     /// The other claimer's won claim, if it ran.
     fn other_claim(&self) -> Option<RunMeta> {
+        self.other_outcome()
+            .map(|outcome| outcome.expect("the other claimer won"))
+    }
+
+    /// What the other claimer's claim returned, if it ran.
+    fn other_outcome(&self) -> Option<std::result::Result<RunMeta, StatusConflict>> {
         self.other.lock().unwrap().clone()
     }
 
@@ -52,12 +70,11 @@ impl AnotherClaimsFirst {
             .load_meta(run_id)
             .await?
             .expect("the raced run exists");
-        let won = self
+        let outcome = self
             .inner
             .claim(run_id, RunStatus::Running, stored.lease_epoch)
-            .await?
-            .expect("nobody else claims the run in this test");
-        *self.other.lock().unwrap() = Some(won);
+            .await?;
+        *self.other.lock().unwrap() = Some(outcome);
         Ok(())
     }
 }
@@ -68,6 +85,9 @@ impl CheckpointerFactory for AnotherClaimsFirst {
         self.inner.begin(meta).await
     }
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
+        if !self.at_cancel {
+            self.claim_first(run_id).await?;
+        }
         self.inner.open(run_id).await
     }
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
@@ -82,7 +102,12 @@ impl CheckpointerFactory for AnotherClaimsFirst {
         from: RunStatus,
         to: RunStatus,
     ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
-        if (from, to) == (RunStatus::Running, RunStatus::Running) {
+        let target = if self.at_cancel {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Running
+        };
+        if (from, to) == (RunStatus::Running, target) {
             self.claim_first(run_id).await?;
         }
         self.inner.compare_and_swap_status(run_id, from, to).await
@@ -93,7 +118,7 @@ impl CheckpointerFactory for AnotherClaimsFirst {
         from: RunStatus,
         expected_epoch: u64,
     ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
-        if from == RunStatus::Running {
+        if from == RunStatus::Running && !self.at_cancel {
             self.claim_first(run_id).await?;
         }
         self.inner.claim(run_id, from, expected_epoch).await
@@ -154,6 +179,39 @@ async fn an_abandon_that_loses_its_claim_changes_nothing(store: Store) {
     assert!(!store.is_held(&before.run_id).await.unwrap());
 }
 on_both_stores!(an_abandon_that_loses_its_claim_changes_nothing);
+
+/// A forced abandon holds the run's writer lock from its check of the lease to its swap to
+/// `cancelled`: a resumer's claim in that window (which no lock stops, review 52 F3) is
+/// refused by the store as held by a live writer and changes nothing, so the abandon
+/// cancels the lease it checked and never one a resumer took meanwhile.
+async fn a_claim_during_an_abandon_is_refused_and_changes_nothing(store: Store) {
+    let before = interrupted_owned_by(&*store, "r1", "default", Some(gone_owner())).await;
+    let raced = Arc::new(AnotherClaimsFirst::at_cancel(Arc::clone(&store)));
+    let policy = ResumePolicy::new(Arc::clone(&raced) as Store);
+
+    let abandoned = policy.abandon_forced(&before.run_id).await.unwrap();
+    let refused = raced
+        .other_outcome()
+        .expect("the resumer tried to claim during the abandon")
+        .expect_err("the store refuses a claim while the abandon holds the run");
+    assert!(refused.held_by_writer(), "{refused:?}");
+    assert_eq!(
+        (refused.current_epoch, &refused.current_owner),
+        (before.lease_epoch, &before.owner),
+        "the refusal names the lease the abandon checked"
+    );
+    let after = meta(&*store, &before.run_id).await;
+    assert_eq!(after.status, RunStatus::Cancelled);
+    assert_eq!(
+        (after.lease_epoch, &after.owner),
+        (before.lease_epoch, &before.owner),
+        "the resumer's claim changed no lease"
+    );
+    assert_eq!(abandoned.meta, after);
+    assert_eq!(abandon_records(&*store, &before.run_id).await.len(), 1);
+    assert!(!store.is_held(&before.run_id).await.unwrap());
+}
+on_both_stores!(a_claim_during_an_abandon_is_refused_and_changes_nothing);
 
 /// A request that recovers an interrupted run but whose claim is beaten by another
 /// process's: `Live`, naming that process and its epoch; the run stays as that claim left

@@ -11,7 +11,7 @@ use crate::audit::{AuditAction, AuditRecord};
 use crate::error::Error;
 use crate::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use crate::meta::{Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
-use crate::port::{Checkpointer, CheckpointerFactory, Opened};
+use crate::port::{Checkpointer, CheckpointerFactory, Opened, StatusConflict};
 
 /// How many times the threaded compare-and-swap race is repeated.
 const CAS_ROUNDS: usize = 32;
@@ -701,7 +701,7 @@ async fn claim_won(
 }
 
 /// A claim that expects the stored status and lease epoch wins: the run is `running`, one
-/// epoch on, owned by the claimer, not finished, and stored so. It needs no writer lock.
+/// epoch on, owned by the claimer, not finished, and stored so. It takes no writer lock.
 pub async fn claim_at_the_read_epoch_wins<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("claim-won");
     let factory = h.factory();
@@ -752,12 +752,9 @@ pub async fn claim_at_the_read_epoch_wins<H: ConformanceHarness>(h: &H) -> CaseR
     assert_eq!(retried.lease_epoch, 4);
     assert_eq!(retried.finished_at, None, "a claimed run is not finished");
 
-    // The holder of the writer lock claims too (an abandon takes the lease under it).
-    let opened = open_existing(&*factory, &run_id).await;
-    let held = claim_won(&*h.factory(), &run_id, RunStatus::Running, 4).await;
-    assert_eq!(held.lease_epoch, 5);
-    drop(opened);
-    assert_eq!(stored_meta(h, &run_id).await, held);
+    // With no writer holding it, the run was claimed four times; a writer holding it would
+    // have refused them (`claim_while_a_writer_holds_the_run_changes_nothing`).
+    assert_eq!(stored_meta(h, &run_id).await, retried);
     CaseResult::Passed
 }
 
@@ -871,6 +868,95 @@ pub async fn claims_racing_from_threads_have_one_winner<H: ConformanceHarness>(
             "round {round}: the stored run is the winner's, untouched by the losers"
         );
     }
+    CaseResult::Passed
+}
+
+/// A claim, or a swap to `running`, that would win is refused while a live writer holds the
+/// run (from `begin` or from `open`, through this factory or another): the conflict says so
+/// (`held_by_writer`, `claimed_by_another`), names the stored status, epoch and owner, and
+/// nothing stored changes. Once the writer is gone, the same claim wins. This is what keeps
+/// the stored lease the one the live writer drives under (review 52, F3).
+pub async fn claim_while_a_writer_holds_the_run_changes_nothing<H: ConformanceHarness>(
+    h: &H,
+) -> CaseResult {
+    let run_id = id("claim-held");
+    let factory = h.factory();
+    let writer = begin(&*factory, meta("claim-held", "wf", "scope", 1)).await;
+    let before = stored_meta(h, &run_id).await;
+    // Let the clock move on, so a write on a refused path would show in `updated_at`.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let refused =
+        |outcome: crate::Result<Result<RunMeta, StatusConflict>>, what: &str| match outcome {
+            Ok(Err(conflict)) => conflict,
+            Ok(Ok(claimed)) => panic!("{what} won while a writer held the run: {claimed:?}"),
+            Err(err) => panic!("{what} failed while a writer held the run: {err:?}"),
+        };
+    for claimer in [h.factory(), Arc::clone(&factory)] {
+        let conflict = refused(
+            claimer.claim(&run_id, RunStatus::Running, 1).await,
+            "a claim from begin's writer",
+        );
+        assert!(conflict.held_by_writer(), "{conflict:?}");
+        assert!(conflict.claimed_by_another(), "{conflict:?}");
+        assert_eq!(
+            (
+                conflict.current,
+                conflict.current_epoch,
+                &conflict.current_owner
+            ),
+            (RunStatus::Running, 1, &before.owner),
+            "the refusal names what is stored"
+        );
+        let swap = refused(
+            claimer
+                .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Running)
+                .await,
+            "a swap to running",
+        );
+        assert!(swap.held_by_writer(), "{swap:?}");
+        assert_eq!(
+            stored_meta(h, &run_id).await,
+            before,
+            "a refused claim changed the run"
+        );
+    }
+
+    // A swap to another status is no claim: the holder's own pause goes through, and the
+    // paused run is still not claimed from under it.
+    let paused = factory
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("cas")
+        .expect("running → paused");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let conflict = refused(
+        h.factory().claim(&run_id, RunStatus::Paused, 1).await,
+        "a claim of the paused run",
+    );
+    assert!(conflict.held_by_writer(), "{conflict:?}");
+    assert_eq!(stored_meta(h, &run_id).await, paused);
+
+    // Once the writer is gone, the same claim wins.
+    drop(writer);
+    let claimed = claim_won(&*h.factory(), &run_id, RunStatus::Paused, 1).await;
+    assert_eq!(
+        (claimed.status, claimed.lease_epoch),
+        (RunStatus::Running, 2)
+    );
+
+    // A writer from `open` holds the run the same way.
+    let opened = open_existing(&*factory, &run_id).await;
+    let conflict = refused(
+        h.factory().claim(&run_id, RunStatus::Running, 2).await,
+        "a claim beside open's writer",
+    );
+    assert!(conflict.held_by_writer(), "{conflict:?}");
+    assert_eq!(stored_meta(h, &run_id).await, claimed);
+    drop(opened);
+    let next = claim_won(&*h.factory(), &run_id, RunStatus::Running, 2).await;
+    assert_eq!(next.lease_epoch, 3);
+    assert_eq!(stored_meta(h, &run_id).await, next);
     CaseResult::Passed
 }
 

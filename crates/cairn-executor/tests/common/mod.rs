@@ -147,9 +147,14 @@ pub struct Damage {
     pub fail_finish: bool,
     /// `open` reports corruption (which the port does not quarantine by itself).
     pub corrupt_on_open: bool,
-    /// Right after `open`, another claimer claims the run at the epoch `open` read, as a
-    /// resumer in another process would between this process's open and its claim.
+    /// Right after `open`, another claimer tries to claim the run at the epoch `open` read,
+    /// as a resumer in another process would that listed the run just before this open;
+    /// its outcome is kept in `Doctor::other_claims`.
     pub claimed_after_open: bool,
+    /// Every claim through the doctor is first made by another claimer at the same
+    /// expectation, which wins, as a process that listed the run at the same epoch would
+    /// between this one's listing and its claim.
+    pub claimed_before_claim: bool,
     /// Right before `open`, another claimer claims the run at its stored epoch, as a
     /// process whose claim overtakes this one's would between a check of the lease and
     /// the open.
@@ -164,6 +169,8 @@ pub struct Doctor {
     appends: Arc<AtomicUsize>,
     /// Every event whose append returned `Ok`, in order: what is durable so far.
     pub durable: Arc<Mutex<Vec<Event>>>,
+    /// The outcomes of the other claimer's claims (`Damage::claimed_after_open`).
+    pub other_claims: Arc<Mutex<Vec<std::result::Result<RunMeta, StatusConflict>>>>,
 }
 
 impl Doctor {
@@ -173,6 +180,7 @@ impl Doctor {
             damage,
             appends: Arc::new(AtomicUsize::new(0)),
             durable: Arc::new(Mutex::new(Vec::new())),
+            other_claims: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -230,10 +238,8 @@ impl CheckpointerFactory for Doctor {
         }
         if self.damage.claimed_after_open {
             let epoch = opened.recovered.meta.lease_epoch;
-            self.inner
-                .claim(run_id, RunStatus::Running, epoch)
-                .await?
-                .expect("the other claimer wins: nothing else claimed the run");
+            let outcome = self.inner.claim(run_id, RunStatus::Running, epoch).await?;
+            self.other_claims.lock().unwrap().push(outcome);
         }
         opened.checkpointer = self.wrap(opened.checkpointer);
         Ok(Some(opened))
@@ -258,6 +264,12 @@ impl CheckpointerFactory for Doctor {
         from: RunStatus,
         expected_epoch: u64,
     ) -> Result<Result<RunMeta, StatusConflict>> {
+        if self.damage.claimed_before_claim {
+            self.inner
+                .claim(run_id, from, expected_epoch)
+                .await?
+                .expect("the other claimer wins: nothing else claimed the run");
+        }
         self.inner.claim(run_id, from, expected_epoch).await
     }
     async fn is_held(&self, run_id: &RunId) -> Result<bool> {
