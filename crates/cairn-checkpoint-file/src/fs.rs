@@ -102,15 +102,13 @@ pub trait FsFile: Send + Sync + Debug {
     /// exclusive one. `Ok(false)` when an exclusive holder has it. Taken on a file opened
     /// `Read`, so readers need no write access.
     ///
-    /// The default takes the exclusive lock instead, which keeps writers out as well but
-    /// also other readers.
+    /// No default: a wrapper that forgot to forward it would take the exclusive lock
+    /// instead, and a probe could then make a writer's `open` fail with `Locked`.
     ///
     /// # Errors
     ///
     /// The OS error, other than "would block".
-    fn try_lock_shared(&self) -> io::Result<bool> {
-        self.try_lock()
-    }
+    fn try_lock_shared(&self) -> io::Result<bool>;
 
     /// Takes the exclusive advisory lock, waiting for it.
     ///

@@ -456,6 +456,9 @@ impl FsFile for InFlightFile {
     fn try_lock(&self) -> io::Result<bool> {
         self.inner.try_lock()
     }
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.inner.try_lock_shared()
+    }
     fn lock(&self) -> io::Result<()> {
         self.inner.lock()
     }

@@ -125,6 +125,9 @@ impl FsFile for PanickingFile {
     fn try_lock(&self) -> std::io::Result<bool> {
         self.inner.try_lock()
     }
+    fn try_lock_shared(&self) -> std::io::Result<bool> {
+        self.inner.try_lock_shared()
+    }
     fn lock(&self) -> std::io::Result<()> {
         self.inner.lock()
     }

@@ -254,6 +254,10 @@ impl FsFile for CrashFile {
         self.inner.try_lock()
     }
 
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.inner.try_lock_shared()
+    }
+
     fn lock(&self) -> io::Result<()> {
         self.inner.lock()
     }

@@ -596,6 +596,12 @@ impl FsFile for MemFile {
         }
     }
 
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        // Shared locks are not modelled: an exclusive one stands in, which keeps out the
+        // same writers (and other probes too).
+        self.try_lock()
+    }
+
     fn lock(&self) -> io::Result<()> {
         while !self.try_lock()? {
             std::thread::sleep(std::time::Duration::from_micros(50));

@@ -85,6 +85,9 @@ impl FsFile for LyingFile {
     fn try_lock(&self) -> io::Result<bool> {
         self.0.try_lock()
     }
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.0.try_lock_shared()
+    }
     fn lock(&self) -> io::Result<()> {
         self.0.lock()
     }

@@ -661,7 +661,7 @@ impl Executor {
                 Ok(None) => continue,
                 Ok(Some(opened)) => {
                     match self
-                        .take_over(plan, expected_id, opened, Claim::Here, now)
+                        .adopt_opened(plan, expected_id, opened, Claim::Here, now)
                         .await
                     {
                         Ok(prepared) => return Ok(Some(prepared)),
@@ -759,7 +759,7 @@ impl Executor {
             }
         };
         match self
-            .take_over(plan, run_id, opened, Claim::ByPolicy(retry), now)
+            .adopt_opened(plan, run_id, opened, Claim::ByPolicy(retry), now)
             .await
         {
             Ok(prepared) => Ok(prepared),
@@ -784,7 +784,7 @@ impl Executor {
 
     /// Checks an opened run (claimed before it was opened, as `claim` says by whom),
     /// replays it and applies recovery.
-    async fn take_over(
+    async fn adopt_opened(
         &self,
         plan: &RunPlan,
         expected_id: &RunId,

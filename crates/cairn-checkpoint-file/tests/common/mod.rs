@@ -439,6 +439,9 @@ impl cairn_checkpoint_file::FsFile for FailingFile {
     fn try_lock(&self) -> std::io::Result<bool> {
         self.inner.try_lock()
     }
+    fn try_lock_shared(&self) -> std::io::Result<bool> {
+        self.inner.try_lock_shared()
+    }
     fn lock(&self) -> std::io::Result<()> {
         self.inner.lock()
     }
