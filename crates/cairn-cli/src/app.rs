@@ -1318,11 +1318,14 @@ impl Claimed<'_> {
             .run(
                 plan,
                 run_id.clone(),
+                // The epoch this process claimed: a claim by another process since makes the
+                // executor refuse before anything runs.
                 if self.retry_failed {
-                    Start::Adopt(run_id)
+                    Start::Adopt {
+                        run_id,
+                        lease_epoch: self.meta.lease_epoch,
+                    }
                 } else {
-                    // The epoch this process claimed: a claim by another process since
-                    // makes the executor refuse before anything runs.
                     Start::AdoptInterrupted {
                         run_id,
                         lease_epoch: self.meta.lease_epoch,

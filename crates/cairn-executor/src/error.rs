@@ -120,7 +120,7 @@ pub enum Error {
         /// The status it was found in.
         status: RunStatus,
     },
-    /// `Start::AdoptInterrupted` named a run whose stored lease is no longer the caller's
+    /// `Start::Adopt` or `Start::AdoptInterrupted` named a run whose stored lease is no longer the caller's
     /// claim: it is `running` at another lease epoch than the one the caller claimed it at,
     /// because another process claimed it since (and is about to drive it, or drives it).
     /// The run is that claimer's now, so nothing was run; the run stays as the store has it.
@@ -194,7 +194,7 @@ fn not_claimed_advice(status: RunStatus) -> &'static str {
     if status.is_terminal() {
         "which is final: it cannot run again (its state is untouched)"
     } else if status == RunStatus::Running {
-        // The adopt modes drive a running run (`AdoptInterrupted` refuses one whose lease
+        // The adopt modes drive a running run (and refuse one whose lease
         // moved on with `AdoptLeaseMoved`); should a race ever lead here, the run is someone
         // else's to drive.
         "but not for this caller to drive (its state is untouched)"

@@ -302,7 +302,7 @@ impl Executor {
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
     ///   run that is not `running`: a failed or paused run must be claimed first
     ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
-    /// - `Error::AdoptLeaseMoved` when `Start::AdoptInterrupted` names a run whose stored
+    /// - `Error::AdoptLeaseMoved` when `Start::Adopt` or `Start::AdoptInterrupted` names a run whose stored
     ///   lease epoch is not the one the caller claimed (another claim overtook it): nothing
     ///   is run.
     /// - `Error::Finalize` when the run was driven but `complete` or `fail` failed; the error
@@ -321,22 +321,19 @@ impl Executor {
                 Some(prepared) => prepared,
                 None => self.begin(&plan, &signals, clock.now()).await?,
             },
-            Start::Adopt(run_id) => {
-                self.adopt(&plan, run_id, Retry::FailedTasks, None, clock.now())
+            Start::Adopt {
+                run_id,
+                lease_epoch,
+            } => {
+                self.adopt(&plan, run_id, Retry::FailedTasks, *lease_epoch, clock.now())
                     .await?
             }
             Start::AdoptInterrupted {
                 run_id,
                 lease_epoch,
             } => {
-                self.adopt(
-                    &plan,
-                    run_id,
-                    Retry::Nothing,
-                    Some(*lease_epoch),
-                    clock.now(),
-                )
-                .await?
+                self.adopt(&plan, run_id, Retry::Nothing, *lease_epoch, clock.now())
+                    .await?
             }
         };
         let Prepared {
@@ -702,39 +699,34 @@ impl Executor {
     }
 
     /// `Start::Adopt` and `Start::AdoptInterrupted`: opens a run the resume policy already
-    /// claimed. With `claimed_epoch`, the run is adopted only while its stored lease is at
-    /// that epoch.
+    /// claimed, and adopts it only while its stored lease is at `claimed_epoch`.
     async fn adopt(
         &self,
         plan: &RunPlan,
         run_id: &RunId,
         retry: Retry,
-        claimed_epoch: Option<u64>,
+        claimed_epoch: u64,
         now: Timestamp,
     ) -> Result<Prepared> {
-        if let Some(claimed) = claimed_epoch {
-            // Checked before the open too: the process that overtook the claim may hold the
-            // lock for its whole drive, and the open would wait for it only to give up.
-            // A store that cannot answer here is left to the open, which reports it.
-            if let Ok(Some(stored)) = self.factory.load_meta(run_id).await
-                && let Some(moved) = lease_moved(&stored, claimed)
-            {
-                return Err(moved);
-            }
+        // Checked before the open too: the process that overtook the claim may hold the lock
+        // for its whole drive, and the open would wait for it only to give up. A store that
+        // cannot answer here is left to the open, which reports it.
+        if let Ok(Some(stored)) = self.factory.load_meta(run_id).await
+            && let Some(moved) = lease_moved(&stored, claimed_epoch)
+        {
+            return Err(moved);
         }
         let opened = match open_claimed_run(&*self.factory, run_id).await {
             // Checked again on what the open read under the writer lock, which sees a claim
             // that came in since the check above. No claim can come later: the store refuses
             // a claim while a writer holds the run.
-            Ok(Some(opened)) => {
-                match claimed_epoch.and_then(|c| lease_moved(&opened.recovered.meta, c)) {
-                    Some(moved) => {
-                        drop(opened);
-                        return Err(moved);
-                    }
-                    None => opened,
+            Ok(Some(opened)) => match lease_moved(&opened.recovered.meta, claimed_epoch) {
+                Some(moved) => {
+                    drop(opened);
+                    return Err(moved);
                 }
-            }
+                None => opened,
+            },
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
                     run_id: run_id.clone(),

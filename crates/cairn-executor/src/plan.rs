@@ -755,10 +755,37 @@ pub enum Start {
     /// The caller (the resume policy) has already moved it to `running` with a status
     /// compare-and-swap, which claimed a new lease epoch.
     ///
+    /// As for `AdoptInterrupted`, the run is driven only while its stored lease is the
+    /// caller's claim: when another claim has moved the lease epoch on since, the call fails
+    /// with `Error::AdoptLeaseMoved` before anything runs (checked before the open and again
+    /// under the lock).
+    ///
     /// While another process holds the run's writer lock (an abandon that began before the
     /// claim, which then refuses), the open keeps trying for up to 10 seconds before it
     /// fails with `Error::Open` (`Locked`); this holds for `AdoptInterrupted` too.
-    Adopt(RunId),
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::Start;
+    /// use cairn_executor::checkpoint::{RunId, RunMeta};
+    ///
+    /// // `claimed` is what the claim returned (`ResumedRun::meta` from the resume policy).
+    /// let claimed = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Default::default());
+    /// let start = Start::Adopt {
+    ///     run_id: claimed.run_id.clone(),
+    ///     lease_epoch: claimed.lease_epoch,
+    /// };
+    /// # let _ = start;
+    /// # Ok::<(), cairn_executor::checkpoint::Error>(())
+    /// ```
+    Adopt {
+        /// The run.
+        run_id: RunId,
+        /// The lease epoch the caller's claim gave the run (`RunMeta::lease_epoch` of the
+        /// metadata the claim returned).
+        lease_epoch: u64,
+    },
     /// Open and drive this interrupted run, which the caller (the resume policy) claimed from
     /// `running` at `lease_epoch`. Like `Auto`'s adoption: tasks that were running are
     /// recovered (`Queue::recover`), and failed tasks stay failed, so a task that failed

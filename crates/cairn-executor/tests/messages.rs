@@ -2,6 +2,8 @@
 //! `Debug` output, and an adopt refusal that says what to do. Other tests match on
 //! variants; these check the words, because the words are what these tests are about.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
@@ -81,7 +83,7 @@ async fn adopting_an_unclaimed_run_says_to_claim_it_and_that_nothing_was_quarant
     let err = executor
         .run(
             plan_of("fails"),
-            Start::Adopt(failed.run_id.clone()),
+            common::adopt_start(&store, failed.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -103,7 +105,7 @@ async fn adopting_an_unclaimed_run_says_to_claim_it_and_that_nothing_was_quarant
     let err = executor
         .run(
             plan_of("ok"),
-            Start::Adopt(completed.run_id.clone()),
+            common::adopt_start(&store, completed.run_id.clone()).await,
             RunSignals::default(),
         )
         .await

@@ -120,7 +120,11 @@ async fn a_reloaded_resume_runs_the_fixed_command_without_redoing_done_tasks() {
 
     claim_failed(&store, &run_id).await;
     let report = executor(&store, &ran)
-        .run(fixed, Start::Adopt(run_id.clone()), RunSignals::default())
+        .run(
+            fixed,
+            common::adopt_start(&store, run_id.clone()).await,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
     assert_eq!(report.disposition, Disposition::Complete, "{report:?}");
@@ -177,7 +181,7 @@ async fn without_reload_a_resume_keeps_the_commands_the_run_was_started_with() {
     let report = executor(&store, &ran)
         .run(
             plan("prep", "make deploy", None),
-            Start::Adopt(run_id.clone()),
+            common::adopt_start(&store, run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -247,7 +251,11 @@ async fn refused_adoption(
     claim_failed(store, run_id).await;
     let before = ran.all();
     let report = executor(store, ran)
-        .run(plan, Start::Adopt(run_id.clone()), RunSignals::default())
+        .run(
+            plan,
+            common::adopt_start(store, run_id.clone()).await,
+            RunSignals::default(),
+        )
         .await
         .unwrap();
     assert!(matches!(report.disposition, Disposition::Fail(_)));

@@ -520,7 +520,7 @@ async fn adopt_drives_a_run_the_policy_already_claimed() {
     let report = executor
         .run(
             plan.clone(),
-            Start::Adopt(first.run_id.clone()),
+            common::adopt_start(&store, first.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -537,7 +537,7 @@ async fn adopt_drives_a_run_the_policy_already_claimed() {
     let missing = executor
         .run(
             plan,
-            Start::Adopt(RunId::new("no-such-run").unwrap()),
+            common::adopt_start(&store, RunId::new("no-such-run").unwrap()).await,
             RunSignals::default(),
         )
         .await
@@ -580,7 +580,7 @@ async fn adopt_waits_for_a_short_lived_holder_of_the_lock_of_a_run_it_claimed() 
     let report = executor
         .run(
             plan.clone(),
-            Start::Adopt(first.run_id.clone()),
+            common::adopt_start(&store, first.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -605,7 +605,7 @@ async fn adopt_waits_for_a_short_lived_holder_of_the_lock_of_a_run_it_claimed() 
     let refused = executor
         .run(
             plan,
-            Start::Adopt(second.run_id.clone()),
+            common::adopt_start(&store, second.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -746,7 +746,11 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
     // Adopting corrupt state by id is refused with a typed error, after quarantining it.
     let other = plant_interrupted(&store, "other-run", "wf", "scope", &[]).await;
     let err = executor
-        .run(plan, Start::Adopt(other.clone()), RunSignals::default())
+        .run(
+            plan,
+            common::adopt_start(&store, other.clone()).await,
+            RunSignals::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
@@ -965,7 +969,7 @@ async fn adopting_a_failed_run_after_an_explicit_resume_reruns_its_failed_task_a
     let report = executor
         .run(
             plan,
-            Start::Adopt(failed.run_id.clone()),
+            common::adopt_start(&store, failed.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -1018,7 +1022,7 @@ async fn adopting_a_failed_run_nobody_claimed_is_refused_and_leaves_it_as_it_was
 
     // No claim first: both adopt modes refuse with the status the run is in.
     for start in [
-        Start::Adopt(failed.run_id.clone()),
+        common::adopt_start(&store, failed.run_id.clone()).await,
         Start::AdoptInterrupted {
             run_id: failed.run_id.clone(),
             lease_epoch: before.lease_epoch,
@@ -1053,7 +1057,7 @@ async fn adopting_a_failed_run_nobody_claimed_is_refused_and_leaves_it_as_it_was
     let report = executor
         .run(
             plan,
-            Start::Adopt(failed.run_id.clone()),
+            common::adopt_start(&store, failed.run_id.clone()).await,
             RunSignals::default(),
         )
         .await
@@ -1601,7 +1605,7 @@ async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed
         Duration::from_secs(60),
         executor.run(
             plan.clone(),
-            Start::Adopt(failed.run_id.clone()),
+            common::adopt_start(&store, failed.run_id.clone()).await,
             RunSignals::default(),
         ),
     )

@@ -1,6 +1,7 @@
-//! `Start::AdoptInterrupted` drives a run only under the lease its caller claimed (review 52
-//! F3): when another claim has moved the lease epoch on since, the adoption is refused with
-//! `Error::AdoptLeaseMoved` before any task runs, and the run stays as the store has it.
+//! `Start::AdoptInterrupted` and `Start::Adopt` drive a run only under the lease their caller
+//! claimed (review 52 F3): when another claim has moved the lease epoch on since, the adoption
+//! is refused with `Error::AdoptLeaseMoved` before any task runs, and the run stays as the
+//! store has it.
 //! Once the adoption holds the run, the store refuses every other claim of it.
 
 mod common;
@@ -141,6 +142,56 @@ async fn an_adoption_whose_claim_was_overtaken_runs_nothing_and_changes_nothing(
             },
             RunSignals::default(),
         )
+        .await
+        .unwrap();
+    assert_eq!(report.disposition, Disposition::Complete);
+    assert_eq!(bodies.total(), 1, "only the pending task ran");
+}
+
+/// `Start::Adopt` (an explicit resume of a failed run) is fenced the same way: a claim that
+/// overtook the caller's makes it run nothing and change nothing.
+#[tokio::test]
+async fn an_explicit_resume_whose_claim_was_overtaken_runs_nothing_and_changes_nothing() {
+    let store = MemoryFactory::new();
+    let run_id = interrupted_run(&store).await;
+    store
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Failed)
+        .await
+        .unwrap()
+        .unwrap();
+    let ours = store
+        .claim(&run_id, RunStatus::Failed, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs = store
+        .claim(&run_id, RunStatus::Running, ours.lease_epoch)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = snapshot_of(&store, &run_id).await;
+
+    let bodies = Ledger::default();
+    let executor =
+        Executor::new(Arc::new(store.clone()), registry(&bodies, None), config()).unwrap();
+    let adopt = |lease_epoch| Start::Adopt {
+        run_id: run_id.clone(),
+        lease_epoch,
+    };
+    let err = executor
+        .run(plan(), adopt(ours.lease_epoch), RunSignals::default())
+        .await
+        .unwrap_err();
+    assert!(is_lease_moved(&err, &run_id, &ours, &theirs), "{err:?}");
+    assert_eq!(bodies.total(), 0, "no task ran under the stale claim");
+    assert_eq!(
+        snapshot_of(&store, &run_id).await,
+        before,
+        "nothing changed"
+    );
+
+    let report = executor
+        .run(plan(), adopt(theirs.lease_epoch), RunSignals::default())
         .await
         .unwrap();
     assert_eq!(report.disposition, Disposition::Complete);

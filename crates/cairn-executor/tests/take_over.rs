@@ -139,7 +139,7 @@ async fn the_preview_of_an_adoption_is_what_the_drive_finds() {
         .await
         .unwrap()
         .expect("claimed");
-    let (report, ran) = drive(&store, Start::Adopt(run_id.clone())).await;
+    let (report, ran) = drive(&store, common::adopt_start(&store, run_id.clone()).await).await;
     assert_eq!(
         ran,
         pending(&preview),

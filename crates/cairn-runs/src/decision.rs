@@ -145,10 +145,11 @@ pub enum ResumeReason {
     ById,
 }
 
-/// A run the policy claimed for the caller to drive. For the executor: `Start::Adopt` when
-/// `previous_status` is `failed` or `paused` (failed tasks get fresh attempts), and
-/// `Start::AdoptInterrupted` with `meta.lease_epoch` when it is `running` (the interrupted
-/// run only continues; the executor refuses it if another claim moved the lease on since).
+/// A run the policy claimed for the caller to drive. For the executor, both with
+/// `meta.lease_epoch` (the executor refuses the run if another claim moved the lease on
+/// since): `Start::Adopt` when `previous_status` is `failed` or `paused` (failed tasks get
+/// fresh attempts), and `Start::AdoptInterrupted` when it is `running` (the interrupted run
+/// only continues).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumedRun {
     /// The run's metadata right after the claim: status `running`, the new lease epoch,

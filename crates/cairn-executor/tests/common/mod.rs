@@ -417,3 +417,17 @@ impl Counter {
 
 /// Shorthand for a handler result type in closures.
 pub type Res = HandlerResult;
+
+/// `Start::Adopt` of `run_id` at the lease epoch the store holds now: what a caller that has
+/// just claimed the run passes (its claim returned that epoch). An unknown run gets epoch 1.
+pub async fn adopt_start(store: &dyn CheckpointerFactory, run_id: RunId) -> cairn_executor::Start {
+    let lease_epoch = store
+        .load_meta(&run_id)
+        .await
+        .expect("the metadata reads")
+        .map_or(1, |meta| meta.lease_epoch);
+    cairn_executor::Start::Adopt {
+        run_id,
+        lease_epoch,
+    }
+}
