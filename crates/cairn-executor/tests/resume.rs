@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_checkpoint::{
-    AuditAction, CheckpointerFactory, MemoryFactory, RunFilter, RunId, RunStatus,
+    AuditAction, CheckpointerFactory, MemoryFactory, RunFilter, RunId, RunMeta, RunStatus,
 };
 use cairn_executor::{
     Disposition, Error, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals,
@@ -337,21 +337,13 @@ async fn a_claim_after_the_adoption_opened_the_run_is_refused_and_the_adoption_d
     assert_eq!(ledger.total(), 1);
 }
 
-/// Another process that listed the run at the same epoch claims it between this lookup's
-/// listing and its claim: that claim stands, this one changes nothing, and `Start::Auto`
-/// begins no second run beside it.
-#[tokio::test]
-async fn an_interrupted_run_another_process_claims_first_is_left_to_it_and_nothing_begins() {
+/// `Start::Auto` of an interrupted run through a store that `damage` makes another claimer
+/// race; returns the store, the run, its metadata as listed, the refusal and the bodies.
+async fn auto_over_a_claim(damage: Damage) -> (MemoryFactory, RunId, RunMeta, Error, Ledger) {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let listed = store.load_meta(&old).await.unwrap().unwrap();
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            claimed_before_claim: true,
-            ..Damage::default()
-        },
-    );
+    let doctored = Doctor::new(store.clone(), damage);
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
@@ -363,6 +355,19 @@ async fn an_interrupted_run_another_process_claims_first_is_left_to_it_and_nothi
         )
         .await
         .unwrap_err();
+    (store, old, listed, refused, ledger)
+}
+
+/// Another process that listed the run at the same epoch claims it between this lookup's
+/// listing and its claim: that claim stands, this one changes nothing, and `Start::Auto`
+/// begins no second run beside it.
+#[tokio::test]
+async fn an_interrupted_run_another_process_claims_first_is_left_to_it_and_nothing_begins() {
+    let (store, old, listed, refused, ledger) = auto_over_a_claim(Damage {
+        claimed_before_claim: true,
+        ..Damage::default()
+    })
+    .await;
     assert!(
         matches!(&refused, Error::RunInProgress { run_id, why, .. }
             if *run_id == old && why.contains("another process claimed it")),
@@ -388,27 +393,11 @@ async fn an_interrupted_run_another_process_claims_first_is_left_to_it_and_nothi
 /// adoption lets the run go to that claimer and begins nothing.
 #[tokio::test]
 async fn an_interrupted_run_claimed_over_the_lookups_claim_before_its_open_is_left_to_it() {
-    let store = MemoryFactory::new();
-    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let listed = store.load_meta(&old).await.unwrap().unwrap();
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            claimed_before_open: true,
-            ..Damage::default()
-        },
-    );
-    let ledger = Ledger::default();
-    let registry = Registry::new().with("work", recording(&ledger));
-    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
-    let refused = executor
-        .run(
-            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
-            Start::Auto,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap_err();
+    let (store, old, listed, refused, ledger) = auto_over_a_claim(Damage {
+        claimed_before_open: true,
+        ..Damage::default()
+    })
+    .await;
     let after = store.load_meta(&old).await.unwrap().unwrap();
     assert_eq!(
         after.lease_epoch,
