@@ -86,66 +86,60 @@ fn is_lease_moved(err: &Error, run_id: &RunId, ours: &RunMeta, theirs: &RunMeta)
     )
 }
 
-/// The loser of the race in review 52 F3: it claimed the run, another caller claimed it
-/// over that claim before it opened it, and it then adopts with its own, stale, epoch.
-#[tokio::test]
-async fn an_adoption_whose_claim_was_overtaken_runs_nothing_and_changes_nothing() {
-    let store = MemoryFactory::new();
-    let run_id = interrupted_run(&store).await;
-    let ours = store
-        .claim(&run_id, RunStatus::Running, 1)
-        .await
-        .unwrap()
-        .unwrap();
+/// Claims `run_id` from `from` at epoch 1 ("ours"), lets another caller claim it over that
+/// ("theirs"), then drives `start(ours)`, which must run nothing and change nothing, and
+/// `start(theirs)`, which finishes the run.
+async fn overtaken_claim_then_the_stored_one(
+    store: &MemoryFactory,
+    run_id: &RunId,
+    from: RunStatus,
+    start: impl Fn(u64) -> Start,
+) {
+    let ours = store.claim(run_id, from, 1).await.unwrap().unwrap();
     let theirs = store
-        .claim(&run_id, RunStatus::Running, ours.lease_epoch)
+        .claim(run_id, RunStatus::Running, ours.lease_epoch)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(theirs.lease_epoch, ours.lease_epoch + 1);
-    let before = snapshot_of(&store, &run_id).await;
+    let before = snapshot_of(store, run_id).await;
 
     let bodies = Ledger::default();
     let executor =
         Executor::new(Arc::new(store.clone()), registry(&bodies, None), config()).unwrap();
     let err = executor
-        .run(
-            plan(),
-            Start::AdoptInterrupted {
-                run_id: run_id.clone(),
-                lease_epoch: ours.lease_epoch,
-            },
-            RunSignals::default(),
-        )
+        .run(plan(), start(ours.lease_epoch), RunSignals::default())
         .await
         .unwrap_err();
-    assert!(is_lease_moved(&err, &run_id, &ours, &theirs), "{err:?}");
+    assert!(is_lease_moved(&err, run_id, &ours, &theirs), "{err:?}");
     assert_eq!(bodies.total(), 0, "no task ran under the stale claim");
+    assert_eq!(snapshot_of(store, run_id).await, before, "nothing changed");
     assert_eq!(
-        snapshot_of(&store, &run_id).await,
-        before,
-        "nothing changed"
-    );
-    assert_eq!(
-        store.load_meta(&run_id).await.unwrap().unwrap(),
+        store.load_meta(run_id).await.unwrap().unwrap(),
         theirs,
         "the later claim is still the stored lease"
     );
 
     // The caller whose claim is the stored lease adopts it and finishes the run.
     let report = executor
-        .run(
-            plan(),
-            Start::AdoptInterrupted {
-                run_id: run_id.clone(),
-                lease_epoch: theirs.lease_epoch,
-            },
-            RunSignals::default(),
-        )
+        .run(plan(), start(theirs.lease_epoch), RunSignals::default())
         .await
         .unwrap();
     assert_eq!(report.disposition, Disposition::Complete);
     assert_eq!(bodies.total(), 1, "only the pending task ran");
+}
+
+/// The loser of the race in review 52 F3: it claimed the run, another caller claimed it
+/// over that claim before it opened it, and it then adopts with its own, stale, epoch.
+#[tokio::test]
+async fn an_adoption_whose_claim_was_overtaken_runs_nothing_and_changes_nothing() {
+    let store = MemoryFactory::new();
+    let run_id = interrupted_run(&store).await;
+    let start = |lease_epoch| Start::AdoptInterrupted {
+        run_id: run_id.clone(),
+        lease_epoch,
+    };
+    overtaken_claim_then_the_stored_one(&store, &run_id, RunStatus::Running, start).await;
 }
 
 /// `Start::Adopt` (an explicit resume of a failed run) is fenced the same way: a claim that
@@ -159,43 +153,11 @@ async fn an_explicit_resume_whose_claim_was_overtaken_runs_nothing_and_changes_n
         .await
         .unwrap()
         .unwrap();
-    let ours = store
-        .claim(&run_id, RunStatus::Failed, 1)
-        .await
-        .unwrap()
-        .unwrap();
-    let theirs = store
-        .claim(&run_id, RunStatus::Running, ours.lease_epoch)
-        .await
-        .unwrap()
-        .unwrap();
-    let before = snapshot_of(&store, &run_id).await;
-
-    let bodies = Ledger::default();
-    let executor =
-        Executor::new(Arc::new(store.clone()), registry(&bodies, None), config()).unwrap();
-    let adopt = |lease_epoch| Start::Adopt {
+    let start = |lease_epoch| Start::Adopt {
         run_id: run_id.clone(),
         lease_epoch,
     };
-    let err = executor
-        .run(plan(), adopt(ours.lease_epoch), RunSignals::default())
-        .await
-        .unwrap_err();
-    assert!(is_lease_moved(&err, &run_id, &ours, &theirs), "{err:?}");
-    assert_eq!(bodies.total(), 0, "no task ran under the stale claim");
-    assert_eq!(
-        snapshot_of(&store, &run_id).await,
-        before,
-        "nothing changed"
-    );
-
-    let report = executor
-        .run(plan(), adopt(theirs.lease_epoch), RunSignals::default())
-        .await
-        .unwrap();
-    assert_eq!(report.disposition, Disposition::Complete);
-    assert_eq!(bodies.total(), 1, "only the pending task ran");
+    overtaken_claim_then_the_stored_one(&store, &run_id, RunStatus::Failed, start).await;
 }
 
 /// A claim that lands between the check before the open and the open itself is seen in
