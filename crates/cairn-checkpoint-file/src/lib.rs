@@ -141,8 +141,11 @@
 //! decides under, and is refused while a writer holds it; since `open` takes the writer lock
 //! under `meta.lock` too, no writer can come between the probe and the claim, and no probe
 //! makes an `open` fail with `Locked`. `peek` opens `lock`
-//! read-only and takes it shared (`File::try_lock_shared`) while it reads, writing nothing,
-//! so a read-only state folder can be looked at and no writer changes the files under it. Status compare-and-swap
+//! read-only and takes it shared (`File::try_lock_shared`, under `meta.lock`) while it reads,
+//! writing nothing, so a read-only state folder can be looked at and no writer changes the
+//! files under it. An `open` (or any other taker of the writer lock) that finds only such
+//! readers holding `lock` waits for them, up to 10 s, instead of failing with `Locked`; as it
+//! holds `meta.lock` meanwhile, no new peek comes in. Status compare-and-swap
 //! and `claim` hold `meta.lock` (blocking `File::lock`) around reading and atomically
 //! rewriting `meta.json` (temp file, fsync, rename, directory fsync), so they are atomic
 //! across threads and processes. A swap or claim that loses rewrites nothing.

@@ -134,6 +134,20 @@ const LIVE_READ_TRIES: u32 = 20;
 /// The pause between those reads.
 const LIVE_READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// How long taking the writer lock waits while only readers hold the lock file (a `peek`,
+/// such as `cairn show` or `cairn runs`, holds it shared while it reads). A reader is done in
+/// milliseconds to a second or two for a large run; a writer holds the lock for its whole
+/// life, so it is never waited for.
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one try of the writer lock found.
+enum WriterLock {
+    /// The lock, taken.
+    Taken(Box<dyn FsFile>),
+    /// Only readers hold the lock file; the `Locked` error to report if they keep it.
+    Readers(Error),
+}
+
 pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { op, path, source }
@@ -383,14 +397,57 @@ impl Store {
         }
     }
 
-    /// Opens a run's lock file and tries its writer lock. `Err(Locked)` names the holder.
+    /// Opens a run's lock file and takes its writer lock, waiting while only readers hold
+    /// it (see [`Store::wait_out_readers`]). `Err(Locked)` names the writer holding it.
     fn take_writer_lock(&self, run_id: &RunId, dir: &Path) -> Result<Box<dyn FsFile>> {
+        self.wait_out_readers(|| self.try_writer_lock(run_id, dir))
+    }
+
+    /// Calls `try_lock` until it takes the writer lock, fails, or has found only readers
+    /// holding the lock file for [`READER_PATIENCE`]. A `peek` holds the lock shared while
+    /// it reads, so without the wait a `cairn show` beside a `cairn resume` could make the
+    /// resume fail with `Locked` as if the run were being driven.
+    fn wait_out_readers(
+        &self,
+        mut try_lock: impl FnMut() -> Result<WriterLock>,
+    ) -> Result<Box<dyn FsFile>> {
+        let deadline = std::time::Instant::now() + READER_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match try_lock()? {
+                WriterLock::Taken(file) => return Ok(file),
+                WriterLock::Readers(locked) if std::time::Instant::now() >= deadline => {
+                    return Err(locked);
+                }
+                WriterLock::Readers(_) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Opens a run's lock file and tries its writer lock once. When it is held, a shared try
+    /// tells readers (who let a shared lock be taken beside them) from a writer (who does
+    /// not): a writer's is `Err(Locked)` naming it.
+    fn try_writer_lock(&self, run_id: &RunId, dir: &Path) -> Result<WriterLock> {
         let path = dir.join(LOCK_FILE);
         let mut file = self
             .fs
             .open(&path, OpenMode::ReadWrite)
             .map_err(io_error("open", &path))?;
         if !file.try_lock().map_err(io_error("lock", &path))? {
+            if file.try_lock_shared().map_err(io_error("lock", &path))? {
+                file.unlock().map_err(io_error("unlock", &path))?;
+                return Ok(WriterLock::Readers(Error::Locked {
+                    run_id: run_id.clone(),
+                    holder: format!(
+                        "not a writer: processes reading the run, such as `cairn show`, kept \
+                         its lock shared for {} s",
+                        READER_PATIENCE.as_secs()
+                    ),
+                }));
+            }
             return Err(locked(run_id, &mut *file));
         }
         // The holder's identity is informational, so it is not synced.
@@ -398,22 +455,27 @@ impl Store {
         let text = format!("{} since {}\n", holder_text(), wall_clock_now());
         file.write_all(text.as_bytes())
             .map_err(io_error("write", &path))?;
-        Ok(file)
+        Ok(WriterLock::Taken(file))
     }
 
     pub(crate) fn is_held(&self, run_id: &RunId) -> Result<bool> {
-        // Probed under `meta.lock` when it can be taken, as `open` takes the writer lock
-        // under it, so this probe never makes an `open` fail with `Locked`. Best effort: a
-        // read-only store, or a run with no `meta.lock`, is probed without it.
-        let path = self.run_dir(run_id).join(META_LOCK_FILE);
-        let guard = self
-            .fs
-            .open(&path, OpenMode::Read)
-            .ok()
-            .filter(|lock| lock.lock().is_ok());
+        // Probed under `meta.lock`, as `open` takes the writer lock under it, so this probe
+        // never makes an `open` fail with `Locked`.
+        let guard = self.meta_lock_if_any(&self.run_dir(run_id));
         let held = self.writer_holder(run_id)?.is_some();
         drop(guard);
         Ok(held)
+    }
+
+    /// The run's `meta.lock`, taken, for a read that looks at the writer lock (a probe, or a
+    /// `peek` taking its reader lock) to do so where no `open` is taking that lock. Best
+    /// effort, writing nothing: `None` for a read-only store or a run with no `meta.lock`,
+    /// and the look then goes ahead without it.
+    fn meta_lock_if_any(&self, dir: &Path) -> Option<Box<dyn FsFile>> {
+        self.fs
+            .open(&dir.join(META_LOCK_FILE), OpenMode::Read)
+            .ok()
+            .filter(|lock| lock.lock().is_ok())
     }
 
     /// Who holds the run's writer lock, if anyone: the lock is tried shared, on the lock
@@ -1097,7 +1159,9 @@ impl Store {
         if !self.exists(&dir)? {
             return Ok(None);
         }
-        // Held only while the writer lock is taken: a claim decides under it.
+        // Held only while the writer lock is taken: a claim decides under it, and a `peek`
+        // takes its reader lock under it, so readers already reading are waited for and no
+        // new one comes in meanwhile (a stream of peeks cannot starve the open).
         let meta_lock = self.meta_lock_for_open(&dir)?;
         let taken = self.take_writer_lock(run_id, &dir);
         drop(meta_lock);
@@ -1145,7 +1209,12 @@ impl Store {
         if !self.exists(&dir)? {
             return Ok(None);
         }
-        let lock = self.take_reader_lock(run_id, &dir)?;
+        // Taken under `meta.lock`, as `open` takes the writer lock under it: an open waiting
+        // for readers to finish keeps new ones out.
+        let guard = self.meta_lock_if_any(&dir);
+        let lock = self.take_reader_lock(run_id, &dir);
+        drop(guard);
+        let lock = lock?;
         if !self.exists(&dir)? {
             // Removed or quarantined since: the lock taken, if any, is the gone folder's.
             return Ok(None);

@@ -1792,3 +1792,89 @@ fn probes_never_make_a_concurrent_open_fail_with_locked() {
         assert_eq!(stored.lease_epoch, 1, "no probing claim won");
     });
 }
+
+/// A `peek` (`cairn show`, `cairn runs`) holds the run's lock shared while it reads. An
+/// `open` that meets only such readers waits for them instead of failing with `Locked` as
+/// if a writer drove the run; a writer is still reported at once, by name.
+#[test]
+fn an_open_waits_out_readers_but_not_a_writer() {
+    common::run_bounded(async {
+        let h = FileHarness::new();
+        let factory = h.file_factory();
+        let id = RunId::new("read").unwrap();
+        drop(factory.begin(meta("read")).await.unwrap());
+        let lock_path = h.run_dir(&id).join("lock");
+        // A reader that holds the lock shared for a while, as a slow peek does.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let file = std::fs::File::open(&lock_path).unwrap();
+            file.lock_shared().unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop(file);
+        });
+        held_rx.recv().unwrap();
+        let opened = factory.open(&id).await;
+        assert!(
+            matches!(opened, Ok(Some(_))),
+            "an open beside a reader: {opened:?}"
+        );
+        reader.join().unwrap();
+        // With a writer holding it, a second open fails at once, naming that writer.
+        let writer = opened.unwrap().unwrap();
+        match h.file_factory().open(&id).await {
+            Err(Error::Locked { holder, .. }) => {
+                assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+            }
+            other => panic!("an open beside a writer: {other:?}"),
+        }
+        drop(writer);
+    });
+}
+
+/// Peeks in a loop beside repeated opens: no open fails with `Locked` (a peek that meets an
+/// open's writer lock may, which is `peek`'s documented answer).
+#[test]
+fn peeks_never_make_a_concurrent_open_fail_with_locked() {
+    common::run_bounded(async {
+        let h = FileHarness::new();
+        let factory = h.file_factory();
+        let id = RunId::new("peeked").unwrap();
+        let run = factory.begin(meta("peeked")).await.unwrap();
+        run.append(&sample_events(0, 200)).await.unwrap();
+        drop(run);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peeks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let peeker = {
+            let (factory, id) = (h.file_factory(), id.clone());
+            let (stop, peeks) = (Arc::clone(&stop), Arc::clone(&peeks));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        match factory.peek(&id).await {
+                            Ok(Some(_)) | Err(Error::Locked { .. }) => {}
+                            other => panic!("a peek: {other:?}"),
+                        }
+                        peeks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            })
+        };
+        while peeks.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for round in 0..200 {
+            match factory.open(&id).await {
+                Ok(Some(opened)) => drop(opened),
+                other => panic!("open {round} beside the peeks: {other:?}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        peeker.join().expect("the peeker");
+        assert!(peeks.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    });
+}

@@ -106,8 +106,9 @@ pub enum Error {
         /// Where the state was moved.
         quarantined_to: String,
     },
-    /// Another writer holds the run.
-    #[error("run {run_id} is locked by another writer ({holder})")]
+    /// Another writer holds the run (or, with the file adapter, readers kept its lock for
+    /// longer than a writer waits for them; `holder` says so).
+    #[error("run {run_id} is locked by another process ({holder})")]
     Locked {
         /// The run.
         run_id: RunId,
