@@ -646,7 +646,20 @@ impl Executor {
                         Some(moved) => {
                             drop(opened);
                             tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, reason = %moved, "interrupted run not adopted");
-                            driven_elsewhere.get_or_insert((run_id, moved.to_string()));
+                            // Short: the error's own text says what to do.
+                            let why = match moved {
+                                Error::AdoptLeaseMoved {
+                                    lease_epoch, owner, ..
+                                } => format!(
+                                    "another process claimed it after this one, and its lease is at epoch {lease_epoch} now, {}",
+                                    owner.map_or_else(
+                                        || "with no owner recorded".to_owned(),
+                                        |owner| format!("held by {owner}")
+                                    )
+                                ),
+                                other => other.to_string(),
+                            };
+                            driven_elsewhere.get_or_insert((run_id, why));
                             continue;
                         }
                         None => Ok(Some(opened)),

@@ -409,6 +409,9 @@ async fn an_interrupted_run_claimed_over_the_lookups_claim_before_its_open_is_le
             if *run_id == old && why.contains(&format!("at epoch {} now", after.lease_epoch))),
         "{refused:?}"
     );
+    // The reason is short, not a whole other error's advice nested in this one.
+    let text = refused.to_string();
+    assert!(!text.contains("cannot be adopted"), "{text}");
     assert_eq!(ledger.total(), 0);
     assert!(!store.is_held(&old).await.unwrap(), "the lock was let go");
     assert!(stored(&store, &old).await.events.is_empty());
