@@ -82,7 +82,7 @@ pub use event::Event;
 pub use queue::{
     Enqueued, MAX_TASKS_HARD_LIMIT, Outcome, Queue, QueueConfig, Recovery, StatusCounts,
 };
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView};
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot, SnapshotView, SnapshotWithInputs};
 pub use task::{
     EnqueuedBy, Handoff, MAX_VALUE_DEPTH, Status, Task, TaskError, TaskId, TaskSpec, Timestamp,
     nests_too_deep,

@@ -67,3 +67,127 @@ impl Serialize for Tasks<'_> {
         serializer.collect_seq(self.0.tasks())
     }
 }
+
+impl<'a> SnapshotView<'a> {
+    /// The same snapshot with each task's `inputs` written as `inputs(task)` returns: for a
+    /// holder that keeps the tasks' inputs apart from its queue (encoded, say, to take less
+    /// memory than a JSON value does), with the queue's own `inputs` left null. Every other
+    /// field is the task's. When `inputs(task)` serializes like `task.inputs`, the encoding
+    /// is exactly [`Queue::snapshot`]'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// let spec = TaskSpec::new("fetch").inputs(serde_json::json!({ "url": "u" }));
+    /// queue.enqueue(spec, EnqueuedBy::Root, Timestamp(1))?;
+    /// let same = queue.snapshot_view().with_inputs(|task| task.inputs.clone());
+    /// assert_eq!(serde_json::to_string(&same)?, serde_json::to_string(&queue.snapshot())?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_inputs<F, I>(self, inputs: F) -> SnapshotWithInputs<'a, F>
+    where
+        F: Fn(&Task) -> I,
+        I: Serialize,
+    {
+        SnapshotWithInputs {
+            queue: self.queue,
+            inputs,
+        }
+    }
+}
+
+/// A queue's snapshot with the tasks' inputs from elsewhere: see
+/// [`SnapshotView::with_inputs`].
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotWithInputs<'a, F> {
+    queue: &'a Queue,
+    inputs: F,
+}
+
+impl<F, I> Serialize for SnapshotWithInputs<'_, F>
+where
+    F: Fn(&Task) -> I,
+    I: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // As `SnapshotView` writes it.
+        let mut snapshot = serializer.serialize_struct("Snapshot", 4)?;
+        snapshot.serialize_field("format_version", &SNAPSHOT_FORMAT_VERSION)?;
+        snapshot.serialize_field("tasks", &TasksWithInputs(self))?;
+        snapshot.serialize_field("phases_completed", &self.queue.phases_completed)?;
+        snapshot.serialize_field("phases_started", &self.queue.phases_started)?;
+        snapshot.end()
+    }
+}
+
+/// The tasks of a [`SnapshotWithInputs`], in id order.
+struct TasksWithInputs<'s, 'a, F>(&'s SnapshotWithInputs<'a, F>);
+
+impl<F, I> Serialize for TasksWithInputs<'_, '_, F>
+where
+    F: Fn(&Task) -> I,
+    I: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let with = self.0;
+        serializer.collect_seq(with.queue.tasks().map(|task| TaskWithInputs {
+            task,
+            inputs: (with.inputs)(task),
+        }))
+    }
+}
+
+/// A task with its `inputs` replaced.
+struct TaskWithInputs<'a, I> {
+    task: &'a Task,
+    inputs: I,
+}
+
+impl<I: Serialize> Serialize for TaskWithInputs<'_, I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Field for field what `#[derive(Serialize)]` writes for `Task`, `inputs` aside; the
+        // tests compare the two encodings byte for byte. Destructured, so that a field added
+        // to `Task` does not compile until it is written here too.
+        let Task {
+            id,
+            kind,
+            status,
+            depends_on,
+            inputs: _,
+            attempts,
+            max_attempts,
+            enqueued_by,
+            depth,
+            created_at,
+            started_at,
+            finished_at,
+            error,
+            not_before,
+            handoff,
+            blocked_by,
+            dedup,
+        } = self.task;
+        let mut task = serializer.serialize_struct("Task", 17)?;
+        task.serialize_field("id", id)?;
+        task.serialize_field("kind", kind)?;
+        task.serialize_field("status", status)?;
+        task.serialize_field("depends_on", depends_on)?;
+        task.serialize_field("inputs", &self.inputs)?;
+        task.serialize_field("attempts", attempts)?;
+        task.serialize_field("max_attempts", max_attempts)?;
+        task.serialize_field("enqueued_by", enqueued_by)?;
+        task.serialize_field("depth", depth)?;
+        task.serialize_field("created_at", created_at)?;
+        task.serialize_field("started_at", started_at)?;
+        task.serialize_field("finished_at", finished_at)?;
+        task.serialize_field("error", error)?;
+        task.serialize_field("not_before", not_before)?;
+        task.serialize_field("handoff", handoff)?;
+        task.serialize_field("blocked_by", blocked_by)?;
+        task.serialize_field("dedup", dedup)?;
+        task.end()
+    }
+}

@@ -718,6 +718,11 @@ fn check_invariants(q: &Queue, model: &Model, now: u64, history: &History, new: 
         text,
         "the borrowed view encodes like the snapshot"
     );
+    assert_eq!(
+        serde_json::to_string(&q.snapshot_view().with_inputs(|task| task.inputs.clone())).unwrap(),
+        text,
+        "the view with the same inputs from elsewhere encodes like the snapshot"
+    );
     // The queue agrees with the model.
     assert_eq!(q.len(), model.tasks.len());
     for (task, m) in q.tasks().zip(&model.tasks) {
