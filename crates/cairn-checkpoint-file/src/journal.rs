@@ -75,18 +75,34 @@ fn record_crc(payload_crc: u32, len: u32, seq: u64) -> u32 {
     crc32c::crc32c_append(payload_crc, &tail)
 }
 
-/// Appends one framed record to `out`. `seq` is at least 1, `payload` is not empty, and its
-/// length fits a u32 (`append` refuses a larger event before framing it).
-pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8], payload_crc: u32) {
+/// Fills in the header of one framed record: `record` is the record's [`HEADER_LEN`] header
+/// bytes followed by its payload, whose CRC is `payload_crc`, and `seq` is at least 1. The
+/// payload is not empty, and its length fits a u32 (`append` refuses a larger event before
+/// framing it). The payload is serialized in place first and the header sealed once the
+/// sequence number is known, so a batch's records are never copied to be framed.
+pub(crate) fn seal(record: &mut [u8], seq: u64, payload_crc: u32) {
+    let payload_len = record.len() - HEADER_LEN;
     debug_assert!(
-        seq >= 1 && !payload.is_empty() && u32::try_from(payload.len()).is_ok(),
+        seq >= 1 && payload_len > 0 && u32::try_from(payload_len).is_ok(),
         "records have a sequence number and a payload that a u32 length frames"
     );
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&record_crc(payload_crc, len, seq).to_le_bytes());
-    out.extend_from_slice(payload);
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    record[..4].copy_from_slice(&len.to_le_bytes());
+    record[4..12].copy_from_slice(&seq.to_le_bytes());
+    record[12..HEADER_LEN].copy_from_slice(&record_crc(payload_crc, len, seq).to_le_bytes());
+}
+
+/// The payloads of the records framed back to back in `body` (a batch's body, as this
+/// writer sealed it), in order. Nothing is checked: the bytes never left memory.
+pub(crate) fn payloads(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = body.get(at..at + HEADER_LEN)?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let payload = body.get(at + HEADER_LEN..at + HEADER_LEN + len)?;
+        at += HEADER_LEN + len;
+        Some(payload)
+    })
 }
 
 /// The format-2 file header.

@@ -91,10 +91,13 @@
 //! holds more than twice that length plus one append (doubling alone would let each waited-for
 //! compaction leave the next a longer journal), and reopen reads one snapshot plus that much
 //! journal. The queue is kept in memory so the next
-//! compaction only applies the records written since; the writer keeps the events it wrote
-//! since the latest snapshot and applies those directly, so compaction parses nothing back
-//! from disk (only a run opened with records after its snapshot, written by an earlier
-//! writer, reads and parses the journal, at its first compaction). Reopen parses
+//! compaction only applies the records written since, with its tasks' inputs held as JSON
+//! text (nothing but the snapshot reads them, and as values they are most of a task's
+//! memory). The writer keeps the records it wrote since the latest snapshot, as written, and
+//! compaction decodes and applies those, so it reads nothing back from disk (only a run
+//! opened with records after its snapshot, written by an earlier writer, reads and parses
+//! the journal, at its first compaction). A large `queue.json` is encoded straight into its
+//! temp file rather than into memory first. Reopen parses
 //! `queue.json` on a second thread while it decodes the journal. Dropping the writer waits
 //! for a compaction under way, so it never writes after the run's lock is released, and then
 //! rewrites the journal if a snapshot was installed after the last append, so a reopen after
@@ -217,6 +220,7 @@ mod fs;
 mod jobs;
 mod journal;
 mod line_log;
+mod shadow;
 mod store;
 mod writer;
 

@@ -1892,36 +1892,154 @@ fn check_queue_head(run_id: &RunId, version: u32, stored_id: &str) -> Result<(),
 /// indentation roughly doubles their size and so their parse time on reopen.
 pub(crate) const PRETTY_QUEUE_FILE_LIMIT: usize = 1024 * 1024;
 
-/// Serializes `queue.json`. `size_hint` is the expected size (the previous `queue.json`'s, as
-/// a rule): a large snapshot is then encoded into one buffer of about that size instead of
-/// one that doubles its way there, copying what it holds each time.
-pub(crate) fn encode_queue_file<S: Serialize>(
-    run_id: &RunId,
+/// `queue.json` by reference: what [`QueueFile`] reads back.
+#[derive(Serialize)]
+struct QueueFileRef<'a, S> {
+    format_version: u32,
+    run_id: &'a str,
     covers_seq: u64,
-    snapshot: &S,
-    size_hint: usize,
-) -> Result<Vec<u8>> {
-    #[derive(Serialize)]
-    struct QueueFileRef<'a, S> {
-        format_version: u32,
-        run_id: &'a str,
+    snapshot: &'a S,
+}
+
+impl Store {
+    /// Installs `queue.json` in `dir` as [`Store::write_atomic`] does (temp, fdatasync,
+    /// rename, fsync dir): `snapshot`, covering every record up to `covers_seq`, or
+    /// `pretty`, the same state for a pretty-printer, when it is pretty-printed. Returns the
+    /// file's length.
+    ///
+    /// A snapshot of up to [`PRETTY_QUEUE_FILE_LIMIT`] bytes (on one line) is pretty-printed
+    /// in memory and written as one piece. A larger one is encoded on one line straight into
+    /// the temp file: a large run's snapshot is tens of megabytes, and holding it whole was
+    /// the largest allocation of every compaction. Which way applies is found by encoding
+    /// into a counter that stops past the limit, so a large snapshot costs at most that much
+    /// encoding again.
+    pub(crate) fn write_queue_file<S: Serialize, P: Serialize>(
+        &self,
+        dir: &Path,
+        run_id: &RunId,
         covers_seq: u64,
-        snapshot: &'a S,
+        snapshot: &S,
+        pretty: &P,
+    ) -> Result<u64> {
+        let file = QueueFileRef {
+            format_version: QUEUE_FILE_FORMAT_VERSION,
+            run_id: run_id.as_str(),
+            covers_seq,
+            snapshot,
+        };
+        let mut counter = Counter {
+            count: 0,
+            limit: PRETTY_QUEUE_FILE_LIMIT,
+        };
+        match serde_json::to_writer(&mut counter, &file) {
+            Ok(()) => {
+                let file = QueueFileRef {
+                    format_version: file.format_version,
+                    run_id: file.run_id,
+                    covers_seq,
+                    snapshot: pretty,
+                };
+                let bytes = serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))?;
+                self.write_atomic(dir, QUEUE_FILE, &bytes)?;
+                return Ok(bytes.len() as u64);
+            }
+            Err(_) if counter.count > counter.limit => {}
+            Err(err) => return Err(encoding("queue snapshot")(err)),
+        }
+        let tmp = dir.join(format!("{QUEUE_FILE}.tmp"));
+        let target = dir.join(QUEUE_FILE);
+        let file_handle = self
+            .fs
+            .open(&tmp, OpenMode::Truncate)
+            .map_err(io_error("create", &tmp))?;
+        let mut out = io::BufWriter::with_capacity(
+            QUEUE_FILE_WRITE_CHUNK,
+            FileWriter {
+                file: file_handle,
+                written: 0,
+                failure: None,
+            },
+        );
+        let encoded = serde_json::to_writer(&mut out, &file).and_then(|()| {
+            use std::io::Write as _;
+            out.flush().map_err(serde_json::Error::io)
+        });
+        let FileWriter {
+            file: file_handle,
+            written,
+            failure,
+        } = out.into_parts().0;
+        // A failed write is reported as the file's own error, not as serde_json's wrapper.
+        if let Some(err) = failure {
+            return Err(io_error("write", &tmp)(err));
+        }
+        encoded.map_err(encoding("queue snapshot"))?;
+        file_handle.sync_data().map_err(sync_error(&tmp))?;
+        drop(file_handle);
+        self.fs
+            .rename(&tmp, &target)
+            .map_err(io_error("rename", &tmp))?;
+        self.fs.sync_dir(dir).map_err(sync_error(dir))?;
+        Ok(written)
     }
-    let file = QueueFileRef {
-        format_version: QUEUE_FILE_FORMAT_VERSION,
-        run_id: run_id.as_str(),
-        covers_seq,
-        snapshot,
-    };
-    // A snapshot grows between compactions as tasks finish (timestamps, handoffs); the slack
-    // keeps the usual case to one allocation.
-    let mut compact = Vec::with_capacity(size_hint.saturating_add(size_hint / 8));
-    serde_json::to_writer(&mut compact, &file).map_err(encoding("queue snapshot"))?;
-    if compact.len() > PRETTY_QUEUE_FILE_LIMIT {
-        return Ok(compact);
+}
+
+/// Bytes a large `queue.json` is written in, one `write_all` each.
+const QUEUE_FILE_WRITE_CHUNK: usize = 256 * 1024;
+
+/// Counts what is written to it, and fails once the count passes `limit`.
+struct Counter {
+    count: usize,
+    limit: usize,
+}
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.count += buf.len();
+        if self.count > self.limit {
+            return Err(io::Error::other("past the limit"));
+        }
+        Ok(buf.len())
     }
-    serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An [`FsFile`] as an [`io::Write`], keeping the first error it met and counting bytes.
+struct FileWriter {
+    file: Box<dyn FsFile>,
+    written: u64,
+    failure: Option<io::Error>,
+}
+
+impl io::Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.failure.is_some() {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        match self.file.write_all(buf) {
+            Ok(()) => {
+                self.written += buf.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                let kind = err.kind();
+                self.failure = Some(err);
+                Err(io::Error::from(kind))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The `TornTailCut` audit message: where the torn record started, and how much of what was
@@ -1948,5 +2066,83 @@ fn locked(run_id: &RunId, file: &mut dyn FsFile) -> Error {
     Error::Locked {
         run_id: run_id.clone(),
         holder,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `queue.json` is written in one of two ways; both must give the file the encoding
+    //! always gave it.
+
+    use std::sync::Arc;
+
+    use cairn_checkpoint::RunId;
+    use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+
+    use super::{PRETTY_QUEUE_FILE_LIMIT, QUEUE_FILE, QueueFileRef, Store};
+    use crate::fs::StdFilesystem;
+
+    fn queue_of(tasks: usize) -> Queue {
+        let mut queue = Queue::new(QueueConfig::default());
+        for n in 0..tasks {
+            let spec = TaskSpec::new("shell").inputs(serde_json::json!({
+                "id": format!("t{n}"), "run": "echo \"a line\"\tand a tab", "env": {"A": "1"},
+            }));
+            queue.enqueue(spec, EnqueuedBy::Root, Timestamp(1)).unwrap();
+        }
+        queue
+    }
+
+    /// Writes `queue`'s snapshot and returns the file, the length returned and the file as
+    /// it was encoded before it could be streamed: compact when that is over the limit,
+    /// pretty-printed otherwise.
+    fn written(queue: &Queue) -> (Vec<u8>, u64, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store {
+            fs: Arc::new(StdFilesystem),
+            root: dir.path().to_path_buf(),
+            left_in_place: Default::default(),
+        };
+        let run_id = RunId::new("r1").unwrap();
+        let snapshot = queue.snapshot_view();
+        let len = store
+            .write_queue_file(dir.path(), &run_id, 7, &snapshot, &snapshot)
+            .unwrap();
+        let file = QueueFileRef {
+            format_version: super::QUEUE_FILE_FORMAT_VERSION,
+            run_id: run_id.as_str(),
+            covers_seq: 7,
+            snapshot: &snapshot,
+        };
+        let compact = serde_json::to_vec(&file).unwrap();
+        let expected = if compact.len() > PRETTY_QUEUE_FILE_LIMIT {
+            compact
+        } else {
+            serde_json::to_vec_pretty(&file).unwrap()
+        };
+        let on_disk = std::fs::read(dir.path().join(QUEUE_FILE)).unwrap();
+        assert!(!dir.path().join(format!("{QUEUE_FILE}.tmp")).exists());
+        (on_disk, len, expected)
+    }
+
+    #[test]
+    fn a_small_snapshot_is_pretty_printed() {
+        let (on_disk, len, expected) = written(&queue_of(10));
+        assert!(on_disk.contains(&b'\n'));
+        assert_eq!(on_disk, expected);
+        assert_eq!(len, on_disk.len() as u64);
+    }
+
+    #[test]
+    fn a_large_snapshot_is_streamed_on_one_line() {
+        let queue = queue_of(8_000);
+        let (on_disk, len, expected) = written(&queue);
+        assert!(
+            on_disk.len() > PRETTY_QUEUE_FILE_LIMIT,
+            "the case must be large"
+        );
+        assert!(!on_disk.contains(&b'\n'));
+        assert_eq!(on_disk, expected);
+        assert_eq!(len, on_disk.len() as u64);
     }
 }

@@ -35,15 +35,14 @@ use cairn_checkpoint::{
     AuditRecord, Checkpointer, Durability, Error, Recovered, Result, RunError, RunId, RunMeta,
     RunStatus,
 };
-use cairn_queue::{Event, Queue, QueueConfig, Snapshot};
+use cairn_queue::{Event, QueueConfig, Snapshot};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::fs::FsFile;
 use crate::journal;
-use crate::store::{
-    JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, encode_queue_file, io_error, sync_error,
-};
+use crate::shadow::{Refused, Shadow};
+use crate::store::{JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, io_error, sync_error};
 
 /// The first preallocation step, and the granularity of every step.
 const PREALLOCATE_MIN: u64 = 64 * 1024;
@@ -160,14 +159,18 @@ struct WriterState {
     snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
-    /// The events of the records in `buffer`, in order.
-    buffered_events: Vec<Event>,
-    /// The events of the records written since the latest snapshot (or since this writer
-    /// started), in order. Compaction applies them to its in-memory queue instead of reading
-    /// the journal back and parsing every record a second time. Empty once compaction is off.
-    written_events: Vec<Event>,
-    /// Whether `written_events` holds every record after `covers_seq`: true for a fresh run
-    /// and after every snapshot, false for a run opened with records after its snapshot.
+    /// The records written since the latest snapshot (or since this writer started), framed
+    /// as in the journal and back to back, in order, after `journal::BATCH_HEADER_LEN` bytes
+    /// of room that nothing uses (it is the first batch's own buffer); empty when no record
+    /// is kept. Compaction decodes them and applies their events to its in-memory queue
+    /// instead of reading the journal back. They are kept as bytes rather than as events: an
+    /// event (a task's inputs above all) takes several times the memory of its JSON, and a
+    /// run's first batch can enqueue a hundred thousand tasks. Empty once compaction is off.
+    written: Vec<u8>,
+    /// How many records `written` holds.
+    written_records: u64,
+    /// Whether `written` holds every record after `covers_seq`: true for a fresh run and
+    /// after every snapshot, false for a run opened with records after its snapshot.
     events_known: bool,
     /// Whether there is no snapshot at all, so the queue as of `covers_seq` is empty.
     no_snapshot: bool,
@@ -303,7 +306,7 @@ struct Shared {
     /// only newer records. `None` until the first compaction, and after a snapshot the
     /// caller installed (which the adapter does not parse back). Locked by the compaction
     /// thread while it works.
-    shadow: Mutex<Option<Queue>>,
+    shadow: Mutex<Option<Shadow>>,
     /// The compaction thread, until someone joins it: a new compaction, a caller's snapshot
     /// install, the journal rewrite and the writer's drop (the thread writes files, so it
     /// must end before the run's lock is released).
@@ -403,6 +406,14 @@ fn wait_untimed<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuar
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Decodes one record's event.
+fn decode_event(payload: &[u8]) -> Result<Event> {
+    serde_json::from_slice(payload).map_err(|err| Error::Encoding {
+        what: "journal event",
+        detail: err.to_string(),
+    })
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these mutexes leaves plain data behind; keep going.
     mutex
@@ -486,8 +497,8 @@ impl FileCheckpointer {
                     written_seq: state.next_seq - 1,
                     snapshot_len: state.snapshot_len,
                     compaction_off: false,
-                    buffered_events: Vec::new(),
-                    written_events: Vec::new(),
+                    written: Vec::new(),
+                    written_records: 0,
                     events_known: state.fresh || state.records_after_snapshot == 0,
                     no_snapshot: state.fresh,
                     compaction: Compaction::Idle,
@@ -598,7 +609,7 @@ impl Shared {
     /// leadership is released in the same critical section as the last publication, so once
     /// an append returns no leader touches the files for it.
     fn flush_one_batch(self: &Arc<Self>) -> bool {
-        let (bytes, events, records, batch, last_seq, keep_body) = {
+        let (mut bytes, records, batch, last_seq, keep_body) = {
             let mut state = lock(&self.state);
             if state.buffer.is_empty() || state.failure.is_some() {
                 state.step_down();
@@ -613,33 +624,38 @@ impl Shared {
             let appends = std::mem::take(&mut state.buffered_appends);
             state.company_size = state.company_size.max(appends);
             let last_seq = state.next_seq - 1;
-            let events = std::mem::take(&mut state.buffered_events);
             // Only this leader starts a compaction (after its write), so a batch taken while
             // one is under way is written after the snapshot's last record.
             let keep_body = state.compaction != Compaction::Idle;
             (
                 std::mem::take(&mut state.buffer),
-                events,
                 records,
                 batch,
                 last_seq,
                 keep_body,
             )
         };
-        let body = keep_body.then(|| bytes[journal::BATCH_HEADER_LEN..].to_vec());
-        let outcome = self.write_batch(bytes);
+        let outcome = self.write_batch(&mut bytes);
         let mut state = lock(&self.state);
         match outcome {
             Ok(written) => {
                 state.written_seq = last_seq;
                 state.journal_len += written;
                 state.records_after_snapshot += records;
-                if !state.compaction_off {
-                    state.written_events.extend(events);
-                }
-                if let Some(body) = body {
+                let body = &bytes[journal::BATCH_HEADER_LEN..];
+                if keep_body {
                     state.tail_batches.push(body.len());
-                    state.tail.extend_from_slice(&body);
+                    state.tail.extend_from_slice(body);
+                }
+                if !state.compaction_off {
+                    if state.written.is_empty() {
+                        // The batch itself is kept, header room and all, rather than copied:
+                        // a run's first batch can hold tens of megabytes of records.
+                        state.written = std::mem::take(&mut bytes);
+                    } else {
+                        state.written.extend_from_slice(body);
+                    }
+                    state.written_records += records;
                 }
                 let step = match state.compaction {
                     // A poisoned writer touches no file any more.
@@ -717,7 +733,7 @@ impl Shared {
     /// kernel may have dropped the pages it failed to write, so nothing it reports after
     /// that is trusted, and the batch stays the one possibly unsynced last batch that
     /// recovery expects.
-    fn write_batch(&self, mut buffer: Vec<u8>) -> Result<u64, Failure> {
+    fn write_batch(&self, buffer: &mut [u8]) -> Result<u64, Failure> {
         let path = self.dir.join(JOURNAL_FILE);
         let failure = |err: std::io::Error, sync: bool| Failure {
             failed_from: 0,
@@ -736,9 +752,9 @@ impl Shared {
             grow(&mut journal, end).map_err(|e| failure(e, false))?;
         }
         let wrote = if journal.positioned {
-            journal.file.write_at(at, &buffer)
+            journal.file.write_at(at, buffer)
         } else {
-            journal.file.write_all(&buffer)
+            journal.file.write_all(buffer)
         };
         if let Err(err) = wrote {
             let mut failed = failure(err, false);
@@ -802,11 +818,11 @@ impl Shared {
     fn start_compaction(self: &Arc<Self>) {
         // A finished compaction's thread may not have been joined yet.
         self.join_compaction();
-        let (covers, target, known_events) = {
+        let (covers, target, known_records) = {
             let mut state = lock(&self.state);
-            let events = std::mem::take(&mut state.written_events);
-            let complete =
-                state.events_known && events.len() as u64 == state.written_seq - state.covers_seq;
+            let records = std::mem::take(&mut state.written);
+            let count = std::mem::take(&mut state.written_records);
+            let complete = state.events_known && count == state.written_seq - state.covers_seq;
             // The leader waits for this compaction once the journal has doubled, or once it
             // has reached twice the length at which compaction starts (`compact_after_bytes`,
             // or a quarter of the snapshot if more), whichever comes first. Doubling alone
@@ -830,7 +846,7 @@ impl Shared {
             (
                 state.covers_seq,
                 state.written_seq,
-                complete.then_some(events),
+                complete.then_some(records),
             )
         };
         let shared = Arc::clone(self);
@@ -839,7 +855,7 @@ impl Shared {
             .spawn(move || {
                 // Cleared however the thread ends, a panic included.
                 let _alive = CompactionAlive(Arc::clone(&shared));
-                shared.compact(covers, target, known_events);
+                shared.compact(covers, target, known_records);
             });
         match spawned {
             Ok(handle) => *lock(&self.compactor) = Some(handle),
@@ -854,13 +870,15 @@ impl Shared {
     /// The compaction thread: brings the kept queue up to record `target` and installs its
     /// snapshot as covering it. A journal that does not replay turns compaction off for this
     /// writer (state stays correct; the journal just grows); a failed sync poisons it.
-    fn compact(&self, covers: u64, target: u64, known_events: Option<Vec<Event>>) {
+    fn compact(&self, covers: u64, target: u64, known_records: Option<Vec<u8>>) {
         let installed = self
-            .replayed_queue(covers, target, known_events)
+            .replayed_queue(covers, target, known_records)
             .and_then(|shadow| match shadow.as_ref() {
                 // The snapshot is encoded from the kept queue by reference: copying a large
                 // queue's tasks first cost about a fifth of the compaction.
-                Some(queue) => self.write_snapshot(target, &queue.snapshot_view()),
+                Some(queue) => {
+                    self.write_snapshot(target, &queue.snapshot(false), &queue.snapshot(true))
+                }
                 None => Err(Error::Backend {
                     backend: "file",
                     source: "compaction found no queue to snapshot".into(),
@@ -892,7 +910,8 @@ impl Shared {
         let mut state = lock(&self.state);
         state.compaction_off = true;
         state.compaction = Compaction::Idle;
-        state.written_events = Vec::new();
+        state.written = Vec::new();
+        state.written_records = 0;
         state.tail = Vec::new();
         state.tail_batches = Vec::new();
     }
@@ -999,8 +1018,8 @@ impl Shared {
         state.snapshot_len = snapshot_len;
         state.journal_len = (bytes.len() - journal::FILE_HEADER_LEN) as u64;
         state.records_after_snapshot = state.written_seq - covers;
-        // `written_events` has gathered exactly the records after the snapshot since the
-        // compaction took the ones before.
+        // `written` has gathered exactly the records after the snapshot since the compaction
+        // took the ones before.
         state.events_known = true;
         state.no_snapshot = false;
         state.compaction = Compaction::Idle;
@@ -1008,42 +1027,45 @@ impl Shared {
 
     /// Brings the kept queue (`shadow`) up to record `target` and returns it, locked and
     /// present. `covers` is the latest snapshot's last record. When this writer saw every
-    /// record in between (`known_events`), it applies those events to the queue of the
-    /// previous compaction (or, for a run without any snapshot, replays them into a new
-    /// queue), and reads nothing back. Otherwise it reuses that queue for what the journal
-    /// holds after the snapshot, or rebuilds it from `queue.json` plus the journal, taking
-    /// only records up to `target` (appends go on meanwhile).
+    /// record in between (`known_records`, framed back to back), it decodes their events one
+    /// at a time and applies them to the queue of the previous compaction (or, for a run
+    /// without any snapshot, to a new queue), and reads nothing back. Otherwise it reuses
+    /// that queue for what the journal holds after the snapshot, or rebuilds it from
+    /// `queue.json` plus the journal, taking only records up to `target` (appends go on
+    /// meanwhile).
     fn replayed_queue(
         &self,
         covers: u64,
         target: u64,
-        known_events: Option<Vec<Event>>,
-    ) -> Result<MutexGuard<'_, Option<Queue>>> {
+        known_records: Option<Vec<u8>>,
+    ) -> Result<MutexGuard<'_, Option<Shadow>>> {
         let store = &self.store;
         let dir = &self.dir;
-        let replay_error = |source| Error::Replay {
-            run_id: self.run_id.clone(),
-            source,
+        let refused = |refused| match refused {
+            Refused::Queue(source) => Error::Replay {
+                run_id: self.run_id.clone(),
+                source,
+            },
+            Refused::Encoding(err) => Error::Encoding {
+                what: "task inputs",
+                detail: err.to_string(),
+            },
         };
         let mut shadow = lock(&self.shadow);
-        if let Some(events) = known_events {
+        if let Some(records) = known_records {
             let no_snapshot = lock(&self.state).no_snapshot;
             let queue = match shadow.take() {
-                Some(mut queue) => {
-                    for event in &events {
-                        // On failure the shadow is dropped (it was taken above), so a later
-                        // compaction cannot start from a half-applied queue.
-                        queue.apply(event).map_err(replay_error)?;
-                    }
-                    Some(queue)
-                }
-                None if no_snapshot => Some(
-                    Queue::replay(None, events.iter(), self.config.queue_config.clone())
-                        .map_err(replay_error)?,
-                ),
+                Some(queue) => Some(queue),
+                None if no_snapshot => Some(Shadow::new(self.config.queue_config.clone())),
                 None => None,
             };
-            if let Some(queue) = queue {
+            if let Some(mut queue) = queue {
+                let records = records.get(journal::BATCH_HEADER_LEN..).unwrap_or_default();
+                for payload in journal::payloads(records) {
+                    // On failure the shadow is dropped (it was taken above), so a later
+                    // compaction cannot start from a half-applied queue.
+                    queue.apply(decode_event(payload)?).map_err(refused)?;
+                }
                 *shadow = Some(queue);
                 return Ok(shadow);
             }
@@ -1072,14 +1094,7 @@ impl Shared {
             .iter()
             .filter(|r| r.seq > covers && r.seq <= target)
         {
-            let event: Event =
-                serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
-                    Error::Encoding {
-                        what: "journal event",
-                        detail: err.to_string(),
-                    }
-                })?;
-            events.push(event);
+            events.push(decode_event(&bytes[record.payload.clone()])?);
         }
         if events.len() as u64 != target - covers {
             return Err(Error::Encoding {
@@ -1091,33 +1106,32 @@ impl Shared {
                 ),
             });
         }
-        let queue = match queue.take() {
-            Some(mut queue) => {
-                for event in &events {
-                    // On failure the shadow is dropped (it was taken above), so a later
-                    // compaction cannot start from a half-applied queue.
-                    queue.apply(event).map_err(replay_error)?;
-                }
-                queue
-            }
-            None => Queue::replay(
-                rebuild_snapshot,
-                events.iter(),
-                self.config.queue_config.clone(),
-            )
-            .map_err(replay_error)?,
+        let mut queue = match queue.take() {
+            Some(queue) => queue,
+            None => Shadow::from_snapshot(rebuild_snapshot, self.config.queue_config.clone())
+                .map_err(refused)?,
         };
+        for event in events {
+            // On failure the shadow is dropped (it was taken above), so a later compaction
+            // cannot start from a half-applied queue.
+            queue.apply(event).map_err(refused)?;
+        }
         *shadow = Some(queue);
         Ok(shadow)
     }
 
     /// Encodes `snapshot` as covering up to record `covers` and installs it as `queue.json`
     /// (temp, fdatasync, rename, fsync dir). Returns its length.
-    fn write_snapshot(&self, covers: u64, snapshot: &impl Serialize) -> Result<u64> {
-        let size_hint = usize::try_from(lock(&self.state).snapshot_len).unwrap_or(0);
-        let bytes = encode_queue_file(&self.run_id, covers, snapshot, size_hint)?;
-        self.store.write_atomic(&self.dir, QUEUE_FILE, &bytes)?;
-        Ok(bytes.len() as u64)
+    /// `snapshot` is written as is, `pretty` for a pretty-printed `queue.json` (a small
+    /// one); both serialize the same state.
+    fn write_snapshot(
+        &self,
+        covers: u64,
+        snapshot: &impl Serialize,
+        pretty: &impl Serialize,
+    ) -> Result<u64> {
+        self.store
+            .write_queue_file(&self.dir, &self.run_id, covers, snapshot, pretty)
     }
 
     /// Installs `snapshot` as covering every record written so far. The caller is leader,
@@ -1127,7 +1141,7 @@ impl Shared {
     /// before it.
     fn install_locked(&self, snapshot: &impl Serialize) -> Result<()> {
         let covers = lock(&self.state).written_seq;
-        let snapshot_len = self.write_snapshot(covers, snapshot)?;
+        let snapshot_len = self.write_snapshot(covers, snapshot, snapshot)?;
         {
             // The snapshot is in place: from here on it is what the journal's records
             // follow, even if the truncate below fails (the records it covers are then
@@ -1135,7 +1149,8 @@ impl Shared {
             let mut state = lock(&self.state);
             state.covers_seq = covers;
             state.snapshot_len = snapshot_len;
-            state.written_events.clear();
+            state.written = Vec::new();
+            state.written_records = 0;
             state.events_known = true;
             state.no_snapshot = false;
             state.compaction = Compaction::Idle;
@@ -1246,15 +1261,20 @@ impl Checkpointer for FileCheckpointer {
             }
             return Ok(());
         }
-        // Serialize, checksum and copy the events before taking the lock, so the lock covers
-        // only framing.
-        let owned = events.to_vec();
-        let mut payloads = Vec::with_capacity(events.len());
+        // Serialize and checksum the events before taking the lock, straight into the batch
+        // layout (room for the batch header, then each record's header and payload), so the
+        // lock covers only sealing the record headers with their sequence numbers. Nothing is
+        // copied per event: a run's first batch can hold a hundred thousand enqueues.
+        let mut framed = vec![0u8; journal::BATCH_HEADER_LEN];
+        let mut records: Vec<(usize, usize, u32)> = Vec::with_capacity(events.len());
         for event in events {
-            let payload = serde_json::to_vec(event).map_err(|err| Error::Encoding {
+            let at = framed.len();
+            framed.resize(at + journal::HEADER_LEN, 0);
+            serde_json::to_writer(&mut framed, event).map_err(|err| Error::Encoding {
                 what: "journal event",
                 detail: err.to_string(),
             })?;
+            let payload = &framed[at + journal::HEADER_LEN..];
             // A record's length is framed as a u32: a larger event would be acknowledged and
             // then misread on open, so it is refused before anything is written.
             if u32::try_from(payload.len()).is_err() {
@@ -1267,8 +1287,7 @@ impl Checkpointer for FileCheckpointer {
                     ),
                 });
             }
-            let crc = journal::payload_crc(&payload);
-            payloads.push((payload, crc));
+            records.push((at, framed.len(), journal::payload_crc(payload)));
         }
         let shared = &self.shared;
         let mut progress = shared.progress.subscribe();
@@ -1279,17 +1298,20 @@ impl Checkpointer for FileCheckpointer {
                     run_id: shared.run_id.clone(),
                 });
             }
-            if state.buffer.is_empty() {
-                // Room for the batch header, which the leader fills in.
-                state.buffer.resize(journal::BATCH_HEADER_LEN, 0);
-            }
-            for (payload, crc) in &payloads {
+            for &(at, end, crc) in &records {
                 let seq = state.next_seq;
                 state.next_seq += 1;
-                journal::frame(&mut state.buffer, seq, payload, *crc);
+                journal::seal(&mut framed[at..end], seq, crc);
             }
-            state.buffered_records += payloads.len() as u64;
-            state.buffered_events.extend(owned);
+            if state.buffer.is_empty() {
+                // The room left in front becomes the batch header, which the leader fills in.
+                state.buffer = framed;
+            } else {
+                state
+                    .buffer
+                    .extend_from_slice(&framed[journal::BATCH_HEADER_LEN..]);
+            }
+            state.buffered_records += records.len() as u64;
             state.buffered_appends += 1;
             if state.company_wanted == Some(state.buffered_appends) {
                 self.shared.company.notify_one();
@@ -1368,15 +1390,15 @@ impl Checkpointer for FileCheckpointer {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);
                     // The snapshot covers these records; compaction never needs their events.
-                    state.buffered_events.clear();
                     state.buffered_appends = 0;
                     let last_seq = state.next_seq - 1;
                     (std::mem::take(&mut state.buffer), records, last_seq)
                 };
+                let mut bytes = bytes;
                 if !bytes.is_empty() {
                     let batch = lock(&shared.state).open_batch;
                     lock(&shared.state).open_batch += 1;
-                    let written = match shared.write_batch(bytes) {
+                    let written = match shared.write_batch(&mut bytes) {
                         Ok(written) => written,
                         Err(failure) => {
                             let err = failure.to_error();

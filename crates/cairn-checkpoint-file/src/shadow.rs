@@ -1,0 +1,254 @@
+//! The queue compaction keeps in memory between snapshots, with the tasks' inputs kept as
+//! JSON text.
+//!
+//! Compaction brings a queue up to date with the records written since the last snapshot
+//! and writes that queue's snapshot. Keeping it between compactions spares reading the
+//! snapshot back each time, but it is a second copy of every task beside the executor's
+//! own queue. A task's inputs are most of a task (a shell task's six fields as a JSON value
+//! take about 900 bytes, their text about 100), and nothing but the snapshot ever reads
+//! them here: the queue's transitions never look at inputs. So [`Shadow`] keeps its queue
+//! with every task's inputs null and the inputs apart, encoded, and writes them back into
+//! the snapshot as it is serialized.
+
+use cairn_queue::{Event, Queue, QueueConfig, Snapshot, Task};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// A queue whose tasks' inputs are held as JSON text; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Shadow {
+    /// The queue, every task's `inputs` null.
+    queue: Queue,
+    /// Each task's inputs, encoded, by task index.
+    inputs: Vec<Box<RawValue>>,
+}
+
+impl Shadow {
+    /// An empty queue.
+    pub(crate) fn new(config: QueueConfig) -> Shadow {
+        Shadow {
+            queue: Queue::new(config),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// The queue of `snapshot` (`Queue::from_snapshot`), or an empty one for `None`.
+    ///
+    /// # Errors
+    ///
+    /// What `Queue::from_snapshot` returns (its checks do not look at inputs).
+    pub(crate) fn from_snapshot(
+        snapshot: Option<Snapshot>,
+        config: QueueConfig,
+    ) -> Result<Shadow, Refused> {
+        let Some(mut snapshot) = snapshot else {
+            return Ok(Shadow::new(config));
+        };
+        let mut inputs = Vec::with_capacity(snapshot.tasks.len());
+        for task in &mut snapshot.tasks {
+            inputs.push(encode(&std::mem::take(&mut task.inputs))?);
+        }
+        Ok(Shadow {
+            queue: Queue::from_snapshot(snapshot, config).map_err(Refused::Queue)?,
+            inputs,
+        })
+    }
+
+    /// Applies `event` as `Queue::apply` does, keeping an enqueued task's inputs apart.
+    ///
+    /// # Errors
+    ///
+    /// What `Queue::apply` returns for the event, inputs included: inputs nested too deep
+    /// are applied as they are, so that the queue refuses them as it always did.
+    pub(crate) fn apply(&mut self, mut event: Event) -> Result<(), Refused> {
+        let taken = match &mut event {
+            Event::Enqueued { inputs, .. } if !cairn_queue::nests_too_deep(inputs) => {
+                Some(encode(&std::mem::take(inputs))?)
+            }
+            _ => None,
+        };
+        self.queue.apply(&event).map_err(Refused::Queue)?;
+        if let Some(inputs) = taken {
+            // An applied `Enqueued` added exactly one task, the last.
+            self.inputs.push(inputs);
+        }
+        Ok(())
+    }
+
+    /// The snapshot, serializing exactly as the same queue with its inputs in place
+    /// (`Queue::snapshot_view`) does. `pretty` is for a pretty-printing serializer, which
+    /// would write the stored text as it is (on one line): each task's inputs are then
+    /// decoded again first, so the file looks as it always did.
+    pub(crate) fn snapshot(&self, pretty: bool) -> impl Serialize + '_ {
+        self.queue.snapshot_view().with_inputs(move |task: &Task| {
+            let text = &self.inputs[task.id.0 as usize];
+            if pretty {
+                Inputs::Decoded(text)
+            } else {
+                Inputs::Text(text)
+            }
+        })
+    }
+}
+
+/// A task's inputs as [`Shadow::snapshot`] writes them.
+enum Inputs<'a> {
+    /// The text, as it is.
+    Text(&'a RawValue),
+    /// The text decoded to a JSON value, for a pretty-printer to lay out.
+    Decoded(&'a RawValue),
+}
+
+impl Serialize for Inputs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Inputs::Text(text) => text.serialize(serializer),
+            Inputs::Decoded(text) => serde_json::from_str::<serde_json::Value>(text.get())
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer),
+        }
+    }
+}
+
+/// Why [`Shadow`] refused a snapshot or an event.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The queue refused it.
+    Queue(cairn_queue::Error),
+    /// Inputs could not be encoded (a JSON value always can be).
+    Encoding(serde_json::Error),
+}
+
+/// `value` as JSON text, exactly as a task's inputs are written into a snapshot.
+fn encode(value: &serde_json::Value) -> Result<Box<RawValue>, Refused> {
+    serde_json::value::to_raw_value(value).map_err(Refused::Encoding)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A shadow must write the snapshot its queue would with the inputs in place, byte for
+    //! byte, however it was built.
+
+    use cairn_queue::{
+        EnqueuedBy, Event, Handoff, MAX_VALUE_DEPTH, Queue, QueueConfig, TaskError, TaskSpec,
+        Timestamp,
+    };
+    use serde_json::json;
+
+    use super::Shadow;
+
+    /// A queue with varied inputs and every kind of event, the events it produced, and its
+    /// snapshot after the first `mid` of them.
+    fn history(mid: usize) -> (Queue, Vec<Event>, cairn_queue::Snapshot) {
+        let mut q = Queue::new(QueueConfig::default());
+        let t = Timestamp;
+        let mut events = Vec::new();
+        q.start_phase(0, "build").unwrap();
+        let inputs = [
+            json!({"id": "a", "run": "echo \"quoted\"\n\ttabbed \u{e9}\u{1f600}", "env": {"B": "2", "A": "1"},
+                   "cwd": null, "timeout_ms": 30000, "permanent_exit_codes": [3, 4]}),
+            json!(null),
+            json!([1, -2, 3.5, 1e300, 0.1, "x", [], {}, {"nested": [{"deep": true}]}]),
+            json!("just text"),
+            json!({}),
+        ];
+        let mut ids = Vec::new();
+        for (n, inputs) in inputs.into_iter().enumerate() {
+            let spec = TaskSpec::new(if n % 2 == 0 { "shell" } else { "other" })
+                .inputs(inputs)
+                .depends_on(ids.last().copied());
+            ids.push(q.enqueue(spec, EnqueuedBy::Root, t(1)).unwrap().id);
+        }
+        events.extend(q.take_events());
+        q.start(ids[0], t(2)).unwrap();
+        let follow = TaskSpec::new("child").inputs(json!({"from": 0}));
+        let child = q
+            .enqueue(follow, EnqueuedBy::Task(ids[0]), t(3))
+            .unwrap()
+            .id;
+        let handoff = Handoff {
+            done: vec!["`a` exited 0".to_owned()],
+            extra: json!({"n": 1.25}),
+            ..Handoff::default()
+        };
+        q.complete(ids[0], handoff, t(4)).unwrap();
+        q.start(ids[1], t(5)).unwrap();
+        q.fail(
+            ids[1],
+            TaskError::new("exit_code", "exited 1"),
+            false,
+            t(6),
+            t(6),
+        )
+        .unwrap();
+        q.start(child, t(7)).unwrap();
+        q.skip(child, Handoff::default(), t(8)).unwrap();
+        q.complete_phase(0, "build").ok();
+        events.extend(q.take_events());
+        let mut replayed = Queue::new(QueueConfig::default());
+        for event in &events[..mid] {
+            replayed.apply(event).unwrap();
+        }
+        (q, events, replayed.snapshot())
+    }
+
+    fn assert_same(shadow: &Shadow, queue: &Queue) {
+        assert_eq!(
+            serde_json::to_string(&shadow.snapshot(false)).unwrap(),
+            serde_json::to_string(&queue.snapshot_view()).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string_pretty(&shadow.snapshot(true)).unwrap(),
+            serde_json::to_string_pretty(&queue.snapshot_view()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_shadow_replayed_from_events_writes_the_queues_snapshot() {
+        let (queue, events, _) = history(0);
+        let mut shadow = Shadow::new(QueueConfig::default());
+        for event in events {
+            shadow.apply(event).unwrap();
+        }
+        assert_same(&shadow, &queue);
+    }
+
+    #[test]
+    fn a_shadow_from_a_snapshot_and_later_events_writes_the_queues_snapshot() {
+        for mid in [0, 3, 7] {
+            let (queue, events, snapshot) = history(mid);
+            let mut shadow = Shadow::from_snapshot(Some(snapshot), QueueConfig::default()).unwrap();
+            for event in events.into_iter().skip(mid) {
+                shadow.apply(event).unwrap();
+            }
+            assert_same(&shadow, &queue);
+        }
+    }
+
+    #[test]
+    fn inputs_nested_too_deep_are_refused_as_the_queue_refuses_them() {
+        let mut deep = json!(1);
+        for _ in 0..=MAX_VALUE_DEPTH {
+            deep = json!([deep]);
+        }
+        let event = Event::Enqueued {
+            id: cairn_queue::TaskId(0),
+            kind: "t".to_owned(),
+            inputs: deep,
+            depends_on: Vec::new(),
+            max_attempts: 1,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: true,
+            at: Timestamp(0),
+        };
+        let expected = Queue::new(QueueConfig::default())
+            .apply(&event)
+            .unwrap_err();
+        let mut shadow = Shadow::new(QueueConfig::default());
+        match shadow.apply(event) {
+            Err(super::Refused::Queue(error)) => assert_eq!(error, expected),
+            other => panic!("expected the queue's refusal, got {other:?}"),
+        }
+        assert_same(&shadow, &Queue::new(QueueConfig::default()));
+    }
+}
