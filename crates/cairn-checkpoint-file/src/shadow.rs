@@ -56,21 +56,38 @@ impl Shadow {
 
     /// Applies `event` as `Queue::apply` does, keeping an enqueued task's inputs apart.
     ///
+    /// An amendment's new inputs are applied as they are, since the queue checks them
+    /// against its dedup guard, and then replace the text kept for the task. The queue's
+    /// copy of an amended task's inputs stays (amendments are few). Because the other tasks'
+    /// inputs are null here, an amendment to null inputs of a dedup-guarded task can be
+    /// refused here where the executor's queue took it; compaction then turns off for the
+    /// writer, and nothing is lost (the journal just grows).
+    ///
     /// # Errors
     ///
     /// What `Queue::apply` returns for the event, inputs included: inputs nested too deep
     /// are applied as they are, so that the queue refuses them as it always did.
     pub(crate) fn apply(&mut self, mut event: Event) -> Result<(), Refused> {
-        let taken = match &mut event {
-            Event::Enqueued { inputs, .. } if !cairn_queue::nests_too_deep(inputs) => {
-                Some(encode(&std::mem::take(inputs))?)
+        let deep = |inputs: &serde_json::Value| cairn_queue::nests_too_deep(inputs);
+        let (enqueued, amended) = match &mut event {
+            Event::Enqueued { inputs, .. } if !deep(inputs) => {
+                (Some(encode(&std::mem::take(inputs))?), None)
             }
-            _ => None,
+            Event::Amended { id, inputs, .. } if !deep(inputs) => {
+                (None, Some((*id, encode(inputs)?)))
+            }
+            _ => (None, None),
         };
         self.queue.apply(&event).map_err(Refused::Queue)?;
-        if let Some(inputs) = taken {
+        if let Some(inputs) = enqueued {
             // An applied `Enqueued` added exactly one task, the last.
             self.inputs.push(inputs);
+        }
+        if let Some((id, inputs)) = amended {
+            // An applied `Amended` names a task the queue holds, so one this holds too.
+            if let Some(kept) = self.inputs.get_mut(id.0 as usize) {
+                *kept = inputs;
+            }
         }
         Ok(())
     }
@@ -183,6 +200,10 @@ mod tests {
         .unwrap();
         q.start(child, t(7)).unwrap();
         q.skip(child, Handoff::default(), t(8)).unwrap();
+        // Amended inputs must reach the snapshot (the failed task, then a pending one).
+        q.amend(ids[1], json!({"run": "fixed"}), Some(3), t(9))
+            .unwrap();
+        q.amend(ids[3], json!(["amended", 2]), None, t(9)).unwrap();
         q.complete_phase(0, "build").ok();
         events.extend(q.take_events());
         let mut replayed = Queue::new(QueueConfig::default());
@@ -215,7 +236,16 @@ mod tests {
 
     #[test]
     fn a_shadow_from_a_snapshot_and_later_events_writes_the_queues_snapshot() {
-        for mid in [0, 3, 7] {
+        // Every cut, so that some snapshots hold an amended task and some see the amendment
+        // as a later event.
+        let count = history(0).1.len();
+        assert!(
+            history(0)
+                .1
+                .iter()
+                .any(|e| matches!(e, Event::Amended { .. }))
+        );
+        for mid in 0..=count {
             let (queue, events, snapshot) = history(mid);
             let mut shadow = Shadow::from_snapshot(Some(snapshot), QueueConfig::default()).unwrap();
             for event in events.into_iter().skip(mid) {

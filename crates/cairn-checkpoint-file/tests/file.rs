@@ -861,6 +861,47 @@ async fn compaction_applies_the_events_it_wrote_without_reading_the_journal_back
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_amended_inputs_into_its_snapshot() {
+    // Compaction keeps task inputs apart from its queue; an amendment (`cairn resume
+    // --reload`) must still reach the snapshot, or a reopened run would run the old inputs.
+    let h = FileHarness::new();
+    let factory = FileFactory::builder(h.root())
+        .compact_after_records(20)
+        .build()
+        .unwrap();
+    let id = RunId::new("amended").unwrap();
+    let mut work = Workload::new();
+    let run = factory.begin(meta("amended")).await.unwrap();
+    let mut amended = 0;
+    for round in 0..10u64 {
+        run.append(&work.enqueue(4)).await.unwrap();
+        // The newest task is still pending: amend it, then finish the oldest ones.
+        let newest = cairn_queue::TaskId(work.queue.len() as u64 - 1);
+        let inputs = serde_json::json!({ "amended_in_round": round });
+        work.queue
+            .amend(newest, inputs, Some(3), cairn_queue::Timestamp(3))
+            .unwrap();
+        amended += 1;
+        run.append(&work.queue.take_events()).await.unwrap();
+        run.append(&work.finish(3)).await.unwrap();
+    }
+    drop(run);
+    assert!(covers(&h, &id) >= 60, "compaction ran after amendments");
+    let opened = factory.open(&id).await.unwrap().unwrap();
+    let snapshot = opened.recovered.snapshot.clone().expect("a snapshot");
+    let in_snapshot = snapshot
+        .tasks
+        .iter()
+        .filter(|t| t.inputs.get("amended_in_round").is_some())
+        .count();
+    assert!(
+        in_snapshot >= 5,
+        "the snapshot holds amended inputs ({in_snapshot} of {amended})"
+    );
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_does_not_replay_is_kept_whole() {
     // Sample events skip task ids after a snapshot, so they do not replay; compaction must
     // switch off rather than lose them.
