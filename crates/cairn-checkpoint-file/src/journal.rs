@@ -92,19 +92,6 @@ pub(crate) fn seal(record: &mut [u8], seq: u64, payload_crc: u32) {
     record[12..HEADER_LEN].copy_from_slice(&record_crc(payload_crc, len, seq).to_le_bytes());
 }
 
-/// The payloads of the records framed back to back in `body` (a batch's body, as this
-/// writer sealed it), in order. Nothing is checked: the bytes never left memory.
-pub(crate) fn payloads(body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let header = body.get(at..at + HEADER_LEN)?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let payload = body.get(at + HEADER_LEN..at + HEADER_LEN + len)?;
-        at += HEADER_LEN + len;
-        Some(payload)
-    })
-}
-
 /// The format-2 file header.
 pub(crate) fn file_header() -> [u8; FILE_HEADER_LEN] {
     let mut header = [0u8; FILE_HEADER_LEN];

@@ -93,8 +93,8 @@
 //! journal. The queue is kept in memory so the next
 //! compaction only applies the records written since, with its tasks' inputs held as JSON
 //! text (nothing but the snapshot reads them, and as values they are most of a task's
-//! memory). The writer keeps the records it wrote since the latest snapshot, as written, and
-//! compaction decodes and applies those, so it reads nothing back from disk (only a run
+//! memory). The writer keeps the events it wrote since the latest snapshot, their inputs as
+//! text too, and compaction applies those, so it parses nothing back from disk (only a run
 //! opened with records after its snapshot, written by an earlier writer, reads and parses
 //! the journal, at its first compaction). A large `queue.json` is encoded straight into its
 //! temp file rather than into memory first. Reopen parses

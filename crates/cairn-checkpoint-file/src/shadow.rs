@@ -56,6 +56,15 @@ impl Shadow {
 
     /// Applies `event` as `Queue::apply` does, keeping an enqueued task's inputs apart.
     ///
+    /// # Errors
+    ///
+    /// As [`Shadow::apply_kept`].
+    pub(crate) fn apply(&mut self, event: Event) -> Result<(), Refused> {
+        self.apply_kept(Kept::owned(event)?)
+    }
+
+    /// Applies a kept event as `Queue::apply` applies the event it was made from.
+    ///
     /// An amendment's new inputs are applied as they are, since the queue checks them
     /// against its dedup guard, and then replace the text kept for the task. The queue's
     /// copy of an amended task's inputs stays (amendments are few). Because the other tasks'
@@ -66,21 +75,19 @@ impl Shadow {
     /// # Errors
     ///
     /// What `Queue::apply` returns for the event, inputs included: inputs nested too deep
-    /// are applied as they are, so that the queue refuses them as it always did.
-    pub(crate) fn apply(&mut self, mut event: Event) -> Result<(), Refused> {
-        let deep = |inputs: &serde_json::Value| cairn_queue::nests_too_deep(inputs);
-        let (enqueued, amended) = match &mut event {
-            Event::Enqueued { inputs, .. } if !deep(inputs) => {
-                (Some(encode(&std::mem::take(inputs))?), None)
+    /// were left in the event (see [`Kept::of`]), so that the queue refuses them as it
+    /// always did.
+    pub(crate) fn apply_kept(&mut self, kept: Kept) -> Result<(), Refused> {
+        let amended = match &kept.event {
+            Event::Amended { id, inputs, .. } if !cairn_queue::nests_too_deep(inputs) => {
+                Some((*id, encode(inputs)?))
             }
-            Event::Amended { id, inputs, .. } if !deep(inputs) => {
-                (None, Some((*id, encode(inputs)?)))
-            }
-            _ => (None, None),
+            _ => None,
         };
-        self.queue.apply(&event).map_err(Refused::Queue)?;
-        if let Some(inputs) = enqueued {
-            // An applied `Enqueued` added exactly one task, the last.
+        self.queue.apply(&kept.event).map_err(Refused::Queue)?;
+        if let Some(inputs) = kept.inputs {
+            // Only an `Enqueued` carries inputs apart, and an applied one added exactly one
+            // task, the last.
             self.inputs.push(inputs);
         }
         if let Some((id, inputs)) = amended {
@@ -105,6 +112,70 @@ impl Shadow {
                 Inputs::Text(text)
             }
         })
+    }
+}
+
+/// An event as compaction keeps it between the append that wrote it and the compaction
+/// that applies it: an `Enqueued` event's inputs are taken out as JSON text (the event
+/// holds null instead), which takes a fraction of a JSON value's memory and is what
+/// [`Shadow`] holds anyway. Keeping events this way, rather than the records' bytes,
+/// spares compaction decoding every record again.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The event, with an `Enqueued` event's inputs null when `inputs` holds them.
+    event: Event,
+    /// An `Enqueued` event's inputs, encoded; `None` for every other event.
+    inputs: Option<Box<RawValue>>,
+}
+
+impl Kept {
+    /// `event` as compaction keeps it. Inputs nested too deep stay in the event, so that
+    /// [`Shadow::apply_kept`] refuses them as the queue always did.
+    ///
+    /// # Errors
+    ///
+    /// The encoder's error if the inputs cannot be encoded (a JSON value always can be).
+    pub(crate) fn of(event: &Event) -> Result<Kept, serde_json::Error> {
+        match event {
+            Event::Enqueued {
+                id,
+                kind,
+                inputs,
+                depends_on,
+                max_attempts,
+                enqueued_by,
+                dedup,
+                at,
+            } if !cairn_queue::nests_too_deep(inputs) => Ok(Kept {
+                // Built field by field so that the inputs are never cloned.
+                event: Event::Enqueued {
+                    id: *id,
+                    kind: kind.clone(),
+                    inputs: serde_json::Value::Null,
+                    depends_on: depends_on.clone(),
+                    max_attempts: *max_attempts,
+                    enqueued_by: *enqueued_by,
+                    dedup: *dedup,
+                    at: *at,
+                },
+                inputs: Some(serde_json::value::to_raw_value(inputs)?),
+            }),
+            other => Ok(Kept {
+                event: other.clone(),
+                inputs: None,
+            }),
+        }
+    }
+
+    /// As [`Kept::of`], taking the inputs out of an owned event instead of copying it.
+    fn owned(mut event: Event) -> Result<Kept, Refused> {
+        let inputs = match &mut event {
+            Event::Enqueued { inputs, .. } if !cairn_queue::nests_too_deep(inputs) => {
+                Some(encode(&std::mem::take(inputs))?)
+            }
+            _ => None,
+        };
+        Ok(Kept { event, inputs })
     }
 }
 
@@ -152,7 +223,7 @@ mod tests {
     };
     use serde_json::json;
 
-    use super::Shadow;
+    use super::{Kept, Shadow};
 
     /// A queue with varied inputs and every kind of event, the events it produced, and its
     /// snapshot after the first `mid` of them.
@@ -235,6 +306,29 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_replayed_from_kept_events_writes_the_queues_snapshot() {
+        // The writer's path: each event kept by reference at append, applied later.
+        let (queue, events, _) = history(0);
+        let kept: Vec<Kept> = events.iter().map(|e| Kept::of(e).unwrap()).collect();
+        // An enqueue keeps its inputs apart; nothing else does.
+        for (event, kept) in events.iter().zip(&kept) {
+            let enqueued = matches!(event, Event::Enqueued { .. });
+            assert_eq!(kept.inputs.is_some(), enqueued, "{event:?}");
+            if enqueued {
+                assert!(matches!(
+                    &kept.event,
+                    Event::Enqueued { inputs, .. } if inputs.is_null()
+                ));
+            }
+        }
+        let mut shadow = Shadow::new(QueueConfig::default());
+        for kept in kept {
+            shadow.apply_kept(kept).unwrap();
+        }
+        assert_same(&shadow, &queue);
+    }
+
+    #[test]
     fn a_shadow_from_a_snapshot_and_later_events_writes_the_queues_snapshot() {
         // Every cut, so that some snapshots hold an amended task and some see the amendment
         // as a later event.
@@ -275,6 +369,10 @@ mod tests {
             .apply(&event)
             .unwrap_err();
         let mut shadow = Shadow::new(QueueConfig::default());
+        match shadow.apply_kept(Kept::of(&event).unwrap()) {
+            Err(super::Refused::Queue(error)) => assert_eq!(error, expected),
+            other => panic!("expected the queue's refusal, got {other:?}"),
+        }
         match shadow.apply(event) {
             Err(super::Refused::Queue(error)) => assert_eq!(error, expected),
             other => panic!("expected the queue's refusal, got {other:?}"),

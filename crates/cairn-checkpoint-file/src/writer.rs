@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 use crate::fs::FsFile;
 use crate::journal;
-use crate::shadow::{Refused, Shadow};
+use crate::shadow::{Kept, Refused, Shadow};
 use crate::store::{JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, io_error, sync_error};
 
 /// The first preallocation step, and the granularity of every step.
@@ -110,6 +110,8 @@ struct WriterState {
     buffer: Vec<u8>,
     /// How many records `buffer` holds.
     buffered_records: u64,
+    /// The events of the records in `buffer`, in order, as compaction keeps them.
+    buffered_kept: Vec<Kept>,
     /// How many `append` calls `buffer` holds.
     buffered_appends: u64,
     /// How many `append` calls a batch is expected to gather: the largest batch seen, until
@@ -159,16 +161,13 @@ struct WriterState {
     snapshot_len: u64,
     /// Set when compaction could not replay the journal; the journal then just grows.
     compaction_off: bool,
-    /// The records written since the latest snapshot (or since this writer started), framed
-    /// as in the journal and back to back, in order, after `journal::BATCH_HEADER_LEN` bytes
-    /// of room that nothing uses (it is the first batch's own buffer); empty when no record
-    /// is kept. Compaction decodes them and applies their events to its in-memory queue
-    /// instead of reading the journal back. They are kept as bytes rather than as events: an
-    /// event (a task's inputs above all) takes several times the memory of its JSON, and a
-    /// run's first batch can enqueue a hundred thousand tasks. Empty once compaction is off.
-    written: Vec<u8>,
-    /// How many records `written` holds.
-    written_records: u64,
+    /// The events of the records written since the latest snapshot (or since this writer
+    /// started), in order. Compaction applies them to its in-memory queue instead of reading
+    /// the journal back and parsing every record a second time. They are kept with a task's
+    /// inputs as JSON text ([`Kept`]): a JSON value takes several times the memory of its
+    /// text, and a run's first batch can enqueue a hundred thousand tasks. Empty once
+    /// compaction is off.
+    written: Vec<Kept>,
     /// Whether `written` holds every record after `covers_seq`: true for a fresh run and
     /// after every snapshot, false for a run opened with records after its snapshot.
     events_known: bool,
@@ -497,8 +496,8 @@ impl FileCheckpointer {
                     written_seq: state.next_seq - 1,
                     snapshot_len: state.snapshot_len,
                     compaction_off: false,
+                    buffered_kept: Vec::new(),
                     written: Vec::new(),
-                    written_records: 0,
                     events_known: state.fresh || state.records_after_snapshot == 0,
                     no_snapshot: state.fresh,
                     compaction: Compaction::Idle,
@@ -609,7 +608,7 @@ impl Shared {
     /// leadership is released in the same critical section as the last publication, so once
     /// an append returns no leader touches the files for it.
     fn flush_one_batch(self: &Arc<Self>) -> bool {
-        let (mut bytes, records, batch, last_seq, keep_body) = {
+        let (mut bytes, kept, records, batch, last_seq, keep_body) = {
             let mut state = lock(&self.state);
             if state.buffer.is_empty() || state.failure.is_some() {
                 state.step_down();
@@ -624,11 +623,13 @@ impl Shared {
             let appends = std::mem::take(&mut state.buffered_appends);
             state.company_size = state.company_size.max(appends);
             let last_seq = state.next_seq - 1;
+            let kept = std::mem::take(&mut state.buffered_kept);
             // Only this leader starts a compaction (after its write), so a batch taken while
             // one is under way is written after the snapshot's last record.
             let keep_body = state.compaction != Compaction::Idle;
             (
                 std::mem::take(&mut state.buffer),
+                kept,
                 records,
                 batch,
                 last_seq,
@@ -648,14 +649,7 @@ impl Shared {
                     state.tail.extend_from_slice(body);
                 }
                 if !state.compaction_off {
-                    if state.written.is_empty() {
-                        // The batch itself is kept, header room and all, rather than copied:
-                        // a run's first batch can hold tens of megabytes of records.
-                        state.written = std::mem::take(&mut bytes);
-                    } else {
-                        state.written.extend_from_slice(body);
-                    }
-                    state.written_records += records;
+                    state.written.extend(kept);
                 }
                 let step = match state.compaction {
                     // A poisoned writer touches no file any more.
@@ -818,11 +812,11 @@ impl Shared {
     fn start_compaction(self: &Arc<Self>) {
         // A finished compaction's thread may not have been joined yet.
         self.join_compaction();
-        let (covers, target, known_records) = {
+        let (covers, target, known_events) = {
             let mut state = lock(&self.state);
-            let records = std::mem::take(&mut state.written);
-            let count = std::mem::take(&mut state.written_records);
-            let complete = state.events_known && count == state.written_seq - state.covers_seq;
+            let events = std::mem::take(&mut state.written);
+            let complete =
+                state.events_known && events.len() as u64 == state.written_seq - state.covers_seq;
             // The leader waits for this compaction once the journal has doubled, or once it
             // has reached twice the length at which compaction starts (`compact_after_bytes`,
             // or a quarter of the snapshot if more), whichever comes first. Doubling alone
@@ -846,7 +840,7 @@ impl Shared {
             (
                 state.covers_seq,
                 state.written_seq,
-                complete.then_some(records),
+                complete.then_some(events),
             )
         };
         let shared = Arc::clone(self);
@@ -855,7 +849,7 @@ impl Shared {
             .spawn(move || {
                 // Cleared however the thread ends, a panic included.
                 let _alive = CompactionAlive(Arc::clone(&shared));
-                shared.compact(covers, target, known_records);
+                shared.compact(covers, target, known_events);
             });
         match spawned {
             Ok(handle) => *lock(&self.compactor) = Some(handle),
@@ -870,9 +864,9 @@ impl Shared {
     /// The compaction thread: brings the kept queue up to record `target` and installs its
     /// snapshot as covering it. A journal that does not replay turns compaction off for this
     /// writer (state stays correct; the journal just grows); a failed sync poisons it.
-    fn compact(&self, covers: u64, target: u64, known_records: Option<Vec<u8>>) {
+    fn compact(&self, covers: u64, target: u64, known_events: Option<Vec<Kept>>) {
         let installed = self
-            .replayed_queue(covers, target, known_records)
+            .replayed_queue(covers, target, known_events)
             .and_then(|shadow| match shadow.as_ref() {
                 // The snapshot is encoded from the kept queue by reference: copying a large
                 // queue's tasks first cost about a fifth of the compaction.
@@ -911,7 +905,6 @@ impl Shared {
         state.compaction_off = true;
         state.compaction = Compaction::Idle;
         state.written = Vec::new();
-        state.written_records = 0;
         state.tail = Vec::new();
         state.tail_batches = Vec::new();
     }
@@ -1027,9 +1020,9 @@ impl Shared {
 
     /// Brings the kept queue (`shadow`) up to record `target` and returns it, locked and
     /// present. `covers` is the latest snapshot's last record. When this writer saw every
-    /// record in between (`known_records`, framed back to back), it decodes their events one
-    /// at a time and applies them to the queue of the previous compaction (or, for a run
-    /// without any snapshot, to a new queue), and reads nothing back. Otherwise it reuses
+    /// record in between (`known_events`), it applies those events to the queue of the
+    /// previous compaction (or, for a run without any snapshot, to a new queue), and reads
+    /// nothing back. Otherwise it reuses
     /// that queue for what the journal holds after the snapshot, or rebuilds it from
     /// `queue.json` plus the journal, taking only records up to `target` (appends go on
     /// meanwhile).
@@ -1037,7 +1030,7 @@ impl Shared {
         &self,
         covers: u64,
         target: u64,
-        known_records: Option<Vec<u8>>,
+        known_events: Option<Vec<Kept>>,
     ) -> Result<MutexGuard<'_, Option<Shadow>>> {
         let store = &self.store;
         let dir = &self.dir;
@@ -1052,7 +1045,7 @@ impl Shared {
             },
         };
         let mut shadow = lock(&self.shadow);
-        if let Some(records) = known_records {
+        if let Some(events) = known_events {
             let no_snapshot = lock(&self.state).no_snapshot;
             let queue = match shadow.take() {
                 Some(queue) => Some(queue),
@@ -1060,11 +1053,10 @@ impl Shared {
                 None => None,
             };
             if let Some(mut queue) = queue {
-                let records = records.get(journal::BATCH_HEADER_LEN..).unwrap_or_default();
-                for payload in journal::payloads(records) {
+                for event in events {
                     // On failure the shadow is dropped (it was taken above), so a later
                     // compaction cannot start from a half-applied queue.
-                    queue.apply(decode_event(payload)?).map_err(refused)?;
+                    queue.apply_kept(event).map_err(refused)?;
                 }
                 *shadow = Some(queue);
                 return Ok(shadow);
@@ -1149,8 +1141,7 @@ impl Shared {
             let mut state = lock(&self.state);
             state.covers_seq = covers;
             state.snapshot_len = snapshot_len;
-            state.written = Vec::new();
-            state.written_records = 0;
+            state.written.clear();
             state.events_known = true;
             state.no_snapshot = false;
             state.compaction = Compaction::Idle;
@@ -1263,8 +1254,16 @@ impl Checkpointer for FileCheckpointer {
         }
         // Serialize and checksum the events before taking the lock, straight into the batch
         // layout (room for the batch header, then each record's header and payload), so the
-        // lock covers only sealing the record headers with their sequence numbers. Nothing is
-        // copied per event: a run's first batch can hold a hundred thousand enqueues.
+        // lock covers only sealing the record headers with their sequence numbers. Compaction's
+        // copies of the events are made here too.
+        let kept = events
+            .iter()
+            .map(Kept::of)
+            .collect::<Result<Vec<Kept>, _>>()
+            .map_err(|err| Error::Encoding {
+                what: "task inputs",
+                detail: err.to_string(),
+            })?;
         let mut framed = vec![0u8; journal::BATCH_HEADER_LEN];
         let mut records: Vec<(usize, usize, u32)> = Vec::with_capacity(events.len());
         for event in events {
@@ -1312,6 +1311,7 @@ impl Checkpointer for FileCheckpointer {
                     .extend_from_slice(&framed[journal::BATCH_HEADER_LEN..]);
             }
             state.buffered_records += records.len() as u64;
+            state.buffered_kept.extend(kept);
             state.buffered_appends += 1;
             if state.company_wanted == Some(state.buffered_appends) {
                 self.shared.company.notify_one();
@@ -1390,6 +1390,7 @@ impl Checkpointer for FileCheckpointer {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);
                     // The snapshot covers these records; compaction never needs their events.
+                    state.buffered_kept.clear();
                     state.buffered_appends = 0;
                     let last_seq = state.next_seq - 1;
                     (std::mem::take(&mut state.buffer), records, last_seq)
