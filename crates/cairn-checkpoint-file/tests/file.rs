@@ -1793,45 +1793,61 @@ fn a_folder_where_a_run_file_belongs_moves_the_run_to_quarantine() {
 fn probes_never_make_a_concurrent_open_fail_with_locked() {
     common::run_bounded(async {
         let h = FileHarness::new();
-        let factory = h.file_factory();
         let id = RunId::new("probed").unwrap();
-        drop(factory.begin(meta("probed")).await.unwrap());
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let probes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let prober = {
-            let (factory, id) = (h.file_factory(), id.clone());
-            let (stop, probes) = (Arc::clone(&stop), Arc::clone(&probes));
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        // A claim at an epoch that never matches: it probes, then loses.
-                        let lost = factory.claim(&id, RunStatus::Running, 99).await.unwrap();
-                        assert!(lost.is_err(), "{lost:?}");
-                        factory.is_held(&id).await.unwrap();
-                        probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                });
-            })
-        };
-        // The opens start once the prober is going, so they overlap its probes.
-        while probes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
-        for round in 0..400 {
-            match factory.open(&id).await {
-                Ok(Some(opened)) => drop(opened),
-                other => panic!("open {round} beside the probes: {other:?}"),
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        prober.join().expect("the prober");
-        let stored = factory.load_meta(&id).await.unwrap().unwrap();
+        drop(h.file_factory().begin(meta("probed")).await.unwrap());
+        opens_beside(&h, &id, 400, "probes", |rt, factory, id| {
+            rt.block_on(async {
+                // A claim at an epoch that never matches: it probes, then loses.
+                let lost = factory.claim(id, RunStatus::Running, 99).await.unwrap();
+                assert!(lost.is_err(), "{lost:?}");
+                factory.is_held(id).await.unwrap();
+            });
+        })
+        .await;
+        let stored = h.file_factory().load_meta(&id).await.unwrap().unwrap();
         assert_eq!(stored.lease_epoch, 1, "no probing claim won");
     });
+}
+
+/// Opens run `id` `rounds` times while another thread runs `look` over and over (from before
+/// the first open to after the last); every open must succeed.
+async fn opens_beside(
+    h: &FileHarness,
+    id: &RunId,
+    rounds: u32,
+    what: &str,
+    look: impl Fn(&tokio::runtime::Runtime, &FileFactory, &RunId) + Send + 'static,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let looks = Arc::new(AtomicU64::new(0));
+    let looker = {
+        let (factory, id) = (h.file_factory(), id.clone());
+        let (stop, looks) = (Arc::clone(&stop), Arc::clone(&looks));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                look(&rt, &factory, &id);
+                looks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // The opens start once the looker is going, so they overlap its looks.
+    while looks.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let factory = h.file_factory();
+    for round in 0..rounds {
+        match factory.open(id).await {
+            Ok(Some(opened)) => drop(opened),
+            other => panic!("open {round} beside the {what}: {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    looker.join().expect("the thread looking");
 }
 
 /// A `peek` (`cairn show`, `cairn runs`) holds the run's lock shared while it reads. An
@@ -1879,43 +1895,16 @@ fn an_open_waits_out_readers_but_not_a_writer() {
 fn peeks_never_make_a_concurrent_open_fail_with_locked() {
     common::run_bounded(async {
         let h = FileHarness::new();
-        let factory = h.file_factory();
         let id = RunId::new("peeked").unwrap();
-        let run = factory.begin(meta("peeked")).await.unwrap();
+        let run = h.file_factory().begin(meta("peeked")).await.unwrap();
         run.append(&sample_events(0, 200)).await.unwrap();
         drop(run);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let peeks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let peeker = {
-            let (factory, id) = (h.file_factory(), id.clone());
-            let (stop, peeks) = (Arc::clone(&stop), Arc::clone(&peeks));
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        match factory.peek(&id).await {
-                            Ok(Some(_)) | Err(Error::Locked { .. }) => {}
-                            other => panic!("a peek: {other:?}"),
-                        }
-                        peeks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                });
-            })
-        };
-        while peeks.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
-        for round in 0..200 {
-            match factory.open(&id).await {
-                Ok(Some(opened)) => drop(opened),
-                other => panic!("open {round} beside the peeks: {other:?}"),
+        opens_beside(&h, &id, 200, "peeks", |rt, factory, id| {
+            match rt.block_on(factory.peek(id)) {
+                Ok(Some(_)) | Err(Error::Locked { .. }) => {}
+                other => panic!("a peek: {other:?}"),
             }
-        }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        peeker.join().expect("the peeker");
-        assert!(peeks.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        })
+        .await;
     });
 }
