@@ -397,24 +397,16 @@ impl Store {
         }
     }
 
-    /// Opens a run's lock file and takes its writer lock, waiting while only readers hold
-    /// it (see [`Store::wait_out_readers`]). `Err(Locked)` names the writer holding it.
+    /// Opens a run's lock file and takes its writer lock. `Err(Locked)` names the writer
+    /// holding it. While only readers hold it, this tries again, for up to
+    /// [`READER_PATIENCE`]: a `peek` holds the lock shared while it reads, so without the
+    /// wait a `cairn show` beside a `cairn resume` could make the resume fail with `Locked`
+    /// as if the run were being driven.
     fn take_writer_lock(&self, run_id: &RunId, dir: &Path) -> Result<Box<dyn FsFile>> {
-        self.wait_out_readers(|| self.try_writer_lock(run_id, dir))
-    }
-
-    /// Calls `try_lock` until it takes the writer lock, fails, or has found only readers
-    /// holding the lock file for [`READER_PATIENCE`]. A `peek` holds the lock shared while
-    /// it reads, so without the wait a `cairn show` beside a `cairn resume` could make the
-    /// resume fail with `Locked` as if the run were being driven.
-    fn wait_out_readers(
-        &self,
-        mut try_lock: impl FnMut() -> Result<WriterLock>,
-    ) -> Result<Box<dyn FsFile>> {
         let deadline = std::time::Instant::now() + READER_PATIENCE;
         let mut pause = std::time::Duration::from_millis(5);
         loop {
-            match try_lock()? {
+            match self.try_writer_lock(run_id, dir)? {
                 WriterLock::Taken(file) => return Ok(file),
                 WriterLock::Readers(locked) if std::time::Instant::now() >= deadline => {
                     return Err(locked);
