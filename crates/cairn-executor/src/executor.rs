@@ -646,7 +646,7 @@ impl Executor {
                         Some(moved) => {
                             drop(opened);
                             tracing::info!(target: names::DETAIL_TARGET, run_id = %run_id, reason = %moved, "interrupted run not adopted");
-                            // Short: the error's own text says what to do.
+                            // Short: `RunInProgress` itself says what to do.
                             let why = match moved {
                                 Error::AdoptLeaseMoved {
                                     lease_epoch, owner, ..
