@@ -289,28 +289,13 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
 /// run, and the adoption drives it under its own claim.
 #[tokio::test]
 async fn a_claim_after_the_adoption_opened_the_run_is_refused_and_the_adoption_drives_it() {
-    let store = MemoryFactory::new();
-    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let listed = store.load_meta(&old).await.unwrap().unwrap();
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            claimed_after_open: true,
-            ..Damage::default()
-        },
-    );
-    let other_claims = Arc::clone(&doctored.other_claims);
-    let ledger = Ledger::default();
-    let registry = Registry::new().with("work", recording(&ledger));
-    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
-    let report = executor
-        .run(
-            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
-            Start::Auto,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let race = auto_through(Damage {
+        claimed_after_open: true,
+        ..Damage::default()
+    })
+    .await;
+    let (store, old, listed, ledger) = (race.store, race.old, race.listed, race.ledger);
+    let report = race.outcome.unwrap();
 
     // `Start::Auto` claimed the run before it opened it, so the other process's claim,
     // which expected the epoch the open read, met the adoption's writer and was refused
@@ -318,7 +303,7 @@ async fn a_claim_after_the_adoption_opened_the_run_is_refused_and_the_adoption_d
     assert!(report.resumed, "{report:?}");
     assert_eq!(report.run_id, old);
     assert_eq!(report.disposition, Disposition::Complete);
-    let other = other_claims.lock().unwrap().clone();
+    let other = race.other_claims.lock().unwrap().clone();
     assert_eq!(other.len(), 1, "{other:?}");
     let refused = other[0].clone().expect_err("the other claim is refused");
     assert!(refused.held_by_writer(), "{refused:?}");
@@ -338,24 +323,53 @@ async fn a_claim_after_the_adoption_opened_the_run_is_refused_and_the_adoption_d
 }
 
 /// `Start::Auto` of an interrupted run through a store that `damage` makes another claimer
-/// race; returns the store, the run, its metadata as listed, the refusal and the bodies.
-async fn auto_over_a_claim(damage: Damage) -> (MemoryFactory, RunId, RunMeta, Error, Ledger) {
+/// race, with what a test checks afterwards.
+struct AutoRace {
+    store: MemoryFactory,
+    /// The interrupted run.
+    old: RunId,
+    /// Its metadata as listed before the race.
+    listed: RunMeta,
+    /// What `Start::Auto` returned.
+    outcome: Result<cairn_executor::RunReport, Error>,
+    /// The bodies that ran.
+    ledger: Ledger,
+    /// What the other claimer's claims returned (`Doctor::other_claims`).
+    other_claims: Arc<std::sync::Mutex<Vec<Result<RunMeta, cairn_checkpoint::StatusConflict>>>>,
+}
+
+async fn auto_through(damage: Damage) -> AutoRace {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let listed = store.load_meta(&old).await.unwrap().unwrap();
     let doctored = Doctor::new(store.clone(), damage);
+    let other_claims = Arc::clone(&doctored.other_claims);
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
-    let refused = executor
+    let outcome = executor
         .run(
             RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
             Start::Auto,
             RunSignals::default(),
         )
-        .await
-        .unwrap_err();
-    (store, old, listed, refused, ledger)
+        .await;
+    AutoRace {
+        store,
+        old,
+        listed,
+        outcome,
+        ledger,
+        other_claims,
+    }
+}
+
+/// [`auto_through`] where `Start::Auto` is refused: the store, the run, its metadata as
+/// listed, the refusal and the bodies.
+async fn auto_over_a_claim(damage: Damage) -> (MemoryFactory, RunId, RunMeta, Error, Ledger) {
+    let race = auto_through(damage).await;
+    let refused = race.outcome.unwrap_err();
+    (race.store, race.old, race.listed, refused, race.ledger)
 }
 
 /// Another process that listed the run at the same epoch claims it between this lookup's
