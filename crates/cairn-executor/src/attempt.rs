@@ -25,6 +25,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
@@ -45,8 +46,10 @@ use crate::handler::{Finish, HandlerResult, TaskFailure};
 pub(crate) enum AttemptEnd {
     /// The handler returned this.
     Returned(HandlerResult),
-    /// The handler ran longer than its limit and was dropped.
-    TimedOut(Duration),
+    /// The handler ran longer than its limit: it was dropped at the deadline, or it returned
+    /// only after it (a handler that blocks its thread cannot be dropped until it yields),
+    /// in which case its result is discarded.
+    TimedOut(Overrun),
     /// The handler returned [`TaskFailure::Interrupted`] once the run's shutdown had been
     /// requested: the drive releases the attempt.
     Interrupted,
@@ -109,12 +112,38 @@ impl AttemptEnd {
                 will_retry: false,
             }),
             // The drive fails a timed-out attempt retryably, with kind `timeout`.
-            AttemptEnd::TimedOut(limit) => Some(Failure {
+            AttemptEnd::TimedOut(overrun) => Some(Failure {
                 kind: "timeout",
-                message: Cow::Owned(format!("attempt {attempt} ran longer than {limit:?}")),
+                message: Cow::Owned(format!("attempt {attempt} {overrun}")),
                 will_retry: left,
             }),
         }
+    }
+}
+
+/// How an attempt overran its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Overrun {
+    /// The timeout the attempt had.
+    pub(crate) limit: Duration,
+    /// When the handler returned, if it did: only after the deadline, so its result is
+    /// discarded. `None` when it was dropped at the deadline.
+    pub(crate) returned_after: Option<Duration>,
+}
+
+impl fmt::Display for Overrun {
+    /// The end of "attempt N of TASK …": what the error of kind `timeout` says.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ran longer than {:?}", self.limit)?;
+        if let Some(took) = self.returned_after {
+            write!(
+                f,
+                "; its handler returned only after {took:.1?}, so the result was discarded (a \
+                 handler that blocks its thread cannot be stopped at the deadline: run blocking \
+                 work in `tokio::task::spawn_blocking`)"
+            )?;
+        }
+        Ok(())
     }
 }
 

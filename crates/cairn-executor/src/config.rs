@@ -113,7 +113,9 @@ pub struct ExecutorConfig {
     pub require_durability: bool,
     /// Retry backoff.
     pub retry: RetryPolicy,
-    /// Timeout of attempts whose kind has none in the registry. Default `None` (no limit).
+    /// Timeout of attempts whose kind has none in the registry, enforced as
+    /// [`Registry::with_timeout`](crate::Registry::with_timeout) describes. Default `None`
+    /// (no limit).
     pub default_timeout: Option<Duration>,
     /// How long running attempts may go on after a shutdown before they are dropped (the run
     /// is left resumable either way). Default 30 s.

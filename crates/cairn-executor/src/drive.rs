@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Dispatch, Span};
 
-use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, TracedAttempt, panic_text};
+use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, Overrun, TracedAttempt, panic_text};
 use crate::config::ExecutorConfig;
 use crate::error::Error;
 use crate::executor::AcknowledgedHook;
@@ -685,10 +685,27 @@ impl Drive {
         let body = async move {
             let work = handler.run(ctx);
             let result = match timeout {
-                Some(limit) => match tokio::time::timeout(limit, work).await {
-                    Ok(result) => result,
-                    Err(_) => return AttemptEnd::TimedOut(limit),
-                },
+                Some(limit) => {
+                    let began = tokio::time::Instant::now();
+                    let overrun = |returned_after| {
+                        AttemptEnd::TimedOut(Overrun {
+                            limit,
+                            returned_after,
+                        })
+                    };
+                    let Ok(result) = tokio::time::timeout_at(began + limit, work).await else {
+                        return overrun(None);
+                    };
+                    // A handler that blocks its thread is only seen again when it returns,
+                    // and tokio hands back a ready result even past the deadline. The
+                    // attempt still ran too long, so its result is discarded, as if the
+                    // timeout had dropped it.
+                    let took = began.elapsed();
+                    if took > limit {
+                        return overrun(Some(took));
+                    }
+                    result
+                }
                 None => work.await,
             };
             AttemptEnd::returned(result, shutdown.is_cancelled() || grace_over.is_cancelled())
@@ -909,12 +926,10 @@ impl Drive {
             Ok(AttemptEnd::Returned(Err(TaskFailure::Permanent(error)))) => {
                 self.fail(id, attempt, error, false, now)?;
             }
-            Ok(AttemptEnd::TimedOut(limit)) => {
+            Ok(AttemptEnd::TimedOut(overrun)) => {
                 let task = self.describe(id);
-                let error = TaskError::new(
-                    "timeout",
-                    format!("attempt {attempt} of {task} ran longer than {limit:?}"),
-                );
+                let error =
+                    TaskError::new("timeout", format!("attempt {attempt} of {task} {overrun}"));
                 self.fail(id, attempt, error, true, now)?;
             }
             Err(error) if error.is_panic() => {

@@ -560,14 +560,17 @@ impl Registry {
         self
     }
 
-    /// Sets the timeout of every attempt of `kind`. An attempt that runs longer is dropped
-    /// and fails with a retryable error of kind `timeout`.
+    /// Sets the timeout of every attempt of `kind`. An attempt that runs longer fails with a
+    /// retryable error of kind `timeout`.
     ///
-    /// The timeout is seen at the handler's `.await` points, like any tokio timeout: a
-    /// handler that blocks its thread (a synchronous sleep, blocking I/O, a long computation)
-    /// is not interrupted, and if it then returns success the attempt completes (review 52
-    /// F6). Run blocking work with `tokio::task::spawn_blocking` and await it, so the attempt
-    /// can be dropped at the deadline (the blocking thread itself still runs to its end).
+    /// The attempt is dropped at the deadline when its handler is waiting at an `.await`,
+    /// like any tokio timeout. A handler that blocks its thread instead (a synchronous sleep,
+    /// blocking I/O, a long computation) cannot be dropped until it returns; whatever it
+    /// returns after the deadline is discarded and the attempt fails as a timeout all the
+    /// same, its error saying how long the handler took. Meanwhile it holds a runtime
+    /// worker thread, so run blocking work with `tokio::task::spawn_blocking` and await it:
+    /// then the attempt is dropped at the deadline (the blocking thread itself still runs to
+    /// its end).
     ///
     /// # Examples
     ///

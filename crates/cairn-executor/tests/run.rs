@@ -537,6 +537,82 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     );
 }
 
+/// Review 52 F6: a handler that blocks its thread cannot be dropped at its deadline, and
+/// tokio hands back its result when it finally returns. That result is discarded: the
+/// attempt ran too long, so it fails as a timeout, and only the retry's result is recorded.
+/// Real time, because a thread that sleeps does not move tokio's paused clock.
+#[tokio::test]
+async fn a_handler_that_blocks_past_its_timeout_fails_as_a_timeout_when_it_returns() {
+    let factory = MemoryFactory::new();
+    let registry = Registry::new()
+        .with(
+            "blocks_once",
+            handler_fn(|ctx| async move {
+                if ctx.attempt() == 1 {
+                    std::thread::sleep(Duration::from_millis(300));
+                    // Not recorded: the deadline passed while this attempt held its thread.
+                    return Ok(Finish::Skip(Handoff::default()));
+                }
+                Ok(Finish::Complete(Handoff::default()))
+            }),
+        )
+        .with(
+            "blocks_and_fails",
+            handler_fn(|_ctx| async {
+                std::thread::sleep(Duration::from_millis(300));
+                Err::<Finish, _>(TaskFailure::permanent(
+                    "late",
+                    "returned after the deadline",
+                ))
+            }),
+        )
+        .with_timeout("blocks_once", Duration::from_millis(50))
+        .with_timeout("blocks_and_fails", Duration::from_millis(50));
+    let mut phase = Phase::new("p");
+    let once = phase.named_task("once", TaskSpec::new("blocks_once").max_attempts(2), []);
+    let late = phase.named_task(
+        "late",
+        TaskSpec::new("blocks_and_fails").max_attempts(1),
+        [],
+    );
+    let report = executor(&factory, registry, ExecutorConfig::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
+    let queue = stored_queue(&factory, &report.run_id).await;
+    let once = queue.tasks().nth(once).unwrap();
+    assert_eq!(
+        (once.status, once.attempts),
+        (Status::Done, 2),
+        "the late skip of attempt 1 is discarded; attempt 2 completes"
+    );
+    let error = once.error.as_ref().unwrap();
+    assert_eq!(error.kind, "timeout");
+    assert!(
+        error.message.starts_with(
+            "attempt 1 of task `once` ran longer than 50ms; its handler returned only after "
+        ),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("so the result was discarded")
+            && error.message.contains("spawn_blocking"),
+        "{}",
+        error.message
+    );
+    // The late permanent failure is discarded too: the task fails as a timeout.
+    let late = queue.tasks().nth(late).unwrap();
+    assert_eq!((late.status, late.attempts), (Status::Failed, 1));
+    assert_eq!(late.error.as_ref().unwrap().kind, "timeout");
+}
+
 #[tokio::test]
 async fn a_begin_failure_degrades_to_non_durable_with_a_warn_naming_the_error_when_allowed() {
     let logs = LogBuffer::default();
