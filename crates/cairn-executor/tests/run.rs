@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
 use cairn_executor::{
     Disposition, Error, Executor, ExecutorConfig, Finish, Phase, PlanProblem, Registry,
-    RetryPolicy, RunPlan, RunSignals, RunStop, Start, TaskFailure, handler_fn,
+    RetryPolicy, RunPlan, RunReport, RunSignals, RunStop, Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Event, Handoff, Status, TaskSpec};
 use common::{
@@ -18,6 +18,18 @@ use common::{
 
 fn executor(factory: &MemoryFactory, registry: Registry, config: ExecutorConfig) -> Executor {
     Executor::new(Arc::new(factory.clone()), registry, config).unwrap()
+}
+
+/// Runs `phase` as a fresh one-phase run with the default config; the run must not error.
+async fn run_phase(factory: &MemoryFactory, registry: Registry, phase: Phase) -> RunReport {
+    executor(factory, registry, ExecutorConfig::default())
+        .run(
+            RunPlan::new("wf", "s").phase(phase),
+            Start::Fresh,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap()
 }
 
 fn fail_kind(disposition: &Disposition) -> Option<&str> {
@@ -112,14 +124,7 @@ async fn a_retryable_failure_is_retried_then_succeeds() {
     );
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("flaky").max_attempts(3), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(report.disposition, Disposition::Complete);
     let queue = stored_queue(&factory, &report.run_id).await;
@@ -149,14 +154,7 @@ async fn a_permanent_failure_blocks_dependents_while_independent_branches_finish
     let after_broken = phase.task(TaskSpec::new("ok").inputs("after broken".into()), [broken]);
     let left = phase.task(TaskSpec::new("ok").inputs("left".into()), []);
     let after_left = phase.task(TaskSpec::new("ok").inputs("after left".into()), [left]);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
     let Some(RunStop::TasksFailed { failed, blocked }) = &report.stop else {
@@ -221,14 +219,7 @@ async fn follow_ups_are_enqueued_by_their_parent_and_deduplicated() {
     );
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("parent"), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(report.disposition, Disposition::Complete);
     assert_eq!(*existing.lock().unwrap(), vec![(false, true, true)]);
@@ -257,14 +248,7 @@ async fn a_handler_panic_fails_its_task_and_the_run_is_finalized_failed() {
     let mut phase = Phase::new("p");
     phase.named_task("detonate", TaskSpec::new("explode").max_attempts(3), []);
     phase.task(TaskSpec::new("ok"), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(fail_kind(&report.disposition), Some("panic"));
     assert_eq!(ledger.count("ok"), 1, "the independent task still ran");
@@ -307,14 +291,7 @@ async fn a_handoff_too_deep_to_store_fails_its_task_and_the_run_goes_on() {
     let mut phase = Phase::new("p");
     phase.named_task("nested", TaskSpec::new("deep").max_attempts(3), []);
     phase.task(TaskSpec::new("ok"), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
     assert_eq!(ledger.count("ok"), 1, "the other task still ran");
@@ -502,14 +479,7 @@ async fn an_attempt_that_overruns_its_kind_timeout_fails_retryably_with_kind_tim
     let mut phase = Phase::new("p");
     let once = phase.task(TaskSpec::new("slow_once").max_attempts(2), []);
     let always = phase.named_task("forever", TaskSpec::new("always_slow").max_attempts(2), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
     let queue = stored_queue(&factory, &report.run_id).await;
@@ -575,14 +545,7 @@ async fn a_handler_that_blocks_past_its_timeout_fails_as_a_timeout_when_it_retur
         TaskSpec::new("blocks_and_fails").max_attempts(1),
         [],
     );
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
 
     assert_eq!(fail_kind(&report.disposition), Some("task_failed"));
     let queue = stored_queue(&factory, &report.run_id).await;
@@ -894,14 +857,7 @@ async fn handler_work_runs_inside_its_task_span_inside_the_run_span() {
     );
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new("traced"), []);
-    let report = executor(&factory, registry, ExecutorConfig::default())
-        .run(
-            RunPlan::new("wf", "s").phase(phase),
-            Start::Fresh,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap();
+    let report = run_phase(&factory, registry, phase).await;
     let lines = logs.lines_with("handler says hello");
     assert_eq!(lines.len(), 1);
     let run_span = format!(
