@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Sandbox, alive, count_lines, signal, text, wait_exit, wait_for};
 
 /// `b` records its process group and waits for the file `release`; it has one attempt.
@@ -34,7 +36,8 @@ fn wait_for_b(sandbox: &Sandbox) -> i64 {
 }
 
 /// The command's death is seen before cairn's own SIGTERM arrives (the order a cgroup-wide
-/// stop can take): it is still the stop's, and the task's single attempt is not spent.
+/// stop can take), here 300 ms before: it is still the stop's, and the task's single attempt
+/// is not spent.
 #[test]
 fn a_stop_signalled_to_cairn_and_its_commands_at_once_gives_the_attempt_back() {
     let sandbox = Sandbox::new();
@@ -43,6 +46,10 @@ fn a_stop_signalled_to_cairn_and_its_commands_at_once_gives_the_attempt_back() {
     let group = wait_for_b(&sandbox);
     signal(-group, "TERM");
     wait_for("b's process group to die", || !alive(-group));
+    // Give cairn time to see the death and start waiting out its 2 s `STOP_SIGNAL_WINDOW`,
+    // so that this test checks the window and not only a SIGTERM that beat the command's
+    // result; 300 ms leaves the window most of its length on a loaded machine.
+    std::thread::sleep(Duration::from_millis(300));
     signal(i64::from(first.id()), "TERM");
     let status = wait_exit(&mut first);
     let stdout = sandbox.read("out1");
