@@ -193,11 +193,14 @@ pub(crate) fn alive(target: i64) -> bool {
             let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
             let state = fields.next()?;
             let pgrp: i64 = fields.nth(1)?.parse().ok()?;
-            Some((pid, state == "Z" || state == "X", pgrp))
+            let member = if target < 0 {
+                pgrp == -target
+            } else {
+                pid == target
+            };
+            Some(member && state != "Z" && state != "X")
         })
-        .any(|(pid, zombie, pgrp)| {
-            !zombie && if target < 0 { pgrp == -target } else { pid == target }
-        })
+        .any(|running_member| running_member)
 }
 
 /// How many lines of `text` are exactly `line`.
