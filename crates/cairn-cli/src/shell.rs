@@ -48,7 +48,8 @@
 //! safe to signal while a member still holds it. A process meant to outlive its task must
 //! leave the group, for example with `setsid`.
 //!
-//! Tasks get no terminal input: stdin is `/dev/null`, and the script runs behind
+//! Tasks get no terminal input: stdin is `/dev/null` (once [`START_GATE`] has read cairn's
+//! go-ahead from it), and the script runs behind
 //! [`TERMINAL_GUARD`], which ignores SIGTTIN and SIGTTOU for it and everything it starts. A
 //! command's group is never the terminal's foreground group, so a command that opens the
 //! terminal itself (a `sudo` or `ssh` password prompt) would otherwise be stopped by it and
@@ -61,7 +62,9 @@
 //! A `kill -9` of cairn cannot take the commands' groups along: they keep running, and a
 //! resume would start the same task again beside them. So each attempt records its group in
 //! `<output root>/<run id>/<task>.group` (the group id, the leader's start time from
-//! `/proc` and the boot id), and removes the file when the attempt ends. Before a resumed run starts any task,
+//! `/proc` and the boot id), and removes the file when the attempt ends. The script does not
+//! start before its record is written ([`START_GATE`]), so a kill at any moment leaves no
+//! command running unrecorded. Before a resumed run starts any task,
 //! [`reap_leftovers`] kills every recorded group that is still alive (`cairn abandon` of an
 //! interrupted run does the same). The file needs no
 //! fsync: a process kill leaves the page cache intact, and a power loss leaves no process.
@@ -108,9 +111,33 @@ pub const OUTPUT_HEAD: u64 = OUTPUT_CAP - OUTPUT_TAIL;
 /// its stream ends.
 pub const OUTPUT_TAIL: u64 = 256 * 1024;
 
-/// Put in front of every `run` script (on its first line, so the shell's line numbers in
-/// error messages stay the script's own): see "Process groups" above.
-pub const TERMINAL_GUARD: &str = "trap '' TTIN TTOU; ";
+/// The text of [`START_GATE`], as a macro so that [`SCRIPT_PREFIX`] can be built from it.
+macro_rules! start_gate {
+    () => {
+        "read -r _ || exit 125; exec </dev/null; "
+    };
+}
+
+/// The text of [`TERMINAL_GUARD`], as a macro so that [`SCRIPT_PREFIX`] can be built from it.
+macro_rules! terminal_guard {
+    () => {
+        "trap '' TTIN TTOU; "
+    };
+}
+
+/// Holds the script until cairn has recorded the command's process group: the shell reads
+/// one line from its stdin, a pipe cairn writes only after the record, then takes
+/// `/dev/null` as stdin. A cairn killed before that closes the pipe unwritten, and the shell
+/// exits 125 without running the script. See "Commands left running by a crash" above.
+pub const START_GATE: &str = start_gate!();
+
+/// Ignores SIGTTIN and SIGTTOU for the script and everything it starts: see "Process groups"
+/// above.
+pub const TERMINAL_GUARD: &str = terminal_guard!();
+
+/// Put in front of every `run` script, on its first line so that the shell's line numbers in
+/// error messages stay the script's own: [`START_GATE`], then [`TERMINAL_GUARD`].
+pub const SCRIPT_PREFIX: &str = concat!(start_gate!(), terminal_guard!());
 
 /// The environment variable that carries the run's input to each command.
 pub const INPUT_VAR: &str = "CAIRN_INPUT";
@@ -851,7 +878,7 @@ impl ShellHandler {
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("{TERMINAL_GUARD}{}", spec.run))
+            .arg(format!("{SCRIPT_PREFIX}{}", spec.run))
             .envs(&spec.env)
             .env("CAIRN_RUN_ID", ctx.run_id().as_str())
             .env("CAIRN_TASK_ID", &spec.id)
@@ -860,7 +887,7 @@ impl ShellHandler {
             .env(INPUT_VAR, &self.input)
             .current_dir(cwd)
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -953,6 +980,11 @@ impl ShellHandler {
         if let Some((_, start)) = proc_stat(group) {
             let boot = cairn_checkpoint::ProcessStart::current_boot_id().unwrap_or_default();
             let _ = std::fs::write(&record, format!("{group} {start} {boot}\n"));
+        }
+        // Only now may the script run (`START_GATE`). A failed write means the shell is gone
+        // already; its exit status tells what happened.
+        if let Some(mut gate) = child.stdin.take() {
+            let _ = gate.write_all(b"\n").await;
         }
         let mut guard = GroupGuard {
             group,

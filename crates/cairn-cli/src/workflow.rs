@@ -777,8 +777,8 @@ const RESERVED_ENV_REASON: &str = "names starting with `CAIRN_` are cairn's own 
 pub const MAX_ARG_BYTES: usize = 131_072;
 
 /// The longest `run` the OS takes: one argument of `sh -c`, which also carries
-/// [`crate::shell::TERMINAL_GUARD`] in front of it.
-pub const MAX_RUN_BYTES: usize = MAX_ARG_BYTES - 1 - crate::shell::TERMINAL_GUARD.len();
+/// [`crate::shell::SCRIPT_PREFIX`] in front of it.
+pub const MAX_RUN_BYTES: usize = MAX_ARG_BYTES - 1 - crate::shell::SCRIPT_PREFIX.len();
 
 /// For an environment entry of `len` bytes (without its NUL) that the OS would refuse, what
 /// to say about its length.
@@ -795,10 +795,10 @@ fn over_arg_limit(len: usize) -> Option<String> {
 fn over_run_limit(len: usize) -> Option<String> {
     (len > MAX_RUN_BYTES).then(|| {
         format!(
-            "{len} bytes long; a `run` may be at most {MAX_RUN_BYTES} bytes: the OS limit for one argument is {} bytes (MAX_ARG_STRLEN, {MAX_ARG_BYTES} with the terminating NUL), and cairn puts {} bytes in front of the script (`{}`, so a task cannot be stopped by the terminal): put a long script in a file and run that",
+            "{len} bytes long; a `run` may be at most {MAX_RUN_BYTES} bytes: the OS limit for one argument is {} bytes (MAX_ARG_STRLEN, {MAX_ARG_BYTES} with the terminating NUL), and cairn puts {} bytes in front of the script (`{}`: it waits until cairn has recorded the command, and the terminal cannot stop it): put a long script in a file and run that",
             MAX_ARG_BYTES - 1,
-            crate::shell::TERMINAL_GUARD.len(),
-            crate::shell::TERMINAL_GUARD.trim_end()
+            crate::shell::SCRIPT_PREFIX.len(),
+            crate::shell::SCRIPT_PREFIX.trim_end()
         )
     })
 }

@@ -161,3 +161,35 @@ fn a_record_of_this_boot_is_killed_and_one_of_another_boot_or_host_is_left_alone
     other_boot.kill().unwrap();
     other_boot.wait().unwrap();
 }
+
+/// Runs `script` behind cairn's `SCRIPT_PREFIX`, writing `go` to its stdin (or nothing) and
+/// then closing it, as cairn does once the group is recorded (or as cairn's death does).
+fn behind_the_prefix(script: &str, go: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{}{script}", cairn_cli::shell::SCRIPT_PREFIX))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut stdin = child.stdin.take().expect("a stdin pipe");
+    stdin.write_all(go).expect("write the go-ahead");
+    drop(stdin);
+    child.wait_with_output().expect("wait for sh")
+}
+
+/// The gate: without cairn's go-ahead (its pipe closed unwritten, as when cairn is killed
+/// between starting the command and recording its group) the script never runs; with it,
+/// the script runs with `/dev/null` as stdin.
+#[test]
+fn a_script_runs_only_after_cairn_says_go_and_then_reads_dev_null() {
+    let script = "echo ran; readlink /proc/self/fd/0; cat";
+    let closed = behind_the_prefix(script, b"");
+    assert_eq!(closed.status.code(), Some(125), "{closed:?}");
+    assert!(closed.stdout.is_empty(), "{closed:?}");
+
+    let opened = behind_the_prefix(script, b"\nmore input cairn never sends\n");
+    assert_eq!(opened.status.code(), Some(0), "{opened:?}");
+    assert_eq!(String::from_utf8_lossy(&opened.stdout), "ran\n/dev/null\n");
+}

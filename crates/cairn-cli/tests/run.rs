@@ -1054,3 +1054,25 @@ fn a_resume_killed_after_its_claim_is_finished_by_the_next_resume() {
     );
     assert_eq!(sandbox.read("ran"), "x\nx\nafter\n");
 }
+
+/// Every command starts only once its process group's record exists, so a `kill -9` of cairn
+/// at any moment leaves no command that a resume would not find and kill.
+#[test]
+fn every_command_starts_after_its_process_group_is_recorded() {
+    let sandbox = Sandbox::new();
+    let mut workflow = String::from("name = \"recorded\"\n");
+    for n in 0..24 {
+        workflow.push_str(&format!(
+            "[[task]]\nid = \"t{n}\"\nrun = \"test -f .cairn/output/$CAIRN_RUN_ID/$CAIRN_TASK_ID.group\"\nmax_attempts = 1\n"
+        ));
+    }
+    sandbox.write("wf.toml", &workflow);
+    let out = sandbox.run(&["run", "wf.toml", "--concurrency", "8"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -173,9 +173,9 @@ fn a_name_with_a_control_character_is_located() {
 /// Linux's limit on one argument or environment string, `MAX_ARG_STRLEN`, with its NUL.
 const MAX_ARG_STRLEN: usize = 131_072;
 
-/// The longest `run`: one argument, less its NUL and the 19 bytes of `trap '' TTIN TTOU; `
-/// cairn puts in front of it.
-const MAX_RUN_BYTES: usize = MAX_ARG_STRLEN - 1 - 19;
+/// The longest `run`: one argument, less its NUL and the 59 bytes of
+/// `read -r _ || exit 125; exec </dev/null; trap '' TTIN TTOU; ` cairn puts in front of it.
+const MAX_RUN_BYTES: usize = MAX_ARG_STRLEN - 1 - 59;
 
 /// A `run` of exactly `len` bytes that touches `ran` (the rest is a shell comment).
 fn command_of_len(len: usize) -> String {
