@@ -940,15 +940,25 @@ cwd = "missing"
     assert_lacks(&stdout, "(attempt 2/3)");
 }
 
+/// A workflow `name` of `count` tasks `t0`, `t1`, ... with no dependencies and one attempt
+/// each; task `n` runs `run(n)` (which must not hold a double quote).
+fn independent_tasks(name: &str, count: usize, run: impl Fn(usize) -> String) -> String {
+    let mut workflow = format!("name = \"{name}\"\n");
+    for n in 0..count {
+        workflow.push_str(&format!(
+            "[[task]]\nid = \"t{n}\"\nrun = \"{}\"\nmax_attempts = 1\n",
+            run(n)
+        ));
+    }
+    workflow
+}
+
 #[test]
 fn a_concurrency_the_open_file_limit_cannot_take_is_capped_and_no_task_fails() {
     let sandbox = Sandbox::new();
-    let mut workflow = String::from("name = \"descriptors\"\n");
-    for n in 0..40 {
-        workflow.push_str(&format!(
-            "[[task]]\nid = \"t{n}\"\nrun = \"echo start >> trace; echo out-{n}; sleep 0.2; echo end >> trace\"\nmax_attempts = 1\n"
-        ));
-    }
+    let workflow = independent_tasks("descriptors", 40, |n| {
+        format!("echo start >> trace; echo out-{n}; sleep 0.2; echo end >> trace")
+    });
     sandbox.write("wf.toml", &workflow);
     // A hundred commands at once need far more than 64 descriptors in cairn: without the
     // cap, starts were refused (EMFILE) and, once that lasted, healthy tasks failed.
@@ -1060,12 +1070,9 @@ fn a_resume_killed_after_its_claim_is_finished_by_the_next_resume() {
 #[test]
 fn every_command_starts_after_its_process_group_is_recorded() {
     let sandbox = Sandbox::new();
-    let mut workflow = String::from("name = \"recorded\"\n");
-    for n in 0..24 {
-        workflow.push_str(&format!(
-            "[[task]]\nid = \"t{n}\"\nrun = \"test -f .cairn/output/$CAIRN_RUN_ID/$CAIRN_TASK_ID.group\"\nmax_attempts = 1\n"
-        ));
-    }
+    let workflow = independent_tasks("recorded", 24, |_| {
+        "test -f .cairn/output/$CAIRN_RUN_ID/$CAIRN_TASK_ID.group".to_owned()
+    });
     sandbox.write("wf.toml", &workflow);
     let out = sandbox.run(&["run", "wf.toml", "--concurrency", "8"]);
     assert_eq!(
