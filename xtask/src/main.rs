@@ -14,7 +14,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                    fmt check, clippy, all tests, tidy, cargo-deny
+  ci                    fmt check, clippy, rustdoc, all tests, crash pass, tidy, cargo-deny
   tidy                  structural checks (also run as a #[test])
   bench <name> [args]   run a release benchmark: queue | checkpoint | executor
   crash-test [args]     kill -9 / power-loss crash harness (see --help)
@@ -120,6 +120,17 @@ fn ci() -> Result<(), String> {
             ]),
         )?;
     }
+    // Rustdoc is the docs users read: a broken or ambiguous intra-doc link, or a public page
+    // that links to a private item, fails here instead of shipping as plain text.
+    run(
+        "doc",
+        ci_cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--locked",
+        ]),
+    )?;
     run(
         "test",
         // Every crate's tests run even when one fails, so one red crate hides no other.

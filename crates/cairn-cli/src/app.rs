@@ -64,7 +64,7 @@ impl std::error::Error for RunLeftInPlace {}
 
 /// Prints a shell completion script for `cairn`. The script is generated into memory first:
 /// `clap_complete` panics when its writer fails, and stdout may be a closed pipe
-/// (`cairn completions bash | head -1`), which [`out!`] turns into a quiet exit 0.
+/// (`cairn completions bash | head -1`), which `out!` turns into a quiet exit 0.
 pub fn completions(shell: clap_complete::Shell) -> ExitCode {
     let mut command = Cli::command();
     let mut script = Vec::new();

@@ -3,7 +3,7 @@
 //! `println!` panics when stdout is gone (`cairn run wf.toml | head -1` closes the pipe
 //! after one line). A panic in the middle of `cairn run` would abandon the drive halfway
 //! and leave the run looking interrupted, only because a pager was closed. So every line
-//! the CLI prints goes through [`outln!`] / [`out!`] (stdout) or [`eoutln!`] / [`eout!`]
+//! the CLI prints goes through `outln!` / `out!` (stdout) or `eoutln!` / `eout!`
 //! (stderr). The first failed write to a stream marks it closed and everything later
 //! written to it is dropped; the command itself goes on to its normal end and exit code.
 //! A broken pipe is silent (the reader chose to stop reading); any other write failure
@@ -27,8 +27,8 @@ static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
 /// Set once a write to stderr failed: later output is dropped.
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Writes to stdout, dropping the text once stdout has failed. Used by [`outln!`] and
-/// [`out!`]; call those instead.
+/// Writes to stdout, dropping the text once stdout has failed. Used by `outln!` and
+/// `out!`; call those instead.
 pub fn write_stdout(args: fmt::Arguments<'_>) {
     to_stdout(|stdout| stdout.write_fmt(args));
 }
@@ -63,8 +63,8 @@ fn to_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::R
     true
 }
 
-/// Writes to stderr, dropping the text once stderr has failed. Used by [`eoutln!`] and
-/// [`eout!`]; call those instead.
+/// Writes to stderr, dropping the text once stderr has failed. Used by `eoutln!` and
+/// `eout!`; call those instead.
 pub fn write_stderr(args: fmt::Arguments<'_>) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;

@@ -12,7 +12,7 @@
 //! scheduler crate's "Jobs at once" has the design), so a long run no longer holds up the
 //! other jobs' ticks. A job never runs twice at once: within this process the scheduler
 //! passes over a job whose run goes on, and across processes the lock on the job's runs
-//! ([`ShellJobs::lock_job`]) and the check for a run of it still driven refuse a second run
+//! (`ShellJobs::lock_job`) and the check for a run of it still driven refuse a second run
 //! (`run_not_started`). `--concurrency` is per run: each run gets its own executor with that
 //! many tasks at once, so up to `--max-running-jobs` times `--concurrency` commands run at
 //! once, and the open-file cap is shared out among the runs
@@ -44,7 +44,7 @@
 //! on finish within `--grace`; a run cut short is left resumable (its resume command is
 //! printed) and is NOT counted as a failure for the job's circuit breaker. The scheduler loop
 //! is stopped only once every run has ended or been cut short, and at a point where no job
-//! bookkeeping is half-written ([`Quiet`]). A second Ctrl-C ends the grace at once: running
+//! bookkeeping is half-written (`Quiet`). A second Ctrl-C ends the grace at once: running
 //! commands are stopped and their attempts given back (they rerun under the same attempt
 //! number on resume), and the scheduler stops as after the first. A third exits 4 at once,
 //! leaving the runs as after a crash. After a job-store failure started the stop, the first

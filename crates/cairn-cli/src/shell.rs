@@ -540,7 +540,7 @@ impl ShellHandler {
 
     /// Watches the run's graceful `shutdown` token: once it fires, a command that has
     /// already exited waits no more for its output pipes (a process that left its group
-    /// can hold them for [`PIPE_DRAIN_LIMIT`]), at most [`SHUTDOWN_DRAIN_LIMIT`] or a
+    /// can hold them for `PIPE_DRAIN_LIMIT`), at most [`SHUTDOWN_DRAIN_LIMIT`] or a
     /// quarter of the shutdown `grace`, whichever is shorter, so its result is in before
     /// the grace runs out and the executor stops the attempt. Otherwise a command that
     /// exited 0 would not be recorded done and would run again on resume.

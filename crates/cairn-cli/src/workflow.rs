@@ -286,7 +286,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, WorkflowError> {
 }
 
 /// Parses the copy of a workflow that a run recorded when it started, to resume that run.
-/// The copy passed validation then; checks added since ([`Rules::NewRun`]) are not applied
+/// The copy passed validation then; checks added since (`Rules::NewRun`) are not applied
 /// to it, so an upgrade of cairn never strands a run it had accepted.
 ///
 /// # Errors
