@@ -21,6 +21,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 /// Drives one run in the store at `root`; if an earlier process was killed mid-run, this
 /// one picks that run up where it stopped.
+///
+/// # Errors
+///
+/// Fails when the store cannot be opened or written, or when another process drives this
+/// workflow's run (`RunInProgress`). A task that fails is no error here: the report says so.
 pub async fn embed(root: &Path) -> Result<RunReport, Box<dyn Error>> {
     // `Sync`: an append returns only after fdatasync.
     let factory = FileFactory::builder(root)

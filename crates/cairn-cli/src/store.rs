@@ -596,6 +596,10 @@ fn refuse_a_second_store(root: &Path, adapter: Adapter) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the state folder `root` if it is missing.
+///
+/// # Errors
+///
 /// A [`UsageError`] when `root` exists and is not a folder (`--state-dir` names a file); an
 /// I/O error when it cannot be created.
 pub fn create_state_root(root: &Path) -> anyhow::Result<()> {

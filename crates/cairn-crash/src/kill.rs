@@ -194,6 +194,11 @@ fn fresh_dir(path: &Path) -> Result<()> {
 /// The two planted runs of a round: same workflow and scope, status `running`, so
 /// `Start::Auto` finds them; one with a `queue.json` of an older format version, one whose
 /// `queue.json` names another run.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the round folder cannot be written, and [`Error::Encoding`] when the
+/// planted snapshot cannot be encoded.
 pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
     let runs = worker::file_root(&options.dir).join("runs");
     let empty =
@@ -250,6 +255,11 @@ pub fn plant_bad_state(options: &WorkerOptions) -> Result<Vec<RunId>> {
 /// status `running`) with a snapshot of an older format version, so `Start::Auto` lists it
 /// and `open` must quarantine it. A foreign run id cannot be planted where `Start::Auto`
 /// sees it: the sled adapter's `list` skips metadata whose id does not match its key.
+///
+/// # Errors
+///
+/// [`Error::Sled`] when the sled database cannot be opened, [`Error::Worker`] when the planted
+/// records cannot be written or flushed, and [`Error::Encoding`] when they cannot be encoded.
 pub fn plant_bad_state_sled(options: &WorkerOptions) -> Result<Vec<RunId>> {
     let factory = SledFactory::builder()
         .path(worker::sled_path(&options.dir))
