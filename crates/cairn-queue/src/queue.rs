@@ -412,6 +412,20 @@ impl Queue {
     }
 
     /// The whole state, for `queue.json`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Snapshot, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// // What a host writes as `queue.json`, and reads back after a restart.
+    /// let json = serde_json::to_string(&q.snapshot()).expect("a snapshot serializes");
+    /// let read: Snapshot = serde_json::from_str(&json).expect("and reads back");
+    /// let restored = Queue::from_snapshot(read, QueueConfig::default())?;
+    /// assert_eq!(restored.snapshot(), q.snapshot());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,
@@ -633,6 +647,20 @@ impl Queue {
     /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `pending`;
     /// [`Error::NotReady`] when it is pending but a dependency is unfinished or its
     /// `not_before` is later than `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Error, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// // `b` waits for `a`, and the error says so.
+    /// let refused = q.start(b, Timestamp(1));
+    /// assert!(matches!(refused, Err(Error::NotReady { waiting_on, .. }) if waiting_on == [a]));
+    /// assert_eq!(q.start(a, Timestamp(1))?, 1, "the first attempt");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn start(&mut self, id: TaskId, now: Timestamp) -> Result<u32> {
         let i = self.index(id)?;
         let task = &self.tasks[i];
@@ -676,6 +704,25 @@ impl Queue {
     /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`;
     /// [`Error::InvalidHandoff`] when the handoff's `extra` nests deeper than
     /// [`MAX_VALUE_DEPTH`] (the task stays running).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// let note = Some("the index is in index.json".to_owned());
+    /// let handoff = Handoff { next_note: note, ..Handoff::default() };
+    /// q.complete(a, handoff, Timestamp(2))?;
+    /// assert_eq!(q.get(a).unwrap().status, Status::Done);
+    /// // `b` may start now, and can read what `a` left for it.
+    /// assert_eq!(q.next_runnable(Timestamp(2)), [b]);
+    /// let left = q.dependency_handoffs(b)?;
+    /// assert_eq!(left[0].1.next_note.as_deref(), Some("the index is in index.json"));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn complete(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
         let attempt = self.running_attempt(id, "complete")?;
         check_handoff(id, &handoff)?;
@@ -696,6 +743,20 @@ impl Queue {
     ///
     /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `running`;
     /// [`Error::InvalidHandoff`] as for [`Queue::complete`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// q.skip(a, Handoff::default(), Timestamp(2))?;
+    /// assert_eq!(q.get(a).unwrap().status, Status::Skipped);
+    /// assert_eq!(q.next_runnable(Timestamp(2)), [b], "a skipped task satisfies its dependents");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn skip(&mut self, id: TaskId, handoff: Handoff, now: Timestamp) -> Result<()> {
         let attempt = self.running_attempt(id, "skip")?;
         check_handoff(id, &handoff)?;
@@ -803,6 +864,24 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is not `failed`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskError, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a").max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// q.fail(a, TaskError::new("io", "disk full"), false, Timestamp(1), Timestamp(2))?;
+    /// assert_eq!(q.get(b).unwrap().status, Status::Blocked);
+    /// q.retry(a, Timestamp(3))?;
+    /// // The failed task may run again, and what it blocked waits for it once more.
+    /// assert_eq!(q.get(a).unwrap().status, Status::Pending);
+    /// assert_eq!(q.get(b).unwrap().status, Status::Pending);
+    /// assert_eq!(q.next_runnable(Timestamp(3)), [a]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn retry(&mut self, id: TaskId, now: Timestamp) -> Result<()> {
         let i = self.index(id)?;
         let from = self.tasks[i].status;
@@ -924,6 +1003,25 @@ impl Queue {
     /// Applies the crash-recovery rule to every running task and reports what it did.
     ///
     /// This is called once when a run is reopened, so it looks at every task once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a").max_attempts(2), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(a, Timestamp(1))?;
+    /// q.start(b, Timestamp(1))?;
+    /// // The process was killed here; the next one replays the journal, then recovers.
+    /// let mut reopened = Queue::replay(None, &q.take_events(), QueueConfig::default())?;
+    /// let recovered = reopened.recover(Timestamp(5));
+    /// assert_eq!(recovered.len(), 2);
+    /// assert_eq!(recovered[0].now, Status::Pending, "`a` had an attempt left");
+    /// assert_eq!(recovered[1].now, Status::Failed, "`b` was on its last attempt");
+    /// assert_eq!(reopened.next_runnable(Timestamp(5)), [a]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn recover(&mut self, now: Timestamp) -> Vec<Recovery> {
         let running: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].status == Status::Running)
@@ -1038,6 +1136,23 @@ impl Queue {
 
     /// Every pending task whose dependencies are satisfied and whose `not_before` has passed,
     /// in id order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskError, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.next_runnable(Timestamp(0)), [a, b]);
+    /// q.start(a, Timestamp(0))?;
+    /// // A retryable failure with attempts left: `a` is due again at 100, not before.
+    /// q.fail(a, TaskError::new("http", "503"), true, Timestamp(100), Timestamp(1))?;
+    /// assert_eq!(q.next_runnable(Timestamp(50)), [b]);
+    /// assert_eq!(q.next_wakeup(), Some(Timestamp(100)));
+    /// assert_eq!(q.next_runnable(Timestamp(100)), [a, b]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn next_runnable(&self, now: Timestamp) -> Vec<TaskId> {
         let mut out: Vec<TaskId> = Vec::with_capacity(self.due.len());
         self.due.for_each(|i| out.push(TaskId(i as u64)));
@@ -1071,6 +1186,20 @@ impl Queue {
     }
 
     /// `Some` once drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Outcome, Queue, QueueConfig, TaskError, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a").max_attempts(1), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// let b = q.enqueue(TaskSpec::new("b").depends_on([a]), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.outcome(), None, "not drained: `a` can still start");
+    /// q.start(a, Timestamp(1))?;
+    /// q.fail(a, TaskError::new("io", "disk full"), false, Timestamp(1), Timestamp(2))?;
+    /// assert_eq!(q.outcome(), Some(Outcome::Failed { failed: vec![a], blocked: vec![b] }));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn outcome(&self) -> Option<Outcome> {
         if !self.is_drained() {
             return None;
