@@ -114,6 +114,24 @@ impl FileFactoryBuilder {
     ///
     /// `Error::InvalidSetting` when `root` is empty (say `.` for the current folder);
     /// `Error::Io` when the directories cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::Error;
+    /// use cairn_checkpoint_file::FileFactory;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let factory = FileFactory::builder(dir.path())
+    ///     .compact_after_records(1_000)
+    ///     .build()?;
+    /// assert!(dir.path().join("runs").is_dir());
+    /// assert_eq!(factory.quarantine_dir(), dir.path().join("quarantine"));
+    /// // An empty path is refused before anything is made.
+    /// let refused = FileFactory::builder("").build();
+    /// assert!(matches!(refused, Err(Error::InvalidSetting { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn build(self) -> Result<FileFactory> {
         // An empty path would put `runs/` in the current folder and then fail to sync its
         // parent (`""`), half set up: refused before anything is made.
