@@ -33,8 +33,8 @@
 //! The types of other crates that this crate's API uses are re-exported, so a minimal
 //! embedding needs only this crate, a storage adapter and tokio: [`prelude`] has what a
 //! typical host names; [`queue`] and [`checkpoint`] are the whole of `cairn-queue` and
-//! `cairn-checkpoint`; [`async_trait`](macro@async_trait) implements [`Handler`] on a type of your own, and
-//! [`CancellationToken`] is the type of [`RunSignals`]' tokens.
+//! `cairn-checkpoint`; [`async_trait`](macro@async_trait) implements [`Handler`] on a type of
+//! your own, and [`CancellationToken`] is the type of [`RunSignals`]' tokens.
 //!
 //! # Examples
 //!
