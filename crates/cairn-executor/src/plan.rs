@@ -430,9 +430,10 @@ impl RunPlan {
     /// `max_attempts` of `None`.
     ///
     /// For a run read back from the store (`Recovered::queue` of a peek), call
-    /// [`crate::take_over`](fn@crate::take_over) on the queue first: the changes are then judged on the tasks as
-    /// the adoption will find them (a task a crash left `running` on its last attempt is
-    /// `failed` by then, and an explicit resume's failed tasks are `pending` again).
+    /// [`crate::take_over`](fn@crate::take_over) on the queue first: the changes are then
+    /// judged on the tasks as the adoption will find them (a task a crash left `running` on
+    /// its last attempt is `failed` by then, and an explicit resume's failed tasks are
+    /// `pending` again).
     ///
     /// # Examples
     ///
