@@ -1126,14 +1126,38 @@ impl Shared {
             .write_queue_file(&self.dir, &self.run_id, covers, snapshot, pretty)
     }
 
-    /// Installs `snapshot` as covering every record written so far. The caller is leader,
-    /// the buffer has been flushed and no compaction is under way. Order: temp, fdatasync,
-    /// rename, fsync dir, and only then truncate the journal (and sync it). The truncate
-    /// keeps the file header, so the journal never holds a batch without a durable header
-    /// before it.
-    fn install_locked(&self, snapshot: &impl Serialize) -> Result<()> {
-        let covers = lock(&self.state).written_seq;
+    /// Installs `snapshot` as covering the records up to `covers`. The caller is leader,
+    /// the buffer has been flushed (so every record up to `covers` is written) and no
+    /// compaction is under way. Order: temp, fdatasync, rename, fsync dir, and only then
+    /// truncate the journal (and sync it). The truncate keeps the file header, so the
+    /// journal never holds a batch without a durable header before it.
+    ///
+    /// Records written after `covers` (appends sealed after the install was called, which
+    /// the caller's snapshot does not reflect) must outlive the snapshot: then the journal
+    /// is kept whole instead of truncated, and every open skips the records the snapshot
+    /// covers, as it does after a compaction's snapshot.
+    fn install_locked(&self, covers: u64, snapshot: &impl Serialize) -> Result<()> {
+        let written_seq = lock(&self.state).written_seq;
+        debug_assert!(
+            covers <= written_seq,
+            "the flush wrote every covered record"
+        );
         let snapshot_len = self.write_snapshot(covers, snapshot, snapshot)?;
+        if covers < written_seq {
+            let mut state = lock(&self.state);
+            state.covers_seq = covers;
+            state.snapshot_len = snapshot_len;
+            state.records_after_snapshot = written_seq - covers;
+            // The kept events no longer start at the snapshot: the next compaction reads
+            // the records after it back from the journal.
+            state.written.clear();
+            state.events_known = false;
+            state.no_snapshot = false;
+            state.compaction = Compaction::Idle;
+            state.tail.clear();
+            state.tail_batches.clear();
+            return Ok(());
+        }
         {
             // The snapshot is in place: from here on it is what the journal's records
             // follow, even if the truncate below fails (the records it covers are then
@@ -1365,6 +1389,11 @@ impl Checkpointer for FileCheckpointer {
     }
 
     async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        // The snapshot reflects the events appended before this call, so it covers the
+        // records sealed so far and no later ones. Read before the first await: a record
+        // sealed after it (another task's append, or the caller's next append after it
+        // dropped this future) stays in the journal after the snapshot.
+        let covers = lock(&self.shared.state).next_seq - 1;
         let leadership = self.acquire_leadership().await?;
         let snapshot = snapshot.clone();
         lead_blocking(leadership, move |shared| {
@@ -1385,11 +1414,13 @@ impl Checkpointer for FileCheckpointer {
                         run_id: shared.run_id.clone(),
                     });
                 }
-                // Flush what is buffered first, so the snapshot covers it.
+                // Flush what is buffered first: the records the snapshot covers must be
+                // durable before it is, and any sealed after the call follow them in order.
                 let (bytes, records, last_seq) = {
                     let mut state = lock(&shared.state);
                     let records = std::mem::take(&mut state.buffered_records);
-                    // The snapshot covers these records; compaction never needs their events.
+                    // Compaction does not need these events: the snapshot covers them, or
+                    // (records sealed after the call) the install has it read the journal.
                     state.buffered_kept.clear();
                     state.buffered_appends = 0;
                     let last_seq = state.next_seq - 1;
@@ -1419,7 +1450,7 @@ impl Checkpointer for FileCheckpointer {
                 // The adapter does not parse the caller's snapshot back; the next compaction
                 // rebuilds its queue from disk.
                 *lock(&shared.shadow) = None;
-                let result = shared.install_locked(&snapshot);
+                let result = shared.install_locked(covers, &snapshot);
                 if let Err(err) = &result {
                     shared.poison_with(err);
                 }

@@ -1915,3 +1915,78 @@ fn peeks_never_make_a_concurrent_open_fail_with_locked() {
         .await;
     });
 }
+
+/// Polls `future` once, with a waker nobody needs (the test polls it again by awaiting it):
+/// whatever the call does before its first wait has happened when this returns.
+fn poll_once<F: std::future::Future + Unpin>(future: &mut F) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        std::pin::Pin::new(future).poll(&mut cx).is_pending(),
+        "the call was expected to wait"
+    );
+}
+
+/// A snapshot install covers what was appended before it was called, nothing later. Here a
+/// third append is sealed while the install waits for leadership (the second append's
+/// leader is held at its fdatasync, and writes the third append's batch too before it steps
+/// down): that batch is written before the snapshot but stays after it, through the writer's
+/// `load`, a compaction that must read it back from the journal, and a reopen. Before the fix
+/// the install took every record written as covered, and the third append, acknowledged,
+/// was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_sealed_after_an_install_was_called_stays_after_its_snapshot() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("install-race").unwrap();
+    let factory = planned_factory(&h, &plan, 20);
+    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("install-race")).await.unwrap());
+    let _release = ReleaseOnDrop(Arc::clone(&plan));
+    let mut work = Workload::new();
+    run.append(&work.enqueue(3)).await.unwrap();
+
+    plan.hold("sync_data", "journal");
+    let second = work.enqueue(2);
+    // What the caller installs reflects the first two appends: the second is sealed (and
+    // being written) when the install is called.
+    let at_install = work.queue.snapshot();
+    let second_append = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move { run.append(&second).await })
+    };
+    eventually(
+        "the second append's leader waiting at its fdatasync",
+        || plan.waiting() == 1,
+    )
+    .await;
+    let mut install = run.install_snapshot(&at_install);
+    poll_once(&mut install);
+    let third = work.enqueue(2);
+    let mut third_append = run.append(&third);
+    poll_once(&mut third_append);
+    plan.release();
+    second_append.await.unwrap().unwrap();
+    third_append.await.unwrap();
+    install.await.unwrap();
+
+    let loaded = run.load().await.unwrap();
+    assert_eq!(loaded.snapshot.as_ref(), Some(&at_install));
+    assert_eq!(
+        loaded.events, third,
+        "the append sealed after the install's call is read after its snapshot"
+    );
+    assert_eq!(
+        covers(&h, &id),
+        5,
+        "the snapshot covers the first two appends"
+    );
+    // Enough records for a compaction, which rebuilds from the caller's snapshot and the
+    // journal after it.
+    for _ in 0..4 {
+        run.append(&work.enqueue(3)).await.unwrap();
+        run.append(&work.finish(3)).await.unwrap();
+    }
+    drop(run);
+    assert!(covers(&h, &id) > 7, "a compaction installed its snapshot");
+    let opened = reopened(&h, &plan, &id).await;
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+}

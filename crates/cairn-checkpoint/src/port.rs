@@ -342,6 +342,17 @@ impl LeftInPlaceRun {
 }
 
 /// Creates, finds and manages runs. Object-safe; hold it as `Arc<dyn CheckpointerFactory>`.
+///
+/// # Cancel safety
+///
+/// The future of any method here or on [`Checkpointer`] may be dropped before it resolves: a
+/// `tokio::time::timeout` ran out, a `select!` branch lost, a task was aborted at shutdown. A
+/// dropped call is not acknowledged, and its caller MUST treat its effect as unknown. An
+/// adapter MUST leave the store as if the call had happened in full or not at all, and the
+/// factory and writers usable; it MAY finish the call after the drop (on a blocking thread,
+/// say); and a future dropped before its first poll MUST change nothing. Each method says
+/// what more it promises. The conformance cases named `dropped_*` check these rules for
+/// every adapter.
 #[async_trait]
 pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// Creates a run and returns its writer.
@@ -353,6 +364,12 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `AlreadyExists`, `Encoding` for metadata that cannot be serialized, and the adapter's
     /// I/O errors (`Io`, `SyncFailed`, `Backend`).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped `begin` leaves the run begun (as a crash right after it would: `running`, no
+    /// writer) or not begun at all. The lock it took is released once the adapter's work for it
+    /// has ended, which can be a moment after the drop: until then `open` may answer `Locked`.
     async fn begin(&self, meta: RunMeta) -> Result<Box<dyn Checkpointer>>;
 
     /// Opens an existing run for writing and reads back its state.
@@ -367,6 +384,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `Locked`, `Corruption`, `VersionMismatch`, `ForeignRun`, `Unreadable`, `Replay` for
     /// records that decode but do not replay, and the adapter's I/O errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped `open` holds the lock only while the adapter's work for it runs. What it
+    /// writes (a cut torn tail, a quarantine) is done whole, as `open` does it.
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>>;
 
     /// Reads a run's metadata without taking its lock. `Ok(None)` for an unknown run.
@@ -479,6 +501,13 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// status or `Failed` MUST set `finished_at`. A swap out of `Completed` or `Cancelled`
     /// MUST fail with `Terminal` and change nothing (`RunMeta::swap_status` implements these
     /// rules for adapters). `NotFound` for an unknown run.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped swap happens in full or not at all, and may happen after the drop, as long as
+    /// the stored status is still `from` then. A status that has meanwhile left `from` and come
+    /// back can therefore still be moved by it; claim with an epoch
+    /// ([`CheckpointerFactory::claim`]) where that matters.
     async fn compare_and_swap_status(
         &self,
         run_id: &RunId,
@@ -514,6 +543,12 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `NotFound`, `Terminal`, and the adapter's I/O errors. The method has no provided body
     /// on purpose: a wrapper that forgot to forward it, or fell back to a status swap, would
     /// bring back the race it closes, so the compiler asks every implementation for it.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped claim wins or changes nothing, even when it ends after the drop, and it can
+    /// win only at the epoch it expected: of it and a later claim at the same epoch, exactly one
+    /// wins.
     async fn claim(
         &self,
         run_id: &RunId,
@@ -538,6 +573,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `NotFound`, `Locked`, and the adapter's I/O errors (then nothing was moved, or the
     /// move is finished by the next call).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped quarantine moves the state whole or not at all (a move left half done is
+    /// finished by the next call, as after a crash); it may finish after the drop.
     async fn quarantine(&self, run_id: &RunId, reason: &str) -> Result<Quarantined>;
 
     /// Every quarantined run's state, oldest quarantine first, with where it went, why, and
@@ -586,6 +626,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// The method has no provided body on purpose: a wrapper that forgot to forward it would
     /// refuse retention at run time, so the compiler asks every implementation for it.
     ///
+    /// # Cancel safety
+    ///
+    /// A dropped removal leaves the whole run or nothing of it visible, as a crash does; it may
+    /// finish after the drop.
+    ///
     /// # Examples
     ///
     /// ```
@@ -618,6 +663,11 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `Encoding` for a record that cannot be serialized, and the adapter's I/O errors
     /// (`Io`, `SyncFailed`, `Backend`).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped record is stored whole or not at all, possibly after the drop and after
+    /// records written later.
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()>;
 
     /// Every audit record of a run, oldest first. Empty for an unknown run.
@@ -645,6 +695,13 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// `SyncFailed` (fatal: never retried), `Poisoned` after one, `Encoding` for an event
     /// that cannot be serialized or is too large to store, and the adapter's I/O errors. On
     /// any error the events are not acknowledged.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped append's events are stored whole or not at all, and never after the events of
+    /// an append called later, so the journal still replays. They may become durable after the
+    /// drop: reload (`load`, or `open` after a restart) before deciding what they did. The writer
+    /// stays usable.
     async fn append(&self, events: &[Event]) -> Result<()>;
 
     /// Installs a snapshot that reflects every event appended so far.
@@ -656,6 +713,12 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     ///
     /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors; the state read
     /// back is then the one before the call.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped install leaves the previous snapshot or this one, and may finish after the
+    /// drop. Whenever it finishes, it MUST NOT cover an event sealed after the call began (an
+    /// append made after the drop, or by another task): those stay after the snapshot.
     async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
 
     /// Reads back the latest snapshot and the events after it.
@@ -670,6 +733,11 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`CheckpointerFactory::append_audit`]: whole or not at all, possibly after the
+    /// drop.
     async fn audit(&self, record: &AuditRecord) -> Result<()>;
 
     /// Marks the run `completed`. `Terminal` if the run already is terminal.
@@ -678,6 +746,10 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     ///
     /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors; the stored status
     /// is then unchanged or, after a crash, either the old or the new one.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped call leaves the old status or the new one, and may finish after the drop.
     async fn complete(&self) -> Result<RunMeta>;
 
     /// Marks the run `failed` with `error`. `Terminal` if the run already is terminal.
@@ -686,6 +758,10 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     ///
     /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors, as for
     /// [`Checkpointer::complete`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`Checkpointer::complete`].
     async fn fail(&self, error: &RunError) -> Result<RunMeta>;
 }
 

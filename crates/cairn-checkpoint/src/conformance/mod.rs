@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+mod cancel;
 mod cases;
 pub mod jobs;
 mod removal;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use crate::meta::RunId;
 use crate::port::CheckpointerFactory;
 
+pub use cancel::*;
 pub use cases::*;
 pub use removal::*;
 
@@ -209,6 +211,11 @@ macro_rules! conformance_tests {
             remove_never_touches_quarantined_state,
             remove_refuses_bad_metadata,
             remove_terminal_with_injected_faults,
+            dropped_appends_are_whole_or_absent,
+            dropped_installs_keep_later_appends,
+            dropped_audits_are_whole_or_absent,
+            dropped_claims_win_at_most_once,
+            dropped_begins_leave_no_lock,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -260,4 +267,9 @@ pub const ALL_CASES: &[&str] = &[
     "remove_never_touches_quarantined_state",
     "remove_refuses_bad_metadata",
     "remove_terminal_with_injected_faults",
+    "dropped_appends_are_whole_or_absent",
+    "dropped_installs_keep_later_appends",
+    "dropped_audits_are_whole_or_absent",
+    "dropped_claims_win_at_most_once",
+    "dropped_begins_leave_no_lock",
 ];
