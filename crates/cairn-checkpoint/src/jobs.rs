@@ -296,6 +296,15 @@ impl JobAuditRecord {
 /// Two stores over the same storage behave like two processes: every write is a
 /// compare-and-swap on the stored version, atomic across threads (and, for the file adapter,
 /// across processes).
+///
+/// # Cancel safety
+///
+/// As for [`CheckpointerFactory`](crate::CheckpointerFactory): a call whose future is dropped
+/// before it resolves is not acknowledged, and leaves the store as if it had happened in full
+/// or not at all; an adapter may finish it after the drop, and one dropped before its first
+/// poll changes nothing. A dropped `put` or `delete` can still win only at the version it
+/// expected, so of it and a later write expecting the same version exactly one wins (the
+/// conformance case `jobs_dropped_puts_win_at_most_once`).
 #[async_trait]
 pub trait JobStore: Send + Sync + Debug + 'static {
     /// The job `id`, or `Ok(None)` for an unknown job.

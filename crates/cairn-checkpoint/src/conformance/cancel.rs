@@ -24,7 +24,7 @@ use crate::port::{Checkpointer, CheckpointerFactory, Opened};
 /// Where each round drops its call: how many times the future is polled first (0 drops it
 /// unpolled), and how long the case waits between polls, so that an adapter's background
 /// work is caught at different stages.
-const DROP_POINTS: &[(usize, Duration)] = &[
+pub(crate) const DROP_POINTS: &[(usize, Duration)] = &[
     (0, Duration::ZERO),
     (1, Duration::ZERO),
     (1, Duration::ZERO),
@@ -59,7 +59,7 @@ fn meta(run: &str) -> RunMeta {
 
 /// Polls `future` up to `polls` times, pausing `pause` between polls, and drops it unless
 /// it resolved first. Returns its output if it resolved.
-async fn poll_then_drop<T>(
+pub(crate) async fn poll_then_drop<T>(
     future: impl Future<Output = T>,
     polls: usize,
     pause: Duration,

@@ -67,6 +67,7 @@ pub const ALL_JOB_CASES: &[&str] = &[
     "jobs_damaged_state_is_quarantined",
     "jobs_listing_reports_a_quarantined_job_once",
     "jobs_listing_reports_a_job_left_in_place_every_time",
+    "jobs_dropped_puts_win_at_most_once",
 ];
 
 /// Expands to one `#[tokio::test]` per job-store case, each over a fresh harness built by the
@@ -92,6 +93,7 @@ macro_rules! job_store_conformance_tests {
             jobs_damaged_state_is_quarantined,
             jobs_listing_reports_a_quarantined_job_once,
             jobs_listing_reports_a_job_left_in_place_every_time,
+            jobs_dropped_puts_win_at_most_once,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -313,6 +315,59 @@ pub async fn jobs_compare_and_swap_race(harness: &impl JobStoreHarness) -> CaseR
         fetch(&*first, &id).await,
         Some((2, json!({"winner": writer})))
     );
+    CaseResult::Passed
+}
+
+/// A put whose future is dropped part-way (see `JobStore`'s cancel safety) wins or changes
+/// nothing, even when it ends after the drop: raced with an acknowledged put at the same
+/// version, exactly one of the two is stored, whole.
+pub async fn jobs_dropped_puts_win_at_most_once(harness: &impl JobStoreHarness) -> CaseResult {
+    let store = harness.store();
+    let id = job("dropped-puts");
+    let mut version = create(&*store, &id, json!({"round": null})).await;
+    for (round, &(polls, pause)) in super::cancel::DROP_POINTS.iter().enumerate() {
+        let dropped_document = json!({"round": round, "by": "dropped"});
+        let acked_document = json!({"round": round, "by": "acknowledged"});
+        let dropped = super::cancel::poll_then_drop(
+            store.put(&id, Some(version), &dropped_document),
+            polls,
+            pause,
+        )
+        .await;
+        let dropped_won = match dropped {
+            Some(Ok(Ok(stored))) => {
+                assert_eq!(stored, version + 1);
+                true
+            }
+            Some(Ok(Err(conflict))) => panic!("a lone put of job {id} conflicted: {conflict:?}"),
+            Some(Err(err)) => panic!("put of job {id} failed: {err:?}"),
+            None => false,
+        };
+        let acked = store
+            .put(&id, Some(version), &acked_document)
+            .await
+            .unwrap_or_else(|err| panic!("put of job {id} failed: {err:?}"));
+        let winner = match acked {
+            Ok(stored) => {
+                assert!(!dropped_won, "two puts at version {version} both won");
+                assert_eq!(stored, version + 1);
+                acked_document
+            }
+            // The dropped put won, before the acknowledged one or in the background.
+            Err(conflict) => {
+                assert_eq!(conflict.current, Some(version + 1), "{conflict:?}");
+                dropped_document
+            }
+        };
+        version += 1;
+        // Whenever the dropped put ends, it can no longer change the job.
+        assert_eq!(
+            fetch(&*store, &id).await,
+            Some((version, winner)),
+            "exactly one put at version {} is stored",
+            version - 1
+        );
+    }
     CaseResult::Passed
 }
 
