@@ -161,7 +161,7 @@ impl ExecutorConfig {
     /// let step = handler_fn_with(Arc::clone(&flight), |flight, _ctx| async move {
     ///     let now = flight.0.fetch_add(1, Ordering::SeqCst) + 1;
     ///     flight.1.fetch_max(now, Ordering::SeqCst);
-    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
     ///     flight.0.fetch_sub(1, Ordering::SeqCst);
     ///     Ok(Finish::Complete(Handoff::default()))
     /// });
