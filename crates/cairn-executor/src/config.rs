@@ -139,6 +139,44 @@ impl Default for ExecutorConfig {
 
 impl ExecutorConfig {
     /// Sets the concurrency limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::Error;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let none = ExecutorConfig::default().with_concurrency(0);
+    /// let refused = Executor::new(NoopFactory, Registry::new(), none);
+    /// assert!(matches!(refused, Err(Error::InvalidConfig { .. })));
+    ///
+    /// // Counts the attempts in flight, and the most there were at once.
+    /// let flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    /// let step = handler_fn_with(Arc::clone(&flight), |flight, _ctx| async move {
+    ///     let now = flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+    ///     flight.1.fetch_max(now, Ordering::SeqCst);
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    ///     flight.0.fetch_sub(1, Ordering::SeqCst);
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let config = ExecutorConfig::default().with_concurrency(2);
+    /// let executor = Executor::new(NoopFactory, Registry::new().with("step", step), config)?;
+    /// let mut phase = Phase::new("wide");
+    /// for _ in 0..4 {
+    ///     phase.task(TaskSpec::new("step"), []);
+    /// }
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(report.counts.done, 4);
+    /// assert_eq!(flight.1.load(Ordering::SeqCst), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
         self
@@ -146,30 +184,178 @@ impl ExecutorConfig {
 
     /// Whether a failed `begin` is an error (`true`, the default) or degrades the run to a
     /// non-durable checkpointer (`false`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::MemoryFactory;
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_executor::Error;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// // A store whose `begin` fails when told to (the `conformance` feature's fault injection).
+    /// let faults = FaultPlan::new();
+    /// let store = FaultyFactory::new(MemoryFactory::new(), faults.clone());
+    /// let step = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let registry = Registry::new().with("step", step);
+    /// let plan = || {
+    ///     let mut phase = Phase::new("only");
+    ///     phase.task(TaskSpec::new("step"), []);
+    ///     RunPlan::new("demo", "default").phase(phase)
+    /// };
+    ///
+    /// let strict = Executor::new(store.clone(), registry.clone(), ExecutorConfig::default())?;
+    /// faults.fail_next(FaultOp::Begin, FaultTiming::Before);
+    /// let refused = strict.run(plan(), Start::Fresh, RunSignals::default()).await;
+    /// assert!(matches!(refused, Err(Error::BeginFailed { .. })));
+    ///
+    /// let lenient = ExecutorConfig::default().with_require_durability(false);
+    /// let degrading = Executor::new(store, registry, lenient)?;
+    /// faults.fail_next(FaultOp::Begin, FaultTiming::Before);
+    /// let report = degrading.run(plan(), Start::Fresh, RunSignals::default()).await?;
+    /// // The run went on with nothing recorded.
+    /// assert_eq!(report.disposition, Disposition::Complete);
+    /// assert!(!report.durable);
+    /// # Ok(()) }
+    /// ```
     pub fn with_require_durability(mut self, require: bool) -> Self {
         self.require_durability = require;
         self
     }
 
     /// Sets the retry backoff.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let attempts = Arc::new(Mutex::new(Vec::new()));
+    /// let flaky = handler_fn_with(Arc::clone(&attempts), |attempts, ctx| async move {
+    ///     attempts.lock().unwrap().push(ctx.attempt());
+    ///     if ctx.attempt() == 1 {
+    ///         return Err(TaskFailure::retryable("busy", "the service answered 503"));
+    ///     }
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// // Waits at most a millisecond before a retry (the default starts at 100 ms).
+    /// let max = Duration::from_millis(1);
+    /// let quick = RetryPolicy { base: max, max, ..RetryPolicy::default() };
+    /// let config = ExecutorConfig::default().with_retry(quick);
+    /// let executor = Executor::new(NoopFactory, Registry::new().with("call", flaky), config)?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("call").max_attempts(3), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(report.disposition, Disposition::Complete);
+    /// assert_eq!(*attempts.lock().unwrap(), [1, 2]);
+    /// # Ok(()) }
+    /// ```
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
     /// Sets the timeout of kinds that have none in the registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::RunStop;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let stuck = handler_fn(|_ctx| async {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let config = ExecutorConfig::default().with_default_timeout(Duration::from_millis(20));
+    /// let executor = Executor::new(NoopFactory, Registry::new().with("stuck", stuck), config)?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("stuck").max_attempts(1), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// let Some(RunStop::TasksFailed { failed, .. }) = &report.stop else {
+    ///     panic!("the attempt should have timed out");
+    /// };
+    /// assert_eq!(failed[0].error.as_ref().map(|e| e.kind.as_str()), Some("timeout"));
+    /// # Ok(()) }
+    /// ```
     pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
         self
     }
 
     /// Sets the shutdown grace period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let signals = RunSignals::default();
+    /// // Still working when the host shuts down (the handler asks for the shutdown itself).
+    /// let slow = handler_fn_with(signals.shutdown.clone(), |shutdown, _ctx| async move {
+    ///     shutdown.cancel();
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let store = MemoryFactory::new();
+    /// let config = ExecutorConfig::default().with_shutdown_grace(Duration::from_millis(20));
+    /// let executor = Executor::new(store.clone(), Registry::new().with("slow", slow), config)?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("slow"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// // After 20 ms of grace the attempt is stopped and given back; the run stays resumable.
+    /// let report = executor.run(plan, Start::Fresh, signals).await?;
+    /// assert_eq!(report.disposition, Disposition::LeaveRunning);
+    /// assert_eq!(report.counts.pending, 1);
+    /// let stored = store.load_meta(&report.run_id).await?.expect("the run exists");
+    /// assert_eq!(stored.status, RunStatus::Running);
+    /// # Ok(()) }
+    /// ```
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
     /// Sets the queue bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    /// use cairn_executor::queue::QueueConfig;
+    /// use cairn_executor::{Error, PlanProblem};
+    ///
+    /// let mut queue = QueueConfig::default();
+    /// queue.max_tasks = 1;
+    /// let step = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let config = ExecutorConfig::default().with_queue(queue);
+    /// let executor = Executor::new(NoopFactory, Registry::new().with("step", step), config)?;
+    /// let mut phase = Phase::new("only");
+    /// let first = phase.task(TaskSpec::new("step"), []);
+    /// phase.task(TaskSpec::new("step"), [first]);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let Err(Error::InvalidPlan { problems }) = executor.check_plan(&plan) else { panic!() };
+    /// assert_eq!(problems, [PlanProblem::TooManyTasks { planned: 2, limit: 1 }]);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn with_queue(mut self, queue: QueueConfig) -> Self {
         self.queue = queue;
         self

@@ -308,11 +308,59 @@ impl Executor {
     /// - `Error::Finalize` when the run was driven but `complete` or `fail` failed; the error
     ///   carries the report.
     ///
+    /// # Examples
+    ///
+    /// A failed run is a report, not an `Err`, and is stored as `failed`:
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryFactory::new();
+    /// let registry = Registry::new()
+    ///     .with("ok", handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }))
+    ///     .with("broken", handler_fn(|_ctx| async { Err(TaskFailure::permanent("bug", "no")) }));
+    /// let executor = Executor::new(store.clone(), registry, ExecutorConfig::default())?;
+    /// fn plan(kind: &str) -> RunPlan {
+    ///     let mut phase = Phase::new("only");
+    ///     phase.task(TaskSpec::new(kind), []);
+    ///     RunPlan::new("site", "default").phase(phase)
+    /// }
+    ///
+    /// let report = executor.run(plan("ok"), Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(report.disposition, Disposition::Complete);
+    /// let stored = store.load_meta(&report.run_id).await?.map(|meta| meta.status);
+    /// assert_eq!(stored, Some(RunStatus::Completed));
+    ///
+    /// let report = executor.run(plan("broken"), Start::Fresh, RunSignals::default()).await?;
+    /// let Disposition::Fail(error) = &report.disposition else { panic!("the task failed") };
+    /// assert_eq!(error.kind, "task_failed");
+    /// let stored = store.load_meta(&report.run_id).await?.map(|meta| meta.status);
+    /// assert_eq!(stored, Some(RunStatus::Failed));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     ///
-    /// Not cancel safe. Dropping the future stops the drive and its handlers without
-    /// finalizing, which leaves the run `running`, exactly like a crash; prefer
-    /// `RunSignals::shutdown`.
+    /// Not cancel safe: stop a run with `RunSignals::shutdown` (it stays resumable) or
+    /// `RunSignals::cancel` instead. Dropping the future aborts the drive, and with it the
+    /// attempts in flight, without finalizing: a begun or adopted run is left `running`, as
+    /// after a crash. Its attempts in flight count as spent, their
+    /// [`TaskContext::cancellation`](crate::TaskContext::cancellation) tokens do not fire,
+    /// and handler work under `spawn_blocking` runs to its end. A later `Start::Auto`, or the
+    /// resume policy, recovers the run. A drop while the outcome is being recorded may or may
+    /// not leave it recorded.
+    ///
+    /// The run's writer lock is released once the aborted drive has been dropped, which the
+    /// runtime does at its next poll, not always before the drop returns. With the file
+    /// adapter, an append whose records were buffered is still written, and dropping the
+    /// writer waits for that, blocking the thread that drops it. A `begin` the file adapter
+    /// has under way still creates the run (left `running`, nothing started). A drop after
+    /// `Start::Auto` claimed an interrupted run but before it opened it leaves the run
+    /// claimed by this process: the resume policy tells other processes it is `Live` until
+    /// this one has exited, while `Start::Auto` adopts it from any process.
     pub async fn run(&self, plan: RunPlan, start: Start, signals: RunSignals) -> Result<RunReport> {
         let clock = Clock::start();
         let prepared = match &start {
@@ -1100,6 +1148,14 @@ const ADOPT_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// assert!(opened.is_some());
 /// # Ok(()) }
 /// ```
+///
+/// # Cancel safety
+///
+/// Safe to drop and call again: it holds no lock between its tries, and `open` changes no
+/// run's status. An `open` under way when the future is dropped may still take the lock,
+/// and lets go of it when its result is dropped (with the file adapter, once the open's
+/// blocking work has finished in the background), so a call right after may briefly find
+/// the run `Locked`.
 pub async fn open_claimed_run(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,
@@ -1158,6 +1214,10 @@ async fn open_through_probes(
 /// assert!(!cairn_executor::retries_owed(&store, &id).await?);
 /// # Ok(()) }
 /// ```
+///
+/// # Cancel safety
+///
+/// Cancel safe: it only reads the audit log.
 pub async fn retries_owed(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,

@@ -47,11 +47,56 @@ pub enum TaskFailure {
 
 impl TaskFailure {
     /// A retryable failure of the given kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::TaskFailure;
+    ///
+    /// let failure = TaskFailure::retryable("http_503", "the service is busy");
+    /// let TaskFailure::Retryable(error) = failure else { panic!("a retryable failure") };
+    /// assert_eq!(error.kind, "http_503");
+    /// assert_eq!(error.message, "the service is busy");
+    /// ```
+    ///
+    /// How many attempts it gets is shown at [`TaskContext::attempt`].
     pub fn retryable(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
         TaskFailure::Retryable(TaskError::new(kind, message))
     }
 
     /// A permanent failure of the given kind.
+    ///
+    /// # Examples
+    ///
+    /// A permanent failure spends no further attempt, and blocks the task's dependents:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::RunStop;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let check = handler_fn_with(Arc::clone(&calls), |calls, _ctx| async move {
+    ///     calls.fetch_add(1, Ordering::SeqCst);
+    ///     Err(TaskFailure::permanent("bad_config", "no target named `prod`"))
+    /// });
+    /// let deploy = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let registry = Registry::new().with("check", check).with("deploy", deploy);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// let checked = phase.task(TaskSpec::new("check").max_attempts(3), []);
+    /// phase.task(TaskSpec::new("deploy"), [checked]);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1);
+    /// let Some(RunStop::TasksFailed { failed, blocked }) = &report.stop else { panic!() };
+    /// assert_eq!((failed.len(), blocked.len()), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn permanent(kind: impl Into<String>, message: impl Into<String>) -> TaskFailure {
         TaskFailure::Permanent(TaskError::new(kind, message))
     }
@@ -122,6 +167,42 @@ pub(crate) struct EnqueueRequest {
 }
 
 /// Everything one task attempt gets.
+///
+/// # Examples
+///
+/// What a handler reads from its context (the getters are plain reads, shown here together):
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use cairn_checkpoint::NoopFactory;
+/// use cairn_executor::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cairn_executor::Error> {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let make = handler_fn_with(Arc::clone(&seen), |seen, ctx| async move {
+///     // What the tasks it waited for handed off, in `after` order.
+///     let before: Vec<String> =
+///         ctx.dependencies().iter().flat_map(|(_, handoff)| handoff.done.clone()).collect();
+///     let line = format!("{} {} {} {:?}", ctx.task_id(), ctx.task().kind, ctx.inputs(), before);
+///     seen.lock().unwrap().push((ctx.run_id().clone(), line));
+///     let done = vec![format!("made {}", ctx.inputs())];
+///     Ok(Finish::Complete(Handoff { done, ..Handoff::default() }))
+/// });
+/// let registry = Registry::new().with("make", make);
+/// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+/// let mut phase = Phase::new("only");
+/// let first = phase.task(TaskSpec::new("make").inputs("a".into()), []);
+/// phase.task(TaskSpec::new("make").inputs("b".into()), [first]);
+/// let plan = RunPlan::new("demo", "default").phase(phase);
+/// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+///
+/// let seen = seen.lock().unwrap();
+/// assert!(seen.iter().all(|(run_id, _)| *run_id == report.run_id));
+/// let lines: Vec<&str> = seen.iter().map(|(_, line)| line.as_str()).collect();
+/// assert_eq!(lines, [r#"t0 make "a" []"#, r#"t1 make "b" ["made \"a\""]"#]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     /// Shared by every attempt of the run: cloning it per attempt would copy the text.
@@ -175,6 +256,35 @@ impl TaskContext {
     /// interrupted by a crash count too; an attempt the executor stopped itself (a shutdown's
     /// grace ran out, a cancel, the run's deadline) does not, so the attempt after it has the
     /// same number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let attempts = Arc::new(Mutex::new(Vec::new()));
+    /// let failing = handler_fn_with(Arc::clone(&attempts), |attempts, ctx| async move {
+    ///     attempts.lock().unwrap().push(ctx.attempt());
+    ///     Err(TaskFailure::retryable("busy", "try again later"))
+    /// });
+    /// let registry = Registry::new().with("call", failing);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("call").max_attempts(3), []);
+    /// // Retries at once (the default backoff starts at 100 ms).
+    /// let quick = RetryPolicy { base: Duration::ZERO, ..RetryPolicy::default() };
+    /// let plan = RunPlan::new("demo", "default").phase(phase).retry(quick);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// // Each failed attempt was charged; after the third the task failed for good.
+    /// assert_eq!(*attempts.lock().unwrap(), [1, 2, 3]);
+    /// assert_eq!(report.counts.failed, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -187,6 +297,37 @@ impl TaskContext {
     /// A key that is the same for every attempt of this task, across retries and resumes:
     /// `<run id>/<task id>`. Handlers pass it to external systems so that a body that runs
     /// twice (after a crash mid-attempt) has its effect only once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let keys = Arc::new(Mutex::new(Vec::new()));
+    /// let charge = handler_fn_with(Arc::clone(&keys), |keys, ctx| async move {
+    ///     // Sent with the request, so the payment service charges once however often it is asked.
+    ///     keys.lock().unwrap().push(ctx.idempotency_key());
+    ///     if ctx.attempt() == 1 {
+    ///         return Err(TaskFailure::retryable("timeout", "no answer; did it charge?"));
+    ///     }
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let registry = Registry::new().with("charge", charge);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("charge").max_attempts(2), []);
+    /// let quick = RetryPolicy { base: Duration::ZERO, ..RetryPolicy::default() };
+    /// let plan = RunPlan::new("shop", "default").phase(phase).retry(quick);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// let expected = format!("{}/t0", report.run_id);
+    /// assert_eq!(*keys.lock().unwrap(), [expected.clone(), expected]);
+    /// # Ok(()) }
+    /// ```
     pub fn idempotency_key(&self) -> String {
         format!("{}/{}", self.run_id, self.task.id)
     }
@@ -202,6 +343,41 @@ impl TaskContext {
     /// clean-up in a `Drop` guard). Work the handler handed to other tasks or threads, which
     /// outlives the body, should watch this token and stop when it fires. During the
     /// shutdown grace period it does not fire: running bodies are given that time to finish.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let signals = RunSignals::default();
+    /// let handed_off = Arc::new(Mutex::new(None));
+    /// let upload = handler_fn_with(
+    ///     (Arc::clone(&handed_off), signals.cancel.clone()),
+    ///     |(handed_off, cancel), ctx| async move {
+    ///         // Work handed to another task or thread would watch this token.
+    ///         *handed_off.lock().unwrap() = Some(ctx.cancellation().clone());
+    ///         assert!(!ctx.cancellation().is_cancelled());
+    ///         // The caller cancels the run while the attempt runs.
+    ///         cancel.cancel();
+    ///         std::future::pending::<HandlerResult>().await
+    ///     },
+    /// );
+    /// let registry = Registry::new().with("upload", upload);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("upload"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// let report = executor.run(plan, Start::Fresh, signals).await?;
+    /// let Disposition::Fail(error) = &report.disposition else { panic!("it was cancelled") };
+    /// assert_eq!(error.kind, "cancelled");
+    /// let token = handed_off.lock().unwrap().take().expect("the attempt ran");
+    /// assert!(token.is_cancelled());
+    /// # Ok(()) }
+    /// ```
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }
@@ -210,6 +386,52 @@ impl TaskContext {
     /// executor's own): no new attempts start, and running ones get the grace period. A
     /// handler whose work was stopped from outside once this has fired returns
     /// [`TaskFailure::Interrupted`] to give the attempt back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::MemoryFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let signals = RunSignals::default();
+    /// let attempts = Arc::new(Mutex::new(Vec::new()));
+    /// let build = handler_fn_with(
+    ///     (Arc::clone(&attempts), signals.shutdown.clone()),
+    ///     |(attempts, shutdown), ctx| async move {
+    ///         let first = {
+    ///             let mut attempts = attempts.lock().unwrap();
+    ///             attempts.push(ctx.attempt());
+    ///             attempts.len() == 1
+    ///         };
+    ///         if first {
+    ///             // A service manager's stop: the host shuts down, and this handler's child
+    ///             // process is killed with it.
+    ///             shutdown.cancel();
+    ///             assert!(ctx.shutdown().is_cancelled());
+    ///             return Err(TaskFailure::interrupted("signal", "the child died of SIGTERM"));
+    ///         }
+    ///         Ok(Finish::Complete(Handoff::default()))
+    ///     },
+    /// );
+    /// let registry = Registry::new().with("build", build);
+    /// let executor = Executor::new(MemoryFactory::new(), registry, ExecutorConfig::default())?;
+    /// let plan = || {
+    ///     let mut phase = Phase::new("only");
+    ///     phase.task(TaskSpec::new("build"), []);
+    ///     RunPlan::new("site", "default").phase(phase)
+    /// };
+    /// let stopped = executor.run(plan(), Start::Fresh, signals).await?;
+    /// assert_eq!(stopped.disposition, Disposition::LeaveRunning);
+    /// // The next start resumes the run, and the attempt was given back, not spent.
+    /// let resumed = executor.run(plan(), Start::Auto, RunSignals::default()).await?;
+    /// assert!(resumed.resumed);
+    /// assert_eq!(resumed.disposition, Disposition::Complete);
+    /// assert_eq!(*attempts.lock().unwrap(), [1, 1]);
+    /// # Ok(()) }
+    /// ```
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
     }
@@ -301,8 +523,11 @@ impl TaskContext {
     ///
     /// # Cancel safety
     ///
-    /// If the returned future is dropped after the request was sent, the follow-up may
-    /// still be enqueued.
+    /// The request is sent when the future is first polled, and the drive serves it whether
+    /// or not its answer is still awaited: dropped after that, the follow-up may still be
+    /// enqueued (and is then journaled like any other). Asking again with the same spec is
+    /// safe under the dedup guard, which returns the task already enqueued
+    /// (`existing: true`); a spec built `without_dedup` would be enqueued twice.
     pub async fn enqueue(&self, spec: TaskSpec) -> Result<Enqueued> {
         let (reply, answer) = oneshot::channel();
         let request = EnqueueRequest {
@@ -343,6 +568,17 @@ impl TaskContext {
 pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt. Bodies run at least once: use `ctx.idempotency_key()` for effects
     /// that must happen once.
+    ///
+    /// # Cancel safety
+    ///
+    /// The executor stops an attempt by dropping this future at an `.await`: at its timeout
+    /// (the attempt fails as `timeout`), at a caller's cancel, the run's deadline or the end
+    /// of a shutdown's grace period (the attempt is given back, not spent), and when the
+    /// future of `Executor::run` is itself dropped (the attempt then counts as spent, as
+    /// after a crash). Nothing after that `.await` runs: put clean-up in a `Drop` guard,
+    /// and make effects idempotent, since the task runs again from the start. Work the body
+    /// handed to other tasks outlives the drop; it can watch [`TaskContext::cancellation`],
+    /// which fires in every case but the last.
     async fn run(&self, ctx: TaskContext) -> HandlerResult;
 }
 
@@ -542,11 +778,48 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// An empty registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// assert!(!registry.contains("shell"));
+    /// ```
     pub fn new() -> Registry {
         Registry::default()
     }
 
     /// Registers `handler` for `kind`, replacing any earlier one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let said = Arc::new(Mutex::new(Vec::new()));
+    /// let mut registry = Registry::new();
+    /// // Kinds from a table, say; a later handler for a kind replaces the earlier one.
+    /// for word in ["hello", "hi"] {
+    ///     let say = handler_fn_with(Arc::clone(&said), move |said, _ctx| async move {
+    ///         said.lock().unwrap().push(word);
+    ///         Ok(Finish::Complete(Handoff::default()))
+    ///     });
+    ///     registry.register("greet", say);
+    /// }
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("greet"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase);
+    /// executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(*said.lock().unwrap(), ["hi"]);
+    /// # Ok(()) }
+    /// ```
     pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler) -> &mut Self {
         let kind = kind.into();
         let shared = Arc::from(kind.as_str());
@@ -555,6 +828,18 @@ impl Registry {
     }
 
     /// Builder form of [`Registry::register`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::{Finish, Registry, handler_fn};
+    /// use cairn_queue::Handoff;
+    ///
+    /// let noop = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let registry = Registry::new().with("fetch", noop.clone()).with("store", noop);
+    /// assert!(registry.contains("fetch") && registry.contains("store"));
+    /// assert!(!registry.contains("deploy"));
+    /// ```
     pub fn with(mut self, kind: impl Into<String>, handler: impl Handler) -> Self {
         self.register(kind, handler);
         self
@@ -591,6 +876,19 @@ impl Registry {
     }
 
     /// Whether a handler is registered for `kind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::{Finish, Registry, handler_fn};
+    /// use cairn_queue::Handoff;
+    ///
+    /// let noop = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let registry = Registry::new().with("fetch", noop);
+    /// assert!(registry.contains("fetch"));
+    /// // Kinds are matched exactly.
+    /// assert!(!registry.contains("Fetch"));
+    /// ```
     pub fn contains(&self, kind: &str) -> bool {
         self.handlers.contains_key(kind)
     }

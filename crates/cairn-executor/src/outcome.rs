@@ -19,6 +19,18 @@ pub enum CancelCause {
 
 impl CancelCause {
     /// The lower-case name used in run errors and logs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::{CancelCause, Disposition, RunStop, classify};
+    ///
+    /// assert_eq!(CancelCause::Caller.as_str(), "cancelled");
+    /// // It is the kind of the error a cancelled run fails with.
+    /// let stop = RunStop::Cancelled(CancelCause::Deadline);
+    /// let Disposition::Fail(error) = classify(Some(&stop)) else { panic!() };
+    /// assert_eq!(error.kind, CancelCause::Deadline.as_str());
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             CancelCause::Shutdown => "shutdown",

@@ -44,6 +44,28 @@ pub struct Phase {
 
 impl Phase {
     /// An empty phase.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let step = handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) });
+    /// let registry = Registry::new().with("step", step);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut first = Phase::new("step");
+    /// assert!(first.tasks.is_empty());
+    /// first.task(TaskSpec::new("step"), []);
+    /// // Phases are told apart by position: two may have the same name and the same tasks.
+    /// let second = first.clone();
+    /// let plan = RunPlan::new("demo", "default").phase(first).phase(second);
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(report.counts.done, 2);
+    /// # Ok(()) }
+    /// ```
     pub fn new(name: impl Into<String>) -> Phase {
         Phase {
             name: name.into(),
@@ -134,6 +156,18 @@ pub struct RunPlan {
 
 impl RunPlan {
     /// A plan with no phases, no fixed run id and no deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::RunPlan;
+    ///
+    /// let plan = RunPlan::new("site", "default");
+    /// assert_eq!((plan.workflow.as_str(), plan.scope.as_str()), ("site", "default"));
+    /// assert!(plan.phases.is_empty() && plan.input.is_empty());
+    /// assert!(plan.run_id.is_none() && plan.deadline.is_none() && plan.retry.is_none());
+    /// assert!(!plan.reload);
+    /// ```
     pub fn new(workflow: impl Into<String>, scope: impl Into<String>) -> RunPlan {
         RunPlan {
             workflow: workflow.into(),
@@ -176,24 +210,119 @@ impl RunPlan {
     }
 
     /// Adds a phase.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let build = handler_fn_with(Arc::clone(&log), |log, _ctx| async move {
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     log.lock().unwrap().push("build");
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let deploy = handler_fn_with(Arc::clone(&log), |log, _ctx| async move {
+    ///     log.lock().unwrap().push("deploy");
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let registry = Registry::new().with("build", build).with("deploy", deploy);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut first = Phase::new("build");
+    /// first.task(TaskSpec::new("build"), []);
+    /// let mut second = Phase::new("deploy");
+    /// second.task(TaskSpec::new("deploy"), []);
+    /// // In the order they run: the slow build is done before the deploy starts.
+    /// let plan = RunPlan::new("site", "default").phase(first).phase(second);
+    /// executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(*log.lock().unwrap(), ["build", "deploy"]);
+    /// # Ok(()) }
+    /// ```
     pub fn phase(mut self, phase: Phase) -> Self {
         self.phases.push(phase);
         self
     }
 
     /// Fixes the run id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{MemoryFactory, RunStatus};
+    /// use cairn_executor::Error;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ExecutorConfig::default();
+    /// let executor = Executor::new(MemoryFactory::new(), Registry::new(), config)?;
+    /// let id = RunId::new("nightly-2026-06-01")?;
+    /// let plan = RunPlan::new("nightly", "default").run_id(id.clone());
+    /// let report = executor.run(plan.clone(), Start::Fresh, RunSignals::default()).await?;
+    /// assert_eq!(report.run_id, id);
+    /// // The id is taken now: the same plan begins nothing.
+    /// let again = executor.run(plan, Start::Fresh, RunSignals::default()).await;
+    /// assert!(matches!(again, Err(Error::RunExists { status: RunStatus::Completed, .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn run_id(mut self, run_id: RunId) -> Self {
         self.run_id = Some(run_id);
         self
     }
 
     /// Sets the input text stored with the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory};
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryFactory::new();
+    /// let executor = Executor::new(store.clone(), Registry::new(), ExecutorConfig::default())?;
+    /// let plan = RunPlan::new("site", "default").input("rebuild the docs");
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// let stored = store.load_meta(&report.run_id).await?.expect("the run exists");
+    /// assert_eq!(stored.input, "rebuild the docs");
+    /// # Ok(()) }
+    /// ```
     pub fn input(mut self, input: impl Into<String>) -> Self {
         self.input = input.into();
         self
     }
 
     /// Sets the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::NoopFactory;
+    /// use cairn_executor::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cairn_executor::Error> {
+    /// let stuck = handler_fn(|_ctx| async {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///     Ok(Finish::Complete(Handoff::default()))
+    /// });
+    /// let registry = Registry::new().with("stuck", stuck);
+    /// let executor = Executor::new(NoopFactory, registry, ExecutorConfig::default())?;
+    /// let mut phase = Phase::new("only");
+    /// phase.task(TaskSpec::new("stuck"), []);
+    /// let plan = RunPlan::new("demo", "default").phase(phase).deadline(Duration::from_millis(20));
+    /// let report = executor.run(plan, Start::Fresh, RunSignals::default()).await?;
+    /// let Disposition::Fail(error) = report.disposition else { panic!("the deadline passed") };
+    /// assert_eq!(error.kind, "deadline");
+    /// # Ok(()) }
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
@@ -302,6 +431,30 @@ pub struct ReloadChange {
 
 impl ReloadChange {
     /// Whether the run may take the change ([`ReloadChange::refusal`] is `None`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_executor::prelude::*;
+    /// use cairn_executor::queue::{EnqueuedBy, Queue, QueueConfig, Timestamp};
+    ///
+    /// let config = QueueConfig::default();
+    /// let mut queue = Queue::new(config.clone());
+    /// let spec = TaskSpec::new("shell").inputs("make".into()).without_dedup();
+    /// let done = queue.enqueue(spec.clone(), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// queue.enqueue(spec, EnqueuedBy::Root, Timestamp(0))?;
+    /// queue.start(done, Timestamp(1))?;
+    /// queue.complete(done, Handoff::default(), Timestamp(2))?;
+    ///
+    /// // The plan changes both tasks' inputs; only the one that has not run may take them.
+    /// let mut phase = Phase::new("build");
+    /// phase.task(TaskSpec::new("shell").inputs("make all".into()), []);
+    /// phase.task(TaskSpec::new("shell").inputs("make all".into()), []);
+    /// let changes = RunPlan::new("ci", "main").phase(phase).reload_changes(&queue, &config);
+    /// let may: Vec<bool> = changes.iter().map(|change| change.may_amend()).collect();
+    /// assert_eq!(may, [false, true]);
+    /// # Ok::<(), cairn_executor::queue::Error>(())
+    /// ```
     pub fn may_amend(&self) -> bool {
         self.refusal().is_none()
     }

@@ -38,6 +38,21 @@ impl Default for CommandRenderer {
 
 impl CommandRenderer {
     /// A renderer for `program` (for example `cairn`, or a path to it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let id = RunId::new("r1")?;
+    /// let installed = CommandRenderer::new("/opt/cairn/bin/cairn");
+    /// assert_eq!(installed.resume(&id).shell(), "/opt/cairn/bin/cairn resume r1");
+    /// // The program is quoted like any other argument.
+    /// let spaced = CommandRenderer::new("/opt/my tools/cairn");
+    /// assert_eq!(spaced.resume(&id).shell(), r#""/opt/my tools/cairn" resume r1"#);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn new(program: impl Into<String>) -> CommandRenderer {
         CommandRenderer {
             program: program.into(),
@@ -47,18 +62,49 @@ impl CommandRenderer {
     }
 
     /// Names the workflow (a file path for the CLI) in `run` lines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// assert_eq!(CommandRenderer::new("cairn").run("B").shell(), "cairn run --input B");
+    /// let renderer = CommandRenderer::new("cairn").workflow("flows/site.toml");
+    /// assert_eq!(renderer.run("B").shell(), "cairn run flows/site.toml --input B");
+    /// ```
     pub fn workflow(mut self, workflow: impl Into<String>) -> CommandRenderer {
         self.workflow = Some(workflow.into());
         self
     }
 
     /// Adds `--scope SCOPE` to `run` lines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let renderer = CommandRenderer::new("cairn").workflow("site.toml").scope("team a");
+    /// let line = renderer.run("B").shell();
+    /// assert_eq!(line, r#"cairn run site.toml --scope "team a" --input B"#);
+    /// ```
     pub fn scope(mut self, scope: impl Into<String>) -> CommandRenderer {
         self.scope = Some(scope.into());
         self
     }
 
     /// `PROGRAM resume RUN_ID`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let command = CommandRenderer::new("cairn").resume(&RunId::new("r1")?);
+    /// assert_eq!(command.steps, vec![vec!["cairn", "resume", "r1"]]);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn resume(&self, run_id: &RunId) -> SuggestedCommand {
         SuggestedCommand::single(vec![
             self.program.clone(),
@@ -68,6 +114,18 @@ impl CommandRenderer {
     }
 
     /// `PROGRAM abandon RUN_ID`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// // The workflow and scope are only for `run` lines.
+    /// let renderer = CommandRenderer::new("cairn").workflow("site.toml").scope("ci");
+    /// assert_eq!(renderer.abandon(&RunId::new("r1")?).shell(), "cairn abandon r1");
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn abandon(&self, run_id: &RunId) -> SuggestedCommand {
         SuggestedCommand::single(vec![
             self.program.clone(),
@@ -77,16 +135,50 @@ impl CommandRenderer {
     }
 
     /// `PROGRAM run [WORKFLOW] [--scope SCOPE] --input INPUT`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let command = CommandRenderer::new("cairn").run("it's $HOME");
+    /// // The steps hold the input as it is; the shell line quotes it.
+    /// assert_eq!(command.steps[0].last().map(String::as_str), Some("it's $HOME"));
+    /// assert_eq!(command.shell(), r#"cairn run --input "it's \$HOME""#);
+    /// ```
     pub fn run(&self, input: &str) -> SuggestedCommand {
         SuggestedCommand::single(self.run_args(input, false))
     }
 
     /// `PROGRAM run [WORKFLOW] [--scope SCOPE] --force --input INPUT`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let line = CommandRenderer::new("cairn").scope("ci").run_forced("B").shell();
+    /// assert_eq!(line, "cairn run --scope ci --force --input B");
+    /// ```
     pub fn run_forced(&self, input: &str) -> SuggestedCommand {
         SuggestedCommand::single(self.run_args(input, true))
     }
 
     /// `PROGRAM abandon RUN_ID && PROGRAM run ... --input INPUT`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::CommandRenderer;
+    ///
+    /// let renderer = CommandRenderer::new("cairn").workflow("site.toml");
+    /// let command = renderer.abandon_then_run(&RunId::new("r1")?, "build B");
+    /// assert_eq!(command.steps.len(), 2);
+    /// // The run starts only if the abandon succeeded.
+    /// assert_eq!(command.shell(), r#"cairn abandon r1 && cairn run site.toml --input "build B""#);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn abandon_then_run(&self, run_id: &RunId, input: &str) -> SuggestedCommand {
         let mut steps = self.abandon(run_id).steps;
         steps.extend(self.run(input).steps);
@@ -125,6 +217,20 @@ impl SuggestedCommand {
 
     /// The command as one POSIX shell line: every argument quoted with [`shell_quote`],
     /// steps joined with ` && ` so a later step runs only if the earlier one succeeded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::SuggestedCommand;
+    ///
+    /// let command = SuggestedCommand {
+    ///     steps: vec![
+    ///         vec!["cairn".into(), "abandon".into(), "r1".into()],
+    ///         vec!["cairn".into(), "run".into(), "--input".into(), "hi!".into()],
+    ///     ],
+    /// };
+    /// assert_eq!(command.shell(), r#"cairn abandon r1 && cairn run --input "hi"'!'"#);
+    /// ```
     pub fn shell(&self) -> String {
         self.steps
             .iter()

@@ -39,6 +39,18 @@ pub struct RunRequest {
 
 impl RunRequest {
     /// A plain request: no approval, not forced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::RunRequest;
+    ///
+    /// let request = RunRequest::new("site", "default", "build B");
+    /// assert_eq!((request.workflow.as_str(), request.scope.as_str()), ("site", "default"));
+    /// assert_eq!(request.input, "build B");
+    /// assert!(request.approval.is_none());
+    /// assert!(!request.force);
+    /// ```
     pub fn new(
         workflow: impl Into<String>,
         scope: impl Into<String>,
@@ -54,12 +66,67 @@ impl RunRequest {
     }
 
     /// Carries the approval of the paused run `run_id`.
+    ///
+    /// # Examples
+    ///
+    /// An approval resumes exactly the run it names, and only for the request's workflow and
+    /// scope:
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Error, ResumePolicy, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(store.begin(RunMeta::new(id.clone(), "deploy", "prod", "v2", Timestamp(1))).await?);
+    /// store.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Paused).await?.unwrap();
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// let elsewhere = RunRequest::new("deploy", "staging", "").approve(id.clone());
+    /// let Err(Error::ApprovalMismatch { found_scope, .. }) = policy.decide(&elsewhere).await
+    /// else {
+    ///     panic!("an approval for another scope must be refused");
+    /// };
+    /// assert_eq!(found_scope, "prod");
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn approve(mut self, run_id: RunId) -> RunRequest {
         self.approval = Some(Approval { run_id });
         self
     }
 
     /// Forces a fresh run past a failed or paused one.
+    ///
+    /// # Examples
+    ///
+    /// Force goes past a failed or paused run (see the crate example), never beside a live
+    /// one:
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Decision, ResumePolicy, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// // A writer drives this run right now.
+    /// let meta = RunMeta::new(id.clone(), "site", "default", "build A", Timestamp(1));
+    /// let writer = store.begin(meta).await?;
+    ///
+    /// let policy = ResumePolicy::new(store);
+    /// let forced = RunRequest::new("site", "default", "build B").force();
+    /// let Decision::Live(live) = policy.decide(&forced).await? else {
+    ///     panic!("a live run is never given a second writer");
+    /// };
+    /// assert_eq!(live.run_id, id);
+    /// drop(writer);
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn force(mut self) -> RunRequest {
         self.force = true;
         self
@@ -121,6 +188,26 @@ pub struct FreshRun {
 
 impl FreshRun {
     /// Metadata to `begin` this run with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{MemoryFactory, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Decision, ResumePolicy, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let policy = ResumePolicy::new(MemoryFactory::new());
+    /// let request = RunRequest::new("site", "default", "build A");
+    /// let Decision::Fresh(fresh) = policy.decide(&request).await? else { panic!() };
+    /// let meta = fresh.meta(Timestamp(1_000));
+    /// // Begun under the id the policy chose, with the request's input.
+    /// assert_eq!(meta.run_id, fresh.run_id);
+    /// assert_eq!((meta.workflow.as_str(), meta.input.as_str()), ("site", "build A"));
+    /// assert_eq!((meta.status, meta.created_at), (RunStatus::Running, Timestamp(1_000)));
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn meta(&self, now: Timestamp) -> RunMeta {
         RunMeta::new(
             self.run_id.clone(),
@@ -185,6 +272,29 @@ pub struct FailedRunPrompt {
 
 impl FailedRunPrompt {
     /// The three ways forward, in the order they are offered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::{FailedRunPrompt, InputPreview, WayForward};
+    ///
+    /// let prompt = FailedRunPrompt {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "site".into(),
+    ///     scope: "default".into(),
+    ///     failed_at: None,
+    ///     error: None,
+    ///     prior_input: InputPreview::new("build A"),
+    ///     new_input: "build B".into(),
+    /// };
+    /// let [resume, abandon, force] = prompt.ways_forward();
+    /// assert_eq!(resume, WayForward::ResumeById { run_id: prompt.run_id.clone() });
+    /// // The other two carry the new input; resuming re-runs the failed run's own.
+    /// assert!(matches!(abandon, WayForward::AbandonThenRun { input, .. } if input == "build B"));
+    /// assert!(matches!(force, WayForward::ForceFresh { past, .. } if past == prompt.run_id));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn ways_forward(&self) -> [WayForward; 3] {
         ways_forward(&self.run_id, &self.new_input)
     }
@@ -238,6 +348,30 @@ impl FailedRunPrompt {
 
     /// The same message as markdown: values in code spans, commands in fenced blocks, so
     /// no input can inject markup or close a fence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::{CommandRenderer, FailedRunPrompt, InputPreview};
+    ///
+    /// let prompt = FailedRunPrompt {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "site".into(),
+    ///     scope: "default".into(),
+    ///     failed_at: None,
+    ///     error: None,
+    ///     prior_input: InputPreview::new("build A"),
+    ///     new_input: "a `tick` and ```fences```".into(),
+    /// };
+    /// let md = prompt.render_markdown(&CommandRenderer::new("cairn"));
+    /// assert!(md.contains("- run: `r1`"));
+    /// // The input's backticks cannot close the code span around it...
+    /// assert!(md.contains("- your input: ```` a `tick` and ```fences``` ````"));
+    /// // ...and each command is in a fenced block of its list item.
+    /// assert!(md.contains("   ```sh\n   cairn resume r1\n   ```"));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn render_markdown(&self, renderer: &CommandRenderer) -> String {
         let mut out = format!(
             "A previous run of workflow {} in scope {} **failed**. It was not resumed and \
@@ -286,11 +420,58 @@ pub struct PausedRun {
 
 impl PausedRun {
     /// The ways forward: approve it (resume by id), abandon it then run, or force a fresh run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{InputPreview, PausedRun, WayForward};
+    ///
+    /// let paused = PausedRun {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "deploy".into(),
+    ///     scope: "prod".into(),
+    ///     paused_since: Timestamp(0),
+    ///     prior_input: InputPreview::new("v1"),
+    ///     new_input: "v2".into(),
+    /// };
+    /// let [approve, _, force] = paused.ways_forward();
+    /// // Resuming a paused run by id is its approval.
+    /// assert_eq!(approve, WayForward::ResumeById { run_id: paused.run_id.clone() });
+    /// assert!(matches!(force, WayForward::ForceFresh { input, .. } if input == "v2"));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn ways_forward(&self) -> [WayForward; 3] {
         ways_forward(&self.run_id, &self.new_input)
     }
 
     /// A plain-text message for a terminal, with shell command lines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{CommandRenderer, InputPreview, PausedRun};
+    ///
+    /// let paused = PausedRun {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "deploy".into(),
+    ///     scope: "prod".into(),
+    ///     paused_since: Timestamp(0),
+    ///     // Stored input may hold escape sequences; they never reach the terminal.
+    ///     prior_input: InputPreview::new("v1\u{1b}[2J"),
+    ///     new_input: "v2".into(),
+    /// };
+    /// let renderer = CommandRenderer::new("cairn").workflow("deploy.toml").scope("prod");
+    /// let text = paused.render(&renderer);
+    /// assert!(text.contains("paused since: 1970-01-01 00:00:00 UTC"));
+    /// assert!(text.contains("its input:    v1\u{FFFD}[2J"));
+    /// assert!(text.contains("cairn resume r1"));
+    /// assert!(text.contains("cairn run deploy.toml --scope prod --force --input v2"));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn render(&self, renderer: &CommandRenderer) -> String {
         let mut out = format!(
             "A run of workflow {} in scope {} is paused, waiting for an approval. Nothing was \
@@ -362,6 +543,17 @@ pub enum WayForward {
 
 impl WayForward {
     /// One sentence describing this way forward.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::WayForward;
+    ///
+    /// let way = WayForward::AbandonThenRun { run_id: RunId::new("r1")?, input: "B".into() };
+    /// assert_eq!(way.summary(), "Abandon that run, then run your input");
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn summary(&self) -> &'static str {
         match self {
             WayForward::ResumeById { .. } => {
@@ -379,6 +571,19 @@ impl WayForward {
     }
 
     /// The command line for this way forward.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// use cairn_runs::{CommandRenderer, WayForward};
+    ///
+    /// let way = WayForward::AbandonThenRun { run_id: RunId::new("r1")?, input: "say hi".into() };
+    /// let command = way.command(&CommandRenderer::new("cairn").workflow("site.toml"));
+    /// assert_eq!(command.steps.len(), 2);
+    /// assert_eq!(command.shell(), r#"cairn abandon r1 && cairn run site.toml --input "say hi""#);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn command(&self, renderer: &CommandRenderer) -> SuggestedCommand {
         match self {
             WayForward::ResumeById { run_id } => renderer.resume(run_id),

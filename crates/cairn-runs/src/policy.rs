@@ -158,6 +158,32 @@ pub struct ResumePolicy {
 impl ResumePolicy {
     /// A policy over `factory` (any adapter, or an `Arc` of one): the same argument
     /// `cairn_executor::Executor::new` takes.
+    ///
+    /// # Examples
+    ///
+    /// One store shared with other code (an executor, say) through an `Arc`:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Error, ResumePolicy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store: Arc<dyn CheckpointerFactory> = Arc::new(MemoryFactory::new());
+    /// let policy = ResumePolicy::new(Arc::clone(&store));
+    ///
+    /// let id = RunId::new("r1")?;
+    /// let writer = store.begin(RunMeta::new(id.clone(), "wf", "s", "in", Timestamp(1))).await?;
+    /// // The policy sees the run begun through the shared store: it is running.
+    /// let refused = policy.resume(&id).await.unwrap_err();
+    /// assert!(matches!(refused, Error::NotResumable { current: RunStatus::Running, .. }));
+    /// let unknown = policy.resume(&RunId::new("r2")?).await.unwrap_err();
+    /// assert!(matches!(unknown, Error::NotFound { .. }));
+    /// drop(writer);
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(factory: impl CheckpointerFactory) -> ResumePolicy {
         ResumePolicy {
             factory: Arc::new(factory),
@@ -165,6 +191,27 @@ impl ResumePolicy {
     }
 
     /// The store this policy works on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{Decision, ResumePolicy, ResumeReason, RunRequest};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let policy = ResumePolicy::new(MemoryFactory::new());
+    /// let id = RunId::new("r1")?;
+    /// let meta = RunMeta::new(id.clone(), "site", "default", "build A", Timestamp(1));
+    /// // Begun through the policy's store, then left without a writer, as after a crash.
+    /// drop(policy.factory().begin(meta).await?);
+    ///
+    /// let request = RunRequest::new("site", "default", "build B");
+    /// let Decision::Resume(resumed) = policy.decide(&request).await? else { panic!() };
+    /// assert_eq!((resumed.meta.run_id, resumed.reason), (id, ResumeReason::Interrupted));
+    /// # Ok::<(), cairn_runs::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn factory(&self) -> &Arc<dyn CheckpointerFactory> {
         &self.factory
     }
@@ -228,6 +275,18 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to call again after a drop. Until it decides it only reads; its writes are one
+    /// store call each (a claim, then an audit record), and a call that reached the store
+    /// stands after the drop (with the file adapter, a call under way finishes in the
+    /// background). The lasting effect is a claim made before the drop (of an interrupted or
+    /// an approved run): the run is then `running`, owned by this process, with no writer.
+    /// A plain request from this process recovers it again (`Resume`, `Interrupted`), while
+    /// other processes are told `Live` until this one has exited. If the drop lost the
+    /// approval's `Approved` record, that recovery does not retry the run's failed tasks, as
+    /// for [`ResumePolicy::resume`].
     pub async fn decide(&self, request: &RunRequest) -> Result<Decision> {
         if let Some(approval) = &request.approval {
             return self.approve(request, approval).await;
@@ -286,6 +345,17 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the claim, nothing has changed. Dropped after it (during the audit
+    /// write), the run is left as when that write fails (`Error::Storage` above): `running`,
+    /// owned by this process, with no writer. A second `resume` is refused (`NotResumable`,
+    /// it is `running`), and a request for its workflow and scope recovers it as interrupted
+    /// (from this process at once, from others once this one has exited). Without the
+    /// `ResumedById` record that recovery cannot tell the resume was explicit
+    /// (`cairn_executor::retries_owed` reads it), so its failed tasks stay failed and the
+    /// run fails again; resume it by id once more then.
     pub async fn resume(&self, run_id: &RunId) -> Result<ResumedRun> {
         let meta = self.load(run_id).await?;
         match self.claim_explicit(meta).await? {
@@ -368,6 +438,18 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to call again after a drop: a run found `cancelled` is `AlreadyTerminal`. The
+    /// abandon itself is one status compare-and-swap; dropped after it, the run is
+    /// `cancelled` but its `Abandoned` audit record and telemetry may be missing. The writer
+    /// lock held for an interrupted run is released with the dropped future (an `open` the
+    /// file adapter has under way finishes in the background and then lets go of it).
+    /// One case leaves a claim behind: an interrupted run whose state is damaged is fenced by
+    /// a claim instead of the lock, and a drop between that claim and the swap leaves it
+    /// `running` and owned by this process, so an abandon from this process is refused
+    /// (`StillRunning`, or `OwnerAlive` when forced) until the process has exited.
     pub async fn abandon(&self, run_id: &RunId) -> Result<Abandoned> {
         self.abandon_run(run_id, false).await
     }
@@ -416,6 +498,10 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`ResumePolicy::abandon`].
     pub async fn abandon_forced(&self, run_id: &RunId) -> Result<Abandoned> {
         self.abandon_run(run_id, true).await
     }
@@ -457,6 +543,13 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to call again after a drop: the run is still `failed` (nothing changed) or it is
+    /// `cancelled`, which a second call answers with `Ok(None)`. Dropped after the
+    /// compare-and-swap, the run is `cancelled` but its `Abandoned` audit record and
+    /// telemetry may be missing.
     pub async fn abandon_failed(&self, run_id: &RunId) -> Result<Option<Abandoned>> {
         let swapped = match self
             .factory
@@ -956,6 +1049,13 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to call again after a drop. Its one write is the `ForcedFresh` record: dropped
+    /// before that was stored, the run forced past carries no record, as after a crash (a
+    /// quarantined one still asks); stored twice by a retry, the first record settles the
+    /// question and the second changes nothing.
     pub async fn fresh_run_begun(&self, fresh: &FreshRun) -> Result<()> {
         let Some(past) = &fresh.forced_past else {
             return Ok(());
@@ -1243,6 +1343,20 @@ enum Claim {
 /// A new time-sortable run id. The entropy mixes the process id, a process-wide counter and
 /// the clock's sub-millisecond nanoseconds, so ids from one process never repeat and ids
 /// from different processes almost never collide (`begin` rejects a collision anyway).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{RunId, wall_clock_now};
+/// use cairn_runs::fresh_run_id;
+///
+/// let (first, second) = (fresh_run_id(), fresh_run_id());
+/// assert_ne!(first, second);
+/// assert_eq!(first.as_str().len(), 26);
+/// // Time-sortable: it sorts after any id of an earlier millisecond.
+/// let a_second_ago = RunId::generate(wall_clock_now().0 - 1_000, u128::MAX);
+/// assert!(a_second_ago < first);
+/// ```
 pub fn fresh_run_id() -> RunId {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -40,6 +40,20 @@ impl InputPreview {
     }
 
     /// Previews `input`, keeping at most `limit` characters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_runs::InputPreview;
+    ///
+    /// // Characters, not bytes: the cut never splits `é` or `ö`.
+    /// let preview = InputPreview::with_limit("héllo wörld", 5);
+    /// assert_eq!((preview.text.as_str(), preview.cut), ("héllo", true));
+    /// assert_eq!(preview.total_chars, 11);
+    /// assert_eq!(preview.to_string(), "héllo…");
+    /// // An input of exactly `limit` characters is kept whole.
+    /// assert!(!InputPreview::with_limit("héllo", 5).cut);
+    /// ```
     pub fn with_limit(input: &str, limit: usize) -> InputPreview {
         // `char_indices` yields only char boundaries, so the slice can never split a
         // multi-byte character.

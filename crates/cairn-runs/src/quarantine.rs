@@ -54,6 +54,37 @@ impl QuarantinedRunPrompt {
     /// The ways forward, in the order they are offered: abandon it (its state stays where
     /// it is) then run, unless its audit log cannot be read; and force a fresh run past it.
     /// Resuming it is not one: nothing can open its state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{InputPreview, QuarantinedRunPrompt, WayForward};
+    ///
+    /// let mut prompt = QuarantinedRunPrompt {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "site".into(),
+    ///     scope: "default".into(),
+    ///     status: RunStatus::Running,
+    ///     quarantined_at: Timestamp(0),
+    ///     reason: "journal.log is damaged at byte 96".into(),
+    ///     location: "/s/quarantine/r1-0".into(),
+    ///     prior_input: InputPreview::new("build A"),
+    ///     new_input: "build B".into(),
+    ///     audit_damage: None,
+    /// };
+    /// let ways = prompt.ways_forward();
+    /// assert!(matches!(ways[..], [
+    ///     WayForward::AbandonThenRun { .. },
+    ///     WayForward::ForceFreshPastQuarantine { .. },
+    /// ]));
+    /// // An abandon could not be recorded in an unreadable audit log: only force is left.
+    /// prompt.audit_damage = Some("audit.log is damaged".into());
+    /// let ways = prompt.ways_forward();
+    /// assert!(matches!(ways[..], [WayForward::ForceFreshPastQuarantine { .. }]));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn ways_forward(&self) -> Vec<WayForward> {
         let mut ways = Vec::with_capacity(2);
         if self.audit_damage.is_none() {
@@ -131,6 +162,35 @@ impl QuarantinedRunPrompt {
     }
 
     /// The same message as markdown: values in code spans, commands in fenced blocks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunId, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_runs::{CommandRenderer, InputPreview, QuarantinedRunPrompt};
+    ///
+    /// let prompt = QuarantinedRunPrompt {
+    ///     run_id: RunId::new("r1")?,
+    ///     workflow: "site".into(),
+    ///     scope: "default".into(),
+    ///     status: RunStatus::Failed,
+    ///     quarantined_at: Timestamp(0),
+    ///     reason: "journal.log is damaged at byte 96".into(),
+    ///     location: "/s/quarantine/r1-0".into(),
+    ///     prior_input: InputPreview::new("build A"),
+    ///     new_input: "build B".into(),
+    ///     audit_damage: Some("audit.log is damaged".into()),
+    /// };
+    /// let md = prompt.render_markdown(&CommandRenderer::new("cairn"));
+    /// assert!(md.contains("- it was: `failed`"));
+    /// assert!(md.contains("- state kept at: `/s/quarantine/r1-0`"));
+    /// assert!(md.contains("so it cannot be abandoned"));
+    /// // Only the forced run is offered.
+    /// assert!(!md.contains("cairn abandon"));
+    /// assert!(md.contains("cairn run --force --input \"build B\""));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn render_markdown(&self, renderer: &CommandRenderer) -> String {
         let mut out = format!(
             "The last run of workflow {} in scope {} was **quarantined** before it finished: \
@@ -246,6 +306,13 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to call again after a drop. It only reads until its one write, the `Abandoned`
+    /// record: dropped before that was stored, nothing changed; once it is stored, the run
+    /// is settled, and a second call fails with `QuarantineAbandoned`. A drop during that
+    /// write may store the record without emitting `orchestrator run_abandoned`.
     pub async fn abandon_quarantined(&self, run_id: &RunId) -> Result<QuarantinedRun> {
         let entry = self
             .factory()
@@ -330,6 +397,10 @@ impl ResumePolicy {
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn quarantined_runs(&self) -> Result<Vec<QuarantineEntry>> {
         let mut listed = Vec::new();
         for run in self.factory().list_quarantined().await? {
