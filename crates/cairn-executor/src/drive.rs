@@ -20,7 +20,7 @@ use cairn_telemetry::{emit, names};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{Dispatch, Span};
 
 use crate::attempt::{AttemptEnd, AttemptFields, AttemptScope, Overrun, TracedAttempt, panic_text};
@@ -146,6 +146,11 @@ pub(crate) struct Drive {
 /// The mutable state of the loop, apart from the queue.
 struct Flight {
     running: JoinSet<AttemptEnd>,
+    /// Fires `attempts_cancel` when the flight is dropped without ending normally (the caller
+    /// dropped `Executor::run`'s future, so the drive was aborted): work that attempts handed
+    /// to other tasks or threads is told to stop, as after a cancel. Declared right after
+    /// `running`, so the attempts are aborted first, as at the end of `Drive::run`.
+    _cancel_attempts_on_drop: DropGuard,
     in_flight: HashMap<tokio::task::Id, InFlight, BuildHasherDefault<TaskIdHasher>>,
     /// The run id every attempt's context shares.
     run_id: Arc<RunId>,
@@ -170,12 +175,14 @@ impl Drive {
     pub(crate) async fn run(mut self) -> Option<RunStop> {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let run_id = Arc::new(self.run_id.clone());
+        let attempts_cancel = CancellationToken::new();
         let mut flight = Flight {
             running: JoinSet::new(),
+            _cancel_attempts_on_drop: attempts_cancel.clone().drop_guard(),
             in_flight: HashMap::default(),
             run_id: Arc::clone(&run_id),
             started: Vec::new(),
-            attempts_cancel: CancellationToken::new(),
+            attempts_cancel,
             requests_tx,
             requests_rx,
             ready: VecDeque::new(),

@@ -348,8 +348,9 @@ impl Executor {
     /// `RunSignals::cancel` instead. Dropping the future aborts the drive, and with it the
     /// attempts in flight, without finalizing: a begun or adopted run is left `running`, as
     /// after a crash. Its attempts in flight count as spent, their
-    /// [`TaskContext::cancellation`](crate::TaskContext::cancellation) tokens do not fire,
-    /// and handler work under `spawn_blocking` runs to its end. A later `Start::Auto`, or the
+    /// [`TaskContext::cancellation`](crate::TaskContext::cancellation) tokens fire (once the
+    /// runtime has dropped the aborted drive), and handler work under `spawn_blocking` runs
+    /// to its end unless it watches its token. A later `Start::Auto`, or the
     /// resume policy, recovers the run. A drop while the outcome is being recorded may or may
     /// not leave it recorded.
     ///

@@ -338,11 +338,12 @@ impl TaskContext {
     }
 
     /// Cancelled when the run stops this attempt (a caller cancel, the run's deadline, the
-    /// end of the shutdown grace period), right after the attempt's body has been dropped:
-    /// the body itself never sees it fire, because dropping it is the cancellation (put
-    /// clean-up in a `Drop` guard). Work the handler handed to other tasks or threads, which
-    /// outlives the body, should watch this token and stop when it fires. During the
-    /// shutdown grace period it does not fire: running bodies are given that time to finish.
+    /// end of the shutdown grace period, the future of `Executor::run` dropped), right after
+    /// the attempt's body has been dropped: the body itself never sees it fire, because
+    /// dropping it is the cancellation (put clean-up in a `Drop` guard). Work the handler
+    /// handed to other tasks or threads, which outlives the body, should watch this token
+    /// and stop when it fires. During the shutdown grace period it does not fire: running
+    /// bodies are given that time to finish.
     ///
     /// # Examples
     ///
@@ -578,7 +579,7 @@ pub trait Handler: Send + Sync + 'static {
     /// after a crash). Nothing after that `.await` runs: put clean-up in a `Drop` guard,
     /// and make effects idempotent, since the task runs again from the start. Work the body
     /// handed to other tasks outlives the drop; it can watch [`TaskContext::cancellation`],
-    /// which fires in every case but the last.
+    /// which fires in every one of these cases.
     async fn run(&self, ctx: TaskContext) -> HandlerResult;
 }
 

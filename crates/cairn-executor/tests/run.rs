@@ -832,6 +832,57 @@ async fn a_caller_cancel_stops_running_attempts_and_fails_the_run() {
     assert_eq!(meta.status, RunStatus::Failed);
 }
 
+/// Dropping `Executor::run`'s future aborts the drive; work an attempt handed to another
+/// task is still told to stop through the attempt's cancellation token, and the run is left
+/// `running` for recovery, as after a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_fires_the_attempts_cancellation_tokens() {
+    let factory = MemoryFactory::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let handoff = Arc::new(std::sync::Mutex::new(Some((started_tx, stopped_tx))));
+    let registry = Registry::new().with(
+        "hand-off",
+        handler_fn(move |ctx| {
+            let handoff = Arc::clone(&handoff);
+            async move {
+                let (started, stopped) = handoff.lock().unwrap().take().expect("one attempt");
+                let token = ctx.cancellation().clone();
+                // Work that outlives the body: it stops only when the token fires.
+                tokio::spawn(async move {
+                    token.cancelled().await;
+                    let _ = stopped.send(());
+                });
+                let _ = started.send(());
+                std::future::pending::<cairn_executor::HandlerResult>().await
+            }
+        }),
+    );
+    let mut phase = Phase::new("p");
+    phase.task(TaskSpec::new("hand-off"), []);
+    let executor = executor(&factory, registry, ExecutorConfig::default());
+    let run = executor.run(
+        RunPlan::new("wf", "s").phase(phase),
+        Start::Fresh,
+        RunSignals::default(),
+    );
+    tokio::select! {
+        report = run => panic!("the run ended while its attempt waited: {report:?}"),
+        started = started_rx => started.expect("the attempt started"),
+    }
+    // The run's future is dropped here, mid-attempt.
+    tokio::time::timeout(Duration::from_secs(60), stopped_rx)
+        .await
+        .expect("the handed-off work was told to stop")
+        .expect("the handed-off work ran to its stop");
+    let runs = factory
+        .list(&cairn_checkpoint::RunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Running, "left for recovery");
+}
+
 #[tokio::test]
 async fn zero_concurrency_is_refused() {
     let err = Executor::new(
