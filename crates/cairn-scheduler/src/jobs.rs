@@ -59,6 +59,29 @@ pub struct Jobs {
 
 impl Jobs {
     /// Jobs kept in `store`, with `clock` as the time source.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// // Two handles over one store, as two processes would be: each sees the other's jobs.
+    /// let store = MemoryJobStore::new();
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let cli = Jobs::new(Arc::new(store.clone()), clock.clone());
+    /// let scheduler_side = Jobs::new(Arc::new(store), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// cli.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(scheduler_side.show(&id).await?.name, "report");
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
         Jobs { store, clock }
     }
@@ -83,6 +106,34 @@ impl Jobs {
     /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when the store
     /// fails. When only the `Created` audit record fails to be written (`Store`), the job
     /// exists already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule, Zone};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let job = jobs.add(NewJob::new(id.clone(), "report", every.clone(), "report.toml")).await?;
+    /// assert_eq!((job.status, job.next_run_at), (JobStatus::Active, Some(Timestamp(60_000))));
+    ///
+    /// // The id is taken.
+    /// let again = jobs.add(NewJob::new(id, "report", every, "report.toml")).await;
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// // February has no 31st: a job that could never run is refused, naming the job.
+    /// let never = Schedule::cron("0 0 31 2 *", Zone::Utc)?;
+    /// let refused = jobs.add(NewJob::new(JobId::new("never")?, "never", never, "x.toml")).await;
+    /// assert!(matches!(refused, Err(Error::InvalidSchedule { job: Some(_), .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn add(&self, new: NewJob) -> Result<Job> {
         new.schedule
             .validate()
@@ -163,6 +214,28 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotFound`, `BadDocument`, or `Store`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(jobs.show(&id).await?.workflow, "report.toml");
+    /// let unknown = jobs.show(&JobId::new("nope")?).await;
+    /// assert!(matches!(unknown, Err(Error::NotFound { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn show(&self, id: &JobId) -> Result<Job> {
         match self.store.get(id).await? {
             Some(stored) => Job::from_stored(stored),
@@ -176,6 +249,29 @@ impl Jobs {
     ///
     /// `BadDocument` for the first job whose document does not decode (see
     /// [`Jobs::list_readable`] for a listing that reports it and goes on), or `Store`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// for id in ["zeta", "alpha"] {
+    ///     jobs.add(NewJob::new(JobId::new(id)?, id, every.clone(), "wf.toml")).await?;
+    /// }
+    /// let listed = jobs.list().await?;
+    /// let ids: Vec<&str> = listed.iter().map(|job| job.id.as_str()).collect();
+    /// assert_eq!(ids, ["alpha", "zeta"]);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn list(&self) -> Result<Vec<Job>> {
         self.store
             .list()
@@ -245,6 +341,30 @@ impl Jobs {
     ///
     /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
     /// `Store`; `Contended`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// let paused = jobs.pause(&id).await?;
+    /// assert_eq!((paused.status, paused.next_run_at), (JobStatus::Paused, None));
+    /// // Only an active job can be paused; nothing changes.
+    /// let again = jobs.pause(&id).await;
+    /// assert!(matches!(again, Err(Error::NotActive { status: JobStatus::Paused, .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn pause(&self, id: &JobId) -> Result<Job> {
         let (_, job) = self
             .update(id, |job| {
@@ -288,6 +408,32 @@ impl Jobs {
     /// `force`; the message names the force option), `Completed`, `InvalidSchedule` (its
     /// schedule has no time left, for example a past year field), `NotFound`, `Store`,
     /// `Contended`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock.clone());
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// jobs.pause(&id).await?;
+    /// clock.advance(Duration::from_secs(150));
+    /// // Due at the first tick of its grid after now, not at the ticks missed while paused.
+    /// let resumed = jobs.resume(&id, false).await?;
+    /// assert_eq!(resumed.status, JobStatus::Active);
+    /// assert_eq!(resumed.next_run_at, Some(Timestamp(180_000)));
+    /// assert!(matches!(jobs.resume(&id, false).await, Err(Error::AlreadyActive { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn resume(&self, id: &JobId, force: bool) -> Result<Job> {
         let now = self.clock.now();
         let (before, job) = self
@@ -358,6 +504,30 @@ impl Jobs {
     ///
     /// `NotFound`, `BadDocument` for a job whose document does not decode (see
     /// [`Jobs::delete_unreadable`]), `Store`, `Contended`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(jobs.delete(&id).await?.name, "report");
+    /// assert!(matches!(jobs.show(&id).await, Err(Error::NotFound { .. })));
+    /// // Its audit records are kept.
+    /// let last = jobs.audit_log(&id).await?.pop().expect("records");
+    /// assert_eq!(last.action, JobAuditAction::Deleted);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn delete(&self, id: &JobId) -> Result<Job> {
         self.delete_with_reason(id, "job deleted").await
     }
@@ -484,6 +654,30 @@ impl Jobs {
     /// # Errors
     ///
     /// `Store`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// jobs.pause(&id).await?;
+    /// let actions: Vec<_> = jobs.audit_log(&id).await?.into_iter().map(|r| r.action).collect();
+    /// assert_eq!(actions, [JobAuditAction::Created, JobAuditAction::Paused]);
+    /// // An unknown job has none.
+    /// assert!(jobs.audit_log(&JobId::new("nope")?).await?.is_empty());
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn audit_log(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
         Ok(self.store.read_audit(id).await?)
     }

@@ -58,6 +58,17 @@ pub struct RunFailed {
 
 impl RunFailed {
     /// A failure with a message and no run id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::RunFailed;
+    ///
+    /// let failed = RunFailed::new("database unreachable");
+    /// assert_eq!(failed.message, "database unreachable");
+    /// // Counted by the breaker; no run id.
+    /// assert!(!failed.interrupted && !failed.store_failed && failed.run_id.is_none());
+    /// ```
     pub fn new(message: impl Into<String>) -> Self {
         RunFailed {
             run_id: None,
@@ -68,6 +79,42 @@ impl RunFailed {
     }
 
     /// A run cut short by a shutdown and left resumable (not counted as an error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// /// A host that is shutting down: every run is cut short.
+    /// #[derive(Debug)]
+    /// struct ShuttingDown;
+    /// #[async_trait]
+    /// impl JobRunner for ShuttingDown {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         Err(RunFailed::interrupted(Some("r-1".to_owned()), "interrupted by shutdown"))
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let scheduler = Scheduler::new(store, Arc::new(ShuttingDown), Arc::new(clock.clone()));
+    /// let id = JobId::new("sync")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every, "sync.toml")).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// scheduler.tick().await?;
+    /// // Not a failure: the breaker does not count it.
+    /// let job = scheduler.jobs().show(&id).await?;
+    /// assert_eq!((job.consecutive_errors, job.last_error), (0, None));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn interrupted(run_id: Option<String>, message: impl Into<String>) -> Self {
         RunFailed {
             run_id,
