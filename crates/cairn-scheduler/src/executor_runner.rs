@@ -345,6 +345,18 @@ fn fresh_run_id(now_ms: u64) -> RunId {
 
 #[async_trait]
 impl JobRunner for ExecutorRunner {
+    /// Drives `request` as a fresh executor run; see [`ExecutorRunner`] for what each end of
+    /// it returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped while the plan is made and the run store is checked, nothing
+    /// is stored. Dropped once the executor has the run, the run (if its `begin` landed) is
+    /// left as after a crash (see `Executor::run`): it still reads `running`, the attempts
+    /// it had in flight stay charged, and it waits for an explicit resume by id (the
+    /// scheduler never resumes it). Dropped while a run the shutdown cut short is being
+    /// abandoned, the run may be `cancelled` without its `Abandoned` audit record. Prefer the
+    /// shutdown token of [`ExecutorRunner::with_signals`].
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
         if self.signals.shutdown.is_cancelled() {
             // A run begun now would be left `running` at once: one more interrupted run in

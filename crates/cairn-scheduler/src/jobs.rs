@@ -31,6 +31,16 @@ pub(crate) const RECORD_ATTEMPTS: u32 = 256;
 /// an operator's `pause` and a running scheduler's bookkeeping never overwrite each other.
 /// Audit records go to the job store's own per-job audit list, after the change committed.
 ///
+/// # Cancel safety
+///
+/// No operation holds a lock or a lease, so a dropped one leaves nothing to release. Each
+/// store call commits on its own, so a dropped operation may have made its change without
+/// the audit record that follows it. Whether a store call still lands once its future is
+/// dropped depends on the adapter: `MemoryJobStore` finishes each call in its first poll;
+/// `FileJobStore` runs each call on a blocking thread, which finishes it after the drop;
+/// `SledJobStore` makes the change before it awaits its flush, so a drop during the flush
+/// leaves the change made but perhaps not yet durable. Each method says what a retry does.
+///
 /// # Examples
 ///
 /// ```
@@ -106,6 +116,13 @@ impl Jobs {
     /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when the store
     /// fails. When only the `Created` audit record fails to be written (`Store`), the job
     /// exists already.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may have been created or not, and a created job may lack
+    /// its `Created` audit record; a write in flight may still land after the drop, depending on
+    /// the job store (see [`Jobs`]). Retrying is safe: it fails with `AlreadyExists` when the
+    /// first try created the job.
     ///
     /// # Examples
     ///
@@ -215,6 +232,11 @@ impl Jobs {
     ///
     /// `NotFound`, `BadDocument`, or `Store`.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads, so it can be dropped and called again. (A store that finds the
+    /// job damaged moves it aside as it reads, see `JobStore::get`; a drop does not undo that.)
+    ///
     /// # Examples
     ///
     /// ```
@@ -249,6 +271,11 @@ impl Jobs {
     ///
     /// `BadDocument` for the first job whose document does not decode (see
     /// [`Jobs::list_readable`] for a listing that reports it and goes on), or `Store`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Jobs::show`]: it only reads. A damaged job the store moved aside during
+    /// the listing stays moved, and audited as `Quarantined`, if the listing is then dropped.
     ///
     /// # Examples
     ///
@@ -289,6 +316,13 @@ impl Jobs {
     /// # Errors
     ///
     /// `Store` when the store fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Jobs::list`], with one loss: a damaged job this listing moved aside
+    /// is reported in `left_out` by this listing only. Dropped, that report is lost (later
+    /// listings do not repeat it), but the job's `Quarantined` audit record stays, and
+    /// [`Jobs::last_damage`] finds it.
     ///
     /// # Examples
     ///
@@ -341,6 +375,12 @@ impl Jobs {
     ///
     /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
     /// `Store`; `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be paused already without its `Paused` audit record
+    /// (a write in flight may still land after the drop, depending on the job store, see
+    /// [`Jobs`]). Retrying is safe: it fails with `NotActive` when the job is paused already.
     ///
     /// # Examples
     ///
@@ -408,6 +448,13 @@ impl Jobs {
     /// `force`; the message names the force option), `Completed`, `InvalidSchedule` (its
     /// schedule has no time left, for example a past year field), `NotFound`, `Store`,
     /// `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be active again without its `Resumed` or `Revived`
+    /// audit record (and, for a revive, without the `job_revived` event); a write in flight may
+    /// still land after the drop, depending on the job store (see [`Jobs`]). Retrying is safe: it
+    /// fails with `AlreadyActive` when the first try went through.
     ///
     /// # Examples
     ///
@@ -505,6 +552,12 @@ impl Jobs {
     /// `NotFound`, `BadDocument` for a job whose document does not decode (see
     /// [`Jobs::delete_unreadable`]), `Store`, `Contended`.
     ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be deleted already without its `Deleted` audit record
+    /// (a delete in flight may still land after the drop, depending on the job store, see
+    /// [`Jobs`]). Retrying is safe: it fails with `NotFound` when the job is gone.
+    ///
     /// # Examples
     ///
     /// ```
@@ -545,6 +598,15 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, but the document is never lost: the delete is only sent once the
+    /// `Quarantined` record holding the document is durable. Dropped, the job may be deleted
+    /// without its `Deleted` record (a call in flight may still land after the drop,
+    /// depending on the job store, see [`Jobs`]). Retrying is safe: it fails with `NotFound`
+    /// when the job is gone, and otherwise writes a second `Quarantined` record before the
+    /// delete.
     ///
     /// # Examples
     ///
@@ -655,6 +717,10 @@ impl Jobs {
     ///
     /// `Store`.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads, so it can be dropped and called again.
+    ///
     /// # Examples
     ///
     /// ```
@@ -691,6 +757,10 @@ impl Jobs {
     /// # Errors
     ///
     /// `Store` when the audit log cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the audit log, so it can be dropped and called again.
     ///
     /// # Examples
     ///

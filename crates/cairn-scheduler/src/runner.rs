@@ -169,7 +169,8 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// # Cancel safety
     ///
     /// The scheduler awaits this to completion; it is dropped only when the host drops the
-    /// scheduler's future, in which case the job's bookkeeping for this run is skipped.
+    /// scheduler's future, or when `run_until`'s `stop` completes while it goes on. The job's
+    /// bookkeeping for this run is then skipped (see [`crate::Scheduler::tick`]).
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed>;
 
     /// Whether the host is stopping (a shutdown was asked for). While it is, the scheduler

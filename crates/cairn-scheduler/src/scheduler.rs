@@ -365,8 +365,16 @@ impl Scheduler {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropping the future during runs skips recording their outcomes (the
-    /// jobs stay claimed for their next ticks, so nothing runs twice).
+    /// Not cancel safe. Dropping the future drops the runs it started (it polls them; they are
+    /// not spawned), and their outcomes are not recorded: a failure is not counted by the
+    /// breaker, a success neither resets the count nor completes a one-shot job. A claimed job
+    /// stays claimed: a recurring job waits for its next tick (the dropped one is not run
+    /// again), and a one-shot job is due again `one_shot_retry` after its claim. The jobs are
+    /// released at once, so a later `tick` of this scheduler or of a clone starts them when
+    /// they are due. A drop while an outcome is being recorded may leave the job written
+    /// without the audit record that follows (a trip without its `BreakerTripped` record and
+    /// event); a store call in flight may still land after the drop, depending on the job
+    /// store (see [`Jobs`]).
     ///
     /// # Examples
     ///
@@ -855,8 +863,10 @@ impl Scheduler {
     ///
     /// # Cancel safety
     ///
-    /// As `tick`: dropping it during runs skips recording their outcomes (the jobs stay
-    /// claimed, so those ticks are not run again).
+    /// Not cancel safe, as [`Scheduler::tick`]: dropping it drops the runs going on, whose
+    /// outcomes are then not recorded (the jobs stay claimed, so those ticks are not run
+    /// again, except a one-shot job's, `one_shot_retry` after its claim). `stop` completing
+    /// does the same to the runs going on.
     ///
     /// # Examples
     ///
