@@ -113,9 +113,10 @@ impl Jobs {
     ///
     /// `AlreadyExists` for a taken id; `InvalidSchedule` for a schedule that does not
     /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
-    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when the store
-    /// fails. When only the `Created` audit record fails to be written (`Store`), the job
-    /// exists already.
+    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob`
+    /// for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when
+    /// the store fails. When only the `Created` audit record fails to be written (`Store`), the
+    /// job exists already.
     ///
     /// # Cancel safety
     ///
@@ -766,15 +767,22 @@ impl Jobs {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace, MemoryJobStore};
+    /// use cairn_checkpoint::{
+    ///     JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace, MemoryJobStore,
+    /// };
     /// use cairn_queue::Timestamp;
     /// use cairn_scheduler::{Jobs, ManualClock};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = Arc::new(MemoryJobStore::new());
     /// let id = JobId::new("nightly")?;
-    /// let moved = JobAuditRecord::new(Timestamp(5), id.clone(), JobAuditAction::Quarantined, "fails its checksum")
-    ///     .with_detail(serde_json::json!({"location": "jobs/quarantine/nightly-5.json", "reason": "fails its checksum"}));
+    /// let reason = "fails its checksum";
+    /// let action = JobAuditAction::Quarantined;
+    /// let moved = JobAuditRecord::new(Timestamp(5), id.clone(), action, reason)
+    ///     .with_detail(serde_json::json!({
+    ///         "location": "jobs/quarantine/nightly-5.json",
+    ///         "reason": reason,
+    ///     }));
     /// store.append_audit(&moved).await?;
     /// let jobs = Jobs::new(store, Arc::new(ManualClock::new(Timestamp(9))));
     /// let damage = jobs.last_damage(&id).await?.expect("quarantined");

@@ -158,9 +158,10 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// one consecutive error. A run a shutdown cut short MUST be `RunFailed::interrupted`,
     /// which is not counted. A run that began and then stopped because its state store
     /// failed (or whose end could not be recorded) SHOULD be `RunFailed::store_failed` with
-    /// its run id: counted the same, and recorded on the job. SHOULD give each run a fresh run id, because a job runs its
-    /// workflow many times. SHOULD NOT panic: a panic is caught by the scheduler and
-    /// recorded as a failed run whose message starts with "the job runner panicked".
+    /// its run id: counted the same, and recorded on the job. SHOULD give each run a fresh
+    /// run id, because a job runs its workflow many times. SHOULD NOT panic: a panic is
+    /// caught by the scheduler and recorded as a failed run whose message starts with "the
+    /// job runner panicked".
     ///
     /// Runs of different jobs go on at once (up to `SchedulerConfig::max_running_jobs`), so
     /// this is called again before an earlier call returns; never for a job whose run goes

@@ -304,7 +304,8 @@ impl Zone {
     /// use cairn_scheduler::Zone;
     ///
     /// let berlin = Zone::named("Europe/Berlin")?;
-    /// let new_year = berlin.local_time(Timestamp(1_767_225_600_000)).unwrap(); // 2026-01-01T00:00Z
+    /// // 2026-01-01T00:00Z
+    /// let new_year = berlin.local_time(Timestamp(1_767_225_600_000)).unwrap();
     /// assert_eq!(new_year.to_rfc3339(), "2026-01-01T01:00:00+01:00");
     /// let midsummer = berlin.local_time(Timestamp(1_782_000_000_000)).unwrap();
     /// assert_eq!(midsummer.offset().to_string(), "+02:00");

@@ -208,7 +208,8 @@ impl TickReport {
 /// );
 /// let id = JobId::new("sync")?;
 /// let schedule = Schedule::every(Duration::from_secs(60))?;
-/// scheduler.jobs().add(NewJob::new(id.clone(), "sync", schedule, "sync.toml").max_consecutive_errors(2)).await?;
+/// let new = NewJob::new(id.clone(), "sync", schedule, "sync.toml").max_consecutive_errors(2);
+/// scheduler.jobs().add(new).await?;
 /// for _ in 0..2 {
 ///     clock.advance(Duration::from_secs(60));
 ///     scheduler.tick().await?;

@@ -962,8 +962,9 @@ mod otlp {
 ///
 /// The executor's task attempts reach the trace half through its attempt hook
 /// ([`crate::attempt`]), which also records their task metrics, unless
-/// [`Config::traced_task_spans`] is set or the filter has a span directive (`[...]`). For task spans that are tracing spans, when the filter
-/// enables them outright (the default filter does), the trace layer records the task metrics
+/// [`Config::traced_task_spans`] is set or the filter has a span directive (`[...]`). For
+/// task spans that are tracing spans, when the filter enables them outright (the default
+/// filter does), the trace layer records the task metrics
 /// as it closes each one and the metrics layer leaves them alone, which saves each attempt the
 /// metrics layer's span lookups; otherwise the metrics layer records them itself. Either way
 /// each attempt is counted once.
