@@ -44,6 +44,16 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock showing `at`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(Timestamp(1_767_225_600_000));
+    /// assert_eq!(clock.now(), Timestamp(1_767_225_600_000));
+    /// ```
     pub fn new(at: Timestamp) -> Self {
         ManualClock {
             millis: Arc::new(AtomicU64::new(at.0)),
@@ -51,11 +61,38 @@ impl ManualClock {
     }
 
     /// Sets the time (it may go backwards, as a wall clock can).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(Timestamp(10_000));
+    /// clock.set(Timestamp(4_000));
+    /// assert_eq!(clock.now(), Timestamp(4_000));
+    /// ```
     pub fn set(&self, at: Timestamp) {
         self.millis.store(at.0, Ordering::SeqCst);
     }
 
     /// Moves the time forward by `by`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// clock.advance(Duration::from_millis(1_500));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(clock.now(), Timestamp(2_500));
+    /// // The end of time stops it.
+    /// clock.advance(Duration::MAX);
+    /// assert_eq!(clock.now(), Timestamp(u64::MAX));
+    /// ```
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         let _ = self

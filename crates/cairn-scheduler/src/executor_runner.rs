@@ -58,6 +58,53 @@ impl ExecutorRunner {
     /// # Errors
     ///
     /// The executor's `InvalidConfig` for a bad `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{JobId, MemoryFactory};
+    /// use cairn_executor::{ExecutorConfig, Finish, Phase, Registry, RunPlan, handler_fn};
+    /// use cairn_queue::{Handoff, TaskSpec, Timestamp};
+    /// use cairn_scheduler::{ExecutorRunner, JobRunner, PlanSource, RunRequest};
+    ///
+    /// /// Every job's workflow is one task of kind `step`.
+    /// #[derive(Debug)]
+    /// struct OneStep;
+    /// impl PlanSource for OneStep {
+    ///     fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+    ///         let mut phase = Phase::new("only");
+    ///         phase.task(TaskSpec::new("step"), []);
+    ///         Ok(RunPlan::new(request.workflow.clone(), request.job_id.as_str()).phase(phase))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new().with(
+    ///     "step",
+    ///     handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    /// );
+    /// let runs = Arc::new(MemoryFactory::new());
+    /// let config = ExecutorConfig::default();
+    /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?;
+    /// let request = RunRequest {
+    ///     job_id: JobId::new("nightly")?,
+    ///     workflow: "nightly".to_owned(),
+    ///     input: String::new(),
+    ///     scheduled_for: Timestamp(0),
+    ///     started_at: Timestamp(0),
+    /// };
+    /// let done = runner.run(&request).await.expect("the run completes");
+    /// assert!(done.run_id.is_some(), "a fresh run id, for `cairn show`");
+    ///
+    /// // A configuration the executor refuses is refused here.
+    /// let idle = ExecutorConfig::default().with_concurrency(0);
+    /// let refused = ExecutorRunner::new(runs, Registry::new(), idle, Arc::new(OneStep));
+    /// assert!(matches!(refused, Err(cairn_executor::Error::InvalidConfig { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         factory: Arc<dyn CheckpointerFactory>,
         registry: Registry,
@@ -73,6 +120,47 @@ impl ExecutorRunner {
     }
 
     /// Shares the host's shutdown and cancel tokens with every run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{JobId, MemoryFactory};
+    /// use cairn_executor::{ExecutorConfig, Registry, RunPlan, RunSignals};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{ExecutorRunner, JobRunner, PlanSource, RunRequest};
+    ///
+    /// #[derive(Debug)]
+    /// struct NoPlans;
+    /// impl PlanSource for NoPlans {
+    ///     fn plan(&self, _: &RunRequest) -> Result<RunPlan, String> {
+    ///         Err("not asked once the host shuts down".to_owned())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let signals = RunSignals::default();
+    /// let runs = Arc::new(MemoryFactory::new());
+    /// let config = ExecutorConfig::default();
+    /// let runner = ExecutorRunner::new(runs, Registry::new(), config, Arc::new(NoPlans))?
+    ///     .with_signals(signals.clone());
+    /// assert!(!runner.is_stopping());
+    /// // The host's shutdown: the scheduler starts nothing more, and a run asked for is not begun.
+    /// signals.shutdown.cancel();
+    /// assert!(runner.is_stopping());
+    /// let request = RunRequest {
+    ///     job_id: JobId::new("nightly")?,
+    ///     workflow: "nightly".to_owned(),
+    ///     input: String::new(),
+    ///     scheduled_for: Timestamp(0),
+    ///     started_at: Timestamp(0),
+    /// };
+    /// let not_started = runner.run(&request).await.expect_err("nothing runs");
+    /// assert!(not_started.interrupted && not_started.run_id.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_signals(mut self, signals: RunSignals) -> Self {
         self.signals = signals;
         self
@@ -81,6 +169,52 @@ impl ExecutorRunner {
     /// Calls `hook` with a run's id once the run is durably begun, before any of its tasks
     /// starts (`Executor::on_begun`): where a host announces the run, so an id it shows is
     /// always one the store has. Not called for a run that never began.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cairn_checkpoint::{CheckpointerFactory, JobId, MemoryFactory};
+    /// use cairn_executor::{ExecutorConfig, Finish, Phase, Registry, RunPlan, handler_fn};
+    /// use cairn_queue::{Handoff, TaskSpec, Timestamp};
+    /// use cairn_scheduler::{ExecutorRunner, JobRunner, PlanSource, RunRequest};
+    ///
+    /// #[derive(Debug)]
+    /// struct OneStep;
+    /// impl PlanSource for OneStep {
+    ///     fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+    ///         let mut phase = Phase::new("only");
+    ///         phase.task(TaskSpec::new("step"), []);
+    ///         Ok(RunPlan::new(request.workflow.clone(), request.job_id.as_str()).phase(phase))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new().with(
+    ///     "step",
+    ///     handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    /// );
+    /// let runs = Arc::new(MemoryFactory::new());
+    /// let begun = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&begun);
+    /// let config = ExecutorConfig::default();
+    /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?
+    ///     .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()));
+    /// let request = RunRequest {
+    ///     job_id: JobId::new("nightly")?,
+    ///     workflow: "nightly".to_owned(),
+    ///     input: String::new(),
+    ///     scheduled_for: Timestamp(0),
+    ///     started_at: Timestamp(0),
+    /// };
+    /// runner.run(&request).await.expect("the run completes");
+    /// // The hook saw the run's id, which the store has.
+    /// let run_id = begun.lock().unwrap().pop().expect("announced");
+    /// assert!(runs.load_meta(&run_id).await?.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn on_begun(mut self, hook: impl Fn(&RunId) + Send + Sync + 'static) -> Self {
         self.executor = self.executor.on_begun(hook);
@@ -211,6 +345,18 @@ fn fresh_run_id(now_ms: u64) -> RunId {
 
 #[async_trait]
 impl JobRunner for ExecutorRunner {
+    /// Drives `request` as a fresh executor run; see [`ExecutorRunner`] for what each end of
+    /// it returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped while the plan is made and the run store is checked, nothing
+    /// is stored. Dropped once the executor has the run, the run (if its `begin` landed) is
+    /// left as after a crash (see `Executor::run`): it still reads `running`, the attempts
+    /// it had in flight stay charged, and it waits for an explicit resume by id (the
+    /// scheduler never resumes it). Dropped while a run the shutdown cut short is being
+    /// abandoned, the run may be `cancelled` without its `Abandoned` audit record. Prefer the
+    /// shutdown token of [`ExecutorRunner::with_signals`].
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
         if self.signals.shutdown.is_cancelled() {
             // A run begun now would be left `running` at once: one more interrupted run in

@@ -52,6 +52,15 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// The status as the documents and the CLI spell it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::JobStatus;
+    ///
+    /// assert_eq!(JobStatus::Failed.as_str(), "failed");
+    /// assert_eq!(JobStatus::Completed.to_string(), "completed");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Active => "active",
@@ -120,6 +129,34 @@ impl Job {
     /// another job, or holds a definition `Jobs::add` would refuse (a schedule that does not
     /// validate, a `max_consecutive_errors` of 0), so that such a job is reported as
     /// unreadable instead of failing every tick of the scheduler.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore, StoredJob};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Job, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let jobs = Jobs::new(store.clone(), Arc::new(ManualClock::new(Timestamp(0))));
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// let stored = store.get(&id).await?.expect("stored");
+    /// let job = Job::from_stored(stored.clone())?;
+    /// assert_eq!((job.name.as_str(), job.version), ("report", stored.version));
+    ///
+    /// // A document of another format version is refused, not guessed at.
+    /// let mut document = stored.document.clone();
+    /// document["format_version"] = serde_json::json!(99);
+    /// let newer = StoredJob { document, ..stored };
+    /// assert!(matches!(Job::from_stored(newer), Err(Error::BadDocument { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn from_stored(stored: StoredJob) -> Result<Job> {
         let bad = |detail: String| Error::BadDocument {
             id: stored.id.clone(),
@@ -149,12 +186,60 @@ impl Job {
     }
 
     /// Encodes the job as a store document.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore, StoredJob};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Job, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let new = NewJob::new(JobId::new("report")?, "report", every, "report.toml");
+    /// let job = jobs.add(new).await?;
+    /// let document = job.to_document();
+    /// assert_eq!(document["status"], "active");
+    /// // The version is the store's, not part of the document.
+    /// assert!(document.get("version").is_none());
+    /// let stored = StoredJob { id: job.id.clone(), version: job.version, document };
+    /// assert_eq!(Job::from_stored(stored)?, job);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn to_document(&self) -> serde_json::Value {
         // A struct of strings, numbers and enums always encodes.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// Whether this is a one-shot job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let once = Schedule::once(Timestamp(90_000));
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let migrate = NewJob::new(JobId::new("migrate")?, "migrate", once, "m.toml");
+    /// let report = NewJob::new(JobId::new("report")?, "report", every, "r.toml");
+    /// let (migrate, report) = (jobs.add(migrate).await?, jobs.add(report).await?);
+    /// assert!(migrate.is_one_shot());
+    /// assert!(!report.is_one_shot());
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_one_shot(&self) -> bool {
         matches!(self.schedule, Schedule::Once { .. })
     }
@@ -162,6 +247,44 @@ impl Job {
     /// What the scheduler recorded when run `run_id` of this job stopped because its state
     /// store failed; `None` when it recorded no such stop (the run ended otherwise, its
     /// driver was killed, or the job store could not be written either).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// /// A runner whose run store is full.
+    /// #[derive(Debug)]
+    /// struct DiskFull;
+    /// #[async_trait]
+    /// impl JobRunner for DiskFull {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         let message = "run r-7 stopped: its state store failed: No space left on device";
+    ///         Err(RunFailed::store_failed(Some("r-7".to_owned()), message))
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let scheduler = Scheduler::new(store, Arc::new(DiskFull), Arc::new(clock.clone()));
+    /// let id = JobId::new("backup")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "backup", every, "backup.toml")).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// scheduler.tick().await?;
+    /// let job = scheduler.jobs().show(&id).await?;
+    /// let noted = job.store_failure("r-7").expect("noted with the failure");
+    /// assert!(noted.error.contains("No space left"));
+    /// assert!(job.store_failure("r-8").is_none());
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn store_failure(&self, run_id: &str) -> Option<&StoreFailedRun> {
         self.store_failed_runs
             .iter()
@@ -240,6 +363,22 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job with default settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::JobId;
+    /// use cairn_scheduler::{DEFAULT_MAX_CONSECUTIVE_ERRORS, NewJob, Schedule};
+    ///
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let job = NewJob::new(JobId::new("report")?, "daily report", every, "report.toml");
+    /// // The defaults: no input, the default breaker, active, kept after its runs.
+    /// assert_eq!(job.input, "");
+    /// assert_eq!(job.max_consecutive_errors, DEFAULT_MAX_CONSECUTIVE_ERRORS);
+    /// assert!(!job.paused && !job.delete_after_run);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(
         id: JobId,
         name: impl Into<String>,
@@ -259,24 +398,132 @@ impl NewJob {
     }
 
     /// Sets the input each run gets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// /// Keeps the input of each run it is asked for.
+    /// #[derive(Debug, Default)]
+    /// struct Inputs(Mutex<Vec<String>>);
+    /// #[async_trait]
+    /// impl JobRunner for Inputs {
+    ///     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         self.0.lock().unwrap().push(request.input.clone());
+    ///         Ok(RunSucceeded::default())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let runner = Arc::new(Inputs::default());
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let scheduler = Scheduler::new(store, runner.clone(), Arc::new(clock.clone()));
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let new = NewJob::new(JobId::new("backup")?, "backup", every, "backup.toml");
+    /// scheduler.jobs().add(new.input("--full")).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// scheduler.tick().await?;
+    /// // Every run gets it.
+    /// assert_eq!(*runner.0.lock().unwrap(), ["--full"]);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn input(mut self, input: impl Into<String>) -> Self {
         self.input = input.into();
         self
     }
 
     /// Sets how many failed runs in a row trip the breaker (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{
+    ///     DEFAULT_MAX_CONSECUTIVE_ERRORS, Error, Jobs, ManualClock, NewJob, Schedule,
+    /// };
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let new = NewJob::new(JobId::new("sync")?, "sync", every, "sync.toml");
+    /// assert_eq!(new.max_consecutive_errors, DEFAULT_MAX_CONSECUTIVE_ERRORS);
+    /// // A breaker that trips before any run fails is refused.
+    /// let never_runs = jobs.add(new.clone().max_consecutive_errors(0)).await;
+    /// assert!(matches!(never_runs, Err(Error::InvalidJob { .. })));
+    /// assert_eq!(jobs.add(new.max_consecutive_errors(3)).await?.max_consecutive_errors, 3);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn max_consecutive_errors(mut self, limit: u32) -> Self {
         self.max_consecutive_errors = limit;
         self
     }
 
     /// Deletes a one-shot job after its successful run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let once = Schedule::once(Timestamp(60_000));
+    /// let migrate = NewJob::new(JobId::new("migrate")?, "migrate", once, "m.toml");
+    /// assert!(jobs.add(migrate.delete_after_run(true)).await?.delete_after_run);
+    /// // Only for one-shot jobs: a recurring job has no last run to delete it after.
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let report = NewJob::new(JobId::new("report")?, "report", every, "r.toml");
+    /// let refused = jobs.add(report.delete_after_run(true)).await;
+    /// assert!(matches!(refused, Err(Error::InvalidJob { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn delete_after_run(mut self, yes: bool) -> Self {
         self.delete_after_run = yes;
         self
     }
 
     /// Creates the job paused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{JobStatus, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let job = jobs.add(NewJob::new(id.clone(), "report", every, "r.toml").paused(true)).await?;
+    /// // Not due until resumed.
+    /// assert_eq!((job.status, job.next_run_at), (JobStatus::Paused, None));
+    /// assert_eq!(jobs.resume(&id, false).await?.next_run_at, Some(Timestamp(60_000)));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn paused(mut self, yes: bool) -> Self {
         self.paused = yes;
         self

@@ -31,6 +31,16 @@ pub(crate) const RECORD_ATTEMPTS: u32 = 256;
 /// an operator's `pause` and a running scheduler's bookkeeping never overwrite each other.
 /// Audit records go to the job store's own per-job audit list, after the change committed.
 ///
+/// # Cancel safety
+///
+/// No operation holds a lock or a lease, so a dropped one leaves nothing to release. Each
+/// store call commits on its own, so a dropped operation may have made its change without
+/// the audit record that follows it. Whether a store call still lands once its future is
+/// dropped depends on the adapter: `MemoryJobStore` finishes each call in its first poll;
+/// `FileJobStore` runs each call on a blocking thread, which finishes it after the drop;
+/// `SledJobStore` makes the change before it awaits its flush, so a drop during the flush
+/// leaves the change made but perhaps not yet durable. Each method says what a retry does.
+///
 /// # Examples
 ///
 /// ```
@@ -59,6 +69,29 @@ pub struct Jobs {
 
 impl Jobs {
     /// Jobs kept in `store`, with `clock` as the time source.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// // Two handles over one store, as two processes would be: each sees the other's jobs.
+    /// let store = MemoryJobStore::new();
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let cli = Jobs::new(Arc::new(store.clone()), clock.clone());
+    /// let scheduler_side = Jobs::new(Arc::new(store), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// cli.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(scheduler_side.show(&id).await?.name, "report");
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
         Jobs { store, clock }
     }
@@ -80,9 +113,45 @@ impl Jobs {
     ///
     /// `AlreadyExists` for a taken id; `InvalidSchedule` for a schedule that does not
     /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
-    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob` for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when the store
-    /// fails. When only the `Created` audit record fails to be written (`Store`), the job
-    /// exists already.
+    /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob`
+    /// for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when
+    /// the store fails. When only the `Created` audit record fails to be written (`Store`), the
+    /// job exists already.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may have been created or not, and a created job may lack
+    /// its `Created` audit record; a write in flight may still land after the drop, depending on
+    /// the job store (see [`Jobs`]). Retrying is safe: it fails with `AlreadyExists` when the
+    /// first try created the job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule, Zone};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let job = jobs.add(NewJob::new(id.clone(), "report", every.clone(), "report.toml")).await?;
+    /// assert_eq!((job.status, job.next_run_at), (JobStatus::Active, Some(Timestamp(60_000))));
+    ///
+    /// // The id is taken.
+    /// let again = jobs.add(NewJob::new(id, "report", every, "report.toml")).await;
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// // February has no 31st: a job that could never run is refused, naming the job.
+    /// let never = Schedule::cron("0 0 31 2 *", Zone::Utc)?;
+    /// let refused = jobs.add(NewJob::new(JobId::new("never")?, "never", never, "x.toml")).await;
+    /// assert!(matches!(refused, Err(Error::InvalidSchedule { job: Some(_), .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn add(&self, new: NewJob) -> Result<Job> {
         new.schedule
             .validate()
@@ -163,6 +232,33 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotFound`, `BadDocument`, or `Store`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads, so it can be dropped and called again. (A store that finds the
+    /// job damaged moves it aside as it reads, see `JobStore::get`; a drop does not undo that.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(jobs.show(&id).await?.workflow, "report.toml");
+    /// let unknown = jobs.show(&JobId::new("nope")?).await;
+    /// assert!(matches!(unknown, Err(Error::NotFound { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn show(&self, id: &JobId) -> Result<Job> {
         match self.store.get(id).await? {
             Some(stored) => Job::from_stored(stored),
@@ -176,6 +272,34 @@ impl Jobs {
     ///
     /// `BadDocument` for the first job whose document does not decode (see
     /// [`Jobs::list_readable`] for a listing that reports it and goes on), or `Store`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Jobs::show`]: it only reads. A damaged job the store moved aside during
+    /// the listing stays moved, and audited as `Quarantined`, if the listing is then dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// for id in ["zeta", "alpha"] {
+    ///     jobs.add(NewJob::new(JobId::new(id)?, id, every.clone(), "wf.toml")).await?;
+    /// }
+    /// let listed = jobs.list().await?;
+    /// let ids: Vec<&str> = listed.iter().map(|job| job.id.as_str()).collect();
+    /// assert_eq!(ids, ["alpha", "zeta"]);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn list(&self) -> Result<Vec<Job>> {
         self.store
             .list()
@@ -193,6 +317,13 @@ impl Jobs {
     /// # Errors
     ///
     /// `Store` when the store fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Jobs::list`], with one loss: a damaged job this listing moved aside
+    /// is reported in `left_out` by this listing only. Dropped, that report is lost (later
+    /// listings do not repeat it), but the job's `Quarantined` audit record stays, and
+    /// [`Jobs::last_damage`] finds it.
     ///
     /// # Examples
     ///
@@ -245,6 +376,36 @@ impl Jobs {
     ///
     /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
     /// `Store`; `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be paused already without its `Paused` audit record
+    /// (a write in flight may still land after the drop, depending on the job store, see
+    /// [`Jobs`]). Retrying is safe: it fails with `NotActive` when the job is paused already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// let paused = jobs.pause(&id).await?;
+    /// assert_eq!((paused.status, paused.next_run_at), (JobStatus::Paused, None));
+    /// // Only an active job can be paused; nothing changes.
+    /// let again = jobs.pause(&id).await;
+    /// assert!(matches!(again, Err(Error::NotActive { status: JobStatus::Paused, .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn pause(&self, id: &JobId) -> Result<Job> {
         let (_, job) = self
             .update(id, |job| {
@@ -288,6 +449,39 @@ impl Jobs {
     /// `force`; the message names the force option), `Completed`, `InvalidSchedule` (its
     /// schedule has no time left, for example a past year field), `NotFound`, `Store`,
     /// `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be active again without its `Resumed` or `Revived`
+    /// audit record (and, for a revive, without the `job_revived` event); a write in flight may
+    /// still land after the drop, depending on the job store (see [`Jobs`]). Retrying is safe: it
+    /// fails with `AlreadyActive` when the first try went through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, JobStatus, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock.clone());
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// jobs.pause(&id).await?;
+    /// clock.advance(Duration::from_secs(150));
+    /// // Due at the first tick of its grid after now, not at the ticks missed while paused.
+    /// let resumed = jobs.resume(&id, false).await?;
+    /// assert_eq!(resumed.status, JobStatus::Active);
+    /// assert_eq!(resumed.next_run_at, Some(Timestamp(180_000)));
+    /// assert!(matches!(jobs.resume(&id, false).await, Err(Error::AlreadyActive { .. })));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn resume(&self, id: &JobId, force: bool) -> Result<Job> {
         let now = self.clock.now();
         let (before, job) = self
@@ -358,6 +552,36 @@ impl Jobs {
     ///
     /// `NotFound`, `BadDocument` for a job whose document does not decode (see
     /// [`Jobs::delete_unreadable`]), `Store`, `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. Dropped, the job may be deleted already without its `Deleted` audit record
+    /// (a delete in flight may still land after the drop, depending on the job store, see
+    /// [`Jobs`]). Retrying is safe: it fails with `NotFound` when the job is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Error, Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// assert_eq!(jobs.delete(&id).await?.name, "report");
+    /// assert!(matches!(jobs.show(&id).await, Err(Error::NotFound { .. })));
+    /// // Its audit records are kept.
+    /// let last = jobs.audit_log(&id).await?.pop().expect("records");
+    /// assert_eq!(last.action, JobAuditAction::Deleted);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn delete(&self, id: &JobId) -> Result<Job> {
         self.delete_with_reason(id, "job deleted").await
     }
@@ -375,6 +599,15 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, but the document is never lost: the delete is only sent once the
+    /// `Quarantined` record holding the document is durable. Dropped, the job may be deleted
+    /// without its `Deleted` record (a call in flight may still land after the drop,
+    /// depending on the job store, see [`Jobs`]). Retrying is safe: it fails with `NotFound`
+    /// when the job is gone, and otherwise writes a second `Quarantined` record before the
+    /// delete.
     ///
     /// # Examples
     ///
@@ -484,6 +717,34 @@ impl Jobs {
     /// # Errors
     ///
     /// `Store`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads, so it can be dropped and called again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Jobs, ManualClock, NewJob, Schedule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::new(Timestamp(0)));
+    /// let jobs = Jobs::new(Arc::new(MemoryJobStore::new()), clock);
+    /// let id = JobId::new("report")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// jobs.add(NewJob::new(id.clone(), "report", every, "report.toml")).await?;
+    /// jobs.pause(&id).await?;
+    /// let actions: Vec<_> = jobs.audit_log(&id).await?.into_iter().map(|r| r.action).collect();
+    /// assert_eq!(actions, [JobAuditAction::Created, JobAuditAction::Paused]);
+    /// // An unknown job has none.
+    /// assert!(jobs.audit_log(&JobId::new("nope")?).await?.is_empty());
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn audit_log(&self, id: &JobId) -> Result<Vec<JobAuditRecord>> {
         Ok(self.store.read_audit(id).await?)
     }
@@ -498,19 +759,30 @@ impl Jobs {
     ///
     /// `Store` when the audit log cannot be read.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the audit log, so it can be dropped and called again.
+    ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace, MemoryJobStore};
+    /// use cairn_checkpoint::{
+    ///     JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace, MemoryJobStore,
+    /// };
     /// use cairn_queue::Timestamp;
     /// use cairn_scheduler::{Jobs, ManualClock};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = Arc::new(MemoryJobStore::new());
     /// let id = JobId::new("nightly")?;
-    /// let moved = JobAuditRecord::new(Timestamp(5), id.clone(), JobAuditAction::Quarantined, "fails its checksum")
-    ///     .with_detail(serde_json::json!({"location": "jobs/quarantine/nightly-5.json", "reason": "fails its checksum"}));
+    /// let reason = "fails its checksum";
+    /// let action = JobAuditAction::Quarantined;
+    /// let moved = JobAuditRecord::new(Timestamp(5), id.clone(), action, reason)
+    ///     .with_detail(serde_json::json!({
+    ///         "location": "jobs/quarantine/nightly-5.json",
+    ///         "reason": reason,
+    ///     }));
     /// store.append_audit(&moved).await?;
     /// let jobs = Jobs::new(store, Arc::new(ManualClock::new(Timestamp(9))));
     /// let damage = jobs.last_damage(&id).await?.expect("quarantined");

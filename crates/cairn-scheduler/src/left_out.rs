@@ -42,6 +42,27 @@ pub struct LeftOutTracker {
 impl LeftOutTracker {
     /// The entries of a listing's `left_out` not reported before, in the listing's order.
     /// Call it with every listing's `left_out` (also an empty one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, LeftOutJob, LeftOutPlace};
+    /// use cairn_scheduler::LeftOutTracker;
+    ///
+    /// let moved = LeftOutJob {
+    ///     id: Some(JobId::new("nightly").unwrap()),
+    ///     name: "nightly".to_owned(),
+    ///     reason: "fails its checksum".to_owned(),
+    ///     place: LeftOutPlace::Quarantined {
+    ///         location: "jobs/quarantine/nightly-5.json".to_owned(),
+    ///     },
+    /// };
+    /// let tracker = LeftOutTracker::default();
+    /// // A store reports each move once, so every report of one is news.
+    /// assert_eq!(tracker.news(std::slice::from_ref(&moved)).len(), 1);
+    /// assert_eq!(tracker.news(std::slice::from_ref(&moved)).len(), 1);
+    /// assert!(tracker.news(&[]).is_empty());
+    /// ```
     pub fn news(&self, left_out: &[LeftOutJob]) -> Vec<LeftOutJob> {
         let mut in_place = self.in_place.lock().unwrap_or_else(PoisonError::into_inner);
         let mut now = HashSet::new();

@@ -58,6 +58,17 @@ pub struct RunFailed {
 
 impl RunFailed {
     /// A failure with a message and no run id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::RunFailed;
+    ///
+    /// let failed = RunFailed::new("database unreachable");
+    /// assert_eq!(failed.message, "database unreachable");
+    /// // Counted by the breaker; no run id.
+    /// assert!(!failed.interrupted && !failed.store_failed && failed.run_id.is_none());
+    /// ```
     pub fn new(message: impl Into<String>) -> Self {
         RunFailed {
             run_id: None,
@@ -68,6 +79,42 @@ impl RunFailed {
     }
 
     /// A run cut short by a shutdown and left resumable (not counted as an error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// /// A host that is shutting down: every run is cut short.
+    /// #[derive(Debug)]
+    /// struct ShuttingDown;
+    /// #[async_trait]
+    /// impl JobRunner for ShuttingDown {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         Err(RunFailed::interrupted(Some("r-1".to_owned()), "interrupted by shutdown"))
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let store = Arc::new(MemoryJobStore::new());
+    /// let scheduler = Scheduler::new(store, Arc::new(ShuttingDown), Arc::new(clock.clone()));
+    /// let id = JobId::new("sync")?;
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every, "sync.toml")).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// scheduler.tick().await?;
+    /// // Not a failure: the breaker does not count it.
+    /// let job = scheduler.jobs().show(&id).await?;
+    /// assert_eq!((job.consecutive_errors, job.last_error), (0, None));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn interrupted(run_id: Option<String>, message: impl Into<String>) -> Self {
         RunFailed {
             run_id,
@@ -111,9 +158,10 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// one consecutive error. A run a shutdown cut short MUST be `RunFailed::interrupted`,
     /// which is not counted. A run that began and then stopped because its state store
     /// failed (or whose end could not be recorded) SHOULD be `RunFailed::store_failed` with
-    /// its run id: counted the same, and recorded on the job. SHOULD give each run a fresh run id, because a job runs its
-    /// workflow many times. SHOULD NOT panic: a panic is caught by the scheduler and
-    /// recorded as a failed run whose message starts with "the job runner panicked".
+    /// its run id: counted the same, and recorded on the job. SHOULD give each run a fresh
+    /// run id, because a job runs its workflow many times. SHOULD NOT panic: a panic is
+    /// caught by the scheduler and recorded as a failed run whose message starts with "the
+    /// job runner panicked".
     ///
     /// Runs of different jobs go on at once (up to `SchedulerConfig::max_running_jobs`), so
     /// this is called again before an earlier call returns; never for a job whose run goes
@@ -122,7 +170,8 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
     /// # Cancel safety
     ///
     /// The scheduler awaits this to completion; it is dropped only when the host drops the
-    /// scheduler's future, in which case the job's bookkeeping for this run is skipped.
+    /// scheduler's future, or when `run_until`'s `stop` completes while it goes on. The job's
+    /// bookkeeping for this run is then skipped (see [`crate::Scheduler::tick`]).
     async fn run(&self, request: &RunRequest) -> Result<RunSucceeded, RunFailed>;
 
     /// Whether the host is stopping (a shutdown was asked for). While it is, the scheduler

@@ -304,7 +304,8 @@ impl Zone {
     /// use cairn_scheduler::Zone;
     ///
     /// let berlin = Zone::named("Europe/Berlin")?;
-    /// let new_year = berlin.local_time(Timestamp(1_767_225_600_000)).unwrap(); // 2026-01-01T00:00Z
+    /// // 2026-01-01T00:00Z
+    /// let new_year = berlin.local_time(Timestamp(1_767_225_600_000)).unwrap();
     /// assert_eq!(new_year.to_rfc3339(), "2026-01-01T01:00:00+01:00");
     /// let midsummer = berlin.local_time(Timestamp(1_782_000_000_000)).unwrap();
     /// assert_eq!(midsummer.offset().to_string(), "+02:00");
@@ -327,6 +328,17 @@ impl Zone {
     /// # Errors
     ///
     /// `Error::InvalidZone` when a fixed offset is not within ±24 hours (exclusive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::{Error, Zone};
+    ///
+    /// assert!(Zone::Fixed { offset_seconds: 5 * 3600 }.validate().is_ok());
+    /// // Built by hand past a day's offset.
+    /// let too_far = Zone::Fixed { offset_seconds: 25 * 3600 };
+    /// assert!(matches!(too_far.validate(), Err(Error::InvalidZone { .. })));
+    /// ```
     pub fn validate(self) -> Result<()> {
         match self {
             Zone::Utc | Zone::Named(_) => Ok(()),
@@ -547,6 +559,19 @@ impl Schedule {
     }
 
     /// A one-shot schedule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::Schedule;
+    ///
+    /// let once = Schedule::once(Timestamp(90_000));
+    /// assert_eq!(once.next_after(Timestamp(0), Timestamp(0))?, Some(Timestamp(90_000)));
+    /// // Once its time has passed it never fires again.
+    /// assert_eq!(once.next_after(Timestamp(0), Timestamp(90_000))?, None);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
     pub fn once(at: Timestamp) -> Schedule {
         Schedule::Once { at }
     }
@@ -557,6 +582,18 @@ impl Schedule {
     ///
     /// `Error::InvalidSchedule` naming what is wrong; `Error::InvalidZone` for a cron
     /// schedule's out-of-range `Zone::Fixed`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_scheduler::{Error, Schedule, Zone};
+    ///
+    /// let hand_built = Schedule::Every { interval_ms: 500 };
+    /// assert!(matches!(hand_built.validate(), Err(Error::InvalidSchedule { .. })));
+    /// let typo = Schedule::Cron { expression: "0 25 * * *".to_owned(), zone: Zone::Utc };
+    /// assert!(matches!(typo.validate(), Err(Error::InvalidSchedule { .. })));
+    /// assert!(Schedule::Every { interval_ms: 1_000 }.validate().is_ok());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         match self {
             Schedule::Cron { expression, zone } => {
@@ -587,6 +624,29 @@ impl Schedule {
     /// # Errors
     ///
     /// `Error::InvalidSchedule` for an expression that does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{Schedule, Zone};
+    ///
+    /// // 09:00 every day in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+    /// let nine = Schedule::cron("0 9 * * *", Zone::named("Europe/Berlin")?)?;
+    /// let jan_1 = Timestamp(1_767_225_600_000); // 2026-01-01T00:00:00Z
+    /// let jul_1 = Timestamp(1_782_864_000_000); // 2026-07-01T00:00:00Z
+    /// assert_eq!(nine.next_after(jan_1, jan_1)?, Some(Timestamp(jan_1.0 + 8 * 3_600_000)));
+    /// assert_eq!(nine.next_after(jul_1, jul_1)?, Some(Timestamp(jul_1.0 + 7 * 3_600_000)));
+    /// // Strictly after: a time that matches is not its own next time.
+    /// let at_nine = Timestamp(jan_1.0 + 8 * 3_600_000);
+    /// assert_eq!(nine.next_after(at_nine, at_nine)?, Some(Timestamp(at_nine.0 + 86_400_000)));
+    /// // An interval counts from its anchor.
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let next = every.next_after(Timestamp(30_000), Timestamp(95_000))?;
+    /// assert_eq!(next, Some(Timestamp(150_000)));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
     pub fn next_after(&self, anchor: Timestamp, after: Timestamp) -> Result<Option<Timestamp>> {
         match self {
             Schedule::Cron { expression, zone } => {
@@ -633,6 +693,22 @@ impl Schedule {
     /// # Errors
     ///
     /// As [`Schedule::next_after`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::Schedule;
+    ///
+    /// let every = Schedule::every(Duration::from_secs(60))?;
+    /// let anchor = Timestamp(0);
+    /// // `after` is left out, `until` is kept.
+    /// let times = every.fire_times_between(anchor, Timestamp(60_000), Timestamp(240_000), 10)?;
+    /// assert_eq!(times, [Timestamp(120_000), Timestamp(180_000), Timestamp(240_000)]);
+    /// assert_eq!(every.fire_times_between(anchor, Timestamp(0), Timestamp(600_000), 2)?.len(), 2);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
     pub fn fire_times_between(
         &self,
         anchor: Timestamp,

@@ -208,7 +208,8 @@ impl TickReport {
 /// );
 /// let id = JobId::new("sync")?;
 /// let schedule = Schedule::every(Duration::from_secs(60))?;
-/// scheduler.jobs().add(NewJob::new(id.clone(), "sync", schedule, "sync.toml").max_consecutive_errors(2)).await?;
+/// let new = NewJob::new(id.clone(), "sync", schedule, "sync.toml").max_consecutive_errors(2);
+/// scheduler.jobs().add(new).await?;
 /// for _ in 0..2 {
 ///     clock.advance(Duration::from_secs(60));
 ///     scheduler.tick().await?;
@@ -235,6 +236,33 @@ const MISSED_SCAN_LIMIT: usize = 1_000;
 
 impl Scheduler {
     /// A scheduler with the default [`SchedulerConfig`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::MemoryJobStore;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// #[derive(Debug)]
+    /// struct Succeeds;
+    /// #[async_trait]
+    /// impl JobRunner for Succeeds {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         Ok(RunSucceeded::default())
+    ///     }
+    /// }
+    ///
+    /// let scheduler = Scheduler::new(
+    ///     Arc::new(MemoryJobStore::new()),
+    ///     Arc::new(Succeeds),
+    ///     Arc::new(ManualClock::new(Timestamp(0))),
+    /// );
+    /// assert_eq!(scheduler.config(), &SchedulerConfig::default());
+    /// assert_eq!(scheduler.config().max_running_jobs, DEFAULT_MAX_RUNNING_JOBS);
+    /// ```
     pub fn new(
         store: Arc<dyn JobStore>,
         runner: Arc<dyn JobRunner>,
@@ -244,6 +272,47 @@ impl Scheduler {
     }
 
     /// A scheduler with `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// #[derive(Debug)]
+    /// struct Succeeds;
+    /// #[async_trait]
+    /// impl JobRunner for Succeeds {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         Ok(RunSucceeded::default())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let config = SchedulerConfig { catch_up: CatchUp::Skip, ..SchedulerConfig::default() };
+    /// let scheduler = Scheduler::with_config(
+    ///     Arc::new(MemoryJobStore::new()),
+    ///     Arc::new(Succeeds),
+    ///     Arc::new(clock.clone()),
+    ///     config,
+    /// );
+    /// let id = JobId::new("sync")?;
+    /// let every_minute = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every_minute, "sync.toml")).await?;
+    /// // Down for five minutes: with `CatchUp::Skip` none of the five missed ticks runs.
+    /// clock.advance(Duration::from_secs(300));
+    /// let report = scheduler.tick().await?;
+    /// assert!(report.runs.is_empty());
+    /// assert_eq!(report.missed_not_run, 5);
+    /// assert_eq!(scheduler.jobs().show(&id).await?.next_run_at, Some(Timestamp(360_000)));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_config(
         store: Arc<dyn JobStore>,
         runner: Arc<dyn JobRunner>,
@@ -297,8 +366,58 @@ impl Scheduler {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropping the future during runs skips recording their outcomes (the
-    /// jobs stay claimed for their next ticks, so nothing runs twice).
+    /// Not cancel safe. Dropping the future drops the runs it started (it polls them; they are
+    /// not spawned), and their outcomes are not recorded: a failure is not counted by the
+    /// breaker, a success neither resets the count nor completes a one-shot job. A claimed job
+    /// stays claimed: a recurring job waits for its next tick (the dropped one is not run
+    /// again), and a one-shot job is due again `one_shot_retry` after its claim. The jobs are
+    /// released at once, so a later `tick` of this scheduler or of a clone starts them when
+    /// they are due. A drop while an outcome is being recorded may leave the job written
+    /// without the audit record that follows (a trip without its `BreakerTripped` record and
+    /// event); a store call in flight may still land after the drop, depending on the job
+    /// store (see [`Jobs`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    ///
+    /// #[derive(Debug)]
+    /// struct Succeeds;
+    /// #[async_trait]
+    /// impl JobRunner for Succeeds {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         Ok(RunSucceeded { run_id: Some("run-1".to_owned()) })
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let scheduler = Scheduler::new(
+    ///     Arc::new(MemoryJobStore::new()),
+    ///     Arc::new(Succeeds),
+    ///     Arc::new(clock.clone()),
+    /// );
+    /// let id = JobId::new("sync")?;
+    /// let every_minute = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every_minute, "sync.toml")).await?;
+    /// assert!(scheduler.tick().await?.runs.is_empty(), "nothing is due yet");
+    /// // Five ticks were missed: by default (`CatchUp::One`) the job runs once for all of them.
+    /// clock.advance(Duration::from_secs(300));
+    /// let report = scheduler.tick().await?;
+    /// assert_eq!(report.runs.len(), 1);
+    /// assert_eq!(report.runs[0].scheduled_for, Timestamp(60_000));
+    /// assert_eq!(report.missed_not_run, 4);
+    /// // The job is claimed for its next tick, so the same moment runs nothing again.
+    /// assert!(scheduler.tick().await?.runs.is_empty());
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn tick(&self) -> Result<TickReport> {
         let look = self.look().await?;
         let mut report = look.report;
@@ -745,8 +864,56 @@ impl Scheduler {
     ///
     /// # Cancel safety
     ///
-    /// As `tick`: dropping it during runs skips recording their outcomes (the jobs stay
-    /// claimed, so those ticks are not run again).
+    /// Not cancel safe, as [`Scheduler::tick`]: dropping it drops the runs going on, whose
+    /// outcomes are then not recorded (the jobs stay claimed, so those ticks are not run
+    /// again, except a one-shot job's, `one_shot_retry` after its claim). `stop` completing
+    /// does the same to the runs going on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_trait::async_trait;
+    /// use cairn_checkpoint::{JobId, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::*;
+    /// use tokio::sync::Notify;
+    ///
+    /// /// Fails every run, and says when it has run.
+    /// #[derive(Debug)]
+    /// struct FailsAndTells(Arc<Notify>);
+    /// #[async_trait]
+    /// impl JobRunner for FailsAndTells {
+    ///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+    ///         self.0.notify_one();
+    ///         Err(RunFailed::new("database unreachable"))
+    ///     }
+    /// }
+    ///
+    /// // `run_until` sleeps on tokio's timer between looks, so the runtime needs one.
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
+    /// # runtime.unwrap().block_on(async {
+    /// let ran = Arc::new(Notify::new());
+    /// let clock = ManualClock::new(Timestamp(0));
+    /// let scheduler = Scheduler::new(
+    ///     Arc::new(MemoryJobStore::new()),
+    ///     Arc::new(FailsAndTells(Arc::clone(&ran))),
+    ///     Arc::new(clock.clone()),
+    /// );
+    /// let id = JobId::new("sync")?;
+    /// let every_minute = Schedule::every(Duration::from_secs(60))?;
+    /// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every_minute, "sync.toml")).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// // Stop once the runner has run. The memory store never makes the job's future wait, so
+    /// // the failure is recorded in the same poll, before `run_until` looks at `stop` again.
+    /// scheduler.run_until(ran.notified()).await?;
+    /// let job = scheduler.jobs().show(&id).await?;
+    /// assert_eq!(job.consecutive_errors, 1);
+    /// assert_eq!(job.last_error.as_deref(), Some("database unreachable"));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<()> {
         /// What woke the loop.
         enum Woken {

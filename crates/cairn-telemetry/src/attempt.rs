@@ -88,6 +88,43 @@ impl std::fmt::Debug for AttemptHook {
 
 impl AttemptHook {
     /// A hook handing attempts to `export`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use cairn_telemetry::attempt::{AttemptExport, AttemptHook, AttemptRecord};
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    ///
+    /// /// An export that only notes whether an executor claimed it.
+    /// #[derive(Default)]
+    /// struct Claimed(AtomicBool);
+    ///
+    /// impl AttemptExport for Claimed {
+    ///     fn claim(&self) {
+    ///         self.0.store(true, Ordering::SeqCst);
+    ///     }
+    ///
+    ///     fn open(
+    ///         &self,
+    ///         _parent: &tracing::Span,
+    ///         _task_id: &str,
+    ///         _task_name: Option<&Arc<str>>,
+    ///         _kind: &Arc<str>,
+    ///         _attempt: u32,
+    ///     ) -> Option<Box<dyn AttemptRecord>> {
+    ///         None
+    ///     }
+    /// }
+    ///
+    /// let export = Arc::new(Claimed::default());
+    /// let hook = AttemptHook::new(export.clone());
+    /// let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(hook));
+    /// // The executor finds the hook in the subscriber, which claims the export.
+    /// assert!(AttemptHook::find(&dispatch).is_some());
+    /// assert!(export.0.load(Ordering::SeqCst));
+    /// ```
     pub fn new(export: Arc<dyn AttemptExport>) -> Self {
         AttemptHook { export }
     }

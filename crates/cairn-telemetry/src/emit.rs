@@ -55,6 +55,16 @@ pub enum RunOutcomeName {
 
 impl RunOutcomeName {
     /// The field value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::emit::RunOutcomeName;
+    ///
+    /// assert_eq!(RunOutcomeName::Complete.as_str(), "complete");
+    /// assert_eq!(RunOutcomeName::LeaveRunning.as_str(), "leave_running");
+    /// assert_eq!(RunOutcomeName::Fail.as_str(), "fail");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcomeName::Complete => "complete",
@@ -86,6 +96,31 @@ pub struct RunFinished<'a> {
 }
 
 /// Emits [`names::RUN_STARTED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::emit::{self, RunStarted};
+/// use cairn_telemetry::{names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// // `testing` (a dev-dependency feature) records what is emitted, in memory.
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| {
+///     emit::run_started(&RunStarted {
+///         run_id: "r1",
+///         workflow: "nightly",
+///         scope: "prod",
+///         tasks_total: 12,
+///         resumed: false,
+///     });
+/// });
+/// let events = telemetry.events(names::RUN_STARTED);
+/// assert_eq!(events.len(), 1);
+/// // Counts go out as OpenTelemetry integers.
+/// assert!(events[0].attributes.contains(&KeyValue::new("tasks_total", 12_i64)));
+/// assert!(events[0].attributes.contains(&KeyValue::new("resumed", false)));
+/// ```
 pub fn run_started(f: &RunStarted<'_>) {
     tracing::info!(
         name: "orchestrator run started",
@@ -101,6 +136,30 @@ pub fn run_started(f: &RunStarted<'_>) {
 }
 
 /// Emits [`names::RESUMED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::emit::{self, Resumed};
+/// use cairn_telemetry::{names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| {
+///     emit::resumed(&Resumed {
+///         run_id: "r1",
+///         lease_epoch: 2,
+///         tasks_pending: 4,
+///         tasks_done: 7,
+///         tasks_reset: 1,
+///         tasks_failed: 0,
+///     });
+/// });
+/// let events = telemetry.events(names::RESUMED);
+/// assert!(events[0].attributes.contains(&KeyValue::new("lease_epoch", 2_i64)));
+/// // Each resume also counts toward the resumes metric.
+/// assert_eq!(telemetry.counter_total(names::METRIC_RESUMES), 1);
+/// ```
 pub fn resumed(f: &Resumed<'_>) {
     tracing::info!(
         name: "orchestrator resumed",
@@ -117,6 +176,34 @@ pub fn resumed(f: &Resumed<'_>) {
 }
 
 /// Emits [`names::RUN_FINISHED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::emit::{self, RunFinished, RunOutcomeName};
+/// use cairn_telemetry::{names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| {
+///     emit::run_finished(&RunFinished {
+///         run_id: "r1",
+///         outcome: RunOutcomeName::LeaveRunning,
+///         resumed: false,
+///         duration_ms: 1_500,
+///         tasks_done: 3,
+///         tasks_failed: 0,
+///         tasks_skipped: 0,
+///         tasks_blocked: 0,
+///     });
+/// });
+/// let events = telemetry.events(names::RUN_FINISHED);
+/// assert!(events[0].attributes.contains(&KeyValue::new("outcome", "leave_running")));
+/// // The run duration histogram is in seconds.
+/// let outcome = KeyValue::new("outcome", "leave_running");
+/// let duration = telemetry.histogram(names::METRIC_RUN_DURATION, &[outcome]).unwrap();
+/// assert_eq!((duration.count, duration.sum), (1, 1.5));
+/// ```
 pub fn run_finished(f: &RunFinished<'_>) {
     tracing::info!(
         name: "orchestrator run finished",
@@ -136,6 +223,21 @@ pub fn run_finished(f: &RunFinished<'_>) {
 
 /// Emits [`names::TASK_RESET`]. `task_name` is what people call the task (the plan's name
 /// for it, a workflow file's task id), when it has one; the field is left out without one.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::task_reset("r1", "t4", None, "fetch", 2, "pending"));
+/// let event = &telemetry.events(names::TASK_RESET)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("now", "pending")));
+/// assert!(event.attributes.contains(&KeyValue::new("attempt", 2_i64)));
+/// // An unnamed task's event has no `task_name` field at all.
+/// assert!(event.attributes.iter().all(|kv| kv.key.as_str() != "task_name"));
+/// ```
 pub fn task_reset(
     run_id: &str,
     task_id: &str,
@@ -184,20 +286,29 @@ pub struct TaskFailed<'a> {
 ///
 /// ```
 /// use cairn_telemetry::emit::{TaskFailed, task_failed};
-/// task_failed(
-///     None,
-///     &TaskFailed {
-///         run_id: "r1",
-///         task_id: "t3",
-///         task_name: Some("fetch-prices"),
-///         kind: "fetch",
-///         attempt: 1,
-///         max_attempts: 3,
-///         error_kind: "http",
-///         error_message: "503 from upstream",
-///         will_retry: true,
-///     },
-/// );
+/// use cairn_telemetry::{names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| {
+///     task_failed(
+///         None,
+///         &TaskFailed {
+///             run_id: "r1",
+///             task_id: "t3",
+///             task_name: Some("fetch-prices"),
+///             kind: "fetch",
+///             attempt: 1,
+///             max_attempts: 3,
+///             error_kind: "http",
+///             error_message: "503 from upstream",
+///             will_retry: true,
+///         },
+///     );
+/// });
+/// let event = &telemetry.events(names::TASK_FAILED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("error.kind", "http")));
+/// assert!(event.attributes.contains(&KeyValue::new("will_retry", true)));
 /// ```
 pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
     match parent {
@@ -216,24 +327,76 @@ pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
 }
 
 /// Emits [`names::STATE_QUARANTINED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::state_quarantined("r1", "bad checksum", "quarantine/r1"));
+/// let event = &telemetry.events(names::STATE_QUARANTINED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("location", "quarantine/r1")));
+/// assert_eq!(telemetry.counter_total(names::METRIC_QUARANTINES), 1);
+/// ```
 pub fn state_quarantined(run_id: &str, reason: &str, location: &str) {
     tracing::warn!(name: "orchestrator state_quarantined", target: "cairn",
         run_id, reason, location, "{}", names::STATE_QUARANTINED);
 }
 
 /// Emits [`names::BEGIN_DEGRADED`] at WARN.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::begin_degraded("r1", "disk full"));
+/// let event = &telemetry.events(names::BEGIN_DEGRADED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("level", "WARN")));
+/// assert!(event.attributes.contains(&KeyValue::new("error", "disk full")));
+/// ```
 pub fn begin_degraded(run_id: &str, error: &str) {
     tracing::warn!(name: "orchestrator begin_degraded", target: "cairn",
         run_id, error, "{}", names::BEGIN_DEGRADED);
 }
 
 /// Emits [`names::FAILED_RESUME_PROMPTED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::failed_resume_prompted("r1", "nightly", "prod"));
+/// let event = &telemetry.events(names::FAILED_RESUME_PROMPTED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("run_id", "r1")));
+/// assert!(event.attributes.contains(&KeyValue::new("workflow", "nightly")));
+/// ```
 pub fn failed_resume_prompted(run_id: &str, workflow: &str, scope: &str) {
     tracing::info!(name: "orchestrator failed_resume_prompted", target: "cairn",
         run_id, workflow, scope, "{}", names::FAILED_RESUME_PROMPTED);
 }
 
 /// Emits [`names::RUN_ABANDONED`] for an abandon that needed no override (`forced = false`).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::run_abandoned("r1", "failed"));
+/// let event = &telemetry.events(names::RUN_ABANDONED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("forced", false)));
+/// assert!(event.attributes.contains(&KeyValue::new("level", "INFO")));
+/// ```
 pub fn run_abandoned(run_id: &str, previous_status: &str) {
     tracing::info!(name: "orchestrator run_abandoned", target: "cairn",
         run_id, previous_status, forced = false, "{}", names::RUN_ABANDONED);
@@ -242,6 +405,20 @@ pub fn run_abandoned(run_id: &str, previous_status: &str) {
 /// Emits [`names::RUN_ABANDONED`] for a forced abandon (`forced = true`), at WARN: it overrode
 /// `last_owner` (for example `pid 4242 on build-7`, or `none recorded`), whose lease epoch
 /// was `last_lease_epoch` and which could not be shown to have exited.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::run_abandoned_forced("r1", "running", "pid 4242 on build-7", 3));
+/// let event = &telemetry.events(names::RUN_ABANDONED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("forced", true)));
+/// assert!(event.attributes.contains(&KeyValue::new("level", "WARN")));
+/// assert!(event.attributes.contains(&KeyValue::new("last_lease_epoch", 3_i64)));
+/// ```
 pub fn run_abandoned_forced(
     run_id: &str,
     previous_status: &str,
@@ -254,24 +431,77 @@ pub fn run_abandoned_forced(
 }
 
 /// Emits [`names::FRESH_RUN_FORCED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::fresh_run_forced("r2", "r1"));
+/// let event = &telemetry.events(names::FRESH_RUN_FORCED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("run_id", "r2")));
+/// assert!(event.attributes.contains(&KeyValue::new("failed_run_id", "r1")));
+/// ```
 pub fn fresh_run_forced(run_id: &str, failed_run_id: &str) {
     tracing::info!(name: "orchestrator fresh_run_forced", target: "cairn",
         run_id, failed_run_id, "{}", names::FRESH_RUN_FORCED);
 }
 
 /// Emits [`names::RESUMED_BY_ID`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::resumed_by_id("r1", "failed", 4));
+/// let event = &telemetry.events(names::RESUMED_BY_ID)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("previous_status", "failed")));
+/// assert!(event.attributes.contains(&KeyValue::new("lease_epoch", 4_i64)));
+/// ```
 pub fn resumed_by_id(run_id: &str, previous_status: &str, lease_epoch: u64) {
     tracing::info!(name: "orchestrator resumed_by_id", target: "cairn",
         run_id, previous_status, lease_epoch = int(lease_epoch), "{}", names::RESUMED_BY_ID);
 }
 
 /// Emits [`names::BREAKER_TRIPPED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// // Outside any span, as the scheduler emits it: exported as a span of its own.
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::breaker_tripped("sync", 10, "database unreachable"));
+/// assert_eq!(telemetry.spans_named(names::BREAKER_TRIPPED).len(), 1);
+/// let event = &telemetry.events(names::BREAKER_TRIPPED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("consecutive_errors", 10_i64)));
+/// ```
 pub fn breaker_tripped(job_id: &str, consecutive_errors: u32, last_error: &str) {
     tracing::warn!(name: "scheduler breaker_tripped", target: "cairn",
         job_id, consecutive_errors = i64::from(consecutive_errors), last_error, "{}", names::BREAKER_TRIPPED);
 }
 
 /// Emits [`names::JOB_REVIVED`].
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| emit::job_revived("sync", true));
+/// let event = &telemetry.events(names::JOB_REVIVED)[0];
+/// assert!(event.attributes.contains(&KeyValue::new("job_id", "sync")));
+/// assert!(event.attributes.contains(&KeyValue::new("forced", true)));
+/// ```
 pub fn job_revived(job_id: &str, forced: bool) {
     tracing::info!(name: "scheduler job_revived", target: "cairn",
         job_id, forced, "{}", names::JOB_REVIVED);
@@ -295,6 +525,23 @@ pub struct QueueDepth {
 }
 
 /// Emits [`names::QUEUE_DEPTH`] at DEBUG (it is frequent; metrics read it).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::emit::{self, QueueDepth};
+/// use cairn_telemetry::{names, testing::TestTelemetry};
+/// use opentelemetry::KeyValue;
+///
+/// let telemetry = TestTelemetry::new();
+/// telemetry.in_scope(|| {
+///     emit::queue_depth("r1", &QueueDepth { pending: 3, ..QueueDepth::default() });
+///     emit::queue_depth("r2", &QueueDepth { pending: 2, ..QueueDepth::default() });
+/// });
+/// // The gauge sums the runs in progress.
+/// let pending = [KeyValue::new("status", "pending")];
+/// assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &pending), Some(5));
+/// ```
 pub fn queue_depth(run_id: &str, d: &QueueDepth) {
     tracing::debug!(name: "orchestrator queue_depth", target: "cairn",
         run_id, pending = int(d.pending), running = int(d.running), done = int(d.done),

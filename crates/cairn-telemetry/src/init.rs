@@ -72,6 +72,18 @@ impl fmt::Display for OtlpProtocol {
 impl OtlpProtocol {
     /// The protocol used when neither the config nor `OTEL_EXPORTER_OTLP_PROTOCOL` picks one:
     /// HTTP when compiled in, else gRPC.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::OtlpProtocol;
+    ///
+    /// // With the default features (`otlp-http`), HTTP is compiled in and is the default.
+    /// let protocol = OtlpProtocol::compiled_default();
+    /// assert_eq!(protocol, OtlpProtocol::HttpProtobuf);
+    /// // Spelled as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
+    /// assert_eq!(protocol.to_string(), "http/protobuf");
+    /// ```
     pub fn compiled_default() -> Self {
         if cfg!(feature = "otlp-http") || !cfg!(feature = "otlp-grpc") {
             OtlpProtocol::HttpProtobuf
@@ -172,12 +184,46 @@ impl Config {
     }
 
     /// Sets [`Config::log_format`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, LogFormat};
+    ///
+    /// assert_eq!(Config::new("cairn").log_format, LogFormat::Human);
+    /// let config = Config::new("cairn").with_log_format(LogFormat::Json);
+    /// assert_eq!(config.log_format, LogFormat::Json);
+    /// ```
     pub fn with_log_format(mut self, log_format: LogFormat) -> Self {
         self.log_format = log_format;
         self
     }
 
     /// Sets [`Config::default_filter`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, Error, Export};
+    /// use tracing_subscriber::Registry;
+    ///
+    /// let config = Config::new("cli").with_default_filter("warn,cairn=info");
+    /// assert_eq!(config.default_filter, "warn,cairn=info");
+    ///
+    /// // A filter that does not parse is refused when the layers are built.
+    /// let bad = Config::new("cli").with_default_filter("cairn=loud").with_export(Export::Off);
+    /// let providers = cairn_telemetry::providers(&bad)?;
+    /// let layers = cairn_telemetry::export_layers::<Registry>(&bad, &providers);
+    /// // `RUST_LOG`, when set, is used instead of the default filter.
+    /// if std::env::var_os("RUST_LOG").is_none() {
+    ///     let Err(Error::InvalidFilter { origin, .. }) = layers else {
+    ///         panic!("`cairn=loud` is no filter");
+    ///     };
+    ///     assert_eq!(origin, "Config::default_filter");
+    /// }
+    /// # providers.shutdown()?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn with_default_filter(mut self, filter: impl Into<String>) -> Self {
         self.default_filter = filter.into();
         self
@@ -202,18 +248,62 @@ impl Config {
     }
 
     /// Sets [`Config::export`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, Export, OtlpProtocol};
+    ///
+    /// // Off: logs only, whatever the OTEL_* variables say.
+    /// let off = cairn_telemetry::providers(&Config::new("cli").with_export(Export::Off))?;
+    /// assert!(off.endpoint.is_none() && off.span_queue.is_none());
+    /// # off.shutdown()?;
+    ///
+    /// // An explicit collector; building the exporters does not connect to it.
+    /// let export = Export::Otlp {
+    ///     protocol: OtlpProtocol::HttpProtobuf,
+    ///     endpoint: Some("http://collector.internal:4318".to_owned()),
+    /// };
+    /// let otlp = cairn_telemetry::providers(&Config::new("cli").with_export(export))?;
+    /// assert_eq!(otlp.endpoint.as_deref(), Some("http://collector.internal:4318"));
+    /// assert!(otlp.span_queue.is_some());
+    /// // Nothing was recorded, so the shutdown exports nothing and does not wait on the collector.
+    /// otlp.shutdown()?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn with_export(mut self, export: Export) -> Self {
         self.export = export;
         self
     }
 
     /// Sets [`Config::metrics_interval`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::Config;
+    ///
+    /// assert_eq!(Config::new("cairn").metrics_interval, Duration::from_secs(60));
+    /// let config = Config::new("cairn").with_metrics_interval(Duration::from_secs(10));
+    /// assert_eq!(config.metrics_interval, Duration::from_secs(10));
+    /// ```
     pub fn with_metrics_interval(mut self, interval: Duration) -> Self {
         self.metrics_interval = interval;
         self
     }
 
     /// Sets [`Config::traced_task_spans`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::Config;
+    ///
+    /// // Off by default: attempts reach the exporter through the attempt hook.
+    /// assert!(!Config::new("cairn").traced_task_spans);
+    /// assert!(Config::new("cairn").with_traced_task_spans(true).traced_task_spans);
+    /// ```
     pub fn with_traced_task_spans(mut self, traced: bool) -> Self {
         self.traced_task_spans = traced;
         self
@@ -266,6 +356,21 @@ impl TelemetryGuard {
     /// [`Error::Export`] when the collector could not be reached, refused the export or did
     /// not answer in time; what was not exported is lost. [`Error::Shutdown`] when a provider
     /// was already shut down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, Error, Export};
+    ///
+    /// // Each doctest runs in a process of its own, so this one may install the global subscriber.
+    /// let guard = cairn_telemetry::init(Config::new("cli").with_export(Export::Off))?;
+    /// // A second `init` finds the subscriber installed and changes nothing.
+    /// let again = cairn_telemetry::init(Config::new("cli").with_export(Export::Off));
+    /// assert!(matches!(again, Err(Error::SubscriberAlreadySet { .. })));
+    /// // Nothing to export: the shutdown succeeds at once.
+    /// guard.shutdown()?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.shutdown_providers()
     }
@@ -327,6 +432,28 @@ impl Providers {
 
     /// Names `queue` as `traces`' span processor. `queue` MUST be registered with `traces`
     /// (`with_span_processor(queue.clone())`): the executor's attempts go to it directly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::Providers;
+    /// use cairn_telemetry::span_queue::{SpanQueue, SpanQueueConfig};
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    ///
+    /// let queue = SpanQueue::new(InMemorySpanExporter::default(), SpanQueueConfig::default())?;
+    /// let traces = cairn_telemetry::link::tracer_provider_builder()
+    ///     .with_span_processor(queue.clone())
+    ///     .build();
+    /// let providers =
+    ///     Providers::new(traces, SdkMeterProvider::builder().build()).with_span_queue(queue);
+    /// assert!(providers.span_queue.is_some());
+    /// // Shutting the tracer provider down shuts the queue down too.
+    /// providers.shutdown()?;
+    /// let queue = providers.span_queue.as_ref().expect("named above");
+    /// assert!(opentelemetry_sdk::trace::SpanProcessor::force_flush(queue).is_err());
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     #[must_use]
     pub fn with_span_queue(mut self, queue: SpanQueue) -> Self {
         self.span_queue = Some(queue);
@@ -334,6 +461,42 @@ impl Providers {
     }
 
     /// Names the collector the exporters send to, for [`Error::Export`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::{SpanQueue, SpanQueueConfig};
+    /// use cairn_telemetry::{Error, Providers};
+    /// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    /// use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    /// use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    ///
+    /// /// An exporter whose collector is down.
+    /// #[derive(Debug)]
+    /// struct Down;
+    ///
+    /// impl SpanExporter for Down {
+    ///     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    ///         Err(OTelSdkError::InternalFailure("connection refused".to_owned()))
+    ///     }
+    /// }
+    ///
+    /// let queue = SpanQueue::new(Down, SpanQueueConfig::default())?;
+    /// let traces = cairn_telemetry::link::tracer_provider_builder()
+    ///     .with_span_processor(queue.clone())
+    ///     .build();
+    /// let providers = Providers::new(traces, SdkMeterProvider::builder().build())
+    ///     .with_span_queue(queue)
+    ///     .with_endpoint("http://collector.internal:4318");
+    /// providers.traces.tracer("example").in_span("work", |_| {});
+    /// // The failed export is reported with the collector's name.
+    /// let Err(Error::Export { endpoint, signals, .. }) = providers.shutdown() else {
+    ///     panic!("the export failed");
+    /// };
+    /// assert_eq!((endpoint.as_str(), signals), ("http://collector.internal:4318", "traces"));
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
@@ -345,6 +508,18 @@ impl Providers {
     /// # Errors
     ///
     /// As [`Providers::shutdown_with_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{Config, Error, Export};
+    ///
+    /// let providers = cairn_telemetry::providers(&Config::new("host").with_export(Export::Off))?;
+    /// providers.shutdown()?;
+    /// // A second shutdown finds the providers shut down already.
+    /// assert!(matches!(providers.shutdown(), Err(Error::Shutdown { .. })));
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn shutdown(&self) -> Result<(), Error> {
         self.shutdown_with_timeout(DEFAULT_SHUTDOWN_TIMEOUT)
     }
@@ -787,8 +962,9 @@ mod otlp {
 ///
 /// The executor's task attempts reach the trace half through its attempt hook
 /// ([`crate::attempt`]), which also records their task metrics, unless
-/// [`Config::traced_task_spans`] is set or the filter has a span directive (`[...]`). For task spans that are tracing spans, when the filter
-/// enables them outright (the default filter does), the trace layer records the task metrics
+/// [`Config::traced_task_spans`] is set or the filter has a span directive (`[...]`). For
+/// task spans that are tracing spans, when the filter enables them outright (the default
+/// filter does), the trace layer records the task metrics
 /// as it closes each one and the metrics layer leaves them alone, which saves each attempt the
 /// metrics layer's span lookups; otherwise the metrics layer records them itself. Either way
 /// each attempt is counted once.

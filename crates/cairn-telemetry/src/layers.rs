@@ -95,6 +95,29 @@ fn stderr_wants_colour() -> bool {
 /// the task span's context and spans a handler opens are its children.
 /// (`tracing_opentelemetry::OpenTelemetrySpanExt::context` still works on other spans, but
 /// not on task spans, which tracing-opentelemetry never sees.)
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{link, names};
+/// use opentelemetry_sdk::trace::InMemorySpanExporter;
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let exporter = InMemorySpanExporter::default();
+/// let provider = link::tracer_provider_builder()
+///     .with_simple_exporter(exporter.clone())
+///     .build();
+/// let subscriber =
+///     tracing_subscriber::registry().with(cairn_telemetry::layers::trace_layer(&provider));
+/// tracing::subscriber::with_default(subscriber, || {
+///     let run = tracing::info_span!(target: "cairn", "orchestrator run", run_id = "r1");
+///     run.in_scope(|| {});
+/// });
+/// let spans = exporter.get_finished_spans().expect("spans");
+/// assert_eq!(spans[0].name, names::RUN_SPAN);
+/// // A fresh run's span has the trace id derived from its run id and lease epoch 1.
+/// assert_eq!(spans[0].span_context.trace_id(), link::run_trace_id("r1", 1));
+/// ```
 pub fn trace_layer<S>(tracer_provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -188,6 +211,36 @@ where
 }
 
 /// The metrics half: [`MetricsLayer`] on the provider's `cairn` meter.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_telemetry::{emit, names};
+/// use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+/// use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let exporter = InMemoryMetricExporter::default();
+/// let reader = PeriodicReader::builder(exporter.clone()).build();
+/// let meters = SdkMeterProvider::builder().with_reader(reader).build();
+/// let subscriber =
+///     tracing_subscriber::registry().with(cairn_telemetry::layers::metrics_layer(&meters));
+/// tracing::subscriber::with_default(subscriber, || {
+///     emit::state_quarantined("r1", "bad checksum", "quarantine/r1");
+/// });
+/// meters.force_flush().expect("collected");
+/// let exported = exporter.get_finished_metrics().expect("metrics");
+/// let metric = exported[0]
+///     .scope_metrics()
+///     .flat_map(|scope| scope.metrics())
+///     .find(|metric| metric.name() == names::METRIC_QUARANTINES)
+///     .expect("the quarantine counter");
+/// let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+///     panic!("a u64 counter");
+/// };
+/// assert_eq!(sum.data_points().map(|point| point.value()).sum::<u64>(), 1);
+/// # meters.shutdown().ok();
+/// ```
 pub fn metrics_layer(meter_provider: &SdkMeterProvider) -> MetricsLayer {
     MetricsLayer::new(&meter_provider.meter_with_scope(scope()))
 }
@@ -244,6 +297,28 @@ pub struct DetachedEventLayer {
 
 impl DetachedEventLayer {
     /// Exports through `tracer`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, layers::DetachedEventLayer, names};
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    ///
+    /// let exporter = InMemorySpanExporter::default();
+    /// let provider = cairn_telemetry::link::tracer_provider_builder()
+    ///     .with_simple_exporter(exporter.clone())
+    ///     .build();
+    /// let layer = DetachedEventLayer::new(provider.tracer("cairn"));
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     emit::breaker_tripped("sync", 10, "database unreachable");
+    /// });
+    /// let spans = exporter.get_finished_spans().expect("spans");
+    /// // A zero-length span named after the event, holding the event.
+    /// assert_eq!(spans[0].name, names::BREAKER_TRIPPED);
+    /// assert_eq!(spans[0].events.events[0].name, names::BREAKER_TRIPPED);
+    /// ```
     pub fn new(tracer: SdkTracer) -> Self {
         DetachedEventLayer {
             tracer,

@@ -252,6 +252,38 @@ pub struct RunLinkTracer {
 
 impl RunLinkTracer {
     /// Wraps `inner`, which should come from a provider built by [`tracer_provider_builder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::link::{self, RunLinkTracer};
+    /// use cairn_telemetry::names;
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    ///
+    /// let exporter = InMemorySpanExporter::default();
+    /// let provider = link::tracer_provider_builder()
+    ///     .with_simple_exporter(exporter.clone())
+    ///     .build();
+    /// let tracer = RunLinkTracer::new(provider.tracer("cairn"));
+    /// // The run span of a resume of run r1, whose lease epoch was 1.
+    /// let mut span = tracer
+    ///     .span_builder(names::RUN_SPAN)
+    ///     .with_attributes([
+    ///         KeyValue::new("run_id", "r1"),
+    ///         KeyValue::new("resumed_from_run_id", "r1"),
+    ///         KeyValue::new("resumed_from_epoch", 1_i64),
+    ///     ])
+    ///     .start(&tracer);
+    /// // Its ids are derived from its own epoch, 2 ...
+    /// assert_eq!(span.span_context().trace_id(), link::run_trace_id("r1", 2));
+    /// span.end();
+    /// // ... and it links to the execution it resumed.
+    /// let spans = exporter.get_finished_spans().expect("spans");
+    /// let linked: Vec<_> = spans[0].links.iter().map(|link| link.span_context.clone()).collect();
+    /// assert_eq!(linked, [link::run_span_context("r1", 1)]);
+    /// ```
     pub fn new(inner: SdkTracer) -> Self {
         RunLinkTracer { inner }
     }

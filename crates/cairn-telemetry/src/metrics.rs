@@ -88,6 +88,56 @@ impl fmt::Debug for MetricsLayer {
 
 impl MetricsLayer {
     /// Creates the instruments on `meter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::emit::{self, QueueDepth, RunFinished, RunOutcomeName};
+    /// use cairn_telemetry::{metrics::MetricsLayer, names};
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    /// use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    /// use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    ///
+    /// let exporter = InMemoryMetricExporter::default();
+    /// let reader = PeriodicReader::builder(exporter.clone()).build();
+    /// let meters = SdkMeterProvider::builder().with_reader(reader).build();
+    /// let layer = MetricsLayer::new(&meters.meter("cairn"));
+    /// let pending = |meters: &SdkMeterProvider| -> u64 {
+    ///     meters.force_flush().expect("collected");
+    ///     let exported = exporter.get_finished_metrics().expect("metrics");
+    ///     let last = exported.last().expect("an export");
+    ///     let metric = last
+    ///         .scope_metrics()
+    ///         .flat_map(|scope| scope.metrics())
+    ///         .find(|metric| metric.name() == names::METRIC_QUEUE_DEPTH)
+    ///         .expect("the queue depth gauge");
+    ///     let AggregatedMetrics::U64(MetricData::Gauge(gauge)) = metric.data() else {
+    ///         panic!("a u64 gauge");
+    ///     };
+    ///     let status = KeyValue::new("status", "pending");
+    ///     let mut points = gauge.data_points();
+    ///     let point = points.find(|point| point.attributes().any(|kv| *kv == status));
+    ///     point.expect("a pending point").value()
+    /// };
+    /// let subscriber = tracing_subscriber::registry().with(layer);
+    /// let _default = tracing::subscriber::set_default(subscriber);
+    /// emit::queue_depth("r1", &QueueDepth { pending: 3, ..QueueDepth::default() });
+    /// assert_eq!(pending(&meters), 3);
+    /// // A finished run's share leaves the gauge.
+    /// emit::run_finished(&RunFinished {
+    ///     run_id: "r1",
+    ///     outcome: RunOutcomeName::Complete,
+    ///     resumed: false,
+    ///     duration_ms: 20,
+    ///     tasks_done: 3,
+    ///     tasks_failed: 0,
+    ///     tasks_skipped: 0,
+    ///     tasks_blocked: 0,
+    /// });
+    /// assert_eq!(pending(&meters), 0);
+    /// ```
     pub fn new(meter: &Meter) -> Self {
         let queue_depth = meter
             .u64_gauge(names::METRIC_QUEUE_DEPTH)

@@ -31,8 +31,9 @@ pub const STATE_QUARANTINED: &str = "orchestrator state_quarantined";
 pub const TASK_RESET: &str = "orchestrator task_reset";
 /// A task attempt failed: its handler returned an error (retryable or permanent), ran past
 /// its timeout, panicked, or returned a handoff that cannot be stored. WARN. Fields:
-/// `run_id`, `task_id`, `task_name` (when the task has one), `kind`, `attempt`, `max_attempts`, `error.kind`, `error.message`,
-/// `will_retry` (whether the task gets another attempt). Emitted inside the attempt's task
+/// `run_id`, `task_id`, `task_name` (when the task has one), `kind`, `attempt`,
+/// `max_attempts`, `error.kind`, `error.message`, `will_retry` (whether the task gets
+/// another attempt). Emitted inside the attempt's task
 /// span ([`TASK_SPAN`]) when it fails there, else inside the run span ([`RUN_SPAN`]).
 pub const TASK_FAILED: &str = "orchestrator task_failed";
 /// `begin` failed and the run degraded to non-durable. Fields: `run_id`, `error`.

@@ -118,6 +118,18 @@ impl SpanQueueConfig {
     }
 
     /// At most this many spans wait for export; more are dropped and counted. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_max_queue_size(1_000);
+    /// assert_eq!(config.max_queue_size(), 1_000);
+    /// // A queue holds at least one span, and a batch never exceeds it.
+    /// let tiny = SpanQueueConfig::default().with_max_queue_size(0);
+    /// assert_eq!((tiny.max_queue_size(), tiny.max_export_batch_size()), (1, 1));
+    /// ```
     #[must_use]
     pub fn with_max_queue_size(mut self, size: usize) -> Self {
         self.max_queue_size = size;
@@ -126,6 +138,17 @@ impl SpanQueueConfig {
 
     /// At most this many spans go in one export, and a full batch is exported at once. At
     /// least 1, at most the queue size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_max_queue_size(100);
+    /// assert_eq!(config.with_max_export_batch_size(10).max_export_batch_size(), 10);
+    /// // Clamped to the queue size.
+    /// assert_eq!(config.with_max_export_batch_size(500).max_export_batch_size(), 100);
+    /// ```
     #[must_use]
     pub fn with_max_export_batch_size(mut self, size: usize) -> Self {
         self.max_export_batch_size = size;
@@ -133,6 +156,17 @@ impl SpanQueueConfig {
     }
 
     /// The longest a queued span waits when no batch fills up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// assert_eq!(SpanQueueConfig::default().scheduled_delay(), Duration::from_secs(5));
+    /// let config = SpanQueueConfig::default().with_scheduled_delay(Duration::from_millis(200));
+    /// assert_eq!(config.scheduled_delay(), Duration::from_millis(200));
+    /// ```
     #[must_use]
     pub fn with_scheduled_delay(mut self, delay: Duration) -> Self {
         self.scheduled_delay = delay;
@@ -142,6 +176,19 @@ impl SpanQueueConfig {
     /// The longest one export may take; after it the export is abandoned (its future is
     /// dropped, which cancels an OTLP request) and counted as failed. An exporter that blocks
     /// its thread instead of returning a pending future cannot be interrupted. At least 1 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_export_timeout(Duration::from_secs(2));
+    /// assert_eq!(config.export_timeout(), Duration::from_secs(2));
+    /// // Zero would abandon every export: it is taken as 1 ms.
+    /// let zero = SpanQueueConfig::default().with_export_timeout(Duration::ZERO);
+    /// assert_eq!(zero.export_timeout(), Duration::from_millis(1));
+    /// ```
     #[must_use]
     pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
         self.export_timeout = timeout;
@@ -318,11 +365,60 @@ impl SpanQueue {
     }
 
     /// Spans dropped because the queue was full or shut down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::{SpanQueue, SpanQueueConfig};
+    /// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanProcessor as _};
+    ///
+    /// let queue = SpanQueue::new(InMemorySpanExporter::default(), SpanQueueConfig::default())?;
+    /// let provider = cairn_telemetry::link::tracer_provider_builder()
+    ///     .with_span_processor(queue.clone())
+    ///     .build();
+    /// assert_eq!(queue.dropped_spans(), 0);
+    /// // A span that ends after the queue shut down is dropped and counted.
+    /// queue.shutdown().expect("shut down");
+    /// provider.tracer("example").in_span("late", |_| {});
+    /// assert_eq!(queue.dropped_spans(), 1);
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn dropped_spans(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Exports the exporter failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::{SpanQueue, SpanQueueConfig};
+    /// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    /// use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+    /// use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    ///
+    /// /// An exporter whose collector is down.
+    /// #[derive(Debug)]
+    /// struct Down;
+    ///
+    /// impl SpanExporter for Down {
+    ///     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    ///         Err(OTelSdkError::InternalFailure("connection refused".to_owned()))
+    ///     }
+    /// }
+    ///
+    /// let queue = SpanQueue::new(Down, SpanQueueConfig::default())?;
+    /// let provider = cairn_telemetry::link::tracer_provider_builder()
+    ///     .with_span_processor(queue.clone())
+    ///     .build();
+    /// provider.tracer("example").in_span("work", |_| {});
+    /// // The flush reports the failure, and the queue counts it.
+    /// assert!(provider.force_flush().is_err());
+    /// assert_eq!(queue.failed_exports(), 1);
+    /// # provider.shutdown().ok();
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn failed_exports(&self) -> u64 {
         self.shared.failed.load(Ordering::Relaxed)
     }

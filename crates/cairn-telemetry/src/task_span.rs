@@ -274,6 +274,31 @@ impl fmt::Debug for TaskSpanLayer {
 
 impl TaskSpanLayer {
     /// Exports through `tracer`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{link, names, task_span::TaskSpanLayer};
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    ///
+    /// let exporter = InMemorySpanExporter::default();
+    /// let provider = link::tracer_provider_builder()
+    ///     .with_simple_exporter(exporter.clone())
+    ///     .build();
+    /// let layer = TaskSpanLayer::new(provider.tracer("cairn"));
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     let task = tracing::info_span!(target: "cairn", "orchestrator task",
+    ///         task_id = "t1", kind = "fetch", attempt = 1_i64, outcome = tracing::field::Empty);
+    ///     task.record("outcome", "complete");
+    /// });
+    /// // Built when the span closes, with the outcome recorded last among its attributes.
+    /// let spans = exporter.get_finished_spans().expect("spans");
+    /// assert_eq!(spans[0].name, names::TASK_SPAN);
+    /// assert!(spans[0].attributes.contains(&KeyValue::new("outcome", "complete")));
+    /// ```
     pub fn new(tracer: SdkTracer) -> Self {
         TaskSpanLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),

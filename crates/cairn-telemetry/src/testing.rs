@@ -75,6 +75,19 @@ impl TestTelemetry {
     /// Builds providers over in-memory exporters and a subscriber over them. Spans go through
     /// a [`SpanQueue`], as under `init`, and are exported when a lookup flushes it; metrics
     /// when a lookup forces a collection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.in_scope(|| {
+    ///     let run = tracing::info_span!(target: "cairn", "orchestrator run", run_id = "r1");
+    ///     run.in_scope(|| {});
+    /// });
+    /// assert_eq!(telemetry.spans_named(names::RUN_SPAN).len(), 1);
+    /// ```
     pub fn new() -> Self {
         Self::composed(layer)
     }
@@ -125,11 +138,43 @@ impl TestTelemetry {
 
     /// The subscriber, for `tracing::dispatcher::with_default` or
     /// `tracing::instrument::WithSubscriber::with_subscriber` on futures that hop threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// // Another thread does not see `in_scope`'s default; it is handed the subscriber.
+    /// let dispatch = telemetry.dispatch();
+    /// std::thread::spawn(move || {
+    ///     tracing::dispatcher::with_default(&dispatch, || emit::job_revived("sync", true));
+    /// })
+    /// .join()
+    /// .expect("the thread ran");
+    /// assert_eq!(telemetry.events(names::JOB_REVIVED).len(), 1);
+    /// ```
     pub fn dispatch(&self) -> Dispatch {
         self.dispatch.clone()
     }
 
     /// Runs `f` with this subscriber as the thread's default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let answer = telemetry.in_scope(|| {
+    ///     emit::run_abandoned("r1", "failed");
+    ///     42
+    /// });
+    /// assert_eq!(answer, 42);
+    /// // Outside the scope, nothing reaches this subscriber.
+    /// emit::run_abandoned("r2", "failed");
+    /// assert_eq!(telemetry.events(names::RUN_ABANDONED).len(), 1);
+    /// ```
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         tracing::dispatcher::with_default(&self.dispatch, f)
     }
@@ -145,6 +190,19 @@ impl TestTelemetry {
     /// in place. A test binary that runs such tests in parallel can close the last window by
     /// holding a do-nothing global subscriber (`tracing_subscriber::registry()`) for the whole
     /// process; a library must not, so this helper does not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let guard = telemetry.set_default();
+    /// emit::begin_degraded("r1", "disk full");
+    /// drop(guard);
+    /// emit::begin_degraded("r2", "disk full");
+    /// assert_eq!(telemetry.events(names::BEGIN_DEGRADED).len(), 1);
+    /// ```
     pub fn set_default(&self) -> tracing::dispatcher::DefaultGuard {
         let guard = tracing::dispatcher::set_default(&self.dispatch);
         tracing::callsite::rebuild_interest_cache();
@@ -152,16 +210,53 @@ impl TestTelemetry {
     }
 
     /// The tracer provider (built with [`crate::link::RunIdGenerator`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    /// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    ///
+    /// // Spans made with the OpenTelemetry API directly are exported with cairn's.
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.tracer_provider().tracer("handler").in_span("upload", |_| {});
+    /// assert_eq!(telemetry.spans_named("upload").len(), 1);
+    /// ```
     pub fn tracer_provider(&self) -> &SdkTracerProvider {
         &self.tracer_provider
     }
 
     /// The meter provider.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let uploads = telemetry.meter_provider().meter("handler").u64_counter("uploads").build();
+    /// uploads.add(2, &[]);
+    /// assert_eq!(telemetry.counter_total("uploads"), 2);
+    /// ```
     pub fn meter_provider(&self) -> &SdkMeterProvider {
         &self.meter_provider
     }
 
     /// Every span ended so far, in the order they ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.in_scope(|| {
+    ///     tracing::info_span!("outer").in_scope(|| tracing::info_span!("inner").in_scope(|| {}));
+    /// });
+    /// let names: Vec<_> = telemetry.spans().into_iter().map(|span| span.name).collect();
+    /// assert_eq!(names, ["inner", "outer"]);
+    /// ```
     pub fn spans(&self) -> Vec<SpanData> {
         // Export errors cannot happen with the in-memory exporter; an empty list would make
         // the calling test fail visibly anyway.
@@ -170,6 +265,21 @@ impl TestTelemetry {
     }
 
     /// Ended spans named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.in_scope(|| {
+    ///     tracing::info_span!("step").in_scope(|| {});
+    ///     tracing::info_span!("step").in_scope(|| {});
+    ///     tracing::info_span!("other").in_scope(|| {});
+    /// });
+    /// assert_eq!(telemetry.spans_named("step").len(), 2);
+    /// assert!(telemetry.spans_named("missing").is_empty());
+    /// ```
     pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
         self.spans()
             .into_iter()
@@ -178,6 +288,20 @@ impl TestTelemetry {
     }
 
     /// Span events named `name`, over all ended spans.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.in_scope(|| {
+    ///     let run = tracing::info_span!(target: "cairn", "orchestrator run", run_id = "r1");
+    ///     run.in_scope(|| emit::state_quarantined("r1", "bad checksum", "quarantine/r1"));
+    /// });
+    /// // Found inside the run span, as a span event.
+    /// assert_eq!(telemetry.events(names::STATE_QUARANTINED).len(), 1);
+    /// ```
     pub fn events(&self, name: &str) -> Vec<Event> {
         self.spans()
             .into_iter()
@@ -187,6 +311,22 @@ impl TestTelemetry {
     }
 
     /// Collects metrics now and returns the latest (cumulative) export.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::{emit, names, testing::TestTelemetry};
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// telemetry.in_scope(|| emit::state_quarantined("r1", "bad checksum", "quarantine/r1"));
+    /// let exported = telemetry.metrics().expect("an export");
+    /// let names: Vec<_> = exported
+    ///     .scope_metrics()
+    ///     .flat_map(|scope| scope.metrics())
+    ///     .map(|metric| metric.name().to_owned())
+    ///     .collect();
+    /// assert!(names.iter().any(|name| name == names::METRIC_QUARANTINES));
+    /// ```
     pub fn metrics(&self) -> Option<ResourceMetrics> {
         let _ = self.meter_provider.force_flush();
         self.metrics.get_finished_metrics().ok()?.pop()
@@ -202,6 +342,22 @@ impl TestTelemetry {
     }
 
     /// The value of the `u64` counter `name` for the data point carrying all of `attributes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let uploads = telemetry.meter_provider().meter("handler").u64_counter("uploads").build();
+    /// uploads.add(2, &[KeyValue::new("bucket", "a"), KeyValue::new("region", "eu")]);
+    /// uploads.add(5, &[KeyValue::new("bucket", "b"), KeyValue::new("region", "eu")]);
+    /// // The data point that carries all the given attributes (and maybe more).
+    /// assert_eq!(telemetry.counter("uploads", &[KeyValue::new("bucket", "b")]), Some(5));
+    /// assert_eq!(telemetry.counter("uploads", &[KeyValue::new("bucket", "c")]), None);
+    /// ```
     pub fn counter(&self, name: &str, attributes: &[KeyValue]) -> Option<u64> {
         self.with_metric(name, |metric| match metric.data() {
             AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
@@ -213,6 +369,21 @@ impl TestTelemetry {
     }
 
     /// The value of the `u64` gauge `name` for the data point carrying all of `attributes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let depth = telemetry.meter_provider().meter("handler").u64_gauge("depth").build();
+    /// depth.record(7, &[KeyValue::new("queue", "mail")]);
+    /// depth.record(3, &[KeyValue::new("queue", "mail")]);
+    /// // A gauge keeps the last value.
+    /// assert_eq!(telemetry.gauge("depth", &[KeyValue::new("queue", "mail")]), Some(3));
+    /// ```
     pub fn gauge(&self, name: &str, attributes: &[KeyValue]) -> Option<u64> {
         self.with_metric(name, |metric| match metric.data() {
             AggregatedMetrics::U64(MetricData::Gauge(gauge)) => gauge
@@ -225,6 +396,22 @@ impl TestTelemetry {
 
     /// The sum of every data point of the `u64` counter `name`, whatever their attributes
     /// (0 when it has none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::TestTelemetry;
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let uploads = telemetry.meter_provider().meter("handler").u64_counter("uploads").build();
+    /// uploads.add(2, &[KeyValue::new("bucket", "a")]);
+    /// uploads.add(5, &[KeyValue::new("bucket", "b")]);
+    /// assert_eq!(telemetry.counter_total("uploads"), 7);
+    /// // 0 for a counter nothing was recorded on.
+    /// assert_eq!(telemetry.counter_total("downloads"), 0);
+    /// ```
     pub fn counter_total(&self, name: &str) -> u64 {
         self.with_metric(name, |metric| match metric.data() {
             AggregatedMetrics::U64(MetricData::Sum(sum)) => {
@@ -237,6 +424,21 @@ impl TestTelemetry {
 
     /// Count and sum of the `f64` histogram `name` for the data point carrying all of
     /// `attributes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::testing::{HistogramSummary, TestTelemetry};
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::metrics::MeterProvider as _;
+    ///
+    /// let telemetry = TestTelemetry::new();
+    /// let sizes = telemetry.meter_provider().meter("handler").f64_histogram("size").build();
+    /// sizes.record(1.5, &[KeyValue::new("kind", "upload")]);
+    /// sizes.record(2.5, &[KeyValue::new("kind", "upload")]);
+    /// let summary = telemetry.histogram("size", &[KeyValue::new("kind", "upload")]);
+    /// assert_eq!(summary, Some(HistogramSummary { count: 2, sum: 4.0 }));
+    /// ```
     pub fn histogram(&self, name: &str, attributes: &[KeyValue]) -> Option<HistogramSummary> {
         self.with_metric(name, |metric| match metric.data() {
             AggregatedMetrics::F64(MetricData::Histogram(histogram)) => histogram
