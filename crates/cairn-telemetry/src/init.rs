@@ -78,11 +78,15 @@ impl OtlpProtocol {
     /// ```
     /// use cairn_telemetry::OtlpProtocol;
     ///
-    /// // With the default features (`otlp-http`), HTTP is compiled in and is the default.
     /// let protocol = OtlpProtocol::compiled_default();
-    /// assert_eq!(protocol, OtlpProtocol::HttpProtobuf);
-    /// // Spelled as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
-    /// assert_eq!(protocol.to_string(), "http/protobuf");
+    /// if cfg!(feature = "otlp-http") {
+    ///     // The default features include `otlp-http`: HTTP is compiled in and is the default.
+    ///     assert_eq!(protocol, OtlpProtocol::HttpProtobuf);
+    ///     // Spelled as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
+    ///     assert_eq!(protocol.to_string(), "http/protobuf");
+    /// } else {
+    ///     assert_eq!(protocol, OtlpProtocol::Grpc);
+    /// }
     /// ```
     pub fn compiled_default() -> Self {
         if cfg!(feature = "otlp-http") || !cfg!(feature = "otlp-grpc") {

@@ -155,7 +155,8 @@ impl SpanQueueConfig {
         self.clamped()
     }
 
-    /// The longest a queued span waits when no batch fills up.
+    /// The longest a queued span waits when no batch fills up. At least 1 ms: with no delay
+    /// at all the export thread would never sleep while the queue is idle.
     ///
     /// # Examples
     ///
@@ -166,11 +167,14 @@ impl SpanQueueConfig {
     /// assert_eq!(SpanQueueConfig::default().scheduled_delay(), Duration::from_secs(5));
     /// let config = SpanQueueConfig::default().with_scheduled_delay(Duration::from_millis(200));
     /// assert_eq!(config.scheduled_delay(), Duration::from_millis(200));
+    /// // Zero (also what `OTEL_BSP_SCHEDULE_DELAY=0` asks for) is taken as 1 ms.
+    /// let zero = SpanQueueConfig::default().with_scheduled_delay(Duration::ZERO);
+    /// assert_eq!(zero.scheduled_delay(), Duration::from_millis(1));
     /// ```
     #[must_use]
     pub fn with_scheduled_delay(mut self, delay: Duration) -> Self {
         self.scheduled_delay = delay;
-        self
+        self.clamped()
     }
 
     /// The longest one export may take; after it the export is abandoned (its future is
@@ -220,6 +224,8 @@ impl SpanQueueConfig {
         self.max_queue_size = self.max_queue_size.max(1);
         self.max_export_batch_size = self.max_export_batch_size.clamp(1, self.max_queue_size);
         self.export_timeout = self.export_timeout.max(Duration::from_millis(1));
+        // A zero delay made the export loop spin a core while idle.
+        self.scheduled_delay = self.scheduled_delay.max(Duration::from_millis(1));
         self
     }
 }
