@@ -16,7 +16,7 @@ use cairn_queue::{Event, Snapshot, Timestamp};
 
 use super::CaseResult;
 use super::ConformanceHarness;
-use super::cases::{sample_events, sample_snapshot};
+use super::cases::{append, begin, sample_events, sample_snapshot};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::meta::{RunId, RunMeta, RunStatus};
 use crate::port::{Checkpointer, CheckpointerFactory, Opened};
@@ -158,6 +158,31 @@ fn check_state(history: &[Call], snapshot: Option<&Snapshot>, events: &[Event], 
     );
 }
 
+/// Whether a call that may have been dropped (`None`) was acknowledged; an error fails the
+/// case, naming `what` was called on which run.
+fn acknowledged(outcome: Option<crate::Result<()>>, what: &str, run_id: &RunId) -> bool {
+    match outcome {
+        Some(Ok(())) => true,
+        Some(Err(err)) => panic!("{what} run {run_id} failed: {err:?}"),
+        None => false,
+    }
+}
+
+/// Reopens `run_id` through a new factory, once no writer holds it, and checks what it reads
+/// back against the calls made (`check_state`).
+async fn check_reopened<H: ConformanceHarness>(h: &H, run_id: &RunId, history: &[Call]) {
+    let reopened = open_when_released(&*h.factory(), run_id)
+        .await
+        .expect("the run was begun");
+    let recovered = &reopened.recovered;
+    check_state(
+        history,
+        recovered.snapshot.as_ref(),
+        &recovered.events,
+        "a reopen",
+    );
+}
+
 /// Appends dropped part-way land whole or not at all, in call order; acknowledged appends
 /// made after them all land; the writer keeps working. Checked through the writer's `load`
 /// and through a reopen.
@@ -171,11 +196,7 @@ pub async fn dropped_appends_are_whole_or_absent<H: ConformanceHarness>(h: &H) -
         let events = sample_events(next, next + 3);
         next += 3;
         let outcome = poll_then_drop(run.append(&events), polls, pause).await;
-        let acked = match outcome {
-            Some(Ok(())) => true,
-            Some(Err(err)) => panic!("append to run {run_id} failed: {err:?}"),
-            None => false,
-        };
+        let acked = acknowledged(outcome, "append to", &run_id);
         history.push(Call::Append { events, acked });
         // The writer stays usable after the drop.
         let events = sample_events(next, next + 1);
@@ -194,16 +215,7 @@ pub async fn dropped_appends_are_whole_or_absent<H: ConformanceHarness>(h: &H) -
         "the writer's load",
     );
     drop(run);
-    let reopened = open_when_released(&*h.factory(), &run_id)
-        .await
-        .expect("the run was begun");
-    let recovered = &reopened.recovered;
-    check_state(
-        &history,
-        recovered.snapshot.as_ref(),
-        &recovered.events,
-        "a reopen",
-    );
+    check_reopened(h, &run_id, &history).await;
     CaseResult::Passed
 }
 
@@ -227,11 +239,7 @@ pub async fn dropped_installs_keep_later_appends<H: ConformanceHarness>(h: &H) -
         let marker = 100 + round as u32;
         let outcome =
             poll_then_drop(run.install_snapshot(&sample_snapshot(marker)), polls, pause).await;
-        let acked = match outcome {
-            Some(Ok(())) => true,
-            Some(Err(err)) => panic!("install_snapshot on run {run_id} failed: {err:?}"),
-            None => false,
-        };
+        let acked = acknowledged(outcome, "install_snapshot on", &run_id);
         history.push(Call::Install { marker, acked });
         // Called right after the drop, while an adapter may still be installing in the
         // background: these events come after the snapshot and must stay after it.
@@ -251,16 +259,7 @@ pub async fn dropped_installs_keep_later_appends<H: ConformanceHarness>(h: &H) -
         );
     }
     drop(run);
-    let reopened = open_when_released(&*h.factory(), &run_id)
-        .await
-        .expect("the run was begun");
-    let recovered = &reopened.recovered;
-    check_state(
-        &history,
-        recovered.snapshot.as_ref(),
-        &recovered.events,
-        "a reopen",
-    );
+    check_reopened(h, &run_id, &history).await;
     CaseResult::Passed
 }
 
@@ -287,11 +286,7 @@ pub async fn dropped_audits_are_whole_or_absent<H: ConformanceHarness>(h: &H) ->
         } else {
             poll_then_drop(factory.append_audit(&run_id, &dropped), polls, pause).await
         };
-        let acked = match outcome {
-            Some(Ok(())) => true,
-            Some(Err(err)) => panic!("audit of run {run_id} failed: {err:?}"),
-            None => false,
-        };
+        let acked = acknowledged(outcome, "audit of", &run_id);
         written.push((dropped, acked));
         let kept = record(2 * round + 1);
         run.audit(&kept)
@@ -445,18 +440,4 @@ pub async fn dropped_begins_leave_no_lock<H: ConformanceHarness>(h: &H) -> CaseR
         append(&*run, &sample_events(0, 1)).await;
     }
     CaseResult::Passed
-}
-
-async fn begin(factory: &dyn CheckpointerFactory, meta: RunMeta) -> Box<dyn Checkpointer> {
-    let run_id = meta.run_id.clone();
-    factory
-        .begin(meta)
-        .await
-        .unwrap_or_else(|err| panic!("begin of run {run_id} failed: {err:?}"))
-}
-
-async fn append(run: &dyn Checkpointer, events: &[Event]) {
-    run.append(events)
-        .await
-        .unwrap_or_else(|err| panic!("append to run {} failed: {err:?}", run.run_id()));
 }

@@ -71,7 +71,10 @@ async fn open_existing(factory: &dyn CheckpointerFactory, run_id: &RunId) -> Ope
     }
 }
 
-async fn begin(factory: &dyn CheckpointerFactory, meta: RunMeta) -> Box<dyn Checkpointer> {
+pub(crate) async fn begin(
+    factory: &dyn CheckpointerFactory,
+    meta: RunMeta,
+) -> Box<dyn Checkpointer> {
     let run_id = meta.run_id.clone();
     factory
         .begin(meta)
@@ -79,7 +82,7 @@ async fn begin(factory: &dyn CheckpointerFactory, meta: RunMeta) -> Box<dyn Chec
         .unwrap_or_else(|err| panic!("begin of run {run_id} failed: {err:?}"))
 }
 
-async fn append(run: &dyn Checkpointer, events: &[Event]) {
+pub(crate) async fn append(run: &dyn Checkpointer, events: &[Event]) {
     run.append(events)
         .await
         .unwrap_or_else(|err| panic!("append to run {} failed: {err:?}", run.run_id()));

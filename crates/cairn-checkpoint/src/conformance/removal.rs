@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cairn_queue::{Event, Timestamp};
 
-use super::cases::{check_invisible, sample_events, sample_snapshot};
+use super::cases::{begin, check_invisible, sample_events, sample_snapshot};
 use super::{CaseResult, ConformanceHarness, Damage};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::Error;
@@ -25,14 +25,6 @@ fn meta(run: &str, created_ms: u64) -> RunMeta {
         format!("input of {run}"),
         Timestamp(created_ms),
     )
-}
-
-async fn begin(factory: &dyn CheckpointerFactory, meta: RunMeta) -> Box<dyn Checkpointer> {
-    let run_id = meta.run_id.clone();
-    factory
-        .begin(meta)
-        .await
-        .unwrap_or_else(|err| panic!("begin of run {run_id} failed: {err:?}"))
 }
 
 /// Begins `run` with three events and a snapshot between them, so every kind of state
