@@ -39,6 +39,13 @@ pub enum AuditAction {
     Abandoned,
     /// A fresh run was forced past a failed one.
     ForcedFresh,
+    /// An explicit resume (by id, or by an approval) of a `failed` or `paused` run is about
+    /// to claim it: written ahead of the claim, so that a resume cut off between its claim
+    /// and its `ResumedById` or `Approved` record is still known to be explicit. Detail:
+    /// `previous_status`, `lease_epoch` (the epoch the claim takes if it wins) and `via`
+    /// (`by_id` or `approval`). Without a `ResumedById` or `Approved` record at that epoch
+    /// after it, the claim lost, failed, or was cut off before its record.
+    ResumeRequested,
     /// A run was resumed by explicit id.
     ResumedById,
     /// A paused run was resumed by an approval.

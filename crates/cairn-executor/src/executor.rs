@@ -1189,54 +1189,87 @@ async fn open_through_probes(
 }
 
 /// Whether adopting the interrupted run `run_id` finishes an explicit resume, retrying its
-/// failed tasks. True when the run's last explicit resume of a failed or paused run
-/// (`ResumedById` or `Approved` in its audit log) was interrupted before its retries were
-/// journaled: no `Recovered` record saying they were follows it. Such a resume claimed the
-/// run (so it is `running` now) but never gave the failed tasks their fresh attempts; every
-/// adoption of the run (`Start::AdoptInterrupted`, `Start::Auto`) finishes it. Hosts call it
-/// to tell their user before driving the run.
+/// failed tasks. Such a resume claimed the run (so it is `running` now) but was cut off
+/// before its retries were journaled; every adoption of the run (`Start::AdoptInterrupted`,
+/// `Start::Auto`) finishes it. Hosts call it to tell their user before driving the run.
+///
+/// The audit log decides, by lease epoch rather than by order, since a resumer that lost a
+/// race may write its record late: an explicit resume of a failed or paused run
+/// (`ResumeRequested`, written before its claim, or `ResumedById` or `Approved`, after it)
+/// names the epoch its claim takes, and a `Recovered` record with `failed_tasks_retried`
+/// names the epoch of the adoption that journaled the retries. Retries are owed when the
+/// highest explicit epoch has no such `Recovered` record at or above it, and the run has
+/// reached that epoch (a request whose claim never happened owes nothing).
 ///
 /// # Errors
 ///
-/// The store's error when the audit log cannot be read.
+/// The store's error when the audit log or the run's metadata cannot be read.
 ///
 /// # Examples
 ///
 /// ```
-/// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+/// use cairn_checkpoint::{
+///     AuditAction, AuditRecord, CheckpointerFactory, MemoryFactory, RunError, RunId, RunMeta,
+///     RunStatus,
+/// };
 /// use cairn_queue::Timestamp;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cairn_checkpoint::Error> {
 /// let store = MemoryFactory::new();
 /// let id = RunId::new("r1")?;
-/// drop(store.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+/// let run = store.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// run.fail(&RunError::new("task_failed", "boom")).await?;
+/// drop(run);
 /// // Never resumed by id: nothing is owed.
 /// assert!(!cairn_executor::retries_owed(&store, &id).await?);
+///
+/// // An explicit resume writes its request, claims the run, and is cut off there.
+/// let failed = store.load_meta(&id).await?.expect("stored");
+/// let epoch = failed.lease_epoch + 1;
+/// let request = AuditRecord::new(Timestamp(1), id.clone(), AuditAction::ResumeRequested, "resume")
+///     .with_detail(serde_json::json!({ "previous_status": "failed", "lease_epoch": epoch }));
+/// store.append_audit(&id, &request).await?;
+/// store.claim(&id, RunStatus::Failed, failed.lease_epoch).await?.expect("claimed");
+/// assert!(cairn_executor::retries_owed(&store, &id).await?);
 /// # Ok(()) }
 /// ```
 ///
 /// # Cancel safety
 ///
-/// Cancel safe: it only reads the audit log.
+/// Cancel safe: it only reads.
 pub async fn retries_owed(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,
 ) -> cairn_checkpoint::Result<bool> {
     let records = factory.read_audit(run_id).await?;
-    let Some(resumed) = records.iter().rposition(|record| {
-        matches!(
-            record.action,
-            AuditAction::ResumedById | AuditAction::Approved
-        ) && record.detail["previous_status"]
-            .as_str()
-            .is_some_and(|previous| previous != RunStatus::Running.as_str())
-    }) else {
+    let epoch = |record: &AuditRecord| record.detail["lease_epoch"].as_u64();
+    let explicit = records
+        .iter()
+        .filter(|record| {
+            matches!(
+                record.action,
+                AuditAction::ResumeRequested | AuditAction::ResumedById | AuditAction::Approved
+            ) && record.detail["previous_status"]
+                .as_str()
+                .is_some_and(|previous| previous != RunStatus::Running.as_str())
+        })
+        // A record without an epoch (none is written so) counts as the oldest claim.
+        .map(|record| epoch(record).unwrap_or(0))
+        .max();
+    let Some(claimed) = explicit else {
         return Ok(false);
     };
-    Ok(!records[resumed + 1..].iter().any(|record| {
-        record.action == AuditAction::Recovered && record.detail[RETRIES_JOURNALED] == true
-    }))
+    let journaled = records.iter().any(|record| {
+        record.action == AuditAction::Recovered
+            && record.detail[RETRIES_JOURNALED] == true
+            && epoch(record).is_some_and(|adopted| adopted >= claimed)
+    });
+    if journaled {
+        return Ok(false);
+    }
+    let meta = factory.load_meta(run_id).await?;
+    Ok(meta.is_some_and(|meta| meta.lease_epoch >= claimed))
 }
 
 /// The `Recovered` audit detail that says an explicit resume's retries are journaled.

@@ -1637,6 +1637,99 @@ async fn a_task_that_failed_again_after_an_explicit_resumes_retries_stays_failed
     assert_eq!((report.counts.done, report.counts.failed), (1, 1));
 }
 
+/// `retries_owed` goes by lease epoch, not by the order of the audit log: a resumer that
+/// lost the race may write its `ResumeRequested` after the winner's adoption journaled the
+/// retries, and a request whose claim never happened owes nothing.
+#[tokio::test]
+async fn retries_owed_goes_by_the_epoch_each_record_names() {
+    let store = MemoryFactory::new();
+    let run_id = RunId::new("owed").unwrap();
+    let meta = RunMeta::new(run_id.clone(), "wf", "scope", "", cairn_queue::Timestamp(0));
+    let writer = store.begin(meta).await.unwrap();
+    writer
+        .fail(&cairn_checkpoint::RunError::new("task_failed", "boom"))
+        .await
+        .unwrap();
+    drop(writer);
+    let owed = || async { cairn_executor::retries_owed(&store, &run_id).await.unwrap() };
+    let append = |action: AuditAction, detail: serde_json::Value| {
+        let record = cairn_checkpoint::AuditRecord::new(
+            cairn_queue::Timestamp(1),
+            run_id.clone(),
+            action,
+            "test",
+        )
+        .with_detail(detail);
+        let store = store.clone();
+        async move { store.append_audit(&record.run_id, &record).await.unwrap() }
+    };
+    assert!(!owed().await, "never resumed");
+
+    // Winner B: request, claim, confirmation. Cut off before its adoption.
+    let failed_at = store.load_meta(&run_id).await.unwrap().unwrap().lease_epoch;
+    let claimed = failed_at + 1;
+    let request = serde_json::json!({ "previous_status": "failed", "lease_epoch": claimed });
+    append(AuditAction::ResumeRequested, request.clone()).await;
+    assert!(
+        !owed().await,
+        "requested, but the run has not reached that epoch"
+    );
+    let claimed = explicit_resume(&store, &run_id, RunStatus::Failed).await;
+    assert_eq!(claimed, failed_at + 1);
+    assert!(owed().await, "claimed, retries not journaled");
+    // The policy's `Recovered` record (a claim, no `failed_tasks_retried`) settles nothing.
+    append(
+        AuditAction::Recovered,
+        serde_json::json!({ "previous_owner": null, "lease_epoch": claimed }),
+    )
+    .await;
+    assert!(owed().await, "a claim for recovery journals no retries");
+
+    // An adoption at the claimed epoch journals them.
+    let journaled = serde_json::json!({ "lease_epoch": claimed, "failed_tasks_retried": true });
+    append(AuditAction::Recovered, journaled).await;
+    assert!(!owed().await, "journaled");
+    // A resume from `running` asks for no retries.
+    append(
+        AuditAction::ResumedById,
+        serde_json::json!({ "previous_status": "running", "lease_epoch": claimed + 1 }),
+    )
+    .await;
+    assert!(!owed().await, "a resume from running retries nothing");
+
+    // Loser A's request for the same epoch lands after all that: it changes nothing.
+    append(AuditAction::ResumeRequested, request).await;
+    assert!(
+        !owed().await,
+        "a late request for a settled epoch is settled"
+    );
+
+    // The run fails again; a new request is owed only once its claim happened.
+    store
+        .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Failed)
+        .await
+        .unwrap()
+        .unwrap();
+    let next = serde_json::json!({ "previous_status": "failed", "lease_epoch": claimed + 1 });
+    append(AuditAction::ResumeRequested, next).await;
+    assert!(!owed().await, "the second request has not claimed yet");
+    store
+        .claim(&run_id, RunStatus::Failed, claimed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        owed().await,
+        "the second request claimed, retries not journaled"
+    );
+    let stale = serde_json::json!({ "lease_epoch": claimed, "failed_tasks_retried": true });
+    append(AuditAction::Recovered, stale).await;
+    assert!(
+        owed().await,
+        "an adoption at an older epoch settles only older resumes"
+    );
+}
+
 /// Review 52 F1: `Start::Auto` beside a run another process drives (its writer lock held)
 /// begins no second run of the same work; once the lock is let go, it adopts that run.
 #[tokio::test]

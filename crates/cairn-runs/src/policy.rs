@@ -278,15 +278,16 @@ impl ResumePolicy {
     ///
     /// # Cancel safety
     ///
-    /// Safe to call again after a drop. Until it decides it only reads; its writes are one
-    /// store call each (a claim, then an audit record), and a call that reached the store
-    /// stands after the drop (with the file adapter, a call under way finishes in the
+    /// Safe to call again after a drop. Until it decides it only reads. Its writes are one
+    /// store call each: for an approval, a `ResumeRequested` record, a claim, then the
+    /// `Approved` record; for a recovery, a claim, then a record. A call that reached the
+    /// store stands after the drop (with the file adapter, a call under way finishes in the
     /// background). The lasting effect is a claim made before the drop (of an interrupted or
     /// an approved run): the run is then `running`, owned by this process, with no writer.
     /// A plain request from this process recovers it again (`Resume`, `Interrupted`), while
     /// other processes are told `Live` until this one has exited. If the drop lost the
-    /// approval's `Approved` record, that recovery does not retry the run's failed tasks, as
-    /// for [`ResumePolicy::resume`].
+    /// approval's `Approved` record, that recovery still finishes the approval (its
+    /// `ResumeRequested` record, written before the claim), as for [`ResumePolicy::resume`].
     pub async fn decide(&self, request: &RunRequest) -> Result<Decision> {
         if let Some(approval) = &request.approval {
             return self.approve(request, approval).await;
@@ -310,19 +311,21 @@ impl ResumePolicy {
 
     /// Resumes a failed or paused run by id: explicit intent, no prompt.
     ///
-    /// The move to `running` is ONE status compare-and-swap, which bumps the lease epoch. If
-    /// several callers (threads or processes) resume the same run at once, exactly one gets
-    /// `Ok`; the others get `Error::NotResumable { current: Running }`. The caller drives the
-    /// returned run (it re-runs the run's own input) and never changes its status first.
+    /// The move to `running` is ONE claim at the status and lease epoch read, which bumps the
+    /// epoch. If several callers (threads or processes) resume the same run at once, exactly
+    /// one gets `Ok`; the others get `Error::NotResumable { current: Running }`. The caller
+    /// drives the returned run (it re-runs the run's own input) and never changes its status
+    /// first. A `ResumeRequested` audit record, written before the claim, names the epoch
+    /// it takes; `ResumedById` follows once it won.
     ///
     /// # Errors
     ///
     /// - `Error::NotFound` for an unknown run.
     /// - `Error::NotResumable` when the run is `running` (another resumer won, or it is being
     ///   driven), `completed` or `cancelled`.
-    /// - `Error::Storage` when the store fails (also when the audit record cannot be written
-    ///   after the claim; the run is then `running` without a driver, which the next request
-    ///   recovers as interrupted).
+    /// - `Error::Storage` when the store fails (also when the `ResumedById` record cannot be
+    ///   written after the claim; the run is then `running` without a driver, which the next
+    ///   request recovers as interrupted, and that recovery finishes this resume).
     ///
     /// # Examples
     ///
@@ -348,17 +351,17 @@ impl ResumePolicy {
     ///
     /// # Cancel safety
     ///
-    /// Dropped before the claim, nothing has changed. Dropped after it (during the audit
-    /// write), the run is left as when that write fails (`Error::Storage` above): `running`,
-    /// owned by this process, with no writer. A second `resume` is refused (`NotResumable`,
-    /// it is `running`), and a request for its workflow and scope recovers it as interrupted
-    /// (from this process at once, from others once this one has exited). Without the
-    /// `ResumedById` record that recovery cannot tell the resume was explicit
-    /// (`cairn_executor::retries_owed` reads it), so its failed tasks stay failed and the
-    /// run fails again; resume it by id once more then.
+    /// Dropped before the claim, nothing has changed but, possibly, a `ResumeRequested`
+    /// record whose claim never happened (it owes nothing). Dropped after it (during the
+    /// `ResumedById` write), the run is left as when that write fails (`Error::Storage`
+    /// above): `running`, owned by this process, with no writer. A second `resume` is
+    /// refused (`NotResumable`, it is `running`), and a request for its workflow and scope
+    /// recovers it as interrupted (from this process at once, from others once this one has
+    /// exited). That recovery finishes this resume: `cairn_executor::retries_owed` reads the
+    /// `ResumeRequested` record, so the failed tasks get their fresh attempts.
     pub async fn resume(&self, run_id: &RunId) -> Result<ResumedRun> {
         let meta = self.load(run_id).await?;
-        match self.claim_explicit(meta).await? {
+        match self.claim_explicit(meta, Via::ById).await? {
             Claim::Won { meta, previous } => {
                 let meta = *meta;
                 let detail = json!({
@@ -837,7 +840,7 @@ impl ResumePolicy {
         // An approval is explicit intent for exactly this run, so it claims the run from
         // `failed` as well as from `paused`: something may have failed the paused run after
         // the approval was asked for, and the prompt must never swallow an approval.
-        match self.claim_explicit(meta).await? {
+        match self.claim_explicit(meta, Via::Approval).await? {
             Claim::Won { meta, previous } => {
                 let meta = *meta;
                 let detail = json!({
@@ -880,18 +883,46 @@ impl ResumePolicy {
         }
     }
 
-    /// Claims a `failed` or `paused` run with one compare-and-swap to `running`, following
+    /// Claims a `failed` or `paused` run for an explicit resume, at the epoch read, following
     /// status changes between the two (paused → failed) but never claiming from `running`:
     /// a run that is already `running` has an owner, or is about to.
-    async fn claim_explicit(&self, mut meta: RunMeta) -> Result<Claim> {
+    ///
+    /// Each claim is preceded by a `ResumeRequested` record naming the epoch it would take.
+    /// A claim that wins but whose caller is stopped before its `ResumedById` or `Approved`
+    /// record (an audit write that fails, a dropped future) leaves the run `running` with no
+    /// driver; whoever adopts it next reads that record and finishes the resume, retrying
+    /// the failed tasks (`cairn_executor::retries_owed`), rather than failing it again.
+    /// The claim compares the epoch, so it can only take the epoch the record names.
+    async fn claim_explicit(&self, mut meta: RunMeta, via: Via) -> Result<Claim> {
+        let mut requested = None;
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             if !matches!(previous, RunStatus::Failed | RunStatus::Paused) {
                 return Ok(Claim::Refused { current: previous });
             }
+            let lease_epoch = meta.lease_epoch.saturating_add(1);
+            // One record per distinct attempt: a retry after a refusal by a writer's lock
+            // expects the same status and epoch, and its record is already written.
+            if requested != Some((previous, lease_epoch)) {
+                self.audit(
+                    &meta.run_id,
+                    AuditAction::ResumeRequested,
+                    format!(
+                        "{} requested for the {previous} run; claiming lease epoch {lease_epoch}",
+                        via.describe()
+                    ),
+                    json!({
+                        "previous_status": previous.as_str(),
+                        "lease_epoch": lease_epoch,
+                        "via": via.as_str(),
+                    }),
+                )
+                .await?;
+                requested = Some((previous, lease_epoch));
+            }
             match self
                 .factory
-                .compare_and_swap_status(&meta.run_id, previous, RunStatus::Running)
+                .claim(&meta.run_id, previous, meta.lease_epoch)
                 .await?
             {
                 Ok(claimed) => {
@@ -900,7 +931,11 @@ impl ResumePolicy {
                         previous,
                     });
                 }
-                Err(conflict) => meta.status = conflict.current,
+                Err(conflict) => {
+                    meta.status = conflict.current;
+                    meta.lease_epoch = conflict.current_epoch;
+                    meta.owner = conflict.current_owner;
+                }
             }
         }
         Ok(Claim::Refused {
@@ -1338,6 +1373,33 @@ enum Claim {
     Refused {
         current: RunStatus,
     },
+}
+
+/// Which explicit resume claims a run, for its `ResumeRequested` record.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// [`ResumePolicy::resume`].
+    ById,
+    /// An approval given to [`ResumePolicy::decide`].
+    Approval,
+}
+
+impl Via {
+    /// The record's `via` detail.
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::ById => "by_id",
+            Via::Approval => "approval",
+        }
+    }
+
+    /// The record's message, for people.
+    fn describe(self) -> &'static str {
+        match self {
+            Via::ById => "resume by id",
+            Via::Approval => "approval",
+        }
+    }
 }
 
 /// A new time-sortable run id. The entropy mixes the process id, a process-wide counter and
