@@ -450,9 +450,11 @@ impl ResumePolicy {
     /// lock held for an interrupted run is released with the dropped future (an `open` the
     /// file adapter has under way finishes in the background and then lets go of it).
     /// One case leaves a claim behind: an interrupted run whose state is damaged is fenced by
-    /// a claim instead of the lock, and a drop between that claim and the swap leaves it
-    /// `running` and owned by this process, so an abandon from this process is refused
-    /// (`StillRunning`, or `OwnerAlive` when forced) until the process has exited.
+    /// a claim instead of the lock, and a drop (or a store error) between that claim and the
+    /// swap leaves it `running` and owned by this process. Other processes refuse to abandon
+    /// it (`StillRunning`, or `OwnerAlive` when forced) until this one has exited; an abandon
+    /// from this process takes it back at once, since no process can open its state to
+    /// drive it.
     pub async fn abandon(&self, run_id: &RunId) -> Result<Abandoned> {
         self.abandon_run(run_id, false).await
     }
@@ -630,7 +632,18 @@ impl ResumePolicy {
                 owner: meta.owner.clone(),
             });
         }
-        let last = self.last_claim(meta, force)?;
+        // This process's own claim on a run no writer holds is what an abandon of damaged
+        // state leaves when it is cut off between its claim and its swap. Whether the claim
+        // may be taken back is known only after the open: a run nobody can open has no
+        // driver to protect, while sound state may be about to be driven from here.
+        let (mut last, mut refusal) = (None, None);
+        match self.last_claim(meta, force) {
+            Ok(claim) => last = Some(claim),
+            Err(refused) if meta.owner.as_ref() == Some(&Owner::current()) => {
+                refusal = Some(refused);
+            }
+            Err(refused) => return Err(refused),
+        }
         // The writer lock is held from the check of the lease below to the swap, and the
         // store refuses every claim while a writer holds the run: a resumer's claim that
         // comes meanwhile changes nothing, so the lease checked is the one cancelled. A
@@ -667,6 +680,20 @@ impl ResumePolicy {
                 });
             }
             Err(other) => return Err(other.into()),
+        };
+        let last = match (last.take(), refusal.take()) {
+            (Some(last), _) => last,
+            (None, Some(_)) if damage.is_some() => LastClaim::Ours {
+                lease_epoch: meta.lease_epoch,
+            },
+            (None, refused) => {
+                drop(opened);
+                return Err(refused.unwrap_or_else(|| Error::StillRunning {
+                    run_id: run_id.clone(),
+                    live: false,
+                    owner: meta.owner.clone(),
+                }));
+            }
         };
         let current = match &opened {
             Some(opened) => opened.recovered.meta.clone(),
@@ -1221,6 +1248,20 @@ impl ResumePolicy {
                 }),
                 None,
             ),
+            LastClaim::Ours { lease_epoch } => (
+                format!(
+                    "abandoned while interrupted: its last claim (lease epoch {lease_epoch}) was \
+                     this process's own, and no process can open its state to drive it; now \
+                     cancelled"
+                ),
+                json!({
+                    "previous_status": previous.as_str(),
+                    "forced": false,
+                    "last_owner": owner_json(Some(&Owner::current())),
+                    "last_lease_epoch": lease_epoch,
+                }),
+                None,
+            ),
             LastClaim::Overridden(overridden) => {
                 let owner = overridden
                     .owner
@@ -1356,6 +1397,9 @@ enum LastClaim {
     Exited { owner: Owner, lease_epoch: u64 },
     /// An interrupted run whose last owner cannot be checked; a forced abandon overrides it.
     Overridden(OverriddenOwner),
+    /// An interrupted run with damaged state, last claimed by this process (typically by an
+    /// abandon cut off between its claim and its swap).
+    Ours { lease_epoch: u64 },
 }
 
 /// How the `running` branch of an abandon ended, when it did not fail.

@@ -9,6 +9,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunStatus};
 use cairn_runs::{Error, OwnerLiveness, ResumePolicy};
 
@@ -137,39 +138,7 @@ fn an_interrupted_run_with_a_damaged_journal_can_still_be_abandoned() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let store: Store = Arc::new(file_store(dir.path()));
     runtime().block_on(async {
-        let run = begin(&*store, "d1", "site", "default", "in", 10).await;
-        let mut queue = cairn_queue::Queue::new(cairn_queue::QueueConfig::default());
-        for batch in 0..2 {
-            queue
-                .enqueue(
-                    cairn_queue::TaskSpec::new("step").inputs(batch.into()),
-                    cairn_queue::EnqueuedBy::Root,
-                    cairn_queue::Timestamp(11),
-                )
-                .unwrap();
-            run.append(&queue.take_events()).await.unwrap();
-        }
-        drop(run);
-        let run_dir = file_store(dir.path()).run_dir(&id("d1"));
-        let mut gone = std::process::Command::new("true").spawn().unwrap();
-        gone.wait().unwrap();
-        let meta_path = run_dir.join("meta.json");
-        let mut stored: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-        stored["owner"]["pid"] = serde_json::json!(gone.id());
-        std::fs::write(&meta_path, serde_json::to_vec(&stored).unwrap()).unwrap();
-        // One byte inside the first of two batches: not a torn tail, so corruption.
-        let journal = run_dir.join("journal");
-        let mut bytes = std::fs::read(&journal).unwrap();
-        bytes[40] ^= 0xFF;
-        std::fs::write(&journal, &bytes).unwrap();
-        assert!(
-            matches!(
-                store.open(&id("d1")).await,
-                Err(cairn_checkpoint::Error::Corruption { .. })
-            ),
-            "the damage is refused on open"
-        );
+        let (journal, bytes) = damaged_interrupted(&store, dir.path(), "d1").await;
 
         let policy = ResumePolicy::new(Arc::clone(&store));
         let abandoned = policy.abandon(&id("d1")).await.expect("abandoned");
@@ -191,5 +160,95 @@ fn an_interrupted_run_with_a_damaged_journal_can_still_be_abandoned() {
             "the damaged journal is kept byte for byte"
         );
         assert!(!store.is_held(&id("d1")).await.unwrap());
+    });
+}
+
+/// An interrupted run `name` whose last owner has exited and whose journal is damaged in
+/// its first of two batches (corruption, not a torn tail); returns the journal's path and
+/// its damaged bytes.
+async fn damaged_interrupted(
+    store: &Store,
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, Vec<u8>) {
+    let run = begin(&**store, name, "site", "default", "in", 10).await;
+    let mut queue = cairn_queue::Queue::new(cairn_queue::QueueConfig::default());
+    for batch in 0..2 {
+        queue
+            .enqueue(
+                cairn_queue::TaskSpec::new("step").inputs(batch.into()),
+                cairn_queue::EnqueuedBy::Root,
+                cairn_queue::Timestamp(11),
+            )
+            .unwrap();
+        run.append(&queue.take_events()).await.unwrap();
+    }
+    drop(run);
+    let run_dir = file_store(dir).run_dir(&id(name));
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let meta_path = run_dir.join("meta.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    stored["owner"]["pid"] = serde_json::json!(gone.id());
+    std::fs::write(&meta_path, serde_json::to_vec(&stored).unwrap()).unwrap();
+    // One byte inside the first of two batches: not a torn tail, so corruption.
+    let journal = run_dir.join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[40] ^= 0xFF;
+    std::fs::write(&journal, &bytes).unwrap();
+    assert!(
+        matches!(
+            store.open(&id(name)).await,
+            Err(cairn_checkpoint::Error::Corruption { .. })
+        ),
+        "the damage is refused on open"
+    );
+    (journal, bytes)
+}
+
+/// An abandon of damaged state cut off between its claim and its swap (here the swap's
+/// store call fails) leaves the run `running` and claimed by this process. An abandon from
+/// this process takes it back at once: nobody can open the run to drive it. It used to be
+/// refused (`StillRunning`) until the process exited, which for a long-lived host (the
+/// scheduler) meant a restart.
+#[test]
+fn an_abandon_of_damaged_state_cut_off_after_its_claim_is_done_by_the_next_abandon() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    runtime().block_on(async {
+        let (journal, bytes) = damaged_interrupted(&store, dir.path(), "d2").await;
+        let before = meta(&*store, &id("d2")).await;
+        let faults = FaultPlan::new();
+        faults.fail_next(FaultOp::CompareAndSwap, FaultTiming::Before);
+        let cut = ResumePolicy::new(FaultyFactory::new(Arc::clone(&store), faults.clone()));
+        let err = cut.abandon(&id("d2")).await.unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err:?}");
+        assert_eq!(faults.fired().len(), 1, "the swap failed");
+        let left = meta(&*store, &id("d2")).await;
+        assert_eq!(left.status, RunStatus::Running);
+        assert_eq!(left.lease_epoch, before.lease_epoch + 1, "the claim stands");
+        assert_eq!(left.owner, Some(Owner::current()));
+
+        let policy = ResumePolicy::new(Arc::clone(&store));
+        let abandoned = policy.abandon(&id("d2")).await.expect("abandoned");
+        assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+        assert_eq!(meta(&*store, &id("d2")).await.status, RunStatus::Cancelled);
+        let records = abandon_records(&*store, &id("d2")).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].detail["last_lease_epoch"], left.lease_epoch);
+        assert_eq!(records[0].detail["forced"], false);
+        assert!(
+            records[0].message.contains("this process's own"),
+            "{records:?}"
+        );
+        assert!(records[0].detail["state_damage"].is_string(), "{records:?}");
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "kept byte for byte"
+        );
+        assert!(!store.is_held(&id("d2")).await.unwrap());
     });
 }
