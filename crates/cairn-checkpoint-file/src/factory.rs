@@ -72,6 +72,29 @@ pub struct FileFactoryBuilder {
 
 impl FileFactoryBuilder {
     /// How durable an acknowledged append is. Default `Durability::Sync`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Durability, RunId, RunMeta};
+    /// use cairn_checkpoint_file::FileFactory;
+    /// use cairn_queue::{Event, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// // No fsync: an append survives a process crash, but not a power loss.
+    /// let factory = FileFactory::builder(root.path()).durability(Durability::None).build()?;
+    /// let id = RunId::new("scratch")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+    /// run.append(std::slice::from_ref(&event)).await?;
+    /// drop(run);
+    /// // The append was written to the journal, so the next open reads it back.
+    /// let opened = factory.open(&id).await?.expect("the run exists");
+    /// assert_eq!(opened.recovered.events, vec![event]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
         self
@@ -79,6 +102,33 @@ impl FileFactoryBuilder {
 
     /// Compacts (snapshot, then journal truncated) once this many records follow the latest
     /// snapshot. Default [`DEFAULT_COMPACT_AFTER_RECORDS`]. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_file::FileFactory;
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let factory = FileFactory::builder(root.path()).compact_after_records(2).build()?;
+    /// let id = RunId::new("small")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// for name in ["fetch", "build"] {
+    ///     queue.enqueue(TaskSpec::new(name), EnqueuedBy::Root, Timestamp(1))?;
+    /// }
+    /// run.append(&queue.take_events()).await?;
+    /// // Dropping the writer waits for the compaction that append started.
+    /// drop(run);
+    /// let recovered = factory.peek(&id).await?.expect("the run exists");
+    /// assert!(recovered.snapshot.is_some());
+    /// assert!(recovered.events.is_empty());
+    /// assert_eq!(recovered.queue(&QueueConfig::default())?.snapshot(), queue.snapshot());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn compact_after_records(mut self, records: u64) -> Self {
         self.config.compact_after_records = records.max(1);
         self
@@ -86,6 +136,32 @@ impl FileFactoryBuilder {
 
     /// Compacts once the journal holds this many bytes. Default
     /// [`DEFAULT_COMPACT_AFTER_BYTES`]. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_file::{DEFAULT_COMPACT_AFTER_BYTES, FileFactory};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// // The same append, under the default threshold and under a one-byte one.
+    /// for (bytes, compacted) in [(DEFAULT_COMPACT_AFTER_BYTES, false), (1, true)] {
+    ///     let root = tempfile::tempdir()?;
+    ///     let factory = FileFactory::builder(root.path()).compact_after_bytes(bytes).build()?;
+    ///     let id = RunId::new("r1")?;
+    ///     let meta = RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0));
+    ///     let run = factory.begin(meta).await?;
+    ///     let mut queue = Queue::new(QueueConfig::default());
+    ///     queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1))?;
+    ///     run.append(&queue.take_events()).await?;
+    ///     drop(run);
+    ///     let recovered = factory.peek(&id).await?.expect("the run exists");
+    ///     assert_eq!(recovered.snapshot.is_some(), compacted);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn compact_after_bytes(mut self, bytes: u64) -> Self {
         self.config.compact_after_bytes = bytes.max(1);
         self
@@ -96,12 +172,100 @@ impl FileFactoryBuilder {
     /// checks structure, not bounds (`cairn_queue::Queue::apply`), and compaction only
     /// replays, so this setting changes neither what compaction accepts nor the snapshot
     /// it writes. There is no need to match the executor's `ExecutorConfig::queue`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_file::FileFactory;
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// // Bounds far below the run's size: compaction replays without checking them.
+    /// let tight = QueueConfig { max_tasks: 1, ..QueueConfig::default() };
+    /// let factory = FileFactory::builder(root.path())
+    ///     .queue_config(tight)
+    ///     .compact_after_records(3)
+    ///     .build()?;
+    /// let id = RunId::new("wide")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// for name in ["a", "b", "c"] {
+    ///     queue.enqueue(TaskSpec::new(name), EnqueuedBy::Root, Timestamp(1))?;
+    /// }
+    /// run.append(&queue.take_events()).await?;
+    /// drop(run);
+    /// let recovered = factory.peek(&id).await?.expect("the run exists");
+    /// assert_eq!(recovered.snapshot, Some(queue.snapshot()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config.queue_config = config;
         self
     }
 
     /// The I/O layer. Default [`StdFilesystem`]; a crash harness passes its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use std::path::{Path, PathBuf};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_file::{FileFactory, Filesystem, FsFile, OpenMode, StdFilesystem};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// // Notes where each rename went and hands every call on to the real file system.
+    /// #[derive(Debug, Default)]
+    /// struct Renames(Mutex<Vec<PathBuf>>);
+    ///
+    /// impl Filesystem for Renames {
+    ///     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    ///         self.0.lock().unwrap().push(to.to_path_buf());
+    ///         StdFilesystem.rename(from, to)
+    ///     }
+    ///     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
+    ///         StdFilesystem.open(path, mode)
+    ///     }
+    ///     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    ///         StdFilesystem.read(path)
+    ///     }
+    ///     fn create_dir(&self, path: &Path) -> io::Result<()> {
+    ///         StdFilesystem.create_dir(path)
+    ///     }
+    ///     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+    ///         StdFilesystem.create_dir_all(path)
+    ///     }
+    ///     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+    ///         StdFilesystem.sync_dir(path)
+    ///     }
+    ///     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+    ///         StdFilesystem.list_dir(path)
+    ///     }
+    ///     fn exists(&self, path: &Path) -> io::Result<bool> {
+    ///         StdFilesystem.exists(path)
+    ///     }
+    ///     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+    ///         StdFilesystem.remove_dir_all(path)
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let renames = Arc::new(Renames::default());
+    /// let factory = FileFactory::builder(root.path()).filesystem(renames.clone()).build()?;
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// // A begin stages the run's folder and renames it into place once it is complete.
+    /// assert!(renames.0.lock().unwrap().contains(&factory.run_dir(&id)));
+    /// # drop(run);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn filesystem(mut self, fs: Arc<dyn Filesystem>) -> Self {
         self.fs = fs;
         self
@@ -157,6 +321,20 @@ impl FileFactoryBuilder {
 impl FileFactory {
     /// A builder over `root` with the defaults: `Durability::Sync`, compaction after
     /// 10,000 records or 8 MiB, the real file system.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint_file::FileFactory;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let builder = FileFactory::builder(dir.path());
+    /// // Nothing touches the disk before `build`.
+    /// assert!(!dir.path().join("runs").exists());
+    /// let factory = builder.build()?;
+    /// assert!(dir.path().join("runs").is_dir());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder(root: impl AsRef<Path>) -> FileFactoryBuilder {
         FileFactoryBuilder {
             root: root.as_ref().to_path_buf(),
@@ -175,21 +353,96 @@ impl FileFactory {
     /// # Errors
     ///
     /// `Error::Io` when the directories cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```standalone_crate
+    /// use std::path::Path;
+    ///
+    /// use cairn_checkpoint_file::{DEFAULT_ROOT, FileFactory};
+    ///
+    /// // The root is relative, so work in a folder of our own (this example runs alone in
+    /// // its process, so moving the current folder disturbs nothing else).
+    /// let dir = tempfile::tempdir()?;
+    /// std::env::set_current_dir(dir.path())?;
+    /// let factory = FileFactory::open_default()?;
+    /// assert_eq!(factory.root(), Path::new(DEFAULT_ROOT));
+    /// assert!(dir.path().join(".cairn").join("runs").is_dir());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_default() -> Result<FileFactory> {
         FileFactory::builder(DEFAULT_ROOT).build()
     }
 
     /// The root directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint_file::FileFactory;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let factory = FileFactory::builder(dir.path()).build()?;
+    /// assert_eq!(factory.root(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn root(&self) -> &Path {
         &self.store.root
     }
 
     /// The folder of a run (whether or not it exists).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_file::FileFactory;
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let factory = FileFactory::builder(root.path()).build()?;
+    /// let id = RunId::new("r1")?;
+    /// // Named before the run exists; made by its begin.
+    /// assert!(!factory.run_dir(&id).exists());
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// assert!(factory.run_dir(&id).join("meta.json").is_file());
+    /// # drop(run);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn run_dir(&self, run_id: &RunId) -> PathBuf {
         self.store.run_dir(run_id)
     }
 
     /// Where quarantined runs are moved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    ///
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, RunId, RunMeta};
+    /// use cairn_checkpoint_file::FileFactory;
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let factory = FileFactory::builder(root.path()).build()?;
+    /// let id = RunId::new("r1")?;
+    /// let meta = RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0));
+    /// drop(factory.begin(meta.clone()).await?);
+    /// let moved = factory.quarantine(&id, "bad input").await?;
+    /// // The whole folder moved, and nothing is left under `runs/`.
+    /// assert!(Path::new(&moved.location).starts_with(factory.quarantine_dir()));
+    /// assert!(!factory.run_dir(&id).exists());
+    /// assert_eq!(factory.list_quarantined().await?.len(), 1);
+    /// // A quarantined id is never begun again.
+    /// let again = factory.begin(meta).await;
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn quarantine_dir(&self) -> PathBuf {
         self.store.quarantine_dir()
     }

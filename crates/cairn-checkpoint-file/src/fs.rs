@@ -11,6 +11,26 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// How `Filesystem::open` opens a file.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::ErrorKind;
+///
+/// use cairn_checkpoint_file::{Filesystem, OpenMode, StdFilesystem};
+///
+/// let dir = tempfile::tempdir()?;
+/// let fs = StdFilesystem;
+/// let path = dir.path().join("meta.json.tmp");
+/// fs.open(&path, OpenMode::CreateNew)?.write_all(b"first")?;
+/// // `CreateNew` never replaces a file: a second maker of it is told so.
+/// let again = fs.open(&path, OpenMode::CreateNew).unwrap_err();
+/// assert_eq!(again.kind(), ErrorKind::AlreadyExists);
+/// // `Truncate` starts the file over.
+/// fs.open(&path, OpenMode::Truncate)?.write_all(b"new")?;
+/// assert_eq!(fs.read(&path)?, b"new");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
     /// Read only; the file must exist.
@@ -26,6 +46,32 @@ pub enum OpenMode {
 }
 
 /// An open file. Object-safe so a test layer can stand in for `std::fs::File`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_file::{Filesystem, OpenMode, StdFilesystem};
+///
+/// let dir = tempfile::tempdir()?;
+/// let fs = StdFilesystem;
+/// let path = dir.path().join("journal");
+/// let file = fs.open(&path, OpenMode::ReadWrite)?;
+/// // Zeros first, then a write over them in place: the length stays, as for the journal.
+/// file.set_len(16)?;
+/// file.write_at(0, b"batch")?;
+/// file.sync_data()?;
+/// assert_eq!(file.size()?, 16);
+/// let mut head = [0; 5];
+/// assert_eq!(file.read_at(0, &mut head)?, 5);
+/// assert_eq!(&head, b"batch");
+/// // The lock belongs to the open file, so a second open is refused while the first holds it.
+/// assert!(file.try_lock()?);
+/// let reader = fs.open(&path, OpenMode::Read)?;
+/// assert!(!reader.try_lock_shared()?);
+/// file.unlock()?;
+/// assert!(reader.try_lock_shared()?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait FsFile: Send + Sync + Debug {
     /// Writes all of `buf` at the current position (the end, in `Append` mode).
     ///
@@ -218,6 +264,29 @@ pub trait Filesystem: Send + Sync + Debug + 'static {
 }
 
 /// The real file system, through `std::fs`.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::ErrorKind;
+///
+/// use cairn_checkpoint_file::{Filesystem, OpenMode, StdFilesystem};
+///
+/// let dir = tempfile::tempdir()?;
+/// let fs = StdFilesystem;
+/// // Fill a folder under a hidden name, then rename it into place, as a begin does.
+/// let staging = dir.path().join(".begin-r1");
+/// fs.create_dir(&staging)?;
+/// fs.open(&staging.join("meta.json"), OpenMode::CreateNew)?.sync_data()?;
+/// let run = dir.path().join("r1");
+/// fs.rename(&staging, &run)?;
+/// fs.sync_dir(dir.path())?;
+/// assert!(!fs.exists(&staging)? && fs.exists(&run)?);
+/// assert_eq!(fs.list_dir(&run)?, ["meta.json"]);
+/// // `create_dir` makes one new folder, never an existing one.
+/// assert_eq!(fs.create_dir(&run).unwrap_err().kind(), ErrorKind::AlreadyExists);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFilesystem;
 

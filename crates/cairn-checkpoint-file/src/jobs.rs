@@ -61,6 +61,24 @@ use serde::{Deserialize, Serialize};
 use crate::line_log;
 
 /// The format version of job files this build writes and reads.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore};
+/// use cairn_checkpoint_file::{FileJobStore, JOB_FILE_FORMAT_VERSION};
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let root = tempfile::tempdir()?;
+/// let store = FileJobStore::open(root.path())?;
+/// let id = JobId::new("nightly")?;
+/// store.put(&id, None, &serde_json::json!({"every_ms": 60000})).await?.expect("new");
+/// // Every job file names the format it was written in.
+/// let file: serde_json::Value = serde_json::from_slice(&std::fs::read(store.job_path(&id))?)?;
+/// assert_eq!(file["format_version"], JOB_FILE_FORMAT_VERSION);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub const JOB_FILE_FORMAT_VERSION: u32 = 1;
 
 const LOCK_FILE: &str = ".lock";
@@ -156,6 +174,24 @@ impl FileJobStore {
     ///
     /// None today (the folder is checked on first use); the `Result` leaves room for checks
     /// that need the disk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_file::FileJobStore;
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let store = FileJobStore::open(root.path())?;
+    /// // Opening writes nothing, and a store without a folder reads as empty.
+    /// assert!(!store.dir().exists());
+    /// assert!(store.listing().await?.jobs.is_empty());
+    /// store.put(&JobId::new("nightly")?, None, &serde_json::json!({})).await?.expect("new");
+    /// assert!(store.dir().is_dir());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn open(root: impl AsRef<Path>) -> Result<FileJobStore> {
         let root = root.as_ref();
         Ok(FileJobStore {
@@ -172,11 +208,40 @@ impl FileJobStore {
     }
 
     /// The folder holding the job files (made by the first write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint_file::FileJobStore;
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let store = FileJobStore::open(root.path())?;
+    /// assert_eq!(store.dir(), root.path().join("jobs"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
 
     /// The file of job `id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_file::FileJobStore;
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let root = tempfile::tempdir()?;
+    /// let store = FileJobStore::open(root.path())?;
+    /// let id = JobId::new("nightly")?;
+    /// // Named before the job exists; written by its first save.
+    /// assert!(!store.job_path(&id).exists());
+    /// store.put(&id, None, &serde_json::json!({})).await?.expect("new");
+    /// assert!(store.job_path(&id).is_file());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn job_path(&self, id: &JobId) -> PathBuf {
         self.inner.dir.join(format!("{id}.json"))
     }

@@ -20,6 +20,28 @@ use crate::journal::{self, Ending, Format};
 use crate::line_log;
 
 /// The `queue.json` wrapper format this build writes and reads.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+/// use cairn_checkpoint_file::{FileFactory, QUEUE_FILE_FORMAT_VERSION};
+/// use cairn_queue::{Queue, QueueConfig, Timestamp};
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let root = tempfile::tempdir()?;
+/// let factory = FileFactory::builder(root.path()).build()?;
+/// let id = RunId::new("r1")?;
+/// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// run.install_snapshot(&Queue::new(QueueConfig::default()).snapshot()).await?;
+/// // Installing a snapshot writes `queue.json`, which names its format version.
+/// let written = std::fs::read(factory.run_dir(&id).join("queue.json"))?;
+/// let file: serde_json::Value = serde_json::from_slice(&written)?;
+/// assert_eq!(file["format_version"], QUEUE_FILE_FORMAT_VERSION);
+/// # drop(run);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub const QUEUE_FILE_FORMAT_VERSION: u32 = 1;
 
 pub(crate) const META_FILE: &str = "meta.json";

@@ -325,6 +325,30 @@ impl fmt::Debug for Shared {
 
 /// The writer of one run in a file store. Holds the run's lock until dropped.
 ///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, Error, RunId, RunMeta};
+/// use cairn_checkpoint_file::FileFactory;
+/// use cairn_queue::{Event, Timestamp};
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let root = tempfile::tempdir()?;
+/// let factory = FileFactory::builder(root.path()).build()?;
+/// let id = RunId::new("r1")?;
+/// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+/// run.append(std::slice::from_ref(&event)).await?;
+/// // The lock is across processes; a clone of the factory stands in for another one.
+/// let other = factory.clone();
+/// assert!(matches!(other.open(&id).await, Err(Error::Locked { .. })));
+/// drop(run);
+/// let opened = other.open(&id).await?.expect("the run exists");
+/// assert_eq!(opened.recovered.events, vec![event]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
 /// # Cancel safety
 ///
 /// Dropping an `append` future after its records were buffered does not withdraw them:

@@ -6,6 +6,18 @@ use std::path::PathBuf;
 ///
 /// Once built, the factory speaks the port's `cairn_checkpoint::Error`; this type converts
 /// into it (as `Error::Backend { backend: "sled", .. }`).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_sled::{Error, SledFactory};
+///
+/// let err = SledFactory::builder().build().unwrap_err();
+/// assert!(matches!(err, Error::NoLocation));
+/// // Callers that hold the port see the sled backend's error.
+/// let port = cairn_checkpoint::Error::from(err);
+/// assert!(matches!(port, cairn_checkpoint::Error::Backend { backend: "sled", .. }));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

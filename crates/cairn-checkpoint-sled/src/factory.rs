@@ -86,6 +86,28 @@ impl SledFactoryBuilder {
     /// If this process already has that database open through another factory, the new
     /// factory shares it. If the host opened it with sled directly, sled's file lock refuses
     /// a second open: pass the host's handle with `db` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunFilter, RunId, RunMeta};
+    /// use cairn_checkpoint_sled::SledFactory;
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("runs.sled");
+    /// let factory = SledFactory::builder().path(&path).build()?;
+    /// // A second factory over the same folder shares the open database instead of failing.
+    /// let other = SledFactory::builder().path(&path).build()?;
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// let listed = other.list(&RunFilter::default()).await?;
+    /// assert_eq!(listed.len(), 1);
+    /// assert_eq!(listed[0].run_id, id);
+    /// # Ok(()) }
+    /// ```
     pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
         self.location = Some(Location::Path(path.into()));
         self
@@ -98,6 +120,32 @@ impl SledFactoryBuilder {
     /// touches the host's trees. It needs `dir` because sled 0.34.7's `Db::flush` does not
     /// fsync: after each flush cairn fsyncs sled's files in `dir` itself. `build` checks that
     /// `dir` holds an open sled database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_sled::{Error, SledFactory, layout};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let folder = dir.path().join("host.sled");
+    /// let db = sled::open(&folder)?;
+    /// db.insert("host-key", "host-value")?;
+    /// // Any other folder is refused: cairn could not fsync the database's files there.
+    /// let elsewhere = SledFactory::builder().db(db.clone(), dir.path()).build();
+    /// assert!(matches!(elsewhere, Err(Error::NotOpenDatabase { .. })));
+    ///
+    /// let factory = SledFactory::builder().db(db.clone(), &folder).build()?;
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// // The run went to cairn's own tree; the host's data is as it was.
+    /// assert!(db.open_tree(layout::RUNS_TREE)?.contains_key(id.as_str())?);
+    /// assert_eq!(db.get("host-key")?.as_deref(), Some(&b"host-value"[..]));
+    /// # Ok(()) }
+    /// ```
     pub fn db(mut self, db: sled::Db, dir: impl Into<PathBuf>) -> Self {
         self.location = Some(Location::Db(db, dir.into()));
         self
@@ -108,6 +156,33 @@ impl SledFactoryBuilder {
     /// Under `Durability::Group` a lone writer flushes at once, as under `Sync`; a flush
     /// waits for company (at most `max_delay`) only while fewer writes wait than earlier
     /// flushes covered (the crate docs, "Layout and durability", say how).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Durability, RunId, RunMeta};
+    /// use cairn_checkpoint_sled::SledFactory;
+    /// use cairn_queue::{Event, Timestamp};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// // No flush: writes reach sled's buffers and only its background flusher makes them durable.
+    /// let factory = SledFactory::builder()
+    ///     .path(dir.path().join("runs.sled"))
+    ///     .durability(Durability::None)
+    ///     .build()?;
+    /// assert_eq!(factory.durability(), Durability::None);
+    /// let id = RunId::new("scratch")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+    /// run.append(std::slice::from_ref(&event)).await?;
+    /// drop(run);
+    /// // The database reads back what it was given, flushed or not.
+    /// let opened = factory.open(&id).await?.expect("the run exists");
+    /// assert_eq!(opened.recovered.events, vec![event]);
+    /// # Ok(()) }
+    /// ```
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -122,6 +197,21 @@ impl SledFactoryBuilder {
     /// `Error::Open` when sled cannot open it otherwise; `Error::NotOpenDatabase` when the
     /// folder given with `db` holds no open sled database; `Error::Setup` when the cairn trees
     /// cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint_sled::{Error, SledFactory};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let folder = dir.path().join("runs.sled");
+    /// // A builder told neither `path` nor `db` has nothing to open.
+    /// assert!(matches!(SledFactory::builder().build(), Err(Error::NoLocation)));
+    /// let factory = SledFactory::builder().path(&folder).build()?;
+    /// assert!(folder.is_dir());
+    /// # drop(factory);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> std::result::Result<SledFactory, crate::Error> {
         let shared = match self.location {
             None => return Err(crate::Error::NoLocation),
@@ -137,6 +227,18 @@ impl SledFactoryBuilder {
 
 impl SledFactory {
     /// A builder with no location and `Durability::Sync`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::Durability;
+    /// use cairn_checkpoint_sled::SledFactory;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let factory = SledFactory::builder().path(dir.path().join("runs.sled")).build()?;
+    /// assert_eq!(factory.durability(), Durability::Sync);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> SledFactoryBuilder {
         SledFactoryBuilder {
             location: None,
@@ -149,6 +251,32 @@ impl SledFactory {
     /// # Errors
     ///
     /// As `SledFactoryBuilder::build`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_sled::SledFactory;
+    /// use cairn_queue::{Event, Timestamp};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("runs.sled");
+    /// let id = RunId::new("r1")?;
+    /// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+    /// {
+    ///     let factory = SledFactory::open(&path)?;
+    ///     let meta = RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0));
+    ///     let run = factory.begin(meta).await?;
+    ///     run.append(std::slice::from_ref(&event)).await?;
+    /// }
+    /// // Every handle is gone, as after a restart: the database opens again with the run in it.
+    /// let factory = SledFactory::open(&path)?;
+    /// let opened = factory.open(&id).await?.expect("the run exists");
+    /// assert_eq!(opened.recovered.events, vec![event]);
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> std::result::Result<SledFactory, crate::Error> {
         SledFactory::builder()
             .path(path.as_ref().to_path_buf())
@@ -156,11 +284,49 @@ impl SledFactory {
     }
 
     /// The underlying database handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, RunId, RunMeta};
+    /// use cairn_checkpoint_sled::{SledFactory, layout};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let factory = SledFactory::open(dir.path().join("runs.sled"))?;
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// // A host may read cairn's trees: the metadata is checksummed JSON under the run id.
+    /// let stored = factory.db().open_tree(layout::RUNS_TREE)?.get(id.as_str())?.expect("stored");
+    /// let meta: RunMeta = serde_json::from_slice(layout::unseal(&stored).expect("intact"))?;
+    /// assert_eq!(meta.run_id, id);
+    /// # Ok(()) }
+    /// ```
     pub fn db(&self) -> &sled::Db {
         &self.shared.db
     }
 
     /// The durability of this factory's writes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cairn_checkpoint::Durability;
+    /// use cairn_checkpoint_sled::SledFactory;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let group = Durability::Group { max_delay: Duration::from_millis(2) };
+    /// let factory = SledFactory::builder()
+    ///     .path(dir.path().join("runs.sled"))
+    ///     .durability(group)
+    ///     .build()?;
+    /// assert_eq!(factory.durability(), group);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durability(&self) -> Durability {
         self.durability
     }

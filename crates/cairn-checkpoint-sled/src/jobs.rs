@@ -117,6 +117,25 @@ impl SledJobStore {
     ///
     /// `crate::Error::InUse` when another process holds the database, `crate::Error::Open` when sled cannot open it otherwise;
     /// `Setup` when the trees cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_sled::{JOBS_TREE, SledFactory, SledJobStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cairn.sled");
+    /// let factory = SledFactory::open(&path)?;
+    /// // The factory already has the database open; the store shares its handle.
+    /// let store = SledJobStore::open(&path)?;
+    /// let id = JobId::new("nightly")?;
+    /// store.put(&id, None, &serde_json::json!({})).await?.expect("new");
+    /// assert!(factory.db().open_tree(JOBS_TREE)?.contains_key(id.as_str())?);
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> std::result::Result<SledJobStore, crate::Error> {
         Self::over(Shared::for_path(path.as_ref())?)
     }
@@ -128,6 +147,25 @@ impl SledJobStore {
     ///
     /// `NotOpenDatabase` when `dir` holds no open sled database; `Setup` when the trees
     /// cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_sled::{JOBS_TREE, SledJobStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let folder = dir.path().join("host.sled");
+    /// let db = sled::open(&folder)?;
+    /// let store = SledJobStore::from_db(db.clone(), &folder)?;
+    /// let id = JobId::new("nightly")?;
+    /// store.put(&id, None, &serde_json::json!({})).await?.expect("new");
+    /// // The job is in cairn's tree of the host's database.
+    /// assert!(db.open_tree(JOBS_TREE)?.contains_key(id.as_str())?);
+    /// # Ok(()) }
+    /// ```
     pub fn from_db(
         db: sled::Db,
         dir: impl AsRef<Path>,
@@ -140,6 +178,25 @@ impl SledJobStore {
     /// # Errors
     ///
     /// `Setup` when the trees cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_sled::{SledFactory, SledJobStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let factory = SledFactory::open(dir.path().join("cairn.sled"))?;
+    /// let id = JobId::new("nightly")?;
+    /// let store = SledJobStore::sharing(&factory)?;
+    /// store.put(&id, None, &serde_json::json!({})).await?.expect("new");
+    /// // Another store over the same factory sees the job: they share one database.
+    /// let stored = SledJobStore::sharing(&factory)?.get(&id).await?.expect("stored");
+    /// assert_eq!(stored.version, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn sharing(factory: &SledFactory) -> std::result::Result<SledJobStore, crate::Error> {
         Self::over(factory.shared.clone())
     }
@@ -155,6 +212,27 @@ impl SledJobStore {
     }
 
     /// The database handle (hosts may read the `cairn/job*` trees; tests damage them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore};
+    /// use cairn_checkpoint_sled::{JOBS_TREE, SledJobStore, layout};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = SledJobStore::open(dir.path().join("cairn.sled"))?;
+    /// let id = JobId::new("nightly")?;
+    /// store.put(&id, None, &serde_json::json!({"every_ms": 60000})).await?.expect("new");
+    /// // Each job is a checksummed frame of its version and document.
+    /// let stored = store.db().open_tree(JOBS_TREE)?.get(id.as_str())?.expect("stored");
+    /// let payload = layout::unseal(&stored).expect("intact");
+    /// let value: serde_json::Value = serde_json::from_slice(payload)?;
+    /// assert_eq!(value["version"], 1);
+    /// assert_eq!(value["document"]["every_ms"], 60000);
+    /// # Ok(()) }
+    /// ```
     pub fn db(&self) -> &sled::Db {
         &self.shared.db
     }

@@ -50,6 +50,19 @@ pub fn run_prefix(run_id: &RunId) -> Vec<u8> {
 }
 
 /// The key of record `seq` of a run (journal, audit and cut trees).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::RunId;
+/// use cairn_checkpoint_sled::layout::{run_prefix, seq_key};
+///
+/// let id = RunId::new("r1")?;
+/// assert!(seq_key(&id, 7).starts_with(&run_prefix(&id)));
+/// // Big-endian sequences sort as numbers, so sled's key order is append order.
+/// assert!(seq_key(&id, 255) < seq_key(&id, 256));
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// ```
 pub fn seq_key(run_id: &RunId, seq: u64) -> Vec<u8> {
     let mut key = run_prefix(run_id);
     key.extend_from_slice(&seq.to_be_bytes());
@@ -58,6 +71,19 @@ pub fn seq_key(run_id: &RunId, seq: u64) -> Vec<u8> {
 
 /// The sequence number at the end of a per-run key, or `None` when the key has the wrong
 /// length for the prefix.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::RunId;
+/// use cairn_checkpoint_sled::layout::{run_prefix, seq_key, seq_of_key};
+///
+/// let id = RunId::new("r1")?;
+/// let prefix = run_prefix(&id).len();
+/// assert_eq!(seq_of_key(prefix, &seq_key(&id, 256)), Some(256));
+/// assert_eq!(seq_of_key(prefix, b"r1/short"), None);
+/// # Ok::<(), cairn_checkpoint::Error>(())
+/// ```
 pub fn seq_of_key(prefix_len: usize, key: &[u8]) -> Option<u64> {
     let tail: [u8; SEQ_LEN] = key.get(prefix_len..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
@@ -80,6 +106,19 @@ pub fn seal(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The payload of a frame, or `None` when the frame is too short or its checksum is wrong.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_sled::layout::{seal, unseal};
+///
+/// let mut frame = seal(b"payload");
+/// assert_eq!(unseal(&frame), Some(&b"payload"[..]));
+/// // One flipped bit, or a frame cut short, is caught.
+/// assert_eq!(unseal(&frame[..3]), None);
+/// frame[5] ^= 1;
+/// assert_eq!(unseal(&frame), None);
+/// ```
 pub fn unseal(frame: &[u8]) -> Option<&[u8]> {
     let (crc, payload) = frame.split_at_checked(CHECKSUM_LEN)?;
     let stored = u32::from_be_bytes(crc.try_into().ok()?);
@@ -87,6 +126,17 @@ pub fn unseal(frame: &[u8]) -> Option<&[u8]> {
 }
 
 /// Frames a payload that starts with a sequence number (journal records and snapshots).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_sled::layout::{SEQ_LEN, seal_with_seq, unseal};
+///
+/// let frame = seal_with_seq(42, b"{}");
+/// let payload = unseal(&frame).expect("intact");
+/// assert_eq!(payload[..SEQ_LEN], 42u64.to_be_bytes());
+/// assert_eq!(&payload[SEQ_LEN..], b"{}");
+/// ```
 pub fn seal_with_seq(seq: u64, body: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(SEQ_LEN + body.len());
     payload.extend_from_slice(&seq.to_be_bytes());
@@ -95,6 +145,17 @@ pub fn seal_with_seq(seq: u64, body: &[u8]) -> Vec<u8> {
 }
 
 /// Splits a checked payload into its leading sequence number and the rest.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint_sled::layout::{seal_with_seq, split_seq, unseal};
+///
+/// let frame = seal_with_seq(42, b"{}");
+/// assert_eq!(split_seq(unseal(&frame).expect("intact")), Some((42, &b"{}"[..])));
+/// // Fewer bytes than a sequence number hold none.
+/// assert_eq!(split_seq(&[1, 2, 3]), None);
+/// ```
 pub fn split_seq(payload: &[u8]) -> Option<(u64, &[u8])> {
     let (seq, body) = payload.split_at_checked(SEQ_LEN)?;
     Some((u64::from_be_bytes(seq.try_into().ok()?), body))

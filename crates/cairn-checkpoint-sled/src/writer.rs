@@ -44,6 +44,29 @@ impl Drop for WriterSlot {
 ///
 /// Appends are atomic sled batches; they are acknowledged once durable as the factory's
 /// `Durability` says. After a failed flush every call fails with `Poisoned`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, Error, RunId, RunMeta};
+/// use cairn_checkpoint_sled::SledFactory;
+/// use cairn_queue::{Event, Timestamp};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let factory = SledFactory::open(dir.path().join("runs.sled"))?;
+/// let id = RunId::new("r1")?;
+/// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
+/// run.append(std::slice::from_ref(&event)).await?;
+/// // One writer per run: a second one is refused while the first lives.
+/// assert!(matches!(factory.open(&id).await, Err(Error::Locked { .. })));
+/// drop(run);
+/// let opened = factory.open(&id).await?.expect("the run exists");
+/// assert_eq!(opened.recovered.events, vec![event]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SledCheckpointer {
     slot: WriterSlot,
