@@ -107,6 +107,22 @@ impl AuditRecord {
     }
 
     /// Adds structured detail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, AuditRecord, RunId};
+    /// use cairn_queue::Timestamp;
+    /// let id = RunId::new("r1")?;
+    /// let plain = AuditRecord::new(Timestamp(5), id, AuditAction::TaskReset, "task 3 reset");
+    /// // A record without detail leaves the field out of its JSON line.
+    /// assert!(!serde_json::to_string(&plain)?.contains("detail"));
+    /// let rec = plain.with_detail(serde_json::json!({ "task_id": 3 }));
+    /// assert_eq!(rec.detail["task_id"], 3);
+    /// let line = serde_json::to_string(&rec)?;
+    /// assert_eq!(serde_json::from_str::<AuditRecord>(&line)?, rec);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self

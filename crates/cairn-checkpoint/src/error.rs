@@ -197,6 +197,31 @@ pub enum Error {
 impl Error {
     /// Whether this error means stored state is damaged or foreign (as opposed to a
     /// transient or environmental failure).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{Error, RunId};
+    /// let run_id = RunId::new("r1")?;
+    /// let damaged = Error::Corruption {
+    ///     run_id: run_id.clone(),
+    ///     file: "journal".to_owned(),
+    ///     offset: 512,
+    ///     detail: "bad checksum".to_owned(),
+    /// };
+    /// assert!(damaged.is_bad_state());
+    /// // A held lock passes once its writer ends: nothing is wrong with the state.
+    /// let holder = "pid 7 on host-a".to_owned();
+    /// assert!(!Error::Locked { run_id, holder }.is_bad_state());
+    /// // State a newer build wrote is not bad either: it is left for that build.
+    /// let newer = Error::NewerFormat {
+    ///     run_id: RunId::new("r2")?,
+    ///     file: "meta.json".to_owned(),
+    ///     detail: "format version 2".to_owned(),
+    /// };
+    /// assert!(!newer.is_bad_state());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_bad_state(&self) -> bool {
         matches!(
             self,

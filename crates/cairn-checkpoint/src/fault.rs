@@ -64,6 +64,15 @@ pub enum FaultOp {
 
 impl FaultOp {
     /// The method's name, as carried by `Error::Injected { op }`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::FaultOp;
+    /// assert_eq!(FaultOp::CompareAndSwap.name(), "compare_and_swap_status");
+    /// // `Display` prints the same name.
+    /// assert_eq!(FaultOp::InstallSnapshot.to_string(), "install_snapshot");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             FaultOp::Begin => "begin",
@@ -135,6 +144,24 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     /// A plan with nothing armed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// // With nothing armed, every call goes through, and is counted.
+    /// factory.begin(RunMeta::new(RunId::new("r1")?, "wf", "s", "", Timestamp(0))).await?;
+    /// assert_eq!(plan.calls(FaultOp::Begin), 1);
+    /// assert!(plan.fired().is_empty());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new() -> FaultPlan {
         FaultPlan::default()
     }
@@ -147,6 +174,30 @@ impl FaultPlan {
 
     /// Arms the `ordinal`-th call of `op` (1-based, counting every call since the plan was
     /// created) to fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "s", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// plan.fail_nth(FaultOp::Append, 2, FaultTiming::Before);
+    /// run.append(&[]).await?;
+    /// assert!(matches!(run.append(&[]).await, Err(Error::Injected { op: "append" })));
+    /// run.append(&[]).await?;
+    /// assert_eq!(plan.fired(), [(FaultOp::Append, 2)]);
+    /// // Ordinals count from the plan's creation, so one already passed never fires.
+    /// plan.fail_nth(FaultOp::Append, 1, FaultTiming::Before);
+    /// run.append(&[]).await?;
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fail_nth(&self, op: FaultOp, ordinal: u64, timing: FaultTiming) {
         self.lock().armed.push(Armed {
             op,
@@ -156,6 +207,26 @@ impl FaultPlan {
     }
 
     /// Arms the next call of `op` to fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// let id = RunId::new("r1")?;
+    /// plan.fail_next(FaultOp::Begin, FaultTiming::After);
+    /// let begun = factory.begin(RunMeta::new(id.clone(), "wf", "s", "", Timestamp(0))).await;
+    /// assert!(matches!(begun, Err(Error::Injected { op: "begin" })));
+    /// // `After` lets the call happen and loses only its reply: the run was begun.
+    /// assert!(factory.load_meta(&id).await?.is_some());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fail_next(&self, op: FaultOp, timing: FaultTiming) {
         let mut state = self.lock();
         let ordinal = state.calls.get(&op).copied().unwrap_or(0) + 1;
@@ -167,16 +238,77 @@ impl FaultPlan {
     }
 
     /// Removes every armed fault that has not fired.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "s", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// plan.fail_next(FaultOp::Append, FaultTiming::Before);
+    /// plan.disarm_all();
+    /// run.append(&[]).await?;
+    /// assert!(plan.fired().is_empty());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn disarm_all(&self) {
         self.lock().armed.clear();
     }
 
     /// How many calls of `op` went through the wrapper so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// let id = RunId::new("unknown")?;
+    /// plan.fail_next(FaultOp::LoadMeta, FaultTiming::Before);
+    /// assert!(factory.load_meta(&id).await.is_err());
+    /// assert!(factory.load_meta(&id).await?.is_none());
+    /// // Failed calls count too.
+    /// assert_eq!(plan.calls(FaultOp::LoadMeta), 2);
+    /// // `peek` reads what `open` reads, so it counts as `open`.
+    /// assert!(factory.peek(&id).await?.is_none());
+    /// assert_eq!(plan.calls(FaultOp::Open), 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn calls(&self, op: FaultOp) -> u64 {
         self.lock().calls.get(&op).copied().unwrap_or(0)
     }
 
     /// The faults that fired, as `(op, ordinal)`, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunFilter, RunId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plan = FaultPlan::new();
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    /// plan.fail_next(FaultOp::List, FaultTiming::Before);
+    /// plan.fail_next(FaultOp::IsHeld, FaultTiming::After);
+    /// assert!(factory.is_held(&RunId::new("r1")?).await.is_err());
+    /// assert!(factory.list(&RunFilter::default()).await.is_err());
+    /// // In the order they fired, not the order they were armed.
+    /// assert_eq!(plan.fired(), [(FaultOp::IsHeld, 1), (FaultOp::List, 1)]);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fired(&self) -> Vec<(FaultOp, u64)> {
         self.lock().fired.clone()
     }
@@ -240,16 +372,77 @@ pub struct FaultyFactory<F> {
 
 impl<F: CheckpointerFactory> FaultyFactory<F> {
     /// Wraps `inner`; `plan` decides which calls fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultPlan, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let inner = MemoryFactory::new();
+    /// let factory = FaultyFactory::new(inner.clone(), FaultPlan::new());
+    /// let id = RunId::new("r1")?;
+    /// // With nothing armed, the wrapper forwards to the store it wraps.
+    /// factory.begin(RunMeta::new(id.clone(), "wf", "s", "", Timestamp(0))).await?;
+    /// assert!(inner.load_meta(&id).await?.is_some());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(inner: F, plan: FaultPlan) -> FaultyFactory<F> {
         FaultyFactory { inner, plan }
     }
 
     /// The shared plan.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), FaultPlan::new());
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "s", "", Timestamp(0))).await?;
+    /// // The writers the factory handed out share its plan.
+    /// factory.plan().fail_next(FaultOp::Complete, FaultTiming::After);
+    /// assert!(run.complete().await.is_err());
+    /// // The reply was lost, not the write: the run completed.
+    /// let status = factory.load_meta(&id).await?.map(|meta| meta.status);
+    /// assert_eq!(status, Some(RunStatus::Completed));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn plan(&self) -> &FaultPlan {
         &self.plan
     }
 
     /// The wrapped factory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = FaultyFactory::new(MemoryFactory::new(), FaultPlan::new());
+    /// let id = RunId::new("r1")?;
+    /// factory.plan().fail_next(FaultOp::Begin, FaultTiming::After);
+    /// let begun = factory.begin(RunMeta::new(id.clone(), "wf", "s", "", Timestamp(0))).await;
+    /// assert!(begun.is_err());
+    /// // The wrapped store bypasses the plan, to check what a failed call left behind.
+    /// assert!(factory.inner().load_meta(&id).await?.is_some());
+    /// assert!(factory.inner().stored_meta(&id).is_some());
+    /// assert_eq!(factory.plan().calls(FaultOp::LoadMeta), 0);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn inner(&self) -> &F {
         &self.inner
     }

@@ -81,6 +81,17 @@ impl JobId {
     }
 
     /// The id as text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::JobId;
+    /// let id = JobId::new("nightly-backup")?;
+    /// assert_eq!(id.as_str(), "nightly-backup");
+    /// // `Display` prints the same text.
+    /// assert_eq!(id.to_string(), id.as_str());
+    /// # Ok::<(), cairn_checkpoint::InvalidJobId>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -285,6 +296,22 @@ impl JobAuditRecord {
     }
 
     /// Adds structured detail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId};
+    /// use cairn_queue::Timestamp;
+    /// let id = JobId::new("nightly")?;
+    /// let tripped = JobAuditAction::BreakerTripped;
+    /// let rec = JobAuditRecord::new(Timestamp(5), id, tripped, "5 runs failed in a row")
+    ///     .with_detail(serde_json::json!({ "failures": 5 }));
+    /// assert_eq!(rec.detail["failures"], 5);
+    /// // The detail is kept in the stored JSON line.
+    /// let line = serde_json::to_string(&rec)?;
+    /// assert_eq!(serde_json::from_str::<JobAuditRecord>(&line)?, rec);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self
@@ -312,6 +339,26 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// Stored state that cannot be read back (bad checksum, unparseable, foreign id) MUST be
     /// moved aside (never deleted), audited as `Quarantined`, and reported as an error; the
     /// job is then unknown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// assert!(store.get(&id).await?.is_none());
+    /// store.put(&id, None, &serde_json::json!({ "every": 60 })).await?.expect("a new job");
+    /// let job = store.get(&id).await?.expect("stored");
+    /// assert_eq!((job.version, job.document["every"].as_u64()), (1, Some(60)));
+    /// // A damaged job is moved aside and reported once; the job is unknown after that.
+    /// store.damage_job(&id);
+    /// assert!(store.get(&id).await.is_err());
+    /// assert!(store.get(&id).await?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn get(&self, id: &JobId) -> Result<Option<StoredJob>>;
 
     /// Every job, ordered by id, and every stored entry left out of it.
@@ -326,10 +373,54 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     ///   SHOULD NOT be audited again by every listing of the same store.
     /// - One such entry MUST NOT fail the listing; failures of the store as a whole (its
     ///   lock, its audit log, a failed fsync) are errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutPlace, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let (good, stuck) = (JobId::new("good")?, JobId::new("stuck")?);
+    /// for id in [&good, &stuck] {
+    ///     store.put(id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// }
+    /// store.damage_job_in_place(&stuck);
+    /// // A job that cannot be moved aside is reported by every listing while it stays.
+    /// for _ in 0..2 {
+    ///     let listing = store.listing().await?;
+    ///     assert_eq!(listing.jobs.len(), 1);
+    ///     assert!(matches!(listing.left_out[0].place, LeftOutPlace::LeftInPlace { .. }));
+    /// }
+    /// // It is audited once, not once per listing.
+    /// let audit = store.read_audit(&stuck).await?;
+    /// let left = audit.iter().filter(|record| record.action == JobAuditAction::LeftInPlace);
+    /// assert_eq!(left.count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn listing(&self) -> Result<JobListing>;
 
     /// Every job, ordered by id: `listing` without the left-out entries. Where an operator
     /// must hear of a job that stopped running, use `listing`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// for name in ["weekly", "daily"] {
+    ///     store.put(&JobId::new(name)?, None, &serde_json::json!({})).await?.expect("a new job");
+    /// }
+    /// let jobs = store.list().await?;
+    /// let ids: Vec<&str> = jobs.iter().map(|job| job.id.as_str()).collect();
+    /// // Ordered by id, not by creation.
+    /// assert_eq!(ids, ["daily", "weekly"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn list(&self) -> Result<Vec<StoredJob>> {
         Ok(self.listing().await?.jobs)
     }
@@ -340,6 +431,26 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// `Some(v)` MUST conflict unless version `v` is stored, and stores version `v + 1`.
     /// Returns the new version. MUST NOT return `Ok(Ok(_))` before the write is durable.
     /// A conflict changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    /// use serde_json::json;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// let v1 = store.put(&id, None, &json!({ "every": 60 })).await?.expect("a new job");
+    /// let v2 = store.put(&id, Some(v1), &json!({ "every": 30 })).await?.expect("at version 1");
+    /// assert_eq!((v1, v2), (1, 2));
+    /// // A writer that read version 1 lost the race: it changes nothing and learns the version.
+    /// let stale = store.put(&id, Some(1), &json!({ "every": 5 })).await?.unwrap_err();
+    /// assert_eq!((stale.expected, stale.current), (Some(1), Some(2)));
+    /// assert_eq!(store.get(&id).await?.expect("stored").document["every"], 30);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn put(
         &self,
         id: &JobId,
@@ -349,6 +460,25 @@ pub trait JobStore: Send + Sync + Debug + 'static {
 
     /// Deletes job `id` if version `expected` is stored; a conflict (including an unknown
     /// job) changes nothing. The job's audit records MUST be kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// let v1 = store.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// // Only the version that is stored can be deleted.
+    /// assert!(store.delete(&id, v1 + 1).await?.is_err());
+    /// store.delete(&id, v1).await?.expect("version 1 is stored");
+    /// assert!(store.get(&id).await?.is_none());
+    /// // A job that is gone conflicts too, with no version stored.
+    /// assert_eq!(store.delete(&id, v1).await?.unwrap_err().current, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn delete(
         &self,
         id: &JobId,
@@ -357,9 +487,54 @@ pub trait JobStore: Send + Sync + Debug + 'static {
 
     /// Appends an audit record to its job's list. MUST be durable before returning; MUST
     /// work for a job that does not exist (any more).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// // The job need not exist: its records outlive it.
+    /// let id = JobId::new("gone")?;
+    /// let deleted = JobAuditAction::Deleted;
+    /// let record = JobAuditRecord::new(Timestamp(1), id.clone(), deleted, "operator deleted it");
+    /// store.append_audit(&record).await?;
+    /// assert_eq!(store.read_audit(&id).await?, [record]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn append_audit(&self, record: &JobAuditRecord) -> Result<()>;
 
     /// Every audit record of job `id`, oldest first. Empty for an unknown job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, MemoryJobStore};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let (a, b) = (JobId::new("a")?, JobId::new("b")?);
+    /// let happened = [
+    ///     (&a, JobAuditAction::Created),
+    ///     (&b, JobAuditAction::Created),
+    ///     (&a, JobAuditAction::Paused),
+    /// ];
+    /// for (at, (id, action)) in happened.into_iter().enumerate() {
+    ///     let record = JobAuditRecord::new(Timestamp(at as u64), id.clone(), action, "");
+    ///     store.append_audit(&record).await?;
+    /// }
+    /// // Only job `a`'s records, oldest first.
+    /// let audit = store.read_audit(&a).await?;
+    /// let actions: Vec<JobAuditAction> = audit.iter().map(|record| record.action).collect();
+    /// assert_eq!(actions, [JobAuditAction::Created, JobAuditAction::Paused]);
+    /// assert!(store.read_audit(&JobId::new("unknown")?).await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn read_audit(&self, id: &JobId) -> Result<Vec<JobAuditRecord>>;
 }
 
@@ -503,6 +678,22 @@ fn left_in_place_error(id: &JobId, at: &str) -> Error {
 
 impl MemoryJobStore {
     /// An empty store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// assert!(store.list().await?.is_empty());
+    /// // A clone shares the jobs, as a second process over the same store would.
+    /// let other = store.clone();
+    /// other.put(&JobId::new("nightly")?, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -510,6 +701,26 @@ impl MemoryJobStore {
     /// Test hook: damages stored job `id` so that it no longer reads back. The next operation
     /// that meets it moves it aside (audited as `Quarantined`), as a file or sled store does
     /// with a damaged entry. Returns `false` (and does nothing) for an unknown job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobAuditAction, JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// // There is nothing to damage yet.
+    /// assert!(!store.damage_job(&id));
+    /// store.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert!(store.damage_job(&id));
+    /// // The next call that meets it moves it aside and audits the move.
+    /// assert!(store.get(&id).await.is_err());
+    /// let last = store.read_audit(&id).await?.last().map(|record| record.action);
+    /// assert_eq!(last, Some(JobAuditAction::Quarantined));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn damage_job(&self, id: &JobId) -> bool {
         self.mark_damaged(id, true)
     }
@@ -517,6 +728,27 @@ impl MemoryJobStore {
     /// Test hook: damages stored job `id` so that it can neither be read back nor moved
     /// aside: it stays, left out of every listing (audited once as `LeftInPlace`), and `get`,
     /// `put` and `delete` of it fail. Returns `false` (and does nothing) for an unknown job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// let v1 = store.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert!(store.damage_job_in_place(&id));
+    /// // It cannot move, so reads and writes of it keep failing.
+    /// for _ in 0..2 {
+    ///     assert!(store.get(&id).await.is_err());
+    /// }
+    /// assert!(store.put(&id, Some(v1), &serde_json::json!({})).await.is_err());
+    /// assert!(store.delete(&id, v1).await.is_err());
+    /// assert!(store.list().await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn damage_job_in_place(&self, id: &JobId) -> bool {
         self.mark_damaged(id, false)
     }

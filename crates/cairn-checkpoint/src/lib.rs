@@ -57,6 +57,14 @@ pub use port::{
 /// The wall clock as a `Timestamp` (milliseconds since the Unix epoch).
 ///
 /// Adapters and hosts use it; `cairn-queue` itself never reads a clock.
+///
+/// # Examples
+///
+/// ```
+/// let now = cairn_checkpoint::wall_clock_now();
+/// // Milliseconds, not seconds: well past 2020-01-01 (1 577 836 800 000 ms).
+/// assert!(now.0 > 1_577_836_800_000);
+/// ```
 pub fn wall_clock_now() -> cairn_queue::Timestamp {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

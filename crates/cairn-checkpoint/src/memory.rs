@@ -71,6 +71,24 @@ struct StoredRun {
 
 impl MemoryFactory {
     /// An empty store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunFilter, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// assert!(factory.list(&RunFilter::default()).await?.is_empty());
+    /// // A clone shares the store, as a second process over the same folder would.
+    /// let other = factory.clone();
+    /// other.begin(RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0))).await?;
+    /// assert_eq!(factory.list(&RunFilter::default()).await?.len(), 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new() -> MemoryFactory {
         MemoryFactory::default()
     }
@@ -82,6 +100,26 @@ impl MemoryFactory {
     /// Replaces a run's stored metadata as is, without any check, so tests can plant state
     /// a real adapter would find on disk (a wrong format version, a foreign run id, ...).
     /// Creates the run if it does not exist. Not part of the port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let mut old = RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0));
+    /// old.format_version = 0;
+    /// factory.plant_meta(&id, old);
+    /// // `open` quarantines metadata of a format this build does not read.
+    /// let opened = factory.open(&id).await;
+    /// assert!(matches!(opened, Err(Error::VersionMismatch { found: 0, .. })));
+    /// assert_eq!(factory.list_quarantined().await?.len(), 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn plant_meta(&self, run_id: &RunId, meta: RunMeta) {
         let mut store = self.lock();
         match store.runs.get_mut(run_id) {
@@ -104,11 +142,55 @@ impl MemoryFactory {
     /// Drops a run's stored state as is, without any check (status, writer, metadata), so
     /// tests can stand in for an adapter that breaks `remove_terminal`'s rules. Returns the
     /// metadata it had. Not part of the port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// // Unlike `remove_terminal`, it ignores the live writer and the `running` status.
+    /// let gone = factory.discard_run(&id);
+    /// assert_eq!(gone.map(|meta| meta.status), Some(RunStatus::Running));
+    /// assert!(factory.load_meta(&id).await?.is_none());
+    /// // The writer finds its run gone.
+    /// assert!(matches!(run.append(&[]).await, Err(Error::NotFound { .. })));
+    /// assert!(factory.discard_run(&id).is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn discard_run(&self, run_id: &RunId) -> Option<RunMeta> {
         self.lock().runs.remove(run_id).map(|run| run.meta)
     }
 
     /// Reads a run's stored metadata as is, without any check. Not part of the port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{META_FORMAT_VERSION, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let mut newer = RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0));
+    /// newer.format_version = META_FORMAT_VERSION + 1;
+    /// factory.plant_meta(&id, newer);
+    /// // The port refuses what a newer build wrote; the test hook reads it as it is.
+    /// assert!(matches!(factory.load_meta(&id).await, Err(Error::NewerFormat { .. })));
+    /// let stored = factory.stored_meta(&id).map(|meta| meta.format_version);
+    /// assert_eq!(stored, Some(META_FORMAT_VERSION + 1));
+    /// assert!(factory.stored_meta(&RunId::new("unknown")?).is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn stored_meta(&self, run_id: &RunId) -> Option<RunMeta> {
         self.lock().runs.get(run_id).map(|run| run.meta.clone())
     }

@@ -75,6 +75,22 @@ impl RunId {
     ///
     /// `now_ms` is passed in so callers control time; `entropy` should be unpredictable
     /// (callers typically mix the pid, a counter and the clock's nanoseconds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// let earlier = RunId::generate(1_000, 42);
+    /// let later = RunId::generate(2_000, 7);
+    /// assert_eq!(earlier.as_str().len(), 26);
+    /// // The milliseconds come first, so a later id sorts after, whatever the entropy.
+    /// assert!(earlier < later);
+    /// // Other entropy in the same millisecond gives another id.
+    /// assert_ne!(RunId::generate(1_000, 43), earlier);
+    /// // A generated id always passes validation.
+    /// assert_eq!(RunId::new(earlier.as_str())?, earlier);
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn generate(now_ms: u64, entropy: u128) -> RunId {
         const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         // Callers pass structured entropy (pid, counter, nanos) whose high bits are mostly
@@ -91,6 +107,17 @@ impl RunId {
     }
 
     /// The id as text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunId;
+    /// let id: RunId = "nightly-1".parse()?;
+    /// assert_eq!(id.as_str(), "nightly-1");
+    /// // `Display` prints the same text.
+    /// assert_eq!(id.to_string(), id.as_str());
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -147,11 +174,33 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// `Completed` and `Cancelled` never change again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunStatus;
+    /// assert!(RunStatus::Completed.is_terminal());
+    /// assert!(RunStatus::Cancelled.is_terminal());
+    /// // A failed run can still be resumed on purpose, so it is not terminal.
+    /// assert!(!RunStatus::Failed.is_terminal());
+    /// assert!(!RunStatus::Paused.is_terminal());
+    /// ```
     pub fn is_terminal(self) -> bool {
         matches!(self, RunStatus::Completed | RunStatus::Cancelled)
     }
 
     /// The lower-case name used in JSON and messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunStatus;
+    /// assert_eq!(RunStatus::Cancelled.as_str(), "cancelled");
+    /// assert_eq!(RunStatus::Running.to_string(), "running");
+    /// // Stored metadata uses the same name.
+    /// assert_eq!(serde_json::to_string(&RunStatus::Paused)?, r#""paused""#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -216,6 +265,18 @@ impl ProcessStart {
     }
 
     /// The id of the boot this host is running, if `/proc` has it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::ProcessStart;
+    /// let boot = ProcessStart::current_boot_id();
+    /// // The boot cannot change while this process runs.
+    /// assert_eq!(boot, ProcessStart::current_boot_id());
+    /// if let Some(id) = boot {
+    ///     assert!(!id.is_empty() && id.trim() == id);
+    /// }
+    /// ```
     pub fn current_boot_id() -> Option<String> {
         let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         let id = id.trim();
@@ -301,6 +362,15 @@ pub struct RunError {
 
 impl RunError {
     /// Builds a run error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::RunError;
+    /// let err = RunError::new("deadline", "the run passed its 10 minute deadline");
+    /// assert_eq!(err.kind, "deadline");
+    /// assert_eq!(err.to_string(), "deadline: the run passed its 10 minute deadline");
+    /// ```
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> RunError {
         RunError {
             kind: kind.into(),
@@ -612,6 +682,24 @@ pub struct RunFilter {
 
 impl RunFilter {
     /// Whether `meta` passes this filter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{RunFilter, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let meta = RunMeta::new(RunId::new("r1")?, "nightly", "team-a", "", Timestamp(0));
+    /// assert!(RunFilter::default().matches(&meta));
+    /// let mut filter = RunFilter {
+    ///     workflow: Some("nightly".to_owned()),
+    ///     ..RunFilter::default()
+    /// };
+    /// assert!(filter.matches(&meta));
+    /// // Every field that is set must match: this running run is in neither status.
+    /// filter.statuses = vec![RunStatus::Failed, RunStatus::Paused];
+    /// assert!(!filter.matches(&meta));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
     pub fn matches(&self, meta: &RunMeta) -> bool {
         self.workflow.as_ref().is_none_or(|w| *w == meta.workflow)
             && self.scope.as_ref().is_none_or(|s| *s == meta.scope)

@@ -13,6 +13,28 @@ use crate::port::{
 };
 
 /// A factory whose runs are forgotten at once: `open` never finds anything.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{CheckpointerFactory, Error, NoopFactory, RunFilter, RunId, RunMeta};
+/// use cairn_queue::Timestamp;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let factory = NoopFactory;
+/// let id = RunId::new("r1")?;
+/// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+/// // Every write is accepted, and nothing is kept.
+/// run.append(&[]).await?;
+/// assert!(run.load().await?.events.is_empty());
+/// assert!(factory.open(&id).await?.is_none());
+/// assert!(factory.list(&RunFilter::default()).await?.is_empty());
+/// // There is no stored run to swap or claim.
+/// let claim = factory.claim(&id, cairn_checkpoint::RunStatus::Running, 1).await;
+/// assert!(matches!(claim, Err(Error::NotFound { .. })));
+/// # Ok::<(), Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopFactory;
 

@@ -365,6 +365,28 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `AlreadyExists`, `Encoding` for metadata that cannot be serialized, and the adapter's
     /// I/O errors (`Io`, `SyncFailed`, `Backend`).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// assert_eq!(run.run_id(), &id);
+    /// // The metadata is stored before `begin` returns, and the new writer holds the run.
+    /// assert_eq!(factory.load_meta(&id).await?.map(|meta| meta.lease_epoch), Some(1));
+    /// assert!(factory.is_held(&id).await?);
+    /// // An id is begun once, even after its writer is gone.
+    /// drop(run);
+    /// let again = factory.begin(RunMeta::new(id, "wf", "scope", "", Timestamp(1))).await;
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped `begin` leaves the run begun (as a crash right after it would: `running`, no
@@ -385,6 +407,28 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `Locked`, `Corruption`, `VersionMismatch`, `ForeignRun`, `Unreadable`, `Replay` for
     /// records that decode but do not replay, and the adapter's I/O errors.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// // One writer at a time: while `run` lives, `open` is refused.
+    /// assert!(matches!(factory.open(&id).await, Err(Error::Locked { .. })));
+    /// drop(run);
+    /// let opened = factory.open(&id).await?.expect("the run exists");
+    /// assert_eq!(opened.checkpointer.run_id(), &id);
+    /// // Opening is not claiming: the stored lease epoch is unchanged.
+    /// assert_eq!(opened.recovered.meta.lease_epoch, 1);
+    /// assert!(factory.open(&RunId::new("unknown")?).await?.is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped `open` holds the lock only while the adapter's work for it runs. What it
@@ -397,6 +441,25 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// A bad-state error (`Error::is_bad_state`) for metadata that cannot be read, is of
     /// another format version or names another run, and the adapter's I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let _run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// // No lock is taken, so the metadata reads even while a writer holds the run.
+    /// let meta = factory.load_meta(&id).await?.expect("the run exists");
+    /// assert_eq!((meta.workflow.as_str(), meta.status), ("wf", RunStatus::Running));
+    /// assert!(factory.load_meta(&RunId::new("unknown")?).await?.is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>>;
 
     /// Runs matching `filter`, oldest first (by `created_at`, then id). Quarantined runs are
@@ -413,6 +476,33 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// The adapter's I/O errors while reading the store; a run that is bad is quarantined or
     /// left in place, never an error of the listing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunFilter, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let runs = [("b", "nightly", 2), ("a", "nightly", 2), ("c", "adhoc", 1)];
+    /// for (id, workflow, created) in runs {
+    ///     let meta = RunMeta::new(RunId::new(id)?, workflow, "scope", "", Timestamp(created));
+    ///     factory.begin(meta).await?;
+    /// }
+    /// // Oldest first; runs begun in the same millisecond go by id.
+    /// let all = factory.list(&RunFilter::default()).await?;
+    /// let ids: Vec<&str> = all.iter().map(|meta| meta.run_id.as_str()).collect();
+    /// assert_eq!(ids, ["c", "a", "b"]);
+    /// let nightly = RunFilter {
+    ///     workflow: Some("nightly".to_owned()),
+    ///     ..RunFilter::default()
+    /// };
+    /// assert_eq!(factory.list(&nightly).await?.len(), 2);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunMeta>>;
 
     /// The runs the latest [`CheckpointerFactory::list`] through this factory found bad but
@@ -424,6 +514,26 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// None from the default; an adapter's own I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunFilter, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// // Metadata stored under `r1` that names `r2` can never match a filter.
+    /// let id = RunId::new("r1")?;
+    /// factory.plant_meta(&id, RunMeta::new(RunId::new("r2")?, "wf", "scope", "", Timestamp(0)));
+    /// assert!(factory.list(&RunFilter::default()).await?.is_empty());
+    /// // The memory store can always move it aside, so it never leaves any in place.
+    /// assert!(factory.left_in_place().await?.is_empty());
+    /// assert_eq!(factory.list_quarantined().await?.len(), 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
         Ok(Vec::new())
     }
@@ -444,6 +554,30 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `Locked`, a bad-state error, and the adapter's I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1))?;
+    /// run.append(&queue.take_events()).await?;
+    /// // What a live writer has on disk may not hang together yet, so `peek` refuses it.
+    /// assert!(matches!(factory.peek(&id).await, Err(Error::Locked { .. })));
+    /// drop(run);
+    /// let seen = factory.peek(&id).await?.expect("the run exists");
+    /// assert_eq!(seen.events.len(), 1);
+    /// // Looking keeps no lock: the run opens afterwards.
+    /// assert!(factory.open(&id).await?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
         Ok(self.open(run_id).await?.map(|opened| opened.recovered))
     }
@@ -502,6 +636,35 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// MUST fail with `Terminal` and change nothing (`RunMeta::swap_status` implements these
     /// rules for adapters). `NotFound` for an unknown run.
     ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Terminal`, and the adapter's I/O errors. A lost swap is not an error:
+    /// it is `Ok(Err(conflict))`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// // Dropping the writer leaves the run `running` with no writer, as a crash would.
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// let paused = factory.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Paused);
+    /// assert_eq!(paused.await?.expect("it was running").status, RunStatus::Paused);
+    /// // A second caller that still expects `running` loses, and learns what is stored.
+    /// let lost = factory.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Failed);
+    /// assert_eq!(lost.await?.unwrap_err().current, RunStatus::Paused);
+    /// // A swap back to `running` is a claim: the lease epoch goes up.
+    /// let resumed = factory.compare_and_swap_status(&id, RunStatus::Paused, RunStatus::Running);
+    /// assert_eq!(resumed.await?.expect("it was paused").lease_epoch, 2);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped swap happens in full or not at all, and may happen after the drop, as long as
@@ -544,6 +707,33 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// on purpose: a wrapper that forgot to forward it, or fell back to a status swap, would
     /// bring back the race it closes, so the compiler asks every implementation for it.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// let read = factory.load_meta(&id).await?.expect("the run exists");
+    /// let won = factory.claim(&id, RunStatus::Running, read.lease_epoch).await?;
+    /// assert_eq!(won.expect("nobody claimed it first").lease_epoch, 2);
+    /// // A second claimer that read the same epoch loses, and is told the run moved on.
+    /// let lost = factory.claim(&id, RunStatus::Running, read.lease_epoch).await?;
+    /// let lost = lost.unwrap_err();
+    /// assert!(lost.claimed_by_another());
+    /// assert_eq!(lost.current_epoch, 2);
+    /// // While a writer holds the run, even a claim at the stored epoch is refused.
+    /// let _writer = factory.open(&id).await?.expect("the run exists");
+    /// let held = factory.claim(&id, RunStatus::Running, 2).await?.unwrap_err();
+    /// assert!(held.held_by_writer());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped claim wins or changes nothing, even when it ends after the drop, and it can
@@ -562,6 +752,24 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// The adapter's I/O errors; an unknown run is `Ok(false)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// assert!(factory.is_held(&id).await?);
+    /// drop(run);
+    /// assert!(!factory.is_held(&id).await?);
+    /// assert!(!factory.is_held(&RunId::new("unknown")?).await?);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn is_held(&self, run_id: &RunId) -> Result<bool>;
 
     /// Moves a run's whole state aside, never deleting it, and audits why. After this the run
@@ -573,6 +781,29 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `NotFound`, `Locked`, and the adapter's I/O errors (then nothing was moved, or the
     /// move is finished by the next call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// // A live writer must never write into quarantine, so its run stays.
+    /// assert!(matches!(factory.quarantine(&id, "bad").await, Err(Error::Locked { .. })));
+    /// drop(run);
+    /// let moved = factory.quarantine(&id, "an operator found it damaged").await?;
+    /// assert_eq!(moved.run_id, id);
+    /// // The run is out of use, and its id is not free again.
+    /// assert!(factory.open(&id).await?.is_none());
+    /// let again = factory.begin(RunMeta::new(id, "wf", "scope", "", Timestamp(1))).await;
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -596,6 +827,26 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// The adapter's I/O errors. The method has no provided body on purpose: a wrapper that
     /// forgot to forward it would hide quarantined runs, and with them the question the resume
     /// policy must ask before it runs a quarantined run's done tasks again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// assert!(factory.list_quarantined().await?.is_empty());
+    /// factory.quarantine(&id, "disk check failed").await?;
+    /// let listed = factory.list_quarantined().await?;
+    /// assert_eq!((&listed[0].run_id, listed[0].reason.as_str()), (&id, "disk check failed"));
+    /// // Its workflow is still known, so a fresh run of it can ask first.
+    /// assert_eq!(listed[0].meta.as_ref().map(|meta| meta.workflow.as_str()), Some("wf"));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn list_quarantined(&self) -> Result<Vec<QuarantinedRun>>;
 
     /// Removes a run that is finished for good, with all its state (metadata, journal,
@@ -664,6 +915,26 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     /// `Encoding` for a record that cannot be serialized, and the adapter's I/O errors
     /// (`Io`, `SyncFailed`, `Backend`).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// // No writer is needed: the resume policy audits runs it has not opened.
+    /// let action = AuditAction::FailedResumePrompted;
+    /// let record = AuditRecord::new(Timestamp(5), id.clone(), action, "asked whether to resume");
+    /// factory.append_audit(&id, &record).await?;
+    /// assert_eq!(factory.read_audit(&id).await?.last(), Some(&record));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped record is stored whole or not at all, possibly after the drop and after
@@ -676,6 +947,27 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// `Corruption` or `Unreadable` for an audit log that cannot be read back, and the
     /// adapter's I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// drop(factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?);
+    /// factory.quarantine(&id, "moved aside").await?;
+    /// // The memory store audits the begin and the quarantine, oldest first.
+    /// let audit = factory.read_audit(&id).await?;
+    /// let actions: Vec<AuditAction> = audit.iter().map(|record| record.action).collect();
+    /// assert_eq!(actions, [AuditAction::Begun, AuditAction::Quarantined]);
+    /// assert!(factory.read_audit(&RunId::new("unknown")?).await?.is_empty());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>>;
 }
 
@@ -683,6 +975,21 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
 #[async_trait]
 pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// The run this writer owns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// assert_eq!(run.run_id().as_str(), "r1");
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     fn run_id(&self) -> &RunId;
 
     /// Appends events in order.
@@ -695,6 +1002,28 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// `SyncFailed` (fatal: never retried), `Poisoned` after one, `Encoding` for an event
     /// that cannot be serialized or is too large to store, and the adapter's I/O errors. On
     /// any error the events are not acknowledged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1))?;
+    /// queue.enqueue(TaskSpec::new("build"), EnqueuedBy::Root, Timestamp(2))?;
+    /// let events = queue.take_events();
+    /// run.append(&events[..1]).await?;
+    /// run.append(&events[1..]).await?;
+    /// // Every acknowledged event reads back, in append order.
+    /// assert_eq!(run.load().await?.events, events);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -714,6 +1043,29 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors; the state read
     /// back is then the one before the call.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1))?;
+    /// run.append(&queue.take_events()).await?;
+    /// run.install_snapshot(&queue.snapshot()).await?;
+    /// // The snapshot covers every event so far, so none is left after it.
+    /// let loaded = run.load().await?;
+    /// assert_eq!(loaded.snapshot, Some(queue.snapshot()));
+    /// assert!(loaded.events.is_empty());
+    /// assert_eq!(loaded.queue(&QueueConfig::default())?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped install leaves the previous snapshot or this one, and may finish after the
@@ -726,6 +1078,29 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `Corruption`, `Unreadable`, `Replay`, and the adapter's I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskSpec, Timestamp};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let mut queue = Queue::new(QueueConfig::default());
+    /// let task = queue.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(1))?.id;
+    /// run.append(&queue.take_events()).await?;
+    /// let loaded = run.load().await?;
+    /// assert_eq!(loaded.meta.run_id, id);
+    /// assert!(loaded.snapshot.is_none() && loaded.torn_tail.is_none());
+    /// // The events rebuild the queue they came from.
+    /// let rebuilt = loaded.queue(&QueueConfig::default())?;
+    /// assert_eq!(rebuilt.get(task).map(|task| task.status), Some(Status::Pending));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     async fn load(&self) -> Result<Recovered>;
 
     /// Appends an audit record.
@@ -733,6 +1108,26 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `SyncFailed`, `Poisoned`, `Encoding`, and the adapter's I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let record = AuditRecord::new(Timestamp(3), id.clone(), AuditAction::TaskReset, "reset")
+    ///     .with_detail(serde_json::json!({ "task_id": 1 }));
+    /// run.audit(&record).await?;
+    /// // The writer's records and the factory's go to one log.
+    /// assert_eq!(factory.read_audit(&id).await?.last(), Some(&record));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -747,6 +1142,28 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors; the stored status
     /// is then unchanged or, after a crash, either the old or the new one.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// let run = factory.begin(meta).await?;
+    /// let done = run.complete().await?;
+    /// assert_eq!(done.status, RunStatus::Completed);
+    /// assert!(done.finished_at.is_some());
+    /// // A completed run never changes again.
+    /// assert!(matches!(run.complete().await, Err(Error::Terminal { .. })));
+    /// let late = run.fail(&RunError::new("panic", "too late")).await;
+    /// assert!(matches!(late, Err(Error::Terminal { status: RunStatus::Completed, .. })));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// A dropped call leaves the old status or the new one, and may finish after the drop.
@@ -758,6 +1175,28 @@ pub trait Checkpointer: Send + Sync + Debug + 'static {
     ///
     /// `Terminal`, `SyncFailed`, `Poisoned`, and the adapter's I/O errors, as for
     /// [`Checkpointer::complete`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let error = RunError::new("task_failed", "task 3 ran out of attempts");
+    /// let failed = run.fail(&error).await?;
+    /// assert_eq!((failed.status, failed.error.as_ref()), (RunStatus::Failed, Some(&error)));
+    /// // A failed run is not terminal: an explicit claim resumes it.
+    /// drop(run);
+    /// let resumed = factory.claim(&id, RunStatus::Failed, failed.lease_epoch).await?;
+    /// assert_eq!(resumed.expect("nobody claimed it").status, RunStatus::Running);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///

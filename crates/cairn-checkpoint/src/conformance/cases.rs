@@ -35,6 +35,22 @@ fn meta(run: &str, workflow: &str, scope: &str, created_ms: u64) -> RunMeta {
 }
 
 /// A plausible event: task `n` enqueued by the root.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::conformance::sample_event;
+/// use cairn_queue::{Queue, QueueConfig, TaskId};
+///
+/// let event = sample_event(3);
+/// assert_eq!(event.task_id(), Some(TaskId(3)));
+/// // Task ids are handed out in order, so an empty queue takes task 0 but not task 3.
+/// let mut queue = Queue::new(QueueConfig::default());
+/// assert!(queue.apply(&event).is_err());
+/// queue.apply(&sample_event(0))?;
+/// assert_eq!(queue.len(), 1);
+/// # Ok::<(), cairn_queue::Error>(())
+/// ```
 pub fn sample_event(n: u64) -> Event {
     Event::Enqueued {
         id: TaskId(n),
@@ -49,11 +65,38 @@ pub fn sample_event(n: u64) -> Event {
 }
 
 /// Events `from..to` built by `sample_event`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::conformance::{sample_event, sample_events};
+/// use cairn_queue::{Queue, QueueConfig};
+///
+/// let events = sample_events(2, 5);
+/// assert_eq!(events, [sample_event(2), sample_event(3), sample_event(4)]);
+/// // The events replay in order onto an empty queue.
+/// let queue = Queue::replay(None, &sample_events(0, 5), QueueConfig::default())?;
+/// assert_eq!(queue.len(), 5);
+/// # Ok::<(), cairn_queue::Error>(())
+/// ```
 pub fn sample_events(from: u64, to: u64) -> Vec<Event> {
     (from..to).map(sample_event).collect()
 }
 
 /// A small snapshot that differs by `marker`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::conformance::sample_snapshot;
+/// use cairn_queue::{Queue, QueueConfig};
+///
+/// assert_ne!(sample_snapshot(1), sample_snapshot(2));
+/// // It is a valid snapshot: a queue rebuilds from it.
+/// let queue = Queue::from_snapshot(sample_snapshot(2), QueueConfig::default())?;
+/// assert!(queue.phase_completed(2) && !queue.phase_completed(1));
+/// # Ok::<(), cairn_queue::Error>(())
+/// ```
 pub fn sample_snapshot(marker: u32) -> Snapshot {
     Snapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,

@@ -38,9 +38,65 @@ use crate::jobs::{
 pub trait JobStoreHarness: Send + Sync + 'static {
     /// A NEW store over this harness's storage. Calling it twice simulates two processes (or
     /// a restart): nothing may be shared but the storage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::jobs::JobStoreHarness;
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// struct Memory(MemoryJobStore);
+    /// impl JobStoreHarness for Memory {
+    ///     fn store(&self) -> Arc<dyn JobStore> {
+    ///         // A clone shares only the jobs, as a second process would.
+    ///         Arc::new(self.0.clone())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryJobStore::new());
+    /// let (first, second) = (harness.store(), harness.store());
+    /// let id = JobId::new("nightly")?;
+    /// first.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert_eq!(second.get(&id).await?.map(|job| job.version), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     fn store(&self) -> Arc<dyn JobStore>;
 
     /// Damages the stored state of job `id` so that it cannot be read back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+    /// use cairn_checkpoint::conformance::{CaseResult, Damage};
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// struct Memory(MemoryJobStore);
+    /// impl JobStoreHarness for Memory {
+    ///     fn store(&self) -> Arc<dyn JobStore> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn damage_job(&self, id: &JobId) -> Damage {
+    ///         match self.0.damage_job(id) {
+    ///             true => Damage::Applied { offset: None },
+    ///             false => Damage::Unsupported(format!("job {id} is not stored")),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let case = jobs::jobs_damaged_state_is_quarantined(&Memory(MemoryJobStore::new())).await;
+    /// assert_eq!(case, CaseResult::Passed);
+    /// // Without the other hook, the case that needs it is skipped, visibly.
+    /// let harness = Memory(MemoryJobStore::new());
+    /// let in_place = jobs::jobs_listing_reports_a_job_left_in_place_every_time(&harness).await;
+    /// assert!(matches!(in_place, CaseResult::Skipped(_)));
+    /// # });
+    /// ```
     fn damage_job(&self, id: &JobId) -> Damage {
         let _ = id;
         Damage::Unsupported("the harness cannot damage a stored job".to_owned())
@@ -48,6 +104,34 @@ pub trait JobStoreHarness: Send + Sync + 'static {
 
     /// Damages the stored state of job `id` so that it cannot be read back, AND makes moving
     /// it aside fail, so the store must leave it in place.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+    /// use cairn_checkpoint::conformance::{CaseResult, Damage};
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// struct Memory(MemoryJobStore);
+    /// impl JobStoreHarness for Memory {
+    ///     fn store(&self) -> Arc<dyn JobStore> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn damage_job_in_place(&self, id: &JobId) -> Damage {
+    ///         match self.0.damage_job_in_place(id) {
+    ///             true => Damage::Applied { offset: None },
+    ///             false => Damage::Unsupported(format!("job {id} is not stored")),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryJobStore::new());
+    /// let case = jobs::jobs_listing_reports_a_job_left_in_place_every_time(&harness).await;
+    /// assert_eq!(case, CaseResult::Passed);
+    /// # });
+    /// ```
     fn damage_job_in_place(&self, id: &JobId) -> Damage {
         let _ = id;
         Damage::Unsupported("the harness cannot make a damaged job unmovable".to_owned())

@@ -71,15 +71,91 @@ pub enum Damage {
 pub trait ConformanceHarness: Send + Sync + 'static {
     /// A NEW factory over this harness's storage. Calling it twice simulates two processes
     /// (or a restart) over the same storage: nothing may be shared but the storage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::ConformanceHarness;
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory, RunId, RunMeta};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         // A clone shares only the store, as a second process would.
+    ///         Arc::new(self.0.clone())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// let (first, second) = (harness.factory(), harness.factory());
+    /// let id = RunId::new("r1")?;
+    /// first.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// assert!(second.load_meta(&id).await?.is_some());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
     fn factory(&self) -> Arc<dyn CheckpointerFactory>;
 
     /// Tears the run's last journal record, as a crash in the middle of a write would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// // Memory has no bytes to tear, so it keeps the default and the case is skipped.
+    /// let run_id = RunId::new("r1").expect("a valid id");
+    /// assert!(matches!(harness.tear_last_record(&run_id), Damage::Unsupported(_)));
+    /// assert!(matches!(conformance::torn_tail(&harness).await, CaseResult::Skipped(_)));
+    /// # });
+    /// ```
     fn tear_last_record(&self, run_id: &RunId) -> Damage {
         let _ = run_id;
         Damage::Unsupported("the harness cannot tear a journal record".to_owned())
     }
 
     /// Damages a journal record that is followed by at least one good record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// let run_id = RunId::new("r1").expect("a valid id");
+    /// assert!(matches!(harness.corrupt_middle_record(&run_id), Damage::Unsupported(_)));
+    /// // The skip names what the harness could not do.
+    /// let case = conformance::corruption_in_the_middle(&harness).await;
+    /// let CaseResult::Skipped(reason) = case else {
+    ///     panic!("a harness that cannot corrupt a record skips the case");
+    /// };
+    /// assert!(reason.contains("corrupt"));
+    /// # });
+    /// ```
     fn corrupt_middle_record(&self, run_id: &RunId) -> Damage {
         let _ = run_id;
         Damage::Unsupported("the harness cannot corrupt a journal record".to_owned())
@@ -87,6 +163,35 @@ pub trait ConformanceHarness: Send + Sync + 'static {
 
     /// Rewrites the run's stored metadata with an older format version that this build does
     /// not read (0, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
+    ///         let Some(mut meta) = self.0.stored_meta(run_id) else {
+    ///             return Damage::Unsupported(format!("run {run_id} is not stored"));
+    ///         };
+    ///         // Version 0 was never written by any build, so no build reads it.
+    ///         meta.format_version = 0;
+    ///         self.0.plant_meta(run_id, meta);
+    ///         Damage::Applied { offset: None }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// assert_eq!(conformance::version_mismatch(&harness).await, CaseResult::Passed);
+    /// # });
+    /// ```
     fn plant_version_mismatch(&self, run_id: &RunId) -> Damage {
         let _ = run_id;
         Damage::Unsupported("the harness cannot plant a wrong format version".to_owned())
@@ -94,12 +199,70 @@ pub trait ConformanceHarness: Send + Sync + 'static {
 
     /// Rewrites the run's stored metadata with a format version above this build's, as a
     /// newer build would write it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn plant_newer_format(&self, run_id: &RunId) -> Damage {
+    ///         let Some(mut meta) = self.0.stored_meta(run_id) else {
+    ///             return Damage::Unsupported(format!("run {run_id} is not stored"));
+    ///         };
+    ///         meta.format_version += 1;
+    ///         self.0.plant_meta(run_id, meta);
+    ///         Damage::Applied { offset: None }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// let case = conformance::newer_format_is_left_in_place(&harness).await;
+    /// assert_eq!(case, CaseResult::Passed);
+    /// # });
+    /// ```
     fn plant_newer_format(&self, run_id: &RunId) -> Damage {
         let _ = run_id;
         Damage::Unsupported("the harness cannot plant a newer format version".to_owned())
     }
 
     /// Rewrites the run's stored state so that it names `foreign` instead of `run_id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness, Damage};
+    /// use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunId};
+    ///
+    /// struct Memory(MemoryFactory);
+    /// impl ConformanceHarness for Memory {
+    ///     fn factory(&self) -> Arc<dyn CheckpointerFactory> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
+    ///         let Some(mut meta) = self.0.stored_meta(run_id) else {
+    ///             return Damage::Unsupported(format!("run {run_id} is not stored"));
+    ///         };
+    ///         // The state stays under `run_id` but names the other run.
+    ///         meta.run_id = foreign.clone();
+    ///         self.0.plant_meta(run_id, meta);
+    ///         Damage::Applied { offset: None }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryFactory::new());
+    /// assert_eq!(conformance::foreign_run(&harness).await, CaseResult::Passed);
+    /// # });
+    /// ```
     fn plant_foreign_run(&self, run_id: &RunId, foreign: &RunId) -> Damage {
         let _ = (run_id, foreign);
         Damage::Unsupported("the harness cannot plant a foreign run id".to_owned())
