@@ -340,6 +340,12 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// moved aside (never deleted), audited as `Quarantined`, and reported as an error; the
     /// job is then unknown.
     ///
+    /// # Errors
+    ///
+    /// `Encoding` for a damaged job, once it has been moved aside (the message says where);
+    /// the adapter's I/O errors (`Io`, `SyncFailed`, `Backend`) when the job cannot be read
+    /// or moved aside.
+    ///
     /// # Examples
     ///
     /// ```
@@ -374,6 +380,11 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// - One such entry MUST NOT fail the listing; failures of the store as a whole (its
     ///   lock, its audit log, a failed fsync) are errors.
     ///
+    /// # Errors
+    ///
+    /// Only failures of the store as a whole: its lock, its audit log, a failed fsync (`Io`,
+    /// `SyncFailed`, `Backend`). A damaged or unreadable entry is never an error here.
+    ///
     /// # Examples
     ///
     /// ```
@@ -404,6 +415,10 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// Every job, ordered by id: `listing` without the left-out entries. Where an operator
     /// must hear of a job that stopped running, use `listing`.
     ///
+    /// # Errors
+    ///
+    /// As for [`JobStore::listing`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -431,6 +446,13 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// `Some(v)` MUST conflict unless version `v` is stored, and stores version `v + 1`.
     /// Returns the new version. MUST NOT return `Ok(Ok(_))` before the write is durable.
     /// A conflict changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// A version conflict is `Ok(Err(_))`, not an error. Errors are `Encoding` for a document
+    /// that cannot be serialized, `SyncFailed` when the write could not be made durable (and
+    /// for every later write to a store whose fsync failed once: it is not retried), and the
+    /// adapter's other I/O errors (`Io`, `Backend`).
     ///
     /// # Examples
     ///
@@ -461,6 +483,10 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// Deletes job `id` if version `expected` is stored; a conflict (including an unknown
     /// job) changes nothing. The job's audit records MUST be kept.
     ///
+    /// # Errors
+    ///
+    /// As for [`JobStore::put`]: a conflict is `Ok(Err(_))`; `SyncFailed`, `Io`, `Backend`.
+    ///
     /// # Examples
     ///
     /// ```
@@ -488,6 +514,11 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// Appends an audit record to its job's list. MUST be durable before returning; MUST
     /// work for a job that does not exist (any more).
     ///
+    /// # Errors
+    ///
+    /// `Encoding` for a record that cannot be serialized, `SyncFailed` (as for
+    /// [`JobStore::put`]), and the adapter's other I/O errors (`Io`, `Backend`).
+    ///
     /// # Examples
     ///
     /// ```
@@ -508,6 +539,11 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     async fn append_audit(&self, record: &JobAuditRecord) -> Result<()>;
 
     /// Every audit record of job `id`, oldest first. Empty for an unknown job.
+    ///
+    /// # Errors
+    ///
+    /// `Encoding` for a record that fails its check anywhere but as the torn last one (which
+    /// is skipped), and the adapter's I/O errors (`Io`, `Backend`).
     ///
     /// # Examples
     ///

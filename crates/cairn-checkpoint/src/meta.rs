@@ -14,13 +14,18 @@ pub const META_FORMAT_VERSION: u32 = 1;
 /// The longest run id accepted.
 pub const MAX_RUN_ID_LEN: usize = 64;
 
+/// What [`why_not_an_id`] says of an id that is too long. The reason is `&'static str`, so
+/// it cannot name `max_len`: the build fails if either id kind's limit leaves 64 bytes.
+const TOO_LONG: &str = "it is longer than 64 bytes";
+const _: () = assert!(MAX_RUN_ID_LEN == 64 && crate::jobs::MAX_JOB_ID_LEN == 64);
+
 /// Why `text` cannot be an id that is safe as a single path component, if it cannot: ids are
 /// 1 to `max_len` bytes of `[A-Za-z0-9_-]`, so no `.`, `..` or separator can sneak in.
 pub(crate) fn why_not_an_id(text: &str, max_len: usize) -> Option<&'static str> {
     if text.is_empty() {
         Some("it is empty")
     } else if text.len() > max_len {
-        Some("it is longer than 64 bytes")
+        Some(TOO_LONG)
     } else if !text
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -114,8 +114,11 @@ impl CheckpointerFactory for NoopFactory {
         // Nothing is kept, so nothing was ever moved aside.
         Ok(Vec::new())
     }
-    async fn append_audit(&self, _run_id: &RunId, _record: &AuditRecord) -> Result<()> {
-        Ok(())
+    async fn append_audit(&self, run_id: &RunId, _record: &AuditRecord) -> Result<()> {
+        // No run is kept, and the port takes records only for stored runs.
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
     }
     async fn read_audit(&self, _run_id: &RunId) -> Result<Vec<AuditRecord>> {
         Ok(Vec::new())

@@ -910,10 +910,15 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
 
     /// Appends an audit record for a run without opening it (used by the resume policy).
     ///
+    /// The run MUST be stored or quarantined. For any other id (never begun, or removed by
+    /// [`CheckpointerFactory::remove_terminal`]) the call MUST fail with `NotFound` and
+    /// store nothing, so that a record arriving late cannot start a log that a run begun
+    /// later under the same id would inherit.
+    ///
     /// # Errors
     ///
-    /// `Encoding` for a record that cannot be serialized, and the adapter's I/O errors
-    /// (`Io`, `SyncFailed`, `Backend`).
+    /// `NotFound` as above, `Encoding` for a record that cannot be serialized, and the
+    /// adapter's I/O errors (`Io`, `SyncFailed`, `Backend`).
     ///
     /// # Examples
     ///

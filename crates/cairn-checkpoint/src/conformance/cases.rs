@@ -1427,11 +1427,22 @@ pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
-/// Unknown runs: `open`/`load_meta` find nothing; swaps, claims, quarantine and removal are
-/// `NotFound`.
+/// Unknown runs: `open`/`load_meta` find nothing; swaps, claims, quarantine, removal and
+/// audit records are `NotFound`, and a refused audit record is not stored.
 pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("nobody");
     let factory = h.factory();
+    let record = AuditRecord::new(
+        Timestamp(1),
+        run_id.clone(),
+        AuditAction::Discarded,
+        "stray",
+    );
+    let err = factory
+        .append_audit(&run_id, &record)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(factory.open(&run_id).await.expect("open").is_none());
     assert!(
         factory

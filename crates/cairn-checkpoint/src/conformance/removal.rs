@@ -137,6 +137,22 @@ async fn check_gone<H: ConformanceHarness>(h: &H, run_id: &RunId) {
             .is_empty(),
         "a removed run {run_id} has no audit log"
     );
+    // A record that comes late (a dropped call finishing) must not start a new log that a
+    // run begun later under the same id would inherit.
+    let late = AuditRecord::new(Timestamp(9), run_id.clone(), AuditAction::Discarded, "late");
+    let err = factory
+        .append_audit(run_id, &late)
+        .await
+        .expect_err("a removed run takes no audit record");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(
+        factory
+            .read_audit(run_id)
+            .await
+            .expect("read_audit")
+            .is_empty(),
+        "a refused record of {run_id} is not stored"
+    );
     let err = factory
         .claim(run_id, RunStatus::Completed, 1)
         .await
