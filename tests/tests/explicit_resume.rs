@@ -3,61 +3,13 @@
 //! failed task runs again and its dependent runs, instead of the run failing again with the
 //! old error and needing a second resume.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
 use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, Owner, RunStatus};
-use cairn_executor::{
-    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
-    TaskFailure, handler_fn,
-};
-use cairn_queue::{Handoff, TaskSpec};
+use cairn_executor::{Disposition, RunSignals, Start};
 use cairn_runs::{Decision, Error, ResumePolicy, ResumeReason, RunRequest};
-
-/// The bodies run so far, by task kind.
-#[derive(Clone, Default)]
-struct Bodies(Arc<Mutex<Vec<String>>>);
-
-impl Bodies {
-    fn count(&self, kind: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|k| *k == kind).count()
-    }
-}
-
-/// `flaky` fails permanently on its first body only; `after` depends on it.
-fn executor(store: &MemoryFactory, bodies: &Bodies) -> (Executor, RunPlan) {
-    let (flaky_bodies, after_bodies) = (bodies.clone(), bodies.clone());
-    let registry = Registry::new()
-        .with(
-            "flaky",
-            handler_fn(move |_ctx| {
-                let bodies = flaky_bodies.clone();
-                async move {
-                    bodies.0.lock().unwrap().push("flaky".to_owned());
-                    if bodies.count("flaky") == 1 {
-                        Err(TaskFailure::permanent("outage", "provider down"))
-                    } else {
-                        Ok(Finish::Complete(Handoff::default()))
-                    }
-                }
-            }),
-        )
-        .with(
-            "after",
-            handler_fn(move |_ctx| {
-                let bodies = after_bodies.clone();
-                async move {
-                    bodies.0.lock().unwrap().push("after".to_owned());
-                    Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
-                }
-            }),
-        );
-    let executor = Executor::new(store.clone(), registry, ExecutorConfig::default()).unwrap();
-    let mut phase = Phase::new("p");
-    let flaky = phase.task(TaskSpec::new("flaky"), []);
-    phase.task(TaskSpec::new("after"), [flaky]);
-    (executor, RunPlan::new("wf", "scope").phase(phase))
-}
+use common::{Bodies, flaky_then_after};
 
 /// How the explicit resume is asked for.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +21,7 @@ enum Asked {
 async fn cut_off_after_the_claim(asked: Asked) {
     let store = MemoryFactory::new();
     let bodies = Bodies::default();
-    let (executor, plan) = executor(&store, &bodies);
+    let (executor, plan) = flaky_then_after(store.clone(), &bodies);
     let failed = executor
         .run(plan.clone(), Start::Fresh, RunSignals::default())
         .await
@@ -167,7 +119,7 @@ async fn an_approval_cut_off_after_its_claim_is_finished_by_the_next_recovery() 
 async fn a_resume_of_a_running_run_writes_no_request() {
     let store = MemoryFactory::new();
     let bodies = Bodies::default();
-    let (executor, plan) = executor(&store, &bodies);
+    let (executor, plan) = flaky_then_after(store.clone(), &bodies);
     let failed = executor
         .run(plan, Start::Fresh, RunSignals::default())
         .await

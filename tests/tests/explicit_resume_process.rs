@@ -7,19 +7,17 @@
 //! The child's store fails its second audit write (the record after the claim) and the child
 //! aborts there, so no destructor, flush or unlock runs, as with a kill at that instant.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{AuditAction, CheckpointerFactory, RunId, RunStatus};
 use cairn_checkpoint_file::FileFactory;
-use cairn_executor::{
-    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
-    TaskFailure, handler_fn,
-};
-use cairn_queue::{Handoff, TaskSpec};
+use cairn_executor::{Disposition, RunSignals, Start};
 use cairn_runs::{Decision, ResumePolicy, ResumeReason, RunRequest};
+use common::{Bodies, flaky_then_after};
 
 const ENV_ROOT: &str = "CAIRN_TESTS_RESUMER_ROOT";
 const ENV_RUN: &str = "CAIRN_TESTS_RESUMER_RUN";
@@ -65,66 +63,13 @@ fn child(root: &Path) {
     }
 }
 
-/// The bodies run so far, by task kind, in this process.
-#[derive(Clone, Default)]
-struct Bodies(Arc<Mutex<Vec<&'static str>>>);
-
-impl Bodies {
-    fn record(&self, kind: &'static str) -> usize {
-        let mut bodies = self.0.lock().unwrap();
-        bodies.push(kind);
-        bodies.iter().filter(|k| **k == kind).count()
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|k| **k == kind)
-            .count()
-    }
-}
-
-/// `flaky` fails permanently on its first body in this process; `after` depends on it.
-fn executor(store: &FileFactory, bodies: &Bodies) -> (Executor, RunPlan) {
-    let (flaky, after) = (bodies.clone(), bodies.clone());
-    let registry = Registry::new()
-        .with(
-            "flaky",
-            handler_fn(move |_ctx| {
-                let first = flaky.record("flaky") == 1;
-                async move {
-                    if first {
-                        Err(TaskFailure::permanent("outage", "provider down"))
-                    } else {
-                        Ok(Finish::Complete(Handoff::default()))
-                    }
-                }
-            }),
-        )
-        .with(
-            "after",
-            handler_fn(move |_ctx| {
-                after.record("after");
-                async { Ok::<_, TaskFailure>(Finish::Complete(Handoff::default())) }
-            }),
-        );
-    let executor = Executor::new(store.clone(), registry, ExecutorConfig::default())
-        .expect("the executor builds");
-    let mut phase = Phase::new("p");
-    let first = phase.task(TaskSpec::new("flaky"), []);
-    phase.task(TaskSpec::new("after"), [first]);
-    (executor, RunPlan::new("wf", "scope").phase(phase))
-}
-
 fn parent() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let root = dir.path().join("store");
     let rt = runtime();
     let bodies = Bodies::default();
     let store = file_store(&root);
-    let (executor, plan) = executor(&store, &bodies);
+    let (executor, plan) = flaky_then_after(store.clone(), &bodies);
     let failed = rt
         .block_on(executor.run(plan.clone(), Start::Fresh, RunSignals::default()))
         .expect("the first run ends");

@@ -129,14 +129,6 @@ async fn check_gone<H: ConformanceHarness>(h: &H, run_id: &RunId) {
         !factory.is_held(run_id).await.expect("is_held"),
         "nothing holds a removed run {run_id}"
     );
-    assert!(
-        factory
-            .read_audit(run_id)
-            .await
-            .expect("read_audit")
-            .is_empty(),
-        "a removed run {run_id} has no audit log"
-    );
     // A record that comes late (a dropped call finishing) must not start a new log that a
     // run begun later under the same id would inherit.
     let late = AuditRecord::new(Timestamp(9), run_id.clone(), AuditAction::Discarded, "late");
@@ -151,7 +143,7 @@ async fn check_gone<H: ConformanceHarness>(h: &H, run_id: &RunId) {
             .await
             .expect("read_audit")
             .is_empty(),
-        "a refused record of {run_id} is not stored"
+        "a removed run {run_id} has no audit log, and a refused record is not stored"
     );
     let err = factory
         .claim(run_id, RunStatus::Completed, 1)
