@@ -636,14 +636,12 @@ impl ResumePolicy {
         // state leaves when it is cut off between its claim and its swap. Whether the claim
         // may be taken back is known only after the open: a run nobody can open has no
         // driver to protect, while sound state may be about to be driven from here.
-        let (mut last, mut refusal) = (None, None);
-        match self.last_claim(meta, force) {
-            Ok(claim) => last = Some(claim),
-            Err(refused) if meta.owner.as_ref() == Some(&Owner::current()) => {
-                refusal = Some(refused);
+        let last = match self.last_claim(meta, force) {
+            Err(refused) if meta.owner.as_ref() != Some(&Owner::current()) => {
+                return Err(refused);
             }
-            Err(refused) => return Err(refused),
-        }
+            last => last,
+        };
         // The writer lock is held from the check of the lease below to the swap, and the
         // store refuses every claim while a writer holds the run: a resumer's claim that
         // comes meanwhile changes nothing, so the lease checked is the one cancelled. A
@@ -681,18 +679,15 @@ impl ResumePolicy {
             }
             Err(other) => return Err(other.into()),
         };
-        let last = match (last.take(), refusal.take()) {
-            (Some(last), _) => last,
-            (None, Some(_)) if damage.is_some() => LastClaim::Ours {
+        let last = match last {
+            Ok(last) => last,
+            // A refusal gets this far only for this process's own claim (above).
+            Err(_) if damage.is_some() => LastClaim::Ours {
                 lease_epoch: meta.lease_epoch,
             },
-            (None, refused) => {
+            Err(refused) => {
                 drop(opened);
-                return Err(refused.unwrap_or_else(|| Error::StillRunning {
-                    run_id: run_id.clone(),
-                    live: false,
-                    owner: meta.owner.clone(),
-                }));
+                return Err(refused);
             }
         };
         let current = match &opened {
