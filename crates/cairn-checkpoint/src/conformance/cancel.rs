@@ -104,6 +104,32 @@ enum Call {
     Install { marker: u32, acked: bool },
 }
 
+/// The calls a case has made, and the first sample event no append has used yet.
+#[derive(Debug, Default)]
+struct History {
+    calls: Vec<Call>,
+    next: u64,
+}
+
+impl History {
+    /// The next `count` sample events, each used once across the case.
+    fn take_events(&mut self, count: u64) -> Vec<Event> {
+        let events = sample_events(self.next, self.next + count);
+        self.next += count;
+        events
+    }
+
+    /// Appends the next `count` sample events and records the acknowledged append.
+    async fn append_acked(&mut self, run: &dyn Checkpointer, count: u64) {
+        let events = self.take_events(count);
+        append(run, &events).await;
+        self.calls.push(Call::Append {
+            events,
+            acked: true,
+        });
+    }
+}
+
 /// Checks a read-back state against the calls made: the snapshot is the latest acknowledged
 /// one or a dropped install made after it, and the events are whole appends made after that
 /// snapshot's install, in order, every acknowledged one among them.
@@ -190,32 +216,24 @@ pub async fn dropped_appends_are_whole_or_absent<H: ConformanceHarness>(h: &H) -
     let run_id = id("dropped-appends");
     let factory = h.factory();
     let run = begin(&*factory, meta("dropped-appends")).await;
-    let mut history = Vec::new();
-    let mut next = 0;
+    let mut history = History::default();
     for &(polls, pause) in DROP_POINTS {
-        let events = sample_events(next, next + 3);
-        next += 3;
+        let events = history.take_events(3);
         let outcome = poll_then_drop(run.append(&events), polls, pause).await;
         let acked = acknowledged(outcome, "append to", &run_id);
-        history.push(Call::Append { events, acked });
+        history.calls.push(Call::Append { events, acked });
         // The writer stays usable after the drop.
-        let events = sample_events(next, next + 1);
-        next += 1;
-        append(&*run, &events).await;
-        history.push(Call::Append {
-            events,
-            acked: true,
-        });
+        history.append_acked(&*run, 1).await;
     }
     let loaded = run.load().await.expect("load after dropped appends");
     check_state(
-        &history,
+        &history.calls,
         loaded.snapshot.as_ref(),
         &loaded.events,
         "the writer's load",
     );
     drop(run);
-    check_reopened(h, &run_id, &history).await;
+    check_reopened(h, &run_id, &history.calls).await;
     CaseResult::Passed
 }
 
@@ -226,40 +244,27 @@ pub async fn dropped_installs_keep_later_appends<H: ConformanceHarness>(h: &H) -
     let run_id = id("dropped-installs");
     let factory = h.factory();
     let run = begin(&*factory, meta("dropped-installs")).await;
-    let mut history = Vec::new();
-    let mut next = 0;
+    let mut history = History::default();
     for (round, &(polls, pause)) in DROP_POINTS.iter().enumerate() {
-        let events = sample_events(next, next + 2);
-        next += 2;
-        append(&*run, &events).await;
-        history.push(Call::Append {
-            events,
-            acked: true,
-        });
+        history.append_acked(&*run, 2).await;
         let marker = 100 + round as u32;
         let outcome =
             poll_then_drop(run.install_snapshot(&sample_snapshot(marker)), polls, pause).await;
         let acked = acknowledged(outcome, "install_snapshot on", &run_id);
-        history.push(Call::Install { marker, acked });
+        history.calls.push(Call::Install { marker, acked });
         // Called right after the drop, while an adapter may still be installing in the
         // background: these events come after the snapshot and must stay after it.
-        let events = sample_events(next, next + 1);
-        next += 1;
-        append(&*run, &events).await;
-        history.push(Call::Append {
-            events,
-            acked: true,
-        });
+        history.append_acked(&*run, 1).await;
         let loaded = run.load().await.expect("load after a dropped install");
         check_state(
-            &history,
+            &history.calls,
             loaded.snapshot.as_ref(),
             &loaded.events,
             "the writer's load",
         );
     }
     drop(run);
-    check_reopened(h, &run_id, &history).await;
+    check_reopened(h, &run_id, &history.calls).await;
     CaseResult::Passed
 }
 
