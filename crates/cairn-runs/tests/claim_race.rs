@@ -23,8 +23,8 @@ type Store = Arc<dyn CheckpointerFactory>;
 
 /// Forwards to `inner`; the first time a run is opened or the lease of a `running` run is
 /// taken through it (a claim, or a `running → running` swap), or with `at_cancel` the first
-/// time a run is swapped from `running` to `cancelled`, another claimer first tries to claim
-/// that run through `inner` at the epoch stored then.
+/// time a run is swapped from `running` to `cancelled` (with or without an epoch), another
+/// claimer first tries to claim that run through `inner` at the epoch stored then.
 #[derive(Debug)]
 struct AnotherClaimsFirst {
     inner: Store,
@@ -111,6 +111,22 @@ impl CheckpointerFactory for AnotherClaimsFirst {
             self.claim_first(run_id).await?;
         }
         self.inner.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
+        // The abandon's swap to `cancelled` is epoch-checked; the other claimer comes first
+        // there too.
+        if self.at_cancel && (from, to) == (RunStatus::Running, RunStatus::Cancelled) {
+            self.claim_first(run_id).await?;
+        }
+        self.inner
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+            .await
     }
     async fn claim(
         &self,
