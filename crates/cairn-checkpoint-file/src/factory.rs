@@ -566,6 +566,18 @@ impl CheckpointerFactory for FileFactory {
             .await
     }
 
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        let id = run_id.clone();
+        self.blocking(move |store| store.compare_and_swap_at(&id, from, expected_epoch, to))
+            .await
+    }
+
     async fn claim(
         &self,
         run_id: &RunId,

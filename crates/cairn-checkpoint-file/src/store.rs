@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use cairn_checkpoint::{
     AuditAction, AuditRecord, Error, LeftInPlaceRun, META_FORMAT_VERSION, Owner, QuarantinedRun,
     Recovered, Result, RunError, RunFilter, RunId, RunMeta, RunStatus, StatusConflict, TornTail,
-    wall_clock_now,
+    refuse_claim_by_swap, wall_clock_now,
 };
 use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -849,6 +849,25 @@ impl Store {
         let probe = to == RunStatus::Running;
         self.decide_meta(run_id, probe, |meta, held| {
             meta.swap_status_unless_held(from, to, wall_clock_now(), held)
+        })
+    }
+
+    /// The port's epoch-checked swap: compared on the status and the lease epoch under
+    /// `meta.lock`, the lock `claim` takes, so it and a claim at the same epoch cannot both
+    /// win; a lost swap leaves `meta.json` untouched, and a won one is written as every
+    /// status change is (temp file, fsync, rename, directory fsync). A swap to `running`
+    /// is refused before anything is read.
+    pub(crate) fn compare_and_swap_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        refuse_claim_by_swap(run_id, to)?;
+        // It is never a claim, so no writer is probed: the caller may hold the run itself.
+        self.decide_meta(run_id, false, |meta, _| {
+            meta.swap_status_at(from, expected_epoch, to, wall_clock_now())
         })
     }
 

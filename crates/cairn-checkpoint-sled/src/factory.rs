@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
-    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict, wall_clock_now,
+    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    refuse_claim_by_swap, wall_clock_now,
 };
 
 use crate::shared::Shared;
@@ -417,6 +418,32 @@ impl CheckpointerFactory for SledFactory {
                     },
                 )
             })
+        })?;
+        if swapped.is_ok() {
+            self.make_durable().await?;
+        }
+        Ok(swapped)
+    }
+
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        refuse_claim_by_swap(run_id, to)?;
+        // Never a claim, so no writer is looked for (the caller may hold the run itself).
+        // `swap_meta` is a compare-and-swap on the metadata key: it and a claim or swap at
+        // the same epoch cannot both win, and a lost one writes nothing.
+        let swapped = self.shared.swap_meta(run_id, |meta| {
+            let mut next = meta.clone();
+            Ok(
+                match next.swap_status_at(from, expected_epoch, to, wall_clock_now())? {
+                    Ok(swapped) => MetaStep::Write(Box::new(swapped)),
+                    Err(conflict) => MetaStep::Keep(conflict),
+                },
+            )
         })?;
         if swapped.is_ok() {
             self.make_durable().await?;

@@ -146,6 +146,17 @@ pub enum Error {
         /// Its stored status (`running`, `paused` or `failed`).
         status: RunStatus,
     },
+    /// An epoch-checked status swap (`CheckpointerFactory::compare_and_swap_status_at`) was
+    /// asked to move a run to `running`. That move takes the lease, which only a claim
+    /// (`CheckpointerFactory::claim`) does; nothing was read or changed.
+    #[error(
+        "run {run_id} can move to running only by a claim, which takes the lease; \
+         an epoch-checked status swap never does (use `claim`)"
+    )]
+    ClaimRequired {
+        /// The run.
+        run_id: RunId,
+    },
     /// Text that was offered as a run id is not one.
     #[error("`{id}` is not a valid run id: {reason}")]
     InvalidRunId {

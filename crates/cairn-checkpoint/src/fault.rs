@@ -34,6 +34,8 @@ pub enum FaultOp {
     List,
     /// `CheckpointerFactory::compare_and_swap_status`.
     CompareAndSwap,
+    /// `CheckpointerFactory::compare_and_swap_status_at`.
+    CompareAndSwapAt,
     /// `CheckpointerFactory::claim`.
     Claim,
     /// `CheckpointerFactory::is_held`.
@@ -80,6 +82,7 @@ impl FaultOp {
             FaultOp::LoadMeta => "load_meta",
             FaultOp::List => "list",
             FaultOp::CompareAndSwap => "compare_and_swap_status",
+            FaultOp::CompareAndSwapAt => "compare_and_swap_status_at",
             FaultOp::Claim => "claim",
             FaultOp::IsHeld => "is_held",
             FaultOp::Quarantine => "quarantine",
@@ -500,6 +503,22 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
             &self.plan,
             FaultOp::CompareAndSwap,
             self.inner.compare_and_swap_status(run_id, from, to),
+        )
+        .await
+    }
+
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        guarded(
+            &self.plan,
+            FaultOp::CompareAndSwapAt,
+            self.inner
+                .compare_and_swap_status_at(run_id, from, expected_epoch, to),
         )
         .await
     }

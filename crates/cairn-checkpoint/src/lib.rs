@@ -46,7 +46,7 @@ pub use jobs::{JobListing, LeftOutJob, LeftOutPlace};
 pub use memory::{MemoryCheckpointer, MemoryFactory};
 pub use meta::{
     MAX_RUN_ID_LEN, META_FORMAT_VERSION, Owner, ProcessStart, RunError, RunFilter, RunId, RunMeta,
-    RunStatus,
+    RunStatus, refuse_claim_by_swap,
 };
 pub use noop::{NoopCheckpointer, NoopFactory};
 pub use port::{

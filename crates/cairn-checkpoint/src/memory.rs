@@ -14,7 +14,10 @@ use cairn_queue::{Event, SNAPSHOT_FORMAT_VERSION, Snapshot};
 
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::{Error, Result};
-use crate::meta::{META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::meta::{
+    META_FORMAT_VERSION, Owner, RunError, RunFilter, RunId, RunMeta, RunStatus,
+    refuse_claim_by_swap,
+};
 use crate::port::{
     Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
     StatusConflict,
@@ -452,6 +455,25 @@ impl CheckpointerFactory for MemoryFactory {
         let held = run.writer.is_some().then(holder_text);
         run.meta
             .swap_status_unless_held(from, to, wall_clock_now(), held.as_deref())
+    }
+
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        refuse_claim_by_swap(run_id, to)?;
+        let mut store = self.lock();
+        let run = store.runs.get_mut(run_id).ok_or_else(|| Error::NotFound {
+            run_id: run_id.clone(),
+        })?;
+        refuse_newer(run_id, &run.meta)?;
+        // No claim, so no writer check: the status and the epoch are compared and the swap
+        // made under the store's mutex.
+        run.meta
+            .swap_status_at(from, expected_epoch, to, wall_clock_now())
     }
 
     async fn claim(

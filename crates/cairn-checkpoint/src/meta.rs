@@ -549,6 +549,65 @@ impl RunMeta {
         Ok(Ok(self.clone()))
     }
 
+    /// Applies the port's epoch-checked status swap rules in place, for adapters
+    /// (`CheckpointerFactory::compare_and_swap_status_at`): the swap wins only when the
+    /// status is `from` and the lease epoch is `expected_epoch`.
+    ///
+    /// A won swap sets the status to `to` and `updated_at` to `now`, and `finished_at` to
+    /// `now` when `to` is terminal or `Failed`. It never takes the lease: the epoch and the
+    /// owner stay as they are, which is why `to` may not be `Running`.
+    ///
+    /// # Errors
+    ///
+    /// `Err(Error::ClaimRequired)` when `to` is `Running`, checked first (see
+    /// [`refuse_claim_by_swap`]). `Ok(Err(StatusConflict))` naming the stored status, epoch
+    /// and owner when the status is not `from` or the epoch is not `expected_epoch`.
+    /// `Err(Error::Terminal)` when `from` matches but is `completed` or `cancelled`, whatever
+    /// the epoch. `self` is left unchanged on every one of these.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{Error, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    /// let mut meta = RunMeta::new(RunId::new("r1")?, "wf", "scope", "", Timestamp(0));
+    /// meta.swap_status(RunStatus::Running, RunStatus::Failed, Timestamp(1))?.unwrap();
+    /// // Resumed (epoch 2) and failed again: a swap that read `failed` at epoch 1 loses.
+    /// meta.claim(RunStatus::Failed, 1, Timestamp(2))?.unwrap();
+    /// meta.swap_status(RunStatus::Running, RunStatus::Failed, Timestamp(3))?.unwrap();
+    /// let stale = meta.swap_status_at(RunStatus::Failed, 1, RunStatus::Cancelled, Timestamp(4))?;
+    /// assert_eq!(stale.unwrap_err().current_epoch, 2);
+    /// assert_eq!((meta.status, meta.updated_at), (RunStatus::Failed, Timestamp(3)));
+    /// let won = meta.swap_status_at(RunStatus::Failed, 2, RunStatus::Cancelled, Timestamp(5))?;
+    /// let won = won.unwrap();
+    /// assert_eq!((won.lease_epoch, won.finished_at), (2, Some(Timestamp(5))));
+    /// // Moving to `running` takes the lease: that is a claim.
+    /// let mut paused = RunMeta::new(RunId::new("r2")?, "wf", "scope", "", Timestamp(0));
+    /// paused.swap_status(RunStatus::Running, RunStatus::Paused, Timestamp(1))?.unwrap();
+    /// let refused = paused.swap_status_at(RunStatus::Paused, 1, RunStatus::Running, Timestamp(2));
+    /// assert!(matches!(refused, Err(Error::ClaimRequired { .. })));
+    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// ```
+    pub fn swap_status_at(
+        &mut self,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+        now: Timestamp,
+    ) -> Result<Result<RunMeta, crate::StatusConflict>, Error> {
+        refuse_claim_by_swap(&self.run_id, to)?;
+        if self.status != from {
+            return Ok(Err(self.conflict(from, Some(expected_epoch))));
+        }
+        self.refuse_terminal()?;
+        if self.lease_epoch != expected_epoch {
+            return Ok(Err(self.conflict(from, Some(expected_epoch))));
+        }
+        // The status and the epoch match, and `to` is no claim: the plain swap's rules
+        // (`updated_at`, `finished_at`) apply, and it leaves the lease alone.
+        self.swap_status(from, to, now)
+    }
+
     /// [`RunMeta::claim`] with the port's writer-lock rule on top, for adapters: `held_by`
     /// names the live writer that holds the run's writer lock, if any, as the adapter saw
     /// it under the same lock that makes the claim atomic. A claim that would win is
@@ -672,6 +731,34 @@ impl RunMeta {
         self.owner = Some(Owner::current());
         self.finished_at = None;
     }
+}
+
+/// The port's first rule for an epoch-checked status swap
+/// (`CheckpointerFactory::compare_and_swap_status_at`), for adapters to apply before they
+/// read anything: a swap to `Running` would take the lease, which only a claim does, so it
+/// is refused whatever is stored, for an unknown run too.
+///
+/// # Errors
+///
+/// `Error::ClaimRequired` naming `run_id` when `to` is `Running`.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{Error, RunId, RunStatus, refuse_claim_by_swap};
+/// let id = RunId::new("r1")?;
+/// assert!(refuse_claim_by_swap(&id, RunStatus::Cancelled).is_ok());
+/// let refused = refuse_claim_by_swap(&id, RunStatus::Running);
+/// assert!(matches!(refused, Err(Error::ClaimRequired { run_id }) if run_id == id));
+/// # Ok::<(), Error>(())
+/// ```
+pub fn refuse_claim_by_swap(run_id: &RunId, to: RunStatus) -> Result<(), Error> {
+    if to == RunStatus::Running {
+        return Err(Error::ClaimRequired {
+            run_id: run_id.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Which runs `CheckpointerFactory::list` returns. `None` fields match anything.

@@ -6,7 +6,7 @@ use cairn_queue::{Event, Snapshot};
 
 use crate::audit::AuditRecord;
 use crate::error::{Error, Result};
-use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus};
+use crate::meta::{RunError, RunFilter, RunId, RunMeta, RunStatus, refuse_claim_by_swap};
 use crate::port::{
     Checkpointer, CheckpointerFactory, Opened, Quarantined, QuarantinedRun, Recovered,
     StatusConflict,
@@ -82,6 +82,18 @@ impl CheckpointerFactory for NoopFactory {
         _from: RunStatus,
         _to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>> {
+        Err(Error::NotFound {
+            run_id: run_id.clone(),
+        })
+    }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        _from: RunStatus,
+        _expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        refuse_claim_by_swap(run_id, to)?;
         Err(Error::NotFound {
             run_id: run_id.clone(),
         })

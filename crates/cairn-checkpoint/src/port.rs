@@ -40,7 +40,9 @@ pub struct StatusConflict {
     pub expected: RunStatus,
     /// The status actually stored.
     pub current: RunStatus,
-    /// The lease epoch a claim expected; `None` for a plain status swap.
+    /// The lease epoch a claim, or an epoch-checked swap
+    /// ([`CheckpointerFactory::compare_and_swap_status_at`]), expected; `None` for a plain
+    /// status swap.
     pub expected_epoch: Option<u64>,
     /// The lease epoch actually stored.
     pub current_epoch: u64,
@@ -669,12 +671,97 @@ pub trait CheckpointerFactory: Send + Sync + Debug + 'static {
     ///
     /// A dropped swap happens in full or not at all, and may happen after the drop, as long as
     /// the stored status is still `from` then. A status that has meanwhile left `from` and come
-    /// back can therefore still be moved by it; claim with an epoch
-    /// ([`CheckpointerFactory::claim`]) where that matters.
+    /// back (a failed run resumed and failed again) can therefore still be moved by it. Where
+    /// that matters, swap at the epoch read
+    /// ([`CheckpointerFactory::compare_and_swap_status_at`]), or claim with one
+    /// ([`CheckpointerFactory::claim`]) to move a run to `running`.
     async fn compare_and_swap_status(
         &self,
         run_id: &RunId,
         from: RunStatus,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>>;
+
+    /// Atomically moves a run from `from` to `to`, as
+    /// [`CheckpointerFactory::compare_and_swap_status`] does, but only while its stored lease
+    /// epoch is still `expected_epoch`, across threads and processes.
+    ///
+    /// A failed or paused run goes back to `running` only through a claim, which moves the
+    /// epoch on, so a swap that expects the status and the epoch it read never moves a run
+    /// that was resumed since, even one that has come back to the status read (resumed,
+    /// then failed again).
+    ///
+    /// A swap to `Running` MUST fail with `ClaimRequired` and change nothing, whatever is
+    /// stored (an unknown run too): that move takes the lease, which is what
+    /// [`CheckpointerFactory::claim`] is for (`refuse_claim_by_swap` implements this
+    /// rule). Otherwise, of several swaps with the same expectation exactly one MUST win. A
+    /// swap that finds another status or another epoch MUST return `Ok(Err(conflict))`
+    /// naming the stored status, epoch and owner (with `expected_epoch` set), and MUST
+    /// change nothing: not the status, epoch, owner or `updated_at`, nor any stored byte. A
+    /// swap whose `from` matches but is `Completed` or `Cancelled` MUST fail with `Terminal`
+    /// and change nothing, whatever the epoch. A swap that wins MUST set the status to `to`
+    /// and `updated_at` to the time of the swap, MUST set `finished_at` when `to` is
+    /// terminal or `Failed`, and MUST leave the lease epoch and the owner as they are. Like
+    /// a plain swap to any status but `Running`, it takes no writer lock and is not refused
+    /// while a writer holds the run (its caller may be the one holding it). `NotFound` for
+    /// an unknown run.
+    /// (`RunMeta::swap_status_at` implements these rules for adapters.)
+    ///
+    /// # Errors
+    ///
+    /// `ClaimRequired`, `NotFound`, `Terminal`, and the adapter's I/O errors. A lost swap is
+    /// not an error: it is `Ok(Err(conflict))`. The method has no provided body on purpose,
+    /// as for `claim`: a wrapper that forgot to forward it, or fell back to a plain status
+    /// swap, would bring back the race it closes, so the compiler asks every implementation
+    /// for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{CheckpointerFactory, Error, MemoryFactory};
+    /// use cairn_checkpoint::{RunError, RunId, RunMeta, RunStatus};
+    /// use cairn_queue::Timestamp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let factory = MemoryFactory::new();
+    /// let id = RunId::new("r1")?;
+    /// let run = factory.begin(RunMeta::new(id.clone(), "wf", "scope", "", Timestamp(0))).await?;
+    /// let read = run.fail(&RunError::new("task_failed", "boom")).await?;
+    /// drop(run);
+    /// // Someone resumes the run (epoch 1 → 2) and it fails again.
+    /// factory.claim(&id, RunStatus::Failed, read.lease_epoch).await?.expect("nobody else");
+    /// let swap = factory.compare_and_swap_status(&id, RunStatus::Running, RunStatus::Failed);
+    /// swap.await?.expect("it was running");
+    ///
+    /// // An abandon that read `failed` at epoch 1 is refused: that failure is not the one it
+    /// // decided on. Nothing changed.
+    /// let stale = factory.compare_and_swap_status_at(&id, RunStatus::Failed, 1, RunStatus::Cancelled);
+    /// let stale = stale.await?.unwrap_err();
+    /// assert_eq!((stale.current, stale.current_epoch), (RunStatus::Failed, 2));
+    /// assert_eq!(factory.load_meta(&id).await?.map(|meta| meta.status), Some(RunStatus::Failed));
+    /// // At the epoch stored now it wins, and the epoch stays.
+    /// let now = factory.compare_and_swap_status_at(&id, RunStatus::Failed, 2, RunStatus::Cancelled);
+    /// let cancelled = now.await?.expect("nothing moved the run since");
+    /// assert_eq!((cancelled.status, cancelled.lease_epoch), (RunStatus::Cancelled, 2));
+    /// assert!(cancelled.finished_at.is_some());
+    /// // Moving a run to `running` is a claim's work.
+    /// let to_running = factory.compare_and_swap_status_at(&id, RunStatus::Paused, 2, RunStatus::Running);
+    /// assert!(matches!(to_running.await, Err(Error::ClaimRequired { .. })));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped swap happens in full or not at all, and may happen after the drop, but only
+    /// while the stored status is `from` and the stored epoch `expected_epoch` then: a run
+    /// that was claimed meanwhile (resumed, even if it came back to `from`) is never moved by
+    /// it. Of it and a later swap or claim with the same expectation, exactly one wins.
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
         to: RunStatus,
     ) -> Result<Result<RunMeta, StatusConflict>>;
 
@@ -1241,6 +1328,17 @@ macro_rules! forward_factory {
                 to: RunStatus,
             ) -> Result<Result<RunMeta, StatusConflict>> {
                 (**self).compare_and_swap_status(run_id, from, to).await
+            }
+            async fn compare_and_swap_status_at(
+                &self,
+                run_id: &RunId,
+                from: RunStatus,
+                expected_epoch: u64,
+                to: RunStatus,
+            ) -> Result<Result<RunMeta, StatusConflict>> {
+                (**self)
+                    .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+                    .await
             }
             async fn claim(
                 &self,

@@ -46,6 +46,16 @@ async fn noop_accepts_writes_and_forgets_them() {
         .await
         .expect_err("noop has no runs to claim");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .compare_and_swap_status_at(&id, RunStatus::Running, 1, RunStatus::Cancelled)
+        .await
+        .expect_err("noop has no runs to swap");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .compare_and_swap_status_at(&id, RunStatus::Paused, 1, RunStatus::Running)
+        .await
+        .expect_err("a swap to running is a claim's work");
+    assert!(matches!(err, Error::ClaimRequired { .. }), "{err:?}");
     let failed = run.fail(&RunError::new("k", "m")).await.expect("fail");
     assert_eq!(failed.status, RunStatus::Failed);
     let done = run.complete().await.expect("complete");

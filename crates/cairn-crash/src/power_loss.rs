@@ -191,6 +191,17 @@ impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     ) -> cairn_checkpoint::Result<std::result::Result<RunMeta, StatusConflict>> {
         self.inner.compare_and_swap_status(run_id, from, to).await
     }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> cairn_checkpoint::Result<std::result::Result<RunMeta, StatusConflict>> {
+        self.inner
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+            .await
+    }
     async fn claim(
         &self,
         run_id: &RunId,

@@ -391,8 +391,8 @@ impl ResumePolicy {
     }
 
     /// Abandons a failed, paused or interrupted run: it becomes `cancelled` (one status
-    /// compare-and-swap). After that, a request for its workflow and scope starts fresh with
-    /// no prompt.
+    /// compare-and-swap, at the lease epoch the abandon read or fenced). After that, a request
+    /// for its workflow and scope starts fresh with no prompt.
     ///
     /// An interrupted run (`running`, no live writer) is abandoned only when its last owner
     /// is known to have exited ([`OwnerLiveness::Exited`]): a resumer claims a run, and
@@ -445,8 +445,15 @@ impl ResumePolicy {
     /// # Cancel safety
     ///
     /// Safe to call again after a drop: a run found `cancelled` is `AlreadyTerminal`. The
-    /// abandon itself is one status compare-and-swap; dropped after it, the run is
-    /// `cancelled` but its `Abandoned` audit record and telemetry may be missing. The writer
+    /// abandon itself is one status compare-and-swap
+    /// (`CheckpointerFactory::compare_and_swap_status_at`) that expects the lease epoch the
+    /// abandon checked: the one it read for a failed or paused run, the one it verified under
+    /// the writer lock for an interrupted run, or the one its own claim took for a damaged
+    /// one. Dropped after it, the run is `cancelled` but its `Abandoned` audit record and
+    /// telemetry may be missing. Dropped before it, the swap may still land after the drop
+    /// (an adapter may finish it in the background), but only on the run as the abandon
+    /// checked it: a run resumed since (claimed, one epoch on) is never cancelled by it, even
+    /// once it is `failed` or `paused` again, or `running` under a later claim. The writer
     /// lock held for an interrupted run is released with the dropped future (an `open` the
     /// file adapter has under way finishes in the background and then lets go of it).
     /// One case leaves a claim behind: an interrupted run whose state is damaged is fenced by
@@ -512,7 +519,8 @@ impl ResumePolicy {
     }
 
     /// Abandons `run_id` only if it is `failed`: one status compare-and-swap from `failed`
-    /// to `cancelled`, audited like [`ResumePolicy::abandon`]. For a clean-up that names
+    /// to `cancelled` at the lease epoch it reads first, audited like
+    /// [`ResumePolicy::abandon`]. For a clean-up that names
     /// failed runs in bulk (`cairn runs prune --include-failed`): a run that changed since it
     /// was listed (a resumer took it, a person abandoned it) is left as it is, so such a
     /// clean-up never cancels a run someone is working on.
@@ -554,11 +562,26 @@ impl ResumePolicy {
     /// Safe to call again after a drop: the run is still `failed` (nothing changed) or it is
     /// `cancelled`, which a second call answers with `Ok(None)`. Dropped after the
     /// compare-and-swap, the run is `cancelled` but its `Abandoned` audit record and
-    /// telemetry may be missing.
+    /// telemetry may be missing. Dropped before it, the swap may still land after the drop,
+    /// but it expects the lease epoch read here
+    /// (`CheckpointerFactory::compare_and_swap_status_at`): a run resumed meanwhile (claimed,
+    /// one epoch on) is never cancelled by it, even once it has failed again.
     pub async fn abandon_failed(&self, run_id: &RunId) -> Result<Option<Abandoned>> {
+        // The failure this clean-up decides on is the one read here, at its epoch. A swap
+        // on the status alone could land late (after a drop) on a later failure of the
+        // same run that nobody asked to abandon.
+        let read = self.load(run_id).await?;
+        if read.status != RunStatus::Failed {
+            return Ok(None);
+        }
         let swapped = match self
             .factory
-            .compare_and_swap_status(run_id, RunStatus::Failed, RunStatus::Cancelled)
+            .compare_and_swap_status_at(
+                run_id,
+                RunStatus::Failed,
+                read.lease_epoch,
+                RunStatus::Cancelled,
+            )
             .await
         {
             Err(cairn_checkpoint::Error::NotFound { .. }) => {
@@ -591,9 +614,17 @@ impl ResumePolicy {
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             match previous {
+                // At the epoch read: a swap that lands late (its future dropped) cannot cancel
+                // the run after a resume, even once it is back in the status read. A run that
+                // changed under a live call is read again and decided on afresh.
                 RunStatus::Failed | RunStatus::Paused => match self
                     .factory
-                    .compare_and_swap_status(run_id, previous, RunStatus::Cancelled)
+                    .compare_and_swap_status_at(
+                        run_id,
+                        previous,
+                        meta.lease_epoch,
+                        RunStatus::Cancelled,
+                    )
                     .await?
                 {
                     Ok(cancelled) => {
@@ -703,6 +734,11 @@ impl ResumePolicy {
             drop(opened);
             return Err(self.claimed_during_abandon(run_id, current.owner, current.lease_epoch));
         }
+        // The swap expects the lease this abandon fenced: the one verified under the open
+        // lock, or the one its own claim takes below. Should the swap land late (this future
+        // dropped, the adapter finishing it in the background), a run claimed since then
+        // is not cancelled by it.
+        let mut fenced_epoch = current.lease_epoch;
         if opened.is_none() {
             // No lock fences a damaged run: a claim at the epoch checked does. A resumer's
             // claim that lands between the read and this claim makes this one lose and change
@@ -712,7 +748,7 @@ impl ResumePolicy {
                 .claim(run_id, RunStatus::Running, current.lease_epoch)
                 .await?
             {
-                Ok(_) => {}
+                Ok(claimed) => fenced_epoch = claimed.lease_epoch,
                 Err(conflict) if conflict.claimed_by_another() => {
                     return Err(self.claimed_during_abandon(
                         run_id,
@@ -725,7 +761,12 @@ impl ResumePolicy {
         }
         let swapped = self
             .factory
-            .compare_and_swap_status(run_id, RunStatus::Running, RunStatus::Cancelled)
+            .compare_and_swap_status_at(
+                run_id,
+                RunStatus::Running,
+                fenced_epoch,
+                RunStatus::Cancelled,
+            )
             .await;
         drop(opened);
         match swapped? {
@@ -735,6 +776,13 @@ impl ResumePolicy {
                     .await?;
                 Ok(Interrupted::Cancelled(Box::new(abandoned)))
             }
+            // Still `running`, one claim on: a resumer claimed the damaged run after this
+            // abandon's own claim (no lock fences it). That claim stands.
+            Err(conflict) if conflict.claimed_by_another() => Err(self.claimed_during_abandon(
+                run_id,
+                conflict.current_owner,
+                conflict.current_epoch,
+            )),
             Err(_) => Ok(Interrupted::Changed(Box::new(self.load(run_id).await?))),
         }
     }

@@ -23,8 +23,8 @@ type Store = Arc<dyn CheckpointerFactory>;
 
 /// Forwards to `inner`; the first time a run is opened or the lease of a `running` run is
 /// taken through it (a claim, or a `running → running` swap), or with `at_cancel` the first
-/// time a run is swapped from `running` to `cancelled`, another claimer first tries to claim
-/// that run through `inner` at the epoch stored then.
+/// time a run is swapped from `running` to `cancelled` (with or without an epoch), another
+/// claimer first tries to claim that run through `inner` at the epoch stored then.
 #[derive(Debug)]
 struct AnotherClaimsFirst {
     inner: Store,
@@ -111,6 +111,22 @@ impl CheckpointerFactory for AnotherClaimsFirst {
             self.claim_first(run_id).await?;
         }
         self.inner.compare_and_swap_status(run_id, from, to).await
+    }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<std::result::Result<RunMeta, StatusConflict>> {
+        // The abandon's swap to `cancelled` is epoch-checked; the other claimer comes first
+        // there too.
+        if self.at_cancel && (from, to) == (RunStatus::Running, RunStatus::Cancelled) {
+            self.claim_first(run_id).await?;
+        }
+        self.inner
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+            .await
     }
     async fn claim(
         &self,
@@ -212,6 +228,49 @@ async fn a_claim_during_an_abandon_is_refused_and_changes_nothing(store: Store) 
     assert!(!store.is_held(&before.run_id).await.unwrap());
 }
 on_both_stores!(a_claim_during_an_abandon_is_refused_and_changes_nothing);
+
+/// An abandon of damaged state fences the run with its own claim (no lock can), then swaps
+/// it to `cancelled`. A resumer's claim that lands between the two (no lock refuses it)
+/// takes the run one epoch further. The swap expects the epoch the abandon's own claim
+/// took, so it is refused: the abandon names the resumer, and the run stays the resumer's,
+/// never cancelled under it. File store only: memory state cannot be damaged.
+#[test]
+fn a_claim_between_an_abandons_claim_and_swap_of_damaged_state_stands() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = Arc::new(file_store(dir.path()));
+    runtime().block_on(async {
+        let (journal, bytes) =
+            damaged_interrupted_owned_by(&*store, dir.path(), "d1", Some(gone_owner())).await;
+        let before = meta(&*store, &id("d1")).await;
+        let raced = Arc::new(AnotherClaimsFirst::at_cancel(Arc::clone(&store)));
+        let policy = ResumePolicy::new(Arc::clone(&raced) as Store);
+
+        let refused = policy.abandon_forced(&before.run_id).await.unwrap_err();
+        let resumer = raced
+            .other_claim()
+            .expect("the resumer claimed between the abandon's claim and its swap");
+        assert_eq!(
+            resumer.lease_epoch,
+            before.lease_epoch + 2,
+            "one epoch past the abandon's own claim"
+        );
+        assert!(
+            matches!(&refused, Error::ClaimedDuringAbandon { claimer, .. } if *claimer == resumer.owner),
+            "the refusal names the resumer: {refused:?}"
+        );
+        assert_eq!(
+            meta(&*store, &before.run_id).await,
+            resumer,
+            "the run is the resumer's, running, untouched by the abandon's swap"
+        );
+        assert!(abandon_records(&*store, &before.run_id).await.is_empty());
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "kept byte for byte"
+        );
+    });
+}
 
 /// A request that recovers an interrupted run but whose claim is beaten by another
 /// process's: `Live`, naming that process and its epoch; the run stays as that claim left

@@ -221,7 +221,7 @@ fn an_abandon_of_damaged_state_cut_off_after_its_claim_is_done_by_the_next_aband
         let (journal, bytes) = damaged_interrupted(&store, dir.path(), "d2").await;
         let before = meta(&*store, &id("d2")).await;
         let faults = FaultPlan::new();
-        faults.fail_next(FaultOp::CompareAndSwap, FaultTiming::Before);
+        faults.fail_next(FaultOp::CompareAndSwapAt, FaultTiming::Before);
         let cut = ResumePolicy::new(FaultyFactory::new(Arc::clone(&store), faults.clone()));
         let err = cut.abandon(&id("d2")).await.unwrap_err();
         assert!(matches!(err, Error::Storage(_)), "{err:?}");

@@ -16,15 +16,15 @@ use crate::port::{Checkpointer, CheckpointerFactory, Opened, StatusConflict};
 /// How many times the threaded compare-and-swap race is repeated.
 const CAS_ROUNDS: usize = 32;
 /// How many OS threads race in each round.
-const CAS_THREADS: usize = 8;
+pub(crate) const CAS_THREADS: usize = 8;
 /// How many times the threaded claim race is repeated.
 const CLAIM_ROUNDS: u64 = 16;
 
-fn id(text: &str) -> RunId {
+pub(crate) fn id(text: &str) -> RunId {
     RunId::new(text).expect("conformance run ids are valid")
 }
 
-fn meta(run: &str, workflow: &str, scope: &str, created_ms: u64) -> RunMeta {
+pub(crate) fn meta(run: &str, workflow: &str, scope: &str, created_ms: u64) -> RunMeta {
     RunMeta::new(
         id(run),
         workflow,
@@ -587,7 +587,10 @@ pub async fn foreign_run<H: ConformanceHarness>(h: &H) -> CaseResult {
 
 /// Runs `call` once on each of `factories`, each on an OS thread of its own with its own
 /// runtime, all released at once by a barrier, and returns the outcomes in factory order.
-async fn race_from_threads<T, F, Fut>(factories: &[Arc<dyn CheckpointerFactory>], call: F) -> Vec<T>
+pub(crate) async fn race_from_threads<T, F, Fut>(
+    factories: &[Arc<dyn CheckpointerFactory>],
+    call: F,
+) -> Vec<T>
 where
     T: Send + 'static,
     F: Fn(Arc<dyn CheckpointerFactory>) -> Fut + Clone + Send + 'static,
@@ -722,7 +725,7 @@ pub async fn claim_bumps_epoch<H: ConformanceHarness>(h: &H) -> CaseResult {
 }
 
 /// Loads a run's stored metadata through a fresh factory, as another process would see it.
-async fn stored_meta<H: ConformanceHarness>(h: &H, run_id: &RunId) -> RunMeta {
+pub(crate) async fn stored_meta<H: ConformanceHarness>(h: &H, run_id: &RunId) -> RunMeta {
     h.factory()
         .load_meta(run_id)
         .await
@@ -731,7 +734,7 @@ async fn stored_meta<H: ConformanceHarness>(h: &H, run_id: &RunId) -> RunMeta {
 }
 
 /// Claims `run_id` and expects to win.
-async fn claim_won(
+pub(crate) async fn claim_won(
     factory: &dyn CheckpointerFactory,
     run_id: &RunId,
     from: RunStatus,
@@ -1427,8 +1430,9 @@ pub async fn begin_existing_id<H: ConformanceHarness>(h: &H) -> CaseResult {
     CaseResult::Passed
 }
 
-/// Unknown runs: `open`/`load_meta` find nothing; swaps, claims, quarantine, removal and
-/// audit records are `NotFound`, and a refused audit record is not stored.
+/// Unknown runs: `open`/`load_meta` find nothing; swaps (with or without an epoch), claims,
+/// quarantine, removal and audit records are `NotFound`, and a refused audit record is not
+/// stored.
 pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     let run_id = id("nobody");
     let factory = h.factory();
@@ -1461,6 +1465,11 @@ pub async fn unknown_run<H: ConformanceHarness>(h: &H) -> CaseResult {
     );
     let err = factory
         .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = factory
+        .compare_and_swap_status_at(&run_id, RunStatus::Running, 1, RunStatus::Cancelled)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
@@ -1623,6 +1632,7 @@ pub async fn injected_faults_lose_nothing_acknowledged<H: ConformanceHarness>(h:
         FaultOp::Append,
         FaultOp::InstallSnapshot,
         FaultOp::CompareAndSwap,
+        FaultOp::CompareAndSwapAt,
         FaultOp::Claim,
         FaultOp::Begin,
         FaultOp::Audit,
@@ -1687,6 +1697,13 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
             plan.fail_next(op, timing);
             faulty
                 .compare_and_swap_status(&run_id, RunStatus::Running, RunStatus::Paused)
+                .await
+                .map(|_| ())
+        }
+        FaultOp::CompareAndSwapAt => {
+            plan.fail_next(op, timing);
+            faulty
+                .compare_and_swap_status_at(&run_id, RunStatus::Running, 1, RunStatus::Paused)
                 .await
                 .map(|_| ())
         }

@@ -29,6 +29,7 @@
 
 mod cancel;
 mod cases;
+mod epoch_swap;
 pub mod jobs;
 mod removal;
 
@@ -39,6 +40,7 @@ use crate::port::CheckpointerFactory;
 
 pub use cancel::*;
 pub use cases::*;
+pub use epoch_swap::*;
 pub use removal::*;
 
 /// What a conformance case concluded. Failures panic instead, so the test harness reports
@@ -355,6 +357,13 @@ macro_rules! conformance_tests {
             claims_racing_from_threads_have_one_winner,
             claim_of_a_terminal_run_changes_nothing,
             claim_while_a_writer_holds_the_run_changes_nothing,
+            swap_at_the_read_epoch_wins,
+            swap_at_a_stale_epoch_changes_nothing,
+            swap_at_refuses_a_run_resumed_since_it_was_read,
+            swap_at_of_a_terminal_run_changes_nothing,
+            swap_at_to_running_is_refused,
+            swaps_at_one_epoch_racing_from_threads_have_one_winner,
+            swaps_at_and_claims_racing_have_one_winner,
             lock_held_by_another_opener,
             peek_reads_what_open_reads,
             peek_live_reads_beside_the_writer,
@@ -378,6 +387,7 @@ macro_rules! conformance_tests {
             dropped_installs_keep_later_appends,
             dropped_audits_are_whole_or_absent,
             dropped_claims_win_at_most_once,
+            dropped_swaps_at_never_land_on_a_later_epoch,
             dropped_begins_leave_no_lock,
         );
     };
@@ -411,6 +421,13 @@ pub const ALL_CASES: &[&str] = &[
     "claims_racing_from_threads_have_one_winner",
     "claim_of_a_terminal_run_changes_nothing",
     "claim_while_a_writer_holds_the_run_changes_nothing",
+    "swap_at_the_read_epoch_wins",
+    "swap_at_a_stale_epoch_changes_nothing",
+    "swap_at_refuses_a_run_resumed_since_it_was_read",
+    "swap_at_of_a_terminal_run_changes_nothing",
+    "swap_at_to_running_is_refused",
+    "swaps_at_one_epoch_racing_from_threads_have_one_winner",
+    "swaps_at_and_claims_racing_have_one_winner",
     "lock_held_by_another_opener",
     "peek_reads_what_open_reads",
     "peek_live_reads_beside_the_writer",
@@ -434,5 +451,6 @@ pub const ALL_CASES: &[&str] = &[
     "dropped_installs_keep_later_appends",
     "dropped_audits_are_whole_or_absent",
     "dropped_claims_win_at_most_once",
+    "dropped_swaps_at_never_land_on_a_later_epoch",
     "dropped_begins_leave_no_lock",
 ];

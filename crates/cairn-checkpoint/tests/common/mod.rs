@@ -31,6 +31,18 @@ pub trait Bend: Debug + Clone + Send + Sync + 'static {
         self.memory().claim(run_id, from, expected_epoch).await
     }
 
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.memory()
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+            .await
+    }
+
     async fn remove_terminal(&self, run_id: &RunId) -> Result<RunMeta> {
         self.memory().remove_terminal(run_id).await
     }
@@ -67,6 +79,17 @@ impl<B: Bend> CheckpointerFactory for Bent<B> {
         self.0
             .memory()
             .compare_and_swap_status(run_id, from, to)
+            .await
+    }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.0
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
             .await
     }
     async fn claim(

@@ -258,6 +258,17 @@ impl CheckpointerFactory for Doctor {
     ) -> Result<Result<RunMeta, StatusConflict>> {
         self.inner.compare_and_swap_status(run_id, from, to).await
     }
+    async fn compare_and_swap_status_at(
+        &self,
+        run_id: &RunId,
+        from: RunStatus,
+        expected_epoch: u64,
+        to: RunStatus,
+    ) -> Result<Result<RunMeta, StatusConflict>> {
+        self.inner
+            .compare_and_swap_status_at(run_id, from, expected_epoch, to)
+            .await
+    }
     async fn claim(
         &self,
         run_id: &RunId,

@@ -232,3 +232,42 @@ pub(crate) async fn assert_abandoned_for_good(
         "{again:?}"
     );
 }
+
+/// An interrupted run `name` in the file store under `dir`, last owned by `owner`, whose
+/// journal is damaged in its first of two batches (corruption, not a torn tail): nobody can
+/// open it. Returns the journal's path and its damaged bytes.
+pub(crate) async fn damaged_interrupted_owned_by(
+    store: &dyn CheckpointerFactory,
+    dir: &Path,
+    name: &str,
+    owner: Option<Owner>,
+) -> (std::path::PathBuf, Vec<u8>) {
+    let run = begin_owned_by(store, name, "default", owner).await;
+    let mut queue = cairn_queue::Queue::new(cairn_queue::QueueConfig::default());
+    for batch in 0..2 {
+        queue
+            .enqueue(
+                cairn_queue::TaskSpec::new("step").inputs(batch.into()),
+                cairn_queue::EnqueuedBy::Root,
+                Timestamp(11),
+            )
+            .expect("a task enqueues");
+        run.append(&queue.take_events())
+            .await
+            .expect("the batch is appended");
+    }
+    drop(run);
+    // One byte inside the first of two batches: not a torn tail, so corruption.
+    let journal = file_store(dir).run_dir(&id(name)).join("journal");
+    let mut bytes = std::fs::read(&journal).expect("the journal reads");
+    bytes[40] ^= 0xFF;
+    std::fs::write(&journal, &bytes).expect("the journal is written");
+    assert!(
+        matches!(
+            store.open(&id(name)).await,
+            Err(cairn_checkpoint::Error::Corruption { .. })
+        ),
+        "the damage is refused on open"
+    );
+    (journal, bytes)
+}
