@@ -2651,8 +2651,10 @@ async fn cmd_prune(args: PruneArgs) -> anyhow::Result<u8> {
             continue;
         }
         if meta.status == RunStatus::Failed {
-            // Only a run still failed is abandoned: one a resumer took meanwhile is its.
-            match policy.abandon_failed(run_id).await {
+            // Only a run still failed as listed is abandoned: one a resumer took meanwhile
+            // is its, even if it has failed again since (that failure is newer than the
+            // cutoff the listing was checked against).
+            match policy.abandon_failed(meta).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     eoutln!(

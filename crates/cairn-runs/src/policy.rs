@@ -518,14 +518,16 @@ impl ResumePolicy {
         self.abandon_run(run_id, true).await
     }
 
-    /// Abandons `run_id` only if it is `failed`: one status compare-and-swap from `failed`
-    /// to `cancelled` at the lease epoch it reads first, audited like
-    /// [`ResumePolicy::abandon`]. For a clean-up that names
-    /// failed runs in bulk (`cairn runs prune --include-failed`): a run that changed since it
-    /// was listed (a resumer took it, a person abandoned it) is left as it is, so such a
-    /// clean-up never cancels a run someone is working on.
+    /// Abandons a run as it was `listed`, only if it was `failed` then and has not changed
+    /// since: one status compare-and-swap from `failed` to `cancelled` at the listed lease
+    /// epoch, audited like [`ResumePolicy::abandon`]. For a clean-up that names failed runs
+    /// in bulk (`cairn runs prune --include-failed`): a run that changed since it was listed
+    /// (a resumer took it, even if it has failed again since; a person abandoned it) is left
+    /// as it is, so such a clean-up never cancels a run someone is working on, nor a failure
+    /// newer than the one it listed.
     ///
-    /// Returns `Ok(None)` when the run is not `failed` (any more); the caller says so.
+    /// Returns `Ok(None)` when the run was not `failed` as listed, or is not `failed` at the
+    /// listed epoch any more; the caller says so.
     ///
     /// # Errors
     ///
@@ -547,12 +549,15 @@ impl ResumePolicy {
     /// let interrupted = RunId::new("interrupted")?;
     /// drop(store.begin(RunMeta::new(interrupted.clone(), "wf", "s2", "in", Timestamp(2))).await?);
     ///
+    /// let listed = store.load_meta(&failed).await?.expect("it exists");
+    /// let other = store.load_meta(&interrupted).await?.expect("it exists");
     /// let policy = ResumePolicy::new(store);
-    /// let abandoned = policy.abandon_failed(&failed).await?.expect("it was failed");
+    /// let abandoned = policy.abandon_failed(&listed).await?.expect("it was failed");
     /// assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
     /// // Not failed: left alone.
-    /// assert!(policy.abandon_failed(&interrupted).await?.is_none());
-    /// assert!(policy.abandon_failed(&failed).await?.is_none());
+    /// assert!(policy.abandon_failed(&other).await?.is_none());
+    /// // Not failed any more: left alone.
+    /// assert!(policy.abandon_failed(&listed).await?.is_none());
     /// # Ok::<(), cairn_runs::Error>(())
     /// # }).unwrap();
     /// ```
@@ -563,15 +568,15 @@ impl ResumePolicy {
     /// `cancelled`, which a second call answers with `Ok(None)`. Dropped after the
     /// compare-and-swap, the run is `cancelled` but its `Abandoned` audit record and
     /// telemetry may be missing. Dropped before it, the swap may still land after the drop,
-    /// but it expects the lease epoch read here
+    /// but it expects the listed lease epoch
     /// (`CheckpointerFactory::compare_and_swap_status_at`): a run resumed meanwhile (claimed,
     /// one epoch on) is never cancelled by it, even once it has failed again.
-    pub async fn abandon_failed(&self, run_id: &RunId) -> Result<Option<Abandoned>> {
-        // The failure this clean-up decides on is the one read here, at its epoch. A swap
-        // on the status alone could land late (after a drop) on a later failure of the
-        // same run that nobody asked to abandon.
-        let read = self.load(run_id).await?;
-        if read.status != RunStatus::Failed {
+    pub async fn abandon_failed(&self, listed: &RunMeta) -> Result<Option<Abandoned>> {
+        let run_id = &listed.run_id;
+        // The failure this clean-up decides on is the one listed, at its epoch. A swap on
+        // the status alone would also take a later failure of the same run (resumed and
+        // failed again since the listing) that nobody asked to abandon.
+        if listed.status != RunStatus::Failed {
             return Ok(None);
         }
         let swapped = match self
@@ -579,7 +584,7 @@ impl ResumePolicy {
             .compare_and_swap_status_at(
                 run_id,
                 RunStatus::Failed,
-                read.lease_epoch,
+                listed.lease_epoch,
                 RunStatus::Cancelled,
             )
             .await

@@ -262,7 +262,7 @@ async fn a_dropped_clean_up_spares_the_next_failure(store: Store) {
     let read = failed(&*store, "r1", "site", "default", "in", 10).await;
     let late = Arc::new(LateSwaps::new(Arc::clone(&store)));
     let policy = ResumePolicy::new(Arc::clone(&late) as Store);
-    drop_once_held(&late, policy.abandon_failed(&read.run_id)).await;
+    drop_once_held(&late, policy.abandon_failed(&read)).await;
 
     let again = resumed_and_failed_again(&store, &read.run_id).await;
     let conflict = refused(late.release().await, &again);
@@ -274,6 +274,31 @@ async fn a_dropped_clean_up_spares_the_next_failure(store: Store) {
     assert!(abandon_records(&*store, &read.run_id).await.is_empty());
 }
 on_both_stores!(a_dropped_clean_up_spares_the_next_failure);
+
+/// The clean-up decides on the failure it listed: a run listed `failed` that was resumed and
+/// failed again before the clean-up reached it is a newer failure (which may not be past
+/// the prune cutoff), so it is left as it is, with no abandon record.
+async fn a_clean_up_spares_a_failure_newer_than_its_listing(store: Store) {
+    let listed = failed(&*store, "r1", "site", "default", "in", 10).await;
+    let again = resumed_and_failed_again(&store, &listed.run_id).await;
+    assert_eq!(again.status, RunStatus::Failed);
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let outcome = policy
+        .abandon_failed(&listed)
+        .await
+        .expect("the store answers");
+    assert!(outcome.is_none(), "{outcome:?}");
+    assert_eq!(meta(&*store, &listed.run_id).await, again);
+    assert!(abandon_records(&*store, &listed.run_id).await.is_empty());
+    // The failure as it is now can still be cleaned up on purpose.
+    let abandoned = policy
+        .abandon_failed(&again)
+        .await
+        .expect("the store answers")
+        .expect("the current failure is abandoned");
+    assert_eq!(abandoned.meta.status, RunStatus::Cancelled);
+}
+on_both_stores!(a_clean_up_spares_a_failure_newer_than_its_listing);
 
 /// A dropped abandon of a paused run whose swap lands after the run was resumed (an
 /// approval's claim) and paused again: refused, the run stays paused.
