@@ -144,8 +144,9 @@ impl TickReport {
 /// rules ([`CatchUp`]), as after downtime. No task is spawned: the runs are polled by the
 /// future of `tick` or `run_until`, so dropping it drops them all.
 ///
-/// A due job is first claimed: its `next_run_at` moves to the next schedule time and
-/// `last_run_at` to now, by compare-and-swap on the job as stored then; a job changed, or deleted and added again, since it was listed (while it
+/// A due job is first claimed: its `next_run_at` moves to the next schedule time (after now,
+/// and after the tick it runs for) and `last_run_at` to now, by compare-and-swap on the job as
+/// stored then; a job changed, or deleted and added again, since it was listed (while it
 /// waited for a place, say) is not claimed but looked at again. Only then does its run
 /// start, so two schedulers over one store never start the same tick twice, and a crash
 /// during a run does not rerun that tick on restart (runs are at most once per tick; the
@@ -603,8 +604,10 @@ impl Scheduler {
             let retry = self.config.one_shot_retry.max(MIN_INTERVAL);
             Some(now.plus_millis(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX)))
         } else {
+            // Past `due` even when the clock was set back since the look (while the job
+            // waited for a place): claiming `due` again would run that tick twice.
             job.schedule
-                .next_after(job.created_at, now)
+                .next_after(job.created_at, now.max(due))
                 .map_err(|err| err.for_job(&job.id))?
         };
         let mut claimed = job.clone();

@@ -1,6 +1,6 @@
 //! A due job that waits for a place (`max_running_jobs`) is claimed from what `tick` listed
 //! before the wait. What happened to the job or the clock meanwhile must not make that claim
-//! overwrite a new job.
+//! overwrite a new job, nor run one tick twice.
 
 mod common;
 
@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use cairn_checkpoint::MemoryJobStore;
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
-    JobRunner, Jobs, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule, Scheduler,
-    SchedulerConfig,
+    Clock, JobRunner, Jobs, ManualClock, NewJob, RunFailed, RunRequest, RunSucceeded, Schedule,
+    Scheduler, SchedulerConfig,
 };
 use common::{NEW_YEAR_2026, every_minute, id};
 
@@ -21,6 +21,8 @@ use common::{NEW_YEAR_2026, every_minute, id};
 enum Meanwhile {
     /// An operator deletes `b-next` and adds a new job under its id, with another workflow.
     ReplaceTheWaitingJob,
+    /// The clock is set back by `by` (an NTP step, say).
+    SetTheClockBack { by: Duration },
 }
 
 /// Runs every job successfully, doing `meanwhile` during `a-first`'s run; keeps each
@@ -28,6 +30,7 @@ enum Meanwhile {
 #[derive(Debug)]
 struct Interfering {
     jobs: Jobs,
+    clock: ManualClock,
     meanwhile: Meanwhile,
     requests: Mutex<Vec<RunRequest>>,
 }
@@ -43,6 +46,10 @@ impl JobRunner for Interfering {
                     let every = Schedule::every(Duration::from_secs(60)).unwrap();
                     let new = NewJob::new(id("b-next"), "new", every, "new.toml");
                     self.jobs.add(new).await.unwrap();
+                }
+                Meanwhile::SetTheClockBack { by } => {
+                    let now = self.clock.now().0;
+                    self.clock.set(Timestamp(now - by.as_millis() as u64));
                 }
             }
         }
@@ -61,6 +68,7 @@ async fn one_place(meanwhile: Meanwhile) -> (Scheduler, ManualClock, Arc<Interfe
     }
     let runner = Arc::new(Interfering {
         jobs,
+        clock: clock.clone(),
         meanwhile,
         requests: Mutex::default(),
     });
@@ -101,4 +109,28 @@ async fn a_job_replaced_while_it_waited_for_a_place_is_not_overwritten_by_the_ol
         .filter(|request| request.workflow == "wf.toml")
         .collect();
     assert!(old_runs.is_empty(), "the deleted job ran: {old_runs:?}");
+}
+
+#[tokio::test]
+async fn a_clock_set_back_while_a_job_waited_for_a_place_does_not_run_its_tick_twice() {
+    let back = Duration::from_secs(30);
+    let (scheduler, clock, runner) = one_place(Meanwhile::SetTheClockBack { by: back }).await;
+    let due = Timestamp(NEW_YEAR_2026.0 + 60_000);
+    scheduler.tick().await.unwrap();
+    let ran: Vec<_> = runs_of(&runner, "b-next")
+        .iter()
+        .map(|r| r.scheduled_for)
+        .collect();
+    assert_eq!(ran, [due]);
+    // Claimed past the tick it ran, not for that tick again.
+    let job = scheduler.jobs().show(&id("b-next")).await.unwrap();
+    assert_eq!(job.next_run_at, Some(Timestamp(due.0 + 60_000)));
+    // The clock reaches that tick again: it is not run a second time.
+    clock.set(due);
+    scheduler.tick().await.unwrap();
+    let ran: Vec<_> = runs_of(&runner, "b-next")
+        .iter()
+        .map(|r| r.scheduled_for)
+        .collect();
+    assert_eq!(ran, [due], "the tick ran twice");
 }
