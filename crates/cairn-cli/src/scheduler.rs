@@ -640,13 +640,16 @@ impl JobRunner for ShellJobs {
                         None => format!("could not start a run: {}", failed.message),
                     };
                     let error = self.run_error(failed).await;
-                    self.lines.say(
-                        &format!("job {id}: {what}"),
-                        serde_json::json!({
-                            "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
-                            "outcome": "failed", "error": error,
-                        }),
-                    );
+                    let event = serde_json::json!({
+                        "event": "run_finished", "job_id": id.as_str(), "run_id": failed.run_id,
+                        "outcome": "failed", "error": error,
+                    });
+                    // `store_failed` printed this very line already, with what to do; JSON
+                    // still gets the `run_finished` event every run ends with.
+                    let said = ours && failed.store_failed && !self.lines.json;
+                    if !said {
+                        self.lines.say(&format!("job {id}: {what}"), event);
+                    }
                 }
             }
         }

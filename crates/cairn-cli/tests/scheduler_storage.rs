@@ -176,10 +176,10 @@ fn a_scheduled_run_stopped_by_its_store_is_reported_counted_and_named_after_a_re
     let sandbox = Sandbox::new();
     let (stdout, stderr) = first_scheduler_stops_on_its_store(&sandbox, false);
     let run_id = sandbox.only_run_id();
-    assert_contains(
-        &stdout,
-        &format!("job j: run {run_id} stopped: its state store failed, not a task"),
-    );
+    let stopped = format!("job j: run {run_id} stopped: its state store failed, not a task");
+    assert_contains(&stdout, &stopped);
+    // Said once: the run's generic failure line would only repeat it.
+    assert_eq!(stdout.matches(&stopped).count(), 1, "{stdout}");
     assert_contains(&stdout, "File too large");
     assert_contains(&stderr, "not because a task failed");
     assert_contains(

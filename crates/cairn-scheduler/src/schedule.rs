@@ -56,7 +56,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cairn_queue::Timestamp;
-use chrono::{DateTime, FixedOffset, LocalResult, Offset, TimeZone};
+use chrono::{DateTime, Datelike, FixedOffset, LocalResult, Offset, TimeZone};
 use chrono_tz::{TZ_VARIANTS, Tz};
 use croner::{Cron, JobType};
 use serde::{Deserialize, Serialize};
@@ -751,6 +751,12 @@ where
     let LocalResult::Single(start) = zone.timestamp_millis_opt(start) else {
         return Ok(None);
     };
+    // croner fires at no time past its year limit, and near the end of chrono's range it
+    // panics turning an instant into wall time east of UTC. A UTC year past the limit is a
+    // local year at or past it in every zone, so nothing is left to find.
+    if start.naive_utc().year() > croner::YEAR_UPPER_LIMIT {
+        return Ok(None);
+    }
     let interval = cron.determine_job_type() == JobType::IntervalWildcard;
     let mut next = first_match_after(cron, zone, &start, &start, false, interval)?;
     if interval {

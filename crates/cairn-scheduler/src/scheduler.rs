@@ -144,12 +144,15 @@ impl TickReport {
 /// rules ([`CatchUp`]), as after downtime. No task is spawned: the runs are polled by the
 /// future of `tick` or `run_until`, so dropping it drops them all.
 ///
-/// A due job is first claimed: its `next_run_at` moves to the next schedule time and
-/// `last_run_at` to now, by compare-and-swap. Only then does its run start, so two
-/// schedulers over one store never start the same tick twice, and a crash during a run
-/// does not rerun that tick on restart (runs are at most once per tick; the workflow's own
-/// resume covers the interrupted run). A one-shot job is the exception: while it runs it is
-/// due again `one_shot_retry` later, so a crash mid-run retries it rather than losing it.
+/// A due job is first claimed: its `next_run_at` moves to the next schedule time (after now,
+/// and after the tick it runs for) and `last_run_at` to now, by compare-and-swap on the job as
+/// stored then; a job changed, or deleted and added again, since it was listed (while it
+/// waited for a place, say) is not claimed but looked at again. Only then does its run
+/// start, so two schedulers over one store never start the same tick twice, and a crash
+/// during a run does not rerun that tick on restart (runs are at most once per tick; the
+/// workflow's own resume covers the interrupted run). A one-shot job is the exception: while
+/// it runs it is due again `one_shot_retry` later, so a crash mid-run retries it rather than
+/// losing it.
 /// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
@@ -562,6 +565,19 @@ impl Scheduler {
         now: Timestamp,
         report: &mut TickReport,
     ) -> Result<()> {
+        // The listed job may be old (it waited for a place) and the claim writes it back
+        // whole. Its version alone cannot tell: a job deleted and added again starts at
+        // version 1 once more, so a stale claim would overwrite the new job with the old one.
+        // Claim only what is stored now; anything else is looked at again by the next look.
+        let current = match self.jobs.show(&job.id).await {
+            Ok(current) => current,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(err) => return self.unless_damaged(&job.id, err, report).await.map(drop),
+        };
+        if current != job {
+            tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be claimed");
+            return Ok(());
+        }
         let later = job
             .schedule
             .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)
@@ -588,8 +604,10 @@ impl Scheduler {
             let retry = self.config.one_shot_retry.max(MIN_INTERVAL);
             Some(now.plus_millis(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX)))
         } else {
+            // Past `due` even when the clock was set back since the look (while the job
+            // waited for a place): claiming `due` again would run that tick twice.
             job.schedule
-                .next_after(job.created_at, now)
+                .next_after(job.created_at, now.max(due))
                 .map_err(|err| err.for_job(&job.id))?
         };
         let mut claimed = job.clone();

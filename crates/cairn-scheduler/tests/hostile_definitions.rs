@@ -313,3 +313,21 @@ async fn every_definition_error_of_add_names_the_job() {
     }
     assert!(rig.store.list().await.unwrap().is_empty());
 }
+
+#[test]
+fn a_cron_job_in_a_named_zone_near_the_end_of_time_never_fires_instead_of_panicking() {
+    // chrono's last second, +262143-12-31T23:59:59Z: a local time east of UTC is past it.
+    let the_end = cairn_queue::Timestamp(8_210_266_876_799_000);
+    let one_year = 365 * 86_400_000;
+    for zone in ["Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"] {
+        for expression in ["0 9 * * *", "*/15 * * * *"] {
+            let schedule = Schedule::cron(expression, Zone::named(zone).unwrap()).unwrap();
+            for after in [the_end.0 - one_year, the_end.0, u64::MAX] {
+                let next =
+                    schedule.next_after(cairn_queue::Timestamp(0), cairn_queue::Timestamp(after));
+                // croner fires at no time past its year 5000, so nothing is left to fire.
+                assert_eq!(next.unwrap(), None, "{expression} in {zone} after {after}");
+            }
+        }
+    }
+}
