@@ -247,7 +247,8 @@ async fn explain_job_error(
     let damaged_now = matches!(
         &error,
         E::Store {
-            source: cairn_checkpoint::Error::Encoding { .. }
+            source: cairn_checkpoint::Error::Encoding { .. },
+            ..
         }
     );
     if !damaged_now && !matches!(error, E::NotFound { .. }) {

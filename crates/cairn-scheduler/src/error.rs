@@ -9,10 +9,13 @@ use crate::job::JobStatus;
 #[non_exhaustive]
 pub enum Error {
     /// The job store failed.
-    #[error("job store: {source}")]
+    #[error("job store{}: {source}", for_job_in_parens(.job))]
     Store {
+        /// The job whose claim, record or clean-up failed, when the store failed for one
+        /// job (`Scheduler::tick` sets it); `None` for a listing or a whole-store call.
+        job: Option<JobId>,
         /// The port's error.
-        #[from]
+        #[source]
         source: cairn_checkpoint::Error,
     },
     /// Text offered as a job id is not one.
@@ -121,8 +124,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// Names job `id` in a definition error (`InvalidSchedule`, `InvalidZone`) that does not
-    /// name a job yet; other errors are returned as they are.
+    /// Names job `id` in a definition error (`InvalidSchedule`, `InvalidZone`) or a store
+    /// error (`Store`) that does not name a job yet; other errors are returned as they are.
     ///
     /// # Examples
     ///
@@ -138,11 +141,27 @@ impl Error {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn for_job(mut self, id: &JobId) -> Error {
-        if let Error::InvalidSchedule { job, .. } | Error::InvalidZone { job, .. } = &mut self {
+        if let Error::InvalidSchedule { job, .. }
+        | Error::InvalidZone { job, .. }
+        | Error::Store { job, .. } = &mut self
+        {
             job.get_or_insert_with(|| id.clone());
         }
         self
     }
+}
+
+impl From<cairn_checkpoint::Error> for Error {
+    /// A store error not yet tied to a job; [`Error::for_job`] ties it.
+    fn from(source: cairn_checkpoint::Error) -> Self {
+        Error::Store { job: None, source }
+    }
+}
+
+/// ` (job <id>)` when the job is known, for the store error's message.
+fn for_job_in_parens(job: &Option<JobId>) -> String {
+    job.as_ref()
+        .map_or_else(String::new, |id| format!(" (job {id})"))
 }
 
 /// ` of job <id>` when the job is known, for the definition errors' messages.

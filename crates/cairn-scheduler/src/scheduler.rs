@@ -504,7 +504,9 @@ impl Scheduler {
                 // last run's outcome was never recorded (the process died during it) or
                 // that an earlier build left active. It can never be due again.
                 None if job.status == JobStatus::Active && !job.is_one_shot() => {
-                    self.finish_if_run_out(&job, now, &mut look.report).await?;
+                    self.finish_if_run_out(&job, now, &mut look.report)
+                        .await
+                        .map_err(|err| err.for_job(&job.id))?;
                 }
                 _ => {}
             }
@@ -538,7 +540,11 @@ impl Scheduler {
                 let mut part = TickReport::default();
                 // Now, not the listing's time: a job that waited for a place starts later.
                 let now = self.jobs.clock().now();
-                self.run_due(job, due, now, &mut part).await?;
+                let id = job.id.clone();
+                // A store error met for this job names it, so an operator knows which one.
+                self.run_due(job, due, now, &mut part)
+                    .await
+                    .map_err(|err| err.for_job(&id))?;
                 Ok(part)
             }),
         );
@@ -1033,6 +1039,7 @@ impl Scheduler {
             Error::BadDocument { .. } => false,
             Error::Store {
                 source: cairn_checkpoint::Error::Encoding { .. },
+                ..
             } => true,
             _ => return Err(err),
         };

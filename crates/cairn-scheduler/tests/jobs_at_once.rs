@@ -329,15 +329,18 @@ async fn a_job_store_failure_lets_the_runs_going_on_end_and_record_before_it_is_
     let scheduler = scheduler(store.clone(), runner.clone(), &clock, 4);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
     let failed = joined(spawn_tick(&scheduler)).await.unwrap_err();
+    // The error names the job whose record failed, not only the store.
     assert!(
         matches!(
-            failed,
+            &failed,
             Error::Store {
+                job: Some(job),
                 source: cairn_checkpoint::Error::Injected { .. }
-            }
+            } if *job == id("b-quick")
         ),
         "{failed:?}"
     );
+    assert!(failed.to_string().contains("(job b-quick)"), "{failed}");
     // The runner was told while A's run went on (it opened the gate then), and A's run
     // ended and was recorded before the error was returned.
     assert_eq!(runner.failures.lock().unwrap().len(), 1);
