@@ -9,12 +9,12 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness};
+use cairn_checkpoint::conformance::{self, ConformanceHarness};
 use cairn_checkpoint::{
     CheckpointerFactory, MemoryFactory, Result, RunId, RunMeta, RunStatus, StatusConflict,
     wall_clock_now,
 };
-use common::{Bend, Bent};
+use common::{Bend, Bent, case_panicked};
 
 /// The old way of claiming an interrupted run: a status swap, which never compares the
 /// lease epoch, so every racer wins and a stale claimer moves the run on.
@@ -78,7 +78,7 @@ impl<F: CheckpointerFactory + Clone> ConformanceHarness for Broken<F> {
 /// Runs one claim case over `factory`; `true` when it panicked (the case failed).
 async fn case_fails<F: CheckpointerFactory + Clone>(case: &'static str, factory: F) -> bool {
     let harness = Broken(factory);
-    let outcome = tokio::spawn(async move {
+    case_panicked(case, async move {
         match case {
             "claim_at_the_read_epoch_wins" => {
                 conformance::claim_at_the_read_epoch_wins(&harness).await
@@ -95,14 +95,7 @@ async fn case_fails<F: CheckpointerFactory + Clone>(case: &'static str, factory:
             other => panic!("no case {other}"),
         }
     })
-    .await;
-    match outcome {
-        Ok(result) => {
-            assert_eq!(result, CaseResult::Passed, "{case}");
-            false
-        }
-        Err(err) => err.is_panic(),
-    }
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

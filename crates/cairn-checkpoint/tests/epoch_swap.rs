@@ -10,12 +10,12 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness};
+use cairn_checkpoint::conformance::{self, ConformanceHarness};
 use cairn_checkpoint::{
     CheckpointerFactory, MemoryFactory, Result, RunId, RunMeta, RunStatus, StatusConflict,
     wall_clock_now,
 };
-use common::{Bend, Bent};
+use common::{Bend, Bent, case_panicked};
 
 /// The plain status swap under the new name: it never compares the lease epoch.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +119,7 @@ const CASES: &[&str] = &[
 /// Runs one case over `factory`; `true` when it panicked (the case failed).
 async fn case_fails<F: CheckpointerFactory + Clone>(case: &'static str, factory: F) -> bool {
     let harness = Broken(factory);
-    let outcome = tokio::spawn(async move {
+    case_panicked(case, async move {
         match case {
             "swap_at_the_read_epoch_wins" => {
                 conformance::swap_at_the_read_epoch_wins(&harness).await
@@ -148,14 +148,7 @@ async fn case_fails<F: CheckpointerFactory + Clone>(case: &'static str, factory:
             other => panic!("no case {other}"),
         }
     })
-    .await;
-    match outcome {
-        Ok(result) => {
-            assert_eq!(result, CaseResult::Passed, "{case}");
-            false
-        }
-        Err(err) => err.is_panic(),
-    }
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cairn_checkpoint::conformance::{self, CaseResult, ConformanceHarness};
+use cairn_checkpoint::conformance::{self, ConformanceHarness};
 use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, QuarantinedRun, Result};
-use common::{Bend, Bent, Unbent};
+use common::{Bend, Bent, Unbent, case_panicked};
 
 /// Lists nothing, as a wrapper that forgot its quarantine would.
 #[derive(Debug, Clone, Default)]
@@ -61,18 +61,10 @@ impl<B: Bend> ConformanceHarness for Harness<B> {
 /// Runs the case; `true` when it failed (panicked).
 async fn case_fails<B: Bend>(bend: B) -> bool {
     let harness = Harness(bend);
-    let outcome =
-        tokio::spawn(
-            async move { conformance::list_quarantined_reports_moved_runs(&harness).await },
-        )
-        .await;
-    match outcome {
-        Ok(result) => {
-            assert_eq!(result, CaseResult::Passed);
-            false
-        }
-        Err(err) => err.is_panic(),
-    }
+    case_panicked("list_quarantined_reports_moved_runs", async move {
+        conformance::list_quarantined_reports_moved_runs(&harness).await
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,29 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::fmt::Debug;
+use std::future::Future;
 
 use async_trait::async_trait;
+use cairn_checkpoint::conformance::CaseResult;
 use cairn_checkpoint::{
     AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Quarantined,
     QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
 };
+
+/// Runs conformance case `case` on a task of its own: `true` when it panicked, which is how
+/// a case fails; a case that returns must have passed.
+pub async fn case_panicked(
+    case: &str,
+    run: impl Future<Output = CaseResult> + Send + 'static,
+) -> bool {
+    match tokio::spawn(run).await {
+        Ok(result) => {
+            assert_eq!(result, CaseResult::Passed, "{case}");
+            false
+        }
+        Err(err) => err.is_panic(),
+    }
+}
 
 /// The port methods a test may bend; each defaults to the memory store's own.
 #[async_trait]
