@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cairn_checkpoint::{
-    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened, Owner,
+    AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, MemoryFactory, Opened,
     Quarantined, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
 };
 use cairn_runs::{Decision, Error, ResumePolicy, RunRequest};
@@ -158,15 +158,6 @@ impl CheckpointerFactory for AnotherClaimsFirst {
     }
     async fn read_audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
         self.inner.read_audit(run_id).await
-    }
-}
-
-/// The host a gone-for-good driver ran on: never this one.
-fn gone_owner() -> Owner {
-    Owner {
-        pid: 4242,
-        host: "gone-for-good.invalid".to_owned(),
-        start: None,
     }
 }
 

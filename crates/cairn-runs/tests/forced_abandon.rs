@@ -16,17 +16,6 @@ use common::*;
 
 type Store = Arc<dyn CheckpointerFactory>;
 
-/// The host a gone-for-good driver ran on: never this one.
-const GONE_HOST: &str = "gone-for-good.invalid";
-
-fn gone_owner() -> Owner {
-    Owner {
-        pid: 4242,
-        host: GONE_HOST.to_owned(),
-        start: None,
-    }
-}
-
 /// The plain abandon refuses an owner on another host; the forced one cancels the run,
 /// reports and audits the owner and epoch it overrode, and releases the lock it took.
 async fn forced_abandon_of_an_other_host_owner_is_audited_as_forced(store: Store) {

@@ -326,15 +326,6 @@ async fn a_dropped_abandon_spares_the_next_pause(store: Store) {
 }
 on_both_stores!(a_dropped_abandon_spares_the_next_pause);
 
-/// The host a gone-for-good driver ran on: never this one.
-fn gone_owner() -> Owner {
-    Owner {
-        pid: 4242,
-        host: "gone-for-good.invalid".to_owned(),
-        start: None,
-    }
-}
-
 /// A dropped forced abandon of an interrupted run, cut off after its check of the lease
 /// under the writer lock: the lock goes with the dropped future, a resumer then claims the
 /// run, and the abandon's swap lands after that claim. It expects the epoch checked under

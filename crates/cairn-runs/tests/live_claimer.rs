@@ -214,12 +214,7 @@ async fn a_live_owner_stops_recovery_until_it_exits(store: Store) {
 /// run `running`), and an owner on another host, which cannot be checked from here (a host
 /// that is gone must not strand its runs).
 async fn owners_that_do_not_stop_recovery(store: Store) {
-    let remote = Owner {
-        pid: 4242,
-        host: "gone-for-good.invalid".to_owned(),
-        start: None,
-    };
-    for (run, owner) in [("own", Owner::current()), ("remote", remote)] {
+    for (run, owner) in [("own", Owner::current()), ("remote", gone_owner())] {
         let before = interrupted_owned_by(&*store, run, run, Some(owner)).await;
         let decision = ResumePolicy::new(Arc::clone(&store))
             .decide(&request(run))

@@ -35,6 +35,18 @@ macro_rules! on_both_stores {
     };
 }
 
+/// The host a gone-for-good driver ran on: never this one.
+pub(crate) const GONE_HOST: &str = "gone-for-good.invalid";
+
+/// An owner on [`GONE_HOST`], which no liveness check from here can reach.
+pub(crate) fn gone_owner() -> Owner {
+    Owner {
+        pid: 4242,
+        host: GONE_HOST.to_owned(),
+        start: None,
+    }
+}
+
 /// A single-threaded runtime with timers and I/O (the file adapter uses `spawn_blocking`).
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
