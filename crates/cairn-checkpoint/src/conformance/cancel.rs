@@ -128,6 +128,20 @@ impl History {
             acked: true,
         });
     }
+
+    /// Checks what the writer's own `load` reads back against the calls made.
+    async fn check_writer_load(&self, run: &dyn Checkpointer, after: &str) {
+        let loaded = run
+            .load()
+            .await
+            .unwrap_or_else(|err| panic!("load after {after} failed: {err:?}"));
+        check_state(
+            &self.calls,
+            loaded.snapshot.as_ref(),
+            &loaded.events,
+            "the writer's load",
+        );
+    }
 }
 
 /// Checks a read-back state against the calls made: the snapshot is the latest acknowledged
@@ -225,13 +239,7 @@ pub async fn dropped_appends_are_whole_or_absent<H: ConformanceHarness>(h: &H) -
         // The writer stays usable after the drop.
         history.append_acked(&*run, 1).await;
     }
-    let loaded = run.load().await.expect("load after dropped appends");
-    check_state(
-        &history.calls,
-        loaded.snapshot.as_ref(),
-        &loaded.events,
-        "the writer's load",
-    );
+    history.check_writer_load(&*run, "dropped appends").await;
     drop(run);
     check_reopened(h, &run_id, &history.calls).await;
     CaseResult::Passed
@@ -255,13 +263,7 @@ pub async fn dropped_installs_keep_later_appends<H: ConformanceHarness>(h: &H) -
         // Called right after the drop, while an adapter may still be installing in the
         // background: these events come after the snapshot and must stay after it.
         history.append_acked(&*run, 1).await;
-        let loaded = run.load().await.expect("load after a dropped install");
-        check_state(
-            &history.calls,
-            loaded.snapshot.as_ref(),
-            &loaded.events,
-            "the writer's load",
-        );
+        history.check_writer_load(&*run, "a dropped install").await;
     }
     drop(run);
     check_reopened(h, &run_id, &history.calls).await;
