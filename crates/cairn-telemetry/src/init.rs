@@ -2,6 +2,7 @@
 //! of traces and metrics) and the guard that flushes on drop.
 
 use std::fmt;
+use std::io::Write as _;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -336,7 +337,8 @@ impl Config {
 ///
 /// The flush takes at most [`Config::shutdown_timeout`]. Dropping the guard writes a failed
 /// export (a collector that is down, or did not answer in time) to stderr as one warning line
-/// naming the collector; [`TelemetryGuard::shutdown`] returns it instead.
+/// naming the collector (lost, never a panic, when stderr's reader has gone away);
+/// [`TelemetryGuard::shutdown`] returns it instead.
 #[must_use = "dropping the guard shuts telemetry export down"]
 pub struct TelemetryGuard {
     providers: Option<Providers>,
@@ -625,8 +627,11 @@ impl Providers {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Err(error) = self.shutdown_providers() {
-            // The subscriber may already be unable to deliver anything; stderr always works.
-            eprintln!("cairn-telemetry: warning: {error}");
+            // Not through the subscriber, which may be unable to deliver anything by now.
+            // Not `eprintln!` either: it panics when stderr's reader has gone away (`cairn
+            // ... 2>&1 | head`), and a panic here would turn a finished `main` into exit
+            // code 101. With nowhere to write, the warning is lost.
+            let _ = writeln!(std::io::stderr(), "cairn-telemetry: warning: {error}");
         }
     }
 }
