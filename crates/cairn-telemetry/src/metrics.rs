@@ -32,6 +32,21 @@ const UNKNOWN: &str = "unknown";
 /// The statuses of [`names::METRIC_QUEUE_DEPTH`], in the order of [`QueueDepth`]'s fields.
 const QUEUE_STATUSES: [&str; 6] = ["pending", "running", "done", "skipped", "failed", "blocked"];
 
+/// Bucket bounds of [`names::METRIC_TASK_DURATION`], in seconds: from a millisecond (most
+/// handlers) to an hour (a long shell task). The SDK's default bounds (0, 5, 10, 25, ...,
+/// 10,000) are sized for milliseconds and would put every attempt under 5 s in one bucket.
+const TASK_DURATION_BOUNDS: [f64; 20] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1_800.0, 3_600.0,
+];
+
+/// Bucket bounds of [`names::METRIC_RUN_DURATION`], in seconds: from a quick scheduled job to
+/// a run of a day, for the same reason as [`TASK_DURATION_BOUNDS`].
+const RUN_DURATION_BOUNDS: [f64; 18] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_800.0, 3_600.0,
+    7_200.0, 14_400.0, 28_800.0, 86_400.0,
+];
+
 /// A tracing layer that turns cairn's events and spans into OpenTelemetry metrics.
 ///
 /// It reads [`names::TASK_SPAN`] (open to close) and the events [`names::RUN_FINISHED`],
@@ -155,6 +170,7 @@ impl MetricsLayer {
                     .f64_histogram(names::METRIC_TASK_DURATION)
                     .with_description("Duration of task attempts.")
                     .with_unit("s")
+                    .with_boundaries(TASK_DURATION_BOUNDS.to_vec())
                     .build(),
                 bound: BoundTaskInstruments::default(),
             })),
@@ -162,6 +178,7 @@ impl MetricsLayer {
                 .f64_histogram(names::METRIC_RUN_DURATION)
                 .with_description("Duration of run executions.")
                 .with_unit("s")
+                .with_boundaries(RUN_DURATION_BOUNDS.to_vec())
                 .build(),
             resumes: meter
                 .u64_counter(names::METRIC_RESUMES)

@@ -92,11 +92,12 @@ pub const LINK_KIND_PARENT: &str = "parent";
 
 /// Counter of finished task attempts. Attributes: `outcome`, `kind`.
 pub const METRIC_TASK_OUTCOMES: &str = "cairn.task.outcomes";
-/// Histogram of task attempt durations in seconds ([`TASK_SPAN`] open to close). Attributes:
+/// Histogram of task attempt durations in seconds ([`TASK_SPAN`] open to its `outcome` being
+/// recorded, to its close if none was), with buckets from 1 ms to an hour. Attributes:
 /// `outcome`, `kind`.
 pub const METRIC_TASK_DURATION: &str = "cairn.task.duration";
-/// Histogram of run execution durations in seconds (from [`RUN_FINISHED`] `duration_ms`).
-/// Attributes: `outcome`, `resumed`.
+/// Histogram of run execution durations in seconds (from [`RUN_FINISHED`] `duration_ms`),
+/// with buckets from 100 ms to a day. Attributes: `outcome`, `resumed`.
 pub const METRIC_RUN_DURATION: &str = "cairn.run.duration";
 /// Counter of resumes ([`RESUMED`] events).
 pub const METRIC_RESUMES: &str = "cairn.run.resumes";

@@ -449,3 +449,82 @@ fn export_layers_count_each_attempt_once_under_a_span_field_filter() {
         },
     );
 }
+
+/// The bucket bounds and per-bucket counts of the `f64` histogram `name` (its only data
+/// point carrying `attributes`).
+fn buckets(telemetry: &TestTelemetry, name: &str, attributes: &[KeyValue]) -> (Vec<f64>, Vec<u64>) {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+
+    let exported = telemetry.metrics().expect("an export");
+    let metric = exported
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .find(|metric| metric.name() == name)
+        .expect("the histogram");
+    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+        panic!("{name} is an f64 histogram");
+    };
+    let point = histogram
+        .data_points()
+        .find(|point| {
+            attributes
+                .iter()
+                .all(|kv| point.attributes().any(|have| have == kv))
+        })
+        .expect("a data point");
+    (point.bounds().collect(), point.bucket_counts().collect())
+}
+
+#[test]
+fn run_durations_of_seconds_and_of_hours_fall_in_buckets_of_their_own() {
+    let telemetry = TestTelemetry::new();
+    // A quick scheduled job, a small workflow, a long batch and a nightly one.
+    let durations_ms = [250, 2_000, 45 * 60 * 1_000, 5 * 3_600 * 1_000];
+    telemetry.in_scope(|| {
+        for (n, duration_ms) in durations_ms.into_iter().enumerate() {
+            finished(
+                &format!("r{n}"),
+                RunOutcomeName::Complete,
+                false,
+                duration_ms,
+            );
+        }
+    });
+    let (bounds, counts) = buckets(
+        &telemetry,
+        names::METRIC_RUN_DURATION,
+        &[KeyValue::new("outcome", "complete")],
+    );
+    // The histogram is in seconds: its buckets must tell these runs apart, not put every
+    // run under five seconds in one bucket as the SDK's millisecond-sized defaults do.
+    assert_eq!(counts.iter().sum::<u64>(), 4);
+    assert_eq!(
+        counts.iter().filter(|&&count| count == 1).count(),
+        4,
+        "bounds {bounds:?}, counts {counts:?}"
+    );
+}
+
+#[test]
+fn task_duration_buckets_resolve_attempts_of_milliseconds_up_to_an_hour() {
+    let telemetry = TestTelemetry::new();
+    telemetry.in_scope(|| task("shell", "complete"));
+    let (bounds, _) = buckets(
+        &telemetry,
+        names::METRIC_TASK_DURATION,
+        &[KeyValue::new("outcome", "complete")],
+    );
+    // The histogram is in seconds, and most attempts take well under one: the first
+    // second needs buckets of its own (the SDK's defaults start at 5), and a shell task of
+    // an hour still lands below the last bound.
+    let below_a_second = bounds.iter().filter(|&&bound| bound < 1.0).count();
+    assert!(below_a_second >= 6, "{bounds:?}");
+    assert!(
+        bounds.first().is_some_and(|&first| first <= 0.005),
+        "{bounds:?}"
+    );
+    assert!(
+        bounds.last().is_some_and(|&last| last >= 3_600.0),
+        "{bounds:?}"
+    );
+}
