@@ -135,7 +135,9 @@ pub enum Export {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// `service.name` of the exported resource.
+    /// `service.name` of the exported resource, unless the environment names the service:
+    /// `OTEL_SERVICE_NAME`, else a `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, takes
+    /// precedence, so a deployment can tell apart the processes of one binary.
     pub service_name: String,
     /// How log lines are written to stderr.
     pub log_format: LogFormat,
@@ -736,12 +738,12 @@ pub fn span_batch_config() -> BatchConfig {
 /// The SDK's variable for the batch span processor's queue size.
 const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 
-/// Builds the tracer and meter providers `init` would use (resource with `service.name`,
-/// [`crate::link::RunIdGenerator`], OTLP exporters per [`Config::export`], spans through a
-/// [`SpanQueue`] configured by [`crate::span_queue::SpanQueueConfig::from_env`]) without
-/// installing anything, for hosts that compose their own subscriber with
-/// [`export_layers`] or [`crate::layers::layer`]. Shut them down before exit to flush them
-/// ([`Providers::shutdown`]).
+/// Builds the tracer and meter providers `init` would use (resource with `service.name` from
+/// `OTEL_SERVICE_NAME`, else [`Config::service_name`]; [`crate::link::RunIdGenerator`]; OTLP
+/// exporters per [`Config::export`]; spans through a [`SpanQueue`] configured by
+/// [`crate::span_queue::SpanQueueConfig::from_env`]) without installing anything, for hosts
+/// that compose their own subscriber with [`export_layers`] or [`crate::layers::layer`].
+/// Shut them down before exit to flush them ([`Providers::shutdown`]).
 ///
 /// # Errors
 ///
@@ -759,9 +761,7 @@ const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 /// # Ok::<(), cairn_telemetry::Error>(())
 /// ```
 pub fn providers(config: &Config) -> Result<Providers, Error> {
-    let resource = Resource::builder()
-        .with_service_name(config.service_name.clone())
-        .build();
+    let resource = resource(&config.service_name);
     let traces = tracer_provider_builder().with_resource(resource.clone());
     let metrics = SdkMeterProvider::builder().with_resource(resource);
     match resolve_export(&config.export)? {
@@ -783,6 +783,34 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
             })
         }
     }
+}
+
+/// The standard variable naming the service; it takes precedence over a `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+const ENV_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+
+/// The exported resource: the SDK's (its own attributes and `OTEL_RESOURCE_ATTRIBUTES`), whose
+/// `service.name` is `OTEL_SERVICE_NAME`, else the one in `OTEL_RESOURCE_ATTRIBUTES`, else
+/// `default_name`. The environment names the service because a binary such as `cairn`
+/// cannot know what its deployment calls it; the SDK's `with_service_name` would override
+/// both variables, and its builder lets `OTEL_RESOURCE_ATTRIBUTES` override
+/// `OTEL_SERVICE_NAME`, against the specification.
+fn resource(default_name: &str) -> Resource {
+    use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector as _};
+
+    let builder = Resource::builder();
+    let from_attributes = || {
+        EnvResourceDetector::new()
+            .detect()
+            .get(&opentelemetry::Key::from_static_str("service.name"))
+            .is_some()
+    };
+    match std::env::var(ENV_SERVICE_NAME) {
+        Ok(name) if !name.is_empty() => builder.with_service_name(name),
+        _ if from_attributes() => builder,
+        _ => builder.with_service_name(default_name.to_owned()),
+    }
+    .build()
 }
 
 /// The collector as messages name it: the explicit endpoint, else the standard variables in
