@@ -79,7 +79,8 @@ pub enum Error {
          exported is lost: {source}"
     )]
     Export {
-        /// The collector, as configured.
+        /// The collector, as configured; when traces and metrics go to different collectors
+        /// and both failed, each with its signal (`A (traces) and B (metrics)`).
         endpoint: String,
         /// `traces`, `metrics`, or `traces and metrics`: the signals whose export failed.
         signals: &'static str,

@@ -422,6 +422,9 @@ pub struct Providers {
     /// The collector the exporters send to, when known ([`providers`] sets it): a failed
     /// shutdown names it ([`Error::Export`]).
     pub endpoint: Option<String>,
+    /// The metrics' collector when it is not `endpoint` (the standard variables can name one
+    /// per signal), so that a failed metrics export names where the metrics went.
+    metrics_endpoint: Option<String>,
     /// Failures of the metric exporter that [`providers`] wrapped, kept for the shutdown.
     metric_failures: Option<Arc<MetricFailures>>,
 }
@@ -434,6 +437,7 @@ impl Providers {
             metrics,
             span_queue: None,
             endpoint: None,
+            metrics_endpoint: None,
             metric_failures: None,
         }
     }
@@ -610,10 +614,10 @@ impl Providers {
             (Ok(()), Err(metrics)) => (metrics, "metrics"),
             (Err(traces), Err(_)) => (traces, "traces and metrics"),
         };
-        match &self.endpoint {
+        match self.failed_endpoint(signals) {
             Some(endpoint) if !matches!(source, OTelSdkError::AlreadyShutdown) => {
                 Err(Error::Export {
-                    endpoint: endpoint.clone(),
+                    endpoint,
                     signals,
                     source,
                 })
@@ -623,6 +627,22 @@ impl Providers {
                 source,
             }),
         }
+    }
+}
+
+impl Providers {
+    /// The collector of the failed `signals`, as [`Error::Export`] names it: both, each with
+    /// its signal, when traces and metrics went to different collectors and both failed.
+    fn failed_endpoint(&self, signals: &str) -> Option<String> {
+        let traces = self.endpoint.as_deref()?;
+        let metrics = self.metrics_endpoint.as_deref().unwrap_or(traces);
+        Some(match signals {
+            "metrics" => metrics.to_owned(),
+            _ if signals != "traces" && metrics != traces => {
+                format!("{traces} (traces) and {metrics} (metrics)")
+            }
+            _ => traces.to_owned(),
+        })
     }
 }
 
@@ -767,7 +787,10 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
     match resolve_export(&config.export)? {
         None => Ok(Providers::new(traces.build(), metrics.build())),
         Some((protocol, endpoint)) => {
-            let shown = shown_endpoint(protocol, endpoint.as_deref());
+            let traces_shown =
+                shown_endpoint(protocol, endpoint.as_deref(), ENV_OTLP_TRACES_ENDPOINT);
+            let metrics_shown =
+                shown_endpoint(protocol, endpoint.as_deref(), ENV_OTLP_METRICS_ENDPOINT);
             let failures = Arc::new(MetricFailures::default());
             let providers = otlp::with_exporters(
                 traces,
@@ -779,7 +802,8 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
             )?;
             Ok(Providers {
                 metric_failures: Some(failures),
-                ..providers.with_endpoint(shown)
+                metrics_endpoint: (metrics_shown != traces_shown).then_some(metrics_shown),
+                ..providers.with_endpoint(traces_shown)
             })
         }
     }
@@ -813,30 +837,27 @@ fn resource(default_name: &str) -> Resource {
     .build()
 }
 
-/// The collector as messages name it: the explicit endpoint, else the standard variables in
-/// the order the exporters read them, else the protocol's localhost default.
-fn shown_endpoint(protocol: OtlpProtocol, endpoint: Option<&str>) -> String {
+/// One signal's collector as messages name it: the explicit endpoint, else the standard
+/// variables in the order that signal's exporter reads them (`signal_variable`, the signal's
+/// own, before the shared one), else the protocol's localhost default.
+fn shown_endpoint(protocol: OtlpProtocol, endpoint: Option<&str>, signal_variable: &str) -> String {
     if let Some(endpoint) = endpoint {
         return endpoint.to_owned();
     }
-    [
-        ENV_OTLP_ENDPOINT,
-        ENV_OTLP_TRACES_ENDPOINT,
-        ENV_OTLP_METRICS_ENDPOINT,
-    ]
-    .into_iter()
-    .find_map(|name| {
-        std::env::var(name)
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-    })
-    .unwrap_or_else(|| {
-        match protocol {
-            OtlpProtocol::HttpProtobuf => "http://localhost:4318",
-            OtlpProtocol::Grpc => "http://localhost:4317",
-        }
-        .to_owned()
-    })
+    [signal_variable, ENV_OTLP_ENDPOINT]
+        .into_iter()
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
+        .unwrap_or_else(|| {
+            match protocol {
+                OtlpProtocol::HttpProtobuf => "http://localhost:4318",
+                OtlpProtocol::Grpc => "http://localhost:4317",
+            }
+            .to_owned()
+        })
 }
 
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]

@@ -241,3 +241,53 @@ fn dropping_the_guard_writes_one_warning_line_naming_the_collector() {
         }
     }
 }
+
+/// Set in the child of the per-signal test to the collector its traces go to; the metrics'
+/// is in `OTEL_EXPORTER_OTLP_ENDPOINT`.
+const TRACES_COLLECTOR: &str = "CAIRN_TELEMETRY_SHUTDOWN_TRACES_COLLECTOR";
+
+#[test]
+fn collectors_named_per_signal_are_each_named_when_their_export_fails() {
+    const NAME: &str = "collectors_named_per_signal_are_each_named_when_their_export_fails";
+    if let Ok(traces) = std::env::var(TRACES_COLLECTOR) {
+        let metrics = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").expect("set by the parent");
+        // No explicit endpoint: the exporters read the variables, the signal's own first.
+        let config = Config::new("cairn-shutdown-test").with_export(Export::Otlp {
+            protocol: OtlpProtocol::HttpProtobuf,
+            endpoint: None,
+        });
+        let providers = cairn_telemetry::providers(&config).expect("providers");
+        record_a_run(&config, &providers);
+        let result = shut_down(providers, Duration::from_secs(10));
+        let Err(Error::Export {
+            endpoint, signals, ..
+        }) = &result
+        else {
+            panic!("expected a failed export, got {result:?}");
+        };
+        assert_eq!(*signals, "traces and metrics", "{result:?}");
+        assert_eq!(
+            endpoint,
+            &format!("{traces} (traces) and {metrics} (metrics)"),
+            "{result:?}"
+        );
+        return;
+    }
+    let traces = format!("{}/v1/traces", refused_endpoint());
+    let output = Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", NAME, "--test-threads=1"])
+        .env(TRACES_COLLECTOR, &traces)
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint())
+        .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        .env_remove("OTEL_SDK_DISABLED")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
