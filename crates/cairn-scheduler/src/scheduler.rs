@@ -157,6 +157,10 @@ impl TickReport {
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
 /// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
+/// Every write that puts back (or deletes) a job read earlier first reads it again and goes
+/// on only if it is still stored exactly as read (the claim, the completion of a job whose
+/// schedule ran out, the delete of `delete_after_run`), because a job added again starts at
+/// version 1 once more and its version alone cannot tell it from the old one.
 ///
 /// A recurring job whose schedule has no time left after a run (a cron expression with a
 /// year field, say `0 0 1 1 * 2027`) becomes `completed` once that last run's outcome is
@@ -166,8 +170,9 @@ impl TickReport {
 /// earlier build left it active).
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
-///   `delete_after_run` is then deleted (if that delete fails, it stays `completed` and never
-///   runs again);
+///   `delete_after_run` is then deleted, if it is still stored as completed here (if that
+///   delete fails, or the job changed or was replaced first, it stays as it is: a completed
+///   job never runs again);
 /// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
 ///   `consecutive_errors` + 1 and `last_error`; when the count reaches
 ///   `max_consecutive_errors` the circuit breaker trips: the job becomes `failed`,
@@ -572,16 +577,8 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<()> {
         // The listed job may be old (it waited for a place) and the claim writes it back
-        // whole. Its version alone cannot tell: a job deleted and added again starts at
-        // version 1 once more, so a stale claim would overwrite the new job with the old one.
-        // Claim only what is stored now; anything else is looked at again by the next look.
-        let current = match self.jobs.show(&job.id).await {
-            Ok(current) => current,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(err) => return self.unless_damaged(&job.id, err, report).await.map(drop),
-        };
-        if current != job {
-            tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be claimed");
+        // whole: claim only what is stored now.
+        if !self.is_still_stored(&job, report).await? {
             return Ok(());
         }
         let later = job
@@ -688,6 +685,10 @@ impl Scheduler {
             .next_after(job.created_at, now)
             .map_err(|err| err.for_job(&job.id))?;
         if next.is_some() {
+            return Ok(());
+        }
+        // Listed a moment ago, and the write below puts the listed job back whole.
+        if !self.is_still_stored(job, report).await? {
             return Ok(());
         }
         let mut finished = job.clone();
@@ -838,14 +839,15 @@ impl Scheduler {
         }
         if outcome.is_ok() && after.is_one_shot() {
             if after.delete_after_run {
-                match self
-                    .jobs
-                    .delete_with_reason(id, "one-shot job ran successfully (delete_after_run)")
-                    .await
-                {
-                    Ok(_) | Err(Error::NotFound { .. }) => {}
-                    Err(err) => {
-                        self.unless_damaged(id, err, report).await?;
+                // Only the job as recorded here: one deleted and added again since (or
+                // changed) is not this run's to delete, and stays as it is.
+                if self.is_still_stored(&after, report).await? {
+                    let reason = "one-shot job ran successfully (delete_after_run)";
+                    match self.jobs.delete_exactly(&after, reason).await {
+                        Ok(_) | Err(Error::NotFound { .. }) => {}
+                        Err(err) => {
+                            self.unless_damaged(id, err, report).await?;
+                        }
                     }
                 }
                 return Ok(false);
@@ -1018,6 +1020,28 @@ impl Scheduler {
                 }
                 Woken::Due => look_now = true,
             }
+        }
+    }
+
+    /// Whether `job` (as listed, or as this scheduler last wrote it) is still stored exactly
+    /// so, checked right before a write that puts it back whole or deletes it. The write's
+    /// compare-and-swap on the version alone cannot tell: a job deleted and added again
+    /// starts at version 1 once more, and may stand at the very version that was read, so
+    /// the write would overwrite (or delete) the new job in place of the old one. A job gone
+    /// or changed is `Ok(false)`, and the next look sees it as it is now; one damaged
+    /// meanwhile is skipped and reported (see `unless_damaged`).
+    ///
+    /// The store's port has no compare-and-swap on anything but the version, so a job
+    /// replaced between this read and the write, at the same version, still is not told
+    /// apart; this leaves only that gap, the length of one store call.
+    async fn is_still_stored(&self, job: &Job, report: &mut TickReport) -> Result<bool> {
+        match self.jobs.show(&job.id).await {
+            Ok(current) if current == *job => Ok(true),
+            Ok(_) | Err(Error::NotFound { .. }) => {
+                tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed, or was deleted and added again, since the scheduler read it; left to the next look");
+                Ok(false)
+            }
+            Err(err) => self.unless_damaged(&job.id, err, report).await,
         }
     }
 
