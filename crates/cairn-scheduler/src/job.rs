@@ -98,7 +98,8 @@ pub struct Job {
     pub consecutive_errors: u32,
     /// Failed runs in a row that trip the circuit breaker.
     pub max_consecutive_errors: u32,
-    /// When it runs next; `None` while paused, failed or completed.
+    /// When it runs next; `None` while paused, failed or completed. An active job stored
+    /// without one is given one by the scheduler's next look (see [`crate::Scheduler`]).
     pub next_run_at: Option<Timestamp>,
     /// When its last run started.
     pub last_run_at: Option<Timestamp>,

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, cap};
-use crate::jobs::{Jobs, RECORD_ATTEMPTS};
+use crate::jobs::{Jobs, RECORD_ATTEMPTS, first_due};
 use crate::left_out::{LeftOutTracker, what_to_do_about};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 use crate::schedule::MIN_INTERVAL;
@@ -165,9 +165,16 @@ impl TickReport {
 /// A recurring job whose schedule has no time left after a run (a cron expression with a
 /// year field, say `0 0 1 1 * 2027`) becomes `completed` once that last run's outcome is
 /// recorded, whatever the outcome (unless its breaker trips: then it is `failed`), audited as
-/// `Completed` with `schedule_ran_out` in the detail. A tick also completes an active
-/// recurring job found with no next run (its last run's outcome was never recorded, or an
-/// earlier build left it active).
+/// `Completed` with `schedule_ran_out` in the detail.
+///
+/// An active job found with no `next_run_at` is settled by the look that finds it, never
+/// left to sit active without running. A recurring job whose schedule has no time left
+/// after its last run (the process died before that run's outcome was recorded) is
+/// completed, as above. Any other (a document edited by hand, or written by another tool)
+/// gets the next run its schedule gives: the first time after now and after its last run
+/// (the missed ticks are not run, and a clock set back reruns nothing), or for a one-shot
+/// job its time, or now when that has passed. That write is audited as `Resumed` with
+/// `rescheduled: true` and the new `next_run_at` in the detail, and logged as a WARN.
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
 ///   `delete_after_run` is then deleted, if it is still stored as completed here (if that
@@ -505,11 +512,12 @@ impl Scheduler {
                 Some(at) if job.status == JobStatus::Active => {
                     look.next = Some(look.next.map_or(at, |next| next.min(at)));
                 }
-                // Active with no next run: a recurring job whose schedule ran out, whose
-                // last run's outcome was never recorded (the process died during it) or
-                // that an earlier build left active. It can never be due again.
-                None if job.status == JobStatus::Active && !job.is_one_shot() => {
-                    self.finish_if_run_out(&job, now, &mut look.report)
+                // Active with no next run: a recurring job whose schedule ran out and whose
+                // last run's outcome was never recorded (the process died during it), or a
+                // document edited by hand or written by another tool. Left so, it would
+                // never be due again.
+                None if job.status == JobStatus::Active => {
+                    self.settle_unscheduled(&job, now, &mut look)
                         .await
                         .map_err(|err| err.for_job(&job.id))?;
                 }
@@ -671,41 +679,73 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Completes the active recurring job `job` (read with no `next_run_at`) when its
-    /// schedule has no time left after `now`; a job that changed since is left to the next
-    /// tick.
-    async fn finish_if_run_out(
-        &self,
-        job: &Job,
-        now: Timestamp,
-        report: &mut TickReport,
-    ) -> Result<()> {
-        let next = job
-            .schedule
-            .next_after(job.created_at, now)
-            .map_err(|err| err.for_job(&job.id))?;
-        if next.is_some() {
-            return Ok(());
-        }
+    /// Settles the active job `job`, listed with no `next_run_at`: it gets the next run its
+    /// schedule gives, or, a recurring job whose schedule has no time left, is completed.
+    /// The next run is the first schedule time after now and after its last run (as the
+    /// claim of that run computed it, so a clock set back reruns nothing); a one-shot job
+    /// is due at its time, or at once when that has passed (as `Jobs::resume` makes it). A
+    /// rescheduled job is audited as `Resumed` with `rescheduled` in the detail, logged as a
+    /// WARN, and taken into this look (due now, or the look's next wake). A job that changed
+    /// since the listing is left to the next look.
+    async fn settle_unscheduled(&self, job: &Job, now: Timestamp, look: &mut Look) -> Result<()> {
+        let next = if job.is_one_shot() {
+            first_due(job, now)?
+        } else {
+            let after = job.last_run_at.map_or(now, |last| last.max(now));
+            job.schedule.next_after(job.created_at, after)?
+        };
         // Listed a moment ago, and the write below puts the listed job back whole.
-        if !self.is_still_stored(job, report).await? {
+        if !self.is_still_stored(job, &mut look.report).await? {
             return Ok(());
         }
-        let mut finished = job.clone();
-        finished.status = JobStatus::Completed;
+        let mut settled = job.clone();
+        match next {
+            Some(at) => settled.next_run_at = Some(at),
+            None => settled.status = JobStatus::Completed,
+        }
         let written = match self
             .jobs
             .store()
-            .put(&job.id, Some(job.version), &finished.to_document())
+            .put(&job.id, Some(job.version), &settled.to_document())
             .await
         {
-            Err(err) => self.unless_damaged(&job.id, err.into(), report).await,
-            Ok(written) => Ok(written.is_ok()),
-        }?;
-        if !written {
+            Err(err) => {
+                self.unless_damaged(&job.id, err.into(), &mut look.report)
+                    .await?;
+                return Ok(());
+            }
+            Ok(written) => written,
+        };
+        let Ok(version) = written else {
             return Ok(());
+        };
+        settled.version = version;
+        let Some(at) = next else {
+            return self.audit_run_out(&settled, None).await;
+        };
+        tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, next_run_at = at.0, "an active job was stored with no next run time (an edited document?); the scheduler gave it the next one its schedule has");
+        self.jobs
+            .audit(
+                JobAuditRecord::new(
+                    now,
+                    job.id.clone(),
+                    JobAuditAction::Resumed,
+                    "active job had no next run time (its document was edited, or written by another tool); the scheduler set it from the job's schedule",
+                )
+                .with_detail(json!({
+                    "rescheduled": true,
+                    "forced": false,
+                    "next_run_at": at.0,
+                    "last_run_at": job.last_run_at.map(|t| t.0),
+                })),
+            )
+            .await?;
+        if at <= now {
+            look.due.push((settled, at));
+        } else {
+            look.next = Some(look.next.map_or(at, |next| next.min(at)));
         }
-        self.audit_run_out(&finished, None).await
+        Ok(())
     }
 
     /// Audits that recurring job `job` is completed because its schedule ran out;
