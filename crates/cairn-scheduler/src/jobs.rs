@@ -199,6 +199,7 @@ impl Jobs {
             created_at: now,
             store_failed_runs: Vec::new(),
             version: 0,
+            unknown_fields: serde_json::Map::new(),
         };
         let due = first_due(&job, now).map_err(|err| err.for_job(&job.id))?;
         if due.is_none() {
