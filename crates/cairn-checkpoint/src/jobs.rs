@@ -227,7 +227,8 @@ pub enum JobAuditAction {
     Created,
     /// The job was paused.
     Paused,
-    /// A paused job was resumed.
+    /// A paused job was resumed. The scheduler also records it (detail `rescheduled`) when
+    /// it gives an active job stored with no next run time the next one its schedule has.
     Resumed,
     /// A job whose circuit breaker had tripped was revived on purpose (`force`).
     Revived,

@@ -10,6 +10,13 @@ use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 
 /// The version of the job document this build writes and reads.
+///
+/// A field a later build adds that an older build may safely leave alone (a label, a note,
+/// a record it keeps) keeps this version: an older build reads such a document, and every
+/// rewrite of it keeps the fields it does not know, as they were ([`Job::unknown_fields`]).
+/// A change an older build must not ignore (anything that changes when or how a job runs,
+/// such as a field inside `schedule`) raises this version: an older build then refuses the
+/// document (`Error::BadDocument`, reported as unreadable) and never rewrites it.
 pub const JOB_FORMAT_VERSION: u32 = 1;
 
 /// How many failed runs in a row trip a job's circuit breaker unless it says otherwise.
@@ -98,7 +105,8 @@ pub struct Job {
     pub consecutive_errors: u32,
     /// Failed runs in a row that trip the circuit breaker.
     pub max_consecutive_errors: u32,
-    /// When it runs next; `None` while paused, failed or completed.
+    /// When it runs next; `None` while paused, failed or completed. An active job stored
+    /// without one is given one by the scheduler's next look (see [`crate::Scheduler`]).
     pub next_run_at: Option<Timestamp>,
     /// When its last run started.
     pub last_run_at: Option<Timestamp>,
@@ -118,6 +126,12 @@ pub struct Job {
     /// The store's version of this document (not stored inside it).
     #[serde(skip)]
     pub version: u64,
+    /// The document's top-level fields this build does not know (a later build's, at the
+    /// same format version), written back as they were read: without them, this build's
+    /// next write (a claim, an outcome, a pause) dropped them. Not public, so that no
+    /// caller puts a field here that would shadow a known one in the document.
+    #[serde(flatten)]
+    pub(crate) unknown_fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Job {
@@ -214,6 +228,39 @@ impl Job {
     pub fn to_document(&self) -> serde_json::Value {
         // A struct of strings, numbers and enums always encodes.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The fields of the stored document this build does not know, as they were read; this
+    /// build writes them back unchanged with every change it makes to the job. Fields
+    /// inside known ones (in `schedule`, say) are not kept: a later build adds such a field
+    /// with a new format version (see [`JOB_FORMAT_VERSION`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{JobId, StoredJob};
+    /// use cairn_scheduler::Job;
+    ///
+    /// // A job document a later build wrote, with a field this build does not know.
+    /// let document = serde_json::json!({
+    ///     "format_version": 1, "id": "report", "name": "report",
+    ///     "schedule": {"kind": "every", "interval_ms": 60000},
+    ///     "workflow": "report.toml", "input": "", "status": "active",
+    ///     "consecutive_errors": 0, "max_consecutive_errors": 10,
+    ///     "next_run_at": 60000, "last_run_at": null, "last_error": null,
+    ///     "delete_after_run": false, "created_at": 0,
+    ///     "labels": {"team": "ops"},
+    /// });
+    /// let stored = StoredJob { id: JobId::new("report")?, version: 4, document: document.clone() };
+    /// let mut job = Job::from_stored(stored)?;
+    /// assert_eq!(job.unknown_fields()["labels"]["team"], "ops");
+    /// // A change this build makes keeps the field.
+    /// job.consecutive_errors = 1;
+    /// assert_eq!(job.to_document()["labels"], document["labels"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unknown_fields(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.unknown_fields
     }
 
     /// Whether this is a one-shot job.

@@ -199,6 +199,7 @@ impl Jobs {
             created_at: now,
             store_failed_runs: Vec::new(),
             version: 0,
+            unknown_fields: serde_json::Map::new(),
         };
         let due = first_due(&job, now).map_err(|err| err.for_job(&job.id))?;
         if due.is_none() {
@@ -695,14 +696,7 @@ impl Jobs {
     pub(crate) async fn delete_with_reason(&self, id: &JobId, reason: &str) -> Result<Job> {
         for _ in 0..UPDATE_ATTEMPTS {
             let job = self.show(id).await?;
-            if self.store.delete(id, job.version).await?.is_ok() {
-                self.audit(JobAuditRecord::new(
-                    self.clock.now(),
-                    id.clone(),
-                    JobAuditAction::Deleted,
-                    reason,
-                ))
-                .await?;
+            if self.delete_exactly(&job, reason).await? {
                 return Ok(job);
             }
         }
@@ -710,6 +704,24 @@ impl Jobs {
             id: id.clone(),
             attempts: UPDATE_ATTEMPTS,
         })
+    }
+
+    /// Deletes `job` at its version, audited as `Deleted` with `reason`; `Ok(false)`, with
+    /// nothing deleted, when the stored job has another version (it changed, or was deleted
+    /// and maybe added again). Never tried again: the caller decides whether the job it
+    /// meant is still the one stored.
+    pub(crate) async fn delete_exactly(&self, job: &Job, reason: &str) -> Result<bool> {
+        if self.store.delete(&job.id, job.version).await?.is_err() {
+            return Ok(false);
+        }
+        self.audit(JobAuditRecord::new(
+            self.clock.now(),
+            job.id.clone(),
+            JobAuditAction::Deleted,
+            reason,
+        ))
+        .await?;
+        Ok(true)
     }
 
     /// The job's audit records, oldest first (kept after the job is deleted).

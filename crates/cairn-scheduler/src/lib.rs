@@ -23,7 +23,9 @@
 //! (`CheckpointerFactory`), rather than inside it: a job is one small document updated by
 //! compare-and-swap on a version, with no journal or writer lock. The store keeps versioned
 //! JSON documents whose schema is this crate's [`Job`] (format version
-//! [`JOB_FORMAT_VERSION`]), plus a per-job audit list. Adapters: `MemoryJobStore`
+//! [`JOB_FORMAT_VERSION`]; a later build's fields at the same version are kept across this
+//! build's writes, and a later version is refused, never rewritten), plus a per-job audit
+//! list. Adapters: `MemoryJobStore`
 //! (in `cairn-checkpoint`), `FileJobStore` (`cairn-checkpoint-file`: one JSON file per job,
 //! written atomically, mode 0600) and `SledJobStore` (`cairn-checkpoint-sled`). All three
 //! pass the job-store conformance cases. Audit records of jobs go to that per-job list and

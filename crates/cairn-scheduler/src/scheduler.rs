@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, cap};
-use crate::jobs::{Jobs, RECORD_ATTEMPTS};
+use crate::jobs::{Jobs, RECORD_ATTEMPTS, first_due};
 use crate::left_out::{LeftOutTracker, what_to_do_about};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 use crate::schedule::MIN_INTERVAL;
@@ -157,17 +157,29 @@ impl TickReport {
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
 /// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
+/// Every write that puts back (or deletes) a job read earlier first reads it again and goes
+/// on only if it is still stored exactly as read (the claim, the completion of a job whose
+/// schedule ran out, the delete of `delete_after_run`), because a job added again starts at
+/// version 1 once more and its version alone cannot tell it from the old one.
 ///
 /// A recurring job whose schedule has no time left after a run (a cron expression with a
 /// year field, say `0 0 1 1 * 2027`) becomes `completed` once that last run's outcome is
 /// recorded, whatever the outcome (unless its breaker trips: then it is `failed`), audited as
-/// `Completed` with `schedule_ran_out` in the detail. A tick also completes an active
-/// recurring job found with no next run (its last run's outcome was never recorded, or an
-/// earlier build left it active).
+/// `Completed` with `schedule_ran_out` in the detail.
+///
+/// An active job found with no `next_run_at` is settled by the look that finds it, never
+/// left to sit active without running. A recurring job whose schedule has no time left
+/// after its last run (the process died before that run's outcome was recorded) is
+/// completed, as above. Any other (a document edited by hand, or written by another tool)
+/// gets the next run its schedule gives: the first time after now and after its last run
+/// (the missed ticks are not run, and a clock set back reruns nothing), or for a one-shot
+/// job its time, or now when that has passed. That write is audited as `Resumed` with
+/// `rescheduled: true` and the new `next_run_at` in the detail, and logged as a WARN.
 ///
 /// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
-///   `delete_after_run` is then deleted (if that delete fails, it stays `completed` and never
-///   runs again);
+///   `delete_after_run` is then deleted, if it is still stored as completed here (if that
+///   delete fails, or the job changed or was replaced first, it stays as it is: a completed
+///   job never runs again);
 /// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
 ///   `consecutive_errors` + 1 and `last_error`; when the count reaches
 ///   `max_consecutive_errors` the circuit breaker trips: the job becomes `failed`,
@@ -500,11 +512,12 @@ impl Scheduler {
                 Some(at) if job.status == JobStatus::Active => {
                     look.next = Some(look.next.map_or(at, |next| next.min(at)));
                 }
-                // Active with no next run: a recurring job whose schedule ran out, whose
-                // last run's outcome was never recorded (the process died during it) or
-                // that an earlier build left active. It can never be due again.
-                None if job.status == JobStatus::Active && !job.is_one_shot() => {
-                    self.finish_if_run_out(&job, now, &mut look.report)
+                // Active with no next run: a recurring job whose schedule ran out and whose
+                // last run's outcome was never recorded (the process died during it), or a
+                // document edited by hand or written by another tool. Left so, it would
+                // never be due again.
+                None if job.status == JobStatus::Active => {
+                    self.settle_unscheduled(&job, now, &mut look)
                         .await
                         .map_err(|err| err.for_job(&job.id))?;
                 }
@@ -572,16 +585,8 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<()> {
         // The listed job may be old (it waited for a place) and the claim writes it back
-        // whole. Its version alone cannot tell: a job deleted and added again starts at
-        // version 1 once more, so a stale claim would overwrite the new job with the old one.
-        // Claim only what is stored now; anything else is looked at again by the next look.
-        let current = match self.jobs.show(&job.id).await {
-            Ok(current) => current,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(err) => return self.unless_damaged(&job.id, err, report).await.map(drop),
-        };
-        if current != job {
-            tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be claimed");
+        // whole: claim only what is stored now.
+        if !self.is_still_stored(&job, report).await? {
             return Ok(());
         }
         let later = job
@@ -674,37 +679,73 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Completes the active recurring job `job` (read with no `next_run_at`) when its
-    /// schedule has no time left after `now`; a job that changed since is left to the next
-    /// tick.
-    async fn finish_if_run_out(
-        &self,
-        job: &Job,
-        now: Timestamp,
-        report: &mut TickReport,
-    ) -> Result<()> {
-        let next = job
-            .schedule
-            .next_after(job.created_at, now)
-            .map_err(|err| err.for_job(&job.id))?;
-        if next.is_some() {
+    /// Settles the active job `job`, listed with no `next_run_at`: it gets the next run its
+    /// schedule gives, or, a recurring job whose schedule has no time left, is completed.
+    /// The next run is the first schedule time after now and after its last run (as the
+    /// claim of that run computed it, so a clock set back reruns nothing); a one-shot job
+    /// is due at its time, or at once when that has passed (as `Jobs::resume` makes it). A
+    /// rescheduled job is audited as `Resumed` with `rescheduled` in the detail, logged as a
+    /// WARN, and taken into this look (due now, or the look's next wake). A job that changed
+    /// since the listing is left to the next look.
+    async fn settle_unscheduled(&self, job: &Job, now: Timestamp, look: &mut Look) -> Result<()> {
+        let next = if job.is_one_shot() {
+            first_due(job, now)?
+        } else {
+            let after = job.last_run_at.map_or(now, |last| last.max(now));
+            job.schedule.next_after(job.created_at, after)?
+        };
+        // Listed a moment ago, and the write below puts the listed job back whole.
+        if !self.is_still_stored(job, &mut look.report).await? {
             return Ok(());
         }
-        let mut finished = job.clone();
-        finished.status = JobStatus::Completed;
+        let mut settled = job.clone();
+        match next {
+            Some(at) => settled.next_run_at = Some(at),
+            None => settled.status = JobStatus::Completed,
+        }
         let written = match self
             .jobs
             .store()
-            .put(&job.id, Some(job.version), &finished.to_document())
+            .put(&job.id, Some(job.version), &settled.to_document())
             .await
         {
-            Err(err) => self.unless_damaged(&job.id, err.into(), report).await,
-            Ok(written) => Ok(written.is_ok()),
-        }?;
-        if !written {
+            Err(err) => {
+                self.unless_damaged(&job.id, err.into(), &mut look.report)
+                    .await?;
+                return Ok(());
+            }
+            Ok(written) => written,
+        };
+        let Ok(version) = written else {
             return Ok(());
+        };
+        settled.version = version;
+        let Some(at) = next else {
+            return self.audit_run_out(&settled, None).await;
+        };
+        tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, next_run_at = at.0, "an active job was stored with no next run time (an edited document?); the scheduler gave it the next one its schedule has");
+        self.jobs
+            .audit(
+                JobAuditRecord::new(
+                    now,
+                    job.id.clone(),
+                    JobAuditAction::Resumed,
+                    "active job had no next run time (its document was edited, or written by another tool); the scheduler set it from the job's schedule",
+                )
+                .with_detail(json!({
+                    "rescheduled": true,
+                    "forced": false,
+                    "next_run_at": at.0,
+                    "last_run_at": job.last_run_at.map(|t| t.0),
+                })),
+            )
+            .await?;
+        if at <= now {
+            look.due.push((settled, at));
+        } else {
+            look.next = Some(look.next.map_or(at, |next| next.min(at)));
         }
-        self.audit_run_out(&finished, None).await
+        Ok(())
     }
 
     /// Audits that recurring job `job` is completed because its schedule ran out;
@@ -838,14 +879,15 @@ impl Scheduler {
         }
         if outcome.is_ok() && after.is_one_shot() {
             if after.delete_after_run {
-                match self
-                    .jobs
-                    .delete_with_reason(id, "one-shot job ran successfully (delete_after_run)")
-                    .await
-                {
-                    Ok(_) | Err(Error::NotFound { .. }) => {}
-                    Err(err) => {
-                        self.unless_damaged(id, err, report).await?;
+                // Only the job as recorded here: one deleted and added again since (or
+                // changed) is not this run's to delete, and stays as it is.
+                if self.is_still_stored(&after, report).await? {
+                    let reason = "one-shot job ran successfully (delete_after_run)";
+                    match self.jobs.delete_exactly(&after, reason).await {
+                        Ok(_) | Err(Error::NotFound { .. }) => {}
+                        Err(err) => {
+                            self.unless_damaged(id, err, report).await?;
+                        }
                     }
                 }
                 return Ok(false);
@@ -1018,6 +1060,28 @@ impl Scheduler {
                 }
                 Woken::Due => look_now = true,
             }
+        }
+    }
+
+    /// Whether `job` (as listed, or as this scheduler last wrote it) is still stored exactly
+    /// so, checked right before a write that puts it back whole or deletes it. The write's
+    /// compare-and-swap on the version alone cannot tell: a job deleted and added again
+    /// starts at version 1 once more, and may stand at the very version that was read, so
+    /// the write would overwrite (or delete) the new job in place of the old one. A job gone
+    /// or changed is `Ok(false)`, and the next look sees it as it is now; one damaged
+    /// meanwhile is skipped and reported (see `unless_damaged`).
+    ///
+    /// The store's port has no compare-and-swap on anything but the version, so a job
+    /// replaced between this read and the write, at the same version, still is not told
+    /// apart; this leaves only that gap, the length of one store call.
+    async fn is_still_stored(&self, job: &Job, report: &mut TickReport) -> Result<bool> {
+        match self.jobs.show(&job.id).await {
+            Ok(current) if current == *job => Ok(true),
+            Ok(_) | Err(Error::NotFound { .. }) => {
+                tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed, or was deleted and added again, since the scheduler read it; left to the next look");
+                Ok(false)
+            }
+            Err(err) => self.unless_damaged(&job.id, err, report).await,
         }
     }
 

@@ -142,6 +142,11 @@ pub trait StoreHooks: std::fmt::Debug + Send + Sync {
         Ok(())
     }
 
+    /// After a `put` that wrote `document` (won its compare-and-swap), before the caller
+    /// sees the result.
+    async fn after_put(&self, _inner: &MemoryJobStore, _id: &JobId, _document: &serde_json::Value) {
+    }
+
     /// Before `delete`; an error is returned instead of deleting.
     async fn before_delete(&self, _id: &JobId) -> cairn_checkpoint::Result<()> {
         Ok(())
@@ -173,7 +178,11 @@ impl<H: StoreHooks + 'static> JobStore for HookedStore<H> {
         document: &serde_json::Value,
     ) -> cairn_checkpoint::Result<Result<u64, VersionConflict>> {
         self.hooks.before_put(&self.inner, id, expected).await?;
-        self.inner.put(id, expected, document).await
+        let written = self.inner.put(id, expected, document).await?;
+        if written.is_ok() {
+            self.hooks.after_put(&self.inner, id, document).await;
+        }
+        Ok(written)
     }
     async fn delete(
         &self,
