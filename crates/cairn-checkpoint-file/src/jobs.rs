@@ -25,8 +25,15 @@
 //! its temp file while holding that lock, so none of them belongs to a live writer. Reads
 //! take no lock and remove nothing, so a read-only open still writes nothing.
 //!
-//! `crc32c` covers the compact JSON encoding of `document`. A job file that does not parse,
-//! fails its checksum, has another format version or names another job is moved to
+//! `crc32c` covers the compact JSON encoding of `document`. A job file whose
+//! `format_version` is above this build's was written by a newer build: it is left exactly
+//! where it is (never moved, rewritten, deleted or audited), `get`, `put` and `delete` of it
+//! are refused with `Error::NewerJobFormat`, and every listing reports it as
+//! `LeftOutPlace::NewerFormat`, so a rollback to this build loses none of a newer build's
+//! jobs. (Builds before this rule quarantined such a file, as below.)
+//!
+//! A job file that does not parse,
+//! fails its checksum, has an older format version or names another job is moved to
 //! `quarantine/`, audited as `Quarantined`, and reported by `get` as `Error::Encoding`
 //! naming the job, the file and where it went; a listing leaves it out of its jobs and
 //! reports it in `left_out` as quarantined (that listing only: it is gone afterwards). So is
@@ -160,6 +167,9 @@ enum Found {
     Good(StoredJob),
     /// Damaged or not a job file at all: quarantine it.
     Bad(String),
+    /// Written by a newer build (a format version above this build's): leave it as it is.
+    /// Holds what this build does not read.
+    Newer(String),
     /// Could not be read for a reason that may pass (say, too many open files): leave it.
     Unreadable(Error),
 }
@@ -427,7 +437,22 @@ impl Inner {
             }
             Err(e) => return Ok(Found::Unreadable(io_err("read", &path)(e))),
         };
-        let file: JobFile = match serde_json::from_slice(&bytes) {
+        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(value) => value,
+            Err(e) => return Ok(Found::Bad(format!("does not parse ({e})"))),
+        };
+        // The version is read before the rest: a newer build may have changed any other
+        // field, and its file must be left for it, not quarantined as one that does not
+        // decode. (A rollback would otherwise move every job the newer build wrote.)
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if let Some(found) = version.filter(|v| *v > u64::from(JOB_FILE_FORMAT_VERSION)) {
+            return Ok(Found::Newer(format!(
+                "format version {found} (this build reads {JOB_FILE_FORMAT_VERSION})"
+            )));
+        }
+        let file: JobFile = match serde_json::from_value(value) {
             Ok(file) => file,
             Err(e) => return Ok(Found::Bad(format!("does not parse ({e})"))),
         };
@@ -552,12 +577,23 @@ impl Inner {
             .remove(id);
     }
 
-    /// Reads job `id`; quarantines (under the lock) a damaged file.
+    /// The refusal of job `id`, which a newer build wrote.
+    fn newer(&self, id: &JobId, detail: String) -> Error {
+        Error::NewerJobFormat {
+            job_id: id.clone(),
+            at: self.path(id).display().to_string(),
+            detail,
+        }
+    }
+
+    /// Reads job `id`; quarantines (under the lock) a damaged file, and refuses one a newer
+    /// build wrote without touching it.
     fn get(&self, id: &JobId) -> Result<std::result::Result<Option<StoredJob>, Error>> {
         match self.read(id)? {
             Found::Missing => Ok(Ok(None)),
             Found::Good(job) => Ok(Ok(Some(job))),
             Found::Unreadable(err) => Err(err),
+            Found::Newer(detail) => Err(self.newer(id, detail)),
             Found::Bad(_) => {
                 let _lock = self.lock()?;
                 // A writer may have replaced the file since: decide on what is there now.
@@ -565,19 +601,22 @@ impl Inner {
                     Found::Missing => Ok(Ok(None)),
                     Found::Good(job) => Ok(Ok(Some(job))),
                     Found::Unreadable(err) => Err(err),
+                    Found::Newer(detail) => Err(self.newer(id, detail)),
                     Found::Bad(reason) => Ok(Err(self.quarantine(id, &reason)?.0)),
                 }
             }
         }
     }
 
-    /// The version stored now (a damaged file is quarantined and counts as none). Call with
-    /// the store lock held.
+    /// The version stored now (a damaged file is quarantined and counts as none; a file a
+    /// newer build wrote is refused, so no write replaces or deletes it). Call with the
+    /// store lock held.
     fn current_version(&self, id: &JobId) -> Result<Option<u64>> {
         match self.read(id)? {
             Found::Missing => Ok(None),
             Found::Good(job) => Ok(Some(job.version)),
             Found::Unreadable(err) => Err(err),
+            Found::Newer(detail) => Err(self.newer(id, detail)),
             Found::Bad(reason) => {
                 self.quarantine(id, &reason)?;
                 Ok(None)
@@ -749,6 +788,18 @@ impl Inner {
             Found::Good(job) => {
                 self.readable_again(id);
                 Ok(Listed::Job(job))
+            }
+            // Nothing is wrong with it: not moved, not audited, reported by every listing.
+            Found::Newer(detail) => {
+                self.readable_again(id);
+                Ok(Listed::LeftOut(LeftOutJob {
+                    id: Some(id.clone()),
+                    name: id.to_string(),
+                    reason: format!("it was written by a newer cairn build ({detail})"),
+                    place: LeftOutPlace::NewerFormat {
+                        at: self.path(id).display().to_string(),
+                    },
+                }))
             }
             Found::Unreadable(err) => Ok(Listed::LeftOut(self.leave_out(
                 id,

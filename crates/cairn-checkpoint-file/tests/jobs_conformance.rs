@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
 use cairn_checkpoint::{JobAuditAction, JobAuditRecord, JobId, JobStore, LeftOutPlace};
-use cairn_checkpoint_file::FileJobStore;
+use cairn_checkpoint_file::{FileJobStore, JOB_FILE_FORMAT_VERSION};
 use cairn_queue::Timestamp;
 
 /// One temporary root; each `store()` is a fresh `FileJobStore` over it.
@@ -54,6 +54,17 @@ impl JobStoreHarness for FileJobs {
         std::fs::write(&qdir, b"not a folder").expect("a file in its place");
         self.damage_job(id)
     }
+
+    fn plant_newer_format(&self, id: &JobId) -> Damage {
+        let path = self.file_store().job_path(id);
+        let mut file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("the job file exists"))
+                .expect("the job file parses");
+        file["format_version"] = (JOB_FILE_FORMAT_VERSION + 1).into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&file).expect("encodes"))
+            .expect("rewrite the job file");
+        Damage::Applied { offset: None }
+    }
 }
 
 mod file {
@@ -72,6 +83,10 @@ async fn no_job_case_is_skipped_for_files() {
     );
     assert_eq!(
         jobs::jobs_listing_reports_a_job_left_in_place_every_time(&FileJobs::new()).await,
+        CaseResult::Passed
+    );
+    assert_eq!(
+        jobs::jobs_newer_format_is_left_in_place(&FileJobs::new()).await,
         CaseResult::Passed
     );
 }

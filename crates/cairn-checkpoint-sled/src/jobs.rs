@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`JOBS_TREE`]: key = job id, value = a CRC32C frame (`layout::seal`) of
-//!   `{"version": n, "document": ...}` as JSON. Version compare-and-swap is sled's
+//!   `{"format_version": 1, "version": n, "document": ...}` as JSON ([`JOB_VALUE_FORMAT_VERSION`];
+//!   values written before it had no `format_version` and read as 1). Version compare-and-swap is sled's
 //!   `compare_and_swap` on that key, so it is atomic across threads; across processes it is
 //!   serialized by construction, since sled lets one process open the database.
 //! - [`JOB_AUDIT_TREE`]: key = job id, `/`, 8-byte big-endian id from
@@ -11,6 +12,11 @@
 //!   `JobAuditRecord` JSON.
 //! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian id from
 //!   `sled::Db::generate_id`, value = the damaged bytes as found. Never deleted.
+//!
+//! A value whose checksum holds and whose `format_version` is above this build's was written
+//! by a newer build: it is left exactly as it is (never moved, rewritten, deleted or audited),
+//! `get`, `put` and `delete` of it are refused with `Error::NewerJobFormat`, and every listing
+//! reports it as `LeftOutPlace::NewerFormat` at `cairn/jobs/<id>`.
 //!
 //! A listing moves a damaged value aside as `get` does and reports it in `left_out` as
 //! quarantined to `cairn/job_quarantine/<id>/<seq>` (that listing only). A key of
@@ -42,6 +48,30 @@ pub const JOBS_TREE: &str = "cairn/jobs";
 pub const JOB_AUDIT_TREE: &str = "cairn/job_audit";
 /// Damaged job values moved aside: key = job id + `/` + 8-byte big-endian sequence.
 pub const JOB_QUARANTINE_TREE: &str = "cairn/job_quarantine";
+
+/// The format version of the job values this build writes, and the highest it reads.
+///
+/// A value without a `format_version` (written before it existed) is version 1. A value of a
+/// higher version was written by a newer build, and is left as it is (see the module docs).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{JobId, JobStore};
+/// use cairn_checkpoint_sled::{JOB_VALUE_FORMAT_VERSION, JOBS_TREE, SledJobStore, layout};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = SledJobStore::open(dir.path().join("cairn.sled"))?;
+/// let id = JobId::new("nightly")?;
+/// store.put(&id, None, &serde_json::json!({})).await?.expect("new");
+/// let stored = store.db().open_tree(JOBS_TREE)?.get(id.as_str())?.expect("stored");
+/// let value: serde_json::Value = serde_json::from_slice(layout::unseal(&stored).expect("intact"))?;
+/// assert_eq!(value["format_version"], JOB_VALUE_FORMAT_VERSION);
+/// # Ok(()) }
+/// ```
+pub const JOB_VALUE_FORMAT_VERSION: u32 = 1;
 
 /// How many times a write re-reads after losing sled's compare-and-swap to a concurrent
 /// writer of the same key before it reports the conflict it saw last.
@@ -77,23 +107,54 @@ pub struct SledJobStore {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct JobValue {
+    /// Absent from values written before it existed: those are version 1.
+    #[serde(default = "first_format")]
+    format_version: u32,
     version: u64,
     document: serde_json::Value,
+}
+
+fn first_format() -> u32 {
+    1
 }
 
 /// What a stored value decodes to.
 enum Found {
     Good(JobValue),
     Bad(&'static str),
+    /// Written by a newer build: what this build does not read.
+    Newer(String),
 }
 
 fn decode(frame: &[u8]) -> Found {
     let Some(payload) = unseal(frame) else {
         return Found::Bad("its checksum does not match");
     };
-    match serde_json::from_slice::<JobValue>(payload) {
-        Ok(value) => Found::Good(value),
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Found::Bad("it does not parse");
+    };
+    // The version is read before the rest: a newer build may have changed the other
+    // fields, and its value must be left for it, not quarantined as one that does not parse.
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    if let Some(found) = version.filter(|v| *v > u64::from(JOB_VALUE_FORMAT_VERSION)) {
+        return Found::Newer(format!(
+            "format version {found} (this build reads {JOB_VALUE_FORMAT_VERSION})"
+        ));
+    }
+    match serde_json::from_value::<JobValue>(value) {
+        Ok(value) if value.format_version == JOB_VALUE_FORMAT_VERSION => Found::Good(value),
+        Ok(_) => Found::Bad("it has an older format version than this build reads"),
         Err(_) => Found::Bad("it does not parse"),
+    }
+}
+
+fn newer_format(id: &JobId, detail: String) -> Error {
+    Error::NewerJobFormat {
+        job_id: id.clone(),
+        at: format!("{JOBS_TREE}/{id}"),
+        detail,
     }
 }
 
@@ -284,6 +345,8 @@ impl SledJobStore {
         };
         match decode(&raw) {
             Found::Good(value) => Ok(Some((raw, value))),
+            // Refused, never moved: no write replaces or deletes it either.
+            Found::Newer(detail) => Err(newer_format(id, detail)),
             Found::Bad(reason) => Err(self.quarantine(id, &raw, reason).await?.0),
         }
     }
@@ -351,6 +414,15 @@ impl JobStore for SledJobStore {
                     version: value.version,
                     document: value.document,
                 }),
+                // Nothing is wrong with it: not moved, not audited, reported every listing.
+                Found::Newer(detail) => listing.left_out.push(LeftOutJob {
+                    name: id.to_string(),
+                    reason: format!("it was written by a newer cairn build ({detail})"),
+                    place: LeftOutPlace::NewerFormat {
+                        at: format!("{JOBS_TREE}/{id}"),
+                    },
+                    id: Some(id),
+                }),
                 Found::Bad(reason) => {
                     let (_, location) = self.quarantine(&id, &raw, reason).await?;
                     listing.left_out.push(LeftOutJob {
@@ -381,6 +453,7 @@ impl JobStore for SledJobStore {
             }
             let version = expected.map_or(1, |v| v + 1);
             let value = JobValue {
+                format_version: JOB_VALUE_FORMAT_VERSION,
                 version,
                 document: document.clone(),
             };

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
 use cairn_checkpoint::{JobId, JobStore, LeftOutPlace};
-use cairn_checkpoint_sled::{JOBS_TREE, SledFactory, SledJobStore};
+use cairn_checkpoint_sled::{
+    JOB_QUARANTINE_TREE, JOB_VALUE_FORMAT_VERSION, JOBS_TREE, SledFactory, SledJobStore, layout,
+};
 
 /// Stores that open the database by path: while one is alive the others share its handle
 /// (sled allows one open per process); once all are dropped the next one reopens the files,
@@ -48,6 +50,23 @@ impl JobStoreHarness for SledJobs {
         store.db().flush().expect("flush");
         Damage::Applied { offset: None }
     }
+
+    fn plant_newer_format(&self, id: &JobId) -> Damage {
+        let store = SledJobStore::open(self.path()).expect("the sled database opens");
+        let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+        let raw = tree
+            .get(id.as_str().as_bytes())
+            .expect("read the job")
+            .expect("the job is stored");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(layout::unseal(&raw).expect("intact")).expect("parses");
+        value["format_version"] = (JOB_VALUE_FORMAT_VERSION + 1).into();
+        let payload = serde_json::to_vec(&value).expect("encodes");
+        tree.insert(id.as_str().as_bytes(), layout::seal(&payload))
+            .expect("rewrite the job");
+        store.db().flush().expect("flush");
+        Damage::Applied { offset: None }
+    }
 }
 
 mod sled_path {
@@ -62,6 +81,10 @@ async fn only_the_unmovable_job_case_is_skipped_for_sled() {
     );
     assert_eq!(
         jobs::jobs_listing_reports_a_quarantined_job_once(&SledJobs::new()).await,
+        CaseResult::Passed
+    );
+    assert_eq!(
+        jobs::jobs_newer_format_is_left_in_place(&SledJobs::new()).await,
         CaseResult::Passed
     );
     // Moving a damaged value aside is an insert and a compare-and-swap in the same database:
@@ -115,4 +138,77 @@ async fn a_job_store_can_share_the_factory_database() {
     // A store opened by path while the factory lives uses the same handle (no lock error).
     let by_path = SledJobStore::open(harness.path()).expect("shares the open database");
     assert_eq!(by_path.get(&id).await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_of_a_newer_format_version_is_left_byte_for_byte() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let newer = JobId::new("newer").unwrap();
+    let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+    // As a newer build might write it: a higher version, and fields this build does not know.
+    let payload = serde_json::json!({
+        "format_version": JOB_VALUE_FORMAT_VERSION + 1,
+        "revision": 3,
+        "body": {"schedule": "every 1m"},
+    });
+    let frame = layout::seal(&serde_json::to_vec(&payload).unwrap());
+    tree.insert(newer.as_str().as_bytes(), frame.clone())
+        .unwrap();
+    let err = store.get(&newer).await.unwrap_err();
+    assert!(
+        matches!(&err, cairn_checkpoint::Error::NewerJobFormat { job_id, at, .. }
+            if *job_id == newer && *at == format!("{JOBS_TREE}/newer")),
+        "{err:?}"
+    );
+    let listing = store.listing().await.unwrap();
+    assert!(listing.jobs.is_empty(), "{listing:?}");
+    assert_eq!(
+        listing.left_out[0].place,
+        LeftOutPlace::NewerFormat {
+            at: format!("{JOBS_TREE}/newer")
+        }
+    );
+    let doc = serde_json::json!({});
+    assert!(store.put(&newer, None, &doc).await.is_err());
+    assert!(store.delete(&newer, 1).await.is_err());
+    let stored = tree
+        .get(newer.as_str().as_bytes())
+        .unwrap()
+        .expect("still stored");
+    assert_eq!(stored.to_vec(), frame, "left byte for byte");
+    let quarantine = store.db().open_tree(JOB_QUARANTINE_TREE).unwrap();
+    assert!(quarantine.is_empty(), "nothing was moved aside");
+    assert!(store.read_audit(&newer).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_written_before_format_versions_reads_as_version_one() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let old = JobId::new("old").unwrap();
+    let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+    let payload = serde_json::json!({"version": 4, "document": {"n": 1}});
+    tree.insert(
+        old.as_str().as_bytes(),
+        layout::seal(&serde_json::to_vec(&payload).unwrap()),
+    )
+    .unwrap();
+    let stored = store.get(&old).await.unwrap().expect("reads");
+    assert_eq!(
+        (stored.version, stored.document),
+        (4, serde_json::json!({"n": 1}))
+    );
+    // A value of an older format version than any build wrote is damage: moved aside.
+    let zero = serde_json::json!({"format_version": 0, "version": 1, "document": {}});
+    tree.insert(
+        old.as_str().as_bytes(),
+        layout::seal(&serde_json::to_vec(&zero).unwrap()),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.get(&old).await,
+        Err(cairn_checkpoint::Error::Encoding { .. })
+    ));
+    assert!(!tree.contains_key(old.as_str().as_bytes()).unwrap());
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::jobs::JobId;
 use crate::meta::{RunId, RunStatus};
 
 /// Everything a checkpoint operation can fail with.
@@ -68,6 +69,23 @@ pub enum Error {
         /// Which file or tree (`journal`, `meta.json`, a sled tree, ...).
         file: String,
         /// What this build does not know.
+        detail: String,
+    },
+    /// A stored job was written by a newer build of cairn: its file or value has a format
+    /// version above this build's. As for [`Error::NewerFormat`], nothing is wrong with it,
+    /// so every job store leaves it exactly where it is (never quarantined, rewritten or
+    /// deleted) and refuses every `get`, `put` and `delete` of it; listings report it as
+    /// `LeftOutPlace::NewerFormat`. Use that build, or a later one, to run or change it.
+    #[error(
+        "job {job_id} was written by a newer cairn build ({at}: {detail}); \
+         it is left as it is: use that build or a later one"
+    )]
+    NewerJobFormat {
+        /// The job.
+        job_id: JobId,
+        /// Where it is (a path, or a key).
+        at: String,
+        /// What this build does not read (the format version found, and the one it reads).
         detail: String,
     },
     /// Stored state was written by an unsupported format version. It has been quarantined.
@@ -231,6 +249,13 @@ impl Error {
     ///     detail: "format version 2".to_owned(),
     /// };
     /// assert!(!newer.is_bad_state());
+    /// // Nor is a job a newer build wrote.
+    /// let newer_job = Error::NewerJobFormat {
+    ///     job_id: cairn_checkpoint::JobId::new("nightly").expect("a valid job id"),
+    ///     at: "jobs/nightly.json".to_owned(),
+    ///     detail: "format version 2 (this build reads 1)".to_owned(),
+    /// };
+    /// assert!(!newer_job.is_bad_state());
     /// # Ok::<(), Error>(())
     /// ```
     pub fn is_bad_state(&self) -> bool {

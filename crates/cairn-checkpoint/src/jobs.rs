@@ -207,6 +207,14 @@ pub enum LeftOutPlace {
         /// Where it is (a path, or a key).
         at: String,
     },
+    /// It was written by a newer build of cairn (a format version above this build's).
+    /// Nothing is wrong with it, so it stays exactly where it is: not moved, not rewritten,
+    /// not deleted, and nothing is audited about it. Every listing reports it while it stays;
+    /// a build that reads it (the one that wrote it, or a later one) runs it again.
+    NewerFormat {
+        /// Where it is (a path, or a key).
+        at: String,
+    },
 }
 
 impl fmt::Display for LeftOutPlace {
@@ -214,6 +222,12 @@ impl fmt::Display for LeftOutPlace {
         match self {
             LeftOutPlace::Quarantined { location } => write!(f, "quarantined to {location}"),
             LeftOutPlace::LeftInPlace { at } => write!(f, "left in place at {at}"),
+            LeftOutPlace::NewerFormat { at } => {
+                write!(
+                    f,
+                    "left as it is at {at}, for the newer build that wrote it"
+                )
+            }
         }
     }
 }
@@ -337,15 +351,17 @@ impl JobAuditRecord {
 pub trait JobStore: Send + Sync + Debug + 'static {
     /// The job `id`, or `Ok(None)` for an unknown job.
     ///
-    /// Stored state that cannot be read back (bad checksum, unparseable, foreign id) MUST be
-    /// moved aside (never deleted), audited as `Quarantined`, and reported as an error; the
-    /// job is then unknown.
+    /// Stored state that cannot be read back (bad checksum, unparseable, foreign id, a format
+    /// version below this build's) MUST be moved aside (never deleted), audited as
+    /// `Quarantined`, and reported as an error; the job is then unknown. State a newer build
+    /// wrote (a format version above this build's) MUST be left exactly as it is, not
+    /// audited, and reported as `NewerJobFormat` by every call.
     ///
     /// # Errors
     ///
     /// `Encoding` for a damaged job, once it has been moved aside (the message says where);
-    /// the adapter's I/O errors (`Io`, `SyncFailed`, `Backend`) when the job cannot be read
-    /// or moved aside.
+    /// `NewerJobFormat` for a job a newer build wrote; the adapter's I/O errors (`Io`,
+    /// `SyncFailed`, `Backend`) when the job cannot be read or moved aside.
     ///
     /// # Examples
     ///
@@ -378,6 +394,9 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     ///   where it is, out of `jobs`, and reported as [`LeftOutPlace::LeftInPlace`] by every
     ///   listing while it stays. One with a job id MUST be audited as `LeftInPlace`, and
     ///   SHOULD NOT be audited again by every listing of the same store.
+    /// - A job a newer build wrote (as in `get`) MUST be left exactly as it is, out of `jobs`,
+    ///   and reported as [`LeftOutPlace::NewerFormat`] by every listing while it stays. It
+    ///   MUST NOT be moved, rewritten or audited: nothing is wrong with it.
     /// - One such entry MUST NOT fail the listing; failures of the store as a whole (its
     ///   lock, its audit log, a failed fsync) are errors.
     ///
@@ -446,11 +465,13 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// `expected: None` creates the job (version 1) and MUST conflict when it exists;
     /// `Some(v)` MUST conflict unless version `v` is stored, and stores version `v + 1`.
     /// Returns the new version. MUST NOT return `Ok(Ok(_))` before the write is durable.
-    /// A conflict changes nothing.
+    /// A conflict changes nothing. A job a newer build wrote MUST be refused
+    /// (`NewerJobFormat`) whatever `expected` is, and left as it is.
     ///
     /// # Errors
     ///
-    /// A version conflict is `Ok(Err(_))`, not an error. Errors are `Encoding` for a document
+    /// A version conflict is `Ok(Err(_))`, not an error. Errors are `NewerJobFormat` for a
+    /// job a newer build wrote, `Encoding` for a document
     /// that cannot be serialized, `SyncFailed` when the write could not be made durable (and
     /// for every later write to a store whose fsync failed once: it is not retried), and the
     /// adapter's other I/O errors (`Io`, `Backend`).
@@ -482,11 +503,13 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     ) -> Result<std::result::Result<u64, VersionConflict>>;
 
     /// Deletes job `id` if version `expected` is stored; a conflict (including an unknown
-    /// job) changes nothing. The job's audit records MUST be kept.
+    /// job) changes nothing. The job's audit records MUST be kept. A job a newer build wrote
+    /// MUST be refused (`NewerJobFormat`) and left as it is.
     ///
     /// # Errors
     ///
-    /// As for [`JobStore::put`]: a conflict is `Ok(Err(_))`; `SyncFailed`, `Io`, `Backend`.
+    /// As for [`JobStore::put`]: a conflict is `Ok(Err(_))`; `NewerJobFormat`, `SyncFailed`,
+    /// `Io`, `Backend`.
     ///
     /// # Examples
     ///
@@ -648,6 +671,8 @@ struct MemoryJobs {
     quarantine: Vec<(JobId, u64, serde_json::Value)>,
     /// Damaged jobs that stay in place and whose `LeftInPlace` record was written.
     left_in_place_audited: BTreeSet<JobId>,
+    /// Stored jobs a test marked as written by a newer build: left as they are.
+    newer: BTreeSet<JobId>,
     audit: Vec<JobAuditRecord>,
 }
 
@@ -697,12 +722,30 @@ impl MemoryJobs {
     }
 
     /// The version stored now, as a write sees it: a damaged job that was moved aside counts
-    /// as none; one that stays in place is an error.
+    /// as none; one that stays in place, or one a newer build wrote, is an error.
     fn current_version(&mut self, id: &JobId) -> Result<Option<u64>> {
+        if self.newer.contains(id) {
+            return Err(newer_format_error(id));
+        }
         match self.meet_damage(id) {
             Some(MetDamage::LeftInPlace { at }) => Err(left_in_place_error(id, &at)),
             _ => Ok(self.jobs.get(id).map(|(version, _)| *version)),
         }
+    }
+}
+
+const NEWER_REASON: &str =
+    "it was written by a newer cairn build (MemoryJobStore::plant_newer_format)";
+
+fn newer_format_at(id: &JobId) -> String {
+    format!("memory job {id}")
+}
+
+fn newer_format_error(id: &JobId) -> Error {
+    Error::NewerJobFormat {
+        job_id: id.clone(),
+        at: newer_format_at(id),
+        detail: NEWER_REASON.to_owned(),
     }
 }
 
@@ -790,6 +833,42 @@ impl MemoryJobStore {
         self.mark_damaged(id, false)
     }
 
+    /// Test hook: marks stored job `id` as written by a newer build of cairn, as a file or
+    /// sled store sees a job whose format version is above its own. It is then left exactly
+    /// as it is: `get`, `put` and `delete` of it fail with `NewerJobFormat`, and every
+    /// listing reports it as [`LeftOutPlace::NewerFormat`]. Returns `false` (and does nothing)
+    /// for an unknown job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::{Error, JobId, JobStore, LeftOutPlace, MemoryJobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryJobStore::new();
+    /// let id = JobId::new("nightly")?;
+    /// let v1 = store.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert!(store.plant_newer_format(&id));
+    /// assert!(matches!(store.get(&id).await, Err(Error::NewerJobFormat { .. })));
+    /// assert!(matches!(store.delete(&id, v1).await, Err(Error::NewerJobFormat { .. })));
+    /// // Reported by every listing, and never audited: nothing is wrong with it.
+    /// for _ in 0..2 {
+    ///     let listing = store.listing().await?;
+    ///     assert!(matches!(listing.left_out[0].place, LeftOutPlace::NewerFormat { .. }));
+    /// }
+    /// assert!(store.read_audit(&id).await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn plant_newer_format(&self, id: &JobId) -> bool {
+        let mut state = self.lock();
+        if !state.jobs.contains_key(id) {
+            return false;
+        }
+        state.newer.insert(id.clone());
+        true
+    }
+
     fn mark_damaged(&self, id: &JobId, movable: bool) -> bool {
         let mut state = self.lock();
         if !state.jobs.contains_key(id) {
@@ -808,6 +887,9 @@ impl MemoryJobStore {
 impl JobStore for MemoryJobStore {
     async fn get(&self, id: &JobId) -> Result<Option<StoredJob>> {
         let mut state = self.lock();
+        if state.newer.contains(id) {
+            return Err(newer_format_error(id));
+        }
         match state.meet_damage(id) {
             Some(MetDamage::Quarantined { location }) => Err(Error::Encoding {
                 what: "memory job",
@@ -839,10 +921,21 @@ impl JobStore for MemoryJobStore {
                 place,
             });
         }
+        for id in &state.newer {
+            left_out.push(LeftOutJob {
+                id: Some(id.clone()),
+                name: id.to_string(),
+                reason: NEWER_REASON.to_owned(),
+                place: LeftOutPlace::NewerFormat {
+                    at: newer_format_at(id),
+                },
+            });
+        }
+        left_out.sort_by(|a, b| a.name.cmp(&b.name));
         let jobs = state
             .jobs
             .iter()
-            .filter(|(id, _)| !state.damaged.contains_key(*id))
+            .filter(|(id, _)| !state.damaged.contains_key(*id) && !state.newer.contains(*id))
             .map(|(id, (version, document))| StoredJob {
                 id: id.clone(),
                 version: *version,

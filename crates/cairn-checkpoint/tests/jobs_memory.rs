@@ -27,6 +27,11 @@ impl JobStoreHarness for MemoryJobs {
         assert!(self.0.damage_job_in_place(id), "job {id} is stored");
         Damage::Applied { offset: None }
     }
+
+    fn plant_newer_format(&self, id: &JobId) -> Damage {
+        assert!(self.0.plant_newer_format(id), "job {id} is stored");
+        Damage::Applied { offset: None }
+    }
 }
 
 mod memory {
@@ -35,11 +40,12 @@ mod memory {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_job_case_is_skipped_for_memory() {
-    assert_eq!(ALL_JOB_CASES.len(), 12);
+    assert_eq!(ALL_JOB_CASES.len(), 13);
     for case in [
         jobs::jobs_damaged_state_is_quarantined(&MemoryJobs::default()).await,
         jobs::jobs_listing_reports_a_quarantined_job_once(&MemoryJobs::default()).await,
         jobs::jobs_listing_reports_a_job_left_in_place_every_time(&MemoryJobs::default()).await,
+        jobs::jobs_newer_format_is_left_in_place(&MemoryJobs::default()).await,
     ] {
         assert_eq!(case, CaseResult::Passed);
     }

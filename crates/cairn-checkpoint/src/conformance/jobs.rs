@@ -30,6 +30,7 @@ use cairn_queue::Timestamp;
 use serde_json::json;
 
 use super::{CaseResult, Damage};
+use crate::error::Error;
 use crate::jobs::{
     JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutPlace, VersionConflict,
 };
@@ -136,6 +137,42 @@ pub trait JobStoreHarness: Send + Sync + 'static {
         let _ = id;
         Damage::Unsupported("the harness cannot make a damaged job unmovable".to_owned())
     }
+
+    /// Rewrites the stored state of job `id` as a newer build of cairn would write it: with
+    /// a format version (of the job file or value, not of the scheduler's document) above
+    /// this build's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
+    /// use cairn_checkpoint::conformance::{CaseResult, Damage};
+    /// use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
+    ///
+    /// struct Memory(MemoryJobStore);
+    /// impl JobStoreHarness for Memory {
+    ///     fn store(&self) -> Arc<dyn JobStore> {
+    ///         Arc::new(self.0.clone())
+    ///     }
+    ///     fn plant_newer_format(&self, id: &JobId) -> Damage {
+    ///         match self.0.plant_newer_format(id) {
+    ///             true => Damage::Applied { offset: None },
+    ///             false => Damage::Unsupported(format!("job {id} is not stored")),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let harness = Memory(MemoryJobStore::new());
+    /// let case = jobs::jobs_newer_format_is_left_in_place(&harness).await;
+    /// assert_eq!(case, CaseResult::Passed);
+    /// # });
+    /// ```
+    fn plant_newer_format(&self, id: &JobId) -> Damage {
+        let _ = id;
+        Damage::Unsupported("the harness cannot plant a newer job format version".to_owned())
+    }
 }
 
 /// The names of every case `job_store_conformance_tests!` expands, in order.
@@ -151,6 +188,7 @@ pub const ALL_JOB_CASES: &[&str] = &[
     "jobs_damaged_state_is_quarantined",
     "jobs_listing_reports_a_quarantined_job_once",
     "jobs_listing_reports_a_job_left_in_place_every_time",
+    "jobs_newer_format_is_left_in_place",
     "jobs_dropped_puts_win_at_most_once",
 ];
 
@@ -177,6 +215,7 @@ macro_rules! job_store_conformance_tests {
             jobs_damaged_state_is_quarantined,
             jobs_listing_reports_a_quarantined_job_once,
             jobs_listing_reports_a_job_left_in_place_every_time,
+            jobs_newer_format_is_left_in_place,
             jobs_dropped_puts_win_at_most_once,
         );
     };
@@ -782,6 +821,89 @@ pub async fn jobs_listing_reports_a_job_left_in_place_every_time(
         (1..=2).contains(&records),
         "job {stuck} must be audited as left in place, at most once per store, not per listing ({} listings): {audit:?}",
         2 * LISTINGS
+    );
+    CaseResult::Passed
+}
+
+/// Whether `result` is the `NewerJobFormat` refusal of job `id`; panics naming `call` if not.
+fn assert_newer<T: std::fmt::Debug>(call: &str, id: &JobId, result: Result<T, Error>) {
+    match result {
+        Err(Error::NewerJobFormat { job_id, .. }) if &job_id == id => {}
+        other => panic!(
+            "{call} of job {id}, which a newer build wrote, must be refused with NewerJobFormat, got {other:?}"
+        ),
+    }
+}
+
+/// A job a newer build wrote (a format version above this build's) is left exactly as it is:
+/// `get`, `put` (at its version, and as a new job) and `delete` are refused with
+/// `NewerJobFormat` every time, every listing through this store and a new one reports it
+/// as [`LeftOutPlace::NewerFormat`] at one place, and nothing about it is audited. A store
+/// that moved it aside, as it does damaged state, would make a rollback to an older build
+/// lose every job a newer build wrote.
+pub async fn jobs_newer_format_is_left_in_place(harness: &impl JobStoreHarness) -> CaseResult {
+    const LISTINGS: usize = 2;
+    let newer = job("newer");
+    healthy_and(harness, &newer).await;
+    if let Damage::Unsupported(reason) = harness.plant_newer_format(&newer) {
+        return CaseResult::Skipped(reason);
+    }
+    let mut places = Vec::new();
+    for _handle in 0..2 {
+        let store = harness.store();
+        for _ in 0..2 {
+            assert_newer("get", &newer, store.get(&newer).await);
+        }
+        for round in 0..LISTINGS {
+            let listing = listing_of(&*store).await;
+            assert_eq!(ids_of(&listing), ["healthy"], "{listing:?}");
+            assert_eq!(
+                listing.left_out.len(),
+                1,
+                "listing {round} must report job {newer}, left for the newer build: {listing:?}"
+            );
+            let left = &listing.left_out[0];
+            assert_eq!(left.id.as_ref(), Some(&newer), "{left:?}");
+            assert_eq!(left.name, newer.as_str(), "{left:?}");
+            assert!(!left.reason.is_empty(), "{left:?}");
+            let LeftOutPlace::NewerFormat { at } = &left.place else {
+                panic!(
+                    "job {newer} was written by a newer build: it must be reported so: {left:?}"
+                );
+            };
+            places.push(at.clone());
+        }
+        assert_newer(
+            "put at its version",
+            &newer,
+            store.put(&newer, Some(1), &json!({"n": 9})).await,
+        );
+        assert_newer(
+            "put as a new job",
+            &newer,
+            store.put(&newer, None, &json!({"n": 9})).await,
+        );
+        assert_newer("delete", &newer, store.delete(&newer, 1).await);
+    }
+    places.dedup();
+    assert_eq!(
+        places.len(),
+        1,
+        "job {newer} is reported at different places: {places:?}"
+    );
+    let store = harness.store();
+    assert_newer("get after every refusal", &newer, store.get(&newer).await);
+    let audit = store.read_audit(&newer).await.expect("read_audit");
+    assert!(
+        audit.is_empty(),
+        "nothing is wrong with job {newer}: nothing may be audited about it: {audit:?}"
+    );
+    assert_eq!(
+        fetch(&*store, &job("healthy"))
+            .await
+            .map(|(version, _)| version),
+        Some(1),
+        "the healthy job is untouched"
     );
     CaseResult::Passed
 }
