@@ -59,6 +59,19 @@ pub enum Error {
         /// The decoder's message.
         detail: String,
     },
+    /// Job `id` was written by a newer build of cairn: its document's format version (or the
+    /// job store's format of its file or value) is above this build's. Nothing is wrong
+    /// with it, so this build leaves it exactly as it is: it never runs, rewrites or deletes
+    /// it (not even `Jobs::delete_unreadable`). Use that build, or a later one.
+    #[error(
+        "job {id} was written by a newer cairn build ({detail}); this build leaves it as it is and does not run it: use that build or a later one"
+    )]
+    NewerFormat {
+        /// The job.
+        id: JobId,
+        /// What this build does not read, and where.
+        detail: String,
+    },
     /// `delete_unreadable` of a job whose document decodes: nothing was changed.
     #[error("job {id} decodes fine; delete it with a plain delete")]
     NotDamaged {
@@ -152,9 +165,17 @@ impl Error {
 }
 
 impl From<cairn_checkpoint::Error> for Error {
-    /// A store error not yet tied to a job; [`Error::for_job`] ties it.
+    /// A store error not yet tied to a job; [`Error::for_job`] ties it. A job the store
+    /// leaves for a newer build (`NewerJobFormat`) is [`Error::NewerFormat`], as a document
+    /// of a newer format version is, so callers meet one error for both.
     fn from(source: cairn_checkpoint::Error) -> Self {
-        Error::Store { job: None, source }
+        match source {
+            cairn_checkpoint::Error::NewerJobFormat { job_id, at, detail } => Error::NewerFormat {
+                id: job_id,
+                detail: format!("{at}: {detail}"),
+            },
+            source => Error::Store { job: None, source },
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use crate::schedule::Schedule;
 /// rewrite of it keeps the fields it does not know, as they were ([`Job::unknown_fields`]).
 /// A change an older build must not ignore (anything that changes when or how a job runs,
 /// such as a field inside `schedule`) raises this version: an older build then refuses the
-/// document (`Error::BadDocument`, reported as unreadable) and never rewrites it.
+/// document (`Error::NewerFormat`, reported as left for the newer build) and never runs,
+/// rewrites or deletes it. A version below this one is `Error::BadDocument` (unreadable).
 pub const JOB_FORMAT_VERSION: u32 = 1;
 
 /// How many failed runs in a row trip a job's circuit breaker unless it says otherwise.
@@ -139,10 +140,12 @@ impl Job {
     ///
     /// # Errors
     ///
-    /// `Error::BadDocument` when it does not decode, has another format version, names
-    /// another job, or holds a definition `Jobs::add` would refuse (a schedule that does not
-    /// validate, a `max_consecutive_errors` of 0), so that such a job is reported as
-    /// unreadable instead of failing every tick of the scheduler.
+    /// `Error::NewerFormat` when its format version is above [`JOB_FORMAT_VERSION`] (a newer
+    /// build wrote it; the rest of it is not looked at). `Error::BadDocument` when it does
+    /// not decode, has an older format version, names another job, or holds a definition
+    /// `Jobs::add` would refuse (a schedule that does not validate, a
+    /// `max_consecutive_errors` of 0), so that such a job is reported as unreadable instead
+    /// of failing every tick of the scheduler.
     ///
     /// # Examples
     ///
@@ -163,11 +166,16 @@ impl Job {
     /// let job = Job::from_stored(stored.clone())?;
     /// assert_eq!((job.name.as_str(), job.version), ("report", stored.version));
     ///
-    /// // A document of another format version is refused, not guessed at.
+    /// // A document a newer build wrote is refused, not guessed at, and is no damage.
     /// let mut document = stored.document.clone();
     /// document["format_version"] = serde_json::json!(99);
-    /// let newer = StoredJob { document, ..stored };
-    /// assert!(matches!(Job::from_stored(newer), Err(Error::BadDocument { .. })));
+    /// let newer = StoredJob { document, ..stored.clone() };
+    /// assert!(matches!(Job::from_stored(newer), Err(Error::NewerFormat { .. })));
+    /// // One of an older version than any build wrote is.
+    /// let mut document = stored.document.clone();
+    /// document["format_version"] = serde_json::json!(0);
+    /// let older = StoredJob { document, ..stored };
+    /// assert!(matches!(Job::from_stored(older), Err(Error::BadDocument { .. })));
     /// # Ok::<(), cairn_scheduler::Error>(())
     /// # }).unwrap();
     /// ```
@@ -176,6 +184,20 @@ impl Job {
             id: stored.id.clone(),
             detail,
         };
+        // Read before the rest: a newer build may change any other field, and its document
+        // must be left for it, never reported as damage an operator might delete.
+        let version = stored
+            .document
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if let Some(found) = version.filter(|v| *v > u64::from(JOB_FORMAT_VERSION)) {
+            return Err(Error::NewerFormat {
+                id: stored.id.clone(),
+                detail: format!(
+                    "its document has format version {found}; this build reads {JOB_FORMAT_VERSION}"
+                ),
+            });
+        }
         let mut job: Job =
             serde_json::from_value(stored.document.clone()).map_err(|e| bad(e.to_string()))?;
         if job.format_version != JOB_FORMAT_VERSION {

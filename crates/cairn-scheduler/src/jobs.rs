@@ -365,6 +365,9 @@ impl Jobs {
             let id = stored.id.clone();
             match Job::from_stored(stored) {
                 Ok(job) => readable.jobs.push(job),
+                Err(Error::NewerFormat { detail, .. }) => {
+                    readable.newer.push(newer_document(&id, detail));
+                }
                 Err(err) => readable.unreadable.push((id, err.to_string())),
             }
         }
@@ -895,9 +898,27 @@ pub struct ReadableJobs {
     /// Jobs whose stored document does not decode or no longer validates, with the reason
     /// (`cairn jobs rm` deletes one, keeping its document in the audit log).
     pub unreadable: Vec<(JobId, String)>,
+    /// Jobs whose stored document a newer build wrote (its format version is above
+    /// [`crate::JOB_FORMAT_VERSION`]), each as a [`LeftOutPlace::NewerFormat`] entry: this
+    /// build leaves them as they are and never runs, rewrites or deletes them. (Jobs the
+    /// store itself leaves for a newer build are in `left_out`, with the same place.)
+    pub newer: Vec<LeftOutJob>,
     /// Stored entries the job store left out: damaged jobs it moved aside during this
     /// listing, and entries it could neither read nor move (reported while they stay).
     pub left_out: Vec<LeftOutJob>,
+}
+
+/// The left-out entry of job `id`, whose stored document a newer build wrote: the store
+/// listed it, so it stays where the store keeps it.
+pub(crate) fn newer_document(id: &JobId, detail: String) -> LeftOutJob {
+    LeftOutJob {
+        id: Some(id.clone()),
+        name: id.to_string(),
+        reason: format!("it was written by a newer cairn build ({detail})"),
+        place: LeftOutPlace::NewerFormat {
+            at: format!("the job store, as job {id}"),
+        },
+    }
 }
 
 /// A job its store moved aside (or left in place) as damaged, from its audit log

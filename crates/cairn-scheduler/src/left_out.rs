@@ -9,7 +9,8 @@ use cairn_checkpoint::{LeftOutJob, LeftOutPlace};
 /// Remembers the left-out entries (`JobListing::left_out`) already reported.
 ///
 /// A job store reports an entry it quarantined once, in the listing that moved it; an entry
-/// it left in place is reported by every listing while it stays. `news` passes the first on
+/// it left in place (also one left for the newer build that wrote it) is reported by every
+/// listing while it stays. `news` passes the first on
 /// every time and the second only while it was not in the previous listing, so an entry that
 /// is fixed and later left out again is news again.
 ///
@@ -69,7 +70,8 @@ impl LeftOutTracker {
         let mut news = Vec::new();
         for entry in left_out {
             match &entry.place {
-                LeftOutPlace::LeftInPlace { at } => {
+                // Still there at every listing while it stays: news only the first time.
+                LeftOutPlace::LeftInPlace { at } | LeftOutPlace::NewerFormat { at } => {
                     let key = (entry.name.clone(), at.clone());
                     if !in_place.contains(&key) {
                         news.push(entry.clone());
@@ -100,6 +102,12 @@ impl LeftOutTracker {
 ///     place: LeftOutPlace::Quarantined { location: "jobs/quarantine/nightly-5.json".to_owned() },
 /// };
 /// assert!(what_to_do_about(&moved).contains("jobs/quarantine/nightly-5.json"));
+///
+/// let newer = LeftOutJob {
+///     place: LeftOutPlace::NewerFormat { at: "jobs/nightly.json".to_owned() },
+///     ..moved
+/// };
+/// assert!(what_to_do_about(&newer).contains("newer build"));
 /// ```
 pub fn what_to_do_about(entry: &LeftOutJob) -> String {
     match (&entry.place, &entry.id) {
@@ -114,6 +122,8 @@ pub fn what_to_do_about(entry: &LeftOutJob) -> String {
         (LeftOutPlace::LeftInPlace { at }, None) => {
             format!("no job can have this name; move {at} out of the job store by hand")
         }
+        // Nothing is wrong with it: deleting or moving it would lose a newer build's job.
+        (LeftOutPlace::NewerFormat { .. }, _) => "nothing is wrong with it: this build leaves it as it is and does not run it; use the newer build of cairn that wrote it (or a later one) to run, change or delete it, and do not delete or move it by hand".to_owned(),
         (_, _) => "look at the job store".to_owned(),
     }
 }

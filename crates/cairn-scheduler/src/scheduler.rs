@@ -114,8 +114,10 @@ pub struct TickReport {
     pub missed_not_run: u64,
     /// Jobs whose stored document does not decode, with the reason; they are left alone.
     pub unreadable: Vec<(JobId, String)>,
-    /// Stored entries the job store left out of its listing (moved aside, or left in place
-    /// because they could be neither read nor moved) that this scheduler had not reported
+    /// Stored entries the job store left out of its listing (moved aside, left in place
+    /// because they could be neither read nor moved, or left for the newer build that wrote
+    /// them), and jobs whose document a newer build wrote (`LeftOutPlace::NewerFormat`),
+    /// that this scheduler had not reported
     /// before: each appears once, not in every tick while it stays, and is logged once as a
     /// WARN. (`run_until` keeps no reports: an entry it finds first is only logged.)
     pub left_out: Vec<LeftOutJob>,
@@ -486,10 +488,7 @@ impl Scheduler {
             ..Look::default()
         };
         let listing = self.jobs.store().listing().await?;
-        look.report.left_out = self.left_out.news(&listing.left_out);
-        for entry in &look.report.left_out {
-            warn_left_out(entry);
-        }
+        let mut left_out = listing.left_out;
         for stored in listing.jobs {
             // Its run goes on: it is looked at again once the run has ended (its
             // `next_run_at` may be past by then, and is handled as a missed tick).
@@ -499,6 +498,12 @@ impl Scheduler {
             let id = stored.id.clone();
             let job = match Job::from_stored(stored) {
                 Ok(job) => job,
+                // Left for the build that wrote it, and reported as the store's entries left
+                // for a newer build are: once, not every tick.
+                Err(Error::NewerFormat { detail, .. }) => {
+                    left_out.push(crate::jobs::newer_document(&id, detail));
+                    continue;
+                }
                 Err(err) => {
                     tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "scheduler skips a job it cannot decode");
                     look.report.unreadable.push((id, err.to_string()));
@@ -524,6 +529,13 @@ impl Scheduler {
                 _ => {}
             }
         }
+        left_out.sort_by(|a, b| a.name.cmp(&b.name));
+        let news = self.left_out.news(&left_out);
+        for entry in &news {
+            warn_left_out(entry);
+        }
+        // Before what the loop reported (a job damaged while it was settled), as listed.
+        look.report.left_out.splice(0..0, news);
         Ok(look)
     }
 
@@ -1100,6 +1112,12 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<bool> {
         let damaged_in_store = match &err {
+            // A newer build rewrote the job meanwhile: it is left to that build, skipped like
+            // a job changed meanwhile; the next look reports it.
+            Error::NewerFormat { .. } => {
+                tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "a newer cairn build rewrote a job while this scheduler handled it; it is left to that build and skipped (its run's outcome, if any, is not recorded)");
+                return Ok(false);
+            }
             Error::BadDocument { .. } => false,
             Error::Store {
                 source: cairn_checkpoint::Error::Encoding { .. },

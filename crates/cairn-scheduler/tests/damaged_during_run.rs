@@ -29,6 +29,8 @@ enum Damage {
     OtherInPlace(MemoryJobStore),
     /// A document the scheduler cannot decode is written over it (the store reads it fine).
     Undecodable(Arc<dyn JobStore>),
+    /// A document of a newer format version is written over it, as a newer build would.
+    Newer(Arc<dyn JobStore>),
 }
 
 /// The store a case runs over, how its runner damages it, and whether the case keeps its
@@ -61,9 +63,15 @@ impl JobRunner for DamagingRunner {
                 assert_ne!(text, damaged, "the job file names its schedule: {text}");
                 std::fs::write(path, damaged).unwrap();
             }
-            Damage::Undecodable(store) => {
+            Damage::Undecodable(store) | Damage::Newer(store) => {
                 let version = store.get(&victim).await.unwrap().unwrap().version;
-                let document = serde_json::json!({"format_version": 9, "id": "victim"});
+                // Version 0 no build wrote: damage. A higher one is a newer build's.
+                let format_version = match &self.damage {
+                    Damage::Newer(_) => cairn_scheduler::JOB_FORMAT_VERSION + 1,
+                    _ => 0,
+                };
+                let document =
+                    serde_json::json!({"format_version": format_version, "id": "victim"});
                 store
                     .put(&victim, Some(version), &document)
                     .await
@@ -126,6 +134,11 @@ fn file_bytes(root: &std::path::Path) -> Setup {
     let store = FileJobStore::open(root).unwrap();
     let path = root.join("jobs").join("victim.json");
     (Arc::new(store), Damage::FileBytes(path), true)
+}
+
+fn newer(_: &std::path::Path) -> Setup {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryJobStore::new());
+    (store.clone(), Damage::Newer(store), false)
 }
 
 fn undecodable(_: &std::path::Path) -> Setup {
@@ -250,6 +263,34 @@ async fn a_job_that_no_longer_decodes_is_reported_unreadable() {
     assert_eq!(first.unreadable[0].0, id("victim"));
     assert!(first.left_out.is_empty(), "{first:?}");
     the_other_job_goes_on(&case, &first).await;
+}
+
+/// A newer build rewrote the job during its run: its outcome is not recorded over the newer
+/// document, the tick goes on, and the next one reports the job as left for that build.
+#[tokio::test]
+async fn a_job_a_newer_build_rewrote_during_its_run_is_left_to_it() {
+    let case = case(newer, Err(RunFailed::new("down"))).await;
+    let first = tick(&case).await;
+    let ran: Vec<&str> = first.runs.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(ran, ["victim", "zother"], "{first:?}");
+    assert!(first.unreadable.is_empty(), "{first:?}");
+    let store = case.scheduler.jobs().store();
+    let stored = store.get(&id("victim")).await.unwrap().unwrap();
+    assert_eq!(
+        stored.document["format_version"],
+        cairn_scheduler::JOB_FORMAT_VERSION + 1,
+        "left as the newer build wrote it: {stored:?}"
+    );
+    let second = tick(&case).await;
+    let ran: Vec<&str> = second.runs.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(ran, ["zother"], "{second:?}");
+    let left: Vec<&str> = second.left_out.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(left, ["victim"], "{second:?}");
+    assert!(matches!(
+        second.left_out[0].place,
+        LeftOutPlace::NewerFormat { .. }
+    ));
+    assert_eq!(store.get(&id("victim")).await.unwrap().unwrap(), stored);
 }
 
 #[tokio::test]

@@ -1,12 +1,13 @@
 //! Job documents a newer build wrote. Fields it added at the same format version are kept
 //! across this build's rewrites (claim, outcome, pause, resume), on every job store; a
-//! document of a newer format version is refused and never rewritten.
+//! document of a newer format version, and a job the store leaves for a newer build, is
+//! refused, reported as left for that build, and never run, rewritten or deleted.
 
 mod common;
 
 use std::sync::Arc;
 
-use cairn_checkpoint::{JobStore, MemoryJobStore};
+use cairn_checkpoint::{JobStore, LeftOutPlace, MemoryJobStore};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_scheduler::{Error, JOB_FORMAT_VERSION, JobStatus, SchedulerConfig};
@@ -99,6 +100,8 @@ async fn a_job_document_of_a_newer_format_version_is_refused_and_left_as_it_is()
             .unwrap();
         let (version, mut document) = stored(&rig, "nightly").await;
         document["format_version"] = json!(JOB_FORMAT_VERSION + 1);
+        // A newer build may change anything else: this build must not need to decode it.
+        document["schedule"] = json!({"kind": "lunar", "phase": "full"});
         document["next_run_at"] = json!(null);
         let written = rig.store.put(&job, Some(version), &document).await;
         let version = written.unwrap().unwrap();
@@ -106,14 +109,33 @@ async fn a_job_document_of_a_newer_format_version_is_refused_and_left_as_it_is()
         rig.clock.advance(std::time::Duration::from_secs(3600));
         let report = rig.scheduler.tick().await.unwrap();
         assert!(report.runs.is_empty(), "{store}: {report:?}");
-        assert_eq!(report.unreadable.len(), 1, "{store}: {report:?}");
+        assert!(report.unreadable.is_empty(), "{store}: {report:?}");
+        assert_eq!(report.left_out.len(), 1, "{store}: {report:?}");
+        assert!(
+            matches!(report.left_out[0].place, LeftOutPlace::NewerFormat { .. }),
+            "{store}: {report:?}"
+        );
+        // Reported once, as every left-out entry is, not every tick.
+        let again = rig.scheduler.tick().await.unwrap();
+        assert!(again.left_out.is_empty(), "{store}: {again:?}");
+        let listed = rig.scheduler.jobs().list_readable().await.unwrap();
+        assert!(listed.unreadable.is_empty(), "{store}: {listed:?}");
+        assert_eq!(listed.newer.len(), 1, "{store}: {listed:?}");
+        assert_eq!(listed.newer[0].id.as_ref(), Some(&job), "{store}");
         for refused in [
-            rig.scheduler.jobs().pause(&job).await,
-            rig.scheduler.jobs().resume(&job, true).await,
-            rig.scheduler.jobs().delete(&job).await,
+            rig.scheduler.jobs().show(&job).await.map(|_| ()),
+            rig.scheduler.jobs().pause(&job).await.map(|_| ()),
+            rig.scheduler.jobs().resume(&job, true).await.map(|_| ()),
+            rig.scheduler.jobs().delete(&job).await.map(|_| ()),
+            // The operator's way out for an unreadable document must not delete it either.
+            rig.scheduler
+                .jobs()
+                .delete_unreadable(&job)
+                .await
+                .map(|_| ()),
         ] {
             assert!(
-                matches!(refused, Err(Error::BadDocument { .. })),
+                matches!(refused, Err(Error::NewerFormat { .. })),
                 "{store}: {refused:?}"
             );
         }
@@ -123,6 +145,58 @@ async fn a_job_document_of_a_newer_format_version_is_refused_and_left_as_it_is()
             "{store}: the newer document is left exactly as it was"
         );
     }
+}
+
+/// A job whose stored file or value a newer build wrote (the store's format, not the
+/// document's) is never run, rewritten or deleted by this build's scheduler, and is reported
+/// once as left for the newer build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_store_leaves_for_a_newer_build_is_never_run_or_changed() {
+    let memory = MemoryJobStore::new();
+    let rig = Rig::over(Arc::new(memory.clone()), SchedulerConfig::default());
+    let job = id("nightly");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("nightly"))
+        .await
+        .unwrap();
+    rig.scheduler
+        .jobs()
+        .add(every_minute("healthy"))
+        .await
+        .unwrap();
+    assert!(memory.plant_newer_format(&job));
+    let report = rig.tick_when_due(&id("healthy")).await;
+    let ran: Vec<&str> = report.runs.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(ran, ["healthy"], "{report:?}");
+    assert_eq!(report.left_out.len(), 1, "{report:?}");
+    assert!(matches!(
+        report.left_out[0].place,
+        LeftOutPlace::NewerFormat { .. }
+    ));
+    for refused in [
+        rig.scheduler.jobs().show(&job).await.map(|_| ()),
+        rig.scheduler.jobs().pause(&job).await.map(|_| ()),
+        rig.scheduler.jobs().delete(&job).await.map(|_| ()),
+        rig.scheduler
+            .jobs()
+            .delete_unreadable(&job)
+            .await
+            .map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::NewerFormat { .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        memory
+            .read_audit(&job)
+            .await
+            .unwrap()
+            .iter()
+            .all(|record| { record.action == cairn_checkpoint::JobAuditAction::Created })
+    );
 }
 
 #[test]
