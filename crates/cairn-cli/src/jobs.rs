@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutJob, RunStatus};
+use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutJob, LeftOutPlace, RunStatus};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_queue::Timestamp;
@@ -36,12 +36,14 @@ Exit codes:
      recurring one whose schedule ran out: refused even with --force)
   5  the state store failed; or `list` found jobs it cannot read: it still prints the others,
      and names each unreadable job with the reason on stderr
-  6  `list` found stored jobs the store had to leave out (damaged: moved to the quarantine
-     folder by this listing, or left in place because they could be neither read nor moved):
-     it still prints the others, and names each one on stderr with why, where it is now and
-     what to do (5 wins when both happen); or `show`, `pause`, `resume` or `rm` found the job
-     damaged (the same report on stderr; nothing was changed). A job found gone because an
-     earlier command moved it aside is exit 2, and says where its copy is
+  6  `list` found stored jobs it had to leave out (damaged: moved to the quarantine folder
+     by this listing, or left in place because they could be neither read nor moved; or
+     written by a newer build of cairn, whose jobs this build leaves as they are and never
+     runs, changes or deletes: use that build for them): it still prints the others, and
+     names each one on stderr with why, where it is now and what to do (5 wins when both
+     happen); or `show`, `pause`, `resume` or `rm` found the job damaged or written by a
+     newer build (the same report on stderr; nothing was changed). A job found gone because
+     an earlier command moved it aside is exit 2, and says where its copy is
   7  `list`, `show` or `audit` could not write its output (stdout failed, say a full disk
      behind a redirect): what it wrote is incomplete";
 
@@ -67,7 +69,8 @@ pub enum JobsCommand {
     #[command(after_help = JOBS_EXIT_CODES)]
     Resume(ResumeJobArgs),
     /// Delete a job (its audit records are kept). A job that cannot be read is deleted too;
-    /// its stored document is kept whole in its audit log first.
+    /// its stored document is kept whole in its audit log first. A job a newer build of
+    /// cairn wrote is never deleted: use that build.
     #[command(visible_alias = "delete", after_help = JOBS_EXIT_CODES)]
     Rm(JobRef),
     /// Print a job's audit log (created, paused, resumed, revived, breaker tripped, ...).
@@ -244,6 +247,16 @@ async fn explain_job_error(
     error: cairn_scheduler::Error,
 ) -> anyhow::Result<u8> {
     use cairn_scheduler::Error as E;
+    if let E::NewerFormat { detail, .. } = &error {
+        // Not damage: left for the newer build, reported as `list` reports it.
+        let entry = newer_entry(&existing_state_root(store)?, store.adapter, id, detail);
+        if store.json {
+            eoutln!("{}", left_out_json(&entry));
+        } else {
+            eoutln!("error: {}", left_out_text(&entry));
+        }
+        return Ok(EXIT_JOBS_LEFT_OUT);
+    }
     let damaged_now = matches!(
         &error,
         E::Store {
@@ -275,6 +288,35 @@ async fn explain_job_error(
         what_to_do_about(&damage.entry)
     ))
     .into())
+}
+
+/// Where job `id` is stored in the state folder `root`: its file, or its sled key.
+fn job_location(root: &Path, adapter: Adapter, id: &JobId) -> String {
+    match adapter {
+        Adapter::File => root
+            .join("jobs")
+            .join(format!("{id}.json"))
+            .display()
+            .to_string(),
+        Adapter::Sled => format!(
+            "{}/{id} in {}",
+            cairn_checkpoint_sled::JOBS_TREE,
+            root.join("sled").display()
+        ),
+    }
+}
+
+/// The left-out entry of job `id`, which a newer build wrote (`detail`: what this build does
+/// not read), at its place in the state folder `root`.
+fn newer_entry(root: &Path, adapter: Adapter, id: &JobId, detail: &str) -> LeftOutJob {
+    LeftOutJob {
+        id: Some(id.clone()),
+        name: id.to_string(),
+        reason: format!("it was written by a newer cairn build ({detail})"),
+        place: LeftOutPlace::NewerFormat {
+            at: job_location(root, adapter, id),
+        },
+    }
 }
 
 fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
@@ -574,9 +616,26 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
             "cairn: job {id} cannot be read, so it is not listed: {reason}; `cairn jobs rm {id}` deletes it"
         );
     }
+    // Jobs whose document a newer build wrote are left for it, as the store's entries left
+    // for a newer build are: named with where they are (the scheduler does not know).
+    let newer: Vec<LeftOutJob> = listed
+        .newer
+        .iter()
+        .map(|entry| match &entry.id {
+            Some(id) => LeftOutJob {
+                place: LeftOutPlace::NewerFormat {
+                    at: job_location(&root, args.store.adapter, id),
+                },
+                ..entry.clone()
+            },
+            None => entry.clone(),
+        })
+        .collect();
+    let mut left_out: Vec<&LeftOutJob> = listed.left_out.iter().chain(&newer).collect();
+    left_out.sort_by(|a, b| a.name.cmp(&b.name));
     // Jobs the store itself left out no longer run: a script must notice (exit 6), and a
     // person must learn where the job is and what to do.
-    for entry in &listed.left_out {
+    for entry in &left_out {
         if args.store.json {
             eoutln!("{}", left_out_json(entry));
         } else {
@@ -585,7 +644,7 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
     }
     let code = if !unreadable.is_empty() {
         EXIT_STORE
-    } else if !listed.left_out.is_empty() {
+    } else if !left_out.is_empty() {
         EXIT_JOBS_LEFT_OUT
     } else {
         EXIT_OK
@@ -601,7 +660,7 @@ async fn cmd_list(args: ListArgs) -> anyhow::Result<u8> {
         }
         return Ok(code);
     }
-    if all.is_empty() && unreadable.is_empty() && listed.left_out.is_empty() {
+    if all.is_empty() && unreadable.is_empty() && left_out.is_empty() {
         outln!(
             "no jobs in {} (add one with `cairn jobs add`)",
             root.display()
@@ -809,7 +868,8 @@ pub fn left_out_text(entry: &LeftOutJob) -> String {
 }
 
 /// The `--json` form of [`left_out_text`]: `{"event": "job_left_out", "kind": "quarantined"
-/// | "left_in_place", "job_id", "name", "reason", "location" | "at", "what_to_do"}`.
+/// | "left_in_place" | "newer_format", "job_id", "name", "reason", "location" | "at",
+/// "what_to_do"}`.
 pub fn left_out_json(entry: &LeftOutJob) -> serde_json::Value {
     let mut value = serde_json::json!({
         "event": "job_left_out",

@@ -105,7 +105,8 @@ Exit codes:
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
 in place because it could be neither read nor moved) does not run: a warning on stderr names
 it, says where it is and what to do, once per job (with --json, a `job_left_out` line on
-stdout).";
+stdout). So does a job a newer build of cairn wrote: this build leaves it exactly as it is
+(never runs, changes or deletes it); run the newer build's scheduler for it.";
 
 /// `cairn scheduler`.
 #[derive(Debug, Clone, Args)]
@@ -1171,6 +1172,14 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<u8> {
     let listed = scheduler.jobs().list_readable().await.map_err(job_error)?;
     for (id, reason) in &listed.unreadable {
         eoutln!("cairn: job {id} cannot be read, so it is not scheduled: {reason}");
+    }
+    // Documents a newer build wrote (the store's own entries are named by `WatchedJobs`).
+    for entry in &listed.newer {
+        if lines.json {
+            outln!("{}", left_out_json(entry));
+        } else {
+            eoutln!("warning: {}", left_out_text(entry));
+        }
     }
     let count = listed.jobs.len();
     lines.say(
