@@ -236,15 +236,18 @@ fn invalid_event(reason: String) -> Error {
 }
 
 /// Why `task` cannot take the attempt limit `max_attempts`, if it cannot: the limit must be
-/// at least 1, a pending task must have an attempt left under it (or it could never start),
-/// and no task may have used more attempts than it allows.
+/// at least 1, a pending or blocked task must have an attempt left under it (or it could
+/// never start; a blocked task turns pending when its ancestor is retried), and no task may
+/// have used more attempts than it allows.
 fn attempt_limit_problem(task: &Task, max_attempts: u32) -> Option<String> {
     let id = task.id;
     if max_attempts == 0 {
         Some(format!(
             "task {id} would be allowed 0 attempts; it could never run"
         ))
-    } else if task.status == Status::Pending && task.attempts >= max_attempts {
+    } else if matches!(task.status, Status::Pending | Status::Blocked)
+        && task.attempts >= max_attempts
+    {
         Some(format!(
             "task {id} has used {} attempt(s), so a limit of {max_attempts} would leave it none",
             task.attempts
@@ -317,7 +320,7 @@ impl Queue {
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
     ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
     ///   (for example a `pending` task under a failed one, or a `blocked` task without
-    ///   `blocked_by`).
+    ///   `blocked_by`), or a `pending` or `blocked` task has no attempt left.
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -909,8 +912,8 @@ impl Queue {
     /// - [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is `running`,
     ///   `done` or `skipped`.
     /// - [`Error::InvalidSpec`] when `inputs` nest too deep, the limit is 0, or it is not
-    ///   above the attempts a pending task has used (it could never start again) or below
-    ///   those a failed or blocked task has used.
+    ///   above the attempts a pending or blocked task has used (it could never start again)
+    ///   or is below those a failed task has used.
     /// - [`Error::DuplicateInputs`] when the task takes part in the dedup guard and another
     ///   such task of its kind already has `inputs`.
     /// - [`Error::InvalidSpec`] when new inputs are given to a follow-up under the dedup
@@ -1994,6 +1997,12 @@ fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
             if failed_dep.is_none() {
                 return Err(inconsistent(format!(
                     "{id} is blocked but none of its dependencies failed"
+                )));
+            }
+            // A retry of its ancestor makes it pending, which needs an attempt left.
+            if task.attempts >= task.max_attempts {
+                return Err(inconsistent(format!(
+                    "{id} is blocked with no attempts left"
                 )));
             }
         }

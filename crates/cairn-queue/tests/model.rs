@@ -518,7 +518,8 @@ impl Model {
                     return Err("InvalidTransition");
                 }
                 let max = max_attempts(*attempts).unwrap_or(DEFAULT_ATTEMPTS);
-                let no_attempt_left = task.status == Status::Pending && task.attempts >= max;
+                let no_attempt_left = matches!(task.status, Status::Pending | Status::Blocked)
+                    && task.attempts >= max;
                 if max == 0 || no_attempt_left || task.attempts > max {
                     return Err("InvalidSpec");
                 }
