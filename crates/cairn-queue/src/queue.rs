@@ -319,8 +319,9 @@ impl Queue {
     /// - [`Error::UnsupportedFormat`] when `format_version` is not [`SNAPSHOT_FORMAT_VERSION`].
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
     ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
-    ///   (for example a `pending` task under a failed one, or a `blocked` task without
-    ///   `blocked_by`), or a `pending` or `blocked` task has no attempt left.
+    ///   (for example a `pending` task under a failed one, or a `blocked` task whose
+    ///   `blocked_by` is missing or names no failed ancestor), or a `pending` or `blocked`
+    ///   task has no attempt left.
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -1997,6 +1998,17 @@ fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
             if failed_dep.is_none() {
                 return Err(inconsistent(format!(
                     "{id} is blocked but none of its dependencies failed"
+                )));
+            }
+            // The blocker is a failed dependency or a blocked dependency's blocker, so it is
+            // an ancestor, and a retry of it reaches this task to unblock it.
+            let names_an_ancestor = task.depends_on.iter().any(|dep| {
+                *dep == ancestor
+                    || (at(dep).status == Status::Blocked && at(dep).blocked_by == Some(ancestor))
+            });
+            if !names_an_ancestor {
+                return Err(inconsistent(format!(
+                    "{id} is blocked by {ancestor}, which is not a failed ancestor of it"
                 )));
             }
             // A retry of its ancestor makes it pending, which needs an attempt left.

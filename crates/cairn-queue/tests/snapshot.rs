@@ -512,3 +512,38 @@ fn amend_leaves_a_blocked_task_an_attempt() {
     assert_eq!(q.start(b, T0).unwrap(), 2);
     Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
 }
+
+/// `blocked_by` names a failed ancestor: a failed dependency, or the task that blocks a
+/// blocked dependency. Naming another failed task would misreport the cause, and a retry of
+/// that task would leave the blocked task naming a pending one, which no snapshot may hold.
+#[test]
+fn blocked_by_must_name_a_failed_ancestor() {
+    let mut q = failed_with_blocked_dependent();
+    let unrelated = q
+        .enqueue(TaskSpec::new("c").max_attempts(1), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start(unrelated, T0).unwrap();
+    q.fail(unrelated, TaskError::new("x", "y"), false, T0, T0)
+        .unwrap();
+    // A blocked task under the blocked t1 names t1's blocker: that loads.
+    let below = q
+        .enqueue(
+            TaskSpec::new("d").depends_on([TaskId(1)]),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    assert_eq!(q.get(below).unwrap().blocked_by, Some(TaskId(0)));
+    Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    for blocked in [TaskId(1), below] {
+        let mut snapshot = q.snapshot();
+        snapshot.tasks[blocked.0 as usize].blocked_by = Some(unrelated);
+        let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InconsistentSnapshot { .. }),
+            "{blocked}: {err:?}"
+        );
+    }
+}
