@@ -918,8 +918,8 @@ impl Queue {
     /// - [`Error::DuplicateInputs`] when the task takes part in the dedup guard and another
     ///   such task of its kind already has `inputs`.
     /// - [`Error::InvalidSpec`] when new inputs are given to a follow-up under the dedup
-    ///   guard whose parent is not `done`: the parent may run again and enqueue the old
-    ///   inputs, which the guard no longer finds, so a second task would be created.
+    ///   guard whose parent is not `done` or `skipped`: the parent may run again and enqueue
+    ///   the old inputs, which the guard no longer finds, so a second task would be created.
     ///
     /// The guard finds a task by its inputs as they are: once a task under it is amended, a
     /// later enqueue of its old inputs (by the host, for a root task) creates a new task.
@@ -974,15 +974,19 @@ impl Queue {
         }
         if task.dedup && !canonical_eq(&task.inputs, &inputs) {
             // The guard finds a follow-up by the inputs its parent enqueues: a parent that
-            // runs again would enqueue the old inputs and get a second task.
+            // runs again would enqueue the old inputs and get a second task. A done or
+            // skipped parent never runs again; only failed tasks are retried.
             if let EnqueuedBy::Task(parent) = task.enqueued_by
-                && self.tasks[parent.0 as usize].status != Status::Done
+                && !matches!(
+                    self.tasks[parent.0 as usize].status,
+                    Status::Done | Status::Skipped
+                )
             {
                 return Err(Error::InvalidSpec {
                     reason: format!(
                         "task {id} is a follow-up of task {parent} under the dedup guard, and \
-                         {parent} is not done: it may run again and enqueue the old inputs, \
-                         which would then make a second task"
+                         {parent} is not done or skipped: it may run again and enqueue the old \
+                         inputs, which would then make a second task"
                     ),
                 });
             }

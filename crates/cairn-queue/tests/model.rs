@@ -525,9 +525,7 @@ impl Model {
                 }
                 let inputs = input_value(*input);
                 // A guarded follow-up keeps its inputs while its parent may run again.
-                let parent_not_done = task
-                    .parent
-                    .is_some_and(|p| self.tasks[p].status != Status::Done);
+                let parent_not_done = task.parent.is_some_and(|p| !self.satisfied(p));
                 if task.dedup && task.inputs != inputs && parent_not_done {
                     return Err("InvalidSpec");
                 }
