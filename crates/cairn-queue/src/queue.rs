@@ -320,8 +320,9 @@ impl Queue {
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
     ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
     ///   (for example a `pending` task under a failed one, or a `blocked` task whose
-    ///   `blocked_by` is missing or names no failed ancestor), or a `pending` or `blocked`
-    ///   task has no attempt left.
+    ///   `blocked_by` is missing or names no failed ancestor), a `pending` or `blocked` task
+    ///   has no attempt left, or the phase records disagree (a phase started twice, or
+    ///   completed without being started).
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -517,7 +518,8 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// - [`Error::InvalidSpec`] for an empty kind or an attempt limit of 0.
+    /// - [`Error::InvalidSpec`] for an empty kind, an attempt limit of 0, or inputs nested
+    ///   deeper than [`MAX_VALUE_DEPTH`].
     /// - [`Error::UnknownDependencies`] naming every `depends_on` id that does not exist.
     /// - [`Error::UnknownTask`] when `by` names a task that does not exist, and
     ///   [`Error::InvalidTransition`] when that task is not `running`.
