@@ -18,9 +18,9 @@
 //!   ancestor still blocks it, in which case `blocked_by` names that ancestor instead.
 //! - **Amend.** `amend(id, inputs, max_attempts)` corrects the definition of a `pending`,
 //!   `failed` or `blocked` task (never a running or finished one): its next attempt runs the
-//!   new inputs under the new limit, which must leave a pending task an attempt. Status,
-//!   attempts, error and dependencies are kept; under the dedup guard the new inputs must not
-//!   be another task's.
+//!   new inputs under the new limit, which must leave a pending or blocked task an attempt.
+//!   Status, attempts, error and dependencies are kept; under the dedup guard the new inputs
+//!   must not be another task's.
 //! - **Enqueue onto a failed branch.** A task that depends on a `failed` or `blocked` task is
 //!   accepted and enters `blocked` at once (blocked by the failed ancestor), so a retry of
 //!   that ancestor revives it too.

@@ -236,15 +236,18 @@ fn invalid_event(reason: String) -> Error {
 }
 
 /// Why `task` cannot take the attempt limit `max_attempts`, if it cannot: the limit must be
-/// at least 1, a pending task must have an attempt left under it (or it could never start),
-/// and no task may have used more attempts than it allows.
+/// at least 1, a pending or blocked task must have an attempt left under it (or it could
+/// never start; a blocked task turns pending when its ancestor is retried), and no task may
+/// have used more attempts than it allows.
 fn attempt_limit_problem(task: &Task, max_attempts: u32) -> Option<String> {
     let id = task.id;
     if max_attempts == 0 {
         Some(format!(
             "task {id} would be allowed 0 attempts; it could never run"
         ))
-    } else if task.status == Status::Pending && task.attempts >= max_attempts {
+    } else if matches!(task.status, Status::Pending | Status::Blocked)
+        && task.attempts >= max_attempts
+    {
         Some(format!(
             "task {id} has used {} attempt(s), so a limit of {max_attempts} would leave it none",
             task.attempts
@@ -316,8 +319,10 @@ impl Queue {
     /// - [`Error::UnsupportedFormat`] when `format_version` is not [`SNAPSHOT_FORMAT_VERSION`].
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
     ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
-    ///   (for example a `pending` task under a failed one, or a `blocked` task without
-    ///   `blocked_by`).
+    ///   (for example a `pending` task under a failed one, or a `blocked` task whose
+    ///   `blocked_by` is missing or names no failed ancestor), a `pending` or `blocked` task
+    ///   has no attempt left, or the phase records disagree (a phase started twice, or
+    ///   completed without being started).
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -513,7 +518,8 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// - [`Error::InvalidSpec`] for an empty kind or an attempt limit of 0.
+    /// - [`Error::InvalidSpec`] for an empty kind, an attempt limit of 0, or inputs nested
+    ///   deeper than [`MAX_VALUE_DEPTH`].
     /// - [`Error::UnknownDependencies`] naming every `depends_on` id that does not exist.
     /// - [`Error::UnknownTask`] when `by` names a task that does not exist, and
     ///   [`Error::InvalidTransition`] when that task is not `running`.
@@ -909,13 +915,13 @@ impl Queue {
     /// - [`Error::UnknownTask`]; [`Error::InvalidTransition`] when the task is `running`,
     ///   `done` or `skipped`.
     /// - [`Error::InvalidSpec`] when `inputs` nest too deep, the limit is 0, or it is not
-    ///   above the attempts a pending task has used (it could never start again) or below
-    ///   those a failed or blocked task has used.
+    ///   above the attempts a pending or blocked task has used (it could never start again)
+    ///   or is below those a failed task has used.
     /// - [`Error::DuplicateInputs`] when the task takes part in the dedup guard and another
     ///   such task of its kind already has `inputs`.
     /// - [`Error::InvalidSpec`] when new inputs are given to a follow-up under the dedup
-    ///   guard whose parent is not `done`: the parent may run again and enqueue the old
-    ///   inputs, which the guard no longer finds, so a second task would be created.
+    ///   guard whose parent is not `done` or `skipped`: the parent may run again and enqueue
+    ///   the old inputs, which the guard no longer finds, so a second task would be created.
     ///
     /// The guard finds a task by its inputs as they are: once a task under it is amended, a
     /// later enqueue of its old inputs (by the host, for a root task) creates a new task.
@@ -970,15 +976,19 @@ impl Queue {
         }
         if task.dedup && !canonical_eq(&task.inputs, &inputs) {
             // The guard finds a follow-up by the inputs its parent enqueues: a parent that
-            // runs again would enqueue the old inputs and get a second task.
+            // runs again would enqueue the old inputs and get a second task. A done or
+            // skipped parent never runs again; only failed tasks are retried.
             if let EnqueuedBy::Task(parent) = task.enqueued_by
-                && self.tasks[parent.0 as usize].status != Status::Done
+                && !matches!(
+                    self.tasks[parent.0 as usize].status,
+                    Status::Done | Status::Skipped
+                )
             {
                 return Err(Error::InvalidSpec {
                     reason: format!(
                         "task {id} is a follow-up of task {parent} under the dedup guard, and \
-                         {parent} is not done: it may run again and enqueue the old inputs, \
-                         which would then make a second task"
+                         {parent} is not done or skipped: it may run again and enqueue the old \
+                         inputs, which would then make a second task"
                     ),
                 });
             }
@@ -1994,6 +2004,23 @@ fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
             if failed_dep.is_none() {
                 return Err(inconsistent(format!(
                     "{id} is blocked but none of its dependencies failed"
+                )));
+            }
+            // The blocker is a failed dependency or a blocked dependency's blocker, so it is
+            // an ancestor, and a retry of it reaches this task to unblock it.
+            let names_an_ancestor = task.depends_on.iter().any(|dep| {
+                *dep == ancestor
+                    || (at(dep).status == Status::Blocked && at(dep).blocked_by == Some(ancestor))
+            });
+            if !names_an_ancestor {
+                return Err(inconsistent(format!(
+                    "{id} is blocked by {ancestor}, which is not a failed ancestor of it"
+                )));
+            }
+            // A retry of its ancestor makes it pending, which needs an attempt left.
+            if task.attempts >= task.max_attempts {
+                return Err(inconsistent(format!(
+                    "{id} is blocked with no attempts left"
                 )));
             }
         }

@@ -518,15 +518,14 @@ impl Model {
                     return Err("InvalidTransition");
                 }
                 let max = max_attempts(*attempts).unwrap_or(DEFAULT_ATTEMPTS);
-                let no_attempt_left = task.status == Status::Pending && task.attempts >= max;
+                let no_attempt_left = matches!(task.status, Status::Pending | Status::Blocked)
+                    && task.attempts >= max;
                 if max == 0 || no_attempt_left || task.attempts > max {
                     return Err("InvalidSpec");
                 }
                 let inputs = input_value(*input);
                 // A guarded follow-up keeps its inputs while its parent may run again.
-                let parent_not_done = task
-                    .parent
-                    .is_some_and(|p| self.tasks[p].status != Status::Done);
+                let parent_not_done = task.parent.is_some_and(|p| !self.satisfied(p));
                 if task.dedup && task.inputs != inputs && parent_not_done {
                     return Err("InvalidSpec");
                 }

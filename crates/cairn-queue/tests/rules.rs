@@ -684,6 +684,29 @@ fn amend_refuses_new_inputs_for_a_guarded_follow_up_of_a_parent_not_done() {
     q.amend(free, json!(2), None, T0).unwrap();
 }
 
+/// A parent that skipped itself never runs again (only failed tasks are retried), so it
+/// cannot enqueue the old inputs once more: its follow-up may be amended as under a done one.
+#[test]
+fn amend_gives_new_inputs_to_a_guarded_follow_up_of_a_skipped_parent() {
+    let mut q = queue();
+    let parent = add(&mut q, "parent", &[]);
+    q.start(parent, T0).unwrap();
+    let child = q
+        .enqueue(
+            TaskSpec::new("child").inputs(json!({ "url": "a" })),
+            EnqueuedBy::Task(parent),
+            T0,
+        )
+        .unwrap()
+        .id;
+    q.skip(parent, Handoff::default(), T0).unwrap();
+    q.amend(child, json!({ "url": "a-fixed" }), None, T0)
+        .unwrap();
+    assert_eq!(q.get(child).unwrap().inputs, json!({ "url": "a-fixed" }));
+    let replayed = Queue::replay(None, &q.take_events(), QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
+}
+
 #[test]
 fn amend_keeps_the_dedup_guard_one_task_per_key() {
     let mut q = queue();

@@ -446,3 +446,104 @@ fn floats_come_back_from_their_json_text_exactly_so_the_dedup_guard_still_matche
         .unwrap();
     assert_eq!((again.id, again.existing), (child, true));
 }
+
+/// A queue whose t1 waits on t0, which failed on its only attempt: t1 is blocked by t0.
+fn failed_with_blocked_dependent() -> Queue {
+    let mut q = Queue::new(QueueConfig::default());
+    let a = q
+        .enqueue(TaskSpec::new("a").max_attempts(1), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    let b = q
+        .enqueue(
+            TaskSpec::new("b").depends_on([a]).max_attempts(3),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    q.start(a, T0).unwrap();
+    q.fail(a, TaskError::new("x", "y"), false, T0, T0).unwrap();
+    assert_eq!(q.get(b).unwrap().status, Status::Blocked);
+    q
+}
+
+/// A blocked task turns pending when its failed ancestor is retried, so, like a pending
+/// task, it needs an attempt left: one without would be pending and never startable, the run
+/// never drained, and the queue's next snapshot refused.
+#[test]
+fn blocked_task_with_no_attempts_left_is_inconsistent() {
+    let mut snapshot = failed_with_blocked_dependent().snapshot();
+    snapshot.tasks[1].attempts = 3;
+    let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::InconsistentSnapshot { .. }), "{err:?}");
+}
+
+/// The same rule for `amend`: a blocked task keeps an attempt under its new limit, checked by
+/// the operation and by `apply`.
+#[test]
+fn amend_leaves_a_blocked_task_an_attempt() {
+    let (a, b) = (TaskId(0), TaskId(1));
+    let mut snapshot = failed_with_blocked_dependent().snapshot();
+    // Only foreign data gives a blocked task used attempts, and one left is enough to load.
+    snapshot.tasks[1].attempts = 1;
+    let mut q = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap();
+    let refused = q.amend(b, serde_json::Value::Null, Some(1), T0);
+    assert!(
+        matches!(refused, Err(Error::InvalidSpec { .. })),
+        "{refused:?}"
+    );
+    let event = cairn_queue::Event::Amended {
+        id: b,
+        inputs: serde_json::Value::Null,
+        max_attempts: 1,
+        at: T0,
+    };
+    let refused = q.apply(&event);
+    assert!(
+        matches!(refused, Err(Error::InvalidEvent { .. })),
+        "{refused:?}"
+    );
+    q.amend(b, serde_json::Value::Null, Some(2), T0).unwrap();
+    q.retry(a, T0).unwrap();
+    q.start(a, T0).unwrap();
+    q.complete(a, Handoff::default(), T0).unwrap();
+    assert_eq!(q.next_runnable(T0), [b]);
+    assert_eq!(q.start(b, T0).unwrap(), 2);
+    Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+}
+
+/// `blocked_by` names a failed ancestor: a failed dependency, or the task that blocks a
+/// blocked dependency. Naming another failed task would misreport the cause, and a retry of
+/// that task would leave the blocked task naming a pending one, which no snapshot may hold.
+#[test]
+fn blocked_by_must_name_a_failed_ancestor() {
+    let mut q = failed_with_blocked_dependent();
+    let unrelated = q
+        .enqueue(TaskSpec::new("c").max_attempts(1), EnqueuedBy::Root, T0)
+        .unwrap()
+        .id;
+    q.start(unrelated, T0).unwrap();
+    q.fail(unrelated, TaskError::new("x", "y"), false, T0, T0)
+        .unwrap();
+    // A blocked task under the blocked t1 names t1's blocker: that loads.
+    let below = q
+        .enqueue(
+            TaskSpec::new("d").depends_on([TaskId(1)]),
+            EnqueuedBy::Root,
+            T0,
+        )
+        .unwrap()
+        .id;
+    assert_eq!(q.get(below).unwrap().blocked_by, Some(TaskId(0)));
+    Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    for blocked in [TaskId(1), below] {
+        let mut snapshot = q.snapshot();
+        snapshot.tasks[blocked.0 as usize].blocked_by = Some(unrelated);
+        let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InconsistentSnapshot { .. }),
+            "{blocked}: {err:?}"
+        );
+    }
+}
