@@ -1636,7 +1636,10 @@ impl Queue {
                 // The guard keeps one task per key: the new inputs get an entry unless this
                 // task already holds them; another task holding them is an error. The old
                 // entry stays, and lookups skip it because they compare the task itself.
-                let fresh = if task.dedup {
+                // Unchanged inputs leave the guard alone, as `amend` does: a journal from
+                // before the guard compared floats exactly may hold two tasks with one key,
+                // and the later one's limit can still be amended.
+                let fresh = if task.dedup && !canonical_eq(&task.inputs, inputs) {
                     let hash = crate::canonical::dedup_hash(&task.kind, inputs);
                     match self.find_duplicate(hash, &task.kind, inputs) {
                         Some(existing) if existing != *id => {

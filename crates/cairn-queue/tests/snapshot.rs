@@ -1,8 +1,8 @@
 //! Snapshot round trips and the validation `Queue::from_snapshot` does on foreign data.
 
 use cairn_queue::{
-    EnqueuedBy, Error, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION, Snapshot, Status,
-    TaskError, TaskId, TaskSpec, Timestamp,
+    EnqueuedBy, Error, Event, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION, Snapshot,
+    Status, TaskError, TaskId, TaskSpec, Timestamp,
 };
 use serde_json::json;
 
@@ -546,4 +546,30 @@ fn blocked_by_must_name_a_failed_ancestor() {
             "{blocked}: {err:?}"
         );
     }
+}
+
+#[test]
+fn a_journal_with_two_tasks_of_one_key_can_still_amend_the_later_ones_limit() {
+    // Journals from before `float_roundtrip` can hold two guarded tasks whose inputs read
+    // back equal. Replay keeps both, and the guard's entry stays with the first.
+    let enqueued = |id: u64| Event::Enqueued {
+        id: TaskId(id),
+        kind: "fetch".to_owned(),
+        inputs: json!({ "url": "a" }),
+        depends_on: Vec::new(),
+        max_attempts: 3,
+        enqueued_by: EnqueuedBy::Root,
+        dedup: true,
+        at: T0,
+    };
+    let mut q = Queue::replay(None, &[enqueued(0), enqueued(1)], QueueConfig::default()).unwrap();
+    let later = TaskId(1);
+
+    // Same inputs, a new limit: the guard is not asked, live or on replay.
+    q.amend(later, json!({ "url": "a" }), Some(5), T0).unwrap();
+    assert_eq!(q.get(later).unwrap().max_attempts, 5);
+    let mut events = vec![enqueued(0), enqueued(1)];
+    events.extend(q.take_events());
+    let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), q.snapshot());
 }
