@@ -327,6 +327,21 @@ impl JobStore for WatchedJobs {
                 &format!("job {id}: one-shot job completed"),
                 serde_json::json!({"event": "job_completed", "job_id": id.as_str()}),
             ),
+            // A hand-edited job the scheduler repaired: say so, as the WARN is not shown.
+            JobAuditAction::Resumed if record.detail["rescheduled"] == true => {
+                let next = record.detail["next_run_at"]
+                    .as_u64()
+                    .map_or_else(|| "unknown".to_owned(), format_timestamp);
+                self.lines.say(
+                    &format!(
+                        "job {id}: it was active with no next run time stored (its document was edited); next run set from its schedule: {next}"
+                    ),
+                    serde_json::json!({
+                        "event": "job_rescheduled", "job_id": id.as_str(),
+                        "next_run_at": record.detail["next_run_at"],
+                    }),
+                )
+            }
             JobAuditAction::Deleted => self.lines.say(
                 &format!("job {id}: deleted ({})", record.message),
                 serde_json::json!({"event": "job_deleted", "job_id": id.as_str(), "message": record.message}),

@@ -1303,6 +1303,14 @@ fn an_at_time_long_past_is_taken_with_a_warning() {
 /// Moves job `id`'s next run time back by `ms`, through the job store's own API (so its
 /// checksum and version stay right), as if nothing had served it since.
 fn make_late(sandbox: &Sandbox, id: &str, ms: u64) {
+    edit_job(sandbox, id, |document| {
+        let due = document["next_run_at"].as_u64().expect("a next run");
+        document["next_run_at"] = (due - ms).into();
+    });
+}
+
+/// Rewrites job `id`'s stored document with `edit`, as a person with an editor could.
+fn edit_job(sandbox: &Sandbox, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     let store =
         cairn_cli::jobs::open_job_store(&sandbox.path(".cairn"), cairn_cli::store::Adapter::File)
             .expect("the job store");
@@ -1313,8 +1321,7 @@ fn make_late(sandbox: &Sandbox, id: &str, ms: u64) {
         .block_on(async {
             let stored = store.get(&id).await.unwrap().expect("the job");
             let mut document = stored.document.clone();
-            let due = document["next_run_at"].as_u64().expect("a next run");
-            document["next_run_at"] = (due - ms).into();
+            edit(&mut document);
             store
                 .put(&id, Some(stored.version), &document)
                 .await
@@ -1493,4 +1500,37 @@ fn a_failed_runs_error_is_the_same_object_in_every_json_stream() {
         finished[0]["error"]["message"].as_str().expect("a message"),
         "`down`",
     );
+}
+
+/// An active job stored with no next run time (edited by hand) is given one by the scheduler,
+/// which says so: the repair is audited, and the WARN it logs is not shown by default.
+#[test]
+fn the_scheduler_says_when_it_reschedules_a_job_stored_with_no_next_run() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", "edited", "--every", "10m"],
+    );
+    edit_job(&sandbox, "edited", |document| {
+        document["next_run_at"] = serde_json::Value::Null;
+    });
+    let mut scheduler = sandbox.spawn(
+        &["scheduler", "--state-dir", ".cairn", "--poll", "1s"],
+        "sched.out",
+        "sched.err",
+    );
+    wait_for("the job to be rescheduled", || {
+        show(&sandbox, "edited").is_some_and(|job| job["next_run_at"].is_u64())
+            || scheduler.try_wait().expect("try_wait").is_some()
+    });
+    let (status, out, err) = stop_scheduler(&sandbox, &mut scheduler);
+    assert_eq!(status.code(), Some(OK), "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|line| line.starts_with("job edited: "))
+        .unwrap_or_else(|| panic!("no line about the job: {out}"));
+    assert_contains(line, "no next run time stored");
+    assert_contains(line, "next run set from its schedule: ");
+    assert!(audit_actions(&sandbox, "edited").contains(&"resumed".to_owned()));
 }
