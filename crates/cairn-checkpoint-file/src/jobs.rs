@@ -14,8 +14,26 @@
 //!                                 audited as `TornLineCut` with the cut bytes in its detail;
 //!                                 readers skip it, and refuse any other bad line
 //!   quarantine/<job_id>-<ms>.json a damaged job file, moved aside, never deleted
+//!   .version-floor                {format_version, floor, crc32c}: the floor of retired
+//!                                 versions (absent: 0), replaced atomically like a job file
 //!   .tmp-<job_id>-<pid>-<n>       a write in progress (made and renamed under `.lock`)
+//!   .tmp-version-floor-<pid>-<n>  the same, for `.version-floor`
 //! ```
+//!
+//! # Versions
+//!
+//! A version is never used twice under one job id (the port's "Versions"). A new job is
+//! stored at the floor plus one. Before a delete removes a job file, the floor is raised to
+//! the deleted version and made durable (temp file, fsync, rename, folder fsync); before a
+//! damaged file is moved aside, to the version the file names, when it still parses and
+//! names its job (the version is outside the checksum, as for every read), or else by
+//! `UNREAD_VERSION_STEP`. Builds before the floor never read or write `.version-floor`
+//! (their listings read `*.json` only, and their first write removes only `.tmp-*`), so the
+//! job files keep their format and an existing job keeps its version. A `.version-floor`
+//! that does not check is left where it is, and every create, delete and move aside is
+//! refused with `Error::Encoding` naming it until an operator looks (removing it gives up
+//! the guarantee for the jobs deleted before); one a newer build wrote is refused with
+//! `Error::NewerJobFormat` and left as it is.
 //!
 //! Temp files are the one thing the store deletes. A temp file is a write that was never
 //! acknowledged (the job file is the state; the temp file becomes it only by the rename), so
@@ -61,7 +79,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cairn_checkpoint::{
     Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
-    Result, StoredJob, VersionConflict, wall_clock_now,
+    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +106,11 @@ use crate::line_log;
 /// ```
 pub const JOB_FILE_FORMAT_VERSION: u32 = 1;
 
+/// The format version of `.version-floor` this build writes, and the highest it reads.
+const FLOOR_FORMAT_VERSION: u32 = 1;
+
 const LOCK_FILE: &str = ".lock";
+const FLOOR_FILE: &str = ".version-floor";
 const AUDIT_FILE: &str = "audit.jsonl";
 const QUARANTINE_DIR: &str = "quarantine";
 /// How the temp files of writes begin (`.tmp-<job_id>-<pid>-<n>`).
@@ -143,6 +165,19 @@ struct JobFile {
     version: u64,
     crc32c: u32,
     document: serde_json::Value,
+}
+
+/// `.version-floor`: every job deleted or moved aside had versions up to `floor`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FloorFile {
+    format_version: u32,
+    floor: u64,
+    /// CRC32C of `floor` in decimal.
+    crc32c: u32,
+}
+
+fn floor_checksum(floor: u64) -> u32 {
+    crc32c::crc32c(floor.to_string().as_bytes())
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -490,10 +525,15 @@ impl Inner {
     }
 
     /// Moves a damaged job file (or a stray entry with its name) aside and audits it: the
-    /// record first, then the rename, then both folders are fsynced. Call with the store lock
-    /// held. Returns the error `get` reports and where the entry went; an `Io` error means the
-    /// entry stayed in place.
+    /// floor of retired versions raised first, then the record, then the rename, then both
+    /// folders are fsynced. Call with the store lock held. Returns the error `get` reports
+    /// and where the entry went; an `Io` error with op `rename` means the entry stayed in
+    /// place.
     fn quarantine(&self, id: &JobId, reason: &str) -> Result<(Error, PathBuf)> {
+        // Before anything is moved or audited: a job added again once this one is gone
+        // starts above every version it had.
+        let last = self.last_version_of_damaged(id)?;
+        self.raise_floor(id, last)?;
         let from = self.path(id);
         let to = self.quarantine_target(id);
         let message = format!(
@@ -640,7 +680,17 @@ impl Inner {
                 current,
             }));
         }
-        let version = expected.map_or(1, |v| v + 1);
+        let version = match expected {
+            Some(v) => v + 1,
+            // Above every version a job under any id had before, so above this id's.
+            None => self
+                .read_floor(id)?
+                .checked_add(1)
+                .ok_or_else(|| Error::Encoding {
+                    what: "job version floor",
+                    detail: format!("{} holds the highest version", self.floor_path().display()),
+                })?,
+        };
         let file = JobFile {
             format_version: JOB_FILE_FORMAT_VERSION,
             id: id.to_string(),
@@ -652,8 +702,22 @@ impl Inner {
             what: "job file",
             detail: e.to_string(),
         })?;
+        self.replace_file(&self.path(id), id.as_str(), "rename", &bytes)?;
+        Ok(Ok(version))
+    }
+
+    /// Replaces `target` in the job folder with `bytes` the way every job file is written:
+    /// a temp file `.tmp-<tag>-<pid>-<n>`, fsynced, renamed over `target` (an error naming
+    /// `rename_op` when that fails), and the folder fsynced. Call with the store lock held.
+    fn replace_file(
+        &self,
+        target: &Path,
+        tag: &str,
+        rename_op: &'static str,
+        bytes: &[u8],
+    ) -> Result<()> {
         let temp = self.dir.join(format!(
-            "{TEMP_PREFIX}{id}-{}-{}",
+            "{TEMP_PREFIX}{tag}-{}-{}",
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
@@ -664,21 +728,103 @@ impl Inner {
             .open(&temp)
             .map_err(io_err("create", &temp))?;
         let written = out
-            .write_all(&bytes)
+            .write_all(bytes)
             .map_err(io_err("write", &temp))
             .and_then(|()| self.sync(&temp, || out.sync_all()));
         drop(out);
-        let target = self.path(id);
         let renamed =
-            written.and_then(|()| fs::rename(&temp, &target).map_err(io_err("rename", &temp)));
+            written.and_then(|()| fs::rename(&temp, target).map_err(io_err(rename_op, &temp)));
         if let Err(err) = renamed {
             // This write's own temp file, never acknowledged: removed now (best effort), not
             // left for the next handle (on a full disk, a scheduler would leave one per tick).
             let _ = fs::remove_file(&temp);
             return Err(err);
         }
-        self.sync_dir(&self.dir)?;
-        Ok(Ok(version))
+        self.sync_dir(&self.dir)
+    }
+
+    fn floor_path(&self) -> PathBuf {
+        self.dir.join(FLOOR_FILE)
+    }
+
+    /// The floor of retired versions (0 when no job was ever deleted or moved aside).
+    /// Errors name job `id`, the job whose write needs the floor. Call with the store lock
+    /// held.
+    fn read_floor(&self, id: &JobId) -> Result<u64> {
+        let path = self.floor_path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let bad = |why: String| Error::Encoding {
+            what: "job version floor",
+            detail: format!(
+                "{} {why}; it is left where it is, and no job is created, deleted or moved aside until an operator looks (removing it lets a job deleted before be added again at a version it had)",
+                path.display()
+            ),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("does not parse ({e})")))?;
+        // Read first, as for job files: a newer build may have changed the rest.
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if let Some(found) = version.filter(|v| *v > u64::from(FLOOR_FORMAT_VERSION)) {
+            return Err(Error::NewerJobFormat {
+                job_id: id.clone(),
+                at: path.display().to_string(),
+                detail: format!(
+                    "the job version floor has format version {found} (this build reads {FLOOR_FORMAT_VERSION}); no job is created, deleted or moved aside by this build"
+                ),
+            });
+        }
+        let file: FloorFile =
+            serde_json::from_value(value).map_err(|e| bad(format!("does not parse ({e})")))?;
+        if file.format_version != FLOOR_FORMAT_VERSION {
+            return Err(bad(format!(
+                "has format version {} (this build reads {FLOOR_FORMAT_VERSION})",
+                file.format_version
+            )));
+        }
+        if floor_checksum(file.floor) != file.crc32c {
+            return Err(bad("fails its checksum".to_owned()));
+        }
+        Ok(file.floor)
+    }
+
+    /// Raises the floor of retired versions to at least `to`, durably, before job `id`
+    /// leaves the store. Call with the store lock held.
+    fn raise_floor(&self, id: &JobId, to: u64) -> Result<()> {
+        if to <= self.read_floor(id)? {
+            return Ok(());
+        }
+        let file = FloorFile {
+            format_version: FLOOR_FORMAT_VERSION,
+            floor: to,
+            crc32c: floor_checksum(to),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Encoding {
+            what: "job version floor",
+            detail: e.to_string(),
+        })?;
+        // Its own rename op: a failed rename of a job file means the job stayed in place.
+        self.replace_file(&self.floor_path(), "version-floor", "rename_floor", &bytes)
+    }
+
+    /// The highest version the job file of `id` can have held, before it is moved aside:
+    /// the version it names when it still parses and names `id`, else the floor plus
+    /// `UNREAD_VERSION_STEP`. Call with the store lock held.
+    fn last_version_of_damaged(&self, id: &JobId) -> Result<u64> {
+        let named = fs::read(self.path(id))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<JobFile>(&bytes).ok())
+            .filter(|file| file.id == id.as_str())
+            .map(|file| file.version);
+        match named {
+            Some(version) => Ok(version),
+            None => Ok(self.read_floor(id)?.saturating_add(UNREAD_VERSION_STEP)),
+        }
     }
 
     fn delete(
@@ -696,6 +842,8 @@ impl Inner {
                 current,
             }));
         }
+        // Durable before the removal: a job added again then starts above `expected`.
+        self.raise_floor(id, expected)?;
         let path = self.path(id);
         fs::remove_file(&path).map_err(io_err("remove", &path))?;
         self.sync_dir(&self.dir)?;

@@ -12,6 +12,18 @@
 //!   `JobAuditRecord` JSON.
 //! - [`JOB_QUARANTINE_TREE`]: key = job id, `/`, 8-byte big-endian id from
 //!   `sled::Db::generate_id`, value = the damaged bytes as found. Never deleted.
+//! - [`JOB_VERSIONS_TREE`]: key `floor`, value = a frame of `{"format_version": 1, "floor":
+//!   n}`: the floor of retired versions (absent: 0).
+//!
+//! A version is never used twice under one job id (the port's "Versions"). A new job is
+//! stored at the floor plus one, in one sled transaction with the check that the id is free.
+//! A delete raises the floor to the deleted version in the transaction that removes the job,
+//! and a damaged value moved aside raises it to the version it names (when its checksum
+//! holds) or else by `UNREAD_VERSION_STEP`, so a crash keeps both or neither. Builds before
+//! the floor never open [`JOB_VERSIONS_TREE`], and job values keep their format, so an
+//! existing job keeps its version. A floor value that does not check is left where it is,
+//! and every create, delete and move aside is refused with `Error::Encoding` until an
+//! operator looks; one a newer build wrote is refused with `Error::NewerJobFormat`.
 //!
 //! A value whose checksum holds and whose `format_version` is above this build's was written
 //! by a newer build: it is left exactly as it is (never moved, rewritten, deleted or audited),
@@ -33,11 +45,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
-    Result, StoredJob, VersionConflict, wall_clock_now,
+    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{backend, encoding};
+use sled::transaction::{ConflictableTransactionResult, TransactionalTree, abort};
+
+use crate::error::{backend, encoding, transaction};
 use crate::factory::SledFactory;
 use crate::layout::{seal, unseal};
 use crate::shared::Shared;
@@ -48,6 +62,13 @@ pub const JOBS_TREE: &str = "cairn/jobs";
 pub const JOB_AUDIT_TREE: &str = "cairn/job_audit";
 /// Damaged job values moved aside: key = job id + `/` + 8-byte big-endian sequence.
 pub const JOB_QUARANTINE_TREE: &str = "cairn/job_quarantine";
+/// The floor of retired job versions, under the key `floor` (see the module docs).
+pub const JOB_VERSIONS_TREE: &str = "cairn/job_versions";
+
+/// The key of the floor in [`JOB_VERSIONS_TREE`].
+const FLOOR_KEY: &[u8] = b"floor";
+/// The format version of the floor value this build writes, and the highest it reads.
+const FLOOR_FORMAT_VERSION: u32 = 1;
 
 /// The format version of the job values this build writes, and the highest it reads.
 ///
@@ -103,6 +124,81 @@ pub struct SledJobStore {
     jobs: sled::Tree,
     audit: sled::Tree,
     quarantine: sled::Tree,
+    versions: sled::Tree,
+}
+
+/// The floor value: every job deleted or moved aside had versions up to `floor`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FloorValue {
+    format_version: u32,
+    floor: u64,
+}
+
+/// The floor read from `raw` (absent: 0). Errors name job `id`, whose write needs it.
+fn decode_floor(raw: Option<&[u8]>, id: &JobId) -> Result<u64> {
+    let Some(raw) = raw else {
+        return Ok(0);
+    };
+    let at = format!("{JOB_VERSIONS_TREE}/floor");
+    let bad = |why: &str| Error::Encoding {
+        what: "sled job version floor",
+        detail: format!(
+            "{at} {why}; it is left where it is, and no job is created, deleted or moved aside until an operator looks"
+        ),
+    };
+    let payload = unseal(raw).ok_or_else(|| bad("fails its checksum"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|_| bad("does not parse"))?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    if let Some(found) = version.filter(|v| *v > u64::from(FLOOR_FORMAT_VERSION)) {
+        return Err(Error::NewerJobFormat {
+            job_id: id.clone(),
+            at,
+            detail: format!(
+                "the job version floor has format version {found} (this build reads {FLOOR_FORMAT_VERSION}); no job is created, deleted or moved aside by this build"
+            ),
+        });
+    }
+    match serde_json::from_value::<FloorValue>(value) {
+        Ok(floor) if floor.format_version == FLOOR_FORMAT_VERSION => Ok(floor.floor),
+        Ok(_) => Err(bad("has an older format version than this build reads")),
+        Err(_) => Err(bad("does not parse")),
+    }
+}
+
+/// Inside a transaction: raises the floor to at least `to` (`None`: by
+/// `UNREAD_VERSION_STEP`) before job `id` leaves the store.
+fn raise_floor(
+    versions: &TransactionalTree,
+    id: &JobId,
+    to: Option<u64>,
+) -> ConflictableTransactionResult<(), Error> {
+    let floor = match decode_floor(versions.get(FLOOR_KEY)?.as_deref(), id) {
+        Ok(floor) => floor,
+        Err(err) => return abort(err),
+    };
+    let to = to.unwrap_or_else(|| floor.saturating_add(UNREAD_VERSION_STEP));
+    if to > floor {
+        let value = FloorValue {
+            format_version: FLOOR_FORMAT_VERSION,
+            floor: to,
+        };
+        let json = match serde_json::to_vec(&value) {
+            Ok(json) => json,
+            Err(err) => return abort(encoding("job version floor", err)),
+        };
+        versions.insert(FLOOR_KEY, seal(&json))?;
+    }
+    Ok(())
+}
+
+/// The version a damaged value names, when its checksum holds (a value that fails it may
+/// have lost any digit of its version).
+fn version_named(frame: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(unseal(frame)?).ok()?;
+    value.get("version")?.as_u64()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -148,6 +244,17 @@ fn decode(frame: &[u8]) -> Found {
         Ok(_) => Found::Bad("it has an older format version than this build reads"),
         Err(_) => Found::Bad("it does not parse"),
     }
+}
+
+/// The stored frame of a job at `version` holding `document`.
+fn sealed_job(version: u64, document: &serde_json::Value) -> Result<Vec<u8>> {
+    let value = JobValue {
+        format_version: JOB_VALUE_FORMAT_VERSION,
+        version,
+        document: document.clone(),
+    };
+    let json = serde_json::to_vec(&value).map_err(|e| encoding("job document", e))?;
+    Ok(seal(&json))
 }
 
 fn newer_format(id: &JobId, detail: String) -> Error {
@@ -268,6 +375,7 @@ impl SledJobStore {
             jobs: shared.db.open_tree(JOBS_TREE).map_err(setup)?,
             audit: shared.db.open_tree(JOB_AUDIT_TREE).map_err(setup)?,
             quarantine: shared.db.open_tree(JOB_QUARANTINE_TREE).map_err(setup)?,
+            versions: shared.db.open_tree(JOB_VERSIONS_TREE).map_err(setup)?,
             shared,
         })
     }
@@ -312,11 +420,19 @@ impl SledJobStore {
         self.quarantine
             .insert(qkey, found.clone())
             .map_err(backend)?;
-        // Remove only the bytes we judged; a writer that replaced them meanwhile wins.
-        let _ = self
-            .jobs
-            .compare_and_swap(id.as_str().as_bytes(), Some(found), None::<&[u8]>)
-            .map_err(backend)?;
+        // Remove only the bytes we judged; a writer that replaced them meanwhile wins. The
+        // floor is raised in the same transaction, so a job added again starts above them.
+        let last = version_named(found);
+        let key = id.as_str().as_bytes();
+        let trees = (&self.jobs, &self.versions);
+        sled::Transactional::transaction(&trees, |(jobs, versions)| {
+            if jobs.get(key)?.as_ref() == Some(found) {
+                raise_floor(versions, id, last)?;
+                jobs.remove(key)?;
+            }
+            Ok(())
+        })
+        .map_err(transaction)?;
         let location = format!("{JOB_QUARANTINE_TREE}/{id}/{seq}");
         let message = format!("job {id}: its stored value {reason}; moved to {location}");
         self.append_audit_unflushed(
@@ -357,6 +473,33 @@ impl SledJobStore {
             Err(Error::Encoding { .. }) => Ok(None),
             other => other,
         }
+    }
+
+    /// Stores `document` as new job `id` at the floor plus one, if the id is still free
+    /// (`None` when a writer took it meanwhile). Not flushed.
+    fn create(&self, id: &JobId, document: &serde_json::Value) -> Result<Option<u64>> {
+        let key = id.as_str().as_bytes();
+        let trees = (&self.jobs, &self.versions);
+        sled::Transactional::transaction(&trees, |(jobs, versions)| {
+            if jobs.get(key)?.is_some() {
+                return Ok(None);
+            }
+            let version = match decode_floor(versions.get(FLOOR_KEY)?.as_deref(), id)
+                .and_then(|floor| {
+                    floor.checked_add(1).ok_or_else(|| Error::Encoding {
+                        what: "sled job version floor",
+                        detail: format!("{JOB_VERSIONS_TREE}/floor holds the highest version"),
+                    })
+                })
+                .and_then(|version| Ok((version, sealed_job(version, document)?)))
+            {
+                Ok(version) => version,
+                Err(err) => return abort(err),
+            };
+            jobs.insert(key, version.1)?;
+            Ok(Some(version.0))
+        })
+        .map_err(transaction)
     }
 
     fn append_audit_unflushed(&self, record: &JobAuditRecord) -> Result<()> {
@@ -451,22 +594,22 @@ impl JobStore for SledJobStore {
             if current != expected {
                 break;
             }
-            let version = expected.map_or(1, |v| v + 1);
-            let value = JobValue {
-                format_version: JOB_VALUE_FORMAT_VERSION,
-                version,
-                document: document.clone(),
+            let written = match expected {
+                Some(v) => {
+                    let sealed = sealed_job(v + 1, document)?;
+                    self.jobs
+                        .compare_and_swap(
+                            id.as_str().as_bytes(),
+                            found.as_ref().map(|(raw, _)| raw),
+                            Some(sealed),
+                        )
+                        .map_err(backend)?
+                        .is_ok()
+                        .then_some(v + 1)
+                }
+                None => self.create(id, document)?,
             };
-            let json = serde_json::to_vec(&value).map_err(|e| encoding("job document", e))?;
-            let swapped = self
-                .jobs
-                .compare_and_swap(
-                    id.as_str().as_bytes(),
-                    found.as_ref().map(|(raw, _)| raw),
-                    Some(seal(&json)),
-                )
-                .map_err(backend)?;
-            if swapped.is_ok() {
+            if let Some(version) = written {
                 self.shared.flush_now().await?;
                 return Ok(Ok(version));
             }
@@ -493,11 +636,20 @@ impl JobStore for SledJobStore {
             if value.version != expected {
                 break;
             }
-            let swapped = self
-                .jobs
-                .compare_and_swap(id.as_str().as_bytes(), Some(&raw), None::<&[u8]>)
-                .map_err(backend)?;
-            if swapped.is_ok() {
+            let key = id.as_str().as_bytes();
+            let trees = (&self.jobs, &self.versions);
+            // The floor is raised in the transaction that removes the job: a job added again
+            // starts above `expected`, and a crash keeps both changes or neither.
+            let deleted = sled::Transactional::transaction(&trees, |(jobs, versions)| {
+                if jobs.get(key)?.as_ref() != Some(&raw) {
+                    return Ok(false);
+                }
+                raise_floor(versions, id, Some(expected))?;
+                jobs.remove(key)?;
+                Ok(true)
+            })
+            .map_err(transaction)?;
+            if deleted {
                 self.shared.flush_now().await?;
                 return Ok(Ok(()));
             }

@@ -99,6 +99,7 @@ mod writer;
 pub use error::Error;
 pub use factory::{SledFactory, SledFactoryBuilder};
 pub use jobs::{
-    JOB_AUDIT_TREE, JOB_QUARANTINE_TREE, JOB_VALUE_FORMAT_VERSION, JOBS_TREE, SledJobStore,
+    JOB_AUDIT_TREE, JOB_QUARANTINE_TREE, JOB_VALUE_FORMAT_VERSION, JOB_VERSIONS_TREE, JOBS_TREE,
+    SledJobStore,
 };
 pub use writer::SledCheckpointer;

@@ -7,7 +7,8 @@ use cairn_checkpoint::conformance::jobs::{self, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
 use cairn_checkpoint::{JobId, JobStore, LeftOutPlace};
 use cairn_checkpoint_sled::{
-    JOB_QUARANTINE_TREE, JOB_VALUE_FORMAT_VERSION, JOBS_TREE, SledFactory, SledJobStore, layout,
+    JOB_QUARANTINE_TREE, JOB_VALUE_FORMAT_VERSION, JOB_VERSIONS_TREE, JOBS_TREE, SledFactory,
+    SledJobStore, layout,
 };
 
 /// Stores that open the database by path: while one is alive the others share its handle
@@ -211,4 +212,72 @@ async fn a_value_written_before_format_versions_reads_as_version_one() {
         Err(cairn_checkpoint::Error::Encoding { .. })
     ));
     assert!(!tree.contains_key(old.as_str().as_bytes()).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stored_before_the_version_floor_keeps_its_version_and_is_not_met_again() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let old = JobId::new("old").unwrap();
+    // As a build from before the floor left it: no floor, a value at version 4.
+    let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+    let payload = serde_json::json!({"version": 4, "document": {"n": 1}});
+    tree.insert(
+        old.as_str().as_bytes(),
+        layout::seal(&serde_json::to_vec(&payload).unwrap()),
+    )
+    .unwrap();
+    let json = serde_json::json!({"n": 2});
+    assert_eq!(store.put(&old, Some(4), &json).await.unwrap(), Ok(5));
+    assert_eq!(store.delete(&old, 5).await.unwrap(), Ok(()));
+    let again = store.put(&old, None, &json).await.unwrap();
+    assert_eq!(again, Ok(6), "added again just above the deleted version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_whose_checksum_fails_raises_the_floor_by_the_unread_step() {
+    let harness = SledJobs::new();
+    let id = JobId::new("lost").unwrap();
+    let store = harness.store();
+    store
+        .put(&id, None, &serde_json::json!({"n": 1}))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(store);
+    // The harness's damage breaks the checksum: no digit of the version can be trusted.
+    assert!(matches!(harness.damage_job(&id), Damage::Applied { .. }));
+    let store = harness.store();
+    assert!(store.get(&id).await.is_err());
+    let again = store.put(&id, None, &serde_json::json!({})).await.unwrap();
+    assert_eq!(again, Ok(cairn_checkpoint::UNREAD_VERSION_STEP + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_version_floor_is_left_in_place_and_refuses_creates_and_deletes() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let (gone, kept) = (JobId::new("gone").unwrap(), JobId::new("kept").unwrap());
+    let doc = serde_json::json!({});
+    for id in [&gone, &kept] {
+        store.put(id, None, &doc).await.unwrap().unwrap();
+    }
+    store.delete(&gone, 1).await.unwrap().unwrap();
+    let versions = store.db().open_tree(JOB_VERSIONS_TREE).unwrap();
+    let mut floor = versions.get(b"floor").unwrap().expect("the floor").to_vec();
+    let last = floor.len() - 2;
+    floor[last] ^= 0x01;
+    versions.insert(b"floor", floor.clone()).unwrap();
+    assert!(matches!(
+        store.put(&gone, None, &doc).await,
+        Err(cairn_checkpoint::Error::Encoding { .. })
+    ));
+    assert!(matches!(
+        store.delete(&kept, 1).await,
+        Err(cairn_checkpoint::Error::Encoding { .. })
+    ));
+    // Updates need no floor, and nothing moved or rewrote it.
+    assert_eq!(store.put(&kept, Some(1), &doc).await.unwrap(), Ok(2));
+    assert_eq!(versions.get(b"floor").unwrap().unwrap().to_vec(), floor);
+    assert!(store.get(&gone).await.unwrap().is_none());
 }

@@ -5,6 +5,9 @@
 //! methods on `CheckpointerFactory`. The store keeps versioned JSON documents and knows nothing
 //! of their schema (the scheduler owns it); every update is a compare-and-swap on the version,
 //! so two schedulers (or a scheduler and an operator) never overwrite each other's change.
+//! A version is never used twice under one job id, even across a delete and an add (see
+//! [`JobStore`], "Versions"), so a version read once names one job and not a later one
+//! added under the same id.
 //!
 //! Each job also has an append-only audit list ([`JobAuditRecord`]), kept by the store so that
 //! a circuit-breaker trip or a forced revive is recorded next to the job it concerns, and
@@ -25,6 +28,21 @@ use crate::error::{Error, Result};
 
 /// The longest job id, in bytes.
 pub const MAX_JOB_ID_LEN: usize = 64;
+
+/// How far a store raises its floor of retired versions when it moves aside a damaged job
+/// whose version it cannot read (see [`JobStore`], "Versions").
+///
+/// The lost job started above the floor (or at 1, written by a build before the floor), and
+/// no job is updated 2^32 times, so every version it had lies below the floor plus this.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::UNREAD_VERSION_STEP;
+/// // Over a century of one write a second to a single job.
+/// assert!(UNREAD_VERSION_STEP > 100 * 365 * 24 * 3600);
+/// ```
+pub const UNREAD_VERSION_STEP: u64 = 1 << 32;
 
 /// A job's id: 1 to 64 ASCII letters, digits, `-` or `_`, not starting with `-`, so it is
 /// safe as a file name and as a single command-line argument (it never reads as an option,
@@ -128,7 +146,10 @@ impl From<JobId> for String {
 pub struct StoredJob {
     /// The job.
     pub id: JobId,
-    /// Starts at 1 when the job is created and grows by one with every update.
+    /// Grows by one with every update. A new job starts above every version that any job
+    /// stored under the same id before had in this store (at 1 in a store that never
+    /// deleted or moved aside a job), so a version names one job, never a later one added
+    /// under the same id.
     pub version: u64,
     /// The document (its schema belongs to the scheduler).
     pub document: serde_json::Value,
@@ -347,6 +368,19 @@ impl JobAuditRecord {
 /// poll changes nothing. A dropped `put` or `delete` can still win only at the version it
 /// expected, so of it and a later write expecting the same version exactly one wins (the
 /// conformance case `jobs_dropped_puts_win_at_most_once`).
+///
+/// # Versions
+///
+/// A version MUST NOT be used twice under one job id in one store, even across a delete (or
+/// a move aside of damaged state) and an add: a new job starts above every version any job
+/// under its id had before. So a compare-and-swap at a version read earlier can land only on
+/// the job that was read, never on one deleted and added again meanwhile (the conformance
+/// cases `jobs_version_is_not_reused_after_delete` and
+/// `jobs_version_is_not_reused_after_quarantine`). Stores keep a floor of retired versions,
+/// raised durably before a job leaves the store, and start new jobs just above it; a damaged
+/// job whose version cannot be read raises it by [`UNREAD_VERSION_STEP`]. This holds for
+/// the deletes of builds that keep the floor: a build from before it deletes without
+/// raising it, so a job it deleted may be added again at a version it had.
 #[async_trait]
 pub trait JobStore: Send + Sync + Debug + 'static {
     /// The job `id`, or `Ok(None)` for an unknown job.
@@ -462,7 +496,9 @@ pub trait JobStore: Send + Sync + Debug + 'static {
 
     /// Writes `document` as job `id` if the stored version is `expected`.
     ///
-    /// `expected: None` creates the job (version 1) and MUST conflict when it exists;
+    /// `expected: None` creates the job and MUST conflict when it exists; the new job's
+    /// version MUST be above every version any job stored under `id` before had in this
+    /// store (see "Versions" above; 1 when there was none, as in a fresh store).
     /// `Some(v)` MUST conflict unless version `v` is stored, and stores version `v + 1`.
     /// Returns the new version. MUST NOT return `Ok(Ok(_))` before the write is durable.
     /// A conflict changes nothing. A job a newer build wrote MUST be refused
@@ -504,7 +540,9 @@ pub trait JobStore: Send + Sync + Debug + 'static {
 
     /// Deletes job `id` if version `expected` is stored; a conflict (including an unknown
     /// job) changes nothing. The job's audit records MUST be kept. A job a newer build wrote
-    /// MUST be refused (`NewerJobFormat`) and left as it is.
+    /// MUST be refused (`NewerJobFormat`) and left as it is. A job added under `id` later
+    /// MUST start above `expected`, and the store MUST make that durable before the delete
+    /// is (see "Versions" above).
     ///
     /// # Errors
     ///
@@ -526,6 +564,11 @@ pub trait JobStore: Send + Sync + Debug + 'static {
     /// assert!(store.get(&id).await?.is_none());
     /// // A job that is gone conflicts too, with no version stored.
     /// assert_eq!(store.delete(&id, v1).await?.unwrap_err().current, None);
+    /// // Added again, it starts above the deleted job's version, so a writer that read
+    /// // version 1 earlier cannot change it.
+    /// let again = store.put(&id, None, &serde_json::json!({})).await?.expect("a new job");
+    /// assert!(again > v1);
+    /// assert!(store.put(&id, Some(v1), &serde_json::json!({})).await?.is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
@@ -674,6 +717,9 @@ struct MemoryJobs {
     /// Stored jobs a test marked as written by a newer build: left as they are.
     newer: BTreeSet<JobId>,
     audit: Vec<JobAuditRecord>,
+    /// The floor of retired versions: every job deleted or moved aside had versions up to
+    /// it, so new jobs start above it.
+    retired: u64,
 }
 
 /// What a damaged memory job became when it was met.
@@ -692,6 +738,7 @@ impl MemoryJobs {
         if movable {
             self.damaged.remove(id);
             let (version, document) = self.jobs.remove(id)?;
+            self.retired = self.retired.max(version);
             let location = format!("memory quarantine #{}", self.quarantine.len());
             self.quarantine.push((id.clone(), version, document));
             self.audit.push(
@@ -960,7 +1007,7 @@ impl JobStore for MemoryJobStore {
                 current,
             }));
         }
-        let version = expected.map_or(1, |v| v + 1);
+        let version = expected.map_or(state.retired + 1, |v| v + 1);
         state.jobs.insert(id.clone(), (version, document.clone()));
         Ok(Ok(version))
     }
@@ -979,6 +1026,7 @@ impl JobStore for MemoryJobStore {
                 current,
             }));
         }
+        state.retired = state.retired.max(expected);
         state.jobs.remove(id);
         Ok(Ok(()))
     }

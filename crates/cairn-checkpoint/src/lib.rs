@@ -40,7 +40,7 @@ pub use audit::{AuditAction, AuditRecord};
 pub use error::{Error, Result, unknown_event_type};
 pub use jobs::{
     InvalidJobId, JobAuditAction, JobAuditRecord, JobId, JobStore, MAX_JOB_ID_LEN, MemoryJobStore,
-    StoredJob, VersionConflict,
+    StoredJob, UNREAD_VERSION_STEP, VersionConflict,
 };
 pub use jobs::{JobListing, LeftOutJob, LeftOutPlace};
 pub use memory::{MemoryCheckpointer, MemoryFactory};

@@ -40,7 +40,7 @@ mod memory {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_job_case_is_skipped_for_memory() {
-    assert_eq!(ALL_JOB_CASES.len(), 13);
+    assert_eq!(ALL_JOB_CASES.len(), 15);
     for case in [
         jobs::jobs_damaged_state_is_quarantined(&MemoryJobs::default()).await,
         jobs::jobs_listing_reports_a_quarantined_job_once(&MemoryJobs::default()).await,

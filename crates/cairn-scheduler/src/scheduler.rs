@@ -159,10 +159,14 @@ impl TickReport {
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
 /// (told apart by `created_at`, in milliseconds): the old run's outcome is not recorded on it.
-/// Every write that puts back (or deletes) a job read earlier first reads it again and goes
-/// on only if it is still stored exactly as read (the claim, the completion of a job whose
-/// schedule ran out, the delete of `delete_after_run`), because a job added again starts at
-/// version 1 once more and its version alone cannot tell it from the old one.
+/// Every write that puts back (or deletes) a job read earlier is a compare-and-swap at the
+/// version read, and the job store never gives a job added again under the same id a
+/// version the old one had (`JobStore`, "Versions"), so such a write can land only on the
+/// job it read. Each also reads the job again first and goes on only if it is still stored
+/// exactly as read (the claim, the completion of a job whose schedule ran out, the delete
+/// of `delete_after_run`), which leaves a changed job to the next look without a failed
+/// write, and keeps a job that a build from before that rule deleted and added again from
+/// being taken for the old one.
 ///
 /// A recurring job whose schedule has no time left after a run (a cron expression with a
 /// year field, say `0 0 1 1 * 2027`) becomes `completed` once that last run's outcome is
@@ -799,6 +803,9 @@ impl Scheduler {
                 if job.created_at != created_at {
                     // Deleted and created again while the run went on: the outcome belongs
                     // to the old job (it would complete a new one-shot job that never ran).
+                    // A replacement after this read makes the write below conflict (a new
+                    // job never gets a version the old one had), and the next attempt
+                    // reads it here.
                     return Err(Error::NotFound { id: job.id.clone() });
                 }
                 match outcome {
@@ -1076,16 +1083,18 @@ impl Scheduler {
     }
 
     /// Whether `job` (as listed, or as this scheduler last wrote it) is still stored exactly
-    /// so, checked right before a write that puts it back whole or deletes it. The write's
-    /// compare-and-swap on the version alone cannot tell: a job deleted and added again
-    /// starts at version 1 once more, and may stand at the very version that was read, so
-    /// the write would overwrite (or delete) the new job in place of the old one. A job gone
+    /// so, checked right before a write that puts it back whole or deletes it. A job gone
     /// or changed is `Ok(false)`, and the next look sees it as it is now; one damaged
     /// meanwhile is skipped and reported (see `unless_damaged`).
     ///
-    /// The store's port has no compare-and-swap on anything but the version, so a job
-    /// replaced between this read and the write, at the same version, still is not told
-    /// apart; this leaves only that gap, the length of one store call.
+    /// The write itself is a compare-and-swap at `job.version`, and a version now names
+    /// one incarnation of a job: the store never gives a job deleted and added again under
+    /// the same id a version the old one had (`JobStore`, "Versions"). So a job replaced
+    /// between this read and the write makes the write conflict; it can no longer overwrite
+    /// (or delete) the new job in place of the old one (until that rule, the new job could
+    /// stand at the very version read, and this check narrowed the gap to one store call).
+    /// The check stays for what the version cannot say: a job that a build from before that
+    /// rule deleted and added again, sharing the store, may still reuse a version.
     async fn is_still_stored(&self, job: &Job, report: &mut TickReport) -> Result<bool> {
         match self.jobs.show(&job.id).await {
             Ok(current) if current == *job => Ok(true),

@@ -190,6 +190,8 @@ pub const ALL_JOB_CASES: &[&str] = &[
     "jobs_listing_reports_a_job_left_in_place_every_time",
     "jobs_newer_format_is_left_in_place",
     "jobs_dropped_puts_win_at_most_once",
+    "jobs_version_is_not_reused_after_delete",
+    "jobs_version_is_not_reused_after_quarantine",
 ];
 
 /// Expands to one `#[tokio::test]` per job-store case, each over a fresh harness built by the
@@ -217,6 +219,8 @@ macro_rules! job_store_conformance_tests {
             jobs_listing_reports_a_job_left_in_place_every_time,
             jobs_newer_format_is_left_in_place,
             jobs_dropped_puts_win_at_most_once,
+            jobs_version_is_not_reused_after_delete,
+            jobs_version_is_not_reused_after_quarantine,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -547,10 +551,10 @@ pub async fn jobs_delete(harness: &impl JobStoreHarness) -> CaseResult {
         None,
         "deleted job {id} is back after a restart"
     );
-    assert_eq!(
-        create(&*store, &id, json!({"n": 9})).await,
-        1,
-        "a re-created job starts at version 1"
+    let again = create(&*store, &id, json!({"n": 9})).await;
+    assert!(
+        again > 2,
+        "a re-created job {id} must start above every version the deleted one had (2), got {again}"
     );
     CaseResult::Passed
 }
@@ -693,10 +697,10 @@ pub async fn jobs_damaged_state_is_quarantined(harness: &impl JobStoreHarness) -
             "quarantining job {id} was not audited: {audit:?}"
         );
     }
-    assert_eq!(
-        create(&*store, &bad, json!({"n": 3})).await,
-        1,
-        "the id must be usable again"
+    let again = create(&*store, &bad, json!({"n": 3})).await;
+    assert!(
+        again > 1,
+        "the id must be usable again, above the version the damaged job had (1), got {again}"
     );
     CaseResult::Passed
 }
@@ -905,5 +909,122 @@ pub async fn jobs_newer_format_is_left_in_place(harness: &impl JobStoreHarness) 
         Some(1),
         "the healthy job is untouched"
     );
+    CaseResult::Passed
+}
+
+/// Writes through `stale` that a writer holding job `id` at an `old` version would make
+/// (a put at each, a delete at each): every one MUST conflict and leave `now` stored.
+async fn stale_writes_are_refused(
+    stale: &dyn JobStore,
+    fresh: &dyn JobStore,
+    id: &JobId,
+    old: &[u64],
+    now: (u64, &serde_json::Value),
+) {
+    for &version in old {
+        let put = stale
+            .put(id, Some(version), &json!({"stale": version}))
+            .await
+            .unwrap_or_else(|err| panic!("put of job {id} failed: {err:?}"));
+        assert!(
+            put.is_err(),
+            "a put at version {version}, read from an earlier job {id}, landed on the job added again (stored at {}): {put:?}",
+            now.0
+        );
+        let delete = stale
+            .delete(id, version)
+            .await
+            .unwrap_or_else(|err| panic!("delete of job {id} failed: {err:?}"));
+        assert!(
+            delete.is_err(),
+            "a delete at version {version}, read from an earlier job {id}, deleted the job added again (stored at {})",
+            now.0
+        );
+        assert_eq!(
+            fetch(fresh, id).await,
+            Some((now.0, now.1.clone())),
+            "a stale write at version {version} changed job {id}"
+        );
+    }
+}
+
+/// Adds job `id` again through `fresh` and takes it through `writes` updates beyond the
+/// versions in `old`; after each write, the stale writes at every version in `old` must be
+/// refused, and the new job's versions must all lie above them.
+async fn re_added_job_never_meets(
+    stale: &dyn JobStore,
+    fresh: &dyn JobStore,
+    id: &JobId,
+    old: &[u64],
+) {
+    let highest = old.iter().copied().max().unwrap_or(0);
+    let mut document = json!({"incarnation": 2, "n": 0});
+    let mut version = create(fresh, id, document.clone()).await;
+    // As many writes as the old job had, and more: a counter starting over would meet
+    // every old version on the way.
+    for n in 1..=(old.len() as u64 + 2) {
+        stale_writes_are_refused(stale, fresh, id, old, (version, &document)).await;
+        assert!(
+            version > highest,
+            "job {id} added again stands at version {version}, not above the versions {old:?} the earlier job had"
+        );
+        document = json!({"incarnation": 2, "n": n});
+        version = update(fresh, id, version, document.clone()).await;
+    }
+    stale_writes_are_refused(stale, fresh, id, old, (version, &document)).await;
+}
+
+/// A job deleted and added again under the same id never stands at a version the deleted
+/// one had, so a compare-and-swap at a version read before the delete (a scheduler's claim,
+/// or its delete of a one-shot job) can never land on the new job: every put and delete at
+/// such a version conflicts, however far the new job is updated, through the store that
+/// read it and after a restart.
+pub async fn jobs_version_is_not_reused_after_delete(harness: &impl JobStoreHarness) -> CaseResult {
+    let id = job("added-again");
+    let stale = harness.store();
+    let first = create(&*stale, &id, json!({"incarnation": 1, "n": 0})).await;
+    let read = update(&*stale, &id, first, json!({"incarnation": 1, "n": 1})).await;
+    // Another process deletes the job at the version the stale writer read, and adds it
+    // again: first through a live store, then once more after a restart.
+    let other = harness.store();
+    assert_eq!(other.delete(&id, read).await.expect("delete"), Ok(()));
+    re_added_job_never_meets(&*stale, &*other, &id, &[first, read]).await;
+    let (latest, _) = fetch(&*other, &id).await.expect("the job added again");
+    drop(other);
+    let restarted = harness.store();
+    assert_eq!(restarted.delete(&id, latest).await.expect("delete"), Ok(()));
+    drop(restarted);
+    let restarted = harness.store();
+    let mut old: Vec<u64> = (first..=latest).collect();
+    old.dedup();
+    re_added_job_never_meets(&*stale, &*restarted, &id, &old).await;
+    CaseResult::Passed
+}
+
+/// A job whose stored state was damaged and moved aside, then added again under the same
+/// id, never stands at a version the damaged one had (as for a delete).
+pub async fn jobs_version_is_not_reused_after_quarantine(
+    harness: &impl JobStoreHarness,
+) -> CaseResult {
+    let id = job("damaged-then-added");
+    let stale = harness.store();
+    let first = create(&*stale, &id, json!({"n": 1})).await;
+    let read = update(&*stale, &id, first, json!({"n": 2})).await;
+    drop(stale);
+    if let Damage::Unsupported(reason) = harness.damage_job(&id) {
+        return CaseResult::Skipped(reason);
+    }
+    let other = harness.store();
+    assert!(
+        other.get(&id).await.is_err(),
+        "get of damaged job {id} must fail (and move it aside)"
+    );
+    assert_eq!(
+        fetch(&*other, &id).await,
+        None,
+        "job {id} was not moved aside"
+    );
+    let stale = harness.store();
+    re_added_job_never_meets(&*stale, &*other, &id, &[first, read]).await;
     CaseResult::Passed
 }
