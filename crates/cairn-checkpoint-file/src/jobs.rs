@@ -541,10 +541,11 @@ impl Inner {
                 file.format_version
             )));
         }
-        // Before the id: a damaged envelope may name any job.
+        // Before the id: a damaged envelope may name any job. Worded like the document's
+        // failure, which operators (and `cairn jobs` output) already know.
         if file.envelope_holds() == Some(false) {
             return Ok(Found::Bad(
-                "fails its envelope checksum (over its format version, id, version and document checksum)"
+                "fails its checksum (`envelope_crc32c`, over its format version, id, version and document checksum)"
                     .to_owned(),
             ));
         }
