@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! <root>/jobs/                    mode 0700
-//!   <job_id>.json                 {format_version, id, version, crc32c, document}, mode 0600,
-//!                                 replaced atomically (temp, fsync, rename, fsync dir)
+//!   <job_id>.json                 {format_version, id, version, crc32c, envelope_crc32c,
+//!                                 document}, mode 0600, replaced atomically (temp, fsync,
+//!                                 rename, fsync dir)
 //!   .lock                         held (blocking File::lock) around every read-check-write,
 //!                                 so version compare-and-swap is atomic across processes
 //!   audit.jsonl                   one `<crc32c hex> <AuditRecord JSON>` line per record,
@@ -25,11 +26,12 @@
 //! A version is never used twice under one job id (the port's "Versions"). A new job is
 //! stored at the floor plus one. Before a delete removes a job file, the floor is raised to
 //! the deleted version and made durable (temp file, fsync, rename, folder fsync); before a
-//! damaged file is moved aside, to the version the file names, when it still parses and
-//! names its job (the version is outside the checksum, as for every read), or else by
-//! `UNREAD_VERSION_STEP`. Builds before the floor never read or write `.version-floor`
-//! (their listings read `*.json` only, and their first write removes only `.tmp-*`), so the
-//! job files keep their format and an existing job keeps its version. A `.version-floor`
+//! damaged file is moved aside, to the version the file names, when it still parses, names
+//! its job and its envelope checksum holds (so the version is the one written), or else by
+//! `UNREAD_VERSION_STEP` (a file without an envelope checksum included). Builds before the
+//! floor never read or write `.version-floor` (their listings read `*.json` only, and their
+//! first write removes only `.tmp-*`), so the job files keep their format and an existing
+//! job keeps its version. A `.version-floor`
 //! that does not check is left where it is, and every create, delete and move aside is
 //! refused with `Error::Encoding` naming it until an operator looks (removing it gives up
 //! the guarantee for the jobs deleted before); one a newer build wrote is refused with
@@ -43,7 +45,27 @@
 //! its temp file while holding that lock, so none of them belongs to a live writer. Reads
 //! take no lock and remove nothing, so a read-only open still writes nothing.
 //!
-//! `crc32c` covers the compact JSON encoding of `document`. A job file whose
+//! # Checksums
+//!
+//! `crc32c` covers the compact JSON encoding of `document`; `envelope_crc32c` covers the
+//! rest: `format_version`, `id`, `version` and `crc32c`, in decimal, one space apart (so the
+//! document through its checksum). Builds before `envelope_crc32c` check only `crc32c`, so a
+//! damaged version read as a valid one, and every compare-and-swap on the job rested on an
+//! unchecked number. They ignore fields they do not know (the envelope is decoded without
+//! `deny_unknown_fields`), so they still read and update what this build writes, at the same
+//! format version; their rewrite drops `envelope_crc32c`. A file without it (written by
+//! such a build) reads as before, its version unchecked; one whose `envelope_crc32c` fails
+//! is damaged, as below. A damaged key name (`envelope_crc32c` spelled otherwise) reads as a
+//! file without it: that much this build cannot tell from an older build's file.
+//!
+//! `.version-floor`'s `crc32c` covers `floor` only. Its `format_version`, like a job file's,
+//! is never read as anything but 1 without a checksum: a higher one is refused as a newer
+//! build's and left in place (damage there is misnamed, never taken in), a lower one is
+//! damage.
+//!
+//! # Other builds and damage
+//!
+//! A job file whose
 //! `format_version` is above this build's was written by a newer build: it is left exactly
 //! where it is (never moved, rewritten, deleted or audited), `get`, `put` and `delete` of it
 //! are refused with `Error::NewerJobFormat`, and every listing reports it as
@@ -51,7 +73,7 @@
 //! jobs. (Builds before this rule quarantined such a file, as below.)
 //!
 //! A job file that does not parse,
-//! fails its checksum, has an older format version or names another job is moved to
+//! fails either checksum, has an older format version or names another job is moved to
 //! `quarantine/`, audited as `Quarantined`, and reported by `get` as `Error::Encoding`
 //! naming the job, the file and where it went; a listing leaves it out of its jobs and
 //! reports it in `left_out` as quarantined (that listing only: it is gone afterwards). So is
@@ -163,8 +185,30 @@ struct JobFile {
     format_version: u32,
     id: String,
     version: u64,
+    /// CRC32C of the compact JSON of `document`: all that builds before `envelope_crc32c`
+    /// check.
     crc32c: u32,
+    /// CRC32C over the rest (`envelope_checksum`). Absent from files older builds wrote;
+    /// they ignore it, so it needs no new format version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    envelope_crc32c: Option<u32>,
     document: serde_json::Value,
+}
+
+impl JobFile {
+    /// Whether the envelope checksum holds: `None` for a file an older build wrote.
+    fn envelope_holds(&self) -> Option<bool> {
+        self.envelope_crc32c.map(|stored| {
+            stored == envelope_checksum(self.format_version, &self.id, self.version, self.crc32c)
+        })
+    }
+}
+
+/// CRC32C of a job file's `format_version`, `id`, `version` and `crc32c` in decimal, one
+/// space apart (a job id holds no space). It covers the document through `crc32c`, so a
+/// damaged document under a sound envelope still names its version truly.
+fn envelope_checksum(format_version: u32, id: &str, version: u64, document_crc: u32) -> u32 {
+    crc32c::crc32c(format!("{format_version} {id} {version} {document_crc}").as_bytes())
 }
 
 /// `.version-floor`: every job deleted or moved aside had versions up to `floor`.
@@ -497,6 +541,14 @@ impl Inner {
                 file.format_version
             )));
         }
+        // Before the id: a damaged envelope may name any job. Worded like the document's
+        // failure, which operators (and `cairn jobs` output) already know.
+        if file.envelope_holds() == Some(false) {
+            return Ok(Found::Bad(
+                "fails its checksum (`envelope_crc32c`, over its format version, id, version and document checksum)"
+                    .to_owned(),
+            ));
+        }
         if file.id != id.as_str() {
             return Ok(Found::Bad(format!("names job `{}`", file.id)));
         }
@@ -691,11 +743,18 @@ impl Inner {
                     detail: format!("{} holds the highest version", self.floor_path().display()),
                 })?,
         };
+        let crc32c = checksum(document)?;
         let file = JobFile {
             format_version: JOB_FILE_FORMAT_VERSION,
             id: id.to_string(),
             version,
-            crc32c: checksum(document)?,
+            crc32c,
+            envelope_crc32c: Some(envelope_checksum(
+                JOB_FILE_FORMAT_VERSION,
+                id.as_str(),
+                version,
+                crc32c,
+            )),
             document: document.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Encoding {
@@ -813,13 +872,15 @@ impl Inner {
     }
 
     /// The highest version the job file of `id` can have held, before it is moved aside:
-    /// the version it names when it still parses and names `id`, else the floor plus
-    /// `UNREAD_VERSION_STEP`. Call with the store lock held.
+    /// the version it names when it still parses, names `id` and its envelope checksum
+    /// holds, else the floor plus `UNREAD_VERSION_STEP`. Call with the store lock held.
     fn last_version_of_damaged(&self, id: &JobId) -> Result<u64> {
+        // A file an older build wrote has no envelope checksum: its version may have lost
+        // any digit, as may one whose envelope fails, so neither is trusted.
         let named = fs::read(self.path(id))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<JobFile>(&bytes).ok())
-            .filter(|file| file.id == id.as_str())
+            .filter(|file| file.id == id.as_str() && file.envelope_holds() == Some(true))
             .map(|file| file.version);
         match named {
             Some(version) => Ok(version),
