@@ -46,6 +46,20 @@ fn quarantined(store: &FileJobStore) -> usize {
         .unwrap_or(0)
 }
 
+/// A store under `root` holding job `older` as the bytes `file` (an older build's file),
+/// opened afresh over it. The folders are made through the store first.
+async fn store_holding_older_file(root: &std::path::Path, file: &[u8]) -> (FileJobStore, JobId) {
+    let store = FileJobStore::open(root).unwrap();
+    let id = JobId::new("older").unwrap();
+    store
+        .put(&id, None, &json!({"n": 0}))
+        .await
+        .unwrap()
+        .unwrap();
+    std::fs::write(store.job_path(&id), file).unwrap();
+    (FileJobStore::open(root).unwrap(), id)
+}
+
 /// A job file as a build before the envelope checksum wrote it: the same fields, with
 /// `crc32c` over the compact JSON of the document and nothing over the rest.
 fn older_build_file(id: &str, version: u64, document: &serde_json::Value) -> Vec<u8> {
@@ -160,18 +174,9 @@ async fn a_damaged_document_under_a_sound_envelope_raises_the_floor_to_its_versi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_file_an_older_build_wrote_still_reads_updates_and_deletes() {
     let root = tempfile::tempdir().unwrap();
-    let store = FileJobStore::open(root.path()).unwrap();
-    let id = JobId::new("older").unwrap();
-    // Make the folders through the store, then put the older build's file in place.
-    store
-        .put(&id, None, &json!({"n": 0}))
-        .await
-        .unwrap()
-        .unwrap();
     let document = json!({"n": 1, "every_ms": 60000});
-    std::fs::write(store.job_path(&id), older_build_file("older", 5, &document)).unwrap();
-
-    let store = FileJobStore::open(root.path()).unwrap();
+    let (store, id) =
+        store_holding_older_file(root.path(), &older_build_file("older", 5, &document)).await;
     let read = store.get(&id).await.unwrap().expect("still stored");
     assert_eq!((read.version, &read.document), (5, &document));
     let listing = store.listing().await.unwrap();
@@ -193,23 +198,11 @@ async fn a_job_file_an_older_build_wrote_still_reads_updates_and_deletes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_job_file_an_older_build_wrote_does_not_trust_its_version() {
     let root = tempfile::tempdir().unwrap();
-    let store = FileJobStore::open(root.path()).unwrap();
-    let id = JobId::new("older").unwrap();
-    store
-        .put(&id, None, &json!({"n": 0}))
-        .await
-        .unwrap()
-        .unwrap();
     let mut file: serde_json::Value =
         serde_json::from_slice(&older_build_file("older", 5, &json!({"n": 1}))).unwrap();
     file["document"]["n"] = 2.into();
-    std::fs::write(
-        store.job_path(&id),
-        serde_json::to_vec_pretty(&file).unwrap(),
-    )
-    .unwrap();
-
-    let store = FileJobStore::open(root.path()).unwrap();
+    let (store, id) =
+        store_holding_older_file(root.path(), &serde_json::to_vec_pretty(&file).unwrap()).await;
     assert!(matches!(store.get(&id).await, Err(Error::Encoding { .. })));
     // Nothing checked the version it names, so the floor rose by the unread step.
     let again = store.put(&id, None, &json!({})).await.unwrap();

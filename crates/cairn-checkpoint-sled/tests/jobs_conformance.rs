@@ -183,6 +183,13 @@ async fn a_value_of_a_newer_format_version_is_left_byte_for_byte() {
     assert!(store.read_audit(&newer).await.unwrap().is_empty());
 }
 
+/// Stores `payload` as job `id`'s value in `tree`, framed as the store frames it, as another
+/// build (or a hand) could.
+fn plant_value(tree: &sled::Tree, id: &JobId, payload: &serde_json::Value) {
+    let frame = layout::seal(&serde_json::to_vec(payload).unwrap());
+    tree.insert(id.as_str().as_bytes(), frame).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_written_before_format_versions_reads_as_version_one() {
     let harness = SledJobs::new();
@@ -190,11 +197,7 @@ async fn a_value_written_before_format_versions_reads_as_version_one() {
     let old = JobId::new("old").unwrap();
     let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
     let payload = serde_json::json!({"version": 4, "document": {"n": 1}});
-    tree.insert(
-        old.as_str().as_bytes(),
-        layout::seal(&serde_json::to_vec(&payload).unwrap()),
-    )
-    .unwrap();
+    plant_value(&tree, &old, &payload);
     let stored = store.get(&old).await.unwrap().expect("reads");
     assert_eq!(
         (stored.version, stored.document),
@@ -202,11 +205,7 @@ async fn a_value_written_before_format_versions_reads_as_version_one() {
     );
     // A value of an older format version than any build wrote is damage: moved aside.
     let zero = serde_json::json!({"format_version": 0, "version": 1, "document": {}});
-    tree.insert(
-        old.as_str().as_bytes(),
-        layout::seal(&serde_json::to_vec(&zero).unwrap()),
-    )
-    .unwrap();
+    plant_value(&tree, &old, &zero);
     assert!(matches!(
         store.get(&old).await,
         Err(cairn_checkpoint::Error::Encoding { .. })
@@ -222,11 +221,7 @@ async fn a_job_stored_before_the_version_floor_keeps_its_version_and_is_not_met_
     // As a build from before the floor left it: no floor, a value at version 4.
     let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
     let payload = serde_json::json!({"version": 4, "document": {"n": 1}});
-    tree.insert(
-        old.as_str().as_bytes(),
-        layout::seal(&serde_json::to_vec(&payload).unwrap()),
-    )
-    .unwrap();
+    plant_value(&tree, &old, &payload);
     let json = serde_json::json!({"n": 2});
     assert_eq!(store.put(&old, Some(4), &json).await.unwrap(), Ok(5));
     assert_eq!(store.delete(&old, 5).await.unwrap(), Ok(()));

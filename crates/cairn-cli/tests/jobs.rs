@@ -7,7 +7,9 @@ mod common;
 
 use std::process::Output;
 
-use common::{Sandbox, assert_contains, assert_lacks, signal, text, wait_exit, wait_for};
+use common::{
+    ECHO, Sandbox, assert_contains, assert_lacks, left_out_lines, signal, text, wait_exit, wait_for,
+};
 
 const OK: i32 = 0;
 const USAGE: i32 = 2;
@@ -71,8 +73,6 @@ fn assert_each_is_usage(sandbox: &Sandbox, commands: &[&[&str]]) {
         );
     }
 }
-
-const ECHO: &str = "name = \"echo\"\n[[task]]\nid = \"say\"\nrun = \"echo hi\"\n";
 
 #[test]
 fn add_list_show_pause_resume_rm_round_trip() {
@@ -887,15 +887,6 @@ fn damage_job_file(sandbox: &Sandbox, id: &str) {
     let crc = file["crc32c"].as_u64().expect("a crc32c field");
     file["crc32c"] = (crc ^ 1).into();
     std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
-}
-
-/// The `job_left_out` JSON lines of `stderr`.
-fn left_out_lines(stderr: &str) -> Vec<serde_json::Value> {
-    stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|value| value["event"] == "job_left_out")
-        .collect()
 }
 
 #[test]

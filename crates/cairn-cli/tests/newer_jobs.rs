@@ -7,12 +7,10 @@
 
 mod common;
 
-use common::{Sandbox, assert_contains, assert_lacks, text};
+use common::{ECHO, Sandbox, assert_contains, assert_lacks, left_out_lines, text};
 
 const OK: i32 = 0;
 const LEFT_OUT: i32 = 6;
-
-const ECHO: &str = "name = \"echo\"\n[[task]]\nid = \"say\"\nrun = \"echo hi\"\n";
 
 fn add(sandbox: &Sandbox, id: &str) {
     let output = sandbox.run(&["jobs", "add", "echo.toml", id, "--every", "10m"]);
@@ -62,15 +60,6 @@ fn quarantined(sandbox: &Sandbox) -> usize {
     std::fs::read_dir(sandbox.path(".cairn/jobs/quarantine"))
         .map(|entries| entries.count())
         .unwrap_or(0)
-}
-
-/// The `job_left_out` JSON lines of `stderr`.
-fn left_out_lines(stderr: &str) -> Vec<serde_json::Value> {
-    stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|value| value["event"] == "job_left_out")
-        .collect()
 }
 
 #[test]

@@ -203,6 +203,18 @@ pub(crate) fn alive(target: i64) -> bool {
         .any(|running_member| running_member)
 }
 
+/// A workflow whose one task echoes (`name = "echo"`), for jobs.
+pub(crate) const ECHO: &str = "name = \"echo\"\n[[task]]\nid = \"say\"\nrun = \"echo hi\"\n";
+
+/// The `job_left_out` JSON lines of `stderr`.
+pub(crate) fn left_out_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|value| value["event"] == "job_left_out")
+        .collect()
+}
+
 /// How many lines of `text` are exactly `line`.
 pub(crate) fn count_lines(text: &str, line: &str) -> usize {
     text.lines().filter(|l| *l == line).count()
