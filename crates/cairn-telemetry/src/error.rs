@@ -15,11 +15,12 @@ pub enum Error {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol cairn does not speak.
-    #[error(
-        "OTEL_EXPORTER_OTLP_PROTOCOL={value:?} is not supported (use \"http/protobuf\" or \"grpc\")"
-    )]
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or a signal's own `..._TRACES_PROTOCOL` /
+    /// `..._METRICS_PROTOCOL`) names a protocol cairn does not speak.
+    #[error("{variable}={value:?} is not supported (use \"http/protobuf\" or \"grpc\")")]
     UnsupportedProtocol {
+        /// The variable that held it.
+        variable: &'static str,
         /// The rejected value.
         value: String,
     },

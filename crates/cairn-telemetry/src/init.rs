@@ -31,6 +31,12 @@ pub const ENV_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 pub const ENV_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
 /// The standard variable choosing the protocol: `http/protobuf` or `grpc`.
 pub const ENV_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// The standard variable choosing the protocol for traces only; it takes precedence over
+/// [`ENV_OTLP_PROTOCOL`].
+pub const ENV_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// The standard variable choosing the protocol for metrics only; it takes precedence over
+/// [`ENV_OTLP_PROTOCOL`].
+pub const ENV_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
 /// The standard kill switch: `true` turns export off.
 pub const ENV_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 
@@ -97,14 +103,26 @@ impl OtlpProtocol {
         }
     }
 
-    fn from_env_value(value: &str) -> Result<Self, Error> {
-        match value.trim() {
-            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
-            "grpc" => Ok(OtlpProtocol::Grpc),
-            other => Err(Error::UnsupportedProtocol {
-                value: other.to_owned(),
-            }),
+    /// The protocol one signal's variables choose: the signal's own variable, else the shared
+    /// [`ENV_OTLP_PROTOCOL`], else [`OtlpProtocol::compiled_default`]. An empty value counts
+    /// as unset, as the specification asks.
+    fn from_env(signal_variable: &'static str) -> Result<Self, Error> {
+        for variable in [signal_variable, ENV_OTLP_PROTOCOL] {
+            match std::env::var(variable) {
+                Ok(value) if !value.trim().is_empty() => {
+                    return match value.trim() {
+                        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+                        "grpc" => Ok(OtlpProtocol::Grpc),
+                        other => Err(Error::UnsupportedProtocol {
+                            variable,
+                            value: other.to_owned(),
+                        }),
+                    };
+                }
+                _ => {}
+            }
         }
+        Ok(OtlpProtocol::compiled_default())
     }
 }
 
@@ -114,8 +132,10 @@ impl OtlpProtocol {
 pub enum Export {
     /// Export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal
     /// `..._TRACES_ENDPOINT` / `..._METRICS_ENDPOINT`) is set and `OTEL_SDK_DISABLED` is not
-    /// `true`; the protocol comes from `OTEL_EXPORTER_OTLP_PROTOCOL`, else
-    /// [`OtlpProtocol::compiled_default`].
+    /// `true`. Each signal's protocol comes from its own `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
+    /// / `..._METRICS_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// [`OtlpProtocol::compiled_default`], so traces and metrics may go to collectors that
+    /// speak different protocols.
     #[default]
     FromEnv,
     /// No export: logs only.
@@ -693,11 +713,24 @@ fn env_is_set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
 }
 
-/// The protocol and explicit endpoint to export to, or `None` for no export.
-fn resolve_export(export: &Export) -> Result<Option<(OtlpProtocol, Option<String>)>, Error> {
+/// Where and how the two signals are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExportTarget {
+    traces: OtlpProtocol,
+    metrics: OtlpProtocol,
+    /// The explicit base URL, if any; `None` leaves it to the standard variables.
+    endpoint: Option<String>,
+}
+
+/// The protocols and explicit endpoint to export to, or `None` for no export.
+fn resolve_export(export: &Export) -> Result<Option<ExportTarget>, Error> {
     match export {
         Export::Off => Ok(None),
-        Export::Otlp { protocol, endpoint } => Ok(Some((*protocol, endpoint.clone()))),
+        Export::Otlp { protocol, endpoint } => Ok(Some(ExportTarget {
+            traces: *protocol,
+            metrics: *protocol,
+            endpoint: endpoint.clone(),
+        })),
         Export::FromEnv => {
             let disabled = std::env::var(ENV_SDK_DISABLED)
                 .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
@@ -711,11 +744,11 @@ fn resolve_export(export: &Export) -> Result<Option<(OtlpProtocol, Option<String
             if disabled || !configured {
                 return Ok(None);
             }
-            let protocol = match std::env::var(ENV_OTLP_PROTOCOL) {
-                Ok(value) if !value.trim().is_empty() => OtlpProtocol::from_env_value(&value)?,
-                _ => OtlpProtocol::compiled_default(),
-            };
-            Ok(Some((protocol, None)))
+            Ok(Some(ExportTarget {
+                traces: OtlpProtocol::from_env(ENV_OTLP_TRACES_PROTOCOL)?,
+                metrics: OtlpProtocol::from_env(ENV_OTLP_METRICS_PROTOCOL)?,
+                endpoint: None,
+            }))
         }
     }
 }
@@ -786,17 +819,15 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
     let metrics = SdkMeterProvider::builder().with_resource(resource);
     match resolve_export(&config.export)? {
         None => Ok(Providers::new(traces.build(), metrics.build())),
-        Some((protocol, endpoint)) => {
-            let traces_shown =
-                shown_endpoint(protocol, endpoint.as_deref(), ENV_OTLP_TRACES_ENDPOINT);
-            let metrics_shown =
-                shown_endpoint(protocol, endpoint.as_deref(), ENV_OTLP_METRICS_ENDPOINT);
+        Some(target) => {
+            let endpoint = target.endpoint.as_deref();
+            let traces_shown = shown_endpoint(target.traces, endpoint, ENV_OTLP_TRACES_ENDPOINT);
+            let metrics_shown = shown_endpoint(target.metrics, endpoint, ENV_OTLP_METRICS_ENDPOINT);
             let failures = Arc::new(MetricFailures::default());
             let providers = otlp::with_exporters(
                 traces,
                 metrics,
-                protocol,
-                endpoint,
+                &target,
                 config.metrics_interval,
                 Arc::clone(&failures),
             )?;
@@ -862,7 +893,8 @@ fn shown_endpoint(protocol: OtlpProtocol, endpoint: Option<&str>, signal_variabl
 
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 mod otlp {
-    //! Exporter construction, one function per compiled protocol.
+    //! Exporter construction: one exporter per signal, each over the protocol its signal was
+    //! given, so traces and metrics may go to collectors that speak different protocols.
 
     use std::time::Duration;
 
@@ -871,7 +903,7 @@ mod otlp {
     use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader};
     use opentelemetry_sdk::trace::TracerProviderBuilder;
 
-    use super::{OtlpProtocol, Providers};
+    use super::{ExportTarget, OtlpProtocol, Providers};
     use crate::error::Error;
     use crate::metric_export::{MetricFailures, ReportingMetricExporter};
     use crate::span_queue::{SpanQueue, SpanQueueConfig};
@@ -879,14 +911,18 @@ mod otlp {
     pub(super) fn with_exporters(
         traces: TracerProviderBuilder,
         metrics: MeterProviderBuilder,
-        protocol: OtlpProtocol,
-        endpoint: Option<String>,
+        target: &ExportTarget,
         metrics_interval: Duration,
         metric_failures: Arc<MetricFailures>,
     ) -> Result<Providers, Error> {
-        let (span_exporter, metric_exporter) = match protocol {
-            OtlpProtocol::HttpProtobuf => http(endpoint.as_deref())?,
-            OtlpProtocol::Grpc => grpc(endpoint.as_deref())?,
+        let endpoint = target.endpoint.as_deref();
+        let span_exporter = match target.traces {
+            OtlpProtocol::HttpProtobuf => http::spans(endpoint)?,
+            OtlpProtocol::Grpc => grpc::spans(endpoint)?,
+        };
+        let metric_exporter = match target.metrics {
+            OtlpProtocol::HttpProtobuf => http::metrics(endpoint)?,
+            OtlpProtocol::Grpc => grpc::metrics(endpoint)?,
         };
         let metric_exporter = ReportingMetricExporter::new(metric_exporter, metric_failures);
         let reader = PeriodicReader::builder(metric_exporter)
@@ -896,11 +932,6 @@ mod otlp {
         let traces = traces.with_span_processor(queue.clone()).build();
         Ok(Providers::new(traces, metrics.with_reader(reader).build()).with_span_queue(queue))
     }
-
-    type Exporters = (
-        opentelemetry_otlp::SpanExporter,
-        opentelemetry_otlp::MetricExporter,
-    );
 
     fn exporter_error(
         signal: &'static str,
@@ -914,71 +945,130 @@ mod otlp {
     }
 
     #[cfg(feature = "otlp-http")]
-    fn http(endpoint: Option<&str>) -> Result<Exporters, Error> {
-        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+    mod http {
+        //! Protobuf over HTTP.
 
-        let protocol = OtlpProtocol::HttpProtobuf;
-        // An explicit endpoint is used verbatim by the exporter, so append the signal path
-        // here to give it the same meaning as OTEL_EXPORTER_OTLP_ENDPOINT.
-        let signal_url =
-            |path: &str| endpoint.map(|base| format!("{}/{path}", base.trim_end_matches('/')));
-        let mut spans = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(url) = signal_url("v1/traces") {
-            spans = spans.with_endpoint(url);
+        use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
+
+        use super::exporter_error;
+        use crate::OtlpProtocol;
+        use crate::error::Error;
+
+        /// Sets the protocol, and the signal's URL when there is an explicit base URL: the
+        /// exporter uses an explicit endpoint verbatim, so the signal path is appended here
+        /// to give it the same meaning as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+        fn configured<B: WithExportConfig>(builder: B, endpoint: Option<&str>, path: &str) -> B {
+            let builder = builder.with_protocol(Protocol::HttpBinary);
+            match endpoint {
+                Some(base) => {
+                    builder.with_endpoint(format!("{}/{path}", base.trim_end_matches('/')))
+                }
+                None => builder,
+            }
         }
-        let mut metrics = opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(url) = signal_url("v1/metrics") {
-            metrics = metrics.with_endpoint(url);
-        }
-        Ok((
-            spans.build().map_err(exporter_error("traces", protocol))?,
-            metrics
+
+        pub(super) fn spans(endpoint: Option<&str>) -> Result<SpanExporter, Error> {
+            configured(SpanExporter::builder().with_http(), endpoint, "v1/traces")
                 .build()
-                .map_err(exporter_error("metrics", protocol))?,
-        ))
-    }
+                .map_err(exporter_error("traces", OtlpProtocol::HttpProtobuf))
+        }
 
-    #[cfg(not(feature = "otlp-http"))]
-    fn http(_endpoint: Option<&str>) -> Result<Exporters, Error> {
-        Err(Error::ProtocolNotCompiled {
-            protocol: OtlpProtocol::HttpProtobuf,
-            feature: "otlp-http",
-        })
+        pub(super) fn metrics(endpoint: Option<&str>) -> Result<MetricExporter, Error> {
+            configured(
+                MetricExporter::builder().with_http(),
+                endpoint,
+                "v1/metrics",
+            )
+            .build()
+            .map_err(exporter_error("metrics", OtlpProtocol::HttpProtobuf))
+        }
     }
 
     #[cfg(feature = "otlp-grpc")]
-    fn grpc(endpoint: Option<&str>) -> Result<Exporters, Error> {
-        use opentelemetry_otlp::WithExportConfig as _;
+    mod grpc {
+        //! gRPC through tonic.
 
-        let protocol = OtlpProtocol::Grpc;
-        // tonic spawns its connection worker on the current runtime and panics without one.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::NoTokioRuntime);
+        use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
+
+        use super::exporter_error;
+        use crate::OtlpProtocol;
+        use crate::error::Error;
+
+        /// tonic spawns its connection worker on the current runtime and panics without one.
+        fn check_runtime() -> Result<(), Error> {
+            tokio::runtime::Handle::try_current()
+                .map(drop)
+                .map_err(|_| Error::NoTokioRuntime)
         }
-        let mut spans = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-        let mut metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic();
-        if let Some(url) = endpoint {
-            spans = spans.with_endpoint(url);
-            metrics = metrics.with_endpoint(url);
+
+        fn configured<B: WithExportConfig>(builder: B, endpoint: Option<&str>) -> B {
+            match endpoint {
+                Some(url) => builder.with_endpoint(url),
+                None => builder,
+            }
         }
-        Ok((
-            spans.build().map_err(exporter_error("traces", protocol))?,
-            metrics
+
+        pub(super) fn spans(endpoint: Option<&str>) -> Result<SpanExporter, Error> {
+            check_runtime()?;
+            configured(SpanExporter::builder().with_tonic(), endpoint)
                 .build()
-                .map_err(exporter_error("metrics", protocol))?,
-        ))
+                .map_err(exporter_error("traces", OtlpProtocol::Grpc))
+        }
+
+        pub(super) fn metrics(endpoint: Option<&str>) -> Result<MetricExporter, Error> {
+            check_runtime()?;
+            configured(MetricExporter::builder().with_tonic(), endpoint)
+                .build()
+                .map_err(exporter_error("metrics", OtlpProtocol::Grpc))
+        }
+    }
+
+    #[cfg(not(feature = "otlp-http"))]
+    mod http {
+        //! HTTP is not compiled in.
+
+        use opentelemetry_otlp::{MetricExporter, SpanExporter};
+
+        use crate::OtlpProtocol;
+        use crate::error::Error;
+
+        pub(super) fn spans(_endpoint: Option<&str>) -> Result<SpanExporter, Error> {
+            Err(Error::ProtocolNotCompiled {
+                protocol: OtlpProtocol::HttpProtobuf,
+                feature: "otlp-http",
+            })
+        }
+
+        pub(super) fn metrics(_endpoint: Option<&str>) -> Result<MetricExporter, Error> {
+            Err(Error::ProtocolNotCompiled {
+                protocol: OtlpProtocol::HttpProtobuf,
+                feature: "otlp-http",
+            })
+        }
     }
 
     #[cfg(not(feature = "otlp-grpc"))]
-    fn grpc(_endpoint: Option<&str>) -> Result<Exporters, Error> {
-        Err(Error::ProtocolNotCompiled {
-            protocol: OtlpProtocol::Grpc,
-            feature: "otlp-grpc",
-        })
+    mod grpc {
+        //! gRPC is not compiled in.
+
+        use opentelemetry_otlp::{MetricExporter, SpanExporter};
+
+        use crate::OtlpProtocol;
+        use crate::error::Error;
+
+        pub(super) fn spans(_endpoint: Option<&str>) -> Result<SpanExporter, Error> {
+            Err(Error::ProtocolNotCompiled {
+                protocol: OtlpProtocol::Grpc,
+                feature: "otlp-grpc",
+            })
+        }
+
+        pub(super) fn metrics(_endpoint: Option<&str>) -> Result<MetricExporter, Error> {
+            Err(Error::ProtocolNotCompiled {
+                protocol: OtlpProtocol::Grpc,
+                feature: "otlp-grpc",
+            })
+        }
     }
 }
 
@@ -992,18 +1082,18 @@ mod otlp {
     use opentelemetry_sdk::metrics::MeterProviderBuilder;
     use opentelemetry_sdk::trace::TracerProviderBuilder;
 
-    use super::{OtlpProtocol, Providers};
+    use super::{ExportTarget, OtlpProtocol, Providers};
     use crate::error::Error;
     use crate::metric_export::MetricFailures;
 
     pub(super) fn with_exporters(
         _traces: TracerProviderBuilder,
         _metrics: MeterProviderBuilder,
-        protocol: OtlpProtocol,
-        _endpoint: Option<String>,
+        target: &ExportTarget,
         _metrics_interval: Duration,
         _metric_failures: Arc<MetricFailures>,
     ) -> Result<Providers, Error> {
+        let protocol = target.traces;
         let feature = match protocol {
             OtlpProtocol::HttpProtobuf => "otlp-http",
             OtlpProtocol::Grpc => "otlp-grpc",
@@ -1089,7 +1179,8 @@ where
 /// # Errors
 ///
 /// - [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse;
-/// - [`Error::UnsupportedProtocol`] for an unknown `OTEL_EXPORTER_OTLP_PROTOCOL`;
+/// - [`Error::UnsupportedProtocol`] for an unknown `OTEL_EXPORTER_OTLP_PROTOCOL` (or
+///   `..._TRACES_PROTOCOL` / `..._METRICS_PROTOCOL`);
 /// - [`Error::ProtocolNotCompiled`] when the chosen protocol's feature is off;
 /// - [`Error::NoTokioRuntime`] for gRPC outside a tokio runtime;
 /// - [`Error::Exporter`] when an OTLP exporter cannot be built (for example a malformed

@@ -52,8 +52,9 @@ pub use error::Error;
 #[cfg(feature = "export")]
 pub use init::{
     Config, DEFAULT_FILTER, DEFAULT_SHUTDOWN_TIMEOUT, ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT,
-    ENV_OTLP_PROTOCOL, ENV_OTLP_TRACES_ENDPOINT, ENV_SDK_DISABLED, Export, OtlpProtocol, Providers,
-    SPAN_QUEUE_SIZE, TelemetryGuard, export_layers, init, providers, span_batch_config,
+    ENV_OTLP_METRICS_PROTOCOL, ENV_OTLP_PROTOCOL, ENV_OTLP_TRACES_ENDPOINT,
+    ENV_OTLP_TRACES_PROTOCOL, ENV_SDK_DISABLED, Export, OtlpProtocol, Providers, SPAN_QUEUE_SIZE,
+    TelemetryGuard, export_layers, init, providers, span_batch_config,
 };
 #[cfg(feature = "export")]
 pub use layers::LogFormat;
