@@ -4,6 +4,8 @@
 //! binary whose stderr is a pipe with its read end closed, so every write to it fails with
 //! `EPIPE`.
 
+mod common;
+
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -43,12 +45,7 @@ fn run_with_stderr_closed(name: &str) {
         .recv_timeout(HANG_GUARD)
         .expect("the child hung")
         .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed with its stderr closed: {}\n{stdout}",
-        output.status
-    );
+    common::assert_child_passed(&output, " with its stderr closed");
 }
 
 /// Waits until this process's stderr has no reader (the parent dropped it right after the

@@ -10,22 +10,10 @@ use std::time::Duration;
 
 use cairn_telemetry::emit::{self, RunFinished, RunOutcomeName};
 use cairn_telemetry::{Config, Error, Export, LogFormat, OtlpProtocol, init, names};
-use common::OtlpReceiver;
+use common::{OtlpReceiver, assert_child_passed};
 
 /// Set in the child process to select its role.
 const CHILD_ROLE: &str = "CAIRN_TELEMETRY_TEST_CHILD";
-
-/// The child must have run exactly its one test (a renamed test would otherwise "pass" by
-/// running nothing) and passed it.
-fn assert_child_passed(output: &std::process::Output) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 #[test]
 fn init_exports_through_the_global_subscriber_and_refuses_a_second_install() {
@@ -42,6 +30,7 @@ fn init_exports_through_the_global_subscriber_and_refuses_a_second_install() {
                 .env_remove("OTEL_SDK_DISABLED")
                 .output()
                 .expect("run the child test"),
+            "",
         ),
     }
 }
@@ -60,7 +49,7 @@ fn an_export_filter_exports_info_while_stderr_keeps_to_errors() {
                 .env_remove("OTEL_SDK_DISABLED")
                 .output()
                 .expect("run the child test");
-            assert_child_passed(&output);
+            assert_child_passed(&output, "");
             // The INFO event went to the collector only, not to stderr.
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(!stderr.contains(names::RUN_FINISHED), "{stderr}");
@@ -195,7 +184,7 @@ fn invalid_rust_log_is_a_typed_error() {
                 .env("RUST_LOG", "cairn=[[[")
                 .output()
                 .expect("run the child test");
-            assert_child_passed(&status);
+            assert_child_passed(&status, "");
         }
     }
 }
@@ -225,7 +214,7 @@ fn unsupported_protocol_in_env_is_a_typed_error() {
                 .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
                 .output()
                 .expect("run the child test");
-            assert_child_passed(&status);
+            assert_child_passed(&status, "");
         }
     }
 }

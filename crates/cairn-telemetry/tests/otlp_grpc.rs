@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cairn_telemetry::emit::{self, RunFinished, RunOutcomeName};
 use cairn_telemetry::{Config, Error, Export, OtlpProtocol, names};
-use common::OtlpReceiver;
+use common::{OtlpReceiver, assert_child_passed};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -230,13 +230,7 @@ fn each_signal_takes_the_protocol_its_own_variable_names() {
         )
         .output()
         .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_child_passed(&output, "");
     let collector = grpc.stop(&runtime);
 
     let grpc_spans: Vec<String> = collector
@@ -299,11 +293,5 @@ fn an_unknown_per_signal_protocol_is_refused_naming_its_variable() {
         .env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")
         .output()
         .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_child_passed(&output, "");
 }

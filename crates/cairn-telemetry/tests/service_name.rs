@@ -30,13 +30,7 @@ fn in_child(name: &str, vars: &[(&str, &str)], expected: &str) {
         child.env(key, value);
     }
     let output = child.output().expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "child failed with {vars:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_child_passed(&output, &format!(" with {vars:?}"));
 }
 
 /// In the child: exports one run span through `providers` configured with the service name

@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -272,4 +273,17 @@ fn read_request(
         content_type,
         body,
     }))
+}
+
+/// Asserts that a child run of one test of this same binary (`--exact NAME`) passed and ran
+/// exactly that test: a renamed test would otherwise "pass" by running nothing. `case` says
+/// which case failed, or is empty.
+pub(crate) fn assert_child_passed(output: &Output, case: &str) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed{case}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
