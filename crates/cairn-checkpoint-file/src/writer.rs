@@ -1160,10 +1160,27 @@ impl Shared {
     /// the caller's snapshot does not reflect) must outlive the snapshot: then the journal
     /// is kept whole instead of truncated, and every open skips the records the snapshot
     /// covers, as it does after a compaction's snapshot.
+    ///
+    /// A snapshot already installed that covers more than `covers` (a compaction that ran
+    /// while this install waited for leadership, or an install called later that ran first)
+    /// is kept, and `snapshot` is not written: the journal may no longer hold the records
+    /// between the two (the compaction's rewrite dropped them, or the later install truncated
+    /// them), so putting the older snapshot back would lose them. The snapshot kept is the
+    /// same journal replayed further, so it reflects every event `snapshot` does.
     fn install_locked(&self, covers: u64, snapshot: &impl Serialize) -> Result<()> {
-        let written_seq = lock(&self.state).written_seq;
+        let (written_seq, installed) = {
+            let mut state = lock(&self.state);
+            if covers < state.covers_seq {
+                // The records this install flushed are not in `written` (it dropped their
+                // kept events), so the next compaction reads them back from the journal.
+                state.written.clear();
+                state.events_known = false;
+                return Ok(());
+            }
+            (state.written_seq, state.covers_seq)
+        };
         debug_assert!(
-            covers <= written_seq,
+            installed <= covers && covers <= written_seq,
             "the flush wrote every covered record"
         );
         let snapshot_len = self.write_snapshot(covers, snapshot, snapshot)?;
