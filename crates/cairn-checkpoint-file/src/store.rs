@@ -1299,7 +1299,7 @@ impl Store {
 
     /// Reads meta, snapshot and journal without a lock and without writing; the caller
     /// holds the reader lock or accepts a read beside a writer ([`Store::peek_live`]).
-    fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
+    pub(crate) fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
         let bad = |problem: StateProblem| {
             problem
                 .newer_format(run_id)

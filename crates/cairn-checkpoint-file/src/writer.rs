@@ -1511,48 +1511,12 @@ impl Checkpointer for FileCheckpointer {
                     run_id: shared.run_id.clone(),
                 });
             }
-            let outcome = (|| {
-                let store = &shared.store;
-                let meta = store
-                    .load_meta(&shared.run_id)?
-                    .ok_or_else(|| Error::NotFound {
-                        run_id: shared.run_id.clone(),
-                    })?;
-                let (snapshot, covers) = match store.fs.read(&shared.dir.join(QUEUE_FILE)) {
-                    Ok(bytes) => {
-                        let file: crate::store::QueueFile = serde_json::from_slice(&bytes)
-                            .map_err(|err| Error::Encoding {
-                                what: "queue snapshot",
-                                detail: err.to_string(),
-                            })?;
-                        (Some(file.snapshot), file.covers_seq)
-                    }
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
-                    Err(err) => return Err(io_error("read", &shared.dir.join(QUEUE_FILE))(err)),
-                };
-                let path = shared.dir.join(JOURNAL_FILE);
-                let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
-                let scan = journal::scan(&bytes);
-                let mut events = Vec::new();
-                for record in scan.records.iter().filter(|r| r.seq > covers) {
-                    events.push(
-                        serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
-                            Error::Corruption {
-                                run_id: shared.run_id.clone(),
-                                file: JOURNAL_FILE.to_owned(),
-                                offset: record.offset,
-                                detail: err.to_string(),
-                            }
-                        })?,
-                    );
-                }
-                Ok(Recovered {
-                    meta,
-                    snapshot,
-                    events,
-                    torn_tail: None,
-                })
-            })();
+            // The rules of `peek` (a torn last batch left out and reported, damage before it
+            // `Corruption`, records missing after the snapshot `Corruption`), so a reload
+            // never takes a damaged journal for a shorter history. Leadership keeps every
+            // batch and journal rewrite out meanwhile, and a snapshot a compaction thread
+            // installs beside it covers a prefix of that journal, which every read accepts.
+            let outcome = shared.store.read_unlocked(&shared.run_id, &shared.dir);
             shared.release_leadership();
             outcome
         })
