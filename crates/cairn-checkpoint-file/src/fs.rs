@@ -169,6 +169,23 @@ pub trait FsFile: Send + Sync + Debug {
     ///
     /// The OS error.
     fn unlock(&self) -> io::Result<()>;
+
+    /// Whether this open file is still the one at `path` (the same file, not one made there
+    /// since): `Some(false)` when `path` names another file or nothing. `None` when the layer
+    /// cannot tell, which is the default.
+    ///
+    /// A lock belongs to the file, not to its name. The adapter asks after taking a run's
+    /// lock: a lock file opened just before its run's folder was removed (and a new run
+    /// begun under the same id) is a gone file, and its lock keeps no one out of the new
+    /// run. A layer answering `None` skips that check.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of looking `path` up, other than "not found".
+    fn is_at(&self, path: &Path) -> io::Result<Option<bool>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// Directory and file operations the adapter needs. Object-safe; hold it as
@@ -360,6 +377,23 @@ impl FsFile for StdFile {
 
     fn unlock(&self) -> io::Result<()> {
         self.0.unlock()
+    }
+
+    fn is_at(&self, path: &Path) -> io::Result<Option<bool>> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self.0.metadata()?;
+        match fs::metadata(path) {
+            Ok(there) => Ok(Some(held.dev() == there.dev() && held.ino() == there.ino())),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Some(false))
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 

@@ -138,7 +138,10 @@
 //!
 //! One writer per run, across processes: `open` and `begin` take `lock` with
 //! `File::try_lock` and write the holder's pid and host into it, so `Error::Locked` names
-//! them; `open` takes it while holding `meta.lock` (which `begin` creates). `is_held` tries
+//! them; `open` takes it while holding `meta.lock` (which `begin` creates). A lock taken on
+//! a `lock` file that is no longer at its path (its folder was removed or moved after the
+//! file was opened, and a new run may have been begun there) is let go and taken again on
+//! what is there now ([`FsFile::is_at`]). `is_held` tries
 //! the same lock shared, under `meta.lock` when it can take it, and releases it at once.
 //! A claim (and a status swap to `running`) probes it the same way under the `meta.lock` it
 //! decides under, and is refused while a writer holds it; since `open` takes the writer lock

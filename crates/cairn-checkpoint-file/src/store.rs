@@ -168,6 +168,9 @@ enum WriterLock {
     Taken(Box<dyn FsFile>),
     /// Only readers hold the lock file; the `Locked` error to report if they keep it.
     Readers(Error),
+    /// The lock was taken on a file no longer at the lock file's path (its folder was
+    /// removed or moved meanwhile); it was let go.
+    Replaced,
 }
 
 pub(crate) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
@@ -437,6 +440,14 @@ impl Store {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(100));
                 }
+                // Taken again at once: the next open finds what is there now (or nothing).
+                WriterLock::Replaced if std::time::Instant::now() < deadline => {}
+                WriterLock::Replaced => {
+                    let path = dir.join(LOCK_FILE);
+                    return Err(io_error("lock", &path)(io::Error::other(
+                        "the run's lock file kept being replaced while its lock was taken",
+                    )));
+                }
             }
         }
     }
@@ -463,6 +474,11 @@ impl Store {
                 }));
             }
             return Err(locked(run_id, &mut *file));
+        }
+        // The lock is the file's, not the name's: a lock file opened just before its folder
+        // was removed or moved (and maybe a new run begun at the same path) keeps no one out.
+        if file.is_at(&path).map_err(io_error("stat", &path))? == Some(false) {
+            return Ok(WriterLock::Replaced);
         }
         // The holder's identity is informational, so it is not synced.
         file.set_len(0).map_err(io_error("truncate", &path))?;
@@ -1299,7 +1315,7 @@ impl Store {
 
     /// Reads meta, snapshot and journal without a lock and without writing; the caller
     /// holds the reader lock or accepts a read beside a writer ([`Store::peek_live`]).
-    fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
+    pub(crate) fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
         let bad = |problem: StateProblem| {
             problem
                 .newer_format(run_id)

@@ -1160,10 +1160,27 @@ impl Shared {
     /// the caller's snapshot does not reflect) must outlive the snapshot: then the journal
     /// is kept whole instead of truncated, and every open skips the records the snapshot
     /// covers, as it does after a compaction's snapshot.
+    ///
+    /// A snapshot already installed that covers more than `covers` (a compaction that ran
+    /// while this install waited for leadership, or an install called later that ran first)
+    /// is kept, and `snapshot` is not written: the journal may no longer hold the records
+    /// between the two (the compaction's rewrite dropped them, or the later install truncated
+    /// them), so putting the older snapshot back would lose them. The snapshot kept is the
+    /// same journal replayed further, so it reflects every event `snapshot` does.
     fn install_locked(&self, covers: u64, snapshot: &impl Serialize) -> Result<()> {
-        let written_seq = lock(&self.state).written_seq;
+        let (written_seq, installed) = {
+            let mut state = lock(&self.state);
+            if covers < state.covers_seq {
+                // The records this install flushed are not in `written` (it dropped their
+                // kept events), so the next compaction reads them back from the journal.
+                state.written.clear();
+                state.events_known = false;
+                return Ok(());
+            }
+            (state.written_seq, state.covers_seq)
+        };
         debug_assert!(
-            covers <= written_seq,
+            installed <= covers && covers <= written_seq,
             "the flush wrote every covered record"
         );
         let snapshot_len = self.write_snapshot(covers, snapshot, snapshot)?;
@@ -1494,48 +1511,12 @@ impl Checkpointer for FileCheckpointer {
                     run_id: shared.run_id.clone(),
                 });
             }
-            let outcome = (|| {
-                let store = &shared.store;
-                let meta = store
-                    .load_meta(&shared.run_id)?
-                    .ok_or_else(|| Error::NotFound {
-                        run_id: shared.run_id.clone(),
-                    })?;
-                let (snapshot, covers) = match store.fs.read(&shared.dir.join(QUEUE_FILE)) {
-                    Ok(bytes) => {
-                        let file: crate::store::QueueFile = serde_json::from_slice(&bytes)
-                            .map_err(|err| Error::Encoding {
-                                what: "queue snapshot",
-                                detail: err.to_string(),
-                            })?;
-                        (Some(file.snapshot), file.covers_seq)
-                    }
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
-                    Err(err) => return Err(io_error("read", &shared.dir.join(QUEUE_FILE))(err)),
-                };
-                let path = shared.dir.join(JOURNAL_FILE);
-                let bytes = store.fs.read(&path).map_err(io_error("read", &path))?;
-                let scan = journal::scan(&bytes);
-                let mut events = Vec::new();
-                for record in scan.records.iter().filter(|r| r.seq > covers) {
-                    events.push(
-                        serde_json::from_slice(&bytes[record.payload.clone()]).map_err(|err| {
-                            Error::Corruption {
-                                run_id: shared.run_id.clone(),
-                                file: JOURNAL_FILE.to_owned(),
-                                offset: record.offset,
-                                detail: err.to_string(),
-                            }
-                        })?,
-                    );
-                }
-                Ok(Recovered {
-                    meta,
-                    snapshot,
-                    events,
-                    torn_tail: None,
-                })
-            })();
+            // The rules of `peek` (a torn last batch left out and reported, damage before it
+            // `Corruption`, records missing after the snapshot `Corruption`), so a reload
+            // never takes a damaged journal for a shorter history. Leadership keeps every
+            // batch and journal rewrite out meanwhile, and a snapshot a compaction thread
+            // installs beside it covers a prefix of that journal, which every read accepts.
+            let outcome = shared.store.read_unlocked(&shared.run_id, &shared.dir);
             shared.release_leadership();
             outcome
         })

@@ -1990,3 +1990,67 @@ async fn an_append_sealed_after_an_install_was_called_stays_after_its_snapshot()
     let opened = reopened(&h, &plan, &id).await;
     assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
 }
+
+/// A caller's install never takes back a snapshot that covers more. Here the records
+/// appended while the install waits for leadership (its call covers the first five) are
+/// enough for a compaction, whose snapshot covers them and whose journal rewrite drops
+/// them from the journal before the install runs. Before the fix the install then put its
+/// older snapshot in place over the journal holding nothing after the compaction's: the
+/// four acknowledged records in between were in neither, through `load` and on reopen,
+/// and the next append reused their sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_overtaken_by_a_compaction_keeps_the_records_it_does_not_cover() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("install-behind").unwrap();
+    let factory = planned_factory(&h, &plan, 6);
+    let run: Arc<dyn Checkpointer> =
+        Arc::from(factory.begin(meta("install-behind")).await.unwrap());
+    let _release = ReleaseOnDrop(Arc::clone(&plan));
+    let mut work = Workload::new();
+    run.append(&work.enqueue(3)).await.unwrap();
+
+    plan.hold("sync_data", "journal");
+    let second = work.enqueue(2);
+    let at_install = work.queue.snapshot();
+    let second_append = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move { run.append(&second).await })
+    };
+    eventually(
+        "the second append's leader waiting at its fdatasync",
+        || plan.waiting() == 1,
+    )
+    .await;
+    let mut install = run.install_snapshot(&at_install);
+    poll_once(&mut install);
+    // Four more records take the journal past the compaction threshold of six.
+    let third = work.enqueue(4);
+    let mut third_append = run.append(&third);
+    poll_once(&mut third_append);
+    plan.release();
+    second_append.await.unwrap().unwrap();
+    third_append.await.unwrap();
+    install.await.unwrap();
+
+    let loaded = run.load().await.unwrap();
+    assert_eq!(
+        replayed(&loaded),
+        work.queue.snapshot(),
+        "the records appended after the install was called are still read back"
+    );
+    assert!(
+        covers(&h, &id) >= 5,
+        "the snapshot covers the install's call"
+    );
+    drop(run);
+    let opened = reopened(&h, &plan, &id).await;
+    assert_eq!(replayed(&opened.recovered), work.queue.snapshot());
+    // The sequence goes on after the last record acknowledged, so one more append reads
+    // back after a reopen.
+    let fourth = work.enqueue(1);
+    opened.checkpointer.append(&fourth).await.unwrap();
+    drop(opened);
+    let again = reopened(&h, &plan, &id).await;
+    assert_eq!(replayed(&again.recovered), work.queue.snapshot());
+}

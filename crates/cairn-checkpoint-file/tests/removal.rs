@@ -186,3 +186,42 @@ async fn a_removal_syncs_the_runs_folder_after_the_rename() {
     let err = factory.remove_terminal(&id("unsynced")).await.unwrap_err();
     assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
 }
+
+/// An `open` that opened the lock file of a run just before the run was removed, and a new
+/// run was begun under the same id, takes the lock of a file that is gone: it must not
+/// then read and write the new run beside that run's own writer. Here the opener is held
+/// between opening `lock` and locking it while the old run is removed and the new one
+/// begun. Before the fix the open returned a second writer of the new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_locked_a_removed_runs_lock_file_does_not_become_a_second_writer() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let held_factory = harness.failing_factory(&plan, Durability::Sync);
+    let factory = harness.file_factory();
+    completed(&factory, "again").await;
+
+    plan.hold("try_lock", "runs/again/lock");
+    let opening = {
+        let held_factory = held_factory.clone();
+        tokio::spawn(async move { held_factory.open(&id("again")).await })
+    };
+    for _ in 0..12_000 {
+        if plan.waiting() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(plan.waiting(), 1, "the open is held at its lock");
+    factory.remove_terminal(&id("again")).await.unwrap();
+    let writer = factory.begin(meta("again")).await.unwrap();
+    writer.append(&sample_events(0, 1)).await.unwrap();
+    plan.release();
+
+    let opened = opening.await.unwrap();
+    assert!(
+        matches!(opened, Err(Error::Locked { .. })),
+        "the new run's writer holds it: {:?}",
+        opened.map(|found| found.map(|opened| opened.recovered.events))
+    );
+    drop(writer);
+}

@@ -437,6 +437,7 @@ impl cairn_checkpoint_file::FsFile for FailingFile {
         self.inner.size()
     }
     fn try_lock(&self) -> std::io::Result<bool> {
+        self.plan.check("try_lock", &self.path)?;
         self.inner.try_lock()
     }
     fn try_lock_shared(&self) -> std::io::Result<bool> {
@@ -447,6 +448,9 @@ impl cairn_checkpoint_file::FsFile for FailingFile {
     }
     fn unlock(&self) -> std::io::Result<()> {
         self.inner.unlock()
+    }
+    fn is_at(&self, path: &Path) -> std::io::Result<Option<bool>> {
+        self.inner.is_at(path)
     }
 }
 
