@@ -265,6 +265,12 @@ impl FsFile for CrashFile {
     fn unlock(&self) -> io::Result<()> {
         self.inner.unlock()
     }
+
+    // Forwarded so the workers keep the adapter's check that a lock taken is on the file
+    // still at the lock's path; the provided default would skip it.
+    fn is_at(&self, path: &Path) -> io::Result<Option<bool>> {
+        self.inner.is_at(path)
+    }
 }
 
 impl Filesystem for CrashFs {
