@@ -90,3 +90,62 @@ async fn start_auto_stops_at_a_run_a_newer_build_wrote_and_begins_nothing() {
         assert!(factory.list_quarantined().await.unwrap().is_empty());
     }
 }
+
+/// The same for a run whose metadata (`meta.json`) a newer build wrote: the lookup lists it
+/// (so that it is met), and `Start::Auto` must neither quarantine it as unfit nor begin a
+/// fresh run that would redo its acknowledged tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_auto_stops_at_a_run_whose_metadata_a_newer_build_wrote() {
+    let root = tempfile::tempdir().unwrap();
+    let factory: Arc<FileFactory> = Arc::new(FileFactory::builder(root.path()).build().unwrap());
+    let bodies = Arc::new(AtomicUsize::new(0));
+
+    let signals = RunSignals::default();
+    let executor = Executor::new(
+        factory.clone(),
+        registry(&bodies, &signals),
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
+    assert_eq!(report.disposition, Disposition::LeaveRunning);
+    let run_id = report.run_id;
+    let ran_before = bodies.load(Ordering::SeqCst);
+
+    let meta_path = root
+        .path()
+        .join("runs")
+        .join(run_id.as_str())
+        .join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["format_version"] = serde_json::json!(999);
+    let planted = serde_json::to_vec(&meta).unwrap();
+    std::fs::write(&meta_path, &planted).unwrap();
+
+    for _ in 0..2 {
+        let signals = RunSignals::default();
+        let executor = Executor::new(
+            factory.clone(),
+            registry(&bodies, &signals),
+            ExecutorConfig::default(),
+        )
+        .unwrap();
+        let err = executor
+            .run(plan(), Start::Auto, signals)
+            .await
+            .expect_err("a newer build's run is not this build's to drive");
+        let text = err.to_string();
+        assert!(text.contains("newer cairn build"), "{text}");
+        assert!(text.contains(run_id.as_str()), "{text}");
+        assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
+        let runs = factory.list(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+        assert_eq!(
+            std::fs::read(&meta_path).unwrap(),
+            planted,
+            "the run stays where it was, as it was"
+        );
+        assert!(factory.list_quarantined().await.unwrap().is_empty());
+    }
+}

@@ -691,16 +691,20 @@ impl Drive {
         );
         let body = async move {
             let work = handler.run(ctx);
-            let result = match timeout {
-                Some(limit) => {
-                    let began = tokio::time::Instant::now();
+            let began = tokio::time::Instant::now();
+            // A timeout too long to represent (`Duration::MAX`) is no timeout, as for the
+            // run's deadline: `Instant + Duration` would panic inside the attempt.
+            let limited = timeout
+                .and_then(|limit| began.checked_add(limit).map(|deadline| (limit, deadline)));
+            let result = match limited {
+                Some((limit, deadline)) => {
                     let overrun = |returned_after| {
                         AttemptEnd::TimedOut(Overrun {
                             limit,
                             returned_after,
                         })
                     };
-                    let Ok(result) = tokio::time::timeout_at(began + limit, work).await else {
+                    let Ok(result) = tokio::time::timeout_at(deadline, work).await else {
                         return overrun(None);
                     };
                     // A handler that blocks its thread is only seen again when it returns,

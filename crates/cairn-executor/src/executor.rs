@@ -298,7 +298,9 @@ impl Executor {
     ///   workflow and scope that another process drives (or claimed meanwhile): nothing is
     ///   begun beside it.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
-    ///   (or the adoption of an interrupted run) cannot open the run.
+    ///   (or the adoption of an interrupted run) cannot open the run. `Error::Open` also when
+    ///   `Start::Auto` meets a run of the workflow and scope that a newer build wrote (the
+    ///   store's `NewerFormat`): it is left in place and nothing is begun.
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
     ///   run that is not `running`: a failed or paused run must be claimed first
     ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
@@ -1299,8 +1301,12 @@ fn epoch_field(epoch: u64) -> i64 {
 }
 
 /// Why `meta` cannot be adopted for `plan`, if it cannot.
+///
+/// Metadata a newer build wrote is not unfit: it is not bad, and must be left exactly where
+/// it is. The store lists it so that a lookup meets it, and refuses to claim or open it
+/// (`NewerFormat`), which ends the lookup before anything begins beside it.
 fn unfit(plan: &RunPlan, expected_id: &RunId, meta: &RunMeta) -> Option<String> {
-    if meta.format_version != META_FORMAT_VERSION {
+    if meta.format_version < META_FORMAT_VERSION {
         Some(format!(
             "run {} has metadata format version {}, expected {META_FORMAT_VERSION}",
             meta.run_id, meta.format_version

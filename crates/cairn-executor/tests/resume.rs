@@ -284,6 +284,50 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
     assert!(lines[0].contains("format version 0"));
 }
 
+/// Metadata a newer build wrote (after a rollback) is not this build's to quarantine, adopt
+/// or run afresh beside: `Start::Auto` stops with the store's `NewerFormat`, begins nothing
+/// and leaves the run exactly where it was, every time. (The lookup used to call it unfit,
+/// quarantine it and begin a fresh run that redid every acknowledged task.)
+#[tokio::test]
+async fn a_run_whose_metadata_a_newer_build_wrote_is_left_in_place_and_nothing_begins() {
+    let store = MemoryFactory::new();
+    let newer = plant_interrupted(&store, "newer-run", "wf", "scope", &[]).await;
+    let mut planted = store.stored_meta(&newer).unwrap();
+    planted.format_version = cairn_checkpoint::META_FORMAT_VERSION + 1;
+    store.plant_meta(&newer, planted.clone());
+
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    for attempt in 1..=2 {
+        let err = executor
+            .run(
+                RunPlan::new("wf", "scope").phase(numbered_phase("p", 2)),
+                Start::Auto,
+                RunSignals::default(),
+            )
+            .await
+            .expect_err("a newer build's run stops the lookup");
+        assert!(
+            matches!(
+                &err,
+                Error::Open { run_id, source: cairn_checkpoint::Error::NewerFormat { .. } }
+                    if *run_id == newer
+            ),
+            "attempt {attempt}: {err:?}"
+        );
+        assert_eq!(ledger.total(), 0, "no body ran");
+        assert_eq!(
+            store.stored_meta(&newer),
+            Some(planted.clone()),
+            "left in place"
+        );
+        assert!(store.list_quarantined().await.unwrap().is_empty());
+        let runs = store.list(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+    }
+}
+
 /// Another process that listed the run just before `Start::Auto` opened it claims it at the
 /// epoch the open read: the store refuses that claim while the adoption's writer holds the
 /// run, and the adoption drives it under its own claim.

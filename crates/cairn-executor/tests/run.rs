@@ -1166,6 +1166,40 @@ async fn durations_too_long_to_represent_mean_no_limit_instead_of_a_panic() {
     );
 }
 
+/// An attempt timeout too long to represent (`Duration::MAX`, per kind or by default) is no
+/// timeout, as a deadline or grace that large is: it must not overflow `Instant + Duration`
+/// inside the attempt, which would fail the task as a handler panic.
+#[tokio::test(start_paused = true)]
+async fn attempt_timeouts_too_long_to_represent_mean_no_limit_instead_of_a_panic() {
+    for (per_kind, default) in [(true, false), (false, true)] {
+        let factory = MemoryFactory::new();
+        let ledger = Ledger::default();
+        let mut registry = Registry::new().with("ok", recording(&ledger));
+        if per_kind {
+            registry = registry.with_timeout("ok", Duration::MAX);
+        }
+        let mut config = ExecutorConfig::default();
+        if default {
+            config = config.with_default_timeout(Duration::MAX);
+        }
+        let report = executor(&factory, registry, config)
+            .run(
+                RunPlan::new("wf", "s").phase(one_task("ok")),
+                Start::Fresh,
+                RunSignals::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            report.disposition,
+            Disposition::Complete,
+            "per kind: {per_kind}, by default: {default}: {:?}",
+            report.stop
+        );
+        assert_eq!(ledger.count("ok"), 1);
+    }
+}
+
 fn one_task(kind: &str) -> Phase {
     let mut phase = Phase::new("p");
     phase.task(TaskSpec::new(kind), []);
