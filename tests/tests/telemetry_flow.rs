@@ -432,3 +432,48 @@ async fn a_result_returned_before_a_cancel_is_recorded_as_its_span_reports_it() 
     assert_eq!(tasks.len(), 1);
     assert_eq!(text(&tasks[0].attributes, "outcome"), "complete");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_run_whose_future_is_dropped_gives_back_its_queue_depth_and_reports_leave_running() {
+    let telemetry = TestTelemetry::new();
+    let _guard = telemetry.set_default();
+    let signals = RunSignals::default();
+    let bodies = Arc::default();
+    let executor = Executor::new(
+        Arc::new(MemoryFactory::new()),
+        // Never completes task 2, so the run is mid-way when its caller gives up on it.
+        registry(Some(2), &RunSignals::default(), &bodies),
+        config(),
+    )
+    .unwrap();
+    let depth = |status: &str| {
+        telemetry.gauge(
+            names::METRIC_QUEUE_DEPTH,
+            &[KeyValue::new("status", status.to_owned())],
+        )
+    };
+    // Boxed, so that dropping it below drops the run future itself.
+    let mut run = Box::pin(executor.run(plan(), Start::Auto, signals));
+    // Drive the run until the stalled task is running, then drop it as a `select!` would.
+    tokio::select! {
+        _ = &mut run => panic!("the run cannot finish: task 2 never returns"),
+        () = async {
+            while depth("running") != Some(1) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } => {}
+    }
+    assert_eq!(depth("pending"), Some(3), "tasks 3 to 5 wait on task 2");
+    drop(run);
+    // The aborted drive task, which holds the run span too, is dropped at the next yield.
+    tokio::task::yield_now().await;
+
+    for status in ["pending", "running", "done"] {
+        assert_eq!(depth(status), Some(0), "{status} after the drop");
+    }
+    let finished = telemetry.events(names::RUN_FINISHED);
+    assert_eq!(finished.len(), 1);
+    let fields = &finished[0].attributes;
+    assert!(matches!(attr(fields, "outcome"), Some(v) if v.as_str() == "leave_running"));
+    assert_eq!(int(fields, "tasks_done"), 2);
+}

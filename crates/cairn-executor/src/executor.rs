@@ -9,7 +9,7 @@ use cairn_checkpoint::{
     AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, META_FORMAT_VERSION,
     NoopCheckpointer, Opened, RunFilter, RunId, RunMeta, RunStatus,
 };
-use cairn_queue::{Event, Queue, SNAPSHOT_FORMAT_VERSION, Status, Timestamp};
+use cairn_queue::{Event, Queue, SNAPSHOT_FORMAT_VERSION, Status, StatusCounts, Timestamp};
 use cairn_telemetry::{emit, names};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
@@ -433,6 +433,14 @@ impl Executor {
         }
 
         let counts = Arc::new(Mutex::new(queue.counts()));
+        let ended = EndOnDrop {
+            run_id: run_id.clone(),
+            resumed: is_resume,
+            clock,
+            counts: Arc::clone(&counts),
+            span: root.clone(),
+            armed: true,
+        };
         let drive = Drive {
             run_id: run_id.clone(),
             queue,
@@ -492,6 +500,7 @@ impl Executor {
                 counts: final_counts,
             },
             clock,
+            ended,
         )
         .instrument(root)
         .await
@@ -504,6 +513,7 @@ impl Executor {
         checkpointer: Arc<dyn Checkpointer>,
         report: RunReport,
         clock: Clock,
+        mut ended: EndOnDrop,
     ) -> Result<RunReport> {
         if !matches!(report.disposition, Disposition::LeaveRunning) {
             let record = AuditRecord::new(
@@ -534,16 +544,14 @@ impl Executor {
             Disposition::LeaveRunning => emit::RunOutcomeName::LeaveRunning,
             Disposition::Fail(_) => emit::RunOutcomeName::Fail,
         };
-        emit::run_finished(&emit::RunFinished {
-            run_id: report.run_id.as_str(),
+        ended.armed = false;
+        emit_run_finished(
+            &report.run_id,
             outcome,
-            resumed: report.resumed,
-            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-            tasks_done: report.counts.done as u64,
-            tasks_failed: report.counts.failed as u64,
-            tasks_skipped: report.counts.skipped as u64,
-            tasks_blocked: report.counts.blocked as u64,
-        });
+            report.resumed,
+            clock,
+            &report.counts,
+        );
         match recorded {
             Ok(()) => Ok(report),
             Err(source) => {
@@ -1342,6 +1350,61 @@ fn fresh_run_id(now: Timestamp) -> RunId {
     let entropy =
         (u128::from(std::process::id()) << 64) | (u128::from(count) << 32) | u128::from(nanos);
     RunId::generate(now.0, entropy)
+}
+
+/// Emits the end of a run whose driving stopped.
+fn emit_run_finished(
+    run_id: &RunId,
+    outcome: emit::RunOutcomeName,
+    resumed: bool,
+    clock: Clock,
+    counts: &StatusCounts,
+) {
+    emit::run_finished(&emit::RunFinished {
+        run_id: run_id.as_str(),
+        outcome,
+        resumed,
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        tasks_done: counts.done as u64,
+        tasks_failed: counts.failed as u64,
+        tasks_skipped: counts.skipped as u64,
+        tasks_blocked: counts.blocked as u64,
+    });
+}
+
+/// Reports the run as left running when `Executor::run` is dropped before it reported the
+/// run's end (a caller's `select!` or timeout): the run stays `running` in the store, to be
+/// resumed, and without the event the metrics layer would keep the run's share of the queue
+/// depth gauge for the life of the process. Disarmed by `finalize` as it reports the end.
+struct EndOnDrop {
+    run_id: RunId,
+    resumed: bool,
+    clock: Clock,
+    counts: Arc<Mutex<StatusCounts>>,
+    span: tracing::Span,
+    armed: bool,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let counts = self.counts.lock().map(|c| *c).unwrap_or_default();
+        let _in_run = self.span.enter();
+        tracing::warn!(
+            target: names::DETAIL_TARGET,
+            run_id = %self.run_id,
+            "the run's future was dropped before the run finished; it stays running, to be resumed"
+        );
+        emit_run_finished(
+            &self.run_id,
+            emit::RunOutcomeName::LeaveRunning,
+            self.resumed,
+            self.clock,
+            &counts,
+        );
+    }
 }
 
 /// Aborts the drive task if `Executor::run` is dropped, so no drive outlives its caller.
