@@ -354,7 +354,8 @@ impl Executor {
     /// runtime has dropped the aborted drive), and handler work under `spawn_blocking` runs
     /// to its end unless it watches its token. A later `Start::Auto`, or the
     /// resume policy, recovers the run. A drop while the outcome is being recorded may or may
-    /// not leave it recorded.
+    /// not leave it recorded. A drop once the drive began reports the run's end
+    /// (`orchestrator run finished`) as `leave_running`, with a WARN, so its metrics end too.
     ///
     /// The run's writer lock is released once the aborted drive has been dropped, which the
     /// runtime does at its next poll, not always before the drop returns. With the file
