@@ -182,8 +182,9 @@ impl TickReport {
 /// job its time, or now when that has passed. That write is audited as `Resumed` with
 /// `rescheduled: true` and the new `next_run_at` in the detail, and logged as a WARN.
 ///
-/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
-///   `delete_after_run` is then deleted, if it is still stored as completed here (if that
+/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (audited as
+///   `Completed`), and with `delete_after_run` is then deleted, if it is still stored as
+///   completed here (if that
 ///   delete fails, or the job changed or was replaced first, it stays as it is: a completed
 ///   job never runs again);
 /// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
@@ -897,6 +898,19 @@ impl Scheduler {
             self.audit_run_out(&after, last_run_ok).await?;
         }
         if outcome.is_ok() && after.is_one_shot() {
+            // Audited before a `delete_after_run` delete too: when that delete fails, or
+            // lands but its answer (or its `Deleted` record) is lost, the log still says how
+            // the job ended, instead of ending at `Created` for a job that is gone.
+            if before.status != JobStatus::Completed {
+                self.jobs
+                    .audit(JobAuditRecord::new(
+                        now,
+                        id.clone(),
+                        JobAuditAction::Completed,
+                        "one-shot job ran successfully",
+                    ))
+                    .await?;
+            }
             if after.delete_after_run {
                 // Only the job as recorded here: one deleted and added again since (or
                 // changed) is not this run's to delete, and stays as it is.
@@ -910,16 +924,6 @@ impl Scheduler {
                     }
                 }
                 return Ok(false);
-            }
-            if before.status != JobStatus::Completed {
-                self.jobs
-                    .audit(JobAuditRecord::new(
-                        now,
-                        id.clone(),
-                        JobAuditAction::Completed,
-                        "one-shot job ran successfully",
-                    ))
-                    .await?;
             }
         }
         Ok(after.status == JobStatus::Active)
