@@ -369,9 +369,11 @@ impl Scheduler {
     ///
     /// # Errors
     ///
-    /// `Store` when the job store fails (a failed fsync is not retried); `Contended` when
-    /// recording an outcome lost 256 compare-and-swaps in a row (an operator's update gives
-    /// up after 16). A job whose document does not decode, or no longer validates, is
+    /// `Store` when the job store fails (a failed fsync is not retried); `Unaudited` when it
+    /// failed only at the audit record of a change it had stored (a trip, whose
+    /// `breaker_tripped` event is emitted all the same; a completion; a `delete_after_run`
+    /// delete); `Contended` when recording an outcome lost 256 compare-and-swaps in a row (an
+    /// operator's update gives up after 16). A job whose document does not decode, or no longer validates, is
     /// reported in `TickReport::unreadable`, not as an error. A runner that panics is not an
     /// error either: the panic is recorded as that run's failure. Stored jobs the job store
     /// left out of its listing are reported in `TickReport::left_out` (and logged as a WARN)
@@ -395,8 +397,8 @@ impl Scheduler {
     /// again), and a one-shot job is due again `one_shot_retry` after its claim. The jobs are
     /// released at once, so a later `tick` of this scheduler or of a clone starts them when
     /// they are due. A drop while an outcome is being recorded may leave the job written
-    /// without the audit record that follows (a trip without its `BreakerTripped` record and
-    /// event); a store call in flight may still land after the drop, depending on the job
+    /// without the audit record that follows (a trip without its `BreakerTripped` record,
+    /// though its event was emitted); a store call in flight may still land after the drop, depending on the job
     /// store (see [`Jobs`]).
     ///
     /// # Examples
@@ -861,6 +863,13 @@ impl Scheduler {
         };
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
             let last_error = after.last_error.clone().unwrap_or_default();
+            // Emitted before the record is written, so a trip that stands is always heard
+            // of, even when its record cannot be written (`Unaudited`).
+            cairn_telemetry::emit::breaker_tripped(
+                id.as_str(),
+                after.consecutive_errors,
+                &last_error,
+            );
             self.jobs
                 .audit(
                     JobAuditRecord::new(
@@ -879,11 +888,6 @@ impl Scheduler {
                     })),
                 )
                 .await?;
-            cairn_telemetry::emit::breaker_tripped(
-                id.as_str(),
-                after.consecutive_errors,
-                &last_error,
-            );
             report.tripped.push(id.clone());
         }
         if !after.is_one_shot()

@@ -31,6 +31,16 @@ fn is_injected(err: &Error, op: FaultOp, job: Option<&JobId>) -> bool {
     )
 }
 
+/// Whether `err` says that a change to `job` stands without its `action` record, because of
+/// `op`'s injected fault.
+fn is_unaudited(err: &Error, job: &JobId, action: JobAuditAction) -> bool {
+    matches!(
+        err,
+        Error::Unaudited { id, action: missing, source: cairn_checkpoint::Error::Injected { op } }
+            if id == job && *missing == action && *op == FaultOp::JobAppendAudit.name()
+    )
+}
+
 async fn actions(rig: &Rig, job: &JobId) -> Vec<JobAuditAction> {
     let log = rig.scheduler.jobs().audit_log(job).await.unwrap();
     log.into_iter().map(|record| record.action).collect()
@@ -202,8 +212,9 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
             .await
             .unwrap();
         let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        // Not a plain store error: the trip stands, only its record may be missing.
         assert!(
-            is_injected(&err, FaultOp::JobAppendAudit, Some(&job)),
+            is_unaudited(&err, &job, JobAuditAction::BreakerTripped),
             "{err:?}"
         );
         let stored = rig.scheduler.jobs().show(&job).await.unwrap();
@@ -271,14 +282,72 @@ async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
         plan.fail_nth(FaultOp::JobAppendAudit, nth, FaultTiming::Before);
     }
     let err = rig.scheduler.tick().await.unwrap_err();
-    assert!(
-        is_injected(&err, FaultOp::JobAppendAudit, Some(&job)),
-        "{err:?}"
-    );
+    assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
     assert!(matches!(
         rig.scheduler.jobs().show(&job).await,
         Err(Error::NotFound { .. })
     ));
     let log = actions(&rig, &job).await;
     assert_eq!(log, [JobAuditAction::Created, JobAuditAction::Completed]);
+}
+
+#[tokio::test]
+async fn a_forced_revive_whose_audit_failed_says_that_the_job_was_revived() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let job = id("revived");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("revived").max_consecutive_errors(1))
+        .await
+        .unwrap();
+    rig.tick_when_due(&job).await;
+    assert_eq!(
+        rig.scheduler.jobs().show(&job).await.unwrap().status,
+        JobStatus::Failed
+    );
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = rig.scheduler.jobs().resume(&job, true).await.unwrap_err();
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Active);
+    // The revive committed; the error must say so, not read as "nothing changed" (a
+    // retry finds the job active and refuses with `AlreadyActive`).
+    assert!(is_unaudited(&err, &job, JobAuditAction::Revived), "{err:?}");
+    assert!(matches!(
+        rig.scheduler.jobs().resume(&job, true).await,
+        Err(Error::AlreadyActive { .. })
+    ));
+}
+
+#[tokio::test]
+async fn operator_changes_whose_audit_failed_stand_and_say_so() {
+    let (rig, plan) = faulty_rig();
+    let jobs = rig.scheduler.jobs();
+    let job = id("operated");
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Created), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.pause(&job).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Paused), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Paused);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.resume(&job, false).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Resumed), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.delete(&job).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+    assert!(actions(&rig, &job).await.is_empty());
+
+    // A failure before the change is still a plain store error, and changes nothing.
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
 }
