@@ -4,6 +4,8 @@
 //! for, either before the wrapped adapter sees the call (nothing happened) or after it
 //! returned (the effect happened but the caller is told it failed, like a lost reply).
 //! Checkpointers handed out by the wrapper are wrapped too and share the plan.
+//! [`FaultyJobStore`] does the same for the job-store port, with the same kind of plan, so
+//! one plan can fail run and job calls of one test in the order they happen.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +21,8 @@ use crate::port::{
     Checkpointer, CheckpointerFactory, LeftInPlaceRun, Opened, Quarantined, QuarantinedRun,
     Recovered, StatusConflict,
 };
+
+pub use crate::job_fault::FaultyJobStore;
 
 /// A port call the plan can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,10 +66,24 @@ pub enum FaultOp {
     Complete,
     /// `Checkpointer::fail`.
     Fail,
+    /// `JobStore::get`.
+    JobGet,
+    /// `JobStore::listing`, and `list`, which reads what `listing` reads.
+    JobListing,
+    /// `JobStore::put`.
+    JobPut,
+    /// `JobStore::delete`.
+    JobDelete,
+    /// `JobStore::append_audit`.
+    JobAppendAudit,
+    /// `JobStore::read_audit`.
+    JobReadAudit,
 }
 
 impl FaultOp {
-    /// The method's name, as carried by `Error::Injected { op }`.
+    /// The method's name, as carried by `Error::Injected { op }`. A job-store method's name
+    /// starts with `job_`, so it never reads as the run port's method of the same name
+    /// (both ports have an `append_audit`).
     ///
     /// # Examples
     ///
@@ -74,6 +92,7 @@ impl FaultOp {
     /// assert_eq!(FaultOp::CompareAndSwap.name(), "compare_and_swap_status");
     /// // `Display` prints the same name.
     /// assert_eq!(FaultOp::InstallSnapshot.to_string(), "install_snapshot");
+    /// assert_ne!(FaultOp::JobAppendAudit.name(), FaultOp::AppendAudit.name());
     /// ```
     pub fn name(self) -> &'static str {
         match self {
@@ -96,6 +115,12 @@ impl FaultOp {
             FaultOp::Audit => "audit",
             FaultOp::Complete => "complete",
             FaultOp::Fail => "fail",
+            FaultOp::JobGet => "job_get",
+            FaultOp::JobListing => "job_listing",
+            FaultOp::JobPut => "job_put",
+            FaultOp::JobDelete => "job_delete",
+            FaultOp::JobAppendAudit => "job_append_audit",
+            FaultOp::JobReadAudit => "job_read_audit",
         }
     }
 }
@@ -333,7 +358,7 @@ impl FaultPlan {
 }
 
 /// Runs `call` under the plan's verdict for `op`.
-async fn guarded<T, Fut>(plan: &FaultPlan, op: FaultOp, call: Fut) -> Result<T>
+pub(crate) async fn guarded<T, Fut>(plan: &FaultPlan, op: FaultOp, call: Fut) -> Result<T>
 where
     Fut: std::future::Future<Output = Result<T>>,
 {

@@ -7,7 +7,8 @@
 //! factory's lifetime (for tests and non-durable hosts); `NoopFactory` keeps nothing.
 //!
 //! With the `conformance` feature, the crate also exports the conformance suite that every
-//! adapter and every wrapper runs, and a fault-injecting wrapper.
+//! adapter and every wrapper runs, and the fault-injecting wrappers of both ports
+//! (`fault::FaultyFactory` for runs, `fault::FaultyJobStore` for jobs).
 //!
 //! # Examples
 //!
@@ -30,6 +31,8 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "conformance")]
 pub mod fault;
+#[cfg(feature = "conformance")]
+mod job_fault;
 mod jobs;
 mod memory;
 mod meta;

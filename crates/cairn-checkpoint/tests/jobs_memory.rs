@@ -1,11 +1,12 @@
-//! The job-store conformance cases against `MemoryJobStore`, with its damage hooks, plus the
-//! forwarding through `Arc` and `Box` of what a listing left out.
+//! The job-store conformance cases against `MemoryJobStore`, with its damage hooks, and
+//! against the fault wrapper around it, plus the forwarding through `Arc` and `Box` of what a
+//! listing left out.
 
 #![cfg(feature = "conformance")]
 
 use std::sync::Arc;
 
-use cairn_checkpoint::conformance::jobs::{self, ALL_JOB_CASES, JobStoreHarness};
+use cairn_checkpoint::conformance::jobs::{self, ALL_JOB_CASES, FaultyJobHarness, JobStoreHarness};
 use cairn_checkpoint::conformance::{CaseResult, Damage};
 use cairn_checkpoint::{JobAuditAction, JobId, JobStore, LeftOutPlace, MemoryJobStore};
 
@@ -38,6 +39,12 @@ mod memory {
     cairn_checkpoint::job_store_conformance_tests!(super::MemoryJobs::default());
 }
 
+mod faulty_memory {
+    cairn_checkpoint::job_store_conformance_tests!(
+        cairn_checkpoint::conformance::jobs::FaultyJobHarness(super::MemoryJobs::default())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_job_case_is_skipped_for_memory() {
     assert_eq!(ALL_JOB_CASES.len(), 15);
@@ -46,6 +53,21 @@ async fn no_job_case_is_skipped_for_memory() {
         jobs::jobs_listing_reports_a_quarantined_job_once(&MemoryJobs::default()).await,
         jobs::jobs_listing_reports_a_job_left_in_place_every_time(&MemoryJobs::default()).await,
         jobs::jobs_newer_format_is_left_in_place(&MemoryJobs::default()).await,
+    ] {
+        assert_eq!(case, CaseResult::Passed);
+    }
+}
+
+/// The damage hooks reach the store under the wrapper, so no case is skipped through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_case_is_skipped_through_the_fault_wrapper() {
+    let faulty = || FaultyJobHarness(MemoryJobs::default());
+    for case in [
+        jobs::jobs_damaged_state_is_quarantined(&faulty()).await,
+        jobs::jobs_listing_reports_a_quarantined_job_once(&faulty()).await,
+        jobs::jobs_listing_reports_a_job_left_in_place_every_time(&faulty()).await,
+        jobs::jobs_newer_format_is_left_in_place(&faulty()).await,
+        jobs::jobs_version_is_not_reused_after_quarantine(&faulty()).await,
     ] {
         assert_eq!(case, CaseResult::Passed);
     }

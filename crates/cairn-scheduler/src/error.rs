@@ -1,6 +1,6 @@
 //! The one error type of the scheduler.
 
-use cairn_checkpoint::{InvalidJobId, JobId};
+use cairn_checkpoint::{InvalidJobId, JobAuditAction, JobId};
 
 use crate::job::JobStatus;
 
@@ -125,6 +125,22 @@ pub enum Error {
         id: JobId,
         /// Its status.
         status: JobStatus,
+    },
+    /// A change to job `id` was stored, but its audit record (`action`) could not be
+    /// appended: the job store failed after the change committed. The change stands (a
+    /// revive revived the job, a delete deleted it), so trying the operation again finds
+    /// nothing to do; only its audit record is missing.
+    #[error(
+        "job {id}: the change was made, but its audit record ({action:?}) could not be written: {source}"
+    )]
+    Unaudited {
+        /// The job.
+        id: JobId,
+        /// The record that is missing.
+        action: JobAuditAction,
+        /// The job store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
     },
     /// Other writers kept changing the job; the update was given up after `attempts` tries.
     #[error("job {id} changed under every one of {attempts} update attempts; try again")]

@@ -115,8 +115,8 @@ impl Jobs {
     /// validate or never fires after now (for example `0 0 31 2 *`), `InvalidZone` for an
     /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob`
     /// for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when
-    /// the store fails. When only the `Created` audit record fails to be written (`Store`), the
-    /// job exists already.
+    /// the store fails. When only the `Created` audit record fails to be written, the job
+    /// exists already: `Unaudited`.
     ///
     /// # Cancel safety
     ///
@@ -379,7 +379,8 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
-    /// `Store`; `Contended`.
+    /// `Store`; `Contended`; `Unaudited` when the job was paused but its `Paused` record
+    /// could not be written.
     ///
     /// # Cancel safety
     ///
@@ -449,10 +450,11 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// Nothing is changed on any error: `AlreadyActive`, `NeedsForce` (a failed job without
-    /// `force`; the message names the force option), `Completed`, `InvalidSchedule` (its
-    /// schedule has no time left, for example a past year field), `NotFound`, `Store`,
-    /// `Contended`.
+    /// Nothing is changed on these errors: `AlreadyActive`, `NeedsForce` (a failed job
+    /// without `force`; the message names the force option), `Completed`, `InvalidSchedule`
+    /// (its schedule has no time left, for example a past year field), `NotFound`, `Store`,
+    /// `Contended`. `Unaudited` says the opposite: the job was resumed (or revived, and
+    /// `job_revived` emitted), but its `Resumed` or `Revived` record could not be written.
     ///
     /// # Cancel safety
     ///
@@ -519,6 +521,9 @@ impl Jobs {
             .await?;
         let next = job.next_run_at.map(|t| t.0);
         if before.status == JobStatus::Failed {
+            // Emitted before the record is written, so a revive that stands is always heard
+            // of, even when its record cannot be written (`Unaudited`).
+            cairn_telemetry::emit::job_revived(id.as_str(), true);
             self.audit(
                 JobAuditRecord::new(
                     now,
@@ -534,7 +539,6 @@ impl Jobs {
                 })),
             )
             .await?;
-            cairn_telemetry::emit::job_revived(id.as_str(), true);
         } else {
             self.audit(
                 JobAuditRecord::new(
@@ -555,7 +559,8 @@ impl Jobs {
     /// # Errors
     ///
     /// `NotFound`, `BadDocument` for a job whose document does not decode (see
-    /// [`Jobs::delete_unreadable`]), `Store`, `Contended`.
+    /// [`Jobs::delete_unreadable`]), `Store`, `Contended`; `Unaudited` when the job was
+    /// deleted but its `Deleted` record could not be written.
     ///
     /// # Cancel safety
     ///
@@ -602,7 +607,9 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`.
+    /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`; `Unaudited` when the
+    /// job was deleted but its `Deleted` record could not be written (the `Quarantined` one,
+    /// with the document, was).
     ///
     /// # Cancel safety
     ///
@@ -653,9 +660,8 @@ impl Jobs {
                 Err(other) => return Err(other),
             };
             // Kept first and durably: once the delete below happens, this record is the
-            // only copy of the document.
-            self.audit(
-                JobAuditRecord::new(
+            // only copy of the document. Nothing has changed yet, so a failure is `Store`.
+            let kept = JobAuditRecord::new(
                     self.clock.now(),
                     id.clone(),
                     JobAuditAction::Quarantined,
@@ -668,9 +674,8 @@ impl Jobs {
                     "version": version,
                     "reason": reason,
                     "document": document,
-                })),
-            )
-            .await?;
+                }));
+            self.store.append_audit(&kept).await?;
             if self.store.delete(id, version).await?.is_ok() {
                 self.audit(
                     JobAuditRecord::new(
@@ -844,8 +849,15 @@ impl Jobs {
         }))
     }
 
+    /// Appends the audit record of a change to job `record.job_id` that is stored already.
+    /// A failure is `Unaudited`, not `Store`: the change stands, and a caller told only that
+    /// the store failed would take it for undone (and a retry finds nothing left to do).
     pub(crate) async fn audit(&self, record: JobAuditRecord) -> Result<()> {
-        Ok(self.store.append_audit(&record).await?)
+        let (id, action) = (record.job_id.clone(), record.action);
+        self.store
+            .append_audit(&record)
+            .await
+            .map_err(|source| Error::Unaudited { id, action, source })
     }
 
     /// Reads job `id`, applies `change` and writes it back if nobody changed it meanwhile,

@@ -182,8 +182,9 @@ impl TickReport {
 /// job its time, or now when that has passed. That write is audited as `Resumed` with
 /// `rescheduled: true` and the new `next_run_at` in the detail, and logged as a WARN.
 ///
-/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed`, and with
-///   `delete_after_run` is then deleted, if it is still stored as completed here (if that
+/// - success: `consecutive_errors` = 0; a one-shot job becomes `completed` (audited as
+///   `Completed`), and with `delete_after_run` is then deleted, if it is still stored as
+///   completed here (if that
 ///   delete fails, or the job changed or was replaced first, it stays as it is: a completed
 ///   job never runs again);
 /// - failure (an `Err` that is not `RunFailed::interrupted`, or a panic in the runner):
@@ -368,9 +369,11 @@ impl Scheduler {
     ///
     /// # Errors
     ///
-    /// `Store` when the job store fails (a failed fsync is not retried); `Contended` when
-    /// recording an outcome lost 256 compare-and-swaps in a row (an operator's update gives
-    /// up after 16). A job whose document does not decode, or no longer validates, is
+    /// `Store` when the job store fails (a failed fsync is not retried); `Unaudited` when it
+    /// failed only at the audit record of a change it had stored (a trip, whose
+    /// `breaker_tripped` event is emitted all the same; a completion; a `delete_after_run`
+    /// delete); `Contended` when recording an outcome lost 256 compare-and-swaps in a row (an
+    /// operator's update gives up after 16). A job whose document does not decode, or no longer validates, is
     /// reported in `TickReport::unreadable`, not as an error. A runner that panics is not an
     /// error either: the panic is recorded as that run's failure. Stored jobs the job store
     /// left out of its listing are reported in `TickReport::left_out` (and logged as a WARN)
@@ -394,8 +397,8 @@ impl Scheduler {
     /// again), and a one-shot job is due again `one_shot_retry` after its claim. The jobs are
     /// released at once, so a later `tick` of this scheduler or of a clone starts them when
     /// they are due. A drop while an outcome is being recorded may leave the job written
-    /// without the audit record that follows (a trip without its `BreakerTripped` record and
-    /// event); a store call in flight may still land after the drop, depending on the job
+    /// without the audit record that follows (a trip without its `BreakerTripped` record,
+    /// though its event was emitted); a store call in flight may still land after the drop, depending on the job
     /// store (see [`Jobs`]).
     ///
     /// # Examples
@@ -860,6 +863,13 @@ impl Scheduler {
         };
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
             let last_error = after.last_error.clone().unwrap_or_default();
+            // Emitted before the record is written, so a trip that stands is always heard
+            // of, even when its record cannot be written (`Unaudited`).
+            cairn_telemetry::emit::breaker_tripped(
+                id.as_str(),
+                after.consecutive_errors,
+                &last_error,
+            );
             self.jobs
                 .audit(
                     JobAuditRecord::new(
@@ -878,11 +888,6 @@ impl Scheduler {
                     })),
                 )
                 .await?;
-            cairn_telemetry::emit::breaker_tripped(
-                id.as_str(),
-                after.consecutive_errors,
-                &last_error,
-            );
             report.tripped.push(id.clone());
         }
         if !after.is_one_shot()
@@ -897,6 +902,19 @@ impl Scheduler {
             self.audit_run_out(&after, last_run_ok).await?;
         }
         if outcome.is_ok() && after.is_one_shot() {
+            // Audited before a `delete_after_run` delete too: when that delete fails, or
+            // lands but its answer (or its `Deleted` record) is lost, the log still says how
+            // the job ended, instead of ending at `Created` for a job that is gone.
+            if before.status != JobStatus::Completed {
+                self.jobs
+                    .audit(JobAuditRecord::new(
+                        now,
+                        id.clone(),
+                        JobAuditAction::Completed,
+                        "one-shot job ran successfully",
+                    ))
+                    .await?;
+            }
             if after.delete_after_run {
                 // Only the job as recorded here: one deleted and added again since (or
                 // changed) is not this run's to delete, and stays as it is.
@@ -910,16 +928,6 @@ impl Scheduler {
                     }
                 }
                 return Ok(false);
-            }
-            if before.status != JobStatus::Completed {
-                self.jobs
-                    .audit(JobAuditRecord::new(
-                        now,
-                        id.clone(),
-                        JobAuditAction::Completed,
-                        "one-shot job ran successfully",
-                    ))
-                    .await?;
             }
         }
         Ok(after.status == JobStatus::Active)

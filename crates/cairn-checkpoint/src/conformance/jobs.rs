@@ -175,6 +175,51 @@ pub trait JobStoreHarness: Send + Sync + 'static {
     }
 }
 
+/// A harness whose stores are wrapped in `FaultyJobStore` with an empty plan, so the wrapper
+/// itself runs the suite (as `FaultyHarness` does for runs). Damage goes to the inner
+/// harness.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use cairn_checkpoint::conformance::CaseResult;
+/// use cairn_checkpoint::conformance::jobs::{self, FaultyJobHarness, JobStoreHarness};
+/// use cairn_checkpoint::{JobStore, MemoryJobStore};
+///
+/// struct Memory(MemoryJobStore);
+/// impl JobStoreHarness for Memory {
+///     fn store(&self) -> Arc<dyn JobStore> {
+///         Arc::new(self.0.clone())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let harness = FaultyJobHarness(Memory(MemoryJobStore::new()));
+/// assert_eq!(jobs::jobs_round_trip(&harness).await, CaseResult::Passed);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct FaultyJobHarness<H>(pub H);
+
+impl<H: JobStoreHarness> JobStoreHarness for FaultyJobHarness<H> {
+    fn store(&self) -> Arc<dyn JobStore> {
+        Arc::new(crate::fault::FaultyJobStore::new(
+            self.0.store(),
+            crate::fault::FaultPlan::new(),
+        ))
+    }
+    fn damage_job(&self, id: &JobId) -> Damage {
+        self.0.damage_job(id)
+    }
+    fn damage_job_in_place(&self, id: &JobId) -> Damage {
+        self.0.damage_job_in_place(id)
+    }
+    fn plant_newer_format(&self, id: &JobId) -> Damage {
+        self.0.plant_newer_format(id)
+    }
+}
+
 /// The names of every case `job_store_conformance_tests!` expands, in order.
 pub const ALL_JOB_CASES: &[&str] = &[
     "jobs_round_trip",

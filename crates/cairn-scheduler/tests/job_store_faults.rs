@@ -1,0 +1,353 @@
+//! The scheduler when job-store calls fail, through `FaultyJobStore`: before the store saw
+//! the call (nothing happened) or after it (the change happened, its answer was lost). Each
+//! failure is a `Store` error naming the job, never a panic; no tick runs twice; and once the
+//! store works again, the job is where the failure left it, and goes on from there.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyJobStore};
+use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
+use cairn_scheduler::{Error, JobStatus, NewJob, Schedule, SchedulerConfig};
+use common::{NEW_YEAR_2026, Rig, every_minute, id};
+
+const BOTH: [FaultTiming; 2] = [FaultTiming::Before, FaultTiming::After];
+
+/// A rig over a fault-wrapped memory store, with the plan.
+fn faulty_rig() -> (Rig, FaultPlan) {
+    let plan = FaultPlan::new();
+    let store = FaultyJobStore::new(MemoryJobStore::new(), plan.clone());
+    (Rig::over(Arc::new(store), SchedulerConfig::default()), plan)
+}
+
+/// Whether `err` is the store error of `op`'s injected fault, naming `job` when given.
+fn is_injected(err: &Error, op: FaultOp, job: Option<&JobId>) -> bool {
+    matches!(
+        err,
+        Error::Store { job: named, source: cairn_checkpoint::Error::Injected { op: failed } }
+            if *failed == op.name() && named.as_ref() == job
+    )
+}
+
+/// Whether `err` says that a change to `job` stands without its `action` record, because of
+/// `op`'s injected fault.
+fn is_unaudited(err: &Error, job: &JobId, action: JobAuditAction) -> bool {
+    matches!(
+        err,
+        Error::Unaudited { id, action: missing, source: cairn_checkpoint::Error::Injected { op } }
+            if id == job && *missing == action && *op == FaultOp::JobAppendAudit.name()
+    )
+}
+
+async fn actions(rig: &Rig, job: &JobId) -> Vec<JobAuditAction> {
+    let log = rig.scheduler.jobs().audit_log(job).await.unwrap();
+    log.into_iter().map(|record| record.action).collect()
+}
+
+/// Moves the clock to the job's next run and ticks, failing the next call of `op`.
+async fn tick_due_failing(
+    rig: &Rig,
+    plan: &FaultPlan,
+    job: &JobId,
+    op: FaultOp,
+    at: FaultTiming,
+) -> Error {
+    let due = rig.scheduler.jobs().show(job).await.unwrap().next_run_at;
+    rig.clock.set(due.expect("the job has a next run"));
+    plan.fail_next(op, at);
+    let err = rig.scheduler.tick().await.unwrap_err();
+    assert_eq!(plan.fired().last().map(|fired| fired.0), Some(op));
+    err
+}
+
+#[tokio::test]
+async fn a_failed_listing_runs_nothing_and_the_next_tick_runs_the_job_once() {
+    for timing in BOTH {
+        let (rig, plan) = faulty_rig();
+        let job = id("listed");
+        rig.scheduler
+            .jobs()
+            .add(every_minute("listed"))
+            .await
+            .unwrap();
+        let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobListing, timing).await;
+        assert!(is_injected(&err, FaultOp::JobListing, None), "{err:?}");
+        assert_eq!(rig.runner.runs(), 0);
+        let report = rig.scheduler.tick().await.unwrap();
+        assert_eq!(report.runs.len(), 1, "{timing:?}: {report:?}");
+        assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+        assert_eq!(rig.runner.runs(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_claim_that_failed_before_runs_nothing_and_the_next_tick_runs_it_once() {
+    // The claim reads the job (get), then writes it (put): each can fail.
+    for op in [FaultOp::JobGet, FaultOp::JobPut] {
+        let (rig, plan) = faulty_rig();
+        let job = id("claimed");
+        rig.scheduler
+            .jobs()
+            .add(every_minute("claimed"))
+            .await
+            .unwrap();
+        let err = tick_due_failing(&rig, &plan, &job, op, FaultTiming::Before).await;
+        assert!(is_injected(&err, op, Some(&job)), "{op}: {err:?}");
+        assert_eq!(rig.runner.runs(), 0, "{op}");
+        assert_eq!(rig.scheduler.tick().await.unwrap().runs.len(), 1, "{op}");
+        assert_eq!(rig.runner.runs(), 1, "{op}");
+    }
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_never_runs_its_tick_twice() {
+    let (rig, plan) = faulty_rig();
+    let job = id("claimed");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("claimed"))
+        .await
+        .unwrap();
+    let before = rig.scheduler.jobs().show(&job).await.unwrap();
+    let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobPut, FaultTiming::After).await;
+    assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
+    // The claim landed: the tick is taken, and is not run (at most once per tick), but the
+    // job goes on with its next one.
+    let claimed = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert!(claimed.next_run_at > before.next_run_at, "{claimed:?}");
+    assert_eq!(claimed.status, JobStatus::Active);
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+    assert_eq!(rig.runner.runs(), 0);
+    let report = rig.tick_when_due(&job).await;
+    assert_eq!(report.runs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_save_after_a_failed_run_is_an_error_naming_the_job() {
+    for timing in BOTH {
+        let (rig, plan) = faulty_rig();
+        rig.runner.set_failing(true);
+        let job = id("saved");
+        rig.scheduler
+            .jobs()
+            .add(every_minute("saved"))
+            .await
+            .unwrap();
+        // The claim is put 2 (after the add); the record of the outcome is put 3.
+        let due = rig
+            .scheduler
+            .jobs()
+            .show(&job)
+            .await
+            .unwrap()
+            .next_run_at
+            .unwrap();
+        rig.clock.set(due);
+        plan.fail_nth(FaultOp::JobPut, 3, timing);
+        let err = rig.scheduler.tick().await.unwrap_err();
+        assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
+        assert_eq!(rig.runner.runs(), 1);
+        let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+        // Before: not counted (nothing could be recorded); after: counted, answer lost.
+        let counted = u32::from(timing == FaultTiming::After);
+        assert_eq!(stored.consecutive_errors, counted, "{timing:?}");
+        // The store works again: the job goes on from there, and its tick is not rerun.
+        assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+        rig.tick_when_due(&job).await;
+        let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+        assert_eq!(stored.consecutive_errors, counted + 1, "{timing:?}");
+        assert_eq!(rig.runner.runs(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let job = id("tripping");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("tripping").max_consecutive_errors(1))
+        .await
+        .unwrap();
+    let due = rig
+        .scheduler
+        .jobs()
+        .show(&job)
+        .await
+        .unwrap()
+        .next_run_at
+        .unwrap();
+    rig.clock.set(due);
+    plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
+    let err = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.next_run_at),
+        (JobStatus::Failed, None)
+    );
+    // Failed stays failed: nothing runs until a forced resume.
+    rig.clock.advance(Duration::from_secs(3600));
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+    assert!(matches!(
+        rig.scheduler.jobs().resume(&job, false).await,
+        Err(Error::NeedsForce { .. })
+    ));
+    rig.scheduler.jobs().resume(&job, true).await.unwrap();
+    assert_eq!(rig.runner.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed() {
+    for timing in BOTH {
+        let (rig, plan) = faulty_rig();
+        rig.runner.set_failing(true);
+        let job = id("tripping");
+        rig.scheduler
+            .jobs()
+            .add(every_minute("tripping").max_consecutive_errors(1))
+            .await
+            .unwrap();
+        let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        // Not a plain store error: the trip stands, only its record may be missing.
+        assert!(
+            is_unaudited(&err, &job, JobAuditAction::BreakerTripped),
+            "{err:?}"
+        );
+        let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+        assert_eq!(stored.status, JobStatus::Failed, "{timing:?}");
+        let tripped = actions(&rig, &job)
+            .await
+            .contains(&JobAuditAction::BreakerTripped);
+        assert_eq!(tripped, timing == FaultTiming::After, "{timing:?}");
+    }
+}
+
+/// A one-shot job with `delete_after_run`, due now.
+async fn add_once_and_gone(rig: &Rig) -> JobId {
+    let job = id("once-and-gone");
+    let at = NEW_YEAR_2026.plus_millis(10_000);
+    rig.scheduler
+        .jobs()
+        .add(NewJob::new(job.clone(), "once", Schedule::once(at), "wf.toml").delete_after_run(true))
+        .await
+        .unwrap();
+    job
+}
+
+#[tokio::test]
+async fn a_failed_delete_after_run_never_runs_the_job_again_and_its_success_is_audited() {
+    for timing in BOTH {
+        let (rig, plan) = faulty_rig();
+        let job = add_once_and_gone(&rig).await;
+        let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobDelete, timing).await;
+        assert!(is_injected(&err, FaultOp::JobDelete, Some(&job)), "{err:?}");
+        let gone = matches!(
+            rig.scheduler.jobs().show(&job).await,
+            Err(Error::NotFound { .. })
+        );
+        assert_eq!(gone, timing == FaultTiming::After, "{timing:?}");
+        // Whether the delete landed or not, the audit log says how the job ended.
+        let log = actions(&rig, &job).await;
+        assert!(
+            log.contains(&JobAuditAction::Completed),
+            "{timing:?}: {log:?}"
+        );
+        rig.clock.advance(Duration::from_secs(3600));
+        assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+        assert_eq!(rig.runner.runs(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
+    let (rig, plan) = faulty_rig();
+    let job = add_once_and_gone(&rig).await;
+    // The add's `Created` is append 1; the run's records follow.
+    let due = rig
+        .scheduler
+        .jobs()
+        .show(&job)
+        .await
+        .unwrap()
+        .next_run_at
+        .unwrap();
+    rig.clock.set(due);
+    let appends = plan.calls(FaultOp::JobAppendAudit);
+    // Fail every append the run's bookkeeping makes after the first one.
+    for nth in appends + 2..appends + 5 {
+        plan.fail_nth(FaultOp::JobAppendAudit, nth, FaultTiming::Before);
+    }
+    let err = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
+    assert!(matches!(
+        rig.scheduler.jobs().show(&job).await,
+        Err(Error::NotFound { .. })
+    ));
+    let log = actions(&rig, &job).await;
+    assert_eq!(log, [JobAuditAction::Created, JobAuditAction::Completed]);
+}
+
+#[tokio::test]
+async fn a_forced_revive_whose_audit_failed_says_that_the_job_was_revived() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let job = id("revived");
+    rig.scheduler
+        .jobs()
+        .add(every_minute("revived").max_consecutive_errors(1))
+        .await
+        .unwrap();
+    rig.tick_when_due(&job).await;
+    assert_eq!(
+        rig.scheduler.jobs().show(&job).await.unwrap().status,
+        JobStatus::Failed
+    );
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = rig.scheduler.jobs().resume(&job, true).await.unwrap_err();
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Active);
+    // The revive committed; the error must say so, not read as "nothing changed" (a
+    // retry finds the job active and refuses with `AlreadyActive`).
+    assert!(is_unaudited(&err, &job, JobAuditAction::Revived), "{err:?}");
+    assert!(matches!(
+        rig.scheduler.jobs().resume(&job, true).await,
+        Err(Error::AlreadyActive { .. })
+    ));
+}
+
+#[tokio::test]
+async fn operator_changes_whose_audit_failed_stand_and_say_so() {
+    let (rig, plan) = faulty_rig();
+    let jobs = rig.scheduler.jobs();
+    let job = id("operated");
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Created), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.pause(&job).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Paused), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Paused);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.resume(&job, false).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Resumed), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+
+    plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
+    let err = jobs.delete(&job).await.unwrap_err();
+    assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+    assert!(actions(&rig, &job).await.is_empty());
+
+    // A failure before the change is still a plain store error, and changes nothing.
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+}
