@@ -97,8 +97,19 @@ pub enum Error {
         /// The run.
         run_id: RunId,
     },
-    /// `Start::Adopt` named a run whose state does not fit this plan (wrong format version,
-    /// run id, workflow or scope, or state that does not replay). Its state was quarantined.
+    /// `Start::Adopt` or `Start::AdoptInterrupted` named a run of another workflow or scope
+    /// than the plan's: the plan is not this run's. Nothing was run and the run's state stays
+    /// where it is (a run the caller claimed stays `running`, interrupted, for a resume with
+    /// its own plan to adopt).
+    #[error("run {run_id} cannot be adopted with this plan: {reason}; nothing was changed")]
+    AdoptOtherPlan {
+        /// The run.
+        run_id: RunId,
+        /// Which of the run's workflow and scope the plan does not match.
+        reason: String,
+    },
+    /// `Start::Adopt` named a run whose state does not fit (an older format version, another
+    /// run id, or state that does not replay). Its state was quarantined.
     #[error("run {run_id} cannot be adopted ({reason}); its state was quarantined to {location}")]
     AdoptRefused {
         /// The run.

@@ -784,22 +784,39 @@ impl Executor {
         // Checked before the open too: the process that overtook the claim may hold the lock
         // for its whole drive, and the open would wait for it only to give up. A store that
         // cannot answer here is left to the open, which reports it.
-        if let Ok(Some(stored)) = self.factory.load_meta(run_id).await
-            && let Some(moved) = lease_moved(&stored, claimed_epoch)
-        {
-            return Err(moved);
+        if let Ok(Some(stored)) = self.factory.load_meta(run_id).await {
+            if let Some(reason) = other_plan(plan, &stored) {
+                return Err(Error::AdoptOtherPlan {
+                    run_id: run_id.clone(),
+                    reason,
+                });
+            }
+            if let Some(moved) = lease_moved(&stored, claimed_epoch) {
+                return Err(moved);
+            }
         }
         let opened = match open_claimed_run(&*self.factory, run_id).await {
             // Checked again on what the open read under the writer lock, which sees a claim
             // that came in since the check above. No claim can come later: the store refuses
             // a claim while a writer holds the run.
-            Ok(Some(opened)) => match lease_moved(&opened.recovered.meta, claimed_epoch) {
-                Some(moved) => {
+            Ok(Some(opened)) => {
+                // A caller's plan for another workflow or scope is the caller's mistake, not
+                // bad state: the run is left as it is, not quarantined as unfit.
+                if let Some(reason) = other_plan(plan, &opened.recovered.meta) {
                     drop(opened);
-                    return Err(moved);
+                    return Err(Error::AdoptOtherPlan {
+                        run_id: run_id.clone(),
+                        reason,
+                    });
                 }
-                None => opened,
-            },
+                match lease_moved(&opened.recovered.meta, claimed_epoch) {
+                    Some(moved) => {
+                        drop(opened);
+                        return Err(moved);
+                    }
+                    None => opened,
+                }
+            }
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
                     run_id: run_id.clone(),
@@ -1325,7 +1342,14 @@ fn unfit(plan: &RunPlan, expected_id: &RunId, meta: &RunMeta) -> Option<String> 
             "state names run {}, expected run {expected_id}",
             meta.run_id
         ))
-    } else if meta.scope != plan.scope {
+    } else {
+        other_plan(plan, meta)
+    }
+}
+
+/// Why `meta`'s run is not `plan`'s: another scope or workflow.
+fn other_plan(plan: &RunPlan, meta: &RunMeta) -> Option<String> {
+    if meta.scope != plan.scope {
         Some(format!(
             "run {} belongs to scope `{}`, expected `{}`",
             meta.run_id, meta.scope, plan.scope

@@ -807,6 +807,64 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
     assert!(store.load_meta(&other).await.unwrap().is_none());
 }
 
+/// A caller's plan for another workflow or scope is the caller's mistake, not bad state:
+/// adopting a sound run with it is refused, nothing runs, and the run is not quarantined.
+#[tokio::test]
+async fn adopting_a_sound_run_with_another_workflows_plan_leaves_the_run_in_place() {
+    let store = MemoryFactory::new();
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    for (id, workflow, scope, mismatch) in [
+        (
+            "run-a",
+            "other-wf",
+            "scope",
+            "workflow `wf`, expected `other-wf`",
+        ),
+        (
+            "run-b",
+            "wf",
+            "other-scope",
+            "scope `scope`, expected `other-scope`",
+        ),
+    ] {
+        let run = plant_interrupted(&store, id, "wf", "scope", &[]).await;
+        let bodies_before = ledger.count("work");
+        let plan = RunPlan::new(workflow, scope).phase(numbered_phase("p", 1));
+        let err = executor
+            .run(
+                plan,
+                common::adopt_start(&store, run.clone()).await,
+                RunSignals::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::AdoptOtherPlan { run_id, reason }
+                if *run_id == run && reason.contains(mismatch)),
+            "{err}"
+        );
+        let stored = store.load_meta(&run).await.unwrap().expect("left in place");
+        assert_eq!(stored.status, RunStatus::Running, "still interrupted");
+        assert!(store.list_quarantined().await.unwrap().is_empty());
+        assert_eq!(ledger.count("work"), bodies_before, "nothing ran");
+        // Adopted with its own plan, it runs.
+        let own = RunPlan::new("wf", "scope").phase(numbered_phase("p", 1));
+        let report = executor
+            .run(
+                own,
+                common::adopt_start(&store, run.clone()).await,
+                RunSignals::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.run_id, run);
+        assert_eq!(report.disposition, Disposition::Complete);
+        assert_eq!(ledger.count("work"), bodies_before + 1);
+    }
+}
+
 /// Review 43 #10, the resumed side: an adopted run is not checked before it is taken over
 /// (it exists already). When its registry lost a kind, it fails with kind `build` before any
 /// task starts, keeping its id and progress, so it can be resumed once the handler is back.
