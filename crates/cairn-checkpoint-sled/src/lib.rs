@@ -27,9 +27,10 @@
 //!
 //! Runs live in their own trees (`layout` names them): metadata, journal records (key = run
 //! id, `/`, big-endian sequence), snapshots, audit records, quarantine, and cut torn records.
-//! Every value is framed with a CRC32C. On `open`, a bad last journal record is moved to
-//! the cut tree and audited (a torn tail); a bad record followed by good ones is
-//! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (an older
+//! Every value is framed with a CRC32C. On `open`, a last journal record that fails its
+//! checksum is moved to the cut tree and audited (a torn tail); such a record followed by
+//! good ones, and a record anywhere that passed its checksum but is no event of this build
+//! (stored whole, so never torn), is `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (an older
 //! format version, foreign run id, unparseable) are moved to the quarantine tree, audited,
 //! and reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. What a newer build wrote
 //! (a higher format version, or a checksummed record of an event type this build does not

@@ -162,23 +162,29 @@ fn decode_snapshot(frame: &[u8]) -> Result<(u64, Snapshot), BadState> {
 enum Undecoded {
     /// It passed its checksum and is an event of a type a newer build writes (the type).
     NewerType(String),
-    /// It is damaged or not an event (what is wrong).
-    Bad(String),
+    /// It fails its checksum or is too short (what is wrong): as the last record, a torn
+    /// write that may be cut.
+    Damaged(String),
+    /// It passed its checksum but is no event of this build, or names another sequence
+    /// (what is wrong). It was written whole, so it is never cut as torn, even last.
+    Invalid(String),
 }
 
 /// Checks and decodes one journal record stored under sequence `seq`.
 fn decode_event(seq: u64, frame: &[u8]) -> Result<Event, Undecoded> {
     let (stored_seq, body) = layout::unseal(frame)
         .and_then(layout::split_seq)
-        .ok_or_else(|| Undecoded::Bad("record fails its checksum or is truncated".to_owned()))?;
+        .ok_or_else(|| {
+            Undecoded::Damaged("record fails its checksum or is truncated".to_owned())
+        })?;
     if stored_seq != seq {
-        return Err(Undecoded::Bad(format!(
+        return Err(Undecoded::Invalid(format!(
             "record stored under sequence {seq} says it is {stored_seq}"
         )));
     }
     serde_json::from_slice(body).map_err(|e| match cairn_checkpoint::unknown_event_type(body) {
         Some(type_name) => Undecoded::NewerType(type_name),
-        None => Undecoded::Bad(format!("record does not decode: {e}")),
+        None => Undecoded::Invalid(format!("a checksummed record does not decode: {e}")),
     })
 }
 
@@ -597,7 +603,10 @@ impl Shared {
                         ),
                     });
                 }
-                Err(Undecoded::Bad(detail)) if index + 1 == count => {
+                // Only a record that fails its checksum can be a torn write; one that
+                // passed it was stored whole, and cutting it would drop an acknowledged
+                // record, so it is corruption wherever it is (as in the file adapter).
+                Err(Undecoded::Damaged(detail)) if index + 1 == count => {
                     let tail = TornTail {
                         offset: record.seq,
                         bytes: record.frame.len() as u64,
@@ -606,7 +615,7 @@ impl Shared {
                     self.make_durable(durability).await?;
                     torn_tail = Some(tail);
                 }
-                Err(Undecoded::Bad(detail)) => {
+                Err(Undecoded::Damaged(detail)) => {
                     return Err(Error::Corruption {
                         run_id: run_id.clone(),
                         file: layout::EVENTS_TREE.to_owned(),
@@ -615,6 +624,14 @@ impl Shared {
                             "journal record {} is bad and followed by good records: {detail}",
                             record.seq
                         ),
+                    });
+                }
+                Err(Undecoded::Invalid(detail)) => {
+                    return Err(Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: layout::EVENTS_TREE.to_owned(),
+                        offset: record.seq,
+                        detail: format!("journal record {}: {detail}", record.seq),
                     });
                 }
             }

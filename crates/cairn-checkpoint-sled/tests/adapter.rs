@@ -254,6 +254,46 @@ async fn a_record_stored_under_the_wrong_sequence_is_corruption() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksummed_last_record_that_is_no_event_is_corruption_never_cut() {
+    // Two last records that passed their checksum, so neither is a torn write: one that does
+    // not decode as an event, and one that names another sequence. Cutting either would drop
+    // a record that was stored whole.
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "whole", 3).await;
+    begin_with(&factory, "elsewhere", 3).await;
+    let events = tree(h.db(), layout::EVENTS_TREE);
+    let planted = [
+        (
+            "whole",
+            layout::seal_with_seq(2, br#"{"type":"enqueued","id":"#),
+        ),
+        (
+            "elsewhere",
+            layout::seal_with_seq(0, br#"{"not":"an event"}"#),
+        ),
+    ];
+    for (id, frame) in &planted {
+        events
+            .insert(layout::seq_key(&run(id), 2), frame.clone())
+            .expect("plant");
+    }
+    for (id, frame) in &planted {
+        for _ in 0..2 {
+            let err = factory.open(&run(id)).await.expect_err("not a torn tail");
+            assert!(
+                matches!(&err, Error::Corruption { offset: 2, file, .. } if file == layout::EVENTS_TREE),
+                "{id}: {err:?}"
+            );
+        }
+        let after = journal(h.db(), &run(id));
+        assert_eq!(after.len(), 3, "{id}: nothing was cut");
+        assert_eq!(after[2].1.as_ref(), frame.as_slice());
+    }
+    assert!(tree(h.db(), layout::CUT_TREE).is_empty(), "nothing was cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_trims_the_journal_only_below_its_base() {
     let h = DbHarness::new(Durability::Sync);
     let factory = h.sled_factory();
