@@ -530,13 +530,8 @@ impl CheckpointerFactory for SledFactory {
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         // Audit keys are not tied to a run's other keys, so without this check a record for
         // an unknown or removed id would start a log that a later run of that id inherits.
-        // (A removal that lands between this check and the insert can still leave one.)
-        if !self.shared.has_state(run_id)? && !self.shared.is_quarantined(run_id)? {
-            return Err(Error::NotFound {
-                run_id: run_id.clone(),
-            });
-        }
-        self.shared.put_audit(run_id, record)?;
+        // The check and the append are one step against `remove_terminal`.
+        self.shared.append_audit_of_stored(run_id, record)?;
         self.make_durable().await
     }
 

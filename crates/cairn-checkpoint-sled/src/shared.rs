@@ -70,6 +70,32 @@ struct GroupState {
     company_wanted: Option<u64>,
 }
 
+/// A callback unit tests plant to run at one point of the code, once.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+#[cfg(test)]
+impl TestHook {
+    pub(crate) fn set(&self, hook: impl FnOnce() + Send + 'static) {
+        *lock(&self.0) = Some(Box::new(hook));
+    }
+
+    pub(crate) fn run(&self) {
+        let hook = lock(&self.0).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
+}
+
 /// Everything shared over one open database.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -85,6 +111,17 @@ pub(crate) struct Shared {
     group_done: tokio::sync::Notify,
     /// Signalled (after `group` changed) when `company_wanted` tickets are handed out.
     company_arrived: tokio::sync::Notify,
+    /// Held while `append_audit` checks that a run is stored and appends its record (without
+    /// the run's writer slot), and while `remove_run` deletes a run, so a removal never lands
+    /// between that check and that append and leaves a record behind for a later run of the
+    /// same id. One process has the database open, so this lock covers every such pair.
+    audit_gate: Mutex<()>,
+    /// Set when `remove_run` found the audit gate held and waits for it (unit tests).
+    #[cfg(test)]
+    pub(crate) removal_waited_for_gate: std::sync::atomic::AtomicBool,
+    /// Run by `append_audit` between its check and its append (unit tests).
+    #[cfg(test)]
+    pub(crate) after_audit_check: TestHook,
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
     sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
@@ -320,6 +357,11 @@ impl Shared {
             group_done: tokio::sync::Notify::new(),
             company_arrived: tokio::sync::Notify::new(),
             sync_failure: Mutex::default(),
+            audit_gate: Mutex::default(),
+            #[cfg(test)]
+            removal_waited_for_gate: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            after_audit_check: TestHook::default(),
             #[cfg(test)]
             fail_next_flush: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -362,6 +404,15 @@ impl Shared {
     ) -> T {
         let writers = lock(&self.writers);
         decide(writers.get(run_id).map(|h| h.description.as_str()))
+    }
+
+    /// Takes the audit gate (see `audit_gate`).
+    pub(crate) fn audit_gate(&self) -> MutexGuard<'_, ()> {
+        #[cfg(test)]
+        if let Err(std::sync::TryLockError::WouldBlock) = self.audit_gate.try_lock() {
+            self.removal_waited_for_gate.store(true, Ordering::SeqCst);
+        }
+        lock(&self.audit_gate)
     }
 
     /// Who holds `run_id`'s slot, if anyone.

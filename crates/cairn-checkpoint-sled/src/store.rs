@@ -351,6 +351,26 @@ impl Shared {
         }
     }
 
+    /// Appends an audit record for a run that is stored or quarantined, without its writer
+    /// slot; `NotFound` (and nothing stored) for any other id. The check and the append
+    /// hold the audit gate, which `remove_run` takes too, so a removal either lands before
+    /// the check (`NotFound`) or after the append (and removes the record with the run).
+    pub(crate) fn append_audit_of_stored(
+        &self,
+        run_id: &RunId,
+        record: &AuditRecord,
+    ) -> Result<()> {
+        let _gate = self.audit_gate();
+        if !self.has_state(run_id)? && !self.is_quarantined(run_id)? {
+            return Err(Error::NotFound {
+                run_id: run_id.clone(),
+            });
+        }
+        #[cfg(test)]
+        self.after_audit_check.run();
+        self.put_audit(run_id, record)
+    }
+
     /// Every audit record of `run_id`, oldest first.
     pub(crate) fn audit_records(&self, run_id: &RunId) -> Result<Vec<AuditRecord>> {
         let mut records = Vec::new();
@@ -422,6 +442,9 @@ impl Shared {
     /// for good. The quarantine and cut trees are left alone: they hold evidence of bad
     /// state, which is never deleted.
     pub(crate) fn remove_run(&self, run_id: &RunId) -> Result<()> {
+        // An audit record appended without the slot (`append_audit_of_stored`) is either in
+        // the scan below or refused: it cannot land between the scan and the transaction.
+        let _gate = self.audit_gate();
         let key = run_id.as_str().as_bytes();
         let prefix = layout::run_prefix(run_id);
         let keys_of = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
@@ -781,4 +804,77 @@ fn quarantine_generation(key: &[u8]) -> Option<(RunId, String)> {
     }
     let run_id = RunId::new(id).ok()?;
     Some((run_id, format!("{id}/{generation}/")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The race between `append_audit` and a removal cannot be staged through the port, so
+    //! this test plants a removal at the private point between the check and the append.
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use cairn_checkpoint::{AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, Error};
+    use cairn_queue::Timestamp;
+
+    use crate::SledFactory;
+    use crate::unit_fixtures::meta;
+
+    // The removal runs on a thread of its own; the test only waits for it to finish or to
+    // wait for the gate, whichever comes, so nothing here depends on timing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_removal_racing_an_audit_append_leaves_no_record_for_the_next_run_of_the_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let factory = SledFactory::open(dir.path().join("db")).expect("open");
+        let run = factory.begin(meta("gone")).await.expect("begin");
+        let run_id = run.run_id().clone();
+        run.complete().await.expect("complete");
+        drop(run);
+
+        let shared = Arc::clone(&factory.shared);
+        let removal = Arc::new(std::sync::Mutex::new(None));
+        let handle = Arc::clone(&removal);
+        let id = run_id.clone();
+        factory.shared.after_audit_check.set(move || {
+            let remover = {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || shared.remove_run(&id))
+            };
+            while !remover.is_finished() && !shared.removal_waited_for_gate.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            *handle.lock().expect("lock") = Some(remover);
+        });
+        let record = AuditRecord::new(
+            Timestamp(2),
+            run_id.clone(),
+            AuditAction::FailedResumePrompted,
+            "late",
+        );
+        // The run was stored when the check ran, so the append may succeed; what matters is
+        // that no record outlives the removal.
+        factory
+            .append_audit(&run_id, &record)
+            .await
+            .expect("append");
+        let remover = removal.lock().expect("lock").take().expect("the hook ran");
+        remover
+            .join()
+            .expect("the removal thread")
+            .expect("the removal");
+        assert!(
+            factory.load_meta(&run_id).await.expect("load").is_none(),
+            "removed"
+        );
+        assert!(
+            factory.read_audit(&run_id).await.expect("read").is_empty(),
+            "no audit record outlived the removal"
+        );
+        // A run begun again under the id starts with an empty audit log.
+        drop(factory.begin(meta("gone")).await.expect("begin again"));
+        assert!(factory.read_audit(&run_id).await.expect("read").is_empty());
+        let never = cairn_checkpoint::RunId::new("never").expect("valid id");
+        let late = factory.append_audit(&never, &record).await;
+        assert!(matches!(late, Err(Error::NotFound { .. })), "{late:?}");
+    }
 }
