@@ -61,7 +61,10 @@
 //! A flush is database-wide. A failed flush poisons the database handle for this process:
 //! every later flush through it fails with `SyncFailed` (never retried, as the kernel may
 //! have dropped dirty pages), and the writer that saw it fails later calls with `Poisoned`.
-//! Reopen the database to recover.
+//! Flushes run one at a time (Linux reports a writeback error to one fsync only, so an
+//! overlapping flush could succeed over lost pages), and a failure is recorded by the
+//! thread that flushed, also when the caller that started it was dropped. Reopen the
+//! database to recover.
 //!
 //! sled calls are synchronous; flushes run on tokio's blocking pool, other calls inline.
 //!

@@ -124,7 +124,16 @@ pub(crate) struct Shared {
     pub(crate) after_audit_check: TestHook,
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
-    sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
+    sync_failure: Arc<Mutex<Option<(std::io::ErrorKind, String)>>>,
+    /// Held by the blocking thread across each flush and its fsyncs, so flushes never
+    /// overlap: Linux reports a writeback error to an fsync once, so a flush that overlapped
+    /// a failing one could see its fsync succeed over pages the kernel dropped. A flush
+    /// checks `sync_failure` once it holds this, and records its own failure before it lets
+    /// go, even when the future that started it was dropped meanwhile.
+    pub(crate) flush_lock: Arc<Mutex<()>>,
+    /// How many flushes finished on the blocking pool; unit tests wait for a dropped one.
+    #[cfg(test)]
+    pub(crate) flushes_finished: Arc<AtomicU64>,
     /// Unit tests set this to make the next flush fail as a failed fsync would.
     #[cfg(test)]
     pub(crate) fail_next_flush: std::sync::atomic::AtomicBool,
@@ -356,7 +365,10 @@ impl Shared {
             group: Mutex::default(),
             group_done: tokio::sync::Notify::new(),
             company_arrived: tokio::sync::Notify::new(),
-            sync_failure: Mutex::default(),
+            sync_failure: Arc::default(),
+            flush_lock: Arc::default(),
+            #[cfg(test)]
+            flushes_finished: Arc::default(),
             audit_gate: Mutex::default(),
             #[cfg(test)]
             removal_waited_for_gate: std::sync::atomic::AtomicBool::new(false),
@@ -436,38 +448,67 @@ impl Shared {
     }
 
     /// Flushes the whole database now and fsyncs its files, on a blocking thread. A failure
-    /// poisons this handle.
+    /// poisons this handle. The outcome is decided and recorded on that thread, under
+    /// `flush_lock`, so a dropped caller cannot lose a failure.
     pub(crate) async fn flush_now(&self) -> Result<()> {
         if let Some(err) = self.earlier_failure() {
             return Err(err);
         }
         let db = self.db.clone();
         let files = Arc::clone(&self.files);
+        let failures = Arc::clone(&self.sync_failure);
+        let flush_lock = Arc::clone(&self.flush_lock);
         #[cfg(test)]
         let injected = self.fail_next_flush.swap(false, Ordering::SeqCst);
         #[cfg(test)]
         self.flushes.fetch_add(1, Ordering::SeqCst);
+        #[cfg(test)]
+        let finished = Arc::clone(&self.flushes_finished);
         let outcome = tokio::task::spawn_blocking(move || {
-            #[cfg(test)]
-            if injected {
-                return Err(sled::Error::Io(std::io::Error::other(
-                    "injected fsync failure",
-                )));
+            let serialized = flush_lock.lock();
+            let mut failure = lock(&failures);
+            if serialized.is_err() {
+                // An earlier flush panicked half-way: what it wrote is unknown.
+                failure.get_or_insert((
+                    std::io::ErrorKind::Other,
+                    "a flush panicked before it finished".to_owned(),
+                ));
             }
-            db.flush()?;
-            files.sync().map_err(sled::Error::Io)
+            if let Some((kind, message)) = failure.as_ref() {
+                return Err((*kind, format!("an earlier flush failed: {message}")));
+            }
+            drop(failure);
+            let flushed = (|| {
+                #[cfg(test)]
+                if injected {
+                    return Err(sled::Error::Io(std::io::Error::other(
+                        "injected fsync failure",
+                    )));
+                }
+                db.flush()?;
+                files.sync().map_err(sled::Error::Io)
+            })();
+            let outcome = flushed.map(drop).map_err(|err| {
+                let failed = match err {
+                    sled::Error::Io(io) => (io.kind(), io.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                };
+                lock(&failures).get_or_insert(failed).clone()
+            });
+            #[cfg(test)]
+            finished.fetch_add(1, Ordering::SeqCst);
+            drop(serialized);
+            outcome
         })
-        .await
-        .map_err(|join| std::io::Error::other(join.to_string()));
-        let failure = match outcome {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(sled::Error::Io(io))) => (io.kind(), io.to_string()),
-            Ok(Err(other)) => (std::io::ErrorKind::Other, other.to_string()),
-            Err(join) => (join.kind(), join.to_string()),
+        .await;
+        let (kind, message) = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(failed)) => failed,
+            Err(join) => {
+                let failed = (std::io::ErrorKind::Other, join.to_string());
+                lock(&self.sync_failure).get_or_insert(failed).clone()
+            }
         };
-        let mut stored = lock(&self.sync_failure);
-        let (kind, message) = stored.get_or_insert(failure).clone();
-        drop(stored);
         Err(self.sync_failed(kind, message))
     }
 
