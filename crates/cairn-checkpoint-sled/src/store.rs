@@ -600,7 +600,8 @@ impl Shared {
         let mut torn_tail = None;
         let count = scanned.len();
         for (index, record) in scanned.into_iter().enumerate() {
-            let expected = base + index as u64;
+            // Keys hold 8-byte sequences, so records from `base` on cannot pass `u64::MAX`.
+            let expected = base.saturating_add(index as u64);
             if record.seq != expected {
                 return Err(Error::Corruption {
                     run_id: run_id.clone(),
@@ -659,7 +660,21 @@ impl Shared {
                 }
             }
         }
-        let next_seq = base + events.len() as u64;
+        // Only a snapshot stored with a base near the end of the sequences can overflow
+        // this; a writer's next append would otherwise reuse sequences below the base,
+        // which every open skips.
+        let next_seq = u64::try_from(events.len())
+            .ok()
+            .and_then(|count| base.checked_add(count))
+            .ok_or_else(|| Error::Corruption {
+                run_id: run_id.clone(),
+                file: layout::SNAPSHOTS_TREE.to_owned(),
+                offset: base,
+                detail: format!(
+                    "the snapshot's base {base} leaves no sequence number after its {} records",
+                    events.len()
+                ),
+            })?;
         Ok(Some(RecoveredState {
             recovered: Recovered {
                 meta,
@@ -738,8 +753,22 @@ impl Shared {
         self.put_audit(run_id, &record)
     }
 
-    /// Writes `events` as journal records `first..`, atomically.
-    pub(crate) fn write_events(&self, run_id: &RunId, first: u64, events: &[Event]) -> Result<()> {
+    /// Writes `events` as journal records `first..`, atomically, and returns the sequence
+    /// after them. Sequences are never reused: a batch that would run past the last one is
+    /// refused (only a snapshot stored with a base near the end can bring that about).
+    pub(crate) fn write_events(&self, run_id: &RunId, first: u64, events: &[Event]) -> Result<u64> {
+        let after = u64::try_from(events.len())
+            .ok()
+            .and_then(|count| first.checked_add(count))
+            .ok_or_else(|| Error::Corruption {
+                run_id: run_id.clone(),
+                file: layout::EVENTS_TREE.to_owned(),
+                offset: first,
+                detail: format!(
+                    "the journal has no sequence numbers left for {} records after {first}",
+                    events.len()
+                ),
+            })?;
         let mut batch = sled::Batch::default();
         for (offset, event) in events.iter().enumerate() {
             let seq = first + offset as u64;
@@ -749,7 +778,8 @@ impl Shared {
                 layout::seal_with_seq(seq, &json),
             );
         }
-        self.trees.events.apply_batch(batch).map_err(backend)
+        self.trees.events.apply_batch(batch).map_err(backend)?;
+        Ok(after)
     }
 
     /// Stores `snapshot` as covering every journal record before `base`.

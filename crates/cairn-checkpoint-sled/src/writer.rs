@@ -153,9 +153,9 @@ impl Checkpointer for SledCheckpointer {
         }
         {
             let mut next_seq = self.next_seq.lock().await;
-            self.shared()
+            *next_seq = self
+                .shared()
                 .write_events(&self.slot.run_id, *next_seq, events)?;
-            *next_seq += events.len() as u64;
         }
         self.make_durable().await
     }
