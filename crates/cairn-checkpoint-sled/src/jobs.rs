@@ -596,7 +596,16 @@ impl JobStore for SledJobStore {
             }
             let written = match expected {
                 Some(v) => {
-                    let sealed = sealed_job(v + 1, document)?;
+                    // A stored version is a checksummed number, not one this store could
+                    // have reached: at the top there is no next version to give.
+                    let next = v.checked_add(1).ok_or_else(|| Error::Encoding {
+                        what: "sled job value",
+                        detail: format!(
+                            "job {id} holds the highest version ({v}) in {JOBS_TREE}/{id}; it \
+                             is left where it is and cannot be updated"
+                        ),
+                    })?;
+                    let sealed = sealed_job(next, document)?;
                     self.jobs
                         .compare_and_swap(
                             id.as_str().as_bytes(),
@@ -605,7 +614,7 @@ impl JobStore for SledJobStore {
                         )
                         .map_err(backend)?
                         .is_ok()
-                        .then_some(v + 1)
+                        .then_some(next)
                 }
                 None => self.create(id, document)?,
             };
