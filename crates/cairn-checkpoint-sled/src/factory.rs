@@ -168,7 +168,7 @@ impl SledFactoryBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = tempfile::tempdir()?;
-    /// // No flush: writes reach sled's buffers and only its background flusher makes them durable.
+    /// // No fsync: each write is handed to the OS (it survives a killed process, not a power cut).
     /// let factory = SledFactory::builder()
     ///     .path(dir.path().join("runs.sled"))
     ///     .durability(Durability::None)
@@ -179,7 +179,7 @@ impl SledFactoryBuilder {
     /// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
     /// run.append(std::slice::from_ref(&event)).await?;
     /// drop(run);
-    /// // The database reads back what it was given, flushed or not.
+    /// // The database reads back what it was given.
     /// let opened = factory.open(&id).await?.expect("the run exists");
     /// assert_eq!(opened.recovered.events, vec![event]);
     /// # Ok(()) }

@@ -53,10 +53,11 @@
 //!   one. A write is acknowledged only after the flush covering it succeeded, and waits at
 //!   most `max_delay` plus that flush (plus any flush already under way). The expectation
 //!   is per database, across all its runs.
-//! - `Durability::None`: no flush at all. With sled's default configuration (the one used
-//!   when the factory opens the database by path) its background flusher writes every 500
-//!   ms, but a power loss or kernel crash may lose acknowledged writes. Unsafe for anything
-//!   that must not be lost.
+//! - `Durability::None`: sled's flush without the fsyncs. sled buffers writes in this
+//!   process until a flush (its background flusher runs every 500 ms), so without it a
+//!   killed process lost acknowledged writes; with it they are in the OS's hands and survive
+//!   a process kill, as the port's `None` promises, but a power loss or kernel crash may
+//!   lose them. Unsafe for anything that must not be lost.
 //!
 //! A flush is database-wide. A failed flush poisons the database handle for this process:
 //! every later flush through it fails with `SyncFailed` (never retried, as the kernel may

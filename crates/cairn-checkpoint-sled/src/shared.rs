@@ -451,6 +451,18 @@ impl Shared {
     /// poisons this handle. The outcome is decided and recorded on that thread, under
     /// `flush_lock`, so a dropped caller cannot lose a failure.
     pub(crate) async fn flush_now(&self) -> Result<()> {
+        self.flush(true).await
+    }
+
+    /// Hands everything written so far to the OS (`Durability::None`): sled's flush without
+    /// the fsyncs. sled keeps writes in buffers of this process until a flush (its background
+    /// flusher runs every 500 ms), so without this a killed process loses acknowledged writes,
+    /// which the port's `None` must survive. A failure poisons the handle, as for `flush_now`.
+    pub(crate) async fn hand_to_os(&self) -> Result<()> {
+        self.flush(false).await
+    }
+
+    async fn flush(&self, fsync: bool) -> Result<()> {
         if let Some(err) = self.earlier_failure() {
             return Err(err);
         }
@@ -486,9 +498,12 @@ impl Shared {
                     )));
                 }
                 db.flush()?;
-                files.sync().map_err(sled::Error::Io)
+                if fsync {
+                    files.sync().map_err(sled::Error::Io)?;
+                }
+                Ok(())
             })();
-            let outcome = flushed.map(drop).map_err(|err| {
+            let outcome = flushed.map_err(|err| {
                 let failed = match err {
                     sled::Error::Io(io) => (io.kind(), io.to_string()),
                     other => (std::io::ErrorKind::Other, other.to_string()),

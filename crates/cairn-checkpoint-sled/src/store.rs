@@ -217,7 +217,7 @@ impl Shared {
         match durability {
             Durability::Sync => self.flush_now().await,
             Durability::Group { max_delay } => self.flush_grouped(max_delay).await,
-            Durability::None => Ok(()),
+            Durability::None => self.hand_to_os().await,
         }
     }
 
