@@ -122,6 +122,9 @@ pub(crate) struct Shared {
     /// Run by `append_audit` between its check and its append (unit tests).
     #[cfg(test)]
     pub(crate) after_audit_check: TestHook,
+    /// Run by the job store right after a damaged value was moved aside (unit tests).
+    #[cfg(test)]
+    pub(crate) after_job_moved: TestHook,
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
     sync_failure: Arc<Mutex<Option<(std::io::ErrorKind, String)>>>,
@@ -374,6 +377,8 @@ impl Shared {
             removal_waited_for_gate: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             after_audit_check: TestHook::default(),
+            #[cfg(test)]
+            after_job_moved: TestHook::default(),
             #[cfg(test)]
             fail_next_flush: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
