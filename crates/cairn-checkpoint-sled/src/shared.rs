@@ -122,6 +122,9 @@ pub(crate) struct Shared {
     /// Run by `append_audit` between its check and its append (unit tests).
     #[cfg(test)]
     pub(crate) after_audit_check: TestHook,
+    /// Run by `open` right after a torn last journal record was cut (unit tests).
+    #[cfg(test)]
+    pub(crate) after_torn_tail_cut: TestHook,
     /// Run by the job store right after a damaged value was moved aside (unit tests).
     #[cfg(test)]
     pub(crate) after_job_moved: TestHook,
@@ -379,6 +382,8 @@ impl Shared {
             after_audit_check: TestHook::default(),
             #[cfg(test)]
             after_job_moved: TestHook::default(),
+            #[cfg(test)]
+            after_torn_tail_cut: TestHook::default(),
             #[cfg(test)]
             fail_next_flush: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]

@@ -315,35 +315,41 @@ impl Shared {
         }
     }
 
+    /// The key the next audit record of `run_id` goes under: one past the last stored.
+    fn next_audit_key(&self, run_id: &RunId) -> Result<Vec<u8>> {
+        let prefix = layout::run_prefix(run_id);
+        let next = match self.trees.audit.scan_prefix(&prefix).next_back() {
+            None => 0,
+            Some(entry) => {
+                let (key, _) = entry.map_err(backend)?;
+                let last =
+                    layout::seq_of_key(prefix.len(), &key).ok_or_else(|| Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: layout::AUDIT_TREE.to_owned(),
+                        offset: 0,
+                        detail: "an audit key has the wrong length".to_owned(),
+                    })?;
+                last.checked_add(1).ok_or_else(|| Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: layout::AUDIT_TREE.to_owned(),
+                    offset: last,
+                    detail: "the audit log has no sequence number left".to_owned(),
+                })?
+            }
+        };
+        Ok(layout::seq_key(run_id, next))
+    }
+
     /// Appends an audit record to `run_id`'s audit list.
     pub(crate) fn put_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         let json = serde_json::to_vec(record).map_err(|e| encoding("audit record", e))?;
         let frame = layout::seal(&json);
-        let prefix = layout::run_prefix(run_id);
         loop {
-            let next = match self.trees.audit.scan_prefix(&prefix).next_back() {
-                None => 0,
-                Some(entry) => {
-                    let (key, _) = entry.map_err(backend)?;
-                    let last = layout::seq_of_key(prefix.len(), &key).ok_or_else(|| {
-                        Error::Corruption {
-                            run_id: run_id.clone(),
-                            file: layout::AUDIT_TREE.to_owned(),
-                            offset: 0,
-                            detail: "an audit key has the wrong length".to_owned(),
-                        }
-                    })?;
-                    last + 1
-                }
-            };
+            let key = self.next_audit_key(run_id)?;
             let swapped = self
                 .trees
                 .audit
-                .compare_and_swap(
-                    layout::seq_key(run_id, next),
-                    None::<&[u8]>,
-                    Some(frame.clone()),
-                )
+                .compare_and_swap(key, None::<&[u8]>, Some(frame.clone()))
                 .map_err(backend)?;
             if swapped.is_ok() {
                 return Ok(());
@@ -726,14 +732,6 @@ impl Shared {
     ) -> Result<()> {
         let mut cut_key = key.to_vec();
         cut_key.extend_from_slice(&self.db.generate_id().map_err(backend)?.to_be_bytes());
-        let trees = (&self.trees.events, &self.trees.cut);
-        let cut: TransactionResult<(), Error> =
-            sled::Transactional::transaction(&trees, |(journal, cut)| {
-                journal.remove(key)?;
-                cut.insert(cut_key.as_slice(), frame)?;
-                Ok::<(), ConflictableTransactionError<Error>>(())
-            });
-        cut.map_err(transaction)?;
         let record = AuditRecord::new(
             wall_clock_now(),
             run_id.clone(),
@@ -750,7 +748,31 @@ impl Shared {
             "bytes": tail.bytes,
             "kept_in": layout::CUT_TREE,
         }));
-        self.put_audit(run_id, &record)
+        let json = serde_json::to_vec(&record).map_err(|e| encoding("audit record", e))?;
+        let audit_frame = layout::seal(&json);
+        // The cut and its audit record are one transaction, so a crash never leaves a record
+        // cut without the record of the cut. sled runs a transaction while no other operation
+        // runs, so a key found free inside it is free; one taken since the scan (an
+        // `append_audit` beside the open) makes the loop look again.
+        let trees = (&self.trees.events, &self.trees.cut, &self.trees.audit);
+        loop {
+            let audit_key = self.next_audit_key(run_id)?;
+            let cut: TransactionResult<bool, Error> =
+                sled::Transactional::transaction(&trees, |(journal, cut, audit)| {
+                    if audit.get(&audit_key)?.is_some() {
+                        return Ok(false);
+                    }
+                    journal.remove(key)?;
+                    cut.insert(cut_key.as_slice(), frame)?;
+                    audit.insert(audit_key.as_slice(), audit_frame.as_slice())?;
+                    Ok::<bool, ConflictableTransactionError<Error>>(true)
+                });
+            if cut.map_err(transaction)? {
+                #[cfg(test)]
+                self.after_torn_tail_cut.run();
+                return Ok(());
+            }
+        }
     }
 
     /// Writes `events` as journal records `first..`, atomically, and returns the sequence
@@ -839,7 +861,9 @@ fn quarantine_generation(key: &[u8]) -> Option<(RunId, String)> {
 #[cfg(test)]
 mod tests {
     //! The race between `append_audit` and a removal cannot be staged through the port, so
-    //! this test plants a removal at the private point between the check and the append.
+    //! this test plants a removal at the private point between the check and the append. A
+    //! kill right after a torn record is cut needs a private hook too; that test runs this
+    //! binary again as a child that aborts at the hook.
 
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -848,7 +872,7 @@ mod tests {
     use cairn_queue::Timestamp;
 
     use crate::SledFactory;
-    use crate::unit_fixtures::meta;
+    use crate::unit_fixtures::{event, meta};
 
     // The removal runs on a thread of its own; the test only waits for it to finish or to
     // wait for the gate, whichever comes, so nothing here depends on timing.
@@ -906,5 +930,77 @@ mod tests {
         let never = cairn_checkpoint::RunId::new("never").expect("valid id");
         let late = factory.append_audit(&never, &record).await;
         assert!(matches!(late, Err(Error::NotFound { .. })), "{late:?}");
+    }
+
+    const CHILD_DB: &str = "CAIRN_SLED_STORE_TEST_CHILD_DB";
+    const KILL_TEST: &str =
+        "store::tests::a_kill_right_after_a_torn_record_is_cut_keeps_the_record_of_the_cut";
+
+    /// The child: writes three records, tears the last, and opens the run, which cuts it;
+    /// aborts once the cut is done, after handing sled's buffers to the OS.
+    async fn cut_then_abort(path: &str) -> ! {
+        let factory = SledFactory::open(path).expect("open");
+        let run = factory.begin(meta("torn")).await.expect("begin");
+        let run_id = run.run_id().clone();
+        run.append(&[event(0), event(1), event(2)])
+            .await
+            .expect("append");
+        drop(run);
+        let events = &factory.shared.trees.events;
+        let last = crate::layout::seq_key(&run_id, 2);
+        let whole = events.get(&last).expect("get").expect("record 2");
+        events
+            .insert(&last, &whole[..whole.len() - 3])
+            .expect("tear");
+        let db = factory.db().clone();
+        factory.shared.after_torn_tail_cut.set(move || {
+            db.flush().expect("flush");
+            std::process::abort();
+        });
+        let _ = factory.open(&run_id).await;
+        unreachable!("the hook aborts");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_right_after_a_torn_record_is_cut_keeps_the_record_of_the_cut() {
+        if let Ok(path) = std::env::var(CHILD_DB) {
+            cut_then_abort(&path).await;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("torn.sled");
+        let child = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args([KILL_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DB, &path)
+            .output()
+            .expect("the child runs");
+        assert!(!child.status.success(), "the child aborted");
+        // Read the trees as the child left them, before any factory looks at them.
+        let db = sled::open(&path).expect("the files the child left");
+        let run_id = meta("torn").run_id;
+        let prefix = crate::layout::run_prefix(&run_id);
+        let cut = db.open_tree(crate::layout::CUT_TREE).expect("cut tree");
+        assert_eq!(
+            cut.scan_prefix(&prefix).count(),
+            1,
+            "the child got as far as the cut: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let audit = db.open_tree(crate::layout::AUDIT_TREE).expect("audit tree");
+        let actions: Vec<AuditAction> = audit
+            .scan_prefix(&prefix)
+            .values()
+            .map(|frame| {
+                let frame = frame.expect("read");
+                let json = crate::layout::unseal(&frame).expect("intact");
+                serde_json::from_slice::<AuditRecord>(json)
+                    .expect("a record")
+                    .action
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            vec![AuditAction::TornTailCut],
+            "the cut is audited"
+        );
     }
 }
