@@ -168,7 +168,7 @@ impl SledFactoryBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = tempfile::tempdir()?;
-    /// // No flush: writes reach sled's buffers and only its background flusher makes them durable.
+    /// // No fsync: each write is handed to the OS (it survives a killed process, not a power cut).
     /// let factory = SledFactory::builder()
     ///     .path(dir.path().join("runs.sled"))
     ///     .durability(Durability::None)
@@ -179,7 +179,7 @@ impl SledFactoryBuilder {
     /// let event = Event::PhaseStarted { index: 0, name: "fetch".into() };
     /// run.append(std::slice::from_ref(&event)).await?;
     /// drop(run);
-    /// // The database reads back what it was given, flushed or not.
+    /// // The database reads back what it was given.
     /// let opened = factory.open(&id).await?.expect("the run exists");
     /// assert_eq!(opened.recovered.events, vec![event]);
     /// # Ok(()) }
@@ -530,13 +530,8 @@ impl CheckpointerFactory for SledFactory {
     async fn append_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         // Audit keys are not tied to a run's other keys, so without this check a record for
         // an unknown or removed id would start a log that a later run of that id inherits.
-        // (A removal that lands between this check and the insert can still leave one.)
-        if !self.shared.has_state(run_id)? && !self.shared.is_quarantined(run_id)? {
-            return Err(Error::NotFound {
-                run_id: run_id.clone(),
-            });
-        }
-        self.shared.put_audit(run_id, record)?;
+        // The check and the append are one step against `remove_terminal`.
+        self.shared.append_audit_of_stored(run_id, record)?;
         self.make_durable().await
     }
 

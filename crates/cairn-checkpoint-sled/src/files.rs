@@ -7,7 +7,8 @@
 //! `<dir>/blobs/`, written with no sync at all. sled's background flusher does fsync the log,
 //! every 500 ms. So an acknowledgement right after `Db::flush` could be lost by a power cut.
 //! After every flush the adapter therefore fsyncs the new blob files and their folder, then
-//! the log, and once per handle the database folder and its parent.
+//! the log, and once per handle sled's `conf` (written unsynced when the database was
+//! created), the database folder and its parent.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -21,6 +22,9 @@ use std::sync::{Mutex, PoisonError};
 const LOG_FILE: &str = "db";
 /// sled's folder of large values inside the database folder.
 const BLOBS_FOLDER: &str = "blobs";
+/// sled's configuration file, which it writes on the first open without an fsync and needs
+/// (intact) to open the database again.
+const CONF_FILE: &str = "conf";
 
 /// The files of one open sled database, and what has been fsynced of them.
 #[derive(Debug)]
@@ -97,6 +101,14 @@ impl SledFiles {
         self.sync_new_blobs()?;
         self.log.sync_all()?;
         if !self.entries_synced.load(Ordering::Acquire) {
+            // sled wrote `conf` when the database was created and never fsynced it: a power
+            // cut soon after could leave it empty beside a durable log, and sled would then
+            // refuse to open the database at all.
+            match File::open(self.dir.join(CONF_FILE)) {
+                Ok(conf) => conf.sync_all()?,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
             sync_folder(&self.dir)?;
             let parent = match self.dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -194,6 +206,26 @@ mod tests {
         files.sync().expect("sync");
         assert_eq!(files.synced_blob_count(), blob_files(&folder));
         assert!(files.entries_synced.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_first_sync_fsyncs_sleds_conf_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("fresh.sled");
+        let db = sled::open(&folder).expect("sled opens");
+        let files = SledFiles::of_open_database(&folder).expect("an open database");
+        // sled read `conf` when it opened; a link to itself cannot be opened, so a sync
+        // that fsyncs `conf` fails, and one that leaves it alone does not.
+        let conf = folder.join(CONF_FILE);
+        std::fs::rename(&conf, folder.join("conf.aside")).expect("move conf");
+        std::os::unix::fs::symlink(CONF_FILE, &conf).expect("a link to itself");
+        db.insert("k", &b"v"[..]).expect("insert");
+        db.flush().expect("flush");
+        let err = files.sync().expect_err("conf was fsynced");
+        // ELOOP: the link was followed, so the error is conf's.
+        #[cfg(target_os = "linux")]
+        assert_eq!(err.raw_os_error(), Some(40), "{err}");
+        assert!(!files.entries_synced.load(Ordering::Acquire));
     }
 
     #[test]

@@ -417,33 +417,35 @@ impl SledJobStore {
         let now = wall_clock_now();
         let seq = self.shared.db.generate_id().map_err(backend)?;
         let qkey = key_with_seq(id, seq);
-        self.quarantine
-            .insert(qkey, found.clone())
-            .map_err(backend)?;
-        // Remove only the bytes we judged; a writer that replaced them meanwhile wins. The
-        // floor is raised in the same transaction, so a job added again starts above them.
+        let location = format!("{JOB_QUARANTINE_TREE}/{id}/{seq}");
+        let message = format!("job {id}: its stored value {reason}; moved to {location}");
+        let record = JobAuditRecord::new(
+            now,
+            id.clone(),
+            JobAuditAction::Quarantined,
+            message.clone(),
+        )
+        .with_detail(serde_json::json!({ "location": location, "reason": reason }));
+        let (audit_key, audit_frame) = self.audit_entry(&record)?;
+        // One transaction: the copy, the removal, the floor and the audit record are stored
+        // together, so a crash never leaves a value moved without its record. Only the bytes
+        // judged are removed; a writer that replaced them meanwhile wins. The floor rises
+        // with the removal, so a job added again starts above the value's versions.
         let last = version_named(found);
         let key = id.as_str().as_bytes();
-        let trees = (&self.jobs, &self.versions);
-        sled::Transactional::transaction(&trees, |(jobs, versions)| {
+        let trees = (&self.jobs, &self.versions, &self.quarantine, &self.audit);
+        sled::Transactional::transaction(&trees, |(jobs, versions, quarantine, audit)| {
+            quarantine.insert(qkey.as_slice(), found.clone())?;
             if jobs.get(key)?.as_ref() == Some(found) {
                 raise_floor(versions, id, last)?;
                 jobs.remove(key)?;
             }
+            audit.insert(audit_key.as_slice(), audit_frame.as_slice())?;
             Ok(())
         })
         .map_err(transaction)?;
-        let location = format!("{JOB_QUARANTINE_TREE}/{id}/{seq}");
-        let message = format!("job {id}: its stored value {reason}; moved to {location}");
-        self.append_audit_unflushed(
-            &JobAuditRecord::new(
-                now,
-                id.clone(),
-                JobAuditAction::Quarantined,
-                message.clone(),
-            )
-            .with_detail(serde_json::json!({ "location": location, "reason": reason })),
-        )?;
+        #[cfg(test)]
+        self.shared.after_job_moved.run();
         self.shared.flush_now().await?;
         Ok((
             Error::Encoding {
@@ -502,12 +504,16 @@ impl SledJobStore {
         .map_err(transaction)
     }
 
-    fn append_audit_unflushed(&self, record: &JobAuditRecord) -> Result<()> {
+    /// The key and the frame of `record` in [`JOB_AUDIT_TREE`].
+    fn audit_entry(&self, record: &JobAuditRecord) -> Result<(Vec<u8>, Vec<u8>)> {
         let json = serde_json::to_vec(record).map_err(|e| encoding("job audit record", e))?;
         let seq = self.shared.db.generate_id().map_err(backend)?;
-        self.audit
-            .insert(key_with_seq(&record.job_id, seq), seal(&json))
-            .map_err(backend)?;
+        Ok((key_with_seq(&record.job_id, seq), seal(&json)))
+    }
+
+    fn append_audit_unflushed(&self, record: &JobAuditRecord) -> Result<()> {
+        let (key, frame) = self.audit_entry(record)?;
+        self.audit.insert(key, frame).map_err(backend)?;
         Ok(())
     }
 }
@@ -596,7 +602,16 @@ impl JobStore for SledJobStore {
             }
             let written = match expected {
                 Some(v) => {
-                    let sealed = sealed_job(v + 1, document)?;
+                    // A stored version is a checksummed number, not one this store could
+                    // have reached: at the top there is no next version to give.
+                    let next = v.checked_add(1).ok_or_else(|| Error::Encoding {
+                        what: "sled job value",
+                        detail: format!(
+                            "job {id} holds the highest version ({v}) in {JOBS_TREE}/{id}; it \
+                             is left where it is and cannot be updated"
+                        ),
+                    })?;
+                    let sealed = sealed_job(next, document)?;
                     self.jobs
                         .compare_and_swap(
                             id.as_str().as_bytes(),
@@ -605,7 +620,7 @@ impl JobStore for SledJobStore {
                         )
                         .map_err(backend)?
                         .is_ok()
-                        .then_some(v + 1)
+                        .then_some(next)
                 }
                 None => self.create(id, document)?,
             };
@@ -681,5 +696,66 @@ impl JobStore for SledJobStore {
             );
         }
         Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A kill at a private point (right after a damaged value left the jobs tree) needs a hook
+    //! in `Shared`, so this test is here. The kill is real: the test binary runs itself as a
+    //! child that aborts at the hook, and the parent reads what the child left on disk.
+
+    use cairn_checkpoint::{JobId, JobStore};
+
+    use super::{JOB_AUDIT_TREE, JOBS_TREE, SledJobStore, prefix};
+
+    const CHILD_DB: &str = "CAIRN_SLED_JOBS_TEST_CHILD_DB";
+    const TEST_NAME: &str =
+        "jobs::tests::a_kill_right_after_a_damaged_job_is_moved_aside_keeps_its_audit_record";
+
+    fn job() -> JobId {
+        JobId::new("damaged").expect("valid id")
+    }
+
+    /// The child: plants a value that fails its checksum, reads it (which moves it aside),
+    /// and aborts once the move is done, after handing sled's buffers to the OS.
+    async fn move_then_abort(path: &str) -> ! {
+        let store = SledJobStore::open(path).expect("open");
+        let jobs = store.db().open_tree(JOBS_TREE).expect("jobs tree");
+        jobs.insert(job().as_str(), &b"\0\0\0\0garbage"[..])
+            .expect("plant");
+        let db = store.db().clone();
+        store.shared.after_job_moved.set(move || {
+            db.flush().expect("flush");
+            std::process::abort();
+        });
+        let _ = store.get(&job()).await;
+        unreachable!("the hook aborts");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_right_after_a_damaged_job_is_moved_aside_keeps_its_audit_record() {
+        if let Ok(path) = std::env::var(CHILD_DB) {
+            move_then_abort(&path).await;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.sled");
+        let child = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DB, &path)
+            .output()
+            .expect("the child runs");
+        assert!(!child.status.success(), "the child aborted");
+        // Read the trees as the child left them, before any store looks at them.
+        let db = sled::open(&path).expect("the files the child left");
+        let jobs = db.open_tree(JOBS_TREE).expect("jobs tree");
+        assert!(
+            !jobs.contains_key(job().as_str()).expect("get"),
+            "the child got as far as the move: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let audit = db.open_tree(JOB_AUDIT_TREE).expect("audit tree");
+        let records = audit.scan_prefix(prefix(&job())).count();
+        assert_eq!(records, 1, "the value moved aside has its audit record");
     }
 }

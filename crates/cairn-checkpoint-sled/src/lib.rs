@@ -27,9 +27,10 @@
 //!
 //! Runs live in their own trees (`layout` names them): metadata, journal records (key = run
 //! id, `/`, big-endian sequence), snapshots, audit records, quarantine, and cut torn records.
-//! Every value is framed with a CRC32C. On `open`, a bad last journal record is moved to
-//! the cut tree and audited (a torn tail); a bad record followed by good ones is
-//! `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (an older
+//! Every value is framed with a CRC32C. On `open`, a last journal record that fails its
+//! checksum is moved to the cut tree and audited (a torn tail); such a record followed by
+//! good ones, and a record anywhere that passed its checksum but is no event of this build
+//! (stored whole, so never torn), is `Error::Corruption` naming the record's sequence. Bad metadata or snapshots (an older
 //! format version, foreign run id, unparseable) are moved to the quarantine tree, audited,
 //! and reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. What a newer build wrote
 //! (a higher format version, or a checksummed record of an event type this build does not
@@ -52,15 +53,19 @@
 //!   one. A write is acknowledged only after the flush covering it succeeded, and waits at
 //!   most `max_delay` plus that flush (plus any flush already under way). The expectation
 //!   is per database, across all its runs.
-//! - `Durability::None`: no flush at all. With sled's default configuration (the one used
-//!   when the factory opens the database by path) its background flusher writes every 500
-//!   ms, but a power loss or kernel crash may lose acknowledged writes. Unsafe for anything
-//!   that must not be lost.
+//! - `Durability::None`: sled's flush without the fsyncs. sled buffers writes in this
+//!   process until a flush (its background flusher runs every 500 ms), so without it a
+//!   killed process lost acknowledged writes; with it they are in the OS's hands and survive
+//!   a process kill, as the port's `None` promises, but a power loss or kernel crash may
+//!   lose them. Unsafe for anything that must not be lost.
 //!
 //! A flush is database-wide. A failed flush poisons the database handle for this process:
 //! every later flush through it fails with `SyncFailed` (never retried, as the kernel may
 //! have dropped dirty pages), and the writer that saw it fails later calls with `Poisoned`.
-//! Reopen the database to recover.
+//! Flushes run one at a time (Linux reports a writeback error to one fsync only, so an
+//! overlapping flush could succeed over lost pages), and a failure is recorded by the
+//! thread that flushed, also when the caller that started it was dropped. Reopen the
+//! database to recover.
 //!
 //! sled calls are synchronous; flushes run on tokio's blocking pool, other calls inline.
 //!

@@ -70,6 +70,32 @@ struct GroupState {
     company_wanted: Option<u64>,
 }
 
+/// A callback unit tests plant to run at one point of the code, once.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+#[cfg(test)]
+impl TestHook {
+    pub(crate) fn set(&self, hook: impl FnOnce() + Send + 'static) {
+        *lock(&self.0) = Some(Box::new(hook));
+    }
+
+    pub(crate) fn run(&self) {
+        let hook = lock(&self.0).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
+}
+
 /// Everything shared over one open database.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -85,9 +111,35 @@ pub(crate) struct Shared {
     group_done: tokio::sync::Notify,
     /// Signalled (after `group` changed) when `company_wanted` tickets are handed out.
     company_arrived: tokio::sync::Notify,
+    /// Held while `append_audit` checks that a run is stored and appends its record (without
+    /// the run's writer slot), and while `remove_run` deletes a run, so a removal never lands
+    /// between that check and that append and leaves a record behind for a later run of the
+    /// same id. One process has the database open, so this lock covers every such pair.
+    audit_gate: Mutex<()>,
+    /// Set when `remove_run` found the audit gate held and waits for it (unit tests).
+    #[cfg(test)]
+    pub(crate) removal_waited_for_gate: std::sync::atomic::AtomicBool,
+    /// Run by `append_audit` between its check and its append (unit tests).
+    #[cfg(test)]
+    pub(crate) after_audit_check: TestHook,
+    /// Run by `open` right after a torn last journal record was cut (unit tests).
+    #[cfg(test)]
+    pub(crate) after_torn_tail_cut: TestHook,
+    /// Run by the job store right after a damaged value was moved aside (unit tests).
+    #[cfg(test)]
+    pub(crate) after_job_moved: TestHook,
     /// Set forever once a flush fails: the kernel may have dropped dirty pages, so no later
     /// flush of this handle can be trusted to make earlier writes durable.
-    sync_failure: Mutex<Option<(std::io::ErrorKind, String)>>,
+    sync_failure: Arc<Mutex<Option<(std::io::ErrorKind, String)>>>,
+    /// Held by the blocking thread across each flush and its fsyncs, so flushes never
+    /// overlap: Linux reports a writeback error to an fsync once, so a flush that overlapped
+    /// a failing one could see its fsync succeed over pages the kernel dropped. A flush
+    /// checks `sync_failure` once it holds this, and records its own failure before it lets
+    /// go, even when the future that started it was dropped meanwhile.
+    pub(crate) flush_lock: Arc<Mutex<()>>,
+    /// How many flushes finished on the blocking pool; unit tests wait for a dropped one.
+    #[cfg(test)]
+    pub(crate) flushes_finished: Arc<AtomicU64>,
     /// Unit tests set this to make the next flush fail as a failed fsync would.
     #[cfg(test)]
     pub(crate) fail_next_flush: std::sync::atomic::AtomicBool,
@@ -319,7 +371,19 @@ impl Shared {
             group: Mutex::default(),
             group_done: tokio::sync::Notify::new(),
             company_arrived: tokio::sync::Notify::new(),
-            sync_failure: Mutex::default(),
+            sync_failure: Arc::default(),
+            flush_lock: Arc::default(),
+            #[cfg(test)]
+            flushes_finished: Arc::default(),
+            audit_gate: Mutex::default(),
+            #[cfg(test)]
+            removal_waited_for_gate: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            after_audit_check: TestHook::default(),
+            #[cfg(test)]
+            after_job_moved: TestHook::default(),
+            #[cfg(test)]
+            after_torn_tail_cut: TestHook::default(),
             #[cfg(test)]
             fail_next_flush: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -364,6 +428,15 @@ impl Shared {
         decide(writers.get(run_id).map(|h| h.description.as_str()))
     }
 
+    /// Takes the audit gate (see `audit_gate`).
+    pub(crate) fn audit_gate(&self) -> MutexGuard<'_, ()> {
+        #[cfg(test)]
+        if let Err(std::sync::TryLockError::WouldBlock) = self.audit_gate.try_lock() {
+            self.removal_waited_for_gate.store(true, Ordering::SeqCst);
+        }
+        lock(&self.audit_gate)
+    }
+
     /// Who holds `run_id`'s slot, if anyone.
     pub(crate) fn holder(&self, run_id: &RunId) -> Option<String> {
         lock(&self.writers)
@@ -385,38 +458,82 @@ impl Shared {
     }
 
     /// Flushes the whole database now and fsyncs its files, on a blocking thread. A failure
-    /// poisons this handle.
+    /// poisons this handle. The outcome is decided and recorded on that thread, under
+    /// `flush_lock`, so a dropped caller cannot lose a failure.
     pub(crate) async fn flush_now(&self) -> Result<()> {
+        self.flush(true).await
+    }
+
+    /// Hands everything written so far to the OS (`Durability::None`): sled's flush without
+    /// the fsyncs. sled keeps writes in buffers of this process until a flush (its background
+    /// flusher runs every 500 ms), so without this a killed process loses acknowledged writes,
+    /// which the port's `None` must survive. A failure poisons the handle, as for `flush_now`.
+    pub(crate) async fn hand_to_os(&self) -> Result<()> {
+        self.flush(false).await
+    }
+
+    async fn flush(&self, fsync: bool) -> Result<()> {
         if let Some(err) = self.earlier_failure() {
             return Err(err);
         }
         let db = self.db.clone();
         let files = Arc::clone(&self.files);
+        let failures = Arc::clone(&self.sync_failure);
+        let flush_lock = Arc::clone(&self.flush_lock);
         #[cfg(test)]
         let injected = self.fail_next_flush.swap(false, Ordering::SeqCst);
         #[cfg(test)]
         self.flushes.fetch_add(1, Ordering::SeqCst);
+        #[cfg(test)]
+        let finished = Arc::clone(&self.flushes_finished);
         let outcome = tokio::task::spawn_blocking(move || {
-            #[cfg(test)]
-            if injected {
-                return Err(sled::Error::Io(std::io::Error::other(
-                    "injected fsync failure",
-                )));
+            let serialized = flush_lock.lock();
+            let mut failure = lock(&failures);
+            if serialized.is_err() {
+                // An earlier flush panicked half-way: what it wrote is unknown.
+                failure.get_or_insert((
+                    std::io::ErrorKind::Other,
+                    "a flush panicked before it finished".to_owned(),
+                ));
             }
-            db.flush()?;
-            files.sync().map_err(sled::Error::Io)
+            if let Some((kind, message)) = failure.as_ref() {
+                return Err((*kind, format!("an earlier flush failed: {message}")));
+            }
+            drop(failure);
+            let flushed = (|| {
+                #[cfg(test)]
+                if injected {
+                    return Err(sled::Error::Io(std::io::Error::other(
+                        "injected fsync failure",
+                    )));
+                }
+                db.flush()?;
+                if fsync {
+                    files.sync().map_err(sled::Error::Io)?;
+                }
+                Ok(())
+            })();
+            let outcome = flushed.map_err(|err| {
+                let failed = match err {
+                    sled::Error::Io(io) => (io.kind(), io.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                };
+                lock(&failures).get_or_insert(failed).clone()
+            });
+            #[cfg(test)]
+            finished.fetch_add(1, Ordering::SeqCst);
+            drop(serialized);
+            outcome
         })
-        .await
-        .map_err(|join| std::io::Error::other(join.to_string()));
-        let failure = match outcome {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(sled::Error::Io(io))) => (io.kind(), io.to_string()),
-            Ok(Err(other)) => (std::io::ErrorKind::Other, other.to_string()),
-            Err(join) => (join.kind(), join.to_string()),
+        .await;
+        let (kind, message) = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(failed)) => failed,
+            Err(join) => {
+                let failed = (std::io::ErrorKind::Other, join.to_string());
+                lock(&self.sync_failure).get_or_insert(failed).clone()
+            }
         };
-        let mut stored = lock(&self.sync_failure);
-        let (kind, message) = stored.get_or_insert(failure).clone();
-        drop(stored);
         Err(self.sync_failed(kind, message))
     }
 

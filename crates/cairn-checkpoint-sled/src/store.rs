@@ -162,23 +162,29 @@ fn decode_snapshot(frame: &[u8]) -> Result<(u64, Snapshot), BadState> {
 enum Undecoded {
     /// It passed its checksum and is an event of a type a newer build writes (the type).
     NewerType(String),
-    /// It is damaged or not an event (what is wrong).
-    Bad(String),
+    /// It fails its checksum or is too short (what is wrong): as the last record, a torn
+    /// write that may be cut.
+    Damaged(String),
+    /// It passed its checksum but is no event of this build, or names another sequence
+    /// (what is wrong). It was written whole, so it is never cut as torn, even last.
+    Invalid(String),
 }
 
 /// Checks and decodes one journal record stored under sequence `seq`.
 fn decode_event(seq: u64, frame: &[u8]) -> Result<Event, Undecoded> {
     let (stored_seq, body) = layout::unseal(frame)
         .and_then(layout::split_seq)
-        .ok_or_else(|| Undecoded::Bad("record fails its checksum or is truncated".to_owned()))?;
+        .ok_or_else(|| {
+            Undecoded::Damaged("record fails its checksum or is truncated".to_owned())
+        })?;
     if stored_seq != seq {
-        return Err(Undecoded::Bad(format!(
+        return Err(Undecoded::Invalid(format!(
             "record stored under sequence {seq} says it is {stored_seq}"
         )));
     }
     serde_json::from_slice(body).map_err(|e| match cairn_checkpoint::unknown_event_type(body) {
         Some(type_name) => Undecoded::NewerType(type_name),
-        None => Undecoded::Bad(format!("record does not decode: {e}")),
+        None => Undecoded::Invalid(format!("a checksummed record does not decode: {e}")),
     })
 }
 
@@ -211,7 +217,7 @@ impl Shared {
         match durability {
             Durability::Sync => self.flush_now().await,
             Durability::Group { max_delay } => self.flush_grouped(max_delay).await,
-            Durability::None => Ok(()),
+            Durability::None => self.hand_to_os().await,
         }
     }
 
@@ -309,40 +315,66 @@ impl Shared {
         }
     }
 
+    /// The key the next audit record of `run_id` goes under: one past the last stored.
+    fn next_audit_key(&self, run_id: &RunId) -> Result<Vec<u8>> {
+        let prefix = layout::run_prefix(run_id);
+        let next = match self.trees.audit.scan_prefix(&prefix).next_back() {
+            None => 0,
+            Some(entry) => {
+                let (key, _) = entry.map_err(backend)?;
+                let last =
+                    layout::seq_of_key(prefix.len(), &key).ok_or_else(|| Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: layout::AUDIT_TREE.to_owned(),
+                        offset: 0,
+                        detail: "an audit key has the wrong length".to_owned(),
+                    })?;
+                last.checked_add(1).ok_or_else(|| Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: layout::AUDIT_TREE.to_owned(),
+                    offset: last,
+                    detail: "the audit log has no sequence number left".to_owned(),
+                })?
+            }
+        };
+        Ok(layout::seq_key(run_id, next))
+    }
+
     /// Appends an audit record to `run_id`'s audit list.
     pub(crate) fn put_audit(&self, run_id: &RunId, record: &AuditRecord) -> Result<()> {
         let json = serde_json::to_vec(record).map_err(|e| encoding("audit record", e))?;
         let frame = layout::seal(&json);
-        let prefix = layout::run_prefix(run_id);
         loop {
-            let next = match self.trees.audit.scan_prefix(&prefix).next_back() {
-                None => 0,
-                Some(entry) => {
-                    let (key, _) = entry.map_err(backend)?;
-                    let last = layout::seq_of_key(prefix.len(), &key).ok_or_else(|| {
-                        Error::Corruption {
-                            run_id: run_id.clone(),
-                            file: layout::AUDIT_TREE.to_owned(),
-                            offset: 0,
-                            detail: "an audit key has the wrong length".to_owned(),
-                        }
-                    })?;
-                    last + 1
-                }
-            };
+            let key = self.next_audit_key(run_id)?;
             let swapped = self
                 .trees
                 .audit
-                .compare_and_swap(
-                    layout::seq_key(run_id, next),
-                    None::<&[u8]>,
-                    Some(frame.clone()),
-                )
+                .compare_and_swap(key, None::<&[u8]>, Some(frame.clone()))
                 .map_err(backend)?;
             if swapped.is_ok() {
                 return Ok(());
             }
         }
+    }
+
+    /// Appends an audit record for a run that is stored or quarantined, without its writer
+    /// slot; `NotFound` (and nothing stored) for any other id. The check and the append
+    /// hold the audit gate, which `remove_run` takes too, so a removal either lands before
+    /// the check (`NotFound`) or after the append (and removes the record with the run).
+    pub(crate) fn append_audit_of_stored(
+        &self,
+        run_id: &RunId,
+        record: &AuditRecord,
+    ) -> Result<()> {
+        let _gate = self.audit_gate();
+        if !self.has_state(run_id)? && !self.is_quarantined(run_id)? {
+            return Err(Error::NotFound {
+                run_id: run_id.clone(),
+            });
+        }
+        #[cfg(test)]
+        self.after_audit_check.run();
+        self.put_audit(run_id, record)
     }
 
     /// Every audit record of `run_id`, oldest first.
@@ -416,6 +448,9 @@ impl Shared {
     /// for good. The quarantine and cut trees are left alone: they hold evidence of bad
     /// state, which is never deleted.
     pub(crate) fn remove_run(&self, run_id: &RunId) -> Result<()> {
+        // An audit record appended without the slot (`append_audit_of_stored`) is either in
+        // the scan below or refused: it cannot land between the scan and the transaction.
+        let _gate = self.audit_gate();
         let key = run_id.as_str().as_bytes();
         let prefix = layout::run_prefix(run_id);
         let keys_of = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
@@ -571,7 +606,8 @@ impl Shared {
         let mut torn_tail = None;
         let count = scanned.len();
         for (index, record) in scanned.into_iter().enumerate() {
-            let expected = base + index as u64;
+            // Keys hold 8-byte sequences, so records from `base` on cannot pass `u64::MAX`.
+            let expected = base.saturating_add(index as u64);
             if record.seq != expected {
                 return Err(Error::Corruption {
                     run_id: run_id.clone(),
@@ -597,7 +633,10 @@ impl Shared {
                         ),
                     });
                 }
-                Err(Undecoded::Bad(detail)) if index + 1 == count => {
+                // Only a record that fails its checksum can be a torn write; one that
+                // passed it was stored whole, and cutting it would drop an acknowledged
+                // record, so it is corruption wherever it is (as in the file adapter).
+                Err(Undecoded::Damaged(detail)) if index + 1 == count => {
                     let tail = TornTail {
                         offset: record.seq,
                         bytes: record.frame.len() as u64,
@@ -606,7 +645,7 @@ impl Shared {
                     self.make_durable(durability).await?;
                     torn_tail = Some(tail);
                 }
-                Err(Undecoded::Bad(detail)) => {
+                Err(Undecoded::Damaged(detail)) => {
                     return Err(Error::Corruption {
                         run_id: run_id.clone(),
                         file: layout::EVENTS_TREE.to_owned(),
@@ -617,9 +656,31 @@ impl Shared {
                         ),
                     });
                 }
+                Err(Undecoded::Invalid(detail)) => {
+                    return Err(Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: layout::EVENTS_TREE.to_owned(),
+                        offset: record.seq,
+                        detail: format!("journal record {}: {detail}", record.seq),
+                    });
+                }
             }
         }
-        let next_seq = base + events.len() as u64;
+        // Only a snapshot stored with a base near the end of the sequences can overflow
+        // this; a writer's next append would otherwise reuse sequences below the base,
+        // which every open skips.
+        let next_seq = u64::try_from(events.len())
+            .ok()
+            .and_then(|count| base.checked_add(count))
+            .ok_or_else(|| Error::Corruption {
+                run_id: run_id.clone(),
+                file: layout::SNAPSHOTS_TREE.to_owned(),
+                offset: base,
+                detail: format!(
+                    "the snapshot's base {base} leaves no sequence number after its {} records",
+                    events.len()
+                ),
+            })?;
         Ok(Some(RecoveredState {
             recovered: Recovered {
                 meta,
@@ -671,14 +732,6 @@ impl Shared {
     ) -> Result<()> {
         let mut cut_key = key.to_vec();
         cut_key.extend_from_slice(&self.db.generate_id().map_err(backend)?.to_be_bytes());
-        let trees = (&self.trees.events, &self.trees.cut);
-        let cut: TransactionResult<(), Error> =
-            sled::Transactional::transaction(&trees, |(journal, cut)| {
-                journal.remove(key)?;
-                cut.insert(cut_key.as_slice(), frame)?;
-                Ok::<(), ConflictableTransactionError<Error>>(())
-            });
-        cut.map_err(transaction)?;
         let record = AuditRecord::new(
             wall_clock_now(),
             run_id.clone(),
@@ -695,11 +748,49 @@ impl Shared {
             "bytes": tail.bytes,
             "kept_in": layout::CUT_TREE,
         }));
-        self.put_audit(run_id, &record)
+        let json = serde_json::to_vec(&record).map_err(|e| encoding("audit record", e))?;
+        let audit_frame = layout::seal(&json);
+        // The cut and its audit record are one transaction, so a crash never leaves a record
+        // cut without the record of the cut. sled runs a transaction while no other operation
+        // runs, so a key found free inside it is free; one taken since the scan (an
+        // `append_audit` beside the open) makes the loop look again.
+        let trees = (&self.trees.events, &self.trees.cut, &self.trees.audit);
+        loop {
+            let audit_key = self.next_audit_key(run_id)?;
+            let cut: TransactionResult<bool, Error> =
+                sled::Transactional::transaction(&trees, |(journal, cut, audit)| {
+                    if audit.get(&audit_key)?.is_some() {
+                        return Ok(false);
+                    }
+                    journal.remove(key)?;
+                    cut.insert(cut_key.as_slice(), frame)?;
+                    audit.insert(audit_key.as_slice(), audit_frame.as_slice())?;
+                    Ok::<bool, ConflictableTransactionError<Error>>(true)
+                });
+            if cut.map_err(transaction)? {
+                #[cfg(test)]
+                self.after_torn_tail_cut.run();
+                return Ok(());
+            }
+        }
     }
 
-    /// Writes `events` as journal records `first..`, atomically.
-    pub(crate) fn write_events(&self, run_id: &RunId, first: u64, events: &[Event]) -> Result<()> {
+    /// Writes `events` as journal records `first..`, atomically, and returns the sequence
+    /// after them. Sequences are never reused: a batch that would run past the last one is
+    /// refused (only a snapshot stored with a base near the end can bring that about).
+    pub(crate) fn write_events(&self, run_id: &RunId, first: u64, events: &[Event]) -> Result<u64> {
+        let after = u64::try_from(events.len())
+            .ok()
+            .and_then(|count| first.checked_add(count))
+            .ok_or_else(|| Error::Corruption {
+                run_id: run_id.clone(),
+                file: layout::EVENTS_TREE.to_owned(),
+                offset: first,
+                detail: format!(
+                    "the journal has no sequence numbers left for {} records after {first}",
+                    events.len()
+                ),
+            })?;
         let mut batch = sled::Batch::default();
         for (offset, event) in events.iter().enumerate() {
             let seq = first + offset as u64;
@@ -709,7 +800,8 @@ impl Shared {
                 layout::seal_with_seq(seq, &json),
             );
         }
-        self.trees.events.apply_batch(batch).map_err(backend)
+        self.trees.events.apply_batch(batch).map_err(backend)?;
+        Ok(after)
     }
 
     /// Stores `snapshot` as covering every journal record before `base`.
@@ -764,4 +856,151 @@ fn quarantine_generation(key: &[u8]) -> Option<(RunId, String)> {
     }
     let run_id = RunId::new(id).ok()?;
     Some((run_id, format!("{id}/{generation}/")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The race between `append_audit` and a removal cannot be staged through the port, so
+    //! this test plants a removal at the private point between the check and the append. A
+    //! kill right after a torn record is cut needs a private hook too; that test runs this
+    //! binary again as a child that aborts at the hook.
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use cairn_checkpoint::{AuditAction, AuditRecord, Checkpointer, CheckpointerFactory, Error};
+    use cairn_queue::Timestamp;
+
+    use crate::SledFactory;
+    use crate::unit_fixtures::{event, meta};
+
+    // The removal runs on a thread of its own; the test only waits for it to finish or to
+    // wait for the gate, whichever comes, so nothing here depends on timing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_removal_racing_an_audit_append_leaves_no_record_for_the_next_run_of_the_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let factory = SledFactory::open(dir.path().join("db")).expect("open");
+        let run = factory.begin(meta("gone")).await.expect("begin");
+        let run_id = run.run_id().clone();
+        run.complete().await.expect("complete");
+        drop(run);
+
+        let shared = Arc::clone(&factory.shared);
+        let removal = Arc::new(std::sync::Mutex::new(None));
+        let handle = Arc::clone(&removal);
+        let id = run_id.clone();
+        factory.shared.after_audit_check.set(move || {
+            let remover = {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || shared.remove_run(&id))
+            };
+            while !remover.is_finished() && !shared.removal_waited_for_gate.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            *handle.lock().expect("lock") = Some(remover);
+        });
+        let record = AuditRecord::new(
+            Timestamp(2),
+            run_id.clone(),
+            AuditAction::FailedResumePrompted,
+            "late",
+        );
+        // The run was stored when the check ran, so the append may succeed; what matters is
+        // that no record outlives the removal.
+        factory
+            .append_audit(&run_id, &record)
+            .await
+            .expect("append");
+        let remover = removal.lock().expect("lock").take().expect("the hook ran");
+        remover
+            .join()
+            .expect("the removal thread")
+            .expect("the removal");
+        assert!(
+            factory.load_meta(&run_id).await.expect("load").is_none(),
+            "removed"
+        );
+        assert!(
+            factory.read_audit(&run_id).await.expect("read").is_empty(),
+            "no audit record outlived the removal"
+        );
+        // A run begun again under the id starts with an empty audit log.
+        drop(factory.begin(meta("gone")).await.expect("begin again"));
+        assert!(factory.read_audit(&run_id).await.expect("read").is_empty());
+        let never = cairn_checkpoint::RunId::new("never").expect("valid id");
+        let late = factory.append_audit(&never, &record).await;
+        assert!(matches!(late, Err(Error::NotFound { .. })), "{late:?}");
+    }
+
+    const CHILD_DB: &str = "CAIRN_SLED_STORE_TEST_CHILD_DB";
+    const KILL_TEST: &str =
+        "store::tests::a_kill_right_after_a_torn_record_is_cut_keeps_the_record_of_the_cut";
+
+    /// The child: writes three records, tears the last, and opens the run, which cuts it;
+    /// aborts once the cut is done, after handing sled's buffers to the OS.
+    async fn cut_then_abort(path: &str) -> ! {
+        let factory = SledFactory::open(path).expect("open");
+        let run = factory.begin(meta("torn")).await.expect("begin");
+        let run_id = run.run_id().clone();
+        run.append(&[event(0), event(1), event(2)])
+            .await
+            .expect("append");
+        drop(run);
+        let events = &factory.shared.trees.events;
+        let last = crate::layout::seq_key(&run_id, 2);
+        let whole = events.get(&last).expect("get").expect("record 2");
+        events
+            .insert(&last, &whole[..whole.len() - 3])
+            .expect("tear");
+        let db = factory.db().clone();
+        factory.shared.after_torn_tail_cut.set(move || {
+            db.flush().expect("flush");
+            std::process::abort();
+        });
+        let _ = factory.open(&run_id).await;
+        unreachable!("the hook aborts");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_right_after_a_torn_record_is_cut_keeps_the_record_of_the_cut() {
+        if let Ok(path) = std::env::var(CHILD_DB) {
+            cut_then_abort(&path).await;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("torn.sled");
+        let child = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args([KILL_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DB, &path)
+            .output()
+            .expect("the child runs");
+        assert!(!child.status.success(), "the child aborted");
+        // Read the trees as the child left them, before any factory looks at them.
+        let db = sled::open(&path).expect("the files the child left");
+        let run_id = meta("torn").run_id;
+        let prefix = crate::layout::run_prefix(&run_id);
+        let cut = db.open_tree(crate::layout::CUT_TREE).expect("cut tree");
+        assert_eq!(
+            cut.scan_prefix(&prefix).count(),
+            1,
+            "the child got as far as the cut: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let audit = db.open_tree(crate::layout::AUDIT_TREE).expect("audit tree");
+        let actions: Vec<AuditAction> = audit
+            .scan_prefix(&prefix)
+            .values()
+            .map(|frame| {
+                let frame = frame.expect("read");
+                let json = crate::layout::unseal(&frame).expect("intact");
+                serde_json::from_slice::<AuditRecord>(json)
+                    .expect("a record")
+                    .action
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            vec![AuditAction::TornTailCut],
+            "the cut is audited"
+        );
+    }
 }

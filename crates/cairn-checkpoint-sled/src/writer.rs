@@ -153,9 +153,9 @@ impl Checkpointer for SledCheckpointer {
         }
         {
             let mut next_seq = self.next_seq.lock().await;
-            self.shared()
+            *next_seq = self
+                .shared()
                 .write_events(&self.slot.run_id, *next_seq, events)?;
-            *next_seq += events.len() as u64;
         }
         self.make_durable().await
     }
@@ -210,9 +210,12 @@ impl Checkpointer for SledCheckpointer {
 #[cfg(test)]
 mod tests {
     //! A failed flush cannot be provoked through sled's public API, so these tests reach the
-    //! private switch in `Shared`.
+    //! private switches in `Shared`.
 
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::Ordering;
+    use std::task::{Context, Waker};
 
     use cairn_checkpoint::{CheckpointerFactory, Durability, Error};
 
@@ -245,6 +248,58 @@ mod tests {
         assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
         let err = second.append(&[event(1)]).await.expect_err("poisoned");
         assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    }
+
+    /// A failed flush whose caller was dropped while it ran on the blocking pool.
+    async fn dropped_failed_flush_poisons(durability: Durability) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let factory = SledFactory::builder()
+            .path(dir.path().join("db"))
+            .durability(durability)
+            .build()
+            .expect("build");
+        let first = factory.begin(meta("first")).await.expect("begin");
+        let second = factory.begin(meta("second")).await.expect("begin");
+        let shared = &factory.shared;
+        let finished = shared.flushes_finished.load(Ordering::SeqCst);
+
+        shared.fail_next_flush.store(true, Ordering::SeqCst);
+        let events = [event(0)];
+        let mut append = first.append(&events);
+        {
+            // Holding the flush lock keeps the flush from finishing before the drop.
+            let _held = shared.flush_lock.lock().expect("flush lock");
+            // Polled once by hand (the future is dropped next, so no waker is needed).
+            let mut cx = Context::from_waker(Waker::noop());
+            let polled = Pin::new(&mut append).poll(&mut cx);
+            assert!(polled.is_pending(), "the flush waits for the lock");
+            drop(append);
+        }
+        // No timing: the dropped flush finishes once the lock is free.
+        while shared.flushes_finished.load(Ordering::SeqCst) == finished {
+            tokio::task::yield_now().await;
+        }
+        // Its failure was not seen by anyone, but it is fatal all the same: nothing written
+        // through this handle may be acknowledged as durable any more.
+        let err = second.append(&[event(0)]).await.expect_err("no retry");
+        assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+        let err = first.append(&[event(1)]).await.expect_err("no retry");
+        assert!(matches!(err, Error::SyncFailed { .. }), "{err:?}");
+        let err = first.append(&[event(2)]).await.expect_err("poisoned");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_flush_whose_caller_was_dropped_poisons_the_database() {
+        dropped_failed_flush_poisons(Durability::Sync).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_flush_whose_leader_was_dropped_poisons_the_database() {
+        dropped_failed_flush_poisons(Durability::Group {
+            max_delay: std::time::Duration::from_millis(1),
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,6 +254,111 @@ async fn a_record_stored_under_the_wrong_sequence_is_corruption() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksummed_last_record_that_is_no_event_is_corruption_never_cut() {
+    // Two last records that passed their checksum, so neither is a torn write: one that does
+    // not decode as an event, and one that names another sequence. Cutting either would drop
+    // a record that was stored whole.
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "whole", 3).await;
+    begin_with(&factory, "elsewhere", 3).await;
+    let events = tree(h.db(), layout::EVENTS_TREE);
+    let planted = [
+        (
+            "whole",
+            layout::seal_with_seq(2, br#"{"type":"enqueued","id":"#),
+        ),
+        (
+            "elsewhere",
+            layout::seal_with_seq(0, br#"{"not":"an event"}"#),
+        ),
+    ];
+    for (id, frame) in &planted {
+        events
+            .insert(layout::seq_key(&run(id), 2), frame.clone())
+            .expect("plant");
+    }
+    for (id, frame) in &planted {
+        for _ in 0..2 {
+            let err = factory.open(&run(id)).await.expect_err("not a torn tail");
+            assert!(
+                matches!(&err, Error::Corruption { offset: 2, file, .. } if file == layout::EVENTS_TREE),
+                "{id}: {err:?}"
+            );
+        }
+        let after = journal(h.db(), &run(id));
+        assert_eq!(after.len(), 3, "{id}: nothing was cut");
+        assert_eq!(after[2].1.as_ref(), frame.as_slice());
+    }
+    assert!(tree(h.db(), layout::CUT_TREE).is_empty(), "nothing was cut");
+}
+
+/// Stores `sample_snapshot(1)` for `id` as covering every record before `base`.
+fn plant_snapshot(db: &sled::Db, id: &str, base: u64) {
+    let json = serde_json::to_vec(&sample_snapshot(1)).expect("encode");
+    tree(db, layout::SNAPSHOTS_TREE)
+        .insert(id, layout::seal_with_seq(base, &json))
+        .expect("plant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_base_at_the_end_of_the_sequences_never_wraps_or_panics() {
+    // A checksummed snapshot whose base leaves one sequence number: the append that needs
+    // a second is refused instead of wrapping to 0 (below the base, so skipped by every
+    // open: an acknowledged record lost) or overflowing.
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    drop(factory.begin(meta("edge")).await.expect("begin"));
+    plant_snapshot(h.db(), "edge", u64::MAX - 1);
+    let opened = factory
+        .open(&run("edge"))
+        .await
+        .expect("open")
+        .expect("run exists");
+    let writer = opened.checkpointer;
+    writer
+        .append(&sample_events(0, 1))
+        .await
+        .expect("the last sequence");
+    let err = writer
+        .append(&sample_events(1, 2))
+        .await
+        .expect_err("no sequence left");
+    assert!(
+        matches!(&err, Error::Corruption { offset, file, .. } if *offset == u64::MAX && file == layout::EVENTS_TREE),
+        "{err:?}"
+    );
+    drop(writer);
+    let opened = factory
+        .open(&run("edge"))
+        .await
+        .expect("open")
+        .expect("run exists");
+    assert_eq!(opened.recovered.events, sample_events(0, 1));
+    drop(opened);
+
+    // A base at the very end with a record stored there leaves no next sequence at all.
+    let journal_tree = tree(h.db(), layout::EVENTS_TREE);
+    let (_, last) = journal(h.db(), &run("edge")).pop().expect("a record");
+    let json = &layout::unseal(&last).expect("intact")[layout::SEQ_LEN..];
+    journal_tree
+        .insert(
+            layout::seq_key(&run("edge"), u64::MAX),
+            layout::seal_with_seq(u64::MAX, json),
+        )
+        .expect("plant");
+    plant_snapshot(h.db(), "edge", u64::MAX);
+    let err = factory
+        .open(&run("edge"))
+        .await
+        .expect_err("no next sequence");
+    assert!(
+        matches!(&err, Error::Corruption { file, .. } if file == layout::SNAPSHOTS_TREE),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_trims_the_journal_only_below_its_base() {
     let h = DbHarness::new(Durability::Sync);
     let factory = h.sled_factory();

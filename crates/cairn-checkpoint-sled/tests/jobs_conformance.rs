@@ -276,3 +276,33 @@ async fn a_damaged_version_floor_is_left_in_place_and_refuses_creates_and_delete
     assert_eq!(versions.get(b"floor").unwrap().unwrap().to_vec(), floor);
     assert!(store.get(&gone).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_job_at_the_highest_version_is_refused_not_wrapped() {
+    // A checksummed value at u64::MAX has no next version: an update must neither panic
+    // nor wrap to version 0, which would reuse a version under the id.
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let top = JobId::new("top").unwrap();
+    let tree = store.db().open_tree(JOBS_TREE).expect("the jobs tree");
+    let payload = serde_json::json!({"format_version": 1, "version": u64::MAX, "document": {}});
+    plant_value(&tree, &top, &payload);
+    let before = tree.get(top.as_str()).unwrap().expect("planted");
+    let err = store
+        .put(&top, Some(u64::MAX), &serde_json::json!({"n": 1}))
+        .await
+        .expect_err("no next version");
+    assert!(
+        matches!(err, cairn_checkpoint::Error::Encoding { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        tree.get(top.as_str()).unwrap(),
+        Some(before),
+        "left as it was"
+    );
+    assert_eq!(
+        store.get(&top).await.unwrap().expect("stored").version,
+        u64::MAX
+    );
+}
