@@ -291,7 +291,8 @@ impl Store {
     }
 
     /// Reads `dir/audit.jsonl`. A torn last line (a crash mid-append) is skipped; any other
-    /// line that fails its check is `Error::Corruption`.
+    /// line that fails its check is `Error::Corruption`. A line whose checksum holds but
+    /// whose action this build does not know, last or not, is `Error::NewerFormat`.
     fn read_audit_in(&self, run_id: &RunId, dir: &Path) -> Result<Vec<AuditRecord>> {
         let path = dir.join(AUDIT_FILE);
         let bytes = match self.fs.read(&path) {
@@ -310,12 +311,27 @@ impl Store {
         };
         match line_log::scan(&bytes) {
             Ok(records) => Ok(records),
-            Err(damaged) => Err(Error::Corruption {
-                run_id: run_id.clone(),
-                file: AUDIT_FILE.to_owned(),
-                offset: damaged.offset,
-                detail: format!("line {}: {}", damaged.line, damaged.detail),
-            }),
+            Err(damaged) => Err(
+                match damaged.undecoded.as_deref().and_then(unknown_action) {
+                    // A newer build's record is refused, as a newer build's journal event is,
+                    // and kept: appends never cut a line whose checksum holds.
+                    Some(action) => Error::NewerFormat {
+                        run_id: run_id.clone(),
+                        file: AUDIT_FILE.to_owned(),
+                        detail: format!(
+                            "line {} at byte {} is an audit record of action `{action}`, which this \
+                         build does not know",
+                            damaged.line, damaged.offset
+                        ),
+                    },
+                    None => Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: AUDIT_FILE.to_owned(),
+                        offset: damaged.offset,
+                        detail: format!("line {}: {}", damaged.line, damaged.detail),
+                    },
+                },
+            ),
         }
     }
 
@@ -1724,6 +1740,19 @@ fn decode_records(scan: &journal::Scan, bytes: &[u8]) -> Vec<Result<Event, Undec
             })
         })
         .collect()
+}
+
+/// The action an audit record's JSON names when this build does not know it (a newer build
+/// wrote the record); `None` for anything else.
+fn unknown_action(json: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        action: String,
+    }
+    let named: Named = serde_json::from_slice(json).ok()?;
+    serde_json::from_value::<AuditAction>(serde_json::Value::String(named.action.clone()))
+        .is_err()
+        .then_some(named.action)
 }
 
 /// The `LeftInPlace` audit record of a run that could not be moved to quarantine.
