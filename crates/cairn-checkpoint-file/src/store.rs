@@ -1464,6 +1464,29 @@ impl Store {
         let (mut journal, bytes, scan, decoded) =
             journal_result.map_err(|failure| failure.foreign_as_bad(JOURNAL_FILE))?;
 
+        // Refusals come before anything is written: a journal holding a newer build's event
+        // is left exactly as it is, its torn tail (if any) and preallocated zeros included.
+        match &scan.ending {
+            Ending::Unsupported { version } => {
+                return Err(ReadFailure::Bad(StateProblem::Version {
+                    file: JOURNAL_FILE,
+                    found: *version,
+                    expected: journal::FORMAT_VERSION,
+                }));
+            }
+            Ending::Corrupt { offset, detail } => {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: JOURNAL_FILE.to_owned(),
+                    offset: *offset,
+                    detail: detail.clone(),
+                }
+                .into());
+            }
+            Ending::Clean { .. } | Ending::Torn { .. } => {}
+        }
+        let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
+
         let mut torn_tail = None;
         match scan.ending {
             Ending::Clean { end } => {
@@ -1482,22 +1505,8 @@ impl Store {
                     journal.allocated = end;
                 }
             }
-            Ending::Unsupported { version } => {
-                return Err(ReadFailure::Bad(StateProblem::Version {
-                    file: JOURNAL_FILE,
-                    found: version,
-                    expected: journal::FORMAT_VERSION,
-                }));
-            }
-            Ending::Corrupt { offset, detail } => {
-                return Err(Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: JOURNAL_FILE.to_owned(),
-                    offset,
-                    detail,
-                }
-                .into());
-            }
+            // Refused above.
+            Ending::Unsupported { .. } | Ending::Corrupt { .. } => {}
             Ending::Torn {
                 offset,
                 bytes: cut,
@@ -1531,7 +1540,6 @@ impl Store {
             }
         }
 
-        let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
         if scan.format == Format::Unframed {
             // A format-1 (or empty) journal is rewritten in format 2 before any batch is
             // appended to it, atomically: temp file, fdatasync, rename, fsync dir. A crash
