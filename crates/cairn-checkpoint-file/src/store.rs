@@ -162,6 +162,11 @@ const LIVE_READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(10
 /// life, so it is never waited for.
 const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How many times a `meta.lock` taken on a file no longer at its path (its run was removed
+/// or moved, and maybe begun again, meanwhile) is let go and taken again before giving up:
+/// each time means the run was replaced while the lock was awaited.
+const META_LOCK_TRIES: u32 = 100;
+
 /// What one try of the writer lock found.
 enum WriterLock {
     /// The lock, taken.
@@ -558,23 +563,48 @@ impl Store {
     /// an older build gets one.
     fn meta_lock_for_open(&self, dir: &Path) -> Result<Option<Box<dyn FsFile>>> {
         let path = dir.join(META_LOCK_FILE);
-        let opened = match self.fs.open(&path, OpenMode::Read) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                self.fs.open(&path, OpenMode::ReadWrite)
+        let mut tries = 0;
+        loop {
+            let opened = match self.fs.open(&path, OpenMode::Read) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    self.fs.open(&path, OpenMode::ReadWrite)
+                }
+                other => other,
+            };
+            let lock = match opened {
+                Ok(lock) => lock,
+                Err(err)
+                    if err.kind() == io::ErrorKind::NotFound
+                        || foreign_in_place(&err).is_some() =>
+                {
+                    return Ok(None);
+                }
+                Err(err) => return Err(io_error("open", &path)(err)),
+            };
+            if self.lock_meta_lock(&*lock, &path, &mut tries)? {
+                return Ok(Some(lock));
             }
-            other => other,
-        };
-        let lock = match opened {
-            Ok(lock) => lock,
-            Err(err)
-                if err.kind() == io::ErrorKind::NotFound || foreign_in_place(&err).is_some() =>
-            {
-                return Ok(None);
-            }
-            Err(err) => return Err(io_error("open", &path)(err)),
-        };
-        lock.lock().map_err(io_error("lock", &path))?;
-        Ok(Some(lock))
+        }
+    }
+
+    /// Takes the lock of `lock`, the `meta.lock` opened at `path`; `false` (lock let go)
+    /// when the file is no longer at `path`, for the caller to open it again. The lock is
+    /// the file's, not the name's: a `meta.lock` opened just before its run was removed or
+    /// moved (and maybe a run of the same id begun) serializes nothing with the swaps and
+    /// opens of whatever is at `path` now. `tries` counts the files let go.
+    fn lock_meta_lock(&self, lock: &dyn FsFile, path: &Path, tries: &mut u32) -> Result<bool> {
+        lock.lock().map_err(io_error("lock", path))?;
+        if lock.is_at(path).map_err(io_error("stat", path))? != Some(false) {
+            return Ok(true);
+        }
+        lock.unlock().map_err(io_error("unlock", path))?;
+        *tries += 1;
+        if *tries >= META_LOCK_TRIES {
+            return Err(io_error("lock", path)(io::Error::other(
+                "the run's meta.lock kept being replaced while its lock was taken",
+            )));
+        }
+        Ok(false)
     }
 
     /// Whether the id was ever quarantined (then it can never be begun again).
@@ -846,21 +876,26 @@ impl Store {
             return Err(not_found());
         }
         let lock_path = dir.join(META_LOCK_FILE);
-        let lock = match self.fs.open(&lock_path, OpenMode::ReadWrite) {
-            Ok(lock) => lock,
-            // The folder was quarantined between the check and the open.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-            // Every status change of the run would fail on it: the run is moved aside, under
-            // its writer lock so that a live writer's run is not.
-            Err(err) if foreign_in_place(&err).is_some() => {
-                let writer = self.take_writer_lock(run_id, &dir)?;
-                let refused = self.refuse(run_id, foreign_file(META_LOCK_FILE, &err));
-                drop(writer);
-                return Err(refused);
+        let mut tries = 0;
+        let lock = loop {
+            let lock = match self.fs.open(&lock_path, OpenMode::ReadWrite) {
+                Ok(lock) => lock,
+                // The folder was quarantined between the check and the open.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+                // Every status change of the run would fail on it: the run is moved aside,
+                // under its writer lock so that a live writer's run is not.
+                Err(err) if foreign_in_place(&err).is_some() => {
+                    let writer = self.take_writer_lock(run_id, &dir)?;
+                    let refused = self.refuse(run_id, foreign_file(META_LOCK_FILE, &err));
+                    drop(writer);
+                    return Err(refused);
+                }
+                Err(err) => return Err(io_error("open", &lock_path)(err)),
+            };
+            if self.lock_meta_lock(&*lock, &lock_path, &mut tries)? {
+                break lock;
             }
-            Err(err) => return Err(io_error("open", &lock_path)(err)),
         };
-        lock.lock().map_err(io_error("lock", &lock_path))?;
         let mut meta = self.load_meta(run_id)?.ok_or_else(not_found)?;
         let outcome = change(&mut meta)?;
         if outcome.is_some() {
