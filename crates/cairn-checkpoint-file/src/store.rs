@@ -149,6 +149,10 @@ static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// so `list` never takes it for a run.
 pub(crate) const REMOVAL_PREFIX: &str = ".remove-";
 
+/// The name prefix of a begin's staging folder in `runs/`, filled and synced before it is
+/// renamed to the run's folder. Like [`REMOVAL_PREFIX`], no run id can start with it.
+const STAGING_PREFIX: &str = ".begin-";
+
 /// Reads beside a live writer tried before a damaged-looking read is reported as damage:
 /// compaction holds `queue.json` and the journal out of step for milliseconds only.
 const LIVE_READ_TRIES: u32 = 20;
@@ -240,7 +244,8 @@ impl Store {
                 .sync_dir(&self.root)
                 .map_err(sync_error(&self.root))?;
         }
-        // A removal cut short by a crash left a hidden folder; finish it.
+        // A removal cut short by a crash left a hidden folder; finish it. So did a begin that
+        // failed or died before its rename: delete its staging folder once that is certain.
         self.sweep_removed();
         Ok(())
     }
@@ -623,7 +628,7 @@ impl Store {
             });
         }
         let staging = self.runs_dir().join(format!(
-            ".begin-{run_id}-{}-{}",
+            "{STAGING_PREFIX}{run_id}-{}-{}",
             std::process::id(),
             STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -1207,18 +1212,54 @@ impl Store {
     }
 
     /// Deletes what crashed or failed removals left in `runs/` (folders named with
-    /// [`REMOVAL_PREFIX`]). Best effort: such a folder is invisible to every port call, so
-    /// one that cannot be deleted now is simply tried again next time.
+    /// [`REMOVAL_PREFIX`]), and the staging folders of begins that failed or died before
+    /// their rename ([`STAGING_PREFIX`]) when that is certain ([`Store::abandoned_staging`]).
+    /// Best effort: such a folder is invisible to every port call, so one that cannot be
+    /// deleted now is simply tried again next time.
     pub(crate) fn sweep_removed(&self) {
         let runs = self.runs_dir();
         let Ok(names) = self.fs.list_dir(&runs) else {
             return;
         };
-        for name in names.iter().filter(|name| name.starts_with(REMOVAL_PREFIX)) {
-            // Two processes may sweep the same folder at once; whichever loses finds files
-            // gone under it, which is fine.
-            let _ = self.fs.remove_dir_all(&runs.join(name));
+        for name in &names {
+            let path = runs.join(name);
+            if name.starts_with(REMOVAL_PREFIX) {
+                // Two processes may sweep the same folder at once; whichever loses finds
+                // files gone under it, which is fine.
+                let _ = self.fs.remove_dir_all(&path);
+            } else if name.starts_with(STAGING_PREFIX)
+                && let Some(lock) = self.abandoned_staging(&path)
+            {
+                // Deleted under its lock, taken shared, so no begin can take it meanwhile.
+                let _ = self.fs.remove_dir_all(&path);
+                drop(lock);
+            }
         }
+    }
+
+    /// The lock file of the begin staging folder `staging`, taken shared, when the folder is
+    /// certainly abandoned; `None` (keep it) otherwise.
+    ///
+    /// A begin takes its staging folder's writer lock right after creating the folder,
+    /// writes its holder text under that lock, and holds it until the folder is renamed into
+    /// place; it never takes it again once it let it go (it fails instead). So a lock file
+    /// that holds text (a begin took it) and is free now (taken shared here, which no
+    /// writer allows) was let go by a begin that failed or died, and nothing will touch the
+    /// folder again. A lock file that is missing or empty may belong to a begin between
+    /// creating its folder and taking its lock, so that folder is kept. The shared try never
+    /// makes such a begin fail: its exclusive try then meets only a reader, and it waits for
+    /// readers, as it does for a `peek`.
+    fn abandoned_staging(&self, staging: &Path) -> Option<Box<dyn FsFile>> {
+        let path = staging.join(LOCK_FILE);
+        let lock = self.fs.open(&path, OpenMode::Read).ok()?;
+        if !lock.try_lock_shared().ok()? {
+            return None;
+        }
+        // Renamed into place since it was listed: the lock is the run's now.
+        if lock.is_at(&path).ok()? == Some(false) {
+            return None;
+        }
+        (lock.size().ok()? > 0).then_some(lock)
     }
 
     /// Quarantines after a failed check and builds the matching typed error. State a newer
