@@ -305,3 +305,55 @@ async fn a_newer_builds_last_line_is_refused_and_kept_by_the_next_append() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_of_megabytes_is_kept_whole_or_cut_whole() {
+    // A crafted last line a thousand read chunks long: the tail scan must find where it
+    // starts and check it whole (it read the line chunk by chunk, prepending each to the
+    // last, which cost time quadratic in the line's length).
+    let h = FileHarness::new();
+    let id = RunId::new("megabyte-line").unwrap();
+    let path = audited_run(&h, &id).await;
+    let factory = h.file_factory();
+    let long = "x".repeat(4 << 20);
+    factory
+        .append_audit(&id, &note(&id, 8, &long))
+        .await
+        .unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    factory
+        .append_audit(&id, &note(&id, 9, "after the long one"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[3].message, long, "the intact long line is kept");
+
+    // The same line without its newline: a torn append, cut whole from where it starts.
+    let line_start = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+    factory
+        .append_audit(&id, &note(&id, 10, "after the cut"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(
+        messages(&records)[1..],
+        [
+            "first note",
+            "second note",
+            &records[3].message,
+            "after the cut"
+        ]
+    );
+    assert_eq!(records[3].action, AuditAction::TornTailCut);
+    assert_eq!(records[3].detail["offset"], line_start as u64);
+    assert_eq!(
+        records[3].detail["bytes"],
+        (whole.len() - 1 - line_start) as u64
+    );
+}
