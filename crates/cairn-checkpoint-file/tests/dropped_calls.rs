@@ -65,7 +65,7 @@ async fn dropped_call_keeps_the_lock(call: &'static str) {
         tokio::spawn(async move {
             if call == "audit" {
                 let record = AuditRecord::new(Timestamp(2), id, AuditAction::Finished, "late note");
-                run.audit(&record).await.map(|()| ())
+                run.audit(&record).await
             } else {
                 run.complete().await.map(|_| ())
             }
