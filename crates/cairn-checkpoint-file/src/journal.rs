@@ -476,6 +476,11 @@ fn scan_unframed(bytes: &[u8]) -> Scan {
                 offset += total;
             }
             Err(problem) => {
+                // Quadratic in the worst case (each plausible length field costs a CRC over
+                // its payload), which only a crafted file reaches: it runs once per format-1
+                // journal, whose next open rewrites it in format 2. A linear search would have
+                // to skip some candidates, and then a good record after damage could go
+                // unseen and the damage be cut as a torn tail.
                 let good_later =
                     (offset + 1..bytes.len()).any(|p| check_record(bytes, p, bytes.len()).is_ok());
                 let ending = if good_later {

@@ -21,7 +21,8 @@
 //!                               checksums (bare JSON) are still read.
 //!     lock                      the one-writer lock (flock via File::try_lock); holds pid/host
 //!     meta.lock                 short-held lock serializing meta.json read-modify-write
-//!   runs/.begin-*               a begin's staging folder (renamed into place when complete)
+//!   runs/.begin-*               a begin's staging folder (renamed into place when complete);
+//!                               one a failed or dead begin left is deleted by the next sweep
 //!   runs/.remove-*              a removed run's folder, renamed out of the way and being
 //!                               deleted (see "Removal")
 //!   quarantine/<run_id>-<ms>/   a quarantined run folder, moved whole, never deleted

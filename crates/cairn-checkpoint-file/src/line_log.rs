@@ -10,8 +10,14 @@
 //! line that fails its checksum with a line after it was damaged after it was durable:
 //! readers refuse the log, and nothing is cut.
 //!
+//! A line whose checksum holds but whose JSON this build does not decode (a record a newer
+//! build wrote, such as an action added after this build) is not torn, wherever it is:
+//! readers refuse the log and appends keep it, since a newer build's state is left in place.
+//! Reading and appending judge "torn" by the same check ([`checks`]), so a line a read skips
+//! is always the line the next append cuts.
+//!
 //! Lines written before checksums (bare JSON, starting with `{`) are still read; they carry
-//! no checksum, so only their JSON parse can fail.
+//! no checksum, so a bare line counts as whole when its JSON parses at all.
 
 use std::io;
 
@@ -26,34 +32,36 @@ pub(crate) fn encode(json: &[u8]) -> Vec<u8> {
     line
 }
 
-/// Checks one line (without its newline) and parses its JSON.
+/// Checks one line (without its newline) and returns its JSON: the checksum must hold, or,
+/// for a bare line from a build before checksums, the JSON must parse. A line that fails
+/// this is damaged; when it is the last line, it is a torn append.
 ///
 /// # Errors
 ///
-/// Why the line is not a record: no or a bad checksum field, a checksum mismatch, or JSON
-/// that does not parse as `T`.
-pub(crate) fn decode<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
-    let json = if line.first() == Some(&b'{') {
-        line
-    } else {
-        let (crc, json) = match line.iter().position(|b| *b == b' ') {
-            Some(space) => (&line[..space], &line[space + 1..]),
-            None => return Err("no checksum field".to_owned()),
-        };
-        let crc = std::str::from_utf8(crc)
-            .ok()
-            .filter(|text| text.len() == 8)
-            .and_then(|text| u32::from_str_radix(text, 16).ok())
-            .ok_or("the checksum field is not 8 hex digits")?;
-        if crc32c::crc32c(json) != crc {
-            return Err("checksum mismatch".to_owned());
-        }
-        json
+/// Why the line does not check: no or a bad checksum field, a checksum mismatch, or a bare
+/// line that is not JSON.
+fn checks(line: &[u8]) -> Result<&[u8], String> {
+    if line.first() == Some(&b'{') {
+        serde_json::from_slice::<IgnoredAny>(line).map_err(|err| err.to_string())?;
+        return Ok(line);
+    }
+    let (crc, json) = match line.iter().position(|b| *b == b' ') {
+        Some(space) => (&line[..space], &line[space + 1..]),
+        None => return Err("no checksum field".to_owned()),
     };
-    serde_json::from_slice(json).map_err(|err| err.to_string())
+    let crc = std::str::from_utf8(crc)
+        .ok()
+        .filter(|text| text.len() == 8)
+        .and_then(|text| u32::from_str_radix(text, 16).ok())
+        .ok_or("the checksum field is not 8 hex digits")?;
+    if crc32c::crc32c(json) != crc {
+        return Err("checksum mismatch".to_owned());
+    }
+    Ok(json)
 }
 
-/// A line that failed its check with a line after it.
+/// A line that failed its check with a line after it, or a line that checks but does not
+/// decode.
 #[derive(Debug)]
 pub(crate) struct Damaged {
     /// Byte offset of the line's start.
@@ -61,6 +69,10 @@ pub(crate) struct Damaged {
     /// 1-based line number.
     pub(crate) line: usize,
     pub(crate) detail: String,
+    /// The line's JSON when the line checks but does not decode as the record type: not
+    /// damage but a record this build does not read (a newer build's), for the caller to
+    /// name.
+    pub(crate) undecoded: Option<Vec<u8>>,
 }
 
 /// Reads a whole log's records. Empty lines are skipped, and so is a torn last line: an
@@ -69,7 +81,8 @@ pub(crate) struct Damaged {
 ///
 /// # Errors
 ///
-/// [`Damaged`] for a line that fails its check and is not the last one.
+/// [`Damaged`] for a line that fails its check and is not the last one, and for any line
+/// that checks but does not decode as `T`.
 pub(crate) fn scan<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, Damaged> {
     let mut records = Vec::new();
     let mut offset = 0u64;
@@ -82,16 +95,20 @@ pub(crate) fn scan<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, Damaged>
         };
         let (line, next) = (&rest[..end], &rest[end + 1..]);
         if !line.is_empty() {
-            match decode(line) {
-                Ok(record) => records.push(record),
+            let damaged = |detail, undecoded| Damaged {
+                offset,
+                line: number,
+                detail,
+                undecoded,
+            };
+            match checks(line) {
+                Ok(json) => match serde_json::from_slice(json) {
+                    Ok(record) => records.push(record),
+                    // Not torn, even as the last line: `torn_last_line` keeps it too.
+                    Err(err) => return Err(damaged(err.to_string(), Some(json.to_vec()))),
+                },
                 Err(_) if next.is_empty() => return Ok(records),
-                Err(detail) => {
-                    return Err(Damaged {
-                        offset,
-                        line: number,
-                        detail,
-                    });
-                }
+                Err(detail) => return Err(damaged(detail, None)),
             }
         }
         offset += end as u64 + 1;
@@ -119,7 +136,8 @@ where
     let terminated = last[0] == b'\n';
     // The line's own newline is not the one that ends the line before it.
     let body_end = if terminated { size - 1 } else { size };
-    let mut body = Vec::new();
+    // Back to the newline before the line, a chunk at a time; each byte is read once here,
+    // and the line once more below, so a long last line costs time linear in its length.
     let mut end = body_end;
     let mut chunk = vec![0u8; 4096];
     let start = loop {
@@ -127,16 +145,22 @@ where
         let len = (end - from) as usize;
         read_exact_at(&read_at, from, &mut chunk[..len])?;
         if let Some(pos) = chunk[..len].iter().rposition(|b| *b == b'\n') {
-            body.splice(0..0, chunk[pos + 1..len].iter().copied());
             break from + pos as u64 + 1;
         }
-        body.splice(0..0, chunk[..len].iter().copied());
         if from == 0 {
             break 0;
         }
         end = from;
     };
-    let torn = !terminated || (!body.is_empty() && decode::<IgnoredAny>(&body).is_err());
+    if !terminated {
+        // An append writes its newline with its record: an unterminated line is torn.
+        return Ok(Some(start));
+    }
+    let len = usize::try_from(body_end - start)
+        .map_err(|_| io::Error::other("the log's last line is too long to check"))?;
+    let mut body = vec![0u8; len];
+    read_exact_at(&read_at, start, &mut body)?;
+    let torn = !body.is_empty() && checks(&body).is_err();
     Ok(torn.then_some(start))
 }
 

@@ -149,6 +149,10 @@ static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// so `list` never takes it for a run.
 pub(crate) const REMOVAL_PREFIX: &str = ".remove-";
 
+/// The name prefix of a begin's staging folder in `runs/`, filled and synced before it is
+/// renamed to the run's folder. Like [`REMOVAL_PREFIX`], no run id can start with it.
+const STAGING_PREFIX: &str = ".begin-";
+
 /// Reads beside a live writer tried before a damaged-looking read is reported as damage:
 /// compaction holds `queue.json` and the journal out of step for milliseconds only.
 const LIVE_READ_TRIES: u32 = 20;
@@ -161,6 +165,11 @@ const LIVE_READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(10
 /// milliseconds to a second or two for a large run; a writer holds the lock for its whole
 /// life, so it is never waited for.
 const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many times a `meta.lock` taken on a file no longer at its path (its run was removed
+/// or moved, and maybe begun again, meanwhile) is let go and taken again before giving up:
+/// each time means the run was replaced while the lock was awaited.
+const META_LOCK_TRIES: u32 = 100;
 
 /// What one try of the writer lock found.
 enum WriterLock {
@@ -235,7 +244,8 @@ impl Store {
                 .sync_dir(&self.root)
                 .map_err(sync_error(&self.root))?;
         }
-        // A removal cut short by a crash left a hidden folder; finish it.
+        // A removal cut short by a crash left a hidden folder; finish it. So did a begin that
+        // failed or died before its rename: delete its staging folder once that is certain.
         self.sweep_removed();
         Ok(())
     }
@@ -291,7 +301,8 @@ impl Store {
     }
 
     /// Reads `dir/audit.jsonl`. A torn last line (a crash mid-append) is skipped; any other
-    /// line that fails its check is `Error::Corruption`.
+    /// line that fails its check is `Error::Corruption`. A line whose checksum holds but
+    /// whose action this build does not know, last or not, is `Error::NewerFormat`.
     fn read_audit_in(&self, run_id: &RunId, dir: &Path) -> Result<Vec<AuditRecord>> {
         let path = dir.join(AUDIT_FILE);
         let bytes = match self.fs.read(&path) {
@@ -310,12 +321,27 @@ impl Store {
         };
         match line_log::scan(&bytes) {
             Ok(records) => Ok(records),
-            Err(damaged) => Err(Error::Corruption {
-                run_id: run_id.clone(),
-                file: AUDIT_FILE.to_owned(),
-                offset: damaged.offset,
-                detail: format!("line {}: {}", damaged.line, damaged.detail),
-            }),
+            Err(damaged) => Err(
+                match damaged.undecoded.as_deref().and_then(unknown_action) {
+                    // A newer build's record is refused, as a newer build's journal event is,
+                    // and kept: appends never cut a line whose checksum holds.
+                    Some(action) => Error::NewerFormat {
+                        run_id: run_id.clone(),
+                        file: AUDIT_FILE.to_owned(),
+                        detail: format!(
+                            "line {} at byte {} is an audit record of action `{action}`, which this \
+                         build does not know",
+                            damaged.line, damaged.offset
+                        ),
+                    },
+                    None => Error::Corruption {
+                        run_id: run_id.clone(),
+                        file: AUDIT_FILE.to_owned(),
+                        offset: damaged.offset,
+                        detail: format!("line {}: {}", damaged.line, damaged.detail),
+                    },
+                },
+            ),
         }
     }
 
@@ -542,23 +568,48 @@ impl Store {
     /// an older build gets one.
     fn meta_lock_for_open(&self, dir: &Path) -> Result<Option<Box<dyn FsFile>>> {
         let path = dir.join(META_LOCK_FILE);
-        let opened = match self.fs.open(&path, OpenMode::Read) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                self.fs.open(&path, OpenMode::ReadWrite)
+        let mut tries = 0;
+        loop {
+            let opened = match self.fs.open(&path, OpenMode::Read) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    self.fs.open(&path, OpenMode::ReadWrite)
+                }
+                other => other,
+            };
+            let lock = match opened {
+                Ok(lock) => lock,
+                Err(err)
+                    if err.kind() == io::ErrorKind::NotFound
+                        || foreign_in_place(&err).is_some() =>
+                {
+                    return Ok(None);
+                }
+                Err(err) => return Err(io_error("open", &path)(err)),
+            };
+            if self.lock_meta_lock(&*lock, &path, &mut tries)? {
+                return Ok(Some(lock));
             }
-            other => other,
-        };
-        let lock = match opened {
-            Ok(lock) => lock,
-            Err(err)
-                if err.kind() == io::ErrorKind::NotFound || foreign_in_place(&err).is_some() =>
-            {
-                return Ok(None);
-            }
-            Err(err) => return Err(io_error("open", &path)(err)),
-        };
-        lock.lock().map_err(io_error("lock", &path))?;
-        Ok(Some(lock))
+        }
+    }
+
+    /// Takes the lock of `lock`, the `meta.lock` opened at `path`; `false` (lock let go)
+    /// when the file is no longer at `path`, for the caller to open it again. The lock is
+    /// the file's, not the name's: a `meta.lock` opened just before its run was removed or
+    /// moved (and maybe a run of the same id begun) serializes nothing with the swaps and
+    /// opens of whatever is at `path` now. `tries` counts the files let go.
+    fn lock_meta_lock(&self, lock: &dyn FsFile, path: &Path, tries: &mut u32) -> Result<bool> {
+        lock.lock().map_err(io_error("lock", path))?;
+        if lock.is_at(path).map_err(io_error("stat", path))? != Some(false) {
+            return Ok(true);
+        }
+        lock.unlock().map_err(io_error("unlock", path))?;
+        *tries += 1;
+        if *tries >= META_LOCK_TRIES {
+            return Err(io_error("lock", path)(io::Error::other(
+                "the run's meta.lock kept being replaced while its lock was taken",
+            )));
+        }
+        Ok(false)
     }
 
     /// Whether the id was ever quarantined (then it can never be begun again).
@@ -577,7 +628,7 @@ impl Store {
             });
         }
         let staging = self.runs_dir().join(format!(
-            ".begin-{run_id}-{}-{}",
+            "{STAGING_PREFIX}{run_id}-{}-{}",
             std::process::id(),
             STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -830,21 +881,26 @@ impl Store {
             return Err(not_found());
         }
         let lock_path = dir.join(META_LOCK_FILE);
-        let lock = match self.fs.open(&lock_path, OpenMode::ReadWrite) {
-            Ok(lock) => lock,
-            // The folder was quarantined between the check and the open.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-            // Every status change of the run would fail on it: the run is moved aside, under
-            // its writer lock so that a live writer's run is not.
-            Err(err) if foreign_in_place(&err).is_some() => {
-                let writer = self.take_writer_lock(run_id, &dir)?;
-                let refused = self.refuse(run_id, foreign_file(META_LOCK_FILE, &err));
-                drop(writer);
-                return Err(refused);
+        let mut tries = 0;
+        let lock = loop {
+            let lock = match self.fs.open(&lock_path, OpenMode::ReadWrite) {
+                Ok(lock) => lock,
+                // The folder was quarantined between the check and the open.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+                // Every status change of the run would fail on it: the run is moved aside,
+                // under its writer lock so that a live writer's run is not.
+                Err(err) if foreign_in_place(&err).is_some() => {
+                    let writer = self.take_writer_lock(run_id, &dir)?;
+                    let refused = self.refuse(run_id, foreign_file(META_LOCK_FILE, &err));
+                    drop(writer);
+                    return Err(refused);
+                }
+                Err(err) => return Err(io_error("open", &lock_path)(err)),
+            };
+            if self.lock_meta_lock(&*lock, &lock_path, &mut tries)? {
+                break lock;
             }
-            Err(err) => return Err(io_error("open", &lock_path)(err)),
         };
-        lock.lock().map_err(io_error("lock", &lock_path))?;
         let mut meta = self.load_meta(run_id)?.ok_or_else(not_found)?;
         let outcome = change(&mut meta)?;
         if outcome.is_some() {
@@ -1156,18 +1212,54 @@ impl Store {
     }
 
     /// Deletes what crashed or failed removals left in `runs/` (folders named with
-    /// [`REMOVAL_PREFIX`]). Best effort: such a folder is invisible to every port call, so
-    /// one that cannot be deleted now is simply tried again next time.
+    /// [`REMOVAL_PREFIX`]), and the staging folders of begins that failed or died before
+    /// their rename ([`STAGING_PREFIX`]) when that is certain ([`Store::abandoned_staging`]).
+    /// Best effort: such a folder is invisible to every port call, so one that cannot be
+    /// deleted now is simply tried again next time.
     pub(crate) fn sweep_removed(&self) {
         let runs = self.runs_dir();
         let Ok(names) = self.fs.list_dir(&runs) else {
             return;
         };
-        for name in names.iter().filter(|name| name.starts_with(REMOVAL_PREFIX)) {
-            // Two processes may sweep the same folder at once; whichever loses finds files
-            // gone under it, which is fine.
-            let _ = self.fs.remove_dir_all(&runs.join(name));
+        for name in &names {
+            let path = runs.join(name);
+            if name.starts_with(REMOVAL_PREFIX) {
+                // Two processes may sweep the same folder at once; whichever loses finds
+                // files gone under it, which is fine.
+                let _ = self.fs.remove_dir_all(&path);
+            } else if name.starts_with(STAGING_PREFIX)
+                && let Some(lock) = self.abandoned_staging(&path)
+            {
+                // Deleted under its lock, taken shared, so no begin can take it meanwhile.
+                let _ = self.fs.remove_dir_all(&path);
+                drop(lock);
+            }
         }
+    }
+
+    /// The lock file of the begin staging folder `staging`, taken shared, when the folder is
+    /// certainly abandoned; `None` (keep it) otherwise.
+    ///
+    /// A begin takes its staging folder's writer lock right after creating the folder,
+    /// writes its holder text under that lock, and holds it until the folder is renamed into
+    /// place; it never takes it again once it let it go (it fails instead). So a lock file
+    /// that holds text (a begin took it) and is free now (taken shared here, which no
+    /// writer allows) was let go by a begin that failed or died, and nothing will touch the
+    /// folder again. A lock file that is missing or empty may belong to a begin between
+    /// creating its folder and taking its lock, so that folder is kept. The shared try never
+    /// makes such a begin fail: its exclusive try then meets only a reader, and it waits for
+    /// readers, as it does for a `peek`.
+    fn abandoned_staging(&self, staging: &Path) -> Option<Box<dyn FsFile>> {
+        let path = staging.join(LOCK_FILE);
+        let lock = self.fs.open(&path, OpenMode::Read).ok()?;
+        if !lock.try_lock_shared().ok()? {
+            return None;
+        }
+        // Renamed into place since it was listed: the lock is the run's now.
+        if lock.is_at(&path).ok()? == Some(false) {
+            return None;
+        }
+        (lock.size().ok()? > 0).then_some(lock)
     }
 
     /// Quarantines after a failed check and builds the matching typed error. State a newer
@@ -1448,6 +1540,29 @@ impl Store {
         let (mut journal, bytes, scan, decoded) =
             journal_result.map_err(|failure| failure.foreign_as_bad(JOURNAL_FILE))?;
 
+        // Refusals come before anything is written: a journal holding a newer build's event
+        // is left exactly as it is, its torn tail (if any) and preallocated zeros included.
+        match &scan.ending {
+            Ending::Unsupported { version } => {
+                return Err(ReadFailure::Bad(StateProblem::Version {
+                    file: JOURNAL_FILE,
+                    found: *version,
+                    expected: journal::FORMAT_VERSION,
+                }));
+            }
+            Ending::Corrupt { offset, detail } => {
+                return Err(Error::Corruption {
+                    run_id: run_id.clone(),
+                    file: JOURNAL_FILE.to_owned(),
+                    offset: *offset,
+                    detail: detail.clone(),
+                }
+                .into());
+            }
+            Ending::Clean { .. } | Ending::Torn { .. } => {}
+        }
+        let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
+
         let mut torn_tail = None;
         match scan.ending {
             Ending::Clean { end } => {
@@ -1466,22 +1581,8 @@ impl Store {
                     journal.allocated = end;
                 }
             }
-            Ending::Unsupported { version } => {
-                return Err(ReadFailure::Bad(StateProblem::Version {
-                    file: JOURNAL_FILE,
-                    found: version,
-                    expected: journal::FORMAT_VERSION,
-                }));
-            }
-            Ending::Corrupt { offset, detail } => {
-                return Err(Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: JOURNAL_FILE.to_owned(),
-                    offset,
-                    detail,
-                }
-                .into());
-            }
+            // Refused above.
+            Ending::Unsupported { .. } | Ending::Corrupt { .. } => {}
             Ending::Torn {
                 offset,
                 bytes: cut,
@@ -1515,7 +1616,6 @@ impl Store {
             }
         }
 
-        let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
         if scan.format == Format::Unframed {
             // A format-1 (or empty) journal is rewritten in format 2 before any batch is
             // appended to it, atomically: temp file, fdatasync, rename, fsync dir. A crash
@@ -1724,6 +1824,19 @@ fn decode_records(scan: &journal::Scan, bytes: &[u8]) -> Vec<Result<Event, Undec
             })
         })
         .collect()
+}
+
+/// The action an audit record's JSON names when this build does not know it (a newer build
+/// wrote the record); `None` for anything else.
+fn unknown_action(json: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        action: String,
+    }
+    let named: Named = serde_json::from_slice(json).ok()?;
+    serde_json::from_value::<AuditAction>(serde_json::Value::String(named.action.clone()))
+        .is_err()
+        .then_some(named.action)
 }
 
 /// The `LeftInPlace` audit record of a run that could not be moved to quarantine.

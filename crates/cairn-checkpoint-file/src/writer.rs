@@ -357,13 +357,17 @@ impl fmt::Debug for Shared {
 /// the writer waits for such leftover work once it has started (and up to 5 s for it to
 /// start; work that starts later does nothing), and for a compaction under way, so nothing
 /// writes the run's files after its lock is released and the next opener never races it.
-/// That wait blocks the dropping thread.
+/// That wait blocks the dropping thread. Dropping `audit`, `complete` or `fail` lets the
+/// blocking work finish too; it holds the run's lock until then, so the lock outlives the
+/// writer by that long.
 #[derive(Debug)]
 pub struct FileCheckpointer {
     shared: Arc<Shared>,
     /// The run's one-writer lock, held by the writer itself (not by leader tasks) so that
-    /// dropping the writer releases it at once.
-    _lock: Box<dyn FsFile>,
+    /// dropping the writer releases it at once, unless an `audit`, `complete` or `fail`
+    /// is still writing: their blocking work holds a clone until it ends, because it
+    /// writes the run's files whether or not its future is still awaited.
+    lock: Arc<dyn FsFile>,
 }
 
 impl Drop for FileCheckpointer {
@@ -530,7 +534,7 @@ impl FileCheckpointer {
                 }),
                 progress,
             }),
-            _lock: lock_file,
+            lock: Arc::from(lock_file),
         }
     }
 
@@ -1527,7 +1531,11 @@ impl Checkpointer for FileCheckpointer {
         self.check_poisoned()?;
         let shared = Arc::clone(&self.shared);
         let record = record.clone();
+        // Held until the line is written, even if this future is dropped and the writer
+        // with it: no other writer may open the run while this work can still write.
+        let held = Arc::clone(&self.lock);
         blocking(move || {
+            let _held = held;
             let result = shared.store.append_audit_in(&shared.dir, &record);
             if let Err(err) = &result {
                 shared.poison_with(err);
@@ -1560,7 +1568,11 @@ impl FileCheckpointer {
     async fn finish(&self, status: RunStatus, error: Option<RunError>) -> Result<RunMeta> {
         self.check_poisoned()?;
         let shared = Arc::clone(&self.shared);
+        // As in `audit`: the status is written under the run's lock, however long the
+        // future is awaited, so a writer that opens the run next never sees it change.
+        let held = Arc::clone(&self.lock);
         blocking(move || {
+            let _held = held;
             let result = shared.store.finish(&shared.run_id, status, error.as_ref());
             if let Err(err) = &result {
                 shared.poison_with(err);

@@ -252,3 +252,108 @@ async fn a_last_line_longer_than_a_read_chunk_is_checked_whole() {
     assert_eq!(records[4].message, "after the cut");
     assert_eq!(records.len(), 5);
 }
+
+/// `record` as a checksummed line whose action is one this build does not know.
+fn newer_build_line(record: &AuditRecord) -> Vec<u8> {
+    let mut json = serde_json::to_value(record).unwrap();
+    json["action"] = serde_json::json!("escalated_by_operator");
+    let json = serde_json::to_vec(&json).unwrap();
+    let mut line = format!("{:08x} ", crc32c::crc32c(&json)).into_bytes();
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_builds_last_line_is_refused_and_kept_by_the_next_append() {
+    // A later build appended a record of an action this build does not know. Its checksum
+    // holds, so it is no torn append: reads refuse it as a newer build's (before, they
+    // skipped it as torn while the next append kept it, and from then on every read was
+    // `Corruption`), and appends leave it where it is.
+    let h = FileHarness::new();
+    let id = RunId::new("newer-line").unwrap();
+    let path = audited_run(&h, &id).await;
+    let mut written = std::fs::read(&path).unwrap();
+    written.extend_from_slice(&newer_build_line(&note(&id, 4, "from a newer build")));
+    std::fs::write(&path, &written).unwrap();
+
+    let factory = h.file_factory();
+    for appended in [false, true] {
+        let err = factory.read_audit(&id).await.unwrap_err();
+        match &err {
+            Error::NewerFormat { run_id, file, .. } => {
+                assert_eq!(run_id, &id);
+                assert_eq!(file, "audit.jsonl");
+            }
+            other => panic!("appended {appended}: expected NewerFormat, got {other:?}"),
+        }
+        assert!(!err.is_bad_state(), "{err:?}");
+        if !appended {
+            factory
+                .append_audit(&id, &note(&id, 5, "after the newer line"))
+                .await
+                .unwrap();
+            let after = std::fs::read(&path).unwrap();
+            assert!(
+                after.starts_with(&written),
+                "the newer build's line is kept whole"
+            );
+            assert!(
+                !after.windows(12).any(|w| w == b"torn_tail_cu"),
+                "nothing was cut"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_of_megabytes_is_kept_whole_or_cut_whole() {
+    // A crafted last line a thousand read chunks long: the tail scan must find where it
+    // starts and check it whole (it read the line chunk by chunk, prepending each to the
+    // last, which cost time quadratic in the line's length).
+    let h = FileHarness::new();
+    let id = RunId::new("megabyte-line").unwrap();
+    let path = audited_run(&h, &id).await;
+    let factory = h.file_factory();
+    let long = "x".repeat(4 << 20);
+    factory
+        .append_audit(&id, &note(&id, 8, &long))
+        .await
+        .unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    factory
+        .append_audit(&id, &note(&id, 9, "after the long one"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[3].message, long, "the intact long line is kept");
+
+    // The same line without its newline: a torn append, cut whole from where it starts.
+    let line_start = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+    factory
+        .append_audit(&id, &note(&id, 10, "after the cut"))
+        .await
+        .unwrap();
+    let records = factory.read_audit(&id).await.unwrap();
+    assert_eq!(
+        messages(&records)[1..],
+        [
+            "first note",
+            "second note",
+            &records[3].message,
+            "after the cut"
+        ]
+    );
+    assert_eq!(records[3].action, AuditAction::TornTailCut);
+    assert_eq!(records[3].detail["offset"], line_start as u64);
+    assert_eq!(
+        records[3].detail["bytes"],
+        (whole.len() - 1 - line_start) as u64
+    );
+}

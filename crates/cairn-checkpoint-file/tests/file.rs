@@ -1202,6 +1202,57 @@ async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_i
     assert_eq!(moved, 0, "the quarantine folder is empty");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_builds_event_before_a_torn_tail_or_zeros_is_refused_before_anything_is_cut() {
+    // A newer build appended an event this build does not know, then crashed mid-batch (or
+    // left preallocated zeros that an appending file layer would trim). The run is refused
+    // with `NewerFormat` and nothing of it is cut: before, `open` cut the torn tail (or the
+    // zeros) and audited the cut first, and only then found the newer event.
+    let h = FileHarness::new();
+    let factory = h.file_factory();
+    for case in ["torn-tail", "zeros"] {
+        let id = RunId::new(case).unwrap();
+        let run = factory.begin(meta(case)).await.unwrap();
+        run.append(&Workload::new().enqueue(2)).await.unwrap();
+        drop(run);
+        let mut bytes = std::fs::read(h.journal(&id)).unwrap();
+        let zeros = bytes.len() - journal_end(&bytes);
+        assert!(zeros > 0, "a Sync journal is preallocated");
+        bytes.truncate(journal_end(&bytes));
+        let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
+        let body = record_with_payload(3, payload);
+        let header = batch_header(bytes.len(), &body);
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&body);
+        if case == "torn-tail" {
+            // The header of a next batch and part of its body: a torn last write.
+            let body = record_with_payload(4, payload);
+            let header = batch_header(bytes.len(), &body);
+            bytes.extend_from_slice(&header);
+            bytes.extend_from_slice(&body[..body.len() / 2]);
+        } else {
+            bytes.resize(bytes.len() + zeros, 0);
+        }
+        std::fs::write(h.journal(&id), &bytes).unwrap();
+        let dir = h.run_dir(&id);
+        let before = files_of(&dir);
+        // An appending file layer drops preallocated zeros on open; a positioned one keeps
+        // them, so only it could cut the zeros.
+        let opener = if case == "zeros" {
+            h.appending_factory(Durability::Sync)
+        } else {
+            h.file_factory()
+        };
+        let err = opener.open(&id).await.expect_err("a newer build's run");
+        assert!(matches!(&err, Error::NewerFormat { .. }), "{case}: {err:?}");
+        // Not `assert_eq!`: the folder's bytes would fill the failure message.
+        assert!(
+            files_of(&dir) == before,
+            "{case}: nothing was cut or audited"
+        );
+    }
+}
+
 /// Every file of `dir` with its bytes, for comparing a folder before and after. The `lock`
 /// file is listed without its bytes: it names whoever took the lock last and since when (to
 /// the second), so every open rewrites it, refused or not, and it holds no run state.

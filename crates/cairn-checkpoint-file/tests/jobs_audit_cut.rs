@@ -117,3 +117,50 @@ async fn an_intact_log_gets_no_cut_record() {
     );
     assert_eq!(lines(&store).len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_builds_last_record_is_refused_and_never_cut() {
+    // A checksummed last record of an action this build does not know was written whole by
+    // a newer build: reading refuses it (as it refuses such a record anywhere else) instead
+    // of skipping it as torn, and the next append keeps it instead of cutting it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileJobStore::open(dir.path()).unwrap();
+    store
+        .append_audit(&record(1, "a", JobAuditAction::Created, "job created"))
+        .await
+        .unwrap();
+    let path = store.dir().join("audit.jsonl");
+    let mut json =
+        serde_json::to_value(record(2, "a", JobAuditAction::Paused, "from a newer build")).unwrap();
+    json["action"] = serde_json::json!("escalated_by_operator");
+    let json = serde_json::to_vec(&json).unwrap();
+    let mut written = std::fs::read(&path).unwrap();
+    written.extend_from_slice(format!("{:08x} ", crc32c::crc32c(&json)).as_bytes());
+    written.extend_from_slice(&json);
+    written.push(b'\n');
+    std::fs::write(&path, &written).unwrap();
+
+    let refused = |result: Result<Vec<JobAuditRecord>, cairn_checkpoint::Error>| {
+        assert!(
+            matches!(result, Err(cairn_checkpoint::Error::Encoding { .. })),
+            "{result:?}"
+        );
+    };
+    refused(store.read_audit(&id("a")).await);
+    store
+        .append_audit(&record(3, "b", JobAuditAction::Created, "job created"))
+        .await
+        .unwrap();
+    let after = std::fs::read(&path).unwrap();
+    assert!(
+        after.starts_with(&written),
+        "the newer record is kept whole"
+    );
+    assert_eq!(
+        lines(&store).len(),
+        3,
+        "nothing was cut: {:#?}",
+        lines(&store)
+    );
+    refused(store.read_audit(&id("a")).await);
+}

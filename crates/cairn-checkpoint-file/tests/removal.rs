@@ -225,3 +225,102 @@ async fn an_open_that_locked_a_removed_runs_lock_file_does_not_become_a_second_w
     );
     drop(writer);
 }
+
+/// Holds `held`'s next lock of `runs/again/meta.lock` (the completed run `again`'s), which
+/// `start` begins; then removes that run, begins a new one under the same id (its writer
+/// dropped), and locks the new run's `meta.lock` as another process's swap would. Returns
+/// that lock and the new run's `meta.json`, after letting the held call go on.
+async fn replaced_while_held<T: Send + 'static>(
+    harness: &FileHarness,
+    plan: &IoPlan,
+    start: impl FnOnce() -> tokio::task::JoinHandle<T>,
+) -> (tokio::task::JoinHandle<T>, std::fs::File, Vec<u8>) {
+    let factory = harness.file_factory();
+    completed(&factory, "again").await;
+    plan.hold("lock", "runs/again/meta.lock");
+    let held = start();
+    for _ in 0..12_000 {
+        if plan.waiting() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(plan.waiting(), 1, "the call is held at meta.lock");
+    factory.remove_terminal(&id("again")).await.unwrap();
+    drop(factory.begin(meta("again")).await.unwrap());
+    let dir = harness.root().join("runs").join("again");
+    let new_lock = std::fs::File::open(dir.join("meta.lock")).unwrap();
+    new_lock.lock().unwrap();
+    let meta_json = std::fs::read(dir.join("meta.json")).unwrap();
+    plan.release();
+    // Until the held call is done, or has gone back to lock the new run's `meta.lock`.
+    for _ in 0..12_000 {
+        if held.is_finished() || plan.calls("lock", "runs/again/meta.lock") >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    (held, new_lock, meta_json)
+}
+
+/// A status swap that opened the `meta.lock` of a run just before the run was removed and
+/// a new one begun under its id locks a file that is gone: it must not then decide on the
+/// new run's `meta.json` beside a swap that holds the new run's `meta.lock` (two claims at
+/// one epoch could both win). Before the fix the swap went ahead and rewrote `meta.json`
+/// while the new run's `meta.lock` was held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_locked_a_removed_runs_meta_lock_waits_for_the_new_runs() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let held_factory = harness.failing_factory(&plan, Durability::Sync);
+    let (swapping, new_lock, meta_json) = replaced_while_held(&harness, &plan, || {
+        tokio::spawn(async move {
+            held_factory
+                .compare_and_swap_status(&id("again"), RunStatus::Running, RunStatus::Paused)
+                .await
+        })
+    })
+    .await;
+    let meta_path = harness.root().join("runs/again/meta.json");
+    assert!(
+        !swapping.is_finished(),
+        "the swap decided while the new run's meta.lock was held: {:?}",
+        swapping.await
+    );
+    assert_eq!(std::fs::read(&meta_path).unwrap(), meta_json);
+    new_lock.unlock().unwrap();
+    let swapped = swapping
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the new run is running");
+    assert_eq!(swapped.status, RunStatus::Paused);
+}
+
+/// The same for an `open`, which takes the writer lock under `meta.lock` so that a claim
+/// (deciding under `meta.lock`) sees either no writer and a `meta.json` the open has not
+/// read, or the writer. Before the fix the open took the new run while the new run's
+/// `meta.lock` was held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_locked_a_removed_runs_meta_lock_waits_for_the_new_runs() {
+    let harness = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let held_factory = harness.failing_factory(&plan, Durability::Sync);
+    let (opening, new_lock, _) = replaced_while_held(&harness, &plan, || {
+        tokio::spawn(async move {
+            held_factory
+                .open(&id("again"))
+                .await
+                .map(|opened| opened.map(|opened| opened.recovered.meta.status))
+        })
+    })
+    .await;
+    assert!(
+        !opening.is_finished(),
+        "the open went ahead while the new run's meta.lock was held: {:?}",
+        opening.await
+    );
+    new_lock.unlock().unwrap();
+    let opened = opening.await.unwrap().unwrap();
+    assert_eq!(opened, Some(RunStatus::Running), "the new run, opened");
+}

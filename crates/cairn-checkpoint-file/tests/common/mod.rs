@@ -444,6 +444,7 @@ impl cairn_checkpoint_file::FsFile for FailingFile {
         self.inner.try_lock_shared()
     }
     fn lock(&self) -> std::io::Result<()> {
+        self.plan.check("lock", &self.path)?;
         self.inner.lock()
     }
     fn unlock(&self) -> std::io::Result<()> {
