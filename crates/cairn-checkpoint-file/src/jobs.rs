@@ -733,7 +733,15 @@ impl Inner {
             }));
         }
         let version = match expected {
-            Some(v) => v + 1,
+            // An older build's file carries its version unchecked, so it may be at the top:
+            // there is no next version to give, and a wrap would reuse one.
+            Some(v) => v.checked_add(1).ok_or_else(|| Error::Encoding {
+                what: "job file",
+                detail: format!(
+                    "{} holds the highest version ({v}); it is left where it is and cannot be                      updated",
+                    self.path(id).display()
+                ),
+            })?,
             // Above every version a job under any id had before, so above this id's.
             None => self
                 .read_floor(id)?

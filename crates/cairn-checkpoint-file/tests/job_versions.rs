@@ -108,3 +108,37 @@ async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
     ));
     assert_eq!(std::fs::read(floor_path(&store)).unwrap(), newer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_job_at_the_highest_version_is_refused_not_wrapped() {
+    let root = tempfile::tempdir().unwrap();
+    let store = FileJobStore::open(root.path()).unwrap();
+    let id = JobId::new("top").unwrap();
+    store
+        .put(&id, None, &json!({"n": 1}))
+        .await
+        .unwrap()
+        .unwrap();
+    // An older build's file (no envelope checksum, so its version is read as it stands) at
+    // the last version there is: an update has no next version to give, and must neither
+    // panic nor wrap to 0, which would reuse a version under the id.
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.job_path(&id)).unwrap()).unwrap();
+    file["version"] = u64::MAX.into();
+    file.as_object_mut().unwrap().remove("envelope_crc32c");
+    let planted = serde_json::to_vec(&file).unwrap();
+    std::fs::write(store.job_path(&id), &planted).unwrap();
+
+    let err = store
+        .put(&id, Some(u64::MAX), &json!({"n": 2}))
+        .await
+        .expect_err("no next version");
+    assert!(matches!(&err, Error::Encoding { .. }), "{err:?}");
+    assert!(err.to_string().contains("highest version"), "{err}");
+    assert_eq!(
+        std::fs::read(store.job_path(&id)).unwrap(),
+        planted,
+        "left as it was"
+    );
+    assert_eq!(store.get(&id).await.unwrap().unwrap().version, u64::MAX);
+}
