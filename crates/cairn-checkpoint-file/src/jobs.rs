@@ -101,7 +101,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cairn_checkpoint::{
     Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
-    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, wall_clock_now,
+    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, refuse_newer_floor, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
@@ -833,19 +833,12 @@ impl Inner {
         };
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("does not parse ({e})")))?;
-        // Read first, as for job files: a newer build may have changed the rest.
-        let version = value
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64);
-        if let Some(found) = version.filter(|v| *v > u64::from(FLOOR_FORMAT_VERSION)) {
-            return Err(Error::NewerJobFormat {
-                job_id: id.clone(),
-                at: path.display().to_string(),
-                detail: format!(
-                    "the job version floor has format version {found} (this build reads {FLOOR_FORMAT_VERSION}); no job is created, deleted or moved aside by this build"
-                ),
-            });
-        }
+        refuse_newer_floor(
+            &value,
+            FLOOR_FORMAT_VERSION,
+            id,
+            &path.display().to_string(),
+        )?;
         let file: FloorFile =
             serde_json::from_value(value).map_err(|e| bad(format!("does not parse ({e})")))?;
         if file.format_version != FLOOR_FORMAT_VERSION {

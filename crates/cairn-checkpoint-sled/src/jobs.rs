@@ -45,7 +45,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     Error, JobAuditAction, JobAuditRecord, JobId, JobListing, JobStore, LeftOutJob, LeftOutPlace,
-    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, wall_clock_now,
+    Result, StoredJob, UNREAD_VERSION_STEP, VersionConflict, refuse_newer_floor, wall_clock_now,
 };
 use serde::{Deserialize, Serialize};
 
@@ -149,18 +149,7 @@ fn decode_floor(raw: Option<&[u8]>, id: &JobId) -> Result<u64> {
     let payload = unseal(raw).ok_or_else(|| bad("fails its checksum"))?;
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|_| bad("does not parse"))?;
-    let version = value
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64);
-    if let Some(found) = version.filter(|v| *v > u64::from(FLOOR_FORMAT_VERSION)) {
-        return Err(Error::NewerJobFormat {
-            job_id: id.clone(),
-            at,
-            detail: format!(
-                "the job version floor has format version {found} (this build reads {FLOOR_FORMAT_VERSION}); no job is created, deleted or moved aside by this build"
-            ),
-        });
-    }
+    refuse_newer_floor(&value, FLOOR_FORMAT_VERSION, id, &at)?;
     match serde_json::from_value::<FloorValue>(value) {
         Ok(floor) if floor.format_version == FLOOR_FORMAT_VERSION => Ok(floor.floor),
         Ok(_) => Err(bad("has an older format version than this build reads")),

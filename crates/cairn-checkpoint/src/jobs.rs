@@ -44,6 +44,51 @@ pub const MAX_JOB_ID_LEN: usize = 64;
 /// ```
 pub const UNREAD_VERSION_STEP: u64 = 1 << 32;
 
+/// Refuses a store's floor of retired versions that a newer build wrote: its
+/// `format_version` (read before anything else of it, which a newer build may have changed) is
+/// above `this_build_reads`. Such a floor is left where it is, and no job is created, deleted
+/// or moved aside until a build that reads it does so. Adapters call it on the parsed floor.
+///
+/// # Errors
+///
+/// [`Error::NewerJobFormat`] naming `job_id` (the job the call was about) and `at` (where the
+/// floor is stored).
+///
+/// # Examples
+///
+/// ```
+/// use cairn_checkpoint::{Error, JobId, refuse_newer_floor};
+///
+/// let id = JobId::new("nightly")?;
+/// let ours = serde_json::json!({ "format_version": 1, "floor": 7 });
+/// assert!(refuse_newer_floor(&ours, 1, &id, "jobs/.version-floor").is_ok());
+/// let newer = serde_json::json!({ "format_version": 2, "floors": {} });
+/// let refused = refuse_newer_floor(&newer, 1, &id, "jobs/.version-floor");
+/// assert!(matches!(refused, Err(Error::NewerJobFormat { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn refuse_newer_floor(
+    floor: &serde_json::Value,
+    this_build_reads: u32,
+    job_id: &JobId,
+    at: &str,
+) -> Result<()> {
+    match floor
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(found) if found > u64::from(this_build_reads) => Err(Error::NewerJobFormat {
+            job_id: job_id.clone(),
+            at: at.to_owned(),
+            detail: format!(
+                "the job version floor has format version {found} (this build reads \
+                 {this_build_reads}); no job is created, deleted or moved aside by this build"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A job's id: 1 to 64 ASCII letters, digits, `-` or `_`, not starting with `-`, so it is
 /// safe as a file name and as a single command-line argument (it never reads as an option,
 /// as in `cairn jobs show <id>`).

@@ -43,7 +43,7 @@ pub use audit::{AuditAction, AuditRecord};
 pub use error::{Error, Result, unknown_event_type};
 pub use jobs::{
     InvalidJobId, JobAuditAction, JobAuditRecord, JobId, JobStore, MAX_JOB_ID_LEN, MemoryJobStore,
-    StoredJob, UNREAD_VERSION_STEP, VersionConflict,
+    StoredJob, UNREAD_VERSION_STEP, VersionConflict, refuse_newer_floor,
 };
 pub use jobs::{JobListing, LeftOutJob, LeftOutPlace};
 pub use memory::{MemoryCheckpointer, MemoryFactory};
