@@ -249,6 +249,40 @@ async fn a_value_whose_checksum_fails_raises_the_floor_by_the_unread_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
+    let harness = SledJobs::new();
+    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
+    let (gone, kept) = (JobId::new("gone").unwrap(), JobId::new("kept").unwrap());
+    let doc = serde_json::json!({});
+    for id in [&gone, &kept] {
+        store.put(id, None, &doc).await.unwrap().unwrap();
+    }
+    store.delete(&gone, 1).await.unwrap().unwrap();
+    let versions = store.db().open_tree(JOB_VERSIONS_TREE).unwrap();
+    let newer = layout::seal(
+        &serde_json::to_vec(&serde_json::json!({"format_version": 2, "floors": {}})).unwrap(),
+    );
+    versions.insert(b"floor", newer.clone()).unwrap();
+    for refused in [
+        store.put(&gone, None, &doc).await.map(drop),
+        store.delete(&kept, 1).await.map(drop),
+    ] {
+        let err = refused.expect_err("refused");
+        assert!(
+            matches!(&err, cairn_checkpoint::Error::NewerJobFormat { at, .. }
+                if at == "cairn/job_versions/floor"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("format version 2"), "{err}");
+    }
+    assert_eq!(store.put(&kept, Some(1), &doc).await.unwrap(), Ok(2));
+    assert_eq!(
+        versions.get(b"floor").unwrap().unwrap().to_vec(),
+        newer.to_vec()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_version_floor_is_left_in_place_and_refuses_creates_and_deletes() {
     let harness = SledJobs::new();
     let store = SledJobStore::open(harness.path()).expect("the sled database opens");
