@@ -360,6 +360,9 @@ fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
 }
 
 fn jobs_in(root: &Path, adapter: Adapter) -> anyhow::Result<Jobs> {
+    // As for runs: the other adapter's jobs are not these, so a listing would show none and
+    // an add would start a second job store (after which nothing refuses the wrong adapter).
+    crate::store::refuse_a_second_store(root, adapter)?;
     Ok(Jobs::new(
         open_job_store(root, adapter)?,
         Arc::new(SystemClock),
