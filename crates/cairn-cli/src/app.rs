@@ -3079,7 +3079,16 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
     .map_err(UsageError)?;
     if args.task.is_none() || args.store.json {
         if chosen.is_empty() && !args.store.json {
-            outln!("run {run_id} has no saved output yet (no task of it has started)");
+            // The folder is made when the run begins (it holds the run's workflow copy), so
+            // a missing one says nothing about whether tasks started.
+            if dir.is_dir() {
+                outln!("run {run_id} has no saved output yet (no task of it has started)");
+            } else {
+                outln!(
+                    "run {run_id} has no saved output: its output folder {} does not exist (it was removed, or the run was not started by the cairn command)",
+                    dir.display()
+                );
+            }
         } else {
             print_listing(&chosen, args.store.json);
         }

@@ -35,7 +35,8 @@ Exit codes:
      a failed job without --force, or a completed job (a one-shot job that ran, or a
      recurring one whose schedule ran out: refused even with --force)
   5  the state store failed; or `list` found jobs it cannot read: it still prints the others,
-     and names each unreadable job with the reason on stderr
+     and names each unreadable job with the reason on stderr. When only a change's audit
+     record could not be written, the error says the change was made and stands
   6  `list` found stored jobs it had to leave out (damaged: moved to the quarantine folder
      by this listing, or left in place because they could be neither read nor moved; or
      written by a newer build of cairn, whose jobs this build leaves as they are and never
@@ -231,8 +232,41 @@ pub fn job_error(error: cairn_scheduler::Error) -> anyhow::Error {
         | E::Completed { .. }
         | E::NotActive { .. }
         | E::NotDamaged { .. } => UsageError(error.to_string()).into(),
+        // Still a store failure (exit 5), but told as a change that happened: a person or
+        // script told only that the store failed would take it for undone and repeat it.
+        E::Unaudited { id, action, source } => {
+            anyhow::Error::new(source).context(unaudited_text(&id, action))
+        }
         other => anyhow::Error::new(other),
     }
+}
+
+/// A scheduler error in the CLI's words: as the library says it, except that a change
+/// stored without its audit record (`Unaudited`) says which change it was and that it stands.
+pub fn job_error_text(error: &cairn_scheduler::Error) -> String {
+    match error {
+        cairn_scheduler::Error::Unaudited { id, action, source } => {
+            format!("{}: {source}", unaudited_text(id, *action))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What happened to job `id` when a change was stored but its `action` audit record was not.
+fn unaudited_text(id: &JobId, action: JobAuditAction) -> String {
+    let what = match action {
+        JobAuditAction::Created => "added",
+        JobAuditAction::Paused => "paused",
+        JobAuditAction::Resumed => "resumed",
+        JobAuditAction::Revived => "revived (its circuit breaker was reset)",
+        JobAuditAction::BreakerTripped => "stopped by its circuit breaker (it is now failed)",
+        JobAuditAction::Completed => "completed",
+        JobAuditAction::Deleted => "deleted",
+        _ => "changed",
+    };
+    format!(
+        "job {id} was {what}, and that change is stored and stands (nothing needs doing again), but the job store failed to write its audit record, so `cairn jobs audit {id}` does not list it"
+    )
 }
 
 /// The outcome of a command on job `id` that failed with `error`, told with the job's
@@ -326,6 +360,9 @@ fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
 }
 
 fn jobs_in(root: &Path, adapter: Adapter) -> anyhow::Result<Jobs> {
+    // As for runs: the other adapter's jobs are not these, so a listing would show none and
+    // an add would start a second job store (after which nothing refuses the wrong adapter).
+    crate::store::refuse_a_second_store(root, adapter)?;
     Ok(Jobs::new(
         open_job_store(root, adapter)?,
         Arc::new(SystemClock),

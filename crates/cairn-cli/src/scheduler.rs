@@ -75,7 +75,8 @@ use crate::app::format_timestamp;
 use crate::cli::{EXIT_INTERRUPTED, EXIT_OK, ExecArgs, StoreArgs};
 use crate::duration::format_duration;
 use crate::jobs::{
-    adapter_flag, existing_state_root, job_error, left_out_json, left_out_text, open_job_store,
+    adapter_flag, existing_state_root, job_error, job_error_text, left_out_json, left_out_text,
+    open_job_store,
 };
 use crate::out::{eoutln, escape_controls, outln};
 use crate::shell::{Leftover, ProcessGroups, SHELL_KIND, ShellHandler, live_leftovers};
@@ -691,11 +692,11 @@ impl JobRunner for ShellJobs {
         self.lines.say(
             &format!(
                 "scheduler: stopping: the job store failed ({}); no new runs start; running tasks get up to {} to finish, then the scheduler exits 5 (Ctrl-C stops them now)",
-                escape_controls(&error.to_string()),
+                escape_controls(&job_error_text(error)),
                 format_duration(self.config.shutdown_grace)
             ),
             serde_json::json!({
-                "event": "stopping", "reason": "job_store_failed", "error": error.to_string(),
+                "event": "stopping", "reason": "job_store_failed", "error": job_error_text(error),
             }),
         );
         self.quiet.change(|s| s.stopping = true);

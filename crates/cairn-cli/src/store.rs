@@ -572,7 +572,7 @@ fn holds_store(root: &Path, adapter: Adapter) -> bool {
 /// the two stores are separate, so opening this one would start a second, empty world
 /// beside the first (its failed runs passed over, its runs and jobs not listed). A folder
 /// that holds both already is left as it is.
-fn refuse_a_second_store(root: &Path, adapter: Adapter) -> anyhow::Result<()> {
+pub(crate) fn refuse_a_second_store(root: &Path, adapter: Adapter) -> anyhow::Result<()> {
     let other = match adapter {
         Adapter::File => Adapter::Sled,
         Adapter::Sled => Adapter::File,

@@ -158,23 +158,47 @@ struct RawTask {
     permanent_exit_codes: Vec<Spanned<i32>>,
 }
 
-/// The key of the `key = value` line holding byte `offset` of `source`, when the line has
-/// one: a type error's position is its value's, and the message names no key.
+/// The key a type error at byte `offset` of `source` is about, when it can be told: a type
+/// error's position is its value's (or a table header's), and the message names no key. It
+/// is the key of a `key = value` line, except inside a `[task.env]` table, whose keys are
+/// variable names (the error is about `env`), and on a `[table]` header line, the table's
+/// name (`[task]` written with one bracket pair).
 fn key_at(source: &str, offset: usize) -> Option<&str> {
+    let bare = |key: &str| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
     let offset = offset.min(source.len());
     let start = source[..offset].rfind('\n').map_or(0, |at| at + 1);
     let line = &source[start..];
-    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let line = line[..line.find('\n').unwrap_or(line.len())].trim();
+    if let Some(header) = line
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        let name = header.trim();
+        return bare(name).then_some(name);
+    }
     let key = line.split_once('=')?.0.trim();
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    bare.then_some(key)
+    if !bare(key) {
+        return None;
+    }
+    // The nearest header above: a key under `[task.env]` is a variable's name.
+    let header = source[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['));
+    match header.map(|h| h.trim_matches(|c| c == '[' || c == ']').trim()) {
+        Some("task.env") => Some("env"),
+        _ => Some(key),
+    }
 }
 
-/// A TOML type error in words a workflow author knows: Rust type names replaced, and for a
-/// known key, how to write its value.
+/// A TOML type error in words a workflow author knows: Rust and serde type names replaced
+/// by TOML's (an array, a table), and for a known key, how to write its value.
 fn in_plain_words(message: &str, key: Option<&str>) -> String {
     let mut text = message
         .replace(
@@ -184,7 +208,11 @@ fn in_plain_words(message: &str, key: Option<&str>) -> String {
         .replace(
             "expected i32",
             "expected a whole number from -2147483648 to 2147483647",
-        );
+        )
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("expected a sequence", "expected an array")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("expected a map", "expected a table");
     if !message.starts_with("invalid type") && !message.starts_with("invalid value") {
         return text;
     }
@@ -196,6 +224,10 @@ fn in_plain_words(message: &str, key: Option<&str>) -> String {
         "run" => "one command line in quotes: `run = \"echo hi\"`".to_owned(),
         "max_attempts" => "a whole number of 1 or more: `max_attempts = 3`".to_owned(),
         "id" | "name" | "cwd" => "quoted text".to_owned(),
+        "env" => {
+            "a table of quoted values: `env = { PROFILE = \"release\", JOBS = \"4\" }`".to_owned()
+        }
+        "task" => "one `[[task]]` table per task, with two brackets on each side".to_owned(),
         _ => return text,
     };
     text.push_str(&format!(" (`{key}` takes {example})"));

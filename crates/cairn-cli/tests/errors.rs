@@ -141,3 +141,55 @@ fn a_state_folder_holding_one_adapters_store_refuses_the_other() {
     assert!(stderr.contains("holds a sled store"), "{stderr}");
     assert!(stderr.contains("pass --adapter sled"), "{stderr}");
 }
+
+/// `cairn jobs` keeps the stores apart too: on a folder holding the other adapter's store,
+/// `jobs list` does not say "no jobs" and `jobs add` does not start a second job store
+/// beside it (after which nothing would refuse the wrong adapter any more). Exit 2, naming
+/// the flag to use.
+#[test]
+fn jobs_commands_on_the_other_adapters_state_folder_are_refused() {
+    for (made_with, other, says) in [
+        ("sled", "file", "pass --adapter sled"),
+        ("file", "sled", "pass --adapter file"),
+    ] {
+        let sandbox = Sandbox::new();
+        sandbox.write("wf.toml", common::ECHO);
+        let add = [
+            "jobs",
+            "add",
+            "wf.toml",
+            "j",
+            "--every",
+            "1h",
+            "--adapter",
+            made_with,
+        ];
+        assert_eq!(sandbox.run(&add).status.code(), Some(0), "{made_with}");
+        let jobs = [
+            vec!["jobs", "list", "--adapter", other],
+            vec!["jobs", "show", "j", "--adapter", other],
+            vec!["jobs", "pause", "j", "--adapter", other],
+            vec![
+                "jobs",
+                "add",
+                "wf.toml",
+                "k",
+                "--every",
+                "1h",
+                "--adapter",
+                other,
+            ],
+        ];
+        for args in jobs {
+            let output = sandbox.run(&args);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_contains(&stderr, says);
+        }
+        let second = match other {
+            "sled" => ".cairn/sled",
+            _ => ".cairn/jobs",
+        };
+        assert!(!sandbox.path(second).exists(), "{second} was made");
+    }
+}

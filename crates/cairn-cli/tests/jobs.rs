@@ -1525,3 +1525,43 @@ fn the_scheduler_says_when_it_reschedules_a_job_stored_with_no_next_run() {
     assert_contains(line, "next run set from its schedule: ");
     assert!(audit_actions(&sandbox, "edited").contains(&"resumed".to_owned()));
 }
+
+/// A change stored without its audit record (the audit log cannot be opened: here a folder
+/// stands where `audit.jsonl` goes) is still exit 5, but says which change was made and that
+/// it stands, so nobody repeats it; the job really did change.
+#[test]
+fn a_change_whose_audit_record_fails_says_it_was_made() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", ECHO);
+    ok(
+        &sandbox,
+        &["jobs", "add", "wf.toml", "nightly", "--every", "1h"],
+    );
+    let audit = sandbox.path(".cairn/jobs/audit.jsonl");
+    std::fs::remove_file(&audit).expect("remove the audit log");
+    std::fs::create_dir(&audit).expect("a folder in its place");
+    let steps: [(&[&str], &str, Option<&str>); 4] = [
+        (&["jobs", "pause", "nightly"], "paused", Some("paused")),
+        (&["jobs", "resume", "nightly"], "resumed", Some("active")),
+        (&["jobs", "rm", "nightly"], "deleted", None),
+        (
+            &["jobs", "add", "wf.toml", "nightly", "--every", "1h"],
+            "added",
+            Some("active"),
+        ),
+    ];
+    for (args, verb, status) in steps {
+        let output = sandbox.run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(code(&output), Some(STORE), "{args:?}: {stderr}");
+        assert_contains(
+            &stderr,
+            &format!("job nightly was {verb}, and that change is stored and stands"),
+        );
+        assert_contains(&stderr, "`cairn jobs audit nightly` does not list it");
+        // The action in words, not as its Rust variant (`audit record (Paused)`).
+        assert_lacks(&stderr, "audit record (");
+        let now = show(&sandbox, "nightly").map(|job| job["status"].clone());
+        assert_eq!(now, status.map(serde_json::Value::from), "{args:?}");
+    }
+}

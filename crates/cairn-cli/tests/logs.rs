@@ -251,3 +251,20 @@ fn follow_prints_output_as_it_is_written_across_attempts_and_stops_when_the_task
     assert_eq!(stdout, "out 2\nlate 2\n");
     assert_contains(&stderr, "task `step` is done (attempt 2)");
 }
+
+/// A run whose output folder was removed by hand is not said to have started no task: the
+/// listing says the folder is gone.
+#[test]
+fn a_run_whose_output_folder_was_removed_says_so() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", common::FAILS_WORKFLOW);
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
+    let run_id = sandbox.only_run_id();
+    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
+        .expect("remove the output folder");
+    let (code, stdout, stderr) = logs(&sandbox, &[&run_id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(&stdout, "its output folder");
+    assert_contains(&stdout, "does not exist");
+    assert!(!stdout.contains("no task of it has started"), "{stdout}");
+}

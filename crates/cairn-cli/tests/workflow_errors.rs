@@ -377,3 +377,40 @@ fn a_dependency_named_twice_is_located() {
         "{stderr}"
     );
 }
+
+/// `[task]` written with one bracket pair, and an `env` value that is not quoted text, are
+/// explained too: how to write them, in TOML's words (array, table), not serde's (sequence,
+/// map).
+#[test]
+fn a_single_bracket_task_and_a_bad_env_value_say_how_to_write_them() {
+    let env_hint = "`env = { PROFILE = \"release\"";
+    for (body, line, expected) in [
+        (
+            "name = \"w\"\n[task]\nid = \"b\"\nrun = \"touch ran\"".to_owned(),
+            2,
+            "(`task` takes one `[[task]]` table per task",
+        ),
+        (
+            format!("name = \"w\"\n{GOOD_TASK}env = {{ JOBS = 4 }}"),
+            5,
+            env_hint,
+        ),
+        (
+            format!("name = \"w\"\n{GOOD_TASK}env = \"JOBS=4\""),
+            5,
+            env_hint,
+        ),
+        (
+            format!("name = \"w\"\n{GOOD_TASK}[task.env]\nDEBUG = true"),
+            6,
+            env_hint,
+        ),
+    ] {
+        let stderr = assert_rejected(&body, line);
+        assert!(stderr.contains(expected), "{body}: {stderr}");
+        assert!(
+            !stderr.contains("sequence") && !stderr.contains("map"),
+            "{body}: {stderr}"
+        );
+    }
+}
