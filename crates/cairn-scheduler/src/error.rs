@@ -131,7 +131,8 @@ pub enum Error {
     /// revive revived the job, a delete deleted it), so trying the operation again finds
     /// nothing to do; only its audit record is missing.
     #[error(
-        "job {id}: the change was made, but its audit record ({action:?}) could not be written: {source}"
+        "job {id}: the change was made and stands, but its audit record (`{}`) could not be written: {source}",
+        audit_action_name(*.action)
     )]
     Unaudited {
         /// The job.
@@ -209,3 +210,12 @@ fn of_job(job: &Option<JobId>) -> String {
 
 /// Shorthand for results of scheduler operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An audit action as `cairn jobs audit` and the JSON records spell it (`breaker_tripped`),
+/// not as the Rust variant.
+fn audit_action_name(action: JobAuditAction) -> String {
+    match serde_json::to_value(action) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{action:?}"),
+    }
+}

@@ -217,6 +217,12 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
             is_unaudited(&err, &job, JobAuditAction::BreakerTripped),
             "{err:?}"
         );
+        // The record is named as `cairn jobs audit` shows it, not as the Rust variant.
+        assert!(
+            err.to_string()
+                .contains("stands, but its audit record (`breaker_tripped`)"),
+            "{err}"
+        );
         let stored = rig.scheduler.jobs().show(&job).await.unwrap();
         assert_eq!(stored.status, JobStatus::Failed, "{timing:?}");
         let tripped = actions(&rig, &job)
