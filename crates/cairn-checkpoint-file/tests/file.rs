@@ -1128,6 +1128,19 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
     assert_eq!(log.lines().count(), 4, "{log}");
 }
 
+/// An event payload of a type this build does not know, as a newer build writes one.
+const NEWER_BUILD_EVENT: &[u8] = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
+
+/// Cuts `journal` back to its last whole batch and appends, as its own batch, a checksummed
+/// record (seq 3) of an event type this build does not know: the shape a newer build appends.
+fn append_newer_build_event(journal: &mut Vec<u8>) {
+    journal.truncate(journal_end(journal));
+    let body = record_with_payload(3, NEWER_BUILD_EVENT);
+    let header = batch_header(journal.len(), &body);
+    journal.extend_from_slice(&header);
+    journal.extend_from_slice(&body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_in_place() {
     // After a rollback, this build meets what a later build wrote. Nothing in it is damaged:
@@ -1163,12 +1176,7 @@ async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_i
                 // A checksummed record of an event type this build does not know, after
                 // the good ones, as its own batch: the shape a newer build appends.
                 let mut bytes = std::fs::read(h.journal(&id)).unwrap();
-                bytes.truncate(journal_end(&bytes));
-                let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
-                let body = record_with_payload(3, payload);
-                let header = batch_header(bytes.len(), &body);
-                bytes.extend_from_slice(&header);
-                bytes.extend_from_slice(&body);
+                append_newer_build_event(&mut bytes);
                 std::fs::write(h.journal(&id), bytes).unwrap();
             }
         }
@@ -1218,15 +1226,10 @@ async fn a_newer_builds_event_before_a_torn_tail_or_zeros_is_refused_before_anyt
         let mut bytes = std::fs::read(h.journal(&id)).unwrap();
         let zeros = bytes.len() - journal_end(&bytes);
         assert!(zeros > 0, "a Sync journal is preallocated");
-        bytes.truncate(journal_end(&bytes));
-        let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
-        let body = record_with_payload(3, payload);
-        let header = batch_header(bytes.len(), &body);
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&body);
+        append_newer_build_event(&mut bytes);
         if case == "torn-tail" {
             // The header of a next batch and part of its body: a torn last write.
-            let body = record_with_payload(4, payload);
+            let body = record_with_payload(4, NEWER_BUILD_EVENT);
             let header = batch_header(bytes.len(), &body);
             bytes.extend_from_slice(&header);
             bytes.extend_from_slice(&body[..body.len() / 2]);
