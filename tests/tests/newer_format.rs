@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cairn_checkpoint::{CheckpointerFactory, RunFilter};
+use cairn_checkpoint::{CheckpointerFactory, RunFilter, RunId};
 use cairn_checkpoint_file::FileFactory;
 use cairn_executor::{
-    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunSignals, Start,
-    TaskFailure, handler_fn,
+    Disposition, Executor, ExecutorConfig, Finish, Phase, Registry, RunPlan, RunReport, RunSignals,
+    Start, TaskFailure, handler_fn,
 };
 use cairn_queue::{Handoff, TaskSpec};
 
+/// A plan of four `work` tasks in a row.
 fn plan() -> RunPlan {
     let mut phase = Phase::new("main");
     let mut previous = None;
@@ -39,6 +40,49 @@ fn registry(bodies: &Arc<AtomicUsize>, signals: &RunSignals) -> Registry {
     )
 }
 
+/// Runs `plan()` over `factory` with `Start::Auto`, counting bodies in `bodies`.
+async fn run_auto(
+    factory: &Arc<FileFactory>,
+    bodies: &Arc<AtomicUsize>,
+) -> cairn_executor::Result<RunReport> {
+    let signals = RunSignals::default();
+    let executor = Executor::new(
+        factory.clone(),
+        registry(bodies, &signals),
+        ExecutorConfig::default(),
+    )
+    .unwrap();
+    executor.run(plan(), Start::Auto, signals).await
+}
+
+/// An interrupted run, stopped after its first task: its id and the bodies run so far.
+async fn interrupted_run(factory: &Arc<FileFactory>, bodies: &Arc<AtomicUsize>) -> (RunId, usize) {
+    let report = run_auto(factory, bodies).await.unwrap();
+    assert_eq!(report.disposition, Disposition::LeaveRunning);
+    let run_id = report.run_id;
+    let ran_before = bodies.load(Ordering::SeqCst);
+    (run_id, ran_before)
+}
+
+/// Asserts that `Start::Auto` refuses `run_id` as a newer build's, running no body and
+/// beginning no fresh run.
+async fn refused_as_newer(
+    factory: &Arc<FileFactory>,
+    bodies: &Arc<AtomicUsize>,
+    run_id: &RunId,
+    ran_before: usize,
+) {
+    let err = run_auto(factory, bodies)
+        .await
+        .expect_err("a newer build's run is not this build's to drive");
+    let text = err.to_string();
+    assert!(text.contains("newer cairn build"), "{text}");
+    assert!(text.contains(run_id.as_str()), "{text}");
+    assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
+    let runs = factory.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_auto_stops_at_a_run_a_newer_build_wrote_and_begins_nothing() {
     let root = tempfile::tempdir().unwrap();
@@ -46,17 +90,7 @@ async fn start_auto_stops_at_a_run_a_newer_build_wrote_and_begins_nothing() {
     let bodies = Arc::new(AtomicUsize::new(0));
 
     // An interrupted run, stopped after its first task.
-    let signals = RunSignals::default();
-    let executor = Executor::new(
-        factory.clone(),
-        registry(&bodies, &signals),
-        ExecutorConfig::default(),
-    )
-    .unwrap();
-    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
-    assert_eq!(report.disposition, Disposition::LeaveRunning);
-    let run_id = report.run_id;
-    let ran_before = bodies.load(Ordering::SeqCst);
+    let (run_id, ran_before) = interrupted_run(&factory, &bodies).await;
 
     // A newer build took it over and left a snapshot of a format this build does not read.
     let dir = root.path().join("runs").join(run_id.as_str());
@@ -66,23 +100,7 @@ async fn start_auto_stops_at_a_run_a_newer_build_wrote_and_begins_nothing() {
     std::fs::write(dir.join("queue.json"), queue.to_string()).unwrap();
 
     for _ in 0..2 {
-        let signals = RunSignals::default();
-        let executor = Executor::new(
-            factory.clone(),
-            registry(&bodies, &signals),
-            ExecutorConfig::default(),
-        )
-        .unwrap();
-        let err = executor
-            .run(plan(), Start::Auto, signals)
-            .await
-            .expect_err("a newer build's run is not this build's to drive");
-        let text = err.to_string();
-        assert!(text.contains("newer cairn build"), "{text}");
-        assert!(text.contains(run_id.as_str()), "{text}");
-        assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
-        let runs = factory.list(&RunFilter::default()).await.unwrap();
-        assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+        refused_as_newer(&factory, &bodies, &run_id, ran_before).await;
         assert!(
             dir.join("queue.json").exists(),
             "the run stays where it was"
@@ -100,17 +118,7 @@ async fn start_auto_stops_at_a_run_whose_metadata_a_newer_build_wrote() {
     let factory: Arc<FileFactory> = Arc::new(FileFactory::builder(root.path()).build().unwrap());
     let bodies = Arc::new(AtomicUsize::new(0));
 
-    let signals = RunSignals::default();
-    let executor = Executor::new(
-        factory.clone(),
-        registry(&bodies, &signals),
-        ExecutorConfig::default(),
-    )
-    .unwrap();
-    let report = executor.run(plan(), Start::Auto, signals).await.unwrap();
-    assert_eq!(report.disposition, Disposition::LeaveRunning);
-    let run_id = report.run_id;
-    let ran_before = bodies.load(Ordering::SeqCst);
+    let (run_id, ran_before) = interrupted_run(&factory, &bodies).await;
 
     let meta_path = root
         .path()
@@ -124,23 +132,7 @@ async fn start_auto_stops_at_a_run_whose_metadata_a_newer_build_wrote() {
     std::fs::write(&meta_path, &planted).unwrap();
 
     for _ in 0..2 {
-        let signals = RunSignals::default();
-        let executor = Executor::new(
-            factory.clone(),
-            registry(&bodies, &signals),
-            ExecutorConfig::default(),
-        )
-        .unwrap();
-        let err = executor
-            .run(plan(), Start::Auto, signals)
-            .await
-            .expect_err("a newer build's run is not this build's to drive");
-        let text = err.to_string();
-        assert!(text.contains("newer cairn build"), "{text}");
-        assert!(text.contains(run_id.as_str()), "{text}");
-        assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
-        let runs = factory.list(&RunFilter::default()).await.unwrap();
-        assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+        refused_as_newer(&factory, &bodies, &run_id, ran_before).await;
         assert_eq!(
             std::fs::read(&meta_path).unwrap(),
             planted,

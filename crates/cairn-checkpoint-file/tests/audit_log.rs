@@ -5,9 +5,11 @@
 mod common;
 
 use cairn_checkpoint::{AuditAction, AuditRecord, CheckpointerFactory, Error, RunId};
+use cairn_checkpoint_file::FileFactory;
 use cairn_queue::Timestamp;
 use common::{FileHarness, meta};
 
+/// A `Finished` audit record of run `id` at `at`, with `message`.
 fn note(id: &RunId, at: u64, message: &str) -> AuditRecord {
     AuditRecord::new(Timestamp(at), id.clone(), AuditAction::Finished, message)
 }
@@ -22,6 +24,38 @@ async fn audited_run(h: &FileHarness, id: &RunId) -> std::path::PathBuf {
     h.run_dir(id).join("audit.jsonl")
 }
 
+/// Appends `note(id, at, message)` to the run's audit log through `factory`.
+async fn append_note(factory: &FileFactory, id: &RunId, at: u64, message: &str) {
+    factory
+        .append_audit(id, &note(id, at, message))
+        .await
+        .unwrap();
+}
+
+/// Appends a note of `long` (at 8), then one "after the long one" (at 9); returns the log's
+/// bytes as they stood between the two.
+async fn append_long_note(
+    factory: &FileFactory,
+    id: &RunId,
+    path: &std::path::Path,
+    long: &str,
+) -> Vec<u8> {
+    append_note(factory, id, 8, long).await;
+    let whole = std::fs::read(path).unwrap();
+    append_note(factory, id, 9, "after the long one").await;
+    whole
+}
+
+/// Where the last line of `bytes`, which end with its newline, starts.
+fn last_line_start(bytes: &[u8]) -> usize {
+    bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1
+}
+
+/// The messages of `records`, in order.
 fn messages(records: &[AuditRecord]) -> Vec<&str> {
     records.iter().map(|r| r.message.as_str()).collect()
 }
@@ -67,10 +101,7 @@ async fn a_last_line_whose_first_page_was_lost_is_skipped_then_cut_and_audited()
         "{records:?}"
     );
 
-    factory
-        .append_audit(&id, &note(&id, 4, "after the cut"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 4, "after the cut").await;
     let after = std::fs::read(&path).unwrap();
     assert_eq!(after[..good.len()], good[..], "acknowledged lines are kept");
     assert!(
@@ -103,10 +134,7 @@ async fn a_last_line_failing_its_checksum_is_a_torn_append() {
     let factory = h.file_factory();
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(messages(&records)[1..], ["first note"], "{records:?}");
-    factory
-        .append_audit(&id, &note(&id, 5, "next"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 5, "next").await;
     let records = factory.read_audit(&id).await.unwrap();
     let actions: Vec<AuditAction> = records.iter().map(|r| r.action).collect();
     assert_eq!(
@@ -139,10 +167,7 @@ async fn a_bad_line_before_the_last_is_corruption_and_nothing_is_cut() {
         other => panic!("expected Corruption, got {other:?}"),
     }
     // An append checks only the last line, which is good: it lands and cuts nothing.
-    factory
-        .append_audit(&id, &note(&id, 6, "appended"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 6, "appended").await;
     let after = std::fs::read_to_string(&path).unwrap();
     assert!(
         after.starts_with(&damaged),
@@ -170,10 +195,7 @@ async fn lines_written_before_checksums_are_still_read() {
     std::fs::write(&path, &old).unwrap();
     assert_eq!(factory.read_audit(&id).await.unwrap(), records);
     // New lines are checksummed and follow the old ones.
-    factory
-        .append_audit(&id, &note(&id, 7, "new"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 7, "new").await;
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with(&old));
     assert!(!text.lines().last().unwrap().starts_with('{'), "{text}");
@@ -213,16 +235,8 @@ async fn a_last_line_longer_than_a_read_chunk_is_checked_whole() {
     let factory = h.file_factory();
     // Longer than the 4 KiB the tail is read back in, so the line spans several reads.
     let long = "x".repeat(9_000);
-    factory
-        .append_audit(&id, &note(&id, 8, &long))
-        .await
-        .unwrap();
-    let whole = std::fs::read(&path).unwrap();
     // An intact long last line is kept by the next append.
-    factory
-        .append_audit(&id, &note(&id, 9, "after the long one"))
-        .await
-        .unwrap();
+    let whole = append_long_note(&factory, &id, &path, &long).await;
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(records[3].message, long);
     assert_eq!(records[4].message, "after the long one");
@@ -236,18 +250,11 @@ async fn a_last_line_longer_than_a_read_chunk_is_checked_whole() {
     std::fs::write(&path, &damaged).unwrap();
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(records.len(), 3, "the damaged long line is skipped");
-    factory
-        .append_audit(&id, &note(&id, 10, "after the cut"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 10, "after the cut").await;
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(records[3].action, AuditAction::TornTailCut);
     // The long line starts after the newline that ends the line before it.
-    let line_start = whole[..whole.len() - 1]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .unwrap() as u64
-        + 1;
+    let line_start = last_line_start(&whole) as u64;
     assert_eq!(records[3].detail["offset"], line_start);
     assert_eq!(records[4].message, "after the cut");
     assert_eq!(records.len(), 5);
@@ -289,10 +296,7 @@ async fn a_newer_builds_last_line_is_refused_and_kept_by_the_next_append() {
         }
         assert!(!err.is_bad_state(), "{err:?}");
         if !appended {
-            factory
-                .append_audit(&id, &note(&id, 5, "after the newer line"))
-                .await
-                .unwrap();
+            append_note(&factory, &id, 5, "after the newer line").await;
             let after = std::fs::read(&path).unwrap();
             assert!(
                 after.starts_with(&written),
@@ -316,30 +320,15 @@ async fn a_last_line_of_megabytes_is_kept_whole_or_cut_whole() {
     let path = audited_run(&h, &id).await;
     let factory = h.file_factory();
     let long = "x".repeat(4 << 20);
-    factory
-        .append_audit(&id, &note(&id, 8, &long))
-        .await
-        .unwrap();
-    let whole = std::fs::read(&path).unwrap();
-    factory
-        .append_audit(&id, &note(&id, 9, "after the long one"))
-        .await
-        .unwrap();
+    let whole = append_long_note(&factory, &id, &path, &long).await;
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(records.len(), 5);
     assert_eq!(records[3].message, long, "the intact long line is kept");
 
     // The same line without its newline: a torn append, cut whole from where it starts.
-    let line_start = whole[..whole.len() - 1]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .unwrap()
-        + 1;
+    let line_start = last_line_start(&whole);
     std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
-    factory
-        .append_audit(&id, &note(&id, 10, "after the cut"))
-        .await
-        .unwrap();
+    append_note(&factory, &id, 10, "after the cut").await;
     let records = factory.read_audit(&id).await.unwrap();
     assert_eq!(
         messages(&records)[1..],

@@ -22,17 +22,7 @@ impl Drop for Released {
 
 /// The staging folders in `runs/`.
 fn staging(root: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("runs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with(".begin-"))
-        })
-        .collect();
-    found.sort();
-    found
+    common::in_runs_starting_with(root, ".begin-")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

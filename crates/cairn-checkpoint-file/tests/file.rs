@@ -1128,6 +1128,19 @@ async fn bad_queue_json_and_meta_json_are_quarantined() {
     assert_eq!(log.lines().count(), 4, "{log}");
 }
 
+/// An event payload of a type this build does not know, as a newer build writes one.
+const NEWER_BUILD_EVENT: &[u8] = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
+
+/// Cuts `journal` back to its last whole batch and appends, as its own batch, a checksummed
+/// record (seq 3) of an event type this build does not know: the shape a newer build appends.
+fn append_newer_build_event(journal: &mut Vec<u8>) {
+    journal.truncate(journal_end(journal));
+    let body = record_with_payload(3, NEWER_BUILD_EVENT);
+    let header = batch_header(journal.len(), &body);
+    journal.extend_from_slice(&header);
+    journal.extend_from_slice(&body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_in_place() {
     // After a rollback, this build meets what a later build wrote. Nothing in it is damaged:
@@ -1163,12 +1176,7 @@ async fn a_newer_builds_queue_json_journal_header_or_event_is_refused_and_left_i
                 // A checksummed record of an event type this build does not know, after
                 // the good ones, as its own batch: the shape a newer build appends.
                 let mut bytes = std::fs::read(h.journal(&id)).unwrap();
-                bytes.truncate(journal_end(&bytes));
-                let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
-                let body = record_with_payload(3, payload);
-                let header = batch_header(bytes.len(), &body);
-                bytes.extend_from_slice(&header);
-                bytes.extend_from_slice(&body);
+                append_newer_build_event(&mut bytes);
                 std::fs::write(h.journal(&id), bytes).unwrap();
             }
         }
@@ -1218,15 +1226,10 @@ async fn a_newer_builds_event_before_a_torn_tail_or_zeros_is_refused_before_anyt
         let mut bytes = std::fs::read(h.journal(&id)).unwrap();
         let zeros = bytes.len() - journal_end(&bytes);
         assert!(zeros > 0, "a Sync journal is preallocated");
-        bytes.truncate(journal_end(&bytes));
-        let payload = br#"{"type":"paused_by_operator","id":0,"at":5}"#;
-        let body = record_with_payload(3, payload);
-        let header = batch_header(bytes.len(), &body);
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&body);
+        append_newer_build_event(&mut bytes);
         if case == "torn-tail" {
             // The header of a next batch and part of its body: a torn last write.
-            let body = record_with_payload(4, payload);
+            let body = record_with_payload(4, NEWER_BUILD_EVENT);
             let header = batch_header(bytes.len(), &body);
             bytes.extend_from_slice(&header);
             bytes.extend_from_slice(&body[..body.len() / 2]);
@@ -1977,21 +1980,29 @@ fn poll_once<F: std::future::Future + Unpin>(future: &mut F) {
     );
 }
 
-/// A snapshot install covers what was appended before it was called, nothing later. Here a
-/// third append is sealed while the install waits for leadership (the second append's
-/// leader is held at its fdatasync, and writes the third append's batch too before it steps
-/// down): that batch is written before the snapshot but stays after it, through the writer's
-/// `load`, a compaction that must read it back from the journal, and a reopen. Before the fix
-/// the install took every record written as covered, and the third append, acknowledged,
-/// was gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_sealed_after_an_install_was_called_stays_after_its_snapshot() {
-    let h = FileHarness::new();
-    let plan = Arc::new(IoPlan::default());
-    let id = RunId::new("install-race").unwrap();
-    let factory = planned_factory(&h, &plan, 20);
-    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta("install-race")).await.unwrap());
-    let _release = ReleaseOnDrop(Arc::clone(&plan));
+/// A run whose snapshot install raced its appends, as [`install_between_appends`] leaves it.
+struct RacedInstall {
+    run: Arc<dyn Checkpointer>,
+    work: Workload,
+    /// The snapshot installed: the queue after the first two appends.
+    at_install: cairn_queue::Snapshot,
+    /// The third append's events, sealed while the install waited.
+    third: Vec<cairn_queue::Event>,
+}
+
+/// Begins run `name` (compacting after `records`) and appends 3 records, then installs the
+/// snapshot of those and 2 more while the second append's leader waits at its fdatasync and
+/// a third append of `third` records is sealed; all three calls have finished on return.
+async fn install_between_appends(
+    h: &FileHarness,
+    plan: &Arc<IoPlan>,
+    name: &str,
+    records: u64,
+    third: usize,
+) -> RacedInstall {
+    let factory = planned_factory(h, plan, records);
+    let run: Arc<dyn Checkpointer> = Arc::from(factory.begin(meta(name)).await.unwrap());
+    let _release = ReleaseOnDrop(Arc::clone(plan));
     let mut work = Workload::new();
     run.append(&work.enqueue(3)).await.unwrap();
 
@@ -2011,13 +2022,39 @@ async fn an_append_sealed_after_an_install_was_called_stays_after_its_snapshot()
     .await;
     let mut install = run.install_snapshot(&at_install);
     poll_once(&mut install);
-    let third = work.enqueue(2);
+    let third = work.enqueue(third);
     let mut third_append = run.append(&third);
     poll_once(&mut third_append);
     plan.release();
     second_append.await.unwrap().unwrap();
     third_append.await.unwrap();
     install.await.unwrap();
+    RacedInstall {
+        run,
+        work,
+        at_install,
+        third,
+    }
+}
+
+/// A snapshot install covers what was appended before it was called, nothing later. Here a
+/// third append is sealed while the install waits for leadership (the second append's
+/// leader is held at its fdatasync, and writes the third append's batch too before it steps
+/// down): that batch is written before the snapshot but stays after it, through the writer's
+/// `load`, a compaction that must read it back from the journal, and a reopen. Before the fix
+/// the install took every record written as covered, and the third append, acknowledged,
+/// was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_sealed_after_an_install_was_called_stays_after_its_snapshot() {
+    let h = FileHarness::new();
+    let plan = Arc::new(IoPlan::default());
+    let id = RunId::new("install-race").unwrap();
+    let RacedInstall {
+        run,
+        mut work,
+        at_install,
+        third,
+    } = install_between_appends(&h, &plan, "install-race", 20, 2).await;
 
     let loaded = run.load().await.unwrap();
     assert_eq!(loaded.snapshot.as_ref(), Some(&at_install));
@@ -2054,35 +2091,9 @@ async fn an_install_overtaken_by_a_compaction_keeps_the_records_it_does_not_cove
     let h = FileHarness::new();
     let plan = Arc::new(IoPlan::default());
     let id = RunId::new("install-behind").unwrap();
-    let factory = planned_factory(&h, &plan, 6);
-    let run: Arc<dyn Checkpointer> =
-        Arc::from(factory.begin(meta("install-behind")).await.unwrap());
-    let _release = ReleaseOnDrop(Arc::clone(&plan));
-    let mut work = Workload::new();
-    run.append(&work.enqueue(3)).await.unwrap();
-
-    plan.hold("sync_data", "journal");
-    let second = work.enqueue(2);
-    let at_install = work.queue.snapshot();
-    let second_append = {
-        let run = Arc::clone(&run);
-        tokio::spawn(async move { run.append(&second).await })
-    };
-    eventually(
-        "the second append's leader waiting at its fdatasync",
-        || plan.waiting() == 1,
-    )
-    .await;
-    let mut install = run.install_snapshot(&at_install);
-    poll_once(&mut install);
     // Four more records take the journal past the compaction threshold of six.
-    let third = work.enqueue(4);
-    let mut third_append = run.append(&third);
-    poll_once(&mut third_append);
-    plan.release();
-    second_append.await.unwrap().unwrap();
-    third_append.await.unwrap();
-    install.await.unwrap();
+    let RacedInstall { run, mut work, .. } =
+        install_between_appends(&h, &plan, "install-behind", 6, 4).await;
 
     let loaded = run.load().await.unwrap();
     assert_eq!(

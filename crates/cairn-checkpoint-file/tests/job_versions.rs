@@ -6,17 +6,15 @@ use cairn_checkpoint::{Error, JobId, JobStore, UNREAD_VERSION_STEP};
 use cairn_checkpoint_file::FileJobStore;
 use serde_json::json;
 
+/// The path of the store's version floor file.
 fn floor_path(store: &FileJobStore) -> std::path::PathBuf {
     store.dir().join(".version-floor")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_file_from_before_the_floor_keeps_its_version_and_is_not_met_again() {
-    let root = tempfile::tempdir().unwrap();
-    let store = FileJobStore::open(root.path()).unwrap();
-    let id = JobId::new("old").unwrap();
-    // Made by this build, then rewritten at version 7 with no floor file and no envelope
-    // checksum, as a build from before the floor leaves a job that was updated six times.
+/// Adds job `name` and rewrites its file at `version` without the envelope checksum, as an
+/// older build leaves it; returns the id and the bytes written.
+async fn plant_older_build_job(store: &FileJobStore, name: &str, version: u64) -> (JobId, Vec<u8>) {
+    let id = JobId::new(name).unwrap();
     store
         .put(&id, None, &json!({"n": 1}))
         .await
@@ -24,9 +22,20 @@ async fn a_job_file_from_before_the_floor_keeps_its_version_and_is_not_met_again
         .unwrap();
     let mut file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.job_path(&id)).unwrap()).unwrap();
-    file["version"] = 7.into();
+    file["version"] = version.into();
     file.as_object_mut().unwrap().remove("envelope_crc32c");
-    std::fs::write(store.job_path(&id), serde_json::to_vec(&file).unwrap()).unwrap();
+    let planted = serde_json::to_vec(&file).unwrap();
+    std::fs::write(store.job_path(&id), &planted).unwrap();
+    (id, planted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_file_from_before_the_floor_keeps_its_version_and_is_not_met_again() {
+    let root = tempfile::tempdir().unwrap();
+    let store = FileJobStore::open(root.path()).unwrap();
+    // Made by this build, then rewritten at version 7 with no floor file and no envelope
+    // checksum, as a build from before the floor leaves a job that was updated six times.
+    let (id, _) = plant_older_build_job(&store, "old", 7).await;
     assert!(!floor_path(&store).exists());
     let store = FileJobStore::open(root.path()).unwrap();
     assert_eq!(store.get(&id).await.unwrap().unwrap().version, 7);
@@ -113,21 +122,10 @@ async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
 async fn an_update_of_a_job_at_the_highest_version_is_refused_not_wrapped() {
     let root = tempfile::tempdir().unwrap();
     let store = FileJobStore::open(root.path()).unwrap();
-    let id = JobId::new("top").unwrap();
-    store
-        .put(&id, None, &json!({"n": 1}))
-        .await
-        .unwrap()
-        .unwrap();
     // An older build's file (no envelope checksum, so its version is read as it stands) at
     // the last version there is: an update has no next version to give, and must neither
     // panic nor wrap to 0, which would reuse a version under the id.
-    let mut file: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.job_path(&id)).unwrap()).unwrap();
-    file["version"] = u64::MAX.into();
-    file.as_object_mut().unwrap().remove("envelope_crc32c");
-    let planted = serde_json::to_vec(&file).unwrap();
-    std::fs::write(store.job_path(&id), &planted).unwrap();
+    let (id, planted) = plant_older_build_job(&store, "top", u64::MAX).await;
 
     let err = store
         .put(&id, Some(u64::MAX), &json!({"n": 2}))

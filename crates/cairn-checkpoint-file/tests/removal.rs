@@ -26,17 +26,7 @@ async fn completed(factory: &dyn CheckpointerFactory, name: &str) {
 
 /// The hidden removal folders in `runs/`.
 fn leftovers(root: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("runs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with(".remove-"))
-        })
-        .collect();
-    found.sort();
-    found
+    common::in_runs_starting_with(root, ".remove-")
 }
 
 async fn listed(factory: &dyn CheckpointerFactory) -> Vec<String> {

@@ -248,17 +248,28 @@ async fn a_value_whose_checksum_fails_raises_the_floor_by_the_unread_step() {
     assert_eq!(again, Ok(cairn_checkpoint::UNREAD_VERSION_STEP + 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
-    let harness = SledJobs::new();
+/// Opens a job store in `harness`, adds `gone` and `kept` and deletes `gone` at version 1
+/// (which writes the version floor); returns the store, both ids and its versions tree.
+async fn one_kept_one_gone(harness: &SledJobs) -> (SledJobStore, JobId, JobId, sled::Tree) {
     let store = SledJobStore::open(harness.path()).expect("the sled database opens");
     let (gone, kept) = (JobId::new("gone").unwrap(), JobId::new("kept").unwrap());
-    let doc = serde_json::json!({});
     for id in [&gone, &kept] {
-        store.put(id, None, &doc).await.unwrap().unwrap();
+        store
+            .put(id, None, &serde_json::json!({}))
+            .await
+            .unwrap()
+            .unwrap();
     }
     store.delete(&gone, 1).await.unwrap().unwrap();
     let versions = store.db().open_tree(JOB_VERSIONS_TREE).unwrap();
+    (store, gone, kept, versions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
+    let harness = SledJobs::new();
+    let (store, gone, kept, versions) = one_kept_one_gone(&harness).await;
+    let doc = serde_json::json!({});
     let newer = layout::seal(
         &serde_json::to_vec(&serde_json::json!({"format_version": 2, "floors": {}})).unwrap(),
     );
@@ -285,14 +296,8 @@ async fn a_version_floor_a_newer_build_wrote_is_left_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_version_floor_is_left_in_place_and_refuses_creates_and_deletes() {
     let harness = SledJobs::new();
-    let store = SledJobStore::open(harness.path()).expect("the sled database opens");
-    let (gone, kept) = (JobId::new("gone").unwrap(), JobId::new("kept").unwrap());
+    let (store, gone, kept, versions) = one_kept_one_gone(&harness).await;
     let doc = serde_json::json!({});
-    for id in [&gone, &kept] {
-        store.put(id, None, &doc).await.unwrap().unwrap();
-    }
-    store.delete(&gone, 1).await.unwrap().unwrap();
-    let versions = store.db().open_tree(JOB_VERSIONS_TREE).unwrap();
     let mut floor = versions.get(b"floor").unwrap().expect("the floor").to_vec();
     let last = floor.len() - 2;
     floor[last] ^= 0x01;

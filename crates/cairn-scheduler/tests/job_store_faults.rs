@@ -5,22 +5,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyJobStore};
-use cairn_checkpoint::{JobAuditAction, JobId, MemoryJobStore};
-use cairn_scheduler::{Error, JobStatus, NewJob, Schedule, SchedulerConfig};
-use common::{NEW_YEAR_2026, Rig, every_minute, id};
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
+use cairn_checkpoint::{JobAuditAction, JobId};
+use cairn_scheduler::{Error, JobStatus, NewJob, Schedule};
+use common::{NEW_YEAR_2026, Rig, every_minute, faulty_rig, id};
 
 const BOTH: [FaultTiming; 2] = [FaultTiming::Before, FaultTiming::After];
-
-/// A rig over a fault-wrapped memory store, with the plan.
-fn faulty_rig() -> (Rig, FaultPlan) {
-    let plan = FaultPlan::new();
-    let store = FaultyJobStore::new(MemoryJobStore::new(), plan.clone());
-    (Rig::over(Arc::new(store), SchedulerConfig::default()), plan)
-}
 
 /// Whether `err` is the store error of `op`'s injected fault, naming `job` when given.
 fn is_injected(err: &Error, op: FaultOp, job: Option<&JobId>) -> bool {
@@ -41,9 +33,17 @@ fn is_unaudited(err: &Error, job: &JobId, action: JobAuditAction) -> bool {
     )
 }
 
+/// The actions of the job's audit log, in the order the log gives them.
 async fn actions(rig: &Rig, job: &JobId) -> Vec<JobAuditAction> {
     let log = rig.scheduler.jobs().audit_log(job).await.unwrap();
     log.into_iter().map(|record| record.action).collect()
+}
+
+/// Adds `new` through the scheduler's jobs and returns its id.
+async fn add_job(rig: &Rig, new: NewJob) -> JobId {
+    let job = new.id.clone();
+    rig.scheduler.jobs().add(new).await.unwrap();
+    job
 }
 
 /// Moves the clock to the job's next run and ticks, failing the next call of `op`.
@@ -54,8 +54,7 @@ async fn tick_due_failing(
     op: FaultOp,
     at: FaultTiming,
 ) -> Error {
-    let due = rig.scheduler.jobs().show(job).await.unwrap().next_run_at;
-    rig.clock.set(due.expect("the job has a next run"));
+    rig.clock.set(rig.next_due(job).await);
     plan.fail_next(op, at);
     let err = rig.scheduler.tick().await.unwrap_err();
     assert_eq!(plan.fired().last().map(|fired| fired.0), Some(op));
@@ -66,12 +65,7 @@ async fn tick_due_failing(
 async fn a_failed_listing_runs_nothing_and_the_next_tick_runs_the_job_once() {
     for timing in BOTH {
         let (rig, plan) = faulty_rig();
-        let job = id("listed");
-        rig.scheduler
-            .jobs()
-            .add(every_minute("listed"))
-            .await
-            .unwrap();
+        let job = add_job(&rig, every_minute("listed")).await;
         let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobListing, timing).await;
         assert!(is_injected(&err, FaultOp::JobListing, None), "{err:?}");
         assert_eq!(rig.runner.runs(), 0);
@@ -87,12 +81,7 @@ async fn a_claim_that_failed_before_runs_nothing_and_the_next_tick_runs_it_once(
     // The claim reads the job (get), then writes it (put): each can fail.
     for op in [FaultOp::JobGet, FaultOp::JobPut] {
         let (rig, plan) = faulty_rig();
-        let job = id("claimed");
-        rig.scheduler
-            .jobs()
-            .add(every_minute("claimed"))
-            .await
-            .unwrap();
+        let job = add_job(&rig, every_minute("claimed")).await;
         let err = tick_due_failing(&rig, &plan, &job, op, FaultTiming::Before).await;
         assert!(is_injected(&err, op, Some(&job)), "{op}: {err:?}");
         assert_eq!(rig.runner.runs(), 0, "{op}");
@@ -104,12 +93,7 @@ async fn a_claim_that_failed_before_runs_nothing_and_the_next_tick_runs_it_once(
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_never_runs_its_tick_twice() {
     let (rig, plan) = faulty_rig();
-    let job = id("claimed");
-    rig.scheduler
-        .jobs()
-        .add(every_minute("claimed"))
-        .await
-        .unwrap();
+    let job = add_job(&rig, every_minute("claimed")).await;
     let before = rig.scheduler.jobs().show(&job).await.unwrap();
     let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobPut, FaultTiming::After).await;
     assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
@@ -129,22 +113,9 @@ async fn a_failed_save_after_a_failed_run_is_an_error_naming_the_job() {
     for timing in BOTH {
         let (rig, plan) = faulty_rig();
         rig.runner.set_failing(true);
-        let job = id("saved");
-        rig.scheduler
-            .jobs()
-            .add(every_minute("saved"))
-            .await
-            .unwrap();
+        let job = add_job(&rig, every_minute("saved")).await;
         // The claim is put 2 (after the add); the record of the outcome is put 3.
-        let due = rig
-            .scheduler
-            .jobs()
-            .show(&job)
-            .await
-            .unwrap()
-            .next_run_at
-            .unwrap();
-        rig.clock.set(due);
+        rig.clock.set(rig.next_due(&job).await);
         plan.fail_nth(FaultOp::JobPut, 3, timing);
         let err = rig.scheduler.tick().await.unwrap_err();
         assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
@@ -166,21 +137,8 @@ async fn a_failed_save_after_a_failed_run_is_an_error_naming_the_job() {
 async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
     let (rig, plan) = faulty_rig();
     rig.runner.set_failing(true);
-    let job = id("tripping");
-    rig.scheduler
-        .jobs()
-        .add(every_minute("tripping").max_consecutive_errors(1))
-        .await
-        .unwrap();
-    let due = rig
-        .scheduler
-        .jobs()
-        .show(&job)
-        .await
-        .unwrap()
-        .next_run_at
-        .unwrap();
-    rig.clock.set(due);
+    let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
+    rig.clock.set(rig.next_due(&job).await);
     plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
     let err = rig.scheduler.tick().await.unwrap_err();
     assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
@@ -205,12 +163,7 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
     for timing in BOTH {
         let (rig, plan) = faulty_rig();
         rig.runner.set_failing(true);
-        let job = id("tripping");
-        rig.scheduler
-            .jobs()
-            .add(every_minute("tripping").max_consecutive_errors(1))
-            .await
-            .unwrap();
+        let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
         let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
         // Not a plain store error: the trip stands, only its record may be missing.
         assert!(
@@ -234,14 +187,9 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
 
 /// A one-shot job with `delete_after_run`, due now.
 async fn add_once_and_gone(rig: &Rig) -> JobId {
-    let job = id("once-and-gone");
     let at = NEW_YEAR_2026.plus_millis(10_000);
-    rig.scheduler
-        .jobs()
-        .add(NewJob::new(job.clone(), "once", Schedule::once(at), "wf.toml").delete_after_run(true))
-        .await
-        .unwrap();
-    job
+    let once = NewJob::new(id("once-and-gone"), "once", Schedule::once(at), "wf.toml");
+    add_job(rig, once.delete_after_run(true)).await
 }
 
 #[tokio::test]
@@ -273,15 +221,7 @@ async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
     let (rig, plan) = faulty_rig();
     let job = add_once_and_gone(&rig).await;
     // The add's `Created` is append 1; the run's records follow.
-    let due = rig
-        .scheduler
-        .jobs()
-        .show(&job)
-        .await
-        .unwrap()
-        .next_run_at
-        .unwrap();
-    rig.clock.set(due);
+    rig.clock.set(rig.next_due(&job).await);
     let appends = plan.calls(FaultOp::JobAppendAudit);
     // Fail every append the run's bookkeeping makes after the first one.
     for nth in appends + 2..appends + 5 {
@@ -301,12 +241,7 @@ async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
 async fn a_forced_revive_whose_audit_failed_says_that_the_job_was_revived() {
     let (rig, plan) = faulty_rig();
     rig.runner.set_failing(true);
-    let job = id("revived");
-    rig.scheduler
-        .jobs()
-        .add(every_minute("revived").max_consecutive_errors(1))
-        .await
-        .unwrap();
+    let job = add_job(&rig, every_minute("revived").max_consecutive_errors(1)).await;
     rig.tick_when_due(&job).await;
     assert_eq!(
         rig.scheduler.jobs().show(&job).await.unwrap().status,

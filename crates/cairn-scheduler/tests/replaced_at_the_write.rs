@@ -105,15 +105,7 @@ async fn a_job_replaced_after_the_last_look_before_its_claim_is_not_claimed_or_r
     let (rig, store) = rig(1, false);
     let job = id("j");
     rig.scheduler.jobs().add(every_minute("j")).await.unwrap();
-    let due = rig
-        .scheduler
-        .jobs()
-        .show(&job)
-        .await
-        .unwrap()
-        .next_run_at
-        .unwrap();
-    store.hooks.clock.set(due);
+    store.hooks.clock.set(rig.next_due(&job).await);
     let report = rig.tick_when_due(&job).await;
     // The claim used to land on the new job: the old definition overwrote it and ran.
     the_new_job_is_untouched(&rig, &job, JobStatus::Active).await;
@@ -129,15 +121,7 @@ async fn a_job_replaced_after_the_read_of_its_outcomes_recording_keeps_the_new_j
     let job = id("j");
     rig.scheduler.jobs().add(every_minute("j")).await.unwrap();
     rig.runner.set_failing(true);
-    let due = rig
-        .scheduler
-        .jobs()
-        .show(&job)
-        .await
-        .unwrap()
-        .next_run_at
-        .unwrap();
-    store.hooks.clock.set(due);
+    store.hooks.clock.set(rig.next_due(&job).await);
     let report = rig.tick_when_due(&job).await;
     assert_eq!(rig.runner.runs(), 1, "{report:?}");
     assert!(

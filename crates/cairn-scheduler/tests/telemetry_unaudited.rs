@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use cairn_checkpoint::MemoryJobStore;
-use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyJobStore};
-use cairn_scheduler::{Error, JobStatus, SchedulerConfig};
-use common::{Rig, every_minute, id};
+use cairn_checkpoint::fault::{FaultOp, FaultTiming};
+use cairn_scheduler::{Error, JobStatus};
+use common::{every_minute, faulty_rig, id};
 
 #[test]
 fn a_trip_and_a_revive_whose_records_failed_are_still_emitted() {
@@ -22,9 +19,7 @@ fn a_trip_and_a_revive_whose_records_failed_are_still_emitted() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let plan = FaultPlan::new();
-        let store = FaultyJobStore::new(MemoryJobStore::new(), plan.clone());
-        let rig = Rig::over(Arc::new(store), SchedulerConfig::default());
+        let (rig, plan) = faulty_rig();
         rig.runner.set_failing(true);
         let job = id("observed");
         rig.scheduler
@@ -32,8 +27,7 @@ fn a_trip_and_a_revive_whose_records_failed_are_still_emitted() {
             .add(every_minute("observed").max_consecutive_errors(1))
             .await
             .unwrap();
-        let due = rig.scheduler.jobs().show(&job).await.unwrap().next_run_at;
-        rig.clock.set(due.unwrap());
+        rig.clock.set(rig.next_due(&job).await);
         plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
         let err = rig.scheduler.tick().await.unwrap_err();
         assert!(matches!(err, Error::Unaudited { .. }), "{err:?}");

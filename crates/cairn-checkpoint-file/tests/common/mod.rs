@@ -25,6 +25,21 @@ pub const FILE_MAGIC: &[u8; 8] = b"CAIRNJNL";
 /// A batch header's first bytes.
 pub const BATCH_MAGIC: &[u8; 4] = b"CJBT";
 
+/// The entries of `root`'s `runs/` whose names start with `prefix`, sorted.
+pub fn in_runs_starting_with(root: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Metadata for a run named `id` (workflow `wf`, scope `scope`, created at 1).
 pub fn meta(id: &str) -> RunMeta {
     RunMeta::new(

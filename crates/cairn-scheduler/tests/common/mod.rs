@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cairn_checkpoint::fault::{FaultPlan, FaultyJobStore};
 use cairn_checkpoint::{
     JobAuditRecord, JobId, JobListing, JobStore, MemoryJobStore, StoredJob, VersionConflict,
 };
@@ -103,13 +104,24 @@ impl Rig {
         }
     }
 
+    /// The stored job's `next_run_at`, which it must have.
+    pub async fn next_due(&self, id: &JobId) -> Timestamp {
+        let job = self.scheduler.jobs().show(id).await.expect("show");
+        job.next_run_at.expect("the job has a next run")
+    }
+
     /// Moves the clock to the job's `next_run_at` and ticks once.
     pub async fn tick_when_due(&self, id: &JobId) -> cairn_scheduler::TickReport {
-        let job = self.scheduler.jobs().show(id).await.expect("show");
-        let due = job.next_run_at.expect("the job has a next run");
-        self.clock.set(due);
+        self.clock.set(self.next_due(id).await);
         self.scheduler.tick().await.expect("tick")
     }
+}
+
+/// A rig over a fault-wrapped memory store, with the plan.
+pub fn faulty_rig() -> (Rig, FaultPlan) {
+    let plan = FaultPlan::new();
+    let store = FaultyJobStore::new(MemoryJobStore::new(), plan.clone());
+    (Rig::over(Arc::new(store), SchedulerConfig::default()), plan)
 }
 
 pub fn id(text: &str) -> JobId {
