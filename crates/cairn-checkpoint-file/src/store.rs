@@ -1449,28 +1449,18 @@ impl Store {
             Err(ReadFailure::Other(err)) => return Err(err),
         };
         let scan = journal::scan(&bytes);
+        match refuse_journal_ending(run_id, &scan.ending) {
+            Ok(()) => {}
+            Err(ReadFailure::Bad(problem)) => return Err(bad(problem)),
+            Err(ReadFailure::Other(err)) => return Err(err),
+        }
         let torn_tail = match &scan.ending {
-            Ending::Clean { .. } => None,
             // The records before it are what `open` keeps once it has cut it.
             Ending::Torn { offset, bytes, .. } => Some(TornTail {
                 offset: *offset,
                 bytes: *bytes,
             }),
-            Ending::Unsupported { version } => {
-                return Err(bad(StateProblem::Version {
-                    file: JOURNAL_FILE,
-                    found: *version,
-                    expected: journal::FORMAT_VERSION,
-                }));
-            }
-            Ending::Corrupt { offset, detail } => {
-                return Err(Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: JOURNAL_FILE.to_owned(),
-                    offset: *offset,
-                    detail: detail.clone(),
-                });
-            }
+            _ => None,
         };
         let decoded = decode_records(&scan, &bytes);
         let (events, _) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
@@ -1542,25 +1532,7 @@ impl Store {
 
         // Refusals come before anything is written: a journal holding a newer build's event
         // is left exactly as it is, its torn tail (if any) and preallocated zeros included.
-        match &scan.ending {
-            Ending::Unsupported { version } => {
-                return Err(ReadFailure::Bad(StateProblem::Version {
-                    file: JOURNAL_FILE,
-                    found: *version,
-                    expected: journal::FORMAT_VERSION,
-                }));
-            }
-            Ending::Corrupt { offset, detail } => {
-                return Err(Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: JOURNAL_FILE.to_owned(),
-                    offset: *offset,
-                    detail: detail.clone(),
-                }
-                .into());
-            }
-            Ending::Clean { .. } | Ending::Torn { .. } => {}
-        }
+        refuse_journal_ending(run_id, &scan.ending)?;
         let (events, expected) = events_after_snapshot(run_id, covers_seq, &scan, decoded)?;
 
         let mut torn_tail = None;
@@ -1951,6 +1923,26 @@ impl ReadFailure {
             }
             other => other,
         }
+    }
+}
+
+/// The refusal a journal's scan ending calls for: an unsupported format version (bad state)
+/// or corruption; a clean end or a torn tail is read on.
+fn refuse_journal_ending(run_id: &RunId, ending: &Ending) -> Result<(), ReadFailure> {
+    match ending {
+        Ending::Unsupported { version } => Err(ReadFailure::Bad(StateProblem::Version {
+            file: JOURNAL_FILE,
+            found: *version,
+            expected: journal::FORMAT_VERSION,
+        })),
+        Ending::Corrupt { offset, detail } => Err(Error::Corruption {
+            run_id: run_id.clone(),
+            file: JOURNAL_FILE.to_owned(),
+            offset: *offset,
+            detail: detail.clone(),
+        }
+        .into()),
+        Ending::Clean { .. } | Ending::Torn { .. } => Ok(()),
     }
 }
 

@@ -222,7 +222,16 @@ mod tests {
     use crate::SledFactory;
     use crate::unit_fixtures::{event, meta};
 
-    async fn failed_flush_poisons(durability: Durability) {
+    /// A factory over a fresh database with two runs begun in it: two writers sharing one
+    /// handle, and so its flushes.
+    async fn two_writers(
+        durability: Durability,
+    ) -> (
+        tempfile::TempDir,
+        SledFactory,
+        Box<dyn cairn_checkpoint::Checkpointer>,
+        Box<dyn cairn_checkpoint::Checkpointer>,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let factory = SledFactory::builder()
             .path(dir.path().join("db"))
@@ -231,6 +240,11 @@ mod tests {
             .expect("build");
         let first = factory.begin(meta("first")).await.expect("begin");
         let second = factory.begin(meta("second")).await.expect("begin");
+        (dir, factory, first, second)
+    }
+
+    async fn failed_flush_poisons(durability: Durability) {
+        let (_dir, factory, first, second) = two_writers(durability).await;
         first.append(&[event(0)]).await.expect("a healthy append");
 
         factory.shared.fail_next_flush.store(true, Ordering::SeqCst);
@@ -252,14 +266,7 @@ mod tests {
 
     /// A failed flush whose caller was dropped while it ran on the blocking pool.
     async fn dropped_failed_flush_poisons(durability: Durability) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let factory = SledFactory::builder()
-            .path(dir.path().join("db"))
-            .durability(durability)
-            .build()
-            .expect("build");
-        let first = factory.begin(meta("first")).await.expect("begin");
-        let second = factory.begin(meta("second")).await.expect("begin");
+        let (_dir, factory, first, second) = two_writers(durability).await;
         let shared = &factory.shared;
         let finished = shared.flushes_finished.load(Ordering::SeqCst);
 
