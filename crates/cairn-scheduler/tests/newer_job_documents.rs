@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use cairn_checkpoint::{JobStore, LeftOutPlace, MemoryJobStore};
+use cairn_checkpoint::{JobId, JobStore, LeftOutPlace, MemoryJobStore};
 use cairn_checkpoint_file::FileJobStore;
 use cairn_checkpoint_sled::SledJobStore;
 use cairn_scheduler::{Error, JOB_FORMAT_VERSION, JobStatus, SchedulerConfig};
@@ -122,18 +122,7 @@ async fn a_job_document_of_a_newer_format_version_is_refused_and_left_as_it_is()
         assert!(listed.unreadable.is_empty(), "{store}: {listed:?}");
         assert_eq!(listed.newer.len(), 1, "{store}: {listed:?}");
         assert_eq!(listed.newer[0].id.as_ref(), Some(&job), "{store}");
-        for refused in [
-            rig.scheduler.jobs().show(&job).await.map(|_| ()),
-            rig.scheduler.jobs().pause(&job).await.map(|_| ()),
-            rig.scheduler.jobs().resume(&job, true).await.map(|_| ()),
-            rig.scheduler.jobs().delete(&job).await.map(|_| ()),
-            // The operator's way out for an unreadable document must not delete it either.
-            rig.scheduler
-                .jobs()
-                .delete_unreadable(&job)
-                .await
-                .map(|_| ()),
-        ] {
+        for refused in operator_calls(&rig, &job, Revive::Too).await {
             assert!(
                 matches!(refused, Err(Error::NewerFormat { .. })),
                 "{store}: {refused:?}"
@@ -174,16 +163,7 @@ async fn a_job_the_store_leaves_for_a_newer_build_is_never_run_or_changed() {
         report.left_out[0].place,
         LeftOutPlace::NewerFormat { .. }
     ));
-    for refused in [
-        rig.scheduler.jobs().show(&job).await.map(|_| ()),
-        rig.scheduler.jobs().pause(&job).await.map(|_| ()),
-        rig.scheduler.jobs().delete(&job).await.map(|_| ()),
-        rig.scheduler
-            .jobs()
-            .delete_unreadable(&job)
-            .await
-            .map(|_| ()),
-    ] {
+    for refused in operator_calls(&rig, &job, Revive::No).await {
         assert!(
             matches!(refused, Err(Error::NewerFormat { .. })),
             "{refused:?}"
@@ -225,4 +205,27 @@ fn a_job_reads_back_with_the_fields_it_does_not_know() {
     })
     .unwrap();
     assert_eq!(job.to_document(), document, "re-encoded whole");
+}
+
+/// Whether [`operator_calls`] also tries a forced resume.
+#[derive(PartialEq)]
+enum Revive {
+    Too,
+    No,
+}
+
+/// What each operator call on `job` returned: show, pause, (a forced resume), delete, and
+/// the way out for an unreadable document, which must not delete a newer one either.
+async fn operator_calls(rig: &Rig, job: &JobId, revive: Revive) -> Vec<Result<(), Error>> {
+    let jobs = rig.scheduler.jobs();
+    let mut results = vec![
+        jobs.show(job).await.map(|_| ()),
+        jobs.pause(job).await.map(|_| ()),
+    ];
+    if revive == Revive::Too {
+        results.push(jobs.resume(job, true).await.map(|_| ()));
+    }
+    results.push(jobs.delete(job).await.map(|_| ()));
+    results.push(jobs.delete_unreadable(job).await.map(|_| ()));
+    results
 }
