@@ -212,6 +212,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
                         | cairn_runs::Error::NotResumable { .. }
                         | cairn_runs::Error::AlreadyTerminal { .. }
                         | cairn_runs::Error::StillRunning { .. }
+                        | cairn_runs::Error::HeldByWriter { .. }
                         | cairn_runs::Error::ClaimedDuringAbandon { .. }
                         | cairn_runs::Error::OwnerAlive { .. }
                         | cairn_runs::Error::ApprovalMismatch { .. }

@@ -72,6 +72,20 @@ pub enum Error {
         /// The owner the claim recorded, when the store recorded one.
         claimer: Option<Owner>,
     },
+    /// The run is `failed` or `paused`, so it could be resumed, but a live writer still holds
+    /// its lock (the process that paused or failed it has not let go of it yet). Nothing was
+    /// claimed; resume it once that process has let go.
+    #[error(
+        "run {run_id} is {current}, but a live writer still holds it ({holder}); resume it once that process has let go of the run"
+    )]
+    HeldByWriter {
+        /// The run.
+        run_id: RunId,
+        /// Its status, which allows a resume.
+        current: RunStatus,
+        /// Who holds the run's writer lock, as the store names the holder.
+        holder: String,
+    },
     /// No run has this id.
     #[error("no run {run_id}")]
     NotFound {

@@ -251,6 +251,8 @@ impl ResumePolicy {
     /// - `Error::ApprovalMismatch` when it names a run of another workflow or scope.
     /// - `Error::NotResumable` when the approved run is already `running` (approved twice)
     ///   or terminal.
+    /// - `Error::HeldByWriter` when the approved run is `paused` or `failed` but a live
+    ///   writer still holds it.
     /// - `Error::Storage` when the store fails.
     ///
     /// # Examples
@@ -323,6 +325,8 @@ impl ResumePolicy {
     /// - `Error::NotFound` for an unknown run.
     /// - `Error::NotResumable` when the run is `running` (another resumer won, or it is being
     ///   driven), `completed` or `cancelled`.
+    /// - `Error::HeldByWriter` when it is `failed` or `paused` but the process that failed or
+    ///   paused it still holds its writer lock; nothing is claimed.
     /// - `Error::Storage` when the store fails (also when the `ResumedById` record cannot be
     ///   written after the claim; the run is then `running` without a driver, which the next
     ///   request recovers as interrupted, and that recovery finishes this resume).
@@ -383,6 +387,11 @@ impl ResumePolicy {
                     requested_input: None,
                 })
             }
+            Claim::Held { current, holder } => Err(Error::HeldByWriter {
+                run_id: run_id.clone(),
+                current,
+                holder,
+            }),
             Claim::Refused { current, .. } => Err(Error::NotResumable {
                 run_id: run_id.clone(),
                 current,
@@ -944,6 +953,11 @@ impl ResumePolicy {
                     requested_input: Some(request.input.clone()),
                 }))
             }
+            Claim::Held { current, holder } => Err(Error::HeldByWriter {
+                run_id: run_id.clone(),
+                current,
+                holder,
+            }),
             Claim::Refused {
                 current: RunStatus::Running,
             } if self.factory.is_held(run_id).await? => {
@@ -1004,6 +1018,14 @@ impl ResumePolicy {
                     return Ok(Claim::Won {
                         meta: Box::new(claimed),
                         previous,
+                    });
+                }
+                // A writer that holds the run refuses every claim until it lets go, so
+                // trying again at once would only repeat the refusal.
+                Err(conflict) if conflict.held_by_writer() => {
+                    return Ok(Claim::Held {
+                        current: conflict.current,
+                        holder: conflict.held_by.unwrap_or_default(),
                     });
                 }
                 Err(conflict) => {
@@ -1464,6 +1486,11 @@ enum Claim {
     },
     Refused {
         current: RunStatus,
+    },
+    /// The status allowed the claim, but a live writer holds the run's lock.
+    Held {
+        current: RunStatus,
+        holder: String,
     },
 }
 

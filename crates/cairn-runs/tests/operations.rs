@@ -412,6 +412,73 @@ async fn resume_by_id_refusals(store: Store) {
 }
 on_both_stores!(resume_by_id_refusals);
 
+/// A paused or failed run whose writer has not let go yet: resume by id and an approval say
+/// so (`HeldByWriter`, naming the holder) instead of "cannot be resumed: it is paused", claim
+/// nothing, and the same resume wins once the writer is gone.
+async fn a_run_still_held_by_its_writer_is_refused_as_held(store: Store) {
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let paused_writer = begin(&*store, "h1", "deploy", "prod", "v1", 10).await;
+    let paused_meta = store
+        .compare_and_swap_status(&id("h1"), RunStatus::Running, RunStatus::Paused)
+        .await
+        .expect("the store answers")
+        .expect("the run was running");
+    let failed_writer = begin(&*store, "h2", "deploy", "stage", "v1", 11).await;
+    let failed_meta = failed_writer
+        .fail(&cairn_checkpoint::RunError::new("task_failed", "boom"))
+        .await
+        .expect("fail succeeds");
+
+    for (before, status) in [
+        (&paused_meta, RunStatus::Paused),
+        (&failed_meta, RunStatus::Failed),
+    ] {
+        let err = policy.resume(&before.run_id).await.unwrap_err();
+        let Error::HeldByWriter {
+            run_id,
+            current,
+            holder,
+        } = &err
+        else {
+            panic!("expected HeldByWriter, got {err:?}");
+        };
+        assert_eq!((run_id, *current), (&before.run_id, status));
+        assert!(!holder.is_empty(), "the holder is named: {err}");
+        assert!(
+            err.to_string().contains("live writer still holds it"),
+            "{err}"
+        );
+        // Nothing was claimed: same status, same epoch.
+        assert_eq!(&meta(&*store, &before.run_id).await, before);
+    }
+    let err = policy
+        .decide(&RunRequest::new("deploy", "prod", "").approve(paused_meta.run_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::HeldByWriter {
+                current: RunStatus::Paused,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(meta(&*store, &paused_meta.run_id).await, paused_meta);
+
+    drop(paused_writer);
+    drop(failed_writer);
+    for before in [&paused_meta, &failed_meta] {
+        let resumed = policy
+            .resume(&before.run_id)
+            .await
+            .expect("the writer let go");
+        assert_eq!(resumed.meta.lease_epoch, before.lease_epoch + 1);
+    }
+}
+on_both_stores!(a_run_still_held_by_its_writer_is_refused_as_held);
+
 /// Acceptance 6: abandon of a completed or a cancelled run is the typed already-terminal
 /// error, and changes nothing.
 async fn abandon_terminal_runs_is_already_terminal(store: Store) {
