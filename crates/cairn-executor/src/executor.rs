@@ -18,7 +18,7 @@ use crate::config::ExecutorConfig;
 use crate::drive::{Clock, Drive, ResumeInfo, panic_message};
 use crate::error::{Error, Result};
 use crate::handler::Registry;
-use crate::outcome::{Disposition, RunReport, RunStop, classify};
+use crate::outcome::{CancelCause, Disposition, RunReport, RunStop, classify};
 use crate::plan::{RunPlan, RunSignals, Start, describe_task};
 use crate::take_over::{TakenOver, take_over};
 
@@ -484,9 +484,13 @@ impl Executor {
                 tracing::error!(target: names::DETAIL_TARGET, run_id = %run_id, panic = %message, "executor panicked while driving the run");
                 Some(RunStop::Panicked(message))
             }
-            Err(_) => Some(RunStop::Panicked(
-                "the drive task was cancelled by the runtime".to_owned(),
-            )),
+            // Only the runtime shutting down cancels the drive task (its handle is never
+            // aborted while it is awaited here): the host is going away, as on a shutdown
+            // signal, so the run is left for a later start to resume.
+            Err(_) => {
+                tracing::warn!(target: names::DETAIL_TARGET, run_id = %run_id, "the runtime shut down under the run; leaving it running to be resumed");
+                Some(RunStop::Cancelled(CancelCause::Shutdown))
+            }
         };
         let final_counts = counts.lock().map(|c| *c).unwrap_or_default();
         self.finalize(

@@ -1320,3 +1320,70 @@ async fn a_plans_retry_backoff_replaces_the_executors_for_its_run() {
     let default = first_backoff_ms(RunPlan::new("wf", "default")).await;
     assert!((50..=100).contains(&default), "{default} ms");
 }
+
+/// A runtime shut down under a run cancels its drive task. That is the host going away, not a
+/// bug: the run is left `running` for a later start to resume, never failed as an executor
+/// panic (a failed run would wait for a person instead of resuming).
+#[test]
+fn a_runtime_shutdown_under_the_drive_leaves_the_run_running() {
+    let factory = MemoryFactory::new();
+    let driving = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let registry = Registry::new().with(
+        "hang",
+        handler_fn(move |_ctx| {
+            let started = started_tx.clone();
+            async move {
+                started.send(()).expect("the test waits for this");
+                std::future::pending::<()>().await;
+                Ok::<_, TaskFailure>(Finish::Complete(Handoff::default()))
+            }
+        }),
+    );
+    let run = executor(&factory, registry, ExecutorConfig::default());
+    let spawn_on = driving.handle().clone();
+    // The run is awaited on a runtime of its own, and spawns its drive on `driving`, so
+    // that `driving` can be shut down while the run's own future goes on.
+    let awaiting = std::thread::spawn(move || {
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        outer.block_on(async move {
+            let _spawns_go_to_driving = spawn_on.enter();
+            run.run(
+                RunPlan::new("wf", "s").phase(one_task("hang")),
+                Start::Fresh,
+                RunSignals::default(),
+            )
+            .await
+        })
+    });
+    started_rx.recv().expect("the task starts");
+    drop(driving);
+    let report = awaiting
+        .join()
+        .expect("no panic")
+        .expect("the run is finalized");
+    assert_eq!(report.disposition, Disposition::LeaveRunning, "{report:?}");
+    assert!(
+        matches!(
+            report.stop,
+            Some(RunStop::Cancelled(cairn_executor::CancelCause::Shutdown))
+        ),
+        "{:?}",
+        report.stop
+    );
+    let outer = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let listed = outer
+        .block_on(factory.list(&cairn_checkpoint::RunFilter::default()))
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, RunStatus::Running, "left for a resume");
+}
