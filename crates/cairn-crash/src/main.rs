@@ -283,10 +283,11 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         PowerLossTotals::default()
     };
     eprintln!(
-        "crash-test: power loss: {} states from {} workloads ({} of them page subsets of the last write; {} torn tails cut, {} before begin, {} stopped with Corruption, each a violation) in {:.1}s",
+        "crash-test: power loss: {} states from {} workloads ({} of them page subsets of the last write, {} with unsynced size changes kept; {} torn tails cut, {} before begin, {} stopped with Corruption, each a violation) in {:.1}s",
         power.states,
         power.workloads,
         power.page_subset_states,
+        power.resized_states,
         power.torn_tails_cut,
         power.before_begin,
         power.corruption_stops,
