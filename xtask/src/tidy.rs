@@ -52,6 +52,11 @@ const GLOBAL_SUBSCRIBER_CALLS: &[&str] = &[
     "cairn_telemetry::init(",
 ];
 
+/// `SubscriberInitExt::init`, the usual way to install a subscriber built with
+/// tracing-subscriber (`tracing_subscriber::fmt().init()`, `registry().with(..).init()`).
+/// The name is common, so it counts only in files that name tracing-subscriber.
+const SUBSCRIBER_INIT: &str = ".init()";
+
 /// Runs every check and returns the violations found (empty when tidy).
 pub(crate) fn check(root: &Path) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
@@ -120,10 +125,22 @@ fn check_file_headers(root: &Path, files: &[PathBuf], problems: &mut Vec<String>
 fn check_no_ignored_tests(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) {
     // Built from parts so this file does not match itself.
     let needle = format!("#[{}", "ignore");
+    let conditional = format!("{}(", "cfg_attr");
     for file in files {
         let text = fs::read_to_string(file).unwrap_or_default();
         for (n, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with(&needle) {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            // `#[test] #[ignore]` on one line, and `#[cfg_attr(.., ignore)]`, ignore a test
+            // as surely as an attribute line of its own.
+            let ignored = code.contains(&needle)
+                || (code.contains(&conditional)
+                    && code
+                        .split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(|word| word == "ignore"));
+            if ignored {
                 problems.push(format!(
                     "{}:{}: ignored test left behind; fix it or delete it",
                     relative(root, file),
@@ -308,7 +325,10 @@ fn check_no_global_subscriber_in_libraries(root: &Path, problems: &mut Vec<Strin
                 continue;
             }
             let text = fs::read_to_string(&file).unwrap_or_default();
-            for call in GLOBAL_SUBSCRIBER_CALLS {
+            let names_subscriber_crate =
+                text.contains("tracing_subscriber") || text.contains("SubscriberInitExt");
+            let init = names_subscriber_crate.then_some(SUBSCRIBER_INIT);
+            for call in GLOBAL_SUBSCRIBER_CALLS.iter().copied().chain(init) {
                 if text.contains(call) {
                     problems.push(format!(
                         "{rel}: library code installs a global tracing subscriber (`{call}`); only binaries may"
@@ -383,11 +403,207 @@ mod tests {
         );
     }
 
+    /// An empty scratch folder of its own for one test (xtask is std-only: no tempfile).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cairn-tidy-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Writes `text` at `root/rel`, creating its folders.
+    fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The ignored-test rule fires on every way of ignoring a test, and not on a comment.
+    #[test]
+    fn ignore_rule_detects_every_form_of_an_ignored_test() {
+        let dir = scratch("ignore");
+        // Built from parts so this file does not match itself.
+        let ignore = format!("#[{}]", "ignore");
+        let own_line = write(
+            &dir,
+            "a.rs",
+            &format!("//! A.\n#[test]\n{ignore}\nfn a() {{}}\n"),
+        );
+        let same_line = write(
+            &dir,
+            "b.rs",
+            &format!("//! B.\n#[test] {ignore}\nfn b() {{}}\n"),
+        );
+        let reasoned = write(
+            &dir,
+            "c.rs",
+            &format!("//! C.\n#[test]\n#[{} = \"slow\"]\nfn c() {{}}\n", "ignore"),
+        );
+        let conditional = write(
+            &dir,
+            "d.rs",
+            &format!(
+                "//! D.\n#[test]\n#[{}(miri, ignore)]\nfn d() {{}}\n",
+                "cfg_attr"
+            ),
+        );
+        let comment = write(
+            &dir,
+            "e.rs",
+            &format!("//! E.\n// never {ignore} a test\n#[test]\nfn e() {{}}\n"),
+        );
+        let mut problems = Vec::new();
+        check_no_ignored_tests(
+            &dir,
+            &[own_line, same_line, reasoned, conditional, comment],
+            &mut problems,
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        let flagged: Vec<&str> = problems.iter().map(|p| &p[..4]).collect();
+        assert_eq!(flagged, ["a.rs", "b.rs", "c.rs", "d.rs"], "{problems:?}");
+    }
+
+    /// The crate-folder rule fires on a folder named unlike its crate and on a crate the
+    /// codemap does not name.
+    #[test]
+    fn crate_folder_rule_detects_a_misnamed_folder_and_a_missing_codemap_entry() {
+        let dir = scratch("folders");
+        write(
+            &dir,
+            "docs/ARCHITECTURE.md",
+            "- `cairn-queue`: the queue.\n",
+        );
+        let metadata = json::parse(&format!(
+            r#"{{
+              "workspace_members": ["q", "x"],
+              "packages": [
+                {{"id": "q", "name": "cairn-queue", "manifest_path": "{root}/crates/cairn-queue/Cargo.toml", "dependencies": []}},
+                {{"id": "x", "name": "cairn-extra", "manifest_path": "{root}/crates/extra/Cargo.toml", "dependencies": []}}
+              ]
+            }}"#,
+            root = dir.display()
+        ))
+        .unwrap();
+        let mut problems = Vec::new();
+        check_crate_folders(&dir, &metadata, &mut problems);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("crates/extra: folder name differs"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("no entry naming `cairn-extra`"),
+            "{problems:?}"
+        );
+    }
+
+    /// The executor rule fires on source that names an adapter, tests included.
+    #[test]
+    fn executor_rule_detects_an_adapter_named_in_source() {
+        let dir = scratch("executor");
+        write(
+            &dir,
+            "crates/cairn-executor/src/lib.rs",
+            "//! Executor.\npub fn f() {}\n",
+        );
+        write(
+            &dir,
+            "crates/cairn-executor/tests/flow.rs",
+            &format!("//! Flow.\nuse {}_file::FileFactory;\n", "cairn_checkpoint"),
+        );
+        let metadata = json::parse(
+            r#"{"workspace_members": ["e"], "packages": [
+                {"id": "e", "name": "cairn-executor", "manifest_path": "/w/crates/cairn-executor/Cargo.toml", "dependencies": []}
+            ]}"#,
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        check_executor_names_no_adapter(&dir, &metadata, &mut problems);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "crates/cairn-executor/tests/flow.rs: names adapter crate `cairn-checkpoint-file`"
+            ),
+            "{problems:?}"
+        );
+    }
+
+    /// The subscriber rule fires on every way a library installs a global subscriber, and
+    /// leaves binaries and cairn-telemetry alone.
+    #[test]
+    fn subscriber_rule_detects_libraries_installing_a_global_subscriber() {
+        let dir = scratch("subscriber");
+        let lib = "//! A library.\n";
+        write(&dir, "crates/lib-a/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/lib-a/src/logs.rs",
+            "//! Logs.\nfn f() { tracing_subscriber::fmt().init(); }\n",
+        );
+        write(&dir, "crates/lib-b/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/lib-b/src/logs.rs",
+            "//! Logs.\nuse tracing_subscriber::util::SubscriberInitExt as _;\nfn f() { registry().with(layer).try_init(); }\n",
+        );
+        write(&dir, "crates/lib-c/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/lib-c/src/logs.rs",
+            "//! Logs.\nfn f() { tracing::subscriber::set_global_default(s); }\n",
+        );
+        write(&dir, "crates/lib-d/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/lib-d/src/run.rs",
+            "//! Run.\nfn f() { cairn_telemetry::init(config); }\n",
+        );
+        // Not a subscriber: `.init()` of something else, in a file that names no
+        // tracing-subscriber.
+        write(&dir, "crates/lib-e/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/lib-e/src/cache.rs",
+            "//! Cache.\nfn f() { cache.init(); Cache::new().init(); }\n",
+        );
+        // Binaries and cairn-telemetry may install one.
+        write(&dir, "crates/app/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/app/src/main.rs",
+            "//! App.\nfn main() { cairn_telemetry::init(config); }\n",
+        );
+        write(&dir, "crates/cairn-telemetry/src/lib.rs", lib);
+        write(
+            &dir,
+            "crates/cairn-telemetry/src/init.rs",
+            "//! Init.\nfn f() { tracing::subscriber::set_global_default(s); }\n",
+        );
+        let mut problems = Vec::new();
+        check_no_global_subscriber_in_libraries(&dir, &mut problems);
+        fs::remove_dir_all(&dir).unwrap();
+        problems.sort();
+        let flagged: Vec<&str> = problems.iter().map(|p| &p[..12]).collect();
+        assert_eq!(
+            flagged,
+            [
+                "crates/lib-a",
+                "crates/lib-b",
+                "crates/lib-c",
+                "crates/lib-d"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("`.init()`"), "{problems:?}");
+    }
+
     /// The header rule really fires on a file without `//!`.
     #[test]
     fn header_rule_detects_missing_doc_comment() {
-        let dir = std::env::temp_dir().join(format!("cairn-tidy-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("header");
         let bad = dir.join("bad.rs");
         fs::write(&bad, "fn main() {}\n").unwrap();
         let good = dir.join("good.rs");

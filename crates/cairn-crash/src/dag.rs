@@ -119,7 +119,7 @@ impl Dag {
                 .map(|index| Behaviour {
                     name: format!("{name}.c{index}"),
                     fail_first: rng.chance(15),
-                    work_us: rng.below(max_work_us + 1),
+                    work_us: rng.below(max_work_us.saturating_add(1)),
                     children: Vec::new(),
                 })
                 .collect::<Vec<_>>();
@@ -137,7 +137,7 @@ impl Dag {
                 behaviour: Behaviour {
                     name,
                     fail_first: rng.chance(15),
-                    work_us: rng.below(max_work_us + 1),
+                    work_us: rng.below(max_work_us.saturating_add(1)),
                     children,
                 },
                 after,

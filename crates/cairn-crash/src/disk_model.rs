@@ -10,7 +10,10 @@
 //!   any subset of its 4 KiB pages, each whole or torn ([`WriteFate::Pages`]): writeback of
 //!   an in-place overwrite is not ordered, so a later page may land without an earlier one;
 //! - directory changes (new files, renames, new folders) whose folder was not synced are
-//!   kept only up to a chosen point of their order, so renames may be undone.
+//!   kept only up to a chosen point of their order, so renames may be undone;
+//! - a file's size change (a truncate, `set_len`) not yet synced may persist or not
+//!   ([`CrashChoice::resizes_persist`]): it is metadata, which a file system commits on its
+//!   own schedule, so a cut made without an fsync can reach the disk before anything else.
 //!
 //! A recorder ([`DiskModel::set_recorder`]) sees the state before every Nth operation, which
 //! is how the power-loss driver picks crash points.
@@ -43,6 +46,33 @@ struct FileNode {
     data: Vec<u8>,
     durable: Vec<u8>,
     last_write: Option<LastWrite>,
+    /// Size changes since the last sync: the shortest length the file was cut to, and the
+    /// length the last one left.
+    resized: Option<Resize>,
+}
+
+/// The size changes made to a file since its last sync.
+#[derive(Debug, Clone, Copy)]
+struct Resize {
+    shortest: usize,
+    last: usize,
+}
+
+impl FileNode {
+    /// Records a size change to `len`.
+    fn resize(&mut self, len: usize) {
+        self.data.resize(len, 0);
+        self.resized = Some(match self.resized {
+            Some(before) => Resize {
+                shortest: before.shortest.min(len),
+                last: len,
+            },
+            None => Resize {
+                shortest: len,
+                last: len,
+            },
+        });
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +130,9 @@ pub struct CrashChoice {
     pub keep_dir_ops: usize,
     /// What persists of the last unsynced write.
     pub last_write: WriteFate,
+    /// Whether every file's size changes not yet synced persist (the bytes a cut removed
+    /// are gone; a file grown by `set_len` reads zeros there), or none of them.
+    pub resizes_persist: bool,
 }
 
 /// The byte ranges, relative to a write's start, of the file pages a write of `len` bytes
@@ -226,6 +259,11 @@ impl DiskState {
         self.last_write().map(|w| w.bytes.len())
     }
 
+    /// Whether some file has a size change not yet synced.
+    pub fn has_unsynced_resizes(&self) -> bool {
+        self.files.iter().any(|f| f.resized.is_some())
+    }
+
     /// How many file pages the last unsynced write touches, if there is one.
     pub fn last_unsynced_pages(&self) -> Option<usize> {
         self.last_write()
@@ -263,6 +301,10 @@ impl DiskState {
             .map(|(_, id)| id);
         for (id, file) in image.files.iter_mut().enumerate() {
             file.data = file.durable.clone();
+            if let (true, Some(resized)) = (choice.resizes_persist, self.files[id].resized) {
+                file.data.truncate(resized.shortest);
+                file.data.resize(resized.last, 0);
+            }
             if let (Some(target), Some(write)) = (torn, self.files[id].last_write.as_ref())
                 && target == id
             {
@@ -276,6 +318,7 @@ impl DiskState {
             }
             file.durable = file.data.clone();
             file.last_write = None;
+            file.resized = None;
         }
         image
     }
@@ -348,6 +391,7 @@ impl Inner {
 /// let image = disk.state().crash_image(&CrashChoice {
 ///     keep_dir_ops: 0,
 ///     last_write: WriteFate::Dropped,
+///     resizes_persist: false,
 /// });
 /// let after = DiskModel::from_state(image);
 /// assert_eq!(after.read(Path::new("/data/log"))?, b"synced");
@@ -567,6 +611,7 @@ impl FsFile for MemFile {
         let file = &mut inner.state.files[self.id];
         file.durable = file.data.clone();
         file.last_write = None;
+        file.resized = None;
         Ok(())
     }
 
@@ -574,8 +619,7 @@ impl FsFile for MemFile {
         let mut inner = self.disk.lock();
         inner.op("set_len");
         let file = &mut inner.state.files[self.id];
-        file.data
-            .resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
+        file.resize(usize::try_from(len).unwrap_or(usize::MAX));
         // A later tear must not resurrect bytes the truncate removed.
         file.last_write = None;
         Ok(())
@@ -640,7 +684,7 @@ impl Filesystem for DiskModel {
             (OpenMode::Truncate, Some(Node::File(id))) => {
                 inner.op("truncate");
                 let file = &mut inner.state.files[id];
-                file.data.clear();
+                file.resize(0);
                 file.last_write = None;
                 id
             }

@@ -1,14 +1,18 @@
 //! The side-effect ledger: one JSON line per handler body run, appended with `O_APPEND` and
-//! fsynced per line, in a file apart from the checkpoint store.
+//! fsynced per line, in a file apart from the checkpoint store; and beside it the
+//! acknowledgement ledger: one line per completion the store acknowledged to the worker.
 //!
 //! The ledger is the harness's witness of what bodies actually ran, independent of what the
-//! journal says.
+//! journal says. The acknowledgement ledger is its witness of what the store promised: a
+//! completion it acknowledged and then lost makes the task run again, and without this
+//! witness that repeat looks exactly like the re-run of an attempt a kill cut off.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -28,7 +32,20 @@ pub struct LedgerEntry {
     pub name: String,
 }
 
-/// An open ledger. Appends are serialized, each one `write` plus `fsync`.
+/// One completion the store acknowledged: the append holding its `Completed` event
+/// returned `Ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    /// The run.
+    pub run: String,
+    /// The task id (the number of `t<n>`).
+    pub task: u64,
+    /// The attempt whose completion was acknowledged.
+    pub attempt: u32,
+}
+
+/// An open ledger file (the side-effect ledger or the acknowledgement ledger). Appends are
+/// serialized, each one `write`.
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
@@ -77,40 +94,89 @@ impl Ledger {
     ///
     /// `Error::Io` when the write or the fsync fails.
     pub fn append(&self, entry: &LedgerEntry) -> Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(|err| Error::Encoding {
-            what: "ledger entry",
-            detail: err.to_string(),
-        })?;
-        line.push(b'\n');
+        self.write_lines(std::slice::from_ref(entry), true)
+    }
+
+    /// Appends acknowledged completions as a single `write` of their lines, without an
+    /// fsync: the worker calls this on its drive task (`Executor::on_acknowledged`), which
+    /// must stay quick, and the harness only kills processes, which keeps the page cache.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the write fails.
+    pub fn append_acknowledged(&self, acks: &[Acknowledged]) -> Result<()> {
+        self.write_lines(acks, false)
+    }
+
+    fn write_lines<T: Serialize>(&self, items: &[T], sync: bool) -> Result<()> {
+        let mut lines = Vec::new();
+        for item in items {
+            serde_json::to_writer(&mut lines, item).map_err(|err| Error::Encoding {
+                what: "ledger entry",
+                detail: err.to_string(),
+            })?;
+            lines.push(b'\n');
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
         let file = self
             .file
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         (&*file)
-            .write_all(&line)
+            .write_all(&lines)
             .map_err(|source| Error::io("append to ledger", &self.path, source))?;
-        file.sync_data()
-            .map_err(|source| Error::io("fsync ledger", &self.path, source))
+        if sync {
+            file.sync_data()
+                .map_err(|source| Error::io("fsync ledger", &self.path, source))?;
+        }
+        Ok(())
     }
 }
 
+/// What the side-effect ledger holds: its entries, and the partial lines kills left.
+pub type LedgerContents = Contents<LedgerEntry>;
+
 /// What a ledger file holds: its entries, and the partial lines kills left.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LedgerContents {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents<T> {
     /// Every parsed entry, in file order.
-    pub entries: Vec<LedgerEntry>,
+    pub entries: Vec<T>,
     /// Lines that are not entries: a SIGKILL can cut a `write` short at a page boundary
     /// (Linux checks for fatal signals between pages), leaving a partial line that the next
     /// worker ends with a newline. Each is a body run killed while writing its line.
     pub torn_lines: usize,
 }
 
-/// Reads a ledger file; a missing file is an empty ledger.
+impl<T> Default for Contents<T> {
+    fn default() -> Self {
+        Contents {
+            entries: Vec::new(),
+            torn_lines: 0,
+        }
+    }
+}
+
+/// Reads a side-effect ledger file; a missing file is an empty ledger.
 ///
 /// # Errors
 ///
 /// `Error::Io` when the file exists but cannot be read.
 pub fn read(path: &Path) -> Result<LedgerContents> {
+    read_lines(path)
+}
+
+/// Reads an acknowledgement ledger file; a missing file acknowledged nothing.
+///
+/// # Errors
+///
+/// `Error::Io` when the file exists but cannot be read.
+pub fn read_acknowledged(path: &Path) -> Result<Contents<Acknowledged>> {
+    read_lines(path)
+}
+
+fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Contents<T>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -120,8 +186,8 @@ pub fn read(path: &Path) -> Result<LedgerContents> {
 }
 
 /// Parses ledger bytes.
-pub fn parse(bytes: &[u8]) -> LedgerContents {
-    let mut contents = LedgerContents::default();
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Contents<T> {
+    let mut contents = Contents::default();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice(line) {
             Ok(entry) => contents.entries.push(entry),

@@ -28,7 +28,19 @@ options:
   --no-planted-state         rounds plant no bad runs (isolates the adapter itself)
   --ci                       the short CI pass: 50 kills per adapter, both adapters,
                              every crash-point scenario, 10000 power-loss states
+  --help                     this text
 ";
+
+/// The longest body `--max-work-us` may ask for: a minute. Longer bodies would only make
+/// the harness wait, and the kill delays follow the length of a whole run.
+const MAX_WORK_US: u64 = 60_000_000;
+
+/// What the command line asked for: a pass of the harness, or its usage.
+#[derive(Debug)]
+enum Request {
+    Run(Box<Args>),
+    Help,
+}
 
 #[derive(Debug)]
 struct Args {
@@ -58,7 +70,7 @@ fn number<T: std::str::FromStr>(text: &str, flag: &str) -> anyhow::Result<T> {
         .map_err(|_| anyhow!("{flag} takes a number, not `{text}`"))
 }
 
-fn parse_args(args: &[String]) -> anyhow::Result<Args> {
+fn parse_args(args: &[String]) -> anyhow::Result<Request> {
     let mut parsed = Args {
         adapters: vec![Adapter::File],
         durability: Durability::Sync,
@@ -106,7 +118,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
             "--work-dir" => parsed.work_dir = Some(PathBuf::from(value(args, &mut i, flag)?)),
             "--ci" => parsed.ci = true,
             "--no-planted-state" => parsed.plant = false,
-            "--help" | "-h" => bail!("{USAGE}"),
+            "--help" | "-h" => return Ok(Request::Help),
             other => bail!("unknown option `{other}`\n\n{USAGE}"),
         }
         i += 1;
@@ -122,7 +134,19 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
     if parsed.kills_per_round == 0 {
         bail!("--kills-per-round must be at least 1");
     }
-    Ok(parsed)
+    check_worker_sizes(parsed.tasks, parsed.max_work_us)?;
+    Ok(Request::Run(Box::new(parsed)))
+}
+
+/// The DAG size and body length both the harness and the worker take.
+fn check_worker_sizes(tasks: usize, max_work_us: u64) -> anyhow::Result<()> {
+    if tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if max_work_us > MAX_WORK_US {
+        bail!("--max-work-us is at most {MAX_WORK_US} (a minute), not {max_work_us}");
+    }
+    Ok(())
 }
 
 fn parse_worker(args: &[String]) -> anyhow::Result<WorkerOptions> {
@@ -154,6 +178,7 @@ fn parse_worker(args: &[String]) -> anyhow::Result<WorkerOptions> {
     if options.dir.as_os_str().is_empty() {
         bail!("the worker needs --dir");
     }
+    check_worker_sizes(options.tasks, options.max_work_us)?;
     Ok(options)
 }
 
@@ -258,10 +283,11 @@ fn run_harness(args: &Args) -> anyhow::Result<bool> {
         PowerLossTotals::default()
     };
     eprintln!(
-        "crash-test: power loss: {} states from {} workloads ({} of them page subsets of the last write; {} torn tails cut, {} before begin, {} stopped with Corruption, each a violation) in {:.1}s",
+        "crash-test: power loss: {} states from {} workloads ({} of them page subsets of the last write, {} with unsynced size changes kept; {} torn tails cut, {} before begin, {} stopped with Corruption, each a violation) in {:.1}s",
         power.states,
         power.workloads,
         power.page_subset_states,
+        power.resized_states,
         power.torn_tails_cut,
         power.before_begin,
         power.corruption_stops,
@@ -360,7 +386,11 @@ fn main() -> ExitCode {
         };
     }
     let args = match parse_args(&argv) {
-        Ok(args) => args,
+        Ok(Request::Run(args)) => args,
+        Ok(Request::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(err) => {
             eprintln!("{err:#}");
             return ExitCode::from(2);

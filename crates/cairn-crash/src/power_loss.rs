@@ -55,6 +55,8 @@ pub struct PowerLossTotals {
     pub torn_tails_cut: u64,
     /// Images in which only a subset of the last write's pages reached the disk.
     pub page_subset_states: u64,
+    /// Images in which size changes not yet synced (cuts, growths) persisted.
+    pub resized_states: u64,
     /// Images in which the run did not exist yet (its `begin` was not acknowledged).
     pub before_begin: u64,
     /// Images recovered with fewer acknowledged transitions, different events or a wrong
@@ -78,6 +80,7 @@ impl PowerLossTotals {
         self.corruption_stops += other.corruption_stops;
         self.torn_tails_cut += other.torn_tails_cut;
         self.page_subset_states += other.page_subset_states;
+        self.resized_states += other.resized_states;
         self.before_begin += other.before_begin;
         self.violations += other.violations;
         for problem in other.problems {
@@ -450,7 +453,9 @@ async fn check_audit(
 /// with the last write whole; a seeded mix (some directory changes, a torn write); and,
 /// when the last write touches two pages or more, two page subsets: every page but the
 /// first (a later page landed without the earlier one), and a seeded subset in which each
-/// page is lost, whole or torn.
+/// page is lost, whole or torn; and, when some file was resized (cut or grown) since its
+/// last sync, those size changes persisted, once with nothing else unsynced and once with
+/// everything.
 fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
     let pending = state.pending_dir_ops();
     let last = state.last_unsynced_write();
@@ -459,14 +464,17 @@ fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
     out.insert(CrashChoice {
         keep_dir_ops: 0,
         last_write: WriteFate::Dropped,
+        resizes_persist: false,
     });
     out.insert(CrashChoice {
         keep_dir_ops: pending,
         last_write: fate(last),
+        resizes_persist: false,
     });
     out.insert(CrashChoice {
         keep_dir_ops: rng.below(pending as u64 + 1) as usize,
         last_write: fate(last.map(|len| rng.below(len as u64 + 1) as usize)),
+        resizes_persist: false,
     });
     if let Some(pages) = state.last_unsynced_pages().filter(|pages| *pages >= 2) {
         let mut later_only = vec![PageFate::Whole; pages];
@@ -474,6 +482,7 @@ fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
         out.insert(CrashChoice {
             keep_dir_ops: pending,
             last_write: WriteFate::Pages(later_only),
+            resizes_persist: false,
         });
         let subset = (0..pages)
             .map(|_| match rng.below(3) {
@@ -485,6 +494,22 @@ fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
         out.insert(CrashChoice {
             keep_dir_ops: rng.below(pending as u64 + 1) as usize,
             last_write: WriteFate::Pages(subset),
+            resizes_persist: false,
+        });
+    }
+    if state.has_unsynced_resizes() {
+        // A file system commits size changes with its metadata, on its own schedule: a
+        // cut (or a growth) not yet synced may be on disk while the data written after it
+        // is not, or with all of it.
+        out.insert(CrashChoice {
+            keep_dir_ops: rng.below(pending as u64 + 1) as usize,
+            last_write: WriteFate::Dropped,
+            resizes_persist: true,
+        });
+        out.insert(CrashChoice {
+            keep_dir_ops: pending,
+            last_write: fate(last),
+            resizes_persist: true,
         });
     }
     out.into_iter().collect()
@@ -492,7 +517,12 @@ fn choices(state: &DiskState, rng: &mut SplitMix) -> Vec<CrashChoice> {
 
 /// A crash choice in a line: page subsets are summarized (they may list a thousand pages).
 fn describe(choice: &CrashChoice) -> String {
-    match &choice.last_write {
+    let resizes = if choice.resizes_persist {
+        ", unsynced size changes kept"
+    } else {
+        ""
+    };
+    let writes = match &choice.last_write {
         WriteFate::Pages(pages) => {
             let shown: Vec<String> = pages
                 .iter()
@@ -516,7 +546,8 @@ fn describe(choice: &CrashChoice) -> String {
             )
         }
         other => format!("{} dir ops kept, last write {other:?}", choice.keep_dir_ops),
-    }
+    };
+    format!("{writes}{resizes}")
 }
 
 fn check_all(
@@ -538,6 +569,9 @@ fn check_all(
             totals.states += 1;
             if matches!(choice.last_write, WriteFate::Pages(_)) {
                 totals.page_subset_states += 1;
+            }
+            if choice.resizes_persist {
+                totals.resized_states += 1;
             }
             match runtime.block_on(check_image(image, &capture, &run_id, &log, &mut snapshots)) {
                 Ok(Recovery::Corruption(detail)) => {

@@ -12,7 +12,7 @@ use cairn_queue::{EnqueuedBy, Event, Queue, Snapshot, Status, TaskId};
 
 use crate::dag::{self, Behaviour, Dag};
 use crate::error::Result;
-use crate::ledger::{self, LedgerContents};
+use crate::ledger::{self, Acknowledged, LedgerContents};
 use crate::worker::{self, WorkerOptions};
 
 /// Everything read back after a run finished.
@@ -28,6 +28,8 @@ pub struct RunEvidence {
     pub audit: Vec<AuditRecord>,
     /// The side-effect ledger.
     pub ledger: LedgerContents,
+    /// The completions the store acknowledged to the workers, in order.
+    pub acknowledged: Vec<Acknowledged>,
 }
 
 /// What the verifier found. Every counter but `tasks` and `re_executions` is a violation.
@@ -35,9 +37,12 @@ pub struct RunEvidence {
 pub struct Findings {
     /// Tasks in the finished run.
     pub tasks: u64,
-    /// Expected tasks missing or not done, and completions whose body never ran.
+    /// Expected tasks missing or not done, completions whose body never ran, and
+    /// acknowledged completions the finished run does not hold (the task completed at
+    /// another attempt).
     pub lost: u64,
-    /// Completion records beyond the first, per task.
+    /// Completion records beyond the first, per task, and acknowledged completions beyond
+    /// the first, per task.
     pub duplicate_completions: u64,
     /// Children (or plan tasks) that exist more often than the DAG says, or not at all in it.
     pub spawned_twice: u64,
@@ -254,7 +259,55 @@ pub fn verify(dag: &Dag, evidence: &RunEvidence) -> Findings {
     }
 
     check_ledger(&queue, run, evidence, &names, &mut found);
+    check_acknowledged(&queue, run, evidence, &mut found);
     found
+}
+
+/// Acknowledged completions against the final state: each task was acknowledged as
+/// completed at most once, and at the attempt the run holds as its completion. A store that
+/// acknowledges a completion and loses it in a kill runs the task again at a later attempt,
+/// with a `TaskReset` for the lost one, which the ledger check alone takes for a kill of an
+/// attempt in flight.
+fn check_acknowledged(queue: &Queue, run: &RunMeta, evidence: &RunEvidence, found: &mut Findings) {
+    let mut by_task: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for ack in &evidence.acknowledged {
+        if ack.run != run.run_id.as_str() {
+            found.other += 1;
+            found.problems.push(format!(
+                "acknowledged completion of run {} (task t{}) in a round whose run is {}",
+                ack.run, ack.task, run.run_id
+            ));
+            continue;
+        }
+        by_task.entry(ack.task).or_default().push(ack.attempt);
+    }
+    for (task, attempts) in by_task {
+        if attempts.len() > 1 {
+            found.duplicate_completions += attempts.len() as u64 - 1;
+            found.problems.push(format!(
+                "task t{task} was acknowledged as completed {} times (attempts {attempts:?})",
+                attempts.len()
+            ));
+        }
+        let Some(held) = queue.get(TaskId(task)) else {
+            found.lost += 1;
+            found.problems.push(format!(
+                "task t{task}'s completion was acknowledged, but the run does not hold the task"
+            ));
+            continue;
+        };
+        // A task not done is already counted as lost.
+        if held.status != Status::Done {
+            continue;
+        }
+        for attempt in attempts.into_iter().filter(|a| *a != held.attempts) {
+            found.lost += 1;
+            found.problems.push(format!(
+                "task t{task}'s completion at attempt {attempt} was acknowledged and then lost: the run completed it at attempt {}",
+                held.attempts
+            ));
+        }
+    }
 }
 
 /// Ledger against final state, journal and audit: every completing body ran; every other run
@@ -408,6 +461,7 @@ pub async fn collect(options: &WorkerOptions) -> Result<RunEvidence> {
     let mut evidence = RunEvidence {
         runs,
         ledger: ledger::read(&worker::ledger_path(&options.dir))?,
+        acknowledged: ledger::read_acknowledged(&worker::acks_path(&options.dir))?.entries,
         ..RunEvidence::default()
     };
     if let Some(run) = evidence.runs.last() {

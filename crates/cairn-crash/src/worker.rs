@@ -1,7 +1,8 @@
 //! The worker: one process that opens (or adopts) the generated run and drains it.
 //!
 //! Every handler body appends `(run, task id, attempt, idempotency key)` to the ledger
-//! before it completes. The harness kills this process at random moments, or it aborts
+//! before it completes, and every completion the store acknowledged is written to the
+//! acknowledgement ledger (`acks.jsonl`) once its append returned. The harness kills this process at random moments, or it aborts
 //! itself at a forced crash point, and then starts it again with the same options. It may
 //! also stop it with SIGTERM: the drive then stops at once (no grace), releases the attempts
 //! it cut off (`Event::Released`: they run again, at the same attempt number) and leaves the
@@ -18,12 +19,12 @@ use cairn_executor::{
     Disposition, Executor, ExecutorConfig, Finish, Registry, RetryPolicy, RunSignals, Start,
     TaskFailure, handler_fn,
 };
-use cairn_queue::{Handoff, QueueConfig};
+use cairn_queue::{Event, Handoff, QueueConfig};
 
 use crate::crash_point::CrashFs;
 use crate::dag::{self, Behaviour, Dag};
 use crate::error::{Error, Result};
-use crate::ledger::{Ledger, LedgerEntry};
+use crate::ledger::{Acknowledged, Ledger, LedgerEntry};
 
 /// Which checkpoint adapter a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +154,11 @@ pub fn sled_path(dir: &Path) -> PathBuf {
 /// The ledger under a worker folder.
 pub fn ledger_path(dir: &Path) -> PathBuf {
     dir.join("ledger.jsonl")
+}
+
+/// The acknowledgement ledger under a worker folder.
+pub fn acks_path(dir: &Path) -> PathBuf {
+    dir.join("acks.jsonl")
 }
 
 /// The queue bounds used by the worker, the verifier and compaction alike.
@@ -318,7 +324,30 @@ pub async fn run(options: &WorkerOptions) -> Result<WorkerEnd> {
         }
     });
     let ledger = Arc::new(Ledger::open(&ledger_path(&options.dir))?);
-    let executor = Executor::new(factory, registry(Some(ledger)), executor_config())?;
+    let acks_file = acks_path(&options.dir);
+    let acks = Ledger::open(&acks_file)?;
+    let executor = Executor::new(factory, registry(Some(ledger)), executor_config())?
+        .on_acknowledged(move |run_id, events| {
+            let completed: Vec<Acknowledged> = events
+                .iter()
+                .filter_map(|event| match event {
+                    Event::Completed { id, attempt, .. } => Some(Acknowledged {
+                        run: run_id.to_string(),
+                        task: id.0,
+                        attempt: *attempt,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            // A lost line only weakens the check of this completion, so the drive goes on;
+            // the worker log says why the verifier saw fewer acknowledgements.
+            if let Err(err) = acks.append_acknowledged(&completed) {
+                eprintln!(
+                    "cairn-crash worker: cannot record acknowledged completions in {}: {err}",
+                    acks_file.display()
+                );
+            }
+        });
     let plan = options.dag().plan(&options.scope());
     let report = match executor.run(plan, Start::Auto, signals).await {
         Ok(report) => report,

@@ -8,6 +8,7 @@ use cairn_crash::disk_model::{CrashChoice, DiskModel, PAGE_SIZE, PageFate, Write
 const DROP_ALL: CrashChoice = CrashChoice {
     keep_dir_ops: 0,
     last_write: WriteFate::Dropped,
+    resizes_persist: false,
 };
 
 fn disk() -> DiskModel {
@@ -59,6 +60,7 @@ fn the_last_unsynced_write_is_torn_at_the_chosen_byte() {
             CrashChoice {
                 keep_dir_ops: 0,
                 last_write: WriteFate::Prefix(keep),
+                resizes_persist: false,
             },
         );
         let mut expected = b"head;".to_vec();
@@ -112,6 +114,7 @@ fn a_rename_whose_folder_was_not_synced_may_be_undone() {
         CrashChoice {
             keep_dir_ops: 1,
             last_write: WriteFate::Dropped,
+            resizes_persist: false,
         },
     );
     assert_eq!(half.read(Path::new("/d/state")).unwrap(), b"old");
@@ -123,6 +126,7 @@ fn a_rename_whose_folder_was_not_synced_may_be_undone() {
         CrashChoice {
             keep_dir_ops: pending,
             last_write: WriteFate::Dropped,
+            resizes_persist: false,
         },
     );
     assert_eq!(kept.read(Path::new("/d/state")).unwrap(), b"new");
@@ -223,6 +227,7 @@ fn an_unsynced_overwrite_reverts_and_a_torn_one_keeps_a_prefix_over_the_old_byte
         CrashChoice {
             keep_dir_ops: 0,
             last_write: WriteFate::Prefix(3),
+            resizes_persist: false,
         },
     );
     assert_eq!(
@@ -268,6 +273,7 @@ fn a_page_subset_keeps_later_pages_of_an_overwrite_without_earlier_ones() {
         CrashChoice {
             keep_dir_ops: 0,
             last_write: WriteFate::Pages(vec![PageFate::Lost, PageFate::Whole, PageFate::Whole]),
+            resizes_persist: false,
         },
     );
     let data = image.read(Path::new("/d/journal")).unwrap();
@@ -295,6 +301,7 @@ fn a_torn_page_keeps_a_prefix_of_its_part_of_the_write_and_missing_fates_are_los
         CrashChoice {
             keep_dir_ops: 0,
             last_write: WriteFate::Pages(vec![PageFate::Torn(10), PageFate::Lost]),
+            resizes_persist: false,
         },
     );
     let data = image.read(Path::new("/d/journal")).unwrap();
@@ -320,6 +327,7 @@ fn kept_pages_of_a_growing_write_extend_the_file_with_zeros_before_them() {
         CrashChoice {
             keep_dir_ops: 0,
             last_write: WriteFate::Pages(vec![PageFate::Lost, PageFate::Whole, PageFate::Lost]),
+            resizes_persist: false,
         },
     );
     let data = image.read(Path::new("/d/log")).unwrap();
@@ -334,4 +342,84 @@ fn kept_pages_of_a_growing_write_extend_the_file_with_zeros_before_them() {
         "the lost page reads as zeros"
     );
     assert!(data[PAGE_SIZE..].iter().all(|b| *b == 7));
+}
+
+/// A cut is metadata: a file system may commit it before any fsync, while the data written
+/// after it stays unsynced. The model offers both outcomes.
+#[test]
+fn an_unsynced_truncate_may_persist_without_the_writes_after_it() {
+    let disk = disk();
+    durable_file(&disk, "/d/journal", b"header;record-1;record-2;");
+    let file = disk
+        .open(Path::new("/d/journal"), OpenMode::ReadWrite)
+        .unwrap();
+    file.set_len(7).unwrap();
+    file.write_at(7, b"new;").unwrap();
+    assert!(disk.state().has_unsynced_resizes());
+
+    let kept = after_crash(&disk, DROP_ALL);
+    assert_eq!(
+        kept.read(Path::new("/d/journal")).unwrap(),
+        b"header;record-1;record-2;"
+    );
+    let cut = CrashChoice {
+        resizes_persist: true,
+        ..DROP_ALL
+    };
+    let image = after_crash(&disk, cut.clone());
+    assert_eq!(image.read(Path::new("/d/journal")).unwrap(), b"header;");
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            last_write: WriteFate::Prefix(4),
+            ..cut
+        },
+    );
+    assert_eq!(image.read(Path::new("/d/journal")).unwrap(), b"header;new;");
+
+    // Opening with truncation is a cut to nothing; a sync makes it durable either way.
+    let mut fresh = disk
+        .open(Path::new("/d/journal"), OpenMode::Truncate)
+        .unwrap();
+    fresh.write_all(b"x").unwrap();
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            resizes_persist: true,
+            ..DROP_ALL
+        },
+    );
+    assert_eq!(image.read(Path::new("/d/journal")).unwrap(), b"");
+    fresh.sync_data().unwrap();
+    assert!(!disk.state().has_unsynced_resizes());
+    assert_eq!(
+        after_crash(&disk, DROP_ALL)
+            .read(Path::new("/d/journal"))
+            .unwrap(),
+        b"x"
+    );
+}
+
+/// A file grown by `set_len` and not synced reads zeros past its old end when the growth
+/// persists.
+#[test]
+fn an_unsynced_growth_may_persist_as_zeros() {
+    let disk = disk();
+    durable_file(&disk, "/d/log", b"abc");
+    let file = disk.open(Path::new("/d/log"), OpenMode::ReadWrite).unwrap();
+    file.set_len(6).unwrap();
+    let image = after_crash(
+        &disk,
+        CrashChoice {
+            resizes_persist: true,
+            ..DROP_ALL
+        },
+    );
+    assert_eq!(image.read(Path::new("/d/log")).unwrap(), b"abc\0\0\0");
+    assert_eq!(
+        after_crash(&disk, DROP_ALL)
+            .read(Path::new("/d/log"))
+            .unwrap(),
+        b"abc"
+    );
 }

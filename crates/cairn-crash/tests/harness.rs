@@ -126,3 +126,43 @@ fn planted_bad_runs_are_quarantined_by_the_worker_and_not_adopted() {
     let after = kill::check_quarantined(&options, &planted);
     assert_eq!(after.other, 0, "{:#?}", after.problems);
 }
+
+#[test]
+fn a_planted_run_moved_to_quarantine_without_its_records_is_caught() {
+    use cairn_checkpoint::Durability;
+    use cairn_crash::kill;
+    use cairn_crash::worker::{self, Adapter, WorkerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        dir: dir.path().to_path_buf(),
+        adapter: Adapter::File,
+        durability: Durability::Sync,
+        seed: 13,
+        tasks: 20,
+        max_work_us: 0,
+        compact_every: 0,
+    };
+    let planted = kill::plant_bad_state(&options).unwrap();
+    // What a store that moves the folder first and records the move after leaves when a
+    // kill lands in between: the folders are in quarantine/, with no record anywhere.
+    let root = worker::file_root(&options.dir);
+    std::fs::create_dir_all(root.join("quarantine")).unwrap();
+    for run_id in &planted {
+        std::fs::rename(
+            root.join("runs").join(run_id.as_str()),
+            root.join("quarantine").join(format!("{run_id}-1")),
+        )
+        .unwrap();
+    }
+    let found = kill::check_quarantined(&options, &planted);
+    assert_eq!(found.other, 2, "{:#?}", found.problems);
+    assert!(
+        found
+            .problems
+            .iter()
+            .all(|p| p.contains("quarantined without its records")),
+        "{:#?}",
+        found.problems
+    );
+}

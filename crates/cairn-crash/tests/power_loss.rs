@@ -288,6 +288,7 @@ fn later_pages_of_an_unacknowledged_batch_without_the_first_are_cut_as_a_torn_ta
     let image = state.crash_image(&CrashChoice {
         keep_dir_ops: state.pending_dir_ops(),
         last_write: WriteFate::Pages(later_only),
+        resizes_persist: false,
     });
 
     let factory = cairn_checkpoint_file::FileFactory::builder("/data")
@@ -302,5 +303,41 @@ fn later_pages_of_an_unacknowledged_batch_without_the_first_are_cut_as_a_torn_ta
     assert!(
         opened.recovered.torn_tail.is_some(),
         "the damaged batch is cut and reported"
+    );
+}
+
+/// A store that renames its snapshot's temp file into place before that file's data is
+/// durable (temp file, rename, directory fsync, with the temp file's fdatasync doing
+/// nothing) is caught.
+#[test]
+fn a_snapshot_renamed_before_its_fsync_is_caught() {
+    let totals = run_workload_over(14, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            lying_file: Some("queue.json.tmp"),
+            dir_sync: false,
+        })
+    })
+    .unwrap();
+    assert!(
+        totals.violations > 0,
+        "a snapshot installed without its fsync went unnoticed"
+    );
+}
+
+/// The same for `meta.json`, which holds the run's status.
+#[test]
+fn metadata_renamed_before_its_fsync_is_caught() {
+    let totals = run_workload_over(15, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            lying_file: Some("meta.json.tmp"),
+            dir_sync: false,
+        })
+    })
+    .unwrap();
+    assert!(
+        totals.violations > 0,
+        "metadata installed without its fsync went unnoticed"
     );
 }

@@ -40,6 +40,99 @@ fn a_clean_run_has_no_violations_and_no_re_executions() {
     assert_eq!(found.tasks, 40);
     assert_eq!(found.re_executions, 0);
     assert_eq!(found.resumes, 0);
+    // The worker wrote down every acknowledged completion, once.
+    assert_eq!(evidence.acknowledged.len(), 40);
+}
+
+#[test]
+fn an_acknowledged_completion_lost_and_run_again_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 29);
+    let run_id = evidence.runs[0].run_id.clone();
+    let (task, handoff) = evidence
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Completed {
+                id,
+                attempt: 1,
+                handoff,
+                ..
+            } => Some((*id, handoff.clone())),
+            _ => None,
+        })
+        .unwrap();
+    // What a store that loses an acknowledged completion in a kill leaves: attempt 1's
+    // completion was acknowledged (and is in the acknowledgement ledger), the store forgot
+    // it, recovery found attempt 1 running, reset it (audited), and attempt 2 ran and
+    // completed. Every other check explains this as a kill of an attempt in flight.
+    let at = evidence
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Completed { id, .. } if *id == task))
+        .unwrap();
+    evidence.events.splice(
+        at..=at,
+        [
+            Event::Reset {
+                id: task,
+                at: Timestamp(1),
+            },
+            Event::Started {
+                id: task,
+                attempt: 2,
+                at: Timestamp(1),
+            },
+            Event::Completed {
+                id: task,
+                attempt: 2,
+                handoff,
+                at: Timestamp(1),
+            },
+        ],
+    );
+    evidence.audit.push(
+        AuditRecord::new(
+            Timestamp(1),
+            run_id.clone(),
+            AuditAction::TaskReset,
+            "reset",
+        )
+        .with_detail(serde_json::json!({ "task_id": task.0, "attempt": 1 })),
+    );
+    let mut rerun = evidence
+        .ledger
+        .entries
+        .iter()
+        .find(|e| e.task == task.0)
+        .cloned()
+        .unwrap();
+    rerun.attempt = 2;
+    evidence.ledger.entries.push(rerun);
+    let acknowledged_once = evidence.acknowledged.clone();
+    evidence
+        .acknowledged
+        .push(cairn_crash::ledger::Acknowledged {
+            run: run_id.to_string(),
+            task: task.0,
+            attempt: 2,
+        });
+
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.re_executions, 1, "{:#?}", found.problems);
+    assert_eq!(found.lost, 1, "{:#?}", found.problems);
+    assert_eq!(found.duplicate_completions, 1, "{:#?}", found.problems);
+
+    // Even when the kill also took the second acknowledgement's line, the first one is
+    // enough to show the loss.
+    evidence.acknowledged = acknowledged_once;
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.lost, 1, "{:#?}", found.problems);
+    assert_eq!(found.duplicate_completions, 0);
+
+    // Without any acknowledgement the same evidence is a kill of attempt 1 in flight.
+    evidence.acknowledged.retain(|ack| ack.task != task.0);
+    assert_eq!(verify::verify(&dag, &evidence).violations(), 0);
 }
 
 #[test]
@@ -171,6 +264,11 @@ fn a_re_execution_needs_a_task_reset_record() {
     for entry in &mut evidence.ledger.entries {
         if entry.task == plain.0 {
             entry.attempt = 2;
+        }
+    }
+    for ack in &mut evidence.acknowledged {
+        if ack.task == plain.0 {
+            ack.attempt = 2;
         }
     }
     evidence.ledger.entries.push(LedgerEntry {
