@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+mod bounds;
 mod cancel;
 mod cases;
 mod epoch_swap;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use crate::meta::RunId;
 use crate::port::CheckpointerFactory;
 
+pub use bounds::*;
 pub use cancel::*;
 pub use cases::*;
 pub use epoch_swap::*;
@@ -329,7 +331,9 @@ pub fn report(case: &str, result: &CaseResult) {
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, each over a fresh harness built by
-/// the given expression. The calling crate needs `tokio` (with `macros` and
+/// the given expression. [`huge_events_read_back_or_are_refused`] is not among them: it moves
+/// hundreds of megabytes, so each adapter's tests call it once, on the configuration most
+/// likely to keep every record where its reader meets it (no compaction, say). The calling crate needs `tokio` (with `macros` and
 /// `rt-multi-thread`) among its dev-dependencies.
 ///
 /// ```text
