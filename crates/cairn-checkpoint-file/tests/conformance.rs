@@ -67,6 +67,17 @@ async fn no_case_is_skipped_for_files() {
         conformance::peek_live_reads_beside_the_writer(&h).await,
         CaseResult::Passed
     );
+    // Its `peek` writes nothing, so both peek cases pass rather than skip.
+    let h = harness::FileHarness::new();
+    assert_eq!(
+        conformance::peek_leaves_a_torn_tail_for_open(&h).await,
+        CaseResult::Passed
+    );
+    let h = harness::FileHarness::new();
+    assert_eq!(
+        conformance::peek_leaves_bad_metadata_for_open(&h).await,
+        CaseResult::Passed
+    );
 }
 
 /// The fault wrapper forwards the live read: left to the default it would answer `Locked`,

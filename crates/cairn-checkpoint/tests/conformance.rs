@@ -86,6 +86,13 @@ async fn memory_skips_exactly_the_byte_damage_cases() {
         conformance::peek_live_reads_beside_the_writer(&harness).await,
         CaseResult::Passed
     );
+    // Its `peek` moves no bad state aside (it has no bytes to tear, so only this peek case
+    // applies).
+    let harness = MemoryHarness::default();
+    assert_eq!(
+        conformance::peek_leaves_bad_metadata_for_open(&harness).await,
+        CaseResult::Passed
+    );
 }
 
 #[test]

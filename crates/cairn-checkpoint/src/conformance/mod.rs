@@ -32,6 +32,7 @@ mod cancel;
 mod cases;
 mod epoch_swap;
 pub mod jobs;
+mod reads;
 mod removal;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use bounds::*;
 pub use cancel::*;
 pub use cases::*;
 pub use epoch_swap::*;
+pub use reads::*;
 pub use removal::*;
 
 /// What a conformance case concluded. Failures panic instead, so the test harness reports
@@ -393,6 +395,12 @@ macro_rules! conformance_tests {
             dropped_claims_win_at_most_once,
             dropped_swaps_at_never_land_on_a_later_epoch,
             dropped_begins_leave_no_lock,
+            open_changes_no_status,
+            a_writer_never_finishes_a_run_cancelled_under_it,
+            quarantine_of_a_held_run_moves_nothing,
+            peek_leaves_a_torn_tail_for_open,
+            load_meta_reports_bad_metadata,
+            peek_leaves_bad_metadata_for_open,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -457,4 +465,10 @@ pub const ALL_CASES: &[&str] = &[
     "dropped_claims_win_at_most_once",
     "dropped_swaps_at_never_land_on_a_later_epoch",
     "dropped_begins_leave_no_lock",
+    "open_changes_no_status",
+    "a_writer_never_finishes_a_run_cancelled_under_it",
+    "quarantine_of_a_held_run_moves_nothing",
+    "peek_leaves_a_torn_tail_for_open",
+    "load_meta_reports_bad_metadata",
+    "peek_leaves_bad_metadata_for_open",
 ];
