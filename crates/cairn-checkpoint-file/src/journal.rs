@@ -77,14 +77,14 @@ fn record_crc(payload_crc: u32, len: u32, seq: u64) -> u32 {
 
 /// Fills in the header of one framed record: `record` is the record's [`HEADER_LEN`] header
 /// bytes followed by its payload, whose CRC is `payload_crc`, and `seq` is at least 1. The
-/// payload is not empty, and its length fits a u32 (`append` refuses a larger event before
-/// framing it). The payload is serialized in place first and the header sealed once the
+/// payload is not empty, and its length is at most [`MAX_PAYLOAD_LEN`] (`append` refuses a
+/// larger event before framing it). The payload is serialized in place first and the header sealed once the
 /// sequence number is known, so a batch's records are never copied to be framed.
 pub(crate) fn seal(record: &mut [u8], seq: u64, payload_crc: u32) {
     let payload_len = record.len() - HEADER_LEN;
     debug_assert!(
-        seq >= 1 && payload_len > 0 && u32::try_from(payload_len).is_ok(),
-        "records have a sequence number and a payload that a u32 length frames"
+        seq >= 1 && payload_len > 0 && payload_len <= MAX_PAYLOAD_LEN as usize,
+        "records have a sequence number and a payload that a reader accepts"
     );
     let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
     record[..4].copy_from_slice(&len.to_le_bytes());

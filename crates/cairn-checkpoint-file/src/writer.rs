@@ -1343,15 +1343,16 @@ impl Checkpointer for FileCheckpointer {
                 detail: err.to_string(),
             })?;
             let payload = &framed[at + journal::HEADER_LEN..];
-            // A record's length is framed as a u32: a larger event would be acknowledged and
-            // then misread on open, so it is refused before anything is written.
-            if u32::try_from(payload.len()).is_err() {
+            // A reader takes a record longer than `MAX_PAYLOAD_LEN` for damage: a larger event
+            // would be acknowledged and then refused as corruption on load or open, so it is
+            // refused before anything is written.
+            if payload.len() > journal::MAX_PAYLOAD_LEN as usize {
                 return Err(Error::Encoding {
                     what: "journal event",
                     detail: format!(
                         "an event of {} bytes is larger than a journal record can be ({} bytes); nothing was appended",
                         payload.len(),
-                        u32::MAX
+                        journal::MAX_PAYLOAD_LEN
                     ),
                 });
             }

@@ -58,3 +58,14 @@ async fn no_damage_case_is_skipped() {
     let h = FaultyHarness(DbHarness::new(group()));
     assert_eq!(conformance::foreign_run(&h).await, CaseResult::Passed);
 }
+
+/// The huge-event case is not in `conformance_tests!` (it moves hundreds of megabytes), so
+/// it runs here once: an acknowledged event of more than 256 MiB reads back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_events_read_back_or_are_refused() {
+    let h = PathHarness::new(Durability::Sync);
+    assert_eq!(
+        conformance::huge_events_read_back_or_are_refused(&h).await,
+        CaseResult::Passed
+    );
+}

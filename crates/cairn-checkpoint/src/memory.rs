@@ -377,7 +377,58 @@ impl CheckpointerFactory for MemoryFactory {
             return Ok(None);
         };
         refuse_newer(run_id, &run.meta)?;
+        // Metadata of another version, or naming another run, is bad state: reported, and
+        // left for `open` or `list` to quarantine, as the durable adapters do.
+        if let Some(reason) = unfit_meta(run_id, &run.meta) {
+            return Err(left_for_open(run_id, "meta", reason));
+        }
         Ok(Some(run.meta.clone()))
+    }
+
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        let store = self.lock();
+        let Some(run) = store.runs.get(run_id) else {
+            return Ok(None);
+        };
+        if run.writer.is_some() {
+            return Err(Error::Locked {
+                run_id: run_id.clone(),
+                holder: holder_text(),
+            });
+        }
+        // `open`'s checks, in its order, but nothing is moved: a look writes nothing.
+        refuse_newer(run_id, &run.meta)?;
+        if let Some(found) = run
+            .snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.format_version)
+            .filter(|found| *found > SNAPSHOT_FORMAT_VERSION)
+        {
+            return Err(newer_format(
+                run_id,
+                "snapshot",
+                found,
+                SNAPSHOT_FORMAT_VERSION,
+            ));
+        }
+        if let Some(reason) = unfit_meta(run_id, &run.meta) {
+            return Err(left_for_open(run_id, "meta", reason));
+        }
+        if let Some(found) = run
+            .snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.format_version)
+            .filter(|found| *found != SNAPSHOT_FORMAT_VERSION)
+        {
+            let reason = format!("snapshot format version {found}");
+            return Err(left_for_open(run_id, "snapshot", reason));
+        }
+        Ok(Some(Recovered {
+            meta: run.meta.clone(),
+            snapshot: run.snapshot.clone(),
+            events: run.events.clone(),
+            torn_tail: None,
+        }))
     }
 
     async fn peek_live(&self, run_id: &RunId) -> Result<Option<Recovered>> {
@@ -408,19 +459,7 @@ impl CheckpointerFactory for MemoryFactory {
             .runs
             .iter()
             .filter(|(_, run)| run.writer.is_none())
-            .filter_map(|(id, run)| {
-                if run.meta.format_version > META_FORMAT_VERSION {
-                    // A newer build's run: not bad, left for a build that reads it.
-                    None
-                } else if run.meta.format_version != META_FORMAT_VERSION {
-                    Some(format!("meta format version {}", run.meta.format_version))
-                } else if run.meta.run_id != *id {
-                    Some(format!("stored state names run {}", run.meta.run_id))
-                } else {
-                    None
-                }
-                .map(|reason| (id.clone(), reason))
-            })
+            .filter_map(|(id, run)| unfit_meta(id, &run.meta).map(|reason| (id.clone(), reason)))
             .collect();
         for (id, reason) in unmatchable {
             if let Some(location) = quarantine_locked(&mut store, &id, &reason) {
@@ -715,6 +754,31 @@ impl Checkpointer for MemoryCheckpointer {
 
     async fn fail(&self, error: &RunError) -> Result<RunMeta> {
         self.finish(RunStatus::Failed, Some(error))
+    }
+}
+
+/// What is wrong with `meta`, stored under `run_id`, if it is of an older format version or
+/// names another run. A newer build's metadata is not bad (see [`refuse_newer`]): `None`.
+fn unfit_meta(run_id: &RunId, meta: &RunMeta) -> Option<String> {
+    if meta.format_version > META_FORMAT_VERSION {
+        None
+    } else if meta.format_version != META_FORMAT_VERSION {
+        Some(format!("meta format version {}", meta.format_version))
+    } else if meta.run_id != *run_id {
+        Some(format!("stored state names run {}", meta.run_id))
+    } else {
+        None
+    }
+}
+
+/// The error of a read that met bad state and left it where it is, for `open` (or `list`)
+/// to quarantine.
+fn left_for_open(run_id: &RunId, what: &str, reason: String) -> Error {
+    Error::Corruption {
+        run_id: run_id.clone(),
+        file: what.to_owned(),
+        offset: 0,
+        detail: format!("{reason}; open the run to quarantine this state"),
     }
 }
 

@@ -86,6 +86,13 @@ async fn memory_skips_exactly_the_byte_damage_cases() {
         conformance::peek_live_reads_beside_the_writer(&harness).await,
         CaseResult::Passed
     );
+    // Its `peek` moves no bad state aside (it has no bytes to tear, so only this peek case
+    // applies).
+    let harness = MemoryHarness::default();
+    assert_eq!(
+        conformance::peek_leaves_bad_metadata_for_open(&harness).await,
+        CaseResult::Passed
+    );
 }
 
 #[test]
@@ -112,4 +119,19 @@ fn the_case_list_is_the_macros_list() {
         .collect();
     assert!(expanded.len() > 20, "parsed the list: {expanded:?}");
     assert_eq!(expanded, conformance::ALL_CASES);
+}
+
+/// The huge-event case is not in `conformance_tests!` (it moves hundreds of megabytes), so
+/// the memory adapter and the fault wrapper around it run it here, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_reads_back_huge_events() {
+    assert_eq!(
+        conformance::huge_events_read_back_or_are_refused(&MemoryHarness::default()).await,
+        CaseResult::Passed
+    );
+    let harness = FaultyHarness(MemoryHarness::default());
+    assert_eq!(
+        conformance::huge_events_read_back_or_are_refused(&harness).await,
+        CaseResult::Passed
+    );
 }

@@ -59,6 +59,9 @@ pub struct FileHarness {
     /// Whether factories use a file layer without positioned writes (so the journal is
     /// appended to and never preallocated).
     pub appending_only: bool,
+    /// Whether factories never compact on their own, so every record stays in the journal
+    /// (as after a crash that came before a compaction finished).
+    pub never_compacts: bool,
 }
 
 impl Default for FileHarness {
@@ -77,6 +80,15 @@ impl FileHarness {
             dir: tempfile::tempdir().expect("a temporary directory"),
             durability,
             appending_only: false,
+            never_compacts: false,
+        }
+    }
+
+    /// Sync durability, and no compaction however long the journal grows.
+    pub fn never_compacting() -> FileHarness {
+        FileHarness {
+            never_compacts: true,
+            ..FileHarness::new()
         }
     }
 
@@ -104,10 +116,15 @@ impl FileHarness {
         if self.appending_only {
             return self.appending_factory(self.durability);
         }
-        FileFactory::builder(self.root())
-            .durability(self.durability)
-            .build()
-            .expect("build the factory")
+        let builder = FileFactory::builder(self.root()).durability(self.durability);
+        let builder = if self.never_compacts {
+            builder
+                .compact_after_records(u64::MAX)
+                .compact_after_bytes(u64::MAX)
+        } else {
+            builder
+        };
+        builder.build().expect("build the factory")
     }
 }
 

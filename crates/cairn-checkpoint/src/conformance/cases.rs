@@ -1677,7 +1677,7 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
         return;
     }
 
-    let run = faulty
+    let mut run = faulty
         .begin(meta(name, "wf", "scope", 1))
         .await
         .expect("begin");
@@ -1708,11 +1708,17 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
                 .map(|_| ())
         }
         FaultOp::Claim => {
+            // A claim is refused while a writer holds the run, so the writer goes first: the
+            // fault, not the lock, must be what keeps a `Before` claim from landing. The
+            // later append goes through a writer opened after the claim.
+            drop(run);
             plan.fail_next(op, timing);
-            faulty
+            let claimed = faulty
                 .claim(&run_id, RunStatus::Running, 1)
                 .await
-                .map(|_| ())
+                .map(|_| ());
+            run = open_existing(&faulty, &run_id).await.checkpointer;
+            claimed
         }
         FaultOp::Audit => {
             plan.fail_next(op, timing);
@@ -1812,6 +1818,28 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
         assert_eq!(
             stored.lease_epoch, 1,
             "{context}: a refused call claimed nothing"
+        );
+    } else {
+        // `After` lets the call happen and loses only its reply.
+        let expected = match op {
+            FaultOp::CompareAndSwap | FaultOp::CompareAndSwapAt => (RunStatus::Paused, 1),
+            FaultOp::Claim => (RunStatus::Running, 2),
+            FaultOp::Complete => (RunStatus::Completed, 1),
+            _ => (RunStatus::Running, 1),
+        };
+        assert_eq!(
+            (stored.status, stored.lease_epoch),
+            expected,
+            "{context}: the call happened, only its reply was lost"
+        );
+    }
+    if matches!(op, FaultOp::Audit | FaultOp::AppendAudit) {
+        let audit = clean.read_audit(&run_id).await.expect("read_audit");
+        let stored = audit.iter().filter(|record| record.message == "x").count();
+        let expected = usize::from(timing == FaultTiming::After);
+        assert_eq!(
+            stored, expected,
+            "{context}: the record is stored once if the call happened, else not at all: {audit:?}"
         );
     }
 }

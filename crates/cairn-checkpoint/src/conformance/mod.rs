@@ -27,10 +27,12 @@
 //! # });
 //! ```
 
+mod bounds;
 mod cancel;
 mod cases;
 mod epoch_swap;
 pub mod jobs;
+mod reads;
 mod removal;
 
 use std::sync::Arc;
@@ -38,9 +40,11 @@ use std::sync::Arc;
 use crate::meta::RunId;
 use crate::port::CheckpointerFactory;
 
+pub use bounds::*;
 pub use cancel::*;
 pub use cases::*;
 pub use epoch_swap::*;
+pub use reads::*;
 pub use removal::*;
 
 /// What a conformance case concluded. Failures panic instead, so the test harness reports
@@ -329,7 +333,9 @@ pub fn report(case: &str, result: &CaseResult) {
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, each over a fresh harness built by
-/// the given expression. The calling crate needs `tokio` (with `macros` and
+/// the given expression. [`huge_events_read_back_or_are_refused`] is not among them: it moves
+/// hundreds of megabytes, so each adapter's tests call it once, on the configuration most
+/// likely to keep every record where its reader meets it (no compaction, say). The calling crate needs `tokio` (with `macros` and
 /// `rt-multi-thread`) among its dev-dependencies.
 ///
 /// ```text
@@ -389,6 +395,12 @@ macro_rules! conformance_tests {
             dropped_claims_win_at_most_once,
             dropped_swaps_at_never_land_on_a_later_epoch,
             dropped_begins_leave_no_lock,
+            open_changes_no_status,
+            a_writer_never_finishes_a_run_cancelled_under_it,
+            quarantine_of_a_held_run_moves_nothing,
+            peek_leaves_a_torn_tail_for_open,
+            load_meta_reports_bad_metadata,
+            peek_leaves_bad_metadata_for_open,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -453,4 +465,10 @@ pub const ALL_CASES: &[&str] = &[
     "dropped_claims_win_at_most_once",
     "dropped_swaps_at_never_land_on_a_later_epoch",
     "dropped_begins_leave_no_lock",
+    "open_changes_no_status",
+    "a_writer_never_finishes_a_run_cancelled_under_it",
+    "quarantine_of_a_held_run_moves_nothing",
+    "peek_leaves_a_torn_tail_for_open",
+    "load_meta_reports_bad_metadata",
+    "peek_leaves_bad_metadata_for_open",
 ];
