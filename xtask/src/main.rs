@@ -23,8 +23,8 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
-        Some("tidy") => run_tidy(),
+        Some("ci") => no_arguments("ci", &args[1..]).and_then(|()| ci()),
+        Some("tidy") => no_arguments("tidy", &args[1..]).and_then(|()| run_tidy()),
         Some("bench") => bench(&args[1..]),
         Some("crash-test") => crash_test(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
@@ -39,6 +39,17 @@ fn main() -> ExitCode {
             eprintln!("xtask: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Refuses arguments to a command that takes none: a flag someone expects to change what CI
+/// runs must not be dropped without a word.
+fn no_arguments(command: &str, rest: &[String]) -> Result<(), String> {
+    match rest.first() {
+        None => Ok(()),
+        Some(extra) => Err(format!(
+            "`{command}` takes no arguments, but got `{extra}`\n\n{USAGE}"
+        )),
     }
 }
 
@@ -212,5 +223,20 @@ fn crash_test(args: &[String]) -> Result<(), String> {
         Ok(())
     } else {
         std::process::exit(status.code().unwrap_or(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_arguments;
+
+    #[test]
+    fn ci_and_tidy_refuse_arguments_they_would_ignore() {
+        assert_eq!(no_arguments("ci", &[]), Ok(()));
+        let refused = no_arguments("tidy", &["--fix".to_owned()]).unwrap_err();
+        assert!(
+            refused.starts_with("`tidy` takes no arguments, but got `--fix`"),
+            "{refused}"
+        );
     }
 }
