@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
 use cairn_checkpoint::{JobAuditAction, JobId};
-use cairn_scheduler::{Error, JobStatus, NewJob, Schedule};
+use cairn_scheduler::{Error, JobStatus, NewJob, Schedule, TickFailed};
 use common::{NEW_YEAR_2026, Rig, every_minute, faulty_rig, id};
 
 const BOTH: [FaultTiming; 2] = [FaultTiming::Before, FaultTiming::After];
@@ -54,11 +54,24 @@ async fn tick_due_failing(
     op: FaultOp,
     at: FaultTiming,
 ) -> Error {
+    tick_due_failing_reported(rig, plan, job, op, at)
+        .await
+        .error
+}
+
+/// As `tick_due_failing`, keeping what the failed tick reported.
+async fn tick_due_failing_reported(
+    rig: &Rig,
+    plan: &FaultPlan,
+    job: &JobId,
+    op: FaultOp,
+    at: FaultTiming,
+) -> TickFailed {
     rig.clock.set(rig.next_due(job).await);
     plan.fail_next(op, at);
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let failed = rig.scheduler.tick().await.unwrap_err();
     assert_eq!(plan.fired().last().map(|fired| fired.0), Some(op));
-    err
+    failed
 }
 
 #[tokio::test]
@@ -91,6 +104,20 @@ async fn a_claim_that_failed_before_runs_nothing_and_the_next_tick_runs_it_once(
 }
 
 #[tokio::test]
+async fn missed_ticks_are_counted_by_the_tick_whose_claim_stands_not_by_a_failed_claim() {
+    let (rig, plan) = faulty_rig();
+    let job = add_job(&rig, every_minute("late")).await;
+    // Three ticks are due: one runs, two are missed.
+    rig.clock.set(rig.next_due(&job).await.plus_millis(120_000));
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    assert_eq!(failed.report.missed_not_run, 0, "{:?}", failed.report);
+    let report = rig.scheduler.tick().await.unwrap();
+    assert_eq!((report.runs.len(), report.missed_not_run), (1, 2));
+}
+
+#[tokio::test]
 async fn a_claim_whose_answer_was_lost_never_runs_its_tick_twice() {
     let (rig, plan) = faulty_rig();
     let job = add_job(&rig, every_minute("claimed")).await;
@@ -117,7 +144,7 @@ async fn a_failed_save_after_a_failed_run_is_an_error_naming_the_job() {
         // The claim is put 2 (after the add); the record of the outcome is put 3.
         rig.clock.set(rig.next_due(&job).await);
         plan.fail_nth(FaultOp::JobPut, 3, timing);
-        let err = rig.scheduler.tick().await.unwrap_err();
+        let err = rig.scheduler.tick().await.unwrap_err().error;
         assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
         assert_eq!(rig.runner.runs(), 1);
         let stored = rig.scheduler.jobs().show(&job).await.unwrap();
@@ -140,7 +167,7 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
     let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
     rig.clock.set(rig.next_due(&job).await);
     plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let err = rig.scheduler.tick().await.unwrap_err().error;
     assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
     let stored = rig.scheduler.jobs().show(&job).await.unwrap();
     assert_eq!(
@@ -164,7 +191,12 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
         let (rig, plan) = faulty_rig();
         rig.runner.set_failing(true);
         let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
-        let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        let failed =
+            tick_due_failing_reported(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        // The trip stands, so the tick reports it (and the run) along with the error.
+        assert_eq!(failed.report.tripped, [job.clone()], "{timing:?}");
+        assert_eq!(failed.report.runs.len(), 1, "{timing:?}");
+        let err = failed.error;
         // Not a plain store error: the trip stands, only its record may be missing.
         assert!(
             is_unaudited(&err, &job, JobAuditAction::BreakerTripped),
@@ -227,7 +259,7 @@ async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
     for nth in appends + 2..appends + 5 {
         plan.fail_nth(FaultOp::JobAppendAudit, nth, FaultTiming::Before);
     }
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let err = rig.scheduler.tick().await.unwrap_err().error;
     assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
     assert!(matches!(
         rig.scheduler.jobs().show(&job).await,
