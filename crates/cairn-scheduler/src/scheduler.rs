@@ -269,6 +269,12 @@ fn more_errors(later: &[Error]) -> String {
 ///   `next_run_at` is cleared, the trip is audited (`BreakerTripped` in the job store's
 ///   audit list) and emitted (`cairn_telemetry::emit::breaker_tripped`). It stays failed
 ///   across restarts until `resume(id, force = true)`;
+/// - an outcome whose write landed though the store's answer was lost (an I/O error after
+///   the write): the job is read back, and when it stands as written, its trip or
+///   completion is emitted and audited as above, with `answer_lost: true` and the error in
+///   the record's detail, and then the store error is returned (the store failed, so the
+///   host stops as on any store error). When it cannot be read back, nobody can tell
+///   whether it landed: that is logged, and the next look sees the job as it is;
 /// - stopped by its state store (`RunFailed::store_failed`): counted like a failure, and the
 ///   run is noted in `Job::store_failed_runs` in the same write (see the crate docs);
 /// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
@@ -839,7 +845,7 @@ impl Scheduler {
         };
         settled.version = version;
         let Some(at) = next else {
-            return self.audit_run_out(&settled, None).await;
+            return self.audit_run_out(&settled, None, None).await;
         };
         tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, next_run_at = at.0, "an active job was stored with no next run time (an edited document?); the scheduler gave it the next one its schedule has");
         self.jobs
@@ -868,7 +874,12 @@ impl Scheduler {
 
     /// Audits that recurring job `job` is completed because its schedule ran out;
     /// `last_run_ok` is how its last run ended, when this scheduler saw it.
-    async fn audit_run_out(&self, job: &Job, last_run_ok: Option<bool>) -> Result<()> {
+    async fn audit_run_out(
+        &self,
+        job: &Job,
+        last_run_ok: Option<bool>,
+        note: Option<&serde_json::Value>,
+    ) -> Result<()> {
         self.jobs
             .audit(
                 JobAuditRecord::new(
@@ -877,12 +888,15 @@ impl Scheduler {
                     JobAuditAction::Completed,
                     "recurring job completed: its schedule has no time left after its last run",
                 )
-                .with_detail(json!({
-                    "schedule": job.schedule.to_string(),
-                    "schedule_ran_out": true,
-                    "last_run_ok": last_run_ok,
-                    "last_run_at": job.last_run_at.map(|t| t.0),
-                })),
+                .with_detail(with_note(
+                    json!({
+                        "schedule": job.schedule.to_string(),
+                        "schedule_ran_out": true,
+                        "last_run_ok": last_run_ok,
+                        "last_run_at": job.last_run_at.map(|t| t.0),
+                    }),
+                    note,
+                )),
             )
             .await
     }
@@ -899,9 +913,13 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<bool> {
         let now = self.jobs.clock().now();
+        // The last write tried, before and after: when its answer is lost, a read-back
+        // tells whether it landed.
+        let mut attempted: Option<(Job, Job)> = None;
         let updated = self
             .jobs
             .update_with_attempts(id, RECORD_ATTEMPTS, |job| {
+                let read = job.clone();
                 if job.created_at != created_at {
                     // Deleted and created again while the run went on: the outcome belongs
                     // to the old job (it would complete a new one-shot job that never ran).
@@ -949,17 +967,34 @@ impl Scheduler {
                 {
                     job.status = JobStatus::Completed;
                 }
+                attempted = Some((read, job.clone()));
                 Ok(())
             })
             .await;
+        // The store error of a write that landed though its answer was lost: the write's
+        // trip or completion is still emitted and audited (noting the lost answer), so it
+        // leaves a trace, and the error is returned after that.
+        let mut answer_lost = None;
         let (before, after) = match updated {
             Ok(pair) => pair,
             // Deleted (or replaced) while it ran: there is nothing left to record.
             Err(Error::NotFound { .. }) => return Ok(false),
-            // Damaged while it ran: as good as deleted for this run. Stopping here would
-            // stop `run_until`, and with it every other job.
-            Err(err) => return self.unless_damaged(id, err, report).await,
+            Err(err) => match self.landed(id, attempted, &err).await {
+                Some(pair) => {
+                    answer_lost = Some(err);
+                    pair
+                }
+                // Damaged while it ran: as good as deleted for this run. Stopping here
+                // would stop `run_until`, and with it every other job.
+                None => return self.unless_damaged(id, err, report).await,
+            },
         };
+        let lost_note = answer_lost.as_ref().map(|err| {
+            json!({
+                "answer_lost": true,
+                "error": err.to_string(),
+            })
+        });
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
             // Reported before the record is written: the trip stands even when its record
             // cannot be written (`Unaudited`), and `TickFailed` keeps the report.
@@ -983,11 +1018,14 @@ impl Scheduler {
                             after.consecutive_errors, after.max_consecutive_errors
                         ),
                     )
-                    .with_detail(json!({
-                        "consecutive_errors": after.consecutive_errors,
-                        "max_consecutive_errors": after.max_consecutive_errors,
-                        "last_error": last_error,
-                    })),
+                    .with_detail(with_note(
+                        json!({
+                            "consecutive_errors": after.consecutive_errors,
+                            "max_consecutive_errors": after.max_consecutive_errors,
+                            "last_error": last_error,
+                        }),
+                        lost_note.as_ref(),
+                    )),
                 )
                 .await?;
         }
@@ -1000,21 +1038,28 @@ impl Scheduler {
                 Err(failed) if failed.interrupted => None,
                 Err(_) => Some(false),
             };
-            self.audit_run_out(&after, last_run_ok).await?;
+            self.audit_run_out(&after, last_run_ok, lost_note.as_ref())
+                .await?;
         }
         if outcome.is_ok() && after.is_one_shot() {
             // Audited before a `delete_after_run` delete too: when that delete fails, or
             // lands but its answer (or its `Deleted` record) is lost, the log still says how
             // the job ended, instead of ending at `Created` for a job that is gone.
             if before.status != JobStatus::Completed {
-                self.jobs
-                    .audit(JobAuditRecord::new(
-                        now,
-                        id.clone(),
-                        JobAuditAction::Completed,
-                        "one-shot job ran successfully",
-                    ))
-                    .await?;
+                let mut record = JobAuditRecord::new(
+                    now,
+                    id.clone(),
+                    JobAuditAction::Completed,
+                    "one-shot job ran successfully",
+                );
+                if let Some(note) = &lost_note {
+                    record = record.with_detail(note.clone());
+                }
+                self.jobs.audit(record).await?;
+            }
+            // The store just failed: its error is returned before any further write.
+            if let Some(err) = answer_lost {
+                return Err(err);
             }
             if after.delete_after_run {
                 // Only the job as recorded here: one deleted and added again since (or
@@ -1031,7 +1076,48 @@ impl Scheduler {
                 return Ok(false);
             }
         }
-        Ok(after.status == JobStatus::Active)
+        match answer_lost {
+            Some(err) => Err(err),
+            None => Ok(after.status == JobStatus::Active),
+        }
+    }
+
+    /// Whether the write `attempted` (the job as read, and as it was to be written) landed
+    /// although the store answered `err`: job `id` is now stored exactly as it was to be
+    /// written. Returns the pair, with the stored version, when it did; `None` when it did
+    /// not, when `err` is not a plain store failure (a damaged job, say), or when the job
+    /// cannot be read back (logged: nobody can tell then).
+    async fn landed(
+        &self,
+        id: &JobId,
+        attempted: Option<(Job, Job)>,
+        err: &Error,
+    ) -> Option<(Job, Job)> {
+        let damaged = matches!(
+            err,
+            Error::Store {
+                source: cairn_checkpoint::Error::Encoding { .. },
+                ..
+            }
+        );
+        if damaged || !matches!(err, Error::Store { .. }) {
+            return None;
+        }
+        let (before, mut after) = attempted?;
+        match self.jobs.show(id).await {
+            Ok(current) => {
+                after.version = current.version;
+                if current != after {
+                    return None;
+                }
+                tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "the job store failed to answer a write of a run's outcome that it made: the outcome stands, its trip or completion is audited, and the error is returned");
+                Some((before, after))
+            }
+            Err(read) => {
+                tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, read_back = %read, "the job store failed to answer a write of a run's outcome, and the job cannot be read back: whether the outcome (a trip, a completion) was recorded is unknown until the job is read again");
+                None
+            }
+        }
     }
 
     /// Runs due jobs until `stop` completes: looks at the jobs, starts the due ones (up to
@@ -1356,6 +1442,14 @@ impl Drop for InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.id);
     }
+}
+
+/// `detail` with the fields of `note` (an object) added, when there is one.
+fn with_note(mut detail: serde_json::Value, note: Option<&serde_json::Value>) -> serde_json::Value {
+    if let (Some(fields), Some(serde_json::Value::Object(extra))) = (detail.as_object_mut(), note) {
+        fields.extend(extra.clone());
+    }
+    detail
 }
 
 /// Logs, as a WARN, that the job store left `entry` out.

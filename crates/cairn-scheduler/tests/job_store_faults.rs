@@ -167,13 +167,23 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
     let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
     rig.clock.set(rig.next_due(&job).await);
     plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
-    let err = rig.scheduler.tick().await.unwrap_err().error;
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    let err = failed.error;
     assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
     let stored = rig.scheduler.jobs().show(&job).await.unwrap();
     assert_eq!(
         (stored.status, stored.next_run_at),
         (JobStatus::Failed, None)
     );
+    // The trip stands, so it leaves a trace: reported, and audited with the lost answer.
+    assert_eq!(failed.report.tripped, [job.clone()]);
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    let trip = log
+        .iter()
+        .find(|record| record.action == JobAuditAction::BreakerTripped)
+        .expect("the trip is audited");
+    assert_eq!(trip.detail["answer_lost"], true, "{trip:?}");
+    assert_eq!(trip.detail["consecutive_errors"], 1, "{trip:?}");
     // Failed stays failed: nothing runs until a forced resume.
     rig.clock.advance(Duration::from_secs(3600));
     assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
@@ -182,6 +192,43 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
         Err(Error::NeedsForce { .. })
     ));
     rig.scheduler.jobs().resume(&job, true).await.unwrap();
+    assert_eq!(rig.runner.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_breaker_trip_whose_save_failed_before_leaves_the_job_active_and_no_trip_record() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::Before);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    assert!(failed.report.tripped.is_empty(), "{:?}", failed.report);
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Active);
+    assert_eq!(actions(&rig, &job).await, [JobAuditAction::Created]);
+}
+
+#[tokio::test]
+async fn a_one_shot_success_whose_save_answer_was_lost_is_audited_and_never_runs_again() {
+    let (rig, plan) = faulty_rig();
+    let at = NEW_YEAR_2026.plus_millis(10_000);
+    let job = add_job(
+        &rig,
+        NewJob::new(id("once"), "once", Schedule::once(at), "wf.toml"),
+    )
+    .await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    let done = log.last().expect("records");
+    assert_eq!(done.action, JobAuditAction::Completed, "{log:?}");
+    assert_eq!(done.detail["answer_lost"], true, "{done:?}");
+    rig.clock.advance(Duration::from_secs(3600));
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
     assert_eq!(rig.runner.runs(), 1);
 }
 
