@@ -371,3 +371,66 @@ async fn operator_changes_whose_audit_failed_stand_and_say_so() {
     assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
     assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
 }
+
+/// The last audit record of `job`, which MUST have `action`, noting a lost answer.
+async fn last_notes_a_lost_answer(rig: &Rig, job: &JobId, action: JobAuditAction) {
+    let log = rig.scheduler.jobs().audit_log(job).await.unwrap();
+    let last = log.last().expect("an audit record");
+    assert_eq!(last.action, action, "{log:?}");
+    assert_eq!(last.detail["answer_lost"], true, "{last:?}");
+}
+
+#[tokio::test]
+async fn an_add_or_delete_whose_answer_was_lost_is_audited_and_still_an_error() {
+    let (rig, plan) = faulty_rig();
+    let jobs = rig.scheduler.jobs();
+    let job = id("operated");
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Created).await;
+
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::After);
+    let err = jobs.delete(&job).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobDelete, None), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Deleted).await;
+
+    // Failed before the store saw them: nothing changed, and nothing is audited.
+    let records = jobs.audit_log(&job).await.unwrap().len();
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    jobs.add(every_minute("operated")).await.unwrap_err();
+    assert_eq!(jobs.audit_log(&job).await.unwrap().len(), records);
+    jobs.add(every_minute("operated")).await.unwrap();
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::Before);
+    jobs.delete(&job).await.unwrap_err();
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    let log = actions(&rig, &job).await;
+    assert_eq!(log.last(), Some(&JobAuditAction::Created), "{log:?}");
+}
+
+#[tokio::test]
+async fn an_undecodable_job_whose_delete_answer_was_lost_is_audited_as_deleted() {
+    let (rig, plan) = faulty_rig();
+    let job = id("odd");
+    let store = rig.scheduler.jobs().store();
+    store
+        .put(&job, None, &serde_json::json!({ "hello": 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::After);
+    let err = rig
+        .scheduler
+        .jobs()
+        .delete_unreadable(&job)
+        .await
+        .unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobDelete, None), "{err:?}");
+    assert!(store.get(&job).await.unwrap().is_none());
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Deleted).await;
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    assert_eq!(log.last().unwrap().detail["undecodable"], true);
+}
