@@ -230,7 +230,14 @@ fn more_errors(later: &[Error]) -> String {
 /// during a run does not rerun that tick on restart (runs are at most once per tick; the
 /// workflow's own resume covers the interrupted run). A one-shot job is the exception: while
 /// it runs it is due again `one_shot_retry` later, so a crash mid-run retries it rather than
-/// losing it.
+/// losing it. So a one-shot job is at least once, not at most once: when its success could
+/// not be recorded (the process died first, or the store failed before the write landed;
+/// a write that landed though its answer was lost does complete it, see below), the retry
+/// starts it again. The scheduler cannot tell what an earlier run did; a runner that keeps
+/// runs can, and SHOULD look before it starts a retry: `cairn scheduler`'s runner finds the
+/// job's earlier run in the run store, reports a completed one as the retry's success
+/// without running anything, and refuses a fresh run beside an unfinished one until a
+/// person resumes or abandons it.
 /// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job

@@ -176,7 +176,7 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
         (JobStatus::Failed, None)
     );
     // The trip stands, so it leaves a trace: reported, and audited with the lost answer.
-    assert_eq!(failed.report.tripped, [job.clone()]);
+    assert_eq!(failed.report.tripped, std::slice::from_ref(&job));
     let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
     let trip = log
         .iter()
@@ -241,7 +241,11 @@ async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed(
         let failed =
             tick_due_failing_reported(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
         // The trip stands, so the tick reports it (and the run) along with the error.
-        assert_eq!(failed.report.tripped, [job.clone()], "{timing:?}");
+        assert_eq!(
+            failed.report.tripped,
+            std::slice::from_ref(&job),
+            "{timing:?}"
+        );
         assert_eq!(failed.report.runs.len(), 1, "{timing:?}");
         let err = failed.error;
         // Not a plain store error: the trip stands, only its record may be missing.
