@@ -34,7 +34,16 @@
 //! finish their running tasks (a run cut short is left resumable, its resume command
 //! printed), and then it exits 5. Dropping those runs at once instead would leave them, and
 //! the commands they started, as after a crash. A run the store could not begin is a
-//! counted failure that names no run (nothing was stored). A run whose damaged state a
+//! counted failure that names no run (nothing was stored).
+//!
+//! A change the scheduler stored whose audit record cannot be written (`Unaudited`: a trip,
+//! a completion, a `--delete-after-run` delete) stops the scheduler the same way, exit 5,
+//! with a message that names the change and says it stands; a trip is also said at once
+//! (`breaker_tripped` with `audited: false`), with its revive command. Keeping the other
+//! jobs going was weighed and refused: the audit log lives in the same job store, and an
+//! append that failed (often its fsync, which is never retried) means that store is
+//! failing, so every further claim and outcome would be written with its record missing,
+//! an audit log with silent holes. Stopping leaves one hole, named on exit. A run whose damaged state a
 //! listing moved to quarantine while the scheduler ran, and a damaged run the run store could
 //! not move, are each named once per scheduler process, as `cairn runs` names them.
 //!
@@ -98,9 +107,11 @@ Exit codes:
   4  stopped by Ctrl-C or SIGTERM while runs were going: each run cut short is left resumable
      and the command to resume it was printed (a second Ctrl-C stops running commands at once
      and also exits 4; a third exits 4 at once, leaving runs as after a crash)
-  5  the job store failed: no new run starts, the runs going on are stopped as by a first
-     Ctrl-C (their running tasks get --grace; a run cut short is left resumable and its resume
-     command printed), then the scheduler exits 5 (start it again once the store is fixed). A
+  5  the job store failed (also when only the audit record of a change it stored, such as a
+     breaker trip, could not be written: the change stands and is named): no new run starts,
+     the runs going on are stopped as by a first Ctrl-C (their running tasks get --grace; a
+     run cut short is left resumable and its resume command printed), then the scheduler
+     exits 5 (start it again once the store is fixed). A
      run whose own state store failed does not stop the scheduler: it is reported with its
      resume command and counts as a failed run for the job's circuit breaker
 A stored job the job store had to leave out (damaged: moved to the quarantine folder, or left
@@ -301,19 +312,31 @@ impl JobStore for WatchedJobs {
 
     async fn append_audit(&self, record: &JobAuditRecord) -> cairn_checkpoint::Result<()> {
         let _op = InFlight::new(&self.quiet);
-        self.inner.append_audit(record).await?;
+        let appended = self.inner.append_audit(record).await;
         let id = &record.job_id;
         match record.action {
+            // Said even when its record could not be written: the scheduler audits a trip
+            // only once it is stored, so it stands, and an operator must hear of it (the
+            // failed append then stops the scheduler, exit 5, saying the record is missing).
             JobAuditAction::BreakerTripped => self.lines.say(
                 &format!(
-                    "job {id}: circuit breaker tripped after {} failed run(s) in a row; the job is failed until revived with: cairn jobs resume {id} --force{}",
-                    record.detail["consecutive_errors"], self.lines.store_flags
+                    "job {id}: circuit breaker tripped after {} failed run(s) in a row; the job is failed until revived with: cairn jobs resume {id} --force{}{}",
+                    record.detail["consecutive_errors"],
+                    self.lines.store_flags,
+                    if appended.is_ok() {
+                        ""
+                    } else {
+                        " (its audit record could not be written)"
+                    }
                 ),
                 serde_json::json!({
                     "event": "breaker_tripped", "job_id": id.as_str(), "message": record.message,
-                    "detail": record.detail,
+                    "detail": record.detail, "audited": appended.is_ok(),
                 }),
             ),
+            // The other changes are said once audited, as before: a failed append stops the
+            // scheduler with an error that names the change and says that it stands.
+            _ if appended.is_err() => {}
             JobAuditAction::Completed if record.detail["schedule_ran_out"] == true => {
                 self.lines.say(
                     &format!(
@@ -349,7 +372,7 @@ impl JobStore for WatchedJobs {
             ),
             _ => {}
         }
-        Ok(())
+        appended
     }
 
     async fn read_audit(&self, id: &JobId) -> cairn_checkpoint::Result<Vec<JobAuditRecord>> {

@@ -31,6 +31,15 @@ pub(crate) const RECORD_ATTEMPTS: u32 = 256;
 /// an operator's `pause` and a running scheduler's bookkeeping never overwrite each other.
 /// Audit records go to the job store's own per-job audit list, after the change committed.
 ///
+/// A store call can fail after its change landed (an I/O error lost the answer). `add`,
+/// `delete` and `delete_unreadable` then read the job back, and when the change stands they
+/// audit it with `answer_lost: true` and the error in the detail, so the log has no hole,
+/// and still return the `Store` error: the store failed, and what it wrote may not be
+/// durable. (A delete found gone may also have been another writer's; the record's
+/// `answer_lost` says that the log cannot be sure.) `pause` and `resume` do not read back:
+/// their lost answer leaves the change without its record, and a retry says what stands
+/// (`NotActive`, `AlreadyActive`).
+///
 /// # Cancel safety
 ///
 /// No operation holds a lock or a lease, so a dropped one leaves nothing to release. Each
@@ -116,7 +125,11 @@ impl Jobs {
     /// out-of-range zone (both name the job in their `job` field and message), `InvalidJob`
     /// for another bad definition (a name longer than [`MAX_NAME_BYTES`], say); `Store` when
     /// the store fails. When only the `Created` audit record fails to be written, the job
-    /// exists already: `Unaudited`.
+    /// exists already: `Unaudited`. A `Store` error may come after the job was written (an
+    /// I/O error lost the store's answer): `add` reads the job back, and when it stands as
+    /// written, audits `Created` with `answer_lost: true` and the error in the detail before
+    /// it returns the error (the store failed, so the write may not be durable; a retry
+    /// fails with `AlreadyExists` if it is).
     ///
     /// # Cancel safety
     ///
@@ -214,17 +227,25 @@ impl Jobs {
         if !new.paused {
             job.next_run_at = due;
         }
-        match self.store.put(&job.id, None, &job.to_document()).await? {
-            Ok(version) => job.version = version,
-            Err(_) => return Err(Error::AlreadyExists { id: job.id }),
-        }
-        self.audit(
+        let created = |detail| {
             JobAuditRecord::new(now, job.id.clone(), JobAuditAction::Created, "job created")
-                .with_detail(
-                    json!({ "schedule": job.schedule.to_string(), "workflow": job.workflow }),
-                ),
-        )
-        .await?;
+                .with_detail(detail)
+        };
+        let detail = json!({ "schedule": job.schedule.to_string(), "workflow": job.workflow });
+        match self.store.put(&job.id, None, &job.to_document()).await {
+            Ok(Ok(version)) => job.version = version,
+            Ok(Err(_)) => return Err(Error::AlreadyExists { id: job.id }),
+            Err(err) => {
+                let err = Error::from(err);
+                // The answer may be lost after the job was written: if it stands, the
+                // log says so, and the error is still returned (the store failed).
+                if self.stands(&job, &err).await {
+                    self.audit(created(lost_answer(detail, &err))).await?;
+                }
+                return Err(err);
+            }
+        }
+        self.audit(created(detail)).await?;
         Ok(job)
     }
 
@@ -560,7 +581,9 @@ impl Jobs {
     ///
     /// `NotFound`, `BadDocument` for a job whose document does not decode (see
     /// [`Jobs::delete_unreadable`]), `Store`, `Contended`; `Unaudited` when the job was
-    /// deleted but its `Deleted` record could not be written.
+    /// deleted but its `Deleted` record could not be written. When the delete's answer is
+    /// lost (a `Store` error) and a read-back finds the job gone, `Deleted` is audited with
+    /// `answer_lost: true` and the error before the error is returned.
     ///
     /// # Cancel safety
     ///
@@ -609,7 +632,9 @@ impl Jobs {
     ///
     /// `NotFound`, `NotDamaged` (nothing changed), `Store`, `Contended`; `Unaudited` when the
     /// job was deleted but its `Deleted` record could not be written (the `Quarantined` one,
-    /// with the document, was).
+    /// with the document, was). A `Store` error of the delete itself whose answer was lost
+    /// (a read-back finds the job gone) is audited as `Deleted` with `answer_lost: true`
+    /// before it is returned.
     ///
     /// # Cancel safety
     ///
@@ -676,17 +701,17 @@ impl Jobs {
                     "document": document,
                 }));
             self.store.append_audit(&kept).await?;
-            if self.store.delete(id, version).await?.is_ok() {
-                self.audit(
-                    JobAuditRecord::new(
-                        self.clock.now(),
-                        id.clone(),
-                        JobAuditAction::Deleted,
-                        "undecodable job deleted by the operator; its document is in the quarantined record before this one",
-                    )
-                    .with_detail(json!({ "version": version, "undecodable": true })),
+            let deleted = |detail| {
+                JobAuditRecord::new(
+                    self.clock.now(),
+                    id.clone(),
+                    JobAuditAction::Deleted,
+                    "undecodable job deleted by the operator; its document is in the quarantined record before this one",
                 )
-                .await?;
+                .with_detail(with_fields(detail, json!({ "version": version, "undecodable": true })))
+            };
+            if self.delete_or_audit_lost(id, version, deleted).await? {
+                self.audit(deleted(serde_json::Value::Null)).await?;
                 return Ok(UnreadableJob {
                     id: id.clone(),
                     version,
@@ -719,17 +744,72 @@ impl Jobs {
     /// and maybe added again). Never tried again: the caller decides whether the job it
     /// meant is still the one stored.
     pub(crate) async fn delete_exactly(&self, job: &Job, reason: &str) -> Result<bool> {
-        if self.store.delete(&job.id, job.version).await?.is_err() {
+        let deleted = |detail| {
+            JobAuditRecord::new(
+                self.clock.now(),
+                job.id.clone(),
+                JobAuditAction::Deleted,
+                reason,
+            )
+            .with_detail(detail)
+        };
+        if !self
+            .delete_or_audit_lost(&job.id, job.version, deleted)
+            .await?
+        {
             return Ok(false);
         }
-        self.audit(JobAuditRecord::new(
-            self.clock.now(),
-            job.id.clone(),
-            JobAuditAction::Deleted,
-            reason,
-        ))
-        .await?;
+        self.audit(deleted(serde_json::Value::Null)).await?;
         Ok(true)
+    }
+
+    /// Deletes job `id` at `expected`: `Ok(true)` when deleted, `Ok(false)` on a version
+    /// conflict. When the store fails, and the job is gone on a read-back (the delete
+    /// landed, its answer was lost), `record` is audited with `answer_lost` in its detail
+    /// before the store error is returned, so the log has no hole where the job went.
+    async fn delete_or_audit_lost(
+        &self,
+        id: &JobId,
+        expected: u64,
+        record: impl Fn(serde_json::Value) -> JobAuditRecord,
+    ) -> Result<bool> {
+        match self.store.delete(id, expected).await {
+            Ok(deleted) => Ok(deleted.is_ok()),
+            Err(err) => {
+                let err = Error::from(err);
+                let gone = matches!(err, Error::Store { .. })
+                    && matches!(self.store.get(id).await, Ok(None));
+                if gone {
+                    self.audit(record(lost_answer(json!({ "version": expected }), &err)))
+                        .await?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether `job` is stored as written (its version aside) after store error `err` of
+    /// the write: the write landed and only its answer was lost. `false` when it was not
+    /// written, or cannot be read back, or `err` is not a plain store failure.
+    async fn stands(&self, job: &Job, err: &Error) -> bool {
+        let damaged = matches!(
+            err,
+            Error::Store {
+                source: cairn_checkpoint::Error::Encoding { .. },
+                ..
+            }
+        );
+        if damaged || !matches!(err, Error::Store { .. }) {
+            return false;
+        }
+        match self.show(&job.id).await {
+            Ok(current) => {
+                let mut written = job.clone();
+                written.version = current.version;
+                current == written
+            }
+            Err(_) => false,
+        }
     }
 
     /// The job's audit records, oldest first (kept after the job is deleted).
@@ -954,6 +1034,27 @@ pub struct UnreadableJob {
     pub reason: String,
     /// The stored document, whole (also kept in the job's audit log).
     pub document: serde_json::Value,
+}
+
+/// `detail` (an object, or null) with `answer_lost: true` and the store's error added: the
+/// audit detail of a change that landed though the store's answer to it was lost.
+fn lost_answer(detail: serde_json::Value, err: &Error) -> serde_json::Value {
+    with_fields(
+        detail,
+        json!({ "answer_lost": true, "error": err.to_string() }),
+    )
+}
+
+/// `detail` (an object, or null) with the fields of `extra` (an object) added.
+fn with_fields(detail: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let mut fields = match detail {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    if let serde_json::Value::Object(extra) = extra {
+        fields.extend(extra);
+    }
+    serde_json::Value::Object(fields)
 }
 
 /// When a job that (re)starts now is first due.

@@ -57,7 +57,10 @@
 //! - An error (the job store failed) starts nothing more, but does not drop the runs going
 //!   on: the runner is told ([`JobRunner::scheduler_failed`]) so it may end them as on a
 //!   shutdown, their outcomes are recorded where the store still lets them, and the first
-//!   error is returned once they have ended.
+//!   error is returned once they have ended. `tick` returns it as a [`TickFailed`], which
+//!   also holds the tick's report (every run that ended, the failing job's included, and
+//!   the trips) and the errors met after the first, so one job's store error never hides
+//!   what the other jobs did.
 //!
 //! # Missed ticks
 //!
@@ -96,7 +99,7 @@
 //! - The run is never resumed by the scheduler: it waits for `cairn resume <run>` once the
 //!   store is fixed, as after `cairn run` stopped the same way.
 //! - When the job store cannot be written either (one full disk under both), nothing can be
-//!   recorded: `tick` returns the `Store` error and the host stops (`cairn scheduler` exits
+//!   recorded: `tick` returns the `Store` error (in a `TickFailed`) and the host stops (`cairn scheduler` exits
 //!   5 after printing the run's store failure, once the other jobs' runs going on have ended
 //!   or been cut short as on a shutdown: see "Jobs at once"). The job's count does not move
 //!   then, and a later scheduler can only say that the run's driver stopped without
@@ -135,5 +138,6 @@ pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
 pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
 pub use scheduler::{
-    CatchUp, DEFAULT_MAX_RUNNING_JOBS, RunRecord, Scheduler, SchedulerConfig, TickReport,
+    CatchUp, DEFAULT_MAX_RUNNING_JOBS, RunRecord, Scheduler, SchedulerConfig, TickFailed,
+    TickReport,
 };

@@ -134,6 +134,82 @@ impl TickReport {
     }
 }
 
+/// What a [`Scheduler::tick`] that met an error did, and the errors it met.
+///
+/// A tick that meets an error starts no further job, but the runs already going on end and
+/// are recorded where the store still lets them; this keeps what they did, so one job's
+/// store error does not hide the other jobs' runs (and trips) from the host. It is a carrier
+/// of a partial result, not a second error taxonomy: its errors are the crate's [`Error`],
+/// and `?` turns it into the first one (`From<TickFailed> for Error`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use async_trait::async_trait;
+/// use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyJobStore};
+/// use cairn_checkpoint::{JobId, MemoryJobStore};
+/// use cairn_queue::Timestamp;
+/// use cairn_scheduler::*;
+///
+/// #[derive(Debug)]
+/// struct Succeeds;
+/// #[async_trait]
+/// impl JobRunner for Succeeds {
+///     async fn run(&self, _: &RunRequest) -> Result<RunSucceeded, RunFailed> {
+///         Ok(RunSucceeded::default())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let plan = FaultPlan::new();
+/// let store = FaultyJobStore::new(MemoryJobStore::new(), plan.clone());
+/// let clock = ManualClock::new(Timestamp(0));
+/// let scheduler = Scheduler::new(Arc::new(store), Arc::new(Succeeds), Arc::new(clock.clone()));
+/// let id = JobId::new("sync")?;
+/// let every_minute = Schedule::every(Duration::from_secs(60))?;
+/// scheduler.jobs().add(NewJob::new(id.clone(), "sync", every_minute, "sync.toml")).await?;
+/// clock.advance(Duration::from_secs(60));
+/// // The store fails as the run's outcome is recorded (the claim was put 2).
+/// plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::Before);
+/// let failed = scheduler.tick().await.unwrap_err();
+/// assert!(matches!(failed.error, Error::Store { job: Some(ref j), .. } if *j == id));
+/// // The run happened, and is reported, though its outcome could not be recorded.
+/// assert_eq!(failed.report.runs.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{error}{}", more_errors(.later))]
+pub struct TickFailed {
+    /// What the tick did: every run that ended, the failing job's run included when it ran
+    /// (its outcome may not be recorded: see `error`), the trips, and the rest, in listing
+    /// order.
+    pub report: TickReport,
+    /// The first error: after it, no job started. A store error met for one job names it.
+    #[source]
+    pub error: Error,
+    /// Errors met after the first, by runs that were already going on, in the order met.
+    pub later: Vec<Error>,
+}
+
+impl From<TickFailed> for Error {
+    /// The first error; the report and the later errors are dropped.
+    fn from(failed: TickFailed) -> Self {
+        failed.error
+    }
+}
+
+/// ` (and N more errors)` when a tick met more than one.
+fn more_errors(later: &[Error]) -> String {
+    match later.len() {
+        0 => String::new(),
+        1 => " (and 1 more error)".to_owned(),
+        n => format!(" (and {n} more errors)"),
+    }
+}
+
 /// Runs due jobs. Build it with a job store, a runner and a clock; call `tick` (tests, cron
 /// hosts) or `run_until` (a long-lived `cairn scheduler` process).
 ///
@@ -154,7 +230,14 @@ impl TickReport {
 /// during a run does not rerun that tick on restart (runs are at most once per tick; the
 /// workflow's own resume covers the interrupted run). A one-shot job is the exception: while
 /// it runs it is due again `one_shot_retry` later, so a crash mid-run retries it rather than
-/// losing it.
+/// losing it. So a one-shot job is at least once, not at most once: when its success could
+/// not be recorded (the process died first, or the store failed before the write landed;
+/// a write that landed though its answer was lost does complete it, see below), the retry
+/// starts it again. The scheduler cannot tell what an earlier run did; a runner that keeps
+/// runs can, and SHOULD look before it starts a retry: `cairn scheduler`'s runner finds the
+/// job's earlier run in the run store, reports a completed one as the retry's success
+/// without running anything, and refuses a fresh run beside an unfinished one until a
+/// person resumes or abandons it.
 /// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
@@ -193,6 +276,12 @@ impl TickReport {
 ///   `next_run_at` is cleared, the trip is audited (`BreakerTripped` in the job store's
 ///   audit list) and emitted (`cairn_telemetry::emit::breaker_tripped`). It stays failed
 ///   across restarts until `resume(id, force = true)`;
+/// - an outcome whose write landed though the store's answer was lost (an I/O error after
+///   the write): the job is read back, and when it stands as written, its trip or
+///   completion is emitted and audited as above, with `answer_lost: true` and the error in
+///   the record's detail, and then the store error is returned (the store failed, so the
+///   host stops as on any store error). When it cannot be read back, nobody can tell
+///   whether it landed: that is logged, and the next look sees the job as it is;
 /// - stopped by its state store (`RunFailed::store_failed`): counted like a failure, and the
 ///   run is noted in `Job::store_failed_runs` in the same write (see the crate docs);
 /// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
@@ -386,7 +475,11 @@ impl Scheduler {
     /// After an error no further job starts. Runs going on are not dropped: the runner is
     /// told ([`JobRunner::scheduler_failed`], so it may end them soon, as on a shutdown),
     /// their outcomes are recorded where the store still lets them, and once they have all
-    /// ended the first error is returned (later ones are only logged).
+    /// ended a [`TickFailed`] is returned: its `error` is the first error, `later` the ones
+    /// that runs going on met after it, and its `report` what the tick did, as a tick without
+    /// an error reports it. So the other jobs' runs (and trips) are never lost with the
+    /// error, and a job whose outcome could not be recorded has its run in the report too
+    /// (its error names it). `?` turns a `TickFailed` into its first error.
     ///
     /// # Cancel safety
     ///
@@ -442,17 +535,27 @@ impl Scheduler {
     /// # Ok::<(), cairn_scheduler::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn tick(&self) -> Result<TickReport> {
-        let look = self.look().await?;
+    pub async fn tick(&self) -> Result<TickReport, TickFailed> {
+        let look = match self.look().await {
+            Ok(look) => look,
+            Err(error) => {
+                return Err(TickFailed {
+                    report: TickReport::default(),
+                    error,
+                    later: Vec::new(),
+                });
+            }
+        };
         let mut report = look.report;
         let mut waiting = look.due.into_iter().enumerate();
         let mut runs = JobRuns::default();
         // Each job's part of the report, by the job's place in the listing, so the report
-        // reads in listing order whichever run ends first.
+        // reads in listing order whichever run ends first. A job that met an error keeps its
+        // part too: its run happened, and the other jobs' runs must not go unreported.
         let mut parts = BTreeMap::new();
-        let mut failed = None;
+        let mut errors = Vec::new();
         loop {
-            while failed.is_none()
+            while errors.is_empty()
                 && runs.len() < self.max_running_jobs()
                 && !self.runner.is_stopping()
             {
@@ -461,23 +564,27 @@ impl Scheduler {
                 };
                 self.start(&mut runs, order, job, due);
             }
-            let Some((order, result)) = runs.next().await else {
+            let Some((order, (part, result))) = runs.next().await else {
                 break;
             };
-            match result {
-                Ok(part) => {
-                    parts.insert(order, part);
-                }
-                Err(err) => self.failed(&mut failed, err, &runs),
+            parts.insert(order, part);
+            if let Err(err) = result {
+                self.on_error(errors.is_empty(), &err, &runs);
+                errors.push(err);
             }
-        }
-        if let Some(err) = failed {
-            return Err(err);
         }
         for part in parts.into_values() {
             report.absorb(part);
         }
-        Ok(report)
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            None => Ok(report),
+            Some(error) => Err(TickFailed {
+                report,
+                error,
+                later: errors.collect(),
+            }),
+        }
     }
 
     /// `max_running_jobs`, with 0 taken as 1.
@@ -574,26 +681,34 @@ impl Scheduler {
                 let now = self.jobs.clock().now();
                 let id = job.id.clone();
                 // A store error met for this job names it, so an operator knows which one.
-                self.run_due(job, due, now, &mut part)
+                let result = self
+                    .run_due(job, due, now, &mut part)
                     .await
-                    .map_err(|err| err.for_job(&id))?;
-                Ok(part)
+                    .map_err(|err| err.for_job(&id));
+                // The part is kept even after an error: it holds what this job did before.
+                (part, result)
             }),
         );
     }
 
-    /// Keeps the first error `tick` or `run_until` met; after it no job starts, and it is
-    /// returned once the runs going on have ended. The runner hears of it when runs go on.
-    fn failed(&self, failed: &mut Option<Error>, err: Error, runs: &JobRuns<'_>) {
-        if failed.is_some() {
-            tracing::warn!(target: names::DETAIL_TARGET, error = %err, "another error while the scheduler stops after an error (the first one is returned)");
+    /// Logs error `err` that `tick` or `run_until` met; after the `first` one no job starts,
+    /// and the runner hears of it when runs go on, so it may end them soon.
+    fn on_error(&self, first: bool, err: &Error, runs: &JobRuns<'_>) {
+        if !first {
+            tracing::warn!(target: names::DETAIL_TARGET, error = %err, "another error while the scheduler stops after an error");
             return;
         }
         if !runs.is_empty() {
             tracing::warn!(target: names::DETAIL_TARGET, error = %err, runs = runs.len(), "the scheduler stops after an error: no further run starts, and the error is returned once the runs going on have ended");
-            self.runner.scheduler_failed(&err);
+            self.runner.scheduler_failed(err);
         }
-        *failed = Some(err);
+    }
+
+    /// Keeps the first error `run_until` met (later ones are only logged); it is returned
+    /// once the runs going on have ended.
+    fn failed(&self, failed: &mut Option<Error>, err: Error, runs: &JobRuns<'_>) {
+        self.on_error(failed.is_none(), &err, runs);
+        failed.get_or_insert(err);
     }
 
     async fn run_due(
@@ -612,21 +727,16 @@ impl Scheduler {
             .schedule
             .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)
             .map_err(|err| err.for_job(&job.id))?;
-        let plan: Vec<Timestamp> = match self.config.catch_up {
-            CatchUp::One => {
-                report.missed_not_run += later.len() as u64;
-                vec![due]
-            }
-            CatchUp::Skip if !later.is_empty() => {
-                report.missed_not_run += later.len() as u64 + 1;
-                Vec::new()
-            }
-            CatchUp::Skip => vec![due],
+        // Counted once the claim stands: a claim that fails or loses its race leaves the
+        // ticks to the next look, which counts them then.
+        let (plan, missed): (Vec<Timestamp>, u64) = match self.config.catch_up {
+            CatchUp::One => (vec![due], later.len() as u64),
+            CatchUp::Skip if !later.is_empty() => (Vec::new(), later.len() as u64 + 1),
+            CatchUp::Skip => (vec![due], 0),
             CatchUp::All { max } => {
                 let all: Vec<Timestamp> = std::iter::once(due).chain(later).collect();
                 let take = all.len().min(max.max(1) as usize);
-                report.missed_not_run += (all.len() - take) as u64;
-                all[..take].to_vec()
+                (all[..take].to_vec(), (all.len() - take) as u64)
             }
         };
         let next = if job.is_one_shot() {
@@ -660,6 +770,7 @@ impl Scheduler {
             tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be claimed");
             return Ok(());
         }
+        report.missed_not_run += missed;
         let runs = plan.len();
         for (index, scheduled_for) in plan.into_iter().enumerate() {
             let request = RunRequest {
@@ -683,15 +794,16 @@ impl Scheduler {
             if let Err(failed) = &outcome {
                 tracing::info!(target: names::DETAIL_TARGET, job_id = %job.id, error = %failed.message, "scheduled run failed");
             }
-            let still_active = self
+            let recorded = self
                 .record(&job.id, job.created_at, &outcome, index + 1 == runs, report)
-                .await?;
+                .await;
+            // Reported even when its outcome could not be recorded: the run happened.
             report.runs.push(RunRecord {
                 job_id: job.id.clone(),
                 scheduled_for,
                 outcome,
             });
-            if !still_active {
+            if !recorded? {
                 break;
             }
         }
@@ -740,7 +852,7 @@ impl Scheduler {
         };
         settled.version = version;
         let Some(at) = next else {
-            return self.audit_run_out(&settled, None).await;
+            return self.audit_run_out(&settled, None, None).await;
         };
         tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, next_run_at = at.0, "an active job was stored with no next run time (an edited document?); the scheduler gave it the next one its schedule has");
         self.jobs
@@ -769,7 +881,12 @@ impl Scheduler {
 
     /// Audits that recurring job `job` is completed because its schedule ran out;
     /// `last_run_ok` is how its last run ended, when this scheduler saw it.
-    async fn audit_run_out(&self, job: &Job, last_run_ok: Option<bool>) -> Result<()> {
+    async fn audit_run_out(
+        &self,
+        job: &Job,
+        last_run_ok: Option<bool>,
+        note: Option<&serde_json::Value>,
+    ) -> Result<()> {
         self.jobs
             .audit(
                 JobAuditRecord::new(
@@ -778,12 +895,15 @@ impl Scheduler {
                     JobAuditAction::Completed,
                     "recurring job completed: its schedule has no time left after its last run",
                 )
-                .with_detail(json!({
-                    "schedule": job.schedule.to_string(),
-                    "schedule_ran_out": true,
-                    "last_run_ok": last_run_ok,
-                    "last_run_at": job.last_run_at.map(|t| t.0),
-                })),
+                .with_detail(with_note(
+                    json!({
+                        "schedule": job.schedule.to_string(),
+                        "schedule_ran_out": true,
+                        "last_run_ok": last_run_ok,
+                        "last_run_at": job.last_run_at.map(|t| t.0),
+                    }),
+                    note,
+                )),
             )
             .await
     }
@@ -800,9 +920,13 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<bool> {
         let now = self.jobs.clock().now();
+        // The last write tried, before and after: when its answer is lost, a read-back
+        // tells whether it landed.
+        let mut attempted: Option<(Job, Job)> = None;
         let updated = self
             .jobs
             .update_with_attempts(id, RECORD_ATTEMPTS, |job| {
+                let read = job.clone();
                 if job.created_at != created_at {
                     // Deleted and created again while the run went on: the outcome belongs
                     // to the old job (it would complete a new one-shot job that never ran).
@@ -850,18 +974,38 @@ impl Scheduler {
                 {
                     job.status = JobStatus::Completed;
                 }
+                attempted = Some((read, job.clone()));
                 Ok(())
             })
             .await;
+        // The store error of a write that landed though its answer was lost: the write's
+        // trip or completion is still emitted and audited (noting the lost answer), so it
+        // leaves a trace, and the error is returned after that.
+        let mut answer_lost = None;
         let (before, after) = match updated {
             Ok(pair) => pair,
             // Deleted (or replaced) while it ran: there is nothing left to record.
             Err(Error::NotFound { .. }) => return Ok(false),
-            // Damaged while it ran: as good as deleted for this run. Stopping here would
-            // stop `run_until`, and with it every other job.
-            Err(err) => return self.unless_damaged(id, err, report).await,
+            Err(err) => match self.landed(id, attempted, &err).await {
+                Some(pair) => {
+                    answer_lost = Some(err);
+                    pair
+                }
+                // Damaged while it ran: as good as deleted for this run. Stopping here
+                // would stop `run_until`, and with it every other job.
+                None => return self.unless_damaged(id, err, report).await,
+            },
         };
+        let lost_note = answer_lost.as_ref().map(|err| {
+            json!({
+                "answer_lost": true,
+                "error": err.to_string(),
+            })
+        });
         if after.status == JobStatus::Failed && before.status != JobStatus::Failed {
+            // Reported before the record is written: the trip stands even when its record
+            // cannot be written (`Unaudited`), and `TickFailed` keeps the report.
+            report.tripped.push(id.clone());
             let last_error = after.last_error.clone().unwrap_or_default();
             // Emitted before the record is written, so a trip that stands is always heard
             // of, even when its record cannot be written (`Unaudited`).
@@ -881,14 +1025,16 @@ impl Scheduler {
                             after.consecutive_errors, after.max_consecutive_errors
                         ),
                     )
-                    .with_detail(json!({
-                        "consecutive_errors": after.consecutive_errors,
-                        "max_consecutive_errors": after.max_consecutive_errors,
-                        "last_error": last_error,
-                    })),
+                    .with_detail(with_note(
+                        json!({
+                            "consecutive_errors": after.consecutive_errors,
+                            "max_consecutive_errors": after.max_consecutive_errors,
+                            "last_error": last_error,
+                        }),
+                        lost_note.as_ref(),
+                    )),
                 )
                 .await?;
-            report.tripped.push(id.clone());
         }
         if !after.is_one_shot()
             && after.status == JobStatus::Completed
@@ -899,21 +1045,28 @@ impl Scheduler {
                 Err(failed) if failed.interrupted => None,
                 Err(_) => Some(false),
             };
-            self.audit_run_out(&after, last_run_ok).await?;
+            self.audit_run_out(&after, last_run_ok, lost_note.as_ref())
+                .await?;
         }
         if outcome.is_ok() && after.is_one_shot() {
             // Audited before a `delete_after_run` delete too: when that delete fails, or
             // lands but its answer (or its `Deleted` record) is lost, the log still says how
             // the job ended, instead of ending at `Created` for a job that is gone.
             if before.status != JobStatus::Completed {
-                self.jobs
-                    .audit(JobAuditRecord::new(
-                        now,
-                        id.clone(),
-                        JobAuditAction::Completed,
-                        "one-shot job ran successfully",
-                    ))
-                    .await?;
+                let mut record = JobAuditRecord::new(
+                    now,
+                    id.clone(),
+                    JobAuditAction::Completed,
+                    "one-shot job ran successfully",
+                );
+                if let Some(note) = &lost_note {
+                    record = record.with_detail(note.clone());
+                }
+                self.jobs.audit(record).await?;
+            }
+            // The store just failed: its error is returned before any further write.
+            if let Some(err) = answer_lost {
+                return Err(err);
             }
             if after.delete_after_run {
                 // Only the job as recorded here: one deleted and added again since (or
@@ -930,7 +1083,48 @@ impl Scheduler {
                 return Ok(false);
             }
         }
-        Ok(after.status == JobStatus::Active)
+        match answer_lost {
+            Some(err) => Err(err),
+            None => Ok(after.status == JobStatus::Active),
+        }
+    }
+
+    /// Whether the write `attempted` (the job as read, and as it was to be written) landed
+    /// although the store answered `err`: job `id` is now stored exactly as it was to be
+    /// written. Returns the pair, with the stored version, when it did; `None` when it did
+    /// not, when `err` is not a plain store failure (a damaged job, say), or when the job
+    /// cannot be read back (logged: nobody can tell then).
+    async fn landed(
+        &self,
+        id: &JobId,
+        attempted: Option<(Job, Job)>,
+        err: &Error,
+    ) -> Option<(Job, Job)> {
+        let damaged = matches!(
+            err,
+            Error::Store {
+                source: cairn_checkpoint::Error::Encoding { .. },
+                ..
+            }
+        );
+        if damaged || !matches!(err, Error::Store { .. }) {
+            return None;
+        }
+        let (before, mut after) = attempted?;
+        match self.jobs.show(id).await {
+            Ok(current) => {
+                after.version = current.version;
+                if current != after {
+                    return None;
+                }
+                tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, "the job store failed to answer a write of a run's outcome that it made: the outcome stands, its trip or completion is audited, and the error is returned");
+                Some((before, after))
+            }
+            Err(read) => {
+                tracing::warn!(target: names::DETAIL_TARGET, job_id = %id, error = %err, read_back = %read, "the job store failed to answer a write of a run's outcome, and the job cannot be read back: whether the outcome (a trip, a completion) was recorded is unknown until the job is read again");
+                None
+            }
+        }
     }
 
     /// Runs due jobs until `stop` completes: looks at the jobs, starts the due ones (up to
@@ -1011,7 +1205,7 @@ impl Scheduler {
         /// What woke the loop.
         enum Woken {
             Stop,
-            Ended(Result<TickReport>),
+            Ended(Result<()>),
             Due,
         }
         let mut stop = std::pin::pin!(stop);
@@ -1031,7 +1225,7 @@ impl Scheduler {
                         biased;
                         () = &mut stop => Woken::Stop,
                         looked = &mut look => break looked,
-                        Some((_, result)) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
+                        Some((_, (_, result))) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
                     };
                     match woken {
                         Woken::Stop => return failed.map_or(Ok(()), Err),
@@ -1073,7 +1267,7 @@ impl Scheduler {
             let woken = tokio::select! {
                 biased;
                 () = &mut stop => Woken::Stop,
-                Some((_, result)) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
+                Some((_, (_, result))) = runs.next(), if !runs.is_empty() => Woken::Ended(result),
                 () = tokio::time::sleep(wait), if !stopping => Woken::Due,
             };
             match woken {
@@ -1199,7 +1393,7 @@ impl Look {
 }
 
 /// One job's part of a tick: its claim, its runs and their recording.
-type JobRun<'a> = Pin<Box<dyn Future<Output = Result<TickReport>> + Send + 'a>>;
+type JobRun<'a> = Pin<Box<dyn Future<Output = (TickReport, Result<()>)> + Send + 'a>>;
 
 /// The job runs going on, each with its job's place in the listing. They are polled by the
 /// task that awaits `tick` or `run_until` rather than spawned, so they need not be
@@ -1223,7 +1417,7 @@ impl<'a> JobRuns<'a> {
     }
 
     /// The next run to end, with its place; `None` at once when none goes on.
-    async fn next(&mut self) -> Option<(usize, Result<TickReport>)> {
+    async fn next(&mut self) -> Option<(usize, (TickReport, Result<()>))> {
         if self.runs.is_empty() {
             return None;
         }
@@ -1255,6 +1449,14 @@ impl Drop for InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.id);
     }
+}
+
+/// `detail` with the fields of `note` (an object) added, when there is one.
+fn with_note(mut detail: serde_json::Value, note: Option<&serde_json::Value>) -> serde_json::Value {
+    if let (Some(fields), Some(serde_json::Value::Object(extra))) = (detail.as_object_mut(), note) {
+        fields.extend(extra.clone());
+    }
+    detail
 }
 
 /// Logs, as a WARN, that the job store left `entry` out.

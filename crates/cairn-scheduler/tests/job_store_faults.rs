@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming};
 use cairn_checkpoint::{JobAuditAction, JobId};
-use cairn_scheduler::{Error, JobStatus, NewJob, Schedule};
+use cairn_scheduler::{Error, JobStatus, NewJob, Schedule, TickFailed};
 use common::{NEW_YEAR_2026, Rig, every_minute, faulty_rig, id};
 
 const BOTH: [FaultTiming; 2] = [FaultTiming::Before, FaultTiming::After];
@@ -54,11 +54,24 @@ async fn tick_due_failing(
     op: FaultOp,
     at: FaultTiming,
 ) -> Error {
+    tick_due_failing_reported(rig, plan, job, op, at)
+        .await
+        .error
+}
+
+/// As `tick_due_failing`, keeping what the failed tick reported.
+async fn tick_due_failing_reported(
+    rig: &Rig,
+    plan: &FaultPlan,
+    job: &JobId,
+    op: FaultOp,
+    at: FaultTiming,
+) -> TickFailed {
     rig.clock.set(rig.next_due(job).await);
     plan.fail_next(op, at);
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let failed = rig.scheduler.tick().await.unwrap_err();
     assert_eq!(plan.fired().last().map(|fired| fired.0), Some(op));
-    err
+    failed
 }
 
 #[tokio::test]
@@ -91,6 +104,20 @@ async fn a_claim_that_failed_before_runs_nothing_and_the_next_tick_runs_it_once(
 }
 
 #[tokio::test]
+async fn missed_ticks_are_counted_by_the_tick_whose_claim_stands_not_by_a_failed_claim() {
+    let (rig, plan) = faulty_rig();
+    let job = add_job(&rig, every_minute("late")).await;
+    // Three ticks are due: one runs, two are missed.
+    rig.clock.set(rig.next_due(&job).await.plus_millis(120_000));
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    assert_eq!(failed.report.missed_not_run, 0, "{:?}", failed.report);
+    let report = rig.scheduler.tick().await.unwrap();
+    assert_eq!((report.runs.len(), report.missed_not_run), (1, 2));
+}
+
+#[tokio::test]
 async fn a_claim_whose_answer_was_lost_never_runs_its_tick_twice() {
     let (rig, plan) = faulty_rig();
     let job = add_job(&rig, every_minute("claimed")).await;
@@ -117,7 +144,7 @@ async fn a_failed_save_after_a_failed_run_is_an_error_naming_the_job() {
         // The claim is put 2 (after the add); the record of the outcome is put 3.
         rig.clock.set(rig.next_due(&job).await);
         plan.fail_nth(FaultOp::JobPut, 3, timing);
-        let err = rig.scheduler.tick().await.unwrap_err();
+        let err = rig.scheduler.tick().await.unwrap_err().error;
         assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
         assert_eq!(rig.runner.runs(), 1);
         let stored = rig.scheduler.jobs().show(&job).await.unwrap();
@@ -140,13 +167,23 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
     let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
     rig.clock.set(rig.next_due(&job).await);
     plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    let err = failed.error;
     assert!(is_injected(&err, FaultOp::JobPut, Some(&job)), "{err:?}");
     let stored = rig.scheduler.jobs().show(&job).await.unwrap();
     assert_eq!(
         (stored.status, stored.next_run_at),
         (JobStatus::Failed, None)
     );
+    // The trip stands, so it leaves a trace: reported, and audited with the lost answer.
+    assert_eq!(failed.report.tripped, std::slice::from_ref(&job));
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    let trip = log
+        .iter()
+        .find(|record| record.action == JobAuditAction::BreakerTripped)
+        .expect("the trip is audited");
+    assert_eq!(trip.detail["answer_lost"], true, "{trip:?}");
+    assert_eq!(trip.detail["consecutive_errors"], 1, "{trip:?}");
     // Failed stays failed: nothing runs until a forced resume.
     rig.clock.advance(Duration::from_secs(3600));
     assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
@@ -159,12 +196,58 @@ async fn a_breaker_trip_whose_save_answer_was_lost_leaves_the_job_failed() {
 }
 
 #[tokio::test]
+async fn a_breaker_trip_whose_save_failed_before_leaves_the_job_active_and_no_trip_record() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::Before);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    assert!(failed.report.tripped.is_empty(), "{:?}", failed.report);
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Active);
+    assert_eq!(actions(&rig, &job).await, [JobAuditAction::Created]);
+}
+
+#[tokio::test]
+async fn a_one_shot_success_whose_save_answer_was_lost_is_audited_and_never_runs_again() {
+    let (rig, plan) = faulty_rig();
+    let at = NEW_YEAR_2026.plus_millis(10_000);
+    let job = add_job(
+        &rig,
+        NewJob::new(id("once"), "once", Schedule::once(at), "wf.toml"),
+    )
+    .await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(FaultOp::JobPut, 3, FaultTiming::After);
+    let failed = rig.scheduler.tick().await.unwrap_err();
+    assert!(is_injected(&failed.error, FaultOp::JobPut, Some(&job)));
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    let done = log.last().expect("records");
+    assert_eq!(done.action, JobAuditAction::Completed, "{log:?}");
+    assert_eq!(done.detail["answer_lost"], true, "{done:?}");
+    rig.clock.advance(Duration::from_secs(3600));
+    assert!(rig.scheduler.tick().await.unwrap().runs.is_empty());
+    assert_eq!(rig.runner.runs(), 1);
+}
+
+#[tokio::test]
 async fn a_breaker_trip_whose_audit_failed_is_an_error_and_the_job_stays_failed() {
     for timing in BOTH {
         let (rig, plan) = faulty_rig();
         rig.runner.set_failing(true);
         let job = add_job(&rig, every_minute("tripping").max_consecutive_errors(1)).await;
-        let err = tick_due_failing(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        let failed =
+            tick_due_failing_reported(&rig, &plan, &job, FaultOp::JobAppendAudit, timing).await;
+        // The trip stands, so the tick reports it (and the run) along with the error.
+        assert_eq!(
+            failed.report.tripped,
+            std::slice::from_ref(&job),
+            "{timing:?}"
+        );
+        assert_eq!(failed.report.runs.len(), 1, "{timing:?}");
+        let err = failed.error;
         // Not a plain store error: the trip stands, only its record may be missing.
         assert!(
             is_unaudited(&err, &job, JobAuditAction::BreakerTripped),
@@ -227,7 +310,7 @@ async fn a_failed_deleted_record_after_run_leaves_the_success_audited() {
     for nth in appends + 2..appends + 5 {
         plan.fail_nth(FaultOp::JobAppendAudit, nth, FaultTiming::Before);
     }
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let err = rig.scheduler.tick().await.unwrap_err().error;
     assert!(is_unaudited(&err, &job, JobAuditAction::Deleted), "{err:?}");
     assert!(matches!(
         rig.scheduler.jobs().show(&job).await,
@@ -291,4 +374,67 @@ async fn operator_changes_whose_audit_failed_stand_and_say_so() {
     let err = jobs.add(every_minute("operated")).await.unwrap_err();
     assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
     assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+}
+
+/// The last audit record of `job`, which MUST have `action`, noting a lost answer.
+async fn last_notes_a_lost_answer(rig: &Rig, job: &JobId, action: JobAuditAction) {
+    let log = rig.scheduler.jobs().audit_log(job).await.unwrap();
+    let last = log.last().expect("an audit record");
+    assert_eq!(last.action, action, "{log:?}");
+    assert_eq!(last.detail["answer_lost"], true, "{last:?}");
+}
+
+#[tokio::test]
+async fn an_add_or_delete_whose_answer_was_lost_is_audited_and_still_an_error() {
+    let (rig, plan) = faulty_rig();
+    let jobs = rig.scheduler.jobs();
+    let job = id("operated");
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.add(every_minute("operated")).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Created).await;
+
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::After);
+    let err = jobs.delete(&job).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobDelete, None), "{err:?}");
+    assert!(matches!(jobs.show(&job).await, Err(Error::NotFound { .. })));
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Deleted).await;
+
+    // Failed before the store saw them: nothing changed, and nothing is audited.
+    let records = jobs.audit_log(&job).await.unwrap().len();
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    jobs.add(every_minute("operated")).await.unwrap_err();
+    assert_eq!(jobs.audit_log(&job).await.unwrap().len(), records);
+    jobs.add(every_minute("operated")).await.unwrap();
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::Before);
+    jobs.delete(&job).await.unwrap_err();
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    let log = actions(&rig, &job).await;
+    assert_eq!(log.last(), Some(&JobAuditAction::Created), "{log:?}");
+}
+
+#[tokio::test]
+async fn an_undecodable_job_whose_delete_answer_was_lost_is_audited_as_deleted() {
+    let (rig, plan) = faulty_rig();
+    let job = id("odd");
+    let store = rig.scheduler.jobs().store();
+    store
+        .put(&job, None, &serde_json::json!({ "hello": 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    plan.fail_next(FaultOp::JobDelete, FaultTiming::After);
+    let err = rig
+        .scheduler
+        .jobs()
+        .delete_unreadable(&job)
+        .await
+        .unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobDelete, None), "{err:?}");
+    assert!(store.get(&job).await.unwrap().is_none());
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Deleted).await;
+    let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+    assert_eq!(log.last().unwrap().detail["undecodable"], true);
 }

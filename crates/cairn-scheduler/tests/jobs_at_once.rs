@@ -19,7 +19,7 @@ use cairn_checkpoint::{JobId, JobStore, MemoryJobStore};
 use cairn_queue::Timestamp;
 use cairn_scheduler::{
     Error, JobRunner, ManualClock, RunFailed, RunRequest, RunSucceeded, Scheduler, SchedulerConfig,
-    TickReport,
+    TickFailed, TickReport,
 };
 use common::{HookedStore, NEW_YEAR_2026, StoreHooks, every_minute, id};
 use tokio::sync::{mpsc, watch};
@@ -152,14 +152,14 @@ async fn yield_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 /// Ticks on another task (the test's task stays free to watch it).
-fn spawn_tick(scheduler: &Scheduler) -> tokio::task::JoinHandle<Result<TickReport, Error>> {
+fn spawn_tick(scheduler: &Scheduler) -> tokio::task::JoinHandle<Result<TickReport, TickFailed>> {
     let scheduler = scheduler.clone();
     tokio::spawn(async move { scheduler.tick().await })
 }
 
 async fn joined(
-    tick: tokio::task::JoinHandle<Result<TickReport, Error>>,
-) -> Result<TickReport, Error> {
+    tick: tokio::task::JoinHandle<Result<TickReport, TickFailed>>,
+) -> Result<TickReport, TickFailed> {
     tokio::time::timeout(HANG, tick)
         .await
         .expect("the tick never ended")
@@ -328,7 +328,12 @@ async fn a_job_store_failure_lets_the_runs_going_on_end_and_record_before_it_is_
     let store = Arc::new(HookedStore::<RecordOfBFails>::default());
     let scheduler = scheduler(store.clone(), runner.clone(), &clock, 4);
     add_due(&scheduler, &clock, &["a-long", "b-quick"]).await;
-    let failed = joined(spawn_tick(&scheduler)).await.unwrap_err();
+    let TickFailed {
+        report,
+        error: failed,
+        later,
+    } = joined(spawn_tick(&scheduler)).await.unwrap_err();
+    assert!(later.is_empty(), "{later:?}");
     // The error names the job whose record failed, not only the store.
     assert!(
         matches!(
@@ -347,4 +352,12 @@ async fn a_job_store_failure_lets_the_runs_going_on_end_and_record_before_it_is_
     assert_eq!(runner.count("end a-long"), 1, "{:?}", runner.log());
     let long = scheduler.jobs().show(&id("a-long")).await.unwrap();
     assert_eq!(long.consecutive_errors, 1, "{long:?}");
+    // Neither run is lost with the error: A's, recorded, and B's, which ran though its
+    // outcome could not be recorded (the error names B), in listing order.
+    let runs: Vec<(&str, bool)> = report
+        .runs
+        .iter()
+        .map(|run| (run.job_id.as_str(), run.outcome.is_ok()))
+        .collect();
+    assert_eq!(runs, [("a-long", false), ("b-quick", true)], "{report:?}");
 }

@@ -53,7 +53,7 @@ async fn a_successful_one_shot_job_whose_delete_failed_never_runs_again() {
         .unwrap();
     store.hooks.fail_deletes.store(true, Ordering::SeqCst);
     rig.clock.advance(Duration::from_secs(10));
-    let err = rig.scheduler.tick().await.unwrap_err();
+    let err = rig.scheduler.tick().await.unwrap_err().error;
     assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert_eq!(rig.runner.runs(), 1);
 

@@ -29,7 +29,7 @@ fn a_trip_and_a_revive_whose_records_failed_are_still_emitted() {
             .unwrap();
         rig.clock.set(rig.next_due(&job).await);
         plan.fail_next(FaultOp::JobAppendAudit, FaultTiming::Before);
-        let err = rig.scheduler.tick().await.unwrap_err();
+        let err = rig.scheduler.tick().await.unwrap_err().error;
         assert!(matches!(err, Error::Unaudited { .. }), "{err:?}");
         let stored = rig.scheduler.jobs().show(&job).await.unwrap();
         assert_eq!(stored.status, JobStatus::Failed);
