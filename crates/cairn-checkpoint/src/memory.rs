@@ -207,6 +207,17 @@ fn lock_store(store: &Mutex<MemoryStore>) -> MutexGuard<'_, MemoryStore> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `Locked` while a writer holds `run`: reads and moves wait for the writer to let go.
+fn refuse_held(run_id: &RunId, run: &StoredRun) -> Result<()> {
+    match run.writer {
+        Some(_) => Err(Error::Locked {
+            run_id: run_id.clone(),
+            holder: holder_text(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn holder_text() -> String {
     format!("{} (same process, memory store)", Owner::current())
 }
@@ -300,12 +311,7 @@ impl CheckpointerFactory for MemoryFactory {
         let Some(run) = store.runs.get(run_id) else {
             return Ok(None);
         };
-        if run.writer.is_some() {
-            return Err(Error::Locked {
-                run_id: run_id.clone(),
-                holder: holder_text(),
-            });
-        }
+        refuse_held(run_id, run)?;
         let meta_version = run.meta.format_version;
         let found_id = run.meta.run_id.clone();
         let snapshot_version = run.snapshot.as_ref().map(|s| s.format_version);
@@ -390,12 +396,7 @@ impl CheckpointerFactory for MemoryFactory {
         let Some(run) = store.runs.get(run_id) else {
             return Ok(None);
         };
-        if run.writer.is_some() {
-            return Err(Error::Locked {
-                run_id: run_id.clone(),
-                holder: holder_text(),
-            });
-        }
+        refuse_held(run_id, run)?;
         // `open`'s checks, in its order, but nothing is moved: a look writes nothing.
         refuse_newer(run_id, &run.meta)?;
         if let Some(found) = run
@@ -567,12 +568,7 @@ impl CheckpointerFactory for MemoryFactory {
         let run = store.runs.get(run_id).ok_or_else(|| Error::NotFound {
             run_id: run_id.clone(),
         })?;
-        if run.writer.is_some() {
-            return Err(Error::Locked {
-                run_id: run_id.clone(),
-                holder: holder_text(),
-            });
-        }
+        refuse_held(run_id, run)?;
         if run.meta.format_version > META_FORMAT_VERSION {
             return Err(newer_format(
                 run_id,
