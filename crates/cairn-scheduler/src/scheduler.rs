@@ -181,7 +181,7 @@ impl TickReport {
 /// # }).unwrap();
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("{error}{}", more_errors(.later))]
+#[error("the scheduler tick stopped early{}", more_errors(.later))]
 pub struct TickFailed {
     /// What the tick did: every run that ended, the failing job's run included when it ran
     /// (its outcome may not be recorded: see `error`), the trips, and the rest, in listing

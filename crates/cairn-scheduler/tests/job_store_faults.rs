@@ -71,7 +71,19 @@ async fn tick_due_failing_reported(
     plan.fail_next(op, at);
     let failed = rig.scheduler.tick().await.unwrap_err();
     assert_eq!(plan.fired().last().map(|fired| fired.0), Some(op));
+    assert_no_repeated_message(&failed);
     failed
+}
+
+/// The first error is the failed tick's source, and its message is not said again by the
+/// tick's own (a host printing the chain would show it twice).
+fn assert_no_repeated_message(failed: &TickFailed) {
+    let source = std::error::Error::source(failed).expect("the first error is the source");
+    assert_eq!(source.to_string(), failed.error.to_string());
+    assert!(
+        !failed.to_string().contains(&failed.error.to_string()),
+        "{failed}"
+    );
 }
 
 #[tokio::test]
