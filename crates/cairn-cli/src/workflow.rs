@@ -249,6 +249,9 @@ pub fn load(path: &Path) -> Result<Workflow, WorkflowError> {
 /// The largest workflow file read, in bytes (16 MiB; 10,000 tasks take about 300 KiB).
 pub const MAX_WORKFLOW_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The longest workflow `name` accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// Reads a workflow file's text, at most [`MAX_WORKFLOW_BYTES`]: a path such as `/dev/zero`
 /// or a runaway generated file must not take all memory.
 ///
@@ -382,6 +385,16 @@ fn parse_read(
                 name.span(),
                 WorkflowErrorKind::InvalidValue,
                 "`name` must not contain control characters (a newline, a tab, ...)".to_owned(),
+            ));
+        }
+        Some(name) if name.get_ref().len() > MAX_NAME_BYTES => {
+            return Err(at(
+                name.span(),
+                WorkflowErrorKind::InvalidValue,
+                format!(
+                    "`name` is {} bytes long; at most {MAX_NAME_BYTES} are allowed (it is printed in one-line messages and tables)",
+                    name.get_ref().len()
+                ),
             ));
         }
         Some(name) if !name.get_ref().trim().is_empty() => name.into_inner(),

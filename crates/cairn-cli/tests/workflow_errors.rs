@@ -170,6 +170,27 @@ fn a_name_with_a_control_character_is_located() {
     assert!(stderr.contains("control characters"), "{stderr}");
 }
 
+#[test]
+fn a_name_longer_than_256_bytes_is_located_and_256_is_accepted() {
+    let body = format!("name = \"{}\"\n{GOOD_TASK}", "n".repeat(257));
+    let stderr = assert_rejected(&body, 1);
+    assert!(
+        stderr.contains("`name` is 257 bytes long; at most 256"),
+        "{stderr}"
+    );
+    // The message quotes the limit, not the 257-byte name.
+    assert!(!stderr.contains(&"n".repeat(257)), "{stderr}");
+
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        &format!("name = \"{}\"\n{GOOD_TASK}", "n".repeat(256)),
+    );
+    let output = sandbox.run(&["run", "wf.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(sandbox.path("ran").exists());
+}
+
 /// Linux's limit on one argument or environment string, `MAX_ARG_STRLEN`, with its NUL.
 const MAX_ARG_STRLEN: usize = 131_072;
 
