@@ -1815,6 +1815,28 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     };
     if let Ok(wf) = state.load_origin(&run_id) {
         commands.workflow = wf.path.display().to_string();
+    } else if let Some(origin) = state
+        .missing_origin(&run_id)
+        .filter(|_| !meta.status.is_terminal())
+    {
+        // Refused before any claim: the run stays as it was, and the ways that need no copy
+        // of its workflow are offered instead.
+        const FILE: &str = "WORKFLOW_FILE";
+        commands.workflow = FILE.to_owned();
+        let fresh = commands.run(false).replacen(FILE, "<workflow file>", 1);
+        let picked_up = if meta.status == RunStatus::Running {
+            format!(
+                " (as it was interrupted, `{fresh}` with its workflow file also resumes it, taking that file's commands)"
+            )
+        } else {
+            String::new()
+        };
+        return Err(UsageError(format!(
+            "run {run_id} has no recorded workflow ({} is missing): it was not started by this cairn CLI, or its output folder was removed, so `cairn resume` does not know its tasks' commands. Its state is intact{picked_up}. To start its workflow afresh instead, abandon it and run the file again (`{} && {fresh}`), or leave it as it is and run the file with --force (`{fresh} --force`)",
+            terminal_safe(&origin.display().to_string()),
+            terminal_safe(&commands.abandon(&run_id)),
+        ))
+        .into());
     }
     let rerun = commands.resume(&run_id);
     match meta.status {

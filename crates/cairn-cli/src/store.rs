@@ -332,6 +332,14 @@ impl StateDir {
         Ok(())
     }
 
+    /// The run's origin file, when it is certainly missing: the run's output folder was
+    /// removed, or the run was not started by this CLI. An error while checking gives `None`,
+    /// so that `load_origin` reports it.
+    pub fn missing_origin(&self, run_id: &RunId) -> Option<PathBuf> {
+        let path = self.run_output(run_id).join(ORIGIN_FILE);
+        matches!(path.try_exists(), Ok(false)).then_some(path)
+    }
+
     /// Loads the workflow a run was started from.
     ///
     /// # Errors

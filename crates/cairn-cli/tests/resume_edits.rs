@@ -108,6 +108,38 @@ fn resuming_a_failed_run_whose_file_is_gone_or_broken_says_so() {
     assert_eq!(count_lines(&sandbox.read("log"), "b-old"), 3);
 }
 
+/// Checks that `cairn resume` of a run whose output folder was removed is refused (exit 2)
+/// with the ways forward that need no copy of its workflow, and that nothing changed.
+fn assert_resume_without_origin_refused(sandbox: &Sandbox, run_id: &str, status: &str) {
+    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}"))).unwrap();
+    let log_before = sandbox.read("log");
+    let output = sandbox.run(&["resume", run_id, "--state-dir", ".cairn"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_contains(&stderr, &format!("run {run_id} has no recorded workflow"));
+    assert_contains(&stderr, "its output folder was removed");
+    assert_contains(
+        &stderr,
+        &format!(
+            "`cairn abandon {run_id} --state-dir .cairn && cairn run <workflow file> --state-dir .cairn`"
+        ),
+    );
+    assert_contains(
+        &stderr,
+        "`cairn run <workflow file> --state-dir .cairn --force`",
+    );
+    assert_eq!(sandbox.read("log"), log_before, "a task ran");
+    let show = sandbox.run(&["show", run_id, "--state-dir", ".cairn", "--json"]);
+    assert_contains(&text(&show.stdout), &format!("\"status\":\"{status}\""));
+}
+
+#[test]
+fn resuming_a_failed_run_whose_output_folder_was_removed_gives_the_ways_forward() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    assert_resume_without_origin_refused(&sandbox, &run_id, "failed");
+}
+
 /// Runs [`FAILS`] with `b` blocking until `release` exists, stopped by SIGTERM while `b`
 /// runs ([`common::interrupted_in_b`]); returns the run id of the interrupted run.
 fn interrupted_run(sandbox: &Sandbox) -> String {
@@ -136,6 +168,19 @@ fn resuming_an_interrupted_run_by_id_after_an_edit_says_so() {
         "the run's own command ran: {log}"
     );
     assert_eq!(count_lines(&log, "b-new"), 0, "{log}");
+}
+
+#[test]
+fn resuming_an_interrupted_run_whose_output_folder_was_removed_gives_the_ways_forward() {
+    let sandbox = Sandbox::new();
+    let run_id = interrupted_run(&sandbox);
+    assert_resume_without_origin_refused(&sandbox, &run_id, "running");
+    // The plain run of its workflow is offered too, as it picks an interrupted run up.
+    let output = sandbox.run(&["resume", &run_id, "--state-dir", ".cairn"]);
+    assert_contains(
+        &text(&output.stderr),
+        "as it was interrupted, `cairn run <workflow file> --state-dir .cairn` with its workflow file also resumes it",
+    );
 }
 
 #[test]
