@@ -196,6 +196,15 @@ fn run_worker(args: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Creates `--work-dir` if needed and checks that files can be made in it, so that a folder
+/// the harness cannot use is refused before any work, not reported as violations (and as
+/// the place failing folders were kept).
+fn prepare_work_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir).map(drop))
+        .with_context(|| format!("--work-dir {} cannot be used", dir.display()))
+}
+
 fn run_harness(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     eprintln!(
@@ -396,6 +405,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = &args.work_dir
+        && let Err(err) = prepare_work_dir(dir)
+    {
+        eprintln!("{err:#}");
+        return ExitCode::from(2);
+    }
     match run_harness(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -37,6 +37,18 @@ fn bad_harness_options_are_refused_before_any_work() {
         "--kills-per-round must be at least 1",
     );
     assert_refused(&["--tasks", "0"], "--tasks must be at least 1");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("rounds");
+    assert_refused(
+        &[
+            "--work-dir",
+            under_a_file.to_str().unwrap(),
+            "--iterations",
+            "1",
+        ],
+        &format!("--work-dir {} cannot be used", under_a_file.display()),
+    );
+    assert!(!under_a_file.exists());
     assert_refused(
         &["--max-work-us", "18446744073709551615", "--iterations", "1"],
         "--max-work-us is at most",
