@@ -21,7 +21,7 @@ options:
   --iterations N             SIGKILLs per adapter (default 100; --ci: 50)
   --tasks N                  tasks per generated DAG (default 200)
   --seed S                   seed of every choice (default: from the clock; printed)
-  --power-states N           simulated power-loss states to check (default 10000)
+  --power-states N           check at least N simulated power-loss states (default 10000)
   --kills-per-round N        kills before a round's worker may finish (default 12)
   --max-work-us N            longest body, in microseconds (default 3000)
   --work-dir PATH            where round folders go (default: a temporary folder)
