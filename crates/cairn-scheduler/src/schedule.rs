@@ -58,6 +58,7 @@ use std::time::Duration;
 use cairn_queue::Timestamp;
 use chrono::{DateTime, Datelike, FixedOffset, LocalResult, Offset, TimeZone};
 use chrono_tz::{TZ_VARIANTS, Tz};
+use croner::errors::CronError;
 use croner::{Cron, JobType};
 use serde::{Deserialize, Serialize};
 
@@ -496,7 +497,8 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// `Error::InvalidSchedule` naming the expression when it does not parse;
+    /// `Error::InvalidSchedule` naming the expression when it does not parse, and the first
+    /// field that is bad on its own with the values that field takes;
     /// `Error::InvalidZone` for an out-of-range `Zone::Fixed`.
     ///
     /// # Examples
@@ -909,8 +911,72 @@ fn parse_cron(expression: &str) -> Result<Cron> {
             "the cron expression has {fields} field(s); it takes 5 to 7: minute hour day-of-month month day-of-week, then optionally seconds first and a year last"
         )));
     }
-    Cron::from_str(expression)
-        .map_err(|err| refuse(format!("the cron expression does not parse ({err})")))
+    Cron::from_str(expression).map_err(|err| {
+        refuse(
+            bad_field(expression)
+                .unwrap_or_else(|| format!("the cron expression does not parse ({err})")),
+        )
+    })
+}
+
+/// The fields of a cron expression of 5, 6 or 7 fields, by name, with the values each takes.
+fn cron_fields(count: usize) -> &'static [(&'static str, &'static str)] {
+    const SECONDS: (&str, &str) = ("seconds", "0-59");
+    const FIVE: [(&str, &str); 5] = [
+        ("minute", "0-59"),
+        ("hour", "0-23"),
+        (
+            "day-of-month",
+            "1-31, `L` (the last day) or `15W` (the weekday nearest the 15th)",
+        ),
+        ("month", "1-12 or JAN-DEC"),
+        (
+            "day-of-week",
+            "0-7 (0 and 7 are Sunday) or SUN-SAT, `5L` (the last Friday) or `MON#2` (the second Monday)",
+        ),
+    ];
+    const SIX: [(&str, &str); 6] = [SECONDS, FIVE[0], FIVE[1], FIVE[2], FIVE[3], FIVE[4]];
+    const SEVEN: [(&str, &str); 7] = [
+        SECONDS,
+        FIVE[0],
+        FIVE[1],
+        FIVE[2],
+        FIVE[3],
+        FIVE[4],
+        ("year", "1-5000"),
+    ];
+    match count {
+        5 => &FIVE,
+        6 => &SIX,
+        7 => &SEVEN,
+        _ => &[],
+    }
+}
+
+/// Names the first field of a refused expression that is bad on its own, with the values
+/// that field takes, in cron's terms rather than the parser's (whose messages name its own
+/// types). `None` when no single field is bad (the fields only clash together); the caller
+/// then keeps the parser's words.
+fn bad_field(expression: &str) -> Option<String> {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let named = cron_fields(fields.len());
+    (0..named.len()).find_map(|at| {
+        // The field alone, every other one `*`: it parses exactly when the field does.
+        let alone = (0..fields.len())
+            .map(|i| if i == at { fields[i] } else { "*" })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let why = match Cron::from_str(&alone).err()? {
+            CronError::IllegalCharacters(_) => "a character cron does not take".to_owned(),
+            CronError::ComponentError(what) => what.trim_end_matches('.').to_lowercase(),
+            other => other.to_string(),
+        };
+        let (name, takes) = named[at];
+        Some(format!(
+            "its {name} field `{}` is not valid ({why}); it takes {takes}, or `*`, lists (`1,5`), ranges (`1-5`) and steps (`*/5`) of those",
+            fields[at],
+        ))
+    })
 }
 
 impl fmt::Display for Schedule {

@@ -121,6 +121,64 @@ fn one_shot_times_fire_once() {
 }
 
 #[test]
+fn a_bad_cron_field_is_named_with_the_values_it_takes() {
+    for (bad, says) in [
+        (
+            "61 * * * *",
+            "its minute field `61` is not valid (number out of bounds); it takes 0-59",
+        ),
+        (
+            "0 24 * * *",
+            "its hour field `24` is not valid (number out of bounds); it takes 0-23",
+        ),
+        (
+            "0 0 32 * *",
+            "its day-of-month field `32` is not valid (number out of bounds); it takes 1-31",
+        ),
+        (
+            "0 0 * 13 *",
+            "its month field `13` is not valid (number out of bounds); it takes 1-12 or JAN-DEC",
+        ),
+        (
+            "0 0 * * 8",
+            "its day-of-week field `8` is not valid (number out of bounds); it takes 0-7",
+        ),
+        (
+            "*/0 * * * *",
+            "its minute field `*/0` is not valid (step cannot be zero)",
+        ),
+        (
+            "1-70 * * * *",
+            "its minute field `1-70` is not valid (range out of bounds)",
+        ),
+        (
+            "x * * * *",
+            "its minute field `x` is not valid (a character cron does not take)",
+        ),
+        // Six fields start with seconds, seven end with a year.
+        ("60 * * * * *", "its seconds field `60` is not valid"),
+        ("0 60 * * * *", "its minute field `60` is not valid"),
+        (
+            "0 0 0 * * * 6000",
+            "its year field `6000` is not valid (number out of bounds); it takes 1-5000",
+        ),
+    ] {
+        let err = Schedule::cron(bad, Zone::Utc).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidSchedule { .. }),
+            "{bad}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(says), "{bad}: {message}");
+        // In cron's terms, not the parser's.
+        assert!(!message.contains("Component error"), "{bad}: {message}");
+        assert!(!message.contains("CronPattern"), "{bad}: {message}");
+    }
+    // Every field good on its own: nothing to name, and the expression is accepted.
+    assert!(Schedule::cron("0 0 L * 5L", Zone::Utc).is_ok());
+}
+
+#[test]
 fn bad_schedules_are_typed_errors() {
     for bad in ["", "61 * * * * *", "* * *", "not cron"] {
         let err = Schedule::cron(bad, Zone::Utc).unwrap_err();
