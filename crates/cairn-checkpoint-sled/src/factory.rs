@@ -6,12 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
-    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    QuarantinedRun, Recovered, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
     refuse_claim_by_swap, wall_clock_now,
 };
 
 use crate::shared::Shared;
-use crate::store::MetaStep;
+use crate::store::{MetaStep, Reading};
 use crate::writer::{SledCheckpointer, WriterSlot};
 
 /// The checkpoint factory over one sled database.
@@ -358,13 +358,28 @@ impl CheckpointerFactory for SledFactory {
 
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
         let slot = WriterSlot::acquire(&self.shared, run_id)?;
-        let Some(state) = self.shared.recover(run_id, self.durability).await? else {
+        let Some(state) = self
+            .shared
+            .recover(run_id, self.durability, Reading::Repair)
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Opened {
             checkpointer: Box::new(SledCheckpointer::new(slot, self.durability, state.next_seq)),
             recovered: state.recovered,
         }))
+    }
+
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        // Held only while reading, so a live writer is refused with `Locked` and no writer
+        // starts halfway through the read.
+        let _slot = WriterSlot::acquire(&self.shared, run_id)?;
+        let state = self
+            .shared
+            .recover(run_id, self.durability, Reading::LookOnly)
+            .await?;
+        Ok(state.map(|state| state.recovered))
     }
 
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {
