@@ -22,6 +22,8 @@ use std::sync::{Mutex, PoisonError};
 const LOG_FILE: &str = "db";
 /// sled's folder of large values inside the database folder.
 const BLOBS_FOLDER: &str = "blobs";
+/// The size of the value `check_written_by` writes: over sled's 128 KiB, so it is a blob.
+const PROBE_BLOB_LEN: usize = 256 * 1024;
 /// sled's configuration file, which it writes on the first open without an fsync and needs
 /// (intact) to open the database again.
 const CONF_FILE: &str = "conf";
@@ -46,6 +48,11 @@ pub(crate) enum NotOpenDatabase {
     NoLog(io::Error),
     /// `<dir>/db` is not locked, so no sled handle has it open.
     NotLocked,
+    /// `<dir>` holds another open database: a blob written through the handle given did
+    /// not appear in `<dir>/blobs/`.
+    OtherDatabase,
+    /// The blob written to find the handle's folder could not be written or removed.
+    Probe(sled::Error),
 }
 
 impl std::fmt::Display for NotOpenDatabase {
@@ -57,6 +64,15 @@ impl std::fmt::Display for NotOpenDatabase {
             NotOpenDatabase::NotLocked => write!(
                 f,
                 "its log file `{LOG_FILE}` is not locked, so no open sled database uses this folder"
+            ),
+            NotOpenDatabase::OtherDatabase => write!(
+                f,
+                "it holds another open sled database (a value written through the handle \
+                 given did not land in its `{BLOBS_FOLDER}` folder)"
+            ),
+            NotOpenDatabase::Probe(err) => write!(
+                f,
+                "the value written to find the handle's folder could not be written or removed ({err})"
             ),
         }
     }
@@ -87,6 +103,49 @@ impl SledFiles {
             log,
             synced_blobs: Mutex::default(),
             entries_synced: AtomicBool::new(false),
+        })
+    }
+
+    /// Checks that `tree`'s database keeps its files here, not in another open database's
+    /// folder (whose fsyncs would cover none of its writes). sled gives no handle's folder,
+    /// but writes a value over 128 KiB to a file in `<its folder>/blobs/` at once: one made
+    /// of `token`, written and removed again under a key of `tree`, must show up here.
+    ///
+    /// # Errors
+    ///
+    /// `OtherDatabase` when the value's blob is not in this folder, `Probe` when sled
+    /// failed to write or remove it.
+    pub(crate) fn check_written_by(
+        &self,
+        tree: &sled::Tree,
+        token: u128,
+    ) -> Result<(), NotOpenDatabase> {
+        const PROBE_KEY: &[u8] = b"folder-probe";
+        let mark = token.to_be_bytes();
+        let value = mark.repeat(PROBE_BLOB_LEN / mark.len());
+        tree.insert(PROBE_KEY, value)
+            .map_err(NotOpenDatabase::Probe)?;
+        let found = self.holds_blob_with(&mark);
+        tree.remove(PROBE_KEY).map_err(NotOpenDatabase::Probe)?;
+        if found {
+            Ok(())
+        } else {
+            Err(NotOpenDatabase::OtherDatabase)
+        }
+    }
+
+    /// Whether a file in `blobs/` of about the probe's size holds `mark`.
+    fn holds_blob_with(&self, mark: &[u8]) -> bool {
+        let Ok(listing) = std::fs::read_dir(self.dir.join(BLOBS_FOLDER)) else {
+            return false;
+        };
+        listing.flatten().any(|entry| {
+            let len = entry.metadata().map_or(0, |metadata| metadata.len());
+            // The value plus sled's framing; the host's other blobs are left unread.
+            let sized = (PROBE_BLOB_LEN as u64..=PROBE_BLOB_LEN as u64 + 4096).contains(&len);
+            sized
+                && std::fs::read(entry.path())
+                    .is_ok_and(|bytes| bytes.windows(mark.len()).any(|window| window == mark))
         })
     }
 
