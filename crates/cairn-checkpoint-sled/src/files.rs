@@ -8,7 +8,9 @@
 //! every 500 ms. So an acknowledgement right after `Db::flush` could be lost by a power cut.
 //! After every flush the adapter therefore fsyncs the new blob files and their folder, then
 //! the log, and once per handle sled's `conf` (written unsynced when the database was
-//! created), the database folder and its parent.
+//! created), the database folder and its parent. sled installs its own snapshots
+//! (`snap.*`) by a rename it does not follow with an fsync of the folder, then deletes the
+//! older ones, so the folder is fsynced again after any flush that finds that set changed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -39,6 +41,13 @@ pub(crate) struct SledFiles {
     synced_blobs: Mutex<HashMap<OsString, u64>>,
     /// Whether the folder's own entries (`db`, `blobs`) and its entry in its parent are durable.
     entries_synced: AtomicBool,
+    /// sled's snapshot files (`snap.*`) when the folder was last fsynced. sled installs a
+    /// snapshot by renaming it into place and then deletes the older ones, without an fsync
+    /// of the folder, so the folder is fsynced again whenever that set changed.
+    synced_snapshots: Mutex<Vec<OsString>>,
+    /// Folder fsyncs so far, for tests.
+    #[cfg(test)]
+    folder_syncs: std::sync::atomic::AtomicU64,
 }
 
 /// Why a folder is not the files of an open sled database.
@@ -103,6 +112,9 @@ impl SledFiles {
             log,
             synced_blobs: Mutex::default(),
             entries_synced: AtomicBool::new(false),
+            synced_snapshots: Mutex::default(),
+            #[cfg(test)]
+            folder_syncs: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -159,7 +171,15 @@ impl SledFiles {
         // Blobs first: the log records that point at them are already written.
         self.sync_new_blobs()?;
         self.log.sync_all()?;
-        if !self.entries_synced.load(Ordering::Acquire) {
+        let snapshots = self.snapshot_files()?;
+        let mut synced_snapshots = self
+            .synced_snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.entries_synced.load(Ordering::Acquire) && *synced_snapshots != snapshots {
+            self.sync_folder(&self.dir)?;
+            *synced_snapshots = snapshots;
+        } else if !self.entries_synced.load(Ordering::Acquire) {
             // sled wrote `conf` when the database was created and never fsynced it: a power
             // cut soon after could leave it empty beside a durable log, and sled would then
             // refuse to open the database at all.
@@ -168,15 +188,35 @@ impl SledFiles {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),
             }
-            sync_folder(&self.dir)?;
+            self.sync_folder(&self.dir)?;
             let parent = match self.dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
                 _ => Path::new("."),
             };
-            sync_folder(parent)?;
+            self.sync_folder(parent)?;
+            *synced_snapshots = snapshots;
             self.entries_synced.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// The names of sled's snapshot files in the folder, sorted.
+    fn snapshot_files(&self) -> io::Result<Vec<OsString>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if name.as_encoded_bytes().starts_with(b"snap.") {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_folder(&self, path: &Path) -> io::Result<()> {
+        #[cfg(test)]
+        self.folder_syncs.fetch_add(1, Ordering::Relaxed);
+        sync_folder(path)
     }
 
     fn sync_new_blobs(&self) -> io::Result<()> {
@@ -212,7 +252,7 @@ impl SledFiles {
             present.insert(name, len);
         }
         if synced_any {
-            sync_folder(&folder)?;
+            self.sync_folder(&folder)?;
         }
         // Forget blobs sled has removed, so the table does not grow forever.
         *synced = present;
@@ -265,6 +305,32 @@ mod tests {
         files.sync().expect("sync");
         assert_eq!(files.synced_blob_count(), blob_files(&folder));
         assert!(files.entries_synced.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_changed_set_of_sled_snapshots_fsyncs_the_folder_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("snapshots.sled");
+        let db = sled::open(&folder).expect("sled opens");
+        let files = SledFiles::of_open_database(&folder).expect("an open database");
+        db.insert("k", &b"v"[..]).expect("insert");
+        db.flush().expect("flush");
+        files.sync().expect("sync");
+        let after_first = files.folder_syncs.load(Ordering::Relaxed);
+        files.sync().expect("sync");
+        assert_eq!(
+            files.folder_syncs.load(Ordering::Relaxed),
+            after_first,
+            "nothing changed in the folder, so it is not fsynced again"
+        );
+        // As sled installs a snapshot: a new `snap.*` name renamed into the folder.
+        std::fs::write(folder.join("snap.00000000000F0000"), b"").expect("a snapshot file");
+        files.sync().expect("sync");
+        assert_eq!(
+            files.folder_syncs.load(Ordering::Relaxed),
+            after_first + 1,
+            "the rename of a snapshot is made durable"
+        );
     }
 
     #[test]
