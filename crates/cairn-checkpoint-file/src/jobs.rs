@@ -88,7 +88,9 @@
 //! a null `location` instead; such records still read.)
 //!
 //! A failed fsync is fatal: the store refuses every later write with `SyncFailed` (never
-//! retried, as the kernel may have dropped the dirty pages). Build a new store to recover.
+//! retried, as the kernel may have dropped the dirty pages). Reads write nothing either: a
+//! `get` or `listing` that would quarantine or audit a damaged entry fails with `SyncFailed`
+//! instead, while good jobs still read. Build a new store to recover.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -445,7 +447,11 @@ impl Inner {
         Ok(())
     }
 
+    /// Takes the store lock. Every change to the job files (a read's quarantine included)
+    /// happens under it, so a poisoned store is refused here, before the lock file, the
+    /// folders or the floor of retired versions could be written.
     fn lock(&self) -> Result<File> {
+        self.check_poison()?;
         self.make_folders()?;
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()

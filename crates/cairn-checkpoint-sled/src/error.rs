@@ -47,9 +47,10 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
-    /// The folder given with a host's `sled::Db` does not hold the files of an open sled
-    /// database. cairn fsyncs sled's files there after every flush, because sled 0.34.7's own
-    /// flush does not fsync; without the right folder no write could be acknowledged durably.
+    /// The folder given with a host's `sled::Db` does not hold the files of that database
+    /// (none at all, or another open database's). cairn fsyncs sled's files there after
+    /// every flush, because sled 0.34.7's own flush does not fsync; without the right
+    /// folder no write could be acknowledged durably.
     #[error(
         "{path} does not hold the files of an open sled database: {reason}; pass the folder \
          the host opened the database from"

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cairn_checkpoint::{
     AuditRecord, Checkpointer, CheckpointerFactory, Durability, Error, Opened, Quarantined,
-    QuarantinedRun, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
+    QuarantinedRun, Recovered, Result, RunFilter, RunId, RunMeta, RunStatus, StatusConflict,
     refuse_claim_by_swap, wall_clock_now,
 };
 
 use crate::shared::Shared;
-use crate::store::MetaStep;
+use crate::store::{MetaStep, Reading};
 use crate::writer::{SledCheckpointer, WriterSlot};
 
 /// The checkpoint factory over one sled database.
@@ -120,7 +120,11 @@ impl SledFactoryBuilder {
     /// cairn keeps its data in its own trees (named `cairn/...`, see `layout`) and never
     /// touches the host's trees. It needs `dir` because sled 0.34.7's `Db::flush` does not
     /// fsync: after each flush cairn fsyncs sled's files in `dir` itself. `build` checks that
-    /// `dir` holds an open sled database.
+    /// `dir` holds this database's files, not only some open sled database's: it writes a
+    /// 256 KiB value to cairn's session tree, which sled stores as a file in
+    /// `<its folder>/blobs/` at once, looks for that file in `dir`, and removes the value
+    /// (sled deletes the file later). A handle this process already registered through
+    /// another factory keeps the folder it was registered with.
     ///
     /// # Examples
     ///
@@ -196,8 +200,8 @@ impl SledFactoryBuilder {
     /// `Error::NoLocation` when neither `path` nor `db` was given; `Error::InUse` when another
     /// process holds the database (after a wait of up to five seconds for its lock);
     /// `Error::Open` when sled cannot open it otherwise; `Error::NotOpenDatabase` when the
-    /// folder given with `db` holds no open sled database; `Error::Setup` when the cairn trees
-    /// cannot be opened.
+    /// folder given with `db` holds no open sled database, or another one than `db`;
+    /// `Error::Setup` when the cairn trees cannot be opened.
     ///
     /// # Examples
     ///
@@ -358,13 +362,28 @@ impl CheckpointerFactory for SledFactory {
 
     async fn open(&self, run_id: &RunId) -> Result<Option<Opened>> {
         let slot = WriterSlot::acquire(&self.shared, run_id)?;
-        let Some(state) = self.shared.recover(run_id, self.durability).await? else {
+        let Some(state) = self
+            .shared
+            .recover(run_id, self.durability, Reading::Repair)
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Opened {
             checkpointer: Box::new(SledCheckpointer::new(slot, self.durability, state.next_seq)),
             recovered: state.recovered,
         }))
+    }
+
+    async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {
+        // Held only while reading, so a live writer is refused with `Locked` and no writer
+        // starts halfway through the read.
+        let _slot = WriterSlot::acquire(&self.shared, run_id)?;
+        let state = self
+            .shared
+            .recover(run_id, self.durability, Reading::LookOnly)
+            .await?;
+        Ok(state.map(|state| state.recovered))
     }
 
     async fn load_meta(&self, run_id: &RunId) -> Result<Option<RunMeta>> {

@@ -8,7 +8,9 @@
 //! every 500 ms. So an acknowledgement right after `Db::flush` could be lost by a power cut.
 //! After every flush the adapter therefore fsyncs the new blob files and their folder, then
 //! the log, and once per handle sled's `conf` (written unsynced when the database was
-//! created), the database folder and its parent.
+//! created), the database folder and its parent. sled installs its own snapshots
+//! (`snap.*`) by a rename it does not follow with an fsync of the folder, then deletes the
+//! older ones, so the folder is fsynced again after any flush that finds that set changed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,6 +24,8 @@ use std::sync::{Mutex, PoisonError};
 const LOG_FILE: &str = "db";
 /// sled's folder of large values inside the database folder.
 const BLOBS_FOLDER: &str = "blobs";
+/// The size of the value `check_written_by` writes: over sled's 128 KiB, so it is a blob.
+const PROBE_BLOB_LEN: usize = 256 * 1024;
 /// sled's configuration file, which it writes on the first open without an fsync and needs
 /// (intact) to open the database again.
 const CONF_FILE: &str = "conf";
@@ -37,6 +41,13 @@ pub(crate) struct SledFiles {
     synced_blobs: Mutex<HashMap<OsString, u64>>,
     /// Whether the folder's own entries (`db`, `blobs`) and its entry in its parent are durable.
     entries_synced: AtomicBool,
+    /// sled's snapshot files (`snap.*`) when the folder was last fsynced. sled installs a
+    /// snapshot by renaming it into place and then deletes the older ones, without an fsync
+    /// of the folder, so the folder is fsynced again whenever that set changed.
+    synced_snapshots: Mutex<Vec<OsString>>,
+    /// Folder fsyncs so far, for tests.
+    #[cfg(test)]
+    folder_syncs: std::sync::atomic::AtomicU64,
 }
 
 /// Why a folder is not the files of an open sled database.
@@ -46,6 +57,11 @@ pub(crate) enum NotOpenDatabase {
     NoLog(io::Error),
     /// `<dir>/db` is not locked, so no sled handle has it open.
     NotLocked,
+    /// `<dir>` holds another open database: a blob written through the handle given did
+    /// not appear in `<dir>/blobs/`.
+    OtherDatabase,
+    /// The blob written to find the handle's folder could not be written or removed.
+    Probe(sled::Error),
 }
 
 impl std::fmt::Display for NotOpenDatabase {
@@ -57,6 +73,15 @@ impl std::fmt::Display for NotOpenDatabase {
             NotOpenDatabase::NotLocked => write!(
                 f,
                 "its log file `{LOG_FILE}` is not locked, so no open sled database uses this folder"
+            ),
+            NotOpenDatabase::OtherDatabase => write!(
+                f,
+                "it holds another open sled database (a value written through the handle \
+                 given did not land in its `{BLOBS_FOLDER}` folder)"
+            ),
+            NotOpenDatabase::Probe(err) => write!(
+                f,
+                "the value written to find the handle's folder could not be written or removed ({err})"
             ),
         }
     }
@@ -87,6 +112,52 @@ impl SledFiles {
             log,
             synced_blobs: Mutex::default(),
             entries_synced: AtomicBool::new(false),
+            synced_snapshots: Mutex::default(),
+            #[cfg(test)]
+            folder_syncs: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Checks that `tree`'s database keeps its files here, not in another open database's
+    /// folder (whose fsyncs would cover none of its writes). sled gives no handle's folder,
+    /// but writes a value over 128 KiB to a file in `<its folder>/blobs/` at once: one made
+    /// of `token`, written and removed again under a key of `tree`, must show up here.
+    ///
+    /// # Errors
+    ///
+    /// `OtherDatabase` when the value's blob is not in this folder, `Probe` when sled
+    /// failed to write or remove it.
+    pub(crate) fn check_written_by(
+        &self,
+        tree: &sled::Tree,
+        token: u128,
+    ) -> Result<(), NotOpenDatabase> {
+        const PROBE_KEY: &[u8] = b"folder-probe";
+        let mark = token.to_be_bytes();
+        let value = mark.repeat(PROBE_BLOB_LEN / mark.len());
+        tree.insert(PROBE_KEY, value)
+            .map_err(NotOpenDatabase::Probe)?;
+        let found = self.holds_blob_with(&mark);
+        tree.remove(PROBE_KEY).map_err(NotOpenDatabase::Probe)?;
+        if found {
+            Ok(())
+        } else {
+            Err(NotOpenDatabase::OtherDatabase)
+        }
+    }
+
+    /// Whether a file in `blobs/` of about the probe's size holds `mark`.
+    fn holds_blob_with(&self, mark: &[u8]) -> bool {
+        let Ok(listing) = std::fs::read_dir(self.dir.join(BLOBS_FOLDER)) else {
+            return false;
+        };
+        listing.flatten().any(|entry| {
+            let len = entry.metadata().map_or(0, |metadata| metadata.len());
+            // The value plus sled's framing; the host's other blobs are left unread.
+            let sized = (PROBE_BLOB_LEN as u64..=PROBE_BLOB_LEN as u64 + 4096).contains(&len);
+            sized
+                && std::fs::read(entry.path())
+                    .is_ok_and(|bytes| bytes.windows(mark.len()).any(|window| window == mark))
         })
     }
 
@@ -100,7 +171,15 @@ impl SledFiles {
         // Blobs first: the log records that point at them are already written.
         self.sync_new_blobs()?;
         self.log.sync_all()?;
-        if !self.entries_synced.load(Ordering::Acquire) {
+        let snapshots = self.snapshot_files()?;
+        let mut synced_snapshots = self
+            .synced_snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.entries_synced.load(Ordering::Acquire) && *synced_snapshots != snapshots {
+            self.sync_folder(&self.dir)?;
+            *synced_snapshots = snapshots;
+        } else if !self.entries_synced.load(Ordering::Acquire) {
             // sled wrote `conf` when the database was created and never fsynced it: a power
             // cut soon after could leave it empty beside a durable log, and sled would then
             // refuse to open the database at all.
@@ -109,15 +188,35 @@ impl SledFiles {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),
             }
-            sync_folder(&self.dir)?;
+            self.sync_folder(&self.dir)?;
             let parent = match self.dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
                 _ => Path::new("."),
             };
-            sync_folder(parent)?;
+            self.sync_folder(parent)?;
+            *synced_snapshots = snapshots;
             self.entries_synced.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// The names of sled's snapshot files in the folder, sorted.
+    fn snapshot_files(&self) -> io::Result<Vec<OsString>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if name.as_encoded_bytes().starts_with(b"snap.") {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_folder(&self, path: &Path) -> io::Result<()> {
+        #[cfg(test)]
+        self.folder_syncs.fetch_add(1, Ordering::Relaxed);
+        sync_folder(path)
     }
 
     fn sync_new_blobs(&self) -> io::Result<()> {
@@ -153,7 +252,7 @@ impl SledFiles {
             present.insert(name, len);
         }
         if synced_any {
-            sync_folder(&folder)?;
+            self.sync_folder(&folder)?;
         }
         // Forget blobs sled has removed, so the table does not grow forever.
         *synced = present;
@@ -206,6 +305,32 @@ mod tests {
         files.sync().expect("sync");
         assert_eq!(files.synced_blob_count(), blob_files(&folder));
         assert!(files.entries_synced.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_changed_set_of_sled_snapshots_fsyncs_the_folder_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("snapshots.sled");
+        let db = sled::open(&folder).expect("sled opens");
+        let files = SledFiles::of_open_database(&folder).expect("an open database");
+        db.insert("k", &b"v"[..]).expect("insert");
+        db.flush().expect("flush");
+        files.sync().expect("sync");
+        let after_first = files.folder_syncs.load(Ordering::Relaxed);
+        files.sync().expect("sync");
+        assert_eq!(
+            files.folder_syncs.load(Ordering::Relaxed),
+            after_first,
+            "nothing changed in the folder, so it is not fsynced again"
+        );
+        // As sled installs a snapshot: a new `snap.*` name renamed into the folder.
+        std::fs::write(folder.join("snap.00000000000F0000"), b"").expect("a snapshot file");
+        files.sync().expect("sync");
+        assert_eq!(
+            files.folder_syncs.load(Ordering::Relaxed),
+            after_first + 1,
+            "the rename of a snapshot is made durable"
+        );
     }
 
     #[test]

@@ -302,7 +302,8 @@ impl SledJobStore {
     ///
     /// # Errors
     ///
-    /// `NotOpenDatabase` when `dir` holds no open sled database; `Setup` when the trees
+    /// `NotOpenDatabase` when `dir` holds no open sled database, or another one than `db`
+    /// (checked as `SledFactoryBuilder::db` says); `Setup` when the trees
     /// cannot be opened.
     ///
     /// # Examples

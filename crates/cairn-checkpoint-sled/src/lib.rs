@@ -34,7 +34,9 @@
 //! format version, foreign run id, unparseable) are moved to the quarantine tree, audited,
 //! and reported as `VersionMismatch`, `ForeignRun` or `Unreadable`. What a newer build wrote
 //! (a higher format version, or a checksummed record of an event type this build does not
-//! know, which is never cut as torn) is refused with `NewerFormat` and left where it is. Nothing is ever deleted,
+//! know, which is never cut as torn) is refused with `NewerFormat` and left where it is.
+//! `peek` writes nothing: it reports a torn last record in `torn_tail` without cutting it,
+//! and refuses bad state with `Corruption`, leaving it for `open`. Nothing is ever deleted,
 //! except a `completed` or `cancelled` run an operator removes (`remove_terminal`: its
 //! metadata, snapshot, journal and audit records go in one transaction; cut records and
 //! quarantined state stay), and a snapshot replaced by a newer one and the journal records

@@ -180,6 +180,15 @@ fn fresh_token() -> u128 {
 
 const SESSION_KEY: &[u8] = b"token";
 
+/// How the folder of a database being registered is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FolderOf {
+    /// The database was opened from it here.
+    OpenedHere,
+    /// A host handed over its handle and named the folder, which is checked.
+    HostsHandle,
+}
+
 /// How long an open waits for a file lock that this process's previous handle still holds.
 const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -315,7 +324,7 @@ impl Shared {
             return Ok(found);
         }
         let db = open_with_lock_retry(path)?;
-        let shared = Self::register(&mut table, db, path)?;
+        let shared = Self::register(&mut table, db, path, FolderOf::OpenedHere)?;
         if let Ok(canonical) = std::fs::canonicalize(path) {
             table.by_path.insert(canonical, Arc::downgrade(&shared));
         }
@@ -328,13 +337,14 @@ impl Shared {
         dir: &Path,
     ) -> std::result::Result<Arc<Shared>, crate::Error> {
         let mut table = open_databases();
-        Self::register(&mut table, db, dir)
+        Self::register(&mut table, db, dir, FolderOf::HostsHandle)
     }
 
     fn register(
         table: &mut OpenDatabases,
         db: sled::Db,
         dir: &Path,
+        folder_of: FolderOf,
     ) -> std::result::Result<Arc<Shared>, crate::Error> {
         let setup = |source| crate::Error::Setup { source };
         let session = db.open_tree(layout::SESSION_TREE).map_err(setup)?;
@@ -348,14 +358,19 @@ impl Shared {
         {
             return Ok(found);
         }
-        let files =
-            SledFiles::of_open_database(dir).map_err(|reason| crate::Error::NotOpenDatabase {
-                path: dir.to_path_buf(),
-                reason: reason.to_string(),
-            })?;
+        let not_open = |reason: crate::files::NotOpenDatabase| crate::Error::NotOpenDatabase {
+            path: dir.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let files = SledFiles::of_open_database(dir).map_err(not_open)?;
         // The table lock is held, so no other factory of this process races this swap; a
         // token from an earlier process is simply replaced.
         let token = fresh_token();
+        // Another open database's folder passes the lock check above too; fsyncing its
+        // files would acknowledge writes nothing made durable.
+        if folder_of == FolderOf::HostsHandle {
+            files.check_written_by(&session, token).map_err(not_open)?;
+        }
         session
             .insert(SESSION_KEY, &token.to_be_bytes())
             .map_err(setup)?;

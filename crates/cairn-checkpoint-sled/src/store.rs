@@ -85,6 +85,16 @@ impl BadState {
     }
 }
 
+/// What a read of a run's state may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// `open` and a writer's `load`: cut a torn last record and quarantine bad state.
+    Repair,
+    /// `peek`: write nothing, so a look never changes what the next `open` meets. A torn
+    /// last record is reported as the one `open` would cut; bad state is refused and left.
+    LookOnly,
+}
+
 /// The `format_version` field of a JSON object, as found.
 fn format_version_of(value: &serde_json::Value) -> Option<u32> {
     value
@@ -576,13 +586,16 @@ impl Shared {
         }
     }
 
-    /// Reads back `run_id`'s state for a writer that holds its slot: checks every record,
-    /// cuts (and audits) a torn last journal record, quarantines (and audits) bad or foreign
-    /// state. `None` for an unknown run. Never changes the run's status.
+    /// Reads back `run_id`'s state for a caller that holds its slot: checks every record;
+    /// with `Reading::Repair` cuts (and audits) a torn last journal record and quarantines
+    /// (and audits) bad or foreign state, with `Reading::LookOnly` reports the one and
+    /// refuses the other, writing nothing. `None` for an unknown run. Never changes the
+    /// run's status.
     pub(crate) async fn recover(
         &self,
         run_id: &RunId,
         durability: Durability,
+        reading: Reading,
     ) -> Result<Option<RecoveredState>> {
         let key = run_id.as_str().as_bytes();
         let Some(meta_frame) = self.trees.runs.get(key).map_err(backend)? else {
@@ -590,6 +603,9 @@ impl Shared {
         };
         let meta = match decode_meta(run_id, &meta_frame) {
             Ok(meta) => meta,
+            Err(bad) if reading == Reading::LookOnly => {
+                return Err(bad.into_unmoved_error(run_id, layout::RUNS_TREE));
+            }
             Err(bad) => {
                 return Err(self.reject(run_id, bad, "run metadata", durability).await);
             }
@@ -598,6 +614,9 @@ impl Shared {
             None => (0, None),
             Some(frame) => match decode_snapshot(&frame) {
                 Ok((base, snapshot)) => (base, Some(snapshot)),
+                Err(bad) if reading == Reading::LookOnly => {
+                    return Err(bad.into_unmoved_error(run_id, layout::SNAPSHOTS_TREE));
+                }
                 Err(bad) => return Err(self.reject(run_id, bad, "snapshot", durability).await),
             },
         };
@@ -641,8 +660,10 @@ impl Shared {
                         offset: record.seq,
                         bytes: record.frame.len() as u64,
                     };
-                    self.cut_torn_tail(run_id, &record.key, &record.frame, tail, &detail)?;
-                    self.make_durable(durability).await?;
+                    if reading == Reading::Repair {
+                        self.cut_torn_tail(run_id, &record.key, &record.frame, tail, &detail)?;
+                        self.make_durable(durability).await?;
+                    }
                     torn_tail = Some(tail);
                 }
                 Err(Undecoded::Damaged(detail)) => {

@@ -12,7 +12,7 @@ use cairn_checkpoint::{
 use cairn_queue::{Event, Snapshot};
 
 use crate::shared::Shared;
-use crate::store::MetaStep;
+use crate::store::{MetaStep, Reading};
 
 /// A run's writer slot in the process-wide registry of its database. Released on drop.
 #[derive(Debug)]
@@ -179,7 +179,7 @@ impl Checkpointer for SledCheckpointer {
         let mut next_seq = self.next_seq.lock().await;
         let outcome = self
             .shared()
-            .recover(&self.slot.run_id, self.durability)
+            .recover(&self.slot.run_id, self.durability, Reading::Repair)
             .await;
         match self.watch(outcome)? {
             Some(state) => {

@@ -77,6 +77,46 @@ fn a_host_database_with_a_folder_that_is_not_its_own_is_refused() {
         .expect("the folder the host opened");
 }
 
+#[test]
+fn a_host_database_with_the_folder_of_another_open_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("host.sled");
+    let other_folder = dir.path().join("other.sled");
+    let db = sled::open(&folder).expect("sled opens");
+    // Open and locked, so it looks like the host's database from the outside; cairn would
+    // fsync its files and acknowledge writes of `db` that no fsync covered.
+    let other = sled::open(&other_folder).expect("sled opens the other database");
+    let err = SledFactory::builder()
+        .db(db.clone(), &other_folder)
+        .build()
+        .expect_err("the folder of another database");
+    assert!(
+        matches!(&err, cairn_checkpoint_sled::Error::NotOpenDatabase { path, .. } if *path == other_folder),
+        "{err:?}"
+    );
+    let err = cairn_checkpoint_sled::SledJobStore::from_db(db.clone(), &other_folder)
+        .expect_err("the job store checks the folder too");
+    assert!(
+        matches!(err, cairn_checkpoint_sled::Error::NotOpenDatabase { .. }),
+        "{err:?}"
+    );
+    // Each database with its own folder is accepted, and the check leaves nothing behind
+    // in the trees.
+    SledFactory::builder()
+        .db(other.clone(), &other_folder)
+        .build()
+        .expect("the other database's own folder");
+    let factory = SledFactory::builder()
+        .db(db.clone(), &folder)
+        .build()
+        .expect("the folder the host opened");
+    let session = db
+        .open_tree(cairn_checkpoint_sled::layout::SESSION_TREE)
+        .expect("the session tree");
+    assert_eq!(session.len(), 1, "only the session token stays");
+    drop(factory);
+}
+
 /// Puts a plain file where sled keeps its blob folder, so the fsync after the next flush
 /// cannot list it (sled itself only touches that folder for values over 128 KiB).
 fn block_blob_folder(path: &std::path::Path) {

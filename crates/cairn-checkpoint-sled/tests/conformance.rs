@@ -59,6 +59,22 @@ async fn no_damage_case_is_skipped() {
     assert_eq!(conformance::foreign_run(&h).await, CaseResult::Passed);
 }
 
+/// sled's `peek` writes nothing: it reports a torn tail without cutting it and refuses bad
+/// metadata without quarantining it, so the cases that skip a writing `peek` pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_writes_nothing() {
+    let h = PathHarness::new(Durability::Sync);
+    assert_eq!(
+        conformance::peek_leaves_a_torn_tail_for_open(&h).await,
+        CaseResult::Passed
+    );
+    let h = FaultyHarness(DbHarness::new(group()));
+    assert_eq!(
+        conformance::peek_leaves_bad_metadata_for_open(&h).await,
+        CaseResult::Passed
+    );
+}
+
 /// The huge-event case is not in `conformance_tests!` (it moves hundreds of megabytes), so
 /// it runs here once: an acknowledged event of more than 256 MiB reads back after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,8 @@ pub enum FaultOp {
     RemoveTerminal,
     /// `CheckpointerFactory::list_quarantined`.
     ListQuarantined,
+    /// `CheckpointerFactory::left_in_place`.
+    LeftInPlace,
     /// `CheckpointerFactory::append_audit`.
     AppendAudit,
     /// `CheckpointerFactory::read_audit`.
@@ -109,6 +111,7 @@ impl FaultOp {
             FaultOp::AppendAudit => "append_audit",
             FaultOp::ReadAudit => "read_audit",
             FaultOp::ListQuarantined => "list_quarantined",
+            FaultOp::LeftInPlace => "left_in_place",
             FaultOp::Append => "append",
             FaultOp::InstallSnapshot => "install_snapshot",
             FaultOp::Load => "load",
@@ -507,7 +510,7 @@ impl<F: CheckpointerFactory> CheckpointerFactory for FaultyFactory<F> {
     }
 
     async fn left_in_place(&self) -> Result<Vec<LeftInPlaceRun>> {
-        self.inner.left_in_place().await
+        guarded(&self.plan, FaultOp::LeftInPlace, self.inner.left_in_place()).await
     }
 
     async fn peek(&self, run_id: &RunId) -> Result<Option<Recovered>> {

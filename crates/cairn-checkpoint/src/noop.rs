@@ -39,9 +39,14 @@ use crate::port::{
 pub struct NoopFactory;
 
 /// A checkpointer that accepts everything and keeps nothing.
+///
+/// Its writer still follows the port's `complete` and `fail` contract, in memory: once the
+/// run is completed both refuse with `Terminal`, as every adapter's do, so a host sees the
+/// same answers whether or not its run degraded to noop.
 #[derive(Debug)]
 pub struct NoopCheckpointer {
-    meta: RunMeta,
+    run_id: RunId,
+    meta: std::sync::Mutex<RunMeta>,
 }
 
 impl NoopCheckpointer {
@@ -58,7 +63,37 @@ impl NoopCheckpointer {
     /// # Ok::<(), cairn_checkpoint::Error>(())
     /// ```
     pub fn new(meta: RunMeta) -> NoopCheckpointer {
-        NoopCheckpointer { meta }
+        NoopCheckpointer {
+            run_id: meta.run_id.clone(),
+            meta: std::sync::Mutex::new(meta),
+        }
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, RunMeta> {
+        // The metadata is whole after every change, so a panic elsewhere leaves it usable.
+        self.meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the run to `status` unless it is terminal, as the port's `complete` and `fail`
+    /// say.
+    fn finish(&self, status: RunStatus, error: Option<&RunError>) -> Result<RunMeta> {
+        let mut meta = self.meta();
+        if meta.status.is_terminal() {
+            return Err(Error::Terminal {
+                run_id: self.run_id.clone(),
+                status: meta.status,
+            });
+        }
+        let now = crate::wall_clock_now();
+        meta.status = status;
+        meta.updated_at = now;
+        meta.finished_at = Some(now);
+        if let Some(error) = error {
+            meta.error = Some(error.clone());
+        }
+        Ok(meta.clone())
     }
 }
 
@@ -140,7 +175,7 @@ impl CheckpointerFactory for NoopFactory {
 #[async_trait]
 impl Checkpointer for NoopCheckpointer {
     fn run_id(&self) -> &RunId {
-        &self.meta.run_id
+        &self.run_id
     }
     async fn append(&self, _events: &[Event]) -> Result<()> {
         Ok(())
@@ -150,7 +185,7 @@ impl Checkpointer for NoopCheckpointer {
     }
     async fn load(&self) -> Result<Recovered> {
         Ok(Recovered {
-            meta: self.meta.clone(),
+            meta: self.meta().clone(),
             snapshot: None,
             events: Vec::new(),
             torn_tail: None,
@@ -160,14 +195,9 @@ impl Checkpointer for NoopCheckpointer {
         Ok(())
     }
     async fn complete(&self) -> Result<RunMeta> {
-        let mut meta = self.meta.clone();
-        meta.status = RunStatus::Completed;
-        Ok(meta)
+        self.finish(RunStatus::Completed, None)
     }
     async fn fail(&self, error: &RunError) -> Result<RunMeta> {
-        let mut meta = self.meta.clone();
-        meta.status = RunStatus::Failed;
-        meta.error = Some(error.clone());
-        Ok(meta)
+        self.finish(RunStatus::Failed, Some(error))
     }
 }

@@ -22,6 +22,26 @@ fn meta(id: &str) -> RunMeta {
 }
 
 #[tokio::test]
+async fn left_in_place_can_be_faulted() {
+    let plan = FaultPlan::new();
+    let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());
+    plan.fail_next(FaultOp::LeftInPlace, FaultTiming::Before);
+    let err = factory.left_in_place().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Injected {
+                op: "left_in_place"
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(factory.left_in_place().await.unwrap().is_empty());
+    assert_eq!(plan.calls(FaultOp::LeftInPlace), 2);
+    assert_eq!(plan.fired(), vec![(FaultOp::LeftInPlace, 1)]);
+}
+
+#[tokio::test]
 async fn the_nth_call_fails_and_only_it() {
     let plan = FaultPlan::new();
     let factory = FaultyFactory::new(MemoryFactory::new(), plan.clone());

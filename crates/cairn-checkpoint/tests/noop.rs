@@ -62,6 +62,36 @@ async fn noop_accepts_writes_and_forgets_them() {
     assert_eq!(done.status, RunStatus::Completed);
 }
 
+/// Noop keeps nothing across writers, but its writer follows the port's `complete` and
+/// `fail` contract as every adapter does: a completed run is terminal.
+#[tokio::test]
+async fn noop_refuses_to_finish_a_completed_run_again() {
+    let run = NoopFactory.begin(meta("n2")).await.expect("begin");
+    let done = run.complete().await.expect("complete");
+    assert_eq!(done.status, RunStatus::Completed);
+    assert!(done.finished_at.is_some(), "a finished run says when");
+    let again = run.complete().await.expect_err("completed already");
+    assert!(
+        matches!(
+            again,
+            Error::Terminal {
+                status: RunStatus::Completed,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    let late = run
+        .fail(&RunError::new("k", "m"))
+        .await
+        .expect_err("completed already");
+    assert!(matches!(late, Error::Terminal { .. }), "{late:?}");
+    assert_eq!(
+        run.load().await.expect("load").meta.status,
+        RunStatus::Completed
+    );
+}
+
 #[cfg(feature = "conformance")]
 mod suite_notices {
     use super::*;

@@ -1638,7 +1638,9 @@ pub async fn injected_faults_lose_nothing_acknowledged<H: ConformanceHarness>(h:
         FaultOp::Audit,
         FaultOp::AppendAudit,
         FaultOp::Complete,
+        FaultOp::Fail,
         FaultOp::Open,
+        FaultOp::Quarantine,
     ];
     for (index, op) in ops.into_iter().enumerate() {
         for timing in [FaultTiming::Before, FaultTiming::After] {
@@ -1743,6 +1745,43 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
             plan.fail_next(op, timing);
             run.complete().await.map(|_| ())
         }
+        FaultOp::Fail => {
+            plan.fail_next(op, timing);
+            run.fail(&RunError::new("injected", "x")).await.map(|_| ())
+        }
+        FaultOp::Quarantine => {
+            // A held run is never moved, so the writer goes first: the fault, not the lock,
+            // must be what keeps a `Before` quarantine from moving it.
+            drop(run);
+            plan.fail_next(op, timing);
+            let err = faulty
+                .quarantine(&run_id, "injected")
+                .await
+                .expect_err(&context);
+            assert!(injected(&err), "{context}: {err:?}");
+            assert_eq!(plan.fired().len(), 1, "{context}: the fault fired once");
+            drop(faulty);
+            let clean = h.factory();
+            let moved = clean
+                .list_quarantined()
+                .await
+                .expect("list_quarantined")
+                .iter()
+                .any(|entry| entry.run_id == run_id);
+            if timing == FaultTiming::Before {
+                assert!(!moved, "{context}: a refused quarantine moved nothing");
+                let reopened = open_existing(&*clean, &run_id).await;
+                assert_eq!(reopened.recovered.events, acknowledged, "{context}");
+            } else {
+                // `After` lets the move happen and loses only its reply.
+                assert!(moved, "{context}: the quarantine happened");
+                assert!(
+                    clean.open(&run_id).await.expect("open").is_none(),
+                    "{context}: the run is gone from where runs are"
+                );
+            }
+            return;
+        }
         FaultOp::Open => {
             drop(run);
             plan.fail_next(op, timing);
@@ -1765,7 +1804,9 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
         // The snapshot may or may not have been installed; either is allowed.
         snapshot = Some(sample_snapshot(3));
     }
-    if !matches!(op, FaultOp::Complete) {
+    // A run finished (or failed) by the call may refuse further appends.
+    let finishes = matches!(op, FaultOp::Complete | FaultOp::Fail);
+    if !finishes {
         run.append(&sample_events(10, 11)).await.expect("append");
     }
     drop(run);
@@ -1774,7 +1815,7 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
     let clean = h.factory();
     let opened = open_existing(&*clean, &run_id).await;
     let recovered = opened.recovered;
-    if op != FaultOp::Complete {
+    if !finishes {
         acknowledged.extend(sample_events(10, 11));
     }
     match (&recovered.snapshot, &snapshot) {
@@ -1825,6 +1866,7 @@ async fn check_fault<H: ConformanceHarness>(h: &H, name: &str, op: FaultOp, timi
             FaultOp::CompareAndSwap | FaultOp::CompareAndSwapAt => (RunStatus::Paused, 1),
             FaultOp::Claim => (RunStatus::Running, 2),
             FaultOp::Complete => (RunStatus::Completed, 1),
+            FaultOp::Fail => (RunStatus::Failed, 1),
             _ => (RunStatus::Running, 1),
         };
         assert_eq!(
