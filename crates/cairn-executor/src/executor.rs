@@ -520,7 +520,15 @@ impl Executor {
         clock: Clock,
         mut ended: EndOnDrop,
     ) -> Result<RunReport> {
-        if !matches!(report.disposition, Disposition::LeaveRunning) {
+        let recorded = match &report.disposition {
+            Disposition::Complete => checkpointer.complete().await.map(drop),
+            Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),
+            Disposition::LeaveRunning => Ok(()),
+        };
+        // Audited only once the status write is durable: a `Finished` record written first
+        // would claim an end the store never recorded if that write then failed. A crash
+        // between the two loses the record instead, and the stored status still says it.
+        if recorded.is_ok() && !matches!(report.disposition, Disposition::LeaveRunning) {
             let record = AuditRecord::new(
                 clock.now(),
                 report.run_id.clone(),
@@ -538,11 +546,6 @@ impl Executor {
                 tracing::warn!(target: names::DETAIL_TARGET, run_id = %report.run_id, error = %error, "could not audit the run's end");
             }
         }
-        let recorded = match &report.disposition {
-            Disposition::Complete => checkpointer.complete().await.map(drop),
-            Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),
-            Disposition::LeaveRunning => Ok(()),
-        };
         drop(checkpointer);
         let outcome = match report.disposition {
             Disposition::Complete => emit::RunOutcomeName::Complete,
