@@ -81,6 +81,19 @@ pub enum Error {
         /// How that was seen.
         why: String,
     },
+    /// `Start::Auto` found an interrupted run to adopt, but claiming it (the status
+    /// compare-and-swap that takes its lease, before it is opened) failed for a reason other
+    /// than bad state or a lost race: the store failed, or a newer build wrote the run (the
+    /// store's `NewerFormat`, which leaves it in place). Nothing was begun, and the run was
+    /// not opened.
+    #[error("cannot claim interrupted run {run_id} to adopt it: {source}")]
+    Claim {
+        /// The run.
+        run_id: RunId,
+        /// The store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
     /// Opening a run to adopt it failed for a reason other than bad state (for example
     /// `Locked`: another writer holds it).
     #[error("cannot open run {run_id}: {source}")]

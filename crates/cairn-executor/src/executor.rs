@@ -298,9 +298,12 @@ impl Executor {
     ///   workflow and scope that another process drives (or claimed meanwhile): nothing is
     ///   begun beside it.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
-    ///   (or the adoption of an interrupted run) cannot open the run. `Error::Open` also when
-    ///   `Start::Auto` meets a run of the workflow and scope that a newer build wrote (the
-    ///   store's `NewerFormat`): it is left in place and nothing is begun.
+    ///   (or the adoption of an interrupted run) cannot open the run. `Error::Claim` when
+    ///   `Start::Auto` cannot claim an interrupted run it found (the store failed). When
+    ///   `Start::Auto` meets a run of the workflow and scope that a newer build wrote, the
+    ///   store's `NewerFormat` comes as `Error::Claim` (newer metadata, which the claim reads)
+    ///   or `Error::Open` (a newer journal or snapshot): it is left in place and nothing is
+    ///   begun.
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
     ///   run that is not `running`: a failed or paused run must be claimed first
     ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
@@ -700,7 +703,8 @@ impl Executor {
                     self.bad_state(&run_id, &source, now).await;
                     continue;
                 }
-                Err(source) => return Err(Error::Open { run_id, source }),
+                // Not an open failure: the run was never opened.
+                Err(source) => return Err(Error::Claim { run_id, source }),
             };
             // After the claim only a short-lived holder can hold the lock (a probe, an
             // abandon or a stale adopter that sees the claim and lets go), so the open
