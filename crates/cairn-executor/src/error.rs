@@ -131,6 +131,12 @@ pub enum Error {
         reason: String,
         /// Where its state went, or why quarantining it failed.
         location: String,
+        /// The store's error, when the store found the state bad (the open failed with
+        /// `Corruption`, `VersionMismatch`, `ForeignRun` or `Unreadable`); `None` when the
+        /// executor found it unfit itself (another workflow's id, a snapshot of another
+        /// format version, events that do not replay), which `reason` says.
+        #[source]
+        source: Option<cairn_checkpoint::Error>,
     },
     /// `Start::Adopt` or `Start::AdoptInterrupted` named a run that is not `running`, so
     /// nobody claimed it for this caller. A failed or paused run must be claimed first:

@@ -842,6 +842,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason: source.to_string(),
                     location,
+                    source: Some(source),
                 });
             }
             Err(source) => {
@@ -865,6 +866,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason,
                     location,
+                    source: None,
                 })
             }
             // Sound state that is not this caller's to drive: it stays where it is.

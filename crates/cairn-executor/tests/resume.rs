@@ -565,6 +565,46 @@ async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
     assert!(record.is_some(), "audit: {audit:?}");
 }
 
+/// State the executor itself finds unfit (here, a stored id naming another run) is refused
+/// by `Start::Adopt` with no store error behind it: `AdoptRefused` says why in `reason`, and
+/// its `source` is `None` rather than an error made up from that text.
+#[tokio::test]
+async fn an_adopt_refused_as_unfit_has_its_reason_and_no_store_source() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            foreign_run_id: Some("someone-else".to_owned()),
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let err = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            common::adopt_start(&store, old.clone()).await,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    let Error::AdoptRefused {
+        ref run_id,
+        ref reason,
+        source: None,
+        ..
+    } = err
+    else {
+        panic!("expected AdoptRefused without a source, got {err:?}");
+    };
+    assert_eq!(*run_id, old);
+    assert!(reason.contains("someone-else"), "{reason}");
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(ledger.total(), 0);
+}
+
 #[tokio::test]
 async fn a_failed_run_is_never_adopted_by_the_executors_own_lookup() {
     let store = MemoryFactory::new();
@@ -857,6 +897,15 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
+    // The store's refusal is kept as the typed source, not only as text.
+    let source = std::error::Error::source(&err).expect("the store's error is the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<cairn_checkpoint::Error>(),
+            Some(cairn_checkpoint::Error::Corruption { run_id, offset: 7, .. }) if *run_id == other
+        ),
+        "{source:?}"
+    );
     assert!(store.load_meta(&other).await.unwrap().is_none());
 }
 
