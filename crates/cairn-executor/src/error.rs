@@ -131,12 +131,16 @@ pub enum Error {
         reason: String,
         /// Where its state went, or why quarantining it failed.
         location: String,
-        /// The store's error, when the store found the state bad (the open failed with
-        /// `Corruption`, `VersionMismatch`, `ForeignRun` or `Unreadable`); `None` when the
-        /// executor found it unfit itself (another workflow's id, a snapshot of another
-        /// format version, events that do not replay), which `reason` says.
+        /// The store's error (always a `cairn_checkpoint::Error`: downcast it), when the
+        /// store found the state bad (the open failed with `Corruption`, `VersionMismatch`,
+        /// `ForeignRun` or `Unreadable`); `None` when the executor found it unfit itself
+        /// (another run's id, a snapshot of another format version, events that do not
+        /// replay), which `reason` says. Boxed as a trait object, not as
+        /// `Box<cairn_checkpoint::Error>`: that keeps `Error` small (clippy's
+        /// `result_large_err`), and the source chain still yields the store's error itself,
+        /// where a `Box<cairn_checkpoint::Error>` would show up as the box and not downcast.
         #[source]
-        source: Option<cairn_checkpoint::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// `Start::Adopt` or `Start::AdoptInterrupted` named a run that is not `running`, so
     /// nobody claimed it for this caller. A failed or paused run must be claimed first:

@@ -842,7 +842,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason: source.to_string(),
                     location,
-                    source: Some(source),
+                    source: Some(Box::new(source)),
                 });
             }
             Err(source) => {

@@ -323,7 +323,11 @@ async fn a_failed_claim_in_start_auto_is_a_claim_error_and_begins_nothing() {
     );
     assert_eq!(faults.calls(FaultOp::Open), 0, "the run was not opened");
     assert_eq!(ledger.total(), 0, "no body ran");
-    assert_eq!(store.stored_meta(&run_id), Some(before), "the run is as it was");
+    assert_eq!(
+        store.stored_meta(&run_id),
+        Some(before),
+        "the run is as it was"
+    );
     let runs = store.list(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
 

@@ -1008,7 +1008,11 @@ async fn a_failed_status_write_leaves_no_finished_audit_record() {
         let fired: Vec<FaultOp> = plan.fired().into_iter().map(|(op, _)| op).collect();
         assert_eq!(fired, vec![op], "{kind}");
         let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
-        assert_eq!(meta.status, RunStatus::Running, "{kind}: nothing was recorded");
+        assert_eq!(
+            meta.status,
+            RunStatus::Running,
+            "{kind}: nothing was recorded"
+        );
         let audit = store.read_audit(&report.run_id).await.unwrap();
         assert!(
             audit.iter().all(|r| r.action != AuditAction::Finished),
