@@ -18,7 +18,10 @@ use cairn_queue::{Handoff, TaskSpec};
 
 /// An executor on `store` whose `work` bodies count themselves in `bodies`, and a plan of
 /// two `work` tasks in a row.
-fn two_tasks(store: Arc<dyn CheckpointerFactory>, bodies: &Arc<AtomicUsize>) -> (Executor, RunPlan) {
+fn two_tasks(
+    store: Arc<dyn CheckpointerFactory>,
+    bodies: &Arc<AtomicUsize>,
+) -> (Executor, RunPlan) {
     let bodies = Arc::clone(bodies);
     let registry = Registry::new().with(
         "work",
@@ -67,7 +70,11 @@ async fn a_failed_complete_is_not_audited_and_the_next_start_finishes_it(
     assert_eq!(faults.fired().len(), 1, "{name}: {:?}", faults.fired());
     let run_id = report.run_id.clone();
     let meta = store.load_meta(&run_id).await.unwrap().unwrap();
-    assert_eq!(meta.status, RunStatus::Running, "{name}: the end was not recorded");
+    assert_eq!(
+        meta.status,
+        RunStatus::Running,
+        "{name}: the end was not recorded"
+    );
     assert!(
         finished(&*store, &run_id).await.is_empty(),
         "{name}: no Finished record claims the end the store did not record"
@@ -83,7 +90,11 @@ async fn a_failed_complete_is_not_audited_and_the_next_start_finishes_it(
     assert_eq!(report.run_id, run_id, "{name}");
     assert!(report.resumed, "{name}");
     assert_eq!(report.disposition, Disposition::Complete, "{name}");
-    assert_eq!(bodies.load(Ordering::SeqCst), 2, "{name}: no body ran twice");
+    assert_eq!(
+        bodies.load(Ordering::SeqCst),
+        2,
+        "{name}: no body ran twice"
+    );
     let meta = store.load_meta(&run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Completed, "{name}");
     let records = finished(&*store, &run_id).await;

@@ -182,12 +182,14 @@ fn the_example_picks_up_a_run_killed_mid_run_without_redoing_its_finished_task()
         .build()
         .unwrap();
     let store = FileFactory::builder(dir.path()).build().unwrap();
-    let runs = runtime
-        .block_on(store.list(&Default::default()))
-        .unwrap();
+    let runs = runtime.block_on(store.list(&Default::default())).unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run_id: RunId = runs[0].run_id.clone();
-    assert_eq!(runs[0].status, RunStatus::Running, "the killed run is interrupted");
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Running,
+        "the killed run is interrupted"
+    );
     let before = runtime
         .block_on(store.peek(&run_id))
         .unwrap()
@@ -197,7 +199,11 @@ fn the_example_picks_up_a_run_killed_mid_run_without_redoing_its_finished_task()
         .filter(|(_, (_, completed))| *completed == 1)
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(done_before.len(), 1, "the first task's completion was durable");
+    assert_eq!(
+        done_before.len(),
+        1,
+        "the first task's completion was durable"
+    );
 
     let report = runtime.block_on(embed::embed(dir.path())).unwrap();
     assert_eq!(report.run_id, run_id, "the example adopted the killed run");
