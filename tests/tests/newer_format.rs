@@ -75,9 +75,23 @@ async fn refused_as_newer(
     let err = run_auto(factory, bodies)
         .await
         .expect_err("a newer build's run is not this build's to drive");
-    let text = err.to_string();
-    assert!(text.contains("newer cairn build"), "{text}");
-    assert!(text.contains(run_id.as_str()), "{text}");
+    // The executor's error (a claim or an open of that run) carries the adapter's
+    // `NewerFormat` for that run as its source, where a host (the CLI) looks for it.
+    assert!(
+        matches!(
+            &err,
+            cairn_executor::Error::Claim { run_id: at, .. }
+                | cairn_executor::Error::Open { run_id: at, .. } if at == run_id
+        ),
+        "{err:?}"
+    );
+    let chain = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    });
+    let newer = chain
+        .filter_map(|e| e.downcast_ref::<cairn_checkpoint::Error>())
+        .any(|e| matches!(e, cairn_checkpoint::Error::NewerFormat { run_id: at, .. } if at == run_id));
+    assert!(newer, "no NewerFormat for {run_id} in the chain: {err:?}");
     assert_eq!(bodies.load(Ordering::SeqCst), ran_before, "no body ran");
     let runs = factory.list(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");

@@ -81,6 +81,19 @@ pub enum Error {
         /// How that was seen.
         why: String,
     },
+    /// `Start::Auto` found an interrupted run to adopt, but claiming it (the status
+    /// compare-and-swap that takes its lease, before it is opened) failed for a reason other
+    /// than bad state or a lost race: the store failed, or a newer build wrote the run (the
+    /// store's `NewerFormat`, which leaves it in place). Nothing was begun, and the run was
+    /// not opened.
+    #[error("cannot claim interrupted run {run_id} to adopt it: {source}")]
+    Claim {
+        /// The run.
+        run_id: RunId,
+        /// The store's error.
+        #[source]
+        source: cairn_checkpoint::Error,
+    },
     /// Opening a run to adopt it failed for a reason other than bad state (for example
     /// `Locked`: another writer holds it).
     #[error("cannot open run {run_id}: {source}")]
@@ -118,6 +131,16 @@ pub enum Error {
         reason: String,
         /// Where its state went, or why quarantining it failed.
         location: String,
+        /// The store's error (always a `cairn_checkpoint::Error`: downcast it), when the
+        /// store found the state bad (the open failed with `Corruption`, `VersionMismatch`,
+        /// `ForeignRun` or `Unreadable`); `None` when the executor found it unfit itself
+        /// (another run's id, a snapshot of another format version, events that do not
+        /// replay), which `reason` says. Boxed as a trait object, not as
+        /// `Box<cairn_checkpoint::Error>`: that keeps `Error` small (clippy's
+        /// `result_large_err`), and the source chain still yields the store's error itself,
+        /// where a `Box<cairn_checkpoint::Error>` would show up as the box and not downcast.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// `Start::Adopt` or `Start::AdoptInterrupted` named a run that is not `running`, so
     /// nobody claimed it for this caller. A failed or paused run must be claimed first:

@@ -298,9 +298,12 @@ impl Executor {
     ///   workflow and scope that another process drives (or claimed meanwhile): nothing is
     ///   begun beside it.
     /// - `Error::Open`, `Error::AdoptNotFound`, `Error::AdoptRefused` when `Start::Adopt`
-    ///   (or the adoption of an interrupted run) cannot open the run. `Error::Open` also when
-    ///   `Start::Auto` meets a run of the workflow and scope that a newer build wrote (the
-    ///   store's `NewerFormat`): it is left in place and nothing is begun.
+    ///   (or the adoption of an interrupted run) cannot open the run. `Error::Claim` when
+    ///   `Start::Auto` cannot claim an interrupted run it found (the store failed). When
+    ///   `Start::Auto` meets a run of the workflow and scope that a newer build wrote, the
+    ///   store's `NewerFormat` comes as `Error::Claim` (newer metadata, which the claim reads)
+    ///   or `Error::Open` (a newer journal or snapshot): it is left in place and nothing is
+    ///   begun.
     /// - `Error::AdoptNotClaimed` when `Start::Adopt` or `Start::AdoptInterrupted` names a
     ///   run that is not `running`: a failed or paused run must be claimed first
     ///   (`ResumePolicy::resume` in `cairn-runs`, or `CheckpointerFactory::claim`).
@@ -520,7 +523,15 @@ impl Executor {
         clock: Clock,
         mut ended: EndOnDrop,
     ) -> Result<RunReport> {
-        if !matches!(report.disposition, Disposition::LeaveRunning) {
+        let recorded = match &report.disposition {
+            Disposition::Complete => checkpointer.complete().await.map(drop),
+            Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),
+            Disposition::LeaveRunning => Ok(()),
+        };
+        // Audited only once the status write is durable: a `Finished` record written first
+        // would claim an end the store never recorded if that write then failed. A crash
+        // between the two loses the record instead, and the stored status still says it.
+        if recorded.is_ok() && !matches!(report.disposition, Disposition::LeaveRunning) {
             let record = AuditRecord::new(
                 clock.now(),
                 report.run_id.clone(),
@@ -538,11 +549,6 @@ impl Executor {
                 tracing::warn!(target: names::DETAIL_TARGET, run_id = %report.run_id, error = %error, "could not audit the run's end");
             }
         }
-        let recorded = match &report.disposition {
-            Disposition::Complete => checkpointer.complete().await.map(drop),
-            Disposition::Fail(error) => checkpointer.fail(error).await.map(drop),
-            Disposition::LeaveRunning => Ok(()),
-        };
         drop(checkpointer);
         let outcome = match report.disposition {
             Disposition::Complete => emit::RunOutcomeName::Complete,
@@ -697,7 +703,8 @@ impl Executor {
                     self.bad_state(&run_id, &source, now).await;
                     continue;
                 }
-                Err(source) => return Err(Error::Open { run_id, source }),
+                // Not an open failure: the run was never opened.
+                Err(source) => return Err(Error::Claim { run_id, source }),
             };
             // After the claim only a short-lived holder can hold the lock (a probe, an
             // abandon or a stale adopter that sees the claim and lets go), so the open
@@ -835,6 +842,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason: source.to_string(),
                     location,
+                    source: Some(Box::new(source)),
                 });
             }
             Err(source) => {
@@ -858,6 +866,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason,
                     location,
+                    source: None,
                 })
             }
             // Sound state that is not this caller's to drive: it stays where it is.

@@ -888,8 +888,8 @@ pub enum Start {
     /// process drives is not interrupted, and it is not run beside either: when one is found
     /// (its writer lock is held, or another process claims it first) and there is nothing
     /// else to adopt, the call fails with `Error::RunInProgress` and begins nothing. A run a
-    /// newer build wrote is left exactly where it is and ends the call with `Error::Open`
-    /// (the store's `NewerFormat`), beginning nothing. State that does not fit (an older
+    /// newer build wrote is left exactly where it is and ends the call with `Error::Claim`
+    /// or `Error::Open` (the store's `NewerFormat`), beginning nothing. State that does not fit (an older
     /// format version, a stored id that differs from the run's, or another scope) is
     /// quarantined, audited and logged, and a new run begins. That new run
     /// runs every task again, including those the quarantined run had finished: `Start::Auto`

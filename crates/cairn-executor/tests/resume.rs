@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
 use cairn_checkpoint::{
     AuditAction, CheckpointerFactory, MemoryFactory, RunFilter, RunId, RunMeta, RunStatus,
 };
@@ -284,6 +285,61 @@ async fn a_run_with_another_format_version_is_quarantined_not_adopted() {
     assert!(lines[0].contains("format version 0"));
 }
 
+/// A store failure while `Start::Auto` claims an interrupted run it found is a claim
+/// failure, not an open failure (the run was never opened): `Error::Claim` with the store's
+/// error as its source. Nothing runs, nothing is begun, and the run stays interrupted at its
+/// lease epoch, for a later start to adopt.
+#[tokio::test]
+async fn a_failed_claim_in_start_auto_is_a_claim_error_and_begins_nothing() {
+    let store = MemoryFactory::new();
+    let run_id = plant_interrupted(&store, "stopped-run", "wf", "scope", &[]).await;
+    let before = store.stored_meta(&run_id).unwrap();
+    let faults = FaultPlan::new();
+    faults.fail_next(FaultOp::Claim, FaultTiming::Before);
+    let factory = FaultyFactory::new(store.clone(), faults.clone());
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(factory), registry, config()).unwrap();
+    let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 2));
+
+    let err = executor
+        .run(plan.clone(), Start::Auto, RunSignals::default())
+        .await
+        .expect_err("the claim failed");
+    assert!(
+        matches!(
+            &err,
+            Error::Claim { run_id: failed, source: cairn_checkpoint::Error::Injected { op: "claim" } }
+                if *failed == run_id
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("the store's error is the source");
+    assert!(
+        source
+            .downcast_ref::<cairn_checkpoint::Error>()
+            .is_some_and(|e| matches!(e, cairn_checkpoint::Error::Injected { .. })),
+        "{source:?}"
+    );
+    assert_eq!(faults.calls(FaultOp::Open), 0, "the run was not opened");
+    assert_eq!(ledger.total(), 0, "no body ran");
+    assert_eq!(
+        store.stored_meta(&run_id),
+        Some(before),
+        "the run is as it was"
+    );
+    let runs = store.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "no fresh run began: {runs:?}");
+
+    // With the store well again, the next start adopts it.
+    let report = executor
+        .run(plan, Start::Auto, RunSignals::default())
+        .await
+        .unwrap();
+    assert!(report.resumed && report.run_id == run_id, "{report:?}");
+    assert_eq!(report.disposition, Disposition::Complete);
+}
+
 /// Metadata a newer build wrote (after a rollback) is not this build's to quarantine, adopt
 /// or run afresh beside: `Start::Auto` stops with the store's `NewerFormat`, begins nothing
 /// and leaves the run exactly where it was, every time. (The lookup used to call it unfit,
@@ -311,7 +367,8 @@ async fn a_run_whose_metadata_a_newer_build_wrote_is_left_in_place_and_nothing_b
         assert!(
             matches!(
                 &err,
-                Error::Open { run_id, source: cairn_checkpoint::Error::NewerFormat { .. } }
+                // The claim reads the metadata first, so it is the claim that refuses it.
+                Error::Claim { run_id, source: cairn_checkpoint::Error::NewerFormat { .. } }
                     if *run_id == newer
             ),
             "attempt {attempt}: {err:?}"
@@ -510,6 +567,46 @@ async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
         .iter()
         .find(|r| r.action == AuditAction::Quarantined && r.message.contains("someone-else"));
     assert!(record.is_some(), "audit: {audit:?}");
+}
+
+/// State the executor itself finds unfit (here, a stored id naming another run) is refused
+/// by `Start::Adopt` with no store error behind it: `AdoptRefused` says why in `reason`, and
+/// its `source` is `None` rather than an error made up from that text.
+#[tokio::test]
+async fn an_adopt_refused_as_unfit_has_its_reason_and_no_store_source() {
+    let store = MemoryFactory::new();
+    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
+    let doctored = Doctor::new(
+        store.clone(),
+        Damage {
+            foreign_run_id: Some("someone-else".to_owned()),
+            ..Damage::default()
+        },
+    );
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let err = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            common::adopt_start(&store, old.clone()).await,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    let Error::AdoptRefused {
+        ref run_id,
+        ref reason,
+        source: None,
+        ..
+    } = err
+    else {
+        panic!("expected AdoptRefused without a source, got {err:?}");
+    };
+    assert_eq!(*run_id, old);
+    assert!(reason.contains("someone-else"), "{reason}");
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(ledger.total(), 0);
 }
 
 #[tokio::test]
@@ -804,6 +901,15 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
+    // The store's refusal is kept as the typed source, not only as text.
+    let source = std::error::Error::source(&err).expect("the store's error is the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<cairn_checkpoint::Error>(),
+            Some(cairn_checkpoint::Error::Corruption { run_id, offset: 7, .. }) if *run_id == other
+        ),
+        "{source:?}"
+    );
     assert!(store.load_meta(&other).await.unwrap().is_none());
 }
 

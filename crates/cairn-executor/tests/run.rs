@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_checkpoint::{CheckpointerFactory, MemoryFactory, RunStatus};
+use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyFactory};
+use cairn_checkpoint::{AuditAction, CheckpointerFactory, MemoryFactory, RunStatus};
 use cairn_executor::{
     Disposition, Error, Executor, ExecutorConfig, Finish, Phase, PlanProblem, Registry,
     RetryPolicy, RunPlan, RunReport, RunSignals, RunStop, Start, TaskFailure, handler_fn,
@@ -968,6 +969,90 @@ async fn a_failed_finalize_is_logged_at_warn_and_returned_with_the_report() {
     assert!(warns[0].contains("WARN") && warns[0].contains("injected fault in complete"));
     let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
     assert_eq!(meta.status, RunStatus::Running, "nothing was recorded");
+}
+
+/// The `Finished` audit record says the run's end was recorded, so it is written only after
+/// the status write succeeded: a `complete` or `fail` that fails leaves no such record (it
+/// used to be written first, and then claimed an end the store never recorded).
+#[tokio::test]
+async fn a_failed_status_write_leaves_no_finished_audit_record() {
+    for (kind, op) in [("ok", FaultOp::Complete), ("broken", FaultOp::Fail)] {
+        let store = MemoryFactory::new();
+        let plan = FaultPlan::new();
+        plan.fail_next(op, FaultTiming::Before);
+        let factory = FaultyFactory::new(store.clone(), plan.clone());
+        let registry = Registry::new()
+            .with(
+                "ok",
+                handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+            )
+            .with(
+                "broken",
+                handler_fn(|_ctx| async { Err(TaskFailure::permanent("bug", "no")) }),
+            );
+        let mut phase = Phase::new("p");
+        phase.task(TaskSpec::new(kind), []);
+        let executor =
+            Executor::new(Arc::new(factory), registry, ExecutorConfig::default()).unwrap();
+        let err = executor
+            .run(
+                RunPlan::new("wf", "s").phase(phase),
+                Start::Fresh,
+                RunSignals::default(),
+            )
+            .await
+            .unwrap_err();
+        let Error::Finalize { report, .. } = err else {
+            panic!("{kind}: expected Finalize, got {err:?}");
+        };
+        let fired: Vec<FaultOp> = plan.fired().into_iter().map(|(op, _)| op).collect();
+        assert_eq!(fired, vec![op], "{kind}");
+        let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
+        assert_eq!(
+            meta.status,
+            RunStatus::Running,
+            "{kind}: nothing was recorded"
+        );
+        let audit = store.read_audit(&report.run_id).await.unwrap();
+        assert!(
+            audit.iter().all(|r| r.action != AuditAction::Finished),
+            "{kind}: {audit:?}"
+        );
+    }
+}
+
+/// The other half: once the status write succeeded, the `Finished` record follows it, with
+/// the outcome the store holds.
+#[tokio::test]
+async fn a_recorded_end_is_audited_as_finished_with_its_outcome() {
+    for (kind, status, outcome) in [
+        ("ok", RunStatus::Completed, "complete"),
+        ("broken", RunStatus::Failed, "fail"),
+    ] {
+        let store = MemoryFactory::new();
+        let registry = Registry::new()
+            .with(
+                "ok",
+                handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+            )
+            .with(
+                "broken",
+                handler_fn(|_ctx| async { Err(TaskFailure::permanent("bug", "no")) }),
+            );
+        let mut phase = Phase::new("p");
+        phase.task(TaskSpec::new(kind), []);
+        let report = run_phase(&store, registry, phase).await;
+        let meta = store.load_meta(&report.run_id).await.unwrap().unwrap();
+        assert_eq!(meta.status, status, "{kind}");
+        let audit = store.read_audit(&report.run_id).await.unwrap();
+        let finished: Vec<_> = audit
+            .iter()
+            .filter(|r| r.action == AuditAction::Finished)
+            .collect();
+        assert_eq!(finished.len(), 1, "{kind}: {audit:?}");
+        let said = finished[0].detail["outcome"].as_str().unwrap_or_default();
+        assert!(said.starts_with(outcome), "{kind}: {audit:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -146,13 +146,14 @@ pub enum Error {
     /// The quarantined run's audit log cannot be read, so an abandon could not be recorded
     /// where the lookup reads it. A forced run (`RunRequest::force`) goes past it instead.
     #[error(
-        "the audit log of quarantined run {run_id} cannot be read ({detail}), so abandoning it could not be recorded; run its workflow with force to run past it"
+        "the audit log of quarantined run {run_id} cannot be read ({source}), so abandoning it could not be recorded; run its workflow with force to run past it"
     )]
     QuarantineAuditUnreadable {
         /// The run.
         run_id: RunId,
-        /// What is wrong with the log.
-        detail: String,
+        /// The store's error from reading the log (`Corruption` for a damaged one, say).
+        #[source]
+        source: cairn_checkpoint::Error,
     },
     /// The run was abandoned (it is `cancelled` now, and nothing resumes it), but its
     /// `Abandoned` audit record could not be written. The abandon took effect: a caller

@@ -336,7 +336,7 @@ impl ResumePolicy {
             Err(source) => {
                 return Err(Error::QuarantineAuditUnreadable {
                     run_id: run_id.clone(),
-                    detail: source.to_string(),
+                    source,
                 });
             }
         };

@@ -391,10 +391,23 @@ fn a_damaged_audit_log_still_asks_and_force_goes_past_it() {
             ways[0],
             WayForward::ForceFreshPastQuarantine { .. }
         ));
-        assert!(matches!(
-            policy.abandon_quarantined(&id("lost")).await,
-            Err(Error::QuarantineAuditUnreadable { .. })
-        ));
+        let refused = policy
+            .abandon_quarantined(&id("lost"))
+            .await
+            .expect_err("the abandon cannot be recorded");
+        assert!(
+            matches!(refused, Error::QuarantineAuditUnreadable { .. }),
+            "{refused:?}"
+        );
+        // The store's refusal is the typed source, not only text in the message.
+        let source = std::error::Error::source(&refused).expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref::<cairn_checkpoint::Error>(),
+                Some(cairn_checkpoint::Error::Corruption { .. })
+            ),
+            "{source:?}"
+        );
         let Decision::Fresh(fresh) = decide(&policy, &request("B").force()).await else {
             panic!("force goes past it");
         };
