@@ -94,8 +94,9 @@ pub enum Error {
         #[source]
         source: cairn_checkpoint::Error,
     },
-    /// Opening a run to adopt it failed for a reason other than bad state (for example
-    /// `Locked`: another writer holds it).
+    /// Opening a run to adopt it failed for a reason other than state that does not fit (for
+    /// example `Locked`: another writer holds it), or its state is damaged (`Corruption`),
+    /// which is left where it is: abandon the run (`cairn-runs`) or begin a fresh one.
     #[error("cannot open run {run_id}: {source}")]
     Open {
         /// The run.
@@ -132,8 +133,8 @@ pub enum Error {
         /// Where its state went, or why quarantining it failed.
         location: String,
         /// The store's error (always a `cairn_checkpoint::Error`: downcast it), when the
-        /// store found the state bad (the open failed with `Corruption`, `VersionMismatch`,
-        /// `ForeignRun` or `Unreadable`); `None` when the executor found it unfit itself
+        /// store found the state bad (the open failed with `VersionMismatch`, `ForeignRun`
+        /// or `Unreadable`; `Corruption` is `Error::Open` instead); `None` when the executor found it unfit itself
         /// (another run's id, a snapshot of another format version, events that do not
         /// replay), which `reason` says. Boxed as a trait object, not as
         /// `Box<cairn_checkpoint::Error>`: that keeps `Error` small (clippy's

@@ -699,6 +699,12 @@ impl Executor {
                     continue;
                 }
                 Err(cairn_checkpoint::Error::NotFound { .. }) => continue,
+                // Damaged state of this workflow's run is left for a person (see
+                // `corrupt_left_in_place`): a fresh run would redo what it had done.
+                Err(source @ cairn_checkpoint::Error::Corruption { .. }) => {
+                    corrupt_left_in_place(&run_id, &source);
+                    return Err(Error::Claim { run_id, source });
+                }
                 Err(source) if source.is_bad_state() => {
                     self.bad_state(&run_id, &source, now).await;
                     continue;
@@ -758,6 +764,10 @@ impl Executor {
                             }
                         }
                     }
+                }
+                Err(source @ cairn_checkpoint::Error::Corruption { .. }) => {
+                    corrupt_left_in_place(&run_id, &source);
+                    return Err(Error::Open { run_id, source });
                 }
                 Err(source) if source.is_bad_state() => {
                     self.bad_state(&run_id, &source, now).await;
@@ -831,6 +841,13 @@ impl Executor {
             Ok(None) => {
                 return Err(Error::AdoptNotFound {
                     run_id: run_id.clone(),
+                });
+            }
+            Err(source @ cairn_checkpoint::Error::Corruption { .. }) => {
+                corrupt_left_in_place(run_id, &source);
+                return Err(Error::Open {
+                    run_id: run_id.clone(),
+                    source,
                 });
             }
             Err(source) if source.is_bad_state() => {
@@ -1092,7 +1109,8 @@ impl Executor {
 
     /// Handles an `open` that found bad state: the store already quarantined state with a
     /// wrong version, a foreign id or unreadable content (port contract), so this only logs
-    /// it; corruption is left in place by the store, so this quarantines it.
+    /// it. Callers handle `Corruption` before this ([`corrupt_left_in_place`]); any other
+    /// bad state the store left in place is quarantined here.
     async fn bad_state(
         &self,
         run_id: &RunId,
@@ -1453,4 +1471,19 @@ impl<T> Drop for AbortOnDrop<T> {
         // A no-op once the task has finished.
         self.0.abort();
     }
+}
+
+/// Logs a run whose stored state is damaged (`Corruption`: a bad record that is not a torn
+/// last one), which the executor leaves exactly where it is and does not go past. The run is
+/// this workflow's own, and which of its tasks were done cannot be read: quarantining it and
+/// beginning a fresh run would run them all again without anyone deciding that. A person
+/// abandons it (`cairn-runs`, which records the damage) or begins a fresh run with
+/// `Start::Fresh`.
+fn corrupt_left_in_place(run_id: &RunId, error: &cairn_checkpoint::Error) {
+    tracing::warn!(
+        target: names::DETAIL_TARGET,
+        run_id = %run_id,
+        error = %error,
+        "run state is damaged; left in place and not adopted: abandon it or start a fresh run"
+    );
 }

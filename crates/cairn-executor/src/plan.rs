@@ -889,7 +889,11 @@ pub enum Start {
     /// (its writer lock is held, or another process claims it first) and there is nothing
     /// else to adopt, the call fails with `Error::RunInProgress` and begins nothing. A run a
     /// newer build wrote is left exactly where it is and ends the call with `Error::Claim`
-    /// or `Error::Open` (the store's `NewerFormat`), beginning nothing. State that does not fit (an older
+    /// or `Error::Open` (the store's `NewerFormat`), beginning nothing. So does a run whose
+    /// state is damaged (the store's `Corruption`: a bad record that is not a torn last one):
+    /// it is this workflow's run, and which of its tasks were done cannot be read, so it is
+    /// left in place for a person to abandon (`cairn-runs`) or to go past with `Start::Fresh`.
+    /// State that does not fit (an older
     /// format version, a stored id that differs from the run's, or another scope) is
     /// quarantined, audited and logged, and a new run begins. That new run
     /// runs every task again, including those the quarantined run had finished: `Start::Auto`

@@ -864,8 +864,21 @@ async fn a_resumed_multi_phase_run_skips_completed_phases_and_done_tasks() {
     assert_eq!(runs.len(), 1);
 }
 
+/// Whether `err`'s source is the store's `Corruption` of `run`.
+fn is_corruption_of(err: &Error, run: &RunId) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<cairn_checkpoint::Error>())
+        .is_some_and(|source| {
+            matches!(source, cairn_checkpoint::Error::Corruption { run_id, offset: 7, .. } if run_id == run)
+        })
+}
+
+/// Damaged state of the workflow's own interrupted run (a bad record that is not a torn
+/// tail) is an error, not a reason to start over: the executor leaves it in place and
+/// begins nothing, every time, since a fresh run would redo what that run had done. Before,
+/// `Start::Auto` quarantined it and began a fresh run that ran every task again.
 #[tokio::test]
-async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_run_begins() {
+async fn a_corrupt_interrupted_run_is_left_in_place_and_nothing_begins() {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
     let doctored = Doctor::new(
@@ -879,38 +892,54 @@ async fn a_corrupt_interrupted_run_is_quarantined_by_the_executor_and_a_fresh_ru
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(doctored.clone()), registry, config()).unwrap();
     let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 1));
-    let report = executor
-        .run(plan.clone(), Start::Auto, RunSignals::default())
-        .await
-        .unwrap();
-    assert!(!report.resumed);
-    assert_ne!(report.run_id, old);
-    assert!(
-        store.load_meta(&old).await.unwrap().is_none(),
-        "moved to quarantine"
-    );
+    let all_runs = RunFilter {
+        workflow: Some("wf".into()),
+        ..RunFilter::default()
+    };
+    for attempt in 0..2 {
+        let err = executor
+            .run(plan.clone(), Start::Auto, RunSignals::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Open { ref run_id, .. } if *run_id == old),
+            "call {attempt}: {err:?}"
+        );
+        assert!(is_corruption_of(&err, &old), "call {attempt}: {err:?}");
+        let meta = store.load_meta(&old).await.unwrap().expect("left in place");
+        assert_eq!(meta.status, RunStatus::Running);
+        assert_eq!(
+            store.list(&all_runs).await.unwrap().len(),
+            1,
+            "nothing began"
+        );
+        assert!(store.list_quarantined().await.unwrap().is_empty());
+        assert_eq!(ledger.count("work"), 0, "no task ran");
+    }
 
-    // Adopting corrupt state by id is refused with a typed error, after quarantining it.
-    let other = plant_interrupted(&store, "other-run", "wf", "scope", &[]).await;
+    // Adopting it by id is refused the same way, and it stays where it is.
     let err = executor
         .run(
-            plan,
-            common::adopt_start(&store, other.clone()).await,
+            plan.clone(),
+            common::adopt_start(&store, old.clone()).await,
             RunSignals::default(),
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AdoptRefused { ref run_id, .. } if *run_id == other));
-    // The store's refusal is kept as the typed source, not only as text.
-    let source = std::error::Error::source(&err).expect("the store's error is the source");
     assert!(
-        matches!(
-            source.downcast_ref::<cairn_checkpoint::Error>(),
-            Some(cairn_checkpoint::Error::Corruption { run_id, offset: 7, .. }) if *run_id == other
-        ),
-        "{source:?}"
+        matches!(err, Error::Open { ref run_id, .. } if *run_id == old),
+        "{err:?}"
     );
-    assert!(store.load_meta(&other).await.unwrap().is_none());
+    assert!(is_corruption_of(&err, &old), "{err:?}");
+    assert!(store.load_meta(&old).await.unwrap().is_some());
+
+    // A fresh run is the host's explicit choice, and it is not refused.
+    let report = executor
+        .run(plan, Start::Fresh, RunSignals::default())
+        .await
+        .unwrap();
+    assert_ne!(report.run_id, old);
+    assert!(store.load_meta(&old).await.unwrap().is_some());
 }
 
 /// A caller's plan for another workflow or scope is the caller's mistake, not bad state:
