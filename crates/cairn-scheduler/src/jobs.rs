@@ -211,6 +211,7 @@ impl Jobs {
             delete_after_run: new.delete_after_run,
             created_at: now,
             store_failed_runs: Vec::new(),
+            claimed_run: None,
             version: 0,
             unknown_fields: serde_json::Map::new(),
         };
@@ -462,6 +463,10 @@ impl Jobs {
     ///   is kept, so pausing never launders a failing job.
     /// - `failed` (circuit breaker tripped) → `active` only with `force`: a revive. It resets
     ///   `consecutive_errors` to 0, is audited as `Revived` and emitted as `job_revived`.
+    ///   A one-shot job the scheduler set `failed` because a run of it was claimed and never
+    ///   recorded ([`crate::ClaimedRun`]) is revived the same way, and `force` also clears
+    ///   that claim, so the job runs again: `force` says a person checked that run (a
+    ///   paused job resumed without `force` keeps the claim, and is held again).
     /// - `completed` (a one-shot job that ran, or a recurring job whose schedule ran out)
     ///   → never, not even with `force`.
     /// - `active` → nothing to do.
@@ -526,6 +531,12 @@ impl Jobs {
                     JobStatus::Failed => job.consecutive_errors = 0,
                     JobStatus::Paused => {}
                 }
+                if force {
+                    // A person decided about the run claimed and never recorded (see
+                    // `ClaimedRun`); without force, the scheduler's next look holds the job
+                    // again.
+                    job.claimed_run = None;
+                }
                 job.status = JobStatus::Active;
                 job.next_run_at = first_due(job, now).map_err(|err| err.for_job(&job.id))?;
                 if job.next_run_at.is_none() {
@@ -555,6 +566,7 @@ impl Jobs {
                 .with_detail(json!({
                     "forced": true,
                     "previous_consecutive_errors": before.consecutive_errors,
+                    "unrecorded_run": before.claimed_run.is_some(),
                     "last_error": before.last_error,
                     "next_run_at": next,
                 })),
