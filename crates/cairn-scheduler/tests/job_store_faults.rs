@@ -610,3 +610,38 @@ async fn a_runner_that_finds_earlier_runs_is_handed_the_unrecorded_one_shot_job(
         (JobStatus::Completed, None)
     );
 }
+
+#[tokio::test]
+async fn a_pause_or_resume_whose_answer_was_lost_is_audited_and_still_an_error() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let jobs = rig.scheduler.jobs();
+    let job = add_job(&rig, every_minute("lost").max_consecutive_errors(1)).await;
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.pause(&job).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Paused);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Paused).await;
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.resume(&job, false).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Resumed).await;
+
+    // Tripped, then revived with force: the revive is audited too.
+    rig.tick_when_due(&job).await;
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.resume(&job, true).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Revived).await;
+
+    // A failure before the write is a plain error, and nothing is audited.
+    let before = actions(&rig, &job).await.len();
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    jobs.pause(&job).await.unwrap_err();
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    assert_eq!(actions(&rig, &job).await.len(), before);
+}
