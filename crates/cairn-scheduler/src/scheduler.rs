@@ -1183,6 +1183,14 @@ impl Scheduler {
     /// written. Returns the pair, with the stored version, when it did; `None` when it did
     /// not, when `err` is not a plain store failure (a damaged job, say), or when the job
     /// cannot be read back (logged: nobody can tell then).
+    ///
+    /// The job store keeps no lock on a job (each write is a compare-and-swap), so another
+    /// writer may change the job between the lost answer and this read. When the job is
+    /// found at the version right after the one read, the test is exact: only one write at
+    /// that version can land, and it is this one unless another writer made the same
+    /// change. Found later than that, a write that landed and was then changed (an
+    /// operator's pause, say) reads as not landed: its trip or completion goes unaudited,
+    /// though the store error is still returned and the job stands as the later write left it.
     async fn landed(
         &self,
         id: &JobId,
