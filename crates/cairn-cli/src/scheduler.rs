@@ -320,8 +320,16 @@ impl JobStore for WatchedJobs {
             // failed append then stops the scheduler, exit 5, saying the record is missing).
             JobAuditAction::BreakerTripped => self.lines.say(
                 &format!(
-                    "job {id}: circuit breaker tripped after {} failed run(s) in a row; the job is failed until revived with: cairn jobs resume {id} --force{}{}",
-                    record.detail["consecutive_errors"],
+                    "job {id}: {}; the job is failed until revived with: cairn jobs resume {id} --force{}{}",
+                    if record.detail["unrecorded_run"] == true {
+                        // Held by the scheduler, not tripped: a person checks the run first.
+                        "an earlier run of this one-shot job has no recorded outcome (the scheduler stopped, or the job store failed, before recording it) and may have completed, so the job is not run again by itself: check its runs first".to_owned()
+                    } else {
+                        format!(
+                            "circuit breaker tripped after {} failed run(s) in a row",
+                            record.detail["consecutive_errors"]
+                        )
+                    },
                     self.lines.store_flags,
                     if appended.is_ok() {
                         ""
@@ -701,6 +709,12 @@ impl JobRunner for ShellJobs {
     /// claimed, so none is used up by a run that would only park.
     fn is_stopping(&self) -> bool {
         self.signals.shutdown.is_cancelled()
+    }
+
+    /// `run` looks for a one-shot job's earlier runs first (`one_shot_settled`), so the
+    /// scheduler hands it a one-shot job whose earlier run was never recorded.
+    fn finds_earlier_runs(&self) -> bool {
+        true
     }
 
     /// The job store failed while runs went on: they are stopped as by a first Ctrl-C (their

@@ -43,7 +43,10 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// failed under it (a checkpoint write failed, or recording its end did) is
 /// `RunFailed::store_failed`: counted, and noted on the job. One the store could not begin
 /// is a plain counted failure with no run id (nothing was stored under it). Otherwise the
-/// run id is reported either way, so `cairn show <run>` finds it.
+/// run id is reported either way, so `cairn show <run>` finds it. It does not look for a
+/// one-shot job's earlier runs (`JobRunner::finds_earlier_runs` is `false`), so the
+/// scheduler holds a one-shot job whose earlier run was never recorded for a person
+/// instead of handing it here.
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,

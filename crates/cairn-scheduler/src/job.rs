@@ -43,6 +43,22 @@ pub struct StoreFailedRun {
     pub error: String,
 }
 
+/// A one-shot job's run that the scheduler claimed and whose outcome it has not recorded
+/// yet ([`Job::claimed_run`]).
+///
+/// Written in the claim, before the run starts, and cleared by the write that records the
+/// run's outcome. Found on a job that is due again, it says that an earlier run began and
+/// its outcome was never recorded (the process died, or the job store failed, between the
+/// claim and the record): that run may have completed, so the scheduler does not start the
+/// job again by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedRun {
+    /// When the scheduler claimed it.
+    pub claimed_at: Timestamp,
+    /// The schedule time it was for.
+    pub scheduled_for: Timestamp,
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,6 +140,13 @@ pub struct Job {
     /// documents written before it existed, which read as empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store_failed_runs: Vec<StoreFailedRun>,
+    /// One-shot jobs only: the run claimed and not yet recorded ([`ClaimedRun`]). Absent
+    /// from documents that have none (and from documents written before it existed, which
+    /// read as none). An older build keeps it as a field it does not know; a one-shot job
+    /// that such a build ran keeps it after its outcome, so this build may hold a job an
+    /// older build failed on for a person to look at: too careful, never a run twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_run: Option<ClaimedRun>,
     /// The store's version of this document (not stored inside it).
     #[serde(skip)]
     pub version: u64,

@@ -36,9 +36,12 @@ pub(crate) const RECORD_ATTEMPTS: u32 = 256;
 /// audit it with `answer_lost: true` and the error in the detail, so the log has no hole,
 /// and still return the `Store` error: the store failed, and what it wrote may not be
 /// durable. (A delete found gone may also have been another writer's; the record's
-/// `answer_lost` says that the log cannot be sure.) `pause` and `resume` do not read back:
-/// their lost answer leaves the change without its record, and a retry says what stands
-/// (`NotActive`, `AlreadyActive`).
+/// `answer_lost` says that the log cannot be sure.) `pause` and `resume` read back the same
+/// way, as the scheduler does for a run's outcome. The read-back compares the job as stored
+/// with the job as written: the store has no lock on a job, so another writer's change
+/// between the lost answer and the read-back makes a write that landed look as if it did
+/// not (its record is then missing; the error is still returned), and another writer's
+/// identical change looks like this one's (the `answer_lost` note says so).
 ///
 /// # Cancel safety
 ///
@@ -211,6 +214,7 @@ impl Jobs {
             delete_after_run: new.delete_after_run,
             created_at: now,
             store_failed_runs: Vec::new(),
+            claimed_run: None,
             version: 0,
             unknown_fields: serde_json::Map::new(),
         };
@@ -401,7 +405,9 @@ impl Jobs {
     ///
     /// `NotActive` (nothing changed) for a paused, failed or completed job; `NotFound`;
     /// `Store`; `Contended`; `Unaudited` when the job was paused but its `Paused` record
-    /// could not be written.
+    /// could not be written. A `Store` error may come after the job was written (its answer
+    /// was lost): the job is read back, and when it stands paused, `Paused` is audited with
+    /// `answer_lost: true` and the error before the error is returned.
     ///
     /// # Cancel safety
     ///
@@ -433,8 +439,8 @@ impl Jobs {
     /// # }).unwrap();
     /// ```
     pub async fn pause(&self, id: &JobId) -> Result<Job> {
-        let (_, job) = self
-            .update(id, |job| {
+        let (_, job, lost) = self
+            .update_reading_back(id, |job| {
                 if job.status != JobStatus::Active {
                     return Err(Error::NotActive {
                         id: job.id.clone(),
@@ -446,14 +452,17 @@ impl Jobs {
                 Ok(())
             })
             .await?;
-        self.audit(JobAuditRecord::new(
+        let mut record = JobAuditRecord::new(
             self.clock.now(),
             id.clone(),
             JobAuditAction::Paused,
             "job paused",
-        ))
-        .await?;
-        Ok(job)
+        );
+        if let Some(err) = &lost {
+            record = record.with_detail(lost_answer(serde_json::Value::Null, err));
+        }
+        self.audit(record).await?;
+        lost.map_or(Ok(job), Err)
     }
 
     /// Resumes a job.
@@ -462,6 +471,10 @@ impl Jobs {
     ///   is kept, so pausing never launders a failing job.
     /// - `failed` (circuit breaker tripped) → `active` only with `force`: a revive. It resets
     ///   `consecutive_errors` to 0, is audited as `Revived` and emitted as `job_revived`.
+    ///   A one-shot job the scheduler set `failed` because a run of it was claimed and never
+    ///   recorded ([`crate::ClaimedRun`]) is revived the same way, and `force` also clears
+    ///   that claim, so the job runs again: `force` says a person checked that run (a
+    ///   paused job resumed without `force` keeps the claim, and is held again).
     /// - `completed` (a one-shot job that ran, or a recurring job whose schedule ran out)
     ///   → never, not even with `force`.
     /// - `active` → nothing to do.
@@ -476,6 +489,10 @@ impl Jobs {
     /// (its schedule has no time left, for example a past year field), `NotFound`, `Store`,
     /// `Contended`. `Unaudited` says the opposite: the job was resumed (or revived, and
     /// `job_revived` emitted), but its `Resumed` or `Revived` record could not be written.
+    /// A `Store` error may come after the job was written (its answer was lost): the job is
+    /// read back, and when it stands as written, the resume is audited (and a revive
+    /// emitted) with `answer_lost: true` and the error in the detail before the error is
+    /// returned.
     ///
     /// # Cancel safety
     ///
@@ -511,8 +528,8 @@ impl Jobs {
     /// ```
     pub async fn resume(&self, id: &JobId, force: bool) -> Result<Job> {
         let now = self.clock.now();
-        let (before, job) = self
-            .update(id, |job| {
+        let (before, job, lost) = self
+            .update_reading_back(id, |job| {
                 match job.status {
                     JobStatus::Active => return Err(Error::AlreadyActive { id: job.id.clone() }),
                     JobStatus::Completed => return Err(Error::Completed { id: job.id.clone() }),
@@ -525,6 +542,12 @@ impl Jobs {
                     }
                     JobStatus::Failed => job.consecutive_errors = 0,
                     JobStatus::Paused => {}
+                }
+                if force {
+                    // A person decided about the run claimed and never recorded (see
+                    // `ClaimedRun`); without force, the scheduler's next look holds the job
+                    // again.
+                    job.claimed_run = None;
                 }
                 job.status = JobStatus::Active;
                 job.next_run_at = first_due(job, now).map_err(|err| err.for_job(&job.id))?;
@@ -541,6 +564,10 @@ impl Jobs {
             })
             .await?;
         let next = job.next_run_at.map(|t| t.0);
+        let noted = |detail| match &lost {
+            Some(err) => lost_answer(detail, err),
+            None => detail,
+        };
         if before.status == JobStatus::Failed {
             // Emitted before the record is written, so a revive that stands is always heard
             // of, even when its record cannot be written (`Unaudited`).
@@ -552,12 +579,13 @@ impl Jobs {
                     JobAuditAction::Revived,
                     "failed job revived with force; its error count was reset",
                 )
-                .with_detail(json!({
+                .with_detail(noted(json!({
                     "forced": true,
                     "previous_consecutive_errors": before.consecutive_errors,
+                    "unrecorded_run": before.claimed_run.is_some(),
                     "last_error": before.last_error,
                     "next_run_at": next,
-                })),
+                }))),
             )
             .await?;
         } else {
@@ -568,11 +596,11 @@ impl Jobs {
                     JobAuditAction::Resumed,
                     "paused job resumed",
                 )
-                .with_detail(json!({ "forced": force, "next_run_at": next })),
+                .with_detail(noted(json!({ "forced": force, "next_run_at": next }))),
             )
             .await?;
         }
-        Ok(job)
+        lost.map_or(Ok(job), Err)
     }
 
     /// Deletes a job (in any status). Its audit records are kept.
@@ -949,6 +977,33 @@ impl Jobs {
         change: impl FnMut(&mut Job) -> Result<()>,
     ) -> Result<(Job, Job)> {
         self.update_with_attempts(id, UPDATE_ATTEMPTS, change).await
+    }
+
+    /// As `update`, reading the job back when the store fails: when the write landed
+    /// though its answer was lost (the job stands as written), returns the pair with the
+    /// store's error, for the caller to audit the change (noting the lost answer) and then
+    /// return the error. Any other error is returned as it is.
+    async fn update_reading_back(
+        &self,
+        id: &JobId,
+        mut change: impl FnMut(&mut Job) -> Result<()>,
+    ) -> Result<(Job, Job, Option<Error>)> {
+        let mut attempted = None;
+        let updated = self
+            .update(id, |job| {
+                let read = job.clone();
+                change(job)?;
+                attempted = Some((read, job.clone()));
+                Ok(())
+            })
+            .await;
+        match (updated, attempted) {
+            (Ok((before, after)), _) => Ok((before, after, None)),
+            (Err(err), Some((before, after))) if self.stands(&after, &err).await => {
+                Ok((before, after, Some(err)))
+            }
+            (Err(err), _) => Err(err),
+        }
     }
 
     /// As `update`, giving up after `attempts` lost races.

@@ -130,8 +130,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "executor")]
 pub use executor_runner::{ExecutorRunner, PlanSource};
 pub use job::{
-    DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus, MAX_STORE_FAILED_RUNS,
-    NewJob, StoreFailedRun,
+    ClaimedRun, DEFAULT_MAX_CONSECUTIVE_ERRORS, JOB_FORMAT_VERSION, Job, JobStatus,
+    MAX_STORE_FAILED_RUNS, NewJob, StoreFailedRun,
 };
 pub use jobs::{JobDamage, Jobs, MAX_NAME_BYTES, ReadableJobs, UnreadableJob};
 pub use left_out::{LeftOutTracker, what_to_do_about};

@@ -181,6 +181,19 @@ pub trait JobRunner: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Whether this runner looks for a one-shot job's earlier runs before it starts one, so
+    /// that the scheduler may hand it a one-shot job whose earlier run was claimed and never
+    /// recorded ([`crate::ClaimedRun`]). A runner that returns `true` MUST, before it starts
+    /// a one-shot job's run, look for the job's runs in its run store: report a completed
+    /// one as this run's success without running anything, and start nothing (answering
+    /// `RunFailed::interrupted`) while one is unfinished or failed, until a person resumes
+    /// or abandons it. `cairn scheduler`'s runner does. The default, `false`: the scheduler
+    /// cannot tell whether that earlier run completed, so it holds the job `failed` for a
+    /// person instead of starting it again (see [`crate::Scheduler`]).
+    fn finds_earlier_runs(&self) -> bool {
+        false
+    }
+
     /// Called once when the scheduler meets `error` (the job store failed, say) while runs
     /// go on: it starts no further run, and returns `error` once they have ended. A runner
     /// SHOULD then end its runs soon, as on a shutdown (`cairn scheduler` does what its first

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobStatus, cap};
+use crate::job::{ClaimedRun, Job, JobStatus, cap};
 use crate::jobs::{Jobs, RECORD_ATTEMPTS, first_due};
 use crate::left_out::{LeftOutTracker, what_to_do_about};
 use crate::runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
@@ -121,6 +121,10 @@ pub struct TickReport {
     /// before: each appears once, not in every tick while it stays, and is logged once as a
     /// WARN. (`run_until` keeps no reports: an entry it finds first is only logged.)
     pub left_out: Vec<LeftOutJob>,
+    /// One-shot jobs found due with a run claimed earlier whose outcome was never recorded
+    /// ([`crate::ClaimedRun`]), under a runner that cannot find earlier runs: each was set
+    /// `failed`, not run, for a person to decide (see [`Scheduler`]).
+    pub unrecorded: Vec<JobId>,
 }
 
 impl TickReport {
@@ -131,6 +135,7 @@ impl TickReport {
         self.missed_not_run += part.missed_not_run;
         self.unreadable.extend(part.unreadable);
         self.left_out.extend(part.left_out);
+        self.unrecorded.extend(part.unrecorded);
     }
 }
 
@@ -229,15 +234,24 @@ fn more_errors(later: &[Error]) -> String {
 /// start, so two schedulers over one store never start the same tick twice, and a crash
 /// during a run does not rerun that tick on restart (runs are at most once per tick; the
 /// workflow's own resume covers the interrupted run). A one-shot job is the exception: while
-/// it runs it is due again `one_shot_retry` later, so a crash mid-run retries it rather than
-/// losing it. So a one-shot job is at least once, not at most once: when its success could
-/// not be recorded (the process died first, or the store failed before the write landed;
-/// a write that landed though its answer was lost does complete it, see below), the retry
-/// starts it again. The scheduler cannot tell what an earlier run did; a runner that keeps
-/// runs can, and SHOULD look before it starts a retry: `cairn scheduler`'s runner finds the
-/// job's earlier run in the run store, reports a completed one as the retry's success
-/// without running anything, and refuses a fresh run beside an unfinished one until a
-/// person resumes or abandons it.
+/// it runs it is due again `one_shot_retry` later, so a crash mid-run is not lost. Its claim
+/// also stores the run as claimed ([`crate::ClaimedRun`], in the same compare-and-swap,
+/// before the run starts), and the write that records the run's outcome (a success, a
+/// failure, an interruption) clears it. So a one-shot job found due again with a claimed
+/// run is one whose earlier run's outcome was never recorded (the process died first, the
+/// job's future was dropped, or the store failed before the write landed; a write that
+/// landed though its answer was lost does complete it, see below). That run may have
+/// completed. A runner that finds earlier runs ([`JobRunner::finds_earlier_runs`]) can tell,
+/// so the job is handed to it as usual: `cairn scheduler`'s runner finds the job's earlier
+/// run in the run store, reports a completed one as the run's success without running
+/// anything, and refuses a fresh run beside an unfinished or failed one until a person
+/// resumes or abandons it. With any other runner the scheduler cannot tell, so it does not
+/// start the job again: it sets the job `failed` with no next run (audited as
+/// `BreakerTripped` with `unrecorded_run: true`, logged as a WARN, and reported in
+/// `TickReport::unrecorded`), and only `resume(id, force = true)`, once a person has
+/// looked at that run, runs it again. (A run of another scheduler over the same store that
+/// outlives `one_shot_retry` looks the same: the job is held, and that run's outcome, when
+/// it ends, is still recorded on it; a success completes it.)
 /// After the run, its outcome is recorded on the job, unless the job was deleted meanwhile
 /// (or damaged meanwhile: it is then skipped the same way and reported, see `tick`).
 /// A job deleted and created again under the same id while the run went on is a new job
@@ -284,10 +298,11 @@ fn more_errors(later: &[Error]) -> String {
 ///   whether it landed: that is logged, and the next look sees the job as it is;
 /// - stopped by its state store (`RunFailed::store_failed`): counted like a failure, and the
 ///   run is noted in `Job::store_failed_runs` in the same write (see the crate docs);
-/// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): nothing is
-///   recorded; a recurring job waits for its next tick (the cut run is left for an explicit
-///   resume by run id, never resumed by the scheduler), a one-shot job is retried
-///   `one_shot_retry` later as a fresh run (a runner may decline that retry while the cut
+/// - interrupted (`RunFailed::interrupted`, a shutdown cut the run short): not counted,
+///   and nothing changes but a one-shot job's claimed run, which is cleared (the runner
+///   said how the run ended); a recurring job waits for its next tick (the cut run is left
+///   for an explicit resume by run id, never resumed by the scheduler), a one-shot job is
+///   retried `one_shot_retry` later as a fresh run (a runner may decline that retry while the cut
 ///   run is unfinished, or report the run a person finished instead, as `cairn scheduler`
 ///   does, so that a one-shot job's done tasks never run twice).
 ///
@@ -487,7 +502,9 @@ impl Scheduler {
     /// not spawned), and their outcomes are not recorded: a failure is not counted by the
     /// breaker, a success neither resets the count nor completes a one-shot job. A claimed job
     /// stays claimed: a recurring job waits for its next tick (the dropped one is not run
-    /// again), and a one-shot job is due again `one_shot_retry` after its claim. The jobs are
+    /// again), and a one-shot job, due again `one_shot_retry` after its claim, is then held
+    /// `failed` for a person instead of run, unless the runner finds earlier runs (see
+    /// [`Scheduler`]). The jobs are
     /// released at once, so a later `tick` of this scheduler or of a clone starts them when
     /// they are due. A drop while an outcome is being recorded may leave the job written
     /// without the audit record that follows (a trip without its `BreakerTripped` record,
@@ -723,6 +740,14 @@ impl Scheduler {
         if !self.is_still_stored(&job, report).await? {
             return Ok(());
         }
+        if let (true, Some(claimed)) = (job.is_one_shot(), job.claimed_run) {
+            // A runner that finds the earlier run settles it (a completed one is this
+            // run's success); any other runner cannot, so a person decides.
+            if !self.runner.finds_earlier_runs() {
+                return self.hold_unrecorded(&job, claimed, now, report).await;
+            }
+            tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, claimed_at = claimed.claimed_at.0, "a one-shot job's earlier run has no recorded outcome; the runner, which finds earlier runs, settles it");
+        }
         let later = job
             .schedule
             .fire_times_between(job.created_at, due, now, MISSED_SCAN_LIMIT)
@@ -752,8 +777,16 @@ impl Scheduler {
         };
         let mut claimed = job.clone();
         claimed.next_run_at = next;
-        if !plan.is_empty() {
+        if let Some(first) = plan.first() {
             claimed.last_run_at = Some(now);
+            if job.is_one_shot() {
+                // Stored with the claim, before the run starts, so a run whose outcome is
+                // never recorded is not started again unseen (see `hold_unrecorded`).
+                claimed.claimed_run = Some(ClaimedRun {
+                    claimed_at: now,
+                    scheduled_for: *first,
+                });
+            }
         }
         let claim = match self
             .jobs
@@ -808,6 +841,60 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Holds one-shot job `job`, due again with run `claimed` claimed and never recorded,
+    /// for a person: that run may have completed, and the scheduler cannot tell, so running
+    /// the job again by itself could complete it twice. The job becomes `failed` (revived
+    /// only by `resume` with `force`, as after a breaker trip) with no next run, keeping
+    /// the claim as evidence; audited as `BreakerTripped` with `unrecorded_run: true` in the
+    /// detail, logged as a WARN and reported in `TickReport::unrecorded`. A job that changed
+    /// since it was read is left to the next look.
+    async fn hold_unrecorded(
+        &self,
+        job: &Job,
+        claimed: ClaimedRun,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let message = format!(
+            "its run claimed at {} ms (for {} ms) has no recorded outcome: the scheduler stopped, or the job store failed, before recording it; the run may have completed, so the one-shot job is not run again unless a person resumes it with force",
+            claimed.claimed_at.0, claimed.scheduled_for.0
+        );
+        let mut held = job.clone();
+        held.status = JobStatus::Failed;
+        held.next_run_at = None;
+        held.last_error = Some(capped_error(&message));
+        let written = match self
+            .jobs
+            .store()
+            .put(&job.id, Some(job.version), &held.to_document())
+            .await
+        {
+            Err(err) => {
+                self.unless_damaged(&job.id, err.into(), report).await?;
+                return Ok(());
+            }
+            Ok(written) => written,
+        };
+        if written.is_err() {
+            tracing::debug!(target: names::DETAIL_TARGET, job_id = %job.id, "job changed before it could be held; left to the next look");
+            return Ok(());
+        }
+        tracing::warn!(target: names::DETAIL_TARGET, job_id = %job.id, claimed_at = claimed.claimed_at.0, "a one-shot job's earlier run has no recorded outcome; the job is set failed, not run again, until a person resumes it with force");
+        report.unrecorded.push(job.id.clone());
+        self.jobs
+            .audit(
+                JobAuditRecord::new(now, job.id.clone(), JobAuditAction::BreakerTripped, message)
+                    .with_detail(json!({
+                        "unrecorded_run": true,
+                        "claimed_at": claimed.claimed_at.0,
+                        "scheduled_for": claimed.scheduled_for.0,
+                        "consecutive_errors": job.consecutive_errors,
+                        "max_consecutive_errors": job.max_consecutive_errors,
+                    })),
+            )
+            .await
     }
 
     /// Settles the active job `job`, listed with no `next_run_at`: it gets the next run its
@@ -935,6 +1022,8 @@ impl Scheduler {
                     // reads it here.
                     return Err(Error::NotFound { id: job.id.clone() });
                 }
+                // Whatever the outcome, it is recorded now: the claim is settled.
+                job.claimed_run = None;
                 match outcome {
                     Ok(_) => {
                         job.consecutive_errors = 0;
@@ -1094,6 +1183,14 @@ impl Scheduler {
     /// written. Returns the pair, with the stored version, when it did; `None` when it did
     /// not, when `err` is not a plain store failure (a damaged job, say), or when the job
     /// cannot be read back (logged: nobody can tell then).
+    ///
+    /// The job store keeps no lock on a job (each write is a compare-and-swap), so another
+    /// writer may change the job between the lost answer and this read. When the job is
+    /// found at the version right after the one read, the test is exact: only one write at
+    /// that version can land, and it is this one unless another writer made the same
+    /// change. Found later than that, a write that landed and was then changed (an
+    /// operator's pause, say) reads as not landed: its trip or completion goes unaudited,
+    /// though the store error is still returned and the job stands as the later write left it.
     async fn landed(
         &self,
         id: &JobId,
@@ -1153,7 +1250,8 @@ impl Scheduler {
     ///
     /// Not cancel safe, as [`Scheduler::tick`]: dropping it drops the runs going on, whose
     /// outcomes are then not recorded (the jobs stay claimed, so those ticks are not run
-    /// again, except a one-shot job's, `one_shot_retry` after its claim). `stop` completing
+    /// again; a one-shot job is held for a person `one_shot_retry` after its claim, see
+    /// [`Scheduler`]). `stop` completing
     /// does the same to the runs going on.
     ///
     /// # Examples

@@ -450,3 +450,198 @@ async fn an_undecodable_job_whose_delete_answer_was_lost_is_audited_as_deleted()
     let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
     assert_eq!(log.last().unwrap().detail["undecodable"], true);
 }
+
+/// A one-shot job (kept after its run), due ten seconds after the rig starts.
+async fn add_once(rig: &Rig) -> JobId {
+    let at = NEW_YEAR_2026.plus_millis(10_000);
+    add_job(
+        rig,
+        NewJob::new(id("once"), "once", Schedule::once(at), "wf.toml"),
+    )
+    .await
+}
+
+/// Ticks now and then an hour of minutes later, long past the one-shot retry time.
+async fn tick_for_an_hour(rig: &Rig) -> Vec<cairn_scheduler::TickReport> {
+    let mut reports = Vec::new();
+    for _ in 0..60 {
+        rig.clock.advance(Duration::from_secs(60));
+        reports.push(rig.scheduler.tick().await.unwrap());
+    }
+    reports
+}
+
+#[tokio::test]
+async fn a_one_shot_success_whose_record_is_lost_never_runs_again_by_itself() {
+    for timing in BOTH {
+        let (rig, plan) = faulty_rig();
+        let job = add_once(&rig).await;
+        rig.clock.set(rig.next_due(&job).await);
+        // The claim is the next put; the run's record is the one after it.
+        plan.fail_nth(FaultOp::JobPut, plan.calls(FaultOp::JobPut) + 2, timing);
+        let failed = rig.scheduler.tick().await.unwrap_err();
+        assert!(
+            is_injected(&failed.error, FaultOp::JobPut, Some(&job)),
+            "{timing:?}: {:?}",
+            failed.error
+        );
+        assert_eq!(rig.runner.runs(), 1);
+        let reports = tick_for_an_hour(&rig).await;
+        assert_eq!(
+            rig.runner.runs(),
+            1,
+            "{timing:?}: the one-shot job ran twice"
+        );
+        let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+        let held: Vec<_> = reports.iter().flat_map(|r| r.unrecorded.clone()).collect();
+        if timing == FaultTiming::After {
+            // The record landed though its answer was lost: the job is complete.
+            assert_eq!(stored.status, JobStatus::Completed);
+            assert_eq!(stored.claimed_run, None);
+            assert!(held.is_empty(), "{held:?}");
+        } else {
+            // The record never landed: a person decides, once.
+            assert_eq!(held, std::slice::from_ref(&job));
+            assert_eq!(
+                (stored.status, stored.next_run_at),
+                (JobStatus::Failed, None)
+            );
+            assert!(stored.claimed_run.is_some());
+            assert!(matches!(
+                rig.scheduler.jobs().resume(&job, false).await,
+                Err(Error::NeedsForce { .. })
+            ));
+            let log = rig.scheduler.jobs().audit_log(&job).await.unwrap();
+            let record = log.last().unwrap();
+            assert_eq!(record.action, JobAuditAction::BreakerTripped);
+            assert_eq!(record.detail["unrecorded_run"], true);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_forced_resume_of_a_held_one_shot_job_runs_it_and_records_it() {
+    let (rig, plan) = faulty_rig();
+    let job = add_once(&rig).await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(
+        FaultOp::JobPut,
+        plan.calls(FaultOp::JobPut) + 2,
+        FaultTiming::Before,
+    );
+    rig.scheduler.tick().await.unwrap_err();
+    tick_for_an_hour(&rig).await;
+    // A person checked the run and decided it runs again.
+    let revived = rig.scheduler.jobs().resume(&job, true).await.unwrap();
+    assert_eq!(
+        (revived.status, revived.claimed_run),
+        (JobStatus::Active, None)
+    );
+    let report = rig.scheduler.tick().await.unwrap();
+    assert_eq!((report.runs.len(), rig.runner.runs()), (1, 2));
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.claimed_run),
+        (JobStatus::Completed, None)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_one_shot_run_that_was_recorded_is_still_retried() {
+    let (rig, _plan) = faulty_rig();
+    rig.runner.then(&[false]);
+    let job = add_once(&rig).await;
+    rig.tick_when_due(&job).await;
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!((stored.consecutive_errors, stored.claimed_run), (1, None));
+    let report = rig.tick_when_due(&job).await;
+    assert!(report.unrecorded.is_empty());
+    assert_eq!(rig.runner.runs(), 2);
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Completed);
+}
+
+/// A runner that, as it says, finds a one-shot job's earlier runs itself.
+#[derive(Debug, Clone)]
+struct FindsEarlierRuns(common::ScriptedRunner);
+
+#[async_trait::async_trait]
+impl cairn_scheduler::JobRunner for FindsEarlierRuns {
+    async fn run(
+        &self,
+        request: &cairn_scheduler::RunRequest,
+    ) -> Result<cairn_scheduler::RunSucceeded, cairn_scheduler::RunFailed> {
+        cairn_scheduler::JobRunner::run(&self.0, request).await
+    }
+
+    fn finds_earlier_runs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_runner_that_finds_earlier_runs_is_handed_the_unrecorded_one_shot_job() {
+    let plan = cairn_checkpoint::fault::FaultPlan::new();
+    let store = cairn_checkpoint::fault::FaultyJobStore::new(
+        cairn_checkpoint::MemoryJobStore::new(),
+        plan.clone(),
+    );
+    let mut rig = Rig::over(std::sync::Arc::new(store), Default::default());
+    rig.scheduler = cairn_scheduler::Scheduler::new(
+        rig.store.clone(),
+        std::sync::Arc::new(FindsEarlierRuns(rig.runner.clone())),
+        std::sync::Arc::new(rig.clock.clone()),
+    );
+    let job = add_once(&rig).await;
+    rig.clock.set(rig.next_due(&job).await);
+    plan.fail_nth(
+        FaultOp::JobPut,
+        plan.calls(FaultOp::JobPut) + 2,
+        FaultTiming::Before,
+    );
+    rig.scheduler.tick().await.unwrap_err();
+    // Due again at the retry time: the runner decides (here: it reports a success).
+    let reports = tick_for_an_hour(&rig).await;
+    assert!(reports.iter().all(|r| r.unrecorded.is_empty()));
+    assert_eq!(rig.runner.runs(), 2);
+    let stored = rig.scheduler.jobs().show(&job).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.claimed_run),
+        (JobStatus::Completed, None)
+    );
+}
+
+#[tokio::test]
+async fn a_pause_or_resume_whose_answer_was_lost_is_audited_and_still_an_error() {
+    let (rig, plan) = faulty_rig();
+    rig.runner.set_failing(true);
+    let jobs = rig.scheduler.jobs();
+    let job = add_job(&rig, every_minute("lost").max_consecutive_errors(1)).await;
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.pause(&job).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Paused);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Paused).await;
+
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.resume(&job, false).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Resumed).await;
+
+    // Tripped, then revived with force: the revive is audited too.
+    rig.tick_when_due(&job).await;
+    plan.fail_next(FaultOp::JobPut, FaultTiming::After);
+    let err = jobs.resume(&job, true).await.unwrap_err();
+    assert!(is_injected(&err, FaultOp::JobPut, None), "{err:?}");
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    last_notes_a_lost_answer(&rig, &job, JobAuditAction::Revived).await;
+
+    // A failure before the write is a plain error, and nothing is audited.
+    let before = actions(&rig, &job).await.len();
+    plan.fail_next(FaultOp::JobPut, FaultTiming::Before);
+    jobs.pause(&job).await.unwrap_err();
+    assert_eq!(jobs.show(&job).await.unwrap().status, JobStatus::Active);
+    assert_eq!(actions(&rig, &job).await.len(), before);
+}
