@@ -110,7 +110,10 @@
 //! does not replay at compaction time, compaction is switched off for that writer and the
 //! journal keeps growing, which is safe (nothing is lost) but slower to reopen. A failed
 //! sync of the snapshot or of the rewritten journal poisons the writer, as any failed sync
-//! does. Snapshots the executor installs itself (after waiting for a compaction under way)
+//! does. A compaction under way when the writer is poisoned (by a later append's failed
+//! sync) installs nothing: it checks before it writes its temp file and again before the
+//! rename, so a poisoned writer's folder changes no more (a temp file written before the
+//! failure stays, as after a crash). Snapshots the executor installs itself (after waiting for a compaction under way)
 //! reset the count too.
 //!
 //! # Durability

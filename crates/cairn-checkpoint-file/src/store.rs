@@ -256,6 +256,19 @@ impl Store {
 
     /// Writes `bytes` to `dir/name` atomically: temp file, fdatasync, rename, fsync dir.
     pub(crate) fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write_atomic_unless(dir, name, bytes, &|| Ok(()))
+    }
+
+    /// [`Store::write_atomic`], but asks `refuse` once more just before the rename, the
+    /// step that makes the new file the one in use: a writer poisoned while its temp file
+    /// was written installs nothing (the temp file stays, as a crash would leave it).
+    pub(crate) fn write_atomic_unless(
+        &self,
+        dir: &Path,
+        name: &str,
+        bytes: &[u8],
+        refuse: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         let tmp = dir.join(format!("{name}.tmp"));
         let target = dir.join(name);
         let mut file = self
@@ -265,6 +278,7 @@ impl Store {
         file.write_all(bytes).map_err(io_error("write", &tmp))?;
         file.sync_data().map_err(sync_error(&tmp))?;
         drop(file);
+        refuse()?;
         self.fs
             .rename(&tmp, &target)
             .map_err(io_error("rename", &tmp))?;
@@ -2067,6 +2081,8 @@ impl Store {
     /// the largest allocation of every compaction. Which way applies is found by encoding
     /// into a counter that stops past the limit, so a large snapshot costs at most that much
     /// encoding again.
+    ///
+    /// `refuse` is asked just before the rename (see [`Store::write_atomic_unless`]).
     pub(crate) fn write_queue_file<S: Serialize, P: Serialize>(
         &self,
         dir: &Path,
@@ -2074,6 +2090,7 @@ impl Store {
         covers_seq: u64,
         snapshot: &S,
         pretty: &P,
+        refuse: &dyn Fn() -> Result<()>,
     ) -> Result<u64> {
         let file = QueueFileRef {
             format_version: QUEUE_FILE_FORMAT_VERSION,
@@ -2094,7 +2111,7 @@ impl Store {
                     snapshot: pretty,
                 };
                 let bytes = serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))?;
-                self.write_atomic(dir, QUEUE_FILE, &bytes)?;
+                self.write_atomic_unless(dir, QUEUE_FILE, &bytes, refuse)?;
                 return Ok(bytes.len() as u64);
             }
             Err(_) if counter.count > counter.limit => {}
@@ -2130,6 +2147,7 @@ impl Store {
         encoded.map_err(encoding("queue snapshot"))?;
         file_handle.sync_data().map_err(sync_error(&tmp))?;
         drop(file_handle);
+        refuse()?;
         self.fs
             .rename(&tmp, &target)
             .map_err(io_error("rename", &tmp))?;
@@ -2260,7 +2278,7 @@ mod tests {
         let run_id = RunId::new("r1").unwrap();
         let snapshot = queue.snapshot_view();
         let len = store
-            .write_queue_file(dir.path(), &run_id, 7, &snapshot, &snapshot)
+            .write_queue_file(dir.path(), &run_id, 7, &snapshot, &snapshot, &|| Ok(()))
             .unwrap();
         let file = QueueFileRef {
             format_version: super::QUEUE_FILE_FORMAT_VERSION,

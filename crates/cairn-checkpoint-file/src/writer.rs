@@ -1150,8 +1150,25 @@ impl Shared {
         snapshot: &impl Serialize,
         pretty: &impl Serialize,
     ) -> Result<u64> {
+        // A compaction runs beside the appends, so the writer may be poisoned while it
+        // works: it is asked before the first write and again before the rename.
+        self.refuse_if_poisoned()?;
         self.store
-            .write_queue_file(&self.dir, &self.run_id, covers, snapshot, pretty)
+            .write_queue_file(&self.dir, &self.run_id, covers, snapshot, pretty, &|| {
+                self.refuse_if_poisoned()
+            })
+    }
+
+    /// `Poisoned` once a write or sync of this writer failed: work that writes asks it
+    /// before each step that would change the run's files, so a poisoned writer changes
+    /// nothing more, even from work that started before the failure.
+    fn refuse_if_poisoned(&self) -> Result<()> {
+        if lock(&self.state).failure.is_some() {
+            return Err(Error::Poisoned {
+                run_id: self.run_id.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Installs `snapshot` as covering the records up to `covers`. The caller is leader,
