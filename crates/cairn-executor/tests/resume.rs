@@ -532,20 +532,25 @@ async fn an_interrupted_run_claimed_over_the_lookups_claim_before_its_open_is_le
     assert!(stored(&store, &old).await.events.is_empty());
 }
 
-#[tokio::test]
-async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
+/// An interrupted run `old-run` of `wf` in `scope`, read through a store that shows it with
+/// `damage`, and an executor over that store whose `work` bodies go to the ledger.
+async fn interrupted_run_behind(damage: Damage) -> (MemoryFactory, RunId, Executor, Ledger) {
     let store = MemoryFactory::new();
     let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            foreign_run_id: Some("someone-else".to_owned()),
-            ..Damage::default()
-        },
-    );
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
+    let doctored = Doctor::new(store.clone(), damage);
     let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    (store, old, executor, ledger)
+}
+
+#[tokio::test]
+async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
+    let (store, old, executor, _ledger) = interrupted_run_behind(Damage {
+        foreign_run_id: Some("someone-else".to_owned()),
+        ..Damage::default()
+    })
+    .await;
     let report = executor
         .run(
             RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
@@ -574,18 +579,11 @@ async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
 /// its `source` is `None` rather than an error made up from that text.
 #[tokio::test]
 async fn an_adopt_refused_as_unfit_has_its_reason_and_no_store_source() {
-    let store = MemoryFactory::new();
-    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            foreign_run_id: Some("someone-else".to_owned()),
-            ..Damage::default()
-        },
-    );
-    let ledger = Ledger::default();
-    let registry = Registry::new().with("work", recording(&ledger));
-    let executor = Executor::new(Arc::new(doctored), registry, config()).unwrap();
+    let (store, old, executor, ledger) = interrupted_run_behind(Damage {
+        foreign_run_id: Some("someone-else".to_owned()),
+        ..Damage::default()
+    })
+    .await;
     let err = executor
         .run(
             RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
@@ -879,18 +877,11 @@ fn is_corruption_of(err: &Error, run: &RunId) -> bool {
 /// `Start::Auto` quarantined it and began a fresh run that ran every task again.
 #[tokio::test]
 async fn a_corrupt_interrupted_run_is_left_in_place_and_nothing_begins() {
-    let store = MemoryFactory::new();
-    let old = plant_interrupted(&store, "old-run", "wf", "scope", &[]).await;
-    let doctored = Doctor::new(
-        store.clone(),
-        Damage {
-            corrupt_on_open: true,
-            ..Damage::default()
-        },
-    );
-    let ledger = Ledger::default();
-    let registry = Registry::new().with("work", recording(&ledger));
-    let executor = Executor::new(Arc::new(doctored.clone()), registry, config()).unwrap();
+    let (store, old, executor, ledger) = interrupted_run_behind(Damage {
+        corrupt_on_open: true,
+        ..Damage::default()
+    })
+    .await;
     let plan = RunPlan::new("wf", "scope").phase(numbered_phase("p", 1));
     let all_runs = RunFilter {
         workflow: Some("wf".into()),
