@@ -274,7 +274,16 @@ impl Commands {
     }
 
     fn run(&self, force: bool) -> String {
-        let mut out = format!("cairn run {}", shell_quote(&self.workflow));
+        format!(
+            "cairn run {}{}",
+            shell_quote(&self.workflow),
+            self.run_flags(force)
+        )
+    }
+
+    /// What follows the workflow file in [`Commands::run`].
+    fn run_flags(&self, force: bool) -> String {
+        let mut out = String::new();
         if self.scope != "default" {
             out.push_str(" --scope ");
             out.push_str(&shell_quote(&self.scope));
@@ -1821,9 +1830,7 @@ async fn cmd_resume(args: ResumeArgs) -> anyhow::Result<u8> {
     {
         // Refused before any claim: the run stays as it was, and the ways that need no copy
         // of its workflow are offered instead.
-        const FILE: &str = "WORKFLOW_FILE";
-        commands.workflow = FILE.to_owned();
-        let fresh = commands.run(false).replacen(FILE, "<workflow file>", 1);
+        let fresh = format!("cairn run <workflow file>{}", commands.run_flags(false));
         let picked_up = if meta.status == RunStatus::Running {
             format!(
                 " (as it was interrupted, `{fresh}` with its workflow file also resumes it, taking that file's commands)"
