@@ -767,7 +767,26 @@ impl RunContext<'_> {
     /// The latest run failed: ask on a terminal, else print the three ways forward and
     /// return exit code 3.
     async fn ask(&self, prompt: FailedRunPrompt) -> anyhow::Result<u8> {
-        let ways = self.commands.ways_forward(&prompt.run_id);
+        // `cairn resume` refuses a run whose workflow copy is gone (its output folder was
+        // removed, or another program began it), so resuming is not offered for one.
+        let copy_missing = self.state.missing_origin(&prompt.run_id);
+        let ways: Vec<(char, &str, String)> = ['r', 'a', 'f']
+            .into_iter()
+            .zip(self.commands.ways_forward(&prompt.run_id))
+            .filter(|(key, _)| *key != 'r' || copy_missing.is_none())
+            .map(|(key, (what, command))| (key, what, command))
+            .collect();
+        let command_of = |key: char| {
+            ways.iter()
+                .find(|(k, ..)| *k == key)
+                .map(|(.., command)| command.clone())
+        };
+        let not_offered = copy_missing.as_ref().map(|path| {
+            format!(
+                "resuming it is not offered: it has no recorded workflow ({} is missing: its output folder was removed, or it was not started by this cairn CLI), so `cairn resume` does not know its tasks' commands",
+                path.display()
+            )
+        });
         let error = prompt
             .error
             .as_ref()
@@ -795,8 +814,10 @@ impl RunContext<'_> {
                     "error": error,
                     "input": prompt.prior_input.text,
                     "commands": {
-                        "resume": ways[0].1, "abandon_then_run": ways[1].1, "force": ways[2].1,
+                        "resume": command_of('r'), "abandon_then_run": command_of('a'),
+                        "force": command_of('f'),
                     },
+                    "resume_not_offered": not_offered,
                 })
             );
             return Ok(EXIT_DECISION_NEEDED);
@@ -813,32 +834,41 @@ impl RunContext<'_> {
         );
         if !interactive {
             out.push_str("A new run was not started. Choose one:\n");
-            for (what, command) in &ways {
+            for (_, what, command) in &ways {
                 out.push_str(&format!("  {what}:\n    {command}\n"));
+            }
+            if let Some(why) = &not_offered {
+                out.push_str(&format!("  ({why})\n"));
             }
             eout!("{}", terminal_safe(&out));
             return Ok(EXIT_DECISION_NEEDED);
         }
         out.push_str("What now?\n");
-        for (key, (what, command)) in ["r", "a", "f"].iter().zip(&ways) {
+        for (key, what, command) in &ways {
             out.push_str(&format!("  [{key}] {what}\n      {command}\n"));
         }
         out.push_str("  [q] quit\n");
+        if let Some(why) = &not_offered {
+            out.push_str(&format!("  ({why})\n"));
+        }
         out!("{}", terminal_safe(&out));
+        let keys: Vec<char> = ways.iter().map(|(key, ..)| *key).chain(['q']).collect();
+        let listed = keys.iter().map(char::to_string).collect::<Vec<_>>();
         let choice = loop {
             // `out!` flushes, so the prompt shows before the answer is read.
-            out!("Choice [r/a/f/q]: ");
+            out!("Choice [{}]: ", listed.join("/"));
             let mut line = String::new();
             let read = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
             if read == 0 {
                 break 'q';
             }
-            match line.trim() {
-                "r" | "R" => break 'r',
-                "a" | "A" => break 'a',
-                "f" | "F" => break 'f',
-                "q" | "Q" => break 'q',
-                _ => outln!("Please type r, a, f or q."),
+            let mut typed = line.trim().chars();
+            match (typed.next().map(|c| c.to_ascii_lowercase()), typed.next()) {
+                (Some(key), None) if keys.contains(&key) => break key,
+                _ => outln!(
+                    "Please type {} or q.",
+                    listed[..listed.len() - 1].join(", ")
+                ),
             }
         };
         let request = RunRequest::new(

@@ -140,6 +140,54 @@ fn resuming_a_failed_run_whose_output_folder_was_removed_gives_the_ways_forward(
     assert_resume_without_origin_refused(&sandbox, &run_id, "failed");
 }
 
+#[test]
+fn running_the_file_again_does_not_offer_to_resume_a_failed_run_whose_copy_is_gone() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}"))).unwrap();
+
+    let output = sandbox.run(&["run", "wf.toml"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_contains(&stderr, &format!("is failed: {run_id}"));
+    // `cairn resume` would refuse it, so it is not among the ways forward.
+    assert_lacks(&stderr, &format!("cairn resume {run_id}"));
+    assert_contains(
+        &stderr,
+        &format!("cairn abandon {run_id} --state-dir .cairn && cairn run wf.toml"),
+    );
+    assert_contains(&stderr, "cairn run wf.toml --force");
+    assert_contains(
+        &stderr,
+        "resuming it is not offered: it has no recorded workflow",
+    );
+
+    let json = sandbox.run(&["run", "wf.toml", "--json"]);
+    assert_eq!(json.status.code(), Some(3), "{}", text(&json.stderr));
+    let event: serde_json::Value = text(&json.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["event"] == "decision_needed")
+        .expect("a decision_needed event");
+    assert_eq!(event["commands"]["resume"], serde_json::Value::Null);
+    assert_eq!(
+        event["commands"]["force"], "cairn run wf.toml --force",
+        "{event}"
+    );
+    assert!(
+        event["resume_not_offered"]
+            .as_str()
+            .is_some_and(|why| why.contains("no recorded workflow")),
+        "{event}"
+    );
+    assert_eq!(
+        count_lines(&sandbox.read("log"), "a"),
+        1,
+        "a task ran again"
+    );
+    assert_eq!(sandbox.runs().len(), 1);
+}
+
 /// Runs [`FAILS`] with `b` blocking until `release` exists, stopped by SIGTERM while `b`
 /// runs ([`common::interrupted_in_b`]); returns the run id of the interrupted run.
 fn interrupted_run(sandbox: &Sandbox) -> String {

@@ -306,3 +306,29 @@ fn a_task_that_reads_the_terminal_fails_instead_of_hanging() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_failed_run_whose_workflow_copy_is_gone_is_not_offered_for_resume_on_a_terminal() {
+    let sandbox = Sandbox::new();
+    let run_id = failed_run(&sandbox);
+    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}"))).unwrap();
+    let mut session = run_on_pty(&sandbox);
+    session.exp_string(&format!("is failed: {run_id}")).unwrap();
+    session
+        .exp_string("[a] abandon it, then run afresh")
+        .unwrap();
+    session.exp_string("[f] run afresh").unwrap();
+    session
+        .exp_string("resuming it is not offered: it has no recorded workflow")
+        .unwrap();
+    session.exp_string("Choice [a/f/q]: ").unwrap();
+    // `r` is not one of the choices any more: asked again, nothing resumed.
+    session.send_line("r").unwrap();
+    session.exp_string("Please type a, f or q.").unwrap();
+    session.send_line("q").unwrap();
+    assert_eq!(exit_code(&mut session), Some(3));
+    let runs = sandbox.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "failed");
+    assert_eq!(count_lines(&sandbox.read("log"), "prepare"), 1);
+}
