@@ -54,6 +54,9 @@ struct LyingSync {
     /// The name of the files whose fdatasync lies, if any.
     lying_file: Option<&'static str>,
     dir_sync: bool,
+    /// Whether the rename that installs a `meta.json` saying `completed` returns Ok
+    /// without happening.
+    completed_meta_rename: bool,
 }
 
 #[derive(Debug)]
@@ -118,7 +121,14 @@ impl Filesystem for LyingSync {
         self.disk.create_dir_all(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.disk.rename(from, to)
+        let completes = self.completed_meta_rename
+            && to.file_name().is_some_and(|n| n == "meta.json")
+            && String::from_utf8_lossy(&self.disk.read(from)?).contains("\"completed\"");
+        if completes {
+            Ok(())
+        } else {
+            self.disk.rename(from, to)
+        }
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         if self.dir_sync {
@@ -145,6 +155,7 @@ fn a_journal_fsync_that_does_nothing_is_caught_as_lost_acknowledged_transitions(
             disk,
             lying_file: Some("journal"),
             dir_sync: false,
+            completed_meta_rename: false,
         })
     })
     .unwrap();
@@ -163,12 +174,18 @@ fn a_directory_fsync_that_does_nothing_is_caught() {
             disk,
             lying_file: None,
             dir_sync: true,
+            completed_meta_rename: false,
         })
     })
     .unwrap();
+    // The run's new folder is lost with the directory entry that was never made durable.
     assert!(
-        totals.violations > 0,
-        "the lying directory fsync went unnoticed"
+        totals
+            .problems
+            .iter()
+            .any(|p| p.contains("begin was acknowledged but the run is missing")),
+        "the lying directory fsync went unnoticed: {:#?}",
+        totals.problems
     );
 }
 
@@ -179,6 +196,7 @@ fn an_audit_fsync_that_does_nothing_is_caught_as_a_missing_audit_record() {
             disk,
             lying_file: Some("audit.jsonl"),
             dir_sync: false,
+            completed_meta_rename: false,
         })
     })
     .unwrap();
@@ -316,6 +334,7 @@ fn a_snapshot_renamed_before_its_fsync_is_caught() {
             disk,
             lying_file: Some("queue.json.tmp"),
             dir_sync: false,
+            completed_meta_rename: false,
         })
     })
     .unwrap();
@@ -333,11 +352,35 @@ fn metadata_renamed_before_its_fsync_is_caught() {
             disk,
             lying_file: Some("meta.json.tmp"),
             dir_sync: false,
+            completed_meta_rename: false,
         })
     })
     .unwrap();
     assert!(
         totals.violations > 0,
         "metadata installed without its fsync went unnoticed"
+    );
+}
+
+/// A store whose last `meta.json` (the one saying the run completed) never lands, while
+/// the completion is acknowledged, is caught.
+#[test]
+fn a_completion_whose_metadata_never_lands_is_caught() {
+    let totals = run_workload_over(16, 20, &|disk| {
+        Arc::new(LyingSync {
+            disk,
+            lying_file: None,
+            dir_sync: false,
+            completed_meta_rename: true,
+        })
+    })
+    .unwrap();
+    assert!(
+        totals
+            .problems
+            .iter()
+            .any(|p| p.contains("completion was acknowledged but the run is running")),
+        "a lost completion went unnoticed: {:#?}",
+        totals.problems
     );
 }
