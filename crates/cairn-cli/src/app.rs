@@ -407,8 +407,26 @@ async fn lock_scope(
 
 /// Refuses a `--scope` with control characters: the scope is shown in every listing, and an
 /// escape sequence in it would drive the terminal of whoever lists the runs. Checked here
-/// rather than by clap, whose error would print the value raw.
+/// rather than by clap, whose error would print the value raw. An empty scope is refused
+/// too: it is most often an unset variable (`--scope "$TENANT"`), which would silently
+/// share one run between every caller that lacks it; and a scope is capped as a workflow's
+/// name is, for the same one-line messages and tables.
 fn check_scope(scope: &str) -> anyhow::Result<()> {
+    if scope.is_empty() {
+        return Err(UsageError(
+            "--scope must not be empty (leave it out for the scope `default`); nothing was started"
+                .to_owned(),
+        )
+        .into());
+    }
+    if scope.len() > workflow::MAX_NAME_BYTES {
+        return Err(UsageError(format!(
+            "--scope is {} bytes long; at most {} are allowed (it is printed in one-line messages and tables); nothing was started",
+            scope.len(),
+            workflow::MAX_NAME_BYTES
+        ))
+        .into());
+    }
     if scope.chars().any(char::is_control) {
         return Err(UsageError(format!(
             "--scope must not contain control characters (an escape, a newline, a tab, ...); got \"{}\"; nothing was started",

@@ -204,7 +204,8 @@ pub struct RunArgs {
     // that was asked for can be reported as not used.
     #[arg(long, allow_hyphen_values = true)]
     pub input: Option<String>,
-    /// What the run belongs to; runs of one workflow in different scopes are independent.
+    /// What the run belongs to; runs of one workflow in different scopes are independent
+    /// (not empty, at most 256 bytes).
     #[arg(long, default_value = "default", allow_hyphen_values = true)]
     pub scope: String,
     /// Start a fresh run even though the latest run failed (that run is left as it is).

@@ -1,6 +1,7 @@
 //! Control characters in a scope never reach the terminal: a new `--scope` with them is
 //! refused (exit 2) before anything is created, and the scope of a run stored before that
-//! check (or by another tool) is shown escaped in every view.
+//! check (or by another tool) is shown escaped in every view. An empty or overlong scope is
+//! refused the same way.
 
 mod common;
 
@@ -80,4 +81,34 @@ fn a_stored_scope_with_control_characters_is_shown_escaped() {
     let json = sandbox.run(&["runs", "--all", "--json", "--state-dir", ".cairn"]);
     assert_lacks(&text(&json.stdout), "\u{1b}");
     assert_eq!(sandbox.runs()[0]["scope"], HOSTILE);
+}
+
+#[test]
+fn an_empty_or_overlong_scope_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", ONE_TASK);
+    let empty = sandbox.run(&["run", "wf.toml", "--scope", ""]);
+    let stderr = text(&empty.stderr);
+    assert_eq!(empty.status.code(), Some(2), "{stderr}");
+    assert_contains(&stderr, "--scope must not be empty");
+
+    let long = "s".repeat(257);
+    let overlong = sandbox.run(&["run", "wf.toml", "--scope", &long]);
+    let stderr = text(&overlong.stderr);
+    assert_eq!(overlong.status.code(), Some(2), "{stderr}");
+    assert_contains(
+        &stderr,
+        "--scope is 257 bytes long; at most 256 are allowed",
+    );
+    assert!(sandbox.read("log").is_empty(), "nothing ran");
+    assert!(
+        !sandbox.path(".cairn").exists(),
+        "nothing was created for the refused runs"
+    );
+
+    // The longest scope allowed runs.
+    let longest = "s".repeat(256);
+    let output = sandbox.run(&["run", "wf.toml", "--scope", &longest]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(sandbox.read("log"), "only\n");
 }
