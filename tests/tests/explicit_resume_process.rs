@@ -24,40 +24,21 @@ const ENV_RUN: &str = "CAIRN_TESTS_RESUMER_RUN";
 /// What the child prints just before it aborts.
 const CUT: &str = "CUT after the claim";
 
-/// The one test this target holds, as libtest would name it.
-const TEST_NAME: &str = "a_resume_killed_after_its_claim_is_finished_by_the_next_process";
-
 fn main() {
     if let Ok(root) = std::env::var(ENV_ROOT) {
         child(Path::new(&root));
         return;
     }
-    // The few libtest arguments that decide whether the test runs, so `--list` (test
-    // runners such as nextest ask it first), a name filter and `--ignored` behave as they
-    // do for every other target.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|arg| arg == "--list") {
-        if !args.iter().any(|arg| arg == "--ignored") {
-            println!("{TEST_NAME}: test");
-        }
-        return;
-    }
-    let exact = args.iter().any(|arg| arg == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
-    let selected = filters.is_empty()
-        || filters.iter().any(|filter| {
-            if exact {
-                filter.as_str() == TEST_NAME
-            } else {
-                TEST_NAME.contains(filter.as_str())
-            }
-        });
-    if !selected || args.iter().any(|arg| arg == "--ignored") {
-        println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
-        return;
-    }
-    parent();
-    println!("test {TEST_NAME} ... ok");
+    // libtest's arguments (`--list`, which runners such as nextest ask first, name filters,
+    // `--exact`, `--ignored`) work as for every other target.
+    let trial = libtest_mimic::Trial::test(
+        "a_resume_killed_after_its_claim_is_finished_by_the_next_process",
+        || {
+            parent();
+            Ok(())
+        },
+    );
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), vec![trial]).exit();
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -4,7 +4,7 @@
 //! that claim made) and both were told `Resume`.
 //!
 //! This target has no libtest harness (`harness = false`): `main` runs the cases one after
-//! the other, because they spawn processes (see `exited_owner.rs` on why spawning beside
+//! the other (libtest-mimic with one thread), because they spawn processes (see `exited_owner.rs` on why spawning beside
 //! tests that hold run locks is unsafe). The first case re-executes this binary with
 //! `CAIRN_RUNS_CLAIMER_ROOT` set as the claimer: it calls `decide` on the file store, prints
 //! one `CLAIMED ...` line, and then stays alive without opening the run until the parent
@@ -35,23 +35,44 @@ fn main() {
         claimer(Path::new(&root));
         return;
     }
-    a_claim_by_another_live_process_is_live_to_a_second_decide();
-    println!("test a_claim_by_another_live_process_is_live_to_a_second_decide ... ok");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    for (name, store) in [
-        (
-            "memory",
-            Arc::new(MemoryFactory::new()) as Arc<dyn CheckpointerFactory>,
-        ),
-        ("file", Arc::new(file_store(dir.path()))),
-    ] {
-        runtime().block_on(a_live_owner_stops_recovery_until_it_exits(Arc::clone(
-            &store,
-        )));
-        println!("test a_live_owner_stops_recovery_until_it_exits::{name} ... ok");
-        runtime().block_on(owners_that_do_not_stop_recovery(store));
-        println!("test owners_that_do_not_stop_recovery::{name} ... ok");
+    let mut trials = vec![libtest_mimic::Trial::test(
+        "a_claim_by_another_live_process_is_live_to_a_second_decide",
+        || {
+            a_claim_by_another_live_process_is_live_to_a_second_decide();
+            Ok(())
+        },
+    )];
+    for name in ["memory", "file"] {
+        trials.push(libtest_mimic::Trial::test(
+            format!("a_live_owner_stops_recovery_until_it_exits::{name}"),
+            move || {
+                with_store(name, a_live_owner_stops_recovery_until_it_exits);
+                Ok(())
+            },
+        ));
+        trials.push(libtest_mimic::Trial::test(
+            format!("owners_that_do_not_stop_recovery::{name}"),
+            move || {
+                with_store(name, owners_that_do_not_stop_recovery);
+                Ok(())
+            },
+        ));
     }
+    // libtest's arguments (`--list`, name filters, `--exact`, `--ignored`) work as for every
+    // other target; the cases still run one after the other.
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs `case` on a fresh store of kind `name` (`memory`, or `file` in a temp dir).
+fn with_store<F: std::future::Future<Output = ()>>(name: &str, case: impl FnOnce(Store) -> F) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Store = match name {
+        "memory" => Arc::new(MemoryFactory::new()),
+        _ => Arc::new(file_store(dir.path())),
+    };
+    runtime().block_on(case(store));
 }
 
 fn request(scope: &str) -> RunRequest {

@@ -32,8 +32,13 @@ fn main() {
         child(Path::new(&root));
         return;
     }
-    parent();
-    println!("test four_processes_one_winner_100_times ... ok");
+    // libtest's arguments (`--list`, which runners such as nextest ask first, name filters,
+    // `--exact`, `--ignored`) work as for every other target.
+    let trial = libtest_mimic::Trial::test("four_processes_one_winner_100_times", || {
+        parent();
+        Ok(())
+    });
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), vec![trial]).exit();
 }
 
 fn env_path(name: &str) -> PathBuf {
