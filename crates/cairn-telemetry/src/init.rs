@@ -452,6 +452,20 @@ pub struct Providers {
 
 impl Providers {
     /// Providers without a span queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::Providers;
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    ///
+    /// // Build the tracer provider with `RunIdGenerator`, so run spans get derivable ids.
+    /// let traces = cairn_telemetry::link::tracer_provider_builder().build();
+    /// let providers = Providers::new(traces, SdkMeterProvider::builder().build());
+    /// assert!(providers.span_queue.is_none() && providers.endpoint.is_none());
+    /// providers.shutdown()?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn new(traces: SdkTracerProvider, metrics: SdkMeterProvider) -> Self {
         Providers {
             traces,
