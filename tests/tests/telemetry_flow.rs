@@ -19,6 +19,7 @@ use cairn_telemetry::link::run_span_context;
 use cairn_telemetry::names;
 use cairn_telemetry::testing::TestTelemetry;
 use opentelemetry::{KeyValue, Value};
+use tracing_subscriber::Layer as _;
 
 const TASKS: i64 = 6;
 
@@ -104,6 +105,84 @@ fn boolean(attributes: &[KeyValue], key: &str) -> bool {
     }
 }
 
+/// One thing the subscriber saw, by the stable name of its span or event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Opened(&'static str),
+    Closed(&'static str),
+    Event(&'static str),
+}
+
+/// The order in which the subscriber saw run and task spans open and close and `RESUMED`
+/// events happen. Exported timestamps are wall-clock times, which can step backwards, so the
+/// tests check "before" and "inside" on this sequence instead.
+#[derive(Debug, Clone, Default)]
+struct Sequence(Arc<Mutex<Vec<Step>>>);
+
+impl Sequence {
+    fn steps(&self) -> Vec<Step> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// `TestTelemetry::new()`'s layers with this recorder beside them. The recorder's filter
+    /// passes only the callsites it records; wanting the task span callsite makes the registry
+    /// open the executor's task spans as tracing spans, which the export hook still exports.
+    fn telemetry(&self) -> TestTelemetry {
+        let recorder = self
+            .clone()
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                [names::RUN_SPAN, names::TASK_SPAN, names::RESUMED].contains(&meta.name())
+            }));
+        TestTelemetry::composed(move |providers| {
+            cairn_telemetry::layers::layer(providers).and_then(recorder)
+        })
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Sequence
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Step::Opened(attrs.metadata().name()));
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            self.0.lock().unwrap().push(Step::Closed(span.name()));
+        }
+    }
+
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Step::Event(event.metadata().name()));
+    }
+}
+
+/// Where each occurrence of `step` is in `steps`.
+fn positions(steps: &[Step], step: Step) -> Vec<usize> {
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(_, seen)| **seen == step)
+        .map(|(at, _)| at)
+        .collect()
+}
+
 /// Runs `plan()` fresh on the memory adapter and checks that it completes.
 async fn run_the_plan_to_completion() {
     let signals = RunSignals::default();
@@ -177,7 +256,8 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
     assert_eq!(done_before, 2, "tasks 0 and 1 finished before the stop");
 
     // A restarted process resumes it, with its own telemetry pipeline.
-    let after = TestTelemetry::new();
+    let sequence = Sequence::default();
+    let after = sequence.telemetry();
     let second = {
         let _guard = after.set_default();
         let signals = RunSignals::default();
@@ -215,11 +295,23 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
     assert!(boolean(&finished[0].attributes, "resumed"));
     assert_eq!(int(&finished[0].attributes, "tasks_done"), TASKS);
 
-    // The resume event comes before any task span of the resumed execution starts.
+    // The resume event comes before any task span of the resumed execution opens.
     let tasks = after.spans_named(names::TASK_SPAN);
-    assert!(!tasks.is_empty());
-    let resumed_at = resumed[0].timestamp;
-    assert!(tasks.iter().all(|t| t.start_time >= resumed_at));
+    let steps = sequence.steps();
+    let resumed_at = positions(&steps, Step::Event(names::RESUMED));
+    let task_opens = positions(&steps, Step::Opened(names::TASK_SPAN));
+    assert_eq!(resumed_at.len(), 1, "{steps:?}");
+    assert_eq!(
+        task_opens.len(),
+        tasks.len(),
+        "one open per exported task span"
+    );
+    assert_eq!(
+        tasks.len() as i64,
+        TASKS - done_before,
+        "the tasks left, once each"
+    );
+    assert!(task_opens.iter().all(|&at| at > resumed_at[0]), "{steps:?}");
 
     // The resumed root span links to the span the interrupted process exported.
     let runs = after.spans_named(names::RUN_SPAN);
@@ -252,7 +344,8 @@ async fn a_shut_down_then_resumed_run_reports_one_resume_with_counts_and_links_b
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_task_attempt_of_a_real_run_is_a_child_span_of_its_run_span() {
-    let telemetry = TestTelemetry::new();
+    let sequence = Sequence::default();
+    let telemetry = sequence.telemetry();
     let _guard = telemetry.set_default();
     run_the_plan_to_completion().await;
 
@@ -273,9 +366,21 @@ async fn every_task_attempt_of_a_real_run_is_a_child_span_of_its_run_span() {
             panic!("task span without a task_id: {fields:?}");
         };
         task_ids.insert(task_id.as_str().to_owned());
-        assert!(task.start_time >= run.start_time && task.end_time <= run.end_time);
+        // The end is the start plus a monotonic duration, so this holds whatever the clock does.
+        assert!(task.end_time >= task.start_time, "{task:?}");
     }
     assert_eq!(task_ids.len(), TASKS as usize, "distinct task ids");
+    // Each task span opens after the run span and closes before it.
+    let steps = sequence.steps();
+    let run_open = positions(&steps, Step::Opened(names::RUN_SPAN));
+    let run_close = positions(&steps, Step::Closed(names::RUN_SPAN));
+    assert_eq!((run_open.len(), run_close.len()), (1, 1), "{steps:?}");
+    let task_opens = positions(&steps, Step::Opened(names::TASK_SPAN));
+    let task_closes = positions(&steps, Step::Closed(names::TASK_SPAN));
+    assert_eq!(task_opens.len(), TASKS as usize, "{steps:?}");
+    assert_eq!(task_closes.len(), TASKS as usize, "{steps:?}");
+    assert!(task_opens.iter().all(|&at| at > run_open[0]), "{steps:?}");
+    assert!(task_closes.iter().all(|&at| at < run_close[0]), "{steps:?}");
 }
 
 /// A handler that ends every attempt with what `end(attempt)` says.

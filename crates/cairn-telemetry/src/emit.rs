@@ -123,8 +123,8 @@ pub struct RunFinished<'a> {
 /// ```
 pub fn run_started(f: &RunStarted<'_>) {
     tracing::info!(
-        name: "orchestrator run started",
-        target: "cairn",
+        name: names::RUN_STARTED,
+        target: names::TARGET,
         run_id = f.run_id,
         workflow = f.workflow,
         scope = f.scope,
@@ -162,8 +162,8 @@ pub fn run_started(f: &RunStarted<'_>) {
 /// ```
 pub fn resumed(f: &Resumed<'_>) {
     tracing::info!(
-        name: "orchestrator resumed",
-        target: "cairn",
+        name: names::RESUMED,
+        target: names::TARGET,
         run_id = f.run_id,
         lease_epoch = int(f.lease_epoch),
         tasks_pending = int(f.tasks_pending),
@@ -206,8 +206,8 @@ pub fn resumed(f: &Resumed<'_>) {
 /// ```
 pub fn run_finished(f: &RunFinished<'_>) {
     tracing::info!(
-        name: "orchestrator run finished",
-        target: "cairn",
+        name: names::RUN_FINISHED,
+        target: names::TARGET,
         run_id = f.run_id,
         outcome = f.outcome.as_str(),
         resumed = f.resumed,
@@ -246,7 +246,7 @@ pub fn task_reset(
     attempt: u32,
     now: &str,
 ) {
-    tracing::warn!(name: "orchestrator task_reset", target: "cairn",
+    tracing::warn!(name: names::TASK_RESET, target: names::TARGET,
         run_id, task_id, task_name, kind, attempt = i64::from(attempt), now,
         "{}", names::TASK_RESET);
 }
@@ -312,13 +312,13 @@ pub struct TaskFailed<'a> {
 /// ```
 pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
     match parent {
-        Some(parent) => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
+        Some(parent) => tracing::warn!(name: names::TASK_FAILED, target: names::TARGET,
             parent: parent, run_id = f.run_id, task_id = f.task_id,
             task_name = f.task_name, kind = f.kind,
             attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
             error.kind = f.error_kind, error.message = f.error_message,
             will_retry = f.will_retry, "{}", names::TASK_FAILED),
-        None => tracing::warn!(name: "orchestrator task_failed", target: "cairn",
+        None => tracing::warn!(name: names::TASK_FAILED, target: names::TARGET,
             run_id = f.run_id, task_id = f.task_id, task_name = f.task_name, kind = f.kind,
             attempt = i64::from(f.attempt), max_attempts = i64::from(f.max_attempts),
             error.kind = f.error_kind, error.message = f.error_message,
@@ -341,7 +341,7 @@ pub fn task_failed(parent: Option<&tracing::Span>, f: &TaskFailed<'_>) {
 /// assert_eq!(telemetry.counter_total(names::METRIC_QUARANTINES), 1);
 /// ```
 pub fn state_quarantined(run_id: &str, reason: &str, location: &str) {
-    tracing::warn!(name: "orchestrator state_quarantined", target: "cairn",
+    tracing::warn!(name: names::STATE_QUARANTINED, target: names::TARGET,
         run_id, reason, location, "{}", names::STATE_QUARANTINED);
 }
 
@@ -360,7 +360,7 @@ pub fn state_quarantined(run_id: &str, reason: &str, location: &str) {
 /// assert!(event.attributes.contains(&KeyValue::new("error", "disk full")));
 /// ```
 pub fn begin_degraded(run_id: &str, error: &str) {
-    tracing::warn!(name: "orchestrator begin_degraded", target: "cairn",
+    tracing::warn!(name: names::BEGIN_DEGRADED, target: names::TARGET,
         run_id, error, "{}", names::BEGIN_DEGRADED);
 }
 
@@ -379,7 +379,7 @@ pub fn begin_degraded(run_id: &str, error: &str) {
 /// assert!(event.attributes.contains(&KeyValue::new("workflow", "nightly")));
 /// ```
 pub fn failed_resume_prompted(run_id: &str, workflow: &str, scope: &str) {
-    tracing::info!(name: "orchestrator failed_resume_prompted", target: "cairn",
+    tracing::info!(name: names::FAILED_RESUME_PROMPTED, target: names::TARGET,
         run_id, workflow, scope, "{}", names::FAILED_RESUME_PROMPTED);
 }
 
@@ -398,7 +398,7 @@ pub fn failed_resume_prompted(run_id: &str, workflow: &str, scope: &str) {
 /// assert!(event.attributes.contains(&KeyValue::new("level", "INFO")));
 /// ```
 pub fn run_abandoned(run_id: &str, previous_status: &str) {
-    tracing::info!(name: "orchestrator run_abandoned", target: "cairn",
+    tracing::info!(name: names::RUN_ABANDONED, target: names::TARGET,
         run_id, previous_status, forced = false, "{}", names::RUN_ABANDONED);
 }
 
@@ -425,7 +425,7 @@ pub fn run_abandoned_forced(
     last_owner: &str,
     last_lease_epoch: u64,
 ) {
-    tracing::warn!(name: "orchestrator run_abandoned", target: "cairn",
+    tracing::warn!(name: names::RUN_ABANDONED, target: names::TARGET,
         run_id, previous_status, forced = true, last_owner,
         last_lease_epoch = int(last_lease_epoch), "{}", names::RUN_ABANDONED);
 }
@@ -445,7 +445,7 @@ pub fn run_abandoned_forced(
 /// assert!(event.attributes.contains(&KeyValue::new("failed_run_id", "r1")));
 /// ```
 pub fn fresh_run_forced(run_id: &str, failed_run_id: &str) {
-    tracing::info!(name: "orchestrator fresh_run_forced", target: "cairn",
+    tracing::info!(name: names::FRESH_RUN_FORCED, target: names::TARGET,
         run_id, failed_run_id, "{}", names::FRESH_RUN_FORCED);
 }
 
@@ -464,7 +464,7 @@ pub fn fresh_run_forced(run_id: &str, failed_run_id: &str) {
 /// assert!(event.attributes.contains(&KeyValue::new("lease_epoch", 4_i64)));
 /// ```
 pub fn resumed_by_id(run_id: &str, previous_status: &str, lease_epoch: u64) {
-    tracing::info!(name: "orchestrator resumed_by_id", target: "cairn",
+    tracing::info!(name: names::RESUMED_BY_ID, target: names::TARGET,
         run_id, previous_status, lease_epoch = int(lease_epoch), "{}", names::RESUMED_BY_ID);
 }
 
@@ -484,7 +484,7 @@ pub fn resumed_by_id(run_id: &str, previous_status: &str, lease_epoch: u64) {
 /// assert!(event.attributes.contains(&KeyValue::new("consecutive_errors", 10_i64)));
 /// ```
 pub fn breaker_tripped(job_id: &str, consecutive_errors: u32, last_error: &str) {
-    tracing::warn!(name: "scheduler breaker_tripped", target: "cairn",
+    tracing::warn!(name: names::BREAKER_TRIPPED, target: names::TARGET,
         job_id, consecutive_errors = i64::from(consecutive_errors), last_error, "{}", names::BREAKER_TRIPPED);
 }
 
@@ -503,7 +503,7 @@ pub fn breaker_tripped(job_id: &str, consecutive_errors: u32, last_error: &str) 
 /// assert!(event.attributes.contains(&KeyValue::new("forced", true)));
 /// ```
 pub fn job_revived(job_id: &str, forced: bool) {
-    tracing::info!(name: "scheduler job_revived", target: "cairn",
+    tracing::info!(name: names::JOB_REVIVED, target: names::TARGET,
         job_id, forced, "{}", names::JOB_REVIVED);
 }
 
@@ -543,7 +543,7 @@ pub struct QueueDepth {
 /// assert_eq!(telemetry.gauge(names::METRIC_QUEUE_DEPTH, &pending), Some(5));
 /// ```
 pub fn queue_depth(run_id: &str, d: &QueueDepth) {
-    tracing::debug!(name: "orchestrator queue_depth", target: "cairn",
+    tracing::debug!(name: names::QUEUE_DEPTH, target: names::TARGET,
         run_id, pending = int(d.pending), running = int(d.running), done = int(d.done),
         skipped = int(d.skipped), failed = int(d.failed), blocked = int(d.blocked), "{}", names::QUEUE_DEPTH);
 }

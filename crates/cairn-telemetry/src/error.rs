@@ -35,6 +35,19 @@ pub enum Error {
     /// OTLP over gRPC was requested outside a tokio runtime; the tonic exporter needs one.
     #[error("OTLP over gRPC needs a tokio runtime: call init (or providers) inside one")]
     NoTokioRuntime,
+    /// An OTLP collector endpoint is not an `http://` or `https://` URL with a host (and a
+    /// port from 1 to 65535, if it names one). The exporters accept some such values (an
+    /// empty string, another scheme, port 99999) and then fail every export until the
+    /// shutdown reports it, so they are refused here instead.
+    #[error("OTLP endpoint {endpoint:?} (from {origin}) is not valid: {reason}")]
+    InvalidEndpoint {
+        /// The rejected endpoint.
+        endpoint: String,
+        /// Where it came from: `Export::Otlp` or the variable that held it.
+        origin: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Building an OTLP exporter failed (bad endpoint, HTTP client, ...).
     #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
     #[error("cannot build the OTLP {signal} exporter ({protocol}): {source}")]

@@ -146,7 +146,8 @@ pub enum Export {
         protocol: OtlpProtocol,
         /// The collector's base URL (for HTTP, `/v1/traces` and `/v1/metrics` are appended,
         /// as for `OTEL_EXPORTER_OTLP_ENDPOINT`). `None` reads the standard variables, then
-        /// falls back to the protocol's localhost default.
+        /// falls back to the protocol's localhost default. An endpoint that is not an
+        /// `http://` or `https://` URL with a host is [`Error::InvalidEndpoint`].
         endpoint: Option<String>,
     },
 }
@@ -451,6 +452,20 @@ pub struct Providers {
 
 impl Providers {
     /// Providers without a span queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::Providers;
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    ///
+    /// // Build the tracer provider with `RunIdGenerator`, so run spans get derivable ids.
+    /// let traces = cairn_telemetry::link::tracer_provider_builder().build();
+    /// let providers = Providers::new(traces, SdkMeterProvider::builder().build());
+    /// assert!(providers.span_queue.is_none() && providers.endpoint.is_none());
+    /// providers.shutdown()?;
+    /// # Ok::<(), cairn_telemetry::Error>(())
+    /// ```
     pub fn new(traces: SdkTracerProvider, metrics: SdkMeterProvider) -> Self {
         Providers {
             traces,
@@ -801,7 +816,8 @@ const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 /// # Errors
 ///
 /// As [`init`], minus the filter and subscriber errors: [`Error::UnsupportedProtocol`],
-/// [`Error::ProtocolNotCompiled`], [`Error::NoTokioRuntime`], [`Error::Exporter`], and
+/// [`Error::InvalidEndpoint`], [`Error::ProtocolNotCompiled`], [`Error::NoTokioRuntime`],
+/// [`Error::Exporter`], and
 /// [`Error::InvalidEnv`] and [`Error::ExportThread`] for the span queue.
 ///
 /// # Examples
@@ -821,8 +837,9 @@ pub fn providers(config: &Config) -> Result<Providers, Error> {
         None => Ok(Providers::new(traces.build(), metrics.build())),
         Some(target) => {
             let endpoint = target.endpoint.as_deref();
-            let traces_shown = shown_endpoint(target.traces, endpoint, ENV_OTLP_TRACES_ENDPOINT);
-            let metrics_shown = shown_endpoint(target.metrics, endpoint, ENV_OTLP_METRICS_ENDPOINT);
+            let traces_shown = checked_endpoint(target.traces, endpoint, ENV_OTLP_TRACES_ENDPOINT)?;
+            let metrics_shown =
+                checked_endpoint(target.metrics, endpoint, ENV_OTLP_METRICS_ENDPOINT)?;
             let failures = Arc::new(MetricFailures::default());
             let providers = otlp::with_exporters(
                 traces,
@@ -868,27 +885,67 @@ fn resource(default_name: &str) -> Resource {
     .build()
 }
 
-/// One signal's collector as messages name it: the explicit endpoint, else the standard
-/// variables in the order that signal's exporter reads them (`signal_variable`, the signal's
-/// own, before the shared one), else the protocol's localhost default.
-fn shown_endpoint(protocol: OtlpProtocol, endpoint: Option<&str>, signal_variable: &str) -> String {
-    if let Some(endpoint) = endpoint {
-        return endpoint.to_owned();
+/// One signal's collector as messages name it, once [`endpoint_problem`] finds nothing wrong
+/// with it: the explicit endpoint, else the standard variables in the order that signal's
+/// exporter reads them (`signal_variable`, the signal's own, before the shared one), else the
+/// protocol's localhost default.
+fn checked_endpoint(
+    protocol: OtlpProtocol,
+    endpoint: Option<&str>,
+    signal_variable: &'static str,
+) -> Result<String, Error> {
+    let given = match endpoint {
+        Some(endpoint) => Some((endpoint.to_owned(), "Export::Otlp")),
+        None => [signal_variable, ENV_OTLP_ENDPOINT]
+            .into_iter()
+            .find_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|value| !value.trim().is_empty())
+                    .map(|value| (value, name))
+            }),
+    };
+    let Some((endpoint, origin)) = given else {
+        return Ok(match protocol {
+            OtlpProtocol::HttpProtobuf => "http://localhost:4318",
+            OtlpProtocol::Grpc => "http://localhost:4317",
+        }
+        .to_owned());
+    };
+    match endpoint_problem(&endpoint) {
+        Some(reason) => Err(Error::InvalidEndpoint {
+            endpoint,
+            origin,
+            reason,
+        }),
+        None => Ok(endpoint),
     }
-    [signal_variable, ENV_OTLP_ENDPOINT]
-        .into_iter()
-        .find_map(|name| {
-            std::env::var(name)
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-        })
-        .unwrap_or_else(|| {
-            match protocol {
-                OtlpProtocol::HttpProtobuf => "http://localhost:4318",
-                OtlpProtocol::Grpc => "http://localhost:4317",
-            }
-            .to_owned()
-        })
+}
+
+/// What makes `endpoint` no collector URL, if anything: it must be `http://` or `https://`
+/// with a host and, if it names a port, one from 1 to 65535. The rest (characters, path) is
+/// left to the exporter's own parser, which refuses with `Error::Exporter`.
+fn endpoint_problem(endpoint: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = endpoint.trim().split_once("://") else {
+        return Some("it has no scheme (http:// or https://)");
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Some("its scheme is not http or https");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials come before the last `@`; an IPv6 host is bracketed and holds colons.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() || host == "[]" {
+        return Some("it has no host");
+    }
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0) | Err(_)) => Some("its port is not a number from 1 to 65535"),
+        _ => None,
+    }
 }
 
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
@@ -1181,6 +1238,9 @@ where
 /// - [`Error::InvalidFilter`] when `RUST_LOG` or the default filter does not parse;
 /// - [`Error::UnsupportedProtocol`] for an unknown `OTEL_EXPORTER_OTLP_PROTOCOL` (or
 ///   `..._TRACES_PROTOCOL` / `..._METRICS_PROTOCOL`);
+/// - [`Error::InvalidEndpoint`] when the collector's endpoint (from [`Export::Otlp`] or the
+///   `OTEL_EXPORTER_OTLP_*ENDPOINT` variables) is not an `http://` or `https://` URL with a
+///   host and a valid port;
 /// - [`Error::ProtocolNotCompiled`] when the chosen protocol's feature is off;
 /// - [`Error::NoTokioRuntime`] for gRPC outside a tokio runtime;
 /// - [`Error::Exporter`] when an OTLP exporter cannot be built (for example a malformed

@@ -76,6 +76,11 @@ impl TestTelemetry {
     /// a [`SpanQueue`], as under `init`, and are exported when a lookup flushes it; metrics
     /// when a lookup forces a collection.
     ///
+    /// # Panics
+    ///
+    /// When the operating system cannot start the span queue's export thread (a test helper
+    /// has no caller to hand that error to).
+    ///
     /// # Examples
     ///
     /// ```
@@ -95,6 +100,10 @@ impl TestTelemetry {
     /// Like [`TestTelemetry::new`], with the layers over the registry built by `compose` from
     /// the same in-memory providers: for example [`crate::export_layers`], as `init` composes
     /// them, with a fmt layer of the test's own beside them.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestTelemetry::new`].
     ///
     /// # Examples
     ///

@@ -393,3 +393,110 @@ fn frequent_queue_depth_events_never_crowd_run_finished_off_the_run_span() {
     let names_on_span: Vec<&str> = runs[0].events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(names_on_span, [names::RUN_FINISHED]);
 }
+
+/// What a host routing target `cairn` by name sees of one event: its target, its tracing
+/// name and its message.
+#[derive(Clone, Default)]
+struct Routed(std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Routed {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    *self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = String::new();
+        event.record(&mut Message(&mut message));
+        let meta = event.metadata();
+        self.0
+            .lock()
+            .unwrap()
+            .push((meta.target().to_owned(), meta.name().to_owned(), message));
+    }
+}
+
+#[test]
+fn every_emitter_names_its_event_by_the_stable_name_on_the_cairn_target() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let routed = Routed::default();
+    let subscriber = tracing_subscriber::registry().with(routed.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        // A parallel test without a subscriber must not leave a callsite cached as unwanted.
+        tracing::callsite::rebuild_interest_cache();
+        emit::run_started(&RunStarted {
+            run_id: "r",
+            workflow: "w",
+            scope: "s",
+            tasks_total: 1,
+            resumed: false,
+        });
+        emit::resumed(&Resumed {
+            run_id: "r",
+            lease_epoch: 2,
+            tasks_pending: 1,
+            tasks_done: 0,
+            tasks_reset: 0,
+            tasks_failed: 0,
+        });
+        emit::run_finished(&RunFinished {
+            run_id: "r",
+            outcome: RunOutcomeName::Complete,
+            resumed: true,
+            duration_ms: 1,
+            tasks_done: 1,
+            tasks_failed: 0,
+            tasks_skipped: 0,
+            tasks_blocked: 0,
+        });
+        emit::failed_resume_prompted("r", "w", "s");
+        emit::run_abandoned("r", "failed");
+        emit::run_abandoned_forced("r", "running", "pid 1 on host", 3);
+        emit::fresh_run_forced("r2", "r");
+        emit::resumed_by_id("r", "paused", 2);
+        emit::state_quarantined("r", "bad checksum", "quarantine/r");
+        emit::task_reset("r", "t1", None, "k", 1, "pending");
+        emit::task_failed(None, &failure(1, true));
+        let run = tracing::info_span!(target: "cairn", names::RUN_SPAN, run_id = "r");
+        emit::task_failed(Some(&run), &failure(2, false));
+        emit::begin_degraded("r", "disk full");
+        emit::breaker_tripped("job", 3, "down");
+        emit::job_revived("job", false);
+        emit::queue_depth("r", &QueueDepth::default());
+    });
+
+    let expected = [
+        names::RUN_STARTED,
+        names::RESUMED,
+        names::RUN_FINISHED,
+        names::FAILED_RESUME_PROMPTED,
+        names::RUN_ABANDONED,
+        names::RUN_ABANDONED,
+        names::FRESH_RUN_FORCED,
+        names::RESUMED_BY_ID,
+        names::STATE_QUARANTINED,
+        names::TASK_RESET,
+        names::TASK_FAILED,
+        names::TASK_FAILED,
+        names::BEGIN_DEGRADED,
+        names::BREAKER_TRIPPED,
+        names::JOB_REVIVED,
+        names::QUEUE_DEPTH,
+    ];
+    let seen = routed.0.lock().unwrap().clone();
+    let want: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|name| {
+            (
+                names::TARGET.to_owned(),
+                (*name).to_owned(),
+                (*name).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, want);
+}
