@@ -1689,14 +1689,18 @@ impl Queue {
         Ok(())
     }
 
-    /// The dedup-enabled task with this `(kind, inputs)`, if any.
+    /// The oldest dedup-enabled task with this `(kind, inputs)`, if any. Only a journal from
+    /// before `float_roundtrip` holds two; the oldest is asked for, not the first the index
+    /// lists, because its order depends on how many entries amendments added, which a
+    /// restored queue does not repeat.
     fn find_duplicate(&self, hash: u64, kind: &str, inputs: &serde_json::Value) -> Option<TaskId> {
         self.dedup
             .candidates(hash)
-            .find(|&i| {
+            .filter(|&i| {
                 let task = &self.tasks[i];
                 task.kind == kind && canonical_eq(&task.inputs, inputs)
             })
+            .min()
             .map(|i| TaskId(i as u64))
     }
 
@@ -1715,17 +1719,14 @@ impl Queue {
         if let EnqueuedBy::Task(parent) = task.enqueued_by {
             self.children[parent.0 as usize] += 1;
         }
-        // A hash handed in comes from `enqueue`, which already found no duplicate; replayed
-        // and restored tasks are checked here.
+        // A hash handed in comes from `enqueue`. Every guarded task gets an entry, even one
+        // that repeats an older task's key (a journal from before `float_roundtrip`): should
+        // the older one be amended away, the guard must still find this one, live as after
+        // a restore. Lookups return the oldest task that holds the key.
         let fresh = match (task.dedup, dedup_hash) {
             (false, _) => None,
             (true, Some(hash)) => Some(hash),
-            (true, None) => {
-                let hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
-                self.find_duplicate(hash, &task.kind, &task.inputs)
-                    .is_none()
-                    .then_some(hash)
-            }
+            (true, None) => Some(crate::canonical::dedup_hash(&task.kind, &task.inputs)),
         };
         let k = self.kind_slot(&task.kind);
         let entry = &mut self.kinds[k as usize];
@@ -1734,7 +1735,6 @@ impl Queue {
         *self.counts.slot_mut(task.status) += 1;
         let ready = task.status == Status::Pending && unmet == 0;
         let due = due_when_met(&task);
-        // The first task with a given (kind, inputs) keeps the entry.
         if let Some(hash) = fresh {
             self.dedup.insert(hash, i);
         }

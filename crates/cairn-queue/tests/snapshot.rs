@@ -1,8 +1,8 @@
 //! Snapshot round trips and the validation `Queue::from_snapshot` does on foreign data.
 
 use cairn_queue::{
-    EnqueuedBy, Error, Event, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION, Snapshot,
-    Status, TaskError, TaskId, TaskSpec, Timestamp,
+    Enqueued, EnqueuedBy, Error, Event, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION,
+    Snapshot, Status, TaskError, TaskId, TaskSpec, Timestamp,
 };
 use serde_json::json;
 
@@ -551,7 +551,7 @@ fn blocked_by_must_name_a_failed_ancestor() {
 #[test]
 fn a_journal_with_two_tasks_of_one_key_can_still_amend_the_later_ones_limit() {
     // Journals from before `float_roundtrip` can hold two guarded tasks whose inputs read
-    // back equal. Replay keeps both, and the guard's entry stays with the first.
+    // back equal. Replay keeps both, and the guard finds the first.
     let enqueued = |id: u64| Event::Enqueued {
         id: TaskId(id),
         kind: "fetch".to_owned(),
@@ -572,4 +572,80 @@ fn a_journal_with_two_tasks_of_one_key_can_still_amend_the_later_ones_limit() {
     events.extend(q.take_events());
     let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
     assert_eq!(replayed.snapshot(), q.snapshot());
+}
+
+/// A journal from before `float_roundtrip`: `tasks` guarded tasks, of which the first two
+/// share one key (`{"url": "a"}`) and the rest have keys of their own.
+fn journal_with_two_tasks_of_one_key(tasks: u64) -> Vec<Event> {
+    (0..tasks)
+        .map(|id| Event::Enqueued {
+            id: TaskId(id),
+            kind: "fetch".to_owned(),
+            inputs: if id < 2 {
+                json!({ "url": "a" })
+            } else {
+                json!({ "url": id })
+            },
+            depends_on: Vec::new(),
+            max_attempts: 3,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: true,
+            at: T0,
+        })
+        .collect()
+}
+
+/// What enqueueing the shared key returns: the live queue, the queue restored from its
+/// snapshot and the one replayed from its events must all give the same answer.
+fn shared_key_lookups(live: &Queue, events: &[Event]) -> [Enqueued; 3] {
+    let restored = Queue::from_snapshot(live.snapshot(), QueueConfig::default()).unwrap();
+    let replayed = Queue::replay(None, events, QueueConfig::default()).unwrap();
+    let shared = || TaskSpec::new("fetch").inputs(json!({ "url": "a" }));
+    [live.clone(), restored, replayed]
+        .map(|mut q| q.enqueue(shared(), EnqueuedBy::Root, T0).unwrap())
+}
+
+#[test]
+fn a_journal_with_two_tasks_of_one_key_still_guards_the_key_once_the_first_is_amended() {
+    let mut events = journal_with_two_tasks_of_one_key(2);
+    let mut q = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    // The first owner takes other inputs; the second task still holds the key, so the guard
+    // must find it rather than let a handler that enqueues the key again create a third task.
+    q.amend(TaskId(0), json!({ "url": "b" }), None, T0).unwrap();
+    events.extend(q.take_events());
+    let found = shared_key_lookups(&q, &events);
+    for (n, answer) in found.iter().enumerate() {
+        assert_eq!(
+            *answer,
+            Enqueued {
+                id: TaskId(1),
+                existing: true
+            },
+            "lookup {n} (live, restored, replayed)"
+        );
+    }
+}
+
+#[test]
+fn a_journal_with_two_tasks_of_one_key_gives_the_first_one_live_restored_and_replayed() {
+    // Forty tasks, and then enough amendments of one of them that the live guard holds more
+    // entries than a restored one, so the two store the shared key's entries differently.
+    let mut events = journal_with_two_tasks_of_one_key(40);
+    let mut q = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    for n in 0..30 {
+        q.amend(TaskId(5), json!({ "url": format!("v{}", n % 2) }), None, T0)
+            .unwrap();
+    }
+    events.extend(q.take_events());
+    let found = shared_key_lookups(&q, &events);
+    for (n, answer) in found.iter().enumerate() {
+        assert_eq!(
+            *answer,
+            Enqueued {
+                id: TaskId(0),
+                existing: true
+            },
+            "lookup {n} (live, restored, replayed)"
+        );
+    }
 }
