@@ -318,11 +318,12 @@ impl Queue {
     ///
     /// - [`Error::UnsupportedFormat`] when `format_version` is not [`SNAPSHOT_FORMAT_VERSION`].
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
-    ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
-    ///   (for example a `pending` task under a failed one, or a `blocked` task whose
-    ///   `blocked_by` is missing or names no failed ancestor), a `pending` or `blocked` task
-    ///   has no attempt left, or the phase records disagree (a phase started twice, or
-    ///   completed without being started).
+    ///   unusable, a task's inputs or handoff `extra` nest deeper than [`MAX_VALUE_DEPTH`]
+    ///   (which `apply` refuses too), a depth is wrong, or a status contradicts the statuses
+    ///   of its dependencies (for example a `pending` task under a failed one, or a `blocked`
+    ///   task whose `blocked_by` is missing or names no failed ancestor), a `pending` or
+    ///   `blocked` task has no attempt left, or the phase records disagree (a phase started
+    ///   twice, or completed without being started).
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -1932,6 +1933,16 @@ fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
     let at = |dep: &TaskId| &tasks[dep.0 as usize];
     if task.kind.is_empty() {
         return Err(inconsistent(format!("{id} has an empty kind")));
+    }
+    // Replay refuses events that carry such values, so a queue never holds one.
+    let extra = task.handoff.as_deref().map(|handoff| &handoff.extra);
+    if let Some(field) = [("inputs", Some(&task.inputs)), ("a handoff `extra`", extra)]
+        .into_iter()
+        .find_map(|(field, value)| value.is_some_and(too_deep).then_some(field))
+    {
+        return Err(inconsistent(format!(
+            "{id} has {field} nested more than {MAX_VALUE_DEPTH} levels deep"
+        )));
     }
     if task.max_attempts == 0 || task.attempts > task.max_attempts {
         return Err(inconsistent(format!(

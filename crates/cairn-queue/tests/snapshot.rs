@@ -1,8 +1,8 @@
 //! Snapshot round trips and the validation `Queue::from_snapshot` does on foreign data.
 
 use cairn_queue::{
-    Enqueued, EnqueuedBy, Error, Event, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION,
-    Snapshot, Status, TaskError, TaskId, TaskSpec, Timestamp,
+    Enqueued, EnqueuedBy, Error, Event, Handoff, MAX_VALUE_DEPTH, Queue, QueueConfig,
+    SNAPSHOT_FORMAT_VERSION, Snapshot, Status, TaskError, TaskId, TaskSpec, Timestamp,
 };
 use serde_json::json;
 
@@ -380,6 +380,52 @@ fn bad_spec_fields_and_depths_are_inconsistent() {
             matches!(err, Error::InconsistentSnapshot { .. }),
             "case {n}: {err:?}"
         );
+    }
+}
+
+/// A value that nests `depth` levels deep.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+#[test]
+fn values_nested_deeper_than_apply_takes_are_inconsistent() {
+    // Replay refuses an event carrying such a value, so a snapshot holding one was not
+    // written by a queue; the limit itself loads.
+    let done_with_extra = |depth: usize| {
+        let mut snapshot = snapshot_of(1);
+        let task = &mut snapshot.tasks[0];
+        (task.status, task.attempts) = (Status::Done, 1);
+        let extra = nested(depth);
+        task.handoff = Some(Box::new(Handoff {
+            extra,
+            ..Handoff::default()
+        }));
+        snapshot
+    };
+    let with_inputs = |depth: usize| {
+        let mut snapshot = snapshot_of(2);
+        snapshot.tasks[1].inputs = nested(depth);
+        snapshot
+    };
+    for (n, snapshot) in [
+        with_inputs(MAX_VALUE_DEPTH + 1),
+        done_with_extra(MAX_VALUE_DEPTH + 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InconsistentSnapshot { .. }),
+            "case {n}: {err:?}"
+        );
+    }
+    for snapshot in [
+        with_inputs(MAX_VALUE_DEPTH),
+        done_with_extra(MAX_VALUE_DEPTH),
+    ] {
+        Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap();
     }
 }
 
