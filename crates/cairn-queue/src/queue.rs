@@ -458,6 +458,29 @@ impl Queue {
     /// [`Error::InvalidEvent`] when the event does not fit the state: an unknown task, a
     /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
     /// id that is not the next id, and so on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Error, Event, Queue, QueueConfig, TaskId, TaskSpec, Timestamp};
+    /// let mut live = Queue::new(QueueConfig::default());
+    /// let a = live.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// live.start(a, Timestamp(1))?;
+    /// // Another queue follows the live one by applying what it emitted.
+    /// let mut follower = Queue::new(QueueConfig::default());
+    /// for event in live.take_events() {
+    ///     follower.apply(&event)?;
+    /// }
+    /// assert_eq!(follower.snapshot(), live.snapshot());
+    /// assert!(follower.events().is_empty(), "applied events do not go to the outbox");
+    /// // An event that does not fit is refused and changes nothing.
+    /// let stale = Event::Started { id: a, attempt: 1, at: Timestamp(2) };
+    /// assert!(matches!(follower.apply(&stale), Err(Error::InvalidEvent { .. })));
+    /// let unknown = Event::Retried { id: TaskId(7), at: Timestamp(2) };
+    /// assert!(matches!(follower.apply(&unknown), Err(Error::InvalidEvent { .. })));
+    /// assert_eq!(follower.snapshot(), live.snapshot());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn apply(&mut self, event: &Event) -> Result<()> {
         // The queue's own operations check their values before they build an event; events
         // from outside are checked here.
@@ -1079,6 +1102,19 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::PhaseMismatch`] when phase `index` was started under another name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Error, Queue, QueueConfig};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.start_phase(0, "build")?;
+    /// q.start_phase(0, "build")?; // a resumed run starts it again: nothing new is recorded
+    /// assert_eq!(q.take_events().len(), 1);
+    /// let renamed = q.start_phase(0, "test");
+    /// assert!(matches!(renamed, Err(Error::PhaseMismatch { index: 0, .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn start_phase(&mut self, index: u32, name: &str) -> Result<()> {
         match self.phase_name(index) {
             Some(recorded) if recorded == name => Ok(()),
@@ -1103,6 +1139,21 @@ impl Queue {
     ///
     /// [`Error::PhaseNotStarted`] when phase `index` was never started, and
     /// [`Error::PhaseMismatch`] when it was started under another name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Error, Queue, QueueConfig};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let early = q.complete_phase(0, "build");
+    /// assert!(matches!(early, Err(Error::PhaseNotStarted { index: 0 })));
+    /// q.start_phase(0, "build")?;
+    /// q.complete_phase(0, "build")?;
+    /// assert!(q.phase_completed(0));
+    /// let renamed = q.complete_phase(0, "test");
+    /// assert!(matches!(renamed, Err(Error::PhaseMismatch { index: 0, .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn complete_phase(&mut self, index: u32, name: &str) -> Result<()> {
         match self.phase_name(index) {
             None => Err(Error::PhaseNotStarted { index }),
@@ -1271,6 +1322,28 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::UnknownTask`] when no task has this id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Error, Handoff, Queue, QueueConfig, TaskId, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let now = Timestamp(0);
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, now)?.id;
+    /// let b = q.enqueue(TaskSpec::new("b"), EnqueuedBy::Root, now)?.id;
+    /// let c = q.enqueue(TaskSpec::new("c").depends_on([b, a]), EnqueuedBy::Root, now)?.id;
+    /// q.start(a, now)?;
+    /// let note = Handoff { next_note: Some("cached".to_owned()), ..Handoff::default() };
+    /// q.complete(a, note.clone(), now)?;
+    /// // `b` has not finished, so only `a` is listed.
+    /// assert_eq!(q.dependency_handoffs(c)?, [(a, &note)]);
+    /// q.start(b, now)?;
+    /// q.skip(b, Handoff::default(), now)?;
+    /// assert_eq!(q.dependency_handoffs(c)?, [(b, &Handoff::default()), (a, &note)]);
+    /// let unknown = q.dependency_handoffs(TaskId(9));
+    /// assert!(matches!(unknown, Err(Error::UnknownTask { .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn dependency_handoffs(&self, id: TaskId) -> Result<Vec<(TaskId, &Handoff)>> {
         let i = self.index(id)?;
         Ok(self.tasks[i]
@@ -1282,6 +1355,27 @@ impl Queue {
 
     /// Handoffs of every `done` or `skipped` task of this kind, in creation order, with an
     /// empty handoff for a task that left nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let now = Timestamp(0);
+    /// let first = TaskSpec::new("fetch").inputs(serde_json::json!(1));
+    /// let second = TaskSpec::new("fetch").inputs(serde_json::json!(2));
+    /// let a = q.enqueue(first, EnqueuedBy::Root, now)?.id;
+    /// let b = q.enqueue(second, EnqueuedBy::Root, now)?.id;
+    /// let done = Handoff { done: vec!["fetched 2".to_owned()], ..Handoff::default() };
+    /// q.start(b, now)?;
+    /// q.complete(b, done.clone(), now)?;
+    /// assert_eq!(q.handoffs_by_kind("fetch"), [(b, &done)], "`a` has not finished");
+    /// q.start(a, now)?;
+    /// q.complete(a, Handoff::default(), now)?;
+    /// assert_eq!(q.handoffs_by_kind("fetch"), [(a, &Handoff::default()), (b, &done)]);
+    /// assert!(q.handoffs_by_kind("render").is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn handoffs_by_kind(&self, kind: &str) -> Vec<(TaskId, &Handoff)> {
         let Some(&k) = self.kind_index.get(kind) else {
             return Vec::new();
