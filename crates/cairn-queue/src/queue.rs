@@ -188,6 +188,10 @@ pub struct Queue {
     /// Canonical `(kind, inputs)` hash of each dedup-enabled task that was not itself a
     /// duplicate → that task. Hits are confirmed against the task itself.
     dedup: DedupIndex,
+    /// How many guarded tasks were installed while an older one held their key, and so
+    /// have no entry (at most; see `promote_holder`). Only a journal from before
+    /// `float_roundtrip` makes any, so this is almost always 0.
+    shadowed: usize,
     counts: StatusCounts,
     pub(crate) phases_started: Vec<(u32, String)>,
     pub(crate) phases_completed: BTreeSet<u32>,
@@ -300,6 +304,7 @@ impl Queue {
             due: ReadySet::default(),
             delayed: BTreeSet::new(),
             dedup: DedupIndex::default(),
+            shadowed: 0,
             counts: StatusCounts::default(),
             phases_started: Vec::new(),
             phases_completed: BTreeSet::new(),
@@ -1734,7 +1739,8 @@ impl Queue {
                 // Unchanged inputs leave the guard alone, as `amend` does: a journal from
                 // before the guard compared floats exactly may hold two tasks with one key,
                 // and the later one's limit can still be amended.
-                let fresh = if task.dedup && !canonical_eq(&task.inputs, inputs) {
+                let moved = task.dedup && !canonical_eq(&task.inputs, inputs);
+                let fresh = if moved {
                     let hash = crate::canonical::dedup_hash(&task.kind, inputs);
                     match self.find_duplicate(hash, &task.kind, inputs) {
                         Some(existing) if existing != *id => {
@@ -1753,8 +1759,11 @@ impl Queue {
                     self.dedup.insert(hash, i);
                 }
                 let task = &mut self.tasks[i];
-                task.inputs = inputs.clone();
+                let old = std::mem::replace(&mut task.inputs, inputs.clone());
                 task.max_attempts = *max_attempts;
+                if moved && self.shadowed > 0 {
+                    self.promote_holder(i, &old);
+                }
             }
             Event::PhaseStarted { index, name } => match self.phase_name(*index) {
                 Some(recorded) if recorded == name => {}
@@ -1784,19 +1793,41 @@ impl Queue {
         Ok(())
     }
 
-    /// The oldest dedup-enabled task with this `(kind, inputs)`, if any. Only a journal from
-    /// before `float_roundtrip` holds two; the oldest is asked for, not the first the index
-    /// lists, because its order depends on how many entries amendments added, which a
-    /// restored queue does not repeat.
+    /// The dedup-enabled task with this `(kind, inputs)`, if any.
     fn find_duplicate(&self, hash: u64, kind: &str, inputs: &serde_json::Value) -> Option<TaskId> {
         self.dedup
             .candidates(hash)
-            .filter(|&i| {
+            .find(|&i| {
                 let task = &self.tasks[i];
                 task.kind == kind && canonical_eq(&task.inputs, inputs)
             })
-            .min()
             .map(|i| TaskId(i as u64))
+    }
+
+    /// After guarded task `i` left the key `(its kind, old)`, gives the oldest other guarded
+    /// task that still holds the key an entry, when none has one: a task installed while an
+    /// older one held its key has none (see `shadowed`), and the guard must go on finding
+    /// it, as a queue restored from a snapshot (which indexes the oldest holder) does. So
+    /// the task the guard finds for a key is always its oldest holder. Scans the tasks of the
+    /// kind, only for queues that hold such tasks, and only when the key lost its entry.
+    fn promote_holder(&mut self, i: usize, old: &serde_json::Value) {
+        let k = self.kind_of[i] as usize;
+        let hash = crate::canonical::dedup_hash(&self.kinds[k].name, old);
+        if self
+            .find_duplicate(hash, &self.kinds[k].name, old)
+            .is_some()
+        {
+            return;
+        }
+        let holder = self.kinds[k].ids.iter().find(|id| {
+            let task = &self.tasks[id.0 as usize];
+            task.dedup && canonical_eq(&task.inputs, old)
+        });
+        if let Some(holder) = holder {
+            let holder = holder.0 as usize;
+            self.dedup.insert(hash, holder);
+            self.shadowed = self.shadowed.saturating_sub(1);
+        }
     }
 
     /// Adds a task whose fields are already checked, with its derived indexes.
@@ -1814,14 +1845,17 @@ impl Queue {
         if let EnqueuedBy::Task(parent) = task.enqueued_by {
             self.children[parent.0 as usize] += 1;
         }
-        // A hash handed in comes from `enqueue`. Every guarded task gets an entry, even one
-        // that repeats an older task's key (a journal from before `float_roundtrip`): should
-        // the older one be amended away, the guard must still find this one, live as after
-        // a restore. Lookups return the oldest task that holds the key.
+        // A hash handed in comes from `enqueue`, which already found no duplicate; replayed
+        // and restored tasks are checked here.
         let fresh = match (task.dedup, dedup_hash) {
             (false, _) => None,
             (true, Some(hash)) => Some(hash),
-            (true, None) => Some(crate::canonical::dedup_hash(&task.kind, &task.inputs)),
+            (true, None) => {
+                let hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
+                let duplicate = self.find_duplicate(hash, &task.kind, &task.inputs);
+                self.shadowed += usize::from(duplicate.is_some());
+                duplicate.is_none().then_some(hash)
+            }
         };
         let k = self.kind_slot(&task.kind);
         let entry = &mut self.kinds[k as usize];
@@ -1830,6 +1864,7 @@ impl Queue {
         *self.counts.slot_mut(task.status) += 1;
         let ready = task.status == Status::Pending && unmet == 0;
         let due = due_when_met(&task);
+        // The first task with a given (kind, inputs) keeps the entry.
         if let Some(hash) = fresh {
             self.dedup.insert(hash, i);
         }

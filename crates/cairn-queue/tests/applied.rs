@@ -224,7 +224,7 @@ fn answers(q: &Queue) -> Vec<String> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 1500,
+        cases: 3000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -655,10 +655,26 @@ fn shared_key_lookups(live: &Queue, events: &[Event]) -> [Enqueued; 3] {
 fn a_journal_with_two_tasks_of_one_key_still_guards_the_key_once_the_first_is_amended() {
     let mut events = journal_with_two_tasks_of_one_key(2);
     let mut q = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    let mut restored_before = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
     // The first owner takes other inputs; the second task still holds the key, so the guard
     // must find it rather than let a handler that enqueues the key again create a third task.
     q.amend(TaskId(0), json!({ "url": "b" }), None, T0).unwrap();
     events.extend(q.take_events());
+    restored_before
+        .amend(TaskId(0), json!({ "url": "b" }), None, T0)
+        .unwrap();
+    let again = TaskSpec::new("fetch").inputs(json!({ "url": "a" }));
+    let found = restored_before
+        .enqueue(again, EnqueuedBy::Root, T0)
+        .unwrap();
+    assert_eq!(
+        found,
+        Enqueued {
+            id: TaskId(1),
+            existing: true
+        },
+        "amended after a restore"
+    );
     let found = shared_key_lookups(&q, &events);
     for (n, answer) in found.iter().enumerate() {
         assert_eq!(
