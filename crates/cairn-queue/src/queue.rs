@@ -188,6 +188,10 @@ pub struct Queue {
     /// Canonical `(kind, inputs)` hash of each dedup-enabled task that was not itself a
     /// duplicate → that task. Hits are confirmed against the task itself.
     dedup: DedupIndex,
+    /// How many guarded tasks were installed while an older one held their key, and so
+    /// have no entry (at most; see `promote_holder`). Only a journal from before
+    /// `float_roundtrip` makes any, so this is almost always 0.
+    shadowed: usize,
     counts: StatusCounts,
     pub(crate) phases_started: Vec<(u32, String)>,
     pub(crate) phases_completed: BTreeSet<u32>,
@@ -300,6 +304,7 @@ impl Queue {
             due: ReadySet::default(),
             delayed: BTreeSet::new(),
             dedup: DedupIndex::default(),
+            shadowed: 0,
             counts: StatusCounts::default(),
             phases_started: Vec::new(),
             phases_completed: BTreeSet::new(),
@@ -318,11 +323,12 @@ impl Queue {
     ///
     /// - [`Error::UnsupportedFormat`] when `format_version` is not [`SNAPSHOT_FORMAT_VERSION`].
     /// - [`Error::InconsistentSnapshot`] when ids are not dense `0..n` in order, a spec field is
-    ///   unusable, a depth is wrong, or a status contradicts the statuses of its dependencies
-    ///   (for example a `pending` task under a failed one, or a `blocked` task whose
-    ///   `blocked_by` is missing or names no failed ancestor), a `pending` or `blocked` task
-    ///   has no attempt left, or the phase records disagree (a phase started twice, or
-    ///   completed without being started).
+    ///   unusable, a task's inputs or handoff `extra` nest deeper than [`MAX_VALUE_DEPTH`]
+    ///   (which `apply` refuses too), a depth is wrong, or a status contradicts the statuses
+    ///   of its dependencies (for example a `pending` task under a failed one, or a `blocked`
+    ///   task whose `blocked_by` is missing or names no failed ancestor), a `pending` or
+    ///   `blocked` task has no attempt left, or the phase records disagree (a phase started
+    ///   twice, or completed without being started).
     /// - [`Error::DanglingReference`] when `depends_on`, `enqueued_by` or `blocked_by` names a
     ///   task that does not exist.
     /// - [`Error::Cycle`] when dependencies form a cycle.
@@ -457,6 +463,29 @@ impl Queue {
     /// [`Error::InvalidEvent`] when the event does not fit the state: an unknown task, a
     /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
     /// id that is not the next id, and so on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Error, Event, Queue, QueueConfig, TaskId, TaskSpec, Timestamp};
+    /// let mut live = Queue::new(QueueConfig::default());
+    /// let a = live.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// live.start(a, Timestamp(1))?;
+    /// // Another queue follows the live one by applying what it emitted.
+    /// let mut follower = Queue::new(QueueConfig::default());
+    /// for event in live.take_events() {
+    ///     follower.apply(&event)?;
+    /// }
+    /// assert_eq!(follower.snapshot(), live.snapshot());
+    /// assert!(follower.events().is_empty(), "applied events do not go to the outbox");
+    /// // An event that does not fit is refused and changes nothing.
+    /// let stale = Event::Started { id: a, attempt: 1, at: Timestamp(2) };
+    /// assert!(matches!(follower.apply(&stale), Err(Error::InvalidEvent { .. })));
+    /// let unknown = Event::Retried { id: TaskId(7), at: Timestamp(2) };
+    /// assert!(matches!(follower.apply(&unknown), Err(Error::InvalidEvent { .. })));
+    /// assert_eq!(follower.snapshot(), live.snapshot());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn apply(&mut self, event: &Event) -> Result<()> {
         // The queue's own operations check their values before they build an event; events
         // from outside are checked here.
@@ -1078,6 +1107,19 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::PhaseMismatch`] when phase `index` was started under another name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Error, Queue, QueueConfig};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.start_phase(0, "build")?;
+    /// q.start_phase(0, "build")?; // a resumed run starts it again: nothing new is recorded
+    /// assert_eq!(q.take_events().len(), 1);
+    /// let renamed = q.start_phase(0, "test");
+    /// assert!(matches!(renamed, Err(Error::PhaseMismatch { index: 0, .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn start_phase(&mut self, index: u32, name: &str) -> Result<()> {
         match self.phase_name(index) {
             Some(recorded) if recorded == name => Ok(()),
@@ -1102,6 +1144,21 @@ impl Queue {
     ///
     /// [`Error::PhaseNotStarted`] when phase `index` was never started, and
     /// [`Error::PhaseMismatch`] when it was started under another name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Error, Queue, QueueConfig};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let early = q.complete_phase(0, "build");
+    /// assert!(matches!(early, Err(Error::PhaseNotStarted { index: 0 })));
+    /// q.start_phase(0, "build")?;
+    /// q.complete_phase(0, "build")?;
+    /// assert!(q.phase_completed(0));
+    /// let renamed = q.complete_phase(0, "test");
+    /// assert!(matches!(renamed, Err(Error::PhaseMismatch { index: 0, .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn complete_phase(&mut self, index: u32, name: &str) -> Result<()> {
         match self.phase_name(index) {
             None => Err(Error::PhaseNotStarted { index }),
@@ -1270,6 +1327,28 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::UnknownTask`] when no task has this id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Error, Handoff, Queue, QueueConfig, TaskId, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let now = Timestamp(0);
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, now)?.id;
+    /// let b = q.enqueue(TaskSpec::new("b"), EnqueuedBy::Root, now)?.id;
+    /// let c = q.enqueue(TaskSpec::new("c").depends_on([b, a]), EnqueuedBy::Root, now)?.id;
+    /// q.start(a, now)?;
+    /// let note = Handoff { next_note: Some("cached".to_owned()), ..Handoff::default() };
+    /// q.complete(a, note.clone(), now)?;
+    /// // `b` has not finished, so only `a` is listed.
+    /// assert_eq!(q.dependency_handoffs(c)?, [(a, &note)]);
+    /// q.start(b, now)?;
+    /// q.skip(b, Handoff::default(), now)?;
+    /// assert_eq!(q.dependency_handoffs(c)?, [(b, &Handoff::default()), (a, &note)]);
+    /// let unknown = q.dependency_handoffs(TaskId(9));
+    /// assert!(matches!(unknown, Err(Error::UnknownTask { .. })));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn dependency_handoffs(&self, id: TaskId) -> Result<Vec<(TaskId, &Handoff)>> {
         let i = self.index(id)?;
         Ok(self.tasks[i]
@@ -1281,6 +1360,27 @@ impl Queue {
 
     /// Handoffs of every `done` or `skipped` task of this kind, in creation order, with an
     /// empty handoff for a task that left nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let now = Timestamp(0);
+    /// let first = TaskSpec::new("fetch").inputs(serde_json::json!(1));
+    /// let second = TaskSpec::new("fetch").inputs(serde_json::json!(2));
+    /// let a = q.enqueue(first, EnqueuedBy::Root, now)?.id;
+    /// let b = q.enqueue(second, EnqueuedBy::Root, now)?.id;
+    /// let done = Handoff { done: vec!["fetched 2".to_owned()], ..Handoff::default() };
+    /// q.start(b, now)?;
+    /// q.complete(b, done.clone(), now)?;
+    /// assert_eq!(q.handoffs_by_kind("fetch"), [(b, &done)], "`a` has not finished");
+    /// q.start(a, now)?;
+    /// q.complete(a, Handoff::default(), now)?;
+    /// assert_eq!(q.handoffs_by_kind("fetch"), [(a, &Handoff::default()), (b, &done)]);
+    /// assert!(q.handoffs_by_kind("render").is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn handoffs_by_kind(&self, kind: &str) -> Vec<(TaskId, &Handoff)> {
         let Some(&k) = self.kind_index.get(kind) else {
             return Vec::new();
@@ -1639,7 +1739,8 @@ impl Queue {
                 // Unchanged inputs leave the guard alone, as `amend` does: a journal from
                 // before the guard compared floats exactly may hold two tasks with one key,
                 // and the later one's limit can still be amended.
-                let fresh = if task.dedup && !canonical_eq(&task.inputs, inputs) {
+                let moved = task.dedup && !canonical_eq(&task.inputs, inputs);
+                let fresh = if moved {
                     let hash = crate::canonical::dedup_hash(&task.kind, inputs);
                     match self.find_duplicate(hash, &task.kind, inputs) {
                         Some(existing) if existing != *id => {
@@ -1658,8 +1759,11 @@ impl Queue {
                     self.dedup.insert(hash, i);
                 }
                 let task = &mut self.tasks[i];
-                task.inputs = inputs.clone();
+                let old = std::mem::replace(&mut task.inputs, inputs.clone());
                 task.max_attempts = *max_attempts;
+                if moved && self.shadowed > 0 {
+                    self.promote_holder(i, &old);
+                }
             }
             Event::PhaseStarted { index, name } => match self.phase_name(*index) {
                 Some(recorded) if recorded == name => {}
@@ -1700,6 +1804,32 @@ impl Queue {
             .map(|i| TaskId(i as u64))
     }
 
+    /// After guarded task `i` left the key `(its kind, old)`, gives the oldest other guarded
+    /// task that still holds the key an entry, when none has one: a task installed while an
+    /// older one held its key has none (see `shadowed`), and the guard must go on finding
+    /// it, as a queue restored from a snapshot (which indexes the oldest holder) does. So
+    /// the task the guard finds for a key is always its oldest holder. Scans the tasks of the
+    /// kind, only for queues that hold such tasks, and only when the key lost its entry.
+    fn promote_holder(&mut self, i: usize, old: &serde_json::Value) {
+        let k = self.kind_of[i] as usize;
+        let hash = crate::canonical::dedup_hash(&self.kinds[k].name, old);
+        if self
+            .find_duplicate(hash, &self.kinds[k].name, old)
+            .is_some()
+        {
+            return;
+        }
+        let holder = self.kinds[k].ids.iter().find(|id| {
+            let task = &self.tasks[id.0 as usize];
+            task.dedup && canonical_eq(&task.inputs, old)
+        });
+        if let Some(holder) = holder {
+            let holder = holder.0 as usize;
+            self.dedup.insert(hash, holder);
+            self.shadowed = self.shadowed.saturating_sub(1);
+        }
+    }
+
     /// Adds a task whose fields are already checked, with its derived indexes.
     fn install(&mut self, task: Task, unmet: u32, dedup_hash: Option<u64>) {
         let i = self.tasks.len();
@@ -1722,9 +1852,9 @@ impl Queue {
             (true, Some(hash)) => Some(hash),
             (true, None) => {
                 let hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
-                self.find_duplicate(hash, &task.kind, &task.inputs)
-                    .is_none()
-                    .then_some(hash)
+                let duplicate = self.find_duplicate(hash, &task.kind, &task.inputs);
+                self.shadowed += usize::from(duplicate.is_some());
+                duplicate.is_none().then_some(hash)
             }
         };
         let k = self.kind_slot(&task.kind);
@@ -1932,6 +2062,16 @@ fn check_task(tasks: &[Task], task: &Task) -> Result<()> {
     let at = |dep: &TaskId| &tasks[dep.0 as usize];
     if task.kind.is_empty() {
         return Err(inconsistent(format!("{id} has an empty kind")));
+    }
+    // Replay refuses events that carry such values, so a queue never holds one.
+    let extra = task.handoff.as_deref().map(|handoff| &handoff.extra);
+    if let Some(field) = [("inputs", Some(&task.inputs)), ("a handoff `extra`", extra)]
+        .into_iter()
+        .find_map(|(field, value)| value.is_some_and(too_deep).then_some(field))
+    {
+        return Err(inconsistent(format!(
+            "{id} has {field} nested more than {MAX_VALUE_DEPTH} levels deep"
+        )));
     }
     if task.max_attempts == 0 || task.attempts > task.max_attempts {
         return Err(inconsistent(format!(

@@ -341,7 +341,8 @@ impl TaskSpec {
 /// another). The journal and snapshots store these values a few levels inside records of
 /// their own, and JSON readers (serde_json among them) refuse input nested past 128 levels,
 /// so a deeper value would be acknowledged and then unreadable after a crash. `enqueue`,
-/// `complete`, `skip` and `apply` refuse deeper values with a typed error instead.
+/// `complete`, `skip`, `amend` and `apply` refuse deeper values with a typed error instead, and
+/// `Queue::from_snapshot` a snapshot that holds one.
 ///
 /// # Examples
 ///

@@ -1,8 +1,8 @@
 //! Snapshot round trips and the validation `Queue::from_snapshot` does on foreign data.
 
 use cairn_queue::{
-    EnqueuedBy, Error, Event, Handoff, Queue, QueueConfig, SNAPSHOT_FORMAT_VERSION, Snapshot,
-    Status, TaskError, TaskId, TaskSpec, Timestamp,
+    Enqueued, EnqueuedBy, Error, Event, Handoff, MAX_VALUE_DEPTH, Queue, QueueConfig,
+    SNAPSHOT_FORMAT_VERSION, Snapshot, Status, TaskError, TaskId, TaskSpec, Timestamp,
 };
 use serde_json::json;
 
@@ -383,6 +383,52 @@ fn bad_spec_fields_and_depths_are_inconsistent() {
     }
 }
 
+/// A value that nests `depth` levels deep.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+#[test]
+fn values_nested_deeper_than_apply_takes_are_inconsistent() {
+    // Replay refuses an event carrying such a value, so a snapshot holding one was not
+    // written by a queue; the limit itself loads.
+    let done_with_extra = |depth: usize| {
+        let mut snapshot = snapshot_of(1);
+        let task = &mut snapshot.tasks[0];
+        (task.status, task.attempts) = (Status::Done, 1);
+        let extra = nested(depth);
+        task.handoff = Some(Box::new(Handoff {
+            extra,
+            ..Handoff::default()
+        }));
+        snapshot
+    };
+    let with_inputs = |depth: usize| {
+        let mut snapshot = snapshot_of(2);
+        snapshot.tasks[1].inputs = nested(depth);
+        snapshot
+    };
+    for (n, snapshot) in [
+        with_inputs(MAX_VALUE_DEPTH + 1),
+        done_with_extra(MAX_VALUE_DEPTH + 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InconsistentSnapshot { .. }),
+            "case {n}: {err:?}"
+        );
+    }
+    for snapshot in [
+        with_inputs(MAX_VALUE_DEPTH),
+        done_with_extra(MAX_VALUE_DEPTH),
+    ] {
+        Queue::from_snapshot(snapshot, QueueConfig::default()).unwrap();
+    }
+}
+
 #[test]
 fn phase_records_must_agree() {
     let mut snapshot = snapshot_of(1);
@@ -551,7 +597,7 @@ fn blocked_by_must_name_a_failed_ancestor() {
 #[test]
 fn a_journal_with_two_tasks_of_one_key_can_still_amend_the_later_ones_limit() {
     // Journals from before `float_roundtrip` can hold two guarded tasks whose inputs read
-    // back equal. Replay keeps both, and the guard's entry stays with the first.
+    // back equal. Replay keeps both, and the guard finds the first.
     let enqueued = |id: u64| Event::Enqueued {
         id: TaskId(id),
         kind: "fetch".to_owned(),
@@ -572,4 +618,96 @@ fn a_journal_with_two_tasks_of_one_key_can_still_amend_the_later_ones_limit() {
     events.extend(q.take_events());
     let replayed = Queue::replay(None, &events, QueueConfig::default()).unwrap();
     assert_eq!(replayed.snapshot(), q.snapshot());
+}
+
+/// A journal from before `float_roundtrip`: `tasks` guarded tasks, of which the first two
+/// share one key (`{"url": "a"}`) and the rest have keys of their own.
+fn journal_with_two_tasks_of_one_key(tasks: u64) -> Vec<Event> {
+    (0..tasks)
+        .map(|id| Event::Enqueued {
+            id: TaskId(id),
+            kind: "fetch".to_owned(),
+            inputs: if id < 2 {
+                json!({ "url": "a" })
+            } else {
+                json!({ "url": id })
+            },
+            depends_on: Vec::new(),
+            max_attempts: 3,
+            enqueued_by: EnqueuedBy::Root,
+            dedup: true,
+            at: T0,
+        })
+        .collect()
+}
+
+/// What enqueueing the shared key returns: the live queue, the queue restored from its
+/// snapshot and the one replayed from its events must all give the same answer.
+fn shared_key_lookups(live: &Queue, events: &[Event]) -> [Enqueued; 3] {
+    let restored = Queue::from_snapshot(live.snapshot(), QueueConfig::default()).unwrap();
+    let replayed = Queue::replay(None, events, QueueConfig::default()).unwrap();
+    let shared = || TaskSpec::new("fetch").inputs(json!({ "url": "a" }));
+    [live.clone(), restored, replayed]
+        .map(|mut q| q.enqueue(shared(), EnqueuedBy::Root, T0).unwrap())
+}
+
+#[test]
+fn a_journal_with_two_tasks_of_one_key_still_guards_the_key_once_the_first_is_amended() {
+    let mut events = journal_with_two_tasks_of_one_key(2);
+    let mut q = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    let mut restored_before = Queue::from_snapshot(q.snapshot(), QueueConfig::default()).unwrap();
+    // The first owner takes other inputs; the second task still holds the key, so the guard
+    // must find it rather than let a handler that enqueues the key again create a third task.
+    q.amend(TaskId(0), json!({ "url": "b" }), None, T0).unwrap();
+    events.extend(q.take_events());
+    restored_before
+        .amend(TaskId(0), json!({ "url": "b" }), None, T0)
+        .unwrap();
+    let again = TaskSpec::new("fetch").inputs(json!({ "url": "a" }));
+    let found = restored_before
+        .enqueue(again, EnqueuedBy::Root, T0)
+        .unwrap();
+    assert_eq!(
+        found,
+        Enqueued {
+            id: TaskId(1),
+            existing: true
+        },
+        "amended after a restore"
+    );
+    let found = shared_key_lookups(&q, &events);
+    for (n, answer) in found.iter().enumerate() {
+        assert_eq!(
+            *answer,
+            Enqueued {
+                id: TaskId(1),
+                existing: true
+            },
+            "lookup {n} (live, restored, replayed)"
+        );
+    }
+}
+
+#[test]
+fn a_journal_with_two_tasks_of_one_key_gives_the_first_one_live_restored_and_replayed() {
+    // Forty tasks, and then enough amendments of one of them that the live guard holds more
+    // entries than a restored one, so the two store the shared key's entries differently.
+    let mut events = journal_with_two_tasks_of_one_key(40);
+    let mut q = Queue::replay(None, &events, QueueConfig::default()).unwrap();
+    for n in 0..30 {
+        q.amend(TaskId(5), json!({ "url": format!("v{}", n % 2) }), None, T0)
+            .unwrap();
+    }
+    events.extend(q.take_events());
+    let found = shared_key_lookups(&q, &events);
+    for (n, answer) in found.iter().enumerate() {
+        assert_eq!(
+            *answer,
+            Enqueued {
+                id: TaskId(0),
+                existing: true
+            },
+            "lookup {n} (live, restored, replayed)"
+        );
+    }
 }
