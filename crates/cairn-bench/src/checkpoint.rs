@@ -22,10 +22,34 @@ use cairn_checkpoint_file::FileFactory;
 use cairn_checkpoint_sled::SledFactory;
 use cairn_queue::{EnqueuedBy, Event, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
 
+use crate::cli::{self, OptionReader};
+
 /// Most timed transitions for an adapter that syncs; keeps the bench to minutes, not hours.
 const DURABLE_CAP: usize = 20_000;
 /// Most timed transitions for the naive baseline, which rewrites the whole state each time.
 const NAIVE_CAP: usize = 300;
+
+/// Largest `--sizes` entry: the most tasks a run holds under `QueueConfig::default()`.
+const MAX_SIZE: usize = 1_000_000;
+const SIZES_TAKE: &str = "a comma-separated list of whole numbers from 1 to 1000000";
+/// Largest `--reopen-events`: three events (enqueued, started, completed) per task of the
+/// largest run.
+const MAX_REOPEN_EVENTS: usize = 3 * MAX_SIZE;
+const REOPEN_EVENTS_TAKE: &str = "a whole number from 1 to 3000000";
+
+/// Every row of the table, in order.
+const KINDS: [Kind; 10] = [
+    Kind::FileSync,
+    Kind::FileGroup(1),
+    Kind::FileGroup(8),
+    Kind::FileGroup(64),
+    Kind::Sled,
+    Kind::SledGroup(1),
+    Kind::SledGroup(8),
+    Kind::Noop,
+    Kind::Naive,
+    Kind::Sqlite,
+];
 
 struct Options {
     sizes: Vec<usize>,
@@ -43,38 +67,35 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         dir: std::env::temp_dir(),
         only: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
+    let mut reader = OptionReader::new(
+        "checkpoint",
+        args,
+        "--sizes LIST, --reopen-events N, --dir DIR or --only LABELS",
+    );
+    while let Some(option) = reader.next_option()? {
+        match option {
             "--sizes" => {
-                let list = it.next().context("--sizes needs a list like 1000,10000")?;
-                options.sizes = list
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .context("--sizes takes whole numbers")?;
+                let list = reader.value(option, SIZES_TAKE)?;
+                options.sizes = cli::numbers_in(option, list, 1..=MAX_SIZE)?;
             }
             "--reopen-events" => {
-                options.reopen_events = it
-                    .next()
-                    .context("--reopen-events needs a number")?
-                    .parse()
-                    .context("--reopen-events takes a whole number")?;
+                let value = reader.value(option, REOPEN_EVENTS_TAKE)?;
+                options.reopen_events = cli::number_in(option, value, 1..=MAX_REOPEN_EVENTS)?;
             }
-            "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--dir" => options.dir = PathBuf::from(reader.value(option, "a directory on a disk")?),
             "--only" => {
-                let list = it
-                    .next()
-                    .context("--only needs row labels like 'file/sync,file/group x64'")?;
+                let list = reader.value(option, "row labels like 'file/sync,file/group x64'")?;
                 options.only = list.split(',').map(|s| s.trim().to_owned()).collect();
+                let labels: Vec<String> = KINDS.iter().map(|kind| kind.label()).collect();
+                if let Some(unknown) = options.only.iter().find(|label| !labels.contains(label)) {
+                    bail!(
+                        "--only got an unknown row label `{unknown}`; the labels are {}",
+                        labels.join(", ")
+                    );
+                }
             }
-            other => bail!(
-                "unknown option `{other}`; expected --sizes LIST, --reopen-events N, --dir DIR, --only LABELS"
-            ),
+            other => return Err(reader.unknown(other)),
         }
-    }
-    if options.sizes.contains(&0) {
-        bail!("--sizes must be positive");
     }
     Ok(options)
 }
@@ -513,18 +534,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let kinds = [
-            Kind::FileSync,
-            Kind::FileGroup(1),
-            Kind::FileGroup(8),
-            Kind::FileGroup(64),
-            Kind::Sled,
-            Kind::SledGroup(1),
-            Kind::SledGroup(8),
-            Kind::Noop,
-            Kind::Naive,
-            Kind::Sqlite,
-        ];
         println!(
             "\ndurable transitions/s (timed window: up to {DURABLE_CAP} transitions, naive {NAIVE_CAP}; run holds N tasks)"
         );
@@ -536,7 +545,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut table = Vec::new();
         // The disk's rate drifts with load, so raw is measured right before each file/sync cell.
         let mut raw_row = Vec::new();
-        let kinds = kinds
+        let kinds = KINDS
             .into_iter()
             .filter(|kind| options.only.is_empty() || options.only.contains(&kind.label()));
         for kind in kinds {
