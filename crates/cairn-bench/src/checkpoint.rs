@@ -6,6 +6,9 @@
 //! slow baselines finish): the rate is transitions in the window divided by its wall time. With W
 //! concurrent writers, writer w handles the tasks whose index is w mod W, all on one run, so their
 //! appends can share a group fsync.
+//!
+//! Every run writes in a temporary directory inside `--dir`, removed afterwards, error or not;
+//! `--dir` on tmpfs or ramfs is refused (see `disk`), since fdatasync there reaches no disk.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -23,6 +26,7 @@ use cairn_checkpoint_sled::SledFactory;
 use cairn_queue::{EnqueuedBy, Event, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
 
 use crate::cli::{self, OptionReader};
+use crate::disk;
 
 /// Most timed transitions for an adapter that syncs; keeps the bench to minutes, not hours.
 const DURABLE_CAP: usize = 20_000;
@@ -97,6 +101,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             other => return Err(reader.unknown(other)),
         }
     }
+    disk::require_disk(&options.dir)?;
     Ok(options)
 }
 

@@ -39,6 +39,8 @@
 //! The file adapter runs with its defaults, compaction included (a snapshot of the whole run
 //! every 10,000 records, which at 100,000 tasks is a large part of the cost);
 //! `--compact-after-records N` changes that threshold to show how much.
+//! Its files go in a temporary directory inside `--dir`, which is refused on tmpfs or ramfs
+//! (see `disk`).
 //!
 //! `--telemetry-side on|off` (a profiling aid, not part of the default bench) runs only one
 //! side of the telemetry comparison, once, on the noop adapter at the largest
@@ -60,6 +62,7 @@ use cairn_executor::{
 use cairn_queue::{Handoff, TaskSpec};
 
 use crate::cli::{self, OptionReader};
+use crate::disk;
 
 struct Options {
     tasks: usize,
@@ -149,6 +152,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         bail!(
             "--side-adapter only applies with --telemetry-side on|off; add it or drop --side-adapter"
         );
+    }
+    // Only `--telemetry-side` on the noop adapter keeps nothing on disk.
+    if options.telemetry_side.is_none() || options.side_on_file {
+        disk::require_disk(&options.dir)?;
     }
     Ok(options)
 }

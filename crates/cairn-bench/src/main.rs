@@ -5,6 +5,7 @@
 
 mod checkpoint;
 mod cli;
+mod disk;
 mod executor;
 mod queue;
 
@@ -50,7 +51,7 @@ fn usage(name: &str) -> anyhow::Result<&'static str> {
              appends per second for each adapter and durability, and reopen time\n  \
              --sizes: run sizes from 1 to 1000000, comma-separated (default 1000,10000,100000)\n  \
              --reopen-events: 1 to 3000000 (default 1000000)\n  \
-             --dir: a directory on a disk (default the temp dir)\n  \
+             --dir: a directory on a disk, not tmpfs (default the temp dir)\n  \
              --only: row labels, comma-separated: file/sync, file/group x1, file/group x8, \
              file/group x64, sled, sled/group x1, sled/group x8, noop, naive, sqlite"
         }
@@ -63,7 +64,7 @@ fn usage(name: &str) -> anyhow::Result<&'static str> {
              --concurrency: 1 to 1000000 each, comma-separated (default 1,16,256)\n  \
              --group-delay-us: 0 to 1000000 (default 0)\n  \
              --compact-after-records: 1 to 1000000000 (default the file adapter's)\n  \
-             --dir: a directory on a disk (default the temp dir)\n  \
+             --dir: a directory on a disk, not tmpfs (default the temp dir)\n  \
              --telemetry-side: run one side of the telemetry comparison once, to profile\n  \
              --side-adapter: the adapter --telemetry-side runs on (default noop)"
         }

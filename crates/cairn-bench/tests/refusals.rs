@@ -174,6 +174,16 @@ fn side_adapter_without_telemetry_side_is_refused() {
 }
 
 #[test]
+fn a_missing_dir_is_refused_before_the_table_starts() {
+    for bench_name in ["checkpoint", "executor"] {
+        assert_refused(
+            &[bench_name, "--dir", "/nonexistent-cairn-bench-dir"],
+            &["/nonexistent-cairn-bench-dir", "--dir", "does not exist"],
+        );
+    }
+}
+
+#[test]
 fn help_without_a_bench_lists_the_benches_and_succeeds() {
     for flag in ["--help", "-h", "help"] {
         let out = bench(&[flag]);
