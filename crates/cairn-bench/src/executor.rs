@@ -397,9 +397,16 @@ impl TelemetrySink {
     }
 }
 
+/// The median of `rates`: the mean of the two middle ones when there is an even number (the
+/// 22 runs of each side), NaN when there are none.
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    let middle = rates.len() / 2;
+    match rates.len() {
+        0 => f64::NAN,
+        len if len % 2 == 0 => (rates[middle - 1] + rates[middle]) / 2.0,
+        _ => rates[middle],
+    }
 }
 
 async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
@@ -570,4 +577,16 @@ async fn measure(
         seconds,
         rate: options.tasks as f64 / seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert!(median(Vec::new()).is_nan());
+    }
 }
