@@ -39,6 +39,8 @@
 //! The file adapter runs with its defaults, compaction included (a snapshot of the whole run
 //! every 10,000 records, which at 100,000 tasks is a large part of the cost);
 //! `--compact-after-records N` changes that threshold to show how much.
+//! Its files go in a temporary directory inside `--dir`, which is refused on tmpfs or ramfs
+//! (see `disk`).
 //!
 //! `--telemetry-side on|off` (a profiling aid, not part of the default bench) runs only one
 //! side of the telemetry comparison, once, on the noop adapter at the largest
@@ -59,6 +61,9 @@ use cairn_executor::{
 };
 use cairn_queue::{Handoff, TaskSpec};
 
+use crate::cli::{self, OptionReader};
+use crate::disk;
+
 struct Options {
     tasks: usize,
     concurrencies: Vec<usize>,
@@ -72,6 +77,20 @@ struct Options {
     side_on_file: bool,
 }
 
+/// Largest `--tasks` (and `--concurrency`): the most tasks a run holds under the executor's
+/// default `QueueConfig`; a larger run would be refused only after building its plan.
+const MAX_TASKS: usize = 1_000_000;
+const TASKS_TAKE: &str = "a whole number from 1 to 1000000";
+const CONCURRENCY_TAKES: &str = "a comma-separated list of whole numbers from 1 to 1000000";
+/// Largest `--group-delay-us`: one second. A leader that waits longer for company would
+/// measure its waiting, not the adapter, and a mistyped value would look like a hang.
+const MAX_GROUP_DELAY_US: u64 = 1_000_000;
+const GROUP_DELAY_TAKES: &str = "a whole number of microseconds from 0 to 1000000";
+/// Largest `--compact-after-records`: more than a run of `MAX_TASKS` tasks ever writes, so
+/// the top of the range means "never compact".
+const MAX_COMPACT_AFTER_RECORDS: u64 = 1_000_000_000;
+const COMPACT_TAKES: &str = "a whole number from 1 to 1000000000";
+
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         tasks: 100_000,
@@ -82,66 +101,61 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         telemetry_side: None,
         side_on_file: false,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
+    let mut reader = OptionReader::new(
+        "executor",
+        args,
+        "--tasks N, --concurrency 1,16,256, --group-delay-us N, --compact-after-records N, \
+         --dir PATH, --telemetry-side on|off or --side-adapter file|noop",
+    );
+    while let Some(option) = reader.next_option()? {
+        match option {
             "--tasks" => {
-                options.tasks = it
-                    .next()
-                    .context("--tasks needs a number")?
-                    .parse()
-                    .context("--tasks takes a whole number")?;
+                let value = reader.value(option, TASKS_TAKE)?;
+                options.tasks = cli::number_in(option, value, 1..=MAX_TASKS)?;
             }
             "--concurrency" => {
-                let list = it
-                    .next()
-                    .context("--concurrency needs a list like 1,16,256")?;
-                options.concurrencies = list
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .context("--concurrency takes whole numbers")?;
+                let list = reader.value(option, CONCURRENCY_TAKES)?;
+                options.concurrencies = cli::numbers_in(option, list, 1..=MAX_TASKS)?;
             }
             "--group-delay-us" => {
-                let us: u64 = it
-                    .next()
-                    .context("--group-delay-us needs a number")?
-                    .parse()
-                    .context("--group-delay-us takes a whole number")?;
+                let value = reader.value(option, GROUP_DELAY_TAKES)?;
+                let us = cli::number_in(option, value, 0..=MAX_GROUP_DELAY_US)?;
                 options.group_delay = Duration::from_micros(us);
             }
             "--compact-after-records" => {
-                options.compact_after_records = Some(
-                    it.next()
-                        .context("--compact-after-records needs a number")?
-                        .parse()
-                        .context("--compact-after-records takes a whole number")?,
-                );
+                let value = reader.value(option, COMPACT_TAKES)?;
+                options.compact_after_records = Some(cli::number_in(
+                    option,
+                    value,
+                    1..=MAX_COMPACT_AFTER_RECORDS,
+                )?);
             }
-            "--dir" => options.dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--dir" => options.dir = PathBuf::from(reader.value(option, "a directory on a disk")?),
             "--telemetry-side" => {
-                options.telemetry_side = match it.next().map(String::as_str) {
-                    Some("on") => Some(true),
-                    Some("off") => Some(false),
-                    _ => bail!("--telemetry-side takes `on` or `off`"),
+                options.telemetry_side = match reader.value(option, "`on` or `off`")? {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    other => bail!("--telemetry-side takes `on` or `off`, got `{other}`"),
                 };
             }
             "--side-adapter" => {
-                options.side_on_file = match it.next().map(String::as_str) {
-                    Some("file") => true,
-                    Some("noop") => false,
-                    _ => bail!("--side-adapter takes `file` or `noop`"),
+                options.side_on_file = match reader.value(option, "`file` or `noop`")? {
+                    "file" => true,
+                    "noop" => false,
+                    other => bail!("--side-adapter takes `file` or `noop`, got `{other}`"),
                 };
             }
-            other => bail!(
-                "unknown option `{other}`; expected --tasks N, --concurrency 1,16,256, \
-                 --group-delay-us N, --compact-after-records N, --dir PATH, \
-                 --telemetry-side on|off, --side-adapter file|noop"
-            ),
+            other => return Err(reader.unknown(other)),
         }
     }
-    if options.tasks == 0 || options.concurrencies.contains(&0) {
-        bail!("--tasks and every --concurrency must be at least 1");
+    if reader.saw("--side-adapter") && options.telemetry_side.is_none() {
+        bail!(
+            "--side-adapter only applies with --telemetry-side on|off; add it or drop --side-adapter"
+        );
+    }
+    // Only `--telemetry-side` on the noop adapter keeps nothing on disk.
+    if options.telemetry_side.is_none() || options.side_on_file {
+        disk::require_disk(&options.dir)?;
     }
     Ok(options)
 }
@@ -383,9 +397,16 @@ impl TelemetrySink {
     }
 }
 
+/// The median of `rates`: the mean of the two middle ones when there is an even number (the
+/// 22 runs of each side), NaN when there are none.
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    let middle = rates.len() / 2;
+    match rates.len() {
+        0 => f64::NAN,
+        len if len % 2 == 0 => (rates[middle - 1] + rates[middle]) / 2.0,
+        _ => rates[middle],
+    }
 }
 
 async fn telemetry_overhead(options: &Options) -> anyhow::Result<Overhead> {
@@ -556,4 +577,16 @@ async fn measure(
         seconds,
         rate: options.tasks as f64 / seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert!(median(Vec::new()).is_nan());
+    }
 }

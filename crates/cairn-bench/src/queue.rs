@@ -17,8 +17,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use cairn_queue::{EnqueuedBy, Handoff, Outcome, Queue, QueueConfig, TaskSpec, Timestamp};
+
+use crate::cli::{self, OptionReader};
 
 /// Transitions per task: enqueue, start, complete.
 const TRANSITIONS_PER_TASK: u64 = 3;
@@ -66,23 +68,15 @@ impl Row {
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut max_exponent = 6u32;
     let mut dedup = true;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
+    let mut options = OptionReader::new("queue", args, "--max-exp 3..6 or --no-dedup");
+    while let Some(option) = options.next_option()? {
+        match option {
             "--max-exp" => {
-                let value = iter.next().context("--max-exp needs a value from 3 to 6")?;
-                max_exponent = value
-                    .parse()
-                    .with_context(|| format!("--max-exp `{value}` is not a number"))?;
-                ensure!(
-                    (3..=6).contains(&max_exponent),
-                    "--max-exp must be from 3 to 6, got {max_exponent}"
-                );
+                let value = options.value(option, "a whole number from 3 to 6")?;
+                max_exponent = cli::number_in(option, value, 3..=6)?;
             }
             "--no-dedup" => dedup = false,
-            other => {
-                bail!("unknown queue bench option `{other}`; expected --max-exp N or --no-dedup")
-            }
+            other => return Err(options.unknown(other)),
         }
     }
 
