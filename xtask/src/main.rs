@@ -194,31 +194,34 @@ fn deny() -> Result<(), String> {
     )
 }
 
+/// A release benchmark. Runs the bench directly rather than through `run`, so that its
+/// summary (the line an issue names) stays the last line printed.
 fn bench(args: &[String]) -> Result<(), String> {
     if args.is_empty() {
         return Err("usage: cargo xtask bench <queue|checkpoint|executor> [options]".to_owned());
     }
-    run(
-        "bench",
-        cargo()
-            .args(["run", "--release", "--locked", "-p", "cairn-bench", "--"])
-            .args(args),
-    )
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--locked", "-p", "cairn-bench", "--"])
+        .args(args);
+    run_last("bench", cmd)
 }
 
 /// The crash harness in a release build (`--iterations 10000` is the soak). The seed is
 /// printed first; a failure prints the command that replays it.
-///
-/// Runs the harness directly rather than through `run`, so that its summary stays the last
-/// line printed, and exits with the harness's own status when it fails.
 fn crash_test(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--locked", "-p", "cairn-crash", "--"])
         .args(args);
-    eprintln!("xtask: [crash-test] {cmd:?}");
+    run_last("crash-test", cmd)
+}
+
+/// Runs a command whose own last line is its summary: the command is printed before it and
+/// nothing after it, and a failure exits with the command's own status.
+fn run_last(label: &str, mut cmd: Command) -> Result<(), String> {
+    eprintln!("xtask: [{label}] {cmd:?}");
     let status = cmd
         .status()
-        .map_err(|e| format!("[crash-test] could not start: {e}"))?;
+        .map_err(|e| format!("[{label}] could not start: {e}"))?;
     if status.success() {
         Ok(())
     } else {
