@@ -666,7 +666,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         );
         println!("reopen of {} events: {reopen:.0} ms (target < 1000)", options.reopen_events);
         println!(
-            "checkpoint: file-sync {:.0}/s = {:.2}x raw fdatasync ({:.0}/s); file-group {:.0}/s; sled {:.0}/s; sqlite {:.0}/s; naive {:.0}/s; reopen 10^6 events {:.0} ms",
+            "checkpoint: file-sync {:.0}/s = {:.2}x raw fdatasync ({:.0}/s); file-group {:.0}/s; sled {:.0}/s; sqlite {:.0}/s; naive {:.0}/s; reopen {} events {:.0} ms",
             file_sync,
             file_sync / raw,
             raw,
@@ -674,15 +674,43 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             rate(Kind::Sled),
             rate(Kind::Sqlite),
             naive,
+            event_count(options.reopen_events),
             reopen
         );
         anyhow::Ok(())
     })
 }
 
+/// An event count as the summary names it: a power of ten as `10^k` (the default reopen is
+/// `10^6`, as the summary line has it), any other count in digits, so the summary
+/// never names a size that was not measured.
+fn event_count(events: usize) -> String {
+    let mut rest = events;
+    let mut exponent = 0;
+    while rest >= 10 && rest.is_multiple_of(10) {
+        rest /= 10;
+        exponent += 1;
+    }
+    if rest == 1 && exponent > 0 {
+        format!("10^{exponent}")
+    } else {
+        events.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{RAW_PREALLOCATED, RawWrite, raw_file, write_synced};
+    use super::{RAW_PREALLOCATED, RawWrite, event_count, raw_file, write_synced};
+
+    /// `--reopen-events 2000` must not be summarised as a reopen of 10^6 events.
+    #[test]
+    fn the_summary_names_the_reopen_size_that_was_measured() {
+        assert_eq!(event_count(1_000_000), "10^6");
+        assert_eq!(event_count(1_000), "10^3");
+        assert_eq!(event_count(2_000), "2000");
+        assert_eq!(event_count(1), "1");
+        assert_eq!(event_count(3_000_000), "3000000");
+    }
 
     /// The in-place baseline overwrites its preallocated zeros and never grows the file, so
     /// its fdatasync has no size to commit; the append baseline grows by every record.

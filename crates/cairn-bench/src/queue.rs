@@ -203,11 +203,22 @@ fn measure(max_exponent: u32, dedup: bool) -> anyhow::Result<Vec<Row>> {
                 shape,
                 exponent,
                 reps: row_times.len(),
-                median: row_times[row_times.len() / 2],
+                median: median(row_times),
             });
         }
     }
     Ok(rows)
+}
+
+/// The middle time of `sorted` (ascending), or the mean of the middle two when the count is
+/// even, so a row's median is not its upper-middle repetition.
+fn median(sorted: &[Duration]) -> Duration {
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => Duration::ZERO,
+        len if len % 2 == 0 => (sorted[middle - 1] + sorted[middle]) / 2,
+        _ => sorted[middle],
+    }
 }
 
 /// Builds and drains one DAG of `tasks` tasks, returning the time it took.
@@ -262,4 +273,24 @@ fn drain(shape: Shape, tasks: usize, dedup: bool) -> anyhow::Result<Duration> {
     // Freeing a million tasks is not a transition; keep it out of the timing.
     drop(queue);
     Ok(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::median;
+
+    /// The 10^5 row has ten repetitions: its median must not be the sixth-fastest alone.
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        let ms = |list: &[u64]| {
+            list.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(median(&ms(&[1, 2, 3, 5])), Duration::from_micros(2500));
+        assert_eq!(median(&ms(&[1, 2, 9])), Duration::from_millis(2));
+        assert_eq!(median(&[]), Duration::ZERO);
+    }
 }
