@@ -132,14 +132,17 @@ pub enum Error {
         reason: String,
         /// Where its state went, or why quarantining it failed.
         location: String,
-        /// The store's error (always a `cairn_checkpoint::Error`: downcast it), when the
-        /// store found the state bad (the open failed with `VersionMismatch`, `ForeignRun`
-        /// or `Unreadable`; `Corruption` is `Error::Open` instead); `None` when the executor found it unfit itself
-        /// (another run's id, a snapshot of another format version, events that do not
-        /// replay), which `reason` says. Boxed as a trait object, not as
-        /// `Box<cairn_checkpoint::Error>`: that keeps `Error` small (clippy's
-        /// `result_large_err`), and the source chain still yields the store's error itself,
-        /// where a `Box<cairn_checkpoint::Error>` would show up as the box and not downcast.
+        /// What found the state bad, typed (downcast it):
+        /// - a `cairn_checkpoint::Error` when the store did (the open failed with
+        ///   `VersionMismatch`, `ForeignRun` or `Unreadable`; `Corruption` is `Error::Open`
+        ///   instead);
+        /// - a `cairn_queue::Error` when the run's events do not replay;
+        /// - `None` when the executor found it unfit itself (another run's id, a snapshot of
+        ///   another format version), which `reason` says.
+        ///
+        /// Boxed as a trait object, not as one error type: that keeps `Error` small (clippy's
+        /// `result_large_err`), and the source chain still yields the error itself, where a
+        /// `Box<cairn_checkpoint::Error>` would show up as the box and not downcast.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },

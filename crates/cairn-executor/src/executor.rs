@@ -85,8 +85,12 @@ struct Adopted {
 
 /// Why a run found by the lookup is not adopted.
 enum Refusal {
-    /// Its state does not fit: quarantine it.
-    Unfit(String),
+    /// Its state does not fit: quarantine it. `source` is the queue's error when its events
+    /// do not replay, kept typed for `Error::AdoptRefused`.
+    Unfit {
+        reason: String,
+        source: Option<cairn_queue::Error>,
+    },
     /// It is not `running` (nobody claimed it), or someone else claimed or finished it
     /// meanwhile: leave it alone. `status` is the status it was found in.
     Gone { status: RunStatus, reason: String },
@@ -752,7 +756,7 @@ impl Executor {
                         .await
                     {
                         Ok(prepared) => return Ok(Some(prepared)),
-                        Err(Refusal::Unfit(reason)) => {
+                        Err(Refusal::Unfit { reason, .. }) => {
                             self.quarantine(&run_id, &reason, now).await;
                         }
                         Err(Refusal::Gone { status, reason }) => {
@@ -874,7 +878,7 @@ impl Executor {
             .await
         {
             Ok(prepared) => Ok(prepared),
-            Err(Refusal::Unfit(reason)) => {
+            Err(Refusal::Unfit { reason, source }) => {
                 let location = self
                     .quarantine(run_id, &reason, now)
                     .await
@@ -883,7 +887,7 @@ impl Executor {
                     run_id: run_id.clone(),
                     reason,
                     location,
-                    source: None,
+                    source: source.map(|error| Box::new(error) as _),
                 })
             }
             // Sound state that is not this caller's to drive: it stays where it is.
@@ -911,16 +915,22 @@ impl Executor {
         if let Some(reason) = unfit(plan, expected_id, &recovered.meta) {
             // Release the writer lock first, so the state can be moved aside.
             drop(checkpointer);
-            return Err(Refusal::Unfit(reason));
+            return Err(Refusal::Unfit {
+                reason,
+                source: None,
+            });
         }
         if let Some(snapshot) = &recovered.snapshot
             && snapshot.format_version != SNAPSHOT_FORMAT_VERSION
         {
             drop(checkpointer);
-            return Err(Refusal::Unfit(format!(
-                "snapshot format version {} is not {SNAPSHOT_FORMAT_VERSION}",
-                snapshot.format_version
-            )));
+            return Err(Refusal::Unfit {
+                reason: format!(
+                    "snapshot format version {} is not {SNAPSHOT_FORMAT_VERSION}",
+                    snapshot.format_version
+                ),
+                source: None,
+            });
         }
         if recovered.meta.status != RunStatus::Running {
             return Err(Refusal::Gone {
@@ -954,9 +964,10 @@ impl Executor {
             Ok(queue) => queue,
             Err(error) => {
                 drop(checkpointer);
-                return Err(Refusal::Unfit(format!(
-                    "its state does not replay: {error}"
-                )));
+                return Err(Refusal::Unfit {
+                    reason: format!("its state does not replay: {error}"),
+                    source: Some(error),
+                });
             }
         };
 

@@ -607,6 +607,60 @@ async fn an_adopt_refused_as_unfit_has_its_reason_and_no_store_source() {
     assert_eq!(ledger.total(), 0);
 }
 
+/// A journal that does not replay (a start of a task that was never enqueued) is refused by
+/// `Start::Adopt` with the queue's own error as the typed `source`, not only as text.
+#[tokio::test]
+async fn an_adopt_refused_for_a_journal_that_does_not_replay_keeps_the_queue_error() {
+    let store = MemoryFactory::new();
+    let never_enqueued: cairn_queue::TaskId = "7".parse().unwrap();
+    let old = plant_interrupted(
+        &store,
+        "old-run",
+        "wf",
+        "scope",
+        &[Event::Started {
+            id: never_enqueued,
+            attempt: 1,
+            at: cairn_queue::Timestamp(1),
+        }],
+    )
+    .await;
+    let ledger = Ledger::default();
+    let registry = Registry::new().with("work", recording(&ledger));
+    let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
+    let err = executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            common::adopt_start(&store, old.clone()).await,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err();
+    let Error::AdoptRefused {
+        ref run_id,
+        ref reason,
+        ..
+    } = err
+    else {
+        panic!("expected AdoptRefused, got {err:?}");
+    };
+    assert_eq!(*run_id, old);
+    assert!(reason.contains("does not replay"), "{reason}");
+    let source = std::error::Error::source(&err).expect("the queue's error is the source");
+    let queue_error = source
+        .downcast_ref::<cairn_queue::Error>()
+        .expect("the source is a cairn_queue::Error");
+    assert!(
+        reason.contains(&queue_error.to_string()),
+        "{reason} / {queue_error}"
+    );
+    assert_eq!(ledger.total(), 0);
+    assert!(
+        store.load_meta(&old).await.unwrap().is_none(),
+        "moved to quarantine"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_run_is_never_adopted_by_the_executors_own_lookup() {
     let store = MemoryFactory::new();
