@@ -544,6 +544,18 @@ async fn interrupted_run_behind(damage: Damage) -> (MemoryFactory, RunId, Execut
     (store, old, executor, ledger)
 }
 
+/// The error of `Start::Adopt` of `old` for a one-task plan of `wf` in `scope`.
+async fn adopt_error(executor: &Executor, store: &MemoryFactory, old: &RunId) -> Error {
+    executor
+        .run(
+            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
+            common::adopt_start(store, old.clone()).await,
+            RunSignals::default(),
+        )
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn state_naming_a_foreign_run_is_quarantined_not_adopted() {
     let (store, old, executor, _ledger) = interrupted_run_behind(Damage {
@@ -584,14 +596,7 @@ async fn an_adopt_refused_as_unfit_has_its_reason_and_no_store_source() {
         ..Damage::default()
     })
     .await;
-    let err = executor
-        .run(
-            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
-            common::adopt_start(&store, old.clone()).await,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = adopt_error(&executor, &store, &old).await;
     let Error::AdoptRefused {
         ref run_id,
         ref reason,
@@ -628,14 +633,7 @@ async fn an_adopt_refused_for_a_journal_that_does_not_replay_keeps_the_queue_err
     let ledger = Ledger::default();
     let registry = Registry::new().with("work", recording(&ledger));
     let executor = Executor::new(Arc::new(store.clone()), registry, config()).unwrap();
-    let err = executor
-        .run(
-            RunPlan::new("wf", "scope").phase(numbered_phase("p", 1)),
-            common::adopt_start(&store, old.clone()).await,
-            RunSignals::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = adopt_error(&executor, &store, &old).await;
     let Error::AdoptRefused {
         ref run_id,
         ref reason,
