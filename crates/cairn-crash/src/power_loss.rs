@@ -127,17 +127,42 @@ impl AckLog {
     }
 }
 
+/// Wraps each checkpointer a store hands out, between the store and the recorder.
+pub type CheckpointerLayer = dyn Fn(Box<dyn Checkpointer>) -> Box<dyn Checkpointer> + Send + Sync;
+
 /// A port decorator that writes down what the store acknowledged.
-#[derive(Debug)]
 pub struct AckRecordingFactory<F> {
     inner: F,
     log: Arc<AckLog>,
+    layer: Option<Arc<CheckpointerLayer>>,
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for AckRecordingFactory<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckRecordingFactory")
+            .field("inner", &self.inner)
+            .field("log", &self.log)
+            .field("layered", &self.layer.is_some())
+            .finish()
+    }
 }
 
 impl<F> AckRecordingFactory<F> {
     /// Wraps `inner`, recording into `log`.
     pub fn new(inner: F, log: Arc<AckLog>) -> Self {
-        AckRecordingFactory { inner, log }
+        AckRecordingFactory {
+            inner,
+            log,
+            layer: None,
+        }
+    }
+
+    /// Puts `layer` around each checkpointer `inner` hands out, inside the recorder: what
+    /// the recorder writes down is what the executor asked for, and the layer may change
+    /// what reaches the store (tests pass one that breaks a rule to prove it is caught).
+    pub fn with_checkpointer_layer(mut self, layer: Arc<CheckpointerLayer>) -> Self {
+        self.layer = Some(layer);
+        self
     }
 }
 
@@ -150,7 +175,10 @@ struct AckRecordingCheckpointer {
 #[async_trait]
 impl<F: CheckpointerFactory> CheckpointerFactory for AckRecordingFactory<F> {
     async fn begin(&self, meta: RunMeta) -> cairn_checkpoint::Result<Box<dyn Checkpointer>> {
-        let inner = self.inner.begin(meta).await?;
+        let mut inner = self.inner.begin(meta).await?;
+        if let Some(layer) = &self.layer {
+            inner = layer(inner);
+        }
         self.log.begun.store(true, Ordering::SeqCst);
         Ok(Box::new(AckRecordingCheckpointer {
             inner,
@@ -620,6 +648,23 @@ pub fn run_workload_over(
     tasks: usize,
     layer: &dyn Fn(DiskModel) -> Arc<dyn Filesystem>,
 ) -> Result<PowerLossTotals> {
+    run_workload_layered(seed, tasks, layer, None)
+}
+
+/// [`run_workload_over`] with `checkpointer_layer`, if any, around the run's checkpointer,
+/// inside the recorder (see [`AckRecordingFactory::with_checkpointer_layer`]). Tests pass a
+/// layer that changes what is appended or installed, to prove the exploration catches a
+/// store that recovers something other than what it was given.
+///
+/// # Errors
+///
+/// As [`run_workload`].
+pub fn run_workload_layered(
+    seed: u64,
+    tasks: usize,
+    layer: &dyn Fn(DiskModel) -> Arc<dyn Filesystem>,
+    checkpointer_layer: Option<Arc<CheckpointerLayer>>,
+) -> Result<PowerLossTotals> {
     let mut rng = SplitMix::new(seed);
     let every = 1 + rng.below(2);
     let offset = rng.below(every);
@@ -673,7 +718,10 @@ pub fn run_workload_over(
             .compact_after_records(compact_every)
             .queue_config(worker::queue_config())
             .build()?;
-        let factory = AckRecordingFactory::new(factory, Arc::clone(&log));
+        let mut factory = AckRecordingFactory::new(factory, Arc::clone(&log));
+        if let Some(layer) = checkpointer_layer {
+            factory = factory.with_checkpointer_layer(layer);
+        }
         let executor = Executor::new(
             Arc::new(factory),
             worker::registry(None),

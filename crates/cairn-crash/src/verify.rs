@@ -37,7 +37,8 @@ pub struct RunEvidence {
 pub struct Findings {
     /// Tasks in the finished run.
     pub tasks: u64,
-    /// Expected tasks missing or not done, completions whose body never ran, and
+    /// Expected tasks missing or not done, completions whose body never ran or failed
+    /// (a fail-first task done at attempt 1), and
     /// acknowledged completions the finished run does not hold (the task completed at
     /// another attempt).
     pub lost: u64,
@@ -359,6 +360,16 @@ fn check_ledger(
             found.lost += 1;
             found.problems.push(format!(
                 "task {} completed at attempt {completing} but the ledger has no body run of that attempt",
+                task.id
+            ));
+        }
+        // The body of a fail-first task's attempt 1 writes its ledger line and then fails, so
+        // the line alone does not show a completion: that attempt never succeeded, and a
+        // task done at it (a failure recorded as a completion) did not do its work.
+        if task.status == Status::Done && fail_first && completing == 1 {
+            found.lost += 1;
+            found.problems.push(format!(
+                "task {} is done at attempt 1, which fails on purpose: no attempt of it succeeded",
                 task.id
             ));
         }

@@ -336,3 +336,50 @@ fn an_attempt_run_twice_is_explained_only_by_as_many_task_released_records() {
     evidence.audit.push(released);
     assert_eq!(verify::verify(&dag, &evidence).violations(), 0);
 }
+
+#[test]
+fn a_fail_first_task_recorded_done_at_its_failing_attempt_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dag, mut evidence) = clean_run(dir.path(), 26);
+    // A fail-first task: attempt 1 failed on purpose, attempt 2 completed.
+    let task = evidence
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Completed { id, attempt: 2, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("seed 26 has a fail-first task");
+    // What a run that recorded the planned failure as a completion leaves: attempt 1 is the
+    // only attempt, its body ran (the ledger line comes before the failure) and it is done.
+    evidence.events.retain(|e| {
+        !matches!(e, Event::Failed { id, attempt: 1, .. } if *id == task)
+            && !matches!(e, Event::Started { id, attempt: 2, .. } if *id == task)
+    });
+    for event in &mut evidence.events {
+        if let Event::Completed { id, attempt, .. } = event
+            && *id == task
+        {
+            *attempt = 1;
+        }
+    }
+    evidence
+        .ledger
+        .entries
+        .retain(|e| !(e.task == task.0 && e.attempt == 2));
+    for ack in &mut evidence.acknowledged {
+        if ack.task == task.0 {
+            ack.attempt = 1;
+        }
+    }
+    let found = verify::verify(&dag, &evidence);
+    assert_eq!(found.lost, 1, "{:#?}", found.problems);
+    assert!(
+        found
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("task {task} is done at attempt 1"))),
+        "{:#?}",
+        found.problems
+    );
+}

@@ -144,10 +144,10 @@ pub enum Export {
     Otlp {
         /// The wire protocol.
         protocol: OtlpProtocol,
-        /// The collector's base URL (for HTTP, `/v1/traces` and `/v1/metrics` are appended,
-        /// as for `OTEL_EXPORTER_OTLP_ENDPOINT`). `None` reads the standard variables, then
-        /// falls back to the protocol's localhost default. An endpoint that is not an
-        /// `http://` or `https://` URL with a host is [`Error::InvalidEndpoint`].
+        /// The collector's base URL (for HTTP, `v1/traces` and `v1/metrics` join its path,
+        /// before any query, as for `OTEL_EXPORTER_OTLP_ENDPOINT`). `None` reads the standard
+        /// variables, then falls back to the protocol's localhost default. An endpoint that
+        /// is not an `http://` or `https://` URL with a host is [`Error::InvalidEndpoint`].
         endpoint: Option<String>,
     },
 }
@@ -948,6 +948,20 @@ fn endpoint_problem(endpoint: &str) -> Option<&'static str> {
     }
 }
 
+/// One signal's OTLP/HTTP URL under the base URL `base`: `path` (`v1/traces`) joins the base
+/// URL's path, and a query or fragment stays after it, so `http://host:4318/?x=1` gives
+/// `http://host:4318/v1/traces?x=1`. The specification appends the signal path to the base
+/// URL's path; appending it to the whole text would put it inside the query.
+#[cfg(feature = "otlp-http")]
+fn signal_url(base: &str, path: &str) -> String {
+    let after_scheme = base.find("://").map_or(0, |at| at + 3);
+    let end = base[after_scheme..]
+        .find(['?', '#'])
+        .map_or(base.len(), |at| after_scheme + at);
+    let (head, tail) = base.split_at(end);
+    format!("{}/{path}{tail}", head.trim_end_matches('/'))
+}
+
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 mod otlp {
     //! Exporter construction: one exporter per signal, each over the protocol its signal was
@@ -1008,32 +1022,53 @@ mod otlp {
         use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
 
         use super::exporter_error;
-        use crate::OtlpProtocol;
         use crate::error::Error;
+        use crate::{ENV_OTLP_ENDPOINT, ENV_OTLP_METRICS_ENDPOINT, ENV_OTLP_TRACES_ENDPOINT};
+        use crate::{OtlpProtocol, init::signal_url};
 
-        /// Sets the protocol, and the signal's URL when there is an explicit base URL: the
-        /// exporter uses an explicit endpoint verbatim, so the signal path is appended here
-        /// to give it the same meaning as `OTEL_EXPORTER_OTLP_ENDPOINT`.
-        fn configured<B: WithExportConfig>(builder: B, endpoint: Option<&str>, path: &str) -> B {
+        /// Sets the protocol, and the signal's URL when there is a base URL: the explicit
+        /// one, else `OTEL_EXPORTER_OTLP_ENDPOINT` unless the signal's own variable (used as
+        /// is, so left to the exporter) is set. The exporter appends the signal path to the
+        /// variable's whole text, after any query, so cairn builds the URL itself.
+        fn configured<B: WithExportConfig>(
+            builder: B,
+            endpoint: Option<&str>,
+            signal_variable: &str,
+            path: &str,
+        ) -> B {
             let builder = builder.with_protocol(Protocol::HttpBinary);
-            match endpoint {
-                Some(base) => {
-                    builder.with_endpoint(format!("{}/{path}", base.trim_end_matches('/')))
-                }
+            let is_set = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|value| !value.trim().is_empty())
+            };
+            let base = match endpoint {
+                Some(base) => Some(base.to_owned()),
+                None if is_set(signal_variable).is_some() => None,
+                None => is_set(ENV_OTLP_ENDPOINT),
+            };
+            match base {
+                Some(base) => builder.with_endpoint(signal_url(&base, path)),
                 None => builder,
             }
         }
 
         pub(super) fn spans(endpoint: Option<&str>) -> Result<SpanExporter, Error> {
-            configured(SpanExporter::builder().with_http(), endpoint, "v1/traces")
-                .build()
-                .map_err(exporter_error("traces", OtlpProtocol::HttpProtobuf))
+            configured(
+                SpanExporter::builder().with_http(),
+                endpoint,
+                ENV_OTLP_TRACES_ENDPOINT,
+                "v1/traces",
+            )
+            .build()
+            .map_err(exporter_error("traces", OtlpProtocol::HttpProtobuf))
         }
 
         pub(super) fn metrics(endpoint: Option<&str>) -> Result<MetricExporter, Error> {
             configured(
                 MetricExporter::builder().with_http(),
                 endpoint,
+                ENV_OTLP_METRICS_ENDPOINT,
                 "v1/metrics",
             )
             .build()

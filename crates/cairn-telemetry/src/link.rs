@@ -289,6 +289,21 @@ impl RunLinkTracer {
     }
 
     /// The wrapped SDK tracer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::link::{self, RunLinkTracer};
+    /// use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    ///
+    /// let provider = link::tracer_provider_builder().build();
+    /// let tracer = RunLinkTracer::new(provider.tracer("cairn"));
+    /// // A span started on the SDK tracer itself gets no run link.
+    /// let mut span = tracer.inner().start("plain");
+    /// assert!(span.span_context().is_valid());
+    /// span.end();
+    /// # provider.shutdown().ok();
+    /// ```
     pub fn inner(&self) -> &SdkTracer {
         &self.inner
     }

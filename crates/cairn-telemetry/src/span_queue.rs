@@ -200,21 +200,60 @@ impl SpanQueueConfig {
     }
 
     /// See [`SpanQueueConfig::with_max_queue_size`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// // Without the `OTEL_BSP_*` variables, the queue holds `SPAN_QUEUE_SIZE` spans.
+    /// let config = SpanQueueConfig::default();
+    /// assert_eq!(config.max_queue_size(), cairn_telemetry::SPAN_QUEUE_SIZE);
+    /// ```
     pub fn max_queue_size(&self) -> usize {
         self.max_queue_size
     }
 
     /// See [`SpanQueueConfig::with_max_export_batch_size`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_max_export_batch_size(64);
+    /// assert_eq!(config.max_export_batch_size(), 64);
+    /// ```
     pub fn max_export_batch_size(&self) -> usize {
         self.max_export_batch_size
     }
 
     /// See [`SpanQueueConfig::with_scheduled_delay`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_scheduled_delay(Duration::from_millis(50));
+    /// assert_eq!(config.scheduled_delay(), Duration::from_millis(50));
+    /// ```
     pub fn scheduled_delay(&self) -> Duration {
         self.scheduled_delay
     }
 
     /// See [`SpanQueueConfig::with_export_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cairn_telemetry::span_queue::SpanQueueConfig;
+    ///
+    /// let config = SpanQueueConfig::default().with_export_timeout(Duration::from_secs(3));
+    /// assert_eq!(config.export_timeout(), Duration::from_secs(3));
+    /// ```
     pub fn export_timeout(&self) -> Duration {
         self.export_timeout
     }

@@ -475,6 +475,29 @@ const CHILD_FILTER: &str = "CAIRN_TELEMETRY_TEST_FILTER";
 ///
 /// When the child fails, or when it did not run exactly one test (a renamed test would
 /// otherwise pass by running nothing).
+///
+/// # Examples
+///
+/// Not run here: it reruns the calling test binary, so it only works from a `#[test]` whose
+/// name is passed as `test`.
+///
+/// ```no_run
+/// use cairn_telemetry::{Config, Export};
+/// use cairn_telemetry::testing::in_child_with_filter;
+///
+/// // In `tests/quiet.rs`:
+/// #[test]
+/// fn quiet_by_default() {
+///     in_child_with_filter("quiet_by_default", "error", |filter| {
+///         let config = Config::new("test")
+///             .with_default_filter(filter)
+///             .with_export(Export::Off);
+///         let providers = cairn_telemetry::providers(&config).expect("providers");
+///         // ... compose `cairn_telemetry::export_layers(&config, &providers)` and check it.
+///         providers.shutdown().expect("shutdown");
+///     });
+/// }
+/// ```
 pub fn in_child_with_filter(test: &str, filter: &str, case: impl FnOnce(&str)) {
     if let Ok(filter) = std::env::var(CHILD_FILTER) {
         case(&filter);
