@@ -91,13 +91,7 @@ impl ExecutorRunner {
     /// let runs = Arc::new(MemoryFactory::new());
     /// let config = ExecutorConfig::default();
     /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?;
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// let done = runner.run(&request).await.expect("the run completes");
     /// assert!(done.run_id.is_some(), "a fresh run id, for `cairn show`");
     ///
@@ -152,13 +146,7 @@ impl ExecutorRunner {
     /// // The host's shutdown: the scheduler starts nothing more, and a run asked for is not begun.
     /// signals.shutdown.cancel();
     /// assert!(runner.is_stopping());
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// let not_started = runner.run(&request).await.expect_err("nothing runs");
     /// assert!(not_started.interrupted && not_started.run_id.is_none());
     /// # Ok(())
@@ -204,13 +192,7 @@ impl ExecutorRunner {
     /// let config = ExecutorConfig::default();
     /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?
     ///     .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()));
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// runner.run(&request).await.expect("the run completes");
     /// // The hook saw the run's id, which the store has.
     /// let run_id = begun.lock().unwrap().pop().expect("announced");

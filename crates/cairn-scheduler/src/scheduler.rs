@@ -806,13 +806,15 @@ impl Scheduler {
         report.missed_not_run += missed;
         let runs = plan.len();
         for (index, scheduled_for) in plan.into_iter().enumerate() {
-            let request = RunRequest {
-                job_id: job.id.clone(),
-                workflow: job.workflow.clone(),
-                input: job.input.clone(),
+            let mut request = RunRequest::new(
+                job.id.clone(),
+                job.workflow.clone(),
+                job.input.clone(),
                 scheduled_for,
-                started_at: self.jobs.clock().now(),
-            };
+                self.jobs.clock().now(),
+            )
+            .for_job(job.created_at, job.is_one_shot());
+            request.claimed_at = now;
             tracing::info!(target: names::DETAIL_TARGET, job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
             let outcome = match CatchPanic(self.runner.run(&request)).await {
                 Ok(outcome) => outcome,

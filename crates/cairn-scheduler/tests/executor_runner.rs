@@ -360,13 +360,13 @@ async fn no_second_run_starts_while_another_process_drives_the_job() {
         ))
         .await
         .unwrap();
-    let request = RunRequest {
-        job_id: JobId::new("nightly").unwrap(),
-        workflow: "ok".to_owned(),
-        input: String::new(),
-        scheduled_for: Timestamp(2),
-        started_at: Timestamp(2),
-    };
+    let request = RunRequest::new(
+        JobId::new("nightly").unwrap(),
+        "ok",
+        "",
+        Timestamp(2),
+        Timestamp(2),
+    );
     let refused = cairn_scheduler::JobRunner::run(&runner, &request)
         .await
         .expect_err("a live run of the job blocks a second one");
@@ -414,13 +414,13 @@ fn counting_begun(runner: ExecutorRunner) -> (Arc<std::sync::Mutex<Vec<String>>>
 }
 
 fn request(workflow: &str) -> RunRequest {
-    RunRequest {
-        job_id: JobId::new("nightly").unwrap(),
-        workflow: workflow.to_owned(),
-        input: String::new(),
-        scheduled_for: Timestamp(1_767_225_600_000),
-        started_at: Timestamp(1_767_225_600_000),
-    }
+    RunRequest::new(
+        JobId::new("nightly").unwrap(),
+        workflow,
+        "",
+        Timestamp(1_767_225_600_000),
+        Timestamp(1_767_225_600_000),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
