@@ -242,8 +242,10 @@ fn more_errors(later: &[Error]) -> String {
 /// job's future was dropped, or the store failed before the write landed; a write that
 /// landed though its answer was lost does complete it, see below). That run may have
 /// completed. A runner that finds earlier runs ([`JobRunner::finds_earlier_runs`]) can tell,
-/// so the job is handed to it as usual: `cairn scheduler`'s runner finds the job's earlier
-/// run in the run store, reports a completed one as the run's success without running
+/// so the job is handed to it as usual: `cairn scheduler`'s runner (and an `ExecutorRunner`
+/// built with `finding_earlier_runs`, whose plan source gives each job a scope of its own;
+/// without that promise it cannot tell which stored runs are the job's) finds the job's
+/// earlier run in the run store, reports a completed one as the run's success without running
 /// anything, and refuses a fresh run beside an unfinished or failed one until a person
 /// resumes or abandons it. With any other runner the scheduler cannot tell, so it does not
 /// start the job again: it sets the job `failed` with no next run (audited as
