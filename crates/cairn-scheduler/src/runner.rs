@@ -59,7 +59,7 @@ impl RunRequest {
     /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(60_000), Timestamp(61_000));
     /// assert_eq!(request.claimed_at, request.started_at);
     /// assert!(!request.one_shot);
-    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// # Ok::<(), cairn_scheduler::Error>(())
     /// ```
     pub fn new(
         job_id: JobId,
@@ -92,7 +92,7 @@ impl RunRequest {
     /// let request = RunRequest::new(JobId::new("once")?, "deploy", "", Timestamp(9), Timestamp(9))
     ///     .for_job(Timestamp(5), true);
     /// assert_eq!((request.job_created_at, request.one_shot), (Timestamp(5), true));
-    /// # Ok::<(), cairn_checkpoint::Error>(())
+    /// # Ok::<(), cairn_scheduler::Error>(())
     /// ```
     #[must_use]
     pub fn for_job(mut self, job_created_at: Timestamp, one_shot: bool) -> Self {
