@@ -109,7 +109,7 @@ pub struct AddArgs {
         allow_hyphen_values = true
     )]
     pub tz: Option<String>,
-    /// Run at a fixed interval (at least 1s): `30s`, `10m`, `1h30m`.
+    /// Run at a fixed interval (at least 1s, at most 36500d): `30s`, `10m`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub every: Option<Duration>,
     /// Run once, at an RFC 3339 time (`2026-01-01T09:00:00+01:00`); at once if it passed

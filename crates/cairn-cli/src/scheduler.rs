@@ -407,20 +407,21 @@ impl JobStore for WatchedJobs {
 /// std::fs::write(&file, "name = \"hello\"\n[[task]]\nid = \"greet\"\nrun = \"echo hi\"\n")?;
 /// let state = StateDir::open(&dir.path().join(".cairn"), Adapter::File)?;
 /// let plans = WorkflowFiles::new(state.clone());
-/// let request = RunRequest {
-///     job_id: JobId::new("greeter")?,
-///     workflow: file.display().to_string(),
-///     input: "weekly".to_owned(),
-///     scheduled_for: Timestamp(0),
-///     started_at: Timestamp(0),
-/// };
+/// let request = RunRequest::new(
+///     JobId::new("greeter")?,
+///     file.display().to_string(),
+///     "weekly",
+///     Timestamp(0),
+///     Timestamp(0),
+/// );
 /// let plan = plans.plan(&request)?;
 /// assert_eq!((plan.scope.as_str(), plan.input.as_str()), ("job-greeter", "weekly"));
 /// // The workflow is recorded with the run, so `cairn resume <run>` rebuilds the same plan.
 /// let run_id = plan.run_id.expect("a fresh run id");
 /// assert_eq!(state.load_origin(&run_id)?.name, "hello");
 ///
-/// let missing = RunRequest { workflow: "/no/such/file.toml".to_owned(), ..request };
+/// let mut missing = request.clone();
+/// missing.workflow = "/no/such/file.toml".to_owned();
 /// assert!(plans.plan(&missing).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -388,6 +388,43 @@ fn every_refused_schedule_names_the_job() {
     }
 }
 
+#[test]
+fn an_absurd_interval_or_time_is_refused_as_usage_and_nothing_is_stored() {
+    let sandbox = Sandbox::new();
+    sandbox.write("echo.toml", ECHO);
+    let job = "typo";
+    let refused: [&[&str]; 4] = [
+        // Its first run would be in the year 11 million: it used to be accepted.
+        &["--every", "99999999999h"],
+        // Just over the longest interval allowed (36500 days).
+        &["--every", "36500d1ms"],
+        // Past what a millisecond count holds.
+        &["--every", "99999999999999999999h"],
+        // Past the last year RFC 3339 writes.
+        &["--at", "10000-01-01T00:00:00Z"],
+    ];
+    for schedule in refused {
+        let mut args = vec!["jobs", "add", "echo.toml", job];
+        args.extend_from_slice(schedule);
+        let output = sandbox.run(&args);
+        assert_eq!(
+            code(&output),
+            Some(USAGE),
+            "{args:?}: {} {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    let output = sandbox.run(&["jobs", "add", "echo.toml", job, "--every", "99999999999h"]);
+    assert_contains(&text(&output.stderr), "at most 36500 days");
+    assert!(show(&sandbox, job).is_none(), "no job was stored");
+    // The longest interval allowed is taken.
+    ok(
+        &sandbox,
+        &["jobs", "add", "echo.toml", job, "--every", "36500d"],
+    );
+}
+
 /// Adds job `broken` (every second; its one task exits 3 and is not retried), whose circuit
 /// breaker trips at its first failed run.
 fn add_broken_job(sandbox: &Sandbox) {

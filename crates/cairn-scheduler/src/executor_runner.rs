@@ -43,16 +43,22 @@ pub trait PlanSource: Send + Sync + Debug + 'static {
 /// failed under it (a checkpoint write failed, or recording its end did) is
 /// `RunFailed::store_failed`: counted, and noted on the job. One the store could not begin
 /// is a plain counted failure with no run id (nothing was stored under it). Otherwise the
-/// run id is reported either way, so `cairn show <run>` finds it. It does not look for a
-/// one-shot job's earlier runs (`JobRunner::finds_earlier_runs` is `false`), so the
-/// scheduler holds a one-shot job whose earlier run was never recorded for a person
-/// instead of handing it here.
+/// run id is reported either way, so `cairn show <run>` finds it.
+///
+/// By default it does not look for a one-shot job's earlier runs
+/// (`JobRunner::finds_earlier_runs` is `false`), so the scheduler holds a one-shot job whose
+/// earlier run was never recorded for a person instead of handing it here. The run store
+/// knows a run only by its workflow and scope, not by the job that began it, so whether a
+/// run is this job's depends on the plan source: a host whose plan source gives each job a
+/// scope of its own opts in with [`ExecutorRunner::finding_earlier_runs`].
 #[derive(Debug)]
 pub struct ExecutorRunner {
     executor: Executor,
     factory: Arc<dyn CheckpointerFactory>,
     plans: Arc<dyn PlanSource>,
     signals: RunSignals,
+    /// Looks for a one-shot job's earlier runs in its plan's scope before starting one.
+    finds_earlier_runs: bool,
 }
 
 impl ExecutorRunner {
@@ -91,13 +97,7 @@ impl ExecutorRunner {
     /// let runs = Arc::new(MemoryFactory::new());
     /// let config = ExecutorConfig::default();
     /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?;
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// let done = runner.run(&request).await.expect("the run completes");
     /// assert!(done.run_id.is_some(), "a fresh run id, for `cairn show`");
     ///
@@ -119,6 +119,7 @@ impl ExecutorRunner {
             factory,
             plans,
             signals: RunSignals::default(),
+            finds_earlier_runs: false,
         })
     }
 
@@ -152,13 +153,7 @@ impl ExecutorRunner {
     /// // The host's shutdown: the scheduler starts nothing more, and a run asked for is not begun.
     /// signals.shutdown.cancel();
     /// assert!(runner.is_stopping());
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// let not_started = runner.run(&request).await.expect_err("nothing runs");
     /// assert!(not_started.interrupted && not_started.run_id.is_none());
     /// # Ok(())
@@ -167,6 +162,113 @@ impl ExecutorRunner {
     pub fn with_signals(mut self, signals: RunSignals) -> Self {
         self.signals = signals;
         self
+    }
+
+    /// Looks for a one-shot job's earlier runs before it starts one, so the scheduler hands
+    /// it a one-shot job whose earlier run was claimed and never recorded
+    /// (`JobRunner::finds_earlier_runs` becomes `true`).
+    ///
+    /// Only for a plan source that gives each job a scope of its own, which no run of
+    /// another job (nor any other run) shares: the runs of the plan's scope created since
+    /// the job was (`RunRequest::job_created_at`) are taken to be the job's. Before a
+    /// one-shot job's run, a completed one of them is reported as this run's success and
+    /// nothing runs; while one is `running`, `paused` or `failed`, nothing starts
+    /// (`RunFailed::interrupted`, not counted) until a person resumes or abandons it. An
+    /// abandoned one does not stop the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_checkpoint::{CheckpointerFactory, JobId, MemoryFactory, RunMeta, RunStatus};
+    /// use cairn_executor::{ExecutorConfig, Registry, RunPlan};
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::{ExecutorRunner, JobRunner, PlanSource, RunRequest};
+    ///
+    /// /// Each job's runs in a scope named after the job.
+    /// #[derive(Debug)]
+    /// struct JobScopes;
+    /// impl PlanSource for JobScopes {
+    ///     fn plan(&self, request: &RunRequest) -> Result<RunPlan, String> {
+    ///         Ok(RunPlan::new(request.workflow.clone(), request.job_id.as_str()))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runs = Arc::new(MemoryFactory::new());
+    /// // The job's earlier run, which completed; its outcome never reached the job store.
+    /// let earlier = cairn_checkpoint::RunId::new("r-earlier")?;
+    /// let meta = RunMeta::new(earlier.clone(), "deploy", "release", "", Timestamp(10));
+    /// drop(runs.begin(meta).await?);
+    /// let swapped = runs.compare_and_swap_status(&earlier, RunStatus::Running, RunStatus::Completed);
+    /// swapped.await?.expect("the run is running");
+    ///
+    /// let config = ExecutorConfig::default();
+    /// let runner = ExecutorRunner::new(runs, Registry::new(), config, Arc::new(JobScopes))?
+    ///     .finding_earlier_runs();
+    /// assert!(runner.finds_earlier_runs());
+    /// let request = RunRequest::new(JobId::new("release")?, "deploy", "", Timestamp(20), Timestamp(20))
+    ///     .for_job(Timestamp(5), true);
+    /// let done = runner.run(&request).await.expect("the earlier run completed");
+    /// assert_eq!(done.run_id.as_deref(), Some("r-earlier"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn finding_earlier_runs(mut self) -> Self {
+        self.finds_earlier_runs = true;
+        self
+    }
+
+    /// For a one-shot job, when this runner finds earlier runs: what its earlier run in the
+    /// plan's scope settles (see [`ExecutorRunner::finding_earlier_runs`]); `None` when
+    /// there is none and a fresh run starts.
+    async fn earlier_run_settles(
+        &self,
+        request: &RunRequest,
+        plan: &RunPlan,
+    ) -> Option<Result<RunSucceeded, RunFailed>> {
+        if !(self.finds_earlier_runs && request.one_shot) {
+            return None;
+        }
+        // Any workflow: the job's workflow may have been renamed since its earlier run.
+        let filter = RunFilter {
+            workflow: None,
+            scope: Some(plan.scope.clone()),
+            statuses: vec![
+                RunStatus::Completed,
+                RunStatus::Running,
+                RunStatus::Paused,
+                RunStatus::Failed,
+            ],
+        };
+        let runs: Vec<_> = match self.factory.list(&filter).await {
+            // Runs from before the job was created belong to an earlier job of the same id.
+            Ok(runs) => runs
+                .into_iter()
+                .filter(|meta| meta.created_at >= request.job_created_at)
+                .collect(),
+            Err(err) => {
+                return Some(Err(RunFailed::new(format!(
+                    "job {}: cannot check for an earlier run of this one-shot job: {err}",
+                    request.job_id
+                ))));
+            }
+        };
+        if let Some(done) = runs.iter().find(|m| m.status == RunStatus::Completed) {
+            return Some(Ok(RunSucceeded {
+                run_id: Some(done.run_id.to_string()),
+            }));
+        }
+        let unfinished = runs.first()?;
+        Some(Err(RunFailed::interrupted(
+            Some(unfinished.run_id.to_string()),
+            format!(
+                "job {}: run {} of this one-shot job is {}, not completed; a one-shot job runs once, so no fresh run starts until it is resumed or abandoned",
+                request.job_id, unfinished.run_id, unfinished.status
+            ),
+        )))
     }
 
     /// Calls `hook` with a run's id once the run is durably begun, before any of its tasks
@@ -204,13 +306,7 @@ impl ExecutorRunner {
     /// let config = ExecutorConfig::default();
     /// let runner = ExecutorRunner::new(runs.clone(), registry, config, Arc::new(OneStep))?
     ///     .on_begun(move |run_id| seen.lock().unwrap().push(run_id.clone()));
-    /// let request = RunRequest {
-    ///     job_id: JobId::new("nightly")?,
-    ///     workflow: "nightly".to_owned(),
-    ///     input: String::new(),
-    ///     scheduled_for: Timestamp(0),
-    ///     started_at: Timestamp(0),
-    /// };
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(0), Timestamp(0));
     /// runner.run(&request).await.expect("the run completes");
     /// // The hook saw the run's id, which the store has.
     /// let run_id = begun.lock().unwrap().pop().expect("announced");
@@ -374,6 +470,9 @@ impl JobRunner for ExecutorRunner {
         }
         let mut plan = self.plans.plan(request).map_err(RunFailed::new)?;
         self.refuse_while_driven_elsewhere(request, &plan).await?;
+        if let Some(settled) = self.earlier_run_settles(request, &plan).await {
+            return settled;
+        }
         let run_id = match plan.run_id.clone() {
             Some(planned) => {
                 self.refuse_a_stored_run_id(&planned).await?;
@@ -444,6 +543,11 @@ impl JobRunner for ExecutorRunner {
     /// further tick (this runner would start no run for it anyway).
     fn is_stopping(&self) -> bool {
         self.signals.shutdown.is_cancelled()
+    }
+
+    /// Only when the host opted in with [`ExecutorRunner::finding_earlier_runs`].
+    fn finds_earlier_runs(&self) -> bool {
+        self.finds_earlier_runs
     }
 }
 

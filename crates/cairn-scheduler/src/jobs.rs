@@ -170,7 +170,7 @@ impl Jobs {
     /// ```
     pub async fn add(&self, new: NewJob) -> Result<Job> {
         new.schedule
-            .validate()
+            .validate_new()
             .map_err(|err| err.for_job(&new.id))?;
         if new.max_consecutive_errors == 0 {
             return Err(Error::InvalidJob {

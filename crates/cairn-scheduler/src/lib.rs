@@ -136,7 +136,7 @@ pub use job::{
 pub use jobs::{JobDamage, Jobs, MAX_NAME_BYTES, ReadableJobs, UnreadableJob};
 pub use left_out::{LeftOutTracker, what_to_do_about};
 pub use runner::{JobRunner, RunFailed, RunRequest, RunSucceeded};
-pub use schedule::{MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
+pub use schedule::{MAX_INTERVAL, MIN_INTERVAL, NamedZone, Schedule, TZ_DATABASE_VERSION, Zone};
 pub use scheduler::{
     CatchUp, DEFAULT_MAX_RUNNING_JOBS, RunRecord, Scheduler, SchedulerConfig, TickFailed,
     TickReport,

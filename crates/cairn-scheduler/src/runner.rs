@@ -15,7 +15,11 @@ use cairn_checkpoint::JobId;
 use cairn_queue::Timestamp;
 
 /// One run the scheduler wants started.
+///
+/// `#[non_exhaustive]`: build one with [`RunRequest::new`], then set the job's facts
+/// ([`RunRequest::for_job`]) a runner needs; fields may be added in a minor release.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunRequest {
     /// The job.
     pub job_id: JobId,
@@ -27,6 +31,75 @@ pub struct RunRequest {
     pub scheduled_for: Timestamp,
     /// When the scheduler started it.
     pub started_at: Timestamp,
+    /// When the scheduler claimed the job's tick this run is for (stored as the job's
+    /// `last_run_at`, and as a one-shot job's `ClaimedRun::claimed_at`). Earlier than
+    /// `started_at` for the later runs of one claim (`CatchUp::All`).
+    pub claimed_at: Timestamp,
+    /// When the job was created: runs in the run store from before it belong to an earlier
+    /// job that had the same id, not to this one.
+    pub job_created_at: Timestamp,
+    /// Whether the job is one-shot (`Schedule::Once`): it must run at most once, so a
+    /// runner that finds earlier runs ([`JobRunner::finds_earlier_runs`]) looks for them
+    /// before it starts this one.
+    pub one_shot: bool,
+}
+
+impl RunRequest {
+    /// A request for a run of `job_id`'s `workflow` with `input`, for schedule time
+    /// `scheduled_for`, started and claimed at `started_at`, of a repeating job created at
+    /// time 0 (set the job's facts with [`RunRequest::for_job`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::JobId;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::RunRequest;
+    ///
+    /// let request = RunRequest::new(JobId::new("nightly")?, "nightly", "", Timestamp(60_000), Timestamp(61_000));
+    /// assert_eq!(request.claimed_at, request.started_at);
+    /// assert!(!request.one_shot);
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
+    pub fn new(
+        job_id: JobId,
+        workflow: impl Into<String>,
+        input: impl Into<String>,
+        scheduled_for: Timestamp,
+        started_at: Timestamp,
+    ) -> Self {
+        RunRequest {
+            job_id,
+            workflow: workflow.into(),
+            input: input.into(),
+            scheduled_for,
+            started_at,
+            claimed_at: started_at,
+            job_created_at: Timestamp(0),
+            one_shot: false,
+        }
+    }
+
+    /// The same request for a job created at `job_created_at`, one-shot or not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_checkpoint::JobId;
+    /// use cairn_queue::Timestamp;
+    /// use cairn_scheduler::RunRequest;
+    ///
+    /// let request = RunRequest::new(JobId::new("once")?, "deploy", "", Timestamp(9), Timestamp(9))
+    ///     .for_job(Timestamp(5), true);
+    /// assert_eq!((request.job_created_at, request.one_shot), (Timestamp(5), true));
+    /// # Ok::<(), cairn_scheduler::Error>(())
+    /// ```
+    #[must_use]
+    pub fn for_job(mut self, job_created_at: Timestamp, one_shot: bool) -> Self {
+        self.job_created_at = job_created_at;
+        self.one_shot = one_shot;
+        self
+    }
 }
 
 /// A run that finished successfully.

@@ -492,6 +492,11 @@ pub enum Schedule {
 /// The shortest interval a job may have.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest interval a new job may have: 36,500 days, about a hundred years. No job waits
+/// longer between runs; a longer one is a typo (`--every 99999999999h` would first run in
+/// the year 11 million), so it is refused rather than stored as a job that never runs.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(36_500 * 86_400);
+
 impl Schedule {
     /// A cron schedule, checked with `croner`.
     ///
@@ -533,7 +538,8 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// `Error::InvalidSchedule` when `interval` is shorter than [`MIN_INTERVAL`].
+    /// `Error::InvalidSchedule` when `interval` is shorter than [`MIN_INTERVAL`] or longer
+    /// than [`MAX_INTERVAL`].
     ///
     /// # Examples
     ///
@@ -550,14 +556,40 @@ impl Schedule {
     ///     Schedule::every(Duration::from_millis(999)),
     ///     Err(Error::InvalidSchedule { .. })
     /// ));
+    /// // A typo's interval, which would first fire in the year 11 million.
+    /// assert!(matches!(
+    ///     Schedule::every(Duration::from_secs(99_999_999_999 * 3600)),
+    ///     Err(Error::InvalidSchedule { .. })
+    /// ));
     /// # Ok::<(), cairn_scheduler::Error>(())
     /// ```
     pub fn every(interval: Duration) -> Result<Schedule> {
         let schedule = Schedule::Every {
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         };
-        schedule.validate()?;
+        schedule.validate_new()?;
         Ok(schedule)
+    }
+
+    /// Checks a schedule for a new job: [`Schedule::validate`], and an interval no longer
+    /// than [`MAX_INTERVAL`]. A stored job is not held to that bound (see `validate`).
+    pub(crate) fn validate_new(&self) -> Result<()> {
+        self.validate()?;
+        match self {
+            Schedule::Every { interval_ms }
+                if u128::from(*interval_ms) > MAX_INTERVAL.as_millis() =>
+            {
+                Err(Error::InvalidSchedule {
+                    job: None,
+                    expression: format!("every {interval_ms} ms"),
+                    reason: format!(
+                        "an interval must be at most {} days (about a hundred years); one this long is most likely a typo",
+                        MAX_INTERVAL.as_secs() / 86_400
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A one-shot schedule.
@@ -579,6 +611,10 @@ impl Schedule {
     }
 
     /// Checks a schedule (for example one read back from storage or built by hand).
+    ///
+    /// An interval longer than [`MAX_INTERVAL`] passes here: new jobs are refused one
+    /// (`Schedule::every`, `Jobs::add`), but a job an earlier build stored with one still
+    /// reads back (it is harmless: its next time is computed without overflow).
     ///
     /// # Errors
     ///

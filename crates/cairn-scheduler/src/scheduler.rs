@@ -242,8 +242,10 @@ fn more_errors(later: &[Error]) -> String {
 /// job's future was dropped, or the store failed before the write landed; a write that
 /// landed though its answer was lost does complete it, see below). That run may have
 /// completed. A runner that finds earlier runs ([`JobRunner::finds_earlier_runs`]) can tell,
-/// so the job is handed to it as usual: `cairn scheduler`'s runner finds the job's earlier
-/// run in the run store, reports a completed one as the run's success without running
+/// so the job is handed to it as usual: `cairn scheduler`'s runner (and an `ExecutorRunner`
+/// built with `finding_earlier_runs`, whose plan source gives each job a scope of its own;
+/// without that promise it cannot tell which stored runs are the job's) finds the job's
+/// earlier run in the run store, reports a completed one as the run's success without running
 /// anything, and refuses a fresh run beside an unfinished or failed one until a person
 /// resumes or abandons it. With any other runner the scheduler cannot tell, so it does not
 /// start the job again: it sets the job `failed` with no next run (audited as
@@ -806,13 +808,15 @@ impl Scheduler {
         report.missed_not_run += missed;
         let runs = plan.len();
         for (index, scheduled_for) in plan.into_iter().enumerate() {
-            let request = RunRequest {
-                job_id: job.id.clone(),
-                workflow: job.workflow.clone(),
-                input: job.input.clone(),
+            let mut request = RunRequest::new(
+                job.id.clone(),
+                job.workflow.clone(),
+                job.input.clone(),
                 scheduled_for,
-                started_at: self.jobs.clock().now(),
-            };
+                self.jobs.clock().now(),
+            )
+            .for_job(job.created_at, job.is_one_shot());
+            request.claimed_at = now;
             tracing::info!(target: names::DETAIL_TARGET, job_id = %job.id, scheduled_for = scheduled_for.0, "scheduler starts a run");
             let outcome = match CatchPanic(self.runner.run(&request)).await {
                 Ok(outcome) => outcome,

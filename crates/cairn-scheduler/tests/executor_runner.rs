@@ -360,13 +360,13 @@ async fn no_second_run_starts_while_another_process_drives_the_job() {
         ))
         .await
         .unwrap();
-    let request = RunRequest {
-        job_id: JobId::new("nightly").unwrap(),
-        workflow: "ok".to_owned(),
-        input: String::new(),
-        scheduled_for: Timestamp(2),
-        started_at: Timestamp(2),
-    };
+    let request = RunRequest::new(
+        JobId::new("nightly").unwrap(),
+        "ok",
+        "",
+        Timestamp(2),
+        Timestamp(2),
+    );
     let refused = cairn_scheduler::JobRunner::run(&runner, &request)
         .await
         .expect_err("a live run of the job blocks a second one");
@@ -414,13 +414,13 @@ fn counting_begun(runner: ExecutorRunner) -> (Arc<std::sync::Mutex<Vec<String>>>
 }
 
 fn request(workflow: &str) -> RunRequest {
-    RunRequest {
-        job_id: JobId::new("nightly").unwrap(),
-        workflow: workflow.to_owned(),
-        input: String::new(),
-        scheduled_for: Timestamp(1_767_225_600_000),
-        started_at: Timestamp(1_767_225_600_000),
-    }
+    RunRequest::new(
+        JobId::new("nightly").unwrap(),
+        workflow,
+        "",
+        Timestamp(1_767_225_600_000),
+        Timestamp(1_767_225_600_000),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,4 +504,100 @@ async fn a_run_the_store_could_not_begin_names_no_run() {
     // Nothing was stored: the message's "not begun" is true.
     let stored = runs.list(&RunFilter::default()).await.unwrap();
     assert!(stored.is_empty(), "{stored:?}");
+}
+
+/// A one-shot job whose run completed but whose outcome never reached the job store: an
+/// `ExecutorRunner` that finds earlier runs is handed it at the retry time, and reports the
+/// earlier run as the job's success without running the workflow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecorded_completed_one_shot_run_is_found_and_not_run_again() {
+    use cairn_checkpoint::fault::{FaultOp, FaultPlan, FaultTiming, FaultyJobStore};
+    let runs = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "ok",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let runner = one_task_runner(&runs, registry).finding_earlier_runs();
+    let faults = FaultPlan::new();
+    let store = FaultyJobStore::new(MemoryJobStore::new(), faults.clone());
+    let clock = ManualClock::new(Timestamp(1_000));
+    let scheduler = Scheduler::new(Arc::new(store), Arc::new(runner), Arc::new(clock.clone()));
+    let id = JobId::new("release").unwrap();
+    scheduler
+        .jobs()
+        .add(NewJob::new(
+            id.clone(),
+            "release",
+            Schedule::once(Timestamp(2_000)),
+            "ok",
+        ))
+        .await
+        .unwrap();
+    clock.set(Timestamp(2_000));
+    // The claim lands; the write recording the run's outcome does not.
+    faults.fail_nth(
+        FaultOp::JobPut,
+        faults.calls(FaultOp::JobPut) + 2,
+        FaultTiming::Before,
+    );
+    let err = scheduler.tick().await.unwrap_err();
+    let all = RunFilter::default();
+    assert_eq!(runs.list(&all).await.unwrap().len(), 1, "{err:?}");
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    assert!(job.claimed_run.is_some());
+    clock.set(job.next_run_at.expect("a retry time"));
+    let report = scheduler.tick().await.unwrap();
+    assert!(
+        report.unrecorded.is_empty(),
+        "handed to the runner, not held"
+    );
+    let job = scheduler.jobs().show(&id).await.unwrap();
+    assert_eq!((job.status, job.claimed_run), (JobStatus::Completed, None));
+    assert_eq!(
+        runs.list(&all).await.unwrap().len(),
+        1,
+        "the workflow did not run a second time"
+    );
+}
+
+/// Before a one-shot job's run, an `ExecutorRunner` that finds earlier runs starts nothing
+/// beside the job's failed run (not counted), and ignores runs from before the job was created
+/// (an earlier job of the same id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_earlier_one_shot_run_holds_the_job_and_older_runs_do_not_count() {
+    use cairn_checkpoint::{RunId, RunMeta};
+    let runs = MemoryFactory::new();
+    let registry = Registry::new().with(
+        "ok",
+        handler_fn(|_ctx| async { Ok(Finish::Complete(Handoff::default())) }),
+    );
+    let runner = one_task_runner(&runs, registry).finding_earlier_runs();
+    let store = |id: &str, created: u64, status: RunStatus| {
+        let runs = runs.clone();
+        let id = RunId::new(id).unwrap();
+        async move {
+            let meta = RunMeta::new(id.clone(), "ok", "nightly", "", Timestamp(created));
+            drop(runs.begin(meta).await.unwrap());
+            if status != RunStatus::Running {
+                runs.compare_and_swap_status(&id, RunStatus::Running, status)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+    };
+    // A completed run of an earlier job with the same id, then this job's failed run.
+    store("r-old", 10, RunStatus::Completed).await;
+    store("r-failed", 30, RunStatus::Failed).await;
+    let request = request("ok").for_job(Timestamp(20), true);
+    let held = JobRunner::run(&runner, &request)
+        .await
+        .expect_err("held for a person");
+    assert!(held.interrupted, "not counted: {held:?}");
+    assert_eq!(held.run_id.as_deref(), Some("r-failed"));
+    assert_eq!(runs.list(&RunFilter::default()).await.unwrap().len(), 2);
+    // A repeating job's runs are not looked at: it runs afresh.
+    let repeating = request.clone().for_job(Timestamp(20), false);
+    JobRunner::run(&runner, &repeating).await.expect("runs");
+    assert_eq!(runs.list(&RunFilter::default()).await.unwrap().len(), 3);
 }

@@ -124,8 +124,14 @@ async fn a_schedule_that_never_fires_is_refused_by_add() {
             "year-2020",
             Schedule::cron("0 0 0 1 1 * 2020", Zone::Utc).unwrap(),
         ),
-        // Too long to add to now: it used to be stored active with no next run.
-        ("forever", Schedule::every(Duration::MAX).unwrap()),
+        // Too long to add to now (built by hand: `Schedule::every` refuses it): it used to be
+        // stored active with no next run.
+        (
+            "forever",
+            Schedule::Every {
+                interval_ms: u64::MAX,
+            },
+        ),
     ];
     for (name, schedule) in never {
         for paused in [false, true] {
@@ -161,7 +167,10 @@ async fn a_schedule_that_never_fires_is_refused_by_add() {
 
 #[test]
 fn an_interval_past_the_end_of_time_never_fires_before_or_after_its_anchor() {
-    let schedule = Schedule::every(Duration::from_millis(u64::MAX)).unwrap();
+    // Built by hand: `Schedule::every` refuses it, but an earlier build may have stored it.
+    let schedule = Schedule::Every {
+        interval_ms: u64::MAX,
+    };
     let anchor = cairn_queue::Timestamp(1_000);
     assert_eq!(
         schedule
@@ -330,4 +339,52 @@ fn a_cron_job_in_a_named_zone_near_the_end_of_time_never_fires_instead_of_panick
             }
         }
     }
+}
+
+#[tokio::test]
+async fn an_interval_longer_than_a_hundred_years_is_refused_for_a_new_job() {
+    use cairn_scheduler::MAX_INTERVAL;
+    // `--every 99999999999h`: it used to be accepted, first due in the year 11 million.
+    let typo = Duration::from_secs(99_999_999_999 * 3600);
+    for interval in [typo, MAX_INTERVAL + Duration::from_millis(1), Duration::MAX] {
+        assert!(
+            matches!(
+                Schedule::every(interval),
+                Err(Error::InvalidSchedule { .. })
+            ),
+            "{interval:?}"
+        );
+    }
+    let rig = Rig::memory();
+    // Built by hand, `add` refuses it too, naming the job; nothing is stored.
+    let hand_built = Schedule::Every {
+        interval_ms: u64::try_from(typo.as_millis()).unwrap(),
+    };
+    let err = rig
+        .scheduler
+        .jobs()
+        .add(NewJob::new(
+            id("typo"),
+            "typo",
+            hand_built.clone(),
+            "wf.toml",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidSchedule { job: Some(job), .. } if job.as_str() == "typo"),
+        "{err:?}"
+    );
+    assert!(rig.store.list().await.unwrap().is_empty());
+    // A stored job with one (from an earlier build) still reads back.
+    assert!(hand_built.validate().is_ok());
+    // The longest interval allowed is accepted.
+    let longest = Schedule::every(MAX_INTERVAL).unwrap();
+    let job = rig
+        .scheduler
+        .jobs()
+        .add(NewJob::new(id("longest"), "longest", longest, "wf.toml"))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Active);
 }
