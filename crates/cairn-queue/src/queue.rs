@@ -462,7 +462,8 @@ impl Queue {
     ///
     /// [`Error::InvalidEvent`] when the event does not fit the state: an unknown task, a
     /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
-    /// id that is not the next id, and so on.
+    /// id that is not the next id, a `Started` earlier than the task's retry backoff allows,
+    /// and so on: every event no operation could have built.
     ///
     /// # Examples
     ///
@@ -501,6 +502,18 @@ impl Queue {
             return Err(invalid_event(format!(
                 "the event about task {about} carries a value nested more than \
                  {MAX_VALUE_DEPTH} levels deep"
+            )));
+        }
+        // `start` refuses a task whose backoff has not passed at the `now` it records as the
+        // event's `at`, so a start earlier than `not_before` is one no operation wrote. It is
+        // checked here, not in `apply_keyed`, because `start` checked it already.
+        if let Event::Started { id, at, .. } = event
+            && let Some(task) = self.get(*id)
+            && task.status == Status::Pending
+            && let Some(not_before) = task.not_before.filter(|not_before| not_before > at)
+        {
+            return Err(invalid_event(format!(
+                "started {id} at {at}, before its retry backoff ends at {not_before}"
             )));
         }
         self.apply_keyed(event, None)

@@ -274,6 +274,56 @@ fn retryable_failure_with_attempts_left_waits_for_retry_at() {
     assert_eq!(q.next_wakeup(), None);
 }
 
+/// `start` refuses a task whose backoff has not passed at the time it records, so replay
+/// refuses a `Started` event that is earlier; one at or after `not_before` replays, whatever
+/// the start's `now` was.
+#[test]
+fn a_replayed_start_before_the_backoff_ends_is_refused() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 3);
+    q.start(a, T0).unwrap();
+    q.fail(
+        a,
+        TaskError::new("http", "503"),
+        true,
+        Timestamp(100),
+        Timestamp(10),
+    )
+    .unwrap();
+    let before = q.snapshot();
+    let early = Event::Started {
+        id: a,
+        attempt: 2,
+        at: Timestamp(99),
+    };
+    let error = q.apply(&early).unwrap_err();
+    assert!(matches!(error, Error::InvalidEvent { .. }), "{error:?}");
+    assert_eq!(q.snapshot(), before, "a refused start changes nothing");
+    // Exactly at the end of the backoff, as `start` allows it.
+    let on_time = Event::Started {
+        id: a,
+        attempt: 2,
+        at: Timestamp(100),
+    };
+    q.apply(&on_time).unwrap();
+    assert_eq!(status(&q, a), Status::Running);
+    // A live start long after the backoff replays too.
+    let mut live = queue();
+    let b = add_attempts(&mut live, "b", &[], 3);
+    live.start(b, T0).unwrap();
+    live.fail(
+        b,
+        TaskError::new("http", "503"),
+        true,
+        Timestamp(100),
+        Timestamp(10),
+    )
+    .unwrap();
+    live.start(b, Timestamp(5_000)).unwrap();
+    let replayed = Queue::replay(None, &live.take_events(), QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), live.snapshot());
+}
+
 #[test]
 fn retryable_failure_on_last_attempt_is_permanent() {
     let mut q = queue();
