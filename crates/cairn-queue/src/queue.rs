@@ -1753,6 +1753,18 @@ impl Queue {
                 // before the guard compared floats exactly may hold two tasks with one key,
                 // and the later one's limit can still be amended.
                 let moved = task.dedup && !canonical_eq(&task.inputs, inputs);
+                // `amend` refuses the same: a parent that may run again would enqueue the
+                // old inputs, and the guard would no longer find this task.
+                if moved
+                    && let EnqueuedBy::Task(parent) = task.enqueued_by
+                    && !self.tasks[parent.0 as usize].status.satisfies_dependents()
+                {
+                    return Err(invalid_event(format!(
+                        "amended {id}, a follow-up of {parent} under the dedup guard, to new \
+                         inputs while {parent} is {}",
+                        self.tasks[parent.0 as usize].status
+                    )));
+                }
                 let fresh = if moved {
                     let hash = crate::canonical::dedup_hash(&task.kind, inputs);
                     match self.find_duplicate(hash, &task.kind, inputs) {

@@ -683,6 +683,51 @@ fn amend_refuses_inputs_nested_too_deep() {
     ));
 }
 
+/// Replay holds an `Amended` event to `amend`'s follow-up rule: new inputs for a guarded
+/// follow-up whose parent may run again are refused; the same inputs (a new limit only), an
+/// unguarded follow-up, and a follow-up of a finished parent replay.
+#[test]
+fn a_replayed_amend_of_a_guarded_follow_up_of_a_parent_not_done_is_refused() {
+    let mut q = queue();
+    let parent = add(&mut q, "parent", &[]);
+    q.start(parent, T0).unwrap();
+    let follow_up =
+        |q: &mut Queue, spec: TaskSpec| q.enqueue(spec, EnqueuedBy::Task(parent), T0).unwrap().id;
+    let child = follow_up(&mut q, TaskSpec::new("child").inputs(json!({ "url": "a" })));
+    let free = follow_up(
+        &mut q,
+        TaskSpec::new("free").inputs(json!(1)).without_dedup(),
+    );
+    let amended = |id: TaskId, inputs: serde_json::Value| Event::Amended {
+        id,
+        inputs,
+        max_attempts: 5,
+        at: T0,
+    };
+    // Running, then pending again after a crash: either way it may enqueue `child` again.
+    for step in ["running", "pending"] {
+        let before = q.snapshot();
+        let error = q.apply(&amended(child, json!({ "url": "a-fixed" })));
+        assert!(
+            matches!(error, Err(Error::InvalidEvent { .. })),
+            "{step}: {error:?}"
+        );
+        assert_eq!(
+            q.snapshot(),
+            before,
+            "{step}: a refused event changes nothing"
+        );
+        q.recover(T0);
+    }
+    q.apply(&amended(child, json!({ "url": "a" }))).unwrap();
+    q.apply(&amended(free, json!(2))).unwrap();
+    q.start(parent, T0).unwrap();
+    q.complete(parent, Handoff::default(), T0).unwrap();
+    q.apply(&amended(child, json!({ "url": "a-fixed" })))
+        .unwrap();
+    assert_eq!(q.get(child).unwrap().inputs, json!({ "url": "a-fixed" }));
+}
+
 /// Review 52 F8: a follow-up under the dedup guard keeps its inputs while its parent may run
 /// again and enqueue them once more; once the parent is done, it may be amended.
 #[test]
