@@ -1747,8 +1747,7 @@ impl Queue {
                     return Err(invalid_event(format!("amended {id}: {reason}")));
                 }
                 // The guard keeps one task per key: the new inputs get an entry unless this
-                // task already holds them; another task holding them is an error. The old
-                // entry stays, and lookups skip it because they compare the task itself.
+                // task already holds them; another task holding them is an error.
                 // Unchanged inputs leave the guard alone, as `amend` does: a journal from
                 // before the guard compared floats exactly may hold two tasks with one key,
                 // and the later one's limit can still be amended.
@@ -1780,8 +1779,13 @@ impl Queue {
                 } else {
                     None
                 };
+                // The task's own entry, if it has one, moves to the new key, so a task never
+                // holds two and the index never has more entries than the queue has tasks.
                 if let Some(hash) = fresh {
-                    self.dedup.insert(hash, i);
+                    let old_hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
+                    if !self.dedup.rekey(i, old_hash, hash) {
+                        self.dedup.insert(hash, i);
+                    }
                 }
                 let task = &mut self.tasks[i];
                 let old = std::mem::replace(&mut task.inputs, inputs.clone());
@@ -2232,5 +2236,40 @@ fn find_cycle(tasks: &[Task]) -> Option<Vec<TaskId>> {
             .iter()
             .map(|dep| dep.0 as usize)
             .find(|&dep| waiting[dep] > 0)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The dedup index's size is private, so the bound on it is tested here.
+
+    use super::{Queue, QueueConfig};
+    use crate::task::{EnqueuedBy, TaskSpec, Timestamp};
+    use serde_json::json;
+
+    /// Entries are stored as `u32`s plus one (`dedup.rs`), which is safe only while the index
+    /// never holds more entries than the queue holds tasks: amending inputs back and forth
+    /// must move a task's entry, not add one each time.
+    #[test]
+    fn amending_inputs_never_grows_the_dedup_index_past_one_entry_per_task() {
+        let mut q = Queue::new(QueueConfig::default());
+        let now = Timestamp(0);
+        let a = q.enqueue(TaskSpec::new("a").inputs(json!(0)), EnqueuedBy::Root, now);
+        let a = a.expect("enqueue").id;
+        let b = q.enqueue(TaskSpec::new("a").inputs(json!("b")), EnqueuedBy::Root, now);
+        let b = b.expect("enqueue").id;
+        for n in 1..300 {
+            q.amend(a, json!(n % 7), None, now).expect("amend");
+            assert!(q.dedup.len() <= q.len(), "{} entries", q.dedup.len());
+        }
+        // The guard still finds both tasks by their inputs as they are, and not by old ones.
+        let found = |q: &mut Queue, inputs| {
+            let spec = TaskSpec::new("a").inputs(inputs);
+            q.enqueue(spec, EnqueuedBy::Root, now).expect("enqueue")
+        };
+        assert_eq!(found(&mut q, json!(299 % 7)).id, a);
+        assert_eq!(found(&mut q, json!("b")).id, b);
+        let fresh = found(&mut q, json!(0));
+        assert!(!fresh.existing, "old inputs no longer name `a`");
     }
 }
