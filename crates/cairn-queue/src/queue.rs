@@ -123,6 +123,15 @@ impl StatusCounts {
     }
 
     /// The number of tasks over all statuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::StatusCounts;
+    ///
+    /// let counts = StatusCounts { pending: 2, done: 3, failed: 1, ..StatusCounts::default() };
+    /// assert_eq!(counts.total(), 6);
+    /// ```
     pub fn total(&self) -> usize {
         self.pending + self.running + self.done + self.skipped + self.failed + self.blocked
     }
@@ -288,6 +297,16 @@ fn first_duplicate(ids: &[TaskId]) -> Option<TaskId> {
 
 impl Queue {
     /// An empty queue with the given bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let q = Queue::new(QueueConfig { max_tasks: 100, ..QueueConfig::default() });
+    /// assert!(q.is_empty());
+    /// assert_eq!(q.config().max_tasks, 100);
+    /// ```
     pub fn new(config: QueueConfig) -> Queue {
         Queue {
             config,
@@ -313,6 +332,15 @@ impl Queue {
     }
 
     /// The bounds this queue enforces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let q = Queue::new(QueueConfig::default());
+    /// assert_eq!(q.config().default_max_attempts, 3);
+    /// ```
     pub fn config(&self) -> &QueueConfig {
         &self.config
     }
@@ -448,6 +476,19 @@ impl Queue {
 
     /// The state as a [`SnapshotView`]: serializes exactly like [`Queue::snapshot`]'s
     /// result, borrowing the tasks instead of copying them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let borrowed = serde_json::to_string(&q.snapshot_view()).expect("a view serializes");
+    /// let copied = serde_json::to_string(&q.snapshot()).expect("a snapshot serializes");
+    /// assert_eq!(borrowed, copied);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn snapshot_view(&self) -> SnapshotView<'_> {
         SnapshotView { queue: self }
     }
@@ -524,6 +565,20 @@ impl Queue {
     /// A host that writes events in a loop should prefer [`Queue::events`] and
     /// [`Queue::clear_events`]: the outbox then keeps its capacity, so steady work allocates
     /// no new outbox per batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Event, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let id = q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(id, Timestamp(1))?;
+    /// let events = q.take_events();
+    /// assert!(matches!(events[..], [Event::Enqueued { .. }, Event::Started { .. }]));
+    /// assert!(q.events().is_empty(), "taken events leave the outbox");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.outbox)
     }
@@ -548,6 +603,19 @@ impl Queue {
     }
 
     /// Empties the outbox once its events are written, keeping its capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// // ... the host writes `q.events()` durably, then:
+    /// q.clear_events();
+    /// assert!(q.events().is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn clear_events(&mut self) {
         self.outbox.clear();
     }
@@ -1210,6 +1278,19 @@ impl Queue {
     }
 
     /// Whether phase `index` was recorded complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.start_phase(0, "build")?;
+    /// assert!(!q.phase_completed(0));
+    /// q.complete_phase(0, "build")?;
+    /// assert!(q.phase_completed(0));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn phase_completed(&self, index: u32) -> bool {
         self.phases_completed.contains(&index)
     }
@@ -1253,6 +1334,20 @@ impl Queue {
     ///
     /// It may already have passed, which means such a task is due now; `None` means no ready
     /// task waits for a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskError, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.next_wakeup(), None, "`a` waits for no time");
+    /// q.start(a, Timestamp(0))?;
+    /// q.fail(a, TaskError::new("http", "503"), true, Timestamp(30), Timestamp(1))?;
+    /// assert_eq!(q.next_wakeup(), Some(Timestamp(30)));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         self.delayed.first().map(|(at, _)| *at)
     }
@@ -1261,6 +1356,21 @@ impl Queue {
     ///
     /// A pending task can always start eventually (the queue never holds a pending task under a
     /// failed one: such tasks are `blocked`), so this is "nothing running, nothing pending".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert!(!q.is_drained());
+    /// q.start(a, Timestamp(0))?;
+    /// assert!(!q.is_drained(), "`a` is running");
+    /// q.complete(a, Handoff::default(), Timestamp(1))?;
+    /// assert!(q.is_drained());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn is_drained(&self) -> bool {
         self.counts.running == 0 && self.counts.pending == 0
     }
@@ -1301,31 +1411,109 @@ impl Queue {
     }
 
     /// The task with this id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskId, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.get(a).map(|task| task.status), Some(Status::Pending));
+    /// assert!(q.get(TaskId(9)).is_none());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn get(&self, id: TaskId) -> Option<&Task> {
         usize::try_from(id.0).ok().and_then(|i| self.tasks.get(i))
     }
 
     /// Every task, in id order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.enqueue(TaskSpec::new("render"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let kinds: Vec<&str> = q.tasks().map(|task| task.kind.as_str()).collect();
+    /// assert_eq!(kinds, ["fetch", "render"]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter()
     }
 
     /// Number of tasks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?; // the dedup guard's
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
 
     /// Whether the queue holds no task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// assert!(q.is_empty());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
 
     /// Counts per status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.enqueue(TaskSpec::new("b"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.start(a, Timestamp(0))?;
+    /// let counts = q.counts();
+    /// assert_eq!((counts.pending, counts.running, counts.total()), (1, 1, 2));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn counts(&self) -> StatusCounts {
         self.counts
     }
 
     /// Counts per status for each kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("fetch").inputs(1.into()), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.enqueue(TaskSpec::new("fetch").inputs(2.into()), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.start(a, Timestamp(0))?;
+    /// let by_kind = q.counts_by_kind();
+    /// assert_eq!((by_kind["fetch"].pending, by_kind["fetch"].running), (1, 1));
+    /// assert!(!by_kind.contains_key("render"));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn counts_by_kind(&self) -> BTreeMap<String, StatusCounts> {
         self.kinds
             .iter()
