@@ -236,6 +236,8 @@ mod tests {
     //! The table is private, and collisions cannot be forced through the public API, so
     //! these tests drive it directly.
 
+    use proptest::prelude::*;
+
     use super::DedupIndex;
 
     #[test]
@@ -340,6 +342,62 @@ mod tests {
             vec![0]
         );
         assert_eq!(index.len(), 200, "moving adds no entry");
+    }
+
+    /// One step of `rekey_and_insert_agree_with_a_plain_map`.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Insert(u64),
+        Rekey(usize, u64),
+    }
+
+    /// Hashes from a few tags whose low bits often agree, so chains are long and shared.
+    fn hash() -> impl Strategy<Value = u64> {
+        (0u64..24, any::<u32>()).prop_map(|(tag, low)| (tag % 3 | tag << 20) << 32 | u64::from(low))
+    }
+
+    proptest! {
+        /// Every task's entry is found under its current tag and under no other, through
+        /// held-back batches, linking and growth, whatever order inserts and moves come in.
+        #[test]
+        fn rekey_and_insert_agree_with_a_plain_map(
+            steps in prop::collection::vec(
+                prop_oneof![
+                    hash().prop_map(Step::Insert),
+                    (0usize..400, hash()).prop_map(|(task, to)| Step::Rekey(task, to)),
+                ],
+                1..400,
+            )
+        ) {
+            let mut index = DedupIndex::default();
+            let mut model: Vec<u64> = Vec::new();
+            let tag = |hash: u64| hash >> 32;
+            for step in steps {
+                match step {
+                    Step::Insert(hash) => {
+                        index.insert(hash, model.len());
+                        model.push(hash);
+                    }
+                    Step::Rekey(task, to) => {
+                        let Some(&from) = model.get(task) else {
+                            prop_assert!(!index.rekey(task, to, to), "no task {} yet", task);
+                            continue;
+                        };
+                        prop_assert!(index.rekey(task, from, to));
+                        model[task] = to;
+                    }
+                }
+                prop_assert_eq!(index.len(), model.len());
+            }
+            for probe in model.iter().copied() {
+                let mut found: Vec<usize> = index.candidates(probe).collect();
+                found.sort_unstable();
+                let expected: Vec<usize> = (0..model.len())
+                    .filter(|&task| tag(model[task]) == tag(probe))
+                    .collect();
+                prop_assert_eq!(found, expected);
+            }
+        }
     }
 
     #[test]
