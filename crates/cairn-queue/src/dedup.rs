@@ -353,7 +353,8 @@ mod tests {
 
     /// Hashes from a few tags whose low bits often agree, so chains are long and shared.
     fn hash() -> impl Strategy<Value = u64> {
-        (0u64..24, any::<u32>()).prop_map(|(tag, low)| (tag % 3 | tag << 20) << 32 | u64::from(low))
+        (0u64..24, any::<u32>())
+            .prop_map(|(tag, low)| (((tag % 3) | (tag << 20)) << 32) | u64::from(low))
     }
 
     proptest! {
