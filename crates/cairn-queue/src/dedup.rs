@@ -17,7 +17,8 @@
 //! Tags may repeat: every entry with the probed tag is a candidate, and the caller confirms a
 //! candidate against the task itself, so a collision can never merge two different tasks.
 //! The filter and the heads are built from the entries alone, so both are rebuilt when the
-//! bucket count grows. Entries are never removed, because tasks are never removed.
+//! bucket count grows. Entries are never removed, because tasks are never removed; the entry
+//! of a task whose inputs are amended moves to its new tag (`rekey`), so a task has one at most.
 
 /// Entries per bucket, on average, before the bucket count doubles.
 const MAX_ENTRIES_PER_BUCKET: usize = 2;
@@ -37,6 +38,12 @@ const FILTER_BITS: u32 = 4;
 
 /// "No entry" in a chain head or link; an entry number is stored plus one.
 const NONE: u32 = 0;
+
+// A task holds at most one entry (an amended task's entry moves with it, see `rekey`), so
+// there are never more entries than tasks. Entry `n` is stored as `n + 1` and task indexes
+// as they are, so both fit a `u32` as long as the queue's hard task limit is below
+// `u32::MAX`; this keeps that true.
+const _: () = assert!(crate::queue::MAX_TASKS_HARD_LIMIT < u32::MAX as usize);
 
 /// One indexed task.
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +137,56 @@ impl DedupIndex {
         }
     }
 
+    /// Moves `task`'s entry from `old`'s tag to `new`'s, for a task whose inputs changed, so
+    /// that it keeps one entry rather than gaining a second one. Returns `false`, changing
+    /// nothing, when the task has no entry under `old`. Walks one chain; amendments only.
+    pub(crate) fn rekey(&mut self, task: usize, old: u64, new: u64) -> bool {
+        let (old_tag, new_tag) = (tag_of(old), tag_of(new));
+        let is_it = |entry: &Entry| entry.tag == old_tag && entry.task as usize == task;
+        let held_back = self.entries[self.placed..]
+            .iter_mut()
+            .find(|entry| is_it(entry));
+        let moved = if let Some(entry) = held_back {
+            // Not linked yet: `link_from` will link it under its new tag.
+            entry.tag = new_tag;
+            true
+        } else if self.heads.is_empty() {
+            false
+        } else {
+            let mask = self.heads.len() - 1;
+            let bucket = old_tag as usize & mask;
+            // The link that names the current entry: the bucket's head, then each `next`.
+            let mut previous: Option<usize> = None;
+            let mut link = self.heads[bucket];
+            let mut found = false;
+            while let Some(at) = link.checked_sub(1).map(|at| at as usize) {
+                let entry = self.entries[at];
+                if is_it(&entry) {
+                    match previous {
+                        None => self.heads[bucket] = entry.next,
+                        Some(before) => self.entries[before].next = entry.next,
+                    }
+                    let target = new_tag as usize & mask;
+                    self.entries[at].tag = new_tag;
+                    self.entries[at].next = self.heads[target];
+                    self.heads[target] = link;
+                    found = true;
+                    break;
+                }
+                previous = Some(at);
+                link = entry.next;
+            }
+            found
+        };
+        if moved {
+            // The old tag's filter bits stay set: the filter may say "maybe" wrongly, never
+            // "no" wrongly.
+            let (word, bits) = filter_position(new_tag, self.filter.len());
+            self.filter[word] |= bits;
+        }
+        moved
+    }
+
     /// Links every entry from `first` on into its bucket's chain.
     fn link_from(&mut self, first: usize) {
         let mask = self.heads.len() - 1;
@@ -166,12 +223,20 @@ impl DedupIndex {
     fn held_back(&self) -> usize {
         self.entries.len() - self.placed
     }
+
+    /// Entries in all.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     //! The table is private, and collisions cannot be forced through the public API, so
     //! these tests drive it directly.
+
+    use proptest::prelude::*;
 
     use super::DedupIndex;
 
@@ -227,6 +292,113 @@ mod tests {
             index.candidates(0xAAAA_0000_0000_0001).collect::<Vec<_>>(),
             vec![0]
         );
+    }
+
+    #[test]
+    fn rekey_moves_a_held_back_or_linked_entry_and_leaves_its_chain_whole() {
+        let mut index = DedupIndex::default();
+        // Tags that share their low bits share a bucket, so these three form one chain.
+        let same_bucket = |n: u64| (n << 48) << 8 | 0x0000_0005_0000_0000;
+        for n in 0..3u64 {
+            index.insert(same_bucket(n + 1), n as usize);
+        }
+        let moved_to = 0x7777_0006_0000_0000;
+        // Held back: only the tag changes.
+        assert!(index.rekey(1, same_bucket(2), moved_to));
+        assert_eq!(index.candidates(moved_to).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(index.candidates(same_bucket(2)).count(), 0);
+        // Linked: fill a batch so every entry is placed, then move the middle of the chain.
+        for n in 3..200u64 {
+            index.insert(n.wrapping_mul(0x9E37_79B9_7F4A_7C15), n as usize);
+        }
+        assert!(index.placed > 2, "the three chained entries are linked");
+        assert!(index.rekey(1, moved_to, same_bucket(9)));
+        assert!(index.rekey(2, same_bucket(3), same_bucket(8)));
+        assert_eq!(
+            index.candidates(same_bucket(1)).collect::<Vec<_>>(),
+            vec![0]
+        );
+        assert_eq!(
+            index.candidates(same_bucket(9)).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(
+            index.candidates(same_bucket(8)).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(index.candidates(moved_to).count(), 0);
+        assert_eq!(index.candidates(same_bucket(3)).count(), 0);
+        for n in 3..200u64 {
+            let hash = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert!(
+                index.candidates(hash).any(|i| i == n as usize),
+                "entry {n} lost"
+            );
+        }
+        // No entry for that task under that tag: nothing moves.
+        assert!(!index.rekey(0, same_bucket(2), same_bucket(7)));
+        assert_eq!(
+            index.candidates(same_bucket(1)).collect::<Vec<_>>(),
+            vec![0]
+        );
+        assert_eq!(index.len(), 200, "moving adds no entry");
+    }
+
+    /// One step of `rekey_and_insert_agree_with_a_plain_map`.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Insert(u64),
+        Rekey(usize, u64),
+    }
+
+    /// Hashes from a few tags whose low bits often agree, so chains are long and shared.
+    fn hash() -> impl Strategy<Value = u64> {
+        (0u64..24, any::<u32>())
+            .prop_map(|(tag, low)| (((tag % 3) | (tag << 20)) << 32) | u64::from(low))
+    }
+
+    proptest! {
+        /// Every task's entry is found under its current tag and under no other, through
+        /// held-back batches, linking and growth, whatever order inserts and moves come in.
+        #[test]
+        fn rekey_and_insert_agree_with_a_plain_map(
+            steps in prop::collection::vec(
+                prop_oneof![
+                    hash().prop_map(Step::Insert),
+                    (0usize..400, hash()).prop_map(|(task, to)| Step::Rekey(task, to)),
+                ],
+                1..400,
+            )
+        ) {
+            let mut index = DedupIndex::default();
+            let mut model: Vec<u64> = Vec::new();
+            let tag = |hash: u64| hash >> 32;
+            for step in steps {
+                match step {
+                    Step::Insert(hash) => {
+                        index.insert(hash, model.len());
+                        model.push(hash);
+                    }
+                    Step::Rekey(task, to) => {
+                        let Some(&from) = model.get(task) else {
+                            prop_assert!(!index.rekey(task, to, to), "no task {} yet", task);
+                            continue;
+                        };
+                        prop_assert!(index.rekey(task, from, to));
+                        model[task] = to;
+                    }
+                }
+                prop_assert_eq!(index.len(), model.len());
+            }
+            for probe in model.iter().copied() {
+                let mut found: Vec<usize> = index.candidates(probe).collect();
+                found.sort_unstable();
+                let expected: Vec<usize> = (0..model.len())
+                    .filter(|&task| tag(model[task]) == tag(probe))
+                    .collect();
+                prop_assert_eq!(found, expected);
+            }
+        }
     }
 
     #[test]

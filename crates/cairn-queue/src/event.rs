@@ -134,6 +134,17 @@ pub enum Event {
 
 impl Event {
     /// The task this event is about, if it is about one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Event, TaskId, Timestamp};
+    ///
+    /// let started = Event::Started { id: TaskId(3), attempt: 1, at: Timestamp(0) };
+    /// assert_eq!(started.task_id(), Some(TaskId(3)));
+    /// let phase = Event::PhaseStarted { index: 0, name: "build".to_owned() };
+    /// assert_eq!(phase.task_id(), None);
+    /// ```
     pub fn task_id(&self) -> Option<TaskId> {
         match self {
             Event::Enqueued { id, .. }

@@ -123,6 +123,15 @@ impl StatusCounts {
     }
 
     /// The number of tasks over all statuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::StatusCounts;
+    ///
+    /// let counts = StatusCounts { pending: 2, done: 3, failed: 1, ..StatusCounts::default() };
+    /// assert_eq!(counts.total(), 6);
+    /// ```
     pub fn total(&self) -> usize {
         self.pending + self.running + self.done + self.skipped + self.failed + self.blocked
     }
@@ -288,6 +297,16 @@ fn first_duplicate(ids: &[TaskId]) -> Option<TaskId> {
 
 impl Queue {
     /// An empty queue with the given bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let q = Queue::new(QueueConfig { max_tasks: 100, ..QueueConfig::default() });
+    /// assert!(q.is_empty());
+    /// assert_eq!(q.config().max_tasks, 100);
+    /// ```
     pub fn new(config: QueueConfig) -> Queue {
         Queue {
             config,
@@ -313,6 +332,15 @@ impl Queue {
     }
 
     /// The bounds this queue enforces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let q = Queue::new(QueueConfig::default());
+    /// assert_eq!(q.config().default_max_attempts, 3);
+    /// ```
     pub fn config(&self) -> &QueueConfig {
         &self.config
     }
@@ -448,6 +476,19 @@ impl Queue {
 
     /// The state as a [`SnapshotView`]: serializes exactly like [`Queue::snapshot`]'s
     /// result, borrowing the tasks instead of copying them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let borrowed = serde_json::to_string(&q.snapshot_view()).expect("a view serializes");
+    /// let copied = serde_json::to_string(&q.snapshot()).expect("a snapshot serializes");
+    /// assert_eq!(borrowed, copied);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn snapshot_view(&self) -> SnapshotView<'_> {
         SnapshotView { queue: self }
     }
@@ -462,7 +503,8 @@ impl Queue {
     ///
     /// [`Error::InvalidEvent`] when the event does not fit the state: an unknown task, a
     /// transition from the wrong status, an attempt number that does not match, an `Enqueued`
-    /// id that is not the next id, and so on.
+    /// id that is not the next id, a `Started` earlier than the task's retry backoff allows,
+    /// and so on: every event no operation could have built.
     ///
     /// # Examples
     ///
@@ -503,6 +545,18 @@ impl Queue {
                  {MAX_VALUE_DEPTH} levels deep"
             )));
         }
+        // `start` refuses a task whose backoff has not passed at the `now` it records as the
+        // event's `at`, so a start earlier than `not_before` is one no operation wrote. It is
+        // checked here, not in `apply_keyed`, because `start` checked it already.
+        if let Event::Started { id, at, .. } = event
+            && let Some(task) = self.get(*id)
+            && task.status == Status::Pending
+            && let Some(not_before) = task.not_before.filter(|not_before| not_before > at)
+        {
+            return Err(invalid_event(format!(
+                "started {id} at {at}, before its retry backoff ends at {not_before}"
+            )));
+        }
         self.apply_keyed(event, None)
     }
 
@@ -511,6 +565,20 @@ impl Queue {
     /// A host that writes events in a loop should prefer [`Queue::events`] and
     /// [`Queue::clear_events`]: the outbox then keeps its capacity, so steady work allocates
     /// no new outbox per batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Event, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let id = q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.start(id, Timestamp(1))?;
+    /// let events = q.take_events();
+    /// assert!(matches!(events[..], [Event::Enqueued { .. }, Event::Started { .. }]));
+    /// assert!(q.events().is_empty(), "taken events leave the outbox");
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.outbox)
     }
@@ -535,6 +603,19 @@ impl Queue {
     }
 
     /// Empties the outbox once its events are written, keeping its capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// // ... the host writes `q.events()` durably, then:
+    /// q.clear_events();
+    /// assert!(q.events().is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn clear_events(&mut self) {
         self.outbox.clear();
     }
@@ -1197,6 +1278,19 @@ impl Queue {
     }
 
     /// Whether phase `index` was recorded complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{Queue, QueueConfig};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.start_phase(0, "build")?;
+    /// assert!(!q.phase_completed(0));
+    /// q.complete_phase(0, "build")?;
+    /// assert!(q.phase_completed(0));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn phase_completed(&self, index: u32) -> bool {
         self.phases_completed.contains(&index)
     }
@@ -1240,6 +1334,20 @@ impl Queue {
     ///
     /// It may already have passed, which means such a task is due now; `None` means no ready
     /// task waits for a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskError, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.next_wakeup(), None, "`a` waits for no time");
+    /// q.start(a, Timestamp(0))?;
+    /// q.fail(a, TaskError::new("http", "503"), true, Timestamp(30), Timestamp(1))?;
+    /// assert_eq!(q.next_wakeup(), Some(Timestamp(30)));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         self.delayed.first().map(|(at, _)| *at)
     }
@@ -1248,6 +1356,21 @@ impl Queue {
     ///
     /// A pending task can always start eventually (the queue never holds a pending task under a
     /// failed one: such tasks are `blocked`), so this is "nothing running, nothing pending".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Handoff, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert!(!q.is_drained());
+    /// q.start(a, Timestamp(0))?;
+    /// assert!(!q.is_drained(), "`a` is running");
+    /// q.complete(a, Handoff::default(), Timestamp(1))?;
+    /// assert!(q.is_drained());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn is_drained(&self) -> bool {
         self.counts.running == 0 && self.counts.pending == 0
     }
@@ -1288,31 +1411,109 @@ impl Queue {
     }
 
     /// The task with this id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, Status, TaskId, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// assert_eq!(q.get(a).map(|task| task.status), Some(Status::Pending));
+    /// assert!(q.get(TaskId(9)).is_none());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn get(&self, id: TaskId) -> Option<&Task> {
         usize::try_from(id.0).ok().and_then(|i| self.tasks.get(i))
     }
 
     /// Every task, in id order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.enqueue(TaskSpec::new("render"), EnqueuedBy::Root, Timestamp(0))?;
+    /// let kinds: Vec<&str> = q.tasks().map(|task| task.kind.as_str()).collect();
+    /// assert_eq!(kinds, ["fetch", "render"]);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.iter()
     }
 
     /// Number of tasks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?; // the dedup guard's
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
 
     /// Whether the queue holds no task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// assert!(q.is_empty());
+    /// q.enqueue(TaskSpec::new("fetch"), EnqueuedBy::Root, Timestamp(0))?;
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
 
     /// Counts per status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("a"), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.enqueue(TaskSpec::new("b"), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.start(a, Timestamp(0))?;
+    /// let counts = q.counts();
+    /// assert_eq!((counts.pending, counts.running, counts.total()), (1, 1, 2));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn counts(&self) -> StatusCounts {
         self.counts
     }
 
     /// Counts per status for each kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let a = q.enqueue(TaskSpec::new("fetch").inputs(1.into()), EnqueuedBy::Root, Timestamp(0))?.id;
+    /// q.enqueue(TaskSpec::new("fetch").inputs(2.into()), EnqueuedBy::Root, Timestamp(0))?;
+    /// q.start(a, Timestamp(0))?;
+    /// let by_kind = q.counts_by_kind();
+    /// assert_eq!((by_kind["fetch"].pending, by_kind["fetch"].running), (1, 1));
+    /// assert!(!by_kind.contains_key("render"));
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn counts_by_kind(&self) -> BTreeMap<String, StatusCounts> {
         self.kinds
             .iter()
@@ -1734,12 +1935,23 @@ impl Queue {
                     return Err(invalid_event(format!("amended {id}: {reason}")));
                 }
                 // The guard keeps one task per key: the new inputs get an entry unless this
-                // task already holds them; another task holding them is an error. The old
-                // entry stays, and lookups skip it because they compare the task itself.
+                // task already holds them; another task holding them is an error.
                 // Unchanged inputs leave the guard alone, as `amend` does: a journal from
                 // before the guard compared floats exactly may hold two tasks with one key,
                 // and the later one's limit can still be amended.
                 let moved = task.dedup && !canonical_eq(&task.inputs, inputs);
+                // `amend` refuses the same: a parent that may run again would enqueue the
+                // old inputs, and the guard would no longer find this task.
+                if moved
+                    && let EnqueuedBy::Task(parent) = task.enqueued_by
+                    && !self.tasks[parent.0 as usize].status.satisfies_dependents()
+                {
+                    return Err(invalid_event(format!(
+                        "amended {id}, a follow-up of {parent} under the dedup guard, to new \
+                         inputs while {parent} is {}",
+                        self.tasks[parent.0 as usize].status
+                    )));
+                }
                 let fresh = if moved {
                     let hash = crate::canonical::dedup_hash(&task.kind, inputs);
                     match self.find_duplicate(hash, &task.kind, inputs) {
@@ -1755,8 +1967,13 @@ impl Queue {
                 } else {
                     None
                 };
+                // The task's own entry, if it has one, moves to the new key, so a task never
+                // holds two and the index never has more entries than the queue has tasks.
                 if let Some(hash) = fresh {
-                    self.dedup.insert(hash, i);
+                    let old_hash = crate::canonical::dedup_hash(&task.kind, &task.inputs);
+                    if !self.dedup.rekey(i, old_hash, hash) {
+                        self.dedup.insert(hash, i);
+                    }
                 }
                 let task = &mut self.tasks[i];
                 let old = std::mem::replace(&mut task.inputs, inputs.clone());
@@ -2207,5 +2424,40 @@ fn find_cycle(tasks: &[Task]) -> Option<Vec<TaskId>> {
             .iter()
             .map(|dep| dep.0 as usize)
             .find(|&dep| waiting[dep] > 0)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The dedup index's size is private, so the bound on it is tested here.
+
+    use super::{Queue, QueueConfig};
+    use crate::task::{EnqueuedBy, TaskSpec, Timestamp};
+    use serde_json::json;
+
+    /// Entries are stored as `u32`s plus one (`dedup.rs`), which is safe only while the index
+    /// never holds more entries than the queue holds tasks: amending inputs back and forth
+    /// must move a task's entry, not add one each time.
+    #[test]
+    fn amending_inputs_never_grows_the_dedup_index_past_one_entry_per_task() {
+        let mut q = Queue::new(QueueConfig::default());
+        let now = Timestamp(0);
+        let a = q.enqueue(TaskSpec::new("a").inputs(json!(0)), EnqueuedBy::Root, now);
+        let a = a.expect("enqueue").id;
+        let b = q.enqueue(TaskSpec::new("a").inputs(json!("b")), EnqueuedBy::Root, now);
+        let b = b.expect("enqueue").id;
+        for n in 1..300 {
+            q.amend(a, json!(n % 7), None, now).expect("amend");
+            assert!(q.dedup.len() <= q.len(), "{} entries", q.dedup.len());
+        }
+        // The guard still finds both tasks by their inputs as they are, and not by old ones.
+        let found = |q: &mut Queue, inputs| {
+            let spec = TaskSpec::new("a").inputs(inputs);
+            q.enqueue(spec, EnqueuedBy::Root, now).expect("enqueue")
+        };
+        assert_eq!(found(&mut q, json!(299 % 7)).id, a);
+        assert_eq!(found(&mut q, json!("b")).id, b);
+        let fresh = found(&mut q, json!(0));
+        assert!(!fresh.existing, "old inputs no longer name `a`");
     }
 }

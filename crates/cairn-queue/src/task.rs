@@ -14,6 +14,15 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     /// Returns this instant plus `ms` milliseconds, saturating at the far future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Timestamp;
+    ///
+    /// assert_eq!(Timestamp(1_000).plus_millis(500), Timestamp(1_500));
+    /// assert_eq!(Timestamp(u64::MAX).plus_millis(1), Timestamp(u64::MAX));
+    /// ```
     pub fn plus_millis(self, ms: u64) -> Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
@@ -118,11 +127,29 @@ impl Status {
     ];
 
     /// Whether a dependency in this status lets its dependents start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Status;
+    ///
+    /// assert!(Status::Skipped.satisfies_dependents());
+    /// assert!(!Status::Failed.satisfies_dependents());
+    /// ```
     pub fn satisfies_dependents(self) -> bool {
         matches!(self, Status::Done | Status::Skipped)
     }
 
     /// Whether the task can never change again without a manual retry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Status;
+    ///
+    /// assert!(Status::Blocked.is_terminal());
+    /// assert!(!Status::Running.is_terminal());
+    /// ```
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -131,6 +158,16 @@ impl Status {
     }
 
     /// The lower-case name used in JSON and in messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::Status;
+    ///
+    /// assert_eq!(Status::Skipped.as_str(), "skipped");
+    /// assert_eq!(serde_json::to_value(Status::Skipped)?, "skipped");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -170,6 +207,15 @@ pub struct TaskError {
 
 impl TaskError {
     /// Builds an error from its kind and message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::TaskError;
+    ///
+    /// let error = TaskError::new("timeout", "no answer in 30s");
+    /// assert_eq!((error.kind.as_str(), error.message.as_str()), ("timeout", "no answer in 30s"));
+    /// ```
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
         TaskError {
             kind: kind.into(),
@@ -302,6 +348,17 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     /// A spec with null inputs, no dependencies, the default attempts and dedup on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// let spec = TaskSpec::new("fetch");
+    /// assert_eq!(spec.kind, "fetch");
+    /// assert!(spec.inputs.is_null() && spec.depends_on.is_empty() && spec.dedup);
+    /// assert_eq!(spec.max_attempts, None, "the queue's default applies");
+    /// ```
     pub fn new(kind: impl Into<String>) -> Self {
         TaskSpec {
             kind: kind.into(),
@@ -313,24 +370,63 @@ impl TaskSpec {
     }
 
     /// Sets the inputs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// let spec = TaskSpec::new("fetch").inputs(serde_json::json!({ "url": "https://example.com" }));
+    /// assert_eq!(spec.inputs["url"], "https://example.com");
+    /// ```
     pub fn inputs(mut self, inputs: serde_json::Value) -> Self {
         self.inputs = inputs;
         self
     }
 
     /// Sets the dependencies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{TaskId, TaskSpec};
+    ///
+    /// let spec = TaskSpec::new("render").depends_on([TaskId(0), TaskId(1)]);
+    /// assert_eq!(spec.depends_on, [TaskId(0), TaskId(1)]);
+    /// ```
     pub fn depends_on(mut self, ids: impl IntoIterator<Item = TaskId>) -> Self {
         self.depends_on = ids.into_iter().collect();
         self
     }
 
     /// Sets the attempt limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::TaskSpec;
+    ///
+    /// assert_eq!(TaskSpec::new("fetch").max_attempts(5).max_attempts, Some(5));
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
         self
     }
 
     /// Opts this task out of the dedup guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
+    ///
+    /// let mut q = Queue::new(QueueConfig::default());
+    /// let first = q.enqueue(TaskSpec::new("ping").without_dedup(), EnqueuedBy::Root, Timestamp(0))?;
+    /// let second = q.enqueue(TaskSpec::new("ping").without_dedup(), EnqueuedBy::Root, Timestamp(0))?;
+    /// assert!(!second.existing);
+    /// assert_ne!(first.id, second.id);
+    /// # Ok::<(), cairn_queue::Error>(())
+    /// ```
     pub fn without_dedup(mut self) -> Self {
         self.dedup = false;
         self

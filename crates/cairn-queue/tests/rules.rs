@@ -274,6 +274,56 @@ fn retryable_failure_with_attempts_left_waits_for_retry_at() {
     assert_eq!(q.next_wakeup(), None);
 }
 
+/// `start` refuses a task whose backoff has not passed at the time it records, so replay
+/// refuses a `Started` event that is earlier; one at or after `not_before` replays, whatever
+/// the start's `now` was.
+#[test]
+fn a_replayed_start_before_the_backoff_ends_is_refused() {
+    let mut q = queue();
+    let a = add_attempts(&mut q, "a", &[], 3);
+    q.start(a, T0).unwrap();
+    q.fail(
+        a,
+        TaskError::new("http", "503"),
+        true,
+        Timestamp(100),
+        Timestamp(10),
+    )
+    .unwrap();
+    let before = q.snapshot();
+    let early = Event::Started {
+        id: a,
+        attempt: 2,
+        at: Timestamp(99),
+    };
+    let error = q.apply(&early).unwrap_err();
+    assert!(matches!(error, Error::InvalidEvent { .. }), "{error:?}");
+    assert_eq!(q.snapshot(), before, "a refused start changes nothing");
+    // Exactly at the end of the backoff, as `start` allows it.
+    let on_time = Event::Started {
+        id: a,
+        attempt: 2,
+        at: Timestamp(100),
+    };
+    q.apply(&on_time).unwrap();
+    assert_eq!(status(&q, a), Status::Running);
+    // A live start long after the backoff replays too.
+    let mut live = queue();
+    let b = add_attempts(&mut live, "b", &[], 3);
+    live.start(b, T0).unwrap();
+    live.fail(
+        b,
+        TaskError::new("http", "503"),
+        true,
+        Timestamp(100),
+        Timestamp(10),
+    )
+    .unwrap();
+    live.start(b, Timestamp(5_000)).unwrap();
+    let replayed = Queue::replay(None, &live.take_events(), QueueConfig::default()).unwrap();
+    assert_eq!(replayed.snapshot(), live.snapshot());
+}
+
 #[test]
 fn retryable_failure_on_last_attempt_is_permanent() {
     let mut q = queue();
@@ -631,6 +681,51 @@ fn amend_refuses_inputs_nested_too_deep() {
         q.amend(a, deep, None, T0),
         Err(Error::InvalidSpec { .. })
     ));
+}
+
+/// Replay holds an `Amended` event to `amend`'s follow-up rule: new inputs for a guarded
+/// follow-up whose parent may run again are refused; the same inputs (a new limit only), an
+/// unguarded follow-up, and a follow-up of a finished parent replay.
+#[test]
+fn a_replayed_amend_of_a_guarded_follow_up_of_a_parent_not_done_is_refused() {
+    let mut q = queue();
+    let parent = add(&mut q, "parent", &[]);
+    q.start(parent, T0).unwrap();
+    let follow_up =
+        |q: &mut Queue, spec: TaskSpec| q.enqueue(spec, EnqueuedBy::Task(parent), T0).unwrap().id;
+    let child = follow_up(&mut q, TaskSpec::new("child").inputs(json!({ "url": "a" })));
+    let free = follow_up(
+        &mut q,
+        TaskSpec::new("free").inputs(json!(1)).without_dedup(),
+    );
+    let amended = |id: TaskId, inputs: serde_json::Value| Event::Amended {
+        id,
+        inputs,
+        max_attempts: 5,
+        at: T0,
+    };
+    // Running, then pending again after a crash: either way it may enqueue `child` again.
+    for step in ["running", "pending"] {
+        let before = q.snapshot();
+        let error = q.apply(&amended(child, json!({ "url": "a-fixed" })));
+        assert!(
+            matches!(error, Err(Error::InvalidEvent { .. })),
+            "{step}: {error:?}"
+        );
+        assert_eq!(
+            q.snapshot(),
+            before,
+            "{step}: a refused event changes nothing"
+        );
+        q.recover(T0);
+    }
+    q.apply(&amended(child, json!({ "url": "a" }))).unwrap();
+    q.apply(&amended(free, json!(2))).unwrap();
+    q.start(parent, T0).unwrap();
+    q.complete(parent, Handoff::default(), T0).unwrap();
+    q.apply(&amended(child, json!({ "url": "a-fixed" })))
+        .unwrap();
+    assert_eq!(q.get(child).unwrap().inputs, json!({ "url": "a-fixed" }));
 }
 
 /// Review 52 F8: a follow-up under the dedup guard keeps its inputs while its parent may run
