@@ -3124,17 +3124,19 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
     let state = open_existing_state(&args.store)?;
     let run_id = parse_run_id(&args.run)?;
     let dir = state.run_output(&run_id);
-    // Output is kept beside the store, so a quarantined run's is still readable; an id
-    // with neither state nor output is unknown.
-    let known = state
-        .factory
-        .load_meta(&run_id)
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    if !known && !dir.is_dir() {
-        return Err(unknown_run(&state, &run_id).await);
+    // Output is kept beside the store, so a quarantined run's is still readable, and so is
+    // the output of a run the store cannot read. An id with no output folder is looked up:
+    // a store that cannot read it says why (a newer build wrote it, the store is broken)
+    // rather than calling the id unknown.
+    if !dir.is_dir() {
+        let meta = state
+            .factory
+            .load_meta(&run_id)
+            .await
+            .with_context(|| format!("cannot read run {run_id}"))?;
+        if meta.is_none() {
+            return Err(unknown_run(&state, &run_id).await);
+        }
     }
     if args.follow {
         if args.store.json {

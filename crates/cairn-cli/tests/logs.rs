@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, assert_contains, text};
+use common::{Sandbox, assert_contains, assert_lacks, text};
 
 const WORKFLOW: &str = r#"
 name = "logs"
@@ -267,4 +267,43 @@ fn a_run_whose_output_folder_was_removed_says_so() {
     assert_contains(&stdout, "its output folder");
     assert_contains(&stdout, "does not exist");
     assert!(!stdout.contains("no task of it has started"), "{stdout}");
+}
+
+/// A run the store cannot read is not "no such run": `cairn logs` of a run a newer build
+/// wrote, whose output folder is gone, names the newer build (as `cairn show` does) instead
+/// of sending the operator to look in another state folder.
+#[test]
+fn a_run_the_store_cannot_read_is_not_reported_as_unknown() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", common::FAILS_WORKFLOW);
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
+    let run_id = sandbox.only_run_id();
+    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
+        .expect("remove the output folder");
+    let meta_path = sandbox.path(&format!(".cairn/runs/{run_id}/meta.json"));
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).expect("meta.json")).expect("JSON");
+    meta["format_version"] = 99.into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("JSON")).expect("write meta");
+
+    for args in [vec![run_id.as_str()], vec![run_id.as_str(), "broken", "-f"]] {
+        let (code, stdout, stderr) = logs(&sandbox, &args);
+        assert_eq!(code, Some(5), "{args:?}: {stdout}{stderr}");
+        assert_lacks(&stderr, "no run");
+        assert_contains(&stderr, &run_id);
+        assert_contains(&stderr, "newer cairn build");
+    }
+}
+
+/// A state folder whose store is broken (`runs` is a file) fails as a store failure naming
+/// the cause, not as an unknown run id.
+#[test]
+fn a_broken_store_is_not_reported_as_an_unknown_run() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path(".cairn")).expect("state folder");
+    sandbox.touch(".cairn/runs");
+    let (code, stdout, stderr) = logs(&sandbox, &["r1"]);
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert_lacks(&stderr, "no run r1");
+    assert_contains(&stderr, "cannot read run r1");
 }
