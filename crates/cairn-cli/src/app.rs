@@ -3146,7 +3146,8 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
             .into());
         }
         let task = args.task.as_deref().unwrap_or_default();
-        return follow_logs(&state, &run_id, task, args.stream).await;
+        let flags = store_flags(&state, &args.store);
+        return follow_logs(&state, &run_id, task, args.stream, &flags).await;
     }
     let files = output_files(&dir)
         .with_context(|| format!("cannot read the output folder {}", dir.display()))?;
@@ -3210,12 +3211,14 @@ enum FollowedTask {
 /// attempt in turn, until the task is finished or its run stops being driven. The task's
 /// state is read before its files on every pass, so once it is seen finished, the pass
 /// that follows reads everything it wrote (output is saved before a task's end is
-/// journaled).
+/// journaled). `flags` are the store flags ([`store_flags`]) for the resume command it may
+/// print.
 async fn follow_logs(
     state: &StateDir,
     run_id: &RunId,
     task: &str,
     stream: Option<crate::logs::Stream>,
+    flags: &str,
 ) -> anyhow::Result<u8> {
     use crate::logs::{Tail, output_files};
     let dir = state.run_output(run_id);
@@ -3224,7 +3227,7 @@ async fn follow_logs(
     let mut shown: Option<(String, crate::logs::Stream)> = None;
     let mut said_waiting = false;
     loop {
-        let standing = followed_task(state, run_id, task).await?;
+        let standing = followed_task(state, run_id, task, flags).await?;
         let files: Vec<_> = output_files(&dir)
             .with_context(|| format!("cannot read the output folder {}", dir.display()))?
             .into_iter()
@@ -3278,7 +3281,8 @@ async fn follow_logs(
 }
 
 /// Reads where a followed task stands: from the run as its driver has written it so far,
-/// or as stored once nobody drives it.
+/// or as stored once nobody drives it. `flags` go into the resume command it names, so
+/// that the command works as typed from where the follower was run.
 ///
 /// # Errors
 ///
@@ -3287,6 +3291,7 @@ async fn followed_task(
     state: &StateDir,
     run_id: &RunId,
     task: &str,
+    flags: &str,
 ) -> anyhow::Result<FollowedTask> {
     let held = state.factory.is_held(run_id).await?;
     let read = if held {
@@ -3343,7 +3348,7 @@ async fn followed_task(
                 other => format!("is {other}"),
             };
             FollowedTask::Over(format!(
-                "task `{name}` is {} and run {run_id} is not being driven (it {run}); `cairn resume {run_id}` goes on with it",
+                "task `{name}` is {} and run {run_id} is not being driven (it {run}); `cairn resume {run_id}{flags}` goes on with it",
                 found.status.as_str(),
             ))
         }

@@ -307,3 +307,40 @@ fn a_broken_store_is_not_reported_as_an_unknown_run() {
     assert_lacks(&stderr, "no run r1");
     assert_contains(&stderr, "cannot read run r1");
 }
+
+/// When `--follow` stops at a run nobody drives, the resume command it prints works as
+/// typed: it names the state folder the follower was given.
+#[test]
+fn follow_of_an_interrupted_run_prints_a_resume_command_with_the_state_folder() {
+    let sandbox = Sandbox::new();
+    // The task kills the cairn process that runs it, so the run is left interrupted with
+    // the task running.
+    sandbox.write(
+        "wf.toml",
+        "name = \"killed\"\n[[task]]\nid = \"step\"\nrun = \"echo before; kill -9 $PPID; sleep 5\"\n",
+    );
+    std::fs::create_dir(sandbox.path("state")).expect("state folder");
+    let run = sandbox.run(&["run", "wf.toml", "--state-dir", "state"]);
+    assert_eq!(run.status.code(), None, "cairn was killed: {run:?}");
+    let output = sandbox.run(&["runs", "--json", "--state-dir", "state"]);
+    let listed = text(&output.stdout);
+    let run_id = serde_json::from_str::<serde_json::Value>(
+        listed
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("a run: {listed}")),
+    )
+    .expect("JSON")["run_id"]
+        .as_str()
+        .expect("run_id")
+        .to_owned();
+
+    let followed = sandbox.run(&["logs", &run_id, "step", "-f", "--state-dir", "state"]);
+    assert_eq!(followed.status.code(), Some(0), "{followed:?}");
+    let stderr = text(&followed.stderr);
+    assert_contains(&stderr, "is not being driven");
+    assert_contains(
+        &stderr,
+        &format!("`cairn resume {run_id} --state-dir state`"),
+    );
+}
