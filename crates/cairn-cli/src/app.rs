@@ -2292,8 +2292,7 @@ async fn cmd_runs(args: RunsArgs) -> anyhow::Result<u8> {
         } else {
             " (--all includes completed and abandoned runs)"
         };
-        let what = if filtered { "" } else { " in" };
-        outln!("no runs{what} {}{hint}", state.root.display());
+        outln!("no runs in {}{hint}", state.root.display());
         return Ok(EXIT_OK);
     }
     outln!(
