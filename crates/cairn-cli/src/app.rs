@@ -3145,6 +3145,12 @@ async fn cmd_logs(args: LogsArgs) -> anyhow::Result<u8> {
             .into());
         }
         let task = args.task.as_deref().unwrap_or_default();
+        // Damaged state is moved to quarantine first, as `cairn show` and `cairn audit` do,
+        // so the follower finds the run quarantined (its output is still shown) rather than
+        // failing on it.
+        if let Some(note) = settle_damaged(&state, &run_id, false).await? {
+            eoutln!("note: {note}");
+        }
         let flags = store_flags(&state, &args.store);
         return follow_logs(&state, &run_id, task, args.stream, &flags).await;
     }
@@ -3293,6 +3299,26 @@ async fn followed_task(
     flags: &str,
 ) -> anyhow::Result<FollowedTask> {
     let held = state.factory.is_held(run_id).await?;
+    if !held
+        && state
+            .factory
+            .load_meta(run_id)
+            .await
+            .with_context(|| format!("cannot read run {run_id}"))?
+            .is_none()
+    {
+        // Its output is kept beside the store (`cmd_logs` found its folder), so what was
+        // saved is printed; nothing more will come.
+        return Ok(FollowedTask::Over(
+            match state.quarantine_of(run_id).await {
+                Some(note) => note.to_string(),
+                None => format!(
+                    "run {run_id} has no stored state in {} (it was removed): only its saved output is left",
+                    state.root.display()
+                ),
+            },
+        ));
+    }
     let read = if held {
         policy::peek_live(state.factory.as_ref(), run_id).await
     } else {

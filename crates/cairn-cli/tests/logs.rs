@@ -344,3 +344,34 @@ fn follow_of_an_interrupted_run_prints_a_resume_command_with_the_state_folder() 
         &format!("`cairn resume {run_id} --state-dir state`"),
     );
 }
+
+/// The output of a quarantined run is still shown, with `--follow` too: the follower prints
+/// what was saved and says why nothing more will come, instead of failing as a store error
+/// with "run ... does not exist".
+#[test]
+fn follow_of_a_quarantined_run_prints_its_output_and_says_where_the_run_went() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "wf.toml",
+        "name = \"q\"\n[[task]]\nid = \"say\"\nrun = \"echo kept\"\nmax_attempts = 1\n",
+    );
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(0));
+    let run_id = sandbox.only_run_id();
+    sandbox.write(&format!(".cairn/runs/{run_id}/meta.json"), "{damaged");
+
+    // The first follow finds the state damaged and moves it; the second finds it moved.
+    for _ in 0..2 {
+        let (code, stdout, stderr) = logs(&sandbox, &[&run_id, "say", "-f", "--stream", "stdout"]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert_eq!(stdout, "kept\n");
+        assert_lacks(&stderr, "does not exist");
+        assert_contains(&stderr, &format!("run {run_id} is in quarantine"));
+    }
+
+    // Nor is an output folder whose run was removed a store failure.
+    std::fs::remove_dir_all(sandbox.path(".cairn/quarantine")).expect("remove quarantine");
+    let (code, stdout, stderr) = logs(&sandbox, &[&run_id, "say", "-f", "--stream", "stdout"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout, "kept\n");
+    assert_contains(&stderr, "has no stored state");
+}

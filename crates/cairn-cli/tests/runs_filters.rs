@@ -176,7 +176,10 @@ fn each_option_narrows_the_listing() {
     let output = sandbox.run(&["runs", "--state-dir", ".cairn", "--scope", "nope"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // One line naming the folder, that reads as a sentence.
-    assert_eq!(text(&output.stdout), "no runs in .cairn match these options\n");
+    assert_eq!(
+        text(&output.stdout),
+        "no runs in .cairn match these options\n"
+    );
 
     sandbox.touch("release");
     let status = wait_exit(&mut live);
