@@ -360,6 +360,14 @@ fn open_existing_state(store: &StoreArgs) -> anyhow::Result<StateDir> {
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(".cairn"));
+    if root.exists() && !root.is_dir() {
+        // Often the workflow file itself; "no state folder" would hide the mix-up.
+        return Err(UsageError(format!(
+            "{} is a file, not a state folder; pass --state-dir with the folder (for `cairn run x/wf.toml` it is x/.cairn)",
+            root.display()
+        ))
+        .into());
+    }
     if !root.is_dir() {
         return Err(UsageError(format!(
             "there is no state folder at {}; pass --state-dir (for `cairn run x/wf.toml` it is x/.cairn)",

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Child;
 
-use common::{Sandbox, alive, assert_contains, signal, text, wait_exit, wait_for};
+use common::{Sandbox, alive, assert_contains, assert_lacks, signal, text, wait_exit, wait_for};
 
 const OK: &str = common::OK_WORKFLOW;
 const FAILS: &str = common::FAILS_WORKFLOW;
@@ -211,5 +211,23 @@ fn bad_filter_values_are_usage_errors() {
         let output = sandbox.run(&all);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert_contains(&text(&output.stderr), named);
+    }
+}
+
+/// A `--state-dir` that names a file is said to be a file, not to be missing: the operator
+/// typed an existing path (often the workflow file) and must see why it was not taken.
+#[test]
+fn a_state_dir_that_is_a_file_is_named_as_one() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", common::OK_WORKFLOW);
+    for args in [
+        vec!["runs", "--state-dir", "wf.toml"],
+        vec!["logs", "r1", "--state-dir", "wf.toml"],
+    ] {
+        let output = sandbox.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert_contains(&stderr, "wf.toml is a file, not a state folder");
+        assert_lacks(&stderr, "there is no state folder");
     }
 }
