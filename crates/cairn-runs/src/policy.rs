@@ -225,7 +225,7 @@ impl ResumePolicy {
     ///
     /// | runs of the workflow and scope (first match wins) | decision                  |
     /// |-------------------------------|-------------------------------------------|
-    /// | any `running` run held live   | `Live` (never a second writer, even forced) |
+    /// | any `running` run held live, or claimed by another live process on this host | `Live` (never a second writer, even forced) |
     /// | no non-terminal run, or a newer run finished after it | `Fresh` (no prompt) |
     /// | newest non-terminal is `running`, lock not held, last owner another live process on this host | `Live` (it claimed the run and is about to open it) |
     /// | newest non-terminal is `running`, lock not held, otherwise (interrupted) | `Resume` (`Interrupted`), audited |
@@ -856,10 +856,19 @@ impl ResumePolicy {
         let runs = self.list_scope(request).await?;
 
         // A live writer anywhere in the scope blocks everything, even a forced run: two
-        // drivers of one workflow and scope would race on the same side effects.
+        // drivers of one workflow and scope would race on the same side effects. So does
+        // another live process's claim it has not opened yet, on any run of the scope, not
+        // only the candidate: a run superseded by a newer finished one can still be claimed
+        // by id (`resume`), and once its claimer opens it, it is held and blocks anyway.
         for meta in runs.iter().rev() {
-            if meta.status == RunStatus::Running && self.factory.is_held(&meta.run_id).await? {
+            if meta.status != RunStatus::Running {
+                continue;
+            }
+            if self.factory.is_held(&meta.run_id).await? {
                 return Ok(Some(self.live(meta, LiveBecause::Held)));
+            }
+            if owned_by_another_live_process(meta) {
+                return Ok(Some(self.live(meta, LiveBecause::Claimed)));
             }
         }
 
