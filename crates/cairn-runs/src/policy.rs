@@ -247,7 +247,8 @@ impl ResumePolicy {
     ///
     /// # Errors
     ///
-    /// - `Error::NotFound` when an approval names an unknown run.
+    /// - `Error::NotFound` when an approval names an unknown run; `Error::Quarantined` (with
+    ///   where its state is kept) when it names a run whose state was quarantined.
     /// - `Error::ApprovalMismatch` when it names a run of another workflow or scope.
     /// - `Error::NotResumable` when the approved run is already `running` (approved twice)
     ///   or terminal.
@@ -323,6 +324,8 @@ impl ResumePolicy {
     /// # Errors
     ///
     /// - `Error::NotFound` for an unknown run.
+    /// - `Error::Quarantined` (with where its state is kept) for a run whose state was
+    ///   quarantined: nothing can open it, so it cannot be resumed.
     /// - `Error::NotResumable` when the run is `running` (another resumer won, or it is being
     ///   driven), `completed` or `cancelled`.
     /// - `Error::HeldByWriter` when it is `failed` or `paused` but the process that failed or
@@ -364,7 +367,7 @@ impl ResumePolicy {
     /// exited). That recovery finishes this resume: `cairn_executor::retries_owed` reads the
     /// `ResumeRequested` record, so the failed tasks get their fresh attempts.
     pub async fn resume(&self, run_id: &RunId) -> Result<ResumedRun> {
-        let meta = self.load(run_id).await?;
+        let meta = self.load_listed(run_id).await?;
         match self.claim_explicit(meta, Via::ById).await? {
             Claim::Won { meta, previous } => {
                 let meta = *meta;
@@ -417,7 +420,8 @@ impl ResumePolicy {
     ///
     /// # Errors
     ///
-    /// - `Error::NotFound` for an unknown run.
+    /// - `Error::NotFound` for an unknown run; `Error::Quarantined` for a quarantined one
+    ///   ([`ResumePolicy::abandon_quarantined`] settles it).
     /// - `Error::AlreadyTerminal` when it is `completed` or `cancelled` (also when a
     ///   concurrent abandon won).
     /// - `Error::StillRunning` when it is `running` and a live process drives it
@@ -621,10 +625,7 @@ impl ResumePolicy {
     }
 
     async fn abandon_run(&self, run_id: &RunId, force: bool) -> Result<Abandoned> {
-        let mut meta = match self.load(run_id).await {
-            Err(Error::NotFound { .. }) => return Err(self.not_found_or_quarantined(run_id).await),
-            other => other?,
-        };
+        let mut meta = self.load_listed(run_id).await?;
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             match previous {
@@ -920,7 +921,7 @@ impl ResumePolicy {
 
     async fn approve(&self, request: &RunRequest, approval: &Approval) -> Result<Decision> {
         let run_id = &approval.run_id;
-        let meta = self.load(run_id).await?;
+        let meta = self.load_listed(run_id).await?;
         if meta.workflow != request.workflow || meta.scope != request.scope {
             return Err(Error::ApprovalMismatch {
                 run_id: run_id.clone(),
@@ -1415,6 +1416,16 @@ impl ResumePolicy {
                 },
             },
             Err(err) => err.into(),
+        }
+    }
+
+    /// The metadata of a run an operation names, or why there is none: `Quarantined` (with
+    /// where its state is kept) for a run whose state was moved aside, so the caller is not
+    /// told "no run" about a run a quarantine prompt has just named; else `NotFound`.
+    async fn load_listed(&self, run_id: &RunId) -> Result<RunMeta> {
+        match self.load(run_id).await {
+            Err(Error::NotFound { .. }) => Err(self.not_found_or_quarantined(run_id).await),
+            other => other,
         }
     }
 
