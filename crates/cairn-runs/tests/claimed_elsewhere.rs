@@ -3,7 +3,6 @@
 //! (a newer run superseded it, as when `cairn resume` takes up an old failed run by id).
 //! These tests spawn a child process to stand for that claimer, so they run one at a time.
 
-#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -23,6 +22,30 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Like `on_both_stores!`, with [`ONE_AT_A_TIME`] held around each test (outside the
+/// async body, so no guard is held across an await).
+macro_rules! serially_on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn memory() {
+                let _serial = super::one_at_a_time();
+                let store: super::Store = std::sync::Arc::new(super::MemoryFactory::new());
+                super::common::runtime().block_on(super::$name(store));
+            }
+
+            #[test]
+            fn file() {
+                let _serial = super::one_at_a_time();
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let store: super::Store =
+                    std::sync::Arc::new(super::common::file_store(dir.path()));
+                super::common::runtime().block_on(super::$name(store));
+            }
+        }
+    };
 }
 
 /// A child process alive on this host, and the owner record a claim by it would leave.
@@ -49,7 +72,6 @@ fn stop(mut child: std::process::Child) {
 /// driver in the scope: the lookup said `Fresh`, although the same run, once its claimer
 /// opened it, makes every request `Live`.
 async fn a_superseded_run_claimed_by_a_live_process_blocks_a_fresh_run(store: Store) {
-    let _serial = one_at_a_time();
     let (child, owner) = live_claimer();
     if OwnerLiveness::of(&owner) != OwnerLiveness::AliveHere {
         // No `/proc` here: liveness cannot be told, and the lookup recovers such runs.
@@ -81,13 +103,12 @@ async fn a_superseded_run_claimed_by_a_live_process_blocks_a_fresh_run(store: St
     assert_eq!(run_count(&*store).await, 2);
 }
 
-on_both_stores!(a_superseded_run_claimed_by_a_live_process_blocks_a_fresh_run);
+serially_on_both_stores!(a_superseded_run_claimed_by_a_live_process_blocks_a_fresh_run);
 
 /// `r1` is claimed by a live process that has not opened it yet, and the scope's newest run
 /// `r2` failed. A forced request goes past failed runs, never beside a run about to be
 /// driven: it must be `Live` too (it was `Fresh`, forced past `r2`).
 async fn a_forced_run_waits_for_an_older_run_claimed_by_a_live_process(store: Store) {
-    let _serial = one_at_a_time();
     let (child, owner) = live_claimer();
     if OwnerLiveness::of(&owner) != OwnerLiveness::AliveHere {
         stop(child);
@@ -111,12 +132,11 @@ async fn a_forced_run_waits_for_an_older_run_claimed_by_a_live_process(store: St
     assert_eq!(meta(&*store, &claimed.run_id).await, claimed);
 }
 
-on_both_stores!(a_forced_run_waits_for_an_older_run_claimed_by_a_live_process);
+serially_on_both_stores!(a_forced_run_waits_for_an_older_run_claimed_by_a_live_process);
 
 /// Once the claimer has exited, the superseded run no longer blocks: the newer finished run
 /// decides, as before (the run itself is left as it is, resumable by id).
 async fn a_superseded_run_whose_claimer_exited_does_not_block(store: Store) {
-    let _serial = one_at_a_time();
     let (child, owner) = live_claimer();
     let claimed = interrupted_owned_by(&*store, "r1", "default", Some(owner)).await;
     completed(&*store, "r2", "site", "default", 20).await;
@@ -134,4 +154,4 @@ async fn a_superseded_run_whose_claimer_exited_does_not_block(store: Store) {
     assert_eq!(meta(&*store, &claimed.run_id).await, claimed);
 }
 
-on_both_stores!(a_superseded_run_whose_claimer_exited_does_not_block);
+serially_on_both_stores!(a_superseded_run_whose_claimer_exited_does_not_block);
