@@ -225,7 +225,7 @@ impl ResumePolicy {
     ///
     /// | runs of the workflow and scope (first match wins) | decision                  |
     /// |-------------------------------|-------------------------------------------|
-    /// | any `running` run held live   | `Live` (never a second writer, even forced) |
+    /// | any `running` run held live, or claimed by another live process on this host | `Live` (never a second writer, even forced) |
     /// | no non-terminal run, or a newer run finished after it | `Fresh` (no prompt) |
     /// | newest non-terminal is `running`, lock not held, last owner another live process on this host | `Live` (it claimed the run and is about to open it) |
     /// | newest non-terminal is `running`, lock not held, otherwise (interrupted) | `Resume` (`Interrupted`), audited |
@@ -247,7 +247,8 @@ impl ResumePolicy {
     ///
     /// # Errors
     ///
-    /// - `Error::NotFound` when an approval names an unknown run.
+    /// - `Error::NotFound` when an approval names an unknown run; `Error::Quarantined` (with
+    ///   where its state is kept) when it names a run whose state was quarantined.
     /// - `Error::ApprovalMismatch` when it names a run of another workflow or scope.
     /// - `Error::NotResumable` when the approved run is already `running` (approved twice)
     ///   or terminal.
@@ -323,6 +324,8 @@ impl ResumePolicy {
     /// # Errors
     ///
     /// - `Error::NotFound` for an unknown run.
+    /// - `Error::Quarantined` (with where its state is kept) for a run whose state was
+    ///   quarantined: nothing can open it, so it cannot be resumed.
     /// - `Error::NotResumable` when the run is `running` (another resumer won, or it is being
     ///   driven), `completed` or `cancelled`.
     /// - `Error::HeldByWriter` when it is `failed` or `paused` but the process that failed or
@@ -364,7 +367,7 @@ impl ResumePolicy {
     /// exited). That recovery finishes this resume: `cairn_executor::retries_owed` reads the
     /// `ResumeRequested` record, so the failed tasks get their fresh attempts.
     pub async fn resume(&self, run_id: &RunId) -> Result<ResumedRun> {
-        let meta = self.load(run_id).await?;
+        let meta = self.load_listed(run_id).await?;
         match self.claim_explicit(meta, Via::ById).await? {
             Claim::Won { meta, previous } => {
                 let meta = *meta;
@@ -417,7 +420,8 @@ impl ResumePolicy {
     ///
     /// # Errors
     ///
-    /// - `Error::NotFound` for an unknown run.
+    /// - `Error::NotFound` for an unknown run; `Error::Quarantined` for a quarantined one
+    ///   ([`ResumePolicy::abandon_quarantined`] settles it).
     /// - `Error::AlreadyTerminal` when it is `completed` or `cancelled` (also when a
     ///   concurrent abandon won).
     /// - `Error::StillRunning` when it is `running` and a live process drives it
@@ -621,10 +625,7 @@ impl ResumePolicy {
     }
 
     async fn abandon_run(&self, run_id: &RunId, force: bool) -> Result<Abandoned> {
-        let mut meta = match self.load(run_id).await {
-            Err(Error::NotFound { .. }) => return Err(self.not_found_or_quarantined(run_id).await),
-            other => other?,
-        };
+        let mut meta = self.load_listed(run_id).await?;
         for _ in 0..MAX_ATTEMPTS {
             let previous = meta.status;
             match previous {
@@ -856,10 +857,19 @@ impl ResumePolicy {
         let runs = self.list_scope(request).await?;
 
         // A live writer anywhere in the scope blocks everything, even a forced run: two
-        // drivers of one workflow and scope would race on the same side effects.
+        // drivers of one workflow and scope would race on the same side effects. So does
+        // another live process's claim it has not opened yet, on any run of the scope, not
+        // only the candidate: a run superseded by a newer finished one can still be claimed
+        // by id (`resume`), and once its claimer opens it, it is held and blocks anyway.
         for meta in runs.iter().rev() {
-            if meta.status == RunStatus::Running && self.factory.is_held(&meta.run_id).await? {
+            if meta.status != RunStatus::Running {
+                continue;
+            }
+            if self.factory.is_held(&meta.run_id).await? {
                 return Ok(Some(self.live(meta, LiveBecause::Held)));
+            }
+            if owned_by_another_live_process(meta) {
+                return Ok(Some(self.live(meta, LiveBecause::Claimed)));
             }
         }
 
@@ -911,7 +921,7 @@ impl ResumePolicy {
 
     async fn approve(&self, request: &RunRequest, approval: &Approval) -> Result<Decision> {
         let run_id = &approval.run_id;
-        let meta = self.load(run_id).await?;
+        let meta = self.load_listed(run_id).await?;
         if meta.workflow != request.workflow || meta.scope != request.scope {
             return Err(Error::ApprovalMismatch {
                 run_id: run_id.clone(),
@@ -1406,6 +1416,16 @@ impl ResumePolicy {
                 },
             },
             Err(err) => err.into(),
+        }
+    }
+
+    /// The metadata of a run an operation names, or why there is none: `Quarantined` (with
+    /// where its state is kept) for a run whose state was moved aside, so the caller is not
+    /// told "no run" about a run a quarantine prompt has just named; else `NotFound`.
+    async fn load_listed(&self, run_id: &RunId) -> Result<RunMeta> {
+        match self.load(run_id).await {
+            Err(Error::NotFound { .. }) => Err(self.not_found_or_quarantined(run_id).await),
+            other => other,
         }
     }
 

@@ -414,3 +414,36 @@ fn a_damaged_audit_log_still_asks_and_force_goes_past_it() {
         assert_eq!(fresh.forced_past, Some(id("lost")));
     });
 }
+
+/// A resume by id, or an approval, of a run whose state was quarantined says so, and where
+/// the state is kept, as an abandon does: it used to be `NotFound` ("no run lost") for a run
+/// the quarantine prompt had just named. Nothing is claimed or recorded.
+async fn resuming_or_approving_a_quarantined_run_names_the_quarantine(store: Store) {
+    paused(&*store, "lost", "site", "default", "build A", 10).await;
+    let moved = quarantine(&*store, "lost").await;
+    let before = audit_actions(&*store, &id("lost")).await;
+    let policy = ResumePolicy::new(Arc::clone(&store));
+    let resumed = policy.resume(&id("lost")).await;
+    let approved = policy.decide(&request("B").approve(id("lost"))).await;
+    for outcome in [resumed.map(|_| ()), approved.map(|_| ())] {
+        match outcome {
+            Err(Error::Quarantined { run_id, location }) => {
+                assert_eq!(run_id, id("lost"));
+                assert_eq!(location, moved.location);
+            }
+            other => panic!("a quarantined run must be named as such: {other:?}"),
+        }
+    }
+    assert_eq!(audit_actions(&*store, &id("lost")).await, before);
+    assert_eq!(run_count(&*store).await, 0);
+    // An id that never was is still `NotFound`.
+    assert!(matches!(
+        policy.resume(&id("never-was")).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        policy.decide(&request("B").approve(id("never-was"))).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+on_both_stores!(resuming_or_approving_a_quarantined_run_names_the_quarantine);
