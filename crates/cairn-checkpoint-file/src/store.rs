@@ -2054,6 +2054,17 @@ fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProb
         }
     };
     check_queue_head(run_id, file.format_version, &file.run_id)?;
+    if file.covers_seq == u64::MAX {
+        // No record can follow it, and the next sequence number would overflow: only damage
+        // (or a hand edit) gets a run here, since each record takes one number.
+        return Err(StateProblem::Unreadable {
+            file: QUEUE_FILE,
+            detail: format!(
+                "covers_seq {} leaves no sequence number for the next record",
+                file.covers_seq
+            ),
+        });
+    }
     if file.snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(StateProblem::Version {
             file: QUEUE_FILE,

@@ -46,3 +46,32 @@ async fn an_append_after_a_journal_behind_its_snapshot_still_reopens() {
     let peeked = factory.peek(&id).await.unwrap().expect("the run exists");
     assert_eq!(peeked.events, finished);
 }
+
+/// A `queue.json` claiming to cover the largest sequence number there is (damage: a sane
+/// run never gets near it) leaves no number for the next record. It is refused and the
+/// run quarantined, as any unreadable snapshot is, instead of overflowing the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_covering_the_last_sequence_number_is_quarantined() {
+    let h = FileHarness::new();
+    let id = RunId::new("covers-max").unwrap();
+    let factory = h.file_factory();
+    let run = factory.begin(meta("covers-max")).await.unwrap();
+    let mut work = Workload::new();
+    run.append(&work.enqueue(2)).await.unwrap();
+    run.install_snapshot(&work.queue.snapshot()).await.unwrap();
+    drop(run);
+
+    let path = h.run_dir(&id).join("queue.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["covers_seq"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+
+    let opened = factory.open(&id).await;
+    assert!(
+        matches!(opened, Err(cairn_checkpoint::Error::Unreadable { .. })),
+        "{:?}",
+        opened.map(|o| o.map(|o| o.recovered.events))
+    );
+    assert!(!h.run_dir(&id).exists(), "the run is moved to quarantine");
+}
