@@ -173,6 +173,14 @@ fn accept(
     at: usize,
     total: usize,
 ) -> Result<(), Ending> {
+    // Numbers start at 1 (0 would read as covered by any snapshot, and be skipped), and
+    // one is left for the next record; the writer never seals any other.
+    let Some(next) = seq.checked_add(1).filter(|_| seq >= 1) else {
+        return Err(Ending::Corrupt {
+            offset: at as u64,
+            detail: format!("sequence {seq} is not one a record can have"),
+        });
+    };
     if let Some(expected) = *expected_seq
         && seq != expected
     {
@@ -186,7 +194,7 @@ fn accept(
         offset: at as u64,
         payload: at + HEADER_LEN..at + total,
     });
-    *expected_seq = Some(seq + 1);
+    *expected_seq = Some(next);
     Ok(())
 }
 

@@ -71,7 +71,10 @@
 //! temp file, fdatasyncs it, renames it, fsyncs the folder and only then truncates the
 //! journal (to its file header). A crash between any two steps opens to the same state: before the rename the old
 //! snapshot and the whole journal are intact; after it, journal records the new snapshot
-//! already covers are skipped.
+//! already covers are skipped. A journal that ends before the snapshot's last record (under
+//! `Durability::None`, a power cut can lose the journal's unsynced tail while the synced
+//! snapshot survives) holds only records the snapshot covers, and `open` cuts it to its file
+//! header, so the next record does not follow a gap.
 //!
 //! # Compaction
 //!

@@ -1602,6 +1602,31 @@ impl Store {
             }
         }
 
+        if scan.format == Format::Framed
+            && scan
+                .records
+                .last()
+                .is_some_and(|record| record.seq < covers_seq)
+        {
+            // The journal ends before the snapshot's last record: under `Durability::None`
+            // a power cut can lose its unsynced tail (and the truncate after an install)
+            // while `queue.json`, always synced, survives. The next record follows the
+            // snapshot, so written after these it would leave a gap in the journal, which
+            // then no longer opens. Every record here is inside the snapshot, so the
+            // journal is cut to its file header, as an install cuts it.
+            let header = journal::FILE_HEADER_LEN as u64;
+            journal
+                .file
+                .set_len(header)
+                .map_err(io_error("truncate", &journal_path))?;
+            journal
+                .file
+                .sync_data()
+                .map_err(sync_error(&journal_path))?;
+            journal.end = header;
+            journal.allocated = header;
+        }
+
         if scan.format == Format::Unframed {
             // A format-1 (or empty) journal is rewritten in format 2 before any batch is
             // appended to it, atomically: temp file, fdatasync, rename, fsync dir. A crash
@@ -2029,6 +2054,17 @@ fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProb
         }
     };
     check_queue_head(run_id, file.format_version, &file.run_id)?;
+    if file.covers_seq == u64::MAX {
+        // No record can follow it, and the next sequence number would overflow: only damage
+        // (or a hand edit) gets a run here, since each record takes one number.
+        return Err(StateProblem::Unreadable {
+            file: QUEUE_FILE,
+            detail: format!(
+                "covers_seq {} leaves no sequence number for the next record",
+                file.covers_seq
+            ),
+        });
+    }
     if file.snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(StateProblem::Version {
             file: QUEUE_FILE,

@@ -182,7 +182,77 @@ struct WriterState {
     tail_batches: Vec<usize>,
 }
 
+/// A buffered batch taken to be written by a snapshot install.
+#[derive(Debug)]
+struct TakenBatch {
+    /// The batch header's room, then the framed records.
+    bytes: Vec<u8>,
+    /// How many records it holds.
+    records: u64,
+    /// The sequence number of its last record.
+    last_seq: u64,
+    /// Its number: its appends are acknowledged once `durable_batch` reaches it.
+    batch: u64,
+}
+
 impl WriterState {
+    /// The state of a writer starting where `start` says, with nothing buffered yet.
+    fn new(start: &Position) -> WriterState {
+        WriterState {
+            buffer: Vec::new(),
+            buffered_records: 0,
+            buffered_appends: 0,
+            company_size: 0,
+            company_wanted: None,
+            dropping: false,
+            next_seq: start.next_seq,
+            open_batch: 1,
+            durable_batch: 0,
+            leader: false,
+            leader_term: 0,
+            leader_running: false,
+            closed: false,
+            compaction_alive: false,
+            failure: None,
+            journal_len: start.journal_len,
+            records_after_snapshot: start.records_after_snapshot,
+            covers_seq: start.covers_seq,
+            written_seq: start.next_seq - 1,
+            snapshot_len: start.snapshot_len,
+            compaction_off: false,
+            buffered_kept: Vec::new(),
+            written: Vec::new(),
+            events_known: start.fresh || start.records_after_snapshot == 0,
+            no_snapshot: start.fresh,
+            compaction: Compaction::Idle,
+            tail: Vec::new(),
+            tail_batches: Vec::new(),
+        }
+    }
+
+    /// Takes what is buffered as the next batch, numbered in the same critical section, so
+    /// that an append buffered after this gets a later batch's number and is never told
+    /// that this batch, which does not hold its records, is durable. `None` when nothing is
+    /// buffered. The events kept for compaction are dropped: the snapshot being installed
+    /// covers them, or (records sealed after the install was called) the install has the
+    /// next compaction read the journal.
+    fn take_batch(&mut self) -> Option<TakenBatch> {
+        self.buffered_kept.clear();
+        self.buffered_appends = 0;
+        let records = std::mem::take(&mut self.buffered_records);
+        if self.buffer.is_empty() {
+            return None;
+        }
+        let batch = self.open_batch;
+        self.open_batch += 1;
+        Some(TakenBatch {
+            bytes: std::mem::take(&mut self.buffer),
+            records,
+            last_seq: self.next_seq - 1,
+            batch,
+        })
+    }
+
     /// Gives leadership up. Leader work ends with it, in the same critical section, so that a
     /// next leader's start is never mistaken for the end of this one's.
     fn step_down(&mut self) {
@@ -502,36 +572,7 @@ impl FileCheckpointer {
                 settled: Condvar::new(),
                 shadow: Mutex::new(None),
                 compactor: Mutex::new(None),
-                state: Mutex::new(WriterState {
-                    buffer: Vec::new(),
-                    buffered_records: 0,
-                    buffered_appends: 0,
-                    company_size: 0,
-                    company_wanted: None,
-                    dropping: false,
-                    next_seq: state.next_seq,
-                    open_batch: 1,
-                    durable_batch: 0,
-                    leader: false,
-                    leader_term: 0,
-                    leader_running: false,
-                    closed: false,
-                    compaction_alive: false,
-                    failure: None,
-                    journal_len: state.journal_len,
-                    records_after_snapshot: state.records_after_snapshot,
-                    covers_seq: state.covers_seq,
-                    written_seq: state.next_seq - 1,
-                    snapshot_len: state.snapshot_len,
-                    compaction_off: false,
-                    buffered_kept: Vec::new(),
-                    written: Vec::new(),
-                    events_known: state.fresh || state.records_after_snapshot == 0,
-                    no_snapshot: state.fresh,
-                    compaction: Compaction::Idle,
-                    tail: Vec::new(),
-                    tail_batches: Vec::new(),
-                }),
+                state: Mutex::new(WriterState::new(&state)),
                 progress,
             }),
             lock: Arc::from(lock_file),
@@ -1479,20 +1520,17 @@ impl Checkpointer for FileCheckpointer {
                 }
                 // Flush what is buffered first: the records the snapshot covers must be
                 // durable before it is, and any sealed after the call follow them in order.
-                let (bytes, records, last_seq) = {
-                    let mut state = lock(&shared.state);
-                    let records = std::mem::take(&mut state.buffered_records);
-                    // Compaction does not need these events: the snapshot covers them, or
-                    // (records sealed after the call) the install has it read the journal.
-                    state.buffered_kept.clear();
-                    state.buffered_appends = 0;
-                    let last_seq = state.next_seq - 1;
-                    (std::mem::take(&mut state.buffer), records, last_seq)
-                };
-                let mut bytes = bytes;
-                if !bytes.is_empty() {
-                    let batch = lock(&shared.state).open_batch;
-                    lock(&shared.state).open_batch += 1;
+                // The batch gets its number as it is taken, in one critical section: an append
+                // buffered after it waits for a later batch, not for this one, which does not
+                // hold its records.
+                let taken = lock(&shared.state).take_batch();
+                if let Some(TakenBatch {
+                    mut bytes,
+                    records,
+                    last_seq,
+                    batch,
+                }) = taken
+                {
                     let written = match shared.write_batch(&mut bytes) {
                         Ok(written) => written,
                         Err(failure) => {
@@ -1598,5 +1636,60 @@ impl FileCheckpointer {
             result
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh_state() -> WriterState {
+        WriterState::new(&Position {
+            next_seq: 1,
+            journal_len: 0,
+            records_after_snapshot: 0,
+            covers_seq: 0,
+            snapshot_len: 0,
+            fresh: true,
+        })
+    }
+
+    /// What `append` does under the state lock: buffer one sealed record and take the
+    /// number of the batch the buffer will become as its ticket.
+    fn buffer_one(state: &mut WriterState) -> u64 {
+        if state.buffer.is_empty() {
+            state.buffer = vec![0; journal::BATCH_HEADER_LEN];
+        }
+        state
+            .buffer
+            .extend_from_slice(&[1; journal::HEADER_LEN + 2]);
+        state.buffered_records += 1;
+        state.buffered_appends += 1;
+        state.next_seq += 1;
+        state.open_batch
+    }
+
+    #[test]
+    fn an_append_after_an_install_took_the_buffer_waits_for_a_later_batch() {
+        let mut state = fresh_state();
+        let first = buffer_one(&mut state);
+        let taken = state.take_batch().expect("one record is buffered");
+        assert_eq!(taken.batch, first, "the taken batch holds the first append");
+        assert_eq!((taken.records, taken.last_seq), (1, 1));
+        // An append that comes between the take and the batch's write: the install's batch
+        // does not hold it, so publishing that batch must not acknowledge it.
+        let second = buffer_one(&mut state);
+        assert!(
+            second > taken.batch,
+            "the second append's ticket {second} is the taken batch {}",
+            taken.batch
+        );
+    }
+
+    #[test]
+    fn nothing_buffered_takes_no_batch_number() {
+        let mut state = fresh_state();
+        assert!(state.take_batch().is_none());
+        assert_eq!(state.open_batch, 1);
     }
 }

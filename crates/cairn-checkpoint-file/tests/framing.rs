@@ -559,3 +559,28 @@ async fn the_in_flight_check_catches_two_unsynced_writes() {
     }
     assert!(!watch.overlaps.lock().unwrap().is_empty());
 }
+
+/// A checksummed record numbered 0 or `u64::MAX` (a crafted or foreign journal: the writer
+/// numbers from 1, and a run never gets near the top) is corruption, reported where it
+/// lies: not a record skipped as covered by the snapshot, nor a panic on the count after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_numbered_0_or_u64_max_is_corruption() {
+    for (name, seq) in [("seq-zero", 0), ("seq-max", u64::MAX)] {
+        let h = FileHarness::new();
+        let id = RunId::new(name).unwrap();
+        let factory = h.file_factory();
+        drop(factory.begin(meta(name)).await.unwrap());
+        let journal = common::format_2_journal(&[vec![(seq, sample_event(0))]]);
+        std::fs::write(h.journal(&id), &journal).unwrap();
+        let record = FILE_HEADER_LEN + BATCH_HEADER_LEN;
+        for read in [
+            factory.peek(&id).await.map(|_| ()),
+            factory.open(&id).await.map(|_| ()),
+        ] {
+            assert!(
+                matches!(read, Err(Error::Corruption { offset, .. }) if offset == record as u64),
+                "{name}: {read:?}"
+            );
+        }
+    }
+}
