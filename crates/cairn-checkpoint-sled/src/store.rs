@@ -724,10 +724,14 @@ impl Shared {
         {
             let (key, frame) = entry.map_err(backend)?;
             let Some(seq) = layout::seq_of_key(prefix.len(), &key) else {
+                // The base is a stored number: near the end of the sequences, adding the
+                // records scanned would overflow.
+                let expected = u64::try_from(records.len())
+                    .map_or(u64::MAX, |scanned| base.saturating_add(scanned));
                 return Err(Error::Corruption {
                     run_id: run_id.clone(),
                     file: layout::EVENTS_TREE.to_owned(),
-                    offset: base + records.len() as u64,
+                    offset: expected,
                     detail: "a journal key has the wrong length".to_owned(),
                 });
             };

@@ -399,6 +399,46 @@ async fn a_snapshot_base_at_the_end_of_the_sequences_never_wraps_or_panics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_journal_key_after_a_snapshot_at_the_end_is_corruption_not_a_panic() {
+    // A checksummed snapshot based at the last sequence, the record stored there, and a key
+    // one byte too long after it: the scan reports the bad key instead of overflowing while
+    // it names the sequence it expected.
+    let h = DbHarness::new(Durability::Sync);
+    let factory = h.sled_factory();
+    begin_with(&factory, "edge", 1).await;
+    let (_, first) = journal(h.db(), &run("edge")).pop().expect("a record");
+    let json = &layout::unseal(&first).expect("intact")[layout::SEQ_LEN..];
+    let journal_tree = tree(h.db(), layout::EVENTS_TREE);
+    journal_tree
+        .insert(
+            layout::seq_key(&run("edge"), u64::MAX),
+            layout::seal_with_seq(u64::MAX, json),
+        )
+        .expect("plant");
+    let mut long_key = layout::seq_key(&run("edge"), u64::MAX);
+    long_key.push(0);
+    journal_tree
+        .insert(long_key, layout::seal_with_seq(u64::MAX, json))
+        .expect("plant");
+    plant_snapshot(h.db(), "edge", u64::MAX);
+    for outcome in [
+        factory.peek(&run("edge")).await.map(|_| ()),
+        factory.open(&run("edge")).await.map(|_| ()),
+    ] {
+        let err = outcome.expect_err("a malformed key");
+        assert!(
+            matches!(&err, Error::Corruption { run_id, file, .. } if run_id == &run("edge") && file == layout::EVENTS_TREE),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        journal(h.db(), &run("edge")).len(),
+        3,
+        "nothing was removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_trims_the_journal_only_below_its_base() {
     let h = DbHarness::new(Durability::Sync);
     let factory = h.sled_factory();
