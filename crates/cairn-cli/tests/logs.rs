@@ -325,16 +325,22 @@ fn follow_prints_output_as_it_is_written_across_attempts_and_stops_when_the_task
     assert_contains(&stderr, "task `step` is done (attempt 2)");
 }
 
-/// A run whose output folder was removed by hand is not said to have started no task: the
-/// listing says the folder is gone.
-#[test]
-fn a_run_whose_output_folder_was_removed_says_so() {
+/// A sandbox with one failed run whose output folder was removed by hand, and its id.
+fn failed_run_without_its_output_folder() -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     sandbox.write("wf.toml", common::FAILS_WORKFLOW);
     assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
     let run_id = sandbox.only_run_id();
     std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
         .expect("remove the output folder");
+    (sandbox, run_id)
+}
+
+/// A run whose output folder was removed by hand is not said to have started no task: the
+/// listing says the folder is gone.
+#[test]
+fn a_run_whose_output_folder_was_removed_says_so() {
+    let (sandbox, run_id) = failed_run_without_its_output_folder();
     let (code, stdout, stderr) = logs(&sandbox, &[&run_id]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_contains(&stdout, "its output folder");
@@ -347,12 +353,7 @@ fn a_run_whose_output_folder_was_removed_says_so() {
 /// of sending the operator to look in another state folder.
 #[test]
 fn a_run_the_store_cannot_read_is_not_reported_as_unknown() {
-    let sandbox = Sandbox::new();
-    sandbox.write("wf.toml", common::FAILS_WORKFLOW);
-    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
-    let run_id = sandbox.only_run_id();
-    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
-        .expect("remove the output folder");
+    let (sandbox, run_id) = failed_run_without_its_output_folder();
     let meta_path = sandbox.path(&format!(".cairn/runs/{run_id}/meta.json"));
     let mut meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&meta_path).expect("meta.json")).expect("JSON");
