@@ -6,10 +6,24 @@
 //! with an optional `-N` (the N-th pass of a failed run's resume, whose attempts count from 1
 //! again), and the stream is the extension. Files that do not fit (the group records, the
 //! workflow copy) are not output and are skipped.
+//!
+//! # Order
+//!
+//! Neither the names nor the file system give the order a task's attempts ran in: the names
+//! do not after a pass's attempt was given back and run again (`1-3` then runs before
+//! `2-2`), and creation times are the copy's after a state folder is restored from a backup
+//! or copied with `cp -r`. So the shell handler appends each attempt's name to the task's
+//! start log, `<task>.starts` ([`record_start`]), before it creates the attempt's files: a
+//! line per start, in start order, carried along by any copy. Files that no start log names
+//! (written by a build without start logs) come first, in their creation order where the
+//! file system keeps it for all of them, else in the names' order.
 
 use std::path::{Path, PathBuf};
 
 use crate::out::{cell, escape_controls, outln};
+
+/// The extension of a task's start log: `<task>.starts`, one attempt name a line.
+pub const START_LOG: &str = "starts";
 
 /// A stream of a command's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -91,12 +105,78 @@ pub fn parse_output_name(name: &str) -> Option<(String, String, Stream)> {
         .then(|| (task.to_owned(), attempt.to_owned(), stream))
 }
 
-/// The saved output files in `dir`, by task and then in the order the attempts ran (stdout
-/// before stderr). A missing folder holds none.
+/// Appends `attempt` (as the file names have it: `2`, `1-2`) to `task`'s start log in `dir`,
+/// so that [`output_files`] orders that attempt's files after those of every earlier start.
+/// Called before the attempt's files are created, so no file of this build goes unlogged. Not
+/// synced: like the output it orders, it is a record for people, and a log torn by a crash
+/// loses at most its unfinished last line.
 ///
 /// # Errors
 ///
-/// The folder or a file's metadata cannot be read.
+/// The log cannot be opened or written.
+///
+/// # Examples
+///
+/// ```
+/// use cairn_cli::logs::{output_files, record_start};
+///
+/// let dir = tempfile::tempdir()?;
+/// // Attempt 1 of a resumed pass was given back and run again before its attempt 2.
+/// for attempt in ["1", "1-2", "1-3", "2-2"] {
+///     record_start(dir.path(), "t", attempt)?;
+///     std::fs::write(dir.path().join(format!("t.{attempt}.stdout")), "")?;
+/// }
+/// let order: Vec<String> = output_files(dir.path())?.into_iter().map(|f| f.attempt).collect();
+/// assert_eq!(order, ["1", "1-2", "1-3", "2-2"]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn record_start(dir: &Path, task: &str, attempt: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join(format!("{task}.{START_LOG}")))?;
+    // One write of a whole line: appends of the same task never interleave anyway (a task
+    // runs one attempt at a time), and a crash can tear only this last line.
+    log.write_all(format!("{attempt}\n").as_bytes())
+}
+
+/// Where each attempt of `task` stands in its start log in `dir`: the attempt's last line
+/// (a start refused before its command ran leaves its name free for a later start). Only
+/// whole lines that name an attempt count, so a line torn by a crash is ignored. A missing
+/// log names none.
+fn start_order(
+    dir: &Path,
+    task: &str,
+) -> std::io::Result<std::collections::HashMap<String, usize>> {
+    let text = match std::fs::read(dir.join(format!("{task}.{START_LOG}"))) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(error) => return Err(error),
+    };
+    let mut order = std::collections::HashMap::new();
+    for (at, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+        let Some(attempt) = line
+            .strip_suffix(b"\n")
+            .and_then(|line| std::str::from_utf8(line).ok())
+            .filter(|attempt| {
+                parse_output_name(&format!("{task}.{attempt}.stdout"))
+                    .is_some_and(|(_, parsed, _)| parsed == *attempt)
+            })
+        else {
+            continue;
+        };
+        order.insert(attempt.to_owned(), at);
+    }
+    Ok(order)
+}
+
+/// The saved output files in `dir`, by task and then in the order the attempts ran (stdout
+/// before stderr), as the module docs' "Order" says. A missing folder holds none.
+///
+/// # Errors
+///
+/// The folder, a file's metadata or a start log cannot be read.
 pub fn output_files(dir: &Path) -> std::io::Result<Vec<OutputFile>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -123,17 +203,27 @@ pub fn output_files(dir: &Path) -> std::io::Result<Vec<OutputFile>> {
             created: metadata.created().ok(),
         });
     }
-    // The names give the order except after a pass's attempt was given back and run again
-    // (`1-3` then runs before `2-2`); creation times give it always, where they are kept.
-    let by_time = files.iter().all(|f| f.created.is_some());
-    files.sort_by(|a, b| {
-        let time = |f: &OutputFile| if by_time { f.created } else { None };
-        (&a.task, time(a), a.ran_order(), a.stream).cmp(&(
-            &b.task,
-            time(b),
-            b.ran_order(),
-            b.stream,
-        ))
+    let mut logged = std::collections::HashMap::new();
+    for file in &files {
+        if !logged.contains_key(&file.task) {
+            logged.insert(file.task.clone(), start_order(dir, &file.task)?);
+        }
+    }
+    let position = |f: &OutputFile| logged[&f.task].get(&f.attempt).copied();
+    // Creation times only order files no start log names, and only where every such file has
+    // one: they are the copy's after a copy, so they are the fallback, never the rule.
+    let by_time = files
+        .iter()
+        .filter(|f| position(f).is_none())
+        .all(|f| f.created.is_some());
+    files.sort_by_cached_key(|f| {
+        let started = position(f);
+        let time = if by_time && started.is_none() {
+            f.created
+        } else {
+            None
+        };
+        (f.task.clone(), started, time, f.ran_order(), f.stream)
     });
     Ok(files)
 }

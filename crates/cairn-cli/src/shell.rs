@@ -5,7 +5,8 @@
 //!
 //! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr` (with
 //! `-2`, `-3`, ... after the attempt number when a resume repeats attempt numbers: existing
-//! output is never overwritten). Each file keeps at most [`OUTPUT_CAP`] bytes of its stream
+//! output is never overwritten), and first appends that attempt name to `<task>.starts`,
+//! which gives `cairn logs` the order the attempts ran in (see `logs`). Each file keeps at most [`OUTPUT_CAP`] bytes of its stream
 //! (1 MiB): all of it when it fits, else its first [`OUTPUT_HEAD`] bytes and its last
 //! [`OUTPUT_TAIL`] (where test runners print why they failed), with a `[cairn: N bytes
 //! dropped here; ...]` line between them. The tail is held in memory and written when the
@@ -689,7 +690,7 @@ async fn capture(
 }
 
 /// Creates an attempt's output file. `create_new`: earlier output is evidence and is never
-/// truncated (see [`free_stem`]).
+/// truncated (see [`free_attempt_name`]).
 async fn create_output(path: &Path) -> std::io::Result<tokio::fs::File> {
     tokio::fs::OpenOptions::new()
         .write(true)
@@ -708,28 +709,29 @@ fn discard_unused_output(files: [(&std::io::Result<tokio::fs::File>, &PathBuf); 
     }
 }
 
-/// The file name stem of an attempt's captured output: `<task>.<attempt>`, or, when files of
-/// that attempt number already exist, `<task>.<attempt>-2`, `-3`, ... A resume of a failed
-/// run gives its failed tasks fresh attempts, numbered from 1 again, and the failed attempts'
-/// output must survive it. (A task id never makes `<attempt>-<n>` look like an attempt
-/// number: the part after the id's last dot is all digits only for plain attempts.)
-fn free_stem(out_dir: &Path, task: &str, attempt: u32) -> String {
+/// The attempt's name in its captured output's file names (`<task>.<name>.stdout`): the
+/// attempt number, or, when files of that attempt number already exist, `<attempt>-2`, `-3`,
+/// ... A resume of a failed run gives its failed tasks fresh attempts, numbered from 1 again,
+/// and the failed attempts' output must survive it. (A task id never makes `<attempt>-<n>`
+/// look like an attempt number: the part after the id's last dot is all digits only for
+/// plain attempts.)
+fn free_attempt_name(out_dir: &Path, task: &str, attempt: u32) -> String {
     /// Suffixes tried before giving up on a free name.
     const MAX_REPEATS: u32 = 10_000;
-    let taken = |stem: &str| {
-        ["stdout", "stderr"]
-            .iter()
-            .any(|ext| std::fs::exists(out_dir.join(format!("{stem}.{ext}"))).unwrap_or(true))
+    let taken = |name: &str| {
+        ["stdout", "stderr"].iter().any(|ext| {
+            std::fs::exists(out_dir.join(format!("{task}.{name}.{ext}"))).unwrap_or(true)
+        })
     };
-    let plain = format!("{task}.{attempt}");
+    let plain = attempt.to_string();
     if !taken(&plain) {
         return plain;
     }
     // Bounded: a folder that cannot be read makes every name look taken, and then the plain
     // name's `create_new` fails and the output goes uncaptured rather than the search spin.
     (2u32..MAX_REPEATS)
-        .map(|n| format!("{task}.{attempt}-{n}"))
-        .find(|stem| !taken(stem))
+        .map(|n| format!("{attempt}-{n}"))
+        .find(|name| !taken(name))
         .unwrap_or(plain)
 }
 
@@ -853,7 +855,13 @@ impl ShellHandler {
         out_dir: &Path,
         cwd: &Path,
     ) -> Result<Started, StartRefused> {
-        let stem = free_stem(out_dir, &spec.id, ctx.attempt());
+        let attempt = free_attempt_name(out_dir, &spec.id, ctx.attempt());
+        // The start log, not the files' names or times, orders the attempts for `cairn logs`.
+        // Without it the output is still captured; the listing then falls back to the names.
+        if let Err(error) = crate::logs::record_start(out_dir, &spec.id, &attempt) {
+            tracing::warn!(task = %spec.id, %error, "cannot append to the task's start log");
+        }
+        let stem = format!("{}.{attempt}", spec.id);
         let out_path = out_dir.join(format!("{stem}.stdout"));
         let err_path = out_dir.join(format!("{stem}.stderr"));
         let out_file = create_output(&out_path).await;

@@ -11,6 +11,7 @@
 //!     .origin.json               where that file was and the folder task cwds are relative to
 //!     <task>.<attempt>.stdout    captured output (see `shell`)
 //!     <task>.<attempt>.stderr
+//!     <task>.starts              the task's attempts in the order they started (see `logs`)
 //!   output/.removed-<run_id>-<pid>/  a pruned run's folder being deleted (`cairn runs prune`)
 //! ```
 //!

@@ -148,6 +148,7 @@ fn attempts_are_ordered_by_when_they_started_when_the_file_system_keeps_it() {
     let sandbox = Sandbox::new();
     let dir = sandbox.path("out");
     std::fs::create_dir(&dir).unwrap();
+    // Files of a build that kept no start log: creation times are all there is.
     // A failed run's resume (pass 2) whose attempt 1 was given back by a Ctrl-C and run
     // again (`1-3`) before its attempt 2 (`2-2`): the names alone would put `1-3` last.
     for stem in ["t.1", "t.1-2", "t.1-3", "t.2-2"] {
@@ -165,6 +166,78 @@ fn attempts_are_ordered_by_when_they_started_when_the_file_system_keeps_it() {
     let latest = cairn_cli::logs::select(files, Some("t"), None, None).unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].attempt, order[3]);
+}
+
+/// Copies the folder `from` to `to` as a backup restore might: each folder's entries in
+/// descending name order, a pause between files so that their creation times differ.
+fn copy_in_reverse(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .expect("read_dir")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    entries.sort_by(|a, b| b.cmp(a));
+    for path in entries {
+        let target = to.join(path.file_name().expect("a name"));
+        if path.is_dir() {
+            copy_in_reverse(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy a file");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_copied_state_folder_lists_attempts_in_the_order_they_ran_not_the_copys() {
+    let sandbox = Sandbox::new();
+    sandbox.write("wf.toml", WORKFLOW);
+    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
+    let id = sandbox.only_run_id();
+    let resumed = sandbox.run(&["resume", &id, "--state-dir", ".cairn"]);
+    assert_eq!(resumed.status.code(), Some(1), "{}", text(&resumed.stderr));
+    // The copy creates `flaky`'s files newest-named first: `2`, `2-2`, `1`, `1-2`.
+    copy_in_reverse(&sandbox.path(".cairn"), &sandbox.path("restored"));
+
+    let listed = sandbox.run(&["logs", &id, "--stream", "stdout", "--state-dir", "restored"]);
+    let listing = text(&listed.stdout);
+    assert_eq!(listed.status.code(), Some(0), "{listing}");
+    let attempts: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.starts_with("flaky "))
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(attempts, ["1", "2", "1-2", "2-2"], "{listing}");
+    let latest = sandbox.run(&["logs", &id, "flaky", "--state-dir", "restored"]);
+    assert_contains(&text(&latest.stdout), "==> flaky attempt 2-2 stdout");
+}
+
+#[test]
+fn the_start_log_orders_attempts_that_neither_names_nor_creation_times_order() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    // Pass 2's attempt 1 was given back and run again (`1-3`) before its attempt 2 (`2-2`),
+    // and a copy created the files in yet another order.
+    for attempt in ["1", "1-2", "1-3", "2-2"] {
+        cairn_cli::logs::record_start(&dir, "t", attempt).unwrap();
+    }
+    for attempt in ["2-2", "1-3", "1", "1-2"] {
+        std::fs::write(dir.join(format!("t.{attempt}.stdout")), attempt).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A line torn by a crash names no attempt.
+    let log = dir.join("t.starts");
+    let mut torn = std::fs::read(&log).unwrap();
+    torn.extend_from_slice(b"1");
+    std::fs::write(&log, torn).unwrap();
+
+    let files = cairn_cli::logs::output_files(&dir).unwrap();
+    let order: Vec<&str> = files.iter().map(|f| f.attempt.as_str()).collect();
+    assert_eq!(order, ["1", "1-2", "1-3", "2-2"]);
+    let latest = cairn_cli::logs::select(files, Some("t"), None, None).unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].attempt, "2-2");
 }
 
 /// `step` prints, then waits for `go.<attempt>` and prints again; its first attempt fails.
@@ -252,16 +325,22 @@ fn follow_prints_output_as_it_is_written_across_attempts_and_stops_when_the_task
     assert_contains(&stderr, "task `step` is done (attempt 2)");
 }
 
-/// A run whose output folder was removed by hand is not said to have started no task: the
-/// listing says the folder is gone.
-#[test]
-fn a_run_whose_output_folder_was_removed_says_so() {
+/// A sandbox with one failed run whose output folder was removed by hand, and its id.
+fn failed_run_without_its_output_folder() -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     sandbox.write("wf.toml", common::FAILS_WORKFLOW);
     assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
     let run_id = sandbox.only_run_id();
     std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
         .expect("remove the output folder");
+    (sandbox, run_id)
+}
+
+/// A run whose output folder was removed by hand is not said to have started no task: the
+/// listing says the folder is gone.
+#[test]
+fn a_run_whose_output_folder_was_removed_says_so() {
+    let (sandbox, run_id) = failed_run_without_its_output_folder();
     let (code, stdout, stderr) = logs(&sandbox, &[&run_id]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_contains(&stdout, "its output folder");
@@ -274,12 +353,7 @@ fn a_run_whose_output_folder_was_removed_says_so() {
 /// of sending the operator to look in another state folder.
 #[test]
 fn a_run_the_store_cannot_read_is_not_reported_as_unknown() {
-    let sandbox = Sandbox::new();
-    sandbox.write("wf.toml", common::FAILS_WORKFLOW);
-    assert_eq!(sandbox.run(&["run", "wf.toml"]).status.code(), Some(1));
-    let run_id = sandbox.only_run_id();
-    std::fs::remove_dir_all(sandbox.path(&format!(".cairn/output/{run_id}")))
-        .expect("remove the output folder");
+    let (sandbox, run_id) = failed_run_without_its_output_folder();
     let meta_path = sandbox.path(&format!(".cairn/runs/{run_id}/meta.json"));
     let mut meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&meta_path).expect("meta.json")).expect("JSON");
