@@ -6,10 +6,10 @@
 //! Each attempt writes `<output root>/<run id>/<task>.<attempt>.stdout` and `.stderr` (with
 //! `-2`, `-3`, ... after the attempt number when a resume repeats attempt numbers: existing
 //! output is never overwritten), and first appends that attempt name to `<task>.starts`,
-//! which gives `cairn logs` the order the attempts ran in (see `logs`). Each file keeps at most [`OUTPUT_CAP`] bytes of its stream
-//! (1 MiB): all of it when it fits, else its first [`OUTPUT_HEAD`] bytes and its last
-//! [`OUTPUT_TAIL`] (where test runners print why they failed), with a `[cairn: N bytes
-//! dropped here; ...]` line between them. The tail is held in memory and written when the
+//! which gives `cairn logs` the order the attempts ran in (see `logs`). Each file keeps at
+//! most [`OUTPUT_CAP`] bytes of its stream (1 MiB): all of it when it fits, else its first
+//! [`OUTPUT_HEAD`] bytes and its last [`OUTPUT_TAIL`] (where test runners print why they
+//! failed), with a `[cairn: N bytes dropped here; ...]` line between them. The tail is held in memory and written when the
 //! stream ends, so `cairn logs --follow` shows it at the end. Apart from the files, the last
 //! [`TAIL_LINES`] lines of each stream are kept in memory, so a failed task can always show
 //! how its output ended even when the file was capped.
