@@ -7,8 +7,11 @@
 //! <root>/                       default `.cairn/`, mode 0700
 //!   runs/<run_id>/              one folder per run, mode 0700; files are mode 0600
 //!     meta.json                 RunMeta, replaced atomically (temp, fsync, rename, fsync dir)
-//!     queue.json                {format_version, run_id, covers_seq, snapshot}: JSON, pretty up
-//!                               to 1 MiB, one line above (indentation doubles parse time)
+//!     queue.json                {format_version, run_id, covers_seq, snapshot, crc32c}: JSON,
+//!                               pretty up to 1 MiB, one line above (indentation doubles parse
+//!                               time). crc32c covers "<format_version> <run_id> <covers_seq> "
+//!                               and the snapshot's exact bytes in the file; format 1 files,
+//!                               from builds before it, have none and are read unchecked
 //!     journal                   format 2: a file header (magic, version, crc), then one framed
 //!                               batch per write (magic | len | offset | body crc | header crc)
 //!                               holding framed records (len u32 | seq u64 | crc32c u32 | JSON
@@ -165,7 +168,8 @@
 //!
 //! # Quarantine
 //!
-//! Unparseable `meta.json`/`queue.json`, a wrong format version or a stored run id that does
+//! Unparseable `meta.json`/`queue.json`, a `queue.json` failing its checksum (the detail
+//! says `queue.json checksum mismatch`), a wrong format version or a stored run id that does
 //! not match the folder make `open` move the whole folder to
 //! `<root>/quarantine/<run_id>-<millis>/`, append a `Quarantined` audit record to the moved
 //! folder's `audit.jsonl` and to `<root>/quarantine.jsonl`, and fail with `Unreadable`,

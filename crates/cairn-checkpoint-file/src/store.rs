@@ -1,6 +1,7 @@
 //! The synchronous core: layout, atomic writes, reading a run back, locks, quarantine and
 //! audit. The async port methods run these on tokio's blocking pool.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,11 +39,19 @@ use crate::line_log;
 /// let written = std::fs::read(factory.run_dir(&id).join("queue.json"))?;
 /// let file: serde_json::Value = serde_json::from_slice(&written)?;
 /// assert_eq!(file["format_version"], QUEUE_FILE_FORMAT_VERSION);
+/// assert!(file["crc32c"].is_u64(), "the file carries its checksum");
 /// # drop(run);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub const QUEUE_FILE_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added `crc32c`, a CRC32C over the format version, run id, `covers_seq` and the
+/// snapshot's exact bytes. Version 1 files, which have none, are still read, without that
+/// check.
+pub const QUEUE_FILE_FORMAT_VERSION: u32 = 2;
+
+/// The oldest `queue.json` format this build reads: version 1, written before `crc32c`.
+const OLDEST_QUEUE_FILE_FORMAT_VERSION: u32 = 1;
 
 pub(crate) const META_FILE: &str = "meta.json";
 pub(crate) const QUEUE_FILE: &str = "queue.json";
@@ -54,17 +63,30 @@ pub(crate) const RUNS_DIR: &str = "runs";
 pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 pub(crate) const QUARANTINE_LOG: &str = "quarantine.jsonl";
 
-/// `queue.json`: a snapshot plus what it belongs to and which journal records it covers.
-#[derive(Debug, Serialize, Deserialize)]
+/// `queue.json`: a snapshot plus what it belongs to and which journal records it covers,
+/// as read back and checked.
+#[derive(Debug)]
 pub(crate) struct QueueFile {
-    /// `QUEUE_FILE_FORMAT_VERSION`.
-    pub(crate) format_version: u32,
-    /// The run it belongs to.
-    pub(crate) run_id: String,
     /// Every journal record with a sequence number up to this one is inside the snapshot.
     pub(crate) covers_seq: u64,
     /// The queue's state.
     pub(crate) snapshot: Snapshot,
+}
+
+/// `queue.json` as stored, its snapshot left as the exact text the checksum covers.
+#[derive(Debug, Deserialize)]
+struct QueueFileText<'a> {
+    /// `QUEUE_FILE_FORMAT_VERSION`, or an older one still read.
+    format_version: u32,
+    /// The run it belongs to.
+    run_id: String,
+    /// Every journal record with a sequence number up to this one is inside the snapshot.
+    covers_seq: u64,
+    /// The queue's state, as written.
+    #[serde(borrow)]
+    snapshot: &'a serde_json::value::RawValue,
+    /// [`queue_file_checksum`] of the rest; absent from format 1 files.
+    crc32c: Option<u32>,
 }
 
 /// The identifying fields of `queue.json`, read before the (possibly large) snapshot.
@@ -1422,16 +1444,7 @@ impl Store {
     /// Reads meta, snapshot and journal without a lock and without writing; the caller
     /// holds the reader lock or accepts a read beside a writer ([`Store::peek_live`]).
     pub(crate) fn read_unlocked(&self, run_id: &RunId, dir: &Path) -> Result<Recovered> {
-        let bad = |problem: StateProblem| {
-            problem
-                .newer_format(run_id)
-                .unwrap_or_else(|| Error::Corruption {
-                    run_id: run_id.clone(),
-                    file: problem.file().to_owned(),
-                    offset: 0,
-                    detail: problem.detail(),
-                })
-        };
+        let bad = |problem: StateProblem| problem.unquarantined_error(run_id);
         let meta_bytes = self.read_meta_bytes(dir)?.ok_or_else(|| {
             bad(StateProblem::Unreadable {
                 file: META_FILE,
@@ -1922,6 +1935,18 @@ impl StateProblem {
         }
     }
 
+    /// The error for this problem where nothing is quarantined (a read that writes
+    /// nothing): [`Error::NewerFormat`] for a newer build's state, else `Corruption`.
+    pub(crate) fn unquarantined_error(&self, run_id: &RunId) -> Error {
+        self.newer_format(run_id)
+            .unwrap_or_else(|| Error::Corruption {
+                run_id: run_id.clone(),
+                file: self.file().to_owned(),
+                offset: 0,
+                detail: self.detail(),
+            })
+    }
+
     pub(crate) fn detail(&self) -> String {
         match self {
             StateProblem::Version {
@@ -2038,11 +2063,34 @@ fn parse_meta(run_id: &RunId, bytes: &[u8]) -> Result<RunMeta, StateProblem> {
     }
 }
 
-fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProblem> {
-    // One full parse in the common case; the identifying fields are read on their own only
-    // to explain a file that does not parse (another version's layout, most likely).
-    let file: QueueFile = match serde_json::from_slice(bytes) {
-        Ok(file) => file,
+/// CRC32C of `queue.json`'s content: its format version, run id and covers_seq in decimal,
+/// each followed by one space (a run id holds no space), then the exact bytes of its
+/// `snapshot` value as they stand in the file, from its opening to its closing brace.
+///
+/// The snapshot is summed as written, not as re-encoded, so reading a large one back costs
+/// one pass of CRC32C rather than a second encoding, and the sum does not depend on how
+/// the file was laid out (pretty-printed or on one line). A changed digit of covers_seq, a
+/// changed byte of the snapshot, or a format version changed from 2 to 1 all fail it.
+fn queue_file_checksum(format_version: u32, run_id: &str, covers_seq: u64, snapshot: &[u8]) -> u32 {
+    crc32c::crc32c_append(
+        queue_file_header_checksum(format_version, run_id, covers_seq),
+        snapshot,
+    )
+}
+
+/// The part of [`queue_file_checksum`] before the snapshot.
+fn queue_file_header_checksum(format_version: u32, run_id: &str, covers_seq: u64) -> u32 {
+    crc32c::crc32c(format!("{format_version} {run_id} {covers_seq} ").as_bytes())
+}
+
+/// Parses and checks `queue.json`: its format version, run id and checksum, then its
+/// snapshot.
+pub(crate) fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProblem> {
+    // One parse of the file, the snapshot kept as text for its checksum; the identifying
+    // fields are read on their own only to explain a file that does not parse (another
+    // version's layout, most likely).
+    let text: QueueFileText<'_> = match serde_json::from_slice(bytes) {
+        Ok(text) => text,
         Err(err) => {
             if let Ok(head) = serde_json::from_slice::<QueueFileHead>(bytes) {
                 check_queue_head(run_id, head.format_version, &head.run_id)?;
@@ -2053,30 +2101,74 @@ fn parse_queue_file(run_id: &RunId, bytes: &[u8]) -> Result<QueueFile, StateProb
             });
         }
     };
-    check_queue_head(run_id, file.format_version, &file.run_id)?;
-    if file.covers_seq == u64::MAX {
+    // The version first: a newer build's file may be summed otherwise, and is left in place.
+    check_queue_head(run_id, text.format_version, &text.run_id)?;
+    let snapshot_text = text.snapshot.get();
+    match text.crc32c {
+        // A format 1 file, from a build before checksums: read unchecked.
+        None if text.format_version == OLDEST_QUEUE_FILE_FORMAT_VERSION => {}
+        None => {
+            return Err(StateProblem::Unreadable {
+                file: QUEUE_FILE,
+                detail: format!(
+                    "queue.json has no crc32c, which format version {} always carries",
+                    text.format_version
+                ),
+            });
+        }
+        // Checked whatever the version says: a format 1 file never carries one, so a
+        // checksum there means the version itself was damaged.
+        Some(stored) => {
+            let computed = queue_file_checksum(
+                text.format_version,
+                &text.run_id,
+                text.covers_seq,
+                snapshot_text.as_bytes(),
+            );
+            if stored != computed {
+                return Err(StateProblem::Unreadable {
+                    file: QUEUE_FILE,
+                    detail: format!(
+                        "queue.json checksum mismatch: crc32c {stored:#010x} is stored, \
+                         {computed:#010x} is computed over format_version, run_id, covers_seq \
+                         and snapshot"
+                    ),
+                });
+            }
+        }
+    }
+    if text.covers_seq == u64::MAX {
         // No record can follow it, and the next sequence number would overflow: only damage
         // (or a hand edit) gets a run here, since each record takes one number.
         return Err(StateProblem::Unreadable {
             file: QUEUE_FILE,
             detail: format!(
                 "covers_seq {} leaves no sequence number for the next record",
-                file.covers_seq
+                text.covers_seq
             ),
         });
     }
-    if file.snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+    let snapshot: Snapshot =
+        serde_json::from_str(snapshot_text).map_err(|err| StateProblem::Unreadable {
+            file: QUEUE_FILE,
+            detail: format!("its snapshot: {err}"),
+        })?;
+    if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(StateProblem::Version {
             file: QUEUE_FILE,
-            found: file.snapshot.format_version,
+            found: snapshot.format_version,
             expected: SNAPSHOT_FORMAT_VERSION,
         });
     }
-    Ok(file)
+    Ok(QueueFile {
+        covers_seq: text.covers_seq,
+        snapshot,
+    })
 }
 
+/// Refuses a `queue.json` of a format this build does not read, or naming another run.
 fn check_queue_head(run_id: &RunId, version: u32, stored_id: &str) -> Result<(), StateProblem> {
-    if version != QUEUE_FILE_FORMAT_VERSION {
+    if !(OLDEST_QUEUE_FILE_FORMAT_VERSION..=QUEUE_FILE_FORMAT_VERSION).contains(&version) {
         return Err(StateProblem::Version {
             file: QUEUE_FILE,
             found: version,
@@ -2096,13 +2188,107 @@ fn check_queue_head(run_id: &RunId, version: u32, stored_id: &str) -> Result<(),
 /// indentation roughly doubles their size and so their parse time on reopen.
 pub(crate) const PRETTY_QUEUE_FILE_LIMIT: usize = 1024 * 1024;
 
-/// `queue.json` by reference: what [`QueueFile`] reads back.
+/// `queue.json` by reference, as written: what [`QueueFileText`] reads back. `crc32c` comes
+/// last because it is summed while the snapshot before it is encoded.
 #[derive(Serialize)]
 struct QueueFileRef<'a, S> {
     format_version: u32,
     run_id: &'a str,
     covers_seq: u64,
-    snapshot: &'a S,
+    snapshot: Summed<'a, S>,
+    crc32c: SumSoFar<'a>,
+}
+
+/// The running [`queue_file_checksum`] of one encoding of `queue.json`, shared by the writer
+/// that sums bytes ([`SummingWriter`]) and the fields that switch summing on and read it.
+struct QueueSum {
+    summing: Cell<bool>,
+    crc: Cell<u32>,
+}
+
+/// A value whose encoded bytes are summed: serde_json writes a field's value, and nothing
+/// else, while that value's `serialize` runs, so the bytes summed are exactly the text a
+/// reader finds as the field's value.
+struct Summed<'a, S> {
+    value: &'a S,
+    sum: &'a QueueSum,
+}
+
+impl<S: Serialize> Serialize for Summed<'_, S> {
+    fn serialize<T: serde::Serializer>(&self, serializer: T) -> Result<T::Ok, T::Error> {
+        self.sum.summing.set(true);
+        let encoded = self.value.serialize(serializer);
+        self.sum.summing.set(false);
+        encoded
+    }
+}
+
+/// The sum so far, encoded as a number.
+struct SumSoFar<'a>(&'a QueueSum);
+
+impl Serialize for SumSoFar<'_> {
+    fn serialize<T: serde::Serializer>(&self, serializer: T) -> Result<T::Ok, T::Error> {
+        serializer.serialize_u32(self.0.crc.get())
+    }
+}
+
+/// Writes through to `inner`, adding what it writes to the sum while summing is on.
+struct SummingWriter<'a, W> {
+    inner: W,
+    sum: &'a QueueSum,
+}
+
+impl<W: io::Write> io::Write for SummingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        if self.sum.summing.get() {
+            let crc = crc32c::crc32c_append(self.sum.crc.get(), &buf[..written]);
+            self.sum.crc.set(crc);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encodes `queue.json` (this build's format, checksum included) into `out`, on one line or
+/// pretty-printed.
+fn encode_queue_file<W: io::Write, S: Serialize>(
+    out: W,
+    run_id: &str,
+    covers_seq: u64,
+    snapshot: &S,
+    pretty: bool,
+) -> serde_json::Result<()> {
+    let sum = QueueSum {
+        summing: Cell::new(false),
+        crc: Cell::new(queue_file_header_checksum(
+            QUEUE_FILE_FORMAT_VERSION,
+            run_id,
+            covers_seq,
+        )),
+    };
+    let file = QueueFileRef {
+        format_version: QUEUE_FILE_FORMAT_VERSION,
+        run_id,
+        covers_seq,
+        snapshot: Summed {
+            value: snapshot,
+            sum: &sum,
+        },
+        crc32c: SumSoFar(&sum),
+    };
+    let out = SummingWriter {
+        inner: out,
+        sum: &sum,
+    };
+    if pretty {
+        serde_json::to_writer_pretty(out, &file)
+    } else {
+        serde_json::to_writer(out, &file)
+    }
 }
 
 impl Store {
@@ -2128,25 +2314,15 @@ impl Store {
         pretty: &P,
         refuse: &dyn Fn() -> Result<()>,
     ) -> Result<u64> {
-        let file = QueueFileRef {
-            format_version: QUEUE_FILE_FORMAT_VERSION,
-            run_id: run_id.as_str(),
-            covers_seq,
-            snapshot,
-        };
         let mut counter = Counter {
             count: 0,
             limit: PRETTY_QUEUE_FILE_LIMIT,
         };
-        match serde_json::to_writer(&mut counter, &file) {
+        match encode_queue_file(&mut counter, run_id.as_str(), covers_seq, snapshot, false) {
             Ok(()) => {
-                let file = QueueFileRef {
-                    format_version: file.format_version,
-                    run_id: file.run_id,
-                    covers_seq,
-                    snapshot: pretty,
-                };
-                let bytes = serde_json::to_vec_pretty(&file).map_err(encoding("queue snapshot"))?;
+                let mut bytes = Vec::new();
+                encode_queue_file(&mut bytes, run_id.as_str(), covers_seq, pretty, true)
+                    .map_err(encoding("queue snapshot"))?;
                 self.write_atomic_unless(dir, QUEUE_FILE, &bytes, refuse)?;
                 return Ok(bytes.len() as u64);
             }
@@ -2167,10 +2343,11 @@ impl Store {
                 failure: None,
             },
         );
-        let encoded = serde_json::to_writer(&mut out, &file).and_then(|()| {
-            use std::io::Write as _;
-            out.flush().map_err(serde_json::Error::io)
-        });
+        let encoded = encode_queue_file(&mut out, run_id.as_str(), covers_seq, snapshot, false)
+            .and_then(|()| {
+                use std::io::Write as _;
+                out.flush().map_err(serde_json::Error::io)
+            });
         let FileWriter {
             file: file_handle,
             written,
@@ -2280,14 +2457,14 @@ fn locked(run_id: &RunId, file: &mut dyn FsFile) -> Error {
 #[cfg(test)]
 mod tests {
     //! `queue.json` is written in one of two ways; both must give the file the encoding
-    //! always gave it.
+    //! always gave it, with a checksum that holds when it is read back.
 
     use std::sync::Arc;
 
     use cairn_checkpoint::RunId;
     use cairn_queue::{EnqueuedBy, Queue, QueueConfig, TaskSpec, Timestamp};
 
-    use super::{PRETTY_QUEUE_FILE_LIMIT, QUEUE_FILE, QueueFileRef, Store};
+    use super::{PRETTY_QUEUE_FILE_LIMIT, QUEUE_FILE, Store, encode_queue_file, parse_queue_file};
     use crate::fs::StdFilesystem;
 
     fn queue_of(tasks: usize) -> Queue {
@@ -2316,20 +2493,20 @@ mod tests {
         let len = store
             .write_queue_file(dir.path(), &run_id, 7, &snapshot, &snapshot, &|| Ok(()))
             .unwrap();
-        let file = QueueFileRef {
-            format_version: super::QUEUE_FILE_FORMAT_VERSION,
-            run_id: run_id.as_str(),
-            covers_seq: 7,
-            snapshot: &snapshot,
-        };
-        let compact = serde_json::to_vec(&file).unwrap();
+        let mut compact = Vec::new();
+        encode_queue_file(&mut compact, run_id.as_str(), 7, &snapshot, false).unwrap();
         let expected = if compact.len() > PRETTY_QUEUE_FILE_LIMIT {
             compact
         } else {
-            serde_json::to_vec_pretty(&file).unwrap()
+            let mut pretty = Vec::new();
+            encode_queue_file(&mut pretty, run_id.as_str(), 7, &snapshot, true).unwrap();
+            pretty
         };
         let on_disk = std::fs::read(dir.path().join(QUEUE_FILE)).unwrap();
         assert!(!dir.path().join(format!("{QUEUE_FILE}.tmp")).exists());
+        let read = parse_queue_file(&run_id, &on_disk).expect("its checksum holds");
+        assert_eq!(read.covers_seq, 7);
+        assert_eq!(read.snapshot, queue.snapshot());
         (on_disk, len, expected)
     }
 

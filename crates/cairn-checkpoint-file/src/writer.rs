@@ -42,7 +42,9 @@ use tokio::sync::watch;
 use crate::fs::FsFile;
 use crate::journal;
 use crate::shadow::{Kept, Refused, Shadow};
-use crate::store::{JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, io_error, sync_error};
+use crate::store::{
+    JOURNAL_FILE, JournalFile, QUEUE_FILE, Store, io_error, parse_queue_file, sync_error,
+};
 
 /// The first preallocation step, and the granularity of every step.
 const PREALLOCATE_MIN: u64 = 64 * 1024;
@@ -1135,11 +1137,10 @@ impl Shared {
             Some(queue) => (Some(queue), None),
             None => match store.fs.read(&dir.join(QUEUE_FILE)) {
                 Ok(bytes) => {
-                    let file: crate::store::QueueFile =
-                        serde_json::from_slice(&bytes).map_err(|err| Error::Encoding {
-                            what: "queue snapshot",
-                            detail: err.to_string(),
-                        })?;
+                    // Checked as `open` checks it, checksum included: compaction builds the
+                    // next snapshot on this one.
+                    let file = parse_queue_file(&self.run_id, &bytes)
+                        .map_err(|problem| problem.unquarantined_error(&self.run_id))?;
                     (None, Some(file.snapshot))
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, None),

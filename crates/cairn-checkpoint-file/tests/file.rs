@@ -104,7 +104,10 @@ async fn layout_is_readable_by_a_person() {
     let queue: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("queue.json")).unwrap()).unwrap();
     assert_eq!(queue["run_id"], "layout");
-    assert_eq!(queue["format_version"], 1);
+    assert_eq!(
+        queue["format_version"],
+        cairn_checkpoint_file::QUEUE_FILE_FORMAT_VERSION
+    );
     assert_eq!(queue["covers_seq"], 2);
     assert_eq!(
         std::fs::read(dir.join("journal")).unwrap(),
