@@ -114,8 +114,26 @@ impl FsFile for StaleQueueFile {
         let mut file: serde_json::Value = serde_json::from_slice(buf).map_err(io::Error::other)?;
         let mut first = self.first.lock().unwrap();
         match &*first {
-            Some(stale) => file["snapshot"] = stale.clone(),
-            None => *first = Some(file["snapshot"].clone()),
+            Some(stale) => {
+                file["snapshot"] = stale.clone();
+                // The bug modelled is a writer's, not the disk's: the stale file carries a
+                // checksum that holds (queue.json format 2), so only the verifier's replay
+                // can tell it is stale.
+                let head = format!(
+                    "{} {} {} ",
+                    file["format_version"],
+                    file["run_id"].as_str().unwrap_or_default(),
+                    file["covers_seq"]
+                );
+                let snapshot = serde_json::to_vec(stale).map_err(io::Error::other)?;
+                let sum = crc32c::crc32c_append(crc32c::crc32c(head.as_bytes()), &snapshot);
+                file["crc32c"] = sum.into();
+            }
+            None => {
+                *first = Some(file["snapshot"].clone());
+                // Written as it came: its checksum covers the snapshot's bytes as laid out.
+                return self.inner.write_all(buf);
+            }
         }
         let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
         self.inner.write_all(&bytes)
