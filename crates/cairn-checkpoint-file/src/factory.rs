@@ -490,14 +490,7 @@ impl CheckpointerFactory for FileFactory {
                 Ok((lock, journal))
             })
             .await?;
-        let start = Position {
-            next_seq: 1,
-            journal_len: 0,
-            records_after_snapshot: 0,
-            covers_seq: 0,
-            snapshot_len: 0,
-            fresh: true,
-        };
+        let start = Position::fresh();
         Ok(Box::new(self.writer(run_id, lock, journal, start)))
     }
 

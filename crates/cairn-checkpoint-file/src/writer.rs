@@ -95,6 +95,20 @@ pub(crate) struct Position {
     pub(crate) fresh: bool,
 }
 
+impl Position {
+    /// A run just begun: an empty journal, no snapshot, numbering from 1.
+    pub(crate) fn fresh() -> Self {
+        Position {
+            next_seq: 1,
+            journal_len: 0,
+            records_after_snapshot: 0,
+            covers_seq: 0,
+            snapshot_len: 0,
+            fresh: true,
+        }
+    }
+}
+
 /// The writer's tuning, fixed by the factory's builder.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
@@ -1645,14 +1659,7 @@ mod tests {
     use super::*;
 
     fn fresh_state() -> WriterState {
-        WriterState::new(&Position {
-            next_seq: 1,
-            journal_len: 0,
-            records_after_snapshot: 0,
-            covers_seq: 0,
-            snapshot_len: 0,
-            fresh: true,
-        })
+        WriterState::new(&Position::fresh())
     }
 
     /// What `append` does under the state lock: buffer one sealed record and take the
